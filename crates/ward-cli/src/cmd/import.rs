@@ -1,0 +1,237 @@
+//! `ward import mxnet`
+
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use ward_core::DType;
+use ward_mxnet::import::{import, DeclaredInput};
+use ward_mxnet::limits::{ParamsLimits, SymbolLimits};
+use ward_package::{write_package, FileDigest, InputSpec, Manifest, Origin, OutputSpec};
+
+use super::{parse_dims, read_file};
+
+#[derive(Subcommand)]
+pub enum ImportCommand {
+    /// Import an MXNet 1.x export (`*-symbol.json` + `*.params`).
+    ///
+    /// Example:
+    ///   ward import mxnet --symbol resnet18-symbol.json --params resnet18-0000.params \
+    ///     --input data:float32:-1,3,224,224 --range data:-3:3 --out resnet18.ward
+    #[command(verbatim_doc_comment)]
+    Mxnet(MxnetArgs),
+}
+
+#[derive(Args)]
+pub struct MxnetArgs {
+    /// The symbol file (`HybridBlock.export` or `Module.save_checkpoint` output).
+    #[arg(long, value_name = "S.json")]
+    symbol: PathBuf,
+    /// The parameters file saved with the symbol.
+    #[arg(long, value_name = "P.params")]
+    params: PathBuf,
+    /// A data input: NAME:DTYPE:DIMS, DIMS comma-separated, -1 for a variable dim.
+    #[arg(long = "input", value_name = "NAME:DTYPE:DIMS", required = true)]
+    inputs: Vec<String>,
+    /// An inclusive value range every element of an input must lie in: NAME:MIN:MAX.
+    #[arg(long = "range", value_name = "NAME:MIN:MAX")]
+    ranges: Vec<String>,
+    /// Accept NaN and infinities in this input (refused by default).
+    #[arg(long = "allow-nonfinite", value_name = "NAME")]
+    allow_nonfinite: Vec<String>,
+    /// The package's model name (default: the symbol file's name without `-symbol.json`).
+    #[arg(long)]
+    name: Option<String>,
+    /// The package's model version.
+    #[arg(long = "model-version", default_value = "1")]
+    model_version: String,
+    /// The package directory to create (must not exist, or be empty).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+}
+
+pub fn run(command: ImportCommand) -> Result<()> {
+    match command {
+        ImportCommand::Mxnet(args) => mxnet(args),
+    }
+}
+
+/// Splits `A:B:C` at its last two colons, so names may hold colons.
+fn split3(text: &str, what: &str) -> Result<(String, String, String)> {
+    let mut parts = text.rsplitn(3, ':');
+    let (c, b, a) = (parts.next(), parts.next(), parts.next());
+    match (a, b, c) {
+        (Some(a), Some(b), Some(c)) if !a.is_empty() => Ok((a.into(), b.into(), c.into())),
+        _ => bail!("{what} {text:?} must have the form {}", what_form(what)),
+    }
+}
+
+fn what_form(what: &str) -> &'static str {
+    if what == "--range" {
+        "NAME:MIN:MAX"
+    } else {
+        "NAME:DTYPE:DIMS"
+    }
+}
+
+fn input_specs(args: &MxnetArgs) -> Result<Vec<InputSpec>> {
+    let mut specs = Vec::new();
+    for text in &args.inputs {
+        let (name, dtype, dims) = split3(text, "--input")?;
+        let dtype: DType = dtype.parse().with_context(|| format!("--input {text:?}"))?;
+        let shape = parse_dims(&dims, true).with_context(|| format!("--input {text:?}"))?;
+        if specs.iter().any(|s: &InputSpec| s.name == name) {
+            bail!("--input {name:?} is given twice");
+        }
+        specs.push(InputSpec {
+            name,
+            dtype,
+            shape,
+            range: None,
+            allow_nonfinite: false,
+        });
+    }
+    for text in &args.ranges {
+        let (name, min, max) = split3(text, "--range")?;
+        let spec = specs
+            .iter_mut()
+            .find(|s| s.name == name)
+            .with_context(|| format!("--range names {name:?}, which is not an --input"))?;
+        let min: f64 = min
+            .parse()
+            .with_context(|| format!("--range {text:?}: bad minimum"))?;
+        let max: f64 = max
+            .parse()
+            .with_context(|| format!("--range {text:?}: bad maximum"))?;
+        spec.range = Some([min, max]);
+    }
+    for name in &args.allow_nonfinite {
+        let spec = specs
+            .iter_mut()
+            .find(|s| &s.name == name)
+            .with_context(|| {
+                format!("--allow-nonfinite names {name:?}, which is not an --input")
+            })?;
+        spec.allow_nonfinite = true;
+    }
+    for spec in &specs {
+        spec.validate_spec()
+            .with_context(|| format!("--input {:?}", spec.name))?;
+    }
+    Ok(specs)
+}
+
+/// `resnet18-symbol.json` → `resnet18`, reduced to the characters a manifest name allows.
+fn default_name(symbol: &std::path::Path) -> String {
+    let file = symbol
+        .file_name()
+        .and_then(|f| f.to_str())
+        .unwrap_or("model");
+    let stem = file
+        .strip_suffix("-symbol.json")
+        .or_else(|| file.strip_suffix(".json"))
+        .unwrap_or(file);
+    let clean: String = stem
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let clean = clean.trim_start_matches(['.', '_', '-']).to_string();
+    if clean.is_empty() {
+        "model".into()
+    } else {
+        clean
+    }
+}
+
+fn mxnet(args: MxnetArgs) -> Result<()> {
+    let specs = input_specs(&args)?;
+    let symbol_bytes = read_file(&args.symbol)?;
+    let params_bytes = read_file(&args.params)?;
+    let symbol = ward_mxnet::symbol::read_symbol(&symbol_bytes, &SymbolLimits::default())
+        .with_context(|| format!("{}", args.symbol.display()))?;
+    let params = ward_mxnet::params::read_params(&params_bytes, &ParamsLimits::default())
+        .with_context(|| format!("{}", args.params.display()))?;
+    let declared: Vec<DeclaredInput> = specs
+        .iter()
+        .map(|s| DeclaredInput {
+            name: s.name.clone(),
+            dtype: s.dtype,
+            shape: s.shape.clone(),
+        })
+        .collect();
+    let imported = import(&symbol, params, &declared).context("import")?;
+    for unused in &imported.unused_params {
+        eprintln!("warning: parameter {unused:?} is in the .params file but the symbol never reads it; it is left out");
+    }
+    let outputs: Vec<OutputSpec> = imported
+        .graph
+        .outputs
+        .iter()
+        .zip(&imported.output_shapes)
+        .map(|(o, shape)| OutputSpec {
+            name: o.name.clone(),
+            dtype: DType::F32,
+            shape: shape.clone(),
+        })
+        .collect();
+    // Inputs in the graph's order, which is the symbol's.
+    let inputs: Vec<InputSpec> = imported
+        .graph
+        .inputs
+        .iter()
+        .filter_map(|i| specs.iter().find(|s| s.name == i.name).cloned())
+        .collect();
+    let v = symbol.mxnet_version;
+    let origin = Origin {
+        framework: "mxnet".into(),
+        framework_version: Some(format!("{}.{}.{}", v / 10000, v / 100 % 100, v % 100)),
+        files: vec![
+            FileDigest::of(file_name(&args.symbol), &symbol_bytes),
+            FileDigest::of(file_name(&args.params), &params_bytes),
+        ],
+    };
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| default_name(&args.symbol));
+    let created = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let manifest = Manifest::new(
+        name,
+        args.model_version.clone(),
+        created,
+        origin,
+        inputs,
+        outputs,
+    );
+    write_package(
+        &args.out,
+        &manifest,
+        &imported.graph.to_json(),
+        &imported.weights,
+    )
+    .with_context(|| format!("writing {}", args.out.display()))?;
+    println!(
+        "imported {} ({} nodes, {} parameters) into {}",
+        manifest.name,
+        imported.graph.nodes.len(),
+        imported.weights.len(),
+        args.out.display()
+    );
+    Ok(())
+}
+
+fn file_name(path: &std::path::Path) -> String {
+    path.file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}

@@ -1,0 +1,89 @@
+//! `ward predict`
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use ward_core::{npy, Tensor};
+use ward_package::LoadedPackage;
+
+use super::{read_file, safe_file_stem};
+
+/// Run a package on inputs from .npy files; writes one OUTDIR/<output>.npy per output.
+///
+/// Example:
+///   ward predict resnet18.ward --input data=image.npy --out predictions/
+#[derive(Args)]
+#[command(verbatim_doc_comment)]
+pub struct PredictArgs {
+    /// The package directory.
+    package: PathBuf,
+    /// An input: NAME=FILE.npy.
+    #[arg(long = "input", value_name = "NAME=FILE.npy", required = true)]
+    inputs: Vec<String>,
+    /// Directory for the outputs (created if missing).
+    #[arg(long, value_name = "OUTDIR")]
+    out: PathBuf,
+    /// Threads for matrix products.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+}
+
+pub fn run(args: PredictArgs) -> Result<()> {
+    ward_graph::exec::set_threads(args.threads);
+    let package = LoadedPackage::open(&args.package)
+        .with_context(|| format!("package {}", args.package.display()))?;
+    let mut inputs = Vec::new();
+    for text in &args.inputs {
+        let Some((name, file)) = text.split_once('=') else {
+            bail!("--input {text:?} must have the form NAME=FILE.npy");
+        };
+        let path = PathBuf::from(file);
+        let tensor =
+            npy::read_npy(&read_file(&path)?).with_context(|| path.display().to_string())?;
+        inputs.push((name.to_string(), tensor));
+    }
+    let outputs = package.predict(inputs)?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    for (name, tensor) in &outputs {
+        if !safe_file_stem(name) {
+            bail!("output name {name:?} cannot be used as a file name");
+        }
+        let path = args.out.join(format!("{name}.npy"));
+        std::fs::write(&path, npy::write_npy(tensor))
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("{name}: shape {:?} -> {}", tensor.shape(), path.display());
+        print_summary(tensor);
+    }
+    Ok(())
+}
+
+/// For (N, C) outputs, each row's best class; otherwise the first values.
+fn print_summary(t: &Tensor) {
+    let values = t.to_f32_vec();
+    if let [rows, cols] = t.shape() {
+        if *cols > 1 {
+            for (r, row) in values.chunks(*cols).take(8).enumerate() {
+                let (best, score) =
+                    row.iter()
+                        .enumerate()
+                        .fold(
+                            (0, f32::NEG_INFINITY),
+                            |acc, (i, &v)| if v > acc.1 { (i, v) } else { acc },
+                        );
+                println!("  row {r}: class {best} (score {score:.6})");
+            }
+            if *rows > 8 {
+                println!("  ... {} more rows", rows - 8);
+            }
+            return;
+        }
+    }
+    let head: Vec<String> = values.iter().take(8).map(|v| format!("{v:.6}")).collect();
+    println!(
+        "  [{}{}]",
+        head.join(", "),
+        if values.len() > 8 { ", ..." } else { "" }
+    );
+}

@@ -1,0 +1,52 @@
+//! `ward`: the command-line front end. Flags, wiring and messages only; the work is done
+//! by the library crates.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+
+#[derive(Parser)]
+#[command(
+    name = "ward",
+    version,
+    about = "A memory-safe, secure-by-default runtime for MXNet models"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Import a model from another framework into a ward package.
+    #[command(subcommand)]
+    Import(cmd::import::ImportCommand),
+    /// Run a package on inputs read from .npy files.
+    Predict(cmd::predict::PredictArgs),
+    /// Describe a package.
+    Inspect(cmd::inspect::InspectArgs),
+    /// Export a package to another format.
+    #[command(subcommand)]
+    Export(cmd::export::ExportCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Import(c) => cmd::import::run(c),
+        Command::Predict(a) => cmd::predict::run(a),
+        Command::Inspect(a) => cmd::inspect::run(a),
+        Command::Export(c) => cmd::export::run(c),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line, no backtrace: the chain of contexts joined by ": ".
+            let message = format!("{e:#}").replace(['\n', '\r'], " ");
+            eprintln!("error: {message}");
+            ExitCode::from(1)
+        }
+    }
+}

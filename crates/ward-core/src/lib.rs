@@ -1,0 +1,17 @@
+//! Ward's foundation: element types, tensors, a bounds-checked byte reader, the `.npy`
+//! format and the error type shared by them.
+//!
+//! Nothing here depends on another ward crate. Every parser in ward that reads bytes from
+//! outside is built on [`Reader`], so bounds checks live in one place.
+
+// Data from outside must never be unwrapped; tests may.
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod dtype;
+pub mod npy;
+pub mod reader;
+pub mod tensor;
+
+pub use dtype::DType;
+pub use reader::{Reader, Truncated};
+pub use tensor::{Tensor, TensorError};

@@ -1,0 +1,192 @@
+//! A dense tensor: an element type, a shape and little-endian bytes.
+//!
+//! Deliberately plain (no generics, no strides): parsers produce it, the executor consumes
+//! it, and `.npy`/safetensors write it. Construction checks that the byte length matches
+//! the shape with checked arithmetic, so a `Tensor` is always self-consistent.
+
+use crate::DType;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TensorError {
+    #[error("shape {shape:?} has more elements than fit in memory")]
+    ShapeOverflow { shape: Vec<usize> },
+    #[error("shape {shape:?} of {dtype} needs {expected} bytes, got {actual}")]
+    LengthMismatch {
+        shape: Vec<usize>,
+        dtype: DType,
+        expected: usize,
+        actual: usize,
+    },
+}
+
+/// The number of elements of `shape`, or `None` if the product overflows `usize`.
+pub fn element_count(shape: &[usize]) -> Option<usize> {
+    shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
+}
+
+/// The byte length of a tensor of `shape` and `dtype`, or `None` on overflow.
+pub fn byte_len(shape: &[usize], dtype: DType) -> Option<usize> {
+    element_count(shape)?.checked_mul(dtype.size())
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tensor {
+    dtype: DType,
+    shape: Vec<usize>,
+    data: Vec<u8>,
+}
+
+impl Tensor {
+    /// Wraps little-endian bytes; fails unless their length is exactly what the shape needs.
+    pub fn from_bytes(dtype: DType, shape: Vec<usize>, data: Vec<u8>) -> Result<Self, TensorError> {
+        let expected = byte_len(&shape, dtype).ok_or_else(|| TensorError::ShapeOverflow {
+            shape: shape.clone(),
+        })?;
+        if expected != data.len() {
+            return Err(TensorError::LengthMismatch {
+                shape,
+                dtype,
+                expected,
+                actual: data.len(),
+            });
+        }
+        Ok(Tensor { dtype, shape, data })
+    }
+
+    pub fn from_f32(shape: Vec<usize>, values: &[f32]) -> Result<Self, TensorError> {
+        let data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        Tensor::from_bytes(DType::F32, shape, data)
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.data
+    }
+
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.data
+    }
+
+    pub fn len(&self) -> usize {
+        self.data.len() / self.dtype.size()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Returns the same data under another shape with the same element count.
+    pub fn reshaped(self, shape: Vec<usize>) -> Result<Self, TensorError> {
+        Tensor::from_bytes(self.dtype, shape, self.data)
+    }
+
+    /// Every element converted to `f64`, exactly for all ward dtypes except 64-bit integers
+    /// beyond 2^53.
+    pub fn to_f64_vec(&self) -> Vec<f64> {
+        let d = &self.data;
+        match self.dtype {
+            DType::F32 => d
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64)
+                .collect(),
+            DType::F64 => d
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+                .collect(),
+            DType::F16 => d
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f64())
+                .collect(),
+            DType::BF16 => d
+                .chunks_exact(2)
+                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f64())
+                .collect(),
+            DType::U8 | DType::Bool => d.iter().map(|&b| b as f64).collect(),
+            DType::I8 => d.iter().map(|&b| b as i8 as f64).collect(),
+            DType::I32 => d
+                .chunks_exact(4)
+                .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64)
+                .collect(),
+            DType::I64 => d
+                .chunks_exact(8)
+                .map(|c| {
+                    i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f64
+                })
+                .collect(),
+        }
+    }
+
+    /// Every element converted to `f32` (rounding where the source is wider).
+    pub fn to_f32_vec(&self) -> Vec<f32> {
+        match self.dtype {
+            DType::F32 => self
+                .data
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            _ => self.to_f64_vec().into_iter().map(|v| v as f32).collect(),
+        }
+    }
+
+    /// The same values as a float32 tensor.
+    pub fn to_f32(&self) -> Tensor {
+        if self.dtype == DType::F32 {
+            return self.clone();
+        }
+        let data = self
+            .to_f32_vec()
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        Tensor {
+            dtype: DType::F32,
+            shape: self.shape.clone(),
+            data,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn length_must_match_shape() {
+        assert!(Tensor::from_bytes(DType::F32, vec![2, 2], vec![0; 16]).is_ok());
+        let err = Tensor::from_bytes(DType::F32, vec![2, 2], vec![0; 15]).unwrap_err();
+        assert!(matches!(
+            err,
+            TensorError::LengthMismatch {
+                expected: 16,
+                actual: 15,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn overflowing_shape_is_refused() {
+        let err = Tensor::from_bytes(DType::F64, vec![usize::MAX, 2], vec![]).unwrap_err();
+        assert!(matches!(err, TensorError::ShapeOverflow { .. }));
+    }
+
+    #[test]
+    fn converts_every_dtype_to_f32() {
+        let t = Tensor::from_bytes(DType::I8, vec![2], vec![0xff, 3]).unwrap();
+        assert_eq!(t.to_f32_vec(), vec![-1.0, 3.0]);
+        let t = Tensor::from_bytes(
+            DType::BF16,
+            vec![1],
+            half::bf16::from_f32(1.5).to_le_bytes().to_vec(),
+        )
+        .unwrap();
+        assert_eq!(t.to_f32_vec(), vec![1.5]);
+    }
+}

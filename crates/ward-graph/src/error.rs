@@ -1,0 +1,47 @@
+//! The error type of `ward-graph`.
+
+use crate::ir::Node;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GraphError {
+    #[error("graph {what}: {actual} exceeds the limit of {limit}")]
+    TooLarge {
+        what: &'static str,
+        actual: usize,
+        limit: usize,
+    },
+    #[error("graph.json is not valid: {0}")]
+    Json(String),
+    #[error("graph format {0:?} is not \"ward-graph\"")]
+    Format(String),
+    #[error("graph version {found} is not supported (this build reads version {supported})")]
+    Version { found: u32, supported: u32 },
+    #[error("duplicate {what} name {name:?}")]
+    DuplicateName { what: &'static str, name: String },
+    #[error("param {param:?}: {reason}")]
+    Param { param: String, reason: String },
+    #[error("node {node:?} ({op}): {reason}")]
+    Node {
+        node: String,
+        op: &'static str,
+        reason: String,
+    },
+    #[error("output {output:?}: {reason}")]
+    Output { output: String, reason: String },
+    #[error("graph has no outputs")]
+    NoOutputs,
+    #[error("graph expects {expected} inputs, got {actual}")]
+    InputCount { expected: usize, actual: usize },
+    #[error("backend: {0}")]
+    Backend(String),
+}
+
+impl GraphError {
+    pub(crate) fn node(node: &Node, reason: impl Into<String>) -> Self {
+        GraphError::Node {
+            node: node.name.clone(),
+            op: node.op.name(),
+            reason: reason.into(),
+        }
+    }
+}

@@ -1,0 +1,1104 @@
+//! Conversion of an MXNet symbol and its parameters into a ward graph.
+//!
+//! One converter per MXNet operator reads the node's attributes through
+//! [`AttrReader`](crate::attrs::AttrReader) with MXNet 1.9.1's defaults written out, and
+//! refuses any attribute it does not consume: an operator or attribute value ward does not
+//! support fails the import with the node, the operator and the attribute named, never a
+//! silently different result.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use ward_core::{DType, Tensor};
+use ward_graph::ir::{
+    ActivationKind, BinaryKind, FillDim, Graph, GraphInput, GraphOutput, LeakyReluKind, Node, Op,
+    PadMode, ParamDecl, PoolKind, RnnMode, ScalarKind, SoftmaxOutputMode, Source, UnaryKind,
+};
+use ward_graph::shape::infer_shapes;
+
+use crate::attrs::{AttrError, AttrReader};
+use crate::params::{split_key, NdArray, ParamKind, ParamsError, ParamsFile};
+use crate::symbol::{Entry, Symbol, SymbolNode};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error(transparent)]
+    Attr(#[from] AttrError),
+    #[error("node {node:?} ({op}): {reason}")]
+    Node {
+        node: String,
+        op: String,
+        reason: String,
+    },
+    #[error("node {node:?}: operator {op:?} is not supported")]
+    UnsupportedOp { node: String, op: String },
+    #[error("parameter {name:?}: {reason}")]
+    Param { name: String, reason: String },
+    #[error("input {name:?}: {reason}")]
+    Input { name: String, reason: String },
+    #[error("the .params file {0}")]
+    ParamsLayout(String),
+    #[error(transparent)]
+    Params(#[from] ParamsError),
+    #[error("the imported graph does not check: {0}")]
+    Graph(#[from] ward_graph::GraphError),
+}
+
+/// A model input as the user declares it: `-1` marks a variable dim.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeclaredInput {
+    pub name: String,
+    pub dtype: DType,
+    pub shape: Vec<i64>,
+}
+
+/// What an import produces: the graph, its weights in param order, and each output's
+/// shape with `-1` where it follows a variable input dim.
+#[derive(Debug)]
+pub struct Imported {
+    pub graph: Graph,
+    pub weights: Vec<(String, Tensor)>,
+    pub output_shapes: Vec<Vec<i64>>,
+    /// Parameters in the file that the graph never reads.
+    pub unused_params: Vec<String>,
+}
+
+/// How a symbol node's output maps into the ward graph.
+#[derive(Debug, Clone)]
+enum Value {
+    Ready(Source),
+    /// A `_zeros`/`_ones` whose unknown (0) dims take the batch size from its consumer.
+    PendingFill {
+        name: String,
+        value: f64,
+        shape: Vec<i64>,
+    },
+    /// Something read at inference by no operator (SoftmaxOutput's label).
+    Dropped,
+}
+
+struct Importer<'a> {
+    graph: Graph,
+    weights: Vec<(String, Tensor)>,
+    params: HashMap<String, Tensor>,
+    used_params: HashSet<String>,
+    declared: &'a [DeclaredInput],
+    /// Per symbol node, per output.
+    values: Vec<Vec<Value>>,
+    /// Variables read only as SoftmaxOutput labels.
+    label_only: HashSet<usize>,
+    /// While an RNN's inputs are resolved: its data, the batch reference for its states.
+    pending_rnn_data: Option<Source>,
+}
+
+/// Converts `symbol` with `params` into a ward graph. `inputs` declares every data input of
+/// the graph (the symbol does not record them); everything else must be a parameter.
+pub fn import(
+    symbol: &Symbol,
+    params: ParamsFile,
+    inputs: &[DeclaredInput],
+) -> Result<Imported, ImportError> {
+    let params = named_params(params)?;
+    let mut importer = Importer {
+        graph: Graph::new(),
+        weights: Vec::new(),
+        params,
+        used_params: HashSet::new(),
+        declared: inputs,
+        values: Vec::with_capacity(symbol.nodes.len()),
+        label_only: label_only_variables(symbol),
+        pending_rnn_data: None,
+    };
+    for input in inputs {
+        if !symbol
+            .nodes
+            .iter()
+            .any(|n| n.op == "null" && n.name == input.name)
+        {
+            return Err(ImportError::Input {
+                name: input.name.clone(),
+                reason: "is declared but the symbol has no such variable".into(),
+            });
+        }
+    }
+    importer.convert_graph(symbol)?;
+    for (k, head) in symbol.heads.iter().enumerate() {
+        let source = importer.ready(symbol, *head, "graph output")?;
+        let node = &symbol.nodes[head.node];
+        let name = output_name(node, head.output, visible_outputs(node));
+        let name = if importer.graph.outputs.iter().any(|o| o.name == name) {
+            format!("{name}_{k}")
+        } else {
+            name
+        };
+        importer.graph.outputs.push(GraphOutput { name, source });
+    }
+    importer.graph.validate()?;
+    let output_shapes = importer.output_shapes()?;
+    let mut unused_params: Vec<String> = importer
+        .params
+        .keys()
+        .filter(|k| !importer.used_params.contains(*k))
+        .cloned()
+        .collect();
+    unused_params.sort();
+    Ok(Imported {
+        graph: importer.graph,
+        weights: importer.weights,
+        output_shapes,
+        unused_params,
+    })
+}
+
+/// MXNet's name for output `k` of a node, as `Symbol.list_outputs()` prints it.
+fn output_name(node: &SymbolNode, k: usize, visible: usize) -> String {
+    if visible <= 1 {
+        format!("{}_output", node.name)
+    } else {
+        format!("{}_output{k}", node.name)
+    }
+}
+
+fn visible_outputs(node: &SymbolNode) -> usize {
+    match node.op.as_str() {
+        "SliceChannel" => node
+            .attrs
+            .get("num_outputs")
+            .and_then(|s| crate::attrs::parse_int(s).ok())
+            .unwrap_or(1)
+            .max(1) as usize,
+        _ => 1,
+    }
+}
+
+/// Maps `.params` keys to dense tensors by parameter name.
+fn named_params(params: ParamsFile) -> Result<HashMap<String, Tensor>, ImportError> {
+    if params.names.is_none() && !params.arrays.is_empty() {
+        return Err(ImportError::ParamsLayout(
+            "holds an unnamed list of arrays; export the model with HybridBlock.export or Module.save_checkpoint".into(),
+        ));
+    }
+    let mut out = HashMap::new();
+    for (key, array) in params.into_named()? {
+        let (kind, name) = split_key(&key);
+        if kind == ParamKind::Plain
+            && name.split('.').all(|part| !part.is_empty())
+            && name.contains('.')
+        {
+            return Err(ImportError::ParamsLayout(format!(
+                "uses structural names such as {key:?} (Block.save_parameters), which a symbol cannot bind; export the model with HybridBlock.export"
+            )));
+        }
+        let tensor = dense(&key, array)?;
+        if out.insert(name.to_string(), tensor).is_some() {
+            return Err(ImportError::Param {
+                name: name.to_string(),
+                reason: "appears twice (as arg: and aux:)".into(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn dense(key: &str, array: NdArray) -> Result<Tensor, ImportError> {
+    match array.value {
+        Some(stored) => Ok(stored.to_dense()?),
+        None => Err(ImportError::Param {
+            name: key.to_string(),
+            reason: "is an empty (none) array slot".into(),
+        }),
+    }
+}
+
+/// Variables that only SoftmaxOutput reads, as its label: unused at inference.
+fn label_only_variables(symbol: &Symbol) -> HashSet<usize> {
+    let mut readers: HashMap<usize, Vec<(usize, usize)>> = HashMap::new();
+    for (index, node) in symbol.nodes.iter().enumerate() {
+        for (pos, e) in node.inputs.iter().enumerate() {
+            readers.entry(e.node).or_default().push((index, pos));
+        }
+    }
+    symbol
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| n.op == "null")
+        .filter(|(i, _)| {
+            readers.get(i).is_some_and(|r| {
+                r.iter()
+                    .all(|&(reader, pos)| pos == 1 && symbol.nodes[reader].op == "SoftmaxOutput")
+            })
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+impl Importer<'_> {
+    fn convert_graph(&mut self, symbol: &Symbol) -> Result<(), ImportError> {
+        for (index, node) in symbol.nodes.iter().enumerate() {
+            let values = if node.op == "null" {
+                vec![self.variable(index, node)?]
+            } else {
+                self.operator(symbol, node)?
+            };
+            self.values.push(values);
+        }
+        Ok(())
+    }
+
+    fn variable(&mut self, index: usize, node: &SymbolNode) -> Result<Value, ImportError> {
+        if let Some(decl) = self.declared.iter().find(|d| d.name == node.name) {
+            self.graph.inputs.push(GraphInput {
+                name: decl.name.clone(),
+                dtype: decl.dtype,
+            });
+            return Ok(Value::Ready(Source::Input(self.graph.inputs.len() - 1)));
+        }
+        if let Some(tensor) = self.params.get(&node.name) {
+            self.used_params.insert(node.name.clone());
+            self.graph.params.push(ParamDecl {
+                name: node.name.clone(),
+                dtype: tensor.dtype(),
+                shape: tensor.shape().to_vec(),
+            });
+            self.weights.push((node.name.clone(), tensor.clone()));
+            return Ok(Value::Ready(Source::Param(self.graph.params.len() - 1)));
+        }
+        if self.label_only.contains(&index) {
+            return Ok(Value::Dropped);
+        }
+        Err(ImportError::Input {
+            name: node.name.clone(),
+            reason: "is a variable of the symbol but neither a parameter in the .params file nor a declared --input"
+                .into(),
+        })
+    }
+
+    /// The ward source for an entry, materialising a pending fill for its consumer.
+    fn ready(
+        &mut self,
+        symbol: &Symbol,
+        entry: Entry,
+        consumer: &str,
+    ) -> Result<Source, ImportError> {
+        let value = self
+            .values
+            .get(entry.node)
+            .and_then(|v| v.get(entry.output))
+            .cloned()
+            .ok_or_else(|| ImportError::Node {
+                node: consumer.to_string(),
+                op: String::new(),
+                reason: format!(
+                    "reads output {} of node {:?}, which has no such output",
+                    entry.output, symbol.nodes[entry.node].name
+                ),
+            })?;
+        match value {
+            Value::Ready(s) => Ok(s),
+            Value::Dropped => Err(ImportError::Node {
+                node: consumer.to_string(),
+                op: String::new(),
+                reason: format!(
+                    "reads {:?}, which is not available at inference",
+                    symbol.nodes[entry.node].name
+                ),
+            }),
+            Value::PendingFill { name, value, shape } => {
+                let batch = self.batch_source(consumer)?;
+                let dims = shape
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &d)| match d {
+                        0 => Ok(FillDim::Like {
+                            input: 0,
+                            axis: batch.1,
+                        }),
+                        d if d > 0 => Ok(FillDim::Fixed(d as usize)),
+                        d => Err(ImportError::Node {
+                            node: name.clone(),
+                            op: "_zeros".into(),
+                            reason: format!("dim {i} is {d}"),
+                        }),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                let fill_name = unique_node_name(&self.graph, &name);
+                self.graph.nodes.push(Node {
+                    name: fill_name,
+                    op: Op::Fill { value, shape: dims },
+                    inputs: vec![batch.0],
+                });
+                Ok(Source::Node(self.graph.nodes.len() - 1, 0))
+            }
+        }
+    }
+
+    /// Where a fill's unknown dims come from for `consumer`: the batch axis of the RNN's
+    /// data (axis 1, TNC) if the consumer is an RNN, else axis 0 of the first graph input.
+    fn batch_source(&self, consumer: &str) -> Result<(Source, usize), ImportError> {
+        if let Some(rnn_data) = self.pending_rnn_data {
+            return Ok((rnn_data, 1));
+        }
+        if self.graph.inputs.is_empty() {
+            return Err(ImportError::Node {
+                node: consumer.to_string(),
+                op: String::new(),
+                reason: "reads a constant whose dims depend on the batch size, but the graph has no input".into(),
+            });
+        }
+        Ok((Source::Input(0), 0))
+    }
+
+    fn emit(&mut self, name: &str, op: Op, inputs: Vec<Source>) -> Source {
+        self.graph.nodes.push(Node {
+            name: unique_node_name(&self.graph, name),
+            op,
+            inputs,
+        });
+        Source::Node(self.graph.nodes.len() - 1, 0)
+    }
+
+    fn operator(&mut self, symbol: &Symbol, node: &SymbolNode) -> Result<Vec<Value>, ImportError> {
+        let err = |reason: String| ImportError::Node {
+            node: node.name.clone(),
+            op: node.source_op.clone(),
+            reason,
+        };
+        let mut a = AttrReader::new(&node.name, &node.source_op, &node.attrs);
+        let nin = node.inputs.len();
+        let op = node.op.as_str();
+
+        // Constants whose dims may depend on the batch size are emitted at their consumer.
+        if op == "_zeros" || op == "_ones" {
+            let shape = a.req_tuple("shape")?;
+            let dtype = a.string("dtype", "float32")?;
+            a.ignore(&["ctx"]);
+            a.finish()?;
+            if dtype != "float32" {
+                return Err(err(format!(
+                    "dtype {dtype:?} is not supported (only float32)"
+                )));
+            }
+            let value = if op == "_ones" { 1.0 } else { 0.0 };
+            if shape.contains(&0) {
+                return Ok(vec![Value::PendingFill {
+                    name: node.name.clone(),
+                    value,
+                    shape,
+                }]);
+            }
+            let dims = shape
+                .iter()
+                .map(|&d| {
+                    usize::try_from(d)
+                        .map(FillDim::Fixed)
+                        .map_err(|_| err(format!("dim {d} is negative")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let s = self.emit(&node.name, Op::Fill { value, shape: dims }, vec![]);
+            return Ok(vec![Value::Ready(s)]);
+        }
+
+        // The RNN's data is the batch reference for its pending initial states.
+        if op == "RNN" {
+            let data = node
+                .inputs
+                .first()
+                .ok_or_else(|| err("has no data input".into()))?;
+            self.pending_rnn_data = Some(self.ready(symbol, *data, &node.name)?);
+        }
+        let mut inputs = Vec::with_capacity(nin);
+        for (pos, e) in node.inputs.iter().enumerate() {
+            if op == "SoftmaxOutput" && pos == 1 {
+                continue;
+            }
+            inputs.push(self.ready(symbol, *e, &node.name)?);
+        }
+        self.pending_rnn_data = None;
+        let need = |n: usize| -> Result<(), ImportError> {
+            if nin != n {
+                return Err(err(format!("has {nin} inputs, expected {n}")));
+            }
+            Ok(())
+        };
+
+        let converted: Op = match op {
+            "Convolution" => {
+                let kernel = a.req_tuple("kernel")?;
+                let k = kernel.len();
+                if !(1..=3).contains(&k) {
+                    return Err(err(format!("kernel {kernel:?} must have 1 to 3 dims")));
+                }
+                let stride = window(&mut a, "stride", k, 1, &err)?;
+                let dilation = window(&mut a, "dilate", k, 1, &err)?;
+                let pad = window(&mut a, "pad", k, 0, &err)?;
+                let filters = a.req_int("num_filter")?;
+                let groups = a.int("num_group", 1)?;
+                let no_bias = a.bool("no_bias", false)?;
+                layout(&mut a, k, &err)?;
+                a.ignore(&["cudnn_tune", "cudnn_off", "workspace"]);
+                a.finish()?;
+                need(if no_bias { 2 } else { 3 })?;
+                self.check_leading_dim(&inputs[1], filters, &node.name, "num_filter")?;
+                Op::Conv {
+                    kernel: to_usize(&kernel, &err)?,
+                    stride,
+                    dilation,
+                    pad,
+                    groups: positive(groups, "num_group", &err)?,
+                    bias: !no_bias,
+                }
+            }
+            "Deconvolution" => {
+                let kernel = a.req_tuple("kernel")?;
+                let k = kernel.len();
+                if !(1..=3).contains(&k) {
+                    return Err(err(format!("kernel {kernel:?} must have 1 to 3 dims")));
+                }
+                let stride = window(&mut a, "stride", k, 1, &err)?;
+                let dilation = window(&mut a, "dilate", k, 1, &err)?;
+                let pad = window(&mut a, "pad", k, 0, &err)?;
+                let adj = window(&mut a, "adj", k, 0, &err)?;
+                let target = a.tuple("target_shape", &[])?;
+                if !target.is_empty() && target.iter().any(|&d| d != 0) {
+                    return Err(err(format!(
+                        "attribute \"target_shape\" = {target:?} is not supported"
+                    )));
+                }
+                a.req_int("num_filter")?;
+                let groups = a.int("num_group", 1)?;
+                // MXNet's default differs from Convolution's.
+                let no_bias = a.bool("no_bias", true)?;
+                layout(&mut a, k, &err)?;
+                a.ignore(&["cudnn_tune", "cudnn_off", "workspace"]);
+                a.finish()?;
+                need(if no_bias { 2 } else { 3 })?;
+                Op::Deconv {
+                    kernel: to_usize(&kernel, &err)?,
+                    stride,
+                    dilation,
+                    pad,
+                    output_padding: adj,
+                    groups: positive(groups, "num_group", &err)?,
+                    bias: !no_bias,
+                }
+            }
+            "FullyConnected" => {
+                let units = a.req_int("num_hidden")?;
+                let no_bias = a.bool("no_bias", false)?;
+                let flatten = a.bool("flatten", true)?;
+                a.finish()?;
+                need(if no_bias { 2 } else { 3 })?;
+                Op::Dense {
+                    units: positive(units, "num_hidden", &err)?,
+                    flatten,
+                    bias: !no_bias,
+                }
+            }
+            "Pooling" => {
+                let global = a.bool("global_pool", false)?;
+                let kernel = a.tuple("kernel", &[])?;
+                let kind = match a
+                    .enum_of("pool_type", "max", &["max", "avg", "sum", "lp"])?
+                    .as_str()
+                {
+                    "max" => PoolKind::Max,
+                    "avg" => PoolKind::Avg,
+                    "sum" => PoolKind::Sum,
+                    other => {
+                        return Err(err(format!(
+                            "attribute \"pool_type\" = {other:?} is not supported"
+                        )))
+                    }
+                };
+                let convention =
+                    a.enum_of("pooling_convention", "valid", &["valid", "full", "same"])?;
+                if convention == "same" {
+                    return Err(err(
+                        "attribute \"pooling_convention\" = \"same\" is not supported".into(),
+                    ));
+                }
+                let count_include_pad = a.opt_bool("count_include_pad")?.unwrap_or(true);
+                a.ignore(&["cudnn_off", "p_value"]);
+                let k = if global {
+                    kernel.len().max(1)
+                } else {
+                    kernel.len()
+                };
+                if !global && !(1..=3).contains(&k) {
+                    return Err(err(format!("kernel {kernel:?} must have 1 to 3 dims")));
+                }
+                let stride = window(&mut a, "stride", k, 1, &err)?;
+                let pad = window(&mut a, "pad", k, 0, &err)?;
+                layout(&mut a, k, &err)?;
+                a.finish()?;
+                need(1)?;
+                if global {
+                    Op::Pool {
+                        kind,
+                        kernel: vec![],
+                        stride: vec![],
+                        pad: vec![],
+                        ceil: false,
+                        global: true,
+                        count_include_pad,
+                    }
+                } else {
+                    Op::Pool {
+                        kind,
+                        kernel: to_usize(&kernel, &err)?,
+                        stride,
+                        pad,
+                        ceil: convention == "full",
+                        global: false,
+                        count_include_pad,
+                    }
+                }
+            }
+            "BatchNorm" => {
+                let eps = a.float("eps", 1e-3)?;
+                let fix_gamma = a.bool("fix_gamma", true)?;
+                let axis = a.int("axis", 1)?;
+                if a.bool("output_mean_var", false)? {
+                    return Err(err(
+                        "attribute \"output_mean_var\" = true is not supported".into()
+                    ));
+                }
+                a.ignore(&[
+                    "momentum",
+                    "use_global_stats",
+                    "cudnn_off",
+                    "min_calib_range",
+                    "max_calib_range",
+                ]);
+                a.finish()?;
+                need(5)?;
+                Op::BatchNorm {
+                    axis,
+                    eps,
+                    fix_gamma,
+                }
+            }
+            "InstanceNorm" => {
+                let eps = a.float("eps", 1e-3)?;
+                a.finish()?;
+                need(3)?;
+                Op::InstanceNorm { eps }
+            }
+            "LayerNorm" => {
+                let axis = a.int("axis", -1)?;
+                let eps = a.float("eps", 1e-5)?;
+                if a.bool("output_mean_var", false)? {
+                    return Err(err(
+                        "attribute \"output_mean_var\" = true is not supported".into()
+                    ));
+                }
+                a.finish()?;
+                need(3)?;
+                Op::LayerNorm { axis, eps }
+            }
+            "GroupNorm" => {
+                let groups = a.int("num_groups", 1)?;
+                let eps = a.float("eps", 1e-5)?;
+                if a.bool("output_mean_var", false)? {
+                    return Err(err(
+                        "attribute \"output_mean_var\" = true is not supported".into()
+                    ));
+                }
+                a.finish()?;
+                need(3)?;
+                Op::GroupNorm {
+                    groups: positive(groups, "num_groups", &err)?,
+                    eps,
+                }
+            }
+            "Activation" => {
+                let kind = match a
+                    .enum_of(
+                        "act_type",
+                        "",
+                        &["relu", "sigmoid", "tanh", "softrelu", "softsign"],
+                    )?
+                    .as_str()
+                {
+                    "relu" => ActivationKind::Relu,
+                    "sigmoid" => ActivationKind::Sigmoid,
+                    "tanh" => ActivationKind::Tanh,
+                    "softrelu" => ActivationKind::Softrelu,
+                    "softsign" => ActivationKind::Softsign,
+                    _ => return Err(err("attribute \"act_type\" is required".into())),
+                };
+                a.finish()?;
+                need(1)?;
+                Op::Activation { kind }
+            }
+            "LeakyReLU" => {
+                let act = a.enum_of(
+                    "act_type",
+                    "leaky",
+                    &["leaky", "elu", "prelu", "selu", "gelu", "rrelu"],
+                )?;
+                let slope = a.float("slope", 0.25)?;
+                let lower = a.float("lower_bound", 0.125)?;
+                let upper = a.float("upper_bound", 0.334)?;
+                a.finish()?;
+                let kind = match act.as_str() {
+                    "leaky" => LeakyReluKind::Leaky { slope },
+                    "elu" => LeakyReluKind::Elu { slope },
+                    "prelu" => LeakyReluKind::Prelu,
+                    "selu" => LeakyReluKind::Selu,
+                    "gelu" => LeakyReluKind::Gelu,
+                    // Inference uses the mean of the random slope's range.
+                    _ => LeakyReluKind::Leaky {
+                        slope: (lower + upper) / 2.0,
+                    },
+                };
+                need(if kind == LeakyReluKind::Prelu { 2 } else { 1 })?;
+                Op::LeakyRelu { kind }
+            }
+            "Dropout" => {
+                let p = a.float("p", 0.5)?;
+                let mode = a.enum_of("mode", "training", &["training", "always"])?;
+                a.ignore(&["axes", "cudnn_off"]);
+                a.finish()?;
+                need(1)?;
+                if mode == "always" && p > 0.0 {
+                    return Err(err(format!(
+                        "attribute \"mode\" = \"always\" drops at random at inference (p = {p}); ward does not run nondeterministic models"
+                    )));
+                }
+                Op::Dropout
+            }
+            "SoftmaxOutput" => {
+                let multi_output = a.bool("multi_output", false)?;
+                let preserve_shape = a.bool("preserve_shape", false)?;
+                a.ignore(&[
+                    "grad_scale",
+                    "ignore_label",
+                    "use_ignore",
+                    "normalization",
+                    "out_grad",
+                    "smooth_alpha",
+                ]);
+                a.finish()?;
+                let mode = if multi_output {
+                    SoftmaxOutputMode::Channel
+                } else if preserve_shape {
+                    SoftmaxOutputMode::Last
+                } else {
+                    SoftmaxOutputMode::Flatten
+                };
+                Op::SoftmaxOutput { mode }
+            }
+            "softmax" | "log_softmax" => {
+                let axis = a.int("axis", -1)?;
+                let temperature = a.opt_float("temperature")?.unwrap_or(1.0);
+                let dtype = a.string("dtype", "None")?;
+                if dtype != "None" && dtype != "float32" {
+                    return Err(err(format!(
+                        "attribute \"dtype\" = {dtype:?} is not supported"
+                    )));
+                }
+                if a.bool("use_length", false)? {
+                    return Err(err(
+                        "attribute \"use_length\" = true is not supported".into()
+                    ));
+                }
+                a.finish()?;
+                need(1)?;
+                if temperature == 0.0 || !temperature.is_finite() {
+                    return Err(err(format!(
+                        "temperature {temperature} must be finite and nonzero"
+                    )));
+                }
+                Op::Softmax {
+                    axis,
+                    temperature,
+                    log: op == "log_softmax",
+                }
+            }
+            "Reshape" => {
+                let shape = a.tuple("shape", &[])?;
+                let reverse = a.bool("reverse", false)?;
+                let target = a.tuple("target_shape", &[])?;
+                let keep_highest = a.bool("keep_highest", false)?;
+                a.finish()?;
+                need(1)?;
+                if !target.is_empty() || keep_highest {
+                    return Err(err(
+                        "the deprecated attributes \"target_shape\"/\"keep_highest\" are not supported".into(),
+                    ));
+                }
+                Op::Reshape { shape, reverse }
+            }
+            "Flatten" => {
+                a.finish()?;
+                need(1)?;
+                Op::Flatten
+            }
+            "Concat" | "_rnn_param_concat" => {
+                let n = a.req_int("num_args")?;
+                let axis = a.int("dim", if op == "Concat" { 1 } else { 0 })?;
+                a.finish()?;
+                need(usize::try_from(n).map_err(|_| err(format!("num_args {n} is negative")))?)?;
+                Op::Concat { axis }
+            }
+            "elemwise_add" | "elemwise_sub" | "elemwise_mul" | "elemwise_div" | "_maximum"
+            | "_minimum" | "broadcast_add" | "broadcast_sub" | "broadcast_mul"
+            | "broadcast_div" | "broadcast_maximum" | "broadcast_minimum" | "broadcast_plus"
+            | "broadcast_minus" => {
+                a.finish()?;
+                need(2)?;
+                let kind = match op.rsplit('_').next().unwrap_or("") {
+                    "add" | "plus" => BinaryKind::Add,
+                    "sub" | "minus" => BinaryKind::Sub,
+                    "mul" => BinaryKind::Mul,
+                    "div" => BinaryKind::Div,
+                    "maximum" => BinaryKind::Max,
+                    _ => BinaryKind::Min,
+                };
+                Op::Binary {
+                    kind,
+                    broadcast: op.starts_with("broadcast_"),
+                }
+            }
+            "add_n" => {
+                a.ignore(&["num_args"]);
+                a.finish()?;
+                Op::AddN
+            }
+            "_plus_scalar" | "_minus_scalar" | "_rminus_scalar" | "_mul_scalar" | "_div_scalar"
+            | "_rdiv_scalar" => {
+                let value = a.req_float("scalar")?;
+                a.ignore(&["is_int"]);
+                a.finish()?;
+                need(1)?;
+                let kind = match op {
+                    "_plus_scalar" => ScalarKind::Add,
+                    "_minus_scalar" => ScalarKind::Sub,
+                    "_rminus_scalar" => ScalarKind::RSub,
+                    "_mul_scalar" => ScalarKind::Mul,
+                    "_div_scalar" => ScalarKind::Div,
+                    _ => ScalarKind::RDiv,
+                };
+                Op::Scalar { kind, value }
+            }
+            "relu" | "sigmoid" | "tanh" | "exp" | "log" | "sqrt" | "abs" | "negative" => {
+                a.finish()?;
+                need(1)?;
+                let kind = match op {
+                    "relu" => UnaryKind::Relu,
+                    "sigmoid" => UnaryKind::Sigmoid,
+                    "tanh" => UnaryKind::Tanh,
+                    "exp" => UnaryKind::Exp,
+                    "log" => UnaryKind::Log,
+                    "sqrt" => UnaryKind::Sqrt,
+                    "abs" => UnaryKind::Abs,
+                    _ => UnaryKind::Neg,
+                };
+                Op::Unary { kind }
+            }
+            "clip" => {
+                let min = a.req_float("a_min")?;
+                let max = a.req_float("a_max")?;
+                a.finish()?;
+                need(1)?;
+                if min.is_nan() || max.is_nan() || min > max {
+                    return Err(err(format!("a_min {min} exceeds a_max {max}")));
+                }
+                Op::Clip { min, max }
+            }
+            "Embedding" => {
+                let input_dim = a.req_int("input_dim")?;
+                let output_dim = a.req_int("output_dim")?;
+                let dtype = a.string("dtype", "float32")?;
+                a.ignore(&["sparse_grad"]);
+                a.finish()?;
+                need(2)?;
+                if dtype != "float32" {
+                    return Err(err(format!(
+                        "attribute \"dtype\" = {dtype:?} is not supported (only float32)"
+                    )));
+                }
+                Op::Embedding {
+                    input_dim: positive(input_dim, "input_dim", &err)?,
+                    output_dim: positive(output_dim, "output_dim", &err)?,
+                }
+            }
+            "SwapAxis" => {
+                let axis1 = a.int("dim1", 0)?;
+                let axis2 = a.int("dim2", 0)?;
+                a.finish()?;
+                need(1)?;
+                Op::SwapAxes { axis1, axis2 }
+            }
+            "SequenceLast" => {
+                let axis = a.int("axis", 0)?;
+                if a.bool("use_sequence_length", false)? {
+                    return Err(err(
+                        "attribute \"use_sequence_length\" = true is not supported".into(),
+                    ));
+                }
+                a.finish()?;
+                need(1)?;
+                Op::SequenceLast { axis }
+            }
+            "SliceChannel" => {
+                let outputs = a.req_int("num_outputs")?;
+                let axis = a.int("axis", 1)?;
+                let squeeze = a.bool("squeeze_axis", false)?;
+                a.finish()?;
+                need(1)?;
+                Op::Split {
+                    axis,
+                    outputs: positive(outputs, "num_outputs", &err)?,
+                    squeeze,
+                }
+            }
+            "stack" => {
+                let axis = a.int("axis", 0)?;
+                a.ignore(&["num_args"]);
+                a.finish()?;
+                Op::Stack { axis }
+            }
+            "mean" => {
+                let axes = a.opt_tuple("axis")?;
+                let keepdims = a.bool("keepdims", false)?;
+                let exclude = a.bool("exclude", false)?;
+                a.finish()?;
+                need(1)?;
+                Op::Mean {
+                    axes,
+                    keepdims,
+                    exclude,
+                }
+            }
+            "ones_like" => {
+                a.finish()?;
+                need(1)?;
+                Op::OnesLike
+            }
+            "zeros_like" => {
+                a.finish()?;
+                need(1)?;
+                Op::Scalar {
+                    kind: ScalarKind::Mul,
+                    value: 0.0,
+                }
+            }
+            "Pad" => {
+                let mode = match a
+                    .enum_of("mode", "constant", &["constant", "edge", "reflect"])?
+                    .as_str()
+                {
+                    "edge" => PadMode::Edge,
+                    "reflect" => PadMode::Reflect,
+                    _ => PadMode::Constant,
+                };
+                let pads = a.req_tuple("pad_width")?;
+                let value = a.float("constant_value", 0.0)?;
+                a.finish()?;
+                need(1)?;
+                Op::Pad {
+                    mode,
+                    pads: to_usize(&pads, &err)?,
+                    value,
+                }
+            }
+            "RNN" => {
+                let hidden = a.req_int("state_size")?;
+                let layers = a.req_int("num_layers")?;
+                let bidirectional = a.bool("bidirectional", false)?;
+                let mode = match a
+                    .enum_of("mode", "", &["lstm", "gru", "rnn_tanh", "rnn_relu"])?
+                    .as_str()
+                {
+                    "lstm" => RnnMode::Lstm,
+                    "gru" => RnnMode::Gru,
+                    "rnn_tanh" => RnnMode::RnnTanh,
+                    "rnn_relu" => RnnMode::RnnRelu,
+                    _ => return Err(err("attribute \"mode\" is required".into())),
+                };
+                let state_outputs = a.bool("state_outputs", false)?;
+                for key in [
+                    "projection_size",
+                    "lstm_state_clip_min",
+                    "lstm_state_clip_max",
+                ] {
+                    if let Some(v) = a.opt_float(key)? {
+                        return Err(err(format!("attribute {key:?} = {v} is not supported")));
+                    }
+                }
+                if a.bool("use_sequence_length", false)? {
+                    return Err(err(
+                        "attribute \"use_sequence_length\" = true is not supported".into(),
+                    ));
+                }
+                // Dropout between layers applies in training only.
+                a.ignore(&["p", "lstm_state_clip_nan", "cudnn_off"]);
+                a.finish()?;
+                need(if mode == RnnMode::Lstm { 4 } else { 3 })?;
+                Op::Rnn {
+                    mode,
+                    hidden: positive(hidden, "state_size", &err)?,
+                    layers: positive(layers, "num_layers", &err)?,
+                    bidirectional,
+                    state_outputs,
+                }
+            }
+            _ => {
+                return Err(ImportError::UnsupportedOp {
+                    node: node.name.clone(),
+                    op: node.source_op.clone(),
+                })
+            }
+        };
+        let n_out = converted.num_outputs();
+        self.graph.nodes.push(Node {
+            name: unique_node_name(&self.graph, &node.name),
+            op: converted,
+            inputs,
+        });
+        let index = self.graph.nodes.len() - 1;
+        Ok((0..n_out)
+            .map(|k| Value::Ready(Source::Node(index, k)))
+            .collect())
+    }
+
+    /// Checks a declared count (e.g. `num_filter`) against the weight's leading dim.
+    fn check_leading_dim(
+        &self,
+        weight: &Source,
+        expected: i64,
+        node: &str,
+        attr: &str,
+    ) -> Result<(), ImportError> {
+        if let Source::Param(p) = weight {
+            let dim = self.graph.params[*p].shape.first().copied().unwrap_or(0);
+            if dim as i64 != expected {
+                return Err(ImportError::Node {
+                    node: node.to_string(),
+                    op: String::new(),
+                    reason: format!(
+                        "attribute {attr:?} = {expected} but the weight has {dim} rows"
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Output shapes with -1 where they follow a variable input dim: inference runs with
+    /// variable dims set to 1 and to 2, and dims that differ are variable.
+    fn output_shapes(&self) -> Result<Vec<Vec<i64>>, ImportError> {
+        let concrete = |fill: usize| -> Vec<Vec<usize>> {
+            self.graph
+                .inputs
+                .iter()
+                .map(|i| {
+                    let decl = self.declared.iter().find(|d| d.name == i.name);
+                    decl.map(|d| {
+                        d.shape
+                            .iter()
+                            .map(|&x| if x < 0 { fill } else { x as usize })
+                            .collect()
+                    })
+                    .unwrap_or_default()
+                })
+                .collect()
+        };
+        let one = infer_shapes(&self.graph, &concrete(1))?;
+        let two = infer_shapes(&self.graph, &concrete(2))?;
+        Ok(self
+            .graph
+            .outputs
+            .iter()
+            .map(|o| {
+                let a = one.of(&self.graph, o.source);
+                let b = two.of(&self.graph, o.source);
+                a.iter()
+                    .zip(b.iter())
+                    .map(|(x, y)| if x == y { *x as i64 } else { -1 })
+                    .collect()
+            })
+            .collect())
+    }
+}
+
+fn unique_node_name(graph: &Graph, base: &str) -> String {
+    let taken = |n: &str| graph.nodes.iter().any(|x| x.name == n);
+    if !taken(base) {
+        return base.to_string();
+    }
+    (1..)
+        .map(|i| format!("{base}_{i}"))
+        .find(|n| !taken(n))
+        .unwrap_or_default()
+}
+
+fn positive(
+    v: i64,
+    attr: &str,
+    err: &impl Fn(String) -> ImportError,
+) -> Result<usize, ImportError> {
+    usize::try_from(v)
+        .ok()
+        .filter(|&x| x > 0)
+        .ok_or_else(|| err(format!("attribute {attr:?} = {v} must be positive")))
+}
+
+fn to_usize(v: &[i64], err: &impl Fn(String) -> ImportError) -> Result<Vec<usize>, ImportError> {
+    v.iter()
+        .map(|&x| usize::try_from(x).map_err(|_| err(format!("value {x} in {v:?} is negative"))))
+        .collect()
+}
+
+/// A per-axis window attribute: empty means the default for every axis.
+fn window(
+    a: &mut AttrReader<'_>,
+    key: &str,
+    k: usize,
+    default: usize,
+    err: &impl Fn(String) -> ImportError,
+) -> Result<Vec<usize>, ImportError> {
+    let v = a.tuple(key, &[])?;
+    if v.is_empty() {
+        return Ok(vec![default; k]);
+    }
+    if v.len() != k {
+        return Err(err(format!(
+            "attribute {key:?} = {v:?} must have {k} values, one per spatial axis"
+        )));
+    }
+    v.iter()
+        .map(|&x| {
+            usize::try_from(x)
+                .map_err(|_| err(format!("attribute {key:?} = {v:?} has a negative value")))
+        })
+        .collect()
+}
+
+/// Only channels-first layouts are supported.
+fn layout(
+    a: &mut AttrReader<'_>,
+    k: usize,
+    err: &impl Fn(String) -> ImportError,
+) -> Result<(), ImportError> {
+    let expected = ["NCW", "NCHW", "NCDHW"][k.clamp(1, 3) - 1];
+    let l = a.string("layout", "None")?;
+    if l != "None" && l != expected {
+        return Err(err(format!(
+            "attribute \"layout\" = {l:?} is not supported (only {expected})"
+        )));
+    }
+    Ok(())
+}
+
+/// The attributes of a node, for messages.
+pub fn describe_attrs(attrs: &BTreeMap<String, String>) -> String {
+    attrs
+        .iter()
+        .filter(|(k, _)| !k.starts_with("__"))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

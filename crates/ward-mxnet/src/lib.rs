@@ -1,0 +1,15 @@
+//! Safe readers for Apache MXNet 1.x model files, and their conversion into ward graphs.
+//!
+//! Every byte here comes from outside: `.params` files ([`params`]), symbol JSON
+//! ([`symbol`], with attribute strings parsed by [`attrs`]), all bounded by [`limits`].
+//! [`import`] turns a symbol and its parameters into a typed [`ward_graph::Graph`].
+//! Nothing in this crate executes a model.
+
+// Data from outside must never be unwrapped; tests may.
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod attrs;
+pub mod import;
+pub mod limits;
+pub mod params;
+pub mod symbol;

@@ -1,0 +1,66 @@
+//! Limits on MXNet files, checked before any allocation they guard.
+//!
+//! The defaults fit every model of the census in the format reference (the largest,
+//! VGG-11-BN, has a 531 MB `.params` file with 54 arrays; the largest graph, DenseNet-121,
+//! has 1 034 nodes in 325 KB of JSON) with wide margins.
+
+/// Limits for `.params` files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParamsLimits {
+    /// Most arrays in one file.
+    pub max_arrays: u64,
+    /// Most dimensions of one array (MXNet's own `kMaxNDim`).
+    pub max_ndim: u32,
+    /// Most elements of one array.
+    pub max_elements: u64,
+    /// Longest array name, in bytes.
+    pub max_name_len: u64,
+}
+
+pub const MAX_PARAMS_ARRAYS: u64 = 100_000;
+pub const MAX_NDIM: u32 = 32;
+pub const MAX_ARRAY_ELEMENTS: u64 = 1 << 34;
+pub const MAX_NAME_LEN: u64 = 4096;
+
+impl Default for ParamsLimits {
+    fn default() -> Self {
+        ParamsLimits {
+            max_arrays: MAX_PARAMS_ARRAYS,
+            max_ndim: MAX_NDIM,
+            max_elements: MAX_ARRAY_ELEMENTS,
+            max_name_len: MAX_NAME_LEN,
+        }
+    }
+}
+
+/// Limits for symbol JSON files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SymbolLimits {
+    /// Largest JSON document, in bytes.
+    pub max_json_bytes: usize,
+    /// Deepest nesting of JSON arrays and objects (subgraphs add depth).
+    pub max_json_depth: usize,
+    /// Most nodes in one graph, subgraphs included.
+    pub max_nodes: usize,
+    /// Longest node name or attribute string, in bytes.
+    pub max_name_len: usize,
+    /// Most attributes on one node.
+    pub max_attrs: usize,
+}
+
+pub const MAX_SYMBOL_JSON_BYTES: usize = 64 << 20;
+pub const MAX_SYMBOL_JSON_DEPTH: usize = 64;
+pub const MAX_SYMBOL_NODES: usize = 1_000_000;
+pub const MAX_ATTRS_PER_NODE: usize = 256;
+
+impl Default for SymbolLimits {
+    fn default() -> Self {
+        SymbolLimits {
+            max_json_bytes: MAX_SYMBOL_JSON_BYTES,
+            max_json_depth: MAX_SYMBOL_JSON_DEPTH,
+            max_nodes: MAX_SYMBOL_NODES,
+            max_name_len: MAX_NAME_LEN as usize,
+            max_attrs: MAX_ATTRS_PER_NODE,
+        }
+    }
+}

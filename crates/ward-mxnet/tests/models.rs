@@ -1,0 +1,129 @@
+//! Every model fixture made by `tools/make_model_fixtures.py` with MXNet 1.9.1 imports and
+//! runs on ward's CPU backend with MXNet's numbers:
+//! max|ward − mxnet| ≤ 1e-4 · max(1, max|mxnet|).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use ward_core::{npy, DType, Tensor};
+use ward_graph::exec::Model;
+use ward_mxnet::import::{import, DeclaredInput};
+use ward_mxnet::limits::{ParamsLimits, SymbolLimits};
+use ward_mxnet::params::read_params;
+use ward_mxnet::symbol::read_symbol;
+
+#[derive(Deserialize)]
+struct Meta {
+    inputs: Vec<MetaInput>,
+    outputs: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct MetaInput {
+    name: String,
+    shape: Vec<usize>,
+}
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/models")
+}
+
+fn read(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Imports fixture `name` (declaring its batch dim variable) and compares every output.
+fn check(name: &str) {
+    let dir = fixtures().join(name);
+    let meta: Meta = serde_json::from_slice(&read(&dir.join("meta.json"))).unwrap();
+    let symbol = read_symbol(
+        &read(&dir.join("model-symbol.json")),
+        &SymbolLimits::default(),
+    )
+    .unwrap();
+    let params = read_params(
+        &read(&dir.join("model-0000.params")),
+        &ParamsLimits::default(),
+    )
+    .unwrap();
+    let declared: Vec<DeclaredInput> = meta
+        .inputs
+        .iter()
+        .map(|i| {
+            let mut shape: Vec<i64> = i.shape.iter().map(|&d| d as i64).collect();
+            shape[0] = -1;
+            DeclaredInput {
+                name: i.name.clone(),
+                dtype: DType::F32,
+                shape,
+            }
+        })
+        .collect();
+    let imported =
+        import(&symbol, params, &declared).unwrap_or_else(|e| panic!("{name}: import failed: {e}"));
+    assert_eq!(
+        imported.graph.outputs.len(),
+        meta.outputs.len(),
+        "{name}: output count"
+    );
+    for (o, expected) in imported.graph.outputs.iter().zip(&meta.outputs) {
+        assert_eq!(
+            &o.name, expected,
+            "{name}: output names follow MXNet's list_outputs()"
+        );
+    }
+    // The graph survives its own JSON round trip.
+    let graph = ward_graph::Graph::from_json(&imported.graph.to_json()).unwrap();
+    assert_eq!(graph, imported.graph);
+    let weights: HashMap<String, Tensor> = imported.weights.into_iter().collect();
+    let model = Model::new(graph, weights).unwrap();
+    let inputs: Vec<Tensor> = model
+        .graph()
+        .inputs
+        .iter()
+        .map(|i| npy::read_npy(&read(&dir.join(format!("input-{}.npy", i.name)))).unwrap())
+        .collect();
+    let outputs = model
+        .run(&inputs)
+        .unwrap_or_else(|e| panic!("{name}: run failed: {e}"));
+    for (k, got) in outputs.iter().enumerate() {
+        let want = npy::read_npy(&read(&dir.join(format!("output-{k}.npy")))).unwrap();
+        assert_eq!(got.shape(), want.shape(), "{name}: output {k} shape");
+        let (g, w) = (got.to_f32_vec(), want.to_f32_vec());
+        let scale = w.iter().fold(1f32, |m, v| m.max(v.abs()));
+        let worst = g
+            .iter()
+            .zip(&w)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            worst <= 1e-4 * scale,
+            "{name}: output {k} differs from MXNet by {worst} (allowed {})",
+            1e-4 * scale
+        );
+    }
+}
+
+macro_rules! fixture_tests {
+    ($($name:ident),* $(,)?) => {
+        $(#[test] fn $name() { check(stringify!($name)); })*
+    };
+}
+
+fixture_tests!(
+    resnet18_v1,
+    mobilenet0_25,
+    mobilenetv2_0_25,
+    squeezenet1_1,
+    mlp,
+    lenet_gluon,
+    lenet_module,
+    text_lstm,
+    text_gru,
+    text_rnn_tanh,
+    text_rnn_relu,
+    census_misc,
+    census_reshape,
+    np_mlp,
+);

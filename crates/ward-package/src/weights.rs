@@ -1,0 +1,914 @@
+//! A strict safetensors reader and a deterministic writer.
+//!
+//! Format: an 8-byte little-endian header length `N`, `N` bytes of JSON (an object mapping
+//! tensor names to `{"dtype", "shape", "data_offsets"}`, plus an optional `__metadata__`
+//! map of strings), then the data buffer.
+//!
+//! The reader is ward's own rather than `safetensors::SafeTensors::deserialize`, because
+//! that parser reads the header into a map and so cannot see duplicate names (a duplicate
+//! with the same offsets is accepted and the last one wins: a parser differential, TOB-SFTN-7),
+//! accepts a header that does not start with `{`, and ignores unknown fields in entries.
+//! This reader walks the header with a visitor that sees every key, in file order, and then
+//! applies every check the crate applies (offsets in bounds, contiguous, non-overlapping and
+//! covering the data exactly; size equal to what shape and dtype need, with checked
+//! arithmetic) with errors that name the tensor. The fuzz target checks that whatever this
+//! reader accepts, the crate accepts with the same tensors.
+//!
+//! The writer is ward's own too: the crate's serializer takes the metadata as a `HashMap`
+//! (so its key order, and the file's bytes and digest, change from run to run) and silently
+//! writes a corrupt header for duplicate names. This writer orders tensors as the crate does
+//! (by dtype, widest first, then by name), so without metadata its output is byte-identical
+//! to the crate's; metadata keys are written sorted.
+
+use crate::limits::{MAX_TENSOR_NDIM, MAX_WEIGHTS_HEADER_BYTES};
+use crate::PackageError;
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use ward_core::tensor::byte_len;
+use ward_core::{DType, Reader, Tensor};
+
+/// The reserved header key for free-form string metadata.
+pub const METADATA_KEY: &str = "__metadata__";
+
+/// The tensors of a safetensors file, in header order, and its `__metadata__`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Weights {
+    pub tensors: Vec<(String, Tensor)>,
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// Reads a safetensors file strictly; tensors come back in the order of the header.
+pub fn read_weights(bytes: &[u8]) -> Result<Vec<(String, Tensor)>, PackageError> {
+    read_weights_with_metadata(bytes).map(|w| w.tensors)
+}
+
+/// The safetensors name of a ward dtype.
+fn st_name(dtype: DType) -> &'static str {
+    match dtype {
+        DType::F32 => "F32",
+        DType::F64 => "F64",
+        DType::F16 => "F16",
+        DType::BF16 => "BF16",
+        DType::U8 => "U8",
+        DType::I8 => "I8",
+        DType::I32 => "I32",
+        DType::I64 => "I64",
+        DType::Bool => "BOOL",
+    }
+}
+
+fn from_st_name(name: &str) -> Option<DType> {
+    DType::ALL.into_iter().find(|&d| st_name(d) == name)
+}
+
+/// The position of a dtype in the `safetensors` crate's `Dtype` order, which its writer
+/// sorts by (descending).
+fn st_rank(dtype: DType) -> u8 {
+    match dtype {
+        DType::Bool => 0,
+        DType::U8 => 1,
+        DType::I8 => 2,
+        DType::F16 => 3,
+        DType::BF16 => 4,
+        DType::I32 => 5,
+        DType::F32 => 6,
+        DType::F64 => 7,
+        DType::I64 => 8,
+    }
+}
+
+/// A tensor entry of the header, as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEntry {
+    dtype: String,
+    shape: BoundedShape,
+    data_offsets: [u64; 2],
+}
+
+/// A shape that stores at most [`MAX_TENSOR_NDIM`] dims, however long the JSON array is.
+struct BoundedShape {
+    dims: Vec<u64>,
+    too_many: bool,
+}
+
+impl<'de> Deserialize<'de> for BoundedShape {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = BoundedShape;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an array of non-negative integers")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<BoundedShape, A::Error> {
+                let mut dims = Vec::new();
+                let mut too_many = false;
+                while dims.len() < MAX_TENSOR_NDIM {
+                    match seq.next_element::<u64>()? {
+                        Some(d) => dims.push(d),
+                        None => return Ok(BoundedShape { dims, too_many }),
+                    }
+                }
+                while seq.next_element::<IgnoredAny>()?.is_some() {
+                    too_many = true;
+                }
+                Ok(BoundedShape { dims, too_many })
+            }
+        }
+        d.deserialize_seq(V)
+    }
+}
+
+/// The `__metadata__` object as written: every pair, duplicates included.
+struct RawMetadata(Vec<(String, String)>);
+
+impl<'de> Deserialize<'de> for RawMetadata {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawMetadata;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object of string values")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawMetadata, A::Error> {
+                let mut pairs = Vec::new();
+                while let Some((k, v)) = map.next_entry::<String, String>()? {
+                    pairs.push((k, v));
+                }
+                Ok(RawMetadata(pairs))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+enum RawItem {
+    Metadata(RawMetadata),
+    Tensor(RawEntry),
+}
+
+/// Walks the top-level object, recording each key before parsing its value so that an error
+/// inside a value can name the entry.
+struct HeaderSeed<'s> {
+    current: &'s mut Option<String>,
+}
+
+impl<'de> DeserializeSeed<'de> for HeaderSeed<'_> {
+    type Value = Vec<(String, RawItem)>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for HeaderSeed<'_> {
+    type Value = Vec<(String, RawItem)>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a safetensors header object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(key) = map.next_key::<String>()? {
+            *self.current = Some(key.clone());
+            let item = if key == METADATA_KEY {
+                RawItem::Metadata(map.next_value()?)
+            } else {
+                RawItem::Tensor(map.next_value()?)
+            };
+            *self.current = None;
+            items.push((key, item));
+        }
+        Ok(items)
+    }
+}
+
+fn parse_header(text: &str) -> Result<Vec<(String, RawItem)>, PackageError> {
+    let mut current = None;
+    let mut de = serde_json::Deserializer::from_str(text);
+    let items = HeaderSeed {
+        current: &mut current,
+    }
+    .deserialize(&mut de)
+    .and_then(|items| de.end().map(|()| items));
+    items.map_err(|source| PackageError::WeightsHeaderJson {
+        entry: current.clone(),
+        source,
+    })
+}
+
+/// A tensor entry after its own checks, before the offsets are checked against the others.
+struct Checked {
+    name: String,
+    dtype: DType,
+    shape: Vec<usize>,
+    begin: usize,
+    end: usize,
+}
+
+/// Reads a safetensors file strictly, with its metadata.
+pub fn read_weights_with_metadata(bytes: &[u8]) -> Result<Weights, PackageError> {
+    let mut r = Reader::new(bytes);
+    let n = r
+        .u64_le("safetensors header length")
+        .map_err(|_| PackageError::WeightsTooShort { len: bytes.len() })?;
+    if n > MAX_WEIGHTS_HEADER_BYTES as u64 {
+        return Err(PackageError::WeightsHeaderTooLong {
+            len: n,
+            limit: MAX_WEIGHTS_HEADER_BYTES,
+        });
+    }
+    let available = r.remaining();
+    let header = usize::try_from(n)
+        .ok()
+        .and_then(|len| r.take("safetensors header", len).ok())
+        .ok_or(PackageError::WeightsHeaderPastEnd { len: n, available })?;
+    let data = r.rest();
+
+    let text = std::str::from_utf8(header).map_err(|e| PackageError::WeightsHeaderUtf8 {
+        offset: 8 + e.valid_up_to(),
+    })?;
+    if !text.starts_with('{') {
+        return Err(PackageError::WeightsHeaderStart);
+    }
+    // The writer pads with spaces; nothing else may follow the object.
+    let trimmed = text.trim_end_matches(' ');
+    if !trimmed.ends_with('}') {
+        return Err(PackageError::WeightsHeaderEnd {
+            offset: 8 + trimmed.len().saturating_sub(1),
+        });
+    }
+    let items = parse_header(trimmed)?;
+
+    let mut metadata = None;
+    let mut names = BTreeSet::new();
+    let mut entries = Vec::with_capacity(items.len());
+    for (name, item) in items {
+        match item {
+            RawItem::Metadata(RawMetadata(pairs)) => {
+                if metadata.is_some() {
+                    return Err(PackageError::DuplicateMetadata);
+                }
+                let mut map = BTreeMap::new();
+                for (k, v) in pairs {
+                    if map.contains_key(&k) {
+                        return Err(PackageError::DuplicateMetadataKey { key: k });
+                    }
+                    map.insert(k, v);
+                }
+                metadata = Some(map);
+            }
+            RawItem::Tensor(entry) => {
+                if !names.insert(name.clone()) {
+                    return Err(PackageError::DuplicateTensor { name });
+                }
+                entries.push(check_entry(name, entry, data.len())?);
+            }
+        }
+    }
+
+    // Sorted by offsets, each tensor must start where the previous one ended, and the last
+    // must end where the data ends: no gaps, no overlaps, no trailing bytes.
+    let mut order: Vec<usize> = (0..entries.len()).collect();
+    order.sort_by_key(|&i| entries.get(i).map(|e| (e.begin, e.end)));
+    let mut expected = 0usize;
+    for &i in &order {
+        let Some(e) = entries.get(i) else { continue };
+        if e.begin != expected {
+            return Err(PackageError::TensorNotContiguous {
+                name: e.name.clone(),
+                begin: e.begin as u64,
+                expected: expected as u64,
+            });
+        }
+        expected = e.end;
+    }
+    if expected != data.len() {
+        return Err(PackageError::WeightsDataNotCovered {
+            covered: expected as u64,
+            data_len: data.len(),
+        });
+    }
+
+    let mut tensors = Vec::with_capacity(entries.len());
+    for e in entries {
+        let slice = data
+            .get(e.begin..e.end)
+            .ok_or(PackageError::TensorOutOfBounds {
+                name: e.name.clone(),
+                begin: e.begin as u64,
+                end: e.end as u64,
+                data_len: data.len(),
+            })?;
+        if e.dtype == DType::Bool {
+            if let Some((index, &value)) = slice.iter().enumerate().find(|(_, &b)| b > 1) {
+                return Err(PackageError::TensorInvalidBool {
+                    name: e.name,
+                    index,
+                    value,
+                });
+            }
+        }
+        let t = Tensor::from_bytes(e.dtype, e.shape, slice.to_vec()).map_err(|_| {
+            PackageError::TensorShapeOverflow {
+                name: e.name.clone(),
+                shape: Vec::new(),
+            }
+        })?;
+        tensors.push((e.name, t));
+    }
+    Ok(Weights {
+        tensors,
+        metadata: metadata.unwrap_or_default(),
+    })
+}
+
+fn check_entry(name: String, entry: RawEntry, data_len: usize) -> Result<Checked, PackageError> {
+    if name.is_empty() {
+        return Err(PackageError::InvalidTensorName {
+            name,
+            reason: "it is empty",
+        });
+    }
+    let Some(dtype) = from_st_name(&entry.dtype) else {
+        return Err(PackageError::UnsupportedTensorDtype {
+            name,
+            dtype: entry.dtype,
+        });
+    };
+    if entry.shape.too_many {
+        return Err(PackageError::TensorTooManyDims {
+            name,
+            limit: MAX_TENSOR_NDIM,
+        });
+    }
+    let raw_shape = entry.shape.dims;
+    let shape: Option<Vec<usize>> = raw_shape.iter().map(|&d| usize::try_from(d).ok()).collect();
+    let expected = shape.as_ref().and_then(|s| byte_len(s, dtype));
+    let (Some(shape), Some(expected)) = (shape, expected) else {
+        return Err(PackageError::TensorShapeOverflow {
+            name,
+            shape: raw_shape,
+        });
+    };
+    let [begin, end] = entry.data_offsets;
+    if end < begin {
+        return Err(PackageError::TensorOffsetsReversed { name, begin, end });
+    }
+    let in_bounds = usize::try_from(end).ok().filter(|&e| e <= data_len);
+    let Some(end_usize) = in_bounds else {
+        return Err(PackageError::TensorOutOfBounds {
+            name,
+            begin,
+            end,
+            data_len,
+        });
+    };
+    // begin <= end <= data_len, so it fits usize.
+    let begin_usize = usize::try_from(begin).unwrap_or(end_usize);
+    let actual = end - begin;
+    if u64::try_from(expected).ok() != Some(actual) {
+        return Err(PackageError::TensorSizeMismatch {
+            name,
+            begin,
+            end,
+            expected,
+            actual,
+        });
+    }
+    Ok(Checked {
+        name,
+        dtype,
+        shape,
+        begin: begin_usize,
+        end: end_usize,
+    })
+}
+
+#[derive(Serialize)]
+struct OutEntry<'a> {
+    dtype: &'static str,
+    shape: &'a [usize],
+    data_offsets: [usize; 2],
+}
+
+struct OutHeader<'a> {
+    metadata: &'a BTreeMap<String, String>,
+    entries: Vec<(&'a str, OutEntry<'a>)>,
+}
+
+impl Serialize for OutHeader<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        if !self.metadata.is_empty() {
+            map.serialize_entry(METADATA_KEY, self.metadata)?;
+        }
+        for (name, entry) in &self.entries {
+            map.serialize_entry(name, entry)?;
+        }
+        map.end()
+    }
+}
+
+/// Writes tensors and metadata as a safetensors file. Tensors are ordered as the
+/// `safetensors` crate orders them (widest dtype first, then by name), metadata keys sorted,
+/// and the header padded with spaces to a multiple of 8 bytes; the same input always gives
+/// the same bytes. An empty `metadata` writes no `__metadata__` entry.
+///
+/// Refuses empty names, the reserved name `__metadata__`, duplicate names, and a header
+/// longer than [`MAX_WEIGHTS_HEADER_BYTES`] (which the reader would refuse).
+pub fn write_weights(
+    tensors: &[(String, Tensor)],
+    metadata: &BTreeMap<String, String>,
+) -> Result<Vec<u8>, PackageError> {
+    let mut names = BTreeSet::new();
+    for (name, _) in tensors {
+        let reason = if name.is_empty() {
+            Some("it is empty")
+        } else if name == METADATA_KEY {
+            Some("__metadata__ is reserved")
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            return Err(PackageError::InvalidTensorName {
+                name: name.clone(),
+                reason,
+            });
+        }
+        if !names.insert(name.as_str()) {
+            return Err(PackageError::DuplicateTensor { name: name.clone() });
+        }
+    }
+    let mut order: Vec<&(String, Tensor)> = tensors.iter().collect();
+    order.sort_by(|(ln, lt), (rn, rt)| {
+        st_rank(rt.dtype())
+            .cmp(&st_rank(lt.dtype()))
+            .then_with(|| ln.cmp(rn))
+    });
+    let mut offset = 0usize;
+    let mut entries = Vec::with_capacity(order.len());
+    for (name, t) in &order {
+        let end = offset + t.bytes().len();
+        entries.push((
+            name.as_str(),
+            OutEntry {
+                dtype: st_name(t.dtype()),
+                shape: t.shape(),
+                data_offsets: [offset, end],
+            },
+        ));
+        offset = end;
+    }
+    let header = OutHeader { metadata, entries };
+    let mut json =
+        serde_json::to_vec(&header).map_err(|source| PackageError::WeightsHeaderJson {
+            entry: None,
+            source,
+        })?;
+    json.resize(json.len().next_multiple_of(8), b' ');
+    if json.len() > MAX_WEIGHTS_HEADER_BYTES {
+        return Err(PackageError::WeightsHeaderTooLong {
+            len: json.len() as u64,
+            limit: MAX_WEIGHTS_HEADER_BYTES,
+        });
+    }
+    let mut out = Vec::with_capacity(8 + json.len() + offset);
+    out.extend_from_slice(&(json.len() as u64).to_le_bytes());
+    out.extend_from_slice(&json);
+    for (_, t) in order {
+        out.extend_from_slice(t.bytes());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn t(dtype: DType, shape: &[usize], fill: u8) -> Tensor {
+        let n = byte_len(shape, dtype).unwrap();
+        Tensor::from_bytes(dtype, shape.to_vec(), vec![fill; n]).unwrap()
+    }
+
+    /// A file with the given header text (padded to 8) and data.
+    fn file(header: &str, data: &[u8]) -> Vec<u8> {
+        let mut h = header.as_bytes().to_vec();
+        h.resize(h.len().next_multiple_of(8), b' ');
+        let mut out = (h.len() as u64).to_le_bytes().to_vec();
+        out.extend_from_slice(&h);
+        out.extend_from_slice(data);
+        out
+    }
+
+    fn sample() -> Vec<(String, Tensor)> {
+        vec![
+            ("fc.weight".into(), t(DType::F32, &[2, 3], 1)),
+            ("bn.mean".into(), t(DType::F16, &[3], 2)),
+            ("mask".into(), t(DType::Bool, &[4], 1)),
+            ("ids".into(), t(DType::I64, &[2], 3)),
+            ("scalar".into(), t(DType::F64, &[], 4)),
+            ("empty".into(), t(DType::I32, &[0, 5], 0)),
+            ("bf".into(), t(DType::BF16, &[1], 5)),
+            ("u".into(), t(DType::U8, &[3], 6)),
+            ("i".into(), t(DType::I8, &[1], 7)),
+        ]
+    }
+
+    #[test]
+    fn round_trip_every_dtype() {
+        let tensors = sample();
+        let mut meta = BTreeMap::new();
+        meta.insert("format".to_string(), "ward".to_string());
+        meta.insert("a".to_string(), "b".to_string());
+        let bytes = write_weights(&tensors, &meta).unwrap();
+        let back = read_weights_with_metadata(&bytes).unwrap();
+        assert_eq!(back.metadata, meta);
+        assert_eq!(back.tensors.len(), tensors.len());
+        for (name, tensor) in &tensors {
+            let found = back.tensors.iter().find(|(n, _)| n == name).unwrap();
+            assert_eq!(&found.1, tensor, "{name}");
+        }
+        // Deterministic.
+        assert_eq!(write_weights(&tensors, &meta).unwrap(), bytes);
+        // Header padded to 8.
+        assert_eq!(u64::from_le_bytes(bytes[..8].try_into().unwrap()) % 8, 0);
+    }
+
+    #[test]
+    fn interoperates_with_the_safetensors_crate() {
+        let tensors = sample();
+        let ours = write_weights(&tensors, &BTreeMap::new()).unwrap();
+        // The crate reads ours.
+        let st = safetensors::SafeTensors::deserialize(&ours).unwrap();
+        assert_eq!(st.len(), tensors.len());
+        for (name, tensor) in &tensors {
+            let view = st.tensor(name).unwrap();
+            assert_eq!(view.shape(), tensor.shape());
+            assert_eq!(view.data(), tensor.bytes());
+        }
+        // Without metadata, ours is byte-identical to the crate's.
+        let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
+            .iter()
+            .map(|(n, t)| {
+                let dtype = match t.dtype() {
+                    DType::F32 => safetensors::Dtype::F32,
+                    DType::F64 => safetensors::Dtype::F64,
+                    DType::F16 => safetensors::Dtype::F16,
+                    DType::BF16 => safetensors::Dtype::BF16,
+                    DType::U8 => safetensors::Dtype::U8,
+                    DType::I8 => safetensors::Dtype::I8,
+                    DType::I32 => safetensors::Dtype::I32,
+                    DType::I64 => safetensors::Dtype::I64,
+                    DType::Bool => safetensors::Dtype::BOOL,
+                };
+                (
+                    n.clone(),
+                    safetensors::tensor::TensorView::new(dtype, t.shape().to_vec(), t.bytes())
+                        .unwrap(),
+                )
+            })
+            .collect();
+        let theirs = safetensors::serialize(views.clone(), None).unwrap();
+        assert_eq!(ours, theirs);
+        // We read the crate's output with one metadata key, in its header order.
+        let mut meta = std::collections::HashMap::new();
+        meta.insert("k".to_string(), "v".to_string());
+        let theirs = safetensors::serialize(views, Some(meta)).unwrap();
+        let back = read_weights_with_metadata(&theirs).unwrap();
+        assert_eq!(back.metadata.get("k").map(String::as_str), Some("v"));
+        let names: Vec<&str> = back.tensors.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "ids",
+                "scalar",
+                "fc.weight",
+                "empty",
+                "bf",
+                "bn.mean",
+                "i",
+                "u",
+                "mask"
+            ]
+        );
+    }
+
+    #[test]
+    fn empty_file_and_header_order() {
+        let bytes = write_weights(&[], &BTreeMap::new()).unwrap();
+        assert_eq!(read_weights(&bytes).unwrap(), vec![]);
+        // Header order is kept even when it differs from data order.
+        let f = file(
+            r#"{"b":{"dtype":"U8","shape":[1],"data_offsets":[1,2]},"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}"#,
+            &[10, 20],
+        );
+        let back = read_weights(&f).unwrap();
+        assert_eq!(back[0].0, "b");
+        assert_eq!(back[0].1.bytes(), &[20]);
+        assert_eq!(back[1].1.bytes(), &[10]);
+        // Two empty tensors at the same offset are fine.
+        let f = file(
+            r#"{"a":{"dtype":"F32","shape":[0],"data_offsets":[0,0]},"b":{"dtype":"F32","shape":[0,2],"data_offsets":[0,0]},"c":{"dtype":"U8","shape":[],"data_offsets":[0,1]}}"#,
+            &[1],
+        );
+        assert_eq!(read_weights(&f).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn writer_refuses_bad_names() {
+        let x = t(DType::F32, &[1], 0);
+        let meta = BTreeMap::new();
+        let dup = vec![("a".to_string(), x.clone()), ("a".to_string(), x.clone())];
+        assert!(
+            matches!(write_weights(&dup, &meta), Err(PackageError::DuplicateTensor { name }) if name == "a")
+        );
+        let reserved = vec![(METADATA_KEY.to_string(), x.clone())];
+        assert!(matches!(
+            write_weights(&reserved, &meta),
+            Err(PackageError::InvalidTensorName { .. })
+        ));
+        let empty = vec![(String::new(), x)];
+        assert!(matches!(
+            write_weights(&empty, &meta),
+            Err(PackageError::InvalidTensorName { .. })
+        ));
+    }
+
+    fn entry(name: &str, dtype: &str, shape: &str, begin: u64, end: u64) -> String {
+        format!(r#""{name}":{{"dtype":"{dtype}","shape":{shape},"data_offsets":[{begin},{end}]}}"#)
+    }
+
+    #[test]
+    fn malformed_corpus() {
+        use PackageError as E;
+        let w = |begin, end| entry("w", "F32", "[2]", begin, end);
+        let ok = file(&format!("{{{}}}", w(0, 8)), &[0; 8]);
+        assert!(read_weights(&ok).is_ok());
+
+        // Truncated at every offset: always an error, never a panic.
+        for cut in 0..ok.len() {
+            let err = read_weights(&ok[..cut]).unwrap_err();
+            let expected = match cut {
+                0..=7 => matches!(err, E::WeightsTooShort { .. }),
+                _ if cut < ok.len() - 8 => matches!(err, E::WeightsHeaderPastEnd { .. }),
+                _ => matches!(err, E::TensorOutOfBounds { .. }),
+            };
+            assert!(expected, "cut at {cut}: {err}");
+        }
+
+        type Check = fn(&PackageError) -> bool;
+        let cases: Vec<(Vec<u8>, Check)> = vec![
+            // Header length over the limit, and past the end.
+            ((u64::MAX).to_le_bytes().to_vec(), |e| {
+                matches!(e, E::WeightsHeaderTooLong { .. })
+            }),
+            (
+                (1000u64)
+                    .to_le_bytes()
+                    .iter()
+                    .chain(b"{}      ")
+                    .copied()
+                    .collect(),
+                |e| {
+                    matches!(
+                        e,
+                        E::WeightsHeaderPastEnd {
+                            len: 1000,
+                            available: 8
+                        }
+                    )
+                },
+            ),
+            // Not starting with '{' (the crate accepts leading spaces).
+            (file(&format!("  {{{}}}", w(0, 8)), &[0; 8]), |e| {
+                matches!(e, E::WeightsHeaderStart)
+            }),
+            (file("[]", &[]), |e| matches!(e, E::WeightsHeaderStart)),
+            // Trailing garbage or non-space padding after the object.
+            (file(&format!("{{{}}}\n", w(0, 8)), &[0; 8]), |e| {
+                matches!(e, E::WeightsHeaderEnd { .. })
+            }),
+            (file(&format!("{{{}}} x", w(0, 8)), &[0; 8]), |e| {
+                matches!(e, E::WeightsHeaderEnd { .. })
+            }),
+            (file(&format!("{{{}}}\0", w(0, 8)), &[0; 8]), |e| {
+                matches!(e, E::WeightsHeaderEnd { .. })
+            }),
+            (file(&format!("{{{}}} }}", w(0, 8)), &[0; 8]), |e| {
+                matches!(e, E::WeightsHeaderJson { .. })
+            }),
+            // Not UTF-8.
+            (
+                {
+                    let mut f = file(&format!("{{\"\u{e9}\":{}}}", &w(0, 8)[4..]), &[0; 8]);
+                    f[10] = 0xff;
+                    f
+                },
+                |e| matches!(e, E::WeightsHeaderUtf8 { offset: 10 }),
+            ),
+            // Not JSON, or not the expected JSON.
+            (file("{\"w\":}", &[]), |e| {
+                matches!(e, E::WeightsHeaderJson { .. })
+            }),
+            (file("{\"w\":", &[]), |e| {
+                matches!(e, E::WeightsHeaderEnd { .. })
+            }),
+            (
+                file(
+                    r#"{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8],"x":1}}"#,
+                    &[0; 8],
+                ),
+                |e| matches!(e, E::WeightsHeaderJson { entry: Some(n), .. } if n == "w"),
+            ),
+            (
+                file(r#"{"w":{"dtype":"F32","shape":[2]}}"#, &[0; 8]),
+                |e| matches!(e, E::WeightsHeaderJson { entry: Some(n), .. } if n == "w"),
+            ),
+            (
+                file(
+                    r#"{"w":{"dtype":"F32","dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#,
+                    &[0; 8],
+                ),
+                |e| matches!(e, E::WeightsHeaderJson { entry: Some(n), .. } if n == "w"),
+            ),
+            (
+                file(
+                    r#"{"w":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}}"#,
+                    &[0; 8],
+                ),
+                |e| matches!(e, E::WeightsHeaderJson { .. }),
+            ),
+            (
+                file(
+                    r#"{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8,9]}}"#,
+                    &[0; 8],
+                ),
+                |e| matches!(e, E::WeightsHeaderJson { .. }),
+            ),
+            // Duplicate tensor names, with the same offsets (the crate accepts this).
+            (
+                file(
+                    &format!("{{{},{}}}", w(0, 8), entry("w", "I32", "[2]", 0, 8)),
+                    &[0; 8],
+                ),
+                |e| matches!(e, E::DuplicateTensor { name } if name == "w"),
+            ),
+            // Metadata: non-string value, duplicate key, duplicate __metadata__.
+            (
+                file(
+                    &format!(r#"{{"__metadata__":{{"a":1}},{}}}"#, w(0, 8)),
+                    &[0; 8],
+                ),
+                |e| matches!(e, E::WeightsHeaderJson { entry: Some(n), .. } if n == "__metadata__"),
+            ),
+            (
+                file(
+                    &format!(r#"{{"__metadata__":{{"a":"1","a":"2"}},{}}}"#, w(0, 8)),
+                    &[0; 8],
+                ),
+                |e| matches!(e, E::DuplicateMetadataKey { key } if key == "a"),
+            ),
+            (
+                file(
+                    &format!(r#"{{"__metadata__":{{}},"__metadata__":{{}},{}}}"#, w(0, 8)),
+                    &[0; 8],
+                ),
+                |e| matches!(e, E::DuplicateMetadata),
+            ),
+            // Names and dtypes.
+            (
+                file(&format!("{{{}}}", entry("", "F32", "[2]", 0, 8)), &[0; 8]),
+                |e| matches!(e, E::InvalidTensorName { .. }),
+            ),
+            (
+                file(&format!("{{{}}}", entry("w", "I16", "[4]", 0, 8)), &[0; 8]),
+                |e| matches!(e, E::UnsupportedTensorDtype { dtype, .. } if dtype == "I16"),
+            ),
+            (
+                file(&format!("{{{}}}", entry("w", "Q4", "[4]", 0, 8)), &[0; 8]),
+                |e| matches!(e, E::UnsupportedTensorDtype { .. }),
+            ),
+            // Shapes.
+            (
+                file(
+                    &format!(
+                        "{{{}}}",
+                        entry("w", "U8", &format!("[{}]", vec!["1"; 33].join(",")), 0, 1)
+                    ),
+                    &[0],
+                ),
+                |e| matches!(e, E::TensorTooManyDims { limit: 32, .. }),
+            ),
+            (
+                file(
+                    &format!(
+                        "{{{}}}",
+                        entry("w", "F32", "[4294967296,4294967296,4]", 0, 8)
+                    ),
+                    &[0; 8],
+                ),
+                |e| matches!(e, E::TensorShapeOverflow { .. }),
+            ),
+            (
+                file(&format!("{{{}}}", entry("w", "F32", "[3]", 0, 8)), &[0; 8]),
+                |e| {
+                    matches!(
+                        e,
+                        E::TensorSizeMismatch {
+                            expected: 12,
+                            actual: 8,
+                            ..
+                        }
+                    )
+                },
+            ),
+            // Offsets: reversed, out of bounds, gap, overlap, uncovered data.
+            (file(&format!("{{{}}}", w(8, 0)), &[0; 8]), |e| {
+                matches!(e, E::TensorOffsetsReversed { .. })
+            }),
+            (file(&format!("{{{}}}", w(0, 8)), &[0; 4]), |e| {
+                matches!(e, E::TensorOutOfBounds { .. })
+            }),
+            (
+                file(&format!("{{{}}}", w(u64::MAX - 7, u64::MAX)), &[0; 8]),
+                |e| matches!(e, E::TensorOutOfBounds { .. }),
+            ),
+            (file(&format!("{{{}}}", w(4, 12)), &[0; 12]), |e| {
+                matches!(
+                    e,
+                    E::TensorNotContiguous {
+                        begin: 4,
+                        expected: 0,
+                        ..
+                    }
+                )
+            }),
+            (
+                file(
+                    &format!("{{{},{}}}", w(0, 8), entry("v", "F32", "[2]", 4, 12)),
+                    &[0; 12],
+                ),
+                |e| matches!(e, E::TensorNotContiguous { name, begin: 4, expected: 8 } if name == "v"),
+            ),
+            (
+                file(
+                    &format!("{{{},{}}}", w(0, 8), entry("v", "F32", "[2]", 0, 8)),
+                    &[0; 8],
+                ),
+                |e| matches!(e, E::TensorNotContiguous { .. }),
+            ),
+            (file(&format!("{{{}}}", w(0, 8)), &[0; 9]), |e| {
+                matches!(
+                    e,
+                    E::WeightsDataNotCovered {
+                        covered: 8,
+                        data_len: 9
+                    }
+                )
+            }),
+            (file("{}", &[0; 3]), |e| {
+                matches!(
+                    e,
+                    E::WeightsDataNotCovered {
+                        covered: 0,
+                        data_len: 3
+                    }
+                )
+            }),
+            // Bool bytes other than 0 and 1.
+            (
+                file(&format!("{{{}}}", entry("m", "BOOL", "[2]", 0, 2)), &[1, 7]),
+                |e| {
+                    matches!(
+                        e,
+                        E::TensorInvalidBool {
+                            index: 1,
+                            value: 7,
+                            ..
+                        }
+                    )
+                },
+            ),
+        ];
+        for (i, (bytes, check)) in cases.iter().enumerate() {
+            let err = read_weights(bytes).unwrap_err();
+            assert!(check(&err), "case {i}: {err}");
+        }
+    }
+
+    #[test]
+    fn errors_name_the_entry() {
+        let f = file(
+            r#"{"layer1.w":{"dtype":"F32","shape":[2],"data_offsets":[0,8],"x":1}}"#,
+            &[0; 8],
+        );
+        let msg = read_weights(&f).unwrap_err().to_string();
+        assert!(
+            msg.starts_with(r#"weights.safetensors: header entry "layer1.w": unknown field `x`"#),
+            "{msg}"
+        );
+    }
+}
