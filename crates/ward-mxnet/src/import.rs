@@ -660,12 +660,12 @@ impl Importer<'_> {
                 let mode = a.enum_of("mode", "training", &["training", "always"])?;
                 a.ignore(&["axes", "cudnn_off"]);
                 a.finish()?;
-                need(1)?;
                 if mode == "always" && p > 0.0 {
                     return Err(err(format!(
                         "attribute \"mode\" = \"always\" drops at random at inference (p = {p}); ward does not run nondeterministic models"
                     )));
                 }
+                need(1)?;
                 Op::Dropout
             }
             "SoftmaxOutput" => {

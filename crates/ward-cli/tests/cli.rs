@@ -1,0 +1,247 @@
+//! The `ward` binary end to end: import an MXNet export, inspect, predict, export ONNX,
+//! and the exit codes and one-line errors of refusals.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use ward_core::{npy, Tensor};
+
+fn ward(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ward"))
+        .args(args)
+        .output()
+        .expect("ward runs")
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/models")
+        .join(name)
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn import_lenet(dir: &Path) -> PathBuf {
+    let model = fixture("lenet_module");
+    let out = dir.join("lenet.ward");
+    let o = ward(&[
+        "import",
+        "mxnet",
+        "--symbol",
+        model.join("model-symbol.json").to_str().unwrap(),
+        "--params",
+        model.join("model-0000.params").to_str().unwrap(),
+        "--input",
+        "data:float32:-1,1,28,28",
+        "--range",
+        "data:-100:100",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "import failed: {}", stderr(&o));
+    out
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    assert_eq!(a.shape(), b.shape());
+    a.to_f32_vec()
+        .iter()
+        .zip(b.to_f32_vec())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn import_inspect_predict_and_export() {
+    let tmp = tempfile::tempdir().unwrap();
+    let package = import_lenet(tmp.path());
+    let pkg = package.to_str().unwrap();
+
+    let o = ward(&["inspect", pkg, "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let info: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(info["manifest"]["inputs"][0]["name"], "data");
+    assert_eq!(
+        info["manifest"]["inputs"][0]["shape"],
+        serde_json::json!([-1, 1, 28, 28])
+    );
+    assert_eq!(info["manifest"]["outputs"][0]["name"], "softmax_output");
+    assert_eq!(
+        info["manifest"]["outputs"][0]["shape"],
+        serde_json::json!([-1, 10])
+    );
+    assert_eq!(info["manifest"]["origin"]["framework_version"], "1.9.1");
+
+    let outdir = tmp.path().join("out");
+    let input = fixture("lenet_module").join("input-data.npy");
+    let o = ward(&[
+        "predict",
+        pkg,
+        "--input",
+        &format!("data={}", input.display()),
+        "--out",
+        outdir.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let got = npy::read_npy(&std::fs::read(outdir.join("softmax_output.npy")).unwrap()).unwrap();
+    let want = npy::read_npy(&std::fs::read(fixture("lenet_module").join("output-0.npy")).unwrap())
+        .unwrap();
+    assert!(
+        max_diff(&got, &want) <= 1e-4,
+        "differs from MXNet by {}",
+        max_diff(&got, &want)
+    );
+
+    // The exported ONNX model runs in an independent ONNX runtime with the same result.
+    let onnx = tmp.path().join("lenet.onnx");
+    let o = ward(&[
+        "export",
+        "onnx",
+        pkg,
+        "--out",
+        onnx.to_str().unwrap(),
+        "--shape",
+        "data:2,1,28,28",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    use tract_onnx::prelude::*;
+    let model = tract_onnx::onnx()
+        .model_for_path(&onnx)
+        .unwrap()
+        .into_optimized()
+        .unwrap()
+        .into_runnable()
+        .unwrap();
+    let x = npy::read_npy(&std::fs::read(&input).unwrap()).unwrap();
+    let xt = tract_onnx::prelude::Tensor::from_shape(x.shape(), &x.to_f32_vec()).unwrap();
+    let y = model.run(tvec!(xt.into_tvalue())).unwrap();
+    let y = y[0].to_plain_array_view::<f32>().unwrap();
+    let y = ward_core::Tensor::from_f32(y.shape().to_vec(), &y.iter().copied().collect::<Vec<_>>())
+        .unwrap();
+    assert!(max_diff(&y, &want) <= 1e-4);
+}
+
+#[test]
+fn refusals_exit_1_with_one_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let package = import_lenet(tmp.path());
+    let pkg = package.to_str().unwrap();
+    let out = tmp.path().join("out");
+
+    let bad_shape = tmp.path().join("bad.npy");
+    std::fs::write(
+        &bad_shape,
+        npy::write_npy(&Tensor::from_f32(vec![2, 1, 28, 27], &[0.0; 2 * 28 * 27]).unwrap()),
+    )
+    .unwrap();
+    let mut nan = vec![0.0f32; 28 * 28];
+    nan[5] = f32::NAN;
+    let nan_file = tmp.path().join("nan.npy");
+    std::fs::write(
+        &nan_file,
+        npy::write_npy(&Tensor::from_f32(vec![1, 1, 28, 28], &nan).unwrap()),
+    )
+    .unwrap();
+    let mut big = vec![0.0f32; 28 * 28];
+    big[0] = 1000.0;
+    let big_file = tmp.path().join("big.npy");
+    std::fs::write(
+        &big_file,
+        npy::write_npy(&Tensor::from_f32(vec![1, 1, 28, 28], &big).unwrap()),
+    )
+    .unwrap();
+
+    let cases: [(Vec<String>, &str); 5] = [
+        (vec![format!("data={}", bad_shape.display())], "dim 3 is 27"),
+        (vec![format!("data={}", nan_file.display())], "NaN"),
+        (vec![format!("data={}", big_file.display())], "range"),
+        (vec![format!("label={}", big_file.display())], "label"),
+        (
+            vec!["data=/nonexistent.npy".to_string()],
+            "/nonexistent.npy",
+        ),
+    ];
+    for (inputs, needle) in cases {
+        let mut args = vec!["predict", pkg, "--out", out.to_str().unwrap()];
+        for i in &inputs {
+            args.push("--input");
+            args.push(i);
+        }
+        let o = ward(&args);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{inputs:?}: {e}");
+        assert!(
+            e.starts_with("error: ") && e.trim_end().lines().count() == 1,
+            "{e}"
+        );
+        assert!(e.contains(needle), "{inputs:?}: expected {needle:?} in {e}");
+    }
+
+    // Importing over an existing package changes nothing.
+    let before = std::fs::read(package.join("ward.json")).unwrap();
+    let model = fixture("mlp");
+    let o = ward(&[
+        "import",
+        "mxnet",
+        "--symbol",
+        model.join("model-symbol.json").to_str().unwrap(),
+        "--params",
+        model.join("model-0000.params").to_str().unwrap(),
+        "--input",
+        "data:float32:-1,784",
+        "--out",
+        pkg,
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(std::fs::read(package.join("ward.json")).unwrap(), before);
+
+    // A package with a changed graph is refused before running.
+    let o = ward(&["inspect", tmp.path().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    assert_eq!(ward(&[]).status.code(), Some(2));
+    assert_eq!(ward(&["predict"]).status.code(), Some(2));
+    assert_eq!(
+        ward(&["import", "mxnet", "--symbol", "x"]).status.code(),
+        Some(2)
+    );
+    assert_eq!(ward(&["frobnicate"]).status.code(), Some(2));
+}
+
+#[test]
+fn bad_input_declarations_are_refused() {
+    let model = fixture("mlp");
+    let tmp = tempfile::tempdir().unwrap();
+    for (input, needle) in [
+        ("data:float33:-1,784", "float33"),
+        ("data:float32:-1,x", "not an integer"),
+        ("data:float32:-1,-2", "-2"),
+        ("data", "NAME:DTYPE:DIMS"),
+        ("data:float32:-1,783", "weight"),
+    ] {
+        let o = ward(&[
+            "import",
+            "mxnet",
+            "--symbol",
+            model.join("model-symbol.json").to_str().unwrap(),
+            "--params",
+            model.join("model-0000.params").to_str().unwrap(),
+            "--input",
+            input,
+            "--out",
+            tmp.path().join("x").to_str().unwrap(),
+        ]);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{input}: {e}");
+        assert!(e.contains(needle), "{input}: expected {needle:?} in {e}");
+        assert!(
+            !tmp.path().join("x").exists(),
+            "a failed import leaves nothing behind"
+        );
+    }
+}
