@@ -16,6 +16,7 @@ use ward_graph::ir::{
 use ward_graph::shape::infer_shapes;
 
 use crate::attrs::{AttrError, AttrReader};
+use crate::limits::MAX_DENSE_PARAM_BYTES;
 use crate::params::{split_key, NdArray, ParamKind, ParamsError, ParamsFile};
 use crate::symbol::{Entry, Symbol, SymbolNode};
 
@@ -178,7 +179,20 @@ fn named_params(params: ParamsFile) -> Result<HashMap<String, Tensor>, ImportErr
         ));
     }
     let mut out = HashMap::new();
+    let mut dense_bytes = 0u64;
     for (key, array) in params.into_named()? {
+        // Checked before densifying: a few bytes of sparse storage can describe terabytes.
+        if let Some(stored) = &array.value {
+            let bytes = ward_core::tensor::byte_len(stored.shape(), stored.dtype())
+                .map_or(u64::MAX, |b| b as u64);
+            dense_bytes = dense_bytes.saturating_add(bytes);
+            if dense_bytes > MAX_DENSE_PARAM_BYTES {
+                return Err(ImportError::Param {
+                    name: key,
+                    reason: format!("brings the dense parameters past the limit of {MAX_DENSE_PARAM_BYTES} bytes"),
+                });
+            }
+        }
         let (kind, name) = split_key(&key);
         if kind == ParamKind::Plain
             && name.split('.').all(|part| !part.is_empty())

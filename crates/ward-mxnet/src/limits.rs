@@ -33,6 +33,10 @@ impl Default for ParamsLimits {
     }
 }
 
+/// Most bytes all parameters may take once densified (sparse arrays can describe far more
+/// elements than their file holds); matches the package's weights-file limit.
+pub const MAX_DENSE_PARAM_BYTES: u64 = 8 << 30;
+
 /// Limits for symbol JSON files.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SymbolLimits {
@@ -48,8 +52,8 @@ pub struct SymbolLimits {
     pub max_attrs: usize,
 }
 
-pub const MAX_SYMBOL_JSON_BYTES: usize = 64 << 20;
-pub const MAX_SYMBOL_JSON_DEPTH: usize = 64;
+pub const MAX_SYMBOL_JSON_BYTES: usize = 16 << 20;
+pub const MAX_SYMBOL_JSON_DEPTH: usize = 32;
 pub const MAX_SYMBOL_NODES: usize = 1_000_000;
 pub const MAX_ATTRS_PER_NODE: usize = 256;
 

@@ -221,3 +221,14 @@ fn input_shape_that_does_not_fit_the_weights_is_refused() {
     .to_string();
     assert!(e.contains("\"layer\"") && e.contains("weight"), "{e}");
 }
+
+#[test]
+fn sparse_parameters_cannot_densify_past_the_budget() {
+    // 40 bytes on disk describing a 32 GiB dense array.
+    let huge = params_corpus::row_sparse(&[1 << 31, 4], &[0, 4], &[], &[]);
+    let e = error_of(
+        &symbol("Convolution", CONV, ""),
+        &list(&[huge], Some(&[b"arg:w"])),
+    );
+    assert!(e.contains("\"arg:w\"") && e.contains("limit"), "{e}");
+}
