@@ -5,7 +5,7 @@
 //! no operator for (reshape codes, `full` pooling divisors, per-group norms, the packed
 //! RNN parameter vector) become plain ONNX operators on constants computed here.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use tract_onnx::pb::{
     attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto, type_proto,
@@ -31,6 +31,7 @@ pub fn lower(
 ) -> Result<ModelProto, GraphError> {
     let shapes = infer_shapes(graph, input_shapes)?;
     let mut b = Builder::new(graph, weights, &shapes);
+    b.plan_norm_folding();
     for (i, input) in graph.inputs.iter().enumerate() {
         b.used.insert(input.name.clone());
         b.graph_inputs
@@ -198,6 +199,11 @@ struct Builder<'a> {
     input_names: Vec<String>,
     node_names: Vec<Vec<String>>,
     used: HashSet<String>,
+    /// Convolutions whose only reader is a batch norm: conv index → that norm's
+    /// per-channel (scale, shift), folded into the convolution's weights and bias.
+    folded_norms: HashMap<usize, (Vec<f32>, Vec<f32>)>,
+    /// Batch norms folded into the convolution before them: lowered as identity.
+    folded_away: HashSet<usize>,
 }
 
 impl<'a> Builder<'a> {
@@ -216,6 +222,8 @@ impl<'a> Builder<'a> {
             input_names: Vec::new(),
             node_names: Vec::new(),
             used,
+            folded_norms: HashMap::new(),
+            folded_away: HashSet::new(),
         }
     }
 
@@ -324,6 +332,73 @@ impl<'a> Builder<'a> {
         self.initializers.extend(added);
     }
 
+    /// The per-channel scale and shift of a batch norm whose statistics are all constants,
+    /// computed in f64.
+    fn norm_scale_shift(&self, node: &Node, channels: usize) -> Option<(Vec<f32>, Vec<f32>)> {
+        let Op::BatchNorm { eps, fix_gamma, .. } = node.op else {
+            return None;
+        };
+        let stats: Vec<Vec<f32>> = node.inputs[1..5]
+            .iter()
+            .map(|s| self.param_values(*s))
+            .collect::<Option<_>>()?;
+        let [gamma, beta, mean, var] = &stats[..] else {
+            return None;
+        };
+        let mut scale = vec![0f32; channels];
+        let mut shift = vec![0f32; channels];
+        for i in 0..channels {
+            let g = if fix_gamma { 1.0 } else { gamma[i] as f64 };
+            let s = g / (var[i] as f64 + eps).sqrt();
+            scale[i] = s as f32;
+            shift[i] = (beta[i] as f64 - mean[i] as f64 * s) as f32;
+        }
+        Some((scale, shift))
+    }
+
+    /// Finds each convolution with constant weights read only by a channel-axis batch norm
+    /// with constant statistics, so the norm can be folded into the convolution.
+    fn plan_norm_folding(&mut self) {
+        let mut readers: HashMap<usize, usize> = HashMap::new();
+        for node in &self.graph.nodes {
+            for s in &node.inputs {
+                if let Source::Node(n, _) = s {
+                    *readers.entry(*n).or_default() += 1;
+                }
+            }
+        }
+        for o in &self.graph.outputs {
+            if let Source::Node(n, _) = o.source {
+                *readers.entry(n).or_default() += 2;
+            }
+        }
+        for (index, node) in self.graph.nodes.iter().enumerate() {
+            let (Op::BatchNorm { axis, .. }, Some(Source::Node(conv, 0))) =
+                (&node.op, node.inputs.first())
+            else {
+                continue;
+            };
+            let conv_node = &self.graph.nodes[*conv];
+            let rank = self.shapes.nodes[*conv][0].len();
+            let channel_axis = resolve_axis(*axis, rank).ok() == Some(1);
+            let constant_weights = conv_node.inputs[1..]
+                .iter()
+                .all(|s| matches!(s, Source::Param(_)));
+            if !matches!(conv_node.op, Op::Conv { .. })
+                || !channel_axis
+                || !constant_weights
+                || readers.get(conv) != Some(&1)
+            {
+                continue;
+            }
+            let channels = self.shapes.nodes[*conv][0][1];
+            if let Some(fold) = self.norm_scale_shift(node, channels) {
+                self.folded_norms.insert(*conv, fold);
+                self.folded_away.insert(index);
+            }
+        }
+    }
+
     /// The constant values of a param source, if it is one.
     fn param_values(&self, source: Source) -> Option<Vec<f32>> {
         match source {
@@ -381,6 +456,37 @@ impl<'a> Builder<'a> {
         self.op("Div", vec![centered, std], vec![], &format!("{hint}/norm"))
     }
 
+    /// Convolution inputs with a following norm folded in: w'[f] = w[f]·scale[f],
+    /// b'[f] = b[f]·scale[f] + shift[f].
+    fn folded_conv_inputs(
+        &mut self,
+        conv: &Node,
+        data: &str,
+        scale: &[f32],
+        shift: &[f32],
+    ) -> Vec<String> {
+        let w_shape = self.shape(conv.inputs[1]);
+        let mut w = self.param_values(conv.inputs[1]).unwrap_or_default();
+        let per_filter = (w.len() / scale.len().max(1)).max(1);
+        for (f, chunk) in w.chunks_mut(per_filter).enumerate() {
+            for v in chunk {
+                *v *= scale[f];
+            }
+        }
+        let bias: Vec<f32> = match conv.inputs.get(2).and_then(|b| self.param_values(*b)) {
+            Some(b) => b
+                .iter()
+                .zip(scale)
+                .zip(shift)
+                .map(|((b, s), t)| b * s + t)
+                .collect(),
+            None => shift.to_vec(),
+        };
+        let w = self.const_f32(&format!("{}/folded_weight", conv.name), &w_shape, &w);
+        let b = self.const_f32(&format!("{}/folded_bias", conv.name), &[bias.len()], &bias);
+        vec![data.to_string(), w, b]
+    }
+
     fn affine(&mut self, x: String, scale: String, shift: String, out: &str) {
         let scaled = self.op("Mul", vec![x, scale], vec![], &format!("{out}/scaled"));
         self.push("Add", vec![scaled, shift], vec![out.to_string()], vec![]);
@@ -403,6 +509,10 @@ impl<'a> Builder<'a> {
                 ..
             } => {
                 let pads: Vec<i64> = ints(pad).iter().chain(ints(pad).iter()).copied().collect();
+                let ins = match self.folded_norms.remove(&index) {
+                    Some((scale, shift)) => self.folded_conv_inputs(node, &ins[0], &scale, &shift),
+                    None => ins,
+                };
                 self.push(
                     "Conv",
                     ins,
@@ -504,6 +614,9 @@ impl<'a> Builder<'a> {
                 *global,
                 *count_include_pad,
             )?,
+            Op::BatchNorm { .. } if self.folded_away.contains(&index) => {
+                self.push("Identity", vec![ins[0].clone()], vec![out], vec![]);
+            }
             Op::BatchNorm {
                 axis,
                 eps,
@@ -511,22 +624,9 @@ impl<'a> Builder<'a> {
             } => {
                 let a = resolve_axis(*axis, xs.len())?;
                 let c = xs[a];
-                let stats: Vec<Option<Vec<f32>>> = node.inputs[1..5]
-                    .iter()
-                    .map(|s| self.param_values(*s))
-                    .collect();
                 let mut dims = vec![1; xs.len()];
                 dims[a] = c;
-                if let [Some(gamma), Some(beta), Some(mean), Some(var)] = &stats[..] {
-                    // Folded into one scale and shift, computed in f64 from the constants.
-                    let mut scale = vec![0f32; c];
-                    let mut shift = vec![0f32; c];
-                    for i in 0..c {
-                        let g = if *fix_gamma { 1.0 } else { gamma[i] as f64 };
-                        let s = g / (var[i] as f64 + eps).sqrt();
-                        scale[i] = s as f32;
-                        shift[i] = (beta[i] as f64 - mean[i] as f64 * s) as f32;
-                    }
+                if let Some((scale, shift)) = self.norm_scale_shift(node, c) {
                     let scale = self.const_f32(&format!("{h}/scale"), &dims, &scale);
                     let shift = self.const_f32(&format!("{h}/shift"), &dims, &shift);
                     self.affine(ins[0].clone(), scale, shift, &out);
