@@ -377,19 +377,12 @@ pub fn parse_dtype(s: &str) -> Result<DType, AttrError> {
 /// (§1.7 of the format reference). Flags 8 to 11 exist in the enum but MXNet itself
 /// cannot use them, so they are refused like any other unknown flag.
 pub fn parse_type_flag(s: &str) -> Result<DType, AttrError> {
-    let flag = parse_int(s).map_err(|_| AttrError::malformed(s, EXPECT_TYPE_FLAG))?;
-    Ok(match flag {
-        0 => DType::F32,
-        1 => DType::F64,
-        2 => DType::F16,
-        3 => DType::U8,
-        4 => DType::I32,
-        5 => DType::I8,
-        6 => DType::I64,
-        7 => DType::Bool,
-        12 => DType::BF16,
-        _ => return Err(AttrError::malformed(s, EXPECT_TYPE_FLAG)),
-    })
+    // The same mshadow flags as `.params` records.
+    parse_int(s)
+        .ok()
+        .and_then(|flag| i32::try_from(flag).ok())
+        .and_then(crate::params::dtype_from_flag)
+        .ok_or_else(|| AttrError::malformed(s, EXPECT_TYPE_FLAG))
 }
 
 /// A hidden attribute as dmlc's `kAllowHidden` defines it: longer than four bytes, and
