@@ -30,6 +30,9 @@ enum Command {
     /// Export a package to another format.
     #[command(subcommand)]
     Export(cmd::export::ExportCommand),
+    // Help for these two comes from their argument structs' doc comments (with examples).
+    Version(cmd::version::VersionArgs),
+    Doctor(cmd::doctor::DoctorArgs),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +42,8 @@ fn main() -> ExitCode {
         Command::Predict(a) => cmd::predict::run(a),
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::Export(c) => cmd::export::run(c),
+        Command::Version(a) => cmd::version::run(a),
+        Command::Doctor(a) => cmd::doctor::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

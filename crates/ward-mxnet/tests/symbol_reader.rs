@@ -1102,7 +1102,10 @@ fn too_deep() {
     let deep = format!("{{\"x\": {}{}}}", "[".repeat(100_000), "]".repeat(100_000));
     assert!(matches!(
         read(&deep),
-        Err(SymbolError::TooDeep { limit: 64, .. })
+        Err(SymbolError::TooDeep {
+            limit: ward_mxnet::limits::MAX_SYMBOL_JSON_DEPTH,
+            ..
+        })
     ));
     // Subgraph nesting counts: each level adds four.
     let mut doc = small_graph();

@@ -1,7 +1,9 @@
+pub mod doctor;
 pub mod export;
 pub mod import;
 pub mod inspect;
 pub mod predict;
+pub mod version;
 
 use std::path::Path;
 

@@ -1,0 +1,54 @@
+//! `ward-bench PACKAGE INPUT.npy THREADS ITERATIONS`: prints one JSON line with the time
+//! to open the package, to build the plan for the input's shape, and the median and
+//! minimum of `ITERATIONS` runs of the compute alone (plan already built).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use ward_core::npy;
+use ward_package::LoadedPackage;
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() != 5 {
+        bail!("usage: ward-bench PACKAGE INPUT.npy THREADS ITERATIONS");
+    }
+    let package = PathBuf::from(&args[1]);
+    let input = npy::read_npy(&std::fs::read(&args[2]).context("input")?)?;
+    let threads: usize = args[3].parse()?;
+    let iterations: usize = args[4].parse()?;
+    ward_graph::exec::set_threads(threads);
+
+    let start = Instant::now();
+    let loaded = LoadedPackage::open(&package)?;
+    let open_s = start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    let plan = loaded.model().plan(&[input.shape().to_vec()])?;
+    let plan_s = start.elapsed().as_secs_f64();
+
+    let inputs = [input];
+    for _ in 0..3 {
+        plan.run(&inputs)?;
+    }
+    let mut times = Vec::with_capacity(iterations);
+    for _ in 0..iterations {
+        let start = Instant::now();
+        plan.run(&inputs)?;
+        times.push(start.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    println!(
+        "{}",
+        serde_json::json!({
+            "threads": threads,
+            "open_s": open_s,
+            "plan_s": plan_s,
+            "median_s": median,
+            "min_s": times[0],
+            "iterations": iterations,
+        })
+    );
+    Ok(())
+}
