@@ -23,14 +23,13 @@ enum Command {
     /// Import a model from another framework into a ward package.
     #[command(subcommand)]
     Import(cmd::import::ImportCommand),
-    /// Run a package on inputs read from .npy files.
+    // Help for the variants below comes from their argument structs' doc comments (with
+    // examples): a doc comment on the variant would replace it.
     Predict(cmd::predict::PredictArgs),
-    /// Describe a package.
     Inspect(cmd::inspect::InspectArgs),
     /// Export a package to another format.
     #[command(subcommand)]
     Export(cmd::export::ExportCommand),
-    // Help for these two comes from their argument structs' doc comments (with examples).
     Version(cmd::version::VersionArgs),
     Doctor(cmd::doctor::DoctorArgs),
 }

@@ -437,41 +437,25 @@ impl Importer<'_> {
 
         let converted: Op = match op {
             "Convolution" => {
-                let kernel = a.req_tuple("kernel")?;
-                let k = kernel.len();
-                if !(1..=3).contains(&k) {
-                    return Err(err(format!("kernel {kernel:?} must have 1 to 3 dims")));
-                }
-                let stride = window(&mut a, "stride", k, 1, &err)?;
-                let dilation = window(&mut a, "dilate", k, 1, &err)?;
-                let pad = window(&mut a, "pad", k, 0, &err)?;
+                let w = conv_window(&mut a, &err)?;
                 let filters = a.req_int("num_filter")?;
                 let groups = a.int("num_group", 1)?;
                 let no_bias = a.bool("no_bias", false)?;
-                layout(&mut a, k, &err)?;
-                a.ignore(&["cudnn_tune", "cudnn_off", "workspace"]);
                 a.finish()?;
                 need(if no_bias { 2 } else { 3 })?;
                 self.check_leading_dim(&inputs[1], filters, &node.name, "num_filter")?;
                 Op::Conv {
-                    kernel: to_usize(&kernel, &err)?,
-                    stride,
-                    dilation,
-                    pad,
+                    kernel: w.kernel,
+                    stride: w.stride,
+                    dilation: w.dilation,
+                    pad: w.pad,
                     groups: positive(groups, "num_group", &err)?,
                     bias: !no_bias,
                 }
             }
             "Deconvolution" => {
-                let kernel = a.req_tuple("kernel")?;
-                let k = kernel.len();
-                if !(1..=3).contains(&k) {
-                    return Err(err(format!("kernel {kernel:?} must have 1 to 3 dims")));
-                }
-                let stride = window(&mut a, "stride", k, 1, &err)?;
-                let dilation = window(&mut a, "dilate", k, 1, &err)?;
-                let pad = window(&mut a, "pad", k, 0, &err)?;
-                let adj = window(&mut a, "adj", k, 0, &err)?;
+                let w = conv_window(&mut a, &err)?;
+                let adj = window(&mut a, "adj", w.kernel.len(), 0, &err)?;
                 let target = a.tuple("target_shape", &[])?;
                 if !target.is_empty() && target.iter().any(|&d| d != 0) {
                     return Err(err(format!(
@@ -482,15 +466,13 @@ impl Importer<'_> {
                 let groups = a.int("num_group", 1)?;
                 // MXNet's default differs from Convolution's.
                 let no_bias = a.bool("no_bias", true)?;
-                layout(&mut a, k, &err)?;
-                a.ignore(&["cudnn_tune", "cudnn_off", "workspace"]);
                 a.finish()?;
                 need(if no_bias { 2 } else { 3 })?;
                 Op::Deconv {
-                    kernel: to_usize(&kernel, &err)?,
-                    stride,
-                    dilation,
-                    pad,
+                    kernel: w.kernel,
+                    stride: w.stride,
+                    dilation: w.dilation,
+                    pad: w.pad,
                     output_padding: adj,
                     groups: positive(groups, "num_group", &err)?,
                     bias: !no_bias,
@@ -1064,6 +1046,36 @@ fn to_usize(v: &[i64], err: &impl Fn(String) -> ImportError) -> Result<Vec<usize
     v.iter()
         .map(|&x| usize::try_from(x).map_err(|_| err(format!("value {x} in {v:?} is negative"))))
         .collect()
+}
+
+/// The window of a convolution or deconvolution.
+struct ConvWindow {
+    kernel: Vec<usize>,
+    stride: Vec<usize>,
+    dilation: Vec<usize>,
+    pad: Vec<usize>,
+}
+
+/// Reads the attributes Convolution and Deconvolution share: kernel (1 to 3 dims),
+/// stride, dilate, pad, layout, and the cuDNN tuning hints that do not change results.
+fn conv_window(
+    a: &mut AttrReader<'_>,
+    err: &impl Fn(String) -> ImportError,
+) -> Result<ConvWindow, ImportError> {
+    let kernel = a.req_tuple("kernel")?;
+    let k = kernel.len();
+    if !(1..=3).contains(&k) {
+        return Err(err(format!("kernel {kernel:?} must have 1 to 3 dims")));
+    }
+    let window = ConvWindow {
+        kernel: to_usize(&kernel, err)?,
+        stride: window(a, "stride", k, 1, err)?,
+        dilation: window(a, "dilate", k, 1, err)?,
+        pad: window(a, "pad", k, 0, err)?,
+    };
+    layout(a, k, err)?;
+    a.ignore(&["cudnn_tune", "cudnn_off", "workspace"]);
+    Ok(window)
 }
 
 /// A per-axis window attribute: empty means the default for every axis.
