@@ -20,6 +20,10 @@ pub const MAX_GRAPH_JSON_BYTES: usize = 64 << 20;
 pub const MAX_GRAPH_NODES: usize = 1_000_000;
 /// Most dimensions of any tensor.
 pub const MAX_RANK: usize = 32;
+/// Most outputs of one split (MXNet's SliceChannel).
+pub const MAX_SPLIT_OUTPUTS: usize = 4096;
+/// Most layers of one fused RNN.
+pub const MAX_RNN_LAYERS: usize = 256;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -603,7 +607,9 @@ fn unique_names<'a>(
     Ok(())
 }
 
-fn validate_attrs(op: &Op) -> Result<(), String> {
+/// Checks an operator's attributes for values no graph may hold (zero kernels, counts past
+/// the limits). Importers call it before using the attributes.
+pub fn validate_attrs(op: &Op) -> Result<(), String> {
     let positive = |what: &str, v: &[usize]| {
         if v.contains(&0) {
             Err(format!("{what} {v:?} has a zero"))
@@ -653,7 +659,13 @@ fn validate_attrs(op: &Op) -> Result<(), String> {
         }
         Op::Dense { units, .. } => positive("units", &[*units]),
         Op::GroupNorm { groups, .. } => positive("groups", &[*groups]),
+        Op::Split { outputs, .. } if *outputs > MAX_SPLIT_OUTPUTS => Err(format!(
+            "{outputs} outputs exceed the limit of {MAX_SPLIT_OUTPUTS}"
+        )),
         Op::Split { outputs, .. } => positive("outputs", &[*outputs]),
+        Op::Rnn { layers, .. } if *layers > MAX_RNN_LAYERS => Err(format!(
+            "{layers} layers exceed the limit of {MAX_RNN_LAYERS}"
+        )),
         Op::Rnn { hidden, layers, .. } => positive("hidden and layers", &[*hidden, *layers]),
         Op::Embedding {
             input_dim,

@@ -10,6 +10,11 @@ use crate::GraphError;
 
 pub type Shape = Vec<usize>;
 
+/// Most elements of any value a graph computes (4 GiB of float32). The largest activation
+/// of the census models at batch 8 is under 10 million elements; the bound stops a crafted
+/// graph from asking the backend for an absurd allocation.
+pub const MAX_VALUE_ELEMENTS: usize = 1 << 30;
+
 /// The shapes of every node's outputs, indexed by node then output.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Shapes {
@@ -44,6 +49,13 @@ pub fn infer_shapes(graph: &Graph, input_shapes: &[Shape]) -> Result<Shapes, Gra
         let ins: Vec<&[usize]> = node.inputs.iter().map(|s| shapes.of(graph, *s)).collect();
         let outs = infer_node(node, &ins).map_err(|reason| GraphError::node(node, reason))?;
         for s in &outs {
+            let elements = ward_core::tensor::element_count(s);
+            if elements.is_none_or(|n| n > MAX_VALUE_ELEMENTS) {
+                return Err(GraphError::node(
+                    node,
+                    format!("output shape {s:?} has more than {MAX_VALUE_ELEMENTS} elements"),
+                ));
+            }
             if s.len() > MAX_RANK {
                 return Err(GraphError::node(
                     node,
@@ -132,6 +144,20 @@ pub fn broadcast(a: &[usize], b: &[usize]) -> R<Shape> {
     Ok(out)
 }
 
+/// The extent of a dilated kernel, d·(k − 1) + 1.
+fn effective_kernel(kernel: usize, dilation: usize) -> R<usize> {
+    kernel
+        .checked_sub(1)
+        .and_then(|k| k.checked_mul(dilation))
+        .and_then(|k| k.checked_add(1))
+        .ok_or_else(|| format!("kernel {kernel} with dilation {dilation} overflows"))
+}
+
+fn double(pad: usize) -> R<usize> {
+    pad.checked_mul(2)
+        .ok_or_else(|| format!("pad {pad} overflows"))
+}
+
 /// Output length of a sliding window, or an error when the window does not fit.
 fn window_out(x: usize, k_eff: usize, pad_total: usize, stride: usize, ceil: bool) -> R<usize> {
     let padded = x
@@ -180,8 +206,14 @@ fn infer_node(node: &Node, ins: &[&[usize]]) -> R<Vec<Shape>> {
             }
             let mut out = vec![x[0], f];
             for i in 0..k {
-                let k_eff = dilation[i] * (kernel[i] - 1) + 1;
-                out.push(window_out(x[i + 2], k_eff, 2 * pad[i], stride[i], false)?);
+                let k_eff = effective_kernel(kernel[i], dilation[i])?;
+                out.push(window_out(
+                    x[i + 2],
+                    k_eff,
+                    double(pad[i])?,
+                    stride[i],
+                    false,
+                )?);
             }
             one(out)
         }
@@ -215,11 +247,14 @@ fn infer_node(node: &Node, ins: &[&[usize]]) -> R<Vec<Shape>> {
                 let grown = stride[i]
                     .checked_mul(x[i + 2].saturating_sub(1))
                     .and_then(|v| {
-                        v.checked_add(dilation[i] * (kernel[i] - 1) + 1 + output_padding[i])
+                        effective_kernel(kernel[i], dilation[i])
+                            .ok()
+                            .and_then(|k| k.checked_add(output_padding[i]))
+                            .and_then(|k| v.checked_add(k))
                     })
                     .ok_or("output size overflows")?;
                 let size = grown
-                    .checked_sub(2 * pad[i])
+                    .checked_sub(double(pad[i])?)
                     .filter(|s| *s > 0)
                     .ok_or_else(|| {
                         format!(
@@ -276,7 +311,7 @@ fn infer_node(node: &Node, ins: &[&[usize]]) -> R<Vec<Shape>> {
                 out.push(window_out(
                     x[i + 2],
                     kernel[i],
-                    2 * pad[i],
+                    double(pad[i])?,
                     stride[i],
                     *ceil,
                 )?);
@@ -505,12 +540,20 @@ fn infer_node(node: &Node, ins: &[&[usize]]) -> R<Vec<Shape>> {
             let expected = rnn_param_count(*mode, input, *hidden, *layers, dirs)
                 .ok_or("parameter count overflows")?;
             expect_shape("parameters", ins[1], &[expected])?;
-            let state = vec![layers * dirs, n, *hidden];
+            let state = vec![
+                layers.checked_mul(dirs).ok_or("state rows overflow")?,
+                n,
+                *hidden,
+            ];
             expect_shape("initial state", ins[2], &state)?;
             if ins.len() > 3 {
                 expect_shape("initial cell", ins[3], &state)?;
             }
-            let mut outs = vec![vec![t, n, dirs * hidden]];
+            let mut outs = vec![vec![
+                t,
+                n,
+                dirs.checked_mul(*hidden).ok_or("output width overflows")?,
+            ]];
             if *state_outputs {
                 outs.push(state.clone());
                 if *mode == crate::ir::RnnMode::Lstm {

@@ -948,6 +948,7 @@ impl Importer<'_> {
                 })
             }
         };
+        ward_graph::ir::validate_attrs(&converted).map_err(err)?;
         let n_out = converted.num_outputs();
         self.graph.nodes.push(Node {
             name: unique_node_name(&self.graph, &node.name),

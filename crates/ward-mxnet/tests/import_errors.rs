@@ -232,3 +232,16 @@ fn sparse_parameters_cannot_densify_past_the_budget() {
     );
     assert!(e.contains("\"arg:w\"") && e.contains("limit"), "{e}");
 }
+
+#[test]
+fn counts_past_the_limits_are_refused_before_use() {
+    let e = error_of(
+        &symbol("SliceChannel", r#""num_outputs": "1099511627776""#, "")
+            .replace(", [1, 0, 0]]", "]"),
+        &weights(&[3, 2, 1, 1]),
+    );
+    assert!(
+        e.contains("\"layer\"") && e.contains("exceed the limit"),
+        "{e}"
+    );
+}
