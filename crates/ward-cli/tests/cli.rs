@@ -23,23 +23,37 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-fn import_lenet(dir: &Path) -> PathBuf {
-    let model = fixture("lenet_module");
-    let out = dir.join("lenet.ward");
-    let o = ward(&[
+/// `ward import mxnet` of a model fixture with `flags` (--input, --range, ...) into `out`.
+fn import(name: &str, flags: &[&str], out: &Path) -> Output {
+    let model = fixture(name);
+    let symbol = model.join("model-symbol.json");
+    let params = model.join("model-0000.params");
+    let mut args = vec![
         "import",
         "mxnet",
         "--symbol",
-        model.join("model-symbol.json").to_str().unwrap(),
+        symbol.to_str().unwrap(),
         "--params",
-        model.join("model-0000.params").to_str().unwrap(),
-        "--input",
-        "data:float32:-1,1,28,28",
-        "--range",
-        "data:-100:100",
+        params.to_str().unwrap(),
         "--out",
         out.to_str().unwrap(),
-    ]);
+    ];
+    args.extend_from_slice(flags);
+    ward(&args)
+}
+
+fn import_lenet(dir: &Path) -> PathBuf {
+    let out = dir.join("lenet.ward");
+    let o = import(
+        "lenet_module",
+        &[
+            "--input",
+            "data:float32:-1,1,28,28",
+            "--range",
+            "data:-100:100",
+        ],
+        &out,
+    );
     assert!(o.status.success(), "import failed: {}", stderr(&o));
     out
 }
@@ -181,23 +195,11 @@ fn refusals_exit_1_with_one_line() {
 
     // Importing over an existing package changes nothing.
     let before = std::fs::read(package.join("ward.json")).unwrap();
-    let model = fixture("mlp");
-    let o = ward(&[
-        "import",
-        "mxnet",
-        "--symbol",
-        model.join("model-symbol.json").to_str().unwrap(),
-        "--params",
-        model.join("model-0000.params").to_str().unwrap(),
-        "--input",
-        "data:float32:-1,784",
-        "--out",
-        pkg,
-    ]);
+    let o = import("mlp", &["--input", "data:float32:-1,784"], &package);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert_eq!(std::fs::read(package.join("ward.json")).unwrap(), before);
 
-    // A package with a changed graph is refused before running.
+    // A directory that is not a package is refused.
     let o = ward(&["inspect", tmp.path().to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
 }
@@ -215,7 +217,6 @@ fn usage_errors_exit_2() {
 
 #[test]
 fn bad_input_declarations_are_refused() {
-    let model = fixture("mlp");
     let tmp = tempfile::tempdir().unwrap();
     for (input, needle) in [
         ("data:float33:-1,784", "float33"),
@@ -224,18 +225,7 @@ fn bad_input_declarations_are_refused() {
         ("data", "NAME:DTYPE:DIMS"),
         ("data:float32:-1,783", "weight"),
     ] {
-        let o = ward(&[
-            "import",
-            "mxnet",
-            "--symbol",
-            model.join("model-symbol.json").to_str().unwrap(),
-            "--params",
-            model.join("model-0000.params").to_str().unwrap(),
-            "--input",
-            input,
-            "--out",
-            tmp.path().join("x").to_str().unwrap(),
-        ]);
+        let o = import("mlp", &["--input", input], &tmp.path().join("x"));
         let e = stderr(&o);
         assert_eq!(o.status.code(), Some(1), "{input}: {e}");
         assert!(e.contains(needle), "{input}: expected {needle:?} in {e}");
