@@ -212,61 +212,73 @@ fn check_parent_dir(path: &Path, what: &str) -> Option<(Level, String)> {
     })
 }
 
-/// Key files must not be readable (or writable) by group or others.
+/// What a file's mode must not allow, and what each outcome says.
 #[cfg(unix)]
-pub fn check_key_file(path: &Path) -> Vec<(Level, String)> {
-    let mode = match mode_of(path, "key file") {
+struct ModeRule {
+    what: &'static str,
+    /// Permission bits that must be clear.
+    forbidden: u32,
+    problem: &'static str,
+    remedy: &'static str,
+    fine: &'static str,
+}
+
+#[cfg(unix)]
+fn check_mode(path: &Path, rule: &ModeRule) -> Vec<(Level, String)> {
+    let mode = match mode_of(path, rule.what) {
         Ok(m) => m,
         Err(line) => return vec![line],
     };
-    let mut lines = Vec::new();
-    if mode & 0o077 != 0 {
-        lines.push((
+    let what = rule.what;
+    let mut lines = vec![if mode & rule.forbidden != 0 {
+        (
             Level::Fix,
             format!(
-                "key file {} is open to group or others (mode {mode:o}): chmod 600 {}",
+                "{what} {} {} (mode {mode:o}): {} {}",
                 shown(path),
+                rule.problem,
+                rule.remedy,
                 shown(path)
             ),
-        ));
+        )
     } else {
-        lines.push((
+        (
             Level::Ok,
-            format!("key file {} is private (mode {mode:o})", shown(path)),
-        ));
-    }
-    lines.extend(check_parent_dir(path, "key file"));
+            format!("{what} {} {} (mode {mode:o})", shown(path), rule.fine),
+        )
+    }];
+    lines.extend(check_parent_dir(path, what));
     lines
+}
+
+/// Key files must not be readable (or writable) by group or others.
+#[cfg(unix)]
+pub fn check_key_file(path: &Path) -> Vec<(Level, String)> {
+    check_mode(
+        path,
+        &ModeRule {
+            what: "key file",
+            forbidden: 0o077,
+            problem: "is open to group or others",
+            remedy: "chmod 600",
+            fine: "is private",
+        },
+    )
 }
 
 /// Trust policies must not be writable by group or others.
 #[cfg(unix)]
 pub fn check_trust_file(path: &Path) -> Vec<(Level, String)> {
-    let mode = match mode_of(path, "trust policy") {
-        Ok(m) => m,
-        Err(line) => return vec![line],
-    };
-    let mut lines = Vec::new();
-    if mode & 0o022 != 0 {
-        lines.push((
-            Level::Fix,
-            format!(
-                "trust policy {} is writable by group or others (mode {mode:o}): chmod go-w {}",
-                shown(path),
-                shown(path)
-            ),
-        ));
-    } else {
-        lines.push((
-            Level::Ok,
-            format!(
-                "trust policy {} is writable only by its owner (mode {mode:o})",
-                shown(path)
-            ),
-        ));
-    }
-    lines.extend(check_parent_dir(path, "trust policy"));
-    lines
+    check_mode(
+        path,
+        &ModeRule {
+            what: "trust policy",
+            forbidden: 0o022,
+            problem: "is writable by group or others",
+            remedy: "chmod go-w",
+            fine: "is writable only by its owner",
+        },
+    )
 }
 
 #[cfg(not(unix))]
