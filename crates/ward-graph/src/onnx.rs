@@ -550,11 +550,7 @@ impl<'a> Builder<'a> {
                     ],
                 );
             }
-            Op::Dense {
-                units,
-                flatten,
-                bias,
-            } => {
+            Op::Dense { flatten, bias, .. } => {
                 let w = node.inputs[1];
                 let ws = self.shape(w);
                 let mut x = ins[0].clone();
@@ -590,16 +586,16 @@ impl<'a> Builder<'a> {
                 } else {
                     self.push("MatMul", vec![x, wt], vec![out], vec![]);
                 }
-                let _ = units;
             }
             Op::Pool {
                 kind,
                 kernel,
                 stride,
                 pad,
-                ceil,
                 global,
                 count_include_pad,
+                // The output size already reflects `ceil`; lowering pads to reach it.
+                ..
             } => self.lower_pool(
                 node,
                 &ins[0],
@@ -610,7 +606,6 @@ impl<'a> Builder<'a> {
                 kernel,
                 stride,
                 pad,
-                *ceil,
                 *global,
                 *count_include_pad,
             )?,
@@ -1012,7 +1007,6 @@ impl<'a> Builder<'a> {
         kernel: &[usize],
         stride: &[usize],
         pad: &[usize],
-        _ceil: bool,
         global: bool,
         count_include_pad: bool,
     ) -> R<()> {

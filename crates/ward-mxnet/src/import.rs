@@ -6,7 +6,7 @@
 //! support fails the import with the node, the operator and the attribute named, never a
 //! silently different result.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use ward_core::{DType, Tensor};
 use ward_graph::ir::{
@@ -1118,14 +1118,4 @@ fn layout(
         )));
     }
     Ok(())
-}
-
-/// The attributes of a node, for messages.
-pub fn describe_attrs(attrs: &BTreeMap<String, String>) -> String {
-    attrs
-        .iter()
-        .filter(|(k, _)| !k.starts_with("__"))
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
