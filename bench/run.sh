@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Times ward against MXNet 1.9.1 on the same models and inputs, in one run, at 1 and 2
-# threads: compute with the model already loaded, and load time. Needs the MXNet venv
+# threads: compute with the model already loaded, and load time (for ward: read, verify the
+# signature, parse, plan). Needs the MXNet venv
 # (DEVELOPERS.md). Results: bench/out/results.jsonl and a Markdown table on stdout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,14 +14,15 @@ cargo build --locked --release --bin ward --bin ward-bench
 [ -f "$out/resnet18_v1_b1/model-symbol.json" ] || "$py" bench/mxnet_models.py export "$out"
 
 : > "$out/results.jsonl"
+[ -f "$out/keys/bench.key" ] || target/release/ward keygen --out "$out/keys" --name bench > /dev/null
 for name in resnet18_v1_b1 resnet18_v1_b8 mobilenet1_0_b1 squeezenet1_1_b1 mlp_b1; do
     d="$out/$name"
     shape=$("$py" -c "import numpy as np; print(','.join(map(str, np.load('$d/input.npy').shape)))")
     rm -rf "$d/pkg"
     target/release/ward import mxnet --symbol "$d/model-symbol.json" --params "$d/model-0000.params" \
-        --input "data:float32:$shape" --out "$d/pkg" > /dev/null
+        --input "data:float32:$shape" --out "$d/pkg" --sign-key "$out/keys/bench.key" > /dev/null
     for threads in 1 2; do
-        w=$(target/release/ward-bench "$d/pkg" "$d/input.npy" "$threads" "$iters")
+        w=$(target/release/ward-bench "$d/pkg" "$d/input.npy" "$threads" "$iters" "$out/keys/bench.pub")
         m=$(OMP_NUM_THREADS=$threads MXNET_CPU_WORKER_NTHREADS=$threads "$py" bench/mxnet_models.py time "$out" "$name" x "$iters" 2>/dev/null)
         echo "{\"model\": \"$name\", \"threads\": $threads, \"ward\": $w, \"mxnet\": $m}" >> "$out/results.jsonl"
     done

@@ -41,6 +41,10 @@ if ! cargo deny --version >/dev/null 2>&1; then
 fi
 echo "== $(cargo deny --version)"
 
+# cargo-deny reads `cargo metadata` offline, which needs the sources of every platform's
+# dependencies (windows-sys, ...), not only those a Linux build downloads.
+cargo fetch --locked --manifest-path "${WARD_DENY_MANIFEST:-Cargo.toml}" >/dev/null
+
 # Where does this cargo-deny expect the database? Its debug log says.
 db_dir="$(cargo deny --log-level debug --offline --locked check advisories 2>&1 \
     | sed -n "s|.*Opening advisory database at '\\(.*\\)'.*|\\1|p" | head -n 1 || true)"

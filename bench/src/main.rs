@@ -1,18 +1,19 @@
-//! `ward-bench PACKAGE INPUT.npy THREADS ITERATIONS`: prints one JSON line with the time
-//! to open the package, to build the plan for the input's shape, and the median and
-//! minimum of `ITERATIONS` runs of the compute alone (plan already built).
+//! `ward-bench PACKAGE INPUT.npy THREADS ITERATIONS TRUST`: prints one JSON line with the
+//! time to open the package (read, verify against the trust policy TRUST, parse), to build
+//! the plan for the input's shape, and the median and minimum of `ITERATIONS` runs of the
+//! compute alone (plan already built).
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use ward_core::npy;
-use ward_package::LoadedPackage;
+use ward_package::{LoadedPackage, Trust, TrustPolicy};
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    if args.len() != 5 {
-        bail!("usage: ward-bench PACKAGE INPUT.npy THREADS ITERATIONS");
+    if args.len() != 6 {
+        bail!("usage: ward-bench PACKAGE INPUT.npy THREADS ITERATIONS TRUST");
     }
     let package = PathBuf::from(&args[1]);
     let input = npy::read_npy(&std::fs::read(&args[2]).context("input")?)?;
@@ -20,8 +21,9 @@ fn main() -> Result<()> {
     let iterations: usize = args[4].parse()?;
     ward_graph::exec::set_threads(threads);
 
+    let trust = Trust::Policy(TrustPolicy::load(&PathBuf::from(&args[5]))?);
     let start = Instant::now();
-    let loaded = LoadedPackage::open(&package)?;
+    let loaded = LoadedPackage::open(&package, &trust)?;
     let open_s = start.elapsed().as_secs_f64();
     let start = Instant::now();
     let plan = loaded.model().plan(&[input.shape().to_vec()])?;

@@ -1,9 +1,15 @@
 //! `ward`: the command-line front end. Flags, wiring and messages only; the work is done
 //! by the library crates.
 
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use tracing_subscriber::layer::SubscriberExt;
+use ward_core::AuditLayer;
+use ward_package::PackageError;
 
 mod cmd;
 
@@ -14,6 +20,10 @@ mod cmd;
     about = "A memory-safe, secure-by-default runtime for MXNet models"
 )]
 struct Cli {
+    /// Append audit events (JSON lines: package verified or refused, ...) to this file
+    /// instead of standard error.
+    #[arg(long, global = true, value_name = "FILE")]
+    audit_log: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -30,23 +40,63 @@ enum Command {
     /// Export a package to another format.
     #[command(subcommand)]
     Export(cmd::export::ExportCommand),
+    Keygen(cmd::keygen::KeygenArgs),
+    Sign(cmd::sign::SignArgs),
+    Verify(cmd::verify::VerifyArgs),
     Version(cmd::version::VersionArgs),
     Doctor(cmd::doctor::DoctorArgs),
 }
 
+/// Routes audit events to `path` (appended, created mode 0600) or to standard error.
+fn install_audit_log(path: Option<&Path>) -> anyhow::Result<()> {
+    let writer: Box<dyn Write + Send> = match path {
+        Some(path) => {
+            let mut options = OpenOptions::new();
+            options.create(true).append(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let file = options
+                .open(path)
+                .map_err(|e| anyhow::anyhow!("audit log {}: {e}", path.display()))?;
+            Box::new(file)
+        }
+        None => Box::new(std::io::stderr()),
+    };
+    let subscriber = tracing_subscriber::registry().with(AuditLayer::new(writer));
+    tracing::subscriber::set_global_default(subscriber)
+        .map_err(|e| anyhow::anyhow!("cannot install the audit log: {e}"))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(e) = install_audit_log(cli.audit_log.as_deref()) {
+        eprintln!("error: {e}");
+        return ExitCode::from(1);
+    }
     let result = match cli.command {
         Command::Import(c) => cmd::import::run(c),
         Command::Predict(a) => cmd::predict::run(a),
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::Export(c) => cmd::export::run(c),
+        Command::Keygen(a) => cmd::keygen::run(a),
+        Command::Sign(a) => cmd::sign::run(a),
+        Command::Verify(a) => cmd::verify::run(a),
         Command::Version(a) => cmd::version::run(a),
         Command::Doctor(a) => cmd::doctor::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // A verification refusal: one line per problem, exit 3.
+            if let Some(PackageError::Refused { package, problems }) =
+                e.downcast_ref::<PackageError>()
+            {
+                eprintln!("error: {} refused:", package.display());
+                for p in problems {
+                    eprintln!("refused: {}", p.to_string().replace(['\n', '\r'], " "));
+                }
+                return ExitCode::from(3);
+            }
             // One line, no backtrace: the chain of contexts joined by ": ".
             let message = format!("{e:#}").replace(['\n', '\r'], " ");
             eprintln!("error: {message}");

@@ -42,8 +42,13 @@ fn import(name: &str, flags: &[&str], out: &Path) -> Output {
     ward(&args)
 }
 
+/// Imports the LeNet fixture, signed with a new key `dir/keys/test.key`.
 fn import_lenet(dir: &Path) -> PathBuf {
+    let keys = dir.join("keys");
+    let o = ward(&["keygen", "--out", keys.to_str().unwrap(), "--name", "test"]);
+    assert!(o.status.success(), "keygen failed: {}", stderr(&o));
     let out = dir.join("lenet.ward");
+    let key = keys.join("test.key");
     let o = import(
         "lenet_module",
         &[
@@ -51,11 +56,30 @@ fn import_lenet(dir: &Path) -> PathBuf {
             "data:float32:-1,1,28,28",
             "--range",
             "data:-100:100",
+            "--sign-key",
+            key.to_str().unwrap(),
         ],
         &out,
     );
     assert!(o.status.success(), "import failed: {}", stderr(&o));
     out
+}
+
+/// `--trust` for packages made by [`import_lenet`] in `dir`, with the audit log in a file.
+fn trusted(dir: &Path) -> Vec<String> {
+    vec![
+        "--trust".into(),
+        dir.join("keys/test.pub").display().to_string(),
+        "--audit-log".into(),
+        dir.join("audit.log").display().to_string(),
+    ]
+}
+
+/// `ward` with `extra` appended to `args`.
+fn ward_with(args: &[&str], extra: &[String]) -> Output {
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(extra.iter().map(String::as_str));
+    ward(&all)
 }
 
 fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
@@ -73,8 +97,10 @@ fn import_inspect_predict_and_export() {
     let package = import_lenet(tmp.path());
     let pkg = package.to_str().unwrap();
 
-    let o = ward(&["inspect", pkg, "--json"]);
+    let trust = trusted(tmp.path());
+    let o = ward_with(&["inspect", pkg, "--json"], &trust);
     assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(info_signers(&o), serde_json::json!(["test"]));
     let info: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(info["manifest"]["inputs"][0]["name"], "data");
     assert_eq!(
@@ -90,14 +116,17 @@ fn import_inspect_predict_and_export() {
 
     let outdir = tmp.path().join("out");
     let input = fixture("lenet_module").join("input-data.npy");
-    let o = ward(&[
-        "predict",
-        pkg,
-        "--input",
-        &format!("data={}", input.display()),
-        "--out",
-        outdir.to_str().unwrap(),
-    ]);
+    let o = ward_with(
+        &[
+            "predict",
+            pkg,
+            "--input",
+            &format!("data={}", input.display()),
+            "--out",
+            outdir.to_str().unwrap(),
+        ],
+        &trust,
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let got = npy::read_npy(&std::fs::read(outdir.join("softmax_output.npy")).unwrap()).unwrap();
     let want = npy::read_npy(&std::fs::read(fixture("lenet_module").join("output-0.npy")).unwrap())
@@ -110,15 +139,18 @@ fn import_inspect_predict_and_export() {
 
     // The exported ONNX model runs in an independent ONNX runtime with the same result.
     let onnx = tmp.path().join("lenet.onnx");
-    let o = ward(&[
-        "export",
-        "onnx",
-        pkg,
-        "--out",
-        onnx.to_str().unwrap(),
-        "--shape",
-        "data:2,1,28,28",
-    ]);
+    let o = ward_with(
+        &[
+            "export",
+            "onnx",
+            pkg,
+            "--out",
+            onnx.to_str().unwrap(),
+            "--shape",
+            "data:2,1,28,28",
+        ],
+        &trust,
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     use tract_onnx::prelude::*;
     let model = tract_onnx::onnx()
@@ -183,7 +215,7 @@ fn refusals_exit_1_with_one_line() {
             args.push("--input");
             args.push(i);
         }
-        let o = ward(&args);
+        let o = ward_with(&args, &trusted(tmp.path()));
         let e = stderr(&o);
         assert_eq!(o.status.code(), Some(1), "{inputs:?}: {e}");
         assert!(
@@ -200,8 +232,16 @@ fn refusals_exit_1_with_one_line() {
     assert_eq!(std::fs::read(package.join("ward.json")).unwrap(), before);
 
     // A directory that is not a package is refused.
-    let o = ward(&["inspect", tmp.path().to_str().unwrap()]);
+    let o = ward_with(
+        &["inspect", tmp.path().to_str().unwrap()],
+        &trusted(tmp.path()),
+    );
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+}
+
+fn info_signers(o: &Output) -> serde_json::Value {
+    let info: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    info["signed_by"].clone()
 }
 
 #[test]

@@ -7,11 +7,13 @@
 // Data from outside must never be unwrapped; tests may.
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod audit;
 pub mod dtype;
 pub mod npy;
 pub mod reader;
 pub mod tensor;
 
+pub use audit::{AuditEvent, AuditLayer, AUDIT_TARGET};
 pub use dtype::DType;
 pub use reader::{Reader, Truncated};
 pub use tensor::{Tensor, TensorError};

@@ -40,6 +40,27 @@ pub enum PackageError {
     #[error("package file {file:?} was replaced or grew while it was read")]
     FileChanged { file: String },
 
+    #[error("{path}: more than {limit} {what}")]
+    TreeLimit {
+        path: PathBuf,
+        what: &'static str,
+        limit: u64,
+    },
+
+    // ---- keys, trust policy, signatures ----
+    #[error("{reason}")]
+    Key { reason: String },
+    #[error("{path}: private key is readable by others (mode {mode:03o}); run `chmod 600 {path}`")]
+    KeyPermissions { path: PathBuf, mode: u32 },
+    #[error("trust policy {path}: {reason}")]
+    Policy { path: PathBuf, reason: String },
+    /// Verification refused the model: one problem per line.
+    #[error("{} refused: {}", package.display(), problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; "))]
+    Refused {
+        package: PathBuf,
+        problems: Vec<crate::signature::Problem>,
+    },
+
     // ---- ward.json ----
     #[error("ward.json: {source}")]
     ManifestJson {

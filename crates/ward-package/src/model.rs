@@ -11,11 +11,13 @@ use ward_graph::schema::validate_inputs;
 use ward_graph::shape::infer_shapes;
 use ward_graph::Graph;
 
-use crate::{read_package, Manifest, PackageError, PackageFiles};
+use crate::loader::{open_package, Trust, Verification};
+use crate::{Manifest, PackageError, PackageFiles};
 
 pub struct LoadedPackage {
     manifest: Manifest,
     model: Model,
+    verification: Verification,
 }
 
 fn inconsistent(reason: String) -> PackageError {
@@ -23,14 +25,18 @@ fn inconsistent(reason: String) -> PackageError {
 }
 
 impl LoadedPackage {
-    /// Reads, parses and checks the package in `dir`.
-    pub fn open(dir: &Path) -> Result<LoadedPackage, PackageError> {
-        LoadedPackage::from_files(read_package(dir)?)
+    /// Opens the package in `dir` through the verified loader, then checks it.
+    pub fn open(dir: &Path, trust: &Trust) -> Result<LoadedPackage, PackageError> {
+        let opened = open_package(dir, trust, std::time::SystemTime::now())?;
+        let mut package = LoadedPackage::from_files(opened.files)?;
+        package.verification = opened.verification;
+        Ok(package)
     }
 
     /// Parses the graph and checks that it agrees with the manifest: the same inputs and
-    /// outputs, in the same order, with the same dtypes, and shapes that infer.
-    pub fn from_files(files: PackageFiles) -> Result<LoadedPackage, PackageError> {
+    /// outputs, in the same order, with the same dtypes, and shapes that infer. The files
+    /// must come from the verified loader (or be freshly made, as by an import).
+    fn from_files(files: PackageFiles) -> Result<LoadedPackage, PackageError> {
         let graph = Graph::from_json(&files.graph_json)?;
         let manifest = files.manifest;
         let graph_inputs: Vec<(&str, ward_core::DType)> = graph
@@ -70,7 +76,16 @@ impl LoadedPackage {
         infer_shapes(&graph, &probe)?;
         let weights: HashMap<String, Tensor> = files.weights.into_iter().collect();
         let model = Model::new(graph, weights)?;
-        Ok(LoadedPackage { manifest, model })
+        Ok(LoadedPackage {
+            manifest,
+            model,
+            verification: Verification::Unverified,
+        })
+    }
+
+    /// Who vouched for the package.
+    pub fn verification(&self) -> &Verification {
+        &self.verification
     }
 
     pub fn manifest(&self) -> &Manifest {

@@ -3,15 +3,16 @@
 //! Reading happens in one place, [`read_raw_package`]: it lists the directory, refuses
 //! anything that is not one of the package's regular files (links, directories, devices,
 //! unknown names), checks each file's size against its limit, and reads each file exactly
-//! once into memory. Only then are the bytes parsed. Signature verification (a later
-//! change) goes between the two, in [`read_package_with`], so that nothing is parsed before
-//! it is verified.
+//! once into memory. Only then are the bytes parsed: the verified loader
+//! ([`crate::loader::open_package`]) checks the signatures between the two, so that nothing
+//! is parsed before it is verified.
 //!
 //! Writing goes to a temporary sibling directory that is renamed into place, so a failure
 //! never leaves a partial package at the target path.
 
 use crate::limits::{PackageLimits, MAX_DIR_ENTRIES};
 use crate::manifest::Manifest;
+use crate::signature::{sign, FileSet, Hashing, PrivateKey, SignOptions, DEFAULT_IGNORE_PATHS};
 use crate::weights::{read_weights, write_weights};
 use crate::PackageError;
 use std::collections::BTreeMap;
@@ -58,6 +59,11 @@ enum Role {
     Signature,
 }
 
+/// Whether `name` is a signature file's name: `model.sig` or `model.N.sig`.
+pub fn is_signature_name(name: &str) -> bool {
+    role_of(name) == Some(Role::Signature)
+}
+
 fn role_of(name: &str) -> Option<Role> {
     match name {
         MANIFEST_FILE => Some(Role::Manifest),
@@ -79,21 +85,8 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> PackageError + '_ {
     }
 }
 
-/// Reads and parses a package with the default limits.
-pub fn read_package(dir: &Path) -> Result<PackageFiles, PackageError> {
-    read_package_with(dir, &PackageLimits::default())
-}
-
-/// Reads a package (each file once, see [`read_raw_package`]), then parses the manifest,
-/// then the weights.
-pub fn read_package_with(dir: &Path, limits: &PackageLimits) -> Result<PackageFiles, PackageError> {
-    let raw = read_raw_package(dir, limits)?;
-    // Signature verification over `raw` goes here, before anything is parsed.
-    parse(raw)
-}
-
 /// Parses the bytes of a package: the manifest first, then the weights.
-fn parse(raw: RawPackage) -> Result<PackageFiles, PackageError> {
+pub(crate) fn parse(raw: RawPackage) -> Result<PackageFiles, PackageError> {
     let manifest = Manifest::from_json(&raw.manifest)?;
     let weights = read_weights(&raw.weights)?;
     Ok(PackageFiles {
@@ -174,7 +167,12 @@ pub fn read_raw_package(dir: &Path, limits: &PackageLimits) -> Result<RawPackage
 /// must be the same inode that was checked, so swapping in a link between the check and
 /// the open is detected.
 fn read_file(dir: &Path, name: &str, limit: u64) -> Result<Vec<u8>, PackageError> {
-    let path = dir.join(name);
+    read_file_at(&dir.join(name), name, limit)
+}
+
+/// [`read_file`] for a path, named `name` in errors.
+pub(crate) fn read_file_at(path: &Path, name: &str, limit: u64) -> Result<Vec<u8>, PackageError> {
+    let path = path.to_path_buf();
     let checked = fs::symlink_metadata(&path).map_err(io_err(&path))?;
     if checked.file_type().is_symlink() {
         return Err(PackageError::Symlink { file: name.into() });
@@ -225,12 +223,24 @@ fn same_file(_: &fs::Metadata, _: &fs::Metadata) -> bool {
 /// The manifest is validated and the weights serialised before anything touches the disk;
 /// the files are written into a temporary sibling directory, synced, and renamed to `dir`,
 /// so a failure leaves neither a partial package nor the temporary directory behind.
-/// No signature is written (signing is a separate step).
+/// No signature is written (see [`write_signed_package`]).
 pub fn write_package(
     dir: &Path,
     manifest: &Manifest,
     graph_json: &[u8],
     weights: &[(String, Tensor)],
+) -> Result<(), PackageError> {
+    write_signed_package(dir, manifest, graph_json, weights, None)
+}
+
+/// [`write_package`], signed with `key` when one is given: the signature is computed over
+/// the bytes about to be written and written with them, in the same atomic rename.
+pub fn write_signed_package(
+    dir: &Path,
+    manifest: &Manifest,
+    graph_json: &[u8],
+    weights: &[(String, Tensor)],
+    key: Option<&PrivateKey>,
 ) -> Result<(), PackageError> {
     let limits = PackageLimits::default();
     let manifest_json = manifest.to_json()?;
@@ -253,14 +263,34 @@ pub fn write_package(
             });
         }
     }
-    write_files(
-        dir,
-        &[
-            (MANIFEST_FILE, &manifest_json),
-            (GRAPH_FILE, graph_json),
-            (WEIGHTS_FILE, &weights_bytes),
-        ],
-    )
+    let mut files: Vec<(&str, &[u8])> = vec![
+        (MANIFEST_FILE, &manifest_json),
+        (GRAPH_FILE, graph_json),
+        (WEIGHTS_FILE, &weights_bytes),
+    ];
+    let signature;
+    if let Some(key) = key {
+        let set = FileSet::new(files.iter().map(|(n, b)| (n.to_string(), *b)));
+        let options = sign_options(&manifest.name, &[SIGNATURE_FILE.to_string()]);
+        signature = sign(&set, key, &options);
+        files.push((SIGNATURE_FILE, &signature));
+    }
+    write_files(dir, &files)
+}
+
+/// How ward signs: files, SHA-256 (all `model_signing verify key` can check), and
+/// model-signing's default ignore paths plus `signature_files`, the names of the signature
+/// files in the model's root (those present and the one being written), so that the
+/// reference verifier does not count them as extra files.
+pub fn sign_options(model_name: &str, signature_files: &[String]) -> SignOptions {
+    let mut ignore_paths: Vec<String> =
+        DEFAULT_IGNORE_PATHS.iter().map(|p| p.to_string()).collect();
+    ignore_paths.extend(signature_files.iter().cloned());
+    SignOptions {
+        model_name: model_name.to_string(),
+        hashing: Hashing::DEFAULT,
+        ignore_paths,
+    }
 }
 
 /// Writes `files` into a new directory at `dir` via a temporary sibling and a rename.

@@ -6,9 +6,14 @@ use std::path::{Path, PathBuf};
 use ward_core::{DType, Tensor};
 use ward_package::limits::PackageLimits;
 use ward_package::{
-    read_package, read_package_with, read_raw_package, write_package, FileDigest, InputSpec,
-    Manifest, Origin, OutputSpec, PackageError, GRAPH_FILE, MANIFEST_FILE, WEIGHTS_FILE,
+    open_package, read_raw_package, write_package, FileDigest, InputSpec, Manifest, Origin,
+    OutputSpec, PackageError, PackageFiles, Trust, GRAPH_FILE, MANIFEST_FILE, WEIGHTS_FILE,
 };
+
+/// Reads a package without signature checks (signing has its own tests).
+fn read_package(dir: &Path) -> Result<PackageFiles, PackageError> {
+    open_package(dir, &Trust::AllowUnsigned, std::time::SystemTime::now()).map(|o| o.files)
+}
 
 fn manifest() -> Manifest {
     Manifest::new(
@@ -209,7 +214,7 @@ fn size_limits_are_checked_before_reading() {
         max_graph_bytes: 10,
         ..PackageLimits::default()
     };
-    let err = read_package_with(&dir, &limits).unwrap_err();
+    let err = read_raw_package(&dir, &limits).unwrap_err();
     assert!(
         matches!(&err, PackageError::FileTooLarge { file, size, limit: 10 } if file == GRAPH_FILE && *size == GRAPH.len() as u64),
         "{err}"

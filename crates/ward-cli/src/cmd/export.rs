@@ -4,7 +4,6 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use ward_package::LoadedPackage;
 
 use super::parse_dims;
 
@@ -25,6 +24,8 @@ pub enum ExportCommand {
 pub struct OnnxArgs {
     /// The package directory.
     package: PathBuf,
+    #[command(flatten)]
+    trust: super::TrustArgs,
     /// The ONNX file to write.
     #[arg(long, value_name = "FILE.onnx")]
     out: PathBuf,
@@ -35,8 +36,7 @@ pub struct OnnxArgs {
 
 pub fn run(command: ExportCommand) -> Result<()> {
     let ExportCommand::Onnx(args) = command;
-    let package = LoadedPackage::open(&args.package)
-        .with_context(|| format!("package {}", args.package.display()))?;
+    let package = args.trust.open(&args.package)?;
     let mut shapes = Vec::new();
     for spec in &package.manifest().inputs {
         let given = args

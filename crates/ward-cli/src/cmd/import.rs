@@ -1,6 +1,6 @@
 //! `ward import mxnet`
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
@@ -8,7 +8,12 @@ use clap::{Args, Subcommand};
 use ward_core::DType;
 use ward_mxnet::import::{import, DeclaredInput};
 use ward_mxnet::limits::{ParamsLimits, SymbolLimits};
-use ward_package::{write_package, FileDigest, InputSpec, Manifest, Origin, OutputSpec};
+use ward_package::signature::read_private_key_file;
+use ward_package::tree::TreeLimits;
+use ward_package::{
+    verify_directory, write_signed_package, FileDigest, InputSpec, Manifest, Origin, OutputSpec,
+    TrustPolicy,
+};
 
 use super::{parse_dims, read_file};
 
@@ -18,7 +23,8 @@ pub enum ImportCommand {
     ///
     /// Example:
     ///   ward import mxnet --symbol resnet18-symbol.json --params resnet18-0000.params \
-    ///     --input data:float32:-1,3,224,224 --range data:-3:3 --out resnet18.ward
+    ///     --input data:float32:-1,3,224,224 --range data:-3:3 --out resnet18.ward \
+    ///     --sign-key keys/release.key
     #[command(verbatim_doc_comment)]
     Mxnet(MxnetArgs),
 }
@@ -49,6 +55,14 @@ pub struct MxnetArgs {
     /// The package directory to create (must not exist, or be empty).
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
+    /// Sign the package with this private key (writes OUT/model.sig with the package).
+    #[arg(long, value_name = "KEY")]
+    sign_key: Option<PathBuf>,
+    /// Import only if the MXNet files are signed (`ward sign` or `model_signing sign` of
+    /// their folder) by this trust policy: the symbol and params files must be in one
+    /// folder, whose signature is checked before either file is parsed.
+    #[arg(long, value_name = "TRUST")]
+    trust: Option<PathBuf>,
 }
 
 pub fn run(command: ImportCommand) -> Result<()> {
@@ -150,10 +164,61 @@ fn default_name(symbol: &std::path::Path) -> String {
     }
 }
 
+/// The symbol and params bytes: read plainly, or, with `--trust`, from their folder read
+/// once and verified.
+fn source_bytes(args: &MxnetArgs) -> Result<(Vec<u8>, Vec<u8>)> {
+    let Some(trust) = &args.trust else {
+        return Ok((read_file(&args.symbol)?, read_file(&args.params)?));
+    };
+    let policy = TrustPolicy::load(trust)?;
+    let folder = |p: &Path| -> Result<PathBuf> {
+        let parent = match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        parent
+            .canonicalize()
+            .with_context(|| parent.display().to_string())
+    };
+    let dir = folder(&args.symbol)?;
+    if folder(&args.params)? != dir {
+        bail!("with --trust, the symbol and params files must be in the same (signed) folder");
+    }
+    let verified = verify_directory(
+        &dir,
+        &[],
+        &policy,
+        SystemTime::now(),
+        &TreeLimits::default(),
+    )?;
+    for w in &verified.verified.warnings {
+        eprintln!("warning: {w}");
+    }
+    let take = |p: &Path| -> Result<Vec<u8>> {
+        let name = file_name(p);
+        verified
+            .tree
+            .get(&name)
+            .map(<[u8]>::to_vec)
+            .with_context(|| format!("{name} is not among the signed files of {}", dir.display()))
+    };
+    eprintln!(
+        "verified {} (signed by {})",
+        dir.display(),
+        verified.verified.signers.join(", ")
+    );
+    Ok((take(&args.symbol)?, take(&args.params)?))
+}
+
 fn mxnet(args: MxnetArgs) -> Result<()> {
     let specs = input_specs(&args)?;
-    let symbol_bytes = read_file(&args.symbol)?;
-    let params_bytes = read_file(&args.params)?;
+    // Read the key first: a bad key should fail before any work.
+    let key = args
+        .sign_key
+        .as_deref()
+        .map(read_private_key_file)
+        .transpose()?;
+    let (symbol_bytes, params_bytes) = source_bytes(&args)?;
     let symbol = ward_mxnet::symbol::read_symbol(&symbol_bytes, &SymbolLimits::default())
         .with_context(|| format!("{}", args.symbol.display()))?;
     let params = ward_mxnet::params::read_params(&params_bytes, &ParamsLimits::default())
@@ -213,19 +278,21 @@ fn mxnet(args: MxnetArgs) -> Result<()> {
         inputs,
         outputs,
     );
-    write_package(
+    write_signed_package(
         &args.out,
         &manifest,
         &imported.graph.to_json(),
         &imported.weights,
+        key.as_ref(),
     )
     .with_context(|| format!("writing {}", args.out.display()))?;
     println!(
-        "imported {} ({} nodes, {} parameters) into {}",
+        "imported {} ({} nodes, {} parameters) into {}{}",
         manifest.name,
         imported.graph.nodes.len(),
         imported.weights.len(),
-        args.out.display()
+        args.out.display(),
+        if key.is_some() { ", signed" } else { "" }
     );
     Ok(())
 }

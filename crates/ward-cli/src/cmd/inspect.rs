@@ -3,10 +3,10 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use serde_json::json;
-use ward_package::LoadedPackage;
+use ward_package::Verification;
 
 /// Describe a package: model, origin, inputs, outputs, operators and parameters.
 ///
@@ -17,14 +17,15 @@ use ward_package::LoadedPackage;
 pub struct InspectArgs {
     /// The package directory.
     package: PathBuf,
+    #[command(flatten)]
+    trust: super::TrustArgs,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
 }
 
 pub fn run(args: InspectArgs) -> Result<()> {
-    let package = LoadedPackage::open(&args.package)
-        .with_context(|| format!("package {}", args.package.display()))?;
+    let package = args.trust.open(&args.package)?;
     let m = package.manifest();
     let graph = package.graph();
     let mut ops: BTreeMap<&str, usize> = BTreeMap::new();
@@ -38,9 +39,14 @@ pub fn run(args: InspectArgs) -> Result<()> {
         .iter()
         .map(|t| t.bytes().len())
         .sum();
+    let signers = match package.verification() {
+        Verification::Signed(v) => Some(v.signers.clone()),
+        Verification::Unverified => None,
+    };
     if args.json {
         let out = json!({
             "manifest": m,
+            "signed_by": signers,
             "graph": {
                 "nodes": graph.nodes.len(),
                 "operators": ops,
@@ -54,6 +60,10 @@ pub fn run(args: InspectArgs) -> Result<()> {
     }
     println!("model:    {} version {}", m.name, m.version);
     println!("created:  {} (unix seconds)", m.created_unix);
+    match &signers {
+        Some(s) => println!("signed:   verified, by {}", s.join(", ")),
+        None => println!("signed:   NOT VERIFIED (--allow-unsigned)"),
+    }
     println!(
         "origin:   {} {}",
         m.origin.framework,

@@ -2,12 +2,61 @@ pub mod doctor;
 pub mod export;
 pub mod import;
 pub mod inspect;
+pub mod keygen;
 pub mod predict;
+pub mod sign;
+pub mod verify;
 pub mod version;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use clap::Args;
+use ward_package::{LoadedPackage, Trust, TrustPolicy, Verification};
+
+/// How a command that opens a package decides whom to trust.
+#[derive(Args)]
+pub struct TrustArgs {
+    /// Trust policy: a PEM public key, or a TOML policy (keys, CAs, model names,
+    /// threshold). Packages must be signed by it.
+    #[arg(long, value_name = "TRUST")]
+    trust: Option<PathBuf>,
+    /// Open the package without checking any signature (local experiments only: prints a
+    /// warning and records an audit event).
+    #[arg(long, conflicts_with = "trust")]
+    allow_unsigned: bool,
+}
+
+impl TrustArgs {
+    pub fn trust(&self) -> Result<Trust> {
+        match (&self.trust, self.allow_unsigned) {
+            (Some(path), _) => Ok(Trust::Policy(TrustPolicy::load(path)?)),
+            (None, true) => {
+                eprintln!(
+                    "WARNING: --allow-unsigned: the package's signatures are NOT checked; \
+                     anything in it will be loaded. Use this for local experiments only."
+                );
+                Ok(Trust::AllowUnsigned)
+            }
+            (None, false) => bail!(
+                "no trust policy: pass --trust KEY.pub or --trust POLICY.toml (or \
+                 --allow-unsigned for a local experiment)"
+            ),
+        }
+    }
+
+    /// Opens a package through the verified loader, printing any verification warning.
+    pub fn open(&self, package: &Path) -> Result<LoadedPackage> {
+        let loaded = LoadedPackage::open(package, &self.trust()?)
+            .with_context(|| format!("package {}", package.display()))?;
+        if let Verification::Signed(v) = loaded.verification() {
+            for w in &v.warnings {
+                eprintln!("warning: {w}");
+            }
+        }
+        Ok(loaded)
+    }
+}
 
 /// Reads a whole file, naming it in the error.
 pub fn read_file(path: &Path) -> Result<Vec<u8>> {

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use ward_core::{npy, Tensor};
-use ward_package::LoadedPackage;
 
 use super::{read_file, safe_file_stem};
 
@@ -18,6 +17,8 @@ use super::{read_file, safe_file_stem};
 pub struct PredictArgs {
     /// The package directory.
     package: PathBuf,
+    #[command(flatten)]
+    trust: super::TrustArgs,
     /// An input: NAME=FILE.npy.
     #[arg(long = "input", value_name = "NAME=FILE.npy", required = true)]
     inputs: Vec<String>,
@@ -31,8 +32,7 @@ pub struct PredictArgs {
 
 pub fn run(args: PredictArgs) -> Result<()> {
     ward_graph::exec::set_threads(args.threads);
-    let package = LoadedPackage::open(&args.package)
-        .with_context(|| format!("package {}", args.package.display()))?;
+    let package = args.trust.open(&args.package)?;
     let mut inputs = Vec::new();
     for text in &args.inputs {
         let Some((name, file)) = text.split_once('=') else {

@@ -1,0 +1,156 @@
+//! `ward sign`
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use ward_package::signature::statement::is_ignored;
+use ward_package::signature::{read_private_key_file, sign, Granularity, HashAlgorithm, Hashing};
+use ward_package::tree::{read_tree, TreeLimits};
+use ward_package::{is_signature_name, sign_options, Manifest, MANIFEST_FILE, SIGNATURE_FILE};
+
+/// Sign a model directory (a ward package, an MXNet export folder, any model folder) in
+/// the OpenSSF model-signing v1.0 format, which `model_signing verify key` also checks.
+///
+/// Every file is listed with its SHA-256, except model-signing's default ignores (.git,
+/// .github, .gitattributes, .gitignore) and signature files (model.sig, model.N.sig).
+/// A further signer (for a trust policy's threshold) writes model.2.sig, model.3.sig, ...
+///
+/// Example:
+///   ward sign resnet18.ward --key keys/release.key
+///   ward sign resnet18.ward --key keys/qa.key --signature resnet18.ward/model.2.sig
+#[derive(Args)]
+#[command(verbatim_doc_comment)]
+pub struct SignArgs {
+    /// The model directory (or a single model file, with --signature).
+    model: PathBuf,
+    /// The private key (PEM; must not be readable by group or others).
+    #[arg(long, value_name = "KEY")]
+    key: PathBuf,
+    /// Where to write the signature (default: MODEL/model.sig). Never overwritten.
+    #[arg(long, value_name = "FILE")]
+    signature: Option<PathBuf>,
+    /// The model name the trust policy will match (default: the package's name, or the
+    /// directory's name).
+    #[arg(long)]
+    name: Option<String>,
+    /// Hash files in shards of this many bytes, each hashed in parallel (large files on
+    /// many cores). model-signing's CLI cannot verify sharded signatures; its API can.
+    #[arg(long, value_name = "BYTES")]
+    shard_size: Option<u64>,
+}
+
+pub fn run(args: SignArgs) -> Result<()> {
+    let key = read_private_key_file(&args.key)?;
+    let is_dir = args.model.is_dir();
+    let signature = match (&args.signature, is_dir) {
+        (Some(s), _) => s.clone(),
+        (None, true) => args.model.join(SIGNATURE_FILE),
+        (None, false) => bail!("{} is a file: give --signature FILE", args.model.display()),
+    };
+    if fs::symlink_metadata(&signature).is_ok() {
+        bail!(
+            "{} already exists; remove it, or add a signature as model.2.sig, model.3.sig, ...",
+            signature.display()
+        );
+    }
+    // Signature files in the model's root: recorded as ignored, so that model-signing's
+    // verifier does not count them as extra files.
+    let mut signature_files: Vec<String> = Vec::new();
+    if is_dir {
+        for entry in fs::read_dir(&args.model)
+            .with_context(|| format!("reading {}", args.model.display()))?
+        {
+            if let Some(name) = entry?.file_name().to_str() {
+                if is_signature_name(name) {
+                    signature_files.push(name.to_string());
+                }
+            }
+        }
+        if let Some(own) = name_inside(&args.model, &signature) {
+            signature_files.push(own);
+        }
+    }
+    let placeholder = sign_options("", &signature_files);
+    let ignore = placeholder.ignore_paths.clone();
+    let skip = |rel: &str| is_ignored(rel, &ignore);
+    let tree = read_tree(&args.model, &skip, &TreeLimits::default())?;
+    let model_name = match &args.name {
+        Some(n) => n.clone(),
+        None => default_model_name(&args.model, tree.get(MANIFEST_FILE))?,
+    };
+    let mut options = sign_options(&model_name, &signature_files);
+    if let Some(size) = args.shard_size {
+        if size == 0 {
+            bail!("--shard-size must be at least 1");
+        }
+        options.hashing = Hashing {
+            granularity: Granularity::Shards(size),
+            algorithm: HashAlgorithm::Sha256,
+        };
+    }
+    let bytes = sign(&tree.file_set(), &key, &options);
+    write_new_atomically(&signature, &bytes)?;
+    println!(
+        "signed {} ({} files, model name {:?}) -> {}",
+        args.model.display(),
+        tree.files.len(),
+        model_name,
+        signature.display()
+    );
+    Ok(())
+}
+
+/// The ward package's manifest name, or else the directory's (or file's) name.
+fn default_model_name(model: &Path, manifest: Option<&[u8]>) -> Result<String> {
+    if let Some(bytes) = manifest {
+        let m = Manifest::from_json(bytes).context(
+            "the directory has a ward.json that does not parse; pass --name to sign it anyway",
+        )?;
+        return Ok(m.name);
+    }
+    let absolute = model
+        .canonicalize()
+        .with_context(|| model.display().to_string())?;
+    Ok(absolute
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("model")
+        .to_string())
+}
+
+/// The name of `file` if it lies directly in `dir`.
+fn name_inside(dir: &Path, file: &Path) -> Option<String> {
+    let parent = match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    (parent.canonicalize().ok()? == dir.canonicalize().ok()?)
+        .then(|| file.file_name()?.to_str().map(String::from))
+        .flatten()
+}
+
+/// Writes `bytes` to a temporary file beside `path`, then links it into place, which fails
+/// if `path` appeared meanwhile: never a partial or overwritten signature.
+fn write_new_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let tmp = parent.join(format!(".ward-sign-{}.tmp", std::process::id()));
+    let result = (|| -> Result<()> {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .with_context(|| format!("creating {}", tmp.display()))?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::hard_link(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+        Ok(())
+    })();
+    let _ = fs::remove_file(&tmp);
+    result
+}

@@ -1,0 +1,129 @@
+//! Model signatures in the OpenSSF model-signing v1.0 format (PyPI `model-signing` 1.1.1):
+//! a Sigstore bundle v0.3 holding a DSSE envelope, signed with ECDSA, over an in-toto
+//! statement that lists the digest of every file of the model.
+//!
+//! Everything here works on bytes already in memory ([`FileSet`]): the caller reads each
+//! file once, these functions hash and verify those bytes, and the caller parses the same
+//! bytes. Nothing here opens a model file.
+
+pub mod bundle;
+pub mod cert;
+pub mod hashing;
+pub mod keys;
+pub mod policy;
+pub mod statement;
+pub mod verify;
+
+use std::cmp::Ordering;
+
+pub use bundle::Bundle;
+pub use hashing::{Granularity, HashAlgorithm, Hashing};
+pub use keys::{
+    read_private_key_file, read_public_key_file, write_key_pair, PrivateKey, PublicKey,
+};
+pub use policy::TrustPolicy;
+pub use statement::{Statement, DEFAULT_IGNORE_PATHS};
+pub use verify::SignedStatement;
+pub use verify::{verify, Problem, SignatureFile, Verified};
+
+/// The files of a model, in memory, named by relative POSIX path (`.` for a model that is a
+/// single file), in model-signing's order: component by component, so `tokenizer/vocab.txt`
+/// comes before `tokenizer.json`.
+#[derive(Debug, Clone, Default)]
+pub struct FileSet<'a> {
+    files: Vec<(String, &'a [u8])>,
+}
+
+/// model-signing's order (Python `PurePosixPath`): compare path components in turn.
+pub fn path_order(a: &str, b: &str) -> Ordering {
+    a.split('/').cmp(b.split('/'))
+}
+
+impl<'a> FileSet<'a> {
+    pub fn new(files: impl IntoIterator<Item = (String, &'a [u8])>) -> FileSet<'a> {
+        let mut files: Vec<(String, &'a [u8])> = files.into_iter().collect();
+        files.sort_by(|a, b| path_order(&a.0, &b.0));
+        FileSet { files }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &'a [u8])> + '_ {
+        self.files.iter().map(|(p, b)| (p.as_str(), *b))
+    }
+
+    pub fn get(&self, path: &str) -> Option<&'a [u8]> {
+        self.files
+            .binary_search_by(|(p, _)| path_order(p, path))
+            .ok()
+            .map(|i| self.files[i].1)
+    }
+
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    /// Total bytes.
+    pub fn total_bytes(&self) -> u64 {
+        self.files.iter().map(|(_, b)| b.len() as u64).sum()
+    }
+}
+
+/// What to sign.
+#[derive(Debug, Clone)]
+pub struct SignOptions {
+    /// The subject name: the model's name, which the trust policy matches.
+    pub model_name: String,
+    pub hashing: Hashing,
+    /// Recorded in the statement; the verifier skips these paths.
+    pub ignore_paths: Vec<String>,
+}
+
+/// Signs `files` with `key`: returns the bytes of the signature file. The statement is
+/// deterministic (same files, name and options give the same bytes), and so is the ECDSA
+/// signature (RFC 6979).
+pub fn sign(files: &FileSet<'_>, key: &PrivateKey, options: &SignOptions) -> Vec<u8> {
+    let resources: Vec<(String, Vec<u8>)> = hashing::hash_files(files, options.hashing)
+        .into_iter()
+        .map(|item| (item.resource_name(options.hashing.granularity), item.digest))
+        .collect();
+    let payload = Statement::encode(
+        &options.model_name,
+        options.hashing,
+        &options.ignore_paths,
+        &resources,
+    );
+    let signature = key.sign(&bundle::pae(bundle::PAYLOAD_TYPE, &payload));
+    Bundle {
+        material: bundle::Material::PublicKey {
+            hint: Some(key.public_key().hint()),
+        },
+        payload,
+        signature,
+    }
+    .to_json()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_signing_order() {
+        let set = FileSet::new([
+            ("tokenizer.json".to_string(), &b""[..]),
+            ("tokenizer/vocab.txt".to_string(), &b""[..]),
+            ("a".to_string(), &b""[..]),
+            ("sub/deep/w".to_string(), &b""[..]),
+        ]);
+        let names: Vec<&str> = set.iter().map(|(n, _)| n).collect();
+        assert_eq!(
+            names,
+            ["a", "sub/deep/w", "tokenizer/vocab.txt", "tokenizer.json"]
+        );
+        assert!(set.get("tokenizer.json").is_some());
+        assert!(set.get("tokenizer").is_none());
+    }
+}

@@ -1,0 +1,551 @@
+//! Verifying a model's signatures against a trust policy.
+//!
+//! Two steps, so that no file of the model is read before its signatures are known good:
+//! 1. [`check_signatures`]: for each signature file, parse the bundle, find the signer in
+//!    the policy (key hint, or certificate chain to a trusted CA at the current time), check
+//!    the ECDSA signature over the envelope, and only then parse the signed statement.
+//! 2. [`check_files`]: hash the files (read once, in memory, by the caller) and compare
+//!    them with every signed statement: digests, missing and extra files.
+//! 3. [`check_threshold`] and [`check_allowed`]: enough distinct signers signed, and each
+//!    may sign the model's name.
+//!
+//! Every signature present must pass both steps, and at least `threshold` distinct
+//! trusted signers must have signed. Each problem is reported on its own.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::time::SystemTime;
+
+use super::bundle::{pae, Bundle, Material, PAYLOAD_TYPE};
+use super::cert::verify_chain;
+use super::hashing::{hash_files, Granularity, HashedItem, Hashing};
+use super::policy::{name_matches, TrustPolicy};
+use super::statement::{is_ignored, Statement};
+use super::FileSet;
+
+/// One reason a model is refused. [`Problem::reason`] is a stable code for audit lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// No signature file at all.
+    Unsigned,
+    /// The policy lists no key and no CA.
+    NothingTrusted,
+    /// The signature file is not a well-formed bundle.
+    Malformed {
+        signature: String,
+        reason: String,
+    },
+    /// The bundle names a key (hint) the policy does not list.
+    UntrustedKey {
+        signature: String,
+        hint: String,
+    },
+    /// The signature does not verify with the key the hint names, or with any policy key
+    /// when there is no hint.
+    BadSignature {
+        signature: String,
+        signer: Option<String>,
+    },
+    /// The certificate chain does not lead to a trusted CA, or is not valid now.
+    UntrustedCertificate {
+        signature: String,
+        reason: String,
+    },
+    /// The verified statement is malformed or inconsistent.
+    BadStatement {
+        signature: String,
+        reason: String,
+    },
+    /// The signer may not sign this model name.
+    NotAllowed {
+        signature: String,
+        signer: String,
+        model: String,
+    },
+    DigestMismatch {
+        signature: String,
+        file: String,
+        /// For a shard, its byte range.
+        range: Option<(u64, u64)>,
+        algorithm: &'static str,
+        expected: String,
+        actual: String,
+    },
+    /// A file's length differs from the signed one (sharded signatures).
+    LengthChanged {
+        signature: String,
+        file: String,
+        signed: u64,
+        actual: u64,
+    },
+    MissingFile {
+        signature: String,
+        file: String,
+    },
+    ExtraFile {
+        signature: String,
+        file: String,
+    },
+    /// A file that must be signed is excluded by the signature's ignore paths.
+    NotCovered {
+        signature: String,
+        file: String,
+    },
+    /// Signatures name the model differently.
+    NameDisagreement {
+        names: Vec<String>,
+    },
+    ThresholdNotMet {
+        have: usize,
+        need: usize,
+        signers: Vec<String>,
+    },
+}
+
+impl Problem {
+    /// Stable reason code.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Problem::Unsigned => "unsigned",
+            Problem::NothingTrusted => "nothing-trusted",
+            Problem::Malformed { .. } => "malformed-signature",
+            Problem::UntrustedKey { .. } => "untrusted-key",
+            Problem::BadSignature { .. } => "bad-signature",
+            Problem::UntrustedCertificate { .. } => "untrusted-certificate",
+            Problem::BadStatement { .. } => "bad-statement",
+            Problem::NotAllowed { .. } => "signer-not-allowed",
+            Problem::DigestMismatch { .. } => "digest-mismatch",
+            Problem::LengthChanged { .. } => "digest-mismatch",
+            Problem::MissingFile { .. } => "missing-file",
+            Problem::ExtraFile { .. } => "extra-file",
+            Problem::NotCovered { .. } => "file-not-covered",
+            Problem::NameDisagreement { .. } => "model-name-disagreement",
+            Problem::ThresholdNotMet { .. } => "threshold-not-met",
+        }
+    }
+
+    /// The signer concerned, if known.
+    pub fn signer(&self) -> Option<&str> {
+        match self {
+            Problem::BadSignature { signer, .. } => signer.as_deref(),
+            Problem::NotAllowed { signer, .. } => Some(signer),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Problem::Unsigned => write!(f, "the model is not signed (no model.sig)"),
+            Problem::NothingTrusted => {
+                write!(f, "the trust policy lists no key and no CA, so it trusts nothing")
+            }
+            Problem::Malformed { signature, reason } => write!(f, "{signature}: {reason}"),
+            Problem::UntrustedKey { signature, hint } => write!(
+                f,
+                "{signature}: signed by a key the trust policy does not list (key hint {hint})"
+            ),
+            Problem::BadSignature { signature, signer: Some(s) } => write!(
+                f,
+                "{signature}: the signature does not verify with key {s:?}: the signed payload or the signature was altered"
+            ),
+            Problem::BadSignature { signature, signer: None } => write!(
+                f,
+                "{signature}: the signature (which names no key) verifies with no key of the trust policy"
+            ),
+            Problem::UntrustedCertificate { signature, reason } => {
+                write!(f, "{signature}: {reason}")
+            }
+            Problem::BadStatement { signature, reason } => write!(f, "{signature}: {reason}"),
+            Problem::NotAllowed {
+                signature,
+                signer,
+                model,
+            } => write!(
+                f,
+                "{signature}: signer {signer:?} is trusted, but the policy does not allow it to sign model {model:?}"
+            ),
+            Problem::DigestMismatch {
+                signature,
+                file,
+                range,
+                algorithm,
+                expected,
+                actual,
+            } => {
+                let what = match range {
+                    Some((s, e)) => format!("{file} bytes {s}..{e}"),
+                    None => file.clone(),
+                };
+                write!(
+                    f,
+                    "{signature}: {what} was modified: signed {algorithm} {expected}, found {actual}"
+                )
+            }
+            Problem::LengthChanged {
+                signature,
+                file,
+                signed,
+                actual,
+            } => write!(
+                f,
+                "{signature}: {file} was modified: signed {signed} bytes, found {actual}"
+            ),
+            Problem::MissingFile { signature, file } => {
+                write!(f, "{signature}: {file} is signed but missing")
+            }
+            Problem::ExtraFile { signature, file } => write!(
+                f,
+                "{signature}: {file} is not covered by the signature (an extra file)"
+            ),
+            Problem::NotCovered { signature, file } => write!(
+                f,
+                "{signature}: {file} is excluded by the signature's ignore_paths, but ward needs it signed"
+            ),
+            Problem::NameDisagreement { names } => {
+                write!(f, "the signatures name the model differently: {names:?}")
+            }
+            Problem::ThresholdNotMet {
+                have,
+                need,
+                signers,
+            } => write!(
+                f,
+                "the policy requires {need} distinct trusted signers, found {have} ({})",
+                if signers.is_empty() {
+                    "none".to_string()
+                } else {
+                    signers.join(", ")
+                }
+            ),
+        }
+    }
+}
+
+/// A signature file: its name (for messages) and bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct SignatureFile<'a> {
+    pub name: &'a str,
+    pub bytes: &'a [u8],
+}
+
+/// A signature whose envelope verified with a trusted signer; its files are not yet
+/// checked.
+#[derive(Debug, Clone)]
+pub struct SignedStatement {
+    pub signature: String,
+    /// The policy's name for the signer (`release`, or `corp:CN=...` for a certificate).
+    pub signer: String,
+    /// What makes two signers distinct: the signing key's hint.
+    pub signer_key: String,
+    /// The model names the policy lets this signer sign.
+    pub models: Vec<glob::Pattern>,
+    pub statement: Statement,
+}
+
+/// A model that passed verification.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub model_name: String,
+    /// Distinct signers, by policy name.
+    pub signers: Vec<String>,
+    /// Things worth telling the user that do not refuse the model.
+    pub warnings: Vec<String>,
+}
+
+/// Step 1: the signatures, without the files. Returns the statements that verified and
+/// the problems of the others; warnings (no key hint) go to `warnings`.
+pub fn check_signatures(
+    signatures: &[SignatureFile<'_>],
+    policy: &TrustPolicy,
+    now: SystemTime,
+    warnings: &mut Vec<String>,
+) -> (Vec<SignedStatement>, Vec<Problem>) {
+    let mut signed = Vec::new();
+    let mut problems = Vec::new();
+    if signatures.is_empty() {
+        problems.push(Problem::Unsigned);
+    }
+    if policy.is_empty() {
+        problems.push(Problem::NothingTrusted);
+        return (signed, problems);
+    }
+    for sig in signatures {
+        match check_one(sig, policy, now, warnings) {
+            Ok(s) => signed.push(s),
+            Err(p) => problems.push(p),
+        }
+    }
+    (signed, problems)
+}
+
+// A refusal is the rare, slow path: a large error is no cost worth boxing for.
+#[allow(clippy::result_large_err)]
+fn check_one(
+    sig: &SignatureFile<'_>,
+    policy: &TrustPolicy,
+    now: SystemTime,
+    warnings: &mut Vec<String>,
+) -> Result<SignedStatement, Problem> {
+    let signature = sig.name.to_string();
+    let bundle = Bundle::parse(sig.bytes).map_err(|reason| Problem::Malformed {
+        signature: signature.clone(),
+        reason,
+    })?;
+    let message = pae(PAYLOAD_TYPE, &bundle.payload);
+    // (policy name, key hint, model patterns) of the signer whose key verified.
+    let (signer, signer_key, models) = match &bundle.material {
+        Material::PublicKey { hint: Some(hint) } => {
+            let Some(k) = policy.keys.iter().find(|k| k.key.hint() == *hint) else {
+                return Err(Problem::UntrustedKey {
+                    signature,
+                    hint: hint.clone(),
+                });
+            };
+            if !k.key.verify(&message, &bundle.signature) {
+                return Err(Problem::BadSignature {
+                    signature,
+                    signer: Some(k.name.clone()),
+                });
+            }
+            (k.name.clone(), hint.clone(), &k.models)
+        }
+        Material::PublicKey { hint: None } => {
+            warnings.push(format!(
+                "{signature}: the signature names no key (legacy format); tried every key of the policy"
+            ));
+            let Some(k) = policy
+                .keys
+                .iter()
+                .find(|k| k.key.verify(&message, &bundle.signature))
+            else {
+                return Err(Problem::BadSignature {
+                    signature,
+                    signer: None,
+                });
+            };
+            (k.name.clone(), k.key.hint(), &k.models)
+        }
+        Material::Certificates(chain) => {
+            let cas: Vec<Vec<u8>> = policy.cas.iter().map(|c| c.certificate.clone()).collect();
+            if cas.is_empty() {
+                return Err(Problem::UntrustedCertificate {
+                    signature,
+                    reason: "signed with a certificate, but the trust policy lists no CA".into(),
+                });
+            }
+            let certified =
+                verify_chain(chain, &cas, now).map_err(|reason| Problem::UntrustedCertificate {
+                    signature: signature.clone(),
+                    reason,
+                })?;
+            let ca = &policy.cas[certified.ca.min(policy.cas.len() - 1)];
+            let name = format!("{}:{}", ca.name, certified.subject);
+            if !certified.leaf_key.verify(&message, &bundle.signature) {
+                return Err(Problem::BadSignature {
+                    signature,
+                    signer: Some(name),
+                });
+            }
+            (name, certified.leaf_key.hint(), &ca.models)
+        }
+    };
+    let statement = Statement::parse(&bundle.payload).map_err(|reason| Problem::BadStatement {
+        signature: signature.clone(),
+        reason,
+    })?;
+    Ok(SignedStatement {
+        signature,
+        signer,
+        signer_key,
+        models: models.clone(),
+        statement,
+    })
+}
+
+/// The paths every verified signature ignores: files under them need not be read.
+pub fn common_ignores(signed: &[SignedStatement]) -> Vec<String> {
+    let Some((first, rest)) = signed.split_first() else {
+        return Vec::new();
+    };
+    first
+        .statement
+        .ignore_paths
+        .iter()
+        .filter(|p| rest.iter().all(|s| s.statement.ignore_paths.contains(p)))
+        .cloned()
+        .collect()
+}
+
+/// Step 2: compares the files with every verified statement. With `require_all`, every
+/// file in `files` must be signed (a package's files may not hide behind ignore paths).
+///
+/// A sharded signature cannot list an empty file (it has no shard): such a file is
+/// accepted, as by the reference, with a warning.
+pub fn check_files(
+    signed: &[SignedStatement],
+    files: &FileSet<'_>,
+    require_all: bool,
+    warnings: &mut Vec<String>,
+) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    // Each serialization is computed once, however many signatures use it.
+    let mut hashed: HashMap<Hashing, HashMap<String, Vec<HashedItem>>> = HashMap::new();
+    for s in signed {
+        let st = &s.statement;
+        let items = hashed.entry(st.hashing).or_insert_with(|| {
+            let mut by_path: HashMap<String, Vec<HashedItem>> = HashMap::new();
+            for item in hash_files(files, st.hashing) {
+                by_path.entry(item.path.clone()).or_default().push(item);
+            }
+            by_path
+        });
+        let signature = &s.signature;
+        for (path, bytes) in files.iter() {
+            if st.files.contains_key(path) {
+                continue;
+            }
+            if bytes.is_empty() && matches!(st.hashing.granularity, Granularity::Shards(_)) {
+                warnings.push(format!(
+                    "{signature}: {path} is empty, and a sharded signature cannot cover empty files"
+                ));
+                continue;
+            }
+            let problem = if is_ignored(path, &st.ignore_paths) {
+                if !require_all {
+                    continue;
+                }
+                Problem::NotCovered {
+                    signature: signature.clone(),
+                    file: path.to_string(),
+                }
+            } else {
+                Problem::ExtraFile {
+                    signature: signature.clone(),
+                    file: path.to_string(),
+                }
+            };
+            problems.push(problem);
+        }
+        for (path, ranges) in &st.files {
+            let Some(bytes) = files.get(path) else {
+                problems.push(Problem::MissingFile {
+                    signature: signature.clone(),
+                    file: path.clone(),
+                });
+                continue;
+            };
+            let actual = items.get(path.as_str()).map_or(&[][..], Vec::as_slice);
+            if let Granularity::Shards(_) = st.hashing.granularity {
+                let signed_len = ranges.last().map_or(0, |r| r.end);
+                if signed_len != bytes.len() as u64 {
+                    problems.push(Problem::LengthChanged {
+                        signature: signature.clone(),
+                        file: path.clone(),
+                        signed: signed_len,
+                        actual: bytes.len() as u64,
+                    });
+                    continue;
+                }
+            }
+            for (r, a) in ranges.iter().zip(actual) {
+                if r.digest != a.digest {
+                    problems.push(Problem::DigestMismatch {
+                        signature: signature.clone(),
+                        file: path.clone(),
+                        range: match st.hashing.granularity {
+                            Granularity::Files => None,
+                            Granularity::Shards(_) => Some((a.range.start, a.range.end)),
+                        },
+                        algorithm: st.hashing.algorithm.name(),
+                        expected: hex::encode(&r.digest),
+                        actual: hex::encode(&a.digest),
+                    });
+                }
+            }
+        }
+    }
+    problems
+}
+
+/// The model name the statements sign (they must agree).
+pub fn signed_model_name(signed: &[SignedStatement]) -> Result<String, Vec<Problem>> {
+    let names: BTreeSet<&str> = signed
+        .iter()
+        .map(|s| s.statement.model_name.as_str())
+        .collect();
+    if names.len() > 1 {
+        return Err(vec![Problem::NameDisagreement {
+            names: names.into_iter().map(String::from).collect(),
+        }]);
+    }
+    Ok(names.into_iter().next().unwrap_or_default().to_string())
+}
+
+/// Step 3a: at least `threshold` distinct signers. Returns their policy names.
+pub fn check_threshold(
+    signed: &[SignedStatement],
+    policy: &TrustPolicy,
+) -> Result<Vec<String>, Vec<Problem>> {
+    let mut keys = BTreeSet::new();
+    let mut signers = Vec::new();
+    for s in signed {
+        if keys.insert(s.signer_key.as_str()) {
+            signers.push(s.signer.clone());
+        }
+    }
+    if signers.len() < policy.threshold || signers.is_empty() {
+        return Err(vec![Problem::ThresholdNotMet {
+            have: signers.len(),
+            need: policy.threshold,
+            signers,
+        }]);
+    }
+    Ok(signers)
+}
+
+/// Step 3b: every signer may sign `model_name`.
+///
+/// `model_name` is what the policy matches: the signed subject name for a bare model
+/// directory, the manifest's (signed) name for a ward package.
+pub fn check_allowed(signed: &[SignedStatement], model_name: &str) -> Result<(), Vec<Problem>> {
+    let not_allowed: Vec<Problem> = signed
+        .iter()
+        .filter(|s| !name_matches(&s.models, model_name))
+        .map(|s| Problem::NotAllowed {
+            signature: s.signature.clone(),
+            signer: s.signer.clone(),
+            model: model_name.to_string(),
+        })
+        .collect();
+    if not_allowed.is_empty() {
+        Ok(())
+    } else {
+        Err(not_allowed)
+    }
+}
+
+/// All three steps over files already in memory.
+pub fn verify(
+    signatures: &[SignatureFile<'_>],
+    files: &FileSet<'_>,
+    policy: &TrustPolicy,
+    now: SystemTime,
+    require_all: bool,
+) -> Result<Verified, Vec<Problem>> {
+    let mut warnings = Vec::new();
+    let (signed, mut problems) = check_signatures(signatures, policy, now, &mut warnings);
+    problems.extend(check_files(&signed, files, require_all, &mut warnings));
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let signers = check_threshold(&signed, policy)?;
+    let model_name = signed_model_name(&signed)?;
+    check_allowed(&signed, &model_name)?;
+    Ok(Verified {
+        model_name,
+        signers,
+        warnings,
+    })
+}
