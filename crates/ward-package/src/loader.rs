@@ -3,8 +3,9 @@
 //!
 //! 1. read each signature file, and check each signature against the trust policy
 //!    (nothing of the model is read yet);
-//! 2. read each file of the model once into memory;
-//! 3. hash those bytes (in parallel) and compare them with the signed digests;
+//! 2. read each file of the model once into memory, hashing large files while they are
+//!    read (a second thread hashes each chunk as it arrives);
+//! 3. hash the other files (in parallel) and compare every digest with the signed ones;
 //! 4. only then parse the same bytes.
 //!
 //! Every outcome is an audit event. A refusal is [`PackageError::Refused`], listing every
@@ -16,10 +17,12 @@ use std::time::SystemTime;
 use ward_core::AuditEvent;
 
 use crate::limits::{PackageLimits, MAX_SIGNATURE_BYTES};
-use crate::package::{is_signature_name, parse, read_file_at, read_raw_package};
+use crate::package::{
+    is_signature_name, parse, read_file_at, read_raw_package, read_raw_package_with,
+};
 use crate::signature::verify::{
-    check_allowed, check_files, check_signatures, check_threshold, common_ignores,
-    signed_model_name,
+    check_allowed, check_files, check_signatures, check_threshold, common_ignores, hashings,
+    signed_model_name, Digests,
 };
 use crate::signature::{
     statement::is_ignored, FileSet, Problem, SignatureFile, TrustPolicy, Verified,
@@ -125,9 +128,9 @@ pub fn open_package(
     now: SystemTime,
 ) -> Result<OpenedPackage, PackageError> {
     let limits = PackageLimits::default();
-    let raw = read_raw_package(dir, &limits).map_err(|e| refuse_unreadable(dir, e))?;
     let policy = match trust {
         Trust::AllowUnsigned => {
+            let raw = read_raw_package(dir, &limits).map_err(|e| refuse_unreadable(dir, e))?;
             let files = parse(raw).map_err(|e| refuse_malformed(dir, e))?;
             audit_unverified(dir);
             return Ok(OpenedPackage {
@@ -137,20 +140,39 @@ pub fn open_package(
         }
         Trust::Policy(p) => p,
     };
-    let signatures: Vec<SignatureFile<'_>> = raw
-        .signatures
-        .iter()
-        .map(|(name, bytes)| SignatureFile { name, bytes })
-        .collect();
     let mut warnings = Vec::new();
-    let (signed, mut problems) = check_signatures(&signatures, policy, now, &mut warnings);
+    let mut digests = Digests::default();
+    let mut signed = Vec::new();
+    // The signatures are checked before any other file is read; the files are then hashed
+    // as they are read, with the serializations the signatures use.
+    let mut check = |sigs: &[(String, Vec<u8>)]| {
+        let signatures: Vec<SignatureFile<'_>> = sigs
+            .iter()
+            .map(|(name, bytes)| SignatureFile { name, bytes })
+            .collect();
+        let (ok, problems) = check_signatures(&signatures, policy, now, &mut warnings);
+        if !problems.is_empty() {
+            return Err(PackageError::Refused {
+                package: dir.to_path_buf(),
+                problems,
+            });
+        }
+        let to_hash = hashings(&ok);
+        signed = ok;
+        Ok(to_hash)
+    };
+    let raw = match read_raw_package_with(dir, &limits, &mut check, &mut digests) {
+        Ok(raw) => raw,
+        Err(PackageError::Refused { problems, .. }) => return Err(refuse(dir, problems)),
+        Err(e) => return Err(refuse_unreadable(dir, e)),
+    };
     let files = FileSet::new([
         (MANIFEST_FILE.to_string(), raw.manifest.as_slice()),
         (GRAPH_FILE.to_string(), raw.graph.as_slice()),
         (WEIGHTS_FILE.to_string(), raw.weights.as_slice()),
     ]);
     // A package's files may not hide behind ignore paths: all three are parsed.
-    problems.extend(check_files(&signed, &files, true, &mut warnings));
+    let problems = check_files(&signed, &files, true, &mut warnings, &mut digests);
     if !problems.is_empty() {
         return Err(refuse(dir, problems));
     }
@@ -207,8 +229,16 @@ pub fn verify_directory(
             || inside.iter().any(|n| n == rel)
             || is_ignored(rel, &ignored_by_all)
     };
-    let tree = read_tree(dir, &skip, limits).map_err(|e| refuse_unreadable(dir, e))?;
-    let problems = check_files(&signed, &tree.file_set(), false, &mut warnings);
+    let mut digests = Digests::default();
+    let tree = read_tree(dir, &skip, limits, &hashings(&signed), &mut digests)
+        .map_err(|e| refuse_unreadable(dir, e))?;
+    let problems = check_files(
+        &signed,
+        &tree.file_set(),
+        false,
+        &mut warnings,
+        &mut digests,
+    );
     if !problems.is_empty() {
         return Err(refuse(dir, problems));
     }

@@ -8,8 +8,10 @@
 use std::fs;
 use std::path::Path;
 
-use crate::package::read_file_at;
-use crate::signature::FileSet;
+use crate::package::read_file_hashed;
+use crate::signature::hashing::HashedItem;
+use crate::signature::verify::Digests;
+use crate::signature::{FileSet, Hashing};
 use crate::PackageError;
 
 /// Most files in a model directory.
@@ -60,18 +62,34 @@ impl Tree {
 
 /// Reads `root` (a directory, or one regular file) into memory. Paths for which `skip`
 /// returns true (relative, `/`-separated) are neither read nor descended into.
+///
+/// Files large enough are hashed with `hashings` while they are read; their digests go to
+/// `digests` (see [`crate::package::HASH_WHILE_READING_BYTES`]).
 pub fn read_tree(
     root: &Path,
     skip: &dyn Fn(&str) -> bool,
     limits: &TreeLimits,
+    hashings: &[Hashing],
+    digests: &mut Digests,
 ) -> Result<Tree, PackageError> {
+    let mut read = |path: &Path, name: &str, limit: u64| -> Result<Vec<u8>, PackageError> {
+        let mut wanted: Vec<(Hashing, Option<Vec<HashedItem>>)> =
+            hashings.iter().map(|h| (*h, None)).collect();
+        let bytes = read_file_hashed(path, name, limit, &mut wanted)?;
+        for (hashing, items) in wanted {
+            if let Some(items) = items {
+                digests.insert(hashing, name, items);
+            }
+        }
+        Ok(bytes)
+    };
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| PackageError::Io { path, source }
     };
     let meta = fs::metadata(root).map_err(io(root))?;
     if meta.is_file() {
-        let bytes = read_file_at(root, ".", limits.max_total_bytes)?;
+        let bytes = read(root, ".", limits.max_total_bytes)?;
         return Ok(Tree {
             files: vec![(".".to_string(), bytes)],
         });
@@ -143,7 +161,7 @@ pub fn read_tree(
                 return Err(limit("files", limits.max_files));
             }
             let remaining = limits.max_total_bytes.saturating_sub(total);
-            let bytes = read_file_at(&root.join(&rel), &rel, remaining).map_err(|e| match e {
+            let bytes = read(&root.join(&rel), &rel, remaining).map_err(|e| match e {
                 PackageError::FileTooLarge { .. } => limit("bytes in all", limits.max_total_bytes),
                 other => other,
             })?;
@@ -167,7 +185,14 @@ mod tests {
         fs::write(dir.path().join("top.json"), b"{}").unwrap();
         fs::create_dir_all(dir.path().join(".git")).unwrap();
         fs::write(dir.path().join(".git/HEAD"), b"x").unwrap();
-        let tree = read_tree(dir.path(), &|p| p == ".git", &TreeLimits::default()).unwrap();
+        let tree = read_tree(
+            dir.path(),
+            &|p| p == ".git",
+            &TreeLimits::default(),
+            &[],
+            &mut Digests::default(),
+        )
+        .unwrap();
         let names: Vec<&str> = tree.files.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["top.json", "a/b/w.bin"]);
         assert_eq!(tree.get("a/b/w.bin"), Some(&b"12"[..]));
@@ -176,19 +201,40 @@ mod tests {
             max_total_bytes: 3,
             ..TreeLimits::default()
         };
-        let err = read_tree(dir.path(), &|p| p == ".git", &small).unwrap_err();
+        let err = read_tree(
+            dir.path(),
+            &|p| p == ".git",
+            &small,
+            &[],
+            &mut Digests::default(),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("bytes in all"), "{err}");
         let shallow = TreeLimits {
             max_depth: 1,
             ..TreeLimits::default()
         };
-        let err = read_tree(dir.path(), &|_| false, &shallow).unwrap_err();
+        let err = read_tree(
+            dir.path(),
+            &|_| false,
+            &shallow,
+            &[],
+            &mut Digests::default(),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("levels"), "{err}");
 
         #[cfg(unix)]
         {
             std::os::unix::fs::symlink("/etc/hostname", dir.path().join("a/link")).unwrap();
-            let err = read_tree(dir.path(), &|p| p == ".git", &TreeLimits::default()).unwrap_err();
+            let err = read_tree(
+                dir.path(),
+                &|p| p == ".git",
+                &TreeLimits::default(),
+                &[],
+                &mut Digests::default(),
+            )
+            .unwrap_err();
             assert!(
                 matches!(err, PackageError::Symlink { ref file } if file == "a/link"),
                 "{err}"

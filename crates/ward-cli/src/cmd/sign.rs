@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use ward_package::signature::statement::is_ignored;
+use ward_package::signature::verify::Digests;
 use ward_package::signature::{read_private_key_file, sign, Granularity, HashAlgorithm, Hashing};
 use ward_package::tree::{read_tree, TreeLimits};
 use ward_package::{is_signature_name, sign_options, Manifest, MANIFEST_FILE, SIGNATURE_FILE};
@@ -76,7 +77,13 @@ pub fn run(args: SignArgs) -> Result<()> {
     let placeholder = sign_options("", &signature_files);
     let ignore = placeholder.ignore_paths.clone();
     let skip = |rel: &str| is_ignored(rel, &ignore);
-    let tree = read_tree(&args.model, &skip, &TreeLimits::default())?;
+    let tree = read_tree(
+        &args.model,
+        &skip,
+        &TreeLimits::default(),
+        &[],
+        &mut Digests::default(),
+    )?;
     let model_name = match &args.name {
         Some(n) => n.clone(),
         None => default_model_name(&args.model, tree.get(MANIFEST_FILE))?,

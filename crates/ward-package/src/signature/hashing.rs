@@ -153,6 +153,116 @@ pub fn hash_files(files: &FileSet<'_>, hashing: Hashing) -> Vec<HashedItem> {
         .collect()
 }
 
+/// An incremental hash of one algorithm.
+enum Incremental {
+    Sha256(Sha256),
+    Blake2b(Box<Blake2b512>),
+    Blake3(Box<blake3::Hasher>),
+}
+
+impl Incremental {
+    fn new(algorithm: HashAlgorithm) -> Incremental {
+        match algorithm {
+            HashAlgorithm::Sha256 => Incremental::Sha256(Sha256::new()),
+            HashAlgorithm::Blake2b => Incremental::Blake2b(Box::default()),
+            HashAlgorithm::Blake3 => Incremental::Blake3(Box::default()),
+        }
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        match self {
+            Incremental::Sha256(h) => h.update(bytes),
+            Incremental::Blake2b(h) => h.update(bytes),
+            Incremental::Blake3(h) => {
+                h.update(bytes);
+            }
+        }
+    }
+
+    fn finish(self) -> Vec<u8> {
+        match self {
+            Incremental::Sha256(h) => h.finalize().to_vec(),
+            Incremental::Blake2b(h) => h.finalize().to_vec(),
+            Incremental::Blake3(h) => h.finalize().as_bytes().to_vec(),
+        }
+    }
+}
+
+/// Hashes one file as its bytes arrive, in order, giving the same items as
+/// [`hash_files`]: so a large file can be hashed while it is still being read.
+pub struct StreamHasher {
+    hashing: Hashing,
+    path: String,
+    ranges: std::vec::IntoIter<Range<u64>>,
+    current: Option<(Range<u64>, Incremental)>,
+    position: u64,
+    items: Vec<HashedItem>,
+}
+
+impl StreamHasher {
+    /// For a file named `path` of `len` bytes.
+    pub fn new(path: &str, len: u64, hashing: Hashing) -> StreamHasher {
+        let mut h = StreamHasher {
+            hashing,
+            path: path.to_string(),
+            ranges: ranges(len, hashing.granularity).into_iter(),
+            current: None,
+            position: 0,
+            items: Vec::new(),
+        };
+        h.next_range();
+        h
+    }
+
+    pub fn hashing(&self) -> Hashing {
+        self.hashing
+    }
+
+    fn next_range(&mut self) {
+        self.current = self
+            .ranges
+            .next()
+            .map(|r| (r, Incremental::new(self.hashing.algorithm)));
+    }
+
+    fn close_current(&mut self) {
+        if let Some((range, hasher)) = self.current.take() {
+            self.items.push(HashedItem {
+                path: self.path.clone(),
+                range,
+                digest: hasher.finish(),
+            });
+        }
+        self.next_range();
+    }
+
+    /// The next bytes of the file.
+    pub fn update(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            let Some((range, hasher)) = &mut self.current else {
+                // More bytes than announced: the caller's read changed; `finish` reports
+                // the digests of what was announced and the caller checks the length.
+                return;
+            };
+            let take = (range.end - self.position).min(bytes.len() as u64) as usize;
+            hasher.update(&bytes[..take]);
+            self.position += take as u64;
+            bytes = &bytes[take..];
+            if self.position == range.end {
+                self.close_current();
+            }
+        }
+    }
+
+    /// The items, in byte order. An empty file in files mode gives its one (empty) item.
+    pub fn finish(mut self) -> Vec<HashedItem> {
+        while self.current.is_some() {
+            self.close_current();
+        }
+        self.items
+    }
+}
+
 /// The root digest of a statement: SHA-256 over the concatenated raw digests, in order.
 pub fn root_digest<'a>(digests: impl IntoIterator<Item = &'a [u8]>) -> [u8; 32] {
     let mut h = Sha256::new();
@@ -175,6 +285,38 @@ mod tests {
             vec![0..16, 16..32, 32..46]
         );
         assert_eq!(ranges(32, Granularity::Shards(16)), vec![0..16, 16..32]);
+    }
+
+    #[test]
+    fn streaming_gives_the_same_items() {
+        let bytes: Vec<u8> = (0..1000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let set = FileSet::new([("w".to_string(), bytes.as_slice())]);
+        for algorithm in [
+            HashAlgorithm::Sha256,
+            HashAlgorithm::Blake2b,
+            HashAlgorithm::Blake3,
+        ] {
+            for granularity in [
+                Granularity::Files,
+                Granularity::Shards(64),
+                Granularity::Shards(1000),
+            ] {
+                let hashing = Hashing {
+                    granularity,
+                    algorithm,
+                };
+                let mut h = StreamHasher::new("w", bytes.len() as u64, hashing);
+                for chunk in bytes.chunks(37) {
+                    h.update(chunk);
+                }
+                assert_eq!(h.finish(), hash_files(&set, hashing), "{hashing:?}");
+            }
+        }
+        let empty = FileSet::new([("e".to_string(), &b""[..])]);
+        assert_eq!(
+            StreamHasher::new("e", 0, Hashing::DEFAULT).finish(),
+            hash_files(&empty, Hashing::DEFAULT)
+        );
     }
 
     #[test]

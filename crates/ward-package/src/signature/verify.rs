@@ -223,6 +223,60 @@ impl fmt::Display for Problem {
     }
 }
 
+/// Digests of files by serialization, then by path: those hashed while reading, completed
+/// by [`check_files`].
+#[derive(Debug, Default)]
+pub struct Digests {
+    by_hashing: HashMap<Hashing, HashMap<String, Vec<HashedItem>>>,
+}
+
+impl Digests {
+    /// Records a file's items for `hashing`.
+    pub fn insert(&mut self, hashing: Hashing, path: &str, items: Vec<HashedItem>) {
+        self.by_hashing
+            .entry(hashing)
+            .or_default()
+            .insert(path.to_string(), items);
+    }
+
+    /// The items of every file of `files` under `hashing`, hashing those not yet known.
+    fn complete(
+        &mut self,
+        files: &FileSet<'_>,
+        hashing: Hashing,
+    ) -> &HashMap<String, Vec<HashedItem>> {
+        let known = self.by_hashing.entry(hashing).or_default();
+        let missing = FileSet::new(
+            files
+                .iter()
+                .filter(|(p, _)| !known.contains_key(*p))
+                .map(|(p, b)| (p.to_string(), b)),
+        );
+        if !missing.is_empty() {
+            for (path, _) in missing.iter() {
+                known.insert(path.to_string(), Vec::new());
+            }
+            for item in hash_files(&missing, hashing) {
+                if let Some(items) = known.get_mut(&item.path) {
+                    items.push(item);
+                }
+            }
+        }
+        known
+    }
+}
+
+/// The serializations `signed` use, each once: what to hash while reading.
+pub fn hashings(signed: &[SignedStatement]) -> Vec<Hashing> {
+    let mut out: Vec<Hashing> = Vec::new();
+    for s in signed {
+        if !out.contains(&s.statement.hashing) {
+            out.push(s.statement.hashing);
+        }
+    }
+    out
+}
+
 /// A signature file: its name (for messages) and bytes.
 #[derive(Debug, Clone, Copy)]
 pub struct SignatureFile<'a> {
@@ -383,24 +437,20 @@ pub fn common_ignores(signed: &[SignedStatement]) -> Vec<String> {
 ///
 /// A sharded signature cannot list an empty file (it has no shard): such a file is
 /// accepted, as by the reference, with a warning.
+///
+/// `digests` holds what is already hashed (files hashed while they were read); the rest
+/// is hashed here, in parallel, once per serialization however many signatures use it.
 pub fn check_files(
     signed: &[SignedStatement],
     files: &FileSet<'_>,
     require_all: bool,
     warnings: &mut Vec<String>,
+    digests: &mut Digests,
 ) -> Vec<Problem> {
     let mut problems = Vec::new();
-    // Each serialization is computed once, however many signatures use it.
-    let mut hashed: HashMap<Hashing, HashMap<String, Vec<HashedItem>>> = HashMap::new();
     for s in signed {
         let st = &s.statement;
-        let items = hashed.entry(st.hashing).or_insert_with(|| {
-            let mut by_path: HashMap<String, Vec<HashedItem>> = HashMap::new();
-            for item in hash_files(files, st.hashing) {
-                by_path.entry(item.path.clone()).or_default().push(item);
-            }
-            by_path
-        });
+        let items = digests.complete(files, st.hashing);
         let signature = &s.signature;
         for (path, bytes) in files.iter() {
             if st.files.contains_key(path) {
@@ -536,7 +586,13 @@ pub fn verify(
 ) -> Result<Verified, Vec<Problem>> {
     let mut warnings = Vec::new();
     let (signed, mut problems) = check_signatures(signatures, policy, now, &mut warnings);
-    problems.extend(check_files(&signed, files, require_all, &mut warnings));
+    problems.extend(check_files(
+        &signed,
+        files,
+        require_all,
+        &mut warnings,
+        &mut Digests::default(),
+    ));
     if !problems.is_empty() {
         return Err(problems);
     }
