@@ -8,7 +8,9 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use ward_package::signature::statement::is_ignored;
 use ward_package::signature::verify::Digests;
-use ward_package::signature::{read_private_key_file, sign, Granularity, HashAlgorithm, Hashing};
+use ward_package::signature::{
+    read_private_key_file, sign_with_digests, Granularity, HashAlgorithm, Hashing,
+};
 use ward_package::tree::{read_tree, TreeLimits};
 use ward_package::{is_signature_name, sign_options, Manifest, MANIFEST_FILE, SIGNATURE_FILE};
 
@@ -74,21 +76,7 @@ pub fn run(args: SignArgs) -> Result<()> {
             signature_files.push(own);
         }
     }
-    let placeholder = sign_options("", &signature_files);
-    let ignore = placeholder.ignore_paths.clone();
-    let skip = |rel: &str| is_ignored(rel, &ignore);
-    let tree = read_tree(
-        &args.model,
-        &skip,
-        &TreeLimits::default(),
-        &[],
-        &mut Digests::default(),
-    )?;
-    let model_name = match &args.name {
-        Some(n) => n.clone(),
-        None => default_model_name(&args.model, tree.get(MANIFEST_FILE))?,
-    };
-    let mut options = sign_options(&model_name, &signature_files);
+    let mut options = sign_options("", &signature_files);
     if let Some(size) = args.shard_size {
         if size == 0 {
             bail!("--shard-size must be at least 1");
@@ -98,7 +86,23 @@ pub fn run(args: SignArgs) -> Result<()> {
             algorithm: HashAlgorithm::Sha256,
         };
     }
-    let bytes = sign(&tree.file_set(), &key, &options);
+    let ignore = options.ignore_paths.clone();
+    let skip = |rel: &str| is_ignored(rel, &ignore);
+    // Large files are hashed while they are read.
+    let mut digests = Digests::default();
+    let tree = read_tree(
+        &args.model,
+        &skip,
+        &TreeLimits::default(),
+        &[options.hashing],
+        &mut digests,
+    )?;
+    let model_name = match &args.name {
+        Some(n) => n.clone(),
+        None => default_model_name(&args.model, tree.get(MANIFEST_FILE))?,
+    };
+    options.model_name = model_name.clone();
+    let bytes = sign_with_digests(&tree.file_set(), &key, &options, &mut digests);
     write_new_atomically(&signature, &bytes)?;
     println!(
         "signed {} ({} files, model name {:?}) -> {}",

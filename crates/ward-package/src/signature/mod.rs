@@ -85,9 +85,26 @@ pub struct SignOptions {
 /// deterministic (same files, name and options give the same bytes), and so is the ECDSA
 /// signature (RFC 6979).
 pub fn sign(files: &FileSet<'_>, key: &PrivateKey, options: &SignOptions) -> Vec<u8> {
-    let resources: Vec<(String, Vec<u8>)> = hashing::hash_files(files, options.hashing)
-        .into_iter()
-        .map(|item| (item.resource_name(options.hashing.granularity), item.digest))
+    sign_with_digests(files, key, options, &mut verify::Digests::default())
+}
+
+/// [`sign`], reusing the digests of files hashed while they were read.
+pub fn sign_with_digests(
+    files: &FileSet<'_>,
+    key: &PrivateKey,
+    options: &SignOptions,
+    digests: &mut verify::Digests,
+) -> Vec<u8> {
+    let by_path = digests.complete(files, options.hashing);
+    let resources: Vec<(String, Vec<u8>)> = files
+        .iter()
+        .flat_map(|(path, _)| by_path.get(path).into_iter().flatten())
+        .map(|item| {
+            (
+                item.resource_name(options.hashing.granularity),
+                item.digest.clone(),
+            )
+        })
         .collect();
     let payload = Statement::encode(
         &options.model_name,
@@ -109,6 +126,39 @@ pub fn sign(files: &FileSet<'_>, key: &PrivateKey, options: &SignOptions) -> Vec
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn signing_with_streamed_digests_gives_the_same_bytes() {
+        let big: Vec<u8> = (0..100_000u32).map(|i| (i % 253) as u8).collect();
+        let set = FileSet::new([
+            ("w.bin".to_string(), big.as_slice()),
+            ("config.json".to_string(), &b"{}"[..]),
+        ]);
+        let key = PrivateKey::generate_p256().unwrap_or_else(|e| panic!("{e}"));
+        for hashing in [
+            Hashing::DEFAULT,
+            Hashing {
+                granularity: Granularity::Shards(4096),
+                algorithm: HashAlgorithm::Blake3,
+            },
+        ] {
+            let options = SignOptions {
+                model_name: "m".into(),
+                hashing,
+                ignore_paths: vec![".git".into()],
+            };
+            let mut streamed = hashing::StreamHasher::new("w.bin", big.len() as u64, hashing);
+            for chunk in big.chunks(1000) {
+                streamed.update(chunk);
+            }
+            let mut digests = verify::Digests::default();
+            digests.insert(hashing, "w.bin", streamed.finish());
+            assert_eq!(
+                sign_with_digests(&set, &key, &options, &mut digests),
+                sign(&set, &key, &options)
+            );
+        }
+    }
 
     #[test]
     fn model_signing_order() {

@@ -240,7 +240,7 @@ impl Digests {
     }
 
     /// The items of every file of `files` under `hashing`, hashing those not yet known.
-    fn complete(
+    pub fn complete(
         &mut self,
         files: &FileSet<'_>,
         hashing: Hashing,
