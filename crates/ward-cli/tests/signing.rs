@@ -49,6 +49,13 @@ fn mxnet_folder(dir: &Path) -> PathBuf {
     dst
 }
 
+/// `o` exited with `code` and said `needle` on stderr.
+fn expect_failure(o: &Output, code: i32, needle: &str) {
+    let e = stderr(o);
+    assert_eq!(o.status.code(), Some(code), "{e}");
+    assert!(e.contains(needle), "expected {needle:?} in: {e}");
+}
+
 fn audit_lines(log: &Path) -> Vec<serde_json::Value> {
     fs::read_to_string(log)
         .unwrap_or_default()
@@ -84,12 +91,7 @@ fn keygen_writes_a_private_key_only_the_owner_can_read() {
     fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
     let folder = mxnet_folder(tmp.path());
     let o = ward(&["sign", s(&folder), "--key", s(&key)]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("readable by others (mode 644)"),
-        "{}",
-        stderr(&o)
-    );
+    expect_failure(&o, 1, "readable by others (mode 644)");
     assert!(!folder.join("model.sig").exists());
 }
 
@@ -126,8 +128,7 @@ fn sign_then_verify_then_tamper() {
     assert_eq!(statement(&first), statement(&second));
     // An existing signature is never overwritten.
     let o = ward(&["sign", s(&folder), "--key", s(&key)]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("already exists"), "{}", stderr(&o));
+    expect_failure(&o, 1, "already exists");
     assert_eq!(fs::read(folder.join("model.sig")).unwrap(), first);
 
     let log = tmp.path().join("audit.log");
@@ -185,12 +186,7 @@ fn sign_then_verify_then_tamper() {
         "--audit-log",
         s(&log),
     ]);
-    assert_eq!(o.status.code(), Some(3));
-    assert!(
-        stderr(&o).contains("signed by a key the trust policy does not list"),
-        "{}",
-        stderr(&o)
-    );
+    expect_failure(&o, 3, "signed by a key the trust policy does not list");
 }
 
 #[test]
@@ -228,12 +224,7 @@ fn the_conformance_vectors_through_the_cli() {
         "--audit-log",
         s(&log),
     ]);
-    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("the signing certificate has expired"),
-        "{}",
-        stderr(&o)
-    );
+    expect_failure(&o, 3, "the signing certificate has expired");
     assert_eq!(audit_lines(&log)[1]["reason"], "untrusted-certificate");
 
     // An Ed25519 key is refused with a clear message.
@@ -243,12 +234,7 @@ fn the_conformance_vectors_through_the_cli() {
         "--trust",
         s(&v.join("keys/ed25519.pub.pem")),
     ]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("Ed25519 keys are not supported"),
-        "{}",
-        stderr(&o)
-    );
+    expect_failure(&o, 1, "Ed25519 keys are not supported");
 }
 
 #[test]
@@ -271,12 +257,7 @@ fn packages_open_only_with_a_trust_decision() {
     assert!(o.status.success(), "{}", stderr(&o));
     // No flag: refused, saying what to do.
     let o = ward(&["inspect", s(&pkg)]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("no trust policy: pass --trust"),
-        "{}",
-        stderr(&o)
-    );
+    expect_failure(&o, 1, "no trust policy: pass --trust");
     // A policy, but the package is unsigned: exit 3.
     let (_, public) = keygen(tmp.path(), "release");
     let log = tmp.path().join("audit.log");
@@ -288,12 +269,7 @@ fn packages_open_only_with_a_trust_decision() {
         "--audit-log",
         s(&log),
     ]);
-    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("refused: the model is not signed"),
-        "{}",
-        stderr(&o)
-    );
+    expect_failure(&o, 3, "refused: the model is not signed");
     assert_eq!(audit_lines(&log)[0]["reason"], "unsigned");
     // --allow-unsigned: loud warning and an audit line.
     let o = ward(&[
@@ -351,11 +327,6 @@ fn import_verifies_a_signed_mxnet_export_before_parsing_it() {
     fs::write(folder.join("model-symbol.json"), b"{\"nodes\": [").unwrap();
     let bad = tmp.path().join("bad.ward");
     let o = import(&bad);
-    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("model-symbol.json was modified"),
-        "{}",
-        stderr(&o)
-    );
+    expect_failure(&o, 3, "model-symbol.json was modified");
     assert!(!bad.exists());
 }

@@ -80,6 +80,16 @@ fn role_of(name: &str) -> Option<Role> {
     }
 }
 
+/// A directory entry's name, which must be UTF-8.
+pub(crate) fn entry_name(entry: &fs::DirEntry) -> Result<String, PackageError> {
+    entry
+        .file_name()
+        .into_string()
+        .map_err(|n| PackageError::NonUtf8Name {
+            name: n.to_string_lossy().into_owned(),
+        })
+}
+
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> PackageError + '_ {
     move |source| PackageError::Io {
         path: path.to_path_buf(),
@@ -141,12 +151,7 @@ pub(crate) fn read_raw_package_with(
             });
         }
         let entry = entry.map_err(io_err(dir))?;
-        let name = entry
-            .file_name()
-            .into_string()
-            .map_err(|n| PackageError::NonUtf8Name {
-                name: n.to_string_lossy().into_owned(),
-            })?;
+        let name = entry_name(&entry)?;
         let Some(role) = role_of(&name) else {
             return Err(PackageError::UnexpectedFile { file: name });
         };

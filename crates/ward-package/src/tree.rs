@@ -8,7 +8,7 @@
 use std::fs;
 use std::path::Path;
 
-use crate::package::read_file_hashed;
+use crate::package::{entry_name, read_file_hashed};
 use crate::signature::hashing::HashedItem;
 use crate::signature::verify::Digests;
 use crate::signature::{FileSet, Hashing};
@@ -125,12 +125,7 @@ pub fn read_tree(
                     limits.max_files.saturating_mul(2),
                 ));
             }
-            let name = entry
-                .file_name()
-                .into_string()
-                .map_err(|n| PackageError::NonUtf8Name {
-                    name: n.to_string_lossy().into_owned(),
-                })?;
+            let name = entry_name(&entry)?;
             let rel = if prefix.is_empty() {
                 name
             } else {

@@ -1,60 +1,20 @@
 //! Writing and reading package directories.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::fs;
 use std::path::{Path, PathBuf};
-use ward_core::{DType, Tensor};
+use support::{manifest, weights};
 use ward_package::limits::PackageLimits;
 use ward_package::{
-    open_package, read_raw_package, write_package, FileDigest, InputSpec, Manifest, Origin,
-    OutputSpec, PackageError, PackageFiles, Trust, GRAPH_FILE, MANIFEST_FILE, WEIGHTS_FILE,
+    open_package, read_raw_package, write_package, PackageError, PackageFiles, Trust, GRAPH_FILE,
+    MANIFEST_FILE, WEIGHTS_FILE,
 };
 
 /// Reads a package without signature checks (signing has its own tests).
 fn read_package(dir: &Path) -> Result<PackageFiles, PackageError> {
     open_package(dir, &Trust::AllowUnsigned, std::time::SystemTime::now()).map(|o| o.files)
-}
-
-fn manifest() -> Manifest {
-    Manifest::new(
-        "tiny-mlp",
-        "3",
-        1_715_000_000,
-        Origin {
-            framework: "mxnet".into(),
-            framework_version: Some("1.9.1".into()),
-            files: vec![FileDigest::of("tiny-symbol.json", b"{\"nodes\": []}")],
-        },
-        vec![InputSpec {
-            name: "data".into(),
-            dtype: DType::F32,
-            shape: vec![-1, 4],
-            range: None,
-            allow_nonfinite: false,
-        }],
-        vec![OutputSpec {
-            name: "out".into(),
-            dtype: DType::F32,
-            shape: vec![-1, 2],
-        }],
-    )
-}
-
-fn weights() -> Vec<(String, Tensor)> {
-    vec![
-        (
-            "fc1_weight".into(),
-            Tensor::from_f32(vec![2, 4], &[0.5; 8]).unwrap(),
-        ),
-        (
-            "fc1_bias".into(),
-            Tensor::from_f32(vec![2], &[0.0, 1.0]).unwrap(),
-        ),
-        (
-            "steps".into(),
-            Tensor::from_bytes(DType::I64, vec![], 7i64.to_le_bytes().to_vec()).unwrap(),
-        ),
-    ]
 }
 
 const GRAPH: &[u8] = br#"{"ward_graph": 1, "nodes": []}"#;

@@ -3,70 +3,25 @@
 //! package is parsed before its bytes are verified.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+use support::{manifest, weights, weights_with, MODEL_NAME};
 use tracing_subscriber::layer::SubscriberExt;
-use ward_core::{AuditLayer, DType, Tensor};
+use ward_core::AuditLayer;
 use ward_package::signature::{sign, FileSet, PrivateKey, Problem};
 use ward_package::{
-    open_package, sign_options, write_package, write_signed_package, FileDigest, InputSpec,
-    Manifest, OpenedPackage, Origin, OutputSpec, PackageError, Trust, TrustPolicy, Verification,
-    GRAPH_FILE, MANIFEST_FILE, SIGNATURE_FILE, WEIGHTS_FILE,
+    open_package, sign_options, write_package, write_signed_package, FileDigest, OpenedPackage,
+    PackageError, Trust, TrustPolicy, Verification, GRAPH_FILE, MANIFEST_FILE, SIGNATURE_FILE,
+    WEIGHTS_FILE,
 };
 
-const MODEL_NAME: &str = "tiny-mlp";
-
 const GRAPH: &[u8] = br#"{"ward_graph": 1, "inputs": ["data"], "nodes": [{"op": "dense", "inputs": ["data", "fc1_weight", "fc1_bias"], "output": "out"}], "outputs": ["out"]}"#;
-
-fn manifest() -> Manifest {
-    Manifest::new(
-        MODEL_NAME,
-        "3",
-        1_715_000_000,
-        Origin {
-            framework: "mxnet".into(),
-            framework_version: Some("1.9.1".into()),
-            files: vec![FileDigest::of("tiny-symbol.json", b"{\"nodes\": []}")],
-        },
-        vec![InputSpec {
-            name: "data".into(),
-            dtype: DType::F32,
-            shape: vec![-1, 4],
-            range: None,
-            allow_nonfinite: false,
-        }],
-        vec![OutputSpec {
-            name: "out".into(),
-            dtype: DType::F32,
-            shape: vec![-1, 2],
-        }],
-    )
-}
-
-fn weights_with(bias: f32) -> Vec<(String, Tensor)> {
-    vec![
-        (
-            "fc1_weight".into(),
-            Tensor::from_f32(vec![2, 4], &[0.5; 8]).unwrap(),
-        ),
-        (
-            "fc1_bias".into(),
-            Tensor::from_f32(vec![2], &[0.0, bias]).unwrap(),
-        ),
-        (
-            "steps".into(),
-            Tensor::from_bytes(DType::I64, vec![], 7i64.to_le_bytes().to_vec()).unwrap(),
-        ),
-    ]
-}
-
-fn weights() -> Vec<(String, Tensor)> {
-    weights_with(1.0)
-}
 
 fn key() -> PrivateKey {
     PrivateKey::generate_p256().unwrap()
@@ -432,19 +387,21 @@ fn add_second_signature(dir: &Path, key: &PrivateKey) {
     fs::write(dir.join("model.2.sig"), sign(&files, key, &options)).unwrap();
 }
 
+/// A policy that needs both `first` and `second`, for any model.
+fn two_of_two(dir: &Path, first: &PrivateKey, second: &PrivateKey) -> Trust {
+    toml_policy(
+        dir,
+        "threshold = 2",
+        &[("first", first, r#"["*"]"#), ("second", second, r#"["*"]"#)],
+    )
+}
+
 #[test]
 fn a_threshold_needs_distinct_signers() {
     let first = key();
     let second = key();
     let (parent, dir) = signed_package(&first);
-    let trust = toml_policy(
-        parent.path(),
-        "threshold = 2",
-        &[
-            ("first", &first, r#"["*"]"#),
-            ("second", &second, r#"["*"]"#),
-        ],
-    );
+    let trust = two_of_two(parent.path(), &first, &second);
 
     // One signature of two.
     let (result, audit) = open(&dir, &trust);
@@ -566,14 +523,7 @@ fn a_threshold_is_met_before_anything_is_parsed() {
     fs::write(dir.join(MANIFEST_FILE), b"not json").unwrap();
     add_second_signature(&dir, &first);
     fs::rename(dir.join("model.2.sig"), dir.join(SIGNATURE_FILE)).unwrap();
-    let trust = toml_policy(
-        parent.path(),
-        "threshold = 2",
-        &[
-            ("first", &first, r#"["*"]"#),
-            ("second", &second, r#"["*"]"#),
-        ],
-    );
+    let trust = two_of_two(parent.path(), &first, &second);
     let (result, audit) = open(&dir, &trust);
     assert_eq!(
         refusal(&dir, result),
