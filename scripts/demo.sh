@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo build --locked --release --bin ward
-ward=target/release/ward
+ward=${CARGO_TARGET_DIR:-target}/release/ward
 model=tests/fixtures/models/resnet18_v1
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

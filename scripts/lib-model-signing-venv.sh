@@ -40,9 +40,10 @@ ms_venv_setup() {
 
 # Builds ward when $WARD is unset and target/release/ward is missing; sets WARD.
 ward_binary_setup() {
-    WARD=${WARD:-target/release/ward}
+    local built="${CARGO_TARGET_DIR:-target}/release/ward"
+    WARD=${WARD:-$built}
     if [ ! -x "$WARD" ]; then
-        if [ "$WARD" = target/release/ward ]; then
+        if [ "$WARD" = "$built" ]; then
             echo "== cargo build --locked --release --bin ward"
             cargo build --locked --release --bin ward
         else
