@@ -11,7 +11,6 @@ use rustls_pki_types::{
     alg_id, AlgorithmIdentifier, CertificateDer, InvalidSignature, SignatureVerificationAlgorithm,
     UnixTime,
 };
-use sha2::Digest;
 use x509_cert::der::{Decode, Encode};
 use x509_cert::Certificate;
 
@@ -200,9 +199,4 @@ fn describe(e: &webpki::Error, leaf_der: &[u8]) -> String {
         }
         other => format!("the certificate chain is invalid: {other}"),
     }
-}
-
-/// SHA-256 of a certificate's DER, hex: how audit lines name a CA.
-pub fn fingerprint(der: &[u8]) -> String {
-    hex::encode(sha2::Sha256::digest(der))
 }

@@ -214,10 +214,6 @@ impl StreamHasher {
         h
     }
 
-    pub fn hashing(&self) -> Hashing {
-        self.hashing
-    }
-
     fn next_range(&mut self) {
         self.current = self
             .ranges

@@ -269,12 +269,6 @@ pub fn read_private_key_file(path: &Path) -> Result<PrivateKey, PackageError> {
     PrivateKey::from_pem(&text).map_err(|e| key_error(format!("{}: {e}", path.display())))
 }
 
-/// Reads a public key file.
-pub fn read_public_key_file(path: &Path) -> Result<PublicKey, PackageError> {
-    let text = read_small_file(path, MAX_KEY_FILE_BYTES)?;
-    PublicKey::from_pem(&text).map_err(|e| key_error(format!("{}: {e}", path.display())))
-}
-
 #[cfg(unix)]
 fn check_private_mode(path: &Path) -> Result<(), PackageError> {
     use std::os::unix::fs::PermissionsExt;

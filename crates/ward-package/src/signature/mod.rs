@@ -18,9 +18,7 @@ use std::cmp::Ordering;
 
 pub use bundle::Bundle;
 pub use hashing::{Granularity, HashAlgorithm, Hashing};
-pub use keys::{
-    read_private_key_file, read_public_key_file, write_key_pair, PrivateKey, PublicKey,
-};
+pub use keys::{read_private_key_file, write_key_pair, PrivateKey, PublicKey};
 pub use policy::TrustPolicy;
 pub use statement::{Statement, DEFAULT_IGNORE_PATHS};
 pub use verify::SignedStatement;
@@ -63,11 +61,6 @@ impl<'a> FileSet<'a> {
 
     pub fn is_empty(&self) -> bool {
         self.files.is_empty()
-    }
-
-    /// Total bytes.
-    pub fn total_bytes(&self) -> u64 {
-        self.files.iter().map(|(_, b)| b.len() as u64).sum()
     }
 }
 
