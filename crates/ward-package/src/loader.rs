@@ -223,7 +223,10 @@ pub fn verify_directory(
         return Err(refuse(dir, problems));
     }
     let ignored_by_all = common_ignores(&signed);
-    let inside = signature_names_inside(dir, signature_paths);
+    let inside: Vec<String> = signature_paths
+        .iter()
+        .filter_map(|p| name_inside(dir, p))
+        .collect();
     let skip = |rel: &str| {
         (!rel.contains('/') && is_signature_name(rel))
             || inside.iter().any(|n| n == rel)
@@ -288,23 +291,14 @@ fn read_signatures(
     Ok(out)
 }
 
-/// The relative names of given signature files that lie directly in `dir`.
-fn signature_names_inside(dir: &Path, signature_paths: &[PathBuf]) -> Vec<String> {
-    let Ok(dir) = dir.canonicalize() else {
-        return Vec::new();
+/// The name of `file` if it lies directly in `dir` (a signature written into the model it
+/// signs, which the model's files must then leave out).
+pub fn name_inside(dir: &Path, file: &Path) -> Option<String> {
+    let parent = match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
     };
-    signature_paths
-        .iter()
-        .filter_map(|p| {
-            let parent = p.parent()?;
-            let parent = if parent.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                parent
-            };
-            (parent.canonicalize().ok()? == dir)
-                .then(|| p.file_name()?.to_str().map(String::from))
-                .flatten()
-        })
-        .collect()
+    (parent.canonicalize().ok()? == dir.canonicalize().ok()?)
+        .then(|| file.file_name()?.to_str().map(String::from))
+        .flatten()
 }

@@ -387,6 +387,15 @@ fn add_second_signature(dir: &Path, key: &PrivateKey) {
     fs::write(dir.join("model.2.sig"), sign(&files, key, &options)).unwrap();
 }
 
+/// The refusal when only `first` of [`two_of_two`] signed.
+fn only_first_of_two() -> Vec<Problem> {
+    vec![Problem::ThresholdNotMet {
+        have: 1,
+        need: 2,
+        signers: vec!["first".into()],
+    }]
+}
+
 /// A policy that needs both `first` and `second`, for any model.
 fn two_of_two(dir: &Path, first: &PrivateKey, second: &PrivateKey) -> Trust {
     toml_policy(
@@ -405,15 +414,7 @@ fn a_threshold_needs_distinct_signers() {
 
     // One signature of two.
     let (result, audit) = open(&dir, &trust);
-    let problems = refusal(&dir, result);
-    assert_eq!(
-        problems,
-        vec![Problem::ThresholdNotMet {
-            have: 1,
-            need: 2,
-            signers: vec!["first".into()],
-        }]
-    );
+    assert_eq!(refusal(&dir, result), only_first_of_two());
     assert_refused(&dir, &audit, &["threshold-not-met"]);
 
     // The other key signs too.
@@ -430,15 +431,7 @@ fn a_threshold_needs_distinct_signers() {
     fs::remove_file(dir.join("model.2.sig")).unwrap();
     add_second_signature(&dir, &first);
     let (result, audit) = open(&dir, &trust);
-    let problems = refusal(&dir, result);
-    assert_eq!(
-        problems,
-        vec![Problem::ThresholdNotMet {
-            have: 1,
-            need: 2,
-            signers: vec!["first".into()],
-        }]
-    );
+    assert_eq!(refusal(&dir, result), only_first_of_two());
     assert_refused(&dir, &audit, &["threshold-not-met"]);
 }
 
@@ -525,14 +518,7 @@ fn a_threshold_is_met_before_anything_is_parsed() {
     fs::rename(dir.join("model.2.sig"), dir.join(SIGNATURE_FILE)).unwrap();
     let trust = two_of_two(parent.path(), &first, &second);
     let (result, audit) = open(&dir, &trust);
-    assert_eq!(
-        refusal(&dir, result),
-        vec![Problem::ThresholdNotMet {
-            have: 1,
-            need: 2,
-            signers: vec!["first".into()],
-        }]
-    );
+    assert_eq!(refusal(&dir, result), only_first_of_two());
     assert_refused(&dir, &audit, &["threshold-not-met"]);
 
     // With both signatures the bytes are trusted, and the parse failure is audited.

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use ward_package::loader::name_inside;
 use ward_package::signature::statement::is_ignored;
 use ward_package::signature::verify::Digests;
 use ward_package::signature::{
@@ -130,17 +131,6 @@ fn default_model_name(model: &Path, manifest: Option<&[u8]>) -> Result<String> {
         .and_then(|n| n.to_str())
         .unwrap_or("model")
         .to_string())
-}
-
-/// The name of `file` if it lies directly in `dir`.
-fn name_inside(dir: &Path, file: &Path) -> Option<String> {
-    let parent = match file.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    (parent.canonicalize().ok()? == dir.canonicalize().ok()?)
-        .then(|| file.file_name()?.to_str().map(String::from))
-        .flatten()
 }
 
 /// Writes `bytes` to a temporary file beside `path`, then links it into place, which fails

@@ -50,21 +50,21 @@ fn key_error(reason: impl Into<String>) -> PackageError {
     }
 }
 
-/// Why a SubjectPublicKeyInfo is not a key ward can use, from its algorithm.
+/// Why a key of algorithm `oid` (`kind`: "key", "private key") is not one ward can use.
+fn algorithm_problem(oid: &str, kind: &str) -> String {
+    let curves = "OpenSSF model signing (and ward) use ECDSA on P-256, P-384 or P-521";
+    match oid {
+        OID_ED25519 => format!("Ed25519 keys are not supported: {curves}"),
+        OID_RSA => format!("RSA keys are not supported: {curves}"),
+        OID_EC_PUBLIC_KEY => format!("the EC {kind} is not on P-256, P-384 or P-521"),
+        other => format!("{kind}s of algorithm {other} are not supported: {curves}"),
+    }
+}
+
+/// Why a SubjectPublicKeyInfo is not a key ward can use.
 fn unsupported_algorithm(spki_der: &[u8]) -> String {
     match SubjectPublicKeyInfoRef::from_der(spki_der) {
-        Ok(spki) => match spki.algorithm.oid.to_string().as_str() {
-            OID_ED25519 => "Ed25519 keys are not supported: OpenSSF model signing (and ward) \
-                            use ECDSA on P-256, P-384 or P-521"
-                .into(),
-            OID_RSA => "RSA keys are not supported: OpenSSF model signing (and ward) use ECDSA \
-                        on P-256, P-384 or P-521"
-                .into(),
-            OID_EC_PUBLIC_KEY => "the EC key is not on P-256, P-384 or P-521".into(),
-            other => format!(
-                "keys of algorithm {other} are not supported (ECDSA P-256, P-384 or P-521 only)"
-            ),
-        },
+        Ok(spki) => algorithm_problem(&spki.algorithm.oid.to_string(), "key"),
         Err(e) => format!("not a SubjectPublicKeyInfo: {e}"),
     }
 }
@@ -246,16 +246,7 @@ impl PrivateKey {
 /// Names the algorithm of a PKCS#8 key ward cannot use.
 fn pkcs8_algorithm_problem(der: &[u8]) -> String {
     match p256::pkcs8::PrivateKeyInfoRef::from_der(der) {
-        Ok(h) => match h.algorithm.oid.to_string().as_str() {
-            OID_ED25519 => "Ed25519 keys are not supported: OpenSSF model signing (and ward) use \
-                            ECDSA on P-256, P-384 or P-521"
-                .into(),
-            OID_RSA => "RSA keys are not supported: OpenSSF model signing (and ward) use ECDSA on \
-                        P-256, P-384 or P-521"
-                .into(),
-            OID_EC_PUBLIC_KEY => "the EC private key is not on P-256, P-384 or P-521".into(),
-            other => format!("private keys of algorithm {other} are not supported"),
-        },
+        Ok(h) => algorithm_problem(&h.algorithm.oid.to_string(), "private key"),
         Err(e) => format!("not a PKCS#8 private key: {e}"),
     }
 }
