@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::Layer;
 use ward_core::AuditLayer;
 use ward_package::PackageError;
 
@@ -43,6 +44,9 @@ enum Command {
     Keygen(cmd::keygen::KeygenArgs),
     Sign(cmd::sign::SignArgs),
     Verify(cmd::verify::VerifyArgs),
+    Serve(cmd::serve::ServeArgs),
+    Token(cmd::token::TokenArgs),
+    TlsCert(cmd::tls_cert::TlsCertArgs),
     Version(cmd::version::VersionArgs),
     Doctor(cmd::doctor::DoctorArgs),
 }
@@ -62,7 +66,26 @@ fn install_audit_log(path: Option<&Path>) -> anyhow::Result<()> {
         }
         None => Box::new(std::io::stderr()),
     };
-    let subscriber = tracing_subscriber::registry().with(AuditLayer::new(writer));
+    // The debug log: everything but audit events, to stderr, at INFO (WARD_LOG=debug for
+    // more, WARD_LOG=warn for less).
+    let level = match std::env::var("WARD_LOG").as_deref() {
+        Ok("debug") => tracing::Level::DEBUG,
+        Ok("warn") => tracing::Level::WARN,
+        Ok("error") => tracing::Level::ERROR,
+        _ => tracing::Level::INFO,
+    };
+    let debug_log = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_target(false)
+        .with_filter(tracing_subscriber::filter::filter_fn(move |meta| {
+            meta.target() != ward_core::AUDIT_TARGET
+                && *meta.level() <= level
+                && meta.target().starts_with("ward")
+        }));
+    let subscriber = tracing_subscriber::registry()
+        .with(AuditLayer::new(writer))
+        .with(debug_log);
     tracing::subscriber::set_global_default(subscriber)
         .map_err(|e| anyhow::anyhow!("cannot install the audit log: {e}"))
 }
@@ -81,6 +104,9 @@ fn main() -> ExitCode {
         Command::Keygen(a) => cmd::keygen::run(a),
         Command::Sign(a) => cmd::sign::run(a),
         Command::Verify(a) => cmd::verify::run(a),
+        Command::Serve(a) => cmd::serve::run(a),
+        Command::Token(a) => cmd::token::run(a),
+        Command::TlsCert(a) => cmd::tls_cert::run(a),
         Command::Version(a) => cmd::version::run(a),
         Command::Doctor(a) => cmd::doctor::run(a),
     };

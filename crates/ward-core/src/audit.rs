@@ -69,6 +69,51 @@ impl AuditEvent {
     }
 }
 
+/// One input of an audited request: its name, shape and size, never its values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InputSummary {
+    pub name: String,
+    pub shape: Vec<u64>,
+    pub bytes: u64,
+}
+
+/// One request to a server, allowed or denied: who asked for what, and what was decided.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RequestAudit {
+    /// `request.served` or `request.refused`.
+    pub event: &'static str,
+    /// The authenticated principal, if authentication got that far.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+    pub method: String,
+    /// The route template (`/v2/models/{model}/infer`), not the raw path.
+    pub route: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<InputSummary>,
+    pub status: u16,
+    pub latency_ms: f64,
+    /// `allow` or `deny`.
+    pub decision: &'static str,
+    /// A stable reason code for denials (`unauthenticated`, `rate-limited`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+}
+
+impl RequestAudit {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| format!("{{\"event\":\"{}\"}}", self.event))
+    }
+
+    /// Sends the record to the audit target.
+    pub fn emit(&self) {
+        tracing::info!(target: AUDIT_TARGET, "{}", self.to_json());
+    }
+}
+
 /// A `tracing` layer that writes the JSON line of each audit event to `writer`, flushed,
 /// and ignores every other event.
 pub struct AuditLayer<W> {

@@ -13,7 +13,7 @@ pub mod npy;
 pub mod reader;
 pub mod tensor;
 
-pub use audit::{AuditEvent, AuditLayer, AUDIT_TARGET};
+pub use audit::{AuditEvent, AuditLayer, InputSummary, RequestAudit, AUDIT_TARGET};
 pub use dtype::DType;
 pub use reader::{Reader, Truncated};
 pub use tensor::{Tensor, TensorError};

@@ -4,7 +4,10 @@ pub mod import;
 pub mod inspect;
 pub mod keygen;
 pub mod predict;
+pub mod serve;
 pub mod sign;
+pub mod tls_cert;
+pub mod token;
 pub mod verify;
 pub mod version;
 

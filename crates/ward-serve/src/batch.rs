@@ -1,0 +1,284 @@
+//! Running a model: a concurrency limit with a bounded queue, and optional dynamic
+//! batching. Excess load is refused at once with 503 (queue full) or after the queue
+//! timeout, so memory never grows with the number of waiting clients.
+//!
+//! With batching, requests whose inputs agree on every dimension but the first are joined
+//! along the first dimension (up to `max_batch_size` rows, waiting at most
+//! `max_queue_delay_ms` for more), run once, and the outputs split back by rows.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use ward_core::Tensor;
+use ward_package::{LoadedPackage, PackageError};
+
+use crate::config::BatchingConfig;
+use crate::error::ApiError;
+
+type Named = Vec<(String, Tensor)>;
+type Reply = oneshot::Sender<Result<Named, ApiError>>;
+
+struct Job {
+    inputs: Named,
+    reply: Reply,
+}
+
+pub struct Batcher {
+    package: Arc<LoadedPackage>,
+    permits: Arc<Semaphore>,
+    waiting: AtomicUsize,
+    max_waiting: usize,
+    batches: Option<mpsc::Sender<Job>>,
+}
+
+fn overloaded(message: &str) -> ApiError {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message).retry_after(1)
+}
+
+/// Maps a prediction failure to the client: schema errors are the client's, with their
+/// message (input names and what is wrong); anything else is ours and says nothing more.
+fn prediction_error(e: PackageError) -> ApiError {
+    match e {
+        PackageError::Input(schema) => ApiError::bad_request("invalid-input", schema.to_string()),
+        other => {
+            tracing::error!("inference failed: {other}");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "inference failed",
+            )
+        }
+    }
+}
+
+async fn predict_blocking(package: Arc<LoadedPackage>, inputs: Named) -> Result<Named, ApiError> {
+    tokio::task::spawn_blocking(move || package.predict(inputs))
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "inference failed",
+            )
+        })?
+        .map_err(prediction_error)
+}
+
+impl Batcher {
+    /// Needs a Tokio runtime when `batching` is set (it spawns the batching task).
+    pub fn new(
+        package: Arc<LoadedPackage>,
+        concurrency: usize,
+        max_queue: usize,
+        batching: Option<BatchingConfig>,
+    ) -> Batcher {
+        let permits = Arc::new(Semaphore::new(concurrency.max(1)));
+        let batchable = package
+            .manifest()
+            .inputs
+            .iter()
+            .all(|i| i.shape.first() == Some(&-1));
+        let batches = match (batching, tokio::runtime::Handle::try_current()) {
+            (Some(config), Ok(handle)) if batchable => {
+                let (tx, rx) = mpsc::channel(max_queue.max(1));
+                handle.spawn(batch_loop(package.clone(), permits.clone(), config, rx));
+                Some(tx)
+            }
+            (Some(_), _) => {
+                tracing::warn!(
+                    "{}: batching is configured but an input's first dimension is fixed; requests run one by one",
+                    package.manifest().name
+                );
+                None
+            }
+            _ => None,
+        };
+        Batcher {
+            package,
+            permits,
+            waiting: AtomicUsize::new(0),
+            max_waiting: concurrency.max(1) + max_queue,
+            batches,
+        }
+    }
+
+    /// Requests queued or running now.
+    pub fn depth(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    pub async fn run(&self, inputs: Named, queue_timeout: Duration) -> Result<Named, ApiError> {
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_waiting {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            return Err(overloaded("the model's queue is full; retry later"));
+        }
+        let result = self.run_queued(inputs, queue_timeout).await;
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        result
+    }
+
+    async fn run_queued(&self, inputs: Named, queue_timeout: Duration) -> Result<Named, ApiError> {
+        if let Some(batches) = &self.batches {
+            let (reply, answer) = oneshot::channel();
+            batches
+                .try_send(Job { inputs, reply })
+                .map_err(|_| overloaded("the model's queue is full; retry later"))?;
+            return match tokio::time::timeout(queue_timeout + Duration::from_secs(60), answer).await
+            {
+                Ok(Ok(result)) => result,
+                _ => Err(overloaded("the model did not answer in time")),
+            };
+        }
+        let permit = tokio::time::timeout(queue_timeout, self.permits.clone().acquire_owned())
+            .await
+            .map_err(|_| overloaded("the model is busy; retry later"))?
+            .map_err(|_| overloaded("the server is shutting down"))?;
+        let result = predict_blocking(self.package.clone(), inputs).await;
+        drop(permit);
+        result
+    }
+}
+
+/// Collects jobs into batches and runs them, one batch per permit.
+async fn batch_loop(
+    package: Arc<LoadedPackage>,
+    permits: Arc<Semaphore>,
+    config: BatchingConfig,
+    mut jobs: mpsc::Receiver<Job>,
+) {
+    let delay = Duration::from_millis(config.max_queue_delay_ms);
+    let mut carried: Option<Job> = None;
+    loop {
+        let first = match carried.take() {
+            Some(job) => job,
+            None => match jobs.recv().await {
+                Some(job) => job,
+                None => return,
+            },
+        };
+        let mut rows = rows_of(&first.inputs);
+        let mut batch = vec![first];
+        let deadline = tokio::time::Instant::now() + delay;
+        while rows < config.max_batch_size {
+            match tokio::time::timeout_at(deadline, jobs.recv()).await {
+                Ok(Some(job)) => {
+                    let n = rows_of(&job.inputs);
+                    if compatible(&batch[0].inputs, &job.inputs)
+                        && rows + n <= config.max_batch_size
+                    {
+                        rows += n;
+                        batch.push(job);
+                    } else {
+                        carried = Some(job);
+                        break;
+                    }
+                }
+                _ => break,
+            }
+        }
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        let package = package.clone();
+        tokio::spawn(async move {
+            run_batch(package, batch).await;
+            drop(permit);
+        });
+    }
+}
+
+fn rows_of(inputs: &Named) -> usize {
+    inputs
+        .first()
+        .and_then(|(_, t)| t.shape().first().copied())
+        .unwrap_or(1)
+}
+
+/// Same input names in the same order, same dtypes, same dims after the first.
+fn compatible(a: &Named, b: &Named) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|((na, ta), (nb, tb))| {
+            na == nb
+                && ta.dtype() == tb.dtype()
+                && ta.shape().len() == tb.shape().len()
+                && ta.shape().get(1..) == tb.shape().get(1..)
+                && rows_of(a) == ta.shape().first().copied().unwrap_or(1)
+                && rows_of(b) == tb.shape().first().copied().unwrap_or(1)
+        })
+}
+
+async fn run_batch(package: Arc<LoadedPackage>, batch: Vec<Job>) {
+    if batch.len() == 1 {
+        for job in batch {
+            let _ = job
+                .reply
+                .send(predict_blocking(package.clone(), job.inputs).await);
+        }
+        return;
+    }
+    let row_counts: Vec<usize> = batch.iter().map(|j| rows_of(&j.inputs)).collect();
+    let total: usize = row_counts.iter().sum();
+    let joined: Option<Named> = (0..batch[0].inputs.len())
+        .map(|i| {
+            let (name, first) = &batch[0].inputs[i];
+            let mut shape = first.shape().to_vec();
+            shape[0] = total;
+            let mut bytes = Vec::new();
+            for job in &batch {
+                bytes.extend_from_slice(job.inputs[i].1.bytes());
+            }
+            Tensor::from_bytes(first.dtype(), shape, bytes)
+                .ok()
+                .map(|t| (name.clone(), t))
+        })
+        .collect();
+    let Some(joined) = joined else {
+        return run_each(package, batch).await;
+    };
+    match predict_blocking(package.clone(), joined).await {
+        Ok(outputs)
+            if outputs
+                .iter()
+                .all(|(_, t)| t.shape().first() == Some(&total)) =>
+        {
+            let mut offset = 0;
+            for (job, rows) in batch.into_iter().zip(row_counts) {
+                let part: Option<Named> = outputs
+                    .iter()
+                    .map(|(name, t)| {
+                        let row_bytes = t.bytes().len() / total;
+                        let mut shape = t.shape().to_vec();
+                        shape[0] = rows;
+                        let bytes =
+                            t.bytes()[offset * row_bytes..(offset + rows) * row_bytes].to_vec();
+                        Tensor::from_bytes(t.dtype(), shape, bytes)
+                            .ok()
+                            .map(|t| (name.clone(), t))
+                    })
+                    .collect();
+                offset += rows;
+                let _ = job.reply.send(part.ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal",
+                        "inference failed",
+                    )
+                }));
+            }
+        }
+        // A batch that fails (one bad input) or whose outputs do not follow the batch
+        // dimension runs again request by request, so each gets its own answer.
+        _ => run_each(package, batch).await,
+    }
+}
+
+async fn run_each(package: Arc<LoadedPackage>, batch: Vec<Job>) {
+    for job in batch {
+        let _ = job
+            .reply
+            .send(predict_blocking(package.clone(), job.inputs).await);
+    }
+}

@@ -1,0 +1,27 @@
+//! `ward serve`: the Open Inference Protocol v2 server (KServe v2 / Triton HTTP) over TLS.
+//!
+//! Secure by default: TLS on (plaintext only on loopback, by explicit flag), every route
+//! behind a bearer token with scopes, models only from the verified loader, every request
+//! bounded before allocation and validated against the package's schema, an output policy
+//! against model extraction, per-principal rate limits and budgets, and an audit line per
+//! request. See docs/ARCHITECTURE.md, "Serving".
+
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod app;
+pub mod batch;
+pub mod config;
+pub mod error;
+pub mod limits;
+pub mod metrics;
+pub mod policy;
+pub mod protocol;
+pub mod ratelimit;
+pub mod repo;
+pub mod server;
+pub mod tls;
+pub mod tokens;
+
+pub use config::ServeConfig;
+pub use error::{ApiError, ServeError};
+pub use server::Server;

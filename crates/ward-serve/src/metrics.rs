@@ -1,0 +1,139 @@
+//! Prometheus metrics, served on `/metrics` to tokens with the `metrics` scope.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, String)>;
+
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<Labels, Counter>,
+    latency: Family<Labels, Histogram>,
+    rejections: Family<Labels, Counter>,
+    queue_depth: Family<Labels, Gauge>,
+    models: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("ward");
+        let requests = Family::<Labels, Counter>::default();
+        let latency = Family::<Labels, Histogram>::new_with_constructor(|| {
+            // 100 µs to about 13 s.
+            Histogram::new(exponential_buckets(0.0001, 2.0, 18))
+        });
+        let rejections = Family::<Labels, Counter>::default();
+        let queue_depth = Family::<Labels, Gauge>::default();
+        let models = Gauge::default();
+        registry.register(
+            "requests",
+            "Requests answered, by route and status",
+            requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time from the request's headers to its response, by route",
+            latency.clone(),
+        );
+        registry.register(
+            "rejections",
+            "Requests refused, by reason",
+            rejections.clone(),
+        );
+        registry.register(
+            "queue_depth",
+            "Requests queued or running, by model",
+            queue_depth.clone(),
+        );
+        registry.register(
+            "models_served",
+            "Model versions being served",
+            models.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            latency,
+            rejections,
+            queue_depth,
+            models,
+        }
+    }
+
+    pub fn observe(
+        &self,
+        route: &'static str,
+        status: u16,
+        seconds: f64,
+        reason: Option<&'static str>,
+    ) {
+        self.requests
+            .get_or_create(&vec![
+                ("route", route.to_string()),
+                ("status", status.to_string()),
+            ])
+            .inc();
+        self.latency
+            .get_or_create(&vec![("route", route.to_string())])
+            .observe(seconds);
+        if let Some(reason) = reason {
+            self.rejections
+                .get_or_create(&vec![("reason", reason.to_string())])
+                .inc();
+        }
+    }
+
+    pub fn set_queue_depth(&self, model: &str, depth: usize) {
+        self.queue_depth
+            .get_or_create(&vec![("model", model.to_string())])
+            .set(depth as i64);
+    }
+
+    pub fn set_models(&self, count: usize) {
+        self.models.set(count as i64);
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_show_in_the_exposition() {
+        let m = Metrics::new();
+        m.observe("/v2/models/{model}/infer", 429, 0.001, Some("rate-limited"));
+        m.set_queue_depth("mlp", 3);
+        m.set_models(2);
+        let text = m.render();
+        assert!(
+            text.contains(
+                "ward_requests_total{route=\"/v2/models/{model}/infer\",status=\"429\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("ward_rejections_total{reason=\"rate-limited\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("ward_queue_depth{model=\"mlp\"} 3"), "{text}");
+        assert!(text.contains("ward_models_served 2"), "{text}");
+    }
+}

@@ -1,0 +1,191 @@
+//! Per-principal rate limits (a token bucket) and daily query budgets. Both are checked
+//! after authentication and before the request body is read, so a flood costs the server
+//! a header parse per request. Every inference request counts once, whatever its batch.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use axum::http::StatusCode;
+use serde::Deserialize;
+
+use crate::error::ApiError;
+use crate::tokens::Principal;
+
+pub const DEFAULT_RATE_PER_SECOND: f64 = 100.0;
+pub const DEFAULT_BURST: u32 = 200;
+pub const DEFAULT_DAILY_BUDGET: u64 = 100_000;
+/// Most principals tracked; the tokens file bounds it, this is a second guard.
+const MAX_TRACKED: usize = 100_000;
+
+/// `[rate]`: the defaults for principals whose token entry does not set its own.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateConfig {
+    pub rate_per_second: f64,
+    pub burst: u32,
+    pub daily_budget: u64,
+}
+
+impl Default for RateConfig {
+    fn default() -> Self {
+        RateConfig {
+            rate_per_second: DEFAULT_RATE_PER_SECOND,
+            burst: DEFAULT_BURST,
+            daily_budget: DEFAULT_DAILY_BUDGET,
+        }
+    }
+}
+
+impl RateConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.rate_per_second.is_finite() && self.rate_per_second > 0.0) {
+            return Err("rate_per_second must be a positive number".into());
+        }
+        if self.burst == 0 {
+            return Err("burst must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+struct Bucket {
+    tokens: f64,
+    refilled: Instant,
+    day: u64,
+    used_today: u64,
+}
+
+pub struct RateLimiter {
+    defaults: RateConfig,
+    buckets: Mutex<HashMap<String, Bucket>>,
+}
+
+fn unix_day_and_seconds_left() -> (u64, u64) {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    (now / 86_400, 86_400 - now % 86_400)
+}
+
+impl RateLimiter {
+    pub fn new(defaults: RateConfig) -> RateLimiter {
+        RateLimiter {
+            defaults,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes one query from the principal's bucket and budget, or says when to retry.
+    pub fn check(&self, principal: &Principal) -> Result<(), ApiError> {
+        self.check_at(principal, Instant::now(), unix_day_and_seconds_left())
+    }
+
+    fn check_at(
+        &self,
+        principal: &Principal,
+        now: Instant,
+        (day, seconds_left): (u64, u64),
+    ) -> Result<(), ApiError> {
+        let rate = principal
+            .rate_per_second
+            .unwrap_or(self.defaults.rate_per_second);
+        let burst = f64::from(principal.burst.unwrap_or(self.defaults.burst));
+        let budget = principal.daily_budget.unwrap_or(self.defaults.daily_budget);
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if !buckets.contains_key(&principal.name) && buckets.len() >= MAX_TRACKED {
+            buckets.clear();
+        }
+        let bucket = buckets
+            .entry(principal.name.clone())
+            .or_insert_with(|| Bucket {
+                tokens: burst,
+                refilled: now,
+                day,
+                used_today: 0,
+            });
+        if bucket.day != day {
+            bucket.day = day;
+            bucket.used_today = 0;
+        }
+        if bucket.used_today >= budget {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "budget-exhausted",
+                format!("daily query budget of {budget} is spent"),
+            )
+            .retry_after(seconds_left));
+        }
+        let elapsed = now.saturating_duration_since(bucket.refilled).as_secs_f64();
+        bucket.tokens = (bucket.tokens + elapsed * rate).min(burst);
+        bucket.refilled = now;
+        if bucket.tokens < 1.0 {
+            let wait = ((1.0 - bucket.tokens) / rate).ceil() as u64;
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                format!("rate limit of {rate} requests per second exceeded"),
+            )
+            .retry_after(wait));
+        }
+        bucket.tokens -= 1.0;
+        bucket.used_today += 1;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tokens::{entry_for, entry_toml, Scope, Tokens};
+    use std::time::Duration;
+
+    fn principal(extra: &str) -> Principal {
+        let text = entry_toml(&entry_for("t", "alice", vec![Scope::Infer], None)) + extra;
+        Tokens::parse(&text)
+            .unwrap()
+            .authenticate("t")
+            .unwrap()
+            .clone()
+    }
+
+    #[test]
+    fn burst_then_refill_then_budget() {
+        let limiter = RateLimiter::new(RateConfig {
+            rate_per_second: 2.0,
+            burst: 3,
+            daily_budget: 5,
+        });
+        let p = principal("");
+        let t0 = Instant::now();
+        let day = (10, 500);
+        for _ in 0..3 {
+            limiter.check_at(&p, t0, day).unwrap();
+        }
+        let err = limiter.check_at(&p, t0, day).unwrap_err();
+        assert_eq!((err.status.as_u16(), err.reason), (429, "rate-limited"));
+        assert_eq!(err.retry_after, Some(1));
+        // Half a second refills one token at 2/s.
+        let t1 = t0 + Duration::from_millis(500);
+        limiter.check_at(&p, t1, day).unwrap();
+        let t2 = t1 + Duration::from_secs(10);
+        limiter.check_at(&p, t2, day).unwrap();
+        let err = limiter.check_at(&p, t2, day).unwrap_err();
+        assert_eq!(err.reason, "budget-exhausted");
+        assert_eq!(err.retry_after, Some(500));
+        // A new day resets the budget.
+        limiter.check_at(&p, t2, (11, 86_400)).unwrap();
+    }
+
+    #[test]
+    fn a_token_entry_overrides_the_defaults() {
+        let limiter = RateLimiter::new(RateConfig::default());
+        let p = principal("daily_budget = 1\n");
+        let now = Instant::now();
+        limiter.check_at(&p, now, (1, 9)).unwrap();
+        assert_eq!(
+            limiter.check_at(&p, now, (1, 9)).unwrap_err().reason,
+            "budget-exhausted"
+        );
+    }
+}

@@ -1,0 +1,283 @@
+//! The model repository: `REPO/<model>/<version>/` holds ward packages, each opened only
+//! through the verified loader. A package that fails verification is not served; when
+//! the repository is scanned again, a new or changed version is verified before it
+//! replaces anything, and a refused one leaves the last good version serving.
+//!
+//! There is no API to load, unload or fetch models: the repository on disk, as the
+//! operator arranged it, is the only source.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
+
+use ward_core::AuditEvent;
+use ward_package::{LoadedPackage, Trust};
+
+use crate::batch::Batcher;
+use crate::config::ServeConfig;
+use crate::policy::{EffectivePolicy, PolicyConfig};
+use crate::ServeError;
+
+/// Most models, and versions per model, scanned in a repository.
+pub const MAX_MODELS: usize = 256;
+pub const MAX_VERSIONS: usize = 64;
+
+/// One served version of a model.
+pub struct ServedModel {
+    pub name: String,
+    pub version: u64,
+    pub package: Arc<LoadedPackage>,
+    pub policy: EffectivePolicy,
+    pub runner: Batcher,
+    fingerprint: Fingerprint,
+}
+
+/// What a version directory looked like when it was loaded: names, sizes and mtimes.
+/// A change to any of them makes the next scan verify the directory again.
+type Fingerprint = Vec<(String, u64, Option<SystemTime>)>;
+
+fn fingerprint(dir: &Path) -> std::io::Result<Fingerprint> {
+    let mut entries = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let meta = entry.path().symlink_metadata()?;
+        entries.push((
+            entry.file_name().to_string_lossy().into_owned(),
+            meta.len(),
+            meta.modified().ok(),
+        ));
+    }
+    entries.sort();
+    Ok(entries)
+}
+
+/// Model names are the manifest's name charset; versions are decimal integers.
+fn model_dir_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+fn version_dir_name(name: &str) -> Option<u64> {
+    if name.is_empty() || name.len() > 18 || !name.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    name.parse().ok()
+}
+
+pub struct Repository {
+    root: PathBuf,
+    trust: Trust,
+    config: Arc<ServeConfig>,
+    models: RwLock<BTreeMap<String, BTreeMap<u64, Arc<ServedModel>>>>,
+}
+
+/// What one scan did, for logs and tests.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ScanReport {
+    pub loaded: Vec<String>,
+    pub refused: Vec<String>,
+    pub removed: Vec<String>,
+}
+
+impl Repository {
+    pub fn new(root: PathBuf, trust: Trust, config: Arc<ServeConfig>) -> Result<Self, ServeError> {
+        let meta = fs::metadata(&root).map_err(|source| ServeError::Io {
+            path: root.clone(),
+            source,
+        })?;
+        if !meta.is_dir() {
+            return Err(ServeError::Repository {
+                path: root,
+                reason: "not a directory".into(),
+            });
+        }
+        Ok(Repository {
+            root,
+            trust,
+            config,
+            models: RwLock::new(BTreeMap::new()),
+        })
+    }
+
+    /// The version to serve: the one asked for, or the highest.
+    pub fn get(&self, name: &str, version: Option<&str>) -> Option<Arc<ServedModel>> {
+        let models = self.models.read().unwrap_or_else(|p| p.into_inner());
+        let versions = models.get(name)?;
+        match version {
+            None => versions.values().next_back().cloned(),
+            Some(v) => versions.get(&version_dir_name(v)?).cloned(),
+        }
+    }
+
+    pub fn versions(&self, name: &str) -> Vec<u64> {
+        let models = self.models.read().unwrap_or_else(|p| p.into_inner());
+        models
+            .get(name)
+            .map(|v| v.keys().copied().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn model_count(&self) -> usize {
+        self.models
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(BTreeMap::len)
+            .sum()
+    }
+
+    fn load(&self, name: &str, version: u64, dir: &Path) -> Result<ServedModel, String> {
+        let fingerprint = fingerprint(dir).map_err(|e| e.to_string())?;
+        let package = LoadedPackage::open(dir, &self.trust).map_err(|e| e.to_string())?;
+        if package.manifest().name != name {
+            let reason = format!(
+                "the directory is named {name:?} but holds the package {:?}",
+                package.manifest().name
+            );
+            AuditEvent::new("package.refused", dir.display().to_string())
+                .reason("name-mismatch", reason.clone())
+                .emit();
+            return Err(reason);
+        }
+        let model_config = self.config.model.get(name);
+        let none = PolicyConfig::none();
+        let model_policy = model_config
+            .and_then(|m| m.output.as_ref())
+            .unwrap_or(&none);
+        let policy = EffectivePolicy::combine(
+            &package.manifest().output_policy,
+            &[&self.config.output, model_policy],
+        );
+        let package = Arc::new(package);
+        let concurrency = model_config
+            .and_then(|m| m.max_concurrency)
+            .unwrap_or_else(|| self.config.limits.concurrency());
+        let runner = Batcher::new(
+            package.clone(),
+            concurrency,
+            self.config.limits.max_queue,
+            model_config.and_then(|m| m.batching),
+        );
+        Ok(ServedModel {
+            name: name.to_string(),
+            version,
+            package,
+            policy,
+            runner,
+            fingerprint,
+        })
+    }
+
+    /// Scans the repository: loads new and changed versions (verified first), drops
+    /// versions whose directory is gone. Blocking; call it off the async runtime.
+    pub fn scan(&self) -> ScanReport {
+        let mut report = ScanReport::default();
+        let mut found: BTreeMap<String, BTreeMap<u64, PathBuf>> = BTreeMap::new();
+        let entries = match fs::read_dir(&self.root) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(
+                    "cannot read the model repository {}: {e}",
+                    self.root.display()
+                );
+                return report;
+            }
+        };
+        for entry in entries.flatten().take(MAX_MODELS) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+            if !is_dir || !model_dir_name(&name) {
+                tracing::warn!(
+                    "model repository: skipping {:?} (not a model directory)",
+                    name
+                );
+                continue;
+            }
+            let Ok(versions) = fs::read_dir(entry.path()) else {
+                continue;
+            };
+            for v in versions.flatten().take(MAX_VERSIONS) {
+                let vname = v.file_name().to_string_lossy().into_owned();
+                match version_dir_name(&vname) {
+                    Some(n) if v.file_type().is_ok_and(|t| t.is_dir()) => {
+                        found.entry(name.clone()).or_default().insert(n, v.path());
+                    }
+                    _ => tracing::warn!(
+                        "model repository: skipping {name}/{vname:?} (versions are directories named by a number)"
+                    ),
+                }
+            }
+        }
+
+        for (name, versions) in &found {
+            for (&version, dir) in versions {
+                let current = self.get(name, Some(&version.to_string()));
+                let unchanged = match (&current, fingerprint(dir)) {
+                    (Some(c), Ok(f)) => c.fingerprint == f,
+                    _ => false,
+                };
+                if unchanged {
+                    continue;
+                }
+                let label = format!("{name}/{version}");
+                match self.load(name, version, dir) {
+                    Ok(model) => {
+                        tracing::info!("serving {label}");
+                        self.models
+                            .write()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .entry(name.clone())
+                            .or_default()
+                            .insert(version, Arc::new(model));
+                        report.loaded.push(label);
+                    }
+                    Err(reason) => {
+                        if current.is_some() {
+                            tracing::error!(
+                                "{label}: the changed package is refused, the version loaded before keeps serving: {reason}"
+                            );
+                        } else {
+                            tracing::error!("{label}: not served: {reason}");
+                        }
+                        report.refused.push(label);
+                    }
+                }
+            }
+        }
+
+        let mut models = self.models.write().unwrap_or_else(|p| p.into_inner());
+        for (name, versions) in models.iter_mut() {
+            versions.retain(|version, _| {
+                let keep = found.get(name).is_some_and(|f| f.contains_key(version));
+                if !keep {
+                    report.removed.push(format!("{name}/{version}"));
+                    tracing::info!("{name}/{version}: its directory is gone; no longer served");
+                }
+                keep
+            });
+        }
+        models.retain(|_, versions| !versions.is_empty());
+        report
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directory_names() {
+        assert!(model_dir_name("resnet-18_v1.2"));
+        assert!(!model_dir_name(".hidden") && !model_dir_name("a b") && !model_dir_name(""));
+        assert_eq!(version_dir_name("12"), Some(12));
+        assert_eq!(version_dir_name("1a"), None);
+        assert_eq!(version_dir_name("+1"), None);
+        assert_eq!(version_dir_name("99999999999999999999"), None);
+    }
+}

@@ -1,0 +1,263 @@
+//! Starting the server: the refusals (root, plaintext off loopback, no TLS, no tokens),
+//! the first scan of the repository, the listener with its connection limit and timeouts,
+//! repository polling, and graceful shutdown that lets requests in flight finish.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use ward_package::{Trust, TrustPolicy};
+
+use crate::app::{router, App};
+use crate::config::{running_as_root, ServeConfig};
+use crate::metrics::Metrics;
+use crate::ratelimit::RateLimiter;
+use crate::repo::Repository;
+use crate::tokens::Tokens;
+use crate::{tls, ServeError};
+
+/// Longest graceful shutdown: requests still running after it are cut off.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+pub struct Server {
+    app: Arc<App>,
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    local_addr: SocketAddr,
+}
+
+fn required(value: &Option<PathBuf>, what: &str, flag: &str) -> Result<PathBuf, ServeError> {
+    value
+        .clone()
+        .ok_or_else(|| ServeError::Refused(format!("no {what}: pass {flag}")))
+}
+
+impl Server {
+    /// Checks the configuration, loads the tokens, verifies and loads every model, and
+    /// binds the listener. Nothing is served until [`Server::run`].
+    pub async fn bind(config: ServeConfig) -> Result<Server, ServeError> {
+        if running_as_root() && !config.allow_root {
+            return Err(ServeError::Refused(
+                "running as root: ward serve needs no privileges; run it as an unprivileged user (or pass --allow-root)".into(),
+            ));
+        }
+        let listen = config.listen();
+        let tls = if config.insecure_plaintext {
+            if !listen.ip().is_loopback() {
+                return Err(ServeError::Refused(format!(
+                    "--insecure-plaintext is allowed only on a loopback address, not {listen}"
+                )));
+            }
+            tracing::warn!("serving PLAINTEXT HTTP on {listen}: tokens and data cross the connection unencrypted");
+            None
+        } else {
+            let cert = required(
+                &config.tls.cert,
+                "TLS certificate",
+                "--tls-cert (or --insecure-plaintext on loopback)",
+            )?;
+            let key = required(&config.tls.key, "TLS private key", "--tls-key")?;
+            Some(TlsAcceptor::from(tls::server_config(
+                &cert,
+                &key,
+                config.tls.client_ca.as_deref(),
+            )?))
+        };
+        let tokens_path = required(&config.tokens, "tokens file", "--tokens")?;
+        let tokens = Tokens::load(&tokens_path)?;
+        if tokens.is_empty() && !config.auth.open_health {
+            tracing::warn!(
+                "{}: no tokens; every request will be refused",
+                tokens_path.display()
+            );
+        }
+        let trust_path = required(&config.trust, "trust policy", "--trust")?;
+        let trust = Trust::Policy(
+            TrustPolicy::load(&trust_path).map_err(|e| ServeError::Refused(e.to_string()))?,
+        );
+        let root = required(&config.models, "model repository", "--models")?;
+        let config = Arc::new(config);
+        let repo = Arc::new(Repository::new(root, trust, config.clone())?);
+        let scan_repo = repo.clone();
+        // Batchers spawn their tasks on this runtime, so the scan runs within it.
+        let handle = tokio::runtime::Handle::current();
+        let report = tokio::task::spawn_blocking(move || {
+            let _guard = handle.enter();
+            scan_repo.scan()
+        })
+        .await
+        .map_err(|e| ServeError::Refused(format!("model repository scan failed: {e}")))?;
+        tracing::info!(
+            "model repository: {} served, {} refused",
+            report.loaded.len(),
+            report.refused.len()
+        );
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|source| ServeError::Io {
+                path: PathBuf::from(listen.to_string()),
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(|source| ServeError::Io {
+            path: PathBuf::from(listen.to_string()),
+            source,
+        })?;
+        let app = Arc::new(App {
+            limiter: RateLimiter::new(config.rate),
+            config,
+            tokens,
+            repo,
+            metrics: Metrics::new(),
+        });
+        Ok(Server {
+            app,
+            listener,
+            tls,
+            local_addr,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// `https://ADDR` (or `http://` for plaintext on loopback).
+    pub fn url(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.local_addr)
+    }
+
+    pub fn repository(&self) -> Arc<Repository> {
+        self.app.repo.clone()
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, lets requests in flight
+    /// finish (up to [`SHUTDOWN_GRACE`]) and returns.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
+        let Server {
+            app, listener, tls, ..
+        } = self;
+        let limits = app.config.limits.clone();
+        let service = router(app.clone());
+        let poller = (app.config.poll_seconds > 0).then(|| {
+            let repo = app.repo.clone();
+            let period = Duration::from_secs(app.config.poll_seconds);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(period);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    let repo = repo.clone();
+                    let handle = tokio::runtime::Handle::current();
+                    let _ = tokio::task::spawn_blocking(move || {
+                        let _guard = handle.enter();
+                        repo.scan()
+                    })
+                    .await;
+                }
+            })
+        });
+
+        let connections = Arc::new(Semaphore::new(limits.max_connections));
+        let graceful = GracefulShutdown::new();
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_timeout())
+            .max_buf_size(64 * 1024);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(64)
+            .max_header_list_size(64 * 1024)
+            .keep_alive_interval(Some(Duration::from_secs(30)))
+            .keep_alive_timeout(Duration::from_secs(10));
+        let builder = Arc::new(builder);
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let Ok(permit) = connections.clone().try_acquire_owned() else {
+                tracing::warn!(
+                    "connection from {peer} closed: {} connections open",
+                    limits.max_connections
+                );
+                drop(stream);
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let tls = tls.clone();
+            let service = TowerToHyperService::new(service.clone());
+            let builder = builder.clone();
+            let watcher = graceful.watcher();
+            let handshake_timeout = limits.handshake_timeout();
+            tokio::spawn(async move {
+                let _permit = permit;
+                match tls {
+                    Some(acceptor) => {
+                        let stream =
+                            match tokio::time::timeout(handshake_timeout, acceptor.accept(stream))
+                                .await
+                            {
+                                Ok(Ok(s)) => s,
+                                Ok(Err(e)) => {
+                                    tracing::debug!("TLS handshake with {peer} failed: {e}");
+                                    return;
+                                }
+                                Err(_) => {
+                                    tracing::debug!("TLS handshake with {peer} timed out");
+                                    return;
+                                }
+                            };
+                        let conn = builder
+                            .serve_connection(TokioIo::new(stream), service)
+                            .into_owned();
+                        let _ = watcher.watch(conn).await;
+                    }
+                    None => {
+                        let conn = builder
+                            .serve_connection(TokioIo::new(stream), service)
+                            .into_owned();
+                        let _ = watcher.watch(conn).await;
+                    }
+                }
+            });
+        }
+        drop(listener);
+        if let Some(p) = poller {
+            p.abort();
+        }
+        tracing::info!(
+            "shutting down: waiting for {} connections",
+            graceful.count()
+        );
+        if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "shutdown grace of {SHUTDOWN_GRACE:?} passed; closing the remaining connections"
+            );
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,349 @@
+//! Bearer tokens: who may call the server, for what, and on which models.
+//!
+//! The tokens file holds only SHA-256 hashes of the tokens, so reading it does not reveal
+//! a usable secret. A presented token is hashed and compared in constant time with every
+//! entry, so the time taken says nothing about which entry, or how much of one, matched.
+//!
+//! ```toml
+//! [[token]]
+//! principal = "alice"
+//! sha256 = "9f86d0…"            # of the token's UTF-8 bytes
+//! scopes = ["infer", "metadata"]
+//! models = ["resnet*"]          # optional; every model when absent
+//! rate_per_second = 5.0         # optional; overrides [rate] for this principal
+//! ```
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::ServeError;
+
+/// Largest tokens file read.
+pub const MAX_TOKENS_FILE_BYTES: u64 = 1 << 20;
+/// Longest token accepted in a header; longer ones are refused without hashing.
+pub const MAX_TOKEN_LEN: usize = 256;
+/// Prefix of tokens made by [`generate_token`], so that leaked ones are easy to scan for.
+pub const TOKEN_PREFIX: &str = "ward_";
+
+/// What a token allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    Infer,
+    Metadata,
+    Health,
+    Metrics,
+}
+
+impl Scope {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scope::Infer => "infer",
+            Scope::Metadata => "metadata",
+            Scope::Health => "health",
+            Scope::Metrics => "metrics",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Scope> {
+        match text {
+            "infer" => Some(Scope::Infer),
+            "metadata" => Some(Scope::Metadata),
+            "health" => Some(Scope::Health),
+            "metrics" => Some(Scope::Metrics),
+            _ => None,
+        }
+    }
+}
+
+/// One entry of the tokens file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenEntry {
+    pub principal: String,
+    pub sha256: String,
+    pub scopes: Vec<Scope>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub models: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_per_second: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daily_budget: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokensFile {
+    #[serde(default)]
+    token: Vec<TokenEntry>,
+}
+
+/// A principal that presented a valid token.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub name: String,
+    scopes: Vec<Scope>,
+    models: Option<Vec<glob::Pattern>>,
+    pub rate_per_second: Option<f64>,
+    pub burst: Option<u32>,
+    pub daily_budget: Option<u64>,
+}
+
+impl Principal {
+    pub fn has_scope(&self, scope: Scope) -> bool {
+        self.scopes.contains(&scope)
+    }
+
+    pub fn may_use_model(&self, model: &str) -> bool {
+        match &self.models {
+            None => true,
+            Some(patterns) => patterns.iter().any(|p| p.matches(model)),
+        }
+    }
+}
+
+/// The loaded tokens file.
+#[derive(Debug, Clone, Default)]
+pub struct Tokens {
+    entries: Vec<([u8; 32], Principal)>,
+}
+
+fn token_error(path: &Path, reason: impl Into<String>) -> ServeError {
+    ServeError::Tokens {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+impl Tokens {
+    /// Reads and checks a tokens file: a file readable by group or others is refused (the
+    /// hashes are not secrets, but a writable or shared file is a sign of a mistake).
+    pub fn load(path: &Path) -> Result<Tokens, ServeError> {
+        let text = crate::config::read_private_text(path, MAX_TOKENS_FILE_BYTES)?;
+        Tokens::parse(&text).map_err(|reason| token_error(path, reason))
+    }
+
+    pub fn parse(text: &str) -> Result<Tokens, String> {
+        let file: TokensFile = toml::from_str(text).map_err(|e| e.to_string())?;
+        let mut entries = Vec::with_capacity(file.token.len());
+        for (i, entry) in file.token.into_iter().enumerate() {
+            let at = format!("token[{i}] ({:?})", entry.principal);
+            if !valid_principal(&entry.principal) {
+                return Err(format!(
+                    "{at}: a principal is 1 to 128 ASCII letters, digits and . _ @ -"
+                ));
+            }
+            let mut hash = [0u8; 32];
+            hex::decode_to_slice(&entry.sha256, &mut hash)
+                .map_err(|_| format!("{at}: sha256 must be 64 hex digits"))?;
+            if entries
+                .iter()
+                .any(|(h, _): &([u8; 32], Principal)| *h == hash)
+            {
+                return Err(format!("{at}: the same token hash is listed twice"));
+            }
+            if entry.scopes.is_empty() {
+                return Err(format!(
+                    "{at}: scopes is empty; the token would allow nothing"
+                ));
+            }
+            let models = match entry.models {
+                None => None,
+                Some(globs) => Some(
+                    globs
+                        .iter()
+                        .map(|g| {
+                            glob::Pattern::new(g)
+                                .map_err(|e| format!("{at}: model pattern {g:?}: {e}"))
+                        })
+                        .collect::<Result<Vec<_>, _>>()?,
+                ),
+            };
+            if let Some(rate) = entry.rate_per_second {
+                if !(rate.is_finite() && rate > 0.0) {
+                    return Err(format!("{at}: rate_per_second must be a positive number"));
+                }
+            }
+            entries.push((
+                hash,
+                Principal {
+                    name: entry.principal,
+                    scopes: entry.scopes,
+                    models,
+                    rate_per_second: entry.rate_per_second,
+                    burst: entry.burst,
+                    daily_budget: entry.daily_budget,
+                },
+            ));
+        }
+        Ok(Tokens { entries })
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The principal whose token this is. Every entry is compared, whatever matches.
+    pub fn authenticate(&self, token: &str) -> Option<&Principal> {
+        if token.is_empty() || token.len() > MAX_TOKEN_LEN {
+            return None;
+        }
+        let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let mut found = None;
+        for (hash, principal) in &self.entries {
+            if bool::from(hash.ct_eq(&presented)) {
+                found = Some(principal);
+            }
+        }
+        found
+    }
+}
+
+/// Principal names appear in audit lines and metrics: a plain charset keeps them safe there.
+pub fn valid_principal(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '@' | '-'))
+}
+
+/// The token in an `Authorization: Bearer …` header value.
+pub fn bearer(header: &[u8]) -> Option<&str> {
+    let text = std::str::from_utf8(header).ok()?;
+    let (scheme, token) = text.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// A new random token from the OS CSPRNG: the prefix and 32 bytes in hex.
+pub fn generate_token() -> Result<String, getrandom::Error> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)?;
+    Ok(format!("{TOKEN_PREFIX}{}", hex::encode(bytes)))
+}
+
+/// The tokens-file entry for `token`.
+pub fn entry_for(
+    token: &str,
+    principal: &str,
+    scopes: Vec<Scope>,
+    models: Option<Vec<String>>,
+) -> TokenEntry {
+    TokenEntry {
+        principal: principal.to_string(),
+        sha256: hex::encode(Sha256::digest(token.as_bytes())),
+        scopes,
+        models,
+        rate_per_second: None,
+        burst: None,
+        daily_budget: None,
+    }
+}
+
+/// One `[[token]]` table, ready to append to a tokens file. Strings are written as JSON
+/// strings, which are valid TOML basic strings.
+pub fn entry_toml(entry: &TokenEntry) -> String {
+    let quote = |s: &str| serde_json::Value::from(s).to_string();
+    let list = |items: Vec<String>| format!("[{}]", items.join(", "));
+    let mut out = format!(
+        "[[token]]\nprincipal = {}\nsha256 = {}\nscopes = {}\n",
+        quote(&entry.principal),
+        quote(&entry.sha256),
+        list(entry.scopes.iter().map(|s| quote(s.name())).collect())
+    );
+    if let Some(models) = &entry.models {
+        out += &format!(
+            "models = {}\n",
+            list(models.iter().map(|m| quote(m)).collect())
+        );
+    }
+    if let Some(rate) = entry.rate_per_second {
+        out += &format!("rate_per_second = {rate:?}\n");
+    }
+    if let Some(burst) = entry.burst {
+        out += &format!("burst = {burst}\n");
+    }
+    if let Some(budget) = entry.daily_budget {
+        out += &format!("daily_budget = {budget}\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_generated_token_authenticates_its_principal_only() {
+        let token = generate_token().unwrap();
+        assert!(token.starts_with(TOKEN_PREFIX) && token.len() == 5 + 64);
+        let other = generate_token().unwrap();
+        let text = entry_toml(&entry_for(&token, "alice", vec![Scope::Infer], None))
+            + &entry_toml(&entry_for(
+                &other,
+                "bob",
+                vec![Scope::Metadata],
+                Some(vec!["mlp*".into()]),
+            ));
+        let tokens = Tokens::parse(&text).unwrap();
+        assert_eq!(tokens.len(), 2);
+        let alice = tokens.authenticate(&token).unwrap();
+        assert_eq!(alice.name, "alice");
+        assert!(alice.has_scope(Scope::Infer) && !alice.has_scope(Scope::Metrics));
+        let bob = tokens.authenticate(&other).unwrap();
+        assert!(bob.may_use_model("mlp2") && !bob.may_use_model("resnet"));
+        assert!(tokens.authenticate("ward_nope").is_none());
+        assert!(tokens.authenticate("").is_none());
+        assert!(tokens
+            .authenticate(&"a".repeat(MAX_TOKEN_LEN + 1))
+            .is_none());
+    }
+
+    #[test]
+    fn bad_files_are_refused_with_the_entry_named() {
+        let err =
+            Tokens::parse("[[token]]\nprincipal = \"a\"\nsha256 = \"zz\"\nscopes = [\"infer\"]\n")
+                .unwrap_err();
+        assert!(err.contains("token[0] (\"a\"): sha256"), "{err}");
+        let err = Tokens::parse(&format!(
+            "[[token]]\nprincipal = \"a\"\nsha256 = \"{}\"\nscopes = []\n",
+            "0".repeat(64)
+        ))
+        .unwrap_err();
+        assert!(err.contains("allow nothing"), "{err}");
+        let err = Tokens::parse(&format!(
+            "[[token]]\nprincipal = \"a\"\nsha256 = \"{}\"\nscopes = [\"admin\"]\n",
+            "0".repeat(64)
+        ))
+        .unwrap_err();
+        assert!(err.contains("admin"), "{err}");
+        let twice = format!(
+            "[[token]]\nprincipal = \"a\"\nsha256 = \"{h}\"\nscopes = [\"infer\"]\n[[token]]\nprincipal = \"b\"\nsha256 = \"{h}\"\nscopes = [\"infer\"]\n",
+            h = "0".repeat(64)
+        );
+        assert!(Tokens::parse(&twice).unwrap_err().contains("twice"));
+        assert!(Tokens::parse("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn bearer_header_parsing() {
+        assert_eq!(bearer(b"Bearer abc"), Some("abc"));
+        assert_eq!(bearer(b"bearer  abc "), Some("abc"));
+        assert_eq!(bearer(b"Basic abc"), None);
+        assert_eq!(bearer(b"Bearer"), None);
+        assert_eq!(bearer(b"Bearer "), None);
+        assert_eq!(bearer(&[0xff, 0x20, 0x41]), None);
+    }
+}
