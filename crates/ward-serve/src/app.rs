@@ -226,6 +226,15 @@ impl App {
                 bytes: t.bytes().len() as u64,
             })
             .collect();
+        if let Some(p) = &principal {
+            // Each row of the batch is a query against the budget.
+            let rows = request
+                .inputs
+                .first()
+                .and_then(|(_, t)| t.shape().first().copied())
+                .unwrap_or(1) as u64;
+            self.limiter.charge(p, rows)?;
+        }
         let manifest = model.package.manifest();
         if let Some(wanted) = &request.outputs {
             if let Some((unknown, _)) = wanted

@@ -1,6 +1,11 @@
-//! Per-principal rate limits (a token bucket) and daily query budgets. Both are checked
-//! after authentication and before the request body is read, so a flood costs the server
-//! a header parse per request. Every inference request counts once, whatever its batch.
+//! Per-principal rate limits (a token bucket) and daily query budgets.
+//!
+//! The rate limit counts requests and is checked after authentication, before the body is
+//! read, so a flood costs the server a header parse per request. The budget counts
+//! queries, the rows of a request's batch (its first dimension): an extraction attack
+//! that packs its queries into one request spends its budget as fast as one that does not.
+//! A spent budget is refused before the body is read too; a request whose rows would
+//! overrun it is refused whole once its shape is known.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -129,7 +134,42 @@ impl RateLimiter {
             .retry_after(wait));
         }
         bucket.tokens -= 1.0;
-        bucket.used_today += 1;
+        Ok(())
+    }
+
+    /// Spends `queries` of the principal's daily budget, all or none.
+    pub fn charge(&self, principal: &Principal, queries: u64) -> Result<(), ApiError> {
+        self.charge_at(principal, queries, unix_day_and_seconds_left())
+    }
+
+    fn charge_at(
+        &self,
+        principal: &Principal,
+        queries: u64,
+        (day, seconds_left): (u64, u64),
+    ) -> Result<(), ApiError> {
+        let budget = principal.daily_budget.unwrap_or(self.defaults.daily_budget);
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(bucket) = buckets.get_mut(&principal.name) else {
+            // `check` always runs first; a principal it has not seen has spent nothing.
+            return Ok(());
+        };
+        if bucket.day != day {
+            bucket.day = day;
+            bucket.used_today = 0;
+        }
+        let left = budget.saturating_sub(bucket.used_today);
+        if queries > left {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "budget-exhausted",
+                format!(
+                    "this request holds {queries} queries, but only {left} of the daily query budget of {budget} are left"
+                ),
+            )
+            .retry_after(seconds_left));
+        }
+        bucket.used_today += queries;
         Ok(())
     }
 }
@@ -161,6 +201,7 @@ mod tests {
         let day = (10, 500);
         for _ in 0..3 {
             limiter.check_at(&p, t0, day).unwrap();
+            limiter.charge_at(&p, 1, day).unwrap();
         }
         let err = limiter.check_at(&p, t0, day).unwrap_err();
         assert_eq!((err.status.as_u16(), err.reason), (429, "rate-limited"));
@@ -168,13 +209,22 @@ mod tests {
         // Half a second refills one token at 2/s.
         let t1 = t0 + Duration::from_millis(500);
         limiter.check_at(&p, t1, day).unwrap();
+        // A batch of 3 rows does not fit in the 2 queries left; it is refused whole.
+        let err = limiter.charge_at(&p, 3, day).unwrap_err();
+        assert_eq!(err.reason, "budget-exhausted");
+        assert!(
+            err.message.contains("holds 3 queries, but only 2"),
+            "{}",
+            err.message
+        );
+        limiter.charge_at(&p, 2, day).unwrap();
         let t2 = t1 + Duration::from_secs(10);
-        limiter.check_at(&p, t2, day).unwrap();
         let err = limiter.check_at(&p, t2, day).unwrap_err();
         assert_eq!(err.reason, "budget-exhausted");
         assert_eq!(err.retry_after, Some(500));
         // A new day resets the budget.
         limiter.check_at(&p, t2, (11, 86_400)).unwrap();
+        limiter.charge_at(&p, 5, (11, 86_400)).unwrap();
     }
 
     #[test]
@@ -183,6 +233,7 @@ mod tests {
         let p = principal("daily_budget = 1\n");
         let now = Instant::now();
         limiter.check_at(&p, now, (1, 9)).unwrap();
+        limiter.charge_at(&p, 1, (1, 9)).unwrap();
         assert_eq!(
             limiter.check_at(&p, now, (1, 9)).unwrap_err().reason,
             "budget-exhausted"

@@ -11,8 +11,8 @@ use ward_mxnet::limits::{ParamsLimits, SymbolLimits};
 use ward_package::signature::read_private_key_file;
 use ward_package::tree::TreeLimits;
 use ward_package::{
-    verify_directory, write_signed_package, FileDigest, InputSpec, Manifest, Origin, OutputSpec,
-    TrustPolicy,
+    verify_directory, write_signed_package, FileDigest, InputSpec, Manifest, Origin, OutputPolicy,
+    OutputSpec, TrustPolicy,
 };
 
 use super::{parse_dims, read_file};
@@ -63,6 +63,16 @@ pub struct MxnetArgs {
     /// folder, whose signature is checked before either file is parsed.
     #[arg(long, value_name = "TRUST")]
     trust: Option<PathBuf>,
+    /// Output policy (signed into the package; a server can only tighten it): round
+    /// returned values to this many decimals.
+    #[arg(long, value_name = "DECIMALS")]
+    output_precision: Option<u32>,
+    /// Output policy: return only the K highest scores of each row (the rest as 0).
+    #[arg(long, value_name = "K")]
+    output_top_k: Option<u32>,
+    /// Output policy: return only each row's class index.
+    #[arg(long)]
+    output_label_only: bool,
 }
 
 pub fn run(command: ImportCommand) -> Result<()> {
@@ -270,7 +280,7 @@ fn mxnet(args: MxnetArgs) -> Result<()> {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let manifest = Manifest::new(
+    let mut manifest = Manifest::new(
         name,
         args.model_version.clone(),
         created,
@@ -278,6 +288,16 @@ fn mxnet(args: MxnetArgs) -> Result<()> {
         inputs,
         outputs,
     );
+    manifest.output_policy = OutputPolicy {
+        precision: args.output_precision,
+        top_k: args.output_top_k,
+        label_only: args.output_label_only,
+    };
+    // `--out repo/model/1`: the repository's model directory may not exist yet.
+    if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
     write_signed_package(
         &args.out,
         &manifest,

@@ -1,0 +1,729 @@
+//! The server end to end over TLS: the protocol, authentication, the output policy, rate
+//! limits, the repository, mTLS and graceful shutdown.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+use ward_package::OutputPolicy;
+use ward_serve::ServeConfig;
+
+fn close(a: &[f32], b: &[f32], tol: f32) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= tol)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_metadata_and_authentication() {
+    let setup = Setup::new();
+    let server = setup.start("").await;
+    let c = server.client();
+    let alice = setup.token("alice");
+    let guest = setup.token("guest");
+
+    assert_eq!(c.get("/v2/health/live", Some(&alice)).await.status, 200);
+    assert_eq!(c.get("/v2/health/ready", Some(&guest)).await.status, 200);
+    assert_eq!(
+        c.get("/v2/models/mlp/ready", Some(&alice)).await.status,
+        200
+    );
+    assert_eq!(
+        c.get("/v2/models/mlp/versions/1/ready", Some(&alice))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        c.get("/v2/models/nope/ready", Some(&alice)).await.status,
+        404
+    );
+
+    let server_meta = c.get("/v2", Some(&alice)).await.json();
+    assert_eq!(server_meta["name"], "ward");
+    assert_eq!(
+        server_meta["extensions"],
+        serde_json::json!(["binary_tensor_data"])
+    );
+    let meta = c.get("/v2/models/mlp", Some(&alice)).await;
+    assert_eq!(meta.status, 200);
+    let meta = meta.json();
+    assert_eq!(meta["versions"], serde_json::json!(["1"]));
+    assert_eq!(
+        meta["inputs"],
+        serde_json::json!([{"name": "data", "datatype": "FP32", "shape": [-1, 784]}])
+    );
+    assert_eq!(meta["outputs"][0]["name"], OUTPUT);
+    assert_eq!(
+        c.get("/v2/models/mlp/versions/1", Some(&alice))
+            .await
+            .json(),
+        meta
+    );
+    assert_eq!(
+        c.get("/v2/models/mlp/versions/2", Some(&alice))
+            .await
+            .status,
+        404
+    );
+
+    // No token, a wrong token, a token without the scope.
+    for token in [None, Some("ward_wrong"), Some("")] {
+        let r = c.get("/v2/models/mlp", token).await;
+        assert_eq!(r.status, 401, "{token:?}");
+        assert_eq!(r.error(), "missing or invalid bearer token");
+        assert_eq!(r.header("www-authenticate"), Some("Bearer"));
+    }
+    let r = c.get("/v2/models/mlp", Some(&guest)).await;
+    assert_eq!(
+        (r.status, r.error().as_str()),
+        (403, "the token does not allow metadata")
+    );
+    let r = c
+        .infer("/v2/models/mlp/infer", &guest, &json_request(1, None))
+        .await;
+    assert_eq!(r.status, 403);
+    // Unknown paths: 401 without a token, 404 with one. No Triton control API exists.
+    assert_eq!(c.get("/v2/repository/index", None).await.status, 401);
+    assert_eq!(
+        c.send(
+            "POST",
+            "/v2/repository/models/mlp/load",
+            Some(&alice),
+            &[],
+            b""
+        )
+        .await
+        .status,
+        404
+    );
+    assert_eq!(c.get("/v2/logging", Some(&alice)).await.status, 404);
+
+    let lines = audit_lines("\"route\":\"/v2/health/ready\"");
+    assert!(lines
+        .iter()
+        .any(|l| l["principal"] == "guest" && l["decision"] == "allow"));
+    let denied = audit_lines("\"reason\":\"forbidden\"");
+    assert!(denied
+        .iter()
+        .any(|l| l["principal"] == "guest" && l["status"] == 403));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_and_binary_inference_match_predict() {
+    let setup = Setup::new();
+    let server = setup.start("[output]\nprecision = \"full\"\n").await;
+    let c = server.client();
+    let alice = setup.token("alice");
+    let expected = expected_first_row(&setup.repo.join("mlp/1"), &setup.trust);
+
+    // JSON in, JSON out, with the id echoed; versioned and unversioned paths.
+    for path in ["/v2/models/mlp/infer", "/v2/models/mlp/versions/1/infer"] {
+        let r = c.infer(path, &alice, &json_request(2, Some("req-7"))).await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        let v = r.json();
+        assert_eq!(
+            (
+                v["model_name"].as_str(),
+                v["model_version"].as_str(),
+                v["id"].as_str()
+            ),
+            (Some("mlp"), Some("1"), Some("req-7"))
+        );
+        assert_eq!(v["outputs"][0]["shape"], serde_json::json!([2, 10]));
+        assert_eq!(v["outputs"][0]["datatype"], "FP32");
+        let got = floats(&v["outputs"][0]["data"]);
+        // A batch of two may take another kernel path than one row: the last bit may differ.
+        assert!(
+            close(&got[..10], &expected, 1e-6),
+            "{got:?} vs {expected:?}"
+        );
+        assert!(close(&got[10..], &expected, 1e-6));
+    }
+
+    // Binary in (no Content-Type at all, as tritonclient sends), binary out.
+    let (input, _) = fixture_io();
+    let row: Vec<u8> = input.bytes()[..784 * 4].to_vec();
+    let head = br#"{"inputs":[{"name":"data","shape":[1,784],"datatype":"FP32","parameters":{"binary_data_size":3136}}],"outputs":[{"name":"mlp0_softmax0_output","parameters":{"binary_data":true}}]}"#;
+    let mut body = head.to_vec();
+    body.extend_from_slice(&row);
+    let len = head.len().to_string();
+    let r = c
+        .send(
+            "POST",
+            "/v2/models/mlp/infer",
+            Some(&alice),
+            &[("Inference-Header-Content-Length", &len)],
+            &body,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let n: usize = r
+        .header("inference-header-content-length")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let v = r.json();
+    assert_eq!(v["outputs"][0]["parameters"]["binary_data_size"], 40);
+    let got: Vec<f32> = r.body[n..]
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    assert!(close(&got, &expected, 0.0));
+
+    // gzip request and gzip response.
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&json_request(1, None)).unwrap();
+    let compressed = gz.finish().unwrap();
+    let r = c
+        .send(
+            "POST",
+            "/v2/models/mlp/infer",
+            Some(&alice),
+            &[("Content-Encoding", "gzip"), ("Accept-Encoding", "gzip")],
+            &compressed,
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-encoding"), Some("gzip"));
+    let mut plain = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&r.body[..]), &mut plain).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&plain).unwrap();
+    assert!(close(&floats(&v["outputs"][0]["data"]), &expected, 0.0));
+    // Metadata is never compressed (the tritonclient aio trap).
+    let r = c
+        .send(
+            "GET",
+            "/v2/models/mlp",
+            Some(&alice),
+            &[("Accept-Encoding", "gzip, deflate, br")],
+            b"",
+        )
+        .await;
+    assert_eq!(r.header("content-encoding"), None);
+
+    // The served output agrees with MXNet's own output for the fixture.
+    let (_, mxnet) = fixture_io();
+    assert!(close(&expected, &mxnet.to_f32_vec()[..10], 1e-5));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_say_what_is_wrong() {
+    let setup = Setup::new();
+    let server = setup.start("").await;
+    let c = server.client();
+    let alice = setup.token("alice");
+    let cases: Vec<(&str, String, u16, &str)> = vec![
+        (
+            "/v2/models/nope/infer",
+            String::from_utf8(json_request(1, None)).unwrap(),
+            404,
+            "unknown model or version",
+        ),
+        (
+            "/v2/models/mlp/versions/9/infer",
+            String::from_utf8(json_request(1, None)).unwrap(),
+            404,
+            "unknown model or version",
+        ),
+        (
+            "/v2/models/mlp/infer",
+            r#"{"inputs":[{"name":"data","shape":[1,783],"datatype":"FP32","data":[0]}]}"#.into(),
+            400,
+            "data has 1 elements",
+        ),
+        (
+            "/v2/models/mlp/infer",
+            format!(
+                r#"{{"inputs":[{{"name":"data","shape":[1,783],"datatype":"FP32","data":[{}]}}]}}"#,
+                vec!["0"; 783].join(",")
+            ),
+            400,
+            "data",
+        ),
+        (
+            "/v2/models/mlp/infer",
+            format!(
+                r#"{{"inputs":[{{"name":"data","shape":[1,784],"datatype":"FP64","data":[{}]}}]}}"#,
+                vec!["0"; 784].join(",")
+            ),
+            400,
+            "dtype",
+        ),
+        (
+            "/v2/models/mlp/infer",
+            r#"{"inputs":[{"name":"pixels","shape":[1],"datatype":"FP32","data":[0]}]}"#.into(),
+            400,
+            "pixels",
+        ),
+        (
+            "/v2/models/mlp/infer",
+            format!(
+                r#"{{"inputs":[{{"name":"data","shape":[1,784],"datatype":"FP32","data":[{}]}}]}}"#,
+                vec!["1000"; 784].join(",")
+            ),
+            400,
+            "range",
+        ),
+        (
+            "/v2/models/mlp/infer",
+            format!(
+                r#"{{"inputs":[{{"name":"data","shape":[1,784],"datatype":"FP32","data":[{}]}}],"outputs":[{{"name":"secret"}}]}}"#,
+                vec!["0"; 784].join(",")
+            ),
+            400,
+            "unknown output \"secret\"",
+        ),
+        (
+            "/v2/models/mlp/infer",
+            "not json".into(),
+            400,
+            "not a valid inference request",
+        ),
+    ];
+    for (path, body, status, needle) in cases {
+        let r = c.infer(path, &alice, body.as_bytes()).await;
+        assert_eq!(
+            r.status,
+            status,
+            "{needle}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        let message = r.error();
+        assert!(message.contains(needle), "{needle}: {message}");
+        // Errors never carry the server's paths.
+        assert!(
+            !message.contains(&*setup.dir.path().to_string_lossy()),
+            "{message}"
+        );
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_output_policy_is_enforced_and_only_tightened() {
+    let setup = Setup::new();
+    // The package asks for 4 decimals and top-2; the server's "full" cannot loosen that.
+    let dir = setup.repo.join("mlp-top2").join("1");
+    write_mlp(
+        &dir,
+        "mlp-top2",
+        &setup.key,
+        OutputPolicy {
+            precision: Some(4),
+            top_k: Some(2),
+            label_only: false,
+        },
+        0.0,
+    );
+    let labels = setup.repo.join("mlp-labels").join("1");
+    write_mlp(
+        &labels,
+        "mlp-labels",
+        &setup.key,
+        OutputPolicy::default(),
+        0.0,
+    );
+    let server = setup
+        .start("[output]\nprecision = \"full\"\n[model.mlp-labels.output]\nlabel_only = true\n")
+        .await;
+    let c = server.client();
+    let alice = setup.token("alice");
+    let expected = expected_first_row(&setup.repo.join("mlp/1"), &setup.trust);
+
+    let r = c
+        .infer("/v2/models/mlp-top2/infer", &alice, &json_request(1, None))
+        .await;
+    let got = floats(&r.json()["outputs"][0]["data"]);
+    assert_eq!(got.iter().filter(|&&v| v != 0.0).count(), 2, "{got:?}");
+    let mut order: Vec<usize> = (0..10).collect();
+    order.sort_by(|&a, &b| expected[b].partial_cmp(&expected[a]).unwrap());
+    for &i in &order[..2] {
+        assert_eq!(got[i], ((expected[i] as f64 * 1e4).round() / 1e4) as f32);
+    }
+
+    let r = c
+        .infer(
+            "/v2/models/mlp-labels/infer",
+            &alice,
+            &json_request(3, None),
+        )
+        .await;
+    let v = r.json();
+    assert_eq!(v["outputs"][0]["datatype"], "INT64");
+    assert_eq!(v["outputs"][0]["shape"], serde_json::json!([3]));
+    assert_eq!(
+        v["outputs"][0]["data"],
+        serde_json::json!([order[0], order[0], order[0]])
+    );
+    let meta = c.get("/v2/models/mlp-labels", Some(&alice)).await.json();
+    assert_eq!(
+        meta["outputs"][0],
+        serde_json::json!({"name": OUTPUT, "datatype": "INT64", "shape": [-1]})
+    );
+    server.stop().await;
+
+    // With no configuration, the server's default policy rounds to 3 decimals.
+    let server = setup.start("").await;
+    let r = server
+        .client()
+        .infer("/v2/models/mlp/infer", &alice, &json_request(1, None))
+        .await;
+    let got = floats(&r.json()["outputs"][0]["data"]);
+    let rounded: Vec<f32> = expected
+        .iter()
+        .map(|&v| ((v as f64 * 1e3).round() / 1e3) as f32)
+        .collect();
+    assert_eq!(got, rounded);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_and_budgets_answer_429_with_retry_after() {
+    let mut setup = Setup::new();
+    let bob = setup.add_token(
+        "bob",
+        "[\"infer\"]",
+        "daily_budget = 3\nrate_per_second = 100.0",
+    );
+    let server = setup
+        .start("[rate]\nrate_per_second = 0.5\nburst = 2\n")
+        .await;
+    let c = server.client();
+    let alice = setup.token("alice");
+    let body = json_request(1, None);
+    assert_eq!(
+        c.infer("/v2/models/mlp/infer", &alice, &body).await.status,
+        200
+    );
+    assert_eq!(
+        c.infer("/v2/models/mlp/infer", &alice, &body).await.status,
+        200
+    );
+    let r = c.infer("/v2/models/mlp/infer", &alice, &body).await;
+    assert_eq!(r.status, 429);
+    assert_eq!(r.header("retry-after"), Some("2"));
+    assert!(r.error().contains("rate limit"));
+    // Another principal has its own bucket, and a budget counted in rows (queries).
+    let two_rows = json_request(2, None);
+    assert_eq!(
+        c.infer("/v2/models/mlp/infer", &bob, &two_rows)
+            .await
+            .status,
+        200
+    );
+    let r = c.infer("/v2/models/mlp/infer", &bob, &two_rows).await;
+    assert_eq!(r.status, 429);
+    assert!(
+        r.error().contains("holds 2 queries, but only 1"),
+        "{}",
+        r.error()
+    );
+    assert_eq!(
+        c.infer("/v2/models/mlp/infer", &bob, &body).await.status,
+        200
+    );
+    let r = c.infer("/v2/models/mlp/infer", &bob, &body).await;
+    assert_eq!(r.status, 429);
+    assert!(
+        r.error().contains("daily query budget of 3 is spent"),
+        "{}",
+        r.error()
+    );
+    assert!(r.header("retry-after").unwrap().parse::<u64>().unwrap() > 0);
+    let lines = audit_lines("\"reason\":\"budget-exhausted\"");
+    assert!(lines
+        .iter()
+        .any(|l| l["principal"] == "bob" && l["status"] == 429));
+    // The metrics count the refusals by reason.
+    let m = c.get("/metrics", Some(&alice)).await;
+    let text = String::from_utf8(m.body).unwrap();
+    assert!(
+        text.contains("ward_rejections_total{reason=\"rate-limited\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ward_rejections_total{reason=\"budget-exhausted\"} 2"),
+        "{text}"
+    );
+    assert_eq!(c.get("/metrics", Some(&bob)).await.status, 403);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tampered_new_version_is_refused_while_the_old_one_serves() {
+    let setup = Setup::new();
+    let server = setup.start("[output]\nprecision = \"full\"\n").await;
+    let c = server.client();
+    let alice = setup.token("alice");
+    let v1 = expected_first_row(&setup.repo.join("mlp/1"), &setup.trust);
+
+    // Version 2, signed, then tampered: one byte of its weights changed.
+    let v2 = setup.repo.join("mlp/2");
+    write_mlp(&v2, MODEL, &setup.key, OutputPolicy::default(), 0.5);
+    let weights = v2.join("weights.safetensors");
+    let mut bytes = std::fs::read(&weights).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&weights, bytes).unwrap();
+    let report = server.repository.scan();
+    assert_eq!(report.refused, vec!["mlp/2".to_string()]);
+    let r = c
+        .infer("/v2/models/mlp/infer", &alice, &json_request(1, None))
+        .await;
+    assert_eq!(r.json()["model_version"], "1");
+    assert!(close(&floats(&r.json()["outputs"][0]["data"]), &v1, 0.0));
+    assert_eq!(
+        c.get("/v2/models/mlp/versions/2/ready", Some(&alice))
+            .await
+            .status,
+        404
+    );
+
+    // Restored to what was signed, it is verified and becomes the latest.
+    std::fs::remove_dir_all(&v2).unwrap();
+    write_mlp(&v2, MODEL, &setup.key, OutputPolicy::default(), 0.5);
+    let report = server.repository.scan();
+    assert_eq!(report.loaded, vec!["mlp/2".to_string()]);
+    let r = c
+        .infer("/v2/models/mlp/infer", &alice, &json_request(1, None))
+        .await;
+    assert_eq!(r.json()["model_version"], "2");
+    assert!(!close(&floats(&r.json()["outputs"][0]["data"]), &v1, 1e-6));
+
+    // A tampered replacement of a served version leaves the served one in place.
+    std::fs::write(v2.join("ward.json"), b"{}").unwrap();
+    assert_eq!(server.repository.scan().refused, vec!["mlp/2".to_string()]);
+    assert_eq!(
+        c.get("/v2/models/mlp/versions/2/ready", Some(&alice))
+            .await
+            .status,
+        200
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polling_picks_up_a_new_version() {
+    let setup = Setup::new();
+    let server = setup.start("poll_seconds = 1\n").await;
+    let c = server.client();
+    let alice = setup.token("alice");
+    write_mlp(
+        &setup.repo.join("mlp/3"),
+        MODEL,
+        &setup.key,
+        OutputPolicy::default(),
+        0.0,
+    );
+    let mut ready = false;
+    for _ in 0..50 {
+        if c.get("/v2/models/mlp/versions/3/ready", Some(&alice))
+            .await
+            .status
+            == 200
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(ready, "version 3 was not picked up");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_refusals() {
+    let setup = Setup::new();
+    let refuse = |config: ServeConfig| async move {
+        ward_serve::Server::bind(config)
+            .await
+            .err()
+            .unwrap()
+            .to_string()
+    };
+    let mut c = setup.config("");
+    c.listen = Some("0.0.0.0:0".parse().unwrap());
+    c.insecure_plaintext = true;
+    assert!(refuse(c).await.contains("only on a loopback address"));
+    let mut c = setup.config("");
+    c.tls.cert = None;
+    assert!(refuse(c).await.contains("no TLS certificate"));
+    let mut c = setup.config("");
+    c.tokens = None;
+    assert!(refuse(c).await.contains("no tokens file"));
+    let mut c = setup.config("");
+    c.trust = None;
+    assert!(refuse(c).await.contains("no trust policy"));
+
+    // A package signed by a key the policy does not trust is not served; the server runs.
+    let other = tempfile::tempdir().unwrap();
+    ward_package::signature::write_key_pair(other.path(), "other").unwrap();
+    write_mlp(
+        &setup.repo.join("rogue/1"),
+        "rogue",
+        &other.path().join("other.key"),
+        OutputPolicy::default(),
+        0.0,
+    );
+    // A package under another model's name is not served either.
+    write_mlp(
+        &setup.repo.join("alias/1"),
+        MODEL,
+        &setup.key,
+        OutputPolicy::default(),
+        0.0,
+    );
+    let server = setup.start("").await;
+    let alice = setup.token("alice");
+    assert_eq!(
+        server
+            .client()
+            .get("/v2/models/rogue/ready", Some(&alice))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        server
+            .client()
+            .get("/v2/models/alias/ready", Some(&alice))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        server
+            .client()
+            .get("/v2/models/mlp/ready", Some(&alice))
+            .await
+            .status,
+        200
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plaintext_on_loopback_only_when_asked() {
+    let setup = Setup::new();
+    let mut config = setup.config("");
+    config.insecure_plaintext = true;
+    let server = Running::start(config, setup.tls.join("ca.pem")).await;
+    use tokio::io::AsyncWriteExt;
+    let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    tcp.write_all(&request(
+        "GET",
+        "/v2/health/live",
+        Some(&setup.token("alice")),
+        &[],
+        b"",
+    ))
+    .await
+    .unwrap();
+    let r = read_response(&mut tcp).await.unwrap();
+    assert_eq!(r.status, 200);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_requires_a_client_certificate() {
+    let setup = Setup::new();
+    let mut config = setup.config("");
+    config.tls.client_ca = Some(setup.tls.join("ca.pem"));
+    let server = Running::start(config, setup.tls.join("ca.pem")).await;
+    let alice = setup.token("alice");
+    let without = server.client();
+    let refused = match without
+        .raw(&request("GET", "/v2/health/live", Some(&alice), &[], b""))
+        .await
+    {
+        Err(_) => true,
+        Ok(r) => r.status == 0,
+    };
+    assert!(refused, "a client without a certificate was served");
+    let with = Client::new(
+        server.addr,
+        &setup.tls.join("ca.pem"),
+        Some((&setup.tls.join("client.pem"), &setup.tls.join("client.key"))),
+    );
+    assert_eq!(with.get("/v2/health/live", Some(&alice)).await.status, 200);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_the_request_in_flight() {
+    use tokio::io::AsyncWriteExt;
+    let setup = Setup::new();
+    let mut server = setup.start("").await;
+    let c = server.client();
+    let body = json_request(1, None);
+    let full = request(
+        "POST",
+        "/v2/models/mlp/infer",
+        Some(&setup.token("alice")),
+        &[],
+        &body,
+    );
+    let (first, rest) = full.split_at(full.len() - 100);
+    let mut stream = c.connect().await.unwrap();
+    stream.write_all(first).await.unwrap();
+    stream.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let task = server.begin_shutdown();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // New connections are no longer accepted...
+    assert!(c.connect().await.is_err());
+    // ...but the request in flight completes.
+    stream.write_all(rest).await.unwrap();
+    stream.flush().await.unwrap();
+    let r = read_response(&mut stream).await.unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamic_batching_gives_each_request_its_own_rows() {
+    let setup = Setup::new();
+    let server = setup
+        .start("[output]\nprecision = \"full\"\n[model.mlp.batching]\nmax_batch_size = 8\nmax_queue_delay_ms = 20\n")
+        .await;
+    let c = server.client();
+    let alice = setup.token("alice");
+    let (input, _) = fixture_io();
+    let rows = input.to_f32_vec();
+    let expected = {
+        let trust =
+            ward_package::Trust::Policy(ward_package::TrustPolicy::load(&setup.trust).unwrap());
+        let p = ward_package::LoadedPackage::open(&setup.repo.join("mlp/1"), &trust).unwrap();
+        p.predict(vec![("data".into(), input.clone())]).unwrap()[0]
+            .1
+            .to_f32_vec()
+    };
+    let mut tasks = Vec::new();
+    for i in 0..4 {
+        let c = c.clone();
+        let alice = alice.clone();
+        let row = rows[i * 784..(i + 1) * 784].to_vec();
+        tasks.push(tokio::spawn(async move {
+            let body = serde_json::json!({"inputs": [{"name": "data", "shape": [1, 784], "datatype": "FP32", "data": row}]});
+            c.infer("/v2/models/mlp/infer", &alice, body.to_string().as_bytes()).await
+        }));
+    }
+    for (i, t) in tasks.into_iter().enumerate() {
+        let r = t.await.unwrap();
+        assert_eq!(r.status, 200);
+        let got = floats(&r.json()["outputs"][0]["data"]);
+        assert!(
+            close(&got, &expected[i * 10..(i + 1) * 10], 1e-6),
+            "row {i}"
+        );
+    }
+    server.stop().await;
+}
