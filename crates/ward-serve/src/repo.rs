@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
 use ward_core::AuditEvent;
@@ -75,6 +75,8 @@ pub struct Repository {
     trust: Trust,
     config: Arc<ServeConfig>,
     models: RwLock<BTreeMap<String, BTreeMap<u64, Arc<ServedModel>>>>,
+    /// Versions refused as they are now: not verified again until they change.
+    refused: Mutex<BTreeMap<(String, u64), Fingerprint>>,
 }
 
 /// What one scan did, for logs and tests.
@@ -102,6 +104,7 @@ impl Repository {
             trust,
             config,
             models: RwLock::new(BTreeMap::new()),
+            refused: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -218,11 +221,19 @@ impl Repository {
         for (name, versions) in &found {
             for (&version, dir) in versions {
                 let current = self.get(name, Some(&version.to_string()));
-                let unchanged = match (&current, fingerprint(dir)) {
-                    (Some(c), Ok(f)) => c.fingerprint == f,
-                    _ => false,
-                };
-                if unchanged {
+                let now = fingerprint(dir).ok();
+                let key = (name.clone(), version);
+                let served_unchanged = current
+                    .as_ref()
+                    .is_some_and(|c| Some(&c.fingerprint) == now.as_ref());
+                let refused_unchanged = now.is_some()
+                    && self
+                        .refused
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get(&key)
+                        == now.as_ref();
+                if served_unchanged || refused_unchanged {
                     continue;
                 }
                 let label = format!("{name}/{version}");
@@ -235,9 +246,19 @@ impl Repository {
                             .entry(name.clone())
                             .or_default()
                             .insert(version, Arc::new(model));
+                        self.refused
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .remove(&key);
                         report.loaded.push(label);
                     }
                     Err(reason) => {
+                        if let Some(f) = now {
+                            self.refused
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .insert(key, f);
+                        }
                         if current.is_some() {
                             tracing::error!(
                                 "{label}: the changed package is refused, the version loaded before keeps serving: {reason}"
