@@ -9,6 +9,7 @@
 
 pub mod audit;
 pub mod dtype;
+pub mod files;
 pub mod npy;
 pub mod reader;
 pub mod tensor;

@@ -1,12 +1,11 @@
 //! The server's configuration: `ward-serve.toml`, with the command line's flags laid over
 //! it. Unknown keys are refused, so a misspelt limit is an error, not a silent default.
 
-use std::fs;
-use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use ward_core::files::{check_private_mode, read_small_text, SmallFileError};
 
 use crate::limits::Limits;
 use crate::policy::PolicyConfig;
@@ -131,63 +130,25 @@ impl ServeConfig {
     }
 }
 
+fn small_file_error(path: &Path, e: SmallFileError) -> ServeError {
+    match e {
+        SmallFileError::Io(source) => ServeError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+        other => ServeError::Refused(format!("{}: {other}", path.display())),
+    }
+}
+
 /// Reads a small UTF-8 file, refusing links and files over `limit`.
 pub fn read_text(path: &Path, limit: u64) -> Result<String, ServeError> {
-    let io = |source| ServeError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let meta = fs::symlink_metadata(path).map_err(io)?;
-    if meta.file_type().is_symlink() {
-        return Err(ServeError::Refused(format!(
-            "{} is a symbolic link; give the file itself",
-            path.display()
-        )));
-    }
-    if meta.len() > limit {
-        return Err(ServeError::Refused(format!(
-            "{} is {} bytes, over the limit of {limit}",
-            path.display(),
-            meta.len()
-        )));
-    }
-    let mut bytes = Vec::new();
-    fs::File::open(path)
-        .map_err(io)?
-        .take(limit + 1)
-        .read_to_end(&mut bytes)
-        .map_err(io)?;
-    String::from_utf8(bytes)
-        .map_err(|_| ServeError::Refused(format!("{} is not UTF-8 text", path.display())))
+    read_small_text(path, limit).map_err(|e| small_file_error(path, e))
 }
 
 /// [`read_text`] for a file only its owner may read (private keys, token hashes).
 pub fn read_private_text(path: &Path, limit: u64) -> Result<String, ServeError> {
-    check_private_mode(path)?;
+    check_private_mode(path).map_err(|e| small_file_error(path, e))?;
     read_text(path, limit)
-}
-
-#[cfg(unix)]
-fn check_private_mode(path: &Path) -> Result<(), ServeError> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta = fs::symlink_metadata(path).map_err(|source| ServeError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(ServeError::Refused(format!(
-            "{} has mode {mode:o}: others may read it; run chmod 600 {}",
-            path.display(),
-            path.display()
-        )));
-    }
-    Ok(())
-}
-
-#[cfg(not(unix))]
-fn check_private_mode(_: &Path) -> Result<(), ServeError> {
-    Ok(())
 }
 
 /// Whether this process runs with effective uid 0.

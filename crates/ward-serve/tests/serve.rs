@@ -216,69 +216,73 @@ async fn bad_requests_say_what_is_wrong() {
     let server = setup.start("").await;
     let c = server.client();
     let alice = setup.token("alice");
+    // One input `name` of `shape` and `datatype`, `count` copies of `value`, then `tail`.
+    let one = |name: &str, shape: &str, datatype: &str, value: &str, count: usize, tail: &str| {
+        format!(
+            r#"{{"inputs":[{{"name":"{name}","shape":{shape},"datatype":"{datatype}","data":[{}]}}]{tail}}}"#,
+            vec![value; count].join(",")
+        )
+    };
+    let infer = "/v2/models/mlp/infer";
+    let good = String::from_utf8(json_request(1, None)).unwrap();
     let cases: Vec<(&str, String, u16, &str)> = vec![
         (
             "/v2/models/nope/infer",
-            String::from_utf8(json_request(1, None)).unwrap(),
+            good.clone(),
             404,
             "unknown model or version",
         ),
         (
             "/v2/models/mlp/versions/9/infer",
-            String::from_utf8(json_request(1, None)).unwrap(),
+            good,
             404,
             "unknown model or version",
         ),
         (
-            "/v2/models/mlp/infer",
-            r#"{"inputs":[{"name":"data","shape":[1,783],"datatype":"FP32","data":[0]}]}"#.into(),
+            infer,
+            one("data", "[1,783]", "FP32", "0", 1, ""),
             400,
             "data has 1 elements",
         ),
         (
-            "/v2/models/mlp/infer",
-            format!(
-                r#"{{"inputs":[{{"name":"data","shape":[1,783],"datatype":"FP32","data":[{}]}}]}}"#,
-                vec!["0"; 783].join(",")
-            ),
+            infer,
+            one("data", "[1,783]", "FP32", "0", 783, ""),
             400,
-            "data",
+            "dim 1 is 783, the model expects 784",
         ),
         (
-            "/v2/models/mlp/infer",
-            format!(
-                r#"{{"inputs":[{{"name":"data","shape":[1,784],"datatype":"FP64","data":[{}]}}]}}"#,
-                vec!["0"; 784].join(",")
-            ),
+            infer,
+            one("data", "[1,784]", "FP64", "0", 784, ""),
             400,
-            "dtype",
+            "dtype is float64, the model expects float32",
         ),
         (
-            "/v2/models/mlp/infer",
-            r#"{"inputs":[{"name":"pixels","shape":[1],"datatype":"FP32","data":[0]}]}"#.into(),
+            infer,
+            one("pixels", "[1]", "FP32", "0", 1, ""),
             400,
-            "pixels",
+            "\"pixels\" is not an input",
         ),
         (
-            "/v2/models/mlp/infer",
-            format!(
-                r#"{{"inputs":[{{"name":"data","shape":[1,784],"datatype":"FP32","data":[{}]}}]}}"#,
-                vec!["1000"; 784].join(",")
-            ),
+            infer,
+            one("data", "[1,784]", "FP32", "1000", 784, ""),
             400,
             "range",
         ),
         (
-            "/v2/models/mlp/infer",
-            format!(
-                r#"{{"inputs":[{{"name":"data","shape":[1,784],"datatype":"FP32","data":[{}]}}],"outputs":[{{"name":"secret"}}]}}"#,
-                vec!["0"; 784].join(",")
+            infer,
+            one(
+                "data",
+                "[1,784]",
+                "FP32",
+                "0",
+                784,
+                r#","outputs":[{"name":"secret"}]"#,
             ),
             400,
             "unknown output \"secret\"",
         ),
         (
-            "/v2/models/mlp/infer",
+            infer,
             "not json".into(),
             400,
             "not a valid inference request",

@@ -6,7 +6,7 @@
 //! re-encoding the key, never from the bytes of the user's file.
 
 use std::fs::{self, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
 
 use p256::elliptic_curve::Generate;
@@ -19,6 +19,7 @@ use x509_cert::der::{self, Decode};
 use x509_cert::spki::SubjectPublicKeyInfoRef;
 
 use crate::PackageError;
+use ward_core::files::{read_small_text, SmallFileError};
 
 // The `signature` crate is reached through p256 so that its version always matches.
 use p256::ecdsa::signature as signature_traits;
@@ -260,55 +261,28 @@ pub fn read_private_key_file(path: &Path) -> Result<PrivateKey, PackageError> {
     PrivateKey::from_pem(&text).map_err(|e| key_error(format!("{}: {e}", path.display())))
 }
 
-#[cfg(unix)]
-fn check_private_mode(path: &Path) -> Result<(), PackageError> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta = fs::symlink_metadata(path).map_err(|source| PackageError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(PackageError::KeyPermissions {
+/// A refusal to read `path`, as the key and policy readers report it.
+fn small_file_error(path: &Path, e: SmallFileError) -> PackageError {
+    match e {
+        SmallFileError::Io(source) => PackageError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+        SmallFileError::Readable { mode } => PackageError::KeyPermissions {
             path: path.to_path_buf(),
             mode,
-        });
+        },
+        other => key_error(format!("{}: {other}", path.display())),
     }
-    Ok(())
 }
 
-#[cfg(not(unix))]
-fn check_private_mode(_: &Path) -> Result<(), PackageError> {
-    Ok(())
+fn check_private_mode(path: &Path) -> Result<(), PackageError> {
+    ward_core::files::check_private_mode(path).map_err(|e| small_file_error(path, e))
 }
 
 /// Reads a small UTF-8 file that must not be a link.
 pub(crate) fn read_small_file(path: &Path, limit: u64) -> Result<String, PackageError> {
-    let io = |source| PackageError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let meta = fs::symlink_metadata(path).map_err(io)?;
-    if meta.file_type().is_symlink() {
-        return Err(key_error(format!(
-            "{}: is a symbolic link; give the file itself",
-            path.display()
-        )));
-    }
-    if meta.len() > limit {
-        return Err(key_error(format!(
-            "{}: {} bytes, over the limit of {limit}",
-            path.display(),
-            meta.len()
-        )));
-    }
-    let mut bytes = Vec::new();
-    fs::File::open(path)
-        .map_err(io)?
-        .take(limit + 1)
-        .read_to_end(&mut bytes)
-        .map_err(io)?;
-    String::from_utf8(bytes).map_err(|_| key_error(format!("{}: not UTF-8 text", path.display())))
+    read_small_text(path, limit).map_err(|e| small_file_error(path, e))
 }
 
 /// Writes a new P-256 key pair: `dir/name.key` (PKCS#8, created with mode 0600, never
