@@ -4,29 +4,13 @@
 # Triton HTTP client (PyPI tritonclient[http]) and numpy pinned in
 # tools/serve-client-requirements.txt, and then sets:
 #   SC_PY   the venv's python
-# Needs python3 (with the venv module) and access to PyPI on first use. The venv is
-# reinstalled whenever the requirements file changes (its SHA-256 is kept in the venv).
+# and, from scripts/lib-venv.sh, ward_binary_setup.
+# shellcheck source=scripts/lib-venv.sh
+source scripts/lib-venv.sh
 
 serve_client_venv_setup() {
     local venv=.venv-serve
-    local req=tools/serve-client-requirements.txt
-    local stamp="$venv/.requirements.sha256"
-    local want
-    want=$(sha256sum "$req" | cut -d' ' -f1)
-
-    if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-        echo "== setting up $venv from $req"
-        rm -rf "$venv"
-        if ! python3 -m venv "$venv"; then
-            echo "error: 'python3 -m venv' failed (on Debian: apt-get install python3-venv)" >&2
-            return 1
-        fi
-        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-            --no-input --requirement "$req"
-        "$venv/bin/python" -m pip check
-        echo "$want" > "$stamp"
-    fi
-
+    pinned_venv "$venv" tools/serve-client-requirements.txt || return 1
     SC_PY="$PWD/$venv/bin/python"
     # Both clients must load: the sync one (gevent) and the asyncio one (aiohttp).
     "$SC_PY" -c 'import numpy, tritonclient.http, tritonclient.http.aio' || {

@@ -19,8 +19,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib-serve-client-venv.sh
 source scripts/lib-serve-client-venv.sh
-# shellcheck source=scripts/lib-model-signing-venv.sh
-source scripts/lib-model-signing-venv.sh
 
 serve_client_venv_setup
 ward_binary_setup
