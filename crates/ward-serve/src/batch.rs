@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use ward_core::Tensor;
 use ward_package::{LoadedPackage, PackageError};
 
@@ -54,17 +54,31 @@ fn prediction_error(e: PackageError) -> ApiError {
     }
 }
 
-async fn predict_blocking(package: Arc<LoadedPackage>, inputs: Named) -> Result<Named, ApiError> {
-    tokio::task::spawn_blocking(move || package.predict(inputs))
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "inference failed",
-            )
-        })?
-        .map_err(prediction_error)
+fn internal() -> ApiError {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "inference failed",
+    )
+}
+
+/// Runs the model on a blocking thread. `permit` (a model slot, or a share of one batch's)
+/// is held until the computation ends, even when the client goes away and the request's
+/// future is dropped first: a cancelled request must not free its slot while its
+/// computation still runs.
+async fn predict_holding<P: Send + Sync + 'static>(
+    package: Arc<LoadedPackage>,
+    inputs: Named,
+    permit: P,
+) -> Result<Named, ApiError> {
+    tokio::task::spawn_blocking(move || {
+        let result = package.predict(inputs);
+        drop(permit);
+        result
+    })
+    .await
+    .map_err(|_| internal())?
+    .map_err(prediction_error)
 }
 
 impl Batcher {
@@ -111,13 +125,11 @@ impl Batcher {
     }
 
     pub async fn run(&self, inputs: Named, queue_timeout: Duration) -> Result<Named, ApiError> {
-        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_waiting {
-            self.waiting.fetch_sub(1, Ordering::AcqRel);
-            return Err(overloaded("the model's queue is full; retry later"));
-        }
-        let result = self.run_queued(inputs, queue_timeout).await;
-        self.waiting.fetch_sub(1, Ordering::AcqRel);
-        result
+        // Counted out on drop, so a request whose client disconnects (its future dropped
+        // mid-await) leaves the queue too.
+        let _place = QueuePlace::take(&self.waiting, self.max_waiting)
+            .ok_or_else(|| overloaded("the model's queue is full; retry later"))?;
+        self.run_queued(inputs, queue_timeout).await
     }
 
     async fn run_queued(&self, inputs: Named, queue_timeout: Duration) -> Result<Named, ApiError> {
@@ -136,9 +148,26 @@ impl Batcher {
             .await
             .map_err(|_| overloaded("the model is busy; retry later"))?
             .map_err(|_| overloaded("the server is shutting down"))?;
-        let result = predict_blocking(self.package.clone(), inputs).await;
-        drop(permit);
-        result
+        predict_holding(self.package.clone(), inputs, permit).await
+    }
+}
+
+/// One place in a model's queue, given back when dropped.
+struct QueuePlace<'a>(&'a AtomicUsize);
+
+impl<'a> QueuePlace<'a> {
+    fn take(counter: &'a AtomicUsize, max: usize) -> Option<QueuePlace<'a>> {
+        if counter.fetch_add(1, Ordering::AcqRel) >= max {
+            counter.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(QueuePlace(counter))
+    }
+}
+
+impl Drop for QueuePlace<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -182,11 +211,7 @@ async fn batch_loop(
         let Ok(permit) = permits.clone().acquire_owned().await else {
             return;
         };
-        let package = package.clone();
-        tokio::spawn(async move {
-            run_batch(package, batch).await;
-            drop(permit);
-        });
+        tokio::spawn(run_batch(package.clone(), batch, permit));
     }
 }
 
@@ -210,14 +235,12 @@ fn compatible(a: &Named, b: &Named) -> bool {
         })
 }
 
-async fn run_batch(package: Arc<LoadedPackage>, batch: Vec<Job>) {
+/// Runs one batch while holding `permit` (in a spawned task: it finishes even when every
+/// client of the batch has gone). The parts of a batch share the permit.
+async fn run_batch(package: Arc<LoadedPackage>, batch: Vec<Job>, permit: OwnedSemaphorePermit) {
+    let permit = Arc::new(permit);
     if batch.len() == 1 {
-        for job in batch {
-            let _ = job
-                .reply
-                .send(predict_blocking(package.clone(), job.inputs).await);
-        }
-        return;
+        return run_each(package, batch, permit).await;
     }
     let row_counts: Vec<usize> = batch.iter().map(|j| rows_of(&j.inputs)).collect();
     let total: usize = row_counts.iter().sum();
@@ -236,9 +259,9 @@ async fn run_batch(package: Arc<LoadedPackage>, batch: Vec<Job>) {
         })
         .collect();
     let Some(joined) = joined else {
-        return run_each(package, batch).await;
+        return run_each(package, batch, permit).await;
     };
-    match predict_blocking(package.clone(), joined).await {
+    match predict_holding(package.clone(), joined, permit.clone()).await {
         Ok(outputs)
             if outputs
                 .iter()
@@ -260,25 +283,18 @@ async fn run_batch(package: Arc<LoadedPackage>, batch: Vec<Job>) {
                     })
                     .collect();
                 offset += rows;
-                let _ = job.reply.send(part.ok_or_else(|| {
-                    ApiError::new(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "internal",
-                        "inference failed",
-                    )
-                }));
+                let _ = job.reply.send(part.ok_or_else(internal));
             }
         }
         // A batch that fails (one bad input) or whose outputs do not follow the batch
         // dimension runs again request by request, so each gets its own answer.
-        _ => run_each(package, batch).await,
+        _ => run_each(package, batch, permit).await,
     }
 }
 
-async fn run_each(package: Arc<LoadedPackage>, batch: Vec<Job>) {
+async fn run_each(package: Arc<LoadedPackage>, batch: Vec<Job>, permit: Arc<OwnedSemaphorePermit>) {
     for job in batch {
-        let _ = job
-            .reply
-            .send(predict_blocking(package.clone(), job.inputs).await);
+        let result = predict_holding(package.clone(), job.inputs, permit.clone()).await;
+        let _ = job.reply.send(result);
     }
 }

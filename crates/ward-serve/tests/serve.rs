@@ -788,3 +788,64 @@ async fn http2_is_negotiated_and_served() {
     assert_eq!(v["id"], "h2");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_requests_give_back_their_queue_places() {
+    use tokio::io::AsyncWriteExt;
+    let setup = Setup::new();
+    let server = setup
+        .start("[limits]\nmax_concurrency = 1\nmax_queue = 2\n")
+        .await;
+    let c = server.client();
+    let alice = setup.token("alice");
+    // Big batches, so that requests queue behind each other; each client sends its request
+    // and goes away without waiting for the answer.
+    let rows = 2048;
+    let head = format!(
+        r#"{{"inputs":[{{"name":"data","shape":[{rows},784],"datatype":"FP32","parameters":{{"binary_data_size":{}}}}}]}}"#,
+        rows * 784 * 4
+    );
+    let mut body = head.clone().into_bytes();
+    body.extend(std::iter::repeat_n(0u8, rows * 784 * 4));
+    let len = head.len().to_string();
+    let raw = request(
+        "POST",
+        "/v2/models/mlp/infer",
+        Some(&alice),
+        &[("Inference-Header-Content-Length", &len)],
+        &body,
+    );
+    for _ in 0..3 {
+        let mut tasks = Vec::new();
+        for _ in 0..6 {
+            let (c, raw) = (c.clone(), raw.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut stream = c.connect().await.unwrap();
+                stream.write_all(&raw).await.unwrap();
+                stream.flush().await.unwrap();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                drop(stream);
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+    }
+    // Once the work already started is done, the model takes requests again.
+    let mut status = 0;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        status = c
+            .infer("/v2/models/mlp/infer", &alice, &json_request(1, None))
+            .await
+            .status;
+        if status == 200 {
+            break;
+        }
+    }
+    assert_eq!(
+        status, 200,
+        "the model's queue stayed full after its clients left"
+    );
+    server.stop().await;
+}
