@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::Layer;
-use ward_core::AuditLayer;
+use ward_core::{AuditFlush, AuditLayer, BackgroundWriter};
 use ward_package::PackageError;
 
 mod cmd;
@@ -52,7 +52,7 @@ enum Command {
 }
 
 /// Routes audit events to `path` (appended, created mode 0600) or to standard error.
-fn install_audit_log(path: Option<&Path>) -> anyhow::Result<()> {
+fn install_audit_log(path: Option<&Path>, background: bool) -> anyhow::Result<Option<AuditFlush>> {
     let writer: Box<dyn Write + Send> = match path {
         Some(path) => {
             let mut options = OpenOptions::new();
@@ -83,19 +83,34 @@ fn install_audit_log(path: Option<&Path>) -> anyhow::Result<()> {
                 && *meta.level() <= level
                 && meta.target().starts_with("ward")
         }));
+    // A server audits every request: its lines go through a writer thread, so a request
+    // costs a channel send, not a write system call. Commands keep the simple writer, so
+    // their audit lines stay in order with their messages on stderr.
+    let (writer, flush): (Box<dyn Write + Send>, Option<AuditFlush>) = if background {
+        let (writer, flush) = BackgroundWriter::spawn(writer)
+            .map_err(|e| anyhow::anyhow!("cannot start the audit writer: {e}"))?;
+        (Box::new(writer), Some(flush))
+    } else {
+        (writer, None)
+    };
     let subscriber = tracing_subscriber::registry()
         .with(AuditLayer::new(writer))
         .with(debug_log);
     tracing::subscriber::set_global_default(subscriber)
-        .map_err(|e| anyhow::anyhow!("cannot install the audit log: {e}"))
+        .map_err(|e| anyhow::anyhow!("cannot install the audit log: {e}"))?;
+    Ok(flush)
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(e) = install_audit_log(cli.audit_log.as_deref()) {
-        eprintln!("error: {e}");
-        return ExitCode::from(1);
-    }
+    let serving = matches!(cli.command, Command::Serve(_));
+    let flush = match install_audit_log(cli.audit_log.as_deref(), serving) {
+        Ok(flush) => flush,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
     let result = match cli.command {
         Command::Import(c) => cmd::import::run(c),
         Command::Predict(a) => cmd::predict::run(a),
@@ -110,6 +125,9 @@ fn main() -> ExitCode {
         Command::Version(a) => cmd::version::run(a),
         Command::Doctor(a) => cmd::doctor::run(a),
     };
+    if let Some(flush) = flush {
+        flush.flush();
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

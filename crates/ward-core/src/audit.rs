@@ -128,6 +128,98 @@ impl<W: Write> AuditLayer<W> {
     }
 }
 
+/// Most audit lines waiting for the writer thread; past it, the code that decides waits
+/// (an audit line is never dropped).
+const AUDIT_QUEUE: usize = 16_384;
+
+enum AuditMessage {
+    Line(Vec<u8>),
+    Flush(std::sync::mpsc::SyncSender<()>),
+}
+
+/// A writer for [`AuditLayer`] that hands lines to a thread of its own, which writes them
+/// in batches and flushes whenever it has caught up: a server that audits every request
+/// pays a channel send per line, not a write system call.
+pub struct BackgroundWriter {
+    sender: std::sync::mpsc::SyncSender<AuditMessage>,
+    line: Vec<u8>,
+}
+
+/// Waits for every audit line sent so far to be written. Keep it, and call it before the
+/// process exits.
+#[derive(Clone)]
+pub struct AuditFlush(std::sync::mpsc::SyncSender<AuditMessage>);
+
+impl AuditFlush {
+    pub fn flush(&self) {
+        let (done, wait) = std::sync::mpsc::sync_channel(1);
+        if self.0.send(AuditMessage::Flush(done)).is_ok() {
+            let _ = wait.recv_timeout(std::time::Duration::from_secs(10));
+        }
+    }
+}
+
+impl BackgroundWriter {
+    pub fn spawn<W: Write + Send + 'static>(
+        writer: W,
+    ) -> std::io::Result<(BackgroundWriter, AuditFlush)> {
+        let (sender, receiver) = std::sync::mpsc::sync_channel::<AuditMessage>(AUDIT_QUEUE);
+        std::thread::Builder::new()
+            .name("ward-audit".into())
+            .spawn(move || {
+                let mut out = std::io::BufWriter::with_capacity(1 << 16, writer);
+                let mut failed = false;
+                let mut write = |out: &mut std::io::BufWriter<W>, line: &[u8]| {
+                    if out.write_all(line).is_err() && !failed {
+                        failed = true;
+                        eprintln!("warning: cannot write the audit log");
+                    }
+                };
+                while let Ok(message) = receiver.recv() {
+                    let mut acks = Vec::new();
+                    let mut next = Some(message);
+                    while let Some(m) = next {
+                        match m {
+                            AuditMessage::Line(line) => write(&mut out, &line),
+                            AuditMessage::Flush(ack) => acks.push(ack),
+                        }
+                        next = receiver.try_recv().ok();
+                    }
+                    let _ = out.flush();
+                    for ack in acks {
+                        let _ = ack.send(());
+                    }
+                }
+                let _ = out.flush();
+            })?;
+        Ok((
+            BackgroundWriter {
+                sender: sender.clone(),
+                line: Vec::new(),
+            },
+            AuditFlush(sender),
+        ))
+    }
+}
+
+impl Write for BackgroundWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.line.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    /// Hands the line written since the last flush to the writer thread.
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.line.is_empty() {
+            return Ok(());
+        }
+        let line = std::mem::take(&mut self.line);
+        self.sender
+            .send(AuditMessage::Line(line))
+            .map_err(|_| std::io::Error::other("the audit writer thread has stopped"))
+    }
+}
+
 /// Keeps an event's `message` field.
 struct MessageVisitor(String);
 
@@ -196,6 +288,28 @@ mod tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn the_background_writer_writes_every_line_in_order() {
+        use tracing_subscriber::layer::SubscriberExt;
+        let sink = Shared::default();
+        let (writer, flush) = BackgroundWriter::spawn(sink.clone()).unwrap();
+        let subscriber = tracing_subscriber::registry().with(AuditLayer::new(writer));
+        tracing::subscriber::with_default(subscriber, || {
+            for i in 0..1000 {
+                AuditEvent::new("package.verified", format!("p{i}")).emit();
+            }
+        });
+        flush.flush();
+        let text = String::from_utf8(sink.0.lock().map(|v| v.clone()).unwrap_or_default())
+            .unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 1000);
+        assert_eq!(
+            lines[999],
+            r#"{"event":"package.verified","subject":"p999"}"#
+        );
     }
 
     #[test]

@@ -14,7 +14,9 @@ pub mod npy;
 pub mod reader;
 pub mod tensor;
 
-pub use audit::{AuditEvent, AuditLayer, InputSummary, RequestAudit, AUDIT_TARGET};
+pub use audit::{
+    AuditEvent, AuditFlush, AuditLayer, BackgroundWriter, InputSummary, RequestAudit, AUDIT_TARGET,
+};
 pub use dtype::DType;
 pub use reader::{Reader, Truncated};
 pub use tensor::{Tensor, TensorError};
