@@ -115,7 +115,7 @@ impl App {
         scope: Scope,
         model: Option<&str>,
         audit: &mut Audit,
-    ) -> Result<Option<Principal>, ApiError> {
+    ) -> Result<Option<&Principal>, ApiError> {
         if scope == Scope::Health && self.config.auth.open_health {
             return Ok(None);
         }
@@ -141,7 +141,7 @@ impl App {
                 ));
             }
         }
-        Ok(Some(principal.clone()))
+        Ok(Some(principal))
     }
 
     fn model(
@@ -199,7 +199,7 @@ impl App {
     ) -> Outcome {
         let (parts, body) = request.into_parts();
         let principal = self.authorize(&parts.headers, Scope::Infer, Some(name), audit)?;
-        if let Some(p) = &principal {
+        if let Some(p) = principal {
             self.limiter.check(p)?;
         }
         let model = self.model(name, version, audit)?;
@@ -226,7 +226,7 @@ impl App {
                 bytes: t.bytes().len() as u64,
             })
             .collect();
-        if let Some(p) = &principal {
+        if let Some(p) = principal {
             // Each row of the batch is a query against the budget.
             let rows = request
                 .inputs

@@ -26,8 +26,15 @@ struct Job {
     reply: Reply,
 }
 
+/// A request whose estimated compute (rows × the model's time per row) is under this runs
+/// on the async worker that decoded it: for small models the hand-off to a blocking
+/// thread costs more than the model.
+const INLINE_BUDGET: Duration = Duration::from_micros(200);
+
 pub struct Batcher {
     package: Arc<LoadedPackage>,
+    /// The model's time for one row, measured at load; `None` when it could not be.
+    per_row: Option<Duration>,
     permits: Arc<Semaphore>,
     waiting: AtomicUsize,
     max_waiting: usize,
@@ -110,8 +117,10 @@ impl Batcher {
             }
             _ => None,
         };
+        let per_row = time_one_row(&package);
         Batcher {
             package,
+            per_row,
             permits,
             waiting: AtomicUsize::new(0),
             max_waiting: concurrency.max(1) + max_queue,
@@ -144,12 +153,46 @@ impl Batcher {
                 _ => Err(overloaded("the model did not answer in time")),
             };
         }
+        if let Some(per_row) = self.per_row {
+            let rows = u32::try_from(rows_of(&inputs)).unwrap_or(u32::MAX);
+            if per_row.saturating_mul(rows) < INLINE_BUDGET {
+                return self.package.predict(inputs).map_err(prediction_error);
+            }
+        }
         let permit = tokio::time::timeout(queue_timeout, self.permits.clone().acquire_owned())
             .await
             .map_err(|_| overloaded("the model is busy; retry later"))?
             .map_err(|_| overloaded("the server is shutting down"))?;
         predict_holding(self.package.clone(), inputs, permit).await
     }
+}
+
+/// Times the model on one row of zeros (after a first run that builds its plan). Models
+/// with a fixed first dimension other than 1, or that fail on zeros, are not timed: they
+/// always run on a blocking thread.
+fn time_one_row(package: &LoadedPackage) -> Option<Duration> {
+    let inputs: Option<Vec<Tensor>> = package
+        .manifest()
+        .inputs
+        .iter()
+        .map(|spec| {
+            let shape: Vec<usize> = spec
+                .shape
+                .iter()
+                .map(|&d| if d < 0 { 1 } else { d as usize })
+                .collect();
+            if shape.first().is_some_and(|&d| d != 1) {
+                return None;
+            }
+            let bytes = ward_core::tensor::byte_len(&shape, spec.dtype)?;
+            Tensor::from_bytes(spec.dtype, shape, vec![0; bytes]).ok()
+        })
+        .collect();
+    let inputs = inputs?;
+    package.model().run(&inputs).ok()?;
+    let started = std::time::Instant::now();
+    package.model().run(&inputs).ok()?;
+    Some(started.elapsed())
 }
 
 /// One place in a model's queue, given back when dropped.

@@ -98,17 +98,23 @@ impl RateLimiter {
         let burst = f64::from(principal.burst.unwrap_or(self.defaults.burst));
         let budget = principal.daily_budget.unwrap_or(self.defaults.daily_budget);
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if !buckets.contains_key(&principal.name) && buckets.len() >= MAX_TRACKED {
-            buckets.clear();
+        if !buckets.contains_key(&principal.name) {
+            if buckets.len() >= MAX_TRACKED {
+                buckets.clear();
+            }
+            buckets.insert(
+                principal.name.clone(),
+                Bucket {
+                    tokens: burst,
+                    refilled: now,
+                    day,
+                    used_today: 0,
+                },
+            );
         }
-        let bucket = buckets
-            .entry(principal.name.clone())
-            .or_insert_with(|| Bucket {
-                tokens: burst,
-                refilled: now,
-                day,
-                used_today: 0,
-            });
+        let Some(bucket) = buckets.get_mut(&principal.name) else {
+            return Ok(());
+        };
         if bucket.day != day {
             bucket.day = day;
             bucket.used_today = 0;
