@@ -59,6 +59,10 @@ pub struct Limits {
     pub max_concurrency: usize,
     pub max_queue: usize,
     pub queue_timeout_ms: u64,
+    /// Threads for connections, TLS and protocol work; 0 means half the CPU cores (at least
+    /// one). Models run on threads of their own (`max_concurrency`), so the two do not
+    /// compete for the same cores.
+    pub io_threads: usize,
 }
 
 impl Default for Limits {
@@ -81,6 +85,7 @@ impl Default for Limits {
             max_concurrency: 0,
             max_queue: MAX_QUEUE,
             queue_timeout_ms: QUEUE_TIMEOUT.as_millis() as u64,
+            io_threads: 0,
         }
     }
 }
@@ -97,6 +102,15 @@ impl Limits {
     }
     pub fn queue_timeout(&self) -> Duration {
         Duration::from_millis(self.queue_timeout_ms)
+    }
+
+    /// Threads for the async runtime.
+    pub fn io_threads(&self) -> usize {
+        if self.io_threads > 0 {
+            self.io_threads
+        } else {
+            (std::thread::available_parallelism().map_or(1, |n| n.get()) / 2).max(1)
+        }
     }
 
     /// Requests one model runs at once.

@@ -93,6 +93,7 @@ impl ServeArgs {
 pub fn run(args: ServeArgs) -> Result<()> {
     let config = args.config()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.limits.io_threads())
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
