@@ -677,9 +677,16 @@ async fn shutdown_finishes_the_request_in_flight() {
     stream.flush().await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let task = server.begin_shutdown();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    // New connections are no longer accepted...
-    assert!(c.connect().await.is_err());
+    // New connections are no longer accepted (once the accept loop has seen the signal)...
+    let mut refused = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if c.connect().await.is_err() {
+            refused = true;
+            break;
+        }
+    }
+    assert!(refused, "the listener still accepts after shutdown began");
     // ...but the request in flight completes.
     stream.write_all(rest).await.unwrap();
     stream.flush().await.unwrap();
