@@ -10,6 +10,7 @@
 pub mod audit;
 pub mod dtype;
 pub mod files;
+pub mod json;
 pub mod npy;
 pub mod reader;
 pub mod tensor;

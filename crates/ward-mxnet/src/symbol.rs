@@ -477,37 +477,12 @@ pub fn read_symbol(json: &[u8], limits: &SymbolLimits) -> Result<Symbol, SymbolE
     reader.graph(root, &GraphPath::default(), None)
 }
 
-/// Refuses nesting deeper than `limit` before anything is parsed. Brackets inside strings
-/// do not count; the scan is linear and allocation-free. It does not validate anything
-/// else: serde_json does, afterwards.
+/// Refuses nesting deeper than `limit` before anything is parsed.
 fn check_nesting(text: &str, limit: usize) -> Result<(), SymbolError> {
-    let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    for (offset, byte) in text.bytes().enumerate() {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if byte == b'\\' {
-                escaped = true;
-            } else if byte == b'"' {
-                in_string = false;
-            }
-            continue;
-        }
-        match byte {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
-                depth += 1;
-                if depth > limit {
-                    return Err(SymbolError::TooDeep { limit, offset });
-                }
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
+    match ward_core::json::nesting_exceeds(text.as_bytes(), limit) {
+        Some(offset) => Err(SymbolError::TooDeep { limit, offset }),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 fn syntax_error(e: &serde_json::Error) -> SymbolError {

@@ -108,6 +108,17 @@ impl App {
         response
     }
 
+    /// The principal whose bearer token the request carries, or 401.
+    fn authenticate(&self, headers: &HeaderMap, audit: &mut Audit) -> Result<&Principal, ApiError> {
+        let principal = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| bearer(v.as_bytes()))
+            .and_then(|token| self.tokens.authenticate(token))
+            .ok_or_else(ApiError::unauthenticated)?;
+        audit.principal = Some(principal.name.clone());
+        Ok(principal)
+    }
+
     /// The principal allowed `scope` (on `model`, when given), or why not.
     fn authorize(
         &self,
@@ -119,12 +130,7 @@ impl App {
         if scope == Scope::Health && self.config.auth.open_health {
             return Ok(None);
         }
-        let principal = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| bearer(v.as_bytes()))
-            .and_then(|token| self.tokens.authenticate(token))
-            .ok_or_else(ApiError::unauthenticated)?;
-        audit.principal = Some(principal.name.clone());
+        let principal = self.authenticate(headers, audit)?;
         if !principal.has_scope(scope) {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -553,18 +559,9 @@ async fn metrics(State(app): Shared, headers: HeaderMap) -> Response {
 /// Anything else: 401 without a valid token, so unknown paths reveal nothing; 404 with one.
 async fn fallback(State(app): Shared, request: Request) -> Response {
     let mut audit = Audit::start(ROUTE_OTHER, request.method());
-    let outcome = match request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| bearer(v.as_bytes()))
-        .and_then(|token| app.tokens.authenticate(token))
-    {
-        None => Err(ApiError::unauthenticated()),
-        Some(p) => {
-            audit.principal = Some(p.name.clone());
-            Err(ApiError::not_found("no such endpoint"))
-        }
-    };
+    let outcome = app
+        .authenticate(request.headers(), &mut audit)
+        .and_then(|_| Err(ApiError::not_found("no such endpoint")));
     app.finish(audit, outcome)
 }
 
