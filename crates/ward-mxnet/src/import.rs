@@ -63,6 +63,23 @@ pub struct Imported {
     pub unused_params: Vec<String>,
 }
 
+impl Imported {
+    /// The declared outputs of the imported graph: its names, float32 (every output is
+    /// computed in float32), and the inferred shapes (-1 where an input dim is variable).
+    pub fn output_specs(&self) -> Vec<ward_graph::schema::OutputSpec> {
+        self.graph
+            .outputs
+            .iter()
+            .zip(&self.output_shapes)
+            .map(|(o, shape)| ward_graph::schema::OutputSpec {
+                name: o.name.clone(),
+                dtype: DType::F32,
+                shape: shape.clone(),
+            })
+            .collect()
+    }
+}
+
 /// How a symbol node's output maps into the ward graph.
 #[derive(Debug, Clone)]
 enum Value {

@@ -12,7 +12,7 @@ use ward_package::signature::read_private_key_file;
 use ward_package::tree::TreeLimits;
 use ward_package::{
     verify_directory, write_signed_package, FileDigest, InputSpec, Manifest, Origin, OutputPolicy,
-    OutputSpec, TrustPolicy,
+    TrustPolicy,
 };
 
 use super::{parse_dims, read_file};
@@ -245,17 +245,7 @@ fn mxnet(args: MxnetArgs) -> Result<()> {
     for unused in &imported.unused_params {
         eprintln!("warning: parameter {unused:?} is in the .params file but the symbol never reads it; it is left out");
     }
-    let outputs: Vec<OutputSpec> = imported
-        .graph
-        .outputs
-        .iter()
-        .zip(&imported.output_shapes)
-        .map(|(o, shape)| OutputSpec {
-            name: o.name.clone(),
-            dtype: DType::F32,
-            shape: shape.clone(),
-        })
-        .collect();
+    let outputs = imported.output_specs();
     // Inputs in the graph's order, which is the symbol's.
     let inputs: Vec<InputSpec> = imported
         .graph

@@ -15,9 +15,7 @@ use tokio_rustls::TlsConnector;
 use ward_core::{AuditLayer, DType, Tensor};
 use ward_mxnet::import::{import, DeclaredInput};
 use ward_package::signature::{read_private_key_file, write_key_pair};
-use ward_package::{
-    write_signed_package, FileDigest, InputSpec, Manifest, Origin, OutputPolicy, OutputSpec,
-};
+use ward_package::{write_signed_package, FileDigest, InputSpec, Manifest, Origin, OutputPolicy};
 use ward_serve::{ServeConfig, ServeError, Server};
 
 pub const MODEL: &str = "mlp";
@@ -51,17 +49,7 @@ pub fn write_mlp(dir: &Path, name: &str, key: &Path, policy: OutputPolicy, bias_
         let shifted: Vec<f32> = t.to_f32_vec().iter().map(|v| v + bias_shift).collect();
         *t = Tensor::from_f32(t.shape().to_vec(), &shifted).unwrap();
     }
-    let outputs = imported
-        .graph
-        .outputs
-        .iter()
-        .zip(&imported.output_shapes)
-        .map(|(o, s)| OutputSpec {
-            name: o.name.clone(),
-            dtype: DType::F32,
-            shape: s.clone(),
-        })
-        .collect();
+    let outputs = imported.output_specs();
     let inputs = vec![InputSpec {
         name: "data".into(),
         dtype: DType::F32,
