@@ -14,6 +14,7 @@ use tract_onnx::prelude::{
 use ward_core::{DType, Tensor};
 
 use crate::ir::Graph;
+use crate::max_pool;
 use crate::onnx::lower;
 use crate::GraphError;
 
@@ -47,9 +48,13 @@ impl Plan {
         input_shapes: &[Vec<usize>],
     ) -> Result<Plan, GraphError> {
         let proto = lower(graph, weights, input_shapes)?;
-        let runnable = tract_onnx::onnx()
+        let mut typed = tract_onnx::onnx()
             .model_for_proto_model(&proto)
-            .and_then(|m| m.into_optimized())
+            .and_then(|m| m.into_typed())
+            .map_err(backend)?;
+        max_pool::adopt(&mut typed).map_err(backend)?;
+        let runnable = typed
+            .into_optimized()
             .and_then(|m| m.into_runnable())
             .map_err(backend)?;
         Ok(Plan {

@@ -1043,33 +1043,7 @@ impl<'a> Builder<'a> {
             attr_ints("pads", &pads),
         ];
         if kind == PoolKind::Max {
-            if k == 2 && kernel[0] > 1 && kernel[1] > 1 {
-                // A window's maximum is the maximum of its rows' maxima, and tract's pool
-                // vectorises only along contiguous rows: pooling the columns first (stride
-                // 1 along W) and then the rows does a third of the scalar work.
-                let columns = self.op(
-                    "MaxPool",
-                    vec![x],
-                    vec![
-                        attr_ints("kernel_shape", &[kernel[0] as i64, 1]),
-                        attr_ints("strides", &[stride[0] as i64, 1]),
-                        attr_ints("pads", &[pads_begin[0], 0, pads_end[0], 0]),
-                    ],
-                    &format!("{h}/columns"),
-                );
-                self.push(
-                    "MaxPool",
-                    vec![columns],
-                    vec![out.into()],
-                    vec![
-                        attr_ints("kernel_shape", &[1, kernel[1] as i64]),
-                        attr_ints("strides", &[1, stride[1] as i64]),
-                        attr_ints("pads", &[0, pads_begin[1], 0, pads_end[1]]),
-                    ],
-                );
-            } else {
-                self.push("MaxPool", vec![x], vec![out.into()], attrs);
-            }
+            self.push("MaxPool", vec![x], vec![out.into()], attrs);
             return Ok(());
         }
         let mut attrs = attrs;
