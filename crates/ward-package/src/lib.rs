@@ -27,11 +27,11 @@ pub use loader::{
 };
 pub use manifest::{FileDigest, Manifest, Origin, OutputPolicy};
 #[cfg(feature = "exec")]
-pub use model::LoadedPackage;
+pub use model::{CheckedInputs, LoadedPackage};
 pub use package::{
     is_signature_name, read_raw_package, sign_options, write_package, write_signed_package,
     PackageFiles, RawPackage, GRAPH_FILE, MANIFEST_FILE, SIGNATURE_FILE, WEIGHTS_FILE,
 };
 pub use signature::TrustPolicy;
-pub use ward_graph::schema::{InputSpec, OutputSpec};
+pub use ward_graph::schema::{InputLimits, InputSpec, OutputSpec};
 pub use weights::{read_weights, read_weights_with_metadata, write_weights, Weights};

@@ -1,13 +1,15 @@
 //! A package opened for inference: the manifest, checked against the graph, and a model
-//! ready to run. [`LoadedPackage::predict`] is the one entry point of every prediction:
-//! inputs are validated against the manifest's schema before any tensor is built.
+//! ready to run. Every prediction goes through [`LoadedPackage::check_inputs`]: the model
+//! runs only [`CheckedInputs`], which nothing else can make, so inputs are validated
+//! against the manifest's schema exactly once, before any tensor is built for the engine.
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use ward_core::Tensor;
 use ward_graph::exec::Model;
-use ward_graph::schema::validate_inputs;
+use ward_graph::schema::{validate_inputs_with, InputLimits};
 use ward_graph::shape::infer_shapes;
 use ward_graph::Graph;
 
@@ -18,6 +20,46 @@ pub struct LoadedPackage {
     manifest: Manifest,
     model: Model,
     verification: Verification,
+    /// Tells this package's [`CheckedInputs`] from another's.
+    serial: u64,
+}
+
+static NEXT_SERIAL: AtomicU64 = AtomicU64::new(0);
+
+/// Inputs that passed one package's schema, in the manifest's order. Only
+/// [`LoadedPackage::check_inputs`] and [`LoadedPackage::join`] make them, and only that
+/// package runs them.
+#[derive(Debug)]
+pub struct CheckedInputs {
+    tensors: Vec<Tensor>,
+    serial: u64,
+}
+
+impl CheckedInputs {
+    /// The tensors, in the order of the manifest's inputs.
+    pub fn tensors(&self) -> &[Tensor] {
+        &self.tensors
+    }
+
+    /// The first dimension of the first input (1 for a scalar or no input).
+    pub fn rows(&self) -> usize {
+        self.tensors
+            .first()
+            .and_then(|t| t.shape().first().copied())
+            .unwrap_or(1)
+    }
+
+    /// Whether `self` and `other` can be joined along the first dimension: the same
+    /// package, and every input agreeing in every dimension after the first.
+    pub fn joins_with(&self, other: &CheckedInputs) -> bool {
+        self.serial == other.serial
+            && self.tensors.iter().zip(&other.tensors).all(|(a, b)| {
+                a.shape().len() == b.shape().len()
+                    && a.shape().first() == Some(&self.rows())
+                    && b.shape().first() == Some(&other.rows())
+                    && a.shape().get(1..) == b.shape().get(1..)
+            })
+    }
 }
 
 fn inconsistent(reason: String) -> PackageError {
@@ -80,6 +122,7 @@ impl LoadedPackage {
             manifest,
             model,
             verification: Verification::Unverified,
+            serial: NEXT_SERIAL.fetch_add(1, Ordering::Relaxed),
         })
     }
 
@@ -100,20 +143,77 @@ impl LoadedPackage {
         &self.model
     }
 
-    /// Validates `inputs` against the schema, runs the model and names its outputs.
+    /// Validates `inputs` against the schema with the default limits, runs the model and
+    /// names its outputs.
     pub fn predict(
         &self,
         inputs: Vec<(String, Tensor)>,
     ) -> Result<Vec<(String, Tensor)>, PackageError> {
-        validate_inputs(&self.manifest.inputs, &inputs)?;
+        let checked = self.check_inputs(inputs, &InputLimits::default())?;
+        self.run(checked)
+    }
+
+    /// Validates `inputs` against the schema (names, dtypes, shapes, values, `limits`) and
+    /// orders them as the manifest does.
+    pub fn check_inputs(
+        &self,
+        inputs: Vec<(String, Tensor)>,
+        limits: &InputLimits,
+    ) -> Result<CheckedInputs, PackageError> {
+        validate_inputs_with(&self.manifest.inputs, &inputs, limits)?;
         let mut by_name: HashMap<String, Tensor> = inputs.into_iter().collect();
-        let ordered: Vec<Tensor> = self
+        let tensors = self
             .manifest
             .inputs
             .iter()
             .filter_map(|spec| by_name.remove(&spec.name))
             .collect();
-        let outputs = self.model.run(&ordered)?;
+        Ok(CheckedInputs {
+            tensors,
+            serial: self.serial,
+        })
+    }
+
+    /// Joins checked inputs along the first dimension, for a model whose inputs all
+    /// declare it variable. The join is valid under the schema because each part is: the
+    /// schema's checks are per element and per dimension after the first. `None` when the
+    /// parts do not join.
+    pub fn join(&self, parts: &[CheckedInputs]) -> Option<CheckedInputs> {
+        let first = parts.first()?;
+        let variable = self
+            .manifest
+            .inputs
+            .iter()
+            .all(|i| i.shape.first() == Some(&-1));
+        if !variable || first.serial != self.serial || !parts.iter().all(|p| first.joins_with(p)) {
+            return None;
+        }
+        let total: usize = parts.iter().map(CheckedInputs::rows).sum();
+        let tensors = (0..first.tensors.len())
+            .map(|i| {
+                let mut shape = first.tensors[i].shape().to_vec();
+                shape[0] = total;
+                let bytes = parts
+                    .iter()
+                    .flat_map(|p| p.tensors[i].bytes().iter().copied())
+                    .collect();
+                Tensor::from_bytes(first.tensors[i].dtype(), shape, bytes).ok()
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(CheckedInputs {
+            tensors,
+            serial: self.serial,
+        })
+    }
+
+    /// Runs the model on inputs this package checked and names its outputs.
+    pub fn run(&self, inputs: CheckedInputs) -> Result<Vec<(String, Tensor)>, PackageError> {
+        if inputs.serial != self.serial {
+            return Err(inconsistent(
+                "inputs checked by another package were given to this one".into(),
+            ));
+        }
+        let outputs = self.model.run(&inputs.tensors)?;
         Ok(self
             .manifest
             .outputs

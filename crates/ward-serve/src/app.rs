@@ -17,8 +17,9 @@ use axum::Router;
 use http_body_util::{BodyExt, Limited};
 use serde_json::json;
 use ward_core::{InputSummary, RequestAudit};
-use ward_graph::schema::{validate_inputs_with, InputLimits};
+use ward_graph::schema::InputLimits;
 
+use crate::batch::prediction_error;
 use crate::config::ServeConfig;
 use crate::error::ApiError;
 use crate::limits::Limits;
@@ -256,15 +257,14 @@ impl App {
         let input_limits = InputLimits {
             max_elements: limits.max_elements.min(usize::MAX as u64) as usize,
         };
-        validate_inputs_with(&manifest.inputs, &request.inputs, &input_limits)
-            .map_err(|e| ApiError::bad_request("invalid-input", e.to_string()))?;
+        let checked = model
+            .package
+            .check_inputs(request.inputs, &input_limits)
+            .map_err(prediction_error)?;
 
         self.metrics
             .set_queue_depth(&model.name, model.runner.depth() + 1);
-        let result = model
-            .runner
-            .run(request.inputs, limits.queue_timeout())
-            .await;
+        let result = model.runner.run(checked, limits.queue_timeout()).await;
         self.metrics
             .set_queue_depth(&model.name, model.runner.depth());
         let outputs = result?;

@@ -13,7 +13,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use ward_core::Tensor;
-use ward_package::{LoadedPackage, PackageError};
+use ward_package::{CheckedInputs, LoadedPackage, PackageError};
 
 use crate::config::BatchingConfig;
 use crate::error::ApiError;
@@ -22,7 +22,7 @@ type Named = Vec<(String, Tensor)>;
 type Reply = oneshot::Sender<Result<Named, ApiError>>;
 
 struct Job {
-    inputs: Named,
+    inputs: CheckedInputs,
     reply: Reply,
 }
 
@@ -47,16 +47,12 @@ fn overloaded(message: &str) -> ApiError {
 
 /// Maps a prediction failure to the client: schema errors are the client's, with their
 /// message (input names and what is wrong); anything else is ours and says nothing more.
-fn prediction_error(e: PackageError) -> ApiError {
+pub fn prediction_error(e: PackageError) -> ApiError {
     match e {
         PackageError::Input(schema) => ApiError::bad_request("invalid-input", schema.to_string()),
         other => {
             tracing::error!("inference failed: {other}");
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "inference failed",
-            )
+            internal()
         }
     }
 }
@@ -75,11 +71,11 @@ fn internal() -> ApiError {
 /// computation still runs.
 async fn predict_holding<P: Send + Sync + 'static>(
     package: Arc<LoadedPackage>,
-    inputs: Named,
+    inputs: CheckedInputs,
     permit: P,
 ) -> Result<Named, ApiError> {
     tokio::task::spawn_blocking(move || {
-        let result = package.predict(inputs);
+        let result = package.run(inputs);
         drop(permit);
         result
     })
@@ -133,7 +129,12 @@ impl Batcher {
         self.waiting.load(Ordering::Relaxed)
     }
 
-    pub async fn run(&self, inputs: Named, queue_timeout: Duration) -> Result<Named, ApiError> {
+    /// Runs inputs checked by this batcher's package.
+    pub async fn run(
+        &self,
+        inputs: CheckedInputs,
+        queue_timeout: Duration,
+    ) -> Result<Named, ApiError> {
         // Counted out on drop, so a request whose client disconnects (its future dropped
         // mid-await) leaves the queue too.
         let _place = QueuePlace::take(&self.waiting, self.max_waiting)
@@ -141,7 +142,11 @@ impl Batcher {
         self.run_queued(inputs, queue_timeout).await
     }
 
-    async fn run_queued(&self, inputs: Named, queue_timeout: Duration) -> Result<Named, ApiError> {
+    async fn run_queued(
+        &self,
+        inputs: CheckedInputs,
+        queue_timeout: Duration,
+    ) -> Result<Named, ApiError> {
         if let Some(batches) = &self.batches {
             let (reply, answer) = oneshot::channel();
             batches
@@ -154,9 +159,9 @@ impl Batcher {
             };
         }
         if let Some(per_row) = self.per_row {
-            let rows = u32::try_from(rows_of(&inputs)).unwrap_or(u32::MAX);
+            let rows = u32::try_from(inputs.rows()).unwrap_or(u32::MAX);
             if per_row.saturating_mul(rows) < INLINE_BUDGET {
-                return self.package.predict(inputs).map_err(prediction_error);
+                return self.package.run(inputs).map_err(prediction_error);
             }
         }
         let permit = tokio::time::timeout(queue_timeout, self.permits.clone().acquire_owned())
@@ -231,15 +236,14 @@ async fn batch_loop(
                 None => return,
             },
         };
-        let mut rows = rows_of(&first.inputs);
+        let mut rows = first.inputs.rows();
         let mut batch = vec![first];
         let deadline = tokio::time::Instant::now() + delay;
         while rows < config.max_batch_size {
             match tokio::time::timeout_at(deadline, jobs.recv()).await {
                 Ok(Some(job)) => {
-                    let n = rows_of(&job.inputs);
-                    if compatible(&batch[0].inputs, &job.inputs)
-                        && rows + n <= config.max_batch_size
+                    let n = job.inputs.rows();
+                    if batch[0].inputs.joins_with(&job.inputs) && rows + n <= config.max_batch_size
                     {
                         rows += n;
                         batch.push(job);
@@ -258,51 +262,21 @@ async fn batch_loop(
     }
 }
 
-fn rows_of(inputs: &Named) -> usize {
-    inputs
-        .first()
-        .and_then(|(_, t)| t.shape().first().copied())
-        .unwrap_or(1)
-}
-
-/// Same input names in the same order, same dtypes, same dims after the first.
-fn compatible(a: &Named, b: &Named) -> bool {
-    a.len() == b.len()
-        && a.iter().zip(b).all(|((na, ta), (nb, tb))| {
-            na == nb
-                && ta.dtype() == tb.dtype()
-                && ta.shape().len() == tb.shape().len()
-                && ta.shape().get(1..) == tb.shape().get(1..)
-                && rows_of(a) == ta.shape().first().copied().unwrap_or(1)
-                && rows_of(b) == tb.shape().first().copied().unwrap_or(1)
-        })
-}
-
 /// Runs one batch while holding `permit` (in a spawned task: it finishes even when every
 /// client of the batch has gone). The parts of a batch share the permit.
 async fn run_batch(package: Arc<LoadedPackage>, batch: Vec<Job>, permit: OwnedSemaphorePermit) {
     let permit = Arc::new(permit);
     if batch.len() == 1 {
-        return run_each(package, batch, permit).await;
+        let jobs = batch.into_iter().map(|j| (j.inputs, j.reply));
+        return run_each(package, jobs, permit).await;
     }
-    let row_counts: Vec<usize> = batch.iter().map(|j| rows_of(&j.inputs)).collect();
+    let row_counts: Vec<usize> = batch.iter().map(|j| j.inputs.rows()).collect();
     let total: usize = row_counts.iter().sum();
-    let joined: Option<Named> = (0..batch[0].inputs.len())
-        .map(|i| {
-            let (name, first) = &batch[0].inputs[i];
-            let mut shape = first.shape().to_vec();
-            shape[0] = total;
-            let mut bytes = Vec::new();
-            for job in &batch {
-                bytes.extend_from_slice(job.inputs[i].1.bytes());
-            }
-            Tensor::from_bytes(first.dtype(), shape, bytes)
-                .ok()
-                .map(|t| (name.clone(), t))
-        })
-        .collect();
-    let Some(joined) = joined else {
-        return run_each(package, batch, permit).await;
+    let parts: Vec<CheckedInputs>;
+    let replies: Vec<Reply>;
+    (parts, replies) = batch.into_iter().map(|j| (j.inputs, j.reply)).unzip();
+    let Some(joined) = package.join(&parts) else {
+        return run_each(package, parts.into_iter().zip(replies), permit).await;
     };
     match predict_holding(package.clone(), joined, permit.clone()).await {
         Ok(outputs)
@@ -311,7 +285,7 @@ async fn run_batch(package: Arc<LoadedPackage>, batch: Vec<Job>, permit: OwnedSe
                 .all(|(_, t)| t.shape().first() == Some(&total)) =>
         {
             let mut offset = 0;
-            for (job, rows) in batch.into_iter().zip(row_counts) {
+            for (reply, rows) in replies.into_iter().zip(row_counts) {
                 let part: Option<Named> = outputs
                     .iter()
                     .map(|(name, t)| {
@@ -326,18 +300,22 @@ async fn run_batch(package: Arc<LoadedPackage>, batch: Vec<Job>, permit: OwnedSe
                     })
                     .collect();
                 offset += rows;
-                let _ = job.reply.send(part.ok_or_else(internal));
+                let _ = reply.send(part.ok_or_else(internal));
             }
         }
         // A batch that fails (one bad input) or whose outputs do not follow the batch
         // dimension runs again request by request, so each gets its own answer.
-        _ => run_each(package, batch, permit).await,
+        _ => run_each(package, parts.into_iter().zip(replies), permit).await,
     }
 }
 
-async fn run_each(package: Arc<LoadedPackage>, batch: Vec<Job>, permit: Arc<OwnedSemaphorePermit>) {
-    for job in batch {
-        let result = predict_holding(package.clone(), job.inputs, permit.clone()).await;
-        let _ = job.reply.send(result);
+async fn run_each(
+    package: Arc<LoadedPackage>,
+    jobs: impl IntoIterator<Item = (CheckedInputs, Reply)>,
+    permit: Arc<OwnedSemaphorePermit>,
+) {
+    for (inputs, reply) in jobs {
+        let result = predict_holding(package.clone(), inputs, permit.clone()).await;
+        let _ = reply.send(result);
     }
 }
