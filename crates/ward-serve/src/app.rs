@@ -23,6 +23,7 @@ use crate::batch::prediction_error;
 use crate::config::ServeConfig;
 use crate::error::ApiError;
 use crate::limits::Limits;
+use crate::memory::{MemoryBudget, Reservation};
 use crate::metrics::Metrics;
 use crate::protocol::{datatype_name, decode_request, encode_response};
 use crate::ratelimit::RateLimiter;
@@ -47,6 +48,7 @@ pub struct App {
     pub repo: Arc<Repository>,
     pub limiter: RateLimiter,
     pub metrics: Metrics,
+    pub memory: MemoryBudget,
 }
 
 /// What the audit line of one request says.
@@ -211,8 +213,10 @@ impl App {
         }
         let model = self.model(name, version, audit)?;
         let limits = &self.config.limits;
-        let body = read_body(&parts.headers, body, limits).await?;
-        let body = decompress(&parts.headers, body, limits)?;
+        // Held until the answer is built: the body, then the inputs decoded from it.
+        let mut reservation = Reservation::default();
+        let body = read_body(&parts.headers, body, limits, &self.memory, &mut reservation).await?;
+        let body = decompress(&parts.headers, body, limits, &self.memory, &mut reservation)?;
         let header_length = match parts.headers.get(HEADER_LENGTH) {
             None => None,
             Some(v) => Some(v.to_str().map_err(|_| {
@@ -318,8 +322,15 @@ impl App {
     }
 }
 
-/// Reads the whole body within the size limit and the body timeout.
-async fn read_body(headers: &HeaderMap, body: Body, limits: &Limits) -> Result<Bytes, ApiError> {
+/// Reads the whole body within the size limit and the body timeout, reserving each part of
+/// it from the server's request memory before keeping it.
+async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limits: &Limits,
+    memory: &MemoryBudget,
+    reservation: &mut Reservation,
+) -> Result<Bytes, ApiError> {
     let too_large = || {
         ApiError::too_large(
             "body-too-large",
@@ -329,34 +340,60 @@ async fn read_body(headers: &HeaderMap, body: Body, limits: &Limits) -> Result<B
             ),
         )
     };
-    if let Some(declared) = headers
+    let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-    {
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(declared) = declared {
         if declared > limits.max_body_bytes {
             return Err(too_large());
         }
+        memory.reserve(reservation, declared)?;
     }
-    let limited = Limited::new(body, limits.max_body_bytes as usize);
-    match tokio::time::timeout(limits.body_timeout(), limited.collect()).await {
-        Err(_) => Err(ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "timeout",
-            "the body did not arrive in time",
-        )),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Ok(Err(_)) => Err(ApiError::bad_request(
-            "malformed-request",
-            "the body could not be read",
-        )),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-    }
+    let mut limited = Limited::new(body, limits.max_body_bytes as usize);
+    let read_all = async {
+        // Only a declared length that was reserved sizes the buffer.
+        let mut bytes = Vec::with_capacity(declared.unwrap_or(0) as usize);
+        while let Some(frame) = limited.frame().await {
+            let frame = match frame {
+                Ok(frame) => frame,
+                Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
+                Err(_) => {
+                    return Err(ApiError::bad_request(
+                        "malformed-request",
+                        "the body could not be read",
+                    ))
+                }
+            };
+            if let Ok(data) = frame.into_data() {
+                memory.reserve(reservation, (bytes.len() + data.len()) as u64)?;
+                bytes.extend_from_slice(&data);
+            }
+        }
+        Ok(Bytes::from(bytes))
+    };
+    tokio::time::timeout(limits.body_timeout(), read_all)
+        .await
+        .unwrap_or_else(|_| {
+            Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "timeout",
+                "the body did not arrive in time",
+            ))
+        })
 }
 
 /// Undoes `Content-Encoding: gzip | deflate`, refusing output over the decompressed-size
 /// limit or the ratio limit; it stops reading at the limit, so a bomb costs no more.
-fn decompress(headers: &HeaderMap, body: Bytes, limits: &Limits) -> Result<Bytes, ApiError> {
+/// The room the output may take is reserved before decompressing and what it did not use
+/// given back after.
+fn decompress(
+    headers: &HeaderMap,
+    body: Bytes,
+    limits: &Limits,
+    memory: &MemoryBudget,
+    reservation: &mut Reservation,
+) -> Result<Bytes, ApiError> {
     let encoding = match headers.get(header::CONTENT_ENCODING) {
         None => return Ok(body),
         Some(v) => v.to_str().unwrap_or("").trim().to_ascii_lowercase(),
@@ -366,9 +403,12 @@ fn decompress(headers: &HeaderMap, body: Bytes, limits: &Limits) -> Result<Bytes
             .saturating_mul(limits.max_compression_ratio)
             .max(1 << 16),
     );
+    if encoding == "identity" {
+        return Ok(body);
+    }
+    memory.reserve(reservation, body.len() as u64 + budget + 1)?;
     let mut out = Vec::new();
     let read = match encoding.as_str() {
-        "identity" => return Ok(body),
         "gzip" => flate2::read::GzDecoder::new(&body[..])
             .take(budget + 1)
             .read_to_end(&mut out),
@@ -393,6 +433,7 @@ fn decompress(headers: &HeaderMap, body: Bytes, limits: &Limits) -> Result<Bytes
             ),
         ));
     }
+    memory.release_to(reservation, out.len() as u64);
     Ok(Bytes::from(out))
 }
 

@@ -13,6 +13,7 @@ pub mod batch;
 pub mod config;
 pub mod error;
 pub mod limits;
+pub mod memory;
 pub mod metrics;
 pub mod policy;
 pub mod protocol;

@@ -32,6 +32,13 @@ pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most open connections; further ones are closed at once.
 pub const MAX_CONNECTIONS: usize = 1024;
+/// Most open connections from one client address, so that one client (idle HTTP/2
+/// connections cost it nothing) cannot hold every connection of the server.
+pub const MAX_CONNECTIONS_PER_ADDRESS: usize = 256;
+/// Most bytes of request bodies (as they arrive, then decompressed) held at once across
+/// all requests: 1 GiB. The per-request limits bound one request; this bounds their sum,
+/// so many large requests at once get 503 instead of the memory.
+pub const MAX_REQUEST_MEMORY_BYTES: u64 = 1 << 30;
 /// Requests waiting for a model beyond those running; more get 503 at once.
 pub const MAX_QUEUE: usize = 64;
 /// Longest a request waits in a model's queue before it gets 503.
@@ -55,6 +62,8 @@ pub struct Limits {
     pub body_timeout_ms: u64,
     pub handshake_timeout_ms: u64,
     pub max_connections: usize,
+    pub max_connections_per_address: usize,
+    pub max_request_memory_bytes: u64,
     /// Requests one model runs at once; 0 means one per CPU core.
     pub max_concurrency: usize,
     pub max_queue: usize,
@@ -82,6 +91,8 @@ impl Default for Limits {
             body_timeout_ms: BODY_TIMEOUT.as_millis() as u64,
             handshake_timeout_ms: HANDSHAKE_TIMEOUT.as_millis() as u64,
             max_connections: MAX_CONNECTIONS,
+            max_connections_per_address: MAX_CONNECTIONS_PER_ADDRESS,
+            max_request_memory_bytes: MAX_REQUEST_MEMORY_BYTES,
             max_concurrency: 0,
             max_queue: MAX_QUEUE,
             queue_timeout_ms: QUEUE_TIMEOUT.as_millis() as u64,

@@ -2,10 +2,11 @@
 //! the first scan of the repository, the listener with its connection limit and timeouts,
 //! repository polling, and graceful shutdown that lets requests in flight finish.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -19,6 +20,7 @@ use ward_package::{Trust, TrustPolicy};
 
 use crate::app::{router, App};
 use crate::config::{running_as_root, ServeConfig};
+use crate::memory::MemoryBudget;
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
 use crate::repo::Repository;
@@ -27,6 +29,46 @@ use crate::{tls, ServeError};
 
 /// Longest graceful shutdown: requests still running after it are cut off.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Open connections per client address. It holds an entry only for an address with an open
+/// connection, so it is never larger than the connection limit.
+struct AddressSlots {
+    open: Mutex<HashMap<IpAddr, usize>>,
+    max_per_address: usize,
+}
+
+/// One connection's place in [`AddressSlots`], given back when dropped.
+struct AddressSlot {
+    slots: Arc<AddressSlots>,
+    address: IpAddr,
+}
+
+impl AddressSlots {
+    fn take(slots: &Arc<AddressSlots>, address: IpAddr) -> Option<AddressSlot> {
+        let mut open = slots.open.lock().unwrap_or_else(|e| e.into_inner());
+        let count = open.entry(address).or_insert(0);
+        if *count >= slots.max_per_address {
+            return None;
+        }
+        *count += 1;
+        Some(AddressSlot {
+            slots: slots.clone(),
+            address,
+        })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut open = self.slots.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = open.get_mut(&self.address) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.address);
+            }
+        }
+    }
+}
 
 pub struct Server {
     app: Arc<App>,
@@ -113,6 +155,7 @@ impl Server {
         })?;
         let app = Arc::new(App {
             limiter: RateLimiter::new(config.rate),
+            memory: MemoryBudget::new(config.limits.max_request_memory_bytes),
             config,
             tokens,
             repo,
@@ -168,6 +211,10 @@ impl Server {
         });
 
         let connections = Arc::new(Semaphore::new(limits.max_connections));
+        let addresses = Arc::new(AddressSlots {
+            open: Mutex::new(HashMap::new()),
+            max_per_address: limits.max_connections_per_address,
+        });
         let graceful = GracefulShutdown::new();
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
@@ -204,6 +251,14 @@ impl Server {
                 drop(stream);
                 continue;
             };
+            let Some(slot) = AddressSlots::take(&addresses, peer.ip()) else {
+                tracing::warn!(
+                    "connection from {peer} closed: {} connections open from its address",
+                    limits.max_connections_per_address
+                );
+                drop(stream);
+                continue;
+            };
             let _ = stream.set_nodelay(true);
             let tls = tls.clone();
             let service = TowerToHyperService::new(service.clone());
@@ -211,7 +266,7 @@ impl Server {
             let watcher = graceful.watcher();
             let handshake_timeout = limits.handshake_timeout();
             tokio::spawn(async move {
-                let _permit = permit;
+                let _permits = (permit, slot);
                 match tls {
                     Some(acceptor) => {
                         let stream =

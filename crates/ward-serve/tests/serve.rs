@@ -856,3 +856,100 @@ async fn cancelled_requests_give_back_their_queue_places() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_hold_every_connection() {
+    let setup = Setup::new();
+    let server = setup
+        .start("[limits]\nmax_connections_per_address = 2\n")
+        .await;
+    let c = server.client();
+    let alice = setup.token("alice");
+    // Two idle connections hold this address's share.
+    let first = c.connect().await.unwrap();
+    let second = c.connect().await.unwrap();
+    // A third is closed before its TLS handshake ends.
+    assert!(
+        c.connect().await.is_err(),
+        "a third connection was accepted"
+    );
+    // Once one closes, the address may connect again.
+    drop(first);
+    let mut status = 0;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if let Ok(r) = c
+            .raw(&request("GET", "/v2/health/ready", Some(&alice), &[], b""))
+            .await
+        {
+            status = r.status;
+            break;
+        }
+    }
+    assert_eq!(status, 200);
+    drop(second);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_memory_is_bounded_across_requests() {
+    use tokio::io::AsyncWriteExt;
+    let setup = Setup::new();
+    let server = setup
+        .start("[limits]\nmax_request_memory_bytes = 1048576\n")
+        .await;
+    let c = server.client();
+    let alice = setup.token("alice");
+    // A client declares 800 KB and sends a little of it: the server holds the room for the
+    // whole body while it waits.
+    let mut slow = c.connect().await.unwrap();
+    let head = request("POST", "/v2/models/mlp/infer", Some(&alice), &[], b"");
+    let head = String::from_utf8(head)
+        .unwrap()
+        .replace("Content-Length: 0", "Content-Length: 800000");
+    slow.write_all(head.as_bytes()).await.unwrap();
+    slow.write_all(&[b' '; 1000]).await.unwrap();
+    slow.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // Another 400 KB request does not fit beside it: 503 at once, with Retry-After.
+    let mut body = json_request(1, None);
+    body.resize(400_000, b' ');
+    // The answer comes before the body is read; the rest of the body may meet a closed
+    // connection.
+    let mut stream = c.connect().await.unwrap();
+    let _ = stream
+        .write_all(&request(
+            "POST",
+            "/v2/models/mlp/infer",
+            Some(&alice),
+            &[],
+            &body,
+        ))
+        .await;
+    let _ = stream.flush().await;
+    let r = read_response(&mut stream).await.unwrap();
+    assert_eq!(r.status, 503, "{}", r.error());
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert!(r.error().contains("request memory"), "{}", r.error());
+    let refused = audit_lines("\"reason\":\"request-memory\"");
+    assert!(!refused.is_empty(), "no audit line for the refusal");
+    // A small request still fits.
+    let small = c
+        .infer("/v2/models/mlp/infer", &alice, &json_request(1, None))
+        .await;
+    assert_eq!(small.status, 200, "{}", small.error());
+
+    // When the slow client goes, its room comes back.
+    drop(slow);
+    let mut status = 0;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        status = c.infer("/v2/models/mlp/infer", &alice, &body).await.status;
+        if status == 200 {
+            break;
+        }
+    }
+    assert_eq!(status, 200);
+    server.stop().await;
+}
