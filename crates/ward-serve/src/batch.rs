@@ -32,7 +32,7 @@ struct Job {
 const INLINE_BUDGET: Duration = Duration::from_micros(200);
 
 pub struct Batcher {
-    package: Arc<LoadedPackage>,
+    threads: Arc<ModelThreads>,
     /// The model's time for one row, measured at load; `None` when it could not be.
     per_row: Option<Duration>,
     permits: Arc<Semaphore>,
@@ -65,23 +65,65 @@ fn internal() -> ApiError {
     )
 }
 
-/// Runs the model on a blocking thread. `permit` (a model slot, or a share of one batch's)
-/// is held until the computation ends, even when the client goes away and the request's
-/// future is dropped first: a cancelled request must not free its slot while its
-/// computation still runs.
-async fn predict_holding<P: Send + Sync + 'static>(
+/// The threads that run one model, as many as its concurrency. Each computation of the
+/// model runs on one of the same few threads, whose caches and allocator arenas stay warm
+/// (tokio's blocking pool hands each call to whichever of up to 512 threads is free).
+pub struct ModelThreads {
     package: Arc<LoadedPackage>,
+    jobs: std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>,
+}
+
+impl ModelThreads {
+    fn new(package: Arc<LoadedPackage>, threads: usize) -> ModelThreads {
+        let (jobs, queue) = std::sync::mpsc::channel::<Box<dyn FnOnce() + Send>>();
+        let queue = Arc::new(std::sync::Mutex::new(queue));
+        for i in 0..threads.max(1) {
+            let queue = queue.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("ward-model-{i}"))
+                .spawn(move || loop {
+                    let job = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                    let Ok(job) = job else { return };
+                    // A panic in the engine fails its request (its reply is dropped), not
+                    // the thread.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                });
+            if let Err(e) = spawned {
+                tracing::error!(
+                    "{}: a model thread did not start: {e}",
+                    package.manifest().name
+                );
+            }
+        }
+        // With no thread started, the queue is gone with this function and every request
+        // fails (500) instead of waiting.
+        ModelThreads { package, jobs }
+    }
+}
+
+/// Runs the model on one of its threads. `permit` (a model slot, or a share of one
+/// batch's) is held until the computation ends, even when the client goes away and the
+/// request's future is dropped first: a cancelled request must not free its slot while its
+/// computation still runs.
+async fn predict_holding<P: Send + 'static>(
+    threads: Arc<ModelThreads>,
     inputs: CheckedInputs,
     permit: P,
 ) -> Result<Named, ApiError> {
-    tokio::task::spawn_blocking(move || {
-        let result = package.run(inputs);
-        drop(permit);
-        result
-    })
-    .await
-    .map_err(|_| internal())?
-    .map_err(prediction_error)
+    let (done, result) = oneshot::channel();
+    let package = threads.package.clone();
+    threads
+        .jobs
+        .send(Box::new(move || {
+            let outputs = package.run(inputs);
+            drop(permit);
+            let _ = done.send(outputs);
+        }))
+        .map_err(|_| internal())?;
+    result
+        .await
+        .map_err(|_| internal())?
+        .map_err(prediction_error)
 }
 
 impl Batcher {
@@ -93,6 +135,7 @@ impl Batcher {
         batching: Option<BatchingConfig>,
     ) -> Batcher {
         let permits = Arc::new(Semaphore::new(concurrency.max(1)));
+        let threads = Arc::new(ModelThreads::new(package.clone(), concurrency));
         let batchable = package
             .manifest()
             .inputs
@@ -101,7 +144,7 @@ impl Batcher {
         let batches = match (batching, tokio::runtime::Handle::try_current()) {
             (Some(config), Ok(handle)) if batchable => {
                 let (tx, rx) = mpsc::channel(max_queue.max(1));
-                handle.spawn(batch_loop(package.clone(), permits.clone(), config, rx));
+                handle.spawn(batch_loop(threads.clone(), permits.clone(), config, rx));
                 Some(tx)
             }
             (Some(_), _) => {
@@ -115,7 +158,7 @@ impl Batcher {
         };
         let per_row = time_one_row(&package);
         Batcher {
-            package,
+            threads,
             per_row,
             permits,
             waiting: AtomicUsize::new(0),
@@ -161,14 +204,14 @@ impl Batcher {
         if let Some(per_row) = self.per_row {
             let rows = u32::try_from(inputs.rows()).unwrap_or(u32::MAX);
             if per_row.saturating_mul(rows) < INLINE_BUDGET {
-                return self.package.run(inputs).map_err(prediction_error);
+                return self.threads.package.run(inputs).map_err(prediction_error);
             }
         }
         let permit = tokio::time::timeout(queue_timeout, self.permits.clone().acquire_owned())
             .await
             .map_err(|_| overloaded("the model is busy; retry later"))?
             .map_err(|_| overloaded("the server is shutting down"))?;
-        predict_holding(self.package.clone(), inputs, permit).await
+        predict_holding(self.threads.clone(), inputs, permit).await
     }
 }
 
@@ -221,7 +264,7 @@ impl Drop for QueuePlace<'_> {
 
 /// Collects jobs into batches and runs them, one batch per permit.
 async fn batch_loop(
-    package: Arc<LoadedPackage>,
+    threads: Arc<ModelThreads>,
     permits: Arc<Semaphore>,
     config: BatchingConfig,
     mut jobs: mpsc::Receiver<Job>,
@@ -258,27 +301,27 @@ async fn batch_loop(
         let Ok(permit) = permits.clone().acquire_owned().await else {
             return;
         };
-        tokio::spawn(run_batch(package.clone(), batch, permit));
+        tokio::spawn(run_batch(threads.clone(), batch, permit));
     }
 }
 
 /// Runs one batch while holding `permit` (in a spawned task: it finishes even when every
 /// client of the batch has gone). The parts of a batch share the permit.
-async fn run_batch(package: Arc<LoadedPackage>, batch: Vec<Job>, permit: OwnedSemaphorePermit) {
+async fn run_batch(threads: Arc<ModelThreads>, batch: Vec<Job>, permit: OwnedSemaphorePermit) {
     let permit = Arc::new(permit);
     if batch.len() == 1 {
         let jobs = batch.into_iter().map(|j| (j.inputs, j.reply));
-        return run_each(package, jobs, permit).await;
+        return run_each(threads, jobs, permit).await;
     }
     let row_counts: Vec<usize> = batch.iter().map(|j| j.inputs.rows()).collect();
     let total: usize = row_counts.iter().sum();
     let parts: Vec<CheckedInputs>;
     let replies: Vec<Reply>;
     (parts, replies) = batch.into_iter().map(|j| (j.inputs, j.reply)).unzip();
-    let Some(joined) = package.join(&parts) else {
-        return run_each(package, parts.into_iter().zip(replies), permit).await;
+    let Some(joined) = threads.package.join(&parts) else {
+        return run_each(threads, parts.into_iter().zip(replies), permit).await;
     };
-    match predict_holding(package.clone(), joined, permit.clone()).await {
+    match predict_holding(threads.clone(), joined, permit.clone()).await {
         Ok(outputs)
             if outputs
                 .iter()
@@ -305,17 +348,17 @@ async fn run_batch(package: Arc<LoadedPackage>, batch: Vec<Job>, permit: OwnedSe
         }
         // A batch that fails (one bad input) or whose outputs do not follow the batch
         // dimension runs again request by request, so each gets its own answer.
-        _ => run_each(package, parts.into_iter().zip(replies), permit).await,
+        _ => run_each(threads, parts.into_iter().zip(replies), permit).await,
     }
 }
 
 async fn run_each(
-    package: Arc<LoadedPackage>,
+    threads: Arc<ModelThreads>,
     jobs: impl IntoIterator<Item = (CheckedInputs, Reply)>,
     permit: Arc<OwnedSemaphorePermit>,
 ) {
     for (inputs, reply) in jobs {
-        let result = predict_holding(package.clone(), inputs, permit.clone()).await;
+        let result = predict_holding(threads.clone(), inputs, permit.clone()).await;
         let _ = reply.send(result);
     }
 }
