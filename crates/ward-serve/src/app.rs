@@ -398,23 +398,10 @@ fn decompress(
         None => return Ok(body),
         Some(v) => v.to_str().unwrap_or("").trim().to_ascii_lowercase(),
     };
-    let budget = limits.max_decompressed_bytes.min(
-        (body.len() as u64)
-            .saturating_mul(limits.max_compression_ratio)
-            .max(1 << 16),
-    );
-    if encoding == "identity" {
-        return Ok(body);
-    }
-    memory.reserve(reservation, body.len() as u64 + budget + 1)?;
-    let mut out = Vec::new();
-    let read = match encoding.as_str() {
-        "gzip" => flate2::read::GzDecoder::new(&body[..])
-            .take(budget + 1)
-            .read_to_end(&mut out),
-        "deflate" => flate2::read::ZlibDecoder::new(&body[..])
-            .take(budget + 1)
-            .read_to_end(&mut out),
+    let gzip = match encoding.as_str() {
+        "identity" => return Ok(body),
+        "gzip" => true,
+        "deflate" => false,
         _ => {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -422,6 +409,22 @@ fn decompress(
                 "Content-Encoding must be gzip, deflate or identity",
             ))
         }
+    };
+    let budget = limits.max_decompressed_bytes.min(
+        (body.len() as u64)
+            .saturating_mul(limits.max_compression_ratio)
+            .max(1 << 16),
+    );
+    memory.reserve(reservation, body.len() as u64 + budget + 1)?;
+    let mut out = Vec::new();
+    let read = if gzip {
+        flate2::read::GzDecoder::new(&body[..])
+            .take(budget + 1)
+            .read_to_end(&mut out)
+    } else {
+        flate2::read::ZlibDecoder::new(&body[..])
+            .take(budget + 1)
+            .read_to_end(&mut out)
     };
     read.map_err(|_| ApiError::bad_request("malformed-request", "the compressed body is corrupt"))?;
     if out.len() as u64 > budget {

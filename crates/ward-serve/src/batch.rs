@@ -68,7 +68,7 @@ fn internal() -> ApiError {
 /// The threads that run one model, as many as its concurrency. Each computation of the
 /// model runs on one of the same few threads, whose caches and allocator arenas stay warm
 /// (tokio's blocking pool hands each call to whichever of up to 512 threads is free).
-pub struct ModelThreads {
+struct ModelThreads {
     package: Arc<LoadedPackage>,
     jobs: std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>,
 }
