@@ -1,7 +1,8 @@
 //! `ward-bench PACKAGE INPUT.npy THREADS ITERATIONS TRUST`: prints one JSON line with the
 //! time to open the package (read, verify against the trust policy TRUST, parse), to build
 //! the plan for the input's shape, and the median and minimum of `ITERATIONS` runs of the
-//! compute alone (plan already built).
+//! compute alone (plan already built). With `WARD_BENCH_OPERATORS` set, it also prints the
+//! plan's operators to stderr.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -28,6 +29,10 @@ fn main() -> Result<()> {
     let start = Instant::now();
     let plan = loaded.model().plan(&[input.shape().to_vec()])?;
     let plan_s = start.elapsed().as_secs_f64();
+
+    if std::env::var_os("WARD_BENCH_OPERATORS").is_some() {
+        eprintln!("{:?}", plan.operators());
+    }
 
     let inputs = [input];
     for _ in 0..3 {

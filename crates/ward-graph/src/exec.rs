@@ -14,9 +14,9 @@ use tract_onnx::prelude::{
 use ward_core::{DType, Tensor};
 
 use crate::ir::Graph;
-use crate::max_pool;
 use crate::onnx::lower;
 use crate::GraphError;
+use crate::{fusion, max_pool};
 
 /// Most plans kept per model; the oldest is dropped beyond it.
 pub const MAX_CACHED_PLANS: usize = 8;
@@ -53,14 +53,26 @@ impl Plan {
             .and_then(|m| m.into_typed())
             .map_err(backend)?;
         max_pool::adopt(&mut typed).map_err(backend)?;
-        let runnable = typed
-            .into_optimized()
-            .and_then(|m| m.into_runnable())
-            .map_err(backend)?;
+        let mut optimized = typed.into_optimized().map_err(backend)?;
+        if fusion::move_scalar_ops_up(&mut optimized).map_err(backend)? {
+            optimized.optimize().map_err(backend)?;
+        }
+        let runnable = optimized.into_runnable().map_err(backend)?;
         Ok(Plan {
             runnable,
             input_shapes: input_shapes.to_vec(),
         })
+    }
+
+    /// The plan's operators in execution order, by their engine names: what a test or a
+    /// benchmark checks to see which kernels were chosen.
+    pub fn operators(&self) -> Vec<String> {
+        let model = self.runnable.model();
+        self.runnable
+            .order_without_consts()
+            .iter()
+            .map(|&id| model.node(id).op.name().to_string())
+            .collect()
     }
 
     /// Runs the plan. Inputs must have the shapes the plan was built for; every output is

@@ -15,6 +15,8 @@ pub mod shape;
 #[cfg(feature = "tract")]
 pub mod exec;
 #[cfg(feature = "tract")]
+mod fusion;
+#[cfg(feature = "tract")]
 mod max_pool;
 #[cfg(feature = "tract")]
 pub mod onnx;

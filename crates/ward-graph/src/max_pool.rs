@@ -111,34 +111,89 @@ impl PlaneMaxPool {
         let width = self.input[3];
         let [kernel_width, stride] = [self.kernel[1], self.stride[1]];
         let pad = self.pad_before[1];
-        // Window starts (in the row, unpadded) that lie wholly inside it.
-        let inside = (width + 1).saturating_sub(kernel_width);
+        // The output columns whose window lies wholly inside the row: `inside` of them from
+        // `first_inside`, the first window starting at `first_start`.
+        let first_inside = pad.div_ceil(stride).min(self.output[1]);
+        let inside = match width.checked_sub(kernel_width) {
+            Some(room) => ((room + pad) / stride + 1)
+                .min(self.output[1])
+                .saturating_sub(first_inside),
+            None => 0,
+        };
+        let first_start = first_inside * stride - pad.min(first_inside * stride);
         for (oy, out_row) in output.chunks_exact_mut(self.output[1]).enumerate() {
             let window = self.window(0, oy);
-            folded.fill(f32::MIN);
-            for row in input
+            let mut rows = input
                 .chunks_exact(width)
                 .skip(window.start)
-                .take(window.len())
-            {
+                .take(window.len());
+            match rows.next() {
+                Some(first) => folded.copy_from_slice(first),
+                None => folded.fill(f32::MIN),
+            }
+            for row in rows {
                 fold_max(folded, row);
             }
-            // The maximum of every window wholly inside the row, at stride 1: whole-row
-            // passes, one per tap.
-            let sliding = &mut sliding[..inside];
-            sliding.fill(f32::MIN);
-            for tap in 0..kernel_width.min(width) {
-                fold_max(sliding, &folded[tap..tap + inside]);
+            let (before, rest) = out_row.split_at_mut(first_inside);
+            let (middle, after) = rest.split_at_mut(inside);
+            let row = folded.get(first_start..).unwrap_or_default();
+            match (kernel_width, stride) {
+                _ if middle.is_empty() => {}
+                (3, 2) => pool_row::<3, 2>(row, middle),
+                (2, 2) => pool_row::<2, 2>(row, middle),
+                (3, 1) => pool_row::<3, 1>(row, middle),
+                (2, 1) => pool_row::<2, 1>(row, middle),
+                _ => {
+                    // The maximum of every window at stride 1, one whole-row pass per tap,
+                    // then every stride-th of those.
+                    let span = (inside.max(1) - 1) * stride + 1;
+                    let sliding = &mut sliding[..span.min(row.len())];
+                    sliding.copy_from_slice(&row[..sliding.len()]);
+                    for tap in 1..kernel_width {
+                        let shifted = &row[tap..];
+                        let n = sliding.len().min(shifted.len());
+                        fold_max(&mut sliding[..n], &shifted[..n]);
+                    }
+                    for (i, out) in middle.iter_mut().enumerate() {
+                        *out = sliding[i * stride];
+                    }
+                }
             }
-            for (ox, (out, cols)) in out_row.iter_mut().zip(columns).enumerate() {
-                let start = (ox * stride).checked_sub(pad).filter(|&s| s < inside);
-                *out = match start {
-                    Some(s) => sliding[s],
-                    None => folded[cols.clone()]
-                        .iter()
-                        .fold(f32::MIN, |m, &v| larger(m, v)),
-                };
+            // Windows that overlap the padding, one by one.
+            let edges = before
+                .iter_mut()
+                .zip(columns)
+                .chain(after.iter_mut().zip(&columns[first_inside + inside..]));
+            for (out, cols) in edges {
+                *out = folded[cols.clone()]
+                    .iter()
+                    .fold(f32::MIN, |m, &v| larger(m, v));
             }
+        }
+    }
+}
+
+/// `out[i]` = the maximum of `row[i·S .. i·S + K]`, for a kernel width and stride known
+/// when compiling: the row is read as chunks of S, so that the strided loads vectorise.
+fn pool_row<const K: usize, const S: usize>(row: &[f32], out: &mut [f32]) {
+    let (chunks, _) = row.as_chunks::<S>();
+    // Window i reaches into chunk i + (K - 1) / S; the last windows may end in the part of
+    // the row that fills no whole chunk.
+    let reach = (K - 1) / S;
+    let whole = out.len().min(chunks.len().saturating_sub(reach));
+    let (head, tail) = out.split_at_mut(whole);
+    let chunks = &chunks[..(whole + reach).min(chunks.len())];
+    for (i, o) in head.iter_mut().enumerate() {
+        let mut m = chunks[i][0];
+        for tap in 1..K {
+            m = larger(m, chunks[i + tap / S][tap % S]);
+        }
+        *o = m;
+    }
+    for (i, o) in tail.iter_mut().enumerate() {
+        let start = (whole + i) * S;
+        if let Some(window) = row.get(start..start + K) {
+            *o = window[1..].iter().fold(window[0], |m, &v| larger(m, v));
         }
     }
 }

@@ -89,8 +89,10 @@ fn max_pool_by_hand(
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
 
-    /// The lowering splits a 2-D max pool into a pass over columns and one over rows; the
-    /// result must be the windowed maximum for every kernel, stride, padding and rounding.
+    /// Ward's max-pool kernel folds rows, then takes windows along them (with loops of their
+    /// own for the common kernel widths and strides, and for windows that overlap the
+    /// padding); the result must be the windowed maximum for every kernel, stride, padding
+    /// and rounding.
     #[test]
     fn max_pool_takes_each_windows_maximum(
         (c, h, w) in (1usize..4, 1usize..12, 1usize..12),
@@ -133,7 +135,13 @@ proptest::proptest! {
         g.outputs.push(GraphOutput { name: "y".into(), source: Source::Node(0, 0) });
         g.validate().unwrap();
         let model = Model::new(g, HashMap::new()).unwrap();
-        let y = model
+        let plan = model.plan(&[vec![1, c, h, w]]).unwrap();
+        proptest::prop_assert!(
+            plan.operators().iter().any(|op| op == "WardPlaneMaxPool"),
+            "tract's pool kept: {:?}",
+            plan.operators()
+        );
+        let y = plan
             .run(&[Tensor::from_f32(vec![1, c, h, w], &x).unwrap()])
             .unwrap()
             .remove(0);
@@ -142,4 +150,111 @@ proptest::proptest! {
         let want = max_pool_by_hand(&x, [c, h, w], kernel, stride, pad, [oh, ow]);
         proptest::prop_assert_eq!(y.to_f32_vec(), want);
     }
+}
+
+/// A fire module's tail: two 1×1 convolutions side by side, concatenated, then a ReLU.
+/// tract runs that ReLU as a pass of its own unless ward moves it into each product; the
+/// output must be unchanged, and the plan must have no standalone scalar op left.
+#[test]
+fn relu_after_concatenated_convolutions_is_fused_and_exact() {
+    let (c, f, h, w) = (3usize, 4usize, 5usize, 6usize);
+    let conv = |name: &str, weight: usize| Node {
+        name: name.into(),
+        op: Op::Conv {
+            kernel: vec![1, 1],
+            stride: vec![1, 1],
+            dilation: vec![1, 1],
+            pad: vec![0, 0],
+            groups: 1,
+            bias: false,
+        },
+        inputs: vec![Source::Input(0), Source::Param(weight)],
+    };
+    let mut g = Graph::new();
+    g.inputs.push(GraphInput {
+        name: "x".into(),
+        dtype: DType::F32,
+    });
+    for name in ["wa", "wb"] {
+        g.params.push(ward_graph::ir::ParamDecl {
+            name: name.into(),
+            dtype: DType::F32,
+            shape: vec![f, c, 1, 1],
+        });
+    }
+    g.nodes.push(conv("a", 0));
+    g.nodes.push(conv("b", 1));
+    g.nodes.push(Node {
+        name: "joined".into(),
+        op: Op::Concat { axis: 1 },
+        inputs: vec![Source::Node(0, 0), Source::Node(1, 0)],
+    });
+    g.nodes.push(Node {
+        name: "relu".into(),
+        op: Op::Activation {
+            kind: ward_graph::ir::ActivationKind::Relu,
+        },
+        inputs: vec![Source::Node(2, 0)],
+    });
+    g.outputs.push(GraphOutput {
+        name: "y".into(),
+        source: Source::Node(3, 0),
+    });
+    g.validate().unwrap();
+    let (wa, wb) = (scrambled(f * c, 7), scrambled(f * c, 8));
+    let named = HashMap::from([
+        (
+            "wa".to_string(),
+            Tensor::from_f32(vec![f, c, 1, 1], &wa).unwrap(),
+        ),
+        (
+            "wb".to_string(),
+            Tensor::from_f32(vec![f, c, 1, 1], &wb).unwrap(),
+        ),
+    ]);
+    let model = Model::new(g, named).unwrap();
+    let shape = vec![1, c, h, w];
+    let plan = model.plan(std::slice::from_ref(&shape)).unwrap();
+    let operators = plan.operators();
+    assert!(
+        !operators.iter().any(|op| op.contains("ByScalar")),
+        "a standalone ReLU is left: {operators:?}"
+    );
+
+    let x = scrambled(c * h * w, 9);
+    let y = plan
+        .run(&[Tensor::from_f32(shape, &x).unwrap()])
+        .unwrap()
+        .remove(0);
+    assert_eq!(y.shape(), &[1, 2 * f, h, w]);
+    let mut want = Vec::with_capacity(2 * f * h * w);
+    for weights in [&wa, &wb] {
+        for filter in 0..f {
+            for pixel in 0..h * w {
+                let sum: f64 = (0..c)
+                    .map(|ch| {
+                        f64::from(weights[filter * c + ch]) * f64::from(x[ch * h * w + pixel])
+                    })
+                    .sum();
+                want.push(sum.max(0.0));
+            }
+        }
+    }
+    assert!(want.contains(&0.0) && want.iter().any(|&v| v > 0.0));
+    for (i, (got, want)) in y.to_f32_vec().iter().zip(&want).enumerate() {
+        assert!(
+            (f64::from(*got) - want).abs() <= 1e-5,
+            "output {i}: {got} against {want}"
+        );
+    }
+}
+
+/// Values in [-1, 1) from a seed, scrambled so that a misplaced value shows.
+fn scrambled(len: usize, seed: u64) -> Vec<f32> {
+    (0..len as u64)
+        .map(|i| {
+            let v = i.wrapping_add(seed).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
+            (v as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
 }
