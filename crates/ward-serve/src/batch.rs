@@ -17,6 +17,7 @@ use ward_package::{CheckedInputs, LoadedPackage, PackageError};
 
 use crate::config::BatchingConfig;
 use crate::error::ApiError;
+use crate::model_threads::ModelThreads;
 
 type Named = Vec<(String, Tensor)>;
 type Reply = oneshot::Sender<Result<Named, ApiError>>;
@@ -32,7 +33,7 @@ struct Job {
 const INLINE_BUDGET: Duration = Duration::from_micros(200);
 
 pub struct Batcher {
-    threads: Arc<ModelThreads>,
+    threads: Arc<Engine>,
     /// The model's time for one row, measured at load; `None` when it could not be.
     per_row: Option<Duration>,
     permits: Arc<Semaphore>,
@@ -65,40 +66,10 @@ fn internal() -> ApiError {
     )
 }
 
-/// The threads that run one model, as many as its concurrency. Each computation of the
-/// model runs on one of the same few threads, whose caches and allocator arenas stay warm
-/// (tokio's blocking pool hands each call to whichever of up to 512 threads is free).
-struct ModelThreads {
+/// A model and the threads that run it.
+struct Engine {
     package: Arc<LoadedPackage>,
-    jobs: std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>,
-}
-
-impl ModelThreads {
-    fn new(package: Arc<LoadedPackage>, threads: usize) -> ModelThreads {
-        let (jobs, queue) = std::sync::mpsc::channel::<Box<dyn FnOnce() + Send>>();
-        let queue = Arc::new(std::sync::Mutex::new(queue));
-        for i in 0..threads.max(1) {
-            let queue = queue.clone();
-            let spawned = std::thread::Builder::new()
-                .name(format!("ward-model-{i}"))
-                .spawn(move || loop {
-                    let job = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
-                    let Ok(job) = job else { return };
-                    // A panic in the engine fails its request (its reply is dropped), not
-                    // the thread.
-                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
-                });
-            if let Err(e) = spawned {
-                tracing::error!(
-                    "{}: a model thread did not start: {e}",
-                    package.manifest().name
-                );
-            }
-        }
-        // With no thread started, the queue is gone with this function and every request
-        // fails (500) instead of waiting.
-        ModelThreads { package, jobs }
-    }
+    threads: ModelThreads,
 }
 
 /// Runs the model on one of its threads. `permit` (a model slot, or a share of one
@@ -106,15 +77,15 @@ impl ModelThreads {
 /// request's future is dropped first: a cancelled request must not free its slot while its
 /// computation still runs.
 async fn predict_holding<P: Send + 'static>(
-    threads: Arc<ModelThreads>,
+    threads: Arc<Engine>,
     inputs: CheckedInputs,
     permit: P,
 ) -> Result<Named, ApiError> {
     let (done, result) = oneshot::channel();
     let package = threads.package.clone();
     threads
-        .jobs
-        .send(Box::new(move || {
+        .threads
+        .submit(Box::new(move || {
             let outputs = package.run(inputs);
             drop(permit);
             let _ = done.send(outputs);
@@ -135,7 +106,10 @@ impl Batcher {
         batching: Option<BatchingConfig>,
     ) -> Batcher {
         let permits = Arc::new(Semaphore::new(concurrency.max(1)));
-        let threads = Arc::new(ModelThreads::new(package.clone(), concurrency));
+        let threads = Arc::new(Engine {
+            threads: ModelThreads::new("ward-model", concurrency),
+            package: package.clone(),
+        });
         let batchable = package
             .manifest()
             .inputs
@@ -264,7 +238,7 @@ impl Drop for QueuePlace<'_> {
 
 /// Collects jobs into batches and runs them, one batch per permit.
 async fn batch_loop(
-    threads: Arc<ModelThreads>,
+    threads: Arc<Engine>,
     permits: Arc<Semaphore>,
     config: BatchingConfig,
     mut jobs: mpsc::Receiver<Job>,
@@ -307,7 +281,7 @@ async fn batch_loop(
 
 /// Runs one batch while holding `permit` (in a spawned task: it finishes even when every
 /// client of the batch has gone). The parts of a batch share the permit.
-async fn run_batch(threads: Arc<ModelThreads>, batch: Vec<Job>, permit: OwnedSemaphorePermit) {
+async fn run_batch(threads: Arc<Engine>, batch: Vec<Job>, permit: OwnedSemaphorePermit) {
     let permit = Arc::new(permit);
     if batch.len() == 1 {
         let jobs = batch.into_iter().map(|j| (j.inputs, j.reply));
@@ -353,7 +327,7 @@ async fn run_batch(threads: Arc<ModelThreads>, batch: Vec<Job>, permit: OwnedSem
 }
 
 async fn run_each(
-    threads: Arc<ModelThreads>,
+    threads: Arc<Engine>,
     jobs: impl IntoIterator<Item = (CheckedInputs, Reply)>,
     permit: Arc<OwnedSemaphorePermit>,
 ) {

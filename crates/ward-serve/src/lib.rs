@@ -15,6 +15,7 @@ pub mod error;
 pub mod limits;
 pub mod memory;
 pub mod metrics;
+mod model_threads;
 pub mod policy;
 pub mod protocol;
 pub mod ratelimit;
