@@ -127,8 +127,13 @@ impl PlaneMaxPool {
                 .chunks_exact(width)
                 .skip(window.start)
                 .take(window.len());
+            // Every fold starts from f32::MIN, as MXNet's does, so that a NaN is never taken.
             match rows.next() {
-                Some(first) => folded.copy_from_slice(first),
+                Some(first) => {
+                    for (f, &v) in folded.iter_mut().zip(first) {
+                        *f = larger(f32::MIN, v);
+                    }
+                }
                 None => folded.fill(f32::MIN),
             }
             for row in rows {
