@@ -33,7 +33,7 @@ struct Job {
 const INLINE_BUDGET: Duration = Duration::from_micros(200);
 
 pub struct Batcher {
-    threads: Arc<Engine>,
+    engine: Arc<Engine>,
     /// The model's time for one row, measured at load; `None` when it could not be.
     per_row: Option<Duration>,
     permits: Arc<Semaphore>,
@@ -77,13 +77,13 @@ struct Engine {
 /// request's future is dropped first: a cancelled request must not free its slot while its
 /// computation still runs.
 async fn predict_holding<P: Send + 'static>(
-    threads: Arc<Engine>,
+    engine: Arc<Engine>,
     inputs: CheckedInputs,
     permit: P,
 ) -> Result<Named, ApiError> {
     let (done, result) = oneshot::channel();
-    let package = threads.package.clone();
-    threads
+    let package = engine.package.clone();
+    engine
         .threads
         .submit(Box::new(move || {
             let outputs = package.run(inputs);
@@ -106,8 +106,8 @@ impl Batcher {
         batching: Option<BatchingConfig>,
     ) -> Batcher {
         let permits = Arc::new(Semaphore::new(concurrency.max(1)));
-        let threads = Arc::new(Engine {
-            threads: ModelThreads::new("ward-model", concurrency),
+        let engine = Arc::new(Engine {
+            threads: ModelThreads::new(&package.manifest().name, concurrency),
             package: package.clone(),
         });
         let batchable = package
@@ -118,7 +118,7 @@ impl Batcher {
         let batches = match (batching, tokio::runtime::Handle::try_current()) {
             (Some(config), Ok(handle)) if batchable => {
                 let (tx, rx) = mpsc::channel(max_queue.max(1));
-                handle.spawn(batch_loop(threads.clone(), permits.clone(), config, rx));
+                handle.spawn(batch_loop(engine.clone(), permits.clone(), config, rx));
                 Some(tx)
             }
             (Some(_), _) => {
@@ -132,7 +132,7 @@ impl Batcher {
         };
         let per_row = time_one_row(&package);
         Batcher {
-            threads,
+            engine,
             per_row,
             permits,
             waiting: AtomicUsize::new(0),
@@ -178,14 +178,14 @@ impl Batcher {
         if let Some(per_row) = self.per_row {
             let rows = u32::try_from(inputs.rows()).unwrap_or(u32::MAX);
             if per_row.saturating_mul(rows) < INLINE_BUDGET {
-                return self.threads.package.run(inputs).map_err(prediction_error);
+                return self.engine.package.run(inputs).map_err(prediction_error);
             }
         }
         let permit = tokio::time::timeout(queue_timeout, self.permits.clone().acquire_owned())
             .await
             .map_err(|_| overloaded("the model is busy; retry later"))?
             .map_err(|_| overloaded("the server is shutting down"))?;
-        predict_holding(self.threads.clone(), inputs, permit).await
+        predict_holding(self.engine.clone(), inputs, permit).await
     }
 }
 
@@ -238,7 +238,7 @@ impl Drop for QueuePlace<'_> {
 
 /// Collects jobs into batches and runs them, one batch per permit.
 async fn batch_loop(
-    threads: Arc<Engine>,
+    engine: Arc<Engine>,
     permits: Arc<Semaphore>,
     config: BatchingConfig,
     mut jobs: mpsc::Receiver<Job>,
@@ -275,27 +275,27 @@ async fn batch_loop(
         let Ok(permit) = permits.clone().acquire_owned().await else {
             return;
         };
-        tokio::spawn(run_batch(threads.clone(), batch, permit));
+        tokio::spawn(run_batch(engine.clone(), batch, permit));
     }
 }
 
 /// Runs one batch while holding `permit` (in a spawned task: it finishes even when every
 /// client of the batch has gone). The parts of a batch share the permit.
-async fn run_batch(threads: Arc<Engine>, batch: Vec<Job>, permit: OwnedSemaphorePermit) {
+async fn run_batch(engine: Arc<Engine>, batch: Vec<Job>, permit: OwnedSemaphorePermit) {
     let permit = Arc::new(permit);
     if batch.len() == 1 {
         let jobs = batch.into_iter().map(|j| (j.inputs, j.reply));
-        return run_each(threads, jobs, permit).await;
+        return run_each(engine, jobs, permit).await;
     }
     let row_counts: Vec<usize> = batch.iter().map(|j| j.inputs.rows()).collect();
     let total: usize = row_counts.iter().sum();
     let parts: Vec<CheckedInputs>;
     let replies: Vec<Reply>;
     (parts, replies) = batch.into_iter().map(|j| (j.inputs, j.reply)).unzip();
-    let Some(joined) = threads.package.join(&parts) else {
-        return run_each(threads, parts.into_iter().zip(replies), permit).await;
+    let Some(joined) = engine.package.join(&parts) else {
+        return run_each(engine, parts.into_iter().zip(replies), permit).await;
     };
-    match predict_holding(threads.clone(), joined, permit.clone()).await {
+    match predict_holding(engine.clone(), joined, permit.clone()).await {
         Ok(outputs)
             if outputs
                 .iter()
@@ -322,17 +322,17 @@ async fn run_batch(threads: Arc<Engine>, batch: Vec<Job>, permit: OwnedSemaphore
         }
         // A batch that fails (one bad input) or whose outputs do not follow the batch
         // dimension runs again request by request, so each gets its own answer.
-        _ => run_each(threads, parts.into_iter().zip(replies), permit).await,
+        _ => run_each(engine, parts.into_iter().zip(replies), permit).await,
     }
 }
 
 async fn run_each(
-    threads: Arc<Engine>,
+    engine: Arc<Engine>,
     jobs: impl IntoIterator<Item = (CheckedInputs, Reply)>,
     permit: Arc<OwnedSemaphorePermit>,
 ) {
     for (inputs, reply) in jobs {
-        let result = predict_holding(threads.clone(), inputs, permit.clone()).await;
+        let result = predict_holding(engine.clone(), inputs, permit.clone()).await;
         let _ = reply.send(result);
     }
 }

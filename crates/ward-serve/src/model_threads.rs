@@ -37,19 +37,19 @@ fn lock(dispatch: &Mutex<Dispatch>) -> MutexGuard<'_, Dispatch> {
 }
 
 impl ModelThreads {
-    /// Starts `threads` threads (at least one) named `{name}-{i}`. A thread that cannot
-    /// be started is logged; with none, every job is refused.
-    pub(crate) fn new(name: &str, threads: usize) -> ModelThreads {
+    /// Starts `threads` threads (at least one) named `ward-model-{i}` for the model named
+    /// `model`. A thread that cannot be started is logged; with none, every job is refused.
+    pub(crate) fn new(model: &str, threads: usize) -> ModelThreads {
         let dispatch = Arc::new(Mutex::new(Dispatch::default()));
         for i in 0..threads.max(1) {
             let shared = dispatch.clone();
             lock(&dispatch).running += 1;
             let spawned = std::thread::Builder::new()
-                .name(format!("{name}-{i}"))
+                .name(format!("ward-model-{i}"))
                 .spawn(move || work(&shared));
             if let Err(e) = spawned {
                 lock(&dispatch).running -= 1;
-                tracing::error!("{name}: a model thread did not start: {e}");
+                tracing::error!("{model}: a model thread did not start: {e}");
             }
         }
         ModelThreads { dispatch }
@@ -132,7 +132,7 @@ mod tests {
 
     #[test]
     fn one_job_at_a_time_stays_on_one_thread() {
-        let pool = ModelThreads::new("test-model", 3);
+        let pool = ModelThreads::new("test", 3);
         // Between jobs every thread goes idle, as under one client; the one that ran the
         // last job went idle last.
         let all_idle = || {
@@ -154,7 +154,7 @@ mod tests {
 
     #[test]
     fn jobs_beyond_the_threads_wait_and_all_run_even_after_a_panic() {
-        let pool = ModelThreads::new("test-model", 2);
+        let pool = ModelThreads::new("test", 2);
         pool.submit(Box::new(|| panic!("an engine panic")))
             .map_err(|_| "refused")
             .unwrap();
@@ -184,7 +184,7 @@ mod tests {
 
     #[test]
     fn dropping_the_pool_ends_its_threads() {
-        let pool = ModelThreads::new("test-model", 2);
+        let pool = ModelThreads::new("test", 2);
         thread_of(&pool);
         let dispatch = pool.dispatch.clone();
         drop(pool);
