@@ -11,6 +11,7 @@
 pub mod app;
 pub mod batch;
 pub mod config;
+mod connection;
 pub mod error;
 pub mod limits;
 pub mod memory;

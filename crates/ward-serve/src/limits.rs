@@ -28,6 +28,10 @@ pub const MAX_ELEMENTS: u64 = 16 << 20;
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time a client has to send its whole body once the headers are in.
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest a connection stays open with no request in progress. HTTP/1.1 connections are
+/// closed sooner, by the header timeout, once a response is sent; this bounds HTTP/2
+/// connections, which hyper keeps open while the client answers pings.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Time a client has to finish the TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most open connections; further ones are closed at once.
@@ -61,6 +65,7 @@ pub struct Limits {
     pub header_timeout_ms: u64,
     pub body_timeout_ms: u64,
     pub handshake_timeout_ms: u64,
+    pub idle_timeout_ms: u64,
     pub max_connections: usize,
     pub max_connections_per_address: usize,
     pub max_request_memory_bytes: u64,
@@ -90,6 +95,7 @@ impl Default for Limits {
             header_timeout_ms: HEADER_TIMEOUT.as_millis() as u64,
             body_timeout_ms: BODY_TIMEOUT.as_millis() as u64,
             handshake_timeout_ms: HANDSHAKE_TIMEOUT.as_millis() as u64,
+            idle_timeout_ms: IDLE_TIMEOUT.as_millis() as u64,
             max_connections: MAX_CONNECTIONS,
             max_connections_per_address: MAX_CONNECTIONS_PER_ADDRESS,
             max_request_memory_bytes: MAX_REQUEST_MEMORY_BYTES,
@@ -110,6 +116,9 @@ impl Limits {
     }
     pub fn handshake_timeout(&self) -> Duration {
         Duration::from_millis(self.handshake_timeout_ms)
+    }
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms)
     }
     pub fn queue_timeout(&self) -> Duration {
         Duration::from_millis(self.queue_timeout_ms)

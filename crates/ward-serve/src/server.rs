@@ -9,17 +9,17 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use ward_package::{Trust, TrustPolicy};
 
 use crate::app::{router, App};
 use crate::config::{running_as_root, ServeConfig};
+use crate::connection::{self, Activity, Counted, Io};
 use crate::memory::MemoryBudget;
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
@@ -215,7 +215,7 @@ impl Server {
             open: Mutex::new(HashMap::new()),
             max_per_address: limits.max_connections_per_address,
         });
-        let graceful = GracefulShutdown::new();
+        let (stop_connections, stopping) = watch::channel(false);
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
@@ -261,51 +261,47 @@ impl Server {
             };
             let _ = stream.set_nodelay(true);
             let tls = tls.clone();
-            let service = TowerToHyperService::new(service.clone());
+            let activity = Activity::new();
+            let service = Counted::new(TowerToHyperService::new(service.clone()), activity.clone());
             let builder = builder.clone();
-            let watcher = graceful.watcher();
-            let handshake_timeout = limits.handshake_timeout();
+            let stopping = stopping.clone();
+            let (handshake_timeout, idle_timeout) =
+                (limits.handshake_timeout(), limits.idle_timeout());
             tokio::spawn(async move {
                 let _permits = (permit, slot);
-                match tls {
+                let io: Box<dyn Io> = match tls {
                     Some(acceptor) => {
-                        let stream =
-                            match tokio::time::timeout(handshake_timeout, acceptor.accept(stream))
-                                .await
-                            {
-                                Ok(Ok(s)) => s,
-                                Ok(Err(e)) => {
-                                    tracing::debug!("TLS handshake with {peer} failed: {e}");
-                                    return;
-                                }
-                                Err(_) => {
-                                    tracing::debug!("TLS handshake with {peer} timed out");
-                                    return;
-                                }
-                            };
-                        let conn = builder
-                            .serve_connection(TokioIo::new(stream), service)
-                            .into_owned();
-                        let _ = watcher.watch(conn).await;
+                        match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await
+                        {
+                            Ok(Ok(s)) => Box::new(s),
+                            Ok(Err(e)) => {
+                                tracing::debug!("TLS handshake with {peer} failed: {e}");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!("TLS handshake with {peer} timed out");
+                                return;
+                            }
+                        }
                     }
-                    None => {
-                        let conn = builder
-                            .serve_connection(TokioIo::new(stream), service)
-                            .into_owned();
-                        let _ = watcher.watch(conn).await;
-                    }
-                }
+                    None => Box::new(stream),
+                };
+                connection::serve(&builder, io, service, activity, idle_timeout, stopping).await;
             });
         }
         drop(listener);
         if let Some(p) = poller {
             p.abort();
         }
+        let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
         tracing::info!(
             "shutting down: waiting for {} connections",
-            graceful.count()
+            limits.max_connections - connections.available_permits()
         );
-        if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        // Stopping is not a failure, so the receivers' being gone (no connection open) is fine.
+        let _ = stop_connections.send(true);
+        // Every connection holds one permit until it has closed.
+        if tokio::time::timeout(SHUTDOWN_GRACE, connections.acquire_many(all))
             .await
             .is_err()
         {

@@ -739,14 +739,20 @@ async fn dynamic_batching_gives_each_request_its_own_rows() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http2_is_negotiated_and_served() {
-    use http_body_util::{BodyExt, Full};
-    use hyper::body::Bytes;
-    let setup = Setup::new();
-    let server = setup.start("").await;
-    let alice = setup.token("alice");
-    // The test client offers h2 by ALPN.
+/// An HTTP/2 connection (offered by ALPN) to `addr`, and the task that drives it, which
+/// ends when the connection closes.
+async fn http2_connect<B>(
+    setup: &Setup,
+    addr: std::net::SocketAddr,
+) -> (
+    hyper::client::conn::http2::SendRequest<B>,
+    tokio::task::JoinHandle<hyper::Result<()>>,
+)
+where
+    B: hyper::body::Body + Unpin + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let mut roots = rustls::RootCertStore::empty();
     use rustls_pki_types::pem::PemObject;
     for c in rustls_pki_types::CertificateDer::pem_file_iter(setup.tls.join("ca.pem")).unwrap() {
@@ -760,7 +766,7 @@ async fn http2_is_negotiated_and_served() {
     .with_root_certificates(roots)
     .with_no_client_auth();
     config.alpn_protocols = vec![b"h2".to_vec()];
-    let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
         .connect(
             rustls_pki_types::ServerName::try_from("localhost").unwrap(),
@@ -769,13 +775,23 @@ async fn http2_is_negotiated_and_served() {
         .await
         .unwrap();
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+    let (sender, conn) = hyper::client::conn::http2::handshake(
         hyper_util::rt::TokioExecutor::new(),
         hyper_util::rt::TokioIo::new(tls),
     )
     .await
     .unwrap();
-    tokio::spawn(conn);
+    (sender, tokio::spawn(conn))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_is_negotiated_and_served() {
+    use http_body_util::{BodyExt, Full};
+    use hyper::body::Bytes;
+    let setup = Setup::new();
+    let server = setup.start("").await;
+    let alice = setup.token("alice");
+    let (mut sender, _conn) = http2_connect::<Full<Bytes>>(&setup, server.addr).await;
     // Two requests on the one connection: metadata, then an inference.
     let request = hyper::Request::get(format!("https://localhost/v2/models/{MODEL}"))
         .header("authorization", format!("Bearer {alice}"))
@@ -793,6 +809,59 @@ async fn http2_is_negotiated_and_served() {
     let body = response.into_body().collect().await.unwrap().to_bytes();
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["id"], "h2");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_closed_but_slow_requests_are_not() {
+    use http_body_util::channel::Channel;
+    use http_body_util::{Either, Full};
+    use hyper::body::Bytes;
+    type Body = Either<Full<Bytes>, Channel<Bytes, std::convert::Infallible>>;
+    let setup = Setup::new();
+    let server = setup.start("[limits]\nidle_timeout_ms = 400\n").await;
+    let alice = setup.token("alice");
+    let metadata = || {
+        hyper::Request::get(format!("https://localhost/v2/models/{MODEL}"))
+            .header("authorization", format!("Bearer {alice}"))
+            .body(Body::Left(Full::new(Bytes::new())))
+            .unwrap()
+    };
+
+    // An HTTP/2 connection that has answered a request, then sits idle, gets a GOAWAY and
+    // is closed.
+    let (mut idle, idle_conn) = http2_connect::<Body>(&setup, server.addr).await;
+    assert_eq!(idle.send_request(metadata()).await.unwrap().status(), 200);
+    let closed = tokio::time::timeout(Duration::from_secs(5), idle_conn).await;
+    assert!(closed.is_ok(), "the idle HTTP/2 connection is still open");
+    assert!(idle.send_request(metadata()).await.is_err());
+
+    // A request in progress is not idle: its body sent in two halves 1 s apart (within the
+    // body timeout, past the idle timeout) is answered, and the connection stays open for
+    // the next request.
+    let (mut busy, busy_conn) = http2_connect::<Body>(&setup, server.addr).await;
+    let body = json_request(1, Some("slow"));
+    let (mut upload, channel) = Channel::<Bytes, std::convert::Infallible>::new(2);
+    let request = hyper::Request::post(format!("https://localhost/v2/models/{MODEL}/infer"))
+        .header("authorization", format!("Bearer {alice}"))
+        .body(Body::Right(channel))
+        .unwrap();
+    let response = tokio::spawn(busy.send_request(request));
+    let (first, second) = body.split_at(body.len() / 2);
+    upload
+        .send_data(Bytes::copy_from_slice(first))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    upload
+        .send_data(Bytes::copy_from_slice(second))
+        .await
+        .unwrap();
+    drop(upload);
+    let response = response.await.unwrap().unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(!busy_conn.is_finished(), "the connection in use was closed");
+    assert_eq!(busy.send_request(metadata()).await.unwrap().status(), 200);
     server.stop().await;
 }
 
