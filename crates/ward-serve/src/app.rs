@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Request, State};
+use axum::extract::{FromRequestParts, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -28,6 +28,7 @@ use crate::metrics::Metrics;
 use crate::protocol::{datatype_name, decode_request, encode_response};
 use crate::ratelimit::RateLimiter;
 use crate::repo::{Repository, ServedModel};
+use crate::tls::ClientCertificate;
 use crate::tokens::{bearer, Principal, Scope, Tokens};
 
 /// The header that splits a body into its JSON and binary parts.
@@ -41,6 +42,33 @@ const ROUTE_MODEL_READY: &str = "/v2/models/{model}[/versions/{version}]/ready";
 const ROUTE_INFER: &str = "/v2/models/{model}[/versions/{version}]/infer";
 const ROUTE_METRICS: &str = "/metrics";
 const ROUTE_OTHER: &str = "(unknown)";
+
+/// What a request may authenticate with: its `Authorization` header, and the client
+/// certificate of its connection (mutual TLS).
+pub struct Credentials {
+    authorization: Option<HeaderValue>,
+    certificate: Option<Arc<ClientCertificate>>,
+}
+
+impl Credentials {
+    fn of(parts: &axum::http::request::Parts) -> Credentials {
+        Credentials {
+            authorization: parts.headers.get(header::AUTHORIZATION).cloned(),
+            certificate: parts.extensions.get::<Arc<ClientCertificate>>().cloned(),
+        }
+    }
+}
+
+impl<S: Sync> FromRequestParts<S> for Credentials {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Credentials::of(parts))
+    }
+}
 
 pub struct App {
     pub config: Arc<ServeConfig>,
@@ -111,13 +139,22 @@ impl App {
         response
     }
 
-    /// The principal whose bearer token the request carries, or 401.
-    fn authenticate(&self, headers: &HeaderMap, audit: &mut Audit) -> Result<&Principal, ApiError> {
-        let principal = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| bearer(v.as_bytes()))
-            .and_then(|token| self.tokens.authenticate(token))
-            .ok_or_else(ApiError::unauthenticated)?;
+    /// The principal whose bearer token the request carries, or without one, whose client
+    /// certificate its connection presented; or 401. A token that fails is not rescued by a
+    /// certificate: the client said who it meant to be.
+    fn authenticate(
+        &self,
+        credentials: &Credentials,
+        audit: &mut Audit,
+    ) -> Result<&Principal, ApiError> {
+        let principal = match &credentials.authorization {
+            Some(value) => bearer(value.as_bytes()).and_then(|t| self.tokens.authenticate(t)),
+            None => credentials
+                .certificate
+                .as_deref()
+                .and_then(|c| self.tokens.authenticate_certificate(c)),
+        }
+        .ok_or_else(ApiError::unauthenticated)?;
         audit.principal = Some(principal.name.clone());
         Ok(principal)
     }
@@ -125,7 +162,7 @@ impl App {
     /// The principal allowed `scope` (on `model`, when given), or why not.
     fn authorize(
         &self,
-        headers: &HeaderMap,
+        credentials: &Credentials,
         scope: Scope,
         model: Option<&str>,
         audit: &mut Audit,
@@ -133,7 +170,7 @@ impl App {
         if scope == Scope::Health && self.config.auth.open_health {
             return Ok(None);
         }
-        let principal = self.authenticate(headers, audit)?;
+        let principal = self.authenticate(credentials, audit)?;
         if !principal.has_scope(scope) {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -207,7 +244,8 @@ impl App {
         audit: &mut Audit,
     ) -> Outcome {
         let (parts, body) = request.into_parts();
-        let principal = self.authorize(&parts.headers, Scope::Infer, Some(name), audit)?;
+        let principal =
+            self.authorize(&Credentials::of(&parts), Scope::Infer, Some(name), audit)?;
         if let Some(p) = principal {
             self.limiter.check(p)?;
         }
@@ -479,18 +517,18 @@ fn ok_json(value: serde_json::Value) -> Response {
 
 type Shared = State<Arc<App>>;
 
-async fn live(State(app): Shared, headers: HeaderMap) -> Response {
+async fn live(State(app): Shared, credentials: Credentials) -> Response {
     let mut audit = Audit::start(ROUTE_LIVE, &Method::GET);
     let outcome = app
-        .authorize(&headers, Scope::Health, None, &mut audit)
+        .authorize(&credentials, Scope::Health, None, &mut audit)
         .map(|_| ok_json(json!({"live": true})));
     app.finish(audit, outcome)
 }
 
-async fn ready(State(app): Shared, headers: HeaderMap) -> Response {
+async fn ready(State(app): Shared, credentials: Credentials) -> Response {
     let mut audit = Audit::start(ROUTE_READY, &Method::GET);
     let outcome = app
-        .authorize(&headers, Scope::Health, None, &mut audit)
+        .authorize(&credentials, Scope::Health, None, &mut audit)
         .and_then(|_| {
             if app.repo.model_count() > 0 {
                 Ok(ok_json(json!({"ready": true})))
@@ -505,10 +543,10 @@ async fn ready(State(app): Shared, headers: HeaderMap) -> Response {
     app.finish(audit, outcome)
 }
 
-async fn server_metadata(State(app): Shared, headers: HeaderMap) -> Response {
+async fn server_metadata(State(app): Shared, credentials: Credentials) -> Response {
     let mut audit = Audit::start(ROUTE_SERVER, &Method::GET);
     let outcome = app
-        .authorize(&headers, Scope::Metadata, None, &mut audit)
+        .authorize(&credentials, Scope::Metadata, None, &mut audit)
         .map(|_| {
             ok_json(json!({
                 "name": "ward",
@@ -519,19 +557,29 @@ async fn server_metadata(State(app): Shared, headers: HeaderMap) -> Response {
     app.finish(audit, outcome)
 }
 
-fn model_metadata(app: &App, headers: &HeaderMap, model: &str, version: Option<&str>) -> Response {
+fn model_metadata(
+    app: &App,
+    credentials: &Credentials,
+    model: &str,
+    version: Option<&str>,
+) -> Response {
     let mut audit = Audit::start(ROUTE_MODEL, &Method::GET);
     let outcome = app
-        .authorize(headers, Scope::Metadata, Some(model), &mut audit)
+        .authorize(credentials, Scope::Metadata, Some(model), &mut audit)
         .and_then(|_| app.model(model, version, &mut audit))
         .map(|m| ok_json(app.metadata(&m)));
     app.finish(audit, outcome)
 }
 
-fn model_ready(app: &App, headers: &HeaderMap, model: &str, version: Option<&str>) -> Response {
+fn model_ready(
+    app: &App,
+    credentials: &Credentials,
+    model: &str,
+    version: Option<&str>,
+) -> Response {
     let mut audit = Audit::start(ROUTE_MODEL_READY, &Method::GET);
     let outcome = app
-        .authorize(headers, Scope::Health, Some(model), &mut audit)
+        .authorize(credentials, Scope::Health, Some(model), &mut audit)
         .and_then(|_| app.model(model, version, &mut audit))
         .map(|m| ok_json(json!({"name": m.name, "ready": true})));
     app.finish(audit, outcome)
@@ -540,33 +588,33 @@ fn model_ready(app: &App, headers: &HeaderMap, model: &str, version: Option<&str
 async fn metadata_latest(
     State(app): Shared,
     Path(model): Path<String>,
-    headers: HeaderMap,
+    credentials: Credentials,
 ) -> Response {
-    model_metadata(&app, &headers, &model, None)
+    model_metadata(&app, &credentials, &model, None)
 }
 
 async fn metadata_version(
     State(app): Shared,
     Path((model, version)): Path<(String, String)>,
-    headers: HeaderMap,
+    credentials: Credentials,
 ) -> Response {
-    model_metadata(&app, &headers, &model, Some(&version))
+    model_metadata(&app, &credentials, &model, Some(&version))
 }
 
 async fn ready_latest(
     State(app): Shared,
     Path(model): Path<String>,
-    headers: HeaderMap,
+    credentials: Credentials,
 ) -> Response {
-    model_ready(&app, &headers, &model, None)
+    model_ready(&app, &credentials, &model, None)
 }
 
 async fn ready_version(
     State(app): Shared,
     Path((model, version)): Path<(String, String)>,
-    headers: HeaderMap,
+    credentials: Credentials,
 ) -> Response {
-    model_ready(&app, &headers, &model, Some(&version))
+    model_ready(&app, &credentials, &model, Some(&version))
 }
 
 async fn infer_latest(State(app): Shared, Path(model): Path<String>, request: Request) -> Response {
@@ -585,10 +633,10 @@ async fn infer_version(
     app.finish(audit, outcome)
 }
 
-async fn metrics(State(app): Shared, headers: HeaderMap) -> Response {
+async fn metrics(State(app): Shared, credentials: Credentials) -> Response {
     let mut audit = Audit::start(ROUTE_METRICS, &Method::GET);
     let outcome = app
-        .authorize(&headers, Scope::Metrics, None, &mut audit)
+        .authorize(&credentials, Scope::Metrics, None, &mut audit)
         .map(|_| {
             app.metrics.set_models(app.repo.model_count());
             (
@@ -602,9 +650,10 @@ async fn metrics(State(app): Shared, headers: HeaderMap) -> Response {
 
 /// Anything else: 401 without a valid token, so unknown paths reveal nothing; 404 with one.
 async fn fallback(State(app): Shared, request: Request) -> Response {
-    let mut audit = Audit::start(ROUTE_OTHER, request.method());
+    let (parts, _) = request.into_parts();
+    let mut audit = Audit::start(ROUTE_OTHER, &parts.method);
     let outcome = app
-        .authenticate(request.headers(), &mut audit)
+        .authenticate(&Credentials::of(&parts), &mut audit)
         .and_then(|_| Err(ApiError::not_found("no such endpoint")));
     app.finish(audit, outcome)
 }

@@ -1,4 +1,5 @@
-//! One client connection's life after TLS: served by hyper (HTTP/1.1 or HTTP/2), closed
+//! One client connection's life after TLS: served by hyper (HTTP/1.1 or HTTP/2), each
+//! request tagged with the connection's verified client certificate (mutual TLS), closed
 //! gracefully when the server shuts down or when the connection has had no request in
 //! progress for the idle timeout.
 //!
@@ -18,6 +19,8 @@ use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tokio::time::Instant;
+
+use crate::tls::ClientCertificate;
 
 /// A byte stream a connection is served over: TLS, or plaintext on loopback.
 pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -86,20 +89,30 @@ impl Activity {
     }
 }
 
-/// `service` with each request counted in `activity` until its response is produced.
+/// `service` for one connection: each request counted in `activity` until its response is
+/// produced, and given the connection's client certificate as an extension.
 #[derive(Clone)]
-pub(crate) struct Counted<S> {
+pub(crate) struct ConnectionService<S> {
     service: S,
     activity: Arc<Activity>,
+    certificate: Option<Arc<ClientCertificate>>,
 }
 
-impl<S> Counted<S> {
-    pub(crate) fn new(service: S, activity: Arc<Activity>) -> Self {
-        Counted { service, activity }
+impl<S> ConnectionService<S> {
+    pub(crate) fn new(
+        service: S,
+        activity: Arc<Activity>,
+        certificate: Option<ClientCertificate>,
+    ) -> Self {
+        ConnectionService {
+            service,
+            activity,
+            certificate: certificate.map(Arc::new),
+        }
     }
 }
 
-impl<S> hyper::service::Service<Request<Incoming>> for Counted<S>
+impl<S> hyper::service::Service<Request<Incoming>> for ConnectionService<S>
 where
     S: hyper::service::Service<Request<Incoming>>,
     S::Future: Send + 'static,
@@ -109,8 +122,11 @@ where
     type Future =
         std::pin::Pin<Box<dyn std::future::Future<Output = Result<S::Response, S::Error>> + Send>>;
 
-    fn call(&self, request: Request<Incoming>) -> Self::Future {
+    fn call(&self, mut request: Request<Incoming>) -> Self::Future {
         let busy = self.activity.begin();
+        if let Some(certificate) = &self.certificate {
+            request.extensions_mut().insert(certificate.clone());
+        }
         let response = self.service.call(request);
         Box::pin(async move {
             let response = response.await;

@@ -19,7 +19,7 @@ use ward_package::{Trust, TrustPolicy};
 
 use crate::app::{router, App};
 use crate::config::{running_as_root, ServeConfig};
-use crate::connection::{self, Activity, Counted, Io};
+use crate::connection::{self, Activity, ConnectionService, Io};
 use crate::memory::MemoryBudget;
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
@@ -116,6 +116,14 @@ impl Server {
         };
         let tokens_path = required(&config.tokens, "tokens file", "--tokens")?;
         let tokens = Tokens::load(&tokens_path)?;
+        if let Some(entry) = tokens.first_certificate_entry() {
+            if config.tls.client_ca.is_none() || config.insecure_plaintext {
+                return Err(ServeError::Refused(format!(
+                    "{}: token[{entry}] names a client certificate, which only mutual TLS can present: pass --client-ca",
+                    tokens_path.display()
+                )));
+            }
+        }
         if tokens.is_empty() && !config.auth.open_health {
             tracing::warn!(
                 "{}: no tokens; every request will be refused",
@@ -261,19 +269,21 @@ impl Server {
             };
             let _ = stream.set_nodelay(true);
             let tls = tls.clone();
-            let activity = Activity::new();
-            let service = Counted::new(TowerToHyperService::new(service.clone()), activity.clone());
+            let service = service.clone();
             let builder = builder.clone();
             let stopping = stopping.clone();
             let (handshake_timeout, idle_timeout) =
                 (limits.handshake_timeout(), limits.idle_timeout());
             tokio::spawn(async move {
                 let _permits = (permit, slot);
-                let io: Box<dyn Io> = match tls {
+                let (io, certificate): (Box<dyn Io>, _) = match tls {
                     Some(acceptor) => {
                         match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await
                         {
-                            Ok(Ok(s)) => Box::new(s),
+                            Ok(Ok(s)) => {
+                                let certificate = tls::ClientCertificate::of(s.get_ref().1);
+                                (Box::new(s), certificate)
+                            }
                             Ok(Err(e)) => {
                                 tracing::debug!("TLS handshake with {peer} failed: {e}");
                                 return;
@@ -284,8 +294,14 @@ impl Server {
                             }
                         }
                     }
-                    None => Box::new(stream),
+                    None => (Box::new(stream), None),
                 };
+                let activity = Activity::new();
+                let service = ConnectionService::new(
+                    TowerToHyperService::new(service),
+                    activity.clone(),
+                    certificate,
+                );
                 connection::serve(&builder, io, service, activity, idle_timeout, stopping).await;
             });
         }

@@ -64,6 +64,34 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
+/// The names a client certificate carries in its subjectAltName, for the tokens file to map
+/// to a principal. Only certificates rustls has verified against the client CA get here.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientCertificate {
+    /// DNS names, lowercased; wildcards are left out (they name no one client).
+    pub dns_names: Vec<String>,
+    pub uris: Vec<String>,
+}
+
+impl ClientCertificate {
+    /// The verified client certificate of `connection`, if the client sent one.
+    pub fn of(connection: &rustls::ServerConnection) -> Option<ClientCertificate> {
+        let leaf = connection.peer_certificates()?.first()?;
+        // webpki warns against its name list for checking a server's name, where
+        // wildcards and name constraints matter; here names are compared exactly and
+        // wildcards dropped, so a certificate only ever matches a name it spells out.
+        let certificate = webpki::EndEntityCert::try_from(leaf).ok()?;
+        Some(ClientCertificate {
+            dns_names: certificate
+                .valid_dns_names()
+                .filter(|name| !name.contains('*'))
+                .map(str::to_ascii_lowercase)
+                .collect(),
+            uris: certificate.valid_uri_names().map(String::from).collect(),
+        })
+    }
+}
+
 /// A development CA and a server certificate it issued (and optionally a client one), in
 /// PEM. For tests and first runs: production deployments bring their own certificates.
 pub struct DevCertificates {
@@ -74,7 +102,8 @@ pub struct DevCertificates {
 }
 
 /// Makes a fresh P-256 CA, valid for a year, and leaves for `hosts` (DNS names or IP
-/// addresses) and, when `client` is given, for a client of that name.
+/// addresses) and, when `client` is given, for a client of that name (its common name and
+/// subjectAltName DNS name, so that a tokens entry's `client_dns_name` can map it).
 pub fn dev_certificates(
     hosts: &[String],
     client: Option<&str>,
@@ -118,7 +147,13 @@ pub fn dev_certificates(
         hosts.first().map_or("ward", String::as_str),
     )?;
     let client = client
-        .map(|name| leaf(Vec::new(), ExtendedKeyUsagePurpose::ClientAuth, name))
+        .map(|name| {
+            leaf(
+                vec![name.to_string()],
+                ExtendedKeyUsagePurpose::ClientAuth,
+                name,
+            )
+        })
         .transpose()?;
     Ok(DevCertificates {
         ca_pem: ca_cert.pem(),

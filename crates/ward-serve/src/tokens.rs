@@ -1,8 +1,14 @@
-//! Bearer tokens: who may call the server, for what, and on which models.
+//! Bearer tokens and client certificates: who may call the server, for what, and on which
+//! models.
 //!
 //! The tokens file holds only SHA-256 hashes of the tokens, so reading it does not reveal
 //! a usable secret. A presented token is hashed and compared in constant time with every
 //! entry, so the time taken says nothing about which entry, or how much of one, matched.
+//!
+//! With mutual TLS (`client_ca`), an entry may instead, or also, name a client certificate
+//! by a DNS name or URI (a SPIFFE ID, say) in its subjectAltName: a request that carries no
+//! `Authorization` header on a connection whose certificate has that name is that
+//! principal's. A request with a token is judged by the token alone.
 //!
 //! ```toml
 //! [[token]]
@@ -11,6 +17,11 @@
 //! scopes = ["infer", "metadata"]
 //! models = ["resnet*"]          # optional; every model when absent
 //! rate_per_second = 5.0         # optional; overrides [rate] for this principal
+//!
+//! [[token]]
+//! principal = "batch-scorer"
+//! client_uri = "spiffe://example.org/scorer"   # or client_dns_name = "scorer.internal"
+//! scopes = ["infer"]
 //! ```
 
 use std::path::Path;
@@ -19,6 +30,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::tls::ClientCertificate;
 use crate::ServeError;
 
 /// Largest tokens file read.
@@ -64,7 +76,12 @@ impl Scope {
 #[serde(deny_unknown_fields)]
 pub struct TokenEntry {
     pub principal: String,
-    pub sha256: String,
+    #[serde(default)]
+    pub sha256: Option<String>,
+    #[serde(default)]
+    pub client_dns_name: Option<String>,
+    #[serde(default)]
+    pub client_uri: Option<String>,
     pub scopes: Vec<Scope>,
     #[serde(default)]
     pub models: Option<Vec<String>>,
@@ -83,7 +100,7 @@ struct TokensFile {
     token: Vec<TokenEntry>,
 }
 
-/// A principal that presented a valid token.
+/// A principal that presented a valid token or client certificate.
 #[derive(Debug, Clone)]
 pub struct Principal {
     pub name: String,
@@ -107,10 +124,19 @@ impl Principal {
     }
 }
 
+/// How one principal of the tokens file is recognised.
+#[derive(Debug, Clone)]
+struct Entry {
+    hash: Option<[u8; 32]>,
+    dns_name: Option<String>,
+    uri: Option<String>,
+    principal: Principal,
+}
+
 /// The loaded tokens file.
 #[derive(Debug, Clone, Default)]
 pub struct Tokens {
-    entries: Vec<([u8; 32], Principal)>,
+    entries: Vec<Entry>,
 }
 
 fn token_error(path: &Path, reason: impl Into<String>) -> ServeError {
@@ -138,14 +164,47 @@ impl Tokens {
                     "{at}: a principal is 1 to 128 ASCII letters, digits and . _ @ -"
                 ));
             }
-            let mut hash = [0u8; 32];
-            hex::decode_to_slice(&entry.sha256, &mut hash)
-                .map_err(|_| format!("{at}: sha256 must be 64 hex digits"))?;
-            if entries
-                .iter()
-                .any(|(h, _): &([u8; 32], Principal)| *h == hash)
-            {
-                return Err(format!("{at}: the same token hash is listed twice"));
+            let hash = match &entry.sha256 {
+                None => None,
+                Some(hex_digest) => {
+                    let mut hash = [0u8; 32];
+                    hex::decode_to_slice(hex_digest, &mut hash)
+                        .map_err(|_| format!("{at}: sha256 must be 64 hex digits"))?;
+                    if entries.iter().any(|e: &Entry| e.hash == Some(hash)) {
+                        return Err(format!("{at}: the same token hash is listed twice"));
+                    }
+                    Some(hash)
+                }
+            };
+            // Names are matched exactly, so a wildcard here could only ever match a
+            // certificate that itself holds the wildcard, which is never an identity.
+            let dns_name = match &entry.client_dns_name {
+                None => None,
+                Some(name) if name.is_empty() || name.len() > 253 || name.contains('*') => {
+                    return Err(format!(
+                        "{at}: client_dns_name must be a DNS name without wildcards"
+                    ));
+                }
+                Some(name) => Some(name.to_ascii_lowercase()),
+            };
+            if let Some(uri) = &entry.client_uri {
+                if uri.is_empty() || uri.len() > 2048 || !uri.contains(':') {
+                    return Err(format!("{at}: client_uri must be a URI"));
+                }
+            }
+            let same_certificate = |e: &Entry| {
+                (dns_name.is_some() && e.dns_name == dns_name)
+                    || (entry.client_uri.is_some() && e.uri == entry.client_uri)
+            };
+            if entries.iter().any(same_certificate) {
+                return Err(format!(
+                    "{at}: the same client certificate name is listed twice"
+                ));
+            }
+            if hash.is_none() && dns_name.is_none() && entry.client_uri.is_none() {
+                return Err(format!(
+                    "{at}: needs sha256 (a token), client_dns_name or client_uri"
+                ));
             }
             if entry.scopes.is_empty() {
                 return Err(format!(
@@ -169,9 +228,11 @@ impl Tokens {
                     return Err(format!("{at}: rate_per_second must be a positive number"));
                 }
             }
-            entries.push((
+            entries.push(Entry {
                 hash,
-                Principal {
+                dns_name,
+                uri: entry.client_uri,
+                principal: Principal {
                     name: entry.principal,
                     scopes: entry.scopes,
                     models,
@@ -179,7 +240,7 @@ impl Tokens {
                     burst: entry.burst,
                     daily_budget: entry.daily_budget,
                 },
-            ));
+            });
         }
         Ok(Tokens { entries })
     }
@@ -199,12 +260,36 @@ impl Tokens {
         }
         let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let mut found = None;
-        for (hash, principal) in &self.entries {
-            if bool::from(hash.ct_eq(&presented)) {
-                found = Some(principal);
+        for entry in &self.entries {
+            if let Some(hash) = &entry.hash {
+                if bool::from(hash.ct_eq(&presented)) {
+                    found = Some(&entry.principal);
+                }
             }
         }
         found
+    }
+
+    /// The principal a verified client certificate stands for, by a name in its
+    /// subjectAltName.
+    pub fn authenticate_certificate(&self, certificate: &ClientCertificate) -> Option<&Principal> {
+        self.entries
+            .iter()
+            .find(|e| {
+                e.dns_name
+                    .as_ref()
+                    .is_some_and(|n| certificate.dns_names.contains(n))
+                    || e.uri.as_ref().is_some_and(|u| certificate.uris.contains(u))
+            })
+            .map(|e| &e.principal)
+    }
+
+    /// The entry (by index, for messages) of the first principal named by a client
+    /// certificate, which only mutual TLS can present.
+    pub fn first_certificate_entry(&self) -> Option<usize> {
+        self.entries
+            .iter()
+            .position(|e| e.dns_name.is_some() || e.uri.is_some())
     }
 }
 
@@ -243,7 +328,9 @@ pub fn entry_for(
 ) -> TokenEntry {
     TokenEntry {
         principal: principal.to_string(),
-        sha256: hex::encode(Sha256::digest(token.as_bytes())),
+        sha256: Some(hex::encode(Sha256::digest(token.as_bytes()))),
+        client_dns_name: None,
+        client_uri: None,
         scopes,
         models,
         rate_per_second: None,
@@ -257,10 +344,18 @@ pub fn entry_for(
 pub fn entry_toml(entry: &TokenEntry) -> String {
     let quote = |s: &str| serde_json::Value::from(s).to_string();
     let list = |items: Vec<String>| format!("[{}]", items.join(", "));
-    let mut out = format!(
-        "[[token]]\nprincipal = {}\nsha256 = {}\nscopes = {}\n",
-        quote(&entry.principal),
-        quote(&entry.sha256),
+    let mut out = format!("[[token]]\nprincipal = {}\n", quote(&entry.principal));
+    for (key, value) in [
+        ("sha256", &entry.sha256),
+        ("client_dns_name", &entry.client_dns_name),
+        ("client_uri", &entry.client_uri),
+    ] {
+        if let Some(value) = value {
+            out += &format!("{key} = {}\n", quote(value));
+        }
+    }
+    out += &format!(
+        "scopes = {}\n",
         list(entry.scopes.iter().map(|s| quote(s.name())).collect())
     );
     if let Some(models) = &entry.models {
@@ -335,6 +430,78 @@ mod tests {
         );
         assert!(Tokens::parse(&twice).unwrap_err().contains("twice"));
         assert!(Tokens::parse("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn client_certificates_name_principals_exactly() {
+        let text = format!(
+            "[[token]]\nprincipal = \"scorer\"\nclient_dns_name = \"Scorer.Internal\"\nscopes = [\"infer\"]\n\
+             [[token]]\nprincipal = \"spiffe\"\nclient_uri = \"spiffe://example.org/a\"\nscopes = [\"metadata\"]\n\
+             [[token]]\nprincipal = \"both\"\nsha256 = \"{}\"\nclient_dns_name = \"both.internal\"\nscopes = [\"infer\"]\n",
+            hex::encode(Sha256::digest(b"ward_both"))
+        );
+        let tokens = Tokens::parse(&text).unwrap();
+        assert_eq!(tokens.first_certificate_entry(), Some(0));
+        let certificate = |dns: &[&str], uris: &[&str]| ClientCertificate {
+            dns_names: dns.iter().map(|s| s.to_string()).collect(),
+            uris: uris.iter().map(|s| s.to_string()).collect(),
+        };
+        let name =
+            |c: &ClientCertificate| tokens.authenticate_certificate(c).map(|p| p.name.clone());
+        // DNS names compare case-insensitively (certificates' names arrive lowercased).
+        assert_eq!(
+            name(&certificate(&["scorer.internal"], &[])).as_deref(),
+            Some("scorer")
+        );
+        assert_eq!(
+            name(&certificate(&[], &["spiffe://example.org/a"])).as_deref(),
+            Some("spiffe")
+        );
+        assert_eq!(
+            name(&certificate(&["x.internal", "both.internal"], &[])).as_deref(),
+            Some("both")
+        );
+        assert_eq!(
+            tokens.authenticate("ward_both").map(|p| p.name.as_str()),
+            Some("both")
+        );
+        // Nothing else matches: not a suffix, a prefix, or another kind of name.
+        for (dns, uris) in [
+            (&["internal"][..], &[][..]),
+            (&["scorer.internal.evil"][..], &[][..]),
+            (&[][..], &["spiffe://example.org/a/b"][..]),
+            (&["spiffe://example.org/a"][..], &[][..]),
+            (&[][..], &[][..]),
+        ] {
+            assert_eq!(name(&certificate(dns, uris)), None, "{dns:?} {uris:?}");
+        }
+        let tokens_only =
+            Tokens::parse(&entry_toml(&entry_for("t", "a", vec![Scope::Infer], None))).unwrap();
+        assert_eq!(tokens_only.first_certificate_entry(), None);
+    }
+
+    #[test]
+    fn certificate_entries_are_checked() {
+        let entry = |body: &str| {
+            Tokens::parse(&format!(
+                "[[token]]\nprincipal = \"a\"\nscopes = [\"infer\"]\n{body}"
+            ))
+        };
+        assert!(entry("").unwrap_err().contains("needs sha256"));
+        assert!(entry("client_dns_name = \"*.internal\"\n")
+            .unwrap_err()
+            .contains("wildcards"));
+        assert!(entry("client_dns_name = \"\"\n")
+            .unwrap_err()
+            .contains("wildcards"));
+        assert!(entry("client_uri = \"nocolon\"\n")
+            .unwrap_err()
+            .contains("URI"));
+        let twice = "[[token]]\nprincipal = \"a\"\nclient_dns_name = \"x\"\nscopes = [\"infer\"]\n\
+                     [[token]]\nprincipal = \"b\"\nclient_dns_name = \"X\"\nscopes = [\"infer\"]\n";
+        assert!(Tokens::parse(twice)
+            .unwrap_err()
+            .contains("token[1] (\"b\"): the same client certificate name"));
     }
 
     #[test]

@@ -633,8 +633,21 @@ async fn plaintext_on_loopback_only_when_asked() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mutual_tls_requires_a_client_certificate() {
+async fn mutual_tls_requires_a_client_certificate_and_can_name_the_principal() {
     let setup = Setup::new();
+    // Setup's client certificate carries the DNS name "client".
+    setup.add_certificate_principal("scorer", "client", r#"["infer", "metadata"]"#);
+    // A certificate entry without mutual TLS could never match: refused at start.
+    let err = ward_serve::Server::bind(setup.config(""))
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("names a client certificate") && err.contains("--client-ca"),
+        "{err}"
+    );
+
     let mut config = setup.config("");
     config.tls.client_ca = Some(setup.tls.join("ca.pem"));
     let server = Running::start(config, setup.tls.join("ca.pem")).await;
@@ -653,7 +666,39 @@ async fn mutual_tls_requires_a_client_certificate() {
         &setup.tls.join("ca.pem"),
         Some((&setup.tls.join("client.pem"), &setup.tls.join("client.key"))),
     );
+    // A token still decides who the caller is.
     assert_eq!(with.get("/v2/health/live", Some(&alice)).await.status, 200);
+    let metrics = with.get("/metrics", Some(&alice)).await;
+    assert_eq!(metrics.status, 200);
+    // Without one, the certificate's name is the principal, with that entry's scopes.
+    let r = with.get(&format!("/v2/models/{MODEL}"), None).await;
+    assert_eq!(r.status, 200, "{}", r.error());
+    let r = with
+        .send(
+            "POST",
+            &format!("/v2/models/{MODEL}/infer"),
+            None,
+            &[],
+            &json_request(1, Some("by-certificate")),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.error());
+    assert_eq!(r.json()["id"], "by-certificate");
+    let audited = audit_lines("\"principal\":\"scorer\"");
+    assert!(
+        audited.iter().any(
+            |l| l["route"].as_str().is_some_and(|r| r.ends_with("/infer")) && l["status"] == 200
+        ),
+        "{audited:?}"
+    );
+    assert_eq!(with.get("/metrics", None).await.status, 403);
+    // A wrong token is not rescued by the certificate.
+    assert_eq!(
+        with.get(&format!("/v2/models/{MODEL}"), Some("ward_wrong"))
+            .await
+            .status,
+        401
+    );
     server.stop().await;
 }
 

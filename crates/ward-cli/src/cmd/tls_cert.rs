@@ -19,7 +19,8 @@ pub struct TlsCertArgs {
     /// DNS names and IP addresses the server certificate is valid for.
     #[arg(long = "host", default_values_t = vec!["localhost".to_string(), "127.0.0.1".to_string()])]
     hosts: Vec<String>,
-    /// Also issue a client certificate with this common name.
+    /// Also issue a client certificate with this name (common name and subjectAltName DNS
+    /// name: a tokens entry with client_dns_name = NAME maps it to a principal).
     #[arg(long, value_name = "NAME")]
     client: Option<String>,
 }

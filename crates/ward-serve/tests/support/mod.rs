@@ -154,13 +154,23 @@ impl Setup {
     /// Adds a token; `extra` is more TOML lines of its entry.
     pub fn add_token(&mut self, principal: &str, scopes: &str, extra: &str) -> String {
         let token = ward_serve::tokens::generate_token().unwrap();
-        let hash = ward_serve::tokens::entry_for(&token, principal, vec![], None).sha256;
+        let hash = ward_serve::tokens::entry_for(&token, principal, vec![], None)
+            .sha256
+            .unwrap();
         let mut text = std::fs::read_to_string(&self.tokens).unwrap_or_default();
         text += &format!("[[token]]\nprincipal = \"{principal}\"\nsha256 = \"{hash}\"\nscopes = {scopes}\n{extra}\n");
         std::fs::write(&self.tokens, text).unwrap();
         private(&self.tokens);
         self.token_of.push((principal.into(), token.clone()));
         token
+    }
+
+    /// Adds an entry that maps the client certificate named `dns_name` to `principal`.
+    pub fn add_certificate_principal(&self, principal: &str, dns_name: &str, scopes: &str) {
+        let mut text = std::fs::read_to_string(&self.tokens).unwrap_or_default();
+        text += &format!("[[token]]\nprincipal = \"{principal}\"\nclient_dns_name = \"{dns_name}\"\nscopes = {scopes}\n");
+        std::fs::write(&self.tokens, text).unwrap();
+        private(&self.tokens);
     }
 
     pub fn token(&self, principal: &str) -> String {
