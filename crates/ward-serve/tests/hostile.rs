@@ -1,7 +1,8 @@
 //! Hostile clients against one server on loopback, while a well-behaved client keeps
 //! querying it: oversized and gzip-bomb bodies, 100 000-deep JSON, huge declared shapes,
 //! mismatched binary sizes, slowloris headers and bodies, silent TLS connections, a flood
-//! past the rate limit, wrong tokens, and a tampered package dropped into the repository.
+//! past the rate limit, wrong tokens, a tampered package dropped into the repository, and
+//! HTTP/2 rapid resets and CONTINUATION floods.
 //! Every refusal must have its status and its audit line, the valid client must never
 //! fail, and the process's peak memory must stay bounded (it is printed: run with
 //! `--nocapture` to see it).
@@ -52,6 +53,61 @@ async fn closed_within<S: tokio::io::AsyncRead + Unpin>(stream: &mut S, limit: D
             Err(_) => return false,
             Ok(Ok(0)) | Ok(Err(_)) => return true,
             Ok(Ok(_)) => continue,
+        }
+    }
+}
+
+/// One HTTP/2 frame: its 9-byte header, then `payload`.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(payload.len()).unwrap();
+    let mut frame = len.to_be_bytes()[1..].to_vec();
+    frame.extend([kind, flags]);
+    frame.extend(stream.to_be_bytes());
+    frame.extend(payload);
+    frame
+}
+
+const H2_HEADERS: u8 = 0x1;
+const H2_RST_STREAM: u8 = 0x3;
+const H2_SETTINGS: u8 = 0x4;
+const H2_GOAWAY: u8 = 0x7;
+const H2_CONTINUATION: u8 = 0x9;
+const H2_END_STREAM: u8 = 0x1;
+const H2_END_HEADERS: u8 = 0x4;
+
+/// The HPACK block of `GET https://localhost{path}`: static-table method and scheme, the
+/// path and authority as literals (no indexing, no Huffman).
+fn h2_get(path: &str) -> Vec<u8> {
+    let mut block = vec![0x82, 0x87, 0x04, u8::try_from(path.len()).unwrap()];
+    block.extend(path.as_bytes());
+    block.extend([0x01, 9]);
+    block.extend(b"localhost");
+    block
+}
+
+/// Reads frames from `stream` until a GOAWAY (its error code), the end of the connection
+/// (None), or `limit`.
+async fn h2_goaway_within<S: tokio::io::AsyncRead + Unpin>(
+    stream: &mut S,
+    limit: Duration,
+) -> Result<Option<u32>, &'static str> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let mut head = [0u8; 9];
+        match tokio::time::timeout_at(deadline.into(), stream.read_exact(&mut head)).await {
+            Err(_) => return Err("no GOAWAY and still open"),
+            Ok(Err(_)) => return Ok(None),
+            Ok(Ok(_)) => {}
+        }
+        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+        let mut payload = vec![0u8; len];
+        match tokio::time::timeout_at(deadline.into(), stream.read_exact(&mut payload)).await {
+            Err(_) => return Err("no GOAWAY and still open"),
+            Ok(Err(_)) => return Ok(None),
+            Ok(Ok(_)) => {}
+        }
+        if head[3] == H2_GOAWAY && len >= 8 {
+            return Ok(Some(u32::from_be_bytes(payload[4..8].try_into().unwrap())));
         }
     }
 }
@@ -287,6 +343,69 @@ async fn the_server_keeps_serving_through_hostile_clients() {
         .unwrap()
         .ends_with("mlp/2")
         && l["reason"] == "digest-mismatch"));
+
+    // 11. HTTP/2 abuse on raw frames: a rapid reset (CVE-2023-44487: open a stream, cancel
+    //     it, again and again) and a CONTINUATION flood (a header block that never ends).
+    //     Each connection is sent a GOAWAY and closed long before its 100 000 streams or
+    //     64 MiB of headers are through.
+    let preface = [
+        &b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"[..],
+        &h2_frame(H2_SETTINGS, 0, 0, &[]),
+    ]
+    .concat();
+    let live = h2_get("/v2/health/live");
+    let mut rapid = c.connect_http2().await.unwrap();
+    rapid.write_all(&preface).await.unwrap();
+    let mut pairs_sent = 0;
+    let mut frames = Vec::new();
+    for i in 0..100_000u32 {
+        let id = 2 * i + 1;
+        frames.extend(h2_frame(
+            H2_HEADERS,
+            H2_END_HEADERS | H2_END_STREAM,
+            id,
+            &live,
+        ));
+        frames.extend(h2_frame(H2_RST_STREAM, 0, id, &8u32.to_be_bytes()));
+        if frames.len() >= 16 << 10 {
+            if rapid.write_all(&frames).await.is_err() {
+                break;
+            }
+            frames.clear();
+            pairs_sent = i + 1;
+        }
+    }
+    let closed = h2_goaway_within(&mut rapid, Duration::from_secs(5)).await;
+    println!("rapid reset: {pairs_sent} streams opened and cancelled, then {closed:?}");
+    assert!(
+        closed.is_ok() && pairs_sent < 100_000,
+        "rapid reset: {closed:?}, {pairs_sent} sent"
+    );
+
+    let mut flood = c.connect_http2().await.unwrap();
+    flood.write_all(&preface).await.unwrap();
+    flood
+        .write_all(&h2_frame(H2_HEADERS, 0, 1, &live))
+        .await
+        .unwrap();
+    let fragment = vec![0x40u8; 16 << 10];
+    let mut header_bytes = 0;
+    for _ in 0..4096 {
+        if flood
+            .write_all(&h2_frame(H2_CONTINUATION, 0, 1, &fragment))
+            .await
+            .is_err()
+        {
+            break;
+        }
+        header_bytes += fragment.len();
+    }
+    let closed = h2_goaway_within(&mut flood, Duration::from_secs(5)).await;
+    println!("CONTINUATION flood: {header_bytes} header bytes sent, then {closed:?}");
+    assert!(
+        closed.is_ok() && header_bytes < 64 << 20,
+        "CONTINUATION flood: {closed:?}, {header_bytes} sent"
+    );
 
     stop.store(true, Ordering::Relaxed);
     valid.await.unwrap();

@@ -313,6 +313,7 @@ impl Response {
 #[derive(Clone)]
 pub struct Client {
     addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
     connector: TlsConnector,
 }
 
@@ -341,10 +342,27 @@ impl Client {
                 )
                 .unwrap(),
         };
+        let config = Arc::new(config);
         Client {
             addr,
-            connector: TlsConnector::from(Arc::new(config)),
+            connector: TlsConnector::from(config.clone()),
+            config,
         }
+    }
+
+    /// A TLS connection on which HTTP/2 was negotiated by ALPN.
+    pub async fn connect_http2(
+        &self,
+    ) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+        let mut config = (*self.config).clone();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let tcp = TcpStream::connect(self.addr).await?;
+        let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+        let tls = TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await?;
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+        Ok(tls)
     }
 
     pub async fn connect(&self) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
