@@ -1,8 +1,8 @@
 //! The routes of Open Inference Protocol v2, and the order every request goes through:
 //! authenticate (before the body is read) → authorise the scope and model → rate limit and
 //! budget → read the body within its limits → decode → validate against the package's
-//! schema → queue → run → output policy → respond. Every request, allowed or denied, ends
-//! in one audit line and the metrics.
+//! schema → queue → run → extraction monitor → output policy → respond. Every request,
+//! allowed or denied, ends in one audit line and the metrics.
 
 use std::io::{Read, Write};
 use std::sync::Arc;
@@ -22,6 +22,7 @@ use ward_graph::schema::InputLimits;
 use crate::batch::prediction_error;
 use crate::config::ServeConfig;
 use crate::error::ApiError;
+use crate::extraction::{predicted_classes, ExtractionMonitor};
 use crate::limits::Limits;
 use crate::memory::{MemoryBudget, Reservation};
 use crate::metrics::Metrics;
@@ -72,6 +73,7 @@ impl<S: Sync> FromRequestParts<S> for Credentials {
 
 pub struct App {
     pub config: Arc<ServeConfig>,
+    pub extraction: ExtractionMonitor,
     pub tokens: Tokens,
     pub repo: Arc<Repository>,
     pub limiter: RateLimiter,
@@ -250,6 +252,15 @@ impl App {
             self.limiter.check(p)?;
         }
         let model = self.model(name, version, audit)?;
+        if let Some(p) = principal {
+            if self.extraction.denies(&p.name, &model.name) {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "extraction-suspected",
+                    "this token's queries of this model look like a model-extraction attack; ask the operator",
+                ));
+            }
+        }
         let limits = &self.config.limits;
         // Held until the answer is built: the body, then the inputs decoded from it.
         let mut reservation = Reservation::default();
@@ -303,6 +314,12 @@ impl App {
             .package
             .check_inputs(request.inputs, &input_limits)
             .map_err(prediction_error)?;
+        let queries = match (principal, checked.tensors().first()) {
+            (Some(_), Some(first)) if self.extraction.enabled() => {
+                self.extraction.sketch_rows(first)
+            }
+            _ => Vec::new(),
+        };
 
         self.metrics
             .set_queue_depth(&model.name, model.runner.depth() + 1);
@@ -310,6 +327,32 @@ impl App {
         self.metrics
             .set_queue_depth(&model.name, model.runner.depth());
         let outputs = result?;
+        if let (Some(p), Some((_, scores))) = (principal, outputs.first()) {
+            if !queries.is_empty() {
+                let classes = predicted_classes(scores);
+                if let Some(s) = self
+                    .extraction
+                    .observe(&p.name, &model.name, &queries, &classes)
+                {
+                    ward_core::AuditEvent::new("extraction.suspected", model.name.clone())
+                        .signer(p.name.clone())
+                        .reason(
+                            "extraction-pattern",
+                            format!(
+                                "Shapiro-Wilk W {:.3} of the distances between {} queries (after {}), under the threshold {}",
+                                s.w, s.distances, s.queries, self.config.extraction.threshold
+                            ),
+                        )
+                        .emit();
+                    tracing::warn!(
+                        "{}: the queries of {} look like a model-extraction attack (W {:.3})",
+                        model.name,
+                        p.name,
+                        s.w
+                    );
+                }
+            }
+        }
 
         let selected: Vec<(String, ward_core::Tensor, bool)> = match &request.outputs {
             None => outputs

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use ward_core::files::{check_private_mode, read_small_text, SmallFileError};
 
+use crate::extraction::ExtractionConfig;
 use crate::limits::Limits;
 use crate::policy::PolicyConfig;
 use crate::ratelimit::RateConfig;
@@ -87,6 +88,9 @@ pub struct ServeConfig {
     pub rate: RateConfig,
     #[serde(default)]
     pub limits: Limits,
+    /// Monitoring of each principal's queries for an extraction attack's pattern.
+    #[serde(default)]
+    pub extraction: ExtractionConfig,
     #[serde(default)]
     pub model: std::collections::BTreeMap<String, ModelConfig>,
 }
@@ -121,6 +125,10 @@ impl ServeConfig {
             }
         }
         config.rate.validate().map_err(|e| format!("[rate]: {e}"))?;
+        config
+            .extraction
+            .validate()
+            .map_err(|e| format!("[extraction]: {e}"))?;
         Ok(config)
     }
 
@@ -191,6 +199,12 @@ mod tests {
         assert!(ServeConfig::parse("[model.m.batching]\nmax_batch_size = 1")
             .unwrap_err()
             .contains("at least 2"));
+        assert!(ServeConfig::parse("[extraction]\naction = \"block\"")
+            .unwrap_err()
+            .contains("block"));
+        assert!(ServeConfig::parse("[extraction]\nthreshold = 2.0")
+            .unwrap_err()
+            .contains("[extraction]: threshold"));
         let c = ServeConfig::parse(
             "poll_seconds = 5\n[limits]\nmax_body_bytes = 1024\n[output]\nprecision = \"full\"\n[model.mlp.batching]\nmax_batch_size = 8",
         )

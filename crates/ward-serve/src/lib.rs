@@ -13,6 +13,7 @@ pub mod batch;
 pub mod config;
 mod connection;
 pub mod error;
+pub mod extraction;
 pub mod limits;
 pub mod memory;
 pub mod metrics;

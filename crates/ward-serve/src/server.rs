@@ -20,6 +20,7 @@ use ward_package::{Trust, TrustPolicy};
 use crate::app::{router, App};
 use crate::config::{running_as_root, ServeConfig};
 use crate::connection::{self, Activity, ConnectionService, Io};
+use crate::extraction::ExtractionMonitor;
 use crate::memory::MemoryBudget;
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
@@ -161,7 +162,16 @@ impl Server {
             path: PathBuf::from(listen.to_string()),
             source,
         })?;
+        let extraction = ExtractionMonitor::new(config.extraction.clone()).map_err(|e| {
+            ServeError::Refused(format!("no randomness for the extraction monitor: {e}"))
+        })?;
+        if !extraction.enabled() {
+            tracing::warn!(
+                "[extraction] action = \"off\": queries are not watched for model extraction"
+            );
+        }
         let app = Arc::new(App {
+            extraction,
             limiter: RateLimiter::new(config.rate),
             memory: MemoryBudget::new(config.limits.max_request_memory_bytes),
             config,

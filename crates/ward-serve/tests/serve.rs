@@ -386,6 +386,80 @@ async fn the_output_policy_is_enforced_and_only_tightened() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_extraction_pattern_is_audited_and_then_denied() {
+    let mut setup = Setup::new();
+    let bob = setup.add_token("bob", r#"["infer"]"#, "");
+    let server = setup.start("[extraction]\naction = \"deny\"\n").await;
+    let c = server.client();
+    let alice = setup.token("alice");
+    // A Jacobian-augmentation style stream (Papernot et al.): four seeds near the fixture's
+    // row, then each query a small signed step from an earlier one, ten rows a request.
+    let (input, _) = fixture_io();
+    let row = input.to_f32_vec()[..784].to_vec();
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut coin = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        if state & 1 == 0 {
+            1.0f32
+        } else {
+            -1.0
+        }
+    };
+    let mut known: Vec<Vec<f32>> = (0..4)
+        .map(|_| row.iter().map(|v| v + 0.5 * coin()).collect())
+        .collect();
+    let mut denied_after = None;
+    for request in 0..60 {
+        let rows: Vec<Vec<f32>> = (0..10)
+            .map(|i| {
+                let base = &known[(request * 10 + i) % known.len()];
+                base.iter().map(|v| v + 0.05 * coin()).collect()
+            })
+            .collect();
+        let data: Vec<f32> = rows.iter().flatten().copied().collect();
+        let body = serde_json::json!({"inputs": [{"name": "data", "shape": [10, 784], "datatype": "FP32", "data": data}]});
+        let r = c
+            .infer(
+                &format!("/v2/models/{MODEL}/infer"),
+                &alice,
+                body.to_string().as_bytes(),
+            )
+            .await;
+        if r.status == 403 {
+            assert!(r.error().contains("model-extraction"), "{}", r.error());
+            denied_after = Some(request);
+            break;
+        }
+        assert_eq!(r.status, 200, "{}", r.error());
+        known.extend(rows);
+    }
+    let denied_after = denied_after.expect("the synthetic stream was never denied");
+    println!("extraction pattern denied after {denied_after} requests");
+    let suspected = audit_lines("\"event\":\"extraction.suspected\"");
+    assert!(
+        suspected.iter().any(|l| l["signer"] == "alice"
+            && l["subject"] == MODEL
+            && l["reason"] == "extraction-pattern"),
+        "{suspected:?}"
+    );
+    assert!(audit_lines("\"reason\":\"extraction-suspected\"")
+        .iter()
+        .any(|l| l["principal"] == "alice" && l["status"] == 403));
+    // Only that principal's stream is refused: another one's queries are answered.
+    let r = c
+        .infer(
+            &format!("/v2/models/{MODEL}/infer"),
+            &bob,
+            &json_request(1, None),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.error());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limits_and_budgets_answer_429_with_retry_after() {
     let mut setup = Setup::new();
     let bob = setup.add_token(
