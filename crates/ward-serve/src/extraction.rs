@@ -552,29 +552,31 @@ mod tests {
         }
     }
 
-    /// A Jacobian-augmentation style attacker (Papernot et al.): a few seeds, then each
-    /// new query a small step from an earlier one.
-    #[test]
-    fn synthetic_steps_from_few_seeds_are_flagged() {
+    /// A Jacobian-augmentation style attacker (Papernot et al.): ten seeds, then each new
+    /// query a small signed step from an earlier one. Returns when and how the stream was
+    /// flagged, if it was within 2 000 queries.
+    fn synthetic_stream(m: &ExtractionMonitor) -> Option<(usize, Suspicion)> {
         let mut g = Gaussian(2);
-        let m = monitor();
         let mut known: Vec<Vec<f64>> = (0..10)
             .map(|_| (0..20).map(|_| 3.0 * g.next()).collect())
             .collect();
-        let mut flagged = None;
         for i in 0..2000 {
             let base = known[i % known.len()].clone();
             let x: Vec<f64> = base.iter().map(|v| v + 0.1 * g.next().signum()).collect();
             let xs: Vec<f32> = x.iter().map(|&v| v as f32).collect();
             if let Some(s) = m.observe("mallory", "mlp", &query(&xs), &[i % 3]) {
-                flagged = Some((i, s));
-                break;
+                return Some((i, s));
             }
             known.push(x);
         }
-        let (at, suspicion) = flagged.expect("the synthetic stream was not flagged");
+        None
+    }
+
+    #[test]
+    fn synthetic_steps_from_few_seeds_are_flagged() {
+        let m = monitor();
+        let (at, suspicion) = synthetic_stream(&m).expect("the synthetic stream was not flagged");
         assert!(suspicion.w < 0.90 && at < 500, "{at}: {suspicion:?}");
-        // Other principals and models are separate streams.
         assert!(!m.denies("mallory", "mlp"), "audit mode never denies");
         let deny = ExtractionMonitor::with_key(
             ExtractionConfig {
@@ -583,24 +585,9 @@ mod tests {
             },
             7,
         );
-        let mut g = Gaussian(2);
-        let seeds: Vec<Vec<f64>> = (0..10)
-            .map(|_| (0..20).map(|_| 3.0 * g.next()).collect())
-            .collect();
-        let mut known = seeds;
-        for i in 0..2000 {
-            let base = known[i % known.len()].clone();
-            let x: Vec<f64> = base.iter().map(|v| v + 0.1 * g.next().signum()).collect();
-            let xs: Vec<f32> = x.iter().map(|&v| v as f32).collect();
-            if deny
-                .observe("mallory", "mlp", &query(&xs), &[i % 3])
-                .is_some()
-            {
-                break;
-            }
-            known.push(x);
-        }
+        assert!(synthetic_stream(&deny).is_some());
         assert!(deny.denies("mallory", "mlp"));
+        // Other principals and models are separate streams.
         assert!(!deny.denies("mallory", "other") && !deny.denies("alice", "mlp"));
     }
 
