@@ -28,7 +28,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// Requests in progress on one connection, and since when it has had none.
 #[derive(Debug)]
-pub(crate) struct Activity {
+struct Activity {
     state: Mutex<ActivityState>,
 }
 
@@ -39,7 +39,7 @@ struct ActivityState {
 }
 
 /// Held while one request is in progress.
-pub(crate) struct Busy(Arc<Activity>);
+struct Busy(Arc<Activity>);
 
 impl Drop for Busy {
     fn drop(&mut self) {
@@ -52,7 +52,7 @@ impl Drop for Busy {
 }
 
 impl Activity {
-    pub(crate) fn new() -> Arc<Activity> {
+    fn new() -> Arc<Activity> {
         Arc::new(Activity {
             state: Mutex::new(ActivityState {
                 in_progress: 0,
@@ -65,13 +65,13 @@ impl Activity {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(crate) fn begin(self: &Arc<Self>) -> Busy {
+    fn begin(self: &Arc<Self>) -> Busy {
         self.lock().in_progress += 1;
         Busy(self.clone())
     }
 
     /// Completes once the connection has had no request in progress for `timeout`.
-    pub(crate) async fn idle_for(&self, timeout: Duration) {
+    async fn idle_for(&self, timeout: Duration) {
         loop {
             let wake = {
                 let state = self.lock();
@@ -92,24 +92,10 @@ impl Activity {
 /// `service` for one connection: each request counted in `activity` until its response is
 /// produced, and given the connection's client certificate as an extension.
 #[derive(Clone)]
-pub(crate) struct ConnectionService<S> {
+struct ConnectionService<S> {
     service: S,
     activity: Arc<Activity>,
     certificate: Option<Arc<ClientCertificate>>,
-}
-
-impl<S> ConnectionService<S> {
-    pub(crate) fn new(
-        service: S,
-        activity: Arc<Activity>,
-        certificate: Option<ClientCertificate>,
-    ) -> Self {
-        ConnectionService {
-            service,
-            activity,
-            certificate: certificate.map(Arc::new),
-        }
-    }
 }
 
 impl<S> hyper::service::Service<Request<Incoming>> for ConnectionService<S>
@@ -136,14 +122,14 @@ where
     }
 }
 
-/// Serves one connection until the client closes it, it has been idle for
-/// `idle_timeout`, or `shutdown` turns true; the last two close it gracefully (requests in
-/// progress finish; HTTP/2 clients get a GOAWAY).
+/// Serves one connection, whose client presented `certificate` (mutual TLS), until the
+/// client closes it, it has been idle for `idle_timeout`, or `shutdown` turns true; the
+/// last two close it gracefully (requests in progress finish; HTTP/2 clients get a GOAWAY).
 pub(crate) async fn serve<S, B>(
     builder: &auto::Builder<TokioExecutor>,
     io: Box<dyn Io>,
+    certificate: Option<ClientCertificate>,
     service: S,
-    activity: Arc<Activity>,
     idle_timeout: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) where
@@ -157,6 +143,12 @@ pub(crate) async fn serve<S, B>(
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    let activity = Activity::new();
+    let service = ConnectionService {
+        service,
+        activity: activity.clone(),
+        certificate: certificate.map(Arc::new),
+    };
     let connection = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(connection);
     let mut closing = false;

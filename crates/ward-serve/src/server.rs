@@ -19,7 +19,7 @@ use ward_package::{Trust, TrustPolicy};
 
 use crate::app::{router, App};
 use crate::config::{running_as_root, ServeConfig};
-use crate::connection::{self, Activity, ConnectionService, Io};
+use crate::connection::{self, Io};
 use crate::extraction::ExtractionMonitor;
 use crate::memory::MemoryBudget;
 use crate::metrics::Metrics;
@@ -306,13 +306,8 @@ impl Server {
                     }
                     None => (Box::new(stream), None),
                 };
-                let activity = Activity::new();
-                let service = ConnectionService::new(
-                    TowerToHyperService::new(service),
-                    activity.clone(),
-                    certificate,
-                );
-                connection::serve(&builder, io, service, activity, idle_timeout, stopping).await;
+                let service = TowerToHyperService::new(service);
+                connection::serve(&builder, io, certificate, service, idle_timeout, stopping).await;
             });
         }
         drop(listener);
