@@ -128,7 +128,8 @@ impl Stream {
         class: usize,
         config: &ExtractionConfig,
     ) -> Option<Suspicion> {
-        if self.flagged.is_some() {
+        // A row with a NaN or an infinity would poison every distance it enters.
+        if self.flagged.is_some() || !query.iter().all(|v| v.is_finite()) {
             return None;
         }
         self.queries += 1;
@@ -241,27 +242,28 @@ impl ExtractionMonitor {
         self.config.action != ExtractionAction::Off
     }
 
+    fn stream(&self, principal: &str, model: &str) -> Option<Arc<Mutex<Stream>>> {
+        lock(&self.streams)
+            .get(&(principal.to_string(), model.to_string()))
+            .cloned()
+    }
+
     /// Whether `principal`'s queries of `model` are refused.
     pub fn denies(&self, principal: &str, model: &str) -> bool {
-        if self.config.action != ExtractionAction::Deny {
-            return false;
-        }
-        let stream = lock(&self.streams)
-            .get(&(principal.to_string(), model.to_string()))
-            .cloned();
-        stream.is_some_and(|s| lock(&s).flagged.is_some())
+        self.config.action == ExtractionAction::Deny
+            && self
+                .stream(principal, model)
+                .is_some_and(|s| lock(&s).flagged.is_some())
     }
 
     /// How many queries of `model` by `principal` the monitor remembers.
     pub fn remembered(&self, principal: &str, model: &str) -> usize {
-        let stream = lock(&self.streams)
-            .get(&(principal.to_string(), model.to_string()))
-            .cloned();
-        stream.map_or(0, |s| lock(&s).remembered)
+        self.stream(principal, model)
+            .map_or(0, |s| lock(&s).remembered)
     }
 
-    /// The sketch of each row of `input` (its first axis is the batch), or nothing when
-    /// it is not a batch of numbers (a scalar, an empty batch).
+    /// The sketch of each row of `input` (its first axis is the batch), in order, or
+    /// nothing when it is not a batch of numbers (a scalar, an empty batch).
     pub fn sketch_rows(&self, input: &Tensor) -> Vec<Sketch> {
         let rows = input.shape().first().copied().unwrap_or(0);
         let elements = input.len();
@@ -291,7 +293,7 @@ impl ExtractionMonitor {
             }
             sketch
         };
-        let sketches: Vec<Sketch> = if input.dtype() == DType::F32 {
+        if input.dtype() == DType::F32 {
             input
                 .bytes()
                 .chunks_exact(4 * width)
@@ -309,11 +311,7 @@ impl ExtractionMonitor {
                 .chunks_exact(width)
                 .map(|row| sketch_of(&mut row.iter().copied()))
                 .collect()
-        };
-        sketches
-            .into_iter()
-            .filter(|s| s.iter().all(|v| v.is_finite()))
-            .collect()
+        }
     }
 
     /// Records queries of `model` by `principal` with the classes the model gave them;
@@ -686,9 +684,16 @@ mod tests {
         let norm2: f64 = sketch[0].iter().map(|v| f64::from(*v).powi(2)).sum();
         let want: f64 = wide.iter().map(|v| f64::from(*v).powi(2)).sum();
         assert!((norm2 / want - 1.0).abs() < 0.5, "{norm2} vs {want}");
-        // Non-finite rows are left out rather than poisoning the distances.
+        // Rows keep their places (each pairs with its predicted class), and a non-finite
+        // row is left out of the stream rather than poisoning the distances.
         let nan = m.sketch_rows(&Tensor::from_f32(vec![2, 2], &[f32::NAN, 1., 2., 3.]).unwrap());
-        assert_eq!(nan.len(), 1);
+        assert_eq!(nan.len(), 2);
+        assert_eq!(&nan[1][..2], &[2., 3.]);
+        m.observe("p", "nan", &nan, &[0, 0]);
+        let stream = m.stream("p", "nan").unwrap();
+        let stream = lock(&stream);
+        assert_eq!((stream.queries, stream.remembered), (1, 1));
+        assert!(stream.distances.is_empty());
         assert!(m
             .sketch_rows(&Tensor::from_f32(vec![0, 2], &[]).unwrap())
             .is_empty());
