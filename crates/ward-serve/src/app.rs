@@ -334,6 +334,7 @@ impl App {
                     .extraction
                     .observe(&p.name, &model.name, &queries, &classes)
                 {
+                    self.metrics.extraction_suspected(&model.name);
                     ward_core::AuditEvent::new("extraction.suspected", model.name.clone())
                         .signer(p.name.clone())
                         .reason(

@@ -16,6 +16,7 @@ pub struct Metrics {
     rejections: Family<Labels, Counter>,
     queue_depth: Family<Labels, Gauge>,
     models: Gauge,
+    extraction_suspected: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -35,6 +36,7 @@ impl Metrics {
         let rejections = Family::<Labels, Counter>::default();
         let queue_depth = Family::<Labels, Gauge>::default();
         let models = Gauge::default();
+        let extraction_suspected = Family::<Labels, Counter>::default();
         registry.register(
             "requests",
             "Requests answered, by route and status",
@@ -60,6 +62,13 @@ impl Metrics {
             "Model versions being served",
             models.clone(),
         );
+        // In audit mode the audit line is the only other trace of a flag: the counter is
+        // what an alert can watch.
+        registry.register(
+            "extraction_suspected",
+            "Principals whose queries of a model were flagged as a model-extraction pattern",
+            extraction_suspected.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -67,6 +76,7 @@ impl Metrics {
             rejections,
             queue_depth,
             models,
+            extraction_suspected,
         }
     }
 
@@ -103,6 +113,12 @@ impl Metrics {
         self.models.set(count as i64);
     }
 
+    pub fn extraction_suspected(&self, model: &str) {
+        self.extraction_suspected
+            .get_or_create(&vec![("model", model.to_string())])
+            .inc();
+    }
+
     /// The text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -122,6 +138,7 @@ mod tests {
         m.observe("/v2/models/{model}/infer", 429, 0.001, Some("rate-limited"));
         m.set_queue_depth("mlp", 3);
         m.set_models(2);
+        m.extraction_suspected("mlp");
         let text = m.render();
         assert!(
             text.contains(
@@ -135,5 +152,9 @@ mod tests {
         );
         assert!(text.contains("ward_queue_depth{model=\"mlp\"} 3"), "{text}");
         assert!(text.contains("ward_models_served 2"), "{text}");
+        assert!(
+            text.contains("ward_extraction_suspected_total{model=\"mlp\"} 1"),
+            "{text}"
+        );
     }
 }

@@ -447,6 +447,16 @@ async fn an_extraction_pattern_is_audited_and_then_denied() {
     assert!(audit_lines("\"reason\":\"extraction-suspected\"")
         .iter()
         .any(|l| l["principal"] == "alice" && l["status"] == 403));
+    // The flag is counted once, for the model, where an alert can watch it.
+    let m = c.get("/metrics", Some(&alice)).await;
+    assert_eq!(m.status, 200);
+    let text = String::from_utf8(m.body).unwrap();
+    assert!(
+        text.contains(&format!(
+            "ward_extraction_suspected_total{{model=\"{MODEL}\"}} 1"
+        )),
+        "{text}"
+    );
     // Only that principal's stream is refused: another one's queries are answered.
     let r = c
         .infer(
