@@ -18,7 +18,7 @@ use crate::onnx::lower;
 use crate::GraphError;
 use crate::{fusion, max_pool};
 
-/// Most plans kept per model; the oldest is dropped beyond it.
+/// Most plans kept per model; the least recently used is dropped beyond it.
 pub const MAX_CACHED_PLANS: usize = 8;
 
 fn backend(e: impl std::fmt::Display) -> GraphError {
@@ -190,27 +190,44 @@ impl Model {
         &self.weights
     }
 
-    /// The plan for these input shapes, built on first use.
+    /// The plan for these input shapes, built on first use. The cache is least recently
+    /// used first, so a client cycling through many batch sizes evicts its own plans, not
+    /// the ones that steady traffic keeps using.
     pub fn plan(&self, input_shapes: &[Vec<usize>]) -> Result<Arc<Plan>, GraphError> {
         {
-            let plans = self
-                .plans
-                .lock()
-                .map_err(|_| GraphError::Backend("plan cache poisoned".into()))?;
-            if let Some((_, p)) = plans.iter().find(|(s, _)| s.as_slice() == input_shapes) {
-                return Ok(p.clone());
+            let mut plans = self.lock_plans()?;
+            if let Some(plan) = Self::cached(&mut plans, input_shapes) {
+                return Ok(plan);
             }
         }
-        let plan = Arc::new(Plan::new(&self.graph, &self.weights, input_shapes)?);
-        let mut plans = self
-            .plans
-            .lock()
-            .map_err(|_| GraphError::Backend("plan cache poisoned".into()))?;
+        let built = Arc::new(Plan::new(&self.graph, &self.weights, input_shapes)?);
+        let mut plans = self.lock_plans()?;
+        // Another thread may have built the same plan meanwhile: keep one copy.
+        if let Some(plan) = Self::cached(&mut plans, input_shapes) {
+            return Ok(plan);
+        }
         if plans.len() >= MAX_CACHED_PLANS {
             plans.remove(0);
         }
-        plans.push((input_shapes.to_vec(), plan.clone()));
-        Ok(plan)
+        plans.push((input_shapes.to_vec(), built.clone()));
+        Ok(built)
+    }
+
+    fn lock_plans(&self) -> Result<std::sync::MutexGuard<'_, Vec<CachedPlan>>, GraphError> {
+        self.plans
+            .lock()
+            .map_err(|_| GraphError::Backend("plan cache poisoned".into()))
+    }
+
+    /// The cached plan for these shapes, moved to the most recently used end.
+    fn cached(plans: &mut Vec<CachedPlan>, input_shapes: &[Vec<usize>]) -> Option<Arc<Plan>> {
+        let i = plans
+            .iter()
+            .position(|(s, _)| s.as_slice() == input_shapes)?;
+        let hit = plans.remove(i);
+        let plan = hit.1.clone();
+        plans.push(hit);
+        Some(plan)
     }
 
     /// Runs the model on inputs given in the graph's input order. Callers validate inputs

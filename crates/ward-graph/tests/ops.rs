@@ -1,13 +1,26 @@
 //! Single operators run through the CPU backend against values computed by hand.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use ward_core::{DType, Tensor};
-use ward_graph::exec::Model;
-use ward_graph::ir::{Graph, GraphInput, GraphOutput, Node, Op, PadMode, Source};
+use ward_graph::exec::{Model, MAX_CACHED_PLANS};
+use ward_graph::ir::{ActivationKind, Graph, GraphInput, GraphOutput, Node, Op, PadMode, Source};
 
 /// Runs `op` on one float32 input of `shape` holding 0, 1, 2, ...
 fn run_unary(op: Op, shape: &[usize]) -> Tensor {
+    let n: usize = shape.iter().product();
+    let x = Tensor::from_f32(
+        shape.to_vec(),
+        &(0..n).map(|v| v as f32).collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let model = Model::new(unary_graph(op), HashMap::new()).unwrap();
+    model.run(&[x]).unwrap().remove(0)
+}
+
+/// A graph of `op` alone, on one float32 input.
+fn unary_graph(op: Op) -> Graph {
     let mut g = Graph::new();
     g.inputs.push(GraphInput {
         name: "x".into(),
@@ -23,14 +36,38 @@ fn run_unary(op: Op, shape: &[usize]) -> Tensor {
         source: Source::Node(0, 0),
     });
     g.validate().unwrap();
-    let n: usize = shape.iter().product();
-    let x = Tensor::from_f32(
-        shape.to_vec(),
-        &(0..n).map(|v| v as f32).collect::<Vec<_>>(),
+    g
+}
+
+#[test]
+fn the_plan_cache_keeps_plans_in_use_and_drops_the_least_recently_used() {
+    let model = Model::new(
+        unary_graph(Op::Activation {
+            kind: ActivationKind::Relu,
+        }),
+        HashMap::new(),
     )
     .unwrap();
-    let model = Model::new(g, HashMap::new()).unwrap();
-    model.run(&[x]).unwrap().remove(0)
+    let batch = |n: usize| vec![vec![n, 3]];
+    let steady = model.plan(&batch(1)).unwrap();
+    let first_cycled = model.plan(&batch(2)).unwrap();
+    // A client cycling through more batch sizes than the cache holds, while batch 1 keeps
+    // being used in between.
+    for n in 3..3 + 2 * MAX_CACHED_PLANS {
+        model.plan(&batch(n)).unwrap();
+        assert!(
+            Arc::ptr_eq(&steady, &model.plan(&batch(1)).unwrap()),
+            "the plan in use was rebuilt after batch {n}"
+        );
+    }
+    assert!(
+        !Arc::ptr_eq(&first_cycled, &model.plan(&batch(2)).unwrap()),
+        "a plan unused for {} other shapes was still cached",
+        2 * MAX_CACHED_PLANS
+    );
+    // The same shapes asked again give the same plan.
+    let again = model.plan(&batch(2)).unwrap();
+    assert!(Arc::ptr_eq(&again, &model.plan(&batch(2)).unwrap()));
 }
 
 #[test]
@@ -194,7 +231,7 @@ fn relu_after_concatenated_convolutions_is_fused_and_exact() {
     g.nodes.push(Node {
         name: "relu".into(),
         op: Op::Activation {
-            kind: ward_graph::ir::ActivationKind::Relu,
+            kind: ActivationKind::Relu,
         },
         inputs: vec![Source::Node(2, 0)],
     });
