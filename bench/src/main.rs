@@ -24,7 +24,7 @@ fn main() -> Result<()> {
 
     let trust = Trust::Policy(TrustPolicy::load(&PathBuf::from(&args[5]))?);
     let start = Instant::now();
-    let loaded = LoadedPackage::open(&package, &trust)?;
+    let loaded = LoadedPackage::open(&package, &trust, &Default::default())?;
     let open_s = start.elapsed().as_secs_f64();
     let start = Instant::now();
     let plan = loaded.model().plan(&[input.shape().to_vec()])?;

@@ -131,20 +131,32 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // A verification refusal: one line per problem, exit 3.
-            if let Some(PackageError::Refused { package, problems }) =
-                e.downcast_ref::<PackageError>()
-            {
-                eprintln!("error: {} refused:", package.display());
-                for p in problems {
-                    eprintln!("refused: {}", p.to_string().replace(['\n', '\r'], " "));
+            // A verification refusal, whatever its reason: one line per problem, exit 3
+            // (its audit event says `package.refused`).
+            match e.downcast_ref::<PackageError>() {
+                Some(PackageError::Refused { package, problems }) => {
+                    eprintln!("error: {} refused:", package.display());
+                    for p in problems {
+                        eprintln!("refused: {}", one_line(&p.to_string()));
+                    }
+                    return ExitCode::from(3);
                 }
-                return ExitCode::from(3);
+                Some(PackageError::Rejected {
+                    package, source, ..
+                }) => {
+                    eprintln!("error: {} refused:", package.display());
+                    eprintln!("refused: {}", one_line(&source.to_string()));
+                    return ExitCode::from(3);
+                }
+                _ => {}
             }
             // One line, no backtrace: the chain of contexts joined by ": ".
-            let message = format!("{e:#}").replace(['\n', '\r'], " ");
-            eprintln!("error: {message}");
+            eprintln!("error: {}", one_line(&format!("{e:#}")));
             ExitCode::from(1)
         }
     }
+}
+
+fn one_line(text: &str) -> String {
+    text.replace(['\n', '\r'], " ")
 }

@@ -231,12 +231,20 @@ fn refusals_exit_1_with_one_line() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert_eq!(std::fs::read(package.join("ward.json")).unwrap(), before);
 
-    // A directory that is not a package is refused.
+    // A directory that is not a package is refused by the loader: exit 3, as its
+    // audit event says `package.refused`.
     let o = ward_with(
         &["inspect", tmp.path().to_str().unwrap()],
         &trusted(tmp.path()),
     );
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let audit = std::fs::read_to_string(tmp.path().join("audit.log")).unwrap();
+    let last = audit.lines().last().unwrap();
+    assert!(
+        last.contains("\"event\":\"package.refused\"")
+            && last.contains("\"reason\":\"extra-file\""),
+        "{last}"
+    );
 }
 
 fn info_signers(o: &Output) -> serde_json::Value {

@@ -1,70 +1,276 @@
-//! Small local files that configure ward (keys, trust policies, tokens, server
-//! configuration): read whole, never through a link, never past a stated size, and, for
-//! secrets, only when no one but the owner may read them (as ssh does).
+//! Reading files from outside: package files, signatures, keys, trust policies, tokens,
+//! configurations, inputs.
+//!
+//! Every file is opened once, without following a link in its last component and without
+//! blocking (a FIFO with no writer, or a device, must not hang the reader), and is then
+//! checked on the open descriptor: a regular file, no larger than the caller's limit. What
+//! is kept in memory is reserved with fallible allocation first, so a file too large for
+//! the memory left is a refusal with a reason, never an abort. What need not be kept is
+//! streamed in chunks of fixed size.
+//!
+//! Checking the open descriptor, not the path, leaves no window between the check and the
+//! read: a link or a FIFO swapped in after a `stat` of the path is what gets opened, and
+//! the checks see it.
 
-use std::fs;
-use std::io::Read;
+use std::fs::{File, Metadata, OpenOptions};
+use std::io::{self, Read};
 use std::path::Path;
 
-/// Why a small file was not read. The caller names the file.
+/// Why a file was not read. The caller names the file.
 #[derive(Debug, thiserror::Error)]
-pub enum SmallFileError {
+pub enum FileError {
     #[error("{0}")]
-    Io(#[from] std::io::Error),
+    Io(#[from] io::Error),
     #[error("is a symbolic link; give the file itself")]
     Symlink,
+    #[error("is {kind}, not a regular file")]
+    NotRegular { kind: &'static str },
     #[error("{size} bytes, over the limit of {limit}")]
     TooLarge { size: u64, limit: u64 },
+    #[error("changed size while it was read (expected {expected} bytes)")]
+    Changed { expected: u64 },
+    #[error("{bytes} bytes cannot be reserved in memory")]
+    OutOfMemory { bytes: u64 },
     #[error("not UTF-8 text")]
     NotUtf8,
     #[error("has mode {mode:o}: group or others may read it; run chmod 600 on it")]
     Readable { mode: u32 },
 }
 
-/// Reads a UTF-8 file of at most `limit` bytes that is not a symbolic link.
-pub fn read_small_text(path: &Path, limit: u64) -> Result<String, SmallFileError> {
-    let meta = fs::symlink_metadata(path)?;
-    if meta.file_type().is_symlink() {
-        return Err(SmallFileError::Symlink);
+/// Bytes read or hashed per step when a file is streamed.
+pub const STREAM_CHUNK_BYTES: usize = 4 << 20;
+
+/// A regular file, open for reading, with its length as the descriptor reported it.
+#[derive(Debug)]
+pub struct RegularFile {
+    file: File,
+    meta: Metadata,
+}
+
+/// Opens `path` for reading: not through a link (in its last component), without
+/// blocking, and only if the opened descriptor is a regular file.
+pub fn open_regular(path: &Path) -> Result<RegularFile, FileError> {
+    let mut options = OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        // O_NONBLOCK: opening a FIFO without a writer returns at once (then the type check
+        // refuses it). O_NOFOLLOW: a link in the last component fails with ELOOP.
+        options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
     }
-    if meta.len() > limit {
-        return Err(SmallFileError::TooLarge {
-            size: meta.len(),
-            limit,
+    let file = match options.open(path) {
+        Ok(file) => file,
+        #[cfg(unix)]
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) && is_symlink(path) => {
+            return Err(FileError::Symlink)
+        }
+        Err(e) => return Err(FileError::Io(e)),
+    };
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(FileError::NotRegular {
+            kind: kind_of(&meta),
         });
     }
-    let mut bytes = Vec::new();
-    fs::File::open(path)?
-        .take(limit + 1)
-        .read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > limit {
-        return Err(SmallFileError::TooLarge {
-            size: bytes.len() as u64,
-            limit,
-        });
+    Ok(RegularFile { file, meta })
+}
+
+fn is_symlink(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
+}
+
+/// What a non-regular file is, for messages.
+fn kind_of(meta: &Metadata) -> &'static str {
+    let t = meta.file_type();
+    if t.is_dir() {
+        return "a directory";
     }
-    String::from_utf8(bytes).map_err(|_| SmallFileError::NotUtf8)
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_fifo() {
+            return "a FIFO";
+        }
+        if t.is_char_device() {
+            return "a character device";
+        }
+        if t.is_block_device() {
+            return "a block device";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+    }
+    "not a regular file"
+}
+
+impl RegularFile {
+    /// The length the open descriptor reports.
+    pub fn len(&self) -> u64 {
+        self.meta.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.meta.len() == 0
+    }
+
+    /// The descriptor's metadata (its mode, its identity).
+    pub fn metadata(&self) -> &Metadata {
+        &self.meta
+    }
+
+    /// Refuses a file that group or others may read (as ssh does for private keys).
+    pub fn check_private(&self) -> Result<(), FileError> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = self.meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(FileError::Readable { mode });
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses the file if it is over `limit` bytes.
+    pub fn check_limit(&self, limit: u64) -> Result<(), FileError> {
+        if self.len() > limit {
+            return Err(FileError::TooLarge {
+                size: self.len(),
+                limit,
+            });
+        }
+        Ok(())
+    }
+
+    /// Reads the whole file, of at most `limit` bytes, into memory reserved beforehand.
+    ///
+    /// The read is capped at the reported length plus one byte: a file that grew or
+    /// shrank meanwhile is refused rather than allocating more.
+    pub fn read_all(self, limit: u64) -> Result<Vec<u8>, FileError> {
+        self.check_limit(limit)?;
+        let len = self.len();
+        let mut bytes = reserve(len)?;
+        let RegularFile { file, .. } = self;
+        file.take(len.saturating_add(1)).read_to_end(&mut bytes)?;
+        if bytes.len() as u64 != len {
+            return Err(FileError::Changed { expected: len });
+        }
+        Ok(bytes)
+    }
+
+    /// A zeroed buffer of the file's reported length (at most `limit`), reserved
+    /// fallibly, to be filled part by part with [`RegularFile::fill`] and closed with
+    /// [`RegularFile::finish`]: so that each part, once read, can be lent to another
+    /// thread (a hasher) while the next is read.
+    pub fn zeroed_buffer(&self, limit: u64) -> Result<Vec<u8>, FileError> {
+        self.check_limit(limit)?;
+        let len = self.len();
+        let mut bytes = reserve(len)?;
+        // `reserve` succeeded, so `len` fits in memory and in usize.
+        bytes.resize(len as usize, 0);
+        Ok(bytes)
+    }
+
+    /// Reads exactly `part.len()` bytes, the next part of the file.
+    pub fn fill(&mut self, part: &mut [u8]) -> Result<(), FileError> {
+        read_exact_or_changed(&mut self.file, part, self.meta.len())
+    }
+
+    /// Checks that the file ended where its reported length said (it did not grow).
+    pub fn finish(mut self) -> Result<(), FileError> {
+        let len = self.meta.len();
+        expect_end(&mut self.file, len)
+    }
+
+    /// Reads the file in chunks into buffers that are handed back and forth with another
+    /// thread: `send` takes a filled buffer (its length is the bytes read) and returns an
+    /// empty one to fill next, or `None` to stop early. Two buffers of `chunk` bytes are
+    /// enough for reading and hashing to overlap.
+    pub fn stream_buffers(
+        self,
+        limit: u64,
+        chunk: usize,
+        send: &mut dyn FnMut(Vec<u8>) -> Option<Vec<u8>>,
+    ) -> Result<(), FileError> {
+        self.check_limit(limit)?;
+        let len = self.len();
+        let chunk = chunk.max(1);
+        let mut buffer = reserve(len.min(chunk as u64))?;
+        let RegularFile { mut file, .. } = self;
+        let mut left = len;
+        while left > 0 {
+            let n = (chunk as u64).min(left) as usize;
+            buffer.clear();
+            if buffer.capacity() < n {
+                buffer = reserve(n as u64)?;
+            }
+            buffer.resize(n, 0);
+            read_exact_or_changed(&mut file, &mut buffer, len)?;
+            left -= n as u64;
+            match send(buffer) {
+                Some(next) => buffer = next,
+                None => return Ok(()),
+            }
+        }
+        expect_end(&mut file, len)
+    }
+}
+
+/// An empty vector with room for `bytes`, or the refusal that it cannot be had.
+pub fn reserve(bytes: u64) -> Result<Vec<u8>, FileError> {
+    let mut v = Vec::new();
+    let n = usize::try_from(bytes).map_err(|_| FileError::OutOfMemory { bytes })?;
+    v.try_reserve_exact(n)
+        .map_err(|_| FileError::OutOfMemory { bytes })?;
+    Ok(v)
+}
+
+fn read_exact_or_changed(file: &mut File, buf: &mut [u8], expected: u64) -> Result<(), FileError> {
+    file.read_exact(buf).map_err(|e| match e.kind() {
+        io::ErrorKind::UnexpectedEof => FileError::Changed { expected },
+        _ => FileError::Io(e),
+    })
+}
+
+/// A file that grew after its length was taken has bytes left.
+fn expect_end(file: &mut File, expected: u64) -> Result<(), FileError> {
+    let mut probe = [0u8; 1];
+    if file.read(&mut probe)? != 0 {
+        return Err(FileError::Changed { expected });
+    }
+    Ok(())
+}
+
+/// Reads a regular file of at most `limit` bytes that is not a link.
+pub fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, FileError> {
+    open_regular(path)?.read_all(limit)
+}
+
+/// Reads a UTF-8 file of at most `limit` bytes that is not a link.
+pub fn read_small_text(path: &Path, limit: u64) -> Result<String, FileError> {
+    String::from_utf8(read_bounded(path, limit)?).map_err(|_| FileError::NotUtf8)
+}
+
+/// [`read_small_text`] for a secret: refused when group or others may read it, as
+/// checked on the open descriptor.
+pub fn read_private_text(path: &Path, limit: u64) -> Result<String, FileError> {
+    let file = open_regular(path)?;
+    file.check_private()?;
+    String::from_utf8(file.read_all(limit)?).map_err(|_| FileError::NotUtf8)
 }
 
 /// Refuses a file that group or others may read.
-#[cfg(unix)]
-pub fn check_private_mode(path: &Path) -> Result<(), SmallFileError> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = fs::symlink_metadata(path)?.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(SmallFileError::Readable { mode });
-    }
-    Ok(())
-}
-
-#[cfg(not(unix))]
-pub fn check_private_mode(_: &Path) -> Result<(), SmallFileError> {
-    Ok(())
+pub fn check_private_mode(path: &Path) -> Result<(), FileError> {
+    open_regular(path)?.check_private()
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+    use std::fs;
 
     #[test]
     fn limits_links_and_modes() {
@@ -74,27 +280,120 @@ mod tests {
         assert_eq!(read_small_text(&file, 6).unwrap(), "x = 1\n");
         assert!(matches!(
             read_small_text(&file, 5),
-            Err(SmallFileError::TooLarge { size: 6, limit: 5 })
+            Err(FileError::TooLarge { size: 6, limit: 5 })
         ));
         fs::write(&file, [0xff, 0xfe]).unwrap();
-        assert!(matches!(
-            read_small_text(&file, 9),
-            Err(SmallFileError::NotUtf8)
-        ));
+        assert!(matches!(read_small_text(&file, 9), Err(FileError::NotUtf8)));
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
             let link = dir.path().join("link");
             std::os::unix::fs::symlink(&file, &link).unwrap();
-            assert!(matches!(
-                read_small_text(&link, 9),
-                Err(SmallFileError::Symlink)
-            ));
+            assert!(matches!(read_small_text(&link, 9), Err(FileError::Symlink)));
             fs::set_permissions(&file, fs::Permissions::from_mode(0o640)).unwrap();
             let err = check_private_mode(&file).unwrap_err();
             assert!(err.to_string().contains("mode 640"), "{err}");
+            assert!(matches!(
+                read_private_text(&file, 9),
+                Err(FileError::Readable { mode: 0o640 })
+            ));
             fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).unwrap();
             check_private_mode(&file).unwrap();
+            assert_eq!(
+                read_private_text(&file, 9).unwrap_err().to_string(),
+                "not UTF-8 text"
+            );
         }
+    }
+
+    #[test]
+    fn special_files_are_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = read_bounded(dir.path(), 10).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                FileError::NotRegular {
+                    kind: "a directory"
+                }
+            ),
+            "{err}"
+        );
+        #[cfg(target_os = "linux")]
+        {
+            // A FIFO with no writer: a plain open would block forever.
+            let fifo = dir.path().join("fifo");
+            let status = std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap();
+            assert!(status.success());
+            let err = read_bounded(&fifo, 10).unwrap_err();
+            assert!(
+                matches!(err, FileError::NotRegular { kind: "a FIFO" }),
+                "{err}"
+            );
+            let err = read_bounded(Path::new("/dev/zero"), 10).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    FileError::NotRegular {
+                        kind: "a character device"
+                    }
+                ),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn reading_in_chunks_gives_the_bytes_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.bin");
+        let bytes: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
+        fs::write(&path, &bytes).unwrap();
+
+        let mut file = open_regular(&path).unwrap();
+        let mut read = file.zeroed_buffer(1000).unwrap();
+        for part in read.chunks_mut(64) {
+            file.fill(part).unwrap();
+        }
+        file.finish().unwrap();
+        assert_eq!(read, bytes);
+        assert_eq!(open_regular(&path).unwrap().read_all(1000).unwrap(), bytes);
+
+        let mut buffered = Vec::new();
+        open_regular(&path)
+            .unwrap()
+            .stream_buffers(1000, 300, &mut |b| {
+                assert!(b.len() <= 300);
+                buffered.extend_from_slice(&b);
+                Some(b)
+            })
+            .unwrap();
+        assert_eq!(buffered, bytes);
+
+        let err = open_regular(&path)
+            .unwrap()
+            .stream_buffers(999, 64, &mut Some)
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                FileError::TooLarge {
+                    size: 1000,
+                    limit: 999
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn memory_that_cannot_be_had_is_a_refusal() {
+        // No machine has 2^62 bytes: the reservation fails instead of aborting.
+        let err = reserve(1 << 62).unwrap_err();
+        assert!(matches!(err, FileError::OutOfMemory { .. }), "{err}");
+        assert_eq!(reserve(16).unwrap().capacity(), 16);
     }
 }

@@ -22,6 +22,10 @@ pub const MAGIC: &[u8; 6] = b"\x93NUMPY";
 /// unless told otherwise; a header of 32 dimensions of 20 digits each is under 1 KiB.
 pub const MAX_HEADER_LEN: usize = 64 * 1024;
 
+/// Most bytes before the data: the magic, the version, a 4-byte header length and the
+/// longest header. A file of N data bytes is never longer than this plus N.
+pub const MAX_PREAMBLE_BYTES: u64 = (MAGIC.len() + 2 + 4 + MAX_HEADER_LEN) as u64;
+
 /// Most dimensions of an array (NumPy's own `NPY_MAXDIMS` in 1.x).
 pub const MAX_NDIM: usize = 32;
 

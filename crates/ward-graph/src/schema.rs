@@ -219,6 +219,18 @@ fn check_shape(kind: &'static str, name: &str, shape: &[i64]) -> Result<(), Sche
 }
 
 impl InputSpec {
+    /// Most elements an input of this spec can have under `limits`: the product of its
+    /// dims when all are fixed, and the element limit in any case.
+    pub fn max_elements(&self, limits: &InputLimits) -> u64 {
+        let limit = limits.max_elements as u64;
+        self.shape
+            .iter()
+            .try_fold(1u64, |acc, &d| {
+                u64::try_from(d).ok().and_then(|d| acc.checked_mul(d))
+            })
+            .map_or(limit, |n| n.min(limit))
+    }
+
     /// Checks the spec itself (run when a manifest is loaded): a usable name, at most
     /// [`MAX_RANK`] dims each `-1` or non-negative, a finite range with `min <= max`, and
     /// `allow_nonfinite` only on float dtypes.

@@ -33,6 +33,9 @@ impl Default for ParamsLimits {
     }
 }
 
+/// Largest `.params` file read: as the package's weights-file limit.
+pub const MAX_PARAMS_FILE_BYTES: u64 = 8 << 30;
+
 /// Most bytes all parameters may take once densified (sparse arrays can describe far more
 /// elements than their file holds); matches the package's weights-file limit.
 pub const MAX_DENSE_PARAM_BYTES: u64 = 8 << 30;

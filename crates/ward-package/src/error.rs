@@ -37,8 +37,16 @@ pub enum PackageError {
     MissingFile { file: &'static str },
     #[error("package file {file:?} is {size} bytes, over the limit of {limit}")]
     FileTooLarge { file: String, size: u64, limit: u64 },
-    #[error("package file {file:?} was replaced or grew while it was read")]
+    #[error("package file {file:?} changed size while it was read")]
     FileChanged { file: String },
+    #[error("package file {file:?}: its {bytes} bytes cannot be reserved in memory")]
+    OutOfMemory { file: String, bytes: u64 },
+    #[error("package file {file:?} is {actual} bytes, but ward.json records {declared}")]
+    SizeMismatch {
+        file: String,
+        declared: u64,
+        actual: u64,
+    },
 
     #[error("{path}: more than {limit} {what}")]
     TreeLimit {
@@ -59,6 +67,16 @@ pub enum PackageError {
     Refused {
         package: PathBuf,
         problems: Vec<crate::signature::Problem>,
+    },
+    /// The loader refused the model because it could not be read within its rules (a
+    /// link, an extra file, a file over its limit, ...) or because its verified bytes do
+    /// not parse. `reason` is the audit event's stable reason code.
+    #[error("{} refused: {source}", package.display())]
+    Rejected {
+        package: PathBuf,
+        reason: &'static str,
+        #[source]
+        source: Box<PackageError>,
     },
 
     // ---- ward.json ----
@@ -173,4 +191,23 @@ pub enum PackageError {
         index: usize,
         value: u8,
     },
+}
+
+impl PackageError {
+    /// Whether the verified loader refused a model (an audit event `package.refused` says
+    /// why): the command-line tool exits 3 for these, whatever the reason.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            PackageError::Refused { .. } | PackageError::Rejected { .. }
+        )
+    }
+
+    /// What made the loader reject a model; any other error is its own cause.
+    pub fn cause(&self) -> &PackageError {
+        match self {
+            PackageError::Rejected { source, .. } => source,
+            other => other,
+        }
+    }
 }

@@ -3,7 +3,7 @@
 //! `model.N.sig`) in the OpenSSF model-signing format ([`signature`]).
 //!
 //! Opening is done in one place, the verified loader ([`loader`]): every file is read once
-//! into memory, with size limits and without following links; the signatures are checked
+//! ([`read`]), with size limits and without following links; the signatures are checked
 //! against the trust policy over those bytes; only then are the same bytes parsed. The
 //! parsers (manifest, safetensors) are strict and bounded by the limits in [`limits`].
 
@@ -17,15 +17,18 @@ pub mod manifest;
 #[cfg(feature = "exec")]
 pub mod model;
 pub mod package;
+pub mod read;
 pub mod signature;
 pub mod tree;
 pub mod weights;
 
 pub use error::PackageError;
+pub use limits::PackageLimits;
 pub use loader::{
-    open_package, verify_directory, OpenedPackage, Trust, Verification, VerifiedTree,
+    open_package, verify_directory, verify_package, OpenedPackage, Trust, Verification,
+    VerifiedPackage, VerifiedTree,
 };
-pub use manifest::{FileDigest, Manifest, Origin, OutputPolicy};
+pub use manifest::{FileDigest, FileSizes, Manifest, Origin, OutputPolicy};
 #[cfg(feature = "exec")]
 pub use model::{CheckedInputs, LoadedPackage};
 pub use package::{

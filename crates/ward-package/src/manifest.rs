@@ -15,8 +15,15 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 use ward_graph::schema::{InputSpec, OutputSpec};
 
-/// The manifest format this version of ward reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The manifest format this version of ward writes.
+///
+/// Version 2 added `file_sizes` (required) and `nonfinite_weights`. Version 1 manifests
+/// are still read: their packages load as before, with the file-size limits as the only
+/// bound on their graph and weights.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// Every manifest format this version of ward reads.
+pub const READABLE_FORMAT_VERSIONS: [u32; 2] = [1, FORMAT_VERSION];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -38,6 +45,28 @@ pub struct Manifest {
     pub outputs: Vec<OutputSpec>,
     #[serde(default)]
     pub output_policy: OutputPolicy,
+    /// The byte lengths of the graph and weights files (format 2; written by
+    /// [`crate::write_package`]). Signed with the manifest, so the loader refuses a file of
+    /// another length before reading a byte of it: a huge file dropped into a package
+    /// costs nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_sizes: Option<FileSizes>,
+    /// The weights may hold NaN or infinities: the importer was told to accept them
+    /// (`--allow-nonfinite-weights`). Otherwise a non-finite weight refuses the package.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub nonfinite_weights: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// The byte lengths of a package's graph and weights files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSizes {
+    pub graph: u64,
+    pub weights: u64,
 }
 
 /// Where the model came from.
@@ -148,7 +177,8 @@ pub fn check_file_name(field: &str, name: &str) -> Result<(), PackageError> {
 }
 
 impl Manifest {
-    /// A version-1 manifest with the standard file names and the default output policy.
+    /// A manifest of the current format with the standard file names and the default
+    /// output policy. The file sizes are recorded when the package is written.
     pub fn new(
         name: impl Into<String>,
         version: impl Into<String>,
@@ -168,6 +198,8 @@ impl Manifest {
             inputs,
             outputs,
             output_policy: OutputPolicy::default(),
+            file_sizes: None,
+            nonfinite_weights: false,
         }
     }
 
@@ -189,7 +221,7 @@ impl Manifest {
         let probe: VersionProbe = serde_json::from_slice(bytes)
             .map_err(|source| PackageError::ManifestJson { source })?;
         if let Some(found) = probe.format_version {
-            if found != FORMAT_VERSION {
+            if !READABLE_FORMAT_VERSIONS.contains(&found) {
                 return Err(PackageError::UnsupportedFormatVersion {
                     found,
                     supported: FORMAT_VERSION,
@@ -213,11 +245,28 @@ impl Manifest {
 
     /// Checks every field; the error names the first field that is wrong.
     pub fn validate(&self) -> Result<(), PackageError> {
-        if self.format_version != FORMAT_VERSION {
+        if !READABLE_FORMAT_VERSIONS.contains(&self.format_version) {
             return Err(PackageError::UnsupportedFormatVersion {
                 found: self.format_version,
                 supported: FORMAT_VERSION,
             });
+        }
+        match (self.format_version, &self.file_sizes) {
+            (1, Some(_)) => {
+                return Err(field_err(
+                    "file_sizes",
+                    "format version 1 has no file_sizes",
+                ))
+            }
+            (1, None) if self.nonfinite_weights => {
+                return Err(field_err(
+                    "nonfinite_weights",
+                    "format version 1 has no nonfinite_weights",
+                ))
+            }
+            (1, None) => {}
+            (_, None) => return Err(field_err("file_sizes", "is required")),
+            (_, Some(_)) => {}
         }
         check_token("name", &self.name, MAX_MODEL_NAME_LEN, &['.', '_', '-'])?;
         check_token(
@@ -274,7 +323,7 @@ impl Manifest {
             return Err(field_err(
                 "graph",
                 format!(
-                    "format version 1 requires {GRAPH_FILE:?}, got {:?}",
+                    "the graph file must be {GRAPH_FILE:?}, got {:?}",
                     self.graph
                 ),
             ));
@@ -284,7 +333,7 @@ impl Manifest {
             return Err(field_err(
                 "weights",
                 format!(
-                    "format version 1 requires {WEIGHTS_FILE:?}, got {:?}",
+                    "the weights file must be {WEIGHTS_FILE:?}, got {:?}",
                     self.weights
                 ),
             ));
@@ -362,7 +411,7 @@ mod tests {
     use ward_core::DType;
 
     pub(crate) fn sample() -> Manifest {
-        Manifest::new(
+        let mut m = Manifest::new(
             "resnet18_v1",
             "1.0.0",
             1_700_000_000,
@@ -386,7 +435,12 @@ mod tests {
                 dtype: DType::F32,
                 shape: vec![-1, 1000],
             }],
-        )
+        );
+        m.file_sizes = Some(FileSizes {
+            graph: 10,
+            weights: 20,
+        });
+        m
     }
 
     #[test]
@@ -479,6 +533,13 @@ mod tests {
                 m.output_policy.precision = Some(18)
             }),
             ("output_policy.top_k", |m| m.output_policy.top_k = Some(0)),
+            ("file_sizes", |m| m.file_sizes = None),
+            ("file_sizes", |m| m.format_version = 1),
+            ("nonfinite_weights", |m| {
+                m.format_version = 1;
+                m.file_sizes = None;
+                m.nonfinite_weights = true;
+            }),
         ];
         for (field, edit) in edits {
             let mut m = sample();
@@ -496,12 +557,19 @@ mod tests {
         let parse = |v: &serde_json::Value| Manifest::from_json(&serde_json::to_vec(v).unwrap());
 
         let mut v = good.clone();
-        v["format_version"] = 2.into();
+        v["format_version"] = 3.into();
         v["new_field"] = 1.into();
         assert!(matches!(
             parse(&v),
-            Err(PackageError::UnsupportedFormatVersion { found: 2, .. })
+            Err(PackageError::UnsupportedFormatVersion { found: 3, .. })
         ));
+
+        // A version-1 manifest (written before file sizes) still reads.
+        let mut v1 = good.clone();
+        v1["format_version"] = 1.into();
+        v1.as_object_mut().unwrap().remove("file_sizes");
+        let m = parse(&v1).unwrap();
+        assert_eq!((m.format_version, m.file_sizes), (1, None));
 
         for path in [
             "",

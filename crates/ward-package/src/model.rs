@@ -14,7 +14,7 @@ use ward_graph::shape::infer_shapes;
 use ward_graph::Graph;
 
 use crate::loader::{open_package, Trust, Verification};
-use crate::{Manifest, PackageError, PackageFiles};
+use crate::{Manifest, PackageError, PackageFiles, PackageLimits};
 
 pub struct LoadedPackage {
     manifest: Manifest,
@@ -67,9 +67,14 @@ fn inconsistent(reason: String) -> PackageError {
 }
 
 impl LoadedPackage {
-    /// Opens the package in `dir` through the verified loader, then checks it.
-    pub fn open(dir: &Path, trust: &Trust) -> Result<LoadedPackage, PackageError> {
-        let opened = open_package(dir, trust, std::time::SystemTime::now())?;
+    /// Opens the package in `dir` through the verified loader, within `limits`, then
+    /// checks it.
+    pub fn open(
+        dir: &Path,
+        trust: &Trust,
+        limits: &PackageLimits,
+    ) -> Result<LoadedPackage, PackageError> {
+        let opened = open_package(dir, trust, std::time::SystemTime::now(), limits)?;
         let mut package = LoadedPackage::from_files(opened.files)?;
         package.verification = opened.verification;
         Ok(package)

@@ -11,15 +11,15 @@
 //! never leaves a partial package at the target path.
 
 use crate::limits::{PackageLimits, MAX_DIR_ENTRIES};
-use crate::manifest::Manifest;
-use crate::signature::hashing::{HashedItem, StreamHasher};
+use crate::manifest::{FileSizes, Manifest};
+use crate::read::{open_model_file, read_model_file, Keep};
 use crate::signature::verify::Digests;
 use crate::signature::{sign, FileSet, Hashing, PrivateKey, SignOptions, DEFAULT_IGNORE_PATHS};
-use crate::weights::{read_weights, write_weights};
+use crate::weights::write_weights;
 use crate::PackageError;
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use ward_core::Tensor;
 
@@ -97,53 +97,19 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> PackageError + '_ {
     }
 }
 
-/// Parses the bytes of a package: the manifest first, then the weights.
-pub(crate) fn parse(raw: RawPackage) -> Result<PackageFiles, PackageError> {
-    let manifest = Manifest::from_json(&raw.manifest)?;
-    let weights = read_weights(&raw.weights)?;
-    Ok(PackageFiles {
-        manifest,
-        graph_json: raw.graph,
-        weights,
-    })
-}
-
-/// Reads every file of a package directory into memory, once, without parsing anything.
-///
-/// The directory may contain only `ward.json`, `graph.json`, `weights.safetensors` (all
-/// three required) and signatures (`model.sig`, `model.N.sig`), each a regular file, not a
-/// link, within its size limit. The directory path itself may be a link.
-pub fn read_raw_package(dir: &Path, limits: &PackageLimits) -> Result<RawPackage, PackageError> {
-    read_raw_package_with(
-        dir,
-        limits,
-        &mut |_| Ok(Vec::new()),
-        &mut Digests::default(),
-    )
-}
-
-/// Given the signature files (name, bytes), returns the serializations to hash the other
-/// files with, or refuses the package.
-pub(crate) type BeforeReading<'a> =
-    dyn FnMut(&[(String, Vec<u8>)]) -> Result<Vec<Hashing>, PackageError> + 'a;
-
-/// [`read_raw_package`] in the verified loader's order: the signature files are read first
-/// and given to `before_reading`, which checks them and returns the serializations to hash
-/// the other files with while they are read (their digests go to `digests`), or refuses
-/// the package before anything else is read.
-pub(crate) fn read_raw_package_with(
-    dir: &Path,
-    limits: &PackageLimits,
-    before_reading: &mut BeforeReading<'_>,
-    digests: &mut Digests,
-) -> Result<RawPackage, PackageError> {
+/// The entries of a package directory, by name: only `ward.json`, `graph.json`,
+/// `weights.safetensors` (all three required) and signatures (`model.sig`,
+/// `model.N.sig`), each a regular file, not a link. The directory path itself may be a
+/// link. Nothing is read.
+pub(crate) fn list_package(dir: &Path) -> Result<PackageEntries, PackageError> {
     let meta = fs::metadata(dir).map_err(io_err(dir))?;
     if !meta.is_dir() {
         return Err(PackageError::NotADirectory {
             path: dir.to_path_buf(),
         });
     }
-    let mut found: BTreeMap<String, Role> = BTreeMap::new();
+    let mut signatures = Vec::new();
+    let mut required = BTreeMap::new();
     for (count, entry) in fs::read_dir(dir).map_err(io_err(dir))?.enumerate() {
         if count >= MAX_DIR_ENTRIES {
             return Err(PackageError::TooManyEntries {
@@ -163,177 +129,60 @@ pub(crate) fn read_raw_package_with(
         if !ft.is_file() {
             return Err(PackageError::NotRegularFile { file: name });
         }
-        found.insert(name, role);
-    }
-    for required in [MANIFEST_FILE, GRAPH_FILE, WEIGHTS_FILE] {
-        if !found.contains_key(required) {
-            return Err(PackageError::MissingFile { file: required });
-        }
-    }
-    let mut raw = RawPackage {
-        manifest: Vec::new(),
-        graph: Vec::new(),
-        weights: Vec::new(),
-        signatures: Vec::new(),
-    };
-    // Signatures first: their check decides what to hash while reading the rest, or
-    // refuses the package before any of it is read.
-    for (name, role) in &found {
-        if *role == Role::Signature {
-            let bytes = read_file(dir, name, limits.max_signature_bytes)?;
-            raw.signatures.push((name.clone(), bytes));
-        }
-    }
-    let to_hash = before_reading(&raw.signatures)?;
-    for (name, role) in found {
-        let limit = match role {
-            Role::Manifest => limits.max_manifest_bytes,
-            Role::Graph => limits.max_graph_bytes,
-            Role::Weights => limits.max_weights_bytes,
-            Role::Signature => continue,
-        };
-        let mut hashings: Vec<(Hashing, Option<Vec<HashedItem>>)> =
-            to_hash.iter().map(|h| (*h, None)).collect();
-        let bytes = read_file_hashed(&dir.join(&name), &name, limit, &mut hashings)?;
-        for (hashing, items) in hashings {
-            if let Some(items) = items {
-                digests.insert(hashing, &name, items);
-            }
-        }
         match role {
-            Role::Manifest => raw.manifest = bytes,
-            Role::Graph => raw.graph = bytes,
-            _ => raw.weights = bytes,
+            Role::Signature => signatures.push(name),
+            _ => {
+                required.insert(name, role);
+            }
         }
     }
-    Ok(raw)
-}
-
-/// Reads one regular file, not through a link, of at most `limit` bytes.
-///
-/// The size is checked before reading, and the read itself is capped at `limit + 1` bytes
-/// so that a file growing meanwhile cannot make it allocate more. On Unix the opened file
-/// must be the same inode that was checked, so swapping in a link between the check and
-/// the open is detected.
-fn read_file(dir: &Path, name: &str, limit: u64) -> Result<Vec<u8>, PackageError> {
-    read_file_at(&dir.join(name), name, limit)
-}
-
-/// [`read_file`] for a path, named `name` in errors.
-pub(crate) fn read_file_at(path: &Path, name: &str, limit: u64) -> Result<Vec<u8>, PackageError> {
-    read_file_hashed(path, name, limit, &mut [])
-}
-
-/// Files at least this large are hashed while they are read: a second thread hashes each
-/// chunk as soon as it is in memory, so reading and verifying take about the longer of the
-/// two rather than their sum. Smaller files are hashed afterwards, in parallel.
-pub const HASH_WHILE_READING_BYTES: u64 = 16 << 20;
-const READ_CHUNK_BYTES: usize = 4 << 20;
-
-/// [`read_file_at`] that, for a file of at least [`HASH_WHILE_READING_BYTES`], also hashes
-/// it as it is read with each serialization of `hashings`, filling in its items.
-/// (Smaller files are left to [`crate::signature::verify::check_files`].)
-pub(crate) fn read_file_hashed(
-    path: &Path,
-    name: &str,
-    limit: u64,
-    hashings: &mut [(Hashing, Option<Vec<HashedItem>>)],
-) -> Result<Vec<u8>, PackageError> {
-    let path = path.to_path_buf();
-    let checked = fs::symlink_metadata(&path).map_err(io_err(&path))?;
-    if checked.file_type().is_symlink() {
-        return Err(PackageError::Symlink { file: name.into() });
+    for file in [MANIFEST_FILE, GRAPH_FILE, WEIGHTS_FILE] {
+        if !required.contains_key(file) {
+            return Err(PackageError::MissingFile { file });
+        }
     }
-    if !checked.is_file() {
-        return Err(PackageError::NotRegularFile { file: name.into() });
-    }
-    let too_large = |size| PackageError::FileTooLarge {
-        file: name.into(),
-        size,
+    signatures.sort();
+    Ok(PackageEntries { signatures })
+}
+
+/// What [`list_package`] found besides the three required files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PackageEntries {
+    /// `model.sig` and `model.N.sig`, sorted by name.
+    pub signatures: Vec<String>,
+}
+
+/// Reads one file of a package directory whole, within `limit`.
+pub(crate) fn read_whole(dir: &Path, name: &str, limit: u64) -> Result<Vec<u8>, PackageError> {
+    let path = dir.join(name);
+    let file = open_model_file(&path, name)?;
+    let read = read_model_file(
+        file,
+        &path,
+        name,
         limit,
-    };
-    if checked.len() > limit {
-        return Err(too_large(checked.len()));
-    }
-    let mut file = File::open(&path).map_err(io_err(&path))?;
-    let opened = file.metadata().map_err(io_err(&path))?;
-    if !opened.is_file() || !same_file(&checked, &opened) {
-        return Err(PackageError::FileChanged { file: name.into() });
-    }
-    let len = opened.len();
-    if len > limit {
-        return Err(too_large(len));
-    }
-    let changed = || PackageError::FileChanged { file: name.into() };
-    if hashings.is_empty() || len < HASH_WHILE_READING_BYTES {
-        // Bounded by `limit`, checked above.
-        let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
-        file.take(limit.saturating_add(1))
-            .read_to_end(&mut bytes)
-            .map_err(io_err(&path))?;
-        if bytes.len() as u64 > limit {
-            return Err(changed());
-        }
-        return Ok(bytes);
-    }
-    let size = usize::try_from(len).map_err(|_| too_large(len))?;
-    let mut bytes = vec![0u8; size];
-    let mut hashers: Vec<StreamHasher> = hashings
-        .iter()
-        .map(|(h, _)| StreamHasher::new(name, len, *h))
-        .collect();
-    let (read, hashed) = std::thread::scope(|scope| {
-        let (chunks, received) = std::sync::mpsc::sync_channel::<&[u8]>(4);
-        let hashing = scope.spawn(move || {
-            for chunk in received {
-                for h in &mut hashers {
-                    h.update(chunk);
-                }
-            }
-            hashers
-        });
-        let mut read = Ok(());
-        for chunk in bytes.chunks_mut(READ_CHUNK_BYTES) {
-            if let Err(e) = file.read_exact(chunk) {
-                read = Err(e);
-                break;
-            }
-            let chunk: &[u8] = chunk;
-            if chunks.send(chunk).is_err() {
-                break;
-            }
-        }
-        drop(chunks);
-        (read, hashing.join())
-    });
-    // A file that shrank fails `read_exact`; one that grew has bytes left.
-    read.map_err(|e| match e.kind() {
-        std::io::ErrorKind::UnexpectedEof => changed(),
-        _ => io_err(&path)(e),
-    })?;
-    let mut probe = [0u8; 1];
-    if file.read(&mut probe).map_err(io_err(&path))? != 0 {
-        return Err(changed());
-    }
-    let hashers = hashed.map_err(|_| PackageError::Io {
-        path: path.clone(),
-        source: std::io::Error::other("the hashing thread failed"),
-    })?;
-    for ((_, out), h) in hashings.iter_mut().zip(hashers) {
-        *out = Some(h.finish());
-    }
-    Ok(bytes)
+        Keep::Held,
+        &[],
+        &mut Digests::default(),
+    )?;
+    Ok(read.bytes.unwrap_or_default())
 }
 
-#[cfg(unix)]
-fn same_file(a: &fs::Metadata, b: &fs::Metadata) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    a.dev() == b.dev() && a.ino() == b.ino()
-}
-
-#[cfg(not(unix))]
-fn same_file(_: &fs::Metadata, _: &fs::Metadata) -> bool {
-    true
+/// Reads every file of a package directory into memory, once, without verifying or
+/// parsing anything: each file within its limit, through the rules of [`list_package`].
+pub fn read_raw_package(dir: &Path, limits: &PackageLimits) -> Result<RawPackage, PackageError> {
+    let entries = list_package(dir)?;
+    let mut signatures = Vec::new();
+    for name in entries.signatures {
+        let bytes = read_whole(dir, &name, limits.max_signature_bytes)?;
+        signatures.push((name, bytes));
+    }
+    Ok(RawPackage {
+        manifest: read_whole(dir, MANIFEST_FILE, limits.max_manifest_bytes)?,
+        graph: read_whole(dir, GRAPH_FILE, limits.max_graph_bytes)?,
+        weights: read_whole(dir, WEIGHTS_FILE, limits.max_weights_bytes)?,
+        signatures,
+    })
 }
 
 /// Writes a package to `dir`, which must not exist or be an empty directory.
@@ -361,8 +210,15 @@ pub fn write_signed_package(
     key: Option<&PrivateKey>,
 ) -> Result<(), PackageError> {
     let limits = PackageLimits::default();
-    let manifest_json = manifest.to_json()?;
     let weights_bytes = write_weights(weights, &BTreeMap::new())?;
+    // The manifest records the other files' sizes, so that a reader refuses a file of
+    // another size before reading it.
+    let mut manifest = manifest.clone();
+    manifest.file_sizes = Some(FileSizes {
+        graph: graph_json.len() as u64,
+        weights: weights_bytes.len() as u64,
+    });
+    let manifest_json = manifest.to_json()?;
     // Refuse to write what `read_package` would refuse to read.
     for (file, len, limit) in [
         (
@@ -523,38 +379,6 @@ mod tests {
             .collect();
         names.sort();
         names
-    }
-
-    #[test]
-    fn large_files_are_hashed_while_read_as_hash_files_would() {
-        use crate::signature::hashing::hash_files;
-        use crate::signature::{Granularity, HashAlgorithm};
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("w.bin");
-        let len = HASH_WHILE_READING_BYTES as usize + READ_CHUNK_BYTES / 2 + 3;
-        let bytes: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
-        fs::write(&path, &bytes).unwrap();
-        let hashings = [
-            Hashing::DEFAULT,
-            Hashing {
-                granularity: Granularity::Shards(5 << 20),
-                algorithm: HashAlgorithm::Blake2b,
-            },
-        ];
-        let mut wanted: Vec<(Hashing, Option<Vec<HashedItem>>)> =
-            hashings.iter().map(|h| (*h, None)).collect();
-        let read = read_file_hashed(&path, "w.bin", u64::MAX, &mut wanted).unwrap();
-        assert_eq!(read, bytes);
-        let set = FileSet::new([("w.bin".to_string(), bytes.as_slice())]);
-        for (hashing, items) in wanted {
-            assert_eq!(items.unwrap(), hash_files(&set, hashing), "{hashing:?}");
-        }
-        // Below the threshold nothing is hashed on the way.
-        let small = dir.path().join("small.bin");
-        fs::write(&small, b"abc").unwrap();
-        let mut wanted = vec![(Hashing::DEFAULT, None)];
-        read_file_hashed(&small, "small.bin", 10, &mut wanted).unwrap();
-        assert!(wanted[0].1.is_none());
     }
 
     #[test]

@@ -1,27 +1,29 @@
-//! Reading any model directory (an MXNet export folder, a model-signing model) into memory
-//! once, so that its signatures can be checked over the very bytes that are then used.
+//! Reading any model directory (an MXNet export folder, a model-signing model) once, so
+//! that its signatures can be checked over the very bytes that are then used.
 //!
 //! Links and special files are refused wherever they are (unless under a skipped path),
 //! names must be UTF-8, and the number of files, the total size and the depth are bounded
-//! before anything is read.
+//! before anything is read. Only the files the caller will parse are kept in memory; the
+//! others are hashed as they are read and let go, so verifying or signing a model of any
+//! size takes memory for two chunks of one file.
 
 use std::fs;
 use std::path::Path;
 
-use crate::package::{entry_name, read_file_hashed};
-use crate::signature::hashing::HashedItem;
+use crate::package::entry_name;
+use crate::read::{open_model_file, read_model_file, Keep};
 use crate::signature::verify::Digests;
 use crate::signature::{FileSet, Hashing};
 use crate::PackageError;
 
 /// Most files in a model directory.
 pub const MAX_TREE_FILES: u64 = 100_000;
-/// Most bytes in a model directory: it is read into memory.
+/// Most bytes in a model directory.
 pub const MAX_TREE_BYTES: u64 = 64 << 30;
 /// Deepest directory nesting.
 pub const MAX_TREE_DEPTH: u64 = 64;
 
-/// Bounds on a directory read into memory; the defaults are the constants above.
+/// Bounds on a directory read; the defaults are the constants above.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TreeLimits {
     pub max_files: u64,
@@ -39,49 +41,86 @@ impl Default for TreeLimits {
     }
 }
 
+/// One file of a tree: its relative path, its length, and its bytes when kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeFile {
+    pub path: String,
+    pub len: u64,
+    pub bytes: Option<Vec<u8>>,
+}
+
 /// The files of a directory (or a single file, named `.`), each read once.
 #[derive(Debug, Clone, Default)]
 pub struct Tree {
-    pub files: Vec<(String, Vec<u8>)>,
+    pub files: Vec<TreeFile>,
 }
 
 impl Tree {
     /// The files as signatures see them.
     pub fn file_set(&self) -> FileSet<'_> {
-        FileSet::new(self.files.iter().map(|(n, b)| (n.clone(), b.as_slice())))
+        FileSet::with_lengths(
+            self.files
+                .iter()
+                .map(|f| (f.path.clone(), f.len, f.bytes.as_deref())),
+        )
     }
 
-    /// The bytes of one file, by relative path.
+    /// The bytes of one kept file, by relative path.
     pub fn get(&self, path: &str) -> Option<&[u8]> {
         self.files
             .iter()
-            .find(|(n, _)| n == path)
-            .map(|(_, b)| b.as_slice())
+            .find(|f| f.path == path)
+            .and_then(|f| f.bytes.as_deref())
+    }
+
+    /// The bytes of one kept file, taken out of the tree.
+    pub fn take(&mut self, path: &str) -> Option<Vec<u8>> {
+        self.files
+            .iter_mut()
+            .find(|f| f.path == path)
+            .and_then(|f| f.bytes.take())
     }
 }
 
-/// Reads `root` (a directory, or one regular file) into memory. Paths for which `skip`
-/// returns true (relative, `/`-separated) are neither read nor descended into.
+/// Reads `root` (a directory, or one regular file). Paths for which `skip` returns true
+/// (relative, `/`-separated) are neither read nor descended into; files for which `keep`
+/// returns true are kept in memory, the others only hashed. A file whose length differs
+/// from `expected_len` (a length the signatures give) is refused with
+/// [`PackageError::SizeMismatch`] before it is read.
 ///
-/// Files large enough are hashed with `hashings` while they are read; their digests go to
-/// `digests` (see [`crate::package::HASH_WHILE_READING_BYTES`]).
+/// Files are hashed with `hashings` while they are read when they are large or not kept;
+/// their digests go to `digests`.
 pub fn read_tree(
     root: &Path,
     skip: &dyn Fn(&str) -> bool,
+    keep: &dyn Fn(&str) -> bool,
+    expected_len: &dyn Fn(&str) -> Option<u64>,
     limits: &TreeLimits,
     hashings: &[Hashing],
     digests: &mut Digests,
 ) -> Result<Tree, PackageError> {
-    let mut read = |path: &Path, name: &str, limit: u64| -> Result<Vec<u8>, PackageError> {
-        let mut wanted: Vec<(Hashing, Option<Vec<HashedItem>>)> =
-            hashings.iter().map(|h| (*h, None)).collect();
-        let bytes = read_file_hashed(path, name, limit, &mut wanted)?;
-        for (hashing, items) in wanted {
-            if let Some(items) = items {
-                digests.insert(hashing, name, items);
+    let mut read = |path: &Path, name: &str, limit: u64| -> Result<TreeFile, PackageError> {
+        let file = open_model_file(path, name)?;
+        if let Some(declared) = expected_len(name) {
+            if file.len() != declared {
+                return Err(PackageError::SizeMismatch {
+                    file: name.to_string(),
+                    declared,
+                    actual: file.len(),
+                });
             }
         }
-        Ok(bytes)
+        let how = if keep(name) {
+            Keep::Held
+        } else {
+            Keep::Streamed
+        };
+        let read = read_model_file(file, path, name, limit, how, hashings, digests)?;
+        Ok(TreeFile {
+            path: name.to_string(),
+            len: read.len,
+            bytes: read.bytes,
+        })
     };
     let io = |path: &Path| {
         let path = path.to_path_buf();
@@ -89,10 +128,8 @@ pub fn read_tree(
     };
     let meta = fs::metadata(root).map_err(io(root))?;
     if meta.is_file() {
-        let bytes = read(root, ".", limits.max_total_bytes)?;
-        return Ok(Tree {
-            files: vec![(".".to_string(), bytes)],
-        });
+        let file = read(root, ".", limits.max_total_bytes)?;
+        return Ok(Tree { files: vec![file] });
     }
     if !meta.is_dir() {
         return Err(PackageError::NotADirectory {
@@ -156,12 +193,12 @@ pub fn read_tree(
                 return Err(limit("files", limits.max_files));
             }
             let remaining = limits.max_total_bytes.saturating_sub(total);
-            let bytes = read(&root.join(&rel), &rel, remaining).map_err(|e| match e {
+            let file = read(&root.join(&rel), &rel, remaining).map_err(|e| match e {
                 PackageError::FileTooLarge { .. } => limit("bytes in all", limits.max_total_bytes),
                 other => other,
             })?;
-            total += bytes.len() as u64;
-            tree.files.push((rel, bytes));
+            total += file.len;
+            tree.files.push(file);
         }
     }
     Ok(tree)
@@ -183,14 +220,35 @@ mod tests {
         let tree = read_tree(
             dir.path(),
             &|p| p == ".git",
+            &|p| p == "a/b/w.bin",
+            &|_| None,
             &TreeLimits::default(),
             &[],
             &mut Digests::default(),
         )
         .unwrap();
-        let names: Vec<&str> = tree.files.iter().map(|(n, _)| n.as_str()).collect();
+        let names: Vec<&str> = tree.files.iter().map(|f| f.path.as_str()).collect();
         assert_eq!(names, ["top.json", "a/b/w.bin"]);
         assert_eq!(tree.get("a/b/w.bin"), Some(&b"12"[..]));
+        // Not kept: only its length.
+        assert_eq!(tree.get("top.json"), None);
+        assert_eq!(tree.files[0].len, 2);
+
+        // A length the signatures give is checked before the file is read.
+        let err = read_tree(
+            dir.path(),
+            &|p| p == ".git",
+            &|_| true,
+            &|p| (p == "top.json").then_some(3),
+            &TreeLimits::default(),
+            &[],
+            &mut Digests::default(),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, PackageError::SizeMismatch { file, declared: 3, actual: 2 } if file == "top.json"),
+            "{err}"
+        );
 
         let small = TreeLimits {
             max_total_bytes: 3,
@@ -199,6 +257,8 @@ mod tests {
         let err = read_tree(
             dir.path(),
             &|p| p == ".git",
+            &|_| true,
+            &|_| None,
             &small,
             &[],
             &mut Digests::default(),
@@ -212,6 +272,8 @@ mod tests {
         let err = read_tree(
             dir.path(),
             &|_| false,
+            &|_| true,
+            &|_| None,
             &shallow,
             &[],
             &mut Digests::default(),
@@ -225,6 +287,8 @@ mod tests {
             let err = read_tree(
                 dir.path(),
                 &|p| p == ".git",
+                &|_| true,
+                &|_| None,
                 &TreeLimits::default(),
                 &[],
                 &mut Digests::default(),

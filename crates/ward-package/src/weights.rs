@@ -310,7 +310,17 @@ pub fn read_weights_with_metadata(bytes: &[u8]) -> Result<Weights, PackageError>
                 });
             }
         }
-        let t = Tensor::from_bytes(e.dtype, e.shape, slice.to_vec()).map_err(|_| {
+        // The file's buffer is held meanwhile: the copy is reserved fallibly, so a model
+        // too large for the memory left is refused, not an abort.
+        let mut owned = Vec::new();
+        owned
+            .try_reserve_exact(slice.len())
+            .map_err(|_| PackageError::OutOfMemory {
+                file: crate::WEIGHTS_FILE.to_string(),
+                bytes: slice.len() as u64,
+            })?;
+        owned.extend_from_slice(slice);
+        let t = Tensor::from_bytes(e.dtype, e.shape, owned).map_err(|_| {
             PackageError::TensorShapeOverflow {
                 name: e.name.clone(),
                 shape: Vec::new(),
@@ -321,6 +331,28 @@ pub fn read_weights_with_metadata(bytes: &[u8]) -> Result<Weights, PackageError>
     Ok(Weights {
         tensors,
         metadata: metadata.unwrap_or_default(),
+    })
+}
+
+/// The first non-finite element of a floating-point tensor: (tensor name, element index).
+pub fn first_nonfinite(weights: &[(String, Tensor)]) -> Option<(&str, usize)> {
+    // A float is NaN or infinite when its exponent bits are all ones.
+    fn find<const N: usize>(bytes: &[u8], exponent: u64) -> Option<usize> {
+        bytes.chunks_exact(N).position(|b| {
+            let mut word = [0u8; 8];
+            word[..N].copy_from_slice(b);
+            u64::from_le_bytes(word) & exponent == exponent
+        })
+    }
+    weights.iter().find_map(|(name, t)| {
+        let index = match t.dtype() {
+            DType::F64 => find::<8>(t.bytes(), 0x7FF0_0000_0000_0000),
+            DType::F32 => find::<4>(t.bytes(), 0x7F80_0000),
+            DType::F16 => find::<2>(t.bytes(), 0x7C00),
+            DType::BF16 => find::<2>(t.bytes(), 0x7F80),
+            _ => None,
+        }?;
+        Some((name.as_str(), index))
     })
 }
 
@@ -910,5 +942,37 @@ mod tests {
             msg.starts_with(r#"weights.safetensors: header entry "layer1.w": unknown field `x`"#),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn non_finite_weights_are_found_in_every_float_type() {
+        let finite = vec![
+            (
+                "a".to_string(),
+                Tensor::from_f32(vec![3], &[1.0, -2.0, 1e30]).unwrap(),
+            ),
+            ("ids".to_string(), t(DType::I32, &[2], 0xff)),
+            ("u".to_string(), t(DType::U8, &[4], 0xff)),
+        ];
+        assert_eq!(first_nonfinite(&finite), None);
+        let mut w = finite.clone();
+        w.push((
+            "b".into(),
+            Tensor::from_f32(vec![3], &[0.0, 0.0, f32::NAN]).unwrap(),
+        ));
+        assert_eq!(first_nonfinite(&w), Some(("b", 2)));
+        // All-ones bytes are NaN in every float type.
+        for dtype in [DType::F64, DType::F32, DType::F16, DType::BF16] {
+            let w = vec![("x".to_string(), t(dtype, &[2], 0xff))];
+            assert_eq!(first_nonfinite(&w), Some(("x", 0)), "{dtype:?}");
+            let w = vec![("x".to_string(), t(dtype, &[2], 0x3c))];
+            assert_eq!(first_nonfinite(&w), None, "{dtype:?}");
+        }
+        // float16 infinity is 0x7C00.
+        let w = vec![(
+            "h".to_string(),
+            Tensor::from_bytes(DType::F16, vec![2], vec![0, 0, 0x00, 0x7C]).unwrap(),
+        )];
+        assert_eq!(first_nonfinite(&w), Some(("h", 1)));
     }
 }

@@ -35,7 +35,7 @@ fn open(parent: &Path, name: &str, manifest: &Manifest) -> LoadedPackage {
         .filter(|(n, _)| n != "steps")
         .collect();
     write_package(&dir, manifest, GRAPH, &weights).unwrap();
-    LoadedPackage::open(&dir, &Trust::AllowUnsigned).unwrap()
+    LoadedPackage::open(&dir, &Trust::AllowUnsigned, &Default::default()).unwrap()
 }
 
 fn rows(values: &[[f32; 4]]) -> Vec<(String, Tensor)> {

@@ -5,7 +5,7 @@ mod support;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use support::{manifest, weights};
+use support::{as_written, manifest, weights};
 use ward_package::limits::PackageLimits;
 use ward_package::{
     open_package, read_raw_package, write_package, PackageError, PackageFiles, Trust, GRAPH_FILE,
@@ -14,7 +14,13 @@ use ward_package::{
 
 /// Reads a package without signature checks (signing has its own tests).
 fn read_package(dir: &Path) -> Result<PackageFiles, PackageError> {
-    open_package(dir, &Trust::AllowUnsigned, std::time::SystemTime::now()).map(|o| o.files)
+    open_package(
+        dir,
+        &Trust::AllowUnsigned,
+        std::time::SystemTime::now(),
+        &Default::default(),
+    )
+    .map(|o| o.files)
 }
 
 const GRAPH: &[u8] = br#"{"ward_graph": 1, "nodes": []}"#;
@@ -42,7 +48,7 @@ fn round_trip() {
     assert_eq!(listing(parent.path()), vec!["model"]);
     assert_eq!(listing(&dir), vec![GRAPH_FILE, MANIFEST_FILE, WEIGHTS_FILE]);
     let p = read_package(&dir).unwrap();
-    assert_eq!(p.manifest, manifest());
+    assert_eq!(p.manifest, as_written(manifest(), &dir));
     assert_eq!(p.graph_json, GRAPH);
     assert_eq!(p.weights.len(), 3);
     for (name, t) in weights() {
@@ -98,7 +104,7 @@ fn failure_leaves_nothing_behind() {
     // A parent that does not exist.
     let err =
         write_package(&parent.path().join("a/b"), &manifest(), GRAPH, &weights()).unwrap_err();
-    assert!(matches!(err, PackageError::Io { .. }), "{err}");
+    assert!(matches!(err.cause(), PackageError::Io { .. }), "{err}");
     assert!(listing(parent.path()).is_empty());
 }
 
@@ -111,7 +117,7 @@ fn symlinks_are_refused() {
     std::os::unix::fs::symlink(&outside, dir.join(GRAPH_FILE)).unwrap();
     let err = read_package(&dir).unwrap_err();
     assert!(
-        matches!(&err, PackageError::Symlink { file } if file == GRAPH_FILE),
+        matches!(err.cause(), PackageError::Symlink { file } if file == GRAPH_FILE),
         "{err}"
     );
 
@@ -141,7 +147,7 @@ fn extra_and_missing_files() {
         fs::write(dir.join(extra), b"x").unwrap();
         let err = read_package(&dir).unwrap_err();
         assert!(
-            matches!(&err, PackageError::UnexpectedFile { file } if file == extra),
+            matches!(err.cause(), PackageError::UnexpectedFile { file } if file == extra),
             "{extra}: {err}"
         );
         fs::remove_file(dir.join(extra)).unwrap();
@@ -149,7 +155,7 @@ fn extra_and_missing_files() {
     fs::create_dir(dir.join("model.2.sig")).unwrap();
     let err = read_package(&dir).unwrap_err();
     assert!(
-        matches!(&err, PackageError::NotRegularFile { file } if file == "model.2.sig"),
+        matches!(err.cause(), PackageError::NotRegularFile { file } if file == "model.2.sig"),
         "{err}"
     );
     fs::remove_dir(dir.join("model.2.sig")).unwrap();
@@ -157,14 +163,20 @@ fn extra_and_missing_files() {
     fs::remove_file(dir.join(WEIGHTS_FILE)).unwrap();
     let err = read_package(&dir).unwrap_err();
     assert!(
-        matches!(err, PackageError::MissingFile { file: WEIGHTS_FILE }),
+        matches!(
+            err.cause(),
+            PackageError::MissingFile { file: WEIGHTS_FILE }
+        ),
         "{err}"
     );
 
     let err = read_package(&dir.join(MANIFEST_FILE)).unwrap_err();
-    assert!(matches!(err, PackageError::NotADirectory { .. }), "{err}");
+    assert!(
+        matches!(err.cause(), PackageError::NotADirectory { .. }),
+        "{err}"
+    );
     let err = read_package(&dir.join("nope")).unwrap_err();
-    assert!(matches!(err, PackageError::Io { .. }), "{err}");
+    assert!(matches!(err.cause(), PackageError::Io { .. }), "{err}");
 }
 
 #[test]
@@ -176,7 +188,7 @@ fn size_limits_are_checked_before_reading() {
     };
     let err = read_raw_package(&dir, &limits).unwrap_err();
     assert!(
-        matches!(&err, PackageError::FileTooLarge { file, size, limit: 10 } if file == GRAPH_FILE && *size == GRAPH.len() as u64),
+        matches!(err.cause(), PackageError::FileTooLarge { file, size, limit: 10 } if file == GRAPH_FILE && *size == GRAPH.len() as u64),
         "{err}"
     );
 }
@@ -199,8 +211,8 @@ fn bad_manifest_fields_are_refused() {
     type Check = fn(&PackageError) -> bool;
     let cases: Vec<(Edit, Check)> = vec![
         (
-            |v| v["format_version"] = 2.into(),
-            |e| matches!(e, PackageError::UnsupportedFormatVersion { found: 2, .. }),
+            |v| v["format_version"] = 3.into(),
+            |e| matches!(e, PackageError::UnsupportedFormatVersion { found: 3, .. }),
         ),
         (
             |v| v["surprise"] = true.into(),
@@ -254,7 +266,7 @@ fn bad_manifest_fields_are_refused() {
         let (_parent, dir) = package();
         edit_manifest(&dir, edit);
         let err = read_package(&dir).unwrap_err();
-        assert!(check(&err), "case {i}: {err}");
+        assert!(check(err.cause()), "case {i}: {err}");
     }
 }
 
@@ -263,12 +275,21 @@ fn corrupt_weights_are_refused() {
     let (_parent, dir) = package();
     let path = dir.join(WEIGHTS_FILE);
     let mut bytes = fs::read(&path).unwrap();
+    let len = bytes.len() as u64;
     bytes.push(0);
     fs::write(&path, &bytes).unwrap();
+    // A file of another size than the manifest records is refused before it is read.
     let err = read_package(&dir).unwrap_err();
     assert!(
-        matches!(err, PackageError::WeightsDataNotCovered { .. }),
+        matches!(err.cause(), PackageError::SizeMismatch { file, declared, actual } if file == WEIGHTS_FILE && *declared == len && *actual == len + 1),
         "{err}"
     );
-    assert!(err.to_string().starts_with("weights.safetensors:"));
+    // With the size recorded, the weights themselves are parsed and refused.
+    edit_manifest(&dir, |v| v["file_sizes"]["weights"] = (len + 1).into());
+    let err = read_package(&dir).unwrap_err();
+    assert!(
+        matches!(err.cause(), PackageError::WeightsDataNotCovered { .. }),
+        "{err}"
+    );
+    assert!(err.cause().to_string().starts_with("weights.safetensors:"));
 }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use support::{manifest, weights, weights_with, MODEL_NAME};
+use support::{as_written, manifest, weights, weights_with, MODEL_NAME};
 use tracing_subscriber::layer::SubscriberExt;
 use ward_core::AuditLayer;
 use ward_package::signature::{sign, FileSet, PrivateKey, Problem};
@@ -77,7 +77,7 @@ fn open(
     let sink = Sink::default();
     let subscriber = tracing_subscriber::registry().with(AuditLayer::new(sink.clone()));
     let result = tracing::subscriber::with_default(subscriber, || {
-        open_package(dir, trust, SystemTime::now())
+        open_package(dir, trust, SystemTime::now(), &Default::default())
     });
     let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
     let lines = text
@@ -160,7 +160,7 @@ fn a_valid_package_opens_with_one_verified_audit_line() {
     let (_parent, dir) = signed_package(&key);
     let (result, audit) = open(&dir, &policy_for(&key));
     let opened = assert_signed_by(result, &["release"]);
-    assert_eq!(opened.files.manifest, manifest());
+    assert_eq!(opened.files.manifest, as_written(manifest(), &dir));
     assert_eq!(opened.files.graph_json, GRAPH);
     assert_eq!(opened.files.weights.len(), 3);
     assert_verified_line(&dir, &audit, "release");
@@ -211,11 +211,17 @@ fn one_changed_byte_in_any_file_is_refused_before_parsing() {
         let (unverified, _) = open(&dir, &Trust::AllowUnsigned);
         match file {
             MANIFEST_FILE => assert!(
-                matches!(unverified, Err(PackageError::ManifestJson { .. })),
+                matches!(
+                    unverified.as_ref().map_err(|e| e.cause()),
+                    Err(PackageError::ManifestJson { .. })
+                ),
                 "{unverified:?}"
             ),
             WEIGHTS_FILE => assert!(
-                matches!(unverified, Err(PackageError::WeightsHeaderStart)),
+                matches!(
+                    unverified.as_ref().map_err(|e| e.cause()),
+                    Err(PackageError::WeightsHeaderStart)
+                ),
                 "{unverified:?}"
             ),
             // open_package does not parse the graph; it is not JSON any more.
@@ -232,7 +238,7 @@ fn an_added_file_is_refused() {
     let (result, audit) = open(&dir, &policy_for(&key));
     let err = result.unwrap_err();
     assert!(
-        matches!(&err, PackageError::UnexpectedFile { file } if file == "extra.bin"),
+        matches!(err.cause(), PackageError::UnexpectedFile { file } if file == "extra.bin"),
         "{err}"
     );
     assert_refused(&dir, &audit, &["extra-file"]);
@@ -247,7 +253,7 @@ fn a_removed_file_is_refused() {
     let (result, audit) = open(&dir, &policy_for(&key));
     let err = result.unwrap_err();
     assert!(
-        matches!(err, PackageError::MissingFile { file: GRAPH_FILE }),
+        matches!(err.cause(), PackageError::MissingFile { file: GRAPH_FILE }),
         "{err}"
     );
     assert_refused(&dir, &audit, &["missing-file"]);
@@ -263,7 +269,7 @@ fn a_renamed_model_file_is_refused() {
     let err = result.unwrap_err();
     // The listing meets the unknown name before it notices the missing weights.
     assert!(
-        matches!(&err, PackageError::UnexpectedFile { file } if file == "weights.bin"),
+        matches!(err.cause(), PackageError::UnexpectedFile { file } if file == "weights.bin"),
         "{err}"
     );
     assert_refused(&dir, &audit, &["extra-file"]);
@@ -291,7 +297,7 @@ fn a_symlink_to_an_identical_copy_is_refused() {
     let (result, audit) = open(&dir, &policy_for(&key));
     let err = result.unwrap_err();
     assert!(
-        matches!(&err, PackageError::Symlink { file } if file == WEIGHTS_FILE),
+        matches!(err.cause(), PackageError::Symlink { file } if file == WEIGHTS_FILE),
         "{err}"
     );
     assert_refused(&dir, &audit, &["symlink"]);
@@ -464,7 +470,7 @@ fn allow_unsigned_loads_with_an_audit_line() {
     let (result, audit) = open(&dir, &Trust::AllowUnsigned);
     let opened = result.unwrap();
     assert!(matches!(opened.verification, Verification::Unverified));
-    assert_eq!(opened.files.manifest, manifest());
+    assert_eq!(opened.files.manifest, as_written(manifest(), &dir));
     assert_eq!(audit.len(), 1, "{audit:?}");
     assert_eq!(audit[0]["event"], "package.unverified");
     assert_eq!(audit[0]["subject"], dir.display().to_string());
@@ -524,7 +530,10 @@ fn a_threshold_is_met_before_anything_is_parsed() {
     // With both signatures the bytes are trusted, and the parse failure is audited.
     add_second_signature(&dir, &second);
     let (result, audit) = open(&dir, &trust);
-    assert!(matches!(result, Err(PackageError::ManifestJson { .. })));
+    assert!(matches!(
+        result.as_ref().map_err(|e| e.cause()),
+        Err(PackageError::ManifestJson { .. })
+    ));
     assert_eq!(audit.len(), 1, "{audit:?}");
     assert_eq!(audit[0]["reason"], "malformed-package");
 }

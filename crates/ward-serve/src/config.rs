@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use ward_core::files::{check_private_mode, read_small_text, SmallFileError};
+use ward_core::files::FileError;
 
 use crate::extraction::ExtractionConfig;
 use crate::limits::Limits;
@@ -138,9 +138,9 @@ impl ServeConfig {
     }
 }
 
-fn small_file_error(path: &Path, e: SmallFileError) -> ServeError {
+fn file_error(path: &Path, e: FileError) -> ServeError {
     match e {
-        SmallFileError::Io(source) => ServeError::Io {
+        FileError::Io(source) => ServeError::Io {
             path: path.to_path_buf(),
             source,
         },
@@ -150,13 +150,12 @@ fn small_file_error(path: &Path, e: SmallFileError) -> ServeError {
 
 /// Reads a small UTF-8 file, refusing links and files over `limit`.
 pub fn read_text(path: &Path, limit: u64) -> Result<String, ServeError> {
-    read_small_text(path, limit).map_err(|e| small_file_error(path, e))
+    ward_core::files::read_small_text(path, limit).map_err(|e| file_error(path, e))
 }
 
 /// [`read_text`] for a file only its owner may read (private keys, token hashes).
 pub fn read_private_text(path: &Path, limit: u64) -> Result<String, ServeError> {
-    check_private_mode(path).map_err(|e| small_file_error(path, e))?;
-    read_text(path, limit)
+    ward_core::files::read_private_text(path, limit).map_err(|e| file_error(path, e))
 }
 
 /// Whether this process runs with effective uid 0.

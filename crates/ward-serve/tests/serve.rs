@@ -841,7 +841,12 @@ async fn dynamic_batching_gives_each_request_its_own_rows() {
     let expected = {
         let trust =
             ward_package::Trust::Policy(ward_package::TrustPolicy::load(&setup.trust).unwrap());
-        let p = ward_package::LoadedPackage::open(&setup.repo.join("mlp/1"), &trust).unwrap();
+        let p = ward_package::LoadedPackage::open(
+            &setup.repo.join("mlp/1"),
+            &trust,
+            &Default::default(),
+        )
+        .unwrap();
         p.predict(vec![("data".into(), input.clone())]).unwrap()[0]
             .1
             .to_f32_vec()

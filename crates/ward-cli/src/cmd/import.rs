@@ -7,7 +7,9 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use ward_core::DType;
 use ward_mxnet::import::{import, DeclaredInput};
-use ward_mxnet::limits::{ParamsLimits, SymbolLimits};
+use ward_mxnet::limits::{
+    ParamsLimits, SymbolLimits, MAX_PARAMS_FILE_BYTES, MAX_SYMBOL_JSON_BYTES,
+};
 use ward_package::signature::read_private_key_file;
 use ward_package::tree::TreeLimits;
 use ward_package::{
@@ -73,6 +75,10 @@ pub struct MxnetArgs {
     /// Output policy: return only each row's class index.
     #[arg(long)]
     output_label_only: bool,
+    /// Import weights that hold NaN or infinities (refused by default: a trained model
+    /// has none, and one that does computes garbage). Recorded in the package.
+    #[arg(long)]
+    allow_nonfinite_weights: bool,
 }
 
 pub fn run(command: ImportCommand) -> Result<()> {
@@ -178,7 +184,10 @@ fn default_name(symbol: &std::path::Path) -> String {
 /// once and verified.
 fn source_bytes(args: &MxnetArgs) -> Result<(Vec<u8>, Vec<u8>)> {
     let Some(trust) = &args.trust else {
-        return Ok((read_file(&args.symbol)?, read_file(&args.params)?));
+        return Ok((
+            read_file(&args.symbol, MAX_SYMBOL_JSON_BYTES as u64)?,
+            read_file(&args.params, MAX_PARAMS_FILE_BYTES)?,
+        ));
     };
     let policy = TrustPolicy::load(trust)?;
     let folder = |p: &Path| -> Result<PathBuf> {
@@ -194,29 +203,31 @@ fn source_bytes(args: &MxnetArgs) -> Result<(Vec<u8>, Vec<u8>)> {
     if folder(&args.params)? != dir {
         bail!("with --trust, the symbol and params files must be in the same (signed) folder");
     }
-    let verified = verify_directory(
+    // Only the two files imported are kept; the rest of the folder is only hashed.
+    let wanted = [file_name(&args.symbol), file_name(&args.params)];
+    let mut verified = verify_directory(
         &dir,
         &[],
         &policy,
         SystemTime::now(),
         &TreeLimits::default(),
+        &|rel| wanted.iter().any(|w| w == rel),
     )?;
     for w in &verified.verified.warnings {
         eprintln!("warning: {w}");
     }
-    let take = |p: &Path| -> Result<Vec<u8>> {
-        let name = file_name(p);
-        verified
-            .tree
-            .get(&name)
-            .map(<[u8]>::to_vec)
-            .with_context(|| format!("{name} is not among the signed files of {}", dir.display()))
-    };
     eprintln!(
         "verified {} (signed by {})",
         dir.display(),
         verified.verified.signers.join(", ")
     );
+    let mut take = |p: &Path| -> Result<Vec<u8>> {
+        let name = file_name(p);
+        verified
+            .tree
+            .take(&name)
+            .with_context(|| format!("{name} is not among the signed files of {}", dir.display()))
+    };
     Ok((take(&args.symbol)?, take(&args.params)?))
 }
 
@@ -244,6 +255,15 @@ fn mxnet(args: MxnetArgs) -> Result<()> {
     let imported = import(&symbol, params, &declared).context("import")?;
     for unused in &imported.unused_params {
         eprintln!("warning: parameter {unused:?} is in the .params file but the symbol never reads it; it is left out");
+    }
+    let nonfinite = ward_package::weights::first_nonfinite(&imported.weights)
+        .map(|(name, index)| format!("parameter {name:?} element {index} is NaN or infinite"));
+    match (&nonfinite, args.allow_nonfinite_weights) {
+        (Some(what), false) => bail!(
+            "{what}; pass --allow-nonfinite-weights to import it anyway (recorded in the package)"
+        ),
+        (Some(what), true) => eprintln!("warning: {what} (--allow-nonfinite-weights)"),
+        (None, _) => {}
     }
     let outputs = imported.output_specs();
     // Inputs in the graph's order, which is the symbol's.
@@ -278,6 +298,7 @@ fn mxnet(args: MxnetArgs) -> Result<()> {
         inputs,
         outputs,
     );
+    manifest.nonfinite_weights = nonfinite.is_some();
     manifest.output_policy = OutputPolicy {
         precision: args.output_precision,
         top_k: args.output_top_k,

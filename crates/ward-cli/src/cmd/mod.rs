@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use ward_package::{LoadedPackage, Trust, TrustPolicy, Verification};
+use ward_package::{LoadedPackage, PackageLimits, Trust, TrustPolicy, Verification};
 
 /// How a command that opens a package decides whom to trust.
 #[derive(Args)]
@@ -28,6 +28,31 @@ pub struct TrustArgs {
     /// warning and records an audit event).
     #[arg(long, conflicts_with = "trust")]
     allow_unsigned: bool,
+    #[command(flatten)]
+    limits: PackageLimitArgs,
+}
+
+/// The largest package files a command reads. A package signed by this ward records the
+/// sizes of its files and is refused before a file of another size is read; these bound
+/// older packages and the memory any package may take.
+#[derive(Args)]
+pub struct PackageLimitArgs {
+    /// Largest weights.safetensors to read (bytes; default 8 GiB).
+    #[arg(long, value_name = "BYTES", default_value_t = ward_package::limits::MAX_WEIGHTS_BYTES)]
+    max_weights_bytes: u64,
+    /// Largest graph.json to read (bytes; default 64 MiB).
+    #[arg(long, value_name = "BYTES", default_value_t = ward_package::limits::MAX_GRAPH_BYTES)]
+    max_graph_bytes: u64,
+}
+
+impl PackageLimitArgs {
+    pub fn limits(&self) -> PackageLimits {
+        PackageLimits {
+            max_weights_bytes: self.max_weights_bytes,
+            max_graph_bytes: self.max_graph_bytes,
+            ..PackageLimits::default()
+        }
+    }
 }
 
 impl TrustArgs {
@@ -50,7 +75,7 @@ impl TrustArgs {
 
     /// Opens a package through the verified loader, printing any verification warning.
     pub fn open(&self, package: &Path) -> Result<LoadedPackage> {
-        let loaded = LoadedPackage::open(package, &self.trust()?)
+        let loaded = LoadedPackage::open(package, &self.trust()?, &self.limits.limits())
             .with_context(|| format!("package {}", package.display()))?;
         if let Verification::Signed(v) = loaded.verification() {
             for w in &v.warnings {
@@ -61,9 +86,29 @@ impl TrustArgs {
     }
 }
 
-/// Reads a whole file, naming it in the error.
-pub fn read_file(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+/// Reads a whole regular file of at most `limit` bytes (not a link, a FIFO or a device),
+/// naming it in the error.
+pub fn read_file(path: &Path, limit: u64) -> Result<Vec<u8>> {
+    ward_core::files::read_bounded(path, limit)
+        .with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// Most threads a command may ask for: more than this many per core only adds switching.
+pub const THREADS_PER_CORE: usize = 4;
+
+/// Parses `--threads`: at least 1, at most [`THREADS_PER_CORE`] per core of this machine.
+pub fn parse_threads(text: &str) -> std::result::Result<usize, String> {
+    let n: usize = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a whole number"))?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let max = cores * THREADS_PER_CORE;
+    if n == 0 || n > max {
+        return Err(format!(
+            "must be 1 to {max} ({THREADS_PER_CORE} per core; this machine has {cores})"
+        ));
+    }
+    Ok(n)
 }
 
 /// Parses comma-separated dims where `-1` marks a variable dim (`-1,3,224,224`).

@@ -6,7 +6,9 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use ward_core::{npy, Tensor};
 
-use super::{read_file, safe_file_stem};
+use ward_graph::schema::InputLimits;
+
+use super::{parse_threads, read_file, safe_file_stem};
 
 /// Run a package on inputs from .npy files; writes one OUTDIR/<output>.npy per output.
 ///
@@ -25,22 +27,37 @@ pub struct PredictArgs {
     /// Directory for the outputs (created if missing).
     #[arg(long, value_name = "OUTDIR")]
     out: PathBuf,
-    /// Threads for matrix products.
-    #[arg(long, default_value_t = 1)]
+    /// Threads for matrix products (1 to 4 per core).
+    #[arg(long, default_value_t = 1, value_parser = parse_threads)]
     threads: usize,
 }
 
 pub fn run(args: PredictArgs) -> Result<()> {
     ward_graph::exec::set_threads(args.threads);
     let package = args.trust.open(&args.package)?;
+    let limits = InputLimits::default();
     let mut inputs = Vec::new();
     for text in &args.inputs {
         let Some((name, file)) = text.split_once('=') else {
             bail!("--input {text:?} must have the form NAME=FILE.npy");
         };
+        let Some(spec) = package.manifest().inputs.iter().find(|i| i.name == name) else {
+            let names: Vec<&str> = package
+                .manifest()
+                .inputs
+                .iter()
+                .map(|i| i.name.as_str())
+                .collect();
+            bail!("--input {name:?}: the model has no such input (its inputs: {names:?})");
+        };
+        // No input file may be larger than the schema allows: the .npy header and the
+        // declared elements (the element limit where a dim is variable) at the widest
+        // dtype, so a wrong dtype is still reported by the schema check.
+        let elements = spec.max_elements(&limits);
+        let limit = npy::MAX_PREAMBLE_BYTES + elements.saturating_mul(8);
         let path = PathBuf::from(file);
         let tensor =
-            npy::read_npy(&read_file(&path)?).with_context(|| path.display().to_string())?;
+            npy::read_npy(&read_file(&path, limit)?).with_context(|| path.display().to_string())?;
         inputs.push((name.to_string(), tensor));
     }
     let outputs = package.predict(inputs)?;

@@ -89,11 +89,14 @@ pub fn run(args: SignArgs) -> Result<()> {
     }
     let ignore = options.ignore_paths.clone();
     let skip = |rel: &str| is_ignored(rel, &ignore);
-    // Large files are hashed while they are read.
+    // Every file is hashed as it is read and let go: signing a model of any size takes
+    // memory for two chunks. Only a ward package's manifest is kept (its name).
     let mut digests = Digests::default();
     let tree = read_tree(
         &args.model,
         &skip,
+        &|rel| rel == MANIFEST_FILE,
+        &|_| None,
         &TreeLimits::default(),
         &[options.hashing],
         &mut digests,

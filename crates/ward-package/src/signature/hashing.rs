@@ -130,10 +130,11 @@ pub fn ranges(len: u64, granularity: Granularity) -> Vec<Range<u64>> {
     }
 }
 
-/// Hashes every file of `files` (in its order, shards in byte order), in parallel.
+/// Hashes every file of `files` held in memory (in its order, shards in byte order), in
+/// parallel. Streamed files were hashed as they were read and are left out.
 pub fn hash_files(files: &FileSet<'_>, hashing: Hashing) -> Vec<HashedItem> {
     let work: Vec<(&str, &[u8], Range<u64>)> = files
-        .iter()
+        .held()
         .flat_map(|(path, bytes)| {
             ranges(bytes.len() as u64, hashing.granularity)
                 .into_iter()

@@ -19,7 +19,7 @@ use x509_cert::der::{self, Decode};
 use x509_cert::spki::SubjectPublicKeyInfoRef;
 
 use crate::PackageError;
-use ward_core::files::{read_small_text, SmallFileError};
+use ward_core::files::{read_private_text, read_small_text, FileError};
 
 // The `signature` crate is reached through p256 so that its version always matches.
 use p256::ecdsa::signature as signature_traits;
@@ -255,20 +255,19 @@ fn pkcs8_algorithm_problem(der: &[u8]) -> String {
 /// Reads a private key file, refusing one that group or others may read (as ssh does),
 /// or that is a link.
 pub fn read_private_key_file(path: &Path) -> Result<PrivateKey, PackageError> {
-    let text = read_small_file(path, MAX_KEY_FILE_BYTES)?;
-    check_private_mode(path)?;
+    let text = read_private_text(path, MAX_KEY_FILE_BYTES).map_err(|e| file_error(path, e))?;
     let text = p256::elliptic_curve::zeroize::Zeroizing::new(text);
     PrivateKey::from_pem(&text).map_err(|e| key_error(format!("{}: {e}", path.display())))
 }
 
 /// A refusal to read `path`, as the key and policy readers report it.
-fn small_file_error(path: &Path, e: SmallFileError) -> PackageError {
+fn file_error(path: &Path, e: FileError) -> PackageError {
     match e {
-        SmallFileError::Io(source) => PackageError::Io {
+        FileError::Io(source) => PackageError::Io {
             path: path.to_path_buf(),
             source,
         },
-        SmallFileError::Readable { mode } => PackageError::KeyPermissions {
+        FileError::Readable { mode } => PackageError::KeyPermissions {
             path: path.to_path_buf(),
             mode,
         },
@@ -276,13 +275,9 @@ fn small_file_error(path: &Path, e: SmallFileError) -> PackageError {
     }
 }
 
-fn check_private_mode(path: &Path) -> Result<(), PackageError> {
-    ward_core::files::check_private_mode(path).map_err(|e| small_file_error(path, e))
-}
-
 /// Reads a small UTF-8 file that must not be a link.
 pub(crate) fn read_small_file(path: &Path, limit: u64) -> Result<String, PackageError> {
-    read_small_text(path, limit).map_err(|e| small_file_error(path, e))
+    read_small_text(path, limit).map_err(|e| file_error(path, e))
 }
 
 /// Writes a new P-256 key pair: `dir/name.key` (PKCS#8, created with mode 0600, never

@@ -24,12 +24,16 @@ pub use statement::{Statement, DEFAULT_IGNORE_PATHS};
 pub use verify::SignedStatement;
 pub use verify::{verify, Problem, SignatureFile, Verified};
 
-/// The files of a model, in memory, named by relative POSIX path (`.` for a model that is a
-/// single file), in model-signing's order: component by component, so `tokenizer/vocab.txt`
-/// comes before `tokenizer.json`.
+/// The files of a model, named by relative POSIX path (`.` for a model that is a single
+/// file), in model-signing's order: component by component, so `tokenizer/vocab.txt` comes
+/// before `tokenizer.json`.
+///
+/// A file is either held (its bytes are in memory, to be hashed here and parsed by the
+/// caller) or streamed: the caller hashed it while reading and kept only its length; its
+/// digests must then be in the [`verify::Digests`] handed to the checks.
 #[derive(Debug, Clone, Default)]
 pub struct FileSet<'a> {
-    files: Vec<(String, &'a [u8])>,
+    files: Vec<(String, u64, Option<&'a [u8]>)>,
 }
 
 /// model-signing's order (Python `PurePosixPath`): compare path components in turn.
@@ -38,21 +42,47 @@ pub fn path_order(a: &str, b: &str) -> Ordering {
 }
 
 impl<'a> FileSet<'a> {
+    /// Files held in memory.
     pub fn new(files: impl IntoIterator<Item = (String, &'a [u8])>) -> FileSet<'a> {
-        let mut files: Vec<(String, &'a [u8])> = files.into_iter().collect();
+        FileSet::with_lengths(files.into_iter().map(|(p, b)| (p, b.len() as u64, Some(b))))
+    }
+
+    /// Files by path, length and, for those held in memory, bytes.
+    pub fn with_lengths(
+        files: impl IntoIterator<Item = (String, u64, Option<&'a [u8]>)>,
+    ) -> FileSet<'a> {
+        let mut files: Vec<(String, u64, Option<&'a [u8]>)> = files.into_iter().collect();
         files.sort_by(|a, b| path_order(&a.0, &b.0));
         FileSet { files }
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &'a [u8])> + '_ {
-        self.files.iter().map(|(p, b)| (p.as_str(), *b))
+    /// Every file's path and length.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, u64)> + '_ {
+        self.files.iter().map(|(p, len, _)| (p.as_str(), *len))
     }
 
-    pub fn get(&self, path: &str) -> Option<&'a [u8]> {
+    /// The files held in memory, with their bytes.
+    pub fn held(&self) -> impl Iterator<Item = (&str, &'a [u8])> + '_ {
         self.files
-            .binary_search_by(|(p, _)| path_order(p, path))
+            .iter()
+            .filter_map(|(p, _, b)| b.map(|b| (p.as_str(), b)))
+    }
+
+    fn find(&self, path: &str) -> Option<&(String, u64, Option<&'a [u8]>)> {
+        self.files
+            .binary_search_by(|(p, _, _)| path_order(p, path))
             .ok()
-            .map(|i| self.files[i].1)
+            .and_then(|i| self.files.get(i))
+    }
+
+    /// The bytes of a file held in memory.
+    pub fn get(&self, path: &str) -> Option<&'a [u8]> {
+        self.find(path).and_then(|(_, _, b)| *b)
+    }
+
+    /// The length of a file, held or streamed.
+    pub fn len_of(&self, path: &str) -> Option<u64> {
+        self.find(path).map(|(_, len, _)| *len)
     }
 
     pub fn len(&self) -> usize {
@@ -144,10 +174,22 @@ mod tests {
             for chunk in big.chunks(1000) {
                 streamed.update(chunk);
             }
+            let items = streamed.finish();
             let mut digests = verify::Digests::default();
-            digests.insert(hashing, "w.bin", streamed.finish());
+            digests.insert(hashing, "w.bin", items.clone());
             assert_eq!(
                 sign_with_digests(&set, &key, &options, &mut digests),
+                sign(&set, &key, &options)
+            );
+            // And with the large file not held at all, only its length and digests.
+            let streamed_set = FileSet::with_lengths([
+                ("w.bin".to_string(), big.len() as u64, None),
+                ("config.json".to_string(), 2, Some(&b"{}"[..])),
+            ]);
+            let mut digests = verify::Digests::default();
+            digests.insert(hashing, "w.bin", items);
+            assert_eq!(
+                sign_with_digests(&streamed_set, &key, &options, &mut digests),
                 sign(&set, &key, &options)
             );
         }

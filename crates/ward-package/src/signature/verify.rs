@@ -246,9 +246,11 @@ impl Digests {
         hashing: Hashing,
     ) -> &HashMap<String, Vec<HashedItem>> {
         let known = self.by_hashing.entry(hashing).or_default();
+        // Streamed files were hashed as they were read; a held file not yet hashed is
+        // hashed now.
         let missing = FileSet::new(
             files
-                .iter()
+                .held()
                 .filter(|(p, _)| !known.contains_key(*p))
                 .map(|(p, b)| (p.to_string(), b)),
         );
@@ -438,8 +440,9 @@ pub fn common_ignores(signed: &[SignedStatement]) -> Vec<String> {
 /// A sharded signature cannot list an empty file (it has no shard): such a file is
 /// accepted, as by the reference, with a warning.
 ///
-/// `digests` holds what is already hashed (files hashed while they were read); the rest
-/// is hashed here, in parallel, once per serialization however many signatures use it.
+/// `digests` holds what is already hashed (files hashed while they were read, which
+/// streamed files must be); the held files not yet hashed are hashed here, in parallel,
+/// once per serialization however many signatures use it.
 pub fn check_files(
     signed: &[SignedStatement],
     files: &FileSet<'_>,
@@ -450,13 +453,12 @@ pub fn check_files(
     let mut problems = Vec::new();
     for s in signed {
         let st = &s.statement;
-        let items = digests.complete(files, st.hashing);
         let signature = &s.signature;
-        for (path, bytes) in files.iter() {
+        for (path, len) in files.iter() {
             if st.files.contains_key(path) {
                 continue;
             }
-            if bytes.is_empty() && matches!(st.hashing.granularity, Granularity::Shards(_)) {
+            if len == 0 && matches!(st.hashing.granularity, Granularity::Shards(_)) {
                 warnings.push(format!(
                     "{signature}: {path} is empty, and a sharded signature cannot cover empty files"
                 ));
@@ -478,45 +480,100 @@ pub fn check_files(
             };
             problems.push(problem);
         }
-        for (path, ranges) in &st.files {
-            let Some(bytes) = files.get(path) else {
+        for path in st.files.keys() {
+            if files.len_of(path).is_none() {
                 problems.push(Problem::MissingFile {
                     signature: signature.clone(),
                     file: path.clone(),
                 });
-                continue;
-            };
-            let actual = items.get(path.as_str()).map_or(&[][..], Vec::as_slice);
-            if let Granularity::Shards(_) = st.hashing.granularity {
-                let signed_len = ranges.last().map_or(0, |r| r.end);
-                if signed_len != bytes.len() as u64 {
-                    problems.push(Problem::LengthChanged {
-                        signature: signature.clone(),
-                        file: path.clone(),
-                        signed: signed_len,
-                        actual: bytes.len() as u64,
-                    });
-                    continue;
-                }
             }
-            for (r, a) in ranges.iter().zip(actual) {
-                if r.digest != a.digest {
-                    problems.push(Problem::DigestMismatch {
-                        signature: signature.clone(),
-                        file: path.clone(),
-                        range: match st.hashing.granularity {
-                            Granularity::Files => None,
-                            Granularity::Shards(_) => Some((a.range.start, a.range.end)),
-                        },
-                        algorithm: st.hashing.algorithm.name(),
-                        expected: hex::encode(&r.digest),
-                        actual: hex::encode(&a.digest),
-                    });
-                }
+        }
+    }
+    for (path, _) in files.iter() {
+        problems.extend(check_file(signed, files, path, digests));
+    }
+    problems
+}
+
+/// Compares one file of `files` with every statement that lists it: its length (for a
+/// sharded statement) and each digest. A statement that does not list it says nothing
+/// here ([`check_files`] reports extra files). So a small file can be checked, and then
+/// parsed, before the large files of the same model are read.
+pub fn check_file(
+    signed: &[SignedStatement],
+    files: &FileSet<'_>,
+    path: &str,
+    digests: &mut Digests,
+) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let Some(len) = files.len_of(path) else {
+        return problems;
+    };
+    for s in signed {
+        let st = &s.statement;
+        let Some(ranges) = st.files.get(path) else {
+            continue;
+        };
+        let signature = &s.signature;
+        if let Granularity::Shards(_) = st.hashing.granularity {
+            let signed_len = ranges.last().map_or(0, |r| r.end);
+            if signed_len != len {
+                problems.push(Problem::LengthChanged {
+                    signature: signature.clone(),
+                    file: path.to_string(),
+                    signed: signed_len,
+                    actual: len,
+                });
+                continue;
+            }
+        }
+        let items = digests.complete(files, st.hashing);
+        let actual = items.get(path).map_or(&[][..], Vec::as_slice);
+        // Every signed range must have its digest: a file whose digests are missing (a
+        // streamed file not hashed with this serialization) is a mismatch, never a pass.
+        if actual.len() != ranges.len() {
+            problems.push(Problem::DigestMismatch {
+                signature: signature.clone(),
+                file: path.to_string(),
+                range: None,
+                algorithm: st.hashing.algorithm.name(),
+                expected: format!("{} digests", ranges.len()),
+                actual: format!("{} digests", actual.len()),
+            });
+            continue;
+        }
+        for (r, a) in ranges.iter().zip(actual) {
+            if r.digest != a.digest {
+                problems.push(Problem::DigestMismatch {
+                    signature: signature.clone(),
+                    file: path.to_string(),
+                    range: match st.hashing.granularity {
+                        Granularity::Files => None,
+                        Granularity::Shards(_) => Some((a.range.start, a.range.end)),
+                    },
+                    algorithm: st.hashing.algorithm.name(),
+                    expected: hex::encode(&r.digest),
+                    actual: hex::encode(&a.digest),
+                });
             }
         }
     }
     problems
+}
+
+/// The length each statement that lists `path` signed for it, when it says (sharded
+/// statements do; files-mode statements give only a digest).
+pub fn signed_length(signed: &[SignedStatement], path: &str) -> Option<u64> {
+    signed
+        .iter()
+        .find_map(|s| match s.statement.hashing.granularity {
+            Granularity::Shards(_) => s
+                .statement
+                .files
+                .get(path)
+                .map(|ranges| ranges.last().map_or(0, |r| r.end)),
+            Granularity::Files => None,
+        })
 }
 
 /// The model name the statements sign (they must agree).

@@ -1,8 +1,12 @@
 //! The tiny package the integration tests write and read.
 #![allow(dead_code, clippy::unwrap_used)]
 
+use std::path::Path;
+
 use ward_core::{DType, Tensor};
-use ward_package::{FileDigest, InputSpec, Manifest, Origin, OutputSpec};
+use ward_package::{
+    FileDigest, FileSizes, InputSpec, Manifest, Origin, OutputSpec, GRAPH_FILE, WEIGHTS_FILE,
+};
 
 pub const MODEL_NAME: &str = "tiny-mlp";
 
@@ -52,4 +56,14 @@ pub fn weights_with(bias: f32) -> Vec<(String, Tensor)> {
 
 pub fn weights() -> Vec<(String, Tensor)> {
     weights_with(1.0)
+}
+
+/// `manifest` as written into the package at `dir`: with the sizes of its files recorded.
+pub fn as_written(mut manifest: Manifest, dir: &Path) -> Manifest {
+    let size = |f: &str| std::fs::metadata(dir.join(f)).unwrap().len();
+    manifest.file_sizes = Some(FileSizes {
+        graph: size(GRAPH_FILE),
+        weights: size(WEIGHTS_FILE),
+    });
+    manifest
 }
