@@ -48,32 +48,197 @@ pub enum ParamValue {
 
 type Parameters = BTreeMap<String, ParamValue>;
 
-/// Tensor data in JSON, nested like the shape or flat, flattened as it is read.
+/// Tensor data in JSON: its values in the order they were read, and what its nesting and
+/// its values looked like, checked against the input's shape and datatype once both are
+/// known (`shape` may come after `data` in the object). Only O(depth) is kept of the
+/// nesting, so the check costs nothing per value.
 #[derive(Debug, Default, PartialEq)]
-pub struct FlatData(pub Vec<f64>);
+pub struct JsonData {
+    values: Vec<f64>,
+    nesting: Nesting,
+}
 
-impl<'de> Deserialize<'de> for FlatData {
+/// The arrays found at one depth of the data (0: the `data` array itself).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Level {
+    /// Length of the first array that ended at this depth.
+    first: usize,
+    /// Length of the first array at this depth whose length differed, if any.
+    other: Option<usize>,
+}
+
+#[derive(Debug, Default, PartialEq)]
+struct Nesting {
+    /// One entry per depth down to the deepest array found (each depth above an array
+    /// holds one, so every entry is set once the data is read).
+    levels: Vec<Option<Level>>,
+    /// Depth of the first value (0: `data` is a bare value), and another depth a value
+    /// was found at, if any.
+    value_depth: Option<usize>,
+    other_value_depth: Option<usize>,
+    bools: bool,
+    integers: bool,
+    /// Numbers written with a fraction or an exponent (`1.5`, `1.0`, `1e3`).
+    floats: bool,
+}
+
+impl Nesting {
+    fn array(&mut self, depth: usize, len: usize) {
+        // Arrays end inner first: a deeper level is found before the ones above it, which
+        // every array below them fills in once they end.
+        if self.levels.len() <= depth {
+            self.levels.resize(depth + 1, None);
+        }
+        if let Some(slot) = self.levels.get_mut(depth) {
+            match slot {
+                None => {
+                    *slot = Some(Level {
+                        first: len,
+                        other: None,
+                    })
+                }
+                Some(level) => {
+                    if level.first != len && level.other.is_none() {
+                        level.other = Some(len);
+                    }
+                }
+            }
+        }
+    }
+
+    fn value(&mut self, depth: usize) {
+        match self.value_depth {
+            None => self.value_depth = Some(depth),
+            Some(d) if d != depth && self.other_value_depth.is_none() => {
+                self.other_value_depth = Some(depth)
+            }
+            Some(_) => {}
+        }
+    }
+}
+
+impl JsonData {
+    /// The values, as read (booleans as 1 and 0).
+    pub fn values(&self) -> &[f64] {
+        &self.values
+    }
+
+    /// Checks the data against `shape` and `dtype`: nested exactly like the shape (each
+    /// array at depth d has shape[d] entries, every value at depth rank) or one flat array
+    /// of all the elements; JSON booleans for BOOL and only for BOOL, JSON integers (no
+    /// fraction, no exponent: `1.0` is refused, as Triton refuses it) for integer types,
+    /// numbers for float types.
+    pub fn check(&self, shape: &[u64], dtype: DType) -> Result<(), String> {
+        let n = &self.nesting;
+        let name = datatype_name(dtype);
+        match dtype {
+            DType::Bool if n.integers || n.floats => {
+                return Err(format!("data holds numbers; {name} takes true and false"))
+            }
+            DType::Bool => {}
+            _ if n.bools => {
+                return Err(format!("data holds true or false; {name} takes numbers"))
+            }
+            DType::U8 | DType::I8 | DType::I32 | DType::I64 if n.floats => {
+                return Err(format!(
+                    "data holds a number written with a fraction or an exponent (such as 1.5 or 1.0); {name} takes integers (write 1)"
+                ))
+            }
+            _ => {}
+        }
+        let elements = shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d));
+        let count = self.values.len() as u64;
+        let flat = n.levels.len() == 1
+            && n.other_value_depth.is_none()
+            && matches!(n.value_depth, None | Some(1));
+        if flat {
+            if Some(count) != elements {
+                return Err(format!(
+                    "data has {count} elements, shape {shape:?} needs {}",
+                    elements.map_or_else(|| "more".to_string(), |e| e.to_string())
+                ));
+            }
+            return Ok(());
+        }
+        let rank = shape.len();
+        let or_flat = "nest it exactly like the shape, or send one flat array";
+        if let (Some(a), Some(b)) = (n.value_depth, n.other_value_depth) {
+            return Err(format!(
+                "data holds values at depth {a} and at depth {b}; shape {shape:?} needs every value at depth {rank} ({or_flat})"
+            ));
+        }
+        if n.levels.len() > rank {
+            return Err(format!(
+                "data is nested {} deep, shape {shape:?} has rank {rank} ({or_flat})",
+                n.levels.len()
+            ));
+        }
+        for (d, (level, &want)) in n.levels.iter().zip(shape).enumerate() {
+            let Some(level) = level else { continue };
+            if let Some(other) = level.other {
+                let path: String = n.levels[..=d]
+                    .iter()
+                    .flatten()
+                    .map(|l| format!("[{}]", l.first))
+                    .collect();
+                return Err(format!(
+                    "data is nested as {path} then [{other}] at depth {d}; shape {shape:?} needs {want} at depth {d}"
+                ));
+            }
+            if level.first as u64 != want {
+                return Err(format!(
+                    "data has arrays of {} at depth {d}; shape {shape:?} needs {want} at depth {d} ({or_flat})",
+                    level.first
+                ));
+            }
+        }
+        if let Some(d) = n.value_depth {
+            if d != rank {
+                return Err(format!(
+                    "data holds its values at depth {d}; shape {shape:?} needs them at depth {rank} ({or_flat})"
+                ));
+            }
+        }
+        // Exact nesting implies the count; checked all the same.
+        if Some(count) != elements {
+            return Err(format!(
+                "data has {count} elements, shape {shape:?} needs {}",
+                elements.map_or_else(|| "more".to_string(), |e| e.to_string())
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl<'de> Deserialize<'de> for JsonData {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Flatten<'a>(&'a mut Vec<f64>);
+        struct Read<'a> {
+            data: &'a mut JsonData,
+            depth: usize,
+        }
 
-        impl<'de> de::DeserializeSeed<'de> for Flatten<'_> {
+        impl<'de> de::DeserializeSeed<'de> for Read<'_> {
             type Value = ();
             fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
                 d.deserialize_any(self)
             }
         }
 
-        impl<'de> Visitor<'de> for Flatten<'_> {
+        impl<'de> Visitor<'de> for Read<'_> {
             type Value = ();
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("numbers or bools, flat or nested in arrays")
             }
             fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
-                self.0.push(if v { 1.0 } else { 0.0 });
+                self.data.nesting.bools = true;
+                self.data.nesting.value(self.depth);
+                self.data.values.push(if v { 1.0 } else { 0.0 });
                 Ok(())
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
-                self.0.push(v);
+                self.data.nesting.floats = true;
+                self.data.nesting.value(self.depth);
+                self.data.values.push(v);
                 Ok(())
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
@@ -82,7 +247,9 @@ impl<'de> Deserialize<'de> for FlatData {
                         "an integer beyond 2^53 cannot be sent exactly as JSON; use binary data",
                     ));
                 }
-                self.0.push(v as f64);
+                self.data.nesting.integers = true;
+                self.data.nesting.value(self.depth);
+                self.data.values.push(v as f64);
                 Ok(())
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
@@ -91,18 +258,33 @@ impl<'de> Deserialize<'de> for FlatData {
                         "an integer beyond 2^53 cannot be sent exactly as JSON; use binary data",
                     ));
                 }
-                self.0.push(v as f64);
+                self.data.nesting.integers = true;
+                self.data.nesting.value(self.depth);
+                self.data.values.push(v as f64);
                 Ok(())
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-                while seq.next_element_seed(Flatten(&mut *self.0))?.is_some() {}
+                let mut len = 0;
+                while seq
+                    .next_element_seed(Read {
+                        data: &mut *self.data,
+                        depth: self.depth + 1,
+                    })?
+                    .is_some()
+                {
+                    len += 1;
+                }
+                self.data.nesting.array(self.depth, len);
                 Ok(())
             }
         }
 
-        let mut out = Vec::new();
-        d.deserialize_any(Flatten(&mut out))?;
-        Ok(FlatData(out))
+        let mut out = JsonData::default();
+        d.deserialize_any(Read {
+            data: &mut out,
+            depth: 0,
+        })?;
+        Ok(out)
     }
 }
 
@@ -114,7 +296,7 @@ pub struct RequestInput {
     pub datatype: String,
     #[serde(default)]
     pub parameters: Parameters,
-    pub data: Option<FlatData>,
+    pub data: Option<JsonData>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -321,15 +503,9 @@ pub fn decode_request(
                 binary = rest;
                 mine.to_vec()
             }
-            (None, Some(FlatData(values))) => {
-                if values.len() as u64 != elements {
-                    return Err(at(format!(
-                        "data has {} elements, shape {:?} needs {elements}",
-                        values.len(),
-                        input.shape
-                    )));
-                }
-                encode_json_values(&values, dtype).map_err(&at)?
+            (None, Some(data)) => {
+                data.check(&input.shape, dtype).map_err(&at)?;
+                encode_json_values(data.values(), dtype).map_err(&at)?
             }
         };
         let tensor = Tensor::from_bytes(dtype, shape, bytes).map_err(|e| at(e.to_string()))?;
@@ -562,6 +738,134 @@ mod tests {
         );
         let err = decode(head, Some("99999")).unwrap_err();
         assert!(err.message.contains("only"), "{}", err.message);
+    }
+
+    /// Decodes one input `x` of `shape` and `datatype` with `data` (JSON text).
+    fn one(shape: &str, datatype: &str, data: &str) -> Result<Tensor, ApiError> {
+        let body = format!(
+            r#"{{"inputs":[{{"name":"x","data":{data},"datatype":"{datatype}","shape":{shape}}}]}}"#
+        );
+        decode(body.as_bytes(), None).map(|mut r| r.inputs.remove(0).1)
+    }
+
+    fn refused(shape: &str, datatype: &str, data: &str, needle: &str) {
+        let err = one(shape, datatype, data).unwrap_err();
+        assert_eq!(err.status.as_u16(), 400, "{data}");
+        assert_eq!(err.reason, "malformed-request", "{data}");
+        assert!(err.message.starts_with("input \"x\": "), "{}", err.message);
+        assert!(err.message.contains(needle), "{data}: {}", err.message);
+    }
+
+    #[test]
+    fn data_must_be_nested_like_the_shape_or_flat() {
+        // Exact nesting and one flat array give the same tensor; `shape` may come after
+        // `data` in the object (it does in `one`).
+        let nested = one("[2,3]", "FP32", "[[1,2,3],[4,5,6]]").unwrap();
+        let flat = one("[2,3]", "FP32", "[1,2,3,4,5,6]").unwrap();
+        assert_eq!(nested, flat);
+        assert_eq!(nested.to_f32_vec(), [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        // The attack: rows of 400 and 384 values (784 in all) for shape [1, 784].
+        let rows = format!("[[{}],[{}]]", ["0"; 400].join(","), ["0"; 384].join(","));
+        refused("[1,784]", "FP32", &rows, "arrays of 2 at depth 0");
+        let rows = format!("[[{}],[{}]]", ["0"; 400].join(","), ["0"; 384].join(","));
+        refused(
+            "[2,400]",
+            "FP32",
+            &rows,
+            "data is nested as [2][400] then [384] at depth 1; shape [2, 400] needs 400 at depth 1",
+        );
+        // Ragged inside: the same count of values, in rows of different lengths.
+        refused("[2,3]", "FP32", "[[1,2],[3,4,5,6]]", "then [4] at depth 1");
+        // Too deep, too shallow, values beside arrays.
+        refused(
+            "[2]",
+            "FP32",
+            "[[1],[2]]",
+            "nested 2 deep, shape [2] has rank 1",
+        );
+        refused("[2,2]", "FP32", "[[[1,2]],[[3,4]]]", "nested 3 deep");
+        refused(
+            "[1,4,1]",
+            "FP32",
+            "[[1,2,3,4]]",
+            "values at depth 2; shape [1, 4, 1] needs them at depth 3",
+        );
+        refused(
+            "[2,2]",
+            "FP32",
+            "[[1,2],3]",
+            "values at depth 2 and at depth 1",
+        );
+        refused(
+            "[2,2]",
+            "FP32",
+            "[1,[2,3],4]",
+            "values at depth 1 and at depth 2",
+        );
+        refused("[2,3]", "FP32", "[[1,2,3]]", "arrays of 1 at depth 0");
+        // A flat array must hold every element.
+        refused(
+            "[2,3]",
+            "FP32",
+            "[1,2,3,4,5]",
+            "data has 5 elements, shape [2, 3] needs 6",
+        );
+        // A bare value is a rank-0 tensor only.
+        assert_eq!(one("[]", "FP32", "5").unwrap().to_f32_vec(), [5.0]);
+        assert_eq!(one("[]", "FP32", "[5]").unwrap().to_f32_vec(), [5.0]);
+        refused("[1]", "FP32", "5", "values at depth 0");
+    }
+
+    #[test]
+    fn empty_dims_take_empty_arrays_only_where_the_shape_has_them() {
+        for (shape, data) in [
+            ("[0]", "[]"),
+            ("[2,0]", "[[],[]]"),
+            ("[2,0,3]", "[[],[]]"),
+            ("[2,0,3]", "[]"),
+            ("[0,784]", "[]"),
+        ] {
+            let t = one(shape, "FP32", data).unwrap_or_else(|e| panic!("{shape} {data}: {e:?}"));
+            assert!(t.bytes().is_empty());
+        }
+        refused("[2,3]", "FP32", "[[],[]]", "arrays of 0 at depth 1");
+        refused("[2,0,3]", "FP32", "[[[]],[[]]]", "arrays of 1 at depth 1");
+        refused("[2,0]", "FP32", "[[],[1]]", "then [1] at depth 1");
+        refused("[1,784]", "FP32", "[]", "data has 0 elements");
+    }
+
+    #[test]
+    fn values_must_be_of_the_declared_datatype() {
+        // Booleans only for BOOL, and BOOL only booleans.
+        refused(
+            "[2]",
+            "FP32",
+            "[true,1]",
+            "data holds true or false; FP32 takes numbers",
+        );
+        refused("[1]", "FP64", "[false]", "FP64 takes numbers");
+        refused("[1]", "INT32", "[true]", "INT32 takes numbers");
+        refused(
+            "[2]",
+            "BOOL",
+            "[true,1]",
+            "data holds numbers; BOOL takes true and false",
+        );
+        refused("[1]", "BOOL", "[0.0]", "BOOL takes true and false");
+        let b = one("[2]", "BOOL", "[true,false]").unwrap();
+        assert_eq!(b.bytes(), [1, 0]);
+        // Integer types take JSON integers only: no fraction, no exponent, not even 1.0.
+        refused("[1]", "INT32", "[1.5]", "INT32 takes integers");
+        refused("[1]", "INT64", "[1.0]", "such as 1.5 or 1.0");
+        refused("[1]", "UINT8", "[1e2]", "UINT8 takes integers");
+        let i = one("[2]", "INT32", "[1,-2]").unwrap();
+        assert_eq!(
+            i.bytes(),
+            [1i32.to_le_bytes(), (-2i32).to_le_bytes()].concat()
+        );
+        // Float types take integers and floats alike.
+        let f = one("[3]", "FP32", "[1,-2.5,3e1]").unwrap();
+        assert_eq!(f.to_f32_vec(), [1.0, -2.5, 30.0]);
     }
 
     #[test]
