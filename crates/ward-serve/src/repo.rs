@@ -77,6 +77,18 @@ pub struct Repository {
     models: RwLock<BTreeMap<String, BTreeMap<u64, Arc<ServedModel>>>>,
     /// Versions refused as they are now: not verified again until they change.
     refused: Mutex<BTreeMap<(String, u64), Fingerprint>>,
+    /// Entries skipped with a warning at the last scan, as they looked then: warned about
+    /// again only once they change, or are gone and come back.
+    warned: Mutex<BTreeMap<PathBuf, Look>>,
+}
+
+/// What a skipped entry looked like: its type, size and mtime (of the entry itself, not
+/// what a link points to); `None` when it could not be read.
+type Look = Option<(fs::FileType, u64, Option<SystemTime>)>;
+
+fn look(path: &Path) -> Look {
+    let meta = path.symlink_metadata().ok()?;
+    Some((meta.file_type(), meta.len(), meta.modified().ok()))
 }
 
 /// What one scan did, for logs and tests.
@@ -85,6 +97,9 @@ pub struct ScanReport {
     pub loaded: Vec<String>,
     pub refused: Vec<String>,
     pub removed: Vec<String>,
+    /// Entries skipped with a warning by this scan (not those warned about before and
+    /// unchanged since), relative to the repository.
+    pub warned: Vec<String>,
 }
 
 impl Repository {
@@ -105,6 +120,7 @@ impl Repository {
             config,
             models: RwLock::new(BTreeMap::new()),
             refused: Mutex::new(BTreeMap::new()),
+            warned: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -194,13 +210,26 @@ impl Repository {
                 return report;
             }
         };
+        let warned_before =
+            std::mem::take(&mut *self.warned.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut warned_now = BTreeMap::new();
+        // Logs `message` about `path` unless the last scan did and it has not changed.
+        let mut warn = |path: PathBuf, label: String, message: String| {
+            let now = look(&path);
+            if warned_before.get(&path) != Some(&now) {
+                tracing::warn!("{message}");
+                report.warned.push(label);
+            }
+            warned_now.insert(path, now);
+        };
         for entry in entries.flatten().take(MAX_MODELS) {
             let name = entry.file_name().to_string_lossy().into_owned();
             let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
             if !is_dir || !model_dir_name(&name) {
-                tracing::warn!(
-                    "model repository: skipping {:?} (not a model directory)",
-                    name
+                warn(
+                    entry.path(),
+                    name.clone(),
+                    format!("model repository: skipping {name:?} (not a model directory)"),
                 );
                 continue;
             }
@@ -213,12 +242,15 @@ impl Repository {
                     Some(n) if v.file_type().is_ok_and(|t| t.is_dir()) => {
                         found.entry(name.clone()).or_default().insert(n, v.path());
                     }
-                    _ => tracing::warn!(
-                        "model repository: skipping {name}/{vname:?} (versions are directories named by a number)"
+                    _ => warn(
+                        v.path(),
+                        format!("{name}/{vname}"),
+                        format!("model repository: skipping {name}/{vname:?} (versions are directories named by a number)"),
                     ),
                 }
             }
         }
+        *self.warned.lock().unwrap_or_else(|p| p.into_inner()) = warned_now;
 
         for (name, versions) in &found {
             for (&version, dir) in versions {
@@ -302,5 +334,36 @@ mod tests {
         assert_eq!(version_dir_name("1a"), None);
         assert_eq!(version_dir_name("+1"), None);
         assert_eq!(version_dir_name("99999999999999999999"), None);
+    }
+
+    #[test]
+    fn a_skipped_entry_is_warned_about_once_until_it_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::write(root.join("notes.txt"), "a").unwrap();
+        fs::create_dir_all(root.join("mlp").join("latest")).unwrap();
+        let repo = Repository::new(
+            root.to_path_buf(),
+            Trust::AllowUnsigned,
+            Arc::new(ServeConfig::default()),
+        )
+        .unwrap();
+        let mut first = repo.scan().warned;
+        first.sort();
+        assert_eq!(first, ["mlp/latest", "notes.txt"]);
+        // Unchanged entries are not warned about again, poll after poll.
+        for _ in 0..3 {
+            assert_eq!(repo.scan().warned, Vec::<String>::new());
+        }
+        // A changed entry is, once.
+        fs::write(root.join("notes.txt"), "longer").unwrap();
+        assert_eq!(repo.scan().warned, ["notes.txt"]);
+        assert_eq!(repo.scan().warned, Vec::<String>::new());
+        // So is one that was gone and came back, even looking the same.
+        fs::remove_dir(root.join("mlp").join("latest")).unwrap();
+        assert_eq!(repo.scan().warned, Vec::<String>::new());
+        fs::create_dir(root.join("mlp").join("latest")).unwrap();
+        assert_eq!(repo.scan().warned, ["mlp/latest"]);
+        assert_eq!(repo.scan().warned, Vec::<String>::new());
     }
 }
