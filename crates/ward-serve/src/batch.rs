@@ -28,8 +28,8 @@ struct Job {
 }
 
 /// A request whose estimated compute (rows × the model's time per row) is under this runs
-/// on the async worker that decoded it: for small models the hand-off to a blocking
-/// thread costs more than the model.
+/// on the async worker that decoded it, holding a model slot like any run, when one is
+/// free: for small models the hand-off to a model thread costs more than the model.
 const INLINE_BUDGET: Duration = Duration::from_micros(200);
 
 pub struct Batcher {
@@ -177,8 +177,12 @@ impl Batcher {
         }
         if let Some(per_row) = self.per_row {
             let rows = u32::try_from(inputs.rows()).unwrap_or(u32::MAX);
+            // Inline or not, a run holds one of the model's slots: a small model runs here
+            // only when a slot is free, and otherwise waits for one like any other.
             if per_row.saturating_mul(rows) < INLINE_BUDGET {
-                return self.engine.package.run(inputs).map_err(prediction_error);
+                if let Ok(_slot) = self.permits.clone().try_acquire_owned() {
+                    return self.engine.package.run(inputs).map_err(prediction_error);
+                }
             }
         }
         let permit = tokio::time::timeout(queue_timeout, self.permits.clone().acquire_owned())
@@ -334,5 +338,104 @@ async fn run_each(
     for (inputs, reply) in jobs {
         let result = predict_holding(engine.clone(), inputs, permit.clone()).await;
         let _ = reply.send(result);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ward_core::DType;
+    use ward_package::{write_package, FileDigest, InputSpec, Manifest, Origin, OutputSpec, Trust};
+
+    /// out = data · weightᵀ + bias: a dense layer of 2 units over 4 features, small enough
+    /// to run inline.
+    const GRAPH: &[u8] = br#"{
+        "format": "ward-graph", "version": 1,
+        "inputs": [{"name": "data", "dtype": "f32"}],
+        "params": [
+            {"name": "fc1_weight", "dtype": "f32", "shape": [2, 4]},
+            {"name": "fc1_bias", "dtype": "f32", "shape": [2]}
+        ],
+        "nodes": [{
+            "name": "fc1",
+            "op": {"type": "dense", "units": 2, "flatten": true, "bias": true},
+            "inputs": [{"input": 0}, {"param": 0}, {"param": 1}]
+        }],
+        "outputs": [{"name": "out", "source": {"node": [0, 0]}}]
+    }"#;
+
+    fn tiny_package(dir: &std::path::Path) -> Arc<LoadedPackage> {
+        let manifest = Manifest::new(
+            "tiny",
+            "1",
+            1_764_000_000,
+            Origin {
+                framework: "mxnet".into(),
+                framework_version: None,
+                files: vec![FileDigest::of("tiny-symbol.json", b"{}")],
+            },
+            vec![InputSpec {
+                name: "data".into(),
+                dtype: DType::F32,
+                shape: vec![-1, 4],
+                range: None,
+                allow_nonfinite: false,
+            }],
+            vec![OutputSpec {
+                name: "out".into(),
+                dtype: DType::F32,
+                shape: vec![-1, 2],
+            }],
+        );
+        let weights = vec![
+            (
+                "fc1_weight".to_string(),
+                Tensor::from_f32(vec![2, 4], &[0.5; 8]).unwrap(),
+            ),
+            (
+                "fc1_bias".to_string(),
+                Tensor::from_f32(vec![2], &[0.0, 1.0]).unwrap(),
+            ),
+        ];
+        let dir = dir.join("tiny");
+        write_package(&dir, &manifest, GRAPH, &weights).unwrap();
+        Arc::new(LoadedPackage::open(&dir, &Trust::AllowUnsigned, &Default::default()).unwrap())
+    }
+
+    fn one_row(package: &LoadedPackage) -> CheckedInputs {
+        let row = Tensor::from_f32(vec![1, 4], &[1.0, 2.0, 3.0, 4.0]).unwrap();
+        package
+            .check_inputs(vec![("data".into(), row)], &Default::default())
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn inline_runs_take_the_models_slot_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let package = tiny_package(dir.path());
+        let mut batcher = Batcher::new(package.clone(), 1, 4, None);
+        // Every run of this model is small enough to run inline.
+        batcher.per_row = Some(Duration::ZERO);
+        let out = batcher
+            .run(one_row(&package), Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(out[0].1.to_f32_vec(), [5.0, 6.0]);
+        // With its one slot taken (by a run in progress), a small request does not run
+        // beside it: it waits for the slot, here past its queue timeout.
+        let busy = batcher.permits.clone().try_acquire_owned().unwrap();
+        let err = batcher
+            .run(one_row(&package), Duration::from_millis(50))
+            .await
+            .unwrap_err();
+        assert_eq!(err.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(err.message.contains("busy"), "{}", err.message);
+        // Once the slot is free again, it runs (and gives the slot back).
+        drop(busy);
+        batcher
+            .run(one_row(&package), Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(batcher.permits.available_permits(), 1);
     }
 }
