@@ -24,7 +24,7 @@ use crate::config::ServeConfig;
 use crate::error::ApiError;
 use crate::extraction::{predicted_classes, ExtractionMonitor};
 use crate::limits::Limits;
-use crate::memory::{MemoryBudget, Reservation};
+use crate::memory::{MemoryBudget, MemoryError, Reservation};
 use crate::metrics::Metrics;
 use crate::protocol::{datatype_name, decode_request, encode_response};
 use crate::ratelimit::RateLimiter;
@@ -262,10 +262,13 @@ impl App {
             }
         }
         let limits = &self.config.limits;
-        // Held until the answer is built: the body, then the inputs decoded from it.
-        let mut reservation = Reservation::default();
-        let body = read_body(&parts.headers, body, limits, &self.memory, &mut reservation).await?;
-        let body = decompress(&parts.headers, body, limits, &self.memory, &mut reservation)?;
+        // Held until the answer is built: the body, then the inputs decoded from it. The
+        // body is read only once the request is authenticated, so it is held on behalf of
+        // its principal.
+        let holder = principal.map_or_else(String::new, |p| p.name.clone());
+        let mut reservation = self.memory.reservation(holder);
+        let body = read_body(&parts.headers, body, limits, &mut reservation).await?;
+        let (body, _reservation) = decompress(&parts.headers, body, limits, reservation).await?;
         let header_length = match parts.headers.get(HEADER_LENGTH) {
             None => None,
             Some(v) => Some(v.to_str().map_err(|_| {
@@ -404,13 +407,100 @@ impl App {
     }
 }
 
-/// Reads the whole body within the size limit and the body timeout, reserving each part of
-/// it from the server's request memory before keeping it.
+/// Smallest step by which a body's buffer grows.
+const BODY_STEP: usize = 16 << 10;
+
+/// The answer to a reservation the request memory refused: 503 with `Retry-After`, with a
+/// reason of its own when it was the client's share that was spent.
+fn memory_refused(e: MemoryError) -> ApiError {
+    match e {
+        MemoryError::Spent { budget, .. } => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "request-memory",
+            format!(
+                "requests in progress hold the server's request memory ({budget} bytes); retry later"
+            ),
+        ),
+        MemoryError::ShareSpent { share, .. } => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "request-memory-share",
+            format!(
+                "this client's requests in progress hold its share of the server's request memory ({share} bytes); retry later"
+            ),
+        ),
+    }
+    .retry_after(1)
+}
+
+/// The allocator refused memory the budget allowed.
+fn out_of_memory() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "request-memory",
+        "the server could not allocate the request's memory; retry later",
+    )
+    .retry_after(1)
+}
+
+/// The capacity a buffer of `capacity` bytes grows to when it must hold `needed`: twice
+/// what it had (at least [`BODY_STEP`]), but never more than `ceiling`: the declared
+/// length while the body keeps to it, so an honest body ends in a buffer of its exact size.
+fn grown_capacity(capacity: usize, needed: usize, ceiling: usize) -> usize {
+    capacity
+        .saturating_mul(2)
+        .max(BODY_STEP)
+        .min(ceiling)
+        .max(needed)
+}
+
+/// Grows `bytes` to hold `more` bytes beyond its length, reserving its new capacity from
+/// the request memory before allocating it; `ceiling` bounds the growth step.
+fn grow(
+    bytes: &mut Vec<u8>,
+    more: usize,
+    ceiling: usize,
+    reservation: &mut Reservation,
+) -> Result<(), ApiError> {
+    let needed = bytes.len().saturating_add(more);
+    if needed <= bytes.capacity() {
+        return Ok(());
+    }
+    let capacity = grown_capacity(bytes.capacity(), needed, ceiling);
+    reservation
+        .grow_to(capacity as u64)
+        .map_err(memory_refused)?;
+    bytes
+        .try_reserve_exact(capacity - bytes.len())
+        .map_err(|_| out_of_memory())
+}
+
+/// When the next part of a body that has sent `received` bytes since `started` must have
+/// arrived to keep to the minimum rate: after the grace, one second per
+/// `min_body_bytes_per_second` bytes received. `None` when the rule is off.
+fn slow_body_deadline(
+    started: tokio::time::Instant,
+    received: usize,
+    limits: &Limits,
+) -> Option<tokio::time::Instant> {
+    let rate = u128::from(limits.min_body_bytes_per_second);
+    if rate == 0 {
+        return None;
+    }
+    let nanos = (received as u128).saturating_mul(1_000_000_000) / rate;
+    let bought = std::time::Duration::from_nanos(u64::try_from(nanos).ok()?);
+    started
+        .checked_add(limits.body_rate_grace())?
+        .checked_add(bought)
+}
+
+/// Reads the whole body within the size limit, the body timeout and the minimum rate,
+/// reserving the memory of its buffer from the request memory as the bytes arrive (an
+/// honest `Content-Length` sizes the buffer's growth, never a reservation ahead of the
+/// bytes).
 async fn read_body(
     headers: &HeaderMap,
     body: Body,
     limits: &Limits,
-    memory: &MemoryBudget,
     reservation: &mut Reservation,
 ) -> Result<Bytes, ApiError> {
     let too_large = || {
@@ -426,62 +516,138 @@ async fn read_body(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if let Some(declared) = declared {
-        if declared > limits.max_body_bytes {
-            return Err(too_large());
-        }
-        memory.reserve(reservation, declared)?;
+    if declared.is_some_and(|d| d > limits.max_body_bytes) {
+        return Err(too_large());
     }
-    let mut limited = Limited::new(body, limits.max_body_bytes as usize);
-    let read_all = async {
-        // Only a declared length that was reserved sizes the buffer.
-        let mut bytes = Vec::with_capacity(declared.unwrap_or(0) as usize);
-        while let Some(frame) = limited.frame().await {
-            let frame = match frame {
-                Ok(frame) => frame,
-                Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
-                Err(_) => {
-                    return Err(ApiError::bad_request(
-                        "malformed-request",
-                        "the body could not be read",
-                    ))
-                }
-            };
-            if let Ok(data) = frame.into_data() {
-                memory.reserve(reservation, (bytes.len() + data.len()) as u64)?;
-                bytes.extend_from_slice(&data);
+    let max_body = usize::try_from(limits.max_body_bytes).unwrap_or(usize::MAX);
+    let declared = declared.map_or(max_body, |d| usize::try_from(d).unwrap_or(max_body));
+    let started = tokio::time::Instant::now();
+    let timeout_at = started.checked_add(limits.body_timeout());
+    let mut limited = Limited::new(body, max_body);
+    let mut bytes = Vec::new();
+    loop {
+        // Waiting for the next part ends at the body timeout, or sooner when what has
+        // arrived so far is behind the minimum rate; so a body that sends nothing at all
+        // is cut too.
+        let slow_at = slow_body_deadline(started, bytes.len(), limits);
+        let (deadline, too_slow) = match (slow_at, timeout_at) {
+            (Some(slow), Some(end)) if slow < end => (Some(slow), true),
+            (Some(slow), None) => (Some(slow), true),
+            (_, end) => (end, false),
+        };
+        let next = match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, limited.frame()).await,
+            None => Ok(limited.frame().await),
+        };
+        let frame = match next {
+            Err(_) if too_slow => {
+                return Err(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body-too-slow",
+                    format!(
+                        "the body arrived slower than {} bytes a second",
+                        limits.min_body_bytes_per_second
+                    ),
+                ))
             }
+            Err(_) => {
+                return Err(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "timeout",
+                    "the body did not arrive in time",
+                ))
+            }
+            Ok(None) => break,
+            Ok(Some(Ok(frame))) => frame,
+            Ok(Some(Err(e))) if e.is::<http_body_util::LengthLimitError>() => {
+                return Err(too_large())
+            }
+            Ok(Some(Err(_))) => {
+                return Err(ApiError::bad_request(
+                    "malformed-request",
+                    "the body could not be read",
+                ))
+            }
+        };
+        if let Ok(data) = frame.into_data() {
+            // Past its declared length the body grows in steps up to the limit (hyper
+            // refuses a body longer than its Content-Length; this is for the others).
+            let ceiling = if bytes.len() + data.len() <= declared {
+                declared
+            } else {
+                max_body
+            };
+            grow(&mut bytes, data.len(), ceiling, reservation)?;
+            bytes.extend_from_slice(&data);
         }
-        Ok(Bytes::from(bytes))
+    }
+    Ok(Bytes::from(bytes))
+}
+
+/// Why inflating a body stopped.
+enum Inflate {
+    Corrupt,
+    TooLarge,
+    Refused(ApiError),
+}
+
+/// Inflates `body` into a buffer that never holds more than `limit` bytes nor grows past
+/// what `reservation` was given for it.
+fn inflate(
+    body: &[u8],
+    gzip: bool,
+    limit: usize,
+    reservation: &mut Reservation,
+) -> Result<Vec<u8>, Inflate> {
+    let mut decoder: Box<dyn Read> = if gzip {
+        Box::new(flate2::read::GzDecoder::new(body))
+    } else {
+        Box::new(flate2::read::ZlibDecoder::new(body))
     };
-    tokio::time::timeout(limits.body_timeout(), read_all)
-        .await
-        .unwrap_or_else(|_| {
-            Err(ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "timeout",
-                "the body did not arrive in time",
-            ))
-        })
+    // What the body holds stays reserved beside the output until the body is dropped.
+    let body_held = reservation.bytes();
+    let mut out = Vec::new();
+    let mut chunk = vec![0u8; BODY_STEP];
+    loop {
+        let n = match decoder.read(&mut chunk) {
+            Ok(0) => return Ok(out),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return Err(Inflate::Corrupt),
+        };
+        if out.len() + n > limit {
+            return Err(Inflate::TooLarge);
+        }
+        let needed = out.len() + n;
+        if needed > out.capacity() {
+            let capacity = grown_capacity(out.capacity(), needed, limit);
+            reservation
+                .grow_to(body_held + capacity as u64)
+                .map_err(|e| Inflate::Refused(memory_refused(e)))?;
+            out.try_reserve_exact(capacity - out.len())
+                .map_err(|_| Inflate::Refused(out_of_memory()))?;
+        }
+        out.extend_from_slice(&chunk[..n]);
+    }
 }
 
 /// Undoes `Content-Encoding: gzip | deflate`, refusing output over the decompressed-size
 /// limit or the ratio limit; it stops reading at the limit, so a bomb costs no more.
 /// The room the output may take is reserved before decompressing and what it did not use
-/// given back after.
-fn decompress(
+/// given back after. It runs on a blocking thread, not the async worker, and holds the
+/// reservation there: a request whose client goes away keeps it until the work ends.
+async fn decompress(
     headers: &HeaderMap,
     body: Bytes,
     limits: &Limits,
-    memory: &MemoryBudget,
-    reservation: &mut Reservation,
-) -> Result<Bytes, ApiError> {
+    mut reservation: Reservation,
+) -> Result<(Bytes, Reservation), ApiError> {
     let encoding = match headers.get(header::CONTENT_ENCODING) {
-        None => return Ok(body),
+        None => return Ok((body, reservation)),
         Some(v) => v.to_str().unwrap_or("").trim().to_ascii_lowercase(),
     };
     let gzip = match encoding.as_str() {
-        "identity" => return Ok(body),
+        "identity" => return Ok((body, reservation)),
         "gzip" => true,
         "deflate" => false,
         _ => {
@@ -492,34 +658,45 @@ fn decompress(
             ))
         }
     };
-    let budget = limits.max_decompressed_bytes.min(
+    let room = limits.max_decompressed_bytes.min(
         (body.len() as u64)
             .saturating_mul(limits.max_compression_ratio)
             .max(1 << 16),
     );
-    memory.reserve(reservation, body.len() as u64 + budget + 1)?;
-    let mut out = Vec::new();
-    let read = if gzip {
-        flate2::read::GzDecoder::new(&body[..])
-            .take(budget + 1)
-            .read_to_end(&mut out)
-    } else {
-        flate2::read::ZlibDecoder::new(&body[..])
-            .take(budget + 1)
-            .read_to_end(&mut out)
-    };
-    read.map_err(|_| ApiError::bad_request("malformed-request", "the compressed body is corrupt"))?;
-    if out.len() as u64 > budget {
-        return Err(ApiError::too_large(
-            "decompressed-too-large",
-            format!(
-                "the body decompresses to more than {budget} bytes (limits: {} bytes, ratio {})",
-                limits.max_decompressed_bytes, limits.max_compression_ratio
-            ),
-        ));
-    }
-    memory.release_to(reservation, out.len() as u64);
-    Ok(Bytes::from(out))
+    reservation
+        .grow_to(reservation.bytes().saturating_add(room).saturating_add(1))
+        .map_err(memory_refused)?;
+    let limit = usize::try_from(room).unwrap_or(usize::MAX);
+    let (max_decompressed, ratio) = (limits.max_decompressed_bytes, limits.max_compression_ratio);
+    tokio::task::spawn_blocking(move || {
+        let inflated = inflate(&body, gzip, limit, &mut reservation);
+        drop(body);
+        match inflated {
+            Ok(out) => {
+                reservation.shrink_to(out.capacity() as u64);
+                Ok((Bytes::from(out), reservation))
+            }
+            Err(Inflate::Corrupt) => Err(ApiError::bad_request(
+                "malformed-request",
+                "the compressed body is corrupt",
+            )),
+            Err(Inflate::TooLarge) => Err(ApiError::too_large(
+                "decompressed-too-large",
+                format!(
+                    "the body decompresses to more than {room} bytes (limits: {max_decompressed} bytes, ratio {ratio})"
+                ),
+            )),
+            Err(Inflate::Refused(e)) => Err(e),
+        }
+    })
+    .await
+    .map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the body could not be decompressed",
+        )
+    })?
 }
 
 /// gzip or deflate when the client accepts it; never br (see the tritonclient aio note).

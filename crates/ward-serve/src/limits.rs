@@ -28,6 +28,16 @@ pub const MAX_ELEMENTS: u64 = 16 << 20;
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time a client has to send its whole body once the headers are in.
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Slowest a body may arrive, after [`BODY_RATE_GRACE`]: 64 KiB/s (half a megabit). A body
+/// must have sent `rate × (elapsed − grace)` bytes at every moment, or it is cut with 408;
+/// so a client that stops sending (holding its connection and the memory of what it sent)
+/// is cut after the grace plus the time its bytes bought it, not only at [`BODY_TIMEOUT`].
+/// Clients of an inference API send from machines, not modems: this is far below any of
+/// them, and the body timeout still bounds the whole body.
+pub const MIN_BODY_BYTES_PER_SECOND: u64 = 64 << 10;
+/// Time a body has before [`MIN_BODY_BYTES_PER_SECOND`] applies (a slow start, a first
+/// round trip).
+pub const BODY_RATE_GRACE: Duration = Duration::from_secs(5);
 /// Longest a connection stays open with no request in progress. HTTP/1.1 connections are
 /// closed sooner, by the header timeout, once a response is sent; this bounds HTTP/2
 /// connections, which hyper keeps open while the client answers pings.
@@ -69,6 +79,16 @@ pub struct Limits {
     pub max_connections: usize,
     pub max_connections_per_address: usize,
     pub max_request_memory_bytes: u64,
+    /// Most of `max_request_memory_bytes` the requests of one principal may hold at once;
+    /// 0 (the default) means a quarter of it, but never less than one request of the
+    /// largest size needs (`max_body_bytes` + `max_decompressed_bytes`): 256 MiB of the
+    /// default 1 GiB, four plain bodies of the largest size, or a compressed one with its
+    /// decompression room beside a plain one. So four clients at their share fit, and any
+    /// client may still send the largest body. See [`Limits::request_memory_share`].
+    pub max_request_memory_per_client_bytes: u64,
+    /// See [`MIN_BODY_BYTES_PER_SECOND`]; 0 turns the rule off.
+    pub min_body_bytes_per_second: u64,
+    pub body_rate_grace_ms: u64,
     /// Requests one model runs at once; 0 means one per CPU core.
     pub max_concurrency: usize,
     pub max_queue: usize,
@@ -99,6 +119,9 @@ impl Default for Limits {
             max_connections: MAX_CONNECTIONS,
             max_connections_per_address: MAX_CONNECTIONS_PER_ADDRESS,
             max_request_memory_bytes: MAX_REQUEST_MEMORY_BYTES,
+            max_request_memory_per_client_bytes: 0,
+            min_body_bytes_per_second: MIN_BODY_BYTES_PER_SECOND,
+            body_rate_grace_ms: BODY_RATE_GRACE.as_millis() as u64,
             max_concurrency: 0,
             max_queue: MAX_QUEUE,
             queue_timeout_ms: QUEUE_TIMEOUT.as_millis() as u64,
@@ -113,6 +136,9 @@ impl Limits {
     }
     pub fn body_timeout(&self) -> Duration {
         Duration::from_millis(self.body_timeout_ms)
+    }
+    pub fn body_rate_grace(&self) -> Duration {
+        Duration::from_millis(self.body_rate_grace_ms)
     }
     pub fn handshake_timeout(&self) -> Duration {
         Duration::from_millis(self.handshake_timeout_ms)
@@ -138,7 +164,61 @@ impl Limits {
         if self.max_concurrency > 0 {
             self.max_concurrency
         } else {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
+            cores()
         }
+    }
+
+    /// The most request memory one principal may hold: `max_request_memory_per_client_bytes`,
+    /// or when it is 0, a quarter of the budget but at least what one request of the
+    /// largest size holds (its body, the room for its decompression and one byte); never
+    /// more than the budget.
+    pub fn request_memory_share(&self) -> u64 {
+        let share = if self.max_request_memory_per_client_bytes > 0 {
+            self.max_request_memory_per_client_bytes
+        } else {
+            let largest = self
+                .max_body_bytes
+                .saturating_add(self.max_decompressed_bytes)
+                .saturating_add(1);
+            (self.max_request_memory_bytes / 4).max(largest)
+        };
+        share.min(self.max_request_memory_bytes)
+    }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_share_fits_the_largest_request_and_four_clients() {
+        let limits = Limits::default();
+        let share = limits.request_memory_share();
+        assert_eq!(share, MAX_REQUEST_MEMORY_BYTES / 4);
+        assert!(share > MAX_BODY_BYTES + MAX_DECOMPRESSED_BYTES);
+        // A small budget still lets one client send the largest request...
+        let small = Limits {
+            max_request_memory_bytes: 200 << 20,
+            ..Limits::default()
+        };
+        assert_eq!(
+            small.request_memory_share(),
+            MAX_BODY_BYTES + MAX_DECOMPRESSED_BYTES + 1
+        );
+        // ...unless the budget itself is smaller; a set share is taken as it is.
+        let tiny = Limits {
+            max_request_memory_bytes: 1 << 20,
+            ..Limits::default()
+        };
+        assert_eq!(tiny.request_memory_share(), 1 << 20);
+        let set = Limits {
+            max_request_memory_per_client_bytes: 5000,
+            ..Limits::default()
+        };
+        assert_eq!(set.request_memory_share(), 5000);
     }
 }

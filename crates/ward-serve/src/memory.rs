@@ -1,80 +1,178 @@
-//! The server-wide budget of request memory: every request reserves the bytes of its body
-//! as they arrive, and the room its decompression may take, before they are allocated,
-//! and holds them until its answer is built. A request that finds the budget spent gets
-//! 503 with `Retry-After` at once.
+//! The budget of request memory, shared fairly: every request reserves the bytes it
+//! allocates for its body as they arrive, and the room its decompression may take, before
+//! allocating them, and holds them until its answer is built. The budget bounds the sum
+//! over all requests; each holder (a principal, or before authentication a client
+//! address) may hold at most its share of it, so one client with many connections cannot
+//! hold the memory every other client needs.
+//!
+//! Nothing here knows HTTP: a refusal is a [`MemoryError`] with the numbers, and the
+//! transport decides what to answer (`ward-serve` answers 503 with `Retry-After`).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use axum::http::StatusCode;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+/// Why a reservation was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MemoryError {
+    /// Requests in progress together hold the whole budget.
+    #[error("requests in progress hold {held} of the {budget} bytes of request memory; {wanted} more do not fit")]
+    Spent { wanted: u64, held: u64, budget: u64 },
+    /// This holder's requests in progress hold its whole share.
+    #[error("this client's requests in progress hold {held} of its share of {share} bytes of request memory; {wanted} more do not fit")]
+    ShareSpent { wanted: u64, held: u64, share: u64 },
+}
 
-use crate::error::ApiError;
+#[derive(Default)]
+struct Held {
+    /// Bytes held by all reservations together.
+    total: u64,
+    /// Bytes held by each holder; a holder that holds nothing has no entry, so the map is
+    /// never larger than the number of reservations alive.
+    by_holder: HashMap<String, u64>,
+}
 
-/// Permits count KiB: a budget of many GiB stays within the semaphore's range.
-const UNIT: u64 = 1024;
+struct Shared {
+    budget: u64,
+    share: u64,
+    held: Mutex<Held>,
+}
 
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Held> {
+        // Every update below is completed before the lock is released (nothing in it can
+        // panic), so a poisoned lock still holds consistent numbers.
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The server-wide budget and the share of it one holder may hold.
+#[derive(Clone)]
 pub struct MemoryBudget {
-    permits: Arc<Semaphore>,
+    shared: Arc<Shared>,
+}
+
+/// What one request holds of the budget, on behalf of its holder; given back when dropped.
+pub struct Reservation {
+    shared: Arc<Shared>,
+    holder: String,
     bytes: u64,
 }
 
-/// What one request holds of the budget; given back when dropped.
-#[derive(Default)]
-pub struct Reservation {
-    permit: Option<OwnedSemaphorePermit>,
-}
-
 impl MemoryBudget {
-    pub fn new(bytes: u64) -> MemoryBudget {
-        let units = usize::try_from(bytes.div_ceil(UNIT))
-            .unwrap_or(usize::MAX)
-            .min(Semaphore::MAX_PERMITS);
+    /// A budget of `budget` bytes of which one holder may hold at most `share` bytes.
+    pub fn new(budget: u64, share: u64) -> MemoryBudget {
         MemoryBudget {
-            permits: Arc::new(Semaphore::new(units)),
-            bytes,
+            shared: Arc::new(Shared {
+                budget,
+                share: share.min(budget),
+                held: Mutex::new(Held::default()),
+            }),
         }
     }
 
-    /// Grows `held` to cover `total` bytes, or refuses without waiting.
-    pub fn reserve(&self, held: &mut Reservation, total: u64) -> Result<(), ApiError> {
-        let have = held.permit.as_ref().map_or(0, |p| p.num_permits());
-        let want = usize::try_from(total.div_ceil(UNIT)).unwrap_or(usize::MAX);
-        if want <= have {
+    pub fn budget(&self) -> u64 {
+        self.shared.budget
+    }
+
+    pub fn share(&self) -> u64 {
+        self.shared.share
+    }
+
+    /// An empty reservation for `holder` (a principal's name, or a client address before
+    /// authentication); it holds nothing until it grows.
+    pub fn reservation(&self, holder: impl Into<String>) -> Reservation {
+        Reservation {
+            shared: self.shared.clone(),
+            holder: holder.into(),
+            bytes: 0,
+        }
+    }
+
+    /// Bytes held by every reservation together.
+    pub fn held(&self) -> u64 {
+        self.shared.lock().total
+    }
+
+    /// Bytes held by `holder`'s reservations together.
+    pub fn held_by(&self, holder: &str) -> u64 {
+        self.shared
+            .lock()
+            .by_holder
+            .get(holder)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Holders that hold anything now.
+    pub fn holders(&self) -> usize {
+        self.shared.lock().by_holder.len()
+    }
+}
+
+impl Reservation {
+    /// Bytes this reservation holds.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Grows this reservation to cover `total` bytes, or refuses without waiting (and
+    /// then holds what it held before).
+    pub fn grow_to(&mut self, total: u64) -> Result<(), MemoryError> {
+        if total <= self.bytes {
             return Ok(());
         }
-        let more = u32::try_from(want - have).map_err(|_| self.spent())?;
-        let permit = self
-            .permits
-            .clone()
-            .try_acquire_many_owned(more)
-            .map_err(|_| self.spent())?;
-        match &mut held.permit {
-            Some(p) => p.merge(permit),
-            None => held.permit = Some(permit),
+        let wanted = total - self.bytes;
+        let shared = &*self.shared;
+        let mut held = shared.lock();
+        let mine = held.by_holder.get(&self.holder).copied().unwrap_or(0);
+        // A share as large as the budget is no share: what is spent then is the budget.
+        if shared.share < shared.budget && mine.saturating_add(wanted) > shared.share {
+            return Err(MemoryError::ShareSpent {
+                wanted,
+                held: mine,
+                share: shared.share,
+            });
         }
+        if held.total.saturating_add(wanted) > shared.budget {
+            return Err(MemoryError::Spent {
+                wanted,
+                held: held.total,
+                budget: shared.budget,
+            });
+        }
+        held.total += wanted;
+        *held.by_holder.entry(self.holder.clone()).or_insert(0) += wanted;
+        self.bytes = total;
         Ok(())
     }
 
-    /// Shrinks `held` to `total` bytes, giving the rest back.
-    pub fn release_to(&self, held: &mut Reservation, total: u64) {
-        let keep = usize::try_from(total.div_ceil(UNIT)).unwrap_or(usize::MAX);
-        if let Some(p) = &mut held.permit {
-            if p.num_permits() > keep {
-                drop(p.split(p.num_permits() - keep));
-            }
+    /// Shrinks this reservation to `total` bytes, giving the rest back.
+    pub fn shrink_to(&mut self, total: u64) {
+        if total >= self.bytes {
+            return;
+        }
+        let freed = self.bytes - total;
+        give_back(&self.shared, &self.holder, freed);
+        self.bytes = total;
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.bytes > 0 {
+            give_back(&self.shared, &self.holder, self.bytes);
         }
     }
+}
 
-    fn spent(&self) -> ApiError {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "request-memory",
-            format!(
-                "requests in progress hold the server's request memory ({} bytes); retry later",
-                self.bytes
-            ),
-        )
-        .retry_after(1)
+fn give_back(shared: &Shared, holder: &str, bytes: u64) {
+    let mut held = shared.lock();
+    held.total = held.total.saturating_sub(bytes);
+    if let Some(mine) = held.by_holder.get_mut(holder) {
+        *mine = mine.saturating_sub(bytes);
+        if *mine == 0 {
+            held.by_holder.remove(holder);
+        }
     }
 }
 
@@ -84,18 +182,92 @@ mod tests {
 
     #[test]
     fn reservations_add_up_to_the_budget_and_are_given_back() {
-        let budget = MemoryBudget::new(10 * UNIT);
-        let mut a = Reservation::default();
-        budget.reserve(&mut a, 6 * UNIT).unwrap();
-        budget.reserve(&mut a, 6 * UNIT).unwrap();
-        let mut b = Reservation::default();
-        let refused = budget.reserve(&mut b, 5 * UNIT).unwrap_err();
-        assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
-        budget.reserve(&mut b, 4 * UNIT).unwrap();
-        budget.release_to(&mut a, UNIT + 1);
-        budget.reserve(&mut b, 8 * UNIT).unwrap();
+        let budget = MemoryBudget::new(10_000, 10_000);
+        let mut a = budget.reservation("a");
+        a.grow_to(6_000).unwrap();
+        // Growing to what it holds already takes nothing more.
+        a.grow_to(6_000).unwrap();
+        assert_eq!(budget.held(), 6_000);
+        let mut b = budget.reservation("b");
+        assert_eq!(
+            b.grow_to(5_000),
+            Err(MemoryError::Spent {
+                wanted: 5_000,
+                held: 6_000,
+                budget: 10_000
+            })
+        );
+        // A refusal leaves the reservation as it was.
+        assert_eq!(b.bytes(), 0);
+        b.grow_to(4_000).unwrap();
+        a.shrink_to(1_000);
+        assert_eq!(budget.held(), 5_000);
+        b.grow_to(9_000).unwrap();
         drop(a);
-        budget.reserve(&mut b, 10 * UNIT).unwrap();
-        assert!(budget.reserve(&mut b, 10 * UNIT + 1).is_err());
+        b.grow_to(10_000).unwrap();
+        assert!(matches!(b.grow_to(10_001), Err(MemoryError::Spent { .. })));
+        drop(b);
+        assert_eq!(budget.held(), 0);
+    }
+
+    #[test]
+    fn each_holder_holds_at_most_its_share() {
+        let budget = MemoryBudget::new(10_000, 4_000);
+        // Two requests of one holder count together against its share.
+        let mut a1 = budget.reservation("alice");
+        let mut a2 = budget.reservation("alice");
+        a1.grow_to(3_000).unwrap();
+        assert_eq!(
+            a2.grow_to(1_001),
+            Err(MemoryError::ShareSpent {
+                wanted: 1_001,
+                held: 3_000,
+                share: 4_000
+            })
+        );
+        a2.grow_to(1_000).unwrap();
+        assert_eq!(budget.held_by("alice"), 4_000);
+        // Another holder has a share of its own, while the budget lasts.
+        let mut b = budget.reservation("bob");
+        b.grow_to(4_000).unwrap();
+        let mut c = budget.reservation("carol");
+        assert!(matches!(c.grow_to(2_001), Err(MemoryError::Spent { .. })));
+        c.grow_to(2_000).unwrap();
+        // What one of alice's requests gives back, she may take again.
+        a1.shrink_to(0);
+        assert_eq!(budget.held_by("alice"), 1_000);
+        a2.grow_to(4_000).unwrap();
+        assert!(matches!(a1.grow_to(1), Err(MemoryError::ShareSpent { .. })));
+    }
+
+    #[test]
+    fn a_holder_that_holds_nothing_has_no_entry() {
+        let budget = MemoryBudget::new(10_000, 5_000);
+        let mut a = budget.reservation("alice");
+        let mut b = budget.reservation("alice");
+        // Reservations that hold nothing make no entry.
+        assert_eq!(budget.holders(), 0);
+        a.grow_to(100).unwrap();
+        b.grow_to(100).unwrap();
+        assert_eq!(budget.holders(), 1);
+        a.shrink_to(0);
+        assert_eq!(budget.holders(), 1);
+        drop(b);
+        assert_eq!(budget.holders(), 0);
+        assert_eq!(budget.held_by("alice"), 0);
+        // A refused first reservation makes no entry either.
+        assert!(a.grow_to(5_001).is_err());
+        assert_eq!(budget.holders(), 0);
+        drop(a);
+        assert_eq!(budget.held(), 0);
+    }
+
+    #[test]
+    fn a_share_as_large_as_the_budget_is_no_share() {
+        let budget = MemoryBudget::new(1_000, 5_000);
+        assert_eq!(budget.share(), 1_000);
+        let mut a = budget.reservation("a");
+        a.grow_to(1_000).unwrap();
+        assert!(matches!(a.grow_to(1_001), Err(MemoryError::Spent { .. })));
     }
 }

@@ -173,7 +173,10 @@ impl Server {
         let app = Arc::new(App {
             extraction,
             limiter: RateLimiter::new(config.rate),
-            memory: MemoryBudget::new(config.limits.max_request_memory_bytes),
+            memory: MemoryBudget::new(
+                config.limits.max_request_memory_bytes,
+                config.limits.request_memory_share(),
+            ),
             config,
             tokens,
             repo,
