@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 /// Largest request body on the wire (after TLS, before decompression): 64 MiB.
 pub const MAX_BODY_BYTES: u64 = 64 << 20;
@@ -53,6 +53,10 @@ pub const MAX_CONNECTIONS_PER_ADDRESS: usize = 256;
 /// all requests: 1 GiB. The per-request limits bound one request; this bounds their sum,
 /// so many large requests at once get 503 instead of the memory.
 pub const MAX_REQUEST_MEMORY_BYTES: u64 = 1 << 30;
+/// Threads per CPU core that `max_concurrency` (each model starts that many threads) and
+/// `io_threads` may ask for; more only make the threads wait for each other, and a huge
+/// value would start thousands of threads.
+pub const MAX_THREADS_PER_CORE: usize = 4;
 /// Requests waiting for a model beyond those running; more get 503 at once.
 pub const MAX_QUEUE: usize = 64;
 /// Longest a request waits in a model's queue before it gets 503.
@@ -89,13 +93,16 @@ pub struct Limits {
     /// See [`MIN_BODY_BYTES_PER_SECOND`]; 0 turns the rule off.
     pub min_body_bytes_per_second: u64,
     pub body_rate_grace_ms: u64,
-    /// Requests one model runs at once; 0 means one per CPU core.
+    /// Requests one model runs at once; 0 means one per CPU core. At most
+    /// [`MAX_THREADS_PER_CORE`] per core.
+    #[serde(deserialize_with = "de_max_concurrency")]
     pub max_concurrency: usize,
     pub max_queue: usize,
     pub queue_timeout_ms: u64,
     /// Threads for connections, TLS and protocol work; 0 means half the CPU cores (at least
     /// one). Models run on threads of their own (`max_concurrency`), so the two do not
-    /// compete for the same cores.
+    /// compete for the same cores. At most [`MAX_THREADS_PER_CORE`] per core.
+    #[serde(deserialize_with = "de_io_threads")]
     pub io_threads: usize,
 }
 
@@ -184,10 +191,47 @@ impl Limits {
         };
         share.min(self.max_request_memory_bytes)
     }
+
+    /// Refuses thread counts past [`MAX_THREADS_PER_CORE`] per core, naming the key.
+    pub fn validate(&self) -> Result<(), String> {
+        check_threads("max_concurrency", self.max_concurrency)?;
+        check_threads("io_threads", self.io_threads)
+    }
 }
 
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The most threads `max_concurrency` and `io_threads` may ask for on this machine.
+pub fn max_threads() -> usize {
+    cores().saturating_mul(MAX_THREADS_PER_CORE)
+}
+
+/// `key = value` as a thread count: 0 (automatic) or at most [`max_threads`].
+pub fn check_threads(key: &str, value: usize) -> Result<(), String> {
+    let max = max_threads();
+    if value > max {
+        return Err(format!(
+            "{key} = {value} is over {max} ({MAX_THREADS_PER_CORE} per CPU core on this machine's {})",
+            cores()
+        ));
+    }
+    Ok(())
+}
+
+fn threads<'de, D: Deserializer<'de>>(d: D, key: &str) -> Result<usize, D::Error> {
+    let value = usize::deserialize(d)?;
+    check_threads(key, value).map_err(serde::de::Error::custom)?;
+    Ok(value)
+}
+
+fn de_max_concurrency<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    threads(d, "max_concurrency")
+}
+
+fn de_io_threads<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    threads(d, "io_threads")
 }
 
 #[cfg(test)]
@@ -220,5 +264,27 @@ mod tests {
             ..Limits::default()
         };
         assert_eq!(set.request_memory_share(), 5000);
+    }
+
+    #[test]
+    fn thread_counts_past_four_per_core_are_refused_naming_the_key() {
+        let max = max_threads();
+        for key in ["max_concurrency", "io_threads"] {
+            let ok: Result<Limits, _> = toml::from_str(&format!("{key} = {max}"));
+            assert!(ok.is_ok(), "{key} = {max}: {ok:?}");
+            let err = toml::from_str::<Limits>(&format!("{key} = {}", max + 1))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&format!("{key} = {}", max + 1)), "{err}");
+            assert!(err.contains("per CPU core"), "{err}");
+            let err = toml::from_str::<Limits>(&format!("{key} = 100000"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{err}");
+        }
+        let mut limits = Limits::default();
+        assert!(limits.validate().is_ok());
+        limits.io_threads = max + 1;
+        assert!(limits.validate().unwrap_err().contains("io_threads"));
     }
 }

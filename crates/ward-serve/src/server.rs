@@ -21,6 +21,7 @@ use crate::app::{router, App};
 use crate::config::{running_as_root, ServeConfig};
 use crate::connection::{self, Io};
 use crate::extraction::ExtractionMonitor;
+use crate::limits::check_threads;
 use crate::memory::MemoryBudget;
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
@@ -84,10 +85,28 @@ fn required(value: &Option<PathBuf>, what: &str, flag: &str) -> Result<PathBuf, 
         .ok_or_else(|| ServeError::Refused(format!("no {what}: pass {flag}")))
 }
 
+/// Refuses thread counts past [`crate::limits::MAX_THREADS_PER_CORE`] per core: `[limits]`
+/// (also refused when the file is parsed: the CLI starts its runtime with `io_threads`
+/// before it binds) and each `[model.NAME]`, whose threads a scan would start.
+fn check_thread_counts(config: &ServeConfig) -> Result<(), ServeError> {
+    config
+        .limits
+        .validate()
+        .map_err(|e| ServeError::Refused(format!("[limits] {e}")))?;
+    for (name, model) in &config.model {
+        if let Some(n) = model.max_concurrency {
+            check_threads("max_concurrency", n)
+                .map_err(|e| ServeError::Refused(format!("[model.{name}] {e}")))?;
+        }
+    }
+    Ok(())
+}
+
 impl Server {
     /// Checks the configuration, loads the tokens, verifies and loads every model, and
     /// binds the listener. Nothing is served until [`Server::run`].
     pub async fn bind(config: ServeConfig) -> Result<Server, ServeError> {
+        check_thread_counts(&config)?;
         if running_as_root() && !config.allow_root {
             return Err(ServeError::Refused(
                 "running as root: ward serve needs no privileges; run it as an unprivileged user (or pass --allow-root)".into(),

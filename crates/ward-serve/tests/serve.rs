@@ -646,6 +646,20 @@ async fn startup_refusals() {
     let mut c = setup.config("");
     c.trust = None;
     assert!(refuse(c).await.contains("no trust policy"));
+    // Thread counts past four per core: refused when the file is parsed ([limits]: the
+    // CLI starts its runtime with io_threads before binding) and at bind (a model's).
+    let many = ward_serve::limits::max_threads() + 1;
+    for key in ["max_concurrency", "io_threads"] {
+        let err = ServeConfig::parse(&format!("[limits]\n{key} = {many}")).unwrap_err();
+        assert!(err.contains(&format!("{key} = {many} is over")), "{err}");
+    }
+    let mut c = setup.config("");
+    c.limits.io_threads = many;
+    let err = refuse(c).await;
+    assert!(err.contains("[limits] io_threads"), "{err}");
+    let c = setup.config(&format!("[model.mlp]\nmax_concurrency = {many}"));
+    let err = refuse(c).await;
+    assert!(err.contains("[model.mlp] max_concurrency"), "{err}");
 
     // A package signed by a key the policy does not trust is not served; the server runs.
     let other = tempfile::tempdir().unwrap();
