@@ -283,3 +283,114 @@ fn bad_input_declarations_are_refused() {
         );
     }
 }
+
+/// Weights that hold NaN are refused at import unless the importer is told, and the
+/// package then says so; a package that holds them without saying so is refused at load.
+#[test]
+fn non_finite_weights_are_refused_unless_declared() {
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = tmp.path().join("keys");
+    let o = ward(&["keygen", "--out", keys.to_str().unwrap(), "--name", "test"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let key = keys.join("test.key");
+    // The MLP's parameters with the last float32 of the last array set to NaN.
+    let model = tmp.path().join("nan-mlp");
+    std::fs::create_dir(&model).unwrap();
+    std::fs::copy(
+        fixture("mlp").join("model-symbol.json"),
+        model.join("model-symbol.json"),
+    )
+    .unwrap();
+    let mut params = std::fs::read(fixture("mlp").join("model-0000.params")).unwrap();
+    // The names follow the arrays: a u64 count, then each name's u64 length and bytes.
+    // The last array's last float32 ends where the count begins.
+    let parsed =
+        ward_mxnet::params::read_params(&params, &ward_mxnet::limits::ParamsLimits::default())
+            .unwrap();
+    let first_name = parsed.names.unwrap()[0].clone();
+    let names_at = params
+        .windows(first_name.len())
+        .rposition(|w| w == first_name.as_bytes())
+        .unwrap()
+        - 16;
+    params[names_at - 4..names_at].copy_from_slice(&f32::NAN.to_le_bytes());
+    std::fs::write(model.join("model-0000.params"), &params).unwrap();
+    let import_nan = |out: &Path, extra: &[&str]| {
+        let mut args: Vec<String> = [
+            "import",
+            "mxnet",
+            "--symbol",
+            model.join("model-symbol.json").to_str().unwrap(),
+            "--params",
+            model.join("model-0000.params").to_str().unwrap(),
+            "--input",
+            "data:float32:-1,784",
+            "--out",
+            out.to_str().unwrap(),
+            "--sign-key",
+            key.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        ward(&args)
+    };
+
+    let refused = tmp.path().join("refused.ward");
+    let o = import_nan(&refused, &[]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(
+        e.contains("is NaN or infinite") && e.contains("--allow-nonfinite-weights"),
+        "{e}"
+    );
+    assert!(!refused.exists());
+
+    let allowed = tmp.path().join("allowed.ward");
+    let o = import_nan(&allowed, &["--allow-nonfinite-weights"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(allowed.join("ward.json")).unwrap()).unwrap();
+    assert_eq!(manifest["nonfinite_weights"], true);
+    let trust = keys.join("test.pub");
+    let o = ward(&[
+        "inspect",
+        allowed.to_str().unwrap(),
+        "--trust",
+        trust.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // The same weights, signed without the declaration: refused when loaded.
+    let mut manifest = manifest;
+    manifest
+        .as_object_mut()
+        .unwrap()
+        .remove("nonfinite_weights");
+    std::fs::write(
+        allowed.join("ward.json"),
+        serde_json::to_vec_pretty(&manifest).unwrap(),
+    )
+    .unwrap();
+    std::fs::remove_file(allowed.join("model.sig")).unwrap();
+    let o = ward(&[
+        "sign",
+        allowed.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = ward(&[
+        "--audit-log",
+        tmp.path().join("audit.log").to_str().unwrap(),
+        "inspect",
+        allowed.to_str().unwrap(),
+        "--trust",
+        trust.to_str().unwrap(),
+    ]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(3), "{e}");
+    assert!(e.contains("does not declare nonfinite_weights"), "{e}");
+}

@@ -1,7 +1,6 @@
 //! `ward doctor`: checks what ward can check about its own deployment, one line each.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -304,15 +303,8 @@ pub fn check_trust_file(path: &Path) -> Vec<(Level, String)> {
 }
 
 fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>> {
-    let file = std::fs::File::open(path).with_context(|| format!("cannot read {}", shown(path)))?;
-    let mut bytes = Vec::new();
-    file.take(limit + 1)
-        .read_to_end(&mut bytes)
-        .with_context(|| format!("cannot read {}", shown(path)))?;
-    if bytes.len() as u64 > limit {
-        bail!("{} is larger than {limit} bytes", shown(path));
-    }
-    Ok(bytes)
+    ward_core::files::read_bounded(path, limit)
+        .with_context(|| format!("cannot read {}", shown(path)))
 }
 
 /// One line per certificate in a PEM file: expired or not yet valid is `fix:`, expiring

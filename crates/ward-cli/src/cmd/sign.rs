@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use ward_package::limits::MAX_MANIFEST_BYTES;
 use ward_package::loader::name_inside;
 use ward_package::signature::statement::is_ignored;
 use ward_package::signature::verify::Digests;
@@ -13,7 +14,10 @@ use ward_package::signature::{
     read_private_key_file, sign_with_digests, Granularity, HashAlgorithm, Hashing,
 };
 use ward_package::tree::{read_tree, TreeLimits};
-use ward_package::{is_signature_name, sign_options, Manifest, MANIFEST_FILE, SIGNATURE_FILE};
+use ward_package::{
+    is_signature_name, sign_options, Manifest, PackageError, GRAPH_FILE, MANIFEST_FILE,
+    SIGNATURE_FILE, WEIGHTS_FILE,
+};
 
 /// Sign a model directory (a ward package, an MXNet export folder, any model folder) in
 /// the OpenSSF model-signing v1.0 format, which `model_signing verify key` also checks.
@@ -89,6 +93,20 @@ pub fn run(args: SignArgs) -> Result<()> {
     }
     let ignore = options.ignore_paths.clone();
     let skip = |rel: &str| is_ignored(rel, &ignore);
+    // A ward package is signed only as its manifest describes it: a graph or weights file
+    // of another size than ward.json records is refused before it is read.
+    let manifest = match package_manifest(&args.model) {
+        Ok(found) => found,
+        // `--name` signs a folder whose ward.json is not (or not yet) a package's.
+        Err(_) if args.name.is_some() => None,
+        Err(e) => return Err(e),
+    };
+    let sizes = manifest.as_ref().and_then(|(m, _)| m.file_sizes);
+    let expected_len = |rel: &str| match rel {
+        GRAPH_FILE => sizes.map(|s| s.graph),
+        WEIGHTS_FILE => sizes.map(|s| s.weights),
+        _ => None,
+    };
     // Every file is hashed as it is read and let go: signing a model of any size takes
     // memory for two chunks. Only a ward package's manifest is kept (its name).
     let mut digests = Digests::default();
@@ -96,14 +114,30 @@ pub fn run(args: SignArgs) -> Result<()> {
         &args.model,
         &skip,
         &|rel| rel == MANIFEST_FILE,
-        &|_| None,
+        &expected_len,
         &TreeLimits::default(),
         &[options.hashing],
         &mut digests,
-    )?;
+    )
+    .map_err(|e| match e {
+        PackageError::SizeMismatch { .. } => anyhow::anyhow!(
+            "refusing to sign {}: {e}; the package is not the one its manifest describes \
+             (import it again rather than sign it)",
+            args.model.display()
+        ),
+        other => other.into(),
+    })?;
+    if let Some((_, bytes)) = &manifest {
+        if tree.get(MANIFEST_FILE) != Some(bytes.as_slice()) {
+            bail!(
+                "{MANIFEST_FILE} changed while {} was signed",
+                args.model.display()
+            );
+        }
+    }
     let model_name = match &args.name {
         Some(n) => n.clone(),
-        None => default_model_name(&args.model, tree.get(MANIFEST_FILE))?,
+        None => default_model_name(&args.model, manifest.as_ref().map(|(m, _)| m))?,
     };
     options.model_name = model_name.clone();
     let bytes = sign_with_digests(&tree.file_set(), &key, &options, &mut digests);
@@ -118,13 +152,23 @@ pub fn run(args: SignArgs) -> Result<()> {
     Ok(())
 }
 
+/// The manifest of the ward package in `dir` (and its bytes), if `dir` has a ward.json.
+fn package_manifest(dir: &Path) -> Result<Option<(Manifest, Vec<u8>)>> {
+    let path = dir.join(MANIFEST_FILE);
+    if !dir.is_dir() || fs::symlink_metadata(&path).is_err() {
+        return Ok(None);
+    }
+    let bytes = super::read_file(&path, MAX_MANIFEST_BYTES)?;
+    let manifest = Manifest::from_json(&bytes).context(
+        "the directory has a ward.json that does not parse; pass --name to sign it anyway",
+    )?;
+    Ok(Some((manifest, bytes)))
+}
+
 /// The ward package's manifest name, or else the directory's (or file's) name.
-fn default_model_name(model: &Path, manifest: Option<&[u8]>) -> Result<String> {
-    if let Some(bytes) = manifest {
-        let m = Manifest::from_json(bytes).context(
-            "the directory has a ward.json that does not parse; pass --name to sign it anyway",
-        )?;
-        return Ok(m.name);
+fn default_model_name(model: &Path, manifest: Option<&Manifest>) -> Result<String> {
+    if let Some(m) = manifest {
+        return Ok(m.name.clone());
     }
     let absolute = model
         .canonicalize()
