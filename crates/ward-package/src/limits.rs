@@ -46,7 +46,9 @@ pub const MAX_IO_SPECS: usize = 1024;
 pub const MAX_PRECISION: u32 = 17;
 
 /// File-size limits for reading a package; the defaults are the constants of this module.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A configuration may set any of them (`[package]` of `ward-serve.toml`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct PackageLimits {
     pub max_manifest_bytes: u64,
     pub max_graph_bytes: u64,

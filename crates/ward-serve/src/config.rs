@@ -88,6 +88,11 @@ pub struct ServeConfig {
     pub rate: RateConfig,
     #[serde(default)]
     pub limits: Limits,
+    /// The largest package files the repository reads (`max_weights_bytes`, ...). A
+    /// package that cannot be read within them is refused and logged once; the version
+    /// served before keeps serving.
+    #[serde(default)]
+    pub package: ward_package::PackageLimits,
     /// Monitoring of each principal's queries for an extraction attack's pattern.
     #[serde(default)]
     pub extraction: ExtractionConfig,
@@ -125,6 +130,17 @@ impl ServeConfig {
             }
         }
         config.rate.validate().map_err(|e| format!("[rate]: {e}"))?;
+        let p = &config.package;
+        for (key, value) in [
+            ("max_manifest_bytes", p.max_manifest_bytes),
+            ("max_graph_bytes", p.max_graph_bytes),
+            ("max_weights_bytes", p.max_weights_bytes),
+            ("max_signature_bytes", p.max_signature_bytes),
+        ] {
+            if value == 0 {
+                return Err(format!("[package]: {key} must be at least 1"));
+            }
+        }
         config
             .extraction
             .validate()

@@ -153,9 +153,8 @@ impl Repository {
 
     fn load(&self, name: &str, version: u64, dir: &Path) -> Result<ServedModel, String> {
         let fingerprint = fingerprint(dir).map_err(|e| e.to_string())?;
-        let package =
-            LoadedPackage::open(dir, &self.trust, &ward_package::PackageLimits::default())
-                .map_err(|e| e.to_string())?;
+        let package = LoadedPackage::open(dir, &self.trust, &self.config.package)
+            .map_err(|e| e.to_string())?;
         if package.manifest().name != name {
             let reason = format!(
                 "the directory is named {name:?} but holds the package {:?}",

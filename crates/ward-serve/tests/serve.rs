@@ -1162,3 +1162,25 @@ async fn request_memory_is_bounded_across_requests() {
     assert_eq!(status, 200);
     server.stop().await;
 }
+
+/// `[package]` bounds the files the repository reads: a package over them is refused at
+/// the scan and not served; within them it is.
+#[test]
+fn package_limits_from_the_configuration_bound_the_repository() {
+    let setup = Setup::new();
+    let trust = ward_package::Trust::Policy(ward_package::TrustPolicy::load(&setup.trust).unwrap());
+    let scan = |extra: &str| {
+        let config = std::sync::Arc::new(setup.config(extra));
+        ward_serve::repo::Repository::new(setup.repo.clone(), trust.clone(), config)
+            .unwrap()
+            .scan()
+    };
+    let report = scan("[package]\nmax_weights_bytes = 1000\n");
+    assert_eq!(report.refused, ["mlp/1"]);
+    assert!(report.loaded.is_empty());
+    assert_eq!(scan("").loaded, ["mlp/1"]);
+    let err = ServeConfig::parse("[package]\nmax_weights_bytes = 0\n").unwrap_err();
+    assert!(err.contains("[package]: max_weights_bytes"), "{err}");
+    let err = ServeConfig::parse("[package]\nmax_weigths_bytes = 10\n").unwrap_err();
+    assert!(err.contains("unknown field"), "{err}");
+}
