@@ -394,3 +394,44 @@ fn non_finite_weights_are_refused_unless_declared() {
     assert_eq!(o.status.code(), Some(3), "{e}");
     assert!(e.contains("does not declare nonfinite_weights"), "{e}");
 }
+
+/// Packages written by ward before manifest format 2 (tools/make_v1_packages.sh, with the
+/// ward of commit 9b21843) still verify, load and predict exactly as they did.
+#[test]
+fn packages_of_the_first_formats_still_verify_and_predict_identically() {
+    let packages = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/packages");
+    let trust = packages.join("v1.pub");
+    let tmp = tempfile::tempdir().unwrap();
+    for name in ["lenet_module", "text_lstm"] {
+        let package = packages.join(name);
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(package.join("ward.json")).unwrap()).unwrap();
+        assert_eq!(manifest["format_version"], 1, "{name}");
+        let p = package.to_str().unwrap();
+        let t = trust.to_str().unwrap();
+        let audit = tmp.path().join("audit.log");
+        let a = audit.to_str().unwrap();
+        let o = ward(&["--audit-log", a, "verify", p, "--trust", t]);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        let out = tmp.path().join(name);
+        let input = format!("data={}", fixture(name).join("input-data.npy").display());
+        let o = ward(&[
+            "--audit-log",
+            a,
+            "predict",
+            p,
+            "--trust",
+            t,
+            "--input",
+            &input,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        let written: Vec<_> = std::fs::read_dir(&out).unwrap().collect();
+        assert_eq!(written.len(), 1, "{name}");
+        let got = std::fs::read(written[0].as_ref().unwrap().path()).unwrap();
+        let expected = std::fs::read(packages.join(format!("{name}-output.npy"))).unwrap();
+        assert_eq!(got, expected, "{name}: the output changed");
+    }
+}
