@@ -644,7 +644,7 @@ fn a_served_repository_survives_huge_files_and_keeps_its_last_good_version() {
         "--poll".into(),
         "1".into(),
     ];
-    if ward_serve::config::running_as_root() {
+    if ward_core::privilege::running_as_root() {
         args.push("--allow-root".into());
     }
     // The server's address space: a little over the 2 GiB every command gets, as it

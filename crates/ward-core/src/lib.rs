@@ -12,6 +12,7 @@ pub mod dtype;
 pub mod files;
 pub mod json;
 pub mod npy;
+pub mod privilege;
 pub mod reader;
 pub mod tensor;
 

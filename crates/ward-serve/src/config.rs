@@ -174,19 +174,6 @@ pub fn read_private_text(path: &Path, limit: u64) -> Result<String, ServeError> 
     ward_core::files::read_private_text(path, limit).map_err(|e| file_error(path, e))
 }
 
-/// Whether this process runs with effective uid 0.
-pub fn running_as_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|rest| rest.split_whitespace().nth(1).map(|uid| uid == "0"))
-        })
-        .unwrap_or(false)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

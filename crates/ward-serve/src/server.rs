@@ -15,10 +15,11 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
+use ward_core::privilege::running_as_root;
 use ward_package::{Trust, TrustPolicy};
 
 use crate::app::{router, App};
-use crate::config::{running_as_root, ServeConfig};
+use crate::config::ServeConfig;
 use crate::connection::{self, Io};
 use crate::extraction::ExtractionMonitor;
 use crate::limits::check_threads;

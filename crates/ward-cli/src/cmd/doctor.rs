@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde::Deserialize;
+use ward_core::privilege::{effective_user, EffectiveUser};
 
 use super::version::{crates, EmbeddedCrate};
 
@@ -129,46 +130,37 @@ fn shown(path: &Path) -> String {
 }
 
 /// Running as root: ward needs no privileges. A warning, not a failure, because doctor
-/// cannot tell a container's mapped root from the real one.
+/// cannot tell a container's mapped root from the real one. The uid comes from the one
+/// root check ward has (`ward_core::privilege`, which `ward serve` refuses by).
 fn check_user() -> (Level, String) {
-    let status = match std::fs::read_to_string("/proc/self/status") {
-        Ok(s) => s,
-        Err(_) => {
-            return (
-                Level::Warn,
-                "cannot tell whether ward runs as root (/proc/self/status unreadable)".into(),
-            )
-        }
-    };
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map(|rest| rest.split_whitespace().map(str::to_string).collect())
-            .unwrap_or_else(Vec::new)
-    };
-    let uids: Vec<String> = field("Uid:");
-    let cap_eff: Vec<String> = field("CapEff:");
-    match uids.get(1).map(String::as_str) {
-        Some("0") => (
+    match effective_user() {
+        EffectiveUser::Root => (
             Level::Warn,
             "running as root (effective uid 0): run ward as an unprivileged user; it needs no privileges".into(),
         ),
-        Some(uid) => match cap_eff.first() {
-            Some(caps) if caps.trim_start_matches('0').is_empty() => {
-                (Level::Ok, format!("not running as root (uid {uid})"))
-            }
-            Some(caps) => (
+        EffectiveUser::Unknown => (
+            Level::Warn,
+            "cannot tell whether ward runs as root on this platform (ward serve refuses to start without --allow-root)".into(),
+        ),
+        EffectiveUser::Unprivileged { uid } => match effective_capabilities() {
+            Some(caps) if !caps.trim_start_matches('0').is_empty() => (
                 Level::Warn,
                 format!("running with capabilities (CapEff {caps}) as uid {uid}: ward needs none; drop them"),
             ),
-            None => (Level::Ok, format!("not running as root (uid {uid})")),
+            _ => (Level::Ok, format!("not running as root (uid {uid})")),
         },
-        None => (
-            Level::Warn,
-            "cannot tell whether ward runs as root (no Uid line in /proc/self/status)".into(),
-        ),
     }
+}
+
+/// The effective capabilities of this process (Linux: `CapEff` of `/proc/self/status`, in
+/// hex), or `None` where they cannot be read. Capabilities are not the root check: a
+/// process with no uid 0 may still hold some, which ward never needs.
+fn effective_capabilities() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .map(|rest| rest.trim().to_string())
 }
 
 /// The permission bits of `path` (following links), or a `fix:` line saying why not.
