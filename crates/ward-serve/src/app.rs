@@ -18,19 +18,20 @@ use http_body_util::{BodyExt, Limited};
 use serde_json::json;
 use ward_core::{InputSummary, RequestAudit};
 use ward_graph::schema::InputLimits;
+use ward_net::memory::{MemoryBudget, Reservation};
+use ward_net::ratelimit::RateLimiter;
+use ward_net::tokens::{bearer, Principal, Tokens};
+use ward_net::ClientCertificate;
 
 use crate::batch::prediction_error;
 use crate::config::ServeConfig;
 use crate::error::ApiError;
 use crate::extraction::{predicted_classes, ExtractionMonitor};
 use crate::limits::Limits;
-use crate::memory::{MemoryBudget, MemoryError, Reservation};
 use crate::metrics::Metrics;
 use crate::protocol::{datatype_name, decode_request, encode_response};
-use crate::ratelimit::RateLimiter;
 use crate::repo::{Repository, ServedModel};
-use crate::tls::ClientCertificate;
-use crate::tokens::{bearer, Principal, Scope, Tokens};
+use crate::scopes;
 
 /// The header that splits a body into its JSON and binary parts.
 pub const HEADER_LENGTH: &str = "inference-header-content-length";
@@ -165,11 +166,11 @@ impl App {
     fn authorize(
         &self,
         credentials: &Credentials,
-        scope: Scope,
+        scope: &'static str,
         model: Option<&str>,
         audit: &mut Audit,
     ) -> Result<Option<&Principal>, ApiError> {
-        if scope == Scope::Health && self.config.auth.open_health {
+        if scope == scopes::HEALTH && self.config.auth.open_health {
             return Ok(None);
         }
         let principal = self.authenticate(credentials, audit)?;
@@ -177,7 +178,7 @@ impl App {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",
-                format!("the token does not allow {}", scope.name()),
+                format!("the token does not allow {scope}"),
             ));
         }
         if let Some(model) = model {
@@ -247,7 +248,7 @@ impl App {
     ) -> Outcome {
         let (parts, body) = request.into_parts();
         let principal =
-            self.authorize(&Credentials::of(&parts), Scope::Infer, Some(name), audit)?;
+            self.authorize(&Credentials::of(&parts), scopes::INFER, Some(name), audit)?;
         if let Some(p) = principal {
             self.limiter.check(p)?;
         }
@@ -410,28 +411,6 @@ impl App {
 /// Smallest step by which a body's buffer grows.
 const BODY_STEP: usize = 16 << 10;
 
-/// The answer to a reservation the request memory refused: 503 with `Retry-After`, with a
-/// reason of its own when it was the client's share that was spent.
-fn memory_refused(e: MemoryError) -> ApiError {
-    match e {
-        MemoryError::Spent { budget, .. } => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "request-memory",
-            format!(
-                "requests in progress hold the server's request memory ({budget} bytes); retry later"
-            ),
-        ),
-        MemoryError::ShareSpent { share, .. } => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "request-memory-share",
-            format!(
-                "this client's requests in progress hold its share of the server's request memory ({share} bytes); retry later"
-            ),
-        ),
-    }
-    .retry_after(1)
-}
-
 /// The allocator refused memory the budget allowed.
 fn out_of_memory() -> ApiError {
     ApiError::new(
@@ -466,9 +445,7 @@ fn grow(
         return Ok(());
     }
     let capacity = grown_capacity(bytes.capacity(), needed, ceiling);
-    reservation
-        .grow_to(capacity as u64)
-        .map_err(memory_refused)?;
+    reservation.grow_to(capacity as u64)?;
     bytes
         .try_reserve_exact(capacity - bytes.len())
         .map_err(|_| out_of_memory())
@@ -623,7 +600,7 @@ fn inflate(
             let capacity = grown_capacity(out.capacity(), needed, limit);
             reservation
                 .grow_to(body_held + capacity as u64)
-                .map_err(|e| Inflate::Refused(memory_refused(e)))?;
+                .map_err(|e| Inflate::Refused(e.into()))?;
             out.try_reserve_exact(capacity - out.len())
                 .map_err(|_| Inflate::Refused(out_of_memory()))?;
         }
@@ -663,9 +640,7 @@ async fn decompress(
             .saturating_mul(limits.max_compression_ratio)
             .max(1 << 16),
     );
-    reservation
-        .grow_to(reservation.bytes().saturating_add(room).saturating_add(1))
-        .map_err(memory_refused)?;
+    reservation.grow_to(reservation.bytes().saturating_add(room).saturating_add(1))?;
     let limit = usize::try_from(room).unwrap_or(usize::MAX);
     let (max_decompressed, ratio) = (limits.max_decompressed_bytes, limits.max_compression_ratio);
     tokio::task::spawn_blocking(move || {
@@ -741,7 +716,7 @@ type Shared = State<Arc<App>>;
 async fn live(State(app): Shared, credentials: Credentials) -> Response {
     let mut audit = Audit::start(ROUTE_LIVE, &Method::GET);
     let outcome = app
-        .authorize(&credentials, Scope::Health, None, &mut audit)
+        .authorize(&credentials, scopes::HEALTH, None, &mut audit)
         .map(|_| ok_json(json!({"live": true})));
     app.finish(audit, outcome)
 }
@@ -749,7 +724,7 @@ async fn live(State(app): Shared, credentials: Credentials) -> Response {
 async fn ready(State(app): Shared, credentials: Credentials) -> Response {
     let mut audit = Audit::start(ROUTE_READY, &Method::GET);
     let outcome = app
-        .authorize(&credentials, Scope::Health, None, &mut audit)
+        .authorize(&credentials, scopes::HEALTH, None, &mut audit)
         .and_then(|_| {
             if app.repo.model_count() > 0 {
                 Ok(ok_json(json!({"ready": true})))
@@ -767,7 +742,7 @@ async fn ready(State(app): Shared, credentials: Credentials) -> Response {
 async fn server_metadata(State(app): Shared, credentials: Credentials) -> Response {
     let mut audit = Audit::start(ROUTE_SERVER, &Method::GET);
     let outcome = app
-        .authorize(&credentials, Scope::Metadata, None, &mut audit)
+        .authorize(&credentials, scopes::METADATA, None, &mut audit)
         .map(|_| {
             ok_json(json!({
                 "name": "ward",
@@ -786,7 +761,7 @@ fn model_metadata(
 ) -> Response {
     let mut audit = Audit::start(ROUTE_MODEL, &Method::GET);
     let outcome = app
-        .authorize(credentials, Scope::Metadata, Some(model), &mut audit)
+        .authorize(credentials, scopes::METADATA, Some(model), &mut audit)
         .and_then(|_| app.model(model, version, &mut audit))
         .map(|m| ok_json(app.metadata(&m)));
     app.finish(audit, outcome)
@@ -800,7 +775,7 @@ fn model_ready(
 ) -> Response {
     let mut audit = Audit::start(ROUTE_MODEL_READY, &Method::GET);
     let outcome = app
-        .authorize(credentials, Scope::Health, Some(model), &mut audit)
+        .authorize(credentials, scopes::HEALTH, Some(model), &mut audit)
         .and_then(|_| app.model(model, version, &mut audit))
         .map(|m| ok_json(json!({"name": m.name, "ready": true})));
     app.finish(audit, outcome)
@@ -857,7 +832,7 @@ async fn infer_version(
 async fn metrics(State(app): Shared, credentials: Credentials) -> Response {
     let mut audit = Audit::start(ROUTE_METRICS, &Method::GET);
     let outcome = app
-        .authorize(&credentials, Scope::Metrics, None, &mut audit)
+        .authorize(&credentials, scopes::METRICS, None, &mut audit)
         .map(|_| {
             app.metrics.set_models(app.repo.model_count());
             (

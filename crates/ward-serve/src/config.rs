@@ -7,11 +7,12 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use ward_core::files::FileError;
 
+use ward_net::ratelimit::RateConfig;
+
+use crate::error::ServeError;
 use crate::extraction::ExtractionConfig;
 use crate::limits::Limits;
 use crate::policy::PolicyConfig;
-use crate::ratelimit::RateConfig;
-use crate::ServeError;
 
 /// The address listeners bind to when none is given: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
@@ -167,11 +168,6 @@ fn file_error(path: &Path, e: FileError) -> ServeError {
 /// Reads a small UTF-8 file, refusing links and files over `limit`.
 pub fn read_text(path: &Path, limit: u64) -> Result<String, ServeError> {
     ward_core::files::read_small_text(path, limit).map_err(|e| file_error(path, e))
-}
-
-/// [`read_text`] for a file only its owner may read (private keys, token hashes).
-pub fn read_private_text(path: &Path, limit: u64) -> Result<String, ServeError> {
-    ward_core::files::read_private_text(path, limit).map_err(|e| file_error(path, e))
 }
 
 #[cfg(test)]

@@ -19,8 +19,7 @@ use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tokio::time::Instant;
-
-use crate::tls::ClientCertificate;
+use ward_net::ClientCertificate;
 
 /// A byte stream a connection is served over: TLS, or plaintext on loopback.
 pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}

@@ -4,7 +4,9 @@
 //! behind a bearer token with scopes, models only from the verified loader, every request
 //! bounded before allocation and validated against the package's schema, an output policy
 //! against model extraction, per-principal rate limits and budgets, and an audit line per
-//! request. See docs/ARCHITECTURE.md, "Serving".
+//! request. TLS, principals, tokens, rate limits, connection caps and the request memory
+//! are ward-net's; this crate is the HTTP server around them. See docs/ARCHITECTURE.md,
+//! "ward-serve".
 
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
@@ -15,16 +17,13 @@ mod connection;
 pub mod error;
 pub mod extraction;
 pub mod limits;
-pub mod memory;
 pub mod metrics;
 mod model_threads;
 pub mod policy;
 pub mod protocol;
-pub mod ratelimit;
 pub mod repo;
+pub mod scopes;
 pub mod server;
-pub mod tls;
-pub mod tokens;
 
 pub use config::ServeConfig;
 pub use error::{ApiError, ServeError};

@@ -17,8 +17,8 @@ use ward_package::{LoadedPackage, Trust};
 
 use crate::batch::Batcher;
 use crate::config::ServeConfig;
+use crate::error::ServeError;
 use crate::policy::{EffectivePolicy, PolicyConfig};
-use crate::ServeError;
 
 /// Most models, and versions per model, scanned in a repository.
 pub const MAX_MODELS: usize = 256;

@@ -2,11 +2,10 @@
 //! the first scan of the repository, the listener with its connection limit and timeouts,
 //! repository polling, and graceful shutdown that lets requests in flight finish.
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -16,62 +15,29 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use ward_core::privilege::running_as_root;
+use ward_net::connections::AddressSlots;
+use ward_net::memory::MemoryBudget;
+use ward_net::ratelimit::RateLimiter;
+use ward_net::tls::{self, Identity};
+use ward_net::tokens::Tokens;
+use ward_net::ClientCertificate;
 use ward_package::{Trust, TrustPolicy};
 
 use crate::app::{router, App};
 use crate::config::ServeConfig;
 use crate::connection::{self, Io};
+use crate::error::ServeError;
 use crate::extraction::ExtractionMonitor;
 use crate::limits::check_threads;
-use crate::memory::MemoryBudget;
 use crate::metrics::Metrics;
-use crate::ratelimit::RateLimiter;
 use crate::repo::Repository;
-use crate::tokens::Tokens;
-use crate::{tls, ServeError};
+use crate::scopes;
 
 /// Longest graceful shutdown: requests still running after it are cut off.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
-/// Open connections per client address. It holds an entry only for an address with an open
-/// connection, so it is never larger than the connection limit.
-struct AddressSlots {
-    open: Mutex<HashMap<IpAddr, usize>>,
-    max_per_address: usize,
-}
-
-/// One connection's place in [`AddressSlots`], given back when dropped.
-struct AddressSlot {
-    slots: Arc<AddressSlots>,
-    address: IpAddr,
-}
-
-impl AddressSlots {
-    fn take(slots: &Arc<AddressSlots>, address: IpAddr) -> Option<AddressSlot> {
-        let mut open = slots.open.lock().unwrap_or_else(|e| e.into_inner());
-        let count = open.entry(address).or_insert(0);
-        if *count >= slots.max_per_address {
-            return None;
-        }
-        *count += 1;
-        Some(AddressSlot {
-            slots: slots.clone(),
-            address,
-        })
-    }
-}
-
-impl Drop for AddressSlot {
-    fn drop(&mut self) {
-        let mut open = self.slots.open.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(count) = open.get_mut(&self.address) {
-            *count -= 1;
-            if *count == 0 {
-                open.remove(&self.address);
-            }
-        }
-    }
-}
+/// The application protocols offered in the TLS handshake: HTTP/2 first, then HTTP/1.1.
+pub const ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
 
 pub struct Server {
     app: Arc<App>,
@@ -130,13 +96,16 @@ impl Server {
             )?;
             let key = required(&config.tls.key, "TLS private key", "--tls-key")?;
             Some(TlsAcceptor::from(tls::server_config(
-                &cert,
-                &key,
+                Identity {
+                    cert: &cert,
+                    key: &key,
+                },
                 config.tls.client_ca.as_deref(),
+                ALPN,
             )?))
         };
         let tokens_path = required(&config.tokens, "tokens file", "--tokens")?;
-        let tokens = Tokens::load(&tokens_path)?;
+        let tokens = Tokens::load(&tokens_path, scopes::ALL)?;
         if let Some(entry) = tokens.first_certificate_entry() {
             if config.tls.client_ca.is_none() || config.insecure_plaintext {
                 return Err(ServeError::Refused(format!(
@@ -252,10 +221,7 @@ impl Server {
         });
 
         let connections = Arc::new(Semaphore::new(limits.max_connections));
-        let addresses = Arc::new(AddressSlots {
-            open: Mutex::new(HashMap::new()),
-            max_per_address: limits.max_connections_per_address,
-        });
+        let addresses = AddressSlots::new(limits.max_connections_per_address);
         let (stop_connections, stopping) = watch::channel(false);
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
@@ -292,7 +258,7 @@ impl Server {
                 drop(stream);
                 continue;
             };
-            let Some(slot) = AddressSlots::take(&addresses, peer.ip()) else {
+            let Some(slot) = addresses.take(peer.ip()) else {
                 tracing::warn!(
                     "connection from {peer} closed: {} connections open from its address",
                     limits.max_connections_per_address
@@ -314,7 +280,7 @@ impl Server {
                         match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await
                         {
                             Ok(Ok(s)) => {
-                                let certificate = tls::ClientCertificate::of(s.get_ref().1);
+                                let certificate = ClientCertificate::of(s.get_ref().1);
                                 (Box::new(s), certificate)
                             }
                             Ok(Err(e)) => {

@@ -789,6 +789,36 @@ async fn mutual_tls_requires_a_client_certificate_and_can_name_the_principal() {
         ),
         "{audited:?}"
     );
+    // The line holds the fields it always has, in their order, and nothing more (log
+    // pipelines read them).
+    let line = audit_texts("\"principal\":\"scorer\"")
+        .into_iter()
+        .find(|l| l.contains("/infer"))
+        .unwrap();
+    let keys: Vec<&str> = line
+        .split("\":")
+        .filter_map(|part| part.rsplit_once(['{', ',']).map(|(_, k)| k))
+        .filter_map(|k| k.strip_prefix('"'))
+        .collect();
+    assert_eq!(
+        keys[..],
+        [
+            "event",
+            "principal",
+            "method",
+            "route",
+            "model",
+            "version",
+            "inputs",
+            "name",
+            "shape",
+            "bytes",
+            "status",
+            "latency_ms",
+            "decision"
+        ],
+        "{line}"
+    );
     assert_eq!(with.get("/metrics", None).await.status, 403);
     // A wrong token is not rescued by the certificate.
     assert_eq!(

@@ -2,7 +2,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use ward_serve::tls::dev_certificates;
+use ward_net::devcert::dev_certificates;
 
 /// Make a development CA and a server certificate for `ward serve` (and a client
 /// certificate for mutual TLS with --client). Writes DIR/ca.pem, DIR/server.pem,

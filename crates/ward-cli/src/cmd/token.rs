@@ -4,7 +4,10 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use ward_serve::tokens::{entry_for, entry_toml, generate_token, valid_principal, Scope, Tokens};
+use ward_net::tokens::{
+    entry_for, entry_toml, generate_token, valid_principal, Tokens, MAX_TOKENS_FILE_BYTES,
+};
+use ward_serve::scopes;
 
 /// Make a bearer token for `ward serve`: append its hash to the tokens file and print the
 /// token once, on standard output. The file never holds the token itself.
@@ -39,21 +42,22 @@ pub fn run(args: TokenArgs) -> Result<()> {
         .scopes
         .iter()
         .map(|s| {
-            Scope::parse(s.trim())
-                .with_context(|| format!("unknown scope {s:?} (infer, metadata, health, metrics)"))
+            let s = s.trim();
+            if scopes::ALL.contains(&s) {
+                Ok(s.to_string())
+            } else {
+                bail!("unknown scope {s:?} ({})", scopes::ALL.join(", "))
+            }
         })
         .collect::<Result<Vec<_>>>()?;
     let models = (!args.models.is_empty()).then_some(args.models);
-    let token =
-        generate_token().map_err(|e| anyhow::anyhow!("the OS random source failed: {e}"))?;
+    let token = generate_token()?;
     let entry = entry_toml(&entry_for(&token, &args.principal, scopes, models));
     // The file as it will be must still parse: check before appending.
     let existing = if args.tokens.exists() {
-        let text = ward_serve::config::read_private_text(
-            &args.tokens,
-            ward_serve::tokens::MAX_TOKENS_FILE_BYTES,
-        )?;
-        Tokens::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", args.tokens.display()))?;
+        let text = ward_core::files::read_private_text(&args.tokens, MAX_TOKENS_FILE_BYTES)
+            .with_context(|| args.tokens.display().to_string())?;
+        Tokens::parse(&text, scopes::ALL).with_context(|| args.tokens.display().to_string())?;
         text
     } else {
         String::new()

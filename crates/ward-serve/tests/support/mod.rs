@@ -121,7 +121,7 @@ impl Setup {
         );
         let tls = root.join("tls");
         std::fs::create_dir_all(&tls).unwrap();
-        let certs = ward_serve::tls::dev_certificates(
+        let certs = ward_net::devcert::dev_certificates(
             &["localhost".into(), "127.0.0.1".into()],
             Some("client"),
         )
@@ -153,8 +153,8 @@ impl Setup {
 
     /// Adds a token; `extra` is more TOML lines of its entry.
     pub fn add_token(&mut self, principal: &str, scopes: &str, extra: &str) -> String {
-        let token = ward_serve::tokens::generate_token().unwrap();
-        let hash = ward_serve::tokens::entry_for(&token, principal, vec![], None)
+        let token = ward_net::tokens::generate_token().unwrap();
+        let hash = ward_net::tokens::entry_for(&token, principal, vec![], None)
             .sha256
             .unwrap();
         let mut text = std::fs::read_to_string(&self.tokens).unwrap_or_default();
@@ -261,11 +261,19 @@ pub fn audit_sink() -> Arc<Mutex<Vec<u8>>> {
 
 /// The audit lines so far that contain `needle`, parsed.
 pub fn audit_lines(needle: &str) -> Vec<serde_json::Value> {
+    audit_texts(needle)
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The audit lines holding `needle`, as written.
+pub fn audit_texts(needle: &str) -> Vec<String> {
     let sink = audit_sink();
     let text = String::from_utf8(sink.lock().unwrap().clone()).unwrap();
     text.lines()
         .filter(|l| l.contains(needle))
-        .map(|l| serde_json::from_str(l).unwrap())
+        .map(String::from)
         .collect()
 }
 

@@ -5,22 +5,14 @@
 //! address) may hold at most its share of it, so one client with many connections cannot
 //! hold the memory every other client needs.
 //!
-//! Nothing here knows HTTP: a refusal is a [`MemoryError`] with the numbers, and the
-//! transport decides what to answer (`ward-serve` answers 503 with `Retry-After`).
+//! Nothing here knows a transport: a refusal is a [`NetError::MemorySpent`] or
+//! [`NetError::MemoryShareSpent`] with the numbers, and the transport decides what to
+//! answer (`ward-serve` answers 503 with `Retry-After`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-/// Why a reservation was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum MemoryError {
-    /// Requests in progress together hold the whole budget.
-    #[error("requests in progress hold {held} of the {budget} bytes of request memory; {wanted} more do not fit")]
-    Spent { wanted: u64, held: u64, budget: u64 },
-    /// This holder's requests in progress hold its whole share.
-    #[error("this client's requests in progress hold {held} of its share of {share} bytes of request memory; {wanted} more do not fit")]
-    ShareSpent { wanted: u64, held: u64, share: u64 },
-}
+use crate::error::NetError;
 
 #[derive(Default)]
 struct Held {
@@ -117,7 +109,7 @@ impl Reservation {
 
     /// Grows this reservation to cover `total` bytes, or refuses without waiting (and
     /// then holds what it held before).
-    pub fn grow_to(&mut self, total: u64) -> Result<(), MemoryError> {
+    pub fn grow_to(&mut self, total: u64) -> Result<(), NetError> {
         if total <= self.bytes {
             return Ok(());
         }
@@ -127,14 +119,14 @@ impl Reservation {
         let mine = held.by_holder.get(&self.holder).copied().unwrap_or(0);
         // A share as large as the budget is no share: what is spent then is the budget.
         if shared.share < shared.budget && mine.saturating_add(wanted) > shared.share {
-            return Err(MemoryError::ShareSpent {
+            return Err(NetError::MemoryShareSpent {
                 wanted,
                 held: mine,
                 share: shared.share,
             });
         }
         if held.total.saturating_add(wanted) > shared.budget {
-            return Err(MemoryError::Spent {
+            return Err(NetError::MemorySpent {
                 wanted,
                 held: held.total,
                 budget: shared.budget,
@@ -189,14 +181,14 @@ mod tests {
         a.grow_to(6_000).unwrap();
         assert_eq!(budget.held(), 6_000);
         let mut b = budget.reservation("b");
-        assert_eq!(
+        assert!(matches!(
             b.grow_to(5_000),
-            Err(MemoryError::Spent {
+            Err(NetError::MemorySpent {
                 wanted: 5_000,
                 held: 6_000,
                 budget: 10_000
             })
-        );
+        ));
         // A refusal leaves the reservation as it was.
         assert_eq!(b.bytes(), 0);
         b.grow_to(4_000).unwrap();
@@ -205,7 +197,10 @@ mod tests {
         b.grow_to(9_000).unwrap();
         drop(a);
         b.grow_to(10_000).unwrap();
-        assert!(matches!(b.grow_to(10_001), Err(MemoryError::Spent { .. })));
+        assert!(matches!(
+            b.grow_to(10_001),
+            Err(NetError::MemorySpent { .. })
+        ));
         drop(b);
         assert_eq!(budget.held(), 0);
     }
@@ -217,27 +212,33 @@ mod tests {
         let mut a1 = budget.reservation("alice");
         let mut a2 = budget.reservation("alice");
         a1.grow_to(3_000).unwrap();
-        assert_eq!(
+        assert!(matches!(
             a2.grow_to(1_001),
-            Err(MemoryError::ShareSpent {
+            Err(NetError::MemoryShareSpent {
                 wanted: 1_001,
                 held: 3_000,
                 share: 4_000
             })
-        );
+        ));
         a2.grow_to(1_000).unwrap();
         assert_eq!(budget.held_by("alice"), 4_000);
         // Another holder has a share of its own, while the budget lasts.
         let mut b = budget.reservation("bob");
         b.grow_to(4_000).unwrap();
         let mut c = budget.reservation("carol");
-        assert!(matches!(c.grow_to(2_001), Err(MemoryError::Spent { .. })));
+        assert!(matches!(
+            c.grow_to(2_001),
+            Err(NetError::MemorySpent { .. })
+        ));
         c.grow_to(2_000).unwrap();
         // What one of alice's requests gives back, she may take again.
         a1.shrink_to(0);
         assert_eq!(budget.held_by("alice"), 1_000);
         a2.grow_to(4_000).unwrap();
-        assert!(matches!(a1.grow_to(1), Err(MemoryError::ShareSpent { .. })));
+        assert!(matches!(
+            a1.grow_to(1),
+            Err(NetError::MemoryShareSpent { .. })
+        ));
     }
 
     #[test]
@@ -268,6 +269,9 @@ mod tests {
         assert_eq!(budget.share(), 1_000);
         let mut a = budget.reservation("a");
         a.grow_to(1_000).unwrap();
-        assert!(matches!(a.grow_to(1_001), Err(MemoryError::Spent { .. })));
+        assert!(matches!(
+            a.grow_to(1_001),
+            Err(NetError::MemorySpent { .. })
+        ));
     }
 }

@@ -1,20 +1,20 @@
 //! Per-principal rate limits (a token bucket) and daily query budgets.
 //!
-//! The rate limit counts requests and is checked after authentication, before the body is
-//! read, so a flood costs the server a header parse per request. The budget counts
-//! queries, the rows of a request's batch (its first dimension): an extraction attack
-//! that packs its queries into one request spends its budget as fast as one that does not.
-//! A spent budget is refused before the body is read too; a request whose rows would
-//! overrun it is refused whole once its shape is known.
+//! The rate limit counts requests; a service checks it right after authentication, before
+//! it reads the request, so a flood costs it little per request. The budget counts
+//! queries, whatever the service calls one (`ward serve`: the rows of a request's batch,
+//! so an extraction attack that packs its queries into one request spends its budget as
+//! fast as one that does not). [`RateLimiter::check`] refuses a spent budget too, before
+//! the request is read; [`RateLimiter::charge`] refuses a request whose queries would
+//! overrun it, whole.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use axum::http::StatusCode;
 use serde::Deserialize;
 
-use crate::error::ApiError;
+use crate::error::NetError;
 use crate::tokens::Principal;
 
 pub const DEFAULT_RATE_PER_SECOND: f64 = 100.0;
@@ -23,7 +23,8 @@ pub const DEFAULT_DAILY_BUDGET: u64 = 100_000;
 /// Most principals tracked; the tokens file bounds it, this is a second guard.
 const MAX_TRACKED: usize = 100_000;
 
-/// `[rate]`: the defaults for principals whose token entry does not set its own.
+/// The defaults for principals whose token entry does not set its own (`ward serve`'s
+/// `[rate]`).
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RateConfig {
@@ -43,12 +44,18 @@ impl Default for RateConfig {
 }
 
 impl RateConfig {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), NetError> {
         if !(self.rate_per_second.is_finite() && self.rate_per_second > 0.0) {
-            return Err("rate_per_second must be a positive number".into());
+            return Err(NetError::RateConfig {
+                key: "rate_per_second",
+                must: "a positive number",
+            });
         }
         if self.burst == 0 {
-            return Err("burst must be at least 1".into());
+            return Err(NetError::RateConfig {
+                key: "burst",
+                must: "at least 1",
+            });
         }
         Ok(())
     }
@@ -82,7 +89,7 @@ impl RateLimiter {
     }
 
     /// Takes one query from the principal's bucket and budget, or says when to retry.
-    pub fn check(&self, principal: &Principal) -> Result<(), ApiError> {
+    pub fn check(&self, principal: &Principal) -> Result<(), NetError> {
         self.check_at(principal, Instant::now(), unix_day_and_seconds_left())
     }
 
@@ -91,7 +98,7 @@ impl RateLimiter {
         principal: &Principal,
         now: Instant,
         (day, seconds_left): (u64, u64),
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), NetError> {
         let rate = principal
             .rate_per_second
             .unwrap_or(self.defaults.rate_per_second);
@@ -120,31 +127,27 @@ impl RateLimiter {
             bucket.used_today = 0;
         }
         if bucket.used_today >= budget {
-            return Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "budget-exhausted",
-                format!("daily query budget of {budget} is spent"),
-            )
-            .retry_after(seconds_left));
+            return Err(NetError::BudgetSpent {
+                budget,
+                retry_after_seconds: seconds_left,
+            });
         }
         let elapsed = now.saturating_duration_since(bucket.refilled).as_secs_f64();
         bucket.tokens = (bucket.tokens + elapsed * rate).min(burst);
         bucket.refilled = now;
         if bucket.tokens < 1.0 {
             let wait = ((1.0 - bucket.tokens) / rate).ceil() as u64;
-            return Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate-limited",
-                format!("rate limit of {rate} requests per second exceeded"),
-            )
-            .retry_after(wait));
+            return Err(NetError::RateLimited {
+                rate_per_second: rate,
+                retry_after_seconds: wait,
+            });
         }
         bucket.tokens -= 1.0;
         Ok(())
     }
 
     /// Spends `queries` of the principal's daily budget, all or none.
-    pub fn charge(&self, principal: &Principal, queries: u64) -> Result<(), ApiError> {
+    pub fn charge(&self, principal: &Principal, queries: u64) -> Result<(), NetError> {
         self.charge_at(principal, queries, unix_day_and_seconds_left())
     }
 
@@ -153,7 +156,7 @@ impl RateLimiter {
         principal: &Principal,
         queries: u64,
         (day, seconds_left): (u64, u64),
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), NetError> {
         let budget = principal.daily_budget.unwrap_or(self.defaults.daily_budget);
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         let Some(bucket) = buckets.get_mut(&principal.name) else {
@@ -166,14 +169,12 @@ impl RateLimiter {
         }
         let left = budget.saturating_sub(bucket.used_today);
         if queries > left {
-            return Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "budget-exhausted",
-                format!(
-                    "this request holds {queries} queries, but only {left} of the daily query budget of {budget} are left"
-                ),
-            )
-            .retry_after(seconds_left));
+            return Err(NetError::BudgetShort {
+                queries,
+                left,
+                budget,
+                retry_after_seconds: seconds_left,
+            });
         }
         bucket.used_today += queries;
         Ok(())
@@ -183,12 +184,12 @@ impl RateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tokens::{entry_for, entry_toml, Scope, Tokens};
+    use crate::tokens::{entry_for, entry_toml, Tokens};
     use std::time::Duration;
 
     fn principal(extra: &str) -> Principal {
-        let text = entry_toml(&entry_for("t", "alice", vec![Scope::Infer], None)) + extra;
-        Tokens::parse(&text)
+        let text = entry_toml(&entry_for("t", "alice", vec!["infer".into()], None)) + extra;
+        Tokens::parse(&text, &["infer"])
             .unwrap()
             .authenticate("t")
             .unwrap()
@@ -210,24 +211,31 @@ mod tests {
             limiter.charge_at(&p, 1, day).unwrap();
         }
         let err = limiter.check_at(&p, t0, day).unwrap_err();
-        assert_eq!((err.status.as_u16(), err.reason), (429, "rate-limited"));
-        assert_eq!(err.retry_after, Some(1));
+        assert!(
+            matches!(
+                err,
+                NetError::RateLimited {
+                    retry_after_seconds: 1,
+                    ..
+                }
+            ),
+            "{err}"
+        );
         // Half a second refills one token at 2/s.
         let t1 = t0 + Duration::from_millis(500);
         limiter.check_at(&p, t1, day).unwrap();
         // A batch of 3 rows does not fit in the 2 queries left; it is refused whole.
         let err = limiter.charge_at(&p, 3, day).unwrap_err();
-        assert_eq!(err.reason, "budget-exhausted");
+        assert!(matches!(err, NetError::BudgetShort { .. }), "{err}");
         assert!(
-            err.message.contains("holds 3 queries, but only 2"),
-            "{}",
-            err.message
+            err.to_string().contains("holds 3 queries, but only 2"),
+            "{err}"
         );
         limiter.charge_at(&p, 2, day).unwrap();
         let t2 = t1 + Duration::from_secs(10);
         let err = limiter.check_at(&p, t2, day).unwrap_err();
-        assert_eq!(err.reason, "budget-exhausted");
-        assert_eq!(err.retry_after, Some(500));
+        assert!(matches!(err, NetError::BudgetSpent { .. }), "{err}");
+        assert_eq!(err.retry_after_seconds(), Some(500));
         // A new day resets the budget.
         limiter.check_at(&p, t2, (11, 86_400)).unwrap();
         limiter.charge_at(&p, 5, (11, 86_400)).unwrap();
@@ -240,9 +248,9 @@ mod tests {
         let now = Instant::now();
         limiter.check_at(&p, now, (1, 9)).unwrap();
         limiter.charge_at(&p, 1, (1, 9)).unwrap();
-        assert_eq!(
-            limiter.check_at(&p, now, (1, 9)).unwrap_err().reason,
-            "budget-exhausted"
-        );
+        assert!(matches!(
+            limiter.check_at(&p, now, (1, 9)),
+            Err(NetError::BudgetSpent { budget: 1, .. })
+        ));
     }
 }

@@ -1,14 +1,18 @@
-//! Bearer tokens and client certificates: who may call the server, for what, and on which
-//! models.
+//! The tokens file: who may call a service (by a bearer token, or by the client
+//! certificate of a mutual-TLS connection), with which scopes, on which models, at what rate.
 //!
 //! The tokens file holds only SHA-256 hashes of the tokens, so reading it does not reveal
 //! a usable secret. A presented token is hashed and compared in constant time with every
 //! entry, so the time taken says nothing about which entry, or how much of one, matched.
 //!
-//! With mutual TLS (`client_ca`), an entry may instead, or also, name a client certificate
-//! by a DNS name or URI (a SPIFFE ID, say) in its subjectAltName: a request that carries no
-//! `Authorization` header on a connection whose certificate has that name is that
-//! principal's. A request with a token is judged by the token alone.
+//! With mutual TLS, an entry may instead, or also, name a client certificate by a DNS name
+//! or URI (a SPIFFE ID, say) in its subjectAltName: a request that carries no token on a
+//! connection whose certificate has that name is that principal's. A request with a token
+//! is judged by the token alone.
+//!
+//! Scopes are names: which ones exist, and what each allows, is the service's to say (it
+//! passes them to [`Tokens::parse`]; a file naming any other is refused). `ward serve` has
+//! `infer`, `metadata`, `health` and `metrics`.
 //!
 //! ```toml
 //! [[token]]
@@ -16,7 +20,7 @@
 //! sha256 = "9f86d0…"            # of the token's UTF-8 bytes
 //! scopes = ["infer", "metadata"]
 //! models = ["resnet*"]          # optional; every model when absent
-//! rate_per_second = 5.0         # optional; overrides [rate] for this principal
+//! rate_per_second = 5.0         # optional; overrides the service's default for this principal
 //!
 //! [[token]]
 //! principal = "batch-scorer"
@@ -30,46 +34,15 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::tls::ClientCertificate;
-use crate::ServeError;
+use crate::error::{EntryProblem, NetError};
+use crate::peer::ClientCertificate;
 
 /// Largest tokens file read.
 pub const MAX_TOKENS_FILE_BYTES: u64 = 1 << 20;
-/// Longest token accepted in a header; longer ones are refused without hashing.
+/// Longest token accepted; longer ones are refused without hashing.
 pub const MAX_TOKEN_LEN: usize = 256;
 /// Prefix of tokens made by [`generate_token`], so that leaked ones are easy to scan for.
 pub const TOKEN_PREFIX: &str = "ward_";
-
-/// What a token allows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Scope {
-    Infer,
-    Metadata,
-    Health,
-    Metrics,
-}
-
-impl Scope {
-    pub fn name(self) -> &'static str {
-        match self {
-            Scope::Infer => "infer",
-            Scope::Metadata => "metadata",
-            Scope::Health => "health",
-            Scope::Metrics => "metrics",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Scope> {
-        match text {
-            "infer" => Some(Scope::Infer),
-            "metadata" => Some(Scope::Metadata),
-            "health" => Some(Scope::Health),
-            "metrics" => Some(Scope::Metrics),
-            _ => None,
-        }
-    }
-}
 
 /// One entry of the tokens file.
 #[derive(Debug, Clone, Deserialize)]
@@ -82,7 +55,8 @@ pub struct TokenEntry {
     pub client_dns_name: Option<String>,
     #[serde(default)]
     pub client_uri: Option<String>,
-    pub scopes: Vec<Scope>,
+    /// Scope names, each one the service knows.
+    pub scopes: Vec<String>,
     #[serde(default)]
     pub models: Option<Vec<String>>,
     #[serde(default)]
@@ -104,7 +78,7 @@ struct TokensFile {
 #[derive(Debug, Clone)]
 pub struct Principal {
     pub name: String,
-    scopes: Vec<Scope>,
+    scopes: Vec<String>,
     models: Option<Vec<glob::Pattern>>,
     pub rate_per_second: Option<f64>,
     pub burst: Option<u32>,
@@ -112,8 +86,8 @@ pub struct Principal {
 }
 
 impl Principal {
-    pub fn has_scope(&self, scope: Scope) -> bool {
-        self.scopes.contains(&scope)
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
     }
 
     pub fn may_use_model(&self, model: &str) -> bool {
@@ -139,39 +113,40 @@ pub struct Tokens {
     entries: Vec<Entry>,
 }
 
-fn token_error(path: &Path, reason: impl Into<String>) -> ServeError {
-    ServeError::Tokens {
-        path: path.to_path_buf(),
-        reason: reason.into(),
-    }
-}
-
 impl Tokens {
-    /// Reads and checks a tokens file: a file readable by group or others is refused (the
-    /// hashes are not secrets, but a writable or shared file is a sign of a mistake).
-    pub fn load(path: &Path) -> Result<Tokens, ServeError> {
-        let text = crate::config::read_private_text(path, MAX_TOKENS_FILE_BYTES)?;
-        Tokens::parse(&text).map_err(|reason| token_error(path, reason))
+    /// Reads and checks a tokens file whose scopes must be among `scopes`: a file readable
+    /// by group or others is refused (the hashes are not secrets, but a writable or shared
+    /// file is a sign of a mistake).
+    pub fn load(path: &Path, scopes: &[&str]) -> Result<Tokens, NetError> {
+        let text = ward_core::files::read_private_text(path, MAX_TOKENS_FILE_BYTES)
+            .map_err(|e| NetError::file(path, e))?;
+        Tokens::parse(&text, scopes).map_err(|e| NetError::TokensFile {
+            path: path.to_path_buf(),
+            source: Box::new(e),
+        })
     }
 
-    pub fn parse(text: &str) -> Result<Tokens, String> {
-        let file: TokensFile = toml::from_str(text).map_err(|e| e.to_string())?;
-        let mut entries = Vec::with_capacity(file.token.len());
-        for (i, entry) in file.token.into_iter().enumerate() {
-            let at = format!("token[{i}] ({:?})", entry.principal);
+    /// Parses the text of a tokens file whose scopes must be among `scopes`.
+    pub fn parse(text: &str, scopes: &[&str]) -> Result<Tokens, NetError> {
+        let file: TokensFile = toml::from_str(text).map_err(NetError::TokensSyntax)?;
+        let mut entries: Vec<Entry> = Vec::with_capacity(file.token.len());
+        for (index, entry) in file.token.into_iter().enumerate() {
+            let refuse = |problem| NetError::TokenEntry {
+                index,
+                principal: entry.principal.clone(),
+                problem,
+            };
             if !valid_principal(&entry.principal) {
-                return Err(format!(
-                    "{at}: a principal is 1 to 128 ASCII letters, digits and . _ @ -"
-                ));
+                return Err(refuse(EntryProblem::Principal));
             }
             let hash = match &entry.sha256 {
                 None => None,
                 Some(hex_digest) => {
                     let mut hash = [0u8; 32];
                     hex::decode_to_slice(hex_digest, &mut hash)
-                        .map_err(|_| format!("{at}: sha256 must be 64 hex digits"))?;
-                    if entries.iter().any(|e: &Entry| e.hash == Some(hash)) {
-                        return Err(format!("{at}: the same token hash is listed twice"));
+                        .map_err(|_| refuse(EntryProblem::Sha256))?;
+                    if entries.iter().any(|e| e.hash == Some(hash)) {
+                        return Err(refuse(EntryProblem::HashTwice));
                     }
                     Some(hash)
                 }
@@ -181,15 +156,13 @@ impl Tokens {
             let dns_name = match &entry.client_dns_name {
                 None => None,
                 Some(name) if name.is_empty() || name.len() > 253 || name.contains('*') => {
-                    return Err(format!(
-                        "{at}: client_dns_name must be a DNS name without wildcards"
-                    ));
+                    return Err(refuse(EntryProblem::DnsName));
                 }
                 Some(name) => Some(name.to_ascii_lowercase()),
             };
             if let Some(uri) = &entry.client_uri {
                 if uri.is_empty() || uri.len() > 2048 || !uri.contains(':') {
-                    return Err(format!("{at}: client_uri must be a URI"));
+                    return Err(refuse(EntryProblem::Uri));
                 }
             }
             let same_certificate = |e: &Entry| {
@@ -197,35 +170,40 @@ impl Tokens {
                     || (entry.client_uri.is_some() && e.uri == entry.client_uri)
             };
             if entries.iter().any(same_certificate) {
-                return Err(format!(
-                    "{at}: the same client certificate name is listed twice"
-                ));
+                return Err(refuse(EntryProblem::CertificateNameTwice));
             }
             if hash.is_none() && dns_name.is_none() && entry.client_uri.is_none() {
-                return Err(format!(
-                    "{at}: needs sha256 (a token), client_dns_name or client_uri"
-                ));
+                return Err(refuse(EntryProblem::NoCredential));
+            }
+            if let Some(unknown) = entry.scopes.iter().find(|s| !scopes.contains(&s.as_str())) {
+                return Err(refuse(EntryProblem::UnknownScope {
+                    scope: unknown.clone(),
+                    known: scopes.iter().map(|s| s.to_string()).collect(),
+                }));
             }
             if entry.scopes.is_empty() {
-                return Err(format!(
-                    "{at}: scopes is empty; the token would allow nothing"
-                ));
+                return Err(refuse(EntryProblem::NoScopes));
             }
-            let models = match entry.models {
+            let models = match &entry.models {
                 None => None,
                 Some(globs) => Some(
                     globs
                         .iter()
                         .map(|g| {
-                            glob::Pattern::new(g)
-                                .map_err(|e| format!("{at}: model pattern {g:?}: {e}"))
+                            glob::Pattern::new(g).map_err(|e| {
+                                refuse(EntryProblem::ModelPattern {
+                                    pattern: g.clone(),
+                                    position: e.pos,
+                                    message: e.msg,
+                                })
+                            })
                         })
                         .collect::<Result<Vec<_>, _>>()?,
                 ),
             };
             if let Some(rate) = entry.rate_per_second {
                 if !(rate.is_finite() && rate > 0.0) {
-                    return Err(format!("{at}: rate_per_second must be a positive number"));
+                    return Err(refuse(EntryProblem::Rate));
                 }
             }
             entries.push(Entry {
@@ -302,9 +280,10 @@ pub fn valid_principal(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '@' | '-'))
 }
 
-/// The token in an `Authorization: Bearer …` header value.
-pub fn bearer(header: &[u8]) -> Option<&str> {
-    let text = std::str::from_utf8(header).ok()?;
+/// The token of an `authorization` value of the form `Bearer TOKEN`: an HTTP header's, or
+/// gRPC metadata's, which use the same form.
+pub fn bearer(value: &[u8]) -> Option<&str> {
+    let text = std::str::from_utf8(value).ok()?;
     let (scheme, token) = text.split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")
@@ -313,17 +292,17 @@ pub fn bearer(header: &[u8]) -> Option<&str> {
 }
 
 /// A new random token from the OS CSPRNG: the prefix and 32 bytes in hex.
-pub fn generate_token() -> Result<String, getrandom::Error> {
+pub fn generate_token() -> Result<String, NetError> {
     let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes)?;
+    getrandom::fill(&mut bytes).map_err(NetError::Random)?;
     Ok(format!("{TOKEN_PREFIX}{}", hex::encode(bytes)))
 }
 
-/// The tokens-file entry for `token`.
+/// The tokens-file entry for `token`, with scope names `scopes`.
 pub fn entry_for(
     token: &str,
     principal: &str,
-    scopes: Vec<Scope>,
+    scopes: Vec<String>,
     models: Option<Vec<String>>,
 ) -> TokenEntry {
     TokenEntry {
@@ -356,7 +335,7 @@ pub fn entry_toml(entry: &TokenEntry) -> String {
     }
     out += &format!(
         "scopes = {}\n",
-        list(entry.scopes.iter().map(|s| quote(s.name())).collect())
+        list(entry.scopes.iter().map(|s| quote(s)).collect())
     );
     if let Some(models) = &entry.models {
         out += &format!(
@@ -380,23 +359,30 @@ pub fn entry_toml(entry: &TokenEntry) -> String {
 mod tests {
     use super::*;
 
+    /// The scopes of `ward serve`, as an example of a service's.
+    const SCOPES: &[&str] = &["infer", "metadata", "health", "metrics"];
+
+    fn parse(text: &str) -> Result<Tokens, String> {
+        Tokens::parse(text, SCOPES).map_err(|e| e.to_string())
+    }
+
     #[test]
     fn a_generated_token_authenticates_its_principal_only() {
         let token = generate_token().unwrap();
         assert!(token.starts_with(TOKEN_PREFIX) && token.len() == 5 + 64);
         let other = generate_token().unwrap();
-        let text = entry_toml(&entry_for(&token, "alice", vec![Scope::Infer], None))
+        let text = entry_toml(&entry_for(&token, "alice", vec!["infer".into()], None))
             + &entry_toml(&entry_for(
                 &other,
                 "bob",
-                vec![Scope::Metadata],
+                vec!["metadata".into()],
                 Some(vec!["mlp*".into()]),
             ));
-        let tokens = Tokens::parse(&text).unwrap();
+        let tokens = parse(&text).unwrap();
         assert_eq!(tokens.len(), 2);
         let alice = tokens.authenticate(&token).unwrap();
         assert_eq!(alice.name, "alice");
-        assert!(alice.has_scope(Scope::Infer) && !alice.has_scope(Scope::Metrics));
+        assert!(alice.has_scope("infer") && !alice.has_scope("metrics"));
         let bob = tokens.authenticate(&other).unwrap();
         assert!(bob.may_use_model("mlp2") && !bob.may_use_model("resnet"));
         assert!(tokens.authenticate("ward_nope").is_none());
@@ -408,17 +394,16 @@ mod tests {
 
     #[test]
     fn bad_files_are_refused_with_the_entry_named() {
-        let err =
-            Tokens::parse("[[token]]\nprincipal = \"a\"\nsha256 = \"zz\"\nscopes = [\"infer\"]\n")
-                .unwrap_err();
+        let err = parse("[[token]]\nprincipal = \"a\"\nsha256 = \"zz\"\nscopes = [\"infer\"]\n")
+            .unwrap_err();
         assert!(err.contains("token[0] (\"a\"): sha256"), "{err}");
-        let err = Tokens::parse(&format!(
+        let err = parse(&format!(
             "[[token]]\nprincipal = \"a\"\nsha256 = \"{}\"\nscopes = []\n",
             "0".repeat(64)
         ))
         .unwrap_err();
         assert!(err.contains("allow nothing"), "{err}");
-        let err = Tokens::parse(&format!(
+        let err = parse(&format!(
             "[[token]]\nprincipal = \"a\"\nsha256 = \"{}\"\nscopes = [\"admin\"]\n",
             "0".repeat(64)
         ))
@@ -428,8 +413,8 @@ mod tests {
             "[[token]]\nprincipal = \"a\"\nsha256 = \"{h}\"\nscopes = [\"infer\"]\n[[token]]\nprincipal = \"b\"\nsha256 = \"{h}\"\nscopes = [\"infer\"]\n",
             h = "0".repeat(64)
         );
-        assert!(Tokens::parse(&twice).unwrap_err().contains("twice"));
-        assert!(Tokens::parse("").unwrap().is_empty());
+        assert!(parse(&twice).unwrap_err().contains("twice"));
+        assert!(parse("").unwrap().is_empty());
     }
 
     #[test]
@@ -440,7 +425,7 @@ mod tests {
              [[token]]\nprincipal = \"both\"\nsha256 = \"{}\"\nclient_dns_name = \"both.internal\"\nscopes = [\"infer\"]\n",
             hex::encode(Sha256::digest(b"ward_both"))
         );
-        let tokens = Tokens::parse(&text).unwrap();
+        let tokens = parse(&text).unwrap();
         assert_eq!(tokens.first_certificate_entry(), Some(0));
         let certificate = |dns: &[&str], uris: &[&str]| ClientCertificate {
             dns_names: dns.iter().map(|s| s.to_string()).collect(),
@@ -475,15 +460,20 @@ mod tests {
         ] {
             assert_eq!(name(&certificate(dns, uris)), None, "{dns:?} {uris:?}");
         }
-        let tokens_only =
-            Tokens::parse(&entry_toml(&entry_for("t", "a", vec![Scope::Infer], None))).unwrap();
+        let tokens_only = parse(&entry_toml(&entry_for(
+            "t",
+            "a",
+            vec!["infer".into()],
+            None,
+        )))
+        .unwrap();
         assert_eq!(tokens_only.first_certificate_entry(), None);
     }
 
     #[test]
     fn certificate_entries_are_checked() {
         let entry = |body: &str| {
-            Tokens::parse(&format!(
+            parse(&format!(
                 "[[token]]\nprincipal = \"a\"\nscopes = [\"infer\"]\n{body}"
             ))
         };
@@ -499,9 +489,32 @@ mod tests {
             .contains("URI"));
         let twice = "[[token]]\nprincipal = \"a\"\nclient_dns_name = \"x\"\nscopes = [\"infer\"]\n\
                      [[token]]\nprincipal = \"b\"\nclient_dns_name = \"X\"\nscopes = [\"infer\"]\n";
-        assert!(Tokens::parse(twice)
+        assert!(parse(twice)
             .unwrap_err()
             .contains("token[1] (\"b\"): the same client certificate name"));
+    }
+
+    #[test]
+    fn scopes_are_the_services_to_name() {
+        let text = format!(
+            "[[token]]\nprincipal = \"w\"\nsha256 = \"{}\"\nscopes = [\"push\", \"pull\"]\n",
+            "0".repeat(64)
+        );
+        let err = parse(&text).unwrap_err();
+        assert!(
+            err.contains("token[0] (\"w\"): unknown scope \"push\" (known: infer, metadata"),
+            "{err}"
+        );
+        let tokens = Tokens::parse(&text, &["push", "pull"]).unwrap();
+        assert_eq!(tokens.len(), 1);
+        assert!(matches!(
+            Tokens::parse(&text, &["pull"]),
+            Err(NetError::TokenEntry {
+                index: 0,
+                problem: EntryProblem::UnknownScope { .. },
+                ..
+            })
+        ));
     }
 
     #[test]
