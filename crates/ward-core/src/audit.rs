@@ -1,7 +1,8 @@
 //! Audit events: security decisions (a package verified or refused, an input refused, a
 //! request denied), one JSON object each, on their own `tracing` target.
 //!
-//! Libraries emit them with [`AuditEvent::emit`]; the binary decides where the target goes
+//! Libraries emit them with [`AuditEvent::emit`] (a service's requests with ward-net's
+//! `RequestEvent`, on the same target); the binary decides where the target goes
 //! (`ward --audit-log FILE`), apart from the debug log. The `event` names are stable: log
 //! pipelines match on them.
 
@@ -64,51 +65,6 @@ impl AuditEvent {
     }
 
     /// Sends the event to the audit target.
-    pub fn emit(&self) {
-        tracing::info!(target: AUDIT_TARGET, "{}", self.to_json());
-    }
-}
-
-/// One input of an audited request: its name, shape and size, never its values.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct InputSummary {
-    pub name: String,
-    pub shape: Vec<u64>,
-    pub bytes: u64,
-}
-
-/// One request to a server, allowed or denied: who asked for what, and what was decided.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RequestAudit {
-    /// `request.served` or `request.refused`.
-    pub event: &'static str,
-    /// The authenticated principal, if authentication got that far.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub principal: Option<String>,
-    pub method: String,
-    /// The route template (`/v2/models/{model}/infer`), not the raw path.
-    pub route: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub model: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub version: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub inputs: Vec<InputSummary>,
-    pub status: u16,
-    pub latency_ms: f64,
-    /// `allow` or `deny`.
-    pub decision: &'static str,
-    /// A stable reason code for denials (`unauthenticated`, `rate-limited`, …).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<&'static str>,
-}
-
-impl RequestAudit {
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|_| format!("{{\"event\":\"{}\"}}", self.event))
-    }
-
-    /// Sends the record to the audit target.
     pub fn emit(&self) {
         tracing::info!(target: AUDIT_TARGET, "{}", self.to_json());
     }

@@ -16,9 +16,7 @@ pub mod privilege;
 pub mod reader;
 pub mod tensor;
 
-pub use audit::{
-    AuditEvent, AuditFlush, AuditLayer, BackgroundWriter, InputSummary, RequestAudit, AUDIT_TARGET,
-};
+pub use audit::{AuditEvent, AuditFlush, AuditLayer, BackgroundWriter, AUDIT_TARGET};
 pub use dtype::DType;
 pub use reader::{Reader, Truncated};
 pub use tensor::{Tensor, TensorError};

@@ -1,7 +1,7 @@
 //! Network security that every ward service shares, whatever it speaks: rustls server and
 //! client configurations with mutual TLS, the principals of client certificates and of the
 //! tokens file, scopes, per-principal rate limits and daily budgets, the per-address
-//! connection cap and the request-memory budget.
+//! connection cap, the request-memory budget, and the audit event of a request.
 //!
 //! Nothing here knows HTTP or gRPC: errors are [`NetError`] variants that name what was
 //! wrong, and each transport maps them to its own statuses (`ward-serve` to HTTP). See
@@ -10,6 +10,7 @@
 // Data from outside must never be unwrapped; tests may.
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod audit;
 pub mod connections;
 pub mod devcert;
 pub mod error;
@@ -20,5 +21,6 @@ pub mod ratelimit;
 pub mod tls;
 pub mod tokens;
 
+pub use audit::{Decision, InputSummary, RequestEvent};
 pub use error::{EntryProblem, NetError};
 pub use peer::ClientCertificate;

@@ -15,13 +15,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use http_body_util::{BodyExt, Limited};
+use serde::Serialize;
 use serde_json::json;
-use ward_core::{InputSummary, RequestAudit};
 use ward_graph::schema::InputLimits;
 use ward_net::memory::{MemoryBudget, Reservation};
 use ward_net::ratelimit::RateLimiter;
 use ward_net::tokens::{bearer, Principal, Tokens};
-use ward_net::ClientCertificate;
+use ward_net::{ClientCertificate, Decision, InputSummary, RequestEvent};
 
 use crate::batch::prediction_error;
 use crate::config::ServeConfig;
@@ -109,6 +109,20 @@ impl Audit {
 
 type Outcome = Result<Response, ApiError>;
 
+/// The HTTP call of an audit line: `"method"` and `"route"`.
+#[derive(Serialize)]
+struct HttpCall {
+    method: String,
+    /// The route template (`/v2/models/{model}/infer`), not the raw path.
+    route: &'static str,
+}
+
+/// The HTTP answer of an audit line: `"status"`.
+#[derive(Serialize)]
+struct HttpAnswer {
+    status: u16,
+}
+
 impl App {
     fn finish(&self, audit: Audit, outcome: Outcome) -> Response {
         let (response, reason) = match outcome {
@@ -119,24 +133,22 @@ impl App {
             }
         };
         let status = response.status().as_u16();
-        let seconds = audit.started.elapsed().as_secs_f64();
-        self.metrics.observe(audit.route, status, seconds, reason);
-        RequestAudit {
-            event: if reason.is_some() {
-                "request.refused"
-            } else {
-                "request.served"
-            },
+        let latency = audit.started.elapsed();
+        self.metrics
+            .observe(audit.route, status, latency.as_secs_f64(), reason);
+        RequestEvent {
             principal: audit.principal,
-            method: audit.method.to_string(),
-            route: audit.route,
+            peer: None,
+            call: HttpCall {
+                method: audit.method.to_string(),
+                route: audit.route,
+            },
             model: audit.model,
             version: audit.version,
             inputs: audit.inputs,
-            status,
-            latency_ms: (seconds * 1e6).round() / 1e3,
-            decision: if reason.is_some() { "deny" } else { "allow" },
-            reason,
+            answer: HttpAnswer { status },
+            latency,
+            decision: reason.map_or(Decision::Allow, Decision::Deny),
         }
         .emit();
         response
