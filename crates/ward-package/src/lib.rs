@@ -16,6 +16,7 @@ pub mod loader;
 pub mod manifest;
 #[cfg(feature = "exec")]
 pub mod model;
+pub mod model_name;
 pub mod package;
 pub mod read;
 pub mod signature;

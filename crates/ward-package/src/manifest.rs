@@ -5,9 +5,10 @@
 //! are looked at.
 
 use crate::limits::{
-    MAX_FILE_NAME_LEN, MAX_IO_SPECS, MAX_MANIFEST_BYTES, MAX_MODEL_NAME_LEN, MAX_ORIGIN_FILES,
-    MAX_PRECISION, MAX_VERSION_LEN,
+    MAX_FILE_NAME_LEN, MAX_IO_SPECS, MAX_MANIFEST_BYTES, MAX_ORIGIN_FILES, MAX_PRECISION,
+    MAX_VERSION_LEN,
 };
+use crate::model_name;
 use crate::package::{GRAPH_FILE, WEIGHTS_FILE};
 use crate::PackageError;
 use serde::{Deserialize, Serialize};
@@ -30,7 +31,8 @@ pub const READABLE_FORMAT_VERSIONS: [u32; 2] = [1, FORMAT_VERSION];
 pub struct Manifest {
     /// Always [`FORMAT_VERSION`].
     pub format_version: u32,
-    /// The model's name: ASCII letters, digits, `.`, `_`, `-`; starts with a letter or digit.
+    /// The model's name: ASCII letters, digits, `.`, `_`, `-`; starts with a letter or digit
+    /// ([`model_name::check`]).
     pub name: String,
     /// The model's version: ASCII letters, digits, `.`, `_`, `+`, `-`.
     pub version: String,
@@ -122,29 +124,9 @@ fn field_err(field: impl Into<String>, reason: impl Into<String>) -> PackageErro
     }
 }
 
-/// Checks a token: non-empty, at most `max` bytes, only ASCII alphanumerics and `extra`,
-/// starting with an alphanumeric.
+/// Checks a token field with [`model_name::check_token`], naming the field.
 fn check_token(field: &str, value: &str, max: usize, extra: &[char]) -> Result<(), PackageError> {
-    if value.is_empty() {
-        return Err(field_err(field, "must not be empty"));
-    }
-    if value.len() > max {
-        return Err(field_err(field, format!("is longer than {max} bytes")));
-    }
-    if !value.starts_with(|c: char| c.is_ascii_alphanumeric()) {
-        return Err(field_err(field, "must start with an ASCII letter or digit"));
-    }
-    if let Some(c) = value
-        .chars()
-        .find(|c| !c.is_ascii_alphanumeric() && !extra.contains(c))
-    {
-        let allowed: String = extra.iter().collect();
-        return Err(field_err(
-            field,
-            format!("contains {c:?}; only ASCII letters, digits and {allowed:?} are allowed"),
-        ));
-    }
-    Ok(())
+    model_name::check_token(value, max, extra).map_err(|e| field_err(field, e.to_string()))
 }
 
 /// Checks that `name` is a plain file name: no directory part, not `.` or `..`, no
@@ -268,7 +250,7 @@ impl Manifest {
             (_, None) => return Err(field_err("file_sizes", "is required")),
             (_, Some(_)) => {}
         }
-        check_token("name", &self.name, MAX_MODEL_NAME_LEN, &['.', '_', '-'])?;
+        model_name::check(&self.name).map_err(|e| field_err("name", e.to_string()))?;
         check_token(
             "version",
             &self.version,
@@ -483,7 +465,7 @@ mod tests {
             ("name", |m| m.name.clear()),
             ("name", |m| m.name = "../evil".into()),
             ("name", |m| m.name = "a b".into()),
-            ("name", |m| m.name = "x".repeat(MAX_MODEL_NAME_LEN + 1)),
+            ("name", |m| m.name = "x".repeat(model_name::MAX_LEN + 1)),
             ("version", |m| m.version = "1.0\n".into()),
             ("origin.framework", |m| m.origin.framework.clear()),
             ("origin.framework_version", |m| {
