@@ -2,6 +2,7 @@
 //! tensor or byte offset where it applies.
 
 use std::path::PathBuf;
+use ward_core::files::WriteError;
 use ward_graph::schema::SchemaError;
 use ward_graph::GraphError;
 
@@ -191,6 +192,18 @@ pub enum PackageError {
         index: usize,
         value: u8,
     },
+}
+
+impl From<WriteError> for PackageError {
+    /// A write the atomic writer refused: the path it names is the target, or the
+    /// temporary file or directory beside it.
+    fn from(error: WriteError) -> PackageError {
+        match error {
+            WriteError::Exists { path } => PackageError::TargetExists { path },
+            WriteError::NoFileName { path } => PackageError::InvalidTarget { path },
+            WriteError::Io { path, source } => PackageError::Io { path, source },
+        }
+    }
 }
 
 impl PackageError {
