@@ -25,17 +25,20 @@ pub enum PackageError {
     NonUtf8Name { name: String },
     #[error("package has more than {limit} directory entries")]
     TooManyEntries { limit: usize },
-    #[error(
-        "package entry {file:?} is not part of a package (expected ward.json, graph.json, \
-         weights.safetensors, model.sig or model.N.sig)"
-    )]
-    UnexpectedFile { file: String },
+    #[error("package entry {file:?} is not part of a package (expected {expected})")]
+    UnexpectedFile {
+        file: String,
+        /// The names the layout allows.
+        expected: String,
+    },
     #[error("package file {file:?} is a symbolic link; packages may not contain links")]
     Symlink { file: String },
     #[error("package entry {file:?} is not a regular file")]
     NotRegularFile { file: String },
     #[error("package file {file:?} is missing")]
     MissingFile { file: &'static str },
+    #[error("package file {file:?} is given twice")]
+    DuplicateFile { file: String },
     #[error("package file {file:?} is {size} bytes, over the limit of {limit}")]
     FileTooLarge { file: String, size: u64, limit: u64 },
     #[error("package file {file:?} changed size while it was read")]
@@ -67,7 +70,7 @@ pub enum PackageError {
     #[error("{} refused: {}", package.display(), problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; "))]
     Refused {
         package: PathBuf,
-        problems: Vec<crate::signature::Problem>,
+        problems: Vec<crate::problem::Problem>,
     },
     /// The loader refused the model because it could not be read within its rules (a
     /// link, an extra file, a file over its limit, ...) or because its verified bytes do

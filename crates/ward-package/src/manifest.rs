@@ -4,13 +4,13 @@
 //! A manifest of another `format_version` is refused by that name before its other fields
 //! are looked at.
 
+use crate::error::PackageError;
+use crate::layout::{Index, GRAPH_FILE, MANIFEST_FILE, WEIGHTS_FILE};
 use crate::limits::{
     MAX_FILE_NAME_LEN, MAX_IO_SPECS, MAX_MANIFEST_BYTES, MAX_ORIGIN_FILES, MAX_PRECISION,
     MAX_VERSION_LEN,
 };
 use crate::model_name;
-use crate::package::{GRAPH_FILE, WEIGHTS_FILE};
-use crate::PackageError;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
@@ -189,7 +189,7 @@ impl Manifest {
     pub fn from_json(bytes: &[u8]) -> Result<Manifest, PackageError> {
         if bytes.len() as u64 > MAX_MANIFEST_BYTES {
             return Err(PackageError::FileTooLarge {
-                file: crate::MANIFEST_FILE.to_string(),
+                file: MANIFEST_FILE.to_string(),
                 size: bytes.len() as u64,
                 limit: MAX_MANIFEST_BYTES,
             });
@@ -383,6 +383,30 @@ impl Manifest {
             return Err(field_err("output_policy.top_k", "must be at least 1"));
         }
         Ok(())
+    }
+}
+
+/// The package's index: the verified loader parses `ward.json` first, matches the
+/// policy's model names against its `name`, and refuses a graph or weights file of
+/// another size than `file_sizes` records before reading it.
+impl Index for Manifest {
+    fn parse(bytes: &[u8]) -> Result<Manifest, PackageError> {
+        Manifest::from_json(bytes)
+    }
+
+    fn model_name(&self) -> &str {
+        &self.name
+    }
+
+    fn recorded_size(&self, file: &str) -> Option<u64> {
+        let sizes = self.file_sizes?;
+        if file == self.graph {
+            Some(sizes.graph)
+        } else if file == self.weights {
+            Some(sizes.weights)
+        } else {
+            None
+        }
     }
 }
 

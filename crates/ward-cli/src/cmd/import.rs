@@ -198,13 +198,13 @@ fn source_bytes(args: &MxnetArgs) -> Result<(Vec<u8>, Vec<u8>)> {
         &TreeLimits::default(),
         &|rel| wanted.iter().any(|w| w == rel),
     )?;
-    for w in &verified.verified.warnings {
+    for w in verified.verified.warnings() {
         eprintln!("warning: {w}");
     }
     eprintln!(
         "verified {} (signed by {})",
         dir.display(),
-        verified.verified.signers.join(", ")
+        verified.verified.signers().join(", ")
     );
     let mut take = |p: &Path| -> Result<Vec<u8>> {
         let name = file_name(p);
