@@ -330,6 +330,11 @@ impl Layout {
         self.others.iter().filter(|f| f.role != Role::Signature)
     }
 
+    /// The signature files' spec (every layout has one).
+    pub fn signatures(&self) -> Option<&FileSpec> {
+        self.others.iter().find(|f| f.role == Role::Signature)
+    }
+
     /// The spec `name` falls under, if any.
     pub fn spec_of(&self, name: &str) -> Option<&FileSpec> {
         self.files().find(|f| f.name.matches(name))

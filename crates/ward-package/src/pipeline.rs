@@ -30,7 +30,7 @@ use std::time::SystemTime;
 use ward_core::AuditEvent;
 
 use crate::error::PackageError;
-use crate::layout::{is_signature_name, Content, Index, Layout};
+use crate::layout::{is_signature_name, Content, FileSpec, Index, Layout};
 use crate::limits::MAX_SIGNATURE_BYTES;
 use crate::read::{open_model_file, read_model_file, read_whole, Keep, ModelFile};
 use crate::signature::statement::is_ignored;
@@ -201,9 +201,8 @@ impl Listed {
     pub(crate) fn read_signatures(self) -> Result<SignaturesRead<LayoutFiles>, PackageError> {
         let limit = self
             .layout
-            .files()
-            .find(|f| f.exact_name().is_none())
-            .map_or(MAX_SIGNATURE_BYTES, |f| f.limit());
+            .signatures()
+            .map_or(MAX_SIGNATURE_BYTES, FileSpec::limit);
         let mut signatures = Vec::with_capacity(self.signatures.len());
         for name in self.signatures {
             let bytes =
