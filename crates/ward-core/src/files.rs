@@ -11,10 +11,18 @@
 //! Checking the open descriptor, not the path, leaves no window between the check and the
 //! read: a link or a FIFO swapped in after a `stat` of the path is what gets opened, and
 //! the checks see it.
+//!
+//! Writing a new file goes through one function, [`write_new_file`] (or
+//! [`write_new_file_with`] for a caller that writes in parts): the bytes go to a temporary
+//! file in the target's directory, created with its final mode before a byte is written,
+//! synced, then linked to the target name, which fails if anything is there: a new file
+//! is whole or absent, and never replaces another. The directory is synced so that the
+//! name lasts.
 
 use std::fs::{File, Metadata, OpenOptions};
-use std::io::{self, Read};
-use std::path::Path;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Why a file was not read. The caller names the file.
 #[derive(Debug, thiserror::Error)]
@@ -266,6 +274,179 @@ pub fn check_private_mode(path: &Path) -> Result<(), FileError> {
     open_regular(path)?.check_private()
 }
 
+/// Why a new file (or directory) was not written. Each names the path concerned: the
+/// target, or the temporary file or directory beside it.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("{}: already exists; ward never overwrites it", path.display())]
+    Exists { path: PathBuf },
+    #[error("{}: has no file name to write", path.display())]
+    NoFileName { path: PathBuf },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl WriteError {
+    fn io(path: &Path) -> impl FnOnce(io::Error) -> WriteError + '_ {
+        move |source| WriteError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// The directory `path` is in (`.` for a bare name) and its file name.
+pub fn split_target(path: &Path) -> Result<(PathBuf, String), WriteError> {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return Err(WriteError::NoFileName {
+            path: path.to_path_buf(),
+        });
+    };
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    Ok((parent, name.to_string()))
+}
+
+/// Temporary names already tried by this process: two threads never race for one.
+static TEMP_SERIAL: AtomicU64 = AtomicU64::new(0);
+
+/// Creates a new temporary entry `.{base}.ward-tmp-{pid}-{n}` in `parent` with `create`,
+/// which must fail with `AlreadyExists` when the name is taken.
+pub fn create_temp<T>(
+    parent: &Path,
+    base: &str,
+    create: &mut dyn FnMut(&Path) -> io::Result<T>,
+) -> Result<(PathBuf, T), WriteError> {
+    let pid = std::process::id();
+    let mut last = None;
+    for _ in 0..1000 {
+        let n = TEMP_SERIAL.fetch_add(1, Ordering::Relaxed);
+        let path = parent.join(format!(".{base}.ward-tmp-{pid}-{n}"));
+        match create(&path) {
+            Ok(made) => return Ok((path, made)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(source) => return Err(WriteError::Io { path, source }),
+        }
+    }
+    Err(WriteError::Io {
+        path: parent.to_path_buf(),
+        source: last.unwrap_or_else(|| io::Error::other("no free temporary name")),
+    })
+}
+
+/// Opens a new file for writing with `mode` (unix permission bits) set at creation, so
+/// it never exists with wider permissions, not even empty. The umask still applies.
+pub fn create_new_with_mode(path: &Path, mode: u32) -> io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(mode);
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    options.open(path)
+}
+
+/// Syncs a directory, so that the names created or renamed in it last.
+pub fn sync_dir(dir: &Path) -> Result<(), WriteError> {
+    #[cfg(unix)]
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(WriteError::io(dir))?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+/// Writes `bytes` to a new file at `path` with permission bits `mode` (0o600 for a
+/// secret): see [`write_new_file_with`].
+pub fn write_new_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), WriteError> {
+    write_new_file_with(path, mode, &mut |file| file.write_all(bytes))
+}
+
+/// Writes a new file at `path`, never replacing anything there, whole or not at all:
+///
+/// 1. a temporary file is created beside `path` (same directory, so same file system)
+///    with `mode`, before any byte is written;
+/// 2. `write` fills it, and it is synced;
+/// 3. it is linked to `path`: the link fails if `path` exists, whatever appeared there
+///    meanwhile, so nothing is overwritten;
+/// 4. the temporary name is removed and the directory synced (where the file system can
+///    sync a directory: the file is complete either way).
+///
+/// A failure at any step removes the temporary file: no partial file is left at `path`
+/// or beside it. On a file system without hard links (FAT), step 3 creates `path` with
+/// `create_new` and copies the synced bytes, removing `path` if that fails.
+pub fn write_new_file_with(
+    path: &Path,
+    mode: u32,
+    write: &mut dyn FnMut(&mut File) -> io::Result<()>,
+) -> Result<(), WriteError> {
+    let (parent, name) = split_target(path)?;
+    if std::fs::symlink_metadata(path).is_ok() {
+        return Err(WriteError::Exists {
+            path: path.to_path_buf(),
+        });
+    }
+    let (tmp, file) = create_temp(&parent, &name, &mut |p| create_new_with_mode(p, mode))?;
+    let result = fill_and_link(file, &tmp, path, mode, write);
+    // The temporary name goes whatever happened; once linked, the bytes live on at `path`.
+    let removed = std::fs::remove_file(&tmp).map_err(WriteError::io(&tmp));
+    result?;
+    removed?;
+    let _ = sync_dir(&parent);
+    Ok(())
+}
+
+fn fill_and_link(
+    mut file: File,
+    tmp: &Path,
+    path: &Path,
+    mode: u32,
+    write: &mut dyn FnMut(&mut File) -> io::Result<()>,
+) -> Result<(), WriteError> {
+    write(&mut file).map_err(WriteError::io(tmp))?;
+    file.sync_all().map_err(WriteError::io(tmp))?;
+    drop(file);
+    link_new(tmp, path, mode)
+}
+
+/// Gives the synced file at `tmp` the new name `path`, never replacing an entry there.
+fn link_new(tmp: &Path, path: &Path, mode: u32) -> Result<(), WriteError> {
+    let exists = || WriteError::Exists {
+        path: path.to_path_buf(),
+    };
+    match std::fs::hard_link(tmp, path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(exists()),
+        Err(link_error) => {
+            // No hard links here: create the name itself, never over an existing one.
+            let mut target = match create_new_with_mode(path, mode) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(exists()),
+                Err(_) => return Err(WriteError::io(path)(link_error)),
+            };
+            let copied = File::open(tmp)
+                .and_then(|mut from| io::copy(&mut from, &mut target))
+                .and_then(|_| target.sync_all());
+            if let Err(e) = copied {
+                drop(target);
+                let _ = std::fs::remove_file(path);
+                return Err(WriteError::io(path)(e));
+            }
+            Ok(())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -395,5 +576,112 @@ mod tests {
         let err = reserve(1 << 62).unwrap_err();
         assert!(matches!(err, FileError::OutOfMemory { .. }), "{err}");
         assert_eq!(reserve(16).unwrap().capacity(), 16);
+    }
+
+    fn listing(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_new_file_is_written_whole_with_its_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("server.key");
+        write_new_file(&path, b"secret", 0o600).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"secret");
+        assert_eq!(listing(dir.path()), ["server.key"]);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+        // A bare name is written in the current directory's way: its parent is `.`.
+        assert_eq!(
+            split_target(Path::new("a.sig")).unwrap(),
+            (PathBuf::from("."), "a.sig".to_string())
+        );
+        assert!(matches!(
+            split_target(Path::new("/")),
+            Err(WriteError::NoFileName { .. })
+        ));
+    }
+
+    #[test]
+    fn the_mode_is_set_before_any_byte_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.key");
+        let mut seen = None;
+        write_new_file_with(&path, 0o600, &mut |file| {
+            let meta = file.metadata()?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                seen = Some((meta.len(), meta.permissions().mode() & 0o777));
+            }
+            #[cfg(not(unix))]
+            {
+                seen = Some((meta.len(), 0o600));
+            }
+            file.write_all(b"k")
+        })
+        .unwrap();
+        assert_eq!(seen, Some((0, 0o600)));
+    }
+
+    #[test]
+    fn a_failure_in_the_middle_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.sig");
+        let err = write_new_file_with(&path, 0o644, &mut |file| {
+            file.write_all(b"half of it")?;
+            Err(io::Error::other("disk full"))
+        })
+        .unwrap_err();
+        assert!(
+            matches!(&err, WriteError::Io { source, .. } if source.to_string() == "disk full"),
+            "{err}"
+        );
+        assert_eq!(listing(dir.path()), Vec::<String>::new());
+        // A directory that does not exist: nothing is made anywhere.
+        let err = write_new_file(&dir.path().join("no/such/x"), b"x", 0o644).unwrap_err();
+        assert!(matches!(err, WriteError::Io { .. }), "{err}");
+        assert_eq!(listing(dir.path()), Vec::<String>::new());
+    }
+
+    #[test]
+    fn an_existing_target_is_never_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.pem");
+        fs::write(&path, b"first").unwrap();
+        let err = write_new_file(&path, b"second", 0o644).unwrap_err();
+        assert!(
+            matches!(&err, WriteError::Exists { path: p } if p == &path),
+            "{err}"
+        );
+        assert_eq!(fs::read(&path).unwrap(), b"first");
+        // Nor one that appears while the new file is being written.
+        let late = dir.path().join("late.pem");
+        let err = write_new_file_with(&late, 0o644, &mut |file| {
+            fs::write(&late, b"theirs")?;
+            file.write_all(b"ours")
+        })
+        .unwrap_err();
+        assert!(matches!(err, WriteError::Exists { .. }), "{err}");
+        assert_eq!(fs::read(&late).unwrap(), b"theirs");
+        // Nor a link, even one that points nowhere.
+        #[cfg(unix)]
+        {
+            let link = dir.path().join("dangling");
+            std::os::unix::fs::symlink(dir.path().join("nowhere"), &link).unwrap();
+            let err = write_new_file(&link, b"x", 0o644).unwrap_err();
+            assert!(matches!(err, WriteError::Exists { .. }), "{err}");
+            assert!(!dir.path().join("nowhere").exists());
+        }
+        assert_eq!(listing(dir.path()).len(), if cfg!(unix) { 3 } else { 2 });
     }
 }

@@ -2,6 +2,7 @@
 //! tensor or byte offset where it applies.
 
 use std::path::PathBuf;
+use ward_core::files::WriteError;
 use ward_graph::schema::SchemaError;
 use ward_graph::GraphError;
 
@@ -24,17 +25,20 @@ pub enum PackageError {
     NonUtf8Name { name: String },
     #[error("package has more than {limit} directory entries")]
     TooManyEntries { limit: usize },
-    #[error(
-        "package entry {file:?} is not part of a package (expected ward.json, graph.json, \
-         weights.safetensors, model.sig or model.N.sig)"
-    )]
-    UnexpectedFile { file: String },
+    #[error("package entry {file:?} is not part of a package (expected {expected})")]
+    UnexpectedFile {
+        file: String,
+        /// The names the layout allows.
+        expected: String,
+    },
     #[error("package file {file:?} is a symbolic link; packages may not contain links")]
     Symlink { file: String },
     #[error("package entry {file:?} is not a regular file")]
     NotRegularFile { file: String },
     #[error("package file {file:?} is missing")]
     MissingFile { file: &'static str },
+    #[error("package file {file:?} is given twice")]
+    DuplicateFile { file: String },
     #[error("package file {file:?} is {size} bytes, over the limit of {limit}")]
     FileTooLarge { file: String, size: u64, limit: u64 },
     #[error("package file {file:?} changed size while it was read")]
@@ -66,7 +70,7 @@ pub enum PackageError {
     #[error("{} refused: {}", package.display(), problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; "))]
     Refused {
         package: PathBuf,
-        problems: Vec<crate::signature::Problem>,
+        problems: Vec<crate::problem::Problem>,
     },
     /// The loader refused the model because it could not be read within its rules (a
     /// link, an extra file, a file over its limit, ...) or because its verified bytes do
@@ -191,6 +195,18 @@ pub enum PackageError {
         index: usize,
         value: u8,
     },
+}
+
+impl From<WriteError> for PackageError {
+    /// A write the atomic writer refused: the path it names is the target, or the
+    /// temporary file or directory beside it.
+    fn from(error: WriteError) -> PackageError {
+        match error {
+            WriteError::Exists { path } => PackageError::TargetExists { path },
+            WriteError::NoFileName { path } => PackageError::InvalidTarget { path },
+            WriteError::Io { path, source } => PackageError::Io { path, source },
+        }
+    }
 }
 
 impl PackageError {

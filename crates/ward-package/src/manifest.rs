@@ -4,12 +4,13 @@
 //! A manifest of another `format_version` is refused by that name before its other fields
 //! are looked at.
 
+use crate::error::PackageError;
+use crate::layout::{Index, GRAPH_FILE, MANIFEST_FILE, WEIGHTS_FILE};
 use crate::limits::{
-    MAX_FILE_NAME_LEN, MAX_IO_SPECS, MAX_MANIFEST_BYTES, MAX_MODEL_NAME_LEN, MAX_ORIGIN_FILES,
-    MAX_PRECISION, MAX_VERSION_LEN,
+    MAX_FILE_NAME_LEN, MAX_IO_SPECS, MAX_MANIFEST_BYTES, MAX_ORIGIN_FILES, MAX_PRECISION,
+    MAX_VERSION_LEN,
 };
-use crate::package::{GRAPH_FILE, WEIGHTS_FILE};
-use crate::PackageError;
+use crate::model_name;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
@@ -30,7 +31,8 @@ pub const READABLE_FORMAT_VERSIONS: [u32; 2] = [1, FORMAT_VERSION];
 pub struct Manifest {
     /// Always [`FORMAT_VERSION`].
     pub format_version: u32,
-    /// The model's name: ASCII letters, digits, `.`, `_`, `-`; starts with a letter or digit.
+    /// The model's name: ASCII letters, digits, `.`, `_`, `-`; starts with a letter or digit
+    /// ([`model_name::check`]).
     pub name: String,
     /// The model's version: ASCII letters, digits, `.`, `_`, `+`, `-`.
     pub version: String,
@@ -122,29 +124,9 @@ fn field_err(field: impl Into<String>, reason: impl Into<String>) -> PackageErro
     }
 }
 
-/// Checks a token: non-empty, at most `max` bytes, only ASCII alphanumerics and `extra`,
-/// starting with an alphanumeric.
+/// Checks a token field with [`model_name::check_token`], naming the field.
 fn check_token(field: &str, value: &str, max: usize, extra: &[char]) -> Result<(), PackageError> {
-    if value.is_empty() {
-        return Err(field_err(field, "must not be empty"));
-    }
-    if value.len() > max {
-        return Err(field_err(field, format!("is longer than {max} bytes")));
-    }
-    if !value.starts_with(|c: char| c.is_ascii_alphanumeric()) {
-        return Err(field_err(field, "must start with an ASCII letter or digit"));
-    }
-    if let Some(c) = value
-        .chars()
-        .find(|c| !c.is_ascii_alphanumeric() && !extra.contains(c))
-    {
-        let allowed: String = extra.iter().collect();
-        return Err(field_err(
-            field,
-            format!("contains {c:?}; only ASCII letters, digits and {allowed:?} are allowed"),
-        ));
-    }
-    Ok(())
+    model_name::check_token(value, max, extra).map_err(|e| field_err(field, e.to_string()))
 }
 
 /// Checks that `name` is a plain file name: no directory part, not `.` or `..`, no
@@ -207,7 +189,7 @@ impl Manifest {
     pub fn from_json(bytes: &[u8]) -> Result<Manifest, PackageError> {
         if bytes.len() as u64 > MAX_MANIFEST_BYTES {
             return Err(PackageError::FileTooLarge {
-                file: crate::MANIFEST_FILE.to_string(),
+                file: MANIFEST_FILE.to_string(),
                 size: bytes.len() as u64,
                 limit: MAX_MANIFEST_BYTES,
             });
@@ -268,7 +250,7 @@ impl Manifest {
             (_, None) => return Err(field_err("file_sizes", "is required")),
             (_, Some(_)) => {}
         }
-        check_token("name", &self.name, MAX_MODEL_NAME_LEN, &['.', '_', '-'])?;
+        model_name::check(&self.name).map_err(|e| field_err("name", e.to_string()))?;
         check_token(
             "version",
             &self.version,
@@ -404,6 +386,30 @@ impl Manifest {
     }
 }
 
+/// The package's index: the verified loader parses `ward.json` first, matches the
+/// policy's model names against its `name`, and refuses a graph or weights file of
+/// another size than `file_sizes` records before reading it.
+impl Index for Manifest {
+    fn parse(bytes: &[u8]) -> Result<Manifest, PackageError> {
+        Manifest::from_json(bytes)
+    }
+
+    fn model_name(&self) -> &str {
+        &self.name
+    }
+
+    fn recorded_size(&self, file: &str) -> Option<u64> {
+        let sizes = self.file_sizes?;
+        if file == self.graph {
+            Some(sizes.graph)
+        } else if file == self.weights {
+            Some(sizes.weights)
+        } else {
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -483,7 +489,7 @@ mod tests {
             ("name", |m| m.name.clear()),
             ("name", |m| m.name = "../evil".into()),
             ("name", |m| m.name = "a b".into()),
-            ("name", |m| m.name = "x".repeat(MAX_MODEL_NAME_LEN + 1)),
+            ("name", |m| m.name = "x".repeat(model_name::MAX_LEN + 1)),
             ("version", |m| m.version = "1.0\n".into()),
             ("origin.framework", |m| m.origin.framework.clear()),
             ("origin.framework_version", |m| {

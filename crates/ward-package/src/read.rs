@@ -13,9 +13,9 @@ use std::sync::mpsc;
 
 use ward_core::files::{open_regular, FileError, RegularFile, STREAM_CHUNK_BYTES};
 
+use crate::error::PackageError;
 use crate::signature::hashing::{HashedItem, Hashing, StreamHasher};
 use crate::signature::verify::Digests;
-use crate::PackageError;
 
 /// Files at least this large are hashed while they are read: a second thread hashes each
 /// chunk as soon as it is in memory, so reading and hashing take about the longer of the
@@ -68,6 +68,22 @@ pub(crate) fn file_error(path: &Path, name: &str, limit: u64, e: FileError) -> P
 /// Opens one file of a model, named `name` in errors.
 pub fn open_model_file(path: &Path, name: &str) -> Result<RegularFile, PackageError> {
     open_regular(path).map_err(|e| file_error(path, name, u64::MAX, e))
+}
+
+/// Reads the file `name` of directory `dir` whole, within `limit`, hashing nothing.
+pub fn read_whole(dir: &Path, name: &str, limit: u64) -> Result<Vec<u8>, PackageError> {
+    let path = dir.join(name);
+    let file = open_model_file(&path, name)?;
+    let read = read_model_file(
+        file,
+        &path,
+        name,
+        limit,
+        Keep::Held,
+        &[],
+        &mut Digests::default(),
+    )?;
+    Ok(read.bytes.unwrap_or_default())
 }
 
 /// Reads an opened file of at most `limit` bytes, hashing it with each of `hashings`

@@ -10,11 +10,11 @@
 use std::fs;
 use std::path::Path;
 
-use crate::package::entry_name;
+use crate::error::PackageError;
+use crate::layout::entry_name;
 use crate::read::{open_model_file, read_model_file, Keep};
 use crate::signature::verify::Digests;
 use crate::signature::{FileSet, Hashing};
-use crate::PackageError;
 
 /// Most files in a model directory.
 pub const MAX_TREE_FILES: u64 = 100_000;

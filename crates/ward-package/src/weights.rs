@@ -20,8 +20,8 @@
 //! (by dtype, widest first, then by name), so without metadata its output is byte-identical
 //! to the crate's; metadata keys are written sorted.
 
+use crate::error::PackageError;
 use crate::limits::{MAX_TENSOR_NDIM, MAX_WEIGHTS_HEADER_BYTES};
-use crate::PackageError;
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -316,7 +316,7 @@ pub fn read_weights_with_metadata(bytes: &[u8]) -> Result<Weights, PackageError>
         owned
             .try_reserve_exact(slice.len())
             .map_err(|_| PackageError::OutOfMemory {
-                file: crate::WEIGHTS_FILE.to_string(),
+                file: crate::layout::WEIGHTS_FILE.to_string(),
                 bytes: slice.len() as u64,
             })?;
         owned.extend_from_slice(slice);

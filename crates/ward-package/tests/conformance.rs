@@ -63,14 +63,19 @@ fn every_key_vector_verifies() {
     ] {
         let v = verify_with(&model, sig, &key_policy(pubkey), SystemTime::now())
             .unwrap_or_else(|e| panic!("{sig}: {e}"));
-        assert_eq!(v.verified.model_name, "model", "{sig}");
-        assert_eq!(v.verified.signers, ["test"], "{sig}");
+        assert_eq!(v.verified.model_name(), "model", "{sig}");
+        assert_eq!(v.verified.signers(), ["test"], "{sig}");
         if sig == "p256-shards16.sig" {
             // Shards cannot cover an empty file (model-signing's D7): ward says so.
-            assert_eq!(v.verified.warnings.len(), 1, "{:?}", v.verified.warnings);
-            assert!(v.verified.warnings[0].contains("empty.txt is empty"));
+            assert_eq!(
+                v.verified.warnings().len(),
+                1,
+                "{:?}",
+                v.verified.warnings()
+            );
+            assert!(v.verified.warnings()[0].contains("empty.txt is empty"));
         } else {
-            assert!(v.verified.warnings.is_empty(), "{sig}");
+            assert!(v.verified.warnings().is_empty(), "{sig}");
         }
         // `.gitattributes` is ignored by the signed ignore paths, so it is not even read.
         let names: Vec<&str> = v.tree.files.iter().map(|f| f.path.as_str()).collect();
@@ -88,8 +93,8 @@ fn a_signature_without_a_key_hint_verifies_with_a_warning() {
         SystemTime::now(),
     )
     .unwrap();
-    assert_eq!(v.verified.warnings.len(), 1);
-    assert!(v.verified.warnings[0].contains("names no key"));
+    assert_eq!(v.verified.warnings().len(), 1);
+    assert!(v.verified.warnings()[0].contains("names no key"));
     // And fails with any other key.
     let p = problems(verify_with(
         &vectors().join("model"),
@@ -109,7 +114,7 @@ fn a_single_file_model_verifies() {
         SystemTime::now(),
     )
     .unwrap();
-    assert_eq!(v.verified.model_name, "model.safetensors");
+    assert_eq!(v.verified.model_name(), "model.safetensors");
     assert_eq!(v.tree.files.len(), 1);
 }
 
@@ -157,7 +162,10 @@ fn ca_policy(ca: &str) -> TrustPolicy {
 fn certificate_signatures_chain_to_the_policy_ca() {
     let model = vectors().join("model");
     let v = verify_with(&model, "p256-cert.sig", &ca_policy("ca.crt.pem"), in_2027()).unwrap();
-    assert_eq!(v.verified.signers, ["test-ca:CN=model-signer@example.com"]);
+    assert_eq!(
+        v.verified.signers(),
+        ["test-ca:CN=model-signer@example.com"]
+    );
     // Another CA does not vouch for it.
     let p = problems(verify_with(
         &model,

@@ -147,7 +147,7 @@ fn extra_and_missing_files() {
         fs::write(dir.join(extra), b"x").unwrap();
         let err = read_package(&dir).unwrap_err();
         assert!(
-            matches!(err.cause(), PackageError::UnexpectedFile { file } if file == extra),
+            matches!(err.cause(), PackageError::UnexpectedFile { file, .. } if file == extra),
             "{extra}: {err}"
         );
         fs::remove_file(dir.join(extra)).unwrap();

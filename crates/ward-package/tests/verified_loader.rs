@@ -120,11 +120,11 @@ fn assert_signed_by(
     let opened = result.unwrap_or_else(|e| panic!("expected Ok, got {e}"));
     match &opened.verification {
         Verification::Signed(v) => {
-            assert_eq!(v.model_name, MODEL_NAME);
-            let mut got = v.signers.clone();
+            assert_eq!(v.model_name(), MODEL_NAME);
+            let mut got = v.signers().to_vec();
             got.sort();
             assert_eq!(got, signers);
-            assert!(v.warnings.is_empty(), "{:?}", v.warnings);
+            assert!(v.warnings().is_empty(), "{:?}", v.warnings());
         }
         Verification::Unverified => panic!("expected a signed verification"),
     }
@@ -238,7 +238,7 @@ fn an_added_file_is_refused() {
     let (result, audit) = open(&dir, &policy_for(&key));
     let err = result.unwrap_err();
     assert!(
-        matches!(err.cause(), PackageError::UnexpectedFile { file } if file == "extra.bin"),
+        matches!(err.cause(), PackageError::UnexpectedFile { file, .. } if file == "extra.bin"),
         "{err}"
     );
     assert_refused(&dir, &audit, &["extra-file"]);
@@ -269,7 +269,7 @@ fn a_renamed_model_file_is_refused() {
     let err = result.unwrap_err();
     // The listing meets the unknown name before it notices the missing weights.
     assert!(
-        matches!(err.cause(), PackageError::UnexpectedFile { file } if file == "weights.bin"),
+        matches!(err.cause(), PackageError::UnexpectedFile { file, .. } if file == "weights.bin"),
         "{err}"
     );
     assert_refused(&dir, &audit, &["extra-file"]);

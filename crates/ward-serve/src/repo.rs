@@ -53,14 +53,9 @@ fn fingerprint(dir: &Path) -> std::io::Result<Fingerprint> {
     Ok(entries)
 }
 
-/// Model names are the manifest's name charset; versions are decimal integers.
+/// Model names follow the one model-name rule; versions are decimal integers.
 fn model_dir_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 128
-        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    ward_package::model_name::check(name).is_ok()
 }
 
 fn version_dir_name(name: &str) -> Option<u64> {

@@ -13,8 +13,8 @@ use ward_mxnet::limits::{
 use ward_package::signature::read_private_key_file;
 use ward_package::tree::TreeLimits;
 use ward_package::{
-    verify_directory, write_signed_package, FileDigest, InputSpec, Manifest, Origin, OutputPolicy,
-    TrustPolicy,
+    model_name, verify_directory, write_signed_package, FileDigest, InputSpec, Manifest, Origin,
+    OutputPolicy, TrustPolicy,
 };
 
 use super::{parse_dims, read_file};
@@ -152,32 +152,17 @@ fn input_specs(args: &MxnetArgs) -> Result<Vec<InputSpec>> {
     Ok(specs)
 }
 
-/// `resnet18-symbol.json` → `resnet18`, reduced to the characters a manifest name allows.
+/// `resnet18-symbol.json` → `resnet18`, made a valid model name ([`model_name::sanitize`]).
 fn default_name(symbol: &std::path::Path) -> String {
     let file = symbol
         .file_name()
         .and_then(|f| f.to_str())
-        .unwrap_or("model");
+        .unwrap_or(model_name::FALLBACK);
     let stem = file
         .strip_suffix("-symbol.json")
         .or_else(|| file.strip_suffix(".json"))
         .unwrap_or(file);
-    let clean: String = stem
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let clean = clean.trim_start_matches(['.', '_', '-']).to_string();
-    if clean.is_empty() {
-        "model".into()
-    } else {
-        clean
-    }
+    model_name::sanitize(stem)
 }
 
 /// The symbol and params bytes: read plainly, or, with `--trust`, from their folder read
@@ -213,13 +198,13 @@ fn source_bytes(args: &MxnetArgs) -> Result<(Vec<u8>, Vec<u8>)> {
         &TreeLimits::default(),
         &|rel| wanted.iter().any(|w| w == rel),
     )?;
-    for w in &verified.verified.warnings {
+    for w in verified.verified.warnings() {
         eprintln!("warning: {w}");
     }
     eprintln!(
         "verified {} (signed by {})",
         dir.display(),
-        verified.verified.signers.join(", ")
+        verified.verified.signers().join(", ")
     );
     let mut take = |p: &Path| -> Result<Vec<u8>> {
         let name = file_name(p);

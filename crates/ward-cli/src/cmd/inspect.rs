@@ -40,7 +40,7 @@ pub fn run(args: InspectArgs) -> Result<()> {
         .map(|t| t.bytes().len())
         .sum();
     let signers = match package.verification() {
-        Verification::Signed(v) => Some(v.signers.clone()),
+        Verification::Signed(v) => Some(v.signers().to_vec()),
         Verification::Unverified => None,
     };
     if args.json {

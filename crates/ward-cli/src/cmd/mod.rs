@@ -78,7 +78,7 @@ impl TrustArgs {
         let loaded = LoadedPackage::open(package, &self.trust()?, &self.limits.limits())
             .with_context(|| format!("package {}", package.display()))?;
         if let Verification::Signed(v) = loaded.verification() {
-            for w in &v.warnings {
+            for w in v.warnings() {
                 eprintln!("warning: {w}");
             }
         }

@@ -1,7 +1,6 @@
 //! `ward sign`
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -15,7 +14,7 @@ use ward_package::signature::{
 };
 use ward_package::tree::{read_tree, TreeLimits};
 use ward_package::{
-    is_signature_name, sign_options, Manifest, PackageError, GRAPH_FILE, MANIFEST_FILE,
+    is_signature_name, model_name, sign_options, Manifest, PackageError, GRAPH_FILE, MANIFEST_FILE,
     SIGNATURE_FILE, WEIGHTS_FILE,
 };
 
@@ -141,7 +140,9 @@ pub fn run(args: SignArgs) -> Result<()> {
     };
     options.model_name = model_name.clone();
     let bytes = sign_with_digests(&tree.file_set(), &key, &options, &mut digests);
-    write_new_atomically(&signature, &bytes)?;
+    // Whole or not at all, and never over a signature that appeared meanwhile.
+    ward_core::files::write_new_file(&signature, &bytes, 0o666)
+        .with_context(|| format!("writing {}", signature.display()))?;
     println!(
         "signed {} ({} files, model name {:?}) -> {}",
         args.model.display(),
@@ -165,7 +166,9 @@ fn package_manifest(dir: &Path) -> Result<Option<(Manifest, Vec<u8>)>> {
     Ok(Some((manifest, bytes)))
 }
 
-/// The ward package's manifest name, or else the directory's (or file's) name.
+/// The ward package's manifest name (which follows the model-name rule), or else the
+/// directory's (or file's) name as it is: the subject name model-signing gives a folder,
+/// which a trust policy's globs match, and which need not be a ward model name.
 fn default_model_name(model: &Path, manifest: Option<&Manifest>) -> Result<String> {
     if let Some(m) = manifest {
         return Ok(m.name.clone());
@@ -176,29 +179,6 @@ fn default_model_name(model: &Path, manifest: Option<&Manifest>) -> Result<Strin
     Ok(absolute
         .file_name()
         .and_then(|n| n.to_str())
-        .unwrap_or("model")
+        .unwrap_or(model_name::FALLBACK)
         .to_string())
-}
-
-/// Writes `bytes` to a temporary file beside `path`, then links it into place, which fails
-/// if `path` appeared meanwhile: never a partial or overwritten signature.
-fn write_new_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let tmp = parent.join(format!(".ward-sign-{}.tmp", std::process::id()));
-    let result = (|| -> Result<()> {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .with_context(|| format!("creating {}", tmp.display()))?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::hard_link(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-        Ok(())
-    })();
-    let _ = fs::remove_file(&tmp);
-    result
 }

@@ -45,20 +45,10 @@ pub fn run(args: TlsCertArgs) -> Result<()> {
         }
     }
     for (name, text, mode) in files {
+        // Each file whole or not at all, keys 0600 before a byte is written, never over a
+        // file that appeared meanwhile.
         let path = args.out.join(name);
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(mode);
-        }
-        #[cfg(not(unix))]
-        let _ = mode;
-        use std::io::Write;
-        options
-            .open(&path)
-            .and_then(|mut f| f.write_all(text.as_bytes()))
+        ward_core::files::write_new_file(&path, text.as_bytes(), mode)
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     println!(

@@ -66,16 +66,16 @@ pub fn run(args: VerifyArgs) -> Result<()> {
         )?;
         (verified.tree.files.len(), verified.verified)
     };
-    for w in &v.warnings {
+    for w in v.warnings() {
         eprintln!("warning: {w}");
     }
     println!(
         "verified: {} ({} files), model {:?}, signed by {} ({} of {} required)",
         args.model.display(),
         files,
-        v.model_name,
-        v.signers.join(", "),
-        v.signers.len(),
+        v.model_name(),
+        v.signers().join(", "),
+        v.signers().len(),
         policy.threshold
     );
     Ok(())

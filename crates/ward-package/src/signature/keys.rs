@@ -5,8 +5,7 @@
 //! trailing newline), which both model-signing's signer and verifier compute by
 //! re-encoding the key, never from the bytes of the user's file.
 
-use std::fs::{self, OpenOptions};
-use std::io::Write;
+use std::fs;
 use std::path::Path;
 
 use p256::elliptic_curve::Generate;
@@ -18,7 +17,7 @@ use signature_traits::{Signer, Verifier};
 use x509_cert::der::{self, Decode};
 use x509_cert::spki::SubjectPublicKeyInfoRef;
 
-use crate::PackageError;
+use crate::error::PackageError;
 use ward_core::files::{read_private_text, read_small_text, FileError};
 
 // The `signature` crate is reached through p256 so that its version always matches.
@@ -302,21 +301,8 @@ pub fn write_key_pair(dir: &Path, name: &str) -> Result<PublicKey, PackageError>
     Ok(public)
 }
 
+/// Writes a new file through the one atomic writer: created with `mode` before a byte is
+/// written, whole or not at all, never over an existing file.
 fn write_new_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), PackageError> {
-    let io = |source| PackageError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(mode);
-    }
-    #[cfg(not(unix))]
-    let _ = mode;
-    let mut f = options.open(path).map_err(io)?;
-    f.write_all(bytes).map_err(io)?;
-    f.sync_all().map_err(io)
+    ward_core::files::write_new_file(path, bytes, mode).map_err(PackageError::from)
 }

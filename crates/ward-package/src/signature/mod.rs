@@ -16,13 +16,13 @@ pub mod verify;
 
 use std::cmp::Ordering;
 
+pub use crate::problem::Problem;
 pub use bundle::Bundle;
 pub use hashing::{Granularity, HashAlgorithm, Hashing};
 pub use keys::{read_private_key_file, write_key_pair, PrivateKey, PublicKey};
 pub use policy::TrustPolicy;
 pub use statement::{Statement, DEFAULT_IGNORE_PATHS};
-pub use verify::SignedStatement;
-pub use verify::{verify, Problem, SignatureFile, Verified};
+pub use verify::{SignatureFile, Verdict};
 
 /// The files of a model, named by relative POSIX path (`.` for a model that is a single
 /// file), in model-signing's order: component by component, so `tokenizer/vocab.txt` comes

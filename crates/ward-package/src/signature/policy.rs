@@ -26,7 +26,7 @@ use serde::Deserialize;
 
 use super::cert::certificates_from_pem;
 use super::keys::{read_small_file, PublicKey};
-use crate::PackageError;
+use crate::error::PackageError;
 
 /// Largest policy (or key, or CA) file, in bytes.
 pub const MAX_POLICY_BYTES: u64 = 1 << 20;

@@ -1,19 +1,19 @@
 //! Verifying a model's signatures against a trust policy.
 //!
-//! Two steps, so that no file of the model is read before its signatures are known good:
-//! 1. [`check_signatures`]: for each signature file, parse the bundle, find the signer in
+//! The steps, which the verified loader ([`crate::pipeline`]) takes in order, so that no
+//! file of the model is read before its signatures are known good:
+//! 1. `check_signatures`: for each signature file, parse the bundle, find the signer in
 //!    the policy (key hint, or certificate chain to a trusted CA at the current time), check
 //!    the ECDSA signature over the envelope, and only then parse the signed statement.
-//! 2. [`check_files`]: hash the files (read once, in memory, by the caller) and compare
+//! 2. `check_files`: hash the files (read once, in memory, by the caller) and compare
 //!    them with every signed statement: digests, missing and extra files.
-//! 3. [`check_threshold`] and [`check_allowed`]: enough distinct signers signed, and each
+//! 3. `check_threshold` and `check_allowed`: enough distinct signers signed, and each
 //!    may sign the model's name.
 //!
 //! Every signature present must pass both steps, and at least `threshold` distinct
 //! trusted signers must have signed. Each problem is reported on its own.
 
 use std::collections::{BTreeSet, HashMap};
-use std::fmt;
 use std::time::SystemTime;
 
 use super::bundle::{pae, Bundle, Material, PAYLOAD_TYPE};
@@ -22,209 +22,10 @@ use super::hashing::{hash_files, Granularity, HashedItem, Hashing};
 use super::policy::{name_matches, TrustPolicy};
 use super::statement::{is_ignored, Statement};
 use super::FileSet;
-
-/// One reason a model is refused. [`Problem::reason`] is a stable code for audit lines.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Problem {
-    /// No signature file at all.
-    Unsigned,
-    /// The policy lists no key and no CA.
-    NothingTrusted,
-    /// The signature file is not a well-formed bundle.
-    Malformed {
-        signature: String,
-        reason: String,
-    },
-    /// The bundle names a key (hint) the policy does not list.
-    UntrustedKey {
-        signature: String,
-        hint: String,
-    },
-    /// The signature does not verify with the key the hint names, or with any policy key
-    /// when there is no hint.
-    BadSignature {
-        signature: String,
-        signer: Option<String>,
-    },
-    /// The certificate chain does not lead to a trusted CA, or is not valid now.
-    UntrustedCertificate {
-        signature: String,
-        reason: String,
-    },
-    /// The verified statement is malformed or inconsistent.
-    BadStatement {
-        signature: String,
-        reason: String,
-    },
-    /// The signer may not sign this model name.
-    NotAllowed {
-        signature: String,
-        signer: String,
-        model: String,
-    },
-    DigestMismatch {
-        signature: String,
-        file: String,
-        /// For a shard, its byte range.
-        range: Option<(u64, u64)>,
-        algorithm: &'static str,
-        expected: String,
-        actual: String,
-    },
-    /// A file's length differs from the signed one (sharded signatures).
-    LengthChanged {
-        signature: String,
-        file: String,
-        signed: u64,
-        actual: u64,
-    },
-    MissingFile {
-        signature: String,
-        file: String,
-    },
-    ExtraFile {
-        signature: String,
-        file: String,
-    },
-    /// A file that must be signed is excluded by the signature's ignore paths.
-    NotCovered {
-        signature: String,
-        file: String,
-    },
-    /// Signatures name the model differently.
-    NameDisagreement {
-        names: Vec<String>,
-    },
-    ThresholdNotMet {
-        have: usize,
-        need: usize,
-        signers: Vec<String>,
-    },
-}
-
-impl Problem {
-    /// Stable reason code.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Problem::Unsigned => "unsigned",
-            Problem::NothingTrusted => "nothing-trusted",
-            Problem::Malformed { .. } => "malformed-signature",
-            Problem::UntrustedKey { .. } => "untrusted-key",
-            Problem::BadSignature { .. } => "bad-signature",
-            Problem::UntrustedCertificate { .. } => "untrusted-certificate",
-            Problem::BadStatement { .. } => "bad-statement",
-            Problem::NotAllowed { .. } => "signer-not-allowed",
-            Problem::DigestMismatch { .. } => "digest-mismatch",
-            Problem::LengthChanged { .. } => "digest-mismatch",
-            Problem::MissingFile { .. } => "missing-file",
-            Problem::ExtraFile { .. } => "extra-file",
-            Problem::NotCovered { .. } => "file-not-covered",
-            Problem::NameDisagreement { .. } => "model-name-disagreement",
-            Problem::ThresholdNotMet { .. } => "threshold-not-met",
-        }
-    }
-
-    /// The signer concerned, if known.
-    pub fn signer(&self) -> Option<&str> {
-        match self {
-            Problem::BadSignature { signer, .. } => signer.as_deref(),
-            Problem::NotAllowed { signer, .. } => Some(signer),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Problem::Unsigned => write!(f, "the model is not signed (no model.sig)"),
-            Problem::NothingTrusted => {
-                write!(f, "the trust policy lists no key and no CA, so it trusts nothing")
-            }
-            Problem::Malformed { signature, reason } => write!(f, "{signature}: {reason}"),
-            Problem::UntrustedKey { signature, hint } => write!(
-                f,
-                "{signature}: signed by a key the trust policy does not list (key hint {hint})"
-            ),
-            Problem::BadSignature { signature, signer: Some(s) } => write!(
-                f,
-                "{signature}: the signature does not verify with key {s:?}: the signed payload or the signature was altered"
-            ),
-            Problem::BadSignature { signature, signer: None } => write!(
-                f,
-                "{signature}: the signature (which names no key) verifies with no key of the trust policy"
-            ),
-            Problem::UntrustedCertificate { signature, reason } => {
-                write!(f, "{signature}: {reason}")
-            }
-            Problem::BadStatement { signature, reason } => write!(f, "{signature}: {reason}"),
-            Problem::NotAllowed {
-                signature,
-                signer,
-                model,
-            } => write!(
-                f,
-                "{signature}: signer {signer:?} is trusted, but the policy does not allow it to sign model {model:?}"
-            ),
-            Problem::DigestMismatch {
-                signature,
-                file,
-                range,
-                algorithm,
-                expected,
-                actual,
-            } => {
-                let what = match range {
-                    Some((s, e)) => format!("{file} bytes {s}..{e}"),
-                    None => file.clone(),
-                };
-                write!(
-                    f,
-                    "{signature}: {what} was modified: signed {algorithm} {expected}, found {actual}"
-                )
-            }
-            Problem::LengthChanged {
-                signature,
-                file,
-                signed,
-                actual,
-            } => write!(
-                f,
-                "{signature}: {file} was modified: signed {signed} bytes, found {actual}"
-            ),
-            Problem::MissingFile { signature, file } => {
-                write!(f, "{signature}: {file} is signed but missing")
-            }
-            Problem::ExtraFile { signature, file } => write!(
-                f,
-                "{signature}: {file} is not covered by the signature (an extra file)"
-            ),
-            Problem::NotCovered { signature, file } => write!(
-                f,
-                "{signature}: {file} is excluded by the signature's ignore_paths, but ward needs it signed"
-            ),
-            Problem::NameDisagreement { names } => {
-                write!(f, "the signatures name the model differently: {names:?}")
-            }
-            Problem::ThresholdNotMet {
-                have,
-                need,
-                signers,
-            } => write!(
-                f,
-                "the policy requires {need} distinct trusted signers, found {have} ({})",
-                if signers.is_empty() {
-                    "none".to_string()
-                } else {
-                    signers.join(", ")
-                }
-            ),
-        }
-    }
-}
+use crate::problem::Problem;
 
 /// Digests of files by serialization, then by path: those hashed while reading, completed
-/// by [`check_files`].
+/// by `check_files`.
 #[derive(Debug, Default)]
 pub struct Digests {
     by_hashing: HashMap<Hashing, HashMap<String, Vec<HashedItem>>>,
@@ -269,7 +70,7 @@ impl Digests {
 }
 
 /// The serializations `signed` use, each once: what to hash while reading.
-pub fn hashings(signed: &[SignedStatement]) -> Vec<Hashing> {
+pub(crate) fn hashings(signed: &[SignedStatement]) -> Vec<Hashing> {
     let mut out: Vec<Hashing> = Vec::new();
     for s in signed {
         if !out.contains(&s.statement.hashing) {
@@ -289,7 +90,7 @@ pub struct SignatureFile<'a> {
 /// A signature whose envelope verified with a trusted signer; its files are not yet
 /// checked.
 #[derive(Debug, Clone)]
-pub struct SignedStatement {
+pub(crate) struct SignedStatement {
     pub signature: String,
     /// The policy's name for the signer (`release`, or `corp:CN=...` for a certificate).
     pub signer: String,
@@ -300,19 +101,45 @@ pub struct SignedStatement {
     pub statement: Statement,
 }
 
-/// A model that passed verification.
+/// The signatures' verdict on a model that passed verification: its name, who signed
+/// it, and what is worth telling. Only the verified loader makes one
+/// ([`crate::pipeline`]), after every step.
 #[derive(Debug, Clone)]
-pub struct Verified {
-    pub model_name: String,
+pub struct Verdict {
+    model_name: String,
+    signers: Vec<String>,
+    warnings: Vec<String>,
+}
+
+impl Verdict {
+    pub(crate) fn new(model_name: String, signers: Vec<String>, warnings: Vec<String>) -> Self {
+        Verdict {
+            model_name,
+            signers,
+            warnings,
+        }
+    }
+
+    /// The name the trust policy matched: the manifest's for a package, the signed
+    /// subject name for any other model directory.
+    pub fn model_name(&self) -> &str {
+        &self.model_name
+    }
+
     /// Distinct signers, by policy name.
-    pub signers: Vec<String>,
+    pub fn signers(&self) -> &[String] {
+        &self.signers
+    }
+
     /// Things worth telling the user that do not refuse the model.
-    pub warnings: Vec<String>,
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
 }
 
 /// Step 1: the signatures, without the files. Returns the statements that verified and
 /// the problems of the others; warnings (no key hint) go to `warnings`.
-pub fn check_signatures(
+pub(crate) fn check_signatures(
     signatures: &[SignatureFile<'_>],
     policy: &TrustPolicy,
     now: SystemTime,
@@ -421,7 +248,7 @@ fn check_one(
 }
 
 /// The paths every verified signature ignores: files under them need not be read.
-pub fn common_ignores(signed: &[SignedStatement]) -> Vec<String> {
+pub(crate) fn common_ignores(signed: &[SignedStatement]) -> Vec<String> {
     let Some((first, rest)) = signed.split_first() else {
         return Vec::new();
     };
@@ -443,7 +270,7 @@ pub fn common_ignores(signed: &[SignedStatement]) -> Vec<String> {
 /// `digests` holds what is already hashed (files hashed while they were read, which
 /// streamed files must be); the held files not yet hashed are hashed here, in parallel,
 /// once per serialization however many signatures use it.
-pub fn check_files(
+pub(crate) fn check_files(
     signed: &[SignedStatement],
     files: &FileSet<'_>,
     require_all: bool,
@@ -497,9 +324,9 @@ pub fn check_files(
 
 /// Compares one file of `files` with every statement that lists it: its length (for a
 /// sharded statement) and each digest. A statement that does not list it says nothing
-/// here ([`check_files`] reports extra files). So a small file can be checked, and then
+/// here (`check_files` reports extra files). So a small file can be checked, and then
 /// parsed, before the large files of the same model are read.
-pub fn check_file(
+pub(crate) fn check_file(
     signed: &[SignedStatement],
     files: &FileSet<'_>,
     path: &str,
@@ -563,7 +390,7 @@ pub fn check_file(
 
 /// The length each statement that lists `path` signed for it, when it says (sharded
 /// statements do; files-mode statements give only a digest).
-pub fn signed_length(signed: &[SignedStatement], path: &str) -> Option<u64> {
+pub(crate) fn signed_length(signed: &[SignedStatement], path: &str) -> Option<u64> {
     signed
         .iter()
         .find_map(|s| match s.statement.hashing.granularity {
@@ -577,7 +404,7 @@ pub fn signed_length(signed: &[SignedStatement], path: &str) -> Option<u64> {
 }
 
 /// The model name the statements sign (they must agree).
-pub fn signed_model_name(signed: &[SignedStatement]) -> Result<String, Vec<Problem>> {
+pub(crate) fn signed_model_name(signed: &[SignedStatement]) -> Result<String, Vec<Problem>> {
     let names: BTreeSet<&str> = signed
         .iter()
         .map(|s| s.statement.model_name.as_str())
@@ -591,7 +418,7 @@ pub fn signed_model_name(signed: &[SignedStatement]) -> Result<String, Vec<Probl
 }
 
 /// Step 3a: at least `threshold` distinct signers. Returns their policy names.
-pub fn check_threshold(
+pub(crate) fn check_threshold(
     signed: &[SignedStatement],
     policy: &TrustPolicy,
 ) -> Result<Vec<String>, Vec<Problem>> {
@@ -616,7 +443,10 @@ pub fn check_threshold(
 ///
 /// `model_name` is what the policy matches: the signed subject name for a bare model
 /// directory, the manifest's (signed) name for a ward package.
-pub fn check_allowed(signed: &[SignedStatement], model_name: &str) -> Result<(), Vec<Problem>> {
+pub(crate) fn check_allowed(
+    signed: &[SignedStatement],
+    model_name: &str,
+) -> Result<(), Vec<Problem>> {
     let not_allowed: Vec<Problem> = signed
         .iter()
         .filter(|s| !name_matches(&s.models, model_name))
@@ -631,34 +461,4 @@ pub fn check_allowed(signed: &[SignedStatement], model_name: &str) -> Result<(),
     } else {
         Err(not_allowed)
     }
-}
-
-/// All three steps over files already in memory.
-pub fn verify(
-    signatures: &[SignatureFile<'_>],
-    files: &FileSet<'_>,
-    policy: &TrustPolicy,
-    now: SystemTime,
-    require_all: bool,
-) -> Result<Verified, Vec<Problem>> {
-    let mut warnings = Vec::new();
-    let (signed, mut problems) = check_signatures(signatures, policy, now, &mut warnings);
-    problems.extend(check_files(
-        &signed,
-        files,
-        require_all,
-        &mut warnings,
-        &mut Digests::default(),
-    ));
-    if !problems.is_empty() {
-        return Err(problems);
-    }
-    let signers = check_threshold(&signed, policy)?;
-    let model_name = signed_model_name(&signed)?;
-    check_allowed(&signed, &model_name)?;
-    Ok(Verified {
-        model_name,
-        signers,
-        warnings,
-    })
 }
