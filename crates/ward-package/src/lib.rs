@@ -14,8 +14,6 @@ pub mod error;
 pub mod limits;
 pub mod loader;
 pub mod manifest;
-#[cfg(feature = "exec")]
-pub mod model;
 pub mod package;
 pub mod read;
 pub mod signature;
@@ -29,8 +27,6 @@ pub use loader::{
     VerifiedPackage, VerifiedTree,
 };
 pub use manifest::{FileDigest, FileSizes, Manifest, Origin, OutputPolicy};
-#[cfg(feature = "exec")]
-pub use model::{CheckedInputs, LoadedPackage};
 pub use package::{
     is_signature_name, read_raw_package, sign_options, write_package, write_signed_package,
     PackageFiles, RawPackage, GRAPH_FILE, MANIFEST_FILE, SIGNATURE_FILE, WEIGHTS_FILE,
