@@ -9,7 +9,8 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use ward_core::npy;
-use ward_package::{LoadedPackage, Trust, TrustPolicy};
+use ward_exec::{LoadedPackage, TractBackend};
+use ward_package::{Trust, TrustPolicy};
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -20,14 +21,14 @@ fn main() -> Result<()> {
     let input = npy::read_npy(&std::fs::read(&args[2]).context("input")?)?;
     let threads: usize = args[3].parse()?;
     let iterations: usize = args[4].parse()?;
-    ward_graph::exec::set_threads(threads);
 
     let trust = Trust::Policy(TrustPolicy::load(&PathBuf::from(&args[5]))?);
     let start = Instant::now();
-    let loaded = LoadedPackage::open(&package, &trust, &Default::default())?;
+    let backend = std::sync::Arc::new(TractBackend::new(threads)?);
+    let loaded = LoadedPackage::open(&package, &trust, &Default::default(), backend)?;
     let open_s = start.elapsed().as_secs_f64();
     let start = Instant::now();
-    let plan = loaded.model().plan(&[input.shape().to_vec()])?;
+    let plan = loaded.executable().plan(&[input.shape().to_vec()])?;
     let plan_s = start.elapsed().as_secs_f64();
 
     if std::env::var_os("WARD_BENCH_OPERATORS").is_some() {

@@ -1,18 +1,71 @@
-//! `graph.json` from a package: parse, validate, then infer shapes for a few input shapes.
+//! `graph.json` from a package: parse (version 2, or version 1 through the upgrade),
+//! validate, infer shapes for a few input shapes, and lower to ONNX with zero weights.
 //! Nothing may panic, hang or allocate without bound.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use ward_core::Tensor;
+use ward_graph::compat::upgrade_v1;
+use ward_graph::ir::{graph_version, InputRole};
 use ward_graph::shape::infer_shapes;
 use ward_graph::Graph;
 
 const SHAPES: [&[usize]; 4] = [&[1, 3, 8, 8], &[2, 4], &[3, 5, 7], &[2, 1, 28, 28]];
 
+/// Parameters larger than this are not materialised for lowering.
+const MAX_PARAM_ELEMENTS: usize = 1 << 16;
+
 fuzz_target!(|data: &[u8]| {
-    if let Ok(graph) = Graph::from_json(data) {
-        for shape in SHAPES {
-            let inputs = vec![shape.to_vec(); graph.inputs.len()];
-            let _ = infer_shapes(&graph, &inputs);
+    for shape in SHAPES {
+        let graph = match graph_version(data) {
+            Ok(1) => {
+                let mut weights = Vec::new();
+                let Ok(probe) = serde_json_inputs(data) else {
+                    return;
+                };
+                match upgrade_v1(data, &vec![shape.to_vec(); probe], &mut weights) {
+                    Ok(g) => g,
+                    Err(_) => continue,
+                }
+            }
+            Ok(_) => match Graph::from_json(data) {
+                Ok(g) => g,
+                Err(_) => return,
+            },
+            Err(_) => return,
+        };
+        let data_inputs = graph
+            .inputs
+            .iter()
+            .filter(|i| i.role == InputRole::Data)
+            .count();
+        let inputs = vec![shape.to_vec(); data_inputs];
+        if infer_shapes(&graph, &inputs).is_err() {
+            continue;
+        }
+        let weights: Option<Vec<Tensor>> = graph
+            .params
+            .iter()
+            .map(|p| {
+                let n = ward_core::tensor::element_count(&p.shape)?;
+                (n <= MAX_PARAM_ELEMENTS).then_some(())?;
+                let bytes = ward_core::tensor::byte_len(&p.shape, p.dtype)?;
+                Tensor::from_bytes(p.dtype, p.shape.clone(), vec![0; bytes]).ok()
+            })
+            .collect();
+        if let Some(weights) = weights {
+            let _ = ward_exec::onnx::lower(&graph, &weights, &inputs);
         }
     }
 });
+
+/// How many inputs a version-1 graph lists.
+fn serde_json_inputs(data: &[u8]) -> Result<usize, ()> {
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        inputs: Vec<serde::de::IgnoredAny>,
+    }
+    serde_json::from_slice::<Probe>(data)
+        .map(|p| p.inputs.len())
+        .map_err(|_| ())
+}

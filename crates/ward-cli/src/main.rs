@@ -133,7 +133,13 @@ fn main() -> ExitCode {
         Err(e) => {
             // A verification refusal, whatever its reason: one line per problem, exit 3
             // (its audit event says `package.refused`).
-            match e.downcast_ref::<PackageError>() {
+            let refusal = e.downcast_ref::<PackageError>().or_else(|| {
+                match e.downcast_ref::<ward_exec::ExecError>() {
+                    Some(ward_exec::ExecError::Package(p)) => Some(p),
+                    _ => None,
+                }
+            });
+            match refusal {
                 Some(PackageError::Refused { package, problems }) => {
                     eprintln!("error: {} refused:", package.display());
                     for p in problems {

@@ -32,8 +32,8 @@ pub enum GraphError {
     NoOutputs,
     #[error("graph expects {expected} inputs, got {actual}")]
     InputCount { expected: usize, actual: usize },
-    #[error("backend: {0}")]
-    Backend(String),
+    #[error("value {value:?} has no shape (a label input is not fed at inference)")]
+    Unshaped { value: String },
 }
 
 impl GraphError {

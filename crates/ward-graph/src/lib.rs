@@ -1,25 +1,19 @@
-//! The ward graph IR: typed operators with typed attributes, versioned JSON, shape
-//! inference, the input schema and its validation, and the CPU backend.
+//! The ward graph IR: typed operators with typed attributes, by family; versioned JSON;
+//! shape inference; the input schema and its validation; and the reading of MXNet's
+//! encodings and of the first IR version.
 //!
-//! The IR ([`ir`]) knows nothing of MXNet or of any engine. [`onnx`] lowers it to an ONNX
-//! model for concrete shapes; [`exec`] runs that model on tract.
+//! The IR ([`ir`], [`ops`]) knows nothing of MXNet or of any engine: `ward-exec` lowers it
+//! to an engine, `ward-mxnet` translates MXNet graphs into it.
 
 // Data from outside must never be unwrapped; tests may.
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod compat;
 mod error;
 pub mod ir;
+pub mod ops;
 pub mod schema;
 pub mod shape;
-
-#[cfg(feature = "tract")]
-pub mod exec;
-#[cfg(feature = "tract")]
-mod fusion;
-#[cfg(feature = "tract")]
-mod max_pool;
-#[cfg(feature = "tract")]
-pub mod onnx;
 
 pub use error::GraphError;
 pub use ir::{Graph, Node, Op, Source};

@@ -8,7 +8,7 @@ use ward_graph::GraphError;
 /// x (input 0) → relu → flatten, as JSON, with `edit` applied to the text.
 fn graph_json(edit: impl Fn(String) -> String) -> Vec<u8> {
     let text = r#"{
-        "format": "ward-graph", "version": 1,
+        "format": "ward-graph", "version": 2,
         "inputs": [{"name": "x", "dtype": "f32"}],
         "params": [{"name": "w", "dtype": "f32", "shape": [4, 6]}],
         "nodes": [
@@ -42,7 +42,17 @@ fn refused(edit: impl Fn(String) -> String) -> String {
 fn malformed_graphs_are_refused_with_a_reason() {
     // (text to replace, replacement, expected in the error)
     let cases = [
-        ("\"version\": 1", "\"version\": 2", "version 2"),
+        ("\"version\": 2", "\"version\": 3", "version 3"),
+        (
+            "\"shape\": [4, 6]}",
+            "\"shape\": [4, 6], \"lr_mult\": -1}",
+            "lr_mult -1",
+        ),
+        (
+            "\"shape\": [4, 6]}",
+            "\"shape\": [4, 6], \"role\": \"bias\"}",
+            "unknown variant",
+        ),
         ("ward-graph", "onnx", "format"),
         ("\"params\"", "\"extra\": 1, \"params\"", "unknown field"),
         (
@@ -111,4 +121,28 @@ fn shapes_that_do_not_fit_the_weights_are_refused() {
         let e = infer_shapes(&g, &[dims]).unwrap_err().to_string();
         assert!(e.contains("more than 1073741824 elements"), "{e}");
     }
+}
+
+/// A version-1 graph reads through the upgrade, as the same graph with the new fields at
+/// their defaults.
+#[test]
+fn a_version_1_graph_is_upgraded() {
+    let v2 = Graph::from_json(&graph_json(|s| s)).unwrap();
+    let v1 = graph_json(|s| s.replace("\"version\": 2", "\"version\": 1"));
+    let err = Graph::from_json(&v1).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            GraphError::Version {
+                found: 1,
+                supported: 2
+            }
+        ),
+        "{err}"
+    );
+    let w = ward_core::Tensor::from_f32(vec![4, 6], &[0.5; 24]).unwrap();
+    let mut weights = vec![("w".to_string(), w)];
+    let upgraded = ward_graph::compat::upgrade_v1(&v1, &[vec![1, 3, 2]], &mut weights).unwrap();
+    assert_eq!(upgraded, v2);
+    assert_eq!(weights.len(), 1);
 }

@@ -9,11 +9,31 @@
 use std::collections::{HashMap, HashSet};
 
 use ward_core::{DType, Tensor};
+use ward_graph::compat::{mark_states, mxnet_reshape, prune, unpack_rnn_params};
 use ward_graph::ir::{
-    ActivationKind, BinaryKind, FillDim, Graph, GraphInput, GraphOutput, LeakyReluKind, Node, Op,
-    PadMode, ParamDecl, PoolKind, RnnMode, ScalarKind, SoftmaxOutputMode, Source, UnaryKind,
+    Graph, GraphInput, GraphOutput, InputRole, Node, Op, ParamDecl, ParamRole, Source,
 };
-use ward_graph::shape::infer_shapes;
+use ward_graph::ops::activation::{Activation, ActivationKind, LeakyRelu, LeakyReluKind, Softmax};
+use ward_graph::ops::conv::{Conv, Deconv};
+use ward_graph::ops::dropout::Dropout;
+use ward_graph::ops::elementwise::{
+    AddN, Binary, BinaryKind, Clip, Scalar, ScalarKind, Unary, UnaryKind,
+};
+use ward_graph::ops::index::{Embedding, SequenceLast};
+use ward_graph::ops::linear::Dense;
+use ward_graph::ops::loss::{
+    BlockGrad, MakeLoss, Normalization, RegressionKind, RegressionOutput, SoftmaxOutput,
+    SoftmaxOutputMode,
+};
+use ward_graph::ops::norm::{BatchNorm, GroupNorm, InstanceNorm, LayerNorm};
+use ward_graph::ops::pool::{Pool, PoolKind};
+use ward_graph::ops::reduce::Mean;
+use ward_graph::ops::rnn::{Rnn, RnnMode};
+use ward_graph::ops::shape::{
+    Concat, Fill, FillDim, Flatten, OnesLike, Pad, PadMode, Split, Stack, SwapAxes,
+};
+use ward_graph::ops::OpDef;
+use ward_graph::shape::{infer_shapes, Shapes};
 
 use crate::attrs::{AttrError, AttrReader};
 use crate::limits::MAX_DENSE_PARAM_BYTES;
@@ -90,19 +110,19 @@ enum Value {
         value: f64,
         shape: Vec<i64>,
     },
-    /// Something read at inference by no operator (SoftmaxOutput's label).
-    Dropped,
 }
 
 struct Importer<'a> {
     graph: Graph,
     weights: Vec<(String, Tensor)>,
     params: HashMap<String, Tensor>,
+    /// Whether each parameter was saved as `arg:` or `aux:` (or neither).
+    param_kinds: HashMap<String, ParamKind>,
     used_params: HashSet<String>,
     declared: &'a [DeclaredInput],
     /// Per symbol node, per output.
     values: Vec<Vec<Value>>,
-    /// Variables read only as SoftmaxOutput labels.
+    /// Variables read only as the labels of loss heads: label inputs of the graph.
     label_only: HashSet<usize>,
     /// While an RNN's inputs are resolved: its data, the batch reference for its states.
     pending_rnn_data: Option<Source>,
@@ -115,11 +135,12 @@ pub fn import(
     params: ParamsFile,
     inputs: &[DeclaredInput],
 ) -> Result<Imported, ImportError> {
-    let params = named_params(params)?;
+    let (params, param_kinds) = named_params(params)?;
     let mut importer = Importer {
         graph: Graph::new(),
         weights: Vec::new(),
         params,
+        param_kinds,
         used_params: HashSet::new(),
         declared: inputs,
         values: Vec::with_capacity(symbol.nodes.len()),
@@ -150,6 +171,10 @@ pub fn import(
         };
         importer.graph.outputs.push(GraphOutput { name, source });
     }
+    // Resolving MXNet's encodings leaves what only they read (an RNN's packed
+    // parameters and the nodes that packed them).
+    prune(&mut importer.graph, &mut importer.weights);
+    mark_states(&mut importer.graph);
     importer.graph.validate()?;
     let output_shapes = importer.output_shapes()?;
     let mut unused_params: Vec<String> = importer
@@ -188,14 +213,18 @@ fn visible_outputs(node: &SymbolNode) -> usize {
     }
 }
 
+/// The tensors of a `.params` file by parameter name, and each name's `arg:`/`aux:` kind.
+type NamedParams = (HashMap<String, Tensor>, HashMap<String, ParamKind>);
+
 /// Maps `.params` keys to dense tensors by parameter name.
-fn named_params(params: ParamsFile) -> Result<HashMap<String, Tensor>, ImportError> {
+fn named_params(params: ParamsFile) -> Result<NamedParams, ImportError> {
     if params.names.is_none() && !params.arrays.is_empty() {
         return Err(ImportError::ParamsLayout(
             "holds an unnamed list of arrays; export the model with HybridBlock.export or Module.save_checkpoint".into(),
         ));
     }
     let mut out = HashMap::new();
+    let mut kinds = HashMap::new();
     let mut dense_bytes = 0u64;
     for (key, array) in params.into_named()? {
         // Checked before densifying: a few bytes of sparse storage can describe terabytes.
@@ -220,6 +249,7 @@ fn named_params(params: ParamsFile) -> Result<HashMap<String, Tensor>, ImportErr
             )));
         }
         let tensor = dense(&key, array)?;
+        kinds.insert(name.to_string(), kind);
         if out.insert(name.to_string(), tensor).is_some() {
             return Err(ImportError::Param {
                 name: name.to_string(),
@@ -227,7 +257,7 @@ fn named_params(params: ParamsFile) -> Result<HashMap<String, Tensor>, ImportErr
             });
         }
     }
-    Ok(out)
+    Ok((out, kinds))
 }
 
 fn dense(key: &str, array: NdArray) -> Result<Tensor, ImportError> {
@@ -240,7 +270,15 @@ fn dense(key: &str, array: NdArray) -> Result<Tensor, ImportError> {
     }
 }
 
-/// Variables that only SoftmaxOutput reads, as its label: unused at inference.
+/// The loss heads whose second input is a label.
+const LABELLED_HEADS: [&str; 4] = [
+    "SoftmaxOutput",
+    "LinearRegressionOutput",
+    "LogisticRegressionOutput",
+    "MAERegressionOutput",
+];
+
+/// Variables that only loss heads read, as their label: fed in training only.
 fn label_only_variables(symbol: &Symbol) -> HashSet<usize> {
     let mut readers: HashMap<usize, Vec<(usize, usize)>> = HashMap::new();
     for (index, node) in symbol.nodes.iter().enumerate() {
@@ -255,8 +293,9 @@ fn label_only_variables(symbol: &Symbol) -> HashSet<usize> {
         .filter(|(_, n)| n.op == "null")
         .filter(|(i, _)| {
             readers.get(i).is_some_and(|r| {
-                r.iter()
-                    .all(|&(reader, pos)| pos == 1 && symbol.nodes[reader].op == "SoftmaxOutput")
+                r.iter().all(|&(reader, pos)| {
+                    pos == 1 && LABELLED_HEADS.contains(&symbol.nodes[reader].op.as_str())
+                })
             })
         })
         .map(|(i, _)| i)
@@ -281,21 +320,54 @@ impl Importer<'_> {
             self.graph.inputs.push(GraphInput {
                 name: decl.name.clone(),
                 dtype: decl.dtype,
+                role: InputRole::Data,
             });
             return Ok(Value::Ready(Source::Input(self.graph.inputs.len() - 1)));
         }
         if let Some(tensor) = self.params.get(&node.name) {
             self.used_params.insert(node.name.clone());
+            let multiplier = |key: &str| -> Result<f64, ImportError> {
+                let value = match node.attrs.get(key) {
+                    None => return Ok(1.0),
+                    Some(text) => {
+                        crate::attrs::parse_float(text).map_err(|_| ImportError::Param {
+                            name: node.name.clone(),
+                            reason: format!("attribute {key:?} = {text:?} is not a number"),
+                        })?
+                    }
+                };
+                if !value.is_finite() || value < 0.0 {
+                    return Err(ImportError::Param {
+                        name: node.name.clone(),
+                        reason: format!(
+                            "attribute {key:?} = {value} must be finite and non-negative"
+                        ),
+                    });
+                }
+                Ok(value)
+            };
+            let role = match self.param_kinds.get(&node.name) {
+                Some(ParamKind::Aux) => ParamRole::State,
+                _ => ParamRole::Trainable,
+            };
             self.graph.params.push(ParamDecl {
                 name: node.name.clone(),
                 dtype: tensor.dtype(),
                 shape: tensor.shape().to_vec(),
+                role,
+                lr_mult: multiplier("__lr_mult__")?,
+                wd_mult: multiplier("__wd_mult__")?,
             });
             self.weights.push((node.name.clone(), tensor.clone()));
             return Ok(Value::Ready(Source::Param(self.graph.params.len() - 1)));
         }
         if self.label_only.contains(&index) {
-            return Ok(Value::Dropped);
+            self.graph.inputs.push(GraphInput {
+                name: node.name.clone(),
+                dtype: DType::F32,
+                role: InputRole::Label,
+            });
+            return Ok(Value::Ready(Source::Input(self.graph.inputs.len() - 1)));
         }
         Err(ImportError::Input {
             name: node.name.clone(),
@@ -326,14 +398,6 @@ impl Importer<'_> {
             })?;
         match value {
             Value::Ready(s) => Ok(s),
-            Value::Dropped => Err(ImportError::Node {
-                node: consumer.to_string(),
-                op: String::new(),
-                reason: format!(
-                    "reads {:?}, which is not available at inference",
-                    symbol.nodes[entry.node].name
-                ),
-            }),
             Value::PendingFill { name, value, shape } => {
                 let batch = self.batch_source(consumer)?;
                 let dims = shape
@@ -355,7 +419,7 @@ impl Importer<'_> {
                 let fill_name = unique_node_name(&self.graph, &name);
                 self.graph.nodes.push(Node {
                     name: fill_name,
-                    op: Op::Fill { value, shape: dims },
+                    op: Fill { value, shape: dims }.into(),
                     inputs: vec![batch.0],
                 });
                 Ok(Source::Node(self.graph.nodes.len() - 1, 0))
@@ -369,14 +433,19 @@ impl Importer<'_> {
         if let Some(rnn_data) = self.pending_rnn_data {
             return Ok((rnn_data, 1));
         }
-        if self.graph.inputs.is_empty() {
+        let Some(data) = self
+            .graph
+            .inputs
+            .iter()
+            .position(|i| i.role == InputRole::Data)
+        else {
             return Err(ImportError::Node {
                 node: consumer.to_string(),
                 op: String::new(),
                 reason: "reads a constant whose dims depend on the batch size, but the graph has no input".into(),
             });
-        }
-        Ok((Source::Input(0), 0))
+        };
+        Ok((Source::Input(data), 0))
     }
 
     fn emit(&mut self, name: &str, op: Op, inputs: Vec<Source>) -> Source {
@@ -425,7 +494,7 @@ impl Importer<'_> {
                         .map_err(|_| err(format!("dim {d} is negative")))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            let s = self.emit(&node.name, Op::Fill { value, shape: dims }, vec![]);
+            let s = self.emit(&node.name, Fill { value, shape: dims }.into(), vec![]);
             return Ok(vec![Value::Ready(s)]);
         }
 
@@ -438,10 +507,7 @@ impl Importer<'_> {
             self.pending_rnn_data = Some(self.ready(symbol, *data, &node.name)?);
         }
         let mut inputs = Vec::with_capacity(nin);
-        for (pos, e) in node.inputs.iter().enumerate() {
-            if op == "SoftmaxOutput" && pos == 1 {
-                continue;
-            }
+        for e in &node.inputs {
             inputs.push(self.ready(symbol, *e, &node.name)?);
         }
         self.pending_rnn_data = None;
@@ -461,7 +527,7 @@ impl Importer<'_> {
                 a.finish()?;
                 need(if no_bias { 2 } else { 3 })?;
                 self.check_leading_dim(&inputs[1], filters, &node.name, "num_filter")?;
-                Op::Conv {
+                Conv {
                     kernel: w.kernel,
                     stride: w.stride,
                     dilation: w.dilation,
@@ -469,6 +535,7 @@ impl Importer<'_> {
                     groups: positive(groups, "num_group", &err)?,
                     bias: !no_bias,
                 }
+                .into()
             }
             "Deconvolution" => {
                 let w = conv_window(&mut a, &err)?;
@@ -485,7 +552,7 @@ impl Importer<'_> {
                 let no_bias = a.bool("no_bias", true)?;
                 a.finish()?;
                 need(if no_bias { 2 } else { 3 })?;
-                Op::Deconv {
+                Deconv {
                     kernel: w.kernel,
                     stride: w.stride,
                     dilation: w.dilation,
@@ -494,6 +561,7 @@ impl Importer<'_> {
                     groups: positive(groups, "num_group", &err)?,
                     bias: !no_bias,
                 }
+                .into()
             }
             "FullyConnected" => {
                 let units = a.req_int("num_hidden")?;
@@ -501,11 +569,12 @@ impl Importer<'_> {
                 let flatten = a.bool("flatten", true)?;
                 a.finish()?;
                 need(if no_bias { 2 } else { 3 })?;
-                Op::Dense {
+                Dense {
                     units: positive(units, "num_hidden", &err)?,
                     flatten,
                     bias: !no_bias,
                 }
+                .into()
             }
             "Pooling" => {
                 let global = a.bool("global_pool", false)?;
@@ -546,7 +615,7 @@ impl Importer<'_> {
                 a.finish()?;
                 need(1)?;
                 if global {
-                    Op::Pool {
+                    Pool {
                         kind,
                         kernel: vec![],
                         stride: vec![],
@@ -555,8 +624,9 @@ impl Importer<'_> {
                         global: true,
                         count_include_pad,
                     }
+                    .into()
                 } else {
-                    Op::Pool {
+                    Pool {
                         kind,
                         kernel: to_usize(&kernel, &err)?,
                         stride,
@@ -565,37 +635,38 @@ impl Importer<'_> {
                         global: false,
                         count_include_pad,
                     }
+                    .into()
                 }
             }
             "BatchNorm" => {
                 let eps = a.float("eps", 1e-3)?;
                 let fix_gamma = a.bool("fix_gamma", true)?;
                 let axis = a.int("axis", 1)?;
+                let momentum = a.float("momentum", 0.9)?;
+                let use_global_stats = a.bool("use_global_stats", false)?;
                 if a.bool("output_mean_var", false)? {
                     return Err(err(
                         "attribute \"output_mean_var\" = true is not supported".into()
                     ));
                 }
-                a.ignore(&[
-                    "momentum",
-                    "use_global_stats",
-                    "cudnn_off",
-                    "min_calib_range",
-                    "max_calib_range",
-                ]);
+                // cuDNN switches and quantisation calibration change no result here.
+                a.ignore(&["cudnn_off", "min_calib_range", "max_calib_range"]);
                 a.finish()?;
                 need(5)?;
-                Op::BatchNorm {
+                BatchNorm {
                     axis,
                     eps,
                     fix_gamma,
+                    momentum,
+                    use_global_stats,
                 }
+                .into()
             }
             "InstanceNorm" => {
                 let eps = a.float("eps", 1e-3)?;
                 a.finish()?;
                 need(3)?;
-                Op::InstanceNorm { eps }
+                InstanceNorm { eps }.into()
             }
             "LayerNorm" => {
                 let axis = a.int("axis", -1)?;
@@ -607,7 +678,7 @@ impl Importer<'_> {
                 }
                 a.finish()?;
                 need(3)?;
-                Op::LayerNorm { axis, eps }
+                LayerNorm { axis, eps }.into()
             }
             "GroupNorm" => {
                 let groups = a.int("num_groups", 1)?;
@@ -619,10 +690,11 @@ impl Importer<'_> {
                 }
                 a.finish()?;
                 need(3)?;
-                Op::GroupNorm {
+                GroupNorm {
                     groups: positive(groups, "num_groups", &err)?,
                     eps,
                 }
+                .into()
             }
             "Activation" => {
                 let kind = match a
@@ -642,7 +714,7 @@ impl Importer<'_> {
                 };
                 a.finish()?;
                 need(1)?;
-                Op::Activation { kind }
+                Activation { kind }.into()
             }
             "LeakyReLU" => {
                 let act = a.enum_of(
@@ -666,12 +738,13 @@ impl Importer<'_> {
                     },
                 };
                 need(if kind == LeakyReluKind::Prelu { 2 } else { 1 })?;
-                Op::LeakyRelu { kind }
+                LeakyRelu { kind }.into()
             }
             "Dropout" => {
                 let p = a.float("p", 0.5)?;
                 let mode = a.enum_of("mode", "training", &["training", "always"])?;
-                a.ignore(&["axes", "cudnn_off"]);
+                let axes = a.tuple("axes", &[])?;
+                a.ignore(&["cudnn_off"]);
                 a.finish()?;
                 if mode == "always" && p > 0.0 {
                     return Err(err(format!(
@@ -679,20 +752,21 @@ impl Importer<'_> {
                     )));
                 }
                 need(1)?;
-                Op::Dropout
+                Dropout { p, axes }.into()
             }
             "SoftmaxOutput" => {
                 let multi_output = a.bool("multi_output", false)?;
                 let preserve_shape = a.bool("preserve_shape", false)?;
-                a.ignore(&[
-                    "grad_scale",
-                    "ignore_label",
-                    "use_ignore",
-                    "normalization",
-                    "out_grad",
-                    "smooth_alpha",
-                ]);
+                let grad_scale = a.float("grad_scale", 1.0)?;
+                let ignore_label = a.float("ignore_label", -1.0)?;
+                let use_ignore = a.bool("use_ignore", false)?;
+                let normalization = normalization(&mut a)?;
+                let out_grad = a.bool("out_grad", false)?;
+                let smooth_alpha = a.float("smooth_alpha", 0.0)?;
                 a.finish()?;
+                if !(1..=2).contains(&nin) {
+                    return Err(err(format!("has {nin} inputs, expected data and a label")));
+                }
                 let mode = if multi_output {
                     SoftmaxOutputMode::Channel
                 } else if preserve_shape {
@@ -700,7 +774,57 @@ impl Importer<'_> {
                 } else {
                     SoftmaxOutputMode::Flatten
                 };
-                Op::SoftmaxOutput { mode }
+                SoftmaxOutput {
+                    mode,
+                    grad_scale,
+                    ignore_label,
+                    use_ignore,
+                    normalization,
+                    smooth_alpha,
+                    out_grad,
+                }
+                .into()
+            }
+            "LinearRegressionOutput" | "LogisticRegressionOutput" | "MAERegressionOutput" => {
+                let grad_scale = a.float("grad_scale", 1.0)?;
+                a.finish()?;
+                if !(1..=2).contains(&nin) {
+                    return Err(err(format!("has {nin} inputs, expected data and a label")));
+                }
+                let kind = match op {
+                    "LinearRegressionOutput" => RegressionKind::Linear,
+                    "LogisticRegressionOutput" => RegressionKind::Logistic,
+                    _ => RegressionKind::Mae,
+                };
+                RegressionOutput { kind, grad_scale }.into()
+            }
+            "MakeLoss" => {
+                let grad_scale = a.float("grad_scale", 1.0)?;
+                let valid_thresh = a.float("valid_thresh", 0.0)?;
+                let normalization = normalization(&mut a)?;
+                a.finish()?;
+                need(1)?;
+                MakeLoss {
+                    grad_scale,
+                    normalization,
+                    valid_thresh,
+                }
+                .into()
+            }
+            "make_loss" => {
+                a.finish()?;
+                need(1)?;
+                MakeLoss {
+                    grad_scale: 1.0,
+                    normalization: Normalization::Null,
+                    valid_thresh: 0.0,
+                }
+                .into()
+            }
+            "BlockGrad" => {
+                a.finish()?;
+                need(1)?;
+                BlockGrad {}.into()
             }
             "softmax" | "log_softmax" => {
                 let axis = a.int("axis", -1)?;
@@ -723,11 +847,12 @@ impl Importer<'_> {
                         "temperature {temperature} must be finite and nonzero"
                     )));
                 }
-                Op::Softmax {
+                Softmax {
                     axis,
                     temperature,
                     log: op == "log_softmax",
                 }
+                .into()
             }
             "Reshape" => {
                 let shape = a.tuple("shape", &[])?;
@@ -741,19 +866,26 @@ impl Importer<'_> {
                         "the deprecated attributes \"target_shape\"/\"keep_highest\" are not supported".into(),
                     ));
                 }
-                Op::Reshape { shape, reverse }
+                // MXNet's codes become dims in terms of the input's, for its rank.
+                let x = inputs
+                    .first()
+                    .copied()
+                    .ok_or_else(|| err("has no input".into()))?;
+                let probe = self.probe_shapes()?;
+                let x = probe.of(&self.graph, x)?;
+                Op::Reshape(mxnet_reshape(x, &shape, reverse).map_err(err)?)
             }
             "Flatten" => {
                 a.finish()?;
                 need(1)?;
-                Op::Flatten
+                Flatten {}.into()
             }
             "Concat" | "_rnn_param_concat" => {
                 let n = a.req_int("num_args")?;
                 let axis = a.int("dim", if op == "Concat" { 1 } else { 0 })?;
                 a.finish()?;
                 need(usize::try_from(n).map_err(|_| err(format!("num_args {n} is negative")))?)?;
-                Op::Concat { axis }
+                Concat { axis }.into()
             }
             "elemwise_add" | "elemwise_sub" | "elemwise_mul" | "elemwise_div" | "_maximum"
             | "_minimum" | "broadcast_add" | "broadcast_sub" | "broadcast_mul"
@@ -769,15 +901,16 @@ impl Importer<'_> {
                     "maximum" => BinaryKind::Max,
                     _ => BinaryKind::Min,
                 };
-                Op::Binary {
+                Binary {
                     kind,
                     broadcast: op.starts_with("broadcast_"),
                 }
+                .into()
             }
             "add_n" => {
                 a.ignore(&["num_args"]);
                 a.finish()?;
-                Op::AddN
+                AddN {}.into()
             }
             "_plus_scalar" | "_minus_scalar" | "_rminus_scalar" | "_mul_scalar" | "_div_scalar"
             | "_rdiv_scalar" => {
@@ -793,7 +926,7 @@ impl Importer<'_> {
                     "_div_scalar" => ScalarKind::Div,
                     _ => ScalarKind::RDiv,
                 };
-                Op::Scalar { kind, value }
+                Scalar { kind, value }.into()
             }
             "relu" | "sigmoid" | "tanh" | "exp" | "log" | "sqrt" | "abs" | "negative" => {
                 a.finish()?;
@@ -808,7 +941,7 @@ impl Importer<'_> {
                     "abs" => UnaryKind::Abs,
                     _ => UnaryKind::Neg,
                 };
-                Op::Unary { kind }
+                Unary { kind }.into()
             }
             "clip" => {
                 let min = a.req_float("a_min")?;
@@ -818,7 +951,7 @@ impl Importer<'_> {
                 if min.is_nan() || max.is_nan() || min > max {
                     return Err(err(format!("a_min {min} exceeds a_max {max}")));
                 }
-                Op::Clip { min, max }
+                Clip { min, max }.into()
             }
             "Embedding" => {
                 let input_dim = a.req_int("input_dim")?;
@@ -832,17 +965,18 @@ impl Importer<'_> {
                         "attribute \"dtype\" = {dtype:?} is not supported (only float32)"
                     )));
                 }
-                Op::Embedding {
+                Embedding {
                     input_dim: positive(input_dim, "input_dim", &err)?,
                     output_dim: positive(output_dim, "output_dim", &err)?,
                 }
+                .into()
             }
             "SwapAxis" => {
                 let axis1 = a.int("dim1", 0)?;
                 let axis2 = a.int("dim2", 0)?;
                 a.finish()?;
                 need(1)?;
-                Op::SwapAxes { axis1, axis2 }
+                SwapAxes { axis1, axis2 }.into()
             }
             "SequenceLast" => {
                 let axis = a.int("axis", 0)?;
@@ -853,7 +987,7 @@ impl Importer<'_> {
                 }
                 a.finish()?;
                 need(1)?;
-                Op::SequenceLast { axis }
+                SequenceLast { axis }.into()
             }
             "SliceChannel" => {
                 let outputs = a.req_int("num_outputs")?;
@@ -861,17 +995,18 @@ impl Importer<'_> {
                 let squeeze = a.bool("squeeze_axis", false)?;
                 a.finish()?;
                 need(1)?;
-                Op::Split {
+                Split {
                     axis,
                     outputs: positive(outputs, "num_outputs", &err)?,
                     squeeze,
                 }
+                .into()
             }
             "stack" => {
                 let axis = a.int("axis", 0)?;
                 a.ignore(&["num_args"]);
                 a.finish()?;
-                Op::Stack { axis }
+                Stack { axis }.into()
             }
             "mean" => {
                 let axes = a.opt_tuple("axis")?;
@@ -879,24 +1014,26 @@ impl Importer<'_> {
                 let exclude = a.bool("exclude", false)?;
                 a.finish()?;
                 need(1)?;
-                Op::Mean {
+                Mean {
                     axes,
                     keepdims,
                     exclude,
                 }
+                .into()
             }
             "ones_like" => {
                 a.finish()?;
                 need(1)?;
-                Op::OnesLike
+                OnesLike {}.into()
             }
             "zeros_like" => {
                 a.finish()?;
                 need(1)?;
-                Op::Scalar {
+                Scalar {
                     kind: ScalarKind::Mul,
                     value: 0.0,
                 }
+                .into()
             }
             "Pad" => {
                 let mode = match a
@@ -911,11 +1048,12 @@ impl Importer<'_> {
                 let value = a.float("constant_value", 0.0)?;
                 a.finish()?;
                 need(1)?;
-                Op::Pad {
+                Pad {
                     mode,
                     pads: to_usize(&pads, &err)?,
                     value,
                 }
+                .into()
             }
             "RNN" => {
                 let hidden = a.req_int("state_size")?;
@@ -950,13 +1088,31 @@ impl Importer<'_> {
                 a.ignore(&["p", "lstm_state_clip_nan", "cudnn_off"]);
                 a.finish()?;
                 need(if mode == RnnMode::Lstm { 4 } else { 3 })?;
-                Op::Rnn {
+                let rnn = Rnn {
                     mode,
                     hidden: positive(hidden, "state_size", &err)?,
                     layers: positive(layers, "num_layers", &err)?,
                     bidirectional,
                     state_outputs,
-                }
+                };
+                rnn.validate().map_err(err)?;
+                // MXNet's packed parameter vector (input 1) becomes one parameter per
+                // matrix and bias, after the states.
+                let (Some(&data), Some(&packed)) = (inputs.first(), inputs.get(1)) else {
+                    return Err(err("has no data or parameters".into()));
+                };
+                let probe = self.probe_shapes()?;
+                let width = probe
+                    .of(&self.graph, data)?
+                    .get(2)
+                    .copied()
+                    .ok_or_else(|| err("data must be (T, N, I)".into()))?;
+                let params =
+                    unpack_rnn_params(&mut self.graph, &mut self.weights, &rnn, packed, width)
+                        .map_err(err)?;
+                inputs.remove(1);
+                inputs.extend(params);
+                rnn.into()
             }
             _ => {
                 return Err(ImportError::UnsupportedOp {
@@ -965,7 +1121,7 @@ impl Importer<'_> {
                 })
             }
         };
-        ward_graph::ir::validate_attrs(&converted).map_err(err)?;
+        converted.def().validate().map_err(err)?;
         let n_out = converted.num_outputs();
         self.graph.nodes.push(Node {
             name: unique_node_name(&self.graph, &node.name),
@@ -1001,41 +1157,63 @@ impl Importer<'_> {
         Ok(())
     }
 
+    /// The shapes of the graph built so far, with every variable input dim at 1: enough
+    /// to resolve MXNet's encodings, which depend on ranks and fixed dims only.
+    fn probe_shapes(&self) -> Result<Shapes, ImportError> {
+        Ok(infer_shapes(&self.graph, &self.data_shapes(1))?)
+    }
+
+    /// The declared data inputs' shapes with variable dims at `fill`, in graph order.
+    fn data_shapes(&self, fill: usize) -> Vec<Vec<usize>> {
+        self.graph
+            .inputs
+            .iter()
+            .filter(|i| i.role == InputRole::Data)
+            .map(|i| {
+                let decl = self.declared.iter().find(|d| d.name == i.name);
+                decl.map(|d| {
+                    d.shape
+                        .iter()
+                        .map(|&x| if x < 0 { fill } else { x as usize })
+                        .collect()
+                })
+                .unwrap_or_default()
+            })
+            .collect()
+    }
+
     /// Output shapes with -1 where they follow a variable input dim: inference runs with
     /// variable dims set to 1 and to 2, and dims that differ are variable.
     fn output_shapes(&self) -> Result<Vec<Vec<i64>>, ImportError> {
-        let concrete = |fill: usize| -> Vec<Vec<usize>> {
-            self.graph
-                .inputs
-                .iter()
-                .map(|i| {
-                    let decl = self.declared.iter().find(|d| d.name == i.name);
-                    decl.map(|d| {
-                        d.shape
-                            .iter()
-                            .map(|&x| if x < 0 { fill } else { x as usize })
-                            .collect()
-                    })
-                    .unwrap_or_default()
-                })
-                .collect()
-        };
-        let one = infer_shapes(&self.graph, &concrete(1))?;
-        let two = infer_shapes(&self.graph, &concrete(2))?;
-        Ok(self
-            .graph
+        let one = infer_shapes(&self.graph, &self.data_shapes(1))?;
+        let two = infer_shapes(&self.graph, &self.data_shapes(2))?;
+        self.graph
             .outputs
             .iter()
             .map(|o| {
-                let a = one.of(&self.graph, o.source);
-                let b = two.of(&self.graph, o.source);
-                a.iter()
+                let a = one.of(&self.graph, o.source)?;
+                let b = two.of(&self.graph, o.source)?;
+                Ok(a.iter()
                     .zip(b.iter())
                     .map(|(x, y)| if x == y { *x as i64 } else { -1 })
-                    .collect()
+                    .collect())
             })
-            .collect())
+            .collect()
     }
+}
+
+/// MXNet's `normalization` of a loss: null, batch or valid.
+fn normalization(a: &mut AttrReader<'_>) -> Result<Normalization, ImportError> {
+    Ok(
+        match a
+            .enum_of("normalization", "null", &["null", "batch", "valid"])?
+            .as_str()
+        {
+            "batch" => Normalization::Batch,
+            "valid" => Normalization::Valid,
+            _ => Normalization::Null,
+        },
+    )
 }
 
 fn unique_node_name(graph: &Graph, base: &str) -> String {

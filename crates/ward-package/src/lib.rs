@@ -19,8 +19,6 @@ pub mod layout;
 pub mod limits;
 pub mod loader;
 pub mod manifest;
-#[cfg(feature = "exec")]
-pub mod model;
 pub mod model_name;
 pub mod package;
 pub mod pipeline;
@@ -41,8 +39,6 @@ pub use loader::{
     Verification, VerifiedPackage, VerifiedTree,
 };
 pub use manifest::{FileDigest, FileSizes, Manifest, Origin, OutputPolicy};
-#[cfg(feature = "exec")]
-pub use model::{CheckedInputs, LoadedPackage};
 pub use package::{
     read_raw_package, sign_options, write_package, write_signed_package, PackageFiles, RawPackage,
 };

@@ -13,7 +13,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use ward_core::Tensor;
-use ward_package::{CheckedInputs, LoadedPackage, PackageError};
+use ward_exec::{CheckedInputs, ExecError, LoadedPackage};
 
 use crate::config::BatchingConfig;
 use crate::error::ApiError;
@@ -48,9 +48,9 @@ fn overloaded(message: &str) -> ApiError {
 
 /// Maps a prediction failure to the client: schema errors are the client's, with their
 /// message (input names and what is wrong); anything else is ours and says nothing more.
-pub fn prediction_error(e: PackageError) -> ApiError {
+pub fn prediction_error(e: ExecError) -> ApiError {
     match e {
-        PackageError::Input(schema) => ApiError::bad_request("invalid-input", schema.to_string()),
+        ExecError::Input(schema) => ApiError::bad_request("invalid-input", schema.to_string()),
         other => {
             tracing::error!("inference failed: {other}");
             internal()
@@ -215,9 +215,9 @@ fn time_one_row(package: &LoadedPackage) -> Option<Duration> {
         })
         .collect();
     let inputs = inputs?;
-    package.model().run(&inputs).ok()?;
+    package.executable().run(&inputs).ok()?;
     let started = std::time::Instant::now();
-    package.model().run(&inputs).ok()?;
+    package.executable().run(&inputs).ok()?;
     Some(started.elapsed())
 }
 
@@ -399,7 +399,15 @@ mod tests {
         ];
         let dir = dir.join("tiny");
         write_package(&dir, &manifest, GRAPH, &weights).unwrap();
-        Arc::new(LoadedPackage::open(&dir, &Trust::AllowUnsigned, &Default::default()).unwrap())
+        Arc::new(
+            LoadedPackage::open(
+                &dir,
+                &Trust::AllowUnsigned,
+                &Default::default(),
+                Arc::new(ward_exec::TractBackend::new(1).unwrap()),
+            )
+            .unwrap(),
+        )
     }
 
     fn one_row(package: &LoadedPackage) -> CheckedInputs {

@@ -13,7 +13,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
 use ward_core::AuditEvent;
-use ward_package::{LoadedPackage, Trust};
+use ward_exec::{Backend, LoadedPackage, TractBackend};
+use ward_package::Trust;
 
 use crate::batch::Batcher;
 use crate::config::ServeConfig;
@@ -68,6 +69,9 @@ fn version_dir_name(name: &str) -> Option<u64> {
 pub struct Repository {
     root: PathBuf,
     trust: Trust,
+    /// The engine every served package runs on: one thread per run (a model runs
+    /// requests in parallel on threads of its own).
+    backend: Arc<dyn Backend>,
     config: Arc<ServeConfig>,
     models: RwLock<BTreeMap<String, BTreeMap<u64, Arc<ServedModel>>>>,
     /// Versions refused as they are now: not verified again until they change.
@@ -109,9 +113,14 @@ impl Repository {
                 reason: "not a directory".into(),
             });
         }
+        let backend = TractBackend::new(1).map_err(|e| ServeError::Repository {
+            path: root.clone(),
+            reason: e.to_string(),
+        })?;
         Ok(Repository {
             root,
             trust,
+            backend: Arc::new(backend),
             config,
             models: RwLock::new(BTreeMap::new()),
             refused: Mutex::new(BTreeMap::new()),
@@ -148,8 +157,9 @@ impl Repository {
 
     fn load(&self, name: &str, version: u64, dir: &Path) -> Result<ServedModel, String> {
         let fingerprint = fingerprint(dir).map_err(|e| e.to_string())?;
-        let package = LoadedPackage::open(dir, &self.trust, &self.config.package)
-            .map_err(|e| e.to_string())?;
+        let package =
+            LoadedPackage::open(dir, &self.trust, &self.config.package, self.backend.clone())
+                .map_err(|e| e.to_string())?;
         if package.manifest().name != name {
             let reason = format!(
                 "the directory is named {name:?} but holds the package {:?}",

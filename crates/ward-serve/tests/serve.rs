@@ -885,10 +885,11 @@ async fn dynamic_batching_gives_each_request_its_own_rows() {
     let expected = {
         let trust =
             ward_package::Trust::Policy(ward_package::TrustPolicy::load(&setup.trust).unwrap());
-        let p = ward_package::LoadedPackage::open(
+        let p = ward_exec::LoadedPackage::open(
             &setup.repo.join("mlp/1"),
             &trust,
             &Default::default(),
+            std::sync::Arc::new(ward_exec::TractBackend::new(1).unwrap()),
         )
         .unwrap();
         p.predict(vec![("data".into(), input.clone())]).unwrap()[0]

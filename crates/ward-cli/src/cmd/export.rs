@@ -36,7 +36,7 @@ pub struct OnnxArgs {
 
 pub fn run(command: ExportCommand) -> Result<()> {
     let ExportCommand::Onnx(args) = command;
-    let package = args.trust.open(&args.package)?;
+    let package = args.trust.open(&args.package, 1)?;
     let mut shapes = Vec::new();
     for spec in &package.manifest().inputs {
         let given = args
@@ -72,14 +72,15 @@ pub fn run(command: ExportCommand) -> Result<()> {
             bail!("--shape {s:?} names no input of the model");
         }
     }
-    let proto = ward_graph::onnx::lower(package.graph(), package.model().weights(), &shapes)?;
-    let bytes = ward_graph::onnx::encode(&proto);
+    let weights = package.executable().weights();
+    let proto = ward_exec::onnx::lower(package.graph(), weights.tensors(), &shapes)?;
+    let bytes = ward_exec::onnx::encode(&proto);
     std::fs::write(&args.out, &bytes).with_context(|| format!("writing {}", args.out.display()))?;
     println!(
         "wrote {} ({} bytes, opset {})",
         args.out.display(),
         bytes.len(),
-        ward_graph::onnx::OPSET
+        ward_exec::onnx::OPSET
     );
     Ok(())
 }

@@ -25,20 +25,16 @@ pub struct InspectArgs {
 }
 
 pub fn run(args: InspectArgs) -> Result<()> {
-    let package = args.trust.open(&args.package)?;
+    let package = args.trust.open(&args.package, 1)?;
     let m = package.manifest();
     let graph = package.graph();
     let mut ops: BTreeMap<&str, usize> = BTreeMap::new();
     for node in &graph.nodes {
         *ops.entry(node.op.name()).or_default() += 1;
     }
-    let param_count: usize = package.model().weights().iter().map(|t| t.len()).sum();
-    let param_bytes: usize = package
-        .model()
-        .weights()
-        .iter()
-        .map(|t| t.bytes().len())
-        .sum();
+    let weights = package.executable().weights();
+    let param_count: usize = weights.tensors().iter().map(|t| t.len()).sum();
+    let param_bytes: usize = weights.tensors().iter().map(|t| t.bytes().len()).sum();
     let signers = match package.verification() {
         Verification::Signed(v) => Some(v.signers().to_vec()),
         Verification::Unverified => None,

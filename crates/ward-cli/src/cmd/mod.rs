@@ -15,7 +15,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use ward_package::{LoadedPackage, PackageLimits, Trust, TrustPolicy, Verification};
+use std::sync::Arc;
+
+use ward_exec::{LoadedPackage, TractBackend};
+use ward_package::{PackageLimits, Trust, TrustPolicy, Verification};
 
 /// How a command that opens a package decides whom to trust.
 #[derive(Args)]
@@ -73,9 +76,11 @@ impl TrustArgs {
         }
     }
 
-    /// Opens a package through the verified loader, printing any verification warning.
-    pub fn open(&self, package: &Path) -> Result<LoadedPackage> {
-        let loaded = LoadedPackage::open(package, &self.trust()?, &self.limits.limits())
+    /// Opens a package through the verified loader, printing any verification warning,
+    /// to run on the CPU with `threads` threads.
+    pub fn open(&self, package: &Path, threads: usize) -> Result<LoadedPackage> {
+        let backend = Arc::new(TractBackend::new(threads)?);
+        let loaded = LoadedPackage::open(package, &self.trust()?, &self.limits.limits(), backend)
             .with_context(|| format!("package {}", package.display()))?;
         if let Verification::Signed(v) = loaded.verification() {
             for w in v.warnings() {

@@ -33,8 +33,7 @@ pub struct PredictArgs {
 }
 
 pub fn run(args: PredictArgs) -> Result<()> {
-    ward_graph::exec::set_threads(args.threads);
-    let package = args.trust.open(&args.package)?;
+    let package = args.trust.open(&args.package, args.threads)?;
     let limits = InputLimits::default();
     let mut inputs = Vec::new();
     for text in &args.inputs {

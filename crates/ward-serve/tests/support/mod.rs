@@ -480,8 +480,13 @@ pub fn json_request(rows: usize, id: Option<&str>) -> Vec<u8> {
 /// The fixture's first row as the model's output, computed in process.
 pub fn expected_first_row(repo_model: &Path, trust: &Path) -> Vec<f32> {
     let trust = ward_package::Trust::Policy(ward_package::TrustPolicy::load(trust).unwrap());
-    let package =
-        ward_package::LoadedPackage::open(repo_model, &trust, &Default::default()).unwrap();
+    let package = ward_exec::LoadedPackage::open(
+        repo_model,
+        &trust,
+        &Default::default(),
+        std::sync::Arc::new(ward_exec::TractBackend::new(1).unwrap()),
+    )
+    .unwrap();
     let (input, _) = fixture_io();
     let row = Tensor::from_f32(vec![1, 784], &input.to_f32_vec()[..784]).unwrap();
     let out = package.predict(vec![("data".into(), row)]).unwrap();

@@ -9,7 +9,8 @@ use std::path::Path;
 
 use support::{manifest, weights};
 use ward_core::Tensor;
-use ward_package::{write_package, InputLimits, LoadedPackage, Manifest, PackageError, Trust};
+use ward_exec::{ExecError, LoadedPackage};
+use ward_package::{write_package, InputLimits, Manifest, Trust};
 
 /// out = data · fc1_weightᵀ + fc1_bias: a dense layer of 2 units over 4 features.
 const GRAPH: &[u8] = br#"{
@@ -35,7 +36,13 @@ fn open(parent: &Path, name: &str, manifest: &Manifest) -> LoadedPackage {
         .filter(|(n, _)| n != "steps")
         .collect();
     write_package(&dir, manifest, GRAPH, &weights).unwrap();
-    LoadedPackage::open(&dir, &Trust::AllowUnsigned, &Default::default()).unwrap()
+    LoadedPackage::open(
+        &dir,
+        &Trust::AllowUnsigned,
+        &Default::default(),
+        std::sync::Arc::new(ward_exec::TractBackend::new(1).unwrap()),
+    )
+    .unwrap()
 }
 
 fn rows(values: &[[f32; 4]]) -> Vec<(String, Tensor)> {
@@ -62,16 +69,16 @@ fn bad_inputs_are_refused_before_anything_runs() {
         Tensor::from_f32(vec![1, 3], &[1.0, 2.0, 3.0]).unwrap(),
     )];
     let err = package.check_inputs(three_wide, &limits).unwrap_err();
-    assert!(matches!(err, PackageError::Input(_)), "{err}");
+    assert!(matches!(err, ExecError::Input(_)), "{err}");
     assert!(err.to_string().contains("\"data\""), "{err}");
     let nan = rows(&[[1.0, f32::NAN, 0.0, 0.0]]);
     let err = package.check_inputs(nan, &limits).unwrap_err();
-    assert!(matches!(err, PackageError::Input(_)), "{err}");
+    assert!(matches!(err, ExecError::Input(_)), "{err}");
     let tight = InputLimits { max_elements: 4 };
     let err = package
         .check_inputs(rows(&[[0.0; 4], [0.0; 4]]), &tight)
         .unwrap_err();
-    assert!(matches!(err, PackageError::Input(_)), "{err}");
+    assert!(matches!(err, ExecError::Input(_)), "{err}");
 }
 
 #[test]
@@ -83,7 +90,7 @@ fn inputs_checked_by_one_package_do_not_run_in_another() {
         .check_inputs(rows(&[[1.0, 2.0, 3.0, 4.0]]), &InputLimits::default())
         .unwrap();
     let err = b.run(checked).unwrap_err();
-    assert!(matches!(err, PackageError::Inconsistent { .. }), "{err}");
+    assert!(matches!(err, ExecError::ForeignInputs), "{err}");
 
     let from_a = a
         .check_inputs(rows(&[[0.0; 4]]), &InputLimits::default())

@@ -4,8 +4,26 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use ward_core::{DType, Tensor};
-use ward_graph::exec::{Model, MAX_CACHED_PLANS};
-use ward_graph::ir::{ActivationKind, Graph, GraphInput, GraphOutput, Node, Op, PadMode, Source};
+use ward_exec::{Executable, TractBackend, WeightSet, MAX_CACHED_PLANS};
+use ward_graph::ir::{Graph, GraphInput, GraphOutput, InputRole, Node, Op, ParamDecl, Source};
+use ward_graph::ops::activation::{Activation, ActivationKind};
+use ward_graph::ops::conv::Conv;
+use ward_graph::ops::pool::{Pool, PoolKind};
+use ward_graph::ops::shape::{Concat, Pad, PadMode};
+
+/// `graph` with `named` weights on a single-threaded CPU backend.
+fn model(graph: Graph, named: HashMap<String, Tensor>) -> Executable {
+    let weights = WeightSet::new(&graph, named).unwrap();
+    Executable::new(graph, weights, Arc::new(TractBackend::new(1).unwrap())).unwrap()
+}
+
+fn input(name: &str) -> GraphInput {
+    GraphInput {
+        name: name.into(),
+        dtype: DType::F32,
+        role: InputRole::Data,
+    }
+}
 
 /// Runs `op` on one float32 input of `shape` holding 0, 1, 2, ...
 fn run_unary(op: Op, shape: &[usize]) -> Tensor {
@@ -15,17 +33,14 @@ fn run_unary(op: Op, shape: &[usize]) -> Tensor {
         &(0..n).map(|v| v as f32).collect::<Vec<_>>(),
     )
     .unwrap();
-    let model = Model::new(unary_graph(op), HashMap::new()).unwrap();
+    let model = model(unary_graph(op), HashMap::new());
     model.run(&[x]).unwrap().remove(0)
 }
 
 /// A graph of `op` alone, on one float32 input.
 fn unary_graph(op: Op) -> Graph {
     let mut g = Graph::new();
-    g.inputs.push(GraphInput {
-        name: "x".into(),
-        dtype: DType::F32,
-    });
+    g.inputs.push(input("x"));
     g.nodes.push(Node {
         name: "op".into(),
         op,
@@ -41,13 +56,15 @@ fn unary_graph(op: Op) -> Graph {
 
 #[test]
 fn the_plan_cache_keeps_plans_in_use_and_drops_the_least_recently_used() {
-    let model = Model::new(
-        unary_graph(Op::Activation {
-            kind: ActivationKind::Relu,
-        }),
+    let model = model(
+        unary_graph(
+            Activation {
+                kind: ActivationKind::Relu,
+            }
+            .into(),
+        ),
         HashMap::new(),
-    )
-    .unwrap();
+    );
     let batch = |n: usize| vec![vec![n, 3]];
     let steady = model.plan(&batch(1)).unwrap();
     let first_cycled = model.plan(&batch(2)).unwrap();
@@ -73,11 +90,12 @@ fn the_plan_cache_keeps_plans_in_use_and_drops_the_least_recently_used() {
 #[test]
 fn reflect_pad_mirrors_without_repeating_the_edge() {
     let y = run_unary(
-        Op::Pad {
+        Pad {
             mode: PadMode::Reflect,
             pads: vec![0, 0, 0, 0, 1, 1, 1, 1],
             value: 0.0,
-        },
+        }
+        .into(),
         &[1, 1, 2, 3],
     );
     assert_eq!(y.shape(), &[1, 1, 4, 5]);
@@ -157,23 +175,24 @@ proptest::proptest! {
             .collect();
 
         let mut g = Graph::new();
-        g.inputs.push(GraphInput { name: "x".into(), dtype: DType::F32 });
+        g.inputs.push(input("x"));
         g.nodes.push(Node {
             name: "pool".into(),
-            op: Op::Pool {
-                kind: ward_graph::ir::PoolKind::Max,
+            op: Pool {
+                kind: PoolKind::Max,
                 kernel: kernel.to_vec(),
                 stride: stride.to_vec(),
                 pad: pad.to_vec(),
                 ceil,
                 global: false,
                 count_include_pad: false,
-            },
+            }
+            .into(),
             inputs: vec![Source::Input(0)],
         });
         g.outputs.push(GraphOutput { name: "y".into(), source: Source::Node(0, 0) });
         g.validate().unwrap();
-        let model = Model::new(g, HashMap::new()).unwrap();
+        let model = model(g, HashMap::new());
         let plan = model.plan(&[vec![1, c, h, w]]).unwrap();
         proptest::prop_assert!(
             plan.operators().iter().any(|op| op == "WardPlaneMaxPool"),
@@ -199,40 +218,36 @@ fn relu_after_concatenated_convolutions_is_fused_and_exact() {
     let (c, f, h, w) = (3usize, 4usize, 5usize, 6usize);
     let conv = |name: &str, weight: usize| Node {
         name: name.into(),
-        op: Op::Conv {
+        op: Conv {
             kernel: vec![1, 1],
             stride: vec![1, 1],
             dilation: vec![1, 1],
             pad: vec![0, 0],
             groups: 1,
             bias: false,
-        },
+        }
+        .into(),
         inputs: vec![Source::Input(0), Source::Param(weight)],
     };
     let mut g = Graph::new();
-    g.inputs.push(GraphInput {
-        name: "x".into(),
-        dtype: DType::F32,
-    });
+    g.inputs.push(input("x"));
     for name in ["wa", "wb"] {
-        g.params.push(ward_graph::ir::ParamDecl {
-            name: name.into(),
-            dtype: DType::F32,
-            shape: vec![f, c, 1, 1],
-        });
+        g.params
+            .push(ParamDecl::new(name, DType::F32, vec![f, c, 1, 1]));
     }
     g.nodes.push(conv("a", 0));
     g.nodes.push(conv("b", 1));
     g.nodes.push(Node {
         name: "joined".into(),
-        op: Op::Concat { axis: 1 },
+        op: Concat { axis: 1 }.into(),
         inputs: vec![Source::Node(0, 0), Source::Node(1, 0)],
     });
     g.nodes.push(Node {
         name: "relu".into(),
-        op: Op::Activation {
+        op: Activation {
             kind: ActivationKind::Relu,
-        },
+        }
+        .into(),
         inputs: vec![Source::Node(2, 0)],
     });
     g.outputs.push(GraphOutput {
@@ -251,7 +266,7 @@ fn relu_after_concatenated_convolutions_is_fused_and_exact() {
             Tensor::from_f32(vec![f, c, 1, 1], &wb).unwrap(),
         ),
     ]);
-    let model = Model::new(g, named).unwrap();
+    let model = model(g, named);
     let shape = vec![1, c, h, w];
     let plan = model.plan(std::slice::from_ref(&shape)).unwrap();
     let operators = plan.operators();
@@ -296,4 +311,55 @@ fn scrambled(len: usize, seed: u64) -> Vec<f32> {
             (v as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
         })
         .collect()
+}
+
+/// New weights (as a new version of a package brings) give the new weights' outputs:
+/// the plan compiled for the old ones is never used again.
+#[test]
+fn a_plan_never_outlives_its_weights() {
+    let mut g = Graph::new();
+    g.inputs.push(input("x"));
+    g.params.push(ParamDecl::new("w", DType::F32, vec![2, 3]));
+    g.nodes.push(Node {
+        name: "dense".into(),
+        op: ward_graph::ops::linear::Dense {
+            units: 2,
+            flatten: true,
+            bias: false,
+        }
+        .into(),
+        inputs: vec![Source::Input(0), Source::Param(0)],
+    });
+    g.outputs.push(GraphOutput {
+        name: "y".into(),
+        source: Source::Node(0, 0),
+    });
+    g.validate().unwrap();
+    let weights = |v: f32| {
+        HashMap::from([(
+            "w".to_string(),
+            Tensor::from_f32(vec![2, 3], &[v; 6]).unwrap(),
+        )])
+    };
+    let model = model(g.clone(), weights(1.0));
+    let x = Tensor::from_f32(vec![1, 3], &[1.0, 2.0, 3.0]).unwrap();
+    let old_plan = model.plan(&[vec![1, 3]]).unwrap();
+    assert_eq!(
+        model.run(std::slice::from_ref(&x)).unwrap()[0].to_f32_vec(),
+        [6.0, 6.0]
+    );
+
+    let new = WeightSet::new(&g, weights(2.0)).unwrap();
+    model.set_weights(new.clone()).unwrap();
+    assert_eq!(
+        model.run(std::slice::from_ref(&x)).unwrap()[0].to_f32_vec(),
+        [12.0, 12.0]
+    );
+    let new_plan = model.plan(&[vec![1, 3]]).unwrap();
+    assert!(
+        !Arc::ptr_eq(&old_plan, &new_plan),
+        "the old weights' plan was reused"
+    );
+    assert_eq!(new_plan.weights(), new.id());
+    assert_ne!(old_plan.weights(), new.id());
 }

@@ -6,8 +6,11 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use std::sync::Arc;
 use ward_core::{npy, DType, Tensor};
-use ward_graph::exec::Model;
+
+use ward_exec::{Executable, TractBackend, WeightSet};
+use ward_graph::ir::InputRole;
 use ward_mxnet::import::{import, DeclaredInput};
 use ward_mxnet::limits::{ParamsLimits, SymbolLimits};
 use ward_mxnet::params::read_params;
@@ -77,11 +80,13 @@ fn check(name: &str) {
     let graph = ward_graph::Graph::from_json(&imported.graph.to_json()).unwrap();
     assert_eq!(graph, imported.graph);
     let weights: HashMap<String, Tensor> = imported.weights.into_iter().collect();
-    let model = Model::new(graph, weights).unwrap();
+    let weights = WeightSet::new(&graph, weights).unwrap();
+    let model = Executable::new(graph, weights, Arc::new(TractBackend::new(1).unwrap())).unwrap();
     let inputs: Vec<Tensor> = model
         .graph()
         .inputs
         .iter()
+        .filter(|i| i.role == InputRole::Data)
         .map(|i| npy::read_npy(&read(&dir.join(format!("input-{}.npy", i.name)))).unwrap())
         .collect();
     let outputs = model

@@ -6,19 +6,24 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use ward_core::Tensor;
-use ward_graph::exec::Model;
+use ward_graph::compat::upgrade_v1;
+use ward_graph::ir::{graph_version, InputRole, GRAPH_VERSION};
 use ward_graph::schema::{validate_inputs_with, InputLimits};
 use ward_graph::shape::infer_shapes;
 use ward_graph::Graph;
+use ward_package::{open_package, Manifest, PackageFiles, PackageLimits, Trust, Verification};
 
-use crate::loader::{open_package, Trust, Verification};
-use crate::{Manifest, PackageError, PackageFiles, PackageLimits};
+use crate::backend::Backend;
+use crate::executable::Executable;
+use crate::weights::WeightSet;
+use crate::ExecError;
 
 pub struct LoadedPackage {
     manifest: Manifest,
-    model: Model,
+    executable: Executable,
     verification: Verification,
     /// Tells this package's [`CheckedInputs`] from another's.
     serial: u64,
@@ -62,33 +67,62 @@ impl CheckedInputs {
     }
 }
 
-fn inconsistent(reason: String) -> PackageError {
-    PackageError::Inconsistent { reason }
+fn inconsistent(reason: String) -> ExecError {
+    ExecError::Inconsistent { reason }
 }
 
 impl LoadedPackage {
     /// Opens the package in `dir` through the verified loader, within `limits`, then
-    /// checks it.
+    /// checks it and prepares it to run on `backend`.
     pub fn open(
         dir: &Path,
         trust: &Trust,
         limits: &PackageLimits,
-    ) -> Result<LoadedPackage, PackageError> {
+        backend: Arc<dyn Backend>,
+    ) -> Result<LoadedPackage, ExecError> {
         let opened = open_package(dir, trust, std::time::SystemTime::now(), limits)?;
-        let mut package = LoadedPackage::from_files(opened.files)?;
+        let mut package = LoadedPackage::from_files(opened.files, backend)?;
         package.verification = opened.verification;
         Ok(package)
     }
 
-    /// Parses the graph and checks that it agrees with the manifest: the same inputs and
-    /// outputs, in the same order, with the same dtypes, and shapes that infer. The files
-    /// must come from the verified loader (or be freshly made, as by an import).
-    fn from_files(files: PackageFiles) -> Result<LoadedPackage, PackageError> {
-        let graph = Graph::from_json(&files.graph_json)?;
+    /// Parses the graph (a version-1 graph is upgraded with the manifest's input shapes)
+    /// and checks that it agrees with the manifest: the same data inputs and outputs, in
+    /// the same order, with the same dtypes, and shapes that infer. The files must come
+    /// from the verified loader (or be freshly made, as by an import).
+    fn from_files(
+        files: PackageFiles,
+        backend: Arc<dyn Backend>,
+    ) -> Result<LoadedPackage, ExecError> {
         let manifest = files.manifest;
+        let mut weights = files.weights;
+        // Variable dims at 1: enough for a version-1 graph's encodings, which depend on
+        // ranks and fixed dims only.
+        let probe: Vec<Vec<usize>> = manifest
+            .inputs
+            .iter()
+            .map(|i| {
+                i.shape
+                    .iter()
+                    .map(|&d| if d < 0 { 1 } else { d as usize })
+                    .collect()
+            })
+            .collect();
+        let graph = match graph_version(&files.graph_json)? {
+            1 => upgrade_v1(&files.graph_json, &probe, &mut weights)?,
+            GRAPH_VERSION => Graph::from_json(&files.graph_json)?,
+            found => {
+                return Err(ward_graph::GraphError::Version {
+                    found,
+                    supported: GRAPH_VERSION,
+                }
+                .into())
+            }
+        };
         let graph_inputs: Vec<(&str, ward_core::DType)> = graph
             .inputs
             .iter()
+            .filter(|i| i.role == InputRole::Data)
             .map(|i| (i.name.as_str(), i.dtype))
             .collect();
         let manifest_inputs: Vec<(&str, ward_core::DType)> = manifest
@@ -110,22 +144,13 @@ impl LoadedPackage {
             )));
         }
         // Any failure of the graph against its weights shows now, not on the first request.
-        let probe: Vec<Vec<usize>> = manifest
-            .inputs
-            .iter()
-            .map(|i| {
-                i.shape
-                    .iter()
-                    .map(|&d| if d < 0 { 1 } else { d as usize })
-                    .collect()
-            })
-            .collect();
         infer_shapes(&graph, &probe)?;
-        let weights: HashMap<String, Tensor> = files.weights.into_iter().collect();
-        let model = Model::new(graph, weights)?;
+        let weights: HashMap<String, Tensor> = weights.into_iter().collect();
+        let weights = WeightSet::new(&graph, weights)?;
+        let executable = Executable::new(graph, weights, backend)?;
         Ok(LoadedPackage {
             manifest,
-            model,
+            executable,
             verification: Verification::Unverified,
             serial: NEXT_SERIAL.fetch_add(1, Ordering::Relaxed),
         })
@@ -141,11 +166,12 @@ impl LoadedPackage {
     }
 
     pub fn graph(&self) -> &Graph {
-        self.model.graph()
+        self.executable.graph()
     }
 
-    pub fn model(&self) -> &Model {
-        &self.model
+    /// The graph with its weights, as it runs.
+    pub fn executable(&self) -> &Executable {
+        &self.executable
     }
 
     /// Validates `inputs` against the schema with the default limits, runs the model and
@@ -153,7 +179,7 @@ impl LoadedPackage {
     pub fn predict(
         &self,
         inputs: Vec<(String, Tensor)>,
-    ) -> Result<Vec<(String, Tensor)>, PackageError> {
+    ) -> Result<Vec<(String, Tensor)>, ExecError> {
         let checked = self.check_inputs(inputs, &InputLimits::default())?;
         self.run(checked)
     }
@@ -164,7 +190,7 @@ impl LoadedPackage {
         &self,
         inputs: Vec<(String, Tensor)>,
         limits: &InputLimits,
-    ) -> Result<CheckedInputs, PackageError> {
+    ) -> Result<CheckedInputs, ExecError> {
         validate_inputs_with(&self.manifest.inputs, &inputs, limits)?;
         let mut by_name: HashMap<String, Tensor> = inputs.into_iter().collect();
         let tensors = self
@@ -212,13 +238,11 @@ impl LoadedPackage {
     }
 
     /// Runs the model on inputs this package checked and names its outputs.
-    pub fn run(&self, inputs: CheckedInputs) -> Result<Vec<(String, Tensor)>, PackageError> {
+    pub fn run(&self, inputs: CheckedInputs) -> Result<Vec<(String, Tensor)>, ExecError> {
         if inputs.serial != self.serial {
-            return Err(inconsistent(
-                "inputs checked by another package were given to this one".into(),
-            ));
+            return Err(ExecError::ForeignInputs);
         }
-        let outputs = self.model.run(&inputs.tensors)?;
+        let outputs = self.executable.run(&inputs.tensors)?;
         Ok(self
             .manifest
             .outputs

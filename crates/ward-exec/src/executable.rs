@@ -1,0 +1,107 @@
+//! A graph with its current weights on a backend, running through a small cache of plans
+//! keyed by the weights' identity and the input shapes: a plan never outlives the weights
+//! it was compiled for.
+
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use ward_core::Tensor;
+use ward_graph::Graph;
+
+use crate::backend::{Backend, Plan};
+use crate::weights::{WeightSet, WeightsId};
+use crate::ExecError;
+
+/// Most plans kept; the least recently used is dropped beyond it.
+pub const MAX_CACHED_PLANS: usize = 8;
+
+type Key = (WeightsId, Vec<Vec<usize>>);
+
+/// Plans by key, least recently used first.
+type Plans = Vec<(Key, Arc<dyn Plan>)>;
+
+pub struct Executable {
+    graph: Graph,
+    weights: RwLock<Arc<WeightSet>>,
+    backend: Arc<dyn Backend>,
+    /// Least recently used first.
+    plans: Mutex<Plans>,
+}
+
+impl Executable {
+    /// `graph` with `weights` on `backend`, which must implement every operator.
+    pub fn new(
+        graph: Graph,
+        weights: Arc<WeightSet>,
+        backend: Arc<dyn Backend>,
+    ) -> Result<Executable, ExecError> {
+        backend.check(&graph)?;
+        Ok(Executable {
+            graph,
+            weights: RwLock::new(weights),
+            backend,
+            plans: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// The weights the next run uses.
+    pub fn weights(&self) -> Arc<WeightSet> {
+        self.weights
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Runs with `weights` from now on; plans compiled for the old ones are dropped.
+    pub fn set_weights(&self, weights: Arc<WeightSet>) -> Result<(), ExecError> {
+        let id = weights.id();
+        *self.weights.write().unwrap_or_else(|p| p.into_inner()) = weights;
+        self.lock_plans()?.retain(|((w, _), _)| *w == id);
+        Ok(())
+    }
+
+    /// The plan for these data input shapes and the current weights, compiled on first
+    /// use. A client cycling through many batch sizes evicts its own plans, not the ones
+    /// steady traffic keeps using.
+    pub fn plan(&self, data_shapes: &[Vec<usize>]) -> Result<Arc<dyn Plan>, ExecError> {
+        let weights = self.weights();
+        let key: Key = (weights.id(), data_shapes.to_vec());
+        if let Some(plan) = Self::cached(&mut *self.lock_plans()?, &key) {
+            return Ok(plan);
+        }
+        let built = self.backend.compile(&self.graph, &weights, data_shapes)?;
+        let mut plans = self.lock_plans()?;
+        // Another thread may have built the same plan meanwhile: keep one copy.
+        if let Some(plan) = Self::cached(&mut plans, &key) {
+            return Ok(plan);
+        }
+        if plans.len() >= MAX_CACHED_PLANS {
+            plans.remove(0);
+        }
+        plans.push((key, built.clone()));
+        Ok(built)
+    }
+
+    fn lock_plans(&self) -> Result<MutexGuard<'_, Plans>, ExecError> {
+        self.plans.lock().map_err(|_| ExecError::CachePoisoned)
+    }
+
+    /// The cached plan for `key`, moved to the most recently used end.
+    fn cached(plans: &mut Plans, key: &Key) -> Option<Arc<dyn Plan>> {
+        let i = plans.iter().position(|(k, _)| k == key)?;
+        let hit = plans.remove(i);
+        let plan = hit.1.clone();
+        plans.push(hit);
+        Some(plan)
+    }
+
+    /// Runs on inputs in the graph's data input order. Callers validate inputs against
+    /// the package schema first ([`crate::LoadedPackage::check_inputs`]).
+    pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, ExecError> {
+        let shapes: Vec<Vec<usize>> = inputs.iter().map(|t| t.shape().to_vec()).collect();
+        self.plan(&shapes)?.run(inputs)
+    }
+}

@@ -1,0 +1,87 @@
+//! Activations and softmax: one ONNX operator each, but GELU (MXNet's exact erf form) and
+//! a per-channel PReLU slope shaped to broadcast.
+
+use ward_graph::ops::activation::{Activation, ActivationKind, LeakyRelu, LeakyReluKind, Softmax};
+
+use super::{attr_float, attr_int, At, Builder, R};
+
+pub(super) fn activation(b: &mut Builder<'_>, at: &At<'_>, op: &Activation) -> R<()> {
+    let name = match op.kind {
+        ActivationKind::Relu => "Relu",
+        ActivationKind::Sigmoid => "Sigmoid",
+        ActivationKind::Tanh => "Tanh",
+        ActivationKind::Softrelu => "Softplus",
+        ActivationKind::Softsign => "Softsign",
+    };
+    b.push(name, at.inputs()?, vec![at.out()?], vec![]);
+    Ok(())
+}
+
+pub(super) fn leaky_relu(b: &mut Builder<'_>, at: &At<'_>, op: &LeakyRelu) -> R<()> {
+    let out = at.out()?;
+    let x = at.input(0)?;
+    match op.kind {
+        LeakyReluKind::Leaky { slope } => b.push(
+            "LeakyRelu",
+            vec![x],
+            vec![out],
+            vec![attr_float("alpha", slope as f32)],
+        ),
+        LeakyReluKind::Elu { slope } => b.push(
+            "Elu",
+            vec![x],
+            vec![out],
+            vec![attr_float("alpha", slope as f32)],
+        ),
+        LeakyReluKind::Selu => b.push(
+            "Selu",
+            vec![x],
+            vec![out],
+            vec![
+                attr_float("alpha", 1.673_263_2),
+                attr_float("gamma", 1.050_701),
+            ],
+        ),
+        LeakyReluKind::Gelu => {
+            let inv_sqrt2 = b.scalar_f32(&at.hint("inv_sqrt2"), std::f32::consts::FRAC_1_SQRT_2);
+            let scaled = b.op(
+                "Mul",
+                vec![x.clone(), inv_sqrt2],
+                vec![],
+                &at.hint("scaled"),
+            );
+            let erf = b.op("Erf", vec![scaled], vec![], &at.hint("erf"));
+            let one = b.scalar_f32(&at.hint("one"), 1.0);
+            let plus = b.op("Add", vec![erf, one], vec![], &at.hint("plus1"));
+            let half = b.scalar_f32(&at.hint("half"), 0.5);
+            let hx = b.op("Mul", vec![x, half], vec![], &at.hint("half_x"));
+            b.push("Mul", vec![hx, plus], vec![out], vec![]);
+        }
+        LeakyReluKind::Prelu => {
+            let slope_source = at.source(1)?;
+            let slope = if b.shape(slope_source)? == [1] || at.xs.len() < 2 {
+                at.input(1)?
+            } else {
+                b.along_axis(slope_source, 1, at.xs.len(), &at.hint("slope"))?
+            };
+            b.push("PRelu", vec![x, slope], vec![out], vec![]);
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn softmax(b: &mut Builder<'_>, at: &At<'_>, op: &Softmax) -> R<()> {
+    let mut x = at.input(0)?;
+    if op.temperature != 1.0 {
+        let t = b.scalar_f32(&at.hint("temperature"), op.temperature as f32);
+        x = b.op("Div", vec![x, t], vec![], &at.hint("tempered"));
+    }
+    let name = if op.log { "LogSoftmax" } else { "Softmax" };
+    b.push(
+        name,
+        vec![x],
+        vec![at.out()?],
+        vec![attr_int("axis", op.axis)],
+    );
+    Ok(())
+}

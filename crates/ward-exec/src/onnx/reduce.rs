@@ -1,0 +1,24 @@
+//! Reductions.
+
+use ward_graph::ops::reduce::Mean;
+
+use super::{attr_int, attr_ints, ints, At, Builder, R};
+
+pub(super) fn mean(b: &mut Builder<'_>, at: &At<'_>, op: &Mean) -> R<()> {
+    let axes = op.axes(at.xs.len())?;
+    let x = at.input(0)?;
+    if axes.is_empty() {
+        b.push("Identity", vec![x], vec![at.out()?], vec![]);
+    } else {
+        b.push(
+            "ReduceMean",
+            vec![x],
+            vec![at.out()?],
+            vec![
+                attr_ints("axes", &ints(&axes)),
+                attr_int("keepdims", i64::from(op.keepdims)),
+            ],
+        );
+    }
+    Ok(())
+}

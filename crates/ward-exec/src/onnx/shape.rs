@@ -1,0 +1,146 @@
+//! Shape operators: every output shape is known at lowering, so reshapes and flattens
+//! reshape to it; constants are materialised.
+
+use ward_graph::ops::resolve_axis;
+use ward_graph::ops::shape::{Concat, Pad, PadMode, Split, Stack, SwapAxes};
+
+use super::{attr_int, attr_ints, attr_string, ints, At, Builder, R};
+
+pub(super) fn reshape(b: &mut Builder<'_>, at: &At<'_>) -> R<()> {
+    let shape = b.const_i64(&at.hint("shape"), &ints(&at.out_shape));
+    b.push(
+        "Reshape",
+        vec![at.input(0)?, shape],
+        vec![at.out()?],
+        vec![],
+    );
+    Ok(())
+}
+
+pub(super) fn flatten(b: &mut Builder<'_>, at: &At<'_>) -> R<()> {
+    b.push(
+        "Flatten",
+        vec![at.input(0)?],
+        vec![at.out()?],
+        vec![attr_int("axis", 1)],
+    );
+    Ok(())
+}
+
+pub(super) fn concat(b: &mut Builder<'_>, at: &At<'_>, op: &Concat) -> R<()> {
+    let a = resolve_axis(op.axis, at.xs.len())?;
+    b.push(
+        "Concat",
+        at.inputs()?,
+        vec![at.out()?],
+        vec![attr_int("axis", a as i64)],
+    );
+    Ok(())
+}
+
+pub(super) fn swap_axes(b: &mut Builder<'_>, at: &At<'_>, op: &SwapAxes) -> R<()> {
+    let rank = at.xs.len();
+    let (x, y) = (resolve_axis(op.axis1, rank)?, resolve_axis(op.axis2, rank)?);
+    let mut perm: Vec<usize> = (0..rank).collect();
+    perm.swap(x, y);
+    b.push(
+        "Transpose",
+        vec![at.input(0)?],
+        vec![at.out()?],
+        vec![attr_ints("perm", &ints(&perm))],
+    );
+    Ok(())
+}
+
+pub(super) fn split(b: &mut Builder<'_>, at: &At<'_>, op: &Split) -> R<()> {
+    let a = resolve_axis(op.axis, at.xs.len())?;
+    let part = at.x_dim(a)? / op.outputs.max(1);
+    let sizes = b.const_i64(&at.hint("split"), &vec![part as i64; op.outputs]);
+    let x = at.input(0)?;
+    if !op.squeeze {
+        b.push(
+            "Split",
+            vec![x, sizes],
+            at.outs.clone(),
+            vec![attr_int("axis", a as i64)],
+        );
+        return Ok(());
+    }
+    let parts: Vec<String> = (0..op.outputs)
+        .map(|k| b.fresh(&at.hint(&format!("part{k}"))))
+        .collect();
+    b.push(
+        "Split",
+        vec![x, sizes],
+        parts.clone(),
+        vec![attr_int("axis", a as i64)],
+    );
+    let axes = b.const_i64(&at.hint("axes"), &[a as i64]);
+    for (part, out) in parts.into_iter().zip(&at.outs) {
+        b.push(
+            "Squeeze",
+            vec![part, axes.clone()],
+            vec![out.clone()],
+            vec![],
+        );
+    }
+    Ok(())
+}
+
+pub(super) fn stack(b: &mut Builder<'_>, at: &At<'_>, op: &Stack) -> R<()> {
+    let a = resolve_axis(op.axis, at.xs.len() + 1)?;
+    let axes = b.const_i64(&at.hint("axes"), &[a as i64]);
+    let parts: Vec<String> = at
+        .inputs()?
+        .into_iter()
+        .enumerate()
+        .map(|(k, x)| {
+            b.op(
+                "Unsqueeze",
+                vec![x, axes.clone()],
+                vec![],
+                &at.hint(&format!("item{k}")),
+            )
+        })
+        .collect();
+    b.push(
+        "Concat",
+        parts,
+        vec![at.out()?],
+        vec![attr_int("axis", a as i64)],
+    );
+    Ok(())
+}
+
+pub(super) fn pad(b: &mut Builder<'_>, at: &At<'_>, op: &Pad) -> R<()> {
+    // ward's pads are (before, after) per axis; ONNX's every before, then every after.
+    let before = op.pads.iter().step_by(2).map(|&p| p as i64);
+    let after = op.pads.iter().skip(1).step_by(2).map(|&p| p as i64);
+    let onnx_pads: Vec<i64> = before.chain(after).collect();
+    let p = b.const_i64(&at.hint("pads"), &onnx_pads);
+    let mut args = vec![at.input(0)?, p];
+    // tract pads with the constant whenever one is given, whatever the mode.
+    if op.mode == PadMode::Constant {
+        args.push(b.scalar_f32(&at.hint("value"), op.value as f32));
+    }
+    let mode = match op.mode {
+        PadMode::Constant => "constant",
+        PadMode::Edge => "edge",
+        PadMode::Reflect => "reflect",
+    };
+    b.push(
+        "Pad",
+        args,
+        vec![at.out()?],
+        vec![attr_string("mode", mode)],
+    );
+    Ok(())
+}
+
+/// A constant of the output's (known) shape.
+pub(super) fn fill(b: &mut Builder<'_>, at: &At<'_>, value: f64) -> R<()> {
+    let n: usize = at.out_shape.iter().product();
+    let c = b.const_f32(&at.hint("value"), &at.out_shape, &vec![value as f32; n]);
+    b.push("Identity", vec![c], vec![at.out()?], vec![]);
+    Ok(())
+}

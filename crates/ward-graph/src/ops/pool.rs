@@ -1,0 +1,97 @@
+//! Pooling: max, average and sum windows, or the whole spatial extent.
+
+use serde::{Deserialize, Serialize};
+
+use super::{double, expect_rank, input, window_attrs, window_out, OpDef, Shape, R};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PoolKind {
+    Max,
+    Avg,
+    Sum,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pool {
+    pub kind: PoolKind,
+    pub kernel: Vec<usize>,
+    pub stride: Vec<usize>,
+    pub pad: Vec<usize>,
+    /// Output size rounds up (MXNet `pooling_convention=full`).
+    pub ceil: bool,
+    /// The window is the whole spatial extent.
+    pub global: bool,
+    /// Averages divide by the window clipped to the padded extent, not the input.
+    pub count_include_pad: bool,
+}
+
+impl OpDef for Pool {
+    fn arity(&self) -> (usize, usize) {
+        (1, 1)
+    }
+
+    fn validate(&self) -> R<()> {
+        if self.global {
+            Ok(())
+        } else {
+            window_attrs(&self.kernel, &self.stride, &self.pad, None)
+        }
+    }
+
+    fn infer(&self, ins: &[Option<&[usize]>]) -> R<Vec<Shape>> {
+        let x = input(ins, 0, "data")?;
+        if x.len() < 3 {
+            return Err(format!("pooling needs a spatial input, got {x:?}"));
+        }
+        let mut out: Shape = x.iter().take(2).copied().collect();
+        if self.global {
+            out.resize(x.len(), 1);
+            return Ok(vec![out]);
+        }
+        expect_rank("data", x, self.kernel.len() + 2)?;
+        for ((&xi, &ki), (&pi, &si)) in x
+            .iter()
+            .skip(2)
+            .zip(&self.kernel)
+            .zip(self.pad.iter().zip(&self.stride))
+        {
+            out.push(window_out(xi, ki, double(pi)?, si, self.ceil)?);
+        }
+        Ok(vec![out])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+
+    #[test]
+    fn full_convention_rounds_up_and_global_keeps_the_rank() {
+        let mut p = Pool {
+            kind: PoolKind::Avg,
+            kernel: vec![3, 3],
+            stride: vec![2, 2],
+            pad: vec![0, 0],
+            ceil: true,
+            global: false,
+            count_include_pad: true,
+        };
+        assert_eq!(
+            p.infer(&[Some(&[1, 4, 8, 8])]).unwrap(),
+            vec![vec![1, 4, 4, 4]]
+        );
+        p.ceil = false;
+        assert_eq!(
+            p.infer(&[Some(&[1, 4, 8, 8])]).unwrap(),
+            vec![vec![1, 4, 3, 3]]
+        );
+        p.global = true;
+        assert_eq!(
+            p.infer(&[Some(&[1, 4, 8, 8])]).unwrap(),
+            vec![vec![1, 4, 1, 1]]
+        );
+    }
+}

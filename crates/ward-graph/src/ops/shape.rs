@@ -1,0 +1,431 @@
+//! Shape operators: values moved, not computed. Reshape, flatten, concatenation, axis
+//! swaps, splits, stacking, padding, and tensors filled with a constant.
+
+use serde::{Deserialize, Serialize};
+
+use super::{dim, input, positive, product, resolve_axis, same_shapes, OpDef, Shape, R};
+use crate::ir::{MAX_RANK, MAX_SPLIT_OUTPUTS};
+
+/// One dim of a reshape's output, in terms of the input's dims.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReshapeDim {
+    /// This many.
+    Fixed(usize),
+    /// Input dim `axis`.
+    Copy(usize),
+    /// The product of input dims `from` up to, not including, `to`.
+    Product(usize, usize),
+    /// Input dim `axis` divided by `divisor`, which must divide it.
+    Quotient(usize, usize),
+    /// Whatever keeps the element count (at most one per reshape).
+    Infer,
+}
+
+/// The same elements in a new shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reshape {
+    pub dims: Vec<ReshapeDim>,
+}
+
+/// (N, …) → (N, product of the rest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Flatten {}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Concat {
+    pub axis: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SwapAxes {
+    pub axis1: i64,
+    pub axis2: i64,
+}
+
+/// `outputs` equal slices along `axis`; `squeeze` drops the (then size-1) axis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Split {
+    pub axis: i64,
+    pub outputs: usize,
+    pub squeeze: bool,
+}
+
+/// The inputs stacked along a new axis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stack {
+    pub axis: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PadMode {
+    Constant,
+    Edge,
+    Reflect,
+}
+
+/// `pads` holds (before, after) for each axis; only spatial axes (after the first two)
+/// may be padded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pad {
+    pub mode: PadMode,
+    pub pads: Vec<usize>,
+    pub value: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FillDim {
+    Fixed(usize),
+    /// Dim `axis` of input `input` of the node.
+    Like {
+        input: usize,
+        axis: usize,
+    },
+}
+
+/// A constant tensor of `value`; dims may be copied from the inputs' shapes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fill {
+    pub value: f64,
+    pub shape: Vec<FillDim>,
+}
+
+/// Ones of the input's shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OnesLike {}
+
+impl Reshape {
+    /// The output shape for an input of shape `x`.
+    pub fn output_shape(&self, x: &[usize]) -> R<Shape> {
+        let total = product(x)?;
+        let mut out = Vec::with_capacity(self.dims.len());
+        let mut inferred = None;
+        for d in &self.dims {
+            out.push(match *d {
+                ReshapeDim::Fixed(n) => n,
+                ReshapeDim::Copy(axis) => dim(x, axis, "input")?,
+                ReshapeDim::Product(from, to) => product(
+                    x.get(from..to)
+                        .ok_or_else(|| format!("input {x:?} has no dims {from}..{to}"))?,
+                )?,
+                ReshapeDim::Quotient(axis, divisor) => {
+                    let d = dim(x, axis, "input")?;
+                    if divisor == 0 || d % divisor != 0 {
+                        return Err(format!(
+                            "dim {axis} of size {d} does not divide by {divisor}"
+                        ));
+                    }
+                    d / divisor
+                }
+                ReshapeDim::Infer => {
+                    inferred = Some(out.len());
+                    1
+                }
+            });
+        }
+        if let Some(at) = inferred {
+            let known = product(&out)?;
+            if known == 0 || total % known != 0 {
+                return Err(format!(
+                    "cannot infer a dim: {total} elements do not divide by {known}"
+                ));
+            }
+            if let Some(slot) = out.get_mut(at) {
+                *slot = total / known;
+            }
+        }
+        if product(&out)? != total {
+            return Err(format!(
+                "reshape of {x:?} to {out:?} changes the element count"
+            ));
+        }
+        Ok(out)
+    }
+}
+
+impl OpDef for Reshape {
+    fn arity(&self) -> (usize, usize) {
+        (1, 1)
+    }
+
+    fn validate(&self) -> R<()> {
+        if self.dims.len() > MAX_RANK {
+            return Err("reshape has too many dims".into());
+        }
+        let infers = self
+            .dims
+            .iter()
+            .filter(|d| **d == ReshapeDim::Infer)
+            .count();
+        if infers > 1 {
+            return Err("reshape infers more than one dim".into());
+        }
+        Ok(())
+    }
+
+    fn infer(&self, ins: &[Option<&[usize]>]) -> R<Vec<Shape>> {
+        Ok(vec![self.output_shape(input(ins, 0, "data")?)?])
+    }
+}
+
+impl OpDef for Flatten {
+    fn arity(&self) -> (usize, usize) {
+        (1, 1)
+    }
+
+    fn infer(&self, ins: &[Option<&[usize]>]) -> R<Vec<Shape>> {
+        let x = input(ins, 0, "data")?;
+        let (&first, rest) = x.split_first().ok_or("cannot flatten a scalar")?;
+        Ok(vec![vec![first, product(rest)?]])
+    }
+}
+
+impl OpDef for Concat {
+    fn arity(&self) -> (usize, usize) {
+        (1, usize::MAX)
+    }
+
+    fn infer(&self, ins: &[Option<&[usize]>]) -> R<Vec<Shape>> {
+        let x = input(ins, 0, "data")?;
+        let a = resolve_axis(self.axis, x.len())?;
+        let mut total = 0usize;
+        for i in 0..ins.len() {
+            let s = input(ins, i, "data")?;
+            let matches = s.len() == x.len()
+                && s.iter()
+                    .zip(x.iter())
+                    .enumerate()
+                    .all(|(d, (p, q))| d == a || p == q);
+            if !matches {
+                return Err(format!(
+                    "input {i} has shape {s:?}, which does not match {x:?} outside axis {a}"
+                ));
+            }
+            total = total
+                .checked_add(dim(s, a, "input")?)
+                .ok_or("concatenated size overflows")?;
+        }
+        let mut out = x.to_vec();
+        if let Some(slot) = out.get_mut(a) {
+            *slot = total;
+        }
+        Ok(vec![out])
+    }
+}
+
+impl OpDef for SwapAxes {
+    fn arity(&self) -> (usize, usize) {
+        (1, 1)
+    }
+
+    fn infer(&self, ins: &[Option<&[usize]>]) -> R<Vec<Shape>> {
+        let x = input(ins, 0, "data")?;
+        let (a, b) = (
+            resolve_axis(self.axis1, x.len())?,
+            resolve_axis(self.axis2, x.len())?,
+        );
+        let mut out = x.to_vec();
+        out.swap(a, b);
+        Ok(vec![out])
+    }
+}
+
+impl OpDef for Split {
+    fn arity(&self) -> (usize, usize) {
+        (1, 1)
+    }
+
+    fn num_outputs(&self) -> usize {
+        self.outputs
+    }
+
+    fn validate(&self) -> R<()> {
+        if self.outputs > MAX_SPLIT_OUTPUTS {
+            return Err(format!(
+                "{} outputs exceed the limit of {MAX_SPLIT_OUTPUTS}",
+                self.outputs
+            ));
+        }
+        positive("outputs", &[self.outputs])
+    }
+
+    fn infer(&self, ins: &[Option<&[usize]>]) -> R<Vec<Shape>> {
+        let x = input(ins, 0, "data")?;
+        let a = resolve_axis(self.axis, x.len())?;
+        let n = dim(x, a, "data")?;
+        if n % self.outputs != 0 {
+            return Err(format!(
+                "axis {a} of size {n} does not split into {} equal parts",
+                self.outputs
+            ));
+        }
+        let mut part = x.to_vec();
+        let size = n / self.outputs;
+        if let Some(slot) = part.get_mut(a) {
+            *slot = size;
+        }
+        if self.squeeze {
+            if size != 1 {
+                return Err(format!(
+                    "squeeze_axis needs parts of size 1 along axis {a}, got {size}"
+                ));
+            }
+            part.remove(a);
+        }
+        Ok(vec![part; self.outputs])
+    }
+}
+
+impl OpDef for Stack {
+    fn arity(&self) -> (usize, usize) {
+        (1, usize::MAX)
+    }
+
+    fn infer(&self, ins: &[Option<&[usize]>]) -> R<Vec<Shape>> {
+        let s = same_shapes(ins)?;
+        let a = resolve_axis(self.axis, s.len() + 1)?;
+        let mut out = s;
+        out.insert(a, ins.len());
+        Ok(vec![out])
+    }
+}
+
+impl OpDef for Pad {
+    fn arity(&self) -> (usize, usize) {
+        (1, 1)
+    }
+
+    fn validate(&self) -> R<()> {
+        if !self.pads.len().is_multiple_of(2) || self.pads.len() > 2 * MAX_RANK {
+            return Err(format!(
+                "pads {:?} must hold a (before, after) pair per axis",
+                self.pads
+            ));
+        }
+        if self.value.is_nan() {
+            return Err("the pad value is NaN".into());
+        }
+        Ok(())
+    }
+
+    fn infer(&self, ins: &[Option<&[usize]>]) -> R<Vec<Shape>> {
+        let x = input(ins, 0, "data")?;
+        if x.len() != 4 && x.len() != 5 {
+            return Err(format!("pad needs a 4-D or 5-D input, got {x:?}"));
+        }
+        if self.pads.len() != 2 * x.len() {
+            return Err(format!(
+                "pads has {} values, expected {} for rank {}",
+                self.pads.len(),
+                2 * x.len(),
+                x.len()
+            ));
+        }
+        if self.pads.iter().take(4).any(|p| *p != 0) {
+            return Err("the batch and channel axes cannot be padded".into());
+        }
+        let mut out = Vec::with_capacity(x.len());
+        for (i, (d, pair)) in x.iter().zip(self.pads.chunks_exact(2)).enumerate() {
+            let (b, a) = match pair {
+                [b, a] => (*b, *a),
+                _ => return Err("pads must come in pairs".into()),
+            };
+            if self.mode == PadMode::Reflect && (b >= *d || a >= *d) {
+                return Err(format!(
+                    "reflect pads ({b}, {a}) must be smaller than dim {i} of size {d}"
+                ));
+            }
+            out.push(
+                d.checked_add(b)
+                    .and_then(|v| v.checked_add(a))
+                    .ok_or("padded size overflows")?,
+            );
+        }
+        Ok(vec![out])
+    }
+}
+
+impl OpDef for Fill {
+    fn arity(&self) -> (usize, usize) {
+        (0, usize::MAX)
+    }
+
+    fn validate(&self) -> R<()> {
+        if self.shape.len() > MAX_RANK {
+            return Err("fill has too many dims".into());
+        }
+        if self.value.is_nan() {
+            return Err("the fill value is NaN".into());
+        }
+        Ok(())
+    }
+
+    fn infer(&self, ins: &[Option<&[usize]>]) -> R<Vec<Shape>> {
+        let mut out = Vec::with_capacity(self.shape.len());
+        for d in &self.shape {
+            out.push(match *d {
+                FillDim::Fixed(n) => n,
+                FillDim::Like { input: i, axis } => {
+                    let s = input(ins, i, "the shape reference")?;
+                    dim(s, axis, "the shape reference")?
+                }
+            });
+        }
+        Ok(vec![out])
+    }
+}
+
+impl OpDef for OnesLike {
+    fn arity(&self) -> (usize, usize) {
+        (1, 1)
+    }
+
+    fn infer(&self, ins: &[Option<&[usize]>]) -> R<Vec<Shape>> {
+        Ok(vec![input(ins, 0, "data")?.to_vec()])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use ReshapeDim::*;
+
+    fn reshape(dims: Vec<ReshapeDim>, x: &[usize]) -> R<Shape> {
+        Reshape { dims }.output_shape(x)
+    }
+
+    #[test]
+    fn neutral_reshape_dims() {
+        assert_eq!(
+            reshape(vec![Copy(0), Infer], &[2, 3, 4]).unwrap(),
+            vec![2, 12]
+        );
+        assert_eq!(
+            reshape(vec![Product(0, 2), Copy(2)], &[2, 3, 4]).unwrap(),
+            vec![6, 4]
+        );
+        assert_eq!(
+            reshape(vec![Quotient(0, 2), Fixed(2), Copy(1)], &[4, 3]).unwrap(),
+            vec![2, 2, 3]
+        );
+        assert!(reshape(vec![Fixed(5)], &[2, 3]).is_err());
+        assert!(reshape(vec![Quotient(0, 4), Infer], &[6, 2]).is_err());
+        assert!(reshape(vec![Copy(3)], &[6]).is_err());
+        let two = Reshape {
+            dims: vec![Infer, Infer],
+        };
+        assert!(two.validate().is_err());
+    }
+}
