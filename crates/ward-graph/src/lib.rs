@@ -8,6 +8,7 @@
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
 mod error;
+pub mod interp;
 pub mod ir;
 pub mod schema;
 pub mod shape;
