@@ -20,6 +20,13 @@ use super::{resolve_axis, Array, KResult, KernelError};
 /// With `reverse` both the input dims and the codes are reversed first, processed as
 /// above, and the result is reversed back, so `0` copies from the right.
 /// The element count must be unchanged.
+///
+/// MXNet writes the inferred `−1` dim at the output position equal to the **code's**
+/// position. After a `−4` (three codes, two dims) or a `−2` that copies other than one
+/// dim those positions differ, and MXNet 1.9.1 then produces a shape with a different
+/// element count and corrupts its heap (`(2, 3, 4)` with `(−2, −1)` gives
+/// `(2, 1, 4, 1)` and aborts with "double free or corruption"). Such codes are refused
+/// here.
 pub fn reshape_shape(input: &[usize], codes: &[i64], reverse: bool) -> KResult<Vec<usize>> {
     const OP: &str = "Reshape";
     let err = |reason: String| KernelError::new(OP, reason);
@@ -46,6 +53,12 @@ pub fn reshape_shape(input: &[usize], codes: &[i64], reverse: bool) -> KResult<V
             -1 => {
                 if inferred.is_some() {
                     return Err(err("more than one -1".into()));
+                }
+                if out.len() != i {
+                    return Err(err(format!(
+                        "-1 at code position {i} would be output dim {}: MXNet 1.9.1 writes the inferred dim at position {i} and corrupts its heap",
+                        out.len()
+                    )));
                 }
                 inferred = Some(out.len());
                 out.push(1);
@@ -362,10 +375,17 @@ pub fn pad(x: &Array, mode: PadMode, pad_width: &[usize], value: f64) -> KResult
     Ok(out)
 }
 
-/// MXNet `SequenceLast` without `use_sequence_length`: the last element along `axis`
-/// (MXNet's default 0; MXNet documents only 0 and 1), which is removed.
+/// MXNet `SequenceLast` without `use_sequence_length`: the last element along `axis`,
+/// which is removed. MXNet 1.9.1 accepts only axis 0 (the default) or 1, not negative
+/// axes ("Current implementation expects axis to be 0 or 1").
 pub fn sequence_last(x: &Array, axis: i64) -> KResult<Array> {
     const OP: &str = "SequenceLast";
+    if axis != 0 && axis != 1 {
+        return Err(KernelError::new(
+            OP,
+            format!("axis {axis}: MXNet 1.9.1 accepts only 0 or 1"),
+        ));
+    }
     let a = resolve_axis(OP, axis, x.rank())?;
     let d = x.shape[a];
     if d == 0 {
@@ -520,6 +540,28 @@ mod tests {
         assert!(reshape_shape(&[2, 3, 4], &[-3, -3], false).is_err());
         assert!(reshape_shape(&[2, 3, 4], &[-5], false).is_err());
         assert!(reshape_shape(&[2, 3, 4], &[7], false).is_err());
+        // A -1 after codes that change the position count (MXNet corrupts its heap).
+        assert!(reshape_shape(&[2, 3, 4], &[-2, -1], false).is_err());
+        assert!(reshape_shape(&[2, 3, 4], &[0, -2, -1], false).is_err());
+        assert!(reshape_shape(&[6, 3, 2], &[-4, -1, 2, 0, -1], false).is_err());
+        assert!(reshape_shape(&[4, 3], &[-4, 2, -1, -1], false).is_err());
+        // ... but not after codes that keep it, nor before them.
+        assert_eq!(
+            reshape_shape(&[2, 3, 4], &[-3, -1], false).unwrap(),
+            vec![6, 4]
+        );
+        assert_eq!(
+            reshape_shape(&[2, 3, 4], &[0, -1, -2], false).unwrap(),
+            vec![2, 3, 4]
+        );
+        assert_eq!(
+            reshape_shape(&[2, 6, 4], &[-1, -4, 3, 2], false).unwrap(),
+            vec![8, 3, 2]
+        );
+        assert_eq!(
+            reshape_shape(&[2, 3, 4], &[-2, -1], true).unwrap(),
+            vec![2, 3, 4]
+        );
     }
 
     #[test]
@@ -555,6 +597,8 @@ mod tests {
         let l = sequence_last(&x, 1).unwrap();
         assert_eq!(l.shape, vec![2, 4]);
         assert_eq!(l.data[..2], [8.0, 9.0]);
+        assert!(sequence_last(&x, 2).is_err());
+        assert!(sequence_last(&x, -1).is_err());
     }
 
     #[test]
