@@ -10,6 +10,7 @@
 
 pub mod compat;
 mod error;
+pub mod interp;
 pub mod ir;
 pub mod ops;
 pub mod schema;

@@ -1,0 +1,723 @@
+//! Every kernel against MXNet 1.9.1: each case of `tests/fixtures/ops/` (written by
+//! `tools/make_op_fixtures.py`) is one MXNet operator with its inputs, parameters and
+//! the outputs MXNet computed. This test reads the case's files directly: the symbol
+//! JSON's single operator node gives the operator and its attributes (MXNet's defaults
+//! applied here for the ones the file leaves out), a small reader of its own loads the
+//! `.params` file, and the kernel's outputs must match MXNet's within
+//! `1e-5 · max(1, max |mxnet|)` (MXNet computes in float32, the kernels in f64).
+//!
+//! Exceptions to that tolerance: NaN must be NaN and ±∞ must be equal, and MXNet's
+//! max-pooling sentinel −3.4028235e38 (a window with no input element) must be matched
+//! exactly and is left out of `max |mxnet|`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use super::activation::{self, ActivationKind, LeakyReluKind, SoftmaxOutputMode};
+use super::conv::{self, ConvParams, DeconvParams};
+use super::elementwise::{self, BinaryKind, ScalarKind, UnaryKind};
+use super::norm::{self, BatchNormParams, BatchNormTrainingParams};
+use super::pool::{self, PoolKind, PoolParams};
+use super::rnn::{self, RnnConfig, RnnMode};
+use super::shape::{self, PadMode};
+use super::{dense, embedding, loss, Array};
+
+type R<T> = Result<T, String>;
+
+fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/ops")
+}
+
+fn read_json(path: &Path) -> R<Value> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn read_npy(path: &Path) -> R<Array> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let t = ward_core::npy::read_npy(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    Array::new(t.shape().to_vec(), t.to_f64_vec()).map_err(|e| e.to_string())
+}
+
+/// A reader for the `.params` files `mx.nd.save` writes here: a list of dense float32
+/// V2 records with names (MXNet format reference §1).
+fn read_params(path: &Path) -> R<BTreeMap<String, Array>> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut at = 0usize;
+    let mut take = |n: usize| -> R<&[u8]> {
+        let s = bytes
+            .get(at..at + n)
+            .ok_or_else(|| format!("{} is truncated at {at}", path.display()))?;
+        at += n;
+        Ok(s)
+    };
+    fn u64_of(b: &[u8]) -> u64 {
+        u64::from_le_bytes(b.try_into().unwrap())
+    }
+    fn u32_of(b: &[u8]) -> u32 {
+        u32::from_le_bytes(b.try_into().unwrap())
+    }
+    if u64_of(take(8)?) != 0x112 {
+        return Err("not an NDArray list".into());
+    }
+    take(8)?;
+    let n = u64_of(take(8)?) as usize;
+    let mut arrays = Vec::with_capacity(n);
+    for _ in 0..n {
+        if u32_of(take(4)?) != 0xF993_FAC9 {
+            return Err("not a V2 record".into());
+        }
+        if u32_of(take(4)?) != 0 {
+            return Err("not dense".into());
+        }
+        let ndim = u32_of(take(4)?) as usize;
+        let shape: Vec<usize> = (0..ndim)
+            .map(|_| take(8).map(|b| u64_of(b) as usize))
+            .collect::<R<_>>()?;
+        take(8)?; // context
+        if u32_of(take(4)?) != 0 {
+            return Err("not float32".into());
+        }
+        let count: usize = shape.iter().product();
+        let data = take(4 * count)?
+            .chunks_exact(4)
+            .map(|c| f64::from(f32::from_le_bytes(c.try_into().unwrap())))
+            .collect();
+        arrays.push(Array::new(shape, data).map_err(|e| e.to_string())?);
+    }
+    let k = u64_of(take(8)?) as usize;
+    if k != n {
+        return Err(format!("{k} names for {n} arrays"));
+    }
+    let mut out = BTreeMap::new();
+    for a in arrays {
+        let len = u64_of(take(8)?) as usize;
+        let key = String::from_utf8(take(len)?.to_vec()).map_err(|e| e.to_string())?;
+        let name = key
+            .strip_prefix("arg:")
+            .or_else(|| key.strip_prefix("aux:"))
+            .unwrap_or(&key)
+            .to_string();
+        out.insert(name, a);
+    }
+    Ok(out)
+}
+
+/// MXNet attribute strings (`"(3, 3)"`, `"True"`, `"1e-05"`, `"None"`), with the
+/// operator's default when the key is absent.
+struct Attrs<'a>(&'a Map<String, Value>);
+
+impl Attrs<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(Value::as_str)
+    }
+
+    fn tuple_opt(&self, key: &str) -> R<Option<Vec<i64>>> {
+        let Some(s) = self.get(key) else {
+            return Ok(None);
+        };
+        let s = s.trim();
+        if s == "None" {
+            return Ok(None);
+        }
+        let inner = s
+            .trim_start_matches(['(', '['])
+            .trim_end_matches([')', ']']);
+        inner
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| p.trim_end_matches('L').parse::<i64>())
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+            .map_err(|e| format!("attr {key} = {s:?}: {e}"))
+    }
+
+    fn tuple(&self, key: &str, default: &[i64]) -> R<Vec<i64>> {
+        Ok(self.tuple_opt(key)?.unwrap_or_else(|| default.to_vec()))
+    }
+
+    fn usizes(&self, key: &str, default: usize, len: usize) -> R<Vec<usize>> {
+        let v = self.tuple(key, &[])?;
+        if v.is_empty() {
+            return Ok(vec![default; len]);
+        }
+        v.iter()
+            .map(|&x| usize::try_from(x).map_err(|_| format!("attr {key}: {x}")))
+            .collect()
+    }
+
+    fn float(&self, key: &str, default: f64) -> R<f64> {
+        match self.get(key) {
+            None | Some("None") => Ok(default),
+            Some(s) => s.parse().map_err(|e| format!("attr {key} = {s:?}: {e}")),
+        }
+    }
+
+    fn int(&self, key: &str, default: i64) -> R<i64> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(s) => s.parse().map_err(|e| format!("attr {key} = {s:?}: {e}")),
+        }
+    }
+
+    fn bool(&self, key: &str, default: bool) -> R<bool> {
+        match self.get(key).map(str::to_ascii_lowercase).as_deref() {
+            None => Ok(default),
+            Some("true" | "1") => Ok(true),
+            Some("false" | "0") => Ok(false),
+            Some(s) => Err(format!("attr {key} = {s:?} is not a bool")),
+        }
+    }
+
+    fn string<'s>(&'s self, key: &str, default: &'s str) -> &'s str {
+        self.get(key).unwrap_or(default)
+    }
+}
+
+/// One fixture: the operator node, its input arrays in order, MXNet's outputs.
+struct Case {
+    name: String,
+    op: String,
+    attrs: Map<String, Value>,
+    /// The operator's inputs in JSON order, by variable name.
+    inputs: Vec<(String, Array)>,
+    outputs: Vec<Array>,
+    is_train: bool,
+    /// Training cases: the auxiliary states after the step, by name.
+    updated_aux: Vec<(String, Array)>,
+}
+
+fn load_case(dir: &Path) -> R<Case> {
+    let meta = read_json(&dir.join("meta.json"))?;
+    let symbol = read_json(&dir.join("model-symbol.json"))?;
+    let nodes = symbol["nodes"].as_array().ok_or("no nodes")?;
+    let ops: Vec<&Value> = nodes.iter().filter(|n| n["op"] != "null").collect();
+    if ops.len() != 1 {
+        return Err(format!("{} operator nodes, expected 1", ops.len()));
+    }
+    let node = ops[0];
+    let params = read_params(&dir.join("model-0000.params"))?;
+    let mut inputs = Vec::new();
+    for entry in node["inputs"].as_array().ok_or("no inputs")? {
+        let id = entry[0].as_u64().ok_or("bad input entry")? as usize;
+        let name = nodes[id]["name"]
+            .as_str()
+            .ok_or("unnamed input")?
+            .to_string();
+        let array = match params.get(&name) {
+            Some(a) => a.clone(),
+            None => read_npy(&dir.join(format!("input-{name}.npy")))?,
+        };
+        inputs.push((name, array));
+    }
+    let n_out = meta["outputs"].as_array().ok_or("no outputs")?.len();
+    let outputs = (0..n_out)
+        .map(|k| read_npy(&dir.join(format!("output-{k}.npy"))))
+        .collect::<R<_>>()?;
+    let is_train = meta["is_train"].as_bool().unwrap_or(false);
+    let mut updated_aux = Vec::new();
+    if let Some(list) = meta["updated_aux"].as_array() {
+        for n in list {
+            let n = n.as_str().ok_or("bad updated_aux")?;
+            updated_aux.push((n.to_string(), read_npy(&dir.join(format!("aux-{n}.npy")))?));
+        }
+    }
+    let heads = symbol["heads"].as_array().ok_or("no heads")?;
+    if heads
+        .iter()
+        .any(|h| h[0].as_u64() != Some(nodes.len() as u64 - 1))
+    {
+        return Err("a head is not the operator node".into());
+    }
+    Ok(Case {
+        name: dir
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        op: node["op"].as_str().ok_or("no op")?.to_string(),
+        attrs: node["attrs"].as_object().cloned().unwrap_or_default(),
+        inputs,
+        outputs,
+        is_train,
+        updated_aux,
+    })
+}
+
+fn k<T>(r: super::KResult<T>) -> R<T> {
+    r.map_err(|e| e.to_string())
+}
+
+/// The kernels' outputs for a case, in MXNet's output order (for training cases the
+/// updated auxiliary states follow, in `updated_aux` order).
+fn run(c: &Case) -> R<Vec<Array>> {
+    let a = Attrs(&c.attrs);
+    let x = |i: usize| -> R<&Array> {
+        c.inputs
+            .get(i)
+            .map(|(_, v)| v)
+            .ok_or_else(|| format!("input {i} is missing"))
+    };
+    let all: Vec<&Array> = c.inputs.iter().map(|(_, v)| v).collect();
+    let one = |r: super::KResult<Array>| k(r).map(|v| vec![v]);
+    let op = c.op.as_str();
+    match op {
+        "Convolution" | "Deconvolution" => {
+            let kernel = a.usizes("kernel", 1, 0)?;
+            let n = kernel.len();
+            let (stride, dilation, pad) = (
+                a.usizes("stride", 1, n)?,
+                a.usizes("dilate", 1, n)?,
+                a.usizes("pad", 0, n)?,
+            );
+            let groups = a.int("num_group", 1)? as usize;
+            let no_bias = a.bool("no_bias", op == "Deconvolution")?;
+            let bias = if no_bias { None } else { Some(x(2)?) };
+            if op == "Convolution" {
+                let p = ConvParams {
+                    kernel,
+                    stride,
+                    dilation,
+                    pad,
+                    groups,
+                };
+                one(conv::convolution(x(0)?, x(1)?, bias, &p))
+            } else {
+                let p = DeconvParams {
+                    adj: a.usizes("adj", 0, n)?,
+                    kernel,
+                    stride,
+                    dilation,
+                    pad,
+                    groups,
+                };
+                one(conv::deconvolution(x(0)?, x(1)?, bias, &p))
+            }
+        }
+        "FullyConnected" => {
+            let bias = if a.bool("no_bias", false)? {
+                None
+            } else {
+                Some(x(2)?)
+            };
+            one(dense::fully_connected(
+                x(0)?,
+                x(1)?,
+                bias,
+                a.bool("flatten", true)?,
+            ))
+        }
+        "Pooling" => {
+            let kind = match a.string("pool_type", "max") {
+                "max" => PoolKind::Max,
+                "avg" => PoolKind::Avg,
+                "sum" => PoolKind::Sum,
+                other => return Err(format!("pool_type {other}")),
+            };
+            let kernel = a.usizes("kernel", 1, 0)?;
+            let n = kernel.len();
+            let p = PoolParams {
+                kind,
+                stride: a.usizes("stride", 1, n)?,
+                pad: a.usizes("pad", 0, n)?,
+                kernel,
+                full: a.string("pooling_convention", "valid") == "full",
+                global: a.bool("global_pool", false)?,
+                count_include_pad: a.bool("count_include_pad", true)?,
+            };
+            one(pool::pooling(x(0)?, &p))
+        }
+        "BatchNorm" => {
+            let p = BatchNormParams {
+                axis: a.int("axis", 1)?,
+                eps: a.float("eps", 1e-3)?,
+                fix_gamma: a.bool("fix_gamma", true)?,
+            };
+            let mean_var = a.bool("output_mean_var", false)?;
+            let (g, b, mm, mv) = (x(1)?, x(2)?, x(3)?, x(4)?);
+            if c.is_train {
+                let t = BatchNormTrainingParams {
+                    momentum: a.float("momentum", 0.9)?,
+                    use_global_stats: a.bool("use_global_stats", false)?,
+                };
+                let r = k(norm::batch_norm_training(x(0)?, g, b, mm, mv, &p, &t))?;
+                let mut out = vec![r.output];
+                if mean_var {
+                    out.extend([r.mean, r.inv_std]);
+                }
+                out.extend([r.running_mean, r.running_var]);
+                Ok(out)
+            } else {
+                let y = k(norm::batch_norm_inference(x(0)?, g, b, mm, mv, &p))?;
+                let mut out = vec![y];
+                if mean_var {
+                    // At inference the extra outputs are the moving mean and 1/√(var + eps).
+                    out.push(mm.clone());
+                    out.push(mv.map(|v| 1.0 / (v + p.eps).sqrt()));
+                }
+                Ok(out)
+            }
+        }
+        "InstanceNorm" => one(norm::instance_norm(
+            x(0)?,
+            x(1)?,
+            x(2)?,
+            a.float("eps", 1e-3)?,
+        )),
+        "LayerNorm" => one(norm::layer_norm(
+            x(0)?,
+            x(1)?,
+            x(2)?,
+            a.int("axis", -1)?,
+            a.float("eps", 1e-5)?,
+        )),
+        "GroupNorm" => one(norm::group_norm(
+            x(0)?,
+            x(1)?,
+            x(2)?,
+            a.int("num_groups", 1)? as usize,
+            a.float("eps", 1e-5)?,
+        )),
+        "Activation" => {
+            let kind = match a.string("act_type", "") {
+                "relu" => ActivationKind::Relu,
+                "sigmoid" => ActivationKind::Sigmoid,
+                "tanh" => ActivationKind::Tanh,
+                "softrelu" => ActivationKind::Softrelu,
+                "softsign" => ActivationKind::Softsign,
+                other => return Err(format!("act_type {other:?}")),
+            };
+            one(activation::activation(x(0)?, kind))
+        }
+        "LeakyReLU" => {
+            let slope = a.float("slope", 0.25)?;
+            let kind = match a.string("act_type", "leaky") {
+                "leaky" => LeakyReluKind::Leaky { slope },
+                "elu" => LeakyReluKind::Elu { slope },
+                "prelu" => LeakyReluKind::Prelu,
+                "selu" => LeakyReluKind::Selu,
+                "gelu" => LeakyReluKind::Gelu,
+                "rrelu" => LeakyReluKind::Rrelu {
+                    lower: a.float("lower_bound", 0.125)?,
+                    upper: a.float("upper_bound", 0.334)?,
+                },
+                other => return Err(format!("act_type {other:?}")),
+            };
+            let gamma = if kind == LeakyReluKind::Prelu {
+                Some(x(1)?)
+            } else {
+                None
+            };
+            one(activation::leaky_relu(x(0)?, kind, gamma))
+        }
+        "Dropout" => one(loss::dropout_inference(x(0)?)),
+        "softmax" | "log_softmax" => {
+            let axis = a.int("axis", -1)?;
+            let t = a.float("temperature", 1.0)?;
+            if op == "softmax" {
+                one(activation::softmax(x(0)?, axis, t))
+            } else {
+                one(activation::log_softmax(x(0)?, axis, t))
+            }
+        }
+        "SoftmaxOutput" => {
+            let mode = if a.bool("multi_output", false)? {
+                SoftmaxOutputMode::MultiOutput
+            } else if a.bool("preserve_shape", false)? {
+                SoftmaxOutputMode::PreserveShape
+            } else {
+                SoftmaxOutputMode::Flatten
+            };
+            one(activation::softmax_output(x(0)?, mode))
+        }
+        "elemwise_add" | "elemwise_sub" | "elemwise_mul" | "elemwise_div" | "_maximum"
+        | "_minimum" | "broadcast_add" | "broadcast_sub" | "broadcast_mul" | "broadcast_div"
+        | "broadcast_maximum" | "broadcast_minimum" | "broadcast_plus" | "broadcast_minus" => {
+            let kind = match op.rsplit('_').next().unwrap_or("") {
+                "add" | "plus" => BinaryKind::Add,
+                "sub" | "minus" => BinaryKind::Sub,
+                "mul" => BinaryKind::Mul,
+                "div" => BinaryKind::Div,
+                "maximum" => BinaryKind::Max,
+                _ => BinaryKind::Min,
+            };
+            one(elementwise::binary(
+                x(0)?,
+                x(1)?,
+                kind,
+                op.starts_with("broadcast_"),
+            ))
+        }
+        "add_n" => one(elementwise::add_n(&all)),
+        "_plus_scalar" | "_minus_scalar" | "_rminus_scalar" | "_mul_scalar" | "_div_scalar"
+        | "_rdiv_scalar" => {
+            let kind = match op {
+                "_plus_scalar" => ScalarKind::Add,
+                "_minus_scalar" => ScalarKind::Sub,
+                "_rminus_scalar" => ScalarKind::RSub,
+                "_mul_scalar" => ScalarKind::Mul,
+                "_div_scalar" => ScalarKind::Div,
+                _ => ScalarKind::RDiv,
+            };
+            one(elementwise::scalar(
+                x(0)?,
+                kind,
+                a.float("scalar", f64::NAN)?,
+            ))
+        }
+        "relu" | "sigmoid" | "tanh" | "exp" | "log" | "sqrt" | "abs" | "negative" => {
+            let kind = match op {
+                "relu" => UnaryKind::Relu,
+                "sigmoid" => UnaryKind::Sigmoid,
+                "tanh" => UnaryKind::Tanh,
+                "exp" => UnaryKind::Exp,
+                "log" => UnaryKind::Log,
+                "sqrt" => UnaryKind::Sqrt,
+                "abs" => UnaryKind::Abs,
+                _ => UnaryKind::Neg,
+            };
+            one(elementwise::unary(x(0)?, kind))
+        }
+        "clip" => one(elementwise::clip(
+            x(0)?,
+            a.float("a_min", f64::NAN)?,
+            a.float("a_max", f64::NAN)?,
+        )),
+        "Reshape" => one(shape::reshape(
+            x(0)?,
+            &a.tuple("shape", &[])?,
+            a.bool("reverse", false)?,
+        )),
+        "Flatten" => one(shape::flatten(x(0)?)),
+        "Concat" => one(shape::concat(&all, a.int("dim", 1)?)),
+        "_rnn_param_concat" => one(shape::concat(&all, a.int("dim", 0)?)),
+        "SwapAxis" => one(shape::swap_axes(
+            x(0)?,
+            a.int("dim1", 0)?,
+            a.int("dim2", 0)?,
+        )),
+        "SliceChannel" => k(shape::split(
+            x(0)?,
+            a.int("axis", 1)?,
+            a.int("num_outputs", 0)? as usize,
+            a.bool("squeeze_axis", false)?,
+        )),
+        "stack" => one(shape::stack(&all, a.int("axis", 0)?)),
+        "Pad" => {
+            let mode = match a.string("mode", "constant") {
+                "constant" => PadMode::Constant,
+                "edge" => PadMode::Edge,
+                "reflect" => PadMode::Reflect,
+                other => return Err(format!("pad mode {other:?}")),
+            };
+            let widths = a.usizes("pad_width", 0, 0)?;
+            one(shape::pad(
+                x(0)?,
+                mode,
+                &widths,
+                a.float("constant_value", 0.0)?,
+            ))
+        }
+        "SequenceLast" => one(shape::sequence_last(x(0)?, a.int("axis", 0)?)),
+        "mean" => {
+            let axes = a.tuple_opt("axis")?;
+            one(shape::mean(
+                x(0)?,
+                axes.as_deref(),
+                a.bool("keepdims", false)?,
+                a.bool("exclude", false)?,
+            ))
+        }
+        "_zeros" | "_ones" => {
+            let dims = a.usizes("shape", 0, 0)?;
+            one(shape::fill(&dims, if op == "_ones" { 1.0 } else { 0.0 }))
+        }
+        "zeros_like" => one(shape::zeros_like(x(0)?)),
+        "ones_like" => one(shape::ones_like(x(0)?)),
+        "Embedding" => one(embedding::embedding(x(0)?, x(1)?)),
+        "RNN" => {
+            let mode = match a.string("mode", "") {
+                "lstm" => RnnMode::Lstm,
+                "gru" => RnnMode::Gru,
+                "rnn_tanh" => RnnMode::RnnTanh,
+                "rnn_relu" => RnnMode::RnnRelu,
+                other => return Err(format!("rnn mode {other:?}")),
+            };
+            let cfg = RnnConfig {
+                mode,
+                hidden: a.int("state_size", 0)? as usize,
+                layers: a.int("num_layers", 0)? as usize,
+                bidirectional: a.bool("bidirectional", false)?,
+            };
+            let cell = if mode == RnnMode::Lstm {
+                Some(x(3)?)
+            } else {
+                None
+            };
+            let r = k(rnn::rnn_packed(x(0)?, x(1)?, x(2)?, cell, &cfg))?;
+            let mut out = vec![r.output];
+            if a.bool("state_outputs", false)? {
+                out.push(r.state);
+                out.extend(r.state_cell);
+            }
+            Ok(out)
+        }
+        "LinearRegressionOutput" => one(loss::linear_regression_output(x(0)?)),
+        "LogisticRegressionOutput" => one(loss::logistic_regression_output(x(0)?)),
+        "MAERegressionOutput" => one(loss::mae_regression_output(x(0)?)),
+        "MakeLoss" => one(loss::make_loss(x(0)?)),
+        "BlockGrad" => one(loss::block_grad(x(0)?)),
+        other => Err(format!("no kernel for operator {other:?}")),
+    }
+}
+
+/// The largest error, or why the arrays differ.
+fn compare(got: &Array, want: &Array) -> R<(f64, f64)> {
+    if got.shape != want.shape {
+        return Err(format!("shape {:?}, MXNet's {:?}", got.shape, want.shape));
+    }
+    let sentinel = |v: f64| v.is_finite() && v.abs() >= 3.0e38;
+    let scale = want
+        .data
+        .iter()
+        .filter(|v| v.is_finite() && !sentinel(**v))
+        .fold(1.0f64, |m, v| m.max(v.abs()));
+    let tol = 1e-5 * scale;
+    let mut worst = 0.0f64;
+    for (i, (&g, &w)) in got.data.iter().zip(&want.data).enumerate() {
+        let ok = if w.is_nan() {
+            g.is_nan()
+        } else if w.is_infinite() || sentinel(w) {
+            g == w
+        } else {
+            let e = (g - w).abs();
+            worst = worst.max(e);
+            e <= tol
+        };
+        if !ok {
+            return Err(format!(
+                "element {i}: {g} vs MXNet's {w} (tolerance {tol:e})"
+            ));
+        }
+    }
+    Ok((worst, tol))
+}
+
+/// Cases that cannot be checked, with the reason. Empty: every case is checked.
+const SKIPPED: &[(&str, &str)] = &[];
+
+#[test]
+fn every_kernel_matches_mxnet_on_every_fixture() {
+    let dir = fixtures_dir();
+    let index = read_json(&dir.join("index.json")).unwrap();
+    let listed: Vec<String> = index["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_string())
+        .collect();
+    let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    on_disk.sort();
+    let mut sorted = listed.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted, on_disk,
+        "index.json and the case directories differ"
+    );
+    assert!(listed.len() >= 100, "only {} cases", listed.len());
+
+    let mut failures = Vec::new();
+    let mut checked = 0usize;
+    let mut per_op: BTreeMap<String, usize> = BTreeMap::new();
+    let mut worst = (0.0f64, String::new());
+    let mut worst_ratio = (0.0f64, String::new());
+    for name in &listed {
+        if let Some((_, why)) = SKIPPED.iter().find(|(n, _)| n == name) {
+            println!("SKIP {name}: {why}");
+            continue;
+        }
+        let result = load_case(&dir.join(name)).and_then(|c| {
+            let got = run(&c)?;
+            let mut want = c.outputs.clone();
+            want.extend(c.updated_aux.iter().map(|(_, v)| v.clone()));
+            if got.len() != want.len() {
+                return Err(format!(
+                    "{} outputs, MXNet's case has {}",
+                    got.len(),
+                    want.len()
+                ));
+            }
+            let mut case_worst = (0.0f64, 0.0f64);
+            for (j, (g, w)) in got.iter().zip(&want).enumerate() {
+                let (e, tol) = compare(g, w).map_err(|m| format!("output {j}: {m}"))?;
+                if e / tol > case_worst.0 / case_worst.1.max(f64::MIN_POSITIVE) {
+                    case_worst = (e, tol);
+                }
+            }
+            Ok((c.op.clone(), case_worst, c.name.clone()))
+        });
+        match result {
+            Ok((op, (e, tol), case_name)) => {
+                checked += 1;
+                *per_op.entry(op).or_default() += 1;
+                if e > worst.0 {
+                    worst = (e, format!("{case_name} (tolerance {tol:e})"));
+                }
+                if e / tol > worst_ratio.0 {
+                    worst_ratio = (e / tol, case_name);
+                }
+            }
+            Err(m) => failures.push(format!("{name}: {m}")),
+        }
+    }
+    println!(
+        "checked {checked} of {} cases ({} operators); largest error {:e} in {}; \
+         largest error / tolerance {:.3} in {}",
+        listed.len(),
+        per_op.len(),
+        worst.0,
+        worst.1,
+        worst_ratio.0,
+        worst_ratio.1
+    );
+    for (op, n) in &per_op {
+        println!("  {op:<26} {n}");
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases differ from MXNet:\n{}",
+        failures.len(),
+        listed.len(),
+        failures.join("\n")
+    );
+    assert_eq!(checked + SKIPPED.len(), listed.len());
+    assert!(SKIPPED.len() <= 5, "too many skipped cases");
+}
+
+#[test]
+fn the_params_reader_and_attr_parser_work() {
+    let dir = fixtures_dir().join("conv2d_asymmetric");
+    let p = read_params(&dir.join("model-0000.params")).unwrap();
+    assert_eq!(p["op_weight"].shape, vec![3, 2, 1, 3]);
+    assert_eq!(p["op_bias"].shape, vec![3]);
+    let m: Map<String, Value> = serde_json::from_str(
+        r#"{"t": "(1, 2)", "u": "[3,4]", "v": "5", "w": "()", "n": "None", "b": "True", "f": "1e-05"}"#,
+    )
+    .unwrap();
+    let a = Attrs(&m);
+    assert_eq!(a.tuple("t", &[]).unwrap(), vec![1, 2]);
+    assert_eq!(a.tuple("u", &[]).unwrap(), vec![3, 4]);
+    assert_eq!(a.tuple("v", &[]).unwrap(), vec![5]);
+    assert_eq!(a.tuple_opt("w").unwrap(), Some(vec![]));
+    assert_eq!(a.tuple_opt("n").unwrap(), None);
+    assert!(a.bool("b", false).unwrap());
+    assert_eq!(a.float("f", 0.0).unwrap(), 1e-5);
+    assert_eq!(a.int("missing", 7).unwrap(), 7);
+}

@@ -1,0 +1,640 @@
+//! Operators that move, copy or reduce elements without arithmetic on them (apart from
+//! `mean`): Reshape, Flatten, Concat, SwapAxis, SliceChannel, stack, Pad, SequenceLast,
+//! mean, and the constant fills (MXNet 1.9.1).
+
+use super::array::{element_count, indices, strides};
+use super::{resolve_axis, Array, KResult, KernelError};
+
+/// The output shape of MXNet `Reshape` with `shape = codes`, as MXNet 1.9.1's
+/// `InferReshapeShape` computes it. The codes, read left to right with a cursor on the
+/// input dims:
+/// * `d > 0`: the dim `d` (the cursor moves past one input dim);
+/// * `0`: copy the input dim at the cursor;
+/// * `−1`: inferred from the element count (at most one; the cursor moves past one
+///   input dim);
+/// * `−2`: copy all the remaining input dims;
+/// * `−3`: the product of the next two input dims;
+/// * `−4, a, b`: split the input dim at the cursor into `a` and `b`, one of which may be
+///   −1.
+///
+/// With `reverse` both the input dims and the codes are reversed first, processed as
+/// above, and the result is reversed back, so `0` copies from the right.
+/// The element count must be unchanged.
+///
+/// MXNet writes the inferred `−1` dim at the output position equal to the **code's**
+/// position. After a `−4` (three codes, two dims) or a `−2` that copies other than one
+/// dim those positions differ, and MXNet 1.9.1 then produces a shape with a different
+/// element count and corrupts its heap (`(2, 3, 4)` with `(−2, −1)` gives
+/// `(2, 1, 4, 1)` and aborts with "double free or corruption"). Such codes are refused
+/// here.
+pub fn reshape_shape(input: &[usize], codes: &[i64], reverse: bool) -> KResult<Vec<usize>> {
+    const OP: &str = "Reshape";
+    let err = |reason: String| KernelError::new(OP, reason);
+    let to_dim = |v: i64| usize::try_from(v).map_err(|_| err(format!("dim {v} is negative")));
+    let mut dims = input.to_vec();
+    let mut codes = codes.to_vec();
+    if reverse {
+        dims.reverse();
+        codes.reverse();
+    }
+    let mut out: Vec<usize> = Vec::with_capacity(codes.len() + dims.len());
+    let mut src = 0usize;
+    let mut inferred: Option<usize> = None;
+    let mut i = 0;
+    while i < codes.len() {
+        match codes[i] {
+            0 => {
+                let d = dims.get(src).ok_or_else(|| {
+                    err(format!("code 0 at position {i} has no input dim to copy"))
+                })?;
+                out.push(*d);
+                src += 1;
+            }
+            -1 => {
+                if inferred.is_some() {
+                    return Err(err("more than one -1".into()));
+                }
+                if out.len() != i {
+                    return Err(err(format!(
+                        "-1 at code position {i} would be output dim {}: MXNet 1.9.1 writes the inferred dim at position {i} and corrupts its heap",
+                        out.len()
+                    )));
+                }
+                inferred = Some(out.len());
+                out.push(1);
+                src += 1;
+            }
+            -2 => {
+                while src < dims.len() {
+                    out.push(dims[src]);
+                    src += 1;
+                }
+            }
+            -3 => {
+                if src + 1 >= dims.len() {
+                    return Err(err(format!(
+                        "code -3 at position {i} needs two input dims, {} are left",
+                        dims.len().saturating_sub(src)
+                    )));
+                }
+                out.push(
+                    dims[src]
+                        .checked_mul(dims[src + 1])
+                        .ok_or_else(|| err("merged dim overflows".into()))?,
+                );
+                src += 2;
+            }
+            -4 => {
+                if i + 2 >= codes.len() {
+                    return Err(err(format!(
+                        "code -4 at position {i} must be followed by two dims"
+                    )));
+                }
+                let d0 = *dims.get(src).ok_or_else(|| {
+                    err(format!("code -4 at position {i} has no input dim to split"))
+                })?;
+                src += 1;
+                let (a, b) = (codes[i + 1], codes[i + 2]);
+                i += 2;
+                let (d1, d2) = match (a, b) {
+                    (-1, -1) => return Err(err("split dims cannot both be -1".into())),
+                    (-1, b) if b > 0 => {
+                        let b = to_dim(b)?;
+                        (d0 / b, b)
+                    }
+                    (a, -1) if a > 0 => {
+                        let a = to_dim(a)?;
+                        (a, d0 / a)
+                    }
+                    (a, b) if a > 0 && b > 0 => (to_dim(a)?, to_dim(b)?),
+                    (a, b) => {
+                        return Err(err(format!("split dims ({a}, {b}) must be positive or -1")))
+                    }
+                };
+                if d1.checked_mul(d2) != Some(d0) {
+                    return Err(err(format!(
+                        "split dims {d1}, {d2} do not divide the input dim {d0}"
+                    )));
+                }
+                out.push(d1);
+                out.push(d2);
+            }
+            d if d > 0 => {
+                out.push(to_dim(d)?);
+                src += 1;
+            }
+            d => return Err(err(format!("code {d} is not a reshape code"))),
+        }
+        i += 1;
+    }
+    let total = element_count(input)?;
+    if let Some(at) = inferred {
+        let known = element_count(&out)?;
+        if known == 0 {
+            return Err(err(format!(
+                "cannot infer -1: the other dims of {out:?} hold no elements"
+            )));
+        }
+        out[at] = total / known;
+    }
+    if reverse {
+        out.reverse();
+    }
+    if element_count(&out)? != total {
+        return Err(err(format!(
+            "shape {out:?} does not hold the {total} elements of {input:?}"
+        )));
+    }
+    Ok(out)
+}
+
+/// MXNet `Reshape` (the values keep their row-major order).
+pub fn reshape(x: &Array, codes: &[i64], reverse: bool) -> KResult<Array> {
+    x.reshaped(reshape_shape(&x.shape, codes, reverse)?)
+}
+
+/// MXNet `Flatten`: (N, product of the other dims).
+pub fn flatten(x: &Array) -> KResult<Array> {
+    if x.rank() == 0 {
+        return Err(KernelError::new("Flatten", "cannot flatten a rank-0 array"));
+    }
+    let n = x.shape[0];
+    let rest = x.shape[1..].iter().product();
+    x.reshaped(vec![n, rest])
+}
+
+/// MXNet `Concat` (and `_rnn_param_concat`): joins along `axis` (MXNet's default 1 for
+/// Concat, 0 for `_rnn_param_concat`); all other dims must agree.
+pub fn concat(inputs: &[&Array], axis: i64) -> KResult<Array> {
+    const OP: &str = "Concat";
+    let first = inputs
+        .first()
+        .ok_or_else(|| KernelError::new(OP, "needs at least one input"))?;
+    let a = resolve_axis(OP, axis, first.rank())?;
+    let mut shape = first.shape.clone();
+    shape[a] = 0;
+    for (i, x) in inputs.iter().enumerate() {
+        let agrees = x.rank() == first.rank()
+            && x.shape
+                .iter()
+                .zip(&first.shape)
+                .enumerate()
+                .all(|(d, (p, q))| d == a || p == q);
+        if !agrees {
+            return Err(KernelError::new(
+                OP,
+                format!(
+                    "input {i} has shape {:?}, which does not match {:?} outside axis {a}",
+                    x.shape, first.shape
+                ),
+            ));
+        }
+        shape[a] += x.shape[a];
+    }
+    let outer: usize = shape[..a].iter().product();
+    let mut data = Vec::with_capacity(element_count(&shape)?);
+    for o in 0..outer {
+        for x in inputs {
+            let chunk: usize = x.shape[a..].iter().product();
+            data.extend_from_slice(&x.data[o * chunk..(o + 1) * chunk]);
+        }
+    }
+    Array::new(shape, data)
+}
+
+/// A copy of `x` with its axes permuted: output axis `i` is input axis `perm[i]`.
+fn permute(x: &Array, perm: &[usize]) -> KResult<Array> {
+    let shape: Vec<usize> = perm.iter().map(|&p| x.shape[p]).collect();
+    let st = strides(&x.shape);
+    let mut out = Array::zeros(shape.clone())?;
+    for (flat, idx) in indices(&shape).enumerate() {
+        let off: usize = idx.iter().zip(perm).map(|(&i, &p)| i * st[p]).sum();
+        out.data[flat] = x.data[off];
+    }
+    Ok(out)
+}
+
+/// MXNet `SwapAxis`: exchanges axes `dim1` and `dim2` (MXNet's defaults are both 0).
+pub fn swap_axes(x: &Array, dim1: i64, dim2: i64) -> KResult<Array> {
+    let a = resolve_axis("SwapAxis", dim1, x.rank())?;
+    let b = resolve_axis("SwapAxis", dim2, x.rank())?;
+    let mut perm: Vec<usize> = (0..x.rank()).collect();
+    perm.swap(a, b);
+    permute(x, &perm)
+}
+
+/// MXNet `SliceChannel` (`split`): `num_outputs` equal slices along `axis` (MXNet's
+/// default 1); with `squeeze_axis` the axis, which must then have size 1 in each
+/// slice, is removed.
+pub fn split(x: &Array, axis: i64, num_outputs: usize, squeeze_axis: bool) -> KResult<Vec<Array>> {
+    const OP: &str = "SliceChannel";
+    let a = resolve_axis(OP, axis, x.rank())?;
+    let d = x.shape[a];
+    if num_outputs == 0 || !d.is_multiple_of(num_outputs) {
+        return Err(KernelError::new(
+            OP,
+            format!("axis {a} of size {d} does not split into {num_outputs} equal parts"),
+        ));
+    }
+    let part = d / num_outputs;
+    if squeeze_axis && part != 1 {
+        return Err(KernelError::new(
+            OP,
+            format!("squeeze_axis needs slices of size 1 on axis {a}, they have {part}"),
+        ));
+    }
+    let outer: usize = x.shape[..a].iter().product();
+    let inner: usize = x.shape[a + 1..].iter().product();
+    let mut shape = x.shape.clone();
+    shape[a] = part;
+    (0..num_outputs)
+        .map(|k| {
+            let mut data = Vec::with_capacity(outer * part * inner);
+            for o in 0..outer {
+                let start = (o * d + k * part) * inner;
+                data.extend_from_slice(&x.data[start..start + part * inner]);
+            }
+            let mut s = shape.clone();
+            if squeeze_axis {
+                s.remove(a);
+            }
+            Array::new(s, data)
+        })
+        .collect()
+}
+
+/// MXNet `stack`: joins arrays of one shape along a new axis `axis` (in [−(r+1), r],
+/// MXNet's default 0).
+pub fn stack(inputs: &[&Array], axis: i64) -> KResult<Array> {
+    const OP: &str = "stack";
+    let first = inputs
+        .first()
+        .ok_or_else(|| KernelError::new(OP, "needs at least one input"))?;
+    let a = resolve_axis(OP, axis, first.rank() + 1)?;
+    let mut expanded = Vec::with_capacity(inputs.len());
+    for (i, x) in inputs.iter().enumerate() {
+        if x.shape != first.shape {
+            return Err(KernelError::new(
+                OP,
+                format!(
+                    "input {i} has shape {:?}, input 0 {:?}",
+                    x.shape, first.shape
+                ),
+            ));
+        }
+        let mut s = x.shape.clone();
+        s.insert(a, 1);
+        expanded.push(x.reshaped(s)?);
+    }
+    let refs: Vec<&Array> = expanded.iter().collect();
+    concat(&refs, a as i64)
+}
+
+/// MXNet `Pad`'s `mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PadMode {
+    /// The value `constant_value` (MXNet's default 0).
+    Constant,
+    /// Repeats the edge element.
+    Edge,
+    /// Mirrors about the edge element, which is not repeated (NumPy's `reflect`); each
+    /// pad must be smaller than its dim.
+    Reflect,
+}
+
+/// MXNet `Pad` with `pad_width` = (before₀, after₀, before₁, after₁, …), two values per
+/// axis. MXNet itself accepts only 4-D and 5-D data with zero pads on the first two
+/// axes; this reference pads any axis.
+pub fn pad(x: &Array, mode: PadMode, pad_width: &[usize], value: f64) -> KResult<Array> {
+    const OP: &str = "Pad";
+    if pad_width.len() != 2 * x.rank() {
+        return Err(KernelError::new(
+            OP,
+            format!(
+                "pad_width has {} values; data of rank {} needs {}",
+                pad_width.len(),
+                x.rank(),
+                2 * x.rank()
+            ),
+        ));
+    }
+    let mut shape = Vec::with_capacity(x.rank());
+    for (i, &d) in x.shape.iter().enumerate() {
+        let (before, after) = (pad_width[2 * i], pad_width[2 * i + 1]);
+        if mode == PadMode::Reflect && (before >= d || after >= d) && (before, after) != (0, 0) {
+            return Err(KernelError::new(
+                OP,
+                format!(
+                    "reflect pads ({before}, {after}) must be smaller than axis {i} of size {d}"
+                ),
+            ));
+        }
+        if mode == PadMode::Edge && d == 0 && (before, after) != (0, 0) {
+            return Err(KernelError::new(
+                OP,
+                format!("axis {i} is empty: no edge to repeat"),
+            ));
+        }
+        shape.push(
+            d.checked_add(before)
+                .and_then(|v| v.checked_add(after))
+                .ok_or_else(|| KernelError::new(OP, "padded size overflows"))?,
+        );
+    }
+    let st = strides(&x.shape);
+    let mut out = Array::zeros(shape.clone())?;
+    for (flat, idx) in indices(&shape).enumerate() {
+        let mut off = 0;
+        let mut outside = false;
+        for (i, &j) in idx.iter().enumerate() {
+            let d = x.shape[i];
+            let p = j as i64 - pad_width[2 * i] as i64;
+            let last = d as i64 - 1;
+            let src = if (0..d as i64).contains(&p) {
+                p
+            } else {
+                match mode {
+                    PadMode::Constant => {
+                        outside = true;
+                        break;
+                    }
+                    PadMode::Edge => p.clamp(0, last),
+                    PadMode::Reflect => {
+                        if p < 0 {
+                            -p
+                        } else {
+                            2 * last - p
+                        }
+                    }
+                }
+            };
+            off += src as usize * st[i];
+        }
+        out.data[flat] = if outside { value } else { x.data[off] };
+    }
+    Ok(out)
+}
+
+/// MXNet `SequenceLast` without `use_sequence_length`: the last element along `axis`,
+/// which is removed. MXNet 1.9.1 accepts only axis 0 (the default) or 1, not negative
+/// axes ("Current implementation expects axis to be 0 or 1").
+pub fn sequence_last(x: &Array, axis: i64) -> KResult<Array> {
+    const OP: &str = "SequenceLast";
+    if axis != 0 && axis != 1 {
+        return Err(KernelError::new(
+            OP,
+            format!("axis {axis}: MXNet 1.9.1 accepts only 0 or 1"),
+        ));
+    }
+    let a = resolve_axis(OP, axis, x.rank())?;
+    let d = x.shape[a];
+    if d == 0 {
+        return Err(KernelError::new(OP, "the sequence is empty"));
+    }
+    let outer: usize = x.shape[..a].iter().product();
+    let inner: usize = x.shape[a + 1..].iter().product();
+    let mut data = Vec::with_capacity(outer * inner);
+    for o in 0..outer {
+        let start = (o * d + d - 1) * inner;
+        data.extend_from_slice(&x.data[start..start + inner]);
+    }
+    let mut shape = x.shape.clone();
+    shape.remove(a);
+    Array::new(shape, data)
+}
+
+/// MXNet `mean` (legacy, non-NumPy mode). `axes` None **or empty** reduces over every
+/// axis (MXNet 1.9.1 treats `axis=()` as all axes, with or without `exclude`); with
+/// `exclude` the listed axes are kept and the others reduced. Reduced axes are kept as 1
+/// with `keepdims`. A result with no axis left has shape (1), as in MXNet.
+pub fn mean(x: &Array, axes: Option<&[i64]>, keepdims: bool, exclude: bool) -> KResult<Array> {
+    const OP: &str = "mean";
+    let rank = x.rank();
+    let reduce: Vec<bool> = match axes {
+        None | Some([]) => vec![true; rank],
+        Some(list) => {
+            let mut listed = vec![false; rank];
+            for &ax in list {
+                let a = resolve_axis(OP, ax, rank)?;
+                if listed[a] {
+                    return Err(KernelError::new(OP, format!("axis {ax} is listed twice")));
+                }
+                listed[a] = true;
+            }
+            if exclude {
+                listed.iter().map(|l| !l).collect()
+            } else {
+                listed
+            }
+        }
+    };
+    let kept_shape: Vec<usize> = x
+        .shape
+        .iter()
+        .zip(&reduce)
+        .map(|(&d, &r)| if r { 1 } else { d })
+        .collect();
+    let count: usize = x
+        .shape
+        .iter()
+        .zip(&reduce)
+        .filter(|(_, r)| **r)
+        .map(|(&d, _)| d)
+        .product();
+    let mut sums = Array::zeros(kept_shape.clone())?;
+    let ks = strides(&kept_shape);
+    for (flat, idx) in indices(&x.shape).enumerate() {
+        let off: usize = idx
+            .iter()
+            .zip(&reduce)
+            .zip(&ks)
+            .map(|((&i, &r), &s)| if r { 0 } else { i * s })
+            .sum();
+        sums.data[off] += x.data[flat];
+    }
+    let mut out = sums.map(|s| s / count as f64);
+    if !keepdims {
+        let mut shape: Vec<usize> = x
+            .shape
+            .iter()
+            .zip(&reduce)
+            .filter(|(_, r)| !**r)
+            .map(|(&d, _)| d)
+            .collect();
+        if shape.is_empty() {
+            shape.push(1);
+        }
+        out = out.reshaped(shape)?;
+    }
+    Ok(out)
+}
+
+/// MXNet `_zeros` / `_ones` / `_full`: an array of `value`.
+pub fn fill(shape: &[usize], value: f64) -> KResult<Array> {
+    Array::full(shape.to_vec(), value)
+}
+
+/// MXNet `ones_like`.
+pub fn ones_like(x: &Array) -> KResult<Array> {
+    Array::full(x.shape.clone(), 1.0)
+}
+
+/// MXNet `zeros_like`.
+pub fn zeros_like(x: &Array) -> KResult<Array> {
+    Array::full(x.shape.clone(), 0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ramp(shape: Vec<usize>) -> Array {
+        let n: usize = shape.iter().product();
+        Array::new(shape, (0..n).map(|v| v as f64).collect()).unwrap()
+    }
+
+    #[test]
+    fn reshape_codes_on_mxnets_documented_examples() {
+        // The examples of MXNet's Reshape documentation (mxnet-formats.md §3.3).
+        let cases: &[(&[usize], &[i64], &[usize])] = &[
+            (&[2, 3, 4], &[4, 0, 2], &[4, 3, 2]),
+            (&[2, 3, 4], &[2, 0, 0], &[2, 3, 4]),
+            (&[2, 3, 4], &[6, 1, -1], &[6, 1, 4]),
+            (&[2, 3, 4], &[3, -1, 8], &[3, 1, 8]),
+            (&[2, 3, 4], &[-1], &[24]),
+            (&[2, 3, 4], &[-2], &[2, 3, 4]),
+            (&[2, 3, 4], &[2, -2], &[2, 3, 4]),
+            (&[2, 3, 4], &[-2, 1, 1], &[2, 3, 4, 1, 1]),
+            (&[2, 3, 4], &[-3, 4], &[6, 4]),
+            (&[2, 3, 4, 5], &[-3, -3], &[6, 20]),
+            (&[2, 3, 4], &[0, -3], &[2, 12]),
+            (&[2, 3, 4], &[-3, -2], &[6, 4]),
+            (&[2, 3, 4], &[-4, 1, 2, -2], &[1, 2, 3, 4]),
+            (&[2, 3, 4], &[2, -4, -1, 3, -2], &[2, 1, 3, 4]),
+        ];
+        for (input, codes, want) in cases {
+            assert_eq!(
+                reshape_shape(input, codes, false).unwrap(),
+                *want,
+                "{input:?} {codes:?}"
+            );
+        }
+        // reverse: (10, 5, 4) with (-1, 0) → (50, 4); without reverse (40, 5)
+        assert_eq!(
+            reshape_shape(&[10, 5, 4], &[-1, 0], false).unwrap(),
+            vec![40, 5]
+        );
+        assert_eq!(
+            reshape_shape(&[10, 5, 4], &[-1, 0], true).unwrap(),
+            vec![50, 4]
+        );
+    }
+
+    #[test]
+    fn reshape_refuses_what_mxnet_refuses() {
+        assert!(reshape_shape(&[2, 3, 4], &[-1, -1], false).is_err());
+        assert!(reshape_shape(&[2, 3, 4], &[5, -1], false).is_err());
+        assert!(reshape_shape(&[2, 3, 4], &[-4, -1, -1, -2], false).is_err());
+        assert!(reshape_shape(&[2, 3, 4], &[-4, 3, 1, -2], false).is_err());
+        assert!(reshape_shape(&[2, 3, 4], &[0, 0, 0, 0], false).is_err());
+        assert!(reshape_shape(&[2, 3, 4], &[-3, -3], false).is_err());
+        assert!(reshape_shape(&[2, 3, 4], &[-5], false).is_err());
+        assert!(reshape_shape(&[2, 3, 4], &[7], false).is_err());
+        // A -1 after codes that change the position count (MXNet corrupts its heap).
+        assert!(reshape_shape(&[2, 3, 4], &[-2, -1], false).is_err());
+        assert!(reshape_shape(&[2, 3, 4], &[0, -2, -1], false).is_err());
+        assert!(reshape_shape(&[6, 3, 2], &[-4, -1, 2, 0, -1], false).is_err());
+        assert!(reshape_shape(&[4, 3], &[-4, 2, -1, -1], false).is_err());
+        // ... but not after codes that keep it, nor before them.
+        assert_eq!(
+            reshape_shape(&[2, 3, 4], &[-3, -1], false).unwrap(),
+            vec![6, 4]
+        );
+        assert_eq!(
+            reshape_shape(&[2, 3, 4], &[0, -1, -2], false).unwrap(),
+            vec![2, 3, 4]
+        );
+        assert_eq!(
+            reshape_shape(&[2, 6, 4], &[-1, -4, 3, 2], false).unwrap(),
+            vec![8, 3, 2]
+        );
+        assert_eq!(
+            reshape_shape(&[2, 3, 4], &[-2, -1], true).unwrap(),
+            vec![2, 3, 4]
+        );
+    }
+
+    #[test]
+    fn concat_split_stack_round_trip() {
+        let x = ramp(vec![2, 6, 3]);
+        let parts = split(&x, 1, 3, false).unwrap();
+        assert_eq!(parts[1].shape, vec![2, 2, 3]);
+        assert_eq!(parts[1].data[..3], [6.0, 7.0, 8.0]);
+        let refs: Vec<&Array> = parts.iter().collect();
+        assert_eq!(concat(&refs, 1).unwrap(), x);
+        assert_eq!(concat(&refs, -2).unwrap(), x);
+        let singles = split(&x, -1, 3, true).unwrap();
+        assert_eq!(singles[2].shape, vec![2, 6]);
+        let refs: Vec<&Array> = singles.iter().collect();
+        assert_eq!(stack(&refs, -1).unwrap(), x);
+        assert_eq!(stack(&refs, 2).unwrap(), x);
+        assert!(split(&x, 1, 4, false).is_err());
+        assert!(split(&x, 1, 3, true).is_err());
+        assert!(concat(&[&x, &ramp(vec![2, 6, 2])], 1).is_err());
+        assert!(stack(&refs, 3).is_err());
+    }
+
+    #[test]
+    fn swap_axes_and_sequence_last() {
+        let x = ramp(vec![2, 3, 4]);
+        let y = swap_axes(&x, 0, 2).unwrap();
+        assert_eq!(y.shape, vec![4, 3, 2]);
+        assert_eq!(y.get(&[3, 1, 0]).unwrap(), x.get(&[0, 1, 3]).unwrap());
+        assert_eq!(swap_axes(&y, -1, 0).unwrap(), x);
+        let l = sequence_last(&x, 0).unwrap();
+        assert_eq!(l.shape, vec![3, 4]);
+        assert_eq!(l.data[0], 12.0);
+        let l = sequence_last(&x, 1).unwrap();
+        assert_eq!(l.shape, vec![2, 4]);
+        assert_eq!(l.data[..2], [8.0, 9.0]);
+        assert!(sequence_last(&x, 2).is_err());
+        assert!(sequence_last(&x, -1).is_err());
+    }
+
+    #[test]
+    fn pad_modes() {
+        let x = Array::new(vec![1, 1, 1, 3], vec![1.0, 2.0, 3.0]).unwrap();
+        let w = [0, 0, 0, 0, 0, 0, 2, 2];
+        let c = pad(&x, PadMode::Constant, &w, 9.0).unwrap();
+        assert_eq!(c.data, vec![9.0, 9.0, 1.0, 2.0, 3.0, 9.0, 9.0]);
+        let e = pad(&x, PadMode::Edge, &w, 0.0).unwrap();
+        assert_eq!(e.data, vec![1.0, 1.0, 1.0, 2.0, 3.0, 3.0, 3.0]);
+        let r = pad(&x, PadMode::Reflect, &w, 0.0).unwrap();
+        assert_eq!(r.data, vec![3.0, 2.0, 1.0, 2.0, 3.0, 2.0, 1.0]);
+        assert!(pad(&x, PadMode::Reflect, &[0, 0, 0, 0, 0, 0, 3, 0], 0.0).is_err());
+        assert!(pad(&x, PadMode::Constant, &[0, 0], 0.0).is_err());
+        let h = pad(&x, PadMode::Edge, &[0, 0, 0, 0, 1, 1, 0, 0], 0.0).unwrap();
+        assert_eq!(h.shape, vec![1, 1, 3, 3]);
+        assert_eq!(h.data[6..], [1.0, 2.0, 3.0]);
+    }
+
+    #[test]
+    fn mean_axes_keepdims_exclude() {
+        let x = ramp(vec![2, 3, 4]);
+        let all = mean(&x, None, false, false).unwrap();
+        assert_eq!((all.shape.clone(), all.data[0]), (vec![1], 11.5));
+        assert_eq!(
+            mean(&x, Some(&[]), true, false).unwrap().shape,
+            vec![1, 1, 1]
+        );
+        assert_eq!(mean(&x, Some(&[]), false, true).unwrap(), all);
+        let m = mean(&x, Some(&[1]), true, true).unwrap();
+        assert_eq!(m.shape, vec![1, 3, 1]);
+        assert_eq!(m.data, vec![7.5, 11.5, 15.5]);
+        let m = mean(&x, Some(&[-1, 0]), false, false).unwrap();
+        assert_eq!(m.data, vec![7.5, 11.5, 15.5]);
+        assert_eq!(mean(&x, Some(&[0, 1, 2]), false, false).unwrap(), all);
+        assert!(mean(&x, Some(&[1, -2]), false, false).is_err());
+        assert!(mean(&x, Some(&[3]), false, false).is_err());
+    }
+}

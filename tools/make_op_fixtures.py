@@ -1,0 +1,710 @@
+#!/usr/bin/env python3
+"""Generate one-operator reference fixtures with real Apache MXNet 1.9.1.
+
+Run with the MXNet virtual environment from the repository root:
+
+    .venv-mx/bin/python tools/make_op_fixtures.py                 # all cases
+    .venv-mx/bin/python tools/make_op_fixtures.py conv2d_k3 rnn_  # names starting so
+    .venv-mx/bin/python tools/make_op_fixtures.py --list          # list the cases
+
+For every case it writes `tests/fixtures/ops/<case>/` in the layout of
+`tests/fixtures/models/<name>/` (see tools/README.md):
+
+* `model-symbol.json`: `sym.tojson()` of a symbol with ONE operator node; its
+  data inputs and parameters are variables;
+* `model-0000.params`: the parameters (`arg:` keys) and auxiliary states
+  (`aux:` keys), written by `mx.nd.save`;
+* `input-<name>.npy`: one float32 array per data input (labels included, as
+  `ignored_inputs`);
+* `output-<k>.npy`: float32 output k (the order of `sym.list_outputs()`);
+* `meta.json`: inputs (name, dtype, shape), outputs, the operator and its attrs
+  as stored in the JSON, notes; training-mode cases also have `is_train` and
+  `updated_aux` (see below).
+
+and `tests/fixtures/ops/index.json`, the list of every case with its op and attrs.
+
+Inference cases run `forward(is_train=False)`. BatchNorm training cases
+(`is_train: true` in meta.json) run `forward(is_train=True)` and then
+`backward()` with a head gradient of ones: MXNet 1.9.1 updates the moving
+statistics in the BACKWARD pass, not the forward one, so the moving mean and
+variance a training step leaves behind are only visible after it. They are
+written as `aux-<name>.npy` and listed in `updated_aux`.
+
+Determinism: every case has a fixed seed derived from its name; MXNet runs with
+`MXNET_ENGINE_TYPE=NaiveEngine` and `OMP_NUM_THREADS=1`, and with
+`MXNET_SUBGRAPH_BACKEND=NONE`: the default oneDNN (MKLDNN) subgraph pass of the
+pip build fuses some operator patterns and computes wrong numbers for some of
+them, so these fixtures record MXNet's operators themselves, unfused. The
+variables are set before mxnet is imported. Two runs write identical bytes.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+
+# Must be set before mxnet is imported.
+os.environ["MXNET_ENGINE_TYPE"] = "NaiveEngine"
+os.environ["OMP_NUM_THREADS"] = "1"
+os.environ["MXNET_SUBGRAPH_BACKEND"] = "NONE"
+os.environ.setdefault("MXNET_STORAGE_FALLBACK_LOG_VERBOSE", "0")
+
+import numpy as np  # noqa: E402
+import mxnet as mx  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT_ROOT = os.path.join(ROOT, "tests", "fixtures", "ops")
+
+F32_MIN = float(np.finfo(np.float32).min)
+
+
+def seed_for(name):
+    return int(hashlib.sha256(name.encode()).hexdigest()[:8], 16) % (2 ** 31)
+
+
+# ----------------------------------------------------------------------------
+# case definitions
+# ----------------------------------------------------------------------------
+
+CASES = []
+
+
+def case(name, op, attrs=None, data=None, labels=(), shapes=None, values=None,
+         build=None, notes="", train=False, head=None):
+    """Registers a case.
+
+    op:     the mx.sym function (a name under mx.sym or mx.sym._internal).
+    attrs:  keyword attributes passed to it.
+    data:   ordered [(name, shape)] of data inputs, passed positionally unless
+            `build` is given; every other argument the operator creates
+            (weights, biases, gamma, …) becomes a parameter.
+    labels: names of data inputs that are labels (read by no forward pass).
+    shapes: {param name: shape} for parameters infer_shape cannot decide.
+    values: {name: function(rng, shape) -> array} for non-default values.
+    build:  function(var) -> symbol, when positional data is not enough.
+    head:   keep only this output of the operator (sym[head]).
+    """
+    assert not any(c["name"] == name for c in CASES), name
+    CASES.append(dict(name=name, op=op, attrs=attrs or {}, data=data or [],
+                      labels=list(labels), shapes=shapes or {},
+                      values=values or {}, build=build, notes=notes,
+                      train=train, head=head))
+
+
+def special(*vals):
+    """Data holding the given values first, then normals."""
+    def f(rng, shape):
+        a = rng.normal(0, 1, size=shape).astype(np.float32)
+        flat = a.reshape(-1)
+        for i, v in enumerate(vals):
+            flat[i * 3 % flat.size] = v
+        return a
+    return f
+
+
+def uniform(lo, hi):
+    return lambda rng, shape: rng.uniform(lo, hi, size=shape)
+
+
+def scaled(s):
+    return lambda rng, shape: rng.normal(0, s, size=shape)
+
+
+def token_ids(input_dim):
+    def f(rng, shape):
+        a = rng.randint(0, input_dim, size=shape).astype(np.float32)
+        flat = a.reshape(-1)
+        extras = [-3, input_dim, input_dim + 5, 2.7, -0.5, input_dim - 0.5, 1.2]
+        for i, v in enumerate(extras[:flat.size]):
+            flat[i] = v
+        return a
+    return f
+
+
+def labels_for(classes):
+    return lambda rng, shape: rng.randint(0, classes, size=shape)
+
+
+# --- Convolution -------------------------------------------------------------
+case("conv1d_k3", "Convolution", dict(kernel=(3,), num_filter=4), [("data", (2, 3, 8))])
+case("conv1d_s2_p1_d2_nobias", "Convolution",
+     dict(kernel=(3,), stride=(2,), pad=(1,), dilate=(2,), num_filter=4, no_bias=True),
+     [("data", (2, 3, 9))])
+case("conv1d_groups2_s2", "Convolution",
+     dict(kernel=(3,), stride=(2,), num_group=2, num_filter=6), [("data", (2, 4, 9))])
+case("conv2d_k3", "Convolution", dict(kernel=(3, 3), num_filter=4), [("data", (2, 3, 7, 7))])
+case("conv2d_1x1", "Convolution", dict(kernel=(1, 1), num_filter=5), [("data", (2, 3, 4, 5))])
+case("conv2d_k3_s2_p1", "Convolution",
+     dict(kernel=(3, 3), stride=(2, 2), pad=(1, 1), num_filter=4), [("data", (1, 3, 8, 7))])
+case("conv2d_asymmetric", "Convolution",
+     dict(kernel=(1, 3), stride=(2, 1), pad=(0, 1), dilate=(1, 2), num_filter=3),
+     [("data", (2, 2, 6, 7))], notes="kernel 1x3, stride (2,1), pad (0,1), dilate (1,2)")
+case("conv2d_dilate2_p2", "Convolution",
+     dict(kernel=(3, 3), dilate=(2, 2), pad=(2, 2), num_filter=3), [("data", (1, 2, 7, 6))])
+case("conv2d_groups2", "Convolution",
+     dict(kernel=(3, 3), pad=(1, 1), num_group=2, num_filter=6), [("data", (2, 4, 5, 5))])
+case("conv2d_depthwise", "Convolution",
+     dict(kernel=(3, 3), pad=(1, 1), num_group=4, num_filter=4), [("data", (2, 4, 5, 5))])
+case("conv2d_depthwise_multiplier2", "Convolution",
+     dict(kernel=(3, 3), stride=(2, 2), num_group=3, num_filter=6), [("data", (1, 3, 7, 7))])
+case("conv2d_nobias_layout", "Convolution",
+     dict(kernel=(2, 2), num_filter=4, no_bias=True, layout="NCHW"), [("data", (2, 3, 5, 4))])
+case("conv2d_k2_s3", "Convolution",
+     dict(kernel=(2, 2), stride=(3, 3), num_filter=2), [("data", (1, 2, 8, 9))],
+     notes="stride larger than the kernel: skipped input rows")
+case("conv2d_8ch", "Convolution",
+     dict(kernel=(3, 3), pad=(1, 1), num_filter=8), [("data", (1, 8, 5, 5))],
+     notes="8 in/out channels: oneDNN's blocked layouts")
+case("conv3d_k3_p1", "Convolution",
+     dict(kernel=(3, 3, 3), pad=(1, 1, 1), num_filter=3), [("data", (1, 2, 4, 5, 4))])
+case("conv3d_groups_strided", "Convolution",
+     dict(kernel=(2, 3, 2), stride=(2, 1, 2), dilate=(1, 2, 1), pad=(1, 0, 1),
+          num_group=2, num_filter=4),
+     [("data", (1, 4, 5, 7, 5))])
+
+# --- Deconvolution -----------------------------------------------------------
+case("deconv1d_k3", "Deconvolution", dict(kernel=(3,), num_filter=4), [("data", (2, 3, 5))],
+     notes="no_bias defaults to true for Deconvolution")
+case("deconv1d_s2_p1_adj1_bias", "Deconvolution",
+     dict(kernel=(3,), stride=(2,), pad=(1,), adj=(1,), num_filter=2, no_bias=False),
+     [("data", (2, 3, 5))])
+case("deconv2d_k3", "Deconvolution", dict(kernel=(3, 3), num_filter=2), [("data", (2, 3, 4, 4))])
+case("deconv2d_s2_p1_adj1", "Deconvolution",
+     dict(kernel=(3, 3), stride=(2, 2), pad=(1, 1), adj=(1, 1), num_filter=3, no_bias=False),
+     [("data", (1, 2, 4, 3))])
+case("deconv2d_dilate_asym", "Deconvolution",
+     dict(kernel=(2, 3), stride=(1, 2), dilate=(2, 1), pad=(1, 0), adj=(0, 1), num_filter=2),
+     [("data", (1, 3, 4, 5))])
+case("deconv2d_groups2_bias", "Deconvolution",
+     dict(kernel=(3, 3), stride=(2, 2), num_group=2, num_filter=6, no_bias=False),
+     [("data", (2, 4, 3, 3))])
+case("deconv2d_depthwise_k4_s2", "Deconvolution",
+     dict(kernel=(4, 4), stride=(2, 2), pad=(1, 1), num_group=4, num_filter=4),
+     [("data", (1, 4, 3, 3))], notes="the usual bilinear-upsampling shape")
+case("deconv3d_k2_s2_bias", "Deconvolution",
+     dict(kernel=(2, 2, 2), stride=(2, 2, 2), num_filter=3, no_bias=False),
+     [("data", (1, 2, 3, 2, 3))])
+case("deconv3d_p1_adj1_groups", "Deconvolution",
+     dict(kernel=(3, 3, 3), stride=(2, 2, 2), pad=(1, 1, 1), adj=(1, 0, 1), num_group=2,
+          num_filter=4),
+     [("data", (1, 2, 2, 3, 2))])
+
+# --- FullyConnected ----------------------------------------------------------
+case("fc_2d", "FullyConnected", dict(num_hidden=7), [("data", (4, 10))])
+case("fc_flatten_4d", "FullyConnected", dict(num_hidden=6), [("data", (2, 3, 2, 2))])
+case("fc_noflatten_3d", "FullyConnected", dict(num_hidden=4, flatten=False), [("data", (2, 3, 5))])
+case("fc_noflatten_4d_nobias", "FullyConnected",
+     dict(num_hidden=3, flatten=False, no_bias=True), [("data", (2, 2, 3, 4))])
+case("fc_nobias", "FullyConnected", dict(num_hidden=5, no_bias=True), [("data", (3, 6))])
+
+# --- Pooling -----------------------------------------------------------------
+for kind in ("max", "avg", "sum"):
+    case("pool2d_%s_k2s2" % kind, "Pooling", dict(kernel=(2, 2), stride=(2, 2), pool_type=kind),
+         [("data", (2, 3, 6, 6))])
+    case("pool2d_%s_k3s1p1" % kind, "Pooling",
+         dict(kernel=(3, 3), stride=(1, 1), pad=(1, 1), pool_type=kind), [("data", (1, 2, 5, 4))],
+         notes="overlapping, padded windows")
+    case("pool2d_%s_k3s2_full" % kind, "Pooling",
+         dict(kernel=(3, 3), stride=(2, 2), pool_type=kind, pooling_convention="full"),
+         [("data", (1, 2, 8, 7))], notes="full: the last window is clipped by the input end")
+    case("pool1d_%s_k3s2p1_full" % kind, "Pooling",
+         dict(kernel=(3,), stride=(2,), pad=(1,), pool_type=kind, pooling_convention="full"),
+         [("data", (2, 3, 8))])
+    case("pool3d_%s_k2s2p1" % kind, "Pooling",
+         dict(kernel=(2, 2, 2), stride=(2, 2, 2), pad=(1, 1, 1), pool_type=kind),
+         [("data", (1, 2, 4, 5, 3))])
+    case("pool3d_%s_k3s2_full" % kind, "Pooling",
+         dict(kernel=(3, 2, 3), stride=(2, 2, 2), pool_type=kind, pooling_convention="full"),
+         [("data", (1, 2, 6, 5, 6))])
+    for nd, shape in ((1, (2, 3, 7)), (2, (2, 3, 4, 5)), (3, (1, 2, 3, 4, 3))):
+        case("pool%dd_%s_global" % (nd, kind), "Pooling",
+             dict(kernel=(1,) * nd, global_pool=True, pool_type=kind), [("data", shape)])
+for cip in (True, False):
+    tag = "cip" if cip else "nocip"
+    case("pool2d_avg_k3s2p1_%s" % tag, "Pooling",
+         dict(kernel=(3, 3), stride=(2, 2), pad=(1, 1), pool_type="avg", count_include_pad=cip),
+         [("data", (2, 2, 6, 5))])
+    case("pool2d_avg_k3s2p1_full_%s" % tag, "Pooling",
+         dict(kernel=(3, 3), stride=(2, 2), pad=(1, 1), pool_type="avg",
+              pooling_convention="full", count_include_pad=cip),
+         [("data", (1, 3, 8, 8))],
+         notes="full with pad: the last window runs past the padded end and is clipped to it")
+    case("pool1d_avg_k4s3p2_full_%s" % tag, "Pooling",
+         dict(kernel=(4,), stride=(3,), pad=(2,), pool_type="avg", pooling_convention="full",
+              count_include_pad=cip),
+         [("data", (1, 2, 9))])
+    case("pool3d_avg_k3s2p1_full_%s" % tag, "Pooling",
+         dict(kernel=(3, 3, 3), stride=(2, 2, 2), pad=(1, 1, 1), pool_type="avg",
+              pooling_convention="full", count_include_pad=cip),
+         [("data", (1, 2, 4, 5, 4))])
+case("pool2d_avg_asym_k2x3", "Pooling",
+     dict(kernel=(2, 3), stride=(1, 2), pad=(1, 0), pool_type="avg"), [("data", (1, 2, 4, 7))])
+case("pool2d_max_default_stride", "Pooling", dict(kernel=(2, 2)), [("data", (1, 2, 4, 4))],
+     notes="pool_type and stride left at their defaults (max, 1)")
+case("pool2d_max_global_full_kernel_ignored", "Pooling",
+     dict(kernel=(2, 2), stride=(2, 2), global_pool=True, pooling_convention="full"),
+     [("data", (2, 3, 5, 3))], notes="global_pool ignores kernel, stride and the convention")
+case("pool2d_max_nan_8ch", "Pooling", dict(kernel=(2, 2), stride=(2, 2), pool_type="max"),
+     [("data", (1, 8, 4, 4))],
+     values={"data": special(np.nan, np.nan, -np.inf, np.nan, np.nan, np.nan, np.nan, np.nan)},
+     notes="NaN inputs are skipped by max pooling; -inf never comes out (8 channels: oneDNN)")
+case("pool1d_max_nan", "Pooling", dict(kernel=(2,), stride=(2,), pool_type="max"),
+     [("data", (1, 1, 6))],
+     values={"data": lambda rng, shape: np.array(
+         [np.nan, 1.0, 2.0, np.nan, np.nan, -np.inf]).reshape(shape)},
+     notes="[nan 1 | 2 nan | nan -inf] -> [1, 2, -3.4028235e38]")
+case("pool1d_max_empty_window_full", "Pooling",
+     dict(kernel=(2,), stride=(3,), pad=(1,), pool_type="max", pooling_convention="full"),
+     [("data", (1, 2, 5))],
+     notes="the last full window lies entirely in the padding: MXNet gives -3.4028235e38")
+case("pool2d_sum_empty_window_full", "Pooling",
+     dict(kernel=(2, 2), stride=(3, 3), pad=(1, 1), pool_type="sum", pooling_convention="full"),
+     [("data", (1, 1, 5, 5))], notes="windows wholly in the padding sum to 0")
+case("pool2d_avg_nan", "Pooling", dict(kernel=(2, 2), stride=(2, 2), pool_type="avg"),
+     [("data", (1, 1, 4, 4))], values={"data": special(np.nan)}, notes="avg propagates NaN")
+
+# --- BatchNorm ---------------------------------------------------------------
+case("bn_defaults", "BatchNorm", {}, [("data", (2, 3, 4, 4))],
+     notes="all defaults: fix_gamma true (gamma read as 1), eps 1e-3")
+case("bn_gamma_eps1e-5", "BatchNorm", dict(fix_gamma=False, eps=1e-5), [("data", (2, 3, 3, 2))])
+case("bn_axis_last", "BatchNorm", dict(fix_gamma=False, axis=-1), [("data", (2, 3, 4))])
+case("bn_axis0", "BatchNorm", dict(fix_gamma=False, axis=0), [("data", (3, 2, 2))])
+case("bn_2d", "BatchNorm", dict(fix_gamma=False, eps=0.01), [("data", (4, 5))])
+case("bn_8ch", "BatchNorm", dict(fix_gamma=False, eps=1e-5), [("data", (2, 8, 3, 3))],
+     notes="8 channels, 4-D, axis 1: the oneDNN path")
+case("bn_5d", "BatchNorm", dict(fix_gamma=False), [("data", (1, 3, 2, 3, 2))])
+case("bn_global_stats_momentum", "BatchNorm",
+     dict(fix_gamma=False, use_global_stats=True, momentum=0.7), [("data", (2, 3, 2, 2))],
+     notes="at inference use_global_stats and momentum change nothing")
+case("bn_output_mean_var", "BatchNorm", dict(fix_gamma=False, output_mean_var=True),
+     [("data", (2, 3, 2, 2))],
+     notes="at inference the extra outputs are the moving mean and 1/sqrt(moving_var + eps) "
+           "(not the variance)")
+case("bn_train_defaults", "BatchNorm", {}, [("data", (4, 3, 2, 2))], train=True,
+     notes="training step: batch statistics, moving stats updated with momentum 0.9 "
+           "(fix_gamma true)")
+case("bn_train_gamma_momentum", "BatchNorm",
+     dict(fix_gamma=False, momentum=0.8, eps=1e-5, output_mean_var=True),
+     [("data", (3, 4, 2, 3))], train=True,
+     notes="outputs: y, batch mean, 1/sqrt(batch var + eps); moving var takes the BIASED "
+           "batch variance")
+case("bn_train_axis_last", "BatchNorm", dict(fix_gamma=False, axis=-1, momentum=0.5),
+     [("data", (3, 2, 4))], train=True)
+case("bn_train_global_stats", "BatchNorm", dict(fix_gamma=False, use_global_stats=True),
+     [("data", (2, 3, 2, 2))], train=True,
+     notes="use_global_stats: moving stats used and left unchanged in training")
+case("bn_train_8ch", "BatchNorm", dict(fix_gamma=False, momentum=0.9),
+     [("data", (2, 8, 2, 3))], train=True, notes="oneDNN path in training")
+
+# --- InstanceNorm, LayerNorm, GroupNorm --------------------------------------
+case("instancenorm_default_eps", "InstanceNorm", {}, [("data", (2, 3, 4, 4))],
+     notes="eps defaults to 1e-3")
+case("instancenorm_3d_eps1e-5", "InstanceNorm", dict(eps=1e-5), [("data", (2, 4, 5))])
+case("instancenorm_5d", "InstanceNorm", dict(eps=1e-5), [("data", (1, 2, 3, 2, 3))])
+case("layernorm_default", "LayerNorm", {}, [("data", (2, 3, 6))], notes="axis -1, eps 1e-5")
+case("layernorm_axis1", "LayerNorm", dict(axis=1, eps=1e-3), [("data", (2, 4, 3, 2))])
+case("layernorm_axis0_2d", "LayerNorm", dict(axis=0), [("data", (5, 3))])
+case("groupnorm_default", "GroupNorm", {}, [("data", (2, 4, 3, 3))],
+     notes="num_groups 1; gamma/beta have shape (num_groups,) in 1.9.1")
+case("groupnorm_2groups", "GroupNorm", dict(num_groups=2, eps=1e-3), [("data", (2, 6, 2, 3))])
+case("groupnorm_per_channel_3d", "GroupNorm", dict(num_groups=4), [("data", (2, 4, 5))])
+case("groupnorm_5d", "GroupNorm", dict(num_groups=2), [("data", (1, 4, 2, 2, 3))])
+
+# --- Activation, LeakyReLU, Dropout -------------------------------------------
+for act in ("relu", "sigmoid", "tanh", "softrelu", "softsign"):
+    case("activation_%s" % act, "Activation", dict(act_type=act), [("data", (2, 3, 4))],
+         values={"data": scaled(3.0)} if act != "softrelu" else
+         {"data": special(25.0, -30.0, 19.5, 20.5)},
+         notes="softrelu: x > 20 returns x" if act == "softrelu" else "")
+case("activation_relu_nan_8ch", "Activation", dict(act_type="relu"), [("data", (1, 8, 2, 2))],
+     values={"data": special(np.nan, -np.inf, np.inf, np.nan)},
+     notes="Activation(relu) maps NaN to 0 (the relu operator keeps it)")
+case("leaky_default", "LeakyReLU", {}, [("data", (2, 3, 4))], notes="leaky, slope 0.25")
+case("leaky_slope0.1", "LeakyReLU", dict(act_type="leaky", slope=0.1), [("data", (3, 5))])
+case("elu_default", "LeakyReLU", dict(act_type="elu"), [("data", (2, 3, 4))],
+     notes="elu's slope also defaults to 0.25")
+case("elu_slope0.5", "LeakyReLU", dict(act_type="elu", slope=0.5), [("data", (4, 4))])
+case("prelu_per_channel", "LeakyReLU", dict(act_type="prelu"), [("data", (2, 3, 4))],
+     values={"op_gamma": uniform(0.05, 0.5)})
+case("prelu_one_slope_4d", "LeakyReLU", dict(act_type="prelu"), [("data", (2, 3, 2, 2))],
+     shapes={"op_gamma": (1,)}, values={"op_gamma": uniform(0.05, 0.5)},
+     notes="gamma of shape (1,), as Gluon's PReLU stores it")
+case("prelu_per_channel_2d", "LeakyReLU", dict(act_type="prelu"), [("data", (4, 3))],
+     values={"op_gamma": uniform(0.05, 0.5)})
+case("selu", "LeakyReLU", dict(act_type="selu"), [("data", (2, 3, 4))],
+     values={"data": scaled(2.0)})
+case("gelu", "LeakyReLU", dict(act_type="gelu"), [("data", (2, 3, 4))],
+     values={"data": scaled(2.5)}, notes="the erf form")
+case("rrelu_inference", "LeakyReLU", dict(act_type="rrelu"), [("data", (2, 3, 4))], head=0,
+     notes="inference: slope (0.125 + 0.334)/2; only output 0 (rrelu also has a mask output)")
+case("rrelu_bounds", "LeakyReLU", dict(act_type="rrelu", lower_bound=0.2, upper_bound=0.6),
+     [("data", (3, 4))], head=0)
+case("dropout_inference", "Dropout", dict(p=0.5), [("data", (3, 4))],
+     notes="identity at inference")
+case("dropout_always_p0", "Dropout", dict(p=0.0, mode="always"), [("data", (2, 5))],
+     notes="mode always with p 0: identity")
+
+# --- softmax family ----------------------------------------------------------
+case("softmax_default", "softmax", {}, [("data", (2, 3, 5))], values={"data": scaled(3.0)})
+case("softmax_axis1", "softmax", dict(axis=1), [("data", (2, 4, 3))])
+case("softmax_axis0_temperature2", "softmax", dict(axis=0, temperature=2.0), [("data", (3, 4))])
+case("softmax_axis-2_temperature0.5", "softmax", dict(axis=-2, temperature=0.5),
+     [("data", (2, 3, 2, 2))])
+case("log_softmax_default", "log_softmax", {}, [("data", (3, 6))], values={"data": scaled(4.0)})
+case("log_softmax_axis1_temperature3", "log_softmax", dict(axis=1, temperature=3.0),
+     [("data", (2, 5, 2))])
+case("softmaxoutput_flatten_4d", "SoftmaxOutput", {},
+     [("data", (2, 3, 2, 2)), ("op_label", (2, 3, 2))], labels=["op_label"],
+     values={"op_label": labels_for(2)},
+     notes="default mode on 4-D data: MXNet's oneDNN kernel normalises over the LAST axis "
+           "(its own CPU kernel would flatten); the label has the data's shape without its "
+           "last axis")
+case("softmaxoutput_flatten_3d", "SoftmaxOutput", {},
+     [("data", (2, 3, 4)), ("op_label", (2, 3))], labels=["op_label"],
+     values={"op_label": labels_for(4)},
+     notes="default mode on 3-D data: softmax over all axes after the first")
+case("softmaxoutput_2d", "SoftmaxOutput", dict(grad_scale=2.0, normalization="batch"),
+     [("data", (3, 5)), ("op_label", (3,))], labels=["op_label"],
+     values={"op_label": labels_for(5)}, notes="training-only attributes set")
+case("softmaxoutput_multi_output", "SoftmaxOutput", dict(multi_output=True),
+     [("data", (2, 3, 4)), ("op_label", (2, 4))], labels=["op_label"],
+     values={"op_label": labels_for(3)}, notes="softmax over axis 1")
+case("softmaxoutput_preserve_shape", "SoftmaxOutput", dict(preserve_shape=True),
+     [("data", (2, 3, 4)), ("op_label", (2, 3))], labels=["op_label"],
+     values={"op_label": labels_for(4)}, notes="softmax over the last axis")
+case("softmaxoutput_multi_and_preserve", "SoftmaxOutput",
+     dict(multi_output=True, preserve_shape=True),
+     [("data", (2, 3, 4)), ("op_label", (2, 4))], labels=["op_label"],
+     values={"op_label": labels_for(3)}, notes="multi_output wins")
+
+# --- element-wise ------------------------------------------------------------
+for op in ("elemwise_add", "elemwise_sub", "elemwise_mul", "elemwise_div"):
+    case(op, op, {}, [("lhs", (2, 3, 4)), ("rhs", (2, 3, 4))],
+         values={"rhs": uniform(0.5, 2.0)} if op.endswith("div") else {})
+case("maximum_nan", "_internal._maximum", {}, [("lhs", (3, 4)), ("rhs", (3, 4))],
+     values={"lhs": special(np.nan, 1.0), "rhs": special(0.0, np.nan)},
+     notes="_maximum: NaN in either operand gives NaN")
+case("minimum_nan", "_internal._minimum", {}, [("lhs", (3, 4)), ("rhs", (3, 4))],
+     values={"lhs": special(np.nan, 1.0), "rhs": special(0.0, np.nan)})
+for op, a, b in (("broadcast_add", (2, 3, 4), (1, 3, 1)),
+                 ("broadcast_sub", (2, 1, 4), (3, 1)),
+                 ("broadcast_mul", (3, 1), (2, 1, 4)),
+                 ("broadcast_div", (2, 3, 4), (4,)),
+                 ("broadcast_maximum", (2, 3), (1, 3)),
+                 ("broadcast_minimum", (4, 1, 2), (1, 3, 1)),
+                 ("broadcast_plus", (2, 3), (2, 3)),
+                 ("broadcast_minus", (1,), (2, 3))):
+    case("%s_%s_%s" % (op, "x".join(map(str, a)), "x".join(map(str, b))), op, {},
+         [("lhs", a), ("rhs", b)],
+         values={"rhs": uniform(0.5, 2.0)} if op.endswith("div") else {})
+case("add_n_3", "add_n", {}, [("a", (2, 3)), ("b", (2, 3)), ("c", (2, 3))])
+case("elementwisesum_2", "ElementWiseSum", {}, [("a", (4,)), ("b", (4,))],
+     notes="the alias, stored as add_n")
+for op, s in (("_plus_scalar", 2.5), ("_minus_scalar", -1.5), ("_rminus_scalar", 3.0),
+              ("_mul_scalar", 0.7), ("_div_scalar", 4.0), ("_rdiv_scalar", 2.0)):
+    case(op, "_internal." + op, dict(scalar=s), [("data", (2, 3))],
+         values={"data": uniform(0.5, 3.0)} if op == "_rdiv_scalar" else {})
+for op in ("relu", "sigmoid", "tanh", "exp", "log", "sqrt", "abs", "negative"):
+    case("unary_" + op, op, {}, [("data", (2, 5))],
+         values={"data": uniform(0.1, 4.0)} if op in ("log", "sqrt") else {"data": scaled(2.0)})
+case("unary_relu_nan", "relu", {}, [("data", (2, 3))], values={"data": special(np.nan, -np.inf)},
+     notes="the relu operator keeps NaN")
+case("unary_log_sqrt_domain", "log", {}, [("data", (3,))],
+     values={"data": lambda rng, shape: np.array([-1.0, 0.0, 2.0])},
+     notes="log(-1) = NaN, log(0) = -inf")
+case("clip_relu6", "clip", dict(a_min=0.0, a_max=6.0), [("data", (2, 6))],
+     values={"data": scaled(5.0)})
+case("clip_nan", "clip", dict(a_min=-0.5, a_max=0.5), [("data", (3, 3))],
+     values={"data": special(np.nan, np.inf, -np.inf)}, notes="NaN passes through clip")
+
+# --- shape -------------------------------------------------------------------
+for codes, shape, rev in (
+        ((0, -1), (2, 3, 4), False),
+        ((-1,), (2, 3, 4), False),
+        ((4, 0, 2), (2, 3, 4), False),
+        ((6, 1, -1), (2, 3, 4), False),
+        ((3, -1, 8), (2, 3, 4), False),
+        ((-2,), (2, 3, 4), False),
+        ((2, -2), (2, 3, 4), False),
+        ((-2, 1, 1), (2, 3, 4), False),
+        ((-3, 4), (2, 3, 4), False),
+        ((-3, -3), (2, 3, 4, 5), False),
+        ((0, -3), (2, 3, 4), False),
+        ((-3, -2), (2, 3, 4), False),
+        ((-4, 1, 2, -2), (2, 3, 4), False),
+        ((2, -4, -1, 3, -2), (2, 3, 4), False),
+        ((-1, -4, 3, 2), (2, 6, 4), False),
+        ((-1, 0), (10, 5, 4), True),
+        ((-1, 0), (10, 5, 4), False),
+        ((0, -1), (2, 3, 4, 5), True),
+        ((-3, 0, 0), (2, 3, 4, 5), True),
+        ((0, 0, -1), (3, 2, 2, 2), True)):
+    tag = "_".join(str(c).replace("-", "m") for c in codes) + ("_rev" if rev else "")
+    case("reshape_" + tag, "Reshape", dict(shape=codes, reverse=rev) if rev else dict(shape=codes),
+         [("data", shape)])
+case("flatten_4d", "Flatten", {}, [("data", (2, 3, 2, 2))])
+case("flatten_2d", "Flatten", {}, [("data", (3, 4))])
+case("concat_dim1", "Concat", {}, [("a", (2, 3, 2)), ("b", (2, 1, 2))], notes="dim defaults to 1")
+case("concat_dim0_3", "Concat", dict(dim=0), [("a", (1, 3)), ("b", (2, 3)), ("c", (3, 3))])
+case("concat_dim-1", "Concat", dict(dim=-1), [("a", (2, 2, 1)), ("b", (2, 2, 3))])
+case("concat_dim2_4d", "Concat", dict(dim=2), [("a", (1, 2, 2, 3)), ("b", (1, 2, 1, 3))])
+case("rnn_param_concat", "_internal._rnn_param_concat", dict(dim=0),
+     [("a", (6,)), ("b", (4,)), ("c", (3,))])
+case("swapaxis_0_1", "SwapAxis", dict(dim1=0, dim2=1), [("data", (2, 3, 4))])
+case("swapaxis_1_3", "SwapAxis", dict(dim1=1, dim2=3), [("data", (2, 3, 2, 4))])
+case("swapaxis_default", "SwapAxis", {}, [("data", (2, 3))], notes="dim1 = dim2 = 0: identity")
+case("swapaxis_neg", "SwapAxis", dict(dim1=-1, dim2=0), [("data", (2, 3, 4))])
+case("slicechannel_3_axis1", "SliceChannel", dict(num_outputs=3), [("data", (2, 6, 2))],
+     notes="axis defaults to 1")
+case("slicechannel_squeeze_last", "SliceChannel", dict(num_outputs=4, axis=-1, squeeze_axis=True),
+     [("data", (2, 3, 4))])
+case("slicechannel_axis0", "SliceChannel", dict(num_outputs=2, axis=0), [("data", (4, 3))])
+case("stack_axis0", "stack", {}, [("a", (2, 3)), ("b", (2, 3))])
+case("stack_axis1_3", "stack", dict(axis=1), [("a", (2, 3)), ("b", (2, 3)), ("c", (2, 3))])
+case("stack_axis-1", "stack", dict(axis=-1), [("a", (2, 3)), ("b", (2, 3))])
+case("stack_axis2_new_last", "stack", dict(axis=2), [("a", (3, 2)), ("b", (3, 2))])
+for mode in ("constant", "edge", "reflect"):
+    case("pad_%s_4d" % mode, "Pad",
+         dict(mode=mode, pad_width=(0, 0, 0, 0, 1, 2, 2, 1)), [("data", (1, 2, 3, 4))])
+    case("pad_%s_5d" % mode, "Pad",
+         dict(mode=mode, pad_width=(0, 0, 0, 0, 1, 0, 0, 2, 2, 1)), [("data", (1, 2, 3, 3, 4))])
+case("pad_constant_value", "Pad",
+     dict(mode="constant", pad_width=(0, 0, 0, 0, 2, 1, 0, 3), constant_value=1.5),
+     [("data", (2, 1, 2, 3))])
+case("sequencelast_axis0", "SequenceLast", {}, [("data", (4, 2, 3))])
+case("sequencelast_axis1", "SequenceLast", dict(axis=1), [("data", (2, 4, 3))],
+     notes="MXNet accepts only axis 0 or 1")
+case("mean_all", "mean", {}, [("data", (2, 3, 4))], notes="axis None: one value, shape (1,)")
+case("mean_axis1", "mean", dict(axis=1), [("data", (2, 3, 4))])
+case("mean_axes0_2_keepdims", "mean", dict(axis=(0, 2), keepdims=True), [("data", (2, 3, 4))])
+case("mean_axis1_exclude", "mean", dict(axis=1, exclude=True), [("data", (2, 3, 4))])
+case("mean_axis1_exclude_keepdims", "mean", dict(axis=1, exclude=True, keepdims=True),
+     [("data", (2, 3, 4))])
+case("mean_empty_axes", "mean", dict(axis=()), [("data", (2, 3, 4))],
+     notes="axis=() reduces every axis in MXNet 1.9.1")
+case("mean_empty_axes_exclude", "mean", dict(axis=(), exclude=True), [("data", (2, 3))],
+     notes="axis=() with exclude reduces every axis too")
+case("mean_axis-1", "mean", dict(axis=-1), [("data", (3, 4))])
+case("mean_all_listed", "mean", dict(axis=(0, 1, 2)), [("data", (2, 3, 2))],
+     notes="every axis listed: shape (1,)")
+case("zeros", "zeros", dict(shape=(2, 3)), [])
+case("ones", "ones", dict(shape=(3, 1, 2)), [])
+case("zeros_like", "zeros_like", {}, [("data", (2, 3))])
+case("ones_like", "ones_like", {}, [("data", (3, 2))])
+
+# --- Embedding ---------------------------------------------------------------
+case("embedding_2d_ids", "Embedding", dict(input_dim=10, output_dim=4), [("data", (2, 5))],
+     values={"data": token_ids(10)},
+     notes="ids -3, 10, 15, 2.7, -0.5, 9.5, 1.2: truncated toward zero and clipped to [0, 9]")
+case("embedding_1d_ids", "Embedding", dict(input_dim=6, output_dim=3), [("data", (7,))],
+     values={"data": token_ids(6)})
+case("embedding_3d_ids", "Embedding", dict(input_dim=5, output_dim=2), [("data", (2, 2, 3))],
+     values={"data": token_ids(5)})
+
+
+# --- RNN ---------------------------------------------------------------------
+def rnn_case(mode, layers, bidirectional, state_outputs, t=4, n=2, i=3, h=3, suffix=""):
+    d = 2 if bidirectional else 1
+    name = "rnn_%s_l%d_%s%s%s" % (mode, layers, "bi" if bidirectional else "uni",
+                                  "" if state_outputs else "_nostate", suffix)
+    data = [("data", (t, n, i)), ("state", (layers * d, n, h))]
+    if mode == "lstm":
+        data.append(("state_cell", (layers * d, n, h)))
+
+    def build(v, mode=mode, layers=layers, bidirectional=bidirectional, h=h,
+              state_outputs=state_outputs):
+        kw = dict(data=v("data"), parameters=v("op_parameters"), state=v("state"),
+                  mode=mode, state_size=h, num_layers=layers, bidirectional=bidirectional,
+                  state_outputs=state_outputs, name="op")
+        if mode == "lstm":
+            kw["state_cell"] = v("state_cell")
+        return mx.sym.RNN(**kw)
+
+    case(name, "RNN", dict(mode=mode, state_size=h, num_layers=layers,
+                           bidirectional=bidirectional, state_outputs=state_outputs),
+         data, build=build, values={"op_parameters": uniform(-0.6, 0.6),
+                                    "state": scaled(0.5), "state_cell": scaled(0.5)},
+         notes="TNC; packed parameters; random initial states")
+
+
+for mode in ("lstm", "gru", "rnn_tanh", "rnn_relu"):
+    for layers in (1, 2):
+        for bi in (False, True):
+            rnn_case(mode, layers, bi, True)
+    rnn_case(mode, 2, True, False)
+rnn_case("lstm", 1, False, True, t=1, n=3, i=2, h=2, suffix="_one_step")
+
+# --- loss heads and gradient control -----------------------------------------
+case("linearregressionoutput", "LinearRegressionOutput", {},
+     [("data", (3, 4)), ("op_label", (3, 4))], labels=["op_label"])
+case("logisticregressionoutput", "LogisticRegressionOutput", dict(grad_scale=0.5),
+     [("data", (3, 4)), ("op_label", (3, 4))], labels=["op_label"], values={"data": scaled(3.0)})
+case("maeregressionoutput", "MAERegressionOutput", {},
+     [("data", (2, 5)), ("op_label", (2, 5))], labels=["op_label"])
+case("makeloss", "MakeLoss", {}, [("data", (2, 3))])
+case("makeloss_batch_norm_scale", "MakeLoss", dict(grad_scale=2.0, normalization="batch"),
+     [("data", (4,))])
+case("blockgrad", "BlockGrad", {}, [("data", (2, 3))])
+case("stop_gradient", "stop_gradient", {}, [("data", (3, 2))], notes="the alias, stored as BlockGrad")
+
+
+# ----------------------------------------------------------------------------
+# running a case
+# ----------------------------------------------------------------------------
+
+def default_value(rng, name, shape):
+    if name.endswith("_weight"):
+        return rng.normal(0, 0.5, size=shape)
+    if name.endswith("_bias"):
+        return rng.normal(0, 0.3, size=shape)
+    if name.endswith("_gamma"):
+        return rng.uniform(0.5, 1.5, size=shape)
+    if name.endswith("_beta"):
+        return rng.normal(0, 0.3, size=shape)
+    if name.endswith("moving_mean"):
+        return rng.normal(0, 0.5, size=shape)
+    if name.endswith("moving_var"):
+        return rng.uniform(0.5, 2.0, size=shape)
+    return rng.normal(0, 1, size=shape)
+
+
+def symbol_for(c):
+    variables = {}
+
+    def v(name):
+        if name not in variables:
+            variables[name] = mx.sym.var(name)
+        return variables[name]
+
+    if c["build"] is not None:
+        sym = c["build"](v)
+    else:
+        fn = mx.sym
+        for part in c["op"].split("."):
+            fn = getattr(fn, part)
+        positional = [v(n) for n, _ in c["data"] if n not in c["labels"]]
+        kwargs = dict(c["attrs"])
+        for lab in c["labels"]:
+            kwargs["label"] = v(lab)
+        sym = fn(*positional, name="op", **kwargs)
+    if c["head"] is not None:
+        sym = sym[c["head"]]
+    return sym
+
+
+def run_case(c):
+    rng = np.random.RandomState(seed_for(c["name"]))
+    sym = symbol_for(c)
+    js = json.loads(sym.tojson())
+    ops = [n for n in js["nodes"] if n["op"] != "null"]
+    assert len(ops) == 1, (c["name"], [n["op"] for n in ops])
+    node = ops[0]
+    data_shapes = dict(c["data"])
+    arg_names = sym.list_arguments()
+    aux_names = sym.list_auxiliary_states()
+    known = dict(data_shapes)
+    known.update(c["shapes"])
+    arg_shapes, _, aux_shapes = sym.infer_shape(**known)
+    arrays = {}
+    for name, shape in list(zip(arg_names, arg_shapes)) + list(zip(aux_names, aux_shapes)):
+        shape = tuple(shape)
+        if name in c["values"]:
+            value = c["values"][name](rng, shape)
+        elif name in data_shapes:
+            value = rng.normal(0, 1, size=shape)
+        else:
+            value = default_value(rng, name, shape)
+        arrays[name] = np.asarray(value, dtype=np.float32).reshape(shape)
+    inputs = [n for n in arg_names if n in data_shapes]
+    params = [n for n in arg_names if n not in data_shapes]
+    args = {n: mx.nd.array(arrays[n], dtype="float32") for n in arg_names}
+    aux = {n: mx.nd.array(arrays[n], dtype="float32") for n in aux_names}
+    updated = {}
+    if c["train"]:
+        grads = {n: mx.nd.zeros(arrays[n].shape) for n in arg_names}
+        ex = sym.bind(mx.cpu(), args, args_grad=grads, grad_req="write", aux_states=aux)
+        outs = ex.forward(is_train=True)
+        heads = [mx.nd.ones(outs[0].shape)] + [mx.nd.zeros(o.shape) for o in outs[1:]]
+        ex.backward(heads)
+        outs = [o.asnumpy() for o in outs]
+        updated = {n: ex.aux_dict[n].asnumpy() for n in aux_names}
+    else:
+        ex = sym.bind(mx.cpu(), args, grad_req="null", aux_states=aux)
+        outs = [o.asnumpy() for o in ex.forward(is_train=False)]
+        # The operator must not have touched the auxiliary states at inference.
+        for n in aux_names:
+            assert np.array_equal(ex.aux_dict[n].asnumpy(), arrays[n]), (c["name"], n)
+
+    outdir = os.path.join(OUT_ROOT, c["name"])
+    if os.path.isdir(outdir):
+        shutil.rmtree(outdir)
+    os.makedirs(outdir)
+    with open(os.path.join(outdir, "model-symbol.json"), "w") as f:
+        f.write(sym.tojson())
+    saved = {}
+    for n in sorted(params):
+        saved["arg:" + n] = mx.nd.array(arrays[n], dtype="float32")
+    for n in sorted(aux_names):
+        saved["aux:" + n] = mx.nd.array(arrays[n], dtype="float32")
+    mx.nd.save(os.path.join(outdir, "model-0000.params"), saved)
+    for n in inputs:
+        np.save(os.path.join(outdir, "input-%s.npy" % n), arrays[n])
+    for k, o in enumerate(outs):
+        np.save(os.path.join(outdir, "output-%d.npy" % k), o.astype(np.float32))
+    for n, a in updated.items():
+        np.save(os.path.join(outdir, "aux-%s.npy" % n), a.astype(np.float32))
+    meta = {
+        "inputs": [{"name": n, "dtype": "float32", "shape": list(arrays[n].shape)}
+                   for n in inputs],
+        "outputs": sym.list_outputs(),
+        "mxnet_version": mx.__version__,
+        "op": node["op"],
+        "attrs": node.get("attrs", {}),
+        "called": "mx.sym." + c["op"],
+        "notes": c["notes"],
+    }
+    if c["labels"]:
+        meta["ignored_inputs"] = list(c["labels"])
+    if c["train"]:
+        meta["is_train"] = True
+        meta["updated_aux"] = sorted(updated)
+    with open(os.path.join(outdir, "meta.json"), "w") as f:
+        json.dump(meta, f, indent=2)
+        f.write("\n")
+    return {"name": c["name"], "op": node["op"], "attrs": node.get("attrs", {}),
+            "is_train": bool(c["train"]), "outputs": len(outs), "notes": c["notes"]}
+
+
+def main(argv):
+    if "--list" in argv:
+        for c in CASES:
+            print(c["name"], c["op"], c["attrs"])
+        return 0
+    prefixes = [a for a in argv if not a.startswith("-")]
+    chosen = [c for c in CASES if not prefixes or any(c["name"].startswith(p) for p in prefixes)]
+    if not prefixes and os.path.isdir(OUT_ROOT):
+        shutil.rmtree(OUT_ROOT)
+    os.makedirs(OUT_ROOT, exist_ok=True)
+    index = []
+    for c in chosen:
+        if "-v" in argv:
+            print(c["name"], flush=True)
+        index.append(run_case(c))
+    if not prefixes:
+        with open(os.path.join(OUT_ROOT, "index.json"), "w") as f:
+            json.dump({"mxnet_version": mx.__version__, "cases": index}, f, indent=1)
+            f.write("\n")
+    census = {}
+    for e in index:
+        census[e["op"]] = census.get(e["op"], 0) + 1
+    total = sum(os.path.getsize(os.path.join(dp, fn))
+                for dp, _, fns in os.walk(OUT_ROOT) for fn in fns)
+    print("%d cases, %d ops, %d bytes" % (len(index), len(census), total))
+    for op in sorted(census):
+        print("  %-26s %d" % (op, census[op]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
