@@ -980,6 +980,11 @@ impl Importer<'_> {
             }
             "SequenceLast" => {
                 let axis = a.int("axis", 0)?;
+                if axis != 0 && axis != 1 {
+                    return Err(err(format!(
+                        "attribute \"axis\" = {axis}: MXNet's SequenceLast takes axis 0 or 1"
+                    )));
+                }
                 if a.bool("use_sequence_length", false)? {
                     return Err(err(
                         "attribute \"use_sequence_length\" = true is not supported".into(),
@@ -1012,6 +1017,11 @@ impl Importer<'_> {
                 let axes = a.opt_tuple("axis")?;
                 let keepdims = a.bool("keepdims", false)?;
                 let exclude = a.bool("exclude", false)?;
+                // MXNet 1.9.1 reduces every axis for `axis=()`, with or without `exclude`.
+                let (axes, exclude) = match axes {
+                    Some(list) if list.is_empty() => (None, false),
+                    other => (other, exclude),
+                };
                 a.finish()?;
                 need(1)?;
                 Mean {

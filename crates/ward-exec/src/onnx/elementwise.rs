@@ -16,7 +16,34 @@ pub(super) fn binary(b: &mut Builder<'_>, at: &At<'_>, op: &Binary) -> R<()> {
         BinaryKind::Max => "Max",
         BinaryKind::Min => "Min",
     };
-    b.push(name, at.inputs()?, vec![at.out()?], vec![]);
+    if !matches!(op.kind, BinaryKind::Max | BinaryKind::Min) {
+        b.push(name, at.inputs()?, vec![at.out()?], vec![]);
+        return Ok(());
+    }
+    // MXNet's maximum and minimum give NaN when either side is NaN; ONNX's (tract's)
+    // return the other side.
+    let (x, y) = (at.input(0)?, at.input(1)?);
+    let picked = b.op(name, vec![x.clone(), y.clone()], vec![], &at.hint("picked"));
+    let x_nan = b.op("IsNaN", vec![x.clone()], vec![], &at.hint("x_nan"));
+    let y_nan = b.op("IsNaN", vec![y.clone()], vec![], &at.hint("y_nan"));
+    let either = b.op("Or", vec![x_nan, y_nan], vec![], &at.hint("nan"));
+    // x + y is NaN wherever either is, and broadcasts as the result does.
+    let nan_sum = b.op("Add", vec![x, y], vec![], &at.hint("nan_sum"));
+    b.push(
+        "Where",
+        vec![either, nan_sum, picked],
+        vec![at.out()?],
+        vec![],
+    );
+    Ok(())
+}
+
+/// `f(x)`, but NaN where `x` is NaN: MXNet's `relu` and `clip` pass NaN through, ONNX's
+/// (tract's) map it to a number.
+fn keep_nan(b: &mut Builder<'_>, at: &At<'_>, f: String) -> R<()> {
+    let x = at.input(0)?;
+    let nan = b.op("IsNaN", vec![x.clone()], vec![], &at.hint("nan"));
+    b.push("Where", vec![nan, x, f], vec![at.out()?], vec![]);
     Ok(())
 }
 
@@ -51,6 +78,10 @@ pub(super) fn unary(b: &mut Builder<'_>, at: &At<'_>, op: &Unary) -> R<()> {
         UnaryKind::Abs => "Abs",
         UnaryKind::Neg => "Neg",
     };
+    if op.kind == UnaryKind::Relu {
+        let relu = b.op(name, vec![at.input(0)?], vec![], &at.hint("relu"));
+        return keep_nan(b, at, relu);
+    }
     b.push(name, vec![at.input(0)?], vec![at.out()?], vec![]);
     Ok(())
 }
@@ -58,6 +89,11 @@ pub(super) fn unary(b: &mut Builder<'_>, at: &At<'_>, op: &Unary) -> R<()> {
 pub(super) fn clip(b: &mut Builder<'_>, at: &At<'_>, op: &Clip) -> R<()> {
     let lo = b.scalar_f32(&at.hint("min"), op.min as f32);
     let hi = b.scalar_f32(&at.hint("max"), op.max as f32);
-    b.push("Clip", vec![at.input(0)?, lo, hi], vec![at.out()?], vec![]);
-    Ok(())
+    let clipped = b.op(
+        "Clip",
+        vec![at.input(0)?, lo, hi],
+        vec![],
+        &at.hint("clipped"),
+    );
+    keep_nan(b, at, clipped)
 }

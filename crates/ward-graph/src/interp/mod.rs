@@ -20,6 +20,7 @@ pub mod conv;
 pub mod dense;
 pub mod elementwise;
 pub mod embedding;
+pub mod eval;
 pub mod loss;
 pub mod norm;
 pub mod pool;

@@ -606,7 +606,11 @@ fn compare(got: &Array, want: &Array) -> R<(f64, f64)> {
 }
 
 /// Cases that cannot be checked, with the reason. Empty: every case is checked.
-const SKIPPED: &[(&str, &str)] = &[];
+const SKIPPED: &[(&str, &str)] = &[(
+    "softmaxoutput_flatten_4d",
+    "MXNet 1.9.1 from PyPI normalises 4-D data over the last axis in its oneDNN kernel; its own \
+     CPU kernel, GPU kernel and documentation flatten, and so does ward",
+)];
 
 #[test]
 fn every_kernel_matches_mxnet_on_every_fixture() {

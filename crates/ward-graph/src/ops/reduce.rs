@@ -58,6 +58,10 @@ impl OpDef for Mean {
                 out.push(*d);
             }
         }
+        // MXNet never gives a rank-0 result: every axis reduced is shape (1).
+        if out.is_empty() {
+            out.push(1);
+        }
         Ok(vec![out])
     }
 }

@@ -1,0 +1,408 @@
+//! The reference interpreter: runs any valid IR graph on the kernels of this module, in
+//! f64, node by node in topological order. Every backend is checked against it operator by
+//! operator (`ward-exec`'s conformance tests), and gradients can be checked against it by
+//! finite differences.
+//!
+//! One dispatch from an operator to its kernel, as in `ward-exec`'s lowering; the
+//! attribute types of the IR map onto the kernels' plain arguments here.
+
+use ward_core::Tensor;
+
+use super::activation::{self, LeakyReluKind as KLeaky, SoftmaxOutputMode as KSoftmaxMode};
+use super::conv::{self, ConvParams, DeconvParams};
+use super::elementwise::{self, BinaryKind as KBinary, ScalarKind as KScalar, UnaryKind as KUnary};
+use super::norm::{self, BatchNormParams};
+use super::pool::{self, PoolKind as KPool, PoolParams};
+use super::rnn::{self, RnnMode as KRnnMode, RnnWeights};
+use super::shape::{self as kshape, PadMode as KPad};
+use super::{dense, embedding, loss, Array, KernelError};
+use crate::ir::{Graph, InputRole, Node, Source};
+use crate::ops::activation::{ActivationKind, LeakyReluKind};
+use crate::ops::elementwise::{BinaryKind, ScalarKind, UnaryKind};
+use crate::ops::loss::{RegressionKind, SoftmaxOutputMode};
+use crate::ops::pool::PoolKind;
+use crate::ops::rnn::{RnnMode, PARAMS_PER_CELL};
+use crate::ops::shape::{FillDim, PadMode};
+use crate::ops::Op;
+
+/// Why the interpreter stopped: the node and what was wrong there.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum InterpError {
+    #[error("node {node:?} ({op}): {reason}")]
+    Node {
+        node: String,
+        op: &'static str,
+        reason: String,
+    },
+    #[error("the graph takes {expected} data inputs and {params} parameters, got {inputs} and {weights}")]
+    Arguments {
+        expected: usize,
+        params: usize,
+        inputs: usize,
+        weights: usize,
+    },
+    #[error("output {output:?} reads a value that was not computed")]
+    Output { output: String },
+}
+
+/// A tensor as the interpreter holds it.
+pub fn array_of(t: &Tensor) -> Array {
+    Array {
+        shape: t.shape().to_vec(),
+        data: t.to_f64_vec(),
+    }
+}
+
+/// Runs `graph` with `weights` (one per parameter) on its data inputs (labels are not
+/// fed) and returns its outputs.
+pub fn run(graph: &Graph, weights: &[Tensor], data: &[Tensor]) -> Result<Vec<Array>, InterpError> {
+    let params: Vec<Array> = weights.iter().map(array_of).collect();
+    let data: Vec<Array> = data.iter().map(array_of).collect();
+    run_arrays(graph, &params, &data)
+}
+
+/// [`run`] on arrays.
+pub fn run_arrays(
+    graph: &Graph,
+    params: &[Array],
+    data: &[Array],
+) -> Result<Vec<Array>, InterpError> {
+    let expected = graph
+        .inputs
+        .iter()
+        .filter(|i| i.role == InputRole::Data)
+        .count();
+    if data.len() != expected || params.len() != graph.params.len() {
+        return Err(InterpError::Arguments {
+            expected,
+            params: graph.params.len(),
+            inputs: data.len(),
+            weights: params.len(),
+        });
+    }
+    let mut fed = data.iter();
+    let inputs: Vec<Option<&Array>> = graph
+        .inputs
+        .iter()
+        .map(|i| match i.role {
+            InputRole::Data => fed.next(),
+            InputRole::Label => None,
+        })
+        .collect();
+    let mut values: Vec<Vec<Array>> = Vec::with_capacity(graph.nodes.len());
+    for node in &graph.nodes {
+        let ins: Vec<Option<&Array>> = node
+            .inputs
+            .iter()
+            .map(|s| match *s {
+                Source::Input(i) => inputs.get(i).copied().flatten(),
+                Source::Param(p) => params.get(p),
+                Source::Node(n, k) => values.get(n).and_then(|o| o.get(k)),
+            })
+            .collect();
+        let outs = eval(node, &ins).map_err(|reason| InterpError::Node {
+            node: node.name.clone(),
+            op: node.op.name(),
+            reason,
+        })?;
+        values.push(outs);
+    }
+    graph
+        .outputs
+        .iter()
+        .map(|o| {
+            let value = match o.source {
+                Source::Input(i) => inputs.get(i).copied().flatten(),
+                Source::Param(p) => params.get(p),
+                Source::Node(n, k) => values.get(n).and_then(|v| v.get(k)),
+            };
+            value.cloned().ok_or_else(|| InterpError::Output {
+                output: o.name.clone(),
+            })
+        })
+        .collect()
+}
+
+type R<T> = Result<T, String>;
+
+fn kernel<T>(r: Result<T, KernelError>) -> R<T> {
+    r.map_err(|e| e.to_string())
+}
+
+fn arg<'a>(ins: &[Option<&'a Array>], i: usize) -> R<&'a Array> {
+    ins.get(i)
+        .copied()
+        .flatten()
+        .ok_or_else(|| format!("input {i} is missing or is a label, which is not fed"))
+}
+
+fn one(a: Array) -> R<Vec<Array>> {
+    Ok(vec![a])
+}
+
+/// The one dispatch from an operator to its kernel.
+fn eval(node: &Node, ins: &[Option<&Array>]) -> R<Vec<Array>> {
+    let x = || arg(ins, 0);
+    let bias = |has: bool| if has { arg(ins, 2).map(Some) } else { Ok(None) };
+    match &node.op {
+        Op::Conv(op) => one(kernel(conv::convolution(
+            x()?,
+            arg(ins, 1)?,
+            bias(op.bias)?,
+            &ConvParams {
+                kernel: op.kernel.clone(),
+                stride: op.stride.clone(),
+                dilation: op.dilation.clone(),
+                pad: op.pad.clone(),
+                groups: op.groups,
+            },
+        ))?),
+        Op::Deconv(op) => one(kernel(conv::deconvolution(
+            x()?,
+            arg(ins, 1)?,
+            bias(op.bias)?,
+            &DeconvParams {
+                kernel: op.kernel.clone(),
+                stride: op.stride.clone(),
+                dilation: op.dilation.clone(),
+                pad: op.pad.clone(),
+                adj: op.output_padding.clone(),
+                groups: op.groups,
+            },
+        ))?),
+        Op::Dense(op) => one(kernel(dense::fully_connected(
+            x()?,
+            arg(ins, 1)?,
+            bias(op.bias)?,
+            op.flatten,
+        ))?),
+        Op::Pool(op) => one(kernel(pool::pooling(
+            x()?,
+            &PoolParams {
+                kind: match op.kind {
+                    PoolKind::Max => KPool::Max,
+                    PoolKind::Avg => KPool::Avg,
+                    PoolKind::Sum => KPool::Sum,
+                },
+                kernel: op.kernel.clone(),
+                stride: op.stride.clone(),
+                pad: op.pad.clone(),
+                full: op.ceil,
+                global: op.global,
+                count_include_pad: op.count_include_pad,
+            },
+        ))?),
+        Op::BatchNorm(op) => one(kernel(norm::batch_norm_inference(
+            x()?,
+            arg(ins, 1)?,
+            arg(ins, 2)?,
+            arg(ins, 3)?,
+            arg(ins, 4)?,
+            &BatchNormParams {
+                axis: op.axis,
+                eps: op.eps,
+                fix_gamma: op.fix_gamma,
+            },
+        ))?),
+        Op::InstanceNorm(op) => one(kernel(norm::instance_norm(
+            x()?,
+            arg(ins, 1)?,
+            arg(ins, 2)?,
+            op.eps,
+        ))?),
+        Op::LayerNorm(op) => one(kernel(norm::layer_norm(
+            x()?,
+            arg(ins, 1)?,
+            arg(ins, 2)?,
+            op.axis,
+            op.eps,
+        ))?),
+        Op::GroupNorm(op) => one(kernel(norm::group_norm(
+            x()?,
+            arg(ins, 1)?,
+            arg(ins, 2)?,
+            op.groups,
+            op.eps,
+        ))?),
+        Op::Activation(op) => {
+            let kind = match op.kind {
+                ActivationKind::Relu => activation::ActivationKind::Relu,
+                ActivationKind::Sigmoid => activation::ActivationKind::Sigmoid,
+                ActivationKind::Tanh => activation::ActivationKind::Tanh,
+                ActivationKind::Softrelu => activation::ActivationKind::Softrelu,
+                ActivationKind::Softsign => activation::ActivationKind::Softsign,
+            };
+            one(kernel(activation::activation(x()?, kind))?)
+        }
+        Op::LeakyRelu(op) => {
+            let (kind, gamma) = match op.kind {
+                LeakyReluKind::Leaky { slope } => (KLeaky::Leaky { slope }, None),
+                LeakyReluKind::Elu { slope } => (KLeaky::Elu { slope }, None),
+                LeakyReluKind::Prelu => (KLeaky::Prelu, Some(arg(ins, 1)?)),
+                LeakyReluKind::Selu => (KLeaky::Selu, None),
+                LeakyReluKind::Gelu => (KLeaky::Gelu, None),
+            };
+            one(kernel(activation::leaky_relu(x()?, kind, gamma))?)
+        }
+        Op::Softmax(op) => one(kernel(if op.log {
+            activation::log_softmax(x()?, op.axis, op.temperature)
+        } else {
+            activation::softmax(x()?, op.axis, op.temperature)
+        })?),
+        Op::SoftmaxOutput(op) => {
+            let mode = match op.mode {
+                SoftmaxOutputMode::Flatten => KSoftmaxMode::Flatten,
+                SoftmaxOutputMode::Channel => KSoftmaxMode::MultiOutput,
+                SoftmaxOutputMode::Last => KSoftmaxMode::PreserveShape,
+            };
+            one(kernel(activation::softmax_output(x()?, mode))?)
+        }
+        Op::RegressionOutput(op) => one(kernel(match op.kind {
+            RegressionKind::Linear => loss::linear_regression_output(x()?),
+            RegressionKind::Logistic => loss::logistic_regression_output(x()?),
+            RegressionKind::Mae => loss::mae_regression_output(x()?),
+        })?),
+        Op::Dropout(_) => one(kernel(loss::dropout_inference(x()?))?),
+        Op::MakeLoss(_) => one(kernel(loss::make_loss(x()?))?),
+        Op::BlockGrad(_) => one(kernel(loss::block_grad(x()?))?),
+        Op::Reshape(op) => {
+            let x = x()?;
+            let shape = op.output_shape(&x.shape)?;
+            one(kernel(x.reshaped(shape))?)
+        }
+        Op::Flatten(_) => one(kernel(kshape::flatten(x()?))?),
+        Op::Concat(op) => {
+            let all = (0..ins.len()).map(|i| arg(ins, i)).collect::<R<Vec<_>>>()?;
+            one(kernel(kshape::concat(&all, op.axis))?)
+        }
+        Op::SwapAxes(op) => one(kernel(kshape::swap_axes(x()?, op.axis1, op.axis2))?),
+        Op::Split(op) => kernel(kshape::split(x()?, op.axis, op.outputs, op.squeeze)),
+        Op::Stack(op) => {
+            let all = (0..ins.len()).map(|i| arg(ins, i)).collect::<R<Vec<_>>>()?;
+            one(kernel(kshape::stack(&all, op.axis))?)
+        }
+        Op::Pad(op) => {
+            let mode = match op.mode {
+                PadMode::Constant => KPad::Constant,
+                PadMode::Edge => KPad::Edge,
+                PadMode::Reflect => KPad::Reflect,
+            };
+            one(kernel(kshape::pad(x()?, mode, &op.pads, op.value))?)
+        }
+        Op::Fill(op) => {
+            let shape = op
+                .shape
+                .iter()
+                .map(|d| match *d {
+                    FillDim::Fixed(n) => Ok(n),
+                    FillDim::Like { input, axis } => arg(ins, input)?
+                        .shape
+                        .get(axis)
+                        .copied()
+                        .ok_or_else(|| format!("input {input} has no dim {axis}")),
+                })
+                .collect::<R<Vec<_>>>()?;
+            one(kernel(kshape::fill(&shape, op.value))?)
+        }
+        Op::OnesLike(_) => one(kernel(kshape::ones_like(x()?))?),
+        Op::Binary(op) => {
+            let kind = match op.kind {
+                BinaryKind::Add => KBinary::Add,
+                BinaryKind::Sub => KBinary::Sub,
+                BinaryKind::Mul => KBinary::Mul,
+                BinaryKind::Div => KBinary::Div,
+                BinaryKind::Max => KBinary::Max,
+                BinaryKind::Min => KBinary::Min,
+            };
+            one(kernel(elementwise::binary(
+                x()?,
+                arg(ins, 1)?,
+                kind,
+                op.broadcast,
+            ))?)
+        }
+        Op::AddN(_) => {
+            let all = (0..ins.len()).map(|i| arg(ins, i)).collect::<R<Vec<_>>>()?;
+            one(kernel(elementwise::add_n(&all))?)
+        }
+        Op::Scalar(op) => {
+            let kind = match op.kind {
+                ScalarKind::Add => KScalar::Add,
+                ScalarKind::Sub => KScalar::Sub,
+                ScalarKind::RSub => KScalar::RSub,
+                ScalarKind::Mul => KScalar::Mul,
+                ScalarKind::Div => KScalar::Div,
+                ScalarKind::RDiv => KScalar::RDiv,
+            };
+            one(kernel(elementwise::scalar(x()?, kind, op.value))?)
+        }
+        Op::Unary(op) => {
+            let kind = match op.kind {
+                UnaryKind::Relu => KUnary::Relu,
+                UnaryKind::Sigmoid => KUnary::Sigmoid,
+                UnaryKind::Tanh => KUnary::Tanh,
+                UnaryKind::Exp => KUnary::Exp,
+                UnaryKind::Log => KUnary::Log,
+                UnaryKind::Sqrt => KUnary::Sqrt,
+                UnaryKind::Abs => KUnary::Abs,
+                UnaryKind::Neg => KUnary::Neg,
+            };
+            one(kernel(elementwise::unary(x()?, kind))?)
+        }
+        Op::Clip(op) => one(kernel(elementwise::clip(x()?, op.min, op.max))?),
+        Op::Mean(op) => {
+            let x = x()?;
+            // The IR lists the axes reduced (None: all); an empty list reduces none.
+            let axes = op.axes(x.shape.len())?;
+            if axes.is_empty() {
+                return one(x.clone());
+            }
+            let axes: Vec<i64> = axes.iter().map(|&a| a as i64).collect();
+            one(kernel(kshape::mean(x, Some(&axes), op.keepdims, false))?)
+        }
+        Op::Embedding(_) => one(kernel(embedding::embedding(x()?, arg(ins, 1)?))?),
+        Op::SequenceLast(op) => one(kernel(kshape::sequence_last(x()?, op.axis))?),
+        Op::Rnn(op) => {
+            let first = op.state_inputs();
+            let cells = op.layers * op.directions();
+            let weights = (0..cells)
+                .map(|c| {
+                    let at = first + c * PARAMS_PER_CELL;
+                    Ok(RnnWeights {
+                        i2h_weight: arg(ins, at)?.clone(),
+                        h2h_weight: arg(ins, at + 1)?.clone(),
+                        i2h_bias: arg(ins, at + 2)?.clone(),
+                        h2h_bias: arg(ins, at + 3)?.clone(),
+                    })
+                })
+                .collect::<R<Vec<_>>>()?;
+            let mode = match op.mode {
+                RnnMode::Lstm => KRnnMode::Lstm,
+                RnnMode::Gru => KRnnMode::Gru,
+                RnnMode::RnnTanh => KRnnMode::RnnTanh,
+                RnnMode::RnnRelu => KRnnMode::RnnRelu,
+            };
+            let cell = if op.mode == RnnMode::Lstm {
+                Some(arg(ins, 2)?)
+            } else {
+                None
+            };
+            let out = kernel(rnn::rnn(
+                x()?,
+                &weights,
+                arg(ins, 1)?,
+                cell,
+                mode,
+                op.bidirectional,
+            ))?;
+            let mut outs = vec![out.output];
+            if op.state_outputs {
+                outs.push(out.state);
+                if let Some(c) = out.state_cell {
+                    outs.push(c);
+                }
+            }
+            Ok(outs)
+        }
+    }
+}
