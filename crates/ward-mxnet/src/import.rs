@@ -50,6 +50,17 @@ pub enum ImportError {
         op: String,
         reason: String,
     },
+    /// An attribute value the importer does not implement: refused by name, never
+    /// computed differently.
+    #[error("node {node:?} ({op}): attribute {attr:?} = {value} is not supported{only}")]
+    Unsupported {
+        node: String,
+        op: String,
+        attr: &'static str,
+        value: String,
+        /// What is supported, when it says more than the refusal (` (only float32)`).
+        only: &'static str,
+    },
     #[error("node {node:?}: operator {op:?} is not supported")]
     UnsupportedOp { node: String, op: String },
     #[error("parameter {name:?}: {reason}")]
@@ -463,6 +474,16 @@ impl Importer<'_> {
             op: node.source_op.clone(),
             reason,
         };
+        let unsupported =
+            |attr: &'static str, value: &dyn std::fmt::Display, only: &'static str| {
+                ImportError::Unsupported {
+                    node: node.name.clone(),
+                    op: node.source_op.clone(),
+                    attr,
+                    value: value.to_string(),
+                    only,
+                }
+            };
         let mut a = AttrReader::new(&node.name, &node.source_op, &node.attrs);
         let nin = node.inputs.len();
         let op = node.op.as_str();
@@ -474,9 +495,11 @@ impl Importer<'_> {
             a.ignore(&["ctx"]);
             a.finish()?;
             if dtype != "float32" {
-                return Err(err(format!(
-                    "dtype {dtype:?} is not supported (only float32)"
-                )));
+                return Err(unsupported(
+                    "dtype",
+                    &format!("{dtype:?}"),
+                    " (only float32)",
+                ));
             }
             let value = if op == "_ones" { 1.0 } else { 0.0 };
             if shape.contains(&0) {
@@ -542,9 +565,7 @@ impl Importer<'_> {
                 let adj = window(&mut a, "adj", w.kernel.len(), 0, &err)?;
                 let target = a.tuple("target_shape", &[])?;
                 if !target.is_empty() && target.iter().any(|&d| d != 0) {
-                    return Err(err(format!(
-                        "attribute \"target_shape\" = {target:?} is not supported"
-                    )));
+                    return Err(unsupported("target_shape", &format!("{target:?}"), ""));
                 }
                 a.req_int("num_filter")?;
                 let groups = a.int("num_group", 1)?;
@@ -586,18 +607,12 @@ impl Importer<'_> {
                     "max" => PoolKind::Max,
                     "avg" => PoolKind::Avg,
                     "sum" => PoolKind::Sum,
-                    other => {
-                        return Err(err(format!(
-                            "attribute \"pool_type\" = {other:?} is not supported"
-                        )))
-                    }
+                    other => return Err(unsupported("pool_type", &format!("{other:?}"), "")),
                 };
                 let convention =
                     a.enum_of("pooling_convention", "valid", &["valid", "full", "same"])?;
                 if convention == "same" {
-                    return Err(err(
-                        "attribute \"pooling_convention\" = \"same\" is not supported".into(),
-                    ));
+                    return Err(unsupported("pooling_convention", &"\"same\"", ""));
                 }
                 let count_include_pad = a.opt_bool("count_include_pad")?.unwrap_or(true);
                 a.ignore(&["cudnn_off", "p_value"]);
@@ -645,9 +660,7 @@ impl Importer<'_> {
                 let momentum = a.float("momentum", 0.9)?;
                 let use_global_stats = a.bool("use_global_stats", false)?;
                 if a.bool("output_mean_var", false)? {
-                    return Err(err(
-                        "attribute \"output_mean_var\" = true is not supported".into()
-                    ));
+                    return Err(unsupported("output_mean_var", &true, ""));
                 }
                 // cuDNN switches and quantisation calibration change no result here.
                 a.ignore(&["cudnn_off", "min_calib_range", "max_calib_range"]);
@@ -672,9 +685,7 @@ impl Importer<'_> {
                 let axis = a.int("axis", -1)?;
                 let eps = a.float("eps", 1e-5)?;
                 if a.bool("output_mean_var", false)? {
-                    return Err(err(
-                        "attribute \"output_mean_var\" = true is not supported".into()
-                    ));
+                    return Err(unsupported("output_mean_var", &true, ""));
                 }
                 a.finish()?;
                 need(3)?;
@@ -684,9 +695,7 @@ impl Importer<'_> {
                 let groups = a.int("num_groups", 1)?;
                 let eps = a.float("eps", 1e-5)?;
                 if a.bool("output_mean_var", false)? {
-                    return Err(err(
-                        "attribute \"output_mean_var\" = true is not supported".into()
-                    ));
+                    return Err(unsupported("output_mean_var", &true, ""));
                 }
                 a.finish()?;
                 need(3)?;
@@ -831,14 +840,14 @@ impl Importer<'_> {
                 let temperature = a.opt_float("temperature")?.unwrap_or(1.0);
                 let dtype = a.string("dtype", "None")?;
                 if dtype != "None" && dtype != "float32" {
-                    return Err(err(format!(
-                        "attribute \"dtype\" = {dtype:?} is not supported"
-                    )));
+                    return Err(unsupported(
+                        "dtype",
+                        &format!("{dtype:?}"),
+                        " (only float32)",
+                    ));
                 }
                 if a.bool("use_length", false)? {
-                    return Err(err(
-                        "attribute \"use_length\" = true is not supported".into()
-                    ));
+                    return Err(unsupported("use_length", &true, ""));
                 }
                 a.finish()?;
                 need(1)?;
@@ -961,9 +970,11 @@ impl Importer<'_> {
                 a.finish()?;
                 need(2)?;
                 if dtype != "float32" {
-                    return Err(err(format!(
-                        "attribute \"dtype\" = {dtype:?} is not supported (only float32)"
-                    )));
+                    return Err(unsupported(
+                        "dtype",
+                        &format!("{dtype:?}"),
+                        " (only float32)",
+                    ));
                 }
                 Embedding {
                     input_dim: positive(input_dim, "input_dim", &err)?,
@@ -986,9 +997,7 @@ impl Importer<'_> {
                     )));
                 }
                 if a.bool("use_sequence_length", false)? {
-                    return Err(err(
-                        "attribute \"use_sequence_length\" = true is not supported".into(),
-                    ));
+                    return Err(unsupported("use_sequence_length", &true, ""));
                 }
                 a.finish()?;
                 need(1)?;
@@ -1086,13 +1095,11 @@ impl Importer<'_> {
                     "lstm_state_clip_max",
                 ] {
                     if let Some(v) = a.opt_float(key)? {
-                        return Err(err(format!("attribute {key:?} = {v} is not supported")));
+                        return Err(unsupported(key, &v, ""));
                     }
                 }
                 if a.bool("use_sequence_length", false)? {
-                    return Err(err(
-                        "attribute \"use_sequence_length\" = true is not supported".into(),
-                    ));
+                    return Err(unsupported("use_sequence_length", &true, ""));
                 }
                 // Dropout between layers applies in training only.
                 a.ignore(&["p", "lstm_state_clip_nan", "cudnn_off"]);

@@ -245,3 +245,45 @@ fn counts_past_the_limits_are_refused_before_use() {
         "{e}"
     );
 }
+
+/// An attribute value the importer does not implement is a typed refusal naming the node,
+/// the operator, the attribute and the value.
+#[test]
+fn an_unsupported_attribute_value_is_named() {
+    let json = r#"{"nodes": [
+        {"op": "null", "name": "data", "inputs": []},
+        {"op": "Pooling", "name": "pool", "attrs": {"kernel": "(2, 2)", "pooling_convention": "same"},
+         "inputs": [[0, 0, 0]]}
+    ], "arg_nodes": [0], "heads": [[1, 0, 0]]}"#;
+    let symbol = ward_mxnet::symbol::read_symbol(json.as_bytes(), &Default::default()).unwrap();
+    let params = ward_mxnet::params::ParamsFile {
+        arrays: vec![],
+        names: None,
+    };
+    let declared = [ward_mxnet::import::DeclaredInput {
+        name: "data".into(),
+        dtype: ward_core::DType::F32,
+        shape: vec![1, 1, 4, 4],
+    }];
+    let err = ward_mxnet::import::import(&symbol, params, &declared).unwrap_err();
+    match &err {
+        ward_mxnet::import::ImportError::Unsupported {
+            node,
+            op,
+            attr,
+            value,
+            ..
+        } => {
+            assert_eq!(
+                (node.as_str(), op.as_str(), *attr),
+                ("pool", "Pooling", "pooling_convention")
+            );
+            assert_eq!(value, "\"same\"");
+        }
+        other => panic!("expected Unsupported, got {other:?}"),
+    }
+    assert_eq!(
+        err.to_string(),
+        "node \"pool\" (Pooling): attribute \"pooling_convention\" = \"same\" is not supported"
+    );
+}
