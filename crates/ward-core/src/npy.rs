@@ -12,8 +12,10 @@
 //! length is exactly what the shape needs. The header length is checked against
 //! [`MAX_HEADER_LEN`] and the bytes that remain before anything is allocated.
 
+use crate::dtype::DType;
+use crate::reader::{Reader, Truncated};
 use crate::tensor::byte_len;
-use crate::{DType, Reader, Tensor, Truncated};
+use crate::tensor::Tensor;
 
 /// The six bytes every `.npy` file starts with.
 pub const MAGIC: &[u8; 6] = b"\x93NUMPY";

@@ -4,7 +4,7 @@
 //! it, and `.npy`/safetensors write it. Construction checks that the byte length matches
 //! the shape with checked arithmetic, so a `Tensor` is always self-consistent.
 
-use crate::DType;
+use crate::dtype::DType;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TensorError {

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use ward_core::Tensor;
 use ward_graph::Graph;
 
+use crate::error::ExecError;
 use crate::weights::{WeightSet, WeightsId};
-use crate::ExecError;
 
 /// An engine that runs ward graphs.
 pub trait Backend: Send + Sync {

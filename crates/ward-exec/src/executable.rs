@@ -8,8 +8,8 @@ use ward_core::Tensor;
 use ward_graph::Graph;
 
 use crate::backend::{Backend, Plan};
+use crate::error::ExecError;
 use crate::weights::{WeightSet, WeightsId};
-use crate::ExecError;
 
 /// Most plans kept; the least recently used is dropped beyond it.
 pub const MAX_CACHED_PLANS: usize = 8;

@@ -17,9 +17,9 @@ use ward_graph::Graph;
 use ward_package::{open_package, Manifest, PackageFiles, PackageLimits, Trust, Verification};
 
 use crate::backend::Backend;
+use crate::error::ExecError;
 use crate::executable::Executable;
 use crate::weights::WeightSet;
-use crate::ExecError;
 
 pub struct LoadedPackage {
     manifest: Manifest,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use ward_core::Tensor;
 use ward_graph::Graph;
 
-use crate::ExecError;
+use crate::error::ExecError;
 
 /// Which weights a plan was compiled for: unique within the process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -18,11 +18,11 @@ use std::collections::{HashMap, HashSet};
 use serde_json::Value;
 use ward_core::Tensor;
 
+use crate::error::GraphError;
 use crate::ir::{Graph, GraphInput, GraphOutput, Node, ParamDecl, ParamRole, Source};
 use crate::ops::rnn::Rnn;
 use crate::ops::shape::{Concat, Reshape, ReshapeDim};
 use crate::ops::{product, Op, Shape, R};
-use crate::GraphError;
 
 /// MXNet `Reshape` codes for an input of rank `rank`, as neutral dims, following MXNet
 /// 1.9.1's `InferReshapeShape` (with `reverse`, the input's dims and the codes are both
@@ -532,7 +532,7 @@ pub fn upgrade_v1(
             .op
             .def()
             .infer(&ins)
-            .map_err(|reason| GraphError::node(&node, reason))?;
+            .map_err(|reason| node.error(reason))?;
         node_shapes.push(outs);
         graph.nodes.push(node);
     }

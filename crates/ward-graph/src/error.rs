@@ -1,7 +1,5 @@
 //! The error type of `ward-graph`.
 
-use crate::ir::Node;
-
 #[derive(Debug, thiserror::Error)]
 pub enum GraphError {
     #[error("graph {what}: {actual} exceeds the limit of {limit}")]
@@ -34,14 +32,4 @@ pub enum GraphError {
     InputCount { expected: usize, actual: usize },
     #[error("value {value:?} has no shape (a label input is not fed at inference)")]
     Unshaped { value: String },
-}
-
-impl GraphError {
-    pub(crate) fn node(node: &Node, reason: impl Into<String>) -> Self {
-        GraphError::Node {
-            node: node.name.clone(),
-            op: node.op.name(),
-            reason: reason.into(),
-        }
-    }
 }

@@ -11,8 +11,8 @@
 use serde::{Deserialize, Serialize};
 use ward_core::DType;
 
+use crate::error::GraphError;
 pub use crate::ops::Op;
-use crate::GraphError;
 
 /// The `format` field of every `graph.json`.
 pub const GRAPH_FORMAT: &str = "ward-graph";
@@ -20,16 +20,9 @@ pub const GRAPH_FORMAT: &str = "ward-graph";
 /// label inputs, the training attributes, and neutral reshape dims and RNN parameters;
 /// version 1 graphs are read by [`crate::compat::upgrade_v1`].
 pub const GRAPH_VERSION: u32 = 2;
-/// Largest `graph.json` accepted, in bytes.
-pub const MAX_GRAPH_JSON_BYTES: usize = 64 << 20;
-/// Most nodes in one graph.
-pub const MAX_GRAPH_NODES: usize = 1_000_000;
-/// Most dimensions of any tensor.
-pub const MAX_RANK: usize = 32;
-/// Most outputs of one split (MXNet's SliceChannel).
-pub const MAX_SPLIT_OUTPUTS: usize = 4096;
-/// Most layers of one fused RNN.
-pub const MAX_RNN_LAYERS: usize = 256;
+pub use crate::limits::{
+    MAX_GRAPH_JSON_BYTES, MAX_GRAPH_NODES, MAX_RANK, MAX_RNN_LAYERS, MAX_SPLIT_OUTPUTS,
+};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -138,6 +131,17 @@ pub struct Node {
     pub inputs: Vec<Source>,
 }
 
+impl Node {
+    /// An error about this node, naming it and its operator.
+    pub(crate) fn error(&self, reason: impl Into<String>) -> GraphError {
+        GraphError::Node {
+            node: self.name.clone(),
+            op: self.op.name(),
+            reason: reason.into(),
+        }
+    }
+}
+
 impl Graph {
     /// An empty graph of the current format and version.
     pub fn new() -> Self {
@@ -219,27 +223,24 @@ impl Graph {
         for (index, node) in self.nodes.iter().enumerate() {
             let (lo, hi) = node.op.arity();
             if node.inputs.len() < lo || node.inputs.len() > hi {
-                return Err(GraphError::node(
-                    node,
-                    format!(
-                        "has {} inputs, expected {}",
-                        node.inputs.len(),
-                        if lo == hi {
-                            lo.to_string()
-                        } else {
-                            format!("at least {lo}")
-                        }
-                    ),
-                ));
+                return Err(node.error(format!(
+                    "has {} inputs, expected {}",
+                    node.inputs.len(),
+                    if lo == hi {
+                        lo.to_string()
+                    } else {
+                        format!("at least {lo}")
+                    }
+                )));
             }
             for source in &node.inputs {
                 self.check_source(*source, index)
-                    .map_err(|reason| GraphError::node(node, reason))?;
+                    .map_err(|reason| node.error(reason))?;
             }
             node.op
                 .def()
                 .validate()
-                .map_err(|reason| GraphError::node(node, reason))?;
+                .map_err(|reason| node.error(reason))?;
         }
         if self.outputs.is_empty() {
             return Err(GraphError::NoOutputs);

@@ -12,6 +12,7 @@ pub mod compat;
 mod error;
 pub mod interp;
 pub mod ir;
+pub mod limits;
 pub mod ops;
 pub mod schema;
 pub mod shape;

@@ -6,9 +6,9 @@
 //! with the operators ([`crate::ops`]); this module walks the graph. All arithmetic on
 //! dims is checked, so hostile shapes give an error and never an overflow.
 
+use crate::error::GraphError;
 use crate::ir::{Graph, InputRole, Source, MAX_RANK};
 use crate::ops::Shape;
-use crate::GraphError;
 
 /// Most elements of any value a graph computes (4 GiB of float32). The largest activation
 /// of the census models at batch 8 is under 10 million elements; the bound stops a crafted
@@ -94,19 +94,16 @@ fn infer_all(graph: &Graph, inputs: Vec<Option<Shape>>) -> Result<Shapes, GraphE
             .op
             .def()
             .infer(&ins)
-            .map_err(|reason| GraphError::node(node, reason))?;
+            .map_err(|reason| node.error(reason))?;
         if outs.len() != node.op.num_outputs() {
-            return Err(GraphError::node(
-                node,
-                format!(
-                    "gave {} output shapes for {} outputs",
-                    outs.len(),
-                    node.op.num_outputs()
-                ),
-            ));
+            return Err(node.error(format!(
+                "gave {} output shapes for {} outputs",
+                outs.len(),
+                node.op.num_outputs()
+            )));
         }
         for s in &outs {
-            check_value(s).map_err(|reason| GraphError::node(node, reason))?;
+            check_value(s).map_err(|reason| node.error(reason))?;
         }
         shapes.nodes.push(outs);
     }

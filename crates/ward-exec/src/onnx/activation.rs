@@ -3,7 +3,7 @@
 
 use ward_graph::ops::activation::{Activation, ActivationKind, LeakyRelu, LeakyReluKind, Softmax};
 
-use super::{attr_float, attr_int, At, Builder, R};
+use super::builder::{attr_float, attr_int, At, Builder, R};
 
 pub(super) fn activation(b: &mut Builder<'_>, at: &At<'_>, op: &Activation) -> R<()> {
     let name = match op.kind {

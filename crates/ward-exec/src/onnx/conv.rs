@@ -2,7 +2,7 @@
 
 use ward_graph::ops::conv::{Conv, Deconv};
 
-use super::{attr_int, attr_ints, ints, At, Builder, R};
+use super::builder::{attr_int, attr_ints, ints, At, Builder, R};
 
 fn symmetric_pads(pad: &[usize]) -> Vec<i64> {
     ints(pad).iter().chain(ints(pad).iter()).copied().collect()

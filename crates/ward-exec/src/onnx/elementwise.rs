@@ -5,7 +5,7 @@ use ward_graph::ops::elementwise::{
     Binary, BinaryKind, Clip, Scalar, ScalarKind, Unary, UnaryKind,
 };
 
-use super::{At, Builder, R};
+use super::builder::{At, Builder, R};
 
 pub(super) fn binary(b: &mut Builder<'_>, at: &At<'_>, op: &Binary) -> R<()> {
     let name = match op.kind {

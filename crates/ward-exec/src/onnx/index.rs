@@ -5,7 +5,7 @@ use tract_onnx::pb::tensor_proto::DataType;
 use ward_graph::ops::index::{Embedding, SequenceLast};
 use ward_graph::ops::resolve_axis;
 
-use super::{attr_int, At, Builder, R};
+use super::builder::{attr_int, At, Builder, R};
 
 pub(super) fn embedding(b: &mut Builder<'_>, at: &At<'_>, op: &Embedding) -> R<()> {
     let lo = b.scalar_f32(&at.hint("min"), 0.0);

@@ -3,7 +3,7 @@
 
 use ward_graph::ops::linear::Dense;
 
-use super::{attr_int, attr_ints, At, Builder, R};
+use super::builder::{attr_int, attr_ints, At, Builder, R};
 
 pub(super) fn dense(b: &mut Builder<'_>, at: &At<'_>, op: &Dense) -> R<()> {
     let weight = at.source(1)?;

@@ -3,7 +3,7 @@
 
 use ward_graph::ops::loss::{RegressionKind, RegressionOutput, SoftmaxOutput, SoftmaxOutputMode};
 
-use super::{attr_int, ints, At, Builder, R};
+use super::builder::{attr_int, ints, At, Builder, R};
 
 pub(super) fn identity(b: &mut Builder<'_>, at: &At<'_>) -> R<()> {
     b.push("Identity", vec![at.input(0)?], vec![at.out()?], vec![]);

@@ -3,11 +3,13 @@
 //! before it); otherwise, and for instance, layer and group norms, the arithmetic is
 //! in-graph.
 
-use ward_graph::ir::Node;
+use std::collections::HashMap;
+
+use ward_graph::ir::{Node, Op, Source};
 use ward_graph::ops::norm::{BatchNorm, GroupNorm, InstanceNorm, LayerNorm};
 use ward_graph::ops::resolve_axis;
 
-use super::{ints, At, Builder, R};
+use super::builder::{ints, At, Builder, R};
 
 /// The per-channel scale and shift of a batch norm whose statistics are all constants.
 pub(super) fn scale_shift(
@@ -113,4 +115,54 @@ pub(super) fn group_norm(b: &mut Builder<'_>, at: &At<'_>, op: &GroupNorm) -> R<
     let shape = b.const_i64(&at.hint("shape"), &ints(xs));
     b.push("Reshape", vec![y, shape], vec![at.out()?], vec![]);
     Ok(())
+}
+
+/// Finds each convolution with constant weights read only by a channel-axis batch norm
+/// with constant statistics, so the norm can be folded into the convolution.
+pub(super) fn plan_folding(b: &mut Builder<'_>) {
+    let mut readers: HashMap<usize, usize> = HashMap::new();
+    for node in &b.graph.nodes {
+        for s in &node.inputs {
+            if let Source::Node(n, _) = s {
+                *readers.entry(*n).or_default() += 1;
+            }
+        }
+    }
+    for o in &b.graph.outputs {
+        if let Source::Node(n, _) = o.source {
+            *readers.entry(n).or_default() += 2;
+        }
+    }
+    for (index, node) in b.graph.nodes.iter().enumerate() {
+        let (Op::BatchNorm(bn), Some(Source::Node(conv, 0))) = (&node.op, node.inputs.first())
+        else {
+            continue;
+        };
+        let Some(conv_node) = b.graph.nodes.get(*conv) else {
+            continue;
+        };
+        let Some(conv_out) = b.shapes.nodes.get(*conv).and_then(|o| o.first()) else {
+            continue;
+        };
+        let channel_axis = resolve_axis(bn.axis, conv_out.len()).ok() == Some(1);
+        let constant_weights = conv_node
+            .inputs
+            .iter()
+            .skip(1)
+            .all(|s| matches!(s, Source::Param(_)));
+        if !matches!(conv_node.op, Op::Conv(_))
+            || !channel_axis
+            || !constant_weights
+            || readers.get(conv) != Some(&1)
+        {
+            continue;
+        }
+        let Some(&channels) = conv_out.get(1) else {
+            continue;
+        };
+        if let Some(fold) = scale_shift(b, node, bn, channels) {
+            b.folded_norms.insert(*conv, fold);
+            b.folded_away.insert(index);
+        }
+    }
 }

@@ -5,7 +5,7 @@
 
 use ward_graph::ops::pool::{Pool, PoolKind};
 
-use super::{attr_int, attr_ints, ints, At, Builder, R};
+use super::builder::{attr_int, attr_ints, ints, At, Builder, R};
 
 pub(super) fn pool(b: &mut Builder<'_>, at: &At<'_>, op: &Pool) -> R<()> {
     let x = at.input(0)?;

@@ -2,7 +2,7 @@
 
 use ward_graph::ops::reduce::Mean;
 
-use super::{attr_int, attr_ints, ints, At, Builder, R};
+use super::builder::{attr_int, attr_ints, ints, At, Builder, R};
 
 pub(super) fn mean(b: &mut Builder<'_>, at: &At<'_>, op: &Mean) -> R<()> {
     let axes = op.axes(at.xs.len())?;

@@ -5,7 +5,7 @@
 
 use ward_graph::ops::rnn::{Rnn, RnnMode, PARAMS_PER_CELL};
 
-use super::{attr_int, attr_ints, attr_string, attr_strings, At, Builder, R};
+use super::builder::{attr_int, attr_ints, attr_string, attr_strings, At, Builder, R};
 
 /// One layer and direction's parameters, in ONNX layout.
 struct Cell {

@@ -4,7 +4,7 @@
 use ward_graph::ops::resolve_axis;
 use ward_graph::ops::shape::{Concat, Pad, PadMode, Split, Stack, SwapAxes};
 
-use super::{attr_int, attr_ints, attr_string, ints, At, Builder, R};
+use super::builder::{attr_int, attr_ints, attr_string, ints, At, Builder, R};
 
 pub(super) fn reshape(b: &mut Builder<'_>, at: &At<'_>) -> R<()> {
     let shape = b.const_i64(&at.hint("shape"), &ints(&at.out_shape));

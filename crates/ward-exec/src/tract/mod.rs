@@ -21,9 +21,9 @@ use ward_core::{DType, Tensor};
 use ward_graph::Graph;
 
 use crate::backend::{Backend, Plan};
+use crate::error::ExecError;
 use crate::onnx::lower;
 use crate::weights::{WeightSet, WeightsId};
-use crate::ExecError;
 
 fn engine(stage: &'static str) -> impl Fn(tract_onnx::prelude::TractError) -> ExecError {
     move |e| ExecError::Engine {

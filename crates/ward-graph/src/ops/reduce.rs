@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{input, resolve_axis, OpDef, Shape, R};
-use crate::ir::MAX_RANK;
+use crate::limits::MAX_RANK;
 
 /// Mean over `axes` (all when `None`), or over all others when `exclude`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{expect_rank, expect_shape, input, positive, OpDef, Shape, R};
-use crate::ir::MAX_RNN_LAYERS;
+use crate::limits::MAX_RNN_LAYERS;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

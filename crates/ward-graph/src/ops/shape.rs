@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{dim, input, positive, product, resolve_axis, same_shapes, OpDef, Shape, R};
-use crate::ir::{MAX_RANK, MAX_SPLIT_OUTPUTS};
+use crate::limits::{MAX_RANK, MAX_SPLIT_OUTPUTS};
 
 /// One dim of a reshape's output, in terms of the input's dims.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
