@@ -287,7 +287,7 @@ struct LockEntry {
 /// Reads the `[[package]]` tables of a cargo-written `Cargo.lock` (format 3 or 4): `name`,
 /// `version`, `source` and `checksum`, each a plain one-line string. Anything else it does
 /// not understand is an error rather than a guess. (A line reader keeps the build free of
-/// build-dependencies; `tests/version.rs` checks the result against a real TOML parser.)
+/// build-dependencies; `tests/it/version.rs` checks the result against a real TOML parser.)
 fn parse_lock(text: &str) -> Result<BTreeMap<(String, String), Vec<LockEntry>>> {
     let mut out: BTreeMap<(String, String), Vec<LockEntry>> = BTreeMap::new();
     let mut current: Option<BTreeMap<&str, String>> = None;

@@ -4,15 +4,15 @@
 //! `std::bad_alloc`; a huge legacy ndim hangs). Ward must check every count against the
 //! bytes that remain before sizing anything from it. This binary holds a single test, so
 //! that nothing else allocates while it measures: the counters of the global allocator are
-//! process-wide.
+//! process-wide. (It is the one test binary beside the crate's `tests/it`, for that reason.)
 //!
 //! The check is stronger than "no single allocation exceeds the input": it bounds the sum
 //! of every allocation (and every growth by reallocation) made while parsing one input.
 
 // A failed expectation is a panic here; that is what a test is for.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-#[path = "support/params_corpus.rs"]
+#[path = "it/support/params_corpus.rs"]
 mod corpus;
 
 use std::alloc::System;

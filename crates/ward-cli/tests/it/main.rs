@@ -1,0 +1,11 @@
+//! the `ward` binary's integration tests: one binary for the crate, so it is linked once.
+
+// Test code may panic on what it set up itself.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod cli;
+mod deny;
+mod doctor;
+mod hostile_files;
+mod signing;
+mod version;

@@ -1,0 +1,15 @@
+//! ward-mxnet's integration tests: one binary for the crate, so it is linked once.
+//! (`tests/params_alloc.rs` is a binary of its own: it counts every allocation of the
+//! process, which other tests running beside it would disturb.)
+
+// Test code may panic on what it set up itself.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod support;
+
+mod import_errors;
+mod params_crafted;
+mod params_fixtures;
+mod params_malformed;
+mod params_proptest;
+mod symbol_reader;
