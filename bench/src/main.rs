@@ -13,16 +13,16 @@ use ward_exec::{LoadedPackage, TractBackend};
 use ward_package::{Trust, TrustPolicy};
 
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    if args.len() != 6 {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [package, input, threads, iterations, trust] = args.as_slice() else {
         bail!("usage: ward-bench PACKAGE INPUT.npy THREADS ITERATIONS TRUST");
-    }
-    let package = PathBuf::from(&args[1]);
-    let input = npy::read_npy(&std::fs::read(&args[2]).context("input")?)?;
-    let threads: usize = args[3].parse()?;
-    let iterations: usize = args[4].parse()?;
+    };
+    let package = PathBuf::from(package);
+    let input = npy::read_npy(&std::fs::read(input).context("input")?)?;
+    let threads: usize = threads.parse()?;
+    let iterations: usize = iterations.parse::<usize>()?.max(1);
 
-    let trust = Trust::Policy(TrustPolicy::load(&PathBuf::from(&args[5]))?);
+    let trust = Trust::Policy(TrustPolicy::load(&PathBuf::from(trust))?);
     let start = Instant::now();
     let backend = std::sync::Arc::new(TractBackend::new(threads)?);
     let loaded = LoadedPackage::open(&package, &trust, &Default::default(), backend)?;
@@ -46,7 +46,7 @@ fn main() -> Result<()> {
         times.push(start.elapsed().as_secs_f64());
     }
     times.sort_by(f64::total_cmp);
-    let median = times[times.len() / 2];
+    let median = times.get(times.len() / 2).copied().unwrap_or_default();
     println!(
         "{}",
         serde_json::json!({
@@ -54,7 +54,7 @@ fn main() -> Result<()> {
             "open_s": open_s,
             "plan_s": plan_s,
             "median_s": median,
-            "min_s": times[0],
+            "min_s": times.first().copied().unwrap_or_default(),
             "iterations": iterations,
         })
     );

@@ -5,6 +5,12 @@
 //! one Shapiro–Wilk test of the most distances a stream keeps (run at most once per 2 %
 //! new distances).
 
+#![allow(
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    reason = "a benchmark harness over data it made itself: a panic is a failed run"
+)]
+
 use std::time::Instant;
 
 use anyhow::Result;

@@ -40,20 +40,21 @@ impl<'a> Reader<'a> {
 
     /// The bytes not yet consumed.
     pub fn rest(&self) -> &'a [u8] {
-        &self.buf[self.pos..]
+        self.buf.get(self.pos..).unwrap_or_default()
     }
 
     /// Takes exactly `n` bytes, or fails without consuming anything.
     pub fn take(&mut self, field: &'static str, n: usize) -> Result<&'a [u8], Truncated> {
-        if n > self.remaining() {
-            return Err(Truncated {
+        let out = self
+            .pos
+            .checked_add(n)
+            .and_then(|end| self.buf.get(self.pos..end))
+            .ok_or(Truncated {
                 field,
                 offset: self.pos,
                 needed: n,
                 available: self.remaining(),
-            });
-        }
-        let out = &self.buf[self.pos..self.pos + n];
+            })?;
         self.pos += n;
         Ok(out)
     }

@@ -220,15 +220,15 @@ impl LoadedPackage {
             return None;
         }
         let total: usize = parts.iter().map(CheckedInputs::rows).sum();
-        let tensors = (0..first.tensors.len())
-            .map(|i| {
-                let mut shape = first.tensors[i].shape().to_vec();
-                shape[0] = total;
-                let bytes = parts
-                    .iter()
-                    .flat_map(|p| p.tensors[i].bytes().iter().copied())
-                    .collect();
-                Tensor::from_bytes(first.tensors[i].dtype(), shape, bytes).ok()
+        let tensors = (first.tensors.iter().enumerate())
+            .map(|(i, head)| {
+                let mut shape = head.shape().to_vec();
+                *shape.first_mut()? = total;
+                let mut bytes = Vec::new();
+                for part in parts {
+                    bytes.extend_from_slice(part.tensors.get(i)?.bytes());
+                }
+                Tensor::from_bytes(head.dtype(), shape, bytes).ok()
             })
             .collect::<Option<Vec<_>>>()?;
         Some(CheckedInputs {

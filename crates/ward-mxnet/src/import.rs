@@ -1,7 +1,7 @@
 //! Conversion of an MXNet symbol and its parameters into a ward graph.
 //!
 //! One converter per MXNet operator reads the node's attributes through
-//! [`AttrReader`](crate::attrs::AttrReader) with MXNet 1.9.1's defaults written out, and
+//! [`AttrReader`] with MXNet 1.9.1's defaults written out, and
 //! refuses any attribute it does not consume: an operator or attribute value ward does not
 //! support fails the import with the node, the operator and the attribute named, never a
 //! silently different result.
@@ -173,7 +173,10 @@ pub fn import(
     importer.convert_graph(symbol)?;
     for (k, head) in symbol.heads.iter().enumerate() {
         let source = importer.ready(symbol, *head, "graph output")?;
-        let node = &symbol.nodes[head.node];
+        // `ready` found the head's value, so its node exists.
+        let Some(node) = symbol.nodes.get(head.node) else {
+            continue;
+        };
         let name = output_name(node, head.output, visible_outputs(node));
         let name = if importer.graph.outputs.iter().any(|o| o.name == name) {
             format!("{name}_{k}")
@@ -305,7 +308,11 @@ fn label_only_variables(symbol: &Symbol) -> HashSet<usize> {
         .filter(|(i, _)| {
             readers.get(i).is_some_and(|r| {
                 r.iter().all(|&(reader, pos)| {
-                    pos == 1 && LABELLED_HEADS.contains(&symbol.nodes[reader].op.as_str())
+                    pos == 1
+                        && symbol
+                            .nodes
+                            .get(reader)
+                            .is_some_and(|n| LABELLED_HEADS.contains(&n.op.as_str()))
                 })
             })
         })
@@ -404,7 +411,11 @@ impl Importer<'_> {
                 op: String::new(),
                 reason: format!(
                     "reads output {} of node {:?}, which has no such output",
-                    entry.output, symbol.nodes[entry.node].name
+                    entry.output,
+                    symbol
+                        .nodes
+                        .get(entry.node)
+                        .map_or("?", |n| n.name.as_str())
                 ),
             })?;
         match value {
@@ -549,7 +560,9 @@ impl Importer<'_> {
                 let no_bias = a.bool("no_bias", false)?;
                 a.finish()?;
                 need(if no_bias { 2 } else { 3 })?;
-                self.check_leading_dim(&inputs[1], filters, &node.name, "num_filter")?;
+                if let Some(weight) = inputs.get(1) {
+                    self.check_leading_dim(weight, filters, &node.name, "num_filter")?;
+                }
                 Conv {
                     kernel: w.kernel,
                     stride: w.stride,
@@ -1160,7 +1173,9 @@ impl Importer<'_> {
         attr: &str,
     ) -> Result<(), ImportError> {
         if let Source::Param(p) = weight {
-            let dim = self.graph.params[*p].shape.first().copied().unwrap_or(0);
+            let dim = (self.graph.params.get(*p))
+                .and_then(|param| param.shape.first().copied())
+                .unwrap_or(0);
             if dim as i64 != expected {
                 return Err(ImportError::Node {
                     node: node.to_string(),
@@ -1322,7 +1337,11 @@ fn layout(
     k: usize,
     err: &impl Fn(String) -> ImportError,
 ) -> Result<(), ImportError> {
-    let expected = ["NCW", "NCHW", "NCDHW"][k.clamp(1, 3) - 1];
+    let expected = match k {
+        0 | 1 => "NCW",
+        2 => "NCHW",
+        _ => "NCDHW",
+    };
     let l = a.string("layout", "None")?;
     if l != "None" && l != expected {
         return Err(err(format!(

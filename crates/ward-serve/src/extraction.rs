@@ -284,11 +284,13 @@ impl ExtractionMonitor {
                 let [a, b] = self.multipliers;
                 for (column, v) in (1u64..).zip(row) {
                     let at = (a.wrapping_mul(column) >> 58) as usize;
-                    sketch[at] += if b.wrapping_mul(column) >> 63 == 1 {
-                        -v
-                    } else {
-                        v
-                    };
+                    if let Some(slot) = sketch.get_mut(at) {
+                        *slot += if b.wrapping_mul(column) >> 63 == 1 {
+                            -v
+                        } else {
+                            v
+                        };
+                    }
                 }
             }
             sketch
@@ -300,8 +302,10 @@ impl ExtractionMonitor {
                 .map(|row| {
                     sketch_of(
                         &mut row
-                            .chunks_exact(4)
-                            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+                            .as_chunks::<4>()
+                            .0
+                            .iter()
+                            .map(|b| f32::from_le_bytes(*b)),
                     )
                 })
                 .collect()
@@ -412,6 +416,10 @@ fn normal_quantile(p: f64) -> f64 {
 /// The Shapiro–Wilk W of `x` by Royston's approximation of the coefficients (AS R94, as
 /// scipy computes it), for 6 to [`MAX_DISTANCES`] values; None for fewer, or when they
 /// are all equal.
+#[allow(
+    clippy::indexing_slicing,
+    reason = "indices below n/2 of n >= 6 sorted values, as AS R94 writes them"
+)]
 pub fn shapiro_wilk(x: &[f64]) -> Option<f64> {
     let n = x.len();
     if n < 6 {

@@ -8,8 +8,6 @@
 //! are ward-net's; this crate is the HTTP server around them. See docs/ARCHITECTURE.md,
 //! "ward-serve".
 
-#![warn(clippy::unwrap_used, clippy::expect_used)]
-
 pub mod app;
 pub mod batch;
 pub mod config;

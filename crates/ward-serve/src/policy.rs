@@ -135,8 +135,7 @@ impl EffectivePolicy {
     /// The datatype and shape a client sees for an output declared as `shape`.
     pub fn visible_output(&self, dtype: DType, shape: &[i64]) -> (DType, Vec<i64>) {
         if self.label_only {
-            let kept = shape.len().saturating_sub(1);
-            (DType::I64, shape[..kept].to_vec())
+            (DType::I64, without_last(shape).to_vec())
         } else {
             (dtype, shape.to_vec())
         }
@@ -152,8 +151,7 @@ impl EffectivePolicy {
                 .chunks(row)
                 .flat_map(|r| (argmax(r) as i64).to_le_bytes())
                 .collect();
-            let kept = shape.len().saturating_sub(1);
-            return Tensor::from_bytes(DType::I64, shape[..kept].to_vec(), labels)
+            return Tensor::from_bytes(DType::I64, without_last(&shape).to_vec(), labels)
                 .unwrap_or(tensor);
         }
         if let Some(k) = self.top_k {
@@ -176,28 +174,34 @@ impl EffectivePolicy {
     }
 }
 
+/// A shape without its last dimension (a label per row of classes).
+fn without_last<T>(shape: &[T]) -> &[T] {
+    shape.split_last().map_or(shape, |(_, rest)| rest)
+}
+
 /// Index of the highest value; the first on ties; NaN never wins.
 fn argmax(row: &[f32]) -> usize {
-    let mut best = 0;
+    let mut best = (0, f32::NAN);
     for (i, &v) in row.iter().enumerate() {
-        if v > row[best] || row[best].is_nan() {
-            best = i;
+        if v > best.1 || best.1.is_nan() {
+            best = (i, v);
         }
     }
-    best
+    best.0
 }
 
 /// Sets every value but the `k` highest to 0 (the earliest win ties).
 fn keep_top_k(row: &mut [f32], k: usize) {
-    let mut order: Vec<usize> = (0..row.len()).collect();
-    order.sort_by(|&a, &b| {
-        row[b]
-            .partial_cmp(&row[a])
+    let mut order: Vec<(usize, f32)> = row.iter().copied().enumerate().collect();
+    order.sort_by(|&(a, x), &(b, y)| {
+        y.partial_cmp(&x)
             .unwrap_or(std::cmp::Ordering::Equal)
             .then(a.cmp(&b))
     });
-    for &i in &order[k..] {
-        row[i] = 0.0;
+    for &(i, _) in order.iter().skip(k) {
+        if let Some(v) = row.get_mut(i) {
+            *v = 0.0;
+        }
     }
 }
 

@@ -124,7 +124,7 @@ impl JsonData {
     }
 
     /// Checks the data against `shape` and `dtype`: nested exactly like the shape (each
-    /// array at depth d has shape[d] entries, every value at depth rank) or one flat array
+    /// array at depth d has `shape[d]` entries, every value at depth rank) or one flat array
     /// of all the elements; JSON booleans for BOOL and only for BOOL, JSON integers (no
     /// fraction, no exponent: `1.0` is refused, as Triton refuses it) for integer types,
     /// numbers for float types.
@@ -176,8 +176,10 @@ impl JsonData {
         for (d, (level, &want)) in n.levels.iter().zip(shape).enumerate() {
             let Some(level) = level else { continue };
             if let Some(other) = level.other {
-                let path: String = n.levels[..=d]
+                let path: String = n
+                    .levels
                     .iter()
+                    .take(d + 1)
                     .flatten()
                     .map(|l| format!("[{}]", l.first))
                     .collect();

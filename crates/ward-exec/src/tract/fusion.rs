@@ -10,6 +10,11 @@
 //! `op(concat(a, b)) = concat(op(a), op(b))`. These standalone passes took 6 % of
 //! squeezenet1.1's time.
 
+#![allow(
+    clippy::indexing_slicing,
+    reason = "indices into tract's own graph: operand counts are checked before use and `wire_node` returns one outlet per output of the op it wires"
+)]
+
 use tract_onnx::prelude::{TractResult, TypedModel};
 use tract_onnx::tract_core::internal::{
     IntoArcTensor, OutletId, SpecialOps, Tensor, TypedModelPatch, TypedNode, TypedOp,

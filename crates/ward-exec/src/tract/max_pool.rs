@@ -7,6 +7,11 @@
 //! Only windows that overlap the padding are folded one by one. Safe Rust: the slices
 //! carry their bounds.
 
+#![allow(
+    clippy::indexing_slicing,
+    reason = "window loops over shapes tract inferred and checked at plan time"
+)]
+
 use std::ops::Range;
 
 use tract_onnx::prelude::{

@@ -173,14 +173,18 @@ fn to_tract(t: &Tensor) -> Result<TractTensor, ExecError> {
         }
         DType::I32 => TractTensor::from_shape(
             shape,
-            &b.chunks_exact(4)
-                .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            &b.as_chunks::<4>()
+                .0
+                .iter()
+                .map(|c| i32::from_le_bytes(*c))
                 .collect::<Vec<i32>>(),
         ),
         DType::I64 => TractTensor::from_shape(
             shape,
-            &b.chunks_exact(8)
-                .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+            &b.as_chunks::<8>()
+                .0
+                .iter()
+                .map(|c| i64::from_le_bytes(*c))
                 .collect::<Vec<i64>>(),
         ),
     };

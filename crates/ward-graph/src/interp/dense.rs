@@ -1,5 +1,10 @@
 //! FullyConnected (MXNet 1.9.1 `FullyConnected`).
 
+#![allow(
+    clippy::indexing_slicing,
+    reason = "the reference kernels index tensors whose shapes `infer_shapes` checked before `eval` runs them; a wrong index is a bug in the kernel, which the conformance tests catch, never something input can reach"
+)]
+
 use super::{Array, KResult, KernelError};
 
 /// MXNet `FullyConnected`: `y = x·Wᵀ + b` with `weight` (H, K) and `bias` (H).

@@ -40,7 +40,7 @@ fn minus_one() -> f64 {
 }
 
 /// MXNet's SoftmaxOutput: softmax forward; in training, cross-entropy against the label.
-/// Inputs: data, [label].
+/// Inputs: data, `[label]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SoftmaxOutput {
@@ -73,7 +73,7 @@ pub enum RegressionKind {
     Mae,
 }
 
-/// MXNet's Linear/Logistic/MAERegressionOutput. Inputs: data, [label].
+/// MXNet's Linear/Logistic/MAERegressionOutput. Inputs: data, `[label]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegressionOutput {

@@ -5,7 +5,7 @@
 //! next to its shape rule here.
 //!
 //! Adding an operator: its struct and [`OpDef`] in a family module, one line in the
-//! registry ([`ops!`] below), its lowering in `ward-exec`, and the importer's mapping.
+//! registry (`ops!` below), its lowering in `ward-exec`, and the importer's mapping.
 //!
 //! Shapes come from untrusted graphs: every rule checks what it reads (no indexing that
 //! can panic) and all arithmetic on dims is checked.

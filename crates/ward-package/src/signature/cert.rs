@@ -3,7 +3,7 @@
 //! it at the leaf's start date, so it accepts expired leaves; ward does not).
 //!
 //! Path building and validation are rustls-webpki's, the verifier rustls uses for TLS;
-//! the signature algorithms it calls are RustCrypto's ECDSA, through [`EcdsaAlgorithm`].
+//! the signature algorithms it calls are RustCrypto's ECDSA, through `EcdsaAlgorithm`.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

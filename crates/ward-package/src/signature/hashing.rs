@@ -144,7 +144,9 @@ pub fn hash_files(files: &FileSet<'_>, hashing: Hashing) -> Vec<HashedItem> {
     work.into_par_iter()
         .map(|(path, bytes, range)| {
             // Ranges come from `bytes.len()`, so they are in bounds.
-            let slice = &bytes[range.start as usize..range.end as usize];
+            let slice = bytes
+                .get(range.start as usize..range.end as usize)
+                .unwrap_or_default();
             HashedItem {
                 path: path.to_string(),
                 digest: hashing.algorithm.digest(slice),
@@ -242,9 +244,10 @@ impl StreamHasher {
                 return;
             };
             let take = (range.end - self.position).min(bytes.len() as u64) as usize;
-            hasher.update(&bytes[..take]);
-            self.position += take as u64;
-            bytes = &bytes[take..];
+            let (now, later) = bytes.split_at_checked(take).unwrap_or((bytes, &[]));
+            hasher.update(now);
+            self.position += now.len() as u64;
+            bytes = later;
             if self.position == range.end {
                 self.close_current();
             }

@@ -227,7 +227,8 @@ impl Statement {
         }
         let listed: Vec<Vec<u8>> = digests
             .iter()
-            .map(|&i| hex::decode(&resources[i].digest).unwrap_or_default())
+            .filter_map(|&i| resources.get(i))
+            .map(|r| hex::decode(&r.digest).unwrap_or_default())
             .collect();
         let computed = hex::encode(root_digest(listed.iter().map(Vec::as_slice)));
         if *root != computed {

@@ -223,7 +223,13 @@ fn check_one(
                     signature: signature.clone(),
                     reason,
                 })?;
-            let ca = &policy.cas[certified.ca.min(policy.cas.len() - 1)];
+            // `verify_chain` names one of the CAs it was given, which are the policy's.
+            let Some(ca) = policy.cas.get(certified.ca) else {
+                return Err(Problem::UntrustedCertificate {
+                    signature,
+                    reason: "the chain ends at a CA the trust policy does not list".into(),
+                });
+            };
             let name = format!("{}:{}", ca.name, certified.subject);
             if !certified.leaf_key.verify(&message, &bundle.signature) {
                 return Err(Problem::BadSignature {
