@@ -3,7 +3,9 @@
 #   1. cargo update (every crate, or those named: `scripts/update-deps.sh -p tract-onnx`),
 #      preferring versions whose rust-version fits the workspace's;
 #   2. prints what changed in Cargo.lock;
-#   3. the supply-chain gate: scripts/ci-deny.sh (advisories, licences, bans, sources);
+#   3. fuzz/Cargo.lock brought in step (scripts/sync-fuzz-lock.sh), then the supply-chain
+#      gate: scripts/ci-deny.sh (advisories, licences, bans, sources) on both locks, and
+#      the minimum Rust version (scripts/check-msrv.py);
 #   4. clippy and the tests, --locked;
 #   5. the benchmarks (bench/run.sh; needs the MXNet venv, see DEVELOPERS.md) unless
 #      --no-bench is given.
@@ -60,8 +62,15 @@ fi
 echo "== changes in Cargo.lock"
 echo "$changes"
 
-echo "== supply-chain gate (scripts/ci-deny.sh)"
+echo "== fuzz/Cargo.lock in step (scripts/sync-fuzz-lock.sh)"
+scripts/sync-fuzz-lock.sh
+
+echo "== supply-chain gate (scripts/ci-deny.sh), the workspace and the fuzz targets"
 scripts/ci-deny.sh
+WARD_DENY_MANIFEST=fuzz/Cargo.toml scripts/ci-deny.sh
+
+echo "== minimum Rust version (scripts/check-msrv.py)"
+scripts/check-msrv.py
 
 echo "== cargo clippy --locked"
 cargo clippy --locked --workspace --all-targets -- -D warnings

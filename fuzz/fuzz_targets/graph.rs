@@ -10,36 +10,57 @@ use ward_graph::ir::{graph_version, InputRole};
 use ward_graph::shape::infer_shapes;
 use ward_graph::Graph;
 
-const SHAPES: [&[usize]; 4] = [&[1, 3, 8, 8], &[2, 4], &[3, 5, 7], &[2, 1, 28, 28]];
+/// Input shapes to infer and lower for: small generic ones, and those of the importer's
+/// fixture models (whose graphs seed the corpus), so lowering is reached, not only
+/// parsing. A graph with more data inputs than a set lists repeats the set's last shape.
+const SHAPE_SETS: &[&[&[usize]]] = &[
+    &[&[1, 3, 8, 8]],
+    &[&[2, 4]],
+    &[&[3, 5, 7]],
+    &[&[2, 1, 28, 28]],
+    &[&[4, 784]],
+    &[&[3, 20]],
+    &[&[2, 12]],
+    &[&[2, 4, 6, 8]],
+    &[&[1, 3, 64, 64]],
+    &[&[2, 3, 16, 16], &[2, 5]],
+    &[&[1, 3, 210, 210]],
+];
 
 /// Parameters larger than this are not materialised for lowering.
-const MAX_PARAM_ELEMENTS: usize = 1 << 16;
+const MAX_PARAM_ELEMENTS: usize = 1 << 20;
 
 fuzz_target!(|data: &[u8]| {
-    for shape in SHAPES {
-        let graph = match graph_version(data) {
-            Ok(1) => {
-                let mut weights = Vec::new();
-                let Ok(probe) = serde_json_inputs(data) else {
-                    return;
-                };
-                match upgrade_v1(data, &vec![shape.to_vec(); probe], &mut weights) {
-                    Ok(g) => g,
-                    Err(_) => continue,
-                }
+    let Ok(version) = graph_version(data) else {
+        return;
+    };
+    for set in SHAPE_SETS {
+        let shapes = |n: usize| -> Vec<Vec<usize>> {
+            (0..n)
+                .map(|i| set.get(i).or(set.last()).map_or(Vec::new(), |s| s.to_vec()))
+                .collect()
+        };
+        let graph = if version == 1 {
+            let Ok(inputs) = serde_json_inputs(data) else {
+                return;
+            };
+            let mut weights = Vec::new();
+            match upgrade_v1(data, &shapes(inputs), &mut weights) {
+                Ok(g) => g,
+                Err(_) => continue,
             }
-            Ok(_) => match Graph::from_json(data) {
+        } else {
+            match Graph::from_json(data) {
                 Ok(g) => g,
                 Err(_) => return,
-            },
-            Err(_) => return,
+            }
         };
         let data_inputs = graph
             .inputs
             .iter()
             .filter(|i| i.role == InputRole::Data)
             .count();
-        let inputs = vec![shape.to_vec(); data_inputs];
+        let inputs = shapes(data_inputs);
         if infer_shapes(&graph, &inputs).is_err() {
             continue;
         }
