@@ -336,22 +336,34 @@ pub fn read_weights_with_metadata(bytes: &[u8]) -> Result<Weights, PackageError>
 
 /// The first non-finite element of a floating-point tensor: (tensor name, element index).
 pub fn first_nonfinite(weights: &[(String, Tensor)]) -> Option<(&str, usize)> {
+    /// Elements checked together: a block is scanned without branches (which the compiler
+    /// vectorises), and only a block holding a non-finite element is searched for it.
+    const BLOCK: usize = 4096;
     // A float is NaN or infinite when its exponent bits are all ones.
-    fn find<const N: usize>(bytes: &[u8], exponent: u64) -> Option<usize> {
-        bytes.as_chunks::<N>().0.iter().position(|b| {
-            let mut word = [0u8; 8];
-            for (w, &byte) in word.iter_mut().zip(b) {
-                *w = byte;
-            }
-            u64::from_le_bytes(word) & exponent == exponent
-        })
+    fn find<const N: usize>(
+        bytes: &[u8],
+        word: fn([u8; N]) -> u64,
+        exponent: u64,
+    ) -> Option<usize> {
+        let nonfinite = |b: &[u8; N]| word(*b) & exponent == exponent;
+        let elements = bytes.as_chunks::<N>().0;
+        elements
+            .chunks(BLOCK)
+            .enumerate()
+            .find_map(|(block, values)| {
+                let any = values.iter().fold(false, |any, b| any | nonfinite(b));
+                any.then(|| values.iter().position(nonfinite))
+                    .flatten()
+                    .map(|i| block * BLOCK + i)
+            })
     }
     weights.iter().find_map(|(name, t)| {
+        let bytes = t.bytes();
         let index = match t.dtype() {
-            DType::F64 => find::<8>(t.bytes(), 0x7FF0_0000_0000_0000),
-            DType::F32 => find::<4>(t.bytes(), 0x7F80_0000),
-            DType::F16 => find::<2>(t.bytes(), 0x7C00),
-            DType::BF16 => find::<2>(t.bytes(), 0x7F80),
+            DType::F64 => find::<8>(bytes, u64::from_le_bytes, 0x7FF0_0000_0000_0000),
+            DType::F32 => find::<4>(bytes, |b| u32::from_le_bytes(b).into(), 0x7F80_0000),
+            DType::F16 => find::<2>(bytes, |b| u16::from_le_bytes(b).into(), 0x7C00),
+            DType::BF16 => find::<2>(bytes, |b| u16::from_le_bytes(b).into(), 0x7F80),
             _ => None,
         }?;
         Some((name.as_str(), index))
@@ -963,6 +975,15 @@ mod tests {
             Tensor::from_f32(vec![3], &[0.0, 0.0, f32::NAN]).unwrap(),
         ));
         assert_eq!(first_nonfinite(&w), Some(("b", 2)));
+        // Past the first block of elements scanned together, and the first of two.
+        let mut values = vec![0.5f32; 10_000];
+        values[9_000] = f32::INFINITY;
+        values[9_999] = f32::NAN;
+        let w = vec![(
+            "big".to_string(),
+            Tensor::from_f32(vec![10_000], &values).unwrap(),
+        )];
+        assert_eq!(first_nonfinite(&w), Some(("big", 9_000)));
         // All-ones bytes are NaN in every float type.
         for dtype in [DType::F64, DType::F32, DType::F16, DType::BF16] {
             let w = vec![("x".to_string(), t(dtype, &[2], 0xff))];

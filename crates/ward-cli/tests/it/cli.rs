@@ -2,26 +2,10 @@
 //! and the exit codes and one-line errors of refusals.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
+use crate::support::{fixture, stderr, ward};
 use ward_core::{npy, Tensor};
-
-fn ward(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ward"))
-        .args(args)
-        .output()
-        .expect("ward runs")
-}
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures/models")
-        .join(name)
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 /// `ward import mxnet` of a model fixture with `flags` (--input, --range, ...) into `out`.
 fn import(name: &str, flags: &[&str], out: &Path) -> Output {

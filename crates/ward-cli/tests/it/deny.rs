@@ -10,6 +10,7 @@
 //! after the supply-chain step has installed cargo-deny; run that way it fails, never
 //! skips, when something it needs is missing.
 
+use crate::support::repo_root;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -17,13 +18,6 @@ const CRATE: &str = "crossbeam-epoch";
 const AFFECTED: &str = "0.9.18";
 const PATCHED: &str = "0.9.21";
 const ADVISORY: &str = "RUSTSEC-2026-0204";
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
 
 fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())

@@ -1,17 +1,11 @@
 //! `ward doctor`: clean on the RustSec snapshot; exit 1 naming the crate when an advisory
 //! affects a crate compiled into ward; permission and certificate checks.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
+use std::process::Output;
 
+use crate::support::{copy_dir, ward};
 use serde_json::Value;
-
-fn ward(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ward"))
-        .args(args)
-        .output()
-        .expect("run ward")
-}
 
 fn stdout(out: &Output) -> String {
     String::from_utf8(out.stdout.clone()).unwrap()
@@ -56,16 +50,6 @@ fn ward_crates() -> Vec<(String, String)> {
             )
         })
         .collect()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_type().unwrap().is_file() {
-            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-        }
-    }
 }
 
 /// A temporary advisory database: a copy of the snapshot's advisories for every crate ward

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::{copy_dir, fixture, stderr};
 use ward_core::{npy, Tensor};
 
 const GIB: u64 = 1 << 30;
@@ -42,16 +43,6 @@ fn ward_limited(limit_kib: Option<u64>, args: &[&str]) -> Output {
 
 fn ward(args: &[&str]) -> Output {
     ward_limited(Some(LIMIT_KIB), args)
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures/models")
-        .join(name)
 }
 
 /// A signing key pair in `dir/keys` and the MLP fixture imported, signed, as `dir/mlp`.
@@ -86,14 +77,6 @@ fn import_mlp(_dir: &Path, out: &Path, key: Option<&Path>) -> PathBuf {
     let o = ward(&args);
     assert!(o.status.success(), "{}", stderr(&o));
     out.to_path_buf()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-    }
 }
 
 /// Makes `file` `len` bytes long without writing them: a sparse file.

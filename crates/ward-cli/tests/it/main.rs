@@ -1,7 +1,9 @@
-//! the `ward` binary's integration tests: one binary for the crate, so it is linked once.
+//! The `ward` binary's integration tests: one binary for the crate, so it is linked once.
 
 // Test code may panic on what it set up itself.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod support;
 
 mod cli;
 mod deny;

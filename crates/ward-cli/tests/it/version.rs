@@ -10,17 +10,10 @@
 //! here), so it is checked only as a superset.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::support::{repo_root as workspace_root, ward};
 use serde_json::Value;
-
-fn ward(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_ward"))
-        .args(args)
-        .output()
-        .expect("run ward")
-}
 
 fn ward_json(args: &[&str]) -> Value {
     let out = ward(args);
@@ -30,13 +23,6 @@ fn ward_json(args: &[&str]) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("JSON output")
-}
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
 }
 
 fn cargo(args: &[&str]) -> String {

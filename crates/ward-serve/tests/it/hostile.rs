@@ -10,7 +10,7 @@
 use crate::support;
 
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -122,34 +122,7 @@ async fn the_server_keeps_serving_through_hostile_clients() {
 
     // The well-behaved client, all along.
     let stop = Arc::new(AtomicBool::new(false));
-    let served = Arc::new(AtomicUsize::new(0));
-    let failed = Arc::new(AtomicUsize::new(0));
-    let valid = {
-        let (c, alice, stop, served, failed) = (
-            c.clone(),
-            alice.clone(),
-            stop.clone(),
-            served.clone(),
-            failed.clone(),
-        );
-        tokio::spawn(async move {
-            let body = json_request(1, None);
-            while !stop.load(Ordering::Relaxed) {
-                let r = c.infer("/v2/models/mlp/infer", &alice, &body).await;
-                if r.status == 200 {
-                    served.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    eprintln!(
-                        "valid client got {}: {}",
-                        r.status,
-                        String::from_utf8_lossy(&r.body)
-                    );
-                    failed.fetch_add(1, Ordering::Relaxed);
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-    };
+    let valid = support::valid_client(c.clone(), alice.clone(), stop.clone());
 
     // 1. A declared body of 1 GiB: refused from its Content-Length, before any byte is read.
     let head = format!("POST /v2/models/mlp/infer HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {alice}\r\nContent-Length: 1073741824\r\n\r\n");
@@ -407,17 +380,17 @@ async fn the_server_keeps_serving_through_hostile_clients() {
     );
 
     stop.store(true, Ordering::Relaxed);
-    valid.await.unwrap();
+    let (served, failed) = valid.await.unwrap();
     let peak = peak_rss_kib();
     println!(
         "hostile run: valid client served {} requests, {} failed; peak RSS {} MiB (before the attacks {} MiB)",
-        served.load(Ordering::Relaxed),
-        failed.load(Ordering::Relaxed),
+        served,
+        failed,
         peak / 1024,
         before / 1024
     );
-    assert_eq!(failed.load(Ordering::Relaxed), 0);
-    assert!(served.load(Ordering::Relaxed) >= 20);
+    assert_eq!(failed, 0);
+    assert!(served >= 20);
     // The largest allowed allocations are a 8 MiB body and a 16 MiB decompression: the
     // attacks must not have grown the process by anything like their declared sizes.
     assert!(peak < 1024 * 1024, "peak RSS {} MiB", peak / 1024);

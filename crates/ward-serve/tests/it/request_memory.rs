@@ -4,7 +4,7 @@
 
 use crate::support;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,37 +27,6 @@ fn refusals(principal: &str, reason: &str) -> usize {
         .iter()
         .filter(|l| l["principal"] == principal)
         .count()
-}
-
-/// A well-behaved client querying until `stop`: (served, failed).
-fn valid_client(
-    c: Client,
-    token: String,
-    stop: Arc<AtomicBool>,
-) -> tokio::task::JoinHandle<(usize, usize)> {
-    let served = Arc::new(AtomicUsize::new(0));
-    let failed = Arc::new(AtomicUsize::new(0));
-    tokio::spawn(async move {
-        let body = json_request(1, None);
-        while !stop.load(Ordering::Relaxed) {
-            let r = c.infer("/v2/models/mlp/infer", &token, &body).await;
-            if r.status == 200 {
-                served.fetch_add(1, Ordering::Relaxed);
-            } else {
-                eprintln!(
-                    "valid client got {}: {}",
-                    r.status,
-                    String::from_utf8_lossy(&r.body)
-                );
-                failed.fetch_add(1, Ordering::Relaxed);
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        (
-            served.load(Ordering::Relaxed),
-            failed.load(Ordering::Relaxed),
-        )
-    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

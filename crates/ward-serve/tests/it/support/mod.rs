@@ -5,7 +5,9 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -499,4 +501,35 @@ pub fn floats(v: &serde_json::Value) -> Vec<f32> {
         .iter()
         .map(|x| x.as_f64().unwrap() as f32)
         .collect()
+}
+
+/// A well-behaved client querying until `stop`: (served, failed).
+pub fn valid_client(
+    c: Client,
+    token: String,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<(usize, usize)> {
+    let served = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(AtomicUsize::new(0));
+    tokio::spawn(async move {
+        let body = json_request(1, None);
+        while !stop.load(Ordering::Relaxed) {
+            let r = c.infer("/v2/models/mlp/infer", &token, &body).await;
+            if r.status == 200 {
+                served.fetch_add(1, Ordering::Relaxed);
+            } else {
+                eprintln!(
+                    "valid client got {}: {}",
+                    r.status,
+                    String::from_utf8_lossy(&r.body)
+                );
+                failed.fetch_add(1, Ordering::Relaxed);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        (
+            served.load(Ordering::Relaxed),
+            failed.load(Ordering::Relaxed),
+        )
+    })
 }
