@@ -126,6 +126,16 @@ def labels_for(classes):
     return lambda rng, shape: rng.randint(0, classes, size=shape)
 
 
+def labels_with(classes, every_third):
+    """Labels in [0, classes) with every third one set to `every_third` (an ignored
+    label, for the loss heads' gradients)."""
+    def f(rng, shape):
+        a = rng.randint(0, classes, size=shape).astype(np.float32)
+        a.reshape(-1)[::3] = every_third
+        return a
+    return f
+
+
 # --- Convolution -------------------------------------------------------------
 case("conv1d_k3", "Convolution", dict(kernel=(3,), num_filter=4), [("data", (2, 3, 8))])
 case("conv1d_s2_p1_d2_nobias", "Convolution",
@@ -377,6 +387,35 @@ case("softmaxoutput_multi_and_preserve", "SoftmaxOutput",
      dict(multi_output=True, preserve_shape=True),
      [("data", (2, 3, 4)), ("op_label", (2, 4))], labels=["op_label"],
      values={"op_label": labels_for(3)}, notes="multi_output wins")
+# The loss settings below change only the gradient (tools/make_grad_fixtures.py).
+case("softmaxoutput_valid_ignore", "SoftmaxOutput",
+     dict(use_ignore=True, ignore_label=1, normalization="valid", grad_scale=1.5),
+     [("data", (6, 4)), ("op_label", (6,))], labels=["op_label"],
+     values={"op_label": labels_with(4, 1)},
+     notes="gradient: rows of ignored labels zero, divided by the labels not ignored")
+case("softmaxoutput_valid_without_use_ignore", "SoftmaxOutput",
+     dict(ignore_label=2, normalization="valid"),
+     [("data", (6, 3)), ("op_label", (6,))], labels=["op_label"],
+     values={"op_label": labels_with(3, 2)},
+     notes="gradient: ignore_label without use_ignore still lowers the valid count")
+case("softmaxoutput_smooth_alpha", "SoftmaxOutput", dict(smooth_alpha=0.2),
+     [("data", (3, 5)), ("op_label", (3,))], labels=["op_label"],
+     values={"op_label": labels_for(5)}, notes="gradient: label smoothing")
+case("softmaxoutput_out_grad", "SoftmaxOutput", dict(out_grad=True),
+     [("data", (3, 4)), ("op_label", (3,))], labels=["op_label"],
+     values={"op_label": labels_for(4)}, notes="gradient: times the head gradient")
+case("softmaxoutput_multi_output_batch", "SoftmaxOutput",
+     dict(multi_output=True, normalization="batch"),
+     [("data", (2, 3, 4)), ("op_label", (2, 4))], labels=["op_label"],
+     values={"op_label": labels_for(3)}, notes="gradient: multi_output, batch")
+case("softmaxoutput_multi_output_valid", "SoftmaxOutput",
+     dict(multi_output=True, normalization="valid", use_ignore=True, ignore_label=0),
+     [("data", (2, 3, 4)), ("op_label", (2, 4))], labels=["op_label"],
+     values={"op_label": labels_with(3, 0)}, notes="gradient: multi_output, valid")
+case("softmaxoutput_preserve_shape_batch", "SoftmaxOutput",
+     dict(preserve_shape=True, normalization="batch"),
+     [("data", (2, 3, 4)), ("op_label", (2, 3))], labels=["op_label"],
+     values={"op_label": labels_for(4)}, notes="gradient: preserve_shape, batch")
 
 # --- element-wise ------------------------------------------------------------
 for op in ("elemwise_add", "elemwise_sub", "elemwise_mul", "elemwise_div"):
@@ -545,6 +584,14 @@ case("maeregressionoutput", "MAERegressionOutput", {},
 case("makeloss", "MakeLoss", {}, [("data", (2, 3))])
 case("makeloss_batch_norm_scale", "MakeLoss", dict(grad_scale=2.0, normalization="batch"),
      [("data", (4,))])
+case("makeloss_batch_3d", "MakeLoss", dict(grad_scale=3.0, normalization="batch"),
+     [("data", (2, 3, 4))], notes="gradient: batch is the rows of all axes but the last")
+case("makeloss_valid", "MakeLoss", dict(normalization="valid", valid_thresh=0.3),
+     [("data", (3, 4))], notes="gradient: divided by the elements over valid_thresh")
+case("linearregressionoutput_vector_label", "LinearRegressionOutput", dict(grad_scale=2.0),
+     [("data", (4, 1)), ("op_label", (4,))], labels=["op_label"])
+case("maeregressionoutput_3d", "MAERegressionOutput", dict(grad_scale=0.5),
+     [("data", (2, 3, 2)), ("op_label", (2, 3, 2))], labels=["op_label"])
 case("blockgrad", "BlockGrad", {}, [("data", (2, 3))])
 case("stop_gradient", "stop_gradient", {}, [("data", (3, 2))], notes="the alias, stored as BlockGrad")
 
