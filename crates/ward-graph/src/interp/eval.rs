@@ -100,7 +100,7 @@ pub fn run_arrays(
                 Source::Node(n, k) => values.get(n).and_then(|o| o.get(k)),
             })
             .collect();
-        let outs = eval(node, &ins).map_err(|reason| InterpError::Node {
+        let outs = eval_node(node, &ins).map_err(|reason| InterpError::Node {
             node: node.name.clone(),
             op: node.op.name(),
             reason,
@@ -141,7 +141,9 @@ fn one(a: Array) -> R<Vec<Array>> {
 }
 
 /// The one dispatch from an operator to its kernel.
-fn eval(node: &Node, ins: &[Option<&Array>]) -> R<Vec<Array>> {
+/// One node's outputs from its inputs (`None` for a label, which no forward pass reads).
+/// The error is the reason, in words; [`run_arrays`] adds the node.
+pub fn eval_node(node: &Node, ins: &[Option<&Array>]) -> R<Vec<Array>> {
     let x = || arg(ins, 0);
     let bias = |has: bool| if has { arg(ins, 2).map(Some) } else { Ok(None) };
     match &node.op {

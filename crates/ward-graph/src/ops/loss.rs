@@ -57,7 +57,8 @@ pub struct SoftmaxOutput {
     /// Label smoothing: the target puts `smooth_alpha` spread over the other classes.
     #[serde(default)]
     pub smooth_alpha: f64,
-    /// Multiplies the gradient by the head gradient (MXNet `out_grad`).
+    /// MXNet `out_grad`: meant to multiply the gradient by the head gradient; MXNet 1.9.1
+    /// multiplies it by the output itself (ward-train follows MXNet).
     #[serde(default)]
     pub out_grad: bool,
 }

@@ -1,0 +1,154 @@
+//! Element-wise and broadcast arithmetic, `add_n`, scalar operations, the unary
+//! operators, `clip` and `mean`.
+
+use ward_graph::interp::Array;
+use ward_graph::ops::elementwise::{
+    Binary, BinaryKind, Clip, Scalar, ScalarKind, Unary, UnaryKind,
+};
+use ward_graph::ops::reduce::Mean;
+
+use super::{arrays, Ctx, Rule};
+
+/// A binary operation: each operand's partial derivative at every output element, summed
+/// back over the axes it was broadcast along. `maximum` sends the gradient to the left
+/// operand where `a >= b` and to the right where `a < b`; `minimum` to the left where
+/// `a <= b` and to the right where `a > b` (MXNet's masks), so where either is NaN
+/// neither gets it.
+pub fn binary(ctx: &Ctx<'_>, op: &Binary) -> Rule {
+    let (a, b) = (ctx.input(0)?, ctx.input(1)?);
+    let g = ctx.grad(0)?;
+    let shape = g.shape.clone();
+    let (oa, ob) = (
+        arrays::broadcast_offsets(&a.shape, &shape)?,
+        arrays::broadcast_offsets(&b.shape, &shape)?,
+    );
+    let mut ga = Vec::with_capacity(g.data.len());
+    let mut gb = Vec::with_capacity(g.data.len());
+    for ((&gv, &ia), &ib) in g.data.iter().zip(&oa).zip(&ob) {
+        let x = a.data.get(ia).copied().unwrap_or(0.0);
+        let y = b.data.get(ib).copied().unwrap_or(0.0);
+        let (da, db) = match op.kind {
+            BinaryKind::Add => (gv, gv),
+            BinaryKind::Sub => (gv, -gv),
+            BinaryKind::Mul => (gv * y, gv * x),
+            BinaryKind::Div => (gv / y, -gv * x / (y * y)),
+            BinaryKind::Max => (mask(x >= y) * gv, mask(x < y) * gv),
+            BinaryKind::Min => (mask(x <= y) * gv, mask(x > y) * gv),
+        };
+        ga.push(da);
+        gb.push(db);
+    }
+    let ga = Array::new(shape.clone(), ga).map_err(|e| e.to_string())?;
+    let gb = Array::new(shape, gb).map_err(|e| e.to_string())?;
+    Ok(vec![
+        Some(arrays::sum_to_shape(&ga, &a.shape)?),
+        Some(arrays::sum_to_shape(&gb, &b.shape)?),
+    ])
+}
+
+fn mask(on: bool) -> f64 {
+    if on {
+        1.0
+    } else {
+        0.0
+    }
+}
+
+/// Every operand of a sum gets the whole gradient.
+pub fn add_n(ctx: &Ctx<'_>) -> Rule {
+    let g = ctx.grad(0)?;
+    Ok(vec![Some(g); ctx.ins.len()])
+}
+
+pub fn scalar(ctx: &Ctx<'_>, op: &Scalar) -> Rule {
+    let x = ctx.input(0)?;
+    let g = ctx.grad(0)?;
+    let s = op.value;
+    let dx = match op.kind {
+        ScalarKind::Add | ScalarKind::Sub => g,
+        ScalarKind::RSub => g.map(|v| -v),
+        ScalarKind::Mul => g.map(|v| v * s),
+        ScalarKind::Div => g.map(|v| v / s),
+        ScalarKind::RDiv => arrays::zip(&g, x, |g, x| -g * s / (x * x))?,
+    };
+    Ok(vec![Some(dx)])
+}
+
+pub fn unary(ctx: &Ctx<'_>, op: &Unary) -> Rule {
+    let x = ctx.input(0)?;
+    let y = ctx.output(0)?;
+    let g = ctx.grad(0)?;
+    let dx = match op.kind {
+        // The `relu` operator keeps NaN, and so does its gradient (Activation's relu,
+        // which maps NaN to 0, gives 0).
+        UnaryKind::Relu => arrays::zip(&g, x, |g, x| {
+            if x.is_nan() {
+                x
+            } else if x > 0.0 {
+                g
+            } else {
+                0.0
+            }
+        })?,
+        UnaryKind::Sigmoid => arrays::zip(&g, y, |g, y| g * y * (1.0 - y))?,
+        UnaryKind::Tanh => arrays::zip(&g, y, |g, y| g * (1.0 - y * y))?,
+        UnaryKind::Exp => arrays::zip(&g, y, |g, y| g * y)?,
+        UnaryKind::Log => arrays::zip(&g, x, |g, x| g / x)?,
+        UnaryKind::Sqrt => arrays::zip(&g, y, |g, y| g / (2.0 * y))?,
+        UnaryKind::Abs => arrays::zip(&g, x, |g, x| g * sign(x))?,
+        UnaryKind::Neg => g.map(|v| -v),
+    };
+    Ok(vec![Some(dx)])
+}
+
+/// MXNet's `sign`: 0 at 0.
+fn sign(x: f64) -> f64 {
+    if x > 0.0 {
+        1.0
+    } else if x < 0.0 {
+        -1.0
+    } else {
+        0.0
+    }
+}
+
+/// The gradient is cut where the input lies outside `[min, max]` and passes elsewhere,
+/// NaN included (MXNet's `x > max ? 0 : (x < min ? 0 : g)`).
+pub fn clip(ctx: &Ctx<'_>, op: &Clip) -> Rule {
+    let x = ctx.input(0)?;
+    let g = ctx.grad(0)?;
+    let outside = |x: f64| x > op.max || x < op.min;
+    let dx = arrays::zip(&g, x, |g, x| if outside(x) { 0.0 } else { g })?;
+    Ok(vec![Some(dx)])
+}
+
+/// Every input element gets the gradient of the mean it fed, divided by how many fed it.
+pub fn mean(ctx: &Ctx<'_>, op: &Mean) -> Rule {
+    let x = ctx.input(0)?;
+    let g = ctx.grad(0)?;
+    let reduced = op.axes(x.shape.len())?;
+    if reduced.is_empty() {
+        return Ok(vec![Some(arrays::reshaped(&g, &x.shape)?)]);
+    }
+    let count: usize = reduced
+        .iter()
+        .map(|&a| x.shape.get(a).copied().unwrap_or(1))
+        .product();
+    // The gradient with the reduced axes kept as 1, broadcast back over them.
+    let kept: Vec<usize> = x
+        .shape
+        .iter()
+        .enumerate()
+        .map(|(a, &d)| if reduced.contains(&a) { 1 } else { d })
+        .collect();
+    let g = arrays::reshaped(&g, &kept)?;
+    let offsets = arrays::broadcast_offsets(&kept, &x.shape)?;
+    let scale = 1.0 / count.max(1) as f64;
+    let data = offsets
+        .iter()
+        .map(|&o| g.data.get(o).copied().unwrap_or(0.0) * scale)
+        .collect();
+    Ok(vec![Some(
+        Array::new(x.shape.clone(), data).map_err(|e| e.to_string())?,
+    )])
+}

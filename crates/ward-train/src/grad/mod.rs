@@ -1,0 +1,354 @@
+//! Reference gradients: reverse-mode differentiation of a ward graph on the interpreter's
+//! `f64` arrays.
+//!
+//! [`backward`] runs the graph forward with the reference interpreter, keeping every
+//! node's inputs and outputs, then walks the nodes in reverse, asking each operator's
+//! rule for the gradients of its inputs from the gradients of its outputs and summing
+//! them where a value feeds several nodes. The rules live by family, as the operators do
+//! in `ward_graph::ops`: [`dense`], [`activation`], [`elementwise`], [`shape`], [`loss`].
+//!
+//! The loss heads (`SoftmaxOutput`, the `*RegressionOutput`s, `MakeLoss`) compute their
+//! own gradient, as in MXNet: the head gradient given for their output is ignored (unless
+//! `SoftmaxOutput` has `out_grad`). `BlockGrad` stops the gradient.
+//!
+//! Training mode: these rules differentiate the operators whose forward pass does not
+//! change in training. Dropout, BatchNorm and the other normalisations, convolutions,
+//! pooling, Embedding, Pad and the RNN are refused by [`check_differentiable`] until
+//! their rules exist, naming the node.
+
+pub mod activation;
+mod arrays;
+pub mod dense;
+pub mod elementwise;
+pub mod loss;
+pub mod shape;
+
+use ward_graph::interp::eval::eval_node;
+use ward_graph::interp::Array;
+use ward_graph::ir::{Graph, Node, Source};
+use ward_graph::ops::Op;
+
+/// Why gradients could not be computed: the node and what was wrong there.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum GradError {
+    /// An operator (or one of its attribute values) has no exact gradient rule yet.
+    #[error("node {node:?} ({op}): no gradient: {reason}")]
+    Unsupported {
+        node: String,
+        op: &'static str,
+        reason: &'static str,
+    },
+    /// The forward pass or a rule failed on this node.
+    #[error("node {node:?} ({op}): {reason}")]
+    Node {
+        node: String,
+        op: &'static str,
+        reason: String,
+    },
+    #[error("the graph has {expected} {what}, got {got}")]
+    Arguments {
+        what: &'static str,
+        expected: usize,
+        got: usize,
+    },
+}
+
+/// The result of a rule: one gradient per input of the node (`None`: nothing flows).
+type Rule = Result<Vec<Option<Array>>, String>;
+
+/// What a rule sees of its node after the forward pass.
+pub struct Ctx<'a> {
+    pub node: &'a Node,
+    /// The node's inputs (`None` only where an input is missing, which validation forbids).
+    pub ins: Vec<&'a Array>,
+    pub outs: &'a [Array],
+    /// The gradient arriving at each output; `None` when none reached it.
+    pub grads: &'a [Option<Array>],
+}
+
+impl<'a> Ctx<'a> {
+    /// Input `i`.
+    pub fn input(&self, i: usize) -> Result<&'a Array, String> {
+        self.ins
+            .get(i)
+            .copied()
+            .ok_or_else(|| format!("input {i} is missing"))
+    }
+
+    /// Output `k`.
+    pub fn output(&self, k: usize) -> Result<&'a Array, String> {
+        self.outs
+            .get(k)
+            .ok_or_else(|| format!("output {k} is missing"))
+    }
+
+    /// The gradient at output `k`, zeros where none arrived.
+    pub fn grad(&self, k: usize) -> Result<Array, String> {
+        match self.grads.get(k) {
+            Some(Some(g)) => Ok(g.clone()),
+            _ => Array::zeros(self.output(k)?.shape.clone()).map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// Gradients of one backward pass.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gradients {
+    /// One per graph input, in the graph's order (labels included); `None` when no
+    /// gradient reaches it.
+    pub inputs: Vec<Option<Array>>,
+    /// One per parameter, in the graph's order; zeros when no gradient reaches it.
+    pub params: Vec<Array>,
+}
+
+/// Checks that every node of `graph` has an exact gradient rule; the first that does not
+/// is named. Training refuses such a graph before it reads any data.
+pub fn check_differentiable(graph: &Graph) -> Result<(), GradError> {
+    for node in &graph.nodes {
+        if let Err(reason) = differentiable(&node.op) {
+            return Err(GradError::Unsupported {
+                node: node.name.clone(),
+                op: node.op.name(),
+                reason,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Whether `op` has an exact rule here, and why not.
+fn differentiable(op: &Op) -> Result<(), &'static str> {
+    match op {
+        Op::Dense(_)
+        | Op::Activation(_)
+        | Op::Softmax(_)
+        | Op::Binary(_)
+        | Op::AddN(_)
+        | Op::Scalar(_)
+        | Op::Unary(_)
+        | Op::Clip(_)
+        | Op::Mean(_)
+        | Op::Reshape(_)
+        | Op::Flatten(_)
+        | Op::Concat(_)
+        | Op::SwapAxes(_)
+        | Op::Split(_)
+        | Op::Stack(_)
+        | Op::Fill(_)
+        | Op::OnesLike(_)
+        | Op::SoftmaxOutput(_)
+        | Op::RegressionOutput(_)
+        | Op::MakeLoss(_)
+        | Op::BlockGrad(_) => Ok(()),
+        Op::LeakyRelu(op) => activation::leaky_relu_differentiable(op),
+        Op::Conv(_) | Op::Deconv(_) => Err("convolution gradients are not implemented yet"),
+        Op::Pool(_) => Err("pooling gradients are not implemented yet"),
+        Op::BatchNorm(_) | Op::InstanceNorm(_) | Op::LayerNorm(_) | Op::GroupNorm(_) => {
+            Err("normalisation gradients (training mode) are not implemented yet")
+        }
+        Op::Dropout(_) => Err(
+            "dropout's training mode (a mask from the run's random stream) is not implemented yet",
+        ),
+        Op::Pad(_) => Err("pad gradients are not implemented yet"),
+        Op::Embedding(_) => Err("embedding gradients are not implemented yet"),
+        Op::SequenceLast(_) => Err("SequenceLast gradients are not implemented yet"),
+        Op::Rnn(_) => Err("RNN gradients are not implemented yet"),
+    }
+}
+
+/// The loss heads: they make their own gradient, whatever reaches their output.
+fn is_loss_head(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::SoftmaxOutput(_) | Op::RegressionOutput(_) | Op::MakeLoss(_)
+    )
+}
+
+/// Runs `graph` forward on `inputs` (one per graph input, labels included) and `params`,
+/// then backward from `heads` (one per graph output; ignored for loss heads). Returns the
+/// outputs and the gradients of every input and parameter.
+pub fn backward(
+    graph: &Graph,
+    params: &[Array],
+    inputs: &[Array],
+    heads: &[Array],
+) -> Result<(Vec<Array>, Gradients), GradError> {
+    check_differentiable(graph)?;
+    for (what, expected, got) in [
+        ("parameters", graph.params.len(), params.len()),
+        ("inputs", graph.inputs.len(), inputs.len()),
+        ("outputs", graph.outputs.len(), heads.len()),
+    ] {
+        if expected != got {
+            return Err(GradError::Arguments {
+                what,
+                expected,
+                got,
+            });
+        }
+    }
+    let node_error = |node: &Node, reason: String| GradError::Node {
+        node: node.name.clone(),
+        op: node.op.name(),
+        reason,
+    };
+
+    // Forward, keeping every value.
+    let mut values: Vec<Vec<Array>> = Vec::with_capacity(graph.nodes.len());
+    for node in &graph.nodes {
+        let ins: Vec<Option<&Array>> = node
+            .inputs
+            .iter()
+            .map(|&s| value(s, inputs, params, &values))
+            .collect();
+        let outs = eval_node(node, &ins).map_err(|e| node_error(node, e))?;
+        values.push(outs);
+    }
+    let outputs = graph
+        .outputs
+        .iter()
+        .map(|o| {
+            value(o.source, inputs, params, &values)
+                .cloned()
+                .ok_or_else(|| GradError::Node {
+                    node: o.name.clone(),
+                    op: "output",
+                    reason: "reads a value that was not computed".into(),
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+
+    // Gradients arriving at each value, summed.
+    let mut node_grads: Vec<Vec<Option<Array>>> =
+        values.iter().map(|outs| vec![None; outs.len()]).collect();
+    let mut input_grads: Vec<Option<Array>> = vec![None; inputs.len()];
+    let mut param_grads: Vec<Option<Array>> = vec![None; params.len()];
+    let mut sink = Sink {
+        nodes: &mut node_grads,
+        inputs: &mut input_grads,
+        params: &mut param_grads,
+    };
+    for (output, head) in graph.outputs.iter().zip(heads) {
+        sink.add(output.source, head.clone())
+            .map_err(|e| GradError::Node {
+                node: output.name.clone(),
+                op: "output",
+                reason: e,
+            })?;
+    }
+
+    for (index, node) in graph.nodes.iter().enumerate().rev() {
+        let grads = sink
+            .nodes
+            .get_mut(index)
+            .map(std::mem::take)
+            .unwrap_or_default();
+        if grads.iter().all(Option::is_none) && !is_loss_head(&node.op) {
+            continue;
+        }
+        let ins = node
+            .inputs
+            .iter()
+            .map(|&s| value(s, inputs, params, &values))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| node_error(node, "an input was not computed".into()))?;
+        let outs = values
+            .get(index)
+            .ok_or_else(|| node_error(node, "its outputs were not computed".into()))?;
+        let ctx = Ctx {
+            node,
+            ins,
+            outs,
+            grads: &grads,
+        };
+        let input_gradients = rule(&ctx).map_err(|e| node_error(node, e))?;
+        for (&source, g) in node.inputs.iter().zip(input_gradients) {
+            if let Some(g) = g {
+                sink.add(source, g).map_err(|e| node_error(node, e))?;
+            }
+        }
+    }
+
+    let params = param_grads
+        .into_iter()
+        .zip(params)
+        .map(|(g, p)| match g {
+            Some(g) => Ok(g),
+            None => Array::zeros(p.shape.clone()),
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| GradError::Node {
+            node: String::new(),
+            op: "parameter",
+            reason: e.to_string(),
+        })?;
+    Ok((
+        outputs,
+        Gradients {
+            inputs: input_grads,
+            params,
+        },
+    ))
+}
+
+fn value<'a>(
+    source: Source,
+    inputs: &'a [Array],
+    params: &'a [Array],
+    values: &'a [Vec<Array>],
+) -> Option<&'a Array> {
+    match source {
+        Source::Input(i) => inputs.get(i),
+        Source::Param(p) => params.get(p),
+        Source::Node(n, k) => values.get(n).and_then(|o| o.get(k)),
+    }
+}
+
+/// Where gradients are summed: per node output, per graph input, per parameter.
+struct Sink<'a> {
+    nodes: &'a mut [Vec<Option<Array>>],
+    inputs: &'a mut [Option<Array>],
+    params: &'a mut [Option<Array>],
+}
+
+impl Sink<'_> {
+    fn add(&mut self, source: Source, g: Array) -> Result<(), String> {
+        let slot = match source {
+            Source::Input(i) => self.inputs.get_mut(i),
+            Source::Param(p) => self.params.get_mut(p),
+            Source::Node(n, k) => self.nodes.get_mut(n).and_then(|o| o.get_mut(k)),
+        }
+        .ok_or("a gradient for a value that does not exist")?;
+        match slot {
+            None => *slot = Some(g),
+            Some(sum) => arrays::add_into(sum, &g)?,
+        }
+        Ok(())
+    }
+}
+
+/// The rule of `ctx.node`'s operator.
+fn rule(ctx: &Ctx<'_>) -> Rule {
+    match &ctx.node.op {
+        Op::Dense(op) => dense::dense(ctx, op),
+        Op::Activation(op) => activation::activation(ctx, op),
+        Op::LeakyRelu(op) => activation::leaky_relu(ctx, op),
+        Op::Softmax(op) => activation::softmax(ctx, op),
+        Op::Binary(op) => elementwise::binary(ctx, op),
+        Op::AddN(_) => elementwise::add_n(ctx),
+        Op::Scalar(op) => elementwise::scalar(ctx, op),
+        Op::Unary(op) => elementwise::unary(ctx, op),
+        Op::Clip(op) => elementwise::clip(ctx, op),
+        Op::Mean(op) => elementwise::mean(ctx, op),
+        Op::Reshape(_) | Op::Flatten(_) => shape::reshape(ctx),
+        Op::Concat(op) => shape::concat(ctx, op),
+        Op::SwapAxes(op) => shape::swap_axes(ctx, op),
+        Op::Split(op) => shape::split(ctx, op),
+        Op::Stack(op) => shape::stack(ctx, op),
+        Op::Fill(_) | Op::OnesLike(_) | Op::BlockGrad(_) => Ok(vec![None; ctx.ins.len()]),
+        Op::SoftmaxOutput(op) => loss::softmax_output(ctx, op),
+        Op::RegressionOutput(op) => loss::regression_output(ctx, op),
+        Op::MakeLoss(op) => loss::make_loss(ctx, op),
+        other => Err(differentiable(other).err().unwrap_or("no rule").to_string()),
+    }
+}

@@ -1,0 +1,6 @@
+//! ward-train's integration tests: one binary for the crate, so it is linked once.
+
+// Test code may panic on what it set up itself.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod mxnet_gradients;

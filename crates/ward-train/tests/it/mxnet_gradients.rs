@@ -1,0 +1,325 @@
+//! Gradients equal MXNet 1.9.1's: every one-operator case of `tests/fixtures/grads/`
+//! (`tools/make_grad_fixtures.py`: MXNet's autograd on the op fixtures' inputs and
+//! parameters, with a random head gradient), imported exactly as a user's model would
+//! be, differentiated by `ward_train::backward`, and compared input by input and
+//! parameter by parameter within `1e-4 · max(1, max|g|)`.
+//!
+//! A case whose operator has no rule yet must be refused by `check_differentiable`, and
+//! its operator listed in [`NOT_YET`]; the test fails when a listed operator is no longer
+//! refused, so the list cannot go stale.
+//!
+//! Second check: on the same cases, every rule's gradient agrees with central finite
+//! differences of the reference interpreter (in f64) of `Σ head ⊙ output`, except for the
+//! loss heads (whose gradient is not their output's derivative) and where MXNet's
+//! gradient is not the derivative on purpose ([`NOT_THE_DERIVATIVE`]).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use ward_core::{npy, DType};
+use ward_graph::interp::eval::array_of;
+use ward_graph::interp::Array;
+use ward_mxnet::import::{import, DeclaredInput};
+use ward_mxnet::params::read_params;
+use ward_mxnet::symbol::read_symbol;
+use ward_train::{backward, check_differentiable, GradError};
+
+/// MXNet operators whose gradient rules do not exist yet: refused, naming the node.
+const NOT_YET: &[&str] = &[
+    "Convolution",
+    "Deconvolution",
+    "Pooling",
+    "BatchNorm",
+    "InstanceNorm",
+    "LayerNorm",
+    "GroupNorm",
+    "Embedding",
+    "Pad",
+    "SequenceLast",
+    "RNN",
+];
+
+/// Operators whose MXNet 1.9.1 gradient is not the derivative of their output, which
+/// ward reproduces so that training gives MXNet's numbers.
+const NOT_THE_DERIVATIVE: &[(&str, &str)] = &[(
+    "selu",
+    "MXNet's SELU slope below 0 is λ·(y + α) where the derivative is y + λ·α",
+)];
+
+/// Cases the importer refuses by name (an attribute value ward does not implement).
+const REFUSED: &[&str] = &["bn_output_mean_var", "bn_train_gamma_momentum"];
+
+/// Cases whose MXNet gradient ward does not reproduce on purpose, and why.
+const NOT_COMPARED: &[(&str, &str)] = &[(
+    "softmaxoutput_flatten_4d",
+    "MXNet 1.9.1 from PyPI computes 4-D SoftmaxOutput's forward pass with oneDNN over the \
+     last axis only, and its gradient from that output; ward keeps the documented \
+     flattening (see ward-exec's conformance test)",
+)];
+
+#[derive(Deserialize)]
+struct Index {
+    cases: Vec<Case>,
+}
+
+#[derive(Deserialize)]
+struct Case {
+    name: String,
+    op: String,
+    status: String,
+}
+
+#[derive(Deserialize)]
+struct OpMeta {
+    inputs: Vec<MetaInput>,
+}
+
+#[derive(Deserialize)]
+struct MetaInput {
+    name: String,
+    shape: Vec<usize>,
+}
+
+fn fixtures(kind: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(kind)
+}
+
+fn read(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn npy_array(path: &Path) -> Array {
+    array_of(&npy::read_npy(&read(path)).unwrap())
+}
+
+/// The worst difference of `got` from `want` in units of `max(1, max|want|)`.
+fn distance(got: &Array, want: &Array) -> Result<f64, String> {
+    if got.data.len() != want.data.len() {
+        return Err(format!(
+            "{} values where MXNet has {}",
+            got.data.len(),
+            want.data.len()
+        ));
+    }
+    let scale = want
+        .data
+        .iter()
+        .filter(|v| v.is_finite())
+        .fold(1.0f64, |m, v| m.max(v.abs()));
+    let mut worst = 0.0f64;
+    for (i, (g, w)) in got.data.iter().zip(&want.data).enumerate() {
+        // NaN must meet NaN, and an infinity the same infinity.
+        if !g.is_finite() || !w.is_finite() {
+            if !(g == w || (g.is_nan() && w.is_nan())) {
+                return Err(format!("value {i} is {g}, MXNet {w}"));
+            }
+            continue;
+        }
+        worst = worst.max((g - w).abs() / scale);
+    }
+    Ok(worst)
+}
+
+enum Outcome {
+    /// The worst distance from MXNet, and from finite differences (`None`: not taken).
+    Matched(f64, Option<f64>),
+    Refused(GradError),
+}
+
+/// The worst distance of `backward`'s gradients from central finite differences of the
+/// interpreter's `Σ head ⊙ output`, over every data input and parameter element; `None`
+/// when a value is not finite (the NaN cases) or the graph ends in a loss head.
+fn finite_difference_distance(
+    graph: &ward_graph::Graph,
+    weights: &[Array],
+    inputs: &[Array],
+    heads: &[Array],
+    got: &ward_train::Gradients,
+) -> Option<f64> {
+    use ward_graph::ops::Op;
+    if graph.nodes.iter().any(|n| {
+        matches!(
+            n.op,
+            Op::SoftmaxOutput(_) | Op::RegressionOutput(_) | Op::MakeLoss(_)
+        )
+    }) {
+        return None;
+    }
+    let finite = |a: &[Array]| a.iter().all(|x| x.data.iter().all(|v| v.is_finite()));
+    if !finite(weights) || !finite(inputs) {
+        return None;
+    }
+    // No loss head, so no label: every graph input is data.
+    let objective = |weights: &[Array], inputs: &[Array]| -> f64 {
+        let outs = ward_graph::interp::eval::run_arrays(graph, weights, inputs).unwrap();
+        outs.iter()
+            .zip(heads)
+            .map(|(o, h)| o.data.iter().zip(&h.data).map(|(a, b)| a * b).sum::<f64>())
+            .sum()
+    };
+    const EPS: f64 = 1e-6;
+    let mut worst = 0.0f64;
+    let labels: Vec<bool> = graph
+        .inputs
+        .iter()
+        .map(|i| i.role == ward_graph::ir::InputRole::Label)
+        .collect();
+    for (which, grads) in [
+        (0, &got.inputs),
+        (1, &got.params.iter().cloned().map(Some).collect()),
+    ] {
+        for (k, g) in grads.iter().enumerate() {
+            if which == 0 && labels[k] {
+                continue;
+            }
+            let Some(g) = g else { continue };
+            let scale = g.data.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+            for e in 0..g.data.len() {
+                let (mut w, mut x) = (weights.to_vec(), inputs.to_vec());
+                let target = if which == 0 { &mut x[k] } else { &mut w[k] };
+                let at = target.data[e];
+                target.data[e] = at + EPS;
+                let up = objective(&w, &x);
+                let target = if which == 0 { &mut x[k] } else { &mut w[k] };
+                target.data[e] = at - EPS;
+                let down = objective(&w, &x);
+                let numeric = (up - down) / (2.0 * EPS);
+                worst = worst.max((numeric - g.data[e]).abs() / scale);
+            }
+        }
+    }
+    Some(worst)
+}
+
+fn check(name: &str) -> Result<Outcome, String> {
+    let ops = fixtures("ops").join(name);
+    let grads = fixtures("grads").join(name);
+    let meta: OpMeta = serde_json::from_slice(&read(&ops.join("meta.json"))).unwrap();
+    let symbol = read_symbol(&read(&ops.join("model-symbol.json")), &Default::default())
+        .map_err(|e| e.to_string())?;
+    let params = read_params(&read(&ops.join("model-0000.params")), &Default::default())
+        .map_err(|e| e.to_string())?;
+    let declared: Vec<DeclaredInput> = meta
+        .inputs
+        .iter()
+        .map(|i| DeclaredInput {
+            name: i.name.clone(),
+            dtype: DType::F32,
+            shape: i.shape.iter().map(|&d| d as i64).collect(),
+        })
+        .collect();
+    let imported = import(&symbol, params, &declared).map_err(|e| e.to_string())?;
+    let graph = imported.graph;
+    if let Err(e) = check_differentiable(&graph) {
+        return Ok(Outcome::Refused(e));
+    }
+    let named: HashMap<String, Array> = imported
+        .weights
+        .iter()
+        .map(|(n, t)| (n.clone(), array_of(t)))
+        .collect();
+    let weights: Vec<Array> = graph
+        .params
+        .iter()
+        .map(|p| named[&p.name].clone())
+        .collect();
+    // Data and labels alike, as the op fixture recorded them.
+    let inputs: Vec<Array> = graph
+        .inputs
+        .iter()
+        .map(|i| npy_array(&ops.join(format!("input-{}.npy", i.name))))
+        .collect();
+    let heads: Vec<Array> = (0..graph.outputs.len())
+        .map(|k| npy_array(&grads.join(format!("head-{k}.npy"))))
+        .collect();
+    let (_, got) = backward(&graph, &weights, &inputs, &heads).map_err(|e| e.to_string())?;
+    let numeric = finite_difference_distance(&graph, &weights, &inputs, &heads, &got);
+
+    let mut worst = 0.0f64;
+    let labels: BTreeSet<&str> = graph
+        .inputs
+        .iter()
+        .filter(|i| i.role == ward_graph::ir::InputRole::Label)
+        .map(|i| i.name.as_str())
+        .collect();
+    for (input, g) in graph.inputs.iter().zip(&got.inputs) {
+        if labels.contains(input.name.as_str()) {
+            continue; // MXNet gives labels no meaningful gradient; ward gives none.
+        }
+        let want = npy_array(&grads.join(format!("grad-{}.npy", input.name)));
+        let g = match g {
+            Some(g) => g.clone(),
+            None => Array::zeros(want.shape.clone()).unwrap(),
+        };
+        worst = worst.max(distance(&g, &want).map_err(|e| format!("input {}: {e}", input.name))?);
+    }
+    for (param, g) in graph.params.iter().zip(&got.params) {
+        let want = npy_array(&grads.join(format!("grad-{}.npy", param.name)));
+        worst =
+            worst.max(distance(g, &want).map_err(|e| format!("parameter {}: {e}", param.name))?);
+    }
+    Ok(Outcome::Matched(worst, numeric))
+}
+
+#[test]
+fn every_differentiable_operator_matches_mxnet_autograd() {
+    let index: Index =
+        serde_json::from_slice(&read(&fixtures("grads").join("index.json"))).unwrap();
+    let mut failures = Vec::new();
+    let mut matched: BTreeMap<String, usize> = BTreeMap::new();
+    let mut refused_ops: BTreeSet<String> = BTreeSet::new();
+    let mut differenced = 0;
+    for case in index.cases.iter().filter(|c| c.status == "recorded") {
+        if REFUSED.contains(&case.name.as_str())
+            || NOT_COMPARED.iter().any(|(n, _)| *n == case.name)
+        {
+            continue;
+        }
+        match check(&case.name) {
+            Ok(Outcome::Matched(worst, numeric)) if worst <= 1e-4 => {
+                *matched.entry(case.op.clone()).or_default() += 1;
+                let exempt = NOT_THE_DERIVATIVE.iter().any(|(n, _)| *n == case.name);
+                match numeric {
+                    Some(d) if d > 1e-5 && !exempt => failures.push(format!(
+                        "{} ({}): off finite differences by {d:e}",
+                        case.name, case.op
+                    )),
+                    Some(d) if d <= 1e-5 && exempt => failures.push(format!(
+                        "{} is listed as NOT_THE_DERIVATIVE but agrees with finite differences",
+                        case.name
+                    )),
+                    Some(_) => differenced += 1,
+                    None => {}
+                }
+            }
+            Ok(Outcome::Matched(worst, _)) => failures.push(format!(
+                "{} ({}): off by {worst:e} of max(1, max|g|)",
+                case.name, case.op
+            )),
+            Ok(Outcome::Refused(e)) => {
+                if NOT_YET.contains(&case.op.as_str()) {
+                    refused_ops.insert(case.op.clone());
+                } else {
+                    failures.push(format!("{} ({}): refused: {e}", case.name, case.op));
+                }
+            }
+            Err(e) => failures.push(format!("{} ({}): {e}", case.name, case.op)),
+        }
+    }
+    for op in NOT_YET {
+        if matched.contains_key(*op) {
+            failures.push(format!("{op} is listed as NOT_YET but has a rule now"));
+        }
+    }
+    let total: usize = matched.values().sum();
+    eprintln!(
+        "{total} cases of {} operators match MXNet ({differenced} also finite differences); \
+         refused (no rule yet): {refused_ops:?}",
+        matched.len()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(total >= 100, "only {total} cases compared");
+}
