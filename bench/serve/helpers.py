@@ -218,7 +218,7 @@ def report(results_path, meta_path):
     if os.path.exists(results_path):
         with open(results_path) as f:
             rows = [json.loads(l) for l in f if l.strip()]
-    order = {"mms": 0, "ward": 1}
+    order = {"mms": 0, "ward-old": 1, "ward": 2}
     models = []
     for r in rows:
         if r["model"] not in models:
@@ -238,6 +238,8 @@ def report(results_path, meta_path):
     p("Servers:")
     p()
     p(f"- **mms**: {meta.get('mms', 'not run')}")
+    if "ward-old" in meta:
+        p(f"- **ward-old**: {meta['ward-old']}")
     p(f"- **ward**: {meta.get('ward', 'not run')}")
     p()
     p("Requests: byte-identical bodies for both servers (OIP v2): the MLP (1x16) as a JSON "
@@ -271,7 +273,7 @@ def report(results_path, meta_path):
     p()
     p("| server | peak RSS | processes |")
     p("|---|---:|---|")
-    for s in ("mms", "ward"):
+    for s in ("mms", "ward-old", "ward"):
         raw = meta.get(f"mem_{s}")
         if not raw:
             continue
@@ -283,7 +285,7 @@ def report(results_path, meta_path):
               f"(sum of each one's peak; forked workers share pages: PSS now "
               f"{_mib(m['pss_kib'] + m['children_pss_kib'])}) |")
         else:
-            p(f"| ward | {_mib(m['hwm_kib'] + m['children_hwm_kib'])} | one process "
+            p(f"| {s} | {_mib(m['hwm_kib'] + m['children_hwm_kib'])} | one process "
               f"(PSS now {_mib(m['pss_kib'])}) |")
     if notes:
         p()

@@ -12,6 +12,9 @@
 #   WARD [target/release/ward]   the ward binary; the ward side is skipped (and said so in
 #                                the report) when `$WARD serve --help` fails
 #   SERVERS ["mms ward"]         DURATION [20]  WARMUP [5]  CONNS ["1 4 16"]
+#   WARD_OLD                     a second ward binary, run as the server `ward-old` when
+#                                SERVERS names it: an A/B of two builds in one run
+#                                (SERVERS="mms ward-old ward ward-old ward" alternates them)
 #   OVERLOAD [128]               connections for the squeezenet overload point (0: none);
 #                                past ward's default queue (64 waiting + 1 running per core)
 #                                and MMS's (job_queue_size 100)
@@ -266,10 +269,12 @@ EOF
 
 # ------------------------------------------------------------------------------------ ward
 ward_side() {
-    local d="$work/ward" m shape token pid url port_line config
+    # $1: the label in the report (ward, or ward-old for the A/B build); $2: the binary
+    local label=$1 WARD=$2
+    local d="$work/$label" m shape token pid url port_line config
     rm -rf "$d"
     mkdir -p "$d/repo"
-    say "ward: keys, packages, TLS certificate, token"
+    say "$label: keys, packages, TLS certificate, token"
     "$WARD" keygen --out "$d/keys" --name bench > "$d/keygen.log"
     for m in $models; do
         local CONTENT_TYPE INFERENCE_HEADER_LENGTH INPUT_SHAPE
@@ -300,7 +305,7 @@ ward_side() {
             echo "daily_budget = 1000000000"
         } > "$config"
     fi
-    say "ward: starting"
+    say "$label: starting"
     "$WARD" serve --models "$d/repo" --trust "$d/keys/bench.pub" --config "$config" \
         --listen 127.0.0.1:0 --tls-cert "$d/tls/server.pem" --tls-key "$d/tls/server.key" \
         --tokens "$d/tokens.toml" > "$d/stdout" 2> "$d/stderr" &
@@ -322,15 +327,15 @@ ward_side() {
         tail -30 "$d/stderr" >&2
         return 1
     fi
-    say "ward: $url"
+    say "$label: $url"
     SERVER_PID=$pid
     CURL_ARGS=(--cacert "$d/tls/ca.pem" -H "Authorization: Bearer $token")
     for m in $models; do
-        check_reply ward "$m" "$url/v2/models/$m/infer" "${CURL_ARGS[@]}"
+        check_reply "$label" "$m" "$url/v2/models/$m/infer" "${CURL_ARGS[@]}"
     done
-    run_points ward "$url/v2/models/" "/infer" "$token"
-    meta mem_ward "$("$PY" "$helpers" mem "$pid")"
-    meta ward "$("$WARD" --version 2>/dev/null | head -1 || echo ward) ($WARD), HTTPS (TLS on loopback, dev CA from \`ward tls-cert\`) with a bearer token on every request, packages signed and verified at load; config: $(if [ -n "${WARD_CONFIG:-}" ]; then echo "$WARD_CONFIG"; else echo "ward's defaults (output precision 3, queue 64 per model, one running request per core) except the per-principal [rate] raised to 1e6/s$([ "$(id -u)" != 0 ] || echo ", and allow_root = true")"; fi)"
+    run_points "$label" "$url/v2/models/" "/infer" "$token"
+    meta "mem_$label" "$("$PY" "$helpers" mem "$pid")"
+    meta "$label" "$("$WARD" --version 2>/dev/null | head -1 || echo ward) ($WARD), HTTPS (TLS on loopback, dev CA from \`ward tls-cert\`) with a bearer token on every request, packages signed and verified at load; config: $(if [ -n "${WARD_CONFIG:-}" ]; then echo "$WARD_CONFIG"; else echo "ward's defaults (output precision 3, queue 64 per model, one running request per core) except the per-principal [rate] raised to 1e6/s$([ "$(id -u)" != 0 ] || echo ", and allow_root = true")"; fi)"
 }
 
 # Each side runs in a background subshell so that `set -e` holds inside it, a failure on one
@@ -341,14 +346,16 @@ for server in $SERVERS; do
         (mms_side) &
         wait $! || meta note "mms: the run failed (see the errors above and $WORK/mms/mms.log)"
         ;;
-    ward)
-        if ! "$WARD" serve --help > /dev/null 2>&1; then
-            say "ward: skipped ($WARD serve --help fails; set WARD=path/to/ward)"
-            meta note "ward: not run, \`$WARD serve --help\` failed"
+    ward | ward-old)
+        bin=$WARD
+        [ "$server" = ward ] || bin=${WARD_OLD:?SERVERS names ward-old: set WARD_OLD}
+        if ! "$bin" serve --help > /dev/null 2>&1; then
+            say "$server: skipped ($bin serve --help fails; set WARD=path/to/ward)"
+            meta note "$server: not run, \`$bin serve --help\` failed"
             continue
         fi
-        (ward_side) &
-        wait $! || meta note "ward: the run failed (see the errors above and $WORK/ward/stderr)"
+        (ward_side "$server" "$bin") &
+        wait $! || meta note "$server: the run failed (see the errors above and $WORK/$server/stderr)"
         ;;
     *) echo "error: unknown server '$server' in SERVERS" >&2; exit 1 ;;
     esac
