@@ -311,20 +311,37 @@ pub enum PadMode {
 /// axis. MXNet itself accepts only 4-D and 5-D data with zero pads on the first two
 /// axes; this reference pads any axis.
 pub fn pad(x: &Array, mode: PadMode, pad_width: &[usize], value: f64) -> KResult<Array> {
+    let (shape, sources) = pad_sources(&x.shape, mode, pad_width)?;
+    let data = sources
+        .iter()
+        .map(|s| s.map_or(value, |off| x.data[off]))
+        .collect();
+    Array::new(shape, data)
+}
+
+/// The padded shape, and for each of its elements (row-major) the offset of the input
+/// element it copies, or `None` where constant mode writes the value. [`pad`] and its
+/// gradient (which sends each element's gradient back to its source) share it.
+pub fn pad_sources(
+    in_shape: &[usize],
+    mode: PadMode,
+    pad_width: &[usize],
+) -> KResult<(Vec<usize>, Vec<Option<usize>>)> {
     const OP: &str = "Pad";
-    if pad_width.len() != 2 * x.rank() {
+    let rank = in_shape.len();
+    if pad_width.len() != 2 * rank {
         return Err(KernelError::new(
             OP,
             format!(
                 "pad_width has {} values; data of rank {} needs {}",
                 pad_width.len(),
-                x.rank(),
-                2 * x.rank()
+                rank,
+                2 * rank
             ),
         ));
     }
-    let mut shape = Vec::with_capacity(x.rank());
-    for (i, &d) in x.shape.iter().enumerate() {
+    let mut shape = Vec::with_capacity(rank);
+    for (i, &d) in in_shape.iter().enumerate() {
         let (before, after) = (pad_width[2 * i], pad_width[2 * i + 1]);
         if mode == PadMode::Reflect && (before >= d || after >= d) && (before, after) != (0, 0) {
             return Err(KernelError::new(
@@ -346,13 +363,14 @@ pub fn pad(x: &Array, mode: PadMode, pad_width: &[usize], value: f64) -> KResult
                 .ok_or_else(|| KernelError::new(OP, "padded size overflows"))?,
         );
     }
-    let st = strides(&x.shape);
-    let mut out = Array::zeros(shape.clone())?;
-    for (flat, idx) in indices(&shape).enumerate() {
+    element_count(&shape)?;
+    let st = strides(in_shape);
+    let mut sources = Vec::with_capacity(shape.iter().product());
+    for idx in indices(&shape) {
         let mut off = 0;
         let mut outside = false;
         for (i, &j) in idx.iter().enumerate() {
-            let d = x.shape[i];
+            let d = in_shape[i];
             let p = j as i64 - pad_width[2 * i] as i64;
             let last = d as i64 - 1;
             let src = if (0..d as i64).contains(&p) {
@@ -375,9 +393,9 @@ pub fn pad(x: &Array, mode: PadMode, pad_width: &[usize], value: f64) -> KResult
             };
             off += src as usize * st[i];
         }
-        out.data[flat] = if outside { value } else { x.data[off] };
+        sources.push((!outside).then_some(off));
     }
-    Ok(out)
+    Ok((shape, sources))
 }
 
 /// MXNet `SequenceLast` without `use_sequence_length`: the last element along `axis`,

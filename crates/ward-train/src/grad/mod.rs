@@ -5,7 +5,8 @@
 //! node's inputs and outputs, then walks the nodes in reverse, asking each operator's
 //! rule for the gradients of its inputs from the gradients of its outputs and summing
 //! them where a value feeds several nodes. The rules live by family, as the operators do
-//! in `ward_graph::ops`: [`dense`], [`activation`], [`elementwise`], [`shape`], [`loss`].
+//! in `ward_graph::ops`: [`dense`], [`activation`], [`elementwise`], [`shape`],
+//! [`index`], [`loss`].
 //!
 //! The loss heads (`SoftmaxOutput`, the `*RegressionOutput`s, `MakeLoss`) compute their
 //! own gradient, as in MXNet: the head gradient given for their output is ignored (unless
@@ -13,13 +14,14 @@
 //!
 //! Training mode: these rules differentiate the operators whose forward pass does not
 //! change in training. Dropout, BatchNorm and the other normalisations, convolutions,
-//! pooling, Embedding, Pad and the RNN are refused by [`check_differentiable`] until
-//! their rules exist, naming the node.
+//! pooling and the RNN are refused by [`check_differentiable`] until their rules exist,
+//! naming the node.
 
 pub mod activation;
 mod arrays;
 pub mod dense;
 pub mod elementwise;
+pub mod index;
 pub mod loss;
 pub mod shape;
 
@@ -139,7 +141,10 @@ fn differentiable(op: &Op) -> Result<(), &'static str> {
         | Op::SoftmaxOutput(_)
         | Op::RegressionOutput(_)
         | Op::MakeLoss(_)
-        | Op::BlockGrad(_) => Ok(()),
+        | Op::BlockGrad(_)
+        | Op::Embedding(_)
+        | Op::SequenceLast(_)
+        | Op::Pad(_) => Ok(()),
         Op::LeakyRelu(op) => activation::leaky_relu_differentiable(op),
         Op::Conv(_) | Op::Deconv(_) => Err("convolution gradients are not implemented yet"),
         Op::Pool(_) => Err("pooling gradients are not implemented yet"),
@@ -149,9 +154,6 @@ fn differentiable(op: &Op) -> Result<(), &'static str> {
         Op::Dropout(_) => Err(
             "dropout's training mode (a mask from the run's random stream) is not implemented yet",
         ),
-        Op::Pad(_) => Err("pad gradients are not implemented yet"),
-        Op::Embedding(_) => Err("embedding gradients are not implemented yet"),
-        Op::SequenceLast(_) => Err("SequenceLast gradients are not implemented yet"),
         Op::Rnn(_) => Err("RNN gradients are not implemented yet"),
     }
 }
@@ -345,6 +347,9 @@ fn rule(ctx: &Ctx<'_>) -> Rule {
         Op::SwapAxes(op) => shape::swap_axes(ctx, op),
         Op::Split(op) => shape::split(ctx, op),
         Op::Stack(op) => shape::stack(ctx, op),
+        Op::Embedding(_) => index::embedding(ctx),
+        Op::SequenceLast(op) => index::sequence_last(ctx, op),
+        Op::Pad(op) => index::pad(ctx, op),
         Op::Fill(_) | Op::OnesLike(_) | Op::BlockGrad(_) => Ok(vec![None; ctx.ins.len()]),
         Op::SoftmaxOutput(op) => loss::softmax_output(ctx, op),
         Op::RegressionOutput(op) => loss::regression_output(ctx, op),
