@@ -89,16 +89,65 @@ pub const MAX_POOL_EMPTY: f64 = f32::MIN as f64;
 /// answer to copy.
 pub fn pooling(x: &Array, p: &PoolParams) -> KResult<Array> {
     const OP: &str = "Pooling";
-    if !(3..=5).contains(&x.rank()) {
+    let (out_shape, windows) = pool_windows(&x.shape, p)?;
+    let mut out = Array::zeros(out_shape)?;
+    for (slot, w) in out.data.iter_mut().zip(&windows) {
+        *slot = match p.kind {
+            PoolKind::Max => w
+                .offsets
+                .iter()
+                .map(|&o| x.data[o])
+                .fold(MAX_POOL_EMPTY, |max, v| if v > max { v } else { max }),
+            PoolKind::Sum => w.offsets.iter().map(|&o| x.data[o]).sum(),
+            PoolKind::Avg => {
+                let divisor = w.divisor(p.count_include_pad);
+                if w.offsets.is_empty() || divisor == 0 {
+                    return Err(KernelError::new(
+                        OP,
+                        "an avg window holds no input element; MXNet 1.9.1 gives 0 or NaN there depending on its code path",
+                    ));
+                }
+                w.offsets.iter().map(|&o| x.data[o]).sum::<f64>() / divisor as f64
+            }
+        };
+    }
+    Ok(out)
+}
+
+/// One pooling window: the input elements it holds (offsets, in order), its size
+/// counted with the padding (clipped to the padded input) and the kernel's size.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolWindow {
+    pub offsets: Vec<usize>,
+    pub padded_size: usize,
+    /// The size MXNet 1.9.1's avg gradient divides by with `count_include_pad`: the
+    /// window clipped at the input's end plus twice the padding, where the forward pass
+    /// clips at the end plus the padding once (they differ for `full` windows).
+    pub grad_size: usize,
+}
+
+impl PoolWindow {
+    /// What avg divides by: the padded size, or the input elements held.
+    pub fn divisor(&self, count_include_pad: bool) -> usize {
+        if count_include_pad {
+            self.padded_size
+        } else {
+            self.offsets.len()
+        }
+    }
+}
+
+/// The output shape of [`pooling`] and its windows, one per output element in
+/// row-major order. The kernel and its gradient share them.
+pub fn pool_windows(x_shape: &[usize], p: &PoolParams) -> KResult<(Vec<usize>, Vec<PoolWindow>)> {
+    const OP: &str = "Pooling";
+    if !(3..=5).contains(&x_shape.len()) {
         return Err(KernelError::new(
             OP,
-            format!(
-                "data must be channels-first with 1 to 3 spatial axes, got shape {:?}",
-                x.shape
-            ),
+            format!("data must be channels-first with 1 to 3 spatial axes, got shape {x_shape:?}"),
         ));
     }
-    let spatial = &x.shape[2..];
+    let spatial = &x_shape[2..];
     let k = spatial.len();
     let (kernel, stride, pad) = if p.global {
         (spatial.to_vec(), vec![1; k], vec![0; k])
@@ -121,7 +170,7 @@ pub fn pooling(x: &Array, p: &PoolParams) -> KResult<Array> {
                     "kernel {:?} has {} dims but the data {:?} has {k} spatial axes",
                     p.kernel,
                     p.kernel.len(),
-                    x.shape
+                    x_shape
                 ),
             ));
         }
@@ -133,7 +182,7 @@ pub fn pooling(x: &Array, p: &PoolParams) -> KResult<Array> {
             "global pooling of an empty spatial axis",
         ));
     }
-    let mut out_shape = x.shape[..2].to_vec();
+    let mut out_shape = x_shape[..2].to_vec();
     for i in 0..k {
         let padded = spatial[i]
             .checked_add(pad[i].saturating_mul(2))
@@ -156,61 +205,41 @@ pub fn pooling(x: &Array, p: &PoolParams) -> KResult<Array> {
         out_shape.push(steps + 1);
     }
     let to_i = |v: usize| i64::try_from(v).map_err(|_| KernelError::new(OP, "size too large"));
-    let xs = strides(&x.shape);
-    let mut out = Array::zeros(out_shape.clone())?;
-    for (flat, idx) in indices(&out_shape).enumerate() {
+    let xs = strides(x_shape);
+    let mut windows = Vec::with_capacity(out_shape.iter().product());
+    for idx in indices(&out_shape) {
         let base = idx[0] * xs[0] + idx[1] * xs[1];
         // Per axis: the clipped input range and the size counted with padding.
         let mut lo = Vec::with_capacity(k);
         let mut hi = Vec::with_capacity(k);
         let mut padded_size: i64 = 1;
-        let mut real_size: i64 = 1;
+        let mut grad_size: i64 = 1;
         for i in 0..k {
             let start = to_i(idx[i + 2] * stride[i])? - to_i(pad[i])?;
             let end = start + to_i(kernel[i])?;
             padded_size *= end.min(to_i(spatial[i] + pad[i])?) - start;
+            grad_size *= end.min(to_i(spatial[i] + 2 * pad[i])?) - start;
             let (a, b) = (start.max(0), end.min(to_i(spatial[i])?));
-            real_size *= (b - a).max(0);
             lo.push(a);
             hi.push(b.max(a));
         }
         let extent: Vec<usize> = lo.iter().zip(&hi).map(|(a, b)| (b - a) as usize).collect();
-        let mut max = MAX_POOL_EMPTY;
-        let mut sum = 0.0;
-        for w in indices(&extent) {
-            let mut off = base;
-            for i in 0..k {
-                off += (lo[i] as usize + w[i]) * xs[i + 2];
-            }
-            let v = x.data[off];
-            if v > max {
-                max = v;
-            }
-            sum += v;
-        }
-        out.data[flat] = match p.kind {
-            PoolKind::Max => max,
-            PoolKind::Sum => sum,
-            PoolKind::Avg => {
-                if real_size == 0 {
-                    return Err(KernelError::new(
-                        OP,
-                        format!(
-                            "avg window {:?} holds no input element; MXNet 1.9.1 gives 0 or NaN there depending on its code path",
-                            &idx[2..]
-                        ),
-                    ));
+        let offsets = indices(&extent)
+            .map(|w| {
+                let mut off = base;
+                for i in 0..k {
+                    off += (lo[i] as usize + w[i]) * xs[i + 2];
                 }
-                let divisor = if p.count_include_pad {
-                    padded_size
-                } else {
-                    real_size
-                };
-                sum / divisor as f64
-            }
-        };
+                off
+            })
+            .collect();
+        windows.push(PoolWindow {
+            offsets,
+            padded_size: usize::try_from(padded_size.max(0)).unwrap_or(0),
+            grad_size: usize::try_from(grad_size.max(0)).unwrap_or(0),
+        });
     }
-    Ok(out)
+    Ok((out_shape, windows))
 }
 
 #[cfg(test)]

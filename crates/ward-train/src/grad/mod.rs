@@ -6,15 +6,15 @@
 //! rule for the gradients of its inputs from the gradients of its outputs and summing
 //! them where a value feeds several nodes. The rules live by family, as the operators do
 //! in `ward_graph::ops`: [`dense`], [`activation`], [`elementwise`], [`shape`],
-//! [`index`], [`loss`].
+//! [`index`], [`pool`], [`loss`].
 //!
 //! The loss heads (`SoftmaxOutput`, the `*RegressionOutput`s, `MakeLoss`) compute their
 //! own gradient, as in MXNet: the head gradient given for their output is ignored (unless
 //! `SoftmaxOutput` has `out_grad`). `BlockGrad` stops the gradient.
 //!
 //! Training mode: these rules differentiate the operators whose forward pass does not
-//! change in training. Dropout, BatchNorm and the other normalisations, convolutions,
-//! pooling and the RNN are refused by [`check_differentiable`] until their rules exist,
+//! change in training. Dropout, BatchNorm and the other normalisations, convolutions
+//! and the RNN are refused by [`check_differentiable`] until their rules exist,
 //! naming the node.
 
 pub mod activation;
@@ -23,6 +23,7 @@ pub mod dense;
 pub mod elementwise;
 pub mod index;
 pub mod loss;
+pub mod pool;
 pub mod shape;
 
 use ward_graph::interp::eval::eval_node;
@@ -144,10 +145,10 @@ fn differentiable(op: &Op) -> Result<(), &'static str> {
         | Op::BlockGrad(_)
         | Op::Embedding(_)
         | Op::SequenceLast(_)
-        | Op::Pad(_) => Ok(()),
+        | Op::Pad(_)
+        | Op::Pool(_) => Ok(()),
         Op::LeakyRelu(op) => activation::leaky_relu_differentiable(op),
         Op::Conv(_) | Op::Deconv(_) => Err("convolution gradients are not implemented yet"),
-        Op::Pool(_) => Err("pooling gradients are not implemented yet"),
         Op::BatchNorm(_) | Op::InstanceNorm(_) | Op::LayerNorm(_) | Op::GroupNorm(_) => {
             Err("normalisation gradients (training mode) are not implemented yet")
         }
@@ -350,6 +351,7 @@ fn rule(ctx: &Ctx<'_>) -> Rule {
         Op::Embedding(_) => index::embedding(ctx),
         Op::SequenceLast(op) => index::sequence_last(ctx, op),
         Op::Pad(op) => index::pad(ctx, op),
+        Op::Pool(op) => pool::pool(ctx, op),
         Op::Fill(_) | Op::OnesLike(_) | Op::BlockGrad(_) => Ok(vec![None; ctx.ins.len()]),
         Op::SoftmaxOutput(op) => loss::softmax_output(ctx, op),
         Op::RegressionOutput(op) => loss::regression_output(ctx, op),
