@@ -102,6 +102,28 @@ pub(crate) fn dilated(op: &'static str, kernel: usize, dilation: usize) -> KResu
         .ok_or_else(|| KernelError::new(op, "the dilated kernel overflows"))
 }
 
+/// `shape` has `rank` axes, or the error names `what`.
+fn expect_rank(op: &'static str, what: &str, shape: &[usize], rank: usize) -> KResult<()> {
+    if shape.len() != rank {
+        return Err(KernelError::new(
+            op,
+            format!("{what} must have rank {rank}, got shape {shape:?}"),
+        ));
+    }
+    Ok(())
+}
+
+/// `shape` is `want`, or the error names `what`.
+fn expect_shape(op: &'static str, what: &str, shape: &[usize], want: &[usize]) -> KResult<()> {
+    if shape != want {
+        return Err(KernelError::new(
+            op,
+            format!("{what} must have shape {want:?}, got {shape:?}"),
+        ));
+    }
+    Ok(())
+}
+
 fn to_i64(op: &'static str, v: usize) -> KResult<i64> {
     i64::try_from(v).map_err(|_| KernelError::new(op, format!("{v} is too large")))
 }
@@ -116,6 +138,41 @@ pub fn convolution(
     bias: Option<&Array>,
     p: &ConvParams,
 ) -> KResult<Array> {
+    let out_shape = conv_taps(
+        &x.shape,
+        &weight.shape,
+        bias.map(|b| &b.shape[..]),
+        p,
+        |_, _, _| {},
+    )?;
+    let mut out = Array::zeros(out_shape.clone())?;
+    if let Some(bv) = bias {
+        for (flat, idx) in indices(&out_shape).enumerate() {
+            out.data[flat] = bv.data[idx[1]];
+        }
+    }
+    conv_taps(
+        &x.shape,
+        &weight.shape,
+        bias.map(|b| &b.shape[..]),
+        p,
+        |x_off, w_off, y| {
+            out.data[y] += x.data[x_off] * weight.data[w_off];
+        },
+    )?;
+    Ok(out)
+}
+
+/// Convolution's shape checks and output shape; calls `tap(x, w, y)` for every product
+/// `x[x] · w[w]` that output element `y` sums (offsets, row-major; outputs in order,
+/// then input channels, then kernel positions). [`convolution`] and its gradient share it.
+pub fn conv_taps(
+    x_shape: &[usize],
+    w_shape: &[usize],
+    bias_shape: Option<&[usize]>,
+    p: &ConvParams,
+    mut tap: impl FnMut(usize, usize, usize),
+) -> KResult<Vec<usize>> {
     const OP: &str = "Convolution";
     let k = check_window(
         OP,
@@ -126,10 +183,10 @@ pub fn convolution(
             ("pad", &p.pad),
         ],
     )?;
-    x.expect_rank(OP, "data", k + 2)?;
-    weight.expect_rank(OP, "weight", k + 2)?;
-    let (n, c) = (x.shape[0], x.shape[1]);
-    let f = weight.shape[0];
+    expect_rank(OP, "data", x_shape, k + 2)?;
+    expect_rank(OP, "weight", w_shape, k + 2)?;
+    let (n, c) = (x_shape[0], x_shape[1]);
+    let f = w_shape[0];
     let g = p.groups;
     if g == 0 || !c.is_multiple_of(g) || !f.is_multiple_of(g) {
         return Err(KernelError::new(
@@ -140,14 +197,14 @@ pub fn convolution(
     let (cg, fg) = (c / g, f / g);
     let mut expected_w = vec![f, cg];
     expected_w.extend_from_slice(&p.kernel);
-    weight.expect_shape(OP, "weight", &expected_w)?;
-    if let Some(b) = bias {
-        b.expect_shape(OP, "bias", &[f])?;
+    expect_shape(OP, "weight", w_shape, &expected_w)?;
+    if let Some(b) = bias_shape {
+        expect_shape(OP, "bias", b, &[f])?;
     }
     let mut out_shape = vec![n, f];
     for i in 0..k {
         let eff = dilated(OP, p.kernel[i], p.dilation[i])?;
-        let padded = x.shape[i + 2]
+        let padded = x_shape[i + 2]
             .checked_add(p.pad[i].saturating_mul(2))
             .ok_or_else(|| KernelError::new(OP, "padded size overflows"))?;
         if padded < eff {
@@ -160,17 +217,15 @@ pub fn convolution(
         }
         out_shape.push((padded - eff) / p.stride[i] + 1);
     }
-    let mut out = Array::zeros(out_shape.clone())?;
-    let xs = strides(&x.shape);
-    let ws = strides(&weight.shape);
-    let spatial_in: Vec<i64> = x.shape[2..]
+    let xs = strides(x_shape);
+    let ws = strides(w_shape);
+    let spatial_in: Vec<i64> = x_shape[2..]
         .iter()
         .map(|&d| to_i64(OP, d))
         .collect::<KResult<_>>()?;
     for (flat, idx) in indices(&out_shape).enumerate() {
         let (b, filt) = (idx[0], idx[1]);
         let group = filt / fg;
-        let mut acc = bias.map_or(0.0, |bv| bv.data[filt]);
         for ci in 0..cg {
             let chan = group * cg + ci;
             for kidx in indices(&p.kernel) {
@@ -192,12 +247,11 @@ pub fn convolution(
                 for i in 0..k {
                     w_off += kidx[i] * ws[i + 2];
                 }
-                acc += x.data[x_off] * weight.data[w_off];
+                tap(x_off, w_off, flat);
             }
         }
-        out.data[flat] = acc;
     }
-    Ok(out)
+    Ok(out_shape)
 }
 
 /// MXNet `Deconvolution` (the adjoint of `Convolution` with the same window):
@@ -211,6 +265,28 @@ pub fn deconvolution(
     bias: Option<&Array>,
     p: &DeconvParams,
 ) -> KResult<Array> {
+    let shapes = (&x.shape[..], &weight.shape[..], bias.map(|b| &b.shape[..]));
+    let out_shape = deconv_taps(shapes, p, |_, _, _| {})?;
+    let mut out = Array::zeros(out_shape.clone())?;
+    deconv_taps(shapes, p, |x_off, w_off, o_off| {
+        out.data[o_off] += x.data[x_off] * weight.data[w_off];
+    })?;
+    if let Some(bv) = bias {
+        for (flat, idx) in indices(&out_shape).enumerate() {
+            out.data[flat] += bv.data[idx[1]];
+        }
+    }
+    Ok(out)
+}
+
+/// Deconvolution's shape checks and output shape; calls `tap(x, w, y)` for every product
+/// `x[x] · w[w]` added to output element `y` (inputs in order, then output channels, then
+/// kernel positions). [`deconvolution`] and its gradient share it.
+pub fn deconv_taps(
+    (x_shape, w_shape, bias_shape): (&[usize], &[usize], Option<&[usize]>),
+    p: &DeconvParams,
+    mut tap: impl FnMut(usize, usize, usize),
+) -> KResult<Vec<usize>> {
     const OP: &str = "Deconvolution";
     let k = check_window(
         OP,
@@ -222,9 +298,9 @@ pub fn deconvolution(
             ("adj", &p.adj),
         ],
     )?;
-    x.expect_rank(OP, "data", k + 2)?;
-    weight.expect_rank(OP, "weight", k + 2)?;
-    let (n, c) = (x.shape[0], x.shape[1]);
+    expect_rank(OP, "data", x_shape, k + 2)?;
+    expect_rank(OP, "weight", w_shape, k + 2)?;
+    let (n, c) = (x_shape[0], x_shape[1]);
     let g = p.groups;
     if g == 0 || !c.is_multiple_of(g) {
         return Err(KernelError::new(
@@ -233,20 +309,20 @@ pub fn deconvolution(
         ));
     }
     let cg = c / g;
-    let fg = weight.shape[1];
+    let fg = w_shape[1];
     let f = fg
         .checked_mul(g)
         .ok_or_else(|| KernelError::new(OP, "output channels overflow"))?;
     let mut expected_w = vec![c, fg];
     expected_w.extend_from_slice(&p.kernel);
-    weight.expect_shape(OP, "weight", &expected_w)?;
-    if let Some(b) = bias {
-        b.expect_shape(OP, "bias", &[f])?;
+    expect_shape(OP, "weight", w_shape, &expected_w)?;
+    if let Some(b) = bias_shape {
+        expect_shape(OP, "bias", b, &[f])?;
     }
     let mut out_shape = vec![n, f];
     for i in 0..k {
         let eff = dilated(OP, p.kernel[i], p.dilation[i])?;
-        let full = x.shape[i + 2]
+        let full = x_shape[i + 2]
             .checked_sub(1)
             .and_then(|v| v.checked_mul(p.stride[i]))
             .and_then(|v| v.checked_add(eff))
@@ -268,17 +344,15 @@ pub fn deconvolution(
             })?;
         out_shape.push(size);
     }
-    let mut out = Array::zeros(out_shape.clone())?;
     let os = strides(&out_shape);
-    let ws = strides(&weight.shape);
+    let ws = strides(w_shape);
     let spatial_out: Vec<i64> = out_shape[2..]
         .iter()
         .map(|&d| to_i64(OP, d))
         .collect::<KResult<_>>()?;
-    for (flat, idx) in indices(&x.shape).enumerate() {
+    for (flat, idx) in indices(x_shape).enumerate() {
         let (b, chan) = (idx[0], idx[1]);
         let group = chan / cg;
-        let v = x.data[flat];
         for fi in 0..fg {
             let filt = group * fg + fi;
             for kidx in indices(&p.kernel) {
@@ -300,16 +374,11 @@ pub fn deconvolution(
                 for i in 0..k {
                     w_off += kidx[i] * ws[i + 2];
                 }
-                out.data[o_off] += v * weight.data[w_off];
+                tap(flat, w_off, o_off);
             }
         }
     }
-    if let Some(bv) = bias {
-        for (flat, idx) in indices(&out_shape).enumerate() {
-            out.data[flat] += bv.data[idx[1]];
-        }
-    }
-    Ok(out)
+    Ok(out_shape)
 }
 
 #[cfg(test)]

@@ -6,19 +6,20 @@
 //! rule for the gradients of its inputs from the gradients of its outputs and summing
 //! them where a value feeds several nodes. The rules live by family, as the operators do
 //! in `ward_graph::ops`: [`dense`], [`activation`], [`elementwise`], [`shape`],
-//! [`index`], [`pool`], [`loss`].
+//! [`conv`], [`index`], [`pool`], [`loss`].
 //!
 //! The loss heads (`SoftmaxOutput`, the `*RegressionOutput`s, `MakeLoss`) compute their
 //! own gradient, as in MXNet: the head gradient given for their output is ignored (unless
 //! `SoftmaxOutput` has `out_grad`). `BlockGrad` stops the gradient.
 //!
 //! Training mode: these rules differentiate the operators whose forward pass does not
-//! change in training. Dropout, BatchNorm and the other normalisations, convolutions
-//! and the RNN are refused by [`check_differentiable`] until their rules exist,
+//! change in training. Dropout, BatchNorm and the other normalisations and the RNN are
+//! refused by [`check_differentiable`] until their rules exist,
 //! naming the node.
 
 pub mod activation;
 mod arrays;
+pub mod conv;
 pub mod dense;
 pub mod elementwise;
 pub mod index;
@@ -146,9 +147,10 @@ fn differentiable(op: &Op) -> Result<(), &'static str> {
         | Op::Embedding(_)
         | Op::SequenceLast(_)
         | Op::Pad(_)
-        | Op::Pool(_) => Ok(()),
+        | Op::Pool(_)
+        | Op::Conv(_)
+        | Op::Deconv(_) => Ok(()),
         Op::LeakyRelu(op) => activation::leaky_relu_differentiable(op),
-        Op::Conv(_) | Op::Deconv(_) => Err("convolution gradients are not implemented yet"),
         Op::BatchNorm(_) | Op::InstanceNorm(_) | Op::LayerNorm(_) | Op::GroupNorm(_) => {
             Err("normalisation gradients (training mode) are not implemented yet")
         }
@@ -352,6 +354,8 @@ fn rule(ctx: &Ctx<'_>) -> Rule {
         Op::SequenceLast(op) => index::sequence_last(ctx, op),
         Op::Pad(op) => index::pad(ctx, op),
         Op::Pool(op) => pool::pool(ctx, op),
+        Op::Conv(op) => conv::conv(ctx, op),
+        Op::Deconv(op) => conv::deconv(ctx, op),
         Op::Fill(_) | Op::OnesLike(_) | Op::BlockGrad(_) => Ok(vec![None; ctx.ins.len()]),
         Op::SoftmaxOutput(op) => loss::softmax_output(ctx, op),
         Op::RegressionOutput(op) => loss::regression_output(ctx, op),

@@ -1,0 +1,93 @@
+//! Convolution and Deconvolution: every product the forward pass summed sends the
+//! output's gradient back to both of its factors; the bias gets each channel's sum.
+
+use ward_graph::interp::conv::{conv_taps, deconv_taps, ConvParams, DeconvParams};
+use ward_graph::interp::Array;
+use ward_graph::ops::conv::{Conv, Deconv};
+
+use super::{Ctx, Rule};
+
+fn zeros_like(a: &Array) -> Result<Array, String> {
+    Array::zeros(a.shape.clone()).map_err(|e| e.to_string())
+}
+
+/// The bias gradient: the output gradient summed over every axis but the channels (1).
+fn bias_grad(g: &Array, channels: usize) -> Result<Array, String> {
+    let inner: usize = g.shape.iter().skip(2).product();
+    let mut db = vec![0.0; channels];
+    for (i, v) in g.data.iter().enumerate() {
+        let c = (i / inner.max(1)) % channels.max(1);
+        if let Some(d) = db.get_mut(c) {
+            *d += v;
+        }
+    }
+    Array::new(vec![channels], db).map_err(|e| e.to_string())
+}
+
+pub fn conv(ctx: &Ctx<'_>, op: &Conv) -> Rule {
+    let (x, w) = (ctx.input(0)?, ctx.input(1)?);
+    let g = ctx.grad(0)?;
+    let params = ConvParams {
+        kernel: op.kernel.clone(),
+        stride: op.stride.clone(),
+        dilation: op.dilation.clone(),
+        pad: op.pad.clone(),
+        groups: op.groups,
+    };
+    let (mut dx, mut dw) = (zeros_like(x)?, zeros_like(w)?);
+    let bias = if op.bias {
+        Some(&ctx.input(2)?.shape[..])
+    } else {
+        None
+    };
+    conv_taps(&x.shape, &w.shape, bias, &params, |xi, wi, yi| {
+        let gy = g.data.get(yi).copied().unwrap_or(0.0);
+        if let (Some(d), Some(&wv)) = (dx.data.get_mut(xi), w.data.get(wi)) {
+            *d += gy * wv;
+        }
+        if let (Some(d), Some(&xv)) = (dw.data.get_mut(wi), x.data.get(xi)) {
+            *d += gy * xv;
+        }
+    })
+    .map_err(|e| e.to_string())?;
+    let mut grads = vec![Some(dx), Some(dw)];
+    if op.bias {
+        grads.push(Some(bias_grad(&g, w.shape.first().copied().unwrap_or(0))?));
+    }
+    Ok(grads)
+}
+
+pub fn deconv(ctx: &Ctx<'_>, op: &Deconv) -> Rule {
+    let (x, w) = (ctx.input(0)?, ctx.input(1)?);
+    let g = ctx.grad(0)?;
+    let params = DeconvParams {
+        kernel: op.kernel.clone(),
+        stride: op.stride.clone(),
+        dilation: op.dilation.clone(),
+        pad: op.pad.clone(),
+        adj: op.output_padding.clone(),
+        groups: op.groups,
+    };
+    let (mut dx, mut dw) = (zeros_like(x)?, zeros_like(w)?);
+    let bias = if op.bias {
+        Some(&ctx.input(2)?.shape[..])
+    } else {
+        None
+    };
+    deconv_taps((&x.shape, &w.shape, bias), &params, |xi, wi, yi| {
+        let gy = g.data.get(yi).copied().unwrap_or(0.0);
+        if let (Some(d), Some(&wv)) = (dx.data.get_mut(xi), w.data.get(wi)) {
+            *d += gy * wv;
+        }
+        if let (Some(d), Some(&xv)) = (dw.data.get_mut(wi), x.data.get(xi)) {
+            *d += gy * xv;
+        }
+    })
+    .map_err(|e| e.to_string())?;
+    let mut grads = vec![Some(dx), Some(dw)];
+    if op.bias {
+        let channels = g.shape.get(1).copied().unwrap_or(0);
+        grads.push(Some(bias_grad(&g, channels)?));
+    }
+    Ok(grads)
+}
