@@ -6,16 +6,16 @@
 //! rule for the gradients of its inputs from the gradients of its outputs and summing
 //! them where a value feeds several nodes. The rules live by family, as the operators do
 //! in `ward_graph::ops`: [`dense`], [`activation`], [`elementwise`], [`shape`],
-//! [`conv`], [`index`], [`pool`], [`loss`].
+//! [`conv`], [`norm`], [`index`], [`pool`], [`loss`].
 //!
 //! The loss heads (`SoftmaxOutput`, the `*RegressionOutput`s, `MakeLoss`) compute their
 //! own gradient, as in MXNet: the head gradient given for their output is ignored (unless
 //! `SoftmaxOutput` has `out_grad`). `BlockGrad` stops the gradient.
 //!
-//! Training mode: these rules differentiate the operators whose forward pass does not
-//! change in training. Dropout, BatchNorm and the other normalisations and the RNN are
-//! refused by [`check_differentiable`] until their rules exist,
-//! naming the node.
+//! Training mode: the forward pass is the interpreter's, except BatchNorm, which
+//! normalises by the batch's statistics (unless `use_global_stats`). Dropout (a mask
+//! from the run's random stream) and the RNN are refused by [`check_differentiable`]
+//! until their rules exist, naming the node.
 
 pub mod activation;
 mod arrays;
@@ -24,6 +24,7 @@ pub mod dense;
 pub mod elementwise;
 pub mod index;
 pub mod loss;
+pub mod norm;
 pub mod pool;
 pub mod shape;
 
@@ -149,11 +150,12 @@ fn differentiable(op: &Op) -> Result<(), &'static str> {
         | Op::Pad(_)
         | Op::Pool(_)
         | Op::Conv(_)
-        | Op::Deconv(_) => Ok(()),
+        | Op::Deconv(_)
+        | Op::BatchNorm(_)
+        | Op::InstanceNorm(_)
+        | Op::LayerNorm(_)
+        | Op::GroupNorm(_) => Ok(()),
         Op::LeakyRelu(op) => activation::leaky_relu_differentiable(op),
-        Op::BatchNorm(_) | Op::InstanceNorm(_) | Op::LayerNorm(_) | Op::GroupNorm(_) => {
-            Err("normalisation gradients (training mode) are not implemented yet")
-        }
         Op::Dropout(_) => Err(
             "dropout's training mode (a mask from the run's random stream) is not implemented yet",
         ),
@@ -206,7 +208,12 @@ pub fn backward(
             .iter()
             .map(|&s| value(s, inputs, params, &values))
             .collect();
-        let outs = eval_node(node, &ins).map_err(|e| node_error(node, e))?;
+        // Training mode: BatchNorm normalises by the batch's statistics.
+        let outs = match &node.op {
+            Op::BatchNorm(op) => norm::batch_norm_forward(&ins, op).map(|y| vec![y]),
+            _ => eval_node(node, &ins),
+        }
+        .map_err(|e| node_error(node, e))?;
         values.push(outs);
     }
     let outputs = graph
@@ -356,6 +363,10 @@ fn rule(ctx: &Ctx<'_>) -> Rule {
         Op::Pool(op) => pool::pool(ctx, op),
         Op::Conv(op) => conv::conv(ctx, op),
         Op::Deconv(op) => conv::deconv(ctx, op),
+        Op::BatchNorm(op) => norm::batch_norm(ctx, op),
+        Op::LayerNorm(op) => norm::layer_norm(ctx, op),
+        Op::InstanceNorm(op) => norm::instance_norm(ctx, op),
+        Op::GroupNorm(op) => norm::group_norm(ctx, op),
         Op::Fill(_) | Op::OnesLike(_) | Op::BlockGrad(_) => Ok(vec![None; ctx.ins.len()]),
         Op::SoftmaxOutput(op) => loss::softmax_output(ctx, op),
         Op::RegressionOutput(op) => loss::regression_output(ctx, op),

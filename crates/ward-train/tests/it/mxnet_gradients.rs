@@ -27,7 +27,7 @@ use ward_mxnet::symbol::read_symbol;
 use ward_train::{backward, check_differentiable, GradError};
 
 /// MXNet operators whose gradient rules do not exist yet: refused, naming the node.
-const NOT_YET: &[&str] = &["BatchNorm", "InstanceNorm", "LayerNorm", "GroupNorm", "RNN"];
+const NOT_YET: &[&str] = &["RNN"];
 
 /// Operators whose MXNet 1.9.1 gradient is not the derivative of their output, which
 /// ward reproduces so that training gives MXNet's numbers.
@@ -156,13 +156,14 @@ fn finite_difference_distance(
     // Finite differences need finite, moderate values: not the NaN cases, nor an output
     // of MXNet's lowest float (a max window of no element), which cancels catastrophically.
     let moderate = |a: &[Array]| a.iter().all(|x| x.data.iter().all(|v| v.abs() < 1e30));
-    let outputs = ward_graph::interp::eval::run_arrays(graph, weights, inputs).ok()?;
+    let (outputs, _) = backward(graph, weights, inputs, heads).ok()?;
     if !moderate(weights) || !moderate(inputs) || !moderate(&outputs) {
         return None;
     }
-    // No loss head, so no label: every graph input is data.
+    // The training-mode forward pass (BatchNorm by the batch's statistics), as the
+    // gradients were taken.
     let objective = |weights: &[Array], inputs: &[Array]| -> f64 {
-        let outs = ward_graph::interp::eval::run_arrays(graph, weights, inputs).unwrap();
+        let (outs, _) = backward(graph, weights, inputs, heads).unwrap();
         outs.iter()
             .zip(heads)
             .map(|(o, h)| o.data.iter().zip(&h.data).map(|(a, b)| a * b).sum::<f64>())
@@ -181,6 +182,10 @@ fn finite_difference_distance(
     ] {
         for (k, g) in grads.iter().enumerate() {
             if which == 0 && labels[k] {
+                continue;
+            }
+            // States (moving statistics) are not trained: no gradient to compare.
+            if which == 1 && graph.params[k].role != ward_graph::ir::ParamRole::Trainable {
                 continue;
             }
             let Some(g) = g else { continue };
@@ -277,6 +282,11 @@ fn check(name: &str) -> Result<Outcome, String> {
         worst = worst.max(distance(&g, &want).map_err(|e| format!("input {}: {e}", input.name))?);
     }
     for (param, g) in graph.params.iter().zip(&got.params) {
+        if param.role != ward_graph::ir::ParamRole::Trainable {
+            // State (BatchNorm's moving statistics): MXNet's aux, never a gradient.
+            assert!(g.data.iter().all(|&v| v == 0.0), "{} got a gradient", param.name);
+            continue;
+        }
         let want = npy_array(&grads.join(format!("grad-{}.npy", param.name)));
         worst =
             worst.max(distance(g, &want).map_err(|e| format!("parameter {}: {e}", param.name))?);
