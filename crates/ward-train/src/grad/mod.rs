@@ -6,7 +6,7 @@
 //! rule for the gradients of its inputs from the gradients of its outputs and summing
 //! them where a value feeds several nodes. The rules live by family, as the operators do
 //! in `ward_graph::ops`: [`dense`], [`activation`], [`elementwise`], [`shape`],
-//! [`conv`], [`norm`], [`index`], [`pool`], [`loss`].
+//! [`conv`], [`norm`], [`rnn`], [`index`], [`pool`], [`loss`].
 //!
 //! The loss heads (`SoftmaxOutput`, the `*RegressionOutput`s, `MakeLoss`) compute their
 //! own gradient, as in MXNet: the head gradient given for their output is ignored (unless
@@ -14,8 +14,8 @@
 //!
 //! Training mode: the forward pass is the interpreter's, except BatchNorm, which
 //! normalises by the batch's statistics (unless `use_global_stats`). Dropout (a mask
-//! from the run's random stream) and the RNN are refused by [`check_differentiable`]
-//! until their rules exist, naming the node.
+//! from the run's random stream) is refused by [`check_differentiable`] until its rule
+//! exists, naming the node.
 
 pub mod activation;
 mod arrays;
@@ -26,6 +26,7 @@ pub mod index;
 pub mod loss;
 pub mod norm;
 pub mod pool;
+pub mod rnn;
 pub mod shape;
 
 use ward_graph::interp::eval::eval_node;
@@ -154,12 +155,12 @@ fn differentiable(op: &Op) -> Result<(), &'static str> {
         | Op::BatchNorm(_)
         | Op::InstanceNorm(_)
         | Op::LayerNorm(_)
-        | Op::GroupNorm(_) => Ok(()),
+        | Op::GroupNorm(_)
+        | Op::Rnn(_) => Ok(()),
         Op::LeakyRelu(op) => activation::leaky_relu_differentiable(op),
         Op::Dropout(_) => Err(
             "dropout's training mode (a mask from the run's random stream) is not implemented yet",
         ),
-        Op::Rnn(_) => Err("RNN gradients are not implemented yet"),
     }
 }
 
@@ -367,6 +368,7 @@ fn rule(ctx: &Ctx<'_>) -> Rule {
         Op::LayerNorm(op) => norm::layer_norm(ctx, op),
         Op::InstanceNorm(op) => norm::instance_norm(ctx, op),
         Op::GroupNorm(op) => norm::group_norm(ctx, op),
+        Op::Rnn(op) => rnn::rnn(ctx, op),
         Op::Fill(_) | Op::OnesLike(_) | Op::BlockGrad(_) => Ok(vec![None; ctx.ins.len()]),
         Op::SoftmaxOutput(op) => loss::softmax_output(ctx, op),
         Op::RegressionOutput(op) => loss::regression_output(ctx, op),

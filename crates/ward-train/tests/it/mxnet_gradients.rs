@@ -27,7 +27,7 @@ use ward_mxnet::symbol::read_symbol;
 use ward_train::{backward, check_differentiable, GradError};
 
 /// MXNet operators whose gradient rules do not exist yet: refused, naming the node.
-const NOT_YET: &[&str] = &["RNN"];
+const NOT_YET: &[&str] = &[];
 
 /// Operators whose MXNet 1.9.1 gradient is not the derivative of their output, which
 /// ward reproduces so that training gives MXNet's numbers.
@@ -78,6 +78,66 @@ struct OpMeta {
 struct GradMeta {
     /// Arguments MXNet gives no gradient (integer indices).
     no_gradient: Vec<String>,
+    /// MXNet's parameters (an RNN's are one packed vector; ward unpacks it per cell).
+    params: Vec<String>,
+}
+
+/// MXNet's gradient of each RNN's packed parameter vector, unpacked as the importer
+/// unpacks the vector itself: graph parameter index → its expected gradient.
+fn unpacked_rnn_grads(
+    graph: &ward_graph::Graph,
+    inputs: &[Array],
+    meta: &GradMeta,
+    dir: &Path,
+) -> HashMap<usize, Array> {
+    use ward_graph::interp::rnn::{unpack_rnn_params, RnnConfig, RnnMode as K};
+    use ward_graph::ir::Source;
+    use ward_graph::ops::rnn::RnnMode;
+    use ward_graph::ops::Op;
+    let known: BTreeSet<&str> = graph.params.iter().map(|p| p.name.as_str()).collect();
+    let packed: Vec<&String> = meta
+        .params
+        .iter()
+        .filter(|p| !known.contains(p.as_str()))
+        .collect();
+    let mut out = HashMap::new();
+    for (node, name) in graph
+        .nodes
+        .iter()
+        .filter_map(|n| match &n.op {
+            Op::Rnn(op) => Some((n, op)),
+            _ => None,
+        })
+        .zip(packed)
+    {
+        let (node, op) = node;
+        let Source::Input(data) = node.inputs[0] else {
+            panic!("the RNN's data is not a graph input")
+        };
+        let cfg = RnnConfig {
+            mode: match op.mode {
+                RnnMode::Lstm => K::Lstm,
+                RnnMode::Gru => K::Gru,
+                RnnMode::RnnTanh => K::RnnTanh,
+                RnnMode::RnnRelu => K::RnnRelu,
+            },
+            hidden: op.hidden,
+            layers: op.layers,
+            bidirectional: op.bidirectional,
+        };
+        let grad = npy_array(&dir.join(format!("grad-{name}.npy")));
+        let cells = unpack_rnn_params(&grad, &cfg, inputs[data].shape[2]).unwrap();
+        let first = op.state_inputs();
+        for (k, w) in cells.into_iter().enumerate() {
+            let parts = [w.i2h_weight, w.h2h_weight, w.i2h_bias, w.h2h_bias];
+            for (j, part) in parts.into_iter().enumerate() {
+                if let Source::Param(p) = node.inputs[first + k * 4 + j] {
+                    out.insert(p, part);
+                }
+            }
+        }
+    }
+    out
 }
 
 #[derive(Deserialize)]
@@ -281,10 +341,20 @@ fn check(name: &str) -> Result<Outcome, String> {
         };
         worst = worst.max(distance(&g, &want).map_err(|e| format!("input {}: {e}", input.name))?);
     }
-    for (param, g) in graph.params.iter().zip(&got.params) {
+    let unpacked = unpacked_rnn_grads(&graph, &inputs, &grad_meta, &grads);
+    for (p, (param, g)) in graph.params.iter().zip(&got.params).enumerate() {
+        if let Some(want) = unpacked.get(&p) {
+            worst =
+                worst.max(distance(g, want).map_err(|e| format!("parameter {}: {e}", param.name))?);
+            continue;
+        }
         if param.role != ward_graph::ir::ParamRole::Trainable {
             // State (BatchNorm's moving statistics): MXNet's aux, never a gradient.
-            assert!(g.data.iter().all(|&v| v == 0.0), "{} got a gradient", param.name);
+            assert!(
+                g.data.iter().all(|&v| v == 0.0),
+                "{} got a gradient",
+                param.name
+            );
             continue;
         }
         let want = npy_array(&grads.join(format!("grad-{}.npy", param.name)));
