@@ -141,6 +141,46 @@ fn one(a: Array) -> R<Vec<Array>> {
 }
 
 /// The one dispatch from an operator to its kernel.
+/// A convolution's attributes as the kernel takes them.
+pub fn conv_params(op: &crate::ops::conv::Conv) -> ConvParams {
+    ConvParams {
+        kernel: op.kernel.clone(),
+        stride: op.stride.clone(),
+        dilation: op.dilation.clone(),
+        pad: op.pad.clone(),
+        groups: op.groups,
+    }
+}
+
+/// A deconvolution's attributes as the kernel takes them.
+pub fn deconv_params(op: &crate::ops::conv::Deconv) -> DeconvParams {
+    DeconvParams {
+        kernel: op.kernel.clone(),
+        stride: op.stride.clone(),
+        dilation: op.dilation.clone(),
+        pad: op.pad.clone(),
+        adj: op.output_padding.clone(),
+        groups: op.groups,
+    }
+}
+
+/// A pooling's attributes as the kernel takes them.
+pub fn pool_params(op: &crate::ops::pool::Pool) -> PoolParams {
+    PoolParams {
+        kind: match op.kind {
+            PoolKind::Max => KPool::Max,
+            PoolKind::Avg => KPool::Avg,
+            PoolKind::Sum => KPool::Sum,
+        },
+        kernel: op.kernel.clone(),
+        stride: op.stride.clone(),
+        pad: op.pad.clone(),
+        full: op.ceil,
+        global: op.global,
+        count_include_pad: op.count_include_pad,
+    }
+}
+
 /// One node's outputs from its inputs (`None` for a label, which no forward pass reads).
 /// The error is the reason, in words; [`run_arrays`] adds the node.
 pub fn eval_node(node: &Node, ins: &[Option<&Array>]) -> R<Vec<Array>> {
@@ -151,26 +191,13 @@ pub fn eval_node(node: &Node, ins: &[Option<&Array>]) -> R<Vec<Array>> {
             x()?,
             arg(ins, 1)?,
             bias(op.bias)?,
-            &ConvParams {
-                kernel: op.kernel.clone(),
-                stride: op.stride.clone(),
-                dilation: op.dilation.clone(),
-                pad: op.pad.clone(),
-                groups: op.groups,
-            },
+            &conv_params(op),
         ))?),
         Op::Deconv(op) => one(kernel(conv::deconvolution(
             x()?,
             arg(ins, 1)?,
             bias(op.bias)?,
-            &DeconvParams {
-                kernel: op.kernel.clone(),
-                stride: op.stride.clone(),
-                dilation: op.dilation.clone(),
-                pad: op.pad.clone(),
-                adj: op.output_padding.clone(),
-                groups: op.groups,
-            },
+            &deconv_params(op),
         ))?),
         Op::Dense(op) => one(kernel(dense::fully_connected(
             x()?,
@@ -178,22 +205,7 @@ pub fn eval_node(node: &Node, ins: &[Option<&Array>]) -> R<Vec<Array>> {
             bias(op.bias)?,
             op.flatten,
         ))?),
-        Op::Pool(op) => one(kernel(pool::pooling(
-            x()?,
-            &PoolParams {
-                kind: match op.kind {
-                    PoolKind::Max => KPool::Max,
-                    PoolKind::Avg => KPool::Avg,
-                    PoolKind::Sum => KPool::Sum,
-                },
-                kernel: op.kernel.clone(),
-                stride: op.stride.clone(),
-                pad: op.pad.clone(),
-                full: op.ceil,
-                global: op.global,
-                count_include_pad: op.count_include_pad,
-            },
-        ))?),
+        Op::Pool(op) => one(kernel(pool::pooling(x()?, &pool_params(op)))?),
         Op::BatchNorm(op) => one(kernel(norm::batch_norm_inference(
             x()?,
             arg(ins, 1)?,

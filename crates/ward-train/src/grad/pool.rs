@@ -1,6 +1,7 @@
 //! Pooling: each window's gradient goes back to the input elements it read.
 
-use ward_graph::interp::pool::{pool_windows, PoolKind as KPool, PoolParams, MAX_POOL_EMPTY};
+use ward_graph::interp::eval::pool_params;
+use ward_graph::interp::pool::{pool_windows, MAX_POOL_EMPTY};
 use ward_graph::interp::Array;
 use ward_graph::ops::pool::{Pool, PoolKind};
 
@@ -16,20 +17,7 @@ use super::{Ctx, Rule};
 pub fn pool(ctx: &Ctx<'_>, op: &Pool) -> Rule {
     let x = ctx.input(0)?;
     let g = ctx.grad(0)?;
-    let params = PoolParams {
-        kind: match op.kind {
-            PoolKind::Max => KPool::Max,
-            PoolKind::Avg => KPool::Avg,
-            PoolKind::Sum => KPool::Sum,
-        },
-        kernel: op.kernel.clone(),
-        stride: op.stride.clone(),
-        pad: op.pad.clone(),
-        full: op.ceil,
-        global: op.global,
-        count_include_pad: op.count_include_pad,
-    };
-    let (_, windows) = pool_windows(&x.shape, &params).map_err(|e| e.to_string())?;
+    let (_, windows) = pool_windows(&x.shape, &pool_params(op)).map_err(|e| e.to_string())?;
     let mut dx = Array::zeros(x.shape.clone()).map_err(|e| e.to_string())?;
     let value = |o: usize| x.data.get(o).copied().unwrap_or(f64::NAN);
     for (w, &gv) in windows.iter().zip(&g.data) {

@@ -3,4 +3,7 @@
 // Test code may panic on what it set up itself.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+mod support;
+
+mod models;
 mod mxnet_gradients;

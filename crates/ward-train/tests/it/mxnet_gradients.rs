@@ -15,16 +15,13 @@
 //! gradient is not the derivative on purpose ([`NOT_THE_DERIVATIVE`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Deserialize;
-use ward_core::{npy, DType};
-use ward_graph::interp::eval::array_of;
 use ward_graph::interp::Array;
-use ward_mxnet::import::{import, DeclaredInput};
-use ward_mxnet::params::read_params;
-use ward_mxnet::symbol::read_symbol;
 use ward_train::{backward, check_differentiable, GradError};
+
+use crate::support::{fixtures, import_dir, npy_array, read};
 
 /// MXNet operators whose gradient rules do not exist yet: refused, naming the node.
 const NOT_YET: &[&str] = &[];
@@ -66,11 +63,6 @@ struct Case {
     name: String,
     op: String,
     status: String,
-}
-
-#[derive(Deserialize)]
-struct OpMeta {
-    inputs: Vec<MetaInput>,
 }
 
 /// What tools/make_grad_fixtures.py records of a case.
@@ -138,26 +130,6 @@ fn unpacked_rnn_grads(
         }
     }
     out
-}
-
-#[derive(Deserialize)]
-struct MetaInput {
-    name: String,
-    shape: Vec<usize>,
-}
-
-fn fixtures(kind: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures")
-        .join(kind)
-}
-
-fn read(path: &Path) -> Vec<u8> {
-    std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn npy_array(path: &Path) -> Array {
-    array_of(&npy::read_npy(&read(path)).unwrap())
 }
 
 /// The worst difference of `got` from `want` in units of `max(1, max|want|)`.
@@ -273,35 +245,10 @@ fn finite_difference_distance(
 fn check(name: &str) -> Result<Outcome, String> {
     let ops = fixtures("ops").join(name);
     let grads = fixtures("grads").join(name);
-    let meta: OpMeta = serde_json::from_slice(&read(&ops.join("meta.json"))).unwrap();
-    let symbol = read_symbol(&read(&ops.join("model-symbol.json")), &Default::default())
-        .map_err(|e| e.to_string())?;
-    let params = read_params(&read(&ops.join("model-0000.params")), &Default::default())
-        .map_err(|e| e.to_string())?;
-    let declared: Vec<DeclaredInput> = meta
-        .inputs
-        .iter()
-        .map(|i| DeclaredInput {
-            name: i.name.clone(),
-            dtype: DType::F32,
-            shape: i.shape.iter().map(|&d| d as i64).collect(),
-        })
-        .collect();
-    let imported = import(&symbol, params, &declared).map_err(|e| e.to_string())?;
-    let graph = imported.graph;
+    let (graph, weights) = import_dir(&ops)?;
     if let Err(e) = check_differentiable(&graph) {
         return Ok(Outcome::Refused(e));
     }
-    let named: HashMap<String, Array> = imported
-        .weights
-        .iter()
-        .map(|(n, t)| (n.clone(), array_of(t)))
-        .collect();
-    let weights: Vec<Array> = graph
-        .params
-        .iter()
-        .map(|p| named[&p.name].clone())
-        .collect();
     // Data and labels alike, as the op fixture recorded them.
     let inputs: Vec<Array> = graph
         .inputs
