@@ -10,4 +10,4 @@
 
 pub mod grad;
 
-pub use grad::{backward, check_differentiable, GradError, Gradients};
+pub use grad::{backward, check_differentiable, forward, GradError, Gradients};

@@ -124,6 +124,46 @@ fn expect_shape(op: &'static str, what: &str, shape: &[usize], want: &[usize]) -
     Ok(())
 }
 
+/// The geometry a convolution and its adjoint share: kernel position `k` at window
+/// position `at` reads (or, for the adjoint, writes) spatial position `at·s + k·d − p`.
+struct Window<'a> {
+    stride: &'a [usize],
+    dilation: &'a [usize],
+    pad: &'a [usize],
+}
+
+impl Window<'_> {
+    /// The offset of that position in an array of spatial sizes `spatial` and spatial
+    /// strides `strides`, from `base` (batch item and channel); `None` when it falls in
+    /// the padding.
+    fn offset(
+        &self,
+        op: &'static str,
+        at: &[usize],
+        kidx: &[usize],
+        spatial: &[i64],
+        strides: &[usize],
+        base: usize,
+    ) -> KResult<Option<usize>> {
+        let mut off = base;
+        for i in 0..at.len() {
+            let pos = to_i64(op, at[i] * self.stride[i] + kidx[i] * self.dilation[i])?
+                - to_i64(op, self.pad[i])?;
+            if pos < 0 || pos >= spatial[i] {
+                return Ok(None);
+            }
+            off += pos as usize * strides[i];
+        }
+        Ok(Some(off))
+    }
+}
+
+/// The offset of kernel position `kidx` of weight `[outer, inner, k…]` in a weight of
+/// strides `ws`.
+fn kernel_offset(outer: usize, inner: usize, kidx: &[usize], ws: &[usize]) -> usize {
+    outer * ws[0] + inner * ws[1] + kidx.iter().zip(&ws[2..]).map(|(k, s)| k * s).sum::<usize>()
+}
+
 fn to_i64(op: &'static str, v: usize) -> KResult<i64> {
     i64::try_from(v).map_err(|_| KernelError::new(op, format!("{v} is too large")))
 }
@@ -223,31 +263,24 @@ pub fn conv_taps(
         .iter()
         .map(|&d| to_i64(OP, d))
         .collect::<KResult<_>>()?;
+    let window = Window {
+        stride: &p.stride,
+        dilation: &p.dilation,
+        pad: &p.pad,
+    };
     for (flat, idx) in indices(&out_shape).enumerate() {
         let (b, filt) = (idx[0], idx[1]);
         let group = filt / fg;
         for ci in 0..cg {
             let chan = group * cg + ci;
             for kidx in indices(&p.kernel) {
-                let mut x_off = b * xs[0] + chan * xs[1];
-                let mut inside = true;
-                for i in 0..k {
-                    let pos = to_i64(OP, idx[i + 2] * p.stride[i] + kidx[i] * p.dilation[i])?
-                        - to_i64(OP, p.pad[i])?;
-                    if pos < 0 || pos >= spatial_in[i] {
-                        inside = false;
-                        break;
-                    }
-                    x_off += pos as usize * xs[i + 2];
-                }
-                if !inside {
+                let base = b * xs[0] + chan * xs[1];
+                let Some(x_off) =
+                    window.offset(OP, &idx[2..], &kidx, &spatial_in, &xs[2..], base)?
+                else {
                     continue;
-                }
-                let mut w_off = filt * ws[0] + ci * ws[1];
-                for i in 0..k {
-                    w_off += kidx[i] * ws[i + 2];
-                }
-                tap(x_off, w_off, flat);
+                };
+                tap(x_off, kernel_offset(filt, ci, &kidx, &ws), flat);
             }
         }
     }
@@ -350,31 +383,24 @@ pub fn deconv_taps(
         .iter()
         .map(|&d| to_i64(OP, d))
         .collect::<KResult<_>>()?;
+    let window = Window {
+        stride: &p.stride,
+        dilation: &p.dilation,
+        pad: &p.pad,
+    };
     for (flat, idx) in indices(x_shape).enumerate() {
         let (b, chan) = (idx[0], idx[1]);
         let group = chan / cg;
         for fi in 0..fg {
             let filt = group * fg + fi;
             for kidx in indices(&p.kernel) {
-                let mut o_off = b * os[0] + filt * os[1];
-                let mut inside = true;
-                for i in 0..k {
-                    let pos = to_i64(OP, idx[i + 2] * p.stride[i] + kidx[i] * p.dilation[i])?
-                        - to_i64(OP, p.pad[i])?;
-                    if pos < 0 || pos >= spatial_out[i] {
-                        inside = false;
-                        break;
-                    }
-                    o_off += pos as usize * os[i + 2];
-                }
-                if !inside {
+                let base = b * os[0] + filt * os[1];
+                let Some(o_off) =
+                    window.offset(OP, &idx[2..], &kidx, &spatial_out, &os[2..], base)?
+                else {
                     continue;
-                }
-                let mut w_off = chan * ws[0] + fi * ws[1];
-                for i in 0..k {
-                    w_off += kidx[i] * ws[i + 2];
-                }
-                tap(flat, w_off, o_off);
+                };
+                tap(flat, kernel_offset(chan, fi, &kidx, &ws), o_off);
             }
         }
     }

@@ -77,10 +77,10 @@ pub fn softmax_output(ctx: &Ctx<'_>, op: &SoftmaxOutput) -> Rule {
     let normaliser = match (op.mode, op.normalization) {
         (SoftmaxOutputMode::Channel, Normalization::Null) => positions as f64,
         (SoftmaxOutputMode::Channel, Normalization::Batch) => (positions * rows) as f64,
-        (SoftmaxOutputMode::Channel, Normalization::Valid) => valid.max(1.0),
+        (SoftmaxOutputMode::Channel, Normalization::Valid) => valid,
         (_, Normalization::Null) => 1.0,
         (_, Normalization::Batch) => label.data.len() as f64,
-        (_, Normalization::Valid) => valid.max(1.0),
+        (_, Normalization::Valid) => valid,
     };
     let scale = op.grad_scale / normaliser.max(1.0);
     let mut dx = dx.map(|v| v * scale);

@@ -182,54 +182,20 @@ pub fn backward(
     heads: &[Array],
 ) -> Result<(Vec<Array>, Gradients), GradError> {
     check_differentiable(graph)?;
-    for (what, expected, got) in [
-        ("parameters", graph.params.len(), params.len()),
-        ("inputs", graph.inputs.len(), inputs.len()),
-        ("outputs", graph.outputs.len(), heads.len()),
-    ] {
-        if expected != got {
-            return Err(GradError::Arguments {
-                what,
-                expected,
-                got,
-            });
-        }
+    if heads.len() != graph.outputs.len() {
+        return Err(GradError::Arguments {
+            what: "outputs",
+            expected: graph.outputs.len(),
+            got: heads.len(),
+        });
     }
     let node_error = |node: &Node, reason: String| GradError::Node {
         node: node.name.clone(),
         op: node.op.name(),
         reason,
     };
-
-    // Forward, keeping every value.
-    let mut values: Vec<Vec<Array>> = Vec::with_capacity(graph.nodes.len());
-    for node in &graph.nodes {
-        let ins: Vec<Option<&Array>> = node
-            .inputs
-            .iter()
-            .map(|&s| value(s, inputs, params, &values))
-            .collect();
-        // Training mode: BatchNorm normalises by the batch's statistics.
-        let outs = match &node.op {
-            Op::BatchNorm(op) => norm::batch_norm_forward(&ins, op).map(|y| vec![y]),
-            _ => eval_node(node, &ins),
-        }
-        .map_err(|e| node_error(node, e))?;
-        values.push(outs);
-    }
-    let outputs = graph
-        .outputs
-        .iter()
-        .map(|o| {
-            value(o.source, inputs, params, &values)
-                .cloned()
-                .ok_or_else(|| GradError::Node {
-                    node: o.name.clone(),
-                    op: "output",
-                    reason: "reads a value that was not computed".into(),
-                })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let values = tape(graph, params, inputs)?;
+    let outputs = outputs_of(graph, params, inputs, &values)?;
 
     // Gradients arriving at each value, summed.
     let mut node_grads: Vec<Vec<Option<Array>>> =
@@ -302,6 +268,72 @@ pub fn backward(
             params,
         },
     ))
+}
+
+/// The graph's outputs in training mode (BatchNorm by the batch's statistics): the
+/// forward pass [`backward`] differentiates. A graph [`check_differentiable`] refuses
+/// (Dropout, whose training mode is not built) is refused here too.
+pub fn forward(graph: &Graph, params: &[Array], inputs: &[Array]) -> Result<Vec<Array>, GradError> {
+    check_differentiable(graph)?;
+    let values = tape(graph, params, inputs)?;
+    outputs_of(graph, params, inputs, &values)
+}
+
+/// Every node's outputs of the training-mode forward pass, in node order.
+fn tape(graph: &Graph, params: &[Array], inputs: &[Array]) -> Result<Vec<Vec<Array>>, GradError> {
+    for (what, expected, got) in [
+        ("parameters", graph.params.len(), params.len()),
+        ("inputs", graph.inputs.len(), inputs.len()),
+    ] {
+        if expected != got {
+            return Err(GradError::Arguments {
+                what,
+                expected,
+                got,
+            });
+        }
+    }
+    let mut values: Vec<Vec<Array>> = Vec::with_capacity(graph.nodes.len());
+    for node in &graph.nodes {
+        let ins: Vec<Option<&Array>> = node
+            .inputs
+            .iter()
+            .map(|&s| value(s, inputs, params, &values))
+            .collect();
+        // Training mode: BatchNorm normalises by the batch's statistics.
+        let outs = match &node.op {
+            Op::BatchNorm(op) => norm::batch_norm_forward(&ins, op).map(|y| vec![y]),
+            _ => eval_node(node, &ins),
+        }
+        .map_err(|reason| GradError::Node {
+            node: node.name.clone(),
+            op: node.op.name(),
+            reason,
+        })?;
+        values.push(outs);
+    }
+    Ok(values)
+}
+
+fn outputs_of(
+    graph: &Graph,
+    params: &[Array],
+    inputs: &[Array],
+    values: &[Vec<Array>],
+) -> Result<Vec<Array>, GradError> {
+    graph
+        .outputs
+        .iter()
+        .map(|o| {
+            value(o.source, inputs, params, values)
+                .cloned()
+                .ok_or_else(|| GradError::Node {
+                    node: o.name.clone(),
+                    op: "output",
+                    reason: "reads a value that was not computed".into(),
+                })
+        })
+        .collect()
 }
 
 fn value<'a>(

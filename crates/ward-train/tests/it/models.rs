@@ -8,7 +8,7 @@
 
 use ward_graph::interp::Array;
 use ward_graph::ir::{InputRole, ParamRole};
-use ward_train::backward;
+use ward_train::{backward, forward};
 
 use crate::support::{fixtures, import_dir, npy_array};
 
@@ -68,8 +68,8 @@ fn check(model: &str, params: bool) -> f64 {
             npy_array(&file)
         })
         .collect();
-    // One inference pass for the outputs' shapes, which the head gradients take.
-    let outs = ward_graph::interp::eval::run_arrays(&graph, &weights, &inputs).unwrap();
+    // One pass for the outputs' shapes, which the head gradients take.
+    let outs = forward(&graph, &weights, &inputs).unwrap();
     let heads: Vec<Array> = outs
         .iter()
         .enumerate()
@@ -77,7 +77,7 @@ fn check(model: &str, params: bool) -> f64 {
         .collect();
     let (_, got) = backward(&graph, &weights, &inputs, &heads).unwrap();
     let objective = |w: &[Array], x: &[Array]| -> f64 {
-        let (outs, _) = backward(&graph, w, x, &heads).unwrap();
+        let outs = forward(&graph, w, x).unwrap();
         outs.iter()
             .zip(&heads)
             .map(|(o, h)| o.data.iter().zip(&h.data).map(|(a, b)| a * b).sum::<f64>())

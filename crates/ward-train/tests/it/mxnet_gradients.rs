@@ -19,7 +19,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 use ward_graph::interp::Array;
-use ward_train::{backward, check_differentiable, GradError};
+use ward_train::{backward, check_differentiable, forward, GradError};
 
 use crate::support::{fixtures, import_dir, npy_array, read};
 
@@ -188,14 +188,14 @@ fn finite_difference_distance(
     // Finite differences need finite, moderate values: not the NaN cases, nor an output
     // of MXNet's lowest float (a max window of no element), which cancels catastrophically.
     let moderate = |a: &[Array]| a.iter().all(|x| x.data.iter().all(|v| v.abs() < 1e30));
-    let (outputs, _) = backward(graph, weights, inputs, heads).ok()?;
+    let outputs = forward(graph, weights, inputs).ok()?;
     if !moderate(weights) || !moderate(inputs) || !moderate(&outputs) {
         return None;
     }
     // The training-mode forward pass (BatchNorm by the batch's statistics), as the
     // gradients were taken.
     let objective = |weights: &[Array], inputs: &[Array]| -> f64 {
-        let (outs, _) = backward(graph, weights, inputs, heads).unwrap();
+        let outs = forward(graph, weights, inputs).unwrap();
         outs.iter()
             .zip(heads)
             .map(|(o, h)| o.data.iter().zip(&h.data).map(|(a, b)| a * b).sum::<f64>())
