@@ -1,5 +1,5 @@
 //! Ward's foundation: element types, tensors, a bounds-checked byte reader, the `.npy`
-//! format and the error type shared by them.
+//! format, the run's random stream and the error type shared by them.
 //!
 //! Nothing here depends on another ward crate. Every parser in ward that reads bytes from
 //! outside is built on [`Reader`], so bounds checks live in one place.
@@ -12,6 +12,7 @@ pub mod files;
 pub mod json;
 pub mod npy;
 pub mod privilege;
+pub mod random;
 pub mod reader;
 pub mod tensor;
 
