@@ -1,0 +1,437 @@
+//! 2-D convolution, channels first (NCHW), forward and both gradients, as im2col and
+//! matrix products (col2im for the data gradient).
+//!
+//! MXNet's `Convolution`: output pixel `(oy, ox)` of channel `o` in group `g` sums
+//! `w[o, c, ky, kx] · x[c, oy·s − p + ky·d, ox·s − p + kx·d]` over the group's input
+//! channels and the kernel, with zeros outside the input. The work is split by image
+//! across rayon's threads; each image's products run on one thread.
+
+#![allow(
+    clippy::indexing_slicing,
+    reason = "indices are below extents that `Conv2d::new` computed with checked arithmetic and every public function checked its slices' lengths against; the property tests compare with the reference interpreter"
+)]
+
+use rayon::prelude::*;
+
+use crate::error::{check_len, KernelError};
+use crate::matmul::{gemm, MatMut, MatRef, MatmulImpl};
+
+const KERNEL: &str = "conv2d";
+
+/// The geometry of a 2-D convolution, checked: every size below is non-zero and every
+/// product fits in `usize`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conv2d {
+    pub batch: usize,
+    pub in_channels: usize,
+    pub in_h: usize,
+    pub in_w: usize,
+    pub out_channels: usize,
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    pub pad: [usize; 2],
+    pub dilation: [usize; 2],
+    pub groups: usize,
+    out_h: usize,
+    out_w: usize,
+}
+
+/// Arguments of [`Conv2d::new`] other than the input's shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvWindow {
+    pub out_channels: usize,
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    pub pad: [usize; 2],
+    pub dilation: [usize; 2],
+    pub groups: usize,
+}
+
+impl Conv2d {
+    /// Checks a convolution of an input `[batch, in_channels, in_h, in_w]`.
+    pub fn new(input: [usize; 4], window: ConvWindow) -> Result<Conv2d, KernelError> {
+        let [batch, in_channels, in_h, in_w] = input;
+        let ConvWindow {
+            out_channels,
+            kernel,
+            stride,
+            pad,
+            dilation,
+            groups,
+        } = window;
+        let bad = |reason: String| Err(KernelError::geometry(KERNEL, reason));
+        if [batch, in_channels, in_h, in_w, out_channels, groups]
+            .iter()
+            .chain(&kernel)
+            .chain(&stride)
+            .chain(&dilation)
+            .any(|&v| v == 0)
+        {
+            return bad(format!("a size is 0 (input {input:?}, window {window:?})"));
+        }
+        if in_channels % groups != 0 || out_channels % groups != 0 {
+            return bad(format!(
+                "{in_channels} input and {out_channels} output channels do not split into {groups} groups"
+            ));
+        }
+        let out = |size: usize, axis: usize| -> Option<usize> {
+            let padded = size.checked_add(pad[axis].checked_mul(2)?)?;
+            let span = (kernel[axis] - 1)
+                .checked_mul(dilation[axis])?
+                .checked_add(1)?;
+            padded.checked_sub(span).map(|room| room / stride[axis] + 1)
+        };
+        let (Some(out_h), Some(out_w)) = (out(in_h, 0), out(in_w, 1)) else {
+            return bad(format!(
+                "the dilated kernel {kernel:?} (dilation {dilation:?}) is larger than the padded input {in_h}×{in_w} (pad {pad:?})"
+            ));
+        };
+        let g = Conv2d {
+            batch,
+            in_channels,
+            in_h,
+            in_w,
+            out_channels,
+            kernel,
+            stride,
+            pad,
+            dilation,
+            groups,
+            out_h,
+            out_w,
+        };
+        // Every buffer size must be representable; later arithmetic relies on it.
+        let sizes = [
+            g.checked_input_len(),
+            g.checked_output_len(),
+            g.checked_weight_len(),
+            g.checked_col_len(),
+        ];
+        if sizes.iter().any(Option::is_none) {
+            return bad(format!("the buffers of {input:?} with {window:?} overflow"));
+        }
+        Ok(g)
+    }
+
+    pub fn out_h(&self) -> usize {
+        self.out_h
+    }
+
+    pub fn out_w(&self) -> usize {
+        self.out_w
+    }
+
+    fn checked_input_len(&self) -> Option<usize> {
+        self.batch
+            .checked_mul(self.in_channels)?
+            .checked_mul(self.in_h)?
+            .checked_mul(self.in_w)
+    }
+
+    fn checked_output_len(&self) -> Option<usize> {
+        self.batch
+            .checked_mul(self.out_channels)?
+            .checked_mul(self.out_h)?
+            .checked_mul(self.out_w)
+    }
+
+    fn checked_weight_len(&self) -> Option<usize> {
+        self.out_channels
+            .checked_mul(self.in_channels / self.groups)?
+            .checked_mul(self.kernel[0])?
+            .checked_mul(self.kernel[1])
+    }
+
+    fn checked_col_len(&self) -> Option<usize> {
+        self.group_k()
+            .checked_mul(self.out_h.checked_mul(self.out_w)?)
+    }
+
+    /// Elements of the input `[batch, in_channels, in_h, in_w]`.
+    pub fn input_len(&self) -> usize {
+        self.batch * self.in_channels * self.in_h * self.in_w
+    }
+
+    /// Elements of the output `[batch, out_channels, out_h, out_w]`.
+    pub fn output_len(&self) -> usize {
+        self.batch * self.out_channels * self.out_h * self.out_w
+    }
+
+    /// Elements of the weight `[out_channels, in_channels / groups, kh, kw]`.
+    pub fn weight_len(&self) -> usize {
+        self.out_channels * (self.in_channels / self.groups) * self.kernel[0] * self.kernel[1]
+    }
+
+    /// Rows of one group's column matrix: its input channels times the kernel's taps.
+    fn group_k(&self) -> usize {
+        (self.in_channels / self.groups)
+            .saturating_mul(self.kernel[0])
+            .saturating_mul(self.kernel[1])
+    }
+
+    fn out_plane(&self) -> usize {
+        self.out_h * self.out_w
+    }
+
+    fn in_plane(&self) -> usize {
+        self.in_h * self.in_w
+    }
+
+    /// A 1×1 window with stride 1 and no padding reads the input as its own column
+    /// matrix.
+    fn is_pointwise(&self) -> bool {
+        self.kernel == [1, 1] && self.stride == [1, 1] && self.pad == [0, 0]
+    }
+
+    /// The output columns `ox` whose input column `ox·s − p + kx·d` lies inside the
+    /// input, as a half-open range, with that input column for the first.
+    fn valid_columns(&self, kx: usize) -> (usize, usize, isize) {
+        let offset = (kx * self.dilation[1]) as isize - self.pad[1] as isize;
+        let s = self.stride[1] as isize;
+        let w = self.in_w as isize;
+        // ox·s + offset ≥ 0  and  ox·s + offset < w
+        let lo = if offset >= 0 {
+            0
+        } else {
+            ((-offset) + s - 1) / s
+        };
+        let hi = if w - offset <= 0 {
+            0
+        } else {
+            ((w - offset + s - 1) / s).min(self.out_w as isize)
+        };
+        let lo = lo.min(hi);
+        (lo as usize, hi as usize, lo * s + offset)
+    }
+
+    /// Fills `col` (`group_k × out_plane`) with image `x`'s patches for group `g`.
+    fn im2col(&self, x: &[f32], g: usize, col: &mut [f32]) {
+        let cg = self.in_channels / self.groups;
+        let [kh, kw] = self.kernel;
+        let p = self.out_plane();
+        for c in 0..cg {
+            let plane = &x[(g * cg + c) * self.in_plane()..][..self.in_plane()];
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    let row = &mut col[((c * kh + ky) * kw + kx) * p..][..p];
+                    let (lo, hi, first_ix) = self.valid_columns(kx);
+                    for oy in 0..self.out_h {
+                        let out_row = &mut row[oy * self.out_w..][..self.out_w];
+                        let iy = (oy * self.stride[0] + ky * self.dilation[0]) as isize
+                            - self.pad[0] as isize;
+                        if iy < 0 || iy >= self.in_h as isize || lo == hi {
+                            out_row.fill(0.0);
+                            continue;
+                        }
+                        let src = &plane[iy as usize * self.in_w..][..self.in_w];
+                        out_row[..lo].fill(0.0);
+                        out_row[hi..].fill(0.0);
+                        let first = first_ix as usize;
+                        if self.stride[1] == 1 {
+                            out_row[lo..hi].copy_from_slice(&src[first..first + (hi - lo)]);
+                        } else {
+                            for (o, v) in out_row[lo..hi].iter_mut().enumerate() {
+                                *v = src[first + o * self.stride[1]];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds `col`'s patches for group `g` back into image `dx` (the adjoint of
+    /// [`Self::im2col`]).
+    fn col2im(&self, col: &[f32], g: usize, dx: &mut [f32]) {
+        let cg = self.in_channels / self.groups;
+        let [kh, kw] = self.kernel;
+        let p = self.out_plane();
+        let in_plane = self.in_plane();
+        for c in 0..cg {
+            let plane = &mut dx[(g * cg + c) * in_plane..][..in_plane];
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    let row = &col[((c * kh + ky) * kw + kx) * p..][..p];
+                    let (lo, hi, first_ix) = self.valid_columns(kx);
+                    if lo == hi {
+                        continue;
+                    }
+                    for oy in 0..self.out_h {
+                        let iy = (oy * self.stride[0] + ky * self.dilation[0]) as isize
+                            - self.pad[0] as isize;
+                        if iy < 0 || iy >= self.in_h as isize {
+                            continue;
+                        }
+                        let dst = &mut plane[iy as usize * self.in_w..][..self.in_w];
+                        let src = &row[oy * self.out_w..][..self.out_w];
+                        let first = first_ix as usize;
+                        for (o, v) in src[lo..hi].iter().enumerate() {
+                            dst[first + o * self.stride[1]] += v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// `y = conv(x, w) + bias`: `x` `[batch, in_channels, in_h, in_w]`, `w`
+    /// `[out_channels, in_channels/groups, kh, kw]`, `bias` `[out_channels]`, `y`
+    /// `[batch, out_channels, out_h, out_w]` (overwritten).
+    pub fn forward(
+        &self,
+        imp: MatmulImpl,
+        x: &[f32],
+        w: &[f32],
+        bias: Option<&[f32]>,
+        y: &mut [f32],
+    ) -> Result<(), KernelError> {
+        check_len(KERNEL, "x", x.len(), self.input_len())?;
+        check_len(KERNEL, "w", w.len(), self.weight_len())?;
+        check_len(KERNEL, "y", y.len(), self.output_len())?;
+        if let Some(b) = bias {
+            check_len(KERNEL, "bias", b.len(), self.out_channels)?;
+        }
+        let (k, p) = (self.group_k(), self.out_plane());
+        let og = self.out_channels / self.groups;
+        let image_in = self.in_channels * self.in_plane();
+        let image_out = self.out_channels * p;
+        let scratch = if self.is_pointwise() { 0 } else { k * p };
+        y.par_chunks_mut(image_out)
+            .zip(x.par_chunks(image_in))
+            .try_for_each_init(
+                || vec![0.0f32; scratch],
+                |col, (y_n, x_n)| -> Result<(), KernelError> {
+                    for g in 0..self.groups {
+                        let cols = if self.is_pointwise() {
+                            &x_n[g * k * p..][..k * p]
+                        } else {
+                            self.im2col(x_n, g, col);
+                            &col[..]
+                        };
+                        let w_g = MatRef::row_major(&w[g * og * k..][..og * k], og, k)?;
+                        let y_g = MatMut::row_major(&mut y_n[g * og * p..][..og * p], og, p)?;
+                        gemm(imp, 1.0, w_g, MatRef::row_major(cols, k, p)?, 0.0, y_g)?;
+                    }
+                    if let Some(b) = bias {
+                        for (plane, &bo) in y_n.chunks_exact_mut(p).zip(b) {
+                            plane.iter_mut().for_each(|v| *v += bo);
+                        }
+                    }
+                    Ok(())
+                },
+            )
+    }
+
+    /// The input gradient: `dx` (overwritten) from `dy` and `w`.
+    pub fn backward_data(
+        &self,
+        imp: MatmulImpl,
+        dy: &[f32],
+        w: &[f32],
+        dx: &mut [f32],
+    ) -> Result<(), KernelError> {
+        check_len(KERNEL, "dy", dy.len(), self.output_len())?;
+        check_len(KERNEL, "w", w.len(), self.weight_len())?;
+        check_len(KERNEL, "dx", dx.len(), self.input_len())?;
+        let (k, p) = (self.group_k(), self.out_plane());
+        let og = self.out_channels / self.groups;
+        let image_in = self.in_channels * self.in_plane();
+        let image_out = self.out_channels * p;
+        let pointwise = self.is_pointwise();
+        dx.par_chunks_mut(image_in)
+            .zip(dy.par_chunks(image_out))
+            .try_for_each_init(
+                || vec![0.0f32; if pointwise { 0 } else { k * p }],
+                |col, (dx_n, dy_n)| -> Result<(), KernelError> {
+                    if !pointwise {
+                        dx_n.fill(0.0);
+                    }
+                    for g in 0..self.groups {
+                        let w_t = MatRef::row_major(&w[g * og * k..][..og * k], og, k)?.t();
+                        let dy_g = MatRef::row_major(&dy_n[g * og * p..][..og * p], og, p)?;
+                        if pointwise {
+                            let dx_g = MatMut::row_major(&mut dx_n[g * k * p..][..k * p], k, p)?;
+                            gemm(imp, 1.0, w_t, dy_g, 0.0, dx_g)?;
+                        } else {
+                            gemm(imp, 1.0, w_t, dy_g, 0.0, MatMut::row_major(col, k, p)?)?;
+                            self.col2im(col, g, dx_n);
+                        }
+                    }
+                    Ok(())
+                },
+            )
+    }
+
+    /// The parameter gradients: `dw` (overwritten) and, when given, `dbias`
+    /// (overwritten), from `x` and `dy`. Each thread sums its images' products into its
+    /// own buffer; the buffers are added at the end.
+    pub fn backward_weight(
+        &self,
+        imp: MatmulImpl,
+        x: &[f32],
+        dy: &[f32],
+        dw: &mut [f32],
+        dbias: Option<&mut [f32]>,
+    ) -> Result<(), KernelError> {
+        check_len(KERNEL, "x", x.len(), self.input_len())?;
+        check_len(KERNEL, "dy", dy.len(), self.output_len())?;
+        check_len(KERNEL, "dw", dw.len(), self.weight_len())?;
+        let (k, p) = (self.group_k(), self.out_plane());
+        let og = self.out_channels / self.groups;
+        let image_in = self.in_channels * self.in_plane();
+        let image_out = self.out_channels * p;
+        let pointwise = self.is_pointwise();
+        let weight_len = self.weight_len();
+        let sum = x
+            .par_chunks(image_in)
+            .zip(dy.par_chunks(image_out))
+            .try_fold(
+                || {
+                    (
+                        vec![0.0f32; weight_len],
+                        vec![0.0f32; if pointwise { 0 } else { k * p }],
+                    )
+                },
+                |(mut acc, mut col), (x_n, dy_n)| -> Result<_, KernelError> {
+                    for g in 0..self.groups {
+                        let cols = if pointwise {
+                            &x_n[g * k * p..][..k * p]
+                        } else {
+                            self.im2col(x_n, g, &mut col);
+                            &col[..]
+                        };
+                        let dy_g = MatRef::row_major(&dy_n[g * og * p..][..og * p], og, p)?;
+                        let acc_g = MatMut::row_major(&mut acc[g * og * k..][..og * k], og, k)?;
+                        gemm(
+                            imp,
+                            1.0,
+                            dy_g,
+                            MatRef::row_major(cols, k, p)?.t(),
+                            1.0,
+                            acc_g,
+                        )?;
+                    }
+                    Ok((acc, col))
+                },
+            )
+            .map(|r| r.map(|(acc, _)| acc))
+            .try_reduce(
+                || vec![0.0f32; weight_len],
+                |mut a, b| {
+                    a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+                    Ok(a)
+                },
+            )?;
+        dw.copy_from_slice(&sum);
+        if let Some(db) = dbias {
+            check_len(KERNEL, "dbias", db.len(), self.out_channels)?;
+            db.fill(0.0);
+            for dy_n in dy.chunks_exact(image_out) {
+                for (d, plane) in db.iter_mut().zip(dy_n.chunks_exact(p)) {
+                    *d += plane.iter().sum::<f32>();
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,23 @@
+//! ward's compute kernels: matrix products, 2-D convolution and pooling, forward and
+//! backward, in `f32`, for the training engine (and later inference).
+//!
+//! Every function takes slices and a geometry, checks every length against the geometry
+//! with checked arithmetic before touching memory, and returns a [`KernelError`] naming
+//! the argument that does not fit. The one `unsafe` call (the matrix-multiply crate's
+//! raw-pointer entry point) sits in [`matmul`] behind those checks.
+//!
+//! The meaning of each kernel is the reference interpreter's (`ward_graph::interp`); the
+//! property tests hold each kernel to it on random shapes, strides, pads, dilations and
+//! groups. Where MXNet's window rules are subtle (pooling's `full` convention, padding in
+//! the divisor), the caller passes the windows the interpreter computes
+//! ([`pool::Windows`]), so there is one definition of them.
+
+pub mod conv;
+mod error;
+pub mod matmul;
+pub mod pool;
+
+pub use conv::Conv2d;
+pub use error::KernelError;
+pub use matmul::{MatMut, MatRef, MatmulImpl};
+pub use pool::Windows;

@@ -1,0 +1,351 @@
+//! Matrix products `C ← α·A·B + β·C` on strided `f32` matrices, behind a safe API.
+//!
+//! The matrix-multiply crates take raw pointers and strides; [`gemm`] checks, with
+//! checked arithmetic, that every element each matrix addresses lies inside its slice and
+//! that no two elements of `C` share memory, then calls one. Transposes are views
+//! ([`MatRef::t`]), never copies.
+
+#![allow(
+    unsafe_code,
+    reason = "the matrix-multiply crates' entry points take raw pointers; `gemm` checks every bound first"
+)]
+
+use crate::error::KernelError;
+
+const KERNEL: &str = "matmul";
+
+/// Which matrix-multiply crate runs the product. Both are measured for the training
+/// engine (docs/BENCHMARKS.md, "Training engine").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MatmulImpl {
+    /// bluss's `matrixmultiply`.
+    #[default]
+    MatrixMultiply,
+    /// sarah-ek's `gemm`.
+    Gemm,
+}
+
+/// A read-only strided matrix over a slice: element `(i, j)` is
+/// `data[i·row_stride + j·col_stride]`.
+#[derive(Debug, Clone, Copy)]
+pub struct MatRef<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    col_stride: usize,
+}
+
+impl<'a> MatRef<'a> {
+    /// A row-major `rows × cols` matrix filling `data` exactly.
+    pub fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Result<Self, KernelError> {
+        Self::strided(data, rows, cols, cols, 1)
+    }
+
+    /// A strided view; every addressed element must lie inside `data`.
+    pub fn strided(
+        data: &'a [f32],
+        rows: usize,
+        cols: usize,
+        row_stride: usize,
+        col_stride: usize,
+    ) -> Result<Self, KernelError> {
+        check_extent("A or B", data.len(), rows, cols, row_stride, col_stride)?;
+        Ok(MatRef {
+            data,
+            rows,
+            cols,
+            row_stride,
+            col_stride,
+        })
+    }
+
+    /// The transpose, as a view.
+    pub fn t(self) -> Self {
+        MatRef {
+            data: self.data,
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+        }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+}
+
+/// A writable strided matrix. Its elements never overlap: it is row-major with
+/// `row_stride ≥ cols` or column-major with `col_stride ≥ rows`.
+#[derive(Debug)]
+pub struct MatMut<'a> {
+    data: &'a mut [f32],
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    col_stride: usize,
+}
+
+impl<'a> MatMut<'a> {
+    /// A row-major `rows × cols` matrix filling `data` exactly.
+    pub fn row_major(data: &'a mut [f32], rows: usize, cols: usize) -> Result<Self, KernelError> {
+        Self::strided(data, rows, cols, cols, 1)
+    }
+
+    /// A strided view; every addressed element must lie inside `data`, and no two may
+    /// share memory.
+    pub fn strided(
+        data: &'a mut [f32],
+        rows: usize,
+        cols: usize,
+        row_stride: usize,
+        col_stride: usize,
+    ) -> Result<Self, KernelError> {
+        check_extent("C", data.len(), rows, cols, row_stride, col_stride)?;
+        let distinct = rows <= 1 && (cols <= 1 || col_stride >= 1)
+            || cols <= 1 && row_stride >= 1
+            || col_stride == 1 && row_stride >= cols
+            || row_stride == 1 && col_stride >= rows;
+        if !distinct {
+            return Err(KernelError::geometry(
+                KERNEL,
+                format!(
+                    "C ({rows}×{cols}, strides {row_stride} and {col_stride}) would write one element twice"
+                ),
+            ));
+        }
+        Ok(MatMut {
+            data,
+            rows,
+            cols,
+            row_stride,
+            col_stride,
+        })
+    }
+}
+
+/// Checks that the last element a matrix addresses lies inside a slice of `len`.
+fn check_extent(
+    argument: &'static str,
+    len: usize,
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    col_stride: usize,
+) -> Result<(), KernelError> {
+    if rows == 0 || cols == 0 {
+        return Ok(());
+    }
+    let last = (rows - 1)
+        .checked_mul(row_stride)
+        .zip((cols - 1).checked_mul(col_stride))
+        .and_then(|(a, b)| a.checked_add(b));
+    match last {
+        Some(last) if last < len && isize::try_from(last).is_ok() => Ok(()),
+        _ => Err(KernelError::geometry(
+            KERNEL,
+            format!(
+                "{argument} ({rows}×{cols}, strides {row_stride} and {col_stride}) reaches past its {len} elements"
+            ),
+        )),
+    }
+}
+
+/// `C ← α·A·B + β·C` on one thread. With `β = 0`, `C`'s old contents are not read (NaN
+/// in them does not leak through).
+pub fn gemm(
+    imp: MatmulImpl,
+    alpha: f32,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    beta: f32,
+    c: MatMut<'_>,
+) -> Result<(), KernelError> {
+    if a.cols != b.rows || a.rows != c.rows || b.cols != c.cols {
+        return Err(KernelError::geometry(
+            KERNEL,
+            format!(
+                "A is {}×{}, B {}×{}, C {}×{}: the shapes do not chain",
+                a.rows, a.cols, b.rows, b.cols, c.rows, c.cols
+            ),
+        ));
+    }
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    if k == 0 {
+        // An empty sum: C ← β·C (and 0 where β is 0, whatever C held).
+        for i in 0..m {
+            for j in 0..n {
+                let at = i * c.row_stride + j * c.col_stride;
+                if let Some(v) = c.data.get_mut(at) {
+                    *v = if beta == 0.0 { 0.0 } else { beta * *v };
+                }
+            }
+        }
+        return Ok(());
+    }
+    // Strides fit in isize: check_extent checked the largest offset each one reaches.
+    let stride = |s: usize| isize::try_from(s).unwrap_or(isize::MAX);
+    match imp {
+        MatmulImpl::MatrixMultiply => {
+            // SAFETY: `MatRef::strided`/`MatMut::strided` checked that every element
+            // (i, j) with i < rows, j < cols of A, B and C lies inside its slice; the
+            // shapes chain (checked above), so the crate reads A[m×k], B[k×n] and
+            // writes C[m×n] only; `MatMut` guarantees C's elements are distinct, and C
+            // is a unique borrow, so it aliases neither A nor B.
+            unsafe {
+                matrixmultiply::sgemm(
+                    m,
+                    k,
+                    n,
+                    alpha,
+                    a.data.as_ptr(),
+                    stride(a.row_stride),
+                    stride(a.col_stride),
+                    b.data.as_ptr(),
+                    stride(b.row_stride),
+                    stride(b.col_stride),
+                    beta,
+                    c.data.as_mut_ptr(),
+                    stride(c.row_stride),
+                    stride(c.col_stride),
+                );
+            }
+        }
+        MatmulImpl::Gemm => {
+            // SAFETY: as above; `gemm` computes dst ← alpha·dst + beta·lhs·rhs, reading
+            // dst only when `read_dst`, over the same m×k, k×n and m×n extents.
+            unsafe {
+                gemm::gemm(
+                    m,
+                    n,
+                    k,
+                    c.data.as_mut_ptr(),
+                    stride(c.col_stride),
+                    stride(c.row_stride),
+                    beta != 0.0,
+                    a.data.as_ptr(),
+                    stride(a.col_stride),
+                    stride(a.row_stride),
+                    b.data.as_ptr(),
+                    stride(b.col_stride),
+                    stride(b.row_stride),
+                    beta,
+                    alpha,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `C ← α·A·B + β·C` for a row-major `C`, split by rows of `C` across rayon's threads.
+pub fn gemm_rows_parallel(
+    imp: MatmulImpl,
+    alpha: f32,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    beta: f32,
+    c: &mut [f32],
+) -> Result<(), KernelError> {
+    use rayon::prelude::*;
+    let (m, n) = (a.rows, b.cols);
+    crate::error::check_len(KERNEL, "C", c.len(), m.saturating_mul(n))?;
+    if a.cols != b.rows {
+        return Err(KernelError::geometry(
+            KERNEL,
+            format!("A is {}×{}, B {}×{}", a.rows, a.cols, b.rows, b.cols),
+        ));
+    }
+    let threads = rayon::current_num_threads().max(1);
+    let rows_per_task = m.div_ceil(threads).max(1);
+    if n == 0 || m == 0 {
+        return Ok(());
+    }
+    c.par_chunks_mut(rows_per_task * n)
+        .enumerate()
+        .try_for_each(|(t, c_part)| {
+            let first = t * rows_per_task;
+            let rows = c_part.len() / n;
+            let a_part = MatRef::strided(
+                a.data.get(first * a.row_stride..).unwrap_or(&[]),
+                rows,
+                a.cols,
+                a.row_stride,
+                a.col_stride,
+            )?;
+            gemm(
+                imp,
+                alpha,
+                a_part,
+                b,
+                beta,
+                MatMut::row_major(c_part, rows, n)?,
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn views_reaching_past_their_slice_are_refused() {
+        let data = [0.0f32; 6];
+        assert!(MatRef::row_major(&data, 2, 3).is_ok());
+        assert!(MatRef::row_major(&data, 3, 3).is_err());
+        assert!(MatRef::strided(&data, 2, 2, 5, 1).is_err());
+        let mut out = [0.0f32; 6];
+        assert!(
+            MatMut::strided(&mut out, 2, 3, 0, 1).is_err(),
+            "rows sharing memory"
+        );
+        assert!(
+            MatMut::strided(&mut out, 3, 2, 1, 3).is_ok(),
+            "column-major"
+        );
+    }
+
+    #[test]
+    fn both_crates_multiply_transposed_views() {
+        // A = [[1,2,3],[4,5,6]] stored transposed; B = [[1,0],[0,1],[1,1]].
+        let a_t = [1.0, 4.0, 2.0, 5.0, 3.0, 6.0];
+        let b = [1.0, 0.0, 0.0, 1.0, 1.0, 1.0];
+        for imp in [MatmulImpl::MatrixMultiply, MatmulImpl::Gemm] {
+            let mut c = [f32::NAN; 4];
+            let a = MatRef::row_major(&a_t, 3, 2).unwrap().t();
+            let b = MatRef::row_major(&b, 3, 2).unwrap();
+            gemm(
+                imp,
+                1.0,
+                a,
+                b,
+                0.0,
+                MatMut::row_major(&mut c, 2, 2).unwrap(),
+            )
+            .unwrap();
+            assert_eq!(c, [4.0, 5.0, 10.0, 11.0], "{imp:?}");
+            gemm(
+                imp,
+                2.0,
+                a,
+                b,
+                1.0,
+                MatMut::row_major(&mut c, 2, 2).unwrap(),
+            )
+            .unwrap();
+            assert_eq!(c, [12.0, 15.0, 30.0, 33.0], "{imp:?}");
+        }
+    }
+}

@@ -1,0 +1,183 @@
+use proptest::prelude::*;
+use ward_graph::interp::conv::{convolution, ConvParams};
+use ward_graph::interp::Array;
+use ward_kernels::conv::{Conv2d, ConvWindow};
+use ward_kernels::MatmulImpl;
+
+use crate::{assert_close, dot, random_values};
+
+const IMPLS: [MatmulImpl; 2] = [MatmulImpl::MatrixMultiply, MatmulImpl::Gemm];
+
+fn array(shape: &[usize], data: &[f32]) -> Array {
+    Array {
+        shape: shape.to_vec(),
+        data: data.iter().map(|&v| v as f64).collect(),
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Case {
+    input: [usize; 4],
+    window: ConvWindow,
+}
+
+fn cases() -> impl Strategy<Value = Case> {
+    (
+        1usize..4,
+        1usize..4,
+        1usize..4,
+        1usize..4,
+        (1usize..4, 1usize..4),
+        (1usize..3, 1usize..3),
+        (0usize..3, 0usize..3),
+        (1usize..3, 1usize..3),
+        (1usize..10, 1usize..10),
+    )
+        .prop_map(
+            |(batch, groups, cg, og, kernel, stride, pad, dilation, (h, w))| Case {
+                input: [batch, groups * cg, h, w],
+                window: ConvWindow {
+                    out_channels: groups * og,
+                    kernel: [kernel.0, kernel.1],
+                    stride: [stride.0, stride.1],
+                    pad: [pad.0, pad.1],
+                    dilation: [dilation.0, dilation.1],
+                    groups,
+                },
+            },
+        )
+}
+
+fn params(w: &ConvWindow) -> ConvParams {
+    ConvParams {
+        kernel: w.kernel.to_vec(),
+        stride: w.stride.to_vec(),
+        dilation: w.dilation.to_vec(),
+        pad: w.pad.to_vec(),
+        groups: w.groups,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    /// The forward pass equals the interpreter's; the data and weight gradients are the
+    /// adjoints of the forward map (⟨conv(x), dy⟩ = ⟨x, dx⟩ = ⟨w, dw⟩), and the bias
+    /// gradient sums dy.
+    #[test]
+    fn conv2d_matches_the_interpreter(case in cases(), seed in any::<u64>()) {
+        let Ok(g) = Conv2d::new(case.input, case.window) else {
+            // The kernel is larger than the padded input: the interpreter refuses too.
+            let x = Array::zeros(case.input.to_vec()).unwrap();
+            let wshape = [case.window.out_channels, case.input[1] / case.window.groups,
+                case.window.kernel[0], case.window.kernel[1]];
+            let w = Array::zeros(wshape.to_vec()).unwrap();
+            prop_assert!(convolution(&x, &w, None, &params(&case.window)).is_err());
+            return Ok(());
+        };
+        let mut rng = proptest::test_runner::TestRng::from_seed(
+            proptest::test_runner::RngAlgorithm::ChaCha, &{ let mut s = [0u8; 32]; s[..8].copy_from_slice(&seed.to_le_bytes()); s });
+        let x = random_values(&mut rng, g.input_len());
+        let w = random_values(&mut rng, g.weight_len());
+        let bias = random_values(&mut rng, case.window.out_channels);
+        let dy = random_values(&mut rng, g.output_len());
+        let wshape = [case.window.out_channels, case.input[1] / case.window.groups,
+            case.window.kernel[0], case.window.kernel[1]];
+        let want = convolution(&array(&case.input, &x), &array(&wshape, &w),
+            Some(&array(&[bias.len()], &bias)), &params(&case.window)).unwrap();
+        prop_assert_eq!(&want.shape, &vec![case.input[0], case.window.out_channels, g.out_h(), g.out_w()]);
+        for imp in IMPLS {
+            let mut y = vec![f32::NAN; g.output_len()];
+            g.forward(imp, &x, &w, Some(&bias), &mut y).unwrap();
+            assert_close("y", &y, &want.data, 1e-5);
+
+            let mut y0 = vec![0.0; g.output_len()];
+            g.forward(imp, &x, &w, None, &mut y0).unwrap();
+            let forward = dot(&y0, &dy);
+            let mut dx = vec![f32::NAN; g.input_len()];
+            g.backward_data(imp, &dy, &w, &mut dx).unwrap();
+            let mut dw = vec![f32::NAN; g.weight_len()];
+            let mut db = vec![f32::NAN; bias.len()];
+            g.backward_weight(imp, &x, &dy, &mut dw, Some(&mut db)).unwrap();
+            let scale = forward.abs().max(1.0);
+            prop_assert!((dot(&x, &dx) - forward).abs() <= 1e-4 * scale, "{imp:?} dx: {} vs {forward}", dot(&x, &dx));
+            prop_assert!((dot(&w, &dw) - forward).abs() <= 1e-4 * scale, "{imp:?} dw: {} vs {forward}", dot(&w, &dw));
+            let plane = g.out_h() * g.out_w();
+            for (o, &d) in db.iter().enumerate() {
+                let want: f64 = dy.chunks(plane).skip(o).step_by(case.window.out_channels)
+                    .flatten().map(|&v| v as f64).sum();
+                prop_assert!((d as f64 - want).abs() <= 1e-4 * want.abs().max(1.0));
+            }
+        }
+    }
+}
+
+#[test]
+fn wrong_lengths_are_refused_before_anything_is_written() {
+    let g = Conv2d::new(
+        [2, 3, 5, 5],
+        ConvWindow {
+            out_channels: 4,
+            kernel: [3, 3],
+            stride: [1, 1],
+            pad: [1, 1],
+            dilation: [1, 1],
+            groups: 1,
+        },
+    )
+    .unwrap();
+    let x = vec![0.0; g.input_len()];
+    let w = vec![0.0; g.weight_len()];
+    let mut y = vec![7.0; g.output_len() - 1];
+    let err = g
+        .forward(MatmulImpl::default(), &x, &w, None, &mut y)
+        .unwrap_err();
+    assert!(err.to_string().contains("y has"), "{err}");
+    assert!(y.iter().all(|&v| v == 7.0));
+    let err = g
+        .forward(
+            MatmulImpl::default(),
+            &x[1..],
+            &w,
+            None,
+            &mut vec![0.0; g.output_len()],
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("x has"), "{err}");
+}
+
+#[test]
+fn impossible_geometries_are_refused() {
+    let window = ConvWindow {
+        out_channels: 4,
+        kernel: [3, 3],
+        stride: [1, 1],
+        pad: [0, 0],
+        dilation: [1, 1],
+        groups: 1,
+    };
+    assert!(
+        Conv2d::new([1, 3, 2, 5], window).is_err(),
+        "kernel taller than input"
+    );
+    assert!(Conv2d::new(
+        [1, 3, 5, 5],
+        ConvWindow {
+            groups: 2,
+            ..window
+        }
+    )
+    .is_err());
+    assert!(Conv2d::new(
+        [1, 3, 5, 5],
+        ConvWindow {
+            stride: [0, 1],
+            ..window
+        }
+    )
+    .is_err());
+    assert!(
+        Conv2d::new([usize::MAX, 3, 5, 5], window).is_err(),
+        "overflow"
+    );
+}
