@@ -8,6 +8,7 @@
 //! inference. An operator without an exact rule is refused before anything runs, naming
 //! the node ([`grad::check_differentiable`]).
 
+pub mod engine;
 pub mod grad;
 
 pub use grad::{backward, check_differentiable, forward, GradError, Gradients};

@@ -373,7 +373,7 @@ impl Sink<'_> {
 }
 
 /// The rule of `ctx.node`'s operator.
-fn rule(ctx: &Ctx<'_>) -> Rule {
+pub(crate) fn rule(ctx: &Ctx<'_>) -> Rule {
     match &ctx.node.op {
         Op::Dense(op) => dense::dense(ctx, op),
         Op::Activation(op) => activation::activation(ctx, op),

@@ -5,5 +5,6 @@
 
 mod support;
 
+mod engine;
 mod models;
 mod mxnet_gradients;

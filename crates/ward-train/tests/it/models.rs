@@ -10,7 +10,7 @@ use ward_graph::interp::Array;
 use ward_graph::ir::{InputRole, ParamRole};
 use ward_train::{backward, forward};
 
-use crate::support::{fixtures, import_dir, npy_array};
+use crate::support::{fixtures, import_dir, npy_array, pseudo_random};
 
 /// Models whose every operator has a rule (the others hold Dropout, whose training mode
 /// needs the run's random stream), small enough for finite differences, and whether
@@ -26,21 +26,6 @@ const MODELS: &[(&str, bool)] = &[
     ("text_gru", true),
     ("mobilenetv2_0_25", false),
 ];
-
-/// Deterministic values in [−1, 1) for the head gradients.
-fn pseudo_random(shape: &[usize], seed: u64) -> Array {
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
-    let n: usize = shape.iter().product();
-    let data = (0..n)
-        .map(|_| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((state >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
-        })
-        .collect();
-    Array::new(shape.to_vec(), data).unwrap()
-}
 
 /// Up to `count` element indices spread over `len`.
 fn spread(len: usize, count: usize) -> Vec<usize> {

@@ -70,3 +70,18 @@ pub fn import_dir(dir: &Path) -> Result<(Graph, Vec<Array>), String> {
         .collect();
     Ok((graph, weights))
 }
+
+/// Deterministic values in [−1, 1) for the head gradients.
+pub fn pseudo_random(shape: &[usize], seed: u64) -> Array {
+    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+    let n: usize = shape.iter().product();
+    let data = (0..n)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+        })
+        .collect();
+    Array::new(shape.to_vec(), data).unwrap()
+}

@@ -1,0 +1,518 @@
+//! The operators the engine runs on ward's kernels, in `f32`, forward and backward.
+//! Each must give the reference rule's numbers within `f32` rounding; an operator, or an
+//! attribute value, not handled here runs on the reference rules instead.
+
+#![allow(
+    clippy::indexing_slicing,
+    reason = "every slice here has the length shape inference planned (Engine::step checks the inputs and parameters; each kernel checks its own arguments), and indices stay below the channel and plane counts taken from those shapes"
+)]
+
+use rayon::prelude::*;
+use ward_graph::interp::eval::{conv_params, pool_params};
+use ward_graph::interp::pool::pool_windows;
+use ward_graph::ops::activation::ActivationKind;
+use ward_graph::ops::elementwise::BinaryKind;
+use ward_graph::ops::norm::BatchNorm;
+use ward_graph::ops::pool::PoolKind;
+use ward_graph::ops::Op;
+use ward_kernels::conv::{Conv2d, ConvWindow};
+use ward_kernels::matmul::{gemm_rows_parallel, MatRef};
+use ward_kernels::{MatmulImpl, Windows};
+
+/// A node planned on ward's kernels.
+pub(super) enum Fast {
+    Conv {
+        geometry: Conv2d,
+        bias: bool,
+    },
+    Pool {
+        kind: PoolKind,
+        planes: usize,
+        windows: Windows,
+        /// What the average's gradient divides by (MXNet's rule; see `grad::pool`).
+        grad_divisors: Vec<f32>,
+    },
+    Dense {
+        rows: usize,
+        inner: usize,
+        units: usize,
+        bias: bool,
+    },
+    Activation(ActivationKind),
+    BatchNorm {
+        outer: usize,
+        channels: usize,
+        inner: usize,
+        eps: f64,
+        momentum: f64,
+        fix_gamma: bool,
+    },
+    /// Flatten, and any reshape: the elements do not move.
+    Copy,
+    /// `elemwise_add`, `+` of same-shaped values, `add_n`.
+    Sum,
+}
+
+/// What the forward pass keeps for the backward pass.
+pub(super) enum Saved {
+    None,
+    Argmax(Vec<u32>),
+    BatchNorm {
+        mean: Vec<f32>,
+        inv_std: Vec<f32>,
+        /// The moving mean and variance after this step.
+        running: [Vec<f32>; 2],
+    },
+}
+
+type Outs = (Vec<Vec<f32>>, Saved);
+
+impl Fast {
+    /// The fast plan of `op` on inputs and outputs of these shapes, or `None` when it
+    /// runs on the reference rules.
+    pub(super) fn plan(op: &Op, ins: &[&[usize]], outs: &[Vec<usize>]) -> Option<Fast> {
+        let x = ins.first()?;
+        match op {
+            Op::Conv(op) if op.kernel.len() == 2 && x.len() == 4 => {
+                let p = conv_params(op);
+                let w = ins.get(1)?;
+                let window = ConvWindow {
+                    out_channels: *w.first()?,
+                    kernel: [p.kernel[0], p.kernel[1]],
+                    stride: [*p.stride.first()?, *p.stride.get(1)?],
+                    pad: [*p.pad.first()?, *p.pad.get(1)?],
+                    dilation: [*p.dilation.first()?, *p.dilation.get(1)?],
+                    groups: p.groups,
+                };
+                let geometry = Conv2d::new([x[0], x[1], x[2], x[3]], window).ok()?;
+                let out = outs.first()?;
+                (out == &[
+                    x[0],
+                    window.out_channels,
+                    geometry.out_h(),
+                    geometry.out_w(),
+                ])
+                    .then_some(Fast::Conv {
+                        geometry,
+                        bias: op.bias,
+                    })
+            }
+            Op::Pool(op) if x.len() == 4 => {
+                let params = pool_params(op);
+                let (out_shape, windows) = pool_windows(x, &params).ok()?;
+                let in_plane = x[2] * x[3];
+                let out_plane = out_shape[2] * out_shape[3];
+                let first = windows.get(..out_plane)?;
+                if op.kind == PoolKind::Avg && first.iter().any(|w| w.offsets.is_empty()) {
+                    // The interpreter refuses this; let it say so.
+                    return None;
+                }
+                let table = Windows::new(
+                    in_plane,
+                    first
+                        .iter()
+                        .map(|w| (w.offsets.clone(), w.divisor(op.count_include_pad))),
+                )
+                .ok()?;
+                let grad_divisors = first
+                    .iter()
+                    .map(|w| {
+                        let d = if op.count_include_pad {
+                            w.grad_size
+                        } else {
+                            w.offsets.len()
+                        };
+                        d.max(1) as f32
+                    })
+                    .collect();
+                Some(Fast::Pool {
+                    kind: op.kind,
+                    planes: x[0] * x[1],
+                    windows: table,
+                    grad_divisors,
+                })
+            }
+            Op::Dense(op) => {
+                let w = ins.get(1)?;
+                let (units, inner) = (*w.first()?, *w.get(1)?);
+                let total: usize = x.iter().product();
+                (inner > 0 && total.is_multiple_of(inner) && units == op.units).then_some(Fast::Dense {
+                    rows: total / inner,
+                    inner,
+                    units,
+                    bias: op.bias,
+                })
+            }
+            Op::Activation(op)
+                if matches!(
+                    op.kind,
+                    ActivationKind::Relu | ActivationKind::Sigmoid | ActivationKind::Tanh
+                ) =>
+            {
+                Some(Fast::Activation(op.kind))
+            }
+            Op::BatchNorm(op) if !op.use_global_stats => batch_norm_plan(op, x),
+            Op::Flatten(_) | Op::Reshape(_) => Some(Fast::Copy),
+            Op::Binary(b) if b.kind == BinaryKind::Add && ins.get(1).is_some_and(|y| y == x) => {
+                Some(Fast::Sum)
+            }
+            Op::AddN(_) if ins.iter().all(|s| s == x) => Some(Fast::Sum),
+            _ => None,
+        }
+    }
+
+    pub(super) fn forward(&self, imp: MatmulImpl, ins: &[&[f32]]) -> Result<Outs, String> {
+        let arg = |i: usize| ins.get(i).copied().ok_or(format!("input {i} is missing"));
+        let kernel = |e: ward_kernels::KernelError| e.to_string();
+        match self {
+            Fast::Conv { geometry, bias } => {
+                let mut y = vec![0.0; geometry.output_len()];
+                let b = if *bias { Some(arg(2)?) } else { None };
+                geometry
+                    .forward(imp, arg(0)?, arg(1)?, b, &mut y)
+                    .map_err(kernel)?;
+                Ok((vec![y], Saved::None))
+            }
+            Fast::Pool {
+                kind,
+                planes,
+                windows,
+                ..
+            } => {
+                let x = arg(0)?;
+                let mut y = vec![0.0; planes * windows.out_plane()];
+                if *kind == PoolKind::Max {
+                    let mut argmax = vec![0u32; y.len()];
+                    windows
+                        .max_forward(*planes, x, &mut y, &mut argmax)
+                        .map_err(kernel)?;
+                    Ok((vec![y], Saved::Argmax(argmax)))
+                } else {
+                    windows
+                        .avg_forward(*planes, *kind == PoolKind::Sum, x, &mut y)
+                        .map_err(kernel)?;
+                    Ok((vec![y], Saved::None))
+                }
+            }
+            Fast::Dense {
+                rows,
+                inner,
+                units,
+                bias,
+            } => {
+                let x = MatRef::row_major(arg(0)?, *rows, *inner).map_err(kernel)?;
+                let w = MatRef::row_major(arg(1)?, *units, *inner).map_err(kernel)?;
+                let mut y = vec![0.0; rows * units];
+                if *bias {
+                    let b = arg(2)?;
+                    y.chunks_exact_mut(*units)
+                        .for_each(|row| row.copy_from_slice(b));
+                }
+                let beta = if *bias { 1.0 } else { 0.0 };
+                gemm_rows_parallel(imp, 1.0, x, w.t(), beta, &mut y).map_err(kernel)?;
+                Ok((vec![y], Saved::None))
+            }
+            Fast::Activation(kind) => {
+                let x = arg(0)?;
+                let f = |v: f32| match kind {
+                    ActivationKind::Relu => v.max(0.0),
+                    ActivationKind::Sigmoid => 1.0 / (1.0 + (-v).exp()),
+                    _ => v.tanh(),
+                };
+                let mut y = vec![0.0; x.len()];
+                y.par_chunks_mut(1 << 14)
+                    .zip(x.par_chunks(1 << 14))
+                    .for_each(|(y, x)| y.iter_mut().zip(x).for_each(|(y, &x)| *y = f(x)));
+                Ok((vec![y], Saved::None))
+            }
+            Fast::BatchNorm { .. } => self.batch_norm_forward(ins),
+            Fast::Copy => Ok((vec![arg(0)?.to_vec()], Saved::None)),
+            Fast::Sum => {
+                let mut y = arg(0)?.to_vec();
+                for x in ins.iter().skip(1) {
+                    y.iter_mut().zip(x.iter()).for_each(|(y, x)| *y += x);
+                }
+                Ok((vec![y], Saved::None))
+            }
+        }
+    }
+
+    /// The gradients of the node's inputs (`None` where none is wanted or flows).
+    pub(super) fn backward(
+        &self,
+        imp: MatmulImpl,
+        ins: &[&[f32]],
+        outs: &[Vec<f32>],
+        saved: &Saved,
+        dy: &[f32],
+        wanted: &[bool],
+    ) -> Result<Vec<Option<Vec<f32>>>, String> {
+        let arg = |i: usize| ins.get(i).copied().ok_or(format!("input {i} is missing"));
+        let want = |i: usize| wanted.get(i).copied().unwrap_or(false);
+        let kernel = |e: ward_kernels::KernelError| e.to_string();
+        match self {
+            Fast::Conv { geometry, bias } => {
+                let dx = if want(0) {
+                    let mut dx = vec![0.0; geometry.input_len()];
+                    geometry
+                        .backward_data(imp, dy, arg(1)?, &mut dx)
+                        .map_err(kernel)?;
+                    Some(dx)
+                } else {
+                    None
+                };
+                let mut dw = vec![0.0; geometry.weight_len()];
+                let mut db = vec![0.0; if *bias { geometry.out_channels } else { 0 }];
+                geometry
+                    .backward_weight(imp, arg(0)?, dy, &mut dw, bias.then_some(&mut db[..]))
+                    .map_err(kernel)?;
+                let mut grads = vec![dx, want(1).then_some(dw)];
+                if *bias {
+                    grads.push(want(2).then_some(db));
+                }
+                Ok(grads)
+            }
+            Fast::Pool {
+                kind,
+                planes,
+                windows,
+                grad_divisors,
+            } => {
+                let mut dx = vec![0.0; planes * windows.in_plane()];
+                match (kind, saved) {
+                    (PoolKind::Max, Saved::Argmax(argmax)) => windows
+                        .max_backward(*planes, argmax, dy, &mut dx)
+                        .map_err(kernel)?,
+                    (PoolKind::Max, _) => return Err("max pooling kept no argmax".into()),
+                    (PoolKind::Sum, _) => windows
+                        .avg_backward(*planes, None, dy, &mut dx)
+                        .map_err(kernel)?,
+                    (PoolKind::Avg, _) => windows
+                        .avg_backward(*planes, Some(grad_divisors), dy, &mut dx)
+                        .map_err(kernel)?,
+                }
+                Ok(vec![Some(dx)])
+            }
+            Fast::Dense {
+                rows,
+                inner,
+                units,
+                bias,
+            } => {
+                let x = MatRef::row_major(arg(0)?, *rows, *inner).map_err(kernel)?;
+                let w = MatRef::row_major(arg(1)?, *units, *inner).map_err(kernel)?;
+                let g = MatRef::row_major(dy, *rows, *units).map_err(kernel)?;
+                let dx = if want(0) {
+                    let mut dx = vec![0.0; rows * inner];
+                    gemm_rows_parallel(imp, 1.0, g, w, 0.0, &mut dx).map_err(kernel)?;
+                    Some(dx)
+                } else {
+                    None
+                };
+                let mut dw = vec![0.0; units * inner];
+                gemm_rows_parallel(imp, 1.0, g.t(), x, 0.0, &mut dw).map_err(kernel)?;
+                let mut grads = vec![dx, want(1).then_some(dw)];
+                if *bias {
+                    let mut db = vec![0.0f32; *units];
+                    for row in dy.chunks_exact(*units) {
+                        db.iter_mut().zip(row).for_each(|(d, g)| *d += g);
+                    }
+                    grads.push(want(2).then_some(db));
+                }
+                Ok(grads)
+            }
+            Fast::Activation(kind) => {
+                let x = arg(0)?;
+                let y = outs.first().ok_or("the output is missing")?;
+                let mut dx = vec![0.0; x.len()];
+                dx.par_chunks_mut(1 << 14)
+                    .zip(dy.par_chunks(1 << 14))
+                    .zip(x.par_chunks(1 << 14).zip(y.par_chunks(1 << 14)))
+                    .for_each(|((dx, dy), (x, y))| {
+                        for (((d, &g), &x), &y) in dx.iter_mut().zip(dy).zip(x).zip(y) {
+                            *d = match kind {
+                                ActivationKind::Relu => {
+                                    if x > 0.0 {
+                                        g
+                                    } else {
+                                        0.0
+                                    }
+                                }
+                                ActivationKind::Sigmoid => g * y * (1.0 - y),
+                                _ => g * (1.0 - y * y),
+                            };
+                        }
+                    });
+                Ok(vec![Some(dx)])
+            }
+            Fast::BatchNorm { .. } => self.batch_norm_backward(ins, saved, dy, wanted),
+            Fast::Copy => Ok(vec![Some(dy.to_vec())]),
+            Fast::Sum => Ok((0..ins.len())
+                .map(|i| want(i).then(|| dy.to_vec()))
+                .collect()),
+        }
+    }
+
+    fn batch_norm_forward(&self, ins: &[&[f32]]) -> Result<Outs, String> {
+        let &Fast::BatchNorm {
+            outer,
+            channels,
+            inner,
+            eps,
+            momentum,
+            fix_gamma,
+        } = self
+        else {
+            return Err("not a batch norm".into());
+        };
+        let arg = |i: usize| ins.get(i).copied().ok_or(format!("input {i} is missing"));
+        let (x, gamma, beta) = (arg(0)?, arg(1)?, arg(2)?);
+        let (moving_mean, moving_var) = (arg(3)?, arg(4)?);
+        let count = (outer * inner).max(1) as f64;
+        // Per channel: mean and biased variance, accumulated in f64.
+        let stats: Vec<(f64, f64)> = (0..channels)
+            .into_par_iter()
+            .map(|c| {
+                let planes = || (0..outer).map(move |o| &x[(o * channels + c) * inner..][..inner]);
+                let sum: f64 = planes().flatten().map(|&v| f64::from(v)).sum();
+                let mean = sum / count;
+                let var: f64 = planes()
+                    .flatten()
+                    .map(|&v| (f64::from(v) - mean).powi(2))
+                    .sum::<f64>()
+                    / count;
+                (mean, var)
+            })
+            .collect();
+        let mean: Vec<f32> = stats.iter().map(|s| s.0 as f32).collect();
+        let inv_std: Vec<f32> = stats
+            .iter()
+            .map(|s| (1.0 / (s.1 + eps).sqrt()) as f32)
+            .collect();
+        let mut y = vec![0.0; x.len()];
+        y.par_chunks_mut(inner.max(1))
+            .zip(x.par_chunks(inner.max(1)))
+            .enumerate()
+            .for_each(|(plane, (y, x))| {
+                let c = plane % channels;
+                let g = if fix_gamma { 1.0 } else { gamma[c] };
+                let (m, s, b) = (mean[c], inv_std[c], beta[c]);
+                y.iter_mut()
+                    .zip(x)
+                    .for_each(|(y, &x)| *y = (x - m) * s * g + b);
+            });
+        let running = [
+            moving_mean
+                .iter()
+                .zip(&stats)
+                .map(|(&r, s)| (f64::from(r) * momentum + s.0 * (1.0 - momentum)) as f32)
+                .collect(),
+            moving_var
+                .iter()
+                .zip(&stats)
+                .map(|(&r, s)| (f64::from(r) * momentum + s.1 * (1.0 - momentum)) as f32)
+                .collect(),
+        ];
+        Ok((
+            vec![y],
+            Saved::BatchNorm {
+                mean,
+                inv_std,
+                running,
+            },
+        ))
+    }
+
+    fn batch_norm_backward(
+        &self,
+        ins: &[&[f32]],
+        saved: &Saved,
+        dy: &[f32],
+        wanted: &[bool],
+    ) -> Result<Vec<Option<Vec<f32>>>, String> {
+        let (
+            &Fast::BatchNorm {
+                outer,
+                channels,
+                inner,
+                fix_gamma,
+                ..
+            },
+            Saved::BatchNorm { mean, inv_std, .. },
+        ) = (self, saved)
+        else {
+            return Err("batch norm kept no statistics".into());
+        };
+        let x = ins.first().copied().ok_or("input 0 is missing")?;
+        let gamma = ins.get(1).copied().ok_or("input 1 is missing")?;
+        let count = (outer * inner).max(1) as f64;
+        // Per channel: Σ dy and Σ dy·x̂.
+        let sums: Vec<(f64, f64)> = (0..channels)
+            .into_par_iter()
+            .map(|c| {
+                let (m, s) = (mean[c], inv_std[c]);
+                let mut sum_dy = 0.0f64;
+                let mut sum_dy_xhat = 0.0f64;
+                for o in 0..outer {
+                    let at = (o * channels + c) * inner;
+                    for (&g, &v) in dy[at..at + inner].iter().zip(&x[at..at + inner]) {
+                        sum_dy += f64::from(g);
+                        sum_dy_xhat += f64::from(g) * f64::from((v - m) * s);
+                    }
+                }
+                (sum_dy, sum_dy_xhat)
+            })
+            .collect();
+        let mut dx = vec![0.0; x.len()];
+        dx.par_chunks_mut(inner.max(1))
+            .zip(x.par_chunks(inner.max(1)).zip(dy.par_chunks(inner.max(1))))
+            .enumerate()
+            .for_each(|(plane, (dx, (x, dy)))| {
+                let c = plane % channels;
+                let g = if fix_gamma { 1.0 } else { gamma[c] };
+                let (m, s) = (mean[c], inv_std[c]);
+                let mean_dy = (sums[c].0 / count) as f32;
+                let mean_dy_xhat = (sums[c].1 / count) as f32;
+                for ((d, &x), &dy) in dx.iter_mut().zip(x).zip(dy) {
+                    let xhat = (x - m) * s;
+                    *d = g * s * (dy - mean_dy - xhat * mean_dy_xhat);
+                }
+            });
+        let want = |i: usize| wanted.get(i).copied().unwrap_or(false);
+        let dgamma: Vec<f32> = if fix_gamma {
+            vec![0.0; channels]
+        } else {
+            sums.iter().map(|s| s.1 as f32).collect()
+        };
+        let dbeta: Vec<f32> = sums.iter().map(|s| s.0 as f32).collect();
+        Ok(vec![
+            want(0).then_some(dx),
+            want(1).then_some(dgamma),
+            want(2).then_some(dbeta),
+            None,
+            None,
+        ])
+    }
+}
+
+fn batch_norm_plan(op: &BatchNorm, x: &[usize]) -> Option<Fast> {
+    let rank = x.len();
+    let axis = if op.axis < 0 {
+        rank.checked_sub(op.axis.unsigned_abs() as usize)?
+    } else {
+        op.axis as usize
+    };
+    let channels = *x.get(axis)?;
+    let outer: usize = x.get(..axis)?.iter().product();
+    let inner: usize = x.get(axis + 1..)?.iter().product();
+    (channels > 0 && inner > 0 && op.momentum.is_finite() && op.eps.is_finite()).then_some(
+        Fast::BatchNorm {
+            outer,
+            channels,
+            inner,
+            eps: op.eps,
+            momentum: op.momentum,
+            fix_gamma: op.fix_gamma,
+        },
+    )
+}

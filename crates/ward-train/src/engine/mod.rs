@@ -1,0 +1,463 @@
+//! The training engine: a forward and backward pass over a ward graph in `f32`, with
+//! ward's kernels for the operators that carry a model's cost (convolution, pooling,
+//! fully connected, batch norm, activations, additions) and the reference rules of
+//! [`crate::grad`] for every other operator.
+//!
+//! The reference rules define the numbers ([`crate::grad::backward`], held to MXNet's
+//! autograd); this engine must reproduce them within `f32` rounding, which its tests
+//! check model by model. An operator without a fast kernel here still trains: its
+//! inputs are widened to `f64`, the reference forward and rule run, and the results are
+//! rounded back, so adding a kernel changes speed, never what trains.
+//!
+//! Plans are built once per input shape ([`Engine::new`]): shapes inferred, each
+//! convolution's geometry and each pooling's window table computed, so a step only runs
+//! kernels.
+
+mod fast;
+
+use ward_graph::interp::eval::eval_node;
+use ward_graph::interp::Array;
+use ward_graph::ir::{Graph, ParamRole, Source};
+use ward_graph::ops::Op;
+use ward_graph::shape::{infer_shapes_with_labels, Shapes};
+use ward_kernels::MatmulImpl;
+
+use crate::grad::{self, norm, Ctx, GradError};
+use fast::{Fast, Saved};
+
+/// A value of the engine: a shape and row-major `f32` elements.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tensor32 {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+/// What one training step computed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    /// The graph's outputs in training mode.
+    pub outputs: Vec<Tensor32>,
+    /// One gradient per parameter, in the graph's order (zeros where none reaches it;
+    /// empty for state parameters).
+    pub param_grads: Vec<Vec<f32>>,
+    /// New values of the state parameters the step updated (BatchNorm's moving mean and
+    /// variance), by parameter index.
+    pub states: Vec<(usize, Vec<f32>)>,
+    /// One per graph input when [`EngineOptions::input_gradients`] (`None` for labels and
+    /// where nothing flows); empty otherwise.
+    pub input_grads: Vec<Option<Vec<f32>>>,
+}
+
+/// How an [`Engine`] runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineOptions {
+    /// The matrix-multiply crate under the kernels.
+    pub matmul: MatmulImpl,
+    /// Also compute the gradients of the data inputs (training does not need them, and
+    /// skipping them saves the first layer's data gradient).
+    pub input_gradients: bool,
+}
+
+/// How a node runs.
+enum Plan {
+    Fast(Fast),
+    Reference,
+}
+
+/// A graph planned for one set of input shapes.
+pub struct Engine {
+    graph: Graph,
+    shapes: Shapes,
+    plans: Vec<Plan>,
+    /// Whether a gradient must flow into each node's outputs (something trainable lies
+    /// behind them); inputs never get one.
+    needs_grad: Vec<bool>,
+    options: EngineOptions,
+}
+
+impl Engine {
+    /// Plans `graph` for inputs (labels included, in the graph's order) of
+    /// `input_shapes`. Refuses a graph with an operator that has no exact gradient,
+    /// naming the node.
+    pub fn new(
+        graph: Graph,
+        input_shapes: &[Vec<usize>],
+        options: EngineOptions,
+    ) -> Result<Engine, GradError> {
+        grad::check_differentiable(&graph)?;
+        let shapes =
+            infer_shapes_with_labels(&graph, input_shapes).map_err(|e| GradError::Node {
+                node: String::new(),
+                op: "shape inference",
+                reason: e.to_string(),
+            })?;
+        let mut plans = Vec::with_capacity(graph.nodes.len());
+        let mut needs_grad = Vec::with_capacity(graph.nodes.len());
+        for (index, node) in graph.nodes.iter().enumerate() {
+            let ins: Vec<&[usize]> = node
+                .inputs
+                .iter()
+                .map(|&s| shapes.get(&graph, s).unwrap_or(&[]))
+                .collect();
+            let outs = shapes.nodes.get(index).map(Vec::as_slice).unwrap_or(&[]);
+            plans.push(match Fast::plan(&node.op, &ins, outs) {
+                Some(fast) => Plan::Fast(fast),
+                None => Plan::Reference,
+            });
+            let flows = node
+                .inputs
+                .iter()
+                .any(|&s| wants_grad(&graph, &needs_grad, options, s));
+            needs_grad.push(flows && !matches!(node.op, Op::BlockGrad(_)));
+        }
+        Ok(Engine {
+            graph,
+            shapes,
+            plans,
+            needs_grad,
+            options,
+        })
+    }
+
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// How many nodes run on ward's kernels (the rest on the reference rules).
+    pub fn fast_nodes(&self) -> usize {
+        self.plans
+            .iter()
+            .filter(|p| matches!(p, Plan::Fast(_)))
+            .count()
+    }
+
+    /// One training step's forward and backward pass: `params` one slice per graph
+    /// parameter, `inputs` one per graph input (labels included), each of its planned
+    /// shape. The loss heads make their own gradient; other outputs get none.
+    pub fn step(&self, params: &[&[f32]], inputs: &[&[f32]]) -> Result<Step, GradError> {
+        self.run(params, inputs, &[])
+    }
+
+    /// As [`Self::step`], with a gradient given for each graph output (`heads`: one per
+    /// output, or empty for none; loss heads ignore theirs, as in MXNet).
+    pub fn run(
+        &self,
+        params: &[&[f32]],
+        inputs: &[&[f32]],
+        heads: &[Option<&[f32]>],
+    ) -> Result<Step, GradError> {
+        let graph = &self.graph;
+        let heads_expected = if heads.is_empty() {
+            0
+        } else {
+            graph.outputs.len()
+        };
+        for (what, expected, got) in [
+            ("parameters", graph.params.len(), params.len()),
+            ("inputs", graph.inputs.len(), inputs.len()),
+            ("head gradients", heads_expected, heads.len()),
+        ] {
+            if expected != got {
+                return Err(GradError::Arguments {
+                    what,
+                    expected,
+                    got,
+                });
+            }
+        }
+        for (i, (decl, p)) in graph.params.iter().zip(params).enumerate() {
+            let want: usize = decl.shape.iter().product();
+            if p.len() != want {
+                return Err(GradError::Node {
+                    node: decl.name.clone(),
+                    op: "parameter",
+                    reason: format!(
+                        "parameter {i} has {} elements, its shape {:?} needs {want}",
+                        p.len(),
+                        decl.shape
+                    ),
+                });
+            }
+        }
+        for (i, (decl, x)) in graph.inputs.iter().zip(inputs).enumerate() {
+            let want: usize = self
+                .shapes
+                .inputs
+                .get(i)
+                .and_then(|s| s.as_ref())
+                .map(|s| s.iter().product())
+                .unwrap_or(0);
+            if x.len() != want {
+                return Err(GradError::Node {
+                    node: decl.name.clone(),
+                    op: "input",
+                    reason: format!("has {} elements, the plan's shape needs {want}", x.len()),
+                });
+            }
+        }
+
+        // Forward.
+        let mut values: Vec<Vec<Vec<f32>>> = Vec::with_capacity(graph.nodes.len());
+        let mut saved: Vec<Saved> = Vec::with_capacity(graph.nodes.len());
+        let mut states = Vec::new();
+        for (index, (node, plan)) in graph.nodes.iter().zip(&self.plans).enumerate() {
+            let ins: Vec<&[f32]> = node
+                .inputs
+                .iter()
+                .map(|&s| value(s, inputs, params, &values))
+                .collect::<Option<_>>()
+                .ok_or_else(|| self.error(index, "an input was not computed".into()))?;
+            let (outs, keep) = match plan {
+                Plan::Fast(fast) => fast
+                    .forward(self.options.matmul, &ins)
+                    .map_err(|e| self.error(index, e))?,
+                Plan::Reference => {
+                    let arrays = self.arrays(index, &ins);
+                    let refs: Vec<Option<&Array>> = arrays.iter().map(Some).collect();
+                    let outs = match &node.op {
+                        Op::BatchNorm(op) => norm::batch_norm_forward(&refs, op).map(|y| vec![y]),
+                        _ => eval_node(node, &refs),
+                    }
+                    .map_err(|e| self.error(index, e))?;
+                    (outs.iter().map(narrow).collect(), Saved::None)
+                }
+            };
+            if let (Saved::BatchNorm { running, .. }, Op::BatchNorm(_)) = (&keep, &node.op) {
+                for (slot, new) in [3usize, 4].into_iter().zip(running) {
+                    if let Some(Source::Param(p)) = node.inputs.get(slot) {
+                        states.push((*p, new.clone()));
+                    }
+                }
+            }
+            values.push(outs);
+            saved.push(keep);
+        }
+        let outputs = graph
+            .outputs
+            .iter()
+            .map(|o| {
+                let data = value(o.source, inputs, params, &values)
+                    .ok_or_else(|| GradError::Node {
+                        node: o.name.clone(),
+                        op: "output",
+                        reason: "reads a value that was not computed".into(),
+                    })?
+                    .to_vec();
+                let shape = self.shapes.get(graph, o.source).unwrap_or(&[]).to_vec();
+                Ok(Tensor32 { shape, data })
+            })
+            .collect::<Result<Vec<_>, GradError>>()?;
+
+        // Backward: gradients arriving at each node output, summed.
+        let mut node_grads: Vec<Vec<Option<Vec<f32>>>> =
+            values.iter().map(|o| vec![None; o.len()]).collect();
+        let mut param_grads: Vec<Option<Vec<f32>>> = vec![None; params.len()];
+        let mut input_grads: Vec<Option<Vec<f32>>> = vec![None; inputs.len()];
+        for (output, head) in graph.outputs.iter().zip(heads) {
+            let (Source::Node(n, k), Some(head)) = (output.source, head) else {
+                continue;
+            };
+            if let Some(slot) = node_grads.get_mut(n).and_then(|o| o.get_mut(k)) {
+                let want = slot.as_ref().map_or(head.len(), Vec::len);
+                if head.len() != want
+                    || values.get(n).and_then(|o| o.get(k)).map(Vec::len) != Some(want)
+                {
+                    return Err(GradError::Node {
+                        node: output.name.clone(),
+                        op: "output",
+                        reason: format!("the head gradient has {} elements", head.len()),
+                    });
+                }
+                match slot {
+                    None => *slot = Some(head.to_vec()),
+                    Some(sum) => sum.iter_mut().zip(head.iter()).for_each(|(s, g)| *s += g),
+                }
+            }
+        }
+        for (index, node) in graph.nodes.iter().enumerate().rev() {
+            let grads = node_grads
+                .get_mut(index)
+                .map(std::mem::take)
+                .unwrap_or_default();
+            let head = is_loss_head(&node.op);
+            if !self.needs_grad.get(index).copied().unwrap_or(false)
+                || (!head && grads.iter().all(Option::is_none))
+            {
+                continue;
+            }
+            let ins: Vec<&[f32]> = node
+                .inputs
+                .iter()
+                .map(|&s| value(s, inputs, params, &values))
+                .collect::<Option<_>>()
+                .ok_or_else(|| self.error(index, "an input was not computed".into()))?;
+            let outs = values.get(index).map(Vec::as_slice).unwrap_or(&[]);
+            let wanted: Vec<bool> = node
+                .inputs
+                .iter()
+                .map(|&s| wants_grad(graph, &self.needs_grad, self.options, s))
+                .collect();
+            let node_input_grads = match self.plans.get(index) {
+                Some(Plan::Fast(fast)) => {
+                    let g0 = match grads.first() {
+                        Some(Some(g)) => g.clone(),
+                        _ => vec![0.0; outs.first().map_or(0, Vec::len)],
+                    };
+                    let keep = saved.get(index).unwrap_or(&Saved::None);
+                    fast.backward(self.options.matmul, &ins, outs, keep, &g0, &wanted)
+                        .map_err(|e| self.error(index, e))?
+                }
+                _ => self.reference_backward(index, &ins, outs, &grads)?,
+            };
+            for ((&source, g), want) in node.inputs.iter().zip(node_input_grads).zip(&wanted) {
+                let Some(g) = g else { continue };
+                if !want {
+                    continue;
+                }
+                let slot = match source {
+                    Source::Param(p) => param_grads.get_mut(p),
+                    Source::Node(n, k) => node_grads.get_mut(n).and_then(|o| o.get_mut(k)),
+                    Source::Input(i) => input_grads.get_mut(i),
+                };
+                if let Some(slot) = slot {
+                    match slot {
+                        None => *slot = Some(g),
+                        Some(sum) => sum.iter_mut().zip(&g).for_each(|(s, g)| *s += g),
+                    }
+                }
+            }
+        }
+        let param_grads = param_grads
+            .into_iter()
+            .zip(&graph.params)
+            .map(|(g, decl)| match (g, decl.role) {
+                (_, ParamRole::State) => Vec::new(),
+                (Some(g), _) => g,
+                (None, _) => vec![0.0; decl.shape.iter().product()],
+            })
+            .collect();
+        if !self.options.input_gradients {
+            input_grads.clear();
+        }
+        Ok(Step {
+            outputs,
+            param_grads,
+            states,
+            input_grads,
+        })
+    }
+
+    /// The node's inputs widened to the reference interpreter's arrays.
+    fn arrays(&self, index: usize, ins: &[&[f32]]) -> Vec<Array> {
+        let node = self.graph.nodes.get(index);
+        ins.iter()
+            .zip(node.map(|n| n.inputs.as_slice()).unwrap_or(&[]))
+            .map(|(data, &s)| Array {
+                shape: self.shapes.get(&self.graph, s).unwrap_or(&[]).to_vec(),
+                data: data.iter().map(|&v| f64::from(v)).collect(),
+            })
+            .collect()
+    }
+
+    fn reference_backward(
+        &self,
+        index: usize,
+        ins: &[&[f32]],
+        outs: &[Vec<f32>],
+        grads: &[Option<Vec<f32>>],
+    ) -> Result<Vec<Option<Vec<f32>>>, GradError> {
+        let node = self
+            .graph
+            .nodes
+            .get(index)
+            .ok_or_else(|| self.error(index, "no such node".into()))?;
+        let in_arrays = self.arrays(index, ins);
+        let out_shapes = self
+            .shapes
+            .nodes
+            .get(index)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        let widen = |shape: &Vec<usize>, data: &[f32]| Array {
+            shape: shape.clone(),
+            data: data.iter().map(|&v| f64::from(v)).collect(),
+        };
+        let out_arrays: Vec<Array> = out_shapes
+            .iter()
+            .zip(outs)
+            .map(|(s, d)| widen(s, d))
+            .collect();
+        let grad_arrays: Vec<Option<Array>> = out_shapes
+            .iter()
+            .zip(grads)
+            .map(|(s, g)| g.as_ref().map(|g| widen(s, g)))
+            .collect();
+        let ctx = Ctx {
+            node,
+            ins: in_arrays.iter().collect(),
+            outs: &out_arrays,
+            grads: &grad_arrays,
+        };
+        let rule = grad::rule(&ctx).map_err(|e| self.error(index, e))?;
+        Ok(rule.into_iter().map(|g| g.map(|g| narrow(&g))).collect())
+    }
+
+    fn error(&self, index: usize, reason: String) -> GradError {
+        match self.graph.nodes.get(index) {
+            Some(node) => GradError::Node {
+                node: node.name.clone(),
+                op: node.op.name(),
+                reason,
+            },
+            None => GradError::Node {
+                node: format!("#{index}"),
+                op: "node",
+                reason,
+            },
+        }
+    }
+}
+
+/// Whether a gradient is wanted for `source`: a trainable parameter, a node output with
+/// something trainable behind it, or (when asked for) a data input.
+fn wants_grad(graph: &Graph, needs_grad: &[bool], options: EngineOptions, source: Source) -> bool {
+    match source {
+        Source::Param(p) => graph
+            .params
+            .get(p)
+            .is_some_and(|p| p.role == ParamRole::Trainable),
+        Source::Node(n, _) => needs_grad.get(n).copied().unwrap_or(false),
+        Source::Input(i) => {
+            options.input_gradients
+                && graph
+                    .inputs
+                    .get(i)
+                    .is_some_and(|i| i.role == ward_graph::ir::InputRole::Data)
+        }
+    }
+}
+
+fn is_loss_head(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::SoftmaxOutput(_) | Op::RegressionOutput(_) | Op::MakeLoss(_)
+    )
+}
+
+/// An `f64` array rounded to `f32`.
+fn narrow(a: &Array) -> Vec<f32> {
+    a.data.iter().map(|&v| v as f32).collect()
+}
+
+fn value<'a>(
+    source: Source,
+    inputs: &[&'a [f32]],
+    params: &[&'a [f32]],
+    values: &'a [Vec<Vec<f32>>],
+) -> Option<&'a [f32]> {
+    match source {
+        Source::Input(i) => inputs.get(i).copied(),
+        Source::Param(p) => params.get(p).copied(),
+        Source::Node(n, k) => values.get(n).and_then(|o| o.get(k)).map(Vec::as_slice),
+    }
+}
