@@ -1,0 +1,172 @@
+//! Times ward's training step (forward, backward, SGD with momentum) on a workload that
+//! `bench/train/mxnet_train.py export` wrote: the same symbol, initial parameters and
+//! batch MXNet trains. Driven by bench/train/run.sh.
+//!
+//! Usage: ward-bench-train DIR THREADS ITERS (matrixmultiply|gemm)
+//! Prints one JSON line: median/min/max step seconds, the loss after the timed steps,
+//! the peak resident memory.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use ward_core::npy::read_npy;
+use ward_core::DType;
+use ward_graph::ir::{InputRole, ParamRole};
+use ward_kernels::MatmulImpl;
+use ward_mxnet::import::{import, DeclaredInput};
+use ward_mxnet::params::read_params;
+use ward_mxnet::symbol::read_symbol;
+use ward_train::engine::{Engine, EngineOptions};
+
+/// MXNet's Module defaults for the benchmark's optimizer (bench/train/mxnet_train.py).
+const LEARNING_RATE: f32 = 0.01;
+const MOMENTUM: f32 = 0.9;
+const WD: f32 = 1e-4;
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let [_, dir, threads, iters, imp] = args.as_slice() else {
+        bail!("usage: ward-bench-train DIR THREADS ITERS (matrixmultiply|gemm)");
+    };
+    let dir = Path::new(dir);
+    let threads: usize = threads.parse()?;
+    let iters: usize = iters.parse()?;
+    let matmul = match imp.as_str() {
+        "matrixmultiply" => MatmulImpl::MatrixMultiply,
+        "gemm" => MatmulImpl::Gemm,
+        other => bail!("unknown matrix multiply {other:?}"),
+    };
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
+    pool.install(|| run(dir, iters, matmul))
+}
+
+fn run(dir: &Path, iters: usize, matmul: MatmulImpl) -> Result<()> {
+    let read = |name: &str| {
+        std::fs::read(dir.join(name)).with_context(|| format!("{}", dir.join(name).display()))
+    };
+    let data = read_npy(&read("data.npy")?)?;
+    let label = read_npy(&read("label.npy")?)?;
+    let symbol = read_symbol(&read("model-symbol.json")?, &Default::default())?;
+    let params = read_params(&read("model-0000.params")?, &Default::default())?;
+    let declared = [DeclaredInput {
+        name: "data".into(),
+        dtype: DType::F32,
+        shape: data.shape().iter().map(|&d| d as i64).collect(),
+    }];
+    let imported = import(&symbol, params, &declared)?;
+    let graph = imported.graph;
+    let mut weights: Vec<Vec<f32>> = graph
+        .params
+        .iter()
+        .map(|p| {
+            imported
+                .weights
+                .iter()
+                .find(|(n, _)| *n == p.name)
+                .map(|(_, t)| t.to_f32_vec())
+                .with_context(|| format!("no weights for {}", p.name))
+        })
+        .collect::<Result<_>>()?;
+    let inputs: Vec<Vec<f32>> = graph
+        .inputs
+        .iter()
+        .map(|i| match i.role {
+            InputRole::Data => data.to_f32_vec(),
+            InputRole::Label => label.to_f32_vec(),
+        })
+        .collect();
+    let shapes: Vec<Vec<usize>> = graph
+        .inputs
+        .iter()
+        .map(|i| match i.role {
+            InputRole::Data => data.shape().to_vec(),
+            InputRole::Label => label.shape().to_vec(),
+        })
+        .collect();
+    let batch = data.shape().first().copied().unwrap_or(1) as f32;
+    // MXNet's Module decays only weights and gammas (Optimizer.set_wd_mult).
+    let wd: Vec<f32> = graph
+        .params
+        .iter()
+        .map(|p| {
+            if p.name.ends_with("_weight") || p.name.ends_with("_gamma") {
+                WD
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let trainable: Vec<bool> = graph
+        .params
+        .iter()
+        .map(|p| p.role == ParamRole::Trainable)
+        .collect();
+    let engine = Engine::new(
+        graph,
+        &shapes,
+        EngineOptions {
+            matmul,
+            input_gradients: false,
+        },
+    )?;
+    let mut momentum: Vec<Vec<f32>> = weights.iter().map(|w| vec![0.0; w.len()]).collect();
+    let input_refs: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
+    let mut step = |weights: &mut Vec<Vec<f32>>| -> Result<Vec<f32>> {
+        let refs: Vec<&[f32]> = weights.iter().map(Vec::as_slice).collect();
+        let out = engine.step(&refs, &input_refs)?;
+        for (p, grad) in out.param_grads.iter().enumerate() {
+            if !trainable[p] {
+                continue;
+            }
+            // MXNet's sgd_mom_update: mom = μ·mom − lr·(rescale·g + wd·w); w += mom.
+            for ((w, m), g) in weights[p].iter_mut().zip(&mut momentum[p]).zip(grad) {
+                *m = MOMENTUM * *m - LEARNING_RATE * (g / batch + wd[p] * *w);
+                *w += *m;
+            }
+        }
+        for (p, value) in out.states {
+            weights[p] = value;
+        }
+        Ok(out.outputs.into_iter().next().map(|o| o.data).unwrap_or_default())
+    };
+    for _ in 0..3 {
+        step(&mut weights)?;
+    }
+    let mut times = Vec::with_capacity(iters);
+    let mut probs = Vec::new();
+    for _ in 0..iters {
+        let t = Instant::now();
+        probs = step(&mut weights)?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    let labels = label.to_f32_vec();
+    let classes = probs.len() / labels.len().max(1);
+    let loss = labels
+        .iter()
+        .enumerate()
+        .map(|(r, &l)| {
+            let p = probs.get(r * classes + l as usize).copied().unwrap_or(0.0);
+            -f64::from(p.max(1e-30)).ln()
+        })
+        .sum::<f64>()
+        / labels.len().max(1) as f64;
+    let peak = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .unwrap_or(0.0)
+        / 1024.0;
+    println!(
+        "{{\"median_s\": {}, \"min_s\": {}, \"max_s\": {}, \"loss\": {loss}, \"peak_rss_mib\": {peak}, \"fast_nodes\": {}}}",
+        times.get(times.len() / 2).copied().unwrap_or(0.0),
+        times.first().copied().unwrap_or(0.0),
+        times.last().copied().unwrap_or(0.0),
+        engine.fast_nodes()
+    );
+    Ok(())
+}
