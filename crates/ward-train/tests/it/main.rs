@@ -7,3 +7,4 @@ mod support;
 
 mod models;
 mod mxnet_gradients;
+mod optimizers;
