@@ -4,12 +4,14 @@ for ward-train's optimizer checks (crates/ward-train/tests/it/optimizers.rs).
 
 Run with the MXNet virtual environment from the repository root:
 
-    /work/main/.venv-mx/bin/python tools/make_optim_fixtures.py
+    .venv-mx/bin/python tools/make_optim_fixtures.py
 
-and it writes `tests/fixtures/optim/optim.json` (about 200 KB):
+(the MXNet 1.9.1 environment of the main checkout) and it writes
+`tests/fixtures/optim/optim.json` (about 140 KB):
 
 * `params`: three parameters (shapes (2, 3), (4,), (3, 1)), their initial weights and
-  ten steps of fixed gradients, shared by every case;
+  ten steps of fixed gradients, shared by every case; `params5`: five parameters, for
+  the cases that need more than one aggregated group (SGD and LARS aggregate 4);
 * `optimizers`: for every case, the optimizer's name and keyword arguments (the same
   keys ward's `OptimizerSpec` takes), optionally a schedule, the mode that decides the
   per-parameter multipliers ("gluon": `param_dict` of Gluon Parameters with their own
@@ -60,14 +62,27 @@ def bits(a):
 rng = np.random.RandomState(20261203)
 INIT = [rng.uniform(-1.0, 1.0, size=s).astype(np.float32) for s in SHAPES]
 # Gradients away from zero (Adamax divides by max |g|), some beyond the clip bounds used.
-GRADS = []
-for _ in range(STEPS):
-    step = []
-    for s in SHAPES:
-        g = rng.normal(0.0, 0.8, size=s)
-        g = np.where(np.abs(g) < 0.05, np.sign(g + 1e-9) * 0.05, g)
-        step.append(g.astype(np.float32))
-    GRADS.append(step)
+
+
+def make_grads(r, shapes):
+    grads = []
+    for _ in range(STEPS):
+        step = []
+        for s in shapes:
+            g = r.normal(0.0, 0.8, size=s)
+            g = np.where(np.abs(g) < 0.05, np.sign(g + 1e-9) * 0.05, g)
+            step.append(g.astype(np.float32))
+        grads.append(step)
+    return grads
+
+
+GRADS = make_grads(rng, SHAPES)
+SHAPES5 = [(2, 3), (4,), (3, 1), (5,), (2, 2)]
+GLUON_NAMES5 = ["w0", "w1", "w2", "w3", "w4"]
+MODULE_NAMES5 = ["fc1_weight", "fc1_bias", "bn_gamma", "fc2_weight", "bn_beta"]
+rng5 = np.random.RandomState(5)
+INIT5 = [rng5.uniform(-1.0, 1.0, size=s).astype(np.float32) for s in SHAPES5]
+GRADS5 = make_grads(rng5, SHAPES5)
 
 
 def make_schedule(spec, base_lr):
@@ -93,8 +108,11 @@ def run_case(case):
     name = case["optimizer"]
     kwargs = dict(case["kwargs"])
     mode = case.get("mode", "gluon")
-    lr_mults = case.get("lr_mults", [1.0, 1.0, 1.0])
-    wd_mults = case.get("wd_mults", [None, None, None])
+    five = case.get("param_set") == "params5"
+    shapes, init, grads_all = (SHAPES5, INIT5, GRADS5) if five else (SHAPES, INIT, GRADS)
+    gluon_names, module_names = (GLUON_NAMES5, MODULE_NAMES5) if five else (GLUON_NAMES, MODULE_NAMES)
+    lr_mults = case.get("lr_mults", [1.0] * len(shapes))
+    wd_mults = case.get("wd_mults", [None] * len(shapes))
     sched = make_schedule(case.get("schedule"),
                           kwargs.get("learning_rate", DEFAULT_LR.get(name, 0.01)))
     extra = {}
@@ -102,14 +120,14 @@ def run_case(case):
         extra["lr_scheduler"] = sched
     if mode == "gluon":
         pd = {}
-        for i, (n, s) in enumerate(zip(GLUON_NAMES, SHAPES)):
+        for i, (n, s) in enumerate(zip(gluon_names, shapes)):
             p = mx.gluon.Parameter(n, shape=s, lr_mult=lr_mults[i],
                                    wd_mult=1.0 if wd_mults[i] is None else wd_mults[i])
             pd[i] = p
         extra["param_dict"] = pd
-        names = GLUON_NAMES
+        names = gluon_names
     else:
-        names = MODULE_NAMES
+        names = module_names
         syms = []
         for i, n in enumerate(names):
             attrs = {}
@@ -122,10 +140,10 @@ def run_case(case):
         extra["param_idx2name"] = {i: n for i, n in enumerate(names)}
     opt = mx.optimizer.create(name, **kwargs, **extra)
     updater = mx.optimizer.get_updater(opt)
-    weights = [mx.nd.array(w, dtype="float32") for w in INIT]
+    weights = [mx.nd.array(w, dtype="float32") for w in init]
     out = []
     for step in range(STEPS):
-        grads = [mx.nd.array(g, dtype="float32") for g in GRADS[step]]
+        grads = [mx.nd.array(g, dtype="float32") for g in grads_all[step]]
         updater(list(range(len(weights))), grads, weights)
         out.append([bits(w.asnumpy()) for w in weights])
     rec = {
@@ -137,6 +155,7 @@ def run_case(case):
         "lr_mults": lr_mults,
         "wd_mults": wd_mults,
         "weights": out,
+        "param_set": "params5" if five else "params",
     }
     if case.get("schedule") is not None:
         rec["schedule"] = case["schedule"]
@@ -254,6 +273,13 @@ case("dcasgd_default", "dcasgd")
 case("dcasgd_wd_rescale_clip", "dcasgd",
      kwargs=dict(learning_rate=0.1, lamda=0.5, wd=0.01, rescale_grad=0.5, clip_gradient=0.3))
 case("dcasgd_module_mults", "dcasgd", kwargs=dict(learning_rate=0.1, wd=0.1), mode="module", **MULTS)
+# More than one aggregated group (SGD and LARS take 4 at a time); Nadam's shared schedule.
+MULTS5 = dict(lr_mults=[2.0, 0.5, 1.0, 1.0, 1.5], wd_mults=[0.5, 3.0, None, None, None])
+case("sgd_five_params", "sgd", kwargs=dict(learning_rate=0.1, momentum=0.9, wd=0.05),
+     param_set="params5", **MULTS5)
+case("lars_five_params_schedule", "lars", kwargs=dict(learning_rate=0.5, momentum=0.9, wd=0.01, eta=0.01),
+     schedule=dict(name="factor", step=2, factor=0.6), param_set="params5", mode="module")
+case("nadam_five_params", "nadam", kwargs=dict(learning_rate=0.01, wd=0.01), param_set="params5")
 
 
 SCHEDULES = []
@@ -338,6 +364,11 @@ def main():
             "shapes": [list(s) for s in SHAPES],
             "init": [bits(w) for w in INIT],
             "grads": [[bits(g) for g in step] for step in GRADS],
+        },
+        "params5": {
+            "shapes": [list(s) for s in SHAPES5],
+            "init": [bits(w) for w in INIT5],
+            "grads": [[bits(g) for g in step] for step in GRADS5],
         },
         "optimizers": recs,
         "schedules": [run_schedule(s) for s in SCHEDULES],

@@ -21,6 +21,7 @@ struct Fixture {
     mxnet_version: String,
     steps: usize,
     params: Params,
+    params5: Params,
     optimizers: Vec<OptCase>,
     schedules: Vec<SchedCase>,
     clip_global_norm: Vec<ClipCase>,
@@ -41,6 +42,8 @@ struct OptCase {
     #[serde(default)]
     schedule: Option<serde_json::Value>,
     mode: String,
+    /// `params` (three parameters) or `params5` (five: more than one aggregated group).
+    param_set: String,
     names: Vec<String>,
     lr_mults: Vec<f64>,
     wd_mults: Vec<Option<f64>>,
@@ -107,12 +110,17 @@ fn run_case(fx: &Fixture, case: &OptCase) -> Result<f64, String> {
         .as_ref()
         .map(|s| serde_json::from_value(s.clone()).unwrap());
     let mut opt = Optimizer::new(spec.clone(), schedule).map_err(|e| e.to_string())?;
-    let mut weights: Vec<Vec<f32>> = fx.params.init.iter().map(|b| f32s(b)).collect();
+    let params = match case.param_set.as_str() {
+        "params" => &fx.params,
+        "params5" => &fx.params5,
+        other => panic!("{}: unknown parameter set {other}", case.case),
+    };
+    let mut weights: Vec<Vec<f32>> = params.init.iter().map(|b| f32s(b)).collect();
     let mut states: Vec<_> = weights.iter().map(|w| opt.create_state(w)).collect();
     let pmults: Vec<ParamMults> = (0..weights.len()).map(|i| mults(&spec, case, i)).collect();
     let mut worst = 0.0f64;
     for step in 0..fx.steps {
-        let grads: Vec<Vec<f32>> = fx.params.grads[step].iter().map(|b| f32s(b)).collect();
+        let grads: Vec<Vec<f32>> = params.grads[step].iter().map(|b| f32s(b)).collect();
         let mut updates: Vec<ParamUpdate<'_>> = weights
             .iter_mut()
             .zip(&grads)
@@ -126,6 +134,7 @@ fn run_case(fx: &Fixture, case: &OptCase) -> Result<f64, String> {
             })
             .collect();
         opt.step(&mut updates).map_err(|e| e.to_string())?;
+        assert_eq!(case.weights[step].len(), weights.len(), "{}", case.case);
         for (p, (ours, theirs)) in weights.iter().zip(&case.weights[step]).enumerate() {
             for (k, (&a, b)) in ours.iter().zip(f32s(theirs)).enumerate() {
                 let e = rel_err(f64::from(a), f64::from(b));
@@ -147,6 +156,7 @@ fn optimizers_match_mxnet() {
     let fx = load();
     assert_eq!(fx.mxnet_version, "1.9.1");
     assert_eq!(fx.params.shapes.len(), fx.params.init.len());
+    assert_eq!(fx.params5.shapes.len(), fx.params5.init.len());
     let mut failures = Vec::new();
     let mut worst = (0.0f64, String::new());
     for case in &fx.optimizers {
