@@ -19,6 +19,8 @@ const TOL: f64 = 1e-6;
 #[derive(Deserialize)]
 struct Fixture {
     mxnet_version: String,
+    /// MXNet's optimizer registry: `covered`, or why a name has no cases.
+    registry: std::collections::BTreeMap<String, String>,
     steps: usize,
     params: Params,
     params5: Params,
@@ -191,6 +193,17 @@ fn every_optimizer_and_schedule_is_covered() {
     let cased: BTreeSet<&str> = fx.optimizers.iter().map(|c| c.optimizer.as_str()).collect();
     let declared: BTreeSet<&str> = OPTIMIZER_NAMES.iter().copied().collect();
     assert_eq!(cased, declared, "fixture optimizers vs OPTIMIZER_NAMES");
+    // Against MXNet's registry: every name is covered, or excluded with a reason.
+    let covered: BTreeSet<&str> = fx
+        .registry
+        .iter()
+        .filter(|(_, why)| why.as_str() == "covered")
+        .map(|(name, _)| name.as_str())
+        .collect();
+    assert_eq!(covered, declared, "MXNet's registry vs OPTIMIZER_NAMES");
+    for (name, why) in &fx.registry {
+        assert!(!why.is_empty(), "{name}: no reason");
+    }
     // Every declared name parses, and names itself.
     for name in OPTIMIZER_NAMES {
         let spec: OptimizerSpec =
