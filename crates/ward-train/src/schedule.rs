@@ -32,10 +32,10 @@
 //! warm-up target and Poly/Cosine's `base_lr_orig` keep the scheduler's own value. ward has
 //! one base rate, the optimizer's `learning_rate`, used everywhere.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// How the learning rate rises during the warm-up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum WarmupMode {
     /// `warmup_begin_lr + (base - warmup_begin_lr) * n / warmup_steps`.
@@ -57,7 +57,7 @@ impl WarmupMode {
 /// A declared learning-rate schedule, tagged by `name`
 /// (e.g. `{ name = "cosine", max_update = 1000, warmup_steps = 100 }`). Every field has
 /// MXNet 1.9.1's default.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "name", rename_all = "lowercase")]
 pub enum ScheduleSpec {
     /// `mx.lr_scheduler.FactorScheduler`.
@@ -83,7 +83,7 @@ pub struct Warmup {
 
 /// `FactorScheduler`: the rate times `factor` every `step` updates, never below
 /// `stop_factor_lr`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FactorSpec {
     /// Updates between reductions (required, at least 1).
@@ -103,7 +103,7 @@ pub struct FactorSpec {
 }
 
 /// `MultiFactorScheduler`: the rate times `factor` after each listed update count.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MultiFactorSpec {
     /// Strictly increasing update counts, each at least 1 (required, not empty).
@@ -121,7 +121,7 @@ pub struct MultiFactorSpec {
 
 /// `PolyScheduler`: `final_lr + (base - final_lr) * (1 - (n - warmup) / (max_update -
 /// warmup))^pwr` up to `max_update`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolySpec {
     /// The update count at which the rate reaches `final_lr` (required, above
@@ -143,7 +143,7 @@ pub struct PolySpec {
 
 /// `CosineScheduler`: `final_lr + (base - final_lr) * (1 + cos(pi * (n - warmup) /
 /// (max_update - warmup))) / 2` up to `max_update`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CosineSpec {
     /// The update count at which the rate reaches `final_lr` (required, above

@@ -1,7 +1,7 @@
 //! The declared optimizers: one struct per MXNet optimizer, every field with MXNet 1.9.1's
 //! default, and their range checks.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::OptimError;
 
@@ -25,7 +25,7 @@ macro_rules! spec_struct {
         $( $(#[$fmeta:meta])* $field:ident : $ty:ty = $default:expr ;)*
     ) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, PartialEq, Deserialize)]
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
         #[serde(deny_unknown_fields, default)]
         pub struct $name {
             #[doc = concat!("The learning rate (default ", stringify!($lr), ").")]
@@ -35,6 +35,7 @@ macro_rules! spec_struct {
             /// Multiplies every gradient (default 1).
             pub rescale_grad: f64,
             /// Clips the gradient to `[-c, c]` (default none; positive when given).
+            #[serde(skip_serializing_if = "Option::is_none")]
             pub clip_gradient: Option<f64>,
             $( $(#[$fmeta])* pub $field: $ty, )*
         }
@@ -181,6 +182,7 @@ spec_struct! {
     /// Graves's centered version (default false).
     centered: bool = false;
     /// Clips the weights to `[-c, c]` after the update (default none; positive when given).
+    #[serde(skip_serializing_if = "Option::is_none")]
     clip_weights: Option<f64> = None;
 }
 
@@ -231,8 +233,10 @@ spec_struct! {
     /// > 0 (default 1e-6).
     epsilon: f64 = 1e-6;
     /// Lower bound of the weight norm in the trust ratio (default none; positive).
+    #[serde(skip_serializing_if = "Option::is_none")]
     lower_bound: Option<f64> = None;
     /// Upper bound of the weight norm in the trust ratio (default none; positive).
+    #[serde(skip_serializing_if = "Option::is_none")]
     upper_bound: Option<f64> = None;
     /// Bias-corrected moments (default true).
     bias_correction: bool = true;
@@ -266,7 +270,7 @@ spec_struct! {
 /// A declared optimizer, tagged by MXNet's registry name
 /// (e.g. `{ name = "adam", learning_rate = 0.001, beta1 = 0.9 }`). The keys are MXNet's
 /// keyword arguments; unknown keys are refused.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "name", rename_all = "lowercase")]
 pub enum OptimizerSpec {
     Sgd(Sgd),

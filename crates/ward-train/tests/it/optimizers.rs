@@ -598,3 +598,22 @@ fn defaults_are_mxnets() {
     );
     assert!(ParamMults::module(&lars, "fc1_bias", None, None).lars_exempt);
 }
+
+#[test]
+fn specs_round_trip_with_every_default_written() {
+    for name in OPTIMIZER_NAMES {
+        let spec: OptimizerSpec =
+            serde_json::from_value(serde_json::json!({ "name": name })).unwrap();
+        let written = serde_json::to_value(&spec).unwrap();
+        assert_eq!(written["name"], name);
+        assert!(written.get("learning_rate").is_some(), "{written}");
+        let back: OptimizerSpec = serde_json::from_value(written).unwrap();
+        assert_eq!(back, spec);
+    }
+    let s: ScheduleSpec = serde_json::from_value(serde_json::json!({
+        "name": "multifactor", "step": [2, 4], "warmup_mode": "constant"
+    }))
+    .unwrap();
+    let back: ScheduleSpec = serde_json::from_value(serde_json::to_value(&s).unwrap()).unwrap();
+    assert_eq!(back, s);
+}
