@@ -45,15 +45,6 @@ pub enum WarmupMode {
     Constant,
 }
 
-impl WarmupMode {
-    fn name(self) -> &'static str {
-        match self {
-            WarmupMode::Linear => "linear",
-            WarmupMode::Constant => "constant",
-        }
-    }
-}
-
 /// A declared learning-rate schedule, tagged by `name`
 /// (e.g. `{ name = "cosine", max_update = 1000, warmup_steps = 100 }`). Every field has
 /// MXNet 1.9.1's default.
@@ -402,17 +393,5 @@ impl Schedule {
                 s.final_lr + (base - s.final_lr) * (1.0 + angle.cos()) / 2.0
             }
         }
-    }
-
-    /// A short description for logs: the name and the warm-up mode.
-    pub fn describe(&self) -> String {
-        let w = self.spec.warmup();
-        format!(
-            "{} (base {}, warm-up {} over {} updates)",
-            self.spec.name(),
-            self.base_lr,
-            w.warmup_mode.name(),
-            w.warmup_steps
-        )
     }
 }

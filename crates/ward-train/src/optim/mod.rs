@@ -17,10 +17,10 @@
 //! own state is [`OptimizerState`].
 //!
 //! Where rescaling, clipping and weight decay apply differs per optimizer, exactly as in
-//! MXNet: SGD, NAG, Signum, LARS, Ftrl, AdaGrad, AdaDelta, DCASGD and LAMB clip the rescaled
-//! gradient and add the weight decay outside the clip (or, for LAMB, to the normalised
-//! step); Adam, Adamax, Nadam, RMSProp and FTML clip the rescaled gradient *plus* the weight
-//! decay. The rules are in [`sgd`] (SGD, NAG, Signum, LARS, DCASGD), [`adam`] (Adam,
+//! MXNet: SGD, NAG, Signum, LARS, FTRL, AdaGrad, AdaDelta, DCASGD and LAMB clip the rescaled
+//! gradient and apply the weight decay outside the clip (FTRL in its denominator, LAMB to
+//! the normalised step); Adam, Adamax, Nadam, RMSProp and FTML clip the rescaled gradient
+//! *plus* the weight decay. The rules are in [`sgd`] (SGD, NAG, Signum, LARS, DCASGD), [`adam`] (Adam,
 //! Adamax, Nadam, FTML, LAMB) and [`adaptive`] (RMSProp, AdaGrad, AdaDelta, FTRL), each with
 //! the MXNet quirks it reproduces.
 
@@ -326,14 +326,9 @@ impl Optimizer {
             })
             .collect();
         ParamState {
-            update_count: self.begin_count(),
+            update_count: 0,
             tensors,
         }
-    }
-
-    /// A new parameter starts at MXNet's `begin_num_update` (0 here).
-    fn begin_count(&self) -> u64 {
-        0
     }
 
     /// Updates one parameter: a step of one parameter (see [`Optimizer::step`]).
