@@ -102,8 +102,9 @@ fn mults(spec: &OptimizerSpec, case: &OptCase, i: usize) -> ParamMults {
     }
 }
 
-/// Runs one case; returns the worst relative error over every step, parameter and element.
-fn run_case(fx: &Fixture, case: &OptCase) -> Result<f64, String> {
+/// Runs one case; returns the worst relative error over every step, parameter and element,
+/// the number of values compared and how many were bit-identical.
+fn run_case(fx: &Fixture, case: &OptCase) -> Result<(f64, usize, usize), String> {
     let spec: OptimizerSpec =
         serde_json::from_value(case.spec.clone()).map_err(|e| format!("spec: {e}"))?;
     assert_eq!(spec.name(), case.optimizer);
@@ -121,6 +122,7 @@ fn run_case(fx: &Fixture, case: &OptCase) -> Result<f64, String> {
     let mut states: Vec<_> = weights.iter().map(|w| opt.create_state(w)).collect();
     let pmults: Vec<ParamMults> = (0..weights.len()).map(|i| mults(&spec, case, i)).collect();
     let mut worst = 0.0f64;
+    let (mut compared, mut identical) = (0, 0);
     for step in 0..fx.steps {
         let grads: Vec<Vec<f32>> = params.grads[step].iter().map(|b| f32s(b)).collect();
         let mut updates: Vec<ParamUpdate<'_>> = weights
@@ -147,10 +149,12 @@ fn run_case(fx: &Fixture, case: &OptCase) -> Result<f64, String> {
                     ));
                 }
                 worst = worst.max(e);
+                compared += 1;
+                identical += usize::from(a.to_bits() == b.to_bits());
             }
         }
     }
-    Ok(worst)
+    Ok((worst, compared, identical))
 }
 
 #[test]
@@ -161,9 +165,12 @@ fn optimizers_match_mxnet() {
     assert_eq!(fx.params5.shapes.len(), fx.params5.init.len());
     let mut failures = Vec::new();
     let mut worst = (0.0f64, String::new());
+    let (mut compared, mut identical) = (0, 0);
     for case in &fx.optimizers {
         match run_case(&fx, case) {
-            Ok(e) => {
+            Ok((e, c, i)) => {
+                compared += c;
+                identical += i;
                 if e > worst.0 {
                     worst = (e, case.case.clone());
                 }
@@ -172,7 +179,8 @@ fn optimizers_match_mxnet() {
         }
     }
     eprintln!(
-        "{} optimizer cases x {} steps; worst relative error {:e} ({})",
+        "{} optimizer cases x {} steps: {compared} weights compared, {identical} bit-identical; \
+         worst relative error {:e} ({})",
         fx.optimizers.len(),
         fx.steps,
         worst.0,
