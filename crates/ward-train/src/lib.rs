@@ -7,8 +7,23 @@
 //! define the numbers a fast training backend must reproduce, as the interpreter does for
 //! inference. An operator without an exact rule is refused before anything runs, naming
 //! the node ([`grad::check_differentiable`]).
+//!
+//! The optimizers ([`optim`]) and learning-rate schedules ([`schedule`]) are declared as
+//! data, never code: an [`OptimizerSpec`] (MXNet's registry name and keyword arguments,
+//! defaults explicit, every value range-checked) and a [`ScheduleSpec`], applied to `f32`
+//! weights with MXNet 1.9.1's exact update rules, order of operations and quirks, and held
+//! to MXNet's own `Updater` on the cases of `tests/fixtures/optim/`
+//! (`tools/make_optim_fixtures.py`). The per-parameter state ([`ParamState`]) is explicit
+//! and named, for checkpoints.
 
 pub mod engine;
 pub mod grad;
+pub mod optim;
+pub mod schedule;
 
 pub use grad::{backward, check_differentiable, forward, GradError, Gradients};
+pub use optim::{
+    clip_global_norm, OptimError, Optimizer, OptimizerSpec, OptimizerState, ParamMults, ParamState,
+    ParamUpdate,
+};
+pub use schedule::{Schedule, ScheduleError, ScheduleSpec, WarmupMode};

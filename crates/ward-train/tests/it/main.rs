@@ -8,3 +8,4 @@ mod support;
 mod engine;
 mod models;
 mod mxnet_gradients;
+mod optimizers;
