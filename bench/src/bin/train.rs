@@ -2,7 +2,8 @@
 //! `bench/train/mxnet_train.py export` wrote: the same symbol, initial parameters and
 //! batch MXNet trains. Driven by bench/train/run.sh.
 //!
-//! Usage: ward-bench-train DIR THREADS ITERS (matrixmultiply|gemm)
+//! Usage: ward-bench-train DIR THREADS ITERS (matrixmultiply|gemm) [profile]
+//! With `profile`, the last step's time per operator goes to stderr.
 //! Prints one JSON line: median/min/max step seconds, the loss after the timed steps,
 //! the peak resident memory.
 
@@ -26,8 +27,10 @@ const WD: f32 = 1e-4;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let [_, dir, threads, iters, imp] = args.as_slice() else {
-        bail!("usage: ward-bench-train DIR THREADS ITERS (matrixmultiply|gemm)");
+    let (dir, threads, iters, imp, profile) = match args.as_slice() {
+        [_, dir, threads, iters, imp] => (dir, threads, iters, imp, false),
+        [_, dir, threads, iters, imp, p] if p == "profile" => (dir, threads, iters, imp, true),
+        _ => bail!("usage: ward-bench-train DIR THREADS ITERS (matrixmultiply|gemm) [profile]"),
     };
     let dir = Path::new(dir);
     let threads: usize = threads.parse()?;
@@ -37,11 +40,13 @@ fn main() -> Result<()> {
         "gemm" => MatmulImpl::Gemm,
         other => bail!("unknown matrix multiply {other:?}"),
     };
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
-    pool.install(|| run(dir, iters, matmul))
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()?;
+    pool.install(|| run(dir, iters, matmul, profile))
 }
 
-fn run(dir: &Path, iters: usize, matmul: MatmulImpl) -> Result<()> {
+fn run(dir: &Path, iters: usize, matmul: MatmulImpl, profile: bool) -> Result<()> {
     let read = |name: &str| {
         std::fs::read(dir.join(name)).with_context(|| format!("{}", dir.join(name).display()))
     };
@@ -108,6 +113,7 @@ fn run(dir: &Path, iters: usize, matmul: MatmulImpl) -> Result<()> {
         EngineOptions {
             matmul,
             input_gradients: false,
+            profile,
         },
     )?;
     let mut momentum: Vec<Vec<f32>> = weights.iter().map(|w| vec![0.0; w.len()]).collect();
@@ -128,7 +134,26 @@ fn run(dir: &Path, iters: usize, matmul: MatmulImpl) -> Result<()> {
         for (p, value) in out.states {
             weights[p] = value;
         }
-        Ok(out.outputs.into_iter().next().map(|o| o.data).unwrap_or_default())
+        if !out.timings.is_empty() {
+            let mut by_op: std::collections::BTreeMap<(&str, bool), (f64, f64, usize)> =
+                Default::default();
+            for t in &out.timings {
+                let e = by_op.entry((t.op, t.fast)).or_default();
+                e.0 += t.forward_s;
+                e.1 += t.backward_s;
+                e.2 += 1;
+            }
+            eprintln!("op | kernels | nodes | forward ms | backward ms");
+            for ((op, fast), (f, b, n)) in by_op {
+                eprintln!("{op} | {fast} | {n} | {:.2} | {:.2}", f * 1e3, b * 1e3);
+            }
+        }
+        Ok(out
+            .outputs
+            .into_iter()
+            .next()
+            .map(|o| o.data)
+            .unwrap_or_default())
     };
     for _ in 0..3 {
         step(&mut weights)?;

@@ -18,6 +18,11 @@ use crate::matmul::{gemm, MatMut, MatRef, MatmulImpl};
 
 const KERNEL: &str = "conv2d";
 
+/// How many partial sums the weight gradient is split into (at most): enough to keep two
+/// to four cores busy, few enough that the partial buffers stay small, and fixed so the
+/// sum's rounding never depends on the thread count.
+pub const WEIGHT_GRAD_GROUPS: usize = 4;
+
 /// The geometry of a 2-D convolution, checked: every size below is non-zero and every
 /// product fits in `usize`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -382,17 +387,21 @@ impl Conv2d {
         let image_out = self.out_channels * p;
         let pointwise = self.is_pointwise();
         let weight_len = self.weight_len();
-        let sum = x
-            .par_chunks(image_in)
-            .zip(dy.par_chunks(image_out))
-            .try_fold(
-                || {
-                    (
-                        vec![0.0f32; weight_len],
-                        vec![0.0f32; if pointwise { 0 } else { k * p }],
-                    )
-                },
-                |(mut acc, mut col), (x_n, dy_n)| -> Result<_, KernelError> {
+        // The images are summed in a fixed number of groups, each in image order, and the
+        // groups' sums added in group order: the result does not depend on how many
+        // threads run or how rayon splits the work, so training is repeatable bit for bit.
+        let groups = self.batch.min(WEIGHT_GRAD_GROUPS);
+        let per_group = self.batch.div_ceil(groups);
+        let partials = (0..groups)
+            .into_par_iter()
+            .map(|group| -> Result<Vec<f32>, KernelError> {
+                let mut acc = vec![0.0f32; weight_len];
+                let mut col = vec![0.0f32; if pointwise { 0 } else { k * p }];
+                let first = group * per_group;
+                let last = (first + per_group).min(self.batch);
+                for n in first..last {
+                    let x_n = &x[n * image_in..][..image_in];
+                    let dy_n = &dy[n * image_out..][..image_out];
                     for g in 0..self.groups {
                         let cols = if pointwise {
                             &x_n[g * k * p..][..k * p]
@@ -411,17 +420,14 @@ impl Conv2d {
                             acc_g,
                         )?;
                     }
-                    Ok((acc, col))
-                },
-            )
-            .map(|r| r.map(|(acc, _)| acc))
-            .try_reduce(
-                || vec![0.0f32; weight_len],
-                |mut a, b| {
-                    a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-                    Ok(a)
-                },
-            )?;
+                }
+                Ok(acc)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut sum = vec![0.0f32; weight_len];
+        for part in &partials {
+            sum.iter_mut().zip(part).for_each(|(s, v)| *s += v);
+        }
         dw.copy_from_slice(&sum);
         if let Some(db) = dbias {
             check_len(KERNEL, "dbias", db.len(), self.out_channels)?;

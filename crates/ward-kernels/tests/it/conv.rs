@@ -181,3 +181,46 @@ fn impossible_geometries_are_refused() {
         "overflow"
     );
 }
+
+/// The weight gradient sums images in fixed groups: the same bits at any thread count.
+#[test]
+fn weight_gradient_does_not_depend_on_the_thread_count() {
+    let g = Conv2d::new(
+        [7, 4, 9, 9],
+        ConvWindow {
+            out_channels: 6,
+            kernel: [3, 3],
+            stride: [1, 1],
+            pad: [1, 1],
+            dilation: [1, 1],
+            groups: 2,
+        },
+    )
+    .unwrap();
+    let mut rng = proptest::test_runner::TestRng::deterministic_rng(
+        proptest::test_runner::RngAlgorithm::ChaCha,
+    );
+    let x = random_values(&mut rng, g.input_len());
+    let dy = random_values(&mut rng, g.output_len());
+    let grads = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let mut dw = vec![0.0; g.weight_len()];
+            g.backward_weight(MatmulImpl::MatrixMultiply, &x, &dy, &mut dw, None)
+                .unwrap();
+            dw
+        })
+    };
+    let one = grads(1);
+    for threads in [2, 3, 5] {
+        assert!(
+            one.iter()
+                .zip(grads(threads))
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "{threads} threads"
+        );
+    }
+}

@@ -136,12 +136,14 @@ impl Fast {
                 let w = ins.get(1)?;
                 let (units, inner) = (*w.first()?, *w.get(1)?);
                 let total: usize = x.iter().product();
-                (inner > 0 && total.is_multiple_of(inner) && units == op.units).then_some(Fast::Dense {
-                    rows: total / inner,
-                    inner,
-                    units,
-                    bias: op.bias,
-                })
+                (inner > 0 && total.is_multiple_of(inner) && units == op.units).then_some(
+                    Fast::Dense {
+                        rows: total / inner,
+                        inner,
+                        units,
+                        bias: op.bias,
+                    },
+                )
             }
             Op::Activation(op)
                 if matches!(

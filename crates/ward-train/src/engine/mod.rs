@@ -15,6 +15,8 @@
 
 mod fast;
 
+use std::time::Instant;
+
 use ward_graph::interp::eval::eval_node;
 use ward_graph::interp::Array;
 use ward_graph::ir::{Graph, ParamRole, Source};
@@ -46,6 +48,8 @@ pub struct Step {
     /// One per graph input when [`EngineOptions::input_gradients`] (`None` for labels and
     /// where nothing flows); empty otherwise.
     pub input_grads: Vec<Option<Vec<f32>>>,
+    /// Per node, when [`EngineOptions::profile`]; empty otherwise.
+    pub timings: Vec<NodeTiming>,
 }
 
 /// How an [`Engine`] runs.
@@ -56,6 +60,19 @@ pub struct EngineOptions {
     /// Also compute the gradients of the data inputs (training does not need them, and
     /// skipping them saves the first layer's data gradient).
     pub input_gradients: bool,
+    /// Time each node's forward and backward pass ([`Step::timings`]).
+    pub profile: bool,
+}
+
+/// Where a step's time went, one entry per node, when [`EngineOptions::profile`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeTiming {
+    pub node: String,
+    pub op: &'static str,
+    /// Whether the node ran on ward's kernels (else on the reference rules).
+    pub fast: bool,
+    pub forward_s: f64,
+    pub backward_s: f64,
 }
 
 /// How a node runs.
@@ -200,7 +217,10 @@ impl Engine {
         let mut values: Vec<Vec<Vec<f32>>> = Vec::with_capacity(graph.nodes.len());
         let mut saved: Vec<Saved> = Vec::with_capacity(graph.nodes.len());
         let mut states = Vec::new();
+        let mut timings: Vec<NodeTiming> = Vec::new();
+        let clock = || self.options.profile.then(Instant::now);
         for (index, (node, plan)) in graph.nodes.iter().zip(&self.plans).enumerate() {
+            let started = clock();
             let ins: Vec<&[f32]> = node
                 .inputs
                 .iter()
@@ -231,6 +251,15 @@ impl Engine {
             }
             values.push(outs);
             saved.push(keep);
+            if let Some(started) = started {
+                timings.push(NodeTiming {
+                    node: node.name.clone(),
+                    op: node.op.name(),
+                    fast: matches!(plan, Plan::Fast(_)),
+                    forward_s: started.elapsed().as_secs_f64(),
+                    backward_s: 0.0,
+                });
+            }
         }
         let outputs = graph
             .outputs
@@ -285,6 +314,7 @@ impl Engine {
             {
                 continue;
             }
+            let started = clock();
             let ins: Vec<&[f32]> = node
                 .inputs
                 .iter()
@@ -326,6 +356,9 @@ impl Engine {
                     }
                 }
             }
+            if let (Some(started), Some(timing)) = (started, timings.get_mut(index)) {
+                timing.backward_s = started.elapsed().as_secs_f64();
+            }
         }
         let param_grads = param_grads
             .into_iter()
@@ -344,6 +377,7 @@ impl Engine {
             param_grads,
             states,
             input_grads,
+            timings,
         })
     }
 

@@ -66,6 +66,7 @@ fn compare(
     let options = EngineOptions {
         matmul: imp,
         input_gradients: true,
+        profile: false,
     };
     let engine = Engine::new(graph.clone(), &shapes, options).map_err(|e| e.to_string())?;
     let (w32, x32, h32): (Vec<_>, Vec<_>, Vec<_>) = (
