@@ -19,11 +19,7 @@ use ward_mxnet::import::{import, DeclaredInput};
 use ward_mxnet::params::read_params;
 use ward_mxnet::symbol::read_symbol;
 use ward_train::engine::{Engine, EngineOptions};
-
-/// MXNet's Module defaults for the benchmark's optimizer (bench/train/mxnet_train.py).
-const LEARNING_RATE: f32 = 0.01;
-const MOMENTUM: f32 = 0.9;
-const WD: f32 = 1e-4;
+use ward_train::{Optimizer, OptimizerSpec, ParamMults, ParamState, ParamUpdate};
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -89,24 +85,20 @@ fn run(dir: &Path, iters: usize, matmul: MatmulImpl, profile: bool) -> Result<()
             InputRole::Label => label.shape().to_vec(),
         })
         .collect();
-    let batch = data.shape().first().copied().unwrap_or(1) as f32;
-    // MXNet's Module decays only weights and gammas (Optimizer.set_wd_mult).
-    let wd: Vec<f32> = graph
+    let batch = data.shape().first().copied().unwrap_or(1) as f64;
+    // The optimizer MXNet's side runs (bench/train/mxnet_train.py), declared as data.
+    let spec: OptimizerSpec = serde_json::from_value(serde_json::json!({
+        "name": "sgd", "learning_rate": 0.01, "momentum": 0.9, "wd": 1e-4,
+        "rescale_grad": 1.0 / batch,
+    }))?;
+    // Module mode: only weights and gammas decay (MXNet's Optimizer.set_wd_mult).
+    let mults: Vec<Option<ParamMults>> = graph
         .params
         .iter()
-        .map(|p| {
-            if p.name.ends_with("_weight") || p.name.ends_with("_gamma") {
-                WD
-            } else {
-                0.0
-            }
-        })
+        .map(|p| (p.role == ParamRole::Trainable).then(|| ParamMults::module_decl(&spec, p)))
         .collect();
-    let trainable: Vec<bool> = graph
-        .params
-        .iter()
-        .map(|p| p.role == ParamRole::Trainable)
-        .collect();
+    let mut optimizer = Optimizer::new(spec, None)?;
+    let mut states: Vec<ParamState> = weights.iter().map(|w| optimizer.create_state(w)).collect();
     let engine = Engine::new(
         graph,
         &shapes,
@@ -116,23 +108,30 @@ fn run(dir: &Path, iters: usize, matmul: MatmulImpl, profile: bool) -> Result<()
             profile,
         },
     )?;
-    let mut momentum: Vec<Vec<f32>> = weights.iter().map(|w| vec![0.0; w.len()]).collect();
     let input_refs: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
     let mut step = |weights: &mut Vec<Vec<f32>>| -> Result<Vec<f32>> {
         let refs: Vec<&[f32]> = weights.iter().map(Vec::as_slice).collect();
         let out = engine.step(&refs, &input_refs)?;
-        for (p, grad) in out.param_grads.iter().enumerate() {
-            if !trainable[p] {
-                continue;
-            }
-            // MXNet's sgd_mom_update: mom = μ·mom − lr·(rescale·g + wd·w); w += mom.
-            for ((w, m), g) in weights[p].iter_mut().zip(&mut momentum[p]).zip(grad) {
-                *m = MOMENTUM * *m - LEARNING_RATE * (g / batch + wd[p] * *w);
-                *w += *m;
-            }
-        }
+        let mut updates: Vec<ParamUpdate<'_>> = weights
+            .iter_mut()
+            .zip(&out.param_grads)
+            .zip(states.iter_mut())
+            .zip(&mults)
+            .filter_map(|(((weight, grad), state), mults)| {
+                Some(ParamUpdate {
+                    weight,
+                    grad,
+                    state,
+                    mults: (*mults)?,
+                })
+            })
+            .collect();
+        optimizer.step(&mut updates)?;
+        drop(updates);
         for (p, value) in out.states {
-            weights[p] = value;
+            if let Some(w) = weights.get_mut(p) {
+                *w = value;
+            }
         }
         if !out.timings.is_empty() {
             let mut by_op: std::collections::BTreeMap<(&str, bool), (f64, f64, usize)> =
