@@ -7,7 +7,11 @@
 //! define the numbers a fast training backend must reproduce, as the interpreter does for
 //! inference. An operator without an exact rule is refused before anything runs, naming
 //! the node ([`grad::check_differentiable`]).
+//!
+//! [`data`] reads training data (MNIST IDX, CSV, `.npy`, RecordIO images) as untrusted
+//! input, with limits, and makes shuffled, augmented batches from the run's random stream.
 
+pub mod data;
 pub mod grad;
 
 pub use grad::{backward, check_differentiable, forward, GradError, Gradients};

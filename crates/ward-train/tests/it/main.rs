@@ -5,5 +5,6 @@
 
 mod support;
 
+mod data;
 mod models;
 mod mxnet_gradients;
