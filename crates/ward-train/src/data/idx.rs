@@ -267,6 +267,14 @@ impl MnistDataset {
                 ),
             });
         };
+        if rows == 0 || cols == 0 {
+            return Err(DataError::Malformed {
+                file: image_name.to_owned(),
+                field: "dimensions",
+                offset: 8,
+                problem: format!("images of {rows}×{cols} pixels hold nothing"),
+            });
+        }
         let &[label_count] = labels.dims.as_slice() else {
             return Err(DataError::Malformed {
                 file: label_name.to_owned(),

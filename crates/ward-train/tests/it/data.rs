@@ -859,3 +859,28 @@ fn a_failing_worker_ends_the_epoch_with_an_error_and_early_drops_do_not_hang() {
     }
     assert!(matches!(loader.epoch(1 << 24), Err(DataError::Config(_))));
 }
+
+#[test]
+fn images_of_zero_pixels_are_refused() {
+    // Found by the `idx` fuzz target: 0xff000000 images of 0 × N pixels take no bytes.
+    let images = read_idx(
+        "z.idx",
+        &[0, 0, 8, 3, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0x81, 0xc9, 0xd9],
+        &DataLimits::default(),
+    )
+    .unwrap();
+    assert_eq!(images.dims, [0xff00_0000, 0, 0x81c9d9]);
+    let labels = read_idx("l.idx", &idx_header(8, &[0]), &DataLimits::default()).unwrap();
+    let err = MnistDataset::from_arrays("z.idx", images, "l.idx", labels, &MnistOptions::default())
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DataError::Malformed {
+                field: "dimensions",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
