@@ -371,10 +371,12 @@ pub fn read_record(
                 limit: limits.max_record_bytes,
             });
         }
-        // `total` is within the limit, which the caller sized for memory.
+        // `total` is within the limit, which the caller sized for memory. Amortised
+        // growth: a record of millions of empty chunks (a payload of magic words) must not
+        // copy the payload once per chunk.
         let extra = usize::try_from(total - payload.len() as u64).unwrap_or(usize::MAX);
         payload
-            .try_reserve_exact(extra)
+            .try_reserve(extra)
             .map_err(|_| RecordIoError::OutOfMemory {
                 file: file(),
                 offset,

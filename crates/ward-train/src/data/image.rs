@@ -511,3 +511,60 @@ mod kernel {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use ward_core::random::{Purpose, RunSeed};
+
+    fn image(width: usize, height: usize) -> Pixels {
+        Pixels {
+            width,
+            height,
+            channels: 3,
+            data: (0..width * height * 3)
+                .map(|i| (i * 37 % 256) as u8)
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn resize_to_the_same_size_is_the_identity() {
+        let src = image(7, 5);
+        assert_eq!(kernel::resize_bilinear(&src, 7, 5).unwrap(), src);
+    }
+
+    #[test]
+    fn uniform_draws_stay_in_range_and_cover_it() {
+        let mut rng = RunSeed::from_u64(3).stream(Purpose::Augment, 0).unwrap();
+        assert_eq!(uniform_inclusive(&mut rng, 0), 0);
+        let mut seen = [false; 5];
+        for _ in 0..200 {
+            seen[uniform_inclusive(&mut rng, 4) as usize] = true;
+        }
+        assert!(seen.iter().all(|&s| s));
+    }
+
+    #[test]
+    fn center_crop_mirror_and_normalisation() {
+        let src = image(4, 3);
+        let params = ImageParams {
+            data_shape: [3, 1, 2],
+            mirror: true,
+            mean: [1.0, 2.0, 3.0],
+            std: [2.0, 2.0, 2.0],
+            scale: 0.5,
+            ..ImageParams::default()
+        };
+        let mut rng = RunSeed::from_u64(0).stream(Purpose::Augment, 0).unwrap();
+        let out = augment(&src, &params, &mut rng).unwrap();
+        // Crop at y = 1, x = 1; mirrored: output x 0 is source x 2.
+        let px = |x: usize, k: usize| f32::from(src.data[(4 + x) * 3 + k]);
+        for k in 0..3 {
+            let mean = params.mean[k];
+            assert_eq!(out[k * 2], (px(2, k) - mean) * 0.25);
+            assert_eq!(out[k * 2 + 1], (px(1, k) - mean) * 0.25);
+        }
+    }
+}
