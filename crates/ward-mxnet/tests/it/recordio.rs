@@ -207,6 +207,7 @@ fn fifo_and_link_are_refused() {
     ));
 }
 
+#[cfg(unix)]
 #[test]
 fn sparse_ten_gigabyte_file_is_read_by_parts() {
     let dir = tempfile::tempdir().unwrap();

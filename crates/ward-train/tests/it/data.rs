@@ -503,6 +503,7 @@ fn malformed_csv_names_line_and_column() {
     assert!(matches!(err, DataError::CountMismatch { .. }), "{err}");
 }
 
+#[cfg(unix)]
 #[test]
 fn fifo_and_huge_sparse_data_files_are_refused_without_reading() {
     let dir = tempfile::tempdir().unwrap();
