@@ -186,6 +186,35 @@ impl RegularFile {
         read_exact_or_changed(&mut self.file, part, self.meta.len())
     }
 
+    /// Reads exactly `buf.len()` bytes at `offset`, without moving a cursor, so that
+    /// threads can share one open file: for files read by parts (RecordIO's records, each
+    /// at an offset its index gives), never whole. Bytes past the reported length (the
+    /// file shrank, or the caller asked past it) are [`FileError::Changed`].
+    pub fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<(), FileError> {
+        let len = self.meta.len();
+        let end = offset.checked_add(buf.len() as u64);
+        if end.is_none_or(|end| end > len) {
+            return Err(FileError::Changed { expected: len });
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::FileExt;
+            self.file
+                .read_exact_at(buf, offset)
+                .map_err(|e| match e.kind() {
+                    io::ErrorKind::UnexpectedEof => FileError::Changed { expected: len },
+                    _ => FileError::Io(e),
+                })
+        }
+        #[cfg(not(unix))]
+        {
+            Err(FileError::Io(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "reading at an offset needs a unix platform",
+            )))
+        }
+    }
+
     /// Checks that the file ended where its reported length said (it did not grow).
     pub fn finish(mut self) -> Result<(), FileError> {
         let len = self.meta.len();
@@ -485,6 +514,24 @@ mod tests {
                 "not UTF-8 text"
             );
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn reads_at_an_offset_within_the_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r");
+        fs::write(&path, b"0123456789").unwrap();
+        let file = open_regular(&path).unwrap();
+        let mut buf = [0u8; 4];
+        file.read_exact_at(&mut buf, 3).unwrap();
+        assert_eq!(&buf, b"3456");
+        file.read_exact_at(&mut buf, 6).unwrap();
+        assert!(matches!(
+            file.read_exact_at(&mut buf, 7),
+            Err(FileError::Changed { expected: 10 })
+        ));
+        assert!(file.read_exact_at(&mut buf, u64::MAX).is_err());
     }
 
     #[test]

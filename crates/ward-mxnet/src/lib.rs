@@ -11,4 +11,5 @@ pub mod attrs;
 pub mod import;
 pub mod limits;
 pub mod params;
+pub mod recordio;
 pub mod symbol;

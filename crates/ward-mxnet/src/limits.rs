@@ -71,3 +71,37 @@ impl Default for SymbolLimits {
         }
     }
 }
+
+/// Limits for RecordIO (`.rec` + `.idx`) files and their image records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordIoLimits {
+    /// Largest record once its chunks are joined, in bytes. MXNet's own cap is the 29-bit
+    /// length of one chunk (512 MiB); an encoded training image is far smaller.
+    pub max_record_bytes: u64,
+    /// Most labels after an image record's header (`IRHeader::flag`).
+    pub max_labels: u32,
+    /// Most lines of an `.idx` file.
+    pub max_index_entries: u64,
+    /// Largest `.idx` file, in bytes (it is read whole).
+    pub max_index_bytes: u64,
+}
+
+/// 64 MiB: a 4K RGB image stored as PNG is about 25 MB.
+pub const MAX_RECORD_BYTES: u64 = 64 << 20;
+/// Multi-value labels (detection boxes, multi-label classes) are a few hundred floats.
+pub const MAX_RECORD_LABELS: u32 = 65_536;
+/// 100 million records: ImageNet-1k has 1.28 million.
+pub const MAX_INDEX_ENTRIES: u64 = 100_000_000;
+/// 2 GiB: 100 million lines of `key\toffset\n` at about 20 bytes each.
+pub const MAX_INDEX_BYTES: u64 = 2 << 30;
+
+impl Default for RecordIoLimits {
+    fn default() -> Self {
+        RecordIoLimits {
+            max_record_bytes: MAX_RECORD_BYTES,
+            max_labels: MAX_RECORD_LABELS,
+            max_index_entries: MAX_INDEX_ENTRIES,
+            max_index_bytes: MAX_INDEX_BYTES,
+        }
+    }
+}

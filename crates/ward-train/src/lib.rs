@@ -15,7 +15,11 @@
 //! to MXNet's own `Updater` on the cases of `tests/fixtures/optim/`
 //! (`tools/make_optim_fixtures.py`). The per-parameter state ([`ParamState`]) is explicit
 //! and named, for checkpoints.
+//!
+//! [`data`] reads training data (MNIST IDX, CSV, `.npy`, RecordIO images) as untrusted
+//! input, with limits, and makes shuffled, augmented batches from the run's random stream.
 
+pub mod data;
 pub mod engine;
 pub mod grad;
 pub mod optim;

@@ -12,4 +12,5 @@ mod params_crafted;
 mod params_fixtures;
 mod params_malformed;
 mod params_proptest;
+mod recordio;
 mod symbol_reader;

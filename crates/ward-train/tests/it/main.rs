@@ -5,6 +5,7 @@
 
 mod support;
 
+mod data;
 mod engine;
 mod models;
 mod mxnet_gradients;
