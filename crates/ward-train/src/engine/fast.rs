@@ -8,6 +8,8 @@
 )]
 
 use rayon::prelude::*;
+use ward_core::random::rand_core::Rng;
+use ward_core::random::ChaCha20Rng;
 use ward_graph::interp::eval::{conv_params, pool_params};
 use ward_graph::interp::pool::pool_windows;
 use ward_graph::ops::activation::ActivationKind;
@@ -51,11 +53,21 @@ pub(super) enum Fast {
     Copy,
     /// `elemwise_add`, `+` of same-shaped values, `add_n`.
     Sum,
+    /// Dropout in training mode: each element kept with probability 1 − p and scaled by
+    /// 1/(1 − p), as MXNet does; one mask value shared along `axes`.
+    Dropout {
+        p: f64,
+        shape: Vec<usize>,
+        /// `shape` with 1 on the axes that share a mask value.
+        mask_shape: Vec<usize>,
+    },
 }
 
 /// What the forward pass keeps for the backward pass.
 pub(super) enum Saved {
     None,
+    /// Dropout's mask, one scale (0 or 1/(1 − p)) per element.
+    Mask(Vec<f32>),
     Argmax(Vec<u32>),
     BatchNorm {
         mean: Vec<f32>,
@@ -159,11 +171,32 @@ impl Fast {
                 Some(Fast::Sum)
             }
             Op::AddN(_) if ins.iter().all(|s| s == x) => Some(Fast::Sum),
+            Op::Dropout(op) => {
+                let mut mask_shape = x.to_vec();
+                for &a in &op.axes {
+                    let axis = if a < 0 {
+                        x.len().checked_sub(a.unsigned_abs() as usize)?
+                    } else {
+                        a as usize
+                    };
+                    *mask_shape.get_mut(axis)? = 1;
+                }
+                Some(Fast::Dropout {
+                    p: op.p,
+                    shape: x.to_vec(),
+                    mask_shape,
+                })
+            }
             _ => None,
         }
     }
 
-    pub(super) fn forward(&self, imp: MatmulImpl, ins: &[&[f32]]) -> Result<Outs, String> {
+    pub(super) fn forward(
+        &self,
+        imp: MatmulImpl,
+        ins: &[&[f32]],
+        rng: Option<&mut ChaCha20Rng>,
+    ) -> Result<Outs, String> {
         let arg = |i: usize| ins.get(i).copied().ok_or(format!("input {i} is missing"));
         let kernel = |e: ward_kernels::KernelError| e.to_string();
         match self {
@@ -229,6 +262,22 @@ impl Fast {
             }
             Fast::BatchNorm { .. } => self.batch_norm_forward(ins),
             Fast::Copy => Ok((vec![arg(0)?.to_vec()], Saved::None)),
+            Fast::Dropout {
+                p,
+                shape,
+                mask_shape,
+            } => {
+                let x = arg(0)?;
+                if *p == 0.0 {
+                    return Ok((vec![x.to_vec()], Saved::Mask(vec![1.0; x.len()])));
+                }
+                let rng = rng.ok_or(
+                    "dropout in training draws its mask from the run's random stream; none was given",
+                )?;
+                let mask = dropout_mask(*p, shape, mask_shape, rng);
+                let y = x.iter().zip(&mask).map(|(x, m)| x * m).collect();
+                Ok((vec![y], Saved::Mask(mask)))
+            }
             Fast::Sum => {
                 let mut y = arg(0)?.to_vec();
                 for x in ins.iter().skip(1) {
@@ -349,6 +398,12 @@ impl Fast {
             }
             Fast::BatchNorm { .. } => self.batch_norm_backward(ins, saved, dy, wanted),
             Fast::Copy => Ok(vec![Some(dy.to_vec())]),
+            Fast::Dropout { .. } => match saved {
+                Saved::Mask(mask) => Ok(vec![Some(
+                    dy.iter().zip(mask).map(|(g, m)| g * m).collect(),
+                )]),
+                _ => Err("dropout kept no mask".into()),
+            },
             Fast::Sum => Ok((0..ins.len())
                 .map(|i| want(i).then(|| dy.to_vec()))
                 .collect()),
@@ -495,6 +550,48 @@ impl Fast {
             None,
         ])
     }
+}
+
+/// Dropout's mask for a value of `shape`: one draw per element of `mask_shape` (kept when
+/// a uniform draw in [0, 1) is below 1 − p, as MXNet's Bernoulli), broadcast along the
+/// axes where `mask_shape` is 1, each kept element scaled by 1/(1 − p).
+fn dropout_mask(p: f64, shape: &[usize], mask_shape: &[usize], rng: &mut ChaCha20Rng) -> Vec<f32> {
+    let keep = 1.0 - p;
+    let scale = (1.0 / keep) as f32;
+    let drawn: Vec<f32> = (0..mask_shape.iter().product::<usize>())
+        .map(|_| {
+            // 53 random bits: a uniform double in [0, 1).
+            let u = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+            if u < keep {
+                scale
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    if mask_shape == shape {
+        return drawn;
+    }
+    // Broadcast: element (i0, i1, …) reads the mask at (i0 or 0, i1 or 0, …).
+    let total: usize = shape.iter().product();
+    let mut strides = vec![1usize; shape.len()];
+    for a in (0..shape.len().saturating_sub(1)).rev() {
+        strides[a] = strides[a + 1] * mask_shape[a + 1];
+    }
+    (0..total)
+        .map(|flat| {
+            let mut rest = flat;
+            let mut at = 0;
+            for a in (0..shape.len()).rev() {
+                let i = rest % shape[a];
+                rest /= shape[a];
+                if mask_shape[a] != 1 {
+                    at += i * strides[a];
+                }
+            }
+            drawn[at]
+        })
+        .collect()
 }
 
 fn batch_norm_plan(op: &BatchNorm, x: &[usize]) -> Option<Fast> {

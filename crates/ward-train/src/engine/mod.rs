@@ -17,6 +17,7 @@ mod fast;
 
 use std::time::Instant;
 
+use ward_core::random::{ChaCha20Rng, Purpose, RunSeed};
 use ward_graph::interp::eval::eval_node;
 use ward_graph::interp::Array;
 use ward_graph::ir::{Graph, ParamRole, Source};
@@ -101,7 +102,20 @@ impl Engine {
         input_shapes: &[Vec<usize>],
         options: EngineOptions,
     ) -> Result<Engine, GradError> {
-        grad::check_differentiable(&graph)?;
+        // Every operator needs an exact rule, except Dropout, which the engine runs itself
+        // (its mask comes from the run's random stream).
+        for node in &graph.nodes {
+            if matches!(node.op, Op::Dropout(_)) {
+                continue;
+            }
+            if let Err(reason) = grad::differentiable(&node.op) {
+                return Err(GradError::Unsupported {
+                    node: node.name.clone(),
+                    op: node.op.name(),
+                    reason,
+                });
+            }
+        }
         let shapes =
             infer_shapes_with_labels(&graph, input_shapes).map_err(|e| GradError::Node {
                 node: String::new(),
@@ -151,17 +165,41 @@ impl Engine {
     /// One training step's forward and backward pass: `params` one slice per graph
     /// parameter, `inputs` one per graph input (labels included), each of its planned
     /// shape. The loss heads make their own gradient; other outputs get none.
+    ///
+    /// A graph with Dropout needs the run's random stream: use [`Self::step_seeded`].
     pub fn step(&self, params: &[&[f32]], inputs: &[&[f32]]) -> Result<Step, GradError> {
-        self.run(params, inputs, &[])
+        self.run(params, inputs, &[], None)
+    }
+
+    /// As [`Self::step`], drawing Dropout's masks from the run's stream for step
+    /// `step_index` (`seed.stream(Purpose::Dropout, step_index)`, nodes in graph order):
+    /// the same seed and step give the same masks, on any number of threads.
+    pub fn step_seeded(
+        &self,
+        params: &[&[f32]],
+        inputs: &[&[f32]],
+        seed: &RunSeed,
+        step_index: u64,
+    ) -> Result<Step, GradError> {
+        let rng = seed
+            .stream(Purpose::Dropout, step_index)
+            .map_err(|e| GradError::Node {
+                node: String::new(),
+                op: "dropout",
+                reason: e.to_string(),
+            })?;
+        self.run(params, inputs, &[], Some(rng))
     }
 
     /// As [`Self::step`], with a gradient given for each graph output (`heads`: one per
-    /// output, or empty for none; loss heads ignore theirs, as in MXNet).
+    /// output, or empty for none; loss heads ignore theirs, as in MXNet) and Dropout's
+    /// masks drawn from `rng`.
     pub fn run(
         &self,
         params: &[&[f32]],
         inputs: &[&[f32]],
         heads: &[Option<&[f32]>],
+        mut rng: Option<ChaCha20Rng>,
     ) -> Result<Step, GradError> {
         let graph = &self.graph;
         let heads_expected = if heads.is_empty() {
@@ -229,7 +267,7 @@ impl Engine {
                 .ok_or_else(|| self.error(index, "an input was not computed".into()))?;
             let (outs, keep) = match plan {
                 Plan::Fast(fast) => fast
-                    .forward(self.options.matmul, &ins)
+                    .forward(self.options.matmul, &ins, rng.as_mut())
                     .map_err(|e| self.error(index, e))?,
                 Plan::Reference => {
                     let arrays = self.arrays(index, &ins);

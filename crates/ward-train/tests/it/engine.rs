@@ -78,7 +78,7 @@ fn compare(
     let x_refs: Vec<&[f32]> = x32.iter().map(Vec::as_slice).collect();
     let h_refs: Vec<Option<&[f32]>> = h32.iter().map(|h| Some(h.as_slice())).collect();
     let got = engine
-        .run(&w_refs, &x_refs, &h_refs)
+        .run(&w_refs, &x_refs, &h_refs, None)
         .map_err(|e| e.to_string())?;
     let mut worst = 0.0f64;
     for (k, (g, w)) in got.outputs.iter().zip(&outputs).enumerate() {
@@ -266,4 +266,106 @@ fn whole_models_match_the_reference() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// `data (4×50×20) → Dropout(p) → output`, with a data gradient.
+fn dropout_engine(p: f64, axes: Vec<i64>) -> Engine {
+    use ward_graph::ir::{GraphInput, GraphOutput, Node};
+    use ward_graph::ops::dropout::Dropout;
+    let mut graph = Graph::new();
+    graph.inputs.push(GraphInput {
+        name: "data".into(),
+        dtype: ward_core::DType::F32,
+        role: InputRole::Data,
+    });
+    graph.nodes.push(Node {
+        name: "drop".into(),
+        op: Op::Dropout(Dropout { p, axes }),
+        inputs: vec![Source::Input(0)],
+    });
+    graph.outputs.push(GraphOutput {
+        name: "out".into(),
+        source: Source::Node(0, 0),
+    });
+    let options = EngineOptions {
+        input_gradients: true,
+        ..EngineOptions::default()
+    };
+    Engine::new(graph, &[vec![4, 50, 20]], options).unwrap()
+}
+
+/// Dropout in training: each element kept with probability 1 − p and scaled by
+/// 1/(1 − p), the gradient through the same mask; the masks come from the run's stream
+/// (the same seed and step give the same mask, another step another mask), and a step
+/// without a stream is refused.
+#[test]
+fn dropout_masks_come_from_the_run_stream() {
+    use ward_core::random::RunSeed;
+    let engine = dropout_engine(0.3, vec![]);
+    let x: Vec<f32> = (0..4000).map(|i| 1.0 + (i % 7) as f32).collect();
+    let dy: Vec<f32> = (0..4000).map(|i| 2.0 + (i % 5) as f32).collect();
+    let seed = RunSeed::from_u64(7);
+    let run = |seed: &RunSeed, step: u64| {
+        let heads = [Some(dy.as_slice())];
+        let rng = seed
+            .stream(ward_core::random::Purpose::Dropout, step)
+            .unwrap();
+        let out = engine.run(&[], &[&x], &heads, Some(rng)).unwrap();
+        (
+            out.outputs[0].data.clone(),
+            out.input_grads[0].clone().unwrap(),
+        )
+    };
+    let (y, dx) = run(&seed, 0);
+    let scale = 1.0 / 0.7f32;
+    let mut kept = 0;
+    for i in 0..x.len() {
+        let m = y[i] / x[i];
+        assert!(m == 0.0 || (m - scale).abs() < 1e-6, "mask value {m}");
+        assert!(
+            (dx[i] / dy[i] - m).abs() < 1e-6,
+            "the gradient uses another mask"
+        );
+        kept += usize::from(m != 0.0);
+    }
+    // 4000 draws at 0.7: the standard deviation is 29 elements.
+    assert!(
+        (2650..=2950).contains(&kept),
+        "{kept} of 4000 kept at p = 0.3"
+    );
+    assert_eq!(run(&seed, 0).0, y, "same seed and step");
+    assert_ne!(run(&seed, 1).0, y, "another step");
+    assert_ne!(run(&RunSeed::from_u64(8), 0).0, y, "another seed");
+    // step_seeded draws from the same stream.
+    let seeded = engine.step_seeded(&[], &[&x], &seed, 0).unwrap();
+    assert_eq!(seeded.outputs[0].data, y);
+    let err = engine.step(&[], &[&x]).unwrap_err().to_string();
+    assert!(
+        err.contains("drop") && err.contains("random stream"),
+        "{err}"
+    );
+}
+
+/// MXNet's `axes`: one mask value shared along the listed axes.
+#[test]
+fn dropout_axes_share_one_mask_value() {
+    use ward_core::random::RunSeed;
+    let engine = dropout_engine(0.5, vec![1]);
+    let x = vec![1.0f32; 4000];
+    let y = engine
+        .step_seeded(&[], &[&x], &RunSeed::from_u64(3), 0)
+        .unwrap()
+        .outputs
+        .remove(0)
+        .data;
+    for n in 0..4 {
+        for c in 0..20 {
+            let first = y[n * 1000 + c];
+            assert!(
+                (1..50).all(|t| y[n * 1000 + t * 20 + c] == first),
+                "({n}, ·, {c})"
+            );
+        }
+    }
+    assert!(y.contains(&0.0) && y.contains(&2.0));
 }
