@@ -2,7 +2,7 @@
 //! `bench/train/mxnet_train.py export` wrote: the same symbol, initial parameters and
 //! batch MXNet trains. Driven by bench/train/run.sh.
 //!
-//! Usage: ward-bench-train DIR THREADS ITERS (matrixmultiply|gemm) [profile]
+//! Usage: ward-bench-train DIR THREADS ITERS [profile]
 //! With `profile`, the last step's time per operator goes to stderr.
 //! Prints one JSON line: median/min/max step seconds, the loss after the timed steps,
 //! the peak resident memory.
@@ -14,7 +14,6 @@ use anyhow::{bail, Context, Result};
 use ward_core::npy::read_npy;
 use ward_core::DType;
 use ward_graph::ir::{InputRole, ParamRole};
-use ward_kernels::MatmulImpl;
 use ward_mxnet::import::{import, DeclaredInput};
 use ward_mxnet::params::read_params;
 use ward_mxnet::symbol::read_symbol;
@@ -23,26 +22,21 @@ use ward_train::{Optimizer, OptimizerSpec, ParamMults, ParamState, ParamUpdate};
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let (dir, threads, iters, imp, profile) = match args.as_slice() {
-        [_, dir, threads, iters, imp] => (dir, threads, iters, imp, false),
-        [_, dir, threads, iters, imp, p] if p == "profile" => (dir, threads, iters, imp, true),
-        _ => bail!("usage: ward-bench-train DIR THREADS ITERS (matrixmultiply|gemm) [profile]"),
+    let (dir, threads, iters, profile) = match args.as_slice() {
+        [_, dir, threads, iters] => (dir, threads, iters, false),
+        [_, dir, threads, iters, p] if p == "profile" => (dir, threads, iters, true),
+        _ => bail!("usage: ward-bench-train DIR THREADS ITERS [profile]"),
     };
     let dir = Path::new(dir);
     let threads: usize = threads.parse()?;
     let iters: usize = iters.parse()?;
-    let matmul = match imp.as_str() {
-        "matrixmultiply" => MatmulImpl::MatrixMultiply,
-        "gemm" => MatmulImpl::Gemm,
-        other => bail!("unknown matrix multiply {other:?}"),
-    };
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()?;
-    pool.install(|| run(dir, iters, matmul, profile))
+    pool.install(|| run(dir, iters, profile))
 }
 
-fn run(dir: &Path, iters: usize, matmul: MatmulImpl, profile: bool) -> Result<()> {
+fn run(dir: &Path, iters: usize, profile: bool) -> Result<()> {
     let read = |name: &str| {
         std::fs::read(dir.join(name)).with_context(|| format!("{}", dir.join(name).display()))
     };
@@ -103,7 +97,6 @@ fn run(dir: &Path, iters: usize, matmul: MatmulImpl, profile: bool) -> Result<()
         graph,
         &shapes,
         EngineOptions {
-            matmul,
             input_gradients: false,
             profile,
         },

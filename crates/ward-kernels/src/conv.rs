@@ -14,7 +14,7 @@
 use rayon::prelude::*;
 
 use crate::error::{check_len, KernelError};
-use crate::matmul::{gemm, MatMut, MatRef, MatmulImpl};
+use crate::matmul::{gemm, MatMut, MatRef};
 
 const KERNEL: &str = "conv2d";
 
@@ -284,7 +284,6 @@ impl Conv2d {
     /// `[batch, out_channels, out_h, out_w]` (overwritten).
     pub fn forward(
         &self,
-        imp: MatmulImpl,
         x: &[f32],
         w: &[f32],
         bias: Option<&[f32]>,
@@ -315,7 +314,7 @@ impl Conv2d {
                         };
                         let w_g = MatRef::row_major(&w[g * og * k..][..og * k], og, k)?;
                         let y_g = MatMut::row_major(&mut y_n[g * og * p..][..og * p], og, p)?;
-                        gemm(imp, 1.0, w_g, MatRef::row_major(cols, k, p)?, 0.0, y_g)?;
+                        gemm(1.0, w_g, MatRef::row_major(cols, k, p)?, 0.0, y_g)?;
                     }
                     if let Some(b) = bias {
                         for (plane, &bo) in y_n.chunks_exact_mut(p).zip(b) {
@@ -328,13 +327,7 @@ impl Conv2d {
     }
 
     /// The input gradient: `dx` (overwritten) from `dy` and `w`.
-    pub fn backward_data(
-        &self,
-        imp: MatmulImpl,
-        dy: &[f32],
-        w: &[f32],
-        dx: &mut [f32],
-    ) -> Result<(), KernelError> {
+    pub fn backward_data(&self, dy: &[f32], w: &[f32], dx: &mut [f32]) -> Result<(), KernelError> {
         check_len(KERNEL, "dy", dy.len(), self.output_len())?;
         check_len(KERNEL, "w", w.len(), self.weight_len())?;
         check_len(KERNEL, "dx", dx.len(), self.input_len())?;
@@ -356,9 +349,9 @@ impl Conv2d {
                         let dy_g = MatRef::row_major(&dy_n[g * og * p..][..og * p], og, p)?;
                         if pointwise {
                             let dx_g = MatMut::row_major(&mut dx_n[g * k * p..][..k * p], k, p)?;
-                            gemm(imp, 1.0, w_t, dy_g, 0.0, dx_g)?;
+                            gemm(1.0, w_t, dy_g, 0.0, dx_g)?;
                         } else {
-                            gemm(imp, 1.0, w_t, dy_g, 0.0, MatMut::row_major(col, k, p)?)?;
+                            gemm(1.0, w_t, dy_g, 0.0, MatMut::row_major(col, k, p)?)?;
                             self.col2im(col, g, dx_n);
                         }
                     }
@@ -372,7 +365,6 @@ impl Conv2d {
     /// own buffer; the buffers are added at the end.
     pub fn backward_weight(
         &self,
-        imp: MatmulImpl,
         x: &[f32],
         dy: &[f32],
         dw: &mut [f32],
@@ -411,14 +403,7 @@ impl Conv2d {
                         };
                         let dy_g = MatRef::row_major(&dy_n[g * og * p..][..og * p], og, p)?;
                         let acc_g = MatMut::row_major(&mut acc[g * og * k..][..og * k], og, k)?;
-                        gemm(
-                            imp,
-                            1.0,
-                            dy_g,
-                            MatRef::row_major(cols, k, p)?.t(),
-                            1.0,
-                            acc_g,
-                        )?;
+                        gemm(1.0, dy_g, MatRef::row_major(cols, k, p)?.t(), 1.0, acc_g)?;
                     }
                 }
                 Ok(acc)

@@ -19,5 +19,5 @@ pub mod pool;
 
 pub use conv::Conv2d;
 pub use error::KernelError;
-pub use matmul::{MatMut, MatRef, MatmulImpl};
+pub use matmul::{MatMut, MatRef};
 pub use pool::Windows;

@@ -1,8 +1,8 @@
 //! Matrix products `C ← α·A·B + β·C` on strided `f32` matrices, behind a safe API.
 //!
-//! The matrix-multiply crates take raw pointers and strides; [`gemm`] checks, with
+//! The matrix-multiply crate takes raw pointers and strides; [`gemm`] checks, with
 //! checked arithmetic, that every element each matrix addresses lies inside its slice and
-//! that no two elements of `C` share memory, then calls one. Transposes are views
+//! that no two elements of `C` share memory, then calls bluss's `matrixmultiply`. Transposes are views
 //! ([`MatRef::t`]), never copies.
 
 #![allow(
@@ -13,17 +13,6 @@
 use crate::error::KernelError;
 
 const KERNEL: &str = "matmul";
-
-/// Which matrix-multiply crate runs the product. Both are measured for the training
-/// engine (docs/BENCHMARKS.md, "Training engine").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum MatmulImpl {
-    /// bluss's `matrixmultiply`.
-    #[default]
-    MatrixMultiply,
-    /// sarah-ek's `gemm`.
-    Gemm,
-}
 
 /// A read-only strided matrix over a slice: element `(i, j)` is
 /// `data[i·row_stride + j·col_stride]`.
@@ -159,7 +148,6 @@ fn check_extent(
 /// `C ← α·A·B + β·C` on one thread. With `β = 0`, `C`'s old contents are not read (NaN
 /// in them does not leak through).
 pub fn gemm(
-    imp: MatmulImpl,
     alpha: f32,
     a: MatRef<'_>,
     b: MatRef<'_>,
@@ -193,66 +181,34 @@ pub fn gemm(
     }
     // Strides fit in isize: check_extent checked the largest offset each one reaches.
     let stride = |s: usize| isize::try_from(s).unwrap_or(isize::MAX);
-    match imp {
-        MatmulImpl::MatrixMultiply => {
-            // SAFETY: `MatRef::strided`/`MatMut::strided` checked that every element
-            // (i, j) with i < rows, j < cols of A, B and C lies inside its slice; the
-            // shapes chain (checked above), so the crate reads A[m×k], B[k×n] and
-            // writes C[m×n] only; `MatMut` guarantees C's elements are distinct, and C
-            // is a unique borrow, so it aliases neither A nor B.
-            unsafe {
-                matrixmultiply::sgemm(
-                    m,
-                    k,
-                    n,
-                    alpha,
-                    a.data.as_ptr(),
-                    stride(a.row_stride),
-                    stride(a.col_stride),
-                    b.data.as_ptr(),
-                    stride(b.row_stride),
-                    stride(b.col_stride),
-                    beta,
-                    c.data.as_mut_ptr(),
-                    stride(c.row_stride),
-                    stride(c.col_stride),
-                );
-            }
-        }
-        MatmulImpl::Gemm => {
-            // SAFETY: as above; `gemm` computes dst ← alpha·dst + beta·lhs·rhs, reading
-            // dst only when `read_dst`, over the same m×k, k×n and m×n extents.
-            unsafe {
-                gemm::gemm(
-                    m,
-                    n,
-                    k,
-                    c.data.as_mut_ptr(),
-                    stride(c.col_stride),
-                    stride(c.row_stride),
-                    beta != 0.0,
-                    a.data.as_ptr(),
-                    stride(a.col_stride),
-                    stride(a.row_stride),
-                    b.data.as_ptr(),
-                    stride(b.col_stride),
-                    stride(b.row_stride),
-                    beta,
-                    alpha,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                );
-            }
-        }
+    // SAFETY: `MatRef::strided`/`MatMut::strided` checked that every element
+    // (i, j) with i < rows, j < cols of A, B and C lies inside its slice; the
+    // shapes chain (checked above), so the crate reads A[m×k], B[k×n] and
+    // writes C[m×n] only; `MatMut` guarantees C's elements are distinct, and C
+    // is a unique borrow, so it aliases neither A nor B.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            alpha,
+            a.data.as_ptr(),
+            stride(a.row_stride),
+            stride(a.col_stride),
+            b.data.as_ptr(),
+            stride(b.row_stride),
+            stride(b.col_stride),
+            beta,
+            c.data.as_mut_ptr(),
+            stride(c.row_stride),
+            stride(c.col_stride),
+        );
     }
     Ok(())
 }
 
 /// `C ← α·A·B + β·C` for a row-major `C`, split by rows of `C` across rayon's threads.
 pub fn gemm_rows_parallel(
-    imp: MatmulImpl,
     alpha: f32,
     a: MatRef<'_>,
     b: MatRef<'_>,
@@ -285,14 +241,7 @@ pub fn gemm_rows_parallel(
                 a.row_stride,
                 a.col_stride,
             )?;
-            gemm(
-                imp,
-                alpha,
-                a_part,
-                b,
-                beta,
-                MatMut::row_major(c_part, rows, n)?,
-            )
+            gemm(alpha, a_part, b, beta, MatMut::row_major(c_part, rows, n)?)
         })
 }
 
@@ -318,34 +267,18 @@ mod tests {
     }
 
     #[test]
-    fn both_crates_multiply_transposed_views() {
+    fn transposed_views_multiply() {
         // A = [[1,2,3],[4,5,6]] stored transposed; B = [[1,0],[0,1],[1,1]].
         let a_t = [1.0, 4.0, 2.0, 5.0, 3.0, 6.0];
         let b = [1.0, 0.0, 0.0, 1.0, 1.0, 1.0];
-        for imp in [MatmulImpl::MatrixMultiply, MatmulImpl::Gemm] {
+        {
             let mut c = [f32::NAN; 4];
             let a = MatRef::row_major(&a_t, 3, 2).unwrap().t();
             let b = MatRef::row_major(&b, 3, 2).unwrap();
-            gemm(
-                imp,
-                1.0,
-                a,
-                b,
-                0.0,
-                MatMut::row_major(&mut c, 2, 2).unwrap(),
-            )
-            .unwrap();
-            assert_eq!(c, [4.0, 5.0, 10.0, 11.0], "{imp:?}");
-            gemm(
-                imp,
-                2.0,
-                a,
-                b,
-                1.0,
-                MatMut::row_major(&mut c, 2, 2).unwrap(),
-            )
-            .unwrap();
-            assert_eq!(c, [12.0, 15.0, 30.0, 33.0], "{imp:?}");
+            gemm(1.0, a, b, 0.0, MatMut::row_major(&mut c, 2, 2).unwrap()).unwrap();
+            assert_eq!(c, [4.0, 5.0, 10.0, 11.0]);
+            gemm(2.0, a, b, 1.0, MatMut::row_major(&mut c, 2, 2).unwrap()).unwrap();
+            assert_eq!(c, [12.0, 15.0, 30.0, 33.0]);
         }
     }
 }

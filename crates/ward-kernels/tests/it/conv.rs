@@ -2,11 +2,8 @@ use proptest::prelude::*;
 use ward_graph::interp::conv::{convolution, ConvParams};
 use ward_graph::interp::Array;
 use ward_kernels::conv::{Conv2d, ConvWindow};
-use ward_kernels::MatmulImpl;
 
 use crate::{assert_close, dot, random_values};
-
-const IMPLS: [MatmulImpl; 2] = [MatmulImpl::MatrixMultiply, MatmulImpl::Gemm];
 
 fn array(shape: &[usize], data: &[f32]) -> Array {
     Array {
@@ -86,22 +83,22 @@ proptest! {
         let want = convolution(&array(&case.input, &x), &array(&wshape, &w),
             Some(&array(&[bias.len()], &bias)), &params(&case.window)).unwrap();
         prop_assert_eq!(&want.shape, &vec![case.input[0], case.window.out_channels, g.out_h(), g.out_w()]);
-        for imp in IMPLS {
+        {
             let mut y = vec![f32::NAN; g.output_len()];
-            g.forward(imp, &x, &w, Some(&bias), &mut y).unwrap();
+            g.forward(&x, &w, Some(&bias), &mut y).unwrap();
             assert_close("y", &y, &want.data, 1e-5);
 
             let mut y0 = vec![0.0; g.output_len()];
-            g.forward(imp, &x, &w, None, &mut y0).unwrap();
+            g.forward(&x, &w, None, &mut y0).unwrap();
             let forward = dot(&y0, &dy);
             let mut dx = vec![f32::NAN; g.input_len()];
-            g.backward_data(imp, &dy, &w, &mut dx).unwrap();
+            g.backward_data(&dy, &w, &mut dx).unwrap();
             let mut dw = vec![f32::NAN; g.weight_len()];
             let mut db = vec![f32::NAN; bias.len()];
-            g.backward_weight(imp, &x, &dy, &mut dw, Some(&mut db)).unwrap();
+            g.backward_weight(&x, &dy, &mut dw, Some(&mut db)).unwrap();
             let scale = forward.abs().max(1.0);
-            prop_assert!((dot(&x, &dx) - forward).abs() <= 1e-4 * scale, "{imp:?} dx: {} vs {forward}", dot(&x, &dx));
-            prop_assert!((dot(&w, &dw) - forward).abs() <= 1e-4 * scale, "{imp:?} dw: {} vs {forward}", dot(&w, &dw));
+            prop_assert!((dot(&x, &dx) - forward).abs() <= 1e-4 * scale, "dx: {} vs {forward}", dot(&x, &dx));
+            prop_assert!((dot(&w, &dw) - forward).abs() <= 1e-4 * scale, "dw: {} vs {forward}", dot(&w, &dw));
             let plane = g.out_h() * g.out_w();
             for (o, &d) in db.iter().enumerate() {
                 let want: f64 = dy.chunks(plane).skip(o).step_by(case.window.out_channels)
@@ -129,19 +126,11 @@ fn wrong_lengths_are_refused_before_anything_is_written() {
     let x = vec![0.0; g.input_len()];
     let w = vec![0.0; g.weight_len()];
     let mut y = vec![7.0; g.output_len() - 1];
-    let err = g
-        .forward(MatmulImpl::default(), &x, &w, None, &mut y)
-        .unwrap_err();
+    let err = g.forward(&x, &w, None, &mut y).unwrap_err();
     assert!(err.to_string().contains("y has"), "{err}");
     assert!(y.iter().all(|&v| v == 7.0));
     let err = g
-        .forward(
-            MatmulImpl::default(),
-            &x[1..],
-            &w,
-            None,
-            &mut vec![0.0; g.output_len()],
-        )
+        .forward(&x[1..], &w, None, &mut vec![0.0; g.output_len()])
         .unwrap_err();
     assert!(err.to_string().contains("x has"), "{err}");
 }
@@ -209,8 +198,7 @@ fn weight_gradient_does_not_depend_on_the_thread_count() {
             .unwrap();
         pool.install(|| {
             let mut dw = vec![0.0; g.weight_len()];
-            g.backward_weight(MatmulImpl::MatrixMultiply, &x, &dy, &mut dw, None)
-                .unwrap();
+            g.backward_weight(&x, &dy, &mut dw, None).unwrap();
             dw
         })
     };

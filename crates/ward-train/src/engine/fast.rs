@@ -19,7 +19,7 @@ use ward_graph::ops::pool::PoolKind;
 use ward_graph::ops::Op;
 use ward_kernels::conv::{Conv2d, ConvWindow};
 use ward_kernels::matmul::{gemm_rows_parallel, MatRef};
-use ward_kernels::{MatmulImpl, Windows};
+use ward_kernels::Windows;
 
 /// A node planned on ward's kernels.
 pub(super) enum Fast {
@@ -193,7 +193,6 @@ impl Fast {
 
     pub(super) fn forward(
         &self,
-        imp: MatmulImpl,
         ins: &[&[f32]],
         rng: Option<&mut ChaCha20Rng>,
     ) -> Result<Outs, String> {
@@ -204,7 +203,7 @@ impl Fast {
                 let mut y = vec![0.0; geometry.output_len()];
                 let b = if *bias { Some(arg(2)?) } else { None };
                 geometry
-                    .forward(imp, arg(0)?, arg(1)?, b, &mut y)
+                    .forward(arg(0)?, arg(1)?, b, &mut y)
                     .map_err(kernel)?;
                 Ok((vec![y], Saved::None))
             }
@@ -244,7 +243,7 @@ impl Fast {
                         .for_each(|row| row.copy_from_slice(b));
                 }
                 let beta = if *bias { 1.0 } else { 0.0 };
-                gemm_rows_parallel(imp, 1.0, x, w.t(), beta, &mut y).map_err(kernel)?;
+                gemm_rows_parallel(1.0, x, w.t(), beta, &mut y).map_err(kernel)?;
                 Ok((vec![y], Saved::None))
             }
             Fast::Activation(kind) => {
@@ -291,7 +290,6 @@ impl Fast {
     /// The gradients of the node's inputs (`None` where none is wanted or flows).
     pub(super) fn backward(
         &self,
-        imp: MatmulImpl,
         ins: &[&[f32]],
         outs: &[Vec<f32>],
         saved: &Saved,
@@ -306,7 +304,7 @@ impl Fast {
                 let dx = if want(0) {
                     let mut dx = vec![0.0; geometry.input_len()];
                     geometry
-                        .backward_data(imp, dy, arg(1)?, &mut dx)
+                        .backward_data(dy, arg(1)?, &mut dx)
                         .map_err(kernel)?;
                     Some(dx)
                 } else {
@@ -315,7 +313,7 @@ impl Fast {
                 let mut dw = vec![0.0; geometry.weight_len()];
                 let mut db = vec![0.0; if *bias { geometry.out_channels } else { 0 }];
                 geometry
-                    .backward_weight(imp, arg(0)?, dy, &mut dw, bias.then_some(&mut db[..]))
+                    .backward_weight(arg(0)?, dy, &mut dw, bias.then_some(&mut db[..]))
                     .map_err(kernel)?;
                 let mut grads = vec![dx, want(1).then_some(dw)];
                 if *bias {
@@ -355,13 +353,13 @@ impl Fast {
                 let g = MatRef::row_major(dy, *rows, *units).map_err(kernel)?;
                 let dx = if want(0) {
                     let mut dx = vec![0.0; rows * inner];
-                    gemm_rows_parallel(imp, 1.0, g, w, 0.0, &mut dx).map_err(kernel)?;
+                    gemm_rows_parallel(1.0, g, w, 0.0, &mut dx).map_err(kernel)?;
                     Some(dx)
                 } else {
                     None
                 };
                 let mut dw = vec![0.0; units * inner];
-                gemm_rows_parallel(imp, 1.0, g.t(), x, 0.0, &mut dw).map_err(kernel)?;
+                gemm_rows_parallel(1.0, g.t(), x, 0.0, &mut dw).map_err(kernel)?;
                 let mut grads = vec![dx, want(1).then_some(dw)];
                 if *bias {
                     let mut db = vec![0.0f32; *units];

@@ -23,7 +23,6 @@ use ward_graph::interp::Array;
 use ward_graph::ir::{Graph, ParamRole, Source};
 use ward_graph::ops::Op;
 use ward_graph::shape::{infer_shapes_with_labels, Shapes};
-use ward_kernels::MatmulImpl;
 
 use crate::grad::{self, norm, Ctx, GradError};
 use fast::{Fast, Saved};
@@ -56,8 +55,6 @@ pub struct Step {
 /// How an [`Engine`] runs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EngineOptions {
-    /// The matrix-multiply crate under the kernels.
-    pub matmul: MatmulImpl,
     /// Also compute the gradients of the data inputs (training does not need them, and
     /// skipping them saves the first layer's data gradient).
     pub input_gradients: bool,
@@ -267,7 +264,7 @@ impl Engine {
                 .ok_or_else(|| self.error(index, "an input was not computed".into()))?;
             let (outs, keep) = match plan {
                 Plan::Fast(fast) => fast
-                    .forward(self.options.matmul, &ins, rng.as_mut())
+                    .forward(&ins, rng.as_mut())
                     .map_err(|e| self.error(index, e))?,
                 Plan::Reference => {
                     let arrays = self.arrays(index, &ins);
@@ -372,7 +369,7 @@ impl Engine {
                         _ => vec![0.0; outs.first().map_or(0, Vec::len)],
                     };
                     let keep = saved.get(index).unwrap_or(&Saved::None);
-                    fast.backward(self.options.matmul, &ins, outs, keep, &g0, &wanted)
+                    fast.backward(&ins, outs, keep, &g0, &wanted)
                         .map_err(|e| self.error(index, e))?
                 }
                 _ => self.reference_backward(index, &ins, outs, &grads)?,
