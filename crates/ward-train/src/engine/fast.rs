@@ -82,7 +82,12 @@ type Outs = (Vec<Vec<f32>>, Saved);
 impl Fast {
     /// The fast plan of `op` on inputs and outputs of these shapes, or `None` when it
     /// runs on the reference rules.
-    pub(super) fn plan(op: &Op, ins: &[&[usize]], outs: &[Vec<usize>]) -> Option<Fast> {
+    pub(super) fn plan(
+        op: &Op,
+        ins: &[&[usize]],
+        outs: &[Vec<usize>],
+        inference: bool,
+    ) -> Option<Fast> {
         let x = ins.first()?;
         match op {
             Op::Conv(op) if op.kernel.len() == 2 && x.len() == 4 => {
@@ -165,7 +170,10 @@ impl Fast {
             {
                 Some(Fast::Activation(op.kind))
             }
-            Op::BatchNorm(op) if !op.use_global_stats => batch_norm_plan(op, x),
+            // At inference, and with `use_global_stats`, the reference rules normalise by
+            // the moving statistics.
+            Op::BatchNorm(op) if !op.use_global_stats && !inference => batch_norm_plan(op, x),
+            Op::Dropout(_) if inference => Some(Fast::Copy),
             Op::Flatten(_) | Op::Reshape(_) => Some(Fast::Copy),
             Op::Binary(b) if b.kind == BinaryKind::Add && ins.get(1).is_some_and(|y| y == x) => {
                 Some(Fast::Sum)

@@ -60,6 +60,9 @@ pub struct EngineOptions {
     pub input_gradients: bool,
     /// Time each node's forward and backward pass ([`Step::timings`]).
     pub profile: bool,
+    /// Plan for evaluation ([`Engine::forward`]): BatchNorm normalises by its moving
+    /// statistics and Dropout passes values through, as at inference.
+    pub inference: bool,
 }
 
 /// Where a step's time went, one entry per node, when [`EngineOptions::profile`].
@@ -128,7 +131,7 @@ impl Engine {
                 .map(|&s| shapes.get(&graph, s).unwrap_or(&[]))
                 .collect();
             let outs = shapes.nodes.get(index).map(Vec::as_slice).unwrap_or(&[]);
-            plans.push(match Fast::plan(&node.op, &ins, outs) {
+            plans.push(match Fast::plan(&node.op, &ins, outs, options.inference) {
                 Some(fast) => Plan::Fast(fast),
                 None => Plan::Reference,
             });
@@ -188,6 +191,17 @@ impl Engine {
         self.run(params, inputs, &[], Some(rng))
     }
 
+    /// The outputs of a forward pass alone (for evaluation, plan with
+    /// [`EngineOptions::inference`]).
+    pub fn forward(
+        &self,
+        params: &[&[f32]],
+        inputs: &[&[f32]],
+    ) -> Result<Vec<Tensor32>, GradError> {
+        self.pass(params, inputs, &[], None, false)
+            .map(|s| s.outputs)
+    }
+
     /// As [`Self::step`], with a gradient given for each graph output (`heads`: one per
     /// output, or empty for none; loss heads ignore theirs, as in MXNet) and Dropout's
     /// masks drawn from `rng`.
@@ -196,7 +210,25 @@ impl Engine {
         params: &[&[f32]],
         inputs: &[&[f32]],
         heads: &[Option<&[f32]>],
+        rng: Option<ChaCha20Rng>,
+    ) -> Result<Step, GradError> {
+        if self.options.inference {
+            return Err(GradError::Node {
+                node: String::new(),
+                op: "engine",
+                reason: "planned for inference: no gradients".into(),
+            });
+        }
+        self.pass(params, inputs, heads, rng, true)
+    }
+
+    fn pass(
+        &self,
+        params: &[&[f32]],
+        inputs: &[&[f32]],
+        heads: &[Option<&[f32]>],
         mut rng: Option<ChaCha20Rng>,
+        backward: bool,
     ) -> Result<Step, GradError> {
         let graph = &self.graph;
         let heads_expected = if heads.is_empty() {
@@ -270,7 +302,9 @@ impl Engine {
                     let arrays = self.arrays(index, &ins);
                     let refs: Vec<Option<&Array>> = arrays.iter().map(Some).collect();
                     let outs = match &node.op {
-                        Op::BatchNorm(op) => norm::batch_norm_forward(&refs, op).map(|y| vec![y]),
+                        Op::BatchNorm(op) if !self.options.inference => {
+                            norm::batch_norm_forward(&refs, op).map(|y| vec![y])
+                        }
                         _ => eval_node(node, &refs),
                     }
                     .map_err(|e| self.error(index, e))?;
@@ -311,6 +345,16 @@ impl Engine {
                 Ok(Tensor32 { shape, data })
             })
             .collect::<Result<Vec<_>, GradError>>()?;
+
+        if !backward {
+            return Ok(Step {
+                outputs,
+                param_grads: Vec::new(),
+                states: Vec::new(),
+                input_grads: Vec::new(),
+                timings,
+            });
+        }
 
         // Backward: gradients arriving at each node output, summed.
         let mut node_grads: Vec<Vec<Option<Vec<f32>>>> =

@@ -61,7 +61,7 @@ fn compare(
     let shapes: Vec<Vec<usize>> = inputs.iter().map(|a| a.shape.clone()).collect();
     let options = EngineOptions {
         input_gradients: true,
-        profile: false,
+        ..EngineOptions::default()
     };
     let engine = Engine::new(graph.clone(), &shapes, options).map_err(|e| e.to_string())?;
     let (w32, x32, h32): (Vec<_>, Vec<_>, Vec<_>) = (
