@@ -24,6 +24,7 @@ pub mod engine;
 pub mod grad;
 pub mod optim;
 pub mod schedule;
+pub mod spec;
 pub mod trainer;
 
 pub use grad::{backward, check_differentiable, forward, GradError, Gradients};

@@ -36,7 +36,8 @@ pub enum TrainError {
 }
 
 /// How the per-parameter multipliers are read, as the two MXNet front ends do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Multipliers {
     /// Module: `__lr_mult__`/`__wd_mult__`, and no weight decay on names that do not end
     /// in `_weight` or `_gamma`.

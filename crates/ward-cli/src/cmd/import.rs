@@ -153,7 +153,7 @@ fn input_specs(args: &MxnetArgs) -> Result<Vec<InputSpec>> {
 }
 
 /// `resnet18-symbol.json` → `resnet18`, made a valid model name ([`model_name::sanitize`]).
-fn default_name(symbol: &std::path::Path) -> String {
+pub(crate) fn default_name(symbol: &std::path::Path) -> String {
     let file = symbol
         .file_name()
         .and_then(|f| f.to_str())

@@ -8,6 +8,7 @@ pub mod serve;
 pub mod sign;
 pub mod tls_cert;
 pub mod token;
+pub mod train;
 pub mod verify;
 pub mod version;
 

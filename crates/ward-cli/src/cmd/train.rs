@@ -1,0 +1,292 @@
+//! `ward train`
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use ward_core::random::RunSeed;
+use ward_core::{DType, Tensor};
+use ward_mxnet::import::{import, DeclaredInput};
+use ward_mxnet::limits::{
+    ParamsLimits, SymbolLimits, MAX_PARAMS_FILE_BYTES, MAX_SYMBOL_JSON_BYTES,
+};
+use ward_package::signature::read_private_key_file;
+use ward_package::{write_signed_package, FileDigest, InputSpec, Manifest, Origin};
+use ward_train::data::batch::{LastBatch, Loader, LoaderConfig};
+use ward_train::data::idx::{MnistDataset, MnistOptions};
+use ward_train::data::{DataLimits, Dataset};
+use ward_train::spec::{DataFormat, TrainSpec};
+use ward_train::trainer::{Metrics, Trainer};
+use ward_train::Optimizer;
+
+use super::read_file;
+
+/// Largest training spec read.
+const MAX_SPEC_BYTES: u64 = 1 << 20;
+
+/// Train a model from a training spec and write it as a (signed) ward package.
+///
+/// Reads `train.toml` (see `ward_train::spec`: the MXNet model, the data, the declared
+/// optimizer and schedule, the epochs), trains on ward's engine, and writes
+/// `OUT/metrics.jsonl` (one JSON line every `log_every` steps and after each epoch) and
+/// the trained package `OUT/package`. The run's seed comes from the operating system
+/// unless given; it is printed and recorded in the metrics. A loss or gradient that is
+/// not finite stops the run (exit 1), naming the step and the parameter.
+///
+/// Example:
+///   ward train --config train.toml --out runs/lenet --sign-key keys/release.key
+#[derive(Args)]
+#[command(verbatim_doc_comment)]
+pub struct TrainArgs {
+    /// The training spec (TOML).
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// The run's directory: metrics.jsonl and package/ (must not exist yet).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Sign the trained package with this private key.
+    #[arg(long, value_name = "FILE")]
+    sign_key: Option<PathBuf>,
+    /// The run's seed (a number or 64 hex digits), overriding the spec's.
+    #[arg(long)]
+    seed: Option<String>,
+}
+
+pub fn run(args: TrainArgs) -> Result<()> {
+    let text = ward_core::files::read_small_text(&args.config, MAX_SPEC_BYTES)
+        .with_context(|| format!("cannot read {}", args.config.display()))?;
+    let spec: TrainSpec =
+        toml::from_str(&text).with_context(|| format!("{}", args.config.display()))?;
+    spec.validate()
+        .with_context(|| format!("{}", args.config.display()))?;
+    let base = args.config.parent().unwrap_or(Path::new("."));
+    let at = |p: &Path| base.join(p);
+    let key = args
+        .sign_key
+        .as_deref()
+        .map(read_private_key_file)
+        .transpose()?;
+    if args.out.exists() {
+        bail!(
+            "{} exists; a run writes a new directory",
+            args.out.display()
+        );
+    }
+    let seed = match args.seed.as_deref().or(spec.run.seed.as_deref()) {
+        Some(text) => RunSeed::parse(text)?,
+        None => RunSeed::from_os()?,
+    };
+    eprintln!("seed: {seed}");
+
+    // The data first: its example shape is the model's input.
+    let (train, val) = match spec.data.format {
+        DataFormat::Mnist => {
+            let open = |images: &Path, labels: &Path| -> Result<Arc<dyn Dataset>> {
+                Ok(Arc::new(MnistDataset::open(
+                    &at(images),
+                    &at(labels),
+                    &MnistOptions::default(),
+                    &DataLimits::default(),
+                )?))
+            };
+            let val = match (&spec.data.val_images, &spec.data.val_labels) {
+                (Some(i), Some(l)) => Some(open(i, l)?),
+                _ => None,
+            };
+            (open(&spec.data.train_images, &spec.data.train_labels)?, val)
+        }
+    };
+    let example_shape = train.data_shape().to_vec();
+    let batch = spec.data.batch_size;
+
+    let symbol_bytes = read_file(&at(&spec.model.symbol), MAX_SYMBOL_JSON_BYTES as u64)?;
+    let params_bytes = read_file(&at(&spec.model.params), MAX_PARAMS_FILE_BYTES)?;
+    let symbol = ward_mxnet::symbol::read_symbol(&symbol_bytes, &SymbolLimits::default())
+        .with_context(|| format!("{}", spec.model.symbol.display()))?;
+    let params = ward_mxnet::params::read_params(&params_bytes, &ParamsLimits::default())
+        .with_context(|| format!("{}", spec.model.params.display()))?;
+    let mut shape = vec![-1i64];
+    shape.extend(example_shape.iter().map(|&d| d as i64));
+    let declared = [DeclaredInput {
+        name: spec.model.data_input.clone(),
+        dtype: DType::F32,
+        shape: shape.clone(),
+    }];
+    let imported = import(&symbol, params, &declared).context("import")?;
+    let graph = imported.graph.clone();
+    let weights = graph
+        .params
+        .iter()
+        .map(|p| {
+            imported
+                .weights
+                .iter()
+                .find(|(n, _)| *n == p.name)
+                .map(|(_, t)| t.to_f32_vec())
+                .with_context(|| format!("no weights for {}", p.name))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let optimizer = Optimizer::new(spec.optimizer.clone(), spec.schedule.clone())?;
+
+    let threads = spec
+        .run
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()?;
+    let loader = |data: Arc<dyn Dataset>, shuffle: bool| {
+        Loader::new(
+            data,
+            LoaderConfig {
+                batch_size: batch,
+                shuffle,
+                last_batch: LastBatch::Pad,
+                threads: spec.data.threads,
+                prefetch: 4,
+            },
+            seed.clone(),
+        )
+    };
+    let train_loader = loader(train, spec.data.shuffle)?;
+    let val_loader = val.map(|v| loader(v, false)).transpose()?;
+
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let metrics_path = args.out.join("metrics.jsonl");
+    let mut log = std::fs::OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .open(&metrics_path)
+        .with_context(|| format!("cannot create {}", metrics_path.display()))?;
+    writeln!(
+        log,
+        "{}",
+        serde_json::json!({"seed": seed.to_string(), "threads": threads})
+    )?;
+
+    let trained = pool.install(|| -> Result<Vec<Vec<f32>>> {
+        let mut trainer = Trainer::new(
+            graph.clone(),
+            weights,
+            batch,
+            &example_shape,
+            optimizer,
+            spec.run.multipliers,
+            seed.clone(),
+        )?;
+        let evaluator = trainer.evaluator(batch, &example_shape)?;
+        let started = Instant::now();
+        let mut samples = 0usize;
+        for epoch in 0..spec.run.epochs {
+            let mut window = Metrics::default();
+            let mut epoch_metrics = Metrics::default();
+            for b in train_loader.epoch(epoch)? {
+                let b = b?;
+                let m = trainer.step(&b.data, &b.label)?;
+                window.add(m);
+                epoch_metrics.add(m);
+                samples += batch;
+                if trainer.steps() % spec.run.log_every == 0 {
+                    let rate = samples as f64 / started.elapsed().as_secs_f64().max(1e-9);
+                    writeln!(
+                        log,
+                        "{}",
+                        serde_json::json!({"epoch": epoch, "step": trainer.steps(),
+                            "loss": window.cross_entropy(), "accuracy": window.accuracy(),
+                            "samples_per_s": rate})
+                    )?;
+                    window = Metrics::default();
+                }
+            }
+            let mut line = serde_json::json!({"epoch": epoch, "step": trainer.steps(),
+                "train_loss": epoch_metrics.cross_entropy(),
+                "train_accuracy": epoch_metrics.accuracy()});
+            let mut summary = format!(
+                "epoch {epoch}: loss {:.4}, accuracy {:.4}",
+                epoch_metrics.cross_entropy(),
+                epoch_metrics.accuracy()
+            );
+            if let Some(v) = &val_loader {
+                let mut m = Metrics::default();
+                for b in v.epoch(0)? {
+                    let b = b?;
+                    let valid = b.label.len().saturating_sub(b.pad);
+                    m.add(trainer.evaluate(&evaluator, &b.data, &b.label, valid)?);
+                }
+                if let Some(fields) = line.as_object_mut() {
+                    fields.insert("val_loss".into(), m.cross_entropy().into());
+                    fields.insert("val_accuracy".into(), m.accuracy().into());
+                }
+                summary += &format!(
+                    "; validation loss {:.4}, accuracy {:.4}",
+                    m.cross_entropy(),
+                    m.accuracy()
+                );
+            }
+            writeln!(log, "{line}")?;
+            eprintln!("{summary}");
+        }
+        Ok(trainer.weights().to_vec())
+    })?;
+    log.sync_all()?;
+
+    // The trained weights, under their names, as the package's weights.
+    let tensors = graph
+        .params
+        .iter()
+        .zip(&trained)
+        .map(|(p, w)| Ok((p.name.clone(), Tensor::from_f32(p.shape.clone(), w)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let name = match &spec.model.name {
+        Some(name) => ward_package::model_name::sanitize(name),
+        None => super::import::default_name(&spec.model.symbol),
+    };
+    let created = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let v = symbol.mxnet_version;
+    let origin = Origin {
+        framework: "mxnet".into(),
+        framework_version: Some(format!("{}.{}.{}", v / 10000, v / 100 % 100, v % 100)),
+        files: vec![
+            FileDigest::of(file_name(&spec.model.symbol), &symbol_bytes),
+            FileDigest::of(file_name(&spec.model.params), &params_bytes),
+        ],
+    };
+    let inputs = vec![InputSpec {
+        name: spec.model.data_input.clone(),
+        dtype: DType::F32,
+        shape,
+        range: None,
+        allow_nonfinite: false,
+    }];
+    let manifest = Manifest::new(name, "1", created, origin, inputs, imported.output_specs());
+    let package = args.out.join("package");
+    write_signed_package(
+        &package,
+        &manifest,
+        &graph.to_json(),
+        &tensors,
+        key.as_ref(),
+    )
+    .with_context(|| format!("writing {}", package.display()))?;
+    println!(
+        "trained {} for {} epochs into {}{}",
+        manifest.name,
+        spec.run.epochs,
+        package.display(),
+        if key.is_some() { ", signed" } else { "" }
+    );
+    Ok(())
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
