@@ -10,3 +10,4 @@ mod engine;
 mod models;
 mod mxnet_gradients;
 mod optimizers;
+mod trajectories;
