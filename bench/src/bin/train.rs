@@ -85,11 +85,14 @@ fn run(dir: &Path, iters: usize, profile: bool) -> Result<()> {
         "name": "sgd", "learning_rate": 0.01, "momentum": 0.9, "wd": 1e-4,
         "rescale_grad": 1.0 / batch,
     }))?;
-    // Module mode: only weights and gammas decay (MXNet's Optimizer.set_wd_mult).
+    // Module mode: the symbol's declared multipliers, else only weights and gammas decay
+    // (MXNet's Optimizer.set_wd_mult; Gluon's exports declare __wd_mult__ = 1 on all).
     let mults: Vec<Option<ParamMults>> = graph
         .params
         .iter()
-        .map(|p| (p.role == ParamRole::Trainable).then(|| ParamMults::module_decl(&spec, p)))
+        .map(|p| {
+            (p.role == ParamRole::Trainable).then(|| ParamMults::module_symbol(&spec, p, &symbol))
+        })
         .collect();
     let mut optimizer = Optimizer::new(spec, None)?;
     let mut states: Vec<ParamState> = weights.iter().map(|w| optimizer.create_state(w)).collect();
@@ -97,8 +100,8 @@ fn run(dir: &Path, iters: usize, profile: bool) -> Result<()> {
         graph,
         &shapes,
         EngineOptions {
-            input_gradients: false,
             profile,
+            ..EngineOptions::default()
         },
     )?;
     let input_refs: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();

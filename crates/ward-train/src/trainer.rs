@@ -86,23 +86,24 @@ pub struct Trainer {
 }
 
 impl Trainer {
-    /// `weights` one per graph parameter; batches of `batch` examples of `example_shape`
-    /// with scalar class labels.
+    /// `weights` one per graph parameter; batches of `data_shape` (batch first) with one
+    /// class label per example. With Module multipliers, pass the MXNet symbol the graph
+    /// was imported from: its variables' `__wd_mult__` are MXNet's (see
+    /// [`ParamMults::module_symbol`]).
     pub fn new(
         graph: Graph,
         weights: Vec<Vec<f32>>,
-        batch: usize,
-        example_shape: &[usize],
+        data_shape: &[usize],
         optimizer: Optimizer,
         multipliers: Multipliers,
+        symbol: Option<&ward_mxnet::symbol::Symbol>,
         seed: RunSeed,
     ) -> Result<Trainer, TrainError> {
         let (data_input, label_input) = classifier_inputs(&graph)?;
+        let batch = data_shape.first().copied().unwrap_or(0);
         let mut shapes = vec![Vec::new(); graph.inputs.len()];
-        let mut data_shape = vec![batch];
-        data_shape.extend_from_slice(example_shape);
         if let Some(s) = shapes.get_mut(data_input) {
-            *s = data_shape;
+            *s = data_shape.to_vec();
         }
         if let Some(s) = shapes.get_mut(label_input) {
             *s = vec![batch];
@@ -112,7 +113,10 @@ impl Trainer {
             .iter()
             .map(|p| {
                 (p.role == ParamRole::Trainable).then(|| match multipliers {
-                    Multipliers::Module => ParamMults::module_decl(optimizer.spec(), p),
+                    Multipliers::Module => match symbol {
+                        Some(symbol) => ParamMults::module_symbol(optimizer.spec(), p, symbol),
+                        None => ParamMults::module_decl(optimizer.spec(), p),
+                    },
                     Multipliers::Gluon => ParamMults::gluon(p.lr_mult, p.wd_mult),
                 })
             })

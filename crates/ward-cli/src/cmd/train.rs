@@ -172,10 +172,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
         let mut trainer = Trainer::new(
             graph.clone(),
             weights,
-            batch,
-            &example_shape,
+            &[&[batch][..], &example_shape].concat(),
             optimizer,
             spec.run.multipliers,
+            Some(&symbol),
             seed.clone(),
         )?;
         let evaluator = trainer.evaluator(batch, &example_shape)?;

@@ -169,7 +169,10 @@ impl ParamMults {
 
     /// Module mode from a graph's parameter declaration. The IR keeps a multiplier of 1
     /// only as its default, so `wd_mult == 1` counts as not declared (an explicit
-    /// `__wd_mult__ = 1` on a bias is lost: MXNet would keep its decay).
+    /// `__wd_mult__ = 1` on a bias is lost: MXNet would keep its decay), and a parameter
+    /// the importer unpacked from an RNN's packed vector gets the name rule of its own
+    /// name (`…_l0_i2h_weight` decays) where MXNet applies it to the vector's. Where the
+    /// symbol is at hand, [`ParamMults::module_symbol`] has neither gap.
     pub fn module_decl(optimizer: &OptimizerSpec, decl: &ward_graph::ir::ParamDecl) -> ParamMults {
         let wd = if decl.wd_mult == 1.0 {
             None
@@ -178,6 +181,67 @@ impl ParamMults {
         };
         ParamMults::module(optimizer, &decl.name, Some(decl.lr_mult), wd)
     }
+
+    /// Module mode for the graph parameter `decl` of a graph imported from `symbol`: the
+    /// multipliers MXNet's Module gives the symbol's variable, read from its own
+    /// `__lr_mult__`/`__wd_mult__` attributes, so an explicit `__wd_mult__ = 1` keeps its
+    /// decay (Gluon's exports declare one on every parameter, biases and betas
+    /// included). A parameter the importer unpacked from an RNN's packed vector
+    /// (`{vector}_l0_i2h_weight`, …) takes the vector's attributes and name rule, as
+    /// MXNet updates the vector as one parameter (`lstm_parameters` does not decay).
+    /// Falls back to [`ParamMults::module_decl`] for a name the symbol does not have.
+    pub fn module_symbol(
+        optimizer: &OptimizerSpec,
+        decl: &ward_graph::ir::ParamDecl,
+        symbol: &ward_mxnet::symbol::Symbol,
+    ) -> ParamMults {
+        let variable = |name: &str| {
+            symbol
+                .nodes
+                .iter()
+                .find(|n| n.op == "null" && n.name == name)
+        };
+        // The packed vector: a variable feeding an RNN's parameters (input 1), whose name
+        // and an unpacked piece's suffix make up `decl.name`.
+        let packed = || {
+            symbol
+                .nodes
+                .iter()
+                .filter(|n| n.op == "RNN")
+                .filter_map(|n| symbol.nodes.get(n.inputs.get(1)?.node))
+                .find(|v| {
+                    v.op == "null"
+                        && decl
+                            .name
+                            .strip_prefix(v.name.as_str())
+                            .and_then(|rest| rest.strip_prefix('_'))
+                            .is_some_and(is_unpacked_suffix)
+                })
+        };
+        let Some(node) = variable(&decl.name).or_else(packed) else {
+            return ParamMults::module_decl(optimizer, decl);
+        };
+        let attr = |key: &str| node.attrs.get(key).and_then(|v| v.parse::<f64>().ok());
+        ParamMults::module(
+            optimizer,
+            &node.name,
+            attr("__lr_mult__"),
+            attr("__wd_mult__"),
+        )
+    }
+}
+
+/// Whether `suffix` names a piece of an unpacked RNN vector: `l0_i2h_weight`,
+/// `r1_h2h_bias`, … (the importer's names, see `ward_graph::compat`).
+fn is_unpacked_suffix(suffix: &str) -> bool {
+    let Some((cell, what)) = suffix.split_once('_') else {
+        return false;
+    };
+    let mut chars = cell.chars();
+    matches!(chars.next(), Some('l' | 'r'))
+        && !chars.as_str().is_empty()
+        && chars.as_str().chars().all(|c| c.is_ascii_digit())
+        && matches!(what, "i2h_weight" | "h2h_weight" | "i2h_bias" | "h2h_bias")
 }
 
 /// One parameter of a step: its weight, gradient, state and multipliers.

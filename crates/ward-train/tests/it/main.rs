@@ -11,3 +11,4 @@ mod models;
 mod mxnet_gradients;
 mod optimizers;
 mod training;
+mod trajectories;

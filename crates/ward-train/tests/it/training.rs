@@ -44,10 +44,10 @@ fn trainer(seed: u64, learning_rate: f64) -> Trainer {
     Trainer::new(
         graph,
         weights,
-        BATCH,
-        &[1, 28, 28],
+        &[BATCH, 1, 28, 28],
         Optimizer::new(spec, None).unwrap(),
         Multipliers::Module,
+        None,
         RunSeed::from_u64(seed),
     )
     .unwrap()
