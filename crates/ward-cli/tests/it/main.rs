@@ -10,4 +10,5 @@ mod deny;
 mod doctor;
 mod hostile_files;
 mod signing;
+mod train;
 mod version;
