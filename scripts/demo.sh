@@ -2,7 +2,8 @@
 # The main job, end to end on bundled files: build ward, make a signing key, import a
 # bundled MXNet model (a narrow ResNet-18 exported by MXNet 1.9.1) into a signed package,
 # verify it, run it on a bundled input through the verified loader, show that a tampered
-# copy is refused, and export it to ONNX.
+# copy is refused, and export it to ONNX; train a LeNet on the bundled MNIST digits into a
+# signed package; serve both.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,10 +24,44 @@ trap 'rm -rf "$work"' EXIT
     --input "data=$model/input-data.npy" --out "$work/out"
 "$ward" export onnx "$work/resnet18.ward" --trust "$work/keys/release.pub" --out "$work/resnet18.onnx"
 
+# Train: the Module-API LeNet on the bundled MNIST digits (4,000 real images) for one
+# epoch, with a declared optimizer, signed; then run the trained package.
+mnist=$PWD/tests/fixtures/mnist
+lenet=$PWD/tests/fixtures/models/lenet_module
+cat > "$work/train.toml" <<EOF
+[model]
+symbol = "$lenet/model-symbol.json"
+params = "$lenet/model-0000.params"
+name = "lenet"
+
+[data]
+format = "mnist"
+train_images = "$mnist/train-images-idx3-ubyte.gz"
+train_labels = "$mnist/train-labels-idx1-ubyte.gz"
+val_images = "$mnist/t10k-images-idx3-ubyte.gz"
+val_labels = "$mnist/t10k-labels-idx1-ubyte.gz"
+batch_size = 64
+
+[optimizer]
+name = "sgd"
+learning_rate = 0.1
+momentum = 0.9
+wd = 0.0001
+rescale_grad = 0.015625
+
+[run]
+epochs = 1
+EOF
+"$ward" train --config "$work/train.toml" --out "$work/lenet-run" --sign-key "$work/keys/release.key"
+"$ward" predict "$work/lenet-run/package" --trust "$work/keys/release.pub" \
+    --input "data=$lenet/input-data.npy" --out "$work/lenet-out"
+
 # Serve it: a model repository holding the signed package, a development TLS certificate,
 # a bearer token; query it with a standard-library client; shut it down with SIGTERM.
 mkdir -p "$work/repo/resnet18_v1"
 cp -r "$work/resnet18.ward" "$work/repo/resnet18_v1/1"
+mkdir -p "$work/repo/lenet"
+cp -r "$work/lenet-run/package" "$work/repo/lenet/1"
 "$ward" tls-cert --out "$work/tls" --host localhost --host 127.0.0.1
 WARD_TOKEN=$("$ward" token --tokens "$work/tokens.toml" --principal demo --scopes infer,metadata,health)
 export WARD_TOKEN
@@ -47,6 +82,8 @@ url=$(sed -n 's/^listening on //p' "$work/serve.out")
 [ -n "$url" ] || { echo "demo: ward serve did not start" >&2; exit 1; }
 python3 scripts/oip_client.py --url "$url" --ca "$work/tls/ca.pem" --model resnet18_v1 \
     --input "data=$model/input-data.npy" --expect "$work/out/$(ls "$work/out")"
+python3 scripts/oip_client.py --url "$url" --ca "$work/tls/ca.pem" --model lenet \
+    --input "data=$lenet/input-data.npy" --expect "$work/lenet-out/softmax_output.npy"
 kill -TERM "$server"
 wait "$server"
 echo "ward serve stopped"

@@ -276,9 +276,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
     )
     .with_context(|| format!("writing {}", package.display()))?;
     println!(
-        "trained {} for {} epochs into {}{}",
+        "trained {} for {} epoch{} into {}{}",
         manifest.name,
         spec.run.epochs,
+        if spec.run.epochs == 1 { "" } else { "s" },
         package.display(),
         if key.is_some() { ", signed" } else { "" }
     );
