@@ -2,8 +2,8 @@
 //! `bench/train/mxnet_train.py export` wrote: the same symbol, initial parameters and
 //! batch MXNet trains. Driven by bench/train/run.sh.
 //!
-//! Usage: ward-bench-train DIR THREADS ITERS [profile]
-//! With `profile`, the last step's time per operator goes to stderr.
+//! Usage: `ward-bench-train DIR THREADS ITERS [profile]`
+//! With `profile`, each step's time per operator goes to stderr.
 //! Prints one JSON line: median/min/max step seconds, the loss after the timed steps,
 //! the peak resident memory.
 
