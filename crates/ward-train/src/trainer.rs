@@ -27,12 +27,6 @@ pub enum TrainError {
     NonFinite { step: u64, loss: f64, param: String },
     #[error("the graph must have one data input, one label input and end in SoftmaxOutput: {0}")]
     Graph(String),
-    #[error("{what} has {got} values, the plan needs {expected}")]
-    Batch {
-        what: &'static str,
-        expected: usize,
-        got: usize,
-    },
 }
 
 /// How the per-parameter multipliers are read, as the two MXNet front ends do.
@@ -100,14 +94,7 @@ impl Trainer {
         seed: RunSeed,
     ) -> Result<Trainer, TrainError> {
         let (data_input, label_input) = classifier_inputs(&graph)?;
-        let batch = data_shape.first().copied().unwrap_or(0);
-        let mut shapes = vec![Vec::new(); graph.inputs.len()];
-        if let Some(s) = shapes.get_mut(data_input) {
-            *s = data_shape.to_vec();
-        }
-        if let Some(s) = shapes.get_mut(label_input) {
-            *s = vec![batch];
-        }
+        let shapes = input_shapes(graph.inputs.len(), data_input, label_input, data_shape);
         let mults = graph
             .params
             .iter()
@@ -154,7 +141,7 @@ impl Trainer {
     /// One step on a batch; returns the batch's metrics (the forward pass's, before the
     /// update).
     pub fn step(&mut self, data: &[f32], labels: &[f32]) -> Result<Metrics, TrainError> {
-        let inputs = self.inputs(data, labels)?;
+        let inputs = self.inputs(data, labels);
         let refs: Vec<&[f32]> = self.weights.iter().map(Vec::as_slice).collect();
         let out = self
             .engine
@@ -206,15 +193,14 @@ impl Trainer {
     /// An evaluator of the current weights for batches of `batch` examples.
     pub fn evaluator(&self, batch: usize, example_shape: &[usize]) -> Result<Engine, TrainError> {
         let graph = self.engine.graph().clone();
-        let mut shapes = vec![Vec::new(); graph.inputs.len()];
         let mut data_shape = vec![batch];
         data_shape.extend_from_slice(example_shape);
-        if let Some(s) = shapes.get_mut(self.data_input) {
-            *s = data_shape;
-        }
-        if let Some(s) = shapes.get_mut(self.label_input) {
-            *s = vec![batch];
-        }
+        let shapes = input_shapes(
+            graph.inputs.len(),
+            self.data_input,
+            self.label_input,
+            &data_shape,
+        );
         let options = EngineOptions {
             inference: true,
             ..EngineOptions::default()
@@ -231,7 +217,7 @@ impl Trainer {
         labels: &[f32],
         valid: usize,
     ) -> Result<Metrics, TrainError> {
-        let inputs = self.inputs(data, labels)?;
+        let inputs = self.inputs(data, labels);
         let refs: Vec<&[f32]> = self.weights.iter().map(Vec::as_slice).collect();
         let outputs = evaluator.forward(&refs, &inputs)?;
         let probs = outputs.first().map(|o| o.data.as_slice()).unwrap_or(&[]);
@@ -243,7 +229,7 @@ impl Trainer {
         ))
     }
 
-    fn inputs<'a>(&self, data: &'a [f32], labels: &'a [f32]) -> Result<Vec<&'a [f32]>, TrainError> {
+    fn inputs<'a>(&self, data: &'a [f32], labels: &'a [f32]) -> Vec<&'a [f32]> {
         let mut inputs: Vec<&[f32]> = vec![&[]; self.engine.graph().inputs.len()];
         if let Some(slot) = inputs.get_mut(self.data_input) {
             *slot = data;
@@ -251,8 +237,25 @@ impl Trainer {
         if let Some(slot) = inputs.get_mut(self.label_input) {
             *slot = labels;
         }
-        Ok(inputs)
+        inputs
     }
+}
+
+/// The engine's input shapes: `data_shape` for the data input, one label per example.
+fn input_shapes(
+    inputs: usize,
+    data_input: usize,
+    label_input: usize,
+    data_shape: &[usize],
+) -> Vec<Vec<usize>> {
+    let mut shapes = vec![Vec::new(); inputs];
+    if let Some(s) = shapes.get_mut(data_input) {
+        *s = data_shape.to_vec();
+    }
+    if let Some(s) = shapes.get_mut(label_input) {
+        *s = vec![data_shape.first().copied().unwrap_or(0)];
+    }
+    shapes
 }
 
 /// The data and label inputs of a classifier ending in SoftmaxOutput.
