@@ -245,6 +245,18 @@ impl Conv2d {
         }
     }
 
+    /// Group `g`'s column matrix of image `x`: the image itself for a pointwise window,
+    /// else its patches written into `col`.
+    fn columns<'a>(&self, x: &'a [f32], g: usize, col: &'a mut [f32]) -> &'a [f32] {
+        let len = self.group_k() * self.out_plane();
+        if self.is_pointwise() {
+            &x[g * len..][..len]
+        } else {
+            self.im2col(x, g, col);
+            col
+        }
+    }
+
     /// Adds `col`'s patches for group `g` back into image `dx` (the adjoint of
     /// [`Self::im2col`]).
     fn col2im(&self, col: &[f32], g: usize, dx: &mut [f32]) {
@@ -306,12 +318,7 @@ impl Conv2d {
                 || vec![0.0f32; scratch],
                 |col, (y_n, x_n)| -> Result<(), KernelError> {
                     for g in 0..self.groups {
-                        let cols = if self.is_pointwise() {
-                            &x_n[g * k * p..][..k * p]
-                        } else {
-                            self.im2col(x_n, g, col);
-                            &col[..]
-                        };
+                        let cols = self.columns(x_n, g, col);
                         let w_g = MatRef::row_major(&w[g * og * k..][..og * k], og, k)?;
                         let y_g = MatMut::row_major(&mut y_n[g * og * p..][..og * p], og, p)?;
                         gemm(1.0, w_g, MatRef::row_major(cols, k, p)?, 0.0, y_g)?;
@@ -395,12 +402,7 @@ impl Conv2d {
                     let x_n = &x[n * image_in..][..image_in];
                     let dy_n = &dy[n * image_out..][..image_out];
                     for g in 0..self.groups {
-                        let cols = if pointwise {
-                            &x_n[g * k * p..][..k * p]
-                        } else {
-                            self.im2col(x_n, g, &mut col);
-                            &col[..]
-                        };
+                        let cols = self.columns(x_n, g, &mut col);
                         let dy_g = MatRef::row_major(&dy_n[g * og * p..][..og * p], og, p)?;
                         let acc_g = MatMut::row_major(&mut acc[g * og * k..][..og * k], og, k)?;
                         gemm(1.0, dy_g, MatRef::row_major(cols, k, p)?.t(), 1.0, acc_g)?;
