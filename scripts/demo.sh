@@ -35,12 +35,19 @@ params = "$lenet/model-0000.params"
 name = "lenet"
 
 [data]
-format = "mnist"
-train_images = "$mnist/train-images-idx3-ubyte.gz"
-train_labels = "$mnist/train-labels-idx1-ubyte.gz"
-val_images = "$mnist/t10k-images-idx3-ubyte.gz"
-val_labels = "$mnist/t10k-labels-idx1-ubyte.gz"
 batch_size = 64
+
+[data.train]
+format = "mnist"
+images = "$mnist/train-images-idx3-ubyte.gz"
+labels = "$mnist/train-labels-idx1-ubyte.gz"
+
+[data.val]
+format = "recordio"
+rec = "$mnist/t10k.rec"
+idx = "$mnist/t10k.idx"
+data_shape = [1, 28, 28]
+scale = 0.00392156862745098
 
 [optimizer]
 name = "sgd"
@@ -53,6 +60,7 @@ rescale_grad = 0.015625
 epochs = 1
 EOF
 "$ward" train --config "$work/train.toml" --out "$work/lenet-run" --sign-key "$work/keys/release.key"
+"$ward" eval "$work/lenet-run/package" --trust "$work/keys/release.pub" --data "$work/train.toml"
 "$ward" predict "$work/lenet-run/package" --trust "$work/keys/release.pub" \
     --input "data=$lenet/input-data.npy" --out "$work/lenet-out"
 

@@ -293,7 +293,7 @@ const LABELLED_HEADS: [&str; 4] = [
 ];
 
 /// Variables that only loss heads read, as their label: fed in training only.
-fn label_only_variables(symbol: &Symbol) -> HashSet<usize> {
+pub(crate) fn label_only_variables(symbol: &Symbol) -> HashSet<usize> {
     let mut readers: HashMap<usize, Vec<(usize, usize)>> = HashMap::new();
     for (index, node) in symbol.nodes.iter().enumerate() {
         for (pos, e) in node.inputs.iter().enumerate() {

@@ -10,6 +10,7 @@
 pub mod attrs;
 pub mod import;
 pub mod limits;
+pub mod new_params;
 pub mod params;
 pub mod recordio;
 pub mod symbol;

@@ -7,13 +7,26 @@
 //! symbol = "lenet-symbol.json"
 //! params = "lenet-0000.params"
 //!
-//! [data]                        # MNIST IDX files (gzip or not)
-//! format = "mnist"
-//! train_images = "train-images-idx3-ubyte.gz"
-//! train_labels = "train-labels-idx1-ubyte.gz"
-//! val_images = "t10k-images-idx3-ubyte.gz"
-//! val_labels = "t10k-labels-idx1-ubyte.gz"
+//! [data]
 //! batch_size = 64
+//!
+//! [data.train]                  # MNIST IDX files (gzip or not); or recordio, csv, npy
+//! format = "mnist"
+//! images = "train-images-idx3-ubyte.gz"
+//! labels = "train-labels-idx1-ubyte.gz"
+//!
+//! [data.val]                    # held out, evaluated after each epoch
+//! format = "recordio"
+//! rec = "t10k.rec"
+//! idx = "t10k.idx"
+//! data_shape = [1, 28, 28]
+//! scale = 0.00392156862745098   # 1/255
+//!
+//! [init]                        # for weights the params file lacks (optional)
+//! name = "xavier"
+//! rnd_type = "gaussian"
+//! factor_type = "in"
+//! magnitude = 2.0
 //!
 //! [optimizer]                   # any of `OptimizerSpec`'s names and keyword arguments
 //! name = "sgd"
@@ -25,10 +38,20 @@
 //! epochs = 3
 //! ```
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use ward_mxnet::limits::RecordIoLimits;
 
+use crate::data::csv::CsvDataset;
+use crate::data::idx::{MnistDataset, MnistOptions};
+use crate::data::image::ImageParams;
+use crate::data::npy::NpyDataset;
+use crate::data::recordio::ImageRecordDataset;
+use crate::data::{DataError, DataLimits, Dataset};
+
+use crate::init::{InitError, InitSpec};
 use crate::optim::{OptimError, OptimizerSpec};
 use crate::schedule::ScheduleSpec;
 use crate::trainer::Multipliers;
@@ -48,16 +71,23 @@ pub struct TrainSpec {
     pub optimizer: OptimizerSpec,
     #[serde(default)]
     pub schedule: Option<ScheduleSpec>,
+    /// How parameters the model's `.params` lacks are initialised (all of them when it
+    /// names none): one of MXNet's initializers, drawn from the run's stream.
+    #[serde(default)]
+    pub init: Option<InitSpec>,
     pub run: RunSpec,
 }
 
 /// An MXNet Module checkpoint (`prefix-symbol.json`, `prefix-EPOCH.params`, `arg:`/`aux:`
-/// keys) or Gluon export ending in SoftmaxOutput with its label variable.
+/// keys) or Gluon export ending in SoftmaxOutput with its label variable. Without
+/// `params`, or for weights the file lacks (a new layer to fine-tune), the spec's
+/// `[init]` initialises them, with the shapes MXNet's shape inference gives.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSpec {
     pub symbol: PathBuf,
-    pub params: PathBuf,
+    #[serde(default)]
+    pub params: Option<PathBuf>,
     /// The name of the package written (default: the symbol file's stem).
     #[serde(default)]
     pub name: Option<String>,
@@ -70,23 +100,14 @@ fn default_data_name() -> String {
     "data".into()
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DataFormat {
-    /// MNIST IDX image and label files (`MNISTIter`).
-    Mnist,
-}
-
+/// The training data (and, optionally, held-out data), batched alike.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataSpec {
-    pub format: DataFormat,
-    pub train_images: PathBuf,
-    pub train_labels: PathBuf,
+    pub train: DataSource,
+    /// Evaluated after each epoch, in file order.
     #[serde(default)]
-    pub val_images: Option<PathBuf>,
-    #[serde(default)]
-    pub val_labels: Option<PathBuf>,
+    pub val: Option<DataSource>,
     pub batch_size: usize,
     /// A new order each epoch, from the run's stream (default true).
     #[serde(default = "yes")]
@@ -94,6 +115,117 @@ pub struct DataSpec {
     /// Threads decoding batches ahead of training (default 1; 0: on the training thread).
     #[serde(default = "one")]
     pub threads: usize,
+}
+
+/// One set of examples with class labels, in one of the formats MXNet's iterators read.
+/// Paths are relative to the spec's directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "format", rename_all = "snake_case", deny_unknown_fields)]
+pub enum DataSource {
+    /// MNIST IDX image and label files, gzip or not (`MNISTIter`): pixels scaled to
+    /// `[0, 1]`, each example `[1, rows, cols]`.
+    Mnist { images: PathBuf, labels: PathBuf },
+    /// Image records (`ImageRecordIter`): a `.rec`, its `.idx` (optional; without one the
+    /// file is scanned in order), and the iterator's image parameters.
+    Recordio {
+        rec: PathBuf,
+        #[serde(default)]
+        idx: Option<PathBuf>,
+        /// `[channels, height, width]` (channels 1 or 3).
+        data_shape: [usize; 3],
+        /// Resize the shorter side to this first.
+        #[serde(default)]
+        resize: Option<usize>,
+        #[serde(default)]
+        rand_crop: bool,
+        #[serde(default)]
+        rand_mirror: bool,
+        /// Per channel (`mean_r`, `mean_g`, `mean_b`; only the first for gray).
+        #[serde(default)]
+        mean: [f32; 3],
+        #[serde(default = "unit3")]
+        std: [f32; 3],
+        /// Multiplies each value after the mean and std (`scale`; 1/255 for `[0, 1]`).
+        #[serde(default = "unit")]
+        scale: f32,
+    },
+    /// Comma-separated values (`CSVIter`): one example per row of `data`, one label per
+    /// row of `labels`.
+    Csv {
+        data: PathBuf,
+        data_shape: Vec<usize>,
+        labels: PathBuf,
+    },
+    /// `.npy` arrays: examples along the first axis of `data`, one label each in `labels`.
+    Npy { data: PathBuf, labels: PathBuf },
+}
+
+fn unit() -> f32 {
+    1.0
+}
+
+fn unit3() -> [f32; 3] {
+    [1.0; 3]
+}
+
+impl DataSource {
+    /// Opens the files (relative paths against `base`), checking every limit.
+    pub fn open(&self, base: &Path, limits: &DataLimits) -> Result<Arc<dyn Dataset>, DataError> {
+        let at = |p: &Path| base.join(p);
+        Ok(match self {
+            DataSource::Mnist { images, labels } => Arc::new(MnistDataset::open(
+                &at(images),
+                &at(labels),
+                &MnistOptions::default(),
+                limits,
+            )?),
+            DataSource::Recordio {
+                rec,
+                idx,
+                data_shape,
+                resize,
+                rand_crop,
+                rand_mirror,
+                mean,
+                std,
+                scale,
+            } => {
+                let params = ImageParams {
+                    data_shape: *data_shape,
+                    resize: *resize,
+                    rand_crop: *rand_crop,
+                    rand_mirror: *rand_mirror,
+                    mirror: false,
+                    mean: *mean,
+                    std: *std,
+                    scale: *scale,
+                    label_width: 1,
+                };
+                let idx = idx.as_deref().map(at);
+                Arc::new(ImageRecordDataset::open(
+                    &at(rec),
+                    idx.as_deref(),
+                    params,
+                    limits,
+                    &RecordIoLimits::default(),
+                )?)
+            }
+            DataSource::Csv {
+                data,
+                data_shape,
+                labels,
+            } => Arc::new(CsvDataset::open(
+                &at(data),
+                data_shape,
+                Some(&at(labels)),
+                &[1],
+                limits,
+            )?),
+            DataSource::Npy { data, labels } => {
+                Arc::new(NpyDataset::open(&at(data), Some(&at(labels)), limits)?)
+            }
+        })
+    }
 }
 
 fn yes() -> bool {
@@ -141,10 +273,12 @@ pub enum SpecError {
         value: String,
         allowed: String,
     },
-    #[error("data: val_images and val_labels must be given together")]
-    ValidationPair,
     #[error(transparent)]
     Optimizer(#[from] OptimError),
+    #[error(transparent)]
+    Init(#[from] InitError),
+    #[error("model: no params file and no [init]: say how the weights start (e.g. [init] name = \"xavier\")")]
+    NoWeights,
 }
 
 impl TrainSpec {
@@ -178,10 +312,94 @@ impl TrainSpec {
         if let Some(t) = self.run.threads {
             range("run.threads", t as u64, 1, MAX_THREADS as u64)?;
         }
-        if self.data.val_images.is_some() != self.data.val_labels.is_some() {
-            return Err(SpecError::ValidationPair);
-        }
         self.optimizer.validate()?;
+        if let Some(init) = &self.init {
+            init.validate()?;
+        }
+        if self.model.params.is_none() && self.init.is_none() {
+            return Err(SpecError::NoWeights);
+        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    const SPEC: &str = r#"
+[model]
+symbol = "m-symbol.json"
+
+[init]
+name = "xavier"
+
+[data]
+batch_size = 8
+train = { format = "recordio", rec = "t.rec", data_shape = [3, 32, 32] }
+val = { format = "csv", data = "v.csv", data_shape = [4], labels = "l.csv" }
+
+[optimizer]
+name = "sgd"
+learning_rate = 0.1
+
+[run]
+epochs = 2
+"#;
+
+    #[test]
+    fn sources_take_mxnets_defaults() {
+        let spec: TrainSpec = toml::from_str(SPEC).unwrap();
+        spec.validate().unwrap();
+        assert_eq!(
+            spec.data.train,
+            DataSource::Recordio {
+                rec: "t.rec".into(),
+                idx: None,
+                data_shape: [3, 32, 32],
+                resize: None,
+                rand_crop: false,
+                rand_mirror: false,
+                mean: [0.0; 3],
+                std: [1.0; 3],
+                scale: 1.0,
+            }
+        );
+        assert!(matches!(spec.data.val, Some(DataSource::Csv { .. })));
+        assert!(spec.data.shuffle);
+        assert_eq!(spec.model.params, None);
+    }
+
+    #[test]
+    fn unknown_keys_and_formats_are_refused_by_name() {
+        for (from, to, needle) in [
+            ("rec = \"t.rec\"", "rec = \"t.rec\", recc = 1", "recc"),
+            ("format = \"csv\"", "format = \"hdf5\"", "hdf5"),
+            ("epochs = 2", "epochs = 2\nepoch = 3", "epoch"),
+            (
+                "[init]\nname = \"xavier\"",
+                "[init]\nname = \"xavier\"\nmagnitud = 2",
+                "magnitud",
+            ),
+        ] {
+            let text = SPEC.replace(from, to);
+            assert_ne!(text, SPEC, "{from}");
+            let err = toml::from_str::<TrainSpec>(&text).unwrap_err().to_string();
+            assert!(err.contains(needle), "{to}: {err}");
+        }
+    }
+
+    #[test]
+    fn weights_must_come_from_somewhere() {
+        let text = SPEC.replace("[init]\nname = \"xavier\"\n", "");
+        let spec: TrainSpec = toml::from_str(&text).unwrap();
+        assert!(matches!(spec.validate(), Err(SpecError::NoWeights)));
+        let text = SPEC.replace(
+            "[init]\nname = \"xavier\"",
+            "[init]\nname = \"uniform\"\nscale = -1.0",
+        );
+        let spec: TrainSpec = toml::from_str(&text).unwrap();
+        assert!(matches!(spec.validate(), Err(SpecError::Init(_))));
     }
 }

@@ -10,6 +10,7 @@
 
 use ward_core::random::RunSeed;
 use ward_graph::ir::{Graph, InputRole, ParamRole};
+use ward_graph::ops::loss::SoftmaxOutput;
 use ward_graph::ops::Op;
 
 use crate::engine::{Engine, EngineOptions};
@@ -27,6 +28,12 @@ pub enum TrainError {
     NonFinite { step: u64, loss: f64, param: String },
     #[error("the graph must have one data input, one label input and end in SoftmaxOutput: {0}")]
     Graph(String),
+    #[error("label {label} of example {index} in the batch is not a class in 0..{classes}")]
+    Label {
+        index: usize,
+        label: f32,
+        classes: usize,
+    },
 }
 
 /// How the per-parameter multipliers are read, as the two MXNet front ends do.
@@ -63,6 +70,11 @@ impl Metrics {
     pub fn accuracy(&self) -> f64 {
         self.correct as f64 / self.examples.max(1) as f64
     }
+
+    /// The metrics of class probabilities (one row per label) against class labels.
+    pub fn of_probabilities(probs: &[f32], labels: &[f32]) -> Metrics {
+        classify(probs, labels)
+    }
 }
 
 /// A classifier ending in SoftmaxOutput, training.
@@ -77,6 +89,8 @@ pub struct Trainer {
     step: u64,
     data_input: usize,
     label_input: usize,
+    /// The label SoftmaxOutput skips (`use_ignore`), which is no class.
+    ignore_label: Option<f32>,
 }
 
 impl Trainer {
@@ -93,7 +107,8 @@ impl Trainer {
         symbol: Option<&ward_mxnet::symbol::Symbol>,
         seed: RunSeed,
     ) -> Result<Trainer, TrainError> {
-        let (data_input, label_input) = classifier_inputs(&graph)?;
+        let (data_input, label_input, head) = classifier_inputs(&graph)?;
+        let ignore_label = head.use_ignore.then_some(head.ignore_label as f32);
         let shapes = input_shapes(graph.inputs.len(), data_input, label_input, data_shape);
         let mults = graph
             .params
@@ -122,6 +137,7 @@ impl Trainer {
             step: 0,
             data_input,
             label_input,
+            ignore_label,
         })
     }
 
@@ -151,6 +167,7 @@ impl Trainer {
             .first()
             .map(|o| o.data.as_slice())
             .unwrap_or(&[]);
+        self.check_labels(probs, labels)?;
         let metrics = classify(probs, labels);
         let nonfinite = out
             .param_grads
@@ -223,10 +240,15 @@ impl Trainer {
         let probs = outputs.first().map(|o| o.data.as_slice()).unwrap_or(&[]);
         let classes = probs.len() / labels.len().max(1);
         let valid = valid.min(labels.len());
+        self.check_labels(probs, labels.get(..valid).unwrap_or(&[]))?;
         Ok(classify(
             probs.get(..valid * classes).unwrap_or(&[]),
             labels.get(..valid).unwrap_or(&[]),
         ))
+    }
+
+    fn check_labels(&self, probs: &[f32], labels: &[f32]) -> Result<(), TrainError> {
+        check_labels(labels, probs.len() / labels.len().max(1), self.ignore_label)
     }
 
     fn inputs<'a>(&self, data: &'a [f32], labels: &'a [f32]) -> Vec<&'a [f32]> {
@@ -258,8 +280,8 @@ fn input_shapes(
     shapes
 }
 
-/// The data and label inputs of a classifier ending in SoftmaxOutput.
-fn classifier_inputs(graph: &Graph) -> Result<(usize, usize), TrainError> {
+/// The data and label inputs of a classifier ending in SoftmaxOutput, and the head.
+fn classifier_inputs(graph: &Graph) -> Result<(usize, usize, &SoftmaxOutput), TrainError> {
     let of = |role: InputRole| -> Vec<usize> {
         graph
             .inputs
@@ -270,16 +292,20 @@ fn classifier_inputs(graph: &Graph) -> Result<(usize, usize), TrainError> {
             .collect()
     };
     let (data, labels) = (of(InputRole::Data), of(InputRole::Label));
-    let ends_in_softmax = graph
+    let head = graph
         .outputs
         .first()
         .and_then(|o| match o.source {
             ward_graph::ir::Source::Node(n, _) => graph.nodes.get(n),
             _ => None,
         })
-        .is_some_and(|n| matches!(n.op, Op::SoftmaxOutput(_)));
-    match (data.as_slice(), labels.as_slice(), ends_in_softmax) {
-        (&[d], &[l], true) => Ok((d, l)),
+        .and_then(|n| match &n.op {
+            Op::SoftmaxOutput(head) => Some(head),
+            _ => None,
+        });
+    let ends_in_softmax = head.is_some();
+    match (data.as_slice(), labels.as_slice(), head) {
+        (&[d], &[l], Some(head)) => Ok((d, l, head)),
         _ => Err(TrainError::Graph(format!(
             "{} data inputs, {} label inputs, first output {}",
             data.len(),
@@ -290,6 +316,23 @@ fn classifier_inputs(graph: &Graph) -> Result<(usize, usize), TrainError> {
                 "not SoftmaxOutput"
             }
         ))),
+    }
+}
+
+/// Every label must be a class in `0..classes` (or `ignore`, the label a head with
+/// `use_ignore` skips): a data file with labels past the classes would otherwise train
+/// on nothing, silently.
+pub fn check_labels(labels: &[f32], classes: usize, ignore: Option<f32>) -> Result<(), TrainError> {
+    let bad = labels
+        .iter()
+        .position(|&l| Some(l) != ignore && !(l >= 0.0 && l < classes as f32 && l.fract() == 0.0));
+    match bad {
+        Some(index) => Err(TrainError::Label {
+            index,
+            label: labels.get(index).copied().unwrap_or(f32::NAN),
+            classes,
+        }),
+        None => Ok(()),
     }
 }
 

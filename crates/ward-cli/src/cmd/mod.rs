@@ -1,4 +1,5 @@
 pub mod doctor;
+pub mod eval;
 pub mod export;
 pub mod import;
 pub mod inspect;

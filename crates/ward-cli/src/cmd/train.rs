@@ -1,24 +1,27 @@
 //! `ward train`
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
 use ward_core::random::RunSeed;
 use ward_core::{DType, Tensor};
 use ward_mxnet::import::{import, DeclaredInput};
 use ward_mxnet::limits::{
     ParamsLimits, SymbolLimits, MAX_PARAMS_FILE_BYTES, MAX_SYMBOL_JSON_BYTES,
 };
+use ward_mxnet::new_params::import_with_new_params;
+use ward_mxnet::params::ParamsFile;
 use ward_package::signature::read_private_key_file;
 use ward_package::{write_signed_package, FileDigest, InputSpec, Manifest, Origin};
 use ward_train::data::batch::{LastBatch, Loader, LoaderConfig};
-use ward_train::data::idx::{MnistDataset, MnistOptions};
 use ward_train::data::{DataLimits, Dataset};
-use ward_train::spec::{DataFormat, TrainSpec};
+use ward_train::init::init_missing;
+use ward_train::spec::TrainSpec;
 use ward_train::trainer::{Metrics, Trainer};
 use ward_train::Optimizer;
 
@@ -82,32 +85,36 @@ pub fn run(args: TrainArgs) -> Result<()> {
     eprintln!("seed: {seed}");
 
     // The data first: its example shape is the model's input.
-    let (train, val) = match spec.data.format {
-        DataFormat::Mnist => {
-            let open = |images: &Path, labels: &Path| -> Result<Arc<dyn Dataset>> {
-                Ok(Arc::new(MnistDataset::open(
-                    &at(images),
-                    &at(labels),
-                    &MnistOptions::default(),
-                    &DataLimits::default(),
-                )?))
-            };
-            let val = match (&spec.data.val_images, &spec.data.val_labels) {
-                (Some(i), Some(l)) => Some(open(i, l)?),
-                _ => None,
-            };
-            (open(&spec.data.train_images, &spec.data.train_labels)?, val)
-        }
-    };
+    let limits = DataLimits::default();
+    let train = spec.data.train.open(base, &limits).context("data.train")?;
+    let val = spec
+        .data
+        .val
+        .as_ref()
+        .map(|v| v.open(base, &limits).context("data.val"))
+        .transpose()?;
     let example_shape = train.data_shape().to_vec();
     let batch = spec.data.batch_size;
 
     let symbol_bytes = read_file(&at(&spec.model.symbol), MAX_SYMBOL_JSON_BYTES as u64)?;
-    let params_bytes = read_file(&at(&spec.model.params), MAX_PARAMS_FILE_BYTES)?;
     let symbol = ward_mxnet::symbol::read_symbol(&symbol_bytes, &SymbolLimits::default())
         .with_context(|| format!("{}", spec.model.symbol.display()))?;
-    let params = ward_mxnet::params::read_params(&params_bytes, &ParamsLimits::default())
-        .with_context(|| format!("{}", spec.model.params.display()))?;
+    let params_bytes = spec
+        .model
+        .params
+        .as_ref()
+        .map(|p| read_file(&at(p), MAX_PARAMS_FILE_BYTES))
+        .transpose()?;
+    let params = match (&params_bytes, &spec.model.params) {
+        (Some(bytes), Some(path)) => {
+            ward_mxnet::params::read_params(bytes, &ParamsLimits::default())
+                .with_context(|| format!("{}", path.display()))?
+        }
+        _ => ParamsFile {
+            arrays: Vec::new(),
+            names: None,
+        },
+    };
     let mut shape = vec![-1i64];
     shape.extend(example_shape.iter().map(|&d| d as i64));
     let declared = [DeclaredInput {
@@ -115,20 +122,42 @@ pub fn run(args: TrainArgs) -> Result<()> {
         dtype: DType::F32,
         shape: shape.clone(),
     }];
-    let imported = import(&symbol, params, &declared).context("import")?;
+    // Weights the file lacks are new parameters only when the spec says how to start them.
+    let (imported, new) = match &spec.init {
+        Some(_) => import_with_new_params(&symbol, params, &declared).context("import")?,
+        None => (
+            import(&symbol, params, &declared).context("import")?,
+            Vec::new(),
+        ),
+    };
     let graph = imported.graph.clone();
-    let weights = graph
+    let given = graph
         .params
         .iter()
         .map(|p| {
+            if new.iter().any(|n| n.name == p.name) {
+                return Ok(None);
+            }
             imported
                 .weights
                 .iter()
                 .find(|(n, _)| *n == p.name)
-                .map(|(_, t)| t.to_f32_vec())
+                .map(|(_, t)| Some(t.to_f32_vec()))
                 .with_context(|| format!("no weights for {}", p.name))
         })
         .collect::<Result<Vec<_>>>()?;
+    let init = spec.init.unwrap_or_default();
+    let weights = init_missing(&init, &graph, &seed, given)?;
+    if !new.is_empty() {
+        let names: Vec<&str> = new.iter().map(|p| p.name.as_str()).collect();
+        eprintln!(
+            "initialised {} parameter{} with {}: {}",
+            new.len(),
+            if new.len() == 1 { "" } else { "s" },
+            init.name(),
+            names.join(", ")
+        );
+    }
     let optimizer = Optimizer::new(spec.optimizer.clone(), spec.schedule.clone())?;
 
     let threads = spec
@@ -151,6 +180,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             seed.clone(),
         )
     };
+    let steps_per_epoch = train.len().div_ceil(batch) as u64;
     let train_loader = loader(train, spec.data.shuffle)?;
     let val_loader = val.map(|v| loader(v, false)).transpose()?;
 
@@ -181,6 +211,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         let evaluator = trainer.evaluator(batch, &example_shape)?;
         let started = Instant::now();
         let mut samples = 0usize;
+        let progress = Progress::new(spec.run.epochs.saturating_mul(steps_per_epoch));
         for epoch in 0..spec.run.epochs {
             let mut window = Metrics::default();
             let mut epoch_metrics = Metrics::default();
@@ -190,8 +221,17 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 window.add(m);
                 epoch_metrics.add(m);
                 samples += batch;
+                let rate = samples as f64 / started.elapsed().as_secs_f64().max(1e-9);
+                progress.step(epoch, trainer.steps(), m.cross_entropy(), rate);
                 if trainer.steps() % spec.run.log_every == 0 {
-                    let rate = samples as f64 / started.elapsed().as_secs_f64().max(1e-9);
+                    if !progress.is_bar() {
+                        eprintln!(
+                            "epoch {epoch} step {}: loss {:.4}, accuracy {:.4}, {rate:.0} samples/s",
+                            trainer.steps(),
+                            window.cross_entropy(),
+                            window.accuracy()
+                        );
+                    }
                     writeln!(
                         log,
                         "{}",
@@ -228,8 +268,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 );
             }
             writeln!(log, "{line}")?;
-            eprintln!("{summary}");
+            progress.println(&summary);
         }
+        progress.finish();
         Ok(trainer.weights().to_vec())
     })?;
     log.sync_all()?;
@@ -253,10 +294,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let origin = Origin {
         framework: "mxnet".into(),
         framework_version: Some(format!("{}.{}.{}", v / 10000, v / 100 % 100, v % 100)),
-        files: vec![
-            FileDigest::of(file_name(&spec.model.symbol), &symbol_bytes),
-            FileDigest::of(file_name(&spec.model.params), &params_bytes),
-        ],
+        files: [
+            (Some(&spec.model.symbol), Some(&symbol_bytes)),
+            (spec.model.params.as_ref(), params_bytes.as_ref()),
+        ]
+        .into_iter()
+        .filter_map(|(path, bytes)| Some(FileDigest::of(file_name(path?), bytes?)))
+        .collect(),
     };
     let inputs = vec![InputSpec {
         name: spec.model.data_input.clone(),
@@ -284,6 +328,53 @@ pub fn run(args: TrainArgs) -> Result<()> {
         if key.is_some() { ", signed" } else { "" }
     );
     Ok(())
+}
+
+/// What a person watching sees: on a terminal, a bar with the epoch, step, loss, samples
+/// per second and the time left; otherwise a line every `log_every` steps (the caller's).
+enum Progress {
+    Bar(ProgressBar),
+    Lines,
+}
+
+impl Progress {
+    fn new(total_steps: u64) -> Progress {
+        if !std::io::stderr().is_terminal() {
+            return Progress::Lines;
+        }
+        let bar = ProgressBar::new(total_steps);
+        let style = ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  ETA {eta}");
+        if let Ok(style) = style {
+            bar.set_style(style);
+        }
+        Progress::Bar(bar)
+    }
+
+    fn is_bar(&self) -> bool {
+        matches!(self, Progress::Bar(_))
+    }
+
+    fn step(&self, epoch: u64, step: u64, loss: f64, samples_per_s: f64) {
+        if let Progress::Bar(bar) = self {
+            bar.set_position(step);
+            bar.set_message(format!(
+                "epoch {epoch}  loss {loss:.4}  {samples_per_s:.0} samples/s"
+            ));
+        }
+    }
+
+    fn println(&self, line: &str) {
+        match self {
+            Progress::Bar(bar) => bar.println(line),
+            Progress::Lines => eprintln!("{line}"),
+        }
+    }
+
+    fn finish(&self) {
+        if let Progress::Bar(bar) = self {
+            bar.finish_and_clear();
+        }
+    }
 }
 
 fn file_name(path: &Path) -> String {

@@ -17,12 +17,19 @@ params = "{params}"
 name = "lenet"
 
 [data]
-format = "mnist"
-train_images = "{mnist}/train-images-idx3-ubyte.gz"
-train_labels = "{mnist}/train-labels-idx1-ubyte.gz"
-val_images = "{mnist}/t10k-images-idx3-ubyte.gz"
-val_labels = "{mnist}/t10k-labels-idx1-ubyte.gz"
 batch_size = 64
+
+[data.train]
+format = "mnist"
+images = "{mnist}/train-images-idx3-ubyte.gz"
+labels = "{mnist}/train-labels-idx1-ubyte.gz"
+
+[data.val]
+format = "recordio"
+rec = "{mnist}/t10k.rec"
+idx = "{mnist}/t10k.idx"
+data_shape = [1, 28, 28]
+scale = 0.00392156862745098
 
 [optimizer]
 name = "sgd"
@@ -106,6 +113,27 @@ fn trains_signs_and_repeats_with_the_same_seed() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
 
+    // `ward eval` measures the served package on the spec's validation data: the same
+    // accuracy the run measured on its own engine (the backends round differently, so a
+    // digit on the edge may flip).
+    let o = ward(&[
+        "eval",
+        pkg.to_str().unwrap(),
+        "--trust",
+        keys.join("k.pub").to_str().unwrap(),
+        "--data",
+        config.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let eval: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(eval["examples"], 1000, "{eval}");
+    let (served, trained) = (
+        eval["accuracy"].as_f64().unwrap(),
+        last["val_accuracy"].as_f64().unwrap(),
+    );
+    assert!((served - trained).abs() <= 0.003, "{served} vs {trained}");
+
     // The same seed trains the same bits.
     let (b, _) = run("b");
     let weights = |d: &Path| std::fs::read(d.join("package/weights.safetensors")).unwrap();
@@ -138,4 +166,134 @@ fn a_bad_spec_is_refused_naming_the_key() {
             out.display()
         );
     }
+}
+
+/// Writes `values` as a float32 `.npy` of `shape`.
+fn npy(path: &Path, shape: &[usize], values: &[f32]) {
+    let t = ward_core::Tensor::from_f32(shape.to_vec(), values).unwrap();
+    std::fs::write(path, ward_core::npy::write_npy(&t)).unwrap();
+}
+
+#[test]
+fn trains_the_classic_lenet_from_its_symbol_alone_with_a_declared_initializer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mnist = repo_root().join("tests/fixtures/mnist");
+    let symbol = repo_root().join("tests/fixtures/models/lenet_classic/model-symbol.json");
+    let text = format!(
+        r#"
+[model]
+symbol = "{symbol}"
+
+[init]
+name = "xavier"
+rnd_type = "gaussian"
+factor_type = "in"
+magnitude = 2.0
+
+[data]
+batch_size = 64
+
+[data.train]
+format = "recordio"
+rec = "{mnist}/train.rec"
+idx = "{mnist}/train.idx"
+data_shape = [1, 28, 28]
+scale = 0.00392156862745098
+
+[data.val]
+format = "mnist"
+images = "{mnist}/t10k-images-idx3-ubyte.gz"
+labels = "{mnist}/t10k-labels-idx1-ubyte.gz"
+
+[optimizer]
+name = "sgd"
+learning_rate = 0.05
+momentum = 0.9
+wd = 0.0001
+rescale_grad = 0.015625
+
+[run]
+epochs = 1
+seed = "3"
+"#,
+        symbol = symbol.display(),
+        mnist = mnist.display(),
+    );
+    let config = tmp.path().join("train.toml");
+    std::fs::write(&config, &text).unwrap();
+    let out = tmp.path().join("run");
+    let o = ward(&[
+        "train",
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let log = stderr(&o);
+    assert!(o.status.success(), "{log}");
+    assert!(
+        log.contains("initialised 8 parameters with xavier: conv1_weight, conv1_bias"),
+        "{log}"
+    );
+    let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(metrics.lines().last().unwrap()).unwrap();
+    assert!(last["val_accuracy"].as_f64().unwrap() > 0.85, "{last}");
+}
+
+#[test]
+fn labels_outside_the_classes_and_a_spec_without_weights_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = fixture("lenet_module");
+    npy(&tmp.path().join("x.npy"), &[4, 1, 28, 28], &[0.5; 4 * 784]);
+    npy(&tmp.path().join("y.npy"), &[4], &[1.0, 2.0, 12.0, 3.0]);
+    let write = |model_lines: &str| {
+        let text = format!(
+            r#"
+[model]
+symbol = "{symbol}"
+{model_lines}
+
+[data]
+batch_size = 4
+shuffle = false
+train = {{ format = "npy", data = "x.npy", labels = "y.npy" }}
+
+[optimizer]
+name = "sgd"
+learning_rate = 0.1
+
+[run]
+epochs = 1
+"#,
+            symbol = model.join("model-symbol.json").display(),
+        );
+        let config = tmp.path().join("train.toml");
+        std::fs::write(&config, text).unwrap();
+        config
+    };
+    let run = |config: &Path, out: &str| {
+        ward(&[
+            "train",
+            "--config",
+            config.to_str().unwrap(),
+            "--out",
+            tmp.path().join(out).to_str().unwrap(),
+        ])
+    };
+    let params = format!("params = \"{}\"", model.join("model-0000.params").display());
+    let o = run(&write(&params), "a");
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("label 12 of example 2") && err.contains("0..10"),
+        "{err}"
+    );
+    // Nothing trained: no package.
+    assert!(!tmp.path().join("a/package").exists());
+
+    let o = run(&write(""), "b");
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("no params file and no [init]"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
 }

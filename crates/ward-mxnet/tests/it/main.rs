@@ -8,6 +8,7 @@
 mod support;
 
 mod import_errors;
+mod new_params;
 mod params_crafted;
 mod params_fixtures;
 mod params_malformed;
