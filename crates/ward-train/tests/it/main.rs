@@ -7,6 +7,7 @@ mod support;
 
 mod data;
 mod engine;
+mod init;
 mod models;
 mod mxnet_gradients;
 mod optimizers;
