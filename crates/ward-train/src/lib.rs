@@ -23,6 +23,7 @@ pub mod data;
 pub mod engine;
 pub mod grad;
 pub mod init;
+pub mod metrics;
 pub mod optim;
 pub mod schedule;
 pub mod spec;

@@ -8,6 +8,7 @@ mod support;
 mod data;
 mod engine;
 mod init;
+mod metrics;
 mod models;
 mod mxnet_gradients;
 mod optimizers;
