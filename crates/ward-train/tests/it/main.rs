@@ -12,5 +12,6 @@ mod metrics;
 mod models;
 mod mxnet_gradients;
 mod optimizers;
+mod plot;
 mod training;
 mod trajectories;
