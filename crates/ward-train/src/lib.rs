@@ -18,12 +18,18 @@
 //!
 //! [`data`] reads training data (MNIST IDX, CSV, `.npy`, RecordIO images) as untrusted
 //! input, with limits, and makes shuffled, augmented batches from the run's random stream.
+//!
+//! [`init`] holds MXNet's initializers and [`metrics`] its evaluation metrics, both
+//! declared as data and held to MXNet 1.9.1; [`plot`] reads a run's `metrics.jsonl` as
+//! untrusted input and draws its curves as a PNG (`ward plot`).
 
 pub mod data;
 pub mod engine;
 pub mod grad;
 pub mod init;
+pub mod metrics;
 pub mod optim;
+pub mod plot;
 pub mod schedule;
 pub mod spec;
 pub mod trainer;

@@ -4,6 +4,7 @@ pub mod export;
 pub mod import;
 pub mod inspect;
 pub mod keygen;
+pub mod plot;
 pub mod predict;
 pub mod serve;
 pub mod sign;

@@ -9,6 +9,7 @@ mod cli;
 mod deny;
 mod doctor;
 mod hostile_files;
+mod plot;
 mod signing;
 mod train;
 mod version;
