@@ -52,6 +52,7 @@ use crate::data::recordio::ImageRecordDataset;
 use crate::data::{DataError, DataLimits, Dataset};
 
 use crate::init::{InitError, InitSpec};
+use crate::metrics::{MetricError, MetricSpec};
 use crate::optim::{OptimError, OptimizerSpec};
 use crate::schedule::ScheduleSpec;
 use crate::trainer::Multipliers;
@@ -254,6 +255,10 @@ pub struct RunSpec {
     /// Write a metrics line every this many steps (default 50), besides each epoch's.
     #[serde(default = "fifty")]
     pub log_every: u64,
+    /// Measured on the validation data after each epoch, besides the loss and accuracy:
+    /// MXNet's metrics, e.g. `[{ name = "top_k_accuracy", top_k = 5 }]`.
+    #[serde(default)]
+    pub metrics: Vec<MetricSpec>,
 }
 
 fn module() -> Multipliers {
@@ -277,6 +282,8 @@ pub enum SpecError {
     Optimizer(#[from] OptimError),
     #[error(transparent)]
     Init(#[from] InitError),
+    #[error("run.metrics: {0}")]
+    Metric(#[from] MetricError),
     #[error("model: no params file and no [init]: say how the weights start (e.g. [init] name = \"xavier\")")]
     NoWeights,
 }
@@ -316,6 +323,9 @@ impl TrainSpec {
         if let Some(init) = &self.init {
             init.validate()?;
         }
+        for metric in &self.run.metrics {
+            metric.validate()?;
+        }
         if self.model.params.is_none() && self.init.is_none() {
             return Err(SpecError::NoWeights);
         }
@@ -346,6 +356,7 @@ learning_rate = 0.1
 
 [run]
 epochs = 2
+metrics = [{ name = "top_k_accuracy", top_k = 3 }, { name = "perplexity" }]
 "#;
 
     #[test]
@@ -368,6 +379,7 @@ epochs = 2
         );
         assert!(matches!(spec.data.val, Some(DataSource::Csv { .. })));
         assert!(spec.data.shuffle);
+        assert_eq!(spec.run.metrics.len(), 2);
         assert_eq!(spec.model.params, None);
     }
 
@@ -377,6 +389,7 @@ epochs = 2
             ("rec = \"t.rec\"", "rec = \"t.rec\", recc = 1", "recc"),
             ("format = \"csv\"", "format = \"hdf5\"", "hdf5"),
             ("epochs = 2", "epochs = 2\nepoch = 3", "epoch"),
+            ("top_k = 3", "top_k = 3, topk = 2", "topk"),
             (
                 "[init]\nname = \"xavier\"",
                 "[init]\nname = \"xavier\"\nmagnitud = 2",

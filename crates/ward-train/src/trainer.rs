@@ -234,17 +234,37 @@ impl Trainer {
         labels: &[f32],
         valid: usize,
     ) -> Result<Metrics, TrainError> {
+        let probs = self.predict(evaluator, data, labels, valid)?;
+        let valid = valid.min(labels.len());
+        Ok(classify(&probs, labels.get(..valid).unwrap_or(&[])))
+    }
+
+    /// The head's class probabilities for the first `valid` rows of one batch (one row
+    /// of classes each), with an engine from [`Self::evaluator`]; their labels checked.
+    pub fn predict(
+        &self,
+        evaluator: &Engine,
+        data: &[f32],
+        labels: &[f32],
+        valid: usize,
+    ) -> Result<Vec<f32>, TrainError> {
         let inputs = self.inputs(data, labels);
         let refs: Vec<&[f32]> = self.weights.iter().map(Vec::as_slice).collect();
-        let outputs = evaluator.forward(&refs, &inputs)?;
-        let probs = outputs.first().map(|o| o.data.as_slice()).unwrap_or(&[]);
+        let mut outputs = evaluator.forward(&refs, &inputs)?;
+        let mut probs = if outputs.is_empty() {
+            Vec::new()
+        } else {
+            outputs.swap_remove(0).data
+        };
         let classes = probs.len() / labels.len().max(1);
         let valid = valid.min(labels.len());
-        self.check_labels(probs, labels.get(..valid).unwrap_or(&[]))?;
-        Ok(classify(
-            probs.get(..valid * classes).unwrap_or(&[]),
+        check_labels(
             labels.get(..valid).unwrap_or(&[]),
-        ))
+            classes,
+            self.ignore_label,
+        )?;
+        probs.truncate(valid * classes);
+        Ok(probs)
     }
 
     fn check_labels(&self, probs: &[f32], labels: &[f32]) -> Result<(), TrainError> {

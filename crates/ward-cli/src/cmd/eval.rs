@@ -8,6 +8,7 @@ use ward_core::random::RunSeed;
 use ward_core::Tensor;
 use ward_train::data::batch::{LastBatch, Loader, LoaderConfig};
 use ward_train::data::DataLimits;
+use ward_train::metrics::{Metric, MetricSpec};
 use ward_train::spec::{DataSource, TrainSpec, MAX_BATCH_SIZE};
 use ward_train::trainer::{check_labels, Metrics};
 
@@ -16,7 +17,7 @@ use super::parse_threads;
 /// Largest data description read.
 const MAX_DATA_TOML_BYTES: u64 = 1 << 20;
 
-/// Measure a package's accuracy and cross-entropy on labelled data.
+/// Measure a package's accuracy, cross-entropy and other metrics on labelled data.
 ///
 /// The package is opened and verified exactly as `ward predict` and `ward serve` open it,
 /// and every batch passes the same input checks: what is measured is what is served.
@@ -26,7 +27,8 @@ const MAX_DATA_TOML_BYTES: u64 = 1 << 20;
 /// must hold class probabilities, one row per example.
 ///
 /// Example:
-///   ward eval runs/lenet/package --trust keys/release.pub --data train.toml
+///   ward eval runs/lenet/package --trust keys/release.pub --data train.toml \
+///       --metric top_k_accuracy=3
 #[derive(Args)]
 #[command(verbatim_doc_comment)]
 pub struct EvalArgs {
@@ -43,9 +45,33 @@ pub struct EvalArgs {
     /// Threads for matrix products (1 to 4 per core).
     #[arg(long, default_value_t = 1, value_parser = parse_threads)]
     threads: usize,
+    /// Also measure one of MXNet's metrics: accuracy, top_k_accuracy=K, cross_entropy,
+    /// nll_loss, perplexity, mse, mae, rmse (repeatable).
+    #[arg(long = "metric", value_name = "NAME[=K]", value_parser = parse_metric)]
+    metrics: Vec<MetricSpec>,
     /// Print the metrics as one JSON object.
     #[arg(long)]
     json: bool,
+}
+
+/// `NAME` or `top_k_accuracy=K`, as MXNet's registry names them.
+fn parse_metric(text: &str) -> std::result::Result<MetricSpec, String> {
+    let (name, k) = match text.split_once('=') {
+        Some((name, k)) => (name, Some(k)),
+        None => (text, None),
+    };
+    let mut value = serde_json::Map::new();
+    value.insert("name".into(), name.into());
+    if let Some(k) = k {
+        let k: u64 = k
+            .parse()
+            .map_err(|_| format!("{k:?} is not a whole number"))?;
+        value.insert("top_k".into(), k.into());
+    }
+    let value = serde_json::Value::Object(value);
+    let spec: MetricSpec = serde_json::from_value(value).map_err(|e| e.to_string())?;
+    spec.validate().map_err(|e| e.to_string())?;
+    Ok(spec)
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
@@ -78,32 +104,44 @@ pub fn run(args: EvalArgs) -> Result<()> {
         RunSeed::from_u64(0),
     )?;
     let mut metrics = Metrics::default();
+    let mut declared = args
+        .metrics
+        .iter()
+        .map(|&s| Metric::new(s))
+        .collect::<Result<Vec<_>, _>>()?;
     for batch in loader.epoch(0)? {
         let batch = batch?;
         // The last batch repeats the first examples to fill it: those rows are not scored.
         let valid = batch.label.len().saturating_sub(batch.pad);
-        metrics.add(score(
-            &package,
-            &input,
-            batch.data,
-            &batch.data_shape,
-            batch.label.get(..valid).unwrap_or_default(),
-        )?);
+        let labels = batch.label.get(..valid).unwrap_or_default();
+        let probs = predict(&package, &input, batch.data, &batch.data_shape, labels)?;
+        metrics.add(Metrics::of_probabilities(&probs, labels));
+        let classes = probs.len() / valid.max(1);
+        for metric in &mut declared {
+            metric.update(&probs, &[valid, classes], labels, &[valid])?;
+        }
     }
     if args.json {
-        println!(
-            "{}",
-            serde_json::json!({"examples": metrics.examples, "accuracy": metrics.accuracy(),
-                "cross_entropy": metrics.cross_entropy()})
-        );
+        let mut line = serde_json::Map::new();
+        line.insert("examples".into(), metrics.examples.into());
+        line.insert("accuracy".into(), metrics.accuracy().into());
+        line.insert("cross_entropy".into(), metrics.cross_entropy().into());
+        for metric in &declared {
+            line.insert(metric.spec().key(), metric.get().into());
+        }
+        println!("{}", serde_json::Value::Object(line));
     } else {
-        println!(
+        let mut text = format!(
             "{} examples: accuracy {:.4} ({} correct), cross-entropy {:.4}",
             metrics.examples,
             metrics.accuracy(),
             metrics.correct,
             metrics.cross_entropy()
         );
+        for metric in &declared {
+            text += &format!(", {} {:.4}", metric.spec().mxnet_name(), metric.get());
+        }
+        println!("{text}");
     }
     Ok(())
 }
@@ -125,14 +163,15 @@ fn read_source(path: &Path) -> Result<DataSource> {
     toml::from_str(&text).with_context(|| path.display().to_string())
 }
 
-/// Runs one batch through the package and scores its first output against `labels`.
-fn score(
+/// Runs one batch through the package: its first output's class probabilities for the
+/// rows that `labels` label, the labels checked against the classes.
+fn predict(
     package: &ward_exec::LoadedPackage,
     input: &str,
     data: Vec<f32>,
     shape: &[usize],
     labels: &[f32],
-) -> Result<Metrics> {
+) -> Result<Vec<f32>> {
     let tensor = Tensor::from_f32(shape.to_vec(), &data)?;
     let outputs = package.predict(vec![(input.to_owned(), tensor)])?;
     let Some((name, probs)) = outputs.first() else {
@@ -147,7 +186,9 @@ fn score(
             probs.len(),
         );
     }
-    let probs = probs.get(..labels.len() * classes).unwrap_or_default();
     check_labels(labels, classes, None)?;
-    Ok(Metrics::of_probabilities(probs, labels))
+    Ok(probs
+        .get(..labels.len() * classes)
+        .unwrap_or_default()
+        .to_vec())
 }

@@ -21,6 +21,7 @@ use ward_package::{write_signed_package, FileDigest, InputSpec, Manifest, Origin
 use ward_train::data::batch::{LastBatch, Loader, LoaderConfig};
 use ward_train::data::{DataLimits, Dataset};
 use ward_train::init::init_missing;
+use ward_train::metrics::Metric;
 use ward_train::spec::TrainSpec;
 use ward_train::trainer::{Metrics, Trainer};
 use ward_train::Optimizer;
@@ -252,20 +253,39 @@ pub fn run(args: TrainArgs) -> Result<()> {
             );
             if let Some(v) = &val_loader {
                 let mut m = Metrics::default();
+                let mut declared = spec
+                    .run
+                    .metrics
+                    .iter()
+                    .map(|&s| Metric::new(s))
+                    .collect::<Result<Vec<_>, _>>()?;
                 for b in v.epoch(0)? {
                     let b = b?;
                     let valid = b.label.len().saturating_sub(b.pad);
-                    m.add(trainer.evaluate(&evaluator, &b.data, &b.label, valid)?);
+                    let probs = trainer.predict(&evaluator, &b.data, &b.label, valid)?;
+                    let labels = b.label.get(..valid).unwrap_or_default();
+                    m.add(Metrics::of_probabilities(&probs, labels));
+                    let classes = probs.len() / valid.max(1);
+                    for metric in &mut declared {
+                        metric.update(&probs, &[valid, classes], labels, &[valid])?;
+                    }
                 }
                 if let Some(fields) = line.as_object_mut() {
                     fields.insert("val_loss".into(), m.cross_entropy().into());
                     fields.insert("val_accuracy".into(), m.accuracy().into());
+                    for metric in &declared {
+                        let key = format!("val_{}", metric.spec().key());
+                        fields.insert(key, metric.get().into());
+                    }
                 }
                 summary += &format!(
                     "; validation loss {:.4}, accuracy {:.4}",
                     m.cross_entropy(),
                     m.accuracy()
                 );
+                for metric in &declared {
+                    summary += &format!(", {} {:.4}", metric.spec().mxnet_name(), metric.get());
+                }
             }
             writeln!(log, "{line}")?;
             progress.println(&summary);

@@ -124,10 +124,23 @@ fn trains_signs_and_repeats_with_the_same_seed() {
         "--data",
         config.to_str().unwrap(),
         "--json",
+        "--metric",
+        "top_k_accuracy=3",
+        "--metric",
+        "perplexity",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let eval: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(eval["examples"], 1000, "{eval}");
+    let top3 = eval["top_k_accuracy_3"].as_f64().unwrap();
+    assert!(
+        top3 >= eval["accuracy"].as_f64().unwrap() && top3 <= 1.0,
+        "{eval}"
+    );
+    // Perplexity is exp(cross-entropy), both over the same examples.
+    let ppl = eval["perplexity"].as_f64().unwrap();
+    let ce = eval["cross_entropy"].as_f64().unwrap();
+    assert!((ppl.ln() - ce).abs() < 1e-3, "{eval}");
     let (served, trained) = (
         eval["accuracy"].as_f64().unwrap(),
         last["val_accuracy"].as_f64().unwrap(),
@@ -215,6 +228,7 @@ rescale_grad = 0.015625
 [run]
 epochs = 1
 seed = "3"
+metrics = [{{ name = "top_k_accuracy", top_k = 2 }}]
 "#,
         symbol = symbol.display(),
         mnist = mnist.display(),
@@ -238,6 +252,9 @@ seed = "3"
     let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
     let last: serde_json::Value = serde_json::from_str(metrics.lines().last().unwrap()).unwrap();
     assert!(last["val_accuracy"].as_f64().unwrap() > 0.85, "{last}");
+    let top2 = last["val_top_k_accuracy_2"].as_f64().unwrap();
+    assert!(top2 >= last["val_accuracy"].as_f64().unwrap(), "{last}");
+    assert!(log.contains("top_k_accuracy_2 0."), "{log}");
 }
 
 #[test]
