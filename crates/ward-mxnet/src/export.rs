@@ -428,7 +428,15 @@ impl<'a> Writer<'a> {
             if !self.live_params.contains(&p) {
                 continue;
             }
+            // The shape and type hints Gluon writes: Module's `bind` infers shapes from
+            // the data alone, and cannot infer a parameter that only a reshape reads
+            // (an RNN's, packed below) without them.
             let mut attrs = BTreeMap::new();
+            attrs.insert("__shape__".to_string(), tuple(&decl.shape));
+            attrs.insert(
+                "__dtype__".to_string(),
+                crate::params::dtype_flag(decl.dtype).to_string(),
+            );
             for (key, value) in [("__lr_mult__", decl.lr_mult), ("__wd_mult__", decl.wd_mult)] {
                 if value != 1.0 {
                     attrs.insert(
