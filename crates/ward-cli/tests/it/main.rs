@@ -8,6 +8,7 @@ mod support;
 mod cli;
 mod deny;
 mod doctor;
+mod export_mxnet;
 mod hostile_files;
 mod plot;
 mod signing;

@@ -7,11 +7,13 @@
 
 mod support;
 
+mod export_roundtrip;
 mod import_errors;
 mod new_params;
 mod params_crafted;
 mod params_fixtures;
 mod params_malformed;
 mod params_proptest;
+mod params_writer;
 mod recordio;
 mod symbol_reader;
