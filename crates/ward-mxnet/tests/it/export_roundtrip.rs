@@ -234,8 +234,16 @@ fn every_model_fixture_is_listed_above() {
         "census_reshape",
         "np_mlp",
     ];
+    // A symbol without weights (training from scratch; tests/it/new_params.rs): nothing
+    // to export until a run has trained it.
+    let symbol_only = ["lenet_classic"];
     for entry in std::fs::read_dir(fixtures("models")).unwrap() {
         let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        if symbol_only.contains(&name.as_str()) {
+            let params = fixtures("models").join(&name).join("model-0000.params");
+            assert!(!params.exists(), "{name} has weights: give it a round trip");
+            continue;
+        }
         assert!(
             listed.contains(&name.as_str()),
             "model fixture {name} has no round trip"
