@@ -306,27 +306,7 @@ fn unique_param_name(graph: &Graph, base: &str) -> String {
 /// weights). Resolving MXNet encodings leaves some: the reshapes and concatenation that
 /// packed an RNN's parameters, the packed parameter itself.
 pub fn prune(graph: &mut Graph, weights: &mut Vec<(String, Tensor)>) {
-    let mut live_nodes = vec![false; graph.nodes.len()];
-    let mut stack: Vec<Source> = graph.outputs.iter().map(|o| o.source).collect();
-    let mut live_params = HashSet::new();
-    while let Some(source) = stack.pop() {
-        match source {
-            Source::Node(n, _) => {
-                if let Some(live) = live_nodes.get_mut(n) {
-                    if !*live {
-                        *live = true;
-                        if let Some(node) = graph.nodes.get(n) {
-                            stack.extend(node.inputs.iter().copied());
-                        }
-                    }
-                }
-            }
-            Source::Param(p) => {
-                live_params.insert(p);
-            }
-            Source::Input(_) => {}
-        }
-    }
+    let (live_nodes, live_params) = graph.live();
     let mut node_map = HashMap::new();
     let mut kept_nodes = Vec::new();
     for (i, node) in std::mem::take(&mut graph.nodes).into_iter().enumerate() {

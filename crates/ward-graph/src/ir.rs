@@ -143,6 +143,33 @@ impl Node {
 }
 
 impl Graph {
+    /// What the outputs depend on: for each node whether any output reads it (through
+    /// any path), and the parameters such nodes (or outputs) read.
+    pub fn live(&self) -> (Vec<bool>, std::collections::HashSet<usize>) {
+        let mut nodes = vec![false; self.nodes.len()];
+        let mut params = std::collections::HashSet::new();
+        let mut stack: Vec<Source> = self.outputs.iter().map(|o| o.source).collect();
+        while let Some(source) = stack.pop() {
+            match source {
+                Source::Node(n, _) => {
+                    if let Some(live) = nodes.get_mut(n) {
+                        if !*live {
+                            *live = true;
+                            if let Some(node) = self.nodes.get(n) {
+                                stack.extend(node.inputs.iter().copied());
+                            }
+                        }
+                    }
+                }
+                Source::Param(p) => {
+                    params.insert(p);
+                }
+                Source::Input(_) => {}
+            }
+        }
+        (nodes, params)
+    }
+
     /// An empty graph of the current format and version.
     pub fn new() -> Self {
         Graph {

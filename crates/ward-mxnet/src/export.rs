@@ -277,27 +277,7 @@ struct Writer<'a> {
 impl<'a> Writer<'a> {
     fn new(graph: &'a Graph, shapes: &'a Shapes) -> Result<Self, ExportError> {
         // What the outputs depend on: MXNet keeps only that when it loads a symbol.
-        let mut live_nodes = vec![false; graph.nodes.len()];
-        let mut live_params = HashSet::new();
-        let mut stack: Vec<Source> = graph.outputs.iter().map(|o| o.source).collect();
-        while let Some(source) = stack.pop() {
-            match source {
-                Source::Node(n, _) => {
-                    if let Some(live) = live_nodes.get_mut(n) {
-                        if !*live {
-                            *live = true;
-                            if let Some(node) = graph.nodes.get(n) {
-                                stack.extend(node.inputs.iter().copied());
-                            }
-                        }
-                    }
-                }
-                Source::Param(p) => {
-                    live_params.insert(p);
-                }
-                Source::Input(_) => {}
-            }
-        }
+        let (live_nodes, live_params) = graph.live();
         let mut readers: HashMap<Source, Vec<Reader>> = HashMap::new();
         let mut aux_params = HashSet::new();
         let mut other_reads = HashSet::new();
