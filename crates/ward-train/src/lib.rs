@@ -19,6 +19,9 @@
 //! [`data`] reads training data (MNIST IDX, CSV, `.npy`, RecordIO images) as untrusted
 //! input, with limits, and makes shuffled, augmented batches from the run's random stream.
 //!
+//! [`loss`] holds Gluon's losses for graphs without a loss head (a Gluon export trains
+//! with a loss the export does not contain).
+//!
 //! [`init`] holds MXNet's initializers and [`metrics`] its evaluation metrics, both
 //! declared as data and held to MXNet 1.9.1; [`plot`] reads a run's `metrics.jsonl` as
 //! untrusted input and draws its curves as a PNG (`ward plot`).
@@ -27,6 +30,7 @@ pub mod data;
 pub mod engine;
 pub mod grad;
 pub mod init;
+pub mod loss;
 pub mod metrics;
 pub mod optim;
 pub mod plot;

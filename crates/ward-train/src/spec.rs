@@ -52,6 +52,7 @@ use crate::data::recordio::ImageRecordDataset;
 use crate::data::{DataError, DataLimits, Dataset};
 
 use crate::init::{InitError, InitSpec};
+use crate::loss::{LossError, LossSpec};
 use crate::metrics::{MetricError, MetricSpec};
 use crate::optim::{OptimError, OptimizerSpec};
 use crate::schedule::ScheduleSpec;
@@ -76,11 +77,17 @@ pub struct TrainSpec {
     /// names none): one of MXNet's initializers, drawn from the run's stream.
     #[serde(default)]
     pub init: Option<InitSpec>,
+    /// For a graph without a loss head (a Gluon export): the Gluon loss applied to its
+    /// first output, e.g. `[loss] name = "softmax_cross_entropy"`. Without it the graph
+    /// must end in SoftmaxOutput, fed by its label variable.
+    #[serde(default)]
+    pub loss: Option<LossSpec>,
     pub run: RunSpec,
 }
 
 /// An MXNet Module checkpoint (`prefix-symbol.json`, `prefix-EPOCH.params`, `arg:`/`aux:`
-/// keys) or Gluon export ending in SoftmaxOutput with its label variable. Without
+/// keys) or Gluon export: ending in SoftmaxOutput with its label variable, or without a
+/// head, trained with the spec's `[loss]`. Without
 /// `params`, or for weights the file lacks (a new layer to fine-tune), the spec's
 /// `[init]` initialises them, with the shapes MXNet's shape inference gives.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -284,6 +291,8 @@ pub enum SpecError {
     Init(#[from] InitError),
     #[error("run.metrics: {0}")]
     Metric(#[from] MetricError),
+    #[error(transparent)]
+    Loss(#[from] LossError),
     #[error("model: no params file and no [init]: say how the weights start (e.g. [init] name = \"xavier\")")]
     NoWeights,
 }
@@ -325,6 +334,9 @@ impl TrainSpec {
         }
         for metric in &self.run.metrics {
             metric.validate()?;
+        }
+        if let Some(loss) = &self.loss {
+            loss.validate()?;
         }
         if self.model.params.is_none() && self.init.is_none() {
             return Err(SpecError::NoWeights);

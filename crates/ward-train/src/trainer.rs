@@ -1,5 +1,8 @@
 //! The training loop's core: one graph, its weights, a declared optimizer and the run's
-//! random stream; batches in, updated weights and metrics out.
+//! random stream; batches in, updated weights and metrics out. What a step minimises is
+//! the graph's own loss head (SoftmaxOutput, with its label input) or, for a graph
+//! without one (a Gluon export), a declared Gluon loss on its first output
+//! ([`crate::loss`]).
 //!
 //! A step runs the engine forward and backward (Dropout's masks from the run's stream
 //! for that step), refuses a non-finite loss or gradient (naming the step and the first
@@ -13,7 +16,8 @@ use ward_graph::ir::{Graph, InputRole, ParamRole};
 use ward_graph::ops::loss::SoftmaxOutput;
 use ward_graph::ops::Op;
 
-use crate::engine::{Engine, EngineOptions};
+use crate::engine::{Engine, EngineOptions, Tensor32};
+use crate::loss::{LossError, LossSpec};
 use crate::optim::{OptimError, Optimizer, ParamMults, ParamState, ParamUpdate};
 use crate::GradError;
 
@@ -26,8 +30,10 @@ pub enum TrainError {
     Optim(#[from] OptimError),
     #[error("step {step}: the loss is {loss}; the first parameter whose gradient is not finite: {param}")]
     NonFinite { step: u64, loss: f64, param: String },
-    #[error("the graph must have one data input, one label input and end in SoftmaxOutput: {0}")]
+    #[error("the graph must have one data input, and either one label input and a SoftmaxOutput head, or no label input and a declared loss: {0}")]
     Graph(String),
+    #[error(transparent)]
+    Loss(#[from] LossError),
     #[error("label {label} of example {index} in the batch is not a class in 0..{classes}")]
     Label {
         index: usize,
@@ -50,25 +56,32 @@ pub enum Multipliers {
 /// Loss and accuracy summed over examples.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Metrics {
-    /// Σ −ln p(label).
-    pub cross_entropy_sum: f64,
-    pub correct: usize,
+    /// Σ per-example loss: −ln p(label) for a classifier, the declared loss's value for
+    /// a graph trained with one.
+    pub loss_sum: f64,
     pub examples: usize,
+    /// Rows whose highest score is their label's class, of `classified` rows (one row
+    /// per class label; none when the model does not classify).
+    pub correct: usize,
+    pub classified: usize,
 }
 
 impl Metrics {
     pub fn add(&mut self, other: Metrics) {
-        self.cross_entropy_sum += other.cross_entropy_sum;
-        self.correct += other.correct;
+        self.loss_sum += other.loss_sum;
         self.examples += other.examples;
+        self.correct += other.correct;
+        self.classified += other.classified;
     }
 
-    pub fn cross_entropy(&self) -> f64 {
-        self.cross_entropy_sum / self.examples.max(1) as f64
+    /// The mean loss per example.
+    pub fn loss(&self) -> f64 {
+        self.loss_sum / self.examples.max(1) as f64
     }
 
-    pub fn accuracy(&self) -> f64 {
-        self.correct as f64 / self.examples.max(1) as f64
+    /// The share of rows classified right; `None` when the model does not classify.
+    pub fn accuracy(&self) -> Option<f64> {
+        (self.classified > 0).then(|| self.correct as f64 / self.classified as f64)
     }
 
     /// The metrics of class probabilities (one row per label) against class labels.
@@ -77,7 +90,52 @@ impl Metrics {
     }
 }
 
-/// A classifier ending in SoftmaxOutput, training.
+/// What a step minimises.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Objective {
+    /// The graph's SoftmaxOutput head, fed by its label input.
+    Head,
+    /// A Gluon loss on the first output of a graph without a head or label input.
+    Loss(LossSpec),
+}
+
+/// How a [`Trainer`] reads the model.
+#[derive(Debug, Clone, Copy)]
+pub struct TrainerSetup<'a> {
+    pub objective: Objective,
+    pub multipliers: Multipliers,
+    /// With Module multipliers, the MXNet symbol the graph was imported from: its
+    /// variables' `__wd_mult__` are MXNet's (see [`ParamMults::module_symbol`]).
+    pub symbol: Option<&'a ward_mxnet::symbol::Symbol>,
+}
+
+impl Default for TrainerSetup<'_> {
+    fn default() -> Self {
+        TrainerSetup {
+            objective: Objective::Head,
+            multipliers: Multipliers::Module,
+            symbol: None,
+        }
+    }
+}
+
+/// One batch evaluated: its metrics and the predictions the declared metrics measure.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluated {
+    pub metrics: Metrics,
+    /// Class probabilities, one row of classes per label, for a classifier; the model's
+    /// first output otherwise. Rows past the batch's valid examples are dropped.
+    pub predictions: Vec<f32>,
+    /// The shape of `predictions`: `[rows, classes]` for a classifier.
+    pub shape: Vec<usize>,
+    /// The valid examples' labels, and their shape: `[rows]` for a classifier,
+    /// `[examples]` or `[examples, labels per example]` otherwise.
+    pub labels: Vec<f32>,
+    pub label_shape: Vec<usize>,
+}
+
+/// A model training: a classifier ending in SoftmaxOutput, or a graph with a declared
+/// loss.
 pub struct Trainer {
     engine: Engine,
     weights: Vec<Vec<f32>>,
@@ -88,34 +146,43 @@ pub struct Trainer {
     seed: RunSeed,
     step: u64,
     data_input: usize,
-    label_input: usize,
+    /// The graph's label input (the head's); `None` with a declared loss.
+    label_input: Option<usize>,
+    loss: Option<LossSpec>,
     /// The label SoftmaxOutput skips (`use_ignore`), which is no class.
     ignore_label: Option<f32>,
 }
 
 impl Trainer {
-    /// `weights` one per graph parameter; batches of `data_shape` (batch first) with one
-    /// class label per example. With Module multipliers, pass the MXNet symbol the graph
-    /// was imported from: its variables' `__wd_mult__` are MXNet's (see
-    /// [`ParamMults::module_symbol`]).
+    /// `weights` one per graph parameter; batches of `data_shape` (batch first) with
+    /// labels: one class per example for a SoftmaxOutput head, what the declared loss
+    /// needs otherwise ([`LossSpec::label_len`]).
     pub fn new(
         graph: Graph,
         weights: Vec<Vec<f32>>,
         data_shape: &[usize],
         optimizer: Optimizer,
-        multipliers: Multipliers,
-        symbol: Option<&ward_mxnet::symbol::Symbol>,
         seed: RunSeed,
+        setup: TrainerSetup<'_>,
     ) -> Result<Trainer, TrainError> {
-        let (data_input, label_input, head) = classifier_inputs(&graph)?;
-        let ignore_label = head.use_ignore.then_some(head.ignore_label as f32);
+        let (data_input, label_input, ignore_label, loss) = match setup.objective {
+            Objective::Head => {
+                let (d, l, head) = classifier_inputs(&graph)?;
+                let ignore = head.use_ignore.then_some(head.ignore_label as f32);
+                (d, Some(l), ignore, None)
+            }
+            Objective::Loss(loss) => {
+                loss.validate()?;
+                (headless_input(&graph)?, None, None, Some(loss))
+            }
+        };
         let shapes = input_shapes(graph.inputs.len(), data_input, label_input, data_shape);
         let mults = graph
             .params
             .iter()
             .map(|p| {
-                (p.role == ParamRole::Trainable).then(|| match multipliers {
-                    Multipliers::Module => match symbol {
+                (p.role == ParamRole::Trainable).then(|| match setup.multipliers {
+                    Multipliers::Module => match setup.symbol {
                         Some(symbol) => ParamMults::module_symbol(optimizer.spec(), p, symbol),
                         None => ParamMults::module_decl(optimizer.spec(), p),
                     },
@@ -137,6 +204,7 @@ impl Trainer {
             step: 0,
             data_input,
             label_input,
+            loss,
             ignore_label,
         })
     }
@@ -159,24 +227,66 @@ impl Trainer {
     pub fn step(&mut self, data: &[f32], labels: &[f32]) -> Result<Metrics, TrainError> {
         let inputs = self.inputs(data, labels);
         let refs: Vec<&[f32]> = self.weights.iter().map(Vec::as_slice).collect();
-        let out = self
-            .engine
-            .step_seeded(&refs, &inputs, &self.seed, self.step)?;
-        let probs = out
-            .outputs
-            .first()
-            .map(|o| o.data.as_slice())
-            .unwrap_or(&[]);
-        self.check_labels(probs, labels)?;
-        let metrics = classify(probs, labels);
+        let (out, metrics) = match self.loss {
+            None => {
+                let out = self
+                    .engine
+                    .step_seeded(&refs, &inputs, &self.seed, self.step)?;
+                let probs = out
+                    .outputs
+                    .first()
+                    .map(|o| o.data.as_slice())
+                    .unwrap_or(&[]);
+                self.check_labels(probs, labels)?;
+                let metrics = classify(probs, labels);
+                (out, metrics)
+            }
+            Some(loss) => {
+                let mut measured: Option<Result<Metrics, LossError>> = None;
+                let mut apply = |outputs: &[Tensor32]| {
+                    let value = outputs
+                        .first()
+                        .ok_or_else(|| no_output(&loss))
+                        .and_then(|first| {
+                            let v = loss.compute(&first.data, &first.shape, labels, None)?;
+                            Ok((loss_metrics(&loss, first, labels, &v)?, v.grad))
+                        });
+                    let (metrics, grad) = match value {
+                        Ok(v) => (Ok(v.0), Ok(v.1)),
+                        Err(e) => {
+                            let reason = e.to_string();
+                            (
+                                Err(e),
+                                Err(GradError::Node {
+                                    node: "loss".into(),
+                                    op: loss.name(),
+                                    reason,
+                                }),
+                            )
+                        }
+                    };
+                    measured = Some(metrics);
+                    grad
+                };
+                let out = self
+                    .engine
+                    .step_with_loss(&refs, &inputs, &self.seed, self.step, &mut apply);
+                match (out, measured) {
+                    (Ok(out), Some(Ok(metrics))) => (out, metrics),
+                    (_, Some(Err(e))) => return Err(e.into()),
+                    (Err(e), _) => return Err(e.into()),
+                    (Ok(_), None) => return Err(no_output(&loss).into()),
+                }
+            }
+        };
         let nonfinite = out
             .param_grads
             .iter()
             .position(|g| g.iter().any(|v| !v.is_finite()));
-        if !metrics.cross_entropy_sum.is_finite() || nonfinite.is_some() {
+        if !metrics.loss_sum.is_finite() || nonfinite.is_some() {
             return Err(TrainError::NonFinite {
                 step: self.step,
-                loss: metrics.cross_entropy(),
+                loss: metrics.loss(),
                 param: nonfinite
                     .and_then(|p| self.names.get(p).cloned())
                     .unwrap_or_else(|| "none (every gradient is finite)".into()),
@@ -226,45 +336,87 @@ impl Trainer {
     }
 
     /// Metrics of the current weights on one batch, with an engine from
-    /// [`Self::evaluator`]. Rows past `valid` (a padded last batch) are not counted.
+    /// [`Self::evaluator`], and the predictions the declared metrics measure. Rows past
+    /// `valid` examples (a padded last batch) are not counted.
     pub fn evaluate(
         &self,
         evaluator: &Engine,
         data: &[f32],
         labels: &[f32],
         valid: usize,
-    ) -> Result<Metrics, TrainError> {
-        let probs = self.predict(evaluator, data, labels, valid)?;
-        let valid = valid.min(labels.len());
-        Ok(classify(&probs, labels.get(..valid).unwrap_or(&[])))
-    }
-
-    /// The head's class probabilities for the first `valid` rows of one batch (one row
-    /// of classes each), with an engine from [`Self::evaluator`]; their labels checked.
-    pub fn predict(
-        &self,
-        evaluator: &Engine,
-        data: &[f32],
-        labels: &[f32],
-        valid: usize,
-    ) -> Result<Vec<f32>, TrainError> {
+    ) -> Result<Evaluated, TrainError> {
         let inputs = self.inputs(data, labels);
         let refs: Vec<&[f32]> = self.weights.iter().map(Vec::as_slice).collect();
         let mut outputs = evaluator.forward(&refs, &inputs)?;
-        let mut probs = if outputs.is_empty() {
-            Vec::new()
-        } else {
-            outputs.swap_remove(0).data
-        };
-        let classes = probs.len() / labels.len().max(1);
-        let valid = valid.min(labels.len());
-        check_labels(
-            labels.get(..valid).unwrap_or(&[]),
-            classes,
-            self.ignore_label,
-        )?;
-        probs.truncate(valid * classes);
-        Ok(probs)
+        if outputs.is_empty() {
+            return Err(TrainError::Graph("the graph has no output".into()));
+        }
+        let first = outputs.swap_remove(0);
+        let batch = first.shape.first().copied().unwrap_or(0).max(1);
+        let valid = valid.min(batch);
+        let labels_per_example = labels.len() / batch;
+        let labels = labels.get(..valid * labels_per_example).unwrap_or(&[]);
+        match self.loss {
+            None => {
+                let mut probs = first.data;
+                let classes = probs.len() / batch;
+                check_labels(labels, classes, self.ignore_label)?;
+                probs.truncate(valid * classes);
+                Ok(Evaluated {
+                    metrics: classify(&probs, labels),
+                    predictions: probs,
+                    shape: vec![valid, classes],
+                    labels: labels.to_vec(),
+                    label_shape: vec![valid],
+                })
+            }
+            Some(loss) => {
+                let per_example = first.data.len() / batch;
+                let mut shape = first.shape.clone();
+                if let Some(b) = shape.first_mut() {
+                    *b = valid;
+                }
+                let kept = Tensor32 {
+                    data: first
+                        .data
+                        .get(..valid * per_example)
+                        .unwrap_or(&[])
+                        .to_vec(),
+                    shape,
+                };
+                let label_shape = match labels_per_example {
+                    1 => vec![valid],
+                    n => vec![valid, n],
+                };
+                if valid == 0 {
+                    return Ok(Evaluated {
+                        metrics: Metrics::default(),
+                        predictions: Vec::new(),
+                        shape: kept.shape,
+                        labels: Vec::new(),
+                        label_shape,
+                    });
+                }
+                let value = loss.compute(&kept.data, &kept.shape, labels, None)?;
+                let metrics = loss_metrics(&loss, &kept, labels, &value)?;
+                Ok(match class_rows(&loss, &kept) {
+                    Some((probs, classes)) => Evaluated {
+                        metrics,
+                        shape: vec![probs.len() / classes.max(1), classes],
+                        predictions: probs,
+                        label_shape: vec![labels.len()],
+                        labels: labels.to_vec(),
+                    },
+                    None => Evaluated {
+                        metrics,
+                        predictions: kept.data,
+                        shape: kept.shape,
+                        labels: labels.to_vec(),
+                        label_shape,
+                    },
+                })
+            }
+        }
     }
 
     fn check_labels(&self, probs: &[f32], labels: &[f32]) -> Result<(), TrainError> {
@@ -276,7 +428,7 @@ impl Trainer {
         if let Some(slot) = inputs.get_mut(self.data_input) {
             *slot = data;
         }
-        if let Some(slot) = inputs.get_mut(self.label_input) {
+        if let Some(slot) = self.label_input.and_then(|l| inputs.get_mut(l)) {
             *slot = labels;
         }
         inputs
@@ -287,14 +439,14 @@ impl Trainer {
 fn input_shapes(
     inputs: usize,
     data_input: usize,
-    label_input: usize,
+    label_input: Option<usize>,
     data_shape: &[usize],
 ) -> Vec<Vec<usize>> {
     let mut shapes = vec![Vec::new(); inputs];
     if let Some(s) = shapes.get_mut(data_input) {
         *s = data_shape.to_vec();
     }
-    if let Some(s) = shapes.get_mut(label_input) {
+    if let Some(s) = label_input.and_then(|l| shapes.get_mut(l)) {
         *s = vec![data_shape.first().copied().unwrap_or(0)];
     }
     shapes
@@ -339,6 +491,108 @@ fn classifier_inputs(graph: &Graph) -> Result<(usize, usize, &SoftmaxOutput), Tr
     }
 }
 
+/// The data input of a graph trained with a declared loss: one data input, no label
+/// input, no SoftmaxOutput head (its gradient would be the head's, not the loss's).
+fn headless_input(graph: &Graph) -> Result<usize, TrainError> {
+    let data: Vec<usize> = graph
+        .inputs
+        .iter()
+        .enumerate()
+        .filter(|(_, i)| i.role == InputRole::Data)
+        .map(|(k, _)| k)
+        .collect();
+    let labels = graph
+        .inputs
+        .iter()
+        .filter(|i| i.role == InputRole::Label)
+        .count();
+    let head = graph
+        .nodes
+        .iter()
+        .find(|n| crate::grad::is_loss_head(&n.op));
+    match (data.as_slice(), labels, head) {
+        (&[d], 0, None) => Ok(d),
+        (_, _, Some(head)) => Err(TrainError::Graph(format!(
+            "node {} is a {} loss head already: train with the graph's head (no [loss]) or export the network without it",
+            head.name,
+            head.op.name()
+        ))),
+        _ => Err(TrainError::Graph(format!(
+            "{} data inputs and {labels} label inputs, where a declared loss needs one data input and none",
+            data.len()
+        ))),
+    }
+}
+
+fn no_output(loss: &LossSpec) -> LossError {
+    LossError::Shape {
+        loss: loss.name(),
+        shape: Vec::new(),
+        reason: "is missing: the graph computed no output".into(),
+    }
+}
+
+/// A batch's metrics under a declared loss: its loss per example, and, for a
+/// classifying loss, the rows whose highest score is their label's class.
+fn loss_metrics(
+    loss: &LossSpec,
+    pred: &Tensor32,
+    labels: &[f32],
+    value: &crate::loss::LossValue,
+) -> Result<Metrics, LossError> {
+    let mut metrics = Metrics {
+        loss_sum: value.per_example.iter().sum(),
+        examples: value.per_example.len(),
+        ..Metrics::default()
+    };
+    if let Some((rows, classes)) = class_rows(loss, pred) {
+        let classified = classify(
+            &rows,
+            labels.get(..rows.len() / classes.max(1)).unwrap_or(&[]),
+        );
+        metrics.correct = classified.correct;
+        metrics.classified = classified.classified;
+    }
+    Ok(metrics)
+}
+
+/// For a classifying loss, its prediction as class probabilities: one row of classes
+/// per label (in the labels' order), and the number of classes.
+fn class_rows(loss: &LossSpec, pred: &Tensor32) -> Option<(Vec<f32>, usize)> {
+    let LossSpec::SoftmaxCrossEntropy {
+        axis, from_logits, ..
+    } = *loss
+    else {
+        return None;
+    };
+    let rank = pred.shape.len() as i64;
+    let axis = usize::try_from(if axis < 0 { axis + rank } else { axis }).ok()?;
+    let classes = *pred.shape.get(axis)?;
+    let after: usize = pred.shape.iter().skip(axis + 1).product();
+    let rows = pred.data.len() / classes.max(1);
+    let mut out = Vec::with_capacity(pred.data.len());
+    for row in 0..rows {
+        let (outer, inner) = (row / after.max(1), row % after.max(1));
+        let scores: Vec<f64> = (0..classes)
+            .map(|c| {
+                let v = pred
+                    .data
+                    .get((outer * classes + c) * after + inner)
+                    .copied();
+                f64::from(v.unwrap_or(f32::NAN))
+            })
+            .collect();
+        // Log-probabilities (`from_logits`) exponentiate to probabilities; logits go
+        // through softmax.
+        let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let shift = if from_logits { 0.0 } else { max };
+        let exps: Vec<f64> = scores.iter().map(|v| (v - shift).exp()).collect();
+        let total: f64 = if from_logits { 1.0 } else { exps.iter().sum() };
+        out.extend(exps.iter().map(|e| (e / total) as f32));
+    }
+    Some((out, classes))
+}
+
 /// Every label must be a class in `0..classes` (or `ignore`, the label a head with
 /// `use_ignore` skips): a data file with labels past the classes would otherwise train
 /// on nothing, silently.
@@ -364,13 +618,14 @@ fn classify(probs: &[f32], labels: &[f32]) -> Metrics {
         let k = label as usize;
         let p = f64::from(row.get(k).copied().unwrap_or(0.0));
         // A NaN probability must make the loss NaN (f64::max would hide it).
-        m.cross_entropy_sum -= if p.is_nan() { p } else { p.max(1e-30).ln() };
+        m.loss_sum -= if p.is_nan() { p } else { p.max(1e-30).ln() };
         let best =
             row.iter().enumerate().fold(
                 (0, f32::NEG_INFINITY),
                 |b, (i, &v)| if v > b.1 { (i, v) } else { b },
             );
         m.correct += usize::from(best.0 == k);
+        m.classified += 1;
         m.examples += 1;
     }
     m

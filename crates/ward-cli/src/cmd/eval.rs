@@ -24,7 +24,9 @@ const MAX_DATA_TOML_BYTES: u64 = 1 << 20;
 /// `--data` names a TOML file describing the data as a training spec's `[data.val]` does
 /// (`format = "mnist" | "recordio" | "csv" | "npy"` and its files, relative to that
 /// file), or a training spec itself, whose validation data is used. The first output
-/// must hold class probabilities, one row per example.
+/// must hold class probabilities, one row per example, or scores that `--softmax` turns
+/// into probabilities (a Gluon classifier trained with `softmax_cross_entropy` outputs
+/// logits).
 ///
 /// Example:
 ///   ward eval runs/lenet/package --trust keys/release.pub --data train.toml \
@@ -49,6 +51,10 @@ pub struct EvalArgs {
     /// nll_loss, perplexity, mse, mae, rmse (repeatable).
     #[arg(long = "metric", value_name = "NAME[=K]", value_parser = parse_metric)]
     metrics: Vec<MetricSpec>,
+    /// The first output holds scores (logits): take each row's softmax before
+    /// measuring.
+    #[arg(long)]
+    softmax: bool,
     /// Print the metrics as one JSON object.
     #[arg(long)]
     json: bool,
@@ -114,7 +120,10 @@ pub fn run(args: EvalArgs) -> Result<()> {
         // The last batch repeats the first examples to fill it: those rows are not scored.
         let valid = batch.label.len().saturating_sub(batch.pad);
         let labels = batch.label.get(..valid).unwrap_or_default();
-        let probs = predict(&package, &input, batch.data, &batch.data_shape, labels)?;
+        let mut probs = predict(&package, &input, batch.data, &batch.data_shape, labels)?;
+        if args.softmax {
+            softmax_rows(&mut probs, labels.len());
+        }
         metrics.add(Metrics::of_probabilities(&probs, labels));
         let classes = probs.len() / valid.max(1);
         for metric in &mut declared {
@@ -125,7 +134,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         let mut line = serde_json::Map::new();
         line.insert("examples".into(), metrics.examples.into());
         line.insert("accuracy".into(), metrics.accuracy().into());
-        line.insert("cross_entropy".into(), metrics.cross_entropy().into());
+        line.insert("cross_entropy".into(), metrics.loss().into());
         for metric in &declared {
             line.insert(metric.spec().key(), metric.get().into());
         }
@@ -134,9 +143,9 @@ pub fn run(args: EvalArgs) -> Result<()> {
         let mut text = format!(
             "{} examples: accuracy {:.4} ({} correct), cross-entropy {:.4}",
             metrics.examples,
-            metrics.accuracy(),
+            metrics.accuracy().unwrap_or(0.0),
             metrics.correct,
-            metrics.cross_entropy()
+            metrics.loss()
         );
         for metric in &declared {
             text += &format!(", {} {:.4}", metric.spec().mxnet_name(), metric.get());
@@ -191,4 +200,19 @@ fn predict(
         .get(..labels.len() * classes)
         .unwrap_or_default()
         .to_vec())
+}
+
+/// Each of `rows` rows of scores replaced by its softmax (computed in `f64`, shifted by
+/// the row's maximum).
+fn softmax_rows(values: &mut [f32], rows: usize) {
+    let classes = values.len() / rows.max(1);
+    for row in values.chunks_exact_mut(classes.max(1)) {
+        let max = row
+            .iter()
+            .fold(f64::NEG_INFINITY, |m, &v| m.max(f64::from(v)));
+        let sum: f64 = row.iter().map(|&v| (f64::from(v) - max).exp()).sum();
+        for v in row.iter_mut() {
+            *v = ((f64::from(*v) - max).exp() / sum) as f32;
+        }
+    }
 }

@@ -23,7 +23,7 @@ use ward_train::data::{DataLimits, Dataset};
 use ward_train::init::init_missing;
 use ward_train::metrics::Metric;
 use ward_train::spec::TrainSpec;
-use ward_train::trainer::{Metrics, Trainer};
+use ward_train::trainer::{Metrics, Objective, Trainer, TrainerSetup};
 use ward_train::Optimizer;
 
 use super::read_file;
@@ -205,9 +205,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
             weights,
             &[&[batch][..], &example_shape].concat(),
             optimizer,
-            spec.run.multipliers,
-            Some(&symbol),
             seed.clone(),
+            TrainerSetup {
+                objective: spec.loss.map_or(Objective::Head, Objective::Loss),
+                multipliers: spec.run.multipliers,
+                symbol: Some(&symbol),
+            },
         )?;
         let evaluator = trainer.evaluator(batch, &example_shape)?;
         let started = Instant::now();
@@ -223,34 +226,26 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 epoch_metrics.add(m);
                 samples += batch;
                 let rate = samples as f64 / started.elapsed().as_secs_f64().max(1e-9);
-                progress.step(epoch, trainer.steps(), m.cross_entropy(), rate);
+                progress.step(epoch, trainer.steps(), m.loss(), rate);
                 if trainer.steps() % spec.run.log_every == 0 {
                     if !progress.is_bar() {
                         eprintln!(
-                            "epoch {epoch} step {}: loss {:.4}, accuracy {:.4}, {rate:.0} samples/s",
+                            "epoch {epoch} step {}: {}, {rate:.0} samples/s",
                             trainer.steps(),
-                            window.cross_entropy(),
-                            window.accuracy()
+                            describe(&window)
                         );
                     }
-                    writeln!(
-                        log,
-                        "{}",
-                        serde_json::json!({"epoch": epoch, "step": trainer.steps(),
-                            "loss": window.cross_entropy(), "accuracy": window.accuracy(),
-                            "samples_per_s": rate})
-                    )?;
+                    let mut line = serde_json::json!({"epoch": epoch, "step": trainer.steps(),
+                            "loss": window.loss(), "samples_per_s": rate});
+                    insert_accuracy(&mut line, "accuracy", &window);
+                    writeln!(log, "{line}")?;
                     window = Metrics::default();
                 }
             }
             let mut line = serde_json::json!({"epoch": epoch, "step": trainer.steps(),
-                "train_loss": epoch_metrics.cross_entropy(),
-                "train_accuracy": epoch_metrics.accuracy()});
-            let mut summary = format!(
-                "epoch {epoch}: loss {:.4}, accuracy {:.4}",
-                epoch_metrics.cross_entropy(),
-                epoch_metrics.accuracy()
-            );
+                "train_loss": epoch_metrics.loss()});
+            insert_accuracy(&mut line, "train_accuracy", &epoch_metrics);
+            let mut summary = format!("epoch {epoch}: {}", describe(&epoch_metrics));
             if let Some(v) = &val_loader {
                 let mut m = Metrics::default();
                 let mut declared = spec
@@ -261,28 +256,23 @@ pub fn run(args: TrainArgs) -> Result<()> {
                     .collect::<Result<Vec<_>, _>>()?;
                 for b in v.epoch(0)? {
                     let b = b?;
-                    let valid = b.label.len().saturating_sub(b.pad);
-                    let probs = trainer.predict(&evaluator, &b.data, &b.label, valid)?;
-                    let labels = b.label.get(..valid).unwrap_or_default();
-                    m.add(Metrics::of_probabilities(&probs, labels));
-                    let classes = probs.len() / valid.max(1);
+                    let examples = b.data_shape.first().copied().unwrap_or(0);
+                    let valid = examples.saturating_sub(b.pad);
+                    let e = trainer.evaluate(&evaluator, &b.data, &b.label, valid)?;
+                    m.add(e.metrics);
                     for metric in &mut declared {
-                        metric.update(&probs, &[valid, classes], labels, &[valid])?;
+                        metric.update(&e.predictions, &e.shape, &e.labels, &e.label_shape)?;
                     }
                 }
                 if let Some(fields) = line.as_object_mut() {
-                    fields.insert("val_loss".into(), m.cross_entropy().into());
-                    fields.insert("val_accuracy".into(), m.accuracy().into());
+                    fields.insert("val_loss".into(), m.loss().into());
                     for metric in &declared {
                         let key = format!("val_{}", metric.spec().key());
                         fields.insert(key, metric.get().into());
                     }
                 }
-                summary += &format!(
-                    "; validation loss {:.4}, accuracy {:.4}",
-                    m.cross_entropy(),
-                    m.accuracy()
-                );
+                insert_accuracy(&mut line, "val_accuracy", &m);
+                summary += &format!("; validation {}", describe(&m));
                 for metric in &declared {
                     summary += &format!(", {} {:.4}", metric.spec().mxnet_name(), metric.get());
                 }
@@ -348,6 +338,21 @@ pub fn run(args: TrainArgs) -> Result<()> {
         if key.is_some() { ", signed" } else { "" }
     );
     Ok(())
+}
+
+/// `loss L, accuracy A` (the accuracy only for a classifier).
+fn describe(m: &Metrics) -> String {
+    match m.accuracy() {
+        Some(a) => format!("loss {:.4}, accuracy {a:.4}", m.loss()),
+        None => format!("loss {:.4}", m.loss()),
+    }
+}
+
+/// Adds the accuracy to a metrics line, for a classifier.
+fn insert_accuracy(line: &mut serde_json::Value, key: &str, m: &Metrics) {
+    if let (Some(fields), Some(a)) = (line.as_object_mut(), m.accuracy()) {
+        fields.insert(key.into(), a.into());
+    }
 }
 
 /// What a person watching sees: on a terminal, a bar with the epoch, step, loss, samples

@@ -314,3 +314,104 @@ epochs = 1
     assert!(err.contains("no params file and no [init]"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
+
+/// A Gluon export has no head: the spec's `[loss]` trains it, the package written is the
+/// network alone (its output the logits), and `ward eval --softmax` measures the package
+/// as the run measured its validation data.
+#[test]
+fn trains_a_gluon_export_with_a_declared_loss() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = fixture("lenet_gluon");
+    let mnist = repo_root().join("tests/fixtures/mnist");
+    let text = format!(
+        r#"
+[model]
+symbol = "{symbol}"
+params = "{params}"
+
+[loss]
+name = "softmax_cross_entropy"
+
+[data]
+batch_size = 64
+
+[data.train]
+format = "mnist"
+images = "{mnist}/train-images-idx3-ubyte.gz"
+labels = "{mnist}/train-labels-idx1-ubyte.gz"
+
+[data.val]
+format = "mnist"
+images = "{mnist}/t10k-images-idx3-ubyte.gz"
+labels = "{mnist}/t10k-labels-idx1-ubyte.gz"
+
+[optimizer]
+name = "sgd"
+learning_rate = 0.05
+momentum = 0.9
+rescale_grad = 0.015625
+
+[run]
+epochs = 1
+seed = "5"
+multipliers = "gluon"
+metrics = [{{ name = "cross_entropy" }}]
+"#,
+        symbol = model.join("model-symbol.json").display(),
+        params = model.join("model-0000.params").display(),
+        mnist = mnist.display(),
+    );
+    let config = tmp.path().join("train.toml");
+    std::fs::write(&config, &text).unwrap();
+    let out = tmp.path().join("run");
+    let o = ward(&[
+        "train",
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let log = stderr(&o);
+    assert!(o.status.success(), "{log}");
+    let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(metrics.lines().last().unwrap()).unwrap();
+    let accuracy = last["val_accuracy"].as_f64().unwrap();
+    assert!(accuracy > 0.85, "{last}");
+    // MXNet's cross_entropy metric over the probabilities is the loss's own mean.
+    let ce = last["val_cross_entropy"].as_f64().unwrap();
+    assert!(
+        (ce - last["val_loss"].as_f64().unwrap()).abs() < 1e-4,
+        "{last}"
+    );
+
+    let package = out.join("package");
+    let eval = |softmax: bool| {
+        let mut args = vec![
+            "eval",
+            package.to_str().unwrap(),
+            "--allow-unsigned",
+            "--data",
+            config.to_str().unwrap(),
+            "--json",
+        ];
+        if softmax {
+            args.push("--softmax");
+        }
+        let o = ward(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v
+    };
+    let measured = eval(true);
+    assert_eq!(measured["examples"], 1000);
+    assert!(
+        (measured["accuracy"].as_f64().unwrap() - accuracy).abs() < 1e-9,
+        "{measured} vs {last}"
+    );
+    assert!((measured["cross_entropy"].as_f64().unwrap() - ce).abs() < 1e-4);
+    // Without --softmax the logits are not probabilities: the accuracy (an argmax) is
+    // the same, the cross-entropy is not.
+    let raw = eval(false);
+    assert_eq!(raw["accuracy"], measured["accuracy"]);
+    assert_ne!(raw["cross_entropy"], measured["cross_entropy"]);
+}

@@ -24,7 +24,7 @@ use ward_graph::ir::{Graph, ParamRole, Source};
 use ward_graph::ops::Op;
 use ward_graph::shape::{infer_shapes_with_labels, Shapes};
 
-use crate::grad::{self, norm, Ctx, GradError};
+use crate::grad::{self, is_loss_head, norm, Ctx, GradError};
 use fast::{Fast, Saved};
 
 /// A value of the engine: a shape and row-major `f32` elements.
@@ -74,6 +74,18 @@ pub struct NodeTiming {
     pub fast: bool,
     pub forward_s: f64,
     pub backward_s: f64,
+}
+
+/// A loss outside the graph: the gradient of the graph's first output, made from the
+/// forward pass's outputs.
+pub type OutputLoss<'a> = dyn FnMut(&[Tensor32]) -> Result<Vec<f32>, GradError> + 'a;
+
+/// Where the gradients of the graph's outputs come from.
+enum Heads<'a> {
+    /// One per output (or none at all); loss heads make their own.
+    Given(&'a [Option<&'a [f32]>]),
+    /// The first output's, made from the forward pass's outputs.
+    FirstFrom(&'a mut OutputLoss<'a>),
 }
 
 /// How a node runs.
@@ -191,6 +203,28 @@ impl Engine {
         self.run(params, inputs, &[], Some(rng))
     }
 
+    /// As [`Self::step_seeded`] for a graph without a loss head: `loss` makes the
+    /// gradient of the graph's first output from the forward pass's outputs (a loss
+    /// outside the graph, such as [`crate::loss`]'s); the other outputs get none.
+    pub fn step_with_loss(
+        &self,
+        params: &[&[f32]],
+        inputs: &[&[f32]],
+        seed: &RunSeed,
+        step_index: u64,
+        loss: &mut OutputLoss<'_>,
+    ) -> Result<Step, GradError> {
+        let rng = seed
+            .stream(Purpose::Dropout, step_index)
+            .map_err(|e| GradError::Node {
+                node: String::new(),
+                op: "dropout",
+                reason: e.to_string(),
+            })?;
+        self.check_trainable()?;
+        self.pass(params, inputs, Heads::FirstFrom(loss), Some(rng), true)
+    }
+
     /// The outputs of a forward pass alone (for evaluation, plan with
     /// [`EngineOptions::inference`]).
     pub fn forward(
@@ -198,7 +232,7 @@ impl Engine {
         params: &[&[f32]],
         inputs: &[&[f32]],
     ) -> Result<Vec<Tensor32>, GradError> {
-        self.pass(params, inputs, &[], None, false)
+        self.pass(params, inputs, Heads::Given(&[]), None, false)
             .map(|s| s.outputs)
     }
 
@@ -212,6 +246,11 @@ impl Engine {
         heads: &[Option<&[f32]>],
         rng: Option<ChaCha20Rng>,
     ) -> Result<Step, GradError> {
+        self.check_trainable()?;
+        self.pass(params, inputs, Heads::Given(heads), rng, true)
+    }
+
+    fn check_trainable(&self) -> Result<(), GradError> {
         if self.options.inference {
             return Err(GradError::Node {
                 node: String::new(),
@@ -219,27 +258,27 @@ impl Engine {
                 reason: "planned for inference: no gradients".into(),
             });
         }
-        self.pass(params, inputs, heads, rng, true)
+        Ok(())
     }
 
     fn pass(
         &self,
         params: &[&[f32]],
         inputs: &[&[f32]],
-        heads: &[Option<&[f32]>],
+        heads: Heads<'_>,
         mut rng: Option<ChaCha20Rng>,
         backward: bool,
     ) -> Result<Step, GradError> {
         let graph = &self.graph;
-        let heads_expected = if heads.is_empty() {
-            0
-        } else {
-            graph.outputs.len()
+        let (heads_expected, heads_given) = match &heads {
+            Heads::Given([]) => (0, 0),
+            Heads::Given(h) => (graph.outputs.len(), h.len()),
+            Heads::FirstFrom(_) => (0, 0),
         };
         for (what, expected, got) in [
             ("parameters", graph.params.len(), params.len()),
             ("inputs", graph.inputs.len(), inputs.len()),
-            ("head gradients", heads_expected, heads.len()),
+            ("head gradients", heads_expected, heads_given),
         ] {
             if expected != got {
                 return Err(GradError::Arguments {
@@ -361,6 +400,18 @@ impl Engine {
             values.iter().map(|o| vec![None; o.len()]).collect();
         let mut param_grads: Vec<Option<Vec<f32>>> = vec![None; params.len()];
         let mut input_grads: Vec<Option<Vec<f32>>> = vec![None; inputs.len()];
+        let made;
+        let heads: Vec<Option<&[f32]>> = match heads {
+            Heads::Given(h) => h.to_vec(),
+            Heads::FirstFrom(loss) => {
+                made = loss(&outputs)?;
+                let mut h = vec![None; graph.outputs.len()];
+                if let Some(first) = h.first_mut() {
+                    *first = Some(made.as_slice());
+                }
+                h
+            }
+        };
         for (output, head) in graph.outputs.iter().zip(heads) {
             let (Source::Node(n, k), Some(head)) = (output.source, head) else {
                 continue;
@@ -548,13 +599,6 @@ fn wants_grad(graph: &Graph, needs_grad: &[bool], options: EngineOptions, source
                     .is_some_and(|i| i.role == ward_graph::ir::InputRole::Data)
         }
     }
-}
-
-fn is_loss_head(op: &Op) -> bool {
-    matches!(
-        op,
-        Op::SoftmaxOutput(_) | Op::RegressionOutput(_) | Op::MakeLoss(_)
-    )
 }
 
 /// An `f64` array rounded to `f32`.

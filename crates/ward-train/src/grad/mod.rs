@@ -165,7 +165,7 @@ pub(crate) fn differentiable(op: &Op) -> Result<(), &'static str> {
 }
 
 /// The loss heads: they make their own gradient, whatever reaches their output.
-fn is_loss_head(op: &Op) -> bool {
+pub(crate) fn is_loss_head(op: &Op) -> bool {
     matches!(
         op,
         Op::SoftmaxOutput(_) | Op::RegressionOutput(_) | Op::MakeLoss(_)

@@ -8,6 +8,7 @@ mod support;
 mod data;
 mod engine;
 mod init;
+mod losses;
 mod metrics;
 mod mnist;
 mod models;

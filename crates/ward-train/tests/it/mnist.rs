@@ -19,7 +19,7 @@ use ward_train::data::batch::{LastBatch, Loader, LoaderConfig};
 use ward_train::data::Dataset;
 use ward_train::init::{init_graph, InitSpec};
 use ward_train::spec::DataSource;
-use ward_train::trainer::{Metrics, Multipliers, Trainer};
+use ward_train::trainer::{Metrics, Multipliers, Trainer, TrainerSetup};
 use ward_train::{Optimizer, OptimizerSpec};
 
 use crate::support::{fixtures, read};
@@ -90,9 +90,12 @@ fn trainer(seed: &RunSeed) -> Trainer {
         weights,
         &[BATCH, 1, 28, 28],
         Optimizer::new(optimizer, None).unwrap(),
-        Multipliers::Module,
-        Some(&symbol),
         seed.clone(),
+        TrainerSetup {
+            multipliers: Multipliers::Module,
+            symbol: Some(&symbol),
+            ..TrainerSetup::default()
+        },
     )
     .unwrap()
 }
@@ -123,10 +126,10 @@ fn train_and_evaluate(format: &str, seed: u64) -> f64 {
     for batch in loader(open(format, "t10k"), false, &seed).epoch(0).unwrap() {
         let b = batch.unwrap();
         let valid = BATCH - b.pad;
-        m.add(t.evaluate(&eval, &b.data, &b.label, valid).unwrap());
+        m.add(t.evaluate(&eval, &b.data, &b.label, valid).unwrap().metrics);
     }
     assert_eq!(m.examples, 1000);
-    m.accuracy()
+    m.accuracy().unwrap()
 }
 
 fn check(format: &str) {

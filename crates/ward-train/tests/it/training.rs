@@ -9,7 +9,7 @@ use ward_core::random::RunSeed;
 use ward_train::data::batch::{LastBatch, Loader, LoaderConfig};
 use ward_train::data::idx::{MnistDataset, MnistOptions};
 use ward_train::data::DataLimits;
-use ward_train::trainer::{Metrics, Multipliers, TrainError, Trainer};
+use ward_train::trainer::{Metrics, TrainError, Trainer, TrainerSetup};
 use ward_train::{Optimizer, OptimizerSpec};
 
 use crate::support::{fixtures, import_dir};
@@ -46,9 +46,8 @@ fn trainer(seed: u64, learning_rate: f64) -> Trainer {
         weights,
         &[BATCH, 1, 28, 28],
         Optimizer::new(spec, None).unwrap(),
-        Multipliers::Module,
-        None,
         RunSeed::from_u64(seed),
+        TrainerSetup::default(),
     )
     .unwrap()
 }
@@ -70,10 +69,10 @@ fn held_out_accuracy(t: &Trainer) -> f64 {
     for batch in loader("t10k", false, 0).epoch(0).unwrap() {
         let b = batch.unwrap();
         let valid = BATCH - b.pad;
-        m.add(t.evaluate(&eval, &b.data, &b.label, valid).unwrap());
+        m.add(t.evaluate(&eval, &b.data, &b.label, valid).unwrap().metrics);
     }
     assert_eq!(m.examples, 1000);
-    m.accuracy()
+    m.accuracy().unwrap()
 }
 
 #[test]
@@ -92,8 +91,8 @@ fn lenet_learns_mnist() {
     let after = held_out_accuracy(&t);
     eprintln!(
         "LeNet on 4,000 MNIST digits, {EPOCHS} epochs: training loss {:.4}, accuracy {:.4}; held-out accuracy {before:.4} before, {after:.4} after",
-        last.cross_entropy(),
-        last.accuracy()
+        last.loss(),
+        last.accuracy().unwrap()
     );
     assert!(before < 0.3, "untrained accuracy {before}");
     // This LeNet is the importer's small fixture (6 and 16 filters, 64 hidden units,
