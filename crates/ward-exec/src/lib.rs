@@ -20,6 +20,6 @@ mod weights;
 pub use backend::{Backend, Plan};
 pub use error::ExecError;
 pub use executable::{Executable, MAX_CACHED_PLANS};
-pub use package::{CheckedInputs, LoadedPackage};
+pub use package::{CheckedInputs, LoadedPackage, PackageModel};
 pub use tract::TractBackend;
 pub use weights::{WeightSet, WeightsId};

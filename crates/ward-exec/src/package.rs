@@ -86,66 +86,18 @@ impl LoadedPackage {
         Ok(package)
     }
 
-    /// Parses the graph (a version-1 graph is upgraded with the manifest's input shapes)
-    /// and checks that it agrees with the manifest: the same data inputs and outputs, in
-    /// the same order, with the same dtypes, and shapes that infer. The files must come
-    /// from the verified loader (or be freshly made, as by an import).
+    /// The package's model, checked against its manifest (see [`PackageModel`]), made
+    /// ready to run. The files must come from the verified loader (or be freshly made,
+    /// as by an import).
     fn from_files(
         files: PackageFiles,
         backend: Arc<dyn Backend>,
     ) -> Result<LoadedPackage, ExecError> {
-        let manifest = files.manifest;
-        let mut weights = files.weights;
-        // Variable dims at 1: enough for a version-1 graph's encodings, which depend on
-        // ranks and fixed dims only.
-        let probe: Vec<Vec<usize>> = manifest
-            .inputs
-            .iter()
-            .map(|i| {
-                i.shape
-                    .iter()
-                    .map(|&d| if d < 0 { 1 } else { d as usize })
-                    .collect()
-            })
-            .collect();
-        let graph = match graph_version(&files.graph_json)? {
-            1 => upgrade_v1(&files.graph_json, &probe, &mut weights)?,
-            GRAPH_VERSION => Graph::from_json(&files.graph_json)?,
-            found => {
-                return Err(ward_graph::GraphError::Version {
-                    found,
-                    supported: GRAPH_VERSION,
-                }
-                .into())
-            }
-        };
-        let graph_inputs: Vec<(&str, ward_core::DType)> = graph
-            .inputs
-            .iter()
-            .filter(|i| i.role == InputRole::Data)
-            .map(|i| (i.name.as_str(), i.dtype))
-            .collect();
-        let manifest_inputs: Vec<(&str, ward_core::DType)> = manifest
-            .inputs
-            .iter()
-            .map(|i| (i.name.as_str(), i.dtype))
-            .collect();
-        if graph_inputs != manifest_inputs {
-            return Err(inconsistent(format!(
-                "ward.json declares inputs {manifest_inputs:?}, graph.json has {graph_inputs:?}"
-            )));
-        }
-        let graph_outputs: Vec<&str> = graph.outputs.iter().map(|o| o.name.as_str()).collect();
-        let manifest_outputs: Vec<&str> =
-            manifest.outputs.iter().map(|o| o.name.as_str()).collect();
-        if graph_outputs != manifest_outputs {
-            return Err(inconsistent(format!(
-                "ward.json declares outputs {manifest_outputs:?}, graph.json has {graph_outputs:?}"
-            )));
-        }
-        // Any failure of the graph against its weights shows now, not on the first request.
-        infer_shapes(&graph, &probe)?;
-        let weights: HashMap<String, Tensor> = weights.into_iter().collect();
+        let PackageModel {
+            manifest,
+            graph,
+            weights,
+        } = PackageModel::from_files(files)?;
         let weights = WeightSet::new(&graph, weights)?;
         let executable = Executable::new(graph, weights, backend)?;
         Ok(LoadedPackage {
@@ -250,5 +202,90 @@ impl LoadedPackage {
             .map(|o| o.name.clone())
             .zip(outputs)
             .collect())
+    }
+}
+
+/// A verified package's model, parsed and checked against its manifest, not yet planned
+/// to run: what training starts from when it fine-tunes a package.
+pub struct PackageModel {
+    pub manifest: Manifest,
+    pub graph: Graph,
+    /// By parameter name.
+    pub weights: HashMap<String, Tensor>,
+}
+
+impl PackageModel {
+    /// Opens a package through the verified loader (read once, verified under `trust`,
+    /// then parsed) and checks its model.
+    pub fn open(
+        dir: &Path,
+        trust: &Trust,
+        limits: &PackageLimits,
+    ) -> Result<(PackageModel, Verification), ExecError> {
+        let opened = open_package(dir, trust, std::time::SystemTime::now(), limits)?;
+        Ok((PackageModel::from_files(opened.files)?, opened.verification))
+    }
+
+    /// Parses the graph (a version-1 graph is upgraded with the manifest's input shapes)
+    /// and checks that it agrees with the manifest: the same data inputs and outputs, in
+    /// the same order, with the same dtypes, and shapes that infer.
+    fn from_files(files: PackageFiles) -> Result<PackageModel, ExecError> {
+        let manifest = files.manifest;
+        let mut weights = files.weights;
+        // Variable dims at 1: enough for a version-1 graph's encodings, which depend on
+        // ranks and fixed dims only.
+        let probe: Vec<Vec<usize>> = manifest
+            .inputs
+            .iter()
+            .map(|i| {
+                i.shape
+                    .iter()
+                    .map(|&d| if d < 0 { 1 } else { d as usize })
+                    .collect()
+            })
+            .collect();
+        let graph = match graph_version(&files.graph_json)? {
+            1 => upgrade_v1(&files.graph_json, &probe, &mut weights)?,
+            GRAPH_VERSION => Graph::from_json(&files.graph_json)?,
+            found => {
+                return Err(ward_graph::GraphError::Version {
+                    found,
+                    supported: GRAPH_VERSION,
+                }
+                .into())
+            }
+        };
+        let graph_inputs: Vec<(&str, ward_core::DType)> = graph
+            .inputs
+            .iter()
+            .filter(|i| i.role == InputRole::Data)
+            .map(|i| (i.name.as_str(), i.dtype))
+            .collect();
+        let manifest_inputs: Vec<(&str, ward_core::DType)> = manifest
+            .inputs
+            .iter()
+            .map(|i| (i.name.as_str(), i.dtype))
+            .collect();
+        if graph_inputs != manifest_inputs {
+            return Err(inconsistent(format!(
+                "ward.json declares inputs {manifest_inputs:?}, graph.json has {graph_inputs:?}"
+            )));
+        }
+        let graph_outputs: Vec<&str> = graph.outputs.iter().map(|o| o.name.as_str()).collect();
+        let manifest_outputs: Vec<&str> =
+            manifest.outputs.iter().map(|o| o.name.as_str()).collect();
+        if graph_outputs != manifest_outputs {
+            return Err(inconsistent(format!(
+                "ward.json declares outputs {manifest_outputs:?}, graph.json has {graph_outputs:?}"
+            )));
+        }
+        // Any failure of the graph against its weights shows now, not on the first request.
+        infer_shapes(&graph, &probe)?;
+        let weights: HashMap<String, Tensor> = weights.into_iter().collect();
+        Ok(PackageModel {
+            manifest,
+            graph,
+            weights,
+        })
     }
 }

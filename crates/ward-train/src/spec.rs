@@ -85,28 +85,74 @@ pub struct TrainSpec {
     pub run: RunSpec,
 }
 
-/// An MXNet Module checkpoint (`prefix-symbol.json`, `prefix-EPOCH.params`, `arg:`/`aux:`
-/// keys) or Gluon export: ending in SoftmaxOutput with its label variable, or without a
-/// head, trained with the spec's `[loss]`. Without
-/// `params`, or for weights the file lacks (a new layer to fine-tune), the spec's
-/// `[init]` initialises them, with the shapes MXNet's shape inference gives.
+/// What trains: MXNet files or a ward package.
+///
+/// - `symbol` (+ `params`): an MXNet Module checkpoint (`prefix-symbol.json`,
+///   `prefix-EPOCH.params`, `arg:`/`aux:` keys) or Gluon export: ending in SoftmaxOutput
+///   with its label variable, or without a head, trained with the spec's `[loss]`.
+///   Without `params`, or for weights the file lacks (a new layer to fine-tune), the
+///   spec's `[init]` initialises them, with the shapes MXNet's shape inference gives.
+/// - `package`: a ward package (one `ward import` or `ward train` wrote) to fine-tune,
+///   opened by the verified loader: its signatures are checked against `ward train
+///   --trust` before its graph and weights are parsed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSpec {
-    pub symbol: PathBuf,
+    #[serde(default)]
+    pub symbol: Option<PathBuf>,
     #[serde(default)]
     pub params: Option<PathBuf>,
-    /// The name of the package written (default: the symbol file's stem).
+    #[serde(default)]
+    pub package: Option<PathBuf>,
+    /// The name of the package written (default: the symbol file's stem, or the source
+    /// package's name).
     #[serde(default)]
     pub name: Option<String>,
-    /// The name of the data input (default `data`).
-    #[serde(default = "default_data_name")]
-    pub data_input: String,
+    /// The name of the data input (default `data`; a package's is its own).
+    #[serde(default)]
+    pub data_input: Option<String>,
 }
 
-fn default_data_name() -> String {
-    "data".into()
+/// Where a model's graph and weights come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelSource<'a> {
+    Mxnet {
+        symbol: &'a Path,
+        params: Option<&'a Path>,
+    },
+    Package(&'a Path),
 }
+
+impl ModelSpec {
+    /// The one source the spec names.
+    pub fn source(&self) -> Result<ModelSource<'_>, SpecError> {
+        let invalid = |reason: &'static str| Err(SpecError::Model(reason));
+        match (&self.symbol, &self.package) {
+            (Some(symbol), None) => Ok(ModelSource::Mxnet {
+                symbol,
+                params: self.params.as_deref(),
+            }),
+            (None, Some(_)) if self.params.is_some() => {
+                invalid("params: a package holds its own weights")
+            }
+            (None, Some(package)) => Ok(ModelSource::Package(package)),
+            (Some(_), Some(_)) => {
+                invalid("give symbol (MXNet files) or package (a ward package), not both")
+            }
+            (None, None) => {
+                invalid("give symbol (MXNet files, with params) or package (a ward package)")
+            }
+        }
+    }
+
+    /// The data input's name as the spec gives it (`data` by default).
+    pub fn data_input(&self) -> &str {
+        self.data_input.as_deref().unwrap_or(DEFAULT_DATA_INPUT)
+    }
+}
+
+/// The data input's name when the spec names none.
+pub const DEFAULT_DATA_INPUT: &str = "data";
 
 /// The training data (and, optionally, held-out data), batched alike.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -295,6 +341,8 @@ pub enum SpecError {
     Loss(#[from] LossError),
     #[error("model: no params file and no [init]: say how the weights start (e.g. [init] name = \"xavier\")")]
     NoWeights,
+    #[error("model: {0}")]
+    Model(&'static str),
 }
 
 impl TrainSpec {
@@ -338,8 +386,16 @@ impl TrainSpec {
         if let Some(loss) = &self.loss {
             loss.validate()?;
         }
-        if self.model.params.is_none() && self.init.is_none() {
-            return Err(SpecError::NoWeights);
+        match self.model.source()? {
+            ModelSource::Mxnet { params: None, .. } if self.init.is_none() => {
+                return Err(SpecError::NoWeights)
+            }
+            ModelSource::Package(_) if self.init.is_some() => {
+                return Err(SpecError::Model(
+                    "[init]: a package holds all its weights; there is nothing to initialise",
+                ))
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -426,5 +482,55 @@ metrics = [{ name = "top_k_accuracy", top_k = 3 }, { name = "perplexity" }]
         );
         let spec: TrainSpec = toml::from_str(&text).unwrap();
         assert!(matches!(spec.validate(), Err(SpecError::Init(_))));
+    }
+
+    #[test]
+    fn the_model_is_mxnet_files_or_a_package() {
+        let spec: TrainSpec = toml::from_str(SPEC).unwrap();
+        assert_eq!(
+            spec.model.source().unwrap(),
+            ModelSource::Mxnet {
+                symbol: Path::new("m-symbol.json"),
+                params: None
+            }
+        );
+        assert_eq!(spec.model.data_input(), "data");
+        let package = SPEC
+            .replace("symbol = \"m-symbol.json\"", "package = \"runs/a/package\"")
+            .replace("[init]\nname = \"xavier\"\n", "");
+        let spec: TrainSpec = toml::from_str(&package).unwrap();
+        spec.validate().unwrap();
+        assert_eq!(
+            spec.model.source().unwrap(),
+            ModelSource::Package(Path::new("runs/a/package"))
+        );
+        for (text, needle) in [
+            (
+                SPEC.replace(
+                    "symbol = \"m-symbol.json\"",
+                    "symbol = \"m-symbol.json\"\npackage = \"p\"",
+                ),
+                "not both",
+            ),
+            (
+                SPEC.replace("symbol = \"m-symbol.json\"", ""),
+                "give symbol",
+            ),
+            (
+                package.replace("[data]", "[init]\nname = \"zero\"\n\n[data]"),
+                "nothing to initialise",
+            ),
+            (
+                package.replace(
+                    "package = \"runs/a/package\"",
+                    "package = \"p\"\nparams = \"x.params\"",
+                ),
+                "holds its own weights",
+            ),
+        ] {
+            let spec: TrainSpec = toml::from_str(&text).unwrap();
+            let err = spec.validate().unwrap_err().to_string();
+            assert!(err.starts_with("model: ") && err.contains(needle), "{err}");
+        }
     }
 }

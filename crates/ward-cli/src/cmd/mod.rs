@@ -79,6 +79,31 @@ impl TrustArgs {
         }
     }
 
+    /// Whether a trust policy or `--allow-unsigned` was given.
+    pub fn is_set(&self) -> bool {
+        self.trust.is_some() || self.allow_unsigned
+    }
+
+    /// Opens a package's model through the verified loader, for training: verified,
+    /// then parsed and checked against its manifest, not planned to run. Prints who
+    /// signed it and any verification warning.
+    pub fn open_model(&self, package: &Path) -> Result<ward_exec::PackageModel> {
+        let (model, verification) =
+            ward_exec::PackageModel::open(package, &self.trust()?, &self.limits.limits())
+                .with_context(|| format!("package {}", package.display()))?;
+        if let Verification::Signed(v) = &verification {
+            eprintln!(
+                "model: {} verified, signed by {}",
+                package.display(),
+                v.signers().join(", ")
+            );
+            for w in v.warnings() {
+                eprintln!("warning: {w}");
+            }
+        }
+        Ok(model)
+    }
+
     /// Opens a package through the verified loader, printing any verification warning,
     /// to run on the CPU with `threads` threads.
     pub fn open(&self, package: &Path, threads: usize) -> Result<LoadedPackage> {

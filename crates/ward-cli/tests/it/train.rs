@@ -8,13 +8,21 @@ use crate::support::{fixture, repo_root, stderr, ward};
 /// A spec training the Module LeNet fixture on the bundled MNIST digits.
 fn spec(dir: &Path, extra_run: &str) -> std::path::PathBuf {
     let model = fixture("lenet_module");
+    let lines = format!(
+        "symbol = \"{}\"\nparams = \"{}\"\nname = \"lenet\"",
+        model.join("model-symbol.json").display(),
+        model.join("model-0000.params").display()
+    );
+    spec_of(dir, &lines, extra_run)
+}
+
+/// A spec training the model `model_lines` describe on the bundled MNIST digits.
+fn spec_of(dir: &Path, model_lines: &str, extra_run: &str) -> std::path::PathBuf {
     let mnist = repo_root().join("tests/fixtures/mnist");
     let text = format!(
         r#"
 [model]
-symbol = "{symbol}"
-params = "{params}"
-name = "lenet"
+{model_lines}
 
 [data]
 batch_size = 64
@@ -43,8 +51,6 @@ epochs = 1
 log_every = 20
 {extra_run}
 "#,
-        symbol = model.join("model-symbol.json").display(),
-        params = model.join("model-0000.params").display(),
         mnist = mnist.display(),
     );
     let path = dir.join("train.toml");
@@ -414,4 +420,125 @@ metrics = [{{ name = "cross_entropy" }}]
     let raw = eval(false);
     assert_eq!(raw["accuracy"], measured["accuracy"]);
     assert_ne!(raw["cross_entropy"], measured["cross_entropy"]);
+}
+
+/// A package is a model source: `ward train` verifies it under `--trust` before reading
+/// its graph and weights, refuses it unsigned, untrusted or altered (writing nothing),
+/// and continues training from its weights into a new package with its input schema.
+#[test]
+fn fine_tunes_a_package_verified_before_it_is_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = tmp.path().join("keys");
+    for name in ["k", "other"] {
+        let o = ward(&["keygen", "--out", keys.to_str().unwrap(), "--name", name]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let first_dir = tmp.path().join("first");
+    std::fs::create_dir(&first_dir).unwrap();
+    let config = spec(&first_dir, "seed = \"2\"");
+    let a = tmp.path().join("a");
+    let key = keys.join("k.key");
+    let o = ward(&[
+        "train",
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        a.to_str().unwrap(),
+        "--sign-key",
+        key.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let second_dir = tmp.path().join("second");
+    std::fs::create_dir(&second_dir).unwrap();
+    let package = a.join("package");
+    let config = spec_of(
+        &second_dir,
+        &format!("package = \"{}\"", package.display()),
+        "seed = \"3\"",
+    );
+    let run = |out: &str, extra: &[&str]| {
+        let out = tmp.path().join(out);
+        let mut args = vec![
+            "train",
+            "--config",
+            config.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        (ward(&args), out)
+    };
+    let pubkey = |name: &str| keys.join(format!("{name}.pub")).display().to_string();
+
+    // Refused: no trust policy, a key that did not sign it.
+    let (o, out) = run("x", &[]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("no trust policy"), "{}", stderr(&o));
+    assert!(!out.exists(), "a refused run writes nothing");
+    let (o, out) = run("x", &["--trust", &pubkey("other")]);
+    assert!(!o.status.success());
+    assert!(!out.exists());
+
+    // Fine-tuned: verified first, starting from the trained weights.
+    let (o, b) = run(
+        "b",
+        &["--trust", &pubkey("k"), "--sign-key", key.to_str().unwrap()],
+    );
+    let log = stderr(&o);
+    assert!(o.status.success(), "{log}");
+    assert!(log.contains("verified, signed by"), "{log}");
+    let lines = |d: &Path| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(d.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let (first, second) = (lines(&a), lines(&b));
+    let loss = |l: &[serde_json::Value]| l[1]["loss"].as_f64().unwrap();
+    assert!(
+        loss(&second) < loss(&first) / 2.0,
+        "the first logged loss from the package's weights ({}) is far below a fresh run's ({})",
+        loss(&second),
+        loss(&first)
+    );
+    let accuracy = |l: &[serde_json::Value]| l.last().unwrap()["val_accuracy"].as_f64().unwrap();
+    assert!(accuracy(&second) > 0.8, "{:?}", second.last());
+    let manifest = |d: &Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(d.join("package/ward.json")).unwrap()).unwrap()
+    };
+    assert_eq!(manifest(&a)["inputs"], manifest(&b)["inputs"]);
+    assert_eq!(manifest(&a)["name"], manifest(&b)["name"]);
+    let weights = |d: &Path| std::fs::read(d.join("package/weights.safetensors")).unwrap();
+    assert_ne!(weights(&a), weights(&b));
+
+    // An altered package is refused before it is parsed.
+    let bytes = weights(&a);
+    let mut altered = bytes.clone();
+    let last = altered.len() - 1;
+    altered[last] ^= 1;
+    std::fs::write(package.join("weights.safetensors"), &altered).unwrap();
+    let (o, out) = run("y", &["--trust", &pubkey("k")]);
+    assert!(!o.status.success(), "an altered package trained");
+    assert!(!out.exists());
+    std::fs::write(package.join("weights.safetensors"), &bytes).unwrap();
+
+    // --trust belongs to a package model.
+    let mxnet = spec(&first_dir, "seed = \"2\"");
+    let o = ward(&[
+        "train",
+        "--config",
+        mxnet.to_str().unwrap(),
+        "--out",
+        tmp.path().join("z").to_str().unwrap(),
+        "--trust",
+        &pubkey("k"),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("apply to a package model"),
+        "{}",
+        stderr(&o)
+    );
 }

@@ -1,5 +1,7 @@
 //! `ward train`
 
+mod model;
+
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -9,15 +11,9 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use ward_core::random::RunSeed;
-use ward_core::{DType, Tensor};
-use ward_mxnet::import::{import, DeclaredInput};
-use ward_mxnet::limits::{
-    ParamsLimits, SymbolLimits, MAX_PARAMS_FILE_BYTES, MAX_SYMBOL_JSON_BYTES,
-};
-use ward_mxnet::new_params::import_with_new_params;
-use ward_mxnet::params::ParamsFile;
+use ward_core::Tensor;
 use ward_package::signature::read_private_key_file;
-use ward_package::{write_signed_package, FileDigest, InputSpec, Manifest, Origin};
+use ward_package::{write_signed_package, Manifest};
 use ward_train::data::batch::{LastBatch, Loader, LoaderConfig};
 use ward_train::data::{DataLimits, Dataset};
 use ward_train::init::init_missing;
@@ -26,15 +22,14 @@ use ward_train::spec::TrainSpec;
 use ward_train::trainer::{Metrics, Objective, Trainer, TrainerSetup};
 use ward_train::Optimizer;
 
-use super::read_file;
-
 /// Largest training spec read.
 const MAX_SPEC_BYTES: u64 = 1 << 20;
 
 /// Train a model from a training spec and write it as a (signed) ward package.
 ///
-/// Reads `train.toml` (see `ward_train::spec`: the MXNet model, the data, the declared
-/// optimizer and schedule, the epochs), trains on ward's engine, and writes
+/// Reads `train.toml` (see `ward_train::spec`: the model, MXNet files or a ward package
+/// verified under --trust, the data, the declared loss, optimizer and schedule, the
+/// epochs), trains on ward's engine, and writes
 /// `OUT/metrics.jsonl` (one JSON line every `log_every` steps and after each epoch) and
 /// the trained package `OUT/package`. The run's seed comes from the operating system
 /// unless given; it is printed and recorded in the metrics. A loss or gradient that is
@@ -54,6 +49,10 @@ pub struct TrainArgs {
     /// Sign the trained package with this private key.
     #[arg(long, value_name = "FILE")]
     sign_key: Option<PathBuf>,
+    /// Whom to trust when the model is a ward package ([model] package = ...): it is
+    /// verified before its graph and weights are read.
+    #[command(flatten)]
+    trust: super::TrustArgs,
     /// The run's seed (a number or 64 hex digits), overriding the spec's.
     #[arg(long)]
     seed: Option<String>,
@@ -67,7 +66,6 @@ pub fn run(args: TrainArgs) -> Result<()> {
     spec.validate()
         .with_context(|| format!("{}", args.config.display()))?;
     let base = args.config.parent().unwrap_or(Path::new("."));
-    let at = |p: &Path| base.join(p);
     let key = args
         .sign_key
         .as_deref()
@@ -97,66 +95,17 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let example_shape = train.data_shape().to_vec();
     let batch = spec.data.batch_size;
 
-    let symbol_bytes = read_file(&at(&spec.model.symbol), MAX_SYMBOL_JSON_BYTES as u64)?;
-    let symbol = ward_mxnet::symbol::read_symbol(&symbol_bytes, &SymbolLimits::default())
-        .with_context(|| format!("{}", spec.model.symbol.display()))?;
-    let params_bytes = spec
-        .model
-        .params
-        .as_ref()
-        .map(|p| read_file(&at(p), MAX_PARAMS_FILE_BYTES))
-        .transpose()?;
-    let params = match (&params_bytes, &spec.model.params) {
-        (Some(bytes), Some(path)) => {
-            ward_mxnet::params::read_params(bytes, &ParamsLimits::default())
-                .with_context(|| format!("{}", path.display()))?
-        }
-        _ => ParamsFile {
-            arrays: Vec::new(),
-            names: None,
-        },
-    };
-    let mut shape = vec![-1i64];
-    shape.extend(example_shape.iter().map(|&d| d as i64));
-    let declared = [DeclaredInput {
-        name: spec.model.data_input.clone(),
-        dtype: DType::F32,
-        shape: shape.clone(),
-    }];
-    // Weights the file lacks are new parameters only when the spec says how to start them.
-    let (imported, new) = match &spec.init {
-        Some(_) => import_with_new_params(&symbol, params, &declared).context("import")?,
-        None => (
-            import(&symbol, params, &declared).context("import")?,
-            Vec::new(),
-        ),
-    };
-    let graph = imported.graph.clone();
-    let given = graph
-        .params
-        .iter()
-        .map(|p| {
-            if new.iter().any(|n| n.name == p.name) {
-                return Ok(None);
-            }
-            imported
-                .weights
-                .iter()
-                .find(|(n, _)| *n == p.name)
-                .map(|(_, t)| Some(t.to_f32_vec()))
-                .with_context(|| format!("no weights for {}", p.name))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let model = model::load(&spec, base, &example_shape, &args.trust)?;
+    let graph = model.graph.clone();
     let init = spec.init.unwrap_or_default();
-    let weights = init_missing(&init, &graph, &seed, given)?;
-    if !new.is_empty() {
-        let names: Vec<&str> = new.iter().map(|p| p.name.as_str()).collect();
+    let weights = init_missing(&init, &graph, &seed, model.given)?;
+    if !model.new.is_empty() {
         eprintln!(
             "initialised {} parameter{} with {}: {}",
-            new.len(),
-            if new.len() == 1 { "" } else { "s" },
+            model.new.len(),
+            if model.new.len() == 1 { "" } else { "s" },
             init.name(),
-            names.join(", ")
+            model.new.join(", ")
         );
     }
     let optimizer = Optimizer::new(spec.optimizer.clone(), spec.schedule.clone())?;
@@ -209,7 +158,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             TrainerSetup {
                 objective: spec.loss.map_or(Objective::Head, Objective::Loss),
                 multipliers: spec.run.multipliers,
-                symbol: Some(&symbol),
+                symbol: model.symbol.as_ref(),
             },
         )?;
         let evaluator = trainer.evaluator(batch, &example_shape)?;
@@ -292,34 +241,14 @@ pub fn run(args: TrainArgs) -> Result<()> {
         .zip(&trained)
         .map(|(p, w)| Ok((p.name.clone(), Tensor::from_f32(p.shape.clone(), w)?)))
         .collect::<Result<Vec<_>>>()?;
-    let name = match &spec.model.name {
-        Some(name) => ward_package::model_name::sanitize(name),
-        None => super::import::default_name(&spec.model.symbol),
-    };
-    let created = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let v = symbol.mxnet_version;
-    let origin = Origin {
-        framework: "mxnet".into(),
-        framework_version: Some(format!("{}.{}.{}", v / 10000, v / 100 % 100, v % 100)),
-        files: [
-            (Some(&spec.model.symbol), Some(&symbol_bytes)),
-            (spec.model.params.as_ref(), params_bytes.as_ref()),
-        ]
-        .into_iter()
-        .filter_map(|(path, bytes)| Some(FileDigest::of(file_name(path?), bytes?)))
-        .collect(),
-    };
-    let inputs = vec![InputSpec {
-        name: spec.model.data_input.clone(),
-        dtype: DType::F32,
-        shape,
-        range: None,
-        allow_nonfinite: false,
-    }];
-    let manifest = Manifest::new(name, "1", created, origin, inputs, imported.output_specs());
+    let manifest = Manifest::new(
+        model.name,
+        "1",
+        created_now(),
+        model.origin,
+        model.inputs,
+        model.outputs,
+    );
     let package = args.out.join("package");
     write_signed_package(
         &package,
@@ -402,8 +331,9 @@ impl Progress {
     }
 }
 
-fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_default()
+fn created_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
