@@ -21,6 +21,8 @@ use ward_kernels::conv::{Conv2d, ConvWindow};
 use ward_kernels::matmul::{gemm_rows_parallel, MatRef};
 use ward_kernels::Windows;
 
+use super::rnn::{RnnPlan, Tape};
+
 /// A node planned on ward's kernels.
 pub(super) enum Fast {
     Conv {
@@ -61,6 +63,8 @@ pub(super) enum Fast {
         /// `shape` with 1 on the axes that share a mask value.
         mask_shape: Vec<usize>,
     },
+    /// The fused RNN, every mode (see `super::rnn`).
+    Rnn(RnnPlan),
 }
 
 /// What the forward pass keeps for the backward pass.
@@ -75,6 +79,8 @@ pub(super) enum Saved {
         /// The moving mean and variance after this step.
         running: [Vec<f32>; 2],
     },
+    /// The RNN's gates and states of every step.
+    Rnn(Tape),
 }
 
 type Outs = (Vec<Vec<f32>>, Saved);
@@ -179,6 +185,7 @@ impl Fast {
                 Some(Fast::Sum)
             }
             Op::AddN(_) if ins.iter().all(|s| s == x) => Some(Fast::Sum),
+            Op::Rnn(op) => RnnPlan::new(op, ins, outs).map(Fast::Rnn),
             Op::Dropout(op) => {
                 let mut mask_shape = x.to_vec();
                 for &a in &op.axes {
@@ -268,6 +275,9 @@ impl Fast {
                 Ok((vec![y], Saved::None))
             }
             Fast::BatchNorm { .. } => self.batch_norm_forward(ins),
+            Fast::Rnn(plan) => plan
+                .forward(ins)
+                .map(|(outs, tape)| (outs, Saved::Rnn(tape))),
             Fast::Copy => Ok((vec![arg(0)?.to_vec()], Saved::None)),
             Fast::Dropout {
                 p,
@@ -295,15 +305,31 @@ impl Fast {
         }
     }
 
-    /// The gradients of the node's inputs (`None` where none is wanted or flows).
+    /// The gradients of the node's inputs (`None` where none is wanted or flows), from
+    /// the gradients arriving at its outputs (`None`: nothing flows into that output).
     pub(super) fn backward(
         &self,
         ins: &[&[f32]],
         outs: &[Vec<f32>],
         saved: &Saved,
-        dy: &[f32],
+        grads: &[Option<Vec<f32>>],
         wanted: &[bool],
     ) -> Result<Vec<Option<Vec<f32>>>, String> {
+        if let Fast::Rnn(plan) = self {
+            return match saved {
+                Saved::Rnn(tape) => plan.backward(ins, tape, grads, wanted),
+                _ => Err("the RNN kept no tape".into()),
+            };
+        }
+        // Every other operator here has one output.
+        let zeros;
+        let dy: &[f32] = match grads.first() {
+            Some(Some(g)) => g,
+            _ => {
+                zeros = vec![0.0; outs.first().map_or(0, Vec::len)];
+                &zeros
+            }
+        };
         let arg = |i: usize| ins.get(i).copied().ok_or(format!("input {i} is missing"));
         let want = |i: usize| wanted.get(i).copied().unwrap_or(false);
         let kernel = |e: ward_kernels::KernelError| e.to_string();
@@ -403,6 +429,7 @@ impl Fast {
                 Ok(vec![Some(dx)])
             }
             Fast::BatchNorm { .. } => self.batch_norm_backward(ins, saved, dy, wanted),
+            Fast::Rnn(_) => Err("the RNN's backward pass is above".into()),
             Fast::Copy => Ok(vec![Some(dy.to_vec())]),
             Fast::Dropout { .. } => match saved {
                 Saved::Mask(mask) => Ok(vec![Some(
