@@ -14,6 +14,7 @@ use ward_graph::interp::eval::{conv_params, pool_params};
 use ward_graph::interp::pool::pool_windows;
 use ward_graph::ops::activation::ActivationKind;
 use ward_graph::ops::elementwise::BinaryKind;
+use ward_graph::ops::loss::{Normalization, SoftmaxOutput, SoftmaxOutputMode};
 use ward_graph::ops::norm::BatchNorm;
 use ward_graph::ops::pool::PoolKind;
 use ward_graph::ops::Op;
@@ -65,6 +66,14 @@ pub(super) enum Fast {
     },
     /// The fused RNN, every mode (see `super::rnn`).
     Rnn(RnnPlan),
+    /// SoftmaxOutput whose softmax runs over contiguous rows (`Flatten`, or `Last` with
+    /// no axis after it): forward softmax, backward MXNet's cross-entropy gradient
+    /// (`crate::grad::loss::softmax_output`).
+    SoftmaxOutput {
+        rows: usize,
+        classes: usize,
+        op: SoftmaxOutput,
+    },
 }
 
 /// What the forward pass keeps for the backward pass.
@@ -186,6 +195,22 @@ impl Fast {
             }
             Op::AddN(_) if ins.iter().all(|s| s == x) => Some(Fast::Sum),
             Op::Rnn(op) => RnnPlan::new(op, ins, outs).map(Fast::Rnn),
+            Op::SoftmaxOutput(op) if !x.is_empty() => {
+                let total: usize = x.iter().product();
+                let classes = match op.mode {
+                    SoftmaxOutputMode::Flatten => total.checked_div(x[0])?,
+                    SoftmaxOutputMode::Last if x.len() == 2 => x[1],
+                    _ => return None,
+                };
+                let rows = total.checked_div(classes)?;
+                // The rule reads one label per row.
+                let labels: usize = ins.get(1).map_or(0, |l| l.iter().product());
+                (rows > 0 && labels >= rows).then(|| Fast::SoftmaxOutput {
+                    rows,
+                    classes,
+                    op: op.clone(),
+                })
+            }
             Op::Dropout(op) => {
                 let mut mask_shape = x.to_vec();
                 for &a in &op.axes {
@@ -278,6 +303,14 @@ impl Fast {
             Fast::Rnn(plan) => plan
                 .forward(ins)
                 .map(|(outs, tape)| (outs, Saved::Rnn(tape))),
+            Fast::SoftmaxOutput { classes, .. } => {
+                let x = arg(0)?;
+                let mut y = vec![0.0; x.len()];
+                y.par_chunks_mut(*classes)
+                    .zip(x.par_chunks(*classes))
+                    .for_each(|(y, x)| softmax_row(x, y));
+                Ok((vec![y], Saved::None))
+            }
             Fast::Copy => Ok((vec![arg(0)?.to_vec()], Saved::None)),
             Fast::Dropout {
                 p,
@@ -430,6 +463,14 @@ impl Fast {
             }
             Fast::BatchNorm { .. } => self.batch_norm_backward(ins, saved, dy, wanted),
             Fast::Rnn(_) => Err("the RNN's backward pass is above".into()),
+            Fast::SoftmaxOutput { rows, classes, op } => {
+                let p = outs.first().ok_or("the output is missing")?;
+                let label = arg(1)?;
+                Ok(vec![
+                    Some(softmax_output_grad(op, *rows, *classes, p, label)),
+                    None,
+                ])
+            }
             Fast::Copy => Ok(vec![Some(dy.to_vec())]),
             Fast::Dropout { .. } => match saved {
                 Saved::Mask(mask) => Ok(vec![Some(
@@ -583,6 +624,64 @@ impl Fast {
             None,
         ])
     }
+}
+
+/// A numerically safe softmax of one row: `exp(x − max) / Σ`, the sum in `f64`.
+fn softmax_row(x: &[f32], y: &mut [f32]) {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0f64;
+    for (y, &x) in y.iter_mut().zip(x) {
+        *y = (x - max).exp();
+        sum += f64::from(*y);
+    }
+    let inv = (1.0 / sum) as f32;
+    y.iter_mut().for_each(|y| *y *= inv);
+}
+
+/// SoftmaxOutput's gradient as `crate::grad::loss::softmax_output` defines it for rows
+/// of `classes` contiguous values: `p − target` (the label's class `1 − α`, the others
+/// `α/(classes − 1)`; a row with the ignored label 0 when `use_ignore`), times
+/// `grad_scale` over the normaliser, times `p` with `out_grad`.
+fn softmax_output_grad(
+    op: &SoftmaxOutput,
+    rows: usize,
+    classes: usize,
+    p: &[f32],
+    label: &[f32],
+) -> Vec<f32> {
+    // Labels are read as the rule reads them: truncated toward zero.
+    let as_class = |l: f32| l as i64;
+    let ignore = op.ignore_label as i64;
+    let valid = label.iter().filter(|&&l| as_class(l) != ignore).count() as f64;
+    let normaliser = match op.normalization {
+        Normalization::Null => 1.0,
+        Normalization::Batch => label.len() as f64,
+        Normalization::Valid => valid,
+    };
+    let scale = (op.grad_scale / normaliser.max(1.0)) as f32;
+    let alpha = op.smooth_alpha;
+    let hit = (1.0 - alpha) as f32;
+    let other = if classes > 1 {
+        (alpha / (classes - 1) as f64) as f32
+    } else {
+        0.0
+    };
+    let mut dx = vec![0.0; rows * classes];
+    dx.par_chunks_mut(classes)
+        .zip(p.par_chunks(classes))
+        .zip(label.par_iter())
+        .for_each(|((dx, p), &l)| {
+            let k = as_class(l);
+            if op.use_ignore && k == ignore {
+                return;
+            }
+            for (c, (d, &p)) in dx.iter_mut().zip(p).enumerate() {
+                let target = if c as i64 == k { hit } else { other };
+                let g = (p - target) * scale;
+                *d = if op.out_grad { g * p } else { g };
+            }
+        });
+    dx
 }
 
 /// Dropout's mask for a value of `shape`: one draw per element of `mask_shape` (kept when

@@ -514,3 +514,74 @@ fn deeper_and_wider_rnns_match_the_reference() {
         }
     }
 }
+
+/// The LSTM language model of the trajectory fixtures (Embedding → 2-layer fused LSTM
+/// from `_zeros` states, MXNet's packed parameters → FullyConnected → Reshape →
+/// SoftmaxOutput, tokens T=10 × N=4) on its first batch: the RNN, the dense layer and
+/// the loss head on the kernels, the step's loss gradient through all of it as the
+/// reference rules give it.
+#[test]
+fn the_lstm_language_model_matches_the_reference() {
+    let d = fixtures("trajectories").join("lstm_lm");
+    let (graph, weights) = import_dir(&d).unwrap();
+    let inputs: Vec<Array> = graph
+        .inputs
+        .iter()
+        .map(|i| match i.role {
+            InputRole::Data => npy_array(&d.join("data-0.npy")),
+            InputRole::Label => npy_array(&d.join("label-0.npy")),
+        })
+        .collect();
+    let outs = ward_train::forward(&graph, &weights, &inputs).unwrap();
+    let heads: Vec<Array> = outs
+        .iter()
+        .enumerate()
+        .map(|(k, o)| pseudo_random(&o.shape, 21 + k as u64))
+        .collect();
+    let (worst, fast) = compare(&graph, &weights, &inputs, &heads).unwrap();
+    let on_kernels = |name: &str| graph.nodes.iter().filter(|n| n.op.name() == name).count();
+    assert_eq!(on_kernels("rnn"), 1);
+    assert_eq!(
+        fast,
+        on_kernels("rnn")
+            + on_kernels("dense")
+            + on_kernels("reshape")
+            + on_kernels("softmax_output"),
+        "the RNN, dense, reshape and loss head on the kernels"
+    );
+    assert!(worst <= 1e-5, "off by {worst:e}");
+}
+
+/// SoftmaxOutput over contiguous rows (the default flattening, and `preserve_shape` on
+/// 2-D data) runs on the kernels, with every gradient setting the fixtures hold
+/// (`grad_scale`, `normalization`, `use_ignore`, `smooth_alpha`, `out_grad`); over
+/// axis 1 (`multi_output`) it stays on the reference rule.
+#[test]
+fn softmax_output_runs_on_the_kernels_over_rows() {
+    let mut fast_cases = Vec::new();
+    for entry in std::fs::read_dir(fixtures("grads")).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if !name.starts_with("softmaxoutput_") {
+            continue;
+        }
+        let ops = fixtures("ops").join(&name);
+        let grads = fixtures("grads").join(&name);
+        let (graph, weights) = import_dir(&ops).unwrap();
+        let inputs: Vec<Array> = graph
+            .inputs
+            .iter()
+            .map(|i| npy_array(&ops.join(format!("input-{}.npy", i.name))))
+            .collect();
+        let heads: Vec<Array> = (0..graph.outputs.len())
+            .map(|k| npy_array(&grads.join(format!("head-{k}.npy"))))
+            .collect();
+        let (worst, fast) = compare(&graph, &weights, &inputs, &heads).unwrap();
+        assert!(worst <= 1e-5, "{name}: off by {worst:e}");
+        if fast > 0 {
+            assert!(!name.contains("multi_output"), "{name}");
+            fast_cases.push(name);
+        }
+    }
+    fast_cases.sort();
+    assert!(fast_cases.len() >= 7, "{fast_cases:?}");
+}
