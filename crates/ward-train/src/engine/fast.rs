@@ -10,6 +10,7 @@
 use rayon::prelude::*;
 use ward_core::random::rand_core::Rng;
 use ward_core::random::ChaCha20Rng;
+use ward_graph::interp::embedding::embedding_row;
 use ward_graph::interp::eval::{conv_params, pool_params};
 use ward_graph::interp::pool::pool_windows;
 use ward_graph::ops::activation::ActivationKind;
@@ -66,6 +67,12 @@ pub(super) enum Fast {
     },
     /// The fused RNN, every mode (see `super::rnn`).
     Rnn(RnnPlan),
+    /// Embedding: rows of the weight gathered forward, the gradient's rows added back
+    /// into a dense weight gradient (ids read as `embedding_row` reads them).
+    Embedding {
+        rows: usize,
+        dim: usize,
+    },
     /// SoftmaxOutput whose softmax runs over contiguous rows (`Flatten`, or `Last` with
     /// no axis after it): forward softmax, backward MXNet's cross-entropy gradient
     /// (`crate::grad::loss::softmax_output`).
@@ -195,6 +202,14 @@ impl Fast {
             }
             Op::AddN(_) if ins.iter().all(|s| s == x) => Some(Fast::Sum),
             Op::Rnn(op) => RnnPlan::new(op, ins, outs).map(Fast::Rnn),
+            Op::Embedding(op) => {
+                let w = ins.get(1)?;
+                (w == &[op.input_dim, op.output_dim] && op.input_dim > 0 && op.output_dim > 0)
+                    .then_some(Fast::Embedding {
+                        rows: op.input_dim,
+                        dim: op.output_dim,
+                    })
+            }
             Op::SoftmaxOutput(op) if !x.is_empty() => {
                 let total: usize = x.iter().product();
                 let classes = match op.mode {
@@ -303,6 +318,15 @@ impl Fast {
             Fast::Rnn(plan) => plan
                 .forward(ins)
                 .map(|(outs, tape)| (outs, Saved::Rnn(tape))),
+            Fast::Embedding { rows, dim } => {
+                let (ids, w) = (arg(0)?, arg(1)?);
+                let mut y = vec![0.0; ids.len() * dim];
+                for (&id, y) in ids.iter().zip(y.chunks_exact_mut(*dim)) {
+                    let r = embedding_row(f64::from(id), *rows);
+                    y.copy_from_slice(&w[r * dim..(r + 1) * dim]);
+                }
+                Ok((vec![y], Saved::None))
+            }
             Fast::SoftmaxOutput { classes, .. } => {
                 let x = arg(0)?;
                 let mut y = vec![0.0; x.len()];
@@ -463,6 +487,18 @@ impl Fast {
             }
             Fast::BatchNorm { .. } => self.batch_norm_backward(ins, saved, dy, wanted),
             Fast::Rnn(_) => Err("the RNN's backward pass is above".into()),
+            Fast::Embedding { rows, dim } => {
+                let ids = arg(0)?;
+                let mut dw = vec![0.0f32; rows * dim];
+                for (&id, g) in ids.iter().zip(dy.chunks_exact(*dim)) {
+                    let r = embedding_row(f64::from(id), *rows);
+                    dw[r * dim..(r + 1) * dim]
+                        .iter_mut()
+                        .zip(g)
+                        .for_each(|(d, g)| *d += g);
+                }
+                Ok(vec![None, want(1).then_some(dw)])
+            }
             Fast::SoftmaxOutput { rows, classes, op } => {
                 let p = outs.first().ok_or("the output is missing")?;
                 let label = arg(1)?;
@@ -626,16 +662,57 @@ impl Fast {
     }
 }
 
-/// A numerically safe softmax of one row: `exp(x − max) / Σ`, the sum in `f64`.
+/// A numerically safe softmax of one row: `exp(x − max) / Σ`.
 fn softmax_row(x: &[f32], y: &mut [f32]) {
     let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0.0f64;
     for (y, &x) in y.iter_mut().zip(x) {
-        *y = (x - max).exp();
-        sum += f64::from(*y);
+        *y = exp_nonpositive(x - max);
     }
+    // Sixteen running sums (the loop vectorises), added in f64.
+    let mut lanes = [0.0f32; 16];
+    let mut chunks = y.chunks_exact(16);
+    for chunk in &mut chunks {
+        lanes.iter_mut().zip(chunk).for_each(|(s, v)| *s += v);
+    }
+    let sum = lanes
+        .iter()
+        .chain(chunks.remainder())
+        .map(|&v| f64::from(v))
+        .sum::<f64>();
     let inv = (1.0 / sum) as f32;
     y.iter_mut().for_each(|y| *y *= inv);
+}
+
+/// `eˣ` for `x ≤ 0` (and NaN) within 2 ulp of the exact value, in operations that
+/// vectorise (Cephes' `expf`: `x = n·ln 2 + r`, a degree-6 polynomial for `eʳ` on
+/// |r| ≤ ln 2 / 2, `2ⁿ` made in the exponent bits). Below −87 (where `f32` turns
+/// subnormal) it is 0; NaN stays NaN.
+fn exp_nonpositive(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    // ln 2 in two parts: n·LN2_HI is exact for the n reached here.
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // 1.5·2²³: adding it rounds to an integer, held in the low mantissa bits.
+    const ROUND: f32 = 12_582_912.0;
+    let xc = if x < -87.0 { -87.0 } else { x };
+    let t = xc * LOG2E + ROUND;
+    let n = t - ROUND;
+    let r = xc - n * LN2_HI - n * LN2_LO;
+    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
+        + 1.666_666_5e-1)
+        * r
+        + 0.5;
+    let e = p * r * r + r + 1.0;
+    // n in [−126, 0]: 2ⁿ's exponent field is n + 127.
+    let bits = (t.to_bits() as i32)
+        .wrapping_sub(0x4B40_0000)
+        .wrapping_add(127);
+    let scale = f32::from_bits((bits.clamp(0, 255) as u32) << 23);
+    if x < -87.0 {
+        0.0
+    } else {
+        e * scale
+    }
 }
 
 /// SoftmaxOutput's gradient as `crate::grad::loss::softmax_output` defines it for rows
@@ -746,4 +823,26 @@ fn batch_norm_plan(op: &BatchNorm, x: &[usize]) -> Option<Fast> {
             fix_gamma: op.fix_gamma,
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_nonpositive_is_within_two_ulp() {
+        let mut worst = 0.0f64;
+        let mut x = 0.0f32;
+        while x > -87.0 {
+            let want = f64::from(x).exp();
+            let got = f64::from(exp_nonpositive(x));
+            worst = worst.max((got - want).abs() / want);
+            x -= 0.000_37;
+        }
+        assert!(worst < 2.5e-7, "relative error {worst:e}");
+        assert_eq!(exp_nonpositive(0.0), 1.0);
+        assert_eq!(exp_nonpositive(-100.0), 0.0);
+        assert_eq!(exp_nonpositive(f32::NEG_INFINITY), 0.0);
+        assert!(exp_nonpositive(f32::NAN).is_nan());
+    }
 }
