@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Training-step time: ward's engine and MXNet 1.9.1's
 # Module, same symbol, initial weights, batch and optimizer, at 1 and 2 threads, in
-# interleaved rounds. Needs the MXNet venv (DEVELOPERS.md). Results:
+# interleaved rounds. Needs the MXNet venv (DEVELOPERS.md). WORKLOADS="lstm_lm_b32"
+# runs only those named (default: all three), ROUNDS the rounds (default 3). Results:
 # bench/out/train/results.jsonl and a Markdown table (the lowest median over the rounds,
 # and the range of medians) on stdout.
 set -euo pipefail
@@ -12,11 +13,16 @@ out=bench/out/train
 mkdir -p "$out"
 
 cargo build --locked --release --bin ward-bench-train
-[ -f "$out/lenet_b64/model-symbol.json" ] || "$py" bench/train/mxnet_train.py export "$out"
+workloads=${WORKLOADS:-lenet_b64 resnet18_v1_b16_112 lstm_lm_b32}
+missing=()
+for name in $workloads; do
+    [ -f "$out/$name/model-symbol.json" ] || missing+=("$name")
+done
+[ ${#missing[@]} -eq 0 ] || "$py" bench/train/mxnet_train.py export "$out" "${missing[@]}"
 
 : > "$out/results.jsonl"
 for round in $(seq "$rounds"); do
-    for name in lenet_b64 resnet18_v1_b16_112; do
+    for name in $workloads; do
         iters=20
         [ "$name" = lenet_b64 ] || iters=5
         for threads in 1 2; do

@@ -79,11 +79,13 @@ fn run(dir: &Path, iters: usize, profile: bool) -> Result<()> {
             InputRole::Label => label.shape().to_vec(),
         })
         .collect();
-    let batch = data.shape().first().copied().unwrap_or(1) as f64;
+    // rescale_grad is 1/(label rows): the batch of an image model, T·N tokens of the
+    // language model.
+    let rows = label.shape().first().copied().unwrap_or(1) as f64;
     // The optimizer MXNet's side runs (bench/train/mxnet_train.py), declared as data.
     let spec: OptimizerSpec = serde_json::from_value(serde_json::json!({
         "name": "sgd", "learning_rate": 0.01, "momentum": 0.9, "wd": 1e-4,
-        "rescale_grad": 1.0 / batch,
+        "rescale_grad": 1.0 / rows,
     }))?;
     // Module mode: the symbol's declared multipliers, else only weights and gammas decay
     // (MXNet's Optimizer.set_wd_mult; Gluon's exports declare __wd_mult__ = 1 on all).

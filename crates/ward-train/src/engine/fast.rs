@@ -10,16 +10,20 @@
 use rayon::prelude::*;
 use ward_core::random::rand_core::Rng;
 use ward_core::random::ChaCha20Rng;
+use ward_graph::interp::embedding::embedding_row;
 use ward_graph::interp::eval::{conv_params, pool_params};
 use ward_graph::interp::pool::pool_windows;
 use ward_graph::ops::activation::ActivationKind;
 use ward_graph::ops::elementwise::BinaryKind;
+use ward_graph::ops::loss::{Normalization, SoftmaxOutput, SoftmaxOutputMode};
 use ward_graph::ops::norm::BatchNorm;
 use ward_graph::ops::pool::PoolKind;
 use ward_graph::ops::Op;
 use ward_kernels::conv::{Conv2d, ConvWindow};
 use ward_kernels::matmul::{gemm_rows_parallel, MatRef};
 use ward_kernels::Windows;
+
+use super::rnn::{RnnPlan, Tape};
 
 /// A node planned on ward's kernels.
 pub(super) enum Fast {
@@ -61,6 +65,22 @@ pub(super) enum Fast {
         /// `shape` with 1 on the axes that share a mask value.
         mask_shape: Vec<usize>,
     },
+    /// The fused RNN, every mode (see `super::rnn`).
+    Rnn(RnnPlan),
+    /// Embedding: rows of the weight gathered forward, the gradient's rows added back
+    /// into a dense weight gradient (ids read as `embedding_row` reads them).
+    Embedding {
+        rows: usize,
+        dim: usize,
+    },
+    /// SoftmaxOutput whose softmax runs over contiguous rows (`Flatten`, or `Last` with
+    /// no axis after it): forward softmax, backward MXNet's cross-entropy gradient
+    /// (`crate::grad::loss::softmax_output`).
+    SoftmaxOutput {
+        rows: usize,
+        classes: usize,
+        op: SoftmaxOutput,
+    },
 }
 
 /// What the forward pass keeps for the backward pass.
@@ -75,6 +95,8 @@ pub(super) enum Saved {
         /// The moving mean and variance after this step.
         running: [Vec<f32>; 2],
     },
+    /// The RNN's gates and states of every step.
+    Rnn(Tape),
 }
 
 type Outs = (Vec<Vec<f32>>, Saved);
@@ -179,6 +201,31 @@ impl Fast {
                 Some(Fast::Sum)
             }
             Op::AddN(_) if ins.iter().all(|s| s == x) => Some(Fast::Sum),
+            Op::Rnn(op) => RnnPlan::new(op, ins, outs).map(Fast::Rnn),
+            Op::Embedding(op) => {
+                let w = ins.get(1)?;
+                (w == &[op.input_dim, op.output_dim] && op.input_dim > 0 && op.output_dim > 0)
+                    .then_some(Fast::Embedding {
+                        rows: op.input_dim,
+                        dim: op.output_dim,
+                    })
+            }
+            Op::SoftmaxOutput(op) if !x.is_empty() => {
+                let total: usize = x.iter().product();
+                let classes = match op.mode {
+                    SoftmaxOutputMode::Flatten => total.checked_div(x[0])?,
+                    SoftmaxOutputMode::Last if x.len() == 2 => x[1],
+                    _ => return None,
+                };
+                let rows = total.checked_div(classes)?;
+                // The rule reads one label per row.
+                let labels: usize = ins.get(1).map_or(0, |l| l.iter().product());
+                (rows > 0 && labels >= rows).then(|| Fast::SoftmaxOutput {
+                    rows,
+                    classes,
+                    op: op.clone(),
+                })
+            }
             Op::Dropout(op) => {
                 let mut mask_shape = x.to_vec();
                 for &a in &op.axes {
@@ -268,6 +315,26 @@ impl Fast {
                 Ok((vec![y], Saved::None))
             }
             Fast::BatchNorm { .. } => self.batch_norm_forward(ins),
+            Fast::Rnn(plan) => plan
+                .forward(ins)
+                .map(|(outs, tape)| (outs, Saved::Rnn(tape))),
+            Fast::Embedding { rows, dim } => {
+                let (ids, w) = (arg(0)?, arg(1)?);
+                let mut y = vec![0.0; ids.len() * dim];
+                for (&id, y) in ids.iter().zip(y.chunks_exact_mut(*dim)) {
+                    let r = embedding_row(f64::from(id), *rows);
+                    y.copy_from_slice(&w[r * dim..(r + 1) * dim]);
+                }
+                Ok((vec![y], Saved::None))
+            }
+            Fast::SoftmaxOutput { classes, .. } => {
+                let x = arg(0)?;
+                let mut y = vec![0.0; x.len()];
+                y.par_chunks_mut(*classes)
+                    .zip(x.par_chunks(*classes))
+                    .for_each(|(y, x)| softmax_row(x, y));
+                Ok((vec![y], Saved::None))
+            }
             Fast::Copy => Ok((vec![arg(0)?.to_vec()], Saved::None)),
             Fast::Dropout {
                 p,
@@ -295,15 +362,31 @@ impl Fast {
         }
     }
 
-    /// The gradients of the node's inputs (`None` where none is wanted or flows).
+    /// The gradients of the node's inputs (`None` where none is wanted or flows), from
+    /// the gradients arriving at its outputs (`None`: nothing flows into that output).
     pub(super) fn backward(
         &self,
         ins: &[&[f32]],
         outs: &[Vec<f32>],
         saved: &Saved,
-        dy: &[f32],
+        grads: &[Option<Vec<f32>>],
         wanted: &[bool],
     ) -> Result<Vec<Option<Vec<f32>>>, String> {
+        if let Fast::Rnn(plan) = self {
+            return match saved {
+                Saved::Rnn(tape) => plan.backward(ins, tape, grads, wanted),
+                _ => Err("the RNN kept no tape".into()),
+            };
+        }
+        // Every other operator here has one output.
+        let zeros;
+        let dy: &[f32] = match grads.first() {
+            Some(Some(g)) => g,
+            _ => {
+                zeros = vec![0.0; outs.first().map_or(0, Vec::len)];
+                &zeros
+            }
+        };
         let arg = |i: usize| ins.get(i).copied().ok_or(format!("input {i} is missing"));
         let want = |i: usize| wanted.get(i).copied().unwrap_or(false);
         let kernel = |e: ward_kernels::KernelError| e.to_string();
@@ -403,6 +486,27 @@ impl Fast {
                 Ok(vec![Some(dx)])
             }
             Fast::BatchNorm { .. } => self.batch_norm_backward(ins, saved, dy, wanted),
+            Fast::Rnn(_) => Err("the RNN's backward pass is above".into()),
+            Fast::Embedding { rows, dim } => {
+                let ids = arg(0)?;
+                let mut dw = vec![0.0f32; rows * dim];
+                for (&id, g) in ids.iter().zip(dy.chunks_exact(*dim)) {
+                    let r = embedding_row(f64::from(id), *rows);
+                    dw[r * dim..(r + 1) * dim]
+                        .iter_mut()
+                        .zip(g)
+                        .for_each(|(d, g)| *d += g);
+                }
+                Ok(vec![None, want(1).then_some(dw)])
+            }
+            Fast::SoftmaxOutput { rows, classes, op } => {
+                let p = outs.first().ok_or("the output is missing")?;
+                let label = arg(1)?;
+                Ok(vec![
+                    Some(softmax_output_grad(op, *rows, *classes, p, label)),
+                    None,
+                ])
+            }
             Fast::Copy => Ok(vec![Some(dy.to_vec())]),
             Fast::Dropout { .. } => match saved {
                 Saved::Mask(mask) => Ok(vec![Some(
@@ -558,6 +662,105 @@ impl Fast {
     }
 }
 
+/// A numerically safe softmax of one row: `exp(x − max) / Σ`.
+fn softmax_row(x: &[f32], y: &mut [f32]) {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    for (y, &x) in y.iter_mut().zip(x) {
+        *y = exp_nonpositive(x - max);
+    }
+    // Sixteen running sums (the loop vectorises), added in f64.
+    let mut lanes = [0.0f32; 16];
+    let mut chunks = y.chunks_exact(16);
+    for chunk in &mut chunks {
+        lanes.iter_mut().zip(chunk).for_each(|(s, v)| *s += v);
+    }
+    let sum = lanes
+        .iter()
+        .chain(chunks.remainder())
+        .map(|&v| f64::from(v))
+        .sum::<f64>();
+    let inv = (1.0 / sum) as f32;
+    y.iter_mut().for_each(|y| *y *= inv);
+}
+
+/// `eˣ` for `x ≤ 0` (and NaN) within 2 ulp of the exact value, in operations that
+/// vectorise (Cephes' `expf`: `x = n·ln 2 + r`, a degree-6 polynomial for `eʳ` on
+/// |r| ≤ ln 2 / 2, `2ⁿ` made in the exponent bits). Below −87 (where `f32` turns
+/// subnormal) it is 0; NaN stays NaN.
+fn exp_nonpositive(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    // ln 2 in two parts: n·LN2_HI is exact for the n reached here.
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // 1.5·2²³: adding it rounds to an integer, held in the low mantissa bits.
+    const ROUND: f32 = 12_582_912.0;
+    let xc = if x < -87.0 { -87.0 } else { x };
+    let t = xc * LOG2E + ROUND;
+    let n = t - ROUND;
+    let r = xc - n * LN2_HI - n * LN2_LO;
+    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
+        + 1.666_666_5e-1)
+        * r
+        + 0.5;
+    let e = p * r * r + r + 1.0;
+    // n in [−126, 0]: 2ⁿ's exponent field is n + 127.
+    let bits = (t.to_bits() as i32)
+        .wrapping_sub(0x4B40_0000)
+        .wrapping_add(127);
+    let scale = f32::from_bits((bits.clamp(0, 255) as u32) << 23);
+    if x < -87.0 {
+        0.0
+    } else {
+        e * scale
+    }
+}
+
+/// SoftmaxOutput's gradient as `crate::grad::loss::softmax_output` defines it for rows
+/// of `classes` contiguous values: `p − target` (the label's class `1 − α`, the others
+/// `α/(classes − 1)`; a row with the ignored label 0 when `use_ignore`), times
+/// `grad_scale` over the normaliser, times `p` with `out_grad`.
+fn softmax_output_grad(
+    op: &SoftmaxOutput,
+    rows: usize,
+    classes: usize,
+    p: &[f32],
+    label: &[f32],
+) -> Vec<f32> {
+    // Labels are read as the rule reads them: truncated toward zero.
+    let as_class = |l: f32| l as i64;
+    let ignore = op.ignore_label as i64;
+    let valid = label.iter().filter(|&&l| as_class(l) != ignore).count() as f64;
+    let normaliser = match op.normalization {
+        Normalization::Null => 1.0,
+        Normalization::Batch => label.len() as f64,
+        Normalization::Valid => valid,
+    };
+    let scale = (op.grad_scale / normaliser.max(1.0)) as f32;
+    let alpha = op.smooth_alpha;
+    let hit = (1.0 - alpha) as f32;
+    let other = if classes > 1 {
+        (alpha / (classes - 1) as f64) as f32
+    } else {
+        0.0
+    };
+    let mut dx = vec![0.0; rows * classes];
+    dx.par_chunks_mut(classes)
+        .zip(p.par_chunks(classes))
+        .zip(label.par_iter())
+        .for_each(|((dx, p), &l)| {
+            let k = as_class(l);
+            if op.use_ignore && k == ignore {
+                return;
+            }
+            for (c, (d, &p)) in dx.iter_mut().zip(p).enumerate() {
+                let target = if c as i64 == k { hit } else { other };
+                let g = (p - target) * scale;
+                *d = if op.out_grad { g * p } else { g };
+            }
+        });
+    dx
+}
+
 /// Dropout's mask for a value of `shape`: one draw per element of `mask_shape` (kept when
 /// a uniform draw in [0, 1) is below 1 − p, as MXNet's Bernoulli), broadcast along the
 /// axes where `mask_shape` is 1, each kept element scaled by 1/(1 − p).
@@ -620,4 +823,26 @@ fn batch_norm_plan(op: &BatchNorm, x: &[usize]) -> Option<Fast> {
             fix_gamma: op.fix_gamma,
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_nonpositive_is_within_two_ulp() {
+        let mut worst = 0.0f64;
+        let mut x = 0.0f32;
+        while x > -87.0 {
+            let want = f64::from(x).exp();
+            let got = f64::from(exp_nonpositive(x));
+            worst = worst.max((got - want).abs() / want);
+            x -= 0.000_37;
+        }
+        assert!(worst < 2.5e-7, "relative error {worst:e}");
+        assert_eq!(exp_nonpositive(0.0), 1.0);
+        assert_eq!(exp_nonpositive(-100.0), 0.0);
+        assert_eq!(exp_nonpositive(f32::NEG_INFINITY), 0.0);
+        assert!(exp_nonpositive(f32::NAN).is_nan());
+    }
 }

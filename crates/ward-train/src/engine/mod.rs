@@ -1,7 +1,7 @@
 //! The training engine: a forward and backward pass over a ward graph in `f32`, with
 //! ward's kernels for the operators that carry a model's cost (convolution, pooling,
-//! fully connected, batch norm, activations, additions) and the reference rules of
-//! [`crate::grad`] for every other operator.
+//! fully connected, batch norm, activations, additions, the fused RNN) and the reference
+//! rules of [`crate::grad`] for every other operator.
 //!
 //! The reference rules define the numbers ([`crate::grad::backward`], held to MXNet's
 //! autograd); this engine must reproduce them within `f32` rounding, which its tests
@@ -14,6 +14,7 @@
 //! kernels.
 
 mod fast;
+mod rnn;
 
 use std::time::Instant;
 
@@ -459,12 +460,8 @@ impl Engine {
                 .collect();
             let node_input_grads = match self.plans.get(index) {
                 Some(Plan::Fast(fast)) => {
-                    let g0 = match grads.first() {
-                        Some(Some(g)) => g.clone(),
-                        _ => vec![0.0; outs.first().map_or(0, Vec::len)],
-                    };
                     let keep = saved.get(index).unwrap_or(&Saved::None);
-                    fast.backward(&ins, outs, keep, &g0, &wanted)
+                    fast.backward(&ins, outs, keep, &grads, &wanted)
                         .map_err(|e| self.error(index, e))?
                 }
                 _ => self.reference_backward(index, &ins, outs, &grads)?,

@@ -360,3 +360,221 @@ fn dropout_axes_share_one_mask_value() {
     }
     assert!(y.contains(&0.0) && y.contains(&2.0));
 }
+
+/// The fused RNN runs on ward's kernels (`engine::rnn`) in every mode, and gives the
+/// reference rule's outputs, final states, data, state and parameter gradients: the
+/// MXNet cases of `tests/fixtures/grads/` (packed parameters as MXNet lays them out,
+/// random initial states, head gradients on every output, 1 and 2 layers, one and two
+/// directions, with and without state outputs).
+#[test]
+fn every_rnn_case_runs_on_the_kernels() {
+    let mut cases = 0;
+    for entry in std::fs::read_dir(fixtures("grads")).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if !name.starts_with("rnn_") || name == "rnn_param_concat" {
+            continue;
+        }
+        let ops = fixtures("ops").join(&name);
+        let grads = fixtures("grads").join(&name);
+        let (graph, weights) = import_dir(&ops).unwrap();
+        assert!(
+            graph.nodes.iter().any(|n| matches!(n.op, Op::Rnn(_))),
+            "{name}"
+        );
+        let inputs: Vec<Array> = graph
+            .inputs
+            .iter()
+            .map(|i| npy_array(&ops.join(format!("input-{}.npy", i.name))))
+            .collect();
+        let heads: Vec<Array> = (0..graph.outputs.len())
+            .map(|k| npy_array(&grads.join(format!("head-{k}.npy"))))
+            .collect();
+        let (worst, fast) = compare(&graph, &weights, &inputs, &heads).unwrap();
+        assert_eq!(fast, graph.nodes.len(), "{name}: every node on the kernels");
+        assert!(worst <= 1e-5, "{name}: off by {worst:e}");
+        cases += 1;
+    }
+    assert_eq!(cases, 21, "the RNN cases of tests/fixtures/grads");
+}
+
+/// A stacked RNN with its states and parameters declared one by one (as the importer
+/// makes them): data, initial state and cell are graph inputs, so their gradients are
+/// compared too; a head gradient on every output.
+fn rnn_graph(op: ward_graph::ops::rnn::Rnn, input: usize) -> Graph {
+    use ward_graph::ir::{GraphInput, GraphOutput, Node, ParamDecl};
+    use ward_graph::ops::rnn::RnnMode;
+    let mut graph = Graph::new();
+    let mut sources = Vec::new();
+    let states = if op.mode == RnnMode::Lstm {
+        vec!["data", "state", "state_cell"]
+    } else {
+        vec!["data", "state"]
+    };
+    for (i, name) in states.iter().enumerate() {
+        graph.inputs.push(GraphInput {
+            name: (*name).into(),
+            dtype: ward_core::DType::F32,
+            role: InputRole::Data,
+        });
+        sources.push(Source::Input(i));
+    }
+    for layer in 0..op.layers {
+        let shapes = op.cell_param_shapes(layer, input).unwrap();
+        for dir in 0..op.directions() {
+            for (what, shape) in ["i2h_weight", "h2h_weight", "i2h_bias", "h2h_bias"]
+                .iter()
+                .zip(&shapes)
+            {
+                sources.push(Source::Param(graph.params.len()));
+                graph.params.push(ParamDecl {
+                    name: format!("l{layer}_d{dir}_{what}"),
+                    dtype: ward_core::DType::F32,
+                    shape: shape.clone(),
+                    role: ParamRole::Trainable,
+                    lr_mult: 1.0,
+                    wd_mult: 1.0,
+                });
+            }
+        }
+    }
+    graph.nodes.push(Node {
+        name: "rnn".into(),
+        op: Op::Rnn(op),
+        inputs: sources,
+    });
+    let outputs = if !op.state_outputs {
+        1
+    } else if op.mode == RnnMode::Lstm {
+        3
+    } else {
+        2
+    };
+    for k in 0..outputs {
+        graph.outputs.push(GraphOutput {
+            name: format!("out{k}"),
+            source: Source::Node(0, k),
+        });
+    }
+    graph
+}
+
+/// Sizes the fixtures do not reach (three layers, hidden 16, batch 5, input 7 ≠ hidden)
+/// in every mode, against the reference rule.
+#[test]
+fn deeper_and_wider_rnns_match_the_reference() {
+    use ward_graph::ops::rnn::{Rnn, RnnMode};
+    let (steps, batch, input, hidden) = (6, 5, 7, 16);
+    for mode in [
+        RnnMode::Lstm,
+        RnnMode::Gru,
+        RnnMode::RnnTanh,
+        RnnMode::RnnRelu,
+    ] {
+        for (layers, bidirectional, state_outputs) in
+            [(3, false, true), (2, true, true), (2, false, false)]
+        {
+            let op = Rnn {
+                mode,
+                hidden,
+                layers,
+                bidirectional,
+                state_outputs,
+            };
+            let graph = rnn_graph(op, input);
+            let state = vec![layers * op.directions(), batch, hidden];
+            let mut shapes = vec![vec![steps, batch, input], state.clone()];
+            if mode == RnnMode::Lstm {
+                shapes.push(state);
+            }
+            let inputs: Vec<Array> = shapes
+                .iter()
+                .enumerate()
+                .map(|(k, s)| pseudo_random(s, 100 + k as u64))
+                .collect();
+            // Weights in ±0.4, so the gates sit in their curved range.
+            let weights: Vec<Array> = graph
+                .params
+                .iter()
+                .enumerate()
+                .map(|(k, p)| {
+                    let a = pseudo_random(&p.shape, 200 + k as u64);
+                    Array::new(a.shape, a.data.iter().map(|v| 0.4 * v).collect()).unwrap()
+                })
+                .collect();
+            let outs = ward_train::forward(&graph, &weights, &inputs).unwrap();
+            let heads: Vec<Array> = outs
+                .iter()
+                .enumerate()
+                .map(|(k, o)| pseudo_random(&o.shape, 300 + k as u64))
+                .collect();
+            let what = format!("{mode:?} {layers} layers, bidirectional {bidirectional}");
+            let (worst, fast) = compare(&graph, &weights, &inputs, &heads).unwrap();
+            assert_eq!(fast, 1, "{what}: the RNN runs on the kernels");
+            assert!(worst <= 1e-5, "{what}: off by {worst:e}");
+        }
+    }
+}
+
+/// The LSTM language model of the trajectory fixtures (Embedding → 2-layer fused LSTM
+/// from `_zeros` states, MXNet's packed parameters → FullyConnected → Reshape →
+/// SoftmaxOutput, tokens T=10 × N=4) on its first batch: everything but the `_zeros`
+/// fills on the kernels, the step's loss gradient through all of it as the reference
+/// rules give it.
+#[test]
+fn the_lstm_language_model_matches_the_reference() {
+    let d = fixtures("trajectories").join("lstm_lm");
+    let (graph, weights) = import_dir(&d).unwrap();
+    let inputs: Vec<Array> = graph
+        .inputs
+        .iter()
+        .map(|i| match i.role {
+            InputRole::Data => npy_array(&d.join("data-0.npy")),
+            InputRole::Label => npy_array(&d.join("label-0.npy")),
+        })
+        .collect();
+    let outs = ward_train::forward(&graph, &weights, &inputs).unwrap();
+    let heads: Vec<Array> = outs
+        .iter()
+        .enumerate()
+        .map(|(k, o)| pseudo_random(&o.shape, 21 + k as u64))
+        .collect();
+    let (worst, fast) = compare(&graph, &weights, &inputs, &heads).unwrap();
+    let count = |name: &str| graph.nodes.iter().filter(|n| n.op.name() == name).count();
+    assert_eq!(count("rnn"), 1);
+    assert_eq!(fast, graph.nodes.len() - count("fill"), "all but the fills");
+    assert!(worst <= 1e-5, "off by {worst:e}");
+}
+
+/// SoftmaxOutput over contiguous rows (the default flattening, and `preserve_shape` on
+/// 2-D data) runs on the kernels, with every gradient setting the fixtures hold
+/// (`grad_scale`, `normalization`, `use_ignore`, `smooth_alpha`, `out_grad`); over
+/// axis 1 (`multi_output`) it stays on the reference rule.
+#[test]
+fn softmax_output_runs_on_the_kernels_over_rows() {
+    let mut fast_cases = Vec::new();
+    for entry in std::fs::read_dir(fixtures("grads")).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if !name.starts_with("softmaxoutput_") {
+            continue;
+        }
+        let ops = fixtures("ops").join(&name);
+        let grads = fixtures("grads").join(&name);
+        let (graph, weights) = import_dir(&ops).unwrap();
+        let inputs: Vec<Array> = graph
+            .inputs
+            .iter()
+            .map(|i| npy_array(&ops.join(format!("input-{}.npy", i.name))))
+            .collect();
+        let heads: Vec<Array> = (0..graph.outputs.len())
+            .map(|k| npy_array(&grads.join(format!("head-{k}.npy"))))
+            .collect();
+        let (worst, fast) = compare(&graph, &weights, &inputs, &heads).unwrap();
+        assert!(worst <= 1e-5, "{name}: off by {worst:e}");
+        if fast > 0 {
+            assert!(!name.contains("multi_output"), "{name}");
+            fast_cases.push(name);
+        }
+    }
+    fast_cases.sort();
+    assert!(fast_cases.len() >= 7, "{fast_cases:?}");
+}
