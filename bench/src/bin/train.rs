@@ -50,19 +50,13 @@ fn run(dir: &Path, iters: usize, profile: bool) -> Result<()> {
         shape: data.shape().iter().map(|&d| d as i64).collect(),
     }];
     let imported = import(&symbol, params, &declared)?;
-    let graph = imported.graph;
-    let mut weights: Vec<Vec<f32>> = graph
-        .params
-        .iter()
-        .map(|p| {
-            imported
-                .weights
-                .iter()
-                .find(|(n, _)| *n == p.name)
-                .map(|(_, t)| t.to_f32_vec())
-                .with_context(|| format!("no weights for {}", p.name))
-        })
+    let mut weights: Vec<Vec<f32>> = imported
+        .f32_weights()
+        .into_iter()
+        .zip(&imported.graph.params)
+        .map(|(w, p)| w.with_context(|| format!("no weights for {}", p.name)))
         .collect::<Result<_>>()?;
+    let graph = imported.graph;
     let inputs: Vec<Vec<f32>> = graph
         .inputs
         .iter()

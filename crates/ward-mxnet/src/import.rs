@@ -95,6 +95,21 @@ pub struct Imported {
 }
 
 impl Imported {
+    /// Each graph parameter's weights as `f32`, in the graph's order; `None` for a
+    /// parameter the import holds no weights for (a new one, see `new_params`).
+    pub fn f32_weights(&self) -> Vec<Option<Vec<f32>>> {
+        self.graph
+            .params
+            .iter()
+            .map(|p| {
+                self.weights
+                    .iter()
+                    .find(|(n, _)| *n == p.name)
+                    .map(|(_, t)| t.to_f32_vec())
+            })
+            .collect()
+    }
+
     /// The declared outputs of the imported graph: its names, float32 (every output is
     /// computed in float32), and the inferred shapes (-1 where an input dim is variable).
     pub fn output_specs(&self) -> Vec<ward_graph::schema::OutputSpec> {

@@ -117,13 +117,9 @@ fn lenet_gluon(head: bool) -> (Graph, Vec<Vec<f32>>) {
     }];
     let imported = import(&symbol, params, &declared).unwrap();
     let weights = imported
-        .graph
-        .params
-        .iter()
-        .map(|p| {
-            let (_, t) = imported.weights.iter().find(|(n, _)| *n == p.name).unwrap();
-            t.to_f32_vec()
-        })
+        .f32_weights()
+        .into_iter()
+        .map(Option::unwrap)
         .collect();
     (imported.graph, weights)
 }

@@ -160,15 +160,12 @@ fn trajectory(model: &str, optimizer: &serde_json::Value, mults: Mults) -> Worst
         })
         .collect();
     let imported = import(&symbol, params, &declared).unwrap();
-    let graph = imported.graph;
-    let mut weights: Vec<Vec<f32>> = graph
-        .params
-        .iter()
-        .map(|p| {
-            let (_, t) = imported.weights.iter().find(|(n, _)| *n == p.name).unwrap();
-            t.to_f32_vec()
-        })
+    let mut weights: Vec<Vec<f32>> = imported
+        .f32_weights()
+        .into_iter()
+        .map(Option::unwrap)
         .collect();
+    let graph = imported.graph;
     let batches: Vec<[(Vec<usize>, Vec<f32>); 2]> = (0..meta.batches)
         .map(|k| {
             [

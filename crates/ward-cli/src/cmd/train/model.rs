@@ -93,18 +93,14 @@ fn mxnet(
         ),
     };
     let given = imported
-        .graph
-        .params
-        .iter()
-        .map(|p| {
+        .f32_weights()
+        .into_iter()
+        .zip(&imported.graph.params)
+        .map(|(w, p)| {
             if new.iter().any(|n| n.name == p.name) {
                 return Ok(None);
             }
-            imported
-                .weights
-                .iter()
-                .find(|(n, _)| *n == p.name)
-                .map(|(_, t)| Some(t.to_f32_vec()))
+            w.map(Some)
                 .with_context(|| format!("no weights for {}", p.name))
         })
         .collect::<Result<Vec<_>>>()?;
