@@ -14,6 +14,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::grad::elementwise::sign;
+
 /// A loss from `gluon.loss`, as data: its name and keyword arguments, defaults as
 /// MXNet 1.9.1's.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -366,16 +368,6 @@ impl LossSpec {
             }
             LossSpec::SoftmaxCrossEntropy { .. } => (0.0, 0.0),
         }
-    }
-}
-
-fn sign(v: f64) -> f64 {
-    if v > 0.0 {
-        1.0
-    } else if v < 0.0 {
-        -1.0
-    } else {
-        0.0
     }
 }
 

@@ -81,6 +81,17 @@ pub struct NodeTiming {
 /// forward pass's outputs.
 pub type OutputLoss<'a> = dyn FnMut(&[Tensor32]) -> Result<Vec<f32>, GradError> + 'a;
 
+/// Dropout's stream for step `step_index`: the masks of every node of that step, in
+/// graph order.
+fn dropout_stream(seed: &RunSeed, step_index: u64) -> Result<ChaCha20Rng, GradError> {
+    seed.stream(Purpose::Dropout, step_index)
+        .map_err(|e| GradError::Node {
+            node: String::new(),
+            op: "dropout",
+            reason: e.to_string(),
+        })
+}
+
 /// Where the gradients of the graph's outputs come from.
 enum Heads<'a> {
     /// One per output (or none at all); loss heads make their own.
@@ -194,13 +205,7 @@ impl Engine {
         seed: &RunSeed,
         step_index: u64,
     ) -> Result<Step, GradError> {
-        let rng = seed
-            .stream(Purpose::Dropout, step_index)
-            .map_err(|e| GradError::Node {
-                node: String::new(),
-                op: "dropout",
-                reason: e.to_string(),
-            })?;
+        let rng = dropout_stream(seed, step_index)?;
         self.run(params, inputs, &[], Some(rng))
     }
 
@@ -215,13 +220,7 @@ impl Engine {
         step_index: u64,
         loss: &mut OutputLoss<'_>,
     ) -> Result<Step, GradError> {
-        let rng = seed
-            .stream(Purpose::Dropout, step_index)
-            .map_err(|e| GradError::Node {
-                node: String::new(),
-                op: "dropout",
-                reason: e.to_string(),
-            })?;
+        let rng = dropout_stream(seed, step_index)?;
         self.check_trainable()?;
         self.pass(params, inputs, Heads::FirstFrom(loss), Some(rng), true)
     }

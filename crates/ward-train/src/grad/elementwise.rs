@@ -102,7 +102,7 @@ pub fn unary(ctx: &Ctx<'_>, op: &Unary) -> Rule {
 }
 
 /// MXNet's `sign`: 0 at 0.
-fn sign(x: f64) -> f64 {
+pub(crate) fn sign(x: f64) -> f64 {
     if x > 0.0 {
         1.0
     } else if x < 0.0 {
