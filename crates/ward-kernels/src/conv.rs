@@ -26,7 +26,7 @@ pub const WEIGHT_GRAD_GROUPS: usize = 4;
 /// Columns a convolution's matrix product should have at least (see
 /// `Conv2d::images_per_product`): `matrixmultiply` runs a 512-row, 4,608-deep product at
 /// 28 GFLOP/s with 16 columns, 80 with 128 and 88 with 256 on this project's machine.
-const MIN_PRODUCT_COLUMNS: usize = 256;
+pub const MIN_PRODUCT_COLUMNS: usize = 256;
 
 /// The geometry of a 2-D convolution, checked: every size below is non-zero and every
 /// product fits in `usize`.
@@ -274,7 +274,7 @@ impl Conv2d {
     /// the matrix kernel), at most half the batch so that two cores share the work.
     /// It depends on the geometry alone, never on the thread count, so the sums' rounding
     /// does not either.
-    fn images_per_product(&self) -> usize {
+    pub fn images_per_product(&self) -> usize {
         MIN_PRODUCT_COLUMNS
             .div_ceil(self.out_plane().max(1))
             .clamp(1, self.batch.div_ceil(2).max(1))
