@@ -103,7 +103,7 @@ fn run(dir: &Path, iters: usize, profile: bool) -> Result<()> {
     let input_refs: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
     let mut step = |weights: &mut Vec<Vec<f32>>| -> Result<Vec<f32>> {
         let refs: Vec<&[f32]> = weights.iter().map(Vec::as_slice).collect();
-        let out = engine.step(&refs, &input_refs)?;
+        let mut out = engine.step(&refs, &input_refs)?;
         let mut updates: Vec<ParamUpdate<'_>> = weights
             .iter_mut()
             .zip(&out.param_grads)
@@ -120,7 +120,7 @@ fn run(dir: &Path, iters: usize, profile: bool) -> Result<()> {
             .collect();
         optimizer.step(&mut updates)?;
         drop(updates);
-        for (p, value) in out.states {
+        for (p, value) in std::mem::take(&mut out.states) {
             if let Some(w) = weights.get_mut(p) {
                 *w = value;
             }
@@ -139,12 +139,14 @@ fn run(dir: &Path, iters: usize, profile: bool) -> Result<()> {
                 eprintln!("{op} | {fast} | {n} | {:.2} | {:.2}", f * 1e3, b * 1e3);
             }
         }
-        Ok(out
+        let first = out
             .outputs
-            .into_iter()
-            .next()
-            .map(|o| o.data)
-            .unwrap_or_default())
+            .first()
+            .map(|o| o.data.clone())
+            .unwrap_or_default();
+        // As the trainer does: the step's buffers serve the next step.
+        engine.recycle(out);
+        Ok(first)
     };
     for _ in 0..3 {
         step(&mut weights)?;

@@ -227,7 +227,7 @@ impl Trainer {
     pub fn step(&mut self, data: &[f32], labels: &[f32]) -> Result<Metrics, TrainError> {
         let inputs = self.inputs(data, labels);
         let refs: Vec<&[f32]> = self.weights.iter().map(Vec::as_slice).collect();
-        let (out, metrics) = match self.loss {
+        let (mut out, metrics) = match self.loss {
             None => {
                 let out = self
                     .engine
@@ -308,11 +308,12 @@ impl Trainer {
             })
             .collect();
         self.optimizer.step(&mut updates)?;
-        for (p, value) in out.states {
+        for (p, value) in std::mem::take(&mut out.states) {
             if let Some(w) = self.weights.get_mut(p) {
                 *w = value;
             }
         }
+        self.engine.recycle(out);
         self.step += 1;
         Ok(metrics)
     }

@@ -23,6 +23,8 @@ use ward_kernels::conv::{Conv2d, ConvWindow};
 use ward_kernels::matmul::{gemm_rows_parallel, MatRef};
 use ward_kernels::Windows;
 
+use super::buffers;
+
 use super::rnn::{RnnPlan, Tape};
 
 /// A node planned on ward's kernels.
@@ -100,6 +102,17 @@ pub(super) enum Saved {
 }
 
 type Outs = (Vec<Vec<f32>>, Saved);
+
+impl Saved {
+    /// Gives the large buffers back (see `buffers`) once the backward pass is done.
+    pub(super) fn recycle(self) {
+        match self {
+            Saved::Mask(mask) => buffers::recycle(mask),
+            Saved::Rnn(tape) => tape.recycle(),
+            Saved::None | Saved::Argmax(_) | Saved::BatchNorm { .. } => {}
+        }
+    }
+}
 
 impl Fast {
     /// The fast plan of `op` on inputs and outputs of these shapes, or `None` when it
@@ -255,7 +268,7 @@ impl Fast {
         let kernel = |e: ward_kernels::KernelError| e.to_string();
         match self {
             Fast::Conv { geometry, bias } => {
-                let mut y = vec![0.0; geometry.output_len()];
+                let mut y = buffers::zeroed(geometry.output_len());
                 let b = if *bias { Some(arg(2)?) } else { None };
                 geometry
                     .forward(arg(0)?, arg(1)?, b, &mut y)
@@ -269,7 +282,7 @@ impl Fast {
                 ..
             } => {
                 let x = arg(0)?;
-                let mut y = vec![0.0; planes * windows.out_plane()];
+                let mut y = buffers::zeroed(planes * windows.out_plane());
                 if *kind == PoolKind::Max {
                     let mut argmax = vec![0u32; y.len()];
                     windows
@@ -291,7 +304,7 @@ impl Fast {
             } => {
                 let x = MatRef::row_major(arg(0)?, *rows, *inner).map_err(kernel)?;
                 let w = MatRef::row_major(arg(1)?, *units, *inner).map_err(kernel)?;
-                let mut y = vec![0.0; rows * units];
+                let mut y = buffers::zeroed(rows * units);
                 if *bias {
                     let b = arg(2)?;
                     y.chunks_exact_mut(*units)
@@ -308,7 +321,7 @@ impl Fast {
                     ActivationKind::Sigmoid => 1.0 / (1.0 + (-v).exp()),
                     _ => v.tanh(),
                 };
-                let mut y = vec![0.0; x.len()];
+                let mut y = buffers::zeroed(x.len());
                 y.par_chunks_mut(1 << 14)
                     .zip(x.par_chunks(1 << 14))
                     .for_each(|(y, x)| y.iter_mut().zip(x).for_each(|(y, &x)| *y = f(x)));
@@ -320,7 +333,7 @@ impl Fast {
                 .map(|(outs, tape)| (outs, Saved::Rnn(tape))),
             Fast::Embedding { rows, dim } => {
                 let (ids, w) = (arg(0)?, arg(1)?);
-                let mut y = vec![0.0; ids.len() * dim];
+                let mut y = buffers::zeroed(ids.len() * dim);
                 for (&id, y) in ids.iter().zip(y.chunks_exact_mut(*dim)) {
                     let r = embedding_row(f64::from(id), *rows);
                     y.copy_from_slice(&w[r * dim..(r + 1) * dim]);
@@ -329,13 +342,13 @@ impl Fast {
             }
             Fast::SoftmaxOutput { classes, .. } => {
                 let x = arg(0)?;
-                let mut y = vec![0.0; x.len()];
+                let mut y = buffers::zeroed(x.len());
                 y.par_chunks_mut(*classes)
                     .zip(x.par_chunks(*classes))
                     .for_each(|(y, x)| softmax_row(x, y));
                 Ok((vec![y], Saved::None))
             }
-            Fast::Copy => Ok((vec![arg(0)?.to_vec()], Saved::None)),
+            Fast::Copy => Ok((vec![buffers::copied(arg(0)?)], Saved::None)),
             Fast::Dropout {
                 p,
                 shape,
@@ -353,7 +366,7 @@ impl Fast {
                 Ok((vec![y], Saved::Mask(mask)))
             }
             Fast::Sum => {
-                let mut y = arg(0)?.to_vec();
+                let mut y = buffers::copied(arg(0)?);
                 for x in ins.iter().skip(1) {
                     y.iter_mut().zip(x.iter()).for_each(|(y, x)| *y += x);
                 }
@@ -383,7 +396,7 @@ impl Fast {
         let dy: &[f32] = match grads.first() {
             Some(Some(g)) => g,
             _ => {
-                zeros = vec![0.0; outs.first().map_or(0, Vec::len)];
+                zeros = buffers::zeroed(outs.first().map_or(0, Vec::len));
                 &zeros
             }
         };
@@ -393,7 +406,7 @@ impl Fast {
         match self {
             Fast::Conv { geometry, bias } => {
                 let dx = if want(0) {
-                    let mut dx = vec![0.0; geometry.input_len()];
+                    let mut dx = buffers::zeroed(geometry.input_len());
                     geometry
                         .backward_data(dy, arg(1)?, &mut dx)
                         .map_err(kernel)?;
@@ -401,8 +414,8 @@ impl Fast {
                 } else {
                     None
                 };
-                let mut dw = vec![0.0; geometry.weight_len()];
-                let mut db = vec![0.0; if *bias { geometry.out_channels } else { 0 }];
+                let mut dw = buffers::zeroed(geometry.weight_len());
+                let mut db = buffers::zeroed(if *bias { geometry.out_channels } else { 0 });
                 geometry
                     .backward_weight(arg(0)?, dy, &mut dw, bias.then_some(&mut db[..]))
                     .map_err(kernel)?;
@@ -418,7 +431,7 @@ impl Fast {
                 windows,
                 grad_divisors,
             } => {
-                let mut dx = vec![0.0; planes * windows.in_plane()];
+                let mut dx = buffers::zeroed(planes * windows.in_plane());
                 match (kind, saved) {
                     (PoolKind::Max, Saved::Argmax(argmax)) => windows
                         .max_backward(*planes, argmax, dy, &mut dx)
@@ -443,17 +456,17 @@ impl Fast {
                 let w = MatRef::row_major(arg(1)?, *units, *inner).map_err(kernel)?;
                 let g = MatRef::row_major(dy, *rows, *units).map_err(kernel)?;
                 let dx = if want(0) {
-                    let mut dx = vec![0.0; rows * inner];
+                    let mut dx = buffers::zeroed(rows * inner);
                     gemm_rows_parallel(1.0, g, w, 0.0, &mut dx).map_err(kernel)?;
                     Some(dx)
                 } else {
                     None
                 };
-                let mut dw = vec![0.0; units * inner];
+                let mut dw = buffers::zeroed(units * inner);
                 gemm_rows_parallel(1.0, g.t(), x, 0.0, &mut dw).map_err(kernel)?;
                 let mut grads = vec![dx, want(1).then_some(dw)];
                 if *bias {
-                    let mut db = vec![0.0f32; *units];
+                    let mut db = buffers::zeroed(*units);
                     for row in dy.chunks_exact(*units) {
                         db.iter_mut().zip(row).for_each(|(d, g)| *d += g);
                     }
@@ -464,7 +477,7 @@ impl Fast {
             Fast::Activation(kind) => {
                 let x = arg(0)?;
                 let y = outs.first().ok_or("the output is missing")?;
-                let mut dx = vec![0.0; x.len()];
+                let mut dx = buffers::zeroed(x.len());
                 dx.par_chunks_mut(1 << 14)
                     .zip(dy.par_chunks(1 << 14))
                     .zip(x.par_chunks(1 << 14).zip(y.par_chunks(1 << 14)))
@@ -489,7 +502,7 @@ impl Fast {
             Fast::Rnn(_) => Err("the RNN's backward pass is above".into()),
             Fast::Embedding { rows, dim } => {
                 let ids = arg(0)?;
-                let mut dw = vec![0.0f32; rows * dim];
+                let mut dw = buffers::zeroed(rows * dim);
                 for (&id, g) in ids.iter().zip(dy.chunks_exact(*dim)) {
                     let r = embedding_row(f64::from(id), *rows);
                     dw[r * dim..(r + 1) * dim]
@@ -507,7 +520,7 @@ impl Fast {
                     None,
                 ])
             }
-            Fast::Copy => Ok(vec![Some(dy.to_vec())]),
+            Fast::Copy => Ok(vec![Some(buffers::copied(dy))]),
             Fast::Dropout { .. } => match saved {
                 Saved::Mask(mask) => Ok(vec![Some(
                     dy.iter().zip(mask).map(|(g, m)| g * m).collect(),
@@ -515,7 +528,7 @@ impl Fast {
                 _ => Err("dropout kept no mask".into()),
             },
             Fast::Sum => Ok((0..ins.len())
-                .map(|i| want(i).then(|| dy.to_vec()))
+                .map(|i| want(i).then(|| buffers::copied(dy)))
                 .collect()),
         }
     }
@@ -556,7 +569,7 @@ impl Fast {
             .iter()
             .map(|s| (1.0 / (s.1 + eps).sqrt()) as f32)
             .collect();
-        let mut y = vec![0.0; x.len()];
+        let mut y = buffers::zeroed(x.len());
         y.par_chunks_mut(inner.max(1))
             .zip(x.par_chunks(inner.max(1)))
             .enumerate()
@@ -630,7 +643,7 @@ impl Fast {
                 (sum_dy, sum_dy_xhat)
             })
             .collect();
-        let mut dx = vec![0.0; x.len()];
+        let mut dx = buffers::zeroed(x.len());
         dx.par_chunks_mut(inner.max(1))
             .zip(x.par_chunks(inner.max(1)).zip(dy.par_chunks(inner.max(1))))
             .enumerate()
@@ -647,7 +660,7 @@ impl Fast {
             });
         let want = |i: usize| wanted.get(i).copied().unwrap_or(false);
         let dgamma: Vec<f32> = if fix_gamma {
-            vec![0.0; channels]
+            buffers::zeroed(channels)
         } else {
             sums.iter().map(|s| s.1 as f32).collect()
         };
@@ -743,7 +756,7 @@ fn softmax_output_grad(
     } else {
         0.0
     };
-    let mut dx = vec![0.0; rows * classes];
+    let mut dx = buffers::zeroed(rows * classes);
     dx.par_chunks_mut(classes)
         .zip(p.par_chunks(classes))
         .zip(label.par_iter())

@@ -13,6 +13,7 @@
 //! convolution's geometry and each pooling's window table computed, so a step only runs
 //! kernels.
 
+mod buffers;
 mod fast;
 mod rnn;
 
@@ -176,6 +177,28 @@ impl Engine {
 
     pub fn graph(&self) -> &Graph {
         &self.graph
+    }
+
+    /// Gives a finished step's buffers back for the next step on this thread (fresh
+    /// large buffers cost page faults; see `buffers`).
+    pub fn recycle(&self, step: Step) {
+        let Step {
+            outputs,
+            param_grads,
+            states,
+            input_grads,
+            ..
+        } = step;
+        outputs
+            .into_iter()
+            .map(|t| t.data)
+            .for_each(buffers::recycle);
+        param_grads.into_iter().for_each(buffers::recycle);
+        states
+            .into_iter()
+            .map(|(_, v)| v)
+            .for_each(buffers::recycle);
+        input_grads.into_iter().flatten().for_each(buffers::recycle);
     }
 
     /// How many nodes run on ward's kernels (the rest on the reference rules).
@@ -373,19 +396,21 @@ impl Engine {
             .outputs
             .iter()
             .map(|o| {
-                let data = value(o.source, inputs, params, &values)
-                    .ok_or_else(|| GradError::Node {
+                let data =
+                    value(o.source, inputs, params, &values).ok_or_else(|| GradError::Node {
                         node: o.name.clone(),
                         op: "output",
                         reason: "reads a value that was not computed".into(),
-                    })?
-                    .to_vec();
+                    })?;
+                let data = buffers::copied(data);
                 let shape = self.shapes.get(graph, o.source).unwrap_or(&[]).to_vec();
                 Ok(Tensor32 { shape, data })
             })
             .collect::<Result<Vec<_>, GradError>>()?;
 
         if !backward {
+            values.into_iter().flatten().for_each(buffers::recycle);
+            saved.into_iter().for_each(Saved::recycle);
             return Ok(Step {
                 outputs,
                 param_grads: Vec::new(),
@@ -428,7 +453,7 @@ impl Engine {
                     });
                 }
                 match slot {
-                    None => *slot = Some(head.to_vec()),
+                    None => *slot = Some(buffers::copied(head)),
                     Some(sum) => sum.iter_mut().zip(head.iter()).for_each(|(s, g)| *s += g),
                 }
             }
@@ -478,21 +503,27 @@ impl Engine {
                 if let Some(slot) = slot {
                     match slot {
                         None => *slot = Some(g),
-                        Some(sum) => sum.iter_mut().zip(&g).for_each(|(s, g)| *s += g),
+                        Some(sum) => {
+                            sum.iter_mut().zip(&g).for_each(|(s, g)| *s += g);
+                            buffers::recycle(g);
+                        }
                     }
                 }
             }
+            grads.into_iter().flatten().for_each(buffers::recycle);
             if let (Some(started), Some(timing)) = (started, timings.get_mut(index)) {
                 timing.backward_s = started.elapsed().as_secs_f64();
             }
         }
+        values.into_iter().flatten().for_each(buffers::recycle);
+        saved.into_iter().for_each(Saved::recycle);
         let param_grads = param_grads
             .into_iter()
             .zip(&graph.params)
             .map(|(g, decl)| match (g, decl.role) {
                 (_, ParamRole::State) => Vec::new(),
                 (Some(g), _) => g,
-                (None, _) => vec![0.0; decl.shape.iter().product()],
+                (None, _) => buffers::zeroed(decl.shape.iter().product()),
             })
             .collect();
         if !self.options.input_gradients {

@@ -27,6 +27,8 @@ use rayon::prelude::*;
 use ward_graph::ops::rnn::{Rnn, RnnMode, PARAMS_PER_CELL};
 use ward_kernels::matmul::{gemm_rows_parallel, MatRef};
 
+use super::buffers;
+
 /// A fused RNN planned for one data shape.
 pub(super) struct RnnPlan {
     mode: RnnMode,
@@ -54,6 +56,23 @@ pub(super) struct Tape {
     tanh_c: Vec<Vec<f32>>,
     /// GRU: the recurrent term of the n gate (`W_hn·h + b_hn`), T·N × H.
     gh_n: Vec<Vec<f32>>,
+}
+
+impl Tape {
+    /// Gives every step's buffers back (see `buffers`).
+    pub(super) fn recycle(self) {
+        [
+            self.layer_outputs,
+            self.gates,
+            self.h_prev,
+            self.c_prev,
+            self.tanh_c,
+            self.gh_n,
+        ]
+        .into_iter()
+        .flatten()
+        .for_each(buffers::recycle);
+    }
 }
 
 fn sigmoid(v: f32) -> f32 {
@@ -166,8 +185,8 @@ impl RnnPlan {
         let width = self.dirs * h;
         let state = arg(1)?;
         let cell = if lstm { Some(arg(2)?) } else { None };
-        let mut hy = vec![0.0f32; self.layers * self.dirs * n * h];
-        let mut cy = vec![0.0f32; if lstm { hy.len() } else { 0 }];
+        let mut hy = buffers::zeroed(self.layers * self.dirs * n * h);
+        let mut cy = buffers::zeroed(if lstm { hy.len() } else { 0 });
         let cells = self.layers * self.dirs;
         let mut tape = Tape {
             layer_outputs: Vec::with_capacity(self.layers.saturating_sub(1)),
@@ -188,12 +207,12 @@ impl RnnPlan {
                     .ok_or("the layer below kept no output")?
             };
             let xm = MatRef::row_major(x, rows, in_width).map_err(kernel)?;
-            let mut out = vec![0.0f32; rows * width];
+            let mut out = buffers::zeroed(rows * width);
             for dir in 0..self.dirs {
                 let [wi, wh, bi, bh] = self.cell(ins, layer, dir)?;
                 let whm = MatRef::row_major(wh, gh_cols, h).map_err(kernel)?;
                 // G = X·W_iᵀ + b_i (+ b_h, except for the GRU, whose n gate scales it).
-                let mut g = vec![0.0f32; rows * gh_cols];
+                let mut g = buffers::zeroed(rows * gh_cols);
                 for row in g.chunks_exact_mut(gh_cols) {
                     row.copy_from_slice(bi);
                     if !gru {
@@ -206,11 +225,11 @@ impl RnnPlan {
                 let row0 = (layer * self.dirs + dir) * n * h;
                 let mut hcur = state[row0..row0 + n * h].to_vec();
                 let mut ccur = cell.map_or_else(Vec::new, |c| c[row0..row0 + n * h].to_vec());
-                let mut h_prev = vec![0.0f32; rows * h];
-                let mut c_prev = vec![0.0f32; if lstm { rows * h } else { 0 }];
-                let mut tanh_c = vec![0.0f32; if lstm { rows * h } else { 0 }];
-                let mut gh_n = vec![0.0f32; if gru { rows * h } else { 0 }];
-                let mut gh = vec![0.0f32; if gru { n * gh_cols } else { 0 }];
+                let mut h_prev = buffers::zeroed(rows * h);
+                let mut c_prev = buffers::zeroed(if lstm { rows * h } else { 0 });
+                let mut tanh_c = buffers::zeroed(if lstm { rows * h } else { 0 });
+                let mut gh_n = buffers::zeroed(if gru { rows * h } else { 0 });
+                let mut gh = buffers::zeroed(if gru { n * gh_cols } else { 0 });
                 for k in 0..t_len {
                     let t = time(t_len, dir, k);
                     let block = t * n..(t + 1) * n;
@@ -304,14 +323,14 @@ impl RnnPlan {
         } else {
             None
         };
-        let mut dstate = vec![0.0f32; state_len];
-        let mut dcell = vec![0.0f32; if lstm { state_len } else { 0 }];
+        let mut dstate = buffers::zeroed(state_len);
+        let mut dcell = buffers::zeroed(if lstm { state_len } else { 0 });
         let mut param_grads: Vec<Option<Vec<f32>>> =
             vec![None; self.layers * self.dirs * PARAMS_PER_CELL];
         // The gradient of the current layer's output, from the top.
         let mut dout: Vec<f32> = match grad(0) {
             Some(g) => g.clone(),
-            None => vec![0.0; rows * width],
+            None => buffers::zeroed(rows * width),
         };
         let mut dx_data = None;
         for layer in (0..self.layers).rev() {
@@ -323,7 +342,7 @@ impl RnnPlan {
             };
             let xm = MatRef::row_major(x, rows, in_width).map_err(kernel)?;
             let need_dx = layer > 0 || want(0);
-            let mut dx = vec![0.0f32; if need_dx { rows * in_width } else { 0 }];
+            let mut dx = buffers::zeroed(if need_dx { rows * in_width } else { 0 });
             for dir in 0..self.dirs {
                 let cell_index = layer * self.dirs + dir;
                 let [wi, wh, _, _] = self.cell(ins, layer, dir)?;
@@ -331,18 +350,23 @@ impl RnnPlan {
                 let gates = &tape.gates[cell_index];
                 let h_prev = &tape.h_prev[cell_index];
                 let row0 = cell_index * n * h;
-                let mut dh =
-                    g_hy.map_or_else(|| vec![0.0; n * h], |g| g[row0..row0 + n * h].to_vec());
+                let mut dh = g_hy.map_or_else(
+                    || buffers::zeroed(n * h),
+                    |g| g[row0..row0 + n * h].to_vec(),
+                );
                 let mut dc = if lstm {
-                    g_cy.map_or_else(|| vec![0.0; n * h], |g| g[row0..row0 + n * h].to_vec())
+                    g_cy.map_or_else(
+                        || buffers::zeroed(n * h),
+                        |g| g[row0..row0 + n * h].to_vec(),
+                    )
                 } else {
                     Vec::new()
                 };
                 // dG: the gradient of the gates' pre-activations, i2h side; the GRU's h2h
                 // side differs in the n gate (scaled by r), the others' is the same.
-                let mut dg = vec![0.0f32; rows * gh_cols];
-                let mut dgh = vec![0.0f32; if gru { rows * gh_cols } else { 0 }];
-                let mut dh_new = vec![0.0f32; n * h];
+                let mut dg = buffers::zeroed(rows * gh_cols);
+                let mut dgh = buffers::zeroed(if gru { rows * gh_cols } else { 0 });
+                let mut dh_new = buffers::zeroed(n * h);
                 for k in (0..t_len).rev() {
                     let t = time(t_len, dir, k);
                     let block = t * n..(t + 1) * n;
@@ -413,14 +437,14 @@ impl RnnPlan {
                 let dgm = MatRef::row_major(&dg, rows, gh_cols).map_err(kernel)?;
                 let dghm = MatRef::row_major(dgh_all, rows, gh_cols).map_err(kernel)?;
                 let hpm = MatRef::row_major(h_prev, rows, h).map_err(kernel)?;
-                let mut dwi = vec![0.0f32; gh_cols * in_width];
+                let mut dwi = buffers::zeroed(gh_cols * in_width);
                 gemm_rows_parallel(1.0, dgm.t(), xm, 0.0, &mut dwi).map_err(kernel)?;
-                let mut dwh = vec![0.0f32; gh_cols * h];
+                let mut dwh = buffers::zeroed(gh_cols * h);
                 gemm_rows_parallel(1.0, dghm.t(), hpm, 0.0, &mut dwh).map_err(kernel)?;
-                let mut dbi = vec![0.0f32; gh_cols];
+                let mut dbi = buffers::zeroed(gh_cols);
                 add_column_sums(&dg, gh_cols, &mut dbi);
                 let dbh = if gru {
-                    let mut dbh = vec![0.0f32; gh_cols];
+                    let mut dbh = buffers::zeroed(gh_cols);
                     add_column_sums(&dgh, gh_cols, &mut dbh);
                     dbh
                 } else {
