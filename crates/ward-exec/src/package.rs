@@ -80,24 +80,22 @@ impl LoadedPackage {
         limits: &PackageLimits,
         backend: Arc<dyn Backend>,
     ) -> Result<LoadedPackage, ExecError> {
-        let opened = open_package(dir, trust, std::time::SystemTime::now(), limits)?;
-        let mut package = LoadedPackage::from_files(opened.files, backend)?;
-        package.verification = opened.verification;
+        let (model, verification) = PackageModel::open(dir, trust, limits)?;
+        let mut package = LoadedPackage::from_model(model, backend)?;
+        package.verification = verification;
         Ok(package)
     }
 
-    /// The package's model, checked against its manifest (see [`PackageModel`]), made
-    /// ready to run. The files must come from the verified loader (or be freshly made,
-    /// as by an import).
-    fn from_files(
-        files: PackageFiles,
+    /// A model the verified loader opened and checked, made ready to run on `backend`.
+    fn from_model(
+        model: PackageModel,
         backend: Arc<dyn Backend>,
     ) -> Result<LoadedPackage, ExecError> {
         let PackageModel {
             manifest,
             graph,
             weights,
-        } = PackageModel::from_files(files)?;
+        } = model;
         let weights = WeightSet::new(&graph, weights)?;
         let executable = Executable::new(graph, weights, backend)?;
         Ok(LoadedPackage {

@@ -112,6 +112,10 @@ pub struct LossValue {
     pub per_example: Vec<f64>,
     /// `∂ Σ head · loss / ∂ pred`, shaped as the prediction.
     pub grad: Vec<f32>,
+    /// For a classifying loss, the rows whose highest score is their label's class (the
+    /// first highest, as MXNet's argmax), of `classified` rows; 0 of 0 otherwise.
+    pub correct: usize,
+    pub classified: usize,
 }
 
 impl LossSpec {
@@ -249,6 +253,7 @@ impl LossSpec {
         let head_of = |n: usize| head.and_then(|h| h.get(n)).map_or(1.0, |&h| f64::from(h));
         let mut per_example = vec![0.0f64; batch];
         let mut grad = vec![0.0f32; pred.len()];
+        let (mut correct, mut classified) = (0, 0);
         match *self {
             LossSpec::SoftmaxCrossEntropy {
                 axis,
@@ -276,6 +281,15 @@ impl LossSpec {
                         reason: format!("is not a class in 0..{classes}"),
                     })?;
                     let x = |c: usize| f64::from(pred.get(at(c)).copied().unwrap_or(0.0));
+                    let best = (0..classes).fold((0, f64::NEG_INFINITY), |b, c| {
+                        if x(c) > b.1 {
+                            (c, x(c))
+                        } else {
+                            b
+                        }
+                    });
+                    correct += usize::from(best.0 == k);
+                    classified += 1;
                     let scale = head_of(n) * w / positions.max(1) as f64;
                     let value = if from_logits {
                         for c in 0..classes {
@@ -326,7 +340,42 @@ impl LossSpec {
                 }
             }
         }
-        Ok(LossValue { per_example, grad })
+        Ok(LossValue {
+            per_example,
+            grad,
+            correct,
+            classified,
+        })
+    }
+
+    /// For a classifying loss, its prediction (`pred_shape`, batch first) as class
+    /// probabilities: one row of classes per label, in the labels' order, and the number
+    /// of classes. Log-probabilities (`from_logits`) exponentiate; logits go through
+    /// softmax.
+    pub fn probabilities(&self, pred: &[f32], pred_shape: &[usize]) -> Option<(Vec<f32>, usize)> {
+        let LossSpec::SoftmaxCrossEntropy {
+            axis, from_logits, ..
+        } = *self
+        else {
+            return None;
+        };
+        let (axis, classes) = self.class_axis(pred_shape, axis).ok()?;
+        let after: usize = pred_shape.iter().skip(axis + 1).product();
+        let rows = pred.len() / classes.max(1);
+        let mut out = Vec::with_capacity(pred.len());
+        for row in 0..rows {
+            let (outer, inner) = (row / after.max(1), row % after.max(1));
+            out.extend((0..classes).map(|c| {
+                let v = pred.get((outer * classes + c) * after + inner).copied();
+                v.unwrap_or(f32::NAN)
+            }));
+        }
+        if from_logits {
+            out.iter_mut().for_each(|v| *v = v.exp());
+        } else {
+            softmax_rows(&mut out, classes);
+        }
+        Some((out, classes))
     }
 
     /// An element-wise loss's value and derivative at prediction `x`, target `z`, weight
@@ -367,6 +416,20 @@ impl LossSpec {
                 }
             }
             LossSpec::SoftmaxCrossEntropy { .. } => (0.0, 0.0),
+        }
+    }
+}
+
+/// Each row of `classes` scores replaced by its softmax (in `f64`, shifted by the row's
+/// maximum).
+pub fn softmax_rows(values: &mut [f32], classes: usize) {
+    for row in values.chunks_exact_mut(classes.max(1)) {
+        let max = row
+            .iter()
+            .fold(f64::NEG_INFINITY, |m, &v| m.max(f64::from(v)));
+        let sum: f64 = row.iter().map(|&v| (f64::from(v) - max).exp()).sum();
+        for v in row.iter_mut() {
+            *v = ((f64::from(*v) - max).exp() / sum) as f32;
         }
     }
 }

@@ -242,27 +242,23 @@ impl Trainer {
                 (out, metrics)
             }
             Some(loss) => {
+                // The loss runs inside the engine's step; what it measured, or why it
+                // refused the labels, comes out beside the step.
                 let mut measured: Option<Result<Metrics, LossError>> = None;
                 let mut apply = |outputs: &[Tensor32]| {
-                    let value = outputs
-                        .first()
-                        .ok_or_else(|| no_output(&loss))
-                        .and_then(|first| {
-                            let v = loss.compute(&first.data, &first.shape, labels, None)?;
-                            Ok((loss_metrics(&loss, first, labels, &v)?, v.grad))
-                        });
+                    let value = match outputs.first() {
+                        Some(first) => loss.compute(&first.data, &first.shape, labels, None),
+                        None => Err(no_output(&loss)),
+                    };
                     let (metrics, grad) = match value {
-                        Ok(v) => (Ok(v.0), Ok(v.1)),
+                        Ok(v) => (Ok(loss_metrics(&v)), Ok(v.grad)),
                         Err(e) => {
-                            let reason = e.to_string();
-                            (
-                                Err(e),
-                                Err(GradError::Node {
-                                    node: "loss".into(),
-                                    op: loss.name(),
-                                    reason,
-                                }),
-                            )
+                            let refused = GradError::Node {
+                                node: "loss".into(),
+                                op: loss.name(),
+                                reason: e.to_string(),
+                            };
+                            (Err(e), Err(refused))
                         }
                     };
                     measured = Some(metrics);
@@ -272,9 +268,9 @@ impl Trainer {
                     .engine
                     .step_with_loss(&refs, &inputs, &self.seed, self.step, &mut apply);
                 match (out, measured) {
-                    (Ok(out), Some(Ok(metrics))) => (out, metrics),
                     (_, Some(Err(e))) => return Err(e.into()),
                     (Err(e), _) => return Err(e.into()),
+                    (Ok(out), Some(Ok(metrics))) => (out, metrics),
                     (Ok(_), None) => return Err(no_output(&loss).into()),
                 }
             }
@@ -373,18 +369,12 @@ impl Trainer {
             }
             Some(loss) => {
                 let per_example = first.data.len() / batch;
-                let mut shape = first.shape.clone();
+                let mut shape = first.shape;
                 if let Some(b) = shape.first_mut() {
                     *b = valid;
                 }
-                let kept = Tensor32 {
-                    data: first
-                        .data
-                        .get(..valid * per_example)
-                        .unwrap_or(&[])
-                        .to_vec(),
-                    shape,
-                };
+                let mut data = first.data;
+                data.truncate(valid * per_example);
                 let label_shape = match labels_per_example {
                     1 => vec![valid],
                     n => vec![valid, n],
@@ -393,14 +383,13 @@ impl Trainer {
                     return Ok(Evaluated {
                         metrics: Metrics::default(),
                         predictions: Vec::new(),
-                        shape: kept.shape,
+                        shape,
                         labels: Vec::new(),
                         label_shape,
                     });
                 }
-                let value = loss.compute(&kept.data, &kept.shape, labels, None)?;
-                let metrics = loss_metrics(&loss, &kept, labels, &value)?;
-                Ok(match class_rows(&loss, &kept) {
+                let metrics = loss_metrics(&loss.compute(&data, &shape, labels, None)?);
+                Ok(match loss.probabilities(&data, &shape) {
                     Some((probs, classes)) => Evaluated {
                         metrics,
                         shape: vec![probs.len() / classes.max(1), classes],
@@ -410,8 +399,8 @@ impl Trainer {
                     },
                     None => Evaluated {
                         metrics,
-                        predictions: kept.data,
-                        shape: kept.shape,
+                        predictions: data,
+                        shape,
                         labels: labels.to_vec(),
                         label_shape,
                     },
@@ -533,65 +522,15 @@ fn no_output(loss: &LossSpec) -> LossError {
     }
 }
 
-/// A batch's metrics under a declared loss: its loss per example, and, for a
-/// classifying loss, the rows whose highest score is their label's class.
-fn loss_metrics(
-    loss: &LossSpec,
-    pred: &Tensor32,
-    labels: &[f32],
-    value: &crate::loss::LossValue,
-) -> Result<Metrics, LossError> {
-    let mut metrics = Metrics {
+/// A batch's metrics under a declared loss: its loss per example and, for a classifying
+/// loss, the rows classified right.
+fn loss_metrics(value: &crate::loss::LossValue) -> Metrics {
+    Metrics {
         loss_sum: value.per_example.iter().sum(),
         examples: value.per_example.len(),
-        ..Metrics::default()
-    };
-    if let Some((rows, classes)) = class_rows(loss, pred) {
-        let classified = classify(
-            &rows,
-            labels.get(..rows.len() / classes.max(1)).unwrap_or(&[]),
-        );
-        metrics.correct = classified.correct;
-        metrics.classified = classified.classified;
+        correct: value.correct,
+        classified: value.classified,
     }
-    Ok(metrics)
-}
-
-/// For a classifying loss, its prediction as class probabilities: one row of classes
-/// per label (in the labels' order), and the number of classes.
-fn class_rows(loss: &LossSpec, pred: &Tensor32) -> Option<(Vec<f32>, usize)> {
-    let LossSpec::SoftmaxCrossEntropy {
-        axis, from_logits, ..
-    } = *loss
-    else {
-        return None;
-    };
-    let rank = pred.shape.len() as i64;
-    let axis = usize::try_from(if axis < 0 { axis + rank } else { axis }).ok()?;
-    let classes = *pred.shape.get(axis)?;
-    let after: usize = pred.shape.iter().skip(axis + 1).product();
-    let rows = pred.data.len() / classes.max(1);
-    let mut out = Vec::with_capacity(pred.data.len());
-    for row in 0..rows {
-        let (outer, inner) = (row / after.max(1), row % after.max(1));
-        let scores: Vec<f64> = (0..classes)
-            .map(|c| {
-                let v = pred
-                    .data
-                    .get((outer * classes + c) * after + inner)
-                    .copied();
-                f64::from(v.unwrap_or(f32::NAN))
-            })
-            .collect();
-        // Log-probabilities (`from_logits`) exponentiate to probabilities; logits go
-        // through softmax.
-        let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let shift = if from_logits { 0.0 } else { max };
-        let exps: Vec<f64> = scores.iter().map(|v| (v - shift).exp()).collect();
-        let total: f64 = if from_logits { 1.0 } else { exps.iter().sum() };
-        out.extend(exps.iter().map(|e| (e / total) as f32));
-    }
-    Some((out, classes))
 }
 
 /// Every label must be a class in `0..classes` (or `ignore`, the label a head with

@@ -122,7 +122,8 @@ pub fn run(args: EvalArgs) -> Result<()> {
         let labels = batch.label.get(..valid).unwrap_or_default();
         let mut probs = predict(&package, &input, batch.data, &batch.data_shape, labels)?;
         if args.softmax {
-            softmax_rows(&mut probs, labels.len());
+            let classes = probs.len() / labels.len().max(1);
+            ward_train::loss::softmax_rows(&mut probs, classes);
         }
         metrics.add(Metrics::of_probabilities(&probs, labels));
         let classes = probs.len() / valid.max(1);
@@ -200,19 +201,4 @@ fn predict(
         .get(..labels.len() * classes)
         .unwrap_or_default()
         .to_vec())
-}
-
-/// Each of `rows` rows of scores replaced by its softmax (computed in `f64`, shifted by
-/// the row's maximum).
-fn softmax_rows(values: &mut [f32], rows: usize) {
-    let classes = values.len() / rows.max(1);
-    for row in values.chunks_exact_mut(classes.max(1)) {
-        let max = row
-            .iter()
-            .fold(f64::NEG_INFINITY, |m, &v| m.max(f64::from(v)));
-        let sum: f64 = row.iter().map(|&v| (f64::from(v) - max).exp()).sum();
-        for v in row.iter_mut() {
-            *v = ((f64::from(*v) - max).exp() / sum) as f32;
-        }
-    }
 }
