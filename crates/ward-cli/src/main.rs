@@ -11,6 +11,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::Layer;
 use ward_core::{AuditFlush, AuditLayer, BackgroundWriter};
 use ward_package::PackageError;
+use ward_train::checkpoint::CheckpointError;
 
 mod cmd;
 
@@ -46,6 +47,9 @@ enum Command {
     Verify(cmd::verify::VerifyArgs),
     Serve(cmd::serve::ServeArgs),
     Train(cmd::train::TrainArgs),
+    /// List, verify and inspect a run's checkpoints.
+    #[command(subcommand)]
+    Checkpoint(cmd::checkpoint::CheckpointCommand),
     Eval(cmd::eval::EvalArgs),
     Plot(cmd::plot::PlotArgs),
     Token(cmd::token::TokenArgs),
@@ -124,6 +128,7 @@ fn main() -> ExitCode {
         Command::Verify(a) => cmd::verify::run(a),
         Command::Serve(a) => cmd::serve::run(a),
         Command::Train(a) => cmd::train::run(a),
+        Command::Checkpoint(c) => cmd::checkpoint::run(c),
         Command::Eval(a) => cmd::eval::run(a),
         Command::Plot(a) => cmd::plot::run(a),
         Command::Token(a) => cmd::token::run(a),
@@ -139,12 +144,17 @@ fn main() -> ExitCode {
         Err(e) => {
             // A verification refusal, whatever its reason: one line per problem, exit 3
             // (its audit event says `package.refused`).
-            let refusal = e.downcast_ref::<PackageError>().or_else(|| {
-                match e.downcast_ref::<ward_exec::ExecError>() {
+            let checkpoint = e.downcast_ref::<CheckpointError>();
+            let refusal = e
+                .downcast_ref::<PackageError>()
+                .or_else(|| match e.downcast_ref::<ward_exec::ExecError>() {
                     Some(ward_exec::ExecError::Package(p)) => Some(p),
                     _ => None,
-                }
-            });
+                })
+                .or(match checkpoint {
+                    Some(CheckpointError::Package(p)) => Some(p),
+                    _ => None,
+                });
             match refusal {
                 Some(PackageError::Refused { package, problems }) => {
                     eprintln!("error: {} refused:", package.display());
@@ -161,6 +171,12 @@ fn main() -> ExitCode {
                     return ExitCode::from(3);
                 }
                 _ => {}
+            }
+            // A checkpoint that decrypts to the wrong thing, or not at all, is refused too.
+            if let Some(c) = checkpoint.filter(|c| c.is_refusal()) {
+                eprintln!("error: checkpoint refused:");
+                eprintln!("refused: {}", one_line(&c.to_string()));
+                return ExitCode::from(3);
             }
             // One line, no backtrace: the chain of contexts joined by ": ".
             eprintln!("error: {}", one_line(&format!("{e:#}")));

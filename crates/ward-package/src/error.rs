@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use ward_core::files::WriteError;
+use ward_core::DType;
 use ward_graph::schema::SchemaError;
 use ward_graph::GraphError;
 
@@ -144,6 +145,17 @@ pub enum PackageError {
     DuplicateMetadataKey { key: String },
     #[error("weights.safetensors: tensor name {name:?} is invalid: {reason}")]
     InvalidTensorName { name: String, reason: &'static str },
+    #[error(
+        "tensor {name:?} to write: its shape {shape:?} of {dtype:?} takes {expected:?} bytes, \
+         its data has {actual}"
+    )]
+    ViewSizeMismatch {
+        name: String,
+        shape: Vec<usize>,
+        dtype: DType,
+        expected: Option<usize>,
+        actual: usize,
+    },
     #[error(
         "weights.safetensors: tensor {name:?}: dtype {dtype:?} is not supported \
          (supported: F32 F64 F16 BF16 U8 I8 I32 I64 BOOL)"

@@ -18,7 +18,7 @@ use std::io;
 use std::path::Path;
 
 use crate::error::PackageError;
-use crate::limits::{PackageLimits, MAX_DIR_ENTRIES};
+use crate::limits::{PackageLimits, MAX_DIR_ENTRIES, MAX_SIGNATURE_BYTES};
 
 /// The manifest's file name.
 pub const MANIFEST_FILE: &str = "ward.json";
@@ -28,6 +28,10 @@ pub const GRAPH_FILE: &str = "graph.json";
 pub const WEIGHTS_FILE: &str = "weights.safetensors";
 /// The signature's file name; further signatures are `model.N.sig` (N: 1 to 4 digits).
 pub const SIGNATURE_FILE: &str = "model.sig";
+/// A checkpoint's index.
+pub const CHECKPOINT_INDEX_FILE: &str = "checkpoint.json";
+/// A checkpoint's encrypted training state (an age file).
+pub const CHECKPOINT_STATE_FILE: &str = "state.age";
 
 /// The signatures' names: `model.sig` and `model.N.sig`.
 pub const SIGNATURES: FileName = FileName::Numbered {
@@ -304,6 +308,22 @@ impl Layout {
                 FileSpec::file(WEIGHTS_FILE, Role::Weights, limits.max_weights_bytes)
                     .size_recorded(),
                 FileSpec::signatures(limits.max_signature_bytes),
+            ],
+            max_entries: MAX_DIR_ENTRIES,
+        }
+    }
+
+    /// A training checkpoint: `checkpoint.json` (the index, at most `max_index_bytes`),
+    /// `state.age` (the encrypted state, at most `max_state_bytes`, its size recorded in
+    /// the index, created owner-only), and signatures.
+    pub fn checkpoint(max_index_bytes: u64, max_state_bytes: u64) -> Layout {
+        Layout {
+            index: FileSpec::index(CHECKPOINT_INDEX_FILE, max_index_bytes),
+            others: vec![
+                FileSpec::file(CHECKPOINT_STATE_FILE, Role::State, max_state_bytes)
+                    .size_recorded()
+                    .private(),
+                FileSpec::signatures(MAX_SIGNATURE_BYTES),
             ],
             max_entries: MAX_DIR_ENTRIES,
         }

@@ -30,7 +30,8 @@ pub mod write;
 
 pub use error::PackageError;
 pub use layout::{
-    is_signature_name, Layout, GRAPH_FILE, MANIFEST_FILE, SIGNATURE_FILE, WEIGHTS_FILE,
+    is_signature_name, Layout, CHECKPOINT_INDEX_FILE, CHECKPOINT_STATE_FILE, GRAPH_FILE,
+    MANIFEST_FILE, SIGNATURE_FILE, WEIGHTS_FILE,
 };
 pub use limits::PackageLimits;
 pub use loader::{
@@ -43,4 +44,7 @@ pub use package::{
 };
 pub use signature::TrustPolicy;
 pub use ward_graph::schema::{InputLimits, InputSpec, OutputSpec};
-pub use weights::{read_weights, read_weights_with_metadata, write_weights, Weights};
+pub use weights::{
+    read_weights, read_weights_with_metadata, write_tensor_views, write_weights, TensorView,
+    ViewData, Weights,
+};

@@ -457,6 +457,69 @@ impl Serialize for OutHeader<'_> {
     }
 }
 
+/// The data of a tensor to write, borrowed from wherever it lives.
+#[derive(Debug, Clone, Copy)]
+pub enum ViewData<'a> {
+    /// Little-endian bytes.
+    Bytes(&'a [u8]),
+    /// `f32` values (written little-endian).
+    F32(&'a [f32]),
+}
+
+impl ViewData<'_> {
+    fn byte_len(&self) -> usize {
+        match self {
+            ViewData::Bytes(b) => b.len(),
+            ViewData::F32(v) => v.len().saturating_mul(4),
+        }
+    }
+
+    fn append_to(&self, out: &mut Vec<u8>) {
+        match self {
+            ViewData::Bytes(b) => out.extend_from_slice(b),
+            ViewData::F32(values) => {
+                let start = out.len();
+                out.resize(start + values.len() * 4, 0);
+                let tail = out.get_mut(start..).unwrap_or_default();
+                for (slot, v) in tail.chunks_exact_mut(4).zip(values.iter()) {
+                    slot.copy_from_slice(&v.to_le_bytes());
+                }
+            }
+        }
+    }
+}
+
+/// A tensor to write, borrowed: written without first being copied into a [`Tensor`].
+#[derive(Debug, Clone, Copy)]
+pub struct TensorView<'a> {
+    pub name: &'a str,
+    pub dtype: DType,
+    pub shape: &'a [usize],
+    pub data: ViewData<'a>,
+}
+
+impl<'a> TensorView<'a> {
+    /// A view of `tensor` named `name`.
+    pub fn of(name: &'a str, tensor: &'a Tensor) -> TensorView<'a> {
+        TensorView {
+            name,
+            dtype: tensor.dtype(),
+            shape: tensor.shape(),
+            data: ViewData::Bytes(tensor.bytes()),
+        }
+    }
+
+    /// A view of `f32` values of `shape`.
+    pub fn f32(name: &'a str, shape: &'a [usize], values: &'a [f32]) -> TensorView<'a> {
+        TensorView {
+            name,
+            dtype: DType::F32,
+            shape,
+            data: ViewData::F32(values),
+        }
+    }
+}
+
 /// Writes tensors and metadata as a safetensors file. Tensors are ordered as the
 /// `safetensors` crate orders them (widest dtype first, then by name), metadata keys sorted,
 /// and the header padded with spaces to a multiple of 8 bytes; the same input always gives
@@ -468,8 +531,22 @@ pub fn write_weights(
     tensors: &[(String, Tensor)],
     metadata: &BTreeMap<String, String>,
 ) -> Result<Vec<u8>, PackageError> {
+    let views: Vec<TensorView<'_>> = tensors
+        .iter()
+        .map(|(name, t)| TensorView::of(name, t))
+        .collect();
+    write_tensor_views(&views, metadata)
+}
+
+/// [`write_weights`] over borrowed tensors; also refuses a view whose data is not as long
+/// as its shape and dtype say.
+pub fn write_tensor_views(
+    tensors: &[TensorView<'_>],
+    metadata: &BTreeMap<String, String>,
+) -> Result<Vec<u8>, PackageError> {
     let mut names = BTreeSet::new();
-    for (name, _) in tensors {
+    for t in tensors {
+        let name = t.name;
         let reason = if name.is_empty() {
             Some("it is empty")
         } else if name == METADATA_KEY {
@@ -479,29 +556,42 @@ pub fn write_weights(
         };
         if let Some(reason) = reason {
             return Err(PackageError::InvalidTensorName {
-                name: name.clone(),
+                name: name.to_string(),
                 reason,
             });
         }
-        if !names.insert(name.as_str()) {
-            return Err(PackageError::DuplicateTensor { name: name.clone() });
+        if !names.insert(name) {
+            return Err(PackageError::DuplicateTensor {
+                name: name.to_string(),
+            });
+        }
+        let expected = byte_len(t.shape, t.dtype);
+        let f32_mismatch = matches!(t.data, ViewData::F32(_)) && t.dtype != DType::F32;
+        if expected != Some(t.data.byte_len()) || f32_mismatch {
+            return Err(PackageError::ViewSizeMismatch {
+                name: name.to_string(),
+                shape: t.shape.to_vec(),
+                dtype: t.dtype,
+                expected,
+                actual: t.data.byte_len(),
+            });
         }
     }
-    let mut order: Vec<&(String, Tensor)> = tensors.iter().collect();
-    order.sort_by(|(ln, lt), (rn, rt)| {
-        st_rank(rt.dtype())
-            .cmp(&st_rank(lt.dtype()))
-            .then_with(|| ln.cmp(rn))
+    let mut order: Vec<&TensorView<'_>> = tensors.iter().collect();
+    order.sort_by(|l, r| {
+        st_rank(r.dtype)
+            .cmp(&st_rank(l.dtype))
+            .then_with(|| l.name.cmp(r.name))
     });
     let mut offset = 0usize;
     let mut entries = Vec::with_capacity(order.len());
-    for (name, t) in &order {
-        let end = offset + t.bytes().len();
+    for t in &order {
+        let end = offset + t.data.byte_len();
         entries.push((
-            name.as_str(),
+            t.name,
             OutEntry {
-                dtype: st_name(t.dtype()),
-                shape: t.shape(),
+                dtype: st_name(t.dtype),
+                shape: t.shape,
                 data_offsets: [offset, end],
             },
         ));
@@ -523,8 +613,8 @@ pub fn write_weights(
     let mut out = Vec::with_capacity(8 + json.len() + offset);
     out.extend_from_slice(&(json.len() as u64).to_le_bytes());
     out.extend_from_slice(&json);
-    for (_, t) in order {
-        out.extend_from_slice(t.bytes());
+    for t in order {
+        t.data.append_to(&mut out);
     }
     Ok(out)
 }

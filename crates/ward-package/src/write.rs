@@ -99,8 +99,18 @@ pub fn write_new_dir(dir: &Path, files: &[NewFile<'_>]) -> Result<(), PackageErr
         Err(e) => return Err(io_err(dir)(e)),
     }
     let (parent, base) = split_target(dir).map_err(PackageError::from)?;
+    // A directory holding a file only its owner may read is itself owner-only.
+    let private = files.iter().any(|(_, _, mode)| mode & 0o077 == 0);
+    let mut builder = fs::DirBuilder::new();
+    #[cfg(unix)]
+    if private {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    #[cfg(not(unix))]
+    let _ = private;
     let (tmp, ()) =
-        create_temp(&parent, &base, &mut |p| fs::create_dir(p)).map_err(PackageError::from)?;
+        create_temp(&parent, &base, &mut |p| builder.create(p)).map_err(PackageError::from)?;
     if let Err(e) = fill(&tmp, dir, files) {
         // Best effort: the original error matters more than a failed cleanup.
         let _ = fs::remove_dir_all(&tmp);

@@ -26,6 +26,7 @@
 //! declared as data and held to MXNet 1.9.1; [`plot`] reads a run's `metrics.jsonl` as
 //! untrusted input and draws its curves as a PNG (`ward plot`).
 
+pub mod checkpoint;
 pub mod data;
 pub mod engine;
 pub mod grad;

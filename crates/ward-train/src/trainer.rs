@@ -18,7 +18,7 @@ use ward_graph::ops::Op;
 
 use crate::engine::{Engine, EngineOptions, Tensor32};
 use crate::loss::{LossError, LossSpec};
-use crate::optim::{OptimError, Optimizer, ParamMults, ParamState, ParamUpdate};
+use crate::optim::{OptimError, Optimizer, OptimizerState, ParamMults, ParamState, ParamUpdate};
 use crate::GradError;
 
 /// Why training stopped.
@@ -40,6 +40,8 @@ pub enum TrainError {
         label: f32,
         classes: usize,
     },
+    #[error("cannot continue from the checkpoint: {0}")]
+    Restore(String),
 }
 
 /// How the per-parameter multipliers are read, as the two MXNet front ends do.
@@ -211,6 +213,72 @@ impl Trainer {
 
     pub fn weights(&self) -> &[Vec<f32>] {
         &self.weights
+    }
+
+    /// The optimizer state of each graph parameter, in the graph's order (a parameter the
+    /// optimizer does not update keeps its initial, untouched state).
+    pub fn param_states(&self) -> &[ParamState] {
+        &self.states
+    }
+
+    /// The optimizer, with its own state.
+    pub fn optimizer(&self) -> &Optimizer {
+        &self.optimizer
+    }
+
+    /// Continues from a checkpoint: `weights` and `states` one per graph parameter, each
+    /// as long as the parameter (the states holding exactly the optimizer's tensors), the
+    /// optimizer's own state, and the steps already taken. Checked whole before anything
+    /// changes.
+    pub fn restore(
+        &mut self,
+        weights: Vec<Vec<f32>>,
+        states: Vec<ParamState>,
+        optimizer: OptimizerState,
+        step: u64,
+    ) -> Result<(), TrainError> {
+        let params = &self.engine.graph().params;
+        let expected = self.optimizer.state_names();
+        let bad = |reason: String| Err(TrainError::Restore(reason));
+        if weights.len() != params.len() || states.len() != params.len() {
+            return bad(format!(
+                "{} weights and {} optimizer states for {} parameters",
+                weights.len(),
+                states.len(),
+                params.len()
+            ));
+        }
+        for ((p, w), s) in params.iter().zip(&weights).zip(&states) {
+            let len = p.shape.iter().product::<usize>();
+            if w.len() != len {
+                return bad(format!(
+                    "{}: {} values for shape {:?}",
+                    p.name,
+                    w.len(),
+                    p.shape
+                ));
+            }
+            let names: Vec<&str> = s.tensors.iter().map(|(n, _)| *n).collect();
+            if names != expected {
+                return bad(format!(
+                    "{}: optimizer state {names:?}, {} keeps {expected:?}",
+                    p.name,
+                    self.optimizer.spec().name()
+                ));
+            }
+            if let Some((n, t)) = s.tensors.iter().find(|(_, t)| t.len() != len) {
+                return bad(format!(
+                    "{}: optimizer state {n} has {} values, the weight {len}",
+                    p.name,
+                    t.len()
+                ));
+            }
+        }
+        self.weights = weights;
+        self.states = states;
+        self.optimizer.set_state(optimizer);
+        self.step = step;
+        Ok(())
     }
 
     pub fn graph(&self) -> &Graph {

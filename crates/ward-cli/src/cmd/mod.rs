@@ -1,3 +1,4 @@
+pub mod checkpoint;
 pub mod doctor;
 pub mod eval;
 pub mod export;
@@ -75,6 +76,18 @@ impl TrustArgs {
             (None, false) => bail!(
                 "no trust policy: pass --trust KEY.pub or --trust POLICY.toml (or \
                  --allow-unsigned for a local experiment)"
+            ),
+        }
+    }
+
+    /// The trust policy a checkpoint is verified under: checkpoints are always signed, so
+    /// `--allow-unsigned` does not apply to them.
+    pub fn checkpoint_trust(&self) -> Result<Trust> {
+        match &self.trust {
+            Some(path) => Ok(Trust::Policy(TrustPolicy::load(path)?)),
+            None => bail!(
+                "--resume verifies the checkpoint: pass --trust KEY.pub or --trust POLICY.toml \
+                 (checkpoints are always signed; --allow-unsigned does not apply to them)"
             ),
         }
     }

@@ -268,19 +268,27 @@ impl Loader {
 
     /// The batches of epoch `epoch`, in order.
     pub fn epoch(&self, epoch: u64) -> Result<Epoch, DataError> {
+        self.epoch_from(epoch, 0)
+    }
+
+    /// The batches of epoch `epoch` from batch `first` on: the same batches, bit for bit,
+    /// as [`Loader::epoch`] gives from there (a resumed run continues mid-epoch). Batches
+    /// before `first` are not made.
+    pub fn epoch_from(&self, epoch: u64, first: usize) -> Result<Epoch, DataError> {
         let order = Arc::new(self.order(epoch)?);
         let total = self.batches_per_epoch();
+        let first = first.min(total);
         let mut run = Epoch {
             loader: self.clone(),
             epoch,
             order: Arc::clone(&order),
             total,
-            next: 0,
+            next: first,
             done: false,
             workers: None,
         };
-        if self.config.threads > 0 && total > 0 {
-            run.workers = Some(Workers::start(self.clone(), epoch, order, total)?);
+        if self.config.threads > 0 && first < total {
+            run.workers = Some(Workers::start(self.clone(), epoch, order, first, total)?);
         }
         Ok(run)
     }
@@ -307,13 +315,14 @@ impl Workers {
         loader: Loader,
         epoch: u64,
         order: Arc<Vec<usize>>,
+        first: usize,
         total: usize,
     ) -> Result<Workers, DataError> {
         let window = loader.config.prefetch;
         let shared = Arc::new((
             Mutex::new(Claims {
-                next: 0,
-                consumed: 0,
+                next: first,
+                consumed: first,
                 stop: false,
             }),
             Condvar::new(),
@@ -416,13 +425,18 @@ pub struct Epoch {
 }
 
 impl Epoch {
-    /// Batches in this epoch.
+    /// Batches in this epoch (those skipped by [`Loader::epoch_from`] included).
     pub fn len(&self) -> usize {
         self.total
     }
 
     pub fn is_empty(&self) -> bool {
         self.total == 0
+    }
+
+    /// The index in the epoch of the batch `next` gives.
+    pub fn position(&self) -> usize {
+        self.next
     }
 
     /// The order of the examples in this epoch.

@@ -337,6 +337,11 @@ impl Optimizer {
         self.state
     }
 
+    /// Continues from a saved state (a checkpoint's).
+    pub fn set_state(&mut self, state: OptimizerState) {
+        self.state = state;
+    }
+
     /// The learning rate at the current `num_update` (MXNet's `Optimizer.learning_rate`).
     pub fn learning_rate(&self) -> f64 {
         self.lr_at(self.state.num_update)

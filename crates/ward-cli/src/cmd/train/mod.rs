@@ -1,8 +1,10 @@
 //! `ward train`
 
+mod checkpoint;
 mod model;
 
-use std::io::{IsTerminal, Write};
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -14,12 +16,15 @@ use ward_core::random::RunSeed;
 use ward_core::Tensor;
 use ward_package::signature::read_private_key_file;
 use ward_package::{write_signed_package, Manifest};
+use ward_train::checkpoint::{new_run_id, spec_digest, Position};
 use ward_train::data::batch::{LastBatch, Loader, LoaderConfig};
 use ward_train::data::{DataLimits, Dataset};
 use ward_train::init::init_missing;
 use ward_train::metrics::Metric;
 use ward_train::spec::TrainSpec;
 use ward_train::trainer::{Metrics, Objective, Trainer, TrainerSetup};
+
+use checkpoint::{CheckpointArgs, Checkpointing, RunIdentity};
 use ward_train::Optimizer;
 
 /// Largest training spec read.
@@ -43,24 +48,29 @@ pub struct TrainArgs {
     /// The training spec (TOML).
     #[arg(long, value_name = "FILE")]
     config: PathBuf,
-    /// The run's directory: metrics.jsonl and package/ (must not exist yet).
-    #[arg(long, value_name = "DIR")]
-    out: PathBuf,
-    /// Sign the trained package with this private key.
+    /// The run's directory: metrics.jsonl, checkpoints/ and package/ (must not exist yet).
+    #[arg(long, value_name = "DIR", required_unless_present = "resume")]
+    out: Option<PathBuf>,
+    /// Sign the trained package (and the checkpoints) with this private key.
     #[arg(long, value_name = "FILE")]
     sign_key: Option<PathBuf>,
-    /// Whom to trust when the model is a ward package ([model] package = ...): it is
-    /// verified before its graph and weights are read.
+    /// Whom to trust when the model is a ward package ([model] package = ...) and, with
+    /// --resume, who must have signed the checkpoint: verified before anything is read.
     #[command(flatten)]
     trust: super::TrustArgs,
     /// The run's seed (a number or 64 hex digits), overriding the spec's.
     #[arg(long)]
     seed: Option<String>,
+    #[command(flatten)]
+    checkpoints: CheckpointArgs,
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
-    let text = ward_core::files::read_small_text(&args.config, MAX_SPEC_BYTES)
+    let spec_bytes = ward_core::files::read_bounded(&args.config, MAX_SPEC_BYTES)
         .with_context(|| format!("cannot read {}", args.config.display()))?;
+    let text = String::from_utf8(spec_bytes.clone())
+        .map_err(|_| anyhow::anyhow!("{}: not UTF-8", args.config.display()))?;
+    let spec_sha256 = spec_digest(&spec_bytes);
     let spec: TrainSpec =
         toml::from_str(&text).with_context(|| format!("{}", args.config.display()))?;
     spec.validate()
@@ -71,17 +81,67 @@ pub fn run(args: TrainArgs) -> Result<()> {
         .as_deref()
         .map(read_private_key_file)
         .transpose()?;
-    if args.out.exists() {
-        bail!(
-            "{} exists; a run writes a new directory",
-            args.out.display()
-        );
+
+    // A resumed run continues in its own directory from a verified, decrypted checkpoint;
+    // a new one starts in a new directory.
+    let (run_dir, resumed) = match &args.checkpoints.resume {
+        Some(dir) => {
+            let trust = args.trust.checkpoint_trust()?;
+            let opened = checkpoint::open_for_resume(&args.checkpoints, dir, &trust)?;
+            if dir.join("package").exists() {
+                bail!("{}: the run is complete (package/ exists)", dir.display());
+            }
+            (dir.clone(), Some(opened))
+        }
+        None => {
+            let Some(out) = args.out.clone() else {
+                bail!("give --out DIR (a new run) or --resume DIR");
+            };
+            if out.exists() {
+                bail!("{} exists; a run writes a new directory", out.display());
+            }
+            (out, None)
+        }
+    };
+    let mut spec_changed = None;
+    if let Some(r) = &resumed {
+        if r.index.spec_sha256 != spec_sha256 {
+            if !args.checkpoints.allow_spec_change() {
+                bail!(
+                    "{} was written by another training spec (SHA-256 {}; {} is {}): \
+                     --allow-spec-change continues anyway",
+                    r.dir.display(),
+                    r.index.spec_sha256,
+                    args.config.display(),
+                    spec_sha256
+                );
+            }
+            eprintln!(
+                "WARNING: --allow-spec-change: continuing a run of spec {} under spec {} \
+                 (recorded in metrics.jsonl)",
+                r.index.spec_sha256, spec_sha256
+            );
+            spec_changed = Some(r.index.spec_sha256.clone());
+        }
     }
-    let seed = match args.seed.as_deref().or(spec.run.seed.as_deref()) {
-        Some(text) => RunSeed::parse(text)?,
-        None => RunSeed::from_os()?,
+    let seed = match (&resumed, args.seed.as_deref().or(spec.run.seed.as_deref())) {
+        (Some(r), given) => {
+            let saved = RunSeed::parse(&r.state.info.seed)?;
+            if let Some(g) = given.filter(|_| args.seed.is_some()) {
+                if RunSeed::parse(g)?.as_bytes() != saved.as_bytes() {
+                    bail!("--seed differs from the seed the checkpoint's run used");
+                }
+            }
+            saved
+        }
+        (None, Some(text)) => RunSeed::parse(text)?,
+        (None, None) => RunSeed::from_os()?,
     };
     eprintln!("seed: {seed}");
+    let run_id = match &resumed {
+        Some(r) => r.index.run.clone(),
+        None => new_run_id()?,
+    };
 
     // The data first: its example shape is the model's input.
     let limits = DataLimits::default();
@@ -95,11 +155,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let example_shape = train.data_shape().to_vec();
     let batch = spec.data.batch_size;
 
-    let model = model::load(&spec, base, &example_shape, &args.trust)?;
+    let model = model::load(&spec, base, &example_shape, &args.trust, resumed.is_some())?;
     let graph = model.graph.clone();
     let init = spec.init.unwrap_or_default();
     let weights = init_missing(&init, &graph, &seed, model.given)?;
-    if !model.new.is_empty() {
+    if !model.new.is_empty() && resumed.is_none() {
         eprintln!(
             "initialised {} parameter{} with {}: {}",
             model.new.len(),
@@ -134,22 +194,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let train_loader = loader(train, spec.data.shuffle)?;
     let val_loader = val.map(|v| loader(v, false)).transpose()?;
 
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("cannot create {}", args.out.display()))?;
-    let metrics_path = args.out.join("metrics.jsonl");
-    let mut log = std::fs::OpenOptions::new()
-        .create_new(true)
-        .write(true)
-        .open(&metrics_path)
-        .with_context(|| format!("cannot create {}", metrics_path.display()))?;
-    writeln!(
-        log,
-        "{}",
-        serde_json::json!({"seed": seed.to_string(), "threads": threads})
-    )?;
-
-    let trained = pool.install(|| -> Result<Vec<Vec<f32>>> {
-        let mut trainer = Trainer::new(
+    let mut trainer = pool.install(|| {
+        Trainer::new(
             graph.clone(),
             weights,
             &[&[batch][..], &example_shape].concat(),
@@ -160,15 +206,103 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 multipliers: spec.run.multipliers,
                 symbol: model.symbol.as_ref(),
             },
-        )?;
+        )
+    })?;
+    let seed_text = seed.to_string();
+    let mut checkpointing = Checkpointing::new(
+        &args.checkpoints,
+        &run_dir,
+        args.sign_key.as_deref(),
+        resumed.as_ref(),
+        RunIdentity {
+            model: &model.name,
+            run: &run_id,
+            spec_sha256: &spec_sha256,
+            seed: &seed_text,
+        },
+    )?;
+    let metrics_path = run_dir.join("metrics.jsonl");
+    // Everything is checked before anything on disk changes: the checkpoint restored into
+    // the trainer, then the newer checkpoints set aside and the log cut back.
+    let (start, mut restored, log_bytes, resumed_step) = match resumed {
+        Some(r) => {
+            let position = r.index.position;
+            let progress = r.state.info.progress;
+            let dir = r.dir.clone();
+            checkpoint::restore(&mut trainer, r)?;
+            checkpoint::set_aside_newer(&dir, position.step)?;
+            (
+                position,
+                Some((progress.epoch.to_metrics(), progress.window.to_metrics())),
+                Some(progress.log_bytes),
+                Some(position.step),
+            )
+        }
+        None => (
+            Position {
+                step: 0,
+                epoch: 0,
+                batch: 0,
+            },
+            None,
+            None,
+            None,
+        ),
+    };
+    let mut log = match (log_bytes, resumed_step) {
+        (None, _) | (_, None) => {
+            checkpoint::create_run_dir(&run_dir)?;
+            let mut log = std::fs::OpenOptions::new()
+                .create_new(true)
+                .write(true)
+                .open(&metrics_path)
+                .with_context(|| format!("cannot create {}", metrics_path.display()))?;
+            writeln!(
+                log,
+                "{}",
+                serde_json::json!({"seed": seed.to_string(), "threads": threads})
+            )?;
+            log
+        }
+        (Some(saved), Some(step)) => {
+            // Lines written after the checkpoint are written again by the resumed run.
+            let log = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&metrics_path)
+                .with_context(|| format!("cannot open {}", metrics_path.display()))?;
+            if log.metadata()?.len() < saved {
+                bail!(
+                    "{} is shorter than when the checkpoint was written ({saved} bytes)",
+                    metrics_path.display()
+                );
+            }
+            log.set_len(saved)?;
+            let mut log = log;
+            log.seek(SeekFrom::End(0))?;
+            if let Some(from) = &spec_changed {
+                writeln!(
+                    log,
+                    "{}",
+                    serde_json::json!({"event": "spec_changed", "step": step,
+                        "from_spec_sha256": from, "spec_sha256": spec_sha256})
+                )?;
+            }
+            log
+        }
+    };
+
+    let trained = pool.install(|| -> Result<Vec<Vec<f32>>> {
         let evaluator = trainer.evaluator(batch, &example_shape)?;
         let started = Instant::now();
         let mut samples = 0usize;
         let progress = Progress::new(spec.run.epochs.saturating_mul(steps_per_epoch));
-        for epoch in 0..spec.run.epochs {
-            let mut window = Metrics::default();
-            let mut epoch_metrics = Metrics::default();
-            for b in train_loader.epoch(epoch)? {
+        let mut val_metrics = BTreeMap::new();
+        for epoch in start.epoch..spec.run.epochs {
+            let (mut epoch_metrics, mut window) = restored.take().unwrap_or_default();
+            let first = if epoch == start.epoch { start.batch } else { 0 };
+            let mut batches =
+                train_loader.epoch_from(epoch, usize::try_from(first).unwrap_or(usize::MAX))?;
+            while let Some(b) = batches.next() {
                 let b = b?;
                 let m = trainer.step(&b.data, &b.label)?;
                 window.add(m);
@@ -190,7 +324,21 @@ pub fn run(args: TrainArgs) -> Result<()> {
                     writeln!(log, "{line}")?;
                     window = Metrics::default();
                 }
+                let position = batches.position();
+                if let Some(c) = checkpointing.as_mut() {
+                    if c.due(trainer.steps(), position >= batches.len()) {
+                        log.sync_data()?;
+                        let at = Position {
+                            step: trainer.steps(),
+                            epoch,
+                            batch: position as u64,
+                        };
+                        let saved = checkpoint::progress(epoch_metrics, window, log_len(&log)?);
+                        c.write(&trainer, at, saved, val_metrics.clone())?;
+                    }
+                }
             }
+            drop(batches);
             let mut line = serde_json::json!({"epoch": epoch, "step": trainer.steps(),
                 "train_loss": epoch_metrics.loss()});
             insert_accuracy(&mut line, "train_accuracy", &epoch_metrics);
@@ -213,11 +361,17 @@ pub fn run(args: TrainArgs) -> Result<()> {
                         metric.update(&e.predictions, &e.shape, &e.labels, &e.label_shape)?;
                     }
                 }
+                val_metrics.clear();
+                val_metrics.insert("val_loss".to_string(), m.loss());
+                if let Some(a) = m.accuracy() {
+                    val_metrics.insert("val_accuracy".to_string(), a);
+                }
                 if let Some(fields) = line.as_object_mut() {
                     fields.insert("val_loss".into(), m.loss().into());
                     for metric in &declared {
                         let key = format!("val_{}", metric.spec().key());
-                        fields.insert(key, metric.get().into());
+                        fields.insert(key.clone(), metric.get().into());
+                        val_metrics.insert(key, metric.get());
                     }
                 }
                 insert_accuracy(&mut line, "val_accuracy", &m);
@@ -228,6 +382,17 @@ pub fn run(args: TrainArgs) -> Result<()> {
             }
             writeln!(log, "{line}")?;
             progress.println(&summary);
+            if let Some(c) = checkpointing.as_mut() {
+                log.sync_data()?;
+                let at = Position {
+                    step: trainer.steps(),
+                    epoch: epoch + 1,
+                    batch: 0,
+                };
+                let saved =
+                    checkpoint::progress(Metrics::default(), Metrics::default(), log_len(&log)?);
+                c.write(&trainer, at, saved, val_metrics.clone())?;
+            }
         }
         progress.finish();
         Ok(trainer.weights().to_vec())
@@ -249,7 +414,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         model.inputs,
         model.outputs,
     );
-    let package = args.out.join("package");
+    let package = run_dir.join("package");
     write_signed_package(
         &package,
         &manifest,
@@ -267,6 +432,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
         if key.is_some() { ", signed" } else { "" }
     );
     Ok(())
+}
+
+/// The log's length: what a checkpoint records, and a resumed run cuts back to.
+fn log_len(log: &std::fs::File) -> Result<u64> {
+    Ok(log.metadata()?.len())
 }
 
 /// `loss L, accuracy A` (the accuracy only for a classifier).
@@ -331,7 +501,7 @@ impl Progress {
     }
 }
 
-fn created_now() -> u64 {
+pub(crate) fn created_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())

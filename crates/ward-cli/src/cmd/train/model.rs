@@ -40,9 +40,11 @@ pub fn load(
     base: &Path,
     example_shape: &[usize],
     trust: &TrustArgs,
+    resuming: bool,
 ) -> Result<Model> {
     let source = spec.model.source()?;
-    if trust.is_set() && !matches!(source, ModelSource::Package(_)) {
+    // On --resume, --trust also verifies the checkpoint.
+    if trust.is_set() && !resuming && !matches!(source, ModelSource::Package(_)) {
         bail!("--trust and --allow-unsigned apply to a package model ([model] package); this spec trains MXNet files");
     }
     match source {

@@ -1,0 +1,386 @@
+//! A run's checkpoints on disk: `RUN/checkpoints/step-NNNNNNNNNNNN/`, each a directory of
+//! the checkpoint layout, written whole through the one atomic writer, opened only through
+//! the one verified loader, and pruned by a retention policy once a newer one is complete.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use ward_package::loader::open_layout;
+use ward_package::package::sign_options;
+use ward_package::pipeline::Accepted;
+use ward_package::read::Keep;
+use ward_package::signature::{sign, FileSet, PrivateKey};
+use ward_package::write::write_layout;
+use ward_package::{
+    Layout, PackageError, Trust, Verification, CHECKPOINT_INDEX_FILE, CHECKPOINT_STATE_FILE,
+    SIGNATURE_FILE,
+};
+
+use super::index::CheckpointIndex;
+use super::seal::{Sealing, Unsealing};
+use super::state::{decode_state, DecodedState};
+use super::CheckpointError;
+
+/// The directory of a run's checkpoints.
+pub const CHECKPOINTS_DIR: &str = "checkpoints";
+/// Largest `checkpoint.json`.
+pub const MAX_INDEX_BYTES: u64 = 1 << 20;
+/// Largest `state.age`: weights and up to three optimizer tensors per weight, for models
+/// up to the package limit of 8 GiB of weights.
+pub const MAX_STATE_BYTES: u64 = 32 << 30;
+
+/// The checkpoint layout with ward's limits.
+pub fn checkpoint_layout() -> Layout {
+    Layout::checkpoint(MAX_INDEX_BYTES, MAX_STATE_BYTES)
+}
+
+/// The directory name of the checkpoint at `step`: `step-` and twelve digits, so that
+/// names sort as steps do.
+pub fn checkpoint_name(step: u64) -> String {
+    format!("step-{step:012}")
+}
+
+/// The step a checkpoint directory's name gives, if it is one.
+pub fn step_of(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix("step-")?;
+    if digits.len() < 12 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// The checkpoints in `dir` (a run's `checkpoints/`), oldest first: the entries named as
+/// [`checkpoint_name`] names them that are directories (not links). Temporary directories
+/// of an interrupted write and superseded checkpoints are not listed.
+pub fn list_checkpoints(dir: &Path) -> Result<Vec<(u64, PathBuf)>, CheckpointError> {
+    let io = |e: std::io::Error| CheckpointError::io(dir, e);
+    let mut found = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        let Some(step) = entry.file_name().to_str().and_then(step_of) else {
+            continue;
+        };
+        if entry.file_type().map_err(io)?.is_dir() {
+            found.push((step, entry.path()));
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// Removes what an interrupted write left in `dir`: the atomic writer's temporary
+/// directories (`.step-….ward-tmp-…`) and the retention's half-deleted ones
+/// (`.deleting-step-…`). None of them was ever a checkpoint. Returns what was removed.
+pub fn remove_leftovers(dir: &Path) -> Result<Vec<String>, CheckpointError> {
+    let io = |e: std::io::Error| CheckpointError::io(dir, e);
+    let mut removed = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        let temporary = name.starts_with(".step-") && name.contains(".ward-tmp-");
+        if (temporary || name.starts_with(".deleting-step-"))
+            && entry.file_type().map_err(io)?.is_dir()
+        {
+            fs::remove_dir_all(entry.path()).map_err(|e| CheckpointError::io(&entry.path(), e))?;
+            removed.push(name);
+        }
+    }
+    Ok(removed)
+}
+
+/// Which checkpoints to keep once a newer one is complete.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Retention {
+    /// The newest `keep_last` (at least 1).
+    pub keep_last: usize,
+    /// Every checkpoint whose step is a multiple of this.
+    pub keep_every: Option<u64>,
+    /// The best by a validation metric its index records.
+    pub keep_best: Option<BestBy>,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            keep_last: 3,
+            keep_every: None,
+            keep_best: None,
+        }
+    }
+}
+
+/// A validation metric and which way is better.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BestBy {
+    /// The name `metrics.jsonl` gives it (`val_accuracy`, `val_loss`, ...).
+    pub metric: String,
+    pub higher_is_better: bool,
+}
+
+impl BestBy {
+    /// `metric`, better when higher unless it is a loss or an error (`loss`, `mae`,
+    /// `mse`, `rmse`, `ce`, `nll_loss`, `perplexity` in its name).
+    pub fn named(metric: &str) -> BestBy {
+        let lower = ["loss", "mae", "mse", "rmse", "ce", "perplexity"];
+        let key = metric.strip_prefix("val_").unwrap_or(metric);
+        BestBy {
+            metric: metric.to_string(),
+            higher_is_better: !lower
+                .iter()
+                .any(|l| key == *l || key.ends_with(&format!("_{l}"))),
+        }
+    }
+}
+
+/// The steps of `checkpoints` (step, its recorded metrics) to keep under `retention`.
+pub fn kept_steps(
+    checkpoints: &[(u64, Option<f64>)],
+    retention: &Retention,
+) -> std::collections::BTreeSet<u64> {
+    let mut keep: std::collections::BTreeSet<u64> = checkpoints
+        .iter()
+        .rev()
+        .take(retention.keep_last.max(1))
+        .map(|(s, _)| *s)
+        .collect();
+    if let Some(k) = retention.keep_every.filter(|&k| k > 0) {
+        keep.extend(checkpoints.iter().map(|(s, _)| *s).filter(|s| s.is_multiple_of(k)));
+    }
+    if let Some(best) = &retention.keep_best {
+        let better = |a: f64, b: f64| if best.higher_is_better { a > b } else { a < b };
+        let mut top: Option<(u64, f64)> = None;
+        for &(step, value) in checkpoints {
+            if let Some(v) = value.filter(|v| v.is_finite()) {
+                if top.is_none_or(|(_, t)| better(v, t)) {
+                    top = Some((step, v));
+                }
+            }
+        }
+        keep.extend(top.map(|(s, _)| s));
+    }
+    keep
+}
+
+/// Writes a run's checkpoints: encrypted to `sealing`, signed with `key`, pruned by
+/// `retention`.
+pub struct CheckpointWriter {
+    dir: PathBuf,
+    sealing: Sealing,
+    key: PrivateKey,
+    retention: Retention,
+}
+
+impl std::fmt::Debug for CheckpointWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckpointWriter")
+            .field("dir", &self.dir)
+            .field("sealing", &self.sealing)
+            .field("retention", &self.retention)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What writing a checkpoint did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Written {
+    pub dir: PathBuf,
+    pub state_bytes: u64,
+    /// The checkpoints the retention policy deleted.
+    pub removed: Vec<PathBuf>,
+}
+
+impl CheckpointWriter {
+    /// A writer into `dir` (created owner-only if missing).
+    pub fn new(
+        dir: &Path,
+        sealing: Sealing,
+        key: PrivateKey,
+        retention: Retention,
+    ) -> Result<CheckpointWriter, CheckpointError> {
+        create_private_dir(dir)?;
+        Ok(CheckpointWriter {
+            dir: dir.to_path_buf(),
+            sealing,
+            key,
+            retention,
+        })
+    }
+
+    pub fn sealing(&self) -> &Sealing {
+        &self.sealing
+    }
+
+    /// Encrypts `plaintext` (an encoded state), records its size, encryption and
+    /// recipients in `index`, signs both, and writes them as a new checkpoint directory
+    /// named by the index's step, whole or not at all; then prunes the older ones.
+    pub fn write(
+        &self,
+        mut index: CheckpointIndex,
+        plaintext: &[u8],
+    ) -> Result<Written, CheckpointError> {
+        let sealed = self.sealing.seal(plaintext)?;
+        index.state_bytes = sealed.len() as u64;
+        index.encryption = self.sealing.encryption();
+        index.recipients = self.sealing.recipient_names();
+        index.validate().map_err(CheckpointError::State)?;
+        let json = index.to_json();
+        let files = FileSet::new([
+            (CHECKPOINT_INDEX_FILE.to_string(), json.as_slice()),
+            (CHECKPOINT_STATE_FILE.to_string(), sealed.as_slice()),
+        ]);
+        let signature = sign(
+            &files,
+            &self.key,
+            &sign_options(&index.model, &[SIGNATURE_FILE.to_string()]),
+        );
+        let dir = self.dir.join(checkpoint_name(index.position.step));
+        write_layout(
+            &dir,
+            &checkpoint_layout(),
+            &[
+                (CHECKPOINT_INDEX_FILE, &json),
+                (CHECKPOINT_STATE_FILE, &sealed),
+                (SIGNATURE_FILE, &signature),
+            ],
+        )
+        .map_err(CheckpointError::Write)?;
+        let removed = self.prune()?;
+        Ok(Written {
+            dir,
+            state_bytes: index.state_bytes,
+            removed,
+        })
+    }
+
+    /// Deletes the checkpoints the retention policy does not keep: each renamed out of
+    /// the checkpoint names first, so a half-deleted one is never taken for a checkpoint.
+    fn prune(&self) -> Result<Vec<PathBuf>, CheckpointError> {
+        let found = list_checkpoints(&self.dir)?;
+        let metric = self.retention.keep_best.as_ref().map(|b| b.metric.as_str());
+        let with_metrics: Vec<(u64, Option<f64>)> = found
+            .iter()
+            .map(|(step, dir)| {
+                let value = metric.and_then(|m| {
+                    read_index_unverified(dir)
+                        .ok()
+                        .and_then(|i| i.metrics.get(m).copied())
+                });
+                (*step, value)
+            })
+            .collect();
+        let keep = kept_steps(&with_metrics, &self.retention);
+        let mut removed = Vec::new();
+        for (step, dir) in found.into_iter().filter(|(s, _)| !keep.contains(s)) {
+            let doomed = self
+                .dir
+                .join(format!(".deleting-{}", checkpoint_name(step)));
+            fs::rename(&dir, &doomed).map_err(|e| CheckpointError::io(&dir, e))?;
+            fs::remove_dir_all(&doomed).map_err(|e| CheckpointError::io(&doomed, e))?;
+            removed.push(dir);
+        }
+        if !removed.is_empty() {
+            let _ = ward_core::files::sync_dir(&self.dir);
+        }
+        Ok(removed)
+    }
+}
+
+/// Creates `dir` (and its parents) readable by its owner alone, or checks that an
+/// existing one is a directory.
+pub fn create_private_dir(dir: &Path) -> Result<(), CheckpointError> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir).map_err(|e| CheckpointError::io(dir, e))
+}
+
+/// A checkpoint that passed verification, decrypted and parsed.
+#[derive(Debug)]
+pub struct OpenedCheckpoint {
+    pub dir: PathBuf,
+    pub index: CheckpointIndex,
+    pub state: DecodedState,
+    pub verification: Verification,
+}
+
+/// Opens the checkpoint `dir`: verifies its signatures under `trust` and its files against
+/// them (the package loader), only then decrypts the verified `state.age` with `unsealing`
+/// and parses it, and checks that the state is the one the index describes.
+pub fn open_checkpoint(
+    dir: &Path,
+    trust: &Trust,
+    unsealing: &Unsealing,
+) -> Result<OpenedCheckpoint, CheckpointError> {
+    let accepted = open_layout(
+        dir,
+        &checkpoint_layout(),
+        trust,
+        SystemTime::now(),
+        Keep::Held,
+        |verified: &mut ward_package::pipeline::Verified<CheckpointIndex>| {
+            verified
+                .take(CHECKPOINT_STATE_FILE)
+                .ok_or(PackageError::MissingFile {
+                    file: CHECKPOINT_STATE_FILE,
+                })
+        },
+    )
+    .map_err(CheckpointError::Package)?;
+    let Accepted {
+        index,
+        parsed: sealed,
+        verification,
+    } = accepted;
+    let plaintext = unsealing.open(&sealed, MAX_STATE_BYTES)?;
+    drop(sealed);
+    let state = decode_state(&plaintext)?;
+    let info = &state.info;
+    if info.run != index.run
+        || info.spec_sha256 != index.spec_sha256
+        || info.position != index.position
+    {
+        return Err(CheckpointError::Mismatch {
+            dir: dir.to_path_buf(),
+        });
+    }
+    Ok(OpenedCheckpoint {
+        dir: dir.to_path_buf(),
+        index,
+        state,
+        verification,
+    })
+}
+
+/// Verifies the checkpoint `dir` under `trust` without decrypting anything: every file is
+/// hashed as it is read and only the index is kept.
+pub fn verify_checkpoint(
+    dir: &Path,
+    trust: &Trust,
+) -> Result<Accepted<CheckpointIndex, ()>, CheckpointError> {
+    open_layout(
+        dir,
+        &checkpoint_layout(),
+        trust,
+        SystemTime::now(),
+        Keep::Streamed,
+        |_: &mut ward_package::pipeline::Verified<CheckpointIndex>| Ok(()),
+    )
+    .map_err(CheckpointError::Package)
+}
+
+/// Reads a checkpoint's index without verifying it: for listing and pruning one's own
+/// checkpoints, never for deciding what to load.
+pub fn read_index_unverified(dir: &Path) -> Result<CheckpointIndex, CheckpointError> {
+    let path = dir.join(CHECKPOINT_INDEX_FILE);
+    let bytes = ward_core::files::read_bounded(&path, MAX_INDEX_BYTES)
+        .map_err(|e| CheckpointError::io(&path, std::io::Error::other(e.to_string())))?;
+    <CheckpointIndex as ward_package::layout::Index>::parse(&bytes)
+        .map_err(CheckpointError::Package)
+}
