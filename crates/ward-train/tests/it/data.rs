@@ -885,3 +885,49 @@ fn images_of_zero_pixels_are_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn an_epoch_from_a_batch_on_gives_the_same_batches_as_the_whole_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let examples = 37;
+    let values: Vec<f32> = (0..examples * 3).map(|i| i as f32).collect();
+    let labels: Vec<f32> = (0..examples).map(|i| (i % 5) as f32).collect();
+    let data = ward_core::Tensor::from_f32(vec![examples, 3], &values).unwrap();
+    let labels = ward_core::Tensor::from_f32(vec![examples], &labels).unwrap();
+    fs::write(dir.path().join("x.npy"), ward_core::npy::write_npy(&data)).unwrap();
+    fs::write(dir.path().join("y.npy"), ward_core::npy::write_npy(&labels)).unwrap();
+    let dataset: Arc<dyn Dataset> = Arc::new(
+        NpyDataset::open(
+            &dir.path().join("x.npy"),
+            Some(&dir.path().join("y.npy")),
+            &DataLimits::default(),
+        )
+        .unwrap(),
+    );
+    for threads in [0, 2] {
+        let loader = Loader::new(
+            dataset.clone(),
+            LoaderConfig {
+                batch_size: 8,
+                shuffle: true,
+                last_batch: LastBatch::Pad,
+                threads,
+                prefetch: 2,
+            },
+            RunSeed::from_u64(9),
+        )
+        .unwrap();
+        let whole: Vec<_> = loader.epoch(3).unwrap().map(|b| b.unwrap()).collect();
+        assert_eq!(whole.len(), 5);
+        for first in 0..=whole.len() {
+            let mut tail = loader.epoch_from(3, first).unwrap();
+            assert_eq!(tail.position(), first);
+            let rest: Vec<_> = tail.by_ref().map(|b| b.unwrap()).collect();
+            assert_eq!(rest.len(), whole.len() - first, "threads {threads}, from {first}");
+            for (a, b) in rest.iter().zip(&whole[first..]) {
+                assert_eq!((&a.data, &a.label, a.pad), (&b.data, &b.label, b.pad));
+            }
+            assert_eq!(tail.position(), whole.len());
+        }
+    }
+}

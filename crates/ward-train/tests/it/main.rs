@@ -5,6 +5,7 @@
 
 mod support;
 
+mod checkpoint;
 mod data;
 mod engine;
 mod init;
