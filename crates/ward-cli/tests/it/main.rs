@@ -5,6 +5,7 @@
 
 mod support;
 
+mod checkpoint;
 mod cli;
 mod deny;
 mod doctor;

@@ -147,7 +147,12 @@ pub fn kept_steps(
         .map(|(s, _)| *s)
         .collect();
     if let Some(k) = retention.keep_every.filter(|&k| k > 0) {
-        keep.extend(checkpoints.iter().map(|(s, _)| *s).filter(|s| s.is_multiple_of(k)));
+        keep.extend(
+            checkpoints
+                .iter()
+                .map(|(s, _)| *s)
+                .filter(|s| s.is_multiple_of(k)),
+        );
     }
     if let Some(best) = &retention.keep_best {
         let better = |a: f64, b: f64| if best.higher_is_better { a > b } else { a < b };

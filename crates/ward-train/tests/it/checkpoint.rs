@@ -111,9 +111,15 @@ fn a_state_reads_back_bit_for_bit_and_the_same_state_gives_the_same_bytes() {
     );
     assert_eq!(back.params.len(), 2);
     let w = &back.params[0];
-    assert_eq!((w.name.as_str(), w.shape.as_slice(), w.update_count), ("fc_weight", &[3, 4][..], 7));
+    assert_eq!(
+        (w.name.as_str(), w.shape.as_slice(), w.update_count),
+        ("fc_weight", &[3, 4][..], 7)
+    );
     assert_eq!(w.weight, p.weight);
-    assert_eq!(w.tensors[0], ("mean".to_string(), p.states[0].tensors[0].1.clone()));
+    assert_eq!(
+        w.tensors[0],
+        ("mean".to_string(), p.states[0].tensors[0].1.clone())
+    );
     assert_eq!(w.tensors[1].0, "var");
     let m = &back.params[1];
     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
@@ -122,7 +128,10 @@ fn a_state_reads_back_bit_for_bit_and_the_same_state_gives_the_same_bytes() {
     // Any safetensors reader sees the weights under their own names.
     let plain = ward_package::read_weights(&bytes).unwrap();
     let names: Vec<&str> = plain.iter().map(|(n, _)| n.as_str()).collect();
-    assert!(names.contains(&"fc_weight") && names.contains(&"optimizer/fc_weight/var"), "{names:?}");
+    assert!(
+        names.contains(&"fc_weight") && names.contains(&"optimizer/fc_weight/var"),
+        "{names:?}"
+    );
 }
 
 /// `bytes` with the state header's JSON edited by `edit` (same length or not).
@@ -169,14 +178,20 @@ fn a_state_that_does_not_hold_together_is_refused_naming_what_is_wrong() {
     bad.states[0].tensors[1].1.truncate(4);
     let mut v = views(&bad);
     v[0].state = &bad.states[0];
-    assert!(encode_state(&info(1), &v).is_err(), "the writer checks lengths too");
+    assert!(
+        encode_state(&info(1), &v).is_err(),
+        "the writer checks lengths too"
+    );
     let weights = ward_package::read_weights_with_metadata(&bytes).unwrap();
     let tensors: Vec<(String, ward_core::Tensor)> = weights
         .tensors
         .iter()
         .map(|(n, t)| {
             if n == "optimizer/fc_weight/var" {
-                (n.clone(), ward_core::Tensor::from_f32(vec![12], &t.to_f32_vec()).unwrap())
+                (
+                    n.clone(),
+                    ward_core::Tensor::from_f32(vec![12], &t.to_f32_vec()).unwrap(),
+                )
             } else {
                 (n.clone(), t.clone())
             }
@@ -224,14 +239,19 @@ fn age_encryption_to_recipients_and_to_a_passphrase_and_its_refusals() {
     let plaintext: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
     let sealed = sealing.seal(&plaintext).unwrap();
     assert!(sealed.starts_with(b"age-encryption.org/v1\n"));
-    assert!(!sealed.windows(64).any(|w| plaintext.windows(64).take(1).any(|p| p == w)));
+    assert!(!sealed
+        .windows(64)
+        .any(|w| plaintext.windows(64).take(1).any(|p| p == w)));
     for who in [&alice, &bob] {
         let opened = Unsealing::identity_files(&[who.as_path()]).unwrap();
         assert_eq!(opened.open(&sealed, 1 << 20).unwrap(), plaintext);
     }
     let wrong = Unsealing::identity_files(&[mallory.as_path()]).unwrap();
     let e = wrong.open(&sealed, 1 << 20).unwrap_err();
-    assert!(matches!(e, CheckpointError::Decrypt(_)) && e.is_refusal(), "{e}");
+    assert!(
+        matches!(e, CheckpointError::Decrypt(_)) && e.is_refusal(),
+        "{e}"
+    );
     let alice_keys = Unsealing::identity_files(&[alice.as_path()]).unwrap();
     assert!(matches!(
         alice_keys.open(&sealed, 1000),
@@ -240,25 +260,39 @@ fn age_encryption_to_recipients_and_to_a_passphrase_and_its_refusals() {
     let mut flipped = sealed.clone();
     let last = flipped.len() - 10;
     flipped[last] ^= 1;
-    assert!(matches!(alice_keys.open(&flipped, 1 << 20), Err(CheckpointError::Decrypt(_))));
+    assert!(matches!(
+        alice_keys.open(&flipped, 1 << 20),
+        Err(CheckpointError::Decrypt(_))
+    ));
 
     // A passphrase (scrypt), and a wrong one.
     let pass = private_file(tmp.path(), "pass.txt", "correct horse battery staple\n");
     let by_pass = Sealing::passphrase_file(&pass).unwrap();
     assert_eq!(by_pass.encryption(), Encryption::Scrypt);
     let sealed = by_pass.seal(b"state").unwrap();
-    let opened = Unsealing::passphrase_file(&pass).unwrap().open(&sealed, 100).unwrap();
+    let opened = Unsealing::passphrase_file(&pass)
+        .unwrap()
+        .open(&sealed, 100)
+        .unwrap();
     assert_eq!(opened, b"state");
     let other = private_file(tmp.path(), "other.txt", "incorrect horse\n");
     assert!(matches!(
-        Unsealing::passphrase_file(&other).unwrap().open(&sealed, 100),
+        Unsealing::passphrase_file(&other)
+            .unwrap()
+            .open(&sealed, 100),
         Err(CheckpointError::Decrypt(_))
     ));
 
     // Bad keys are named; secrets others may read are refused.
     let e = Sealing::recipients(&["age1notakey".into()], &[]).unwrap_err();
-    assert!(e.to_string().contains("--recipient") && e.to_string().contains("age1notakey"), "{e}");
-    assert!(matches!(Sealing::recipients(&[], &[]), Err(CheckpointError::NoRecipients)));
+    assert!(
+        e.to_string().contains("--recipient") && e.to_string().contains("age1notakey"),
+        "{e}"
+    );
+    assert!(matches!(
+        Sealing::recipients(&[], &[]),
+        Err(CheckpointError::NoRecipients)
+    ));
     let not_identity = private_file(tmp.path(), "bad.txt", "# x\nAGE-SECRET-KEY-1NOPE\n");
     let e = Unsealing::identity_files(&[not_identity.as_path()]).unwrap_err();
     assert!(e.to_string().contains("line 2"), "{e}");
@@ -338,7 +372,11 @@ fn refusal(result: Result<impl std::fmt::Debug, CheckpointError>) -> String {
 #[test]
 fn a_signed_checkpoint_opens_only_verified_and_decrypted_with_the_right_key() {
     let s = setup();
-    let w = writer(&s, PrivateKey::generate_p256().unwrap(), Retention::default());
+    let w = writer(
+        &s,
+        PrivateKey::generate_p256().unwrap(),
+        Retention::default(),
+    );
     // The trust policy is the setup's key; this writer's key is another: refused
     // before anything is decrypted.
     let untrusted = write(&w, 5, None);
@@ -462,7 +500,11 @@ fn retention_keeps_the_newest_every_kth_and_the_best_and_deletes_only_after_a_ne
     for (step, metric) in &history {
         write(&w, *step, *metric);
     }
-    let steps: Vec<u64> = list_checkpoints(&s.dir).unwrap().iter().map(|(s, _)| *s).collect();
+    let steps: Vec<u64> = list_checkpoints(&s.dir)
+        .unwrap()
+        .iter()
+        .map(|(s, _)| *s)
+        .collect();
     assert_eq!(steps, [20, 50, 60]);
     // A write that cannot complete (its step exists) deletes nothing.
     let p = params(1.0);
@@ -471,7 +513,11 @@ fn retention_keeps_the_newest_every_kth_and_the_best_and_deletes_only_after_a_ne
         w.write(index(60, None), &state),
         Err(CheckpointError::Write(_))
     ));
-    let after: Vec<u64> = list_checkpoints(&s.dir).unwrap().iter().map(|(s, _)| *s).collect();
+    let after: Vec<u64> = list_checkpoints(&s.dir)
+        .unwrap()
+        .iter()
+        .map(|(s, _)| *s)
+        .collect();
     assert_eq!(after, steps);
 
     // What an interrupted write or prune leaves is not a checkpoint, and goes.
@@ -483,7 +529,10 @@ fn retention_keeps_the_newest_every_kth_and_the_best_and_deletes_only_after_a_ne
     removed.sort();
     assert_eq!(
         removed,
-        [".deleting-step-000000000010", ".step-000000000070.ward-tmp-1-0"]
+        [
+            ".deleting-step-000000000010",
+            ".step-000000000070.ward-tmp-1-0"
+        ]
     );
     assert!(s.dir.join("notes").is_dir());
     assert_eq!(checkpoint_name(7), "step-000000000007");

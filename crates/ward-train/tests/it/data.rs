@@ -923,7 +923,11 @@ fn an_epoch_from_a_batch_on_gives_the_same_batches_as_the_whole_epoch() {
             let mut tail = loader.epoch_from(3, first).unwrap();
             assert_eq!(tail.position(), first);
             let rest: Vec<_> = tail.by_ref().map(|b| b.unwrap()).collect();
-            assert_eq!(rest.len(), whole.len() - first, "threads {threads}, from {first}");
+            assert_eq!(
+                rest.len(),
+                whole.len() - first,
+                "threads {threads}, from {first}"
+            );
             for (a, b) in rest.iter().zip(&whole[first..]) {
                 assert_eq!((&a.data, &a.label, a.pad), (&b.data, &b.label, b.pad));
             }
