@@ -233,7 +233,8 @@ fn age_encryption_to_recipients_and_to_a_passphrase_and_its_refusals() {
     let recipients = tmp.path().join("recipients.txt");
     std::fs::write(&recipients, format!("# the team\n\n{bob_pub}\n")).unwrap();
 
-    let sealing = Sealing::recipients(&[alice_pub.clone()], &[recipients.as_path()]).unwrap();
+    let sealing =
+        Sealing::recipients(std::slice::from_ref(&alice_pub), &[recipients.as_path()]).unwrap();
     assert_eq!(sealing.encryption(), Encryption::X25519);
     assert_eq!(sealing.recipient_names(), [alice_pub.clone(), bob_pub]);
     let plaintext: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
@@ -353,7 +354,7 @@ fn setup() -> Setup {
 }
 
 fn writer(s: &Setup, key: PrivateKey, retention: Retention) -> CheckpointWriter {
-    let sealing = Sealing::recipients(&[s.recipient.clone()], &[]).unwrap();
+    let sealing = Sealing::recipients(std::slice::from_ref(&s.recipient), &[]).unwrap();
     CheckpointWriter::new(&s.dir, sealing, key, retention).unwrap()
 }
 
@@ -401,7 +402,7 @@ fn a_signed_checkpoint_opens_only_verified_and_decrypted_with_the_right_key() {
     }
     let opened = open_checkpoint(&dir, &trust, &unsealing).unwrap();
     assert_eq!(opened.index.position.step, 10);
-    assert_eq!(opened.index.recipients, [s.recipient.clone()]);
+    assert_eq!(opened.index.recipients, std::slice::from_ref(&s.recipient));
     assert_eq!(opened.state.info, info(10));
     assert_eq!(opened.state.params[0].weight, params(10.0).weight);
     let verified = verify_checkpoint(&dir, &trust).unwrap();
