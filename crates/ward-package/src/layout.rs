@@ -315,15 +315,15 @@ impl Layout {
 
     /// A training checkpoint: `checkpoint.json` (the index, at most `max_index_bytes`),
     /// `state.age` (the encrypted state, at most `max_state_bytes`, its size recorded in
-    /// the index, created owner-only), and signatures.
+    /// the index), and signatures; every file created owner-only (and so the directory).
     pub fn checkpoint(max_index_bytes: u64, max_state_bytes: u64) -> Layout {
         Layout {
-            index: FileSpec::index(CHECKPOINT_INDEX_FILE, max_index_bytes),
+            index: FileSpec::index(CHECKPOINT_INDEX_FILE, max_index_bytes).private(),
             others: vec![
                 FileSpec::file(CHECKPOINT_STATE_FILE, Role::State, max_state_bytes)
                     .size_recorded()
                     .private(),
-                FileSpec::signatures(MAX_SIGNATURE_BYTES),
+                FileSpec::signatures(MAX_SIGNATURE_BYTES).private(),
             ],
             max_entries: MAX_DIR_ENTRIES,
         }

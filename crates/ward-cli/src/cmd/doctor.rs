@@ -18,7 +18,7 @@ pub const MAX_ADVISORY_BYTES: u64 = 1 << 20;
 /// The largest certificate file read.
 pub const MAX_CERT_BYTES: u64 = 1 << 20;
 
-/// Check this deployment: root, key and trust file permissions, TLS expiry, advisories
+/// Check this deployment: root, key, secret and trust file permissions, checkpoints, TLS expiry, advisories
 ///
 /// Checks running as root, the permissions of the key and trust policy files given, the
 /// expiry of the TLS certificates given, and, given a RustSec advisory database, whether
@@ -29,6 +29,7 @@ pub const MAX_CERT_BYTES: u64 = 1 << 20;
 /// Examples:
 ///   ward doctor --advisory-db advisory-db/
 ///   ward doctor --key signing.key --trust trust.toml --tls-cert server.pem
+///   ward doctor --secret checkpoint-pass.txt --checkpoints runs/lenet
 #[derive(Args)]
 #[command(verbatim_doc_comment)]
 pub struct DoctorArgs {
@@ -42,6 +43,14 @@ pub struct DoctorArgs {
     /// A trust policy file: must not be writable by group or others.
     #[arg(long = "trust", value_name = "FILE")]
     trust: Vec<PathBuf>,
+    /// A checkpoint passphrase file or age identity file: must not be readable by group or
+    /// others.
+    #[arg(long = "secret", value_name = "FILE")]
+    secrets: Vec<PathBuf>,
+    /// A training run's directory (or its checkpoints/): its checkpoints should be
+    /// readable by their owner alone.
+    #[arg(long = "checkpoints", value_name = "DIR")]
+    checkpoints: Vec<PathBuf>,
     /// A PEM certificate (or chain) ward serves: must not be expired or expire soon.
     #[arg(long = "tls-cert", value_name = "FILE")]
     tls_certs: Vec<PathBuf>,
@@ -93,6 +102,16 @@ pub fn run(args: DoctorArgs) -> Result<()> {
     report.line(level, &message);
     for key in &args.keys {
         for (level, message) in check_key_file(key) {
+            report.line(level, &message);
+        }
+    }
+    for secret in &args.secrets {
+        for (level, message) in check_secret_file(secret) {
+            report.line(level, &message);
+        }
+    }
+    for run in &args.checkpoints {
+        for (level, message) in check_checkpoints(run) {
             report.line(level, &message);
         }
     }
@@ -255,6 +274,102 @@ pub fn check_key_file(path: &Path) -> Vec<(Level, String)> {
             fine: "is private",
         },
     )
+}
+
+/// Passphrase and age identity files, like keys, must be private.
+#[cfg(unix)]
+pub fn check_secret_file(path: &Path) -> Vec<(Level, String)> {
+    check_mode(
+        path,
+        &ModeRule {
+            what: "secret file",
+            forbidden: 0o077,
+            problem: "is open to group or others",
+            remedy: "chmod 600",
+            fine: "is private",
+        },
+    )
+}
+
+/// A run's checkpoints (the directory, each checkpoint, each file in it) should be open
+/// to their owner alone: `warn:` for each that is not. Their state is encrypted, but
+/// others learn the run's progress and metrics, and may copy the ciphertext.
+#[cfg(unix)]
+pub fn check_checkpoints(run: &Path) -> Vec<(Level, String)> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = if run.join(ward_train::checkpoint::CHECKPOINTS_DIR).is_dir() {
+        run.join(ward_train::checkpoint::CHECKPOINTS_DIR)
+    } else {
+        run.to_path_buf()
+    };
+    let mode = |p: &Path| std::fs::symlink_metadata(p).map(|m| m.permissions().mode() & 0o7777);
+    let mut open = Vec::new();
+    let mut checked = 0usize;
+    let mut visit = vec![dir.clone()];
+    while let Some(path) = visit.pop() {
+        checked += 1;
+        match mode(&path) {
+            Ok(m) if m & 0o077 != 0 => open.push(format!("{} (mode {m:o})", shown(&path))),
+            Ok(_) => {}
+            Err(e) => return vec![(Level::Fix, format!("checkpoints {}: {e}", shown(&path)))],
+        }
+        // The directory and the checkpoints in it, and their files: two levels.
+        if path.components().count() <= dir.components().count() + 1 && path.is_dir() {
+            if let Ok(entries) = std::fs::read_dir(&path) {
+                visit.extend(
+                    entries
+                        .filter_map(|e| e.ok())
+                        .map(|e| e.path())
+                        .take(10_000),
+                );
+            }
+        }
+    }
+    if open.is_empty() {
+        return vec![(
+            Level::Ok,
+            format!(
+                "checkpoints {}: {checked} entries open to their owner alone",
+                shown(&dir)
+            ),
+        )];
+    }
+    let mut lines: Vec<(Level, String)> = open
+        .iter()
+        .take(5)
+        .map(|p| {
+            (
+                Level::Warn,
+                format!("checkpoint entry {p} is open to group or others: chmod go-rwx"),
+            )
+        })
+        .collect();
+    if open.len() > 5 {
+        lines.push((
+            Level::Warn,
+            format!(
+                "{} more checkpoint entries are open to group or others",
+                open.len() - 5
+            ),
+        ));
+    }
+    lines
+}
+
+#[cfg(not(unix))]
+pub fn check_secret_file(path: &Path) -> Vec<(Level, String)> {
+    check_key_file(path)
+}
+
+#[cfg(not(unix))]
+pub fn check_checkpoints(run: &Path) -> Vec<(Level, String)> {
+    vec![(
+        Level::Warn,
+        format!(
+            "checkpoints {}: permissions are not checked on this platform",
+            shown(run)
+        ),
+    )]
 }
 
 /// Trust policies must not be writable by group or others.

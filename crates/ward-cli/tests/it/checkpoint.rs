@@ -644,3 +644,56 @@ fn checkpoint_list_verify_and_inspect() {
 fn keys_other(dir: &Path) -> PathBuf {
     keys(dir, "other").trust
 }
+
+#[test]
+fn doctor_flags_open_secrets_and_checkpoints_and_a_fresh_run_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = keys(tmp.path(), "a");
+    let config = lenet_spec(tmp.path(), 5);
+    let run = tmp.path().join("run");
+    let o = run_ward(&train_args(
+        &config,
+        &run,
+        &keys,
+        false,
+        &["--checkpoint-every", "30"],
+    ));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let doctor = || {
+        let o = ward(&[
+            "doctor",
+            "--secret",
+            keys.identity.to_str().unwrap(),
+            "--checkpoints",
+            run.to_str().unwrap(),
+        ]);
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+        )
+    };
+    let (ok, out) = doctor();
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("ok: secret file") && out.contains("entries open to their owner alone"),
+        "{out}"
+    );
+
+    let state = newest(&run).join("state.age");
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(&keys.identity, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let (ok, out) = doctor();
+    assert!(!ok, "an open secret fails doctor: {out}");
+    assert!(
+        out.contains("fix: secret file") && out.contains("chmod 600"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "warn: checkpoint entry {} (mode 644)",
+            state.display()
+        )),
+        "{out}"
+    );
+}
