@@ -544,6 +544,55 @@ pub fn write_tensor_views(
     tensors: &[TensorView<'_>],
     metadata: &BTreeMap<String, String>,
 ) -> Result<Vec<u8>, PackageError> {
+    let (header, order, data_len) = views_header(tensors, metadata)?;
+    let mut out = Vec::with_capacity(header.len() + data_len);
+    out.extend_from_slice(&header);
+    for t in order {
+        t.data.append_to(&mut out);
+    }
+    Ok(out)
+}
+
+/// [`write_tensor_views`] into `out`, without the file ever being whole in memory: `f32`
+/// data goes through a 64 KiB buffer. Everything is checked before the first byte is
+/// written; returns the bytes written.
+pub fn write_tensor_views_to(
+    tensors: &[TensorView<'_>],
+    metadata: &BTreeMap<String, String>,
+    out: &mut dyn std::io::Write,
+) -> Result<u64, PackageError> {
+    let (header, order, data_len) = views_header(tensors, metadata)?;
+    let io = |source: std::io::Error| PackageError::Io {
+        path: std::path::PathBuf::from("(stream)"),
+        source,
+    };
+    out.write_all(&header).map_err(io)?;
+    let mut buffer = vec![0u8; 1 << 16];
+    for t in order {
+        match t.data {
+            ViewData::Bytes(b) => out.write_all(b).map_err(io)?,
+            ViewData::F32(values) => {
+                for part in values.chunks(buffer.len() / 4) {
+                    let bytes = buffer.get_mut(..part.len() * 4).unwrap_or_default();
+                    for (slot, v) in bytes.chunks_exact_mut(4).zip(part) {
+                        slot.copy_from_slice(&v.to_le_bytes());
+                    }
+                    out.write_all(bytes).map_err(io)?;
+                }
+            }
+        }
+    }
+    Ok((header.len() + data_len) as u64)
+}
+
+/// The header (its length prefix included) of a safetensors file of `tensors`, the
+/// tensors in the order their data follows it, and the data's length; every name and
+/// length checked.
+#[allow(clippy::type_complexity)]
+fn views_header<'v, 'a>(
+    tensors: &'v [TensorView<'a>],
+    metadata: &BTreeMap<String, String>,
+) -> Result<(Vec<u8>, Vec<&'v TensorView<'a>>, usize), PackageError> {
     let mut names = BTreeSet::new();
     for t in tensors {
         let name = t.name;
@@ -610,13 +659,10 @@ pub fn write_tensor_views(
             limit: MAX_WEIGHTS_HEADER_BYTES,
         });
     }
-    let mut out = Vec::with_capacity(8 + json.len() + offset);
+    let mut out = Vec::with_capacity(8 + json.len());
     out.extend_from_slice(&(json.len() as u64).to_le_bytes());
     out.extend_from_slice(&json);
-    for t in order {
-        t.data.append_to(&mut out);
-    }
-    Ok(out)
+    Ok((out, order, offset))
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 
 pub use index::{CheckpointIndex, Position, CHECKPOINT_FORMAT, CHECKPOINT_VERSION};
 pub use seal::{Encryption, Sealing, Unsealing};
-pub use state::{decode_state, encode_state, DecodedState, ParamView, StateInfo};
+pub use state::{decode_state, encode_state, encode_state_to, DecodedState, ParamView, StateInfo};
 pub use store::{
     checkpoint_name, list_checkpoints, open_checkpoint, read_index_unverified, verify_checkpoint,
     BestBy, CheckpointWriter, OpenedCheckpoint, Retention, CHECKPOINTS_DIR,

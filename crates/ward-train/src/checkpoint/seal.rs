@@ -109,6 +109,20 @@ impl Sealing {
 
     /// `plaintext` as an age file. Nothing touches the disk.
     pub fn seal(&self, plaintext: &[u8]) -> Result<Vec<u8>, CheckpointError> {
+        self.seal_with(plaintext.len(), |w| {
+            w.write_all(plaintext)
+                .map_err(|e| CheckpointError::Encrypt(e.to_string()))
+        })
+    }
+
+    /// The age file of what `write` writes (about `len` bytes): the plaintext goes
+    /// through the cipher as it is made and is never whole in memory. Nothing touches the
+    /// disk.
+    pub fn seal_with(
+        &self,
+        len: usize,
+        write: impl FnOnce(&mut dyn Write) -> Result<(), CheckpointError>,
+    ) -> Result<Vec<u8>, CheckpointError> {
         let encryptor = match self {
             Sealing::Recipients(recipients) => {
                 age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
@@ -122,13 +136,13 @@ impl Sealing {
             }
         };
         // The header is a few hundred bytes; each 64 KiB chunk gains a 16-byte tag.
-        let mut out = Vec::with_capacity(plaintext.len() + plaintext.len() / 4096 + 1024);
+        let mut out = Vec::with_capacity(len + len / 4096 + 1024);
         let mut writer = encryptor
             .wrap_output(&mut out)
             .map_err(|e| CheckpointError::Encrypt(e.to_string()))?;
+        write(&mut writer)?;
         writer
-            .write_all(plaintext)
-            .and_then(|()| writer.finish().map(drop))
+            .finish()
             .map_err(|e| CheckpointError::Encrypt(e.to_string()))?;
         Ok(out)
     }

@@ -16,7 +16,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 use ward_core::{DType, Tensor};
-use ward_package::{read_weights_with_metadata, write_tensor_views, TensorView};
+use ward_package::{
+    read_weights_with_metadata, write_tensor_views, write_tensor_views_to, PackageError, TensorView,
+};
 
 use super::index::Position;
 use super::CheckpointError;
@@ -198,6 +200,27 @@ pub fn encode_state(
     info: &StateInfo,
     params: &[ParamView<'_>],
 ) -> Result<Vec<u8>, CheckpointError> {
+    with_views(info, params, write_tensor_views)
+}
+
+/// [`encode_state`] written to `out` as it is made (the plaintext is never whole in
+/// memory); returns its length.
+pub fn encode_state_to(
+    info: &StateInfo,
+    params: &[ParamView<'_>],
+    out: &mut dyn std::io::Write,
+) -> Result<u64, CheckpointError> {
+    with_views(info, params, |views, metadata| {
+        write_tensor_views_to(views, metadata, out)
+    })
+}
+
+/// Calls `write` with the state's tensors and metadata.
+fn with_views<T>(
+    info: &StateInfo,
+    params: &[ParamView<'_>],
+    write: impl FnOnce(&[TensorView<'_>], &BTreeMap<String, String>) -> Result<T, PackageError>,
+) -> Result<T, CheckpointError> {
     let header = StateHeader {
         format: STATE_FORMAT.into(),
         version: STATE_VERSION,
@@ -236,7 +259,7 @@ pub fn encode_state(
     }
     let json = serde_json::to_string(&header).map_err(|e| CheckpointError::State(e.to_string()))?;
     let metadata = BTreeMap::from([(STATE_METADATA_KEY.to_string(), json)]);
-    write_tensor_views(&views, &metadata).map_err(|e| CheckpointError::State(e.to_string()))
+    write(&views, &metadata).map_err(|e| CheckpointError::State(e.to_string()))
 }
 
 /// Parses a decrypted state: the strict safetensors reader, then the header, then every

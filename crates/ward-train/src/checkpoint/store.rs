@@ -19,7 +19,7 @@ use ward_package::{
 
 use super::index::CheckpointIndex;
 use super::seal::{Sealing, Unsealing};
-use super::state::{decode_state, DecodedState};
+use super::state::{decode_state, encode_state_to, DecodedState, ParamView, StateInfo};
 use super::CheckpointError;
 
 /// The directory of a run's checkpoints.
@@ -218,15 +218,23 @@ impl CheckpointWriter {
         &self.sealing
     }
 
-    /// Encrypts `plaintext` (an encoded state), records its size, encryption and
-    /// recipients in `index`, signs both, and writes them as a new checkpoint directory
-    /// named by the index's step, whole or not at all; then prunes the older ones.
+    /// Encodes the state (`info` and `params`) straight into the cipher, records the
+    /// encrypted state's size, encryption and recipients in `index`, signs both, and
+    /// writes them as a new checkpoint directory named by the index's step, whole or not
+    /// at all; then prunes the older ones.
     pub fn write(
         &self,
         mut index: CheckpointIndex,
-        plaintext: &[u8],
+        info: &StateInfo,
+        params: &[ParamView<'_>],
     ) -> Result<Written, CheckpointError> {
-        let sealed = self.sealing.seal(plaintext)?;
+        let len: usize = params
+            .iter()
+            .map(|p| p.weight.len() * 4 * (1 + p.state.tensors.len()))
+            .sum();
+        let sealed = self
+            .sealing
+            .seal_with(len, |w| encode_state_to(info, params, w).map(drop))?;
         index.state_bytes = sealed.len() as u64;
         index.encryption = self.sealing.encryption();
         index.recipients = self.sealing.recipient_names();

@@ -10,9 +10,9 @@ use ward_package::{PackageError, Trust};
 use ward_train::checkpoint::state::{Progress, SavedMetrics, SavedOptimizer};
 use ward_train::checkpoint::store::{kept_steps, remove_leftovers};
 use ward_train::checkpoint::{
-    checkpoint_name, decode_state, encode_state, list_checkpoints, open_checkpoint,
-    verify_checkpoint, BestBy, CheckpointError, CheckpointIndex, CheckpointWriter, Encryption,
-    ParamView, Position, Retention, Sealing, StateInfo, Unsealing, CHECKPOINT_FORMAT,
+    checkpoint_name, decode_state, encode_state, encode_state_to, list_checkpoints,
+    open_checkpoint, verify_checkpoint, BestBy, CheckpointError, CheckpointIndex, CheckpointWriter,
+    Encryption, ParamView, Position, Retention, Sealing, StateInfo, Unsealing, CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
 };
 use ward_train::optim::{OptimizerState, ParamState};
@@ -101,6 +101,12 @@ fn a_state_reads_back_bit_for_bit_and_the_same_state_gives_the_same_bytes() {
     let p = params(1.0);
     let bytes = encode_state(&info(40), &views(&p)).unwrap();
     assert_eq!(bytes, encode_state(&info(40), &views(&p)).unwrap());
+    let mut streamed = Vec::new();
+    let len = encode_state_to(&info(40), &views(&p), &mut streamed).unwrap();
+    assert_eq!(
+        (streamed.as_slice(), len),
+        (bytes.as_slice(), bytes.len() as u64)
+    );
     let back = decode_state(&bytes).unwrap();
     assert_eq!(back.info, info(40));
     let state = back.info.optimizer.state();
@@ -360,8 +366,9 @@ fn writer(s: &Setup, key: PrivateKey, retention: Retention) -> CheckpointWriter 
 
 fn write(w: &CheckpointWriter, step: u64, metric: Option<f64>) -> std::path::PathBuf {
     let p = params(step as f32);
-    let state = encode_state(&info(step), &views(&p)).unwrap();
-    w.write(index(step, metric), &state).unwrap().dir
+    w.write(index(step, metric), &info(step), &views(&p))
+        .unwrap()
+        .dir
 }
 
 fn refusal(result: Result<impl std::fmt::Debug, CheckpointError>) -> String {
@@ -440,8 +447,10 @@ fn a_signed_checkpoint_opens_only_verified_and_decrypted_with_the_right_key() {
     let trust2 = Trust::Policy(TrustPolicy::single_key("trainer", key.public_key()));
     let w2 = writer(&s, key, Retention::default());
     let p = params(1.0);
-    let other_state = encode_state(&info(30), &views(&p)).unwrap();
-    let mismatched = w2.write(index(31, None), &other_state).unwrap().dir;
+    let mismatched = w2
+        .write(index(31, None), &info(30), &views(&p))
+        .unwrap()
+        .dir;
     let e = open_checkpoint(&mismatched, &trust2, &unsealing).unwrap_err();
     assert!(matches!(e, CheckpointError::Mismatch { .. }), "{e}");
 }
@@ -509,9 +518,8 @@ fn retention_keeps_the_newest_every_kth_and_the_best_and_deletes_only_after_a_ne
     assert_eq!(steps, [20, 50, 60]);
     // A write that cannot complete (its step exists) deletes nothing.
     let p = params(1.0);
-    let state = encode_state(&info(60), &views(&p)).unwrap();
     assert!(matches!(
-        w.write(index(60, None), &state),
+        w.write(index(60, None), &info(60), &views(&p)),
         Err(CheckpointError::Write(_))
     ));
     let after: Vec<u64> = list_checkpoints(&s.dir)

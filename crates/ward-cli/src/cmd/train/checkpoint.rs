@@ -10,9 +10,9 @@ use ward_package::{Trust, Verification};
 use ward_train::checkpoint::state::{Progress, SavedOptimizer};
 use ward_train::checkpoint::store::{create_private_dir, remove_leftovers};
 use ward_train::checkpoint::{
-    checkpoint_name, encode_state, list_checkpoints, open_checkpoint, BestBy, CheckpointIndex,
-    CheckpointWriter, Encryption, OpenedCheckpoint, ParamView, Position, Retention, Sealing,
-    StateInfo, Unsealing, CHECKPOINTS_DIR, CHECKPOINT_FORMAT, CHECKPOINT_VERSION,
+    checkpoint_name, list_checkpoints, open_checkpoint, BestBy, CheckpointIndex, CheckpointWriter,
+    Encryption, OpenedCheckpoint, ParamView, Position, Retention, Sealing, StateInfo, Unsealing,
+    CHECKPOINTS_DIR, CHECKPOINT_FORMAT, CHECKPOINT_VERSION,
 };
 use ward_train::optim::ParamState;
 use ward_train::trainer::{Metrics, Trainer};
@@ -202,7 +202,6 @@ impl Checkpointing {
             optimizer: SavedOptimizer::new(optimizer.spec().name(), optimizer.state()),
             progress,
         };
-        let plaintext = encode_state(&info, &params)?;
         let index = CheckpointIndex {
             format: CHECKPOINT_FORMAT.into(),
             version: CHECKPOINT_VERSION,
@@ -219,7 +218,7 @@ impl Checkpointing {
         };
         let written = self
             .writer
-            .write(index, &plaintext)
+            .write(index, &info, &params)
             .context("writing a checkpoint")?;
         self.last = Some(position.step);
         for gone in &written.removed {
