@@ -384,7 +384,7 @@ def hostile_corpus():
                                       protocol=4), "forbidden_global", "builtins.eval")
     add("builtins_exec", pickle.dumps(Reduce(exec, ("import os; os.system('"
                                                     + touch("builtins_exec") + "')",)),
-                                      protocol=2), "forbidden_global", "builtins.exec")
+                                      protocol=2), "forbidden_global", "__builtin__.exec")
     add("subprocess_popen", pickle.dumps(Reduce(subprocess.Popen,
                                                 (["touch", PWN + "subprocess_popen"],)),
                                          protocol=4), "forbidden_global", "subprocess.Popen")
@@ -441,7 +441,7 @@ def hostile_corpus():
     add("memo_get_text", b"\x80\x02(g0\n.", "forbidden_opcode", "GET")
     add("memoize_empty_stack", b"\x80\x04\x94.", "stack", "MEMOIZE")
     # Huge length prefixes in small files.
-    add("binunicode_4g", b"\x80\x04X\xff\xff\xff\xff" + b"a" * 16 + b".", "exceeds_limit",
+    add("binunicode_4g", b"\x80\x04X\xff\xff\xff\xff" + b"a" * 16 + b".", "exceeds_input",
         "BINUNICODE")
     add("binbytes_4g", b"\x80\x04B\xfe\xff\xff\xff" + b"a" * 16 + b".", "exceeds_input",
         "BINBYTES")
@@ -461,9 +461,9 @@ def hostile_corpus():
     add("deep_tuple1", b"\x80\x04N" + b"\x85" * DEEP + b".", "exceeds_limit", "depth")
     add("deep_list_append", b"\x80\x04" + b"]" * 1000 + b"a" * 999 + b".", "exceeds_limit",
         "depth")
-    # Sharing that would explode if copied: x = (x, x) 64 times.
+    # Sharing that would explode if copied: x = (x, x) 30 times (2^31 values).
     add("memo_bomb", b"\x80\x04N\x94" + b"".join(
-        b"h" + bytes([i]) + b"h" + bytes([i]) + b"\x86\x94" for i in range(40)) + b".",
+        b"h" + bytes([i]) + b"\x86\x94" for i in range(30)) + b".",
         "exceeds_limit", "values")
     # A list that contains itself.
     add("self_cycle", b"\x80\x04]\x94h\x00a.", "cycle", "APPEND")
@@ -476,7 +476,7 @@ def hostile_corpus():
     add("ext4", b"\x80\x02\x84\x01\x00\x00\x00.", "forbidden_opcode", "EXT4")
     # Text protocol 0 opcodes and protocol 5 out-of-band buffers.
     add("reduce_protocol0_int", b"\x80\x02I1\n.", "forbidden_opcode", "INT")
-    add("next_buffer", b"\x80\x05\x97.", "forbidden_opcode", "NEXT_BUFFER")
+    add("next_buffer", b"\x80\x04\x97.", "forbidden_opcode", "NEXT_BUFFER")
     add("unknown_opcode", b"\x80\x04\xff.", "forbidden_opcode", "0xff")
     add("protocol_6", b"\x80\x06N.", "protocol", "PROTO")
     # Structure: trailing bytes, no STOP, leftovers on the stack.
