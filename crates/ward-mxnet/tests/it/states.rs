@@ -519,3 +519,30 @@ proptest! {
         let _ = read_optimizer_states(&bytes[..end], &StatesLimits::default());
     }
 }
+
+/// Writes each fixture's states back with ward's writer into `$WARD_STATES_OUT`, for
+/// tools/check_states_roundtrip.py to load in MXNet. Does nothing without the variable.
+#[test]
+#[ignore = "run by tools/check_states_roundtrip.py"]
+fn write_states_for_mxnet() {
+    let Some(out) = std::env::var_os("WARD_STATES_OUT") else {
+        return;
+    };
+    let out = PathBuf::from(out);
+    for case in [
+        "module_sgd",
+        "module_adam",
+        "module_kvstore",
+        "gluon_sgd",
+        "gluon_adam",
+    ] {
+        let states = load(&format!("{case}/model-0001.states"));
+        let written = write_optimizer_states(&states.states).unwrap();
+        std::fs::write(out.join(format!("{case}.states")), written).unwrap();
+    }
+    for file in ["multi_precision", "framing"] {
+        let states = load(&format!("{file}.states"));
+        let written = write_optimizer_states(&states.states).unwrap();
+        std::fs::write(out.join(format!("{file}.states")), written).unwrap();
+    }
+}
