@@ -37,7 +37,8 @@
 //! nothing and accepts only what these files contain), then insists on exactly the shapes
 //! above; arrays are decoded with [`crate::params`]' checks, and together may take no more
 //! bytes than the file itself (a shared handle cannot multiply memory). Contexts are not
-//! kept: MXNet itself moves each loaded state to its weight's device.
+//! kept (a kvstore saves its states from pinned memory, `cpu_pinned(0)`): MXNet itself
+//! moves each loaded state to its weight's device.
 //!
 //! # Writing
 //!
