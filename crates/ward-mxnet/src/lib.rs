@@ -15,5 +15,7 @@ pub mod import;
 pub mod limits;
 pub mod new_params;
 pub mod params;
+pub mod pickle;
 pub mod recordio;
+pub mod states;
 pub mod symbol;

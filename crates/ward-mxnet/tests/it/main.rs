@@ -16,4 +16,5 @@ mod params_malformed;
 mod params_proptest;
 mod params_writer;
 mod recordio;
+mod states;
 mod symbol_reader;
