@@ -6,6 +6,7 @@
 //! [model]                       # an MXNet Module checkpoint ending in SoftmaxOutput
 //! symbol = "lenet-symbol.json"
 //! params = "lenet-0000.params"
+//! states = "lenet-0000.states"  # optional: MXNet's optimizer state to continue from
 //!
 //! [data]
 //! batch_size = 64
@@ -104,6 +105,11 @@ pub struct ModelSpec {
     pub params: Option<PathBuf>,
     #[serde(default)]
     pub package: Option<PathBuf>,
+    /// MXNet optimizer states to continue from: a Module checkpoint's `.states` or a
+    /// Gluon `Trainer.save_states` file (read without running its pickle), with MXNet
+    /// files only.
+    #[serde(default)]
+    pub states: Option<PathBuf>,
     /// The name of the package written (default: the symbol file's stem, or the source
     /// package's name).
     #[serde(default)]
@@ -134,6 +140,9 @@ impl ModelSpec {
             }),
             (None, Some(_)) if self.params.is_some() => {
                 invalid("params: a package holds its own weights")
+            }
+            (None, Some(_)) if self.states.is_some() => {
+                invalid("states: MXNet optimizer states continue MXNet files (symbol, params)")
             }
             (None, Some(package)) => Ok(ModelSource::Package(package)),
             (Some(_), Some(_)) => {

@@ -11,6 +11,7 @@ mod deny;
 mod doctor;
 mod export_mxnet;
 mod hostile_files;
+mod mxnet_states;
 mod plot;
 mod signing;
 mod train;

@@ -22,6 +22,7 @@
 //! then prunes older checkpoints by a [`Retention`] policy.
 
 pub mod index;
+pub mod mxnet;
 pub mod seal;
 pub mod state;
 pub mod store;

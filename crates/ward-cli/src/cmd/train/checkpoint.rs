@@ -7,8 +7,9 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use ward_package::signature::{read_private_key_file, PrivateKey};
 use ward_package::{Trust, Verification};
+use ward_train::checkpoint::mxnet::states_from_mxnet;
 use ward_train::checkpoint::state::{Progress, SavedOptimizer};
-use ward_train::checkpoint::store::{create_private_dir, remove_leftovers};
+use ward_train::checkpoint::store::{create_private_dir, remove_leftovers, MAX_STATE_BYTES};
 use ward_train::checkpoint::{
     checkpoint_name, list_checkpoints, open_checkpoint, BestBy, CheckpointIndex, CheckpointWriter,
     Encryption, OpenedCheckpoint, ParamView, Position, Retention, Sealing, StateInfo, Unsealing,
@@ -360,6 +361,22 @@ pub fn restore(trainer: &mut Trainer, opened: OpenedCheckpoint) -> Result<()> {
     }
     trainer.restore(weights, states, info.optimizer.state(), info.position.step)?;
     Ok(())
+}
+
+/// Starts `trainer` from MXNet's optimizer states in `path` (a Module `.states` or a
+/// Gluon `Trainer.save_states` file, read without running its pickle). Returns whether the
+/// file carried the optimizer's update counts (Gluon's does, a Module's does not).
+pub fn mxnet_states(path: &Path, trainer: &mut Trainer) -> Result<bool> {
+    let bytes = ward_core::files::read_bounded(path, MAX_STATE_BYTES)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let file = ward_mxnet::states::read_optimizer_states(&bytes, &Default::default())
+        .with_context(|| format!("{}", path.display()))?;
+    // Not a checkpoint's refusal (exit 3): an input that does not fit the spec.
+    let imported = states_from_mxnet(&file, &trainer.graph().params, trainer.optimizer())
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let weights = trainer.weights().to_vec();
+    trainer.restore(weights, imported.states, imported.optimizer, 0)?;
+    Ok(imported.with_counts)
 }
 
 /// Creates a new run's directory, owner-only.

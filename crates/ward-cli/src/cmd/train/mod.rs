@@ -208,6 +208,19 @@ pub fn run(args: TrainArgs) -> Result<()> {
             },
         )
     })?;
+    if let (Some(path), None) = (&spec.model.states, &resumed) {
+        let path = base.join(path);
+        let imported = checkpoint::mxnet_states(&path, &mut trainer)?;
+        eprintln!(
+            "optimizer state: {} ({} update counts)",
+            path.display(),
+            if imported {
+                "with its"
+            } else {
+                "MXNet's Module saves no optimizer: fresh"
+            }
+        );
+    }
     let seed_text = seed.to_string();
     let mut checkpointing = Checkpointing::new(
         &args.checkpoints,
