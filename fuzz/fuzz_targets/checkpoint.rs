@@ -42,6 +42,7 @@ fuzz_target!(|data: &[u8]| {
         .zip(&states)
         .map(|(p, s)| ParamView {
             name: &p.name,
+            trainable: p.trainable,
             shape: &p.shape,
             weight: &p.weight,
             state: s,

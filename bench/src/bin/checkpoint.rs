@@ -68,6 +68,7 @@ fn main() -> Result<()> {
         .zip(&states)
         .map(|(((n, s), w), st)| ParamView {
             name: n,
+            trainable: true,
             shape: s,
             weight: w,
             state: st,

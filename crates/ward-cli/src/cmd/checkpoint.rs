@@ -2,13 +2,18 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
+use ward_core::{DType, Tensor};
+use ward_graph::ir::{ParamDecl, ParamRole};
 use ward_package::Verification;
+use ward_train::checkpoint::mxnet::states_to_mxnet;
+use ward_train::checkpoint::state::SavedParamState;
 use ward_train::checkpoint::{
     list_checkpoints, open_checkpoint, read_index_unverified, verify_checkpoint, CheckpointIndex,
-    Unsealing, CHECKPOINTS_DIR,
+    OpenedCheckpoint, Unsealing, CHECKPOINTS_DIR,
 };
+use ward_train::optim::ParamState;
 
 #[derive(Subcommand)]
 pub enum CheckpointCommand {
@@ -37,6 +42,42 @@ pub enum CheckpointCommand {
     ///       --trust trainer.pub --identity key.txt
     #[command(verbatim_doc_comment)]
     Inspect(InspectArgs),
+    /// Write a verified, decrypted checkpoint as an MXNet 1.9.1 Module checkpoint:
+    /// PREFIX-symbol.json (the symbol the run trained, given with --symbol),
+    /// PREFIX-EPOCH.params (arg:/aux: keys) and PREFIX-EPOCH.states (the optimizer's
+    /// state as Module.save_optimizer_states pickles it). MXNet resumes with
+    /// mx.mod.Module.load(PREFIX, EPOCH, load_optimizer_states=True). The files are
+    /// written in clear: they leave ward's protection. Existing files are never replaced.
+    ///
+    /// Example:
+    ///   ward checkpoint export-mxnet runs/lenet/checkpoints/step-000000000120 \
+    ///       --trust trainer.pub --identity key.txt --symbol lenet-symbol.json --out mx/lenet
+    #[command(verbatim_doc_comment)]
+    ExportMxnet(ExportMxnetArgs),
+}
+
+#[derive(Args)]
+pub struct ExportMxnetArgs {
+    /// The checkpoint's directory.
+    checkpoint: PathBuf,
+    /// Trust policy: a PEM public key or a TOML policy.
+    #[arg(long, value_name = "TRUST")]
+    trust: PathBuf,
+    /// An age identity file (AGE-SECRET-KEY-1…).
+    #[arg(long, value_name = "FILE", required_unless_present = "passphrase_file")]
+    identity: Vec<PathBuf>,
+    /// The passphrase file the checkpoint was encrypted with.
+    #[arg(long, value_name = "FILE", conflicts_with = "identity")]
+    passphrase_file: Option<PathBuf>,
+    /// The MXNet symbol the run trained (its variables' order is the state's keys).
+    #[arg(long, value_name = "FILE")]
+    symbol: PathBuf,
+    /// The files' prefix.
+    #[arg(long, value_name = "PREFIX")]
+    out: PathBuf,
+    /// The epoch number in the file names (default: the checkpoint's epoch).
+    #[arg(long)]
+    epoch: Option<u32>,
 }
 
 #[derive(Args)]
@@ -74,6 +115,7 @@ pub fn run(command: CheckpointCommand) -> Result<()> {
         CheckpointCommand::List(a) => list(&a.run),
         CheckpointCommand::Verify(a) => verify(&a),
         CheckpointCommand::Inspect(a) => inspect(&a),
+        CheckpointCommand::ExportMxnet(a) => export_mxnet(&a),
     }
 }
 
@@ -159,16 +201,128 @@ fn verify(args: &VerifyArgs) -> Result<()> {
     Ok(())
 }
 
-fn inspect(args: &InspectArgs) -> Result<()> {
-    let trust = ward_package::Trust::Policy(ward_package::TrustPolicy::load(&args.trust)?);
-    let unsealing = match &args.passphrase_file {
+fn unsealing(identity: &[PathBuf], passphrase: Option<&Path>) -> Result<Unsealing> {
+    Ok(match passphrase {
         Some(path) => Unsealing::passphrase_file(path)?,
         None => {
-            let files: Vec<&Path> = args.identity.iter().map(PathBuf::as_path).collect();
+            let files: Vec<&Path> = identity.iter().map(PathBuf::as_path).collect();
             Unsealing::identity_files(&files)?
         }
-    };
-    let opened = open_checkpoint(&args.checkpoint, &trust, &unsealing)?;
+    })
+}
+
+fn open(checkpoint: &Path, trust: &Path, unsealing: &Unsealing) -> Result<OpenedCheckpoint> {
+    let trust = ward_package::Trust::Policy(ward_package::TrustPolicy::load(trust)?);
+    Ok(open_checkpoint(checkpoint, &trust, unsealing)?)
+}
+
+fn export_mxnet(args: &ExportMxnetArgs) -> Result<()> {
+    let unsealing = unsealing(&args.identity, args.passphrase_file.as_deref())?;
+    let opened = open(&args.checkpoint, &args.trust, &unsealing)?;
+    let symbol_bytes = ward_core::files::read_bounded(&args.symbol, 64 << 20)
+        .with_context(|| format!("cannot read {}", args.symbol.display()))?;
+    let symbol = ward_mxnet::symbol::read_symbol(&symbol_bytes, &Default::default())
+        .with_context(|| format!("{}", args.symbol.display()))?;
+    // The symbol's variables in its order: MXNet's list_arguments, whose trainable part
+    // is a Module's _param_names and so the states' keys.
+    let variables: Vec<&str> = symbol
+        .nodes
+        .iter()
+        .filter(|n| n.op == "null")
+        .map(|n| n.name.as_str())
+        .collect();
+    let mut params: Vec<&SavedParamState> = opened.state.params.iter().collect();
+    if let Some(p) = params
+        .iter()
+        .find(|p| !variables.contains(&p.name.as_str()))
+    {
+        bail!(
+            "{} is not the symbol this run trained: it has no variable {}",
+            args.symbol.display(),
+            p.name
+        );
+    }
+    params.sort_by_key(|p| variables.iter().position(|v| *v == p.name));
+    let tensors = params
+        .iter()
+        .map(|p| {
+            let key = format!("{}:{}", if p.trainable { "arg" } else { "aux" }, p.name);
+            Ok((key, Tensor::from_f32(p.shape.clone(), &p.weight)?))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let refs: Vec<(&str, &Tensor)> = tensors.iter().map(|(k, t)| (k.as_str(), t)).collect();
+    let params_bytes = ward_mxnet::params::write_params(&refs)?;
+    let decls: Vec<ParamDecl> = params
+        .iter()
+        .map(|p| ParamDecl {
+            name: p.name.clone(),
+            dtype: DType::F32,
+            shape: p.shape.clone(),
+            role: if p.trainable {
+                ParamRole::Trainable
+            } else {
+                ParamRole::State
+            },
+            lr_mult: 1.0,
+            wd_mult: 1.0,
+        })
+        .collect();
+    let states: Vec<ParamState> = params
+        .iter()
+        .map(|p| ParamState {
+            update_count: p.update_count,
+            tensors: p
+                .tensors
+                .iter()
+                .map(|(_, t)| ("state", t.clone()))
+                .collect(),
+        })
+        .collect();
+    let keyed = states_to_mxnet(&decls, &states)?;
+    let states_bytes = ward_mxnet::states::write_optimizer_states(&keyed)?;
+
+    let epoch = args
+        .epoch
+        .unwrap_or_else(|| u32::try_from(opened.index.position.epoch).unwrap_or(u32::MAX));
+    let prefix = args.out.display().to_string();
+    let files = [
+        (format!("{prefix}-symbol.json"), symbol_bytes.as_slice()),
+        (
+            format!("{prefix}-{epoch:04}.params"),
+            params_bytes.as_slice(),
+        ),
+        (
+            format!("{prefix}-{epoch:04}.states"),
+            states_bytes.as_slice(),
+        ),
+    ];
+    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut written: Vec<&str> = Vec::new();
+    for (path, bytes) in &files {
+        if let Err(e) = ward_core::files::write_new_file(Path::new(path), bytes, 0o600) {
+            // Three files or none.
+            for done in &written {
+                let _ = std::fs::remove_file(done);
+            }
+            return Err(e).with_context(|| format!("writing {path}"));
+        }
+        written.push(path);
+    }
+    for (path, bytes) in &files {
+        println!("wrote {path} ({} bytes)", bytes.len());
+    }
+    println!(
+        "MXNet: mx.mod.Module.load({prefix:?}, {epoch}, load_optimizer_states=True), then \
+         init_optimizer with the run's optimizer; these files are not encrypted"
+    );
+    Ok(())
+}
+
+fn inspect(args: &InspectArgs) -> Result<()> {
+    let unsealing = unsealing(&args.identity, args.passphrase_file.as_deref())?;
+    let opened = open(&args.checkpoint, &args.trust, &unsealing)?;
     println!("{}: verified and decrypted", args.checkpoint.display());
     describe(&opened.index, &opened.verification);
     let info = &opened.state.info;

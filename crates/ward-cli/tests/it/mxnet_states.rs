@@ -221,3 +221,133 @@ fn states_of_another_optimizer_or_a_hostile_pickle_are_refused_and_nothing_is_wr
         "system",
     );
 }
+
+/// Runs `ward train` on `config` into `run` with `extra` flags; returns the package's
+/// weights.
+fn train(config: &Path, run: &Path, extra: &[&str]) -> Vec<(String, ward_core::Tensor)> {
+    let mut args = vec![
+        "train",
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let o = ward(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    ward_package::read_weights(&std::fs::read(run.join("package/weights.safetensors")).unwrap())
+        .unwrap()
+}
+
+#[test]
+fn a_ward_checkpoint_exported_as_an_mxnet_module_checkpoint_continues_where_ward_would() {
+    use age::secrecy::ExposeSecret;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (config, _) = spec("module_sgd", dir);
+    let identity = age::x25519::Identity::generate();
+    let key_file = dir.join("key.txt");
+    std::fs::write(
+        &key_file,
+        format!("{}\n", identity.to_string().expose_secret()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let o = ward(&["keygen", "--out", dir.join("signer").to_str().unwrap()]);
+    assert!(o.status.success());
+    let recipient = identity.to_public().to_string();
+    let sign_key = dir.join("signer/ward.key");
+
+    // One step from MXNet's files, checkpointed.
+    let one = dir.join("one");
+    let after_one = train(
+        &config,
+        &one,
+        &[
+            "--recipient",
+            &recipient,
+            "--sign-key",
+            sign_key.to_str().unwrap(),
+        ],
+    );
+    let checkpoint = one.join("checkpoints/step-000000000001");
+    let prefix = dir.join("mx/model");
+    let symbol = fixture("module_sgd").join("model-symbol.json");
+    let o = ward(&[
+        "checkpoint",
+        "export-mxnet",
+        checkpoint.to_str().unwrap(),
+        "--trust",
+        dir.join("signer/ward.pub").to_str().unwrap(),
+        "--identity",
+        key_file.to_str().unwrap(),
+        "--symbol",
+        symbol.to_str().unwrap(),
+        "--out",
+        prefix.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let params = std::fs::read(dir.join("mx/model-0001.params")).unwrap();
+    let exported = ward_mxnet::params::read_params(&params, &Default::default())
+        .unwrap()
+        .into_named()
+        .unwrap();
+    assert_eq!(exported.len(), after_one.len());
+    for (name, tensor) in &after_one {
+        let (_, array) = exported
+            .iter()
+            .find(|(n, _)| n == &format!("arg:{name}"))
+            .unwrap();
+        let dense = array.value.as_ref().unwrap().to_dense().unwrap();
+        assert_eq!(dense.bytes(), tensor.bytes(), "{name}");
+    }
+    let states = std::fs::read(dir.join("mx/model-0001.states")).unwrap();
+    let read = ward_mxnet::states::read_optimizer_states(&states, &Default::default()).unwrap();
+    assert_eq!(read.states.len(), 4);
+    assert!(read.optimizer.is_none(), "the Module form");
+    // Existing files are never replaced.
+    let again = ward(&[
+        "checkpoint",
+        "export-mxnet",
+        checkpoint.to_str().unwrap(),
+        "--trust",
+        dir.join("signer/ward.pub").to_str().unwrap(),
+        "--identity",
+        key_file.to_str().unwrap(),
+        "--symbol",
+        symbol.to_str().unwrap(),
+        "--out",
+        prefix.to_str().unwrap(),
+    ]);
+    assert_eq!(again.status.code(), Some(1));
+    assert_eq!(
+        std::fs::read(dir.join("mx/model-0001.states")).unwrap(),
+        states
+    );
+
+    // The exported Module checkpoint continued for one more step equals two steps in one
+    // run (SGD's momentum carries across; it keeps no update count).
+    let text = std::fs::read_to_string(&config).unwrap();
+    let fx = fixture("module_sgd");
+    let from_export = text
+        .replace(
+            &format!("{}/model-symbol.json", fx.display()),
+            &format!("{}-symbol.json", prefix.display()),
+        )
+        .replace(
+            &format!("{}/model-0001.params", fx.display()),
+            &format!("{}-0001.params", prefix.display()),
+        )
+        .replace(
+            &format!("{}/model-0001.states", fx.display()),
+            &format!("{}-0001.states", prefix.display()),
+        );
+    let continued_config = dir.join("continued.toml");
+    std::fs::write(&continued_config, from_export).unwrap();
+    let continued = train(&continued_config, &dir.join("continued"), &[]);
+    let two_config = dir.join("two.toml");
+    std::fs::write(&two_config, text.replace("epochs = 1", "epochs = 2")).unwrap();
+    let two = train(&two_config, &dir.join("two"), &[]);
+    assert_eq!(continued, two);
+}

@@ -5,8 +5,8 @@
 //!   `f32`, in its shape;
 //! - each optimizer tensor of a parameter as `optimizer/<parameter>/<state>` (`momentum`,
 //!   `mean`, `var`, ...), in the parameter's shape;
-//! - everything else in `__metadata__["ward.state"]`, a JSON [`StateHeader`]: the run, the
-//!   spec's digest, the seed, the position, the optimizer's own state, each parameter's
+//! - everything else in `__metadata__["ward.state"]`, a JSON header: the run, the spec's
+//!   digest, the seed, the position, the optimizer's own state, each parameter's role,
 //!   update count and state names (in the graph's order), the metrics so far. Floats that
 //!   must come back bit for bit are written as their shortest exact decimal text.
 //!
@@ -149,6 +149,9 @@ pub struct StateInfo {
 #[serde(deny_unknown_fields)]
 struct SavedParam {
     name: String,
+    /// Updated by the optimizer (false: a state such as BatchNorm's running mean; MXNet's
+    /// `aux:`).
+    trainable: bool,
     update_count: u64,
     state: Vec<String>,
 }
@@ -167,6 +170,7 @@ struct StateHeader {
 #[derive(Debug, Clone, Copy)]
 pub struct ParamView<'a> {
     pub name: &'a str,
+    pub trainable: bool,
     pub shape: &'a [usize],
     pub weight: &'a [f32],
     pub state: &'a ParamState,
@@ -176,6 +180,7 @@ pub struct ParamView<'a> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SavedParamState {
     pub name: String,
+    pub trainable: bool,
     pub shape: Vec<usize>,
     pub weight: Vec<f32>,
     pub update_count: u64,
@@ -229,6 +234,7 @@ fn with_views<T>(
             .iter()
             .map(|p| SavedParam {
                 name: p.name.to_string(),
+                trainable: p.trainable,
                 update_count: p.state.update_count,
                 state: p.state.tensors.iter().map(|(n, _)| n.to_string()).collect(),
             })
@@ -303,6 +309,7 @@ pub fn decode_state(bytes: &[u8]) -> Result<DecodedState, CheckpointError> {
         }
         params.push(SavedParamState {
             name: p.name.clone(),
+            trainable: p.trainable,
             shape: weight.shape().to_vec(),
             weight: weight.to_f32_vec(),
             update_count: p.update_count,

@@ -83,12 +83,14 @@ fn views(p: &Params) -> Vec<ParamView<'_>> {
     vec![
         ParamView {
             name: "fc_weight",
+            trainable: true,
             shape: &[3, 4],
             weight: &p.weight,
             state: &p.states[0],
         },
         ParamView {
             name: "bn_moving_mean",
+            trainable: false,
             shape: &[4],
             weight: &p.mean,
             state: &p.states[1],

@@ -189,6 +189,7 @@ impl Checkpointing {
             .zip(trainer.param_states())
             .map(|((p, w), s)| ParamView {
                 name: &p.name,
+                trainable: p.role == ward_graph::ir::ParamRole::Trainable,
                 shape: &p.shape,
                 weight: w,
                 state: s,
