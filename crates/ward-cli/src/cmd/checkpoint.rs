@@ -58,17 +58,8 @@ pub enum CheckpointCommand {
 
 #[derive(Args)]
 pub struct ExportMxnetArgs {
-    /// The checkpoint's directory.
-    checkpoint: PathBuf,
-    /// Trust policy: a PEM public key or a TOML policy.
-    #[arg(long, value_name = "TRUST")]
-    trust: PathBuf,
-    /// An age identity file (AGE-SECRET-KEY-1…).
-    #[arg(long, value_name = "FILE", required_unless_present = "passphrase_file")]
-    identity: Vec<PathBuf>,
-    /// The passphrase file the checkpoint was encrypted with.
-    #[arg(long, value_name = "FILE", conflicts_with = "identity")]
-    passphrase_file: Option<PathBuf>,
+    #[command(flatten)]
+    open: OpenArgs,
     /// The MXNet symbol the run trained (its variables' order is the state's keys).
     #[arg(long, value_name = "FILE")]
     symbol: PathBuf,
@@ -97,6 +88,13 @@ pub struct VerifyArgs {
 
 #[derive(Args)]
 pub struct InspectArgs {
+    #[command(flatten)]
+    open: OpenArgs,
+}
+
+/// A checkpoint to verify and decrypt.
+#[derive(Args)]
+pub struct OpenArgs {
     /// The checkpoint's directory.
     checkpoint: PathBuf,
     /// Trust policy: a PEM public key or a TOML policy.
@@ -201,24 +199,23 @@ fn verify(args: &VerifyArgs) -> Result<()> {
     Ok(())
 }
 
-fn unsealing(identity: &[PathBuf], passphrase: Option<&Path>) -> Result<Unsealing> {
-    Ok(match passphrase {
-        Some(path) => Unsealing::passphrase_file(path)?,
-        None => {
-            let files: Vec<&Path> = identity.iter().map(PathBuf::as_path).collect();
-            Unsealing::identity_files(&files)?
-        }
-    })
-}
-
-fn open(checkpoint: &Path, trust: &Path, unsealing: &Unsealing) -> Result<OpenedCheckpoint> {
-    let trust = ward_package::Trust::Policy(ward_package::TrustPolicy::load(trust)?);
-    Ok(open_checkpoint(checkpoint, &trust, unsealing)?)
+impl OpenArgs {
+    /// The checkpoint, verified under the trust policy, then decrypted and parsed.
+    fn open(&self) -> Result<OpenedCheckpoint> {
+        let unsealing = match &self.passphrase_file {
+            Some(path) => Unsealing::passphrase_file(path)?,
+            None => {
+                let files: Vec<&Path> = self.identity.iter().map(PathBuf::as_path).collect();
+                Unsealing::identity_files(&files)?
+            }
+        };
+        let trust = ward_package::Trust::Policy(ward_package::TrustPolicy::load(&self.trust)?);
+        Ok(open_checkpoint(&self.checkpoint, &trust, &unsealing)?)
+    }
 }
 
 fn export_mxnet(args: &ExportMxnetArgs) -> Result<()> {
-    let unsealing = unsealing(&args.identity, args.passphrase_file.as_deref())?;
-    let opened = open(&args.checkpoint, &args.trust, &unsealing)?;
+    let opened = args.open.open()?;
     let symbol_bytes = ward_core::files::read_bounded(&args.symbol, 64 << 20)
         .with_context(|| format!("cannot read {}", args.symbol.display()))?;
     let symbol = ward_mxnet::symbol::read_symbol(&symbol_bytes, &Default::default())
@@ -321,9 +318,8 @@ fn export_mxnet(args: &ExportMxnetArgs) -> Result<()> {
 }
 
 fn inspect(args: &InspectArgs) -> Result<()> {
-    let unsealing = unsealing(&args.identity, args.passphrase_file.as_deref())?;
-    let opened = open(&args.checkpoint, &args.trust, &unsealing)?;
-    println!("{}: verified and decrypted", args.checkpoint.display());
+    let opened = args.open.open()?;
+    println!("{}: verified and decrypted", opened.dir.display());
     describe(&opened.index, &opened.verification);
     let info = &opened.state.info;
     let opt = &info.optimizer;
