@@ -25,7 +25,7 @@ use super::CheckpointError;
 use crate::optim::{OptimizerState, ParamState};
 use crate::trainer::Metrics;
 
-/// The metadata key holding the [`StateHeader`].
+/// The metadata key holding the state's JSON header.
 pub const STATE_METADATA_KEY: &str = "ward.state";
 /// The `format` of every state header.
 pub const STATE_FORMAT: &str = "ward-checkpoint-state";
