@@ -9,13 +9,18 @@
 #      `ward sign`) resumes, and the run ends bit for bit where the original ended.
 #   c. a state.age encrypted to another recipient, re-signed: ward verifies it, then
 #      refuses it at decryption (exit 3).
-# Installs Debian's age with apt-get when it is missing (as root, or with sudo -n).
+# Installs Debian's age when it is missing (see below).
 # WARD=path/to/ward to test a given binary; by default target/release/ward.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib-venv.sh
 source scripts/lib-venv.sh
 
+# The age tool: on PATH; else Debian's package (apt-get as root or with sudo -n; or, as
+# any user, `apt-get download` unpacked into .age-tool); else, last, rage from crates.io
+# (str4d's implementation of the same format and command line), said so loudly.
+AGE=age
+AGE_KEYGEN=age-keygen
 if ! command -v age >/dev/null || ! command -v age-keygen >/dev/null; then
     sudo=""
     if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
@@ -25,10 +30,29 @@ if ! command -v age >/dev/null || ! command -v age-keygen >/dev/null; then
         echo "== apt-get install age"
         $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq age >/dev/null \
             || { $sudo apt-get update -qq >/dev/null \
-                 && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq age >/dev/null; }
+                 && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq age >/dev/null; } \
+            || true
     fi
 fi
-command -v age >/dev/null || { echo "error: the age tool is missing (apt-get install age)" >&2; exit 1; }
+if ! command -v age >/dev/null || ! command -v age-keygen >/dev/null; then
+    tool=$PWD/.age-tool
+    if [ ! -x "$tool/usr/bin/age" ] && command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null; then
+        echo "== apt-get download age (unpacked into .age-tool)"
+        mkdir -p "$tool"
+        (cd "$tool" && apt-get download age >/dev/null 2>&1 && dpkg-deb -x age_*.deb .) || true
+    fi
+    if [ -x "$tool/usr/bin/age" ]; then
+        AGE=$tool/usr/bin/age
+        AGE_KEYGEN=$tool/usr/bin/age-keygen
+    else
+        echo "WARNING: Debian's age is not installable here; using rage (crates.io), another implementation of the age format" >&2
+        cargo install --locked --quiet --root "$tool" rage --version 0.11.1
+        AGE=$tool/bin/rage
+        AGE_KEYGEN=$tool/bin/rage-keygen
+    fi
+fi
+age() { "$AGE" "$@"; }
+age-keygen() { "$AGE_KEYGEN" "$@"; }
 echo "age $(age --version)"
 pinned_venv .venv-age tools/age-interop-requirements.txt
 PY="$PWD/.venv-age/bin/python"
