@@ -51,6 +51,10 @@ if ! command -v age >/dev/null || ! command -v age-keygen >/dev/null; then
         AGE_KEYGEN=$tool/bin/rage-keygen
     fi
 fi
+if [ "$AGE" = age ]; then
+    AGE=$(command -v age)
+    AGE_KEYGEN=$(command -v age-keygen)
+fi
 age() { "$AGE" "$@"; }
 age-keygen() { "$AGE_KEYGEN" "$@"; }
 echo "age $(age --version)"
