@@ -473,20 +473,6 @@ impl ViewData<'_> {
             ViewData::F32(v) => v.len().saturating_mul(4),
         }
     }
-
-    fn append_to(&self, out: &mut Vec<u8>) {
-        match self {
-            ViewData::Bytes(b) => out.extend_from_slice(b),
-            ViewData::F32(values) => {
-                let start = out.len();
-                out.resize(start + values.len() * 4, 0);
-                let tail = out.get_mut(start..).unwrap_or_default();
-                for (slot, v) in tail.chunks_exact_mut(4).zip(values.iter()) {
-                    slot.copy_from_slice(&v.to_le_bytes());
-                }
-            }
-        }
-    }
 }
 
 /// A tensor to write, borrowed: written without first being copied into a [`Tensor`].
@@ -546,10 +532,7 @@ pub fn write_tensor_views(
 ) -> Result<Vec<u8>, PackageError> {
     let (header, order, data_len) = views_header(tensors, metadata)?;
     let mut out = Vec::with_capacity(header.len() + data_len);
-    out.extend_from_slice(&header);
-    for t in order {
-        t.data.append_to(&mut out);
-    }
+    write_views(&header, &order, &mut out)?;
     Ok(out)
 }
 
@@ -562,11 +545,22 @@ pub fn write_tensor_views_to(
     out: &mut dyn std::io::Write,
 ) -> Result<u64, PackageError> {
     let (header, order, data_len) = views_header(tensors, metadata)?;
+    write_views(&header, &order, out)?;
+    Ok((header.len() + data_len) as u64)
+}
+
+/// Writes `header`, then each tensor's data in `order`: `f32` data through a 64 KiB
+/// buffer.
+fn write_views(
+    header: &[u8],
+    order: &[&TensorView<'_>],
+    out: &mut dyn std::io::Write,
+) -> Result<(), PackageError> {
     let io = |source: std::io::Error| PackageError::Io {
         path: std::path::PathBuf::from("(stream)"),
         source,
     };
-    out.write_all(&header).map_err(io)?;
+    out.write_all(header).map_err(io)?;
     let mut buffer = vec![0u8; 1 << 16];
     for t in order {
         match t.data {
@@ -582,7 +576,7 @@ pub fn write_tensor_views_to(
             }
         }
     }
-    Ok((header.len() + data_len) as u64)
+    Ok(())
 }
 
 /// The header (its length prefix included) of a safetensors file of `tensors`, the

@@ -10,8 +10,8 @@ use ward_package::Verification;
 use ward_train::checkpoint::mxnet::states_to_mxnet;
 use ward_train::checkpoint::state::SavedParamState;
 use ward_train::checkpoint::{
-    list_checkpoints, open_checkpoint, read_index_unverified, verify_checkpoint, CheckpointIndex,
-    OpenedCheckpoint, Unsealing, CHECKPOINTS_DIR,
+    checkpoints_dir, list_checkpoints, open_checkpoint, read_index_unverified, verify_checkpoint,
+    CheckpointIndex, OpenedCheckpoint, Unsealing,
 };
 use ward_train::optim::ParamState;
 
@@ -118,11 +118,7 @@ pub fn run(command: CheckpointCommand) -> Result<()> {
 }
 
 fn list(run: &Path) -> Result<()> {
-    let dir = if run.join(CHECKPOINTS_DIR).is_dir() {
-        run.join(CHECKPOINTS_DIR)
-    } else {
-        run.to_path_buf()
-    };
+    let dir = checkpoints_dir(run);
     let found = list_checkpoints(&dir)?;
     if found.is_empty() {
         bail!("{} holds no checkpoint", dir.display());

@@ -297,11 +297,7 @@ pub fn check_secret_file(path: &Path) -> Vec<(Level, String)> {
 #[cfg(unix)]
 pub fn check_checkpoints(run: &Path) -> Vec<(Level, String)> {
     use std::os::unix::fs::PermissionsExt;
-    let dir = if run.join(ward_train::checkpoint::CHECKPOINTS_DIR).is_dir() {
-        run.join(ward_train::checkpoint::CHECKPOINTS_DIR)
-    } else {
-        run.to_path_buf()
-    };
+    let dir = ward_train::checkpoint::checkpoints_dir(run);
     let mode = |p: &Path| std::fs::symlink_metadata(p).map(|m| m.permissions().mode() & 0o7777);
     let mut open = Vec::new();
     let mut checked = 0usize;

@@ -33,8 +33,8 @@ pub use index::{CheckpointIndex, Position, CHECKPOINT_FORMAT, CHECKPOINT_VERSION
 pub use seal::{Encryption, Sealing, Unsealing};
 pub use state::{decode_state, encode_state, encode_state_to, DecodedState, ParamView, StateInfo};
 pub use store::{
-    checkpoint_name, list_checkpoints, open_checkpoint, read_index_unverified, verify_checkpoint,
-    BestBy, CheckpointWriter, OpenedCheckpoint, Retention, CHECKPOINTS_DIR,
+    checkpoint_name, checkpoints_dir, list_checkpoints, open_checkpoint, read_index_unverified,
+    verify_checkpoint, BestBy, CheckpointWriter, OpenedCheckpoint, Retention, CHECKPOINTS_DIR,
 };
 
 /// Why a checkpoint could not be written or opened.

@@ -30,6 +30,17 @@ pub const MAX_INDEX_BYTES: u64 = 1 << 20;
 /// up to the package limit of 8 GiB of weights.
 pub const MAX_STATE_BYTES: u64 = 32 << 30;
 
+/// The checkpoints of `run`: `run/checkpoints/` when `run` is a run's directory, else
+/// `run` itself (given the checkpoints directory directly).
+pub fn checkpoints_dir(run: &Path) -> PathBuf {
+    let dir = run.join(CHECKPOINTS_DIR);
+    if dir.is_dir() {
+        dir
+    } else {
+        run.to_path_buf()
+    }
+}
+
 /// The checkpoint layout with ward's limits.
 pub fn checkpoint_layout() -> Layout {
     Layout::checkpoint(MAX_INDEX_BYTES, MAX_STATE_BYTES)

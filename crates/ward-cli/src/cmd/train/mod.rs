@@ -86,11 +86,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
     // a new one starts in a new directory.
     let (run_dir, resumed) = match &args.checkpoints.resume {
         Some(dir) => {
-            let trust = args.trust.checkpoint_trust()?;
-            let opened = checkpoint::open_for_resume(&args.checkpoints, dir, &trust)?;
+            // A finished run is refused before any checkpoint is verified or decrypted.
             if dir.join("package").exists() {
                 bail!("{}: the run is complete (package/ exists)", dir.display());
             }
+            let trust = args.trust.checkpoint_trust()?;
+            let opened = checkpoint::open_for_resume(&args.checkpoints, dir, &trust)?;
             (dir.clone(), Some(opened))
         }
         None => {
