@@ -50,6 +50,9 @@ enum Command {
     /// List, verify and inspect a run's checkpoints.
     #[command(subcommand)]
     Checkpoint(cmd::checkpoint::CheckpointCommand),
+    /// Distributed training over mutual TLS: init, run --local, coordinator, server, worker.
+    #[command(subcommand)]
+    Cluster(cmd::cluster::ClusterCommand),
     Eval(cmd::eval::EvalArgs),
     Plot(cmd::plot::PlotArgs),
     Token(cmd::token::TokenArgs),
@@ -129,6 +132,7 @@ fn main() -> ExitCode {
         Command::Serve(a) => cmd::serve::run(a),
         Command::Train(a) => cmd::train::run(a),
         Command::Checkpoint(c) => cmd::checkpoint::run(c),
+        Command::Cluster(c) => cmd::cluster::run(c),
         Command::Eval(a) => cmd::eval::run(a),
         Command::Plot(a) => cmd::plot::run(a),
         Command::Token(a) => cmd::token::run(a),

@@ -72,18 +72,63 @@ impl DevCa {
         self.leaf(params, ExtendedKeyUsagePurpose::ClientAuth, uri)
     }
 
+    /// A cluster member's certificate (`ward cluster init`): its identity is the URI
+    /// `uri` (a SPIFFE ID such as `spiffe://cluster/job/worker/3`), and it serves and
+    /// connects alike (server and client authentication), under the DNS names and IP
+    /// addresses `hosts` its peers dial.
+    pub fn member(&self, uri: &str, hosts: &[String]) -> Result<PemPair, NetError> {
+        let (from, until) = self.validity();
+        self.member_valid(uri, hosts, from, until)
+    }
+
+    /// As [`DevCa::member`], valid from `from` to `until`, (year, month, day) each: a
+    /// certificate that has expired, for tests of refusal.
+    pub fn member_valid(
+        &self,
+        uri: &str,
+        hosts: &[String],
+        from: (i32, u8, u8),
+        until: (i32, u8, u8),
+    ) -> Result<PemPair, NetError> {
+        let mut params = CertificateParams::new(hosts.to_vec())?;
+        params.subject_alt_names.push(SanType::URI(uri.try_into()?));
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        self.sign(params, uri, from, until)
+    }
+
+    /// The CA's validity, (year, month, day) from and until.
+    fn validity(&self) -> ((i32, u8, u8), (i32, u8, u8)) {
+        let (year, month, day) = self.start;
+        (self.start, (year + 1, month, day))
+    }
+
     fn leaf(
         &self,
         mut params: CertificateParams,
         purpose: ExtendedKeyUsagePurpose,
         common_name: &str,
     ) -> Result<PemPair, NetError> {
+        params.extended_key_usages = vec![purpose];
+        let (from, until) = self.validity();
+        self.sign(params, common_name, from, until)
+    }
+
+    fn sign(
+        &self,
+        mut params: CertificateParams,
+        common_name: &str,
+        (fy, fm, fd): (i32, u8, u8),
+        (uy, um, ud): (i32, u8, u8),
+    ) -> Result<PemPair, NetError> {
         let key = KeyPair::generate()?;
         params
             .distinguished_name
             .push(DnType::CommonName, common_name);
-        params.extended_key_usages = vec![purpose];
-        set_validity(&mut params, self.start);
+        params.not_before = rcgen::date_time_ymd(fy, fm, fd);
+        params.not_after = rcgen::date_time_ymd(uy, um, ud);
         let certificate = params.signed_by(&key, &self.issuer)?;
         Ok((certificate.pem(), key.serialize_pem()))
     }

@@ -40,6 +40,26 @@ pub fn read_roots(ca: &Path) -> Result<RootCertStore, NetError> {
     Ok(roots)
 }
 
+/// The protocol versions a configuration accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Versions {
+    /// TLS 1.3 and 1.2 (what HTTP clients in the field speak).
+    Tls12And13,
+    /// TLS 1.3 only (a cluster, whose every peer is ward).
+    Tls13Only,
+}
+
+static TLS13_ONLY: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
+
+impl Versions {
+    fn list(self) -> &'static [&'static rustls::SupportedProtocolVersion] {
+        match self {
+            Versions::Tls12And13 => rustls::DEFAULT_VERSIONS,
+            Versions::Tls13Only => TLS13_ONLY,
+        }
+    }
+}
+
 /// A server's configuration. With `client_ca`, every client must present a certificate
 /// that CA issued (mutual TLS); [`crate::peer::ClientCertificate::of`] then gives its
 /// names. `alpn` lists the application protocols offered, in order of preference.
@@ -48,11 +68,21 @@ pub fn server_config(
     client_ca: Option<&Path>,
     alpn: &[&[u8]],
 ) -> Result<Arc<ServerConfig>, NetError> {
+    server_config_with(identity, client_ca, alpn, Versions::Tls12And13)
+}
+
+/// As [`server_config`], accepting only `versions`.
+pub fn server_config_with(
+    identity: Identity<'_>,
+    client_ca: Option<&Path>,
+    alpn: &[&[u8]],
+    versions: Versions,
+) -> Result<Arc<ServerConfig>, NetError> {
     let chain = read_certificates(identity.cert)?;
     let key = read_private_key(identity.key)?;
     let provider = provider();
     let builder = ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions.list())
         .map_err(NetError::Protocol)?;
     let builder = match client_ca {
         None => builder.with_no_client_auth(),
@@ -87,9 +117,19 @@ pub fn client_config(
     identity: Option<Identity<'_>>,
     alpn: &[&[u8]],
 ) -> Result<Arc<ClientConfig>, NetError> {
+    client_config_with(server_ca, identity, alpn, Versions::Tls12And13)
+}
+
+/// As [`client_config`], offering only `versions`.
+pub fn client_config_with(
+    server_ca: &Path,
+    identity: Option<Identity<'_>>,
+    alpn: &[&[u8]],
+    versions: Versions,
+) -> Result<Arc<ClientConfig>, NetError> {
     let roots = read_roots(server_ca)?;
     let builder = ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions.list())
         .map_err(NetError::Protocol)?
         .with_root_certificates(roots);
     let mut config = match identity {

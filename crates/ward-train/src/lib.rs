@@ -28,6 +28,7 @@
 
 pub mod checkpoint;
 pub mod data;
+pub mod distributed;
 pub mod engine;
 pub mod grad;
 pub mod init;

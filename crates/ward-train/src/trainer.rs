@@ -42,6 +42,10 @@ pub enum TrainError {
     },
     #[error("cannot continue from the checkpoint: {0}")]
     Restore(String),
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
+    #[error("parameter store: {0}")]
+    Distributed(String),
 }
 
 /// How the per-parameter multipliers are read, as the two MXNet front ends do.
@@ -118,6 +122,19 @@ impl Default for TrainerSetup<'_> {
             multipliers: Multipliers::Module,
             symbol: None,
         }
+    }
+}
+
+/// A step's forward and backward pass, before its update.
+pub struct Computed {
+    out: crate::engine::Step,
+    pub metrics: Metrics,
+}
+
+impl Computed {
+    /// One gradient per graph parameter, in the graph's order.
+    pub fn param_grads(&self) -> &[Vec<f32>] {
+        &self.out.param_grads
     }
 }
 
@@ -293,9 +310,18 @@ impl Trainer {
     /// One step on a batch; returns the batch's metrics (the forward pass's, before the
     /// update).
     pub fn step(&mut self, data: &[f32], labels: &[f32]) -> Result<Metrics, TrainError> {
+        let computed = self.gradients(data, labels)?;
+        self.apply(computed)
+    }
+
+    /// The forward and backward pass of one step on a batch, without the update: the
+    /// gradients (every one finite) and the batch's metrics. [`Self::apply`] updates with
+    /// the optimizer here; a distributed worker pushes [`Computed::param_grads`] instead
+    /// and takes the servers' weights with [`Self::apply_weights`].
+    pub fn gradients(&mut self, data: &[f32], labels: &[f32]) -> Result<Computed, TrainError> {
         let inputs = self.inputs(data, labels);
         let refs: Vec<&[f32]> = self.weights.iter().map(Vec::as_slice).collect();
-        let (mut out, metrics) = match self.loss {
+        let (out, metrics) = match self.loss {
             None => {
                 let out = self
                     .engine
@@ -356,6 +382,13 @@ impl Trainer {
                     .unwrap_or_else(|| "none (every gradient is finite)".into()),
             });
         }
+        Ok(Computed { out, metrics })
+    }
+
+    /// Updates the weights with the optimizer from a step's gradients; returns its
+    /// metrics.
+    pub fn apply(&mut self, computed: Computed) -> Result<Metrics, TrainError> {
+        let Computed { mut out, metrics } = computed;
         let mut updates: Vec<ParamUpdate<'_>> = self
             .weights
             .iter_mut()
@@ -380,6 +413,59 @@ impl Trainer {
         self.engine.recycle(out);
         self.step += 1;
         Ok(metrics)
+    }
+
+    /// Ends a step whose update was made elsewhere (by the parameter servers): `weights`
+    /// gives the new value of each trainable parameter (by graph index; `None` keeps
+    /// it), and the state parameters take the step's own new values (BatchNorm's moving
+    /// statistics stay each worker's, as in MXNet's kvstore).
+    pub fn apply_weights(
+        &mut self,
+        computed: Computed,
+        mut weights: impl FnMut(usize, &mut Vec<f32>),
+    ) -> Metrics {
+        let Computed { mut out, metrics } = computed;
+        for (p, w) in self.weights.iter_mut().enumerate() {
+            if self.mults.get(p).is_some_and(Option::is_some) {
+                weights(p, w);
+            }
+        }
+        for (p, value) in std::mem::take(&mut out.states) {
+            if let Some(w) = self.weights.get_mut(p) {
+                *w = value;
+            }
+        }
+        self.engine.recycle(out);
+        self.step += 1;
+        metrics
+    }
+
+    /// Whether the optimizer updates parameter `p` (a trainable one): the keys a
+    /// parameter store holds.
+    pub fn is_updated(&self, p: usize) -> bool {
+        self.mults.get(p).is_some_and(Option::is_some)
+    }
+
+    /// The multipliers of parameter `p`, if the optimizer updates it.
+    pub fn mults(&self, p: usize) -> Option<ParamMults> {
+        self.mults.get(p).copied().flatten()
+    }
+
+    /// Replaces the weights of the parameters given (by graph index), as pulled from a
+    /// parameter store; a value of the wrong length is left out.
+    pub fn set_weights(&mut self, weights: impl IntoIterator<Item = (usize, Vec<f32>)>) {
+        for (p, value) in weights {
+            if let Some(w) = self.weights.get_mut(p) {
+                if w.len() == value.len() {
+                    *w = value;
+                }
+            }
+        }
+    }
+
+    /// Sets the steps taken (a distributed worker joining at a resumed step).
+    pub fn set_steps(&mut self, steps: u64) {
+        self.step = steps;
     }
 
     /// An evaluator of the current weights for batches of `batch` examples.

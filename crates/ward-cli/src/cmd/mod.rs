@@ -1,4 +1,5 @@
 pub mod checkpoint;
+pub mod cluster;
 pub mod doctor;
 pub mod eval;
 pub mod export;

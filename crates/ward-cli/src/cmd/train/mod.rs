@@ -1,7 +1,7 @@
 //! `ward train`
 
 mod checkpoint;
-mod model;
+pub(crate) mod model;
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Seek, SeekFrom, Write};
@@ -156,10 +156,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let example_shape = train.data_shape().to_vec();
     let batch = spec.data.batch_size;
 
-    let model = model::load(&spec, base, &example_shape, &args.trust, resumed.is_some())?;
+    let mut model = model::load(&spec, base, &example_shape, &args.trust, resumed.is_some())?;
     let graph = model.graph.clone();
     let init = spec.init.unwrap_or_default();
-    let weights = init_missing(&init, &graph, &seed, model.given)?;
+    let weights = init_missing(&init, &graph, &seed, std::mem::take(&mut model.given))?;
     if !model.new.is_empty() && resumed.is_none() {
         eprintln!(
             "initialised {} parameter{} with {}: {}",
@@ -413,11 +413,32 @@ pub fn run(args: TrainArgs) -> Result<()> {
     })?;
     log.sync_all()?;
 
+    let package = run_dir.join("package");
+    write_trained(
+        &package,
+        model,
+        &graph,
+        &trained,
+        key.as_ref(),
+        spec.run.epochs,
+    )
+}
+
+/// Writes trained weights (one per graph parameter) as the signed package `package`,
+/// and says so.
+pub(crate) fn write_trained(
+    package: &Path,
+    model: model::Model,
+    graph: &ward_graph::Graph,
+    trained: &[Vec<f32>],
+    key: Option<&ward_package::signature::PrivateKey>,
+    epochs: u64,
+) -> Result<()> {
     // The trained weights, under their names, as the package's weights.
     let tensors = graph
         .params
         .iter()
-        .zip(&trained)
+        .zip(trained)
         .map(|(p, w)| Ok((p.name.clone(), Tensor::from_f32(p.shape.clone(), w)?)))
         .collect::<Result<Vec<_>>>()?;
     let manifest = Manifest::new(
@@ -428,20 +449,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
         model.inputs,
         model.outputs,
     );
-    let package = run_dir.join("package");
-    write_signed_package(
-        &package,
-        &manifest,
-        &graph.to_json(),
-        &tensors,
-        key.as_ref(),
-    )
-    .with_context(|| format!("writing {}", package.display()))?;
+    write_signed_package(package, &manifest, &graph.to_json(), &tensors, key)
+        .with_context(|| format!("writing {}", package.display()))?;
     println!(
         "trained {} for {} epoch{} into {}{}",
         manifest.name,
-        spec.run.epochs,
-        if spec.run.epochs == 1 { "" } else { "s" },
+        epochs,
+        if epochs == 1 { "" } else { "s" },
         package.display(),
         if key.is_some() { ", signed" } else { "" }
     );

@@ -1,0 +1,786 @@
+//! `ward cluster`: distributed training on ward's parameter store (`ward-dist`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand, ValueEnum};
+use sha2::Digest;
+use ward_core::random::RunSeed;
+use ward_dist::audit::Audit;
+use ward_dist::client::{BlockingWorker, MemberSetup};
+use ward_dist::coordinator::CoordinatorSetup;
+use ward_dist::identity::valid_name;
+use ward_dist::server::{ServerSetup, Updater};
+use ward_dist::transport::Limits;
+use ward_dist::{Member, Mode, Role};
+use ward_net::devcert::DevCa;
+use ward_net::tls::{client_config_with, server_config_with, Identity, Versions};
+use ward_package::signature::read_private_key_file;
+use ward_train::data::batch::{LastBatch, Loader, LoaderConfig};
+use ward_train::data::{DataLimits, Dataset};
+use ward_train::distributed::{distributable, key_mults, keys, train_worker, ShardOptimizer};
+use ward_train::init::init_missing;
+use ward_train::spec::TrainSpec;
+use ward_train::trainer::{Objective, Trainer, TrainerSetup};
+use ward_train::Optimizer;
+
+use super::train::model;
+
+/// Largest training spec read.
+const MAX_SPEC_BYTES: u64 = 1 << 20;
+
+/// Distributed training: a coordinator, parameter servers holding the weights and running
+/// the spec's declared optimizer, and workers pushing gradients, all over mutual TLS 1.3;
+/// each process's role and rank come from its certificate.
+#[derive(Subcommand)]
+pub enum ClusterCommand {
+    Init(InitArgs),
+    Run(RunArgs),
+    Coordinator(CoordinatorArgs),
+    Server(ServerArgs),
+    Worker(WorkerArgs),
+}
+
+pub fn run(command: ClusterCommand) -> Result<()> {
+    match command {
+        ClusterCommand::Init(a) => init(a),
+        ClusterCommand::Run(a) => run_local(a),
+        ClusterCommand::Coordinator(a) => coordinator(a),
+        ClusterCommand::Server(a) => server(a),
+        ClusterCommand::Worker(a) => worker(a),
+    }
+}
+
+/// Make a cluster CA and a certificate and key for each role of one job: DIR/ca.pem,
+/// DIR/coordinator.{pem,key}, DIR/server-I.{pem,key}, DIR/worker-I.{pem,key} (keys 0600).
+/// Each certificate names its member in a URI subjectAltName,
+/// spiffe://CLUSTER/JOB/coordinator, .../server/I or .../worker/I, and is valid for
+/// localhost, 127.0.0.1 and each --host. The CA's key is not written: it never leaves
+/// this process, so no one can issue another member. Never overwrites. For tests and
+/// first runs; production brings its own CA (SPIFFE, cert-manager).
+///
+/// Example:
+///   ward cluster init --out certs --job mnist --servers 1 --workers 2
+#[derive(Args)]
+#[command(verbatim_doc_comment)]
+pub struct InitArgs {
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// The job's name (1 to 63 of a-z 0-9 - . _).
+    #[arg(long)]
+    job: String,
+    #[arg(long, default_value = "ward")]
+    cluster: String,
+    #[arg(long)]
+    servers: u32,
+    #[arg(long)]
+    workers: u32,
+    /// More DNS names or IP addresses every certificate is valid for (wildcards allowed).
+    #[arg(long = "host", value_name = "NAME")]
+    hosts: Vec<String>,
+}
+
+fn init(args: InitArgs) -> Result<()> {
+    let members = make_certificates(
+        &args.out,
+        &args.cluster,
+        &args.job,
+        args.servers,
+        args.workers,
+        &args.hosts,
+    )?;
+    println!(
+        "wrote a cluster CA and {members} member certificates for spiffe://{}/{} into {}",
+        args.cluster,
+        args.job,
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// The file stem of a member's certificate and key.
+fn stem(role: Role) -> String {
+    match role {
+        Role::Coordinator => "coordinator".into(),
+        Role::Server(r) => format!("server-{r}"),
+        Role::Worker(r) => format!("worker-{r}"),
+    }
+}
+
+fn make_certificates(
+    out: &Path,
+    cluster: &str,
+    job: &str,
+    servers: u32,
+    workers: u32,
+    hosts: &[String],
+) -> Result<usize> {
+    if !valid_name(cluster) || !valid_name(job) {
+        bail!("the cluster and job names are 1 to 63 of a-z 0-9 - . _");
+    }
+    if servers == 0
+        || workers == 0
+        || servers >= ward_dist::identity::MAX_RANKS
+        || workers >= ward_dist::identity::MAX_RANKS
+    {
+        bail!("--servers and --workers must be 1 to 4095");
+    }
+    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+    names.extend(hosts.iter().cloned());
+    let ca = DevCa::new()?;
+    let roles: Vec<Role> = std::iter::once(Role::Coordinator)
+        .chain((0..servers).map(Role::Server))
+        .chain((0..workers).map(Role::Worker))
+        .collect();
+    let mut files = vec![("ca.pem".to_string(), ca.pem().to_string(), 0o644)];
+    for role in &roles {
+        let (pem, key) = ca.member(&Member::new(cluster, job, *role).uri(), &names)?;
+        files.push((format!("{}.pem", stem(*role)), pem, 0o644));
+        files.push((format!("{}.key", stem(*role)), key, 0o600));
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    for (name, _, _) in &files {
+        let path = out.join(name);
+        if path.symlink_metadata().is_ok() {
+            bail!(
+                "{} exists; ward cluster init never overwrites",
+                path.display()
+            );
+        }
+    }
+    for (name, text, mode) in files {
+        let path = out.join(name);
+        ward_core::files::write_new_file(&path, text.as_bytes(), mode)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(roles.len())
+}
+
+/// What every role is given.
+#[derive(Args)]
+pub struct MemberArgs {
+    /// The training spec (TOML): the model, data, loss, optimizer and schedule. Every
+    /// member must hold the same bytes (checked by SHA-256 when it joins).
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// The cluster CA's certificate: the only trust anchor.
+    #[arg(long, value_name = "FILE")]
+    ca: PathBuf,
+    /// This member's certificate: its role and rank are the URI it names.
+    #[arg(long, value_name = "FILE")]
+    cert: PathBuf,
+    /// Its private key (mode 0600).
+    #[arg(long, value_name = "FILE")]
+    key: PathBuf,
+    /// Whom to trust when the spec's model is a ward package.
+    #[command(flatten)]
+    trust: super::TrustArgs,
+    /// How long to wait for the coordinator and the other members, in seconds.
+    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    join_timeout: u64,
+    /// Run as root (a compromise of this process would be one of the machine).
+    #[arg(long)]
+    allow_root: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    /// MXNet's dist_sync: one update per step once every worker's gradient is in.
+    Sync,
+    /// MXNet's dist_async: each push updates at once.
+    Async,
+}
+
+/// The coordinator: membership, the job's description and seed, the servers' initial
+/// weights, heartbeats, and the trained package at the end.
+///
+/// Example:
+///   ward cluster coordinator --config train.toml --ca certs/ca.pem \
+///       --cert certs/coordinator.pem --key certs/coordinator.key \
+///       --listen 0.0.0.0:7070 --servers 1 --workers 2 --out runs/job
+#[derive(Args)]
+#[command(verbatim_doc_comment)]
+pub struct CoordinatorArgs {
+    #[command(flatten)]
+    member: MemberArgs,
+    /// Where to listen (loopback unless given).
+    #[arg(long, default_value = "127.0.0.1:7070")]
+    listen: SocketAddr,
+    #[arg(long)]
+    servers: u32,
+    #[arg(long)]
+    workers: u32,
+    /// The run's directory: the trained package is written to OUT/package.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Sign the trained package with this private key.
+    #[arg(long, value_name = "FILE")]
+    sign_key: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "sync")]
+    mode: ModeArg,
+    /// A member silent for this long is dead, and the job stops naming it.
+    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
+    heartbeat_timeout: f64,
+    /// The run's seed (a number or 64 hex digits), overriding the spec's; default: from
+    /// the OS.
+    #[arg(long)]
+    seed: Option<String>,
+    /// Write the address the coordinator listens on to this file once it does (for
+    /// --listen with port 0).
+    #[arg(long, value_name = "FILE")]
+    address_file: Option<PathBuf>,
+}
+
+/// A parameter server: a shard of the weights and the optimizer's state for it.
+///
+/// Example:
+///   ward cluster server --config train.toml --ca certs/ca.pem --cert certs/server-0.pem \
+///       --key certs/server-0.key --listen 0.0.0.0:7071 --advertise server-0.example:7071 \
+///       --coordinator coordinator.example:7070
+#[derive(Args)]
+#[command(verbatim_doc_comment)]
+pub struct ServerArgs {
+    #[command(flatten)]
+    member: MemberArgs,
+    /// Where to listen (loopback unless given; port 0 picks one).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    /// The address workers dial (HOST:PORT); default: the address listened on.
+    #[arg(long)]
+    advertise: Option<String>,
+    /// The coordinator's address (HOST:PORT).
+    #[arg(long)]
+    coordinator: String,
+}
+
+/// A worker: computes gradients on its rows of each global batch, pushes them, and takes
+/// the servers' weights.
+#[derive(Args)]
+#[command(verbatim_doc_comment)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    member: MemberArgs,
+    /// The coordinator's address (HOST:PORT).
+    #[arg(long)]
+    coordinator: String,
+}
+
+/// Run a whole job on this machine: certificates from a fresh CA (in OUT/certs), a
+/// coordinator, S servers and W workers as processes on 127.0.0.1, over mutual TLS like
+/// any cluster. Exits with the first failure, naming the member.
+///
+/// Example:
+///   ward cluster run --local --servers 1 --workers 2 --config train.toml --out runs/job
+#[derive(Args)]
+#[command(verbatim_doc_comment)]
+pub struct RunArgs {
+    /// Every process on this machine (the only launcher built in; use Kubernetes, see
+    /// deploy/kubernetes, for more machines).
+    #[arg(long, required = true)]
+    local: bool,
+    #[arg(long, default_value_t = 1)]
+    servers: u32,
+    #[arg(long, default_value_t = 2)]
+    workers: u32,
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// The run's directory (must not exist yet): certs/ and package/.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    #[arg(long, value_enum, default_value = "sync")]
+    mode: ModeArg,
+    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
+    heartbeat_timeout: f64,
+    #[arg(long)]
+    seed: Option<String>,
+    #[arg(long, value_name = "FILE")]
+    sign_key: Option<PathBuf>,
+    /// Whom to trust when the spec's model is a ward package.
+    #[arg(long, value_name = "TRUST")]
+    trust: Option<PathBuf>,
+    #[arg(long)]
+    allow_unsigned: bool,
+    #[arg(long)]
+    allow_root: bool,
+}
+
+/// A member's spec, TLS and identity.
+struct Prepared {
+    spec: TrainSpec,
+    base: PathBuf,
+    spec_sha256: [u8; 32],
+    me: Member,
+    server_tls: Arc<rustls::ServerConfig>,
+    client_tls: Arc<rustls::ClientConfig>,
+}
+
+fn prepare(args: &MemberArgs) -> Result<Prepared> {
+    if ward_core::privilege::running_as_root() {
+        if !args.allow_root {
+            bail!("refusing to run as root (a compromise of this process would be one of the machine); --allow-root overrides");
+        }
+        eprintln!("WARNING: --allow-root: a compromise of this member would be a compromise of the machine");
+    }
+    let bytes = ward_core::files::read_bounded(&args.config, MAX_SPEC_BYTES)
+        .with_context(|| format!("cannot read {}", args.config.display()))?;
+    let text = String::from_utf8(bytes.clone())
+        .map_err(|_| anyhow::anyhow!("{}: not UTF-8", args.config.display()))?;
+    let spec: TrainSpec =
+        toml::from_str(&text).with_context(|| format!("{}", args.config.display()))?;
+    spec.validate()
+        .with_context(|| format!("{}", args.config.display()))?;
+    distributable(&spec.optimizer).map_err(anyhow::Error::msg)?;
+    let identity = Identity {
+        cert: &args.cert,
+        key: &args.key,
+    };
+    let server_tls = server_config_with(identity, Some(&args.ca), &[b"h2"], Versions::Tls13Only)?;
+    let client_tls = client_config_with(&args.ca, Some(identity), &[b"h2"], Versions::Tls13Only)?;
+    let leaf = ward_net::pem::read_certificates(&args.cert)?;
+    let me = leaf
+        .first()
+        .map(ward_dist::Member::of_certificate)
+        .transpose()
+        .with_context(|| format!("{}", args.cert.display()))?
+        .with_context(|| format!("{}: no certificate", args.cert.display()))?;
+    Ok(Prepared {
+        base: args.config.parent().unwrap_or(Path::new(".")).to_path_buf(),
+        spec,
+        spec_sha256: sha2::Sha256::digest(&bytes).into(),
+        me,
+        server_tls,
+        client_tls,
+    })
+}
+
+/// A member's trainer, its model, and the training data.
+type Built = (Trainer, model::Model, Arc<dyn Dataset>, Vec<usize>);
+
+/// The model with its weights, as a trainer for batches of `batch`, and the training data.
+fn trainer(p: &Prepared, trust: &super::TrustArgs, seed: &RunSeed, batch: usize) -> Result<Built> {
+    let spec = &p.spec;
+    let train = spec
+        .data
+        .train
+        .open(&p.base, &DataLimits::default())
+        .context("data.train")?;
+    let example_shape = train.data_shape().to_vec();
+    let mut model = model::load(spec, &p.base, &example_shape, trust, false)?;
+    let init = spec.init.unwrap_or_default();
+    let weights = init_missing(&init, &model.graph, seed, std::mem::take(&mut model.given))?;
+    let optimizer = Optimizer::new(spec.optimizer.clone(), spec.schedule.clone())?;
+    let trainer = Trainer::new(
+        model.graph.clone(),
+        weights,
+        &[&[batch][..], &example_shape].concat(),
+        optimizer,
+        seed.clone(),
+        TrainerSetup {
+            objective: spec.loss.map_or(Objective::Head, Objective::Loss),
+            multipliers: spec.run.multipliers,
+            symbol: model.symbol.as_ref(),
+        },
+    )?;
+    Ok((trainer, model, train, example_shape))
+}
+
+fn member_setup(p: &Prepared, coordinator: &str, join_timeout: u64, audit: &Audit) -> MemberSetup {
+    MemberSetup {
+        me: p.me.clone(),
+        coordinator: coordinator.to_string(),
+        spec_sha256: p.spec_sha256,
+        client_tls: p.client_tls.clone(),
+        server_tls: p.server_tls.clone(),
+        limits: Limits::default(),
+        audit: audit.clone(),
+        join_timeout: Duration::from_secs(join_timeout),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn coordinator(args: CoordinatorArgs) -> Result<()> {
+    let p = prepare(&args.member)?;
+    if p.me.role != Role::Coordinator {
+        bail!(
+            "{} names {}; `ward cluster coordinator` needs the coordinator's certificate",
+            args.member.cert.display(),
+            p.me
+        );
+    }
+    if args.out.exists() {
+        bail!(
+            "{} exists; a run writes a new directory",
+            args.out.display()
+        );
+    }
+    if !(args.heartbeat_timeout.is_finite() && (0.5..=3600.0).contains(&args.heartbeat_timeout)) {
+        bail!("--heartbeat-timeout must be 0.5 to 3600 seconds");
+    }
+    let key = args
+        .sign_key
+        .as_deref()
+        .map(read_private_key_file)
+        .transpose()?;
+    let seed = match args.seed.as_deref().or(p.spec.run.seed.as_deref()) {
+        Some(text) => RunSeed::parse(text)?,
+        None => RunSeed::from_os()?,
+    };
+    eprintln!("[coordinator] seed: {seed}");
+    let (trainer, model, _, _) = trainer(&p, &args.member.trust, &seed, p.spec.data.batch_size)?;
+    let (keys, index) = keys(&trainer);
+    let initial: Vec<Vec<f32>> = index
+        .iter()
+        .map(|&i| trainer.weights().get(i).cloned().unwrap_or_default())
+        .collect();
+    let all_weights = trainer.weights().to_vec();
+    let graph = trainer.graph().clone();
+    let audit = Audit::new();
+    let rt = runtime()?;
+    let trained = rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let bound = listener.local_addr()?;
+        eprintln!("[coordinator] listening on {bound} for job {}", p.me.job);
+        if let Some(path) = &args.address_file {
+            ward_core::files::write_new_file(path, bound.to_string().as_bytes(), 0o644)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        let setup = CoordinatorSetup {
+            me: p.me.clone(),
+            spec_sha256: p.spec_sha256,
+            seed: *seed.as_bytes(),
+            mode: match args.mode {
+                ModeArg::Sync => Mode::Sync,
+                ModeArg::Async => Mode::Async,
+            },
+            servers: args.servers,
+            workers: args.workers,
+            heartbeat: Duration::from_secs_f64(args.heartbeat_timeout),
+            join_timeout: Duration::from_secs(args.member.join_timeout),
+            keys,
+            splittable: true,
+            initial,
+            start_step: 0,
+            server_tls: p.server_tls.clone(),
+            client_tls: p.client_tls.clone(),
+            limits: Limits::default(),
+            audit: audit.clone(),
+        };
+        ward_dist::coordinator::run(setup, listener)
+            .await
+            .map_err(anyhow::Error::from)
+    })?;
+    // The trained keys over the initial weights (state parameters keep the coordinator's).
+    let mut weights = all_weights;
+    for (&i, w) in index.iter().zip(trained) {
+        if let Some(slot) = weights.get_mut(i) {
+            *slot = w;
+        }
+    }
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    super::train::write_trained(
+        &args.out.join("package"),
+        model,
+        &graph,
+        &weights,
+        key.as_ref(),
+        p.spec.run.epochs,
+    )
+}
+
+fn server(args: ServerArgs) -> Result<()> {
+    let p = prepare(&args.member)?;
+    if !matches!(p.me.role, Role::Server(_)) {
+        bail!(
+            "{} names {}; `ward cluster server` needs a server's certificate",
+            args.member.cert.display(),
+            p.me
+        );
+    }
+    // The server's optimizer and multipliers come from its own copy of the spec and
+    // model; the weights from the coordinator.
+    let seed = RunSeed::from_u64(0);
+    let (trainer, _, _, _) = trainer(&p, &args.member.trust, &seed, p.spec.data.batch_size)?;
+    let (keys, index) = keys(&trainer);
+    let mults = key_mults(&trainer, &index);
+    let optimizer = trainer.optimizer().clone();
+    let audit = Audit::new();
+    let rt = runtime()?;
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let bound = listener.local_addr()?;
+        let advertise = args.advertise.clone().unwrap_or_else(|| bound.to_string());
+        eprintln!(
+            "[{}] listening on {bound}, advertised as {advertise}",
+            p.me.role
+        );
+        let setup = ServerSetup {
+            member: member_setup(&p, &args.coordinator, args.member.join_timeout, &audit),
+            advertise,
+            keys,
+            splittable: true,
+            make_updater: Box::new(move |_, parts, initial| {
+                let u: Box<dyn Updater> =
+                    Box::new(ShardOptimizer::new(optimizer, parts, initial, &mults)?);
+                Ok(u)
+            }),
+        };
+        ward_dist::server::run(setup, listener)
+            .await
+            .map_err(anyhow::Error::from)
+    })?;
+    eprintln!("[{}] done", p.me.role);
+    Ok(())
+}
+
+fn worker(args: WorkerArgs) -> Result<()> {
+    let p = prepare(&args.member)?;
+    let Role::Worker(rank) = p.me.role else {
+        bail!(
+            "{} names {}; `ward cluster worker` needs a worker's certificate",
+            args.member.cert.display(),
+            p.me
+        );
+    };
+    let audit = Audit::new();
+    let setup = member_setup(&p, &args.coordinator, args.member.join_timeout, &audit);
+    // The keys are known before joining from this member's copy of the spec: the trainer
+    // is built again with the job's seed once joined.
+    let batch = p.spec.data.batch_size;
+    let (probe, _, _, _) = trainer(&p, &args.member.trust, &RunSeed::from_u64(0), batch)?;
+    let (keys, _) = keys(&probe);
+    drop(probe);
+    let mut link = BlockingWorker::join(&setup, keys.clone(), true)?;
+    let job = link.job().cloned().context("joined without a job")?;
+    let seed = RunSeed::from_bytes(job.seed);
+    let result = (|| -> Result<()> {
+        let (mut trainer, _, train, _) = trainer(&p, &args.member.trust, &seed, batch)?;
+        let workers = job.workers as usize;
+        let loader = Loader::new(
+            train,
+            LoaderConfig {
+                batch_size: batch * workers,
+                shuffle: p.spec.data.shuffle,
+                last_batch: LastBatch::Pad,
+                threads: p.spec.data.threads,
+                prefetch: 4,
+            },
+            seed.clone(),
+        )?;
+        let threads = p.spec.run.threads.unwrap_or(1);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()?;
+        let log_every = p.spec.run.log_every.max(1);
+        let started = Instant::now();
+        let summary = pool.install(|| {
+            train_worker(
+                &mut trainer,
+                &mut link,
+                &loader,
+                p.spec.run.epochs,
+                rank as usize,
+                batch,
+                |epoch, step, m| {
+                    if step % log_every == 0 {
+                        eprintln!(
+                        "[worker/{rank}] epoch {epoch} step {step}: loss {:.6}, {:.0} samples/s",
+                        m.loss(),
+                        (step as f64 * batch as f64) / started.elapsed().as_secs_f64().max(1e-9)
+                    );
+                    }
+                },
+            )
+        })?;
+        eprintln!(
+            "[worker/{rank}] {} steps, {:.0} samples/s",
+            summary.steps,
+            summary.steps as f64 * batch as f64 / started.elapsed().as_secs_f64().max(1e-9)
+        );
+        Ok(())
+    })();
+    match result {
+        Ok(()) => {
+            link.done()?;
+            Ok(())
+        }
+        Err(e) => {
+            link.fail(&format!("{e:#}"));
+            Err(e)
+        }
+    }
+}
+
+fn run_local(args: RunArgs) -> Result<()> {
+    if !args.local {
+        bail!("only --local is built in");
+    }
+    if args.out.exists() {
+        bail!(
+            "{} exists; a run writes a new directory",
+            args.out.display()
+        );
+    }
+    let certs = args.out.join("certs");
+    let job = "local";
+    make_certificates(&certs, "ward", job, args.servers, args.workers, &[])?;
+    let exe = std::env::current_exe().context("cannot find the ward binary")?;
+    let address_file = args.out.join("coordinator.addr");
+    let member = |role: Role| -> Vec<String> {
+        let s = stem(role);
+        let mut v = vec![
+            "--config".into(),
+            args.config.display().to_string(),
+            "--ca".into(),
+            certs.join("ca.pem").display().to_string(),
+            "--cert".into(),
+            certs.join(format!("{s}.pem")).display().to_string(),
+            "--key".into(),
+            certs.join(format!("{s}.key")).display().to_string(),
+        ];
+        if let Some(t) = &args.trust {
+            v.extend(["--trust".into(), t.display().to_string()]);
+        }
+        if args.allow_unsigned {
+            v.push("--allow-unsigned".into());
+        }
+        if args.allow_root {
+            v.push("--allow-root".into());
+        }
+        v
+    };
+    let mut children: Vec<(Role, Child)> = Vec::new();
+    let mut coordinator = Command::new(&exe);
+    coordinator
+        .args(["cluster", "coordinator"])
+        .args(member(Role::Coordinator))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--servers",
+            &args.servers.to_string(),
+            "--workers",
+            &args.workers.to_string(),
+        ])
+        .args(["--out", &args.out.join("run").display().to_string()])
+        .args(["--address-file", &address_file.display().to_string()])
+        .args(["--heartbeat-timeout", &args.heartbeat_timeout.to_string()])
+        .args([
+            "--mode",
+            match args.mode {
+                ModeArg::Sync => "sync",
+                ModeArg::Async => "async",
+            },
+        ]);
+    if let Some(seed) = &args.seed {
+        coordinator.args(["--seed", seed]);
+    }
+    if let Some(key) = &args.sign_key {
+        coordinator.args(["--sign-key", &key.display().to_string()]);
+    }
+    children.push((
+        Role::Coordinator,
+        coordinator
+            .spawn()
+            .context("cannot start the coordinator")?,
+    ));
+    // The coordinator writes its address once it listens.
+    let started = Instant::now();
+    let address = loop {
+        if let Ok(text) = std::fs::read_to_string(&address_file) {
+            if !text.is_empty() {
+                break text;
+            }
+        }
+        if let Some((_, c)) = children.first_mut() {
+            if let Some(status) = c.try_wait()? {
+                bail!("the coordinator exited before listening ({status})");
+            }
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            kill_all(&mut children);
+            bail!("the coordinator did not start listening within 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    for r in 0..args.servers {
+        let child = Command::new(&exe)
+            .args(["cluster", "server"])
+            .args(member(Role::Server(r)))
+            .args(["--listen", "127.0.0.1:0", "--coordinator", &address])
+            .spawn()
+            .context("cannot start a server")?;
+        children.push((Role::Server(r), child));
+    }
+    for r in 0..args.workers {
+        let child = Command::new(&exe)
+            .args(["cluster", "worker"])
+            .args(member(Role::Worker(r)))
+            .args(["--coordinator", &address])
+            .spawn()
+            .context("cannot start a worker")?;
+        children.push((Role::Worker(r), child));
+    }
+    // Wait for every process; once one fails, the others stop by themselves within two
+    // heartbeat timeouts (they learn it from the coordinator, or find it gone); any still
+    // running after that are killed.
+    let mut first_failure: Option<(Role, ExitStatus)> = None;
+    let mut failed_at: Option<Instant> = None;
+    let grace = Duration::from_secs_f64(args.heartbeat_timeout * 2.0 + 5.0);
+    loop {
+        let mut running = 0;
+        for (role, child) in children.iter_mut() {
+            match child.try_wait()? {
+                Some(status) if !status.success() && first_failure.is_none() => {
+                    first_failure = Some((*role, status));
+                    failed_at = Some(Instant::now());
+                }
+                Some(_) => {}
+                None => running += 1,
+            }
+        }
+        if running == 0 {
+            break;
+        }
+        if failed_at.is_some_and(|t| t.elapsed() > grace) {
+            kill_all(&mut children);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    match first_failure {
+        Some((role, status)) => bail!("the job failed: {role} exited with {status}"),
+        None => {
+            println!(
+                "job finished: {}",
+                args.out.join("run").join("package").display()
+            );
+            Ok(())
+        }
+    }
+}
+
+fn kill_all(children: &mut [(Role, Child)]) {
+    for (role, child) in children.iter_mut() {
+        if matches!(child.try_wait(), Ok(None)) {
+            eprintln!("[cluster] killing {role}, still running");
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -1,0 +1,436 @@
+//! A parameter server: one shard of the weights and the optimizer's state for it. In
+//! `dist_sync` it applies one update per step once it holds exactly one gradient from
+//! each worker, summed in rank order (so a run's numbers do not depend on who pushed
+//! first); in `dist_async` each push updates at once. A push is refused, named and
+//! audited when it is another job's, a step already over or not begun, a second from the
+//! same worker, for parts the server does not hold, or not finite (which stops the job).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tonic::{Request, Response, Status};
+
+use crate::audit::Audit;
+use crate::client::{CoordinatorLink, MemberSetup};
+use crate::identity::{Member, Role};
+use crate::plan::{KeySpec, PartSpec, Plan};
+use crate::rpc::parameter_server_server::{ParameterServer, ParameterServerServer};
+use crate::transport::{self, caller};
+use crate::wire::{Empty, JobDescription, JoinRequest, Mode, Part, PullRequest, Tensors};
+use crate::DistError;
+
+/// What applies a step to a shard: the job's declared optimizer, never code from a peer.
+pub trait Updater: Send + 'static {
+    /// One step: `grads[i]`, the gradient summed over the step's workers, applied to
+    /// `weights[i]`, the shard's part `i`.
+    fn update(&mut self, weights: &mut [Vec<f32>], grads: &[Vec<f32>]) -> Result<(), String>;
+}
+
+/// Makes a server's updater for its parts, given their initial weights.
+pub type MakeUpdater =
+    Box<dyn FnOnce(&Plan, &[PartSpec], &[Vec<f32>]) -> Result<Box<dyn Updater>, String> + Send>;
+
+/// How to run a server.
+pub struct ServerSetup {
+    pub member: MemberSetup,
+    /// The address workers dial (`host:port`).
+    pub advertise: String,
+    /// The job's keys, in the model's order, and whether the optimizer is element-wise.
+    pub keys: Vec<KeySpec>,
+    pub splittable: bool,
+    pub make_updater: MakeUpdater,
+}
+
+struct Shard {
+    parts: Vec<PartSpec>,
+    weights: Vec<Vec<f32>>,
+    /// Updates applied.
+    step: u64,
+    /// Sync: each worker's gradient for `step`, once pushed.
+    pending: Vec<Option<Vec<Vec<f32>>>>,
+    /// Async: each worker's next step.
+    next: Vec<u64>,
+    updater: Box<dyn Updater>,
+}
+
+struct State {
+    shard: Mutex<Shard>,
+    job: JobDescription,
+    keys: Vec<KeySpec>,
+    /// The step applied last; waiters of a sync step watch it.
+    applied: watch::Sender<u64>,
+    /// The job's failure, once there is one.
+    failure: watch::Sender<Option<String>>,
+    stop: watch::Sender<bool>,
+    /// The step applied last, for heartbeats.
+    progress: Arc<AtomicU64>,
+    audit: Audit,
+}
+
+impl State {
+    fn lock(&self) -> MutexGuard<'_, Shard> {
+        // A panic while holding the lock cannot leave a half-applied step: updates are
+        // applied to the weights only after every check.
+        self.shard.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn fail(&self, reason: String) {
+        self.failure.send_if_modified(|f| {
+            if f.is_none() {
+                *f = Some(reason);
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    fn reply(&self, shard: &Shard) -> Tensors {
+        Tensors {
+            job: self.job.job.clone(),
+            step: shard.step,
+            parts: shard
+                .parts
+                .iter()
+                .zip(&shard.weights)
+                .map(|(p, w)| Part {
+                    key: p.key,
+                    part: p.part,
+                    values: w.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The pushed parts, checked against the shard: the same parts in the same order,
+    /// each of its length, every value finite.
+    fn check_parts(&self, shard: &Shard, who: &Member, push: &Tensors) -> Result<(), Status> {
+        let refuse = |reason: String| {
+            self.audit.refused(who, "push", &reason);
+            Err(Status::invalid_argument(reason))
+        };
+        if push.parts.len() != shard.parts.len() {
+            return refuse(format!(
+                "{} parts pushed; this server holds {}",
+                push.parts.len(),
+                shard.parts.len()
+            ));
+        }
+        for (got, want) in push.parts.iter().zip(&shard.parts) {
+            if (got.key, got.part) != (want.key, want.part) || got.values.len() != want.len {
+                return refuse(format!(
+                    "part (key {}, part {}, {} values) pushed where this server holds (key {}, part {}, {} values)",
+                    got.key,
+                    got.part,
+                    got.values.len(),
+                    want.key,
+                    want.part,
+                    want.len
+                ));
+            }
+        }
+        if let Some(bad) = push
+            .parts
+            .iter()
+            .find(|p| p.values.iter().any(|v| !v.is_finite()))
+        {
+            let name = self
+                .keys
+                .get(bad.key as usize)
+                .map_or("?", |k| k.name.as_str());
+            let reason = format!(
+                "{} pushed a non-finite gradient at step {} (key {name}); the step is refused",
+                who.role, push.step
+            );
+            self.audit.refused(who, "push", &reason);
+            self.fail(reason.clone());
+            return Err(Status::aborted(reason));
+        }
+        Ok(())
+    }
+}
+
+struct Service(Arc<State>);
+
+fn worker_rank(role: &Role) -> Option<u32> {
+    match role {
+        Role::Worker(r) => Some(*r),
+        _ => None,
+    }
+}
+
+#[tonic::async_trait]
+impl ParameterServer for Service {
+    async fn push_pull(&self, request: Request<Tensors>) -> Result<Response<Tensors>, Status> {
+        let state = &self.0;
+        let who = caller(
+            &request,
+            "PushPull",
+            |r| matches!(r, Role::Worker(_)),
+            &state.audit,
+        )?;
+        let push = request.into_inner();
+        let rank = worker_rank(&who.role).unwrap_or(u32::MAX) as usize;
+        if rank >= state.job.workers as usize {
+            let reason = format!(
+                "{} is not one of the job's {} workers",
+                who.role, state.job.workers
+            );
+            state.audit.refused(&who, "push", &reason);
+            return Err(Status::permission_denied(reason));
+        }
+        if push.job != state.job.job {
+            let reason = format!(
+                "a push for job {:?}; this is job {:?}",
+                push.job, state.job.job
+            );
+            state.audit.refused(&who, "push", &reason);
+            return Err(Status::failed_precondition(reason));
+        }
+        if let Some(reason) = state.failure.borrow().clone() {
+            return Err(Status::aborted(reason));
+        }
+        let bytes = push.parts.iter().map(|p| p.values.len() as u64 * 4).sum();
+        let step = push.step;
+        let mut waiting = state.applied.subscribe();
+        {
+            let mut shard = state.lock();
+            let expected = match state.job.mode {
+                Mode::Sync => shard.step,
+                Mode::Async => shard.next.get(rank).copied().unwrap_or(0),
+            };
+            if step != expected {
+                let reason = if step < expected {
+                    format!(
+                        "step {step} is over ({} is at step {expected}): a replayed or stale push",
+                        who.role
+                    )
+                } else {
+                    format!(
+                        "step {step} has not begun ({} is at step {expected})",
+                        who.role
+                    )
+                };
+                state.audit.refused(&who, "push", &reason);
+                return Err(Status::failed_precondition(reason));
+            }
+            if state.job.mode == Mode::Sync && shard.pending.get(rank).is_some_and(Option::is_some)
+            {
+                let reason = format!("{} already pushed step {step}", who.role);
+                state.audit.refused(&who, "push", &reason);
+                return Err(Status::already_exists(reason));
+            }
+            state.check_parts(&shard, &who, &push)?;
+            state.audit.pushed(&who, bytes);
+            let grads: Vec<Vec<f32>> = push.parts.into_iter().map(|p| p.values).collect();
+            match state.job.mode {
+                Mode::Async => {
+                    let shard = &mut *shard;
+                    shard
+                        .updater
+                        .update(&mut shard.weights, &grads)
+                        .map_err(|e| fail_update(state, &e))?;
+                    shard.step += 1;
+                    state.progress.store(shard.step, Ordering::Relaxed);
+                    if let Some(n) = shard.next.get_mut(rank) {
+                        *n += 1;
+                    }
+                    state.audit.step();
+                    let reply = state.reply(shard);
+                    state.audit.pulled(&who, bytes);
+                    return Ok(Response::new(reply));
+                }
+                Mode::Sync => {
+                    if let Some(slot) = shard.pending.get_mut(rank) {
+                        *slot = Some(grads);
+                    }
+                    if shard.pending.iter().all(Option::is_some) {
+                        apply_sync(state, &mut shard)?;
+                    }
+                }
+            }
+        }
+        // Wait for the step to be applied (the last worker's push applies it), or for the
+        // job to fail.
+        let mut failure = state.failure.subscribe();
+        loop {
+            if *waiting.borrow_and_update() > step {
+                break;
+            }
+            if let Some(reason) = failure.borrow_and_update().clone() {
+                return Err(Status::aborted(reason));
+            }
+            tokio::select! {
+                changed = waiting.changed() => if changed.is_err() { return Err(Status::unavailable("the server is stopping")); },
+                changed = failure.changed() => if changed.is_err() { return Err(Status::unavailable("the server is stopping")); },
+            }
+        }
+        let reply = state.reply(&state.lock());
+        state.audit.pulled(&who, bytes);
+        Ok(Response::new(reply))
+    }
+
+    async fn pull(&self, request: Request<PullRequest>) -> Result<Response<Tensors>, Status> {
+        let state = &self.0;
+        let who = caller(
+            &request,
+            "Pull",
+            |r| matches!(r, Role::Worker(_) | Role::Coordinator),
+            &state.audit,
+        )?;
+        let pull = request.into_inner();
+        if pull.job != state.job.job {
+            let reason = format!(
+                "a pull for job {:?}; this is job {:?}",
+                pull.job, state.job.job
+            );
+            state.audit.refused(&who, "pull", &reason);
+            return Err(Status::failed_precondition(reason));
+        }
+        let reply = state.reply(&state.lock());
+        let bytes = reply.parts.iter().map(|p| p.values.len() as u64 * 4).sum();
+        state.audit.pulled(&who, bytes);
+        Ok(Response::new(reply))
+    }
+
+    async fn stop(&self, request: Request<Empty>) -> Result<Response<Empty>, Status> {
+        caller(&request, "Stop", |r| *r == Role::Coordinator, &self.0.audit)?;
+        self.0.stop.send_replace(true);
+        Ok(Response::new(Empty {}))
+    }
+}
+
+fn fail_update(state: &State, error: &str) -> Status {
+    let reason = format!("the optimizer refused step: {error}");
+    state.fail(reason.clone());
+    Status::aborted(reason)
+}
+
+/// Sums each part's gradients in rank order and applies the update.
+fn apply_sync(state: &State, shard: &mut Shard) -> Result<(), Status> {
+    let pending = std::mem::take(&mut shard.pending);
+    let workers = pending.len();
+    let mut ranks = pending.into_iter().flatten();
+    let mut sums = ranks.next().unwrap_or_default();
+    for grads in ranks {
+        for (sum, g) in sums.iter_mut().zip(grads) {
+            for (s, v) in sum.iter_mut().zip(g) {
+                *s += v;
+            }
+        }
+    }
+    shard.pending = vec![None; workers];
+    shard
+        .updater
+        .update(&mut shard.weights, &sums)
+        .map_err(|e| fail_update(state, &e))?;
+    shard.step += 1;
+    state.progress.store(shard.step, Ordering::Relaxed);
+    state.audit.step();
+    state.applied.send_replace(shard.step);
+    Ok(())
+}
+
+/// The limit on one message a server receives or sends: its shard's bytes.
+fn message_limit(plan: &Plan, server: u32) -> usize {
+    plan.shard_message_bytes(server)
+}
+
+/// Runs a server on `listener` until the coordinator stops it (the job is done) or the
+/// job fails; the error names the failure.
+pub async fn run(setup: ServerSetup, listener: TcpListener) -> Result<(), DistError> {
+    let ServerSetup {
+        member,
+        advertise,
+        keys,
+        splittable,
+        make_updater,
+    } = setup;
+    let me = member.me.clone();
+    let Role::Server(rank) = me.role else {
+        return Err(DistError::Role {
+            expected: "server",
+            found: me.to_string(),
+        });
+    };
+    let audit = member.audit.clone();
+    let limits = member.limits;
+    let server_tls = member.server_tls.clone();
+    let mut link = CoordinatorLink::connect(&member).await?;
+    let job = link
+        .join(JoinRequest {
+            spec_sha256: member.spec_sha256,
+            advertise,
+        })
+        .await?;
+    if rank >= job.servers.len() as u32 {
+        return Err(DistError::Refused(format!(
+            "{} is not one of the job's {} servers",
+            me.role,
+            job.servers.len()
+        )));
+    }
+    let plan = Plan::new(keys.clone(), job.servers.len() as u32, splittable);
+    let parts: Vec<PartSpec> = plan.shard(rank).copied().collect();
+    let initial = link.initial_shard(&job, &parts).await?;
+    let updater = make_updater(&plan, &parts, &initial).map_err(DistError::Refused)?;
+    let (applied, _) = watch::channel(job.start_step);
+    let (failure, _) = watch::channel(None);
+    let (stop, stopped) = watch::channel(false);
+    let workers = job.workers as usize;
+    let state = Arc::new(State {
+        shard: Mutex::new(Shard {
+            parts,
+            weights: initial,
+            step: job.start_step,
+            pending: vec![None; workers],
+            next: vec![job.start_step; workers],
+            updater,
+        }),
+        job: job.clone(),
+        keys,
+        applied,
+        failure,
+        stop,
+        progress: Arc::new(AtomicU64::new(job.start_step)),
+        audit: audit.clone(),
+    });
+    let limit = message_limit(&plan, rank);
+    let service = ParameterServerServer::new(Service(state.clone()))
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(limit);
+    let incoming = transport::incoming(
+        listener,
+        server_tls,
+        me.clone(),
+        |r| matches!(r, Role::Worker(_) | Role::Coordinator),
+        limits,
+        audit,
+    );
+    let mut shutdown = stopped.clone();
+    let mut stopped = stopped;
+    let serving = tokio::spawn(
+        transport::server(&limits)
+            .add_service(service)
+            .serve_with_incoming_shutdown(incoming, async move {
+                let _ = shutdown.wait_for(|s| *s).await;
+            }),
+    );
+    link.ready().await?;
+    let heartbeats = link.spawn_heartbeats(state.progress.clone(), state.failure.clone());
+    let outcome = tokio::select! {
+        _ = stopped.wait_for(|s| *s) => Ok(()),
+        ended = heartbeats => match ended {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(reason)) => Err(DistError::JobFailed(reason)),
+            Err(e) => Err(DistError::Refused(e.to_string())),
+        },
+    };
+    state.stop.send_replace(true);
+    // Replies in flight get a moment to leave; then the listener closes.
+    let _ = tokio::time::timeout(Duration::from_secs(2), serving).await;
+    outcome
+}
