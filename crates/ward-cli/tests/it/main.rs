@@ -7,6 +7,7 @@ mod support;
 
 mod checkpoint;
 mod cli;
+mod cluster;
 mod deny;
 mod doctor;
 mod export_mxnet;
