@@ -139,8 +139,9 @@ def rescale_comment(a):
 # So one MXNet step is  w -= lr * ({grad_sum(a)}) / {a.batch}  (g_r: worker r's gradient
 # summed over its {a.batch} examples), i.e. {a.workers} x the mean over the global batch of {global_batch(a)}.
 # Checked by running dist_sync (2 workers, batch 128, bench/dist/README.md): the first update
-# matches rescale 1/128 to 4e-9 and is twice the one 1/256 gives. ward matches it with 1/{a.batch} if its servers, like MXNet's, apply the optimizer
-# to the SUM of the workers' gradients. (--rescale global writes 1/{global_batch(a)}: the mean
+# matches rescale 1/128 to 4e-9 and is twice the one 1/256 gives.
+# ward matches it with 1/{a.batch} if its servers, like MXNet's, apply the optimizer to the
+# SUM of the workers' gradients. (--rescale global writes 1/{global_batch(a)}: the mean
 # gradient over the global batch, as Module does, but not this baseline's update.)'''
     return f'''1/{global_batch(a)} = 1/(global batch = workers x batch_size): the mean gradient over the
 # global batch if ward's servers apply the optimizer to the SUM of the workers' gradients.
