@@ -141,6 +141,28 @@ impl RegularFile {
         Ok(())
     }
 
+    /// As [`Self::check_private`], and also admits a key file owned by root that its group
+    /// may read and nobody else (0440 or 0640) when this process is not root: how
+    /// Kubernetes mounts a Secret for a non-root pod with an `fsGroup` (PostgreSQL's rule
+    /// for its server key). Only the process's own files and root's can hold its keys.
+    pub fn check_private_key(&self) -> Result<(), FileError> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::{MetadataExt, PermissionsExt};
+            let mode = self.meta.permissions().mode() & 0o777;
+            let euid = match crate::privilege::effective_user() {
+                crate::privilege::EffectiveUser::Unprivileged { uid } => Some(uid),
+                _ => None,
+            };
+            if !key_mode_allowed(mode, self.meta.uid(), euid) {
+                return Err(FileError::Readable { mode });
+            }
+        }
+        #[cfg(not(unix))]
+        self.check_private()?;
+        Ok(())
+    }
+
     /// Refuses the file if it is over `limit` bytes.
     pub fn check_limit(&self, limit: u64) -> Result<(), FileError> {
         if self.len() > limit {
@@ -295,6 +317,23 @@ pub fn read_small_text(path: &Path, limit: u64) -> Result<String, FileError> {
 pub fn read_private_text(path: &Path, limit: u64) -> Result<String, FileError> {
     let file = open_regular(path)?;
     file.check_private()?;
+    String::from_utf8(file.read_all(limit)?).map_err(|_| FileError::NotUtf8)
+}
+
+/// Whether a key file of `mode`, owned by `owner`, may hold the private key of a process
+/// whose effective uid is `euid` (`None`: root, or unknown): owner-only always; group-read
+/// only (no write, nothing for others) when root owns it and the process is not root.
+pub fn key_mode_allowed(mode: u32, owner: u32, euid: Option<u32>) -> bool {
+    if mode & 0o077 == 0 {
+        return true;
+    }
+    owner == 0 && euid.is_some_and(|uid| uid != 0) && mode & 0o037 == 0
+}
+
+/// A private key's text: a file [`RegularFile::check_private_key`] admits.
+pub fn read_private_key_text(path: &Path, limit: u64) -> Result<String, FileError> {
+    let file = open_regular(path)?;
+    file.check_private_key()?;
     String::from_utf8(file.read_all(limit)?).map_err(|_| FileError::NotUtf8)
 }
 
@@ -481,6 +520,23 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use std::fs;
+
+    #[test]
+    fn a_key_is_owner_only_or_roots_read_by_a_group_that_is_not_root() {
+        // Owner-only: always.
+        assert!(key_mode_allowed(0o600, 1000, Some(1000)));
+        assert!(key_mode_allowed(0o400, 0, None));
+        // Root's key readable by the group of a non-root process (a Kubernetes Secret).
+        assert!(key_mode_allowed(0o440, 0, Some(65532)));
+        assert!(key_mode_allowed(0o640, 0, Some(65532)));
+        // Not for root itself, not for a file someone else owns, never for others, never
+        // writable by the group.
+        assert!(!key_mode_allowed(0o440, 0, None));
+        assert!(!key_mode_allowed(0o440, 1000, Some(65532)));
+        assert!(!key_mode_allowed(0o444, 0, Some(65532)));
+        assert!(!key_mode_allowed(0o460, 0, Some(65532)));
+        assert!(!key_mode_allowed(0o604, 0, Some(65532)));
+    }
 
     #[test]
     fn limits_links_and_modes() {

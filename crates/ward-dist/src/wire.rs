@@ -531,9 +531,17 @@ impl<D: Message> Decoder for WireDecoder<D> {
 
     fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<D>, Status> {
         // tonic has checked the message's length against the service's limit and holds
-        // all of it; one contiguous copy lets the reader work on a slice.
-        let bytes = src.copy_to_bytes(src.remaining());
-        D::from_bytes(&bytes)
+        // all of it, usually in one piece, which the reader reads in place; otherwise one
+        // contiguous copy.
+        let n = src.remaining();
+        let decoded = if src.chunk().len() == n {
+            let decoded = D::from_bytes(src.chunk());
+            src.advance(n);
+            decoded
+        } else {
+            D::from_bytes(&src.copy_to_bytes(n))
+        };
+        decoded
             .map(Some)
             .map_err(|e| Status::invalid_argument(e.to_string()))
     }
@@ -621,6 +629,30 @@ mod tests {
             err.to_string().starts_with("Failure.reason at byte"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_fuzz_seeds_are_messages() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/dist_wire");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+            let (which, rest) = bytes.split_first().unwrap();
+            let ok = match which % 8 {
+                0 => Tensors::from_bytes(rest).map(|m| m.to_bytes()),
+                1 => JobDescription::from_bytes(rest).map(|m| m.to_bytes()),
+                2 => JoinRequest::from_bytes(rest).map(|m| m.to_bytes()),
+                3 => JobState::from_bytes(rest).map(|m| m.to_bytes()),
+                4 => Heartbeat::from_bytes(rest).map(|m| m.to_bytes()),
+                5 => Failure::from_bytes(rest).map(|m| m.to_bytes()),
+                6 => PullRequest::from_bytes(rest).map(|m| m.to_bytes()),
+                _ => Empty::from_bytes(rest).map(|m| m.to_bytes()),
+            };
+            assert_eq!(ok.unwrap(), rest);
+            seen += 1;
+        }
+        assert_eq!(seen, 8);
     }
 
     proptest::proptest! {

@@ -30,9 +30,11 @@ pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, Ne
 }
 
 /// The private key of a PEM file (PKCS#8, SEC1 or PKCS#1), which must be readable by its
-/// owner only (mode 0600 or stricter).
+/// owner only (mode 0600 or stricter), or, for a process that is not root, owned by root
+/// and readable by its group only (a Kubernetes Secret mounted with an `fsGroup`; see
+/// `ward_core::files::key_mode_allowed`).
 pub fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, NetError> {
-    let text = ward_core::files::read_private_text(path, MAX_PEM_BYTES)
+    let text = ward_core::files::read_private_key_text(path, MAX_PEM_BYTES)
         .map_err(|e| NetError::file(path, e))?;
     PrivateKeyDer::from_pem_slice(text.as_bytes()).map_err(|source| NetError::Pem {
         path: path.to_path_buf(),

@@ -30,6 +30,9 @@ use ward_train::Optimizer;
 
 use super::train::model;
 
+/// Steps a worker takes before its throughput is timed.
+const WARM_UP: u64 = 10;
+
 /// Largest training spec read.
 const MAX_SPEC_BYTES: u64 = 1 << 20;
 
@@ -588,6 +591,8 @@ fn worker(args: WorkerArgs) -> Result<()> {
             .build()?;
         let log_every = p.spec.run.log_every.max(1);
         let started = Instant::now();
+        // Throughput is timed after WARM_UP steps, as MXNet's benchmark does.
+        let mut timed: Option<(Instant, u64)> = None;
         let summary = pool.install(|| {
             train_worker(
                 &mut trainer,
@@ -597,6 +602,9 @@ fn worker(args: WorkerArgs) -> Result<()> {
                 rank as usize,
                 batch,
                 |epoch, step, m| {
+                    if step == WARM_UP {
+                        timed = Some((Instant::now(), step));
+                    }
                     if step % log_every == 0 {
                         eprintln!(
                         "[worker/{rank}] epoch {epoch} step {step}: loss {:.6}, {:.0} samples/s",
@@ -612,6 +620,15 @@ fn worker(args: WorkerArgs) -> Result<()> {
             summary.steps,
             summary.steps as f64 * batch as f64 / started.elapsed().as_secs_f64().max(1e-9)
         );
+        if let Some((at, from)) = timed {
+            let steps = trainer.steps().saturating_sub(from).max(1);
+            let seconds = at.elapsed().as_secs_f64().max(1e-9);
+            eprintln!(
+                "[worker/{rank}] timed: {steps} steps after {WARM_UP} of warm-up, {:.2} ms/step, {:.0} samples/s",
+                seconds * 1e3 / steps as f64,
+                steps as f64 * batch as f64 / seconds
+            );
+        }
         Ok(())
     })();
     match result {
