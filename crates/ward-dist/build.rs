@@ -32,8 +32,8 @@ fn main() {
         .name("ParameterServer")
         .package("ward.dist")
         .comment("A shard of the weights and the optimizer state.")
-        .method(method("push_pull", "PushPull", "Tensors", "Tensors"))
-        .method(method("pull", "Pull", "PullRequest", "Tensors"))
+        .method(method("push_pull", "PushPull", "Tensors", "Weights"))
+        .method(method("pull", "Pull", "PullRequest", "Weights"))
         .method(method("stop", "Stop", "Empty", "Empty"))
         .build();
     Builder::new().compile(&[coordinator, server]);

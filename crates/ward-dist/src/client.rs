@@ -18,6 +18,7 @@ use crate::rpc::parameter_server_client::ParameterServerClient;
 use crate::transport::{self, Limits};
 use crate::wire::{
     Empty, Failure, Heartbeat, JobDescription, JobState, JoinRequest, Part, PullRequest, Tensors,
+    Weights,
 };
 use crate::DistError;
 
@@ -239,7 +240,7 @@ fn check_parts(
 }
 
 /// A server's name and its answer to one call.
-type Answer = (String, Result<tonic::Response<Tensors>, tonic::Status>);
+type Answer = (String, Result<tonic::Response<Weights>, tonic::Status>);
 
 /// A worker's view of the job: the servers it pushes to and the plan that says which
 /// values each holds.
@@ -392,7 +393,10 @@ impl Worker {
             };
             let (name, result) = answered.map_err(|e| DistError::Refused(e.to_string()))?;
             let reply = match result {
-                Ok(reply) => reply.into_inner(),
+                Ok(reply) => reply
+                    .into_inner()
+                    .into_tensors()
+                    .map_err(|e| DistError::Refused(format!("{name}: {e}")))?,
                 // A job that failed says why, rather than how one call ended.
                 Err(status) => match self.failure() {
                     Some(reason) => return Err(DistError::JobFailed(reason)),

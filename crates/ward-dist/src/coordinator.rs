@@ -488,7 +488,9 @@ async fn finish(state: &State) -> Result<Vec<Vec<f32>>, DistError> {
             })
             .await
             .map_err(|e| DistError::rpc(server.role, e))?
-            .into_inner();
+            .into_inner()
+            .into_tensors()
+            .map_err(|e| DistError::Refused(format!("{}: {e}", server.role)))?;
         let parts: Vec<_> = state.plan.shard(rank).collect();
         if shard.parts.len() != parts.len() {
             return Err(DistError::Refused(format!(

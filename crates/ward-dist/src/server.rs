@@ -19,8 +19,12 @@ use crate::identity::{Member, Role};
 use crate::plan::{KeySpec, PartSpec, Plan};
 use crate::rpc::parameter_server_server::{ParameterServer, ParameterServerServer};
 use crate::transport::{self, caller};
-use crate::wire::{Empty, JobDescription, JoinRequest, Mode, Part, PullRequest, Tensors};
+use crate::wire::{
+    put_tensors, Empty, JobDescription, JoinRequest, Mode, PullRequest, Tensors, Weights,
+    WIRE_VERSION,
+};
 use crate::DistError;
+use bytes::BufMut;
 
 /// What applies a step to a shard: the job's declared optimizer, never code from a peer.
 pub trait Updater: Send + 'static {
@@ -54,6 +58,8 @@ struct Shard {
     /// Async: each worker's next step.
     next: Vec<u64>,
     updater: Box<dyn Updater>,
+    /// The reply of the latest step, encoded, with its step.
+    encoded: Option<(u64, bytes::Bytes)>,
 }
 
 struct State {
@@ -88,21 +94,34 @@ impl State {
         });
     }
 
-    fn reply(&self, shard: &Shard) -> Tensors {
-        Tensors {
-            job: self.job.job.clone(),
-            step: shard.step,
-            parts: shard
+    /// The shard's weights as a reply: encoded once per step and shared by every reply
+    /// of that step.
+    fn reply(&self, shard: &mut Shard) -> Weights {
+        if let Some((step, bytes)) = &shard.encoded {
+            if *step == shard.step {
+                return Weights::Encoded(bytes.clone());
+            }
+        }
+        let len = shard
+            .weights
+            .iter()
+            .map(|w| w.len() * 4 + 12)
+            .sum::<usize>();
+        let mut out = bytes::BytesMut::with_capacity(len + self.job.job.len() + 32);
+        out.put_u8(WIRE_VERSION);
+        put_tensors(
+            &mut out,
+            &self.job.job,
+            shard.step,
+            shard
                 .parts
                 .iter()
                 .zip(&shard.weights)
-                .map(|(p, w)| Part {
-                    key: p.key,
-                    part: p.part,
-                    values: w.clone(),
-                })
-                .collect(),
-        }
+                .map(|(p, w)| (p.key, p.part, w.as_slice())),
+        );
+        let bytes = out.freeze();
+        shard.encoded = Some((shard.step, bytes.clone()));
+        Weights::Encoded(bytes)
     }
 
     /// The pushed parts, checked against the shard: the same parts in the same order,
@@ -164,7 +183,7 @@ fn worker_rank(role: &Role) -> Option<u32> {
 
 #[tonic::async_trait]
 impl ParameterServer for Service {
-    async fn push_pull(&self, request: Request<Tensors>) -> Result<Response<Tensors>, Status> {
+    async fn push_pull(&self, request: Request<Tensors>) -> Result<Response<Weights>, Status> {
         let state = &self.0;
         let who = caller(
             &request,
@@ -268,12 +287,12 @@ impl ParameterServer for Service {
                 changed = failure.changed() => if changed.is_err() { return Err(Status::unavailable("the server is stopping")); },
             }
         }
-        let reply = state.reply(&state.lock());
+        let reply = state.reply(&mut state.lock());
         state.audit.pulled(&who, bytes);
         Ok(Response::new(reply))
     }
 
-    async fn pull(&self, request: Request<PullRequest>) -> Result<Response<Tensors>, Status> {
+    async fn pull(&self, request: Request<PullRequest>) -> Result<Response<Weights>, Status> {
         let state = &self.0;
         let who = caller(
             &request,
@@ -290,8 +309,10 @@ impl ParameterServer for Service {
             state.audit.refused(&who, "pull", &reason);
             return Err(Status::failed_precondition(reason));
         }
-        let reply = state.reply(&state.lock());
-        let bytes = reply.parts.iter().map(|p| p.values.len() as u64 * 4).sum();
+        let mut shard = state.lock();
+        let bytes = shard.weights.iter().map(|w| w.len() as u64 * 4).sum();
+        let reply = state.reply(&mut shard);
+        drop(shard);
         state.audit.pulled(&who, bytes);
         Ok(Response::new(reply))
     }
@@ -389,6 +410,7 @@ pub async fn run(setup: ServerSetup, listener: TcpListener) -> Result<(), DistEr
             pending: vec![None; workers],
             next: vec![job.start_step; workers],
             updater,
+            encoded: None,
         }),
         job: job.clone(),
         keys,

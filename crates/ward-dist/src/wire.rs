@@ -11,7 +11,7 @@
 use std::marker::PhantomData;
 
 use bytes::{Buf, BufMut};
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::Status;
 
 /// The layout's version, the first byte of every message.
@@ -369,17 +369,34 @@ pub struct Tensors {
 /// Most values in one part: 2^30 (4 GiB of `f32`), beyond any key a job may declare.
 pub const MAX_PART_VALUES: usize = 1 << 30;
 
+/// Encodes [`Tensors`] from borrowed values: `(key, part, values)` each.
+pub fn put_tensors<'a>(
+    out: &mut impl BufMut,
+    job: &str,
+    step: u64,
+    parts: impl ExactSizeIterator<Item = (u32, u32, &'a [f32])>,
+) {
+    put_string(out, job);
+    out.put_u64_le(step);
+    out.put_u32_le(parts.len() as u32);
+    for (key, part, values) in parts {
+        out.put_u32_le(key);
+        out.put_u32_le(part);
+        put_floats(out, values);
+    }
+}
+
 impl Message for Tensors {
     const NAME: &'static str = "Tensors";
     fn encode(&self, out: &mut impl BufMut) {
-        put_string(out, &self.job);
-        out.put_u64_le(self.step);
-        out.put_u32_le(self.parts.len() as u32);
-        for p in &self.parts {
-            out.put_u32_le(p.key);
-            out.put_u32_le(p.part);
-            put_floats(out, &p.values);
-        }
+        put_tensors(
+            out,
+            &self.job,
+            self.step,
+            self.parts
+                .iter()
+                .map(|p| (p.key, p.part, p.values.as_slice())),
+        );
     }
     fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
         let job = r.string("job")?;
@@ -396,6 +413,38 @@ impl Message for Tensors {
             })
             .collect::<Result<_, WireError>>()?;
         Ok(Tensors { job, step, parts })
+    }
+}
+
+/// A server's weights, as a reply: decoded as [`Tensors`]; sent either from `Tensors` or
+/// from bytes encoded once per step and shared by every worker's reply.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Weights {
+    Tensors(Tensors),
+    /// A whole [`Tensors`] message, version byte first (see [`Message::to_bytes`]).
+    Encoded(bytes::Bytes),
+}
+
+impl Weights {
+    /// The tensors (a decoded reply is always these).
+    pub fn into_tensors(self) -> Result<Tensors, WireError> {
+        match self {
+            Weights::Tensors(t) => Ok(t),
+            Weights::Encoded(b) => Tensors::from_bytes(&b),
+        }
+    }
+}
+
+impl Message for Weights {
+    const NAME: &'static str = "Weights";
+    fn encode(&self, out: &mut impl BufMut) {
+        match self {
+            Weights::Tensors(t) => t.encode(out),
+            Weights::Encoded(b) => out.put_slice(b.get(1..).unwrap_or_default()),
+        }
+    }
+    fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        Tensors::decode(r).map(Weights::Tensors)
     }
 }
 
@@ -521,13 +570,25 @@ impl<E: Message> Encoder for WireEncoder<E> {
         item.encode(dst);
         Ok(())
     }
+
+    fn buffer_settings(&self) -> BufferSettings {
+        // Tensors are megabytes: start large rather than double from 8 KiB.
+        BufferSettings::new(BUFFER, BUFFER)
+    }
 }
 
 pub struct WireDecoder<D>(PhantomData<fn() -> D>);
 
+/// tonic's buffer for one message, to begin with.
+const BUFFER: usize = 256 * 1024;
+
 impl<D: Message> Decoder for WireDecoder<D> {
     type Item = D;
     type Error = Status;
+
+    fn buffer_settings(&self) -> BufferSettings {
+        BufferSettings::new(BUFFER, BUFFER)
+    }
 
     fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<D>, Status> {
         // tonic has checked the message's length against the service's limit and holds
