@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use rustls::ClientConfig;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use crate::audit::Audit;
@@ -431,15 +432,32 @@ pub async fn run(
     tokio::spawn(watchdog(state.clone()));
     let workers = state.setup.workers as usize;
     let mut changed = state.changed.subscribe();
+    // The servers are dialled once all are ready and the channels kept for the job's
+    // end, so that the end does not depend on new connections being admitted then.
+    let mut servers: Option<Vec<(Member, ParameterServerClient<Channel>)>> = None;
     let outcome = loop {
-        {
+        let all_ready = {
             let members = state.lock();
             if let JobState::Failed(reason) = &members.state {
                 break Err(DistError::JobFailed(reason.clone()));
             }
-            if members.done.len() == workers {
+            if members.done.len() == workers && servers.is_some() {
                 break Ok(());
             }
+            members.ready.len() == state.setup.servers as usize
+        };
+        if all_ready && servers.is_none() {
+            match dial_servers(&state).await {
+                Ok(clients) => servers = Some(clients),
+                Err(e) => {
+                    let mut members = state.lock();
+                    state.fail(
+                        &mut members,
+                        format!("the coordinator cannot reach a server: {e}"),
+                    );
+                }
+            }
+            continue;
         }
         if changed.changed().await.is_err() {
             break Err(DistError::Refused("the coordinator's state is gone".into()));
@@ -447,7 +465,7 @@ pub async fn run(
     };
     let result = match outcome {
         Ok(()) => {
-            let finished = finish(&state).await;
+            let finished = finish(&state, servers.take().unwrap_or_default()).await;
             let mut members = state.lock();
             match &finished {
                 Ok(_) => {
@@ -469,11 +487,12 @@ pub async fn run(
     result
 }
 
-/// Pulls every server's shard into whole keys, then stops the servers.
-async fn finish(state: &State) -> Result<Vec<Vec<f32>>, DistError> {
+/// Channels to every server, each checked to be the server of its rank.
+async fn dial_servers(
+    state: &State,
+) -> Result<Vec<(Member, ParameterServerClient<Channel>)>, DistError> {
     let s = &state.setup;
     let description = state.description(&state.lock());
-    let mut weights: Vec<Vec<f32>> = s.keys.iter().map(|k| vec![0.0; k.len]).collect();
     let mut clients = Vec::new();
     for (rank, address) in description.servers.iter().enumerate() {
         let rank = rank as u32;
@@ -481,7 +500,24 @@ async fn finish(state: &State) -> Result<Vec<Vec<f32>>, DistError> {
         let channel =
             transport::connect(address, server.clone(), s.client_tls.clone(), &s.limits).await?;
         let limit = state.plan.shard_message_bytes(rank);
-        let mut client = ParameterServerClient::new(channel).max_decoding_message_size(limit);
+        clients.push((
+            server,
+            ParameterServerClient::new(channel).max_decoding_message_size(limit),
+        ));
+    }
+    Ok(clients)
+}
+
+/// Pulls every server's shard into whole keys, then stops the servers.
+async fn finish(
+    state: &State,
+    servers: Vec<(Member, ParameterServerClient<Channel>)>,
+) -> Result<Vec<Vec<f32>>, DistError> {
+    let s = &state.setup;
+    let mut weights: Vec<Vec<f32>> = s.keys.iter().map(|k| vec![0.0; k.len]).collect();
+    let mut clients = Vec::new();
+    for (rank, (server, mut client)) in servers.into_iter().enumerate() {
+        let rank = rank as u32;
         let shard = client
             .pull(PullRequest {
                 job: s.me.job.clone(),
