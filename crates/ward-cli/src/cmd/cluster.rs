@@ -30,6 +30,16 @@ use ward_train::Optimizer;
 
 use super::train::model;
 
+/// Writes one line to standard error in one write: the members of `ward cluster run`
+/// share it, and `eprintln!` may write a line in pieces that interleave.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let mut line = format!($($arg)*);
+        line.push('\n');
+        let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes());
+    }};
+}
+
 /// Steps a worker takes before its throughput is timed.
 const WARM_UP: u64 = 10;
 
@@ -326,7 +336,7 @@ fn prepare(args: &MemberArgs) -> Result<Prepared> {
         if !args.allow_root {
             bail!("refusing to run as root (a compromise of this process would be one of the machine); --allow-root overrides");
         }
-        eprintln!("WARNING: --allow-root: a compromise of this member would be a compromise of the machine");
+        say!("WARNING: --allow-root: a compromise of this member would be a compromise of the machine");
     }
     let bytes = ward_core::files::read_bounded(&args.config, MAX_SPEC_BYTES)
         .with_context(|| format!("cannot read {}", args.config.display()))?;
@@ -439,7 +449,7 @@ fn coordinator(args: CoordinatorArgs) -> Result<()> {
         Some(text) => RunSeed::parse(text)?,
         None => RunSeed::from_os()?,
     };
-    eprintln!("[coordinator] seed: {seed}");
+    say!("[coordinator] seed: {seed}");
     let (trainer, model, _, _) = trainer(&p, &args.member.trust, &seed, p.spec.data.batch_size)?;
     let (keys, index) = keys(&trainer);
     let initial: Vec<Vec<f32>> = index
@@ -455,7 +465,7 @@ fn coordinator(args: CoordinatorArgs) -> Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let bound = listener.local_addr()?;
-        eprintln!("[coordinator] listening on {bound} for job {}", p.me.job);
+        say!("[coordinator] listening on {bound} for job {}", p.me.job);
         if let Some(path) = &args.address_file {
             ward_core::files::write_new_file(path, bound.to_string().as_bytes(), 0o644)
                 .with_context(|| format!("cannot write {}", path.display()))?;
@@ -528,7 +538,7 @@ fn server(args: ServerArgs) -> Result<()> {
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let bound = listener.local_addr()?;
         let advertise = args.advertise.clone().unwrap_or_else(|| bound.to_string());
-        eprintln!(
+        say!(
             "[{}] listening on {bound}, advertised as {advertise}",
             p.me.role
         );
@@ -547,7 +557,7 @@ fn server(args: ServerArgs) -> Result<()> {
             .await
             .map_err(anyhow::Error::from)
     })?;
-    eprintln!("[{}] done", p.me.role);
+    say!("[{}] done", p.me.role);
     Ok(())
 }
 
@@ -606,7 +616,7 @@ fn worker(args: WorkerArgs) -> Result<()> {
                         timed = Some((Instant::now(), step));
                     }
                     if step % log_every == 0 {
-                        eprintln!(
+                        say!(
                         "[worker/{rank}] epoch {epoch} step {step}: loss {:.6}, {:.0} samples/s",
                         m.loss(),
                         (step as f64 * batch as f64) / started.elapsed().as_secs_f64().max(1e-9)
@@ -615,7 +625,7 @@ fn worker(args: WorkerArgs) -> Result<()> {
                 },
             )
         })?;
-        eprintln!(
+        say!(
             "[worker/{rank}] {} steps, {:.0} samples/s",
             summary.steps,
             summary.steps as f64 * batch as f64 / started.elapsed().as_secs_f64().max(1e-9)
@@ -623,7 +633,7 @@ fn worker(args: WorkerArgs) -> Result<()> {
         if let Some((at, from)) = timed {
             let steps = trainer.steps().saturating_sub(from).max(1);
             let seconds = at.elapsed().as_secs_f64().max(1e-9);
-            eprintln!(
+            say!(
                 "[worker/{rank}] timed: {steps} steps after {WARM_UP} of warm-up, {:.2} ms/step, {:.0} samples/s",
                 seconds * 1e3 / steps as f64,
                 steps as f64 * batch as f64 / seconds
@@ -795,7 +805,7 @@ fn run_local(args: RunArgs) -> Result<()> {
 fn kill_all(children: &mut [(Role, Child)]) {
     for (role, child) in children.iter_mut() {
         if matches!(child.try_wait(), Ok(None)) {
-            eprintln!("[cluster] killing {role}, still running");
+            say!("[cluster] killing {role}, still running");
             let _ = child.kill();
             let _ = child.wait();
         }
