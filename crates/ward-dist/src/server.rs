@@ -451,6 +451,14 @@ pub async fn run(setup: ServerSetup, listener: TcpListener) -> Result<(), DistEr
             Err(e) => Err(DistError::Refused(e.to_string())),
         },
     };
+    if outcome.is_err() {
+        // The workers waiting on this server hear why from it, not from a closed
+        // connection: their refusals leave before the listener closes.
+        tokio::time::sleep(Duration::from_millis(
+            u64::from(job.heartbeat_ms / 2).min(2000),
+        ))
+        .await;
+    }
     state.stop.send_replace(true);
     // Replies in flight get a moment to leave; then the listener closes.
     let _ = tokio::time::timeout(Duration::from_secs(2), serving).await;

@@ -292,5 +292,6 @@ fn a_killed_worker_stops_the_job_naming_it_within_twice_the_heartbeat_timeout() 
         log.matches("the job failed: worker/1").count() >= 3,
         "{log}"
     );
+    eprintln!("stopped {elapsed:?} after the kill");
     assert!(elapsed < Duration::from_secs(4 + 2), "{elapsed:?}\n{log}");
 }

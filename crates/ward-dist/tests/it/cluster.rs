@@ -341,3 +341,45 @@ async fn a_dead_worker_stops_every_member_naming_it_within_twice_the_timeout() {
         started.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_non_finite_push_is_refused_and_stops_the_job_naming_the_worker() {
+    let cluster = start(1, 2, Mode::Sync, Duration::from_secs(2)).await;
+    let honest = tokio::spawn(work(worker_setup(&cluster, 0), 0, 10, Duration::ZERO));
+    let s = worker_setup(&cluster, 1);
+    let mut worker = Worker::join(&s, keys(), true).await.unwrap();
+    let mut weights: Vec<Vec<f32>> = keys().iter().map(|k| vec![0.0; k.len]).collect();
+    worker.pull(&mut weights).await.unwrap();
+    let mut outcome = Ok(0);
+    for step in 0..10u64 {
+        let mut grads: Vec<Vec<f32>> = keys()
+            .iter()
+            .enumerate()
+            .map(|(k, key)| grad(1, step, k, key.len))
+            .collect();
+        if step == 2 {
+            grads[2][5] = f32::NAN;
+        }
+        let refs: Vec<&[f32]> = grads.iter().map(Vec::as_slice).collect();
+        outcome = worker.push_pull(step, &refs, &mut weights).await;
+        if outcome.is_err() {
+            break;
+        }
+    }
+    let err = outcome.unwrap_err().to_string();
+    assert!(
+        err.contains("worker/1 pushed a non-finite gradient at step 2 (key p2)"),
+        "{err}"
+    );
+    let honest = honest.await.unwrap().unwrap_err().to_string();
+    assert!(
+        honest.contains("non-finite") && honest.contains("worker/1"),
+        "{honest}"
+    );
+    let coordinator = cluster.done.await.unwrap().unwrap_err().to_string();
+    assert!(
+        coordinator.contains("worker/1 pushed a non-finite gradient"),
+        "{coordinator}"
+    );
+    drop(worker);
+}
