@@ -195,6 +195,11 @@ pub struct MemberArgs {
     /// How long to wait for the coordinator and the other members, in seconds.
     #[arg(long, default_value_t = 300, value_name = "SECONDS")]
     join_timeout: u64,
+    /// Write this member's metrics (Prometheus text: connections and refusals by kind,
+    /// gradient and weight bytes by peer, steps) to FILE every 5 s and at exit, replaced
+    /// atomically: for node_exporter's textfile collector. Nothing listens in plaintext.
+    #[arg(long, value_name = "FILE")]
+    metrics_file: Option<PathBuf>,
     /// Run as root (a compromise of this process would be one of the machine).
     #[arg(long)]
     allow_root: bool,
@@ -284,7 +289,8 @@ pub struct WorkerArgs {
 
 /// Run a whole job on this machine: certificates from a fresh CA (in OUT/certs), a
 /// coordinator, S servers and W workers as processes on 127.0.0.1, over mutual TLS like
-/// any cluster. Exits with the first failure, naming the member.
+/// any cluster, each member's metrics in OUT/metrics/. Exits with the first failure,
+/// naming the member.
 ///
 /// Example:
 ///   ward cluster run --local --servers 1 --workers 2 --config train.toml --out runs/job
@@ -319,6 +325,63 @@ pub struct RunArgs {
     allow_unsigned: bool,
     #[arg(long)]
     allow_root: bool,
+}
+
+/// Writes a member's metrics to a file every 5 s and once more when dropped.
+struct MetricsFile {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl MetricsFile {
+    fn start(audit: &Audit, path: Option<&Path>) -> MetricsFile {
+        let Some(path) = path.map(Path::to_path_buf) else {
+            return MetricsFile {
+                stop: None,
+                thread: None,
+            };
+        };
+        let mut registry = prometheus_client::registry::Registry::default();
+        audit.register(&mut registry);
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || loop {
+            let last = !matches!(
+                stopped.recv_timeout(Duration::from_secs(5)),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+            );
+            if let Err(e) = write_metrics(&registry, &path) {
+                say!("[cluster] metrics file {}: {e}", path.display());
+            }
+            if last {
+                return;
+            }
+        });
+        MetricsFile {
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for MetricsFile {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The registry's text, written beside `path` and renamed over it.
+fn write_metrics(registry: &prometheus_client::registry::Registry, path: &Path) -> Result<()> {
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, registry)?;
+    let mut temp = path.as_os_str().to_owned();
+    temp.push(".tmp");
+    let temp = PathBuf::from(temp);
+    std::fs::write(&temp, text)?;
+    std::fs::rename(&temp, path)?;
+    Ok(())
 }
 
 /// A member's spec, TLS and identity.
@@ -459,6 +522,7 @@ fn coordinator(args: CoordinatorArgs) -> Result<()> {
     let all_weights = trainer.weights().to_vec();
     let graph = trainer.graph().clone();
     let audit = Audit::new();
+    let _metrics = MetricsFile::start(&audit, args.member.metrics_file.as_deref());
     let rt = runtime()?;
     let trained = rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.listen)
@@ -531,6 +595,7 @@ fn server(args: ServerArgs) -> Result<()> {
     let mults = key_mults(&trainer, &index);
     let optimizer = trainer.optimizer().clone();
     let audit = Audit::new();
+    let _metrics = MetricsFile::start(&audit, args.member.metrics_file.as_deref());
     let rt = runtime()?;
     rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.listen)
@@ -571,6 +636,7 @@ fn worker(args: WorkerArgs) -> Result<()> {
         );
     };
     let audit = Audit::new();
+    let _metrics = MetricsFile::start(&audit, args.member.metrics_file.as_deref());
     let setup = member_setup(&p, &args.coordinator, args.member.join_timeout, &audit);
     // The keys are known before joining from this member's copy of the spec: the trainer
     // is built again with the job's seed once joined.
@@ -666,6 +732,7 @@ fn run_local(args: RunArgs) -> Result<()> {
     let certs = args.out.join("certs");
     let job = "local";
     make_certificates(&certs, "ward", job, args.servers, args.workers, &[])?;
+    std::fs::create_dir_all(args.out.join("metrics"))?;
     let exe = std::env::current_exe().context("cannot find the ward binary")?;
     let address_file = args.out.join("coordinator.addr");
     let member = |role: Role| -> Vec<String> {
@@ -680,6 +747,14 @@ fn run_local(args: RunArgs) -> Result<()> {
             "--key".into(),
             certs.join(format!("{s}.key")).display().to_string(),
         ];
+        v.extend([
+            "--metrics-file".into(),
+            args.out
+                .join("metrics")
+                .join(format!("{s}.prom"))
+                .display()
+                .to_string(),
+        ]);
         if let Some(t) = &args.trust {
             v.extend(["--trust".into(), t.display().to_string()]);
         }

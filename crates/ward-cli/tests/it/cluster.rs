@@ -190,6 +190,19 @@ fn two_workers_train_as_one_machine_with_twice_the_batch_on_one_or_two_servers()
         ]);
         assert!(o.status.success(), "{}", stderr(&o));
         runs.push(weights(&out.join("run/package")));
+        // Each member's metrics: every server applied the 63 steps; each pushed gradient
+        // and pulled weight counted by worker.
+        let metrics = std::fs::read_to_string(out.join("metrics/server-0.prom")).unwrap();
+        assert!(metrics.contains("ward_dist_steps_total 63"), "{metrics}");
+        assert!(
+            metrics.contains("ward_dist_pushed_bytes_total{peer=\"worker/1\"}"),
+            "{metrics}"
+        );
+        let coordinator = std::fs::read_to_string(out.join("metrics/coordinator.prom")).unwrap();
+        assert!(
+            coordinator.contains("ward_dist_connections_total{peer=\"worker/0\"}"),
+            "{coordinator}"
+        );
     }
     // Sharding changes no number: the same sums in the same order on one server or two.
     assert_eq!(runs[0], runs[1]);
