@@ -25,8 +25,7 @@ use ward_train::data::{DataLimits, Dataset};
 use ward_train::distributed::{distributable, key_mults, keys, train_worker, ShardOptimizer};
 use ward_train::init::init_missing;
 use ward_train::spec::TrainSpec;
-use ward_train::trainer::{Objective, Trainer, TrainerSetup};
-use ward_train::Optimizer;
+use ward_train::trainer::Trainer;
 
 use super::train::model;
 
@@ -448,19 +447,7 @@ fn trainer(p: &Prepared, trust: &super::TrustArgs, seed: &RunSeed, batch: usize)
     let mut model = model::load(spec, &p.base, &example_shape, trust, false)?;
     let init = spec.init.unwrap_or_default();
     let weights = init_missing(&init, &model.graph, seed, std::mem::take(&mut model.given))?;
-    let optimizer = Optimizer::new(spec.optimizer.clone(), spec.schedule.clone())?;
-    let trainer = Trainer::new(
-        model.graph.clone(),
-        weights,
-        &[&[batch][..], &example_shape].concat(),
-        optimizer,
-        seed.clone(),
-        TrainerSetup {
-            objective: spec.loss.map_or(Objective::Head, Objective::Loss),
-            multipliers: spec.run.multipliers,
-            symbol: model.symbol.as_ref(),
-        },
-    )?;
+    let trainer = model::trainer(spec, &model, weights, batch, &example_shape, seed)?;
     Ok((trainer, model, train, example_shape))
 }
 

@@ -22,10 +22,9 @@ use ward_train::data::{DataLimits, Dataset};
 use ward_train::init::init_missing;
 use ward_train::metrics::Metric;
 use ward_train::spec::TrainSpec;
-use ward_train::trainer::{Metrics, Objective, Trainer, TrainerSetup};
+use ward_train::trainer::Metrics;
 
 use checkpoint::{CheckpointArgs, Checkpointing, RunIdentity};
-use ward_train::Optimizer;
 
 /// Largest training spec read.
 const MAX_SPEC_BYTES: u64 = 1 << 20;
@@ -169,7 +168,6 @@ pub fn run(args: TrainArgs) -> Result<()> {
             model.new.join(", ")
         );
     }
-    let optimizer = Optimizer::new(spec.optimizer.clone(), spec.schedule.clone())?;
 
     let threads = spec
         .run
@@ -195,20 +193,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let train_loader = loader(train, spec.data.shuffle)?;
     let val_loader = val.map(|v| loader(v, false)).transpose()?;
 
-    let mut trainer = pool.install(|| {
-        Trainer::new(
-            graph.clone(),
-            weights,
-            &[&[batch][..], &example_shape].concat(),
-            optimizer,
-            seed.clone(),
-            TrainerSetup {
-                objective: spec.loss.map_or(Objective::Head, Objective::Loss),
-                multipliers: spec.run.multipliers,
-                symbol: model.symbol.as_ref(),
-            },
-        )
-    })?;
+    let mut trainer =
+        pool.install(|| model::trainer(&spec, &model, weights, batch, &example_shape, &seed))?;
     if let (Some(path), None) = (&spec.model.states, &resumed) {
         let path = base.join(path);
         let imported = checkpoint::mxnet_states(&path, &mut trainer)?;

@@ -239,3 +239,29 @@ fn file_name(path: &Path) -> String {
         .map(|f| f.to_string_lossy().into_owned())
         .unwrap_or_default()
 }
+
+/// A trainer of `model` with `weights` for batches of `batch` examples of
+/// `example_shape`, with the spec's optimizer, schedule, objective and multipliers.
+pub fn trainer(
+    spec: &TrainSpec,
+    model: &Model,
+    weights: Vec<Vec<f32>>,
+    batch: usize,
+    example_shape: &[usize],
+    seed: &ward_core::random::RunSeed,
+) -> Result<ward_train::trainer::Trainer> {
+    use ward_train::trainer::{Objective, Trainer, TrainerSetup};
+    let optimizer = ward_train::Optimizer::new(spec.optimizer.clone(), spec.schedule.clone())?;
+    Ok(Trainer::new(
+        model.graph.clone(),
+        weights,
+        &[&[batch][..], example_shape].concat(),
+        optimizer,
+        seed.clone(),
+        TrainerSetup {
+            objective: spec.loss.map_or(Objective::Head, Objective::Loss),
+            multipliers: spec.run.multipliers,
+            symbol: model.symbol.as_ref(),
+        },
+    )?)
+}
