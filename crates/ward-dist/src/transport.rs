@@ -25,6 +25,10 @@ use ward_net::connections::{AddressSlot, AddressSlots};
 use crate::audit::Audit;
 use crate::identity::{Member, Role};
 
+/// The largest HTTP/2 frame either side accepts: a message of tensors crosses in few
+/// frames, so in few TLS records.
+pub const MAX_FRAME: u32 = 1 << 20;
+
 /// What one listener allows.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -214,7 +218,7 @@ pub fn server(limits: &Limits) -> tonic::transport::Server {
         .max_concurrent_streams(limits.max_streams)
         .initial_stream_window_size(limits.window)
         .initial_connection_window_size(limits.window)
-        .max_frame_size(1 << 20)
+        .max_frame_size(MAX_FRAME)
         .http2_keepalive_interval(Some(limits.keepalive))
         .http2_keepalive_timeout(Some(limits.keepalive))
         .http2_max_header_list_size(16 * 1024)
@@ -266,6 +270,8 @@ pub async fn connect(
     let endpoint = endpoint
         .initial_stream_window_size(limits.window)
         .initial_connection_window_size(limits.window)
+        // Large frames: a 16 KiB frame's header would go out as a TLS record of its own.
+        .max_frame_size(MAX_FRAME)
         .http2_keep_alive_interval(limits.keepalive)
         .keep_alive_timeout(limits.keepalive)
         .keep_alive_while_idle(true);
