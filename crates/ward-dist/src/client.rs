@@ -125,7 +125,7 @@ impl CoordinatorLink {
             .await
             .map_err(|s| DistError::rpc(self.peer(), s))?
             .into_inner();
-        check_parts(&shard, job, parts, &self.peer())?;
+        check_parts(&shard, &job.job, parts, &self.peer())?;
         Ok(shard.parts.into_iter().map(|p| p.values).collect())
     }
 
@@ -217,11 +217,11 @@ fn hex(bytes: &[u8]) -> String {
 /// Checks a message's parts against the plan's `parts`, in order, and its job.
 fn check_parts(
     tensors: &Tensors,
-    job: &JobDescription,
+    job: &str,
     parts: &[PartSpec],
     peer: &str,
 ) -> Result<(), DistError> {
-    if tensors.job != job.job {
+    if tensors.job != job {
         return Err(DistError::Refused(format!(
             "{peer} sent tensors of job {:?}",
             tensors.job
@@ -237,6 +237,28 @@ fn check_parts(
         )));
     }
     Ok(())
+}
+
+/// Writes a server's shard of weights into whole keys, once it is checked to be exactly
+/// that server's `parts` of the plan, of `job`; returns the step the weights are of.
+pub(crate) fn scatter(
+    shard: Tensors,
+    job: &str,
+    parts: &[PartSpec],
+    weights: &mut [Vec<f32>],
+    peer: &str,
+) -> Result<u64, DistError> {
+    check_parts(&shard, job, parts, peer)?;
+    for (p, got) in parts.iter().zip(shard.parts) {
+        let dst = weights
+            .get_mut(p.key as usize)
+            .and_then(|w| w.get_mut(p.offset..p.offset + p.len))
+            .ok_or_else(|| {
+                DistError::Refused(format!("part ({}, {}) is outside its key", p.key, p.part))
+            })?;
+        dst.copy_from_slice(&got.values);
+    }
+    Ok(shard.step)
 }
 
 /// A server's name and its answer to one call.
@@ -404,23 +426,14 @@ impl Worker {
                 },
             };
             let parts: Vec<PartSpec> = self.plan.shard(rank as u32).copied().collect();
-            check_parts(&reply, &self.job, &parts, &name)?;
-            if pushed.is_some_and(|s| self.job.mode == crate::Mode::Sync && reply.step != s + 1) {
+            let step = scatter(reply, &self.job.job, &parts, weights, &name)?;
+            if pushed.is_some_and(|s| self.job.mode == crate::Mode::Sync && step != s + 1) {
                 return Err(DistError::Refused(format!(
-                    "{name} answered step {} with the weights of step {}",
+                    "{name} answered step {} with the weights of step {step}",
                     pushed.unwrap_or_default(),
-                    reply.step
                 )));
             }
-            at = at.max(reply.step);
-            for (p, got) in parts.iter().zip(reply.parts) {
-                if let Some(dst) = weights
-                    .get_mut(p.key as usize)
-                    .and_then(|w| w.get_mut(p.offset..p.offset + p.len))
-                {
-                    dst.copy_from_slice(&got.values);
-                }
-            }
+            at = at.max(step);
         }
         Ok(at)
     }

@@ -16,8 +16,9 @@ use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use crate::audit::Audit;
+use crate::client::scatter;
 use crate::identity::{Member, Role};
-use crate::plan::{KeySpec, Plan};
+use crate::plan::{KeySpec, PartSpec, Plan};
 use crate::rpc::coordinator_server::{Coordinator, CoordinatorServer};
 use crate::rpc::parameter_server_client::ParameterServerClient;
 use crate::transport::{self, caller, Limits};
@@ -527,31 +528,14 @@ async fn finish(
             .into_inner()
             .into_tensors()
             .map_err(|e| DistError::Refused(format!("{}: {e}", server.role)))?;
-        let parts: Vec<_> = state.plan.shard(rank).collect();
-        if shard.parts.len() != parts.len() {
-            return Err(DistError::Refused(format!(
-                "{} sent {} parts, not its {}",
-                server.role,
-                shard.parts.len(),
-                parts.len()
-            )));
-        }
-        for (p, got) in parts.into_iter().zip(shard.parts) {
-            let dst = weights
-                .get_mut(p.key as usize)
-                .and_then(|w| w.get_mut(p.offset..p.offset + p.len));
-            match dst {
-                Some(dst) if (got.key, got.part, got.values.len()) == (p.key, p.part, p.len) => {
-                    dst.copy_from_slice(&got.values);
-                }
-                _ => {
-                    return Err(DistError::Refused(format!(
-                        "{} sent a part that is not its shard's",
-                        server.role
-                    )))
-                }
-            }
-        }
+        let parts: Vec<PartSpec> = state.plan.shard(rank).copied().collect();
+        scatter(
+            shard,
+            &s.me.job,
+            &parts,
+            &mut weights,
+            &server.role.to_string(),
+        )?;
         clients.push((server, client));
     }
     for (server, mut client) in clients {

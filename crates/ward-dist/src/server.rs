@@ -355,11 +355,6 @@ fn apply_sync(state: &State, shard: &mut Shard) -> Result<(), Status> {
     Ok(())
 }
 
-/// The limit on one message a server receives or sends: its shard's bytes.
-fn message_limit(plan: &Plan, server: u32) -> usize {
-    plan.shard_message_bytes(server)
-}
-
 /// Runs a server on `listener` until the coordinator stops it (the job is done) or the
 /// job fails; the error names the failure.
 pub async fn run(setup: ServerSetup, listener: TcpListener) -> Result<(), DistError> {
@@ -420,7 +415,7 @@ pub async fn run(setup: ServerSetup, listener: TcpListener) -> Result<(), DistEr
         progress: Arc::new(AtomicU64::new(job.start_step)),
         audit: audit.clone(),
     });
-    let limit = message_limit(&plan, rank);
+    let limit = plan.shard_message_bytes(rank);
     let service = ParameterServerServer::new(Service(state.clone()))
         .max_decoding_message_size(limit)
         .max_encoding_message_size(limit);
