@@ -12,47 +12,49 @@
 //! depend on the batch's shape).
 
 use ward_dist::client::BlockingWorker;
-use ward_dist::plan::{KeySpec, PartSpec, Plan};
+use ward_dist::plan::{KeySpec, PartSpec};
 use ward_dist::server::Updater;
+use ward_graph::ir::ParamRole;
+use ward_graph::Graph;
 
 use crate::data::batch::Loader;
 use crate::optim::{OptimizerSpec, ParamMults, ParamState, ParamUpdate};
 use crate::trainer::{Metrics, TrainError, Trainer};
 use crate::Optimizer;
 
-/// Whether `spec` can run on a parameter store, and whether a key may be split across
-/// servers (an element-wise update). Optimizers whose update couples parameters are
-/// refused: Nadam's `m_schedule` is one product over every parameter's update, LARS's and
-/// LAMB's rates come from norms over each parameter (and LARS's momentum correction
-/// from the sequence of group updates), which shards of a model would each compute
-/// differently from one machine.
-pub fn distributable(spec: &OptimizerSpec) -> Result<bool, String> {
+/// Whether `spec` can run on a parameter store. Optimizers whose update couples
+/// parameters are refused: Nadam's `m_schedule` is one product over every parameter's
+/// update, LARS's and LAMB's rates come from norms over each parameter (and LARS's
+/// momentum correction from the sequence of group updates), which shards of a model
+/// would each compute differently from one machine. Every optimizer admitted updates
+/// each value on its own, so a key may be split across servers.
+pub fn distributable(spec: &OptimizerSpec) -> Result<(), String> {
     match spec {
         OptimizerSpec::Nadam(_) | OptimizerSpec::Lars(_) | OptimizerSpec::Lamb(_) => Err(format!(
             "optimizer {}: its update couples parameters across the model, which a parameter \
              store shards; use it on one machine (ward train)",
             spec.name()
         )),
-        _ => Ok(true),
+        _ => Ok(()),
     }
 }
 
-/// The keys of a trainer's model: its updated parameters, in the graph's order, and the
-/// graph index of each.
-pub fn keys(trainer: &Trainer) -> (Vec<KeySpec>, Vec<usize>) {
-    let graph = trainer.graph();
-    let mut keys = Vec::new();
-    let mut index = Vec::new();
-    for (p, param) in graph.params.iter().enumerate() {
-        if trainer.is_updated(p) {
-            keys.push(KeySpec {
+/// The keys of a model: the parameters the optimizer updates (the trainable ones), in the
+/// graph's order, and the graph index of each.
+pub fn keys(graph: &Graph) -> (Vec<KeySpec>, Vec<usize>) {
+    graph
+        .params
+        .iter()
+        .enumerate()
+        .filter(|(_, param)| param.role == ParamRole::Trainable)
+        .map(|(p, param)| {
+            let key = KeySpec {
                 name: param.name.clone(),
                 len: param.shape.iter().product(),
-            });
-            index.push(p);
-        }
-    }
-    (keys, index)
+            };
+            (key, p)
+        })
+        .unzip()
 }
 
 /// A server's update: the declared optimizer on its parts, each part with its own state
@@ -133,7 +135,7 @@ pub fn train_worker(
     batch: usize,
     mut log: impl FnMut(u64, u64, Metrics),
 ) -> Result<WorkerSummary, TrainError> {
-    let (_, index) = keys(trainer);
+    let (_, index) = keys(trainer.graph());
     // The key of each graph parameter, if it has one.
     let mut key_of = vec![None; trainer.graph().params.len()];
     for (k, &p) in index.iter().enumerate() {
@@ -214,9 +216,4 @@ fn rows<'a>(
         data.get(lo * per_data..hi * per_data)?,
         labels.get(lo * per_label..hi * per_label)?,
     ))
-}
-
-/// The plan of a model's keys on `servers` servers, as every member computes it.
-pub fn plan(keys: Vec<KeySpec>, servers: u32, spec: &OptimizerSpec) -> Result<Plan, String> {
-    Ok(Plan::new(keys, servers, distributable(spec)?))
 }

@@ -440,12 +440,6 @@ impl Trainer {
         metrics
     }
 
-    /// Whether the optimizer updates parameter `p` (a trainable one): the keys a
-    /// parameter store holds.
-    pub fn is_updated(&self, p: usize) -> bool {
-        self.mults.get(p).is_some_and(Option::is_some)
-    }
-
     /// The multipliers of parameter `p`, if the optimizer updates it.
     pub fn mults(&self, p: usize) -> Option<ParamMults> {
         self.mults.get(p).copied().flatten()

@@ -204,6 +204,55 @@ pub struct MemberArgs {
     allow_root: bool,
 }
 
+/// What the coordinator fixes for the whole job (`ward cluster run` hands them to it).
+#[derive(Args)]
+pub struct JobArgs {
+    /// Sign the trained package with this private key.
+    #[arg(long, value_name = "FILE")]
+    sign_key: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "sync")]
+    mode: ModeArg,
+    /// A member silent for this long is dead, and the job stops naming it.
+    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
+    heartbeat_timeout: f64,
+    /// The run's seed (a number or 64 hex digits), overriding the spec's; default: from
+    /// the OS.
+    #[arg(long)]
+    seed: Option<String>,
+}
+
+impl JobArgs {
+    /// The heartbeat timeout, 0.5 s to an hour.
+    fn heartbeat(&self) -> Result<Duration> {
+        let t = self.heartbeat_timeout;
+        if !(t.is_finite() && (0.5..=3600.0).contains(&t)) {
+            bail!("--heartbeat-timeout must be 0.5 to 3600 seconds");
+        }
+        Ok(Duration::from_secs_f64(t))
+    }
+
+    /// The same settings as coordinator arguments.
+    fn to_args(&self) -> Vec<String> {
+        let mode = match self.mode {
+            ModeArg::Sync => "sync",
+            ModeArg::Async => "async",
+        };
+        let mut v = vec![
+            "--mode".into(),
+            mode.into(),
+            "--heartbeat-timeout".into(),
+            self.heartbeat_timeout.to_string(),
+        ];
+        if let Some(seed) = &self.seed {
+            v.extend(["--seed".into(), seed.clone()]);
+        }
+        if let Some(key) = &self.sign_key {
+            v.extend(["--sign-key".into(), key.display().to_string()]);
+        }
+        v
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ModeArg {
     /// MXNet's dist_sync: one update per step once every worker's gradient is in.
@@ -234,18 +283,8 @@ pub struct CoordinatorArgs {
     /// The run's directory: the trained package is written to OUT/package.
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
-    /// Sign the trained package with this private key.
-    #[arg(long, value_name = "FILE")]
-    sign_key: Option<PathBuf>,
-    #[arg(long, value_enum, default_value = "sync")]
-    mode: ModeArg,
-    /// A member silent for this long is dead, and the job stops naming it.
-    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
-    heartbeat_timeout: f64,
-    /// The run's seed (a number or 64 hex digits), overriding the spec's; default: from
-    /// the OS.
-    #[arg(long)]
-    seed: Option<String>,
+    #[command(flatten)]
+    job: JobArgs,
     /// Write the address the coordinator listens on to this file once it does (for
     /// --listen with port 0).
     #[arg(long, value_name = "FILE")]
@@ -309,14 +348,8 @@ pub struct RunArgs {
     /// The run's directory (must not exist yet): certs/ and package/.
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
-    #[arg(long, value_enum, default_value = "sync")]
-    mode: ModeArg,
-    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
-    heartbeat_timeout: f64,
-    #[arg(long)]
-    seed: Option<String>,
-    #[arg(long, value_name = "FILE")]
-    sign_key: Option<PathBuf>,
+    #[command(flatten)]
+    job: JobArgs,
     /// Whom to trust when the spec's model is a ward package.
     #[arg(long, value_name = "TRUST")]
     trust: Option<PathBuf>,
@@ -432,23 +465,39 @@ fn prepare(args: &MemberArgs) -> Result<Prepared> {
     })
 }
 
-/// A member's trainer, its model, and the training data.
-type Built = (Trainer, model::Model, Arc<dyn Dataset>, Vec<usize>);
+/// A member's copy of the model and the training data (opened first: its example shape
+/// is the model's input).
+struct Loaded {
+    model: model::Model,
+    train: Arc<dyn Dataset>,
+    example_shape: Vec<usize>,
+}
 
-/// The model with its weights, as a trainer for batches of `batch`, and the training data.
-fn trainer(p: &Prepared, trust: &super::TrustArgs, seed: &RunSeed, batch: usize) -> Result<Built> {
-    let spec = &p.spec;
-    let train = spec
+fn load(p: &Prepared, trust: &super::TrustArgs) -> Result<Loaded> {
+    let train = p
+        .spec
         .data
         .train
         .open(&p.base, &DataLimits::default())
         .context("data.train")?;
     let example_shape = train.data_shape().to_vec();
-    let mut model = model::load(spec, &p.base, &example_shape, trust, false)?;
-    let init = spec.init.unwrap_or_default();
-    let weights = init_missing(&init, &model.graph, seed, std::mem::take(&mut model.given))?;
-    let trainer = model::trainer(spec, &model, weights, batch, &example_shape, seed)?;
-    Ok((trainer, model, train, example_shape))
+    let model = model::load(&p.spec, &p.base, &example_shape, trust, false)?;
+    Ok(Loaded {
+        model,
+        train,
+        example_shape,
+    })
+}
+
+impl Loaded {
+    /// A trainer for batches of `batch`, the weights the model's files lack drawn from
+    /// `seed` (once: the given weights move into the trainer).
+    fn trainer(&mut self, spec: &TrainSpec, seed: &RunSeed, batch: usize) -> Result<Trainer> {
+        let init = spec.init.unwrap_or_default();
+        let given = std::mem::take(&mut self.model.given);
+        let weights = init_missing(&init, &self.model.graph, seed, given)?;
+        model::trainer(spec, &self.model, weights, batch, &self.example_shape, seed)
+    }
 }
 
 fn member_setup(p: &Prepared, coordinator: &str, join_timeout: u64, audit: &Audit) -> MemberSetup {
@@ -487,21 +536,22 @@ fn coordinator(args: CoordinatorArgs) -> Result<()> {
             args.out.display()
         );
     }
-    if !(args.heartbeat_timeout.is_finite() && (0.5..=3600.0).contains(&args.heartbeat_timeout)) {
-        bail!("--heartbeat-timeout must be 0.5 to 3600 seconds");
-    }
+    let heartbeat = args.job.heartbeat()?;
     let key = args
+        .job
         .sign_key
         .as_deref()
         .map(read_private_key_file)
         .transpose()?;
-    let seed = match args.seed.as_deref().or(p.spec.run.seed.as_deref()) {
+    let seed = match args.job.seed.as_deref().or(p.spec.run.seed.as_deref()) {
         Some(text) => RunSeed::parse(text)?,
         None => RunSeed::from_os()?,
     };
     say!("[coordinator] seed: {seed}");
-    let (trainer, model, _, _) = trainer(&p, &args.member.trust, &seed, p.spec.data.batch_size)?;
-    let (keys, index) = keys(&trainer);
+    let mut loaded = load(&p, &args.member.trust)?;
+    let trainer = loaded.trainer(&p.spec, &seed, p.spec.data.batch_size)?;
+    let model = loaded.model;
+    let (keys, index) = keys(trainer.graph());
     let initial: Vec<Vec<f32>> = index
         .iter()
         .map(|&i| trainer.weights().get(i).cloned().unwrap_or_default())
@@ -525,13 +575,13 @@ fn coordinator(args: CoordinatorArgs) -> Result<()> {
             me: p.me.clone(),
             spec_sha256: p.spec_sha256,
             seed: *seed.as_bytes(),
-            mode: match args.mode {
+            mode: match args.job.mode {
                 ModeArg::Sync => Mode::Sync,
                 ModeArg::Async => Mode::Async,
             },
             servers: args.servers,
             workers: args.workers,
-            heartbeat: Duration::from_secs_f64(args.heartbeat_timeout),
+            heartbeat,
             join_timeout: Duration::from_secs(args.member.join_timeout),
             keys,
             splittable: true,
@@ -577,8 +627,8 @@ fn server(args: ServerArgs) -> Result<()> {
     // The server's optimizer and multipliers come from its own copy of the spec and
     // model; the weights from the coordinator.
     let seed = RunSeed::from_u64(0);
-    let (trainer, _, _, _) = trainer(&p, &args.member.trust, &seed, p.spec.data.batch_size)?;
-    let (keys, index) = keys(&trainer);
+    let trainer = load(&p, &args.member.trust)?.trainer(&p.spec, &seed, p.spec.data.batch_size)?;
+    let (keys, index) = keys(trainer.graph());
     let mults = key_mults(&trainer, &index);
     let optimizer = trainer.optimizer().clone();
     let audit = Audit::new();
@@ -625,17 +675,17 @@ fn worker(args: WorkerArgs) -> Result<()> {
     let audit = Audit::new();
     let _metrics = MetricsFile::start(&audit, args.member.metrics_file.as_deref());
     let setup = member_setup(&p, &args.coordinator, args.member.join_timeout, &audit);
-    // The keys are known before joining from this member's copy of the spec: the trainer
-    // is built again with the job's seed once joined.
+    // The keys come from this member's copy of the model; the trainer is built once the
+    // job's seed is known.
     let batch = p.spec.data.batch_size;
-    let (probe, _, _, _) = trainer(&p, &args.member.trust, &RunSeed::from_u64(0), batch)?;
-    let (keys, _) = keys(&probe);
-    drop(probe);
-    let mut link = BlockingWorker::join(&setup, keys.clone(), true)?;
+    let mut loaded = load(&p, &args.member.trust)?;
+    let (keys, _) = keys(&loaded.model.graph);
+    let mut link = BlockingWorker::join(&setup, keys, true)?;
     let job = link.job().cloned().context("joined without a job")?;
     let seed = RunSeed::from_bytes(job.seed);
     let result = (|| -> Result<()> {
-        let (mut trainer, _, train, _) = trainer(&p, &args.member.trust, &seed, batch)?;
+        let mut trainer = loaded.trainer(&p.spec, &seed, batch)?;
+        let train = loaded.train.clone();
         let workers = job.workers as usize;
         let loader = Loader::new(
             train,
@@ -710,6 +760,7 @@ fn run_local(args: RunArgs) -> Result<()> {
     if !args.local {
         bail!("only --local is built in");
     }
+    let heartbeat = args.job.heartbeat()?;
     if args.out.exists() {
         bail!(
             "{} exists; a run writes a new directory",
@@ -768,20 +819,7 @@ fn run_local(args: RunArgs) -> Result<()> {
         ])
         .args(["--out", &args.out.join("run").display().to_string()])
         .args(["--address-file", &address_file.display().to_string()])
-        .args(["--heartbeat-timeout", &args.heartbeat_timeout.to_string()])
-        .args([
-            "--mode",
-            match args.mode {
-                ModeArg::Sync => "sync",
-                ModeArg::Async => "async",
-            },
-        ]);
-    if let Some(seed) = &args.seed {
-        coordinator.args(["--seed", seed]);
-    }
-    if let Some(key) = &args.sign_key {
-        coordinator.args(["--sign-key", &key.display().to_string()]);
-    }
+        .args(args.job.to_args());
     children.push((
         Role::Coordinator,
         coordinator
@@ -830,7 +868,7 @@ fn run_local(args: RunArgs) -> Result<()> {
     // running after that are killed.
     let mut first_failure: Option<(Role, ExitStatus)> = None;
     let mut failed_at: Option<Instant> = None;
-    let grace = Duration::from_secs_f64(args.heartbeat_timeout * 2.0 + 5.0);
+    let grace = heartbeat * 2 + Duration::from_secs(5);
     loop {
         let mut running = 0;
         for (role, child) in children.iter_mut() {
