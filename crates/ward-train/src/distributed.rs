@@ -110,9 +110,13 @@ impl Updater for ShardOptimizer {
     }
 }
 
-/// The multipliers of each key of a trainer's model.
-pub fn key_mults(trainer: &Trainer, index: &[usize]) -> Vec<ParamMults> {
-    index.iter().filter_map(|&p| trainer.mults(p)).collect()
+/// The multipliers of each key (`index`: each key's graph parameter), from every graph
+/// parameter's ([`crate::trainer::param_mults`]).
+pub fn key_mults(mults: &[Option<ParamMults>], index: &[usize]) -> Vec<ParamMults> {
+    index
+        .iter()
+        .filter_map(|&p| mults.get(p).copied().flatten())
+        .collect()
 }
 
 /// What a worker's loop reports.

@@ -125,6 +125,28 @@ impl Default for TrainerSetup<'_> {
     }
 }
 
+/// Each graph parameter's multipliers as `setup` reads them, `None` for a parameter the
+/// optimizer does not update (a state parameter).
+pub fn param_mults(
+    graph: &Graph,
+    optimizer: &crate::optim::OptimizerSpec,
+    setup: &TrainerSetup<'_>,
+) -> Vec<Option<ParamMults>> {
+    graph
+        .params
+        .iter()
+        .map(|p| {
+            (p.role == ParamRole::Trainable).then(|| match setup.multipliers {
+                Multipliers::Module => match setup.symbol {
+                    Some(symbol) => ParamMults::module_symbol(optimizer, p, symbol),
+                    None => ParamMults::module_decl(optimizer, p),
+                },
+                Multipliers::Gluon => ParamMults::gluon(p.lr_mult, p.wd_mult),
+            })
+        })
+        .collect()
+}
+
 /// A step's forward and backward pass, before its update.
 pub struct Computed {
     out: crate::engine::Step,
@@ -196,19 +218,7 @@ impl Trainer {
             }
         };
         let shapes = input_shapes(graph.inputs.len(), data_input, label_input, data_shape);
-        let mults = graph
-            .params
-            .iter()
-            .map(|p| {
-                (p.role == ParamRole::Trainable).then(|| match setup.multipliers {
-                    Multipliers::Module => match setup.symbol {
-                        Some(symbol) => ParamMults::module_symbol(optimizer.spec(), p, symbol),
-                        None => ParamMults::module_decl(optimizer.spec(), p),
-                    },
-                    Multipliers::Gluon => ParamMults::gluon(p.lr_mult, p.wd_mult),
-                })
-            })
-            .collect();
+        let mults = param_mults(&graph, optimizer.spec(), &setup);
         let names = graph.params.iter().map(|p| p.name.clone()).collect();
         let states = weights.iter().map(|w| optimizer.create_state(w)).collect();
         let engine = Engine::new(graph, &shapes, EngineOptions::default())?;
@@ -438,11 +448,6 @@ impl Trainer {
         self.engine.recycle(out);
         self.step += 1;
         metrics
-    }
-
-    /// The multipliers of parameter `p`, if the optimizer updates it.
-    pub fn mults(&self, p: usize) -> Option<ParamMults> {
-        self.mults.get(p).copied().flatten()
     }
 
     /// Replaces the weights of the parameters given (by graph index), as pulled from a

@@ -25,7 +25,8 @@ use ward_train::data::{DataLimits, Dataset};
 use ward_train::distributed::{distributable, key_mults, keys, train_worker, ShardOptimizer};
 use ward_train::init::init_missing;
 use ward_train::spec::TrainSpec;
-use ward_train::trainer::Trainer;
+use ward_train::trainer::{param_mults, Trainer};
+use ward_train::Optimizer;
 
 use super::train::model;
 
@@ -625,12 +626,17 @@ fn server(args: ServerArgs) -> Result<()> {
         );
     }
     // The server's optimizer and multipliers come from its own copy of the spec and
-    // model; the weights from the coordinator.
-    let seed = RunSeed::from_u64(0);
-    let trainer = load(&p, &args.member.trust)?.trainer(&p.spec, &seed, p.spec.data.batch_size)?;
-    let (keys, index) = keys(trainer.graph());
-    let mults = key_mults(&trainer, &index);
-    let optimizer = trainer.optimizer().clone();
+    // model; the weights from the coordinator. It computes no gradient: no engine.
+    let loaded = load(&p, &args.member.trust)?;
+    let graph = &loaded.model.graph;
+    let (keys, index) = keys(graph);
+    let all = param_mults(
+        graph,
+        &p.spec.optimizer,
+        &model::setup(&p.spec, &loaded.model),
+    );
+    let mults = key_mults(&all, &index);
+    let optimizer = Optimizer::new(p.spec.optimizer.clone(), p.spec.schedule.clone())?;
     let audit = Audit::new();
     let _metrics = MetricsFile::start(&audit, args.member.metrics_file.as_deref());
     let rt = runtime()?;

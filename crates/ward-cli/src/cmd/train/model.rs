@@ -250,18 +250,23 @@ pub fn trainer(
     example_shape: &[usize],
     seed: &ward_core::random::RunSeed,
 ) -> Result<ward_train::trainer::Trainer> {
-    use ward_train::trainer::{Objective, Trainer, TrainerSetup};
     let optimizer = ward_train::Optimizer::new(spec.optimizer.clone(), spec.schedule.clone())?;
-    Ok(Trainer::new(
+    Ok(ward_train::trainer::Trainer::new(
         model.graph.clone(),
         weights,
         &[&[batch][..], example_shape].concat(),
         optimizer,
         seed.clone(),
-        TrainerSetup {
-            objective: spec.loss.map_or(Objective::Head, Objective::Loss),
-            multipliers: spec.run.multipliers,
-            symbol: model.symbol.as_ref(),
-        },
+        setup(spec, model),
     )?)
+}
+
+/// How the spec reads the model: its objective and multipliers.
+pub fn setup<'a>(spec: &TrainSpec, model: &'a Model) -> ward_train::trainer::TrainerSetup<'a> {
+    use ward_train::trainer::{Objective, TrainerSetup};
+    TrainerSetup {
+        objective: spec.loss.map_or(Objective::Head, Objective::Loss),
+        multipliers: spec.run.multipliers,
+        symbol: model.symbol.as_ref(),
+    }
 }
