@@ -20,13 +20,16 @@ fn main() {
     let coordinator = Service::builder()
         .name("Coordinator")
         .package("ward.dist")
-        .comment("Membership, the job's description, heartbeats and the job's end.")
+        .comment(
+            "Membership, the job's description, heartbeats, cluster checkpoints and the job's end.",
+        )
         .method(method("join", "Join", "JoinRequest", "JobDescription"))
         .method(method("initial_shard", "InitialShard", "Empty", "Tensors"))
         .method(method("ready", "Ready", "Empty", "Empty"))
         .method(method("heartbeat", "Heartbeat", "Heartbeat", "JobState"))
         .method(method("fail", "Fail", "Failure", "Empty"))
         .method(method("done", "Done", "Empty", "Empty"))
+        .method(method("saved", "Saved", "ShardSaved", "Kept"))
         .build();
     let server = Service::builder()
         .name("ParameterServer")

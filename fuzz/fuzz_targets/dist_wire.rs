@@ -6,8 +6,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use ward_dist::wire::{
-    Empty, Failure, Heartbeat, JobDescription, JobState, JoinRequest, Message, PullRequest,
-    Tensors,
+    Empty, Failure, Heartbeat, JobDescription, JobState, JoinRequest, Kept, Message,
+    PullRequest, ShardSaved, Tensors,
 };
 
 fn check<M: Message>(bytes: &[u8]) {
@@ -20,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&which, rest)) = data.split_first() else {
         return;
     };
-    match which % 8 {
+    match which % 10 {
         0 => check::<Tensors>(rest),
         1 => check::<JobDescription>(rest),
         2 => check::<JoinRequest>(rest),
@@ -28,6 +28,8 @@ fuzz_target!(|data: &[u8]| {
         4 => check::<Heartbeat>(rest),
         5 => check::<Failure>(rest),
         6 => check::<PullRequest>(rest),
-        _ => check::<Empty>(rest),
+        7 => check::<Empty>(rest),
+        8 => check::<ShardSaved>(rest),
+        _ => check::<Kept>(rest),
     }
 });

@@ -130,6 +130,7 @@ fn main() -> Result<()> {
             recipients: vec![],
             state_bytes: 0,
             ward_version: "bench".into(),
+            cluster: None,
         };
         last = Some(writer.write(index, &i, &views)?.dir);
         Ok(())

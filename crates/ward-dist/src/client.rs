@@ -17,8 +17,8 @@ use crate::rpc::coordinator_client::CoordinatorClient;
 use crate::rpc::parameter_server_client::ParameterServerClient;
 use crate::transport::{self, Limits};
 use crate::wire::{
-    Empty, Failure, Heartbeat, JobDescription, JobState, JoinRequest, Part, PullRequest, Tensors,
-    Weights,
+    Empty, Failure, Heartbeat, JobDescription, JobState, JoinRequest, Kept, Part, PullRequest,
+    ShardSaved, Tensors, Weights,
 };
 use crate::DistError;
 
@@ -152,6 +152,17 @@ impl CoordinatorLink {
             .await
             .map_err(|s| DistError::rpc(self.peer(), s))?;
         Ok(())
+    }
+
+    /// A server reports the checkpoint of its shard; the reply says which cluster
+    /// checkpoints the coordinator keeps.
+    pub async fn saved(&mut self, saved: ShardSaved) -> Result<Kept, DistError> {
+        Ok(self
+            .client
+            .saved(saved)
+            .await
+            .map_err(|s| DistError::rpc(self.peer(), s))?
+            .into_inner())
     }
 
     /// Sends a heartbeat every quarter of the job's timeout, reporting `step()`, until

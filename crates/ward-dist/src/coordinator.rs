@@ -2,8 +2,10 @@
 //! certificate names it, with the digest of its copy of the spec), the job's description,
 //! the servers' initial weights (the coordinator's own, from the signed package or the
 //! spec's initializer: never whichever worker pushes first), heartbeats and the watchdog
-//! that stops the job when a member falls silent, and the job's end, when it pulls the
-//! trained weights from the servers and stops them.
+//! that stops the job when a member falls silent, the cluster checkpoints (once every
+//! server has reported its shard's checkpoint of a step, the coordinator writes one that
+//! records them all), and the job's end, when it pulls the trained weights from the
+//! servers and stops them.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -23,10 +25,30 @@ use crate::rpc::coordinator_server::{Coordinator, CoordinatorServer};
 use crate::rpc::parameter_server_client::ParameterServerClient;
 use crate::transport::{self, caller, Limits};
 use crate::wire::{
-    Empty, Failure, Heartbeat, JobDescription, JobState, JoinRequest, Mode, Part, PullRequest,
-    Tensors, MAX_STRING,
+    Empty, Failure, Heartbeat, JobDescription, JobState, JoinRequest, Kept, Mode, Part,
+    PullRequest, ShardSaved, Tensors, MAX_KEPT, MAX_STRING,
 };
 use crate::DistError;
+
+/// Where the coordinator writes its cluster checkpoints (the job's encrypted, signed
+/// format).
+pub trait ClusterCheckpoints: Send + Sync + 'static {
+    /// Writes the cluster checkpoint after `step`, recording the SHA-256 of each server's
+    /// encrypted shard state, by rank; returns the steps of every cluster checkpoint kept
+    /// once older ones are pruned.
+    fn write(&self, step: u64, shards: &[[u8; 32]]) -> Result<Vec<u64>, String>;
+}
+
+/// The job's checkpoints, as the coordinator runs them.
+pub struct Checkpointing {
+    /// Every this many steps.
+    pub every: u64,
+    /// The age recipients the servers encrypt their shards to.
+    pub recipients: Vec<String>,
+    pub store: Arc<dyn ClusterCheckpoints>,
+    /// The steps of the cluster checkpoints on disk already (a resumed job's).
+    pub kept: Vec<u64>,
+}
 
 /// How to run a coordinator.
 pub struct CoordinatorSetup {
@@ -45,6 +67,11 @@ pub struct CoordinatorSetup {
     /// The initial weights, one per key.
     pub initial: Vec<Vec<f32>>,
     pub start_step: u64,
+    /// A resumed job's shards: the SHA-256 of each server's encrypted state at
+    /// `start_step`, by rank, from the cluster checkpoint resumed (empty: a fresh job,
+    /// whose servers take `initial`).
+    pub resumed: Vec<[u8; 32]>,
+    pub checkpoints: Option<Checkpointing>,
     pub server_tls: Arc<rustls::ServerConfig>,
     pub client_tls: Arc<ClientConfig>,
     pub limits: Limits,
@@ -62,7 +89,14 @@ struct Members {
     ready: BTreeSet<u32>,
     done: BTreeSet<u32>,
     state: JobState,
+    /// Each checkpointed step's shards reported so far, by server rank.
+    saved: BTreeMap<u64, BTreeMap<u32, [u8; 32]>>,
+    kept: Kept,
 }
+
+/// Most checkpointed steps the coordinator waits on at once: a server that lags further
+/// behind has lost the older ones, which are dropped.
+const MAX_PENDING_CHECKPOINTS: usize = 16;
 
 struct State {
     members: Mutex<Members>,
@@ -70,6 +104,8 @@ struct State {
     changed: watch::Sender<u64>,
     setup: CoordinatorSetup,
     plan: Plan,
+    /// Held while a cluster checkpoint is written: one at a time, in step order.
+    writing: tokio::sync::Mutex<()>,
 }
 
 impl State {
@@ -108,6 +144,13 @@ impl State {
                 })
                 .collect(),
             start_step: s.start_step,
+            checkpoint_every: s.checkpoints.as_ref().map_or(0, |c| c.every),
+            recipients: s
+                .checkpoints
+                .as_ref()
+                .map(|c| c.recipients.clone())
+                .unwrap_or_default(),
+            shards: s.resumed.clone(),
         }
     }
 
@@ -233,6 +276,12 @@ impl Coordinator for Service {
         let Role::Server(rank) = who.role else {
             return Err(Status::permission_denied("not a server"));
         };
+        if !state.setup.resumed.is_empty() {
+            return Err(Status::failed_precondition(format!(
+                "the job resumes from step {}: each server restores its shard from its own checkpoint",
+                state.setup.start_step
+            )));
+        }
         let parts = state
             .plan
             .shard(rank)
@@ -304,6 +353,108 @@ impl Coordinator for Service {
             .collect();
         state.fail(&mut members, reason);
         Ok(Response::new(Empty {}))
+    }
+
+    async fn saved(&self, request: Request<ShardSaved>) -> Result<Response<Kept>, Status> {
+        let state = &self.0;
+        let audit = &state.setup.audit;
+        let who = caller(&request, "Saved", |r| matches!(r, Role::Server(_)), audit)?;
+        state.joined(&who)?;
+        let Role::Server(rank) = who.role else {
+            return Err(Status::permission_denied("not a server"));
+        };
+        let saved = request.into_inner();
+        let s = &state.setup;
+        let refuse = |reason: String| {
+            audit.refused(&who, "saved", &reason);
+            Err(Status::invalid_argument(reason))
+        };
+        let Some(checkpointing) = &s.checkpoints else {
+            return refuse("this job writes no checkpoints".into());
+        };
+        if saved.job != s.me.job {
+            return refuse(format!(
+                "a checkpoint of job {:?}; this is job {:?}",
+                saved.job, s.me.job
+            ));
+        }
+        if saved.step <= s.start_step || !saved.step.is_multiple_of(checkpointing.every) {
+            return refuse(format!(
+                "step {} is not one this job checkpoints (every {} steps after step {})",
+                saved.step, checkpointing.every, s.start_step
+            ));
+        }
+        let complete = {
+            let mut members = state.lock();
+            if saved.step <= members.kept.complete {
+                return refuse(format!(
+                    "step {} is not newer than the last cluster checkpoint ({})",
+                    saved.step, members.kept.complete
+                ));
+            }
+            let shards = members.saved.entry(saved.step).or_default();
+            if shards.insert(rank, saved.state_sha256).is_some() {
+                drop(members);
+                return refuse(format!("{} reported step {} twice", who.role, saved.step));
+            }
+            let complete = (shards.len() == s.servers as usize)
+                .then(|| shards.values().copied().collect::<Vec<_>>());
+            while members.saved.len() > MAX_PENDING_CHECKPOINTS {
+                members.saved.pop_first();
+            }
+            complete
+        };
+        if let Some(shards) = complete {
+            let _one_at_a_time = state.writing.lock().await;
+            let store = checkpointing.store.clone();
+            let step = saved.step;
+            let written = tokio::task::spawn_blocking(move || store.write(step, &shards))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|w| w);
+            let mut members = state.lock();
+            match written {
+                Ok(mut steps) => {
+                    steps.truncate(MAX_KEPT);
+                    members.kept = Kept {
+                        complete: members.kept.complete.max(step),
+                        steps,
+                    };
+                    members.saved.retain(|s, _| *s > step);
+                    tracing::info!(target: "ward_dist::audit", step, "cluster checkpoint written");
+                    drop(members);
+                    state.bump();
+                }
+                Err(e) => {
+                    let reason = format!(
+                        "the coordinator cannot write the cluster checkpoint of step {step}: {e}"
+                    );
+                    state.fail(&mut members, reason.clone());
+                    return Err(Status::aborted(reason));
+                }
+            }
+        } else {
+            // The answer waits for the cluster checkpoint of this step, so that every
+            // server learns which of its shards it may delete; at most a heartbeat's time,
+            // since a server that skipped this step never completes it.
+            let mut changed = state.changed.subscribe();
+            let _ = tokio::time::timeout(s.heartbeat, async {
+                loop {
+                    {
+                        let members = state.lock();
+                        if members.kept.complete >= saved.step || members.state != JobState::Running
+                        {
+                            return;
+                        }
+                    }
+                    if changed.changed().await.is_err() {
+                        return;
+                    }
+                }
+            })
+            .await;
+        }
+        Ok(Response::new(state.lock().kept.clone()))
     }
 
     async fn done(&self, request: Request<Empty>) -> Result<Response<Empty>, Status> {
@@ -392,19 +543,46 @@ pub async fn run(
             found: setup.me.to_string(),
         });
     }
+    if setup.mode == Mode::Async && setup.checkpoints.is_some() {
+        return Err(DistError::Refused(
+            "checkpoints are written in step, which dist_async has not: use --mode sync".into(),
+        ));
+    }
+    if !setup.resumed.is_empty() && setup.resumed.len() != setup.servers as usize {
+        return Err(DistError::Refused(format!(
+            "the cluster checkpoint records {} shards; the job has {} servers",
+            setup.resumed.len(),
+            setup.servers
+        )));
+    }
     let plan = Plan::new(setup.keys.clone(), setup.servers, setup.splittable);
     let (changed, _) = watch::channel(0);
     let limits = setup.limits;
+    let kept = Kept {
+        complete: if setup.resumed.is_empty() {
+            0
+        } else {
+            setup.start_step
+        },
+        steps: setup
+            .checkpoints
+            .as_ref()
+            .map(|c| c.kept.clone())
+            .unwrap_or_default(),
+    };
     let state = Arc::new(State {
         members: Mutex::new(Members {
             joined: BTreeMap::new(),
             ready: BTreeSet::new(),
             done: BTreeSet::new(),
             state: JobState::Running,
+            saved: BTreeMap::new(),
+            kept,
         }),
         changed,
         plan,
         setup,
+        writing: tokio::sync::Mutex::new(()),
     });
     // A server's initial shard is the largest message the coordinator sends.
     let limit = (0..state.setup.servers)

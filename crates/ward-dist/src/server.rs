@@ -4,13 +4,19 @@
 //! first); in `dist_async` each push updates at once. A push is refused, named and
 //! audited when it is another job's, a step already over or not begun, a second from the
 //! same worker, for parts the server does not hold, or not finite (which stops the job).
+//!
+//! When the job checkpoints, a server copies its shard (weights and the optimizer's
+//! state) after every `checkpoint_every`-th step and writes it off the step's path,
+//! through its [`Updater`]; it then reports the written state's digest to the
+//! coordinator, whose cluster checkpoint records every server's. A resumed job's server
+//! starts from its own checkpoint, which must be the one the coordinator's records.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tonic::{Request, Response, Status};
 
 use crate::audit::Audit;
@@ -20,22 +26,55 @@ use crate::plan::{KeySpec, PartSpec, Plan};
 use crate::rpc::parameter_server_server::{ParameterServer, ParameterServerServer};
 use crate::transport::{self, caller};
 use crate::wire::{
-    put_tensors, Empty, JobDescription, JoinRequest, Mode, PullRequest, Tensors, Weights,
-    WIRE_VERSION,
+    put_tensors, Empty, JobDescription, JoinRequest, Kept, Mode, PullRequest, ShardSaved, Tensors,
+    Weights, WIRE_VERSION,
 };
 use crate::DistError;
 use bytes::BufMut;
+
+/// A copy of a shard after a step, to be written as a checkpoint off the step's path.
+pub trait ShardCheckpoint: Send + 'static {
+    /// Writes it; returns the SHA-256 of the encrypted state written.
+    fn write(&mut self) -> Result<[u8; 32], String>;
+    /// Deletes the older shard checkpoints that no cluster checkpoint in `kept` needs
+    /// (called once the coordinator has answered this one's report).
+    fn prune(&self, kept: &Kept) -> Result<(), String>;
+}
 
 /// What applies a step to a shard: the job's declared optimizer, never code from a peer.
 pub trait Updater: Send + 'static {
     /// One step: `grads[i]`, the gradient summed over the step's workers, applied to
     /// `weights[i]`, the shard's part `i`.
     fn update(&mut self, weights: &mut [Vec<f32>], grads: &[Vec<f32>]) -> Result<(), String>;
+
+    /// A copy of the shard after `step` (`weights` and the optimizer's state), to be
+    /// written as a checkpoint.
+    fn checkpoint(
+        &self,
+        step: u64,
+        weights: &[Vec<f32>],
+    ) -> Result<Box<dyn ShardCheckpoint>, String> {
+        let _ = (step, weights);
+        Err("this server was started without a place for checkpoints".into())
+    }
 }
 
-/// Makes a server's updater for its parts, given their initial weights.
+/// Where a server's shard starts.
+#[derive(Debug)]
+pub enum Start {
+    /// From the coordinator's initial weights.
+    Fresh(Vec<Vec<f32>>),
+    /// From the server's own checkpoint after `step`, whose encrypted state must have
+    /// this SHA-256 (the coordinator's signed cluster checkpoint records it).
+    Resume { step: u64, state_sha256: [u8; 32] },
+}
+
+/// A server's updater and the weights of its parts it starts from.
+pub type Made = (Box<dyn Updater>, Vec<Vec<f32>>);
+
+/// Makes a server's updater for its parts of the job's plan.
 pub type MakeUpdater =
-    Box<dyn FnOnce(&Plan, &[PartSpec], &[Vec<f32>]) -> Result<Box<dyn Updater>, String> + Send>;
+    Box<dyn FnOnce(&JobDescription, &Plan, &[PartSpec], Start) -> Result<Made, String> + Send>;
 
 /// How to run a server.
 pub struct ServerSetup {
@@ -73,6 +112,8 @@ struct State {
     stop: watch::Sender<bool>,
     /// The step applied last, for heartbeats.
     progress: Arc<AtomicU64>,
+    /// Shard checkpoints to write, at most one waiting.
+    saves: mpsc::Sender<(u64, Box<dyn ShardCheckpoint>)>,
     audit: Audit,
 }
 
@@ -351,8 +392,83 @@ fn apply_sync(state: &State, shard: &mut Shard) -> Result<(), Status> {
     shard.step += 1;
     state.progress.store(shard.step, Ordering::Relaxed);
     state.audit.step();
+    let every = state.job.checkpoint_every;
+    if every > 0 && shard.step.is_multiple_of(every) {
+        let step = shard.step;
+        let save = shard
+            .updater
+            .checkpoint(step, &shard.weights)
+            .map_err(|e| fail_update(state, &format!("checkpoint of step {step}: {e}")))?;
+        // At most one checkpoint waits while another is written: a server that cannot
+        // keep up skips one (the cluster checkpoint of that step is then incomplete and
+        // never used) rather than holding copies of its shard without bound.
+        if state.saves.try_send((step, save)).is_err() {
+            tracing::warn!(
+                step,
+                "the previous checkpoint is still being written: step {step} is not checkpointed"
+            );
+        }
+    }
     state.applied.send_replace(shard.step);
     Ok(())
+}
+
+/// Writes the shard checkpoints `apply_sync` hands over, one at a time, and reports each
+/// to the coordinator; a checkpoint that cannot be written stops the job. Once the server
+/// stops, finishes the one in hand, if any, and returns.
+async fn write_checkpoints(
+    state: Arc<State>,
+    mut link: CoordinatorLink,
+    mut saves: mpsc::Receiver<(u64, Box<dyn ShardCheckpoint>)>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    loop {
+        let next = tokio::select! {
+            next = saves.recv() => next,
+            _ = stopped.wait_for(|s| *s) => saves.try_recv().ok(),
+        };
+        let Some((step, mut save)) = next else {
+            return;
+        };
+        let written = tokio::task::spawn_blocking(move || {
+            let digest = save.write();
+            (save, digest)
+        })
+        .await;
+        let (save, written) = match written {
+            Ok(done) => done,
+            Err(e) => {
+                state.fail(format!("writing the checkpoint of step {step}: {e}"));
+                return;
+            }
+        };
+        let state_sha256 = match written {
+            Ok(digest) => digest,
+            Err(e) => {
+                state.fail(format!("writing the checkpoint of step {step}: {e}"));
+                return;
+            }
+        };
+        let reported = link
+            .saved(ShardSaved {
+                job: state.job.job.clone(),
+                step,
+                state_sha256,
+            })
+            .await;
+        let kept = match reported {
+            Ok(kept) => kept,
+            Err(e) => {
+                state.fail(format!("reporting the checkpoint of step {step}: {e}"));
+                return;
+            }
+        };
+        let pruned = tokio::task::spawn_blocking(move || save.prune(&kept)).await;
+        if let Ok(Err(e)) | Err(e) = pruned.map_err(|e| e.to_string()) {
+            // The checkpoints are complete; an old one left behind costs only disk.
+            tracing::warn!(step, error = %e, "cannot delete an old shard checkpoint");
+        }
+    }
 }
 
 /// Runs a server on `listener` until the coordinator stops it (the job is done) or the
@@ -389,13 +505,47 @@ pub async fn run(setup: ServerSetup, listener: TcpListener) -> Result<(), DistEr
             job.servers.len()
         )));
     }
+    if job.mode == Mode::Async && job.checkpoint_every > 0 {
+        return Err(DistError::Refused(
+            "checkpoints are written in step, which dist_async has not".into(),
+        ));
+    }
+    // Heartbeats from here: restoring a large shard may take longer than the timeout.
+    let (failure, _) = watch::channel(None);
+    let progress = Arc::new(AtomicU64::new(job.start_step));
+    let heartbeats = link.spawn_heartbeats(progress.clone(), failure.clone());
     let plan = Plan::new(keys.clone(), job.servers.len() as u32, splittable);
     let parts: Vec<PartSpec> = plan.shard(rank).copied().collect();
-    let initial = link.initial_shard(&job, &parts).await?;
-    let updater = make_updater(&plan, &parts, &initial).map_err(DistError::Refused)?;
+    let start = if job.shards.is_empty() {
+        Start::Fresh(link.initial_shard(&job, &parts).await?)
+    } else {
+        let state_sha256 = *job.shards.get(rank as usize).ok_or_else(|| {
+            DistError::Refused(format!(
+                "the resumed job records {} shards; this is {}",
+                job.shards.len(),
+                me.role
+            ))
+        })?;
+        Start::Resume {
+            step: job.start_step,
+            state_sha256,
+        }
+    };
+    let made = {
+        let (job, plan, parts) = (job.clone(), plan.clone(), parts.clone());
+        tokio::task::spawn_blocking(move || make_updater(&job, &plan, &parts, start)).await
+    };
+    let (updater, initial) = match made {
+        Ok(Ok(made)) => made,
+        Ok(Err(e)) => {
+            link.fail(&e).await;
+            return Err(DistError::Refused(e));
+        }
+        Err(e) => return Err(DistError::Refused(e.to_string())),
+    };
     let (applied, _) = watch::channel(job.start_step);
-    let (failure, _) = watch::channel(None);
     let (stop, stopped) = watch::channel(false);
+    let (saves, to_write) = mpsc::channel(1);
     let workers = job.workers as usize;
     let state = Arc::new(State {
         shard: Mutex::new(Shard {
@@ -412,9 +562,16 @@ pub async fn run(setup: ServerSetup, listener: TcpListener) -> Result<(), DistEr
         applied,
         failure,
         stop,
-        progress: Arc::new(AtomicU64::new(job.start_step)),
+        progress,
+        saves,
         audit: audit.clone(),
     });
+    let writing = tokio::spawn(write_checkpoints(
+        state.clone(),
+        link.clone(),
+        to_write,
+        stopped.clone(),
+    ));
     let limit = plan.shard_message_bytes(rank);
     let service = ParameterServerServer::new(Service(state.clone()))
         .max_decoding_message_size(limit)
@@ -437,7 +594,6 @@ pub async fn run(setup: ServerSetup, listener: TcpListener) -> Result<(), DistEr
             }),
     );
     link.ready().await?;
-    let heartbeats = link.spawn_heartbeats(state.progress.clone(), state.failure.clone());
     let outcome = tokio::select! {
         _ = stopped.wait_for(|s| *s) => Ok(()),
         ended = heartbeats => match ended {
@@ -455,6 +611,8 @@ pub async fn run(setup: ServerSetup, listener: TcpListener) -> Result<(), DistEr
         .await;
     }
     state.stop.send_replace(true);
+    // A checkpoint being written is finished, reported and its old ones pruned.
+    let _ = tokio::time::timeout(Duration::from_secs(60), writing).await;
     // Replies in flight get a moment to leave; then the listener closes.
     let _ = tokio::time::timeout(Duration::from_secs(2), serving).await;
     outcome

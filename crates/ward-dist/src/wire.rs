@@ -15,13 +15,17 @@ use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder, EncodeBuf, Encoder
 use tonic::Status;
 
 /// The layout's version, the first byte of every message.
-pub const WIRE_VERSION: u8 = 1;
+pub const WIRE_VERSION: u8 = 2;
 /// Longest string field (a job name, an address, a reason).
 pub const MAX_STRING: usize = 1024;
 /// Most tensor parts in one message.
 pub const MAX_PARTS: usize = 1 << 16;
 /// Most server addresses in a job description.
 pub const MAX_SERVERS: usize = crate::identity::MAX_RANKS as usize;
+/// Most checkpoint recipients in a job description.
+pub const MAX_RECIPIENTS: usize = 64;
+/// Most checkpoint steps a [`Kept`] lists.
+pub const MAX_KEPT: usize = 4096;
 
 /// Why bytes are not a message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -41,7 +45,7 @@ pub enum Problem {
     TooMany { found: u64, limit: u64 },
     #[error("not UTF-8")]
     NotUtf8,
-    #[error("version {0}; this build reads version 1")]
+    #[error("version {0}; this build reads version 2")]
     Version(u8),
     #[error("{0} bytes after the message")]
     Trailing(usize),
@@ -304,6 +308,14 @@ pub struct JobDescription {
     pub servers: Vec<String>,
     /// The step the job starts from (0, or a resumed checkpoint's).
     pub start_step: u64,
+    /// Servers write a checkpoint of their shard after every this many steps (0: never).
+    pub checkpoint_every: u64,
+    /// The age recipients (public keys, `age1…`) checkpoints are encrypted to.
+    pub recipients: Vec<String>,
+    /// On a resumed job, the SHA-256 of each server's encrypted shard state at
+    /// `start_step`, by rank, as the signed cluster checkpoint records them; empty on a
+    /// job that starts fresh.
+    pub shards: Vec<[u8; 32]>,
 }
 
 impl Message for JobDescription {
@@ -320,6 +332,15 @@ impl Message for JobDescription {
             put_string(out, s);
         }
         out.put_u64_le(self.start_step);
+        out.put_u64_le(self.checkpoint_every);
+        out.put_u32_le(self.recipients.len() as u32);
+        for r in &self.recipients {
+            put_string(out, r);
+        }
+        out.put_u32_le(self.shards.len() as u32);
+        for d in &self.shards {
+            out.put_slice(d);
+        }
     }
     fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
         let job = r.string("job")?;
@@ -336,6 +357,16 @@ impl Message for JobDescription {
         let servers = (0..n)
             .map(|_| r.string("servers"))
             .collect::<Result<_, _>>()?;
+        let start_step = r.u64("start_step")?;
+        let checkpoint_every = r.u64("checkpoint_every")?;
+        let n = r.count("recipients", MAX_RECIPIENTS, 4)?;
+        let recipients = (0..n)
+            .map(|_| r.string("recipients"))
+            .collect::<Result<_, _>>()?;
+        let n = r.count("shards", MAX_SERVERS, 32)?;
+        let shards = (0..n)
+            .map(|_| r.digest("shards"))
+            .collect::<Result<_, _>>()?;
         Ok(JobDescription {
             job,
             spec_sha256,
@@ -344,7 +375,10 @@ impl Message for JobDescription {
             heartbeat_ms,
             workers,
             servers,
-            start_step: r.u64("start_step")?,
+            start_step,
+            checkpoint_every,
+            recipients,
+            shards,
         })
     }
 }
@@ -535,6 +569,58 @@ impl Message for Failure {
     }
 }
 
+/// A server has written the checkpoint of its shard after `step`: the SHA-256 of its
+/// encrypted state, which the coordinator's cluster checkpoint records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardSaved {
+    pub job: String,
+    pub step: u64,
+    pub state_sha256: [u8; 32],
+}
+
+impl Message for ShardSaved {
+    const NAME: &'static str = "ShardSaved";
+    fn encode(&self, out: &mut impl BufMut) {
+        put_string(out, &self.job);
+        out.put_u64_le(self.step);
+        out.put_slice(&self.state_sha256);
+    }
+    fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        Ok(ShardSaved {
+            job: r.string("job")?,
+            step: r.u64("step")?,
+            state_sha256: r.digest("state_sha256")?,
+        })
+    }
+}
+
+/// The coordinator's answer to [`ShardSaved`]: the newest complete cluster checkpoint
+/// and the steps of every cluster checkpoint it keeps, so that a server deletes a shard
+/// only once no kept cluster checkpoint needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kept {
+    /// The step of the newest complete cluster checkpoint (0: none yet).
+    pub complete: u64,
+    pub steps: Vec<u64>,
+}
+
+impl Message for Kept {
+    const NAME: &'static str = "Kept";
+    fn encode(&self, out: &mut impl BufMut) {
+        out.put_u64_le(self.complete);
+        out.put_u32_le(self.steps.len() as u32);
+        for s in &self.steps {
+            out.put_u64_le(*s);
+        }
+    }
+    fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        let complete = r.u64("complete")?;
+        let n = r.count("steps", MAX_KEPT, 8)?;
+        let steps = (0..n).map(|_| r.u64("steps")).collect::<Result<_, _>>()?;
+        Ok(Kept { complete, steps })
+    }
+}
+
 /// tonic's codec for [`Message`]s: `E` sent, `D` received.
 pub struct WireCodec<E, D>(PhantomData<fn() -> (E, D)>);
 
@@ -640,6 +726,9 @@ mod tests {
             workers: 2,
             servers: vec!["127.0.0.1:1".into(), "h:2".into()],
             start_step: 5,
+            checkpoint_every: 10,
+            recipients: vec!["age1xyz".into()],
+            shards: vec![[4; 32], [5; 32]],
         };
         assert_eq!(JobDescription::from_bytes(&d.to_bytes()).unwrap(), d);
         for s in [
@@ -649,6 +738,17 @@ mod tests {
         ] {
             assert_eq!(JobState::from_bytes(&s.to_bytes()).unwrap(), s);
         }
+        let saved = ShardSaved {
+            job: "j".into(),
+            step: 20,
+            state_sha256: [7; 32],
+        };
+        assert_eq!(ShardSaved::from_bytes(&saved.to_bytes()).unwrap(), saved);
+        let kept = Kept {
+            complete: 20,
+            steps: vec![10, 20],
+        };
+        assert_eq!(Kept::from_bytes(&kept.to_bytes()).unwrap(), kept);
     }
 
     #[test]
@@ -675,16 +775,16 @@ mod tests {
 
     #[test]
     fn versions_trailing_bytes_and_unknown_values_are_named() {
-        let err = Empty::from_bytes(&[2]).unwrap_err();
-        assert_eq!(err.problem, Problem::Version(2));
-        let err = Empty::from_bytes(&[1, 0]).unwrap_err();
+        let err = Empty::from_bytes(&[1]).unwrap_err();
+        assert_eq!(err.problem, Problem::Version(1));
+        let err = Empty::from_bytes(&[WIRE_VERSION, 0]).unwrap_err();
         assert_eq!(err.problem, Problem::Trailing(1));
-        let err = JobState::from_bytes(&[1, 7]).unwrap_err();
+        let err = JobState::from_bytes(&[WIRE_VERSION, 7]).unwrap_err();
         assert_eq!(
             (err.field, err.problem),
             ("state", Problem::UnknownValue(7))
         );
-        let err = Failure::from_bytes(&[1, 2, 0, 0, 0, 0xff, 0xfe]).unwrap_err();
+        let err = Failure::from_bytes(&[WIRE_VERSION, 2, 0, 0, 0, 0xff, 0xfe]).unwrap_err();
         assert_eq!(err.problem, Problem::NotUtf8);
         assert!(
             err.to_string().starts_with("Failure.reason at byte"),
@@ -710,7 +810,7 @@ mod tests {
             }
             let bytes = std::fs::read(path).unwrap();
             let (which, rest) = bytes.split_first().unwrap();
-            let ok = match which % 8 {
+            let ok = match which % 10 {
                 0 => Tensors::from_bytes(rest).map(|m| m.to_bytes()),
                 1 => JobDescription::from_bytes(rest).map(|m| m.to_bytes()),
                 2 => JoinRequest::from_bytes(rest).map(|m| m.to_bytes()),
@@ -718,12 +818,14 @@ mod tests {
                 4 => Heartbeat::from_bytes(rest).map(|m| m.to_bytes()),
                 5 => Failure::from_bytes(rest).map(|m| m.to_bytes()),
                 6 => PullRequest::from_bytes(rest).map(|m| m.to_bytes()),
-                _ => Empty::from_bytes(rest).map(|m| m.to_bytes()),
+                7 => Empty::from_bytes(rest).map(|m| m.to_bytes()),
+                8 => ShardSaved::from_bytes(rest).map(|m| m.to_bytes()),
+                _ => Kept::from_bytes(rest).map(|m| m.to_bytes()),
             };
             assert_eq!(ok.unwrap(), rest);
             seen += 1;
         }
-        assert_eq!(seen, 8);
+        assert_eq!(seen, 10);
     }
 
     proptest::proptest! {
@@ -733,6 +835,8 @@ mod tests {
             let _ = JobDescription::from_bytes(&bytes);
             let _ = JobState::from_bytes(&bytes);
             let _ = JoinRequest::from_bytes(&bytes);
+            let _ = ShardSaved::from_bytes(&bytes);
+            let _ = Kept::from_bytes(&bytes);
         }
     }
 }

@@ -11,12 +11,16 @@
 //! statistics (BatchNorm's are each worker's, as in MXNet) and no Dropout (whose masks
 //! depend on the batch's shape).
 
+use std::sync::Arc;
+
 use ward_dist::client::BlockingWorker;
 use ward_dist::plan::{KeySpec, PartSpec};
-use ward_dist::server::Updater;
+use ward_dist::server::{ShardCheckpoint, Updater};
+use ward_dist::wire::Kept;
 use ward_graph::ir::ParamRole;
 use ward_graph::Graph;
 
+use crate::checkpoint::cluster::{RestoredShard, ShardCheckpoints};
 use crate::data::batch::Loader;
 use crate::optim::{OptimizerSpec, ParamMults, ParamState, ParamUpdate};
 use crate::trainer::{Metrics, TrainError, Trainer};
@@ -58,11 +62,24 @@ pub fn keys(graph: &Graph) -> (Vec<KeySpec>, Vec<usize>) {
 }
 
 /// A server's update: the declared optimizer on its parts, each part with its own state
-/// and its parameter's multipliers.
+/// and its parameter's multipliers; and its checkpoints, when the job writes them.
 pub struct ShardOptimizer {
     optimizer: Optimizer,
     states: Vec<ParamState>,
     mults: Vec<ParamMults>,
+    checkpoints: Option<Arc<ShardCheckpoints>>,
+}
+
+fn part_mults(parts: &[PartSpec], mults: &[ParamMults]) -> Result<Vec<ParamMults>, String> {
+    parts
+        .iter()
+        .map(|p| {
+            mults
+                .get(p.key as usize)
+                .copied()
+                .ok_or_else(|| format!("key {} has no multipliers", p.key))
+        })
+        .collect()
 }
 
 impl ShardOptimizer {
@@ -74,21 +91,36 @@ impl ShardOptimizer {
         initial: &[Vec<f32>],
         mults: &[ParamMults],
     ) -> Result<ShardOptimizer, String> {
-        let mults = parts
-            .iter()
-            .map(|p| {
-                mults
-                    .get(p.key as usize)
-                    .copied()
-                    .ok_or_else(|| format!("key {} has no multipliers", p.key))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let mults = part_mults(parts, mults)?;
         let states = initial.iter().map(|w| optimizer.create_state(w)).collect();
         Ok(ShardOptimizer {
             optimizer,
             states,
             mults,
+            checkpoints: None,
         })
+    }
+
+    /// For `parts` continuing from a checkpoint's shard (its weights are the caller's).
+    pub fn resumed(
+        mut optimizer: Optimizer,
+        parts: &[PartSpec],
+        restored: &mut RestoredShard,
+        mults: &[ParamMults],
+    ) -> Result<ShardOptimizer, String> {
+        optimizer.set_state(restored.optimizer);
+        Ok(ShardOptimizer {
+            optimizer,
+            states: std::mem::take(&mut restored.states),
+            mults: part_mults(parts, mults)?,
+            checkpoints: None,
+        })
+    }
+
+    /// Writes checkpoints of the shard into `checkpoints`.
+    pub fn with_checkpoints(mut self, checkpoints: Arc<ShardCheckpoints>) -> ShardOptimizer {
+        self.checkpoints = Some(checkpoints);
+        self
     }
 }
 
@@ -107,6 +139,45 @@ impl Updater for ShardOptimizer {
             })
             .collect();
         self.optimizer.step(&mut updates).map_err(|e| e.to_string())
+    }
+
+    fn checkpoint(
+        &self,
+        step: u64,
+        weights: &[Vec<f32>],
+    ) -> Result<Box<dyn ShardCheckpoint>, String> {
+        let store = self
+            .checkpoints
+            .clone()
+            .ok_or("this server was started without --checkpoints")?;
+        Ok(Box::new(ShardCopy {
+            store,
+            step,
+            weights: weights.to_vec(),
+            states: self.states.clone(),
+            optimizer: self.optimizer.state(),
+        }))
+    }
+}
+
+/// A shard copied after a step, for its checkpoint.
+struct ShardCopy {
+    store: Arc<ShardCheckpoints>,
+    step: u64,
+    weights: Vec<Vec<f32>>,
+    states: Vec<ParamState>,
+    optimizer: crate::optim::OptimizerState,
+}
+
+impl ShardCheckpoint for ShardCopy {
+    fn write(&mut self) -> Result<[u8; 32], String> {
+        self.store
+            .write(self.step, &self.weights, &self.states, self.optimizer)
+            .map_err(|e| e.to_string())
+    }
+
+    fn prune(&self, kept: &Kept) -> Result<(), String> {
+        self.store.prune(kept).map_err(|e| e.to_string())
     }
 }
 

@@ -12,14 +12,18 @@ use sha2::Digest;
 use ward_core::random::RunSeed;
 use ward_dist::audit::Audit;
 use ward_dist::client::{BlockingWorker, MemberSetup};
-use ward_dist::coordinator::CoordinatorSetup;
+use ward_dist::coordinator::{Checkpointing, CoordinatorSetup};
 use ward_dist::identity::valid_name;
-use ward_dist::server::{ServerSetup, Updater};
+use ward_dist::server::{ServerSetup, Start, Updater};
 use ward_dist::transport::Limits;
 use ward_dist::{Member, Mode, Role};
 use ward_net::devcert::DevCa;
 use ward_net::tls::{client_config_with, server_config_with, Identity, Versions};
 use ward_package::signature::read_private_key_file;
+use ward_train::checkpoint::cluster::{
+    open_cluster_checkpoint, CoordinatorCheckpoints, JobInfo, ShardCheckpoints,
+};
+use ward_train::checkpoint::{CheckpointWriter, Retention, Sealing, Unsealing, CHECKPOINTS_DIR};
 use ward_train::data::batch::{LastBatch, Loader, LoaderConfig};
 use ward_train::data::{DataLimits, Dataset};
 use ward_train::distributed::{distributable, key_mults, keys, train_worker, ShardOptimizer};
@@ -189,7 +193,8 @@ pub struct MemberArgs {
     /// Its private key (mode 0600).
     #[arg(long, value_name = "FILE")]
     key: PathBuf,
-    /// Whom to trust when the spec's model is a ward package.
+    /// Whom to trust: the spec's model when it is a ward package, and the checkpoints a
+    /// resumed job continues from.
     #[command(flatten)]
     trust: super::TrustArgs,
     /// How long to wait for the coordinator and the other members, in seconds.
@@ -220,6 +225,33 @@ pub struct JobArgs {
     /// the OS.
     #[arg(long)]
     seed: Option<String>,
+    /// Checkpoint the job every N steps: each server writes its shard (weights and
+    /// optimizer state), the coordinator a cluster checkpoint recording every shard, all
+    /// encrypted to --recipient and signed with --sign-key (dist_sync only).
+    #[arg(long, value_name = "STEPS", value_parser = clap::value_parser!(u64).range(1..))]
+    checkpoint_every: Option<u64>,
+    /// Encrypt checkpoints to this age recipient (age1…, repeatable); the coordinator
+    /// hands the recipients to the servers.
+    #[arg(long, value_name = "AGE1…")]
+    recipient: Vec<String>,
+    /// Encrypt checkpoints to the recipients in FILE (one per line, # comments).
+    #[arg(long, value_name = "FILE")]
+    recipients_file: Vec<PathBuf>,
+    /// Keep the newest N cluster checkpoints (older ones, and the shards only they
+    /// needed, are deleted once a newer one is complete).
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+    keep_last: u64,
+    /// Also keep every cluster checkpoint whose step is a multiple of K.
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..))]
+    keep_every: Option<u64>,
+}
+
+/// The job's checkpoint settings, from [`JobArgs`].
+struct JobCheckpoints {
+    every: u64,
+    sealing: Sealing,
+    recipients: Vec<String>,
+    retention: Retention,
 }
 
 impl JobArgs {
@@ -230,6 +262,34 @@ impl JobArgs {
             bail!("--heartbeat-timeout must be 0.5 to 3600 seconds");
         }
         Ok(Duration::from_secs_f64(t))
+    }
+
+    /// The checkpoint settings, if the job checkpoints.
+    fn checkpoints(&self) -> Result<Option<JobCheckpoints>> {
+        let Some(every) = self.checkpoint_every else {
+            if !self.recipient.is_empty() || !self.recipients_file.is_empty() {
+                bail!("--recipient and --recipients-file encrypt checkpoints: give --checkpoint-every");
+            }
+            return Ok(None);
+        };
+        if self.mode == ModeArg::Async {
+            bail!("checkpoints are written in step, which dist_async has not: use --mode sync");
+        }
+        if self.sign_key.is_none() {
+            bail!("checkpoints are signed: give --sign-key");
+        }
+        let files: Vec<&Path> = self.recipients_file.iter().map(PathBuf::as_path).collect();
+        let sealing = Sealing::recipients(&self.recipient, &files)?;
+        Ok(Some(JobCheckpoints {
+            every,
+            recipients: sealing.recipient_names(),
+            sealing,
+            retention: Retention {
+                keep_last: usize::try_from(self.keep_last).unwrap_or(usize::MAX),
+                keep_every: self.keep_every,
+                keep_best: None,
+            },
+        }))
     }
 
     /// The same settings as coordinator arguments.
@@ -249,6 +309,19 @@ impl JobArgs {
         }
         if let Some(key) = &self.sign_key {
             v.extend(["--sign-key".into(), key.display().to_string()]);
+        }
+        if let Some(every) = self.checkpoint_every {
+            v.extend(["--checkpoint-every".into(), every.to_string()]);
+        }
+        for r in &self.recipient {
+            v.extend(["--recipient".into(), r.clone()]);
+        }
+        for f in &self.recipients_file {
+            v.extend(["--recipients-file".into(), f.display().to_string()]);
+        }
+        v.extend(["--keep-last".into(), self.keep_last.to_string()]);
+        if let Some(k) = self.keep_every {
+            v.extend(["--keep-every".into(), k.to_string()]);
         }
         v
     }
@@ -281,11 +354,21 @@ pub struct CoordinatorArgs {
     servers: u32,
     #[arg(long)]
     workers: u32,
-    /// The run's directory: the trained package is written to OUT/package.
+    /// The run's directory: the trained package is written to OUT/package, cluster
+    /// checkpoints to OUT/checkpoints.
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
     #[command(flatten)]
     job: JobArgs,
+    /// Continue the job from the newest cluster checkpoint in OUT/checkpoints, verified
+    /// under --trust and decrypted with --identity (every server then restores its own
+    /// shard of that step); with none there yet, start the job.
+    #[arg(long)]
+    resume: bool,
+    /// With --resume: an age identity file (AGE-SECRET-KEY-1…) that decrypts the
+    /// checkpoints.
+    #[arg(long, value_name = "FILE")]
+    identity: Vec<PathBuf>,
     /// Write the address the coordinator listens on to this file once it does (for
     /// --listen with port 0).
     #[arg(long, value_name = "FILE")]
@@ -312,6 +395,17 @@ pub struct ServerArgs {
     /// The coordinator's address (HOST:PORT).
     #[arg(long)]
     coordinator: String,
+    /// Where this server writes its shard's checkpoints, and finds them when the job
+    /// resumes (needed when the job checkpoints).
+    #[arg(long, value_name = "DIR")]
+    checkpoints: Option<PathBuf>,
+    /// Sign the shard's checkpoints with this private key.
+    #[arg(long, value_name = "FILE")]
+    sign_key: Option<PathBuf>,
+    /// An age identity file (AGE-SECRET-KEY-1…) that decrypts this server's shard when
+    /// the job resumes; the shard is verified under --trust first.
+    #[arg(long, value_name = "FILE")]
+    identity: Vec<PathBuf>,
 }
 
 /// A worker: computes gradients on its rows of each global batch, pushes them, and takes
@@ -346,12 +440,21 @@ pub struct RunArgs {
     workers: u32,
     #[arg(long, value_name = "FILE")]
     config: PathBuf,
-    /// The run's directory (must not exist yet): certs/ and package/.
+    /// The run's directory (must not exist yet, unless --resume): certs/, run/package,
+    /// run/checkpoints (the cluster checkpoints), shards/server-I (each server's).
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
     #[command(flatten)]
     job: JobArgs,
-    /// Whom to trust when the spec's model is a ward package.
+    /// Continue the job in OUT (with its certificates) from its newest cluster
+    /// checkpoint, verified under --trust and decrypted with --identity.
+    #[arg(long, requires_all = ["trust", "identity"])]
+    resume: bool,
+    /// With --resume: an age identity file that decrypts the checkpoints.
+    #[arg(long, value_name = "FILE")]
+    identity: Vec<PathBuf>,
+    /// Whom to trust: the spec's model when it is a ward package, and the checkpoints
+    /// resumed.
     #[arg(long, value_name = "TRUST")]
     trust: Option<PathBuf>,
     #[arg(long)]
@@ -474,6 +577,8 @@ struct Loaded {
     example_shape: Vec<usize>,
 }
 
+/// --trust verifies a package model and the checkpoints a job resumes from, so it may be
+/// given for a model of MXNet files (`ward cluster run` hands it to every member).
 fn load(p: &Prepared, trust: &super::TrustArgs) -> Result<Loaded> {
     let train = p
         .spec
@@ -482,7 +587,7 @@ fn load(p: &Prepared, trust: &super::TrustArgs) -> Result<Loaded> {
         .open(&p.base, &DataLimits::default())
         .context("data.train")?;
     let example_shape = train.data_shape().to_vec();
-    let model = model::load(&p.spec, &p.base, &example_shape, trust, false)?;
+    let model = model::load(&p.spec, &p.base, &example_shape, trust, true)?;
     Ok(Loaded {
         model,
         train,
@@ -491,6 +596,32 @@ fn load(p: &Prepared, trust: &super::TrustArgs) -> Result<Loaded> {
 }
 
 impl Loaded {
+    /// Global batches per epoch for `workers` workers (the last one padded).
+    fn steps_per_epoch(&self, spec: &TrainSpec, workers: u32) -> u64 {
+        let global = (spec.data.batch_size * workers as usize).max(1);
+        self.train.len().div_ceil(global) as u64
+    }
+
+    fn job_info(
+        &self,
+        p: &Prepared,
+        job: &str,
+        seed: [u8; 32],
+        servers: u32,
+        workers: u32,
+    ) -> JobInfo {
+        JobInfo {
+            model: self.model.name.clone(),
+            job: job.to_string(),
+            spec_sha256: p.spec_sha256,
+            seed,
+            servers,
+            workers,
+            steps_per_epoch: self.steps_per_epoch(&p.spec, workers),
+            optimizer: p.spec.optimizer.name().to_string(),
+        }
+    }
+
     /// A trainer for batches of `batch`, the weights the model's files lack drawn from
     /// `seed` (once: the given weights move into the trainer).
     fn trainer(&mut self, spec: &TrainSpec, seed: &RunSeed, batch: usize) -> Result<Trainer> {
@@ -531,11 +662,15 @@ fn coordinator(args: CoordinatorArgs) -> Result<()> {
             p.me
         );
     }
-    if args.out.exists() {
+    if args.out.exists() && !args.resume {
         bail!(
-            "{} exists; a run writes a new directory",
+            "{} exists; a run writes a new directory (--resume continues a job from its checkpoints)",
             args.out.display()
         );
+    }
+    let package = args.out.join("package");
+    if package.exists() {
+        bail!("{} exists: the job has finished", package.display());
     }
     let heartbeat = args.job.heartbeat()?;
     let key = args
@@ -544,21 +679,107 @@ fn coordinator(args: CoordinatorArgs) -> Result<()> {
         .as_deref()
         .map(read_private_key_file)
         .transpose()?;
-    let seed = match args.job.seed.as_deref().or(p.spec.run.seed.as_deref()) {
-        Some(text) => RunSeed::parse(text)?,
-        None => RunSeed::from_os()?,
+    let checkpoints = args.job.checkpoints()?;
+    if args.resume && checkpoints.is_none() {
+        bail!("--resume continues a job that checkpoints: give its --checkpoint-every and --recipient");
+    }
+    let mut loaded = load(&p, &args.member.trust)?;
+    let checkpoints_dir = args.out.join(CHECKPOINTS_DIR);
+    let resumed = if args.resume {
+        let trust = args.member.trust.trust()?;
+        if args.identity.is_empty() {
+            bail!("--resume decrypts the cluster checkpoint: give --identity KEY.txt");
+        }
+        let files: Vec<&Path> = args.identity.iter().map(PathBuf::as_path).collect();
+        let unsealing = Unsealing::identity_files(&files)?;
+        // The seed is the checkpoint's; the job's other settings must match it.
+        let job = loaded.job_info(&p, &p.me.job, [0; 32], args.servers, args.workers);
+        let resumed = open_cluster_checkpoint(&checkpoints_dir, &trust, &unsealing, &job)?;
+        match &resumed {
+            Some(r) => say!(
+                "[coordinator] resuming from {} (step {})",
+                r.dir.display(),
+                r.step
+            ),
+            None => say!(
+                "[coordinator] no cluster checkpoint in {}: starting the job",
+                checkpoints_dir.display()
+            ),
+        }
+        resumed
+    } else {
+        None
+    };
+    let seed = match (
+        &resumed,
+        args.job.seed.as_deref().or(p.spec.run.seed.as_deref()),
+    ) {
+        (Some(r), Some(text)) if *RunSeed::parse(text)?.as_bytes() != *r.seed.as_bytes() => {
+            bail!("the seed given is not the one the resumed job ran with")
+        }
+        (Some(r), _) => RunSeed::from_bytes(*r.seed.as_bytes()),
+        (None, Some(text)) => RunSeed::parse(text)?,
+        (None, None) => RunSeed::from_os()?,
     };
     say!("[coordinator] seed: {seed}");
-    let mut loaded = load(&p, &args.member.trust)?;
     let trainer = loaded.trainer(&p.spec, &seed, p.spec.data.batch_size)?;
-    let model = loaded.model;
     let (keys, index) = keys(trainer.graph());
     let initial: Vec<Vec<f32>> = index
         .iter()
         .map(|&i| trainer.weights().get(i).cloned().unwrap_or_default())
         .collect();
-    let all_weights = trainer.weights().to_vec();
     let graph = trainer.graph().clone();
+    let mut all_weights = trainer.weights().to_vec();
+    // The state parameters (no key: no server holds them) are the checkpoint's.
+    if let Some(r) = &resumed {
+        for (name, values) in &r.state_params {
+            let Some(i) = graph.params.iter().position(|q| q.name == *name) else {
+                bail!("the cluster checkpoint holds {name:?}, which the model has not");
+            };
+            if index.contains(&i) || all_weights.get(i).map(Vec::len) != Some(values.len()) {
+                bail!("the cluster checkpoint's {name:?} is not the model's state parameter");
+            }
+            if let Some(slot) = all_weights.get_mut(i) {
+                slot.clone_from(values);
+            }
+        }
+    }
+    let job_info = loaded.job_info(&p, &p.me.job, *seed.as_bytes(), args.servers, args.workers);
+    // The key signs the checkpoints and the package: read once for each.
+    let checkpoint_key = match &checkpoints {
+        Some(_) => args
+            .job
+            .sign_key
+            .as_deref()
+            .map(read_private_key_file)
+            .transpose()?,
+        None => None,
+    };
+    let checkpointing = match (checkpoints, checkpoint_key) {
+        (Some(c), Some(sign)) => {
+            ward_train::checkpoint::store::create_private_dir(&args.out)?;
+            let writer = CheckpointWriter::new(&checkpoints_dir, c.sealing, sign, c.retention)?;
+            let state_params = graph
+                .params
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !index.contains(i))
+                .map(|(i, q)| {
+                    let values = all_weights.get(i).cloned().unwrap_or_default();
+                    (q.name.clone(), q.shape.clone(), values)
+                })
+                .collect();
+            let store = CoordinatorCheckpoints::new(writer, job_info, state_params);
+            Some(Checkpointing {
+                every: c.every,
+                recipients: c.recipients,
+                kept: store.kept()?,
+                store: Arc::new(store),
+            })
+        }
+        _ => None,
+    };
+    let model = loaded.model;
     let audit = Audit::new();
     let _metrics = MetricsFile::start(&audit, args.member.metrics_file.as_deref());
     let rt = runtime()?;
@@ -587,7 +808,9 @@ fn coordinator(args: CoordinatorArgs) -> Result<()> {
             keys,
             splittable: true,
             initial,
-            start_step: 0,
+            start_step: resumed.as_ref().map_or(0, |r| r.step),
+            resumed: resumed.map(|r| r.shards).unwrap_or_default(),
+            checkpoints: checkpointing,
             server_tls: p.server_tls.clone(),
             client_tls: p.client_tls.clone(),
             limits: Limits::default(),
@@ -607,7 +830,7 @@ fn coordinator(args: CoordinatorArgs) -> Result<()> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     super::train::write_trained(
-        &args.out.join("package"),
+        &package,
         model,
         &graph,
         &weights,
@@ -626,7 +849,8 @@ fn server(args: ServerArgs) -> Result<()> {
         );
     }
     // The server's optimizer and multipliers come from its own copy of the spec and
-    // model; the weights from the coordinator. It computes no gradient: no engine.
+    // model; the weights from the coordinator or its own checkpoint. It computes no
+    // gradient: no engine.
     let loaded = load(&p, &args.member.trust)?;
     let graph = &loaded.model.graph;
     let (keys, index) = keys(graph);
@@ -637,6 +861,32 @@ fn server(args: ServerArgs) -> Result<()> {
     );
     let mults = key_mults(&all, &index);
     let optimizer = Optimizer::new(p.spec.optimizer.clone(), p.spec.schedule.clone())?;
+    let shards = ShardStore {
+        dir: args.checkpoints.clone(),
+        sign_key: args
+            .sign_key
+            .as_deref()
+            .map(read_private_key_file)
+            .transpose()?,
+        trust: if args.member.trust.is_set() {
+            Some(args.member.trust.trust()?)
+        } else {
+            None
+        },
+        unsealing: if args.identity.is_empty() {
+            None
+        } else {
+            let files: Vec<&Path> = args.identity.iter().map(PathBuf::as_path).collect();
+            Some(Unsealing::identity_files(&files)?)
+        },
+        rank: match p.me.role {
+            Role::Server(r) => r,
+            _ => 0,
+        },
+    };
+    let examples = loaded.train.len();
+    let model_name = loaded.model.name.clone();
+    let spec = p.spec.clone();
     let audit = Audit::new();
     let _metrics = MetricsFile::start(&audit, args.member.metrics_file.as_deref());
     let rt = runtime()?;
@@ -655,10 +905,19 @@ fn server(args: ServerArgs) -> Result<()> {
             advertise,
             keys,
             splittable: true,
-            make_updater: Box::new(move |_, parts, initial| {
-                let u: Box<dyn Updater> =
-                    Box::new(ShardOptimizer::new(optimizer, parts, initial, &mults)?);
-                Ok(u)
+            make_updater: Box::new(move |job, plan, parts, start| {
+                let global = (spec.data.batch_size * job.workers as usize).max(1);
+                let info = JobInfo {
+                    model: model_name,
+                    job: job.job.clone(),
+                    spec_sha256: job.spec_sha256,
+                    seed: job.seed,
+                    servers: plan.servers,
+                    workers: job.workers,
+                    steps_per_epoch: examples.div_ceil(global) as u64,
+                    optimizer: spec.optimizer.name().to_string(),
+                };
+                shards.updater(job, info, plan, parts, start, optimizer, &mults)
             }),
         };
         ward_dist::server::run(setup, listener)
@@ -667,6 +926,73 @@ fn server(args: ServerArgs) -> Result<()> {
     })?;
     say!("[{}] done", p.me.role);
     Ok(())
+}
+
+/// What a server needs for its shard's checkpoints.
+struct ShardStore {
+    dir: Option<PathBuf>,
+    sign_key: Option<ward_package::signature::PrivateKey>,
+    trust: Option<ward_package::Trust>,
+    unsealing: Option<Unsealing>,
+    rank: u32,
+}
+
+impl ShardStore {
+    /// The server's updater, from the coordinator's initial weights or its own
+    /// checkpoint, writing checkpoints when the job does.
+    #[allow(clippy::too_many_arguments)]
+    fn updater(
+        self,
+        job: &ward_dist::wire::JobDescription,
+        info: JobInfo,
+        plan: &ward_dist::plan::Plan,
+        parts: &[ward_dist::plan::PartSpec],
+        start: Start,
+        optimizer: Optimizer,
+        mults: &[ward_train::optim::ParamMults],
+    ) -> std::result::Result<ward_dist::server::Made, String> {
+        let checkpoints = if job.checkpoint_every > 0 || matches!(start, Start::Resume { .. }) {
+            let dir = self.dir.ok_or(
+                "the job checkpoints: give this server --checkpoints DIR (where its shards are written)",
+            )?;
+            let key = self.sign_key.ok_or(
+                "the job checkpoints: give this server --sign-key (its shards are signed)",
+            )?;
+            let sealing = Sealing::recipients(&job.recipients, &[]).map_err(|e| e.to_string())?;
+            let store =
+                ShardCheckpoints::new(&dir, sealing, key, info, self.rank, &plan.keys, parts)
+                    .map_err(|e| e.to_string())?;
+            Some(Arc::new(store))
+        } else {
+            None
+        };
+        let (updater, weights) = match start {
+            Start::Fresh(initial) => {
+                let u = ShardOptimizer::new(optimizer, parts, &initial, mults)?;
+                (u, initial)
+            }
+            Start::Resume { step, state_sha256 } => {
+                let store = checkpoints.as_ref().ok_or("no checkpoints")?;
+                let trust = self
+                    .trust
+                    .ok_or("the job resumes: give this server --trust (its shard is verified)")?;
+                let unsealing = self.unsealing.ok_or(
+                    "the job resumes: give this server --identity (its shard is decrypted)",
+                )?;
+                let mut restored = store
+                    .resume(&trust, &unsealing, step, state_sha256, &optimizer)
+                    .map_err(|e| e.to_string())?;
+                let u = ShardOptimizer::resumed(optimizer, parts, &mut restored, mults)?;
+                (u, restored.weights)
+            }
+        };
+        let updater = match checkpoints {
+            Some(c) if job.checkpoint_every > 0 => updater.with_checkpoints(c),
+            _ => updater,
+        };
+        let updater: Box<dyn Updater> = Box::new(updater);
+        Ok((updater, weights))
+    }
 }
 
 fn worker(args: WorkerArgs) -> Result<()> {
@@ -767,18 +1093,36 @@ fn run_local(args: RunArgs) -> Result<()> {
         bail!("only --local is built in");
     }
     let heartbeat = args.job.heartbeat()?;
-    if args.out.exists() {
-        bail!(
-            "{} exists; a run writes a new directory",
-            args.out.display()
-        );
-    }
+    let checkpointing = args.job.checkpoints()?.is_some();
     let certs = args.out.join("certs");
     let job = "local";
-    make_certificates(&certs, "ward", job, args.servers, args.workers, &[])?;
+    let address_file = args.out.join("coordinator.addr");
+    if args.resume {
+        if !certs.join("ca.pem").exists() {
+            bail!(
+                "{} holds no job to resume ({} is missing)",
+                args.out.display(),
+                certs.join("ca.pem").display()
+            );
+        }
+        // The last run's address; the coordinator writes its new one.
+        let _ = std::fs::remove_file(&address_file);
+    } else {
+        if args.out.exists() {
+            bail!(
+                "{} exists; a run writes a new directory (--resume continues it)",
+                args.out.display()
+            );
+        }
+        make_certificates(&certs, "ward", job, args.servers, args.workers, &[])?;
+    }
     std::fs::create_dir_all(args.out.join("metrics"))?;
     let exe = std::env::current_exe().context("cannot find the ward binary")?;
-    let address_file = args.out.join("coordinator.addr");
+    let identities: Vec<String> = args
+        .identity
+        .iter()
+        .flat_map(|i| ["--identity".to_string(), i.display().to_string()])
+        .collect();
     let member = |role: Role| -> Vec<String> {
         let s = stem(role);
         let mut v = vec![
@@ -826,6 +1170,9 @@ fn run_local(args: RunArgs) -> Result<()> {
         .args(["--out", &args.out.join("run").display().to_string()])
         .args(["--address-file", &address_file.display().to_string()])
         .args(args.job.to_args());
+    if args.resume {
+        coordinator.arg("--resume").args(&identities);
+    }
     children.push((
         Role::Coordinator,
         coordinator
@@ -852,12 +1199,19 @@ fn run_local(args: RunArgs) -> Result<()> {
         std::thread::sleep(Duration::from_millis(50));
     };
     for r in 0..args.servers {
-        let child = Command::new(&exe)
+        let mut server = Command::new(&exe);
+        server
             .args(["cluster", "server"])
             .args(member(Role::Server(r)))
-            .args(["--listen", "127.0.0.1:0", "--coordinator", &address])
-            .spawn()
-            .context("cannot start a server")?;
+            .args(["--listen", "127.0.0.1:0", "--coordinator", &address]);
+        if checkpointing || args.resume {
+            let dir = args.out.join("shards").join(stem(Role::Server(r)));
+            server.arg("--checkpoints").arg(dir).args(&identities);
+            if let Some(key) = &args.job.sign_key {
+                server.arg("--sign-key").arg(key);
+            }
+        }
+        let child = server.spawn().context("cannot start a server")?;
         children.push((Role::Server(r), child));
     }
     for r in 0..args.workers {

@@ -12,11 +12,11 @@ use age::secrecy::ExposeSecret;
 use crate::support::{fixture, repo_root, stderr, ward};
 
 /// The run's keys: an age identity (and its recipient), a signing key pair.
-struct Keys {
-    identity: PathBuf,
-    recipient: String,
-    sign_key: PathBuf,
-    trust: PathBuf,
+pub struct Keys {
+    pub identity: PathBuf,
+    pub recipient: String,
+    pub sign_key: PathBuf,
+    pub trust: PathBuf,
 }
 
 fn private(path: &Path, text: &str) {
@@ -25,7 +25,7 @@ fn private(path: &Path, text: &str) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
-fn keys(dir: &Path, name: &str) -> Keys {
+pub fn keys(dir: &Path, name: &str) -> Keys {
     let identity = age::x25519::Identity::generate();
     let path = dir.join(format!("{name}-age.txt"));
     private(

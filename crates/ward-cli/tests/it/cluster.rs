@@ -1,11 +1,14 @@
 //! `ward cluster`: certificates for a job; a two-worker `dist_sync` job on loopback that
 //! trains exactly as one machine with twice the batch; a killed worker that stops the
-//! job, named, within twice the heartbeat timeout.
+//! job, named, within twice the heartbeat timeout; a job whose worker, server or
+//! coordinator is killed at a random moment, resumed from its last cluster checkpoint,
+//! ending with the weights of an uninterrupted run.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::checkpoint::{keys, Keys};
 use crate::support::{repo_root, stderr, ward};
 
 /// An MLP (784-64-10, ReLU, SoftmaxOutput) in MXNet's symbol format: no batch statistics
@@ -307,4 +310,175 @@ fn a_killed_worker_stops_the_job_naming_it_within_twice_the_heartbeat_timeout() 
     );
     eprintln!("stopped {elapsed:?} after the kill");
     assert!(elapsed < Duration::from_secs(4 + 2), "{elapsed:?}\n{log}");
+}
+
+/// `ward cluster run --local` with checkpoints every 25 steps, 2 servers and 2 workers;
+/// with `resume`, continuing the job in `out`.
+fn checkpointed_run(config: &Path, out: &Path, keys: &Keys, resume: bool) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ward"));
+    c.args([
+        "cluster",
+        "run",
+        "--local",
+        "--servers",
+        "2",
+        "--workers",
+        "2",
+    ])
+    .arg("--config")
+    .arg(config)
+    .arg("--out")
+    .arg(out)
+    .args(["--heartbeat-timeout", "2", "--checkpoint-every", "25"])
+    .args(["--recipient", &keys.recipient])
+    .arg("--sign-key")
+    .arg(&keys.sign_key)
+    .arg("--allow-root")
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    if resume {
+        c.arg("--resume")
+            .arg("--identity")
+            .arg(&keys.identity)
+            .arg("--trust")
+            .arg(&keys.trust);
+    }
+    c
+}
+
+/// The cluster checkpoints the coordinator has written in `out`.
+fn cluster_checkpoints(out: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(out.join("run/checkpoints"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("step-"))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_job_killed_at_a_random_moment_resumes_from_its_last_cluster_checkpoint_to_the_same_weights() {
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = keys(tmp.path(), "job");
+    // 6 epochs of 63 global batches of 2 × 32.
+    let config = spec(tmp.path(), 32, 6);
+    let whole = tmp.path().join("whole");
+    let o = checkpointed_run(&config, &whole, &keys, false)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let want = weights(&whole.join("run/package"));
+    assert!(o_differs(&want));
+    // Retention: the newest 3 cluster checkpoints (of steps 25 … 375), and only the
+    // shards they record.
+    assert_eq!(
+        cluster_checkpoints(&whole),
+        [
+            "step-000000000325",
+            "step-000000000350",
+            "step-000000000375"
+        ]
+    );
+    for server in ["server-0", "server-1"] {
+        let mut shards: Vec<String> = std::fs::read_dir(whole.join("shards").join(server))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        shards.sort();
+        assert_eq!(
+            shards,
+            [
+                "step-000000000325",
+                "step-000000000350",
+                "step-000000000375"
+            ],
+            "{server}"
+        );
+    }
+    // `ward train` does not take a cluster checkpoint for its own.
+    let copy = tmp.path().join("copy");
+    std::fs::create_dir_all(copy.join("checkpoints")).unwrap();
+    assert!(Command::new("cp")
+        .arg("-r")
+        .arg(whole.join("run/checkpoints/step-000000000375"))
+        .arg(copy.join("checkpoints"))
+        .status()
+        .unwrap()
+        .success());
+    let o = ward(&[
+        "train",
+        "--config",
+        config.to_str().unwrap(),
+        "--resume",
+        copy.to_str().unwrap(),
+        "--identity",
+        keys.identity.to_str().unwrap(),
+        "--trust",
+        keys.trust.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("resume it with ward cluster"),
+        "{}",
+        stderr(&o)
+    );
+
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    for (i, (victim, needle, named)) in [
+        ("worker/1", "worker-1.pem", "worker/1"),
+        ("server/1", "server-1.pem", "server/1"),
+        ("coordinator", "coordinator.pem", "coordinator"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let out = tmp.path().join(format!("killed-{i}"));
+        let child = checkpointed_run(&config, &out, &keys, false)
+            .spawn()
+            .unwrap();
+        // Killed at a random moment after the first cluster checkpoint.
+        let started = Instant::now();
+        while cluster_checkpoints(&out).is_empty() {
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "no checkpoint"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let delay = u64::from((nanos >> (i * 8)) % 400);
+        std::thread::sleep(Duration::from_millis(delay));
+        let cert = out.join("certs").join(needle);
+        let pid = find_process(&["cluster", cert.to_str().unwrap()]).unwrap();
+        assert!(Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success());
+        let o = child.wait_with_output().unwrap();
+        let log = stderr(&o);
+        assert!(
+            !o.status.success(),
+            "{victim} killed after {delay} ms: {log}"
+        );
+        assert!(log.contains(named), "{victim}: {log}");
+        let at = cluster_checkpoints(&out);
+        eprintln!("{victim} killed {delay} ms after the first checkpoint; last: {at:?}");
+
+        let o = checkpointed_run(&config, &out, &keys, true)
+            .output()
+            .unwrap();
+        let log = stderr(&o);
+        assert!(o.status.success(), "{victim}: {log}");
+        assert!(log.contains("resuming from"), "{log}");
+        // Bit for bit: the same sums in the same order from the same state.
+        assert_eq!(weights(&out.join("run/package")), want, "{victim}");
+    }
 }

@@ -1,24 +1,61 @@
 //! A real cluster on loopback: a coordinator, servers and workers as tasks, over mutual
-//! TLS with certificates from a fresh CA, with an element-wise SGD update.
+//! TLS with certificates from a fresh CA, with an element-wise SGD update; checkpoints
+//! kept in memory.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ward_dist::audit::Audit;
 use ward_dist::client::{MemberSetup, Worker};
-use ward_dist::coordinator::CoordinatorSetup;
+use ward_dist::coordinator::{Checkpointing, ClusterCheckpoints, CoordinatorSetup};
 use ward_dist::plan::{KeySpec, PartSpec, Plan};
-use ward_dist::server::{ServerSetup, Updater};
+use ward_dist::server::{ServerSetup, ShardCheckpoint, Start, Updater};
 use ward_dist::transport::Limits;
+use ward_dist::wire::{JobDescription, Kept};
 use ward_dist::{DistError, Member, Mode, Role};
 use ward_net::devcert::DevCa;
 use ward_net::tls::{client_config_with, server_config_with, Identity, Versions};
 
 const LR: f32 = 0.125;
 
+/// Checkpoints in memory: each server's shard by (rank, step), and the coordinator's
+/// cluster checkpoints (step, the shards' digests).
+#[derive(Clone, Default)]
+pub struct Memory {
+    shards: Arc<Mutex<Shards>>,
+    cluster: Arc<Mutex<Vec<ClusterRecord>>>,
+}
+
+/// Each server's shard weights by (rank, step).
+type Shards = BTreeMap<(u32, u64), Vec<Vec<f32>>>;
+/// A cluster checkpoint: its step and each server's shard digest.
+type ClusterRecord = (u64, Vec<[u8; 32]>);
+
+/// A stand-in for a digest: the shard's bits folded into 32 bytes.
+fn digest(weights: &[Vec<f32>]) -> [u8; 32] {
+    let mut d = [0u8; 32];
+    for (i, v) in weights.iter().flatten().enumerate() {
+        let slot = &mut d[i % 32];
+        *slot = slot.rotate_left(3) ^ (v.to_bits() as u8) ^ (v.to_bits() >> 13) as u8;
+    }
+    d
+}
+
+impl ClusterCheckpoints for Memory {
+    fn write(&self, step: u64, shards: &[[u8; 32]]) -> Result<Vec<u64>, String> {
+        let mut cluster = self.cluster.lock().unwrap();
+        cluster.push((step, shards.to_vec()));
+        Ok(cluster.iter().map(|(s, _)| *s).collect())
+    }
+}
+
 /// `w -= LR * g`, element by element.
-struct Sgd;
+struct Sgd {
+    rank: u32,
+    memory: Option<Memory>,
+}
 
 impl Updater for Sgd {
     fn update(&mut self, weights: &mut [Vec<f32>], grads: &[Vec<f32>]) -> Result<(), String> {
@@ -29,6 +66,49 @@ impl Updater for Sgd {
         }
         Ok(())
     }
+
+    fn checkpoint(
+        &self,
+        step: u64,
+        weights: &[Vec<f32>],
+    ) -> Result<Box<dyn ShardCheckpoint>, String> {
+        Ok(Box::new(MemoryShard {
+            memory: self.memory.clone().ok_or("no checkpoints")?,
+            rank: self.rank,
+            step,
+            weights: weights.to_vec(),
+        }))
+    }
+}
+
+struct MemoryShard {
+    memory: Memory,
+    rank: u32,
+    step: u64,
+    weights: Vec<Vec<f32>>,
+}
+
+impl ShardCheckpoint for MemoryShard {
+    fn write(&mut self) -> Result<[u8; 32], String> {
+        let mut shards = self.memory.shards.lock().unwrap();
+        shards.insert((self.rank, self.step), self.weights.clone());
+        Ok(digest(&self.weights))
+    }
+
+    fn prune(&self, kept: &Kept) -> Result<(), String> {
+        let mut shards = self.memory.shards.lock().unwrap();
+        shards.retain(|(r, s), _| *r != self.rank || *s > kept.complete || kept.steps.contains(s));
+        Ok(())
+    }
+}
+
+/// How a test cluster checkpoints, or resumes.
+#[derive(Clone, Default)]
+pub struct Options {
+    pub checkpoint_every: u64,
+    pub memory: Memory,
+    /// Resume from the cluster checkpoint of this step in `memory`.
+    pub resume: Option<u64>,
 }
 
 pub fn keys_for_test() -> Vec<KeySpec> {
@@ -172,6 +252,16 @@ pub fn setup(certs: &Certs, role: Role, coordinator: &str, audit: &Audit) -> Mem
 }
 
 pub async fn start(servers: u32, workers: u32, mode: Mode, heartbeat: Duration) -> Cluster {
+    start_with(servers, workers, mode, heartbeat, Options::default()).await
+}
+
+pub async fn start_with(
+    servers: u32,
+    workers: u32,
+    mode: Mode,
+    heartbeat: Duration,
+    options: Options,
+) -> Cluster {
     let ca = DevCa::new().unwrap();
     let roles: Vec<Role> = std::iter::once(Role::Coordinator)
         .chain((0..servers).map(Role::Server))
@@ -182,6 +272,26 @@ pub async fn start(servers: u32, workers: u32, mode: Mode, heartbeat: Duration) 
     let coordinator = listener.local_addr().unwrap().to_string();
     let (server_tls, client_tls) = tls(&certs, Role::Coordinator);
     let audit = Audit::new();
+    let resumed: Vec<[u8; 32]> = match options.resume {
+        Some(step) => {
+            let cluster = options.memory.cluster.lock().unwrap();
+            cluster.iter().find(|(s, _)| *s == step).unwrap().1.clone()
+        }
+        None => Vec::new(),
+    };
+    let checkpoints = (options.checkpoint_every > 0).then(|| Checkpointing {
+        every: options.checkpoint_every,
+        recipients: vec!["age1test".into()],
+        store: Arc::new(options.memory.clone()),
+        kept: options
+            .memory
+            .cluster
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(s, _)| *s)
+            .collect(),
+    });
     let done = tokio::spawn(ward_dist::coordinator::run(
         CoordinatorSetup {
             me: Member::new("test", JOB, Role::Coordinator),
@@ -195,7 +305,9 @@ pub async fn start(servers: u32, workers: u32, mode: Mode, heartbeat: Duration) 
             keys: keys(),
             splittable: true,
             initial: initial(),
-            start_step: 0,
+            start_step: options.resume.unwrap_or(0),
+            resumed,
+            checkpoints,
             server_tls,
             client_tls,
             limits: Limits::default(),
@@ -216,10 +328,27 @@ pub async fn start(servers: u32, workers: u32, mode: Mode, heartbeat: Duration) 
             advertise: address,
             keys: keys(),
             splittable: true,
-            make_updater: Box::new(|_: &Plan, _: &[PartSpec], _: &[Vec<f32>]| {
-                let u: Box<dyn Updater> = Box::new(Sgd);
-                Ok(u)
-            }),
+            make_updater: {
+                let memory = options.memory.clone();
+                Box::new(
+                    move |job: &JobDescription, _: &Plan, _: &[PartSpec], start: Start| {
+                        let weights = match start {
+                            Start::Fresh(weights) => weights,
+                            Start::Resume { step, state_sha256 } => {
+                                let shards = memory.shards.lock().unwrap();
+                                let weights = shards.get(&(r, step)).ok_or("no shard")?.clone();
+                                if digest(&weights) != state_sha256 {
+                                    return Err("not the recorded shard".into());
+                                }
+                                weights
+                            }
+                        };
+                        let memory = (job.checkpoint_every > 0).then_some(memory);
+                        let u: Box<dyn Updater> = Box::new(Sgd { rank: r, memory });
+                        Ok((u, weights))
+                    },
+                )
+            },
         };
         audits.push(audit);
         handles.push(tokio::spawn(ward_dist::server::run(setup, listener)));
@@ -253,9 +382,11 @@ pub async fn work(
 ) -> Result<Vec<Vec<f32>>, DistError> {
     let mut worker = Worker::join(&s, keys(), true).await?;
     let mut weights: Vec<Vec<f32>> = keys().iter().map(|k| vec![0.0; k.len]).collect();
-    worker.pull(&mut weights).await?;
-    assert_eq!(weights, initial());
-    for step in 0..steps {
+    let start = worker.pull(&mut weights).await?;
+    if start == 0 {
+        assert_eq!(weights, initial());
+    }
+    for step in start..steps {
         let grads: Vec<Vec<f32>> = keys()
             .iter()
             .enumerate()
@@ -382,4 +513,72 @@ async fn a_non_finite_push_is_refused_and_stops_the_job_naming_the_worker() {
         "{coordinator}"
     );
     drop(worker);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sync_job_checkpoints_in_step_and_resumes_to_the_weights_of_an_uninterrupted_run() {
+    let memory = Memory::default();
+    let options = Options {
+        checkpoint_every: 2,
+        memory: memory.clone(),
+        resume: None,
+    };
+    let cluster = start_with(2, 2, Mode::Sync, Duration::from_secs(5), options.clone()).await;
+    let runs: Vec<_> = (0..2)
+        .map(|r| tokio::spawn(work(worker_setup(&cluster, r), r, 7, Duration::ZERO)))
+        .collect();
+    for run in runs {
+        run.await.unwrap().unwrap();
+    }
+    assert_eq!(cluster.done.await.unwrap().unwrap(), expected(2, 7));
+    // A cluster checkpoint after steps 2, 4 and 6, each once every server wrote its
+    // shard, recording both shards' digests.
+    let cluster_steps: Vec<u64> = memory.cluster.lock().unwrap().iter().map(|c| c.0).collect();
+    assert_eq!(cluster_steps, [2, 4, 6]);
+    for (step, shards) in memory.cluster.lock().unwrap().iter() {
+        assert_eq!(shards.len(), 2);
+        for (rank, d) in shards.iter().enumerate() {
+            let shard = &memory.shards.lock().unwrap()[&(rank as u32, *step)];
+            assert_eq!(digest(shard), *d);
+        }
+    }
+
+    // A new cluster resumed from step 4 ends where the uninterrupted run ended.
+    let resumed = start_with(
+        2,
+        2,
+        Mode::Sync,
+        Duration::from_secs(5),
+        Options {
+            resume: Some(4),
+            ..options.clone()
+        },
+    )
+    .await;
+    let runs: Vec<_> = (0..2)
+        .map(|r| tokio::spawn(work(worker_setup(&resumed, r), r, 7, Duration::ZERO)))
+        .collect();
+    for run in runs {
+        assert_eq!(run.await.unwrap().unwrap(), expected(2, 7));
+    }
+    assert_eq!(resumed.done.await.unwrap().unwrap(), expected(2, 7));
+
+    // A shard that is not the one recorded stops the resumed job, naming the server.
+    memory.shards.lock().unwrap().get_mut(&(1, 4)).unwrap()[0][0] += 1.0;
+    let tampered = start_with(
+        2,
+        2,
+        Mode::Sync,
+        Duration::from_secs(2),
+        Options {
+            resume: Some(4),
+            ..options
+        },
+    )
+    .await;
+    let e = tampered.done.await.unwrap().unwrap_err().to_string();
+    assert!(
+        e.contains("server/1") && e.contains("not the recorded shard"),
+        "{e}"
+    );
 }

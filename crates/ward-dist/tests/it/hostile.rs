@@ -13,7 +13,7 @@ use ward_dist::audit::Event;
 use ward_dist::rpc::coordinator_client::CoordinatorClient;
 use ward_dist::rpc::parameter_server_client::ParameterServerClient;
 use ward_dist::transport::{connect, Limits};
-use ward_dist::wire::{Empty, JoinRequest, Part, PullRequest, Tensors};
+use ward_dist::wire::{Empty, JoinRequest, Part, PullRequest, ShardSaved, Tensors};
 use ward_dist::{Member, Mode, Role};
 use ward_net::devcert::DevCa;
 use ward_net::tls::{client_config_with, Identity, Versions};
@@ -172,11 +172,44 @@ async fn attacks_change_nothing_and_each_refusal_is_audited() {
     )
     .await
     .unwrap();
-    let status = CoordinatorClient::new(coordinator_channel)
+    let mut as_worker_to_coordinator = CoordinatorClient::new(coordinator_channel);
+    let status = as_worker_to_coordinator
         .initial_shard(Empty {})
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status}");
+    // Only a server reports a shard checkpoint.
+    let status = as_worker_to_coordinator
+        .saved(ShardSaved {
+            job: JOB.into(),
+            step: 10,
+            state_sha256: [0; 32],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status}");
+    // A server's report of a checkpoint the job does not write: refused, audited.
+    let channel = connect(
+        &coordinator,
+        Member::new("test", JOB, Role::Coordinator),
+        tls(&cluster.certs, Role::Server(0)).1,
+        &limits,
+    )
+    .await
+    .unwrap();
+    let status = CoordinatorClient::new(channel)
+        .saved(ShardSaved {
+            job: JOB.into(),
+            step: 10,
+            state_sha256: [0; 32],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status}");
+    assert!(
+        status.message().contains("writes no checkpoints"),
+        "{status}"
+    );
     let channel = connect(
         &coordinator,
         Member::new("test", JOB, Role::Coordinator),

@@ -58,7 +58,30 @@ pub struct CheckpointIndex {
     pub state_bytes: u64,
     /// The ward that wrote it.
     pub ward_version: String,
+    /// Set on the checkpoints of a distributed job (`ward cluster`): a server's shard, or
+    /// the coordinator's record of a whole cluster checkpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterIndex>,
 }
+
+/// Where a checkpoint of a distributed job belongs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterIndex {
+    /// The job's name (its certificates' `spiffe://CLUSTER/JOB/...`).
+    pub job: String,
+    /// Who wrote it: `coordinator` or `server/I`.
+    pub member: String,
+    pub servers: u32,
+    pub workers: u32,
+    /// The coordinator's only: the SHA-256 (hexadecimal) of each server's `state.age` at
+    /// this step, by rank. A server resumes only from the shard its digest names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<String>,
+}
+
+/// Most servers a cluster checkpoint records.
+const MAX_SHARDS: usize = 4096;
 
 impl CheckpointIndex {
     /// Checks what serde cannot: the format and version, the name, the hexadecimal ids,
@@ -97,6 +120,30 @@ impl CheckpointIndex {
         }
         if self.recipients.len() > MAX_RECIPIENTS {
             return Err(format!("more than {MAX_RECIPIENTS} recipients"));
+        }
+        if let Some(cluster) = &self.cluster {
+            if cluster.job.is_empty() || cluster.job.len() > 63 || cluster.member.len() > 64 {
+                return Err("cluster: the job or member name is empty or too long".into());
+            }
+            if cluster.shards.len() > MAX_SHARDS {
+                return Err(format!("cluster: more than {MAX_SHARDS} shards"));
+            }
+            if let Some(bad) = cluster.shards.iter().find(|d| !is_hex(d, 64)) {
+                return Err(format!(
+                    "cluster: shard digest {bad:?} is not 64 hexadecimal digits"
+                ));
+            }
+            let coordinator = cluster.member == "coordinator";
+            if coordinator && cluster.shards.len() != cluster.servers as usize {
+                return Err(format!(
+                    "cluster: {} shard digests for {} servers",
+                    cluster.shards.len(),
+                    cluster.servers
+                ));
+            }
+            if !coordinator && !cluster.shards.is_empty() {
+                return Err("cluster: only the coordinator's checkpoint lists shards".into());
+            }
         }
         match (self.encryption, self.recipients.is_empty()) {
             (Encryption::X25519, true) => Err("x25519 encryption lists no recipient".into()),
@@ -160,6 +207,7 @@ mod tests {
             recipients: vec!["age1x".into()],
             state_bytes: 100,
             ward_version: "0.1.0".into(),
+            cluster: None,
         }
     }
 
@@ -191,6 +239,39 @@ mod tests {
             },
             "too long",
         );
+        refused(
+            &|i| {
+                i.cluster = Some(ClusterIndex {
+                    job: "j".into(),
+                    member: "coordinator".into(),
+                    servers: 2,
+                    workers: 2,
+                    shards: vec!["ab".repeat(32)],
+                })
+            },
+            "1 shard digests for 2 servers",
+        );
+        refused(
+            &|i| {
+                i.cluster = Some(ClusterIndex {
+                    job: "j".into(),
+                    member: "server/0".into(),
+                    servers: 1,
+                    workers: 2,
+                    shards: vec!["AB".repeat(32)],
+                })
+            },
+            "not 64 hexadecimal digits",
+        );
+        let mut cluster = sample();
+        cluster.cluster = Some(ClusterIndex {
+            job: "j".into(),
+            member: "coordinator".into(),
+            servers: 1,
+            workers: 2,
+            shards: vec!["ab".repeat(32)],
+        });
+        assert_eq!(CheckpointIndex::parse(&cluster.to_json()).unwrap(), cluster);
         let extra =
             String::from_utf8(sample().to_json())
                 .unwrap()

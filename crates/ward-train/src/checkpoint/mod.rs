@@ -21,6 +21,7 @@
 //! directory, every file and the directory synced, renamed into place, the parent synced),
 //! then prunes older checkpoints by a [`Retention`] policy.
 
+pub mod cluster;
 pub mod index;
 pub mod mxnet;
 pub mod seal;
@@ -29,7 +30,7 @@ pub mod store;
 
 use std::path::{Path, PathBuf};
 
-pub use index::{CheckpointIndex, Position, CHECKPOINT_FORMAT, CHECKPOINT_VERSION};
+pub use index::{CheckpointIndex, ClusterIndex, Position, CHECKPOINT_FORMAT, CHECKPOINT_VERSION};
 pub use seal::{Encryption, Sealing, Unsealing};
 pub use state::{decode_state, encode_state, encode_state_to, DecodedState, ParamView, StateInfo};
 pub use store::{

@@ -3,6 +3,8 @@
 //! the one verified loader, and pruned by a retention policy once a newer one is complete.
 
 use std::fs;
+
+use sha2::Digest;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -204,6 +206,8 @@ impl std::fmt::Debug for CheckpointWriter {
 pub struct Written {
     pub dir: PathBuf,
     pub state_bytes: u64,
+    /// The SHA-256 of the `state.age` written.
+    pub state_sha256: [u8; 32],
     /// The checkpoints the retention policy deleted.
     pub removed: Vec<PathBuf>,
 }
@@ -227,6 +231,11 @@ impl CheckpointWriter {
 
     pub fn sealing(&self) -> &Sealing {
         &self.sealing
+    }
+
+    /// The directory the checkpoints are written into.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Encodes the state (`info` and `params`) straight into the cipher, records the
@@ -275,8 +284,39 @@ impl CheckpointWriter {
         Ok(Written {
             dir,
             state_bytes: index.state_bytes,
+            state_sha256: sha2::Sha256::digest(&sealed).into(),
             removed,
         })
+    }
+
+    /// The checkpoints in the writer's directory, oldest first.
+    pub fn list(&self) -> Result<Vec<(u64, PathBuf)>, CheckpointError> {
+        list_checkpoints(&self.dir)
+    }
+
+    /// Deletes the checkpoints of `steps` (those that exist), each renamed out of the
+    /// checkpoint names first. Returns what was deleted.
+    pub fn remove(&self, steps: &[u64]) -> Result<Vec<PathBuf>, CheckpointError> {
+        let mut removed = Vec::new();
+        for (step, dir) in list_checkpoints(&self.dir)?
+            .into_iter()
+            .filter(|(s, _)| steps.contains(s))
+        {
+            self.delete(step, &dir)?;
+            removed.push(dir);
+        }
+        if !removed.is_empty() {
+            let _ = ward_core::files::sync_dir(&self.dir);
+        }
+        Ok(removed)
+    }
+
+    fn delete(&self, step: u64, dir: &Path) -> Result<(), CheckpointError> {
+        let doomed = self
+            .dir
+            .join(format!(".deleting-{}", checkpoint_name(step)));
+        fs::rename(dir, &doomed).map_err(|e| CheckpointError::io(dir, e))?;
+        fs::remove_dir_all(&doomed).map_err(|e| CheckpointError::io(&doomed, e))
     }
 
     /// Deletes the checkpoints the retention policy does not keep: each renamed out of
@@ -298,11 +338,7 @@ impl CheckpointWriter {
         let keep = kept_steps(&with_metrics, &self.retention);
         let mut removed = Vec::new();
         for (step, dir) in found.into_iter().filter(|(s, _)| !keep.contains(s)) {
-            let doomed = self
-                .dir
-                .join(format!(".deleting-{}", checkpoint_name(step)));
-            fs::rename(&dir, &doomed).map_err(|e| CheckpointError::io(&dir, e))?;
-            fs::remove_dir_all(&doomed).map_err(|e| CheckpointError::io(&doomed, e))?;
+            self.delete(step, &dir)?;
             removed.push(dir);
         }
         if !removed.is_empty() {
@@ -330,6 +366,8 @@ pub fn create_private_dir(dir: &Path) -> Result<(), CheckpointError> {
 pub struct OpenedCheckpoint {
     pub dir: PathBuf,
     pub index: CheckpointIndex,
+    /// The SHA-256 of the verified `state.age` that was decrypted.
+    pub state_sha256: [u8; 32],
     pub state: DecodedState,
     pub verification: Verification,
 }
@@ -362,6 +400,7 @@ pub fn open_checkpoint(
         parsed: sealed,
         verification,
     } = accepted;
+    let state_sha256 = sha2::Sha256::digest(&sealed).into();
     let plaintext = unsealing.open(&sealed, MAX_STATE_BYTES)?;
     drop(sealed);
     let state = decode_state(&plaintext)?;
@@ -377,6 +416,7 @@ pub fn open_checkpoint(
     Ok(OpenedCheckpoint {
         dir: dir.to_path_buf(),
         index,
+        state_sha256,
         state,
         verification,
     })

@@ -211,7 +211,7 @@ fn a_state_that_does_not_hold_together_is_refused_naming_what_is_wrong() {
     );
 }
 
-fn private_file(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+pub fn private_file(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
     #[cfg(unix)]
@@ -222,7 +222,7 @@ fn private_file(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
     path
 }
 
-fn identity_file(dir: &Path, name: &str) -> (std::path::PathBuf, String) {
+pub fn identity_file(dir: &Path, name: &str) -> (std::path::PathBuf, String) {
     let identity = age::x25519::Identity::generate();
     let recipient = identity.to_public().to_string();
     let text = format!(
@@ -335,6 +335,7 @@ fn index(step: u64, metric: Option<f64>) -> CheckpointIndex {
         recipients: vec![],
         state_bytes: 0,
         ward_version: "test".into(),
+        cluster: None,
     }
 }
 

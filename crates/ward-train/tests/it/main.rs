@@ -6,6 +6,7 @@
 mod support;
 
 mod checkpoint;
+mod cluster_checkpoint;
 mod data;
 mod engine;
 mod init;

@@ -217,6 +217,7 @@ impl Checkpointing {
             recipients: Vec::new(),
             state_bytes: 0,
             ward_version: env!("CARGO_PKG_VERSION").into(),
+            cluster: None,
         };
         let written = self
             .writer
@@ -276,6 +277,14 @@ pub fn open_for_resume(
         }
         anyhow::Error::from(e)
     })?;
+    if let Some(cluster) = &opened.index.cluster {
+        bail!(
+            "{} is a checkpoint of the distributed job {:?} ({}): resume it with ward cluster --resume",
+            chosen.display(),
+            cluster.job,
+            cluster.member
+        );
+    }
     if let Verification::Signed(v) = &opened.verification {
         eprintln!(
             "resuming from {} (step {}), signed by {}",
