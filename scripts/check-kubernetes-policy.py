@@ -13,6 +13,14 @@ deploy/kubernetes. For each, this script
   * checks that the job's size agrees everywhere (the coordinator's --servers/--workers,
     the servers' replicas, the workers' completions and parallelism, and, where the
     certificates come from cert-manager, one Certificate per rank with the rank's URI);
+  * checks the flags against the mounts: every file a flag names (--config, --ca, --cert,
+    --key, --sign-key, --identity, --trust, --recipients-file) is mounted at that path,
+    the private keys from a Secret; --out and --checkpoints lie on a writable
+    PersistentVolumeClaim, so a restarted pod finds them;
+  * checks the checkpoint flags agree: a coordinator with --checkpoint-every has
+    --sign-key and recipients, and every server --checkpoints and --sign-key; a
+    coordinator with --resume has --checkpoint-every, --identity and --trust, and every
+    server --identity and --trust;
   * checks the network policies (a default deny; allows only to the job's pods, ports
     7070/7071, and DNS);
   * validates the cert-manager.io resources against the subset of cert-manager's
@@ -251,14 +259,21 @@ def check_pod(where, ps, claims=()):
 
 # --- the job's size, and the certificates per rank ---------------------------------------
 
-def flag(args, name):
+def flags(args, name):
+    """Every value of --NAME in ARGS (--NAME=VALUE or --NAME VALUE)."""
     prefix = f"--{name}="
+    values = []
     for i, a in enumerate(args):
         if a.startswith(prefix):
-            return a[len(prefix):]
-        if a == f"--{name}" and i + 1 < len(args):
-            return args[i + 1]
-    return None
+            values.append(a[len(prefix):])
+        elif a == f"--{name}" and i + 1 < len(args):
+            values.append(args[i + 1])
+    return values
+
+
+def flag(args, name):
+    values = flags(args, name)
+    return values[0] if values else None
 
 
 def rank_files(volume, role):
@@ -331,6 +346,76 @@ def check_job(name, docs, workloads):
                 problem(name, f"{role}-{rank}.pem: no Certificate writes the Secret {secret}")
             elif not uri.endswith(f"/{role}/{rank}"):
                 problem(name, f"{role}-{rank}.pem comes from {secret}, whose URI is {uri}")
+
+    check_checkpoints(name, c_ps["containers"][0].get("args") or [],
+                      s_ps["containers"][0].get("args") or [])
+
+
+# --- flags, mounts, and the checkpoint flags ---------------------------------------------
+
+# Flags naming a file ward opens, and those of them that are private keys.
+FILE_FLAGS = ("config", "ca", "cert", "key", "sign-key", "identity", "trust", "recipients-file")
+KEY_FLAGS = ("key", "sign-key", "identity")
+# Flags naming a directory ward writes and must find again after a restart.
+STATE_FLAGS = ("out", "checkpoints")
+
+
+def from_secret(volume):
+    if "secret" in volume:
+        return True
+    sources = (volume.get("projected") or {}).get("sources") or []
+    return bool(sources) and all("secret" in s for s in sources)
+
+
+def check_flag_files(at, c, volumes):
+    """The files and directories C's flags name against C's mounts."""
+    args = c.get("args") or []
+    mounts = c.get("volumeMounts") or []
+    by_path = {m.get("mountPath"): m for m in mounts}
+    for name in FILE_FLAGS:
+        for value in flags(args, name):
+            m = by_path.get(value)
+            if m is None:
+                problem(at, f"--{name}={value}: no file is mounted there")
+            elif name in KEY_FLAGS and not from_secret(volumes.get(m.get("name")) or {}):
+                problem(at, f"--{name}={value}: a private key must come from a Secret")
+    for name in STATE_FLAGS:
+        for value in flags(args, name):
+            under = [m for m in mounts
+                     if value == m.get("mountPath")
+                     or value.startswith(m.get("mountPath", "").rstrip("/") + "/")]
+            m = max(under, key=lambda m: len(m.get("mountPath")), default=None)
+            if (m is None or m.get("readOnly")
+                    or "persistentVolumeClaim" not in (volumes.get(m.get("name")) or {})):
+                problem(at, f"--{name}={value}: not on a writable PersistentVolumeClaim "
+                            "(a restarted pod would not find it)")
+
+
+def check_checkpoints(name, coordinator, server):
+    """The checkpoint flags of the coordinator's and the servers' args, as ward requires
+    them (`ward cluster coordinator` and `server` refuse to run, or to resume, without)."""
+    def need(who, args, wanted, why):
+        for f in wanted:
+            if not flags(args, f):
+                problem(name, f"{who} needs --{f}: {why}")
+
+    every = flag(coordinator, "checkpoint-every")
+    resume = "--resume" in coordinator
+    if every is None:
+        if flags(coordinator, "recipient") or flags(coordinator, "recipients-file"):
+            problem(name, "the coordinator has recipients but no --checkpoint-every")
+        if resume:
+            problem(name, "the coordinator's --resume needs --checkpoint-every")
+        return
+    if flag(coordinator, "mode") == "async":
+        problem(name, "checkpoints are written in sync mode only: no --mode=async")
+    need("the coordinator", coordinator, ["sign-key"], "checkpoints are signed")
+    if not (flags(coordinator, "recipient") or flags(coordinator, "recipients-file")):
+        problem(name, "the coordinator needs --recipient or --recipients-file: checkpoints are encrypted")
+    need("every server", server, ["checkpoints", "sign-key"], "the job checkpoints")
+    if resume:
+        need("the coordinator", coordinator, ["identity", "trust"], "--resume")
+        need("every server", server, ["identity", "trust"], "the coordinator resumes the job")
 
 
 # --- network policies -------------------------------------------------------------------
@@ -405,7 +490,10 @@ def main():
                 pods += 1
                 claims = [((t.get("metadata") or {}).get("name"))
                           for t in (doc.get("spec") or {}).get("volumeClaimTemplates") or []]
-                workloads.append((doc, ps, check_pod(where, ps, claims)))
+                volumes = check_pod(where, ps, claims)
+                for c in ps.get("containers") or []:
+                    check_flag_files(f"{where} container {c.get('name')}", c, volumes)
+                workloads.append((doc, ps, volumes))
         check_job(name, docs, workloads)
         check_network(name, docs)
         with open(os.path.join(outdir, f"{name}.yaml"), "w") as f:
@@ -418,8 +506,8 @@ def main():
         return 1
     print(f"policy: {pods} pod templates in {len(sys.argv) - 2} kustomizations: non-root {UID}, "
           "read-only root, no escalation, capabilities dropped, RuntimeDefault seccomp, no token, "
-          "requests and limits, Secrets 0400 mounted file by file; job size, ranks and network "
-          "policies consistent")
+          "requests and limits, Secrets 0400 mounted file by file; flagged files mounted; job size, "
+          "ranks, checkpoint flags and network policies consistent")
     return 0
 
 
