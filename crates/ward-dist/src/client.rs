@@ -408,6 +408,27 @@ impl Worker {
         Ok(at)
     }
 
+    /// How long a call may go unanswered before its server is taken for hung. A sync step
+    /// waits for the slowest worker, whom the servers give up on after one heartbeat
+    /// timeout (naming it); a server silent half a timeout longer is the one at fault,
+    /// named here within twice the timeout. The job's first step and pulls wait for every
+    /// worker to build its model: ten timeouts.
+    fn patience(&self, pushed: Option<u64>) -> Duration {
+        let timeout = Duration::from_millis(u64::from(self.job.heartbeat_ms.max(100)));
+        match pushed {
+            Some(step) if step > self.job.start_step => timeout * 3 / 2,
+            _ => timeout * 10,
+        }
+    }
+
+    /// A call's answer, or `None` once `deadline` has passed.
+    async fn within(
+        call: JoinHandle<Answer>,
+        deadline: tokio::time::Instant,
+    ) -> Option<Result<Answer, tokio::task::JoinError>> {
+        tokio::time::timeout_at(deadline, call).await.ok()
+    }
+
     async fn gather(
         &mut self,
         calls: Vec<JoinHandle<Answer>>,
@@ -415,14 +436,33 @@ impl Worker {
         pushed: Option<u64>,
     ) -> Result<u64, DistError> {
         let mut failure = self.failure.subscribe();
+        let patience = self.patience(pushed);
+        let deadline = tokio::time::Instant::now() + patience;
         let mut at = 0;
         for (rank, call) in calls.into_iter().enumerate() {
             let answered = tokio::select! {
-                answered = call => answered,
+                answered = Self::within(call, deadline) => answered,
                 _ = failure.wait_for(Option::is_some) => {
                     let reason = self.failure().unwrap_or_default();
                     return Err(DistError::JobFailed(reason));
                 }
+            };
+            let Some(answered) = answered else {
+                let server = Role::Server(rank as u32);
+                let reason = match pushed {
+                    Some(step) => format!(
+                        "{server} has not answered step {step} for {:.1} s: hung",
+                        patience.as_secs_f64()
+                    ),
+                    None => format!(
+                        "{server} has not answered a pull for {:.1} s: hung",
+                        patience.as_secs_f64()
+                    ),
+                };
+                // The coordinator stops the job: the server's heartbeats say nothing of its
+                // computation.
+                self.fail(&reason).await;
+                return Err(DistError::Refused(reason));
             };
             let (name, result) = answered.map_err(|e| DistError::Refused(e.to_string()))?;
             let reply = match result {

@@ -13,7 +13,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -99,6 +99,8 @@ struct Shard {
     updater: Box<dyn Updater>,
     /// The reply of the latest step, encoded, with its step.
     encoded: Option<(u64, bytes::Bytes)>,
+    /// Sync: when the first gradient of `step` arrived.
+    step_began: Option<Instant>,
 }
 
 struct State {
@@ -304,6 +306,9 @@ impl ParameterServer for Service {
                     return Ok(Response::new(reply));
                 }
                 Mode::Sync => {
+                    if shard.step_began.is_none() {
+                        shard.step_began = Some(Instant::now());
+                    }
                     if let Some(slot) = shard.pending.get_mut(rank) {
                         *slot = Some(grads);
                     }
@@ -385,6 +390,7 @@ fn apply_sync(state: &State, shard: &mut Shard) -> Result<(), Status> {
         }
     }
     shard.pending = vec![None; workers];
+    shard.step_began = None;
     shard
         .updater
         .update(&mut shard.weights, &sums)
@@ -411,6 +417,60 @@ fn apply_sync(state: &State, shard: &mut Shard) -> Result<(), Status> {
     }
     state.applied.send_replace(shard.step);
     Ok(())
+}
+
+/// Fails the job, naming them, when some workers have pushed nothing for a sync step
+/// one heartbeat timeout after its first gradient arrived: their compute is hung (or far
+/// too slow) while their heartbeats go on. The workers build their models after joining,
+/// so the job's first step is given ten timeouts.
+async fn watch_stragglers(state: Arc<State>, mut stopped: watch::Receiver<bool>) {
+    let timeout = Duration::from_millis(u64::from(state.job.heartbeat_ms.max(100)));
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(timeout / 4) => {}
+            _ = stopped.wait_for(|s| *s) => return,
+        }
+        if state.failure.borrow().is_some() {
+            return;
+        }
+        let late = {
+            // Never waits for the lock: a step being applied holds it, and a hung update
+            // would hold this task's thread too (the workers then name the server).
+            let shard = match state.shard.try_lock() {
+                Ok(shard) => shard,
+                Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => continue,
+            };
+            let patience = if shard.step > state.job.start_step {
+                timeout
+            } else {
+                timeout * 10
+            };
+            match shard.step_began {
+                Some(began) if began.elapsed() > patience => {
+                    let missing: Vec<String> = shard
+                        .pending
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, g)| g.is_none())
+                        .map(|(r, _)| Role::Worker(r as u32).to_string())
+                        .collect();
+                    Some(format!(
+                        "{} pushed nothing for step {} in the {:.1} s after the step's first gradient: hung",
+                        missing.join(", "),
+                        shard.step,
+                        began.elapsed().as_secs_f64()
+                    ))
+                }
+                _ => None,
+            }
+        };
+        if let Some(reason) = late {
+            tracing::error!(target: "ward_dist::audit", reason, "a worker is hung");
+            state.fail(reason);
+            return;
+        }
+    }
 }
 
 /// Writes the shard checkpoints `apply_sync` hands over, one at a time, and reports each
@@ -556,6 +616,7 @@ pub async fn run(setup: ServerSetup, listener: TcpListener) -> Result<(), DistEr
             next: vec![job.start_step; workers],
             updater,
             encoded: None,
+            step_began: None,
         }),
         job: job.clone(),
         keys,
@@ -566,6 +627,9 @@ pub async fn run(setup: ServerSetup, listener: TcpListener) -> Result<(), DistEr
         saves,
         audit: audit.clone(),
     });
+    if job.mode == Mode::Sync {
+        tokio::spawn(watch_stragglers(state.clone(), stopped.clone()));
+    }
     let writing = tokio::spawn(write_checkpoints(
         state.clone(),
         link.clone(),

@@ -55,10 +55,21 @@ impl ClusterCheckpoints for Memory {
 struct Sgd {
     rank: u32,
     memory: Option<Memory>,
+    /// Hang (block the thread) for this long at this update.
+    hang: Option<(u64, Duration)>,
+    updates: u64,
 }
 
 impl Updater for Sgd {
     fn update(&mut self, weights: &mut [Vec<f32>], grads: &[Vec<f32>]) -> Result<(), String> {
+        if let Some((at, long)) = self.hang {
+            if self.updates == at {
+                // Blocks this thread the way a hung computation would, the runtime's
+                // other tasks (the heartbeats among them) moved to other threads first.
+                tokio::task::block_in_place(|| std::thread::sleep(long));
+            }
+        }
+        self.updates += 1;
         for (w, g) in weights.iter_mut().zip(grads) {
             for (w, g) in w.iter_mut().zip(g) {
                 *w -= LR * g;
@@ -109,6 +120,8 @@ pub struct Options {
     pub memory: Memory,
     /// Resume from the cluster checkpoint of this step in `memory`.
     pub resume: Option<u64>,
+    /// Server 0's update hangs at this step, for this long.
+    pub hang: Option<(u64, Duration)>,
 }
 
 pub fn keys_for_test() -> Vec<KeySpec> {
@@ -330,6 +343,7 @@ pub async fn start_with(
             splittable: true,
             make_updater: {
                 let memory = options.memory.clone();
+                let options = options.clone();
                 Box::new(
                     move |job: &JobDescription, _: &Plan, _: &[PartSpec], start: Start| {
                         let weights = match start {
@@ -344,7 +358,12 @@ pub async fn start_with(
                             }
                         };
                         let memory = (job.checkpoint_every > 0).then_some(memory);
-                        let u: Box<dyn Updater> = Box::new(Sgd { rank: r, memory });
+                        let u: Box<dyn Updater> = Box::new(Sgd {
+                            rank: r,
+                            memory,
+                            hang: if r == 0 { options.hang } else { None },
+                            updates: 0,
+                        });
                         Ok((u, weights))
                     },
                 )
@@ -521,7 +540,7 @@ async fn a_sync_job_checkpoints_in_step_and_resumes_to_the_weights_of_an_uninter
     let options = Options {
         checkpoint_every: 2,
         memory: memory.clone(),
-        resume: None,
+        ..Options::default()
     };
     let cluster = start_with(2, 2, Mode::Sync, Duration::from_secs(5), options.clone()).await;
     let runs: Vec<_> = (0..2)
@@ -580,5 +599,76 @@ async fn a_sync_job_checkpoints_in_step_and_resumes_to_the_weights_of_an_uninter
     assert!(
         e.contains("server/1") && e.contains("not the recorded shard"),
         "{e}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hung_worker_whose_heartbeats_go_on_is_named_within_twice_the_timeout() {
+    let heartbeat = Duration::from_millis(1200);
+    let cluster = start(1, 2, Mode::Sync, heartbeat).await;
+    let survivor = tokio::spawn(work(worker_setup(&cluster, 0), 0, 50, Duration::ZERO));
+    // Worker 1 takes three steps, then computes no more while its heartbeats go on.
+    let s = worker_setup(&cluster, 1);
+    let mut hung = Worker::join(&s, keys(), true).await.unwrap();
+    let mut weights: Vec<Vec<f32>> = keys().iter().map(|k| vec![0.0; k.len]).collect();
+    hung.pull(&mut weights).await.unwrap();
+    for step in 0..3u64 {
+        let grads: Vec<Vec<f32>> = keys()
+            .iter()
+            .enumerate()
+            .map(|(k, key)| grad(1, step, k, key.len))
+            .collect();
+        let refs: Vec<&[f32]> = grads.iter().map(Vec::as_slice).collect();
+        hung.push_pull(step, &refs, &mut weights).await.unwrap();
+    }
+    let stopped_at = std::time::Instant::now();
+    let err = survivor.await.unwrap().unwrap_err().to_string();
+    let elapsed = stopped_at.elapsed();
+    assert!(
+        err.contains("worker/1 pushed nothing for step 3") && err.contains("hung"),
+        "{err}"
+    );
+    let coordinator = cluster.done.await.unwrap().unwrap_err().to_string();
+    assert!(
+        coordinator.contains("worker/1 pushed nothing"),
+        "{coordinator}"
+    );
+    assert!(elapsed < heartbeat * 2, "{elapsed:?}");
+    drop(hung);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hung_server_whose_heartbeats_go_on_is_named_within_twice_the_timeout() {
+    let heartbeat = Duration::from_millis(1200);
+    // Server 0's update blocks for three timeouts at step 3.
+    let cluster = start_with(
+        2,
+        2,
+        Mode::Sync,
+        heartbeat,
+        Options {
+            hang: Some((3, heartbeat * 3)),
+            ..Options::default()
+        },
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let runs: Vec<_> = (0..2)
+        .map(|r| tokio::spawn(work(worker_setup(&cluster, r), r, 50, Duration::ZERO)))
+        .collect();
+    for run in runs {
+        let err = run.await.unwrap().unwrap_err().to_string();
+        assert!(err.contains("server/0"), "{err}");
+    }
+    let coordinator = cluster.done.await.unwrap().unwrap_err().to_string();
+    assert!(
+        coordinator.contains("server/0 has not answered step 3") && coordinator.contains("hung"),
+        "{coordinator}"
+    );
+    // Three steps take milliseconds; the hang is named within twice the timeout.
+    assert!(
+        started.elapsed() < heartbeat * 2 + Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
     );
 }
