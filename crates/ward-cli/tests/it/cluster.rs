@@ -462,15 +462,26 @@ fn a_job_killed_at_a_random_moment_resumes_from_its_last_cluster_checkpoint_to_t
             .status()
             .unwrap()
             .success());
+        let killed = Instant::now();
         let o = child.wait_with_output().unwrap();
+        let stopped = killed.elapsed();
         let log = stderr(&o);
         assert!(
             !o.status.success(),
             "{victim} killed after {delay} ms: {log}"
         );
         assert!(log.contains(named), "{victim}: {log}");
+        // Every other member stopped by itself (none killed by the launcher), within twice
+        // the heartbeat timeout (2 s) and the time to write their last lines.
+        assert!(!log.contains("killing"), "{victim}: {log}");
+        assert!(
+            stopped < Duration::from_secs(4 + 2),
+            "{victim}: {stopped:?}\n{log}"
+        );
         let at = cluster_checkpoints(&out);
-        eprintln!("{victim} killed {delay} ms after the first checkpoint; last: {at:?}");
+        eprintln!(
+            "{victim} killed {delay} ms after the first checkpoint, the job stopped {stopped:?} later; last: {at:?}"
+        );
 
         let o = checkpointed_run(&config, &out, &keys, true)
             .output()
