@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Model extraction against `ward serve`, end to end.
 #
-#   tools/extraction/run.sh                 # uses ${WARD:-target/release/ward}
+#   tools/extraction/run.sh                 # uses ${WARD:-${CARGO_TARGET_DIR:-target}/release/ward}
 #   WARD=target/debug/ward QUERIES=210 KEEP=1 tools/extraction/run.sh
 #
 # Imports the bundled softmax-regression model (tests/fixtures/extraction/softmax,
@@ -20,7 +20,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-ward=${WARD:-target/release/ward}
+ward=${WARD:-${CARGO_TARGET_DIR:-target}/release/ward}
 if [ -z "${PYTHON:-}" ]; then
     if [ -x .venv-mx/bin/python ]; then PYTHON=.venv-mx/bin/python; else PYTHON=python3; fi
 fi
