@@ -91,7 +91,20 @@ struct Members {
     state: JobState,
     /// Each checkpointed step's shards reported so far, by server rank.
     saved: BTreeMap<u64, BTreeMap<u32, [u8; 32]>>,
+    /// The step each server reported last.
+    last_saved: BTreeMap<u32, u64>,
     kept: Kept,
+}
+
+impl Members {
+    /// Whether the cluster checkpoint of `step` can no longer complete: a server has
+    /// reported a later step without this one (it skipped it).
+    fn skipped(&self, step: u64) -> bool {
+        let reported = self.saved.get(&step);
+        self.last_saved
+            .iter()
+            .any(|(rank, last)| *last > step && !reported.is_some_and(|r| r.contains_key(rank)))
+    }
 }
 
 /// Most checkpointed steps the coordinator waits on at once: a server that lags further
@@ -392,6 +405,7 @@ impl Coordinator for Service {
                     saved.step, members.kept.complete
                 ));
             }
+            members.last_saved.insert(rank, saved.step);
             let shards = members.saved.entry(saved.step).or_default();
             if shards.insert(rank, saved.state_sha256).is_some() {
                 drop(members);
@@ -404,6 +418,8 @@ impl Coordinator for Service {
             }
             complete
         };
+        // Waiters of older steps learn whether this report makes theirs hopeless.
+        state.bump();
         if let Some(shards) = complete {
             let _one_at_a_time = state.writing.lock().await;
             let store = checkpointing.store.clone();
@@ -435,14 +451,16 @@ impl Coordinator for Service {
             }
         } else {
             // The answer waits for the cluster checkpoint of this step, so that every
-            // server learns which of its shards it may delete; at most a heartbeat's time,
-            // since a server that skipped this step never completes it.
+            // server learns which of its shards it may delete: until it is written, or
+            // cannot be (a server skipped the step), for a heartbeat's time at most.
             let mut changed = state.changed.subscribe();
             let _ = tokio::time::timeout(s.heartbeat, async {
                 loop {
                     {
                         let members = state.lock();
-                        if members.kept.complete >= saved.step || members.state != JobState::Running
+                        if members.kept.complete >= saved.step
+                            || members.skipped(saved.step)
+                            || members.state != JobState::Running
                         {
                             return;
                         }
@@ -577,6 +595,7 @@ pub async fn run(
             done: BTreeSet::new(),
             state: JobState::Running,
             saved: BTreeMap::new(),
+            last_saved: BTreeMap::new(),
             kept,
         }),
         changed,
@@ -723,4 +742,34 @@ async fn finish(
             .map_err(|e| DistError::rpc(server.role, e))?;
     }
     Ok(weights)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_a_server_skipped_is_known_never_to_complete() {
+        let mut m = Members {
+            joined: BTreeMap::new(),
+            ready: BTreeSet::new(),
+            done: BTreeSet::new(),
+            state: JobState::Running,
+            saved: BTreeMap::new(),
+            last_saved: BTreeMap::new(),
+            kept: Kept {
+                complete: 0,
+                steps: Vec::new(),
+            },
+        };
+        // Server 0 reported step 10; server 1 has reported nothing yet.
+        m.saved.entry(10).or_default().insert(0, [0; 32]);
+        m.last_saved.insert(0, 10);
+        assert!(!m.skipped(10));
+        // Server 1 reports step 20 without 10: 10 cannot complete, 20 still can.
+        m.saved.entry(20).or_default().insert(1, [1; 32]);
+        m.last_saved.insert(1, 20);
+        assert!(m.skipped(10));
+        assert!(!m.skipped(20));
+    }
 }
