@@ -194,11 +194,7 @@ impl State {
                 ));
             }
         }
-        if let Some(bad) = push
-            .parts
-            .iter()
-            .find(|p| p.values.iter().any(|v| !v.is_finite()))
-        {
+        if let Some(bad) = push.parts.iter().find(|p| !all_finite(&p.values)) {
             let name = self
                 .keys
                 .get(bad.key as usize)
@@ -213,6 +209,15 @@ impl State {
         }
         Ok(())
     }
+}
+
+/// Whether every value is finite: whole blocks without an early exit, which the compiler
+/// turns into vector compares (an early-exit scan of each value took 2.6 % of a busy
+/// server's time).
+fn all_finite(values: &[f32]) -> bool {
+    values
+        .chunks(4096)
+        .all(|block| block.iter().fold(true, |ok, v| ok & v.is_finite()))
 }
 
 struct Service(Arc<State>);
@@ -680,4 +685,24 @@ pub async fn run(setup: ServerSetup, listener: TcpListener) -> Result<(), DistEr
     // Replies in flight get a moment to leave; then the listener closes.
     let _ = tokio::time::timeout(Duration::from_secs(2), serving).await;
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::all_finite;
+
+    #[test]
+    fn a_single_non_finite_value_anywhere_is_found() {
+        let mut values = vec![1.5f32; 10_000];
+        assert!(all_finite(&values));
+        assert!(all_finite(&[]));
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            for at in [0, 4095, 4096, 9_999] {
+                values[at] = bad;
+                assert!(!all_finite(&values), "{bad} at {at}");
+                values[at] = 1.5;
+            }
+        }
+        assert!(all_finite(&[f32::MAX, f32::MIN, -0.0, f32::MIN_POSITIVE]));
+    }
 }
