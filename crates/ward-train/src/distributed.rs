@@ -254,14 +254,19 @@ pub fn train_worker(
             worker
                 .push_pull(step, &grads, &mut weights)
                 .map_err(|e| TrainError::Distributed(e.to_string()))?;
+            // Swapped in, not copied: the next reply overwrites every value of every key
+            // (the servers' parts cover each key whole), so what the trainer gives back is
+            // only a buffer.
             let metrics = trainer.apply_weights(computed, |p, w| {
                 if let Some(value) = key_of
                     .get(p)
                     .copied()
                     .flatten()
-                    .and_then(|k| weights.get(k))
+                    .and_then(|k| weights.get_mut(k))
                 {
-                    w.clone_from(value);
+                    if value.len() == w.len() {
+                        std::mem::swap(w, value);
+                    }
                 }
             });
             summary.steps += 1;
