@@ -108,7 +108,7 @@ impl CoordinatorLink {
                 job.job, self.me.job
             )));
         }
-        self.heartbeat = Duration::from_millis(u64::from(job.heartbeat_ms.max(100)));
+        self.heartbeat = job.heartbeat();
         Ok(job)
     }
 
@@ -414,7 +414,7 @@ impl Worker {
     /// named here within twice the timeout. The job's first step and pulls wait for every
     /// worker to build its model: ten timeouts.
     fn patience(&self, pushed: Option<u64>) -> Duration {
-        let timeout = Duration::from_millis(u64::from(self.job.heartbeat_ms.max(100)));
+        let timeout = self.job.heartbeat();
         match pushed {
             Some(step) if step > self.job.start_step => timeout * 3 / 2,
             _ => timeout * 10,

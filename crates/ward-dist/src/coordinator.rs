@@ -97,6 +97,18 @@ struct Members {
 }
 
 impl Members {
+    fn new(kept: Kept) -> Members {
+        Members {
+            joined: BTreeMap::new(),
+            ready: BTreeSet::new(),
+            done: BTreeSet::new(),
+            state: JobState::Running,
+            saved: BTreeMap::new(),
+            last_saved: BTreeMap::new(),
+            kept,
+        }
+    }
+
     /// Whether the cluster checkpoint of `step` can no longer complete: a server has
     /// reported a later step without this one (it skipped it).
     fn skipped(&self, step: u64) -> bool {
@@ -431,7 +443,9 @@ impl Coordinator for Service {
             let mut members = state.lock();
             match written {
                 Ok(mut steps) => {
-                    steps.truncate(MAX_KEPT);
+                    // Past the wire's limit, the newest are listed: a server may then
+                    // delete the oldest kept shards, never the newest.
+                    steps.drain(..steps.len().saturating_sub(MAX_KEPT));
                     members.kept = Kept {
                         complete: members.kept.complete.max(step),
                         steps,
@@ -589,15 +603,7 @@ pub async fn run(
             .unwrap_or_default(),
     };
     let state = Arc::new(State {
-        members: Mutex::new(Members {
-            joined: BTreeMap::new(),
-            ready: BTreeSet::new(),
-            done: BTreeSet::new(),
-            state: JobState::Running,
-            saved: BTreeMap::new(),
-            last_saved: BTreeMap::new(),
-            kept,
-        }),
+        members: Mutex::new(Members::new(kept)),
         changed,
         plan,
         setup,
@@ -750,18 +756,10 @@ mod tests {
 
     #[test]
     fn a_step_a_server_skipped_is_known_never_to_complete() {
-        let mut m = Members {
-            joined: BTreeMap::new(),
-            ready: BTreeSet::new(),
-            done: BTreeSet::new(),
-            state: JobState::Running,
-            saved: BTreeMap::new(),
-            last_saved: BTreeMap::new(),
-            kept: Kept {
-                complete: 0,
-                steps: Vec::new(),
-            },
-        };
+        let mut m = Members::new(Kept {
+            complete: 0,
+            steps: Vec::new(),
+        });
         // Server 0 reported step 10; server 1 has reported nothing yet.
         m.saved.entry(10).or_default().insert(0, [0; 32]);
         m.last_saved.insert(0, 10);

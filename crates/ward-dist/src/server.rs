@@ -429,7 +429,7 @@ fn apply_sync(state: &State, shard: &mut Shard) -> Result<(), Status> {
 /// too slow) while their heartbeats go on. The workers build their models after joining,
 /// so the job's first step is given ten timeouts.
 async fn watch_stragglers(state: Arc<State>, mut stopped: watch::Receiver<bool>) {
-    let timeout = Duration::from_millis(u64::from(state.job.heartbeat_ms.max(100)));
+    let timeout = state.job.heartbeat();
     loop {
         tokio::select! {
             () = tokio::time::sleep(timeout / 4) => {}
@@ -500,19 +500,12 @@ async fn write_checkpoints(
             (save, digest)
         })
         .await;
-        let (save, written) = match written {
-            Ok(done) => done,
-            Err(e) => {
-                state.fail(format!("writing the checkpoint of step {step}: {e}"));
-                return;
+        let (save, state_sha256) = match written {
+            Ok((save, Ok(digest))) => (save, digest),
+            Ok((_, Err(e))) => {
+                return state.fail(format!("writing the checkpoint of step {step}: {e}"))
             }
-        };
-        let state_sha256 = match written {
-            Ok(digest) => digest,
-            Err(e) => {
-                state.fail(format!("writing the checkpoint of step {step}: {e}"));
-                return;
-            }
+            Err(e) => return state.fail(format!("writing the checkpoint of step {step}: {e}")),
         };
         let reported = link
             .saved(ShardSaved {

@@ -325,6 +325,13 @@ pub struct JobDescription {
     pub shards: Vec<[u8; 32]>,
 }
 
+impl JobDescription {
+    /// The heartbeat timeout (at least 100 ms, whatever the coordinator sent).
+    pub fn heartbeat(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(u64::from(self.heartbeat_ms.max(100)))
+    }
+}
+
 impl Message for JobDescription {
     const NAME: &'static str = "JobDescription";
     fn encode(&self, out: &mut impl BufMut) {

@@ -190,6 +190,13 @@ pub fn key_mults(mults: &[Option<ParamMults>], index: &[usize]) -> Vec<ParamMult
         .collect()
 }
 
+/// Global batches per epoch of `examples` for `workers` workers of `batch` (the last one
+/// padded, as the workers' loader reads them): the step's position in an epoch, which
+/// every member computes alike.
+pub fn steps_per_epoch(examples: usize, batch: usize, workers: u32) -> u64 {
+    examples.div_ceil((batch * workers as usize).max(1)) as u64
+}
+
 /// What a worker's loop reports.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct WorkerSummary {

@@ -26,7 +26,9 @@ use ward_train::checkpoint::cluster::{
 use ward_train::checkpoint::{CheckpointWriter, Retention, Sealing, Unsealing, CHECKPOINTS_DIR};
 use ward_train::data::batch::{LastBatch, Loader, LoaderConfig};
 use ward_train::data::{DataLimits, Dataset};
-use ward_train::distributed::{distributable, key_mults, keys, train_worker, ShardOptimizer};
+use ward_train::distributed::{
+    distributable, key_mults, keys, steps_per_epoch, train_worker, ShardOptimizer,
+};
 use ward_train::init::init_missing;
 use ward_train::spec::TrainSpec;
 use ward_train::trainer::{param_mults, Trainer};
@@ -596,12 +598,6 @@ fn load(p: &Prepared, trust: &super::TrustArgs) -> Result<Loaded> {
 }
 
 impl Loaded {
-    /// Global batches per epoch for `workers` workers (the last one padded).
-    fn steps_per_epoch(&self, spec: &TrainSpec, workers: u32) -> u64 {
-        let global = (spec.data.batch_size * workers as usize).max(1);
-        self.train.len().div_ceil(global) as u64
-    }
-
     fn job_info(
         &self,
         p: &Prepared,
@@ -617,7 +613,7 @@ impl Loaded {
             seed,
             servers,
             workers,
-            steps_per_epoch: self.steps_per_epoch(&p.spec, workers),
+            steps_per_epoch: steps_per_epoch(self.train.len(), p.spec.data.batch_size, workers),
             optimizer: p.spec.optimizer.name().to_string(),
         }
     }
@@ -906,7 +902,6 @@ fn server(args: ServerArgs) -> Result<()> {
             keys,
             splittable: true,
             make_updater: Box::new(move |job, plan, parts, start| {
-                let global = (spec.data.batch_size * job.workers as usize).max(1);
                 let info = JobInfo {
                     model: model_name,
                     job: job.job.clone(),
@@ -914,7 +909,7 @@ fn server(args: ServerArgs) -> Result<()> {
                     seed: job.seed,
                     servers: plan.servers,
                     workers: job.workers,
-                    steps_per_epoch: examples.div_ceil(global) as u64,
+                    steps_per_epoch: steps_per_epoch(examples, spec.data.batch_size, job.workers),
                     optimizer: spec.optimizer.name().to_string(),
                 };
                 shards.updater(job, info, plan, parts, start, optimizer, &mults)

@@ -32,7 +32,7 @@ use super::store::{
     checkpoint_name, list_checkpoints, open_checkpoint, remove_leftovers, CheckpointWriter,
     OpenedCheckpoint, Retention,
 };
-use super::{CheckpointError, CHECKPOINT_FORMAT, CHECKPOINT_VERSION};
+use super::{hex, CheckpointError, CHECKPOINT_FORMAT, CHECKPOINT_VERSION};
 use crate::optim::{Optimizer, OptimizerState, ParamState};
 use crate::trainer::Metrics;
 
@@ -486,10 +486,6 @@ pub fn open_cluster_checkpoint(
         state_params,
         dir: newest,
     }))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn unhex(text: &str) -> Option<[u8; 32]> {

@@ -104,20 +104,17 @@ impl CheckpointError {
 /// The SHA-256 of a training spec's bytes, as a checkpoint records it.
 pub fn spec_digest(spec: &[u8]) -> String {
     use sha2::Digest;
-    sha2::Sha256::digest(spec)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(&sha2::Sha256::digest(spec))
+}
+
+/// Lowercase hexadecimal, as checkpoints record ids and digests.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A new run's id: 16 bytes from the operating system's random source, as 32
 /// hexadecimal digits.
 pub fn new_run_id() -> Result<String, ward_core::random::SeedError> {
     let bytes = ward_core::random::RunSeed::from_os()?;
-    Ok(bytes
-        .as_bytes()
-        .iter()
-        .take(16)
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    Ok(hex(bytes.as_bytes().get(..16).unwrap_or_default()))
 }
