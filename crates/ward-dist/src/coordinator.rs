@@ -123,6 +123,10 @@ impl Members {
 /// behind has lost the older ones, which are dropped.
 const MAX_PENDING_CHECKPOINTS: usize = 16;
 
+/// Longest a server's report of its shard waits for the other servers' reports of the
+/// same step: a shard of several hundred megabytes takes seconds to encrypt and write.
+const SHARD_REPORT_PATIENCE: Duration = Duration::from_secs(60);
+
 struct State {
     members: Mutex<Members>,
     /// Bumped on every change of `members`.
@@ -466,9 +470,11 @@ impl Coordinator for Service {
         } else {
             // The answer waits for the cluster checkpoint of this step, so that every
             // server learns which of its shards it may delete: until it is written, or
-            // cannot be (a server skipped the step), for a heartbeat's time at most.
+            // cannot be (a server skipped the step, or the job failed). A slower server
+            // only delays the others' next checkpoints (they skip while they wait); a hung
+            // one fails the job through its heartbeats.
             let mut changed = state.changed.subscribe();
-            let _ = tokio::time::timeout(s.heartbeat, async {
+            let _ = tokio::time::timeout(SHARD_REPORT_PATIENCE, async {
                 loop {
                     {
                         let members = state.lock();

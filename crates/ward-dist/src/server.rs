@@ -116,6 +116,9 @@ struct State {
     progress: Arc<AtomicU64>,
     /// Shard checkpoints to write, at most one waiting.
     saves: mpsc::Sender<(u64, Box<dyn ShardCheckpoint>)>,
+    /// Set once the checkpoint writer has returned: every shard it was handed is written,
+    /// reported and its old ones pruned.
+    drained: watch::Sender<bool>,
     audit: Audit,
 }
 
@@ -371,6 +374,11 @@ impl ParameterServer for Service {
     async fn stop(&self, request: Request<Empty>) -> Result<Response<Empty>, Status> {
         caller(&request, "Stop", |r| *r == Role::Coordinator, &self.0.audit)?;
         self.0.stop.send_replace(true);
+        // The answer waits for the last shard checkpoint to be reported, so that the
+        // coordinator completes the job's last cluster checkpoint, and tells every server
+        // which shards it keeps, before it ends the job.
+        let mut drained = self.0.drained.subscribe();
+        let _ = tokio::time::timeout(CHECKPOINT_DRAIN, drained.wait_for(|d| *d)).await;
         Ok(Response::new(Empty {}))
     }
 }
@@ -478,11 +486,24 @@ async fn watch_stragglers(state: Arc<State>, mut stopped: watch::Receiver<bool>)
     }
 }
 
+/// How long a stopping server finishes the shard checkpoint in hand.
+const CHECKPOINT_DRAIN: Duration = Duration::from_secs(60);
+
 /// Writes the shard checkpoints `apply_sync` hands over, one at a time, and reports each
 /// to the coordinator; a checkpoint that cannot be written stops the job. Once the server
 /// stops, finishes the one in hand, if any, and returns.
 async fn write_checkpoints(
     state: Arc<State>,
+    link: CoordinatorLink,
+    saves: mpsc::Receiver<(u64, Box<dyn ShardCheckpoint>)>,
+    stopped: watch::Receiver<bool>,
+) {
+    write_and_report(&state, link, saves, stopped).await;
+    state.drained.send_replace(true);
+}
+
+async fn write_and_report(
+    state: &State,
     mut link: CoordinatorLink,
     mut saves: mpsc::Receiver<(u64, Box<dyn ShardCheckpoint>)>,
     mut stopped: watch::Receiver<bool>,
@@ -604,6 +625,7 @@ pub async fn run(setup: ServerSetup, listener: TcpListener) -> Result<(), DistEr
     let (applied, _) = watch::channel(job.start_step);
     let (stop, stopped) = watch::channel(false);
     let (saves, to_write) = mpsc::channel(1);
+    let (drained, _) = watch::channel(false);
     let workers = job.workers as usize;
     let state = Arc::new(State {
         shard: Mutex::new(Shard {
@@ -623,6 +645,7 @@ pub async fn run(setup: ServerSetup, listener: TcpListener) -> Result<(), DistEr
         stop,
         progress,
         saves,
+        drained,
         audit: audit.clone(),
     });
     if job.mode == Mode::Sync {
@@ -674,7 +697,7 @@ pub async fn run(setup: ServerSetup, listener: TcpListener) -> Result<(), DistEr
     }
     state.stop.send_replace(true);
     // A checkpoint being written is finished, reported and its old ones pruned.
-    let _ = tokio::time::timeout(Duration::from_secs(60), writing).await;
+    let _ = tokio::time::timeout(CHECKPOINT_DRAIN, writing).await;
     // Replies in flight get a moment to leave; then the listener closes.
     let _ = tokio::time::timeout(Duration::from_secs(2), serving).await;
     outcome
