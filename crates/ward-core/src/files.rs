@@ -515,6 +515,17 @@ fn link_new(tmp: &Path, path: &Path, mode: u32) -> Result<(), WriteError> {
     }
 }
 
+/// Whether `name` can be used as a file name inside a directory ward writes: a plain name
+/// (no separator, not hidden) of at most 200 ASCII letters, digits and `_-.:+`.
+pub fn safe_file_stem(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 200
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | '+'))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -44,6 +44,9 @@ pub enum ExecError {
         expected: Vec<usize>,
         got: Vec<usize>,
     },
+    /// A shape given for an ONNX export that the model's declared input cannot take.
+    #[error("export shape of input {input:?}: {reason}")]
+    ExportShape { input: String, reason: String },
     #[error("the model takes {expected} inputs, got {actual}")]
     InputCount { expected: usize, actual: usize },
     /// Inputs checked by one package were given to another.

@@ -86,8 +86,9 @@ impl LoadedPackage {
         Ok(package)
     }
 
-    /// A model the verified loader opened and checked, made ready to run on `backend`.
-    fn from_model(
+    /// A checked model made ready to run on `backend`; its verification is
+    /// [`Verification::Unverified`] (whoever built it vouches for its bytes).
+    pub fn from_model(
         model: PackageModel,
         backend: Arc<dyn Backend>,
     ) -> Result<LoadedPackage, ExecError> {
@@ -187,6 +188,50 @@ impl LoadedPackage {
         })
     }
 
+    /// The model as ONNX (opset [`crate::onnx::OPSET`]) for concrete input shapes: each
+    /// input's shape from `shapes` by name (it must fit the declared one), or the declared
+    /// shape with every variable dimension at 1.
+    pub fn export_onnx(&self, shapes: &[(String, Vec<usize>)]) -> Result<Vec<u8>, ExecError> {
+        let export_shape = |input: &str, reason: String| ExecError::ExportShape {
+            input: input.into(),
+            reason,
+        };
+        if let Some((name, _)) = shapes
+            .iter()
+            .find(|(name, _)| !self.manifest.inputs.iter().any(|i| &i.name == name))
+        {
+            return Err(export_shape(name, "the model has no such input".into()));
+        }
+        let mut concrete = Vec::new();
+        for spec in &self.manifest.inputs {
+            let shape = match shapes.iter().find(|(name, _)| *name == spec.name) {
+                Some((_, dims)) => {
+                    let fits = dims.len() == spec.shape.len()
+                        && dims
+                            .iter()
+                            .zip(&spec.shape)
+                            .all(|(&d, &s)| s < 0 || i64::try_from(d) == Ok(s));
+                    if !fits {
+                        return Err(export_shape(
+                            &spec.name,
+                            format!("{dims:?} does not fit the declared shape {:?}", spec.shape),
+                        ));
+                    }
+                    dims.clone()
+                }
+                None => spec
+                    .shape
+                    .iter()
+                    .map(|&d| usize::try_from(d).unwrap_or(1))
+                    .collect(),
+            };
+            concrete.push(shape);
+        }
+        let weights = self.executable.weights();
+        let proto = crate::onnx::lower(self.graph(), weights.tensors(), &concrete)?;
+        Ok(crate::onnx::encode(&proto))
+    }
+
     /// Runs the model on inputs this package checked and names its outputs.
     pub fn run(&self, inputs: CheckedInputs) -> Result<Vec<(String, Tensor)>, ExecError> {
         if inputs.serial != self.serial {
@@ -253,6 +298,26 @@ impl PackageModel {
                 .into())
             }
         };
+        PackageModel::from_parts(manifest, graph, weights)
+    }
+
+    /// A model built in memory (an MXNet export whose files' digests the caller pinned),
+    /// checked against its manifest exactly as a package's is.
+    pub fn from_parts(
+        manifest: Manifest,
+        graph: Graph,
+        weights: Vec<(String, Tensor)>,
+    ) -> Result<PackageModel, ExecError> {
+        let probe: Vec<Vec<usize>> = manifest
+            .inputs
+            .iter()
+            .map(|i| {
+                i.shape
+                    .iter()
+                    .map(|&d| if d < 0 { 1 } else { d as usize })
+                    .collect()
+            })
+            .collect();
         let graph_inputs: Vec<(&str, ward_core::DType)> = graph
             .inputs
             .iter()

@@ -67,6 +67,16 @@ pub enum PackageError {
     KeyPermissions { path: PathBuf, mode: u32 },
     #[error("trust policy {path}: {reason}")]
     Policy { path: PathBuf, reason: String },
+    /// A source file (an MXNet export's) that cannot be read within its limit.
+    #[error("cannot read {path}: {source}")]
+    Source {
+        path: PathBuf,
+        #[source]
+        source: ward_core::files::FileError,
+    },
+    /// A model that cannot be signed as it is (`reason` names it).
+    #[error("{reason}")]
+    Sign { path: PathBuf, reason: String },
     /// Verification refused the model: one problem per line.
     #[error("{} refused: {}", package.display(), problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; "))]
     Refused {

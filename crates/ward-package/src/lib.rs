@@ -14,6 +14,7 @@
 // Data from outside must never be unwrapped; tests may.
 
 pub mod error;
+pub mod from_mxnet;
 pub mod layout;
 pub mod limits;
 pub mod loader;
@@ -23,6 +24,7 @@ pub mod package;
 pub mod pipeline;
 pub mod problem;
 pub mod read;
+pub mod sign_model;
 pub mod signature;
 pub mod tree;
 pub mod weights;

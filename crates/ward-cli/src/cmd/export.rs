@@ -66,45 +66,19 @@ pub fn run(command: ExportCommand) -> Result<()> {
 }
 
 fn onnx(args: OnnxArgs) -> Result<()> {
-    let package = args.trust.open(&args.package, 1)?;
     let mut shapes = Vec::new();
-    for spec in &package.manifest().inputs {
-        let given = args
-            .shapes
-            .iter()
-            .filter_map(|s| s.rsplit_once(':'))
-            .find(|(name, _)| *name == spec.name);
-        let shape: Vec<usize> = match given {
-            Some((_, dims)) => {
-                let dims = parse_dims(dims, false)?;
-                if dims.len() != spec.shape.len()
-                    || dims.iter().zip(&spec.shape).any(|(d, s)| *s >= 0 && d != s)
-                {
-                    bail!(
-                        "--shape {}:{dims:?} does not fit the declared shape {:?}",
-                        spec.name,
-                        spec.shape
-                    );
-                }
-                dims.iter().map(|&d| d as usize).collect()
-            }
-            None => spec
-                .shape
-                .iter()
-                .map(|&d| if d < 0 { 1 } else { d as usize })
-                .collect(),
-        };
-        shapes.push(shape);
-    }
     for s in &args.shapes {
-        let name = s.rsplit_once(':').map(|(n, _)| n).unwrap_or(s);
-        if !package.manifest().inputs.iter().any(|i| i.name == name) {
-            bail!("--shape {s:?} names no input of the model");
-        }
+        let Some((name, dims)) = s.rsplit_once(':') else {
+            bail!("--shape {s:?} must have the form NAME:DIMS");
+        };
+        let dims: Vec<usize> = parse_dims(dims, false)?
+            .into_iter()
+            .map(|d| usize::try_from(d).unwrap_or(0))
+            .collect();
+        shapes.push((name.to_string(), dims));
     }
-    let weights = package.executable().weights();
-    let proto = ward_exec::onnx::lower(package.graph(), weights.tensors(), &shapes)?;
-    let bytes = ward_exec::onnx::encode(&proto);
+    let package = args.trust.open(&args.package, 1)?;
+    let bytes = package.export_onnx(&shapes)?;
     std::fs::write(&args.out, &bytes).with_context(|| format!("writing {}", args.out.display()))?;
     println!(
         "wrote {} ({} bytes, opset {})",
@@ -115,7 +89,6 @@ fn onnx(args: OnnxArgs) -> Result<()> {
     Ok(())
 }
 
-/// `PREFIX` with `suffix` appended to its file name (`out/lenet` → `out/lenet-symbol.json`).
 fn with_suffix(prefix: &Path, suffix: &str) -> PathBuf {
     let mut name = prefix.as_os_str().to_owned();
     name.push(suffix);

@@ -6,18 +6,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use ward_core::DType;
-use ward_mxnet::import::{import, DeclaredInput};
-use ward_mxnet::limits::{
-    ParamsLimits, SymbolLimits, MAX_PARAMS_FILE_BYTES, MAX_SYMBOL_JSON_BYTES,
+use ward_package::from_mxnet::{
+    import_package, plain_name as file_name, read_sources, ImportOptions, PackageImportError,
+    SourceFile,
 };
 use ward_package::signature::read_private_key_file;
-use ward_package::tree::TreeLimits;
-use ward_package::{
-    model_name, verify_directory, write_signed_package, FileDigest, InputSpec, Manifest, Origin,
-    OutputPolicy, TrustPolicy,
-};
+use ward_package::{write_signed_package, InputSpec, OutputPolicy, TrustPolicy};
 
-use super::{parse_dims, read_file};
+use super::parse_dims;
 
 #[derive(Subcommand)]
 pub enum ImportCommand {
@@ -152,68 +148,28 @@ fn input_specs(args: &MxnetArgs) -> Result<Vec<InputSpec>> {
     Ok(specs)
 }
 
-/// `resnet18-symbol.json` → `resnet18`, made a valid model name ([`model_name::sanitize`]).
+/// `resnet18-symbol.json` → `resnet18`, made a valid model name.
 pub(crate) fn default_name(symbol: &std::path::Path) -> String {
-    let file = symbol
-        .file_name()
-        .and_then(|f| f.to_str())
-        .unwrap_or(model_name::FALLBACK);
-    let stem = file
-        .strip_suffix("-symbol.json")
-        .or_else(|| file.strip_suffix(".json"))
-        .unwrap_or(file);
-    model_name::sanitize(stem)
+    ward_package::from_mxnet::default_model_name(symbol)
 }
 
 /// The symbol and params bytes: read plainly, or, with `--trust`, from their folder read
 /// once and verified.
 fn source_bytes(args: &MxnetArgs) -> Result<(Vec<u8>, Vec<u8>)> {
-    let Some(trust) = &args.trust else {
-        return Ok((
-            read_file(&args.symbol, MAX_SYMBOL_JSON_BYTES as u64)?,
-            read_file(&args.params, MAX_PARAMS_FILE_BYTES)?,
-        ));
-    };
-    let policy = TrustPolicy::load(trust)?;
-    let folder = |p: &Path| -> Result<PathBuf> {
-        let parent = match p.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        parent
-            .canonicalize()
-            .with_context(|| parent.display().to_string())
-    };
-    let dir = folder(&args.symbol)?;
-    if folder(&args.params)? != dir {
-        bail!("with --trust, the symbol and params files must be in the same (signed) folder");
+    let policy = args.trust.as_deref().map(TrustPolicy::load).transpose()?;
+    let sources = read_sources(&args.symbol, &args.params, policy.as_ref())?;
+    if let Some(verdict) = &sources.verified {
+        for w in verdict.warnings() {
+            eprintln!("warning: {w}");
+        }
+        let dir = args.symbol.parent().unwrap_or(Path::new("."));
+        eprintln!(
+            "verified {} (signed by {})",
+            dir.display(),
+            verdict.signers().join(", ")
+        );
     }
-    // Only the two files imported are kept; the rest of the folder is only hashed.
-    let wanted = [file_name(&args.symbol), file_name(&args.params)];
-    let mut verified = verify_directory(
-        &dir,
-        &[],
-        &policy,
-        SystemTime::now(),
-        &TreeLimits::default(),
-        &|rel| wanted.iter().any(|w| w == rel),
-    )?;
-    for w in verified.verified.warnings() {
-        eprintln!("warning: {w}");
-    }
-    eprintln!(
-        "verified {} (signed by {})",
-        dir.display(),
-        verified.verified.signers().join(", ")
-    );
-    let mut take = |p: &Path| -> Result<Vec<u8>> {
-        let name = file_name(p);
-        verified
-            .tree
-            .take(&name)
-            .with_context(|| format!("{name} is not among the signed files of {}", dir.display()))
-    };
-    Ok((take(&args.symbol)?, take(&args.params)?))
+    Ok((sources.symbol, sources.params))
 }
 
 fn mxnet(args: MxnetArgs) -> Result<()> {
@@ -225,70 +181,50 @@ fn mxnet(args: MxnetArgs) -> Result<()> {
         .map(read_private_key_file)
         .transpose()?;
     let (symbol_bytes, params_bytes) = source_bytes(&args)?;
-    let symbol = ward_mxnet::symbol::read_symbol(&symbol_bytes, &SymbolLimits::default())
-        .with_context(|| format!("{}", args.symbol.display()))?;
-    let params = ward_mxnet::params::read_params(&params_bytes, &ParamsLimits::default())
-        .with_context(|| format!("{}", args.params.display()))?;
-    let declared: Vec<DeclaredInput> = specs
-        .iter()
-        .map(|s| DeclaredInput {
-            name: s.name.clone(),
-            dtype: s.dtype,
-            shape: s.shape.clone(),
-        })
-        .collect();
-    let imported = import(&symbol, params, &declared).context("import")?;
+    let (symbol_name, params_name) = (file_name(&args.symbol), file_name(&args.params));
+    let options = ImportOptions {
+        name: args.name.clone(),
+        model_version: args.model_version.clone(),
+        output_policy: OutputPolicy {
+            precision: args.output_precision,
+            top_k: args.output_top_k,
+            label_only: args.output_label_only,
+        },
+        allow_nonfinite_weights: args.allow_nonfinite_weights,
+        created_unix: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        ..ImportOptions::new(specs)
+    };
+    let imported = import_package(
+        SourceFile {
+            name: &symbol_name,
+            bytes: &symbol_bytes,
+        },
+        SourceFile {
+            name: &params_name,
+            bytes: &params_bytes,
+        },
+        &options,
+    )
+    .map_err(|e| match e {
+        // The CLI names the files by the paths it was given.
+        PackageImportError::Symbol { source, .. } => {
+            anyhow::Error::new(*source).context(args.symbol.display().to_string())
+        }
+        PackageImportError::Params { source, .. } => {
+            anyhow::Error::new(*source).context(args.params.display().to_string())
+        }
+        other => other.into(),
+    })?;
     for unused in &imported.unused_params {
         eprintln!("warning: parameter {unused:?} is in the .params file but the symbol never reads it; it is left out");
     }
-    let nonfinite = ward_package::weights::first_nonfinite(&imported.weights)
-        .map(|(name, index)| format!("parameter {name:?} element {index} is NaN or infinite"));
-    match (&nonfinite, args.allow_nonfinite_weights) {
-        (Some(what), false) => bail!(
-            "{what}; pass --allow-nonfinite-weights to import it anyway (recorded in the package)"
-        ),
-        (Some(what), true) => eprintln!("warning: {what} (--allow-nonfinite-weights)"),
-        (None, _) => {}
+    if let Some(what) = &imported.nonfinite_weights {
+        eprintln!("warning: {what} (--allow-nonfinite-weights)");
     }
-    let outputs = imported.output_specs();
-    // Inputs in the graph's order, which is the symbol's.
-    let inputs: Vec<InputSpec> = imported
-        .graph
-        .inputs
-        .iter()
-        .filter_map(|i| specs.iter().find(|s| s.name == i.name).cloned())
-        .collect();
-    let v = symbol.mxnet_version;
-    let origin = Origin {
-        framework: "mxnet".into(),
-        framework_version: Some(format!("{}.{}.{}", v / 10000, v / 100 % 100, v % 100)),
-        files: vec![
-            FileDigest::of(file_name(&args.symbol), &symbol_bytes),
-            FileDigest::of(file_name(&args.params), &params_bytes),
-        ],
-    };
-    let name = args
-        .name
-        .clone()
-        .unwrap_or_else(|| default_name(&args.symbol));
-    let created = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let mut manifest = Manifest::new(
-        name,
-        args.model_version.clone(),
-        created,
-        origin,
-        inputs,
-        outputs,
-    );
-    manifest.nonfinite_weights = nonfinite.is_some();
-    manifest.output_policy = OutputPolicy {
-        precision: args.output_precision,
-        top_k: args.output_top_k,
-        label_only: args.output_label_only,
-    };
+    let manifest = &imported.manifest;
     // `--out repo/model/1`: the repository's model directory may not exist yet.
     if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
@@ -296,7 +232,7 @@ fn mxnet(args: MxnetArgs) -> Result<()> {
     }
     write_signed_package(
         &args.out,
-        &manifest,
+        manifest,
         &imported.graph.to_json(),
         &imported.weights,
         key.as_ref(),
@@ -311,10 +247,4 @@ fn mxnet(args: MxnetArgs) -> Result<()> {
         if key.is_some() { ", signed" } else { "" }
     );
     Ok(())
-}
-
-fn file_name(path: &std::path::Path) -> String {
-    path.file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_default()
 }

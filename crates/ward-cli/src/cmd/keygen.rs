@@ -2,11 +2,9 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use clap::Args;
-use ward_package::signature::write_key_pair;
-
-use super::safe_file_stem;
+use ward_package::signature::keygen;
 
 /// Make an ECDSA P-256 key pair for signing models: NAME.key (private, mode 0600) and
 /// NAME.pub (give this one to whoever verifies).
@@ -27,19 +25,7 @@ pub struct KeygenArgs {
 }
 
 pub fn run(args: KeygenArgs) -> Result<()> {
-    if !safe_file_stem(&args.name) {
-        bail!("--name {:?} cannot be used as a file name", args.name);
-    }
-    if !args.out.exists() {
-        let mut builder = std::fs::DirBuilder::new();
-        builder.recursive(true);
-        #[cfg(unix)]
-        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-        builder
-            .create(&args.out)
-            .with_context(|| format!("creating {}", args.out.display()))?;
-    }
-    let public = write_key_pair(&args.out, &args.name)?;
+    let public = keygen(&args.out, &args.name)?;
     let key = args.out.join(format!("{}.key", args.name));
     let public_file = args.out.join(format!("{}.pub", args.name));
     println!("private key: {} (keep it secret)", key.display());

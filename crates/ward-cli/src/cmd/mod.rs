@@ -177,12 +177,4 @@ pub fn parse_dims(text: &str, allow_variable: bool) -> Result<Vec<i64>> {
         .collect()
 }
 
-/// Whether `name` can be used as a file name inside a directory ward writes.
-pub fn safe_file_stem(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 200
-        && !name.starts_with('.')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | '+'))
-}
+pub use ward_core::files::safe_file_stem;

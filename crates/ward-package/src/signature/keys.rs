@@ -279,6 +279,27 @@ pub(crate) fn read_small_file(path: &Path, limit: u64) -> Result<String, Package
     read_small_text(path, limit).map_err(|e| file_error(path, e))
 }
 
+/// Makes a signing key pair as `ward keygen` does: `name` must be a plain file name; `dir`
+/// is created with mode 0700 when missing; then [`write_key_pair`].
+pub fn keygen(dir: &Path, name: &str) -> Result<PublicKey, PackageError> {
+    if !ward_core::files::safe_file_stem(name) {
+        return Err(PackageError::Key {
+            reason: format!("key name {name:?} cannot be used as a file name"),
+        });
+    }
+    if !dir.exists() {
+        let mut builder = fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(dir).map_err(|source| PackageError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    }
+    write_key_pair(dir, name)
+}
+
 /// Writes a new P-256 key pair: `dir/name.key` (PKCS#8, created with mode 0600, never
 /// overwritten) and `dir/name.pub`.
 pub fn write_key_pair(dir: &Path, name: &str) -> Result<PublicKey, PackageError> {

@@ -19,7 +19,7 @@ use std::cmp::Ordering;
 pub use crate::problem::Problem;
 pub use bundle::Bundle;
 pub use hashing::{Granularity, HashAlgorithm, Hashing};
-pub use keys::{read_private_key_file, write_key_pair, PrivateKey, PublicKey};
+pub use keys::{keygen, read_private_key_file, write_key_pair, PrivateKey, PublicKey};
 pub use policy::TrustPolicy;
 pub use statement::{Statement, DEFAULT_IGNORE_PATHS};
 pub use verify::{SignatureFile, Verdict};

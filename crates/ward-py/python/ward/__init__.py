@@ -1,0 +1,388 @@
+"""ward: run, sign and verify MXNet models without MXNet.
+
+Open a signed package and predict on NumPy arrays::
+
+    import numpy as np
+    import ward
+
+    model = ward.Package.open("resnet18.ward", trust="keys/release.pub")
+    out = model.predict(data=np.zeros((1, 3, 224, 224), np.float32))
+
+Every function checks what ``ward`` the command checks, with the same defaults and
+refusals: a package opens only when its signatures verify against ``trust`` (over the
+very bytes then parsed), and every input is checked against the package's declared
+schema (dtype, shape, range, NaN) before any tensor reaches an operator. Errors are
+:class:`WardError` and its subclasses, never a crash.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from . import _ward
+from ._ward import (
+    InputError,
+    LimitError,
+    ModelError,
+    VerificationError,
+    WardError,
+    __version__,
+)
+
+__all__ = [
+    "Package",
+    "WardError",
+    "VerificationError",
+    "InputError",
+    "ModelError",
+    "LimitError",
+    "keygen",
+    "sign",
+    "verify",
+    "import_mxnet",
+    "export_onnx",
+    "mxnet",
+    "__version__",
+]
+
+PathLike = Union[str, "os.PathLike[str]"]
+#: An input declaration: ``(dtype, shape)``, or a dict with ``dtype``, ``shape`` and
+#: optionally ``range`` (inclusive ``(min, max)``) and ``allow_nonfinite``.
+InputDeclaration = Union[Tuple[str, Sequence[int]], Mapping[str, Any]]
+
+_warned = set()
+_warned_lock = threading.Lock()
+
+
+def _warn_once(key: str, message: str) -> None:
+    """Warns (``warnings`` and stderr through ``logging``'s last resort) once per process."""
+    with _warned_lock:
+        if key in _warned:
+            return
+        _warned.add(key)
+    warnings.warn(message, UserWarning, stacklevel=3)
+
+
+def _path(value: Any, what: str) -> str:
+    if isinstance(value, (str, os.PathLike)):
+        return os.fspath(value)
+    raise InputError(f"{what} must be a path (str or os.PathLike), not {type(value).__name__}")
+
+
+def _optional_path(value: Any, what: str) -> Optional[str]:
+    return None if value is None else _path(value, what)
+
+
+def _declarations(inputs: Any) -> List[Tuple[str, str, List[int], Optional[Tuple[float, float]], bool]]:
+    """The declared inputs in the form ``ward._ward`` takes, each checked for its type."""
+    if not isinstance(inputs, Mapping) or not inputs:
+        raise InputError(
+            "inputs must be a non-empty dict: name -> (dtype, shape) or "
+            "{'dtype': ..., 'shape': ..., 'range': (min, max), 'allow_nonfinite': bool}"
+        )
+    out = []
+    for name, decl in inputs.items():
+        if not isinstance(name, str):
+            raise InputError(f"input name {name!r} must be a str")
+        if isinstance(decl, Mapping):
+            unknown = set(decl) - {"dtype", "shape", "range", "allow_nonfinite"}
+            if unknown:
+                raise InputError(f"input {name!r}: unknown keys {sorted(unknown)}")
+            try:
+                dtype, shape = decl["dtype"], decl["shape"]
+            except KeyError as e:
+                raise InputError(f"input {name!r}: missing {e.args[0]!r}") from None
+            value_range = decl.get("range")
+            allow_nonfinite = decl.get("allow_nonfinite", False)
+        elif isinstance(decl, (tuple, list)) and len(decl) == 2:
+            dtype, shape = decl
+            value_range, allow_nonfinite = None, False
+        else:
+            raise InputError(f"input {name!r}: declare it as (dtype, shape) or a dict")
+        dtype = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
+        if not isinstance(shape, (tuple, list)) or not all(
+            isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in shape
+        ):
+            raise InputError(f"input {name!r}: shape must be a sequence of ints (-1 = variable)")
+        if value_range is not None:
+            if not isinstance(value_range, (tuple, list)) or len(value_range) != 2:
+                raise InputError(f"input {name!r}: range must be (min, max)")
+            value_range = (float(value_range[0]), float(value_range[1]))
+        if not isinstance(allow_nonfinite, bool):
+            raise InputError(f"input {name!r}: allow_nonfinite must be a bool")
+        out.append((name, dtype, [int(d) for d in shape], value_range, allow_nonfinite))
+    return out
+
+
+class Package:
+    """A model ready to predict: a ward package opened through the verified loader, or
+    MXNet files opened with pinned digests (:func:`ward.mxnet.load`).
+
+    Thread-safe: several Python threads may call :meth:`predict` at once; the GIL is
+    released while ward computes, and each gets the same answer as one thread would.
+    """
+
+    __slots__ = ("_inner",)
+
+    def __init__(self, inner: "_ward.Package") -> None:
+        if not isinstance(inner, _ward.Package):
+            raise TypeError("use Package.open(path, trust=...) or ward.mxnet.load(...)")
+        self._inner = inner
+
+    @classmethod
+    def open(
+        cls,
+        path: PathLike,
+        trust: Optional[PathLike] = None,
+        *,
+        allow_unsigned: bool = False,
+        threads: int = 1,
+        max_weights_bytes: Optional[int] = None,
+        max_graph_bytes: Optional[int] = None,
+    ) -> "Package":
+        """Opens the package directory ``path``, verifying its signatures against
+        ``trust`` (a PEM public key or a TOML trust policy) before parsing the same bytes.
+
+        ``allow_unsigned=True`` opens it without checking any signature (local
+        experiments only; warns). ``threads`` is the compute threads per call.
+        Raises :class:`VerificationError` for a tampered, unsigned or untrusted package.
+        """
+        if not isinstance(allow_unsigned, bool):
+            raise InputError("allow_unsigned must be a bool")
+        if allow_unsigned and trust is None:
+            _warn_once(
+                "allow_unsigned",
+                "ward: allow_unsigned=True: the package's signatures are NOT checked; "
+                "anything in it will be loaded. Use this for local experiments only.",
+            )
+        threads = _threads(threads)
+        return cls(
+            _ward.open_package(
+                _path(path, "path"),
+                _optional_path(trust, "trust"),
+                allow_unsigned,
+                threads,
+                _size(max_weights_bytes, "max_weights_bytes"),
+                _size(max_graph_bytes, "max_graph_bytes"),
+            )
+        )
+
+    @property
+    def name(self) -> str:
+        """The model's name."""
+        return self._inner.name
+
+    @property
+    def version(self) -> str:
+        """The model's version."""
+        return self._inner.version
+
+    @property
+    def inputs(self) -> List[Dict[str, Any]]:
+        """The declared inputs: ``name``, ``dtype``, ``shape`` (-1 for a variable
+        dimension), ``range`` (inclusive, or None) and ``allow_nonfinite``."""
+        return self._inner.inputs
+
+    @property
+    def outputs(self) -> List[Dict[str, Any]]:
+        """The outputs: ``name``, ``dtype``, ``shape`` (-1 for a variable dimension)."""
+        return self._inner.outputs
+
+    @property
+    def signers(self) -> List[str]:
+        """Who signed the package (empty if it was not verified)."""
+        return self._inner.signers
+
+    @property
+    def verified(self) -> bool:
+        """Whether the signatures were checked against a trust policy."""
+        return self._inner.verified
+
+    @property
+    def warnings(self) -> List[str]:
+        """The verification's warnings."""
+        return self._inner.warnings
+
+    @property
+    def pins(self) -> Optional[Dict[str, str]]:
+        """For :func:`ward.mxnet.load`: the SHA-256 pins the files were checked against."""
+        return self._inner.pins
+
+    @property
+    def operators(self) -> Dict[str, int]:
+        """Each operator of the graph, with how many nodes use it."""
+        return self._inner.operators
+
+    def predict(self, inputs: Optional[Mapping[str, np.ndarray]] = None, /, **named: np.ndarray) -> Dict[str, np.ndarray]:
+        """Runs the model: ``predict({"data": array})`` or ``predict(data=array)``.
+
+        Every input must be a ``numpy.ndarray`` in the declared dtype (no silent casts);
+        it is checked against the schema (names, dtype, shape, range, NaN) before the model
+        runs, and :class:`InputError` (or :class:`LimitError`) names what is wrong.
+        Returns ``{output name: numpy.ndarray}``; the arrays are ward's own buffers, handed
+        over without a copy.
+        """
+        if inputs is not None and not isinstance(inputs, Mapping):
+            raise InputError(f"inputs must be a dict of name -> numpy.ndarray, not {type(inputs).__name__}")
+        given: Dict[str, Any] = dict(inputs or {})
+        for name, value in named.items():
+            if name in given:
+                raise InputError(f"input {name!r} is given twice")
+            given[name] = value
+        arrays = []
+        for name, value in given.items():
+            if not isinstance(name, str):
+                raise InputError(f"input name {name!r} must be a str")
+            if not isinstance(value, np.ndarray):
+                raise InputError(f"input {name!r} must be a numpy.ndarray, not {type(value).__name__}")
+            if value.dtype.hasobject or value.dtype.kind in "OSUVMmc":
+                raise InputError(f"input {name!r}: NumPy dtype {value.dtype} is not one ward computes with")
+            # C order and native byte order, without a copy when it already is.
+            if value.dtype.byteorder == ">":
+                value = value.astype(value.dtype.newbyteorder("="))
+            arrays.append((name, np.ascontiguousarray(value)))
+        raw = self._inner._predict(arrays)
+        return {name: buffer.view(np.dtype(dtype)).reshape(shape) for name, buffer, dtype, shape in raw}
+
+    __call__ = predict
+
+    def export_onnx(self, out: PathLike, shapes: Optional[Mapping[str, Sequence[int]]] = None) -> int:
+        """Writes the model as ONNX (opset 17) for concrete input shapes (a variable
+        dimension not given is 1); never overwrites ``out``. Returns the bytes written."""
+        shapes = {} if shapes is None else shapes
+        if not isinstance(shapes, Mapping):
+            raise InputError("shapes must be a dict: input name -> shape")
+        checked = {}
+        for name, shape in shapes.items():
+            if not isinstance(shape, (tuple, list)) or not all(
+                isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 0 for d in shape
+            ):
+                raise InputError(f"shape of {name!r} must be a sequence of non-negative ints")
+            checked[str(name)] = [int(d) for d in shape]
+        return self._inner.export_onnx(_path(out, "out"), checked)
+
+    def __repr__(self) -> str:
+        return repr(self._inner)
+
+
+def _threads(threads: Any) -> int:
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)):
+        raise InputError("threads must be an int")
+    cores = os.cpu_count() or 1
+    if not 1 <= threads <= 4 * cores:
+        raise InputError(f"threads must be 1 to {4 * cores} (4 per core; this machine has {cores})")
+    return int(threads)
+
+
+def _size(value: Any, what: str) -> Optional[int]:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise InputError(f"{what} must be a non-negative int")
+    return int(value)
+
+
+def keygen(out: PathLike, name: str = "ward") -> Dict[str, Any]:
+    """Makes an ECDSA P-256 signing key pair in ``out`` (created with mode 0700 if
+    missing): ``NAME.key`` (private, mode 0600) and ``NAME.pub``. Never overwrites.
+    Returns the two paths and the public key's hint."""
+    if not isinstance(name, str):
+        raise InputError("name must be a str")
+    return _ward.keygen(_path(out, "out"), name)
+
+
+def sign(
+    model: PathLike,
+    key: PathLike,
+    *,
+    signature: Optional[PathLike] = None,
+    name: Optional[str] = None,
+    shard_size: Optional[int] = None,
+) -> Dict[str, Any]:
+    """Signs a model directory (a ward package, an MXNet export folder, any folder) in
+    the OpenSSF model-signing v1.0 format with the private key ``key``; writes
+    ``MODEL/model.sig`` (or ``signature``), never over an existing file."""
+    return _ward.sign(
+        _path(model, "model"),
+        _path(key, "key"),
+        signature=_optional_path(signature, "signature"),
+        name=name,
+        shard_size=_size(shard_size, "shard_size"),
+    )
+
+
+def verify(
+    model: PathLike,
+    trust: PathLike,
+    *,
+    signatures: Iterable[PathLike] = (),
+    max_weights_bytes: Optional[int] = None,
+    max_graph_bytes: Optional[int] = None,
+) -> Dict[str, Any]:
+    """Checks a model's signatures against ``trust`` (a PEM public key or a TOML
+    policy): every file's digest, no file missing or added, enough trusted signers.
+    Returns the model name, signers and warnings; raises :class:`VerificationError`."""
+    return _ward.verify(
+        _path(model, "model"),
+        _path(trust, "trust"),
+        signatures=[_path(s, "signature") for s in signatures],
+        max_weights_bytes=_size(max_weights_bytes, "max_weights_bytes"),
+        max_graph_bytes=_size(max_graph_bytes, "max_graph_bytes"),
+    )
+
+
+def import_mxnet(
+    *,
+    symbol: PathLike,
+    params: PathLike,
+    inputs: Mapping[str, InputDeclaration],
+    out: PathLike,
+    sign_key: Optional[PathLike] = None,
+    trust: Optional[PathLike] = None,
+    name: Optional[str] = None,
+    model_version: str = "1",
+    output_precision: Optional[int] = None,
+    output_top_k: Optional[int] = None,
+    output_label_only: bool = False,
+    allow_nonfinite_weights: bool = False,
+) -> Dict[str, Any]:
+    """Imports an MXNet 1.x export (``*-symbol.json`` + ``*.params``) into a ward package
+    at ``out``, signed with ``sign_key`` when given. ``inputs`` declares every data input:
+    ``{"data": ("float32", (-1, 3, 224, 224))}`` or a dict with ``range`` and
+    ``allow_nonfinite``. With ``trust``, the two files' folder must be signed by it and is
+    verified before either file is parsed."""
+    return _ward.import_mxnet(
+        _path(symbol, "symbol"),
+        _path(params, "params"),
+        _declarations(inputs),
+        _path(out, "out"),
+        sign_key=_optional_path(sign_key, "sign_key"),
+        trust=_optional_path(trust, "trust"),
+        name=name,
+        model_version=model_version,
+        output_precision=_size(output_precision, "output_precision"),
+        output_top_k=_size(output_top_k, "output_top_k"),
+        output_label_only=bool(output_label_only),
+        allow_nonfinite_weights=bool(allow_nonfinite_weights),
+    )
+
+
+def export_onnx(
+    package: PathLike,
+    out: PathLike,
+    *,
+    trust: Optional[PathLike] = None,
+    allow_unsigned: bool = False,
+    shapes: Optional[Mapping[str, Sequence[int]]] = None,
+) -> int:
+    """Opens ``package`` (verified against ``trust``) and writes it as ONNX to ``out``,
+    as ``ward export onnx`` does. Returns the bytes written."""
+    return Package.open(package, trust, allow_unsigned=allow_unsigned).export_onnx(out, shapes)
+
+
+from . import mxnet  # noqa: E402  (the submodule uses the names above)

@@ -1,0 +1,87 @@
+"""Type stubs of the extension module ``ward._ward`` (the Rust side of the binding).
+Applications use the ``ward`` package, whose functions check their arguments' types and
+call these."""
+
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+__version__: str
+
+class WardError(Exception): ...
+class VerificationError(WardError): ...
+class InputError(WardError): ...
+class ModelError(WardError): ...
+class LimitError(WardError): ...
+
+_InputDecl = Tuple[str, str, List[int], Optional[Tuple[float, float]], bool]
+
+class Package:
+    @property
+    def name(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def inputs(self) -> List[Dict[str, Any]]: ...
+    @property
+    def outputs(self) -> List[Dict[str, Any]]: ...
+    @property
+    def signers(self) -> List[str]: ...
+    @property
+    def verified(self) -> bool: ...
+    @property
+    def warnings(self) -> List[str]: ...
+    @property
+    def pins(self) -> Optional[Dict[str, str]]: ...
+    @property
+    def operators(self) -> Dict[str, int]: ...
+    def _predict(self, inputs: Sequence[Tuple[str, np.ndarray]]) -> List[Tuple[str, np.ndarray, str, List[int]]]: ...
+    def export_onnx(self, out: str, shapes: Mapping[str, Sequence[int]] = ...) -> int: ...
+
+def open_package(
+    path: str,
+    trust: Optional[str],
+    allow_unsigned: bool,
+    threads: int,
+    max_weights_bytes: Optional[int] = ...,
+    max_graph_bytes: Optional[int] = ...,
+) -> Package: ...
+def load_mxnet(
+    symbol: str,
+    params: str,
+    inputs: Sequence[_InputDecl],
+    sha256: Optional[Mapping[str, str]],
+    threads: int,
+) -> Package: ...
+def keygen(out: str, name: str = ...) -> Dict[str, Any]: ...
+def sign(
+    model: str,
+    key: str,
+    *,
+    signature: Optional[str] = ...,
+    name: Optional[str] = ...,
+    shard_size: Optional[int] = ...,
+) -> Dict[str, Any]: ...
+def verify(
+    model: str,
+    trust: str,
+    *,
+    signatures: Sequence[str] = ...,
+    max_weights_bytes: Optional[int] = ...,
+    max_graph_bytes: Optional[int] = ...,
+) -> Dict[str, Any]: ...
+def import_mxnet(
+    symbol: str,
+    params: str,
+    inputs: Sequence[_InputDecl],
+    out: str,
+    *,
+    sign_key: Optional[str] = ...,
+    trust: Optional[str] = ...,
+    name: Optional[str] = ...,
+    model_version: str = ...,
+    output_precision: Optional[int] = ...,
+    output_top_k: Optional[int] = ...,
+    output_label_only: bool = ...,
+    allow_nonfinite_weights: bool = ...,
+) -> Dict[str, Any]: ...
