@@ -229,7 +229,7 @@ pub fn write_npy(t: &Tensor) -> Vec<u8> {
 }
 
 /// The `descr` NumPy writes for a ward dtype (bfloat16 has none; see [`write_npy`]).
-fn descr_of(dtype: DType) -> &'static str {
+pub fn descr_of(dtype: DType) -> &'static str {
     match dtype {
         DType::F32 | DType::BF16 => "<f4",
         DType::F64 => "<f8",

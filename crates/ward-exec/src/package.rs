@@ -277,16 +277,7 @@ impl PackageModel {
         let mut weights = files.weights;
         // Variable dims at 1: enough for a version-1 graph's encodings, which depend on
         // ranks and fixed dims only.
-        let probe: Vec<Vec<usize>> = manifest
-            .inputs
-            .iter()
-            .map(|i| {
-                i.shape
-                    .iter()
-                    .map(|&d| if d < 0 { 1 } else { d as usize })
-                    .collect()
-            })
-            .collect();
+        let probe = probe_shapes(&manifest);
         let graph = match graph_version(&files.graph_json)? {
             1 => upgrade_v1(&files.graph_json, &probe, &mut weights)?,
             GRAPH_VERSION => Graph::from_json(&files.graph_json)?,
@@ -308,16 +299,7 @@ impl PackageModel {
         graph: Graph,
         weights: Vec<(String, Tensor)>,
     ) -> Result<PackageModel, ExecError> {
-        let probe: Vec<Vec<usize>> = manifest
-            .inputs
-            .iter()
-            .map(|i| {
-                i.shape
-                    .iter()
-                    .map(|&d| if d < 0 { 1 } else { d as usize })
-                    .collect()
-            })
-            .collect();
+        let probe = probe_shapes(&manifest);
         let graph_inputs: Vec<(&str, ward_core::DType)> = graph
             .inputs
             .iter()
@@ -351,4 +333,18 @@ impl PackageModel {
             weights,
         })
     }
+}
+
+/// The manifest's input shapes with every variable dimension at 1.
+fn probe_shapes(manifest: &Manifest) -> Vec<Vec<usize>> {
+    manifest
+        .inputs
+        .iter()
+        .map(|i| {
+            i.shape
+                .iter()
+                .map(|&d| usize::try_from(d).unwrap_or(1))
+                .collect()
+        })
+        .collect()
 }

@@ -272,6 +272,28 @@ pub fn read_sources(
     })
 }
 
+/// [`import_package`] of the files read from `symbol` and `params` (named by their last
+/// components, as the manifest records them).
+pub fn import_sources(
+    symbol: &Path,
+    params: &Path,
+    sources: &Sources,
+    options: &ImportOptions,
+) -> Result<ImportedPackage, PackageImportError> {
+    let (symbol_name, params_name) = (plain_name(symbol), plain_name(params));
+    import_package(
+        SourceFile {
+            name: &symbol_name,
+            bytes: &sources.symbol,
+        },
+        SourceFile {
+            name: &params_name,
+            bytes: &sources.params,
+        },
+        options,
+    )
+}
+
 /// A path's last component, as the manifest records a source file.
 pub fn plain_name(path: &Path) -> String {
     path.file_name()

@@ -10,7 +10,7 @@ use numpy::{
 };
 use pyo3::prelude::*;
 use ward_core::{DType, Tensor};
-use ward_package::from_mxnet::read_sources;
+use ward_package::from_mxnet::{read_sources, Sources};
 use ward_package::{InputSpec, TrustPolicy};
 
 use crate::errors::{package_error, InputError, LimitError};
@@ -41,22 +41,13 @@ pub fn input_specs(inputs: Vec<InputDecl>) -> PyResult<Vec<InputSpec>> {
         .collect()
 }
 
-/// The symbol and params bytes, verified under the trust policy in `trust` when given.
-pub fn read_source(
-    symbol: &Path,
-    params: &Path,
-    trust: Option<&Path>,
-) -> PyResult<(Vec<u8>, Vec<u8>)> {
+/// The symbol and params files, verified under the trust policy in `trust` when given.
+pub fn read_source(symbol: &Path, params: &Path, trust: Option<&Path>) -> PyResult<Sources> {
     let policy = trust
         .map(TrustPolicy::load)
         .transpose()
         .map_err(|e| package_error(&e))?;
-    let sources = read_sources(symbol, params, policy.as_ref()).map_err(|e| package_error(&e))?;
-    Ok((sources.symbol, sources.params))
-}
-
-pub fn file_name(path: &Path) -> String {
-    ward_package::from_mxnet::plain_name(path)
+    read_sources(symbol, params, policy.as_ref()).map_err(|e| package_error(&e))
 }
 
 pub fn unix_now() -> u64 {
@@ -150,21 +141,7 @@ pub fn output<'py>(
     } else {
         tensor
     };
-    let dtype = numpy_name(tensor.dtype());
+    let dtype = ward_core::npy::descr_of(tensor.dtype());
     let shape = tensor.shape().to_vec();
     (PyArray1::from_vec(py, tensor.into_bytes()), dtype, shape)
-}
-
-/// NumPy's name of a ward dtype (little-endian).
-fn numpy_name(dtype: DType) -> &'static str {
-    match dtype {
-        DType::F32 | DType::BF16 => "<f4",
-        DType::F64 => "<f8",
-        DType::F16 => "<f2",
-        DType::U8 => "|u1",
-        DType::I8 => "|i1",
-        DType::I32 => "<i4",
-        DType::I64 => "<i8",
-        DType::Bool => "|b1",
-    }
 }

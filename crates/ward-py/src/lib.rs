@@ -13,7 +13,7 @@ use std::time::SystemTime;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
-use ward_package::from_mxnet::{import_package, ImportOptions, SourceFile};
+use ward_package::from_mxnet::{import_sources, ImportOptions};
 use ward_package::sign_model::{sign_model, SignRequest};
 use ward_package::signature::{keygen as keygen_files, read_private_key_file};
 use ward_package::tree::TreeLimits;
@@ -22,7 +22,7 @@ use ward_package::{
     TrustPolicy, MANIFEST_FILE,
 };
 
-use crate::convert::{file_name, input_specs, read_source, InputDecl};
+use crate::convert::{input_specs, read_source, InputDecl};
 use crate::errors::{import_error, package_error, WardError};
 use crate::package::Package;
 
@@ -142,8 +142,7 @@ fn import_mxnet<'py>(
             .map(read_private_key_file)
             .transpose()
             .map_err(|e| package_error(&e))?;
-        let (symbol_bytes, params_bytes) = read_source(&symbol, &params, trust.as_deref())?;
-        let (symbol_name, params_name) = (file_name(&symbol), file_name(&params));
+        let sources = read_source(&symbol, &params, trust.as_deref())?;
         let options = ImportOptions {
             name,
             model_version,
@@ -156,18 +155,8 @@ fn import_mxnet<'py>(
             created_unix: convert::unix_now(),
             ..ImportOptions::new(specs)
         };
-        let imported = import_package(
-            SourceFile {
-                name: &symbol_name,
-                bytes: &symbol_bytes,
-            },
-            SourceFile {
-                name: &params_name,
-                bytes: &params_bytes,
-            },
-            &options,
-        )
-        .map_err(|e| import_error(&e))?;
+        let imported =
+            import_sources(&symbol, &params, &sources, &options).map_err(|e| import_error(&e))?;
         if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| {
                 WardError::new_err(format!("cannot create {}: {e}", parent.display()))

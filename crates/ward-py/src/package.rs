@@ -10,10 +10,10 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use sha2::{Digest, Sha256};
 use ward_exec::{LoadedPackage, PackageModel, TractBackend};
-use ward_package::from_mxnet::{import_package, ImportOptions, SourceFile};
+use ward_package::from_mxnet::{import_sources, ImportOptions};
 use ward_package::{Trust, TrustPolicy, Verification};
 
-use crate::convert::{file_name, input_specs, output, read_source, tensor, InputDecl};
+use crate::convert::{input_specs, output, read_source, tensor, InputDecl};
 use crate::errors::{exec_error, import_error, package_error, InputError, VerificationError};
 
 /// One output as `_predict` returns it: name, `uint8` buffer, NumPy dtype, shape.
@@ -113,11 +113,11 @@ pub fn load_mxnet(
     }
     let backend = backend(threads)?;
     let loaded = py.detach(|| -> PyResult<LoadedPackage> {
-        let (symbol_bytes, params_bytes) = read_source(&symbol, &params, None)?;
+        let sources = read_source(&symbol, &params, None)?;
         if let Some(pins) = &sha256 {
             for (role, path, bytes) in [
-                ("symbol", &symbol, &symbol_bytes),
-                ("params", &params, &params_bytes),
+                ("symbol", &symbol, &sources.symbol),
+                ("params", &params, &sources.params),
             ] {
                 let actual = hex::encode(Sha256::digest(bytes));
                 let pinned = pins.get(role).map(|p| p.trim().to_ascii_lowercase());
@@ -131,19 +131,8 @@ pub fn load_mxnet(
                 }
             }
         }
-        let (symbol_name, params_name) = (file_name(&symbol), file_name(&params));
-        let imported = import_package(
-            SourceFile {
-                name: &symbol_name,
-                bytes: &symbol_bytes,
-            },
-            SourceFile {
-                name: &params_name,
-                bytes: &params_bytes,
-            },
-            &ImportOptions::new(specs),
-        )
-        .map_err(|e| import_error(&e))?;
+        let imported = import_sources(&symbol, &params, &sources, &ImportOptions::new(specs))
+            .map_err(|e| import_error(&e))?;
         let model = PackageModel::from_parts(imported.manifest, imported.graph, imported.weights)
             .map_err(|e| exec_error(&e))?;
         LoadedPackage::from_model(model, backend).map_err(|e| exec_error(&e))

@@ -7,8 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use ward_core::DType;
 use ward_package::from_mxnet::{
-    import_package, plain_name as file_name, read_sources, ImportOptions, PackageImportError,
-    SourceFile,
+    import_sources, read_sources, ImportOptions, PackageImportError, Sources,
 };
 use ward_package::signature::read_private_key_file;
 use ward_package::{write_signed_package, InputSpec, OutputPolicy, TrustPolicy};
@@ -155,7 +154,7 @@ pub(crate) fn default_name(symbol: &std::path::Path) -> String {
 
 /// The symbol and params bytes: read plainly, or, with `--trust`, from their folder read
 /// once and verified.
-fn source_bytes(args: &MxnetArgs) -> Result<(Vec<u8>, Vec<u8>)> {
+fn sources(args: &MxnetArgs) -> Result<Sources> {
     let policy = args.trust.as_deref().map(TrustPolicy::load).transpose()?;
     let sources = read_sources(&args.symbol, &args.params, policy.as_ref())?;
     if let Some(verdict) = &sources.verified {
@@ -169,7 +168,7 @@ fn source_bytes(args: &MxnetArgs) -> Result<(Vec<u8>, Vec<u8>)> {
             verdict.signers().join(", ")
         );
     }
-    Ok((sources.symbol, sources.params))
+    Ok(sources)
 }
 
 fn mxnet(args: MxnetArgs) -> Result<()> {
@@ -180,8 +179,7 @@ fn mxnet(args: MxnetArgs) -> Result<()> {
         .as_deref()
         .map(read_private_key_file)
         .transpose()?;
-    let (symbol_bytes, params_bytes) = source_bytes(&args)?;
-    let (symbol_name, params_name) = (file_name(&args.symbol), file_name(&args.params));
+    let sources = sources(&args)?;
     let options = ImportOptions {
         name: args.name.clone(),
         model_version: args.model_version.clone(),
@@ -197,27 +195,17 @@ fn mxnet(args: MxnetArgs) -> Result<()> {
             .unwrap_or(0),
         ..ImportOptions::new(specs)
     };
-    let imported = import_package(
-        SourceFile {
-            name: &symbol_name,
-            bytes: &symbol_bytes,
-        },
-        SourceFile {
-            name: &params_name,
-            bytes: &params_bytes,
-        },
-        &options,
-    )
-    .map_err(|e| match e {
-        // The CLI names the files by the paths it was given.
-        PackageImportError::Symbol { source, .. } => {
-            anyhow::Error::new(*source).context(args.symbol.display().to_string())
-        }
-        PackageImportError::Params { source, .. } => {
-            anyhow::Error::new(*source).context(args.params.display().to_string())
-        }
-        other => other.into(),
-    })?;
+    let imported =
+        import_sources(&args.symbol, &args.params, &sources, &options).map_err(|e| match e {
+            // The CLI names the files by the paths it was given.
+            PackageImportError::Symbol { source, .. } => {
+                anyhow::Error::new(*source).context(args.symbol.display().to_string())
+            }
+            PackageImportError::Params { source, .. } => {
+                anyhow::Error::new(*source).context(args.params.display().to_string())
+            }
+            other => other.into(),
+        })?;
     for unused in &imported.unused_params {
         eprintln!("warning: parameter {unused:?} is in the .params file but the symbol never reads it; it is left out");
     }
