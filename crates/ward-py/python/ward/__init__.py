@@ -227,27 +227,35 @@ class Package:
         Returns ``{output name: numpy.ndarray}``; the arrays are ward's own buffers, handed
         over without a copy.
         """
-        if inputs is not None and not isinstance(inputs, Mapping):
+        if inputs is None:
+            given = named
+        elif not isinstance(inputs, Mapping):
             raise InputError(f"inputs must be a dict of name -> numpy.ndarray, not {type(inputs).__name__}")
-        given: Dict[str, Any] = dict(inputs or {})
-        for name, value in named.items():
-            if name in given:
-                raise InputError(f"input {name!r} is given twice")
-            given[name] = value
+        elif named:
+            given = dict(inputs)
+            for name, value in named.items():
+                if name in given:
+                    raise InputError(f"input {name!r} is given twice")
+                given[name] = value
+        else:
+            given = inputs
         arrays = []
         for name, value in given.items():
             if not isinstance(name, str):
                 raise InputError(f"input name {name!r} must be a str")
             if not isinstance(value, np.ndarray):
                 raise InputError(f"input {name!r} must be a numpy.ndarray, not {type(value).__name__}")
-            if value.dtype.hasobject or value.dtype.kind in "OSUVMmc":
-                raise InputError(f"input {name!r}: NumPy dtype {value.dtype} is not one ward computes with")
-            # C order and native byte order, without a copy when it already is.
-            if value.dtype.byteorder == ">":
-                value = value.astype(value.dtype.newbyteorder("="))
-            arrays.append((name, np.ascontiguousarray(value)))
-        raw = self._inner._predict(arrays)
-        return {name: buffer.view(np.dtype(dtype)).reshape(shape) for name, buffer, dtype, shape in raw}
+            dtype = value.dtype
+            # Booleans, integers and floats only: no objects, strings, dates or complex.
+            if dtype.kind not in "biuf":
+                raise InputError(f"input {name!r}: NumPy dtype {dtype} is not one ward computes with")
+            # C order and native byte order, copied only when the array is not already.
+            if dtype.byteorder == ">":
+                value = value.astype(dtype.newbyteorder("="))
+            if not value.flags.c_contiguous:
+                value = np.ascontiguousarray(value)
+            arrays.append((name, value))
+        return {name: buffer.view(_dtype(descr)).reshape(shape) for name, buffer, descr, shape in self._inner._predict(arrays)}
 
     __call__ = predict
 
@@ -268,6 +276,17 @@ class Package:
 
     def __repr__(self) -> str:
         return repr(self._inner)
+
+
+_DTYPES: Dict[str, np.dtype] = {}
+
+
+def _dtype(descr: str) -> np.dtype:
+    """NumPy's dtype for a descr such as ``<f4``, made once."""
+    dtype = _DTYPES.get(descr)
+    if dtype is None:
+        dtype = _DTYPES[descr] = np.dtype(descr)
+    return dtype
 
 
 def _threads(threads: Any) -> int:
