@@ -97,7 +97,12 @@ fn le_bytes<T: numpy::Element + Copy, const N: usize>(
     bytes
         .try_reserve_exact(std::mem::size_of_val(values))
         .map_err(|_| LimitError::new_err("the input does not fit in memory"))?;
-    bytes.extend(values.iter().flat_map(|&v| to_le(v)));
+    bytes.resize(std::mem::size_of_val(values), 0);
+    // Element by element into a buffer of the final size: on a little-endian machine the
+    // compiler makes this a plain copy.
+    for (dst, &v) in bytes.as_chunks_mut::<N>().0.iter_mut().zip(values) {
+        *dst = to_le(v);
+    }
     Ok(bytes)
 }
 
