@@ -24,7 +24,9 @@ else
     cargo build --locked --bin ward
     maturin_profile=()
 fi
-export WARD="$PWD/$target/$profile/ward"
+WARD="$target/$profile/ward"
+case "$WARD" in /*) ;; *) WARD="$PWD/$WARD" ;; esac
+export WARD
 
 echo "== maturin build (abi3 wheel for CPython 3.9+)"
 rm -rf "$target/wheels"
