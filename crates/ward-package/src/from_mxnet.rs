@@ -6,7 +6,7 @@
 //! same buffers.
 
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use ward_core::Tensor;
 use ward_graph::schema::InputSpec;
@@ -50,7 +50,8 @@ pub struct ImportOptions {
 }
 
 impl ImportOptions {
-    /// Options with these inputs and every other choice at `ward import mxnet`'s default.
+    /// Options with these inputs and every other choice at `ward import mxnet`'s default;
+    /// created now.
     pub fn new(inputs: Vec<InputSpec>) -> ImportOptions {
         ImportOptions {
             inputs,
@@ -58,7 +59,9 @@ impl ImportOptions {
             model_version: "1".into(),
             output_policy: OutputPolicy::default(),
             allow_nonfinite_weights: false,
-            created_unix: 0,
+            created_unix: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
         }
     }
 }

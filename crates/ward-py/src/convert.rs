@@ -2,7 +2,6 @@
 //! arrays and tensors.
 
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use numpy::{
     PyArray1, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyUntypedArray,
@@ -19,7 +18,7 @@ use crate::errors::{package_error, InputError, LimitError};
 /// variable dimension), inclusive value range, whether NaN and infinities are accepted.
 pub type InputDecl = (String, String, Vec<i64>, Option<(f64, f64)>, bool);
 
-/// The declared inputs as the manifest's specs, each checked.
+/// The declared inputs as the manifest's specs (the import checks each).
 pub fn input_specs(inputs: Vec<InputDecl>) -> PyResult<Vec<InputSpec>> {
     inputs
         .into_iter()
@@ -27,16 +26,13 @@ pub fn input_specs(inputs: Vec<InputDecl>) -> PyResult<Vec<InputSpec>> {
             let dtype: DType = dtype
                 .parse()
                 .map_err(|e| InputError::new_err(format!("input {name:?}: {e}")))?;
-            let spec = InputSpec {
+            Ok(InputSpec {
                 name,
                 dtype,
                 shape,
                 range: range.map(|(min, max)| [min, max]),
                 allow_nonfinite,
-            };
-            spec.validate_spec()
-                .map_err(|e| InputError::new_err(e.to_string()))?;
-            Ok(spec)
+            })
         })
         .collect()
 }
@@ -48,13 +44,6 @@ pub fn read_source(symbol: &Path, params: &Path, trust: Option<&Path>) -> PyResu
         .transpose()
         .map_err(|e| package_error(&e))?;
     read_sources(symbol, params, policy.as_ref()).map_err(|e| package_error(&e))
-}
-
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// The ward dtype of a NumPy array's dtype, if ward has it (bfloat16 has no NumPy dtype).

@@ -152,7 +152,6 @@ fn import_mxnet<'py>(
                 label_only: output_label_only,
             },
             allow_nonfinite_weights,
-            created_unix: convert::unix_now(),
             ..ImportOptions::new(specs)
         };
         let imported =

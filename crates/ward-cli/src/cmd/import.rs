@@ -1,7 +1,6 @@
 //! `ward import mxnet`
 
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
@@ -140,16 +139,8 @@ fn input_specs(args: &MxnetArgs) -> Result<Vec<InputSpec>> {
             })?;
         spec.allow_nonfinite = true;
     }
-    for spec in &specs {
-        spec.validate_spec()
-            .with_context(|| format!("--input {:?}", spec.name))?;
-    }
+    // Each spec is checked by the import itself (`import_package`), which names it.
     Ok(specs)
-}
-
-/// `resnet18-symbol.json` → `resnet18`, made a valid model name.
-pub(crate) fn default_name(symbol: &std::path::Path) -> String {
-    ward_package::from_mxnet::default_model_name(symbol)
 }
 
 /// The symbol and params bytes: read plainly, or, with `--trust`, from their folder read
@@ -189,10 +180,6 @@ fn mxnet(args: MxnetArgs) -> Result<()> {
             label_only: args.output_label_only,
         },
         allow_nonfinite_weights: args.allow_nonfinite_weights,
-        created_unix: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
         ..ImportOptions::new(specs)
     };
     let imported =

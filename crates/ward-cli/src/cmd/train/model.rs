@@ -120,7 +120,7 @@ fn mxnet(
     };
     let name = match &spec.model.name {
         Some(name) => ward_package::model_name::sanitize(name),
-        None => crate::cmd::import::default_name(symbol_path),
+        None => ward_package::from_mxnet::default_model_name(symbol_path),
     };
     Ok(Model {
         outputs: imported.output_specs(),
