@@ -46,30 +46,25 @@ pub fn read_source(symbol: &Path, params: &Path, trust: Option<&Path>) -> PyResu
     read_sources(symbol, params, policy.as_ref()).map_err(|e| package_error(&e))
 }
 
-/// The ward dtype of a NumPy array's dtype, if ward has it (bfloat16 has no NumPy dtype).
+/// The ward dtype of a NumPy array's dtype, if ward has it (bfloat16 has no NumPy dtype),
+/// by kind and width. Native byte order only: a big-endian array is refused by name
+/// rather than read with its bytes swapped.
 fn ward_dtype(array: &Bound<'_, PyUntypedArray>) -> Option<DType> {
-    let py = array.py();
     let dtype = array.dtype();
-    // Native byte order only: a big-endian array is refused by name rather than read
-    // with its bytes swapped.
-    let candidates = [
-        (DType::F32, numpy::dtype::<f32>(py)),
-        (DType::F64, numpy::dtype::<f64>(py)),
-        (DType::U8, numpy::dtype::<u8>(py)),
-        (DType::I8, numpy::dtype::<i8>(py)),
-        (DType::I32, numpy::dtype::<i32>(py)),
-        (DType::I64, numpy::dtype::<i64>(py)),
-        (DType::Bool, numpy::dtype::<bool>(py)),
-    ];
-    if let Some((d, _)) = candidates
-        .iter()
-        .find(|(_, candidate)| dtype.is_equiv_to(candidate))
-    {
-        return Some(*d);
+    if dtype.byteorder() == b'>' {
+        return None;
     }
-    // float16: kind 'f', 2 bytes, native order.
-    (dtype.kind() == b'f' && dtype.itemsize() == 2 && dtype.byteorder() != b'>')
-        .then_some(DType::F16)
+    Some(match (dtype.kind(), dtype.itemsize()) {
+        (b'f', 4) => DType::F32,
+        (b'f', 8) => DType::F64,
+        (b'f', 2) => DType::F16,
+        (b'u', 1) => DType::U8,
+        (b'i', 1) => DType::I8,
+        (b'i', 4) => DType::I32,
+        (b'i', 8) => DType::I64,
+        (b'b', 1) => DType::Bool,
+        _ => return None,
+    })
 }
 
 /// Reads the elements of a C-contiguous array of `T` as little-endian bytes.
