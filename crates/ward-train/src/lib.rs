@@ -25,6 +25,9 @@
 //! [`init`] holds MXNet's initializers and [`metrics`] its evaluation metrics, both
 //! declared as data and held to MXNet 1.9.1; [`plot`] reads a run's `metrics.jsonl` as
 //! untrusted input and draws its curves as a PNG (`ward plot`).
+//!
+//! [`run`] drives a whole run from a training spec (`ward train`, and `ward.train` in
+//! Python): data, model, seed, steps, validation, checkpoints, the trained package.
 
 pub mod checkpoint;
 pub mod data;
@@ -36,6 +39,7 @@ pub mod loss;
 pub mod metrics;
 pub mod optim;
 pub mod plot;
+pub mod run;
 pub mod schedule;
 pub mod spec;
 pub mod trainer;

@@ -34,7 +34,10 @@ use ward_train::spec::TrainSpec;
 use ward_train::trainer::{param_mults, Trainer};
 use ward_train::Optimizer;
 
-use super::train::model;
+use ward_train::run::model;
+use ward_train::run::PackageOpener;
+
+use super::train::{into_anyhow, VerifiedOpener};
 
 /// Writes one line to standard error in one write: the members of `ward cluster run`
 /// share it, and `eprintln!` may write a line in pieces that interleave.
@@ -589,7 +592,15 @@ fn load(p: &Prepared, trust: &super::TrustArgs) -> Result<Loaded> {
         .open(&p.base, &DataLimits::default())
         .context("data.train")?;
     let example_shape = train.data_shape().to_vec();
-    let model = model::load(&p.spec, &p.base, &example_shape, trust, true)?;
+    let opener = trust.is_set().then_some(VerifiedOpener(trust));
+    let model = model::load(
+        &p.spec,
+        &p.base,
+        &example_shape,
+        opener.as_ref().map(|o| o as &dyn PackageOpener),
+        true,
+    )
+    .map_err(into_anyhow)?;
     Ok(Loaded {
         model,
         train,
@@ -625,6 +636,7 @@ impl Loaded {
         let given = std::mem::take(&mut self.model.given);
         let weights = init_missing(&init, &self.model.graph, seed, given)?;
         model::trainer(spec, &self.model, weights, batch, &self.example_shape, seed)
+            .map_err(into_anyhow)
     }
 }
 
@@ -825,14 +837,25 @@ fn coordinator(args: CoordinatorArgs) -> Result<()> {
     }
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
-    super::train::write_trained(
+    let manifest = model::write_trained(
         &package,
         model,
         &graph,
         &weights,
         key.as_ref(),
-        p.spec.run.epochs,
+        ward_train::run::now_unix(),
     )
+    .map_err(into_anyhow)?;
+    let epochs = p.spec.run.epochs;
+    println!(
+        "trained {} for {} epoch{} into {}{}",
+        manifest.name,
+        epochs,
+        if epochs == 1 { "" } else { "s" },
+        package.display(),
+        if key.is_some() { ", signed" } else { "" }
+    );
+    Ok(())
 }
 
 fn server(args: ServerArgs) -> Result<()> {

@@ -81,41 +81,22 @@ impl TrustArgs {
         }
     }
 
-    /// The trust policy a checkpoint is verified under: checkpoints are always signed, so
-    /// `--allow-unsigned` does not apply to them.
-    pub fn checkpoint_trust(&self) -> Result<Trust> {
-        match &self.trust {
-            Some(path) => Ok(Trust::Policy(TrustPolicy::load(path)?)),
-            None => bail!(
-                "--resume verifies the checkpoint: pass --trust KEY.pub or --trust POLICY.toml \
-                 (checkpoints are always signed; --allow-unsigned does not apply to them)"
-            ),
-        }
+    /// The trust policy of `--trust`, if given (`--allow-unsigned` is not one).
+    pub fn policy(&self) -> Result<Option<Trust>> {
+        self.trust
+            .as_deref()
+            .map(|path| Ok(Trust::Policy(TrustPolicy::load(path)?)))
+            .transpose()
+    }
+
+    /// The largest package files to read.
+    pub fn limits(&self) -> PackageLimits {
+        self.limits.limits()
     }
 
     /// Whether a trust policy or `--allow-unsigned` was given.
     pub fn is_set(&self) -> bool {
         self.trust.is_some() || self.allow_unsigned
-    }
-
-    /// Opens a package's model through the verified loader, for training: verified,
-    /// then parsed and checked against its manifest, not planned to run. Prints who
-    /// signed it and any verification warning.
-    pub fn open_model(&self, package: &Path) -> Result<ward_exec::PackageModel> {
-        let (model, verification) =
-            ward_exec::PackageModel::open(package, &self.trust()?, &self.limits.limits())
-                .with_context(|| format!("package {}", package.display()))?;
-        if let Verification::Signed(v) = &verification {
-            eprintln!(
-                "model: {} verified, signed by {}",
-                package.display(),
-                v.signers().join(", ")
-            );
-            for w in v.warnings() {
-                eprintln!("warning: {w}");
-            }
-        }
-        Ok(model)
     }
 
     /// Opens a package through the verified loader, printing any verification warning,

@@ -17,5 +17,6 @@ mod models;
 mod mxnet_gradients;
 mod optimizers;
 mod plot;
+mod run;
 mod training;
 mod trajectories;

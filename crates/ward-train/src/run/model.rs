@@ -1,10 +1,12 @@
-//! Where `ward train`'s model comes from: MXNet files (a symbol, its params, new layers
-//! initialised by the spec), or a ward package to fine-tune, verified before it is parsed.
+//! Where a run's model comes from: MXNet files (a symbol, its params, new layers
+//! initialised by the spec), or a ward package to fine-tune, which the caller opens
+//! through the verified loader (ward-exec's, which this crate does not link).
 
+use std::collections::HashMap;
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
-use ward_core::DType;
+use ward_core::random::RunSeed;
+use ward_core::{DType, Tensor};
 use ward_graph::schema::OutputSpec;
 use ward_graph::Graph;
 use ward_mxnet::import::{import, DeclaredInput};
@@ -14,10 +16,13 @@ use ward_mxnet::limits::{
 use ward_mxnet::new_params::import_with_new_params;
 use ward_mxnet::params::ParamsFile;
 use ward_mxnet::symbol::Symbol;
-use ward_package::{FileDigest, InputSpec, Origin};
-use ward_train::spec::{ModelSource, TrainSpec};
+use ward_package::signature::PrivateKey;
+use ward_package::{write_signed_package, FileDigest, InputSpec, Manifest, Origin};
 
-use crate::cmd::{read_file, TrustArgs};
+use super::error::refuse;
+use super::RunError;
+use crate::spec::{ModelSource, TrainSpec};
+use crate::trainer::{Objective, Trainer, TrainerSetup};
 
 /// A model ready to train, and what its package will say about where it came from.
 pub struct Model {
@@ -34,25 +39,55 @@ pub struct Model {
     pub outputs: Vec<OutputSpec>,
 }
 
+/// A verified package's model, parsed and checked against its manifest: what the
+/// caller's [`PackageOpener`] gives back.
+pub struct OpenedModel {
+    pub manifest: Manifest,
+    pub graph: Graph,
+    /// By parameter name.
+    pub weights: HashMap<String, Tensor>,
+}
+
+/// Opens the package a spec fine-tunes (`[model] package = ...`) through the verified
+/// loader, under the caller's trust policy. A caller without a trust policy passes no
+/// opener, and such a spec is refused.
+pub trait PackageOpener: Sync {
+    fn open(&self, dir: &Path) -> Result<OpenedModel, RunError>;
+}
+
 /// The spec's model, for examples of `example_shape` (paths relative to `base`).
+/// `resuming`: a resumed run's trust policy verifies its checkpoint, so an opener given
+/// with an MXNet model is not a mistake then.
 pub fn load(
     spec: &TrainSpec,
     base: &Path,
     example_shape: &[usize],
-    trust: &TrustArgs,
+    opener: Option<&dyn PackageOpener>,
     resuming: bool,
-) -> Result<Model> {
+) -> Result<Model, RunError> {
     let source = spec.model.source()?;
-    // On --resume, --trust also verifies the checkpoint.
-    if trust.is_set() && !resuming && !matches!(source, ModelSource::Package(_)) {
-        bail!("--trust and --allow-unsigned apply to a package model ([model] package); this spec trains MXNet files");
+    if opener.is_some() && !resuming && !matches!(source, ModelSource::Package(_)) {
+        refuse!("--trust and --allow-unsigned apply to a package model ([model] package); this spec trains MXNet files");
     }
     match source {
         ModelSource::Mxnet { symbol, params } => mxnet(spec, base, symbol, params, example_shape),
         ModelSource::Package(package) => {
-            from_package(spec, &base.join(package), example_shape, trust)
+            let dir = base.join(package);
+            let Some(opener) = opener else {
+                refuse!(
+                    "[model] package {}: no trust policy: pass --trust KEY.pub or --trust POLICY.toml \
+                     (or --allow-unsigned for a local experiment)",
+                    dir.display()
+                );
+            };
+            from_package(spec, &dir, opener.open(&dir)?, example_shape)
         }
     }
+}
+
+fn read(path: &Path, limit: u64) -> Result<Vec<u8>, RunError> {
+    ward_core::files::read_bounded(path, limit)
+        .map_err(|e| RunError::failed(format!("cannot read {}", path.display()), &e))
 }
 
 fn mxnet(
@@ -61,17 +96,17 @@ fn mxnet(
     symbol_path: &Path,
     params_path: Option<&Path>,
     example_shape: &[usize],
-) -> Result<Model> {
-    let symbol_bytes = read_file(&base.join(symbol_path), MAX_SYMBOL_JSON_BYTES as u64)?;
+) -> Result<Model, RunError> {
+    let symbol_bytes = read(&base.join(symbol_path), MAX_SYMBOL_JSON_BYTES as u64)?;
     let symbol = ward_mxnet::symbol::read_symbol(&symbol_bytes, &SymbolLimits::default())
-        .with_context(|| format!("{}", symbol_path.display()))?;
+        .map_err(|e| RunError::failed(symbol_path.display().to_string(), &e))?;
     let params_bytes = params_path
-        .map(|p| read_file(&base.join(p), MAX_PARAMS_FILE_BYTES))
+        .map(|p| read(&base.join(p), MAX_PARAMS_FILE_BYTES))
         .transpose()?;
     let params = match (&params_bytes, params_path) {
         (Some(bytes), Some(path)) => {
             ward_mxnet::params::read_params(bytes, &ParamsLimits::default())
-                .with_context(|| format!("{}", path.display()))?
+                .map_err(|e| RunError::failed(path.display().to_string(), &e))?
         }
         _ => ParamsFile {
             arrays: Vec::new(),
@@ -88,9 +123,10 @@ fn mxnet(
     }];
     // Weights the file lacks are new parameters only when the spec says how to start them.
     let (imported, new) = match &spec.init {
-        Some(_) => import_with_new_params(&symbol, params, &declared).context("import")?,
+        Some(_) => import_with_new_params(&symbol, params, &declared)
+            .map_err(|e| RunError::failed("import", &e))?,
         None => (
-            import(&symbol, params, &declared).context("import")?,
+            import(&symbol, params, &declared).map_err(|e| RunError::failed("import", &e))?,
             Vec::new(),
         ),
     };
@@ -102,10 +138,12 @@ fn mxnet(
             if new.iter().any(|n| n.name == p.name) {
                 return Ok(None);
             }
-            w.map(Some)
-                .with_context(|| format!("no weights for {}", p.name))
+            match w {
+                Some(w) => Ok(Some(w)),
+                None => refuse!("no weights for {}", p.name),
+            }
         })
-        .collect::<Result<Vec<_>>>()?;
+        .collect::<Result<Vec<_>, RunError>>()?;
     let v = symbol.mxnet_version;
     let origin = Origin {
         framework: "mxnet".into(),
@@ -140,26 +178,17 @@ fn mxnet(
     })
 }
 
-/// A ward package to fine-tune: opened by the verified loader under `--trust` (signatures
-/// checked over the bytes that are then parsed), its one data input checked against the
-/// training data, every weight an f32 tensor of its parameter's shape.
+/// A verified package to fine-tune: its one data input checked against the training
+/// data, every weight an f32 tensor of its parameter's shape.
 fn from_package(
     spec: &TrainSpec,
     dir: &Path,
+    model: OpenedModel,
     example_shape: &[usize],
-    trust: &TrustArgs,
-) -> Result<Model> {
-    if !trust.is_set() {
-        bail!(
-            "[model] package {}: no trust policy: pass --trust KEY.pub or --trust POLICY.toml \
-             (or --allow-unsigned for a local experiment)",
-            dir.display()
-        );
-    }
-    let model = trust.open_model(dir)?;
+) -> Result<Model, RunError> {
     let manifest = model.manifest;
     let [input] = manifest.inputs.as_slice() else {
-        bail!(
+        refuse!(
             "package {}: ward train feeds one data input; the package declares {}",
             dir.display(),
             manifest.inputs.len()
@@ -167,7 +196,7 @@ fn from_package(
     };
     if let Some(wanted) = spec.model.data_input.as_deref() {
         if wanted != input.name {
-            bail!(
+            refuse!(
                 "model.data_input = {wanted:?}, but package {} names its input {:?}",
                 dir.display(),
                 input.name
@@ -187,7 +216,7 @@ fn from_package(
             .first()
             .is_some_and(|&b| b < 0 || b as usize == spec.data.batch_size);
     if !fits {
-        bail!(
+        refuse!(
             "package {}: input {:?} is {} {:?}; the training data gives f32 batches of {:?}",
             dir.display(),
             input.name,
@@ -201,12 +230,11 @@ fn from_package(
         .params
         .iter()
         .map(|p| {
-            let tensor = model
-                .weights
-                .get(&p.name)
-                .with_context(|| format!("package {}: no weights for {}", dir.display(), p.name))?;
+            let Some(tensor) = model.weights.get(&p.name) else {
+                refuse!("package {}: no weights for {}", dir.display(), p.name);
+            };
             if tensor.dtype() != DType::F32 || tensor.shape() != p.shape.as_slice() {
-                bail!(
+                refuse!(
                     "package {}: parameter {} is {} {:?}; training needs f32 {:?}",
                     dir.display(),
                     p.name,
@@ -217,7 +245,7 @@ fn from_package(
             }
             Ok(Some(tensor.to_f32_vec()))
         })
-        .collect::<Result<Vec<_>>>()?;
+        .collect::<Result<Vec<_>, RunError>>()?;
     let name = match &spec.model.name {
         Some(name) => ward_package::model_name::sanitize(name),
         None => manifest.name.clone(),
@@ -248,10 +276,11 @@ pub fn trainer(
     weights: Vec<Vec<f32>>,
     batch: usize,
     example_shape: &[usize],
-    seed: &ward_core::random::RunSeed,
-) -> Result<ward_train::trainer::Trainer> {
-    let optimizer = ward_train::Optimizer::new(spec.optimizer.clone(), spec.schedule.clone())?;
-    Ok(ward_train::trainer::Trainer::new(
+    seed: &RunSeed,
+) -> Result<Trainer, RunError> {
+    let optimizer = crate::Optimizer::new(spec.optimizer.clone(), spec.schedule.clone())
+        .map_err(crate::trainer::TrainError::from)?;
+    Ok(Trainer::new(
         model.graph.clone(),
         weights,
         &[&[batch][..], example_shape].concat(),
@@ -262,11 +291,44 @@ pub fn trainer(
 }
 
 /// How the spec reads the model: its objective and multipliers.
-pub fn setup<'a>(spec: &TrainSpec, model: &'a Model) -> ward_train::trainer::TrainerSetup<'a> {
-    use ward_train::trainer::{Objective, TrainerSetup};
+pub fn setup<'a>(spec: &TrainSpec, model: &'a Model) -> TrainerSetup<'a> {
     TrainerSetup {
         objective: spec.loss.map_or(Objective::Head, Objective::Loss),
         multipliers: spec.run.multipliers,
         symbol: model.symbol.as_ref(),
     }
+}
+
+/// Writes trained weights (one per graph parameter) as the package `dir`, signed with
+/// `key` when one is given; returns its manifest.
+pub fn write_trained(
+    dir: &Path,
+    model: Model,
+    graph: &Graph,
+    trained: &[Vec<f32>],
+    key: Option<&PrivateKey>,
+    created_unix: u64,
+) -> Result<Manifest, RunError> {
+    // The trained weights, under their names, as the package's weights.
+    let tensors = graph
+        .params
+        .iter()
+        .zip(trained)
+        .map(|(p, w)| {
+            Tensor::from_f32(p.shape.clone(), w)
+                .map(|t| (p.name.clone(), t))
+                .map_err(|e| RunError::failed(format!("parameter {}", p.name), &e))
+        })
+        .collect::<Result<Vec<_>, RunError>>()?;
+    let manifest = Manifest::new(
+        model.name,
+        "1",
+        created_unix,
+        model.origin,
+        model.inputs,
+        model.outputs,
+    );
+    write_signed_package(dir, &manifest, &graph.to_json(), &tensors, key)
+        .map_err(|e| RunError::failed(format!("writing {}", dir.display()), &e))?;
+    Ok(manifest)
 }
