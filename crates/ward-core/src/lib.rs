@@ -19,4 +19,4 @@ pub mod tensor;
 pub use audit::{AuditEvent, AuditFlush, AuditLayer, BackgroundWriter, AUDIT_TARGET};
 pub use dtype::DType;
 pub use reader::{Reader, Truncated};
-pub use tensor::{Tensor, TensorError};
+pub use tensor::{Tensor, TensorError, TensorView};

@@ -3,6 +3,10 @@
 //! Deliberately plain (no generics, no strides): parsers produce it, the executor consumes
 //! it, and `.npy`/safetensors write it. Construction checks that the byte length matches
 //! the shape with checked arithmetic, so a `Tensor` is always self-consistent.
+//!
+//! [`TensorView`] is the same thing borrowed: a caller's bytes (a NumPy array's buffer)
+//! read in place, under the same checks, so the schema check and the engine's one copy
+//! need no [`Tensor`] in between.
 
 use crate::dtype::DType;
 
@@ -29,48 +33,49 @@ pub fn byte_len(shape: &[usize], dtype: DType) -> Option<usize> {
     element_count(shape)?.checked_mul(dtype.size())
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct Tensor {
-    dtype: DType,
-    shape: Vec<usize>,
-    data: Vec<u8>,
+/// The byte length `shape` of `dtype` needs, checked against `actual`.
+fn check_len(dtype: DType, shape: &[usize], actual: usize) -> Result<(), TensorError> {
+    let expected = byte_len(shape, dtype).ok_or_else(|| TensorError::ShapeOverflow {
+        shape: shape.to_vec(),
+    })?;
+    if expected != actual {
+        return Err(TensorError::LengthMismatch {
+            shape: shape.to_vec(),
+            dtype,
+            expected,
+            actual,
+        });
+    }
+    Ok(())
 }
 
-impl Tensor {
-    /// Wraps little-endian bytes; fails unless their length is exactly what the shape needs.
-    pub fn from_bytes(dtype: DType, shape: Vec<usize>, data: Vec<u8>) -> Result<Self, TensorError> {
-        let expected = byte_len(&shape, dtype).ok_or_else(|| TensorError::ShapeOverflow {
-            shape: shape.clone(),
-        })?;
-        if expected != data.len() {
-            return Err(TensorError::LengthMismatch {
-                shape,
-                dtype,
-                expected,
-                actual: data.len(),
-            });
-        }
-        Ok(Tensor { dtype, shape, data })
-    }
+/// A borrowed tensor: dtype, shape and little-endian bytes someone else owns. Made only
+/// by [`TensorView::new`], which checks the byte length against the shape as
+/// [`Tensor::from_bytes`] does, or by [`Tensor::view`]; so a view is self-consistent too.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TensorView<'a> {
+    dtype: DType,
+    shape: &'a [usize],
+    data: &'a [u8],
+}
 
-    pub fn from_f32(shape: Vec<usize>, values: &[f32]) -> Result<Self, TensorError> {
-        let data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        Tensor::from_bytes(DType::F32, shape, data)
+impl<'a> TensorView<'a> {
+    /// Views little-endian bytes; fails unless their length is exactly what the shape
+    /// needs.
+    pub fn new(dtype: DType, shape: &'a [usize], data: &'a [u8]) -> Result<Self, TensorError> {
+        check_len(dtype, shape, data.len())?;
+        Ok(TensorView { dtype, shape, data })
     }
 
     pub fn dtype(&self) -> DType {
         self.dtype
     }
 
-    pub fn shape(&self) -> &[usize] {
-        &self.shape
+    pub fn shape(&self) -> &'a [usize] {
+        self.shape
     }
 
-    pub fn bytes(&self) -> &[u8] {
-        &self.data
-    }
-
-    pub fn into_bytes(self) -> Vec<u8> {
+    pub fn bytes(&self) -> &'a [u8] {
         self.data
     }
 
@@ -82,15 +87,19 @@ impl Tensor {
         self.len() == 0
     }
 
-    /// Returns the same data under another shape with the same element count.
-    pub fn reshaped(self, shape: Vec<usize>) -> Result<Self, TensorError> {
-        Tensor::from_bytes(self.dtype, shape, self.data)
+    /// The same tensor, owned (its bytes copied).
+    pub fn to_tensor(&self) -> Tensor {
+        Tensor {
+            dtype: self.dtype,
+            shape: self.shape.to_vec(),
+            data: self.data.to_vec(),
+        }
     }
 
-    /// Every element converted to `f64`, exactly for all ward dtypes except 64-bit integers
-    /// beyond 2^53.
+    /// Every element converted to `f64`, exactly for all ward dtypes except 64-bit
+    /// integers beyond 2^53.
     pub fn to_f64_vec(&self) -> Vec<f64> {
-        let d = &self.data;
+        let d = self.data;
         match self.dtype {
             DType::F32 => d
                 .as_chunks::<4>()
@@ -146,6 +155,75 @@ impl Tensor {
             _ => self.to_f64_vec().into_iter().map(|v| v as f32).collect(),
         }
     }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tensor {
+    dtype: DType,
+    shape: Vec<usize>,
+    data: Vec<u8>,
+}
+
+impl Tensor {
+    /// Wraps little-endian bytes; fails unless their length is exactly what the shape needs.
+    pub fn from_bytes(dtype: DType, shape: Vec<usize>, data: Vec<u8>) -> Result<Self, TensorError> {
+        check_len(dtype, &shape, data.len())?;
+        Ok(Tensor { dtype, shape, data })
+    }
+
+    /// The tensor borrowed, for code that reads owned and borrowed tensors alike.
+    pub fn view(&self) -> TensorView<'_> {
+        TensorView {
+            dtype: self.dtype,
+            shape: &self.shape,
+            data: &self.data,
+        }
+    }
+
+    pub fn from_f32(shape: Vec<usize>, values: &[f32]) -> Result<Self, TensorError> {
+        let data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        Tensor::from_bytes(DType::F32, shape, data)
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.data
+    }
+
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.data
+    }
+
+    pub fn len(&self) -> usize {
+        self.data.len() / self.dtype.size()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Returns the same data under another shape with the same element count.
+    pub fn reshaped(self, shape: Vec<usize>) -> Result<Self, TensorError> {
+        Tensor::from_bytes(self.dtype, shape, self.data)
+    }
+
+    /// Every element converted to `f64`, exactly for all ward dtypes except 64-bit integers
+    /// beyond 2^53.
+    pub fn to_f64_vec(&self) -> Vec<f64> {
+        self.view().to_f64_vec()
+    }
+
+    /// Every element converted to `f32` (rounding where the source is wider).
+    pub fn to_f32_vec(&self) -> Vec<f32> {
+        self.view().to_f32_vec()
+    }
 
     /// The same values as a float32 tensor.
     pub fn to_f32(&self) -> Tensor {
@@ -181,6 +259,56 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn a_view_is_checked_as_a_tensor_is() {
+        let bytes = [0u8; 16];
+        let view = TensorView::new(DType::F32, &[2, 2], &bytes).unwrap();
+        assert_eq!(
+            (view.dtype(), view.shape(), view.len()),
+            (DType::F32, &[2, 2][..], 4)
+        );
+        // One byte short, one too many, or the right count for another dtype: refused.
+        for (dtype, shape, len) in [
+            (DType::F32, &[2, 2][..], 15),
+            (DType::F32, &[2, 2][..], 17),
+            (DType::F64, &[2, 2][..], 16),
+            (DType::I8, &[3][..], 16),
+        ] {
+            let err = TensorView::new(dtype, shape, &[0; 17][..len]).unwrap_err();
+            assert!(
+                matches!(err, TensorError::LengthMismatch { actual, .. } if actual == len),
+                "{err}"
+            );
+        }
+        let err = TensorView::new(DType::F64, &[usize::MAX, 2], &[]).unwrap_err();
+        assert!(matches!(err, TensorError::ShapeOverflow { .. }));
+        // A scalar is one element; an empty dimension none.
+        assert!(TensorView::new(DType::I32, &[], &[1, 0, 0, 0]).is_ok());
+        assert!(TensorView::new(DType::I32, &[3, 0], &[])
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn a_view_reads_what_its_tensor_holds() {
+        for dtype in DType::ALL {
+            let bytes: Vec<u8> = (0..6 * dtype.size())
+                .map(|i| (i * 37 % 251) as u8)
+                .collect();
+            let t = Tensor::from_bytes(dtype, vec![2, 3], bytes.clone()).unwrap();
+            let view = TensorView::new(dtype, &[2, 3], &bytes).unwrap();
+            assert_eq!(t.view(), view);
+            assert_eq!(view.to_tensor(), t);
+            let same = |a: Vec<f64>, b: Vec<f64>| {
+                a.iter()
+                    .map(|v| v.to_bits())
+                    .eq(b.iter().map(|v| v.to_bits()))
+            };
+            assert!(same(view.to_f64_vec(), t.to_f64_vec()), "{dtype}");
+            assert_eq!(view.to_f32_vec().len(), 6);
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use ward_core::{tensor::element_count, DType, Tensor};
+use ward_core::{tensor::element_count, DType, Tensor, TensorView};
 
 /// Most elements one input tensor may have (2^26 = 67 108 864: 256 MiB of float32, a batch
 /// of 445 images of 3×224×224). Servers apply their own, usually smaller, body limits first.
@@ -291,16 +291,29 @@ pub fn validate_inputs_with(
     inputs: &[(String, Tensor)],
     limits: &InputLimits,
 ) -> Result<(), SchemaError> {
+    let views: Vec<(&str, TensorView<'_>)> = inputs
+        .iter()
+        .map(|(name, t)| (name.as_str(), t.view()))
+        .collect();
+    validate_views(specs, &views, limits)
+}
+
+/// [`validate_inputs_with`] on borrowed tensors (a caller's buffers read in place).
+pub fn validate_views(
+    specs: &[InputSpec],
+    inputs: &[(&str, TensorView<'_>)],
+    limits: &InputLimits,
+) -> Result<(), SchemaError> {
     // Names first: duplicates and unexpected names before any data is looked at.
     for (i, (name, _)) in inputs.iter().enumerate() {
         if inputs.iter().take(i).any(|(n, _)| n == name) {
             return Err(SchemaError::Duplicate {
-                input: name.clone(),
+                input: name.to_string(),
             });
         }
-        if !specs.iter().any(|s| &s.name == name) {
+        if !specs.iter().any(|s| s.name == *name) {
             return Err(SchemaError::Unexpected {
-                input: name.clone(),
+                input: name.to_string(),
                 expected: expected_names(specs),
             });
         }
@@ -308,7 +321,7 @@ pub fn validate_inputs_with(
     for spec in specs {
         let tensor = inputs
             .iter()
-            .find(|(n, _)| n == &spec.name)
+            .find(|(n, _)| *n == spec.name)
             .map(|(_, t)| t)
             .ok_or_else(|| SchemaError::Missing {
                 input: spec.name.clone(),
@@ -333,7 +346,11 @@ fn expected_names(specs: &[InputSpec]) -> String {
     out
 }
 
-fn validate_one(spec: &InputSpec, t: &Tensor, limits: &InputLimits) -> Result<(), SchemaError> {
+fn validate_one(
+    spec: &InputSpec,
+    t: &TensorView<'_>,
+    limits: &InputLimits,
+) -> Result<(), SchemaError> {
     let input = || spec.name.clone();
     if t.dtype() != spec.dtype {
         return Err(SchemaError::DType {
@@ -400,23 +417,36 @@ fn int_within(v: i64, bound: f64, ge: bool) -> bool {
 /// that passes costs a fraction of the element-by-element check, which then runs only to
 /// name the first element that fails.
 fn f32_values_pass(bytes: &[u8], allow_nonfinite: bool, range: Option<[f64; 2]>) -> bool {
+    /// Independent running minima and maxima, one per lane of a vector register, so the
+    /// loop carries no dependency from one element to the next.
+    const LANES: usize = 16;
     let (chunks, rest) = bytes.as_chunks::<4>();
     if !rest.is_empty() {
         return false;
     }
-    let (mut low, mut high) = (f32::INFINITY, f32::NEG_INFINITY);
-    // NaN compares false both ways: counted apart, since min/max would drop it.
-    let mut nan = false;
-    for chunk in chunks {
-        let v = f32::from_le_bytes(*chunk);
-        nan |= v.is_nan();
-        low = low.min(v);
-        high = high.max(v);
-    }
     if chunks.is_empty() {
         return true;
     }
-    if nan || !(low.is_finite() && high.is_finite()) {
+    let mut low = [f32::INFINITY; LANES];
+    let mut high = [f32::NEG_INFINITY; LANES];
+    // NaN compares false both ways, so the selects below skip it: it is flagged apart.
+    let mut nan = [false; LANES];
+    let mut fold = |block: &[[u8; 4]]| {
+        for (((l, h), n), chunk) in low.iter_mut().zip(&mut high).zip(&mut nan).zip(block) {
+            let v = f32::from_le_bytes(*chunk);
+            *n |= v.is_nan();
+            *l = if v < *l { v } else { *l };
+            *h = if v > *h { v } else { *h };
+        }
+    };
+    let (blocks, tail) = chunks.as_chunks::<LANES>();
+    for block in blocks {
+        fold(block);
+    }
+    fold(tail);
+    let low = low.into_iter().fold(f32::INFINITY, f32::min);
+    let high = high.into_iter().fold(f32::NEG_INFINITY, f32::max);
+    if nan.contains(&true) || !(low.is_finite() && high.is_finite()) {
         return allow_nonfinite && range.is_none();
     }
     match range {
@@ -426,7 +456,7 @@ fn f32_values_pass(bytes: &[u8], allow_nonfinite: bool, range: Option<[f64; 2]>)
     }
 }
 
-fn check_values(spec: &InputSpec, t: &Tensor) -> Result<(), SchemaError> {
+fn check_values(spec: &InputSpec, t: &TensorView<'_>) -> Result<(), SchemaError> {
     let bytes = t.bytes();
     let input = || spec.name.clone();
     let range = spec.range;
@@ -573,16 +603,69 @@ mod tests {
                     let mut s64 = s.clone();
                     s64.dtype = DType::F64;
                     let t64 = Tensor::from_bytes(DType::F64, vec![picked.len()], wide).unwrap();
-                    let full = check_values(&s64, &t64).is_ok();
+                    let full = check_values(&s64, &t64.view()).is_ok();
                     assert!(!fast || full, "{picked:?} {range:?} {allow_nonfinite}");
                     if full && picked.iter().all(|v| v.is_finite()) {
                         // The common case takes the one pass alone.
                         assert!(fast, "{picked:?} {range:?}");
                     }
-                    assert_eq!(check_values(&s, &t).is_ok(), full, "{picked:?} {range:?}");
+                    assert_eq!(
+                        check_values(&s, &t.view()).is_ok(),
+                        full,
+                        "{picked:?} {range:?}"
+                    );
                 }
             }
         }
+    }
+
+    /// The one pass keeps a running minimum and maximum per lane: a value that fails is
+    /// found in whichever lane, block or tail it falls, at every length.
+    #[test]
+    fn the_fast_float32_check_sees_every_position() {
+        for len in 1..70usize {
+            for at in 0..len {
+                for (bad, range) in [
+                    (f32::NAN, None),
+                    (f32::INFINITY, None),
+                    (f32::NEG_INFINITY, None),
+                    (2.5, Some([-2.0, 2.0])),
+                    (-2.5, Some([-2.0, 2.0])),
+                ] {
+                    let mut values = vec![1.0f32; len];
+                    values[at] = bad;
+                    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+                    assert!(!f32_values_pass(&bytes, false, range), "{len} {at} {bad}");
+                    values[at] = -1.5;
+                    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+                    assert!(f32_values_pass(&bytes, false, range), "{len} {at}");
+                }
+            }
+        }
+        assert!(!f32_values_pass(&[0; 5], false, None));
+        assert!(f32_values_pass(&[], false, None));
+    }
+
+    /// A borrowed tensor is checked exactly as the same tensor owned.
+    #[test]
+    fn views_are_checked_as_tensors_are() {
+        let mut s = spec("x", DType::F32, &[-1, 2]);
+        s.range = Some([0.0, 1.0]);
+        let specs = [s];
+        for values in [&[0.5f32, 1.0][..], &[0.5, 2.0], &[f32::INFINITY, 0.0]] {
+            let owned = f32_input("x", &[1, 2], values);
+            let view = [("x", owned.1.view())];
+            assert_eq!(
+                validate_views(&specs, &view, &InputLimits::default()),
+                validate_inputs(&specs, std::slice::from_ref(&owned)),
+            );
+        }
+        let bytes = [0u8; 8];
+        let view = TensorView::new(DType::F32, &[2], &bytes).unwrap();
+        let err = validate_views(&specs, &[("x", view)], &InputLimits::default()).unwrap_err();
+        assert!(matches!(err, SchemaError::Rank { .. }), "{err}");
+        let err = validate_views(&specs, &[("y", view)], &InputLimits::default()).unwrap_err();
+        assert!(matches!(err, SchemaError::Unexpected { .. }), "{err}");
     }
 
     fn spec(name: &str, dtype: DType, shape: &[i64]) -> InputSpec {
