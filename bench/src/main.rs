@@ -35,14 +35,16 @@ fn main() -> Result<()> {
         eprintln!("{:?}", plan.operators());
     }
 
-    let inputs = [input];
+    // Each run stages (copies) the input into the engine's tensor, then computes.
+    let executable = loaded.executable();
+    let inputs = [input.view()];
     for _ in 0..3 {
-        plan.run(&inputs)?;
+        plan.run(executable.stage(&inputs)?)?;
     }
     let mut times = Vec::with_capacity(iterations);
     for _ in 0..iterations {
         let start = Instant::now();
-        plan.run(&inputs)?;
+        plan.run(executable.stage(&inputs)?)?;
         times.push(start.elapsed().as_secs_f64());
     }
     times.sort_by(f64::total_cmp);

@@ -1,9 +1,13 @@
 //! The execution layer's contract: a backend compiles a graph with its weights, for
-//! concrete input shapes, into a plan; a plan runs.
+//! concrete input shapes, into a plan; it stages inputs (copies them into its own
+//! tensors) apart from running them, so a caller can take that copy while it still owns
+//! the bytes (a Python binding, before it releases the GIL) and run later; a plan runs
+//! staged inputs.
 
+use std::any::Any;
 use std::sync::Arc;
 
-use ward_core::Tensor;
+use ward_core::{Tensor, TensorView};
 use ward_graph::Graph;
 
 use crate::error::ExecError;
@@ -25,13 +29,18 @@ pub trait Backend: Send + Sync {
         weights: &WeightSet,
         data_shapes: &[Vec<usize>],
     ) -> Result<Arc<dyn Plan>, ExecError>;
+
+    /// Copies `inputs` (in the graph's data input order) into the engine's own input
+    /// tensors: the one copy of the caller's bytes. Nothing of `inputs` is kept, so the
+    /// caller may change or free them as soon as this returns.
+    fn stage(&self, inputs: &[TensorView<'_>]) -> Result<Staged, ExecError>;
 }
 
 /// A graph compiled for one set of weights and input shapes.
 pub trait Plan: Send + Sync {
-    /// Runs on inputs of exactly the shapes the plan was built for, in the graph's data
-    /// input order; every output is float32.
-    fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, ExecError>;
+    /// Runs on inputs staged by its backend, of exactly the shapes the plan was built
+    /// for, in the graph's data input order; every output is float32.
+    fn run(&self, inputs: Staged) -> Result<Vec<Tensor>, ExecError>;
 
     /// The engine's operators in execution order: what tests and benchmarks check to see
     /// which kernels were chosen.
@@ -42,4 +51,43 @@ pub trait Plan: Send + Sync {
 
     /// The data input shapes the plan was compiled for.
     fn input_shapes(&self) -> &[Vec<usize>];
+}
+
+/// Inputs a backend copied into its own tensors ([`Backend::stage`]), owned and `Send`:
+/// their shapes (which choose the plan) and the engine's tensors, which only a plan of
+/// the same backend can take.
+pub struct Staged {
+    shapes: Vec<Vec<usize>>,
+    engine: Box<dyn Any + Send>,
+}
+
+impl Staged {
+    /// For a backend: inputs of `shapes`, held as the engine's own `tensors`.
+    pub fn new<T: Any + Send>(shapes: Vec<Vec<usize>>, tensors: T) -> Staged {
+        Staged {
+            shapes,
+            engine: Box::new(tensors),
+        }
+    }
+
+    /// The inputs' shapes, in the graph's data input order.
+    pub fn shapes(&self) -> &[Vec<usize>] {
+        &self.shapes
+    }
+
+    /// For a plan: the engine's tensors, if a backend of its kind staged them.
+    pub fn into_engine<T: Any>(self) -> Result<T, ExecError> {
+        self.engine
+            .downcast::<T>()
+            .map(|t| *t)
+            .map_err(|_| ExecError::ForeignStaged)
+    }
+}
+
+impl std::fmt::Debug for Staged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Staged")
+            .field("shapes", &self.shapes)
+            .finish_non_exhaustive()
+    }
 }

@@ -52,6 +52,9 @@ pub enum ExecError {
     /// Inputs checked by one package were given to another.
     #[error("inputs checked by another package were given to this one")]
     ForeignInputs,
+    /// Inputs staged by one backend were given to a plan of another kind.
+    #[error("inputs staged by another backend were given to this plan")]
+    ForeignStaged,
     /// The engine failed at a stage (its own message follows): a bug or a limit of the
     /// engine, never a user's input.
     #[error("the engine failed to {stage}: {detail}")]

@@ -4,16 +4,17 @@
 
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-use ward_core::Tensor;
+use ward_core::{Tensor, TensorView};
 use ward_graph::Graph;
 
-use crate::backend::{Backend, Plan};
+use crate::backend::{Backend, Plan, Staged};
 use crate::error::ExecError;
 use crate::weights::{WeightSet, WeightsId};
 
 /// Most plans kept; the least recently used is dropped beyond it.
 pub const MAX_CACHED_PLANS: usize = 8;
 
+/// A plan's weights and data input shapes.
 type Key = (WeightsId, Vec<Vec<usize>>);
 
 /// Plans by key, least recently used first.
@@ -67,21 +68,23 @@ impl Executable {
     /// use. A client cycling through many batch sizes evicts its own plans, not the ones
     /// steady traffic keeps using.
     pub fn plan(&self, data_shapes: &[Vec<usize>]) -> Result<Arc<dyn Plan>, ExecError> {
-        let weights = self.weights();
-        let key: Key = (weights.id(), data_shapes.to_vec());
-        if let Some(plan) = Self::cached(&mut *self.lock_plans()?, &key) {
+        let id = self.weights.read().unwrap_or_else(|p| p.into_inner()).id();
+        if let Some(plan) = Self::cached(&mut *self.lock_plans()?, id, data_shapes) {
             return Ok(plan);
         }
+        // The weights may have been replaced meanwhile: compile for the current ones.
+        let weights = self.weights();
+        let id = weights.id();
         let built = self.backend.compile(&self.graph, &weights, data_shapes)?;
         let mut plans = self.lock_plans()?;
         // Another thread may have built the same plan meanwhile: keep one copy.
-        if let Some(plan) = Self::cached(&mut plans, &key) {
+        if let Some(plan) = Self::cached(&mut plans, id, data_shapes) {
             return Ok(plan);
         }
         if plans.len() >= MAX_CACHED_PLANS {
             plans.remove(0);
         }
-        plans.push((key, built.clone()));
+        plans.push(((id, data_shapes.to_vec()), built.clone()));
         Ok(built)
     }
 
@@ -89,19 +92,36 @@ impl Executable {
         self.plans.lock().map_err(|_| ExecError::CachePoisoned)
     }
 
-    /// The cached plan for `key`, moved to the most recently used end.
-    fn cached(plans: &mut Plans, key: &Key) -> Option<Arc<dyn Plan>> {
-        let i = plans.iter().position(|(k, _)| k == key)?;
-        let hit = plans.remove(i);
-        let plan = hit.1.clone();
-        plans.push(hit);
-        Some(plan)
+    /// The cached plan for these weights and shapes, moved to the most recently used end
+    /// (where steady traffic finds it first, with nothing to move).
+    fn cached(plans: &mut Plans, id: WeightsId, shapes: &[Vec<usize>]) -> Option<Arc<dyn Plan>> {
+        let i = plans
+            .iter()
+            .rposition(|((w, s), _)| *w == id && s.as_slice() == shapes)?;
+        if i + 1 != plans.len() {
+            let hit = plans.remove(i);
+            plans.push(hit);
+        }
+        plans.last().map(|(_, plan)| plan.clone())
     }
 
-    /// Runs on inputs in the graph's data input order. Callers validate inputs against
-    /// the package schema first ([`crate::LoadedPackage::check_inputs`]).
+    /// Copies inputs, in the graph's data input order, into the backend's own tensors
+    /// ([`Backend::stage`]). Callers validate inputs against the package schema first
+    /// ([`crate::LoadedPackage::stage`] does both).
+    pub fn stage(&self, inputs: &[TensorView<'_>]) -> Result<Staged, ExecError> {
+        self.backend.stage(inputs)
+    }
+
+    /// Runs staged inputs on the plan for their shapes and the current weights (compiled
+    /// on first use).
+    pub fn run_staged(&self, inputs: Staged) -> Result<Vec<Tensor>, ExecError> {
+        self.plan(inputs.shapes())?.run(inputs)
+    }
+
+    /// Runs on inputs in the graph's data input order: staged, then run. Callers validate
+    /// inputs against the package schema first ([`crate::LoadedPackage::check_inputs`]).
     pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, ExecError> {
-        let shapes: Vec<Vec<usize>> = inputs.iter().map(|t| t.shape().to_vec()).collect();
-        self.plan(&shapes)?.run(inputs)
+        let views: Vec<TensorView<'_>> = inputs.iter().map(Tensor::view).collect();
+        self.run_staged(self.stage(&views)?)
     }
 }

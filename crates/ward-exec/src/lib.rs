@@ -17,9 +17,9 @@ mod package;
 pub mod tract;
 mod weights;
 
-pub use backend::{Backend, Plan};
+pub use backend::{Backend, Plan, Staged};
 pub use error::ExecError;
 pub use executable::{Executable, MAX_CACHED_PLANS};
-pub use package::{CheckedInputs, LoadedPackage, PackageModel};
+pub use package::{CheckedInputs, LoadedPackage, PackageModel, StagedInputs};
 pub use tract::TractBackend;
 pub use weights::{WeightSet, WeightsId};

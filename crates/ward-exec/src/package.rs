@@ -1,22 +1,27 @@
 //! A package opened for inference: the manifest, checked against the graph, and a model
-//! ready to run. Every prediction goes through [`LoadedPackage::check_inputs`]: the model
-//! runs only [`CheckedInputs`], which nothing else can make, so inputs are validated
-//! against the manifest's schema exactly once, before any tensor is built for the engine.
+//! ready to run. Every prediction goes through the schema check: the model runs only
+//! [`CheckedInputs`] ([`LoadedPackage::check_inputs`], owned tensors a server can batch)
+//! or [`StagedInputs`] ([`LoadedPackage::stage`], borrowed tensors checked in place and
+//! copied once into the engine's own), which nothing else can make, so inputs are
+//! validated against the manifest's schema exactly once, before any tensor is built for
+//! the engine. Both run through the same two steps, staging then running, so a caller
+//! who must not hold the input bytes while the model runs (a Python binding releasing the
+//! GIL) stages them first and runs apart.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use ward_core::Tensor;
+use ward_core::{Tensor, TensorView};
 use ward_graph::compat::upgrade_v1;
 use ward_graph::ir::{graph_version, InputRole, GRAPH_VERSION};
-use ward_graph::schema::{validate_inputs_with, InputLimits};
+use ward_graph::schema::{validate_inputs_with, validate_views, InputLimits};
 use ward_graph::shape::infer_shapes;
 use ward_graph::Graph;
 use ward_package::{open_package, Manifest, PackageFiles, PackageLimits, Trust, Verification};
 
-use crate::backend::Backend;
+use crate::backend::{Backend, Staged};
 use crate::error::ExecError;
 use crate::executable::Executable;
 use crate::weights::WeightSet;
@@ -64,6 +69,22 @@ impl CheckedInputs {
                     && b.shape().first() == Some(&other.rows())
                     && a.shape().get(1..) == b.shape().get(1..)
             })
+    }
+}
+
+/// Inputs that passed one package's schema, copied into its engine's own tensors: they
+/// borrow nothing of the caller's. Only [`LoadedPackage::stage`] makes them, and only that
+/// package runs them ([`LoadedPackage::run_staged`]).
+#[derive(Debug)]
+pub struct StagedInputs {
+    staged: Staged,
+    serial: u64,
+}
+
+impl StagedInputs {
+    /// The inputs' shapes, in the order of the manifest's inputs.
+    pub fn shapes(&self) -> &[Vec<usize>] {
+        self.staged.shapes()
     }
 }
 
@@ -131,8 +152,57 @@ impl LoadedPackage {
         &self,
         inputs: Vec<(String, Tensor)>,
     ) -> Result<Vec<(String, Tensor)>, ExecError> {
-        let checked = self.check_inputs(inputs, &InputLimits::default())?;
-        self.run(checked)
+        let views: Vec<(&str, TensorView<'_>)> = inputs
+            .iter()
+            .map(|(name, t)| (name.as_str(), t.view()))
+            .collect();
+        let staged = self.stage(&views, &InputLimits::default())?;
+        self.run_staged(staged)
+    }
+
+    /// Validates borrowed `inputs` against the schema (names, dtypes, shapes, values,
+    /// `limits`) where they lie, then copies each once, in the manifest's order, into the
+    /// engine's own tensors. The result borrows nothing: the caller's buffers may change
+    /// as soon as this returns, and [`LoadedPackage::run_staged`] never reads them.
+    pub fn stage(
+        &self,
+        inputs: &[(&str, TensorView<'_>)],
+        limits: &InputLimits,
+    ) -> Result<StagedInputs, ExecError> {
+        validate_views(&self.manifest.inputs, inputs, limits)?;
+        let ordered: Vec<TensorView<'_>> = self
+            .manifest
+            .inputs
+            .iter()
+            .filter_map(|spec| {
+                let (_, view) = inputs.iter().find(|(name, _)| *name == spec.name)?;
+                Some(*view)
+            })
+            .collect();
+        self.stage_checked(&ordered)
+    }
+
+    /// Stages inputs this package checked, in the manifest's order.
+    fn stage_checked(&self, ordered: &[TensorView<'_>]) -> Result<StagedInputs, ExecError> {
+        Ok(StagedInputs {
+            staged: self.executable.stage(ordered)?,
+            serial: self.serial,
+        })
+    }
+
+    /// Runs the model on inputs this package staged and names its outputs.
+    pub fn run_staged(&self, inputs: StagedInputs) -> Result<Vec<(String, Tensor)>, ExecError> {
+        if inputs.serial != self.serial {
+            return Err(ExecError::ForeignInputs);
+        }
+        let outputs = self.executable.run_staged(inputs.staged)?;
+        Ok(self
+            .manifest
+            .outputs
+            .iter()
+            .map(|o| o.name.clone())
+            .zip(outputs)
+            .collect())
     }
 
     /// Validates `inputs` against the schema (names, dtypes, shapes, values, `limits`) and
@@ -237,14 +307,10 @@ impl LoadedPackage {
         if inputs.serial != self.serial {
             return Err(ExecError::ForeignInputs);
         }
-        let outputs = self.executable.run(&inputs.tensors)?;
-        Ok(self
-            .manifest
-            .outputs
-            .iter()
-            .map(|o| o.name.clone())
-            .zip(outputs)
-            .collect())
+        let views: Vec<TensorView<'_>> = inputs.tensors.iter().map(Tensor::view).collect();
+        let staged = self.stage_checked(&views)?;
+        drop(inputs);
+        self.run_staged(staged)
     }
 }
 

@@ -14,13 +14,13 @@ use std::sync::Arc;
 
 use tract_linalg::multithread::{multithread_tract_scope, Executor};
 use tract_onnx::prelude::{
-    Framework, InferenceModelExt, IntoRunnable, IntoTValue, TValue, TVec, Tensor as TractTensor,
-    TypedRunnableModel,
+    DatumType, Framework, InferenceModelExt, IntoRunnable, IntoTValue, TValue, TVec,
+    Tensor as TractTensor, TypedRunnableModel,
 };
-use ward_core::{DType, Tensor};
+use ward_core::{DType, Tensor, TensorView};
 use ward_graph::Graph;
 
-use crate::backend::{Backend, Plan};
+use crate::backend::{Backend, Plan, Staged};
 use crate::error::ExecError;
 use crate::onnx::lower;
 use crate::weights::{WeightSet, WeightsId};
@@ -105,7 +105,16 @@ impl Backend for TractBackend {
             executor: self.executor.clone(),
         }))
     }
+
+    fn stage(&self, inputs: &[TensorView<'_>]) -> Result<Staged, ExecError> {
+        let shapes = inputs.iter().map(|v| v.shape().to_vec()).collect();
+        let tensors = inputs.iter().map(to_tract).collect::<Result<_, _>>()?;
+        Ok(Staged::new(shapes, TractInputs(tensors)))
+    }
 }
+
+/// Inputs as tract's own tensors, in the graph's data input order.
+struct TractInputs(Vec<TractTensor>);
 
 /// An optimised, runnable model for one set of weights and input shapes.
 struct TractPlan {
@@ -116,24 +125,25 @@ struct TractPlan {
 }
 
 impl Plan for TractPlan {
-    fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, ExecError> {
-        if inputs.len() != self.input_shapes.len() {
+    fn run(&self, inputs: Staged) -> Result<Vec<Tensor>, ExecError> {
+        let shapes = inputs.shapes();
+        if shapes.len() != self.input_shapes.len() {
             return Err(ExecError::InputCount {
                 expected: self.input_shapes.len(),
-                actual: inputs.len(),
+                actual: shapes.len(),
             });
         }
-        let mut values: TVec<TValue> = TVec::new();
-        for (index, (t, shape)) in inputs.iter().zip(&self.input_shapes).enumerate() {
-            if t.shape() != shape.as_slice() {
+        for (index, (got, shape)) in shapes.iter().zip(&self.input_shapes).enumerate() {
+            if got != shape {
                 return Err(ExecError::InputShape {
                     index,
                     expected: shape.clone(),
-                    got: t.shape().to_vec(),
+                    got: got.clone(),
                 });
             }
-            values.push(to_tract(t)?.into_tvalue());
         }
+        let TractInputs(tensors) = inputs.into_engine()?;
+        let values: TVec<TValue> = tensors.into_iter().map(|t| t.into_tvalue()).collect();
         let outputs = multithread_tract_scope(self.executor.clone(), || self.runnable.run(values))
             .map_err(engine("run"))?;
         outputs.iter().map(|v| from_tract(v)).collect()
@@ -157,13 +167,48 @@ impl Plan for TractPlan {
     }
 }
 
-fn to_tract(t: &Tensor) -> Result<TractTensor, ExecError> {
+/// tract's element type for a ward dtype whose little-endian bytes tract holds as they
+/// are (on a little-endian machine): such an input is staged in one copy of its bytes.
+/// bool is not one: tract's is Rust's, whose bytes must be 0 or 1, which only the schema
+/// check (not every caller of [`Executable::run`](crate::Executable::run)) guarantees.
+fn same_bytes(dtype: DType) -> Option<DatumType> {
+    if cfg!(target_endian = "big") {
+        return None;
+    }
+    Some(match dtype {
+        DType::F32 => DatumType::F32,
+        DType::F64 => DatumType::F64,
+        DType::U8 => DatumType::U8,
+        DType::I8 => DatumType::I8,
+        DType::I32 => DatumType::I32,
+        DType::I64 => DatumType::I64,
+        DType::F16 | DType::BF16 | DType::Bool => return None,
+    })
+}
+
+/// An input as tract's own tensor: one copy of the view's bytes where tract holds them as
+/// they are, an element-wise conversion otherwise.
+fn to_tract(t: &TensorView<'_>) -> Result<TractTensor, ExecError> {
     let shape = t.shape();
     let b = t.bytes();
+    if let Some(dt) = same_bytes(t.dtype()) {
+        let mut tensor = TractTensor::zero_dt(dt, shape).map_err(engine("take an input"))?;
+        let mut plain = tensor
+            .try_as_plain_ram_mut()
+            .map_err(engine("take an input"))?;
+        let dst = plain.as_bytes_mut();
+        if dst.len() != b.len() {
+            return Err(ExecError::Engine {
+                stage: "take an input",
+                detail: format!("{} bytes for {} of shape {shape:?}", b.len(), t.dtype()),
+            });
+        }
+        dst.copy_from_slice(b);
+        return Ok(tensor);
+    }
     let r = match t.dtype() {
-        DType::F32 => TractTensor::from_shape(shape, &t.to_f32_vec()),
+        DType::F32 | DType::F16 | DType::BF16 => TractTensor::from_shape(shape, &t.to_f32_vec()),
         DType::F64 => TractTensor::from_shape(shape, &t.to_f64_vec()),
-        DType::F16 | DType::BF16 => TractTensor::from_shape(shape, &t.to_f32_vec()),
         DType::U8 => TractTensor::from_shape(shape, b),
         DType::Bool => {
             TractTensor::from_shape(shape, &b.iter().map(|&x| x != 0).collect::<Vec<bool>>())
@@ -191,14 +236,139 @@ fn to_tract(t: &Tensor) -> Result<TractTensor, ExecError> {
     r.map_err(engine("take an input"))
 }
 
+/// An output as a float32 ward tensor: one copy of tract's bytes (on a little-endian
+/// machine; after a cast when tract computed another type).
 fn from_tract(v: &TractTensor) -> Result<Tensor, ExecError> {
     let f = v.cast_to::<f32>().map_err(engine("convert an output"))?;
-    let view = f
-        .to_plain_array_view::<f32>()
-        .map_err(engine("read an output"))?;
-    let values: Vec<f32> = view.iter().copied().collect();
-    Tensor::from_f32(v.shape().to_vec(), &values).map_err(|e| ExecError::Engine {
+    let plain = f.try_as_plain_ram().map_err(engine("read an output"))?;
+    let bytes = if cfg!(target_endian = "little") {
+        plain.as_bytes().to_vec()
+    } else {
+        plain
+            .as_slice::<f32>()
+            .map_err(engine("read an output"))?
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect()
+    };
+    Tensor::from_bytes(DType::F32, v.shape().to_vec(), bytes).map_err(|e| ExecError::Engine {
         stage: "shape an output",
         detail: e.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+    use super::*;
+
+    /// Every dtype's input staged as the element-wise conversion (what ward did before the
+    /// one-copy path) would make it: the same tract type, shape and bytes, NaN payloads,
+    /// signed zeros and extremes included.
+    #[test]
+    fn an_input_is_staged_as_the_element_wise_conversion_makes_it() {
+        let f32s = [
+            0.0f32,
+            -0.0,
+            1.5,
+            f32::MIN,
+            f32::MAX,
+            f32::from_bits(0x7fc0_1234),
+            f32::INFINITY,
+            f32::MIN_POSITIVE / 2.0,
+        ];
+        let f64s = f32s.map(|v| f64::from(v) * 1e100);
+        let elementwise: [(DType, Vec<u8>, TractTensor); 6] = [
+            (
+                DType::F32,
+                f32s.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                TractTensor::from_shape(&[2, 4], &f32s).unwrap(),
+            ),
+            (
+                DType::F64,
+                f64s.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                TractTensor::from_shape(&[2, 4], &f64s).unwrap(),
+            ),
+            (
+                DType::U8,
+                vec![0, 1, 127, 128, 200, 255, 3, 4],
+                TractTensor::from_shape(&[2, 4], &[0u8, 1, 127, 128, 200, 255, 3, 4]).unwrap(),
+            ),
+            (
+                DType::I8,
+                vec![0, 1, 127, 128, 200, 255, 3, 4],
+                TractTensor::from_shape(&[2, 4], &[0i8, 1, 127, -128, -56, -1, 3, 4]).unwrap(),
+            ),
+            (
+                DType::I32,
+                [0i32, -1, i32::MIN, i32::MAX, 7, -7, 65536, 3]
+                    .iter()
+                    .flat_map(|v| v.to_le_bytes())
+                    .collect(),
+                TractTensor::from_shape(&[2, 4], &[0i32, -1, i32::MIN, i32::MAX, 7, -7, 65536, 3])
+                    .unwrap(),
+            ),
+            (
+                DType::I64,
+                [0i64, -1, i64::MIN, i64::MAX, 7, -7, 1 << 40, 3]
+                    .iter()
+                    .flat_map(|v| v.to_le_bytes())
+                    .collect(),
+                TractTensor::from_shape(
+                    &[2, 4],
+                    &[0i64, -1, i64::MIN, i64::MAX, 7, -7, 1 << 40, 3],
+                )
+                .unwrap(),
+            ),
+        ];
+        for (dtype, bytes, want) in elementwise {
+            assert!(same_bytes(dtype).is_some(), "{dtype}");
+            let view = TensorView::new(dtype, &[2, 4], &bytes).unwrap();
+            let got = to_tract(&view).unwrap();
+            assert_eq!(got.datum_type(), want.datum_type(), "{dtype}");
+            assert_eq!(got.shape(), want.shape(), "{dtype}");
+            assert_eq!(got.as_bytes(), want.as_bytes(), "{dtype}");
+        }
+        // bool: nonzero bytes are true (only the schema check refuses them).
+        let view = TensorView::new(DType::Bool, &[3], &[0, 1, 2]).unwrap();
+        let got = to_tract(&view).unwrap();
+        assert_eq!(
+            got,
+            TractTensor::from_shape(&[3], &[false, true, true]).unwrap()
+        );
+        // Empty and scalar inputs.
+        let view = TensorView::new(DType::F32, &[0, 4], &[]).unwrap();
+        assert_eq!(to_tract(&view).unwrap().shape(), &[0, 4]);
+        let view = TensorView::new(DType::F32, &[], &[0, 0, 0x80, 0x3f]).unwrap();
+        assert_eq!(to_tract(&view).unwrap().as_bytes(), &[0, 0, 0x80, 0x3f]);
+    }
+
+    /// An output's bytes are the float32 values tract computed, as collecting them one by
+    /// one (what ward did before) gives them; another type is cast first.
+    #[test]
+    fn an_output_is_taken_as_the_element_wise_conversion_takes_it() {
+        let values = [
+            0.0f32,
+            -0.0,
+            f32::from_bits(0x7fc0_1234),
+            1e-40,
+            -3.25,
+            f32::MAX,
+        ];
+        let t = TractTensor::from_shape(&[3, 2], &values).unwrap();
+        let got = from_tract(&t).unwrap();
+        let want = Tensor::from_f32(
+            vec![3, 2],
+            &t.to_plain_array_view::<f32>()
+                .unwrap()
+                .iter()
+                .copied()
+                .collect::<Vec<f32>>(),
+        )
+        .unwrap();
+        assert_eq!(got, want);
+        let ints = TractTensor::from_shape(&[2], &[3i64, -4]).unwrap();
+        assert_eq!(from_tract(&ints).unwrap().to_f32_vec(), vec![3.0, -4.0]);
+    }
 }

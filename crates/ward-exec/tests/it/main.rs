@@ -9,3 +9,4 @@ mod checked_inputs;
 mod conformance;
 mod models;
 mod ops;
+mod staged;

@@ -199,8 +199,9 @@ proptest::proptest! {
             "tract's pool kept: {:?}",
             plan.operators()
         );
+        let input = Tensor::from_f32(vec![1, c, h, w], &x).unwrap();
         let y = plan
-            .run(&[Tensor::from_f32(vec![1, c, h, w], &x).unwrap()])
+            .run(model.stage(&[input.view()]).unwrap())
             .unwrap()
             .remove(0);
 
@@ -276,8 +277,9 @@ fn relu_after_concatenated_convolutions_is_fused_and_exact() {
     );
 
     let x = scrambled(c * h * w, 9);
+    let input = Tensor::from_f32(shape, &x).unwrap();
     let y = plan
-        .run(&[Tensor::from_f32(shape, &x).unwrap()])
+        .run(model.stage(&[input.view()]).unwrap())
         .unwrap()
         .remove(0);
     assert_eq!(y.shape(), &[1, 2 * f, h, w]);
