@@ -4,16 +4,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use ward_core::{DType, Tensor};
-use ward_graph::ir::{ParamDecl, ParamRole};
 use ward_package::Verification;
-use ward_train::checkpoint::mxnet::states_to_mxnet;
-use ward_train::checkpoint::state::SavedParamState;
+use ward_train::checkpoint::mxnet::{module_files, write_module_files};
 use ward_train::checkpoint::{
     checkpoints_dir, list_checkpoints, open_checkpoint, read_index_unverified, verify_checkpoint,
     CheckpointIndex, OpenedCheckpoint, Unsealing,
 };
-use ward_train::optim::ParamState;
 
 #[derive(Subcommand)]
 pub enum CheckpointCommand {
@@ -214,101 +210,18 @@ fn export_mxnet(args: &ExportMxnetArgs) -> Result<()> {
     let opened = args.open.open()?;
     let symbol_bytes = ward_core::files::read_bounded(&args.symbol, 64 << 20)
         .with_context(|| format!("cannot read {}", args.symbol.display()))?;
-    let symbol = ward_mxnet::symbol::read_symbol(&symbol_bytes, &Default::default())
+    let files = module_files(&opened.state, symbol_bytes)
         .with_context(|| format!("{}", args.symbol.display()))?;
-    // The symbol's variables in its order: MXNet's list_arguments, whose trainable part
-    // is a Module's _param_names and so the states' keys.
-    let variables: Vec<&str> = symbol
-        .nodes
-        .iter()
-        .filter(|n| n.op == "null")
-        .map(|n| n.name.as_str())
-        .collect();
-    let mut params: Vec<&SavedParamState> = opened.state.params.iter().collect();
-    if let Some(p) = params
-        .iter()
-        .find(|p| !variables.contains(&p.name.as_str()))
-    {
-        bail!(
-            "{} is not the symbol this run trained: it has no variable {}",
-            args.symbol.display(),
-            p.name
-        );
-    }
-    params.sort_by_key(|p| variables.iter().position(|v| *v == p.name));
-    let tensors = params
-        .iter()
-        .map(|p| {
-            let key = format!("{}:{}", if p.trainable { "arg" } else { "aux" }, p.name);
-            Ok((key, Tensor::from_f32(p.shape.clone(), &p.weight)?))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let refs: Vec<(&str, &Tensor)> = tensors.iter().map(|(k, t)| (k.as_str(), t)).collect();
-    let params_bytes = ward_mxnet::params::write_params(&refs)?;
-    let decls: Vec<ParamDecl> = params
-        .iter()
-        .map(|p| ParamDecl {
-            name: p.name.clone(),
-            dtype: DType::F32,
-            shape: p.shape.clone(),
-            role: if p.trainable {
-                ParamRole::Trainable
-            } else {
-                ParamRole::State
-            },
-            lr_mult: 1.0,
-            wd_mult: 1.0,
-        })
-        .collect();
-    let states: Vec<ParamState> = params
-        .iter()
-        .map(|p| ParamState {
-            update_count: p.update_count,
-            tensors: p
-                .tensors
-                .iter()
-                .map(|(_, t)| ("state", t.clone()))
-                .collect(),
-        })
-        .collect();
-    let keyed = states_to_mxnet(&decls, &states)?;
-    let states_bytes = ward_mxnet::states::write_optimizer_states(&keyed)?;
-
     let epoch = args
         .epoch
         .unwrap_or_else(|| u32::try_from(opened.index.position.epoch).unwrap_or(u32::MAX));
-    let prefix = args.out.display().to_string();
-    let files = [
-        (format!("{prefix}-symbol.json"), symbol_bytes.as_slice()),
-        (
-            format!("{prefix}-{epoch:04}.params"),
-            params_bytes.as_slice(),
-        ),
-        (
-            format!("{prefix}-{epoch:04}.states"),
-            states_bytes.as_slice(),
-        ),
-    ];
-    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let mut written: Vec<&str> = Vec::new();
-    for (path, bytes) in &files {
-        if let Err(e) = ward_core::files::write_new_file(Path::new(path), bytes, 0o600) {
-            // Three files or none.
-            for done in &written {
-                let _ = std::fs::remove_file(done);
-            }
-            return Err(e).with_context(|| format!("writing {path}"));
-        }
-        written.push(path);
-    }
-    for (path, bytes) in &files {
-        println!("wrote {path} ({} bytes)", bytes.len());
+    for (path, bytes) in write_module_files(&files, &args.out, epoch)? {
+        println!("wrote {} ({bytes} bytes)", path.display());
     }
     println!(
-        "MXNet: mx.mod.Module.load({prefix:?}, {epoch}, load_optimizer_states=True), then \
-         init_optimizer with the run's optimizer; these files are not encrypted"
+        "MXNet: mx.mod.Module.load({:?}, {epoch}, load_optimizer_states=True), then \
+         init_optimizer with the run's optimizer; these files are not encrypted",
+        args.out.display().to_string()
     );
     Ok(())
 }

@@ -65,6 +65,9 @@ pub enum CheckpointError {
     NoIdentities,
     #[error("{}: {reason}", path.display())]
     KeyFile { path: PathBuf, reason: String },
+    /// A checkpoint made into another framework's files.
+    #[error("export: {0}")]
+    Export(String),
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,

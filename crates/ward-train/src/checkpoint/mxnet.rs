@@ -209,3 +209,137 @@ pub fn states_to_mxnet(
     }
     Ok(out)
 }
+
+/// A checkpoint as MXNet 1.9.1 Module files: what `Module.load(PREFIX, EPOCH,
+/// load_optimizer_states=True)` reads.
+pub struct ModuleFiles {
+    /// `PREFIX-symbol.json`: the symbol the run trained, as given.
+    pub symbol: Vec<u8>,
+    /// `PREFIX-EPOCH.params`: `arg:`/`aux:` keys in the symbol's variable order.
+    pub params: Vec<u8>,
+    /// `PREFIX-EPOCH.states`: the optimizer's state as `save_optimizer_states` pickles it.
+    pub states: Vec<u8>,
+}
+
+/// A decrypted checkpoint's state as MXNet Module files, for the symbol the run trained
+/// (`symbol_json`, which must name every parameter of the state: its variables' order is
+/// the states' keys).
+pub fn module_files(
+    state: &super::state::DecodedState,
+    symbol_json: Vec<u8>,
+) -> Result<ModuleFiles, CheckpointError> {
+    let symbol = ward_mxnet::symbol::read_symbol(&symbol_json, &Default::default())
+        .map_err(|e| CheckpointError::Export(format!("the symbol: {e}")))?;
+    // The symbol's variables in its order: MXNet's list_arguments, whose trainable part
+    // is a Module's _param_names and so the states' keys.
+    let variables: Vec<&str> = symbol
+        .nodes
+        .iter()
+        .filter(|n| n.op == "null")
+        .map(|n| n.name.as_str())
+        .collect();
+    let mut params: Vec<&super::state::SavedParamState> = state.params.iter().collect();
+    if let Some(p) = params
+        .iter()
+        .find(|p| !variables.contains(&p.name.as_str()))
+    {
+        return Err(CheckpointError::Export(format!(
+            "not the symbol this run trained: it has no variable {}",
+            p.name
+        )));
+    }
+    params.sort_by_key(|p| variables.iter().position(|v| *v == p.name));
+    let tensors = params
+        .iter()
+        .map(|p| {
+            let key = format!("{}:{}", if p.trainable { "arg" } else { "aux" }, p.name);
+            Tensor::from_f32(p.shape.clone(), &p.weight)
+                .map(|t| (key, t))
+                .map_err(|e| bad(format!("{}: {e}", p.name)))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let refs: Vec<(&str, &Tensor)> = tensors.iter().map(|(k, t)| (k.as_str(), t)).collect();
+    let params_bytes = ward_mxnet::params::write_params(&refs)
+        .map_err(|e| CheckpointError::Export(format!("the params: {e}")))?;
+    let decls: Vec<ParamDecl> = params
+        .iter()
+        .map(|p| ParamDecl {
+            name: p.name.clone(),
+            dtype: DType::F32,
+            shape: p.shape.clone(),
+            role: if p.trainable {
+                ParamRole::Trainable
+            } else {
+                ParamRole::State
+            },
+            lr_mult: 1.0,
+            wd_mult: 1.0,
+        })
+        .collect();
+    let states: Vec<ParamState> = params
+        .iter()
+        .map(|p| ParamState {
+            update_count: p.update_count,
+            tensors: p
+                .tensors
+                .iter()
+                .map(|(_, t)| ("state", t.clone()))
+                .collect(),
+        })
+        .collect();
+    let keyed = states_to_mxnet(&decls, &states)?;
+    let states_bytes = ward_mxnet::states::write_optimizer_states(&keyed)
+        .map_err(|e| CheckpointError::Export(format!("the states: {e}")))?;
+    Ok(ModuleFiles {
+        symbol: symbol_json,
+        params: params_bytes,
+        states: states_bytes,
+    })
+}
+
+/// Writes `files` as `PREFIX-symbol.json`, `PREFIX-EPOCH.params` and `PREFIX-EPOCH.states`
+/// (mode 0600; an existing file is never replaced): three files or none. Returns their
+/// paths and sizes.
+pub fn write_module_files(
+    files: &ModuleFiles,
+    prefix: &std::path::Path,
+    epoch: u32,
+) -> Result<Vec<(std::path::PathBuf, usize)>, CheckpointError> {
+    let prefix = prefix.display().to_string();
+    let named = [
+        (format!("{prefix}-symbol.json"), files.symbol.as_slice()),
+        (
+            format!("{prefix}-{epoch:04}.params"),
+            files.params.as_slice(),
+        ),
+        (
+            format!("{prefix}-{epoch:04}.states"),
+            files.states.as_slice(),
+        ),
+    ];
+    if let Some(dir) = std::path::Path::new(&prefix)
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| CheckpointError::Export(format!("creating {}: {e}", dir.display())))?;
+    }
+    let mut written: Vec<std::path::PathBuf> = Vec::new();
+    for (path, bytes) in &named {
+        let path = std::path::PathBuf::from(path);
+        if let Err(e) = ward_core::files::write_new_file(&path, bytes, 0o600) {
+            for done in &written {
+                let _ = std::fs::remove_file(done);
+            }
+            return Err(CheckpointError::Export(format!(
+                "writing {}: {e}",
+                path.display()
+            )));
+        }
+        written.push(path);
+    }
+    Ok(written
+        .into_iter()
+        .zip(named.iter().map(|(_, b)| b.len()))
+        .collect())
+}

@@ -43,8 +43,8 @@ pub enum RunError {
     /// What failed, with the cause's message (a file, the spec, the data, the model).
     #[error("{what}: {cause}")]
     Failed { what: String, cause: String },
-    /// The observer asked the run to stop after `step`.
-    #[error("stopped after step {step} at the caller's request")]
+    /// The observer abandoned the run after `step` ([`super::Flow::Abort`]).
+    #[error("abandoned after step {step} at the caller's request")]
     Stopped { step: u64 },
 }
 

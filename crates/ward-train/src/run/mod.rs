@@ -69,6 +69,9 @@ pub enum Flow {
     /// End the run now, as after its last epoch: checkpoint the weights so far and write
     /// the package.
     Stop,
+    /// Abandon the run now ([`RunError::Stopped`]): no package; the checkpoints written
+    /// so far stay, and `--resume` continues from the newest.
+    Abort,
 }
 
 /// The run as it starts.
@@ -468,6 +471,11 @@ pub fn run(options: RunOptions<'_>, observer: &mut dyn Observer) -> Result<RunOu
                     writeln!(log, "{line}").map_err(&log_error)?;
                     window = Metrics::default();
                 }
+                if flow == Flow::Abort {
+                    return Err(RunError::Stopped {
+                        step: trainer.steps(),
+                    });
+                }
                 let position = batches.position();
                 let last_of_epoch = position >= batches.len();
                 if flow == Flow::Stop {
@@ -552,6 +560,11 @@ pub fn run(options: RunOptions<'_>, observer: &mut dyn Observer) -> Result<RunOu
                 validation: val_metrics.clone(),
                 summary,
             });
+            if flow == Flow::Abort {
+                return Err(RunError::Stopped {
+                    step: trainer.steps(),
+                });
+            }
             if let Some(c) = checkpointing.as_mut() {
                 log.sync_data().map_err(&log_error)?;
                 let at = Position {

@@ -6,8 +6,7 @@ use std::path::{Path, PathBuf};
 use ward_package::{Trust, TrustPolicy};
 use ward_train::checkpoint::{list_checkpoints, open_checkpoint, Unsealing, CHECKPOINTS_DIR};
 use ward_train::run::{
-    run, CheckpointOptions, EpochReport, Flow, Observer, RunError, RunOptions, RunStart,
-    StepReport,
+    run, CheckpointOptions, EpochReport, Flow, Observer, RunError, RunOptions, RunStart, StepReport,
 };
 
 use crate::support::fixtures;
@@ -49,10 +48,12 @@ seed = "11"
     path
 }
 
-/// Records what it hears; stops after step `stop_at` or after epoch `stop_after_epoch`.
+/// Records what it hears; stops after step `stop_at` or after epoch `stop_after_epoch`,
+/// abandons the run after step `abort_at`.
 #[derive(Default)]
 struct Recorder {
     stop_at: Option<u64>,
+    abort_at: Option<u64>,
     stop_after_epoch: Option<u64>,
     start: Option<RunStart>,
     steps: Vec<u64>,
@@ -78,6 +79,8 @@ impl Observer for Recorder {
         }
         if self.stop_at == Some(r.step) {
             Flow::Stop
+        } else if self.abort_at == Some(r.step) {
+            Flow::Abort
         } else {
             Flow::Continue
         }
@@ -138,7 +141,10 @@ fn an_observer_hears_every_step_and_can_end_the_run_mid_epoch_with_a_checkpoint_
     let outcome = run(o, &mut recorder).unwrap();
 
     let start = recorder.start.as_ref().unwrap();
-    assert_eq!(start.seed, ward_core::random::RunSeed::from_u64(11).to_string());
+    assert_eq!(
+        start.seed,
+        ward_core::random::RunSeed::from_u64(11).to_string()
+    );
     assert_eq!(start.total_steps, 2 * start.steps_per_epoch);
     assert!(start.steps_per_epoch > 6);
     assert_eq!(recorder.steps, [1, 2, 3, 4, 5, 6]);
@@ -186,10 +192,38 @@ fn stopping_after_an_epoch_ends_the_run_with_that_epochs_weights() {
     assert_eq!(outcome.steps, per_epoch);
     assert_eq!(outcome.epochs, 1);
     assert!(outcome.stopped_early && !outcome.signed);
-    assert!(recorder.checkpoints.is_empty(), "no checkpoint without encryption");
+    assert!(
+        recorder.checkpoints.is_empty(),
+        "no checkpoint without encryption"
+    );
     let log = lines(&tmp.path().join("run/metrics.jsonl"));
     assert_eq!(log.last().unwrap()["epoch"], 0);
     assert!(log.last().unwrap()["train_loss"].is_number());
+}
+
+#[test]
+fn an_abandoned_run_leaves_its_checkpoints_and_no_package() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = spec(tmp.path(), 1);
+    let keys = tmp.path().join("keys");
+    ward_package::signature::keygen(&keys, "trainer").unwrap();
+    let out = tmp.path().join("run");
+    let mut o = options(config, out.clone());
+    o.sign_key = Some(keys.join("trainer.key"));
+    o.checkpoints.recipients = vec![age::x25519::Identity::generate().to_public().to_string()];
+    o.checkpoints.every = Some(2);
+    let mut recorder = Recorder {
+        abort_at: Some(5),
+        ..Recorder::default()
+    };
+    let e = run(o, &mut recorder).unwrap_err();
+    assert!(matches!(e, RunError::Stopped { step: 5 }), "{e}");
+    assert_eq!(recorder.steps, [1, 2, 3, 4, 5]);
+    assert_eq!(recorder.checkpoints, [2, 4]);
+    assert!(!recorder.finished);
+    assert!(!out.join("package").exists());
+    let found = list_checkpoints(&out.join(CHECKPOINTS_DIR)).unwrap();
+    assert_eq!(found.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [2, 4]);
 }
 
 #[test]
@@ -210,7 +244,10 @@ fn a_run_is_refused_before_anything_is_written_when_its_options_do_not_fit() {
     o.out = None;
     o.resume = Some(out.clone());
     let e = run(o, &mut Recorder::default()).unwrap_err();
-    assert!(e.to_string().contains("--resume verifies the checkpoint"), "{e}");
+    assert!(
+        e.to_string().contains("--resume verifies the checkpoint"),
+        "{e}"
+    );
 
     // Checkpoints every N steps, but nothing to encrypt them to.
     let fresh = tmp.path().join("fresh");
@@ -236,7 +273,11 @@ fn a_run_is_refused_before_anything_is_written_when_its_options_do_not_fit() {
         .join("\n");
     let package_config = tmp.path().join("package.toml");
     std::fs::write(&package_config, package_spec).unwrap();
-    let e = run(options(package_config, fresh.clone()), &mut Recorder::default()).unwrap_err();
+    let e = run(
+        options(package_config, fresh.clone()),
+        &mut Recorder::default(),
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("no trust policy"), "{e}");
     assert!(!e.is_refusal());
     assert!(!fresh.exists(), "nothing written");
