@@ -4,9 +4,11 @@
 //! converts (paths, NumPy arrays, errors) and releases the GIL while ward computes. The
 //! Python package around it (`python/ward`) gives the Pythonic surface.
 
+mod checkpoint;
 mod convert;
 mod errors;
 mod package;
+mod train;
 
 use std::path::PathBuf;
 use std::time::SystemTime;
@@ -212,5 +214,10 @@ fn _ward(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(import_mxnet, m)?)?;
     m.add_function(wrap_pyfunction!(package::open_package, m)?)?;
     m.add_function(wrap_pyfunction!(package::load_mxnet, m)?)?;
+    m.add_function(wrap_pyfunction!(train::train, m)?)?;
+    m.add_function(wrap_pyfunction!(checkpoint::checkpoint_list, m)?)?;
+    m.add_function(wrap_pyfunction!(checkpoint::checkpoint_verify, m)?)?;
+    m.add_function(wrap_pyfunction!(checkpoint::checkpoint_load, m)?)?;
+    m.add_function(wrap_pyfunction!(checkpoint::checkpoint_export_mxnet, m)?)?;
     Ok(())
 }

@@ -20,7 +20,8 @@ from __future__ import annotations
 import os
 import threading
 import warnings
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -46,6 +47,9 @@ __all__ = [
     "verify",
     "import_mxnet",
     "export_onnx",
+    "train",
+    "TrainResult",
+    "checkpoint",
     "mxnet",
     "__version__",
 ]
@@ -404,4 +408,153 @@ def export_onnx(
     return Package.open(package, trust, allow_unsigned=allow_unsigned).export_onnx(out, shapes)
 
 
-from . import mxnet  # noqa: E402  (the submodule uses the names above)
+def _paths(values: Any, what: str) -> List[str]:
+    if isinstance(values, (str, os.PathLike)):
+        return [_path(values, what)]
+    return [_path(v, what) for v in values]
+
+
+def _strings(values: Any, what: str) -> List[str]:
+    if isinstance(values, str):
+        return [values]
+    out = list(values)
+    if not all(isinstance(v, str) for v in out):
+        raise InputError(f"{what} must be strings")
+    return out
+
+
+def _callable(value: Any, what: str) -> Any:
+    if value is not None and not callable(value):
+        raise InputError(f"{what} must be callable (it is called with a dict)")
+    return value
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a finished :func:`train` run left."""
+
+    #: The run's directory: ``metrics.jsonl``, ``checkpoints/``, ``package/``.
+    run_dir: str
+    #: The trained package (signed when a ``sign_key`` was given).
+    package: str
+    #: The model's name in the package.
+    model: str
+    signed: bool
+    #: The run's seed (64 hex digits): the same seed repeats the run bit for bit.
+    seed: str
+    #: Steps done in the whole run.
+    steps: int
+    #: Epochs completed (fewer than the spec's when a callback ended the run early).
+    epochs: int
+    #: Whether a callback ended the run before its last epoch.
+    stopped_early: bool
+    #: The last validation's metrics (``val_loss``, ``val_accuracy``, ``val_NAME``).
+    validation: Dict[str, float] = field(default_factory=dict)
+
+
+def train(
+    config: PathLike,
+    *,
+    out: Optional[PathLike] = None,
+    resume: Optional[PathLike] = None,
+    sign_key: Optional[PathLike] = None,
+    trust: Optional[PathLike] = None,
+    allow_unsigned: bool = False,
+    seed: Union[int, str, None] = None,
+    on_step: Optional[Callable[[Dict[str, Any]], Any]] = None,
+    on_epoch: Optional[Callable[[Dict[str, Any]], Any]] = None,
+    logger: Any = None,
+    recipients: Iterable[str] = (),
+    recipients_files: Iterable[PathLike] = (),
+    passphrase_file: Optional[PathLike] = None,
+    checkpoint_every: Optional[int] = None,
+    keep_last: int = 3,
+    keep_every: Optional[int] = None,
+    keep_best: Optional[str] = None,
+    from_checkpoint: Optional[str] = None,
+    identities: Iterable[PathLike] = (),
+    allow_spec_change: bool = False,
+) -> TrainResult:
+    """Trains as ``ward train --config CONFIG`` does and returns a :class:`TrainResult`.
+
+    ``config`` is a training spec (``train.toml``: the model, MXNet files or a ward package
+    verified against ``trust``, the data, the declared loss, optimizer and schedule; paths
+    in it are relative to its folder). A new run writes the new directory ``out``;
+    ``resume`` continues the run in that directory from its newest checkpoint (or
+    ``from_checkpoint``), verified against ``trust`` and decrypted with ``identities``
+    (age identity files) or ``passphrase_file``, so that it ends where an uninterrupted
+    run would. The seed comes from the operating system unless given.
+
+    Checkpoints are written when they can be encrypted (``recipients``: ``age1…`` keys,
+    ``recipients_files``, or ``passphrase_file``) and signed (``sign_key``): at each
+    epoch's end and every ``checkpoint_every`` steps, the newest ``keep_last`` kept (and
+    every ``keep_every``-th step, and the best by ``keep_best``).
+
+    ``on_step(event)`` is called after every step with ``epoch``, ``step``, ``loss``,
+    ``accuracy`` (classifiers), ``samples_per_s`` and, every ``log_every`` steps,
+    ``window_loss``/``window_accuracy``; ``on_epoch(event)`` after every epoch with
+    ``train_loss``, ``train_accuracy``, the validation metrics and ``summary``. A
+    callback that returns ``False`` ends the run early: the weights so far are
+    checkpointed and written as the package. One that raises (or Ctrl-C) abandons the
+    run: the exception propagates, no package is written, and the checkpoints written so
+    far stay for ``resume``. The run's notes go to ``logger`` (default: the ``logging``
+    logger ``ward.train``). The GIL is released while ward trains.
+    """
+    if (out is None) == (resume is None):
+        raise InputError("give out= (a new run) or resume= (a run's directory), not both")
+    if not isinstance(allow_unsigned, bool) or not isinstance(allow_spec_change, bool):
+        raise InputError("allow_unsigned and allow_spec_change must be bools")
+    if allow_unsigned and trust is None:
+        _warn_once(
+            "train_allow_unsigned",
+            "ward.train(allow_unsigned=True): the package model's signatures are NOT "
+            "checked; anything in it will be loaded. Use this for local experiments only.",
+        )
+    if isinstance(seed, bool) or not (seed is None or isinstance(seed, (int, str))):
+        raise InputError("seed must be an int or a str (a number or 64 hex digits)")
+    if keep_best is not None and not isinstance(keep_best, str):
+        raise InputError("keep_best must be a metric name (a str)")
+    if from_checkpoint is not None and not isinstance(from_checkpoint, str):
+        raise InputError("from_checkpoint must be a checkpoint name (step-NNNNNNNNNNNN)")
+    for value, what in ((checkpoint_every, "checkpoint_every"), (keep_every, "keep_every")):
+        if value is not None and _size(value, what) == 0:
+            raise InputError(f"{what} must be at least 1")
+    if _size(keep_last, "keep_last") == 0:
+        raise InputError("keep_last must be at least 1")
+    result = _ward.train(
+        _path(config, "config"),
+        out=_optional_path(out, "out"),
+        resume=_optional_path(resume, "resume"),
+        sign_key=_optional_path(sign_key, "sign_key"),
+        trust=_optional_path(trust, "trust"),
+        allow_unsigned=allow_unsigned,
+        seed=None if seed is None else str(seed),
+        on_step=_callable(on_step, "on_step"),
+        on_epoch=_callable(on_epoch, "on_epoch"),
+        logger=logger,
+        recipients=_strings(recipients, "recipients"),
+        recipients_files=_paths(recipients_files, "recipients_files"),
+        passphrase_file=_optional_path(passphrase_file, "passphrase_file"),
+        checkpoint_every=_size(checkpoint_every, "checkpoint_every"),
+        keep_last=int(keep_last),
+        keep_every=_size(keep_every, "keep_every"),
+        keep_best=keep_best,
+        from_checkpoint=from_checkpoint,
+        identities=_paths(identities, "identities"),
+        allow_spec_change=allow_spec_change,
+    )
+    return TrainResult(
+        run_dir=os.fspath(result["run_dir"]),
+        package=os.fspath(result["package"]),
+        model=result["model"],
+        signed=result["signed"],
+        seed=result["seed"],
+        steps=result["steps"],
+        epochs=result["epochs"],
+        stopped_early=result["stopped_early"],
+        validation=dict(result["validation"]),
+    )
+
+
+from . import checkpoint  # noqa: E402  (the submodules use the names above)
+from . import mxnet  # noqa: E402

@@ -2,7 +2,7 @@
 Applications use the ``ward`` package, whose functions check their arguments' types and
 call these."""
 
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -85,3 +85,47 @@ def import_mxnet(
     output_label_only: bool = ...,
     allow_nonfinite_weights: bool = ...,
 ) -> Dict[str, Any]: ...
+def train(
+    config: str,
+    *,
+    out: Optional[str] = ...,
+    resume: Optional[str] = ...,
+    sign_key: Optional[str] = ...,
+    trust: Optional[str] = ...,
+    allow_unsigned: bool = ...,
+    seed: Optional[str] = ...,
+    on_step: Optional[Callable[[Dict[str, Any]], Any]] = ...,
+    on_epoch: Optional[Callable[[Dict[str, Any]], Any]] = ...,
+    logger: Any = ...,
+    recipients: Sequence[str] = ...,
+    recipients_files: Sequence[str] = ...,
+    passphrase_file: Optional[str] = ...,
+    checkpoint_every: Optional[int] = ...,
+    keep_last: int = ...,
+    keep_every: Optional[int] = ...,
+    keep_best: Optional[str] = ...,
+    from_checkpoint: Optional[str] = ...,
+    identities: Sequence[str] = ...,
+    allow_spec_change: bool = ...,
+    max_weights_bytes: Optional[int] = ...,
+    max_graph_bytes: Optional[int] = ...,
+) -> Dict[str, Any]: ...
+def checkpoint_list(run: str) -> List[Tuple[str, str, Optional[str], Optional[str]]]: ...
+def checkpoint_verify(checkpoint: str, trust: str) -> Tuple[str, List[str], List[str]]: ...
+def checkpoint_load(
+    checkpoint: str,
+    trust: str,
+    *,
+    identities: Sequence[str] = ...,
+    passphrase_file: Optional[str] = ...,
+) -> Dict[str, Any]: ...
+def checkpoint_export_mxnet(
+    checkpoint: str,
+    trust: str,
+    symbol: str,
+    out: str,
+    *,
+    identities: Sequence[str] = ...,
+    passphrase_file: Optional[str] = ...,
+    epoch: Optional[int] = ...,
+) -> List[str]: ...
