@@ -37,6 +37,9 @@ pub enum MetricError {
         value: f64,
         allowed: &'static str,
     },
+    /// A metric named on a command line that is not one of MXNet's.
+    #[error("metric {text:?}: {reason}")]
+    Name { text: String, reason: String },
     /// The values do not fill the shape they came with.
     #[error("metric `{metric}`: the {what} holds {found} values, its shape {shape:?} {expected}")]
     Length {
@@ -147,6 +150,31 @@ pub enum MetricSpec {
 }
 
 impl MetricSpec {
+    /// `NAME` or `NAME=K` as a command line names a metric: MXNet's registry name
+    /// (`accuracy`, `top_k_accuracy=3`, `cross_entropy`, ...), `K` its `top_k`.
+    pub fn parse(text: &str) -> Result<MetricSpec, MetricError> {
+        let named = |reason: String| MetricError::Name {
+            text: text.to_string(),
+            reason,
+        };
+        let (name, k) = match text.split_once('=') {
+            Some((name, k)) => (name, Some(k)),
+            None => (text, None),
+        };
+        let mut value = serde_json::Map::new();
+        value.insert("name".into(), name.into());
+        if let Some(k) = k {
+            let k: u64 = k
+                .parse()
+                .map_err(|_| named(format!("{k:?} is not a whole number")))?;
+            value.insert("top_k".into(), k.into());
+        }
+        let spec: MetricSpec = serde_json::from_value(serde_json::Value::Object(value))
+            .map_err(|e| named(e.to_string()))?;
+        spec.validate()?;
+        Ok(spec)
+    }
+
     /// The spec's name (`accuracy`, `top_k_accuracy`, ...).
     pub fn kind(&self) -> &'static str {
         match self {

@@ -1,21 +1,16 @@
 //! `ward eval`
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Args;
-use ward_core::random::RunSeed;
 use ward_core::Tensor;
-use ward_train::data::batch::{LastBatch, Loader, LoaderConfig};
-use ward_train::data::DataLimits;
-use ward_train::metrics::{Metric, MetricSpec};
-use ward_train::spec::{DataSource, TrainSpec, MAX_BATCH_SIZE};
-use ward_train::trainer::{check_labels, Metrics};
+use ward_train::metrics::MetricSpec;
+use ward_train::run::evaluate::{evaluate, open_data, EvalOptions};
+use ward_train::run::RunError;
 
 use super::parse_threads;
-
-/// Largest data description read.
-const MAX_DATA_TOML_BYTES: u64 = 1 << 20;
+use super::train::into_anyhow;
 
 /// Measure a package's accuracy, cross-entropy and other metrics on labelled data.
 ///
@@ -62,33 +57,11 @@ pub struct EvalArgs {
 
 /// `NAME` or `top_k_accuracy=K`, as MXNet's registry names them.
 fn parse_metric(text: &str) -> std::result::Result<MetricSpec, String> {
-    let (name, k) = match text.split_once('=') {
-        Some((name, k)) => (name, Some(k)),
-        None => (text, None),
-    };
-    let mut value = serde_json::Map::new();
-    value.insert("name".into(), name.into());
-    if let Some(k) = k {
-        let k: u64 = k
-            .parse()
-            .map_err(|_| format!("{k:?} is not a whole number"))?;
-        value.insert("top_k".into(), k.into());
-    }
-    let value = serde_json::Value::Object(value);
-    let spec: MetricSpec = serde_json::from_value(value).map_err(|e| e.to_string())?;
-    spec.validate().map_err(|e| e.to_string())?;
-    Ok(spec)
+    MetricSpec::parse(text).map_err(|e| e.to_string())
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
-    if args.batch_size == 0 || args.batch_size > MAX_BATCH_SIZE {
-        bail!("--batch-size must be in 1..={MAX_BATCH_SIZE}");
-    }
-    let source = read_source(&args.data)?;
-    let base = args.data.parent().unwrap_or(Path::new("."));
-    let data = source
-        .open(base, &DataLimits::default())
-        .with_context(|| args.data.display().to_string())?;
+    let data = open_data(&args.data).map_err(into_anyhow)?;
     let package = args.trust.open(&args.package, args.threads)?;
     let input = match package.manifest().inputs.as_slice() {
         [input] => input.name.clone(),
@@ -97,47 +70,22 @@ pub fn run(args: EvalArgs) -> Result<()> {
             inputs.len()
         ),
     };
-    let loader = Loader::new(
-        data.clone(),
-        LoaderConfig {
-            batch_size: args.batch_size,
-            shuffle: false,
-            last_batch: LastBatch::Pad,
-            threads: 1,
-            prefetch: 2,
-        },
-        // Unshuffled and unaugmented: the stream is never drawn from.
-        RunSeed::from_u64(0),
-    )?;
-    let mut metrics = Metrics::default();
-    let mut declared = args
-        .metrics
-        .iter()
-        .map(|&s| Metric::new(s))
-        .collect::<Result<Vec<_>, _>>()?;
-    for batch in loader.epoch(0)? {
-        let batch = batch?;
-        // The last batch repeats the first examples to fill it: those rows are not scored.
-        let valid = batch.label.len().saturating_sub(batch.pad);
-        let labels = batch.label.get(..valid).unwrap_or_default();
-        let mut probs = predict(&package, &input, batch.data, &batch.data_shape, labels)?;
-        if args.softmax {
-            let classes = probs.len() / labels.len().max(1);
-            ward_train::loss::softmax_rows(&mut probs, classes);
-        }
-        metrics.add(Metrics::of_probabilities(&probs, labels));
-        let classes = probs.len() / valid.max(1);
-        for metric in &mut declared {
-            metric.update(&probs, &[valid, classes], labels, &[valid])?;
-        }
-    }
+    let options = EvalOptions {
+        batch_size: args.batch_size,
+        metrics: args.metrics.clone(),
+        softmax: args.softmax,
+    };
+    let mut predict =
+        |values: Vec<f32>, shape: &[usize]| first_output(&package, &input, values, shape);
+    let measured = evaluate(data, &options, &mut predict).map_err(into_anyhow)?;
+    let metrics = measured.metrics;
     if args.json {
         let mut line = serde_json::Map::new();
         line.insert("examples".into(), metrics.examples.into());
         line.insert("accuracy".into(), metrics.accuracy().into());
         line.insert("cross_entropy".into(), metrics.loss().into());
-        for metric in &declared {
-            line.insert(metric.spec().key(), metric.get().into());
+        for (key, _, value) in &measured.declared {
+            line.insert(key.clone(), (*value).into());
         }
         println!("{}", serde_json::Value::Object(line));
     } else {
@@ -148,57 +96,31 @@ pub fn run(args: EvalArgs) -> Result<()> {
             metrics.correct,
             metrics.loss()
         );
-        for metric in &declared {
-            text += &format!(", {} {:.4}", metric.spec().mxnet_name(), metric.get());
+        for (_, name, value) in &measured.declared {
+            text += &format!(", {name} {value:.4}");
         }
         println!("{text}");
     }
     Ok(())
 }
 
-/// A data source, or a training spec's validation data.
-fn read_source(path: &Path) -> Result<DataSource> {
-    let text = ward_core::files::read_small_text(path, MAX_DATA_TOML_BYTES)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    let value: toml::Table = toml::from_str(&text).with_context(|| path.display().to_string())?;
-    if value.contains_key("data") {
-        let spec: TrainSpec = toml::from_str(&text).with_context(|| path.display().to_string())?;
-        return spec.data.val.with_context(|| {
-            format!(
-                "{}: the training spec has no [data.val] to evaluate on",
-                path.display()
-            )
-        });
-    }
-    toml::from_str(&text).with_context(|| path.display().to_string())
-}
-
-/// Runs one batch through the package: its first output's class probabilities for the
-/// rows that `labels` label, the labels checked against the classes.
-fn predict(
+/// Runs one batch through the package: its first output's values.
+pub(crate) fn first_output(
     package: &ward_exec::LoadedPackage,
     input: &str,
-    data: Vec<f32>,
+    values: Vec<f32>,
     shape: &[usize],
-    labels: &[f32],
-) -> Result<Vec<f32>> {
-    let tensor = Tensor::from_f32(shape.to_vec(), &data)?;
-    let outputs = package.predict(vec![(input.to_owned(), tensor)])?;
-    let Some((name, probs)) = outputs.first() else {
-        bail!("the package has no output");
-    };
-    let rows = shape.first().copied().unwrap_or(0);
-    let probs = probs.to_f32_vec();
-    let classes = probs.len() / rows.max(1);
-    if classes == 0 || probs.len() != classes * rows {
-        bail!(
-            "output {name:?} holds {} values for {rows} examples: not one row of class probabilities each",
-            probs.len(),
-        );
+) -> Result<Vec<f32>, RunError> {
+    let tensor =
+        Tensor::from_f32(shape.to_vec(), &values).map_err(|e| RunError::failed("a batch", &e))?;
+    let outputs = package
+        .predict(vec![(input.to_owned(), tensor)])
+        .map_err(|e| match e {
+            ward_exec::ExecError::Package(p) => RunError::Package(p),
+            other => RunError::failed("predict", &other),
+        })?;
+    match outputs.into_iter().next() {
+        Some((_, output)) => Ok(output.to_f32_vec()),
+        None => Err(RunError::Refused("the package has no output".into())),
     }
-    check_labels(labels, classes, None)?;
-    Ok(probs
-        .get(..labels.len() * classes)
-        .unwrap_or_default()
-        .to_vec())
 }

@@ -11,6 +11,7 @@
 
 mod checkpointing;
 mod error;
+pub mod evaluate;
 pub mod model;
 
 use std::collections::BTreeMap;
