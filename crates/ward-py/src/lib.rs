@@ -7,6 +7,7 @@
 mod checkpoint;
 mod convert;
 mod errors;
+mod evaluate;
 mod package;
 mod train;
 
@@ -215,6 +216,8 @@ fn _ward(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(package::open_package, m)?)?;
     m.add_function(wrap_pyfunction!(package::load_mxnet, m)?)?;
     m.add_function(wrap_pyfunction!(train::train, m)?)?;
+    m.add_function(wrap_pyfunction!(evaluate::evaluate, m)?)?;
+    m.add_function(wrap_pyfunction!(evaluate::plot, m)?)?;
     m.add_function(wrap_pyfunction!(checkpoint::checkpoint_list, m)?)?;
     m.add_function(wrap_pyfunction!(checkpoint::checkpoint_verify, m)?)?;
     m.add_function(wrap_pyfunction!(checkpoint::checkpoint_load, m)?)?;

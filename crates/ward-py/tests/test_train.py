@@ -2,8 +2,10 @@
 command, callbacks that watch, end or abandon a run, a resumed run that ends where an
 uninterrupted one does, and checkpoints verified before they are decrypted."""
 
+import json
 import os
 import stat
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -184,3 +186,44 @@ def test_train_refuses_bad_arguments_before_anything_is_written(tmp_path):
     with pytest.raises(ward.WardError, match="cannot read"):
         ward.train(tmp_path / "missing.toml", out=tmp_path / "a")
     assert not (tmp_path / "a").exists()
+
+
+def test_evaluate_measures_what_ward_eval_measures_and_plot_draws_the_run(tmp_path, keys):
+    spec = write_spec(tmp_path)
+    mnist = REPO / "tests" / "fixtures" / "mnist"
+    data = tmp_path / "val.toml"
+    data.write_text(
+        f"""format = "recordio"
+rec = "{mnist / 't10k.rec'}"
+idx = "{mnist / 't10k.idx'}"
+data_shape = [1, 28, 28]
+scale = 0.00392156862745098
+"""
+    )
+    result = ward.train(spec, out=tmp_path / "run", sign_key=keys["release"]["private_key"])
+    package = ward.Package.open(result.package, trust=keys["release"]["public_key"])
+    measured = ward.evaluate(package, data, metrics=["top_k_accuracy=3", "perplexity"])
+    cli = json.loads(
+        run_ward(
+            "eval", result.package, "--trust", keys["release"]["public_key"], "--data", data,
+            "--metric", "top_k_accuracy=3", "--metric", "perplexity", "--json",
+        ).stdout
+    )
+    assert measured["examples"] == cli["examples"] == 1000
+    for key in ("accuracy", "cross_entropy", "top_k_accuracy_3", "perplexity"):
+        assert measured[key] == pytest.approx(cli[key], rel=1e-9), key
+    assert 0 < measured["accuracy"] <= measured["top_k_accuracy_3"] <= 1
+    with pytest.raises(ward.InputError):
+        ward.evaluate(package, data, metrics=["no_such_metric"])
+
+    def broken(batch):
+        raise Interrupted("from predict")
+
+    with pytest.raises(Interrupted):
+        ward._ward.evaluate(str(data), broken)
+
+    png = ward.plot(Path(result.run_dir) / "metrics.jsonl", tmp_path / "curves.png", width=400, height=200)
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    assert (tmp_path / "curves.png").read_bytes() == png
+    with pytest.raises(ward.WardError, match="exists"):
+        ward.plot(Path(result.run_dir) / "metrics.jsonl", tmp_path / "curves.png")

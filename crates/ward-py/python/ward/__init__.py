@@ -49,6 +49,8 @@ __all__ = [
     "export_onnx",
     "train",
     "TrainResult",
+    "evaluate",
+    "plot",
     "checkpoint",
     "mxnet",
     "__version__",
@@ -554,6 +556,72 @@ def train(
         stopped_early=result["stopped_early"],
         validation=dict(result["validation"]),
     )
+
+
+def evaluate(
+    package: Package,
+    data: PathLike,
+    *,
+    batch_size: int = 64,
+    metrics: Iterable[str] = (),
+    softmax: bool = False,
+) -> Dict[str, Any]:
+    """Measures ``package`` on labelled data as ``ward eval`` does: ``data`` is a TOML file
+    describing the data as a training spec's ``[data.val]`` does (``format = "mnist" |
+    "recordio" | "csv" | "npy"`` and its files, relative to it), or a training spec,
+    whose validation data is used. Each batch goes through :meth:`Package.predict` (the
+    same checks as serving); the package's first output must hold one row of class
+    probabilities per example (or scores: ``softmax=True``). Returns ``examples``,
+    ``correct``, ``accuracy``, ``cross_entropy`` and each of ``metrics`` (MXNet's names:
+    ``"top_k_accuracy=3"``, ``"perplexity"``, ``"mse"``, ...) by its key."""
+    if not isinstance(package, Package):
+        raise InputError("package must be a ward.Package (Package.open or ward.mxnet.load)")
+    inputs = package.inputs
+    if len(inputs) != 1:
+        raise InputError(f"ward.evaluate feeds one data input; the package declares {len(inputs)}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int):
+        raise InputError("batch_size must be an int")
+    name = inputs[0]["name"]
+    first = package.outputs[0]["name"]
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        return np.asarray(package.predict({name: batch})[first], dtype=np.float32)
+
+    return _ward.evaluate(
+        _path(data, "data"),
+        predict,
+        batch_size=batch_size,
+        metrics=_strings(metrics, "metrics"),
+        softmax=bool(softmax),
+    )
+
+
+def plot(
+    log: PathLike,
+    out: Optional[PathLike] = None,
+    *,
+    width: int = 1200,
+    height: int = 500,
+    force: bool = False,
+) -> bytes:
+    """Draws the curves of a run's ``metrics.jsonl`` (loss, accuracy, validation metrics
+    by step and epoch) as a PNG, as ``ward plot`` does. Returns the PNG's bytes, and
+    writes them to ``out`` when given (an existing file only with ``force=True``)."""
+    for value, what in ((width, "width"), (height, "height")):
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise InputError(f"{what} must be a positive int")
+    png = _ward.plot(_path(log, "log"), width=width, height=height)
+    if out is not None:
+        path = _path(out, "out")
+        if os.path.lexists(path):
+            if not force:
+                raise WardError(f"{path} exists; pass force=True to replace it")
+            if not os.path.isfile(path) or os.path.islink(path):
+                raise WardError(f"{path} exists and is not a regular file; ward replaces only a file")
+            os.remove(path)
+        with open(path, "xb") as f:
+            f.write(png)
+    return png
 
 
 from . import checkpoint  # noqa: E402  (the submodules use the names above)

@@ -129,3 +129,12 @@ def checkpoint_export_mxnet(
     passphrase_file: Optional[str] = ...,
     epoch: Optional[int] = ...,
 ) -> List[str]: ...
+def evaluate(
+    data: str,
+    predict: Callable[[np.ndarray], np.ndarray],
+    *,
+    batch_size: int = ...,
+    metrics: Sequence[str] = ...,
+    softmax: bool = ...,
+) -> Dict[str, Any]: ...
+def plot(log: str, *, width: int = ..., height: int = ...) -> bytes: ...
