@@ -192,7 +192,8 @@ pub fn import(
         let Some(node) = symbol.nodes.get(head.node) else {
             continue;
         };
-        let name = output_name(node, head.output, visible_outputs(node));
+        let name = output_name(node, head.output);
+        // A head listed twice gets a second name: a package's outputs are named uniquely.
         let name = if importer.graph.outputs.iter().any(|o| o.name == name) {
             format!("{name}_{k}")
         } else {
@@ -221,24 +222,23 @@ pub fn import(
     })
 }
 
-/// MXNet's name for output `k` of a node, as `Symbol.list_outputs()` prints it.
-fn output_name(node: &SymbolNode, k: usize, visible: usize) -> String {
-    if visible <= 1 {
-        format!("{}_output", node.name)
-    } else {
-        format!("{}_output{k}", node.name)
-    }
-}
-
-fn visible_outputs(node: &SymbolNode) -> usize {
+/// MXNet 1.9.1's name for output `k` of a head node, as `Symbol.list_outputs()` gives it
+/// (nnvm's `ListOutputNames`): a variable's own name; `NAME_` and the operator's own name
+/// for the output where it declares names (`FListOutputNames`: RNN's `output`,
+/// `state_output`, `statecell_output`); otherwise `NAME_output`, numbered for an operator
+/// whose outputs are a list (SliceChannel numbers even a single one). Checked against
+/// MXNet on `tests/fixtures/output_names` and every model fixture.
+fn output_name(node: &SymbolNode, k: usize) -> String {
+    const RNN_OUTPUTS: [&str; 3] = ["output", "state_output", "statecell_output"];
     match node.op.as_str() {
-        "SliceChannel" => node
-            .attrs
-            .get("num_outputs")
-            .and_then(|s| crate::attrs::parse_int(s).ok())
-            .unwrap_or(1)
-            .max(1) as usize,
-        _ => 1,
+        "null" => node.name.clone(),
+        "RNN" => format!(
+            "{}_{}",
+            node.name,
+            RNN_OUTPUTS.get(k).copied().unwrap_or("output")
+        ),
+        "SliceChannel" => format!("{}_output{k}", node.name),
+        _ => format!("{}_output", node.name),
     }
 }
 

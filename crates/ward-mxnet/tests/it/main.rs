@@ -10,6 +10,7 @@ mod support;
 mod export_roundtrip;
 mod import_errors;
 mod new_params;
+mod output_names;
 mod params_crafted;
 mod params_fixtures;
 mod params_malformed;
