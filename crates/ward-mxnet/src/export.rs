@@ -1055,14 +1055,15 @@ impl<'a> Writer<'a> {
     }
 
     /// The heads, and each output's MXNet name (as `list_outputs()` and the importer give
-    /// it: `NODE_output`, `NODE_outputK` for a split, `_K` appended to a repeated name).
+    /// it: a variable's own name, `NODE` and [`output_suffix`], `_K` appended to a
+    /// repeated name).
     fn heads(&self) -> Result<Vec<ExportedOutput>, ExportError> {
         let graph = self.graph;
         let mut outputs: Vec<ExportedOutput> = Vec::with_capacity(graph.outputs.len());
         for (k, output) in graph.outputs.iter().enumerate() {
             let name = match output.source {
-                Source::Input(i) => graph.inputs.get(i).map(|x| format!("{}_output", x.name)),
-                Source::Param(p) => graph.params.get(p).map(|x| format!("{}_output", x.name)),
+                Source::Input(i) => graph.inputs.get(i).map(|x| x.name.clone()),
+                Source::Param(p) => graph.params.get(p).map(|x| x.name.clone()),
                 Source::Node(n, j) => graph
                     .nodes
                     .get(n)
@@ -1106,10 +1107,13 @@ impl<'a> Writer<'a> {
 }
 
 /// What MXNet appends to a node's name for output `k` in `list_outputs()` (and ward's
-/// importer too): `_output`, or `_outputK` for a split into several.
+/// importer too): `_output`; `_outputK` for a split (even into one); RNN's own names for
+/// its states.
 fn output_suffix(op: &Op, k: usize) -> String {
-    match op {
-        Op::Split(s) if s.outputs > 1 => format!("_output{k}"),
+    match (op, k) {
+        (Op::Split(_), k) => format!("_output{k}"),
+        (Op::Rnn(_), 1) => "_state_output".into(),
+        (Op::Rnn(_), 2) => "_statecell_output".into(),
         _ => "_output".into(),
     }
 }
