@@ -31,6 +31,7 @@
 
 pub mod checkpoint;
 pub mod data;
+#[cfg(feature = "distributed")]
 pub mod distributed;
 pub mod engine;
 pub mod grad;

@@ -21,6 +21,7 @@
 //! directory, every file and the directory synced, renamed into place, the parent synced),
 //! then prunes older checkpoints by a [`Retention`] policy.
 
+#[cfg(feature = "distributed")]
 pub mod cluster;
 pub mod index;
 pub mod mxnet;

@@ -6,6 +6,7 @@
 mod support;
 
 mod checkpoint;
+#[cfg(feature = "distributed")]
 mod cluster_checkpoint;
 mod data;
 mod engine;
