@@ -9,6 +9,7 @@
 
 mod fusion;
 mod max_pool;
+mod states;
 
 use std::sync::Arc;
 
@@ -98,7 +99,9 @@ impl Backend for TractBackend {
         let runnable = optimized
             .into_runnable()
             .map_err(engine("make the plan runnable"))?;
+        let probe = runnable.spawn().map_err(engine("make the plan runnable"))?;
         Ok(Arc::new(TractPlan {
+            states: states::States::new(probe),
             runnable,
             input_shapes: data_shapes.to_vec(),
             weights: weights.id(),
@@ -122,6 +125,8 @@ struct TractPlan {
     input_shapes: Vec<Vec<usize>>,
     weights: WeightsId,
     executor: Executor,
+    /// Run states, reused by the thread that made them when no op keeps state of its own.
+    states: states::States,
 }
 
 impl Plan for TractPlan {
@@ -144,9 +149,14 @@ impl Plan for TractPlan {
         }
         let TractInputs(tensors) = inputs.into_engine()?;
         let values: TVec<TValue> = tensors.into_iter().map(|t| t.into_tvalue()).collect();
-        let outputs = multithread_tract_scope(self.executor.clone(), || self.runnable.run(values))
-            .map_err(engine("run"))?;
-        outputs.iter().map(|v| from_tract(v)).collect()
+        let outputs = self.states.with(&self.runnable, |state| {
+            multithread_tract_scope(self.executor.clone(), || state.run(values))
+        });
+        outputs
+            .map_err(engine("run"))?
+            .iter()
+            .map(|v| from_tract(v))
+            .collect()
     }
 
     fn operators(&self) -> Vec<String> {

@@ -178,3 +178,78 @@ fn the_staged_path_gives_the_recorded_outputs_byte_for_byte() {
         assert_eq!(outputs[0].1, want, "{name}: the output changed");
     }
 }
+
+fn open_fixture_package(name: &str) -> LoadedPackage {
+    let packages = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/packages");
+    let trust = Trust::Policy(TrustPolicy::load(&packages.join("v1.pub")).unwrap());
+    LoadedPackage::open(
+        &packages.join(name),
+        &trust,
+        &Default::default(),
+        std::sync::Arc::new(TractBackend::new(1).unwrap()),
+    )
+    .unwrap()
+}
+
+fn fixture_input(name: &str) -> Tensor {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/models");
+    npy::read_npy(&std::fs::read(root.join(name).join("input-data.npy")).unwrap()).unwrap()
+}
+
+/// The input with its two rows swapped: another valid input of the same shape.
+fn swapped(t: &Tensor) -> Tensor {
+    let half = t.bytes().len() / 2;
+    let (a, b) = t.bytes().split_at(half);
+    Tensor::from_bytes(t.dtype(), t.shape().to_vec(), [b, a].concat()).unwrap()
+}
+
+fn predict(package: &LoadedPackage, input: &Tensor) -> Tensor {
+    let staged = package
+        .stage(&[("data", input.view())], &InputLimits::default())
+        .unwrap();
+    package.run_staged(staged).unwrap().remove(0).1
+}
+
+/// A plan reuses its run state from one call to the next (when no op keeps state of its
+/// own): every call still answers as a fresh plan does, bit for bit, whatever the calls
+/// before it computed, for a model without op state (LeNet) and one with (an LSTM, whose
+/// hidden state must not carry over).
+#[test]
+fn each_call_answers_as_a_fresh_plan_does() {
+    for name in ["lenet_module", "text_lstm"] {
+        let package = open_fixture_package(name);
+        let x = fixture_input(name);
+        let y = swapped(&x);
+        let first = predict(&package, &x);
+        let other = predict(&package, &y);
+        assert_eq!(predict(&package, &x), first, "{name}: x after y");
+        assert_eq!(predict(&package, &y), other, "{name}: y after x");
+        assert_eq!(
+            predict(&open_fixture_package(name), &y),
+            other,
+            "{name}: fresh"
+        );
+        assert_ne!(first, other, "{name}");
+    }
+}
+
+/// Threads calling one package at once each get the single-threaded answer, bit for bit.
+#[test]
+fn threads_calling_at_once_get_the_single_threaded_answers() {
+    for name in ["lenet_module", "text_lstm"] {
+        let package = open_fixture_package(name);
+        let inputs = [fixture_input(name), swapped(&fixture_input(name))];
+        let want: Vec<Tensor> = inputs.iter().map(|x| predict(&package, x)).collect();
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let (package, inputs, want) = (&package, &inputs, &want);
+                s.spawn(move || {
+                    for i in 0..20 {
+                        let k = (t + i) % 2;
+                        assert_eq!(predict(package, &inputs[k]), want[k], "{name}");
+                    }
+                });
+            }
+        });
+    }
+}
