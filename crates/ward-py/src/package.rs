@@ -10,10 +10,11 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use sha2::{Digest, Sha256};
 use ward_exec::{LoadedPackage, PackageModel, TractBackend};
+use ward_graph::schema::InputLimits;
 use ward_package::from_mxnet::{import_sources, ImportOptions};
 use ward_package::{Trust, TrustPolicy, Verification};
 
-use crate::convert::{input_specs, output, read_source, tensor, InputDecl};
+use crate::convert::{input_specs, output, read_source, Input, InputDecl};
 use crate::errors::{exec_error, import_error, package_error, InputError, VerificationError};
 
 /// One output as `_predict` returns it: name, `uint8` buffer, NumPy dtype, shape.
@@ -229,20 +230,35 @@ impl Package {
     }
 
     /// Checks `inputs` (name → NumPy array, C-contiguous in native byte order) against the
-    /// schema, runs the model with the GIL released, and returns each output as
-    /// (name, uint8 buffer, NumPy dtype, shape) for the Python package to view.
+    /// schema where they lie and copies each once into the engine's tensors, with the GIL
+    /// held; then runs the model with the GIL released, reading nothing of the arrays, and
+    /// returns each output as (name, uint8 buffer, NumPy dtype, shape) for the Python
+    /// package to view.
     fn _predict<'py>(
         &self,
         py: Python<'py>,
         inputs: Vec<(String, Bound<'py, PyUntypedArray>)>,
     ) -> PyResult<Vec<RawOutput<'py>>> {
-        let mut tensors = Vec::with_capacity(inputs.len());
-        for (name, array) in &inputs {
-            tensors.push((name.clone(), tensor(name, array)?));
-        }
-        let loaded = self.loaded.clone();
+        let held = inputs
+            .iter()
+            .map(|(name, array)| Input::new(name, array))
+            .collect::<PyResult<Vec<_>>>()?;
+        let views = inputs
+            .iter()
+            .zip(&held)
+            .map(|((name, _), input)| Ok((name.as_str(), input.view(name)?)))
+            .collect::<PyResult<Vec<_>>>()?;
+        // The arrays are read here, under the GIL: once released, another Python thread
+        // may write them.
+        let staged = self
+            .loaded
+            .stage(&views, &InputLimits::default())
+            .map_err(|e| exec_error(&e))?;
+        drop(views);
+        drop(held);
+        let loaded = &*self.loaded;
         let outputs = py
-            .detach(move || loaded.predict(tensors))
+            .detach(|| loaded.run_staged(staged))
             .map_err(|e| exec_error(&e))?;
         Ok(outputs
             .into_iter()
