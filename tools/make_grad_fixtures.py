@@ -170,10 +170,17 @@ def main(argv):
                 return 1
             pending = [n for n in pending if n not in results]
     index = [results[n] for n in chosen]
-    if not prefixes:
-        with open(os.path.join(OUT_ROOT, "index.json"), "w") as f:
-            json.dump({"mxnet_version": mx.__version__, "cases": index}, f, indent=1)
-            f.write("\n")
+    index_path = os.path.join(OUT_ROOT, "index.json")
+    written = index
+    if prefixes and os.path.exists(index_path):
+        # Regenerating some cases keeps every other case's entry, in name order.
+        with open(index_path) as f:
+            kept = {e["name"]: e for e in json.load(f)["cases"]}
+        kept.update({e["name"]: e for e in index})
+        written = [kept[n] for n in sorted(kept)]
+    with open(index_path, "w") as f:
+        json.dump({"mxnet_version": mx.__version__, "cases": written}, f, indent=1)
+        f.write("\n")
     recorded = [e for e in index if e["status"] == "recorded"]
     total = sum(os.path.getsize(os.path.join(dp, fn))
                 for dp, _, fns in os.walk(OUT_ROOT) for fn in fns)

@@ -738,10 +738,18 @@ def main(argv):
         if "-v" in argv:
             print(c["name"], flush=True)
         index.append(run_case(c))
-    if not prefixes:
-        with open(os.path.join(OUT_ROOT, "index.json"), "w") as f:
-            json.dump({"mxnet_version": mx.__version__, "cases": index}, f, indent=1)
-            f.write("\n")
+    index_path = os.path.join(OUT_ROOT, "index.json")
+    if prefixes and os.path.exists(index_path):
+        # Regenerating some cases keeps every other case's entry, in CASES order.
+        with open(index_path) as f:
+            kept = {e["name"]: e for e in json.load(f)["cases"]}
+        kept.update({e["name"]: e for e in index})
+        order = [c["name"] for c in CASES]
+        index = [kept[n] for n in order if n in kept]
+        index += [e for n, e in kept.items() if n not in order]
+    with open(index_path, "w") as f:
+        json.dump({"mxnet_version": mx.__version__, "cases": index}, f, indent=1)
+        f.write("\n")
     census = {}
     for e in index:
         census[e["op"]] = census.get(e["op"], 0) + 1
