@@ -163,7 +163,9 @@ def main(argv):
                     results[e["name"]] = e
                     started = None
             if started is not None:
-                results[started] = {"name": started, "status": "skipped",
+                with open(os.path.join(OPS, started, "meta.json")) as f:
+                    crashed_op = json.load(f)["op"]
+                results[started] = {"name": started, "op": crashed_op, "status": "skipped",
                                     "reason": "MXNet crashed (exit %d)" % proc.returncode}
             elif proc.returncode != 0:
                 sys.stderr.write(proc.stderr.decode(errors="replace"))
