@@ -596,6 +596,110 @@ case("blockgrad", "BlockGrad", {}, [("data", (2, 3))])
 case("stop_gradient", "stop_gradient", {}, [("data", (3, 2))], notes="the alias, stored as BlockGrad")
 
 
+# --- resizing: adaptive pooling, bilinear resize, upsampling ------------------
+AAP = "contrib.AdaptiveAvgPooling2D"
+for name, attrs, shape in [
+    ("default", {}, (2, 3, 7, 5)),
+    ("one", dict(output_size=1), (2, 3, 7, 5)),
+    ("square3", dict(output_size=3), (2, 3, 7, 5)),
+    ("h2_w4", dict(output_size=(2, 4)), (2, 3, 7, 5)),
+    ("identity", dict(output_size=(7, 5)), (1, 2, 7, 5)),
+    ("up_10x11", dict(output_size=(10, 11)), (1, 2, 7, 5)),
+    ("h1_w5", dict(output_size=(1, 5)), (2, 2, 7, 5)),
+    ("h5_w1", dict(output_size=(5, 1)), (2, 2, 7, 5)),
+    ("none", dict(output_size=None), (1, 3, 4, 6)),
+    ("empty_tuple", dict(output_size=()), (1, 3, 4, 6)),
+    ("from_1x1", dict(output_size=(3, 2)), (2, 2, 1, 1)),
+    ("13x17_to_4x6", dict(output_size=(4, 6)), (1, 2, 13, 17)),
+    ("divisible", dict(output_size=3), (1, 2, 6, 6)),
+    ("6_to_4", dict(output_size=4), (1, 2, 6, 6)),
+    ("row", dict(output_size=(1, 4)), (1, 2, 1, 9)),
+    ("column", dict(output_size=(2, 1)), (1, 2, 9, 1)),
+    ("batch3_16_to_7", dict(output_size=7), (3, 1, 16, 16)),
+    ("5_to_5", dict(output_size=5), (1, 1, 5, 5)),
+    ("3x8_to_2x3", dict(output_size=(2, 3)), (2, 2, 3, 8)),
+    ("8x3_to_6x2", dict(output_size=(6, 2)), (2, 2, 8, 3)),
+    ("2x2_to_5x5", dict(output_size=5), (1, 3, 2, 2)),
+    ("11x7_to_3x7", dict(output_size=(3, 7)), (1, 2, 11, 7)),
+]:
+    case("adaptiveavgpool_" + name, AAP, attrs, [("data", shape)])
+
+BR = "contrib.BilinearResize2D"
+for name, attrs, data in [
+    ("size_7x2", dict(height=7, width=2), [("data", (1, 2, 3, 5))]),
+    ("size_7x2_noalign", dict(height=7, width=2, align_corners=False), [("data", (1, 2, 3, 5))]),
+    ("size_1x1", dict(height=1, width=1), [("data", (2, 2, 3, 5))]),
+    ("size_1x1_noalign", dict(height=1, width=1, align_corners=False), [("data", (2, 2, 3, 5))]),
+    ("size_1x4_noalign", dict(height=1, width=4, align_corners=False), [("data", (1, 2, 3, 5))]),
+    ("size_identity", dict(height=3, width=5), [("data", (1, 2, 3, 5))]),
+    ("size_down_noalign", dict(height=2, width=3, align_corners=False), [("data", (2, 3, 6, 9))]),
+    ("size_down", dict(height=2, width=3), [("data", (2, 3, 6, 9))]),
+    ("scale_1.5_0.7", dict(scale_height=1.5, scale_width=0.7), [("data", (1, 2, 5, 6))]),
+    ("scale_2_noalign", dict(scale_height=2.0, scale_width=2.0, align_corners=False),
+     [("data", (2, 2, 3, 4))]),
+    ("scale_half_noalign", dict(scale_height=0.5, scale_width=0.5, align_corners=False),
+     [("data", (1, 3, 8, 6))]),
+    ("scale_width_alone_ignored", dict(height=3, width=4, scale_width=2.0),
+     [("data", (1, 2, 5, 6))]),
+    ("odd_scale_2.5_0.5", dict(mode="odd_scale", scale_height=2.5, scale_width=0.5),
+     [("data", (1, 2, 5, 6))]),
+    ("odd_scale_2_noalign", dict(mode="odd_scale", scale_height=2.0, scale_width=2.0,
+                                 align_corners=False), [("data", (1, 2, 4, 5))]),
+    ("like", dict(mode="like"), [("data", (1, 2, 4, 5)), ("like", (2, 3, 7, 3))]),
+    ("like_noalign", dict(mode="like", align_corners=False),
+     [("data", (2, 2, 4, 5)), ("like", (1, 1, 9, 8))]),
+    ("to_even_down", dict(mode="to_even_down"), [("data", (1, 2, 5, 6))]),
+    ("to_even_up_noalign", dict(mode="to_even_up", align_corners=False), [("data", (1, 2, 5, 6))]),
+    ("to_odd_down", dict(mode="to_odd_down"), [("data", (1, 2, 5, 6))]),
+    ("to_odd_up_noalign", dict(mode="to_odd_up", align_corners=False), [("data", (1, 2, 4, 7))]),
+    ("from_1x1", dict(height=3, width=4), [("data", (1, 2, 1, 1))]),
+    ("from_1x1_noalign", dict(height=3, width=4, align_corners=False), [("data", (1, 2, 1, 1))]),
+    ("up_17x13_noalign", dict(height=17, width=13, align_corners=False), [("data", (1, 2, 3, 3))]),
+    ("up_17x13", dict(height=17, width=13), [("data", (1, 2, 3, 3))]),
+]:
+    case("bilinearresize_" + name, BR, attrs, data)
+
+UP = "UpSampling"
+for name, attrs, data in [
+    ("nearest_2", dict(scale=2, num_args=1), [("data", (1, 2, 2, 3))]),
+    ("nearest_1", dict(scale=1, num_args=1), [("data", (1, 2, 2, 3))]),
+    ("nearest_3", dict(scale=3, num_args=1), [("data", (2, 3, 4, 5))]),
+    ("nearest_2_from_1x1", dict(scale=2, num_args=1), [("data", (1, 2, 1, 1))]),
+    ("nearest_hints_ignored", dict(scale=3, num_args=1, num_filter=5, workspace=100),
+     [("data", (1, 2, 2, 3))]),
+    ("nearest_concat_2", dict(scale=2, num_args=2), [("a", (1, 2, 2, 3)), ("b", (1, 3, 4, 6))]),
+    ("nearest_concat_smaller_second", dict(scale=1, num_args=2),
+     [("a", (1, 2, 4, 6)), ("b", (1, 3, 2, 3))]),
+    ("nearest_concat_3", dict(scale=3, num_args=3),
+     [("a", (2, 1, 2, 2)), ("b", (2, 2, 3, 3)), ("c", (2, 1, 6, 6))]),
+    ("nearest_sum_2", dict(scale=2, num_args=2, multi_input_mode="sum"),
+     [("a", (1, 2, 2, 3)), ("b", (1, 2, 4, 6))]),
+    ("nearest_sum_3", dict(scale=4, num_args=3, multi_input_mode="sum"),
+     [("a", (1, 3, 1, 2)), ("b", (1, 3, 2, 4)), ("c", (1, 3, 4, 8))]),
+    ("nearest_4_nonsquare", dict(scale=4, num_args=1), [("data", (1, 1, 3, 2))]),
+    ("nearest_5", dict(scale=5, num_args=1), [("data", (1, 2, 1, 3))]),
+    ("nearest_batch3", dict(scale=2, num_args=1), [("data", (3, 2, 3, 3))]),
+    ("nearest_concat_explicit", dict(scale=2, num_args=1, multi_input_mode="concat"),
+     [("data", (1, 2, 2, 2))]),
+    ("nearest_sum_single", dict(scale=2, num_args=1, multi_input_mode="sum"),
+     [("data", (1, 2, 2, 2))]),
+    ("nearest_concat_1x1", dict(scale=2, num_args=2), [("a", (1, 1, 1, 1)), ("b", (1, 2, 2, 2))]),
+    ("nearest_concat_full_size_second", dict(scale=3, num_args=2),
+     [("a", (1, 2, 2, 2)), ("b", (1, 1, 6, 6))]),
+    ("bilinear_2", dict(scale=2, num_args=2, sample_type="bilinear", num_filter=2),
+     [("data", (1, 2, 5, 5))]),
+    ("bilinear_3", dict(scale=3, num_args=2, sample_type="bilinear", num_filter=3),
+     [("data", (1, 3, 4, 4))]),
+    ("bilinear_4_nonsquare", dict(scale=4, num_args=2, sample_type="bilinear", num_filter=1),
+     [("data", (2, 1, 3, 2))]),
+    ("bilinear_1", dict(scale=1, num_args=2, sample_type="bilinear", num_filter=2),
+     [("data", (1, 2, 3, 3))]),
+]:
+    if "sample_type" not in attrs:
+        attrs["sample_type"] = "nearest"
+    case("upsampling_" + name, UP, attrs, data)
+
+
 # ----------------------------------------------------------------------------
 # running a case
 # ----------------------------------------------------------------------------

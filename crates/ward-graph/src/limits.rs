@@ -11,3 +11,10 @@ pub const MAX_RANK: usize = 32;
 pub const MAX_SPLIT_OUTPUTS: usize = 4096;
 /// Most layers of one fused RNN.
 pub const MAX_RNN_LAYERS: usize = 256;
+/// Largest spatial output size (height or width) of a resize, an upsampling or an
+/// adaptive pooling. MXNet 1.9.1's `BilinearResize2D` computes its output size in a
+/// 16-bit integer, so no MXNet model holds a larger one there; the other two use the same
+/// bound so that no attribute sizes a plane past 32767².
+pub const MAX_RESIZE_DIM: usize = 32_767;
+/// Largest `UpSampling` scale (an output plane is at most [`MAX_RESIZE_DIM`] wide anyway).
+pub const MAX_UPSAMPLING_SCALE: usize = 1024;

@@ -42,6 +42,7 @@ use ward_graph::ops::activation::{ActivationKind, LeakyReluKind};
 use ward_graph::ops::elementwise::{BinaryKind, ScalarKind, UnaryKind};
 use ward_graph::ops::loss::{Normalization, RegressionKind, SoftmaxOutputMode};
 use ward_graph::ops::pool::PoolKind;
+use ward_graph::ops::resize::ResizeTarget;
 use ward_graph::ops::rnn::{Rnn, RnnMode, PARAMS_PER_CELL};
 use ward_graph::ops::shape::{FillDim, PadMode, ReshapeDim};
 use ward_graph::shape::{infer_shapes, Shapes};
@@ -900,6 +901,46 @@ impl<'a> Writer<'a> {
                 entries.push(packed);
                 entries.extend(states.into_iter().take(r.state_inputs().saturating_sub(1)));
                 "RNN"
+            }
+            Op::AdaptiveAvgPool(p) => {
+                set("output_size", tuple(&[p.height, p.width]));
+                "_contrib_AdaptiveAvgPooling2D"
+            }
+            Op::BilinearResize(r) => {
+                // f32 written shortest, which MXNet (and the importer) read back exactly.
+                let (mode, size, scales) = match r.target {
+                    ResizeTarget::Size { height, width } => ("size", Some((height, width)), None),
+                    ResizeTarget::Scale { height, width } => ("size", None, Some((height, width))),
+                    ResizeTarget::OddScale { height, width } => {
+                        ("odd_scale", None, Some((height, width)))
+                    }
+                    ResizeTarget::Like => ("like", None, None),
+                    ResizeTarget::ToEvenDown => ("to_even_down", None, None),
+                    ResizeTarget::ToEvenUp => ("to_even_up", None, None),
+                    ResizeTarget::ToOddDown => ("to_odd_down", None, None),
+                    ResizeTarget::ToOddUp => ("to_odd_up", None, None),
+                };
+                set("mode", mode.into());
+                if let Some((h, w)) = size {
+                    set("height", h.to_string());
+                    set("width", w.to_string());
+                }
+                if let Some((h, w)) = scales {
+                    set("scale_height", h.to_string());
+                    set("scale_width", w.to_string());
+                }
+                set("align_corners", boolean(r.align_corners));
+                "_contrib_BilinearResize2D"
+            }
+            Op::UpSampling(u) => {
+                set("scale", u.scale.to_string());
+                set("sample_type", "nearest".into());
+                set("num_args", node.inputs.len().to_string());
+                set(
+                    "multi_input_mode",
+                    if u.sum { "sum" } else { "concat" }.into(),
+                );
+                "UpSampling"
             }
         };
         let name = self

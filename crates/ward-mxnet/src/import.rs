@@ -13,6 +13,7 @@ use ward_graph::compat::{mark_states, mxnet_reshape, prune, unpack_rnn_params};
 use ward_graph::ir::{
     Graph, GraphInput, GraphOutput, InputRole, Node, Op, ParamDecl, ParamRole, Source,
 };
+use ward_graph::limits::MAX_UPSAMPLING_SCALE;
 use ward_graph::ops::activation::{Activation, ActivationKind, LeakyRelu, LeakyReluKind, Softmax};
 use ward_graph::ops::conv::{Conv, Deconv};
 use ward_graph::ops::dropout::Dropout;
@@ -26,8 +27,9 @@ use ward_graph::ops::loss::{
     SoftmaxOutputMode,
 };
 use ward_graph::ops::norm::{BatchNorm, GroupNorm, InstanceNorm, LayerNorm};
-use ward_graph::ops::pool::{Pool, PoolKind};
+use ward_graph::ops::pool::{AdaptiveAvgPool, Pool, PoolKind};
 use ward_graph::ops::reduce::Mean;
+use ward_graph::ops::resize::{BilinearResize, ResizeTarget, UpSampling};
 use ward_graph::ops::rnn::{Rnn, RnnMode};
 use ward_graph::ops::shape::{
     Concat, Fill, FillDim, Flatten, OnesLike, Pad, PadMode, Split, Stack, SwapAxes,
@@ -1158,6 +1160,156 @@ impl Importer<'_> {
                 inputs.remove(1);
                 inputs.extend(params);
                 rnn.into()
+            }
+            "_contrib_AdaptiveAvgPooling2D" => {
+                // MXNet: no value (or None, or ()) is 1×1, one value a square, two (h, w).
+                let size = a.opt_tuple("output_size")?.unwrap_or_default();
+                a.finish()?;
+                need(1)?;
+                let (height, width) = match size.as_slice() {
+                    [] => (1, 1),
+                    [s] => (*s, *s),
+                    [h, w] => (*h, *w),
+                    _ => {
+                        // MXNet 1.9.1 silently pools to 1×1 for three or more values.
+                        return Err(unsupported(
+                            "output_size",
+                            &format!("{size:?}"),
+                            " (only an empty size, one value or (height, width))",
+                        ));
+                    }
+                };
+                let dim = |v: i64| {
+                    usize::try_from(v).ok().filter(|&v| v > 0).ok_or_else(|| {
+                        err(format!(
+                            "attribute \"output_size\" = {size:?} must be positive (MXNet gives an empty or malformed output)"
+                        ))
+                    })
+                };
+                let op = AdaptiveAvgPool {
+                    height: dim(height)?,
+                    width: dim(width)?,
+                };
+                op.validate()
+                    .map_err(|e| err(format!("attribute \"output_size\": {e}")))?;
+                op.into()
+            }
+            "_contrib_BilinearResize2D" => {
+                let height = a.int("height", 1)?;
+                let width = a.int("width", 1)?;
+                let scale_height = a.opt_float("scale_height")?;
+                let scale_width = a.opt_float("scale_width")?;
+                let mode = a.enum_of(
+                    "mode",
+                    "size",
+                    &[
+                        "size",
+                        "odd_scale",
+                        "like",
+                        "to_even_down",
+                        "to_even_up",
+                        "to_odd_down",
+                        "to_odd_up",
+                    ],
+                )?;
+                let align_corners = a.bool("align_corners", true)?;
+                a.finish()?;
+                let scales = || -> Result<(f32, f32), ImportError> {
+                    match (scale_height, scale_width) {
+                        (Some(h), Some(w)) => Ok((h as f32, w as f32)),
+                        _ => Err(err(format!(
+                            "mode {mode:?} needs both \"scale_height\" and \"scale_width\" (MXNet fails without them)"
+                        ))),
+                    }
+                };
+                let target = match mode.as_str() {
+                    // MXNet reads scale_width only when scale_height is given, and
+                    // height/width only when it is not.
+                    "size" if scale_height.is_some() => {
+                        let (height, width) = scales()?;
+                        ResizeTarget::Scale { height, width }
+                    }
+                    "size" => {
+                        let size = |v: i64, attr: &str| {
+                            usize::try_from(v).ok().filter(|&v| v > 0).ok_or_else(|| {
+                                err(format!("attribute {attr:?} = {v} must be positive"))
+                            })
+                        };
+                        ResizeTarget::Size {
+                            height: size(height, "height")?,
+                            width: size(width, "width")?,
+                        }
+                    }
+                    "odd_scale" => {
+                        let (height, width) = scales()?;
+                        ResizeTarget::OddScale { height, width }
+                    }
+                    "like" => ResizeTarget::Like,
+                    "to_even_down" => ResizeTarget::ToEvenDown,
+                    "to_even_up" => ResizeTarget::ToEvenUp,
+                    "to_odd_down" => ResizeTarget::ToOddDown,
+                    _ => ResizeTarget::ToOddUp,
+                };
+                let op = BilinearResize {
+                    target,
+                    align_corners,
+                };
+                need(op.arity().0)?;
+                let attr = match target {
+                    ResizeTarget::Size { .. } => "height\"/\"width",
+                    _ => "scale_height\"/\"scale_width",
+                };
+                op.validate()
+                    .map_err(|e| err(format!("attribute \"{attr}\": {e}")))?;
+                op.into()
+            }
+            "UpSampling" => {
+                let scale = a.req_int("scale")?;
+                let sample_type = a.enum_of("sample_type", "", &["nearest", "bilinear"])?;
+                let num_args = a.req_int("num_args")?;
+                let num_filter = a.int("num_filter", 0)?;
+                let sum = a.enum_of("multi_input_mode", "concat", &["concat", "sum"])? == "sum";
+                // A memory hint of MXNet's bilinear (deconvolution) kernel.
+                a.ignore(&["workspace"]);
+                a.finish()?;
+                let scale = usize::try_from(scale)
+                    .ok()
+                    .filter(|s| (1..=MAX_UPSAMPLING_SCALE).contains(s))
+                    .ok_or_else(|| {
+                        err(format!(
+                            "attribute \"scale\" = {scale} must be 1 to {MAX_UPSAMPLING_SCALE}"
+                        ))
+                    })?;
+                if sample_type == "bilinear" {
+                    // MXNet's bilinear UpSampling is a deconvolution with one filter per
+                    // group, no bias, kernel 2s − s mod 2, stride s, pad ⌈(s − 1)/2⌉.
+                    if num_args != 2 {
+                        return Err(err(format!(
+                            "attribute \"num_args\" = {num_args}: bilinear UpSampling takes data and weight (2)"
+                        )));
+                    }
+                    need(2)?;
+                    let groups = positive(num_filter, "num_filter", &err)?;
+                    let kernel = 2 * scale - scale % 2;
+                    let pad = (scale - 1).div_ceil(2);
+                    Deconv {
+                        kernel: vec![kernel; 2],
+                        stride: vec![scale; 2],
+                        dilation: vec![1; 2],
+                        pad: vec![pad; 2],
+                        output_padding: vec![0; 2],
+                        groups,
+                        bias: false,
+                    }
+                    .into()
+                } else {
+                    if usize::try_from(num_args).ok() != Some(nin) {
+                        return Err(err(format!(
+                            "attribute \"num_args\" = {num_args} but the node has {nin} inputs"
+                        )));
+                    }
+                    UpSampling { scale, sum }.into()
+                }
             }
             _ => {
                 return Err(ImportError::UnsupportedOp {

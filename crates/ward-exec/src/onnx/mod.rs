@@ -22,6 +22,7 @@ mod loss;
 mod norm;
 mod pool;
 mod reduce;
+mod resize;
 mod rnn;
 mod shape;
 
@@ -182,6 +183,9 @@ fn lower_node(b: &mut Builder<'_>, at: &At<'_>) -> R<()> {
         Op::Embedding(op) => index::embedding(b, at, op),
         Op::SequenceLast(op) => index::sequence_last(b, at, op),
         Op::Rnn(op) => rnn::rnn(b, at, op),
+        Op::AdaptiveAvgPool(op) => pool::adaptive_avg_pool(b, at, op),
+        Op::BilinearResize(op) => resize::bilinear_resize(b, at, op),
+        Op::UpSampling(op) => resize::upsampling(b, at, op),
     }
 }
 

@@ -3,7 +3,8 @@
 //! clipped to the padded or the input extent) as a constant factor where they differ
 //! from the kernel area. Global pooling: the global ONNX operators.
 
-use ward_graph::ops::pool::{Pool, PoolKind};
+use ward_graph::interp::resize::adaptive_map;
+use ward_graph::ops::pool::{AdaptiveAvgPool, Pool, PoolKind};
 
 use super::builder::{attr_int, attr_ints, ints, At, Builder, R};
 
@@ -102,4 +103,16 @@ pub(super) fn pool(b: &mut Builder<'_>, at: &At<'_>, op: &Pool) -> R<()> {
     let f = b.const_f32(&at.hint("divisor"), &dims, &factor);
     b.push("Mul", vec![avg, f], vec![out], vec![]);
     Ok(())
+}
+
+/// MXNet `_contrib_AdaptiveAvgPooling2D`: the separable map of its windows
+/// ([`ward_graph::interp::resize::adaptive_map`]), lowered as `resize` lowers maps.
+pub(super) fn adaptive_avg_pool(b: &mut Builder<'_>, at: &At<'_>, op: &AdaptiveAvgPool) -> R<()> {
+    let (h, w) = match at.xs.as_slice() {
+        [_, _, h, w] => (*h, *w),
+        s => return Err(format!("data {s:?} must be NCHW")),
+    };
+    let rows = adaptive_map(h, op.height);
+    let cols = adaptive_map(w, op.width);
+    super::resize::separable(b, at, at.input(0)?, (h, w), (&rows, &cols), at.out()?, "")
 }

@@ -13,6 +13,7 @@ use super::conv::{self, ConvParams, DeconvParams};
 use super::elementwise::{self, BinaryKind as KBinary, ScalarKind as KScalar, UnaryKind as KUnary};
 use super::norm::{self, BatchNormParams};
 use super::pool::{self, PoolKind as KPool, PoolParams};
+use super::resize;
 use super::rnn::{self, RnnMode as KRnnMode, RnnWeights};
 use super::shape::{self as kshape, PadMode as KPad};
 use super::{dense, embedding, loss, Array, KernelError};
@@ -21,6 +22,7 @@ use crate::ops::activation::{ActivationKind, LeakyReluKind};
 use crate::ops::elementwise::{BinaryKind, ScalarKind, UnaryKind};
 use crate::ops::loss::{RegressionKind, SoftmaxOutputMode};
 use crate::ops::pool::PoolKind;
+use crate::ops::resize::ResizeTarget;
 use crate::ops::rnn::{RnnMode, PARAMS_PER_CELL};
 use crate::ops::shape::{FillDim, PadMode};
 use crate::ops::Op;
@@ -417,6 +419,35 @@ pub fn eval_node(node: &Node, ins: &[Option<&Array>]) -> R<Vec<Array>> {
                 }
             }
             Ok(outs)
+        }
+        Op::AdaptiveAvgPool(op) => one(kernel(resize::adaptive_avg_pool2d(
+            x()?,
+            op.height,
+            op.width,
+        ))?),
+        Op::BilinearResize(op) => {
+            let x = x()?;
+            let like = match op.target {
+                ResizeTarget::Like => Some(arg(ins, 1)?.shape.as_slice()),
+                _ => None,
+            };
+            let (h, w) = match x.shape.as_slice() {
+                [_, _, h, w] => (*h, *w),
+                s => return Err(format!("data {s:?} must be NCHW")),
+            };
+            let (oh, ow) = op.output_size(h, w, like)?;
+            one(kernel(resize::bilinear_resize2d(
+                x,
+                oh,
+                ow,
+                op.align_corners,
+            ))?)
+        }
+        Op::UpSampling(op) => {
+            let all = (0..ins.len()).map(|i| arg(ins, i)).collect::<R<Vec<_>>>()?;
+            let shapes: Vec<&[usize]> = all.iter().map(|a| a.shape.as_slice()).collect();
+            let (scales, _) = op.scales(&shapes)?;
+            one(kernel(resize::upsampling_nearest(&all, &scales, op.sum))?)
         }
     }
 }

@@ -20,9 +20,11 @@ use super::conv::{self, ConvParams, DeconvParams};
 use super::elementwise::{self, BinaryKind, ScalarKind, UnaryKind};
 use super::norm::{self, BatchNormParams, BatchNormTrainingParams};
 use super::pool::{self, PoolKind, PoolParams};
+use super::resize;
 use super::rnn::{self, RnnConfig, RnnMode};
 use super::shape::{self, PadMode};
 use super::{dense, embedding, loss, Array};
+use crate::ops::resize::{BilinearResize, ResizeTarget, UpSampling};
 
 type R<T> = Result<T, String>;
 
@@ -569,6 +571,78 @@ fn run(c: &Case) -> R<Vec<Array>> {
         "MAERegressionOutput" => one(loss::mae_regression_output(x(0)?)),
         "MakeLoss" => one(loss::make_loss(x(0)?)),
         "BlockGrad" => one(loss::block_grad(x(0)?)),
+        "_contrib_AdaptiveAvgPooling2D" => {
+            let size = a.tuple("output_size", &[])?;
+            let (h, w) = match size.as_slice() {
+                [] => (1, 1),
+                [s] => (*s, *s),
+                [h, w] => (*h, *w),
+                other => return Err(format!("output_size {other:?}")),
+            };
+            one(resize::adaptive_avg_pool2d(x(0)?, h as usize, w as usize))
+        }
+        "_contrib_BilinearResize2D" => {
+            let scales = || -> R<(f32, f32)> {
+                Ok((
+                    a.float("scale_height", f64::NAN)? as f32,
+                    a.float("scale_width", f64::NAN)? as f32,
+                ))
+            };
+            let target = match a.string("mode", "size") {
+                "size" if a.get("scale_height").is_some_and(|s| s != "None") => {
+                    let (height, width) = scales()?;
+                    ResizeTarget::Scale { height, width }
+                }
+                "size" => ResizeTarget::Size {
+                    height: a.int("height", 1)? as usize,
+                    width: a.int("width", 1)? as usize,
+                },
+                "odd_scale" => {
+                    let (height, width) = scales()?;
+                    ResizeTarget::OddScale { height, width }
+                }
+                "like" => ResizeTarget::Like,
+                "to_even_down" => ResizeTarget::ToEvenDown,
+                "to_even_up" => ResizeTarget::ToEvenUp,
+                "to_odd_down" => ResizeTarget::ToOddDown,
+                "to_odd_up" => ResizeTarget::ToOddUp,
+                other => return Err(format!("mode {other:?}")),
+            };
+            let op = BilinearResize {
+                target,
+                align_corners: a.bool("align_corners", true)?,
+            };
+            let d = x(0)?;
+            let like = if target == ResizeTarget::Like {
+                Some(x(1)?.shape.as_slice())
+            } else {
+                None
+            };
+            let (oh, ow) = op.output_size(d.shape[2], d.shape[3], like)?;
+            one(resize::bilinear_resize2d(d, oh, ow, op.align_corners))
+        }
+        "UpSampling" if a.string("sample_type", "") == "bilinear" => {
+            let s = a.int("scale", 1)? as usize;
+            let k = 2 * s - s % 2;
+            let p = DeconvParams {
+                kernel: vec![k, k],
+                stride: vec![s, s],
+                dilation: vec![1, 1],
+                pad: vec![(s - 1).div_ceil(2); 2],
+                adj: vec![0, 0],
+                groups: a.int("num_filter", 0)? as usize,
+            };
+            one(conv::deconvolution(x(0)?, x(1)?, None, &p))
+        }
+        "UpSampling" => {
+            let op = UpSampling {
+                scale: a.int("scale", 1)? as usize,
+                sum: a.string("multi_input_mode", "concat") == "sum",
+            };
+            let shapes: Vec<&[usize]> = all.iter().map(|v| v.shape.as_slice()).collect();
+            let (scales, _) = op.scales(&shapes)?;
+            one(resize::upsampling_nearest(&all, &scales, op.sum))
+        }
         other => Err(format!("no kernel for operator {other:?}")),
     }
 }

@@ -24,6 +24,7 @@ pub mod loss;
 pub mod norm;
 pub mod pool;
 pub mod reduce;
+pub mod resize;
 pub mod rnn;
 pub mod shape;
 
@@ -128,6 +129,9 @@ ops! {
     Embedding(index::Embedding) = "embedding",
     SequenceLast(index::SequenceLast) = "sequence_last",
     Rnn(rnn::Rnn) = "rnn",
+    AdaptiveAvgPool(pool::AdaptiveAvgPool) = "adaptive_avg_pool",
+    BilinearResize(resize::BilinearResize) = "bilinear_resize",
+    UpSampling(resize::UpSampling) = "upsampling",
 }
 
 impl Op {

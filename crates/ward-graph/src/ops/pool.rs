@@ -1,8 +1,10 @@
-//! Pooling: max, average and sum windows, or the whole spatial extent.
+//! Pooling: max, average and sum windows, or the whole spatial extent; adaptive average
+//! pooling to a given output size.
 
 use serde::{Deserialize, Serialize};
 
 use super::{double, expect_rank, input, window_attrs, window_out, OpDef, Shape, R};
+use crate::limits::MAX_RESIZE_DIM;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -59,6 +61,43 @@ impl OpDef for Pool {
         {
             out.push(window_out(xi, ki, double(pi)?, si, self.ceil)?);
         }
+        Ok(vec![out])
+    }
+}
+
+/// MXNet `_contrib_AdaptiveAvgPooling2D`: NCHW data averaged to `height` × `width`, the
+/// window of output row `i` being input rows ⌊i·H/Ho⌋ to ⌈(i+1)·H/Ho⌉ (exclusive), the
+/// same for columns. Windows overlap when Ho does not divide H; Ho may exceed H.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdaptiveAvgPool {
+    pub height: usize,
+    pub width: usize,
+}
+
+impl OpDef for AdaptiveAvgPool {
+    fn arity(&self) -> (usize, usize) {
+        (1, 1)
+    }
+
+    fn validate(&self) -> R<()> {
+        for (what, v) in [("height", self.height), ("width", self.width)] {
+            if v == 0 || v > MAX_RESIZE_DIM {
+                return Err(format!("output {what} {v} must be 1 to {MAX_RESIZE_DIM}"));
+            }
+        }
+        Ok(())
+    }
+
+    fn infer(&self, ins: &[Option<&[usize]>]) -> R<Vec<Shape>> {
+        self.validate()?;
+        let x = input(ins, 0, "data")?;
+        expect_rank("data", x, 4)?;
+        if x.iter().skip(2).any(|&d| d == 0) {
+            return Err(format!("data {x:?} has an empty spatial axis"));
+        }
+        let mut out: Shape = x.iter().take(2).copied().collect();
+        out.extend([self.height, self.width]);
         Ok(vec![out])
     }
 }

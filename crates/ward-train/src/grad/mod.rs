@@ -6,7 +6,7 @@
 //! rule for the gradients of its inputs from the gradients of its outputs and summing
 //! them where a value feeds several nodes. The rules live by family, as the operators do
 //! in `ward_graph::ops`: [`dense`], [`activation`], [`elementwise`], [`shape`],
-//! [`conv`], [`norm`], [`rnn`], [`index`], [`pool`], [`loss`].
+//! [`conv`], [`norm`], [`rnn`], [`index`], [`pool`], [`resize`], [`loss`].
 //!
 //! The loss heads (`SoftmaxOutput`, the `*RegressionOutput`s, `MakeLoss`) compute their
 //! own gradient, as in MXNet: the head gradient given for their output is ignored (unless
@@ -26,6 +26,7 @@ pub mod index;
 pub mod loss;
 pub mod norm;
 pub mod pool;
+pub mod resize;
 pub mod rnn;
 pub mod shape;
 
@@ -156,7 +157,10 @@ pub(crate) fn differentiable(op: &Op) -> Result<(), &'static str> {
         | Op::InstanceNorm(_)
         | Op::LayerNorm(_)
         | Op::GroupNorm(_)
-        | Op::Rnn(_) => Ok(()),
+        | Op::Rnn(_)
+        | Op::AdaptiveAvgPool(_)
+        | Op::BilinearResize(_)
+        | Op::UpSampling(_) => Ok(()),
         Op::LeakyRelu(op) => activation::leaky_relu_differentiable(op),
         Op::Dropout(_) => Err(
             "dropout's training mode draws a mask from the run's random stream, which the reference rules do not hold; the training engine runs it (engine::Engine::step_seeded)",
@@ -401,6 +405,9 @@ pub(crate) fn rule(ctx: &Ctx<'_>) -> Rule {
         Op::InstanceNorm(op) => norm::instance_norm(ctx, op),
         Op::GroupNorm(op) => norm::group_norm(ctx, op),
         Op::Rnn(op) => rnn::rnn(ctx, op),
+        Op::AdaptiveAvgPool(op) => resize::adaptive_avg_pool(ctx, op),
+        Op::BilinearResize(op) => resize::bilinear_resize(ctx, op),
+        Op::UpSampling(op) => resize::upsampling(ctx, op),
         Op::Fill(_) | Op::OnesLike(_) | Op::BlockGrad(_) => Ok(vec![None; ctx.ins.len()]),
         Op::SoftmaxOutput(op) => loss::softmax_output(ctx, op),
         Op::RegressionOutput(op) => loss::regression_output(ctx, op),
