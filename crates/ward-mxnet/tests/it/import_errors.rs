@@ -286,3 +286,154 @@ fn an_unsupported_attribute_value_is_named() {
         "node \"pool\" (Pooling): attribute \"pooling_convention\" = \"same\" is not supported"
     );
 }
+
+/// data (N, 2, 4, 4) → `op` with `attrs`, no parameters.
+fn one_input(op: &str, attrs: &str) -> String {
+    format!(
+        r#"{{"nodes": [
+            {{"op": "null", "name": "data", "inputs": []}},
+            {{"op": "{op}", "name": "layer", "attrs": {{{attrs}}}, "inputs": [[0, 0, 0]]}}
+        ], "arg_nodes": [0], "heads": [[1, 0, 0]], "attrs": {{"mxnet_version": ["int", 10901]}}}}"#
+    )
+}
+
+fn no_params() -> Vec<u8> {
+    list(&[], Some(&[]))
+}
+
+#[test]
+fn resize_operators_import_with_their_attributes() {
+    for (op, attrs) in [
+        (
+            "_contrib_AdaptiveAvgPooling2D",
+            r#""output_size": "(2, 3)""#,
+        ),
+        ("_contrib_AdaptiveAvgPooling2D", r#""output_size": "None""#),
+        (
+            "_contrib_BilinearResize2D",
+            r#""height": "7", "width": "3", "align_corners": "False""#,
+        ),
+        (
+            "_contrib_BilinearResize2D",
+            r#""mode": "odd_scale", "scale_height": "2.5", "scale_width": "0.5""#,
+        ),
+        ("_contrib_BilinearResize2D", r#""mode": "to_odd_up""#),
+        (
+            "UpSampling",
+            r#""scale": "2", "sample_type": "nearest", "num_args": "1", "workspace": "512", "num_filter": "0""#,
+        ),
+    ] {
+        try_import(&one_input(op, attrs), &no_params(), &data())
+            .unwrap_or_else(|e| panic!("{op} {attrs}: {e}"));
+    }
+}
+
+#[test]
+fn hostile_resize_sizes_are_refused_by_node_and_attribute() {
+    for (op, attrs, needle) in [
+        (
+            "_contrib_BilinearResize2D",
+            r#""height": "1000000000", "width": "2""#,
+            "height",
+        ),
+        (
+            "_contrib_BilinearResize2D",
+            r#""height": "0", "width": "2""#,
+            "height",
+        ),
+        (
+            "_contrib_BilinearResize2D",
+            r#""scale_height": "1000000", "scale_width": "1""#,
+            "scale_height",
+        ),
+        (
+            "_contrib_BilinearResize2D",
+            r#""scale_height": "-2", "scale_width": "1""#,
+            "scale_height",
+        ),
+        (
+            "_contrib_BilinearResize2D",
+            r#""scale_height": "2""#,
+            "scale_width",
+        ),
+        (
+            "_contrib_BilinearResize2D",
+            r#""mode": "odd_scale""#,
+            "scale_height",
+        ),
+        ("_contrib_BilinearResize2D", r#""mode": "bogus""#, "mode"),
+        (
+            "_contrib_AdaptiveAvgPooling2D",
+            r#""output_size": "0""#,
+            "output_size",
+        ),
+        (
+            "_contrib_AdaptiveAvgPooling2D",
+            r#""output_size": "(-1, 2)""#,
+            "output_size",
+        ),
+        (
+            "_contrib_AdaptiveAvgPooling2D",
+            r#""output_size": "(100000, 2)""#,
+            "output_size",
+        ),
+        (
+            "_contrib_AdaptiveAvgPooling2D",
+            r#""output_size": "(1, 2, 3)""#,
+            "output_size",
+        ),
+        (
+            "UpSampling",
+            r#""scale": "1000000", "sample_type": "nearest", "num_args": "1""#,
+            "scale",
+        ),
+        (
+            "UpSampling",
+            r#""scale": "0", "sample_type": "nearest", "num_args": "1""#,
+            "scale",
+        ),
+        (
+            "UpSampling",
+            r#""scale": "2", "sample_type": "nearest", "num_args": "2""#,
+            "num_args",
+        ),
+        (
+            "UpSampling",
+            r#""scale": "2", "sample_type": "nearest", "num_args": "1", "multi_input_mode": "max""#,
+            "multi_input_mode",
+        ),
+        (
+            "UpSampling",
+            r#""scale": "2", "sample_type": "cubic", "num_args": "1""#,
+            "sample_type",
+        ),
+    ] {
+        let e = try_import(&one_input(op, attrs), &no_params(), &data())
+            .expect_err(attrs)
+            .to_string();
+        assert!(
+            e.contains("\"layer\"") && e.contains(needle),
+            "{op} {attrs}: {e}"
+        );
+    }
+}
+
+#[test]
+fn an_upsampled_plane_past_the_limit_is_refused_at_shape_inference() {
+    // Each attribute is in range; the product with the input's size is not.
+    let e = try_import(
+        &one_input(
+            "UpSampling",
+            r#""scale": "1000", "sample_type": "nearest", "num_args": "1""#,
+        ),
+        &no_params(),
+        &[DeclaredInput {
+            name: "data".into(),
+            dtype: DType::F32,
+            shape: vec![1, 2, 1000, 4],
+        }],
+    )
+    .expect_err("too large")
+    .to_string();
+    assert!(e.contains("layer") && e.contains("scale"), "{e}");
+}
