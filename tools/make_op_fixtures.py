@@ -532,6 +532,114 @@ case("ones", "ones", dict(shape=(3, 1, 2)), [])
 case("zeros_like", "zeros_like", {}, [("data", (2, 3))])
 case("ones_like", "ones_like", {}, [("data", (3, 2))])
 
+# --- transpose, expand_dims, squeeze, slice, slice_axis (issue 20) -----------
+# Attribute values drawn from a fixed-seed generator: random ranks and shapes, every
+# sign of axis, None in slices, steps of both signs, ends past the axis (slice clamps
+# them). Slices whose begin lies before a positive-step axis start are left out: MXNet's
+# own kernel clamps them to 0, its oneDNN kernel (which these fixtures run) fails.
+_shape_rng = np.random.RandomState(20)
+
+
+def _rand_shape(rank, lo=1, hi=4):
+    return tuple(int(d) for d in _shape_rng.randint(lo, hi + 1, size=rank))
+
+
+case("transpose_default_3d", "transpose", {}, [("data", (2, 3, 4))],
+     notes="axes=() reverses the axes")
+case("transpose_default_1d", "transpose", {}, [("data", (5,))])
+for i in range(20):
+    rank = 2 + i % 4
+    perm = tuple(int(p) for p in _shape_rng.permutation(rank))
+    case("transpose_%d_%s" % (i, "".join(map(str, perm))), "transpose", dict(axes=perm),
+         [("data", _rand_shape(rank))])
+
+for i in range(22):
+    rank = 1 + i % 4
+    axis = int(_shape_rng.randint(-rank - 1, rank + 1))
+    case("expand_dims_%d_axis%s" % (i, str(axis).replace("-", "m")), "expand_dims",
+         dict(axis=axis), [("data", _rand_shape(rank))])
+
+for i in range(22):
+    rank = 2 + i % 4
+    shape = list(_rand_shape(rank, 2, 4))
+    ones = sorted(_shape_rng.choice(rank, size=1 + i % min(rank, 3), replace=False))
+    for o in ones:
+        shape[o] = 1
+    if i % 3 == 0:
+        attrs = {}
+    else:
+        picked = [int(o) - (rank if (i + j) % 2 else 0) for j, o in enumerate(ones)]
+        picked = picked[: 1 + i % len(picked)]
+        attrs = dict(axis=tuple(picked))
+    case("squeeze_%d" % i, "squeeze", attrs, [("data", tuple(shape))])
+case("squeeze_all_ones", "squeeze", {}, [("data", (1, 1, 1))], notes="every dim removed: (1,)")
+
+
+def _slice_len(n, b, e, s):
+    """MXNet 1.9.1's output length of one sliced axis (GetIndexRange, native kernel)."""
+    s = 1 if s is None else s
+    bb = b if b is not None else (n - 1 if s < 0 else 0)
+    ee = e if e is not None else (-1 if s < 0 else n)
+    if bb < 0:
+        bb += n
+    if ee < 0 and e is not None:
+        ee += n
+    if bb < 0 and s > 0:
+        bb = 0
+    if bb > n - 1 and s < 0:
+        bb = n - 1
+    if bb < 0 or bb > n - 1:
+        return 0
+    ee = min(max(ee, -1), n)
+    if ee == bb:
+        return 0
+    if s > 0:
+        return (ee - bb - 1) // s + 1 if ee > bb else 0
+    return (bb - ee - 1) // (-s) + 1 if ee < bb else 0
+
+
+def _slice_axis_range(n):
+    while True:
+        s = [None, 1, 1, 2, 3, -1, -2][_shape_rng.randint(7)]
+        b = [None, int(_shape_rng.randint(-n, n + 2))][_shape_rng.randint(2)]
+        e = [None, int(_shape_rng.randint(-n - 2, n + 3))][_shape_rng.randint(2)]
+        if b is not None and b < -n and (s is None or s > 0):
+            continue
+        if _slice_len(n, b, e, s) > 0:
+            return b, e, s
+
+
+n_slice = 0
+while n_slice < 26:
+    rank = 1 + n_slice % 4
+    shape = _rand_shape(rank, 2, 6)
+    axes = 1 + int(_shape_rng.randint(rank))
+    ranges = [_slice_axis_range(shape[a]) for a in range(axes)]
+    attrs = dict(begin=tuple(r[0] for r in ranges), end=tuple(r[1] for r in ranges))
+    if n_slice % 3:
+        attrs["step"] = tuple(r[2] for r in ranges)
+    elif any(r[2] not in (None, 1) for r in ranges):
+        attrs["step"] = tuple(r[2] for r in ranges)
+    case("slice_%d" % n_slice, "slice", attrs, [("data", shape)])
+    n_slice += 1
+case("slice_end_past_axis", "slice", dict(begin=(1,), end=(20,)), [("data", (6, 2))],
+     notes="an end past the axis stops at it")
+case("slice_backwards_to_first", "slice", dict(begin=(None, 4), end=(None, -9), step=(None, -1)),
+     [("data", (2, 5))], notes="a negative step's end before the axis reaches element 0")
+
+for i in range(22):
+    rank = 1 + i % 4
+    shape = _rand_shape(rank, 2, 6)
+    axis = int(_shape_rng.randint(-rank, rank))
+    n = shape[axis]
+    begin = int(_shape_rng.randint(-n, n))
+    b = begin + n if begin < 0 else begin
+    end = [None, int(_shape_rng.randint(b + 1, n + 1)) - (n if i % 2 else 0)][i % 3 != 0]
+    if end == 0:
+        end = None
+    case("slice_axis_%d" % i, "slice_axis", dict(axis=axis, begin=begin, end=end),
+         [("data", shape)])
+
 # --- Embedding ---------------------------------------------------------------
 case("embedding_2d_ids", "Embedding", dict(input_dim=10, output_dim=4), [("data", (2, 5))],
      values={"data": token_ids(10)},

@@ -9,7 +9,7 @@
 use libfuzzer_sys::fuzz_target;
 use ward_mxnet::attrs::{
     is_hidden_key, is_training_hint_key, parse_bool, parse_dtype, parse_float, parse_float_tuple,
-    parse_int, parse_optional, parse_tuple, parse_type_flag, AttrReader,
+    parse_int, parse_optional, parse_optional_int_tuple, parse_tuple, parse_type_flag, AttrReader,
 };
 use ward_mxnet::limits::SymbolLimits;
 use ward_mxnet::symbol::{canonical_op_name, read_symbol, Symbol};
@@ -97,6 +97,20 @@ fn check_value(value: &str) {
                 .join(", ")
         );
         assert_eq!(parse_tuple(&printed), Ok(Some(dims)));
+    }
+    // An optional-element tuple (slice's begin and end) prints back the same way.
+    if let Ok(values) = parse_optional_int_tuple(value) {
+        let printed = format!(
+            "({},)",
+            values
+                .iter()
+                .map(|v| v.map_or_else(|| "None".to_string(), |v| v.to_string()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        if !values.is_empty() {
+            assert_eq!(parse_optional_int_tuple(&printed), Ok(values));
+        }
     }
     match parse_float_tuple(value) {
         Ok(values) => assert!(values.iter().all(|v| !v.is_nan())),

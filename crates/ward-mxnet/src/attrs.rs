@@ -46,6 +46,7 @@ const EXPECT_INT: &str = "an integer like \"64\" or \"-1\"";
 const EXPECT_FLOAT: &str = "a number like \"0.9\", \"1e-05\" or \"inf\"";
 const EXPECT_BOOL: &str = "a boolean: \"True\", \"False\", \"1\" or \"0\"";
 const EXPECT_TUPLE: &str = "a tuple of integers like \"(3, 3)\"";
+const EXPECT_OPTIONAL_TUPLE: &str = "a tuple of integers or None like \"(None, 1)\"";
 const EXPECT_FLOAT_TUPLE: &str = "a tuple of numbers like \"(0.5, 1.0)\"";
 const EXPECT_DTYPE: &str =
     "a dtype name: float32, float64, float16, bfloat16, uint8, int8, int32, int64 or bool";
@@ -337,6 +338,26 @@ pub fn parse_tuple(s: &str) -> Result<Option<Vec<i64>>, AttrError> {
         .ok_or_else(|| AttrError::malformed(s, EXPECT_TUPLE))
 }
 
+/// A tuple whose elements may each be `None` (MXNet `Tuple<dmlc::optional<int>>`, as
+/// `slice` writes `begin="(None, 1)"`), with the tuple syntax of [`parse_tuple`].
+pub fn parse_optional_int_tuple(s: &str) -> Result<Vec<Option<i64>>, AttrError> {
+    let element = |t: &str| {
+        if t == "None" {
+            Some(None)
+        } else {
+            parse_tuple_int(t).map(Some)
+        }
+    };
+    let bare = |t: &str| {
+        if t == "None" {
+            Some(None)
+        } else {
+            parse_signed_decimal(t).map(Some)
+        }
+    };
+    parse_tuple_with(s, element, bare).ok_or_else(|| AttrError::malformed(s, EXPECT_OPTIONAL_TUPLE))
+}
+
 /// A tuple of floats (MXNet `Tuple<float>` / `Tuple<double>`), with the tuple syntax of
 /// [`parse_tuple`] and the element syntax of [`parse_float`]. `None` is refused: callers
 /// that accept it wrap this in [`parse_optional`].
@@ -551,6 +572,17 @@ impl<'a> AttrReader<'a> {
         Ok(self.parse_present(key, parse_tuple)?.flatten())
     }
 
+    /// A tuple of optional integers, `default` when absent.
+    pub fn optional_int_tuple(
+        &mut self,
+        key: &str,
+        default: &[Option<i64>],
+    ) -> Result<Vec<Option<i64>>, AttrError> {
+        Ok(self
+            .parse_present(key, parse_optional_int_tuple)?
+            .unwrap_or_else(|| default.to_vec()))
+    }
+
     pub fn float_tuple(&mut self, key: &str, default: &[f64]) -> Result<Vec<f64>, AttrError> {
         Ok(self
             .parse_present(key, parse_float_tuple)?
@@ -745,6 +777,28 @@ mod tests {
             "", " True", "false ", "yes", "no", "2", "t", "on", "01", "None",
         ] {
             assert_eq!(malformed(parse_bool(s)), EXPECT_BOOL, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn optional_tuples_as_slice_writes_them() {
+        assert_eq!(
+            parse_optional_int_tuple("(None, 1)"),
+            Ok(vec![None, Some(1)])
+        );
+        assert_eq!(
+            parse_optional_int_tuple("(-2, None, 3L)"),
+            Ok(vec![Some(-2), None, Some(3)])
+        );
+        assert_eq!(parse_optional_int_tuple("()"), Ok(vec![]));
+        assert_eq!(parse_optional_int_tuple("None"), Ok(vec![None]));
+        assert_eq!(parse_optional_int_tuple("4"), Ok(vec![Some(4)]));
+        for s in ["(none, 1)", "(1,,2)", "(1.5,)", "", "((1))"] {
+            assert_eq!(
+                malformed(parse_optional_int_tuple(s)),
+                EXPECT_OPTIONAL_TUPLE,
+                "{s:?}"
+            );
         }
     }
 

@@ -764,6 +764,48 @@ impl<'a> Writer<'a> {
                 set("dim2", s.axis2.to_string());
                 "SwapAxis"
             }
+            Op::ExpandDims(e) => {
+                set("axis", e.axis.to_string());
+                "expand_dims"
+            }
+            Op::Squeeze(q) if !q.axes.is_empty() => {
+                set("axis", tuple(&q.axes));
+                "squeeze"
+            }
+            // Nothing to remove: MXNet's squeeze without axes would remove any axis of
+            // size 1, so the identity goes as a reshape that copies every dim.
+            Op::Squeeze(_) => {
+                set("shape", tuple(&[-2i64]));
+                "Reshape"
+            }
+            Op::Transpose(t) => {
+                set("axes", tuple(&t.perm));
+                "transpose"
+            }
+            Op::Slice(s) => {
+                let optional = |v: &[Option<i64>]| {
+                    let words: Vec<String> = v
+                        .iter()
+                        .map(|x| x.map_or_else(|| "None".to_string(), |x| x.to_string()))
+                        .collect();
+                    tuple(&words)
+                };
+                set("begin", optional(&s.begin));
+                set("end", optional(&s.end));
+                if !s.step.is_empty() {
+                    set("step", tuple(&s.step));
+                }
+                "slice"
+            }
+            Op::SliceAxis(s) => {
+                set("axis", s.axis.to_string());
+                set("begin", s.begin.to_string());
+                set(
+                    "end",
+                    s.end.map_or_else(|| "None".to_string(), |e| e.to_string()),
+                );
+                "slice_axis"
+            }
             Op::Split(s) => {
                 set("num_outputs", s.outputs.to_string());
                 set("axis", s.axis.to_string());

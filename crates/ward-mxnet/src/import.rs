@@ -32,7 +32,8 @@ use ward_graph::ops::reduce::Mean;
 use ward_graph::ops::resize::{BilinearResize, ResizeTarget, UpSampling};
 use ward_graph::ops::rnn::{Rnn, RnnMode};
 use ward_graph::ops::shape::{
-    Concat, Fill, FillDim, Flatten, OnesLike, Pad, PadMode, Split, Stack, SwapAxes,
+    Concat, ExpandDims, Fill, FillDim, Flatten, OnesLike, Pad, PadMode, Slice, SliceAxis, Split,
+    Squeeze, Stack, SwapAxes, Transpose,
 };
 use ward_graph::ops::OpDef;
 use ward_graph::shape::{infer_shapes, Shapes};
@@ -1019,6 +1020,72 @@ impl Importer<'_> {
                 need(1)?;
                 SwapAxes { axis1, axis2 }.into()
             }
+            "transpose" => {
+                let axes = a.tuple("axes", &[])?;
+                a.finish()?;
+                need(1)?;
+                let rank = self.input_shape(&inputs, 1)?.len();
+                if axes.is_empty() {
+                    Transpose::reversed(rank).into()
+                } else {
+                    // MXNet 1.9.1 takes no negative axes here (its check: `0 <= i < ndim`).
+                    let perm = axes
+                        .iter()
+                        .map(|&x| {
+                            usize::try_from(x).map_err(|_| {
+                                err(format!(
+                                    "attribute \"axes\" = {axes:?}: MXNet's transpose takes no negative axes"
+                                ))
+                            })
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
+                    Transpose { perm }.into()
+                }
+            }
+            "expand_dims" => {
+                let axis = a.req_int("axis")?;
+                a.finish()?;
+                need(1)?;
+                let rank = self.input_shape(&inputs, 1)?.len() as i64;
+                if axis < -rank - 1 || axis > rank {
+                    return Err(err(format!(
+                        "attribute \"axis\" = {axis} is out of range [{}, {rank}] for an input of rank {rank}",
+                        -rank - 1
+                    )));
+                }
+                ExpandDims { axis }.into()
+            }
+            "squeeze" => {
+                let axes = a.opt_tuple("axis")?;
+                a.finish()?;
+                need(1)?;
+                // With variable dims at 1 and at 2: a dim is 1 only if it is in both.
+                let one = self.input_shape(&inputs, 1)?;
+                let two = self.input_shape(&inputs, 2)?;
+                let axes = squeezed_axes(&one, &two, axes.as_deref()).map_err(err)?;
+                Squeeze { axes }.into()
+            }
+            "slice" => {
+                let begin = a.optional_int_tuple("begin", &[])?;
+                let end = a.optional_int_tuple("end", &[])?;
+                let step = a.optional_int_tuple("step", &[])?;
+                a.finish()?;
+                need(1)?;
+                // An absent step is 1, as MXNet reads it.
+                let step = step.iter().map(|s| s.unwrap_or(1)).collect();
+                Slice { begin, end, step }.into()
+            }
+            "slice_axis" => {
+                let axis = a.req_int("axis")?;
+                let begin = a.req_int("begin")?;
+                if !a.contains("end") {
+                    return Err(err("attribute \"end\" is missing".into()));
+                }
+                let end = a.opt_int("end")?;
+                a.finish()?;
+                need(1)?;
+                SliceAxis { axis, begin, end }.into()
+            }
             "SequenceLast" => {
                 let axis = a.int("axis", 0)?;
                 if axis != 0 && axis != 1 {
@@ -1356,6 +1423,17 @@ impl Importer<'_> {
         Ok(())
     }
 
+    /// The shape of a node's first input with the graph's variable input dims at `fill`.
+    fn input_shape(&self, inputs: &[Source], fill: usize) -> Result<Vec<usize>, ImportError> {
+        let x = inputs.first().copied().ok_or_else(|| ImportError::Node {
+            node: String::new(),
+            op: String::new(),
+            reason: "has no input".into(),
+        })?;
+        let shapes = infer_shapes(&self.graph, &self.data_shapes(fill))?;
+        Ok(shapes.of(&self.graph, x)?.to_vec())
+    }
+
     /// The shapes of the graph built so far, with every variable input dim at 1: enough
     /// to resolve MXNet's encodings, which depend on ranks and fixed dims only.
     fn probe_shapes(&self) -> Result<Shapes, ImportError> {
@@ -1413,6 +1491,47 @@ fn normalization(a: &mut AttrReader<'_>) -> Result<Normalization, ImportError> {
             _ => Normalization::Null,
         },
     )
+}
+
+/// The axes MXNet `squeeze` removes, given the input's shape with variable dims at 1
+/// (`one`) and at 2 (`two`). With `axes`, each named axis must be 1 (negative axes count
+/// from the end; a repeat is refused as MXNet refuses it); without, every dim of size 1
+/// goes, and a variable dim that may be 1 is refused: MXNet would drop it only in the
+/// calls where it happens to be 1.
+fn squeezed_axes(one: &[usize], two: &[usize], axes: Option<&[i64]>) -> Result<Vec<usize>, String> {
+    let rank = one.len();
+    let variable = |i: usize| one.get(i) != two.get(i);
+    let squeezed: Vec<usize> = match axes {
+        Some(list) => {
+            let mut picked = Vec::with_capacity(list.len());
+            for &axis in list {
+                let i = ward_graph::ops::resolve_axis(axis, rank)
+                    .map_err(|e| format!("attribute \"axis\": {e}"))?;
+                if picked.contains(&i) {
+                    return Err(format!(
+                        "attribute \"axis\" = {list:?} names axis {i} twice"
+                    ));
+                }
+                if variable(i) || one.get(i) != Some(&1) {
+                    return Err(format!(
+                        "attribute \"axis\" = {list:?}: axis {i} of {one:?} is not of size 1"
+                    ));
+                }
+                picked.push(i);
+            }
+            picked
+        }
+        None => {
+            if let Some(i) = (0..rank).find(|&i| variable(i) && one.get(i) == Some(&1)) {
+                return Err(format!(
+                    "squeeze without \"axis\" over variable dim {i}: MXNet drops it only when \
+                     it is 1; declare the input's dim fixed or name the axes to squeeze"
+                ));
+            }
+            (0..rank).filter(|&i| one.get(i) == Some(&1)).collect()
+        }
+    };
+    Ok(squeezed)
 }
 
 fn unique_node_name(graph: &Graph, base: &str) -> String {

@@ -2,7 +2,7 @@
 //! reshape to it; constants are materialised.
 
 use ward_graph::ops::resolve_axis;
-use ward_graph::ops::shape::{Concat, Pad, PadMode, Split, Stack, SwapAxes};
+use ward_graph::ops::shape::{Concat, Pad, PadMode, Split, Stack, Strided, SwapAxes, Transpose};
 
 use super::builder::{attr_int, attr_ints, attr_string, ints, At, Builder, R};
 
@@ -48,6 +48,50 @@ pub(super) fn swap_axes(b: &mut Builder<'_>, at: &At<'_>, op: &SwapAxes) -> R<()
         vec![at.input(0)?],
         vec![at.out()?],
         vec![attr_ints("perm", &ints(&perm))],
+    );
+    Ok(())
+}
+
+pub(super) fn transpose(b: &mut Builder<'_>, at: &At<'_>, op: &Transpose) -> R<()> {
+    b.push(
+        "Transpose",
+        vec![at.input(0)?],
+        vec![at.out()?],
+        vec![attr_ints("perm", &ints(&op.perm))],
+    );
+    Ok(())
+}
+
+/// `slice` and `slice_axis`, by the ranges they resolved for the input's shape: one ONNX
+/// `Slice` over the axes not kept whole.
+pub(super) fn strided_slice(b: &mut Builder<'_>, at: &At<'_>, ranges: &[Strided]) -> R<()> {
+    let (mut axes, mut starts, mut ends, mut steps) = (vec![], vec![], vec![], vec![]);
+    for (axis, (r, &d)) in ranges.iter().zip(&at.xs).enumerate() {
+        if *r == Strided::whole(d) {
+            continue;
+        }
+        let (start, len, dim) = (r.start as i64, r.len as i64, d as i64);
+        let end = start + len * r.step;
+        axes.push(axis as i64);
+        starts.push(start);
+        // Backwards to the first element, the exclusive end is -1, which ONNX would read
+        // as the last: -dim-1 counts back to -1, where ONNX clamps a negative step's end.
+        ends.push(if end < 0 { -dim - 1 } else { end });
+        steps.push(r.step);
+    }
+    if axes.is_empty() {
+        b.push("Identity", vec![at.input(0)?], vec![at.out()?], vec![]);
+        return Ok(());
+    }
+    let starts = b.const_i64(&at.hint("starts"), &starts);
+    let ends = b.const_i64(&at.hint("ends"), &ends);
+    let axes = b.const_i64(&at.hint("axes"), &axes);
+    let steps = b.const_i64(&at.hint("steps"), &steps);
+    b.push(
+        "Slice",
+        vec![at.input(0)?, starts, ends, axes, steps],
+        vec![at.out()?],
+        vec![],
     );
     Ok(())
 }

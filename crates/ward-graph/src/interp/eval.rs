@@ -292,6 +292,21 @@ pub fn eval_node(node: &Node, ins: &[Option<&Array>]) -> R<Vec<Array>> {
             one(kernel(kshape::concat(&all, op.axis))?)
         }
         Op::SwapAxes(op) => one(kernel(kshape::swap_axes(x()?, op.axis1, op.axis2))?),
+        Op::ExpandDims(op) => one(kernel(kshape::expand_dims(x()?, op.axis))?),
+        Op::Squeeze(op) => {
+            let x = x()?;
+            let axes: Vec<i64> = op.axes.iter().map(|&a| a as i64).collect();
+            one(kernel(kshape::squeeze(x, Some(&axes)))?)
+        }
+        Op::Transpose(op) => one(kernel(kshape::permuted(x()?, &op.perm))?),
+        Op::Slice(op) => {
+            let x = x()?;
+            one(kernel(kshape::strided(x, &op.ranges(&x.shape)?))?)
+        }
+        Op::SliceAxis(op) => {
+            let x = x()?;
+            one(kernel(kshape::strided(x, &op.ranges(&x.shape)?))?)
+        }
         Op::Split(op) => kernel(kshape::split(x()?, op.axis, op.outputs, op.squeeze)),
         Op::Stack(op) => {
             let all = (0..ins.len()).map(|i| arg(ins, i)).collect::<R<Vec<_>>>()?;

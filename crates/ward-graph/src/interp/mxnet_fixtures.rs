@@ -137,6 +137,38 @@ impl Attrs<'_> {
             .map_err(|e| format!("attr {key} = {s:?}: {e}"))
     }
 
+    /// A tuple whose elements may be `None` (`slice`'s begin, end and step).
+    fn optional_ints(&self, key: &str) -> R<Vec<Option<i64>>> {
+        let Some(s) = self.get(key) else {
+            return Ok(Vec::new());
+        };
+        let inner = s
+            .trim()
+            .trim_start_matches(['(', '['])
+            .trim_end_matches([')', ']']);
+        inner
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| match p {
+                "None" => Ok(None),
+                p => p.parse::<i64>().map(Some),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("attr {key} = {s:?}: {e}"))
+    }
+
+    /// An integer or `None`.
+    fn optional_int(&self, key: &str) -> R<Option<i64>> {
+        match self.get(key).map(str::trim) {
+            None | Some("None") => Ok(None),
+            Some(s) => s
+                .parse::<i64>()
+                .map(Some)
+                .map_err(|e| format!("attr {key} = {s:?}: {e}")),
+        }
+    }
+
     fn tuple(&self, key: &str, default: &[i64]) -> R<Vec<i64>> {
         Ok(self.tuple_opt(key)?.unwrap_or_else(|| default.to_vec()))
     }
@@ -499,6 +531,21 @@ fn run(c: &Case) -> R<Vec<Array>> {
             x(0)?,
             a.int("dim1", 0)?,
             a.int("dim2", 0)?,
+        )),
+        "transpose" => one(shape::transpose(x(0)?, &a.tuple("axes", &[])?)),
+        "expand_dims" => one(shape::expand_dims(x(0)?, a.int("axis", 0)?)),
+        "squeeze" => one(shape::squeeze(x(0)?, a.tuple_opt("axis")?.as_deref())),
+        "slice" => one(shape::slice(
+            x(0)?,
+            &a.optional_ints("begin")?,
+            &a.optional_ints("end")?,
+            &a.optional_ints("step")?,
+        )),
+        "slice_axis" => one(shape::slice_axis(
+            x(0)?,
+            a.int("axis", 0)?,
+            a.int("begin", 0)?,
+            a.optional_int("end")?,
         )),
         "SliceChannel" => k(shape::split(
             x(0)?,

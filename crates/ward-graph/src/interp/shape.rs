@@ -1,6 +1,7 @@
 //! Operators that move, copy or reduce elements without arithmetic on them (apart from
-//! `mean`): Reshape, Flatten, Concat, SwapAxis, SliceChannel, stack, Pad, SequenceLast,
-//! mean, and the constant fills (MXNet 1.9.1).
+//! `mean`): Reshape, Flatten, expand_dims, squeeze, Concat, SwapAxis, transpose, slice,
+//! slice_axis, SliceChannel, stack, Pad, SequenceLast, mean, and the constant fills
+//! (MXNet 1.9.1).
 
 #![allow(
     clippy::indexing_slicing,
@@ -9,6 +10,7 @@
 
 use super::array::{element_count, indices, strides};
 use super::{resolve_axis, Array, KResult, KernelError};
+use crate::ops::shape::{Slice, SliceAxis, Strided};
 
 /// The output shape of MXNet `Reshape` with `shape = codes`, as MXNet 1.9.1's
 /// `InferReshapeShape` computes it. The codes, read left to right with a cursor on the
@@ -226,6 +228,171 @@ pub fn swap_axes(x: &Array, dim1: i64, dim2: i64) -> KResult<Array> {
     let mut perm: Vec<usize> = (0..x.rank()).collect();
     perm.swap(a, b);
     permute(x, &perm)
+}
+
+/// MXNet `transpose`: output axis `i` is input axis `axes[i]`; no axes reverses them.
+/// MXNet 1.9.1 refuses negative axes here, and so does this.
+pub fn transpose(x: &Array, axes: &[i64]) -> KResult<Array> {
+    const OP: &str = "transpose";
+    if axes.is_empty() {
+        let perm: Vec<usize> = (0..x.rank()).rev().collect();
+        return permute(x, &perm);
+    }
+    if axes.len() != x.rank() {
+        return Err(KernelError::new(
+            OP,
+            format!("axes {axes:?} for an input of rank {}", x.rank()),
+        ));
+    }
+    let mut perm = Vec::with_capacity(axes.len());
+    for &a in axes {
+        let p = usize::try_from(a)
+            .ok()
+            .filter(|p| *p < x.rank() && !perm.contains(p))
+            .ok_or_else(|| KernelError::new(OP, format!("axes {axes:?} are no permutation")))?;
+        perm.push(p);
+    }
+    permute(x, &perm)
+}
+
+/// MXNet `expand_dims`: a new axis of size 1 at `axis` (`-rank-1 <= axis <= rank`).
+pub fn expand_dims(x: &Array, axis: i64) -> KResult<Array> {
+    let at = resolve_axis("expand_dims", axis, x.rank() + 1)?;
+    let mut shape = x.shape.clone();
+    shape.insert(at, 1);
+    x.reshaped(shape)
+}
+
+/// MXNet `squeeze`: the axes listed (each of size 1), or every axis of size 1, removed;
+/// removing all leaves shape (1).
+pub fn squeeze(x: &Array, axes: Option<&[i64]>) -> KResult<Array> {
+    const OP: &str = "squeeze";
+    let gone: Vec<usize> = match axes {
+        None => (0..x.rank()).filter(|&i| x.shape[i] == 1).collect(),
+        Some(list) => {
+            let mut gone = Vec::new();
+            for &a in list {
+                let i = resolve_axis(OP, a, x.rank())?;
+                if x.shape[i] != 1 || gone.contains(&i) {
+                    return Err(KernelError::new(OP, format!("cannot squeeze axis {a}")));
+                }
+                gone.push(i);
+            }
+            gone
+        }
+    };
+    let mut shape: Vec<usize> = (0..x.rank())
+        .filter(|i| !gone.contains(i))
+        .map(|i| x.shape[i])
+        .collect();
+    if shape.is_empty() {
+        shape.push(1);
+    }
+    x.reshaped(shape)
+}
+
+/// MXNet `slice` (1.9.1's clamping of begin and end; see [`Slice::ranges`]).
+pub fn slice(
+    x: &Array,
+    begin: &[Option<i64>],
+    end: &[Option<i64>],
+    step: &[Option<i64>],
+) -> KResult<Array> {
+    let op = Slice {
+        begin: begin.to_vec(),
+        end: end.to_vec(),
+        step: step.iter().map(|s| s.unwrap_or(1)).collect(),
+    };
+    let ranges = op
+        .ranges(&x.shape)
+        .map_err(|e| KernelError::new("slice", e))?;
+    strided(x, &ranges)
+}
+
+/// MXNet `slice_axis`.
+pub fn slice_axis(x: &Array, axis: i64, begin: i64, end: Option<i64>) -> KResult<Array> {
+    let ranges = SliceAxis { axis, begin, end }
+        .ranges(&x.shape)
+        .map_err(|e| KernelError::new("slice_axis", e))?;
+    strided(x, &ranges)
+}
+
+/// The elements of `x` that `ranges` (one per axis) pick, in order.
+pub fn strided(x: &Array, ranges: &[Strided]) -> KResult<Array> {
+    check_ranges(&x.shape, ranges)?;
+    let shape: Vec<usize> = ranges.iter().map(|r| r.len).collect();
+    let st = strides(&x.shape);
+    let mut data = Vec::with_capacity(element_count(&shape)?);
+    for idx in indices(&shape) {
+        let off: usize = idx
+            .iter()
+            .zip(ranges)
+            .zip(&st)
+            .map(|((&i, r), &s)| r.index(i) * s)
+            .sum();
+        data.push(x.data[off]);
+    }
+    Array::new(shape, data)
+}
+
+/// The gradient of [`strided`]: `grad` (the picked elements' gradients) put back where
+/// they were picked from, zeros elsewhere, in an array of shape `input`.
+pub fn strided_scatter(grad: &Array, ranges: &[Strided], input: &[usize]) -> KResult<Array> {
+    check_ranges(input, ranges)?;
+    let shape: Vec<usize> = ranges.iter().map(|r| r.len).collect();
+    if grad.shape != shape {
+        return Err(KernelError::new(
+            "slice",
+            format!(
+                "gradient of shape {:?} for a slice of shape {shape:?}",
+                grad.shape
+            ),
+        ));
+    }
+    let st = strides(input);
+    let mut out = Array::zeros(input.to_vec())?;
+    for (flat, idx) in indices(&shape).enumerate() {
+        let off: usize = idx
+            .iter()
+            .zip(ranges)
+            .zip(&st)
+            .map(|((&i, r), &s)| r.index(i) * s)
+            .sum();
+        out.data[off] = grad.data[flat];
+    }
+    Ok(out)
+}
+
+/// Every range lies in its axis (ranges made by `ranges()` do; this keeps a caller's
+/// mistake from becoming an out-of-bounds index).
+fn check_ranges(shape: &[usize], ranges: &[Strided]) -> KResult<()> {
+    let fits = shape.len() == ranges.len()
+        && shape.iter().zip(ranges).all(|(&d, r)| {
+            r.len == 0
+                || (r.start < d && {
+                    let last = r.start as i64 + (r.len as i64 - 1) * r.step;
+                    last >= 0 && (last as usize) < d
+                })
+        });
+    if fits {
+        Ok(())
+    } else {
+        Err(KernelError::new(
+            "slice",
+            format!("ranges {ranges:?} do not lie in {shape:?}"),
+        ))
+    }
+}
+
+/// MXNet `transpose` as a permutation (for the IR's resolved `perm`).
+pub fn permuted(x: &Array, perm: &[usize]) -> KResult<Array> {
+    if perm.len() != x.rank() || perm.iter().any(|&p| p >= x.rank()) {
+        return Err(KernelError::new(
+            "transpose",
+            format!("perm {perm:?} for an input of rank {}", x.rank()),
+        ));
+    }
+    permute(x, perm)
 }
 
 /// MXNet `SliceChannel` (`split`): `num_outputs` equal slices along `axis` (MXNet's

@@ -1,5 +1,6 @@
 //! Shape operators: values moved, not computed. Reshape, flatten, concatenation, axis
-//! swaps, splits, stacking, padding, and tensors filled with a constant.
+//! swaps and permutations, slices, splits, stacking, padding, and tensors filled with a
+//! constant.
 
 use serde::{Deserialize, Serialize};
 
@@ -45,6 +46,80 @@ pub struct Concat {
 pub struct SwapAxes {
     pub axis1: i64,
     pub axis2: i64,
+}
+
+/// A new axis of size 1 at `axis` (MXNet `expand_dims`: `-rank-1 <= axis <= rank`,
+/// negatives counting from after the last axis).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpandDims {
+    pub axis: i64,
+}
+
+/// The listed axes, each of size 1, removed (MXNet `squeeze`, whose axes the importer
+/// resolves; with none listed MXNet removes every axis of size 1, which the importer
+/// lists). Removing every axis leaves shape (1), as MXNet does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Squeeze {
+    pub axes: Vec<usize>,
+}
+
+/// The axes permuted: output axis `i` is input axis `perm[i]` (MXNet `transpose`, whose
+/// axes the importer resolves for the input's rank).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Transpose {
+    pub perm: Vec<usize>,
+}
+
+/// MXNet 1.9.1's `slice`: for each of the leading axes listed, a range with an optional
+/// begin and end and a step (default 1, never 0); the remaining axes are kept whole.
+/// Negative begins and ends count from the axis's end, and both are then clamped to the
+/// axis as MXNet's `GetIndexRange` clamps them (an end past the axis stops at it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Slice {
+    pub begin: Vec<Option<i64>>,
+    pub end: Vec<Option<i64>>,
+    pub step: Vec<i64>,
+}
+
+/// MXNet's `slice_axis`: `begin..end` of one axis, step 1, negatives counting from the
+/// end, and (unlike `slice`) no clamping: the range must lie in the axis and not be
+/// empty. `end: None` is the axis's end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SliceAxis {
+    pub axis: i64,
+    pub begin: i64,
+    pub end: Option<i64>,
+}
+
+/// The elements of one axis a slice keeps: `len` of them from `start`, `step` apart
+/// (a negative step walks backwards).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Strided {
+    pub start: usize,
+    pub step: i64,
+    pub len: usize,
+}
+
+impl Strided {
+    /// The whole of an axis of size `len`.
+    pub fn whole(len: usize) -> Strided {
+        Strided {
+            start: 0,
+            step: 1,
+            len,
+        }
+    }
+
+    /// The input index of output index `i` (`i < len`).
+    pub fn index(&self, i: usize) -> usize {
+        // In range by construction: `start + (len - 1) * step` lies in the axis.
+        (self.start as i64 + i as i64 * self.step) as usize
+    }
 }
 
 /// `outputs` equal slices along `axis`; `squeeze` drops the (then size-1) axis.
@@ -104,6 +179,141 @@ pub struct Fill {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OnesLike {}
+
+impl Transpose {
+    /// The permutation reversing `rank` axes (MXNet's default, `axes=()`).
+    pub fn reversed(rank: usize) -> Transpose {
+        Transpose {
+            perm: (0..rank).rev().collect(),
+        }
+    }
+
+    /// The permutation undoing this one.
+    pub fn inverse(&self) -> Vec<usize> {
+        let mut inv = vec![0; self.perm.len()];
+        for (i, &p) in self.perm.iter().enumerate() {
+            if let Some(slot) = inv.get_mut(p) {
+                *slot = i;
+            }
+        }
+        inv
+    }
+}
+
+impl Slice {
+    /// Each axis's range for an input of shape `x`, following MXNet 1.9.1's
+    /// `GetIndexRange` and `SetSliceOpOutputDimSize` (checked against MXNet over every
+    /// begin, end and step from -9 to 9 on an axis of 7). A range MXNet would make empty
+    /// is refused: no operator of a model ward runs yields an empty tensor.
+    pub fn ranges(&self, x: &[usize]) -> R<Vec<Strided>> {
+        if self.begin.len() > x.len() {
+            return Err(format!(
+                "slice lists {} axes for an input of rank {} ({x:?})",
+                self.begin.len(),
+                x.len()
+            ));
+        }
+        let mut out: Vec<Strided> = x.iter().map(|&d| Strided::whole(d)).collect();
+        for (axis, slot) in out.iter_mut().enumerate().take(self.begin.len()) {
+            let begin = self.begin.get(axis).copied().flatten();
+            let end = self.end.get(axis).copied().flatten();
+            let step = self.step.get(axis).copied().unwrap_or(1);
+            *slot = clamped_range(axis, slot.len, begin, end, step)?;
+        }
+        Ok(out)
+    }
+}
+
+/// One axis of MXNet's `slice`.
+fn clamped_range(
+    axis: usize,
+    len: usize,
+    begin: Option<i64>,
+    end: Option<i64>,
+    step: i64,
+) -> R<Strided> {
+    if step == 0 {
+        return Err(format!("slice step of axis {axis} is 0"));
+    }
+    let n = i64::try_from(len).map_err(|_| "axis too long".to_string())?;
+    let mut b = begin.unwrap_or(if step < 0 { n - 1 } else { 0 });
+    let mut e = end.unwrap_or(if step < 0 { -1 } else { n });
+    if b < 0 {
+        b = b.saturating_add(n);
+    }
+    if e < 0 && end.is_some() {
+        e = e.saturating_add(n);
+    }
+    if b < 0 && step > 0 {
+        b = 0;
+    }
+    if b > n - 1 && step < 0 {
+        b = n - 1;
+    }
+    let e = e.clamp(-1, n);
+    let count = if b < 0 || b > n - 1 || e == b {
+        0
+    } else if step > 0 {
+        if e > b {
+            (e - b - 1) / step + 1
+        } else {
+            0
+        }
+    } else if e < b {
+        (b - e - 1) / -step + 1
+    } else {
+        0
+    };
+    if count == 0 {
+        return Err(format!(
+            "slice of axis {axis} (size {len}) from {begin:?} to {end:?} by {step} is empty"
+        ));
+    }
+    Ok(Strided {
+        start: b as usize,
+        step,
+        len: count as usize,
+    })
+}
+
+impl SliceAxis {
+    /// Each axis's range for an input of shape `x`, with MXNet's checks.
+    pub fn ranges(&self, x: &[usize]) -> R<Vec<Strided>> {
+        let a = resolve_axis(self.axis, x.len())?;
+        let len = dim(x, a, "data")?;
+        let n = i64::try_from(len).map_err(|_| "axis too long".to_string())?;
+        let b = if self.begin < 0 {
+            self.begin.saturating_add(n)
+        } else {
+            self.begin
+        };
+        let e = match self.end {
+            None => n,
+            Some(e) if e < 0 => e.saturating_add(n),
+            Some(e) => e,
+        };
+        if b < 0 || e > n || b >= e {
+            return Err(format!(
+                "slice_axis of axis {a} (size {len}) from {} to {:?} is out of range or empty",
+                self.begin, self.end
+            ));
+        }
+        let mut out: Vec<Strided> = x.iter().map(|&d| Strided::whole(d)).collect();
+        if let Some(slot) = out.get_mut(a) {
+            *slot = Strided {
+                start: b as usize,
+                step: 1,
+                len: (e - b) as usize,
+            };
+        }
+        Ok(out)
+    }
+}
+
+/// The output shape of a slice given its ranges.
+pub fn sliced_shape(ranges: &[Strided]) -> Shape {
+    ranges.iter().map(|r| r.len).collect()
+}
 
 impl Reshape {
     /// The output shape for an input of shape `x`.
@@ -238,6 +448,153 @@ impl OpDef for SwapAxes {
         let mut out = x.to_vec();
         out.swap(a, b);
         Ok(vec![out])
+    }
+}
+
+impl OpDef for ExpandDims {
+    fn arity(&self) -> (usize, usize) {
+        (1, 1)
+    }
+
+    fn infer(&self, ins: &[Option<&[usize]>]) -> R<Vec<Shape>> {
+        let x = input(ins, 0, "data")?;
+        if x.len() >= MAX_RANK {
+            return Err(format!(
+                "expand_dims of rank {} passes the rank limit",
+                x.len()
+            ));
+        }
+        let at = resolve_axis(self.axis, x.len() + 1)?;
+        let mut out = x.to_vec();
+        out.insert(at, 1);
+        Ok(vec![out])
+    }
+}
+
+impl OpDef for Squeeze {
+    fn arity(&self) -> (usize, usize) {
+        (1, 1)
+    }
+
+    fn validate(&self) -> R<()> {
+        if self.axes.len() > MAX_RANK {
+            return Err("squeeze lists too many axes".into());
+        }
+        for (i, a) in self.axes.iter().enumerate() {
+            if self.axes.get(..i).is_some_and(|before| before.contains(a)) {
+                return Err(format!("squeeze names axis {a} twice"));
+            }
+        }
+        Ok(())
+    }
+
+    fn infer(&self, ins: &[Option<&[usize]>]) -> R<Vec<Shape>> {
+        let x = input(ins, 0, "data")?;
+        for &a in &self.axes {
+            let d = dim(x, a, "data")?;
+            if d != 1 {
+                return Err(format!(
+                    "cannot squeeze axis {a} of {x:?}: its size is {d}, not 1"
+                ));
+            }
+        }
+        let mut out: Shape = x
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !self.axes.contains(i))
+            .map(|(_, &d)| d)
+            .collect();
+        if out.is_empty() {
+            out.push(1);
+        }
+        Ok(vec![out])
+    }
+}
+
+impl OpDef for Transpose {
+    fn arity(&self) -> (usize, usize) {
+        (1, 1)
+    }
+
+    fn validate(&self) -> R<()> {
+        if self.perm.len() > MAX_RANK {
+            return Err("transpose has too many axes".into());
+        }
+        let mut seen = [false; MAX_RANK];
+        for &p in &self.perm {
+            match seen.get_mut(p) {
+                Some(s) if !*s && p < self.perm.len() => *s = true,
+                _ => {
+                    return Err(format!(
+                        "axes {:?} are not a permutation of 0..{}",
+                        self.perm,
+                        self.perm.len()
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn infer(&self, ins: &[Option<&[usize]>]) -> R<Vec<Shape>> {
+        let x = input(ins, 0, "data")?;
+        if x.len() != self.perm.len() {
+            return Err(format!(
+                "axes {:?} do not permute an input of rank {} ({x:?})",
+                self.perm,
+                x.len()
+            ));
+        }
+        let out = self
+            .perm
+            .iter()
+            .map(|&p| dim(x, p, "data"))
+            .collect::<R<Shape>>()?;
+        Ok(vec![out])
+    }
+}
+
+impl OpDef for Slice {
+    fn arity(&self) -> (usize, usize) {
+        (1, 1)
+    }
+
+    fn validate(&self) -> R<()> {
+        if self.begin.len() > MAX_RANK {
+            return Err("slice lists too many axes".into());
+        }
+        if self.end.len() != self.begin.len() {
+            return Err(format!(
+                "begin has {} axes and end {}",
+                self.begin.len(),
+                self.end.len()
+            ));
+        }
+        if !self.step.is_empty() && self.step.len() != self.begin.len() {
+            return Err(format!(
+                "step has {} axes where begin has {}",
+                self.step.len(),
+                self.begin.len()
+            ));
+        }
+        if let Some(axis) = self.step.iter().position(|&s| s == 0) {
+            return Err(format!("slice step of axis {axis} is 0"));
+        }
+        Ok(())
+    }
+
+    fn infer(&self, ins: &[Option<&[usize]>]) -> R<Vec<Shape>> {
+        Ok(vec![sliced_shape(&self.ranges(input(ins, 0, "data")?)?)])
+    }
+}
+
+impl OpDef for SliceAxis {
+    fn arity(&self) -> (usize, usize) {
+        (1, 1)
+    }
+
+    fn infer(&self, ins: &[Option<&[usize]>]) -> R<Vec<Shape>> {
+        Ok(vec![sliced_shape(&self.ranges(input(ins, 0, "data")?)?)])
     }
 }
 

@@ -17,5 +17,6 @@ mod params_malformed;
 mod params_proptest;
 mod params_writer;
 mod recordio;
+mod shape_ops;
 mod states;
 mod symbol_reader;

@@ -139,6 +139,11 @@ pub(crate) fn differentiable(op: &Op) -> Result<(), &'static str> {
         | Op::Flatten(_)
         | Op::Concat(_)
         | Op::SwapAxes(_)
+        | Op::ExpandDims(_)
+        | Op::Squeeze(_)
+        | Op::Transpose(_)
+        | Op::Slice(_)
+        | Op::SliceAxis(_)
         | Op::Split(_)
         | Op::Stack(_)
         | Op::Fill(_)
@@ -389,9 +394,12 @@ pub(crate) fn rule(ctx: &Ctx<'_>) -> Rule {
         Op::Unary(op) => elementwise::unary(ctx, op),
         Op::Clip(op) => elementwise::clip(ctx, op),
         Op::Mean(op) => elementwise::mean(ctx, op),
-        Op::Reshape(_) | Op::Flatten(_) => shape::reshape(ctx),
+        Op::Reshape(_) | Op::Flatten(_) | Op::ExpandDims(_) | Op::Squeeze(_) => shape::reshape(ctx),
         Op::Concat(op) => shape::concat(ctx, op),
         Op::SwapAxes(op) => shape::swap_axes(ctx, op),
+        Op::Transpose(op) => shape::transpose(ctx, op),
+        Op::Slice(op) => shape::strided_slice(ctx, |x| op.ranges(x)),
+        Op::SliceAxis(op) => shape::strided_slice(ctx, |x| op.ranges(x)),
         Op::Split(op) => shape::split(ctx, op),
         Op::Stack(op) => shape::stack(ctx, op),
         Op::Embedding(_) => index::embedding(ctx),

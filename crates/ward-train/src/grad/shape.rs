@@ -1,8 +1,8 @@
 //! Operators that only move elements: the gradient moves them back.
 
-use ward_graph::interp::shape::swap_axes as swap;
+use ward_graph::interp::shape::{permuted, strided_scatter, swap_axes as swap};
 use ward_graph::interp::Array;
-use ward_graph::ops::shape::{Concat, Split, Stack, SwapAxes};
+use ward_graph::ops::shape::{Concat, Split, Stack, Strided, SwapAxes, Transpose};
 
 use super::{arrays, Ctx, Rule};
 
@@ -17,6 +17,28 @@ pub fn swap_axes(ctx: &Ctx<'_>, op: &SwapAxes) -> Rule {
     let g = ctx.grad(0)?;
     Ok(vec![Some(
         swap(&g, op.axis1, op.axis2).map_err(|e| e.to_string())?,
+    )])
+}
+
+/// A permutation's gradient is permuted back by the inverse permutation.
+pub fn transpose(ctx: &Ctx<'_>, op: &Transpose) -> Rule {
+    let g = ctx.grad(0)?;
+    Ok(vec![Some(
+        permuted(&g, &op.inverse()).map_err(|e| e.to_string())?,
+    )])
+}
+
+/// `slice` and `slice_axis`: the gradient goes back where the slice took its elements
+/// from; elements not taken get zero.
+pub fn strided_slice(
+    ctx: &Ctx<'_>,
+    ranges: impl FnOnce(&[usize]) -> Result<Vec<Strided>, String>,
+) -> Rule {
+    let x = ctx.input(0)?;
+    let ranges = ranges(&x.shape)?;
+    let g = ctx.grad(0)?;
+    Ok(vec![Some(
+        strided_scatter(&g, &ranges, &x.shape).map_err(|e| e.to_string())?,
     )])
 }
 

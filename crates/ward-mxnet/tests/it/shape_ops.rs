@@ -1,0 +1,180 @@
+//! The shape operators of issue 20 (`transpose`, `expand_dims`, `squeeze`, `slice`,
+//! `slice_axis`): what they import to, and the crafted attributes they refuse, each
+//! refusal naming the node and the attribute. Their numbers against MXNet's are checked
+//! on the one-operator fixtures (ward-exec's conformance test).
+
+use crate::support::params_corpus::list;
+use ward_core::DType;
+use ward_mxnet::import::{import, DeclaredInput, Imported};
+use ward_mxnet::limits::{ParamsLimits, SymbolLimits};
+use ward_mxnet::params::read_params;
+use ward_mxnet::symbol::read_symbol;
+
+/// data → `op` with `attrs`.
+fn symbol(op: &str, attrs: &str) -> String {
+    format!(
+        r#"{{"nodes": [
+            {{"op": "null", "name": "data", "inputs": []}},
+            {{"op": "{op}", "name": "layer", "attrs": {{{attrs}}}, "inputs": [[0, 0, 0]]}}
+        ], "arg_nodes": [0], "heads": [[1, 0, 0]], "attrs": {{"mxnet_version": ["int", 10901]}}}}"#
+    )
+}
+
+fn import_with(op: &str, attrs: &str, shape: &[i64]) -> Result<Imported, String> {
+    let sym = read_symbol(symbol(op, attrs).as_bytes(), &SymbolLimits::default()).unwrap();
+    let params = read_params(&list(&[], None), &ParamsLimits::default()).unwrap();
+    let inputs = [DeclaredInput {
+        name: "data".into(),
+        dtype: DType::F32,
+        shape: shape.to_vec(),
+    }];
+    import(&sym, params, &inputs).map_err(|e| e.to_string())
+}
+
+/// The output shape, with -1 for a dim that follows the variable batch.
+fn output_shape(op: &str, attrs: &str, shape: &[i64]) -> Vec<i64> {
+    let imported = import_with(op, attrs, shape).unwrap_or_else(|e| panic!("{op} {attrs}: {e}"));
+    imported.output_shapes[0].clone()
+}
+
+/// The refusal, which must name the node and `attr`.
+fn refusal(op: &str, attrs: &str, shape: &[i64], attr: &str) -> String {
+    let e = import_with(op, attrs, shape).expect_err("the import must be refused");
+    assert!(e.contains("layer") && e.contains(attr), "{op} {attrs}: {e}");
+    e
+}
+
+const DATA: &[i64] = &[-1, 2, 1, 4];
+
+#[test]
+fn shapes_follow_mxnet() {
+    assert_eq!(output_shape("transpose", "", DATA), vec![4, 1, 2, -1]);
+    assert_eq!(
+        output_shape("transpose", r#""axes": "(0, 3, 1, 2)""#, DATA),
+        vec![-1, 4, 2, 1]
+    );
+    assert_eq!(
+        output_shape("expand_dims", r#""axis": "-1""#, DATA),
+        vec![-1, 2, 1, 4, 1]
+    );
+    assert_eq!(
+        output_shape("expand_dims", r#""axis": "-5""#, DATA),
+        vec![1, -1, 2, 1, 4]
+    );
+    assert_eq!(
+        output_shape("squeeze", r#""axis": "(-2,)""#, DATA),
+        vec![-1, 2, 4]
+    );
+    assert_eq!(output_shape("squeeze", "", &[3, 1, 1]), vec![3]);
+    assert_eq!(output_shape("squeeze", "", &[1, 1]), vec![1]);
+    assert_eq!(
+        output_shape(
+            "slice",
+            r#""begin": "(None, 1)", "end": "(None, None)""#,
+            DATA
+        ),
+        vec![-1, 1, 1, 4]
+    );
+    assert_eq!(
+        output_shape(
+            "slice",
+            r#""begin": "(None, None, None, 3)", "end": "(None, None, None, -9)", "step": "(None, None, None, -2)""#,
+            DATA
+        ),
+        vec![-1, 2, 1, 2]
+    );
+    assert_eq!(
+        output_shape(
+            "slice",
+            r#""begin": "(0, 0, 0, 1)", "end": "(5, 9, 9, 99)""#,
+            &[3, 2, 1, 4]
+        ),
+        vec![3, 2, 1, 3]
+    );
+    assert_eq!(
+        output_shape(
+            "slice_axis",
+            r#""axis": "-1", "begin": "-3", "end": "None""#,
+            DATA
+        ),
+        vec![-1, 2, 1, 3]
+    );
+}
+
+#[test]
+fn crafted_attributes_are_refused_by_name() {
+    refusal("transpose", r#""axes": "(-1, 0, 1, 2)""#, DATA, "axes");
+    refusal(
+        "transpose",
+        r#""axes": "(0, 0, 1, 2)""#,
+        DATA,
+        "permutation",
+    );
+    refusal("transpose", r#""axes": "(0, 1, 2)""#, DATA, "rank");
+    refusal(
+        "transpose",
+        r#""axes": "(0, 1, 2, 3000000000000)""#,
+        DATA,
+        "permutation",
+    );
+    refusal("expand_dims", r#""axis": "5""#, DATA, "axis");
+    refusal("expand_dims", r#""axis": "-1000000000000""#, DATA, "axis");
+    refusal("expand_dims", "", DATA, "axis");
+    refusal("squeeze", r#""axis": "(1,)""#, DATA, "axis");
+    refusal("squeeze", r#""axis": "(2, -2)""#, DATA, "twice");
+    refusal("squeeze", r#""axis": "(9,)""#, DATA, "axis");
+    // MXNet would drop the batch axis only in the calls where it is 1.
+    refusal("squeeze", "", DATA, "variable dim 0");
+    refusal("squeeze", r#""axis": "(0,)""#, DATA, "axis");
+    refusal(
+        "slice",
+        r#""begin": "(0,)", "end": "(1,)", "step": "(0,)""#,
+        DATA,
+        "step",
+    );
+    refusal("slice", r#""begin": "(0, 0)", "end": "(1,)""#, DATA, "end");
+    let forty = format!("({})", vec!["0"; 40].join(", "));
+    refusal(
+        "slice",
+        &format!(r#""begin": "{forty}", "end": "{forty}""#),
+        DATA,
+        "axes",
+    );
+    refusal(
+        "slice",
+        r#""begin": "(None, 1000000000000)", "end": "(None, None)""#,
+        DATA,
+        "empty",
+    );
+    refusal(
+        "slice",
+        r#""begin": "(None, 1)", "end": "(None, 1)""#,
+        DATA,
+        "empty",
+    );
+    refusal(
+        "slice",
+        r#""begin": "(None, 1.5)", "end": "(None, 2)""#,
+        DATA,
+        "begin",
+    );
+    refusal(
+        "slice_axis",
+        r#""axis": "3", "begin": "0", "end": "1000000000000000""#,
+        DATA,
+        "out of range",
+    );
+    refusal(
+        "slice_axis",
+        r#""axis": "3", "begin": "2", "end": "2""#,
+        DATA,
+        "empty",
+    );
+    refusal(
+        "slice_axis",
+        r#""axis": "7", "begin": "0", "end": "1""#,
+        DATA,
+        "axis",
+    );
+    refusal("slice_axis", r#""axis": "1", "begin": "0""#, DATA, "end");
+}
