@@ -35,7 +35,7 @@ pub enum ResizeTarget {
 /// MXNet `_contrib_BilinearResize2D` on NCHW data. Output pixel `o` of an axis of input
 /// length `I` and output length `O` reads the input at `r = o·(I − 1)/(O − 1)` with
 /// `align_corners`, else at `max(0, (o + ½)·I/O − ½)`; the scale is 0 when `O` is 1.
-/// See [`crate::interp::resize::bilinear_taps`].
+/// See [`crate::interp::resize::bilinear_map`].
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BilinearResize {
