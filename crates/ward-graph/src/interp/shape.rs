@@ -10,7 +10,7 @@
 
 use super::array::{element_count, indices, strides};
 use super::{resolve_axis, Array, KResult, KernelError};
-use crate::ops::shape::{Slice, SliceAxis, Strided};
+use crate::ops::shape::{sliced_shape, Slice, SliceAxis, Strided};
 
 /// The output shape of MXNet `Reshape` with `shape = codes`, as MXNet 1.9.1's
 /// `InferReshapeShape` computes it. The codes, read left to right with a cursor on the
@@ -320,26 +320,30 @@ pub fn slice_axis(x: &Array, axis: i64, begin: i64, end: Option<i64>) -> KResult
 /// The elements of `x` that `ranges` (one per axis) pick, in order.
 pub fn strided(x: &Array, ranges: &[Strided]) -> KResult<Array> {
     check_ranges(&x.shape, ranges)?;
-    let shape: Vec<usize> = ranges.iter().map(|r| r.len).collect();
-    let st = strides(&x.shape);
+    let shape = sliced_shape(ranges);
     let mut data = Vec::with_capacity(element_count(&shape)?);
-    for idx in indices(&shape) {
-        let off: usize = idx
-            .iter()
+    data.extend(picked_offsets(&x.shape, ranges).map(|off| x.data[off]));
+    Array::new(shape, data)
+}
+
+/// The flat offsets in an array of shape `input` of the elements `ranges` pick, in the
+/// order of the slice's own elements.
+fn picked_offsets<'r>(input: &[usize], ranges: &'r [Strided]) -> impl Iterator<Item = usize> + 'r {
+    let st = strides(input);
+    indices(&sliced_shape(ranges)).map(move |idx| {
+        idx.iter()
             .zip(ranges)
             .zip(&st)
             .map(|((&i, r), &s)| r.index(i) * s)
-            .sum();
-        data.push(x.data[off]);
-    }
-    Array::new(shape, data)
+            .sum()
+    })
 }
 
 /// The gradient of [`strided`]: `grad` (the picked elements' gradients) put back where
 /// they were picked from, zeros elsewhere, in an array of shape `input`.
 pub fn strided_scatter(grad: &Array, ranges: &[Strided], input: &[usize]) -> KResult<Array> {
     check_ranges(input, ranges)?;
-    let shape: Vec<usize> = ranges.iter().map(|r| r.len).collect();
+    let shape = sliced_shape(ranges);
     if grad.shape != shape {
         return Err(KernelError::new(
             "slice",
@@ -349,15 +353,8 @@ pub fn strided_scatter(grad: &Array, ranges: &[Strided], input: &[usize]) -> KRe
             ),
         ));
     }
-    let st = strides(input);
     let mut out = Array::zeros(input.to_vec())?;
-    for (flat, idx) in indices(&shape).enumerate() {
-        let off: usize = idx
-            .iter()
-            .zip(ranges)
-            .zip(&st)
-            .map(|((&i, r), &s)| r.index(i) * s)
-            .sum();
+    for (flat, off) in picked_offsets(input, ranges).enumerate() {
         out.data[off] = grad.data[flat];
     }
     Ok(out)
