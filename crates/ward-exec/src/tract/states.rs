@@ -233,8 +233,12 @@ mod tests {
             assert_eq!(run(&states, &runnable, v as f32).unwrap(), v as f32);
             assert_eq!(states.kept(), 1);
         }
+        // Joined, not left to the scope: a scope returns once the thread's closure has,
+        // which can be before its thread-locals (the token that says it lives) are gone.
         std::thread::scope(|s| {
-            s.spawn(|| assert_eq!(run(&states, &runnable, 7.0).unwrap(), 7.0));
+            s.spawn(|| assert_eq!(run(&states, &runnable, 7.0).unwrap(), 7.0))
+                .join()
+                .unwrap();
         });
         // The other thread's state was kept for it, but it has ended: the next put back
         // drops it.
