@@ -640,6 +640,85 @@ for i in range(22):
     case("slice_axis_%d" % i, "slice_axis", dict(axis=axis, begin=begin, end=end),
          [("data", shape)])
 
+# --- reductions: sum, prod, max, min, nansum, nanprod, norm, argmax, argmin (issue 20)
+# Random ranks, shapes and axis lists (None, (), one axis, several, negative), keepdims
+# and exclude. Some cases hold NaN (max and min give NaN, the nan* variants skip it,
+# argmax and argmin pick the first NaN), ties from small integers (max/min give the
+# gradient to every tied element, argmax/argmin the first index), zeros (prod's gradient
+# out/x is then NaN or inf, as MXNet computes it).
+_red_rng = np.random.RandomState(21)
+
+
+def small_ints(rng, shape):
+    return rng.randint(-2, 3, size=shape).astype(np.float32)
+
+
+def with_nan(rng, shape):
+    a = rng.normal(0, 1, size=shape).astype(np.float32)
+    flat = a.reshape(-1)
+    flat[rng.randint(flat.size)] = np.nan
+    return a
+
+
+def _red_axes(rank, i):
+    """An axis attribute: None, (), one axis or a tuple of distinct axes, some negative."""
+    kind = i % 5
+    if kind == 0:
+        return None
+    if kind == 1 and i % 10 == 1:
+        return ()
+    count = 1 + int(_red_rng.randint(rank))
+    picked = sorted(_red_rng.choice(rank, size=count, replace=False))
+    picked = [int(a) - (rank if _red_rng.randint(2) else 0) for a in picked]
+    return picked[0] if count == 1 and i % 2 else tuple(picked)
+
+
+for op in ["sum", "prod", "max", "min", "nansum", "nanprod", "norm"]:
+    for i in range(20):
+        rank = 1 + i % 4
+        shape = _rand_shape(rank, 1, 4)
+        attrs = {}
+        axes = _red_axes(rank, i)
+        if axes is not None:
+            attrs["axis"] = axes
+        if i % 3 == 1:
+            attrs["keepdims"] = True
+        if op == "norm":
+            attrs["ord"] = 1 + i % 2
+        elif i % 4 == 3 and axes not in (None, ()):
+            attrs["exclude"] = True
+        values = {}
+        if i % 5 == 2 and op != "norm":
+            values = {"data": with_nan}
+        elif i % 5 == 4:
+            values = {"data": small_ints}
+        case("red_%s_%d" % (op, i), op, attrs, [("data", shape)], values=values)
+
+for op in ["argmax", "argmin"]:
+    for i in range(20):
+        rank = 1 + i % 4
+        shape = _rand_shape(rank, 1, 5)
+        attrs = {}
+        if i % 5:
+            attrs["axis"] = int(_red_rng.randint(-rank, rank))
+        if i % 3 == 1:
+            attrs["keepdims"] = True
+        values = {}
+        if i % 4 == 2:
+            values = {"data": with_nan}
+        elif i % 4 == 3:
+            values = {"data": small_ints}
+        case("red_%s_%d" % (op, i), op, attrs, [("data", shape)], values=values)
+case("red_argmax_channel_2d", "argmax_channel", {}, [("data", (3, 5))], values={"data": small_ints})
+case("red_argmax_channel_3d", "argmax_channel", {}, [("data", (2, 3, 4))],
+     notes="argmax along axis 1, not the last")
+case("red_prod_zero", "prod", dict(axis=1), [("data", (2, 3))], values={"data": special(0.0)},
+     notes="the gradient out/x at a zero element")
+case("red_norm_zero", "norm", dict(axis=1), [("data", (2, 3))],
+     values={"data": lambda rng, shape: np.zeros(shape, np.float32)},
+     notes="the L2 gradient x/out at a zero norm")
+
+
 # --- Embedding ---------------------------------------------------------------
 case("embedding_2d_ids", "Embedding", dict(input_dim=10, output_dim=4), [("data", (2, 5))],
      values={"data": token_ids(10)},

@@ -42,6 +42,7 @@ use ward_graph::ops::activation::{ActivationKind, LeakyReluKind};
 use ward_graph::ops::elementwise::{BinaryKind, ScalarKind, UnaryKind};
 use ward_graph::ops::loss::{Normalization, RegressionKind, SoftmaxOutputMode};
 use ward_graph::ops::pool::PoolKind;
+use ward_graph::ops::reduce::{ArgKind, ReduceKind};
 use ward_graph::ops::resize::ResizeTarget;
 use ward_graph::ops::rnn::{Rnn, RnnMode, PARAMS_PER_CELL};
 use ward_graph::ops::shape::{FillDim, PadMode, ReshapeDim};
@@ -534,6 +535,17 @@ impl<'a> Writer<'a> {
                 ))
             })?);
         }
+        // A reduction's `axis`, absent for every axis. MXNet reduces every axis for
+        // `axis=()`, so an empty list of axes (reduce none) has no spelling.
+        let axis_attr = |axes: Option<&[i64]>| match axes {
+            Some([]) => Err(unsupported(
+                "axes",
+                "[]".into(),
+                "MXNet reads an empty axis tuple as every axis",
+            )),
+            Some(axes) => Ok(Some(tuple(axes))),
+            None => Ok(None),
+        };
         let mut attrs: BTreeMap<String, String> = BTreeMap::new();
         let mut set = |key: &str, value: String| {
             attrs.insert(key.to_string(), value);
@@ -895,22 +907,41 @@ impl<'a> Writer<'a> {
                 "clip"
             }
             Op::Mean(m) => {
-                match &m.axes {
-                    // MXNet reduces every axis for `axis=()`, so an empty list of axes
-                    // (reduce none) has no spelling; absent means every axis.
-                    Some(axes) if axes.is_empty() => {
-                        return Err(unsupported(
-                            "axes",
-                            "[]".into(),
-                            "MXNet reads an empty axis tuple as every axis",
-                        ))
-                    }
-                    Some(axes) => set("axis", tuple(axes)),
-                    None => {}
+                if let Some(axis) = axis_attr(m.axes.as_deref())? {
+                    set("axis", axis);
                 }
                 set("keepdims", boolean(m.keepdims));
                 set("exclude", boolean(m.exclude));
                 "mean"
+            }
+            Op::Reduce(r) => {
+                if let Some(axis) = axis_attr(r.axes.as_deref())? {
+                    set("axis", axis);
+                }
+                set("keepdims", boolean(r.keepdims));
+                match r.kind {
+                    ReduceKind::L1 | ReduceKind::L2 if r.exclude => {
+                        return Err(unsupported(
+                            "exclude",
+                            "true".into(),
+                            "MXNet's norm has no exclude",
+                        ))
+                    }
+                    ReduceKind::L1 => set("ord", "1".into()),
+                    ReduceKind::L2 => set("ord", "2".into()),
+                    _ => set("exclude", boolean(r.exclude)),
+                }
+                r.kind.mxnet_name()
+            }
+            Op::ArgReduce(r) => {
+                if let Some(axis) = r.axis {
+                    set("axis", axis.to_string());
+                }
+                set("keepdims", boolean(r.keepdims));
+                match r.kind {
+                    ArgKind::Max => "argmax",
+                    ArgKind::Min => "argmin",
+                }
             }
             Op::Embedding(e) => {
                 set("input_dim", e.input_dim.to_string());

@@ -28,7 +28,7 @@ use ward_graph::ops::loss::{
 };
 use ward_graph::ops::norm::{BatchNorm, GroupNorm, InstanceNorm, LayerNorm};
 use ward_graph::ops::pool::{AdaptiveAvgPool, Pool, PoolKind};
-use ward_graph::ops::reduce::Mean;
+use ward_graph::ops::reduce::{ArgKind, ArgReduce, Mean, Reduce, ReduceKind};
 use ward_graph::ops::resize::{BilinearResize, ResizeTarget, UpSampling};
 use ward_graph::ops::rnn::{Rnn, RnnMode};
 use ward_graph::ops::shape::{
@@ -1120,20 +1120,85 @@ impl Importer<'_> {
                 Stack { axis }.into()
             }
             "mean" => {
-                let axes = a.opt_tuple("axis")?;
+                let (axes, exclude) = reduce_axes(&mut a)?;
                 let keepdims = a.bool("keepdims", false)?;
-                let exclude = a.bool("exclude", false)?;
-                // MXNet 1.9.1 reduces every axis for `axis=()`, with or without `exclude`.
-                let (axes, exclude) = match axes {
-                    Some(list) if list.is_empty() => (None, false),
-                    other => (other, exclude),
-                };
                 a.finish()?;
                 need(1)?;
                 Mean {
                     axes,
                     keepdims,
                     exclude,
+                }
+                .into()
+            }
+            "sum" | "prod" | "nansum" | "nanprod" | "max" | "min" => {
+                let kind = match op {
+                    "sum" => ReduceKind::Sum,
+                    "prod" => ReduceKind::Prod,
+                    "nansum" => ReduceKind::NanSum,
+                    "nanprod" => ReduceKind::NanProd,
+                    "max" => ReduceKind::Max,
+                    _ => ReduceKind::Min,
+                };
+                let (axes, exclude) = reduce_axes(&mut a)?;
+                let keepdims = a.bool("keepdims", false)?;
+                a.finish()?;
+                need(1)?;
+                Reduce {
+                    kind,
+                    axes,
+                    keepdims,
+                    exclude,
+                }
+                .into()
+            }
+            "norm" => {
+                let kind = match a.int("ord", 2)? {
+                    1 => ReduceKind::L1,
+                    2 => ReduceKind::L2,
+                    other => return Err(unsupported("ord", &other, " (MXNet has 1 and 2)")),
+                };
+                let axes = match a.opt_tuple("axis")? {
+                    Some(list) if list.is_empty() => None,
+                    other => other,
+                };
+                let out_dtype = a.string("out_dtype", "None")?;
+                if out_dtype != "None" && out_dtype != "float32" {
+                    return Err(unsupported(
+                        "out_dtype",
+                        &format!("{out_dtype:?}"),
+                        " (only float32)",
+                    ));
+                }
+                let keepdims = a.bool("keepdims", false)?;
+                a.finish()?;
+                need(1)?;
+                Reduce {
+                    kind,
+                    axes,
+                    keepdims,
+                    exclude: false,
+                }
+                .into()
+            }
+            "argmax" | "argmin" | "argmax_channel" => {
+                let kind = if op == "argmin" {
+                    ArgKind::Min
+                } else {
+                    ArgKind::Max
+                };
+                // MXNet's argmax_channel is argmax along axis 1, without attributes.
+                let (axis, keepdims) = if op == "argmax_channel" {
+                    (Some(1), false)
+                } else {
+                    (a.opt_int("axis")?, a.bool("keepdims", false)?)
+                };
+                a.finish()?;
+                need(1)?;
+                ArgReduce {
+                    kind,
+                    axis,
+                    keepdims,
                 }
                 .into()
             }
@@ -1491,6 +1556,17 @@ fn normalization(a: &mut AttrReader<'_>) -> Result<Normalization, ImportError> {
             _ => Normalization::Null,
         },
     )
+}
+
+/// `axis` and `exclude` of MXNet's `ReduceAxesParam` (`sum`, `mean`, `max`, ...): MXNet
+/// 1.9.1 reduces every axis for `axis=()`, with or without `exclude`.
+fn reduce_axes(a: &mut AttrReader<'_>) -> Result<(Option<Vec<i64>>, bool), ImportError> {
+    let axes = a.opt_tuple("axis")?;
+    let exclude = a.bool("exclude", false)?;
+    Ok(match axes {
+        Some(list) if list.is_empty() => (None, false),
+        other => (other, exclude),
+    })
 }
 
 /// The axes MXNet `squeeze` removes, given the input's shape with variable dims at 1

@@ -183,6 +183,8 @@ fn lower_node(b: &mut Builder<'_>, at: &At<'_>) -> R<()> {
         Op::Unary(op) => elementwise::unary(b, at, op),
         Op::Clip(op) => elementwise::clip(b, at, op),
         Op::Mean(op) => reduce::mean(b, at, op),
+        Op::Reduce(op) => reduce::reduce(b, at, op),
+        Op::ArgReduce(op) => reduce::arg_reduce(b, at, op),
         Op::Embedding(op) => index::embedding(b, at, op),
         Op::SequenceLast(op) => index::sequence_last(b, at, op),
         Op::Rnn(op) => rnn::rnn(b, at, op),

@@ -13,6 +13,7 @@ use super::conv::{self, ConvParams, DeconvParams};
 use super::elementwise::{self, BinaryKind as KBinary, ScalarKind as KScalar, UnaryKind as KUnary};
 use super::norm::{self, BatchNormParams};
 use super::pool::{self, PoolKind as KPool, PoolParams};
+use super::reduce::{self, Reduction};
 use super::resize;
 use super::rnn::{self, RnnMode as KRnnMode, RnnWeights};
 use super::shape::{self as kshape, PadMode as KPad};
@@ -383,14 +384,30 @@ pub fn eval_node(node: &Node, ins: &[Option<&Array>]) -> R<Vec<Array>> {
         Op::Clip(op) => one(kernel(elementwise::clip(x()?, op.min, op.max))?),
         Op::Mean(op) => {
             let x = x()?;
-            // The IR lists the axes reduced (None: all); an empty list reduces none.
             let axes = op.axes(x.shape.len())?;
-            if axes.is_empty() {
-                return one(x.clone());
-            }
-            let axes: Vec<i64> = axes.iter().map(|&a| a as i64).collect();
-            one(kernel(kshape::mean(x, Some(&axes), op.keepdims, false))?)
+            one(kernel(reduce::reduce_over(
+                x,
+                Reduction::Mean,
+                &axes,
+                op.keepdims,
+            ))?)
         }
+        Op::Reduce(op) => {
+            let x = x()?;
+            let axes = op.axes(x.shape.len())?;
+            one(kernel(reduce::reduce_over(
+                x,
+                Reduction::Of(op.kind),
+                &axes,
+                op.keepdims,
+            ))?)
+        }
+        Op::ArgReduce(op) => one(kernel(reduce::arg_reduce(
+            x()?,
+            op.kind,
+            op.axis,
+            op.keepdims,
+        ))?),
         Op::Embedding(_) => one(kernel(embedding::embedding(x()?, arg(ins, 1)?))?),
         Op::SequenceLast(op) => one(kernel(kshape::sequence_last(x()?, op.axis))?),
         Op::Rnn(op) => {

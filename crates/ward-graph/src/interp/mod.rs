@@ -24,6 +24,7 @@ pub mod eval;
 pub mod loss;
 pub mod norm;
 pub mod pool;
+pub mod reduce;
 pub mod resize;
 pub mod rnn;
 pub mod shape;

@@ -20,10 +20,12 @@ use super::conv::{self, ConvParams, DeconvParams};
 use super::elementwise::{self, BinaryKind, ScalarKind, UnaryKind};
 use super::norm::{self, BatchNormParams, BatchNormTrainingParams};
 use super::pool::{self, PoolKind, PoolParams};
+use super::reduce::{self, Reduction};
 use super::resize;
 use super::rnn::{self, RnnConfig, RnnMode};
 use super::shape::{self, PadMode};
 use super::{dense, embedding, loss, Array};
+use crate::ops::reduce::{ArgKind, ReduceKind};
 use crate::ops::resize::{BilinearResize, ResizeTarget, UpSampling};
 
 type R<T> = Result<T, String>;
@@ -570,13 +572,58 @@ fn run(c: &Case) -> R<Vec<Array>> {
             ))
         }
         "SequenceLast" => one(shape::sequence_last(x(0)?, a.int("axis", 0)?)),
-        "mean" => {
+        "mean" | "sum" | "sum_axis" | "prod" | "nansum" | "nanprod" | "max" | "max_axis"
+        | "min" | "min_axis" => {
+            let how = match op {
+                "mean" => Reduction::Mean,
+                "sum" | "sum_axis" => Reduction::Of(ReduceKind::Sum),
+                "prod" => Reduction::Of(ReduceKind::Prod),
+                "nansum" => Reduction::Of(ReduceKind::NanSum),
+                "nanprod" => Reduction::Of(ReduceKind::NanProd),
+                "max" | "max_axis" => Reduction::Of(ReduceKind::Max),
+                _ => Reduction::Of(ReduceKind::Min),
+            };
             let axes = a.tuple_opt("axis")?;
-            one(shape::mean(
+            one(reduce::reduce(
                 x(0)?,
+                how,
                 axes.as_deref(),
                 a.bool("keepdims", false)?,
                 a.bool("exclude", false)?,
+            ))
+        }
+        "norm" => {
+            let how = match a.int("ord", 2)? {
+                1 => ReduceKind::L1,
+                2 => ReduceKind::L2,
+                other => return Err(format!("norm ord {other}")),
+            };
+            let axes = a.tuple_opt("axis")?;
+            one(reduce::reduce(
+                x(0)?,
+                Reduction::Of(how),
+                axes.as_deref(),
+                a.bool("keepdims", false)?,
+                false,
+            ))
+        }
+        "argmax" | "argmin" | "argmax_channel" => {
+            let kind = if op == "argmin" {
+                ArgKind::Min
+            } else {
+                ArgKind::Max
+            };
+            // argmax_channel is argmax along axis 1 (MXNet 1.9.1 gives (2, 4) for (2, 3, 4)).
+            let axis = if op == "argmax_channel" {
+                Some(1)
+            } else {
+                a.optional_int("axis")?
+            };
+            one(reduce::arg_reduce(
+                x(0)?,
+                kind,
+                axis,
+                a.bool("keepdims", false)?,
             ))
         }
         "_zeros" | "_ones" => {

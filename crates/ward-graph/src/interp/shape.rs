@@ -1,7 +1,6 @@
-//! Operators that move, copy or reduce elements without arithmetic on them (apart from
-//! `mean`): Reshape, Flatten, expand_dims, squeeze, Concat, SwapAxis, transpose, slice,
-//! slice_axis, SliceChannel, stack, Pad, SequenceLast, mean, and the constant fills
-//! (MXNet 1.9.1).
+//! Operators that move or copy elements without arithmetic on them: Reshape, Flatten,
+//! expand_dims, squeeze, Concat, SwapAxis, transpose, slice, slice_axis, SliceChannel,
+//! stack, Pad, SequenceLast, and the constant fills (MXNet 1.9.1).
 
 #![allow(
     clippy::indexing_slicing,
@@ -590,72 +589,6 @@ pub fn sequence_last(x: &Array, axis: i64) -> KResult<Array> {
     Array::new(shape, data)
 }
 
-/// MXNet `mean` (legacy, non-NumPy mode). `axes` None **or empty** reduces over every
-/// axis (MXNet 1.9.1 treats `axis=()` as all axes, with or without `exclude`); with
-/// `exclude` the listed axes are kept and the others reduced. Reduced axes are kept as 1
-/// with `keepdims`. A result with no axis left has shape (1), as in MXNet.
-pub fn mean(x: &Array, axes: Option<&[i64]>, keepdims: bool, exclude: bool) -> KResult<Array> {
-    const OP: &str = "mean";
-    let rank = x.rank();
-    let reduce: Vec<bool> = match axes {
-        None | Some([]) => vec![true; rank],
-        Some(list) => {
-            let mut listed = vec![false; rank];
-            for &ax in list {
-                let a = resolve_axis(OP, ax, rank)?;
-                if listed[a] {
-                    return Err(KernelError::new(OP, format!("axis {ax} is listed twice")));
-                }
-                listed[a] = true;
-            }
-            if exclude {
-                listed.iter().map(|l| !l).collect()
-            } else {
-                listed
-            }
-        }
-    };
-    let kept_shape: Vec<usize> = x
-        .shape
-        .iter()
-        .zip(&reduce)
-        .map(|(&d, &r)| if r { 1 } else { d })
-        .collect();
-    let count: usize = x
-        .shape
-        .iter()
-        .zip(&reduce)
-        .filter(|(_, r)| **r)
-        .map(|(&d, _)| d)
-        .product();
-    let mut sums = Array::zeros(kept_shape.clone())?;
-    let ks = strides(&kept_shape);
-    for (flat, idx) in indices(&x.shape).enumerate() {
-        let off: usize = idx
-            .iter()
-            .zip(&reduce)
-            .zip(&ks)
-            .map(|((&i, &r), &s)| if r { 0 } else { i * s })
-            .sum();
-        sums.data[off] += x.data[flat];
-    }
-    let mut out = sums.map(|s| s / count as f64);
-    if !keepdims {
-        let mut shape: Vec<usize> = x
-            .shape
-            .iter()
-            .zip(&reduce)
-            .filter(|(_, r)| !**r)
-            .map(|(&d, _)| d)
-            .collect();
-        if shape.is_empty() {
-            shape.push(1);
-        }
-        out = out.reshaped(shape)?;
-    }
-    Ok(out)
-}
-
 /// MXNet `_zeros` / `_ones` / `_full`: an array of `value`.
 pub fn fill(shape: &[usize], value: f64) -> KResult<Array> {
     Array::full(shape.to_vec(), value)
@@ -803,25 +736,5 @@ mod tests {
         let h = pad(&x, PadMode::Edge, &[0, 0, 0, 0, 1, 1, 0, 0], 0.0).unwrap();
         assert_eq!(h.shape, vec![1, 1, 3, 3]);
         assert_eq!(h.data[6..], [1.0, 2.0, 3.0]);
-    }
-
-    #[test]
-    fn mean_axes_keepdims_exclude() {
-        let x = ramp(vec![2, 3, 4]);
-        let all = mean(&x, None, false, false).unwrap();
-        assert_eq!((all.shape.clone(), all.data[0]), (vec![1], 11.5));
-        assert_eq!(
-            mean(&x, Some(&[]), true, false).unwrap().shape,
-            vec![1, 1, 1]
-        );
-        assert_eq!(mean(&x, Some(&[]), false, true).unwrap(), all);
-        let m = mean(&x, Some(&[1]), true, true).unwrap();
-        assert_eq!(m.shape, vec![1, 3, 1]);
-        assert_eq!(m.data, vec![7.5, 11.5, 15.5]);
-        let m = mean(&x, Some(&[-1, 0]), false, false).unwrap();
-        assert_eq!(m.data, vec![7.5, 11.5, 15.5]);
-        assert_eq!(mean(&x, Some(&[0, 1, 2]), false, false).unwrap(), all);
-        assert!(mean(&x, Some(&[1, -2]), false, false).is_err());
-        assert!(mean(&x, Some(&[3]), false, false).is_err());
     }
 }

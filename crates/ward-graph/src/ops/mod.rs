@@ -131,6 +131,8 @@ ops! {
     Unary(elementwise::Unary) = "unary",
     Clip(elementwise::Clip) = "clip",
     Mean(reduce::Mean) = "mean",
+    Reduce(reduce::Reduce) = "reduce",
+    ArgReduce(reduce::ArgReduce) = "arg_reduce",
     Embedding(index::Embedding) = "embedding",
     SequenceLast(index::SequenceLast) = "sequence_last",
     Rnn(rnn::Rnn) = "rnn",

@@ -1,11 +1,10 @@
 //! Element-wise and broadcast arithmetic, `add_n`, scalar operations, the unary
-//! operators, `clip` and `mean`.
+//! operators and `clip`.
 
 use ward_graph::interp::Array;
 use ward_graph::ops::elementwise::{
     Binary, BinaryKind, Clip, Scalar, ScalarKind, Unary, UnaryKind,
 };
-use ward_graph::ops::reduce::Mean;
 
 use super::{arrays, Ctx, Rule};
 
@@ -120,35 +119,4 @@ pub fn clip(ctx: &Ctx<'_>, op: &Clip) -> Rule {
     let outside = |x: f64| x > op.max || x < op.min;
     let dx = arrays::zip(&g, x, |g, x| if outside(x) { 0.0 } else { g })?;
     Ok(vec![Some(dx)])
-}
-
-/// Every input element gets the gradient of the mean it fed, divided by how many fed it.
-pub fn mean(ctx: &Ctx<'_>, op: &Mean) -> Rule {
-    let x = ctx.input(0)?;
-    let g = ctx.grad(0)?;
-    let reduced = op.axes(x.shape.len())?;
-    if reduced.is_empty() {
-        return Ok(vec![Some(arrays::reshaped(&g, &x.shape)?)]);
-    }
-    let count: usize = reduced
-        .iter()
-        .map(|&a| x.shape.get(a).copied().unwrap_or(1))
-        .product();
-    // The gradient with the reduced axes kept as 1, broadcast back over them.
-    let kept: Vec<usize> = x
-        .shape
-        .iter()
-        .enumerate()
-        .map(|(a, &d)| if reduced.contains(&a) { 1 } else { d })
-        .collect();
-    let g = arrays::reshaped(&g, &kept)?;
-    let offsets = arrays::broadcast_offsets(&kept, &x.shape)?;
-    let scale = 1.0 / count.max(1) as f64;
-    let data = offsets
-        .iter()
-        .map(|&o| g.data.get(o).copied().unwrap_or(0.0) * scale)
-        .collect();
-    Ok(vec![Some(
-        Array::new(x.shape.clone(), data).map_err(|e| e.to_string())?,
-    )])
 }

@@ -5,7 +5,7 @@
 //! node's inputs and outputs, then walks the nodes in reverse, asking each operator's
 //! rule for the gradients of its inputs from the gradients of its outputs and summing
 //! them where a value feeds several nodes. The rules live by family, as the operators do
-//! in `ward_graph::ops`: [`dense`], [`activation`], [`elementwise`], [`shape`],
+//! in `ward_graph::ops`: [`dense`], [`activation`], [`elementwise`], [`reduce`], [`shape`],
 //! [`conv`], [`norm`], [`rnn`], [`index`], [`pool`], [`resize`], [`loss`].
 //!
 //! The loss heads (`SoftmaxOutput`, the `*RegressionOutput`s, `MakeLoss`) compute their
@@ -26,6 +26,7 @@ pub mod index;
 pub mod loss;
 pub mod norm;
 pub mod pool;
+pub mod reduce;
 pub mod resize;
 pub mod rnn;
 pub mod shape;
@@ -135,6 +136,8 @@ pub(crate) fn differentiable(op: &Op) -> Result<(), &'static str> {
         | Op::Unary(_)
         | Op::Clip(_)
         | Op::Mean(_)
+        | Op::Reduce(_)
+        | Op::ArgReduce(_)
         | Op::Reshape(_)
         | Op::Flatten(_)
         | Op::Concat(_)
@@ -393,7 +396,9 @@ pub(crate) fn rule(ctx: &Ctx<'_>) -> Rule {
         Op::Scalar(op) => elementwise::scalar(ctx, op),
         Op::Unary(op) => elementwise::unary(ctx, op),
         Op::Clip(op) => elementwise::clip(ctx, op),
-        Op::Mean(op) => elementwise::mean(ctx, op),
+        Op::Mean(op) => reduce::mean(ctx, op),
+        Op::Reduce(op) => reduce::reduce(ctx, op),
+        Op::ArgReduce(_) => reduce::arg_reduce(ctx),
         Op::Reshape(_) | Op::Flatten(_) | Op::ExpandDims(_) | Op::Squeeze(_) => shape::reshape(ctx),
         Op::Concat(op) => shape::concat(ctx, op),
         Op::SwapAxes(op) => shape::swap_axes(ctx, op),

@@ -40,6 +40,24 @@ const NOT_THE_DERIVATIVE: &[(&str, &str)] = &[
     ),
     ("pool2d_avg_k3s2p1_full_cip", "as pool1d_avg_k3s2p1_full"),
     ("pool3d_avg_k3s2p1_full_cip", "as pool1d_avg_k3s2p1_full"),
+    (
+        "red_max_9",
+        "a tie for the maximum: MXNet gives the whole gradient to every tied element, \
+         where the output has no derivative (a step either way moves only one of them)",
+    ),
+    ("red_max_19", "as red_max_9"),
+    ("red_min_19", "as red_max_9, for the minimum"),
+    (
+        "red_argmax_3",
+        "a tie for the maximum: a step on a tied element moves the index, which MXNet \
+         (and ward) differentiate as the constant it is everywhere else",
+    ),
+    ("red_argmax_7", "as red_argmax_3"),
+    ("red_argmax_11", "as red_argmax_3"),
+    ("red_argmax_15", "as red_argmax_3"),
+    ("red_argmax_19", "as red_argmax_3"),
+    ("red_argmin_7", "as red_argmax_3, for the minimum"),
+    ("red_argmin_15", "as red_argmax_3, for the minimum"),
 ];
 
 /// Cases the importer refuses by name (an attribute value ward does not implement).
