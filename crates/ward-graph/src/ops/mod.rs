@@ -130,6 +130,7 @@ ops! {
     Scalar(elementwise::Scalar) = "scalar",
     Unary(elementwise::Unary) = "unary",
     Clip(elementwise::Clip) = "clip",
+    Where(elementwise::Where) = "where",
     Mean(reduce::Mean) = "mean",
     Embedding(index::Embedding) = "embedding",
     SequenceLast(index::SequenceLast) = "sequence_last",

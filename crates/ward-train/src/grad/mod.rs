@@ -134,6 +134,7 @@ pub(crate) fn differentiable(op: &Op) -> Result<(), &'static str> {
         | Op::Scalar(_)
         | Op::Unary(_)
         | Op::Clip(_)
+        | Op::Where(_)
         | Op::Mean(_)
         | Op::Reshape(_)
         | Op::Flatten(_)
@@ -393,6 +394,7 @@ pub(crate) fn rule(ctx: &Ctx<'_>) -> Rule {
         Op::Scalar(op) => elementwise::scalar(ctx, op),
         Op::Unary(op) => elementwise::unary(ctx, op),
         Op::Clip(op) => elementwise::clip(ctx, op),
+        Op::Where(_) => elementwise::where_(ctx),
         Op::Mean(op) => elementwise::mean(ctx, op),
         Op::Reshape(_) | Op::Flatten(_) | Op::ExpandDims(_) | Op::Squeeze(_) => shape::reshape(ctx),
         Op::Concat(op) => shape::concat(ctx, op),
