@@ -457,6 +457,122 @@ case("clip_relu6", "clip", dict(a_min=0.0, a_max=6.0), [("data", (2, 6))],
 case("clip_nan", "clip", dict(a_min=-0.5, a_max=0.5), [("data", (3, 3))],
      values={"data": special(np.nan, np.inf, -np.inf)}, notes="NaN passes through clip")
 
+# --- comparison, logic and where (issue 20) ------------------------------------
+# MXNet gives 1 or 0 in the data's dtype. Values come from a small set so that ties
+# (==, >=, <=) happen, with NaN, ±inf and -0 mixed in; scalars are integers, negative
+# and fractional (and cast to float32 by MXNet before comparing: 0.1 against the float32
+# nearest 0.1, 1e300 against +inf). Shapes and broadcasting from their own fixed-seed
+# generator, so that no other case's attributes move.
+_cmp_rng = np.random.RandomState(2020)
+_TIES = np.array([-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0], dtype=np.float32)
+_ODD = np.array([np.nan, np.inf, -np.inf, -0.0], dtype=np.float32)
+
+
+def ties(extra=(), odd=True):
+    """Values drawn from a small set (plus `extra`), with NaN, ±inf and -0 at a few
+    places when `odd`."""
+    pool = np.concatenate([_TIES, np.asarray(extra, dtype=np.float32)])
+
+    def f(rng, shape):
+        a = pool[rng.randint(0, pool.size, size=shape)].astype(np.float32)
+        flat = a.reshape(-1)
+        if odd and flat.size >= 4:
+            at = rng.choice(flat.size, size=min(4, flat.size // 2), replace=False)
+            flat[at] = _ODD[: at.size]
+        return a
+    return f
+
+
+def conditions(rng, shape):
+    """where's condition: mostly 0 and 1, with -1, 0.5, -0, NaN and inf."""
+    pool = np.array([0.0, 1.0, 0.0, 1.0, -1.0, 0.5, -0.0, np.nan, np.inf], dtype=np.float32)
+    return pool[rng.randint(0, pool.size, size=shape)]
+
+
+def _cmp_shape(rank, lo=1, hi=4):
+    return tuple(int(d) for d in _cmp_rng.randint(lo, hi + 1, size=rank))
+
+
+def _broadcast_pair():
+    """Two shapes that broadcast: 1-sized dims on either side, leading dims missing."""
+    rank = int(_cmp_rng.randint(1, 5))
+    full = _cmp_shape(rank, 2, 4)
+    a, b = list(full), list(full)
+    for i in range(rank):
+        r = _cmp_rng.randint(4)
+        if r == 1:
+            a[i] = 1
+        elif r == 2:
+            b[i] = 1
+    drop = int(_cmp_rng.randint(0, rank))
+    if _cmp_rng.randint(2):
+        a = a[drop:]
+    else:
+        b = b[drop:]
+    return tuple(a), tuple(b)
+
+
+_COMPARISONS = ("greater", "greater_equal", "lesser", "lesser_equal", "equal", "not_equal")
+_LOGICAL = ("logical_and", "logical_or", "logical_xor")
+for stem in _COMPARISONS + _LOGICAL:
+    group = "logic_" if stem in _LOGICAL else "cmp_"
+    short = stem.replace("logical_", "")
+    # With a scalar: the scalar itself among the values, so that ties happen.
+    for j, s in enumerate((1, -0.5, 2.5) if group == "cmp_" else (0, 2, -0.5)):
+        rank = 1 + (j + len(stem)) % 4
+        case("%sscalar_%s_%d" % (group, short, j), "_internal._%s_scalar" % stem,
+             dict(scalar=s), [("data", _cmp_shape(rank, 2, 4))],
+             values={"data": ties(extra=(s, s))})
+    # Same shapes: `_greater` and friends.
+    for j in range(2):
+        rank = 1 + (j * 2 + len(stem)) % 4
+        shape = _cmp_shape(rank, 2, 4)
+        case("%selemwise_%s_%d" % (group, short, j), "_internal._%s" % stem, {},
+             [("lhs", shape), ("rhs", shape)],
+             values={"lhs": ties(odd=j == 0), "rhs": ties(odd=True)})
+    # Broadcast: `broadcast_greater` and friends.
+    for j in range(3):
+        a, b = _broadcast_pair()
+        case("%sbroadcast_%s_%d" % (group, short, j), "broadcast_" + stem, {},
+             [("lhs", a), ("rhs", b)], values={"lhs": ties(), "rhs": ties(odd=j != 1)})
+
+# The scalar's spellings and MXNet's float32 cast of it.
+case("cmp_scalar_default", "_internal._greater_scalar", {}, [("data", (2, 4))],
+     values={"data": ties()}, notes="scalar defaults to 1")
+case("cmp_scalar_is_int_false", "_internal._lesser_equal_scalar",
+     dict(scalar=1.5, is_int=False), [("data", (3, 3))], values={"data": ties(extra=(1.5,))},
+     notes="is_int only changes integer data's output dtype")
+case("cmp_scalar_is_int_true", "_internal._not_equal_scalar",
+     dict(scalar=-1, is_int=True), [("data", (3, 3))], values={"data": ties()})
+case("cmp_scalar_tenth_float32", "_internal._equal_scalar", dict(scalar=0.1),
+     [("data", (2, 3))], values={"data": ties(extra=(0.1, 0.1, 0.1), odd=False)},
+     notes="MXNet casts the scalar to float32: the float32 nearest 0.1 equals it")
+case("cmp_scalar_tenth_greater", "_internal._greater_scalar", dict(scalar=0.1),
+     [("data", (2, 3))], values={"data": ties(extra=(0.1, 0.1, 0.1), odd=False)})
+case("cmp_scalar_overflow_inf", "_internal._greater_equal_scalar", dict(scalar=1e300),
+     [("data", (2, 4))], values={"data": ties()}, notes="1e300 becomes +inf in float32")
+case("cmp_scalar_negative_inf", "_internal._lesser_scalar", dict(scalar=-np.inf),
+     [("data", (2, 4))], values={"data": ties()})
+case("logic_scalar_underflow_zero", "_internal._logical_or_scalar", dict(scalar=1e-50),
+     [("data", (2, 4))], values={"data": ties()}, notes="1e-50 becomes 0 in float32")
+case("logic_scalar_and_nan_data", "_internal._logical_and_scalar", dict(scalar=3),
+     [("data", (3, 4))], values={"data": special(np.nan, 0.0, -0.0, np.inf)},
+     notes="NaN is true")
+
+for j in range(8):
+    rank = 1 + j % 4
+    case("logic_not_%d" % j, "logical_not", {}, [("data", _cmp_shape(rank, 1, 4))],
+         values={"data": ties(odd=j % 2 == 0)})
+
+# where: a condition of x's shape, or a vector of x's first dim.
+for j in range(24):
+    rank = 1 + j % 4
+    shape = _cmp_shape(rank, 1, 4)
+    cond = shape if j % 3 else (shape[0],)
+    case("where_%d_%s" % (j, "rows" if cond != shape or rank == 1 and j % 3 == 0 else "each"),
+         "where", {}, [("condition", cond), ("x", shape), ("y", shape)],
+         values={"condition": conditions, "x": ties(odd=j % 4 == 1)})
+
 # --- shape -------------------------------------------------------------------
 for codes, shape, rev in (
         ((0, -1), (2, 3, 4), False),

@@ -875,6 +875,24 @@ impl<'a> Writer<'a> {
                 (BinaryKind::Div, true) => "broadcast_div",
                 (BinaryKind::Max, true) => "broadcast_maximum",
                 (BinaryKind::Min, true) => "broadcast_minimum",
+                (BinaryKind::Greater, false) => "_greater",
+                (BinaryKind::GreaterEqual, false) => "_greater_equal",
+                (BinaryKind::Lesser, false) => "_lesser",
+                (BinaryKind::LesserEqual, false) => "_lesser_equal",
+                (BinaryKind::Equal, false) => "_equal",
+                (BinaryKind::NotEqual, false) => "_not_equal",
+                (BinaryKind::LogicalAnd, false) => "_logical_and",
+                (BinaryKind::LogicalOr, false) => "_logical_or",
+                (BinaryKind::LogicalXor, false) => "_logical_xor",
+                (BinaryKind::Greater, true) => "broadcast_greater",
+                (BinaryKind::GreaterEqual, true) => "broadcast_greater_equal",
+                (BinaryKind::Lesser, true) => "broadcast_lesser",
+                (BinaryKind::LesserEqual, true) => "broadcast_lesser_equal",
+                (BinaryKind::Equal, true) => "broadcast_equal",
+                (BinaryKind::NotEqual, true) => "broadcast_not_equal",
+                (BinaryKind::LogicalAnd, true) => "broadcast_logical_and",
+                (BinaryKind::LogicalOr, true) => "broadcast_logical_or",
+                (BinaryKind::LogicalXor, true) => "broadcast_logical_xor",
             },
             Op::AddN(_) => {
                 set("num_args", node.inputs.len().to_string());
@@ -889,6 +907,15 @@ impl<'a> Writer<'a> {
                     ScalarKind::Mul => "_mul_scalar",
                     ScalarKind::Div => "_div_scalar",
                     ScalarKind::RDiv => "_rdiv_scalar",
+                    ScalarKind::Greater => "_greater_scalar",
+                    ScalarKind::GreaterEqual => "_greater_equal_scalar",
+                    ScalarKind::Lesser => "_lesser_scalar",
+                    ScalarKind::LesserEqual => "_lesser_equal_scalar",
+                    ScalarKind::Equal => "_equal_scalar",
+                    ScalarKind::NotEqual => "_not_equal_scalar",
+                    ScalarKind::LogicalAnd => "_logical_and_scalar",
+                    ScalarKind::LogicalOr => "_logical_or_scalar",
+                    ScalarKind::LogicalXor => "_logical_xor_scalar",
                 }
             }
             Op::Unary(u) => match u.kind {
@@ -900,12 +927,14 @@ impl<'a> Writer<'a> {
                 UnaryKind::Sqrt => "sqrt",
                 UnaryKind::Abs => "abs",
                 UnaryKind::Neg => "negative",
+                UnaryKind::LogicalNot => "logical_not",
             },
             Op::Clip(c) => {
                 set("a_min", num("a_min", c.min)?);
                 set("a_max", num("a_max", c.max)?);
                 "clip"
             }
+            Op::Where(_) => "where",
             Op::Mean(m) => {
                 if let Some(axis) = axis_attr(m.axes.as_deref())? {
                     set("axis", axis);

@@ -18,7 +18,7 @@ use ward_graph::ops::activation::{Activation, ActivationKind, LeakyRelu, LeakyRe
 use ward_graph::ops::conv::{Conv, Deconv};
 use ward_graph::ops::dropout::Dropout;
 use ward_graph::ops::elementwise::{
-    AddN, Binary, BinaryKind, Clip, Scalar, ScalarKind, Unary, UnaryKind,
+    AddN, Binary, BinaryKind, Clip, Scalar, ScalarKind, Unary, UnaryKind, Where,
 };
 use ward_graph::ops::index::{Embedding, SequenceLast};
 use ward_graph::ops::linear::Dense;
@@ -947,6 +947,35 @@ impl Importer<'_> {
                 }
                 .into()
             }
+            "_greater"
+            | "_greater_equal"
+            | "_lesser"
+            | "_lesser_equal"
+            | "_equal"
+            | "_not_equal"
+            | "_logical_and"
+            | "_logical_or"
+            | "_logical_xor"
+            | "broadcast_greater"
+            | "broadcast_greater_equal"
+            | "broadcast_lesser"
+            | "broadcast_lesser_equal"
+            | "broadcast_equal"
+            | "broadcast_not_equal"
+            | "broadcast_logical_and"
+            | "broadcast_logical_or"
+            | "broadcast_logical_xor" => {
+                a.finish()?;
+                need(2)?;
+                let broadcast = op.starts_with("broadcast_");
+                Binary {
+                    kind: predicate_kind(
+                        op.trim_start_matches("broadcast").trim_start_matches('_'),
+                    ),
+                    broadcast,
+                }
+                .into()
+            }
             "add_n" => {
                 a.ignore(&["num_args"]);
                 a.finish()?;
@@ -967,6 +996,41 @@ impl Importer<'_> {
                     _ => ScalarKind::RDiv,
                 };
                 Scalar { kind, value }.into()
+            }
+            "_greater_scalar"
+            | "_greater_equal_scalar"
+            | "_lesser_scalar"
+            | "_lesser_equal_scalar"
+            | "_equal_scalar"
+            | "_not_equal_scalar"
+            | "_logical_and_scalar"
+            | "_logical_or_scalar"
+            | "_logical_xor_scalar" => {
+                // MXNet 1.9.1's default scalar is 1. A NaN scalar is refused by the
+                // attribute parser, naming the attribute.
+                let value = a.float("scalar", 1.0)?;
+                // `is_int` only decides the output dtype of integer data (float64 when
+                // false); on float data, which ward computes in, it changes nothing.
+                a.bool("is_int", true)?;
+                a.finish()?;
+                need(1)?;
+                let stem = op.trim_start_matches('_').trim_end_matches("_scalar");
+                let kind = ScalarKind::of_predicate(predicate_kind(stem))
+                    .ok_or_else(|| err(format!("{stem} is not a comparison")))?;
+                Scalar { kind, value }.into()
+            }
+            "logical_not" => {
+                a.finish()?;
+                need(1)?;
+                Unary {
+                    kind: UnaryKind::LogicalNot,
+                }
+                .into()
+            }
+            "where" => {
+                a.finish()?;
+                need(3)?;
+                Where {}.into()
             }
             "relu" | "sigmoid" | "tanh" | "exp" | "log" | "sqrt" | "abs" | "negative" => {
                 a.finish()?;
@@ -1545,6 +1609,23 @@ impl Importer<'_> {
 }
 
 /// MXNet's `normalization` of a loss: null, batch or valid.
+/// The comparison or logical operation named by the stem of an MXNet operator's name
+/// (`greater` of `_greater`, `broadcast_greater` and `_greater_scalar`); the callers
+/// match only the nine stems.
+fn predicate_kind(stem: &str) -> BinaryKind {
+    match stem {
+        "greater" => BinaryKind::Greater,
+        "greater_equal" => BinaryKind::GreaterEqual,
+        "lesser" => BinaryKind::Lesser,
+        "lesser_equal" => BinaryKind::LesserEqual,
+        "equal" => BinaryKind::Equal,
+        "not_equal" => BinaryKind::NotEqual,
+        "logical_and" => BinaryKind::LogicalAnd,
+        "logical_or" => BinaryKind::LogicalOr,
+        _ => BinaryKind::LogicalXor,
+    }
+}
+
 fn normalization(a: &mut AttrReader<'_>) -> Result<Normalization, ImportError> {
     Ok(
         match a

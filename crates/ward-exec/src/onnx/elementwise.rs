@@ -1,13 +1,85 @@
-//! Element-wise arithmetic: ONNX's operators broadcast as NumPy does, as MXNet's
-//! `broadcast_*` do.
+//! Element-wise arithmetic, comparison and logic: ONNX's operators broadcast as NumPy
+//! does, as MXNet's `broadcast_*` do.
+//!
+//! MXNet's comparisons and logical operators give 1 or 0 in the data's dtype: ONNX's
+//! give booleans, cast back to float32 here. ONNX's comparisons are IEEE's, as MXNet's
+//! are (false with NaN, except `!=`, which is `Not(Equal)` and so true with NaN). ONNX's
+//! logical operators take booleans: a value is made one as C converts to bool, by
+//! `Not(Equal(x, 0))`, so that NaN is true as in MXNet (a cast to bool leaves NaN to the
+//! runtime).
 
+use tract_onnx::pb::tensor_proto::DataType;
 use ward_graph::ops::elementwise::{
     Binary, BinaryKind, Clip, Scalar, ScalarKind, Unary, UnaryKind,
 };
 
-use super::builder::{At, Builder, R};
+use super::builder::{attr_int, At, Builder, R};
+
+/// `x ≠ 0` as a boolean (NaN is true).
+fn truthy(b: &mut Builder<'_>, at: &At<'_>, x: String, hint: &str) -> String {
+    let zero = b.scalar_f32(&at.hint("zero"), 0.0);
+    let is_zero = b.op(
+        "Equal",
+        vec![x, zero],
+        vec![],
+        &at.hint(&format!("{hint}_is_zero")),
+    );
+    b.op(
+        "Not",
+        vec![is_zero],
+        vec![],
+        &at.hint(&format!("{hint}_nonzero")),
+    )
+}
+
+/// A boolean as float32 1 or 0, written to the node's output.
+fn as_float(b: &mut Builder<'_>, at: &At<'_>, flag: String) -> R<()> {
+    b.push(
+        "Cast",
+        vec![flag],
+        vec![at.out()?],
+        vec![attr_int("to", DataType::Float as i64)],
+    );
+    Ok(())
+}
+
+/// `kind` (a comparison or logical operation) of `x` and `y`, as float32 1 or 0.
+fn predicate(b: &mut Builder<'_>, at: &At<'_>, kind: BinaryKind, x: String, y: String) -> R<()> {
+    let compare = |name: &str| (name.to_string(), vec![x.clone(), y.clone()]);
+    let (name, args) = match kind {
+        BinaryKind::Greater => compare("Greater"),
+        BinaryKind::GreaterEqual => compare("GreaterOrEqual"),
+        BinaryKind::Lesser => compare("Less"),
+        BinaryKind::LesserEqual => compare("LessOrEqual"),
+        BinaryKind::Equal => compare("Equal"),
+        BinaryKind::NotEqual => {
+            let equal = b.op("Equal", vec![x, y], vec![], &at.hint("equal"));
+            ("Not".to_string(), vec![equal])
+        }
+        BinaryKind::LogicalAnd | BinaryKind::LogicalOr | BinaryKind::LogicalXor => {
+            let xb = truthy(b, at, x, "lhs");
+            let yb = truthy(b, at, y, "rhs");
+            let name = match kind {
+                BinaryKind::LogicalAnd => "And",
+                BinaryKind::LogicalOr => "Or",
+                _ => "Xor",
+            };
+            (name.to_string(), vec![xb, yb])
+        }
+        other => {
+            return Err(format!(
+                "{other:?} is not a comparison or logical operation"
+            ))
+        }
+    };
+    let flag = b.op(&name, args, vec![], &at.hint("flag"));
+    as_float(b, at, flag)
+}
 
 pub(super) fn binary(b: &mut Builder<'_>, at: &At<'_>, op: &Binary) -> R<()> {
+    if op.kind.is_predicate() {
+        return predicate(b, at, op.kind, at.input(0)?, at.input(1)?);
+    }
     let name = match op.kind {
         BinaryKind::Add => "Add",
         BinaryKind::Sub => "Sub",
@@ -15,6 +87,7 @@ pub(super) fn binary(b: &mut Builder<'_>, at: &At<'_>, op: &Binary) -> R<()> {
         BinaryKind::Div => "Div",
         BinaryKind::Max => "Max",
         BinaryKind::Min => "Min",
+        other => return Err(format!("{other:?} is lowered as a predicate")),
     };
     if !matches!(op.kind, BinaryKind::Max | BinaryKind::Min) {
         b.push(name, at.inputs()?, vec![at.out()?], vec![]);
@@ -53,8 +126,13 @@ pub(super) fn add_n(b: &mut Builder<'_>, at: &At<'_>) -> R<()> {
 }
 
 pub(super) fn scalar(b: &mut Builder<'_>, at: &At<'_>, op: &Scalar) -> R<()> {
+    // A float32 constant: the predicates compare with the scalar cast to the data's
+    // dtype, as MXNet does.
     let c = b.scalar_f32(&at.hint("scalar"), op.value as f32);
     let x = at.input(0)?;
+    if let Some(kind) = op.kind.predicate() {
+        return predicate(b, at, kind, x, c);
+    }
     let (name, args) = match op.kind {
         ScalarKind::Add => ("Add", vec![x, c]),
         ScalarKind::Sub => ("Sub", vec![x, c]),
@@ -62,6 +140,7 @@ pub(super) fn scalar(b: &mut Builder<'_>, at: &At<'_>, op: &Scalar) -> R<()> {
         ScalarKind::Mul => ("Mul", vec![x, c]),
         ScalarKind::Div => ("Div", vec![x, c]),
         ScalarKind::RDiv => ("Div", vec![c, x]),
+        other => return Err(format!("{other:?} is lowered as a predicate")),
     };
     b.push(name, args, vec![at.out()?], vec![]);
     Ok(())
@@ -77,6 +156,12 @@ pub(super) fn unary(b: &mut Builder<'_>, at: &At<'_>, op: &Unary) -> R<()> {
         UnaryKind::Sqrt => "Sqrt",
         UnaryKind::Abs => "Abs",
         UnaryKind::Neg => "Neg",
+        UnaryKind::LogicalNot => {
+            // x == 0, so NaN (true) gives 0.
+            let zero = b.scalar_f32(&at.hint("zero"), 0.0);
+            let flag = b.op("Equal", vec![at.input(0)?, zero], vec![], &at.hint("flag"));
+            return as_float(b, at, flag);
+        }
     };
     if op.kind == UnaryKind::Relu {
         let relu = b.op(name, vec![at.input(0)?], vec![], &at.hint("relu"));
@@ -96,4 +181,23 @@ pub(super) fn clip(b: &mut Builder<'_>, at: &At<'_>, op: &Clip) -> R<()> {
         &at.hint("clipped"),
     );
     keep_nan(b, at, clipped)
+}
+
+/// MXNet's `where`: x where the condition is nonzero (NaN included, which a cast to bool
+/// would leave to the runtime), y elsewhere; a vector condition picks whole slices along
+/// x's first axis, so it is shaped to broadcast along that axis.
+pub(super) fn where_(b: &mut Builder<'_>, at: &At<'_>) -> R<()> {
+    let (x, y) = (at.input(1)?, at.input(2)?);
+    let x_shape = b.shape(at.source(1)?)?;
+    let mut cond = at.input(0)?;
+    if b.shape(at.source(0)?)? != x_shape {
+        let mut dims = vec![1; x_shape.len()];
+        if let (Some(d), Some(&n)) = (dims.first_mut(), x_shape.first()) {
+            *d = n;
+        }
+        cond = b.reshape(cond, &dims, &at.hint("condition"));
+    }
+    let pick = truthy(b, at, cond, "condition");
+    b.push("Where", vec![pick, x, y], vec![at.out()?], vec![]);
+    Ok(())
 }

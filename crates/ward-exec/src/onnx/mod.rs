@@ -182,6 +182,7 @@ fn lower_node(b: &mut Builder<'_>, at: &At<'_>) -> R<()> {
         Op::Scalar(op) => elementwise::scalar(b, at, op),
         Op::Unary(op) => elementwise::unary(b, at, op),
         Op::Clip(op) => elementwise::clip(b, at, op),
+        Op::Where(_) => elementwise::where_(b, at),
         Op::Mean(op) => reduce::mean(b, at, op),
         Op::Reduce(op) => reduce::reduce(b, at, op),
         Op::ArgReduce(op) => reduce::arg_reduce(b, at, op),

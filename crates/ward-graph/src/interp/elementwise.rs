@@ -1,5 +1,6 @@
 //! Element-wise operators: binary (same shape or broadcast), `add_n`, operations with a
-//! scalar, unary functions and `clip` (MXNet 1.9.1).
+//! scalar, unary functions, `clip` and `where` (MXNet 1.9.1). Comparisons and logical
+//! operators give 1.0 or 0.0, as MXNet gives 1 or 0 in the data's dtype.
 
 #![allow(
     clippy::indexing_slicing,
@@ -21,10 +22,46 @@ pub enum BinaryKind {
     Max,
     /// NaN-propagating like `Max`.
     Min,
+    /// `a > b`; like every comparison, false when either side is NaN (`_greater`,
+    /// `broadcast_greater`).
+    Greater,
+    GreaterEqual,
+    Lesser,
+    LesserEqual,
+    Equal,
+    /// `a != b`: true when either side is NaN.
+    NotEqual,
+    /// Both nonzero; NaN is nonzero (MXNet converts the operands to bool).
+    LogicalAnd,
+    LogicalOr,
+    LogicalXor,
+}
+
+/// 1.0 for true, 0.0 for false: MXNet's predicates give 1 or 0 in the data's dtype.
+fn truth(on: bool) -> f64 {
+    if on {
+        1.0
+    } else {
+        0.0
+    }
+}
+
+/// C's conversion to bool: every value but ±0 is true, NaN included.
+fn nonzero(v: f64) -> bool {
+    v != 0.0
 }
 
 fn apply(kind: BinaryKind, a: f64, b: f64) -> f64 {
     match kind {
+        BinaryKind::Greater => truth(a > b),
+        BinaryKind::GreaterEqual => truth(a >= b),
+        BinaryKind::Lesser => truth(a < b),
+        BinaryKind::LesserEqual => truth(a <= b),
+        BinaryKind::Equal => truth(a == b),
+        BinaryKind::NotEqual => truth(a != b),
+        BinaryKind::LogicalAnd => truth(nonzero(a) && nonzero(b)),
+        BinaryKind::LogicalOr => truth(nonzero(a) || nonzero(b)),
+        BinaryKind::LogicalXor => truth(nonzero(a) != nonzero(b)),
         BinaryKind::Add => a + b,
         BinaryKind::Sub => a - b,
         BinaryKind::Mul => a * b,
@@ -142,7 +179,8 @@ pub fn add_n(inputs: &[&Array]) -> KResult<Array> {
 }
 
 /// The operation of `_plus_scalar`, `_minus_scalar`, `_rminus_scalar`, `_mul_scalar`,
-/// `_div_scalar`, `_rdiv_scalar`.
+/// `_div_scalar`, `_rdiv_scalar`, and of the comparisons and logical operators with a
+/// scalar (`_greater_scalar`, ..., `_logical_xor_scalar`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScalarKind {
     /// x + s
@@ -157,10 +195,23 @@ pub enum ScalarKind {
     Div,
     /// s / x
     RDiv,
+    /// x > s, and the other predicates as [`BinaryKind`]'s, with x on the left.
+    Greater,
+    GreaterEqual,
+    Lesser,
+    LesserEqual,
+    Equal,
+    NotEqual,
+    LogicalAnd,
+    LogicalOr,
+    LogicalXor,
 }
 
-/// An operation of every element with the scalar `s`.
+/// An operation of every element with the scalar `s`. The predicates compare with `s`
+/// rounded to float32: MXNet casts the scalar to the data's dtype before comparing
+/// (`x == 0.1` holds for the float32 nearest 0.1, `x == 1e300` for +∞).
 pub fn scalar(x: &Array, kind: ScalarKind, s: f64) -> KResult<Array> {
+    let c = f64::from(s as f32);
     Ok(x.map(|v| match kind {
         ScalarKind::Add => v + s,
         ScalarKind::Sub => v - s,
@@ -168,11 +219,20 @@ pub fn scalar(x: &Array, kind: ScalarKind, s: f64) -> KResult<Array> {
         ScalarKind::Mul => v * s,
         ScalarKind::Div => v / s,
         ScalarKind::RDiv => s / v,
+        ScalarKind::Greater => apply(BinaryKind::Greater, v, c),
+        ScalarKind::GreaterEqual => apply(BinaryKind::GreaterEqual, v, c),
+        ScalarKind::Lesser => apply(BinaryKind::Lesser, v, c),
+        ScalarKind::LesserEqual => apply(BinaryKind::LesserEqual, v, c),
+        ScalarKind::Equal => apply(BinaryKind::Equal, v, c),
+        ScalarKind::NotEqual => apply(BinaryKind::NotEqual, v, c),
+        ScalarKind::LogicalAnd => apply(BinaryKind::LogicalAnd, v, c),
+        ScalarKind::LogicalOr => apply(BinaryKind::LogicalOr, v, c),
+        ScalarKind::LogicalXor => apply(BinaryKind::LogicalXor, v, c),
     }))
 }
 
 /// The standalone unary operators `relu`, `sigmoid`, `tanh`, `exp`, `log`, `sqrt`, `abs`,
-/// `negative`.
+/// `negative`, `logical_not`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UnaryKind {
     /// Keeps NaN (MXNet's `relu` operator; `Activation(relu)` maps it to 0).
@@ -186,6 +246,8 @@ pub enum UnaryKind {
     Sqrt,
     Abs,
     Neg,
+    /// 1 where x is 0, else 0 (NaN is true, so gives 0).
+    LogicalNot,
 }
 
 pub fn unary(x: &Array, kind: UnaryKind) -> KResult<Array> {
@@ -204,6 +266,7 @@ pub fn unary(x: &Array, kind: UnaryKind) -> KResult<Array> {
         UnaryKind::Sqrt => v.sqrt(),
         UnaryKind::Abs => v.abs(),
         UnaryKind::Neg => -v,
+        UnaryKind::LogicalNot => truth(!nonzero(v)),
     }))
 }
 
@@ -224,6 +287,47 @@ pub fn clip(x: &Array, min: f64, max: f64) -> KResult<Array> {
             v
         }
     }))
+}
+
+/// MXNet `where`: `x` where `cond` is nonzero (NaN included: MXNet tests `cond != 0`),
+/// `y` elsewhere. `x` and `y` have one shape; `cond` has it too, or is a vector of x's
+/// first dim whose element picks a whole slice along that axis.
+pub fn where_(cond: &Array, x: &Array, y: &Array) -> KResult<Array> {
+    const OP: &str = "where";
+    if x.shape != y.shape {
+        return Err(KernelError::new(
+            OP,
+            format!("x has shape {:?}, y {:?}", x.shape, y.shape),
+        ));
+    }
+    // Elements of x per element of the condition: 1, or a slice along axis 0.
+    let per = if cond.shape == x.shape {
+        1
+    } else if cond.shape.len() == 1 && x.shape.first() == cond.shape.first() {
+        x.shape[1..].iter().product()
+    } else {
+        return Err(KernelError::new(
+            OP,
+            format!(
+                "condition has shape {:?}; it must be x's {:?} or a vector of its first dim",
+                cond.shape, x.shape
+            ),
+        ));
+    };
+    let data = x
+        .data
+        .iter()
+        .zip(&y.data)
+        .enumerate()
+        .map(|(i, (&a, &b))| {
+            if nonzero(cond.data[i / per.max(1)]) {
+                a
+            } else {
+                b
+            }
+        })
+        .collect();
+    Array::new(x.shape.clone(), data)
 }
 
 #[cfg(test)]
@@ -292,5 +396,56 @@ mod tests {
         assert_eq!(s.data[..2], [-6.0, 12.0]);
         assert!(add_n(&[]).is_err());
         assert!(add_n(&[&x, &Array::vector(&[1.0])]).is_err());
+    }
+
+    #[test]
+    fn predicates_follow_mxnet_on_nan_and_ties() {
+        let a = Array::vector(&[1.0, 1.0, f64::NAN, 0.0, -0.0, 2.0]);
+        let b = Array::vector(&[1.0, 2.0, f64::NAN, f64::NAN, 0.0, 0.0]);
+        let run = |k| binary(&a, &b, k, false).unwrap().data;
+        assert_eq!(
+            run(BinaryKind::GreaterEqual),
+            [1.0, 0.0, 0.0, 0.0, 1.0, 1.0]
+        );
+        assert_eq!(run(BinaryKind::Equal), [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]);
+        assert_eq!(run(BinaryKind::NotEqual), [0.0, 1.0, 1.0, 1.0, 0.0, 1.0]);
+        assert_eq!(run(BinaryKind::LogicalAnd), [1.0, 1.0, 1.0, 0.0, 0.0, 0.0]);
+        assert_eq!(run(BinaryKind::LogicalXor), [0.0, 0.0, 0.0, 1.0, 0.0, 1.0]);
+        assert_eq!(
+            unary(&a, UnaryKind::LogicalNot).unwrap().data,
+            [0.0, 0.0, 0.0, 1.0, 1.0, 0.0]
+        );
+        // The scalar is rounded to float32 first, as MXNet casts it.
+        let tenth = Array::vector(&[f64::from(0.1f32), f64::INFINITY]);
+        assert_eq!(
+            scalar(&tenth, ScalarKind::Equal, 0.1).unwrap().data,
+            [1.0, 0.0]
+        );
+        assert_eq!(
+            scalar(&tenth, ScalarKind::Equal, 1e300).unwrap().data,
+            [0.0, 1.0]
+        );
+        assert_eq!(
+            scalar(&tenth, ScalarKind::LogicalAnd, 1e-50).unwrap().data,
+            [0.0, 0.0]
+        );
+    }
+
+    #[test]
+    fn where_picks_by_element_or_by_row() {
+        let x = Array::new(vec![3, 2], vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
+        let y = x.map(|v| -v);
+        let rows = Array::vector(&[1.0, 0.0, f64::NAN]);
+        assert_eq!(
+            where_(&rows, &x, &y).unwrap().data,
+            [1.0, 2.0, -3.0, -4.0, 5.0, 6.0]
+        );
+        let each = Array::new(vec![3, 2], vec![0.0, 1.0, 0.0, 1.0, 0.0, -0.0]).unwrap();
+        assert_eq!(
+            where_(&each, &x, &y).unwrap().data,
+            [-1.0, 2.0, -3.0, 4.0, -5.0, -6.0]
+        );
+        assert!(where_(&Array::vector(&[1.0, 0.0]), &x, &y).is_err());
+        assert!(where_(&rows, &x, &Array::vector(&[1.0, 2.0, 3.0])).is_err());
     }
 }

@@ -345,6 +345,15 @@ pub fn eval_node(node: &Node, ins: &[Option<&Array>]) -> R<Vec<Array>> {
                 BinaryKind::Div => KBinary::Div,
                 BinaryKind::Max => KBinary::Max,
                 BinaryKind::Min => KBinary::Min,
+                BinaryKind::Greater => KBinary::Greater,
+                BinaryKind::GreaterEqual => KBinary::GreaterEqual,
+                BinaryKind::Lesser => KBinary::Lesser,
+                BinaryKind::LesserEqual => KBinary::LesserEqual,
+                BinaryKind::Equal => KBinary::Equal,
+                BinaryKind::NotEqual => KBinary::NotEqual,
+                BinaryKind::LogicalAnd => KBinary::LogicalAnd,
+                BinaryKind::LogicalOr => KBinary::LogicalOr,
+                BinaryKind::LogicalXor => KBinary::LogicalXor,
             };
             one(kernel(elementwise::binary(
                 x()?,
@@ -365,6 +374,15 @@ pub fn eval_node(node: &Node, ins: &[Option<&Array>]) -> R<Vec<Array>> {
                 ScalarKind::Mul => KScalar::Mul,
                 ScalarKind::Div => KScalar::Div,
                 ScalarKind::RDiv => KScalar::RDiv,
+                ScalarKind::Greater => KScalar::Greater,
+                ScalarKind::GreaterEqual => KScalar::GreaterEqual,
+                ScalarKind::Lesser => KScalar::Lesser,
+                ScalarKind::LesserEqual => KScalar::LesserEqual,
+                ScalarKind::Equal => KScalar::Equal,
+                ScalarKind::NotEqual => KScalar::NotEqual,
+                ScalarKind::LogicalAnd => KScalar::LogicalAnd,
+                ScalarKind::LogicalOr => KScalar::LogicalOr,
+                ScalarKind::LogicalXor => KScalar::LogicalXor,
             };
             one(kernel(elementwise::scalar(x()?, kind, op.value))?)
         }
@@ -378,10 +396,16 @@ pub fn eval_node(node: &Node, ins: &[Option<&Array>]) -> R<Vec<Array>> {
                 UnaryKind::Sqrt => KUnary::Sqrt,
                 UnaryKind::Abs => KUnary::Abs,
                 UnaryKind::Neg => KUnary::Neg,
+                UnaryKind::LogicalNot => KUnary::LogicalNot,
             };
             one(kernel(elementwise::unary(x()?, kind))?)
         }
         Op::Clip(op) => one(kernel(elementwise::clip(x()?, op.min, op.max))?),
+        Op::Where(_) => one(kernel(elementwise::where_(
+            x()?,
+            arg(ins, 1)?,
+            arg(ins, 2)?,
+        ))?),
         Op::Mean(op) => {
             let x = x()?;
             let axes = op.axes(x.shape.len())?;

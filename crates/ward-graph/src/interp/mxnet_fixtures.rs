@@ -486,6 +486,63 @@ fn run(c: &Case) -> R<Vec<Array>> {
                 op.starts_with("broadcast_"),
             ))
         }
+        "_greater"
+        | "_greater_equal"
+        | "_lesser"
+        | "_lesser_equal"
+        | "_equal"
+        | "_not_equal"
+        | "_logical_and"
+        | "_logical_or"
+        | "_logical_xor"
+        | "broadcast_greater"
+        | "broadcast_greater_equal"
+        | "broadcast_lesser"
+        | "broadcast_lesser_equal"
+        | "broadcast_equal"
+        | "broadcast_not_equal"
+        | "broadcast_logical_and"
+        | "broadcast_logical_or"
+        | "broadcast_logical_xor" => {
+            let broadcast = op.starts_with("broadcast_");
+            let kind = match op.trim_start_matches("broadcast").trim_start_matches('_') {
+                "greater" => BinaryKind::Greater,
+                "greater_equal" => BinaryKind::GreaterEqual,
+                "lesser" => BinaryKind::Lesser,
+                "lesser_equal" => BinaryKind::LesserEqual,
+                "equal" => BinaryKind::Equal,
+                "not_equal" => BinaryKind::NotEqual,
+                "logical_and" => BinaryKind::LogicalAnd,
+                "logical_or" => BinaryKind::LogicalOr,
+                _ => BinaryKind::LogicalXor,
+            };
+            one(elementwise::binary(x(0)?, x(1)?, kind, broadcast))
+        }
+        "_greater_scalar"
+        | "_greater_equal_scalar"
+        | "_lesser_scalar"
+        | "_lesser_equal_scalar"
+        | "_equal_scalar"
+        | "_not_equal_scalar"
+        | "_logical_and_scalar"
+        | "_logical_or_scalar"
+        | "_logical_xor_scalar" => {
+            let kind = match op {
+                "_greater_scalar" => ScalarKind::Greater,
+                "_greater_equal_scalar" => ScalarKind::GreaterEqual,
+                "_lesser_scalar" => ScalarKind::Lesser,
+                "_lesser_equal_scalar" => ScalarKind::LesserEqual,
+                "_equal_scalar" => ScalarKind::Equal,
+                "_not_equal_scalar" => ScalarKind::NotEqual,
+                "_logical_and_scalar" => ScalarKind::LogicalAnd,
+                "_logical_or_scalar" => ScalarKind::LogicalOr,
+                _ => ScalarKind::LogicalXor,
+            };
+            // MXNet's default scalar is 1.
+            one(elementwise::scalar(x(0)?, kind, a.float("scalar", 1.0)?))
+        }
+        "logical_not" => one(elementwise::unary(x(0)?, UnaryKind::LogicalNot)),
+        "where" => one(elementwise::where_(x(0)?, x(1)?, x(2)?)),
         "add_n" => one(elementwise::add_n(&all)),
         "_plus_scalar" | "_minus_scalar" | "_rminus_scalar" | "_mul_scalar" | "_div_scalar"
         | "_rdiv_scalar" => {

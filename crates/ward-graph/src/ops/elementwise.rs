@@ -1,9 +1,14 @@
-//! Element-wise arithmetic: two inputs (same shape, or broadcast), any number of inputs
-//! summed, an input and a constant, one input, and clipping.
+//! Element-wise arithmetic, comparison and logic: two inputs (same shape, or broadcast),
+//! any number of inputs summed, an input and a constant, one input, clipping, and
+//! `where`'s choice between two inputs.
+//!
+//! Comparisons and logical operators give 1 or 0 in the data's dtype (MXNet 1.9.1's
+//! `_greater`, `broadcast_logical_and`, `_equal_scalar`, `logical_not`, ...): a comparison
+//! with NaN is false except `!=`, and in logic every nonzero value, NaN included, is true.
 
 use serde::{Deserialize, Serialize};
 
-use super::{broadcast, input, same_as_data, same_shapes, OpDef, Shape, R};
+use super::{broadcast, expect_shape, input, same_as_data, same_shapes, OpDef, Shape, R};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -14,6 +19,32 @@ pub enum BinaryKind {
     Div,
     Max,
     Min,
+    /// a > b (MXNet's `_greater`, `broadcast_greater`)
+    Greater,
+    /// a >= b
+    GreaterEqual,
+    /// a < b (MXNet's `_lesser`, `broadcast_lesser`)
+    Lesser,
+    /// a <= b
+    LesserEqual,
+    /// a == b
+    Equal,
+    /// a != b: the one comparison true with NaN
+    NotEqual,
+    /// a ≠ 0 and b ≠ 0
+    LogicalAnd,
+    /// a ≠ 0 or b ≠ 0
+    LogicalOr,
+    /// exactly one of a ≠ 0, b ≠ 0
+    LogicalXor,
+}
+
+impl BinaryKind {
+    /// Whether the result is 1 or 0 (a comparison or logical operator), whose gradient
+    /// MXNet makes zero for both inputs.
+    pub fn is_predicate(self) -> bool {
+        ScalarKind::of_predicate(self).is_some()
+    }
 }
 
 /// Element-wise on two inputs; same shapes unless `broadcast`.
@@ -44,6 +75,72 @@ pub enum ScalarKind {
     Div,
     /// c / x
     RDiv,
+    /// x > c (MXNet's `_greater_scalar`); like every comparison and logical operator
+    /// with a constant, with c rounded to float32 first, as MXNet casts it to the
+    /// data's dtype
+    Greater,
+    /// x >= c
+    GreaterEqual,
+    /// x < c
+    Lesser,
+    /// x <= c
+    LesserEqual,
+    /// x == c
+    Equal,
+    /// x != c
+    NotEqual,
+    /// x ≠ 0 and c ≠ 0
+    LogicalAnd,
+    /// x ≠ 0 or c ≠ 0
+    LogicalOr,
+    /// exactly one of x ≠ 0, c ≠ 0
+    LogicalXor,
+}
+
+impl ScalarKind {
+    /// The comparison or logical operation this is, with the constant as right operand;
+    /// `None` for arithmetic.
+    pub fn predicate(self) -> Option<BinaryKind> {
+        Some(match self {
+            ScalarKind::Add
+            | ScalarKind::Sub
+            | ScalarKind::RSub
+            | ScalarKind::Mul
+            | ScalarKind::Div
+            | ScalarKind::RDiv => return None,
+            ScalarKind::Greater => BinaryKind::Greater,
+            ScalarKind::GreaterEqual => BinaryKind::GreaterEqual,
+            ScalarKind::Lesser => BinaryKind::Lesser,
+            ScalarKind::LesserEqual => BinaryKind::LesserEqual,
+            ScalarKind::Equal => BinaryKind::Equal,
+            ScalarKind::NotEqual => BinaryKind::NotEqual,
+            ScalarKind::LogicalAnd => BinaryKind::LogicalAnd,
+            ScalarKind::LogicalOr => BinaryKind::LogicalOr,
+            ScalarKind::LogicalXor => BinaryKind::LogicalXor,
+        })
+    }
+
+    /// The operation with a constant for a comparison or logical operation; `None` for
+    /// arithmetic.
+    pub fn of_predicate(kind: BinaryKind) -> Option<ScalarKind> {
+        Some(match kind {
+            BinaryKind::Add
+            | BinaryKind::Sub
+            | BinaryKind::Mul
+            | BinaryKind::Div
+            | BinaryKind::Max
+            | BinaryKind::Min => return None,
+            BinaryKind::Greater => ScalarKind::Greater,
+            BinaryKind::GreaterEqual => ScalarKind::GreaterEqual,
+            BinaryKind::Lesser => ScalarKind::Lesser,
+            BinaryKind::LesserEqual => ScalarKind::LesserEqual,
+            BinaryKind::Equal => ScalarKind::Equal,
+            BinaryKind::NotEqual => ScalarKind::NotEqual,
+            BinaryKind::LogicalAnd => ScalarKind::LogicalAnd,
+            BinaryKind::LogicalOr => ScalarKind::LogicalOr,
+            BinaryKind::LogicalXor => ScalarKind::LogicalXor,
+        })
+    }
 }
 
 /// Element-wise with a constant.
@@ -65,6 +162,8 @@ pub enum UnaryKind {
     Sqrt,
     Abs,
     Neg,
+    /// x == 0 (MXNet's `logical_not`; NaN counts as true, so gives 0)
+    LogicalNot,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,6 +179,13 @@ pub struct Clip {
     pub min: f64,
     pub max: f64,
 }
+
+/// `where(condition, x, y)`: x where the condition is nonzero (NaN included), y
+/// elsewhere. x and y have one shape; the condition has it too, or is a vector that picks
+/// whole slices along x's first axis (MXNet 1.9.1's `where`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Where {}
 
 impl OpDef for Binary {
     fn arity(&self) -> (usize, usize) {
@@ -148,5 +254,26 @@ impl OpDef for Clip {
 
     fn infer(&self, ins: &[Option<&[usize]>]) -> R<Vec<Shape>> {
         same_as_data(ins)
+    }
+}
+
+impl OpDef for Where {
+    fn arity(&self) -> (usize, usize) {
+        (3, 3)
+    }
+
+    fn infer(&self, ins: &[Option<&[usize]>]) -> R<Vec<Shape>> {
+        let cond = input(ins, 0, "condition")?;
+        let x = input(ins, 1, "x")?;
+        let y = input(ins, 2, "y")?;
+        expect_shape("y", y, x)?;
+        // MXNet: the condition has x's shape, or is 1-D with x's first dim.
+        let batch = matches!((cond, x.first()), ([n], Some(first)) if n == first);
+        if cond != x && !batch {
+            return Err(format!(
+                "condition has shape {cond:?}; it must be x's {x:?} or a vector of x's first dim"
+            ));
+        }
+        Ok(vec![x.to_vec()])
     }
 }

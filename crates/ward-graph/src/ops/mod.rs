@@ -130,6 +130,7 @@ ops! {
     Scalar(elementwise::Scalar) = "scalar",
     Unary(elementwise::Unary) = "unary",
     Clip(elementwise::Clip) = "clip",
+    Where(elementwise::Where) = "where",
     Mean(reduce::Mean) = "mean",
     Reduce(reduce::Reduce) = "reduce",
     ArgReduce(reduce::ArgReduce) = "arg_reduce",

@@ -7,6 +7,7 @@
 
 mod support;
 
+mod compare_ops;
 mod export_roundtrip;
 mod import_errors;
 mod new_params;

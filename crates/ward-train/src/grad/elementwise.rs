@@ -1,5 +1,8 @@
-//! Element-wise and broadcast arithmetic, `add_n`, scalar operations, the unary
-//! operators and `clip`.
+//! Element-wise and broadcast arithmetic, comparison and logic, `add_n`, scalar
+//! operations, the unary operators, `clip` and `where`.
+//!
+//! Comparisons and logical operators are step functions: MXNet 1.9.1 gives every input
+//! a zero gradient (zeros even where the data is NaN), and so does ward.
 
 use ward_graph::interp::Array;
 use ward_graph::ops::elementwise::{
@@ -33,6 +36,15 @@ pub fn binary(ctx: &Ctx<'_>, op: &Binary) -> Rule {
             BinaryKind::Div => (gv / y, -gv * x / (y * y)),
             BinaryKind::Max => (mask(x >= y) * gv, mask(x < y) * gv),
             BinaryKind::Min => (mask(x <= y) * gv, mask(x > y) * gv),
+            BinaryKind::Greater
+            | BinaryKind::GreaterEqual
+            | BinaryKind::Lesser
+            | BinaryKind::LesserEqual
+            | BinaryKind::Equal
+            | BinaryKind::NotEqual
+            | BinaryKind::LogicalAnd
+            | BinaryKind::LogicalOr
+            | BinaryKind::LogicalXor => (0.0, 0.0),
         };
         ga.push(da);
         gb.push(db);
@@ -69,6 +81,15 @@ pub fn scalar(ctx: &Ctx<'_>, op: &Scalar) -> Rule {
         ScalarKind::Mul => g.map(|v| v * s),
         ScalarKind::Div => g.map(|v| v / s),
         ScalarKind::RDiv => arrays::zip(&g, x, |g, x| -g * s / (x * x))?,
+        ScalarKind::Greater
+        | ScalarKind::GreaterEqual
+        | ScalarKind::Lesser
+        | ScalarKind::LesserEqual
+        | ScalarKind::Equal
+        | ScalarKind::NotEqual
+        | ScalarKind::LogicalAnd
+        | ScalarKind::LogicalOr
+        | ScalarKind::LogicalXor => g.map(|_| 0.0),
     };
     Ok(vec![Some(dx)])
 }
@@ -96,6 +117,7 @@ pub fn unary(ctx: &Ctx<'_>, op: &Unary) -> Rule {
         UnaryKind::Sqrt => arrays::zip(&g, y, |g, y| g / (2.0 * y))?,
         UnaryKind::Abs => arrays::zip(&g, x, |g, x| g * sign(x))?,
         UnaryKind::Neg => g.map(|v| -v),
+        UnaryKind::LogicalNot => g.map(|_| 0.0),
     };
     Ok(vec![Some(dx)])
 }
@@ -119,4 +141,34 @@ pub fn clip(ctx: &Ctx<'_>, op: &Clip) -> Rule {
     let outside = |x: f64| x > op.max || x < op.min;
     let dx = arrays::zip(&g, x, |g, x| if outside(x) { 0.0 } else { g })?;
     Ok(vec![Some(dx)])
+}
+
+/// `where`: the gradient goes to x where the condition is nonzero (NaN included) and to
+/// y elsewhere; the condition gets zeros (MXNet's `_backward_where`, which gives the
+/// condition a zero gradient rather than none).
+pub fn where_(ctx: &Ctx<'_>) -> Rule {
+    let cond = ctx.input(0)?;
+    let x = ctx.input(1)?;
+    let g = ctx.grad(0)?;
+    // Output elements per condition element: 1, or a slice along x's first axis.
+    let per = if cond.shape == x.shape {
+        1
+    } else {
+        x.shape.iter().skip(1).product::<usize>().max(1)
+    };
+    let picks_x = |i: usize| cond.data.get(i / per).is_some_and(|&c| c != 0.0);
+    let split = |to_x: bool| -> Result<Array, String> {
+        let data = g
+            .data
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| if picks_x(i) == to_x { v } else { 0.0 })
+            .collect();
+        Array::new(g.shape.clone(), data).map_err(|e| e.to_string())
+    };
+    Ok(vec![
+        Some(cond.map(|_| 0.0)),
+        Some(split(true)?),
+        Some(split(false)?),
+    ])
 }

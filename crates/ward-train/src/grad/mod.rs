@@ -135,6 +135,7 @@ pub(crate) fn differentiable(op: &Op) -> Result<(), &'static str> {
         | Op::Scalar(_)
         | Op::Unary(_)
         | Op::Clip(_)
+        | Op::Where(_)
         | Op::Mean(_)
         | Op::Reduce(_)
         | Op::ArgReduce(_)
@@ -396,6 +397,7 @@ pub(crate) fn rule(ctx: &Ctx<'_>) -> Rule {
         Op::Scalar(op) => elementwise::scalar(ctx, op),
         Op::Unary(op) => elementwise::unary(ctx, op),
         Op::Clip(op) => elementwise::clip(ctx, op),
+        Op::Where(_) => elementwise::where_(ctx),
         Op::Mean(op) => reduce::mean(ctx, op),
         Op::Reduce(op) => reduce::reduce(ctx, op),
         Op::ArgReduce(_) => reduce::arg_reduce(ctx),
