@@ -3,67 +3,9 @@
 //! was wrong. Their numbers against MXNet's are checked on the one-operator fixtures
 //! (ward-exec's conformance test, ward-graph's interpreter, ward-train's gradients).
 
-use crate::support::params_corpus::list;
-use ward_core::DType;
+use crate::support::one_op::{imported, refusal};
 use ward_graph::ir::Op;
 use ward_graph::ops::elementwise::{Binary, BinaryKind, Scalar, ScalarKind, Unary, UnaryKind};
-use ward_mxnet::import::{import, DeclaredInput, Imported};
-use ward_mxnet::limits::{ParamsLimits, SymbolLimits};
-use ward_mxnet::params::read_params;
-use ward_mxnet::symbol::read_symbol;
-
-/// One `op` node named "layer" with `attrs` on the data inputs `shapes` (named a, b, c).
-fn import_with(op: &str, attrs: &str, shapes: &[&[i64]]) -> Result<Imported, String> {
-    let names = ["a", "b", "c"];
-    let variables: Vec<String> = names
-        .iter()
-        .take(shapes.len())
-        .map(|n| format!(r#"{{"op": "null", "name": "{n}", "inputs": []}}"#))
-        .collect();
-    let entries: Vec<String> = (0..shapes.len()).map(|i| format!("[{i}, 0, 0]")).collect();
-    let args: Vec<String> = (0..shapes.len()).map(|i| i.to_string()).collect();
-    let json = format!(
-        r#"{{"nodes": [{vars},
-            {{"op": "{op}", "name": "layer", "attrs": {{{attrs}}}, "inputs": [{entries}]}}
-        ], "arg_nodes": [{args}], "heads": [[{n}, 0, 0]], "attrs": {{"mxnet_version": ["int", 10901]}}}}"#,
-        vars = variables.join(", "),
-        entries = entries.join(", "),
-        args = args.join(", "),
-        n = shapes.len(),
-    );
-    let sym = read_symbol(json.as_bytes(), &SymbolLimits::default()).unwrap();
-    let params = read_params(&list(&[], None), &ParamsLimits::default()).unwrap();
-    let inputs: Vec<DeclaredInput> = names
-        .iter()
-        .zip(shapes)
-        .map(|(n, s)| DeclaredInput {
-            name: (*n).into(),
-            dtype: DType::F32,
-            shape: s.to_vec(),
-        })
-        .collect();
-    import(&sym, params, &inputs).map_err(|e| e.to_string())
-}
-
-/// The single operator and the output shape (-1 for a dim that follows the batch).
-fn imported(op: &str, attrs: &str, shapes: &[&[i64]]) -> (Op, Vec<i64>) {
-    let i = import_with(op, attrs, shapes).unwrap_or_else(|e| panic!("{op} {attrs}: {e}"));
-    assert_eq!(i.graph.nodes.len(), 1, "{op}");
-    (i.graph.nodes[0].op.clone(), i.output_shapes[0].clone())
-}
-
-/// The refusal, which must name the node and each of `needles`.
-fn refusal(op: &str, attrs: &str, shapes: &[&[i64]], needles: &[&str]) -> String {
-    let e = import_with(op, attrs, shapes).expect_err("the import must be refused");
-    assert!(e.contains("layer"), "{op} {attrs}: {e}");
-    for needle in needles {
-        assert!(
-            e.contains(needle),
-            "{op} {attrs}: {e} (expected {needle:?})"
-        );
-    }
-    e
-}
 
 #[test]
 fn every_comparison_and_logical_operator_imports_to_its_kind() {

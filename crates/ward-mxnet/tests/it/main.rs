@@ -18,6 +18,7 @@ mod params_malformed;
 mod params_proptest;
 mod params_writer;
 mod recordio;
+mod reduce_ops;
 mod shape_ops;
 mod states;
 mod symbol_reader;

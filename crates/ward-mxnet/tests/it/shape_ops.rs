@@ -3,45 +3,17 @@
 //! refusal naming the node and the attribute. Their numbers against MXNet's are checked
 //! on the one-operator fixtures (ward-exec's conformance test).
 
-use crate::support::params_corpus::list;
-use ward_core::DType;
-use ward_mxnet::import::{import, DeclaredInput, Imported};
-use ward_mxnet::limits::{ParamsLimits, SymbolLimits};
-use ward_mxnet::params::read_params;
-use ward_mxnet::symbol::read_symbol;
-
-/// data → `op` with `attrs`.
-fn symbol(op: &str, attrs: &str) -> String {
-    format!(
-        r#"{{"nodes": [
-            {{"op": "null", "name": "data", "inputs": []}},
-            {{"op": "{op}", "name": "layer", "attrs": {{{attrs}}}, "inputs": [[0, 0, 0]]}}
-        ], "arg_nodes": [0], "heads": [[1, 0, 0]], "attrs": {{"mxnet_version": ["int", 10901]}}}}"#
-    )
-}
-
-fn import_with(op: &str, attrs: &str, shape: &[i64]) -> Result<Imported, String> {
-    let sym = read_symbol(symbol(op, attrs).as_bytes(), &SymbolLimits::default()).unwrap();
-    let params = read_params(&list(&[], None), &ParamsLimits::default()).unwrap();
-    let inputs = [DeclaredInput {
-        name: "data".into(),
-        dtype: DType::F32,
-        shape: shape.to_vec(),
-    }];
-    import(&sym, params, &inputs).map_err(|e| e.to_string())
-}
+use crate::support::one_op::{self, import_with};
 
 /// The output shape, with -1 for a dim that follows the variable batch.
 fn output_shape(op: &str, attrs: &str, shape: &[i64]) -> Vec<i64> {
-    let imported = import_with(op, attrs, shape).unwrap_or_else(|e| panic!("{op} {attrs}: {e}"));
+    let imported = import_with(op, attrs, &[shape]).unwrap_or_else(|e| panic!("{op} {attrs}: {e}"));
     imported.output_shapes[0].clone()
 }
 
 /// The refusal, which must name the node and `attr`.
 fn refusal(op: &str, attrs: &str, shape: &[i64], attr: &str) -> String {
-    let e = import_with(op, attrs, shape).expect_err("the import must be refused");
-    assert!(e.contains("layer") && e.contains(attr), "{op} {attrs}: {e}");
-    e
+    one_op::refusal(op, attrs, &[shape], &[attr])
 }
 
 const DATA: &[i64] = &[-1, 2, 1, 4];

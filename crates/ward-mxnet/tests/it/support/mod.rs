@@ -1,3 +1,4 @@
 //! Helpers shared by the test modules.
 
+pub mod one_op;
 pub mod params_corpus;
