@@ -148,6 +148,7 @@ impl ScalarKind {
 #[serde(deny_unknown_fields)]
 pub struct Scalar {
     pub kind: ScalarKind,
+    #[serde(with = "super::float")]
     pub value: f64,
 }
 
@@ -176,7 +177,9 @@ pub struct Unary {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Clip {
+    #[serde(with = "super::float")]
     pub min: f64,
+    #[serde(with = "super::float")]
     pub max: f64,
 }
 

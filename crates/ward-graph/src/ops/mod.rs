@@ -18,6 +18,7 @@ pub mod activation;
 pub mod conv;
 pub mod dropout;
 pub mod elementwise;
+pub mod float;
 pub mod index;
 pub mod linear;
 pub mod loss;

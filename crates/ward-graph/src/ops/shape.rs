@@ -153,6 +153,7 @@ pub enum PadMode {
 pub struct Pad {
     pub mode: PadMode,
     pub pads: Vec<usize>,
+    #[serde(with = "super::float")]
     pub value: f64,
 }
 
@@ -171,6 +172,7 @@ pub enum FillDim {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Fill {
+    #[serde(with = "super::float")]
     pub value: f64,
     pub shape: Vec<FillDim>,
 }
