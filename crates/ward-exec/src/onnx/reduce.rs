@@ -51,9 +51,8 @@ pub(super) fn reduce(b: &mut Builder<'_>, at: &At<'_>, op: &Reduce) -> R<()> {
                 "ReduceMin"
             };
             let picked = reduced(b, at, name, x.clone(), &axes, op.keepdims, "picked");
-            let has_nan = any_nan(b, at, x, |b, at, flags| {
-                reduced(b, at, "ReduceMax", flags, &axes, op.keepdims, "nan_any")
-            });
+            let flags = nan_flags(b, at, x);
+            let has_nan = any_set(b, at, flags, &axes, op.keepdims);
             let nan = b.scalar_f32(&at.hint("nan_value"), f32::NAN);
             let out = b.op("Where", vec![has_nan, nan, picked], vec![], &at.hint("out"));
             to_out_shape(b, at, out)
@@ -92,14 +91,7 @@ pub(super) fn arg_reduce(b: &mut Builder<'_>, at: &At<'_>, op: &ArgReduce) -> R<
         attrs(),
         &at.hint("first_nan"),
     );
-    let any = b.op(
-        "ReduceMax",
-        vec![flags],
-        vec![attr_ints("axes", &[axis as i64]), attr_int("keepdims", 1)],
-        &at.hint("nan_any"),
-    );
-    let zero = b.scalar_f32(&at.hint("zero"), 0.0);
-    let has_nan = b.op("Greater", vec![any, zero], vec![], &at.hint("has_nan"));
+    let has_nan = any_set(b, at, flags, &[axis], true);
     let index = b.op(
         "Where",
         vec![has_nan, first_nan, plain],
@@ -134,15 +126,15 @@ fn nan_flags(b: &mut Builder<'_>, at: &At<'_>, x: String) -> String {
     )
 }
 
-/// A boolean: whether any element that `reduce_flags` reduces together is NaN.
-fn any_nan(
+/// A boolean: whether any of the `flags` (1.0 or 0.0) reduced together over `axes` is set.
+fn any_set(
     b: &mut Builder<'_>,
     at: &At<'_>,
-    x: String,
-    reduce_flags: impl FnOnce(&mut Builder<'_>, &At<'_>, String) -> String,
+    flags: String,
+    axes: &[usize],
+    keepdims: bool,
 ) -> String {
-    let flags = nan_flags(b, at, x);
-    let any = reduce_flags(b, at, flags);
+    let any = reduced(b, at, "ReduceMax", flags, axes, keepdims, "nan_any");
     let zero = b.scalar_f32(&at.hint("zero"), 0.0);
     b.op("Greater", vec![any, zero], vec![], &at.hint("has_nan"))
 }

@@ -89,6 +89,12 @@ pub(crate) mod test_util {
         Array::new(shape, data).unwrap()
     }
 
+    /// 0, 1, 2, … in row-major order.
+    pub fn ramp(shape: Vec<usize>) -> Array {
+        let n: usize = shape.iter().product();
+        Array::new(shape, (0..n).map(|v| v as f64).collect()).unwrap()
+    }
+
     /// Same shape and every value within `tol` (NaNs must match NaNs).
     pub fn assert_close(got: &Array, want: &Array, tol: f64) {
         assert_eq!(got.shape, want.shape, "shapes differ");

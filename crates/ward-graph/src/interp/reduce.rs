@@ -186,11 +186,7 @@ pub fn arg_reduce(x: &Array, kind: ArgKind, axis: Option<i64>, keepdims: bool) -
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn ramp(shape: Vec<usize>) -> Array {
-        let n: usize = shape.iter().product();
-        Array::new(shape, (0..n).map(|v| v as f64).collect()).unwrap()
-    }
+    use crate::interp::test_util::ramp;
 
     #[test]
     fn mean_axes_keepdims_exclude() {

@@ -607,11 +607,7 @@ pub fn zeros_like(x: &Array) -> KResult<Array> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn ramp(shape: Vec<usize>) -> Array {
-        let n: usize = shape.iter().product();
-        Array::new(shape, (0..n).map(|v| v as f64).collect()).unwrap()
-    }
+    use crate::interp::test_util::ramp;
 
     #[test]
     fn reshape_codes_on_mxnets_documented_examples() {
