@@ -835,6 +835,127 @@ case("red_norm_zero", "norm", dict(axis=1), [("data", (2, 3))],
      notes="the L2 gradient x/out at a zero norm")
 
 
+# --- tile, repeat, broadcast_axis, broadcast_to, broadcast_like (issue 20) -----
+# Random ranks and shapes with sizes of 1 among them; tile's reps shorter than, as long
+# as and longer than the rank (MXNet pads the shorter with leading 1s) and empty (the
+# identity); repeat along every axis, negative ones and none (the flattened input);
+# broadcasts of one or several axes of size 1 (an axis listed twice, broadcast to 1 the
+# first time), broadcast_to's 0 (keep the dim), broadcast_like with and without
+# lhs_axes/rhs_axes and negative ones (the rhs's values unused).
+_tile_rng = np.random.RandomState(22)
+
+
+def _ones_in(shape, count):
+    """`shape` with `count` distinct axes set to 1, and those axes."""
+    shape = list(shape)
+    axes = sorted(int(a) for a in _tile_rng.choice(len(shape), size=count, replace=False))
+    for a in axes:
+        shape[a] = 1
+    return tuple(shape), axes
+
+
+def _mxnet_compact_axes(big, small):
+    """The axes MXNet 1.9.1's BroadcastReduceShapeCompact folds a broadcast of `small` to
+    `big` into; past 5 it fails ("Too many reduction axes"), forward and backward."""
+    if int(np.prod(small)) == 1:
+        return 1
+    j, bprod, sprod = 0, 1, 1
+    for b, s in zip(big, small):
+        red = b != s
+        if (red and sprod > 1) or (not red and bprod != sprod):
+            j, bprod, sprod = j + 1, 1, 1
+        bprod *= b
+        if not red:
+            sprod *= b
+    return j + (1 if bprod > 1 or sprod > 1 else 0)
+
+
+def _mxnet_tiles(shape, reps):
+    """Whether MXNet 1.9.1 runs tile: it broadcasts (1, d) pairs to (r, d) pairs."""
+    rank = max(len(shape), len(reps))
+    dims = (1,) * (rank - len(shape)) + tuple(shape)
+    reps = (1,) * (rank - len(reps)) + tuple(reps)
+    big = [v for r, d in zip(reps, dims) for v in (r, d)]
+    small = [v for d in dims for v in (1, d)]
+    return _mxnet_compact_axes(big, small) <= 5
+
+
+for i in range(22):
+    rank = 1 + i % 4
+    shape = tuple(int(d) for d in _tile_rng.randint(1, 4, size=rank))
+    n = [rank - 1, rank, rank + 1, 1, rank + 2][i % 5] if i % 11 else 0
+    # Reps MXNet can run (see _mxnet_compact_axes; ward runs any).
+    while True:
+        reps = tuple(int(r) for r in _tile_rng.randint(1, 4, size=max(n, 0)))
+        if _mxnet_tiles(shape, reps):
+            break
+    case("tile_%d" % i, "tile", dict(reps=reps), [("data", shape)])
+case("tile_ones", "tile", dict(reps=(1, 1)), [("data", (2, 3))], notes="reps of 1: a copy")
+case("tile_vector_to_3d", "tile", dict(reps=(2, 1, 3)), [("data", (4,))],
+     notes="an input of lower rank gets leading axes of 1")
+
+for i in range(22):
+    rank = 1 + i % 4
+    shape = tuple(int(d) for d in _tile_rng.randint(1, 4, size=rank))
+    attrs = dict(repeats=int(1 + _tile_rng.randint(4)))
+    if i % 4:
+        attrs["axis"] = int(_tile_rng.randint(-rank, rank))
+    case("repeat_%d" % i, "repeat", attrs, [("data", shape)])
+case("repeat_once", "repeat", dict(repeats=1, axis=0), [("data", (2, 3))])
+case("repeat_flat_3d", "repeat", dict(repeats=3), [("data", (2, 1, 2))],
+     notes="no axis: the flattened input, a 1-D output")
+
+for i in range(22):
+    rank = 1 + i % 4
+    shape, ones = _ones_in(_tile_rng.randint(1, 4, size=rank), 1 + i % min(rank, 3))
+    # MXNet 1.9.1's broadcast_axis takes no negative axes (its shape check fails).
+    axes = ones[: 1 + int(_tile_rng.randint(len(ones)))]
+    sizes = [int(1 + _tile_rng.randint(4)) for _ in axes]
+    attrs = dict(axis=axes[0] if len(axes) == 1 and i % 3 == 0 else tuple(axes),
+                 size=sizes[0] if len(sizes) == 1 and i % 3 == 0 else tuple(sizes))
+    case("bcast_axis_%d" % i, "broadcast_axis", attrs, [("data", shape)])
+case("bcast_axes_alias", "broadcast_axes", dict(axis=(0, 2), size=(3, 2)), [("data", (1, 2, 1))],
+     notes="broadcast_axes is broadcast_axis")
+case("bcast_axis_none", "broadcast_axis", {}, [("data", (2, 3))], notes="no axes: a copy")
+case("bcast_axis_twice", "broadcast_axis", dict(axis=(0, 0), size=(1, 3)), [("data", (1, 2))],
+     notes="an axis listed twice: to 1, then to 3 (MXNet checks the shape as it goes)")
+case("bcast_like_axis_twice", "broadcast_like", dict(lhs_axes=(0, 0), rhs_axes=(0, 1)),
+     [("lhs", (1, 2)), ("rhs", (5, 3))], notes="an lhs axis listed twice takes the last")
+
+for i in range(22):
+    rank = 1 + i % 4
+    shape, ones = _ones_in(_tile_rng.randint(1, 4, size=rank), i % (rank + 1))
+    target = []
+    for a, d in enumerate(shape):
+        if a in ones:
+            target.append(int(1 + _tile_rng.randint(4)))
+        else:
+            target.append([0, d][int(_tile_rng.randint(2))])
+    case("bcast_to_%d" % i, "broadcast_to", dict(shape=tuple(target)), [("data", shape)])
+case("bcast_to_keep_all", "broadcast_to", dict(shape=(0, 0, 0)), [("data", (2, 1, 3))],
+     notes="0 keeps the input's dim")
+
+for i in range(22):
+    rank = 1 + i % 4
+    shape, ones = _ones_in(_tile_rng.randint(1, 4, size=rank), 1 + i % rank)
+    if i % 2:
+        # Without axes: the whole rhs, of the lhs's rank.
+        rhs = [int(1 + _tile_rng.randint(4)) if a in ones else d for a, d in enumerate(shape)]
+        attrs = {}
+    else:
+        rhs_rank = 1 + int(_tile_rng.randint(4))
+        rhs = [int(1 + _tile_rng.randint(4)) for _ in range(rhs_rank)]
+        count = 1 + int(_tile_rng.randint(min(len(ones), rhs_rank)))
+        lhs_axes = [a - rank if k % 2 else a for k, a in enumerate(ones[:count])]
+        rhs_axes = [int(r) for r in _tile_rng.choice(rhs_rank, size=count, replace=False)]
+        rhs_axes = [r - rhs_rank if (i // 2 + k) % 2 else r for k, r in enumerate(rhs_axes)]
+        attrs = dict(lhs_axes=tuple(lhs_axes), rhs_axes=tuple(rhs_axes))
+    case("bcast_like_%d" % i, "broadcast_like", attrs,
+         [("lhs", shape), ("rhs", tuple(rhs))])
+case("bcast_like_lhs_axes_alone", "broadcast_like", dict(lhs_axes=(0,)),
+     [("lhs", (1, 3)), ("rhs", (2, 3))],
+     notes="lhs_axes without rhs_axes: MXNet 1.9.1 ignores it and broadcasts to the whole rhs")
+
 # --- Embedding ---------------------------------------------------------------
 case("embedding_2d_ids", "Embedding", dict(input_dim=10, output_dim=4), [("data", (2, 5))],
      values={"data": token_ids(10)},

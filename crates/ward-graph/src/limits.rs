@@ -18,3 +18,8 @@ pub const MAX_RNN_LAYERS: usize = 256;
 pub const MAX_RESIZE_DIM: usize = 32_767;
 /// Largest `UpSampling` scale (an output plane is at most [`MAX_RESIZE_DIM`] wide anyway).
 pub const MAX_UPSAMPLING_SCALE: usize = 1024;
+/// Largest count an attribute may repeat a tensor by: a `tile` rep, a `repeat` count, a
+/// broadcast size. Any larger count alone would make a value past the element cap
+/// ([`crate::shape::MAX_VALUE_ELEMENTS`]), so it is refused from the attribute, before
+/// shape inference multiplies it into anything.
+pub const MAX_REPEAT: usize = crate::shape::MAX_VALUE_ELEMENTS;

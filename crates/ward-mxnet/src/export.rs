@@ -45,7 +45,7 @@ use ward_graph::ops::pool::PoolKind;
 use ward_graph::ops::reduce::{ArgKind, ReduceKind};
 use ward_graph::ops::resize::ResizeTarget;
 use ward_graph::ops::rnn::{Rnn, RnnMode, PARAMS_PER_CELL};
-use ward_graph::ops::shape::{FillDim, PadMode, ReshapeDim};
+use ward_graph::ops::shape::{BroadcastDim, FillDim, PadMode, ReshapeDim};
 use ward_graph::shape::{infer_shapes, Shapes};
 
 use crate::import::DeclaredInput;
@@ -1043,6 +1043,70 @@ impl<'a> Writer<'a> {
                     if u.sum { "sum" } else { "concat" }.into(),
                 );
                 "UpSampling"
+            }
+            Op::Tile(t) => {
+                set("reps", tuple(&t.reps));
+                "tile"
+            }
+            Op::Repeat(r) => {
+                set("repeats", r.repeats.to_string());
+                if let Some(axis) = r.axis {
+                    set("axis", axis.to_string());
+                }
+                "repeat"
+            }
+            // Without a dim from the second input: broadcast_to, 0 keeping a dim.
+            Op::BroadcastTo(b) if !b.reads_like() => {
+                let shape: Vec<usize> = b
+                    .dims
+                    .iter()
+                    .map(|d| match *d {
+                        BroadcastDim::Fixed(n) => n,
+                        _ => 0,
+                    })
+                    .collect();
+                set("shape", tuple(&shape));
+                "broadcast_to"
+            }
+            // Every dim from the second input's own: broadcast_like without axes. Kept
+            // dims and dims from the second input: broadcast_like with the axes (whose lhs
+            // dims MXNet requires to be 1, as the importer checks).
+            Op::BroadcastTo(b) => {
+                let like = node
+                    .inputs
+                    .get(1)
+                    .copied()
+                    .ok_or_else(|| refuse("has no second input".into()))?;
+                let whole = shape_of(like)?.len() == b.dims.len()
+                    && b.dims
+                        .iter()
+                        .enumerate()
+                        .all(|(i, d)| *d == BroadcastDim::Like(i));
+                if !whole {
+                    let mut lhs = Vec::new();
+                    let mut rhs = Vec::new();
+                    for (i, d) in b.dims.iter().enumerate() {
+                        match *d {
+                            BroadcastDim::Keep => {}
+                            BroadcastDim::Like(j) => {
+                                lhs.push(i);
+                                rhs.push(j);
+                            }
+                            BroadcastDim::Fixed(n) => {
+                                return Err(unsupported(
+                                    "dims",
+                                    format!("{:?}", b.dims),
+                                    &format!(
+                                        "a fixed size ({n}) next to dims from the second input has no MXNet spelling"
+                                    ),
+                                ))
+                            }
+                        }
+                    }
+                    set("lhs_axes", tuple(&lhs));
+                    set("rhs_axes", tuple(&rhs));
+                }
+                "broadcast_like"
             }
         };
         let name = self

@@ -13,7 +13,7 @@ use ward_graph::compat::{mark_states, mxnet_reshape, prune, unpack_rnn_params};
 use ward_graph::ir::{
     Graph, GraphInput, GraphOutput, InputRole, Node, Op, ParamDecl, ParamRole, Source,
 };
-use ward_graph::limits::MAX_UPSAMPLING_SCALE;
+use ward_graph::limits::{MAX_REPEAT, MAX_UPSAMPLING_SCALE};
 use ward_graph::ops::activation::{Activation, ActivationKind, LeakyRelu, LeakyReluKind, Softmax};
 use ward_graph::ops::conv::{Conv, Deconv};
 use ward_graph::ops::dropout::Dropout;
@@ -32,8 +32,8 @@ use ward_graph::ops::reduce::{ArgKind, ArgReduce, Mean, Reduce, ReduceKind};
 use ward_graph::ops::resize::{BilinearResize, ResizeTarget, UpSampling};
 use ward_graph::ops::rnn::{Rnn, RnnMode};
 use ward_graph::ops::shape::{
-    Concat, ExpandDims, Fill, FillDim, Flatten, OnesLike, Pad, PadMode, Slice, SliceAxis, Split,
-    Squeeze, Stack, SwapAxes, Transpose,
+    BroadcastDim, BroadcastTo, Concat, ExpandDims, Fill, FillDim, Flatten, OnesLike, Pad, PadMode,
+    Repeat, Slice, SliceAxis, Split, Squeeze, Stack, SwapAxes, Tile, Transpose,
 };
 use ward_graph::ops::OpDef;
 use ward_graph::shape::{infer_shapes, Shapes};
@@ -1507,6 +1507,105 @@ impl Importer<'_> {
                     UpSampling { scale, sum }.into()
                 }
             }
+            "tile" => {
+                let reps = a.req_tuple("reps")?;
+                a.finish()?;
+                need(1)?;
+                let op = Tile {
+                    reps: counts(&reps, "reps", &err)?,
+                };
+                self.check_output(&op.clone().into(), &inputs, "reps", &err)?;
+                op.into()
+            }
+            "repeat" => {
+                let repeats = a.req_int("repeats")?;
+                let axis = a.opt_int("axis")?;
+                a.finish()?;
+                need(1)?;
+                let repeats = counts(&[repeats], "repeats", &err)?
+                    .first()
+                    .copied()
+                    .unwrap_or(1);
+                if let Some(axis) = axis {
+                    let rank = self.input_shape(&inputs, 1)?.len();
+                    ward_graph::ops::resolve_axis(axis, rank)
+                        .map_err(|e| err(format!("attribute \"axis\": {e}")))?;
+                }
+                let op = Repeat { repeats, axis };
+                self.check_output(&op.into(), &inputs, "repeats", &err)?;
+                op.into()
+            }
+            "broadcast_axis" => {
+                let axes = a.tuple("axis", &[])?;
+                let sizes = a.tuple("size", &[])?;
+                a.finish()?;
+                need(1)?;
+                if axes.len() != sizes.len() {
+                    return Err(err(format!(
+                        "attribute \"axis\" = {axes:?} and \"size\" = {sizes:?} differ in length"
+                    )));
+                }
+                let sizes = counts(&sizes, "size", &err)?;
+                let one = self.input_shape(&inputs, 1)?;
+                let two = self.input_shape(&inputs, 2)?;
+                let dims = broadcast_axis_dims(&one, &two, &axes, &sizes).map_err(err)?;
+                let op = BroadcastTo { dims };
+                self.check_broadcast(&op, &inputs, "size", &err)?;
+                op.into()
+            }
+            "broadcast_to" => {
+                let shape = a.tuple("shape", &[])?;
+                a.finish()?;
+                need(1)?;
+                let rank = self.input_shape(&inputs, 1)?.len();
+                if shape.len() != rank {
+                    return Err(err(format!(
+                        "attribute \"shape\" = {shape:?} has {} dims for an input of rank {rank}",
+                        shape.len()
+                    )));
+                }
+                // MXNet: a 0 keeps the input's dim.
+                let dims = shape
+                    .iter()
+                    .map(|&d| match d {
+                        0 => Ok(BroadcastDim::Keep),
+                        d => usize::try_from(d)
+                            .ok()
+                            .filter(|n| (1..=MAX_REPEAT).contains(n))
+                            .map(BroadcastDim::Fixed)
+                            .ok_or_else(|| {
+                                err(format!(
+                                    "attribute \"shape\" = {shape:?}: {d} is outside 1 to {MAX_REPEAT} (0 keeps the input's dim)"
+                                ))
+                            }),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                let op = BroadcastTo { dims };
+                self.check_broadcast(&op, &inputs, "shape", &err)?;
+                op.into()
+            }
+            "broadcast_like" => {
+                let lhs_axes = a.opt_tuple("lhs_axes")?;
+                let rhs_axes = a.opt_tuple("rhs_axes")?;
+                a.finish()?;
+                need(2)?;
+                let rhs = inputs
+                    .get(1)
+                    .copied()
+                    .ok_or_else(|| err("has no rhs".into()))?;
+                let rhs = self.probe_shapes()?.of(&self.graph, rhs)?.to_vec();
+                let (one, two) = (self.input_shape(&inputs, 1)?, self.input_shape(&inputs, 2)?);
+                let dims = broadcast_like_dims(
+                    (one.as_slice(), two.as_slice()),
+                    &rhs,
+                    lhs_axes.as_deref(),
+                    rhs_axes.as_deref(),
+                )
+                .map_err(err)?;
+                let op = BroadcastTo { dims };
+                self.check_broadcast(&op, &inputs, "lhs_axes\"/\"rhs_axes", &err)?;
+                op.into()
+            }
             _ => {
                 return Err(ImportError::UnsupportedOp {
                     node: node.name.clone(),
@@ -1561,6 +1660,87 @@ impl Importer<'_> {
         })?;
         let shapes = infer_shapes(&self.graph, &self.data_shapes(fill))?;
         Ok(shapes.of(&self.graph, x)?.to_vec())
+    }
+
+    /// Infers `op`'s output on the node's inputs with the variable input dims at 2 (the
+    /// larger probe), refusing a shape past the limits in terms of `attr`: an attribute's
+    /// count is checked against the element cap here, at import, before anything exists
+    /// to allocate.
+    fn check_output(
+        &self,
+        op: &Op,
+        inputs: &[Source],
+        attr: &str,
+        err: &impl Fn(String) -> ImportError,
+    ) -> Result<(), ImportError> {
+        let shapes = infer_shapes(&self.graph, &self.data_shapes(2))?;
+        let ins = inputs
+            .iter()
+            .map(|s| shapes.get(&self.graph, *s))
+            .collect::<Vec<_>>();
+        let outs = op
+            .def()
+            .infer(&ins)
+            .map_err(|e| err(format!("attribute \"{attr}\": {e}")))?;
+        for out in &outs {
+            ward_graph::shape::check_value(out)
+                .map_err(|e| err(format!("attribute \"{attr}\": {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// A broadcast's output with the variable input dims at 1 and at 2: each axis must
+    /// broadcast for every value of a variable dim. An axis of fixed size 1 may go
+    /// anywhere; any other must equal its target at both probes (a variable dim kept, or
+    /// following the same variable dim of the reference, or a fixed dim equal to a fixed
+    /// target). A variable dim broadcast to a fixed size would run only when it happens
+    /// to be 1 or that size, and is refused, as `squeeze` refuses one.
+    fn check_broadcast(
+        &self,
+        op: &BroadcastTo,
+        inputs: &[Source],
+        attr: &str,
+        err: &impl Fn(String) -> ImportError,
+    ) -> Result<(), ImportError> {
+        const VARIABLE: &str = "a variable input dim broadcast to another size runs only \
+                                for some of its values; declare the dim fixed";
+        let mut probes = Vec::with_capacity(2);
+        for fill in [1, 2] {
+            let shapes = infer_shapes(&self.graph, &self.data_shapes(fill))?;
+            let x = inputs
+                .first()
+                .map(|s| shapes.of(&self.graph, *s))
+                .ok_or_else(|| err("has no input".into()))??;
+            let like = match inputs.get(1) {
+                Some(s) if op.reads_like() => Some(shapes.of(&self.graph, *s)?),
+                _ => None,
+            };
+            let out = op.output_shape(x, like).map_err(|e| {
+                // Broadcasting at the first probe, not at the second: a variable dim.
+                let why = if probes.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({VARIABLE})")
+                };
+                err(format!("attribute \"{attr}\": {e}{why}"))
+            })?;
+            probes.push((x.to_vec(), out));
+        }
+        let (Some((x1, o1)), Some((x2, o2))) = (probes.first(), probes.get(1)) else {
+            return Ok(());
+        };
+        for i in 0..x1.len() {
+            let at = |v: &Vec<usize>| v.get(i).copied();
+            let fixed_one = at(x1) == Some(1) && at(x2) == Some(1);
+            let equal = at(x1) == at(o1) && at(x2) == at(o2);
+            if !fixed_one && !equal {
+                return Err(err(format!(
+                    "attribute \"{attr}\": axis {i} of the input ({x1:?} with the variable dims \
+                     at 1, {x2:?} at 2) broadcasts to {o1:?} and {o2:?}: {VARIABLE}"
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// The shapes of the graph built so far, with every variable input dim at 1: enough
@@ -1689,6 +1869,116 @@ fn squeezed_axes(one: &[usize], two: &[usize], axes: Option<&[i64]>) -> Result<V
         }
     };
     Ok(squeezed)
+}
+
+/// An attribute's counts (tile's reps, repeat's repeats, a broadcast size), each 1 to
+/// [`MAX_REPEAT`]: 0 would make an empty tensor (MXNet allows it; ward never makes one),
+/// and a larger count alone passes the element cap.
+fn counts(
+    values: &[i64],
+    attr: &str,
+    err: &impl Fn(String) -> ImportError,
+) -> Result<Vec<usize>, ImportError> {
+    values
+        .iter()
+        .map(|&v| {
+            usize::try_from(v)
+                .ok()
+                .filter(|n| (1..=MAX_REPEAT).contains(n))
+                .ok_or_else(|| {
+                    err(format!(
+                        "attribute {attr:?} = {values:?}: {v} is outside 1 to {MAX_REPEAT} \
+                         (0 makes an empty tensor, and a larger count passes the element limit)"
+                    ))
+                })
+        })
+        .collect()
+}
+
+/// The target of MXNet 1.9.1's `broadcast_axis`, given the input's shape with variable
+/// dims at 1 (`one`) and at 2 (`two`): each listed axis, in order, must be of size 1 at
+/// that point (MXNet's `BroadcastAxesShape` checks the shape as it goes, so an axis listed
+/// twice must have been broadcast to 1 the first time) and becomes its size. A variable
+/// dim is not of size 1.
+fn broadcast_axis_dims(
+    one: &[usize],
+    two: &[usize],
+    axes: &[i64],
+    sizes: &[usize],
+) -> Result<Vec<BroadcastDim>, String> {
+    let mut dims = vec![BroadcastDim::Keep; one.len()];
+    for (&axis, &size) in axes.iter().zip(sizes) {
+        let i = broadcast_axis_index(axis, one.len())
+            .map_err(|e| format!("attribute \"axis\" = {axes:?}: {e}"))?;
+        let current = match dims.get(i) {
+            Some(BroadcastDim::Fixed(n)) => Some(*n),
+            _ if one.get(i) == two.get(i) => one.get(i).copied(),
+            _ => None,
+        };
+        if current != Some(1) {
+            return Err(format!(
+                "attribute \"axis\" = {axes:?}: axis {i} of {one:?} is not of size 1 (MXNet broadcasts only axes of size 1)"
+            ));
+        }
+        if let Some(slot) = dims.get_mut(i) {
+            *slot = BroadcastDim::Fixed(size);
+        }
+    }
+    Ok(dims)
+}
+
+/// An axis of `broadcast_axis` for an input of `rank` dims. MXNet 1.9.1 takes no negative
+/// axes here (its shape function indexes the shape with the axis as given and fails).
+fn broadcast_axis_index(axis: i64, rank: usize) -> Result<usize, String> {
+    if axis < 0 {
+        return Err(format!(
+            "axis {axis}: MXNet's broadcast_axis takes no negative axes"
+        ));
+    }
+    ward_graph::ops::resolve_axis(axis, rank)
+}
+
+/// The target of MXNet 1.9.1's `broadcast_like` (`BroadcastLikeShape`): without both
+/// `lhs_axes` and `rhs_axes` (one given alone is ignored by MXNet), every dim of the rhs,
+/// which must have the lhs's rank; with both (as long as each other, not empty), lhs axis
+/// `lhs_axes[k]`, which must be of size 1, takes dim `rhs_axes[k]` of the rhs, negatives
+/// counting from each one's end (an lhs axis listed twice takes its last). The lhs's shape
+/// comes with the variable dims at 1 and at 2: a variable dim is not of size 1.
+fn broadcast_like_dims(
+    (lhs, lhs_two): (&[usize], &[usize]),
+    rhs: &[usize],
+    lhs_axes: Option<&[i64]>,
+    rhs_axes: Option<&[i64]>,
+) -> Result<Vec<BroadcastDim>, String> {
+    let (Some(from), Some(to)) = (lhs_axes, rhs_axes) else {
+        if lhs.len() != rhs.len() {
+            return Err(format!(
+                "lhs {lhs:?} and rhs {rhs:?} differ in rank (without both \"lhs_axes\" and \"rhs_axes\", MXNet broadcasts to the whole rhs)"
+            ));
+        }
+        return Ok((0..rhs.len()).map(BroadcastDim::Like).collect());
+    };
+    if from.len() != to.len() || from.is_empty() {
+        return Err(format!(
+            "attribute \"lhs_axes\" = {from:?} and \"rhs_axes\" = {to:?} must be as long as each other and not empty"
+        ));
+    }
+    let mut dims = vec![BroadcastDim::Keep; lhs.len()];
+    for (&l, &r) in from.iter().zip(to) {
+        let i = ward_graph::ops::resolve_axis(l, lhs.len())
+            .map_err(|e| format!("attribute \"lhs_axes\" = {from:?}: {e}"))?;
+        let j = ward_graph::ops::resolve_axis(r, rhs.len())
+            .map_err(|e| format!("attribute \"rhs_axes\" = {to:?}: {e}"))?;
+        if lhs.get(i) != Some(&1) || lhs_two.get(i) != Some(&1) {
+            return Err(format!(
+                "attribute \"lhs_axes\" = {from:?}: axis {i} of {lhs:?} is not of size 1"
+            ));
+        }
+        if let Some(slot) = dims.get_mut(i) {
+            *slot = BroadcastDim::Like(j);
+        }
+    }
+    Ok(dims)
 }
 
 fn unique_node_name(graph: &Graph, base: &str) -> String {

@@ -192,6 +192,9 @@ fn lower_node(b: &mut Builder<'_>, at: &At<'_>) -> R<()> {
         Op::AdaptiveAvgPool(op) => pool::adaptive_avg_pool(b, at, op),
         Op::BilinearResize(op) => resize::bilinear_resize(b, at, op),
         Op::UpSampling(op) => resize::upsampling(b, at, op),
+        Op::Tile(op) => shape::tile(b, at, op),
+        Op::Repeat(op) => shape::repeat(b, at, op),
+        Op::BroadcastTo(_) => shape::broadcast_to(b, at),
     }
 }
 

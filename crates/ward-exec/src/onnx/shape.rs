@@ -2,7 +2,9 @@
 //! reshape to it; constants are materialised.
 
 use ward_graph::ops::resolve_axis;
-use ward_graph::ops::shape::{Concat, Pad, PadMode, Split, Stack, Strided, SwapAxes, Transpose};
+use ward_graph::ops::shape::{
+    Concat, Pad, PadMode, Repeat, Split, Stack, Strided, SwapAxes, Tile, Transpose,
+};
 
 use super::builder::{attr_int, attr_ints, attr_string, ints, At, Builder, R};
 
@@ -186,5 +188,59 @@ pub(super) fn fill(b: &mut Builder<'_>, at: &At<'_>, value: f64) -> R<()> {
     let n: usize = at.out_shape.iter().product();
     let c = b.const_f32(&at.hint("value"), &at.out_shape, &vec![value as f32; n]);
     b.push("Identity", vec![c], vec![at.out()?], vec![]);
+    Ok(())
+}
+
+/// `tile`: the input reshaped to the output's rank (MXNet's leading axes of 1) and an ONNX
+/// `Tile` by each axis's rep.
+pub(super) fn tile(b: &mut Builder<'_>, at: &At<'_>, op: &Tile) -> R<()> {
+    let x = at.input(0)?;
+    if op.reps.is_empty() {
+        b.push("Identity", vec![x], vec![at.out()?], vec![]);
+        return Ok(());
+    }
+    let (from, reps) = op.padded(&at.xs);
+    let x = if from.len() == at.xs.len() {
+        x
+    } else {
+        b.reshape(x, &from, &at.hint("lifted"))
+    };
+    let reps = b.const_i64(&at.hint("repeats"), &ints(&reps));
+    b.push("Tile", vec![x, reps], vec![at.out()?], vec![]);
+    Ok(())
+}
+
+/// `repeat`: a new axis of 1 after the repeated one (after the flattened input with no
+/// axis), expanded to the count, and the two merged: each element then comes `repeats`
+/// times in a row.
+pub(super) fn repeat(b: &mut Builder<'_>, at: &At<'_>, op: &Repeat) -> R<()> {
+    let (mut lifted, a) = match op.axis {
+        None => (vec![at.xs.iter().product::<usize>()], 0),
+        Some(axis) => (at.xs.clone(), resolve_axis(axis, at.xs.len())?),
+    };
+    lifted.insert(a + 1, 1);
+    let mut expanded = lifted.clone();
+    if let Some(slot) = expanded.get_mut(a + 1) {
+        *slot = op.repeats;
+    }
+    let x = b.reshape(at.input(0)?, &lifted, &at.hint("lifted"));
+    let shape = b.const_i64(&at.hint("expanded"), &ints(&expanded));
+    let x = b.op("Expand", vec![x, shape], vec![], &at.hint("expand"));
+    let out = b.const_i64(&at.hint("shape"), &ints(&at.out_shape));
+    b.push("Reshape", vec![x, out], vec![at.out()?], vec![]);
+    Ok(())
+}
+
+/// The broadcasts: ONNX `Expand` to the (known) output shape, of the input's rank. A
+/// `broadcast_like`'s second input gave only its shape, which is known here: it is not
+/// read.
+pub(super) fn broadcast_to(b: &mut Builder<'_>, at: &At<'_>) -> R<()> {
+    let x = at.input(0)?;
+    if at.xs == at.out_shape {
+        b.push("Identity", vec![x], vec![at.out()?], vec![]);
+        return Ok(());
+    }
+    let shape = b.const_i64(&at.hint("shape"), &ints(&at.out_shape));
+    b.push("Expand", vec![x, shape], vec![at.out()?], vec![]);
     Ok(())
 }

@@ -505,5 +505,18 @@ pub fn eval_node(node: &Node, ins: &[Option<&Array>]) -> R<Vec<Array>> {
             let (scales, _) = op.scales(&shapes)?;
             one(kernel(resize::upsampling_nearest(&all, &scales, op.sum))?)
         }
+        Op::Tile(op) => one(kernel(kshape::tile(x()?, &op.reps))?),
+        Op::Repeat(op) => one(kernel(kshape::repeat(x()?, op.repeats, op.axis))?),
+        Op::BroadcastTo(op) => {
+            let x = x()?;
+            // Only the second input's shape is read (MXNet broadcast_like's rhs).
+            let like = if op.reads_like() {
+                Some(arg(ins, 1)?.shape.as_slice())
+            } else {
+                None
+            };
+            let shape = op.output_shape(&x.shape, like)?;
+            one(kernel(kshape::broadcast_to(x, &shape))?)
+        }
     }
 }

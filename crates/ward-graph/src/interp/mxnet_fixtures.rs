@@ -794,6 +794,25 @@ fn run(c: &Case) -> R<Vec<Array>> {
             let (scales, _) = op.scales(&shapes)?;
             one(resize::upsampling_nearest(&all, &scales, op.sum))
         }
+        "tile" => {
+            let reps = a.usizes("reps", 1, 0)?;
+            one(shape::tile(x(0)?, &reps))
+        }
+        "repeat" => {
+            let repeats = usize::try_from(a.int("repeats", 1)?).map_err(|e| e.to_string())?;
+            one(shape::repeat(x(0)?, repeats, a.optional_int("axis")?))
+        }
+        "broadcast_axis" => {
+            let sizes = a.usizes("size", 1, 0)?;
+            one(shape::broadcast_axis(x(0)?, &a.tuple("axis", &[])?, &sizes))
+        }
+        "broadcast_to" => one(shape::broadcast_to_shape(x(0)?, &a.tuple("shape", &[])?)),
+        "broadcast_like" => one(shape::broadcast_like(
+            x(0)?,
+            &x(1)?.shape,
+            a.tuple_opt("lhs_axes")?.as_deref(),
+            a.tuple_opt("rhs_axes")?.as_deref(),
+        )),
         other => Err(format!("no kernel for operator {other:?}")),
     }
 }

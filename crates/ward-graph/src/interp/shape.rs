@@ -1,6 +1,7 @@
 //! Operators that move or copy elements without arithmetic on them: Reshape, Flatten,
 //! expand_dims, squeeze, Concat, SwapAxis, transpose, slice, slice_axis, SliceChannel,
-//! stack, Pad, SequenceLast, and the constant fills (MXNet 1.9.1).
+//! stack, Pad, SequenceLast, tile, repeat, the broadcasts, and the constant fills
+//! (MXNet 1.9.1).
 
 #![allow(
     clippy::indexing_slicing,
@@ -604,6 +605,183 @@ pub fn zeros_like(x: &Array) -> KResult<Array> {
     Array::full(x.shape.clone(), 0.0)
 }
 
+/// The elements of `x`, read as shape `from` (its shape with leading 1s, at most), at
+/// every index of `to`: output index `i` on axis `a` reads input index `source(a, i)`.
+fn gather(
+    x: &Array,
+    from: &[usize],
+    to: &[usize],
+    source: impl Fn(usize, usize) -> usize,
+) -> KResult<Array> {
+    let st = strides(from);
+    let mut data = Vec::with_capacity(element_count(to)?);
+    for idx in indices(to) {
+        let off: usize = idx
+            .iter()
+            .enumerate()
+            .map(|(a, &i)| source(a, i) * st[a])
+            .sum();
+        data.push(x.data[off]);
+    }
+    Array::new(to.to_vec(), data)
+}
+
+/// `shape` with leading 1s to rank `rank`.
+fn lead_ones(shape: &[usize], rank: usize) -> Vec<usize> {
+    let mut out = vec![1; rank.saturating_sub(shape.len())];
+    out.extend_from_slice(shape);
+    out
+}
+
+/// MXNet `tile`: `x` repeated `reps[i]` times along each axis. As MXNet 1.9.1's
+/// `TileOpShape`: reps shorter than the rank are padded with leading 1s, an input of lower
+/// rank than the reps gets leading axes of 1, and no reps is the identity. A rep of 0
+/// (MXNet: an empty tensor) is refused.
+pub fn tile(x: &Array, reps: &[usize]) -> KResult<Array> {
+    const OP: &str = "tile";
+    if reps.is_empty() {
+        return Ok(x.clone());
+    }
+    if reps.contains(&0) {
+        return Err(KernelError::new(OP, format!("reps {reps:?} hold a 0")));
+    }
+    let rank = x.rank().max(reps.len());
+    let (from, reps) = (lead_ones(&x.shape, rank), lead_ones(reps, rank));
+    let to = from
+        .iter()
+        .zip(&reps)
+        .map(|(d, r)| d.checked_mul(*r))
+        .collect::<Option<Vec<usize>>>()
+        .ok_or_else(|| KernelError::new(OP, format!("reps {reps:?} overflow")))?;
+    gather(x, &from, &to, |a, i| i % from[a])
+}
+
+/// MXNet `repeat`: each element `repeats` times in a row along `axis` (negative counts
+/// from the end), or along the flattened input with no axis (a 1-D result). A count of 0
+/// (MXNet: an empty 1-D tensor) is refused.
+pub fn repeat(x: &Array, repeats: usize, axis: Option<i64>) -> KResult<Array> {
+    const OP: &str = "repeat";
+    if repeats == 0 {
+        return Err(KernelError::new(OP, "repeats is 0"));
+    }
+    let (from, a) = match axis {
+        None => (vec![x.len()], 0),
+        Some(axis) => (x.shape.clone(), resolve_axis(OP, axis, x.rank())?),
+    };
+    let mut to = from.clone();
+    to[a] = to[a]
+        .checked_mul(repeats)
+        .ok_or_else(|| KernelError::new(OP, "the repeated axis overflows"))?;
+    gather(x, &from, &to, |ax, i| if ax == a { i / repeats } else { i })
+}
+
+/// `x` broadcast to `shape` of the same rank: each axis must be of size 1 or already the
+/// target's; none may be 0.
+pub fn broadcast_to(x: &Array, shape: &[usize]) -> KResult<Array> {
+    let fits = shape.len() == x.rank()
+        && x.shape
+            .iter()
+            .zip(shape)
+            .all(|(&d, &t)| t > 0 && (d == t || d == 1));
+    if !fits {
+        return Err(KernelError::new(
+            "broadcast_to",
+            format!("{:?} does not broadcast to {shape:?}", x.shape),
+        ));
+    }
+    gather(
+        x,
+        &x.shape,
+        shape,
+        |a, i| if x.shape[a] == 1 { 0 } else { i },
+    )
+}
+
+/// MXNet `broadcast_axis` (`broadcast_axes`): axis `axes[k]` (of size 1) broadcast to
+/// `sizes[k]`, in order, as MXNet 1.9.1's `BroadcastAxesShape` checks them (an axis
+/// listed twice must still be 1 the second time). MXNet 1.9.1 refuses negative axes
+/// here, and so does this.
+pub fn broadcast_axis(x: &Array, axes: &[i64], sizes: &[usize]) -> KResult<Array> {
+    const OP: &str = "broadcast_axis";
+    if axes.len() != sizes.len() {
+        return Err(KernelError::new(
+            OP,
+            format!("axis {axes:?} and size {sizes:?} differ in length"),
+        ));
+    }
+    let mut shape = x.shape.clone();
+    for (&axis, &size) in axes.iter().zip(sizes) {
+        if axis < 0 {
+            return Err(KernelError::new(OP, format!("axis {axis} is negative")));
+        }
+        let a = resolve_axis(OP, axis, x.rank())?;
+        if shape[a] != 1 {
+            return Err(KernelError::new(
+                OP,
+                format!("axis {axis} of {shape:?} is not of size 1"),
+            ));
+        }
+        shape[a] = size;
+    }
+    broadcast_to(x, &shape)
+}
+
+/// MXNet `broadcast_to`: `shape` has the input's rank; a 0 keeps the input's dim.
+pub fn broadcast_to_shape(x: &Array, shape: &[i64]) -> KResult<Array> {
+    const OP: &str = "broadcast_to";
+    if shape.len() != x.rank() {
+        return Err(KernelError::new(
+            OP,
+            format!("shape {shape:?} for an input of rank {}", x.rank()),
+        ));
+    }
+    let target = shape
+        .iter()
+        .zip(&x.shape)
+        .map(|(&t, &d)| match t {
+            0 => Ok(d),
+            t => usize::try_from(t)
+                .map_err(|_| KernelError::new(OP, format!("shape {shape:?} is negative"))),
+        })
+        .collect::<KResult<Vec<usize>>>()?;
+    broadcast_to(x, &target)
+}
+
+/// MXNet `broadcast_like`: without both `lhs_axes` and `rhs_axes` (MXNet 1.9.1 ignores
+/// one given alone), `x` broadcast to `like`'s shape, of the same rank; with both, axis
+/// `lhs_axes[k]` of `x` (of size 1) broadcast to dim `rhs_axes[k]` of `like`, negatives
+/// counting from each one's end. Only `like`'s shape is read.
+pub fn broadcast_like(
+    x: &Array,
+    like: &[usize],
+    lhs_axes: Option<&[i64]>,
+    rhs_axes: Option<&[i64]>,
+) -> KResult<Array> {
+    const OP: &str = "broadcast_like";
+    let (Some(lhs), Some(rhs)) = (lhs_axes, rhs_axes) else {
+        return broadcast_to(x, like);
+    };
+    if lhs.len() != rhs.len() || lhs.is_empty() {
+        return Err(KernelError::new(
+            OP,
+            format!("lhs_axes {lhs:?} and rhs_axes {rhs:?} must be as long, and not empty"),
+        ));
+    }
+    let mut shape = x.shape.clone();
+    for (&l, &r) in lhs.iter().zip(rhs) {
+        let from = resolve_axis(OP, l, x.rank())?;
+        let to = resolve_axis(OP, r, like.len())?;
+        if x.shape[from] != 1 {
+            return Err(KernelError::new(
+                OP,
+                format!("lhs axis {l} of {:?} is not of size 1", x.shape),
+            ));
+        }
+        shape[from] = like[to];
+    }
+    broadcast_to(x, &shape)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -715,6 +893,31 @@ mod tests {
         assert_eq!(l.data[..2], [8.0, 9.0]);
         assert!(sequence_last(&x, 2).is_err());
         assert!(sequence_last(&x, -1).is_err());
+    }
+
+    #[test]
+    fn tile_repeat_and_broadcasts_refuse_empty_and_mismatched_shapes() {
+        let x = ramp(vec![2, 1]);
+        assert!(tile(&x, &[2, 0]).is_err());
+        assert_eq!(tile(&x, &[]).unwrap(), x);
+        assert!(repeat(&x, 0, None).is_err());
+        assert!(repeat(&x, 2, Some(2)).is_err());
+        assert!(broadcast_to(&x, &[2, 0]).is_err());
+        assert!(broadcast_to(&x, &[4, 3]).is_err());
+        assert!(broadcast_to(&x, &[2, 3, 1]).is_err());
+        assert!(broadcast_axis(&x, &[0], &[3]).is_err());
+        assert!(broadcast_axis(&x, &[1, 1], &[3, 2]).is_err());
+        assert!(broadcast_axis(&x, &[1], &[]).is_err());
+        assert!(broadcast_axis(&x, &[-1], &[3]).is_err());
+        assert!(broadcast_to_shape(&x, &[0, -1]).is_err());
+        assert!(broadcast_like(&x, &[2, 3, 4], None, None).is_err());
+        assert!(broadcast_like(&x, &[5], Some(&[0]), Some(&[0])).is_err());
+        assert!(broadcast_like(&x, &[5], Some(&[]), Some(&[])).is_err());
+        // One of the two axis lists alone is ignored, as MXNet 1.9.1 ignores it.
+        assert_eq!(
+            broadcast_like(&x, &[2, 3], Some(&[1]), None).unwrap(),
+            broadcast_to(&x, &[2, 3]).unwrap()
+        );
     }
 
     #[test]

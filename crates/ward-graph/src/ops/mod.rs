@@ -141,6 +141,9 @@ ops! {
     AdaptiveAvgPool(pool::AdaptiveAvgPool) = "adaptive_avg_pool",
     BilinearResize(resize::BilinearResize) = "bilinear_resize",
     UpSampling(resize::UpSampling) = "upsampling",
+    Tile(shape::Tile) = "tile",
+    Repeat(shape::Repeat) = "repeat",
+    BroadcastTo(shape::BroadcastTo) = "broadcast_to",
 }
 
 impl Op {

@@ -1,11 +1,12 @@
 //! Shape operators: values moved, not computed. Reshape, flatten, concatenation, axis
-//! swaps and permutations, slices, splits, stacking, padding, and tensors filled with a
-//! constant.
+//! swaps and permutations, slices, splits, stacking, padding, tiling, repeating and
+//! broadcasting, and tensors filled with a constant.
 
 use serde::{Deserialize, Serialize};
 
 use super::{dim, input, positive, product, resolve_axis, same_shapes, OpDef, Shape, R};
-use crate::limits::{MAX_RANK, MAX_SPLIT_OUTPUTS};
+use crate::limits::{MAX_RANK, MAX_REPEAT, MAX_SPLIT_OUTPUTS};
+use crate::shape::MAX_VALUE_ELEMENTS;
 
 /// One dim of a reshape's output, in terms of the input's dims.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -181,6 +182,47 @@ pub struct Fill {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OnesLike {}
+
+/// MXNet `tile`: the input repeated `reps[i]` times along each axis. Reps shorter than
+/// the input's rank are padded with leading 1s, and an input of lower rank than the reps
+/// gets leading axes of 1 (MXNet 1.9.1's `TileOpShape`); no reps is the identity. Each
+/// rep is 1 to [`MAX_REPEAT`] (MXNet's 0 makes an empty tensor, which ward never does).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tile {
+    pub reps: Vec<usize>,
+}
+
+/// MXNet `repeat`: each element `repeats` times in a row along `axis` (negative counts
+/// from the end); with no axis, along the flattened input, giving a 1-D output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Repeat {
+    pub repeats: usize,
+    pub axis: Option<i64>,
+}
+
+/// One dim of a broadcast's output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BroadcastDim {
+    /// The input's own dim.
+    Keep,
+    /// This many: the input's dim must be 1 or this.
+    Fixed(usize),
+    /// Dim `axis` of the node's second input, whose values are never read (MXNet
+    /// `broadcast_like`'s rhs): the input's dim must be 1 or that.
+    Like(usize),
+}
+
+/// MXNet `broadcast_axis`, `broadcast_to` and `broadcast_like`: the input's axes of size 1
+/// repeated to a target of the same rank, each target dim given by [`BroadcastDim`]
+/// (the importer resolves MXNet's three spellings into it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BroadcastTo {
+    pub dims: Vec<BroadcastDim>,
+}
 
 impl Transpose {
     /// The permutation reversing `rank` axes (MXNet's default, `axes=()`).
@@ -755,6 +797,203 @@ impl OpDef for OnesLike {
     }
 }
 
+/// `x` with leading 1s to rank `rank` (`x` is at most that long).
+fn padded(x: &[usize], rank: usize) -> Shape {
+    let mut out = vec![1; rank.saturating_sub(x.len())];
+    out.extend_from_slice(x);
+    out
+}
+
+/// Refuses an output of more elements than a value may hold, naming what made it.
+fn within_cap(out: &[usize], what: impl FnOnce() -> String) -> R<()> {
+    match ward_core::tensor::element_count(out) {
+        Some(n) if n <= MAX_VALUE_ELEMENTS => Ok(()),
+        _ => Err(format!(
+            "{} gives shape {out:?}, more than {MAX_VALUE_ELEMENTS} elements",
+            what()
+        )),
+    }
+}
+
+/// Refuses a count outside 1 to [`MAX_REPEAT`].
+fn count(what: &str, v: usize) -> R<()> {
+    if v == 0 || v > MAX_REPEAT {
+        return Err(format!(
+            "{what} {v} is outside 1 to {MAX_REPEAT} (0 would make an empty tensor)"
+        ));
+    }
+    Ok(())
+}
+
+impl Tile {
+    /// The input's shape padded to the output's rank, and each axis's rep.
+    pub fn padded(&self, x: &[usize]) -> (Shape, Shape) {
+        let rank = x.len().max(self.reps.len());
+        (padded(x, rank), padded(&self.reps, rank))
+    }
+
+    /// The output shape for an input of shape `x` (checked against the element cap).
+    pub fn output_shape(&self, x: &[usize]) -> R<Shape> {
+        if self.reps.is_empty() {
+            return Ok(x.to_vec());
+        }
+        let (xp, rp) = self.padded(x);
+        if xp.len() > MAX_RANK {
+            return Err(format!(
+                "tile of {x:?} by {:?} passes the rank limit",
+                self.reps
+            ));
+        }
+        let out = xp
+            .iter()
+            .zip(&rp)
+            .map(|(&d, &r)| d.checked_mul(r))
+            .collect::<Option<Shape>>()
+            .ok_or_else(|| format!("reps {:?} on {x:?} overflow", self.reps))?;
+        within_cap(&out, || format!("reps {:?} on {x:?}", self.reps))?;
+        Ok(out)
+    }
+}
+
+impl Repeat {
+    /// The output shape for an input of shape `x` (checked against the element cap).
+    pub fn output_shape(&self, x: &[usize]) -> R<Shape> {
+        let what = || format!("repeats {} on {x:?}", self.repeats);
+        let out = match self.axis {
+            None => vec![product(x)?
+                .checked_mul(self.repeats)
+                .ok_or_else(|| format!("{} overflows", what()))?],
+            Some(axis) => {
+                let a = resolve_axis(axis, x.len())?;
+                let mut out = x.to_vec();
+                if let Some(slot) = out.get_mut(a) {
+                    *slot = slot
+                        .checked_mul(self.repeats)
+                        .ok_or_else(|| format!("{} overflows", what()))?;
+                }
+                out
+            }
+        };
+        within_cap(&out, what)?;
+        Ok(out)
+    }
+}
+
+impl BroadcastTo {
+    /// Whether a dim comes from the second input (which the node then has).
+    pub fn reads_like(&self) -> bool {
+        self.dims.iter().any(|d| matches!(d, BroadcastDim::Like(_)))
+    }
+
+    /// The output shape for an input of shape `x`; `like` is the second input's shape,
+    /// when the node has one.
+    pub fn output_shape(&self, x: &[usize], like: Option<&[usize]>) -> R<Shape> {
+        if x.len() != self.dims.len() {
+            return Err(format!(
+                "a broadcast to {} dims cannot take an input of rank {} ({x:?})",
+                self.dims.len(),
+                x.len()
+            ));
+        }
+        let mut out = Vec::with_capacity(x.len());
+        for (i, (d, &xd)) in self.dims.iter().zip(x).enumerate() {
+            let target = match *d {
+                BroadcastDim::Keep => xd,
+                BroadcastDim::Fixed(n) => n,
+                BroadcastDim::Like(axis) => {
+                    let like = like.ok_or("the shape reference (input 1) is missing")?;
+                    dim(like, axis, "the shape reference")?
+                }
+            };
+            if target == 0 {
+                return Err(format!("axis {i} would broadcast to 0 (an empty tensor)"));
+            }
+            if xd != target && xd != 1 {
+                return Err(format!(
+                    "axis {i} of {x:?} has size {xd}, which broadcasts only from 1, not to {target}"
+                ));
+            }
+            out.push(target);
+        }
+        within_cap(&out, || format!("broadcasting {x:?}"))?;
+        Ok(out)
+    }
+}
+
+impl OpDef for Tile {
+    fn arity(&self) -> (usize, usize) {
+        (1, 1)
+    }
+
+    fn validate(&self) -> R<()> {
+        if self.reps.len() > MAX_RANK {
+            return Err(format!(
+                "reps has {} values, past the rank limit",
+                self.reps.len()
+            ));
+        }
+        for &r in &self.reps {
+            count("rep", r)?;
+        }
+        Ok(())
+    }
+
+    fn infer(&self, ins: &[Option<&[usize]>]) -> R<Vec<Shape>> {
+        Ok(vec![self.output_shape(input(ins, 0, "data")?)?])
+    }
+}
+
+impl OpDef for Repeat {
+    fn arity(&self) -> (usize, usize) {
+        (1, 1)
+    }
+
+    fn validate(&self) -> R<()> {
+        count("repeats", self.repeats)
+    }
+
+    fn infer(&self, ins: &[Option<&[usize]>]) -> R<Vec<Shape>> {
+        Ok(vec![self.output_shape(input(ins, 0, "data")?)?])
+    }
+}
+
+impl OpDef for BroadcastTo {
+    fn arity(&self) -> (usize, usize) {
+        if self.reads_like() {
+            (2, 2)
+        } else {
+            (1, 1)
+        }
+    }
+
+    fn validate(&self) -> R<()> {
+        if self.dims.len() > MAX_RANK {
+            return Err("a broadcast has too many dims".into());
+        }
+        for d in &self.dims {
+            match *d {
+                BroadcastDim::Keep => {}
+                BroadcastDim::Fixed(n) => count("broadcast size", n)?,
+                BroadcastDim::Like(axis) if axis >= MAX_RANK => {
+                    return Err(format!("like axis {axis} passes the rank limit"))
+                }
+                BroadcastDim::Like(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn infer(&self, ins: &[Option<&[usize]>]) -> R<Vec<Shape>> {
+        let x = input(ins, 0, "data")?;
+        let like = if self.reads_like() {
+            Some(input(ins, 1, "the shape reference")?)
+        } else {
+            None
+        };
+        Ok(vec![self.output_shape(x, like)?])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
@@ -786,5 +1025,67 @@ mod tests {
             dims: vec![Infer, Infer],
         };
         assert!(two.validate().is_err());
+    }
+
+    #[test]
+    fn tile_repeat_and_broadcast_shapes_and_limits() {
+        let tile = |reps: Vec<usize>, x: &[usize]| Tile { reps }.output_shape(x);
+        // MXNet pads the shorter of reps and shape with leading 1s.
+        assert_eq!(tile(vec![2, 3], &[4, 5, 6]).unwrap(), vec![4, 10, 18]);
+        assert_eq!(tile(vec![2, 1, 3], &[5]).unwrap(), vec![2, 1, 15]);
+        assert_eq!(tile(vec![], &[5]).unwrap(), vec![5]);
+        let e = tile(vec![1 << 16, 1 << 16], &[1, 1]).unwrap_err();
+        assert!(e.contains("reps") && e.contains("elements"), "{e}");
+        assert!(tile(vec![usize::MAX, 2], &[2, 1]).is_err());
+        assert!(Tile { reps: vec![0] }.validate().is_err());
+        assert!(Tile {
+            reps: vec![1 << 40]
+        }
+        .validate()
+        .is_err());
+        assert!(Tile { reps: vec![1; 33] }.validate().is_err());
+
+        let rep = |repeats, axis| Repeat { repeats, axis };
+        assert_eq!(rep(2, Some(-1)).output_shape(&[2, 3]).unwrap(), vec![2, 6]);
+        assert_eq!(rep(3, None).output_shape(&[2, 3]).unwrap(), vec![18]);
+        assert!(rep(2, Some(2)).output_shape(&[2, 3]).is_err());
+        assert!(rep(usize::MAX, None).output_shape(&[2, 3]).is_err());
+        assert!(rep(0, None).validate().is_err());
+
+        use BroadcastDim::{Fixed, Keep, Like};
+        let b = BroadcastTo {
+            dims: vec![Keep, Fixed(4), Like(0)],
+        };
+        assert_eq!(b.arity(), (2, 2));
+        assert_eq!(
+            b.output_shape(&[2, 1, 1], Some(&[7])).unwrap(),
+            vec![2, 4, 7]
+        );
+        assert_eq!(
+            b.output_shape(&[2, 4, 7], Some(&[7])).unwrap(),
+            vec![2, 4, 7]
+        );
+        assert!(b.output_shape(&[2, 3, 1], Some(&[7])).is_err());
+        assert!(b.output_shape(&[2, 1, 1], None).is_err());
+        assert!(b.output_shape(&[2, 1], Some(&[7])).is_err());
+        assert!(b.output_shape(&[2, 1, 1], Some(&[])).is_err());
+        let fixed = BroadcastTo {
+            dims: vec![Fixed(1 << 20), Fixed(1 << 20)],
+        };
+        assert_eq!(fixed.arity(), (1, 1));
+        assert!(fixed.output_shape(&[1, 1], None).is_err());
+        assert!(BroadcastTo {
+            dims: vec![Fixed(0)]
+        }
+        .validate()
+        .is_err());
+        // In graph.json.
+        let op: crate::ops::Op = b.into();
+        let json = serde_json::to_string(&op).unwrap();
+        assert_eq!(
+            json,
+            r#"{"type":"broadcast_to","dims":["keep",{"fixed":4},{"like":0}]}"#
+        );
+        assert_eq!(serde_json::from_str::<crate::ops::Op>(&json).unwrap(), op);
     }
 }

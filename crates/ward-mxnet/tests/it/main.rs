@@ -22,3 +22,4 @@ mod reduce_ops;
 mod shape_ops;
 mod states;
 mod symbol_reader;
+mod tile_ops;

@@ -169,7 +169,10 @@ pub(crate) fn differentiable(op: &Op) -> Result<(), &'static str> {
         | Op::Rnn(_)
         | Op::AdaptiveAvgPool(_)
         | Op::BilinearResize(_)
-        | Op::UpSampling(_) => Ok(()),
+        | Op::UpSampling(_)
+        | Op::Tile(_)
+        | Op::Repeat(_)
+        | Op::BroadcastTo(_) => Ok(()),
         Op::LeakyRelu(op) => activation::leaky_relu_differentiable(op),
         Op::Dropout(_) => Err(
             "dropout's training mode draws a mask from the run's random stream, which the reference rules do not hold; the training engine runs it (engine::Engine::step_seeded)",
@@ -423,6 +426,9 @@ pub(crate) fn rule(ctx: &Ctx<'_>) -> Rule {
         Op::AdaptiveAvgPool(op) => resize::adaptive_avg_pool(ctx, op),
         Op::BilinearResize(op) => resize::bilinear_resize(ctx, op),
         Op::UpSampling(op) => resize::upsampling(ctx, op),
+        Op::Tile(op) => shape::tile(ctx, op),
+        Op::Repeat(op) => shape::repeat(ctx, op),
+        Op::BroadcastTo(_) => shape::broadcast_to(ctx),
         Op::Fill(_) | Op::OnesLike(_) | Op::BlockGrad(_) => Ok(vec![None; ctx.ins.len()]),
         Op::SoftmaxOutput(op) => loss::softmax_output(ctx, op),
         Op::RegressionOutput(op) => loss::regression_output(ctx, op),

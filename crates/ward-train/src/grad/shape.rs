@@ -2,7 +2,8 @@
 
 use ward_graph::interp::shape::{permuted, strided_scatter, swap_axes as swap};
 use ward_graph::interp::Array;
-use ward_graph::ops::shape::{Concat, Split, Stack, Strided, SwapAxes, Transpose};
+use ward_graph::ops::resolve_axis;
+use ward_graph::ops::shape::{Concat, Repeat, Split, Stack, Strided, SwapAxes, Tile, Transpose};
 
 use super::{arrays, Ctx, Rule};
 
@@ -88,4 +89,58 @@ pub fn stack(ctx: &Ctx<'_>, op: &Stack) -> Rule {
             Ok(Some(arrays::reshaped(&part, &x.shape)?))
         })
         .collect()
+}
+
+/// The gradient of `x` of shape `from` (the input's shape with axes of 1 inserted) copied
+/// into `to` (of the same rank) along the axes where they differ: the sum over those
+/// copies, back in the input's shape.
+fn summed_back(g: &Array, to: &[usize], from: &[usize], x: &[usize]) -> Rule {
+    let g = arrays::reshaped(g, to)?;
+    let summed = arrays::sum_to_shape(&g, from)?;
+    Ok(vec![Some(arrays::reshaped(&summed, x)?)])
+}
+
+/// tile (MXNet's `TileOpBackward`): the output read as (rep, dim) pairs per axis, summed
+/// over the reps.
+pub fn tile(ctx: &Ctx<'_>, op: &Tile) -> Rule {
+    let x = ctx.input(0)?;
+    let g = ctx.grad(0)?;
+    if op.reps.is_empty() {
+        return Ok(vec![Some(g)]);
+    }
+    let (dims, reps) = op.padded(&x.shape);
+    let to: Vec<usize> = reps.iter().zip(&dims).flat_map(|(&r, &d)| [r, d]).collect();
+    let from: Vec<usize> = dims.iter().flat_map(|&d| [1, d]).collect();
+    summed_back(&g, &to, &from, &x.shape)
+}
+
+/// repeat (MXNet's `RepeatOpBackward`): the repeated axis read as (dim, count), summed
+/// over the count.
+pub fn repeat(ctx: &Ctx<'_>, op: &Repeat) -> Rule {
+    let x = ctx.input(0)?;
+    let g = ctx.grad(0)?;
+    let (mut from, a) = match op.axis {
+        None => (vec![x.len()], 0),
+        Some(axis) => (x.shape.clone(), resolve_axis(axis, x.shape.len())?),
+    };
+    from.insert(a + 1, 1);
+    let mut to = from.clone();
+    if let Some(slot) = to.get_mut(a + 1) {
+        *slot = op.repeats;
+    }
+    summed_back(&g, &to, &from, &x.shape)
+}
+
+/// The broadcasts: the gradient summed over the broadcast axes. `broadcast_like`'s second
+/// input, whose shape alone was read, gets zeros (MXNet's `zeros_like` of it).
+pub fn broadcast_to(ctx: &Ctx<'_>) -> Rule {
+    let x = ctx.input(0)?;
+    let g = ctx.grad(0)?;
+    let mut grads = vec![Some(arrays::sum_to_shape(&g, &x.shape)?)];
+    if let Ok(like) = ctx.input(1) {
+        grads.push(Some(
+            Array::zeros(like.shape.clone()).map_err(|e| e.to_string())?,
+        ));
+    }
+    Ok(grads)
 }
