@@ -85,14 +85,9 @@ pub fn reduced_axes(
 }
 
 /// The elements of `x` grouped by the output element they reduce into, each group in
-/// row-major order of `x`, with the shape that keeps the reduced axes as 1.
-fn groups(x: &Array, reduced: &[usize]) -> (Vec<usize>, Vec<Vec<f64>>) {
-    let kept: Vec<usize> = x
-        .shape
-        .iter()
-        .enumerate()
-        .map(|(a, &d)| if reduced.contains(&a) { 1 } else { d })
-        .collect();
+/// row-major order of `x`.
+fn groups(x: &Array, reduced: &[usize]) -> Vec<Vec<f64>> {
+    let kept = reduced_shape(&x.shape, reduced, true);
     let ks = strides(&kept);
     let mut out = vec![Vec::new(); kept.iter().product()];
     for (flat, idx) in indices(&x.shape).enumerate() {
@@ -103,7 +98,7 @@ fn groups(x: &Array, reduced: &[usize]) -> (Vec<usize>, Vec<Vec<f64>>) {
             .sum();
         out[off].push(x.data[flat]);
     }
-    (kept, out)
+    out
 }
 
 /// MXNet `sum`, `mean`, `prod`, `max`, `min`, `nansum`, `nanprod`, and `norm` (ord 1 or
@@ -130,7 +125,7 @@ pub fn reduce_over(x: &Array, how: Reduction, reduced: &[usize], keepdims: bool)
             format!("axis {bad} is out of range for rank {}", x.rank()),
         ));
     }
-    let (_, groups) = groups(x, reduced);
+    let groups = groups(x, reduced);
     let data = groups.iter().map(|g| how.of(g)).collect();
     let shape = if reduced.is_empty() {
         x.shape.clone()
@@ -157,7 +152,7 @@ pub fn arg_reduce(x: &Array, kind: ArgKind, axis: Option<i64>, keepdims: bool) -
         None => (0..x.rank()).collect(),
         Some(a) => vec![resolve_axis(op, a, x.rank())?],
     };
-    let (_, groups) = groups(x, &reduced);
+    let groups = groups(x, &reduced);
     let mut data = Vec::with_capacity(groups.len());
     for group in &groups {
         let mut best: Option<(usize, f64)> = None;

@@ -3,7 +3,7 @@
 //! factor of the element and that output.
 
 use ward_graph::interp::Array;
-use ward_graph::ops::reduce::{Mean, Reduce, ReduceKind};
+use ward_graph::ops::reduce::{reduced_shape, Mean, Reduce, ReduceKind};
 
 use super::{arrays, Ctx, Rule};
 
@@ -75,12 +75,7 @@ fn spread(ctx: &Ctx<'_>, reduced: &[usize], f: impl Fn(f64, f64, f64) -> f64) ->
     let x = ctx.input(0)?;
     let g = ctx.grad(0)?;
     // The output and its gradient with the reduced axes kept as 1, broadcast back over them.
-    let kept: Vec<usize> = x
-        .shape
-        .iter()
-        .enumerate()
-        .map(|(a, &d)| if reduced.contains(&a) { 1 } else { d })
-        .collect();
+    let kept = reduced_shape(&x.shape, reduced, true);
     let g = arrays::reshaped(&g, &kept)?;
     let out = arrays::reshaped(ctx.output(0)?, &kept)?;
     let offsets = arrays::broadcast_offsets(&kept, &x.shape)?;
