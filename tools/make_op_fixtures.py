@@ -1124,6 +1124,68 @@ for name, attrs, data in [
     case("upsampling_" + name, UP, attrs, data)
 
 
+# --- element-wise math functions (issue 20) ------------------------------------
+# Each function over 4 random shapes of rank 1 to 4 (values in its domain) and one
+# vector of its edge values: NaN, infinities, zeros, domain ends, and for the rounding
+# functions the halves (C's round takes them away from zero, rint to even) and the
+# float32 just below 0.5, which floor(x + 0.5) would round the wrong way.
+_math_rng = np.random.RandomState(2020)
+_ROUNDING_EDGES = [0.5, -0.5, 1.5, -1.5, 2.5, -2.5, 0.49999997, -0.49999997,
+                   8388607.5, -8388607.5, 0.0, -0.0, np.nan, np.inf, -np.inf, 3.0, -7.25]
+
+
+def _away_from_zero(lo, hi):
+    def f(rng, shape):
+        return rng.uniform(lo, hi, size=shape) * rng.choice([-1.0, 1.0], size=shape)
+    return f
+
+
+def _fixed(vals):
+    return lambda rng, shape: np.array(vals, dtype=np.float32).reshape(shape)
+
+
+_MATH = [
+    # (operator, random values, edge values)
+    ("erf", scaled(1.5), [0.0, -0.0, 1e-4, -3.0, 5.0, np.nan, np.inf, -np.inf]),
+    ("square", scaled(3.0), [0.0, -1e19, 1e19, np.nan, np.inf, -np.inf]),
+    ("rsqrt", uniform(0.05, 6.0), [1.0, 0.0, -1.0, np.inf, np.nan, 1e-20]),
+    ("reciprocal", _away_from_zero(0.1, 4.0), [0.0, -0.0, np.inf, -np.inf, np.nan, 1e30]),
+    ("cbrt", scaled(4.0), [0.0, -8.0, 27.0, np.nan, np.inf, -np.inf]),
+    ("rcbrt", _away_from_zero(0.1, 6.0), [-8.0, 27.0, np.nan, np.inf, 0.125]),
+    ("log1p", uniform(-0.9, 4.0), [0.0, 1e-7, -1.0, -2.0, np.inf, np.nan]),
+    ("expm1", scaled(2.0), [0.0, 1e-7, -1e-7, 50.0, -np.inf, np.nan]),
+    ("log2", uniform(0.05, 8.0), [1.0, 2.0, 0.0, -1.0, np.inf, np.nan]),
+    ("log10", uniform(0.05, 8.0), [1.0, 10.0, 0.0, -1.0, np.inf, np.nan]),
+    ("sin", scaled(3.0), [0.0, np.pi, -np.pi / 2, np.nan, np.inf]),
+    ("cos", scaled(3.0), [0.0, np.pi, -np.pi / 2, np.nan, -np.inf]),
+    ("tan", uniform(-1.4, 1.4), [0.0, 0.785, -1.0, np.nan, np.inf]),
+    ("arcsin", uniform(-0.98, 0.98), [1.0, -1.0, 0.0, 1.5, np.nan]),
+    ("arccos", uniform(-0.98, 0.98), [1.0, -1.0, 0.0, -1.5, np.nan]),
+    ("arctan", scaled(3.0), [0.0, np.inf, -np.inf, 1e10, np.nan]),
+    ("sinh", scaled(2.0), [0.0, 20.0, -20.0, np.nan, np.inf]),
+    ("cosh", scaled(2.0), [0.0, 20.0, -20.0, np.nan, -np.inf]),
+    ("arcsinh", scaled(3.0), [0.0, 1e5, -1e5, np.nan, np.inf]),
+    ("arccosh", uniform(1.05, 6.0), [1.0, 0.5, 1e5, np.nan, np.inf]),
+    ("arctanh", uniform(-0.95, 0.95), [0.0, 1.0, -1.0, 2.0, np.nan]),
+    ("degrees", scaled(3.0), [0.0, np.pi, np.nan, np.inf]),
+    ("radians", scaled(200.0), [0.0, 180.0, np.nan, -np.inf]),
+    ("floor", scaled(3.0), _ROUNDING_EDGES),
+    ("ceil", scaled(3.0), _ROUNDING_EDGES),
+    ("round", scaled(3.0), _ROUNDING_EDGES),
+    ("rint", scaled(3.0), _ROUNDING_EDGES),
+    ("trunc", scaled(3.0), _ROUNDING_EDGES),
+    ("fix", scaled(3.0), _ROUNDING_EDGES),
+    ("sign", scaled(2.0), [0.0, -0.0, 3.0, -2.0, np.nan, np.inf, -np.inf]),
+    ("softsign", scaled(3.0), [0.0, np.inf, -np.inf, np.nan, 1e30]),
+]
+for op, values, edges in _MATH:
+    for k in range(4):
+        shape = tuple(int(d) for d in _math_rng.randint(1, 5, size=k + 1))
+        case("math_%s_%d" % (op, k), op, {}, [("data", shape)], values={"data": values})
+    case("math_%s_edges" % op, op, {}, [("data", (len(edges),))],
+         values={"data": _fixed(edges)})
+
+
 # ----------------------------------------------------------------------------
 # running a case
 # ----------------------------------------------------------------------------

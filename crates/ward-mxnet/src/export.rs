@@ -39,7 +39,7 @@ use ward_core::Tensor;
 use ward_graph::compat::mxnet_reshape_dims;
 use ward_graph::ir::{Graph, InputRole, Op, ParamRole, Source};
 use ward_graph::ops::activation::{ActivationKind, LeakyReluKind};
-use ward_graph::ops::elementwise::{BinaryKind, ScalarKind, UnaryKind};
+use ward_graph::ops::elementwise::{BinaryKind, ScalarKind};
 use ward_graph::ops::loss::{Normalization, RegressionKind, SoftmaxOutputMode};
 use ward_graph::ops::pool::PoolKind;
 use ward_graph::ops::reduce::{ArgKind, ReduceKind};
@@ -918,17 +918,7 @@ impl<'a> Writer<'a> {
                     ScalarKind::LogicalXor => "_logical_xor_scalar",
                 }
             }
-            Op::Unary(u) => match u.kind {
-                UnaryKind::Relu => "relu",
-                UnaryKind::Sigmoid => "sigmoid",
-                UnaryKind::Tanh => "tanh",
-                UnaryKind::Exp => "exp",
-                UnaryKind::Log => "log",
-                UnaryKind::Sqrt => "sqrt",
-                UnaryKind::Abs => "abs",
-                UnaryKind::Neg => "negative",
-                UnaryKind::LogicalNot => "logical_not",
-            },
+            Op::Unary(u) => crate::import::unary_op_name(u.kind),
             Op::Clip(c) => {
                 set("a_min", num("a_min", c.min)?);
                 set("a_max", num("a_max", c.max)?);

@@ -1019,32 +1019,15 @@ impl Importer<'_> {
                     .ok_or_else(|| err(format!("{stem} is not a comparison")))?;
                 Scalar { kind, value }.into()
             }
-            "logical_not" => {
-                a.finish()?;
-                need(1)?;
-                Unary {
-                    kind: UnaryKind::LogicalNot,
-                }
-                .into()
-            }
             "where" => {
                 a.finish()?;
                 need(3)?;
                 Where {}.into()
             }
-            "relu" | "sigmoid" | "tanh" | "exp" | "log" | "sqrt" | "abs" | "negative" => {
+            unary if unary_kind(unary).is_some() => {
                 a.finish()?;
                 need(1)?;
-                let kind = match op {
-                    "relu" => UnaryKind::Relu,
-                    "sigmoid" => UnaryKind::Sigmoid,
-                    "tanh" => UnaryKind::Tanh,
-                    "exp" => UnaryKind::Exp,
-                    "log" => UnaryKind::Log,
-                    "sqrt" => UnaryKind::Sqrt,
-                    "abs" => UnaryKind::Abs,
-                    _ => UnaryKind::Neg,
-                };
+                let kind = unary_kind(unary).ok_or_else(|| err(format!("{unary} is not unary")))?;
                 Unary { kind }.into()
             }
             "clip" => {
@@ -1925,6 +1908,24 @@ fn broadcast_axis_dims(
         }
     }
     Ok(dims)
+}
+
+/// The element-wise function of an MXNet operator named `op` (`fix` is `trunc`).
+fn unary_kind(op: &str) -> Option<UnaryKind> {
+    match op {
+        "fix" => Some(UnaryKind::Trunc),
+        _ => UnaryKind::ALL
+            .into_iter()
+            .find(|&kind| unary_op_name(kind) == op),
+    }
+}
+
+/// The MXNet operator that computes `kind`.
+pub(crate) fn unary_op_name(kind: UnaryKind) -> &'static str {
+    match kind {
+        UnaryKind::Neg => "negative",
+        other => other.name(),
+    }
 }
 
 /// An axis of `broadcast_axis` for an input of `rank` dims. MXNet 1.9.1 takes no negative

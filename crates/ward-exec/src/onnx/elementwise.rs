@@ -147,8 +147,8 @@ pub(super) fn scalar(b: &mut Builder<'_>, at: &At<'_>, op: &Scalar) -> R<()> {
 }
 
 pub(super) fn unary(b: &mut Builder<'_>, at: &At<'_>, op: &Unary) -> R<()> {
-    let name = match op.kind {
-        UnaryKind::Relu => "Relu",
+    let x = at.input(0)?;
+    let direct = match op.kind {
         UnaryKind::Sigmoid => "Sigmoid",
         UnaryKind::Tanh => "Tanh",
         UnaryKind::Exp => "Exp",
@@ -156,18 +156,141 @@ pub(super) fn unary(b: &mut Builder<'_>, at: &At<'_>, op: &Unary) -> R<()> {
         UnaryKind::Sqrt => "Sqrt",
         UnaryKind::Abs => "Abs",
         UnaryKind::Neg => "Neg",
+        UnaryKind::Erf => "Erf",
+        UnaryKind::Reciprocal => "Reciprocal",
+        UnaryKind::Sin => "Sin",
+        UnaryKind::Cos => "Cos",
+        UnaryKind::Tan => "Tan",
+        UnaryKind::Arcsin => "Asin",
+        UnaryKind::Arccos => "Acos",
+        UnaryKind::Arctan => "Atan",
+        UnaryKind::Sinh => "Sinh",
+        UnaryKind::Cosh => "Cosh",
+        UnaryKind::Arcsinh => "Asinh",
+        UnaryKind::Arccosh => "Acosh",
+        UnaryKind::Arctanh => "Atanh",
+        UnaryKind::Floor => "Floor",
+        UnaryKind::Ceil => "Ceil",
+        // ONNX's Round takes halves to even, as C's rint does.
+        UnaryKind::Rint => "Round",
+        UnaryKind::Softsign => "Softsign",
+        composed => return composed_unary(b, at, composed, x),
+    };
+    b.push(direct, vec![x], vec![at.out()?], vec![]);
+    Ok(())
+}
+
+/// The functions ONNX has no one operator for, from those it has.
+fn composed_unary(b: &mut Builder<'_>, at: &At<'_>, kind: UnaryKind, x: String) -> R<()> {
+    let (name, args) = match kind {
+        UnaryKind::Relu => {
+            let relu = b.op("Relu", vec![x], vec![], &at.hint("relu"));
+            return keep_nan(b, at, relu);
+        }
         UnaryKind::LogicalNot => {
             // x == 0, so NaN (true) gives 0.
             let zero = b.scalar_f32(&at.hint("zero"), 0.0);
-            let flag = b.op("Equal", vec![at.input(0)?, zero], vec![], &at.hint("flag"));
+            let flag = b.op("Equal", vec![x, zero], vec![], &at.hint("flag"));
             return as_float(b, at, flag);
         }
+        UnaryKind::Square => ("Mul", vec![x.clone(), x]),
+        UnaryKind::Rsqrt => (
+            "Reciprocal",
+            vec![b.op("Sqrt", vec![x], vec![], &at.hint("sqrt"))],
+        ),
+        UnaryKind::Cbrt | UnaryKind::Rcbrt => {
+            // sign(x)·|x|^(1/3): Pow of a negative base to a fraction is NaN. rcbrt is its
+            // reciprocal, so that 1/∛0 is infinite as in MXNet.
+            let exponent = b.scalar_f32(&at.hint("third"), 1.0 / 3.0);
+            let magnitude = b.op("Abs", vec![x.clone()], vec![], &at.hint("abs"));
+            let root = b.op("Pow", vec![magnitude, exponent], vec![], &at.hint("root"));
+            let sign = b.op("Sign", vec![x], vec![], &at.hint("sign"));
+            if kind == UnaryKind::Cbrt {
+                ("Mul", vec![sign, root])
+            } else {
+                let cbrt = b.op("Mul", vec![sign, root], vec![], &at.hint("cbrt"));
+                ("Reciprocal", vec![cbrt])
+            }
+        }
+        UnaryKind::Log1p => {
+            let one = b.scalar_f32(&at.hint("one"), 1.0);
+            (
+                "Log",
+                vec![b.op("Add", vec![x, one], vec![], &at.hint("plus_one"))],
+            )
+        }
+        UnaryKind::Expm1 => {
+            let one = b.scalar_f32(&at.hint("one"), 1.0);
+            (
+                "Sub",
+                vec![b.op("Exp", vec![x], vec![], &at.hint("exp")), one],
+            )
+        }
+        UnaryKind::Log2 | UnaryKind::Log10 => {
+            let base = if kind == UnaryKind::Log2 {
+                std::f64::consts::LN_2
+            } else {
+                std::f64::consts::LN_10
+            };
+            let ln_base = b.scalar_f32(&at.hint("ln_base"), base as f32);
+            (
+                "Div",
+                vec![b.op("Log", vec![x], vec![], &at.hint("ln")), ln_base],
+            )
+        }
+        UnaryKind::Degrees | UnaryKind::Radians => {
+            let factor = if kind == UnaryKind::Degrees {
+                180.0 / std::f64::consts::PI
+            } else {
+                std::f64::consts::PI / 180.0
+            };
+            (
+                "Mul",
+                vec![x, b.scalar_f32(&at.hint("factor"), factor as f32)],
+            )
+        }
+        UnaryKind::Round | UnaryKind::Trunc => {
+            // sign(x)·(⌊|x|⌋ + (|x| − ⌊|x|⌋ ≥ ½)) for round: the fraction is exact in
+            // float32, where ⌊|x| + ½⌋ would round |x| + ½ up first.
+            let magnitude = b.op("Abs", vec![x.clone()], vec![], &at.hint("abs"));
+            let whole = b.op("Floor", vec![magnitude.clone()], vec![], &at.hint("whole"));
+            let rounded = if kind == UnaryKind::Round {
+                let fraction = b.op(
+                    "Sub",
+                    vec![magnitude, whole.clone()],
+                    vec![],
+                    &at.hint("fraction"),
+                );
+                let half = b.scalar_f32(&at.hint("half"), 0.5);
+                let up = b.op(
+                    "GreaterOrEqual",
+                    vec![fraction, half],
+                    vec![],
+                    &at.hint("up"),
+                );
+                let step = b.op(
+                    "Cast",
+                    vec![up],
+                    vec![attr_int("to", DataType::Float as i64)],
+                    &at.hint("step"),
+                );
+                b.op("Add", vec![whole, step], vec![], &at.hint("rounded"))
+            } else {
+                whole
+            };
+            let sign = b.op("Sign", vec![x], vec![], &at.hint("sign"));
+            ("Mul", vec![sign, rounded])
+        }
+        UnaryKind::Sign => {
+            // ONNX's Sign keeps NaN; MXNet's gives 0 (NaN is neither below nor above 0).
+            let nan = b.op("IsNaN", vec![x.clone()], vec![], &at.hint("nan"));
+            let zero = b.scalar_f32(&at.hint("zero"), 0.0);
+            let sign = b.op("Sign", vec![x], vec![], &at.hint("sign"));
+            ("Where", vec![nan, zero, sign])
+        }
+        direct => return Err(format!("{direct:?} is one ONNX operator")),
     };
-    if op.kind == UnaryKind::Relu {
-        let relu = b.op(name, vec![at.input(0)?], vec![], &at.hint("relu"));
-        return keep_nan(b, at, relu);
-    }
-    b.push(name, vec![at.input(0)?], vec![at.out()?], vec![]);
+    b.push(name, args, vec![at.out()?], vec![]);
     Ok(())
 }
 

@@ -9,6 +9,7 @@
 
 use super::array::{indices, strides};
 use super::{Array, KResult, KernelError};
+pub use crate::ops::elementwise::UnaryKind;
 
 /// The binary operation of `elemwise_*`, `broadcast_*`, `_maximum`, `_minimum`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -231,27 +232,17 @@ pub fn scalar(x: &Array, kind: ScalarKind, s: f64) -> KResult<Array> {
     }))
 }
 
-/// The standalone unary operators `relu`, `sigmoid`, `tanh`, `exp`, `log`, `sqrt`, `abs`,
-/// `negative`, `logical_not`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UnaryKind {
-    /// Keeps NaN (MXNet's `relu` operator; `Activation(relu)` maps it to 0).
-    Relu,
-    Sigmoid,
-    Tanh,
-    Exp,
-    /// NaN below 0, −∞ at 0.
-    Log,
-    /// NaN below 0.
-    Sqrt,
-    Abs,
-    Neg,
-    /// 1 where x is 0, else 0 (NaN is true, so gives 0).
-    LogicalNot,
+/// One [`UnaryKind`] on each element, computed in f64 the way MXNet's functors compute
+/// it in f32.
+pub fn unary(x: &Array, kind: UnaryKind) -> KResult<Array> {
+    Ok(x.map(|v| unary_value(kind, v)))
 }
 
-pub fn unary(x: &Array, kind: UnaryKind) -> KResult<Array> {
-    Ok(x.map(|v| match kind {
+/// One element of [`unary`].
+pub fn unary_value(kind: UnaryKind, v: f64) -> f64 {
+    use std::f64::consts::PI;
+    match kind {
+        // MXNet's `relu` operator keeps NaN (`Activation(relu)` maps it to 0).
         UnaryKind::Relu => {
             if v.is_nan() || v > 0.0 {
                 v
@@ -267,7 +258,46 @@ pub fn unary(x: &Array, kind: UnaryKind) -> KResult<Array> {
         UnaryKind::Abs => v.abs(),
         UnaryKind::Neg => -v,
         UnaryKind::LogicalNot => truth(!nonzero(v)),
-    }))
+        UnaryKind::Erf => super::activation::erf(v),
+        UnaryKind::Square => v * v,
+        UnaryKind::Rsqrt => 1.0 / v.sqrt(),
+        UnaryKind::Reciprocal => 1.0 / v,
+        UnaryKind::Cbrt => v.cbrt(),
+        UnaryKind::Rcbrt => 1.0 / v.cbrt(),
+        UnaryKind::Log1p => v.ln_1p(),
+        UnaryKind::Expm1 => v.exp_m1(),
+        UnaryKind::Log2 => v.log2(),
+        UnaryKind::Log10 => v.log10(),
+        UnaryKind::Sin => v.sin(),
+        UnaryKind::Cos => v.cos(),
+        UnaryKind::Tan => v.tan(),
+        UnaryKind::Arcsin => v.asin(),
+        UnaryKind::Arccos => v.acos(),
+        UnaryKind::Arctan => v.atan(),
+        UnaryKind::Sinh => v.sinh(),
+        UnaryKind::Cosh => v.cosh(),
+        UnaryKind::Arcsinh => v.asinh(),
+        UnaryKind::Arccosh => v.acosh(),
+        UnaryKind::Arctanh => v.atanh(),
+        UnaryKind::Degrees => v * (180.0 / PI),
+        UnaryKind::Radians => v * (PI / 180.0),
+        UnaryKind::Floor => v.floor(),
+        UnaryKind::Ceil => v.ceil(),
+        UnaryKind::Round => v.round(),
+        UnaryKind::Rint => v.round_ties_even(),
+        UnaryKind::Trunc => v.trunc(),
+        // NaN is neither below nor above 0.
+        UnaryKind::Sign => {
+            if v > 0.0 {
+                1.0
+            } else if v < 0.0 {
+                -1.0
+            } else {
+                0.0
+            }
+        }
+        UnaryKind::Softsign => v / (1.0 + v.abs()),
+    }
 }
 
 /// MXNet `clip`: `x > max ? max : (x < min ? min : x)`, so NaN passes through.

@@ -10,7 +10,7 @@ use ward_core::Tensor;
 
 use super::activation::{self, LeakyReluKind as KLeaky, SoftmaxOutputMode as KSoftmaxMode};
 use super::conv::{self, ConvParams, DeconvParams};
-use super::elementwise::{self, BinaryKind as KBinary, ScalarKind as KScalar, UnaryKind as KUnary};
+use super::elementwise::{self, BinaryKind as KBinary, ScalarKind as KScalar};
 use super::norm::{self, BatchNormParams};
 use super::pool::{self, PoolKind as KPool, PoolParams};
 use super::reduce::{self, Reduction};
@@ -20,7 +20,7 @@ use super::shape::{self as kshape, PadMode as KPad};
 use super::{dense, embedding, loss, Array, KernelError};
 use crate::ir::{Graph, InputRole, Node, Source};
 use crate::ops::activation::{ActivationKind, LeakyReluKind};
-use crate::ops::elementwise::{BinaryKind, ScalarKind, UnaryKind};
+use crate::ops::elementwise::{BinaryKind, ScalarKind};
 use crate::ops::loss::{RegressionKind, SoftmaxOutputMode};
 use crate::ops::pool::PoolKind;
 use crate::ops::resize::ResizeTarget;
@@ -386,20 +386,7 @@ pub fn eval_node(node: &Node, ins: &[Option<&Array>]) -> R<Vec<Array>> {
             };
             one(kernel(elementwise::scalar(x()?, kind, op.value))?)
         }
-        Op::Unary(op) => {
-            let kind = match op.kind {
-                UnaryKind::Relu => KUnary::Relu,
-                UnaryKind::Sigmoid => KUnary::Sigmoid,
-                UnaryKind::Tanh => KUnary::Tanh,
-                UnaryKind::Exp => KUnary::Exp,
-                UnaryKind::Log => KUnary::Log,
-                UnaryKind::Sqrt => KUnary::Sqrt,
-                UnaryKind::Abs => KUnary::Abs,
-                UnaryKind::Neg => KUnary::Neg,
-                UnaryKind::LogicalNot => KUnary::LogicalNot,
-            };
-            one(kernel(elementwise::unary(x()?, kind))?)
-        }
+        Op::Unary(op) => one(kernel(elementwise::unary(x()?, op.kind))?),
         Op::Clip(op) => one(kernel(elementwise::clip(x()?, op.min, op.max))?),
         Op::Where(_) => one(kernel(elementwise::where_(
             x()?,

@@ -152,9 +152,13 @@ pub struct Scalar {
     pub value: f64,
 }
 
+/// One function applied to each element, with MXNet 1.9.1's semantics (its
+/// `mshadow_op` functors); the names are MXNet's operator names except `neg`
+/// (`negative`). Rounding functions and `sign` have a zero gradient, as in MXNet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UnaryKind {
+    /// max(x, 0), keeping NaN.
     Relu,
     Sigmoid,
     Tanh,
@@ -165,6 +169,140 @@ pub enum UnaryKind {
     Neg,
     /// x == 0 (MXNet's `logical_not`; NaN counts as true, so gives 0)
     LogicalNot,
+    Erf,
+    /// x·x
+    Square,
+    /// 1/√x
+    Rsqrt,
+    /// 1/x
+    Reciprocal,
+    /// ∛x, negative for negative x
+    Cbrt,
+    /// 1/∛x
+    Rcbrt,
+    /// ln(1 + x)
+    Log1p,
+    /// eˣ − 1
+    Expm1,
+    Log2,
+    Log10,
+    Sin,
+    Cos,
+    Tan,
+    Arcsin,
+    Arccos,
+    Arctan,
+    Sinh,
+    Cosh,
+    Arcsinh,
+    Arccosh,
+    Arctanh,
+    /// x·180/π
+    Degrees,
+    /// x·π/180
+    Radians,
+    Floor,
+    Ceil,
+    /// To the nearest integer, halves away from zero (C's `round`).
+    Round,
+    /// To the nearest integer, halves to even (C's `rint`).
+    Rint,
+    /// Toward zero (MXNet's `trunc` and `fix`).
+    Trunc,
+    /// −1, 0 or 1; NaN gives 0.
+    Sign,
+    /// x / (1 + |x|)
+    Softsign,
+}
+
+impl UnaryKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [UnaryKind; 39] = [
+        UnaryKind::Relu,
+        UnaryKind::Sigmoid,
+        UnaryKind::Tanh,
+        UnaryKind::Exp,
+        UnaryKind::Log,
+        UnaryKind::Sqrt,
+        UnaryKind::Abs,
+        UnaryKind::Neg,
+        UnaryKind::LogicalNot,
+        UnaryKind::Erf,
+        UnaryKind::Square,
+        UnaryKind::Rsqrt,
+        UnaryKind::Reciprocal,
+        UnaryKind::Cbrt,
+        UnaryKind::Rcbrt,
+        UnaryKind::Log1p,
+        UnaryKind::Expm1,
+        UnaryKind::Log2,
+        UnaryKind::Log10,
+        UnaryKind::Sin,
+        UnaryKind::Cos,
+        UnaryKind::Tan,
+        UnaryKind::Arcsin,
+        UnaryKind::Arccos,
+        UnaryKind::Arctan,
+        UnaryKind::Sinh,
+        UnaryKind::Cosh,
+        UnaryKind::Arcsinh,
+        UnaryKind::Arccosh,
+        UnaryKind::Arctanh,
+        UnaryKind::Degrees,
+        UnaryKind::Radians,
+        UnaryKind::Floor,
+        UnaryKind::Ceil,
+        UnaryKind::Round,
+        UnaryKind::Rint,
+        UnaryKind::Trunc,
+        UnaryKind::Sign,
+        UnaryKind::Softsign,
+    ];
+
+    /// The kind's name in `graph.json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            UnaryKind::Relu => "relu",
+            UnaryKind::Sigmoid => "sigmoid",
+            UnaryKind::Tanh => "tanh",
+            UnaryKind::Exp => "exp",
+            UnaryKind::Log => "log",
+            UnaryKind::Sqrt => "sqrt",
+            UnaryKind::Abs => "abs",
+            UnaryKind::Neg => "neg",
+            UnaryKind::LogicalNot => "logical_not",
+            UnaryKind::Erf => "erf",
+            UnaryKind::Square => "square",
+            UnaryKind::Rsqrt => "rsqrt",
+            UnaryKind::Reciprocal => "reciprocal",
+            UnaryKind::Cbrt => "cbrt",
+            UnaryKind::Rcbrt => "rcbrt",
+            UnaryKind::Log1p => "log1p",
+            UnaryKind::Expm1 => "expm1",
+            UnaryKind::Log2 => "log2",
+            UnaryKind::Log10 => "log10",
+            UnaryKind::Sin => "sin",
+            UnaryKind::Cos => "cos",
+            UnaryKind::Tan => "tan",
+            UnaryKind::Arcsin => "arcsin",
+            UnaryKind::Arccos => "arccos",
+            UnaryKind::Arctan => "arctan",
+            UnaryKind::Sinh => "sinh",
+            UnaryKind::Cosh => "cosh",
+            UnaryKind::Arcsinh => "arcsinh",
+            UnaryKind::Arccosh => "arccosh",
+            UnaryKind::Arctanh => "arctanh",
+            UnaryKind::Degrees => "degrees",
+            UnaryKind::Radians => "radians",
+            UnaryKind::Floor => "floor",
+            UnaryKind::Ceil => "ceil",
+            UnaryKind::Round => "round",
+            UnaryKind::Rint => "rint",
+            UnaryKind::Trunc => "trunc",
+            UnaryKind::Sign => "sign",
+            UnaryKind::Softsign => "softsign",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -278,5 +416,19 @@ impl OpDef for Where {
             ));
         }
         Ok(vec![x.to_vec()])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::UnaryKind;
+
+    #[test]
+    fn every_unary_kind_is_listed_once_under_its_graph_json_name() {
+        for (i, kind) in UnaryKind::ALL.iter().enumerate() {
+            let json = serde_json::to_string(kind).unwrap();
+            assert_eq!(json, format!("\"{}\"", kind.name()));
+            assert!(!UnaryKind::ALL[..i].contains(kind), "{kind:?} twice");
+        }
     }
 }

@@ -117,7 +117,40 @@ pub fn unary(ctx: &Ctx<'_>, op: &Unary) -> Rule {
         UnaryKind::Sqrt => arrays::zip(&g, y, |g, y| g / (2.0 * y))?,
         UnaryKind::Abs => arrays::zip(&g, x, |g, x| g * sign(x))?,
         UnaryKind::Neg => g.map(|v| -v),
-        UnaryKind::LogicalNot => g.map(|_| 0.0),
+        UnaryKind::Erf => arrays::zip(&g, x, |g, x| {
+            g * std::f64::consts::FRAC_2_SQRT_PI * (-x * x).exp()
+        })?,
+        UnaryKind::Square => arrays::zip(&g, x, |g, x| g * 2.0 * x)?,
+        UnaryKind::Rsqrt => arrays::zip(&g, x, |g, x| -g / (2.0 * x * x.sqrt()))?,
+        UnaryKind::Reciprocal => arrays::zip(&g, x, |g, x| -g / (x * x))?,
+        UnaryKind::Cbrt => arrays::zip(&g, y, |g, y| g / (3.0 * y * y))?,
+        UnaryKind::Rcbrt => arrays::zip(&g, x, |g, x| -g / (3.0 * x * x.cbrt()))?,
+        UnaryKind::Log1p => arrays::zip(&g, x, |g, x| g / (1.0 + x))?,
+        UnaryKind::Expm1 => arrays::zip(&g, x, |g, x| g * x.exp())?,
+        UnaryKind::Log2 => arrays::zip(&g, x, |g, x| g / (x * std::f64::consts::LN_2))?,
+        UnaryKind::Log10 => arrays::zip(&g, x, |g, x| g / (x * std::f64::consts::LN_10))?,
+        UnaryKind::Sin => arrays::zip(&g, x, |g, x| g * x.cos())?,
+        UnaryKind::Cos => arrays::zip(&g, x, |g, x| -g * x.sin())?,
+        UnaryKind::Tan => arrays::zip(&g, y, |g, y| g * (1.0 + y * y))?,
+        UnaryKind::Arcsin => arrays::zip(&g, x, |g, x| g / (1.0 - x * x).sqrt())?,
+        UnaryKind::Arccos => arrays::zip(&g, x, |g, x| -g / (1.0 - x * x).sqrt())?,
+        UnaryKind::Arctan => arrays::zip(&g, x, |g, x| g / (1.0 + x * x))?,
+        UnaryKind::Sinh => arrays::zip(&g, x, |g, x| g * x.cosh())?,
+        UnaryKind::Cosh => arrays::zip(&g, x, |g, x| g * x.sinh())?,
+        UnaryKind::Arcsinh => arrays::zip(&g, x, |g, x| g / (x * x + 1.0).sqrt())?,
+        UnaryKind::Arccosh => arrays::zip(&g, x, |g, x| g / (x * x - 1.0).sqrt())?,
+        UnaryKind::Arctanh => arrays::zip(&g, x, |g, x| g / (1.0 - x * x))?,
+        UnaryKind::Degrees => g.map(|v| v * (180.0 / std::f64::consts::PI)),
+        UnaryKind::Radians => g.map(|v| v * (std::f64::consts::PI / 180.0)),
+        UnaryKind::Softsign => arrays::zip(&g, x, |g, x| g / ((1.0 + x.abs()) * (1.0 + x.abs())))?,
+        // Piecewise constant: MXNet gives 0 everywhere, steps included.
+        UnaryKind::LogicalNot
+        | UnaryKind::Floor
+        | UnaryKind::Ceil
+        | UnaryKind::Round
+        | UnaryKind::Rint
+        | UnaryKind::Trunc
+        | UnaryKind::Sign => g.map(|_| 0.0),
     };
     Ok(vec![Some(dx)])
 }
