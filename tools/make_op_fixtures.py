@@ -1186,6 +1186,30 @@ for op, values, edges in _MATH:
          values={"data": _fixed(edges)})
 
 
+# --- L2Normalization (issue 20) -----------------------------------------------
+# Every mode over random shapes (instance from rank 1, channel and spatial from rank 3,
+# as MXNet requires), MXNet's default eps and others, and data with an all-zero sample
+# (its norm is √eps, so it stays 0).
+_l2_rng = np.random.RandomState(2021)
+
+
+def _zero_first(rng, shape):
+    a = rng.normal(0, 2, size=shape)
+    a[0] = 0
+    return a
+
+
+for i in range(24):
+    mode = ("instance", "channel", "spatial")[i % 3]
+    rank = 1 + i % 5 if mode == "instance" else 3 + i % 3
+    shape = tuple(int(d) for d in _l2_rng.randint(1, 5, size=rank))
+    attrs = {} if i % 3 == 0 and i % 2 == 0 else dict(mode=mode)
+    if i % 4 == 1:
+        attrs["eps"] = (1e-3, 0.5, 1e-6)[i % 3]
+    values = {"data": _zero_first} if i % 5 == 2 else {}
+    case("l2norm_%d_%s" % (i, mode), "L2Normalization", attrs, [("data", shape)], values=values)
+
+
 # ----------------------------------------------------------------------------
 # running a case
 # ----------------------------------------------------------------------------

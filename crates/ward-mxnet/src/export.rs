@@ -41,6 +41,7 @@ use ward_graph::ir::{Graph, InputRole, Op, ParamRole, Source};
 use ward_graph::ops::activation::{ActivationKind, LeakyReluKind};
 use ward_graph::ops::elementwise::{BinaryKind, ScalarKind};
 use ward_graph::ops::loss::{Normalization, RegressionKind, SoftmaxOutputMode};
+use ward_graph::ops::norm::L2NormMode;
 use ward_graph::ops::pool::PoolKind;
 use ward_graph::ops::reduce::{ArgKind, ReduceKind};
 use ward_graph::ops::resize::ResizeTarget;
@@ -648,6 +649,16 @@ impl<'a> Writer<'a> {
             Op::InstanceNorm(n) => {
                 set("eps", num("eps", n.eps)?);
                 "InstanceNorm"
+            }
+            Op::L2Normalization(n) => {
+                let mode = match n.mode {
+                    L2NormMode::Instance => "instance",
+                    L2NormMode::Channel => "channel",
+                    L2NormMode::Spatial => "spatial",
+                };
+                set("mode", mode.to_string());
+                set("eps", num("eps", n.eps)?);
+                "L2Normalization"
             }
             Op::LayerNorm(n) => {
                 set("axis", n.axis.to_string());

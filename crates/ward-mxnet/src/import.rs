@@ -26,7 +26,9 @@ use ward_graph::ops::loss::{
     BlockGrad, MakeLoss, Normalization, RegressionKind, RegressionOutput, SoftmaxOutput,
     SoftmaxOutputMode,
 };
-use ward_graph::ops::norm::{BatchNorm, GroupNorm, InstanceNorm, LayerNorm};
+use ward_graph::ops::norm::{
+    BatchNorm, GroupNorm, InstanceNorm, L2NormMode, L2Normalization, LayerNorm,
+};
 use ward_graph::ops::pool::{AdaptiveAvgPool, Pool, PoolKind};
 use ward_graph::ops::reduce::{ArgKind, ArgReduce, Mean, Reduce, ReduceKind};
 use ward_graph::ops::resize::{BilinearResize, ResizeTarget, UpSampling};
@@ -711,6 +713,20 @@ impl Importer<'_> {
                 a.finish()?;
                 need(3)?;
                 InstanceNorm { eps }.into()
+            }
+            "L2Normalization" => {
+                let mode = match a
+                    .enum_of("mode", "instance", &["instance", "channel", "spatial"])?
+                    .as_str()
+                {
+                    "channel" => L2NormMode::Channel,
+                    "spatial" => L2NormMode::Spatial,
+                    _ => L2NormMode::Instance,
+                };
+                let eps = a.float("eps", 1e-10)?;
+                a.finish()?;
+                need(1)?;
+                L2Normalization { mode, eps }.into()
             }
             "LayerNorm" => {
                 let axis = a.int("axis", -1)?;

@@ -156,6 +156,7 @@ fn lower_node(b: &mut Builder<'_>, at: &At<'_>) -> R<()> {
         Op::Pool(op) => pool::pool(b, at, op),
         Op::BatchNorm(op) => norm::batch_norm(b, at, op),
         Op::InstanceNorm(op) => norm::instance_norm(b, at, op),
+        Op::L2Normalization(op) => norm::l2_normalization(b, at, op),
         Op::LayerNorm(op) => norm::layer_norm(b, at, op),
         Op::GroupNorm(op) => norm::group_norm(b, at, op),
         Op::Activation(op) => activation::activation(b, at, op),

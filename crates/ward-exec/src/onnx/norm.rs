@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use ward_graph::ir::{Node, Op, Source};
-use ward_graph::ops::norm::{BatchNorm, GroupNorm, InstanceNorm, LayerNorm};
+use ward_graph::ops::norm::{BatchNorm, GroupNorm, InstanceNorm, L2Normalization, LayerNorm};
 use ward_graph::ops::resolve_axis;
 
 use super::builder::{ints, At, Builder, R};
@@ -84,6 +84,28 @@ pub(super) fn instance_norm(b: &mut Builder<'_>, at: &At<'_>, op: &InstanceNorm)
     let gamma = b.along_axis(at.source(1)?, 1, rank, &at.hint("gamma"))?;
     let beta = b.along_axis(at.source(2)?, 1, rank, &at.hint("beta"))?;
     b.affine(normed, gamma, beta, &at.out()?);
+    Ok(())
+}
+
+/// `x / √(Σ x² + eps)`; with no axes to sum over (a vector in instance mode) each element
+/// is its own sum, where ONNX's ReduceSum would sum everything.
+pub(super) fn l2_normalization(b: &mut Builder<'_>, at: &At<'_>, op: &L2Normalization) -> R<()> {
+    let x = at.input(0)?;
+    let axes = op.axes(at.xs.len());
+    let mut sums = b.op(
+        "Mul",
+        vec![x.clone(), x.clone()],
+        vec![],
+        &at.hint("squares"),
+    );
+    if !axes.is_empty() {
+        let axes = b.const_i64(&at.hint("axes"), &ints(&axes));
+        sums = b.op("ReduceSum", vec![sums, axes], vec![], &at.hint("sums"));
+    }
+    let eps = b.scalar_f32(&at.hint("eps"), op.eps as f32);
+    let padded = b.op("Add", vec![sums, eps], vec![], &at.hint("padded"));
+    let norms = b.op("Sqrt", vec![padded], vec![], &at.hint("norms"));
+    b.push("Div", vec![x, norms], vec![at.out()?], vec![]);
     Ok(())
 }
 

@@ -227,6 +227,11 @@ pub fn eval_node(node: &Node, ins: &[Option<&Array>]) -> R<Vec<Array>> {
             arg(ins, 2)?,
             op.eps,
         ))?),
+        Op::L2Normalization(op) => one(kernel(norm::l2_normalization(
+            x()?,
+            &op.axes(x()?.rank()),
+            op.eps,
+        ))?),
         Op::LayerNorm(op) => one(kernel(norm::layer_norm(
             x()?,
             arg(ins, 1)?,

@@ -25,6 +25,7 @@ use super::resize;
 use super::rnn::{self, RnnConfig, RnnMode};
 use super::shape::{self, PadMode};
 use super::{dense, embedding, loss, Array};
+use crate::ops::norm::{L2NormMode, L2Normalization};
 use crate::ops::reduce::{ArgKind, ReduceKind};
 use crate::ops::resize::{BilinearResize, ResizeTarget, UpSampling};
 
@@ -402,6 +403,17 @@ fn run(c: &Case) -> R<Vec<Array>> {
             x(2)?,
             a.float("eps", 1e-3)?,
         )),
+        "L2Normalization" => {
+            let mode = match a.string("mode", "instance") {
+                "instance" => L2NormMode::Instance,
+                "channel" => L2NormMode::Channel,
+                "spatial" => L2NormMode::Spatial,
+                other => return Err(format!("L2Normalization mode {other:?}")),
+            };
+            let eps = a.float("eps", 1e-10)?;
+            let op = L2Normalization { mode, eps };
+            one(norm::l2_normalization(x(0)?, &op.axes(x(0)?.rank()), eps))
+        }
         "LayerNorm" => one(norm::layer_norm(
             x(0)?,
             x(1)?,

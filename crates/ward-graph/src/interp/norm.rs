@@ -7,7 +7,10 @@
     reason = "the reference kernels index tensors whose shapes `infer_shapes` checked before `eval` runs them; a wrong index is a bug in the kernel, which the conformance tests catch, never something input can reach"
 )]
 
+use super::elementwise::{binary, BinaryKind};
+use super::reduce::{reduce_over, Reduction};
 use super::{resolve_axis, Array, KResult, KernelError};
+use crate::ops::reduce::ReduceKind;
 
 /// (outer, channels, inner) of `shape` around `axis`: element (o, c, i) is at
 /// `(o·channels + c)·inner + i`.
@@ -307,6 +310,23 @@ pub fn instance_norm(x: &Array, gamma: &Array, beta: &Array, eps: f64) -> KResul
         }
     }
     Ok(out)
+}
+
+/// MXNet `L2Normalization`: `x / √(Σ x² + eps)`, the sum over `axes` (the mode's, from
+/// [`crate::ops::norm::L2Normalization::axes`]). MXNet's default eps is 1e-10.
+pub fn l2_normalization(x: &Array, axes: &[usize], eps: f64) -> KResult<Array> {
+    const OP: &str = "L2Normalization";
+    check_eps(OP, eps)?;
+    if let Some(&bad) = axes.iter().find(|&&a| a >= x.rank()) {
+        return Err(KernelError::new(
+            OP,
+            format!("axis {bad} is out of range for shape {:?}", x.shape),
+        ));
+    }
+    let squares = x.map(|v| v * v);
+    let sums = reduce_over(&squares, Reduction::Of(ReduceKind::Sum), axes, true)?;
+    let norms = sums.map(|s| (s + eps).sqrt());
+    binary(x, &norms, BinaryKind::Div, true)
 }
 
 /// MXNet `LayerNorm`: normalised over the one axis `axis` (MXNet's default −1) at every

@@ -104,6 +104,7 @@ ops! {
     InstanceNorm(norm::InstanceNorm) = "instance_norm",
     LayerNorm(norm::LayerNorm) = "layer_norm",
     GroupNorm(norm::GroupNorm) = "group_norm",
+    L2Normalization(norm::L2Normalization) = "l2_normalization",
     Activation(activation::Activation) = "activation",
     LeakyRelu(activation::LeakyRelu) = "leaky_relu",
     Softmax(activation::Softmax) = "softmax",

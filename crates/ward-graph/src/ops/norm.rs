@@ -1,4 +1,4 @@
-//! Normalisation: batch, instance, layer and group norms.
+//! Normalisation: batch, instance, layer and group norms, and L2 normalisation.
 
 use serde::{Deserialize, Serialize};
 
@@ -46,6 +46,38 @@ pub struct LayerNorm {
 pub struct GroupNorm {
     pub groups: usize,
     pub eps: f64,
+}
+
+/// Which elements [`L2Normalization`] divides by one norm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum L2NormMode {
+    /// All elements of a sample (every axis after the first).
+    Instance,
+    /// The channels (axis 1) at each position.
+    Channel,
+    /// The positions (axes 2 and on) of each channel.
+    Spatial,
+}
+
+/// MXNet's `L2Normalization`: `x / sqrt(Σ x² + eps)`, the sum over the mode's axes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct L2Normalization {
+    pub mode: L2NormMode,
+    pub eps: f64,
+}
+
+impl L2Normalization {
+    /// The axes one norm is taken over, for data of `rank` dims (empty for a vector in
+    /// instance mode: each element is divided by its own magnitude, as MXNet does).
+    pub fn axes(&self, rank: usize) -> Vec<usize> {
+        match self.mode {
+            L2NormMode::Instance => (1..rank).collect(),
+            L2NormMode::Channel => vec![1],
+            L2NormMode::Spatial => (2..rank).collect(),
+        }
+    }
 }
 
 fn check_eps(eps: f64) -> R<()> {
@@ -98,6 +130,32 @@ impl OpDef for InstanceNorm {
         let c = dim(x, 1, "data")?;
         expect_shape("gamma", input(ins, 1, "gamma")?, &[c])?;
         expect_shape("beta", input(ins, 2, "beta")?, &[c])?;
+        Ok(vec![x.to_vec()])
+    }
+}
+
+impl OpDef for L2Normalization {
+    fn arity(&self) -> (usize, usize) {
+        (1, 1)
+    }
+
+    fn validate(&self) -> R<()> {
+        check_eps(self.eps)
+    }
+
+    fn infer(&self, ins: &[Option<&[usize]>]) -> R<Vec<Shape>> {
+        let x = input(ins, 0, "data")?;
+        if x.is_empty() || (self.mode != L2NormMode::Instance && x.len() < 3) {
+            return Err(format!(
+                "{:?} mode needs data of at least {} dims, got {x:?}",
+                self.mode,
+                if self.mode == L2NormMode::Instance {
+                    1
+                } else {
+                    3
+                }
+            ));
+        }
         Ok(vec![x.to_vec()])
     }
 }

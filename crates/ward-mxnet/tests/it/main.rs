@@ -12,6 +12,7 @@ mod export_roundtrip;
 mod import_errors;
 mod math_ops;
 mod new_params;
+mod norm_ops;
 mod output_names;
 mod params_crafted;
 mod params_fixtures;

@@ -164,6 +164,7 @@ pub(crate) fn differentiable(op: &Op) -> Result<(), &'static str> {
         | Op::Deconv(_)
         | Op::BatchNorm(_)
         | Op::InstanceNorm(_)
+        | Op::L2Normalization(_)
         | Op::LayerNorm(_)
         | Op::GroupNorm(_)
         | Op::Rnn(_)
@@ -421,6 +422,7 @@ pub(crate) fn rule(ctx: &Ctx<'_>) -> Rule {
         Op::BatchNorm(op) => norm::batch_norm(ctx, op),
         Op::LayerNorm(op) => norm::layer_norm(ctx, op),
         Op::InstanceNorm(op) => norm::instance_norm(ctx, op),
+        Op::L2Normalization(op) => norm::l2_normalization(ctx, op),
         Op::GroupNorm(op) => norm::group_norm(ctx, op),
         Op::Rnn(op) => rnn::rnn(ctx, op),
         Op::AdaptiveAvgPool(op) => resize::adaptive_avg_pool(ctx, op),

@@ -7,9 +7,12 @@
 //! `s = 1/√(σ² + ε)`, and `d = dy·γ`,
 //! `dx = s/m · (m·d − Σd − x̂·Σ(d·x̂))`, `dγ = Σ dy·x̂`, `dβ = Σ dy`.
 
+use ward_graph::interp::elementwise::{binary, BinaryKind};
 use ward_graph::interp::norm::{batch_norm_training, BatchNormParams, BatchNormTrainingParams};
+use ward_graph::interp::reduce::{reduce_over, Reduction};
 use ward_graph::interp::Array;
-use ward_graph::ops::norm::{BatchNorm, GroupNorm, InstanceNorm, LayerNorm};
+use ward_graph::ops::norm::{BatchNorm, GroupNorm, InstanceNorm, L2Normalization, LayerNorm};
+use ward_graph::ops::reduce::ReduceKind;
 
 use super::{arrays, Ctx, Rule};
 
@@ -224,6 +227,23 @@ pub fn group_norm(ctx: &Ctx<'_>, op: &GroupNorm) -> Rule {
     let groups = op.groups.max(1);
     let per_group = (channels / groups) * x.shape.iter().skip(2).product::<usize>();
     normalised(ctx, op.eps, blocks(x.data.len(), per_group, |b| b % groups))
+}
+
+/// y = x/n with n = √(Σ x² + eps) over the mode's axes: dx = (g − y·Σ(g·y)) / n.
+pub fn l2_normalization(ctx: &Ctx<'_>, op: &L2Normalization) -> Rule {
+    let x = ctx.input(0)?;
+    let y = ctx.output(0)?;
+    let g = ctx.grad(0)?;
+    let axes = op.axes(x.shape.len());
+    let sum = |a: &Array| {
+        reduce_over(a, Reduction::Of(ReduceKind::Sum), &axes, true).map_err(|e| e.to_string())
+    };
+    let along = |a: &Array, b: &Array, kind| binary(a, b, kind, true).map_err(|e| e.to_string());
+    let norms = sum(&x.map(|v| v * v))?.map(|s| (s + op.eps).sqrt());
+    let gy = sum(&arrays::zip(&g, y, |g, y| g * y)?)?;
+    let along_y = along(y, &gy, BinaryKind::Mul)?;
+    let centred = arrays::zip(&g, &along_y, |g, t| g - t)?;
+    Ok(vec![Some(along(&centred, &norms, BinaryKind::Div)?)])
 }
 
 fn normalised(ctx: &Ctx<'_>, eps: f64, grouping: Grouping) -> Rule {

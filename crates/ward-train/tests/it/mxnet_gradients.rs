@@ -62,6 +62,18 @@ const NOT_THE_DERIVATIVE: &[(&str, &str)] = &[
     ("red_argmin_15", "as red_argmax_3, for the minimum"),
 ];
 
+/// Cases where the gradient is the derivative but the function bends on a scale far below
+/// the finite differences' step, so those measure a secant, not the slope.
+const STEEPER_THAN_THE_STEP: &[(&str, &str)] = &[
+    (
+        "l2norm_2_spatial",
+        "an all-zero sample: x/√(x² + eps) with eps 1e-10 turns from -1 to 1 within 1e-5 of 0",
+    ),
+    ("l2norm_7_channel", "as l2norm_2_spatial"),
+    ("l2norm_12_instance", "as l2norm_2_spatial"),
+    ("l2norm_22_channel", "as l2norm_2_spatial"),
+];
+
 /// Cases the importer refuses by name (an attribute value ward does not implement).
 const REFUSED: &[&str] = &["bn_output_mean_var", "bn_train_gamma_momentum"];
 
@@ -376,14 +388,17 @@ fn every_differentiable_operator_matches_mxnet_autograd() {
         match check(&case.name) {
             Ok(Outcome::Matched(worst, numeric)) if worst <= 1e-4 => {
                 *matched.entry(case.op.clone()).or_default() += 1;
-                let exempt = NOT_THE_DERIVATIVE.iter().any(|(n, _)| *n == case.name);
+                let exempt = NOT_THE_DERIVATIVE
+                    .iter()
+                    .chain(STEEPER_THAN_THE_STEP)
+                    .any(|(n, _)| *n == case.name);
                 match numeric {
                     Some(d) if d > 1e-5 && !exempt => failures.push(format!(
                         "{} ({}): off finite differences by {d:e}",
                         case.name, case.op
                     )),
                     Some(d) if d <= 1e-5 && exempt => failures.push(format!(
-                        "{} is listed as NOT_THE_DERIVATIVE but agrees with finite differences",
+                        "{} is listed as NOT_THE_DERIVATIVE or STEEPER_THAN_THE_STEP but agrees with finite differences",
                         case.name
                     )),
                     Some(_) => differenced += 1,
