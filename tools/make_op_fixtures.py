@@ -1210,6 +1210,40 @@ for i in range(24):
     case("l2norm_%d_%s" % (i, mode), "L2Normalization", attrs, [("data", shape)], values=values)
 
 
+# --- _arange and _contrib_arange_like (issue 20) --------------------------------
+# _arange: MXNet's float32 arithmetic (start + k·step in float32) over counts from
+# ⌈(stop − start) / step⌉, with no stop ([0, start)), negative and fractional steps
+# (0.1 is not exact in float32), repeats and a long range. arange_like: the shape or one
+# dim of its input, negative axes, start, step and repeat.
+_ARANGES = [
+    dict(start=0, stop=5), dict(start=3), dict(start=2.5), dict(start=1, stop=4, step=0.5),
+    dict(start=5, stop=1, step=-1.5), dict(start=-3, stop=3, step=0.1),
+    dict(start=0, stop=1, step=0.3), dict(start=10, stop=-10, step=-0.7),
+    dict(start=1, stop=4, step=0.5, repeat=2), dict(start=0, stop=3, repeat=3),
+    dict(start=0, stop=1000), dict(start=100000, stop=100050, step=1.3),
+    dict(start=-1e-3, stop=1e-3, step=1e-4), dict(start=0.5, stop=0.6, step=1),
+    dict(start=7, stop=8, step=0.25, repeat=4), dict(start=2, stop=-2, step=-0.5, repeat=2),
+    dict(start=-5, stop=5, step=2), dict(start=1e6, stop=1e6 + 8, step=1),
+    dict(start=0, stop=6, step=3), dict(start=1, stop=2, step=0.0625),
+]
+for i, attrs in enumerate(_ARANGES):
+    case("arange_%d" % i, "_internal._arange", attrs, [])
+_arange_rng = np.random.RandomState(2022)
+for i in range(22):
+    rank = 1 + i % 4
+    shape = tuple(int(d) for d in _arange_rng.randint(1, 5, size=rank))
+    attrs = {}
+    if i % 3 == 1:
+        attrs["axis"] = int(_arange_rng.randint(-rank, rank))
+    if i % 2 == 1:
+        attrs["start"] = float(_arange_rng.choice([-2.0, 0.5, 3.0]))
+    if i % 4 == 2:
+        attrs["step"] = float(_arange_rng.choice([-1.0, 0.25, 2.0]))
+    if i % 5 == 3:
+        attrs["repeat"] = int(_arange_rng.randint(2, 4))
+    case("arangelike_%d" % i, "contrib.arange_like", attrs, [("data", shape)])
+
+
 # ----------------------------------------------------------------------------
 # running a case
 # ----------------------------------------------------------------------------

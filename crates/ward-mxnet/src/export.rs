@@ -872,6 +872,39 @@ impl<'a> Writer<'a> {
                 entries.clear();
                 op
             }
+            Op::Arange(r) => {
+                set("start", num("start", r.start)?);
+                set("step", num("step", r.step)?);
+                set("repeat", r.repeat.to_string());
+                let every_axis = r.shape.len() > 1
+                    && r.shape
+                        .iter()
+                        .enumerate()
+                        .all(|(k, d)| *d == FillDim::Like { input: 0, axis: k });
+                match r.shape.as_slice() {
+                    [FillDim::Fixed(n)] => {
+                        // Any stop in the last step's half gives MXNet's ⌈(stop − start) /
+                        // step⌉ = the count, whatever the rounding of the division.
+                        let steps = n / r.repeat.max(1);
+                        set(
+                            "stop",
+                            num("stop", r.start + (steps as f64 - 0.5) * r.step)?,
+                        );
+                        set("dtype", "float32".into());
+                        "_arange"
+                    }
+                    _ if every_axis => "_contrib_arange_like",
+                    [FillDim::Like { input: 0, axis }] => {
+                        set("axis", axis.to_string());
+                        "_contrib_arange_like"
+                    }
+                    other => return Err(unsupported(
+                        "shape",
+                        format!("{other:?}"),
+                        "MXNet's arange is one fixed length or the shape (or one dim) of its input",
+                    )),
+                }
+            }
             Op::OnesLike(_) => "ones_like",
             Op::Binary(b) => match (b.kind, b.broadcast) {
                 (BinaryKind::Add, false) => "elemwise_add",

@@ -34,10 +34,11 @@ use ward_graph::ops::reduce::{ArgKind, ArgReduce, Mean, Reduce, ReduceKind};
 use ward_graph::ops::resize::{BilinearResize, ResizeTarget, UpSampling};
 use ward_graph::ops::rnn::{Rnn, RnnMode};
 use ward_graph::ops::shape::{
-    BroadcastDim, BroadcastTo, Concat, ExpandDims, Fill, FillDim, Flatten, OnesLike, Pad, PadMode,
-    Repeat, Slice, SliceAxis, Split, Squeeze, Stack, SwapAxes, Tile, Transpose,
+    Arange, BroadcastDim, BroadcastTo, Concat, ExpandDims, Fill, FillDim, Flatten, OnesLike, Pad,
+    PadMode, Repeat, Slice, SliceAxis, Split, Squeeze, Stack, SwapAxes, Tile, Transpose,
 };
 use ward_graph::ops::OpDef;
+use ward_graph::shape::MAX_VALUE_ELEMENTS;
 use ward_graph::shape::{infer_shapes, Shapes};
 
 use crate::attrs::{AttrError, AttrReader};
@@ -1265,6 +1266,70 @@ impl Importer<'_> {
                 }
                 .into()
             }
+            "_arange" => {
+                let start = a.req_float("start")?;
+                let stop = a.opt_float("stop")?;
+                let step = a.float("step", 1.0)?;
+                let repeat = a.int("repeat", 1)?;
+                let infer_range = a.bool("infer_range", false)?;
+                let dtype = a.string("dtype", "float32")?;
+                a.ignore(&["ctx"]);
+                a.finish()?;
+                need(0)?;
+                if infer_range {
+                    return Err(unsupported("infer_range", &true, " (deprecated in MXNet)"));
+                }
+                if dtype != "float32" {
+                    return Err(unsupported(
+                        "dtype",
+                        &format!("{dtype:?}"),
+                        " (only float32)",
+                    ));
+                }
+                let repeat = arange_repeat(repeat).map_err(err)?;
+                let count = arange_count(start, stop, step, repeat).map_err(err)?;
+                let (start, _) = arange_bounds(start, stop);
+                Arange {
+                    start,
+                    step,
+                    repeat,
+                    shape: vec![FillDim::Fixed(count)],
+                }
+                .into()
+            }
+            "_contrib_arange_like" => {
+                let start = a.float("start", 0.0)?;
+                let step = a.float("step", 1.0)?;
+                let repeat = a.int("repeat", 1)?;
+                let axis = a.opt_int("axis")?;
+                a.ignore(&["ctx"]);
+                a.finish()?;
+                need(1)?;
+                let repeat = arange_repeat(repeat).map_err(err)?;
+                if !start.is_finite() || !step.is_finite() {
+                    return Err(err(format!(
+                        "attributes \"start\" = {start} and \"step\" = {step} must be finite"
+                    )));
+                }
+                let rank = self.input_shape(&inputs, 1)?.len();
+                let shape = match axis {
+                    None => (0..rank)
+                        .map(|axis| FillDim::Like { input: 0, axis })
+                        .collect(),
+                    Some(axis) => {
+                        let a = ward_graph::ops::resolve_axis(axis, rank)
+                            .map_err(|e| err(format!("attribute \"axis\" = {axis}: {e}")))?;
+                        vec![FillDim::Like { input: 0, axis: a }]
+                    }
+                };
+                Arange {
+                    start,
+                    step,
+                    repeat,
+                    shape,
+                }
+                .into()
+            }
             "ones_like" => {
                 a.finish()?;
                 need(1)?;
@@ -1924,6 +1989,52 @@ fn broadcast_axis_dims(
         }
     }
     Ok(dims)
+}
+
+/// `_arange`'s `start` and `stop`: with no stop, the range is `[0, start)`.
+fn arange_bounds(start: f64, stop: Option<f64>) -> (f64, f64) {
+    match stop {
+        Some(stop) => (start, stop),
+        None => (0.0, start),
+    }
+}
+
+/// An arange's `repeat`, 1 to `MAX_REPEAT`.
+fn arange_repeat(repeat: i64) -> Result<usize, String> {
+    usize::try_from(repeat)
+        .ok()
+        .filter(|r| (1..=MAX_REPEAT).contains(r))
+        .ok_or_else(|| format!("attribute \"repeat\" = {repeat} must be 1 to {MAX_REPEAT}"))
+}
+
+/// The length of `_arange(start, stop, step, repeat)`, as MXNet's `RangeShape` computes it
+/// (⌈(stop − start) / step⌉ · repeat), refused where MXNet refuses it (a zero step, a range
+/// empty or going the other way) and above the element limit, before anything is made.
+fn arange_count(start: f64, stop: Option<f64>, step: f64, repeat: usize) -> Result<usize, String> {
+    let (start, stop) = arange_bounds(start, stop);
+    if !start.is_finite() || !stop.is_finite() || !step.is_finite() {
+        return Err(format!(
+            "attributes \"start\" = {start}, \"stop\" = {stop} and \"step\" = {step} must be finite"
+        ));
+    }
+    if step == 0.0 {
+        return Err("attribute \"step\" = 0: the range never ends".into());
+    }
+    if (step > 0.0 && start >= stop) || (step < 0.0 && start <= stop) {
+        return Err(format!(
+            "attributes \"start\" = {start}, \"stop\" = {stop}, \"step\" = {step}: an empty range, which MXNet refuses"
+        ));
+    }
+    let steps = ((stop - start) / step).ceil();
+    let limit = MAX_VALUE_ELEMENTS as f64;
+    let count = steps * repeat as f64;
+    if count > limit {
+        return Err(format!(
+            "attributes \"start\" = {start}, \"stop\" = {stop}, \"step\" = {step}, \"repeat\" = {repeat}: {count} elements, above the limit of {MAX_VALUE_ELEMENTS}"
+        ));
+    }
+    // In range: `count` is a whole number no larger than the limit.
+    Ok(count as usize)
 }
 
 /// The element-wise function of an MXNet operator named `op` (`fix` is `trunc`).

@@ -177,6 +177,7 @@ fn lower_node(b: &mut Builder<'_>, at: &At<'_>) -> R<()> {
         Op::Stack(op) => shape::stack(b, at, op),
         Op::Pad(op) => shape::pad(b, at, op),
         Op::Fill(op) => shape::fill(b, at, op.value),
+        Op::Arange(op) => shape::arange(b, at, op),
         Op::OnesLike(_) => shape::fill(b, at, 1.0),
         Op::Binary(op) => elementwise::binary(b, at, op),
         Op::AddN(_) => elementwise::add_n(b, at),

@@ -3,7 +3,7 @@
 
 use ward_graph::ops::resolve_axis;
 use ward_graph::ops::shape::{
-    Concat, Pad, PadMode, Repeat, Split, Stack, Strided, SwapAxes, Tile, Transpose,
+    Arange, Concat, Pad, PadMode, Repeat, Split, Stack, Strided, SwapAxes, Tile, Transpose,
 };
 
 use super::builder::{attr_int, attr_ints, attr_string, ints, At, Builder, R};
@@ -187,6 +187,16 @@ pub(super) fn pad(b: &mut Builder<'_>, at: &At<'_>, op: &Pad) -> R<()> {
 pub(super) fn fill(b: &mut Builder<'_>, at: &At<'_>, value: f64) -> R<()> {
     let n: usize = at.out_shape.iter().product();
     let c = b.const_f32(&at.hint("value"), &at.out_shape, &vec![value as f32; n]);
+    b.push("Identity", vec![c], vec![at.out()?], vec![]);
+    Ok(())
+}
+
+/// `_arange` and `_contrib_arange_like`: a constant of the output's shape (the plan's
+/// shapes are fixed when it is built), each element as MXNet computes it.
+pub(super) fn arange(b: &mut Builder<'_>, at: &At<'_>, op: &Arange) -> R<()> {
+    let n: usize = at.out_shape.iter().product();
+    let values: Vec<f32> = (0..n).map(|i| op.value(i)).collect();
+    let c = b.const_f32(&at.hint("values"), &at.out_shape, &values);
     b.push("Identity", vec![c], vec![at.out()?], vec![]);
     Ok(())
 }

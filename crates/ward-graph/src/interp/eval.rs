@@ -139,6 +139,20 @@ fn arg<'a>(ins: &[Option<&'a Array>], i: usize) -> R<&'a Array> {
         .ok_or_else(|| format!("input {i} is missing or is a label, which is not fed"))
 }
 
+/// The dims of a fill or arange, fixed or copied from an input's shape.
+fn fill_shape(dims: &[FillDim], ins: &[Option<&Array>]) -> R<Vec<usize>> {
+    dims.iter()
+        .map(|d| match *d {
+            FillDim::Fixed(n) => Ok(n),
+            FillDim::Like { input, axis } => arg(ins, input)?
+                .shape
+                .get(axis)
+                .copied()
+                .ok_or_else(|| format!("input {input} has no dim {axis}")),
+        })
+        .collect()
+}
+
 fn one(a: Array) -> R<Vec<Array>> {
     Ok(vec![a])
 }
@@ -326,21 +340,13 @@ pub fn eval_node(node: &Node, ins: &[Option<&Array>]) -> R<Vec<Array>> {
             };
             one(kernel(kshape::pad(x()?, mode, &op.pads, op.value))?)
         }
-        Op::Fill(op) => {
-            let shape = op
-                .shape
-                .iter()
-                .map(|d| match *d {
-                    FillDim::Fixed(n) => Ok(n),
-                    FillDim::Like { input, axis } => arg(ins, input)?
-                        .shape
-                        .get(axis)
-                        .copied()
-                        .ok_or_else(|| format!("input {input} has no dim {axis}")),
-                })
-                .collect::<R<Vec<_>>>()?;
-            one(kernel(kshape::fill(&shape, op.value))?)
-        }
+        Op::Fill(op) => one(kernel(kshape::fill(
+            &fill_shape(&op.shape, ins)?,
+            op.value,
+        ))?),
+        Op::Arange(op) => one(kernel(kshape::arange(&fill_shape(&op.shape, ins)?, |i| {
+            f64::from(op.value(i))
+        }))?),
         Op::OnesLike(_) => one(kernel(kshape::ones_like(x()?))?),
         Op::Binary(op) => {
             let kind = match op.kind {

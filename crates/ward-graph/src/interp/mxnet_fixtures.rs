@@ -28,6 +28,7 @@ use super::{dense, embedding, loss, Array};
 use crate::ops::norm::{L2NormMode, L2Normalization};
 use crate::ops::reduce::{ArgKind, ReduceKind};
 use crate::ops::resize::{BilinearResize, ResizeTarget, UpSampling};
+use crate::ops::shape::Arange;
 
 type R<T> = Result<T, String>;
 
@@ -552,6 +553,41 @@ fn run(c: &Case) -> R<Vec<Array>> {
             };
             // MXNet's default scalar is 1.
             one(elementwise::scalar(x(0)?, kind, a.float("scalar", 1.0)?))
+        }
+        "_arange" | "_contrib_arange_like" => {
+            let repeat = usize::try_from(a.int("repeat", 1)?).map_err(|e| e.to_string())?;
+            let shape = if op == "_arange" {
+                let (start, stop) = match a.get("stop") {
+                    None | Some("None") => (0.0, a.float("start", f64::NAN)?),
+                    Some(_) => (a.float("start", f64::NAN)?, a.float("stop", f64::NAN)?),
+                };
+                let steps = ((stop - start) / a.float("step", 1.0)?).ceil();
+                vec![steps as usize * repeat]
+            } else {
+                let data = &x(0)?.shape;
+                match a.get("axis") {
+                    None | Some("None") => data.clone(),
+                    Some(_) => {
+                        let axis = k(super::resolve_axis(
+                            "_contrib_arange_like",
+                            a.int("axis", 0)?,
+                            data.len(),
+                        ))?;
+                        vec![data[axis]]
+                    }
+                }
+            };
+            let start = match (op, a.get("stop")) {
+                ("_arange", None | Some("None")) => 0.0,
+                _ => a.float("start", 0.0)?,
+            };
+            let arange = Arange {
+                start,
+                step: a.float("step", 1.0)?,
+                repeat,
+                shape: Vec::new(),
+            };
+            one(shape::arange(&shape, |i| f64::from(arange.value(i))))
         }
         "logical_not" => one(elementwise::unary(x(0)?, UnaryKind::LogicalNot)),
         "where" => one(elementwise::where_(x(0)?, x(1)?, x(2)?)),

@@ -595,6 +595,16 @@ pub fn fill(shape: &[usize], value: f64) -> KResult<Array> {
     Array::full(shape.to_vec(), value)
 }
 
+/// MXNet `_arange` and `_contrib_arange_like`: element `i` of `shape` (row-major) is
+/// `value(i)`.
+pub fn arange(shape: &[usize], value: impl Fn(usize) -> f64) -> KResult<Array> {
+    let n = super::array::element_count(shape)?;
+    Ok(Array {
+        shape: shape.to_vec(),
+        data: (0..n).map(value).collect(),
+    })
+}
+
 /// MXNet `ones_like`.
 pub fn ones_like(x: &Array) -> KResult<Array> {
     Array::full(x.shape.clone(), 1.0)

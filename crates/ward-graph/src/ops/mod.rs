@@ -126,6 +126,7 @@ ops! {
     Stack(shape::Stack) = "stack",
     Pad(shape::Pad) = "pad",
     Fill(shape::Fill) = "fill",
+    Arange(shape::Arange) = "arange",
     OnesLike(shape::OnesLike) = "ones_like",
     Binary(elementwise::Binary) = "binary",
     AddN(elementwise::AddN) = "add_n",

@@ -178,6 +178,43 @@ pub struct Fill {
     pub shape: Vec<FillDim>,
 }
 
+/// MXNet `_arange` and `_contrib_arange_like`: element `i` (in row-major order) is
+/// `start + ⌊i / repeat⌋ · step`, computed in float32 as MXNet computes it; the dims are
+/// fixed or copied from the inputs' shapes, as [`Fill`]'s.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Arange {
+    #[serde(with = "super::float")]
+    pub start: f64,
+    #[serde(with = "super::float")]
+    pub step: f64,
+    pub repeat: usize,
+    pub shape: Vec<FillDim>,
+}
+
+impl Arange {
+    /// Element `i`, as MXNet's `range_fwd` computes it: `start` and `step` in float32.
+    pub fn value(&self, i: usize) -> f32 {
+        let k = i / self.repeat.max(1);
+        self.start as f32 + k as f32 * self.step as f32
+    }
+}
+
+/// The dims of a [`Fill`] or [`Arange`] for the inputs' shapes `ins`.
+fn fill_dims(shape: &[FillDim], ins: &[Option<&[usize]>]) -> R<Shape> {
+    let mut out = Vec::with_capacity(shape.len());
+    for d in shape {
+        out.push(match *d {
+            FillDim::Fixed(n) => n,
+            FillDim::Like { input: i, axis } => {
+                let s = input(ins, i, "the shape reference")?;
+                dim(s, axis, "the shape reference")?
+            }
+        });
+    }
+    Ok(out)
+}
+
 /// Ones of the input's shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -773,17 +810,33 @@ impl OpDef for Fill {
     }
 
     fn infer(&self, ins: &[Option<&[usize]>]) -> R<Vec<Shape>> {
-        let mut out = Vec::with_capacity(self.shape.len());
-        for d in &self.shape {
-            out.push(match *d {
-                FillDim::Fixed(n) => n,
-                FillDim::Like { input: i, axis } => {
-                    let s = input(ins, i, "the shape reference")?;
-                    dim(s, axis, "the shape reference")?
-                }
-            });
+        Ok(vec![fill_dims(&self.shape, ins)?])
+    }
+}
+
+impl OpDef for Arange {
+    fn arity(&self) -> (usize, usize) {
+        (0, usize::MAX)
+    }
+
+    fn validate(&self) -> R<()> {
+        if self.shape.len() > MAX_RANK {
+            return Err("arange has too many dims".into());
         }
-        Ok(vec![out])
+        if !self.start.is_finite() || !self.step.is_finite() {
+            return Err(format!(
+                "start {} and step {} must be finite",
+                self.start, self.step
+            ));
+        }
+        if self.repeat == 0 || self.repeat > MAX_REPEAT {
+            return Err(format!("repeat {} must be 1 to {MAX_REPEAT}", self.repeat));
+        }
+        Ok(())
+    }
+
+    fn infer(&self, ins: &[Option<&[usize]>]) -> R<Vec<Shape>> {
+        Ok(vec![fill_dims(&self.shape, ins)?])
     }
 }
 

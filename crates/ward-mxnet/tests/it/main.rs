@@ -7,6 +7,7 @@
 
 mod support;
 
+mod arange_ops;
 mod compare_ops;
 mod export_roundtrip;
 mod import_errors;

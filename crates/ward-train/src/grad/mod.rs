@@ -151,6 +151,7 @@ pub(crate) fn differentiable(op: &Op) -> Result<(), &'static str> {
         | Op::Split(_)
         | Op::Stack(_)
         | Op::Fill(_)
+        | Op::Arange(_)
         | Op::OnesLike(_)
         | Op::SoftmaxOutput(_)
         | Op::RegressionOutput(_)
@@ -431,7 +432,9 @@ pub(crate) fn rule(ctx: &Ctx<'_>) -> Rule {
         Op::Tile(op) => shape::tile(ctx, op),
         Op::Repeat(op) => shape::repeat(ctx, op),
         Op::BroadcastTo(_) => shape::broadcast_to(ctx),
-        Op::Fill(_) | Op::OnesLike(_) | Op::BlockGrad(_) => Ok(vec![None; ctx.ins.len()]),
+        Op::Fill(_) | Op::Arange(_) | Op::OnesLike(_) | Op::BlockGrad(_) => {
+            Ok(vec![None; ctx.ins.len()])
+        }
         Op::SoftmaxOutput(op) => loss::softmax_output(ctx, op),
         Op::RegressionOutput(op) => loss::regression_output(ctx, op),
         Op::MakeLoss(op) => loss::make_loss(ctx, op),

@@ -13,19 +13,20 @@ use super::params_corpus::list;
 /// One `op` node named "layer" with `attrs` on the data inputs `shapes` (named a, b, c).
 pub fn import_with(op: &str, attrs: &str, shapes: &[&[i64]]) -> Result<Imported, String> {
     let names = ["a", "b", "c"];
-    let variables: Vec<String> = names
+    let mut nodes: Vec<String> = names
         .iter()
         .take(shapes.len())
         .map(|n| format!(r#"{{"op": "null", "name": "{n}", "inputs": []}}"#))
         .collect();
     let entries: Vec<String> = (0..shapes.len()).map(|i| format!("[{i}, 0, 0]")).collect();
+    nodes.push(format!(
+        r#"{{"op": "{op}", "name": "layer", "attrs": {{{attrs}}}, "inputs": [{}]}}"#,
+        entries.join(", ")
+    ));
     let args: Vec<String> = (0..shapes.len()).map(|i| i.to_string()).collect();
     let json = format!(
-        r#"{{"nodes": [{vars},
-            {{"op": "{op}", "name": "layer", "attrs": {{{attrs}}}, "inputs": [{entries}]}}
-        ], "arg_nodes": [{args}], "heads": [[{n}, 0, 0]], "attrs": {{"mxnet_version": ["int", 10901]}}}}"#,
-        vars = variables.join(", "),
-        entries = entries.join(", "),
+        r#"{{"nodes": [{nodes}], "arg_nodes": [{args}], "heads": [[{n}, 0, 0]], "attrs": {{"mxnet_version": ["int", 10901]}}}}"#,
+        nodes = nodes.join(", "),
         args = args.join(", "),
         n = shapes.len(),
     );
