@@ -1244,6 +1244,31 @@ for i in range(22):
     case("arangelike_%d" % i, "contrib.arange_like", attrs, [("data", shape)])
 
 
+# --- Cast and amp_cast to float dtypes (issue 20) --------------------------------
+# float16 rounds (ties to even, ±inf past 65504, subnormals), float32 and float64 keep the
+# value; each over random shapes and values spanning float16's range.
+_cast_rng = np.random.RandomState(2023)
+_HALF_EDGES = [1.0001, 65519.0, 65520.0, 70000.0, -1e-8, 6e-8, 1e-5, np.nan, np.inf,
+               -np.inf, 0.1, -2049.0, 2049.0, 0.0]
+
+
+def _wide(rng, shape):
+    return rng.normal(0, 1, size=shape) * 10.0 ** rng.randint(-6, 5, size=shape)
+
+
+# MXNet 1.9.1's oneDNN build fails amp_cast to float64 ("unknown type for MKLDNN"), so
+# those are Cast only.
+for i in range(21):
+    dtype = ("float16", "float32", "float64")[i % 3]
+    op = "Cast" if dtype == "float64" else ("Cast", "amp_cast")[i % 2]
+    shape = tuple(int(d) for d in _cast_rng.randint(1, 5, size=1 + i % 4))
+    case("cast_%d_%s_%s" % (i, op.lower(), dtype), op, dict(dtype=dtype), [("data", shape)],
+         values={"data": _wide})
+for op in ("Cast", "amp_cast"):
+    case("cast_%s_float16_edges" % op.lower(), op, dict(dtype="float16"),
+         [("data", (len(_HALF_EDGES),))], values={"data": _fixed(_HALF_EDGES)})
+
+
 # ----------------------------------------------------------------------------
 # running a case
 # ----------------------------------------------------------------------------

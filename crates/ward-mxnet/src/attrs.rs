@@ -594,6 +594,14 @@ impl<'a> AttrReader<'a> {
         Ok(self.take(key).unwrap_or(default).to_owned())
     }
 
+    /// A string that must be present.
+    pub fn req_string(&mut self, key: &str) -> Result<String, AttrError> {
+        match self.take(key) {
+            Some(v) => Ok(v.to_owned()),
+            None => Err(self.missing(key)),
+        }
+    }
+
     /// One of `allowed` (exact, case-sensitive, as MXNet's enum parameters are), `default`
     /// when absent.
     pub fn enum_of(

@@ -39,7 +39,7 @@ use ward_core::Tensor;
 use ward_graph::compat::mxnet_reshape_dims;
 use ward_graph::ir::{Graph, InputRole, Op, ParamRole, Source};
 use ward_graph::ops::activation::{ActivationKind, LeakyReluKind};
-use ward_graph::ops::elementwise::{BinaryKind, ScalarKind};
+use ward_graph::ops::elementwise::{BinaryKind, FloatType, ScalarKind};
 use ward_graph::ops::loss::{Normalization, RegressionKind, SoftmaxOutputMode};
 use ward_graph::ops::norm::L2NormMode;
 use ward_graph::ops::pool::PoolKind;
@@ -963,6 +963,15 @@ impl<'a> Writer<'a> {
                 }
             }
             Op::Unary(u) => crate::import::unary_op_name(u.kind),
+            Op::Cast(c) => {
+                let dtype = match c.to {
+                    FloatType::Float16 => "float16",
+                    FloatType::Float32 => "float32",
+                    FloatType::Float64 => "float64",
+                };
+                set("dtype", dtype.to_string());
+                "Cast"
+            }
             Op::Clip(c) => {
                 set("a_min", num("a_min", c.min)?);
                 set("a_max", num("a_max", c.max)?);

@@ -18,7 +18,7 @@ use ward_graph::ops::activation::{Activation, ActivationKind, LeakyRelu, LeakyRe
 use ward_graph::ops::conv::{Conv, Deconv};
 use ward_graph::ops::dropout::Dropout;
 use ward_graph::ops::elementwise::{
-    AddN, Binary, BinaryKind, Clip, Scalar, ScalarKind, Unary, UnaryKind, Where,
+    AddN, Binary, BinaryKind, Cast, Clip, FloatType, Scalar, ScalarKind, Unary, UnaryKind, Where,
 };
 use ward_graph::ops::index::{Embedding, SequenceLast};
 use ward_graph::ops::linear::Dense;
@@ -1046,6 +1046,24 @@ impl Importer<'_> {
                 need(1)?;
                 let kind = unary_kind(unary).ok_or_else(|| err(format!("{unary} is not unary")))?;
                 Unary { kind }.into()
+            }
+            "Cast" | "amp_cast" => {
+                let dtype = a.req_string("dtype")?;
+                a.finish()?;
+                need(1)?;
+                let to = match dtype.as_str() {
+                    "float16" => FloatType::Float16,
+                    "float32" => FloatType::Float32,
+                    "float64" => FloatType::Float64,
+                    other => {
+                        return Err(unsupported(
+                            "dtype",
+                            &format!("{other:?}"),
+                            " (ward carries float values only: float16, float32 and float64; integer values through a graph are not supported yet)",
+                        ))
+                    }
+                };
+                Cast { to }.into()
             }
             "clip" => {
                 let min = a.req_float("a_min")?;

@@ -10,7 +10,7 @@
 
 use tract_onnx::pb::tensor_proto::DataType;
 use ward_graph::ops::elementwise::{
-    Binary, BinaryKind, Clip, Scalar, ScalarKind, Unary, UnaryKind,
+    Binary, BinaryKind, Cast, Clip, FloatType, Scalar, ScalarKind, Unary, UnaryKind,
 };
 
 use super::builder::{attr_int, At, Builder, R};
@@ -291,6 +291,29 @@ fn composed_unary(b: &mut Builder<'_>, at: &At<'_>, kind: UnaryKind, x: String) 
         direct => return Err(format!("{direct:?} is one ONNX operator")),
     };
     b.push(name, args, vec![at.out()?], vec![]);
+    Ok(())
+}
+
+/// A cast to float16 is a cast there and back (the plan computes in float32); to float32
+/// or float64 it keeps the value.
+pub(super) fn cast(b: &mut Builder<'_>, at: &At<'_>, op: &Cast) -> R<()> {
+    let x = at.input(0)?;
+    if op.to != FloatType::Float16 {
+        b.push("Identity", vec![x], vec![at.out()?], vec![]);
+        return Ok(());
+    }
+    let half = b.op(
+        "Cast",
+        vec![x],
+        vec![attr_int("to", DataType::Float16 as i64)],
+        &at.hint("half"),
+    );
+    b.push(
+        "Cast",
+        vec![half],
+        vec![at.out()?],
+        vec![attr_int("to", DataType::Float as i64)],
+    );
     Ok(())
 }
 

@@ -183,6 +183,7 @@ fn lower_node(b: &mut Builder<'_>, at: &At<'_>) -> R<()> {
         Op::AddN(_) => elementwise::add_n(b, at),
         Op::Scalar(op) => elementwise::scalar(b, at, op),
         Op::Unary(op) => elementwise::unary(b, at, op),
+        Op::Cast(op) => elementwise::cast(b, at, op),
         Op::Clip(op) => elementwise::clip(b, at, op),
         Op::Where(_) => elementwise::where_(b, at),
         Op::Mean(op) => reduce::mean(b, at, op),

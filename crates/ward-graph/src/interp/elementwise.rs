@@ -9,7 +9,7 @@
 
 use super::array::{indices, strides};
 use super::{Array, KResult, KernelError};
-pub use crate::ops::elementwise::UnaryKind;
+pub use crate::ops::elementwise::{FloatType, UnaryKind};
 
 /// The binary operation of `elemwise_*`, `broadcast_*`, `_maximum`, `_minimum`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -298,6 +298,14 @@ pub fn unary_value(kind: UnaryKind, v: f64) -> f64 {
         }
         UnaryKind::Softsign => v / (1.0 + v.abs()),
     }
+}
+
+/// MXNet `Cast`/`amp_cast` to a float dtype, the value kept in f64: float16 rounds.
+pub fn cast(x: &Array, to: FloatType) -> KResult<Array> {
+    Ok(match to {
+        FloatType::Float16 => x.map(|v| half::f16::from_f64(v).to_f64()),
+        FloatType::Float32 | FloatType::Float64 => x.clone(),
+    })
 }
 
 /// MXNet `clip`: `x > max ? max : (x < min ? min : x)`, so NaN passes through.

@@ -398,6 +398,7 @@ pub fn eval_node(node: &Node, ins: &[Option<&Array>]) -> R<Vec<Array>> {
             one(kernel(elementwise::scalar(x()?, kind, op.value))?)
         }
         Op::Unary(op) => one(kernel(elementwise::unary(x()?, op.kind))?),
+        Op::Cast(op) => one(kernel(elementwise::cast(x()?, op.to))?),
         Op::Clip(op) => one(kernel(elementwise::clip(x()?, op.min, op.max))?),
         Op::Where(_) => one(kernel(elementwise::where_(
             x()?,

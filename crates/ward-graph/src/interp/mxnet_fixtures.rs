@@ -589,6 +589,15 @@ fn run(c: &Case) -> R<Vec<Array>> {
             };
             one(shape::arange(&shape, |i| f64::from(arange.value(i))))
         }
+        "Cast" | "amp_cast" => {
+            let to = match a.string("dtype", "") {
+                "float16" => elementwise::FloatType::Float16,
+                "float32" => elementwise::FloatType::Float32,
+                "float64" => elementwise::FloatType::Float64,
+                other => return Err(format!("{op} dtype {other:?}")),
+            };
+            one(elementwise::cast(x(0)?, to))
+        }
         "logical_not" => one(elementwise::unary(x(0)?, UnaryKind::LogicalNot)),
         "where" => one(elementwise::where_(x(0)?, x(1)?, x(2)?)),
         "add_n" => one(elementwise::add_n(&all)),

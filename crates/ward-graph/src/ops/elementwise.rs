@@ -311,6 +311,25 @@ pub struct Unary {
     pub kind: UnaryKind,
 }
 
+/// A float dtype a [`Cast`] rounds to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FloatType {
+    Float16,
+    Float32,
+    Float64,
+}
+
+/// MXNet `Cast` and `amp_cast` to a float dtype. Ward's values are float32, so a cast to
+/// float32 or float64 keeps each value and a cast to float16 rounds it to the nearest
+/// float16 (ties to even, ±∞ beyond 65504 as MXNet's conversion gives), and the next
+/// operator reads that value in float32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cast {
+    pub to: FloatType,
+}
+
 /// Each element clipped to [min, max].
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -372,6 +391,16 @@ impl OpDef for Scalar {
 }
 
 impl OpDef for Unary {
+    fn arity(&self) -> (usize, usize) {
+        (1, 1)
+    }
+
+    fn infer(&self, ins: &[Option<&[usize]>]) -> R<Vec<Shape>> {
+        same_as_data(ins)
+    }
+}
+
+impl OpDef for Cast {
     fn arity(&self) -> (usize, usize) {
         (1, 1)
     }

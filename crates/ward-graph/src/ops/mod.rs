@@ -133,6 +133,7 @@ ops! {
     Scalar(elementwise::Scalar) = "scalar",
     Unary(elementwise::Unary) = "unary",
     Clip(elementwise::Clip) = "clip",
+    Cast(elementwise::Cast) = "cast",
     Where(elementwise::Where) = "where",
     Mean(reduce::Mean) = "mean",
     Reduce(reduce::Reduce) = "reduce",

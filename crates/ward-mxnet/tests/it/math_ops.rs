@@ -45,3 +45,30 @@ fn ward_names_that_are_not_mxnet_operators_are_unknown() {
     // `neg` is the graph's name for MXNet's `negative`; MXNet has no `neg` operator.
     refusal("neg", "", &[&[3]], &["neg"]);
 }
+
+#[test]
+fn casts_to_float_dtypes_import_and_integer_ones_are_refused_by_name() {
+    use ward_graph::ops::elementwise::{Cast, FloatType};
+    for (op, dtype, to) in [
+        ("Cast", "float16", FloatType::Float16),
+        ("Cast", "float32", FloatType::Float32),
+        ("Cast", "float64", FloatType::Float64),
+        ("amp_cast", "float16", FloatType::Float16),
+        ("amp_cast", "float32", FloatType::Float32),
+    ] {
+        let (got, shape) = imported(op, &format!(r#""dtype": "{dtype}""#), &[&[-1, 3]]);
+        assert_eq!(got, Op::Cast(Cast { to }), "{op} {dtype}");
+        assert_eq!(shape, vec![-1, 3]);
+    }
+    // Ward's values are float32: an integer dtype would change what later operators
+    // compute (division truncates in MXNet), so it is refused, never approximated.
+    for dtype in ["int32", "int64", "uint8", "int8", "bool", "bfloat16"] {
+        refusal(
+            "Cast",
+            &format!(r#""dtype": "{dtype}""#),
+            &[&[3]],
+            &["dtype", dtype],
+        );
+    }
+    refusal("Cast", "", &[&[3]], &["dtype"]);
+}

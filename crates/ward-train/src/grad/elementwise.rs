@@ -6,7 +6,7 @@
 
 use ward_graph::interp::Array;
 use ward_graph::ops::elementwise::{
-    Binary, BinaryKind, Clip, Scalar, ScalarKind, Unary, UnaryKind,
+    Binary, BinaryKind, Cast, Clip, Scalar, ScalarKind, Unary, UnaryKind,
 };
 
 use super::{arrays, Ctx, Rule};
@@ -173,6 +173,14 @@ pub fn clip(ctx: &Ctx<'_>, op: &Clip) -> Rule {
     let g = ctx.grad(0)?;
     let outside = |x: f64| x > op.max || x < op.min;
     let dx = arrays::zip(&g, x, |g, x| if outside(x) { 0.0 } else { g })?;
+    Ok(vec![Some(dx)])
+}
+
+/// A cast passes the gradient straight through, in the output's dtype and then the
+/// input's (MXNet's `_backward_cast`): through a float16 cast, rounded to float16.
+pub fn cast(ctx: &Ctx<'_>, op: &Cast) -> Rule {
+    let g = ctx.grad(0)?;
+    let dx = ward_graph::interp::elementwise::cast(&g, op.to).map_err(|e| e.to_string())?;
     Ok(vec![Some(dx)])
 }
 

@@ -135,6 +135,7 @@ pub(crate) fn differentiable(op: &Op) -> Result<(), &'static str> {
         | Op::Scalar(_)
         | Op::Unary(_)
         | Op::Clip(_)
+        | Op::Cast(_)
         | Op::Where(_)
         | Op::Mean(_)
         | Op::Reduce(_)
@@ -402,6 +403,7 @@ pub(crate) fn rule(ctx: &Ctx<'_>) -> Rule {
         Op::Scalar(op) => elementwise::scalar(ctx, op),
         Op::Unary(op) => elementwise::unary(ctx, op),
         Op::Clip(op) => elementwise::clip(ctx, op),
+        Op::Cast(op) => elementwise::cast(ctx, op),
         Op::Where(_) => elementwise::where_(ctx),
         Op::Mean(op) => reduce::mean(ctx, op),
         Op::Reduce(op) => reduce::reduce(ctx, op),

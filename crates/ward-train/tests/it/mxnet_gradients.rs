@@ -248,6 +248,11 @@ fn finite_difference_distance(
                     &n.inputs
                 }
                 Op::Where(_) => n.inputs.get(..1).unwrap_or_default(),
+                // Rounding to float16 is a staircase; MXNet passes the gradient straight
+                // through it (rounded to float16), which the MXNet comparison checks.
+                Op::Cast(c) if c.to == ward_graph::ops::elementwise::FloatType::Float16 => {
+                    &n.inputs
+                }
                 _ => &[],
             };
             read.iter().copied()
