@@ -646,6 +646,8 @@ case("mean_all_listed", "mean", dict(axis=(0, 1, 2)), [("data", (2, 3, 2))],
 case("zeros", "zeros", dict(shape=(2, 3)), [])
 case("ones", "ones", dict(shape=(3, 1, 2)), [])
 case("zeros_like", "zeros_like", {}, [("data", (2, 3))])
+case("zeros_like_nan", "zeros_like", {}, [("data", (2, 3))],
+     values={"data": special(np.nan, np.inf, -np.inf)}, notes="zeros even where x is NaN or infinite")
 case("ones_like", "ones_like", {}, [("data", (3, 2))])
 
 # --- transpose, expand_dims, squeeze, slice, slice_axis (issue 20) -----------

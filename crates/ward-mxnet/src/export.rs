@@ -854,6 +854,18 @@ impl<'a> Writer<'a> {
                 set("constant_value", num("constant_value", p.value)?);
                 "Pad"
             }
+            // MXNet's zeros_like: zeros of its one input's shape.
+            Op::Fill(f)
+                if f.value == 0.0
+                    && matches!(node.inputs.as_slice(), [data]
+                        if shape_of(*data).is_ok_and(|s| s.len() == f.shape.len()))
+                    && f.shape
+                        .iter()
+                        .enumerate()
+                        .all(|(k, d)| *d == FillDim::Like { input: 0, axis: k }) =>
+            {
+                "zeros_like"
+            }
             Op::Fill(f) => {
                 let op = if f.value == 0.0 {
                     "_zeros"

@@ -1000,7 +1000,8 @@ impl Importer<'_> {
             }
             "_plus_scalar" | "_minus_scalar" | "_rminus_scalar" | "_mul_scalar" | "_div_scalar"
             | "_rdiv_scalar" => {
-                let value = a.req_float("scalar")?;
+                // MXNet 1.9.1's default scalar is 1, as for the comparisons.
+                let value = a.float("scalar", 1.0)?;
                 a.ignore(&["is_int"]);
                 a.finish()?;
                 need(1)?;
@@ -1356,9 +1357,13 @@ impl Importer<'_> {
             "zeros_like" => {
                 a.finish()?;
                 need(1)?;
-                Scalar {
-                    kind: ScalarKind::Mul,
+                // A fill, not `x · 0`, which is NaN where x is NaN or infinite.
+                let rank = self.input_shape(&inputs, 1)?.len();
+                Fill {
                     value: 0.0,
+                    shape: (0..rank)
+                        .map(|axis| FillDim::Like { input: 0, axis })
+                        .collect(),
                 }
                 .into()
             }

@@ -212,14 +212,15 @@ pub enum ScalarKind {
 /// rounded to float32: MXNet casts the scalar to the data's dtype before comparing
 /// (`x == 0.1` holds for the float32 nearest 0.1, `x == 1e300` for +∞).
 pub fn scalar(x: &Array, kind: ScalarKind, s: f64) -> KResult<Array> {
+    // MXNet casts the scalar to the data's dtype (float32) before it computes.
     let c = f64::from(s as f32);
     Ok(x.map(|v| match kind {
-        ScalarKind::Add => v + s,
-        ScalarKind::Sub => v - s,
-        ScalarKind::RSub => s - v,
-        ScalarKind::Mul => v * s,
-        ScalarKind::Div => v / s,
-        ScalarKind::RDiv => s / v,
+        ScalarKind::Add => v + c,
+        ScalarKind::Sub => v - c,
+        ScalarKind::RSub => c - v,
+        ScalarKind::Mul => v * c,
+        ScalarKind::Div => v / c,
+        ScalarKind::RDiv => c / v,
         ScalarKind::Greater => apply(BinaryKind::Greater, v, c),
         ScalarKind::GreaterEqual => apply(BinaryKind::GreaterEqual, v, c),
         ScalarKind::Lesser => apply(BinaryKind::Lesser, v, c),

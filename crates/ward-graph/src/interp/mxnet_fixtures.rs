@@ -611,11 +611,7 @@ fn run(c: &Case) -> R<Vec<Array>> {
                 "_div_scalar" => ScalarKind::Div,
                 _ => ScalarKind::RDiv,
             };
-            one(elementwise::scalar(
-                x(0)?,
-                kind,
-                a.float("scalar", f64::NAN)?,
-            ))
+            one(elementwise::scalar(x(0)?, kind, a.float("scalar", 1.0)?))
         }
         "negative" => one(elementwise::unary(x(0)?, UnaryKind::Neg)),
         // `fix` rounds toward zero as `trunc` does.

@@ -72,3 +72,33 @@ fn casts_to_float_dtypes_import_and_integer_ones_are_refused_by_name() {
     }
     refusal("Cast", "", &[&[3]], &["dtype"]);
 }
+
+#[test]
+fn arithmetic_with_a_scalar_takes_mxnets_default_of_one() {
+    use ward_graph::ops::elementwise::{Scalar, ScalarKind};
+    let (op, _) = imported("_plus_scalar", "", &[&[3]]);
+    assert_eq!(
+        op,
+        Op::Scalar(Scalar {
+            kind: ScalarKind::Add,
+            value: 1.0
+        })
+    );
+}
+
+#[test]
+fn zeros_like_is_a_fill_so_nan_gives_zero() {
+    use ward_graph::ops::shape::{Fill, FillDim};
+    let (op, shape) = imported("zeros_like", "", &[&[-1, 3]]);
+    assert_eq!(
+        op,
+        Op::Fill(Fill {
+            value: 0.0,
+            shape: vec![
+                FillDim::Like { input: 0, axis: 0 },
+                FillDim::Like { input: 0, axis: 1 }
+            ]
+        })
+    );
+    assert_eq!(shape, vec![-1, 3]);
+}
