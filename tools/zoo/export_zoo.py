@@ -186,7 +186,7 @@ def _vocab(n=64):
     import gluonnlp as nlp
     import collections
     words = ["w%d" % i for i in range(n - 8)]
-    return nlp.vocab.BERTVocab(collections.Counter(words)) if False else nlp.Vocab(collections.Counter(words))
+    return nlp.Vocab(collections.Counter(words))
 
 
 def _bert_vocab(n=64):
@@ -210,21 +210,139 @@ def _bert_inputs(seq=8, token_types=True, vocab=64):
         ins = [("data0", rs.randint(0, vocab, (1, seq)).astype("float32"))]
         if token_types:
             ins.append(("data1", rs.randint(0, 2, (1, seq)).astype("float32")))
-        ins.append(("data2", np.array([seq - 2], dtype="float32")))
+        ins.append(("data%d" % len(ins), np.array([seq - 2], dtype="float32")))
         return ins
     return inputs
+
+
+def _with_states(net):
+    """The recurrent nets need their begin states as inputs (with None they call NDArray-only
+    code that cannot be traced): wrap net(x, states) as a HybridBlock over x and the flattened
+    states, and remember their shapes for the inputs."""
+    import mxnet as mx
+
+    if not isinstance(net, mx.gluon.HybridBlock):
+        raise TypeError("%s is a gluon.Block, not a HybridBlock: MXNet cannot hybridize or export it"
+                        % type(net).__name__)
+    states = net.begin_state(batch_size=1, func=mx.nd.zeros)
+
+    def flat(s):
+        return [a for x in s for a in flat(x)] if isinstance(s, (list, tuple)) else [s]
+
+    def rebuild(s, it):
+        return [rebuild(x, it) for x in s] if isinstance(s, (list, tuple)) else next(it)
+
+    shapes = [a.shape for a in flat(states)]
+
+    class WithStates(mx.gluon.HybridBlock):
+        def __init__(self, inner):
+            super().__init__(prefix="")
+            with self.name_scope():
+                self.inner = inner
+
+        def hybrid_forward(self, F, x, *flat_states):  # noqa: N803
+            return self.inner(x, rebuild(states, iter(flat_states)))
+
+    wrapper = WithStates(net)
+    wrapper.state_shapes = shapes
+    return wrapper
+
+
+_STATE_SHAPES = {}
 
 
 def _lm(name, small):
     def build():
         import gluonnlp as nlp
-        net, _ = nlp.model.get_model(name, dataset_name=None, vocab=_vocab(), pretrained=False, **small)
-        return net
+        net, _ = nlp.model.get_model(name, dataset_name=None, vocab=_vocab(), pretrained=False,
+                                     hparam_allow_override=True, **small)
+        net.initialize(mx_init())
+        w = _with_states(net)
+        _STATE_SHAPES[name] = w.state_shapes
+        return w
     return build
 
 
-def _lm_inputs(rs):
-    return [("data0", rs.randint(0, 64, (5, 1)).astype("float32"))]
+def mx_init():
+    import mxnet as mx
+    return mx.init.Xavier(magnitude=2)
+
+
+def _states_inputs(name, first):
+    def inputs(rs):
+        ins = [("data0", first(rs))]
+        for k, shp in enumerate(_STATE_SHAPES.get(name, [])):
+            ins.append(("data%d" % (k + 1), rs.uniform(-0.5, 0.5, shp).astype("float32")))
+        return ins
+    return inputs
+
+
+def _lm_inputs(name):
+    return _states_inputs(name, lambda rs: rs.randint(0, 64, (5, 1)).astype("float32"))
+
+
+def _transformer():
+    import mxnet as mx
+    import gluonnlp as nlp
+    v = _vocab()
+    # get_model("transformer_en_de_512") always loads the WMT vocabularies (a download, even
+    # with vocab= given: gluonnlp appends "_src" to dataset_name), so build it from the same
+    # constructors transformer_en_de_512 uses, with its hyper-parameters narrowed.
+    from gluonnlp.model.transformer import get_transformer_encoder_decoder
+    from gluonnlp.model.translation import NMTModel
+    enc, dec, one_step = get_transformer_encoder_decoder(
+        units=32, hidden_size=64, dropout=0.0, num_layers=2, num_heads=2, max_src_length=530,
+        max_tgt_length=549, scaled=True)
+    model = NMTModel(src_vocab=v, tgt_vocab=v, encoder=enc, decoder=dec, one_step_ahead_decoder=one_step,
+                     share_embed=True, embed_size=32, tie_weights=True, embed_initializer=None,
+                     prefix="transformer_")
+
+    class Seq2Seq(mx.gluon.HybridBlock):
+        """NMTModel.forward (teacher-forced decoding of the whole target) as one HybridBlock."""
+
+        def __init__(self, m):
+            super().__init__(prefix="")
+            with self.name_scope():
+                self.src_embed, self.encoder, self.tgt_embed = m.src_embed, m.encoder, m.tgt_embed
+                self.decoder, self.tgt_proj = m.decoder, m.tgt_proj
+
+        def hybrid_forward(self, F, src, tgt, src_len, tgt_len):  # noqa: N803
+            m = self
+            enc, _ = m.encoder(m.src_embed(src), None, src_len)
+            masks = F.broadcast_lesser(F.contrib.arange_like(enc, axis=1).reshape((1, -1)),
+                                       src_len.reshape((-1, 1)))
+            out, _, _ = m.decoder(m.tgt_embed(tgt), [enc, masks], tgt_len)
+            return m.tgt_proj(out)
+
+    return Seq2Seq(model)
+
+
+def _transformer_inputs(rs):
+    return [("data0", rs.randint(0, 64, (1, 6)).astype("float32")),
+            ("data1", rs.randint(0, 64, (1, 5)).astype("float32")),
+            ("data2", np.array([5], dtype="float32")), ("data3", np.array([4], dtype="float32"))]
+
+
+def _elmo():
+    import gluonnlp as nlp
+    net = _elmo_net(nlp)
+    net.initialize(mx_init())
+    w = _with_states(net)
+    _STATE_SHAPES["elmo"] = w.state_shapes
+    return w
+
+
+def _elmo_net(nlp):
+    # get_model refuses any hyper-parameter override for ELMo: build the same class with the
+    # predefined arguments of elmo_2x1024_128_2048cnn_1xhighway, narrowed.
+    return nlp.model.ELMoBiLM(rnn_type="lstmpc", output_size=8, filters=[[1, 4], [2, 8]], char_embed_size=4,
+                              char_vocab_size=len(nlp.vocab.ELMoCharVocab()), num_highway=1,
+                              conv_layer_activation="relu", max_chars_per_token=50, input_size=8,
+                              hidden_size=16, proj_size=8, num_layers=2, cell_clip=3, proj_clip=3,
+                              skip_connection=True)
+
+
+_elmo_inputs = _states_inputs("elmo", lambda rs: rs.randint(0, 262, (1, 4, 50)).astype("float32"))
 
 
 SMALL_BERT = dict(num_layers=2, units=32, hidden_size=64, num_heads=2, max_length=64, embed_size=32)
@@ -237,18 +355,22 @@ ENTRIES += [
     E("gluonnlp", "distilbert_6_768_12", "DistilBERT", build=_bert("distilbert_6_768_12", SMALL_BERT),
       inputs=_bert_inputs(token_types=False), note="2 layers, 32 units, 2 heads, vocab 64"),
     E("gluonnlp", "standard_lstm_lm_200", "language model (LSTM)",
-      build=_lm("standard_lstm_lm_200", dict(embed_size=16, hidden_size=16)), inputs=_lm_inputs,
-      note="embed 16, hidden 16, vocab 64"),
+      build=_lm("standard_lstm_lm_200", dict(embed_size=16, hidden_size=16, dropout=0.0)),
+      inputs=_lm_inputs("standard_lstm_lm_200"),
+      note="embed 16, hidden 16, vocab 64, dropout 0 (gluonnlp calls nd.Dropout inside hybrid_forward otherwise, which cannot be traced)"),
     E("gluonnlp", "awd_lstm_lm_600", "language model (AWD-LSTM)",
-      build=_lm("awd_lstm_lm_600", dict(embed_size=16, hidden_size=16)), inputs=_lm_inputs,
+      build=_lm("awd_lstm_lm_600", dict(embed_size=16, hidden_size=16)),
+      inputs=_lm_inputs("awd_lstm_lm_600"),
       note="embed 16, hidden 16, vocab 64"),
     E("gluonnlp", "big_rnn_lm_2048_512", "language model (LSTMP)",
       build=_lm("big_rnn_lm_2048_512", dict(embed_size=16, hidden_size=32, projection_size=16)),
-      inputs=_lm_inputs, note="embed 16, hidden 32, projection 16, vocab 64"),
-    E("gluonnlp", "transformer_en_de_512", "Transformer (encoder-decoder)", build=None,
-      note="encoder-decoder; built through get_model"),
-    E("gluonnlp", "elmo_2x1024_128_2048cnn_1xhighway", "ELMo", build=None,
-      note="character CNN + biLSTM"),
+      inputs=_lm_inputs("big_rnn_lm_2048_512"), note="embed 16, hidden 32, projection 16, vocab 64"),
+    E("gluonnlp", "transformer_en_de_512", "Transformer (encoder-decoder)", build=_transformer,
+      inputs=_transformer_inputs,
+      note="2 layers, 32 units, 2 heads, vocab 64; NMTModel is a plain Block, so its "
+           "embeddings, encoder, decoder and projection are wrapped in one HybridBlock"),
+    E("gluonnlp", "elmo_2x1024_128_2048cnn_1xhighway", "ELMo", build=_elmo, inputs=_elmo_inputs,
+      note="filters [[1,4],[2,8]], 1 highway, projection 8, hidden 16"),
 ]
 
 # Other zoo names and the entry that covers them (the dedup rule in the docstring).
