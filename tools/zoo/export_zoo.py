@@ -117,6 +117,8 @@ ENTRIES = [
     E("gluoncv", "inceptionv3", "classification", shapes=[(1, 3, 299, 299)]),
     E("gluoncv", "xception", "classification"),
     E("gluoncv", "mobilenetv3_small", "classification"),
+    E("gluoncv", "shufflenet_v1", "classification"),
+    E("gluoncv", "shufflenet_v2", "classification"),
     E("gluoncv", "nasnet_4_1056", "classification", shapes=[(1, 3, 224, 224)]),
     E("gluoncv", "residualattentionnet56", "classification", shapes=[(1, 3, 224, 224)]),
     E("gluoncv", "cifar_residualattentionnet56", "classification", shapes=CIFAR),
