@@ -265,9 +265,32 @@ def _lm(name, small):
     return build
 
 
+_INIT = []
+
+
 def mx_init():
+    """Xavier for weights of 2 or more dimensions; vectors (a SymbolBlock's parameters, such
+    as GluonCV's SSD feature expanders, carry no initializer of their own, and Xavier refuses
+    vectors) from the usual per-suffix defaults, else uniform in [-0.1, 0.1]."""
     import mxnet as mx
-    return mx.init.Xavier(magnitude=2)
+    if not _INIT:
+        @mx.init.register
+        class ZooInit(mx.init.Initializer):
+            def __init__(self):
+                super().__init__()
+                self._xavier = mx.init.Xavier(magnitude=2)
+
+            def _init_weight(self, name, arr):
+                if len(arr.shape) >= 2:
+                    self._xavier._init_weight(name, arr)
+                else:
+                    arr[:] = mx.nd.random.uniform(-0.1, 0.1, arr.shape)
+
+            def _init_default(self, name, arr):
+                self._init_weight(name, arr)
+
+        _INIT.append(ZooInit)
+    return _INIT[0]()
 
 
 def _states_inputs(name, first):
@@ -534,7 +557,7 @@ def export_one(entry, out_dir):
     try:
         net = build_net(entry)
         stage = "initialize"
-        net.initialize(mx.init.Xavier(magnitude=2), force_reinit=False)
+        net.initialize(mx_init(), force_reinit=False)
         stage = "forward"
         if entry["inputs"] is not None:
             candidates = [entry["inputs"](rs)]
