@@ -145,7 +145,7 @@ ENTRIES = [
     E("gluoncv", "faster_rcnn_fpn_resnet50_v1b_coco", "detection", shapes=[(1, 3, 128, 128)], kwargs=NB),
     E("gluoncv", "faster_rcnn_fpn_syncbn_resnet50_v1b_coco", "detection", shapes=[(1, 3, 128, 128)], kwargs=NB),
     E("gluoncv", "doublehead_rcnn_resnet50_v1b_voc", "detection", shapes=[(1, 3, 128, 128)], kwargs=NB),
-    E("gluoncv", "mask_rcnn_resnet18_v1b_coco", "instance segmentation", shapes=[(1, 3, 128, 128)], kwargs=NB),
+    E("gluoncv", "mask_rcnn_resnet18_v1b_coco", "instance segmentation", shapes=[(1, 3, 128, 128), (1, 3, 256, 256)], kwargs=NB),
     E("gluoncv", "mask_rcnn_fpn_resnet18_v1b_coco", "instance segmentation", shapes=[(1, 3, 128, 128)], kwargs=NB),
     E("gluoncv", "center_net_resnet18_v1b_voc", "detection", shapes=[(1, 3, 128, 128)], kwargs=NB),
     E("gluoncv", "center_net_resnet18_v1b_dcnv2_voc", "detection", shapes=[(1, 3, 128, 128)], kwargs=NB),
@@ -611,8 +611,11 @@ def export_one(entry, out_dir):
             "seed": seed,
         })
     except Exception as exc:  # noqa: BLE001
+        lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+        # MXNetError's first line is "Traceback ..."; its message is the last line.
+        msg = (lines[-1] if type(exc).__name__ == "MXNetError" else lines[0]) if lines else ""
         meta.update({"status": "mxnet-failed", "stage": stage,
-                     "error": "%s: %s" % (type(exc).__name__, str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""),
+                     "error": "%s: %s" % (type(exc).__name__, msg[:300]),
                      "traceback": traceback.format_exc()[-3000:]})
     with open(os.path.join(out_dir, "meta.json"), "w") as f:
         json.dump(meta, f, indent=1, sort_keys=True)
