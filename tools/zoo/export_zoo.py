@@ -86,6 +86,13 @@ def E(zoo, name, family, shapes=None, kwargs=None, build=None, inputs=None, note
 
 NB = {"pretrained_base": False}
 
+
+def _tsn_resnet18():
+    from gluoncv.model_zoo.action_recognition.actionrec_resnetv1b import ActionRecResNetV1b
+    return ActionRecResNetV1b(depth=18, nclass=400, pretrained_base=False, partial_bn=False, num_segments=1,
+                              num_crop=1, dropout_ratio=0.5, init_std=0.01)
+
+
 ENTRIES = [
     # --- MXNet 1.9.1 gluon.model_zoo.vision ------------------------------------------
     E("mxnet", "alexnet", "classification"),
@@ -163,7 +170,8 @@ ENTRIES = [
     E("gluoncv", "monodepth2_resnet18_kitti_stereo_640x192", "depth", shapes=[(1, 3, 64, 64)], kwargs=NB),
     E("gluoncv", "monodepth2_resnet18_posenet_kitti_mono_640x192", "depth", shapes=[(1, 6, 64, 64)], kwargs=NB),
     # --- GluonCV: action recognition --------------------------------------------------------
-    E("gluoncv", "resnet18_v1b_kinetics400", "action", shapes=[(1, 3, 64, 64)], kwargs=NB),
+    E("gluoncv", "resnet18_v1b_kinetics400", "action", shapes=[(1, 3, 64, 64)], build=_tsn_resnet18,
+      note="built as the preset does, with pretrained_base=False (the preset always downloads)"),
     E("gluoncv", "inceptionv1_kinetics400", "action", shapes=[(1, 3, 64, 64), (1, 3, 224, 224)], kwargs=NB),
     E("gluoncv", "inceptionv3_kinetics400", "action", shapes=[(1, 3, 299, 299)], kwargs=NB),
     E("gluoncv", "vgg16_kinetics400", "action", shapes=[(1, 3, 64, 64), (1, 3, 224, 224)], kwargs=NB),
@@ -533,6 +541,19 @@ def build_net(entry):
         return vision.get_model(entry["name"], pretrained=False, **entry["kwargs"])
     if entry["zoo"] == "gluoncv":
         import gluoncv
+        # GluonCV's action-recognition presets call collect_params().reset_ctx(ctx) on
+        # parameters they never initialised when pretrained=False, which raises: moving an
+        # uninitialised parameter is a no-op here instead.
+        param_cls = mx.gluon.parameter.Parameter
+        if not getattr(param_cls, "_zoo_patched", False):
+            orig = param_cls.reset_ctx
+
+            def reset_ctx(self, ctx):
+                if self._data is None and not self._deferred_init:
+                    return None
+                return orig(self, ctx)
+            param_cls.reset_ctx = reset_ctx
+            param_cls._zoo_patched = True
         return gluoncv.model_zoo.get_model(entry["name"], pretrained=False, **entry["kwargs"])
     if entry["zoo"] == "gluonnlp":
         import gluonnlp
