@@ -186,7 +186,7 @@ ENTRIES = [
     # --- GluonCV: tracking (two inputs: template and search region) -------------------------
     E("gluoncv", "siamrpn_alexnet_v2_otb15", "tracking", kwargs=NB,
       inputs=lambda rs: [("template", rs.uniform(-1, 1, (1, 3, 127, 127))),
-                         ("detection", rs.uniform(-1, 1, (1, 3, 255, 255)))]),
+                         ("detection", rs.uniform(-1, 1, (1, 3, 287, 287)))]),
 ]
 
 
