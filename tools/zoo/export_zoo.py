@@ -324,7 +324,7 @@ def _transformer():
     from gluonnlp.model.transformer import get_transformer_encoder_decoder
     from gluonnlp.model.translation import NMTModel
     enc, dec, one_step = get_transformer_encoder_decoder(
-        units=32, hidden_size=64, dropout=0.0, num_layers=2, num_heads=2, max_src_length=530,
+        units=32, hidden_size=64, dropout=0.1, num_layers=2, num_heads=2, max_src_length=530,
         max_tgt_length=549, scaled=True)
     model = NMTModel(src_vocab=v, tgt_vocab=v, encoder=enc, decoder=dec, one_step_ahead_decoder=one_step,
                      share_embed=True, embed_size=32, tie_weights=True, embed_initializer=None,
