@@ -59,19 +59,15 @@ def run_timed(cmd, timeout):
         p.kill()
         out, err = p.communicate()
         return 124, out, err + "\ntimed out after %d s" % timeout, time.perf_counter() - t0, 0
-    wall = time.perf_counter() - t0
-    # communicate() already reaped the child; its rusage is folded into RUSAGE_CHILDREN,
-    # whose ru_maxrss is the max over all children so far: use wait4 instead by running
-    # the child through run_rss below when the peak matters.
-    return p.returncode, out, err, wall, None
+    # communicate() reaps the child without its own rusage (RUSAGE_CHILDREN's ru_maxrss is
+    # the largest over all children so far): run_rss below reads the child's own peak.
+    return p.returncode, out, err, time.perf_counter() - t0, None
 
 
 def run_rss(cmd, timeout):
     """Like run_timed, but reaps the child with os.wait4 to read its own peak RSS."""
     t0 = time.perf_counter()
-    out_f = open(os.devnull, "w") if False else None
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    del out_f
     deadline = t0 + timeout
     # read pipes without deadlock: outputs are small (a few lines)
     import threading
