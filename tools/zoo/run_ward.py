@@ -218,7 +218,8 @@ def verdict_text(r):
             return "wrong numbers (max err %.3g)" % r["max_err"]
         return "wrong numbers (%s)" % (r.get("detail") or "max err %.3g" % r.get("max_err", float("nan")))
     if v == "MXNet could not export":
-        return "MXNet could not export: %s" % (r.get("detail", "").replace("|", "\\|")[:160])
+        return "MXNet could not export: %s" % (r.get("detail", "").replace("MXNetError: MXNetError:", "MXNetError:")
+                                               .replace("|", "\\|")[:160])
     return v
 
 
@@ -234,7 +235,7 @@ def machine_line():
     return "%s, %d cores" % (model, cores)
 
 
-def write_markdown(results, path, ward_version, not_run, index):
+def write_markdown(results, path, ward_version, not_run, index, when=None):
     by_zoo = defaultdict(list)
     for r in results:
         by_zoo[r["zoo"]].append(r)
@@ -248,13 +249,16 @@ def write_markdown(results, path, ward_version, not_run, index):
     L.append("as the reference. A model *matches* when every output is within")
     L.append("`1e-4 * max(1, max|mxnet|)` (floats) or equal (integers). CI does not run this.")
     L.append("")
-    L.append("- Date: %s" % time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
+    L.append("- Date of the run: %s" % time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(when)))
     L.append("- Machine: %s (shared with other builds; every command ran alone, one thread)" % machine_line())
     L.append("- ward: %s" % ward_version)
     L.append("- Times: ward = wall clock of a whole `ward predict` (signature check, parsing, plan")
     L.append("  building, one forward), median of 3; MXNet = `SymbolBlock.imports` of the exported")
     L.append("  files + first forward, once, in the exporter. Peak RSS = the `ward predict` process's")
-    L.append("  `ru_maxrss`; package = the MXNet `.params` size.")
+    L.append("  `ru_maxrss`; package = the MXNet `.params` size. The machine was shared with other")
+    L.append("  builds, and MXNet's time is a single measurement: ratios are indicative (±30 %).")
+    L.append("- Refusals: `ward import` stops at the first unsupported node; the count below is by that")
+    L.append("  first operator only.")
     L.append("")
     L.append("## Summary")
     L.append("")
@@ -308,17 +312,18 @@ def write_markdown(results, path, ward_version, not_run, index):
         L.append("")
     L.append("## Models")
     L.append("")
-    L.append("| zoo | model | family | verdict | ward predict | MXNet load + forward | ratio | peak RSS | package |")
-    L.append("|---|---|---|---|---|---|---|---|---|")
+    L.append("| zoo | model | family | verdict | ward predict | MXNet load + forward | ratio | peak RSS | package | notes |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|")
     for zoo in ZOOS:
         for r in sorted(by_zoo.get(zoo, []), key=lambda r: r["name"]):
             mxt = (r["mxnet_load_s"] + r["mxnet_forward_s"]) if "mxnet_load_s" in r else None
             wt = r.get("ward_predict_s")
-            L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
-                zoo, r["name"] + (" (%s)" % r["note"] if r.get("note") else ""), r["family"], verdict_text(r),
+            L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                zoo, r["name"], r["family"], verdict_text(r),
                 "%.2f s" % wt if wt else "", "%.2f s" % mxt if mxt else "",
                 "%.2f×" % (wt / mxt) if wt and mxt else "",
-                fmt_bytes(r.get("ward_peak_rss")), fmt_bytes(r.get("params_bytes"))))
+                fmt_bytes(r.get("ward_peak_rss")), fmt_bytes(r.get("params_bytes")),
+                (r.get("note") or "").replace("|", "\\|")))
     L.append("")
     if index:
         L.append("## Every zoo name and the entry that covers it")
@@ -392,7 +397,8 @@ def main():
     ip = os.path.join(args.zoo, "index.json")
     if os.path.exists(ip):
         index = json.load(open(ip)).get("zoo_names", {})
-    write_markdown(results, args.md, ward_version, args.not_run, index)
+    write_markdown(results, args.md, ward_version, args.not_run, index,
+                   when=os.path.getmtime(results_path) if os.path.exists(results_path) else None)
     print("wrote %s (%d models)" % (args.md, len(results)))
     return 0
 
