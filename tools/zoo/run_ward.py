@@ -141,6 +141,8 @@ def run_model(ward, d, keys, work, timeout, repeats):
     if meta.get("status") != "exported":
         res.update(verdict="MXNet could not export", detail="%s: %s" % (meta.get("stage"), meta.get("error")))
         return res
+    with open(os.path.join(d, "model-symbol.json")) as f:
+        res["ops"] = sorted({n["op"] for n in json.load(f)["nodes"] if n["op"] != "null"})
     res.update(params_bytes=meta["params_bytes"], mxnet_load_s=meta["mxnet_load_s"],
                mxnet_forward_s=meta["mxnet_first_forward_s"],
                inputs=meta["inputs"], outputs=meta["outputs"])
@@ -284,6 +286,18 @@ def write_markdown(results, path, ward_version, not_run, index, when=None):
         L.append("|---|---|")
         for reason, n in sorted(blockers.items(), key=lambda kv: (-kv[1], kv[0])):
             L.append("| `%s` | %d |" % (reason.replace("|", "\\|"), n))
+        L.append("")
+    seen = {op for r in results if r["verdict"] == "match" for op in r.get("ops", [])}
+    unseen = Counter(op for r in results if r["verdict"] == "refused" for op in set(r.get("ops", [])) - seen)
+    if unseen:
+        L.append("Every operator of the refused models that no matching model uses, with how many")
+        L.append("refused models use it: the likely full list of what they need (an operator ward")
+        L.append("supports but no matching model happens to use is listed too).")
+        L.append("")
+        L.append("| operator | refused models using it |")
+        L.append("|---|---|")
+        for op, n in sorted(unseen.items(), key=lambda kv: (-kv[1], kv[0])):
+            L.append("| `%s` | %d |" % (op, n))
         L.append("")
     timed = [r for r in results if r["verdict"] == "match" and r.get("ward_predict_s")]
     if timed:
