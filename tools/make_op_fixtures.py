@@ -1271,6 +1271,22 @@ for op in ("Cast", "amp_cast"):
          [("data", (len(_HALF_EDGES),))], values={"data": _fixed(_HALF_EDGES)})
 
 
+# --- _copy (identity) and SyncBatchNorm (issue 20) --------------------------------
+for i, (op, shape) in enumerate([("_internal._copy", (3,)), ("_internal._copy", (2, 3, 4)),
+                                 ("identity", (1, 5)), ("identity", (2, 1, 2, 3))]):
+    case("copy_%d" % i, op, {}, [("data", shape)],
+         values={"data": special(np.nan, np.inf, -0.0)} if i == 1 else {})
+_SYNC = "contrib.SyncBatchNorm"
+case("syncbn_defaults", _SYNC, dict(key="g"), [("data", (2, 3, 4, 4))])
+case("syncbn_gamma_eps", _SYNC, dict(key="g", fix_gamma=False, eps=1e-5), [("data", (2, 3, 3, 2))])
+case("syncbn_2d", _SYNC, dict(key="g", fix_gamma=False, ndev=1), [("data", (4, 5))])
+case("syncbn_global_stats", _SYNC, dict(key="g", fix_gamma=False, use_global_stats=True),
+     [("data", (2, 4, 3))])
+case("syncbn_train", _SYNC, dict(key="g", fix_gamma=False, momentum=0.8),
+     [("data", (4, 3, 2, 2))], train=True,
+     notes="training mode on one device: batch statistics, moving ones updated in backward")
+
+
 # ----------------------------------------------------------------------------
 # running a case
 # ----------------------------------------------------------------------------

@@ -687,10 +687,19 @@ impl Importer<'_> {
                     .into()
                 }
             }
-            "BatchNorm" => {
+            "BatchNorm" | "_contrib_SyncBatchNorm" => {
                 let eps = a.float("eps", 1e-3)?;
                 let fix_gamma = a.bool("fix_gamma", true)?;
-                let axis = a.int("axis", 1)?;
+                let axis = if op == "BatchNorm" {
+                    a.int("axis", 1)?
+                } else {
+                    // SyncBatchNorm normalises axis 1 and shares its batch statistics
+                    // across the `ndev` devices of group `key` when training on several;
+                    // ward runs one device, where it is BatchNorm.
+                    a.req_string("key")?;
+                    a.int("ndev", 1)?;
+                    1
+                };
                 let momentum = a.float("momentum", 0.9)?;
                 let use_global_stats = a.bool("use_global_stats", false)?;
                 if a.bool("output_mean_var", false)? {
@@ -2064,6 +2073,7 @@ fn arange_count(start: f64, stop: Option<f64>, step: f64, repeat: usize) -> Resu
 fn unary_kind(op: &str) -> Option<UnaryKind> {
     match op {
         "fix" => Some(UnaryKind::Trunc),
+        "identity" => Some(UnaryKind::Copy),
         _ => UnaryKind::ALL
             .into_iter()
             .find(|&kind| unary_op_name(kind) == op),
@@ -2074,6 +2084,7 @@ fn unary_kind(op: &str) -> Option<UnaryKind> {
 pub(crate) fn unary_op_name(kind: UnaryKind) -> &'static str {
     match kind {
         UnaryKind::Neg => "negative",
+        UnaryKind::Copy => "_copy",
         other => other.name(),
     }
 }

@@ -253,7 +253,9 @@ fn weight_shape(
             };
             vec![hidden, inputs]
         }
-        ("BatchNorm", 1..=4) => return Ok((vec![dim(int("axis", 1)?)?], slot >= 3)),
+        ("BatchNorm" | "_contrib_SyncBatchNorm", 1..=4) => {
+            return Ok((vec![dim(int("axis", 1)?)?], slot >= 3))
+        }
         ("InstanceNorm", 1 | 2) => vec![dim(1)?],
         ("LayerNorm", 1 | 2) => vec![dim(int("axis", -1)?)?],
         ("GroupNorm", 1 | 2) => vec![count("num_groups", 1)?],

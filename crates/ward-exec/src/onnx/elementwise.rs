@@ -174,6 +174,7 @@ pub(super) fn unary(b: &mut Builder<'_>, at: &At<'_>, op: &Unary) -> R<()> {
         // ONNX's Round takes halves to even, as C's rint does.
         UnaryKind::Rint => "Round",
         UnaryKind::Softsign => "Softsign",
+        UnaryKind::Copy => "Identity",
         composed => return composed_unary(b, at, composed, x),
     };
     b.push(direct, vec![x], vec![at.out()?], vec![]);

@@ -298,6 +298,7 @@ pub fn unary_value(kind: UnaryKind, v: f64) -> f64 {
             }
         }
         UnaryKind::Softsign => v / (1.0 + v.abs()),
+        UnaryKind::Copy => v,
     }
 }
 

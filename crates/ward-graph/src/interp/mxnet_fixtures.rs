@@ -367,7 +367,7 @@ fn run(c: &Case) -> R<Vec<Array>> {
             };
             one(pool::pooling(x(0)?, &p))
         }
-        "BatchNorm" => {
+        "BatchNorm" | "_contrib_SyncBatchNorm" => {
             let p = BatchNormParams {
                 axis: a.int("axis", 1)?,
                 eps: a.float("eps", 1e-3)?,
@@ -616,6 +616,7 @@ fn run(c: &Case) -> R<Vec<Array>> {
         "negative" => one(elementwise::unary(x(0)?, UnaryKind::Neg)),
         // `fix` rounds toward zero as `trunc` does.
         "fix" => one(elementwise::unary(x(0)?, UnaryKind::Trunc)),
+        "_copy" | "identity" => one(elementwise::unary(x(0)?, UnaryKind::Copy)),
         "clip" => one(elementwise::clip(
             x(0)?,
             a.float("a_min", f64::NAN)?,

@@ -213,11 +213,13 @@ pub enum UnaryKind {
     Sign,
     /// x / (1 + |x|)
     Softsign,
+    /// x itself (MXNet's `_copy`, alias `identity`).
+    Copy,
 }
 
 impl UnaryKind {
     /// Every kind, in declaration order.
-    pub const ALL: [UnaryKind; 39] = [
+    pub const ALL: [UnaryKind; 40] = [
         UnaryKind::Relu,
         UnaryKind::Sigmoid,
         UnaryKind::Tanh,
@@ -257,6 +259,7 @@ impl UnaryKind {
         UnaryKind::Trunc,
         UnaryKind::Sign,
         UnaryKind::Softsign,
+        UnaryKind::Copy,
     ];
 
     /// The kind's name in `graph.json`.
@@ -301,6 +304,7 @@ impl UnaryKind {
             UnaryKind::Trunc => "trunc",
             UnaryKind::Sign => "sign",
             UnaryKind::Softsign => "softsign",
+            UnaryKind::Copy => "copy",
         }
     }
 }

@@ -13,12 +13,24 @@ fn every_function_imports_under_its_mxnet_name_and_keeps_the_shape() {
     for kind in UnaryKind::ALL {
         let name = match kind {
             UnaryKind::Neg => "negative",
+            UnaryKind::Copy => "_copy",
             other => other.name(),
         };
         let (op, shape) = imported(name, "", &[&[-1, 3, 2]]);
         assert_eq!(op, Op::Unary(Unary { kind }), "{name}");
         assert_eq!(shape, vec![-1, 3, 2], "{name}");
     }
+}
+
+#[test]
+fn identity_is_copy() {
+    let (op, _) = imported("identity", "", &[&[4]]);
+    assert_eq!(
+        op,
+        Op::Unary(Unary {
+            kind: UnaryKind::Copy
+        })
+    );
 }
 
 #[test]

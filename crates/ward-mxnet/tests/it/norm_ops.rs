@@ -53,3 +53,9 @@ fn unknown_modes_short_data_and_bad_eps_are_refused_by_name() {
     refusal("L2Normalization", r#""eps": "-1""#, &[&[2, 3]], &["eps"]);
     refusal("L2Normalization", r#""axis": "1""#, &[&[2, 3]], &["axis"]);
 }
+
+#[test]
+fn sync_batch_norm_needs_its_group_key() {
+    // Its numbers (BatchNorm's on one device) are checked on the `syncbn_*` fixtures.
+    refusal("_contrib_SyncBatchNorm", "", &[&[2, 3, 4]], &["key"]);
+}

@@ -117,6 +117,7 @@ pub fn unary(ctx: &Ctx<'_>, op: &Unary) -> Rule {
         UnaryKind::Sqrt => arrays::zip(&g, y, |g, y| g / (2.0 * y))?,
         UnaryKind::Abs => arrays::zip(&g, x, |g, x| g * sign(x))?,
         UnaryKind::Neg => g.map(|v| -v),
+        UnaryKind::Copy => g,
         UnaryKind::Erf => arrays::zip(&g, x, |g, x| {
             g * std::f64::consts::FRAC_2_SQRT_PI * (-x * x).exp()
         })?,
