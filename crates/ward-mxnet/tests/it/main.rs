@@ -10,6 +10,7 @@ mod support;
 mod compare_ops;
 mod export_roundtrip;
 mod import_errors;
+mod index_ops;
 mod new_params;
 mod output_names;
 mod params_crafted;
