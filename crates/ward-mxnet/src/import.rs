@@ -2236,7 +2236,7 @@ fn reshape_like_reshape(
                 "the first input {x:?} cannot take the shape {want:?}: the element counts differ (MXNet refuses it)"
             ));
         }
-        if op.output_shape(x).ok() != Some(want.clone()) {
+        if op.output_shape(x).as_ref() != Ok(&want) {
             return Err(format!(
                 "the first input {x:?} reshaped like {l:?} gives {want:?}, which no reshape of fixed and copied dims gives for every value of its variable dims"
             ));
