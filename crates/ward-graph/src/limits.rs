@@ -23,3 +23,6 @@ pub const MAX_UPSAMPLING_SCALE: usize = 1024;
 /// ([`crate::shape::MAX_VALUE_ELEMENTS`]), so it is refused from the attribute, before
 /// shape inference multiplies it into anything.
 pub const MAX_REPEAT: usize = crate::shape::MAX_VALUE_ELEMENTS;
+/// Largest `one_hot` depth: the output has `depth` values per index, so the attribute
+/// alone sizes it; the element cap still bounds the whole output.
+pub const MAX_ONE_HOT_DEPTH: usize = 1 << 24;

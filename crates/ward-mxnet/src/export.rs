@@ -40,6 +40,7 @@ use ward_graph::compat::mxnet_reshape_dims;
 use ward_graph::ir::{Graph, InputRole, Op, ParamRole, Source};
 use ward_graph::ops::activation::{ActivationKind, LeakyReluKind};
 use ward_graph::ops::elementwise::{BinaryKind, FloatType, ScalarKind};
+use ward_graph::ops::index::IndexMode;
 use ward_graph::ops::loss::{Normalization, RegressionKind, SoftmaxOutputMode};
 use ward_graph::ops::norm::L2NormMode;
 use ward_graph::ops::pool::PoolKind;
@@ -1163,6 +1164,25 @@ impl<'a> Writer<'a> {
                 }
                 "broadcast_like"
             }
+            Op::Take(t) => {
+                set("axis", t.axis.to_string());
+                set("mode", index_mode(t.mode).into());
+                "take"
+            }
+            Op::Pick(p) => {
+                set("axis", p.axis.to_string());
+                set("keepdims", boolean(p.keepdims));
+                set("mode", index_mode(p.mode).into());
+                "pick"
+            }
+            Op::GatherNd(_) => "gather_nd",
+            Op::OneHot(o) => {
+                set("depth", o.depth.to_string());
+                set("on_value", num("on_value", o.on_value)?);
+                set("off_value", num("off_value", o.off_value)?);
+                set("dtype", "float32".into());
+                "one_hot"
+            }
         };
         let name = self
             .node_names
@@ -1428,6 +1448,14 @@ fn normalization(n: Normalization) -> &'static str {
         Normalization::Null => "null",
         Normalization::Batch => "batch",
         Normalization::Valid => "valid",
+    }
+}
+
+/// `take`'s and `pick`'s `mode`.
+fn index_mode(mode: IndexMode) -> &'static str {
+    match mode {
+        IndexMode::Clip => "clip",
+        IndexMode::Wrap => "wrap",
     }
 }
 

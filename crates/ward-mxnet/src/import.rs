@@ -13,14 +13,14 @@ use ward_graph::compat::{mark_states, mxnet_reshape, prune, unpack_rnn_params};
 use ward_graph::ir::{
     Graph, GraphInput, GraphOutput, InputRole, Node, Op, ParamDecl, ParamRole, Source,
 };
-use ward_graph::limits::{MAX_REPEAT, MAX_UPSAMPLING_SCALE};
+use ward_graph::limits::{MAX_ONE_HOT_DEPTH, MAX_REPEAT, MAX_UPSAMPLING_SCALE};
 use ward_graph::ops::activation::{Activation, ActivationKind, LeakyRelu, LeakyReluKind, Softmax};
 use ward_graph::ops::conv::{Conv, Deconv};
 use ward_graph::ops::dropout::Dropout;
 use ward_graph::ops::elementwise::{
     AddN, Binary, BinaryKind, Cast, Clip, FloatType, Scalar, ScalarKind, Unary, UnaryKind, Where,
 };
-use ward_graph::ops::index::{Embedding, SequenceLast};
+use ward_graph::ops::index::{Embedding, GatherNd, IndexMode, OneHot, Pick, SequenceLast, Take};
 use ward_graph::ops::linear::Dense;
 use ward_graph::ops::loss::{
     BlockGrad, MakeLoss, Normalization, RegressionKind, RegressionOutput, SoftmaxOutput,
@@ -1702,6 +1702,123 @@ impl Importer<'_> {
                 self.check_broadcast(&op, &inputs, "lhs_axes\"/\"rhs_axes", &err)?;
                 op.into()
             }
+            // Both read only the second input's shape, which import knows: they become a
+            // slice and a reshape of fixed sizes, and the second input is dropped.
+            "slice_like" => {
+                let axes = a.tuple("axes", &[])?;
+                a.finish()?;
+                need(2)?;
+                let x = self.probe_pair(&inputs, 0)?;
+                let like = self.probe_pair(&inputs, 1)?;
+                let op = slice_like_slice(x, like, &axes).map_err(err)?;
+                inputs.truncate(1);
+                op.into()
+            }
+            "reshape_like" => {
+                let lhs = (a.opt_int("lhs_begin")?, a.opt_int("lhs_end")?);
+                let rhs = (a.opt_int("rhs_begin")?, a.opt_int("rhs_end")?);
+                a.finish()?;
+                need(2)?;
+                let x = self.probe_pair(&inputs, 0)?;
+                let like = self.probe_pair(&inputs, 1)?;
+                let op = reshape_like_reshape(x, like, lhs, rhs).map_err(err)?;
+                inputs.truncate(1);
+                op
+            }
+            "take" => {
+                let axis = a.int("axis", 0)?;
+                let mode = a.enum_of("mode", "clip", &["clip", "wrap", "raise"])?;
+                a.finish()?;
+                need(2)?;
+                let mode = match mode.as_str() {
+                    "clip" => IndexMode::Clip,
+                    "wrap" => IndexMode::Wrap,
+                    other => {
+                        return Err(unsupported(
+                            "mode",
+                            &format!("{other:?}"),
+                            " (only clip and wrap: MXNet's raise fails the forward pass on an index outside the axis, which a plan cannot)",
+                        ))
+                    }
+                };
+                let rank = self.input_shape(&inputs, 1)?.len();
+                ward_graph::ops::resolve_axis(axis, rank)
+                    .map_err(|e| err(format!("attribute \"axis\" = {axis}: {e}")))?;
+                let op: Op = Take { axis, mode }.into();
+                self.check_output(&op, &inputs, "axis", &err)?;
+                op
+            }
+            "pick" => {
+                // MXNet's default axis is -1; "None" (the flattened input) it refuses.
+                let axis = if a.contains("axis") {
+                    a.opt_int("axis")?.ok_or_else(|| {
+                        unsupported(
+                            "axis",
+                            &"None",
+                            " (MXNet 1.9.1's pick refuses it: \"Must specify an axis\")",
+                        )
+                    })?
+                } else {
+                    -1
+                };
+                let keepdims = a.bool("keepdims", false)?;
+                let mode = match a.enum_of("mode", "clip", &["clip", "wrap"])?.as_str() {
+                    "wrap" => IndexMode::Wrap,
+                    _ => IndexMode::Clip,
+                };
+                a.finish()?;
+                need(2)?;
+                let rank = self.input_shape(&inputs, 1)?.len();
+                ward_graph::ops::resolve_axis(axis, rank)
+                    .map_err(|e| err(format!("attribute \"axis\" = {axis}: {e}")))?;
+                Pick {
+                    axis,
+                    keepdims,
+                    mode,
+                }
+                .into()
+            }
+            "gather_nd" => {
+                a.finish()?;
+                need(2)?;
+                GatherNd {}.into()
+            }
+            "one_hot" => {
+                let depth = a.req_int("depth")?;
+                let on_value = a.float("on_value", 1.0)?;
+                let off_value = a.float("off_value", 0.0)?;
+                let dtype = a.string("dtype", "float32")?;
+                a.finish()?;
+                need(1)?;
+                if dtype != "float32" {
+                    return Err(unsupported(
+                        "dtype",
+                        &format!("{dtype:?}"),
+                        " (only float32: ward computes one_hot's output in float32)",
+                    ));
+                }
+                let depth = usize::try_from(depth)
+                    .ok()
+                    .filter(|d| (1..=MAX_ONE_HOT_DEPTH).contains(d))
+                    .ok_or_else(|| {
+                        err(format!(
+                            "attribute \"depth\" = {depth} is outside 1 to {MAX_ONE_HOT_DEPTH} (0 makes an empty tensor)"
+                        ))
+                    })?;
+                for (attr, v) in [("on_value", on_value), ("off_value", off_value)] {
+                    if v.is_nan() {
+                        return Err(err(format!("attribute {attr:?} is NaN")));
+                    }
+                }
+                let op: Op = OneHot {
+                    depth,
+                    on_value,
+                    off_value,
+                }
+                .into();
+                self.check_output(&op, &inputs, "depth", &err)?;
+                op
+            }
             _ => {
                 return Err(ImportError::UnsupportedOp {
                     node: node.name.clone(),
@@ -1745,6 +1862,25 @@ impl Importer<'_> {
             }
         }
         Ok(())
+    }
+
+    /// The shape of a node's input `i` with the graph's variable input dims at 1 and at 2
+    /// (a dim that differs follows a variable input dim).
+    fn probe_pair(
+        &self,
+        inputs: &[Source],
+        i: usize,
+    ) -> Result<(Vec<usize>, Vec<usize>), ImportError> {
+        let x = inputs.get(i).copied().ok_or_else(|| ImportError::Node {
+            node: String::new(),
+            op: String::new(),
+            reason: format!("has no input {i}"),
+        })?;
+        let one = self.probe_shapes()?.of(&self.graph, x)?.to_vec();
+        let two = infer_shapes(&self.graph, &self.data_shapes(2))?
+            .of(&self.graph, x)?
+            .to_vec();
+        Ok((one, two))
     }
 
     /// The shape of a node's first input with the graph's variable input dims at `fill`.
@@ -2141,6 +2277,134 @@ fn broadcast_like_dims(
         }
     }
     Ok(dims)
+}
+
+/// A shape with its variable input dims at 1 and at 2.
+type Probed = (Vec<usize>, Vec<usize>);
+
+/// MXNet 1.9.1's `slice_like` as a `slice` of fixed sizes: along each of `axes` (negatives
+/// counting from the first input's end, as MXNet resolves them; none listed is every axis,
+/// the second input then of the same rank), the first `like[axis]` elements. MXNet refuses
+/// an axis past the second input's rank, and a size larger than the first input's. The
+/// size comes from the second input's shape at import: a variable dim there is refused
+/// (the slice would follow it only at run time), as is a variable dim of the first input
+/// that could be shorter than the size.
+fn slice_like_slice(x: Probed, like: Probed, axes: &[i64]) -> Result<Slice, String> {
+    let ((x1, x2), (l1, l2)) = (x, like);
+    let rank = x1.len();
+    let listed: Vec<usize> = if axes.is_empty() {
+        if l1.len() != rank {
+            return Err(format!(
+                "the second input {l1:?} and the first {x1:?} differ in rank (without \"axes\", MXNet slices every axis)"
+            ));
+        }
+        (0..rank).collect()
+    } else {
+        axes.iter()
+            .map(|&axis| {
+                let a = ward_graph::ops::resolve_axis(axis, rank)
+                    .map_err(|e| format!("attribute \"axes\" = {axes:?}: {e}"))?;
+                if a >= l1.len() {
+                    return Err(format!(
+                        "attribute \"axes\" = {axes:?}: axis {axis} is past the second input's {l1:?}"
+                    ));
+                }
+                Ok(a)
+            })
+            .collect::<Result<_, _>>()?
+    };
+    let last = listed.iter().copied().max().map_or(0, |m| m + 1);
+    let mut begin = vec![None; last];
+    let mut end = vec![None; last];
+    for a in listed {
+        let at = |s: &Vec<usize>| s.get(a).copied().unwrap_or(0);
+        let n = at(&l1);
+        if n != at(&l2) {
+            return Err(format!(
+                "axis {a} of the second input ({l1:?} with the variable dims at 1) follows a variable input dim: slice_like's sizes are fixed at import; declare that dim fixed"
+            ));
+        }
+        if n == 0 || n > at(&x1) || n > at(&x2) {
+            let why = if at(&x1) == at(&x2) {
+                ""
+            } else {
+                " for some values of its variable dim; declare that dim fixed"
+            };
+            return Err(format!(
+                "axis {a}: the second input's {n} elements are not 1 to the first input's {x1:?}{why}"
+            ));
+        }
+        if let (Some(b), Some(e)) = (begin.get_mut(a), end.get_mut(a)) {
+            *b = Some(0);
+            *e = Some(n as i64);
+        }
+    }
+    let step = vec![1; last];
+    Ok(Slice { begin, end, step })
+}
+
+/// MXNet 1.9.1's `reshape_like` as a reshape: the first input's dims `lhs_begin..lhs_end`
+/// replaced by the second input's `rhs_begin..rhs_end` (each begin 0 and each end the
+/// rank when absent, negatives from the end, MXNet requiring begin < end), the element
+/// count unchanged. Fixed dims are written as numbers (what MXNet's reshape codes can
+/// say); a variable dim of the first input kept outside its range is copied from it; a
+/// variable dim taken from the second input is inferred from the element count, which
+/// gives MXNet's dim whenever MXNet runs (it requires the counts to agree). Two of those
+/// are refused, as is a count that differs at either probe.
+fn reshape_like_reshape(
+    x: Probed,
+    like: Probed,
+    lhs: (Option<i64>, Option<i64>),
+    rhs: (Option<i64>, Option<i64>),
+) -> Result<Op, String> {
+    use ward_graph::interp::shape::reshape_like_range;
+    use ward_graph::ops::shape::{Reshape, ReshapeDim};
+    let ((x1, x2), (l1, l2)) = (x, like);
+    let (lb, le) = reshape_like_range(lhs.0, lhs.1, x1.len())
+        .map_err(|e| format!("attributes \"lhs_begin\"/\"lhs_end\": {e}"))?;
+    let (rb, re) = reshape_like_range(rhs.0, rhs.1, l1.len())
+        .map_err(|e| format!("attributes \"rhs_begin\"/\"rhs_end\": {e}"))?;
+    let part = |s: &[usize], from: usize, to: usize| s.get(from..to).unwrap_or_default().to_vec();
+    let mut dims = Vec::new();
+    let kept = |dims: &mut Vec<ReshapeDim>, from: usize, to: usize| {
+        for i in from..to {
+            match (x1.get(i), x2.get(i)) {
+                (Some(&a), Some(&b)) if a == b => dims.push(ReshapeDim::Fixed(a)),
+                _ => dims.push(ReshapeDim::Copy(i)),
+            }
+        }
+    };
+    kept(&mut dims, 0, lb);
+    for j in rb..re {
+        match (l1.get(j), l2.get(j)) {
+            (Some(&a), Some(&b)) if a == b => dims.push(ReshapeDim::Fixed(a)),
+            _ if dims.contains(&ReshapeDim::Infer) => {
+                return Err(format!(
+                    "the second input's dims {rb}..{re} of {l1:?} hold two that follow variable input dims: a reshape can infer only one; declare them fixed"
+                ))
+            }
+            _ => dims.push(ReshapeDim::Infer),
+        }
+    }
+    kept(&mut dims, le, x1.len());
+    let op = Reshape { dims };
+    for (x, l) in [(&x1, &l1), (&x2, &l2)] {
+        let mut want = part(x, 0, lb);
+        want.extend(part(l, rb, re));
+        want.extend(part(x, le, x.len()));
+        let count = |s: &[usize]| s.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+        if count(&want) != count(x) {
+            return Err(format!(
+                "the first input {x:?} cannot take the shape {want:?}: the element counts differ (MXNet refuses it)"
+            ));
+        }
+        if op.output_shape(x).as_ref() != Ok(&want) {
+            return Err(format!(
+                "the first input {x:?} reshaped like {l:?} gives {want:?}, which no reshape of fixed and copied dims gives for every value of its variable dims"
+            ));
+        }
+    }
+    Ok(op.into())
 }
 
 fn unique_node_name(graph: &Graph, base: &str) -> String {

@@ -198,6 +198,10 @@ fn lower_node(b: &mut Builder<'_>, at: &At<'_>) -> R<()> {
         Op::Tile(op) => shape::tile(b, at, op),
         Op::Repeat(op) => shape::repeat(b, at, op),
         Op::BroadcastTo(_) => shape::broadcast_to(b, at),
+        Op::Take(op) => index::take(b, at, op),
+        Op::Pick(op) => index::pick(b, at, op),
+        Op::GatherNd(_) => index::gather_nd(b, at),
+        Op::OneHot(op) => index::one_hot(b, at, op),
     }
 }
 

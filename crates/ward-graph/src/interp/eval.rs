@@ -17,7 +17,7 @@ use super::reduce::{self, Reduction};
 use super::resize;
 use super::rnn::{self, RnnMode as KRnnMode, RnnWeights};
 use super::shape::{self as kshape, PadMode as KPad};
-use super::{dense, embedding, loss, Array, KernelError};
+use super::{dense, embedding, index, loss, Array, KernelError};
 use crate::ir::{Graph, InputRole, Node, Source};
 use crate::ops::activation::{ActivationKind, LeakyReluKind};
 use crate::ops::elementwise::{BinaryKind, ScalarKind};
@@ -517,5 +517,20 @@ pub fn eval_node(node: &Node, ins: &[Option<&Array>]) -> R<Vec<Array>> {
             let shape = op.output_shape(&x.shape, like)?;
             one(kernel(kshape::broadcast_to(x, &shape))?)
         }
+        Op::Take(op) => one(kernel(index::take(x()?, arg(ins, 1)?, op.axis, op.mode))?),
+        Op::Pick(op) => one(kernel(index::pick(
+            x()?,
+            arg(ins, 1)?,
+            op.axis,
+            op.keepdims,
+            op.mode,
+        ))?),
+        Op::GatherNd(_) => one(kernel(index::gather_nd(x()?, arg(ins, 1)?))?),
+        Op::OneHot(op) => one(kernel(index::one_hot(
+            x()?,
+            op.depth,
+            op.on_value,
+            op.off_value,
+        ))?),
     }
 }

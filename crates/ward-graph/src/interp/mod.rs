@@ -21,6 +21,7 @@ pub mod dense;
 pub mod elementwise;
 pub mod embedding;
 pub mod eval;
+pub mod index;
 pub mod loss;
 pub mod norm;
 pub mod pool;

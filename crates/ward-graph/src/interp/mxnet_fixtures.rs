@@ -24,7 +24,8 @@ use super::reduce::{self, Reduction};
 use super::resize;
 use super::rnn::{self, RnnConfig, RnnMode};
 use super::shape::{self, PadMode};
-use super::{dense, embedding, loss, Array};
+use super::{dense, embedding, index, loss, Array};
+use crate::ops::index::IndexMode;
 use crate::ops::norm::{L2NormMode, L2Normalization};
 use crate::ops::reduce::{ArgKind, ReduceKind};
 use crate::ops::resize::{BilinearResize, ResizeTarget, UpSampling};
@@ -282,6 +283,16 @@ fn load_case(dir: &Path) -> R<Case> {
         is_train,
         updated_aux,
     })
+}
+
+/// `take`'s and `pick`'s `mode` (MXNet's `raise` fails the forward pass, which no case
+/// records).
+fn index_mode(mode: &str) -> R<IndexMode> {
+    match mode {
+        "clip" => Ok(IndexMode::Clip),
+        "wrap" => Ok(IndexMode::Wrap),
+        other => Err(format!("mode {other:?}")),
+    }
 }
 
 fn k<T>(r: super::KResult<T>) -> R<T> {
@@ -856,6 +867,37 @@ fn run(c: &Case) -> R<Vec<Array>> {
             &x(1)?.shape,
             a.tuple_opt("lhs_axes")?.as_deref(),
             a.tuple_opt("rhs_axes")?.as_deref(),
+        )),
+        "take" => one(index::take(
+            x(0)?,
+            x(1)?,
+            a.int("axis", 0)?,
+            index_mode(a.string("mode", "clip"))?,
+        )),
+        "pick" => one(index::pick(
+            x(0)?,
+            x(1)?,
+            a.int("axis", -1)?,
+            a.bool("keepdims", false)?,
+            index_mode(a.string("mode", "clip"))?,
+        )),
+        "gather_nd" => one(index::gather_nd(x(0)?, x(1)?)),
+        "slice_like" => one(shape::slice_like(
+            x(0)?,
+            &x(1)?.shape,
+            &a.tuple("axes", &[])?,
+        )),
+        "reshape_like" => one(shape::reshape_like(
+            x(0)?,
+            &x(1)?.shape,
+            (a.optional_int("lhs_begin")?, a.optional_int("lhs_end")?),
+            (a.optional_int("rhs_begin")?, a.optional_int("rhs_end")?),
+        )),
+        "one_hot" => one(index::one_hot(
+            x(0)?,
+            usize::try_from(a.int("depth", 0)?).map_err(|e| e.to_string())?,
+            a.float("on_value", 1.0)?,
+            a.float("off_value", 0.0)?,
         )),
         other => match UnaryKind::ALL.into_iter().find(|k| k.name() == other) {
             Some(kind) => one(elementwise::unary(x(0)?, kind)),

@@ -792,6 +792,89 @@ pub fn broadcast_like(
     broadcast_to(x, &shape)
 }
 
+/// MXNet `slice_like`: along each of `axes` (negatives count from `x`'s end; none listed
+/// is every axis, and `like` must then have `x`'s rank), the first `like[axis]` elements;
+/// `like` (the second input's shape) must reach the axis and be no longer than `x` there.
+/// Only `like`'s shape is read.
+pub fn slice_like(x: &Array, like: &[usize], axes: &[i64]) -> KResult<Array> {
+    const OP: &str = "slice_like";
+    let listed: Vec<usize> = if axes.is_empty() {
+        if like.len() != x.rank() {
+            return Err(KernelError::new(
+                OP,
+                format!("{like:?} and {:?} differ in rank", x.shape),
+            ));
+        }
+        (0..x.rank()).collect()
+    } else {
+        axes.iter()
+            .map(|&a| resolve_axis(OP, a, x.rank()))
+            .collect::<KResult<_>>()?
+    };
+    let mut ranges: Vec<Strided> = x.shape.iter().map(|&d| Strided::whole(d)).collect();
+    for a in listed {
+        let n = *like.get(a).ok_or_else(|| {
+            KernelError::new(OP, format!("axis {a} is past the second input's {like:?}"))
+        })?;
+        if n == 0 || n > x.shape[a] {
+            return Err(KernelError::new(
+                OP,
+                format!("axis {a}: {n} elements of {:?}", x.shape),
+            ));
+        }
+        ranges[a] = Strided {
+            start: 0,
+            step: 1,
+            len: n,
+        };
+    }
+    strided(x, &ranges)
+}
+
+/// One side's range of MXNet `reshape_like`: `begin` (default 0) and `end` (default the
+/// rank), negatives counting from the end; 0 <= begin < end <= rank.
+pub fn reshape_like_range(
+    begin: Option<i64>,
+    end: Option<i64>,
+    rank: usize,
+) -> Result<(usize, usize), String> {
+    let r = i64::try_from(rank).map_err(|_| "rank too large".to_string())?;
+    let b = begin.map_or(0, |b| if b < 0 { b + r } else { b });
+    let e = end.map_or(r, |e| if e < 0 { e + r } else { e });
+    if b < 0 || e > r || b >= e {
+        return Err(format!(
+            "begin {begin:?} and end {end:?} are not a non-empty range of {rank} axes"
+        ));
+    }
+    Ok((b as usize, e as usize))
+}
+
+/// MXNet `reshape_like`: `x`'s dims `lhs` replaced by `like`'s dims `rhs` (see
+/// [`reshape_like_range`]); the element count must not change. Only `like`'s shape is
+/// read.
+pub fn reshape_like(
+    x: &Array,
+    like: &[usize],
+    lhs: (Option<i64>, Option<i64>),
+    rhs: (Option<i64>, Option<i64>),
+) -> KResult<Array> {
+    const OP: &str = "reshape_like";
+    let (lb, le) =
+        reshape_like_range(lhs.0, lhs.1, x.rank()).map_err(|e| KernelError::new(OP, e))?;
+    let (rb, re) =
+        reshape_like_range(rhs.0, rhs.1, like.len()).map_err(|e| KernelError::new(OP, e))?;
+    let mut shape = x.shape[..lb].to_vec();
+    shape.extend_from_slice(&like[rb..re]);
+    shape.extend_from_slice(&x.shape[le..]);
+    if element_count(&shape)? != x.len() {
+        return Err(KernelError::new(
+            OP,
+            format!("{:?} has another element count than {shape:?}", x.shape),
+        ));
+    }
+    x.reshaped(shape)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -903,6 +986,37 @@ mod tests {
         assert_eq!(l.data[..2], [8.0, 9.0]);
         assert!(sequence_last(&x, 2).is_err());
         assert!(sequence_last(&x, -1).is_err());
+    }
+
+    #[test]
+    fn slice_like_and_reshape_like_read_only_the_shape() {
+        let x = ramp(vec![2, 3, 4]);
+        let y = slice_like(&x, &[9, 2, 3], &[1, -1]).unwrap();
+        assert_eq!(y.shape, vec![2, 2, 3]);
+        assert_eq!(y.data[..3], [0.0, 1.0, 2.0]);
+        assert_eq!(y.data[3..6], [4.0, 5.0, 6.0]);
+        assert_eq!(
+            slice_like(&x, &[1, 3, 4], &[]).unwrap().shape,
+            vec![1, 3, 4]
+        );
+        assert!(slice_like(&x, &[1, 3], &[]).is_err());
+        assert!(slice_like(&x, &[1, 3], &[2]).is_err());
+        assert!(slice_like(&x, &[3], &[0]).is_err());
+        assert!(slice_like(&x, &[2], &[-4]).is_err());
+
+        let y = reshape_like(&x, &[7, 6, 2], (Some(1), None), (Some(-2), None)).unwrap();
+        assert_eq!((y.shape.clone(), &y.data), (vec![2, 6, 2], &x.data));
+        assert_eq!(
+            reshape_like(&x, &[24], (None, None), (None, None))
+                .unwrap()
+                .shape,
+            vec![24]
+        );
+        assert!(reshape_like(&x, &[5], (None, None), (None, None)).is_err());
+        assert!(reshape_like(&x, &[24], (Some(1), Some(1)), (None, None)).is_err());
+        assert!(reshape_like(&x, &[24], (Some(-4), None), (None, None)).is_err());
+        assert!(reshape_like(&x, &[24], (None, Some(4)), (None, None)).is_err());
+        assert_eq!(reshape_like_range(Some(-2), Some(-1), 3), Ok((1, 2)));
     }
 
     #[test]

@@ -147,6 +147,10 @@ ops! {
     Tile(shape::Tile) = "tile",
     Repeat(shape::Repeat) = "repeat",
     BroadcastTo(shape::BroadcastTo) = "broadcast_to",
+    Take(index::Take) = "take",
+    Pick(index::Pick) = "pick",
+    GatherNd(index::GatherNd) = "gather_nd",
+    OneHot(index::OneHot) = "one_hot",
 }
 
 impl Op {

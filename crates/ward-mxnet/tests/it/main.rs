@@ -11,6 +11,7 @@ mod arange_ops;
 mod compare_ops;
 mod export_roundtrip;
 mod import_errors;
+mod index_ops;
 mod math_ops;
 mod new_params;
 mod norm_ops;

@@ -175,7 +175,11 @@ pub(crate) fn differentiable(op: &Op) -> Result<(), &'static str> {
         | Op::UpSampling(_)
         | Op::Tile(_)
         | Op::Repeat(_)
-        | Op::BroadcastTo(_) => Ok(()),
+        | Op::BroadcastTo(_)
+        | Op::Take(_)
+        | Op::Pick(_)
+        | Op::GatherNd(_)
+        | Op::OneHot(_) => Ok(()),
         Op::LeakyRelu(op) => activation::leaky_relu_differentiable(op),
         Op::Dropout(_) => Err(
             "dropout's training mode draws a mask from the run's random stream, which the reference rules do not hold; the training engine runs it (engine::Engine::step_seeded)",
@@ -434,6 +438,11 @@ pub(crate) fn rule(ctx: &Ctx<'_>) -> Rule {
         Op::Tile(op) => shape::tile(ctx, op),
         Op::Repeat(op) => shape::repeat(ctx, op),
         Op::BroadcastTo(_) => shape::broadcast_to(ctx),
+        Op::Take(op) => index::take(ctx, op),
+        Op::Pick(op) => index::pick(ctx, op),
+        Op::GatherNd(_) => index::gather_nd(ctx),
+        // The output depends on the indices only through a step: no gradient.
+        Op::OneHot(_) => Ok(vec![None]),
         Op::Fill(_) | Op::Arange(_) | Op::OnesLike(_) | Op::BlockGrad(_) => {
             Ok(vec![None; ctx.ins.len()])
         }
