@@ -23,3 +23,6 @@ pub const MAX_UPSAMPLING_SCALE: usize = 1024;
 /// ([`crate::shape::MAX_VALUE_ELEMENTS`]), so it is refused from the attribute, before
 /// shape inference multiplies it into anything.
 pub const MAX_REPEAT: usize = crate::shape::MAX_VALUE_ELEMENTS;
+/// Longest axis `topk` (and `argsort`) may give indices along: ward's indices are float32,
+/// which holds every integer up to 2^24 and no longer run of them (MXNet rounds past it).
+pub const MAX_ORDER_INDEX_AXIS: usize = 1 << 24;

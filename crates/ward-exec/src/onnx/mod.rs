@@ -20,6 +20,7 @@ mod index;
 mod linear;
 mod loss;
 mod norm;
+mod order;
 mod pool;
 mod reduce;
 mod resize;
@@ -195,6 +196,7 @@ fn lower_node(b: &mut Builder<'_>, at: &At<'_>) -> R<()> {
         Op::Tile(op) => shape::tile(b, at, op),
         Op::Repeat(op) => shape::repeat(b, at, op),
         Op::BroadcastTo(_) => shape::broadcast_to(b, at),
+        Op::Topk(op) => order::topk(b, at, op),
     }
 }
 

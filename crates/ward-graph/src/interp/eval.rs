@@ -12,6 +12,7 @@ use super::activation::{self, LeakyReluKind as KLeaky, SoftmaxOutputMode as KSof
 use super::conv::{self, ConvParams, DeconvParams};
 use super::elementwise::{self, BinaryKind as KBinary, ScalarKind as KScalar, UnaryKind as KUnary};
 use super::norm::{self, BatchNormParams};
+use super::order;
 use super::pool::{self, PoolKind as KPool, PoolParams};
 use super::reduce::{self, Reduction};
 use super::resize;
@@ -518,5 +519,6 @@ pub fn eval_node(node: &Node, ins: &[Option<&Array>]) -> R<Vec<Array>> {
             let shape = op.output_shape(&x.shape, like)?;
             one(kernel(kshape::broadcast_to(x, &shape))?)
         }
+        Op::Topk(op) => kernel(order::topk(x()?, op.axis, op.k, op.ret, op.ascend)),
     }
 }

@@ -23,6 +23,7 @@ pub mod embedding;
 pub mod eval;
 pub mod loss;
 pub mod norm;
+pub mod order;
 pub mod pool;
 pub mod reduce;
 pub mod resize;

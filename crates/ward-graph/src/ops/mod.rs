@@ -23,6 +23,7 @@ pub mod index;
 pub mod linear;
 pub mod loss;
 pub mod norm;
+pub mod order;
 pub mod pool;
 pub mod reduce;
 pub mod resize;
@@ -144,6 +145,7 @@ ops! {
     Tile(shape::Tile) = "tile",
     Repeat(shape::Repeat) = "repeat",
     BroadcastTo(shape::BroadcastTo) = "broadcast_to",
+    Topk(order::Topk) = "topk",
 }
 
 impl Op {
@@ -345,6 +347,13 @@ mod tests {
             elementwise::AddN {}.into(),
             dropout::Dropout::default().into(),
             loss::BlockGrad {}.into(),
+            order::Topk {
+                axis: None,
+                k: Some(3),
+                ret: order::TopkReturn::Both,
+                ascend: true,
+            }
+            .into(),
         ];
         for op in ops {
             let json = serde_json::to_value(&op).unwrap();
