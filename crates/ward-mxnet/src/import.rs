@@ -1724,9 +1724,9 @@ impl Importer<'_> {
         Ok(shapes.of(&self.graph, x)?.to_vec())
     }
 
-    /// A `topk`'s axis against the input's rank, and its k against the axis (and the
-    /// axis against float32 indices) where the axis' length is fixed; one that follows a
-    /// variable input dim is checked when the shapes are known, before the plan exists.
+    /// A `topk`'s axis against the input's rank, its k against the axis and the axis
+    /// against float32 indices, with the variable input dims at 1 and at 2: k along a
+    /// variable dim would run only for some of its values.
     fn check_topk(
         &self,
         op: &Topk,
@@ -1743,17 +1743,22 @@ impl Importer<'_> {
                     .map_err(|e| err(format!("attribute \"axis\": {e}"))),
             }
         };
-        let n = length(&two)?;
-        if length(&one)? != n {
-            return Ok(());
-        }
-        if let Err(e) = op.lanes(&two) {
-            let attr = if op.k.is_some_and(|k| k > n) || n == 0 {
-                "k"
-            } else {
-                "ret_typ"
-            };
-            return Err(err(format!("attribute \"{attr}\": {e}")));
+        let varies = length(&one)? != length(&two)?;
+        for shape in [&one, &two] {
+            let n = length(shape)?;
+            if let Err(e) = op.lanes(shape) {
+                let attr = if op.k.is_some_and(|k| k > n) || n == 0 {
+                    "k"
+                } else {
+                    "ret_typ"
+                };
+                let why = if varies {
+                    " (the axis follows a variable input dim; declare it fixed)"
+                } else {
+                    ""
+                };
+                return Err(err(format!("attribute \"{attr}\": {e}{why}")));
+            }
         }
         Ok(())
     }

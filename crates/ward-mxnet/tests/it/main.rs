@@ -11,6 +11,7 @@ mod compare_ops;
 mod export_roundtrip;
 mod import_errors;
 mod new_params;
+mod order_ops;
 mod output_names;
 mod params_crafted;
 mod params_fixtures;
