@@ -84,7 +84,7 @@ impl<T: Copy + PartialOrd> Sorter<'_, T> {
     fn sort(&mut self, first: usize, last: usize) {
         if first < last {
             let n = last - first;
-            let lg = (usize::BITS - 1 - n.leading_zeros()) as usize;
+            let lg = n.ilog2() as usize;
             self.introsort_loop(first, last, lg * 2);
             self.final_insertion_sort(first, last);
         }
@@ -236,7 +236,7 @@ impl<T: Copy + PartialOrd> Sorter<'_, T> {
             self.set(first + hole, self.id(first + second));
             hole = second;
         }
-        if len % 2 == 0 && second == (len.saturating_sub(2)) / 2 {
+        if len.is_multiple_of(2) && second == len.saturating_sub(2) / 2 {
             second = 2 * (second + 1);
             self.set(first + hole, self.id(first + second - 1));
             hole = second - 1;

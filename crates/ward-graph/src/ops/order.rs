@@ -71,11 +71,10 @@ impl Topk {
             None => (1, product(x)?, 1),
             Some(axis) => {
                 let a = resolve_axis(axis, x.len())?;
-                let dims = |r: &[usize]| product(r);
                 (
-                    dims(x.get(..a).unwrap_or_default())?,
+                    product(x.get(..a).unwrap_or_default())?,
                     x.get(a).copied().unwrap_or(1),
-                    dims(x.get(a + 1..).unwrap_or_default())?,
+                    product(x.get(a + 1..).unwrap_or_default())?,
                 )
             }
         };
