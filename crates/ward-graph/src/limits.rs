@@ -26,3 +26,7 @@ pub const MAX_REPEAT: usize = crate::shape::MAX_VALUE_ELEMENTS;
 /// Largest `one_hot` depth: the output has `depth` values per index, so the attribute
 /// alone sizes it; the element cap still bounds the whole output.
 pub const MAX_ONE_HOT_DEPTH: usize = 1 << 24;
+
+/// Longest axis `topk` (and `argsort`) may give indices along: ward's indices are float32,
+/// which holds every integer up to 2^24 and no longer run of them (MXNet rounds past it).
+pub const MAX_ORDER_INDEX_AXIS: usize = 1 << 24;

@@ -43,6 +43,7 @@ use ward_graph::ops::elementwise::{BinaryKind, FloatType, ScalarKind};
 use ward_graph::ops::index::IndexMode;
 use ward_graph::ops::loss::{Normalization, RegressionKind, SoftmaxOutputMode};
 use ward_graph::ops::norm::L2NormMode;
+use ward_graph::ops::order::TopkReturn;
 use ward_graph::ops::pool::PoolKind;
 use ward_graph::ops::reduce::{ArgKind, ReduceKind};
 use ward_graph::ops::resize::ResizeTarget;
@@ -1104,6 +1105,32 @@ impl<'a> Writer<'a> {
                 set("reps", tuple(&t.reps));
                 "tile"
             }
+            // Every element's values or indices are MXNet's sort and argsort (which run as
+            // topk with k 0); anything else is topk.
+            Op::Topk(t) => {
+                set(
+                    "axis",
+                    t.axis.map_or_else(|| "None".into(), |a| a.to_string()),
+                );
+                set("is_ascend", boolean(t.ascend));
+                match (t.k, t.ret) {
+                    (None, TopkReturn::Value) => "sort",
+                    (None, TopkReturn::Indices) => "argsort",
+                    (k, ret) => {
+                        let k = k.unwrap_or(0);
+                        if i32::try_from(k).is_err() {
+                            return Err(unsupported(
+                                "k",
+                                k.to_string(),
+                                "MXNet's k is a 32-bit integer",
+                            ));
+                        }
+                        set("k", k.to_string());
+                        set("ret_typ", ret.mxnet_name().into());
+                        "topk"
+                    }
+                }
+            }
             Op::Repeat(r) => {
                 set("repeats", r.repeats.to_string());
                 if let Some(axis) = r.axis {
@@ -1389,11 +1416,15 @@ impl<'a> Writer<'a> {
 }
 
 /// What MXNet appends to a node's name for output `k` in `list_outputs()` (and ward's
-/// importer too): `_output`; `_outputK` for a split (even into one); RNN's own names for
-/// its states.
+/// importer too): `_output`; `_outputK` for a split (even into one) and for the values of
+/// topk and sort; RNN's own names for its states.
 fn output_suffix(op: &Op, k: usize) -> String {
     match (op, k) {
         (Op::Split(_), k) => format!("_output{k}"),
+        // topk of values, and sort, have a hidden second output (the indices).
+        (Op::Topk(t), k) if matches!(t.ret, TopkReturn::Value | TopkReturn::Both) => {
+            format!("_output{k}")
+        }
         (Op::Rnn(_), 1) => "_state_output".into(),
         (Op::Rnn(_), 2) => "_statecell_output".into(),
         _ => "_output".into(),

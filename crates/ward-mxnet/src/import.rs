@@ -29,6 +29,7 @@ use ward_graph::ops::loss::{
 use ward_graph::ops::norm::{
     BatchNorm, GroupNorm, InstanceNorm, L2NormMode, L2Normalization, LayerNorm,
 };
+use ward_graph::ops::order::{Topk, TopkReturn};
 use ward_graph::ops::pool::{AdaptiveAvgPool, Pool, PoolKind};
 use ward_graph::ops::reduce::{ArgKind, ArgReduce, Mean, Reduce, ReduceKind};
 use ward_graph::ops::resize::{BilinearResize, ResizeTarget, UpSampling};
@@ -232,8 +233,8 @@ pub fn import(
 /// (nnvm's `ListOutputNames`): a variable's own name; `NAME_` and the operator's own name
 /// for the output where it declares names (`FListOutputNames`: RNN's `output`,
 /// `state_output`, `statecell_output`); otherwise `NAME_output`, numbered for an operator
-/// whose outputs are a list (SliceChannel numbers even a single one). Checked against
-/// MXNet on `tests/fixtures/output_names` and every model fixture.
+/// whose outputs are a list (SliceChannel, sort and topk of values number even a single
+/// one). Checked against MXNet on `tests/fixtures/output_names` and every model fixture.
 fn output_name(node: &SymbolNode, k: usize) -> String {
     const RNN_OUTPUTS: [&str; 3] = ["output", "state_output", "statecell_output"];
     match node.op.as_str() {
@@ -243,7 +244,17 @@ fn output_name(node: &SymbolNode, k: usize) -> String {
             node.name,
             RNN_OUTPUTS.get(k).copied().unwrap_or("output")
         ),
-        "SliceChannel" => format!("{}_output{k}", node.name),
+        // Operators with a hidden second output (MXNet's topk gives its indices along
+        // with the values) number even one visible output.
+        "SliceChannel" | "sort" => format!("{}_output{k}", node.name),
+        "topk"
+            if matches!(
+                node.attrs.get("ret_typ").map(String::as_str),
+                Some("value" | "both")
+            ) =>
+        {
+            format!("{}_output{k}", node.name)
+        }
         _ => format!("{}_output", node.name),
     }
 }
@@ -1358,6 +1369,57 @@ impl Importer<'_> {
                 }
                 .into()
             }
+            "topk" | "sort" | "argsort" => {
+                // Absent is MXNet's -1; "None" orders the flattened input.
+                let axis = if a.contains("axis") {
+                    a.opt_int("axis")?
+                } else {
+                    Some(-1)
+                };
+                // MXNet runs sort and argsort as topk of every element (k <= 0).
+                let (k, ret, ascend) = match op {
+                    "topk" => {
+                        let k = a.int("k", 1)?;
+                        let ret = match a
+                            .enum_of("ret_typ", "indices", &["value", "indices", "mask", "both"])?
+                            .as_str()
+                        {
+                            "value" => TopkReturn::Value,
+                            "mask" => TopkReturn::Mask,
+                            "both" => TopkReturn::Both,
+                            _ => TopkReturn::Indices,
+                        };
+                        (k, ret, a.bool("is_ascend", false)?)
+                    }
+                    "sort" => (0, TopkReturn::Value, a.bool("is_ascend", true)?),
+                    _ => (0, TopkReturn::Indices, a.bool("is_ascend", true)?),
+                };
+                if op != "sort" {
+                    // The indices' dtype; MXNet gives values and masks in the data's.
+                    let dtype = a.enum_of(
+                        "dtype",
+                        "float32",
+                        &["float16", "float32", "float64", "int32", "int64", "uint8"],
+                    )?;
+                    if dtype != "float32" && ret.gives_indices() {
+                        return Err(unsupported(
+                            "dtype",
+                            &format!("{dtype:?}"),
+                            " (ward gives indices as float32)",
+                        ));
+                    }
+                }
+                a.finish()?;
+                need(1)?;
+                let op = Topk {
+                    axis,
+                    k: usize::try_from(k).ok().filter(|&k| k > 0),
+                    ret,
+                    ascend,
+                };
+                self.check_topk(&op, &inputs, &err)?;
+                op.into()
+            }
             "ones_like" => {
                 a.finish()?;
                 need(1)?;
@@ -1892,6 +1954,45 @@ impl Importer<'_> {
         })?;
         let shapes = infer_shapes(&self.graph, &self.data_shapes(fill))?;
         Ok(shapes.of(&self.graph, x)?.to_vec())
+    }
+
+    /// A `topk`'s axis against the input's rank, its k against the axis and the axis
+    /// against float32 indices, with the variable input dims at 1 and at 2: k along a
+    /// variable dim would run only for some of its values.
+    fn check_topk(
+        &self,
+        op: &Topk,
+        inputs: &[Source],
+        err: &impl Fn(String) -> ImportError,
+    ) -> Result<(), ImportError> {
+        let one = self.input_shape(inputs, 1)?;
+        let two = self.input_shape(inputs, 2)?;
+        let length = |shape: &[usize]| -> Result<usize, ImportError> {
+            match op.axis {
+                None => Ok(shape.iter().product()),
+                Some(axis) => ward_graph::ops::resolve_axis(axis, shape.len())
+                    .map(|a| shape.get(a).copied().unwrap_or(1))
+                    .map_err(|e| err(format!("attribute \"axis\": {e}"))),
+            }
+        };
+        let varies = length(&one)? != length(&two)?;
+        for shape in [&one, &two] {
+            let n = length(shape)?;
+            if let Err(e) = op.lanes(shape) {
+                let attr = if op.k.is_some_and(|k| k > n) || n == 0 {
+                    "k"
+                } else {
+                    "ret_typ"
+                };
+                let why = if varies {
+                    " (the axis follows a variable input dim; declare it fixed)"
+                } else {
+                    ""
+                };
+                return Err(err(format!("attribute \"{attr}\": {e}{why}")));
+            }
+        }
+        Ok(())
     }
 
     /// Infers `op`'s output on the node's inputs with the variable input dims at 2 (the

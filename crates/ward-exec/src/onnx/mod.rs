@@ -20,6 +20,7 @@ mod index;
 mod linear;
 mod loss;
 mod norm;
+mod order;
 mod pool;
 mod reduce;
 mod resize;
@@ -202,6 +203,7 @@ fn lower_node(b: &mut Builder<'_>, at: &At<'_>) -> R<()> {
         Op::Pick(op) => index::pick(b, at, op),
         Op::GatherNd(_) => index::gather_nd(b, at),
         Op::OneHot(op) => index::one_hot(b, at, op),
+        Op::Topk(op) => order::topk(b, at, op),
     }
 }
 

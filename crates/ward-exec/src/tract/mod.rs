@@ -1,6 +1,6 @@
 //! The CPU backend: a graph lowered to ONNX ([`crate::onnx`]) and optimised and run by
-//! tract, with ward's own max-pool kernel swapped in and scalar ops fused into the
-//! matrix products before them.
+//! tract, with ward's own max-pool kernel and MXNet's TopK order swapped in and scalar
+//! ops fused into the matrix products before them.
 //!
 //! Threads belong to a backend instance: a backend made with more than one thread owns a
 //! pool, and its plans run their matrix products on it (tract's thread-local executor
@@ -10,6 +10,7 @@
 mod fusion;
 mod max_pool;
 mod states;
+mod topk;
 
 use std::sync::Arc;
 
@@ -90,6 +91,7 @@ impl Backend for TractBackend {
             .and_then(|m| m.into_typed())
             .map_err(engine("load the lowered model"))?;
         max_pool::adopt(&mut typed).map_err(engine("adopt ward's max pool"))?;
+        topk::adopt(&mut typed).map_err(engine("adopt ward's topk"))?;
         let mut optimized = typed.into_optimized().map_err(engine("optimise"))?;
         if fusion::move_scalar_ops_up(&mut optimized).map_err(engine("fuse scalar ops"))? {
             optimized

@@ -12,6 +12,7 @@ use super::activation::{self, LeakyReluKind as KLeaky, SoftmaxOutputMode as KSof
 use super::conv::{self, ConvParams, DeconvParams};
 use super::elementwise::{self, BinaryKind as KBinary, ScalarKind as KScalar};
 use super::norm::{self, BatchNormParams};
+use super::order;
 use super::pool::{self, PoolKind as KPool, PoolParams};
 use super::reduce::{self, Reduction};
 use super::resize;
@@ -532,5 +533,6 @@ pub fn eval_node(node: &Node, ins: &[Option<&Array>]) -> R<Vec<Array>> {
             op.on_value,
             op.off_value,
         ))?),
+        Op::Topk(op) => kernel(order::topk(x()?, op.axis, op.k, op.ret, op.ascend)),
     }
 }

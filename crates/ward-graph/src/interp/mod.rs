@@ -24,6 +24,7 @@ pub mod eval;
 pub mod index;
 pub mod loss;
 pub mod norm;
+pub mod order;
 pub mod pool;
 pub mod reduce;
 pub mod resize;

@@ -19,6 +19,7 @@ use super::activation::{self, ActivationKind, LeakyReluKind, SoftmaxOutputMode};
 use super::conv::{self, ConvParams, DeconvParams};
 use super::elementwise::{self, BinaryKind, ScalarKind, UnaryKind};
 use super::norm::{self, BatchNormParams, BatchNormTrainingParams};
+use super::order;
 use super::pool::{self, PoolKind, PoolParams};
 use super::reduce::{self, Reduction};
 use super::resize;
@@ -27,6 +28,7 @@ use super::shape::{self, PadMode};
 use super::{dense, embedding, index, loss, Array};
 use crate::ops::index::IndexMode;
 use crate::ops::norm::{L2NormMode, L2Normalization};
+use crate::ops::order::TopkReturn;
 use crate::ops::reduce::{ArgKind, ReduceKind};
 use crate::ops::resize::{BilinearResize, ResizeTarget, UpSampling};
 use crate::ops::shape::Arange;
@@ -899,6 +901,31 @@ fn run(c: &Case) -> R<Vec<Array>> {
             a.float("on_value", 1.0)?,
             a.float("off_value", 0.0)?,
         )),
+        "topk" | "sort" | "argsort" => {
+            // Absent is MXNet's default -1; "None" is the flattened input.
+            let axis = match a.get("axis").map(str::trim) {
+                None => Some(-1),
+                Some("None") => None,
+                Some(s) => Some(s.parse::<i64>().map_err(|e| format!("axis {s:?}: {e}"))?),
+            };
+            let (count, ret, ascend) = match op {
+                "topk" => (
+                    a.int("k", 1)?,
+                    match a.string("ret_typ", "indices") {
+                        "value" => TopkReturn::Value,
+                        "indices" => TopkReturn::Indices,
+                        "mask" => TopkReturn::Mask,
+                        "both" => TopkReturn::Both,
+                        other => return Err(format!("ret_typ {other:?}")),
+                    },
+                    a.bool("is_ascend", false)?,
+                ),
+                "sort" => (0, TopkReturn::Value, a.bool("is_ascend", true)?),
+                _ => (0, TopkReturn::Indices, a.bool("is_ascend", true)?),
+            };
+            let count = usize::try_from(count).ok().filter(|&n| n > 0);
+            k(order::topk(x(0)?, axis, count, ret, ascend))
+        }
         other => match UnaryKind::ALL.into_iter().find(|k| k.name() == other) {
             Some(kind) => one(elementwise::unary(x(0)?, kind)),
             None => Err(format!("no kernel for operator {other:?}")),

@@ -23,6 +23,7 @@ pub mod index;
 pub mod linear;
 pub mod loss;
 pub mod norm;
+pub mod order;
 pub mod pool;
 pub mod reduce;
 pub mod resize;
@@ -151,6 +152,7 @@ ops! {
     Pick(index::Pick) = "pick",
     GatherNd(index::GatherNd) = "gather_nd",
     OneHot(index::OneHot) = "one_hot",
+    Topk(order::Topk) = "topk",
 }
 
 impl Op {
@@ -352,6 +354,13 @@ mod tests {
             elementwise::AddN {}.into(),
             dropout::Dropout::default().into(),
             loss::BlockGrad {}.into(),
+            order::Topk {
+                axis: None,
+                k: Some(3),
+                ret: order::TopkReturn::Both,
+                ascend: true,
+            }
+            .into(),
         ];
         for op in ops {
             let json = serde_json::to_value(&op).unwrap();

@@ -15,6 +15,7 @@ mod index_ops;
 mod math_ops;
 mod new_params;
 mod norm_ops;
+mod order_ops;
 mod output_names;
 mod params_crafted;
 mod params_fixtures;

@@ -6,7 +6,7 @@
 //! rule for the gradients of its inputs from the gradients of its outputs and summing
 //! them where a value feeds several nodes. The rules live by family, as the operators do
 //! in `ward_graph::ops`: [`dense`], [`activation`], [`elementwise`], [`reduce`], [`shape`],
-//! [`conv`], [`norm`], [`rnn`], [`index`], [`pool`], [`resize`], [`loss`].
+//! [`conv`], [`norm`], [`rnn`], [`index`], [`pool`], [`resize`], [`order`], [`loss`].
 //!
 //! The loss heads (`SoftmaxOutput`, the `*RegressionOutput`s, `MakeLoss`) compute their
 //! own gradient, as in MXNet: the head gradient given for their output is ignored (unless
@@ -25,6 +25,7 @@ pub mod elementwise;
 pub mod index;
 pub mod loss;
 pub mod norm;
+pub mod order;
 pub mod pool;
 pub mod reduce;
 pub mod resize;
@@ -179,7 +180,8 @@ pub(crate) fn differentiable(op: &Op) -> Result<(), &'static str> {
         | Op::Take(_)
         | Op::Pick(_)
         | Op::GatherNd(_)
-        | Op::OneHot(_) => Ok(()),
+        | Op::OneHot(_)
+        | Op::Topk(_) => Ok(()),
         Op::LeakyRelu(op) => activation::leaky_relu_differentiable(op),
         Op::Dropout(_) => Err(
             "dropout's training mode draws a mask from the run's random stream, which the reference rules do not hold; the training engine runs it (engine::Engine::step_seeded)",
@@ -443,6 +445,7 @@ pub(crate) fn rule(ctx: &Ctx<'_>) -> Rule {
         Op::GatherNd(_) => index::gather_nd(ctx),
         // The output depends on the indices only through a step: no gradient.
         Op::OneHot(_) => Ok(vec![None]),
+        Op::Topk(op) => order::topk(ctx, op),
         Op::Fill(_) | Op::Arange(_) | Op::OnesLike(_) | Op::BlockGrad(_) => {
             Ok(vec![None; ctx.ins.len()])
         }
