@@ -1,8 +1,8 @@
-//! Indexing: rows of a table by id, and the last step of a sequence.
+//! Indexing: rows of a table by id.
 
 use serde::{Deserialize, Serialize};
 
-use super::{dim, expect_shape, input, positive, resolve_axis, OpDef, Shape, R};
+use super::{expect_shape, input, positive, OpDef, Shape, R};
 
 /// Inputs: ids (any float or int dtype), weight (input_dim, output_dim). Ids are
 /// truncated toward zero and clipped to [0, input_dim − 1], as MXNet does.
@@ -11,13 +11,6 @@ use super::{dim, expect_shape, input, positive, resolve_axis, OpDef, Shape, R};
 pub struct Embedding {
     pub input_dim: usize,
     pub output_dim: usize,
-}
-
-/// The last step along `axis`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SequenceLast {
-    pub axis: i64,
 }
 
 impl OpDef for Embedding {
@@ -41,23 +34,6 @@ impl OpDef for Embedding {
         )?;
         let mut out = x.to_vec();
         out.push(self.output_dim);
-        Ok(vec![out])
-    }
-}
-
-impl OpDef for SequenceLast {
-    fn arity(&self) -> (usize, usize) {
-        (1, 1)
-    }
-
-    fn infer(&self, ins: &[Option<&[usize]>]) -> R<Vec<Shape>> {
-        let x = input(ins, 0, "data")?;
-        let a = resolve_axis(self.axis, x.len())?;
-        if dim(x, a, "data")? == 0 {
-            return Err("the sequence is empty".into());
-        }
-        let mut out = x.to_vec();
-        out.remove(a);
         Ok(vec![out])
     }
 }

@@ -27,6 +27,7 @@ pub mod pool;
 pub mod reduce;
 pub mod resize;
 pub mod rnn;
+pub mod sequence;
 pub mod shape;
 
 /// A shape: one length per axis.
@@ -136,7 +137,7 @@ ops! {
     Reduce(reduce::Reduce) = "reduce",
     ArgReduce(reduce::ArgReduce) = "arg_reduce",
     Embedding(index::Embedding) = "embedding",
-    SequenceLast(index::SequenceLast) = "sequence_last",
+    SequenceLast(sequence::SequenceLast) = "sequence_last",
     Rnn(rnn::Rnn) = "rnn",
     AdaptiveAvgPool(pool::AdaptiveAvgPool) = "adaptive_avg_pool",
     BilinearResize(resize::BilinearResize) = "bilinear_resize",
@@ -144,6 +145,10 @@ ops! {
     Tile(shape::Tile) = "tile",
     Repeat(shape::Repeat) = "repeat",
     BroadcastTo(shape::BroadcastTo) = "broadcast_to",
+    BatchDot(linear::BatchDot) = "batch_dot",
+    InterleavedMatmul(linear::InterleavedMatmul) = "interleaved_matmul",
+    SequenceMask(sequence::SequenceMask) = "sequence_mask",
+    SequenceReverse(sequence::SequenceReverse) = "sequence_reverse",
 }
 
 impl Op {

@@ -13,8 +13,8 @@
 //! elements of each argument), except for the
 //! loss heads (whose gradient is not their output's derivative), where MXNet's
 //! gradient is not the derivative on purpose ([`NOT_THE_DERIVATIVE`]), and for the
-//! arguments of step functions (comparisons, logical operators, where's condition), whose
-//! cases hold ties on purpose.
+//! arguments of step functions (comparisons, logical operators, where's condition, the
+//! sequence operators' lengths), whose cases hold ties on purpose.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
@@ -236,6 +236,11 @@ fn finite_difference_distance(
                     &n.inputs
                 }
                 Op::Where(_) => n.inputs.get(..1).unwrap_or_default(),
+                // Lengths are truncated: a step function, whose integer lengths the
+                // sequence cases hold on purpose.
+                Op::SequenceMask(_) | Op::SequenceReverse(_) | Op::SequenceLast(_) => {
+                    n.inputs.get(1..).unwrap_or_default()
+                }
                 _ => &[],
             };
             read.iter().copied()
