@@ -1036,7 +1036,7 @@ for i in range(22):
     if axis or i % 4 == 0:
         attrs["axis"] = axis
     if i % 3 == 1:
-        attrs["value"] = [-1e4, 1.5, -1e18, 0.25][i % 4]
+        attrs["value"] = [-1e4, 1.5, -7.0, 0.25][i % 4]
     extras = [[steps + 0.7, -0.5], [steps - 0.3, 0.5], [steps + 2]][i % 3]
     case("seqmask_%d" % i, "SequenceMask", attrs, [("data", shape)],
          values={"op_sequence_length": seq_lengths(0, steps + 1, extras)})
