@@ -135,7 +135,7 @@ impl Interleaved {
             return Err(KernelError::new(op, format!("{shape:?} must have 3 dims")));
         };
         let per = heads * parts;
-        if per == 0 || width == 0 || width % per != 0 {
+        if per == 0 || width == 0 || !width.is_multiple_of(per) {
             return Err(KernelError::new(
                 op,
                 format!("the last dim {width} is not a positive multiple of {parts}·{heads}"),

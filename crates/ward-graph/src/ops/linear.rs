@@ -140,7 +140,7 @@ impl InterleavedMatmul {
             .heads
             .checked_mul(parts)
             .ok_or_else(|| format!("heads {} overflows", self.heads))?;
-        if per == 0 || width == 0 || width % per != 0 {
+        if per == 0 || width == 0 || !width.is_multiple_of(per) {
             return Err(format!(
                 "the projection's last dim {width} is not a positive multiple of {parts}·heads ({per})"
             ));
