@@ -1301,6 +1301,106 @@ case("embedding_3d_ids", "Embedding", dict(input_dim=5, output_dim=2), [("data",
      values={"data": token_ids(5)})
 
 
+# --- batch_dot and the interleaved attention products ------------------------
+# batch_dot over ranks 3 to 5 with every pair of transposes (MXNet 1.9.1 takes equal
+# leading batch dims only, no broadcasting, and no zero dims: its shape inference reads
+# 0 as unknown). The interleaved products of MXNet's Transformer (contrib/transformer.cc):
+# each head's q, k, v (or k, v) interleaved along the last axis, qk scaled by 1/sqrt(D).
+_bd_rng = np.random.RandomState(31)
+for i in range(22):
+    rank = 3 + i % 3
+    batch = tuple(int(d) for d in _bd_rng.randint(1, 4, size=rank - 2))
+    m, k, n = (int(d) for d in _bd_rng.randint(1, 5, size=3))
+    ta, tb = bool(i & 1), bool(i & 2)
+    attrs = {}
+    if ta or i % 5 == 0:
+        attrs["transpose_a"] = ta
+    if tb or i % 5 == 0:
+        attrs["transpose_b"] = tb
+    case("batchdot_%d" % i, "batch_dot", attrs,
+         [("lhs", batch + ((k, m) if ta else (m, k))), ("rhs", batch + ((n, k) if tb else (k, n)))])
+case("batchdot_ones", "batch_dot", {}, [("lhs", (1, 1, 1)), ("rhs", (1, 1, 1))])
+case("batchdot_stype_default", "batch_dot", dict(forward_stype="default", transpose_b=True),
+     [("lhs", (2, 3, 4)), ("rhs", (2, 5, 4))], notes="forward_stype default: dense, as None")
+
+for i in range(20):
+    L, B, H, D = (int(v) for v in _bd_rng.randint(1, 4, size=4))
+    Lk = int(_bd_rng.randint(1, 5))
+    if i == 0:
+        L, B, H, D, Lk = 1, 1, 1, 1, 1
+    case("imm_selfatt_qk_%d" % i, "contrib.interleaved_matmul_selfatt_qk", dict(heads=H),
+         [("queries_keys_values", (L, B, H * 3 * D))])
+    case("imm_selfatt_valatt_%d" % i, "contrib.interleaved_matmul_selfatt_valatt", dict(heads=H),
+         [("queries_keys_values", (L, B, H * 3 * D)), ("attention", (B * H, L, L))])
+    case("imm_encdec_qk_%d" % i, "contrib.interleaved_matmul_encdec_qk", dict(heads=H),
+         [("queries", (L, B, H * D)), ("keys_values", (Lk, B, H * 2 * D))])
+    case("imm_encdec_valatt_%d" % i, "contrib.interleaved_matmul_encdec_valatt", dict(heads=H),
+         [("keys_values", (Lk, B, H * 2 * D)), ("attention", (B * H, L, Lk))])
+
+
+# --- SequenceMask, SequenceReverse, SequenceLast with lengths -----------------
+# The lengths are a parameter here (the variable MXNet creates, `op_sequence_length`),
+# so that the conformance test's random data leaves them valid: MXNet 1.9.1 reads or
+# writes outside the data for a length outside the range each operator allows (a
+# negative one for SequenceMask, one past the steps for SequenceReverse and
+# SequenceLast, and 0 for SequenceLast), which ward refuses. Lengths are truncated
+# toward zero (2.7 reads as 2, -0.5 as 0); SequenceMask takes lengths past the steps.
+_seq_rng = np.random.RandomState(41)
+
+
+def seq_lengths(lo, hi, extras=()):
+    """Integer lengths in [lo, hi] with the given values first."""
+    def f(rng, shape):
+        a = rng.randint(lo, hi + 1, size=shape).astype(np.float32)
+        for j, v in enumerate(extras[:a.size]):
+            a[j] = v
+        return a
+    return f
+
+
+def _seq_shape(i):
+    rank = 2 + i % 3
+    return tuple(int(d) for d in _seq_rng.randint(1, 5, size=rank))
+
+
+for i in range(22):
+    shape = _seq_shape(i)
+    axis = (i // 3) % 2
+    steps = shape[axis]
+    attrs = dict(use_sequence_length=i % 7 != 6)
+    if axis or i % 4 == 0:
+        attrs["axis"] = axis
+    if i % 3 == 1:
+        attrs["value"] = [-1e4, 1.5, -7.0, 0.25][i % 4]
+    extras = [[steps + 0.7, -0.5], [steps - 0.3, 0.5], [steps + 2]][i % 3]
+    case("seqmask_%d" % i, "SequenceMask", attrs, [("data", shape)],
+         values={"op_sequence_length": seq_lengths(0, steps + 1, extras)})
+case("seqmask_inf", "SequenceMask", dict(use_sequence_length=True, value=float("-inf")),
+     [("data", (3, 2, 2))], values={"op_sequence_length": seq_lengths(0, 3, [1, 2.5])},
+     notes="masked with -inf, as attention masks do")
+
+for i in range(22):
+    shape = _seq_shape(i)
+    steps = shape[0]
+    attrs = dict(use_sequence_length=i % 5 != 4)
+    if i % 3 == 0:
+        attrs["axis"] = 0
+    extras = [[steps + 0.9, 0.5], [steps, 0], [steps - 0.5]][i % 3]
+    case("seqrev_%d" % i, "SequenceReverse", attrs, [("data", shape)],
+         values={"op_sequence_length": seq_lengths(0, steps, extras)})
+
+for i in range(22):
+    shape = _seq_shape(i)
+    axis = (i // 2) % 2
+    steps = shape[axis]
+    attrs = dict(use_sequence_length=True)
+    if axis or i % 4 == 0:
+        attrs["axis"] = axis
+    extras = [[steps + 0.9, 1], [steps, 1.5], [1.99]][i % 3]
+    case("seqlast_len_%d" % i, "SequenceLast", attrs, [("data", shape)],
+         values={"op_sequence_length": seq_lengths(1, steps, extras)})
+
+
 # --- RNN ---------------------------------------------------------------------
 def rnn_case(mode, layers, bidirectional, state_outputs, t=4, n=2, i=3, h=3, suffix=""):
     d = 2 if bidirectional else 1

@@ -1037,7 +1037,28 @@ impl<'a> Writer<'a> {
             }
             Op::SequenceLast(s) => {
                 set("axis", s.axis.to_string());
+                set("use_sequence_length", boolean(s.use_sequence_length));
                 "SequenceLast"
+            }
+            Op::SequenceMask(m) => {
+                set("axis", m.axis.to_string());
+                set("value", num("value", m.value)?);
+                set("use_sequence_length", boolean(m.use_sequence_length));
+                "SequenceMask"
+            }
+            Op::SequenceReverse(r) => {
+                set("axis", "0".into());
+                set("use_sequence_length", boolean(r.use_sequence_length));
+                "SequenceReverse"
+            }
+            Op::BatchDot(d) => {
+                set("transpose_a", boolean(d.transpose_a));
+                set("transpose_b", boolean(d.transpose_b));
+                "batch_dot"
+            }
+            Op::InterleavedMatmul(m) => {
+                set("heads", m.heads.to_string());
+                m.kind.mxnet_name()
             }
             Op::Rnn(r) => {
                 set(

@@ -20,8 +20,8 @@ use ward_graph::ops::dropout::Dropout;
 use ward_graph::ops::elementwise::{
     AddN, Binary, BinaryKind, Cast, Clip, FloatType, Scalar, ScalarKind, Unary, UnaryKind, Where,
 };
-use ward_graph::ops::index::{Embedding, GatherNd, IndexMode, OneHot, Pick, SequenceLast, Take};
-use ward_graph::ops::linear::Dense;
+use ward_graph::ops::index::{Embedding, GatherNd, IndexMode, OneHot, Pick, Take};
+use ward_graph::ops::linear::{AttentionKind, BatchDot, Dense, InterleavedMatmul};
 use ward_graph::ops::loss::{
     BlockGrad, MakeLoss, Normalization, RegressionKind, RegressionOutput, SoftmaxOutput,
     SoftmaxOutputMode,
@@ -34,6 +34,7 @@ use ward_graph::ops::pool::{AdaptiveAvgPool, Pool, PoolKind};
 use ward_graph::ops::reduce::{ArgKind, ArgReduce, Mean, Reduce, ReduceKind};
 use ward_graph::ops::resize::{BilinearResize, ResizeTarget, UpSampling};
 use ward_graph::ops::rnn::{Rnn, RnnMode};
+use ward_graph::ops::sequence::{SequenceLast, SequenceMask, SequenceReverse};
 use ward_graph::ops::shape::{
     Arange, BroadcastDim, BroadcastTo, Concat, ExpandDims, Fill, FillDim, Flatten, OnesLike, Pad,
     PadMode, Repeat, Slice, SliceAxis, Split, Squeeze, Stack, SwapAxes, Tile, Transpose,
@@ -1189,19 +1190,99 @@ impl Importer<'_> {
                 need(1)?;
                 SliceAxis { axis, begin, end }.into()
             }
-            "SequenceLast" => {
+            "SequenceLast" | "SequenceMask" | "SequenceReverse" => {
+                // With `use_sequence_length` the second input holds one length per
+                // sequence; without it MXNet's node has only the data.
+                let use_sequence_length = a.bool("use_sequence_length", false)?;
                 let axis = a.int("axis", 0)?;
-                if axis != 0 && axis != 1 {
+                let value = if op == "SequenceMask" {
+                    // MXNet reads `value` as a float32.
+                    f64::from(a.float("value", 0.0)? as f32)
+                } else {
+                    0.0
+                };
+                a.finish()?;
+                need(if use_sequence_length { 2 } else { 1 })?;
+                let axes: &[i64] = if op == "SequenceReverse" {
+                    &[0]
+                } else {
+                    &[0, 1]
+                };
+                if !axes.contains(&axis) {
                     return Err(err(format!(
-                        "attribute \"axis\" = {axis}: MXNet's SequenceLast takes axis 0 or 1"
+                        "attribute \"axis\" = {axis}: MXNet 1.9.1's {op} takes axis {}",
+                        if axes.len() == 1 { "0 only" } else { "0 or 1" }
                     )));
                 }
-                if a.bool("use_sequence_length", false)? {
-                    return Err(unsupported("use_sequence_length", &true, ""));
+                match op {
+                    "SequenceLast" => SequenceLast {
+                        axis,
+                        use_sequence_length,
+                    }
+                    .into(),
+                    "SequenceMask" => {
+                        if value.is_nan() {
+                            return Err(unsupported("value", &value, " (a number)"));
+                        }
+                        SequenceMask {
+                            axis: axis as usize,
+                            value,
+                            use_sequence_length,
+                        }
+                        .into()
+                    }
+                    _ => SequenceReverse {
+                        use_sequence_length,
+                    }
+                    .into(),
                 }
+            }
+            "batch_dot" => {
+                let transpose_a = a.bool("transpose_a", false)?;
+                let transpose_b = a.bool("transpose_b", false)?;
+                let stype = a.enum_of(
+                    "forward_stype",
+                    "None",
+                    &["None", "csr", "default", "row_sparse"],
+                )?;
                 a.finish()?;
-                need(1)?;
-                SequenceLast { axis }.into()
+                if stype != "None" && stype != "default" {
+                    return Err(unsupported(
+                        "forward_stype",
+                        &format!("{stype:?}"),
+                        " (only None and default: ward's tensors are dense)",
+                    ));
+                }
+                need(2)?;
+                BatchDot {
+                    transpose_a,
+                    transpose_b,
+                }
+                .into()
+            }
+            "_contrib_interleaved_matmul_selfatt_qk"
+            | "_contrib_interleaved_matmul_selfatt_valatt"
+            | "_contrib_interleaved_matmul_encdec_qk"
+            | "_contrib_interleaved_matmul_encdec_valatt" => {
+                let kind = match op {
+                    "_contrib_interleaved_matmul_selfatt_qk" => AttentionKind::SelfattQk,
+                    "_contrib_interleaved_matmul_selfatt_valatt" => AttentionKind::SelfattValatt,
+                    "_contrib_interleaved_matmul_encdec_qk" => AttentionKind::EncdecQk,
+                    _ => AttentionKind::EncdecValatt,
+                };
+                let heads = a.req_int("heads")?;
+                a.finish()?;
+                need(if kind == AttentionKind::SelfattQk {
+                    1
+                } else {
+                    2
+                })?;
+                let op = InterleavedMatmul {
+                    kind,
+                    heads: positive(heads, "heads", &err)?,
+                };
+                self.check_output(&op.into(), &inputs, "heads", &err)?;
+                op.into()
             }
             "SliceChannel" => {
                 let outputs = a.req_int("num_outputs")?;

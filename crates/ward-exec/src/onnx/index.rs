@@ -1,9 +1,8 @@
-//! Indexing: embedding rows gathered by clipped, truncated ids; the last step of a
-//! sequence; MXNet's take, pick, gather_nd and one_hot (float indices truncated toward
+//! Indexing: embedding rows gathered by clipped, truncated ids; MXNet's take, pick, gather_nd and one_hot (float indices truncated toward
 //! zero, as the reference interpreter's `interp::index` reads them).
 
 use tract_onnx::pb::tensor_proto::DataType;
-use ward_graph::ops::index::{Embedding, IndexMode, OneHot, Pick, SequenceLast, Take};
+use ward_graph::ops::index::{Embedding, IndexMode, OneHot, Pick, Take};
 use ward_graph::ops::resolve_axis;
 
 use super::builder::{attr_int, attr_ints, ints, At, Builder, R};
@@ -30,19 +29,6 @@ pub(super) fn embedding(b: &mut Builder<'_>, at: &At<'_>, op: &Embedding) -> R<(
         vec![at.input(1)?, ids],
         vec![at.out()?],
         vec![attr_int("axis", 0)],
-    );
-    Ok(())
-}
-
-pub(super) fn sequence_last(b: &mut Builder<'_>, at: &At<'_>, op: &SequenceLast) -> R<()> {
-    let a = resolve_axis(op.axis, at.xs.len())?;
-    let last = at.x_dim(a)?.checked_sub(1).ok_or("the sequence is empty")?;
-    let last = b.scalar_i64(&at.hint("last"), last as i64);
-    b.push(
-        "Gather",
-        vec![at.input(0)?, last],
-        vec![at.out()?],
-        vec![attr_int("axis", a as i64)],
     );
     Ok(())
 }

@@ -25,6 +25,7 @@ mod pool;
 mod reduce;
 mod resize;
 mod rnn;
+mod sequence;
 mod shape;
 
 use tract_onnx::pb::{tensor_proto::DataType, GraphProto, ModelProto, OperatorSetIdProto};
@@ -191,7 +192,7 @@ fn lower_node(b: &mut Builder<'_>, at: &At<'_>) -> R<()> {
         Op::Reduce(op) => reduce::reduce(b, at, op),
         Op::ArgReduce(op) => reduce::arg_reduce(b, at, op),
         Op::Embedding(op) => index::embedding(b, at, op),
-        Op::SequenceLast(op) => index::sequence_last(b, at, op),
+        Op::SequenceLast(op) => sequence::sequence_last(b, at, op),
         Op::Rnn(op) => rnn::rnn(b, at, op),
         Op::AdaptiveAvgPool(op) => pool::adaptive_avg_pool(b, at, op),
         Op::BilinearResize(op) => resize::bilinear_resize(b, at, op),
@@ -204,6 +205,10 @@ fn lower_node(b: &mut Builder<'_>, at: &At<'_>) -> R<()> {
         Op::GatherNd(_) => index::gather_nd(b, at),
         Op::OneHot(op) => index::one_hot(b, at, op),
         Op::Topk(op) => order::topk(b, at, op),
+        Op::BatchDot(op) => linear::batch_dot(b, at, op),
+        Op::InterleavedMatmul(op) => linear::interleaved_matmul(b, at, op),
+        Op::SequenceMask(op) => sequence::sequence_mask(b, at, op),
+        Op::SequenceReverse(op) => sequence::sequence_reverse(b, at, op),
     }
 }
 

@@ -18,7 +18,7 @@ use super::reduce::{self, Reduction};
 use super::resize;
 use super::rnn::{self, RnnMode as KRnnMode, RnnWeights};
 use super::shape::{self as kshape, PadMode as KPad};
-use super::{dense, embedding, index, loss, Array, KernelError};
+use super::{dense, embedding, index, loss, sequence, Array, KernelError};
 use crate::ir::{Graph, InputRole, Node, Source};
 use crate::ops::activation::{ActivationKind, LeakyReluKind};
 use crate::ops::elementwise::{BinaryKind, ScalarKind};
@@ -204,6 +204,7 @@ pub fn pool_params(op: &crate::ops::pool::Pool) -> PoolParams {
 pub fn eval_node(node: &Node, ins: &[Option<&Array>]) -> R<Vec<Array>> {
     let x = || arg(ins, 0);
     let bias = |has: bool| if has { arg(ins, 2).map(Some) } else { Ok(None) };
+    let lengths = |has: bool| if has { arg(ins, 1).map(Some) } else { Ok(None) };
     match &node.op {
         Op::Conv(op) => one(kernel(conv::convolution(
             x()?,
@@ -433,7 +434,40 @@ pub fn eval_node(node: &Node, ins: &[Option<&Array>]) -> R<Vec<Array>> {
             op.keepdims,
         ))?),
         Op::Embedding(_) => one(kernel(embedding::embedding(x()?, arg(ins, 1)?))?),
-        Op::SequenceLast(op) => one(kernel(kshape::sequence_last(x()?, op.axis))?),
+        Op::SequenceLast(op) => one(kernel(sequence::sequence_last(
+            x()?,
+            lengths(op.use_sequence_length)?,
+            op.axis,
+        ))?),
+        Op::SequenceMask(op) => one(kernel(sequence::sequence_mask(
+            x()?,
+            lengths(op.use_sequence_length)?,
+            op.axis,
+            op.value,
+        ))?),
+        Op::SequenceReverse(op) => one(kernel(sequence::sequence_reverse(
+            x()?,
+            lengths(op.use_sequence_length)?,
+        ))?),
+        Op::BatchDot(op) => one(kernel(dense::batch_dot(
+            x()?,
+            arg(ins, 1)?,
+            op.transpose_a,
+            op.transpose_b,
+        ))?),
+        Op::InterleavedMatmul(op) => {
+            let y = if ins.len() > 1 {
+                Some(arg(ins, 1)?)
+            } else {
+                None
+            };
+            one(kernel(dense::interleaved_matmul(
+                op.kind,
+                op.heads,
+                x()?,
+                y,
+            ))?)
+        }
         Op::Rnn(op) => {
             let first = op.state_inputs();
             let cells = op.layers * op.directions();

@@ -25,8 +25,9 @@ use super::reduce::{self, Reduction};
 use super::resize;
 use super::rnn::{self, RnnConfig, RnnMode};
 use super::shape::{self, PadMode};
-use super::{dense, embedding, index, loss, Array};
+use super::{dense, embedding, index, loss, sequence, Array};
 use crate::ops::index::IndexMode;
+use crate::ops::linear::AttentionKind;
 use crate::ops::norm::{L2NormMode, L2Normalization};
 use crate::ops::order::TopkReturn;
 use crate::ops::reduce::{ArgKind, ReduceKind};
@@ -685,7 +686,52 @@ fn run(c: &Case) -> R<Vec<Array>> {
                 a.float("constant_value", 0.0)?,
             ))
         }
-        "SequenceLast" => one(shape::sequence_last(x(0)?, a.int("axis", 0)?)),
+        "SequenceLast" | "SequenceMask" | "SequenceReverse" => {
+            let lengths = if a.bool("use_sequence_length", false)? {
+                Some(x(1)?)
+            } else {
+                None
+            };
+            let axis = a.int("axis", 0)?;
+            match op {
+                "SequenceLast" => one(sequence::sequence_last(x(0)?, lengths, axis)),
+                "SequenceMask" => one(sequence::sequence_mask(
+                    x(0)?,
+                    lengths,
+                    axis as usize,
+                    f64::from(a.float("value", 0.0)? as f32),
+                )),
+                _ => one(sequence::sequence_reverse(x(0)?, lengths)),
+            }
+        }
+        "batch_dot" => one(dense::batch_dot(
+            x(0)?,
+            x(1)?,
+            a.bool("transpose_a", false)?,
+            a.bool("transpose_b", false)?,
+        )),
+        "_contrib_interleaved_matmul_selfatt_qk"
+        | "_contrib_interleaved_matmul_selfatt_valatt"
+        | "_contrib_interleaved_matmul_encdec_qk"
+        | "_contrib_interleaved_matmul_encdec_valatt" => {
+            let kind = match op {
+                "_contrib_interleaved_matmul_selfatt_qk" => AttentionKind::SelfattQk,
+                "_contrib_interleaved_matmul_selfatt_valatt" => AttentionKind::SelfattValatt,
+                "_contrib_interleaved_matmul_encdec_qk" => AttentionKind::EncdecQk,
+                _ => AttentionKind::EncdecValatt,
+            };
+            let y = if kind == AttentionKind::SelfattQk {
+                None
+            } else {
+                Some(x(1)?)
+            };
+            one(dense::interleaved_matmul(
+                kind,
+                a.int("heads", 0)? as usize,
+                x(0)?,
+                y,
+            ))
+        }
         "mean" | "sum" | "sum_axis" | "prod" | "nansum" | "nanprod" | "max" | "max_axis"
         | "min" | "min_axis" => {
             let how = match op {

@@ -1,6 +1,6 @@
 //! Operators that move or copy elements without arithmetic on them: Reshape, Flatten,
 //! expand_dims, squeeze, Concat, SwapAxis, transpose, slice, slice_axis, SliceChannel,
-//! stack, Pad, SequenceLast, tile, repeat, the broadcasts, and the constant fills
+//! stack, Pad, tile, repeat, the broadcasts, and the constant fills
 //! (MXNet 1.9.1).
 
 #![allow(
@@ -562,34 +562,6 @@ pub fn pad_sources(
     Ok((shape, sources))
 }
 
-/// MXNet `SequenceLast` without `use_sequence_length`: the last element along `axis`,
-/// which is removed. MXNet 1.9.1 accepts only axis 0 (the default) or 1, not negative
-/// axes ("Current implementation expects axis to be 0 or 1").
-pub fn sequence_last(x: &Array, axis: i64) -> KResult<Array> {
-    const OP: &str = "SequenceLast";
-    if axis != 0 && axis != 1 {
-        return Err(KernelError::new(
-            OP,
-            format!("axis {axis}: MXNet 1.9.1 accepts only 0 or 1"),
-        ));
-    }
-    let a = resolve_axis(OP, axis, x.rank())?;
-    let d = x.shape[a];
-    if d == 0 {
-        return Err(KernelError::new(OP, "the sequence is empty"));
-    }
-    let outer: usize = x.shape[..a].iter().product();
-    let inner: usize = x.shape[a + 1..].iter().product();
-    let mut data = Vec::with_capacity(outer * inner);
-    for o in 0..outer {
-        let start = (o * d + d - 1) * inner;
-        data.extend_from_slice(&x.data[start..start + inner]);
-    }
-    let mut shape = x.shape.clone();
-    shape.remove(a);
-    Array::new(shape, data)
-}
-
 /// MXNet `_zeros` / `_ones` / `_full`: an array of `value`.
 pub fn fill(shape: &[usize], value: f64) -> KResult<Array> {
     Array::full(shape.to_vec(), value)
@@ -972,20 +944,12 @@ mod tests {
     }
 
     #[test]
-    fn swap_axes_and_sequence_last() {
+    fn swap_axes_moves_elements() {
         let x = ramp(vec![2, 3, 4]);
         let y = swap_axes(&x, 0, 2).unwrap();
         assert_eq!(y.shape, vec![4, 3, 2]);
         assert_eq!(y.get(&[3, 1, 0]).unwrap(), x.get(&[0, 1, 3]).unwrap());
         assert_eq!(swap_axes(&y, -1, 0).unwrap(), x);
-        let l = sequence_last(&x, 0).unwrap();
-        assert_eq!(l.shape, vec![3, 4]);
-        assert_eq!(l.data[0], 12.0);
-        let l = sequence_last(&x, 1).unwrap();
-        assert_eq!(l.shape, vec![2, 4]);
-        assert_eq!(l.data[..2], [8.0, 9.0]);
-        assert!(sequence_last(&x, 2).is_err());
-        assert!(sequence_last(&x, -1).is_err());
     }
 
     #[test]

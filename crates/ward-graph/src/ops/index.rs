@@ -1,4 +1,4 @@
-//! Indexing: rows of a table by id, the last step of a sequence, and MXNet's take, pick,
+//! Indexing: rows of a table by id, and MXNet's take, pick,
 //! gather_nd and one_hot (indices are float tensors, truncated toward zero as MXNet casts
 //! them).
 
@@ -14,13 +14,6 @@ use crate::limits::MAX_ONE_HOT_DEPTH;
 pub struct Embedding {
     pub input_dim: usize,
     pub output_dim: usize,
-}
-
-/// The last step along `axis`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SequenceLast {
-    pub axis: i64,
 }
 
 impl OpDef for Embedding {
@@ -44,23 +37,6 @@ impl OpDef for Embedding {
         )?;
         let mut out = x.to_vec();
         out.push(self.output_dim);
-        Ok(vec![out])
-    }
-}
-
-impl OpDef for SequenceLast {
-    fn arity(&self) -> (usize, usize) {
-        (1, 1)
-    }
-
-    fn infer(&self, ins: &[Option<&[usize]>]) -> R<Vec<Shape>> {
-        let x = input(ins, 0, "data")?;
-        let a = resolve_axis(self.axis, x.len())?;
-        if dim(x, a, "data")? == 0 {
-            return Err("the sequence is empty".into());
-        }
-        let mut out = x.to_vec();
-        out.remove(a);
         Ok(vec![out])
     }
 }

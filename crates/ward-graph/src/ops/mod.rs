@@ -28,6 +28,7 @@ pub mod pool;
 pub mod reduce;
 pub mod resize;
 pub mod rnn;
+pub mod sequence;
 pub mod shape;
 
 /// A shape: one length per axis.
@@ -140,7 +141,7 @@ ops! {
     Reduce(reduce::Reduce) = "reduce",
     ArgReduce(reduce::ArgReduce) = "arg_reduce",
     Embedding(index::Embedding) = "embedding",
-    SequenceLast(index::SequenceLast) = "sequence_last",
+    SequenceLast(sequence::SequenceLast) = "sequence_last",
     Rnn(rnn::Rnn) = "rnn",
     AdaptiveAvgPool(pool::AdaptiveAvgPool) = "adaptive_avg_pool",
     BilinearResize(resize::BilinearResize) = "bilinear_resize",
@@ -153,6 +154,10 @@ ops! {
     GatherNd(index::GatherNd) = "gather_nd",
     OneHot(index::OneHot) = "one_hot",
     Topk(order::Topk) = "topk",
+    BatchDot(linear::BatchDot) = "batch_dot",
+    InterleavedMatmul(linear::InterleavedMatmul) = "interleaved_matmul",
+    SequenceMask(sequence::SequenceMask) = "sequence_mask",
+    SequenceReverse(sequence::SequenceReverse) = "sequence_reverse",
 }
 
 impl Op {

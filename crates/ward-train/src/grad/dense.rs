@@ -1,7 +1,11 @@
 //! FullyConnected: `y = x·Wᵀ + b`, so `dx = dy·W`, `dW = dyᵀ·x`, `db = Σ_rows dy`.
+//! batch_dot: `C = op(A)·op(B)`, so `d op(A) = dC·op(B)ᵀ` and `d op(B) = op(A)ᵀ·dC`, each
+//! transposed back where the forward pass transposed. The interleaved attention products:
+//! the interpreter's rule, which visits exactly the products the forward pass formed.
 
+use ward_graph::interp::dense::{batch_dot as bdot, interleaved_matmul_grad};
 use ward_graph::interp::Array;
-use ward_graph::ops::linear::Dense;
+use ward_graph::ops::linear::{AttentionKind, BatchDot, Dense, InterleavedMatmul};
 
 use super::{arrays, Ctx, Rule};
 
@@ -49,6 +53,41 @@ pub fn dense(ctx: &Ctx<'_>, op: &Dense) -> Rule {
     if op.bias {
         let b = ctx.input(2)?;
         grads.push(Some(arrays::reshaped(&Array::vector(&db), &b.shape)?));
+    }
+    Ok(grads)
+}
+
+pub fn batch_dot(ctx: &Ctx<'_>, op: &BatchDot) -> Rule {
+    let (a, b, g) = (ctx.input(0)?, ctx.input(1)?, ctx.grad(0)?);
+    let (ta, tb) = (op.transpose_a, op.transpose_b);
+    let da = if ta {
+        bdot(b, &g, tb, true)
+    } else {
+        bdot(&g, b, false, !tb)
+    };
+    let db = if tb {
+        bdot(&g, a, true, ta)
+    } else {
+        bdot(a, &g, !ta, false)
+    };
+    Ok(vec![
+        Some(da.map_err(|e| e.to_string())?),
+        Some(db.map_err(|e| e.to_string())?),
+    ])
+}
+
+pub fn interleaved_matmul(ctx: &Ctx<'_>, op: &InterleavedMatmul) -> Rule {
+    let x = ctx.input(0)?;
+    let y = if op.kind == AttentionKind::SelfattQk {
+        None
+    } else {
+        Some(ctx.input(1)?)
+    };
+    let (dx, dy) = interleaved_matmul_grad(op.kind, op.heads, x, y, &ctx.grad(0)?)
+        .map_err(|e| e.to_string())?;
+    let mut grads = vec![Some(dx)];
+    if y.is_some() {
+        grads.push(dy);
     }
     Ok(grads)
 }

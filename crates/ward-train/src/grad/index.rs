@@ -1,14 +1,14 @@
-//! Embedding, SequenceLast, Pad, take, pick and gather_nd: gradients that go back to the
+//! Embedding, Pad, take, pick and gather_nd: gradients that go back to the
 //! elements read; one_hot's indices get none.
 
 use ward_graph::interp::embedding::embedding_row;
 use ward_graph::interp::index::{gather_nd_sources, pick_sources, take_sources};
 use ward_graph::interp::shape::{pad_sources, PadMode as KPad};
 use ward_graph::interp::Array;
-use ward_graph::ops::index::{Pick, SequenceLast, Take};
+use ward_graph::ops::index::{Pick, Take};
 use ward_graph::ops::shape::{Pad, PadMode};
 
-use super::{arrays, Ctx, Rule};
+use super::{Ctx, Rule};
 
 /// Embedding: each id's row of the output gradient is added to the weight row it read
 /// (ids truncated and clipped as the forward pass reads them); the ids get none.
@@ -32,24 +32,6 @@ pub fn embedding(ctx: &Ctx<'_>) -> Rule {
         }
     }
     Ok(vec![None, Some(dw)])
-}
-
-/// SequenceLast: the gradient lands on the last step along the axis; the others get 0.
-pub fn sequence_last(ctx: &Ctx<'_>, op: &SequenceLast) -> Rule {
-    let x = ctx.input(0)?;
-    let g = ctx.grad(0)?;
-    let axis = arrays::axis(op.axis, x.shape.len())?;
-    let (outer, steps, inner) = arrays::around(&x.shape, axis)?;
-    let mut dx = Array::zeros(x.shape.clone()).map_err(|e| e.to_string())?;
-    for (o, g_block) in g.data.chunks(inner.max(1)).enumerate().take(outer) {
-        let start = (o * steps + steps.saturating_sub(1)) * inner;
-        let block = dx
-            .data
-            .get_mut(start..start + inner)
-            .ok_or("the last step is outside the data")?;
-        block.copy_from_slice(g_block.get(..inner).ok_or("short gradient")?);
-    }
-    Ok(vec![Some(dx)])
 }
 
 /// Pad: every output element's gradient goes to the input element it copied (edge and

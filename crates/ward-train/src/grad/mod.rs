@@ -6,7 +6,8 @@
 //! rule for the gradients of its inputs from the gradients of its outputs and summing
 //! them where a value feeds several nodes. The rules live by family, as the operators do
 //! in `ward_graph::ops`: [`dense`], [`activation`], [`elementwise`], [`reduce`], [`shape`],
-//! [`conv`], [`norm`], [`rnn`], [`index`], [`pool`], [`resize`], [`order`], [`loss`].
+//! [`conv`], [`norm`], [`rnn`], [`index`], [`sequence`], [`pool`], [`resize`], [`order`],
+//! [`loss`].
 //!
 //! The loss heads (`SoftmaxOutput`, the `*RegressionOutput`s, `MakeLoss`) compute their
 //! own gradient, as in MXNet: the head gradient given for their output is ignored (unless
@@ -30,6 +31,7 @@ pub mod pool;
 pub mod reduce;
 pub mod resize;
 pub mod rnn;
+pub mod sequence;
 pub mod shape;
 
 use ward_graph::interp::eval::eval_node;
@@ -181,7 +183,11 @@ pub(crate) fn differentiable(op: &Op) -> Result<(), &'static str> {
         | Op::Pick(_)
         | Op::GatherNd(_)
         | Op::OneHot(_)
-        | Op::Topk(_) => Ok(()),
+        | Op::Topk(_)
+        | Op::BatchDot(_)
+        | Op::InterleavedMatmul(_)
+        | Op::SequenceMask(_)
+        | Op::SequenceReverse(_) => Ok(()),
         Op::LeakyRelu(op) => activation::leaky_relu_differentiable(op),
         Op::Dropout(_) => Err(
             "dropout's training mode draws a mask from the run's random stream, which the reference rules do not hold; the training engine runs it (engine::Engine::step_seeded)",
@@ -423,7 +429,11 @@ pub(crate) fn rule(ctx: &Ctx<'_>) -> Rule {
         Op::Split(op) => shape::split(ctx, op),
         Op::Stack(op) => shape::stack(ctx, op),
         Op::Embedding(_) => index::embedding(ctx),
-        Op::SequenceLast(op) => index::sequence_last(ctx, op),
+        Op::SequenceLast(op) => sequence::sequence_last(ctx, op),
+        Op::SequenceMask(op) => sequence::sequence_mask_grad(ctx, op),
+        Op::SequenceReverse(op) => sequence::sequence_reverse_grad(ctx, op),
+        Op::BatchDot(op) => dense::batch_dot(ctx, op),
+        Op::InterleavedMatmul(op) => dense::interleaved_matmul(ctx, op),
         Op::Pad(op) => index::pad(ctx, op),
         Op::Pool(op) => pool::pool(ctx, op),
         Op::Conv(op) => conv::conv(ctx, op),

@@ -14,7 +14,8 @@
 //! loss heads (whose gradient is not their output's derivative), where MXNet's
 //! gradient is not the derivative on purpose ([`NOT_THE_DERIVATIVE`]), and for the
 //! arguments of step functions (comparisons, logical operators, where's condition, topk's
-//! indices and mask) and of sorts over ties, whose cases hold ties on purpose.
+//! indices and mask, the sequence operators' lengths) and of sorts over ties, whose cases
+//! hold ties on purpose.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
@@ -269,6 +270,11 @@ fn finite_difference_distance(
                         || n.inputs.iter().any(|s| holds_ties(*s, inputs)) =>
                 {
                     &n.inputs
+                }
+                // Lengths are truncated: a step function, whose integer lengths the
+                // sequence cases hold on purpose.
+                Op::SequenceMask(_) | Op::SequenceReverse(_) | Op::SequenceLast(_) => {
+                    n.inputs.get(1..).unwrap_or_default()
                 }
                 _ => &[],
             };
