@@ -1720,6 +1720,11 @@ case("syncbn_train", _SYNC, dict(key="g", fix_gamma=False, momentum=0.8),
      notes="training mode on one device: batch statistics, moving ones updated in backward")
 
 
+# --- _contrib_div_sqrt_dim (issue 20): x / sqrt(last dim), the root in float32 -------
+for i, shape in enumerate([(3,), (2, 5), (2, 3, 7), (1, 2, 2, 16), (4, 1)]):
+    case("divsqrtdim_%d" % i, "contrib.div_sqrt_dim", {}, [("data", shape)])
+
+
 # ----------------------------------------------------------------------------
 # running a case
 # ----------------------------------------------------------------------------

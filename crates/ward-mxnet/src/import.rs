@@ -1506,6 +1506,27 @@ impl Importer<'_> {
                 need(1)?;
                 OnesLike {}.into()
             }
+            "_contrib_div_sqrt_dim" => {
+                a.finish()?;
+                need(1)?;
+                // x / √d for the last dim d, the root taken in float32 as MXNet takes it;
+                // d must not follow the batch (two probes of the batch agree on it).
+                let (one, two) = self.probe_pair(&inputs, 0)?;
+                let last = one
+                    .last()
+                    .copied()
+                    .filter(|&d| d > 0 && two.last() == Some(&d))
+                    .ok_or_else(|| {
+                        err(format!(
+                            "data's last dim must be fixed and nonzero, got {one:?} for one probe of the batch and {two:?} for another"
+                        ))
+                    })?;
+                Scalar {
+                    kind: ScalarKind::Div,
+                    value: f64::from((last as f32).sqrt()),
+                }
+                .into()
+            }
             "zeros_like" => {
                 a.finish()?;
                 need(1)?;

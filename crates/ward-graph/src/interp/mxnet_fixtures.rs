@@ -628,6 +628,14 @@ fn run(c: &Case) -> R<Vec<Array>> {
             one(elementwise::scalar(x(0)?, kind, a.float("scalar", 1.0)?))
         }
         "negative" => one(elementwise::unary(x(0)?, UnaryKind::Neg)),
+        "_contrib_div_sqrt_dim" => {
+            let d = x(0)?.shape.last().copied().unwrap_or(1);
+            one(elementwise::scalar(
+                x(0)?,
+                ScalarKind::Div,
+                f64::from((d as f32).sqrt()),
+            ))
+        }
         // `fix` rounds toward zero as `trunc` does.
         "fix" => one(elementwise::unary(x(0)?, UnaryKind::Trunc)),
         "_copy" | "identity" => one(elementwise::unary(x(0)?, UnaryKind::Copy)),

@@ -114,3 +114,19 @@ fn zeros_like_is_a_fill_so_nan_gives_zero() {
     );
     assert_eq!(shape, vec![-1, 3]);
 }
+
+#[test]
+fn div_sqrt_dim_divides_by_the_root_of_a_fixed_last_dim() {
+    use ward_graph::ops::elementwise::{Scalar, ScalarKind};
+    let (op, shape) = imported("_contrib_div_sqrt_dim", "", &[&[-1, 8, 16]]);
+    assert_eq!(
+        op,
+        Op::Scalar(Scalar {
+            kind: ScalarKind::Div,
+            value: 4.0
+        })
+    );
+    assert_eq!(shape, vec![-1, 8, 16]);
+    // A last dim that follows the batch has no one root.
+    refusal("_contrib_div_sqrt_dim", "", &[&[3, -1]], &["last dim"]);
+}
