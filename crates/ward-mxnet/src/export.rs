@@ -861,10 +861,7 @@ impl<'a> Writer<'a> {
                 if f.value == 0.0
                     && matches!(node.inputs.as_slice(), [data]
                         if shape_of(*data).is_ok_and(|s| s.len() == f.shape.len()))
-                    && f.shape
-                        .iter()
-                        .enumerate()
-                        .all(|(k, d)| *d == FillDim::Like { input: 0, axis: k }) =>
+                    && f.shape == FillDim::first_input(f.shape.len()) =>
             {
                 "zeros_like"
             }
@@ -890,11 +887,8 @@ impl<'a> Writer<'a> {
                 set("start", num("start", r.start)?);
                 set("step", num("step", r.step)?);
                 set("repeat", r.repeat.to_string());
-                let every_axis = r.shape.len() > 1
-                    && r.shape
-                        .iter()
-                        .enumerate()
-                        .all(|(k, d)| *d == FillDim::Like { input: 0, axis: k });
+                let every_axis =
+                    r.shape.len() > 1 && r.shape == FillDim::first_input(r.shape.len());
                 match r.shape.as_slice() {
                     [FillDim::Fixed(n)] => {
                         // Any stop in the last step's half gives MXNet's ⌈(stop − start) /

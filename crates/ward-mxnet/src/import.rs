@@ -1260,16 +1260,9 @@ impl Importer<'_> {
                 }
                 .into()
             }
-            "_contrib_interleaved_matmul_selfatt_qk"
-            | "_contrib_interleaved_matmul_selfatt_valatt"
-            | "_contrib_interleaved_matmul_encdec_qk"
-            | "_contrib_interleaved_matmul_encdec_valatt" => {
-                let kind = match op {
-                    "_contrib_interleaved_matmul_selfatt_qk" => AttentionKind::SelfattQk,
-                    "_contrib_interleaved_matmul_selfatt_valatt" => AttentionKind::SelfattValatt,
-                    "_contrib_interleaved_matmul_encdec_qk" => AttentionKind::EncdecQk,
-                    _ => AttentionKind::EncdecValatt,
-                };
+            name if AttentionKind::from_mxnet_name(name).is_some() => {
+                let kind = AttentionKind::from_mxnet_name(name)
+                    .ok_or_else(|| err(format!("{name} is not an attention product")))?;
                 let heads = a.req_int("heads")?;
                 a.finish()?;
                 need(if kind == AttentionKind::SelfattQk {
@@ -1433,9 +1426,7 @@ impl Importer<'_> {
                 }
                 let rank = self.input_shape(&inputs, 1)?.len();
                 let shape = match axis {
-                    None => (0..rank)
-                        .map(|axis| FillDim::Like { input: 0, axis })
-                        .collect(),
+                    None => FillDim::first_input(rank),
                     Some(axis) => {
                         let a = ward_graph::ops::resolve_axis(axis, rank)
                             .map_err(|e| err(format!("attribute \"axis\" = {axis}: {e}")))?;
@@ -1534,9 +1525,7 @@ impl Importer<'_> {
                 let rank = self.input_shape(&inputs, 1)?.len();
                 Fill {
                     value: 0.0,
-                    shape: (0..rank)
-                        .map(|axis| FillDim::Like { input: 0, axis })
-                        .collect(),
+                    shape: FillDim::first_input(rank),
                 }
                 .into()
             }

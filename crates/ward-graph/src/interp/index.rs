@@ -47,16 +47,21 @@ pub fn gather_nd_index(v: f64, size: usize) -> usize {
     mode_index(shifted, size, IndexMode::Clip)
 }
 
+/// (outer, size, inner) of shape `x` around the axis an index reads, which must not be
+/// empty: element (o, j, i) is at `(o·size + j)·inner + i`.
+fn around_read_axis(op: &'static str, x: &[usize], axis: i64) -> KResult<(usize, usize, usize)> {
+    let a = resolve_axis(op, axis, x.len())?;
+    let size = x[a];
+    if size == 0 {
+        return Err(KernelError::new(op, format!("axis {a} of {x:?} is empty")));
+    }
+    Ok((x[..a].iter().product(), size, x[a + 1..].iter().product()))
+}
+
 /// The offset in `a` (of shape `x`) of every element of `take`'s output.
 pub fn take_sources(x: &[usize], idx: &Array, axis: i64, mode: IndexMode) -> KResult<Vec<usize>> {
     const OP: &str = "take";
-    let a = resolve_axis(OP, axis, x.len())?;
-    let size = x[a];
-    if size == 0 {
-        return Err(KernelError::new(OP, format!("axis {a} of {x:?} is empty")));
-    }
-    let outer: usize = x[..a].iter().product();
-    let inner: usize = x[a + 1..].iter().product();
+    let (outer, size, inner) = around_read_axis(OP, x, axis)?;
     let n = element_count(&[outer, idx.len(), inner])?;
     let mut out = Vec::with_capacity(n);
     for o in 0..outer {
@@ -84,13 +89,7 @@ pub fn take(a: &Array, idx: &Array, axis: i64, mode: IndexMode) -> KResult<Array
 /// position of the other axes, the index (of as many elements) read by `mode`.
 pub fn pick_sources(x: &[usize], idx: &Array, axis: i64, mode: IndexMode) -> KResult<Vec<usize>> {
     const OP: &str = "pick";
-    let a = resolve_axis(OP, axis, x.len())?;
-    let size = x[a];
-    if size == 0 {
-        return Err(KernelError::new(OP, format!("axis {a} of {x:?} is empty")));
-    }
-    let outer: usize = x[..a].iter().product();
-    let inner: usize = x[a + 1..].iter().product();
+    let (outer, size, inner) = around_read_axis(OP, x, axis)?;
     if idx.len() != outer * inner {
         return Err(KernelError::new(
             OP,

@@ -718,16 +718,9 @@ fn run(c: &Case) -> R<Vec<Array>> {
             a.bool("transpose_a", false)?,
             a.bool("transpose_b", false)?,
         )),
-        "_contrib_interleaved_matmul_selfatt_qk"
-        | "_contrib_interleaved_matmul_selfatt_valatt"
-        | "_contrib_interleaved_matmul_encdec_qk"
-        | "_contrib_interleaved_matmul_encdec_valatt" => {
-            let kind = match op {
-                "_contrib_interleaved_matmul_selfatt_qk" => AttentionKind::SelfattQk,
-                "_contrib_interleaved_matmul_selfatt_valatt" => AttentionKind::SelfattValatt,
-                "_contrib_interleaved_matmul_encdec_qk" => AttentionKind::EncdecQk,
-                _ => AttentionKind::EncdecValatt,
-            };
+        name if AttentionKind::from_mxnet_name(name).is_some() => {
+            let kind = AttentionKind::from_mxnet_name(name)
+                .ok_or_else(|| format!("{name} is not an attention product"))?;
             let y = if kind == AttentionKind::SelfattQk {
                 None
             } else {

@@ -109,6 +109,20 @@ pub enum AttentionKind {
 }
 
 impl AttentionKind {
+    pub const ALL: [AttentionKind; 4] = [
+        AttentionKind::SelfattQk,
+        AttentionKind::SelfattValatt,
+        AttentionKind::EncdecQk,
+        AttentionKind::EncdecValatt,
+    ];
+
+    /// The kind MXNet's operator `name` computes.
+    pub fn from_mxnet_name(name: &str) -> Option<AttentionKind> {
+        AttentionKind::ALL
+            .into_iter()
+            .find(|k| k.mxnet_name() == name)
+    }
+
     /// MXNet's operator name.
     pub fn mxnet_name(self) -> &'static str {
         match self {

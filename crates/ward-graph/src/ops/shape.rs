@@ -169,6 +169,15 @@ pub enum FillDim {
     },
 }
 
+impl FillDim {
+    /// Every dim of the first input's shape, for an input of `rank` dims.
+    pub fn first_input(rank: usize) -> Vec<FillDim> {
+        (0..rank)
+            .map(|axis| FillDim::Like { input: 0, axis })
+            .collect()
+    }
+}
+
 /// A constant tensor of `value`; dims may be copied from the inputs' shapes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -343,6 +343,24 @@ fn holds_ties(source: ward_graph::ir::Source, inputs: &[Array]) -> bool {
     values.windows(2).any(|w| w[0] == w[1])
 }
 
+/// A case's inputs (data and labels alike, as the op fixture recorded them) and the head
+/// gradients MXNet's backward pass was given.
+fn recorded_inputs_and_heads(
+    graph: &ward_graph::Graph,
+    ops: &std::path::Path,
+    grads: &std::path::Path,
+) -> (Vec<Array>, Vec<Array>) {
+    let inputs = graph
+        .inputs
+        .iter()
+        .map(|i| npy_array(&ops.join(format!("input-{}.npy", i.name))))
+        .collect();
+    let heads = (0..graph.outputs.len())
+        .map(|k| npy_array(&grads.join(format!("head-{k}.npy"))))
+        .collect();
+    (inputs, heads)
+}
+
 fn check(name: &str) -> Result<Outcome, String> {
     let ops = fixtures("ops").join(name);
     let grads = fixtures("grads").join(name);
@@ -350,15 +368,7 @@ fn check(name: &str) -> Result<Outcome, String> {
     if let Err(e) = check_differentiable(&graph) {
         return Ok(Outcome::Refused(e));
     }
-    // Data and labels alike, as the op fixture recorded them.
-    let inputs: Vec<Array> = graph
-        .inputs
-        .iter()
-        .map(|i| npy_array(&ops.join(format!("input-{}.npy", i.name))))
-        .collect();
-    let heads: Vec<Array> = (0..graph.outputs.len())
-        .map(|k| npy_array(&grads.join(format!("head-{k}.npy"))))
-        .collect();
+    let (inputs, heads) = recorded_inputs_and_heads(&graph, &ops, &grads);
     let (_, got) = backward(&graph, &weights, &inputs, &heads).map_err(|e| e.to_string())?;
     let numeric = finite_difference_distance(&graph, &weights, &inputs, &heads, &got);
 
@@ -482,14 +492,7 @@ fn gather_nd_from_the_end_matches_finite_differences() {
         let ops = fixtures("ops").join(name);
         let grads = fixtures("grads").join(name);
         let (graph, weights) = import_dir(&ops).unwrap();
-        let inputs: Vec<Array> = graph
-            .inputs
-            .iter()
-            .map(|i| npy_array(&ops.join(format!("input-{}.npy", i.name))))
-            .collect();
-        let heads: Vec<Array> = (0..graph.outputs.len())
-            .map(|k| npy_array(&grads.join(format!("head-{k}.npy"))))
-            .collect();
+        let (inputs, heads) = recorded_inputs_and_heads(&graph, &ops, &grads);
         let (_, got) = backward(&graph, &weights, &inputs, &heads).unwrap();
         // The indices get no gradient (MXNet's are zeros); the data's is checked.
         assert!(got.inputs[1].is_none(), "{name}");
