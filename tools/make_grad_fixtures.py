@@ -78,10 +78,13 @@ def run_case(name):
         if ("arg:" + n) in saved:
             args[n] = saved["arg:" + n]
         else:
-            args[n] = mx.nd.array(np.load(os.path.join(case_dir, "input-%s.npy" % n)))
+            a = np.load(os.path.join(case_dir, "input-%s.npy" % n))
+            args[n] = mx.nd.array(a, dtype=a.dtype)
     aux = {n: saved["aux:" + n].copy() for n in aux_names}
-    # Integer indices (Embedding's data) have no gradient: MXNet refuses to be asked.
+    # Integer indices (Embedding's data) and inputs of an integer type (softmax's
+    # lengths) have no gradient: MXNet refuses to be asked.
     no_grad = set(inputs) if meta["op"] == "Embedding" else set()
+    no_grad |= {i["name"] for i in meta["inputs"] if i.get("dtype", "float32") != "float32"}
     grads = {n: mx.nd.zeros(args[n].shape) for n in arg_names if n not in no_grad}
     req = {n: ("null" if n in no_grad else "write") for n in arg_names}
     try:

@@ -71,7 +71,7 @@ CASES = []
 
 
 def case(name, op, attrs=None, data=None, labels=(), shapes=None, values=None,
-         build=None, notes="", train=False, head=None):
+         build=None, notes="", train=False, head=None, dtypes=None):
     """Registers a case.
 
     op:     the mx.sym function (a name under mx.sym or mx.sym._internal).
@@ -84,12 +84,14 @@ def case(name, op, attrs=None, data=None, labels=(), shapes=None, values=None,
     values: {name: function(rng, shape) -> array} for non-default values.
     build:  function(var) -> symbol, when positional data is not enough.
     head:   keep only this output of the operator (sym[head]).
+    dtypes: {data input name: dtype} for inputs MXNet takes in another type than
+            float32 (softmax's integer lengths); their .npy is written in that type.
     """
     assert not any(c["name"] == name for c in CASES), name
     CASES.append(dict(name=name, op=op, attrs=attrs or {}, data=data or [],
                       labels=list(labels), shapes=shapes or {},
                       values=values or {}, build=build, notes=notes,
-                      train=train, head=head))
+                      train=train, head=head, dtypes=dtypes or {}))
 
 
 def special(*vals):
@@ -1704,6 +1706,130 @@ for op in ("Cast", "amp_cast"):
          [("data", (len(_HALF_EDGES),))], values={"data": _fixed(_HALF_EDGES)})
 
 
+# --- mod, power, hypot, and maximum/minimum with a scalar (issue 20) ----------------
+# mod: C's fmod in double, plus the divisor where the remainder's sign differs from it
+# (Python's sign rule), 0 for a zero divisor; power: powf; hypot: hypotf. Each as
+# `_op` (same shapes), `broadcast_op` and with a scalar on either side.
+_arith_rng = np.random.RandomState(2031)
+
+
+def _divisors(rng, shape):
+    # Magnitudes 0.5 to 3 of either sign: no zero divisor in the random cases.
+    return rng.uniform(0.5, 3.0, size=shape) * rng.choice([-1.0, 1.0], size=shape)
+
+
+_ARITH = [
+    # (binary stem, lhs values, rhs values)
+    ("mod", scaled(4.0), _divisors),
+    ("power", uniform(0.1, 3.0), scaled(1.5)),
+    ("hypot", scaled(3.0), scaled(3.0)),
+]
+_ARITH_SHAPES = [((2, 3), (2, 3)), ((2, 3, 4), (1, 3, 1)), ((4,), (2, 3, 4)),
+                 ((3, 1), (1, 5)), ((1,), (2, 2)), ((2, 1, 3), (2, 4, 1)),
+                 ((5,), (5,)), ((1, 1), (3, 2))]
+for stem, lhs, rhs in _ARITH:
+    for i, (a, b) in enumerate(_ARITH_SHAPES):
+        case("arith_broadcast_%s_%d" % (stem, i), "broadcast_" + stem, {},
+             [("lhs", a), ("rhs", b)], values={"lhs": lhs, "rhs": rhs})
+    for i, shape in enumerate([(2, 3), (4,), (1, 2, 3, 2), (3, 3)]):
+        case("arith_%s_%d" % (stem, i), "_internal._" + stem, {},
+             [("lhs", shape), ("rhs", shape)], values={"lhs": lhs, "rhs": rhs})
+case("arith_broadcast_mod_edges", "broadcast_mod", {}, [("lhs", (10,)), ("rhs", (10,))],
+     values={"lhs": _fixed([5.0, -5.0, 5.0, -5.0, 7.5, -0.0, 3.0, np.nan, np.inf, 4.0]),
+             "rhs": _fixed([3.0, 3.0, -3.0, -3.0, 2.5, 2.0, 0.0, 2.0, 2.0, np.inf])},
+     notes="sign rules, a zero divisor gives 0, NaN and infinities")
+case("arith_broadcast_power_edges", "broadcast_power", {}, [("lhs", (9,)), ("rhs", (9,))],
+     values={"lhs": _fixed([-2.0, -2.0, 0.0, 0.0, 2.0, np.nan, 1.0, -8.0, 10.0]),
+             "rhs": _fixed([3.0, 0.5, 0.0, -1.0, 40.0, 0.0, np.nan, 1.0 / 3.0, -40.0])},
+     notes="negative bases, 0^0, 0^-1, overflow, NaN")
+case("arith_broadcast_hypot_edges", "broadcast_hypot", {}, [("lhs", (7,)), ("rhs", (7,))],
+     values={"lhs": _fixed([0.0, 3.0, -3.0, 1e30, 1e-30, np.inf, 5.0]),
+             "rhs": _fixed([0.0, 4.0, -4.0, 1e30, 1e-30, 1.0, -np.inf])},
+     notes="no overflow past float32's square root, infinities")
+_SCALARS = [
+    ("_mod_scalar", scaled(4.0), [2.5, -2.5, 0.7, 3.0]),
+    ("_rmod_scalar", _divisors, [2.5, -2.5, 7.0, 0.0]),
+    ("_power_scalar", uniform(0.1, 3.0), [2.0, 3.0, 0.5, -1.5]),
+    ("_rpower_scalar", scaled(1.5), [2.0, 0.5, 10.0, 1.0]),
+    ("_maximum_scalar", scaled(2.0), [0.0, 0.5, -1.0, 3.0]),
+    ("_minimum_scalar", scaled(2.0), [0.0, 0.5, -1.0, 3.0]),
+    ("_hypot_scalar", scaled(3.0), [0.0, 4.0, -2.5, 1e-3]),
+]
+for op, values, scalars in _SCALARS:
+    for i, sc in enumerate(scalars):
+        shape = tuple(int(d) for d in _arith_rng.randint(1, 5, size=1 + i % 3))
+        case("arith_%s_%d" % (op.strip("_"), i), "_internal." + op, dict(scalar=sc),
+             [("data", shape)], values={"data": values})
+case("arith_maximum_scalar_nan", "_internal._maximum_scalar", dict(scalar=0.5),
+     [("data", (6,))], values={"data": _fixed([np.nan, 0.5, -np.inf, np.inf, 0.4, 0.6])},
+     notes="NaN propagates; a tie sends the gradient to the data (ge)")
+case("arith_minimum_scalar_nan", "_internal._minimum_scalar", dict(scalar=0.5),
+     [("data", (6,))], values={"data": _fixed([np.nan, 0.5, -np.inf, np.inf, 0.4, 0.6])})
+case("arith_mod_scalar_default", "_internal._mod_scalar", {}, [("data", (2, 3))],
+     values={"data": scaled(3.0)}, notes="the default scalar is 1")
+
+
+# --- softmax with use_length, shape_array and size_array (issue 20) -----------------
+# use_length: the softmax over the first `length` elements of each lane, zeros after; a
+# length of 0 gives zeros. MXNet takes integer lengths
+# only (float ones are refused), shaped as the data without the axis; its axis is -1 or
+# non-negative (other negative axes fail MXNet's own shape inference).
+_sml_rng = np.random.RandomState(2037)
+
+
+def _lengths(hi):
+    # Up to the axis's length: past it MXNet's kernel writes past the lane (the process
+    # died of heap corruption after a run of such cases); ward clamps to the axis.
+    return lambda rng, shape: rng.randint(0, hi + 1, size=shape)
+
+
+for i in range(20):
+    rank = 2 + i % 3
+    shape = tuple(int(d) for d in _sml_rng.randint(1, 6, size=rank))
+    # MXNet 1.9.1's shape inference fails for a negative axis other than -1 here.
+    axis = int(_sml_rng.randint(-1, rank))
+    a = axis % rank
+    lanes = tuple(d for k, d in enumerate(shape) if k != a)
+    attrs = dict(axis=axis, use_length=True)
+    if i % 4 == 3:
+        attrs["temperature"] = 0.5 + i / 10.0
+    case("softmax_length_%d" % i, "softmax", attrs, [("data", shape), ("length", lanes)],
+         values={"length": _lengths(shape[a])}, dtypes={"length": ("int32", "int64")[i % 2]})
+case("softmax_length_bert", "softmax", dict(axis=-1, use_length=True),
+     [("data", (2, 2, 5, 5)), ("length", (2, 2, 5))],
+     values={"length": lambda rng, shape: np.array([3, 5, 0, 1] * 5).reshape(shape)},
+     dtypes={"length": "int32"}, notes="BERT's masked attention: lengths by sequence")
+for i in range(20):
+    rank = 1 + i % 5
+    shape = tuple(int(d) for d in _sml_rng.randint(1, 5, size=rank))
+    op = ("shape_array", "size_array")[i % 2]
+    case("%s_%d" % (op.replace("_array", "array"), i), op, {}, [("data", shape)])
+
+
+# --- Cast to integer types (issue 20) ----------------------------------------------
+# Truncation toward zero; past the type's range and for NaN/inf MXNet's build gives what
+# x86's conversion gives (the minimum of int32 and int64; an 8-bit type keeps the low
+# byte of the int32 conversion: 300 -> 44, -129 -> 127 in int8). The output is written in
+# float32, which holds every result here exactly.
+_icast_rng = np.random.RandomState(2029)
+_INT_EDGES = [-2.7, -0.5, 0.5, 2.7, 3e9, -3e9, np.nan, np.inf, -np.inf, 300.0, -129.0,
+              255.9, 256.5, 127.5, -128.5, 2147483520.0, -2147483648.0, 16777216.0]
+
+
+def _int_range(rng, shape):
+    return rng.uniform(-400, 400, size=shape) * 10.0 ** rng.randint(0, 3, size=shape)
+
+
+for i in range(20):
+    dtype = ("int32", "int64", "int8", "uint8")[i % 4]
+    shape = tuple(int(d) for d in _icast_rng.randint(1, 5, size=1 + i % 3))
+    case("cast_int_%d_%s" % (i, dtype), "Cast", dict(dtype=dtype), [("data", shape)],
+         values={"data": _int_range})
+for dtype in ("int32", "int64", "int8", "uint8"):
+    case("cast_int_edges_%s" % dtype, "Cast", dict(dtype=dtype),
+         [("data", (len(_INT_EDGES),))], values={"data": _fixed(_INT_EDGES)})
+
+
 # --- _copy (identity) and SyncBatchNorm (issue 20) --------------------------------
 for i, (op, shape) in enumerate([("_internal._copy", (3,)), ("_internal._copy", (2, 3, 4)),
                                  ("identity", (1, 5)), ("identity", (2, 1, 2, 3))]):
@@ -1794,7 +1920,7 @@ def run_case(c):
         arrays[name] = np.asarray(value, dtype=np.float32).reshape(shape)
     inputs = [n for n in arg_names if n in data_shapes]
     params = [n for n in arg_names if n not in data_shapes]
-    args = {n: mx.nd.array(arrays[n], dtype="float32") for n in arg_names}
+    args = {n: mx.nd.array(arrays[n], dtype=c["dtypes"].get(n, "float32")) for n in arg_names}
     aux = {n: mx.nd.array(arrays[n], dtype="float32") for n in aux_names}
     updated = {}
     if c["train"]:
@@ -1825,14 +1951,15 @@ def run_case(c):
         saved["aux:" + n] = mx.nd.array(arrays[n], dtype="float32")
     mx.nd.save(os.path.join(outdir, "model-0000.params"), saved)
     for n in inputs:
-        np.save(os.path.join(outdir, "input-%s.npy" % n), arrays[n])
+        np.save(os.path.join(outdir, "input-%s.npy" % n),
+                arrays[n].astype(c["dtypes"].get(n, "float32")))
     for k, o in enumerate(outs):
         np.save(os.path.join(outdir, "output-%d.npy" % k), o.astype(np.float32))
     for n, a in updated.items():
         np.save(os.path.join(outdir, "aux-%s.npy" % n), a.astype(np.float32))
     meta = {
-        "inputs": [{"name": n, "dtype": "float32", "shape": list(arrays[n].shape)}
-                   for n in inputs],
+        "inputs": [{"name": n, "dtype": c["dtypes"].get(n, "float32"),
+                    "shape": list(arrays[n].shape)} for n in inputs],
         "outputs": sym.list_outputs(),
         "mxnet_version": mx.__version__,
         "op": node["op"],

@@ -8,6 +8,7 @@
 // Data from outside must never be unwrapped; tests may.
 
 pub mod compat;
+pub mod dtypes;
 mod error;
 pub mod interp;
 pub mod ir;

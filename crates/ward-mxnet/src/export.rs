@@ -39,7 +39,6 @@ use ward_core::Tensor;
 use ward_graph::compat::mxnet_reshape_dims;
 use ward_graph::ir::{Graph, InputRole, Op, ParamRole, Source};
 use ward_graph::ops::activation::{ActivationKind, LeakyReluKind};
-use ward_graph::ops::elementwise::{BinaryKind, FloatType, ScalarKind};
 use ward_graph::ops::index::IndexMode;
 use ward_graph::ops::loss::{Normalization, RegressionKind, SoftmaxOutputMode};
 use ward_graph::ops::norm::L2NormMode;
@@ -708,6 +707,9 @@ impl<'a> Writer<'a> {
                 if s.temperature != 1.0 {
                     set("temperature", num("temperature", s.temperature)?);
                 }
+                if s.use_length {
+                    set("use_length", "True".to_string());
+                }
                 if s.log {
                     "log_softmax"
                 } else {
@@ -914,70 +916,20 @@ impl<'a> Writer<'a> {
                 }
             }
             Op::OnesLike(_) => "ones_like",
-            Op::Binary(b) => match (b.kind, b.broadcast) {
-                (BinaryKind::Add, false) => "elemwise_add",
-                (BinaryKind::Sub, false) => "elemwise_sub",
-                (BinaryKind::Mul, false) => "elemwise_mul",
-                (BinaryKind::Div, false) => "elemwise_div",
-                (BinaryKind::Max, false) => "_maximum",
-                (BinaryKind::Min, false) => "_minimum",
-                (BinaryKind::Add, true) => "broadcast_add",
-                (BinaryKind::Sub, true) => "broadcast_sub",
-                (BinaryKind::Mul, true) => "broadcast_mul",
-                (BinaryKind::Div, true) => "broadcast_div",
-                (BinaryKind::Max, true) => "broadcast_maximum",
-                (BinaryKind::Min, true) => "broadcast_minimum",
-                (BinaryKind::Greater, false) => "_greater",
-                (BinaryKind::GreaterEqual, false) => "_greater_equal",
-                (BinaryKind::Lesser, false) => "_lesser",
-                (BinaryKind::LesserEqual, false) => "_lesser_equal",
-                (BinaryKind::Equal, false) => "_equal",
-                (BinaryKind::NotEqual, false) => "_not_equal",
-                (BinaryKind::LogicalAnd, false) => "_logical_and",
-                (BinaryKind::LogicalOr, false) => "_logical_or",
-                (BinaryKind::LogicalXor, false) => "_logical_xor",
-                (BinaryKind::Greater, true) => "broadcast_greater",
-                (BinaryKind::GreaterEqual, true) => "broadcast_greater_equal",
-                (BinaryKind::Lesser, true) => "broadcast_lesser",
-                (BinaryKind::LesserEqual, true) => "broadcast_lesser_equal",
-                (BinaryKind::Equal, true) => "broadcast_equal",
-                (BinaryKind::NotEqual, true) => "broadcast_not_equal",
-                (BinaryKind::LogicalAnd, true) => "broadcast_logical_and",
-                (BinaryKind::LogicalOr, true) => "broadcast_logical_or",
-                (BinaryKind::LogicalXor, true) => "broadcast_logical_xor",
-            },
+            Op::ShapeArray(_) => "shape_array",
+            Op::SizeArray(_) => "size_array",
+            Op::Binary(b) => b.kind.mxnet_name(b.broadcast),
             Op::AddN(_) => {
                 set("num_args", node.inputs.len().to_string());
                 "add_n"
             }
             Op::Scalar(s) => {
                 set("scalar", num("scalar", s.value)?);
-                match s.kind {
-                    ScalarKind::Add => "_plus_scalar",
-                    ScalarKind::Sub => "_minus_scalar",
-                    ScalarKind::RSub => "_rminus_scalar",
-                    ScalarKind::Mul => "_mul_scalar",
-                    ScalarKind::Div => "_div_scalar",
-                    ScalarKind::RDiv => "_rdiv_scalar",
-                    ScalarKind::Greater => "_greater_scalar",
-                    ScalarKind::GreaterEqual => "_greater_equal_scalar",
-                    ScalarKind::Lesser => "_lesser_scalar",
-                    ScalarKind::LesserEqual => "_lesser_equal_scalar",
-                    ScalarKind::Equal => "_equal_scalar",
-                    ScalarKind::NotEqual => "_not_equal_scalar",
-                    ScalarKind::LogicalAnd => "_logical_and_scalar",
-                    ScalarKind::LogicalOr => "_logical_or_scalar",
-                    ScalarKind::LogicalXor => "_logical_xor_scalar",
-                }
+                s.kind.mxnet_name()
             }
             Op::Unary(u) => crate::import::unary_op_name(u.kind),
             Op::Cast(c) => {
-                let dtype = match c.to {
-                    FloatType::Float16 => "float16",
-                    FloatType::Float32 => "float32",
-                    FloatType::Float64 => "float64",
-                };
-                set("dtype", dtype.to_string());
+                set("dtype", c.to.name().to_string());
                 "Cast"
             }
             Op::Clip(c) => {

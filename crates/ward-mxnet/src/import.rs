@@ -18,7 +18,7 @@ use ward_graph::ops::activation::{Activation, ActivationKind, LeakyRelu, LeakyRe
 use ward_graph::ops::conv::{Conv, Deconv};
 use ward_graph::ops::dropout::Dropout;
 use ward_graph::ops::elementwise::{
-    AddN, Binary, BinaryKind, Cast, Clip, FloatType, Scalar, ScalarKind, Unary, UnaryKind, Where,
+    AddN, Binary, BinaryKind, Cast, CastType, Clip, Scalar, ScalarKind, Unary, UnaryKind, Where,
 };
 use ward_graph::ops::index::{Embedding, GatherNd, IndexMode, OneHot, Pick, Take};
 use ward_graph::ops::linear::{AttentionKind, BatchDot, Dense, InterleavedMatmul};
@@ -37,7 +37,8 @@ use ward_graph::ops::rnn::{Rnn, RnnMode};
 use ward_graph::ops::sequence::{SequenceLast, SequenceMask, SequenceReverse};
 use ward_graph::ops::shape::{
     Arange, BroadcastDim, BroadcastTo, Concat, ExpandDims, Fill, FillDim, Flatten, OnesLike, Pad,
-    PadMode, Repeat, Slice, SliceAxis, Split, Squeeze, Stack, SwapAxes, Tile, Transpose,
+    PadMode, Repeat, ShapeArray, SizeArray, Slice, SliceAxis, Split, Squeeze, Stack, SwapAxes,
+    Tile, Transpose,
 };
 use ward_graph::ops::OpDef;
 use ward_graph::shape::MAX_VALUE_ELEMENTS;
@@ -214,6 +215,8 @@ pub fn import(
     prune(&mut importer.graph, &mut importer.weights);
     mark_states(&mut importer.graph);
     importer.graph.validate()?;
+    // Operands of types MXNet refuses together (int32 + float32) are refused here too.
+    ward_graph::dtypes::infer_dtypes(&importer.graph)?;
     let output_shapes = importer.output_shapes()?;
     let mut unused_params: Vec<String> = importer
         .params
@@ -228,6 +231,17 @@ pub fn import(
         output_shapes,
         unused_params,
     })
+}
+
+/// `zeros_like` and `ones_like` are registered in MXNet 1.9.1 without parameters: a
+/// `dtype` written on them (GluonCV's CenterNet writes `int64`) is ignored and the result
+/// has the data's type (checked: `zeros_like` of float32 data with `dtype="int64"` is
+/// float32). Ward reads it as a type name and ignores it likewise.
+fn ignore_like_dtype(a: &mut AttrReader<'_>) -> Result<(), AttrError> {
+    if a.contains("dtype") {
+        a.dtype("dtype", DType::F32)?;
+    }
+    Ok(())
 }
 
 /// MXNet 1.9.1's name for output `k` of a head node, as `Symbol.list_outputs()` gives it
@@ -915,11 +929,16 @@ impl Importer<'_> {
                         " (only float32)",
                     ));
                 }
-                if a.bool("use_length", false)? {
-                    return Err(unsupported("use_length", &true, ""));
+                let use_length = a.bool("use_length", false)?;
+                if use_length && op == "log_softmax" {
+                    return Err(unsupported(
+                        "use_length",
+                        &true,
+                        " (MXNet 1.9.1's log_softmax takes no length input)",
+                    ));
                 }
                 a.finish()?;
-                need(1)?;
+                need(if use_length { 2 } else { 1 })?;
                 if temperature == 0.0 || !temperature.is_finite() {
                     return Err(err(format!(
                         "temperature {temperature} must be finite and nonzero"
@@ -929,6 +948,7 @@ impl Importer<'_> {
                     axis,
                     temperature,
                     log: op == "log_softmax",
+                    use_length,
                 }
                 .into()
             }
@@ -965,97 +985,30 @@ impl Importer<'_> {
                 need(usize::try_from(n).map_err(|_| err(format!("num_args {n} is negative")))?)?;
                 Concat { axis }.into()
             }
-            "elemwise_add" | "elemwise_sub" | "elemwise_mul" | "elemwise_div" | "_maximum"
-            | "_minimum" | "broadcast_add" | "broadcast_sub" | "broadcast_mul"
-            | "broadcast_div" | "broadcast_maximum" | "broadcast_minimum" | "broadcast_plus"
-            | "broadcast_minus" => {
+            binary if BinaryKind::from_mxnet_name(binary).is_some() => {
                 a.finish()?;
                 need(2)?;
-                let kind = match op.rsplit('_').next().unwrap_or("") {
-                    "add" | "plus" => BinaryKind::Add,
-                    "sub" | "minus" => BinaryKind::Sub,
-                    "mul" => BinaryKind::Mul,
-                    "div" => BinaryKind::Div,
-                    "maximum" => BinaryKind::Max,
-                    _ => BinaryKind::Min,
-                };
-                Binary {
-                    kind,
-                    broadcast: op.starts_with("broadcast_"),
-                }
-                .into()
-            }
-            "_greater"
-            | "_greater_equal"
-            | "_lesser"
-            | "_lesser_equal"
-            | "_equal"
-            | "_not_equal"
-            | "_logical_and"
-            | "_logical_or"
-            | "_logical_xor"
-            | "broadcast_greater"
-            | "broadcast_greater_equal"
-            | "broadcast_lesser"
-            | "broadcast_lesser_equal"
-            | "broadcast_equal"
-            | "broadcast_not_equal"
-            | "broadcast_logical_and"
-            | "broadcast_logical_or"
-            | "broadcast_logical_xor" => {
-                a.finish()?;
-                need(2)?;
-                let broadcast = op.starts_with("broadcast_");
-                Binary {
-                    kind: predicate_kind(
-                        op.trim_start_matches("broadcast").trim_start_matches('_'),
-                    ),
-                    broadcast,
-                }
-                .into()
+                let (kind, broadcast) = BinaryKind::from_mxnet_name(binary)
+                    .ok_or_else(|| err(format!("{binary} is not binary")))?;
+                Binary { kind, broadcast }.into()
             }
             "add_n" => {
                 a.ignore(&["num_args"]);
                 a.finish()?;
                 AddN {}.into()
             }
-            "_plus_scalar" | "_minus_scalar" | "_rminus_scalar" | "_mul_scalar" | "_div_scalar"
-            | "_rdiv_scalar" => {
-                // MXNet 1.9.1's default scalar is 1, as for the comparisons.
-                let value = a.float("scalar", 1.0)?;
-                a.ignore(&["is_int"]);
-                a.finish()?;
-                need(1)?;
-                let kind = match op {
-                    "_plus_scalar" => ScalarKind::Add,
-                    "_minus_scalar" => ScalarKind::Sub,
-                    "_rminus_scalar" => ScalarKind::RSub,
-                    "_mul_scalar" => ScalarKind::Mul,
-                    "_div_scalar" => ScalarKind::Div,
-                    _ => ScalarKind::RDiv,
-                };
-                Scalar { kind, value }.into()
-            }
-            "_greater_scalar"
-            | "_greater_equal_scalar"
-            | "_lesser_scalar"
-            | "_lesser_equal_scalar"
-            | "_equal_scalar"
-            | "_not_equal_scalar"
-            | "_logical_and_scalar"
-            | "_logical_or_scalar"
-            | "_logical_xor_scalar" => {
+            scalar if ScalarKind::from_mxnet_name(scalar).is_some() => {
+                let kind = ScalarKind::from_mxnet_name(scalar)
+                    .ok_or_else(|| err(format!("{scalar} takes no scalar")))?;
                 // MXNet 1.9.1's default scalar is 1. A NaN scalar is refused by the
                 // attribute parser, naming the attribute.
                 let value = a.float("scalar", 1.0)?;
-                // `is_int` only decides the output dtype of integer data (float64 when
-                // false); on float data, which ward computes in, it changes nothing.
+                // `is_int` only decides the output dtype of integer data on comparisons
+                // (float64 when false); on float data it changes nothing, and MXNet
+                // accepts and ignores it on the arithmetic ones.
                 a.bool("is_int", true)?;
                 a.finish()?;
                 need(1)?;
-                let stem = op.trim_start_matches('_').trim_end_matches("_scalar");
-                let kind = ScalarKind::of_predicate(predicate_kind(stem))
-                    .ok_or_else(|| err(format!("{stem} is not a comparison")))?;
                 Scalar { kind, value }.into()
             }
             "where" => {
@@ -1073,18 +1026,13 @@ impl Importer<'_> {
                 let dtype = a.req_string("dtype")?;
                 a.finish()?;
                 need(1)?;
-                let to = match dtype.as_str() {
-                    "float16" => FloatType::Float16,
-                    "float32" => FloatType::Float32,
-                    "float64" => FloatType::Float64,
-                    other => {
-                        return Err(unsupported(
-                            "dtype",
-                            &format!("{other:?}"),
-                            " (ward carries float values only: float16, float32 and float64; integer values through a graph are not supported yet)",
-                        ))
-                    }
-                };
+                let to = CastType::from_name(&dtype).ok_or_else(|| {
+                    unsupported(
+                        "dtype",
+                        &format!("{dtype:?}"),
+                        " (ward casts to float16, float32, float64, int8, uint8, int32 and int64)",
+                    )
+                })?;
                 Cast { to }.into()
             }
             "clip" => {
@@ -1492,7 +1440,18 @@ impl Importer<'_> {
                 self.check_topk(&op, &inputs, &err)?;
                 op.into()
             }
+            "shape_array" => {
+                a.finish()?;
+                need(1)?;
+                ShapeArray {}.into()
+            }
+            "size_array" => {
+                a.finish()?;
+                need(1)?;
+                SizeArray {}.into()
+            }
             "ones_like" => {
+                ignore_like_dtype(&mut a)?;
                 a.finish()?;
                 need(1)?;
                 OnesLike {}.into()
@@ -1519,6 +1478,7 @@ impl Importer<'_> {
                 .into()
             }
             "zeros_like" => {
+                ignore_like_dtype(&mut a)?;
                 a.finish()?;
                 need(1)?;
                 // A fill, not `x · 0`, which is NaN where x is NaN or infinite.
@@ -2213,23 +2173,6 @@ impl Importer<'_> {
 }
 
 /// MXNet's `normalization` of a loss: null, batch or valid.
-/// The comparison or logical operation named by the stem of an MXNet operator's name
-/// (`greater` of `_greater`, `broadcast_greater` and `_greater_scalar`); the callers
-/// match only the nine stems.
-fn predicate_kind(stem: &str) -> BinaryKind {
-    match stem {
-        "greater" => BinaryKind::Greater,
-        "greater_equal" => BinaryKind::GreaterEqual,
-        "lesser" => BinaryKind::Lesser,
-        "lesser_equal" => BinaryKind::LesserEqual,
-        "equal" => BinaryKind::Equal,
-        "not_equal" => BinaryKind::NotEqual,
-        "logical_and" => BinaryKind::LogicalAnd,
-        "logical_or" => BinaryKind::LogicalOr,
-        _ => BinaryKind::LogicalXor,
-    }
-}
-
 fn normalization(a: &mut AttrReader<'_>) -> Result<Normalization, ImportError> {
     Ok(
         match a

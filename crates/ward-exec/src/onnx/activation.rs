@@ -77,11 +77,47 @@ pub(super) fn softmax(b: &mut Builder<'_>, at: &At<'_>, op: &Softmax) -> R<()> {
         x = b.op("Div", vec![x, t], vec![], &at.hint("tempered"));
     }
     let name = if op.log { "LogSoftmax" } else { "Softmax" };
-    b.push(
-        name,
-        vec![x],
-        vec![at.out()?],
-        vec![attr_int("axis", op.axis)],
+    if !op.use_length {
+        b.push(
+            name,
+            vec![x],
+            vec![at.out()?],
+            vec![attr_int("axis", op.axis)],
+        );
+        return Ok(());
+    }
+    // MXNet's use_length: element j of a lane takes part where j < its length. The
+    // others are -inf inside the softmax and 0 outside it (a lane of length 0 is all
+    // -inf, NaN inside, and 0 outside).
+    let rank = at.xs.len();
+    let axis = ward_graph::ops::resolve_axis(op.axis, rank)?;
+    let n = at.x_dim(axis)?;
+    let mut along = vec![1; rank];
+    if let Some(d) = along.get_mut(axis) {
+        *d = n;
+    }
+    let positions: Vec<f32> = (0..n).map(|j| j as f32).collect();
+    let positions = b.const_f32(&at.hint("positions"), &along, &positions);
+    let mut lane_shape = at.xs.clone();
+    if let Some(d) = lane_shape.get_mut(axis) {
+        *d = 1;
+    }
+    let lengths = b.reshape(at.input(1)?, &lane_shape, &at.hint("lengths"));
+    let inside = b.op("Less", vec![positions, lengths], vec![], &at.hint("inside"));
+    let minus_inf = b.scalar_f32(&at.hint("minus_inf"), f32::NEG_INFINITY);
+    let masked = b.op(
+        "Where",
+        vec![inside.clone(), x, minus_inf],
+        vec![],
+        &at.hint("masked"),
     );
+    let soft = b.op(
+        name,
+        vec![masked],
+        vec![attr_int("axis", op.axis)],
+        &at.hint("softmax"),
+    );
+    let zero = b.scalar_f32(&at.hint("zero"), 0.0);
+    b.push("Where", vec![inside, soft, zero], vec![at.out()?], vec![]);
     Ok(())
 }

@@ -8,6 +8,7 @@ use tract_onnx::pb::{
     AttributeProto, NodeProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
 };
 use ward_core::{DType, Tensor};
+use ward_graph::dtypes::DTypes;
 use ward_graph::ir::{Graph, Node, Source};
 use ward_graph::shape::Shapes;
 
@@ -204,6 +205,8 @@ pub(crate) struct Builder<'a> {
     pub(crate) graph: &'a Graph,
     pub(crate) weights: &'a [Tensor],
     pub(crate) shapes: &'a Shapes,
+    /// The element type of every value (integer-typed results are converted as MXNet's).
+    pub(crate) dtypes: DTypes,
     pub(crate) nodes: Vec<NodeProto>,
     pub(crate) initializers: Vec<TensorProto>,
     pub(crate) graph_inputs: Vec<ValueInfoProto>,
@@ -219,12 +222,18 @@ pub(crate) struct Builder<'a> {
 }
 
 impl<'a> Builder<'a> {
-    pub(crate) fn new(graph: &'a Graph, weights: &'a [Tensor], shapes: &'a Shapes) -> Self {
+    pub(crate) fn new(
+        graph: &'a Graph,
+        weights: &'a [Tensor],
+        shapes: &'a Shapes,
+        dtypes: DTypes,
+    ) -> Self {
         let used = graph.params.iter().map(|p| p.name.clone()).collect();
         Builder {
             graph,
             weights,
             shapes,
+            dtypes,
             nodes: Vec::new(),
             initializers: Vec::new(),
             graph_inputs: Vec::new(),

@@ -30,6 +30,7 @@ mod shape;
 
 use tract_onnx::pb::{tensor_proto::DataType, GraphProto, ModelProto, OperatorSetIdProto};
 use ward_core::{DType, Tensor};
+use ward_graph::dtypes::{infer_dtypes, is_integer};
 use ward_graph::ir::{Graph, InputRole, Node, Source};
 use ward_graph::ops::Op;
 use ward_graph::shape::infer_shapes;
@@ -56,7 +57,8 @@ pub fn lower(
         });
     }
     let shapes = infer_shapes(graph, data_shapes)?;
-    let mut b = Builder::new(graph, weights, &shapes);
+    let dtypes = infer_dtypes(graph)?;
+    let mut b = Builder::new(graph, weights, &shapes, dtypes);
     norm::plan_folding(&mut b);
     for (i, input) in graph.inputs.iter().enumerate() {
         b.used.insert(input.name.clone());
@@ -65,9 +67,14 @@ pub fn lower(
             continue;
         }
         let shape = shapes.of(graph, Source::Input(i))?;
-        b.graph_inputs
-            .push(value_info(&input.name, input.dtype, shape));
-        if input.dtype != DType::F32 {
+        // tract has no bfloat16: such an input is staged as float32 (see `tract::to_tract`).
+        let staged = if input.dtype == DType::BF16 {
+            DType::F32
+        } else {
+            input.dtype
+        };
+        b.graph_inputs.push(value_info(&input.name, staged, shape));
+        if staged != DType::F32 {
             let cast = b.fresh(&format!("{}/f32", input.name));
             b.push(
                 "Cast",
@@ -91,8 +98,25 @@ pub fn lower(
             })
             .collect();
         b.node_names.push(outs.clone());
-        let at = At::new(&b, index, node, outs).map_err(|reason| node_error(node, reason))?;
+        // An integer-typed output is computed in float32 like any other and then
+        // converted as MXNet converts it (truncated toward zero, ...).
+        let types = b.dtypes.node(index).to_vec();
+        let computed: Vec<String> = outs
+            .iter()
+            .enumerate()
+            .map(|(k, out)| match types.get(k) {
+                Some(&t) if is_integer(t) => b.fresh(&format!("{out}/computed")),
+                _ => out.clone(),
+            })
+            .collect();
+        let at = At::new(&b, index, node, computed.clone())
+            .map_err(|reason| node_error(node, reason))?;
         lower_node(&mut b, &at).map_err(|reason| node_error(node, reason))?;
+        for ((raw, out), &t) in computed.into_iter().zip(outs).zip(&types) {
+            if is_integer(t) {
+                elementwise::integer_result(&mut b, raw, out, t);
+            }
+        }
     }
     let mut outputs = Vec::new();
     for output in &graph.outputs {
@@ -181,6 +205,7 @@ fn lower_node(b: &mut Builder<'_>, at: &At<'_>) -> R<()> {
         Op::Fill(op) => shape::fill(b, at, op.value),
         Op::Arange(op) => shape::arange(b, at, op),
         Op::OnesLike(_) => shape::fill(b, at, 1.0),
+        Op::ShapeArray(_) | Op::SizeArray(_) => shape::shape_array(b, at),
         Op::Binary(op) => elementwise::binary(b, at, op),
         Op::AddN(_) => elementwise::add_n(b, at),
         Op::Scalar(op) => elementwise::scalar(b, at, op),

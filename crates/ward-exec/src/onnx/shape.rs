@@ -191,6 +191,19 @@ pub(super) fn fill(b: &mut Builder<'_>, at: &At<'_>, value: f64) -> R<()> {
     Ok(())
 }
 
+/// `shape_array` (the input's dims) and `size_array` (its element count) as a constant:
+/// the plan's shapes are fixed when it is built.
+pub(super) fn shape_array(b: &mut Builder<'_>, at: &At<'_>) -> R<()> {
+    let values: Vec<f32> = if matches!(at.node.op, ward_graph::ops::Op::SizeArray(_)) {
+        vec![at.xs.iter().product::<usize>() as f32]
+    } else {
+        at.xs.iter().map(|&d| d as f32).collect()
+    };
+    let c = b.const_f32(&at.hint("dims"), &at.out_shape, &values);
+    b.push("Identity", vec![c], vec![at.out()?], vec![]);
+    Ok(())
+}
+
 /// `_arange` and `_contrib_arange_like`: a constant of the output's shape (the plan's
 /// shapes are fixed when it is built), each element as MXNet computes it.
 pub(super) fn arange(b: &mut Builder<'_>, at: &At<'_>, op: &Arange) -> R<()> {

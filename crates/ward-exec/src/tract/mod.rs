@@ -1,5 +1,6 @@
 //! The CPU backend: a graph lowered to ONNX ([`crate::onnx`]) and optimised and run by
-//! tract, with ward's own max-pool kernel and MXNet's TopK order swapped in and scalar
+//! tract, with ward's own max-pool kernel, MXNet's TopK order and a correct float `fmod`
+//! swapped in and scalar
 //! ops fused into the matrix products before them.
 //!
 //! Threads belong to a backend instance: a backend made with more than one thread owns a
@@ -7,6 +8,7 @@
 //! override), so two backends in one process do not share or change each other's
 //! threading.
 
+mod fmod;
 mod fusion;
 mod max_pool;
 mod states;
@@ -92,6 +94,7 @@ impl Backend for TractBackend {
             .map_err(engine("load the lowered model"))?;
         max_pool::adopt(&mut typed).map_err(engine("adopt ward's max pool"))?;
         topk::adopt(&mut typed).map_err(engine("adopt ward's topk"))?;
+        fmod::adopt(&mut typed).map_err(engine("adopt ward's fmod"))?;
         let mut optimized = typed.into_optimized().map_err(engine("optimise"))?;
         if fusion::move_scalar_ops_up(&mut optimized).map_err(engine("fuse scalar ops"))? {
             optimized
@@ -194,7 +197,8 @@ fn same_bytes(dtype: DType) -> Option<DatumType> {
         DType::I8 => DatumType::I8,
         DType::I32 => DatumType::I32,
         DType::I64 => DatumType::I64,
-        DType::F16 | DType::BF16 | DType::Bool => return None,
+        DType::F16 => DatumType::F16,
+        DType::BF16 | DType::Bool => return None,
     })
 }
 
@@ -219,7 +223,14 @@ fn to_tract(t: &TensorView<'_>) -> Result<TractTensor, ExecError> {
         return Ok(tensor);
     }
     let r = match t.dtype() {
-        DType::F32 | DType::F16 | DType::BF16 => TractTensor::from_shape(shape, &t.to_f32_vec()),
+        DType::F32 | DType::BF16 => TractTensor::from_shape(shape, &t.to_f32_vec()),
+        DType::F16 => TractTensor::from_shape(
+            shape,
+            &t.to_f32_vec()
+                .into_iter()
+                .map(half::f16::from_f32)
+                .collect::<Vec<_>>(),
+        ),
         DType::F64 => TractTensor::from_shape(shape, &t.to_f64_vec()),
         DType::U8 => TractTensor::from_shape(shape, b),
         DType::Bool => {

@@ -55,7 +55,14 @@ struct Meta {
 #[derive(Deserialize)]
 struct MetaInput {
     name: String,
+    /// float32 unless MXNet takes the input in another type (softmax's lengths).
+    #[serde(default = "float32")]
+    dtype: String,
     shape: Vec<usize>,
+}
+
+fn float32() -> String {
+    "float32".into()
 }
 
 fn fixtures() -> PathBuf {
@@ -85,7 +92,7 @@ fn load(name: &str) -> Result<Imported, String> {
         .iter()
         .map(|i| DeclaredInput {
             name: i.name.clone(),
-            dtype: DType::F32,
+            dtype: i.dtype.parse().unwrap(),
             shape: i.shape.iter().map(|&d| d as i64).collect(),
         })
         .collect();
@@ -167,8 +174,12 @@ fn arrays(tensors: &[Tensor]) -> Vec<Array> {
     tensors.iter().map(eval::array_of).collect()
 }
 
-/// Values in [-2, 2) from a seed, scrambled so that a misplaced value shows.
+/// Values in [-2, 2) from a seed, scrambled so that a misplaced value shows. An input of
+/// another type than float32 (softmax's integer lengths) keeps its recorded values.
 fn random_like(t: &Tensor, seed: u64) -> Tensor {
+    if t.dtype() != DType::F32 {
+        return t.clone();
+    }
     let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let values: Vec<f32> = (0..t.len())
         .map(|_| {

@@ -149,12 +149,24 @@ pub fn erf(x: f64) -> f64 {
 /// Softmax of `x / temperature` along `axis` (MXNet `softmax`; its defaults are axis −1
 /// and temperature 1). Computed stably (the maximum of each row is subtracted first).
 pub fn softmax(x: &Array, axis: i64, temperature: f64) -> KResult<Array> {
-    softmax_impl("softmax", x, axis, temperature, false)
+    softmax_impl("softmax", x, axis, temperature, false, None)
+}
+
+/// [`softmax`] of the first `lengths` elements of each lane along `axis` (MXNet's
+/// `use_length`); the rest of the lane is 0. `lengths` has x's shape without the axis;
+/// a length past the axis takes the whole lane, and one of 0 or below gives zeros.
+pub fn softmax_with_lengths(
+    x: &Array,
+    lengths: &Array,
+    axis: i64,
+    temperature: f64,
+) -> KResult<Array> {
+    softmax_impl("softmax", x, axis, temperature, false, Some(lengths))
 }
 
 /// `log(softmax(x / temperature))` along `axis` (MXNet `log_softmax`).
 pub fn log_softmax(x: &Array, axis: i64, temperature: f64) -> KResult<Array> {
-    softmax_impl("log_softmax", x, axis, temperature, true)
+    softmax_impl("log_softmax", x, axis, temperature, true, None)
 }
 
 fn softmax_impl(
@@ -163,6 +175,7 @@ fn softmax_impl(
     axis: i64,
     temperature: f64,
     log: bool,
+    lengths: Option<&Array>,
 ) -> KResult<Array> {
     if temperature == 0.0 || !temperature.is_finite() {
         return Err(KernelError::new(
@@ -174,11 +187,27 @@ fn softmax_impl(
     let outer: usize = x.shape[..a].iter().product();
     let len = x.shape[a];
     let inner: usize = x.shape[a + 1..].iter().product();
+    if let Some(l) = lengths {
+        if l.len() != outer * inner {
+            return Err(KernelError::new(
+                op,
+                format!("{} lengths for {} lanes", l.len(), outer * inner),
+            ));
+        }
+    }
     let mut out = x.clone();
     for o in 0..outer {
         for i in 0..inner {
             let at = |j: usize| (o * len + j) * inner + i;
-            let scaled: Vec<f64> = (0..len).map(|j| x.data[at(j)] / temperature).collect();
+            let valid = match lengths {
+                // Lengths are integers; MXNet counts the first `length` elements.
+                Some(l) => l.data[o * inner + i].clamp(0.0, len as f64) as usize,
+                None => len,
+            };
+            for j in valid..len {
+                out.data[at(j)] = 0.0;
+            }
+            let scaled: Vec<f64> = (0..valid).map(|j| x.data[at(j)] / temperature).collect();
             let max = scaled.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             let sum: f64 = scaled.iter().map(|v| (v - max).exp()).sum();
             for (j, v) in scaled.iter().enumerate() {
@@ -223,7 +252,7 @@ pub fn softmax_output(x: &Array, mode: SoftmaxOutputMode) -> KResult<Array> {
             let n = x.shape[0];
             let rest = x.len().checked_div(n).unwrap_or(0);
             let flat = x.reshaped(vec![n, rest])?;
-            softmax_impl(OP, &flat, 1, 1.0, false)?.reshaped(x.shape.clone())
+            softmax_impl(OP, &flat, 1, 1.0, false, None)?.reshaped(x.shape.clone())
         }
         SoftmaxOutputMode::MultiOutput => {
             if x.rank() < 2 {
@@ -232,9 +261,9 @@ pub fn softmax_output(x: &Array, mode: SoftmaxOutputMode) -> KResult<Array> {
                     format!("multi_output needs rank 2 or more, got shape {:?}", x.shape),
                 ));
             }
-            softmax_impl(OP, x, 1, 1.0, false)
+            softmax_impl(OP, x, 1, 1.0, false, None)
         }
-        SoftmaxOutputMode::PreserveShape => softmax_impl(OP, x, -1, 1.0, false),
+        SoftmaxOutputMode::PreserveShape => softmax_impl(OP, x, -1, 1.0, false, None),
     }
 }
 

@@ -9,34 +9,11 @@
 
 use super::array::{indices, strides};
 use super::{Array, KResult, KernelError};
-pub use crate::ops::elementwise::{FloatType, UnaryKind};
-
-/// The binary operation of `elemwise_*`, `broadcast_*`, `_maximum`, `_minimum`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BinaryKind {
-    Add,
-    Sub,
-    Mul,
-    Div,
-    /// NaN-propagating: the result is NaN when either operand is (MXNet 1.9.1's
-    /// `maximum`, checked in both operand orders).
-    Max,
-    /// NaN-propagating like `Max`.
-    Min,
-    /// `a > b`; like every comparison, false when either side is NaN (`_greater`,
-    /// `broadcast_greater`).
-    Greater,
-    GreaterEqual,
-    Lesser,
-    LesserEqual,
-    Equal,
-    /// `a != b`: true when either side is NaN.
-    NotEqual,
-    /// Both nonzero; NaN is nonzero (MXNet converts the operands to bool).
-    LogicalAnd,
-    LogicalOr,
-    LogicalXor,
-}
+/// The binary operations of `elemwise_*`, `broadcast_*`, `_maximum`, `_minimum`, `_mod`,
+/// `_power`, `_hypot`: `Max` and `Min` propagate NaN (MXNet 1.9.1's `maximum`, checked in
+/// both operand orders); comparisons are false when either side is NaN except `!=`;
+/// logic converts operands to bool, NaN to true.
+pub use crate::ops::elementwise::{BinaryKind, CastType, ScalarKind, UnaryKind};
 
 /// 1.0 for true, 0.0 for false: MXNet's predicates give 1 or 0 in the data's dtype.
 fn truth(on: bool) -> f64 {
@@ -81,6 +58,23 @@ fn apply(kind: BinaryKind, a: f64, b: f64) -> f64 {
                 a.min(b)
             }
         }
+        BinaryKind::Mod => modulo(a, b),
+        BinaryKind::Power => a.powf(b),
+        BinaryKind::Hypot => a.hypot(b),
+    }
+}
+
+/// MXNet's `mod`: 0 where b is 0; otherwise C's `fmod`, plus b where the remainder is
+/// nonzero and its sign differs from b's (the remainder takes b's sign, as Python's).
+pub fn modulo(a: f64, b: f64) -> f64 {
+    if b == 0.0 {
+        return 0.0;
+    }
+    let r = a % b;
+    if r != 0.0 && (r < 0.0) != (b < 0.0) {
+        r + b
+    } else {
+        r
     }
 }
 
@@ -179,57 +173,19 @@ pub fn add_n(inputs: &[&Array]) -> KResult<Array> {
     Ok(out)
 }
 
-/// The operation of `_plus_scalar`, `_minus_scalar`, `_rminus_scalar`, `_mul_scalar`,
-/// `_div_scalar`, `_rdiv_scalar`, and of the comparisons and logical operators with a
-/// scalar (`_greater_scalar`, ..., `_logical_xor_scalar`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ScalarKind {
-    /// x + s
-    Add,
-    /// x − s
-    Sub,
-    /// s − x
-    RSub,
-    /// x·s
-    Mul,
-    /// x / s
-    Div,
-    /// s / x
-    RDiv,
-    /// x > s, and the other predicates as [`BinaryKind`]'s, with x on the left.
-    Greater,
-    GreaterEqual,
-    Lesser,
-    LesserEqual,
-    Equal,
-    NotEqual,
-    LogicalAnd,
-    LogicalOr,
-    LogicalXor,
-}
-
 /// An operation of every element with the scalar `s`. The predicates compare with `s`
 /// rounded to float32: MXNet casts the scalar to the data's dtype before comparing
 /// (`x == 0.1` holds for the float32 nearest 0.1, `x == 1e300` for +∞).
 pub fn scalar(x: &Array, kind: ScalarKind, s: f64) -> KResult<Array> {
     // MXNet casts the scalar to the data's dtype (float32) before it computes.
     let c = f64::from(s as f32);
-    Ok(x.map(|v| match kind {
-        ScalarKind::Add => v + c,
-        ScalarKind::Sub => v - c,
-        ScalarKind::RSub => c - v,
-        ScalarKind::Mul => v * c,
-        ScalarKind::Div => v / c,
-        ScalarKind::RDiv => c / v,
-        ScalarKind::Greater => apply(BinaryKind::Greater, v, c),
-        ScalarKind::GreaterEqual => apply(BinaryKind::GreaterEqual, v, c),
-        ScalarKind::Lesser => apply(BinaryKind::Lesser, v, c),
-        ScalarKind::LesserEqual => apply(BinaryKind::LesserEqual, v, c),
-        ScalarKind::Equal => apply(BinaryKind::Equal, v, c),
-        ScalarKind::NotEqual => apply(BinaryKind::NotEqual, v, c),
-        ScalarKind::LogicalAnd => apply(BinaryKind::LogicalAnd, v, c),
-        ScalarKind::LogicalOr => apply(BinaryKind::LogicalOr, v, c),
-        ScalarKind::LogicalXor => apply(BinaryKind::LogicalXor, v, c),
+    let (binary, constant_first) = kind.binary();
+    Ok(x.map(|v| {
+        if constant_first {
+            apply(binary, c, v)
+        } else {
+            apply(binary, v, c)
+        }
     }))
 }
 
@@ -302,11 +258,14 @@ pub fn unary_value(kind: UnaryKind, v: f64) -> f64 {
     }
 }
 
-/// MXNet `Cast`/`amp_cast` to a float dtype, the value kept in f64: float16 rounds.
-pub fn cast(x: &Array, to: FloatType) -> KResult<Array> {
+/// MXNet `Cast`/`amp_cast`, the value kept in f64: float16 rounds, an integer type
+/// truncates as MXNet converts.
+pub fn cast(x: &Array, to: CastType) -> KResult<Array> {
     Ok(match to {
-        FloatType::Float16 => x.map(|v| half::f16::from_f64(v).to_f64()),
-        FloatType::Float32 | FloatType::Float64 => x.clone(),
+        CastType::Float16 => x.map(|v| half::f16::from_f64(v).to_f64()),
+        CastType::Float32 | CastType::Float64 => x.clone(),
+        // The conversion is the one every integer-typed result gets.
+        int => x.map(|v| crate::dtypes::integer_result(int.dtype(), v)),
     })
 }
 

@@ -6,11 +6,11 @@
 //! One dispatch from an operator to its kernel, as in `ward-exec`'s lowering; the
 //! attribute types of the IR map onto the kernels' plain arguments here.
 
-use ward_core::Tensor;
+use ward_core::{DType, Tensor};
 
 use super::activation::{self, LeakyReluKind as KLeaky, SoftmaxOutputMode as KSoftmaxMode};
 use super::conv::{self, ConvParams, DeconvParams};
-use super::elementwise::{self, BinaryKind as KBinary, ScalarKind as KScalar};
+use super::elementwise;
 use super::norm::{self, BatchNormParams};
 use super::order;
 use super::pool::{self, PoolKind as KPool, PoolParams};
@@ -19,15 +19,16 @@ use super::resize;
 use super::rnn::{self, RnnMode as KRnnMode, RnnWeights};
 use super::shape::{self as kshape, PadMode as KPad};
 use super::{dense, embedding, index, loss, sequence, Array, KernelError};
+use crate::dtypes::{infer_dtypes, integer_result, is_integer};
 use crate::ir::{Graph, InputRole, Node, Source};
 use crate::ops::activation::{ActivationKind, LeakyReluKind};
-use crate::ops::elementwise::{BinaryKind, ScalarKind};
 use crate::ops::loss::{RegressionKind, SoftmaxOutputMode};
 use crate::ops::pool::PoolKind;
 use crate::ops::resize::ResizeTarget;
 use crate::ops::rnn::{RnnMode, PARAMS_PER_CELL};
 use crate::ops::shape::{FillDim, PadMode};
 use crate::ops::Op;
+use crate::GraphError;
 
 /// Why the interpreter stopped: the node and what was wrong there.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -47,6 +48,14 @@ pub enum InterpError {
     },
     #[error("output {output:?} reads a value that was not computed")]
     Output { output: String },
+    #[error("{0}")]
+    Types(String),
+}
+
+impl From<GraphError> for InterpError {
+    fn from(e: GraphError) -> Self {
+        InterpError::Types(e.to_string())
+    }
 }
 
 /// A tensor as the interpreter holds it.
@@ -93,8 +102,9 @@ pub fn run_arrays(
             InputRole::Label => None,
         })
         .collect();
+    let types = infer_dtypes(graph)?;
     let mut values: Vec<Vec<Array>> = Vec::with_capacity(graph.nodes.len());
-    for node in &graph.nodes {
+    for (index, node) in graph.nodes.iter().enumerate() {
         let ins: Vec<Option<&Array>> = node
             .inputs
             .iter()
@@ -104,10 +114,13 @@ pub fn run_arrays(
                 Source::Node(n, k) => values.get(n).and_then(|o| o.get(k)),
             })
             .collect();
-        let outs = eval_node(node, &ins).map_err(|reason| InterpError::Node {
-            node: node.name.clone(),
-            op: node.op.name(),
-            reason,
+        let in_types: Vec<DType> = node.inputs.iter().map(|s| types.of(*s)).collect();
+        let outs = eval_node_typed(node, &ins, &in_types, types.node(index)).map_err(|reason| {
+            InterpError::Node {
+                node: node.name.clone(),
+                op: node.op.name(),
+                reason,
+            }
         })?;
         values.push(outs);
     }
@@ -158,7 +171,38 @@ fn one(a: Array) -> R<Vec<Array>> {
     Ok(vec![a])
 }
 
-/// The one dispatch from an operator to its kernel.
+/// [`eval_node`] with MXNet's integer semantics, for a node whose inputs and outputs have
+/// the types [`infer_dtypes`] gives: a scalar operand is first converted to the data's
+/// integer type (2.5 is 2 for int32 data), and each integer-typed output is converted
+/// as MXNet converts a result computed in floating point ([`integer_result`]: a
+/// division truncates, a `Cast` to int32 truncates).
+pub fn eval_node_typed(
+    node: &Node,
+    ins: &[Option<&Array>],
+    in_types: &[DType],
+    out_types: &[DType],
+) -> R<Vec<Array>> {
+    let data = in_types.first().copied().filter(|t| is_integer(*t));
+    let mut outs = match (&node.op, data) {
+        (Op::Scalar(op), Some(t)) => {
+            let mut op = *op;
+            op.value = integer_result(t, op.value);
+            let node = Node {
+                op: op.into(),
+                ..node.clone()
+            };
+            eval_node(&node, ins)?
+        }
+        _ => eval_node(node, ins)?,
+    };
+    for (out, &t) in outs.iter_mut().zip(out_types) {
+        if is_integer(t) {
+            out.data.iter_mut().for_each(|v| *v = integer_result(t, *v));
+        }
+    }
+    Ok(outs)
+}
+
 /// A convolution's attributes as the kernel takes them.
 pub fn conv_params(op: &crate::ops::conv::Conv) -> ConvParams {
     ConvParams {
@@ -200,7 +244,8 @@ pub fn pool_params(op: &crate::ops::pool::Pool) -> PoolParams {
 }
 
 /// One node's outputs from its inputs (`None` for a label, which no forward pass reads).
-/// The error is the reason, in words; [`run_arrays`] adds the node.
+/// The error is the reason, in words; [`run_arrays`] adds the node. Every value is computed
+/// as a float: [`eval_node_typed`] adds MXNet's integer semantics.
 pub fn eval_node(node: &Node, ins: &[Option<&Array>]) -> R<Vec<Array>> {
     let x = || arg(ins, 0);
     let bias = |has: bool| if has { arg(ins, 2).map(Some) } else { Ok(None) };
@@ -284,6 +329,8 @@ pub fn eval_node(node: &Node, ins: &[Option<&Array>]) -> R<Vec<Array>> {
         }
         Op::Softmax(op) => one(kernel(if op.log {
             activation::log_softmax(x()?, op.axis, op.temperature)
+        } else if op.use_length {
+            activation::softmax_with_lengths(x()?, arg(ins, 1)?, op.axis, op.temperature)
         } else {
             activation::softmax(x()?, op.axis, op.temperature)
         })?),
@@ -350,55 +397,19 @@ pub fn eval_node(node: &Node, ins: &[Option<&Array>]) -> R<Vec<Array>> {
             f64::from(op.value(i))
         }))?),
         Op::OnesLike(_) => one(kernel(kshape::ones_like(x()?))?),
-        Op::Binary(op) => {
-            let kind = match op.kind {
-                BinaryKind::Add => KBinary::Add,
-                BinaryKind::Sub => KBinary::Sub,
-                BinaryKind::Mul => KBinary::Mul,
-                BinaryKind::Div => KBinary::Div,
-                BinaryKind::Max => KBinary::Max,
-                BinaryKind::Min => KBinary::Min,
-                BinaryKind::Greater => KBinary::Greater,
-                BinaryKind::GreaterEqual => KBinary::GreaterEqual,
-                BinaryKind::Lesser => KBinary::Lesser,
-                BinaryKind::LesserEqual => KBinary::LesserEqual,
-                BinaryKind::Equal => KBinary::Equal,
-                BinaryKind::NotEqual => KBinary::NotEqual,
-                BinaryKind::LogicalAnd => KBinary::LogicalAnd,
-                BinaryKind::LogicalOr => KBinary::LogicalOr,
-                BinaryKind::LogicalXor => KBinary::LogicalXor,
-            };
-            one(kernel(elementwise::binary(
-                x()?,
-                arg(ins, 1)?,
-                kind,
-                op.broadcast,
-            ))?)
-        }
+        Op::ShapeArray(_) => one(kernel(kshape::shape_array(x()?))?),
+        Op::SizeArray(_) => one(kernel(kshape::size_array(x()?))?),
+        Op::Binary(op) => one(kernel(elementwise::binary(
+            x()?,
+            arg(ins, 1)?,
+            op.kind,
+            op.broadcast,
+        ))?),
         Op::AddN(_) => {
             let all = (0..ins.len()).map(|i| arg(ins, i)).collect::<R<Vec<_>>>()?;
             one(kernel(elementwise::add_n(&all))?)
         }
-        Op::Scalar(op) => {
-            let kind = match op.kind {
-                ScalarKind::Add => KScalar::Add,
-                ScalarKind::Sub => KScalar::Sub,
-                ScalarKind::RSub => KScalar::RSub,
-                ScalarKind::Mul => KScalar::Mul,
-                ScalarKind::Div => KScalar::Div,
-                ScalarKind::RDiv => KScalar::RDiv,
-                ScalarKind::Greater => KScalar::Greater,
-                ScalarKind::GreaterEqual => KScalar::GreaterEqual,
-                ScalarKind::Lesser => KScalar::Lesser,
-                ScalarKind::LesserEqual => KScalar::LesserEqual,
-                ScalarKind::Equal => KScalar::Equal,
-                ScalarKind::NotEqual => KScalar::NotEqual,
-                ScalarKind::LogicalAnd => KScalar::LogicalAnd,
-                ScalarKind::LogicalOr => KScalar::LogicalOr,
-                ScalarKind::LogicalXor => KScalar::LogicalXor,
-            };
-            one(kernel(elementwise::scalar(x()?, kind, op.value))?)
-        }
+        Op::Scalar(op) => one(kernel(elementwise::scalar(x()?, op.kind, op.value))?),
         Op::Unary(op) => one(kernel(elementwise::unary(x()?, op.kind))?),
         Op::Cast(op) => one(kernel(elementwise::cast(x()?, op.to))?),
         Op::Clip(op) => one(kernel(elementwise::clip(x()?, op.min, op.max))?),

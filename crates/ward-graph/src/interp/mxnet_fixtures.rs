@@ -479,7 +479,9 @@ fn run(c: &Case) -> R<Vec<Array>> {
         "softmax" | "log_softmax" => {
             let axis = a.int("axis", -1)?;
             let t = a.float("temperature", 1.0)?;
-            if op == "softmax" {
+            if a.bool("use_length", false)? {
+                one(activation::softmax_with_lengths(x(0)?, x(1)?, axis, t))
+            } else if op == "softmax" {
                 one(activation::softmax(x(0)?, axis, t))
             } else {
                 one(activation::log_softmax(x(0)?, axis, t))
@@ -495,77 +497,14 @@ fn run(c: &Case) -> R<Vec<Array>> {
             };
             one(activation::softmax_output(x(0)?, mode))
         }
-        "elemwise_add" | "elemwise_sub" | "elemwise_mul" | "elemwise_div" | "_maximum"
-        | "_minimum" | "broadcast_add" | "broadcast_sub" | "broadcast_mul" | "broadcast_div"
-        | "broadcast_maximum" | "broadcast_minimum" | "broadcast_plus" | "broadcast_minus" => {
-            let kind = match op.rsplit('_').next().unwrap_or("") {
-                "add" | "plus" => BinaryKind::Add,
-                "sub" | "minus" => BinaryKind::Sub,
-                "mul" => BinaryKind::Mul,
-                "div" => BinaryKind::Div,
-                "maximum" => BinaryKind::Max,
-                _ => BinaryKind::Min,
-            };
-            one(elementwise::binary(
-                x(0)?,
-                x(1)?,
-                kind,
-                op.starts_with("broadcast_"),
-            ))
-        }
-        "_greater"
-        | "_greater_equal"
-        | "_lesser"
-        | "_lesser_equal"
-        | "_equal"
-        | "_not_equal"
-        | "_logical_and"
-        | "_logical_or"
-        | "_logical_xor"
-        | "broadcast_greater"
-        | "broadcast_greater_equal"
-        | "broadcast_lesser"
-        | "broadcast_lesser_equal"
-        | "broadcast_equal"
-        | "broadcast_not_equal"
-        | "broadcast_logical_and"
-        | "broadcast_logical_or"
-        | "broadcast_logical_xor" => {
-            let broadcast = op.starts_with("broadcast_");
-            let kind = match op.trim_start_matches("broadcast").trim_start_matches('_') {
-                "greater" => BinaryKind::Greater,
-                "greater_equal" => BinaryKind::GreaterEqual,
-                "lesser" => BinaryKind::Lesser,
-                "lesser_equal" => BinaryKind::LesserEqual,
-                "equal" => BinaryKind::Equal,
-                "not_equal" => BinaryKind::NotEqual,
-                "logical_and" => BinaryKind::LogicalAnd,
-                "logical_or" => BinaryKind::LogicalOr,
-                _ => BinaryKind::LogicalXor,
-            };
+        binary if BinaryKind::from_mxnet_name(binary).is_some() => {
+            let (kind, broadcast) = BinaryKind::from_mxnet_name(binary)
+                .ok_or_else(|| format!("{binary} is not binary"))?;
             one(elementwise::binary(x(0)?, x(1)?, kind, broadcast))
         }
-        "_greater_scalar"
-        | "_greater_equal_scalar"
-        | "_lesser_scalar"
-        | "_lesser_equal_scalar"
-        | "_equal_scalar"
-        | "_not_equal_scalar"
-        | "_logical_and_scalar"
-        | "_logical_or_scalar"
-        | "_logical_xor_scalar" => {
-            let kind = match op {
-                "_greater_scalar" => ScalarKind::Greater,
-                "_greater_equal_scalar" => ScalarKind::GreaterEqual,
-                "_lesser_scalar" => ScalarKind::Lesser,
-                "_lesser_equal_scalar" => ScalarKind::LesserEqual,
-                "_equal_scalar" => ScalarKind::Equal,
-                "_not_equal_scalar" => ScalarKind::NotEqual,
-                "_logical_and_scalar" => ScalarKind::LogicalAnd,
-                "_logical_or_scalar" => ScalarKind::LogicalOr,
-                _ => ScalarKind::LogicalXor,
-            };
-            // MXNet's default scalar is 1.
+        scalar if ScalarKind::from_mxnet_name(scalar).is_some() => {
+            let kind = ScalarKind::from_mxnet_name(scalar)
+                .ok_or_else(|| format!("{scalar} takes no scalar"))?;
             one(elementwise::scalar(x(0)?, kind, a.float("scalar", 1.0)?))
         }
         "_arange" | "_contrib_arange_like" => {
@@ -604,29 +543,16 @@ fn run(c: &Case) -> R<Vec<Array>> {
             one(shape::arange(&shape, |i| f64::from(arange.value(i))))
         }
         "Cast" | "amp_cast" => {
-            let to = match a.string("dtype", "") {
-                "float16" => elementwise::FloatType::Float16,
-                "float32" => elementwise::FloatType::Float32,
-                "float64" => elementwise::FloatType::Float64,
-                other => return Err(format!("{op} dtype {other:?}")),
-            };
+            let name = a.string("dtype", "");
+            let to = elementwise::CastType::from_name(name)
+                .ok_or_else(|| format!("{op} dtype {name:?}"))?;
             one(elementwise::cast(x(0)?, to))
         }
         "logical_not" => one(elementwise::unary(x(0)?, UnaryKind::LogicalNot)),
+        "shape_array" => one(shape::shape_array(x(0)?)),
+        "size_array" => one(shape::size_array(x(0)?)),
         "where" => one(elementwise::where_(x(0)?, x(1)?, x(2)?)),
         "add_n" => one(elementwise::add_n(&all)),
-        "_plus_scalar" | "_minus_scalar" | "_rminus_scalar" | "_mul_scalar" | "_div_scalar"
-        | "_rdiv_scalar" => {
-            let kind = match op {
-                "_plus_scalar" => ScalarKind::Add,
-                "_minus_scalar" => ScalarKind::Sub,
-                "_rminus_scalar" => ScalarKind::RSub,
-                "_mul_scalar" => ScalarKind::Mul,
-                "_div_scalar" => ScalarKind::Div,
-                _ => ScalarKind::RDiv,
-            };
-            one(elementwise::scalar(x(0)?, kind, a.float("scalar", 1.0)?))
-        }
         "negative" => one(elementwise::unary(x(0)?, UnaryKind::Neg)),
         "_contrib_div_sqrt_dim" => {
             let d = x(0)?.shape.last().copied().unwrap_or(1);

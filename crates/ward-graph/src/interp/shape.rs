@@ -577,6 +577,17 @@ pub fn arange(shape: &[usize], value: impl Fn(usize) -> f64) -> KResult<Array> {
     })
 }
 
+/// MXNet `shape_array`: the dims of `x` as a 1-D array (int64 in MXNet).
+pub fn shape_array(x: &Array) -> KResult<Array> {
+    let dims: Vec<f64> = x.shape.iter().map(|&d| d as f64).collect();
+    Array::new(vec![dims.len()], dims)
+}
+
+/// MXNet `size_array`: the element count of `x` as a 1-element array (int64 in MXNet).
+pub fn size_array(x: &Array) -> KResult<Array> {
+    Array::new(vec![1], vec![x.len() as f64])
+}
+
 /// MXNet `ones_like`.
 pub fn ones_like(x: &Array) -> KResult<Array> {
     Array::full(x.shape.clone(), 1.0)

@@ -2,8 +2,10 @@
 //! and a learned slope (PReLU), and of a whole axis (softmax).
 
 use serde::{Deserialize, Serialize};
+use ward_core::DType;
 
-use super::{dim, input, resolve_axis, same_as_data, OpDef, Shape, R};
+use super::{dim, expect_shape, input, resolve_axis, same_as_data, OpDef, Shape, R};
+use crate::dtypes::is_integer;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -45,13 +47,24 @@ pub struct LeakyRelu {
     pub kind: LeakyReluKind,
 }
 
-/// Softmax (or its log) over `axis` of x / temperature.
+/// Softmax (or its log) over `axis` of x / temperature. With `use_length` (MXNet's
+/// `softmax(data, length, use_length=True)`, not `log_softmax`) a second input holds, for
+/// each lane along the axis, how many of its first elements take part: the softmax is
+/// over those, and the rest are 0 (a length of 0 gives a lane of zeros; one past the
+/// axis, the whole lane). The lengths have the data's shape without the axis and an
+/// integer type, as MXNet requires.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Softmax {
     pub axis: i64,
     pub temperature: f64,
     pub log: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub use_length: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl OpDef for Activation {
@@ -99,7 +112,11 @@ impl OpDef for LeakyRelu {
 
 impl OpDef for Softmax {
     fn arity(&self) -> (usize, usize) {
-        (1, 1)
+        if self.use_length {
+            (2, 2)
+        } else {
+            (1, 1)
+        }
     }
 
     fn validate(&self) -> R<()> {
@@ -109,12 +126,41 @@ impl OpDef for Softmax {
                 self.temperature
             ));
         }
+        if self.use_length && self.log {
+            return Err("log_softmax takes no lengths".into());
+        }
+        if self.use_length && self.axis < -1 {
+            return Err(format!(
+                "axis {} with use_length: MXNet 1.9.1's shape inference takes only -1 or a non-negative axis there",
+                self.axis
+            ));
+        }
         Ok(())
     }
 
     fn infer(&self, ins: &[Option<&[usize]>]) -> R<Vec<Shape>> {
         let x = input(ins, 0, "data")?;
-        resolve_axis(self.axis, x.len())?;
+        let a = resolve_axis(self.axis, x.len())?;
+        if self.use_length {
+            let lanes: Vec<usize> = x
+                .iter()
+                .enumerate()
+                .filter(|&(i, _)| i != a)
+                .map(|(_, &d)| d)
+                .collect();
+            expect_shape("length", input(ins, 1, "length")?, &lanes)?;
+        }
         Ok(vec![x.to_vec()])
+    }
+
+    fn infer_dtypes(&self, ins: &[DType]) -> R<Vec<DType>> {
+        if let Some(&length) = ins.get(1) {
+            if !is_integer(length) {
+                return Err(format!(
+                    "length is {length}: MXNet's softmax takes integer lengths only"
+                ));
+            }
+        }
+        Ok(vec![DType::F32])
     }
 }

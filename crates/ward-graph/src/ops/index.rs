@@ -4,7 +4,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{dim, expect_shape, input, positive, product, resolve_axis, OpDef, Shape, R};
+use ward_core::DType;
+
+use super::{
+    data_dtype, dim, expect_shape, input, positive, product, resolve_axis, OpDef, Shape, R,
+};
 use crate::limits::MAX_ONE_HOT_DEPTH;
 
 /// Inputs: ids (any float or int dtype), weight (input_dim, output_dim). Ids are
@@ -132,6 +136,11 @@ impl OpDef for Take {
         product(&out)?;
         Ok(vec![out])
     }
+
+    fn infer_dtypes(&self, ins: &[DType]) -> R<Vec<DType>> {
+        // The indices may have any type.
+        data_dtype(ins, 1)
+    }
 }
 
 impl OpDef for Pick {
@@ -166,6 +175,11 @@ impl OpDef for Pick {
         }
         Ok(vec![self.output_shape(x)?])
     }
+
+    fn infer_dtypes(&self, ins: &[DType]) -> R<Vec<DType>> {
+        // The indices may have any type.
+        data_dtype(ins, 1)
+    }
 }
 
 impl OpDef for GatherNd {
@@ -192,6 +206,11 @@ impl OpDef for GatherNd {
         out.extend_from_slice(x.get(m..).unwrap_or_default());
         product(&out)?;
         Ok(vec![out])
+    }
+
+    fn infer_dtypes(&self, ins: &[DType]) -> R<Vec<DType>> {
+        // The indices may have any type.
+        data_dtype(ins, 1)
     }
 }
 

@@ -4,7 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{input, OpDef, Shape, R};
+use ward_core::DType;
+
+use super::{data_dtype, input, OpDef, Shape, R};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -174,5 +176,9 @@ impl OpDef for BlockGrad {
 
     fn infer(&self, ins: &[Option<&[usize]>]) -> R<Vec<Shape>> {
         Ok(vec![input(ins, 0, "data")?.to_vec()])
+    }
+
+    fn infer_dtypes(&self, ins: &[DType]) -> R<Vec<DType>> {
+        data_dtype(ins, self.num_outputs())
     }
 }

@@ -13,6 +13,7 @@
 #![warn(clippy::indexing_slicing)]
 
 use serde::{Deserialize, Serialize};
+use ward_core::DType;
 
 pub mod activation;
 pub mod conv;
@@ -58,6 +59,15 @@ pub trait OpDef {
     /// `ins` has as many entries as the node has inputs (the arity was checked); a label
     /// input that is not fed (at inference) has no shape and is `None`.
     fn infer(&self, ins: &[Option<&[usize]>]) -> R<Vec<Shape>>;
+
+    /// The element types of the outputs for those of the inputs, as MXNet's type inference
+    /// gives them (see [`crate::dtypes`]: every float is computed in float32). The default
+    /// is an operator that computes in floating point: any input is read as float32 and
+    /// every output is float32.
+    fn infer_dtypes(&self, ins: &[DType]) -> R<Vec<DType>> {
+        let _ = ins;
+        Ok(vec![DType::F32; self.num_outputs()])
+    }
 }
 
 /// The registry: every operator, its JSON name (the `type` of a node in `graph.json`)
@@ -130,6 +140,8 @@ ops! {
     Fill(shape::Fill) = "fill",
     Arange(shape::Arange) = "arange",
     OnesLike(shape::OnesLike) = "ones_like",
+    ShapeArray(shape::ShapeArray) = "shape_array",
+    SizeArray(shape::SizeArray) = "size_array",
     Binary(elementwise::Binary) = "binary",
     AddN(elementwise::AddN) = "add_n",
     Scalar(elementwise::Scalar) = "scalar",
@@ -326,6 +338,31 @@ pub(crate) fn positive(what: &str, values: &[usize]) -> R<()> {
         return Err(format!("{what} {values:?} has a zero"));
     }
     Ok(())
+}
+
+/// Every output in the element type all of `ins` share: MXNet refuses operands of
+/// different types (`broadcast_add` of int32 and float32, a `Concat` of both).
+pub(crate) fn same_dtype(ins: &[DType], outputs: usize) -> R<Vec<DType>> {
+    let first = data_dtype(ins, 1)?;
+    let first = first.first().copied().unwrap_or(DType::F32);
+    for (i, &dt) in ins.iter().enumerate().skip(1) {
+        if dt != first {
+            return Err(format!(
+                "input {i} is {dt} and input 0 is {first}: MXNet refuses operands of different types (cast one first)"
+            ));
+        }
+    }
+    Ok(vec![first; outputs])
+}
+
+/// Every output in the element type of the data (input 0); the other inputs (indices,
+/// lengths, conditions) may have any type.
+pub(crate) fn data_dtype(ins: &[DType], outputs: usize) -> R<Vec<DType>> {
+    let first = ins
+        .first()
+        .copied()
+        .ok_or_else(|| "data (input 0) is missing".to_string())?;
+    Ok(vec![first; outputs])
 }
 
 /// The element-wise result: the first input's shape.

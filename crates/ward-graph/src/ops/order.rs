@@ -7,7 +7,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{input, product, resolve_axis, OpDef, Shape, R};
+use ward_core::DType;
+
+use super::{data_dtype, input, product, resolve_axis, OpDef, Shape, R};
 use crate::limits::MAX_ORDER_INDEX_AXIS;
 
 /// What a [`Topk`] returns (MXNet's `ret_typ`).
@@ -140,6 +142,18 @@ impl OpDef for Topk {
             TopkReturn::Mask => vec![x.to_vec()],
             TopkReturn::Both => vec![picked.clone(), picked],
             TopkReturn::Value | TopkReturn::Indices => vec![picked],
+        })
+    }
+
+    fn infer_dtypes(&self, ins: &[DType]) -> R<Vec<DType>> {
+        let data = data_dtype(ins, 1)?;
+        let data = data.first().copied().unwrap_or(DType::F32);
+        // Values and masks in the data's type; indices in float32 (the only `dtype` the
+        // importer accepts for them).
+        Ok(match self.ret {
+            TopkReturn::Value | TopkReturn::Mask => vec![data],
+            TopkReturn::Indices => vec![DType::F32],
+            TopkReturn::Both => vec![data, DType::F32],
         })
     }
 }

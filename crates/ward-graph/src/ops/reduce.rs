@@ -9,7 +9,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{input, resolve_axis, OpDef, Shape, R};
+use ward_core::DType;
+
+use super::{data_dtype, input, resolve_axis, OpDef, Shape, R};
 use crate::limits::MAX_RANK;
 
 /// Mean over `axes` (all when `None`), or over all others when `exclude`.
@@ -44,6 +46,10 @@ impl OpDef for Mean {
     fn infer(&self, ins: &[Option<&[usize]>]) -> R<Vec<Shape>> {
         let x = input(ins, 0, "data")?;
         Ok(vec![reduced_shape(x, &self.axes(x.len())?, self.keepdims)])
+    }
+
+    fn infer_dtypes(&self, ins: &[DType]) -> R<Vec<DType>> {
+        data_dtype(ins, self.num_outputs())
     }
 }
 
@@ -122,6 +128,14 @@ impl OpDef for Reduce {
         let x = input(ins, 0, "data")?;
         Ok(vec![reduced_shape(x, &self.axes(x.len())?, self.keepdims)])
     }
+
+    fn infer_dtypes(&self, ins: &[DType]) -> R<Vec<DType>> {
+        match self.kind {
+            // The norms compute in floating point.
+            ReduceKind::L1 | ReduceKind::L2 => Ok(vec![DType::F32]),
+            _ => data_dtype(ins, 1),
+        }
+    }
 }
 
 /// Which index an [`ArgReduce`] gives.
@@ -156,6 +170,11 @@ impl OpDef for ArgReduce {
             Some(axis) => vec![resolve_axis(axis, x.len())?],
         };
         Ok(vec![reduced_shape(x, &reduced, self.keepdims)])
+    }
+
+    fn infer_dtypes(&self, ins: &[DType]) -> R<Vec<DType>> {
+        // MXNet gives the indices in the data's type (float32 for float data).
+        data_dtype(ins, 1)
     }
 }
 

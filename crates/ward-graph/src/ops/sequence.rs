@@ -8,7 +8,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{dim, expect_shape, input, OpDef, Shape, R};
+use ward_core::DType;
+
+use super::{data_dtype, dim, expect_shape, input, OpDef, Shape, R};
 
 /// Sets the steps of each sequence at and past its length to `value`. Without
 /// `use_sequence_length` (one input) it is the identity. `axis` is the steps axis, 0 or 1
@@ -94,6 +96,11 @@ impl OpDef for SequenceMask {
         sequence_axes(ins, self.axis, self.use_sequence_length)?;
         Ok(vec![input(ins, 0, "data")?.to_vec()])
     }
+
+    fn infer_dtypes(&self, ins: &[DType]) -> R<Vec<DType>> {
+        // The lengths may have any type.
+        data_dtype(ins, 1)
+    }
 }
 
 impl OpDef for SequenceReverse {
@@ -104,6 +111,11 @@ impl OpDef for SequenceReverse {
     fn infer(&self, ins: &[Option<&[usize]>]) -> R<Vec<Shape>> {
         sequence_axes(ins, 0, self.use_sequence_length)?;
         Ok(vec![input(ins, 0, "data")?.to_vec()])
+    }
+
+    fn infer_dtypes(&self, ins: &[DType]) -> R<Vec<DType>> {
+        // The lengths may have any type.
+        data_dtype(ins, 1)
     }
 }
 
@@ -136,6 +148,11 @@ impl OpDef for SequenceLast {
         let mut out = x.to_vec();
         out.remove(a);
         Ok(vec![out])
+    }
+
+    fn infer_dtypes(&self, ins: &[DType]) -> R<Vec<DType>> {
+        // The lengths may have any type.
+        data_dtype(ins, 1)
     }
 }
 

@@ -4,7 +4,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{dim, input, positive, product, resolve_axis, same_shapes, OpDef, Shape, R};
+use ward_core::DType;
+
+use super::{
+    data_dtype, dim, input, positive, product, resolve_axis, same_dtype, same_shapes, OpDef, Shape,
+    R,
+};
 use crate::limits::{MAX_RANK, MAX_REPEAT, MAX_SPLIT_OUTPUTS};
 use crate::shape::MAX_VALUE_ELEMENTS;
 
@@ -228,6 +233,18 @@ fn fill_dims(shape: &[FillDim], ins: &[Option<&[usize]>]) -> R<Shape> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OnesLike {}
+
+/// MXNet `shape_array`: the input's dims as a 1-D int64 array. A plan is built for
+/// concrete input shapes, so the backends give it as a constant; nothing of the data is
+/// read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShapeArray {}
+
+/// MXNet `size_array`: the input's element count as a 1-element int64 array.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SizeArray {}
 
 /// MXNet `tile`: the input repeated `reps[i]` times along each axis. Reps shorter than
 /// the input's rank are padded with leading 1s, and an input of lower rank than the reps
@@ -477,6 +494,10 @@ impl OpDef for Reshape {
     fn infer(&self, ins: &[Option<&[usize]>]) -> R<Vec<Shape>> {
         Ok(vec![self.output_shape(input(ins, 0, "data")?)?])
     }
+
+    fn infer_dtypes(&self, ins: &[DType]) -> R<Vec<DType>> {
+        data_dtype(ins, self.num_outputs())
+    }
 }
 
 impl OpDef for Flatten {
@@ -488,6 +509,10 @@ impl OpDef for Flatten {
         let x = input(ins, 0, "data")?;
         let (&first, rest) = x.split_first().ok_or("cannot flatten a scalar")?;
         Ok(vec![vec![first, product(rest)?]])
+    }
+
+    fn infer_dtypes(&self, ins: &[DType]) -> R<Vec<DType>> {
+        data_dtype(ins, self.num_outputs())
     }
 }
 
@@ -522,6 +547,10 @@ impl OpDef for Concat {
         }
         Ok(vec![out])
     }
+
+    fn infer_dtypes(&self, ins: &[DType]) -> R<Vec<DType>> {
+        same_dtype(ins, 1)
+    }
 }
 
 impl OpDef for SwapAxes {
@@ -538,6 +567,10 @@ impl OpDef for SwapAxes {
         let mut out = x.to_vec();
         out.swap(a, b);
         Ok(vec![out])
+    }
+
+    fn infer_dtypes(&self, ins: &[DType]) -> R<Vec<DType>> {
+        data_dtype(ins, self.num_outputs())
     }
 }
 
@@ -558,6 +591,10 @@ impl OpDef for ExpandDims {
         let mut out = x.to_vec();
         out.insert(at, 1);
         Ok(vec![out])
+    }
+
+    fn infer_dtypes(&self, ins: &[DType]) -> R<Vec<DType>> {
+        data_dtype(ins, self.num_outputs())
     }
 }
 
@@ -598,6 +635,10 @@ impl OpDef for Squeeze {
             out.push(1);
         }
         Ok(vec![out])
+    }
+
+    fn infer_dtypes(&self, ins: &[DType]) -> R<Vec<DType>> {
+        data_dtype(ins, self.num_outputs())
     }
 }
 
@@ -642,6 +683,10 @@ impl OpDef for Transpose {
             .collect::<R<Shape>>()?;
         Ok(vec![out])
     }
+
+    fn infer_dtypes(&self, ins: &[DType]) -> R<Vec<DType>> {
+        data_dtype(ins, self.num_outputs())
+    }
 }
 
 impl OpDef for Slice {
@@ -676,6 +721,10 @@ impl OpDef for Slice {
     fn infer(&self, ins: &[Option<&[usize]>]) -> R<Vec<Shape>> {
         Ok(vec![sliced_shape(&self.ranges(input(ins, 0, "data")?)?)])
     }
+
+    fn infer_dtypes(&self, ins: &[DType]) -> R<Vec<DType>> {
+        data_dtype(ins, self.num_outputs())
+    }
 }
 
 impl OpDef for SliceAxis {
@@ -685,6 +734,10 @@ impl OpDef for SliceAxis {
 
     fn infer(&self, ins: &[Option<&[usize]>]) -> R<Vec<Shape>> {
         Ok(vec![sliced_shape(&self.ranges(input(ins, 0, "data")?)?)])
+    }
+
+    fn infer_dtypes(&self, ins: &[DType]) -> R<Vec<DType>> {
+        data_dtype(ins, self.num_outputs())
     }
 }
 
@@ -732,6 +785,10 @@ impl OpDef for Split {
         }
         Ok(vec![part; self.outputs])
     }
+
+    fn infer_dtypes(&self, ins: &[DType]) -> R<Vec<DType>> {
+        data_dtype(ins, self.num_outputs())
+    }
 }
 
 impl OpDef for Stack {
@@ -745,6 +802,10 @@ impl OpDef for Stack {
         let mut out = s;
         out.insert(a, ins.len());
         Ok(vec![out])
+    }
+
+    fn infer_dtypes(&self, ins: &[DType]) -> R<Vec<DType>> {
+        same_dtype(ins, 1)
     }
 }
 
@@ -821,6 +882,11 @@ impl OpDef for Fill {
     fn infer(&self, ins: &[Option<&[usize]>]) -> R<Vec<Shape>> {
         Ok(vec![fill_dims(&self.shape, ins)?])
     }
+
+    fn infer_dtypes(&self, ins: &[DType]) -> R<Vec<DType>> {
+        // zeros_like has its data's type; a fill of a fixed shape is float32.
+        Ok(vec![ins.first().copied().unwrap_or(DType::F32)])
+    }
 }
 
 impl OpDef for Arange {
@@ -849,6 +915,35 @@ impl OpDef for Arange {
     }
 }
 
+impl OpDef for ShapeArray {
+    fn arity(&self) -> (usize, usize) {
+        (1, 1)
+    }
+
+    fn infer(&self, ins: &[Option<&[usize]>]) -> R<Vec<Shape>> {
+        Ok(vec![vec![input(ins, 0, "data")?.len()]])
+    }
+
+    fn infer_dtypes(&self, _ins: &[DType]) -> R<Vec<DType>> {
+        Ok(vec![DType::I64])
+    }
+}
+
+impl OpDef for SizeArray {
+    fn arity(&self) -> (usize, usize) {
+        (1, 1)
+    }
+
+    fn infer(&self, ins: &[Option<&[usize]>]) -> R<Vec<Shape>> {
+        input(ins, 0, "data")?;
+        Ok(vec![vec![1]])
+    }
+
+    fn infer_dtypes(&self, _ins: &[DType]) -> R<Vec<DType>> {
+        Ok(vec![DType::I64])
+    }
+}
+
 impl OpDef for OnesLike {
     fn arity(&self) -> (usize, usize) {
         (1, 1)
@@ -856,6 +951,10 @@ impl OpDef for OnesLike {
 
     fn infer(&self, ins: &[Option<&[usize]>]) -> R<Vec<Shape>> {
         Ok(vec![input(ins, 0, "data")?.to_vec()])
+    }
+
+    fn infer_dtypes(&self, ins: &[DType]) -> R<Vec<DType>> {
+        data_dtype(ins, self.num_outputs())
     }
 }
 
@@ -1003,6 +1102,10 @@ impl OpDef for Tile {
     fn infer(&self, ins: &[Option<&[usize]>]) -> R<Vec<Shape>> {
         Ok(vec![self.output_shape(input(ins, 0, "data")?)?])
     }
+
+    fn infer_dtypes(&self, ins: &[DType]) -> R<Vec<DType>> {
+        data_dtype(ins, self.num_outputs())
+    }
 }
 
 impl OpDef for Repeat {
@@ -1016,6 +1119,10 @@ impl OpDef for Repeat {
 
     fn infer(&self, ins: &[Option<&[usize]>]) -> R<Vec<Shape>> {
         Ok(vec![self.output_shape(input(ins, 0, "data")?)?])
+    }
+
+    fn infer_dtypes(&self, ins: &[DType]) -> R<Vec<DType>> {
+        data_dtype(ins, self.num_outputs())
     }
 }
 
@@ -1053,6 +1160,10 @@ impl OpDef for BroadcastTo {
             None
         };
         Ok(vec![self.output_shape(x, like)?])
+    }
+
+    fn infer_dtypes(&self, ins: &[DType]) -> R<Vec<DType>> {
+        data_dtype(ins, self.num_outputs())
     }
 }
 

@@ -33,7 +33,14 @@ struct Meta {
 #[derive(Deserialize)]
 struct MetaInput {
     name: String,
+    /// float32 unless MXNet takes the input in another type (softmax's lengths).
+    #[serde(default = "float32")]
+    dtype: String,
     shape: Vec<usize>,
+}
+
+fn float32() -> String {
+    "float32".into()
 }
 
 fn fixtures(kind: &str) -> PathBuf {
@@ -68,7 +75,7 @@ fn declared(dir: &Path, variable_batch: bool) -> Vec<DeclaredInput> {
             }
             DeclaredInput {
                 name: i.name.clone(),
-                dtype: DType::F32,
+                dtype: i.dtype.parse().unwrap(),
                 shape,
             }
         })

@@ -59,22 +59,24 @@ fn ward_names_that_are_not_mxnet_operators_are_unknown() {
 }
 
 #[test]
-fn casts_to_float_dtypes_import_and_integer_ones_are_refused_by_name() {
-    use ward_graph::ops::elementwise::{Cast, FloatType};
+fn casts_import_to_every_type_mxnet_computes_in_and_others_are_refused_by_name() {
+    use ward_graph::ops::elementwise::{Cast, CastType};
     for (op, dtype, to) in [
-        ("Cast", "float16", FloatType::Float16),
-        ("Cast", "float32", FloatType::Float32),
-        ("Cast", "float64", FloatType::Float64),
-        ("amp_cast", "float16", FloatType::Float16),
-        ("amp_cast", "float32", FloatType::Float32),
+        ("Cast", "float16", CastType::Float16),
+        ("Cast", "float32", CastType::Float32),
+        ("Cast", "float64", CastType::Float64),
+        ("Cast", "int8", CastType::Int8),
+        ("Cast", "uint8", CastType::Uint8),
+        ("Cast", "int32", CastType::Int32),
+        ("Cast", "int64", CastType::Int64),
+        ("amp_cast", "float16", CastType::Float16),
+        ("amp_cast", "float32", CastType::Float32),
     ] {
         let (got, shape) = imported(op, &format!(r#""dtype": "{dtype}""#), &[&[-1, 3]]);
         assert_eq!(got, Op::Cast(Cast { to }), "{op} {dtype}");
         assert_eq!(shape, vec![-1, 3]);
     }
-    // Ward's values are float32: an integer dtype would change what later operators
-    // compute (division truncates in MXNet), so it is refused, never approximated.
-    for dtype in ["int32", "int64", "uint8", "int8", "bool", "bfloat16"] {
+    for dtype in ["bool", "bfloat16", "int16", "float"] {
         refusal(
             "Cast",
             &format!(r#""dtype": "{dtype}""#),

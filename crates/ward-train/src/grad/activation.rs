@@ -113,5 +113,10 @@ pub fn softmax(ctx: &Ctx<'_>, op: &Softmax) -> Rule {
             }
         }
     }
+    // Past a lane's length the output is 0, so y·(g − y·g) is too, as in MXNet's
+    // backward; the lengths themselves get no gradient.
+    if op.use_length {
+        return Ok(vec![Some(dx), None]);
+    }
     Ok(vec![Some(dx)])
 }

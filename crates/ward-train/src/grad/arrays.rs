@@ -161,3 +161,8 @@ pub fn concat_axis(parts: &[Array], axis: usize) -> Result<Array, String> {
     let refs: Vec<&Array> = parts.iter().collect();
     ward_graph::interp::shape::concat(&refs, axis as i64).map_err(|e| e.to_string())
 }
+
+/// Zeros of `a`'s shape (a step function's gradient: zero even where the head is NaN).
+pub(crate) fn zeros_like(a: &Array) -> Result<Array, String> {
+    Array::zeros(a.shape.clone()).map_err(|e| e.to_string())
+}

@@ -6,11 +6,8 @@ use ward_graph::interp::eval::{conv_params, deconv_params};
 use ward_graph::interp::Array;
 use ward_graph::ops::conv::{Conv, Deconv};
 
+use super::arrays::zeros_like;
 use super::{Ctx, Rule};
-
-fn zeros_like(a: &Array) -> Result<Array, String> {
-    Array::zeros(a.shape.clone()).map_err(|e| e.to_string())
-}
 
 /// The bias gradient: the output gradient summed over every axis but the channels (1).
 fn bias_grad(g: &Array, channels: usize) -> Result<Array, String> {

@@ -5,11 +5,10 @@
 //! a zero gradient (zeros even where the data is NaN), and so does ward.
 
 use ward_graph::interp::Array;
-use ward_graph::ops::elementwise::{
-    Binary, BinaryKind, Cast, Clip, Scalar, ScalarKind, Unary, UnaryKind,
-};
+use ward_graph::ops::elementwise::{Binary, BinaryKind, Cast, Clip, Scalar, Unary, UnaryKind};
 
-use super::{arrays, Ctx, Rule};
+use super::arrays::{self, zeros_like};
+use super::{Ctx, Rule};
 
 /// A binary operation: each operand's partial derivative at every output element, summed
 /// back over the axes it was broadcast along. `maximum` sends the gradient to the left
@@ -18,6 +17,9 @@ use super::{arrays, Ctx, Rule};
 /// neither gets it.
 pub fn binary(ctx: &Ctx<'_>, op: &Binary) -> Rule {
     let (a, b) = (ctx.input(0)?, ctx.input(1)?);
+    if op.kind.is_predicate() {
+        return Ok(vec![Some(zeros_like(a)?), Some(zeros_like(b)?)]);
+    }
     let g = ctx.grad(0)?;
     let shape = g.shape.clone();
     let (oa, ob) = (
@@ -29,25 +31,9 @@ pub fn binary(ctx: &Ctx<'_>, op: &Binary) -> Rule {
     for ((&gv, &ia), &ib) in g.data.iter().zip(&oa).zip(&ob) {
         let x = a.data.get(ia).copied().unwrap_or(0.0);
         let y = b.data.get(ib).copied().unwrap_or(0.0);
-        let (da, db) = match op.kind {
-            BinaryKind::Add => (gv, gv),
-            BinaryKind::Sub => (gv, -gv),
-            BinaryKind::Mul => (gv * y, gv * x),
-            BinaryKind::Div => (gv / y, -gv * x / (y * y)),
-            BinaryKind::Max => (mask(x >= y) * gv, mask(x < y) * gv),
-            BinaryKind::Min => (mask(x <= y) * gv, mask(x > y) * gv),
-            BinaryKind::Greater
-            | BinaryKind::GreaterEqual
-            | BinaryKind::Lesser
-            | BinaryKind::LesserEqual
-            | BinaryKind::Equal
-            | BinaryKind::NotEqual
-            | BinaryKind::LogicalAnd
-            | BinaryKind::LogicalOr
-            | BinaryKind::LogicalXor => (0.0, 0.0),
-        };
-        ga.push(da);
-        gb.push(db);
+        let (da, db) = partials(op.kind, x, y);
+        ga.push(gv * da);
+        gb.push(gv * db);
     }
     let ga = Array::new(shape.clone(), ga).map_err(|e| e.to_string())?;
     let gb = Array::new(shape, gb).map_err(|e| e.to_string())?;
@@ -55,6 +41,34 @@ pub fn binary(ctx: &Ctx<'_>, op: &Binary) -> Rule {
         Some(arrays::sum_to_shape(&ga, &a.shape)?),
         Some(arrays::sum_to_shape(&gb, &b.shape)?),
     ])
+}
+
+/// ∂(x kind y)/∂x and ∂(x kind y)/∂y, as MXNet's backward functors give them: `mod`'s
+/// are 1 and −⌊x/y⌋, `power`'s y·x^(y−1) and x^y·ln x, `hypot`'s x/h and y/h.
+fn partials(kind: BinaryKind, x: f64, y: f64) -> (f64, f64) {
+    match kind {
+        BinaryKind::Add => (1.0, 1.0),
+        BinaryKind::Sub => (1.0, -1.0),
+        BinaryKind::Mul => (y, x),
+        BinaryKind::Div => (1.0 / y, -x / (y * y)),
+        BinaryKind::Max => (mask(x >= y), mask(x < y)),
+        BinaryKind::Min => (mask(x <= y), mask(x > y)),
+        BinaryKind::Mod => (1.0, -(x / y).floor()),
+        BinaryKind::Power => (y * x.powf(y - 1.0), x.powf(y) * x.ln()),
+        BinaryKind::Hypot => {
+            let h = x.hypot(y);
+            (x / h, y / h)
+        }
+        BinaryKind::Greater
+        | BinaryKind::GreaterEqual
+        | BinaryKind::Lesser
+        | BinaryKind::LesserEqual
+        | BinaryKind::Equal
+        | BinaryKind::NotEqual
+        | BinaryKind::LogicalAnd
+        | BinaryKind::LogicalOr
+        | BinaryKind::LogicalXor => (0.0, 0.0),
+    }
 }
 
 fn mask(on: bool) -> f64 {
@@ -71,26 +85,24 @@ pub fn add_n(ctx: &Ctx<'_>) -> Rule {
     Ok(vec![Some(g); ctx.ins.len()])
 }
 
+/// An operation with a constant: the partial derivative of the binary operation it is
+/// with respect to the data's side, the constant rounded to float32 as the forward pass
+/// reads it (`_maximum_scalar` sends the gradient where x >= c, as MXNet's `ge`).
 pub fn scalar(ctx: &Ctx<'_>, op: &Scalar) -> Rule {
     let x = ctx.input(0)?;
     let g = ctx.grad(0)?;
-    let s = op.value;
-    let dx = match op.kind {
-        ScalarKind::Add | ScalarKind::Sub => g,
-        ScalarKind::RSub => g.map(|v| -v),
-        ScalarKind::Mul => g.map(|v| v * s),
-        ScalarKind::Div => g.map(|v| v / s),
-        ScalarKind::RDiv => arrays::zip(&g, x, |g, x| -g * s / (x * x))?,
-        ScalarKind::Greater
-        | ScalarKind::GreaterEqual
-        | ScalarKind::Lesser
-        | ScalarKind::LesserEqual
-        | ScalarKind::Equal
-        | ScalarKind::NotEqual
-        | ScalarKind::LogicalAnd
-        | ScalarKind::LogicalOr
-        | ScalarKind::LogicalXor => g.map(|_| 0.0),
-    };
+    let c = f64::from(op.value as f32);
+    let (kind, constant_first) = op.kind.binary();
+    if kind.is_predicate() {
+        return Ok(vec![Some(zeros_like(x)?)]);
+    }
+    let dx = arrays::zip(&g, x, |g, x| {
+        if constant_first {
+            g * partials(kind, c, x).1
+        } else {
+            g * partials(kind, x, c).0
+        }
+    })?;
     Ok(vec![Some(dx)])
 }
 

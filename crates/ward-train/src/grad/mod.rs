@@ -115,7 +115,28 @@ pub struct Gradients {
 /// Checks that every node of `graph` has an exact gradient rule; the first that does not
 /// is named. Training refuses such a graph before it reads any data.
 pub fn check_differentiable(graph: &Graph) -> Result<(), GradError> {
-    for node in &graph.nodes {
+    // Integer values (a cast to int32, integer data through arithmetic) are step
+    // functions of what made them; the rules here compute in floating point.
+    let types = ward_graph::dtypes::infer_dtypes(graph).map_err(|e| match e {
+        ward_graph::GraphError::Node { node, op, reason } => GradError::Node { node, op, reason },
+        other => GradError::Node {
+            node: String::new(),
+            op: "graph",
+            reason: other.to_string(),
+        },
+    })?;
+    for (index, node) in graph.nodes.iter().enumerate() {
+        if let Some(t) = types
+            .node(index)
+            .iter()
+            .find(|t| ward_graph::dtypes::is_integer(**t))
+        {
+            return Err(GradError::Unsupported {
+                node: node.name.clone(),
+                op: node.op.name(),
+                reason: integer_reason(*t),
+            });
+        }
         if let Err(reason) = differentiable(&node.op) {
             return Err(GradError::Unsupported {
                 node: node.name.clone(),
@@ -125,6 +146,22 @@ pub fn check_differentiable(graph: &Graph) -> Result<(), GradError> {
         }
     }
     Ok(())
+}
+
+/// Why a node with an integer-typed output has no gradient.
+fn integer_reason(dtype: ward_core::DType) -> &'static str {
+    match dtype {
+        ward_core::DType::I8 => {
+            "its result is int8, a step function of its inputs with no gradient to train through"
+        }
+        ward_core::DType::U8 => {
+            "its result is uint8, a step function of its inputs with no gradient to train through"
+        }
+        ward_core::DType::I64 => {
+            "its result is int64, a step function of its inputs with no gradient to train through"
+        }
+        _ => "its result is int32, a step function of its inputs with no gradient to train through",
+    }
 }
 
 /// Whether `op` has an exact rule here, and why not.
@@ -157,6 +194,8 @@ pub(crate) fn differentiable(op: &Op) -> Result<(), &'static str> {
         | Op::Fill(_)
         | Op::Arange(_)
         | Op::OnesLike(_)
+        | Op::ShapeArray(_)
+        | Op::SizeArray(_)
         | Op::SoftmaxOutput(_)
         | Op::RegressionOutput(_)
         | Op::MakeLoss(_)
@@ -456,9 +495,12 @@ pub(crate) fn rule(ctx: &Ctx<'_>) -> Rule {
         // The output depends on the indices only through a step: no gradient.
         Op::OneHot(_) => Ok(vec![None]),
         Op::Topk(op) => order::topk(ctx, op),
-        Op::Fill(_) | Op::Arange(_) | Op::OnesLike(_) | Op::BlockGrad(_) => {
-            Ok(vec![None; ctx.ins.len()])
-        }
+        Op::Fill(_)
+        | Op::Arange(_)
+        | Op::OnesLike(_)
+        | Op::ShapeArray(_)
+        | Op::SizeArray(_)
+        | Op::BlockGrad(_) => Ok(vec![None; ctx.ins.len()]),
         Op::SoftmaxOutput(op) => loss::softmax_output(ctx, op),
         Op::RegressionOutput(op) => loss::regression_output(ctx, op),
         Op::MakeLoss(op) => loss::make_loss(ctx, op),

@@ -259,9 +259,7 @@ fn finite_difference_distance(
                 Op::Where(_) => n.inputs.get(..1).unwrap_or_default(),
                 // Rounding to float16 is a staircase; MXNet passes the gradient straight
                 // through it (rounded to float16), which the MXNet comparison checks.
-                Op::Cast(c) if c.to == ward_graph::ops::elementwise::FloatType::Float16 => {
-                    &n.inputs
-                }
+                Op::Cast(c) if c.to == ward_graph::ops::elementwise::CastType::Float16 => &n.inputs,
                 // topk's indices and mask are step functions of its data; its values
                 // (and sort's) have no derivative where two elements tie, which the tie
                 // cases hold on purpose (MXNet's gradient is compared above).

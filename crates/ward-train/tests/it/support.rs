@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use ward_core::{npy, DType};
+use ward_core::npy;
 use ward_graph::interp::eval::array_of;
 use ward_graph::interp::Array;
 use ward_graph::Graph;
@@ -36,7 +36,14 @@ struct Meta {
 #[derive(Deserialize)]
 struct MetaInput {
     name: String,
+    /// float32 unless MXNet takes the input in another type (softmax's lengths).
+    #[serde(default = "float32")]
+    dtype: String,
     shape: Vec<usize>,
+}
+
+fn float32() -> String {
+    "float32".into()
 }
 
 /// The export in `dir` (`model-symbol.json`, `model-0000.params`, `meta.json` naming the
@@ -52,7 +59,7 @@ pub fn import_dir(dir: &Path) -> Result<(Graph, Vec<Array>), String> {
         .iter()
         .map(|i| DeclaredInput {
             name: i.name.clone(),
-            dtype: DType::F32,
+            dtype: i.dtype.parse().unwrap(),
             shape: i.shape.iter().map(|&d| d as i64).collect(),
         })
         .collect();
