@@ -499,3 +499,21 @@ fn gather_nd_from_the_end_matches_finite_differences() {
         assert!(d <= 1e-5, "{name}: off finite differences by {d:e}");
     }
 }
+
+/// Integer values (a cast to int32, shape_array's int64) are step functions of what made
+/// them: training through them is refused, naming the node and the type.
+#[test]
+fn training_through_integer_values_is_refused_naming_the_node() {
+    for (case, dtype) in [
+        ("cast_int_0_int32", "int32"),
+        ("cast_int_2_int8", "int8"),
+        ("shapearray_0", "int64"),
+    ] {
+        let (graph, _) = import_dir(&fixtures("ops").join(case)).unwrap();
+        let e = check_differentiable(&graph).unwrap_err().to_string();
+        assert!(
+            e.contains("no gradient") && e.contains(dtype) && e.contains(&graph.nodes[0].name),
+            "{case}: {e}"
+        );
+    }
+}

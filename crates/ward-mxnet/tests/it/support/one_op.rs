@@ -12,6 +12,13 @@ use super::params_corpus::list;
 
 /// One `op` node named "layer" with `attrs` on the data inputs `shapes` (named a, b, c).
 pub fn import_with(op: &str, attrs: &str, shapes: &[&[i64]]) -> Result<Imported, String> {
+    let typed: Vec<(DType, &[i64])> = shapes.iter().map(|s| (DType::F32, *s)).collect();
+    import_typed(op, attrs, &typed)
+}
+
+/// [`import_with`] with each input declared in its own type.
+pub fn import_typed(op: &str, attrs: &str, inputs: &[(DType, &[i64])]) -> Result<Imported, String> {
+    let shapes: Vec<&[i64]> = inputs.iter().map(|(_, s)| *s).collect();
     let names = ["a", "b", "c"];
     let mut nodes: Vec<String> = names
         .iter()
@@ -34,10 +41,10 @@ pub fn import_with(op: &str, attrs: &str, shapes: &[&[i64]]) -> Result<Imported,
     let params = read_params(&list(&[], None), &ParamsLimits::default()).unwrap();
     let inputs: Vec<DeclaredInput> = names
         .iter()
-        .zip(shapes)
-        .map(|(n, s)| DeclaredInput {
+        .zip(inputs)
+        .map(|(n, (dtype, s))| DeclaredInput {
             name: (*n).into(),
-            dtype: DType::F32,
+            dtype: *dtype,
             shape: s.to_vec(),
         })
         .collect();
