@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod activation;
 pub mod conv;
+pub mod detection;
 pub mod dropout;
 pub mod elementwise;
 pub mod float;
@@ -158,6 +159,9 @@ ops! {
     InterleavedMatmul(linear::InterleavedMatmul) = "interleaved_matmul",
     SequenceMask(sequence::SequenceMask) = "sequence_mask",
     SequenceReverse(sequence::SequenceReverse) = "sequence_reverse",
+    BoxNms(detection::BoxNms) = "box_nms",
+    BoxDecode(detection::BoxDecode) = "box_decode",
+    BoxEncode(detection::BoxEncode) = "box_encode",
 }
 
 impl Op {

@@ -10,9 +10,9 @@ use ward_mxnet::symbol::read_symbol;
 
 use super::params_corpus::list;
 
-/// One `op` node named "layer" with `attrs` on the data inputs `shapes` (named a, b, c).
+/// One `op` node named "layer" with `attrs` on the data inputs `shapes` (named a, b, c, …).
 pub fn import_with(op: &str, attrs: &str, shapes: &[&[i64]]) -> Result<Imported, String> {
-    let names = ["a", "b", "c"];
+    let names = ["a", "b", "c", "d", "e", "f"];
     let mut nodes: Vec<String> = names
         .iter()
         .take(shapes.len())
