@@ -284,7 +284,7 @@ pub fn box_decode(x: &Array, anchors: &Array, op: &BoxDecode) -> KResult<Array> 
 /// `box_encode` on row-major f32 inputs: samples and matches (batch, n), anchors
 /// (batch, n, 4), refs (batch, m, 4), means and stds (4). The targets and the masks, each
 /// (batch, n, 4). A positive sample whose match is not a row of its refs (which MXNet
-/// reads out of bounds) is refused.
+/// reads out of bounds, undefined) reads the nearest row.
 pub fn box_encode_f32(
     ins: [&[f32]; 6],
     b: usize,
@@ -315,18 +315,21 @@ pub fn box_encode_f32(
         }
         let j = i / n.max(1);
         let raw = matches.get(i).copied().unwrap_or(f32::NAN);
-        // MXNet truncates the match to an integer index.
-        let matched = if raw.is_finite() { raw.trunc() } else { -1.0 };
-        if matched < 0.0 || matched >= m as f32 {
+        if m == 0 {
             return Err(KernelError::new(
                 OP,
-                format!("positive anchor {i} matches {raw}, not one of the {m} refs"),
+                format!("positive anchor {i} has no refs to match"),
             ));
         }
-        let (Some(r), Some(a)) = (
-            quad(refs, (j * m + matched as usize) * 4),
-            quad(anchors, i * 4),
-        ) else {
+        // MXNet truncates the match to an integer index, and reads outside the refs for
+        // one that is not a row of them (undefined); ward reads the nearest row (NaN:
+        // the first), the same in every backend.
+        let matched = if raw.is_nan() {
+            0
+        } else {
+            (raw.trunc().max(0.0) as usize).min(m - 1)
+        };
+        let (Some(r), Some(a)) = (quad(refs, (j * m + matched) * 4), quad(anchors, i * 4)) else {
             continue;
         };
         let (rw, rh) = (r[2] - r[0], r[3] - r[1]);
