@@ -305,6 +305,9 @@ pub fn box_encode_f32(
     {
         return Err(KernelError::new(OP, "inputs shorter than their shapes"));
     }
+    let (Some(means), Some(stds)) = (quad(means, 0), quad(stds, 0)) else {
+        return Err(KernelError::new(OP, "means and stds must hold 4 values"));
+    };
     let mut targets = vec![0.0f32; rows * 4];
     let mut masks = vec![0.0f32; rows * 4];
     let half = |lo: f32, size: f32| (f64::from(lo) + f64::from(size) * 0.5) as f32;
