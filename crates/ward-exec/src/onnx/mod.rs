@@ -15,7 +15,7 @@
 mod activation;
 mod builder;
 mod conv;
-pub(crate) mod detection;
+pub mod detection;
 mod elementwise;
 mod index;
 mod linear;
