@@ -1851,6 +1851,184 @@ for i, shape in enumerate([(3,), (2, 5), (2, 3, 7), (1, 2, 2, 16), (4, 1)]):
     case("divsqrtdim_%d" % i, "contrib.div_sqrt_dim", {}, [("data", shape)])
 
 
+# --- _contrib_box_nms, box_decode, box_encode (issue 20): GluonCV's detectors -------
+# box_nms: rows of (…, boxes, width) holding a score, 4 coordinates and maybe a class;
+# boxes clustered so that they overlap, scores with ties (MXNet sorts stably: equal
+# scores keep their row order), negative and NaN scores (never valid), fractional and
+# background classes, coordinates below 0 (MXNet leaves such a surviving row unconverted
+# when out_format differs), negative widths (area 0). Every attribute, batch dims of
+# rank 0 to 2, one box (MXNet 1.9.1's symbols take no dim of 0: its shape inference
+# reads 0 as unknown).
+_box_rng = np.random.RandomState(2040)
+
+
+def nms_rows(coord_start=2, score_index=1, id_index=None, classes=3, center=False,
+             ties=False, nan=0.0, negative=0.1, frac_ids=False, clusters=3):
+    def f(rng, shape):
+        a = rng.normal(0, 1, size=shape).astype(np.float32)
+        flat = a.reshape(-1, shape[-1])
+        n = flat.shape[0]
+        if n == 0:
+            return a
+        cx = rng.uniform(-0.1, 0.9, size=clusters)
+        cy = rng.uniform(-0.1, 0.9, size=clusters)
+        k = rng.randint(0, clusters, size=n)
+        x = cx[k] + rng.normal(0, 0.04, size=n)
+        y = cy[k] + rng.normal(0, 0.04, size=n)
+        w = rng.uniform(0.1, 0.4, size=n)
+        h = rng.uniform(0.1, 0.4, size=n)
+        if center:
+            box = np.stack([x + w / 2, y + h / 2, w, h], axis=1)
+        else:
+            box = np.stack([x, y, x + w, y + h], axis=1)
+        flat[:, coord_start:coord_start + 4] = box
+        if ties:
+            score = rng.randint(1, 4, size=n) / 4.0
+        else:
+            score = rng.uniform(0, 1, size=n)
+        score[rng.rand(n) < negative] *= -1
+        if nan:
+            score[rng.rand(n) < nan] = np.nan
+        flat[:, score_index] = score
+        if id_index is not None:
+            ids = rng.randint(0, classes, size=n).astype(np.float32)
+            if frac_ids:
+                ids += rng.choice([0.0, 0.3, 0.7], size=n)
+            flat[:, id_index] = ids
+        return a
+    return f
+
+
+def _nms_case(name, attrs, shape, **rows):
+    layout = {k: attrs[k] for k in ("coord_start", "score_index") if k in attrs}
+    if attrs.get("id_index", -1) >= 0:
+        layout["id_index"] = attrs["id_index"]
+    rows = dict(rows)
+    rows.update(layout)
+    rows.setdefault("center", attrs.get("in_format") == "center")
+    case("boxnms_" + name, "contrib.box_nms", attrs, [("data", shape)],
+         values={"data": nms_rows(**rows)})
+
+
+_nms_case("default", {}, (10, 6))
+_nms_case("ids", dict(id_index=0), (2, 12, 6))
+_nms_case("ids_force", dict(id_index=0, force_suppress=True, overlap_thresh=0.3), (12, 6))
+_nms_case("topk3", dict(topk=3), (3, 15, 6))
+_nms_case("topk0_identity", dict(topk=0, out_format="center"), (2, 6, 6))
+_nms_case("topk_past_n", dict(topk=50, valid_thresh=0.2), (8, 6))
+_nms_case("valid_thresh", dict(valid_thresh=0.45, overlap_thresh=0.2), (2, 14, 6))
+_nms_case("overlap_zero", dict(overlap_thresh=0.0), (12, 6))
+_nms_case("overlap_one", dict(overlap_thresh=1.0), (9, 6))
+_nms_case("center", dict(in_format="center", out_format="center"), (2, 10, 6))
+_nms_case("corner_to_center", dict(out_format="center", overlap_thresh=0.35), (2, 11, 6),
+          negative=0.0)
+_nms_case("center_to_corner", dict(in_format="center", out_format="corner"), (13, 6))
+_nms_case("layout", dict(coord_start=0, score_index=4, id_index=5, background_id=1), (2, 9, 7))
+_nms_case("background", dict(id_index=0, background_id=0, topk=6), (2, 10, 6))
+_nms_case("batch_rank4", dict(id_index=0, overlap_thresh=0.4), (2, 2, 8, 6))
+_nms_case("ties", {}, (2, 16, 6), ties=True, clusters=2)
+_nms_case("ties_topk", dict(topk=5, id_index=0, force_suppress=True), (20, 6), ties=True)
+_nms_case("nan", dict(id_index=0), (14, 6), nan=0.2)
+_nms_case("one_box", dict(id_index=0), (3, 1, 6))
+_nms_case("large_topk", dict(topk=40, id_index=0, overlap_thresh=0.45), (2, 120, 6),
+          clusters=12)
+_nms_case("score_first", dict(score_index=0, coord_start=1), (11, 5))
+_nms_case("frac_ids", dict(id_index=5, coord_start=1, score_index=0, background_id=2),
+          (12, 6), frac_ids=True)
+_nms_case("center_ids_force", dict(in_format="center", id_index=0, force_suppress=True,
+                                   overlap_thresh=0.25), (2, 9, 6))
+_nms_case("all_invalid", dict(valid_thresh=2.0, out_format="center"), (2, 5, 6))
+_nms_case("extra_cols", dict(coord_start=3, score_index=1, id_index=8, topk=7), (2, 10, 9),
+          classes=2)
+case("boxnms_alias", "contrib.box_non_maximum_suppression", dict(overlap_thresh=0.3),
+     [("data", (8, 6))], values={"data": nms_rows()})
+# Negative widths and heights: MXNet's area is 0 there.
+case("boxnms_negative_size", "contrib.box_nms", dict(overlap_thresh=0.1), [("data", (10, 6))],
+     values={"data": lambda rng, shape: np.concatenate(
+         [rng.uniform(0, 1, size=(shape[0], 2)), rng.uniform(0, 1, size=(shape[0], 4))],
+         axis=1)})
+
+
+# box_decode: offsets (batch, n, 4) against anchors (1, n, 4) in either format, with
+# every std and clip (<= 0 is none), anchors of rank 4 and n of 1.
+def anchors_for(center):
+    def f(rng, shape):
+        flat = np.zeros((int(np.prod(shape[:-1])), 4), dtype=np.float32)
+        n = flat.shape[0]
+        x = rng.uniform(0, 1, size=n)
+        y = rng.uniform(0, 1, size=n)
+        w = rng.uniform(0.05, 0.5, size=n)
+        h = rng.uniform(0.05, 0.5, size=n)
+        if center:
+            flat[:] = np.stack([x, y, w, h], axis=1)
+        else:
+            flat[:] = np.stack([x, y, x + w, y + h], axis=1)
+        return flat.reshape(shape)
+    return f
+
+
+def _dec_case(name, attrs, data, anchors, scale=1.0):
+    case("boxdec_" + name, "contrib.box_decode", attrs, [("data", data), ("anchors", anchors)],
+         values={"data": scaled(scale),
+                 "anchors": anchors_for(attrs.get("format", "center") == "center")})
+
+
+for i in range(16):
+    b = int(_box_rng.randint(1, 4))
+    n = int(_box_rng.randint(1, 12))
+    attrs = {}
+    if i % 2:
+        attrs["format"] = "corner"
+    elif i % 4 == 2:
+        attrs["format"] = "center"
+    if i % 3 == 1:
+        for k in range(4):
+            attrs["std%d" % k] = float(np.float32(_box_rng.choice([0.1, 0.2, 0.5, 2.0])))
+    if i % 4 == 3:
+        attrs["clip"] = float(np.float32(_box_rng.choice([0.5, 1.0, 4.135])))
+    elif i % 8 == 4:
+        attrs["clip"] = -2.0
+    _dec_case("%d" % i, attrs, (b, n, 4), (1, n, 4), scale=[0.5, 1.0, 2.0][i % 3])
+_dec_case("anchors_rank4", dict(format="corner"), (2, 5, 4), (1, 1, 5, 4))
+_dec_case("anchors_n1", dict(format="corner"), (1, 5, 4), (5, 1, 4))
+_dec_case("one", {}, (1, 1, 4), (1, 1, 4))
+_dec_case("clip_big", dict(clip=1.0, std2=0.2, std3=0.2, format="corner"), (2, 6, 4),
+          (1, 6, 4), scale=8.0)
+
+
+# box_encode: samples (> 0.5 positive), matches (an index into refs, truncated), anchors
+# and refs in corner format, means and stds. MXNet reads refs at a negative sample's
+# match too (its value is not used): those stay in range here.
+def _enc_case(name, b, n, m, pos=0.5, frac=False):
+    def samples(rng, shape):
+        s = rng.choice([-1.0, 0.0, 1.0, 0.5, 0.7], size=shape)
+        s[rng.rand(*shape) < pos] = 1.0
+        return s
+
+    def matches(rng, shape):
+        v = rng.randint(0, max(m, 1), size=shape).astype(np.float32)
+        if frac:
+            v += rng.choice([0.0, 0.4, 0.9], size=shape)
+        return v
+
+    case("boxenc_" + name, "contrib.box_encode", {},
+         [("samples", (b, n)), ("matches", (b, n)), ("anchors", (b, n, 4)),
+          ("refs", (b, m, 4)), ("means", (4,)), ("stds", (4,))],
+         values={"samples": samples, "matches": matches,
+                 "anchors": anchors_for(False), "refs": anchors_for(False),
+                 "means": lambda rng, shape: rng.normal(0, 0.1, size=shape),
+                 "stds": lambda rng, shape: rng.uniform(0.1, 1.0, size=shape)})
+
+
+for i in range(18):
+    b = int(_box_rng.randint(1, 4))
+    n = int(_box_rng.randint(1, 10))
+    m = int(_box_rng.randint(1, 6))
+    _enc_case("%d" % i, b, n, m, pos=[0.3, 0.6, 1.0][i % 3], frac=(i % 4 == 1))
+_enc_case("one", 1, 1, 1, pos=1.0)
+_enc_case("none_positive", 2, 4, 3, pos=0.0)
+
+
 # ----------------------------------------------------------------------------
 # running a case
 # ----------------------------------------------------------------------------

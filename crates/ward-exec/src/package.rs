@@ -299,6 +299,7 @@ impl LoadedPackage {
         }
         let weights = self.executable.weights();
         let proto = crate::onnx::lower(self.graph(), weights.tensors(), &concrete)?;
+        crate::onnx::detection::refuse_ward_ops(&proto)?;
         Ok(crate::onnx::encode(&proto))
     }
 

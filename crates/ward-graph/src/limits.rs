@@ -30,3 +30,9 @@ pub const MAX_ONE_HOT_DEPTH: usize = 1 << 24;
 /// Longest axis `topk` (and `argsort`) may give indices along: ward's indices are float32,
 /// which holds every integer up to 2^24 and no longer run of them (MXNet rounds past it).
 pub const MAX_ORDER_INDEX_AXIS: usize = 1 << 24;
+
+/// Most boxes one `box_nms` takes, over all its batches: MXNet 1.9.1 counts them in a
+/// 32-bit int and records each kept box's row as a float32, which holds every row up to
+/// 2^24 exactly; the suppression compares boxes pairwise, so the count also bounds its time
+/// (MXNet's `topk` bounds it further).
+pub const MAX_NMS_BOXES: usize = 1 << 24;

@@ -1098,6 +1098,38 @@ impl<'a> Writer<'a> {
                     }
                 }
             }
+            Op::BoxNms(b) => {
+                set("overlap_thresh", num("overlap_thresh", b.overlap_thresh)?);
+                set("valid_thresh", num("valid_thresh", b.valid_thresh)?);
+                let topk = b.topk.map_or(Ok(-1), i32::try_from).map_err(|_| {
+                    unsupported(
+                        "topk",
+                        format!("{:?}", b.topk),
+                        "MXNet's topk is a 32-bit integer",
+                    )
+                })?;
+                set("topk", topk.to_string());
+                set("coord_start", b.coord_start.to_string());
+                set("score_index", b.score_index.to_string());
+                set(
+                    "id_index",
+                    b.id_index.map_or_else(|| "-1".into(), |i| i.to_string()),
+                );
+                set("background_id", b.background_id.to_string());
+                set("force_suppress", boolean(b.force_suppress));
+                set("in_format", b.in_format.mxnet_name().into());
+                set("out_format", b.out_format.mxnet_name().into());
+                "_contrib_box_nms"
+            }
+            Op::BoxDecode(d) => {
+                for (key, v) in ["std0", "std1", "std2", "std3"].into_iter().zip(d.std) {
+                    set(key, num(key, v)?);
+                }
+                set("clip", num("clip", d.clip.unwrap_or(-1.0))?);
+                set("format", d.format.mxnet_name().into());
+                "_contrib_box_decode"
+            }
+            Op::BoxEncode(_) => "_contrib_box_encode",
             Op::Repeat(r) => {
                 set("repeats", r.repeats.to_string());
                 if let Some(axis) = r.axis {
@@ -1392,6 +1424,8 @@ fn output_suffix(op: &Op, k: usize) -> String {
         (Op::Topk(t), k) if matches!(t.ret, TopkReturn::Value | TopkReturn::Both) => {
             format!("_output{k}")
         }
+        // box_nms has a hidden second output (the rows it kept); box_encode two.
+        (Op::BoxNms(_) | Op::BoxEncode(_), k) => format!("_output{k}"),
         (Op::Rnn(_), 1) => "_state_output".into(),
         (Op::Rnn(_), 2) => "_statecell_output".into(),
         _ => "_output".into(),

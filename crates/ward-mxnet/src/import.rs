@@ -16,6 +16,7 @@ use ward_graph::ir::{
 use ward_graph::limits::{MAX_ONE_HOT_DEPTH, MAX_REPEAT, MAX_UPSAMPLING_SCALE};
 use ward_graph::ops::activation::{Activation, ActivationKind, LeakyRelu, LeakyReluKind, Softmax};
 use ward_graph::ops::conv::{Conv, Deconv};
+use ward_graph::ops::detection::{BoxDecode, BoxEncode, BoxFormat, BoxNms};
 use ward_graph::ops::dropout::Dropout;
 use ward_graph::ops::elementwise::{
     AddN, Binary, BinaryKind, Cast, CastType, Clip, Scalar, ScalarKind, Unary, UnaryKind, Where,
@@ -260,8 +261,10 @@ fn output_name(node: &SymbolNode, k: usize) -> String {
             RNN_OUTPUTS.get(k).copied().unwrap_or("output")
         ),
         // Operators with a hidden second output (MXNet's topk gives its indices along
-        // with the values) number even one visible output.
-        "SliceChannel" | "sort" => format!("{}_output{k}", node.name),
+        // with the values, box_nms the rows it kept) number even one visible output.
+        "SliceChannel" | "sort" | "_contrib_box_nms" | "_contrib_box_encode" => {
+            format!("{}_output{k}", node.name)
+        }
         "topk"
             if matches!(
                 node.attrs.get("ret_typ").map(String::as_str),
@@ -1450,6 +1453,99 @@ impl Importer<'_> {
                 need(1)?;
                 SizeArray {}.into()
             }
+            "_contrib_box_nms" => {
+                let overlap_thresh = a.float("overlap_thresh", 0.5)?;
+                let valid_thresh = a.float("valid_thresh", 0.0)?;
+                let topk = a.int("topk", -1)?;
+                let coord_start = a.int("coord_start", 2)?;
+                let score_index = a.int("score_index", 1)?;
+                let id_index = a.int("id_index", -1)?;
+                let background_id = a.int("background_id", -1)?;
+                let force_suppress = a.bool("force_suppress", false)?;
+                let in_format = box_format(&mut a, "in_format", "corner")?;
+                let out_format = box_format(&mut a, "out_format", "corner")?;
+                a.finish()?;
+                need(1)?;
+                let f32_attr = |attr: &'static str, v: f64| -> Result<f64, ImportError> {
+                    if v.is_nan() {
+                        return Err(unsupported(attr, &v, " (a number)"));
+                    }
+                    Ok(f64::from(v as f32))
+                };
+                let index = |attr: &'static str, v: i64| -> Result<usize, ImportError> {
+                    usize::try_from(v).map_err(|_| {
+                        err(format!(
+                            "attribute \"{attr}\" = {v}: an index in the row, not negative"
+                        ))
+                    })
+                };
+                let op = BoxNms {
+                    overlap_thresh: f32_attr("overlap_thresh", overlap_thresh)?,
+                    valid_thresh: f32_attr("valid_thresh", valid_thresh)?,
+                    topk: usize::try_from(topk).ok(),
+                    coord_start: index("coord_start", coord_start)?,
+                    score_index: index("score_index", score_index)?,
+                    id_index: usize::try_from(id_index).ok(),
+                    background_id,
+                    force_suppress,
+                    in_format,
+                    out_format,
+                };
+                if let Err(e) = op.validate() {
+                    return Err(err(format!("attribute \"topk\" = {topk}: {e}")));
+                }
+                for fill in [1, 2] {
+                    let shape = self.input_shape(&inputs, fill)?;
+                    if let Err((attr, e)) = op.check(&shape) {
+                        return Err(err(format!("attribute \"{attr}\": {e}")));
+                    }
+                }
+                op.into()
+            }
+            "_contrib_box_decode" => {
+                let mut std = [1.0f64; 4];
+                for (i, (s, key)) in std
+                    .iter_mut()
+                    .zip(["std0", "std1", "std2", "std3"])
+                    .enumerate()
+                {
+                    let v = a.float(key, 1.0)?;
+                    if v.is_nan() {
+                        return Err(unsupported(
+                            ["std0", "std1", "std2", "std3"]
+                                .get(i)
+                                .copied()
+                                .unwrap_or("std0"),
+                            &v,
+                            " (a number)",
+                        ));
+                    }
+                    *s = f64::from(v as f32);
+                }
+                let clip = a.float("clip", -1.0)?;
+                let format = box_format(&mut a, "format", "center")?;
+                a.finish()?;
+                need(2)?;
+                if clip.is_nan() {
+                    return Err(unsupported("clip", &clip, " (a number)"));
+                }
+                let op = BoxDecode {
+                    std,
+                    clip: (clip > 0.0).then_some(f64::from(clip as f32)),
+                    format,
+                };
+                for fill in [1, 2] {
+                    let data = self.input_shape(&inputs, fill)?;
+                    let anchors = self.input_shape(inputs.get(1..).unwrap_or_default(), fill)?;
+                    BoxDecode::layout(&data, &anchors).map_err(err)?;
+                }
+                op.into()
+            }
+            "_contrib_box_encode" => {
+                a.finish()?;
+                need(6)?;
+                BoxEncode {}.into()
+            }
             "ones_like" => {
                 ignore_like_dtype(&mut a)?;
                 a.finish()?;
@@ -2551,6 +2647,16 @@ fn unique_node_name(graph: &Graph, base: &str) -> String {
         .map(|i| format!("{base}_{i}"))
         .find(|n| !taken(n))
         .unwrap_or_default()
+}
+
+/// MXNet's box encoding attribute (`corner` or `center`).
+fn box_format(a: &mut AttrReader<'_>, key: &str, default: &str) -> Result<BoxFormat, ImportError> {
+    Ok(
+        match a.enum_of(key, default, &["corner", "center"])?.as_str() {
+            "center" => BoxFormat::Center,
+            _ => BoxFormat::Corner,
+        },
+    )
 }
 
 fn positive(

@@ -8,6 +8,7 @@
 //! override), so two backends in one process do not share or change each other's
 //! threading.
 
+mod detection;
 mod fmod;
 mod fusion;
 mod max_pool;
@@ -88,7 +89,9 @@ impl Backend for TractBackend {
         data_shapes: &[Vec<usize>],
     ) -> Result<Arc<dyn Plan>, ExecError> {
         let proto = lower(graph, weights.tensors(), data_shapes)?;
-        let mut typed = tract_onnx::onnx()
+        let mut onnx = tract_onnx::onnx();
+        detection::register(&mut onnx.op_register);
+        let mut typed = onnx
             .model_for_proto_model(&proto)
             .and_then(|m| m.into_typed())
             .map_err(engine("load the lowered model"))?;

@@ -281,3 +281,24 @@ fn every_operator_agrees_with_mxnet_and_the_backend_with_the_interpreter() {
     );
     assert!(checked > 200, "only {checked} cases were checked");
 }
+
+/// MXNet's box operators run in ward's own kernels: the lowered model holds ward's nodes,
+/// which `ward export onnx` refuses, naming the node and the operator.
+#[test]
+fn box_operators_are_refused_by_the_onnx_export_by_name() {
+    for (case, op) in [
+        ("boxnms_default", "box_nms"),
+        ("boxdec_0", "box_decode"),
+        ("boxenc_0", "box_encode"),
+    ] {
+        let imported = load(case).unwrap();
+        let shapes: Vec<Vec<usize>> = imported.inputs.iter().map(|t| t.shape().to_vec()).collect();
+        let proto =
+            ward_exec::onnx::lower(imported.exec.graph(), &imported.weights, &shapes).unwrap();
+        let err = ward_exec::onnx::detection::refuse_ward_ops(&proto)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("\"op\"") && err.contains(op), "{case}: {err}");
+        assert!(err.contains("ONNX"), "{case}: {err}");
+    }
+}

@@ -10,6 +10,7 @@ use ward_core::{DType, Tensor};
 
 use super::activation::{self, LeakyReluKind as KLeaky, SoftmaxOutputMode as KSoftmaxMode};
 use super::conv::{self, ConvParams, DeconvParams};
+use super::detection;
 use super::elementwise;
 use super::norm::{self, BatchNormParams};
 use super::order;
@@ -579,5 +580,15 @@ pub fn eval_node(node: &Node, ins: &[Option<&Array>]) -> R<Vec<Array>> {
             op.off_value,
         ))?),
         Op::Topk(op) => kernel(order::topk(x()?, op.axis, op.k, op.ret, op.ascend)),
+        Op::BoxNms(op) => one(kernel(detection::box_nms(x()?, op))?),
+        Op::BoxDecode(op) => one(kernel(detection::box_decode(x()?, arg(ins, 1)?, op))?),
+        Op::BoxEncode(_) => kernel(detection::box_encode([
+            arg(ins, 0)?,
+            arg(ins, 1)?,
+            arg(ins, 2)?,
+            arg(ins, 3)?,
+            arg(ins, 4)?,
+            arg(ins, 5)?,
+        ])),
     }
 }

@@ -18,6 +18,7 @@ pub mod activation;
 pub mod array;
 pub mod conv;
 pub mod dense;
+pub mod detection;
 pub mod elementwise;
 pub mod embedding;
 pub mod eval;

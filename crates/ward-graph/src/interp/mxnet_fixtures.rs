@@ -17,6 +17,7 @@ use serde_json::{Map, Value};
 
 use super::activation::{self, ActivationKind, LeakyReluKind, SoftmaxOutputMode};
 use super::conv::{self, ConvParams, DeconvParams};
+use super::detection;
 use super::elementwise::{self, BinaryKind, ScalarKind, UnaryKind};
 use super::norm::{self, BatchNormParams, BatchNormTrainingParams};
 use super::order;
@@ -26,6 +27,7 @@ use super::resize;
 use super::rnn::{self, RnnConfig, RnnMode};
 use super::shape::{self, PadMode};
 use super::{dense, embedding, index, loss, sequence, Array};
+use crate::ops::detection::{BoxDecode, BoxFormat, BoxNms};
 use crate::ops::index::IndexMode;
 use crate::ops::linear::AttentionKind;
 use crate::ops::norm::{L2NormMode, L2Normalization};
@@ -899,6 +901,54 @@ fn run(c: &Case) -> R<Vec<Array>> {
             let count = usize::try_from(count).ok().filter(|&n| n > 0);
             k(order::topk(x(0)?, axis, count, ret, ascend))
         }
+        "_contrib_box_nms" => {
+            let format = |key: &str| match a.string(key, "corner") {
+                "center" => BoxFormat::Center,
+                _ => BoxFormat::Corner,
+            };
+            let f32_of = |v: f64| f64::from(v as f32);
+            let op = BoxNms {
+                overlap_thresh: f32_of(a.float("overlap_thresh", 0.5)?),
+                valid_thresh: f32_of(a.float("valid_thresh", 0.0)?),
+                topk: usize::try_from(a.int("topk", -1)?).ok(),
+                coord_start: usize::try_from(a.int("coord_start", 2)?)
+                    .map_err(|e| e.to_string())?,
+                score_index: usize::try_from(a.int("score_index", 1)?)
+                    .map_err(|e| e.to_string())?,
+                id_index: usize::try_from(a.int("id_index", -1)?).ok(),
+                background_id: a.int("background_id", -1)?,
+                force_suppress: a.bool("force_suppress", false)?,
+                in_format: format("in_format"),
+                out_format: format("out_format"),
+            };
+            one(detection::box_nms(x(0)?, &op))
+        }
+        "_contrib_box_decode" => {
+            let f32_of = |v: f64| f64::from(v as f32);
+            let clip = a.float("clip", -1.0)?;
+            let op = BoxDecode {
+                std: [
+                    f32_of(a.float("std0", 1.0)?),
+                    f32_of(a.float("std1", 1.0)?),
+                    f32_of(a.float("std2", 1.0)?),
+                    f32_of(a.float("std3", 1.0)?),
+                ],
+                clip: (clip > 0.0).then_some(f32_of(clip)),
+                format: match a.string("format", "center") {
+                    "corner" => BoxFormat::Corner,
+                    _ => BoxFormat::Center,
+                },
+            };
+            one(detection::box_decode(x(0)?, x(1)?, &op))
+        }
+        "_contrib_box_encode" => k(detection::box_encode([
+            x(0)?,
+            x(1)?,
+            x(2)?,
+            x(3)?,
+            x(4)?,
+            x(5)?,
+        ])),
         other => match UnaryKind::ALL.into_iter().find(|k| k.name() == other) {
             Some(kind) => one(elementwise::unary(x(0)?, kind)),
             None => Err(format!("no kernel for operator {other:?}")),

@@ -17,6 +17,7 @@ use ward_core::DType;
 
 pub mod activation;
 pub mod conv;
+pub mod detection;
 pub mod dropout;
 pub mod elementwise;
 pub mod float;
@@ -170,6 +171,9 @@ ops! {
     InterleavedMatmul(linear::InterleavedMatmul) = "interleaved_matmul",
     SequenceMask(sequence::SequenceMask) = "sequence_mask",
     SequenceReverse(sequence::SequenceReverse) = "sequence_reverse",
+    BoxNms(detection::BoxNms) = "box_nms",
+    BoxDecode(detection::BoxDecode) = "box_decode",
+    BoxEncode(detection::BoxEncode) = "box_encode",
 }
 
 impl Op {

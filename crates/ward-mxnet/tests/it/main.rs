@@ -9,6 +9,7 @@ mod support;
 
 mod arange_ops;
 mod compare_ops;
+mod detection_ops;
 mod dtype_ops;
 mod export_roundtrip;
 mod import_errors;

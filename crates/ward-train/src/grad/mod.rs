@@ -22,6 +22,7 @@ pub mod activation;
 mod arrays;
 pub mod conv;
 pub mod dense;
+pub mod detection;
 pub mod elementwise;
 pub mod index;
 pub mod loss;
@@ -226,7 +227,10 @@ pub(crate) fn differentiable(op: &Op) -> Result<(), &'static str> {
         | Op::BatchDot(_)
         | Op::InterleavedMatmul(_)
         | Op::SequenceMask(_)
-        | Op::SequenceReverse(_) => Ok(()),
+        | Op::SequenceReverse(_)
+        | Op::BoxNms(_)
+        | Op::BoxDecode(_)
+        | Op::BoxEncode(_) => Ok(()),
         Op::LeakyRelu(op) => activation::leaky_relu_differentiable(op),
         Op::Dropout(_) => Err(
             "dropout's training mode draws a mask from the run's random stream, which the reference rules do not hold; the training engine runs it (engine::Engine::step_seeded)",
@@ -495,6 +499,9 @@ pub(crate) fn rule(ctx: &Ctx<'_>) -> Rule {
         // The output depends on the indices only through a step: no gradient.
         Op::OneHot(_) => Ok(vec![None]),
         Op::Topk(op) => order::topk(ctx, op),
+        Op::BoxNms(op) => detection::box_nms(ctx, op),
+        // MXNet 1.9.1 registers zero gradients for both (MakeZeroGradNodes).
+        Op::BoxDecode(_) | Op::BoxEncode(_) => Ok(vec![None; ctx.ins.len()]),
         Op::Fill(_)
         | Op::Arange(_)
         | Op::OnesLike(_)

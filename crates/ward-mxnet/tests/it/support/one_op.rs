@@ -1,5 +1,5 @@
 //! One MXNet operator imported on its own: the node is named "layer", its data inputs
-//! "a", "b" and "c".
+//! "a" to "f".
 
 use ward_core::DType;
 use ward_graph::ir::Op;
@@ -10,7 +10,7 @@ use ward_mxnet::symbol::read_symbol;
 
 use super::params_corpus::list;
 
-/// One `op` node named "layer" with `attrs` on the data inputs `shapes` (named a, b, c).
+/// One `op` node named "layer" with `attrs` on the data inputs `shapes` (named a, b, c, …).
 pub fn import_with(op: &str, attrs: &str, shapes: &[&[i64]]) -> Result<Imported, String> {
     let typed: Vec<(DType, &[i64])> = shapes.iter().map(|s| (DType::F32, *s)).collect();
     import_typed(op, attrs, &typed)
@@ -19,7 +19,7 @@ pub fn import_with(op: &str, attrs: &str, shapes: &[&[i64]]) -> Result<Imported,
 /// [`import_with`] with each input declared in its own type.
 pub fn import_typed(op: &str, attrs: &str, inputs: &[(DType, &[i64])]) -> Result<Imported, String> {
     let shapes: Vec<&[i64]> = inputs.iter().map(|(_, s)| *s).collect();
-    let names = ["a", "b", "c"];
+    let names = ["a", "b", "c", "d", "e", "f"];
     let mut nodes: Vec<String> = names
         .iter()
         .take(shapes.len())

@@ -1,0 +1,411 @@
+//! Detection (MXNet 1.9.1's `contrib` box operators): `box_nms`, `box_decode` and
+//! `box_encode`, computed in float32 as MXNet's CPU kernels compute them, so that every
+//! comparison (a score against `valid_thresh`, an IoU against `overlap_thresh`) decides as
+//! MXNet's does. The kernels on `f32` slices are shared with ward-exec's tract kernels and
+//! ward-train's gradient rule; the [`Array`] functions wrap them for the interpreter.
+//!
+//! `box_nms`, as MXNet's `BoxNMSForward` does it:
+//! - a row is valid when its score is greater than `valid_thresh` (NaN never is) and, with
+//!   an `id_index`, its class differs from `background_id` (both as float32);
+//! - the valid rows of each batch are sorted by descending score with a stable sort (MXNet
+//!   sorts all batches' scores with `std::stable_sort`, then the batch ids, stably): equal
+//!   scores keep their row order;
+//! - only the first `topk` of them take part; each, in order, suppresses every later one
+//!   (of the same class, unless `force_suppress` or no `id_index`; classes compared as
+//!   truncated ints) whose IoU with it is greater than `overlap_thresh`, IoU being
+//!   `i / (area_a + area_b − i)` with a negative width or height making an area 0;
+//! - the survivors are written first, in that order, every other row −1;
+//! - with `out_format` other than `in_format`, every output row is converted, except that
+//!   MXNet leaves a row alone when its first coordinate is negative (a −1 row, but also a
+//!   surviving box whose xmin or x is below 0);
+//! - `topk = 0` (or no boxes) returns the input unchanged, unconverted.
+//!
+//! MXNet's hidden second output records the input row of each output row; its backward
+//! copies the output's gradient rows back to those rows ([`box_nms_rows`]).
+
+use super::{Array, KResult, KernelError};
+use crate::ops::detection::{BoxDecode, BoxFormat, BoxNms};
+
+const NMS: &str = "box_nms";
+
+/// One dimension's overlap of two boxes (MXNet's `Intersect`): `a` and `b` hold the
+/// dimension's start and, two further on, its end (corner) or its size (center).
+fn intersect(a0: f32, a2: f32, b0: f32, b2: f32, format: BoxFormat) -> f32 {
+    let w = match format {
+        BoxFormat::Corner => {
+            let left = if a0 > b0 { a0 } else { b0 };
+            let right = if a2 < b2 { a2 } else { b2 };
+            right - left
+        }
+        BoxFormat::Center => {
+            let aw = a2 / 2.0;
+            let bw = b2 / 2.0;
+            let (al, ar) = (a0 - aw, a0 + aw);
+            let (bl, br) = (b0 - bw, b0 + bw);
+            let left = if bl > al { bl } else { al };
+            let right = if br < ar { br } else { ar };
+            right - left
+        }
+    };
+    if w > 0.0 {
+        w
+    } else {
+        0.0
+    }
+}
+
+/// A box's area (MXNet's `BoxArea`): 0 when its width or height is negative.
+fn area(b: [f32; 4], format: BoxFormat) -> f32 {
+    let (w, h) = match format {
+        BoxFormat::Corner => (b[2] - b[0], b[3] - b[1]),
+        BoxFormat::Center => (b[2], b[3]),
+    };
+    if w < 0.0 || h < 0.0 {
+        0.0
+    } else {
+        w * h
+    }
+}
+
+/// The four values from `at` of `x`.
+fn quad(x: &[f32], at: usize) -> Option<[f32; 4]> {
+    match x.get(at..at.checked_add(4)?)? {
+        [a, b, c, d] => Some([*a, *b, *c, *d]),
+        _ => None,
+    }
+}
+
+/// MXNet's class comparison reads the class as a C++ `int`.
+fn class_of(v: f32) -> i64 {
+    // `as` saturates (NaN to 0) where C++ is undefined; any finite class truncates as
+    // MXNet's cast does.
+    v as i32 as i64
+}
+
+/// `box_nms` on a row-major f32 input of `shape`: the output (the input's shape) and, for
+/// each output row, the input row it holds (MXNet's hidden record; `None` for a −1 row).
+pub fn box_nms_rows(
+    x: &[f32],
+    shape: &[usize],
+    op: &BoxNms,
+) -> KResult<(Vec<f32>, Vec<Option<usize>>)> {
+    let layout = op.layout(shape).map_err(|e| KernelError::new(NMS, e))?;
+    let (w, n) = (layout.width, layout.boxes);
+    let rows = layout
+        .batches
+        .checked_mul(n)
+        .ok_or_else(|| KernelError::new(NMS, "too many boxes"))?;
+    let len = rows
+        .checked_mul(w)
+        .filter(|&l| l == x.len())
+        .ok_or_else(|| KernelError::new(NMS, format!("data of {} for {shape:?}", x.len())))?;
+    let topk = op.topk.map_or(n, |k| k.min(n));
+    if topk == 0 {
+        return Ok((x.to_vec(), (0..rows).map(Some).collect()));
+    }
+    let at = |row: usize, i: usize| x.get(row * w + i).copied().unwrap_or(f32::NAN);
+    let valid_thresh = op.valid_thresh as f32;
+    let background = op.background_id as f32;
+    let overlap = op.overlap_thresh as f32;
+    let mut out = vec![-1.0f32; len];
+    let mut record = vec![None; rows];
+    let mut order: Vec<usize> = Vec::with_capacity(n);
+    for b in 0..layout.batches {
+        order.clear();
+        order.extend((b * n..(b + 1) * n).filter(|&r| {
+            at(r, op.score_index) > valid_thresh
+                && op.id_index.is_none_or(|id| at(r, id) != background)
+        }));
+        // Stable: equal scores keep their row order (no NaN is left to compare).
+        order.sort_by(|&p, &q| {
+            at(q, op.score_index)
+                .partial_cmp(&at(p, op.score_index))
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
+        order.truncate(topk);
+        let boxes: Vec<[f32; 4]> = order
+            .iter()
+            .map(|&r| quad(x, r * w + op.coord_start).unwrap_or([f32::NAN; 4]))
+            .collect();
+        let areas: Vec<f32> = boxes.iter().map(|&q| area(q, op.in_format)).collect();
+        let mut kept = vec![true; order.len()];
+        for r in 0..order.len() {
+            if !kept.get(r).copied().unwrap_or(false) {
+                continue;
+            }
+            let (Some(&rb), Some(&ra), Some(&rrow)) = (boxes.get(r), areas.get(r), order.get(r))
+            else {
+                continue;
+            };
+            for p in r + 1..order.len() {
+                if !kept.get(p).copied().unwrap_or(false) {
+                    continue;
+                }
+                let (Some(&pb), Some(&pa), Some(&prow)) =
+                    (boxes.get(p), areas.get(p), order.get(p))
+                else {
+                    continue;
+                };
+                if let (false, Some(id)) = (op.force_suppress, op.id_index) {
+                    if class_of(at(rrow, id)) != class_of(at(prow, id)) {
+                        continue;
+                    }
+                }
+                let i = intersect(rb[0], rb[2], pb[0], pb[2], op.in_format)
+                    * intersect(rb[1], rb[3], pb[1], pb[3], op.in_format);
+                let iou = i / (ra + pa - i);
+                if iou > overlap {
+                    if let Some(k) = kept.get_mut(p) {
+                        *k = false;
+                    }
+                }
+            }
+        }
+        let survivors = order.iter().zip(&kept).filter(|(_, &k)| k).map(|(&r, _)| r);
+        for (slot, r) in survivors.enumerate() {
+            let to = (b * n + slot) * w;
+            if let (Some(dst), Some(src)) = (out.get_mut(to..to + w), x.get(r * w..r * w + w)) {
+                dst.copy_from_slice(src);
+            }
+            if let Some(rec) = record.get_mut(b * n + slot) {
+                *rec = Some(r);
+            }
+        }
+    }
+    if op.in_format != op.out_format {
+        for row in 0..rows {
+            let at = row * w + op.coord_start;
+            let Some([a, b, cc, d]) = quad(&out, at) else {
+                continue;
+            };
+            if a < 0.0 {
+                continue;
+            }
+            let converted = match op.out_format {
+                BoxFormat::Center => [(a + cc) / 2.0, (b + d) / 2.0, cc - a, d - b],
+                BoxFormat::Corner => {
+                    let (hw, hh) = (cc / 2.0, d / 2.0);
+                    [a - hw, b - hh, a + hw, b + hh]
+                }
+            };
+            if let Some(c) = out.get_mut(at..at + 4) {
+                c.copy_from_slice(&converted);
+            }
+        }
+    }
+    Ok((out, record))
+}
+
+/// `box_nms` for the interpreter.
+pub fn box_nms(x: &Array, op: &BoxNms) -> KResult<Array> {
+    let data: Vec<f32> = x.data.iter().map(|&v| v as f32).collect();
+    let (out, _) = box_nms_rows(&data, &x.shape, op)?;
+    Array::new(x.shape.clone(), out.into_iter().map(f64::from).collect())
+}
+
+/// The gradient MXNet's `box_nms` backward gives its data: each output row's gradient
+/// copied to the input row it holds, 0 elsewhere.
+pub fn box_nms_backward(x: &Array, op: &BoxNms, head: &Array) -> KResult<Array> {
+    let data: Vec<f32> = x.data.iter().map(|&v| v as f32).collect();
+    let (_, record) = box_nms_rows(&data, &x.shape, op)?;
+    let w = x.shape.last().copied().unwrap_or(1);
+    if head.data.len() != x.data.len() {
+        return Err(KernelError::new(NMS, "head gradient of another shape"));
+    }
+    let mut grad = vec![0.0; x.data.len()];
+    for (slot, row) in record.iter().enumerate() {
+        let Some(row) = *row else { continue };
+        if let (Some(dst), Some(src)) = (
+            grad.get_mut(row * w..row * w + w),
+            head.data.get(slot * w..slot * w + w),
+        ) {
+            dst.copy_from_slice(src);
+        }
+    }
+    Array::new(x.shape.clone(), grad)
+}
+
+/// `box_decode` on row-major f32 data (batch, n, 4) and anchors (n boxes of 4).
+pub fn box_decode_f32(
+    x: &[f32],
+    data_shape: &[usize],
+    anchors: &[f32],
+    anchors_shape: &[usize],
+    op: &BoxDecode,
+) -> KResult<Vec<f32>> {
+    const OP: &str = "box_decode";
+    let (b, n) =
+        BoxDecode::layout(data_shape, anchors_shape).map_err(|e| KernelError::new(OP, e))?;
+    let rows = b
+        .checked_mul(n)
+        .ok_or_else(|| KernelError::new(OP, "too many boxes"))?;
+    if x.len() != rows * 4 || anchors.len() != n * 4 {
+        return Err(KernelError::new(OP, "inputs shorter than their shapes"));
+    }
+    let std = op.std.map(|s| s as f32);
+    let mut out = vec![0.0f32; rows * 4];
+    for i in 0..rows {
+        let (Some(d), Some(a)) = (quad(x, i * 4), quad(anchors, (i % n.max(1)) * 4)) else {
+            continue;
+        };
+        let [mut ax, mut ay, mut aw, mut ah] = a;
+        if op.format == BoxFormat::Corner {
+            aw -= ax;
+            ah -= ay;
+            // MXNet adds half the size in double, then stores the float.
+            ax = (f64::from(ax) + f64::from(aw) * 0.5) as f32;
+            ay = (f64::from(ay) + f64::from(ah) * 0.5) as f32;
+        }
+        let ox = d[0] * std[0] * aw + ax;
+        let oy = d[1] * std[1] * ah + ay;
+        let mut dw = d[2] * std[2];
+        let mut dh = d[3] * std[3];
+        if let Some(clip) = op.clip {
+            let clip = clip as f32;
+            dw = if dw < clip { dw } else { clip };
+            dh = if dh < clip { dh } else { clip };
+        }
+        let ow = dw.exp() * aw * 0.5;
+        let oh = dh.exp() * ah * 0.5;
+        if let Some(o) = out.get_mut(i * 4..i * 4 + 4) {
+            o.copy_from_slice(&[ox - ow, oy - oh, ox + ow, oy + oh]);
+        }
+    }
+    Ok(out)
+}
+
+/// `box_decode` for the interpreter.
+pub fn box_decode(x: &Array, anchors: &Array, op: &BoxDecode) -> KResult<Array> {
+    let f = |a: &Array| -> Vec<f32> { a.data.iter().map(|&v| v as f32).collect() };
+    let out = box_decode_f32(&f(x), &x.shape, &f(anchors), &anchors.shape, op)?;
+    Array::new(x.shape.clone(), out.into_iter().map(f64::from).collect())
+}
+
+/// `box_encode` on row-major f32 inputs: samples and matches (batch, n), anchors
+/// (batch, n, 4), refs (batch, m, 4), means and stds (4). The targets and the masks, each
+/// (batch, n, 4). A positive sample whose match is not a row of its refs (which MXNet
+/// reads out of bounds, undefined) reads the nearest row.
+pub fn box_encode_f32(
+    ins: [&[f32]; 6],
+    b: usize,
+    n: usize,
+    m: usize,
+) -> KResult<(Vec<f32>, Vec<f32>)> {
+    const OP: &str = "box_encode";
+    let [samples, matches, anchors, refs, means, stds] = ins;
+    let rows = b
+        .checked_mul(n)
+        .ok_or_else(|| KernelError::new(OP, "too many boxes"))?;
+    if samples.len() != rows
+        || matches.len() != rows
+        || anchors.len() != rows * 4
+        || refs.len() != b * m * 4
+        || means.len() != 4
+        || stds.len() != 4
+    {
+        return Err(KernelError::new(OP, "inputs shorter than their shapes"));
+    }
+    let (Some(means), Some(stds)) = (quad(means, 0), quad(stds, 0)) else {
+        return Err(KernelError::new(OP, "means and stds must hold 4 values"));
+    };
+    let mut targets = vec![0.0f32; rows * 4];
+    let mut masks = vec![0.0f32; rows * 4];
+    let half = |lo: f32, size: f32| (f64::from(lo) + f64::from(size) * 0.5) as f32;
+    for i in 0..rows {
+        let valid = samples.get(i).is_some_and(|&s| f64::from(s) > 0.5);
+        if !valid {
+            continue;
+        }
+        let j = i / n.max(1);
+        let raw = matches.get(i).copied().unwrap_or(f32::NAN);
+        if m == 0 {
+            return Err(KernelError::new(
+                OP,
+                format!("positive anchor {i} has no refs to match"),
+            ));
+        }
+        // MXNet truncates the match to an integer index, and reads outside the refs for
+        // one that is not a row of them (undefined); ward reads the nearest row (NaN:
+        // the first), the same in every backend.
+        let matched = if raw.is_nan() {
+            0
+        } else {
+            (raw.trunc().max(0.0) as usize).min(m - 1)
+        };
+        let (Some(r), Some(a)) = (quad(refs, (j * m + matched) * 4), quad(anchors, i * 4)) else {
+            continue;
+        };
+        let (rw, rh) = (r[2] - r[0], r[3] - r[1]);
+        let (rx, ry) = (half(r[0], rw), half(r[1], rh));
+        let (aw, ah) = (a[2] - a[0], a[3] - a[1]);
+        let (ax, ay) = (half(a[0], aw), half(a[1], ah));
+        let t = [
+            ((rx - ax) / aw - means[0]) / stds[0],
+            ((ry - ay) / ah - means[1]) / stds[1],
+            ((rw / aw).ln() - means[2]) / stds[2],
+            ((rh / ah).ln() - means[3]) / stds[3],
+        ];
+        if let Some(o) = targets.get_mut(i * 4..i * 4 + 4) {
+            o.copy_from_slice(&t);
+        }
+        if let Some(o) = masks.get_mut(i * 4..i * 4 + 4) {
+            o.copy_from_slice(&[1.0; 4]);
+        }
+    }
+    Ok((targets, masks))
+}
+
+/// `box_encode` for the interpreter.
+pub fn box_encode(ins: [&Array; 6]) -> KResult<Vec<Array>> {
+    let shapes: Vec<Option<&[usize]>> = ins.iter().map(|a| Some(a.shape.as_slice())).collect();
+    let (b, n, m) = crate::ops::detection::BoxEncode::layout(&shapes)
+        .map_err(|e| KernelError::new("box_encode", e))?;
+    let f32s: Vec<Vec<f32>> = ins
+        .iter()
+        .map(|a| a.data.iter().map(|&v| v as f32).collect())
+        .collect();
+    let get = |i: usize| f32s.get(i).map(Vec::as_slice).unwrap_or_default();
+    let (t, mk) = box_encode_f32([get(0), get(1), get(2), get(3), get(4), get(5)], b, n, m)?;
+    let shape = vec![b, n, 4];
+    Ok(vec![
+        Array::new(shape.clone(), t.into_iter().map(f64::from).collect())?,
+        Array::new(shape, mk.into_iter().map(f64::from).collect())?,
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn nms_keeps_mxnets_order_and_fill() {
+        // Rows: [id, score, x1, y1, x2, y2].
+        let x = [
+            0.0, 0.5, 0.1, 0.1, 0.4, 0.4, //
+            1.0, 0.5, 0.12, 0.1, 0.4, 0.4, //
+            0.0, 0.9, -0.5, 0.0, 0.2, 0.2, //
+            2.0, 0.3, 0.5, 0.5, 0.9, 0.9,
+        ];
+        let shape = [4, 6];
+        let (out, rec) = box_nms_rows(&x, &shape, &BoxNms::default()).unwrap();
+        // Equal scores keep their row order; row 1 overlaps row 0 and goes.
+        assert_eq!(rec, vec![Some(2), Some(0), Some(3), None]);
+        assert_eq!(&out[18..], &[-1.0; 6]);
+        // topk 0: the input unchanged.
+        let op = BoxNms {
+            topk: Some(0),
+            out_format: BoxFormat::Center,
+            ..BoxNms::default()
+        };
+        assert_eq!(box_nms_rows(&x, &shape, &op).unwrap().0, x.to_vec());
+        // A box with a negative xmin is not converted.
+        let op = BoxNms {
+            out_format: BoxFormat::Center,
+            ..BoxNms::default()
+        };
+        let (out, _) = box_nms_rows(&x, &shape, &op).unwrap();
+        assert_eq!(&out[..6], &x[12..18]);
+        assert_eq!(&out[6..12], &[0.0, 0.5, 0.25, 0.25, 0.3, 0.3]);
+    }
+}

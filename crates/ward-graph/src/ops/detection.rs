@@ -1,0 +1,359 @@
+//! Detection: the box operators of MXNet 1.9.1's `contrib` (GluonCV's detectors):
+//! [`BoxNms`] (`_contrib_box_nms`), [`BoxDecode`] (`_contrib_box_decode`) and
+//! [`BoxEncode`] (`_contrib_box_encode`).
+//!
+//! Their meaning (MXNet's fixed-shape NMS output padded with −1, its order among equal
+//! scores, the rows it leaves unconverted) is in [`crate::interp::detection`]. Float
+//! attributes hold MXNet's float32 values.
+
+use serde::{Deserialize, Serialize};
+
+use super::{dim, expect_rank, input, product, OpDef, Shape, R};
+use crate::limits::MAX_NMS_BOXES;
+
+/// How a box's four coordinates are written (MXNet's `corner` and `center`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BoxFormat {
+    /// `[xmin, ymin, xmax, ymax]`.
+    Corner,
+    /// `[x, y, width, height]`.
+    Center,
+}
+
+impl BoxFormat {
+    /// MXNet's spelling.
+    pub fn mxnet_name(self) -> &'static str {
+        match self {
+            BoxFormat::Corner => "corner",
+            BoxFormat::Center => "center",
+        }
+    }
+}
+
+/// MXNet's `_contrib_box_nms`: per batch (every dim before the last two), the rows of
+/// `(num_boxes, width)` whose score passes `valid_thresh` (and, with an `id_index`, whose
+/// class is not `background_id`), sorted by descending score (ties by row), the first
+/// `topk` of them suppressed greedily by IoU above `overlap_thresh`; the survivors first,
+/// the other rows −1. The output has the input's shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BoxNms {
+    #[serde(with = "super::float")]
+    pub overlap_thresh: f64,
+    #[serde(with = "super::float")]
+    pub valid_thresh: f64,
+    /// `None`: every valid box (MXNet's `topk < 0`); `Some(0)` is MXNet's `topk = 0`, which
+    /// returns the input unchanged.
+    pub topk: Option<usize>,
+    pub coord_start: usize,
+    pub score_index: usize,
+    pub id_index: Option<usize>,
+    /// Compared with the class as float32, as MXNet compares it.
+    pub background_id: i64,
+    pub force_suppress: bool,
+    pub in_format: BoxFormat,
+    pub out_format: BoxFormat,
+}
+
+impl Default for BoxNms {
+    /// MXNet's defaults.
+    fn default() -> Self {
+        BoxNms {
+            overlap_thresh: 0.5,
+            valid_thresh: 0.0,
+            topk: None,
+            coord_start: 2,
+            score_index: 1,
+            id_index: None,
+            background_id: -1,
+            force_suppress: false,
+            in_format: BoxFormat::Corner,
+            out_format: BoxFormat::Corner,
+        }
+    }
+}
+
+/// Where a [`BoxNms`] works: `batches` sets of `boxes` rows of `width` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NmsLayout {
+    pub batches: usize,
+    pub boxes: usize,
+    pub width: usize,
+}
+
+impl BoxNms {
+    /// The layout of an input of shape `x`, checked as MXNet's shape rule checks it: rank
+    /// at least 2, each index within the row (the score and the class outside the four
+    /// coordinates and apart), and every box counted against [`MAX_NMS_BOXES`].
+    pub fn layout(&self, x: &[usize]) -> R<NmsLayout> {
+        self.check(x).map_err(|(_, e)| e)
+    }
+
+    /// [`BoxNms::layout`], its refusal with the attribute it concerns (`data` for the
+    /// input's own shape).
+    pub fn check(&self, x: &[usize]) -> Result<NmsLayout, (&'static str, String)> {
+        let data = |e: String| ("data", e);
+        let rank = x.len();
+        if rank < 2 {
+            return Err(data(format!(
+                "data {x:?} must have rank 2 or more: (..., boxes, width)"
+            )));
+        }
+        let width = dim(x, rank - 1, "data").map_err(data)?;
+        let boxes = dim(x, rank - 2, "data").map_err(data)?;
+        let batches = product(x.get(..rank - 2).unwrap_or_default()).map_err(data)?;
+        let least = if self.id_index.is_some() { 6 } else { 5 };
+        if width < least {
+            return Err(data(format!(
+                "rows of {width} values: at least {least} (score, 4 coordinates{}) expected",
+                if least == 6 { ", class" } else { "" }
+            )));
+        }
+        let coord_end = self
+            .coord_start
+            .checked_add(3)
+            .ok_or_else(|| ("coord_start", "coord_start overflows".to_string()))?;
+        if coord_end >= width {
+            return Err((
+                "coord_start",
+                format!(
+                    "coordinates {}..={coord_end} past the row of {width}",
+                    self.coord_start
+                ),
+            ));
+        }
+        let in_coords = |i: usize| i >= self.coord_start && i <= coord_end;
+        if self.score_index >= width || in_coords(self.score_index) {
+            return Err((
+                "score_index",
+                format!(
+                    "score_index {} must be in the row of {width} and outside the coordinates {}..={coord_end}",
+                    self.score_index, self.coord_start
+                ),
+            ));
+        }
+        if let Some(id) = self.id_index {
+            if id >= width || in_coords(id) || id == self.score_index {
+                return Err((
+                    "id_index",
+                    format!(
+                        "id_index {id} must be in the row of {width}, outside the coordinates {}..={coord_end} and not the score_index",
+                        self.coord_start
+                    ),
+                ));
+            }
+        }
+        if batches
+            .checked_mul(boxes)
+            .is_none_or(|total| total > MAX_NMS_BOXES)
+        {
+            return Err(data(format!(
+                "{batches} batches of {boxes} boxes: at most {MAX_NMS_BOXES} boxes in all"
+            )));
+        }
+        Ok(NmsLayout {
+            batches,
+            boxes,
+            width,
+        })
+    }
+}
+
+impl OpDef for BoxNms {
+    fn arity(&self) -> (usize, usize) {
+        (1, 1)
+    }
+
+    fn validate(&self) -> R<()> {
+        if self.overlap_thresh.is_nan() || self.valid_thresh.is_nan() {
+            return Err("overlap_thresh and valid_thresh must be numbers".into());
+        }
+        if self.topk.is_some_and(|k| k > MAX_NMS_BOXES) {
+            return Err(format!("topk past the limit of {MAX_NMS_BOXES} boxes"));
+        }
+        Ok(())
+    }
+
+    fn infer(&self, ins: &[Option<&[usize]>]) -> R<Vec<Shape>> {
+        let x = input(ins, 0, "data")?;
+        self.layout(x)?;
+        Ok(vec![x.to_vec()])
+    }
+}
+
+/// MXNet's `_contrib_box_decode`: `data` (batch, n, 4) of encoded offsets against `anchors`
+/// (n boxes of 4, in `format`), scaled by `std`, the log sizes clipped to `clip` when
+/// given; the boxes in corner format.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BoxDecode {
+    pub std: [f64; 4],
+    /// MXNet's `clip > 0`; `None` for its `clip <= 0` (no clipping).
+    pub clip: Option<f64>,
+    pub format: BoxFormat,
+}
+
+impl BoxDecode {
+    /// The (batch, n) of data and anchors, checked as MXNet checks them: data of rank 3
+    /// with a last dim 4, anchors of rank 3 or more with a last dim 4 and n boxes in all.
+    pub fn layout(data: &[usize], anchors: &[usize]) -> R<(usize, usize)> {
+        expect_rank("data", data, 3)?;
+        if data.last() != Some(&4) {
+            return Err(format!("data {data:?} must end in 4 coordinates"));
+        }
+        let b = dim(data, 0, "data")?;
+        let n = dim(data, 1, "data")?;
+        if anchors.len() < 3 || anchors.last() != Some(&4) {
+            return Err(format!(
+                "anchors {anchors:?} must have rank 3 or more and end in 4 coordinates"
+            ));
+        }
+        let want = n
+            .checked_mul(4)
+            .ok_or_else(|| "anchor count overflows".to_string())?;
+        if product(anchors)? != want {
+            return Err(format!(
+                "anchors {anchors:?} must hold the {n} boxes of data {data:?}, as (1, {n}, 4)"
+            ));
+        }
+        Ok((b, n))
+    }
+}
+
+impl OpDef for BoxDecode {
+    fn arity(&self) -> (usize, usize) {
+        (2, 2)
+    }
+
+    fn validate(&self) -> R<()> {
+        if self.std.iter().any(|s| s.is_nan()) || self.clip.is_some_and(|c| c.is_nan()) {
+            return Err("std0..std3 and clip must be numbers".into());
+        }
+        Ok(())
+    }
+
+    fn infer(&self, ins: &[Option<&[usize]>]) -> R<Vec<Shape>> {
+        let data = input(ins, 0, "data")?;
+        let anchors = input(ins, 1, "anchors")?;
+        BoxDecode::layout(data, anchors)?;
+        Ok(vec![data.to_vec()])
+    }
+}
+
+/// MXNet's `_contrib_box_encode`: the regression targets of `anchors` (batch, n, 4, corner)
+/// towards their matched `refs` (batch, m, 4, corner), `(offset − means) / stds`, where the
+/// sample is positive (> 0.5), 0 elsewhere; and the masks (1 where positive). Inputs:
+/// samples (batch, n), matches (batch, n), anchors, refs, means (4), stds (4).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BoxEncode {}
+
+impl BoxEncode {
+    /// (batch, n, m), checked as MXNet's shape rule and kernel read them.
+    pub fn layout(ins: &[Option<&[usize]>]) -> R<(usize, usize, usize)> {
+        let samples = input(ins, 0, "samples")?;
+        let matches = input(ins, 1, "matches")?;
+        let anchors = input(ins, 2, "anchors")?;
+        let refs = input(ins, 3, "refs")?;
+        let means = input(ins, 4, "means")?;
+        let stds = input(ins, 5, "stds")?;
+        expect_rank("anchors", anchors, 3)?;
+        if anchors.last() != Some(&4) {
+            return Err(format!("anchors {anchors:?} must be (batch, n, 4)"));
+        }
+        let b = dim(anchors, 0, "anchors")?;
+        let n = dim(anchors, 1, "anchors")?;
+        super::expect_shape("samples", samples, &[b, n])?;
+        super::expect_shape("matches", matches, &[b, n])?;
+        expect_rank("refs", refs, 3)?;
+        if refs.first() != Some(&b) || refs.last() != Some(&4) {
+            return Err(format!("refs {refs:?} must be ({b}, m, 4)"));
+        }
+        let m = dim(refs, 1, "refs")?;
+        super::expect_shape("means", means, &[4])?;
+        super::expect_shape("stds", stds, &[4])?;
+        Ok((b, n, m))
+    }
+}
+
+impl OpDef for BoxEncode {
+    fn arity(&self) -> (usize, usize) {
+        (6, 6)
+    }
+
+    fn num_outputs(&self) -> usize {
+        2
+    }
+
+    fn infer(&self, ins: &[Option<&[usize]>]) -> R<Vec<Shape>> {
+        let (b, n, _) = BoxEncode::layout(ins)?;
+        Ok(vec![vec![b, n, 4], vec![b, n, 4]])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn nms_checks_the_row_as_mxnet() {
+        let nms = BoxNms::default();
+        let s: &[usize] = &[2, 3, 7, 6];
+        assert_eq!(nms.infer(&[Some(s)]).unwrap(), vec![s.to_vec()]);
+        assert_eq!(
+            nms.layout(s).unwrap(),
+            NmsLayout {
+                batches: 6,
+                boxes: 7,
+                width: 6
+            }
+        );
+        assert!(nms.infer(&[Some(&[5])]).is_err());
+        assert!(nms.infer(&[Some(&[3, 4])]).is_err());
+        let id = BoxNms {
+            id_index: Some(0),
+            ..BoxNms::default()
+        };
+        assert!(id.infer(&[Some(&[3, 5])]).is_err());
+        let clash = BoxNms {
+            score_index: 3,
+            ..BoxNms::default()
+        };
+        assert!(clash.infer(&[Some(&[3, 6])]).is_err());
+        let past = BoxNms {
+            coord_start: 3,
+            ..BoxNms::default()
+        };
+        assert!(past.infer(&[Some(&[3, 6])]).is_err());
+        let many: &[usize] = &[MAX_NMS_BOXES, 2, 6];
+        let err = nms.infer(&[Some(many)]).unwrap_err();
+        assert!(err.contains("at most"), "{err}");
+    }
+
+    #[test]
+    fn decode_and_encode_shapes() {
+        let d = BoxDecode {
+            std: [1.0; 4],
+            clip: None,
+            format: BoxFormat::Center,
+        };
+        assert_eq!(
+            d.infer(&[Some(&[2, 5, 4]), Some(&[1, 5, 4])]).unwrap(),
+            vec![vec![2, 5, 4]]
+        );
+        assert!(d.infer(&[Some(&[2, 5, 4]), Some(&[1, 4, 4])]).is_err());
+        assert!(d.infer(&[Some(&[5, 4]), Some(&[1, 5, 4])]).is_err());
+        let e = BoxEncode {};
+        let ins: Vec<Option<&[usize]>> = vec![
+            Some(&[2, 3]),
+            Some(&[2, 3]),
+            Some(&[2, 3, 4]),
+            Some(&[2, 5, 4]),
+            Some(&[4]),
+            Some(&[4]),
+        ];
+        assert_eq!(e.infer(&ins).unwrap(), vec![vec![2, 3, 4], vec![2, 3, 4]]);
+    }
+}

@@ -1,0 +1,312 @@
+//! box_nms, box_decode and box_encode (issue 20, GluonCV's detectors): what they import
+//! to, with MXNet's defaults, the output names MXNet gives them, and the crafted
+//! attributes and shapes they refuse, each refusal naming the node and the attribute, at
+//! import. Their numbers against MXNet's are checked on the one-operator fixtures
+//! (`boxnms_`, `boxdec_`, `boxenc_`: ward-exec's conformance test, ward-graph's
+//! interpreter, ward-train's gradients).
+
+use crate::support::one_op::{import_with, imported, refusal};
+use ward_graph::ir::Op;
+use ward_graph::limits::MAX_NMS_BOXES;
+use ward_graph::ops::detection::{BoxDecode, BoxEncode, BoxFormat, BoxNms};
+
+const ROWS: &[i64] = &[-1, 10, 6];
+
+#[test]
+fn box_nms_reads_every_attribute_with_mxnets_defaults() {
+    let (op, shape) = imported("_contrib_box_nms", "", &[ROWS]);
+    assert_eq!(op, Op::BoxNms(BoxNms::default()));
+    assert_eq!(shape, vec![-1, 10, 6]);
+    let (op, _) = imported(
+        "_contrib_box_nms",
+        r#""overlap_thresh": "0.7", "valid_thresh": "0.01", "topk": "400",
+           "coord_start": "2", "score_index": "1", "id_index": "0", "background_id": "3",
+           "force_suppress": "True", "in_format": "center", "out_format": "corner""#,
+        &[ROWS],
+    );
+    assert_eq!(
+        op,
+        Op::BoxNms(BoxNms {
+            overlap_thresh: f64::from(0.7f32),
+            valid_thresh: f64::from(0.01f32),
+            topk: Some(400),
+            coord_start: 2,
+            score_index: 1,
+            id_index: Some(0),
+            background_id: 3,
+            force_suppress: true,
+            in_format: BoxFormat::Center,
+            out_format: BoxFormat::Corner,
+        })
+    );
+    // topk below 0 is every box, 0 MXNet's pass-through; an id_index below 0 none.
+    let (op, _) = imported(
+        "_contrib_box_nms",
+        r#""topk": "-5", "id_index": "-2""#,
+        &[ROWS],
+    );
+    assert_eq!(op, Op::BoxNms(BoxNms::default()));
+    let (op, _) = imported("_contrib_box_nms", r#""topk": "0""#, &[ROWS]);
+    assert_eq!(
+        op,
+        Op::BoxNms(BoxNms {
+            topk: Some(0),
+            ..BoxNms::default()
+        })
+    );
+    // MXNet's alias, and any batch dims.
+    let (op, shape) = imported(
+        "_contrib_box_non_maximum_suppression",
+        "",
+        &[&[2, -1, 3, 7]],
+    );
+    assert_eq!(op, Op::BoxNms(BoxNms::default()));
+    assert_eq!(shape, vec![2, -1, 3, 7]);
+}
+
+#[test]
+fn box_nms_outputs_are_named_as_mxnet_lists_them() {
+    // The hidden second output (the kept rows) numbers the visible one.
+    let i = import_with("_contrib_box_nms", "", &[ROWS]).unwrap();
+    assert_eq!(i.graph.outputs.len(), 1);
+    assert_eq!(i.graph.outputs[0].name, "layer_output0");
+    let i = import_with("_contrib_box_decode", "", &[&[-1, 5, 4], &[1, 5, 4]]).unwrap();
+    assert_eq!(i.graph.outputs[0].name, "layer_output");
+}
+
+#[test]
+fn box_nms_crafted_attributes_are_refused_by_name() {
+    // Indices outside the row, into the coordinates, or clashing.
+    refusal(
+        "_contrib_box_nms",
+        r#""score_index": "6""#,
+        &[ROWS],
+        &["\"score_index\"", "6"],
+    );
+    refusal(
+        "_contrib_box_nms",
+        r#""score_index": "3""#,
+        &[ROWS],
+        &["\"score_index\"", "coordinates"],
+    );
+    refusal(
+        "_contrib_box_nms",
+        r#""score_index": "-1""#,
+        &[ROWS],
+        &["\"score_index\"", "-1"],
+    );
+    refusal(
+        "_contrib_box_nms",
+        r#""coord_start": "3""#,
+        &[ROWS],
+        &["\"coord_start\""],
+    );
+    refusal(
+        "_contrib_box_nms",
+        r#""coord_start": "-1""#,
+        &[ROWS],
+        &["\"coord_start\""],
+    );
+    refusal(
+        "_contrib_box_nms",
+        r#""coord_start": "9223372036854775807""#,
+        &[ROWS],
+        &["\"coord_start\""],
+    );
+    refusal(
+        "_contrib_box_nms",
+        r#""id_index": "1""#,
+        &[ROWS],
+        &["\"id_index\"", "score_index"],
+    );
+    refusal(
+        "_contrib_box_nms",
+        r#""id_index": "4""#,
+        &[ROWS],
+        &["\"id_index\""],
+    );
+    refusal(
+        "_contrib_box_nms",
+        r#""id_index": "60""#,
+        &[ROWS],
+        &["\"id_index\""],
+    );
+    // A class needs a sixth value; fewer than five values is no box.
+    refusal(
+        "_contrib_box_nms",
+        r#""id_index": "0""#,
+        &[&[-1, 4, 5]],
+        &["at least 6"],
+    );
+    refusal("_contrib_box_nms", "", &[&[-1, 4, 4]], &["at least 5"]);
+    refusal("_contrib_box_nms", "", &[&[6]], &["rank 2"]);
+    // Values MXNet does not have, attributes it does not take, NaN thresholds.
+    refusal(
+        "_contrib_box_nms",
+        r#""in_format": "xywh""#,
+        &[ROWS],
+        &["in_format", "xywh"],
+    );
+    refusal(
+        "_contrib_box_nms",
+        r#""out_format": "corners""#,
+        &[ROWS],
+        &["out_format"],
+    );
+    refusal(
+        "_contrib_box_nms",
+        r#""force_suppress": "maybe""#,
+        &[ROWS],
+        &["force_suppress"],
+    );
+    refusal(
+        "_contrib_box_nms",
+        r#""max_output_size": "10""#,
+        &[ROWS],
+        &["max_output_size"],
+    );
+    refusal(
+        "_contrib_box_nms",
+        r#""overlap_thresh": "nan""#,
+        &[ROWS],
+        &["overlap_thresh"],
+    );
+    refusal("_contrib_box_nms", r#""topk": "ten""#, &[ROWS], &["topk"]);
+    // The box count against the limit, before anything is allocated.
+    let many = (MAX_NMS_BOXES + 1) as i64;
+    refusal(
+        "_contrib_box_nms",
+        "",
+        &[&[1, many, 6]],
+        &["at most", "boxes"],
+    );
+    refusal(
+        "_contrib_box_nms",
+        r#""topk": "1000000000000""#,
+        &[ROWS],
+        &["\"topk\"", "limit"],
+    );
+    refusal(
+        "_contrib_box_nms",
+        "",
+        &[&[1_000_000_000_000, 1_000_000, 6]],
+        &["layer"],
+    );
+}
+
+#[test]
+fn box_decode_reads_every_attribute_with_mxnets_defaults() {
+    let (op, shape) = imported("_contrib_box_decode", "", &[&[-1, 5, 4], &[1, 5, 4]]);
+    assert_eq!(
+        op,
+        Op::BoxDecode(BoxDecode {
+            std: [1.0; 4],
+            clip: None,
+            format: BoxFormat::Center,
+        })
+    );
+    assert_eq!(shape, vec![-1, 5, 4]);
+    let (op, _) = imported(
+        "_contrib_box_decode",
+        r#""std0": "0.1", "std1": "0.1", "std2": "0.2", "std3": "0.2", "clip": "4.135",
+           "format": "corner""#,
+        &[&[-1, 5, 4], &[1, 1, 5, 4]],
+    );
+    assert_eq!(
+        op,
+        Op::BoxDecode(BoxDecode {
+            std: [
+                f64::from(0.1f32),
+                f64::from(0.1f32),
+                f64::from(0.2f32),
+                f64::from(0.2f32)
+            ],
+            clip: Some(f64::from(4.135f32)),
+            format: BoxFormat::Corner,
+        })
+    );
+    // clip <= 0 is none.
+    let (op, _) = imported(
+        "_contrib_box_decode",
+        r#""clip": "0""#,
+        &[&[-1, 5, 4], &[1, 5, 4]],
+    );
+    assert_eq!(
+        op,
+        Op::BoxDecode(BoxDecode {
+            std: [1.0; 4],
+            clip: None,
+            format: BoxFormat::Center,
+        })
+    );
+}
+
+#[test]
+fn box_decode_crafted_shapes_and_attributes_are_refused_by_name() {
+    let two: &[&[i64]] = &[&[-1, 5, 4], &[1, 5, 4]];
+    refusal(
+        "_contrib_box_decode",
+        r#""format": "xyxy""#,
+        two,
+        &["format"],
+    );
+    refusal("_contrib_box_decode", r#""std0": "nan""#, two, &["std0"]);
+    refusal("_contrib_box_decode", r#""clip": "nan""#, two, &["clip"]);
+    refusal("_contrib_box_decode", r#""std4": "1""#, two, &["std4"]);
+    // Data of rank 3 ending in 4; anchors holding its n boxes.
+    refusal(
+        "_contrib_box_decode",
+        "",
+        &[&[-1, 5, 3], &[1, 5, 4]],
+        &["data", "4 coordinates"],
+    );
+    refusal(
+        "_contrib_box_decode",
+        "",
+        &[&[-1, 5, 4], &[1, 6, 4]],
+        &["anchors", "5 boxes"],
+    );
+    refusal(
+        "_contrib_box_decode",
+        "",
+        &[&[-1, 5, 4], &[5, 4]],
+        &["anchors", "rank 3"],
+    );
+    refusal(
+        "_contrib_box_decode",
+        "",
+        &[&[-1, 2, 5, 4], &[1, 5, 4]],
+        &["data", "rank"],
+    );
+    refusal("_contrib_box_decode", "", &[&[-1, 5, 4]], &["inputs"]);
+}
+
+#[test]
+fn box_encode_takes_six_inputs_and_no_attribute() {
+    let ins: &[&[i64]] = &[&[2, 3], &[2, 3], &[2, 3, 4], &[2, 5, 4], &[4], &[4]];
+    let i = import_with("_contrib_box_encode", "", ins).unwrap();
+    assert_eq!(i.graph.nodes[0].op, Op::BoxEncode(BoxEncode {}));
+    // Two outputs (targets, masks), numbered; the symbol's head is the first.
+    assert_eq!(i.graph.nodes[0].op.num_outputs(), 2);
+    assert_eq!(i.graph.outputs[0].name, "layer_output0");
+    assert_eq!(i.output_shapes, vec![vec![2, 3, 4]]);
+    refusal(
+        "_contrib_box_encode",
+        r#""stds": "(1, 1, 1, 1)""#,
+        ins,
+        &["stds"],
+    );
+    refusal("_contrib_box_encode", "", &ins[..5], &["inputs"]);
+    refusal(
+        "_contrib_box_encode",
+        "",
+        &[&[2, 3], &[2, 3], &[2, 3, 4], &[3, 5, 4], &[4], &[4]],
+        &["refs"],
+    );
+    refusal(
+        "_contrib_box_encode",
+        "",
+        &[&[2, 3], &[2, 3], &[2, 3, 4], &[2, 5, 4], &[5], &[4]],
+        &["means"],
+    );
+}
