@@ -1725,6 +1725,87 @@ for i, shape in enumerate([(3,), (2, 5), (2, 3, 7), (1, 2, 2, 16), (4, 1)]):
     case("divsqrtdim_%d" % i, "contrib.div_sqrt_dim", {}, [("data", shape)])
 
 
+# --- _contrib_ROIAlign (issue 20) -----------------------------------------------
+# The rois are a parameter (the variable `rois`), so that the conformance test's random
+# data leaves them valid: rows [batch, x1, y1, x2, y2] in image coordinates (the feature
+# map's size over spatial_scale). Batch indices whole and fractional (truncated toward
+# zero: -0.5 reads image 0); boxes inside, partly and wholly outside the map, reversed
+# and thinner than a pixel (stretched to 1 without `aligned`; MXNet aborts on them with
+# it, so aligned cases keep positive sizes); every sample_ratio kind (-1 and 0 adaptive,
+# 1 to 3 fixed); position-sensitive channel blocks; pooled sizes 1x1 to 14x14.
+_roi_rng = np.random.RandomState(2050)
+
+
+def _roi_rows(batch, height, width, scale, count, aligned, extremes):
+    def f(rng, shape):
+        img_h, img_w = height / scale, width / scale
+        rows = []
+        for i in range(count):
+            b = float(_roi_rng.randint(batch))
+            if i % 5 == 3:
+                b += 0.7
+            if i % 7 == 4:
+                b = -0.5 if b < 1 else b
+            x1 = _roi_rng.uniform(-0.2 * img_w, img_w)
+            y1 = _roi_rng.uniform(-0.2 * img_h, img_h)
+            x2 = x1 + _roi_rng.uniform(0.5, 1.2) * img_w * _roi_rng.uniform(0.1, 1.0)
+            y2 = y1 + _roi_rng.uniform(0.5, 1.2) * img_h * _roi_rng.uniform(0.1, 1.0)
+            rows.append([b, x1, y1, x2, y2])
+        if extremes and not aligned:
+            rows[0][1:] = [img_w * 0.6, img_h * 0.6, img_w * 0.2, img_h * 0.1]  # reversed
+            if count > 1:
+                rows[1][1:] = [img_w * 0.3, img_h * 0.3, img_w * 0.3 + 0.1, img_h * 0.3]
+            if count > 2:
+                rows[2][1:] = [img_w * 1.5, img_h * 1.5, img_w * 2.5, img_h * 2.0]  # outside
+        elif extremes:
+            if count > 2:
+                rows[2][1:] = [-img_w, -img_h, -img_w * 0.5, -img_h * 0.2]  # outside
+        return np.array(rows, dtype=np.float32).reshape(shape)
+    return f
+
+
+def _roialign_case(i, batch, channels, height, width, pooled, scale, ratio, count,
+                   ps=False, aligned=False, extremes=True):
+    attrs = dict(pooled_size=pooled, spatial_scale=scale)
+    if ratio is not None:
+        attrs["sample_ratio"] = ratio
+    if ps:
+        attrs["position_sensitive"] = True
+    if aligned is not None and (aligned or i % 3 == 0):
+        attrs["aligned"] = aligned
+
+    def build(v, attrs=attrs):
+        return mx.sym.contrib.ROIAlign(v("data"), v("rois"), name="op", **attrs)
+    case("roialign_%d" % i, "contrib.ROIAlign", attrs, [("data", (batch, channels, height, width))],
+         shapes={"rois": (count, 5)}, build=build,
+         values={"rois": _roi_rows(batch, height, width, scale, count, bool(aligned), extremes)})
+
+
+_ROI_SPECS = [
+    # batch, channels, height, width, pooled, scale, ratio, rois
+    (1, 2, 6, 7, (2, 2), 1.0, None, 3),
+    (2, 3, 8, 8, (3, 3), 0.5, 2, 4),
+    (2, 1, 5, 9, (2, 3), 0.25, -1, 5),
+    (1, 4, 10, 6, (4, 2), 0.0625, 0, 3),
+    (3, 2, 7, 7, (1, 1), 0.125, 1, 6),
+    (1, 3, 12, 12, (7, 7), 0.0625, 2, 3),
+    (2, 2, 9, 11, (3, 2), 1.0, 3, 4),
+    (1, 1, 16, 16, (14, 14), 0.5, 2, 2),
+    (2, 4, 6, 5, (2, 2), 0.5, None, 5),
+    (1, 2, 3, 4, (5, 3), 1.0, -1, 3),
+    (2, 3, 1, 1, (2, 2), 1.0, 2, 3),
+    (1, 2, 13, 5, (2, 4), 0.333, None, 4),
+]
+for i, spec in enumerate(_ROI_SPECS):
+    _roialign_case(i, *spec)
+for i, spec in enumerate(_ROI_SPECS[:6]):
+    _roialign_case(100 + i, *spec, aligned=True)
+_roialign_case(200, 1, 8, 6, 6, (2, 2), 0.5, 2, 3, ps=True)
+_roialign_case(201, 2, 18, 7, 5, (3, 3), 1.0, None, 4, ps=True)
+_roialign_case(202, 1, 6, 8, 8, (1, 3), 0.25, -1, 3, ps=True, aligned=True)
+_roialign_case(203, 2, 4, 5, 6, (1, 2), 1.0, 1, 2, ps=True)
+
+
 # ----------------------------------------------------------------------------
 # running a case
 # ----------------------------------------------------------------------------

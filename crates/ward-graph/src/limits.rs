@@ -30,3 +30,10 @@ pub const MAX_ONE_HOT_DEPTH: usize = 1 << 24;
 /// Longest axis `topk` (and `argsort`) may give indices along: ward's indices are float32,
 /// which holds every integer up to 2^24 and no longer run of them (MXNet rounds past it).
 pub const MAX_ORDER_INDEX_AXIS: usize = 1 << 24;
+
+/// Most bilinear samples one roi of `ROIAlign` may take (its bins times each bin's grid),
+/// and most bins of a `pooled_size`. MXNet sizes a buffer of this many entries per roi and
+/// loops over them; its adaptive grid grows with the roi's size, which is data, so a roi
+/// past this is refused where it is read (a roi spanning a 1000 × 1000 feature map at a
+/// 7 × 7 pooled size takes about 10^6).
+pub const MAX_ROI_SAMPLES: usize = 1 << 22;

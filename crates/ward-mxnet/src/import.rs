@@ -22,6 +22,7 @@ use ward_graph::ops::elementwise::{
 };
 use ward_graph::ops::index::{Embedding, GatherNd, IndexMode, OneHot, Pick, Take};
 use ward_graph::ops::linear::{AttentionKind, BatchDot, Dense, InterleavedMatmul};
+use ward_graph::ops::roi::RoiAlign;
 use ward_graph::ops::loss::{
     BlockGrad, MakeLoss, Normalization, RegressionKind, RegressionOutput, SoftmaxOutput,
     SoftmaxOutputMode,
@@ -1605,6 +1606,56 @@ impl Importer<'_> {
                 inputs.remove(1);
                 inputs.extend(params);
                 rnn.into()
+            }
+            "_contrib_ROIAlign" => {
+                // MXNet 1.9.1 registers only the contrib name.
+                let pooled = a.req_tuple("pooled_size")?;
+                let scale = a.req_float("spatial_scale")?;
+                let ratio = a.int("sample_ratio", -1)?;
+                let position_sensitive = a.bool("position_sensitive", false)?;
+                let aligned = a.bool("aligned", false)?;
+                a.finish()?;
+                need(2)?;
+                let size = |v: i64| usize::try_from(v).ok().filter(|&v| v > 0);
+                let (Some(pooled_height), Some(pooled_width)) = (
+                    pooled.first().copied().and_then(size),
+                    pooled.get(1).copied().and_then(size),
+                ) else {
+                    return Err(err(format!(
+                        "attribute \"pooled_size\" = {pooled:?} must be two positive sizes (MXNet's bound)"
+                    )));
+                };
+                if pooled.len() != 2 {
+                    return Err(err(format!(
+                        "attribute \"pooled_size\" = {pooled:?} must be two positive sizes (MXNet's bound)"
+                    )));
+                }
+                // MXNet holds the scale as a float and bounds it to [0, 1].
+                let spatial_scale = scale as f32;
+                if !(0.0..=1.0).contains(&spatial_scale) {
+                    return Err(err(format!(
+                        "attribute \"spatial_scale\" = {scale} is outside MXNet's bound [0, 1]"
+                    )));
+                }
+                if i32::try_from(ratio).is_err() {
+                    return Err(err(format!(
+                        "attribute \"sample_ratio\" = {ratio} is not a 32-bit integer"
+                    )));
+                }
+                let op = RoiAlign {
+                    pooled_height,
+                    pooled_width,
+                    spatial_scale,
+                    // MXNet samples ⌈bin⌉ points per axis for a ratio of 0 or less.
+                    sample_ratio: usize::try_from(ratio).ok().filter(|&r| r > 0),
+                    position_sensitive,
+                    aligned,
+                };
+                op.bins()
+                    .map_err(|e| err(format!("attribute \"pooled_size\": {e}")))?;
+                op.validate()
+                    .map_err(|e| err(format!("attribute \"sample_ratio\": {e}")))?;
+                op.into()
             }
             "_contrib_AdaptiveAvgPooling2D" => {
                 // MXNet: no value (or None, or ()) is 1×1, one value a square, two (h, w).

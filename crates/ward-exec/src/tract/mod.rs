@@ -9,6 +9,7 @@
 
 mod fusion;
 mod max_pool;
+mod roi;
 mod states;
 mod topk;
 
@@ -86,7 +87,9 @@ impl Backend for TractBackend {
         data_shapes: &[Vec<usize>],
     ) -> Result<Arc<dyn Plan>, ExecError> {
         let proto = lower(graph, weights.tensors(), data_shapes)?;
-        let mut typed = tract_onnx::onnx()
+        let mut framework = tract_onnx::onnx();
+        roi::register(&mut framework.op_register);
+        let mut typed = framework
             .model_for_proto_model(&proto)
             .and_then(|m| m.into_typed())
             .map_err(engine("load the lowered model"))?;

@@ -568,5 +568,6 @@ pub fn eval_node(node: &Node, ins: &[Option<&Array>]) -> R<Vec<Array>> {
             op.off_value,
         ))?),
         Op::Topk(op) => kernel(order::topk(x()?, op.axis, op.k, op.ret, op.ascend)),
+        Op::RoiAlign(op) => one(kernel(super::roi::roi_align(x()?, arg(ins, 1)?, op))?),
     }
 }

@@ -29,6 +29,7 @@ pub mod pool;
 pub mod reduce;
 pub mod resize;
 pub mod rnn;
+pub mod roi;
 pub mod sequence;
 pub mod shape;
 

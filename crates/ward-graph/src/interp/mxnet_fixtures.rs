@@ -628,6 +628,22 @@ fn run(c: &Case) -> R<Vec<Array>> {
             one(elementwise::scalar(x(0)?, kind, a.float("scalar", 1.0)?))
         }
         "negative" => one(elementwise::unary(x(0)?, UnaryKind::Neg)),
+        "_contrib_ROIAlign" => {
+            let pooled = a.tuple("pooled_size", &[])?;
+            let &[ph, pw] = pooled.as_slice() else {
+                return Err(format!("pooled_size {pooled:?}"));
+            };
+            let ratio = a.int("sample_ratio", -1)?;
+            let op = crate::ops::roi::RoiAlign {
+                pooled_height: ph as usize,
+                pooled_width: pw as usize,
+                spatial_scale: a.float("spatial_scale", 1.0)? as f32,
+                sample_ratio: usize::try_from(ratio).ok().filter(|&r| r > 0),
+                position_sensitive: a.bool("position_sensitive", false)?,
+                aligned: a.bool("aligned", false)?,
+            };
+            one(super::roi::roi_align(x(0)?, x(1)?, &op))
+        }
         "_contrib_div_sqrt_dim" => {
             let d = x(0)?.shape.last().copied().unwrap_or(1);
             one(elementwise::scalar(

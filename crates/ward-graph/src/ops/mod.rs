@@ -28,6 +28,7 @@ pub mod pool;
 pub mod reduce;
 pub mod resize;
 pub mod rnn;
+pub mod roi;
 pub mod sequence;
 pub mod shape;
 
@@ -158,6 +159,7 @@ ops! {
     InterleavedMatmul(linear::InterleavedMatmul) = "interleaved_matmul",
     SequenceMask(sequence::SequenceMask) = "sequence_mask",
     SequenceReverse(sequence::SequenceReverse) = "sequence_reverse",
+    RoiAlign(roi::RoiAlign) = "roi_align",
 }
 
 impl Op {

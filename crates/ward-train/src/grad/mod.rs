@@ -31,6 +31,7 @@ pub mod pool;
 pub mod reduce;
 pub mod resize;
 pub mod rnn;
+pub mod roi;
 pub mod sequence;
 pub mod shape;
 
@@ -187,7 +188,8 @@ pub(crate) fn differentiable(op: &Op) -> Result<(), &'static str> {
         | Op::BatchDot(_)
         | Op::InterleavedMatmul(_)
         | Op::SequenceMask(_)
-        | Op::SequenceReverse(_) => Ok(()),
+        | Op::SequenceReverse(_)
+        | Op::RoiAlign(_) => Ok(()),
         Op::LeakyRelu(op) => activation::leaky_relu_differentiable(op),
         Op::Dropout(_) => Err(
             "dropout's training mode draws a mask from the run's random stream, which the reference rules do not hold; the training engine runs it (engine::Engine::step_seeded)",
@@ -456,6 +458,7 @@ pub(crate) fn rule(ctx: &Ctx<'_>) -> Rule {
         // The output depends on the indices only through a step: no gradient.
         Op::OneHot(_) => Ok(vec![None]),
         Op::Topk(op) => order::topk(ctx, op),
+        Op::RoiAlign(op) => roi::roi_align(ctx, op),
         Op::Fill(_) | Op::Arange(_) | Op::OnesLike(_) | Op::BlockGrad(_) => {
             Ok(vec![None; ctx.ins.len()])
         }
