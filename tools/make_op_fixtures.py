@@ -1806,6 +1806,44 @@ _roialign_case(202, 1, 6, 8, 8, (1, 3), 0.25, -1, 3, ps=True, aligned=True)
 _roialign_case(203, 2, 4, 5, 6, (1, 2), 1.0, 1, 2, ps=True)
 
 
+# --- _contrib_MultiBoxPrior (issue 20) ------------------------------------------
+# The boxes depend only on the data's height and width (dims 2 and 3; more dims are
+# allowed). Sizes and ratios of one and several values (a first ratio other than 1
+# reshapes the boxes of every size), clip, steps given and automatic (-1, or 0 in either
+# axis: both become 1/H and 1/W), offsets from 0 to 1, planes of size 1.
+_mbp_rng = np.random.RandomState(2051)
+_MBP_SPECS = [
+    # data shape, attrs
+    ((1, 3, 4, 5), {}),
+    ((2, 2, 3, 3), dict(sizes=(0.5, 0.25), ratios=(1, 2, 0.5))),
+    ((1, 1, 6, 4), dict(sizes=(0.3,), ratios=(1, 2, 0.5, 3, 1.0 / 3), clip=True)),
+    ((1, 4, 1, 1), dict(sizes=(0.9, 0.7, 0.1))),
+    ((3, 2, 5, 2), dict(sizes=(0.2,), ratios=(2, 0.5), steps=(0.1, 0.2))),
+    ((1, 2, 2, 7), dict(sizes=(0.75, 0.4), ratios=(1, 4), offsets=(0, 1), clip=True)),
+    ((1, 1, 8, 8), dict(sizes=(0.1, 0.2, 0.3), ratios=(1,), steps=(0.125, 0.125), offsets=(0.25, 0.75))),
+    ((2, 3, 3, 5), dict(sizes=(1.2,), ratios=(1, 2), clip=True)),
+    ((1, 1, 4, 4), dict(sizes=(0.5,), steps=(0, 0.3))),
+    ((1, 2, 3, 4, 2), dict(sizes=(0.6, 0.3), ratios=(0.5, 1, 2))),
+    ((1, 5, 10, 1), dict(sizes=(0.05,), ratios=(1, 2, 0.5), steps=(-1, -1), offsets=(0.5, 0.5))),
+    ((1, 1, 1, 9), dict(sizes=(0.33, 0.66), ratios=(3,), clip=False)),
+]
+for i, (shape, attrs) in enumerate(_MBP_SPECS):
+    case("mbprior_%d" % i, "contrib.MultiBoxPrior", attrs, [("data", shape)])
+for i in range(8):
+    rank = 4
+    shape = tuple(int(d) for d in _mbp_rng.randint(1, 9, size=rank))
+    ns, nr = int(_mbp_rng.randint(1, 4)), int(_mbp_rng.randint(1, 5))
+    attrs = dict(sizes=tuple(round(float(v), 4) for v in _mbp_rng.uniform(0.05, 1.0, ns)),
+                 ratios=tuple(round(float(v), 4) for v in _mbp_rng.uniform(0.3, 3.0, nr)))
+    if i % 2:
+        attrs["clip"] = True
+    if i % 3 == 1:
+        attrs["steps"] = tuple(round(float(v), 4) for v in _mbp_rng.uniform(0.05, 0.5, 2))
+    if i % 4 == 2:
+        attrs["offsets"] = tuple(round(float(v), 4) for v in _mbp_rng.uniform(0, 1, 2))
+    case("mbprior_r%d" % i, "contrib.MultiBoxPrior", attrs, [("data", shape)])
+
+
 # ----------------------------------------------------------------------------
 # running a case
 # ----------------------------------------------------------------------------

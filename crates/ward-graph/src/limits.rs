@@ -37,3 +37,7 @@ pub const MAX_ORDER_INDEX_AXIS: usize = 1 << 24;
 /// past this is refused where it is read (a roi spanning a 1000 × 1000 feature map at a
 /// 7 × 7 pooled size takes about 10^6).
 pub const MAX_ROI_SAMPLES: usize = 1 << 22;
+
+/// Most anchors per cell of `MultiBoxPrior` (its sizes plus its ratios less one); the
+/// element cap still bounds the whole output.
+pub const MAX_ANCHORS_PER_CELL: usize = 1024;

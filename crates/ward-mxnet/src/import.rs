@@ -15,6 +15,7 @@ use ward_graph::ir::{
 };
 use ward_graph::limits::{MAX_ONE_HOT_DEPTH, MAX_REPEAT, MAX_UPSAMPLING_SCALE};
 use ward_graph::ops::activation::{Activation, ActivationKind, LeakyRelu, LeakyReluKind, Softmax};
+use ward_graph::ops::anchor::MultiBoxPrior;
 use ward_graph::ops::conv::{Conv, Deconv};
 use ward_graph::ops::dropout::Dropout;
 use ward_graph::ops::elementwise::{
@@ -22,7 +23,6 @@ use ward_graph::ops::elementwise::{
 };
 use ward_graph::ops::index::{Embedding, GatherNd, IndexMode, OneHot, Pick, Take};
 use ward_graph::ops::linear::{AttentionKind, BatchDot, Dense, InterleavedMatmul};
-use ward_graph::ops::roi::RoiAlign;
 use ward_graph::ops::loss::{
     BlockGrad, MakeLoss, Normalization, RegressionKind, RegressionOutput, SoftmaxOutput,
     SoftmaxOutputMode,
@@ -35,6 +35,7 @@ use ward_graph::ops::pool::{AdaptiveAvgPool, Pool, PoolKind};
 use ward_graph::ops::reduce::{ArgKind, ArgReduce, Mean, Reduce, ReduceKind};
 use ward_graph::ops::resize::{BilinearResize, ResizeTarget, UpSampling};
 use ward_graph::ops::rnn::{Rnn, RnnMode};
+use ward_graph::ops::roi::RoiAlign;
 use ward_graph::ops::sequence::{SequenceLast, SequenceMask, SequenceReverse};
 use ward_graph::ops::shape::{
     Arange, BroadcastDim, BroadcastTo, Concat, ExpandDims, Fill, FillDim, Flatten, OnesLike, Pad,
@@ -1606,6 +1607,54 @@ impl Importer<'_> {
                 inputs.remove(1);
                 inputs.extend(params);
                 rnn.into()
+            }
+            "_contrib_MultiBoxPrior" => {
+                let sizes = a.float_tuple("sizes", &[1.0])?;
+                let ratios = a.float_tuple("ratios", &[1.0])?;
+                let clip = a.bool("clip", false)?;
+                let steps = a.float_tuple("steps", &[-1.0, -1.0])?;
+                let offsets = a.float_tuple("offsets", &[0.5, 0.5])?;
+                a.finish()?;
+                need(1)?;
+                // MXNet holds every value as a float.
+                let floats = |key: &str, v: &[f64]| -> Result<Vec<f32>, ImportError> {
+                    v.iter()
+                        .map(|&x| {
+                            let f = x as f32;
+                            if f.is_finite() {
+                                Ok(f)
+                            } else {
+                                Err(err(format!(
+                                    "attribute \"{key}\" = {v:?} holds {f}, which ward does not take"
+                                )))
+                            }
+                        })
+                        .collect()
+                };
+                let pair = |key: &str, v: &[f64]| -> Result<[f32; 2], ImportError> {
+                    <[f32; 2]>::try_from(floats(key, v)?.as_slice()).map_err(|_| {
+                        err(format!(
+                            "attribute \"{key}\" = {v:?} must be two values, (y, x) (MXNet's check)"
+                        ))
+                    })
+                };
+                let op = MultiBoxPrior {
+                    sizes: floats("sizes", &sizes)?,
+                    ratios: floats("ratios", &ratios)?,
+                    clip,
+                    steps: pair("steps", &steps)?,
+                    offsets: pair("offsets", &offsets)?,
+                };
+                op.anchors()
+                    .map_err(|e| err(format!("attributes \"sizes\" and \"ratios\": {e}")))?;
+                if op.offsets.iter().any(|o| !(0.0..=1.0).contains(o)) {
+                    return Err(err(format!(
+                        "attribute \"offsets\" = {offsets:?} must be 0 to 1 (MXNet's check)"
+                    )));
+                }
+                op.validate()
+                    .map_err(|e| err(format!("attribute \"steps\": {e}")))?;
+                op.into()
             }
             "_contrib_ROIAlign" => {
                 // MXNet 1.9.1 registers only the contrib name.

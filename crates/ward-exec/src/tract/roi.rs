@@ -10,11 +10,11 @@
 use tract_onnx::model::{OnnxOpRegister, ParsingContext};
 use tract_onnx::pb::NodeProto;
 use tract_onnx::prelude::{tvec, Datum, TValue, TVec, TractResult, TypedFact, TypedModel};
-use tract_onnx::tract_core::model::SpecialOps;
 use tract_onnx::tract_core::internal::{
     as_op, bail, ensure, op_as_typed_op, op_out_of_plan, EvalContext, EvalOp, IntoTValue, Op,
     OutletId, StaticName, Tensor, TypedOp,
 };
+use tract_onnx::tract_core::model::SpecialOps;
 use tract_onnx::tract_hir::internal::{
     check_input_arity, check_output_arity, expand, Expansion, InferenceOp, InferenceResult,
     ShapeFactoid, Solver, TensorProxy,
@@ -41,10 +41,17 @@ fn parse_roi_align(
         }
     };
     let (Some(pooled), Some(scale)) = (attr("pooled_size"), attr("spatial_scale")) else {
-        bail!("{ROI_ALIGN} {} has no pooled_size or spatial_scale", node.name);
+        bail!(
+            "{ROI_ALIGN} {} has no pooled_size or spatial_scale",
+            node.name
+        );
     };
     let &[ph, pw] = pooled.ints.as_slice() else {
-        bail!("{ROI_ALIGN} {} has pooled_size {:?}", node.name, pooled.ints);
+        bail!(
+            "{ROI_ALIGN} {} has pooled_size {:?}",
+            node.name,
+            pooled.ints
+        );
     };
     let op = RoiAlign {
         pooled_height: usize::try_from(ph)?,

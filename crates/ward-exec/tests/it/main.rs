@@ -9,4 +9,5 @@ mod checked_inputs;
 mod conformance;
 mod models;
 mod ops;
+mod roi;
 mod staged;

@@ -15,6 +15,7 @@
 //! The kernels know nothing of the graph IR: attributes arrive as plain arguments.
 
 pub mod activation;
+pub mod anchor;
 pub mod array;
 pub mod conv;
 pub mod dense;

@@ -628,6 +628,34 @@ fn run(c: &Case) -> R<Vec<Array>> {
             one(elementwise::scalar(x(0)?, kind, a.float("scalar", 1.0)?))
         }
         "negative" => one(elementwise::unary(x(0)?, UnaryKind::Neg)),
+        "_contrib_MultiBoxPrior" => {
+            let floats = |key: &str, default: &[f32]| -> R<Vec<f32>> {
+                match a.get(key) {
+                    None => Ok(default.to_vec()),
+                    Some(s) => s
+                        .trim()
+                        .trim_start_matches(['(', '['])
+                        .trim_end_matches([')', ']'])
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|p| !p.is_empty())
+                        .map(|p| p.parse::<f32>().map_err(|e| format!("{key} {s:?}: {e}")))
+                        .collect(),
+                }
+            };
+            let pair = |key: &str, default: [f32; 2]| -> R<[f32; 2]> {
+                let v = floats(key, &default)?;
+                <[f32; 2]>::try_from(v.as_slice()).map_err(|_| format!("{key} {v:?}"))
+            };
+            let op = crate::ops::anchor::MultiBoxPrior {
+                sizes: floats("sizes", &[1.0])?,
+                ratios: floats("ratios", &[1.0])?,
+                clip: a.bool("clip", false)?,
+                steps: pair("steps", [-1.0, -1.0])?,
+                offsets: pair("offsets", [0.5, 0.5])?,
+            };
+            one(super::anchor::multibox_prior_array(x(0)?, &op))
+        }
         "_contrib_ROIAlign" => {
             let pooled = a.tuple("pooled_size", &[])?;
             let &[ph, pw] = pooled.as_slice() else {

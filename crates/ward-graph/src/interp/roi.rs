@@ -128,13 +128,10 @@ pub fn roi_align_plan(
     for py in 0..ph {
         for px in 0..pw {
             for iy in 0..grid_h {
-                let yy = start_h
-                    + py as f32 * bin_h
-                    + (iy as f32 + 0.5) * bin_h / grid_h as f32;
+                let yy = start_h + py as f32 * bin_h + (iy as f32 + 0.5) * bin_h / grid_h as f32;
                 for ix in 0..grid_w {
-                    let xx = start_w
-                        + px as f32 * bin_w
-                        + (ix as f32 + 0.5) * bin_w / grid_w as f32;
+                    let xx =
+                        start_w + px as f32 * bin_w + (ix as f32 + 0.5) * bin_w / grid_w as f32;
                     taps.push(sample(yy, xx, height, width));
                 }
             }

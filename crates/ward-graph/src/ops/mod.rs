@@ -15,6 +15,7 @@
 use serde::{Deserialize, Serialize};
 
 pub mod activation;
+pub mod anchor;
 pub mod conv;
 pub mod dropout;
 pub mod elementwise;
@@ -160,6 +161,7 @@ ops! {
     SequenceMask(sequence::SequenceMask) = "sequence_mask",
     SequenceReverse(sequence::SequenceReverse) = "sequence_reverse",
     RoiAlign(roi::RoiAlign) = "roi_align",
+    MultiBoxPrior(anchor::MultiBoxPrior) = "multibox_prior",
 }
 
 impl Op {

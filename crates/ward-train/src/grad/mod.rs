@@ -189,7 +189,8 @@ pub(crate) fn differentiable(op: &Op) -> Result<(), &'static str> {
         | Op::InterleavedMatmul(_)
         | Op::SequenceMask(_)
         | Op::SequenceReverse(_)
-        | Op::RoiAlign(_) => Ok(()),
+        | Op::RoiAlign(_)
+        | Op::MultiBoxPrior(_) => Ok(()),
         Op::LeakyRelu(op) => activation::leaky_relu_differentiable(op),
         Op::Dropout(_) => Err(
             "dropout's training mode draws a mask from the run's random stream, which the reference rules do not hold; the training engine runs it (engine::Engine::step_seeded)",
@@ -459,6 +460,8 @@ pub(crate) fn rule(ctx: &Ctx<'_>) -> Rule {
         Op::OneHot(_) => Ok(vec![None]),
         Op::Topk(op) => order::topk(ctx, op),
         Op::RoiAlign(op) => roi::roi_align(ctx, op),
+        // The boxes depend on the data's shape only: MXNet's gradient is zero.
+        Op::MultiBoxPrior(_) => Ok(vec![None]),
         Op::Fill(_) | Op::Arange(_) | Op::OnesLike(_) | Op::BlockGrad(_) => {
             Ok(vec![None; ctx.ins.len()])
         }
