@@ -95,13 +95,14 @@ impl Expansion for RoiAlignNode {
     ) -> InferenceResult {
         check_input_arity(inputs, 2)?;
         check_output_arity(outputs, 1)?;
-        s.equals(&inputs[0].datum_type, f32::datum_type())?;
-        s.equals(&inputs[1].datum_type, f32::datum_type())?;
-        s.equals(&outputs[0].datum_type, f32::datum_type())?;
-        s.equals(
-            &outputs[0].shape,
-            ShapeFactoid::from(self.out_shape.clone()),
-        )?;
+        let (Some(data), Some(rois), Some(out)) = (inputs.first(), inputs.get(1), outputs.first())
+        else {
+            bail!("{ROI_ALIGN} takes data and rois and gives one output");
+        };
+        s.equals(&data.datum_type, f32::datum_type())?;
+        s.equals(&rois.datum_type, f32::datum_type())?;
+        s.equals(&out.datum_type, f32::datum_type())?;
+        s.equals(&out.shape, ShapeFactoid::from(self.out_shape.clone()))?;
         Ok(())
     }
 

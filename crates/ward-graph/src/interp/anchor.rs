@@ -53,15 +53,9 @@ pub fn multibox_prior(op: &MultiBoxPrior, height: usize, width: usize) -> KResul
     Ok(out)
 }
 
-/// MXNet's `clip_zero_one` (NaN passes).
+/// MXNet's `clip_zero_one` (NaN passes, as through `clamp`).
 fn clip01(v: f32) -> f32 {
-    if v < 0.0 {
-        0.0
-    } else if v > 1.0 {
-        1.0
-    } else {
-        v
-    }
+    v.clamp(0.0, 1.0)
 }
 
 /// MXNet `_contrib_MultiBoxPrior` of `x` (only its dims 2 and 3 are read).

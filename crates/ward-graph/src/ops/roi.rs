@@ -49,7 +49,7 @@ impl RoiAlign {
             return Ok(channels);
         }
         let bins = self.bins()?;
-        if channels % bins != 0 {
+        if !channels.is_multiple_of(bins) {
             return Err(format!(
                 "position-sensitive ROIAlign needs channels divisible by pooled_size's {bins} bins, data has {channels}"
             ));
