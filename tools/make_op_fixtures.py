@@ -1844,6 +1844,69 @@ for i in range(8):
     case("mbprior_r%d" % i, "contrib.MultiBoxPrior", attrs, [("data", shape)])
 
 
+# --- ROIPooling (issue 20) -----------------------------------------------------------
+# The rois are a parameter, as ROIAlign's. Coordinates scaled and rounded half away from
+# zero (some land on .5 exactly), boxes reversed (one pixel), partly and wholly outside
+# the map (empty bins give 0), batch indices fractional, negative and past the batch
+# (MXNet 1.9.1 gives such a roi zeros and no gradient), pooled sizes larger than the box
+# (overlapping bins share a pixel, whose gradient adds up). Data random normals (no ties).
+_roipool_rng = np.random.RandomState(2052)
+
+
+def _roipool_rows(batch, height, width, scale, count, extremes):
+    def f(rng, shape):
+        img_h, img_w = height / scale, width / scale
+        rows = []
+        for i in range(count):
+            b = float(_roipool_rng.randint(batch))
+            if i % 4 == 3:
+                b += 0.6
+            x1 = _roipool_rng.uniform(-0.2 * img_w, img_w)
+            y1 = _roipool_rng.uniform(-0.2 * img_h, img_h)
+            x2 = x1 + _roipool_rng.uniform(0.2, 1.0) * img_w
+            y2 = y1 + _roipool_rng.uniform(0.2, 1.0) * img_h
+            rows.append([b, x1, y1, x2, y2])
+        if extremes:
+            rows[0][1:] = [img_w * 0.7, img_h * 0.6, img_w * 0.2, img_h * 0.1]  # reversed
+            if count > 1:
+                rows[1][1:] = [0.5 / scale, 1.5 / scale, 2.5 / scale, 2.5 / scale]  # halves
+            if count > 2:
+                rows[2][0] = [-1.0, float(batch), -3.0][count % 3]  # outside the batch
+            if count > 3:
+                rows[3][1:] = [img_w * 1.5, img_h * 1.5, img_w * 2.5, img_h * 2.0]  # outside
+        return np.array(rows, dtype=np.float32).reshape(shape)
+    return f
+
+
+_ROIPOOL_SPECS = [
+    # batch, channels, height, width, pooled, scale, rois
+    (1, 2, 6, 7, (2, 2), 1.0, 4),
+    (2, 3, 8, 8, (3, 3), 0.5, 5),
+    (2, 1, 5, 9, (2, 3), 0.25, 4),
+    (1, 4, 10, 6, (4, 2), 0.0625, 3),
+    (3, 2, 7, 7, (1, 1), 0.125, 6),
+    (1, 3, 12, 12, (7, 7), 0.0625, 4),
+    (2, 2, 9, 11, (3, 2), 1.0, 5),
+    (1, 1, 16, 16, (6, 6), 0.5, 3),
+    (2, 4, 6, 5, (2, 2), 0.5, 4),
+    (1, 2, 3, 4, (5, 3), 1.0, 4),
+    (2, 3, 1, 1, (2, 2), 1.0, 3),
+    (1, 2, 13, 5, (2, 4), 0.333, 4),
+    (2, 2, 4, 4, (4, 4), 1.0, 2),
+    (1, 3, 9, 9, (3, 3), 0.7, 5),
+]
+for i, (n, c, h, w, pooled, scale, count) in enumerate(_ROIPOOL_SPECS):
+    attrs = dict(pooled_size=pooled, spatial_scale=scale)
+
+    def build(v, attrs=attrs):
+        return mx.sym.ROIPooling(v("data"), v("rois"), name="op", **attrs)
+    for extremes in (True, False) if i < 6 else (True,):
+        name = "roipool_%d%s" % (i, "" if extremes else "_plain")
+        case(name, "ROIPooling", attrs, [("data", (n, c, h, w))],
+             shapes={"rois": (count, 5)}, build=build,
+             values={"rois": _roipool_rows(n, h, w, scale, count, extremes)})
+
+
 # ----------------------------------------------------------------------------
 # running a case
 # ----------------------------------------------------------------------------

@@ -1085,6 +1085,11 @@ impl<'a> Writer<'a> {
                 set("offsets", tuple(&m.offsets));
                 "_contrib_MultiBoxPrior"
             }
+            Op::RoiPool(r) => {
+                set("pooled_size", tuple(&[r.pooled_height, r.pooled_width]));
+                set("spatial_scale", r.spatial_scale.to_string());
+                "ROIPooling"
+            }
             Op::RoiAlign(r) => {
                 // f32 written shortest, which MXNet (and the importer) read back exactly.
                 set("pooled_size", tuple(&[r.pooled_height, r.pooled_width]));

@@ -35,7 +35,7 @@ use ward_graph::ops::pool::{AdaptiveAvgPool, Pool, PoolKind};
 use ward_graph::ops::reduce::{ArgKind, ArgReduce, Mean, Reduce, ReduceKind};
 use ward_graph::ops::resize::{BilinearResize, ResizeTarget, UpSampling};
 use ward_graph::ops::rnn::{Rnn, RnnMode};
-use ward_graph::ops::roi::RoiAlign;
+use ward_graph::ops::roi::{RoiAlign, RoiPool};
 use ward_graph::ops::sequence::{SequenceLast, SequenceMask, SequenceReverse};
 use ward_graph::ops::shape::{
     Arange, BroadcastDim, BroadcastTo, Concat, ExpandDims, Fill, FillDim, Flatten, OnesLike, Pad,
@@ -1654,6 +1654,38 @@ impl Importer<'_> {
                 }
                 op.validate()
                     .map_err(|e| err(format!("attribute \"steps\": {e}")))?;
+                op.into()
+            }
+            "ROIPooling" => {
+                let pooled = a.req_tuple("pooled_size")?;
+                let scale = a.req_float("spatial_scale")?;
+                a.finish()?;
+                need(2)?;
+                let size = |v: i64| usize::try_from(v).ok().filter(|&v| v > 0);
+                let spatial_scale = scale as f32;
+                let &[ph, pw] = pooled.as_slice() else {
+                    return Err(err(format!(
+                        "attribute \"pooled_size\" = {pooled:?} must be two positive sizes (MXNet's bound)"
+                    )));
+                };
+                let (Some(pooled_height), Some(pooled_width)) = (size(ph), size(pw)) else {
+                    return Err(err(format!(
+                        "attribute \"pooled_size\" = {pooled:?} must be two positive sizes (MXNet's bound)"
+                    )));
+                };
+                // MXNet holds the scale as a float and bounds it to [0, 1].
+                if !(0.0..=1.0).contains(&spatial_scale) {
+                    return Err(err(format!(
+                        "attribute \"spatial_scale\" = {scale} is outside MXNet's bound [0, 1]"
+                    )));
+                }
+                let op = RoiPool {
+                    pooled_height,
+                    pooled_width,
+                    spatial_scale,
+                };
+                op.validate()
+                    .map_err(|e| err(format!("attribute \"pooled_size\": {e}")))?;
                 op.into()
             }
             "_contrib_ROIAlign" => {

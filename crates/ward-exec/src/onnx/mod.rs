@@ -227,6 +227,7 @@ fn lower_node(b: &mut Builder<'_>, at: &At<'_>) -> R<()> {
         Op::SequenceMask(op) => sequence::sequence_mask(b, at, op),
         Op::SequenceReverse(op) => sequence::sequence_reverse(b, at, op),
         Op::RoiAlign(op) => roi::roi_align(b, at, op),
+        Op::RoiPool(op) => roi::roi_pool(b, at, op),
         Op::MultiBoxPrior(op) => anchor::multibox_prior(b, at, op),
     }
 }

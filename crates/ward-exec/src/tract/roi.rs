@@ -1,5 +1,8 @@
-//! MXNet's `_contrib_ROIAlign` as a tract op: the lowering writes it as a node of ward's
-//! domain (`crate::onnx::roi`), which [`register`] teaches tract's ONNX reader.
+//! MXNet's `_contrib_ROIAlign` and `ROIPooling` as tract ops: the lowering writes each as
+//! a node of ward's domain (`crate::onnx::roi`), which [`register`] teaches tract's ONNX
+//! reader. ROIPooling's bins are `ward_graph::interp::roi::roi_pool_bins`', each the
+//! first greatest pixel above MXNet's floor of `-FLT_MAX`, as the reference kernel takes
+//! it.
 //!
 //! The samples come from `ward_graph::interp::roi::roi_align_plan`, the plan the
 //! reference interpreter and the gradient use, and each bin is summed in float32 in
@@ -19,14 +22,215 @@ use tract_onnx::tract_hir::internal::{
     check_input_arity, check_output_arity, expand, Expansion, InferenceOp, InferenceResult,
     ShapeFactoid, Solver, TensorProxy,
 };
-use ward_graph::interp::roi::{roi_align_plan, source_channel};
-use ward_graph::ops::roi::RoiAlign;
+use ward_graph::interp::roi::{roi_align_plan, roi_pool_bins, source_channel, ROI_POOL_FLOOR};
+use ward_graph::ops::roi::{RoiAlign, RoiPool};
 
-use crate::onnx::roi::ROI_ALIGN;
+use crate::onnx::roi::{ROI_ALIGN, ROI_POOL};
 
-/// Teaches `register` ward's ROIAlign node.
+/// Teaches `register` ward's ROIAlign and ROIPooling nodes.
 pub(crate) fn register(register: &mut OnnxOpRegister) {
     register.insert(ROI_ALIGN, parse_roi_align);
+    register.insert(ROI_POOL, parse_roi_pool);
+}
+
+fn parse_roi_pool(
+    _: &ParsingContext,
+    node: &NodeProto,
+) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+    let attr = |name: &str| node.attribute.iter().find(|a| a.name == name);
+    let (Some(pooled), Some(scale), Some(shape)) = (
+        attr("pooled_size"),
+        attr("spatial_scale"),
+        attr("out_shape"),
+    ) else {
+        bail!("{ROI_POOL} {} lacks an attribute", node.name);
+    };
+    let &[ph, pw] = pooled.ints.as_slice() else {
+        bail!("{ROI_POOL} {} has pooled_size {:?}", node.name, pooled.ints);
+    };
+    let op = RoiPool {
+        pooled_height: usize::try_from(ph)?,
+        pooled_width: usize::try_from(pw)?,
+        spatial_scale: scale.f,
+    };
+    if let Err(m) = ward_graph::ops::OpDef::validate(&op) {
+        bail!("{ROI_POOL} {}: {m}", node.name);
+    }
+    let out_shape = shape
+        .ints
+        .iter()
+        .map(|&d| usize::try_from(d))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((expand(RoiPoolNode { op, out_shape }), vec![]))
+}
+
+/// The parsed ROIPooling node: the op and its output's shape, fixed at lowering.
+#[derive(Debug, Clone)]
+struct RoiPoolNode {
+    op: RoiPool,
+    out_shape: Vec<usize>,
+}
+
+impl Expansion for RoiPoolNode {
+    fn name(&self) -> StaticName {
+        ROI_POOL.into()
+    }
+
+    fn rules<'r, 'p: 'r, 's: 'r>(
+        &'s self,
+        s: &mut Solver<'r>,
+        inputs: &'p [TensorProxy],
+        outputs: &'p [TensorProxy],
+    ) -> InferenceResult {
+        check_input_arity(inputs, 2)?;
+        check_output_arity(outputs, 1)?;
+        let (Some(data), Some(rois), Some(out)) = (inputs.first(), inputs.get(1), outputs.first())
+        else {
+            bail!("{ROI_POOL} takes data and rois and gives one output");
+        };
+        s.equals(&data.datum_type, f32::datum_type())?;
+        s.equals(&rois.datum_type, f32::datum_type())?;
+        s.equals(&out.datum_type, f32::datum_type())?;
+        s.equals(&out.shape, ShapeFactoid::from(self.out_shape.clone()))?;
+        Ok(())
+    }
+
+    fn wire(
+        &self,
+        prefix: &str,
+        model: &mut TypedModel,
+        inputs: &[OutletId],
+    ) -> TractResult<TVec<OutletId>> {
+        model.wire_node(
+            prefix,
+            MxnetRoiPool {
+                pooled_height: self.op.pooled_height,
+                pooled_width: self.op.pooled_width,
+                spatial_scale: self.op.spatial_scale.to_bits(),
+            },
+            inputs,
+        )
+    }
+}
+
+/// The typed ROIPooling op: [`RoiPool`]'s fields, the scale by its bits.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct MxnetRoiPool {
+    pooled_height: usize,
+    pooled_width: usize,
+    spatial_scale: u32,
+}
+
+impl MxnetRoiPool {
+    fn op(&self) -> RoiPool {
+        RoiPool {
+            pooled_height: self.pooled_height,
+            pooled_width: self.pooled_width,
+            spatial_scale: f32::from_bits(self.spatial_scale),
+        }
+    }
+
+    fn out_shape(&self, x: &[usize], rois: &[usize]) -> TractResult<[usize; 4]> {
+        let (&[_, c, _, _], &[r, 5]) = (x, rois) else {
+            bail!("ROIPooling of data {x:?} and rois {rois:?}");
+        };
+        Ok([r, c, self.pooled_height, self.pooled_width])
+    }
+}
+
+impl Op for MxnetRoiPool {
+    fn name(&self) -> StaticName {
+        "WardMxnetRoiPool".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![format!("{:?}", self.op())])
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for MxnetRoiPool {
+    op_out_of_plan!();
+
+    fn eval(&self, _: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let (Some(data), Some(rois)) = (inputs.first(), inputs.get(1)) else {
+            bail!("ROIPooling takes data and rois");
+        };
+        let x_shape = data.shape().to_vec();
+        let out_shape = self.out_shape(&x_shape, rois.shape())?;
+        let &[batch, channels, height, width] = x_shape.as_slice() else {
+            bail!("ROIPooling of data {x_shape:?}");
+        };
+        let op = self.op();
+        let plane = height * width;
+        let data_plain = data.try_as_plain_ram()?;
+        let x = data_plain.as_slice::<f32>()?;
+        let rois_plain = rois.try_as_plain_ram()?;
+        let rows = rois_plain.as_slice::<f32>()?;
+        // Zeros: a roi outside the batch and an empty bin keep them.
+        let mut out = Tensor::zero::<f32>(&out_shape)?;
+        {
+            let mut out_plain = out.try_as_plain_ram_mut()?;
+            let ys = out_plain.as_slice_mut::<f32>()?;
+            let per_roi = channels * self.pooled_height * self.pooled_width;
+            for (i, row) in rows.chunks_exact(5).enumerate() {
+                let plan = roi_pool_bins(&op, batch, height, width, row)
+                    .map_err(|m| anyhow_msg(format!("ROIPooling roi {i}: {m}")))?;
+                let Some((img, bins)) = plan else {
+                    continue;
+                };
+                let mut at = i * per_roi;
+                for c in 0..channels {
+                    let base = (img * channels + c) * plane;
+                    let Some(d) = x.get(base..base + plane) else {
+                        bail!("ROIPooling reads outside its data");
+                    };
+                    for bin in &bins {
+                        let Some(y) = ys.get_mut(at) else {
+                            bail!("ROIPooling writes past its output");
+                        };
+                        at += 1;
+                        if bin.h1 <= bin.h0 || bin.w1 <= bin.w0 {
+                            continue;
+                        }
+                        let mut best = ROI_POOL_FLOOR;
+                        for row in bin.h0..bin.h1 {
+                            let Some(pixels) = d.get(row * width + bin.w0..row * width + bin.w1)
+                            else {
+                                bail!("ROIPooling reads outside its plane");
+                            };
+                            for &v in pixels {
+                                if v > best {
+                                    best = v;
+                                }
+                            }
+                        }
+                        *y = best;
+                    }
+                }
+            }
+        }
+        Ok(tvec![out.into_tvalue()])
+    }
+}
+
+impl TypedOp for MxnetRoiPool {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        let (Some(data), Some(rois)) = (inputs.first(), inputs.get(1)) else {
+            bail!("ROIPooling takes data and rois");
+        };
+        ensure!(
+            data.datum_type == f32::datum_type() && rois.datum_type == f32::datum_type(),
+            "ward's ROIPooling takes float32"
+        );
+        let (Some(x), Some(r)) = (data.shape.as_concrete(), rois.shape.as_concrete()) else {
+            bail!("ward's ROIPooling needs concrete shapes");
+        };
+        Ok(tvec![TypedFact::shape::<f32, _>(self.out_shape(x, r)?)])
+    }
+
+    as_op!();
 }
 
 fn parse_roi_align(

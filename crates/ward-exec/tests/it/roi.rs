@@ -1,17 +1,18 @@
-//! MXNet's ROIAlign in ward's own tract kernel: the numbers against MXNet are the
-//! conformance test's (every `roialign_` case); here, what only a plan shows: rois MXNet
-//! does not compute fail the run naming the roi, a plan runs for any count of rois, and
-//! `ward export onnx`'s lowering marks the node as having no ONNX counterpart.
+//! MXNet's ROIAlign and ROIPooling in ward's own tract kernels: the numbers against MXNet
+//! are the conformance test's (every `roialign_` and `roipool_` case); here, what only a
+//! plan shows: rois MXNet does not compute fail the run naming the roi, and `ward export
+//! onnx`'s lowering marks the nodes as having no ONNX counterpart.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use ward_core::{DType, Tensor};
 use ward_exec::{Executable, TractBackend, WeightSet};
+use ward_graph::ir::Op;
 use ward_graph::ir::{Graph, GraphInput, GraphOutput, InputRole, Node, Source};
-use ward_graph::ops::roi::RoiAlign;
+use ward_graph::ops::roi::{RoiAlign, RoiPool};
 
-fn roi_graph(op: RoiAlign) -> Graph {
+fn roi_graph(op: impl Into<Op>) -> Graph {
     let mut g = Graph::new();
     for name in ["data", "rois"] {
         g.inputs.push(GraphInput {
@@ -105,4 +106,40 @@ fn export_onnx_marks_the_node_it_cannot_write() {
     let (node, op_type) = ward_exec::onnx::ward_only_node(&proto).unwrap();
     assert_eq!(node, "roi_align0");
     assert_eq!(op_type, "WardRoiAlign");
+}
+
+#[test]
+fn roi_pooling_gives_mxnets_numbers_and_zeros_outside_the_batch() {
+    let op = RoiPool {
+        pooled_height: 2,
+        pooled_width: 2,
+        spatial_scale: 1.0,
+    };
+    let graph = roi_graph(op);
+    let weights = WeightSet::new(&graph, HashMap::new()).unwrap();
+    let model = Executable::new(graph, weights, Arc::new(TractBackend::new(1).unwrap())).unwrap();
+    // MXNet 1.9.1 on arange(64).reshape(2, 2, 4, 4).
+    let rows = [
+        [0.0f32, 0., 0., 1., 1.],
+        [5.0, 0., 0., 2., 2.],
+        [1.7, 0., 0., 3., 3.],
+    ];
+    let rois = Tensor::from_f32(vec![3, 5], &rows.concat()).unwrap();
+    let y = model
+        .run(&[ramp(), rois.clone()])
+        .unwrap()
+        .remove(0)
+        .to_f32_vec();
+    assert_eq!(&y[..4], &[0., 1., 4., 5.]);
+    assert_eq!(&y[8..16], &[0.; 8]);
+    assert_eq!(&y[16..20], &[37., 39., 45., 47.]);
+    let bad = Tensor::from_f32(vec![1, 5], &[0.0, f32::INFINITY, 0., 1., 1.]).unwrap();
+    let err = model.run(&[ramp(), bad]).unwrap_err().to_string();
+    assert!(err.contains("roi 0") && err.contains("inf"), "{err}");
+    let proto =
+        ward_exec::onnx::lower(model.graph(), &[], &[vec![2, 2, 4, 4], vec![3, 5]]).unwrap();
+    assert_eq!(
+        ward_exec::onnx::ward_only_node(&proto).map(|(_, op)| op),
+        Some("WardRoiPool".to_string())
+    );
 }

@@ -569,6 +569,7 @@ pub fn eval_node(node: &Node, ins: &[Option<&Array>]) -> R<Vec<Array>> {
         ))?),
         Op::Topk(op) => kernel(order::topk(x()?, op.axis, op.k, op.ret, op.ascend)),
         Op::RoiAlign(op) => one(kernel(super::roi::roi_align(x()?, arg(ins, 1)?, op))?),
+        Op::RoiPool(op) => one(kernel(super::roi::roi_pool(x()?, arg(ins, 1)?, op))?),
         Op::MultiBoxPrior(op) => one(kernel(super::anchor::multibox_prior_array(x()?, op))?),
     }
 }

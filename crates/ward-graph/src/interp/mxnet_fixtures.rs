@@ -656,6 +656,18 @@ fn run(c: &Case) -> R<Vec<Array>> {
             };
             one(super::anchor::multibox_prior_array(x(0)?, &op))
         }
+        "ROIPooling" => {
+            let pooled = a.tuple("pooled_size", &[])?;
+            let &[ph, pw] = pooled.as_slice() else {
+                return Err(format!("pooled_size {pooled:?}"));
+            };
+            let op = crate::ops::roi::RoiPool {
+                pooled_height: ph as usize,
+                pooled_width: pw as usize,
+                spatial_scale: a.float("spatial_scale", 1.0)? as f32,
+            };
+            one(super::roi::roi_pool(x(0)?, x(1)?, &op))
+        }
         "_contrib_ROIAlign" => {
             let pooled = a.tuple("pooled_size", &[])?;
             let &[ph, pw] = pooled.as_slice() else {

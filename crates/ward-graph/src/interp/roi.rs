@@ -1,4 +1,5 @@
-//! Regions of interest: MXNet 1.9.1's `_contrib_ROIAlign`.
+//! Regions of interest: MXNet 1.9.1's `_contrib_ROIAlign` and `ROIPooling` (whose rows
+//! are read by [`roi_pool_bins`]; see there).
 //!
 //! [`roi_align_plan`] is where each roi's bilinear samples are computed, in float32 and
 //! in MXNet's order of operations (its `pre_calc_for_bilinear_interpolate`), so that the
@@ -27,7 +28,7 @@
 
 use super::{Array, KResult, KernelError};
 use crate::limits::MAX_ROI_SAMPLES;
-use crate::ops::roi::RoiAlign;
+use crate::ops::roi::{RoiAlign, RoiPool};
 
 /// One bilinear sample of a bin: four offsets into an image's plane and their weights
 /// (MXNet's `PreCalc`); `inside` is false for a sample more than a pixel outside the plane,
@@ -258,6 +259,144 @@ pub fn roi_align(x: &Array, rois: &Array, op: &RoiAlign) -> KResult<Array> {
     )
 }
 
+/// The pixels one bin of a `ROIPooling` roi pools: rows `h0..h1`, columns `w0..w1` of its
+/// image's plane (empty when the bin lies outside the plane).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolBin {
+    pub h0: usize,
+    pub h1: usize,
+    pub w0: usize,
+    pub w1: usize,
+}
+
+/// Coordinates past which ward refuses a `ROIPooling` row: MXNet rounds each scaled
+/// coordinate to a C `int`, which a larger one overflows.
+const MAX_ROI_POOL_COORD: f32 = (1u32 << 30) as f32;
+
+/// The image a `ROIPooling` row (`[batch, x1, y1, x2, y2]`, as float32) reads and its bins
+/// in row order, or `None` for a batch index outside the batch, whose output MXNet 1.9.1
+/// fills with 0 (after truncating it toward zero: −0.5 reads image 0). Each coordinate is
+/// scaled and rounded half away from zero in float32; a reversed box is one pixel; bin
+/// edges are `⌊i · bin⌋` and `⌈(i + 1) · bin⌉` pixels from the box's start, clamped to the
+/// plane. A NaN or infinite value, or a coordinate past 2^30 pixels, is refused (MXNet
+/// casts it to an `int`, which C++ leaves undefined).
+pub fn roi_pool_bins(
+    op: &RoiPool,
+    batch: usize,
+    height: usize,
+    width: usize,
+    row: &[f32],
+) -> Result<Option<(usize, Vec<PoolBin>)>, String> {
+    let [b, x1, y1, x2, y2] = *row else {
+        return Err(format!("a roi has {} values, not 5", row.len()));
+    };
+    if let Some(v) = row.iter().find(|v| !v.is_finite()) {
+        return Err(format!("roi {row:?} holds {v}"));
+    }
+    let index = b.trunc();
+    if index < 0.0 || index >= batch as f32 {
+        return Ok(None);
+    }
+    let pixel = |v: f32| -> Result<i64, String> {
+        let p = (v * op.spatial_scale).round();
+        if p.abs() > MAX_ROI_POOL_COORD {
+            return Err(format!(
+                "roi {row:?} has a coordinate past {MAX_ROI_POOL_COORD} pixels"
+            ));
+        }
+        Ok(p as i64)
+    };
+    let (start_w, start_h, end_w, end_h) = (pixel(x1)?, pixel(y1)?, pixel(x2)?, pixel(y2)?);
+    let roi_h = (end_h - start_h + 1).max(1);
+    let roi_w = (end_w - start_w + 1).max(1);
+    let (ph, pw) = (op.pooled_height, op.pooled_width);
+    let bin_h = roi_h as f32 / ph as f32;
+    let bin_w = roi_w as f32 / pw as f32;
+    let clamp = |v: i64, hi: usize| v.clamp(0, hi as i64) as usize;
+    let mut bins = Vec::with_capacity(ph * pw);
+    for py in 0..ph {
+        let h0 = (py as f32 * bin_h).floor() as i64 + start_h;
+        let h1 = ((py + 1) as f32 * bin_h).ceil() as i64 + start_h;
+        for px in 0..pw {
+            let w0 = (px as f32 * bin_w).floor() as i64 + start_w;
+            let w1 = ((px + 1) as f32 * bin_w).ceil() as i64 + start_w;
+            bins.push(PoolBin {
+                h0: clamp(h0, height),
+                h1: clamp(h1, height),
+                w0: clamp(w0, width),
+                w1: clamp(w1, width),
+            });
+        }
+    }
+    Ok(Some((index as usize, bins)))
+}
+
+/// MXNet's value of a bin none of whose pixels is greater than it: `-FLT_MAX` (so a bin of
+/// NaN or −∞ only gives it too).
+pub const ROI_POOL_FLOOR: f32 = -f32::MAX;
+
+/// MXNet `ROIPooling` of NCHW `x` over `rois`, and for each output element the offset in
+/// `x` of the pixel it took (MXNet's argmax: the first greatest in row order), `None`
+/// where it took none (an empty bin, a roi outside the batch, a bin of NaN or −∞ only).
+pub fn roi_pool_argmax(
+    x: &Array,
+    rois: &Array,
+    op: &RoiPool,
+) -> KResult<(Array, Vec<Option<usize>>)> {
+    let err = |m: String| KernelError::new("roi_pool", m);
+    let [n, c_in, h, w] = *x.shape.as_slice() else {
+        return Err(err(format!("data {:?} is not NCHW", x.shape)));
+    };
+    let [r, 5] = *rois.shape.as_slice() else {
+        return Err(err(format!("rois {:?} are not (R, 5)", rois.shape)));
+    };
+    let bins_per_roi = op.pooled_height * op.pooled_width;
+    let mut out = Vec::with_capacity(r * c_in * bins_per_roi);
+    let mut taken = Vec::with_capacity(out.capacity());
+    for i in 0..r {
+        let row: Vec<f32> = rois.data[i * 5..i * 5 + 5]
+            .iter()
+            .map(|&v| v as f32)
+            .collect();
+        let plan = roi_pool_bins(op, n, h, w, &row).map_err(|m| err(format!("roi {i}: {m}")))?;
+        let Some((img, bins)) = plan else {
+            out.extend(std::iter::repeat_n(0.0, c_in * bins_per_roi));
+            taken.extend(std::iter::repeat_n(None, c_in * bins_per_roi));
+            continue;
+        };
+        for c in 0..c_in {
+            let base = (img * c_in + c) * h * w;
+            for bin in &bins {
+                if bin.h1 <= bin.h0 || bin.w1 <= bin.w0 {
+                    out.push(0.0);
+                    taken.push(None);
+                    continue;
+                }
+                let mut best = f64::from(ROI_POOL_FLOOR);
+                let mut at = None;
+                for y in bin.h0..bin.h1 {
+                    for xx in bin.w0..bin.w1 {
+                        let o = base + y * w + xx;
+                        if x.data[o] > best {
+                            best = x.data[o];
+                            at = Some(o);
+                        }
+                    }
+                }
+                out.push(best);
+                taken.push(at);
+            }
+        }
+    }
+    let y = Array::new(vec![r, c_in, op.pooled_height, op.pooled_width], out)?;
+    Ok((y, taken))
+}
+
+/// MXNet `ROIPooling` of NCHW `x` over `rois`.
+pub fn roi_pool(x: &Array, rois: &Array, op: &RoiPool) -> KResult<Array> {
+    roi_pool_argmax(x, rois, op).map(|(y, _)| y)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -290,6 +429,45 @@ mod tests {
         let rois = Array::new(vec![1, 5], vec![0., 3., 3., 1., 1.]).unwrap();
         let y = roi_align(&ramp(), &rois, &op(None, false)).unwrap();
         assert_eq!(&y.data[..4], &[15.0; 4]);
+    }
+
+    #[test]
+    fn roi_pooling_matches_mxnet_by_hand() {
+        // MXNet 1.9.1's documented example: an 8 × 6 ramp, roi (0, 0)-(4, 4).
+        let x = Array::new(vec![1, 1, 8, 6], (0..48).map(f64::from).collect()).unwrap();
+        let pool = |scale: f32, row: Vec<f64>| {
+            let op = RoiPool {
+                pooled_height: 2,
+                pooled_width: 2,
+                spatial_scale: scale,
+            };
+            roi_pool(&x, &Array::new(vec![1, 5], row).unwrap(), &op)
+                .unwrap()
+                .data
+        };
+        assert_eq!(
+            pool(1.0, vec![0., 0., 0., 4., 4.]),
+            vec![14., 16., 26., 28.]
+        );
+        assert_eq!(pool(0.7, vec![0., 0., 0., 4., 4.]), vec![7., 9., 19., 21.]);
+        // Outside the batch (either way) and outside the plane: zeros.
+        assert_eq!(pool(1.0, vec![-1., 0., 0., 4., 4.]), vec![0.; 4]);
+        assert_eq!(pool(1.0, vec![1., 0., 0., 4., 4.]), vec![0.; 4]);
+        assert_eq!(pool(1.0, vec![0., 9., 9., 12., 12.]), vec![0.; 4]);
+        // A bin of NaN only keeps MXNet's floor.
+        let nan = Array::new(vec![1, 1, 2, 2], vec![f64::NAN; 4]).unwrap();
+        let op = RoiPool {
+            pooled_height: 1,
+            pooled_width: 1,
+            spatial_scale: 1.0,
+        };
+        let rois = Array::new(vec![1, 5], vec![0., 0., 0., 1., 1.]).unwrap();
+        assert_eq!(
+            roi_pool(&nan, &rois, &op).unwrap().data,
+            vec![f64::from(-f32::MAX)]
+        );
+        let rois = Array::new(vec![1, 5], vec![0., 0., 0., 3e30, 1.]).unwrap();
+        assert!(roi_pool(&nan, &rois, &op).is_err());
     }
 
     #[test]

@@ -161,6 +161,7 @@ ops! {
     SequenceMask(sequence::SequenceMask) = "sequence_mask",
     SequenceReverse(sequence::SequenceReverse) = "sequence_reverse",
     RoiAlign(roi::RoiAlign) = "roi_align",
+    RoiPool(roi::RoiPool) = "roi_pool",
     MultiBoxPrior(anchor::MultiBoxPrior) = "multibox_prior",
 }
 

@@ -1,5 +1,6 @@
 //! Regions of interest: MXNet 1.9.1's `_contrib_ROIAlign` ([`RoiAlign`]), which Faster
-//! and Mask R-CNN use to cut a fixed-size feature map out of each proposal.
+//! and Mask R-CNN use to cut a fixed-size feature map out of each proposal, and
+//! `ROIPooling` ([`RoiPool`]), Fast R-CNN's max pooling over each proposal's bins.
 //!
 //! The rois are data (a `(R, 5)` tensor of `[batch, x1, y1, x2, y2]` rows in image
 //! coordinates), so what a row may hold is checked where it is read, by the shared
@@ -107,6 +108,45 @@ impl OpDef for RoiAlign {
             self.pooled_height,
             self.pooled_width,
         ]])
+    }
+}
+
+/// MXNet `ROIPooling`: each roi's box, scaled by `spatial_scale` and rounded to whole
+/// pixels (half away from zero), is cut into `pooled_height × pooled_width` bins (edges
+/// by float32 floor and ceil), each the maximum of its pixels, or 0 for a bin outside the
+/// plane; a roi whose batch index is outside the batch gives zeros (see
+/// [`crate::interp::roi::roi_pool_bins`]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoiPool {
+    pub pooled_height: usize,
+    pub pooled_width: usize,
+    pub spatial_scale: f32,
+}
+
+impl OpDef for RoiPool {
+    fn arity(&self) -> (usize, usize) {
+        (2, 2)
+    }
+
+    fn validate(&self) -> R<()> {
+        as_align(self).validate()
+    }
+
+    fn infer(&self, ins: &[Option<&[usize]>]) -> R<Vec<Shape>> {
+        as_align(self).infer(ins)
+    }
+}
+
+/// The ROIAlign with the same shape rules and attribute bounds as `op`.
+fn as_align(op: &RoiPool) -> RoiAlign {
+    RoiAlign {
+        pooled_height: op.pooled_height,
+        pooled_width: op.pooled_width,
+        spatial_scale: op.spatial_scale,
+        sample_ratio: Some(1),
+        position_sensitive: false,
+        aligned: false,
     }
 }
 

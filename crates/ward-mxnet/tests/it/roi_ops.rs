@@ -150,3 +150,62 @@ fn crafted_roi_align_attributes_are_refused_by_name() {
         &["expected 2"],
     );
 }
+
+#[test]
+fn roi_pooling_reads_its_attributes_and_refuses_crafted_ones_by_name() {
+    use ward_graph::ops::roi::RoiPool;
+    let op = "ROIPooling";
+    let both: &[&[i64]] = &[DATA, ROIS];
+    let (got, shape) = imported(
+        op,
+        r#""pooled_size": "(7, 6)", "spatial_scale": "0.0625""#,
+        both,
+    );
+    assert_eq!(
+        got,
+        Op::RoiPool(RoiPool {
+            pooled_height: 7,
+            pooled_width: 6,
+            spatial_scale: 0.0625,
+        })
+    );
+    assert_eq!(shape, vec![7, 8, 7, 6]);
+    refusal(op, r#""spatial_scale": "1""#, both, &["pooled_size"]);
+    refusal(op, r#""pooled_size": "(2, 2)""#, both, &["spatial_scale"]);
+    refusal(
+        op,
+        r#""pooled_size": "(2,)", "spatial_scale": "1""#,
+        both,
+        &["\"pooled_size\""],
+    );
+    refusal(
+        op,
+        r#""pooled_size": "(0, 2)", "spatial_scale": "1""#,
+        both,
+        &["\"pooled_size\""],
+    );
+    refusal(
+        op,
+        r#""pooled_size": "(100000, 100000)", "spatial_scale": "1""#,
+        both,
+        &["\"pooled_size\""],
+    );
+    refusal(
+        op,
+        r#""pooled_size": "(2, 2)", "spatial_scale": "1.5""#,
+        both,
+        &["spatial_scale"],
+    );
+    refusal(
+        op,
+        r#""pooled_size": "(2, 2)", "spatial_scale": "1", "sample_ratio": "2""#,
+        both,
+        &["sample_ratio"],
+    );
+    refusal(
+        op,
+        r#""pooled_size": "(2, 2)", "spatial_scale": "1""#,
+        &[DATA, &[7, 4]],
+        &["(R, 5)"],
+    );
+}

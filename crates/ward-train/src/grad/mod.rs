@@ -190,6 +190,7 @@ pub(crate) fn differentiable(op: &Op) -> Result<(), &'static str> {
         | Op::SequenceMask(_)
         | Op::SequenceReverse(_)
         | Op::RoiAlign(_)
+        | Op::RoiPool(_)
         | Op::MultiBoxPrior(_) => Ok(()),
         Op::LeakyRelu(op) => activation::leaky_relu_differentiable(op),
         Op::Dropout(_) => Err(
@@ -460,6 +461,7 @@ pub(crate) fn rule(ctx: &Ctx<'_>) -> Rule {
         Op::OneHot(_) => Ok(vec![None]),
         Op::Topk(op) => order::topk(ctx, op),
         Op::RoiAlign(op) => roi::roi_align(ctx, op),
+        Op::RoiPool(op) => roi::roi_pool(ctx, op),
         // The boxes depend on the data's shape only: MXNet's gradient is zero.
         Op::MultiBoxPrior(_) => Ok(vec![None]),
         Op::Fill(_) | Op::Arange(_) | Op::OnesLike(_) | Op::BlockGrad(_) => {

@@ -4,10 +4,14 @@
 //! more than a pixel outside give nothing. The rois get a zero gradient, as MXNet gives
 //! them (their coordinates do move the output, but MXNet does not differentiate them).
 //! The samples are the forward pass's own (`ward_graph::interp::roi::roi_align_plans`).
+//!
+//! `_backward_ROIPooling`: each output's head gradient goes to the pixel it took (MXNet's
+//! argmax, found again by `ward_graph::interp::roi::roi_pool_argmax`), summed where bins
+//! share one; nothing for an empty bin or a roi outside the batch; zero into the rois.
 
-use ward_graph::interp::roi::{roi_align_plans, source_channel};
+use ward_graph::interp::roi::{roi_align_plans, roi_pool_argmax, source_channel};
 use ward_graph::interp::Array;
-use ward_graph::ops::roi::RoiAlign;
+use ward_graph::ops::roi::{RoiAlign, RoiPool};
 
 use super::{Ctx, Rule};
 
@@ -43,6 +47,30 @@ pub fn roi_align(ctx: &Ctx<'_>, op: &RoiAlign) -> Rule {
                     }
                 }
             }
+        }
+    }
+    Ok(vec![
+        Some(grad),
+        Some(Array::zeros(rois.shape.clone()).map_err(|e| e.to_string())?),
+    ])
+}
+
+pub fn roi_pool(ctx: &Ctx<'_>, op: &RoiPool) -> Rule {
+    let x = ctx.input(0)?;
+    let rois = ctx.input(1)?;
+    let g = ctx.grad(0)?;
+    let (_, taken) = roi_pool_argmax(x, rois, op).map_err(|e| e.to_string())?;
+    if taken.len() != g.data.len() {
+        return Err(format!(
+            "a head gradient of {} values for {} outputs",
+            g.data.len(),
+            taken.len()
+        ));
+    }
+    let mut grad = Array::zeros(x.shape.clone()).map_err(|e| e.to_string())?;
+    for (at, head) in taken.iter().zip(&g.data) {
+        if let Some(slot) = at.and_then(|o| grad.data.get_mut(o)) {
+            *slot += head;
         }
     }
     Ok(vec![

@@ -278,7 +278,7 @@ fn finite_difference_distance(
                 }
                 // MXNet gives the rois a zero gradient, though their coordinates move
                 // the output (the MXNet comparison checks the zero).
-                Op::RoiAlign(_) => n.inputs.get(1..).unwrap_or_default(),
+                Op::RoiAlign(_) | Op::RoiPool(_) => n.inputs.get(1..).unwrap_or_default(),
                 _ => &[],
             };
             read.iter().copied()
