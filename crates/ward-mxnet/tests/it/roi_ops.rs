@@ -209,3 +209,28 @@ fn roi_pooling_reads_its_attributes_and_refuses_crafted_ones_by_name() {
         &["(R, 5)"],
     );
 }
+
+#[test]
+fn hostile_roi_counts_are_refused_before_allocation() {
+    // 10^12 rois would make an output past the element cap: refused at import.
+    let e = crate::support::one_op::import_with(
+        "_contrib_ROIAlign",
+        r#""pooled_size": "(7, 7)", "spatial_scale": "1""#,
+        &[DATA, &[1_000_000_000_000, 5]],
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("\"layer\"") && e.contains("1073741824 elements"),
+        "{e}"
+    );
+    let e = crate::support::one_op::import_with(
+        "ROIPooling",
+        r#""pooled_size": "(7, 7)", "spatial_scale": "1""#,
+        &[&[1, 100_000, 100, 100], &[100_000, 5]],
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("\"layer\"") && e.contains("1073741824 elements"),
+        "{e}"
+    );
+}
