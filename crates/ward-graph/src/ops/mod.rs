@@ -371,6 +371,29 @@ mod tests {
                 ascend: true,
             }
             .into(),
+            roi::RoiAlign {
+                pooled_height: 7,
+                pooled_width: 5,
+                spatial_scale: 0.0625,
+                sample_ratio: None,
+                position_sensitive: true,
+                aligned: true,
+            }
+            .into(),
+            roi::RoiPool {
+                pooled_height: 2,
+                pooled_width: 3,
+                spatial_scale: 0.3,
+            }
+            .into(),
+            anchor::MultiBoxPrior {
+                sizes: vec![0.2, 0.272],
+                ratios: vec![1.0, 2.0, 0.5],
+                clip: true,
+                steps: [-1.0, -1.0],
+                offsets: [0.5, 0.25],
+            }
+            .into(),
         ];
         for op in ops {
             let json = serde_json::to_value(&op).unwrap();
