@@ -2027,6 +2027,186 @@ for i in range(18):
     _enc_case("%d" % i, b, n, m, pos=[0.3, 0.6, 1.0][i % 3], frac=(i % 4 == 1))
 _enc_case("one", 1, 1, 1, pos=1.0)
 _enc_case("none_positive", 2, 4, 3, pos=0.0)
+# --- _contrib_ROIAlign (issue 20) -----------------------------------------------
+# The rois are a parameter (the variable `rois`), so that the conformance test's random
+# data leaves them valid: rows [batch, x1, y1, x2, y2] in image coordinates (the feature
+# map's size over spatial_scale). Batch indices whole and fractional (truncated toward
+# zero: -0.5 reads image 0); boxes inside, partly and wholly outside the map, reversed
+# and thinner than a pixel (stretched to 1 without `aligned`; MXNet aborts on them with
+# it, so aligned cases keep positive sizes); every sample_ratio kind (-1 and 0 adaptive,
+# 1 to 3 fixed); position-sensitive channel blocks; pooled sizes 1x1 to 14x14.
+_roi_rng = np.random.RandomState(2050)
+
+
+def _roi_rows(batch, height, width, scale, count, aligned, extremes):
+    def f(rng, shape):
+        img_h, img_w = height / scale, width / scale
+        rows = []
+        for i in range(count):
+            b = float(_roi_rng.randint(batch))
+            if i % 5 == 3:
+                b += 0.7
+            if i % 7 == 4:
+                b = -0.5 if b < 1 else b
+            x1 = _roi_rng.uniform(-0.2 * img_w, img_w)
+            y1 = _roi_rng.uniform(-0.2 * img_h, img_h)
+            x2 = x1 + _roi_rng.uniform(0.5, 1.2) * img_w * _roi_rng.uniform(0.1, 1.0)
+            y2 = y1 + _roi_rng.uniform(0.5, 1.2) * img_h * _roi_rng.uniform(0.1, 1.0)
+            rows.append([b, x1, y1, x2, y2])
+        if extremes and not aligned:
+            rows[0][1:] = [img_w * 0.6, img_h * 0.6, img_w * 0.2, img_h * 0.1]  # reversed
+            if count > 1:
+                rows[1][1:] = [img_w * 0.3, img_h * 0.3, img_w * 0.3 + 0.1, img_h * 0.3]
+            if count > 2:
+                rows[2][1:] = [img_w * 1.5, img_h * 1.5, img_w * 2.5, img_h * 2.0]  # outside
+        elif extremes:
+            if count > 2:
+                rows[2][1:] = [-img_w, -img_h, -img_w * 0.5, -img_h * 0.2]  # outside
+        return np.array(rows, dtype=np.float32).reshape(shape)
+    return f
+
+
+def _roialign_case(i, batch, channels, height, width, pooled, scale, ratio, count,
+                   ps=False, aligned=False, extremes=True):
+    attrs = dict(pooled_size=pooled, spatial_scale=scale)
+    if ratio is not None:
+        attrs["sample_ratio"] = ratio
+    if ps:
+        attrs["position_sensitive"] = True
+    if aligned is not None and (aligned or i % 3 == 0):
+        attrs["aligned"] = aligned
+
+    def build(v, attrs=attrs):
+        return mx.sym.contrib.ROIAlign(v("data"), v("rois"), name="op", **attrs)
+    case("roialign_%d" % i, "contrib.ROIAlign", attrs, [("data", (batch, channels, height, width))],
+         shapes={"rois": (count, 5)}, build=build,
+         values={"rois": _roi_rows(batch, height, width, scale, count, bool(aligned), extremes)})
+
+
+_ROI_SPECS = [
+    # batch, channels, height, width, pooled, scale, ratio, rois
+    (1, 2, 6, 7, (2, 2), 1.0, None, 3),
+    (2, 3, 8, 8, (3, 3), 0.5, 2, 4),
+    (2, 1, 5, 9, (2, 3), 0.25, -1, 5),
+    (1, 4, 10, 6, (4, 2), 0.0625, 0, 3),
+    (3, 2, 7, 7, (1, 1), 0.125, 1, 6),
+    (1, 3, 12, 12, (7, 7), 0.0625, 2, 3),
+    (2, 2, 9, 11, (3, 2), 1.0, 3, 4),
+    (1, 1, 16, 16, (14, 14), 0.5, 2, 2),
+    (2, 4, 6, 5, (2, 2), 0.5, None, 5),
+    (1, 2, 3, 4, (5, 3), 1.0, -1, 3),
+    (2, 3, 1, 1, (2, 2), 1.0, 2, 3),
+    (1, 2, 13, 5, (2, 4), 0.333, None, 4),
+]
+for i, spec in enumerate(_ROI_SPECS):
+    _roialign_case(i, *spec)
+for i, spec in enumerate(_ROI_SPECS[:6]):
+    _roialign_case(100 + i, *spec, aligned=True)
+_roialign_case(200, 1, 8, 6, 6, (2, 2), 0.5, 2, 3, ps=True)
+_roialign_case(201, 2, 18, 7, 5, (3, 3), 1.0, None, 4, ps=True)
+_roialign_case(202, 1, 6, 8, 8, (1, 3), 0.25, -1, 3, ps=True, aligned=True)
+_roialign_case(203, 2, 4, 5, 6, (1, 2), 1.0, 1, 2, ps=True)
+
+
+# --- _contrib_MultiBoxPrior (issue 20) ------------------------------------------
+# The boxes depend only on the data's height and width (dims 2 and 3; more dims are
+# allowed). Sizes and ratios of one and several values (a first ratio other than 1
+# reshapes the boxes of every size), clip, steps given and automatic (-1, or 0 in either
+# axis: both become 1/H and 1/W), offsets from 0 to 1, planes of size 1.
+_mbp_rng = np.random.RandomState(2051)
+_MBP_SPECS = [
+    # data shape, attrs
+    ((1, 3, 4, 5), {}),
+    ((2, 2, 3, 3), dict(sizes=(0.5, 0.25), ratios=(1, 2, 0.5))),
+    ((1, 1, 6, 4), dict(sizes=(0.3,), ratios=(1, 2, 0.5, 3, 1.0 / 3), clip=True)),
+    ((1, 4, 1, 1), dict(sizes=(0.9, 0.7, 0.1))),
+    ((3, 2, 5, 2), dict(sizes=(0.2,), ratios=(2, 0.5), steps=(0.1, 0.2))),
+    ((1, 2, 2, 7), dict(sizes=(0.75, 0.4), ratios=(1, 4), offsets=(0, 1), clip=True)),
+    ((1, 1, 8, 8), dict(sizes=(0.1, 0.2, 0.3), ratios=(1,), steps=(0.125, 0.125), offsets=(0.25, 0.75))),
+    ((2, 3, 3, 5), dict(sizes=(1.2,), ratios=(1, 2), clip=True)),
+    ((1, 1, 4, 4), dict(sizes=(0.5,), steps=(0, 0.3))),
+    ((1, 2, 3, 4, 2), dict(sizes=(0.6, 0.3), ratios=(0.5, 1, 2))),
+    ((1, 5, 10, 1), dict(sizes=(0.05,), ratios=(1, 2, 0.5), steps=(-1, -1), offsets=(0.5, 0.5))),
+    ((1, 1, 1, 9), dict(sizes=(0.33, 0.66), ratios=(3,), clip=False)),
+]
+for i, (shape, attrs) in enumerate(_MBP_SPECS):
+    case("mbprior_%d" % i, "contrib.MultiBoxPrior", attrs, [("data", shape)])
+for i in range(8):
+    rank = 4
+    shape = tuple(int(d) for d in _mbp_rng.randint(1, 9, size=rank))
+    ns, nr = int(_mbp_rng.randint(1, 4)), int(_mbp_rng.randint(1, 5))
+    attrs = dict(sizes=tuple(round(float(v), 4) for v in _mbp_rng.uniform(0.05, 1.0, ns)),
+                 ratios=tuple(round(float(v), 4) for v in _mbp_rng.uniform(0.3, 3.0, nr)))
+    if i % 2:
+        attrs["clip"] = True
+    if i % 3 == 1:
+        attrs["steps"] = tuple(round(float(v), 4) for v in _mbp_rng.uniform(0.05, 0.5, 2))
+    if i % 4 == 2:
+        attrs["offsets"] = tuple(round(float(v), 4) for v in _mbp_rng.uniform(0, 1, 2))
+    case("mbprior_r%d" % i, "contrib.MultiBoxPrior", attrs, [("data", shape)])
+
+
+# --- ROIPooling (issue 20) -----------------------------------------------------------
+# The rois are a parameter, as ROIAlign's. Coordinates scaled and rounded half away from
+# zero (some land on .5 exactly), boxes reversed (one pixel), partly and wholly outside
+# the map (empty bins give 0), batch indices fractional, negative and past the batch
+# (MXNet 1.9.1 gives such a roi zeros and no gradient), pooled sizes larger than the box
+# (overlapping bins share a pixel, whose gradient adds up). Data random normals (no ties).
+_roipool_rng = np.random.RandomState(2052)
+
+
+def _roipool_rows(batch, height, width, scale, count, extremes):
+    def f(rng, shape):
+        img_h, img_w = height / scale, width / scale
+        rows = []
+        for i in range(count):
+            b = float(_roipool_rng.randint(batch))
+            if i % 4 == 3:
+                b += 0.6
+            x1 = _roipool_rng.uniform(-0.2 * img_w, img_w)
+            y1 = _roipool_rng.uniform(-0.2 * img_h, img_h)
+            x2 = x1 + _roipool_rng.uniform(0.2, 1.0) * img_w
+            y2 = y1 + _roipool_rng.uniform(0.2, 1.0) * img_h
+            rows.append([b, x1, y1, x2, y2])
+        if extremes:
+            rows[0][1:] = [img_w * 0.7, img_h * 0.6, img_w * 0.2, img_h * 0.1]  # reversed
+            if count > 1:
+                rows[1][1:] = [0.5 / scale, 1.5 / scale, 2.5 / scale, 2.5 / scale]  # halves
+            if count > 2:
+                rows[2][0] = [-1.0, float(batch), -3.0][count % 3]  # outside the batch
+            if count > 3:
+                rows[3][1:] = [img_w * 1.5, img_h * 1.5, img_w * 2.5, img_h * 2.0]  # outside
+        return np.array(rows, dtype=np.float32).reshape(shape)
+    return f
+
+
+_ROIPOOL_SPECS = [
+    # batch, channels, height, width, pooled, scale, rois
+    (1, 2, 6, 7, (2, 2), 1.0, 4),
+    (2, 3, 8, 8, (3, 3), 0.5, 5),
+    (2, 1, 5, 9, (2, 3), 0.25, 4),
+    (1, 4, 10, 6, (4, 2), 0.0625, 3),
+    (3, 2, 7, 7, (1, 1), 0.125, 6),
+    (1, 3, 12, 12, (7, 7), 0.0625, 4),
+    (2, 2, 9, 11, (3, 2), 1.0, 5),
+    (1, 1, 16, 16, (6, 6), 0.5, 3),
+    (2, 4, 6, 5, (2, 2), 0.5, 4),
+    (1, 2, 3, 4, (5, 3), 1.0, 4),
+    (2, 3, 1, 1, (2, 2), 1.0, 3),
+    (1, 2, 13, 5, (2, 4), 0.333, 4),
+    (2, 2, 4, 4, (4, 4), 1.0, 2),
+    (1, 3, 9, 9, (3, 3), 0.7, 5),
+]
+for i, (n, c, h, w, pooled, scale, count) in enumerate(_ROIPOOL_SPECS):
+    attrs = dict(pooled_size=pooled, spatial_scale=scale)
+
+    def build(v, attrs=attrs):
+        return mx.sym.ROIPooling(v("data"), v("rois"), name="op", **attrs)
+    for extremes in (True, False) if i < 6 else (True,):
+        name = "roipool_%d%s" % (i, "" if extremes else "_plain")
+        case(name, "ROIPooling", attrs, [("data", (n, c, h, w))],
+             shapes={"rois": (count, 5)}, build=build,
+             values={"rois": _roipool_rows(n, h, w, scale, count, extremes)})
 
 
 # ----------------------------------------------------------------------------

@@ -36,3 +36,14 @@ pub const MAX_ORDER_INDEX_AXIS: usize = 1 << 24;
 /// 2^24 exactly; the suppression compares boxes pairwise, so the count also bounds its time
 /// (MXNet's `topk` bounds it further).
 pub const MAX_NMS_BOXES: usize = 1 << 24;
+
+/// Most bilinear samples one roi of `ROIAlign` may take (its bins times each bin's grid),
+/// and most bins of a `pooled_size`. MXNet sizes a buffer of this many entries per roi and
+/// loops over them; its adaptive grid grows with the roi's size, which is data, so a roi
+/// past this is refused where it is read (a roi spanning a 1000 × 1000 feature map at a
+/// 7 × 7 pooled size takes about 10^6).
+pub const MAX_ROI_SAMPLES: usize = 1 << 22;
+
+/// Most anchors per cell of `MultiBoxPrior` (its sizes plus its ratios less one); the
+/// element cap still bounds the whole output.
+pub const MAX_ANCHORS_PER_CELL: usize = 1024;

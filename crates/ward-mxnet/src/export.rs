@@ -1028,6 +1028,33 @@ impl<'a> Writer<'a> {
                 entries.extend(states.into_iter().take(r.state_inputs().saturating_sub(1)));
                 "RNN"
             }
+            Op::MultiBoxPrior(m) => {
+                // f32 written shortest, which MXNet (and the importer) read back exactly.
+                set("sizes", tuple(&m.sizes));
+                set("ratios", tuple(&m.ratios));
+                set("clip", boolean(m.clip));
+                set("steps", tuple(&m.steps));
+                set("offsets", tuple(&m.offsets));
+                "_contrib_MultiBoxPrior"
+            }
+            Op::RoiPool(r) => {
+                set("pooled_size", tuple(&[r.pooled_height, r.pooled_width]));
+                set("spatial_scale", r.spatial_scale.to_string());
+                "ROIPooling"
+            }
+            Op::RoiAlign(r) => {
+                // f32 written shortest, which MXNet (and the importer) read back exactly.
+                set("pooled_size", tuple(&[r.pooled_height, r.pooled_width]));
+                set("spatial_scale", r.spatial_scale.to_string());
+                set(
+                    "sample_ratio",
+                    r.sample_ratio
+                        .map_or_else(|| "-1".into(), |n| n.to_string()),
+                );
+                set("position_sensitive", boolean(r.position_sensitive));
+                set("aligned", boolean(r.aligned));
+                "_contrib_ROIAlign"
+            }
             Op::AdaptiveAvgPool(p) => {
                 set("output_size", tuple(&[p.height, p.width]));
                 "_contrib_AdaptiveAvgPooling2D"

@@ -15,6 +15,7 @@ use ward_graph::ir::{
 };
 use ward_graph::limits::{MAX_ONE_HOT_DEPTH, MAX_REPEAT, MAX_UPSAMPLING_SCALE};
 use ward_graph::ops::activation::{Activation, ActivationKind, LeakyRelu, LeakyReluKind, Softmax};
+use ward_graph::ops::anchor::MultiBoxPrior;
 use ward_graph::ops::conv::{Conv, Deconv};
 use ward_graph::ops::detection::{BoxDecode, BoxEncode, BoxFormat, BoxNms};
 use ward_graph::ops::dropout::Dropout;
@@ -35,6 +36,7 @@ use ward_graph::ops::pool::{AdaptiveAvgPool, Pool, PoolKind};
 use ward_graph::ops::reduce::{ArgKind, ArgReduce, Mean, Reduce, ReduceKind};
 use ward_graph::ops::resize::{BilinearResize, ResizeTarget, UpSampling};
 use ward_graph::ops::rnn::{Rnn, RnnMode};
+use ward_graph::ops::roi::{RoiAlign, RoiPool};
 use ward_graph::ops::sequence::{SequenceLast, SequenceMask, SequenceReverse};
 use ward_graph::ops::shape::{
     Arange, BroadcastDim, BroadcastTo, Concat, ExpandDims, Fill, FillDim, Flatten, OnesLike, Pad,
@@ -1661,6 +1663,136 @@ impl Importer<'_> {
                 inputs.remove(1);
                 inputs.extend(params);
                 rnn.into()
+            }
+            "_contrib_MultiBoxPrior" => {
+                let sizes = a.float_tuple("sizes", &[1.0])?;
+                let ratios = a.float_tuple("ratios", &[1.0])?;
+                let clip = a.bool("clip", false)?;
+                let steps = a.float_tuple("steps", &[-1.0, -1.0])?;
+                let offsets = a.float_tuple("offsets", &[0.5, 0.5])?;
+                a.finish()?;
+                need(1)?;
+                // MXNet holds every value as a float.
+                let floats = |key: &str, v: &[f64]| -> Result<Vec<f32>, ImportError> {
+                    v.iter()
+                        .map(|&x| {
+                            let f = x as f32;
+                            if f.is_finite() {
+                                Ok(f)
+                            } else {
+                                Err(err(format!(
+                                    "attribute \"{key}\" = {v:?} holds {f}, which ward does not take"
+                                )))
+                            }
+                        })
+                        .collect()
+                };
+                let pair = |key: &str, v: &[f64]| -> Result<[f32; 2], ImportError> {
+                    <[f32; 2]>::try_from(floats(key, v)?.as_slice()).map_err(|_| {
+                        err(format!(
+                            "attribute \"{key}\" = {v:?} must be two values, (y, x) (MXNet's check)"
+                        ))
+                    })
+                };
+                let op = MultiBoxPrior {
+                    sizes: floats("sizes", &sizes)?,
+                    ratios: floats("ratios", &ratios)?,
+                    clip,
+                    steps: pair("steps", &steps)?,
+                    offsets: pair("offsets", &offsets)?,
+                };
+                op.anchors()
+                    .map_err(|e| err(format!("attributes \"sizes\" and \"ratios\": {e}")))?;
+                if op.offsets.iter().any(|o| !(0.0..=1.0).contains(o)) {
+                    return Err(err(format!(
+                        "attribute \"offsets\" = {offsets:?} must be 0 to 1 (MXNet's check)"
+                    )));
+                }
+                op.validate()
+                    .map_err(|e| err(format!("attribute \"steps\": {e}")))?;
+                op.into()
+            }
+            "ROIPooling" => {
+                let pooled = a.req_tuple("pooled_size")?;
+                let scale = a.req_float("spatial_scale")?;
+                a.finish()?;
+                need(2)?;
+                let size = |v: i64| usize::try_from(v).ok().filter(|&v| v > 0);
+                let spatial_scale = scale as f32;
+                let &[ph, pw] = pooled.as_slice() else {
+                    return Err(err(format!(
+                        "attribute \"pooled_size\" = {pooled:?} must be two positive sizes (MXNet's bound)"
+                    )));
+                };
+                let (Some(pooled_height), Some(pooled_width)) = (size(ph), size(pw)) else {
+                    return Err(err(format!(
+                        "attribute \"pooled_size\" = {pooled:?} must be two positive sizes (MXNet's bound)"
+                    )));
+                };
+                // MXNet holds the scale as a float and bounds it to [0, 1].
+                if !(0.0..=1.0).contains(&spatial_scale) {
+                    return Err(err(format!(
+                        "attribute \"spatial_scale\" = {scale} is outside MXNet's bound [0, 1]"
+                    )));
+                }
+                let op = RoiPool {
+                    pooled_height,
+                    pooled_width,
+                    spatial_scale,
+                };
+                op.validate()
+                    .map_err(|e| err(format!("attribute \"pooled_size\": {e}")))?;
+                op.into()
+            }
+            "_contrib_ROIAlign" => {
+                // MXNet 1.9.1 registers only the contrib name.
+                let pooled = a.req_tuple("pooled_size")?;
+                let scale = a.req_float("spatial_scale")?;
+                let ratio = a.int("sample_ratio", -1)?;
+                let position_sensitive = a.bool("position_sensitive", false)?;
+                let aligned = a.bool("aligned", false)?;
+                a.finish()?;
+                need(2)?;
+                let size = |v: i64| usize::try_from(v).ok().filter(|&v| v > 0);
+                let (Some(pooled_height), Some(pooled_width)) = (
+                    pooled.first().copied().and_then(size),
+                    pooled.get(1).copied().and_then(size),
+                ) else {
+                    return Err(err(format!(
+                        "attribute \"pooled_size\" = {pooled:?} must be two positive sizes (MXNet's bound)"
+                    )));
+                };
+                if pooled.len() != 2 {
+                    return Err(err(format!(
+                        "attribute \"pooled_size\" = {pooled:?} must be two positive sizes (MXNet's bound)"
+                    )));
+                }
+                // MXNet holds the scale as a float and bounds it to [0, 1].
+                let spatial_scale = scale as f32;
+                if !(0.0..=1.0).contains(&spatial_scale) {
+                    return Err(err(format!(
+                        "attribute \"spatial_scale\" = {scale} is outside MXNet's bound [0, 1]"
+                    )));
+                }
+                if i32::try_from(ratio).is_err() {
+                    return Err(err(format!(
+                        "attribute \"sample_ratio\" = {ratio} is not a 32-bit integer"
+                    )));
+                }
+                let op = RoiAlign {
+                    pooled_height,
+                    pooled_width,
+                    spatial_scale,
+                    // MXNet samples ⌈bin⌉ points per axis for a ratio of 0 or less.
+                    sample_ratio: usize::try_from(ratio).ok().filter(|&r| r > 0),
+                    position_sensitive,
+                    aligned,
+                };
+                op.bins()
+                    .map_err(|e| err(format!("attribute \"pooled_size\": {e}")))?;
+                op.validate()
+                    .map_err(|e| err(format!("attribute \"sample_ratio\": {e}")))?;
+                op.into()
             }
             "_contrib_AdaptiveAvgPooling2D" => {
                 // MXNet: no value (or None, or ()) is 1×1, one value a square, two (h, w).

@@ -13,6 +13,7 @@
 #![warn(clippy::indexing_slicing)]
 
 mod activation;
+mod anchor;
 mod builder;
 mod conv;
 pub mod detection;
@@ -26,6 +27,7 @@ mod pool;
 mod reduce;
 mod resize;
 mod rnn;
+pub(crate) mod roi;
 mod sequence;
 mod shape;
 
@@ -40,6 +42,21 @@ use self::builder::{attr_int, value_info, At, Builder, R};
 use crate::error::ExecError;
 
 pub const OPSET: i64 = 17;
+
+/// The domain of the nodes that ONNX has no operator for (MXNet semantics ward runs in its
+/// own tract kernels): the tract backend reads them back, `ward export onnx` refuses them.
+pub const WARD_DOMAIN: &str = "ai.ward";
+
+/// The first node of `model` in ward's own domain, as (its ward node's name, its op type).
+pub fn ward_only_node(model: &ModelProto) -> Option<(String, String)> {
+    model
+        .graph
+        .as_ref()?
+        .node
+        .iter()
+        .find(|n| n.domain == WARD_DOMAIN)
+        .map(|n| (n.name.clone(), n.op_type.clone()))
+}
 
 /// Lowers `graph` with `weights` (one tensor per param, in order) for the shapes of its
 /// data inputs (labels are not fed at inference).
@@ -236,6 +253,9 @@ fn lower_node(b: &mut Builder<'_>, at: &At<'_>) -> R<()> {
         Op::InterleavedMatmul(op) => linear::interleaved_matmul(b, at, op),
         Op::SequenceMask(op) => sequence::sequence_mask(b, at, op),
         Op::SequenceReverse(op) => sequence::sequence_reverse(b, at, op),
+        Op::RoiAlign(op) => roi::roi_align(b, at, op),
+        Op::RoiPool(op) => roi::roi_pool(b, at, op),
+        Op::MultiBoxPrior(op) => anchor::multibox_prior(b, at, op),
     }
 }
 

@@ -12,6 +12,7 @@ mod detection;
 mod fmod;
 mod fusion;
 mod max_pool;
+mod roi;
 mod states;
 mod topk;
 
@@ -91,6 +92,7 @@ impl Backend for TractBackend {
         let proto = lower(graph, weights.tensors(), data_shapes)?;
         let mut onnx = tract_onnx::onnx();
         detection::register(&mut onnx.op_register);
+        roi::register(&mut onnx.op_register);
         let mut typed = onnx
             .model_for_proto_model(&proto)
             .and_then(|m| m.into_typed())

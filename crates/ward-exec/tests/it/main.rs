@@ -10,4 +10,5 @@ mod conformance;
 mod dtype_sweep;
 mod models;
 mod ops;
+mod roi;
 mod staged;

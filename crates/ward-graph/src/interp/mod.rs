@@ -15,6 +15,7 @@
 //! The kernels know nothing of the graph IR: attributes arrive as plain arguments.
 
 pub mod activation;
+pub mod anchor;
 pub mod array;
 pub mod conv;
 pub mod dense;
@@ -30,6 +31,7 @@ pub mod pool;
 pub mod reduce;
 pub mod resize;
 pub mod rnn;
+pub mod roi;
 pub mod sequence;
 pub mod shape;
 

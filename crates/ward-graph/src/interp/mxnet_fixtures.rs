@@ -556,6 +556,62 @@ fn run(c: &Case) -> R<Vec<Array>> {
         "where" => one(elementwise::where_(x(0)?, x(1)?, x(2)?)),
         "add_n" => one(elementwise::add_n(&all)),
         "negative" => one(elementwise::unary(x(0)?, UnaryKind::Neg)),
+        "_contrib_MultiBoxPrior" => {
+            let floats = |key: &str, default: &[f32]| -> R<Vec<f32>> {
+                match a.get(key) {
+                    None => Ok(default.to_vec()),
+                    Some(s) => s
+                        .trim()
+                        .trim_start_matches(['(', '['])
+                        .trim_end_matches([')', ']'])
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|p| !p.is_empty())
+                        .map(|p| p.parse::<f32>().map_err(|e| format!("{key} {s:?}: {e}")))
+                        .collect(),
+                }
+            };
+            let pair = |key: &str, default: [f32; 2]| -> R<[f32; 2]> {
+                let v = floats(key, &default)?;
+                <[f32; 2]>::try_from(v.as_slice()).map_err(|_| format!("{key} {v:?}"))
+            };
+            let op = crate::ops::anchor::MultiBoxPrior {
+                sizes: floats("sizes", &[1.0])?,
+                ratios: floats("ratios", &[1.0])?,
+                clip: a.bool("clip", false)?,
+                steps: pair("steps", [-1.0, -1.0])?,
+                offsets: pair("offsets", [0.5, 0.5])?,
+            };
+            one(super::anchor::multibox_prior_array(x(0)?, &op))
+        }
+        "ROIPooling" => {
+            let pooled = a.tuple("pooled_size", &[])?;
+            let &[ph, pw] = pooled.as_slice() else {
+                return Err(format!("pooled_size {pooled:?}"));
+            };
+            let op = crate::ops::roi::RoiPool {
+                pooled_height: ph as usize,
+                pooled_width: pw as usize,
+                spatial_scale: a.float("spatial_scale", 1.0)? as f32,
+            };
+            one(super::roi::roi_pool(x(0)?, x(1)?, &op))
+        }
+        "_contrib_ROIAlign" => {
+            let pooled = a.tuple("pooled_size", &[])?;
+            let &[ph, pw] = pooled.as_slice() else {
+                return Err(format!("pooled_size {pooled:?}"));
+            };
+            let ratio = a.int("sample_ratio", -1)?;
+            let op = crate::ops::roi::RoiAlign {
+                pooled_height: ph as usize,
+                pooled_width: pw as usize,
+                spatial_scale: a.float("spatial_scale", 1.0)? as f32,
+                sample_ratio: usize::try_from(ratio).ok().filter(|&r| r > 0),
+                position_sensitive: a.bool("position_sensitive", false)?,
+                aligned: a.bool("aligned", false)?,
+            };
+            one(super::roi::roi_align(x(0)?, x(1)?, &op))
+        }
         "_contrib_div_sqrt_dim" => {
             let d = x(0)?.shape.last().copied().unwrap_or(1);
             one(elementwise::scalar(

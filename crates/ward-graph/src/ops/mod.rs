@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use ward_core::DType;
 
 pub mod activation;
+pub mod anchor;
 pub mod conv;
 pub mod detection;
 pub mod dropout;
@@ -30,6 +31,7 @@ pub mod pool;
 pub mod reduce;
 pub mod resize;
 pub mod rnn;
+pub mod roi;
 pub mod sequence;
 pub mod shape;
 
@@ -174,6 +176,9 @@ ops! {
     BoxNms(detection::BoxNms) = "box_nms",
     BoxDecode(detection::BoxDecode) = "box_decode",
     BoxEncode(detection::BoxEncode) = "box_encode",
+    RoiAlign(roi::RoiAlign) = "roi_align",
+    RoiPool(roi::RoiPool) = "roi_pool",
+    MultiBoxPrior(anchor::MultiBoxPrior) = "multibox_prior",
 }
 
 impl Op {
@@ -405,6 +410,29 @@ mod tests {
                 k: Some(3),
                 ret: order::TopkReturn::Both,
                 ascend: true,
+            }
+            .into(),
+            roi::RoiAlign {
+                pooled_height: 7,
+                pooled_width: 5,
+                spatial_scale: 0.0625,
+                sample_ratio: None,
+                position_sensitive: true,
+                aligned: true,
+            }
+            .into(),
+            roi::RoiPool {
+                pooled_height: 2,
+                pooled_width: 3,
+                spatial_scale: 0.3,
+            }
+            .into(),
+            anchor::MultiBoxPrior {
+                sizes: vec![0.2, 0.272],
+                ratios: vec![1.0, 2.0, 0.5],
+                clip: true,
+                steps: [-1.0, -1.0],
+                offsets: [0.5, 0.25],
             }
             .into(),
         ];

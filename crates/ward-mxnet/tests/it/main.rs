@@ -7,6 +7,7 @@
 
 mod support;
 
+mod anchor_ops;
 mod arange_ops;
 mod compare_ops;
 mod detection_ops;
@@ -27,6 +28,7 @@ mod params_proptest;
 mod params_writer;
 mod recordio;
 mod reduce_ops;
+mod roi_ops;
 mod sequence_ops;
 mod shape_ops;
 mod states;

@@ -32,6 +32,7 @@ pub mod pool;
 pub mod reduce;
 pub mod resize;
 pub mod rnn;
+pub mod roi;
 pub mod sequence;
 pub mod shape;
 
@@ -230,7 +231,10 @@ pub(crate) fn differentiable(op: &Op) -> Result<(), &'static str> {
         | Op::SequenceReverse(_)
         | Op::BoxNms(_)
         | Op::BoxDecode(_)
-        | Op::BoxEncode(_) => Ok(()),
+        | Op::BoxEncode(_)
+        | Op::RoiAlign(_)
+        | Op::RoiPool(_)
+        | Op::MultiBoxPrior(_) => Ok(()),
         Op::LeakyRelu(op) => activation::leaky_relu_differentiable(op),
         Op::Dropout(_) => Err(
             "dropout's training mode draws a mask from the run's random stream, which the reference rules do not hold; the training engine runs it (engine::Engine::step_seeded)",
@@ -508,6 +512,10 @@ pub(crate) fn rule(ctx: &Ctx<'_>) -> Rule {
         | Op::ShapeArray(_)
         | Op::SizeArray(_)
         | Op::BlockGrad(_) => Ok(vec![None; ctx.ins.len()]),
+        Op::RoiAlign(op) => roi::roi_align(ctx, op),
+        Op::RoiPool(op) => roi::roi_pool(ctx, op),
+        // The boxes depend on the data's shape only: MXNet's gradient is zero.
+        Op::MultiBoxPrior(_) => Ok(vec![None]),
         Op::SoftmaxOutput(op) => loss::softmax_output(ctx, op),
         Op::RegressionOutput(op) => loss::regression_output(ctx, op),
         Op::MakeLoss(op) => loss::make_loss(ctx, op),

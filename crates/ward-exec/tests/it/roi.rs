@@ -1,0 +1,145 @@
+//! MXNet's ROIAlign and ROIPooling in ward's own tract kernels: the numbers against MXNet
+//! are the conformance test's (every `roialign_` and `roipool_` case); here, what only a
+//! plan shows: rois MXNet does not compute fail the run naming the roi, and `ward export
+//! onnx`'s lowering marks the nodes as having no ONNX counterpart.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ward_core::{DType, Tensor};
+use ward_exec::{Executable, TractBackend, WeightSet};
+use ward_graph::ir::Op;
+use ward_graph::ir::{Graph, GraphInput, GraphOutput, InputRole, Node, Source};
+use ward_graph::ops::roi::{RoiAlign, RoiPool};
+
+fn roi_graph(op: impl Into<Op>) -> Graph {
+    let mut g = Graph::new();
+    for name in ["data", "rois"] {
+        g.inputs.push(GraphInput {
+            name: name.into(),
+            dtype: DType::F32,
+            role: InputRole::Data,
+        });
+    }
+    g.nodes.push(Node {
+        name: "roi_align0".into(),
+        op: op.into(),
+        inputs: vec![Source::Input(0), Source::Input(1)],
+    });
+    g.outputs.push(GraphOutput {
+        name: "y".into(),
+        source: Source::Node(0, 0),
+    });
+    g.validate().unwrap();
+    g
+}
+
+fn op(aligned: bool) -> RoiAlign {
+    RoiAlign {
+        pooled_height: 2,
+        pooled_width: 2,
+        spatial_scale: 1.0,
+        sample_ratio: None,
+        position_sensitive: false,
+        aligned,
+    }
+}
+
+fn ramp() -> Tensor {
+    Tensor::from_f32(
+        vec![2, 2, 4, 4],
+        &(0..64).map(|v| v as f32).collect::<Vec<_>>(),
+    )
+    .unwrap()
+}
+
+fn run(aligned: bool, rows: &[[f32; 5]]) -> Result<Vec<f32>, String> {
+    let graph = roi_graph(op(aligned));
+    let weights = WeightSet::new(&graph, HashMap::new()).unwrap();
+    let model = Executable::new(graph, weights, Arc::new(TractBackend::new(1).unwrap())).unwrap();
+    let rois = Tensor::from_f32(vec![rows.len(), 5], &rows.concat()).unwrap();
+    model
+        .run(&[ramp(), rois])
+        .map(|mut o| o.remove(0).to_f32_vec())
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn the_kernel_gives_mxnets_numbers() {
+    // MXNet 1.9.1 on arange(64).reshape(2, 2, 4, 4): image 0 (batch -0.5 truncates to 0),
+    // image 1 (1.9), and a reversed box stretched to one pixel.
+    let y = run(
+        false,
+        &[
+            [-0.5, 0., 0., 2., 2.],
+            [1.9, 0., 0., 2., 2.],
+            [0., 3., 3., 1., 1.],
+        ],
+    )
+    .unwrap();
+    assert_eq!(&y[..4], &[2.5, 3.5, 6.5, 7.5]);
+    assert_eq!(&y[8..12], &[34.5, 35.5, 38.5, 39.5]);
+    assert_eq!(&y[16..20], &[15.0; 4]);
+}
+
+#[test]
+fn rois_mxnet_does_not_compute_fail_the_run_naming_the_roi() {
+    for (aligned, row, what) in [
+        (false, [-1.0, 0., 0., 2., 2.], "image -1"),
+        (false, [2.0, 0., 0., 2., 2.], "image 2"),
+        (false, [0.0, f32::NAN, 0., 2., 2.], "NaN"),
+        (true, [0.0, 3., 3., 1., 1.], "not positive"),
+        (false, [0.0, 0., 0., 1e30, 2.], "samples more"),
+    ] {
+        let err = run(aligned, &[[0.0, 0., 0., 1., 1.], row]).unwrap_err();
+        assert!(
+            err.contains("roi 1") && err.contains(what),
+            "{row:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn export_onnx_marks_the_node_it_cannot_write() {
+    let graph = roi_graph(op(false));
+    let proto = ward_exec::onnx::lower(&graph, &[], &[vec![2, 2, 4, 4], vec![3, 5]]).unwrap();
+    let (node, op_type) = ward_exec::onnx::ward_only_node(&proto).unwrap();
+    assert_eq!(node, "roi_align0");
+    assert_eq!(op_type, "WardRoiAlign");
+}
+
+#[test]
+fn roi_pooling_gives_mxnets_numbers_and_zeros_outside_the_batch() {
+    let op = RoiPool {
+        pooled_height: 2,
+        pooled_width: 2,
+        spatial_scale: 1.0,
+    };
+    let graph = roi_graph(op);
+    let weights = WeightSet::new(&graph, HashMap::new()).unwrap();
+    let model = Executable::new(graph, weights, Arc::new(TractBackend::new(1).unwrap())).unwrap();
+    // MXNet 1.9.1 on arange(64).reshape(2, 2, 4, 4).
+    let rows = [
+        [0.0f32, 0., 0., 1., 1.],
+        [5.0, 0., 0., 2., 2.],
+        [1.7, 0., 0., 3., 3.],
+    ];
+    let rois = Tensor::from_f32(vec![3, 5], &rows.concat()).unwrap();
+    let y = model
+        .run(&[ramp(), rois.clone()])
+        .unwrap()
+        .remove(0)
+        .to_f32_vec();
+    assert_eq!(&y[..4], &[0., 1., 4., 5.]);
+    assert_eq!(&y[8..16], &[0.; 8]);
+    assert_eq!(&y[16..20], &[37., 39., 45., 47.]);
+    let bad = Tensor::from_f32(vec![1, 5], &[0.0, f32::INFINITY, 0., 1., 1.]).unwrap();
+    let err = model.run(&[ramp(), bad]).unwrap_err().to_string();
+    assert!(err.contains("roi 0") && err.contains("inf"), "{err}");
+    let proto =
+        ward_exec::onnx::lower(model.graph(), &[], &[vec![2, 2, 4, 4], vec![3, 5]]).unwrap();
+    assert_eq!(
+        ward_exec::onnx::ward_only_node(&proto).map(|(_, op)| op),
+        Some("WardRoiPool".to_string())
+    );
+}
