@@ -299,16 +299,7 @@ impl LoadedPackage {
         }
         let weights = self.executable.weights();
         let proto = crate::onnx::lower(self.graph(), weights.tensors(), &concrete)?;
-        crate::onnx::detection::refuse_ward_ops(&proto)?;
-        if let Some((node, op)) = crate::onnx::ward_only_node(&proto) {
-            return Err(ExecError::Lowering {
-                node,
-                op: "export onnx",
-                reason: format!(
-                    "{op} has no ONNX operator with MXNet's semantics (ward runs it in its own kernel)"
-                ),
-            });
-        }
+        crate::onnx::refuse_ward_nodes(&proto)?;
         Ok(crate::onnx::encode(&proto))
     }
 

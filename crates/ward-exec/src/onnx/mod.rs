@@ -16,7 +16,7 @@ mod activation;
 mod anchor;
 mod builder;
 mod conv;
-pub mod detection;
+pub(crate) mod detection;
 mod elementwise;
 mod index;
 mod linear;
@@ -56,6 +56,40 @@ pub fn ward_only_node(model: &ModelProto) -> Option<(String, String)> {
         .iter()
         .find(|n| n.domain == WARD_DOMAIN)
         .map(|n| (n.name.clone(), n.op_type.clone()))
+}
+
+/// Refuses a lowered model holding a node of ward's own domain, naming the node and its
+/// ward operator: ONNX has no operator that computes it as MXNet does (fixed-shape
+/// outputs, MXNet's order and quirks), so `ward export onnx` cannot write it; ward's
+/// backend runs it in its own kernel.
+pub fn refuse_ward_nodes(model: &ModelProto) -> Result<(), ExecError> {
+    let Some(node) = model
+        .graph
+        .as_ref()
+        .and_then(|g| g.node.iter().find(|n| n.domain == WARD_DOMAIN))
+    else {
+        return Ok(());
+    };
+    // A generic ward node carries its operator as JSON.
+    let op = if node.op_type == detection::WARD_OP {
+        node.attribute
+            .iter()
+            .find(|a| a.name == "op")
+            .and_then(|a| serde_json::from_slice::<Op>(&a.s).ok())
+            .map_or_else(
+                || "an unknown operator".to_string(),
+                |op| op.name().to_string(),
+            )
+    } else {
+        node.op_type.clone()
+    };
+    Err(ExecError::Lowering {
+        node: node.name.clone(),
+        op: "export onnx",
+        reason: format!(
+            "{op} has no ONNX operator with MXNet's semantics (fixed-shape outputs, MXNet's order and quirks); ward runs it in its own kernel"
+        ),
+    })
 }
 
 /// Lowers `graph` with `weights` (one tensor per param, in order) for the shapes of its

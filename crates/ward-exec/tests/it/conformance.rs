@@ -295,7 +295,7 @@ fn box_operators_are_refused_by_the_onnx_export_by_name() {
         let shapes: Vec<Vec<usize>> = imported.inputs.iter().map(|t| t.shape().to_vec()).collect();
         let proto =
             ward_exec::onnx::lower(imported.exec.graph(), &imported.weights, &shapes).unwrap();
-        let err = ward_exec::onnx::detection::refuse_ward_ops(&proto)
+        let err = ward_exec::onnx::refuse_ward_nodes(&proto)
             .unwrap_err()
             .to_string();
         assert!(err.contains("\"op\"") && err.contains(op), "{case}: {err}");
