@@ -53,7 +53,8 @@ fn graph(k: usize, units: usize, flatten: bool, shared: bool) -> Graph {
         dtype: DType::F32,
         role: InputRole::Data,
     });
-    g.params.push(ParamDecl::new("w", DType::F32, vec![units, k]));
+    g.params
+        .push(ParamDecl::new("w", DType::F32, vec![units, k]));
     g.params.push(ParamDecl::new("b", DType::F32, vec![units]));
     let dense = Dense {
         units,
@@ -120,7 +121,10 @@ fn a_dense_layer_computes_x_times_w_transposed_plus_b_on_every_path() {
         let x = values(rows * k, 3 + rows as u64);
         let (y, ops) = run(graph(k, units, true, false), &w, &b, &x, &[rows, 1, k]);
         close(&y, &by_hand(&x, &w, &b, k));
-        assert!(ops.iter().any(|o| o == "WardWeightDense"), "{rows}: {ops:?}");
+        assert!(
+            ops.iter().any(|o| o == "WardWeightDense"),
+            "{rows}: {ops:?}"
+        );
     }
     // Many rows: tract's packed product.
     let rows = 40;
