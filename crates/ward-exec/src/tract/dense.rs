@@ -130,8 +130,8 @@ fn dot(x: &[f32], w: &[u8]) -> f32 {
     let mut xs = x.chunks_exact(8);
     let mut ws = w.chunks_exact(8);
     for (x8, w8) in (&mut xs).zip(&mut ws) {
-        for l in 0..8 {
-            sums[l] += x8[l] * f32::from_le_bytes(w8[l]);
+        for ((sum, x), w) in sums.iter_mut().zip(x8).zip(w8) {
+            *sum += x * f32::from_le_bytes(*w);
         }
     }
     let mut tail = 0f32;
