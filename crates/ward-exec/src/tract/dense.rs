@@ -1,6 +1,7 @@
 //! Dense layers on a few rows (a prediction's batch) read their weight where it lies: in
 //! the plan's [`WeightSet`], as the package's weights file stored it, (units, inputs) row
-//! by row. y[i, u] = x[i, ·] · W[u, ·], each weight row read once for every row of x.
+//! by row. y[i, u] = x[i, ·] · W[u, ·], each weight row read from memory once and used
+//! for every row of x.
 //!
 //! tract would copy the weight into a constant and then pack it for its matrix kernel: a
 //! second and a third copy of the largest tensors of a model (VGG's first dense layer is
@@ -114,11 +115,16 @@ pub(crate) fn adopt(
     Ok(true)
 }
 
-/// y[u] = Σ w[u, j]·x[j] for one row of x, over the weight's little-endian bytes.
-fn row_times_weight(x: &[f32], w: &[u8], y: &mut [f32]) {
-    let inputs = x.len();
-    for (out, row) in y.iter_mut().zip(w.chunks_exact(inputs * 4)) {
-        *out = dot(x, row);
+/// y[i, u] = Σ w[u, j]·x[i, j] over the weight's little-endian bytes, weight row by
+/// weight row: each is read from memory once and used for every row of x while it is in
+/// cache.
+fn times_weight(x: &[f32], w: &[u8], y: &mut [f32], inputs: usize, units: usize) {
+    for (u, w_row) in w.chunks_exact(inputs * 4).enumerate() {
+        for (i, x_row) in x.chunks_exact(inputs).enumerate() {
+            if let Some(out) = y.get_mut(i * units + u) {
+                *out = dot(x_row, w_row);
+            }
+        }
     }
 }
 
@@ -187,11 +193,8 @@ impl EvalOp for WeightDense {
         {
             let mut out_plain = output.try_as_plain_ram_mut()?;
             let y = out_plain.as_slice_mut::<f32>()?;
-            for (x_row, y_row) in x
-                .chunks_exact(self.inputs.max(1))
-                .zip(y.chunks_exact_mut(self.units.max(1)))
-            {
-                row_times_weight(x_row, w, y_row);
+            if self.inputs > 0 {
+                times_weight(x, w, y, self.inputs, self.units);
             }
         }
         Ok(tvec![output.into_tvalue()])
