@@ -26,7 +26,7 @@ pub trait Backend: Send + Sync {
     fn compile(
         &self,
         graph: &Graph,
-        weights: &WeightSet,
+        weights: &Arc<WeightSet>,
         data_shapes: &[Vec<usize>],
     ) -> Result<Arc<dyn Plan>, ExecError>;
 

@@ -30,7 +30,7 @@ use crate::pipeline::{Accepted, Listed, SignaturesRead, Verified};
 use crate::read::Keep;
 use crate::signature::{Problem, TrustPolicy, Verdict};
 use crate::tree::{Tree, TreeLimits};
-use crate::weights::{first_nonfinite, read_weights};
+use crate::weights::{first_nonfinite, read_weights_owned};
 
 pub use crate::pipeline::{name_inside, Trust, Verification};
 
@@ -106,9 +106,8 @@ fn parse_package(
     dir: &Path,
     verified: &mut Verified<Manifest>,
 ) -> Result<(Vec<u8>, Vec<(String, ward_core::Tensor)>), PackageError> {
-    let weights_bytes = verified.take(WEIGHTS_FILE).unwrap_or_default();
-    let weights = read_weights(&weights_bytes)?;
-    drop(weights_bytes);
+    // The verified bytes become the tensors, the largest one keeping the buffer itself.
+    let weights = read_weights_owned(verified.take(WEIGHTS_FILE).unwrap_or_default())?;
     let manifest = verified.index();
     let graph_file = manifest.graph.clone();
     if let Some((tensor, index)) = first_nonfinite(&weights) {

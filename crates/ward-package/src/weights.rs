@@ -207,8 +207,164 @@ struct Checked {
     end: usize,
 }
 
+/// A safetensors file's layout after every check: its tensor entries in header order,
+/// its metadata, and where its data begins.
+struct Layout {
+    entries: Vec<Checked>,
+    metadata: BTreeMap<String, String>,
+    data_start: usize,
+}
+
 /// Reads a safetensors file strictly, with its metadata.
 pub fn read_weights_with_metadata(bytes: &[u8]) -> Result<Weights, PackageError> {
+    let Layout {
+        entries,
+        metadata,
+        data_start,
+    } = check_layout(bytes)?;
+    let data = bytes.get(data_start..).unwrap_or_default();
+    let mut tensors = Vec::with_capacity(entries.len());
+    for e in entries {
+        let slice = tensor_bytes(&e, data)?;
+        // The file's buffer is held meanwhile: the copy is reserved fallibly, so a model
+        // too large for the memory left is refused, not an abort.
+        let owned = copy_fallibly(slice)?;
+        tensors.push(make_tensor(e, owned)?);
+    }
+    Ok(Weights { tensors, metadata })
+}
+
+/// Reads a safetensors file strictly, as [`read_weights`] does, from a buffer it takes:
+/// the largest tensor keeps the file's own buffer (its bytes moved to the front and the
+/// rest released), the others are copied out, those after the largest one from the end,
+/// each releasing the buffer's tail as it goes. So the weights are never held twice
+/// whole: at most the file plus the tensors before the largest one.
+pub fn read_weights_owned(mut bytes: Vec<u8>) -> Result<Vec<(String, Tensor)>, PackageError> {
+    let Layout {
+        entries,
+        data_start,
+        ..
+    } = check_layout(&bytes)?;
+    // Every tensor checked in header order first, as `read_weights` does, so a refusal
+    // names the same tensor whichever order they are taken out in.
+    {
+        let data = bytes.get(data_start..).unwrap_or_default();
+        for e in &entries {
+            tensor_bytes(e, data)?;
+        }
+    }
+    let mut tensors: Vec<Option<(String, Tensor)>> = Vec::new();
+    tensors.resize_with(entries.len(), || None);
+    let mut by_offset: Vec<usize> = (0..entries.len()).collect();
+    by_offset.sort_by_key(|&i| entries.get(i).map(|e| e.begin));
+    let len = |i: usize| entries.get(i).map_or(0, |e| e.end.saturating_sub(e.begin));
+    let largest = by_offset
+        .iter()
+        .enumerate()
+        .max_by_key(|&(_, &i)| len(i))
+        .map_or(by_offset.len(), |(position, _)| position);
+    let mut entries: Vec<Option<Checked>> = entries.into_iter().map(Some).collect();
+    let mut take = |i: usize, bytes: &[u8], tensors: &mut Vec<Option<(String, Tensor)>>| {
+        let Some(e) = entries.get_mut(i).and_then(Option::take) else {
+            return Ok(None);
+        };
+        let data = bytes.get(data_start..).unwrap_or_default();
+        let owned = copy_fallibly(tensor_bytes(&e, data)?)?;
+        let begin = e.begin;
+        if let Some(slot) = tensors.get_mut(i) {
+            *slot = Some(make_tensor(e, owned)?);
+        }
+        Ok::<_, PackageError>(Some(begin))
+    };
+    // The tensors after the largest one, last first: each copied out, then the buffer
+    // shortened to where it began (the allocator returns the tail's pages).
+    for &i in by_offset
+        .get(largest.saturating_add(1)..)
+        .unwrap_or_default()
+        .iter()
+        .rev()
+    {
+        if let Some(begin) = take(i, &bytes, &mut tensors)? {
+            bytes.truncate(data_start.saturating_add(begin));
+            bytes.shrink_to_fit();
+        }
+    }
+    // Those before it, copied out.
+    for &i in by_offset.get(..largest).unwrap_or_default() {
+        take(i, &bytes, &mut tensors)?;
+    }
+    // The largest one moved to the front of the buffer, which becomes its own.
+    if let Some(&l) = by_offset.get(largest) {
+        if let Some(e) = entries.get_mut(l).and_then(Option::take) {
+            let begin = data_start.saturating_add(e.begin);
+            let end = data_start.saturating_add(e.end);
+            if bytes.get(begin..end).is_none() {
+                return Err(PackageError::TensorOutOfBounds {
+                    name: e.name.clone(),
+                    begin: e.begin as u64,
+                    end: e.end as u64,
+                    data_len: bytes.len().saturating_sub(data_start),
+                });
+            }
+            bytes.copy_within(begin..end, 0);
+            bytes.truncate(end.saturating_sub(begin));
+            bytes.shrink_to_fit();
+            if let Some(slot) = tensors.get_mut(l) {
+                *slot = Some(make_tensor(e, bytes)?);
+            }
+        }
+    }
+    Ok(tensors.into_iter().flatten().collect())
+}
+
+/// A tensor's bytes within the data, a bool tensor's checked to be 0 or 1.
+fn tensor_bytes<'d>(e: &Checked, data: &'d [u8]) -> Result<&'d [u8], PackageError> {
+    let slice = data
+        .get(e.begin..e.end)
+        .ok_or(PackageError::TensorOutOfBounds {
+            name: e.name.clone(),
+            begin: e.begin as u64,
+            end: e.end as u64,
+            data_len: data.len(),
+        })?;
+    if e.dtype == DType::Bool {
+        if let Some((index, &value)) = slice.iter().enumerate().find(|(_, &b)| b > 1) {
+            return Err(PackageError::TensorInvalidBool {
+                name: e.name.clone(),
+                index,
+                value,
+            });
+        }
+    }
+    Ok(slice)
+}
+
+/// `slice` copied into memory reserved fallibly: a model too large for the memory left is
+/// refused, not an abort.
+fn copy_fallibly(slice: &[u8]) -> Result<Vec<u8>, PackageError> {
+    let mut owned = Vec::new();
+    owned
+        .try_reserve_exact(slice.len())
+        .map_err(|_| PackageError::OutOfMemory {
+            file: crate::layout::WEIGHTS_FILE.to_string(),
+            bytes: slice.len() as u64,
+        })?;
+    owned.extend_from_slice(slice);
+    Ok(owned)
+}
+
+fn make_tensor(e: Checked, owned: Vec<u8>) -> Result<(String, Tensor), PackageError> {
+    let t = Tensor::from_bytes(e.dtype, e.shape, owned).map_err(|_| {
+        PackageError::TensorShapeOverflow {
+            name: e.name.clone(),
+            shape: Vec::new(),
+        }
+    })?;
+    Ok((e.name, t))
+}
+
+/// Every check of a safetensors file but the bool values'.
+fn check_layout(bytes: &[u8]) -> Result<Layout, PackageError> {
     let mut r = Reader::new(bytes);
     let n = r
         .u64_le("safetensors header length")
@@ -291,46 +447,10 @@ pub fn read_weights_with_metadata(bytes: &[u8]) -> Result<Weights, PackageError>
         });
     }
 
-    let mut tensors = Vec::with_capacity(entries.len());
-    for e in entries {
-        let slice = data
-            .get(e.begin..e.end)
-            .ok_or(PackageError::TensorOutOfBounds {
-                name: e.name.clone(),
-                begin: e.begin as u64,
-                end: e.end as u64,
-                data_len: data.len(),
-            })?;
-        if e.dtype == DType::Bool {
-            if let Some((index, &value)) = slice.iter().enumerate().find(|(_, &b)| b > 1) {
-                return Err(PackageError::TensorInvalidBool {
-                    name: e.name,
-                    index,
-                    value,
-                });
-            }
-        }
-        // The file's buffer is held meanwhile: the copy is reserved fallibly, so a model
-        // too large for the memory left is refused, not an abort.
-        let mut owned = Vec::new();
-        owned
-            .try_reserve_exact(slice.len())
-            .map_err(|_| PackageError::OutOfMemory {
-                file: crate::layout::WEIGHTS_FILE.to_string(),
-                bytes: slice.len() as u64,
-            })?;
-        owned.extend_from_slice(slice);
-        let t = Tensor::from_bytes(e.dtype, e.shape, owned).map_err(|_| {
-            PackageError::TensorShapeOverflow {
-                name: e.name.clone(),
-                shape: Vec::new(),
-            }
-        })?;
-        tensors.push((e.name, t));
-    }
-    Ok(Weights {
-        tensors,
+    Ok(Layout {
+        entries,
         metadata: metadata.unwrap_or_default(),
+        data_start: bytes.len() - data.len(),
     })
 }
 
@@ -1127,5 +1247,57 @@ mod tests {
             Tensor::from_bytes(DType::F16, vec![2], vec![0, 0, 0x00, 0x7C]).unwrap(),
         )];
         assert_eq!(first_nonfinite(&w), Some(("h", 1)));
+    }
+
+    /// The owned reader gives exactly what the borrowing one gives, whichever position
+    /// the largest tensor has in the file, and the largest tensor keeps the file's own
+    /// buffer: its bytes are not copied into a second allocation.
+    #[test]
+    fn the_owned_reader_keeps_the_largest_tensor_in_the_files_buffer() {
+        let big = |name: &str| (name.to_string(), t(DType::F32, &[64, 64], 9));
+        // The writer orders by dtype, widest first, then by name: the largest f32 tensor
+        // lands first, in the middle or last among the f32 ones.
+        for (first, last) in [("a", "b"), ("fc.a", "fc.z"), ("y", "z")] {
+            let mut tensors = sample();
+            tensors.push(big("fc.m"));
+            tensors.push((first.to_string(), t(DType::F32, &[7], 3)));
+            tensors.push((last.to_string(), t(DType::F32, &[5, 2], 4)));
+            let bytes = write_weights(&tensors, &BTreeMap::new()).unwrap();
+            let borrowed = read_weights(&bytes).unwrap();
+            let buffer = bytes.as_ptr();
+            let owned = read_weights_owned(bytes).unwrap();
+            assert_eq!(owned, borrowed);
+            let (_, largest) = owned.iter().find(|(n, _)| n == "fc.m").unwrap();
+            assert_eq!(
+                largest.bytes().as_ptr(),
+                buffer,
+                "largest among {first}, {last}"
+            );
+        }
+        // One tensor, and none.
+        let one = write_weights(&[big("w")], &BTreeMap::new()).unwrap();
+        assert_eq!(
+            read_weights_owned(one.clone()).unwrap(),
+            read_weights(&one).unwrap()
+        );
+        let none = write_weights(&[], &BTreeMap::new()).unwrap();
+        assert!(read_weights_owned(none).unwrap().is_empty());
+    }
+
+    /// A refusal of the owned reader names what the borrowing one names.
+    #[test]
+    fn the_owned_reader_refuses_as_the_borrowing_one_does() {
+        let mut bytes = write_weights(&sample(), &BTreeMap::new()).unwrap();
+        let owned_err = |b: &[u8]| read_weights_owned(b.to_vec()).unwrap_err().to_string();
+        let borrowed_err = |b: &[u8]| read_weights(b).unwrap_err().to_string();
+        // A bool of 2 in "mask" (the last bytes: bool tensors are written last).
+        let len = bytes.len();
+        bytes[len - 1] = 2;
+        assert_eq!(owned_err(&bytes), borrowed_err(&bytes));
+        assert!(owned_err(&bytes).contains("mask"), "{}", owned_err(&bytes));
+        // Truncated data.
+        let cut = &bytes[..len - 3];
+        assert_eq!(owned_err(cut), borrowed_err(cut));
+        assert_eq!(owned_err(&[1, 2]), borrowed_err(&[1, 2]));
     }
 }

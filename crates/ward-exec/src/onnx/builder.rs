@@ -219,6 +219,8 @@ pub(crate) struct Builder<'a> {
     pub(crate) folded_norms: HashMap<usize, (Vec<f32>, Vec<f32>)>,
     /// Batch norms folded into the convolution before them: lowered as identity.
     pub(crate) folded_away: HashSet<usize>,
+    /// The params that dense layers read as their weight in a `Gemm` (`mk,nk->mn`).
+    pub(crate) dense_weights: Vec<usize>,
 }
 
 impl<'a> Builder<'a> {
@@ -242,6 +244,7 @@ impl<'a> Builder<'a> {
             used,
             folded_norms: HashMap::new(),
             folded_away: HashSet::new(),
+            dense_weights: Vec::new(),
         }
     }
 
@@ -367,6 +370,26 @@ impl<'a> Builder<'a> {
             }
         }
         self.initializers.extend(added);
+    }
+
+    /// Float32 graph inputs, without values, for the params that some node reads; the
+    /// index of each, in the order they were added.
+    pub(crate) fn param_inputs(&mut self) -> Vec<usize> {
+        let read: HashSet<&str> = self
+            .nodes
+            .iter()
+            .flat_map(|n| n.input.iter().map(String::as_str))
+            .collect();
+        let mut added = Vec::new();
+        let mut indices = Vec::new();
+        for (index, decl) in self.graph.params.iter().enumerate() {
+            if read.contains(decl.name.as_str()) {
+                added.push(value_info(&decl.name, DType::F32, &decl.shape));
+                indices.push(index);
+            }
+        }
+        self.graph_inputs.extend(added);
+        indices
     }
 
     /// The constant values of a param source, if it is one.

@@ -1,8 +1,11 @@
-//! Dense layers: `MatMul` against the transposed weight (transposed here when it is a
-//! constant), plus the bias. `batch_dot`: `MatMul` on the operands, each transposed first
+//! Dense layers: on a matrix (the input flattened, or of rank 2) and a parameter weight,
+//! `Gemm` reading the weight transposed where it lies (no copy of it is made here);
+//! otherwise `MatMul` against the transposed weight (transposed here when it is a
+//! constant); plus the bias. `batch_dot`: `MatMul` on the operands, each transposed first
 //! if asked. The interleaved attention products: each head's part gathered out of the
 //! interleaved projection, then `MatMul` (and the 1/√D scale of the `qk` products).
 
+use ward_graph::ir::Source;
 use ward_graph::ops::linear::{AttentionKind, BatchDot, Dense, InterleavedMatmul};
 
 use super::builder::{attr_int, attr_ints, ints, At, Builder, R};
@@ -18,6 +21,25 @@ pub(super) fn dense(b: &mut Builder<'_>, at: &At<'_>, op: &Dense) -> R<()> {
             vec![attr_int("axis", 1)],
             &at.hint("flat"),
         );
+    }
+    let two_d = at.xs.len() == 2 || op.flatten;
+    if let (true, Source::Param(param)) = (two_d, weight) {
+        if ws.len() != 2 {
+            return Err(format!("weight {ws:?} must be a matrix"));
+        }
+        b.dense_weights.push(param);
+        // The parameter as it is stored, (units, inputs), read transposed by `Gemm`: no
+        // transposed copy is made here, and tract packs the constant once, in the order
+        // its kernel reads.
+        let ins = vec![x, at.input(1)?];
+        let trans_b = vec![attr_int("transB", 1)];
+        if op.bias {
+            let product = b.op("Gemm", ins, trans_b, &at.hint("matmul"));
+            b.push("Add", vec![product, at.input(2)?], vec![at.out()?], vec![]);
+        } else {
+            b.push("Gemm", ins, vec![at.out()?], trans_b);
+        }
+        return Ok(());
     }
     let wt = match b.param_values(weight) {
         Some(values) => {

@@ -99,6 +99,38 @@ pub fn lower(
     weights: &[Tensor],
     data_shapes: &[Vec<usize>],
 ) -> Result<ModelProto, ExecError> {
+    lower_with(graph, weights, data_shapes, Params::Initializers).map(|(proto, _)| proto)
+}
+
+/// How the params a node reads enter the proto.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Params {
+    /// As float32 initializers holding a copy of their values: a self-contained model
+    /// (what `ward export onnx` writes).
+    Initializers,
+    /// As graph inputs after the data inputs, declared with their dtype and shape but
+    /// holding no values: the engine makes each one a constant from the weights itself,
+    /// so the weights are not copied into the proto first.
+    Inputs,
+}
+
+/// The params of a lowered graph, by index.
+#[derive(Debug, Default)]
+pub(crate) struct LoweredParams {
+    /// With [`Params::Inputs`], each param made a graph input, in the order of those
+    /// inputs (after the data inputs).
+    pub inputs: Vec<usize>,
+    /// The params dense layers read as the weight of a `Gemm` (`mk,nk->mn`).
+    pub dense_weights: Vec<usize>,
+}
+
+/// Lowers as [`lower`] does, with the params as `params` says.
+pub(crate) fn lower_with(
+    graph: &Graph,
+    weights: &[Tensor],
+    data_shapes: &[Vec<usize>],
+    params: Params,
+) -> Result<(ModelProto, LoweredParams), ExecError> {
     if weights.len() != graph.params.len() {
         return Err(ExecError::Weights {
             reason: format!(
@@ -195,7 +227,13 @@ pub fn lower(
         }
         outputs.push(value_info(&alias, DType::F32, &shape));
     }
-    b.param_initializers();
+    let param_inputs = match params {
+        Params::Initializers => {
+            b.param_initializers();
+            Vec::new()
+        }
+        Params::Inputs => b.param_inputs(),
+    };
     let graph_proto = GraphProto {
         node: b.nodes,
         name: "ward".into(),
@@ -204,7 +242,7 @@ pub fn lower(
         output: outputs,
         ..Default::default()
     };
-    Ok(ModelProto {
+    let proto = ModelProto {
         ir_version: 8,
         producer_name: "ward".into(),
         producer_version: env!("CARGO_PKG_VERSION").into(),
@@ -214,7 +252,14 @@ pub fn lower(
         }],
         graph: Some(graph_proto),
         ..Default::default()
-    })
+    };
+    Ok((
+        proto,
+        LoweredParams {
+            inputs: param_inputs,
+            dense_weights: b.dense_weights,
+        },
+    ))
 }
 
 fn node_error(node: &Node, reason: String) -> ExecError {

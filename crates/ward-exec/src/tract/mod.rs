@@ -1,13 +1,15 @@
 //! The CPU backend: a graph lowered to ONNX ([`crate::onnx`]) and optimised and run by
-//! tract, with ward's own max-pool kernel, MXNet's TopK order and a correct float `fmod`
-//! swapped in and scalar
-//! ops fused into the matrix products before them.
+//! tract, with the weights taken from the [`WeightSet`] itself (no copy through the
+//! ONNX proto), ward's own max-pool kernel, MXNet's TopK order and a correct float
+//! `fmod` swapped in, and scalar ops fused into the matrix products before them.
 //!
 //! Threads belong to a backend instance: a backend made with more than one thread owns a
 //! pool, and its plans run their matrix products on it (tract's thread-local executor
 //! override), so two backends in one process do not share or change each other's
 //! threading.
 
+mod constants;
+mod dense;
 mod detection;
 mod fmod;
 mod fusion;
@@ -21,14 +23,14 @@ use std::sync::Arc;
 use tract_linalg::multithread::{multithread_tract_scope, Executor};
 use tract_onnx::prelude::{
     DatumType, Framework, InferenceModelExt, IntoRunnable, IntoTValue, TValue, TVec,
-    Tensor as TractTensor, TypedRunnableModel,
+    Tensor as TractTensor, TypedModel, TypedRunnableModel,
 };
 use ward_core::{DType, Tensor, TensorView};
 use ward_graph::Graph;
 
 use crate::backend::{Backend, Plan, Staged};
 use crate::error::ExecError;
-use crate::onnx::lower;
+use crate::onnx::{lower_with, Params};
 use crate::weights::{WeightSet, WeightsId};
 
 fn engine(stage: &'static str) -> impl Fn(tract_onnx::prelude::TractError) -> ExecError {
@@ -86,17 +88,29 @@ impl Backend for TractBackend {
     fn compile(
         &self,
         graph: &Graph,
-        weights: &WeightSet,
+        weights: &Arc<WeightSet>,
         data_shapes: &[Vec<usize>],
     ) -> Result<Arc<dyn Plan>, ExecError> {
-        let proto = lower(graph, weights.tensors(), data_shapes)?;
+        let (proto, params) = lower_with(graph, weights.tensors(), data_shapes, Params::Inputs)?;
         let mut onnx = tract_onnx::onnx();
         detection::register(&mut onnx.op_register);
         roi::register(&mut onnx.op_register);
-        let mut typed = onnx
+        let mut model = onnx
             .model_for_proto_model(&proto)
-            .and_then(|m| m.into_typed())
             .map_err(engine("load the lowered model"))?;
+        drop(proto);
+        // Dense weights are decided on the typed model, where the rows are known: read
+        // in place (no copy) or made constants as the others are.
+        let deferred = constants::adopt(
+            &mut model,
+            weights.tensors(),
+            &params.inputs,
+            &params.dense_weights,
+        )?;
+        let mut typed = model
+            .into_typed()
+            .map_err(engine("load the lowered model"))?;
+        dense_weights(&mut typed, weights, &deferred)?;
         max_pool::adopt(&mut typed).map_err(engine("adopt ward's max pool"))?;
         topk::adopt(&mut typed).map_err(engine("adopt ward's topk"))?;
         fmod::adopt(&mut typed).map_err(engine("adopt ward's fmod"))?;
@@ -124,6 +138,39 @@ impl Backend for TractBackend {
         let tensors = inputs.iter().map(to_tract).collect::<Result<_, _>>()?;
         Ok(Staged::new(shapes, TractInputs(tensors)))
     }
+}
+
+/// The last `deferred.len()` inputs of `typed` are the dense weights `deferred`: each read
+/// in place by [`dense::WeightDense`] where it can be, made a constant otherwise; then
+/// only the data inputs remain.
+fn dense_weights(
+    typed: &mut TypedModel,
+    weights: &Arc<WeightSet>,
+    deferred: &[usize],
+) -> Result<(), ExecError> {
+    let inputs = typed
+        .input_outlets()
+        .map_err(engine("adopt the weights"))?
+        .to_vec();
+    let data = inputs
+        .len()
+        .checked_sub(deferred.len())
+        .ok_or_else(|| ExecError::Engine {
+            stage: "adopt the weights",
+            detail: format!("{} inputs for {} weights", inputs.len(), deferred.len()),
+        })?;
+    let (data_inputs, weight_inputs) = inputs.split_at(data);
+    for (&outlet, &index) in weight_inputs.iter().zip(deferred) {
+        if !dense::adopt(typed, outlet, weights, index).map_err(engine("adopt the weights"))? {
+            let tensor = constants::tract_weight(weights.tensors(), index)?;
+            constants::make_typed_const(typed, outlet.node, tensor)
+                .map_err(engine("adopt the weights"))?;
+        }
+    }
+    typed
+        .set_input_outlets(data_inputs)
+        .map_err(engine("adopt the weights"))?;
+    typed.compact().map_err(engine("adopt the weights"))
 }
 
 /// Inputs as tract's own tensors, in the graph's data input order.

@@ -1,0 +1,193 @@
+//! The weights enter tract's model as its constants directly: the graph is lowered with
+//! each param a node reads as a graph input without values ([`Params::Inputs`]), and
+//! each such input is made a constant here, from the weight itself. So a plan is built
+//! with one copy of the weights (tract's), not two (an ONNX initializer's bytes, then
+//! tract's tensor made from them); and a weight tract packs for its matrix products is
+//! dropped once packed.
+//!
+//! [`Params::Inputs`]: crate::onnx::Params::Inputs
+
+use tract_onnx::prelude::{
+    InferenceFact, InferenceModel, IntoArcTensor, TractResult, TypedFact, TypedModel,
+};
+use tract_onnx::tract_hir::infer::InferenceOp;
+use tract_onnx::tract_hir::ops::konst::Const;
+use ward_core::{DType, Tensor};
+
+use crate::error::ExecError;
+
+/// Makes the last `params.len()` inputs of `model` constants (input `k` of them holds
+/// `weights[params[k]]` as float32), except those of the params in `deferred`, which stay
+/// inputs, after the data inputs, in their order in `params`: the caller decides them on
+/// the typed model. Returns the params left as inputs, in order.
+pub(crate) fn adopt(
+    model: &mut InferenceModel,
+    weights: &[Tensor],
+    params: &[usize],
+    deferred: &[usize],
+) -> Result<Vec<usize>, ExecError> {
+    let inputs = model
+        .input_outlets()
+        .map_err(super::engine("adopt the weights"))?;
+    let data = inputs
+        .len()
+        .checked_sub(params.len())
+        .ok_or_else(|| ExecError::Engine {
+            stage: "adopt the weights",
+            detail: format!("{} inputs for {} weights", inputs.len(), params.len()),
+        })?;
+    let (data_inputs, weight_inputs) = inputs.split_at(data);
+    let mut kept = data_inputs.to_vec();
+    let weight_inputs = weight_inputs.to_vec();
+    let mut left = Vec::new();
+    for (outlet, &index) in weight_inputs.iter().zip(params) {
+        if deferred.contains(&index) {
+            kept.push(*outlet);
+            left.push(index);
+            continue;
+        }
+        let tensor = tract_weight(weights, index)?;
+        make_const(model, outlet.node, tensor).map_err(super::engine("adopt the weights"))?;
+    }
+    model
+        .set_input_outlets(&kept)
+        .map_err(super::engine("adopt the weights"))?;
+    Ok(left)
+}
+
+/// Param `index` as tract's float32 tensor.
+pub(crate) fn tract_weight(
+    weights: &[Tensor],
+    index: usize,
+) -> Result<tract_onnx::prelude::Tensor, ExecError> {
+    let weight = weights.get(index).ok_or_else(|| ExecError::Weights {
+        reason: format!("param {index} has no tensor"),
+    })?;
+    if weight.dtype() == DType::F32 {
+        super::to_tract(&weight.view())
+    } else {
+        super::to_tract(&weight.to_f32().view())
+    }
+}
+
+/// Node `id` (a source) becomes a constant holding `tensor`.
+fn make_const(
+    model: &mut InferenceModel,
+    id: usize,
+    tensor: tract_onnx::prelude::Tensor,
+) -> TractResult<()> {
+    let value = tensor.into_arc_tensor();
+    let fact = InferenceFact::from(TypedFact::try_from(value.clone())?);
+    let op: Box<dyn InferenceOp> = Box::new(Const::new(value)?);
+    let node = model.node_mut(id);
+    node.op = op;
+    if let Some(output) = node.outputs.first_mut() {
+        output.fact = fact;
+    }
+    Ok(())
+}
+
+/// Node `id` of a typed model (a source) becomes a constant holding `tensor`.
+pub(crate) fn make_typed_const(
+    model: &mut TypedModel,
+    id: usize,
+    tensor: tract_onnx::prelude::Tensor,
+) -> TractResult<()> {
+    let value = tensor.into_arc_tensor();
+    let fact = TypedFact::try_from(value.clone())?;
+    let node = model.node_mut(id);
+    node.op = Box::new(Const::new(value)?);
+    if let Some(output) = node.outputs.first_mut() {
+        output.fact = fact;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::onnx::{lower_with, Params};
+    use crate::{Executable, TractBackend, WeightSet};
+    use ward_graph::ir::{Graph, GraphInput, GraphOutput, InputRole, Node, ParamDecl, Source};
+    use ward_graph::ops::linear::Dense;
+
+    /// y = x·Wᵀ + b on a (1, 4, 8) input flattened to 32 features, 48 units.
+    fn dense_graph() -> Graph {
+        let mut g = Graph::new();
+        g.inputs.push(GraphInput {
+            name: "x".into(),
+            dtype: DType::F32,
+            role: InputRole::Data,
+        });
+        g.params.push(ParamDecl::new("w", DType::F32, vec![48, 32]));
+        g.params.push(ParamDecl::new("b", DType::F32, vec![48]));
+        g.nodes.push(Node {
+            name: "dense".into(),
+            op: Dense {
+                units: 48,
+                flatten: true,
+                bias: true,
+            }
+            .into(),
+            inputs: vec![Source::Input(0), Source::Param(0), Source::Param(1)],
+        });
+        g.outputs.push(GraphOutput {
+            name: "y".into(),
+            source: Source::Node(0, 0),
+        });
+        g.validate().unwrap();
+        g
+    }
+
+    fn values(len: usize, seed: u32) -> Vec<f32> {
+        (0..len as u32)
+            .map(|i| {
+                ((i.wrapping_mul(2_654_435_761).wrapping_add(seed) >> 8) % 1000) as f32 / 500.0
+                    - 1.0
+            })
+            .collect()
+    }
+
+    /// The engine's proto holds no weight bytes: every param a node reads is a graph input
+    /// after the data inputs, and the dense weight is read where it lies (no transposed
+    /// copy); the plan made from it computes x·Wᵀ + b.
+    #[test]
+    fn the_engine_takes_the_weights_themselves_as_constants() {
+        let g = dense_graph();
+        let (w, b, x) = (values(48 * 32, 1), values(48, 2), values(32, 3));
+        let weights = vec![
+            Tensor::from_f32(vec![48, 32], &w).unwrap(),
+            Tensor::from_f32(vec![48], &b).unwrap(),
+        ];
+        let (proto, params) = lower_with(&g, &weights, &[vec![1, 4, 8]], Params::Inputs).unwrap();
+        assert_eq!(params.inputs, [0, 1]);
+        assert_eq!(params.dense_weights, [0]);
+        let graph = proto.graph.unwrap();
+        let inputs: Vec<&str> = graph.input.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(inputs, ["x", "w", "b"]);
+        let held: usize = graph.initializer.iter().map(|t| t.raw_data.len()).sum();
+        assert!(held < 64, "the proto holds {held} bytes of constants");
+        assert!(graph.node.iter().all(|n| n.op_type != "Transpose"));
+
+        let named = HashMap::from([
+            ("w".to_string(), weights[0].clone()),
+            ("b".to_string(), weights[1].clone()),
+        ]);
+        let set = WeightSet::new(&g, named).unwrap();
+        let model = Executable::new(g, set, Arc::new(TractBackend::new(1).unwrap())).unwrap();
+        let input = Tensor::from_f32(vec![1, 4, 8], &x).unwrap();
+        let got = model.run(&[input]).unwrap().remove(0);
+        assert_eq!(got.shape(), [1, 48]);
+        let want: Vec<f32> = (0..48)
+            .map(|u| b[u] + (0..32).map(|k| x[k] * w[u * 32 + k]).sum::<f32>())
+            .collect();
+        for (g, w) in got.to_f32_vec().iter().zip(&want) {
+            assert!((g - w).abs() <= 1e-5 * w.abs().max(1.0), "{g} vs {w}");
+        }
+    }
+}
