@@ -49,6 +49,7 @@ MODEL_ORDER = [
     "text_rnn_tanh",
     "text_rnn_relu",
     "np_mlp",
+    "yolo_upsample",
 ]
 
 
@@ -628,6 +629,32 @@ def build_np_mlp(name, seed):
     return run_gluon(name, net, [("data", _image(rng, (3, 20)))], notes, seed, np_mode=True)
 
 
+def build_yolo_upsample(name, seed):
+    from mxnet import gluon
+    import numpy as np
+
+    class Upsample(gluon.HybridBlock):
+        """GluonCV YOLOv3's route: a 1x1 convolution, upsampled 2x by `repeat` on the
+        last two axes (GluonCV's `_upsample`), concatenated with an earlier feature map,
+        then a convolution (tract 0.23 could not build a plan for it from `Expand`)."""
+
+        def __init__(self, **kw):
+            super(Upsample, self).__init__(**kw)
+            with self.name_scope():
+                self.reduce = gluon.nn.Conv2D(8, 1)
+                self.conv = gluon.nn.Conv2D(4, 3, padding=1)
+
+        def hybrid_forward(self, F, x, route):
+            up = self.reduce(x).repeat(axis=-1, repeats=2).repeat(axis=-2, repeats=2)
+            return self.conv(F.concat(up, route, dim=1))
+
+    rng = np.random.RandomState(seed)
+    net = Upsample(prefix="yolo0_")
+    notes = "YOLOv3's upsampling route: conv1x1 -> repeat(2, -1) -> repeat(2, -2) -> concat -> conv3x3."
+    inputs = [("data0", _image(rng, (2, 16, 4, 4))), ("data1", _image(rng, (2, 8, 8, 8)))]
+    return run_gluon(name, net, inputs, notes, seed)
+
+
 BUILDERS = {n: globals()["build_" + n] for n in MODEL_ORDER}
 
 # Ops (with minimum counts) that each exported symbol must contain; checked by the worker so
@@ -661,6 +688,7 @@ EXPECTED_OPS = {
                        "stack": 1, "mean": 1, "tanh": 1, "ones_like": 1, "elemwise_sub": 1,
                        "elemwise_add": 1, "log_softmax": 1, "softmax": 1, "Flatten": 1},
     "np_mlp": {"FullyConnected": 3, "Activation": 2},
+    "yolo_upsample": {"Convolution": 2, "repeat": 2, "Concat": 1},
 }
 
 

@@ -1,5 +1,7 @@
 //! Fuzzes the symbol JSON reader and, on every document it accepts, the attribute-string
-//! parsers on every attribute value, plus the invariants the importer relies on.
+//! parsers on every attribute value, the invariants the importer relies on, and the
+//! import itself (fused oneDNN nodes expanded, every operator's attributes read and its
+//! shapes inferred) with each variable declared as a small data input.
 //!
 //! Seeds: `fuzz/corpus/symbol/seed-*` (the symbol fixtures). Run:
 //! `cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run symbol corpus/symbol`
@@ -11,7 +13,10 @@ use ward_mxnet::attrs::{
     is_hidden_key, is_training_hint_key, parse_bool, parse_dtype, parse_float, parse_float_tuple,
     parse_int, parse_optional, parse_optional_int_tuple, parse_tuple, parse_type_flag, AttrReader,
 };
+use ward_core::DType;
+use ward_mxnet::import::{import, DeclaredInput};
 use ward_mxnet::limits::SymbolLimits;
+use ward_mxnet::params::ParamsFile;
 use ward_mxnet::symbol::{canonical_op_name, read_symbol, Symbol};
 
 fuzz_target!(|data: &[u8]| {
@@ -24,7 +29,10 @@ fuzz_target!(|data: &[u8]| {
         max_attrs: 32,
     };
     match read_symbol(data, &limits) {
-        Ok(symbol) => check_graph(&symbol, &limits),
+        Ok(symbol) => {
+            check_graph(&symbol, &limits);
+            check_import(&symbol);
+        }
         // Error messages are built from file contents: they must render.
         Err(e) => drop(e.to_string()),
     }
@@ -78,6 +86,28 @@ fn check_graph(symbol: &Symbol, limits: &SymbolLimits) {
         for sub in &node.subgraphs {
             check_graph(sub, limits);
         }
+    }
+}
+
+/// Imports `symbol` with no parameters and every variable a float32 data input of one
+/// small shape: errors must render, nothing may panic.
+fn check_import(symbol: &Symbol) {
+    let mut declared: Vec<DeclaredInput> = Vec::new();
+    for node in symbol.nodes.iter().filter(|n| n.op == "null") {
+        if declared.iter().all(|d| d.name != node.name) {
+            declared.push(DeclaredInput {
+                name: node.name.clone(),
+                dtype: DType::F32,
+                shape: vec![2, 3, 4, 4],
+            });
+        }
+    }
+    let params = ParamsFile {
+        arrays: Vec::new(),
+        names: None,
+    };
+    if let Err(e) = import(symbol, params, &declared) {
+        drop(e.to_string());
     }
 }
 

@@ -6,6 +6,8 @@
 //! support fails the import with the node, the operator and the attribute named, never a
 //! silently different result.
 
+mod fused;
+
 use std::collections::{HashMap, HashSet};
 
 use ward_core::{DType, Tensor};
@@ -173,6 +175,9 @@ pub fn import(
     params: ParamsFile,
     inputs: &[DeclaredInput],
 ) -> Result<Imported, ImportError> {
+    // A graph saved after MXNet's oneDNN pass is imported as it was before the pass.
+    let expanded = fused::expand_fused(symbol)?;
+    let symbol = expanded.as_ref();
     let (params, param_kinds) = named_params(params)?;
     let mut importer = Importer {
         graph: Graph::new(),

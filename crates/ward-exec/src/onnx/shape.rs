@@ -234,21 +234,26 @@ pub(super) fn tile(b: &mut Builder<'_>, at: &At<'_>, op: &Tile) -> R<()> {
 }
 
 /// `repeat`: a new axis of 1 after the repeated one (after the flattened input with no
-/// axis), expanded to the count, and the two merged: each element then comes `repeats`
+/// axis), tiled to the count, and the two merged: each element then comes `repeats`
 /// times in a row.
+///
+/// `Tile`, not `Expand`: tract 0.23's declutter moves a convolution's product up through
+/// an `Expand` feeding a `Concat` and keeps the broadcast axis at 1 ("Trying to
+/// substitute 1,4,4,2,8 by 1,4,4,1,8"), which stopped YOLOv3's upsampling
+/// (`repeat` twice, concatenated, then a convolution) from building a plan.
 pub(super) fn repeat(b: &mut Builder<'_>, at: &At<'_>, op: &Repeat) -> R<()> {
     let (mut lifted, a) = match op.axis {
         None => (vec![at.xs.iter().product::<usize>()], 0),
         Some(axis) => (at.xs.clone(), resolve_axis(axis, at.xs.len())?),
     };
     lifted.insert(a + 1, 1);
-    let mut expanded = lifted.clone();
-    if let Some(slot) = expanded.get_mut(a + 1) {
+    let mut reps = vec![1; lifted.len()];
+    if let Some(slot) = reps.get_mut(a + 1) {
         *slot = op.repeats;
     }
     let x = b.reshape(at.input(0)?, &lifted, &at.hint("lifted"));
-    let shape = b.const_i64(&at.hint("expanded"), &ints(&expanded));
-    let x = b.op("Expand", vec![x, shape], vec![], &at.hint("expand"));
+    let reps = b.const_i64(&at.hint("reps"), &ints(&reps));
+    let x = b.op("Tile", vec![x, reps], vec![], &at.hint("tile"));
     let out = b.const_i64(&at.hint("shape"), &ints(&at.out_shape));
     b.push("Reshape", vec![x, out], vec![at.out()?], vec![]);
     Ok(())

@@ -131,4 +131,7 @@ fixture_tests!(
     census_misc,
     census_reshape,
     np_mlp,
+    fused_residual,
+    fused_attention,
+    yolo_upsample,
 );

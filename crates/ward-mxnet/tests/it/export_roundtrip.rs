@@ -221,6 +221,9 @@ model_round_trips!(
     census_misc,
     census_reshape,
     np_mlp,
+    fused_residual,
+    fused_attention,
+    yolo_upsample,
 );
 
 #[test]
@@ -240,6 +243,10 @@ fn every_model_fixture_is_listed_above() {
         "census_misc",
         "census_reshape",
         "np_mlp",
+        // Saved after MXNet's oneDNN pass: exported as the operators they fused.
+        "fused_residual",
+        "fused_attention",
+        "yolo_upsample",
     ];
     // A symbol without weights (training from scratch; tests/it/new_params.rs): nothing
     // to export until a run has trained it.

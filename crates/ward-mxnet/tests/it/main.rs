@@ -13,6 +13,7 @@ mod compare_ops;
 mod detection_ops;
 mod dtype_ops;
 mod export_roundtrip;
+mod fused;
 mod import_errors;
 mod index_ops;
 mod linear_ops;

@@ -303,7 +303,8 @@ fn check_attr_syntax(file: &str, symbol: &Symbol) {
                 "num_filter" | "num_group" | "num_hidden" | "num_args" | "num_outputs"
                 | "num_layers" | "state_size" | "input_dim" | "output_dim" | "dim" | "dim1"
                 | "dim2" | "num_groups" | "num_out_data" => parse_int(value).is_ok(),
-                "axis" => parse_optional(value, parse_int).is_ok(),
+                // An int, or a tuple of them for the reductions (`mean` over `(2, 3)`).
+                "axis" => parse_optional(value, parse_int).is_ok() || parse_tuple(value).is_ok(),
                 "eps" | "momentum" | "slope" | "scalar" | "a_min" | "a_max" | "p" => {
                     parse_float(value).is_ok()
                 }
@@ -322,6 +323,8 @@ fn check_attr_syntax(file: &str, symbol: &Symbol) {
                 | "reverse"
                 | "with_act"
                 | "with_bn"
+                | "with_sum"
+                | "with_postsum_act"
                 | "with_eltwise"
                 | "is_int"
                 | "count_include_pad" => parse_bool(value).is_ok(),
