@@ -7,8 +7,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --locked --release --bin ward
-ward=${CARGO_TARGET_DIR:-target}/release/ward
+# WARD=path/to/ward runs the demo with a binary already built (CI passes the one its
+# tests built); otherwise the release build.
+if [[ -n "${WARD:-}" ]]; then
+    ward=$WARD
+else
+    cargo build --locked --release --bin ward
+    ward=${CARGO_TARGET_DIR:-target}/release/ward
+fi
 model=tests/fixtures/models/resnet18_v1
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
