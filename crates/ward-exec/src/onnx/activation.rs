@@ -8,12 +8,32 @@ use super::builder::{attr_float, attr_int, At, Builder, R};
 pub(super) fn activation(b: &mut Builder<'_>, at: &At<'_>, op: &Activation) -> R<()> {
     let name = match op.kind {
         ActivationKind::Relu => "Relu",
-        ActivationKind::Sigmoid => "Sigmoid",
+        ActivationKind::Sigmoid => return sigmoid(b, at, at.input(0)?),
         ActivationKind::Tanh => "Tanh",
         ActivationKind::Softrelu => "Softplus",
         ActivationKind::Softsign => "Softsign",
     };
     b.push(name, at.inputs()?, vec![at.out()?], vec![]);
+    Ok(())
+}
+
+/// The logistic function as MXNet computes it in float32, `1 / (1 + e^−x)`, into the
+/// node's output. Not ONNX's `Sigmoid`: tract's clamps its result to
+/// [4.5e-7, 1 − 4.8e-7], so large inputs never reach MXNet's exact 1.0 and very negative
+/// ones never its 0. A detector's saturated scores then stop tying as they do in MXNet
+/// (CenterNet keeps a different set of peaks and ranks its boxes differently); its exp is
+/// within an ulp of MXNet's.
+pub(super) fn sigmoid(b: &mut Builder<'_>, at: &At<'_>, x: String) -> R<()> {
+    let negated = b.op("Neg", vec![x], vec![], &at.hint("neg"));
+    let exp = b.op("Exp", vec![negated], vec![], &at.hint("exp"));
+    let one = b.scalar_f32(&at.hint("one"), 1.0);
+    let denominator = b.op(
+        "Add",
+        vec![one.clone(), exp],
+        vec![],
+        &at.hint("denominator"),
+    );
+    b.push("Div", vec![one, denominator], vec![at.out()?], vec![]);
     Ok(())
 }
 

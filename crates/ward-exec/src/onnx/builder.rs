@@ -350,13 +350,17 @@ impl<'a> Builder<'a> {
         }
     }
 
-    /// Float32 initializers for the params that some node reads.
-    pub(crate) fn param_initializers(&mut self) {
-        let read: HashSet<&str> = self
-            .nodes
+    /// The names of the values some node reads.
+    fn names_read(&self) -> HashSet<&str> {
+        self.nodes
             .iter()
             .flat_map(|n| n.input.iter().map(String::as_str))
-            .collect();
+            .collect()
+    }
+
+    /// Float32 initializers for the params that some node reads.
+    pub(crate) fn param_initializers(&mut self) {
+        let read = self.names_read();
         let mut added = Vec::new();
         for (decl, weight) in self.graph.params.iter().zip(self.weights) {
             if read.contains(decl.name.as_str()) {
@@ -375,11 +379,7 @@ impl<'a> Builder<'a> {
     /// Float32 graph inputs, without values, for the params that some node reads; the
     /// index of each, in the order they were added.
     pub(crate) fn param_inputs(&mut self) -> Vec<usize> {
-        let read: HashSet<&str> = self
-            .nodes
-            .iter()
-            .flat_map(|n| n.input.iter().map(String::as_str))
-            .collect();
+        let read = self.names_read();
         let mut added = Vec::new();
         let mut indices = Vec::new();
         for (index, decl) in self.graph.params.iter().enumerate() {

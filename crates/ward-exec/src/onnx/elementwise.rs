@@ -282,7 +282,7 @@ pub(super) fn unary(b: &mut Builder<'_>, at: &At<'_>, op: &Unary) -> R<()> {
         }
     }
     let direct = match op.kind {
-        UnaryKind::Sigmoid => "Sigmoid",
+        UnaryKind::Sigmoid => return super::activation::sigmoid(b, at, x),
         UnaryKind::Tanh => "Tanh",
         UnaryKind::Exp => "Exp",
         UnaryKind::Log => "Log",

@@ -39,10 +39,11 @@ pub(super) fn softmax_output(b: &mut Builder<'_>, at: &At<'_>, op: &SoftmaxOutpu
 }
 
 pub(super) fn regression_output(b: &mut Builder<'_>, at: &At<'_>, op: &RegressionOutput) -> R<()> {
-    let name = match op.kind {
-        RegressionKind::Logistic => "Sigmoid",
-        RegressionKind::Linear | RegressionKind::Mae => "Identity",
-    };
-    b.push(name, vec![at.input(0)?], vec![at.out()?], vec![]);
-    Ok(())
+    match op.kind {
+        RegressionKind::Logistic => super::activation::sigmoid(b, at, at.input(0)?),
+        RegressionKind::Linear | RegressionKind::Mae => {
+            b.push("Identity", vec![at.input(0)?], vec![at.out()?], vec![]);
+            Ok(())
+        }
+    }
 }

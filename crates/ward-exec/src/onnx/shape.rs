@@ -233,29 +233,37 @@ pub(super) fn tile(b: &mut Builder<'_>, at: &At<'_>, op: &Tile) -> R<()> {
     Ok(())
 }
 
-/// `repeat`: a new axis of 1 after the repeated one (after the flattened input with no
-/// axis), tiled to the count, and the two merged: each element then comes `repeats`
+/// `repeat`: a `Gather` along the axis (along the flattened input with no axis) of the
+/// indices `0, 0, 1, 1, ...`, each `repeats` times: each element then comes `repeats`
 /// times in a row.
 ///
-/// `Tile`, not `Expand`: tract 0.23's declutter moves a convolution's product up through
-/// an `Expand` feeding a `Concat` and keeps the broadcast axis at 1 ("Trying to
-/// substitute 1,4,4,2,8 by 1,4,4,1,8"), which stopped YOLOv3's upsampling
-/// (`repeat` twice, concatenated, then a convolution) from building a plan.
+/// Not a new axis of 1 broadcast (`Expand`) or tiled (`Tile`) to the count and merged:
+/// tract 0.23's declutter moves a convolution's product up through either when the
+/// result is concatenated first (GluonCV YOLOv3's upsampling: `repeat` on the last two
+/// axes, `Concat` with a route, a convolution) and keeps the new axis at 1, so at batch 1
+/// no plan could be built ("Trying to substitute 128,4,2,8 by 128,4,1,8").
 pub(super) fn repeat(b: &mut Builder<'_>, at: &At<'_>, op: &Repeat) -> R<()> {
-    let (mut lifted, a) = match op.axis {
-        None => (vec![at.xs.iter().product::<usize>()], 0),
-        Some(axis) => (at.xs.clone(), resolve_axis(axis, at.xs.len())?),
+    let (x, axis, len) = match op.axis {
+        None => {
+            let len = at.xs.iter().product::<usize>();
+            (b.reshape(at.input(0)?, &[len], &at.hint("flat")), 0, len)
+        }
+        Some(axis) => {
+            let axis = resolve_axis(axis, at.xs.len())?;
+            let len = at.xs.get(axis).copied().unwrap_or(1);
+            (at.input(0)?, axis, len)
+        }
     };
-    lifted.insert(a + 1, 1);
-    let mut reps = vec![1; lifted.len()];
-    if let Some(slot) = reps.get_mut(a + 1) {
-        *slot = op.repeats;
-    }
-    let x = b.reshape(at.input(0)?, &lifted, &at.hint("lifted"));
-    let reps = b.const_i64(&at.hint("reps"), &ints(&reps));
-    let x = b.op("Tile", vec![x, reps], vec![], &at.hint("tile"));
-    let out = b.const_i64(&at.hint("shape"), &ints(&at.out_shape));
-    b.push("Reshape", vec![x, out], vec![at.out()?], vec![]);
+    let indices: Vec<i64> = (0..len)
+        .flat_map(|i| std::iter::repeat_n(i as i64, op.repeats))
+        .collect();
+    let indices = b.const_i64(&at.hint("indices"), &indices);
+    b.push(
+        "Gather",
+        vec![x, indices],
+        vec![at.out()?],
+        vec![attr_int("axis", axis as i64)],
+    );
     Ok(())
 }
 
