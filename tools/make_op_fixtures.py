@@ -2209,6 +2209,122 @@ for i, (n, c, h, w, pooled, scale, count) in enumerate(_ROIPOOL_SPECS):
              values={"rois": _roipool_rows(n, h, w, scale, count, extremes)})
 
 
+# --- _contrib_MultiBoxDetection (issue 20) ---------------------------------------
+# cls_prob (batch, classes, n) with class 0 the background, loc_pred (batch, n*4),
+# anchors (k, n, 4) clustered so that boxes overlap (some past [0, 1], for clip). Scores
+# uniform, or quarters (ties: MXNet sorts stably; a score equal to threshold is kept),
+# with NaN (never a class's score) and values at or below -1 (never one either). Every
+# attribute: clip both ways, force_suppress, nms_topk -1/0/small/past n (the rows past
+# nms_topk keep the unsorted detection there, class -1), background_id (unused by MXNet),
+# threshold edges, nms_threshold 0 and above 1 (no sorting, no suppression), 1 (only
+# identical boxes), variances; one anchor, one class (only the background). MXNet's shape
+# rule takes anchors of any first dim, its kernel then fails unless it is 1.
+_mbd_rng = np.random.RandomState(2053)
+
+
+def mbd_scores(ties=False, nan=0.0, low=0.0):
+    def f(rng, shape):
+        if ties:
+            a = rng.randint(0, 5, size=shape) / 4.0
+        else:
+            a = rng.uniform(0, 1, size=shape)
+        a = a.astype(np.float32)
+        if nan:
+            a[rng.rand(*shape) < nan] = np.nan
+        if low:
+            a[rng.rand(*shape) < low] = rng.choice([-1.0, -1.5, -0.5])
+        return a
+    return f
+
+
+def mbd_anchors(clusters=3, spread=0.05, dup=False):
+    def f(rng, shape):
+        n = shape[1]
+        k = rng.randint(0, clusters, size=n)
+        cx = rng.uniform(0.0, 1.0, size=clusters)
+        cy = rng.uniform(0.0, 1.0, size=clusters)
+        x = cx[k] + rng.normal(0, spread, size=n)
+        y = cy[k] + rng.normal(0, spread, size=n)
+        w = rng.uniform(0.1, 0.5, size=n)
+        h = rng.uniform(0.1, 0.5, size=n)
+        box = np.stack([x - w / 2, y - h / 2, x + w / 2, y + h / 2], axis=1)
+        if dup and n > 3:
+            box[1] = box[0]
+            box[3] = box[2]
+        return box[None].astype(np.float32)
+    return f
+
+
+def mbd_locs(scale=0.5, zero=False):
+    def f(rng, shape):
+        if zero:
+            return np.zeros(shape, dtype=np.float32)
+        return rng.normal(0, scale, size=shape).astype(np.float32)
+    return f
+
+
+def _mbd_case(name, batch, classes, n, attrs, scores=None, anchors=None, locs=None):
+    case("mbdet_" + name, "contrib.MultiBoxDetection", attrs,
+         [("cls_prob", (batch, classes, n)), ("loc_pred", (batch, n * 4)),
+          ("anchor", (1, n, 4))],
+         values={"cls_prob": scores or mbd_scores(),
+                 "anchor": anchors or mbd_anchors(),
+                 "loc_pred": locs or mbd_locs()})
+
+
+_mbd_case("default", 1, 3, 10, {})
+_mbd_case("batch", 3, 4, 12, {})
+_mbd_case("noclip", 2, 3, 10, dict(clip=False), anchors=mbd_anchors(spread=0.3),
+          locs=mbd_locs(2.0))
+_mbd_case("clip_far", 1, 3, 12, dict(clip=True), anchors=mbd_anchors(spread=0.3),
+          locs=mbd_locs(3.0))
+_mbd_case("force", 2, 4, 12, dict(force_suppress=True, nms_threshold=0.3))
+_mbd_case("topk_neg1", 1, 3, 10, dict(nms_topk=-1))
+_mbd_case("topk0", 2, 3, 10, dict(nms_topk=0))
+_mbd_case("topk3", 2, 3, 12, dict(nms_topk=3))
+_mbd_case("topk1_force", 1, 4, 9, dict(nms_topk=1, force_suppress=True))
+_mbd_case("topk_past_n", 1, 3, 8, dict(nms_topk=50))
+_mbd_case("background_id", 2, 4, 10, dict(background_id=2))
+_mbd_case("threshold_edge", 2, 3, 12, dict(threshold=0.5), scores=mbd_scores(ties=True))
+_mbd_case("threshold_zero", 1, 3, 10, dict(threshold=0.0), scores=mbd_scores(ties=True))
+_mbd_case("threshold_negative", 1, 3, 10, dict(threshold=-0.75),
+          scores=mbd_scores(low=0.5))
+_mbd_case("all_below", 2, 3, 6, dict(threshold=2.0))
+_mbd_case("nms_zero", 1, 3, 10, dict(nms_threshold=0.0, nms_topk=2))
+_mbd_case("nms_above_one", 2, 3, 10, dict(nms_threshold=1.5, nms_topk=3))
+_mbd_case("nms_negative", 1, 3, 8, dict(nms_threshold=-0.2))
+_mbd_case("nms_one", 1, 3, 8, dict(nms_threshold=1.0), anchors=mbd_anchors(dup=True),
+          locs=mbd_locs(zero=True))
+_mbd_case("nms_small", 2, 3, 12, dict(nms_threshold=0.05))
+_mbd_case("ties", 2, 3, 16, {}, scores=mbd_scores(ties=True), anchors=mbd_anchors(2))
+_mbd_case("ties_topk_force", 1, 4, 20, dict(nms_topk=6, force_suppress=True),
+          scores=mbd_scores(ties=True))
+_mbd_case("variances", 1, 3, 10, dict(variances=(0.2, 0.3, 0.5, 0.4)))
+_mbd_case("variances_one", 2, 3, 10, dict(variances=(1, 1, 1, 1), clip=False))
+_mbd_case("one_anchor", 2, 3, 1, {})
+_mbd_case("one_class", 2, 1, 5, {})
+_mbd_case("two_classes", 2, 2, 9, dict(nms_threshold=0.4))
+_mbd_case("nan", 2, 4, 10, {}, scores=mbd_scores(nan=0.25))
+_mbd_case("large", 2, 6, 150, dict(nms_topk=40), anchors=mbd_anchors(12))
+for i in range(8):
+    b = int(_mbd_rng.randint(1, 4))
+    c = int(_mbd_rng.randint(2, 7))
+    n = int(_mbd_rng.randint(2, 40))
+    attrs = {}
+    if i % 2:
+        attrs["clip"] = False
+    if i % 3 == 0:
+        attrs["force_suppress"] = True
+    if i % 4 == 1:
+        attrs["nms_topk"] = int(_mbd_rng.randint(1, n + 3))
+    if i % 4 == 3:
+        attrs["variances"] = tuple(round(float(v), 3) for v in _mbd_rng.uniform(0.05, 0.6, 4))
+    attrs["threshold"] = round(float(_mbd_rng.uniform(0.0, 0.6)), 3)
+    attrs["nms_threshold"] = round(float(_mbd_rng.uniform(0.1, 0.9)), 3)
+    _mbd_case("r%d" % i, b, c, n, attrs, scores=mbd_scores(ties=bool(i % 2)),
+              anchors=mbd_anchors(int(_mbd_rng.randint(1, 5))))
+
+
 # ----------------------------------------------------------------------------
 # running a case
 # ----------------------------------------------------------------------------

@@ -1157,6 +1157,25 @@ impl<'a> Writer<'a> {
                 "_contrib_box_decode"
             }
             Op::BoxEncode(_) => "_contrib_box_encode",
+            Op::MultiBoxDetection(d) => {
+                set("clip", boolean(d.clip));
+                set("threshold", num("threshold", d.threshold)?);
+                set("background_id", d.background_id.to_string());
+                set("nms_threshold", num("nms_threshold", d.nms_threshold)?);
+                set("force_suppress", boolean(d.force_suppress));
+                // float32 values written shortest, which MXNet reads back exactly.
+                set("variances", tuple(&d.variances.map(|v| v as f32)));
+                let topk = d.nms_topk.map_or(Ok(-1), i32::try_from).map_err(|_| {
+                    unsupported(
+                        "nms_topk",
+                        format!("{:?}", d.nms_topk),
+                        "MXNet's nms_topk is a 32-bit integer",
+                    )
+                })?;
+                set("nms_topk", topk.to_string());
+                "_contrib_MultiBoxDetection"
+            }
+
             Op::Repeat(r) => {
                 set("repeats", r.repeats.to_string());
                 if let Some(axis) = r.axis {

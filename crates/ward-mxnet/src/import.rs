@@ -17,7 +17,7 @@ use ward_graph::limits::{MAX_ONE_HOT_DEPTH, MAX_REPEAT, MAX_UPSAMPLING_SCALE};
 use ward_graph::ops::activation::{Activation, ActivationKind, LeakyRelu, LeakyReluKind, Softmax};
 use ward_graph::ops::anchor::MultiBoxPrior;
 use ward_graph::ops::conv::{Conv, Deconv};
-use ward_graph::ops::detection::{BoxDecode, BoxEncode, BoxFormat, BoxNms};
+use ward_graph::ops::detection::{BoxDecode, BoxEncode, BoxFormat, BoxNms, MultiBoxDetection};
 use ward_graph::ops::dropout::Dropout;
 use ward_graph::ops::elementwise::{
     AddN, Binary, BinaryKind, Cast, CastType, Clip, Scalar, ScalarKind, Unary, UnaryKind, Where,
@@ -1547,6 +1547,54 @@ impl Importer<'_> {
                 a.finish()?;
                 need(6)?;
                 BoxEncode {}.into()
+            }
+            "_contrib_MultiBoxDetection" => {
+                let clip = a.bool("clip", true)?;
+                let threshold = a.float("threshold", 0.01)?;
+                let background_id = a.int("background_id", 0)?;
+                let nms_threshold = a.float("nms_threshold", 0.5)?;
+                let force_suppress = a.bool("force_suppress", false)?;
+                let variances = a.float_tuple("variances", &[0.1, 0.1, 0.2, 0.2])?;
+                let nms_topk = a.int("nms_topk", -1)?;
+                a.finish()?;
+                need(3)?;
+                // MXNet holds every float as a float32.
+                let f32_attr = |attr: &'static str, v: f64| -> Result<f64, ImportError> {
+                    if v.is_nan() {
+                        return Err(unsupported(attr, &v, " (a number)"));
+                    }
+                    Ok(f64::from(v as f32))
+                };
+                let variances = <[f64; 4]>::try_from(variances.as_slice())
+                    .ok()
+                    .map(|v| v.map(|x| f64::from(x as f32)))
+                    .filter(|v| v.iter().all(|x| x.is_finite()))
+                    .ok_or_else(|| {
+                        err(format!(
+                            "attribute \"variances\" = {variances:?} must be 4 finite values (MXNet's check: \"Variance size must be 4\")"
+                        ))
+                    })?;
+                let op = MultiBoxDetection {
+                    clip,
+                    threshold: f32_attr("threshold", threshold)?,
+                    background_id,
+                    nms_threshold: f32_attr("nms_threshold", nms_threshold)?,
+                    force_suppress,
+                    variances,
+                    nms_topk: usize::try_from(nms_topk).ok().filter(|&k| k > 0),
+                };
+                if let Err(e) = op.validate() {
+                    return Err(err(format!("attribute \"nms_topk\" = {nms_topk}: {e}")));
+                }
+                for fill in [1, 2] {
+                    let shape =
+                        |i: usize| self.input_shape(inputs.get(i..).unwrap_or_default(), fill);
+                    let (c, l, an) = (shape(0)?, shape(1)?, shape(2)?);
+                    if let Err((input, e)) = MultiBoxDetection::check(&c, &l, &an) {
+                        return Err(err(format!("input \"{input}\": {e}")));
+                    }
+                }
+                op.into()
             }
             "ones_like" => {
                 ignore_like_dtype(&mut a)?;

@@ -24,7 +24,7 @@
 //! copies the output's gradient rows back to those rows ([`box_nms_rows`]).
 
 use super::{Array, KResult, KernelError};
-use crate::ops::detection::{BoxDecode, BoxFormat, BoxNms};
+use crate::ops::detection::{BoxDecode, BoxFormat, BoxNms, MultiBoxDetection};
 
 const NMS: &str = "box_nms";
 
@@ -373,6 +373,203 @@ pub fn box_encode(ins: [&Array; 6]) -> KResult<Vec<Array>> {
     ])
 }
 
+/// `std::min(a, b)` and `std::max(a, b)` as libstdc++ writes them: `b` only when it
+/// compares below (above) `a`, so a NaN `b` gives `a` and a NaN `a` gives `a`.
+fn cmin(a: f32, b: f32) -> f32 {
+    if b < a {
+        b
+    } else {
+        a
+    }
+}
+
+fn cmax(a: f32, b: f32) -> f32 {
+    if a < b {
+        b
+    } else {
+        a
+    }
+}
+
+/// MXNet's `TransformLocations`: an anchor (corner) moved by its offsets scaled by the
+/// variances, in float32; with `clip`, each coordinate as `max(0, min(1, v))` (a NaN
+/// becomes 1, as libstdc++'s `std::min(1, NaN)` is 1).
+fn decode_multibox(anchor: [f32; 4], loc: [f32; 4], clip: bool, v: [f32; 4]) -> [f32; 4] {
+    let [al, at, ar, ab] = anchor;
+    let (aw, ah) = (ar - al, ab - at);
+    let (ax, ay) = ((al + ar) / 2.0, (at + ab) / 2.0);
+    let ox = loc[0] * v[0] * aw + ax;
+    let oy = loc[1] * v[1] * ah + ay;
+    let ow = (loc[2] * v[2]).exp() * aw / 2.0;
+    let oh = (loc[3] * v[3]).exp() * ah / 2.0;
+    let out = [ox - ow, oy - oh, ox + ow, oy + oh];
+    if clip {
+        out.map(|c| cmax(0.0, cmin(1.0, c)))
+    } else {
+        out
+    }
+}
+
+/// MXNet's `CalculateOverlap` of two corner boxes: 0 when the union is not positive.
+fn multibox_iou(a: [f32; 4], b: [f32; 4]) -> f32 {
+    let w = cmax(0.0, cmin(a[2], b[2]) - cmax(a[0], b[0]));
+    let h = cmax(0.0, cmin(a[3], b[3]) - cmax(a[1], b[1]));
+    let i = w * h;
+    let u = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - i;
+    if u <= 0.0 {
+        0.0
+    } else {
+        i / u
+    }
+}
+
+/// `_contrib_MultiBoxDetection` on row-major f32 inputs: `cls_prob` (batch, classes, n),
+/// `loc_pred` (batch, n·4) and `anchor` (k, n, 4; the first n boxes read); the output
+/// (batch, n, 6), as MXNet 1.9.1's CPU kernel computes it:
+/// - each anchor takes the first class above 0 with the largest probability (a
+///   probability must exceed −1 to count; NaN never does), and is a detection when that
+///   probability is at least `threshold`; its row is `[class − 1, score, box]`, the box
+///   decoded by [`decode_multibox`]; the detections come first, in anchor order, every
+///   other row −1;
+/// - with `nms_threshold` outside (0, 1], that is all: no sorting, no `nms_topk`;
+/// - else the detections are sorted by descending score, stably (equal scores keep
+///   anchor order), and with `nms_topk` below their count only the first `nms_topk` are
+///   written in that order: the rows after them keep the unsorted detection that was
+///   there, its class set to −1 (MXNet's quirk, pinned by the `mbdet_` cases);
+/// - then each kept row, in order, suppresses (class −1, the rest of the row left) every
+///   later kept row of the same class (of any class with `force_suppress`) whose IoU with
+///   it is `nms_threshold` or more.
+pub fn multibox_detection_f32(
+    cls_prob: &[f32],
+    loc_pred: &[f32],
+    anchor: &[f32],
+    shapes: [&[usize]; 3],
+    op: &MultiBoxDetection,
+) -> KResult<Vec<f32>> {
+    const OP: &str = "multibox_detection";
+    let [cs, ls, as_] = shapes;
+    let l = MultiBoxDetection::layout(cs, ls, as_).map_err(|e| KernelError::new(OP, e))?;
+    let (c, n) = (l.classes, l.anchors);
+    let per_batch = c
+        .checked_mul(n)
+        .ok_or_else(|| KernelError::new(OP, "too many scores"))?;
+    if Some(cls_prob.len()) != l.batches.checked_mul(per_batch)
+        || loc_pred.len() != l.batches * n * 4
+        || anchor.len() != n * 4
+    {
+        return Err(KernelError::new(OP, "inputs shorter than their shapes"));
+    }
+    let v = op.variances.map(|x| x as f32);
+    let threshold = op.threshold as f32;
+    let nms_threshold = op.nms_threshold as f32;
+    let mut out = vec![-1.0f32; l.batches * n * 6];
+    let mut rows: Vec<[f32; 6]> = Vec::with_capacity(n);
+    for b in 0..l.batches {
+        rows.clear();
+        for i in 0..n {
+            let mut score = -1.0f32;
+            let mut id = 0usize;
+            for j in 1..c {
+                let p = cls_prob
+                    .get(b * per_batch + j * n + i)
+                    .copied()
+                    .unwrap_or(f32::NAN);
+                if p > score {
+                    score = p;
+                    id = j;
+                }
+            }
+            if id == 0 || score < threshold {
+                continue;
+            }
+            let (Some(a), Some(d)) = (quad(anchor, i * 4), quad(loc_pred, (b * n + i) * 4)) else {
+                continue;
+            };
+            let [x0, y0, x1, y1] = decode_multibox(a, d, op.clip, v);
+            rows.push([(id - 1) as f32, score, x0, y0, x1, y1]);
+        }
+        let valid = rows.len();
+        if valid > 0 && op.suppresses() {
+            let mut order: Vec<usize> = (0..valid).collect();
+            // Stable, as MXNet's std::stable_sort: equal scores keep anchor order (no
+            // score is NaN).
+            order.sort_by(|&p, &q| {
+                let (sp, sq) = (
+                    rows.get(p).map_or(0.0, |r| r[1]),
+                    rows.get(q).map_or(0.0, |r| r[1]),
+                );
+                sq.partial_cmp(&sp).unwrap_or(std::cmp::Ordering::Equal)
+            });
+            let keep = op
+                .nms_topk
+                .map_or(valid, |k| if k > 0 { k.min(valid) } else { valid });
+            let mut sorted: Vec<[f32; 6]> = Vec::with_capacity(valid);
+            for (slot, &from) in order.iter().enumerate().take(valid) {
+                if slot < keep {
+                    sorted.push(rows.get(from).copied().unwrap_or([-1.0; 6]));
+                } else {
+                    // Past nms_topk: the unsorted row that was in this slot, dropped.
+                    let mut r = rows.get(slot).copied().unwrap_or([-1.0; 6]);
+                    r[0] = -1.0;
+                    sorted.push(r);
+                }
+            }
+            for i in 0..keep {
+                let Some(&ri) = sorted.get(i) else { continue };
+                if ri[0] < 0.0 {
+                    continue;
+                }
+                let bi = [ri[2], ri[3], ri[4], ri[5]];
+                for j in i + 1..keep {
+                    let Some(rj) = sorted.get_mut(j) else {
+                        continue;
+                    };
+                    if rj[0] < 0.0 {
+                        continue;
+                    }
+                    if op.force_suppress || ri[0] == rj[0] {
+                        let iou = multibox_iou(bi, [rj[2], rj[3], rj[4], rj[5]]);
+                        if iou >= nms_threshold {
+                            rj[0] = -1.0;
+                        }
+                    }
+                }
+            }
+            rows = sorted;
+        }
+        for (slot, r) in rows.iter().enumerate() {
+            let at = (b * n + slot) * 6;
+            if let Some(dst) = out.get_mut(at..at + 6) {
+                dst.copy_from_slice(r);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `_contrib_MultiBoxDetection` for the interpreter.
+pub fn multibox_detection(
+    cls_prob: &Array,
+    loc_pred: &Array,
+    anchor: &Array,
+    op: &MultiBoxDetection,
+) -> KResult<Array> {
+    let f = |a: &Array| -> Vec<f32> { a.data.iter().map(|&v| v as f32).collect() };
+    let out = multibox_detection_f32(
+        &f(cls_prob),
+        &f(loc_pred),
+        &f(anchor),
+        [&cls_prob.shape, &loc_pred.shape, &anchor.shape],
+        op,
+    )?;
+    let shape = vec![
+        cls_prob.shape.first().copied().unwrap_or(0),
+        cls_prob.shape.get(2).copied().unwrap_or(0),
+        6,
+    ];
+    Array::new(shape, out.into_iter().map(f64::from).collect())
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -407,5 +604,47 @@ mod tests {
         let (out, _) = box_nms_rows(&x, &shape, &op).unwrap();
         assert_eq!(&out[..6], &x[12..18]);
         assert_eq!(&out[6..12], &[0.0, 0.5, 0.25, 0.25, 0.3, 0.3]);
+    }
+
+    #[test]
+    fn multibox_detection_keeps_mxnets_rows() {
+        // 3 classes (0 the background), 4 anchors; zero offsets decode to the anchors.
+        let cls = [
+            0.1, 0.9, 0.2, 0.3, //
+            0.6, 0.05, 0.5, 0.4, //
+            0.3, 0.05, 0.3, 0.3,
+        ];
+        let loc = [0.0; 16];
+        let anc = [
+            0.0, 0.0, 0.5, 0.5, //
+            0.1, 0.1, 0.6, 0.6, //
+            0.05, 0.05, 0.5, 0.5, //
+            0.5, 0.5, 1.0, 1.0,
+        ];
+        let shapes: [&[usize]; 3] = [&[1, 3, 4], &[1, 16], &[1, 4, 4]];
+        let run =
+            |op: &MultiBoxDetection| multibox_detection_f32(&cls, &loc, &anc, shapes, op).unwrap();
+        let out = run(&MultiBoxDetection::default());
+        // Sorted 0.6, 0.5 (suppressed by the first, kept as class -1), 0.4, 0.05.
+        assert_eq!(&out[..6], &[0.0, 0.6, 0.0, 0.0, 0.5, 0.5]);
+        assert_eq!(&out[6..8], &[-1.0, 0.5]);
+        assert_eq!(&out[12..14], &[0.0, 0.4]);
+        assert_eq!(&out[18..20], &[0.0, 0.05]);
+        // nms_topk 1: the rows past it are the unsorted detections, class -1.
+        let top1 = run(&MultiBoxDetection {
+            nms_topk: Some(1),
+            ..MultiBoxDetection::default()
+        });
+        assert_eq!(&top1[..2], &[0.0, 0.6]);
+        assert_eq!(&top1[6..8], &[-1.0, 0.05]);
+        assert_eq!(&top1[12..14], &[-1.0, 0.5]);
+        // No suppression outside (0, 1]: anchor order, every detection kept.
+        let none = run(&MultiBoxDetection {
+            nms_threshold: 0.0,
+            nms_topk: Some(1),
+            ..MultiBoxDetection::default()
+        });
+        let classes: Vec<f32> = none.chunks(6).map(|r| r[1]).collect();
+        assert_eq!(classes, vec![0.6, 0.05, 0.5, 0.4]);
     }
 }

@@ -584,6 +584,39 @@ fn run(c: &Case) -> R<Vec<Array>> {
             };
             one(super::anchor::multibox_prior_array(x(0)?, &op))
         }
+        "_contrib_MultiBoxDetection" => {
+            let f32_of = |v: f64| f64::from(v as f32);
+            let variances: Vec<f64> = match a.get("variances") {
+                None => vec![0.1, 0.1, 0.2, 0.2],
+                Some(s) => s
+                    .trim()
+                    .trim_start_matches(['(', '['])
+                    .trim_end_matches([')', ']'])
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(|p| {
+                        p.parse::<f64>()
+                            .map_err(|e| format!("variances {s:?}: {e}"))
+                    })
+                    .collect::<R<_>>()?,
+            };
+            let variances = <[f64; 4]>::try_from(variances.as_slice())
+                .map_err(|_| format!("variances {variances:?}"))?
+                .map(f32_of);
+            let op = crate::ops::detection::MultiBoxDetection {
+                clip: a.bool("clip", true)?,
+                threshold: f32_of(a.float("threshold", 0.01)?),
+                background_id: a.int("background_id", 0)?,
+                nms_threshold: f32_of(a.float("nms_threshold", 0.5)?),
+                force_suppress: a.bool("force_suppress", false)?,
+                variances,
+                nms_topk: usize::try_from(a.int("nms_topk", -1)?)
+                    .ok()
+                    .filter(|&k| k > 0),
+            };
+            one(detection::multibox_detection(x(0)?, x(1)?, x(2)?, &op))
+        }
         "ROIPooling" => {
             let pooled = a.tuple("pooled_size", &[])?;
             let &[ph, pw] = pooled.as_slice() else {

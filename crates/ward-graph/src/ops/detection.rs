@@ -1,6 +1,7 @@
 //! Detection: the box operators of MXNet 1.9.1's `contrib` (GluonCV's detectors):
 //! [`BoxNms`] (`_contrib_box_nms`), [`BoxDecode`] (`_contrib_box_decode`) and
-//! [`BoxEncode`] (`_contrib_box_encode`).
+//! [`BoxEncode`] (`_contrib_box_encode`); and the SSD head's [`MultiBoxDetection`]
+//! (`_contrib_MultiBoxDetection`).
 //!
 //! Their meaning (MXNet's fixed-shape NMS output padded with −1, its order among equal
 //! scores, the rows it leaves unconverted) is in [`crate::interp::detection`]. Float
@@ -292,6 +293,158 @@ impl OpDef for BoxEncode {
     }
 }
 
+/// MXNet's `_contrib_MultiBoxDetection` (SSD's output layer): `cls_prob` (batch, classes,
+/// n), `loc_pred` (batch, n·4) and `anchor` (1, n, 4, corner) give (batch, n, 6) rows `[class, score, xmin, ymin, xmax, ymax]`: each anchor's
+/// best non-background class (class 0 is the background) at or above `threshold`, its box
+/// decoded with `variances` (clipped to [0, 1] with `clip`), sorted by score (stably) and
+/// suppressed per class (every class with `force_suppress`) at an IoU of `nms_threshold` or
+/// more, among the first `nms_topk`; suppressed rows keep their values with class −1, the
+/// rows past the detections are −1.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MultiBoxDetection {
+    pub clip: bool,
+    #[serde(with = "super::float")]
+    pub threshold: f64,
+    /// Read and kept, but MXNet 1.9.1's kernel never uses it: class 0 is always the
+    /// background.
+    pub background_id: i64,
+    /// No sorting and no suppression at all unless it is in (0, 1] (MXNet's rule).
+    #[serde(with = "super::float")]
+    pub nms_threshold: f64,
+    pub force_suppress: bool,
+    pub variances: [f64; 4],
+    /// `None`: every detection (MXNet's `nms_topk <= 0`).
+    pub nms_topk: Option<usize>,
+}
+
+impl Default for MultiBoxDetection {
+    /// MXNet's defaults.
+    fn default() -> Self {
+        MultiBoxDetection {
+            clip: true,
+            threshold: f64::from(0.01f32),
+            background_id: 0,
+            nms_threshold: 0.5,
+            force_suppress: false,
+            variances: [
+                f64::from(0.1f32),
+                f64::from(0.1f32),
+                f64::from(0.2f32),
+                f64::from(0.2f32),
+            ],
+            nms_topk: None,
+        }
+    }
+}
+
+/// Where a [`MultiBoxDetection`] works: `batches` of `classes` scores for `anchors` boxes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DetectionLayout {
+    pub batches: usize,
+    pub classes: usize,
+    pub anchors: usize,
+}
+
+impl MultiBoxDetection {
+    /// The layout of the three inputs, checked as MXNet's shape rule checks them (ranks 3,
+    /// 2 and 3; the anchor counts equal and above 0; 4 coordinates), and further: `anchor`
+    /// must be one set of boxes (MXNet's shape rule takes any first dim, its kernel then
+    /// fails unless it is 1), and `loc_pred` must have the batch of `cls_prob` (MXNet reads
+    /// past a shorter one unchecked). Each refusal names the input it concerns; every box
+    /// is counted against [`MAX_NMS_BOXES`].
+    pub fn check(
+        cls_prob: &[usize],
+        loc_pred: &[usize],
+        anchor: &[usize],
+    ) -> Result<DetectionLayout, (&'static str, String)> {
+        let on = |what: &'static str| move |e: String| (what, e);
+        expect_rank("cls_prob", cls_prob, 3).map_err(on("cls_prob"))?;
+        expect_rank("loc_pred", loc_pred, 2).map_err(on("loc_pred"))?;
+        expect_rank("anchor", anchor, 3).map_err(on("anchor"))?;
+        let batches = dim(cls_prob, 0, "cls_prob").map_err(on("cls_prob"))?;
+        let classes = dim(cls_prob, 1, "cls_prob").map_err(on("cls_prob"))?;
+        let anchors = dim(cls_prob, 2, "cls_prob").map_err(on("cls_prob"))?;
+        if anchor.get(1) != Some(&anchors) || anchor.get(2) != Some(&4) {
+            return Err((
+                "anchor",
+                format!("anchor {anchor:?} must be (k, {anchors}, 4): the anchors of cls_prob {cls_prob:?}"),
+            ));
+        }
+        if anchor.first() != Some(&1) {
+            return Err((
+                "anchor",
+                format!("anchor {anchor:?} must be one set of boxes, (1, {anchors}, 4)"),
+            ));
+        }
+        if anchors == 0 {
+            return Err(("anchor", "the number of anchors must be above 0".into()));
+        }
+        let locs = anchors
+            .checked_mul(4)
+            .ok_or_else(|| ("loc_pred", "anchor count overflows".to_string()))?;
+        if loc_pred != [batches, locs] {
+            return Err((
+                "loc_pred",
+                format!("loc_pred {loc_pred:?} must be ({batches}, {locs}): 4 offsets per anchor of cls_prob {cls_prob:?}"),
+            ));
+        }
+        if batches
+            .checked_mul(anchors)
+            .is_none_or(|total| total > MAX_NMS_BOXES)
+        {
+            return Err((
+                "cls_prob",
+                format!(
+                    "{batches} batches of {anchors} anchors: at most {MAX_NMS_BOXES} boxes in all"
+                ),
+            ));
+        }
+        Ok(DetectionLayout {
+            batches,
+            classes,
+            anchors,
+        })
+    }
+
+    /// [`MultiBoxDetection::check`] with its refusal as one message.
+    pub fn layout(cls_prob: &[usize], loc_pred: &[usize], anchor: &[usize]) -> R<DetectionLayout> {
+        Self::check(cls_prob, loc_pred, anchor).map_err(|(_, e)| e)
+    }
+
+    /// Whether MXNet sorts and suppresses at all: `nms_threshold` in (0, 1].
+    pub fn suppresses(&self) -> bool {
+        self.nms_threshold > 0.0 && self.nms_threshold <= 1.0
+    }
+}
+
+impl OpDef for MultiBoxDetection {
+    fn arity(&self) -> (usize, usize) {
+        (3, 3)
+    }
+
+    fn validate(&self) -> R<()> {
+        if self.threshold.is_nan() || self.nms_threshold.is_nan() {
+            return Err("threshold and nms_threshold must be numbers".into());
+        }
+        if self.variances.iter().any(|v| !v.is_finite()) {
+            return Err("variances must be finite".into());
+        }
+        if self.nms_topk.is_some_and(|k| k > MAX_NMS_BOXES) {
+            return Err(format!("nms_topk past the limit of {MAX_NMS_BOXES} boxes"));
+        }
+        Ok(())
+    }
+
+    fn infer(&self, ins: &[Option<&[usize]>]) -> R<Vec<Shape>> {
+        let c = input(ins, 0, "cls_prob")?;
+        let l = input(ins, 1, "loc_pred")?;
+        let a = input(ins, 2, "anchor")?;
+        let layout = Self::layout(c, l, a)?;
+        Ok(vec![vec![layout.batches, layout.anchors, 6]])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -355,5 +508,27 @@ mod tests {
             Some(&[4]),
         ];
         assert_eq!(e.infer(&ins).unwrap(), vec![vec![2, 3, 4], vec![2, 3, 4]]);
+    }
+
+    #[test]
+    fn multibox_detection_shapes() {
+        let d = MultiBoxDetection::default();
+        let ok = |c: &[usize], l: &[usize], a: &[usize]| d.infer(&[Some(c), Some(l), Some(a)]);
+        assert_eq!(
+            ok(&[2, 3, 5], &[2, 20], &[1, 5, 4]).unwrap(),
+            vec![vec![2, 5, 6]]
+        );
+        // MXNet's kernel fails on more than one set of anchors.
+        assert!(ok(&[2, 3, 5], &[2, 20], &[3, 5, 4]).is_err());
+        assert!(ok(&[2, 3, 5], &[1, 20], &[1, 5, 4]).is_err());
+        assert!(ok(&[2, 3, 5], &[2, 16], &[1, 5, 4]).is_err());
+        assert!(ok(&[2, 3, 5], &[2, 20], &[1, 4, 4]).is_err());
+        assert!(ok(&[2, 3, 5], &[2, 20], &[0, 5, 4]).is_err());
+        assert!(ok(&[2, 3, 0], &[2, 0], &[1, 0, 4]).is_err());
+        assert!(ok(&[2, 3, 5, 1], &[2, 20], &[1, 5, 4]).is_err());
+        let (what, _) =
+            MultiBoxDetection::check(&[MAX_NMS_BOXES, 2, 2], &[MAX_NMS_BOXES, 8], &[1, 2, 4])
+                .unwrap_err();
+        assert_eq!(what, "cls_prob");
     }
 }

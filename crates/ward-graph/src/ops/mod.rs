@@ -176,6 +176,7 @@ ops! {
     BoxNms(detection::BoxNms) = "box_nms",
     BoxDecode(detection::BoxDecode) = "box_decode",
     BoxEncode(detection::BoxEncode) = "box_encode",
+    MultiBoxDetection(detection::MultiBoxDetection) = "multibox_detection",
     RoiAlign(roi::RoiAlign) = "roi_align",
     RoiPool(roi::RoiPool) = "roi_pool",
     MultiBoxPrior(anchor::MultiBoxPrior) = "multibox_prior",
@@ -425,6 +426,11 @@ mod tests {
                 pooled_height: 2,
                 pooled_width: 3,
                 spatial_scale: 0.3,
+            }
+            .into(),
+            detection::MultiBoxDetection {
+                nms_topk: Some(400),
+                ..Default::default()
             }
             .into(),
             anchor::MultiBoxPrior {

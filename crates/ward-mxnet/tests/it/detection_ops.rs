@@ -1,14 +1,14 @@
-//! box_nms, box_decode and box_encode (issue 20, GluonCV's detectors): what they import
-//! to, with MXNet's defaults, the output names MXNet gives them, and the crafted
+//! box_nms, box_decode and box_encode (issue 20, GluonCV's detectors) and SSD's
+//! MultiBoxDetection: what they import to, with MXNet's defaults, the output names MXNet gives them, and the crafted
 //! attributes and shapes they refuse, each refusal naming the node and the attribute, at
 //! import. Their numbers against MXNet's are checked on the one-operator fixtures
-//! (`boxnms_`, `boxdec_`, `boxenc_`: ward-exec's conformance test, ward-graph's
+//! (`boxnms_`, `boxdec_`, `boxenc_`, `mbdet_`: ward-exec's conformance test, ward-graph's
 //! interpreter, ward-train's gradients).
 
 use crate::support::one_op::{import_with, imported, refusal};
 use ward_graph::ir::Op;
 use ward_graph::limits::MAX_NMS_BOXES;
-use ward_graph::ops::detection::{BoxDecode, BoxEncode, BoxFormat, BoxNms};
+use ward_graph::ops::detection::{BoxDecode, BoxEncode, BoxFormat, BoxNms, MultiBoxDetection};
 
 const ROWS: &[i64] = &[-1, 10, 6];
 
@@ -309,4 +309,138 @@ fn box_encode_takes_six_inputs_and_no_attribute() {
         &[&[2, 3], &[2, 3], &[2, 3, 4], &[2, 5, 4], &[5], &[4]],
         &["means"],
     );
+}
+
+const MBD: &str = "_contrib_MultiBoxDetection";
+/// cls_prob (batch, 3 classes, 8 anchors), loc_pred (batch, 32), anchor (1, 8, 4).
+const MBD_IN: &[&[i64]] = &[&[-1, 3, 8], &[-1, 32], &[1, 8, 4]];
+
+#[test]
+fn multibox_detection_reads_every_attribute_with_mxnets_defaults() {
+    let (op, shape) = imported(MBD, "", MBD_IN);
+    assert_eq!(op, Op::MultiBoxDetection(MultiBoxDetection::default()));
+    assert_eq!(shape, vec![-1, 8, 6]);
+    let (op, _) = imported(
+        MBD,
+        r#""clip": "False", "threshold": "0.3", "background_id": "2",
+           "nms_threshold": "0.45", "force_suppress": "True",
+           "variances": "(0.2, 0.2, 0.5, 0.5)", "nms_topk": "400""#,
+        MBD_IN,
+    );
+    assert_eq!(
+        op,
+        Op::MultiBoxDetection(MultiBoxDetection {
+            clip: false,
+            threshold: f64::from(0.3f32),
+            background_id: 2,
+            nms_threshold: f64::from(0.45f32),
+            force_suppress: true,
+            variances: [0.2f32, 0.2, 0.5, 0.5].map(f64::from),
+            nms_topk: Some(400),
+        })
+    );
+    // nms_topk 0 and below is every detection; nms_threshold outside (0, 1] is kept (no
+    // suppression, as MXNet).
+    let (op, _) = imported(MBD, r#""nms_topk": "0", "nms_threshold": "1.5""#, MBD_IN);
+    assert_eq!(
+        op,
+        Op::MultiBoxDetection(MultiBoxDetection {
+            nms_threshold: 1.5,
+            ..MultiBoxDetection::default()
+        })
+    );
+    // MXNet's numpy alias.
+    let (op, _) = imported("_npx_multibox_detection", "", MBD_IN);
+    assert_eq!(op, Op::MultiBoxDetection(MultiBoxDetection::default()));
+    let i = import_with(MBD, "", MBD_IN).unwrap();
+    assert_eq!(i.graph.outputs[0].name, "layer_output");
+}
+
+#[test]
+fn multibox_detection_crafted_attributes_and_shapes_are_refused_by_name() {
+    refusal(
+        MBD,
+        r#""nms_topk": "1000000000000""#,
+        MBD_IN,
+        &["\"nms_topk\"", "1000000000000", "limit"],
+    );
+    refusal(
+        MBD,
+        &format!(r#""nms_topk": "{}""#, MAX_NMS_BOXES + 1),
+        MBD_IN,
+        &["\"nms_topk\""],
+    );
+    refusal(
+        MBD,
+        r#""variances": "(0.1, 0.1, 0.2)""#,
+        MBD_IN,
+        &["\"variances\""],
+    );
+    refusal(
+        MBD,
+        r#""variances": "(0.1, 0.1, 0.2, 1e39)""#,
+        MBD_IN,
+        &["\"variances\""],
+    );
+    refusal(MBD, r#""threshold": "nan""#, MBD_IN, &["\"threshold\""]);
+    refusal(
+        MBD,
+        r#""nms_threshold": "nan""#,
+        MBD_IN,
+        &["\"nms_threshold\""],
+    );
+    refusal(MBD, r#""keep_topk": "5""#, MBD_IN, &["keep_topk"]);
+    // Ranks, as MXNet's shape rule checks them.
+    refusal(
+        MBD,
+        "",
+        &[&[-1, 3, 8, 1], &[-1, 32], &[1, 8, 4]],
+        &["\"cls_prob\"", "rank"],
+    );
+    refusal(
+        MBD,
+        "",
+        &[&[-1, 3, 8], &[-1, 8, 4], &[1, 8, 4]],
+        &["\"loc_pred\"", "rank"],
+    );
+    refusal(
+        MBD,
+        "",
+        &[&[-1, 3, 8], &[-1, 32], &[8, 4]],
+        &["\"anchor\"", "rank"],
+    );
+    // Mismatched anchor counts, coordinates, loc_pred.
+    refusal(
+        MBD,
+        "",
+        &[&[-1, 3, 8], &[-1, 32], &[1, 7, 4]],
+        &["\"anchor\"", "(k, 8, 4)"],
+    );
+    refusal(
+        MBD,
+        "",
+        &[&[-1, 3, 8], &[-1, 32], &[1, 8, 5]],
+        &["\"anchor\""],
+    );
+    refusal(
+        MBD,
+        "",
+        &[&[-1, 3, 8], &[-1, 28], &[1, 8, 4]],
+        &["\"loc_pred\"", "32"],
+    );
+    // MXNet reads past a loc_pred of another batch, and fails on more than one set of
+    // anchors: both refused.
+    refusal(
+        MBD,
+        "",
+        &[&[2, 3, 8], &[1, 32], &[1, 8, 4]],
+        &["\"loc_pred\""],
+    );
+    refusal(
+        MBD,
+        "",
+        &[&[-1, 3, 8], &[-1, 32], &[2, 8, 4]],
+        &["\"anchor\"", "one set"],
+    );
+    refusal(MBD, "", &[&[-1, 3, 8]], &["3"]);
 }
