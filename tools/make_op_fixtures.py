@@ -2325,6 +2325,126 @@ for i in range(8):
               anchors=mbd_anchors(int(_mbd_rng.randint(1, 5))))
 
 
+# --- _contrib_Proposal (issue 20) ------------------------------------------------
+# One image (MXNet's CPU Proposal refuses more): cls_prob (1, 2A, H, W), bbox_pred
+# (1, 4A, H, W), im_info (1, 3) = (height, width, scale) no larger than the map
+# (trunc(height / feature_stride) <= H; MXNet fails otherwise). Several scales, ratios
+# (fractional too) and strides (1 to 32); rpn_min_size filtering nothing, some, or
+# everything (every score -1: MXNet 1.9.1 sorts with std::stable_sort, so such ties keep
+# the proposals' order; it grows each box by min_size / 2 a side), scaled by im_info's
+# scale; images smaller than the map (its padded cells scored -1); pre/post top-n below,
+# at and past the anchor count (post past what survives: the kept boxes repeat), pre <= 0
+# (every anchor); threshold 0 to 1; output_score both ways; iou_loss; scores in quarters
+# (ties).
+_prop_rng = np.random.RandomState(2054)
+
+
+def prop_scores(ties=False):
+    def f(rng, shape):
+        if ties:
+            return (rng.randint(0, 5, size=shape) / 4.0).astype(np.float32)
+        return rng.uniform(0, 1, size=shape).astype(np.float32)
+    return f
+
+
+def prop_info(h, w, scale):
+    return lambda rng, shape: np.array([[h, w, scale]], dtype=np.float32)
+
+
+def _prop_case(name, a, height, width, attrs, info, scores=None, deltas=0.2):
+    stride = attrs.get("feature_stride", 16)
+    ih, iw, scale = info
+    assert int(ih / stride) <= height and int(iw / stride) <= width, name
+    case("prop_" + name, "contrib.Proposal", attrs,
+         [("cls_prob", (1, 2 * a, height, width)), ("bbox_pred", (1, 4 * a, height, width)),
+          ("im_info", (1, 3))],
+         values={"cls_prob": scores or prop_scores(),
+                 "bbox_pred": scaled(deltas),
+                 "im_info": prop_info(ih, iw, scale)})
+
+
+_S2 = dict(scales=(8, 16), ratios=(0.5, 1, 2))  # 6 anchors
+_prop_case("default", 12, 4, 5, {}, (60, 75, 1.0))
+_prop_case("post_small", 6, 5, 6, dict(_S2, rpn_pre_nms_top_n=50, rpn_post_nms_top_n=10,
+                                      rpn_min_size=4), (75, 90, 1.0))
+_prop_case("pre_below_post", 6, 4, 4, dict(_S2, rpn_pre_nms_top_n=5, rpn_post_nms_top_n=12,
+                                          rpn_min_size=2), (60, 60, 1.0))
+_prop_case("pre_zero", 6, 3, 4, dict(_S2, rpn_pre_nms_top_n=0, rpn_post_nms_top_n=20,
+                                    rpn_min_size=4), (48, 60, 1.0))
+_prop_case("pre_negative", 6, 3, 4, dict(_S2, rpn_pre_nms_top_n=-1, rpn_post_nms_top_n=7,
+                                        rpn_min_size=4, output_score=True), (48, 60, 1.0))
+_prop_case("pre_past_count", 6, 2, 3, dict(_S2, rpn_pre_nms_top_n=1000, rpn_post_nms_top_n=40,
+                                          rpn_min_size=4, output_score=True), (32, 48, 1.0))
+_prop_case("score", 6, 4, 5, dict(_S2, rpn_post_nms_top_n=15, output_score=True,
+                                 rpn_min_size=4), (64, 80, 1.0))
+_prop_case("no_score", 6, 4, 5, dict(_S2, rpn_post_nms_top_n=15, output_score=False,
+                                    rpn_min_size=4), (64, 80, 1.0))
+_prop_case("iou_loss", 6, 4, 4, dict(_S2, rpn_post_nms_top_n=12, iou_loss=True,
+                                    output_score=True, rpn_min_size=4), (64, 64, 1.0),
+           deltas=6.0)
+_prop_case("min_size_all", 6, 4, 5, dict(_S2, rpn_post_nms_top_n=8, rpn_min_size=1000,
+                                        output_score=True), (64, 80, 1.0))
+_prop_case("min_size_none", 6, 4, 5, dict(_S2, rpn_post_nms_top_n=20, rpn_min_size=0,
+                                         output_score=True), (64, 80, 1.0))
+_prop_case("min_size_scaled", 6, 4, 5, dict(_S2, rpn_post_nms_top_n=20, rpn_min_size=40,
+                                           output_score=True), (64, 80, 0.5), deltas=0.8)
+_prop_case("min_size_scaled_up", 6, 4, 5, dict(_S2, rpn_post_nms_top_n=20, rpn_min_size=16,
+                                              output_score=True), (64, 80, 2.5), deltas=0.8)
+_prop_case("threshold_zero", 6, 4, 4, dict(_S2, rpn_post_nms_top_n=10, threshold=0.0,
+                                          rpn_min_size=4, output_score=True), (64, 64, 1.0))
+_prop_case("threshold_one", 6, 3, 3, dict(_S2, rpn_post_nms_top_n=30, threshold=1.0,
+                                         rpn_min_size=4, output_score=True), (48, 48, 1.0))
+_prop_case("threshold_low", 6, 4, 5, dict(_S2, rpn_post_nms_top_n=25, threshold=0.3,
+                                         rpn_min_size=4, output_score=True), (64, 80, 1.0))
+_prop_case("one_anchor", 1, 5, 5, dict(scales=(8,), ratios=(1,), rpn_post_nms_top_n=10,
+                                      rpn_min_size=4, output_score=True), (80, 80, 1.0))
+_prop_case("fractional", 6, 3, 4, dict(scales=(1.5, 3.3), ratios=(0.7, 1.3, 3.0),
+                                      rpn_post_nms_top_n=16, rpn_min_size=2,
+                                      output_score=True), (48, 64, 1.0))
+_prop_case("stride_4", 4, 6, 7, dict(scales=(2, 4), ratios=(0.5, 2), feature_stride=4,
+                                    rpn_post_nms_top_n=20, rpn_min_size=2,
+                                    output_score=True), (24, 28, 1.0))
+_prop_case("stride_1", 2, 5, 6, dict(scales=(2, 5), ratios=(1,), feature_stride=1,
+                                    rpn_post_nms_top_n=15, rpn_min_size=1,
+                                    output_score=True), (5, 6, 1.0), deltas=0.5)
+_prop_case("stride_32", 3, 3, 4, dict(scales=(4,), ratios=(0.5, 1, 2), feature_stride=32,
+                                     rpn_post_nms_top_n=12, output_score=True),
+           (96, 128, 1.0))
+_prop_case("padded", 6, 5, 6, dict(_S2, rpn_post_nms_top_n=20, rpn_min_size=4,
+                                  output_score=True), (20, 35, 1.0))
+_prop_case("image_exact", 6, 3, 4, dict(_S2, rpn_post_nms_top_n=20, rpn_min_size=4,
+                                       output_score=True), (48, 64, 1.0))
+_prop_case("image_negative", 6, 3, 3, dict(_S2, rpn_post_nms_top_n=6, rpn_min_size=0,
+                                          output_score=True), (-5, -8, 1.0))
+_prop_case("ties", 6, 4, 5, dict(_S2, rpn_post_nms_top_n=30, rpn_min_size=4,
+                                output_score=True), (64, 80, 1.0),
+           scores=prop_scores(ties=True))
+_prop_case("ties_pre", 6, 5, 5, dict(_S2, rpn_pre_nms_top_n=40, rpn_post_nms_top_n=20,
+                                    rpn_min_size=4, output_score=True), (80, 80, 1.0),
+           scores=prop_scores(ties=True))
+_prop_case("large", 9, 10, 12, dict(scales=(4, 8, 16), ratios=(0.5, 1, 2),
+                                   rpn_pre_nms_top_n=500, rpn_post_nms_top_n=100,
+                                   output_score=True), (150, 180, 1.0))
+for i in range(6):
+    ns, nr = int(_prop_rng.randint(1, 4)), int(_prop_rng.randint(1, 4))
+    scales = tuple(sorted(int(v) for v in _prop_rng.choice([1, 2, 4, 8, 16, 32], ns,
+                                                            replace=False)))
+    ratios = tuple(round(float(v), 3) for v in _prop_rng.uniform(0.3, 3.0, nr))
+    stride = int(_prop_rng.choice([4, 8, 16]))
+    h, w = int(_prop_rng.randint(1, 8)), int(_prop_rng.randint(1, 8))
+    attrs = dict(scales=scales, ratios=ratios, feature_stride=stride,
+                 rpn_pre_nms_top_n=int(_prop_rng.randint(-1, 60)),
+                 rpn_post_nms_top_n=int(_prop_rng.randint(1, 40)),
+                 rpn_min_size=int(_prop_rng.randint(0, 24)),
+                 threshold=round(float(_prop_rng.uniform(0.2, 0.9)), 3),
+                 output_score=bool(i % 2 == 0), iou_loss=(i == 3))
+    info = (float(int(_prop_rng.uniform(0.3, 1.0) * h * stride)),
+            float(int(_prop_rng.uniform(0.3, 1.0) * w * stride)),
+            round(float(_prop_rng.uniform(0.5, 2.0)), 2))
+    _prop_case("r%d" % i, ns * nr, h, w, attrs, info, scores=prop_scores(ties=bool(i % 2)),
+               deltas=3.0 if i == 3 else 0.3)
+
+
 # ----------------------------------------------------------------------------
 # running a case
 # ----------------------------------------------------------------------------

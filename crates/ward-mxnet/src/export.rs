@@ -1157,6 +1157,29 @@ impl<'a> Writer<'a> {
                 "_contrib_box_decode"
             }
             Op::BoxEncode(_) => "_contrib_box_encode",
+            Op::Proposal(p) => {
+                let pre = p.rpn_pre_nms_top_n.map_or(Ok(-1), i32::try_from);
+                let post = i32::try_from(p.rpn_post_nms_top_n);
+                let (Ok(pre), Ok(post)) = (pre, post) else {
+                    return Err(unsupported(
+                        "rpn_pre_nms_top_n",
+                        format!("{:?}, {}", p.rpn_pre_nms_top_n, p.rpn_post_nms_top_n),
+                        "MXNet's top-n counts are 32-bit integers",
+                    ));
+                };
+                set("rpn_pre_nms_top_n", pre.to_string());
+                set("rpn_post_nms_top_n", post.to_string());
+                set("threshold", num("threshold", p.threshold)?);
+                set("rpn_min_size", p.rpn_min_size.to_string());
+                // f32 written shortest, which MXNet (and the importer) read back exactly.
+                set("scales", tuple(&p.scales));
+                set("ratios", tuple(&p.ratios));
+                set("feature_stride", p.feature_stride.to_string());
+                set("output_score", boolean(p.output_score));
+                set("iou_loss", boolean(p.iou_loss));
+                "_contrib_Proposal"
+            }
+
             Op::MultiBoxDetection(d) => {
                 set("clip", boolean(d.clip));
                 set("threshold", num("threshold", d.threshold)?);
@@ -1472,6 +1495,7 @@ fn output_suffix(op: &Op, k: usize) -> String {
         }
         // box_nms has a hidden second output (the rows it kept); box_encode two.
         (Op::BoxNms(_) | Op::BoxEncode(_), k) => format!("_output{k}"),
+        (Op::Proposal(_), 1) => "_score".into(),
         (Op::Rnn(_), 1) => "_state_output".into(),
         (Op::Rnn(_), 2) => "_statecell_output".into(),
         _ => "_output".into(),

@@ -1,5 +1,5 @@
 //! ward's own kernels for MXNet's box operators (`box_nms`, `box_decode`, `box_encode`,
-//! `MultiBoxDetection`), which the lowering writes as nodes of ward's domain
+//! `MultiBoxDetection`, `Proposal`), which the lowering writes as nodes of ward's domain
 //! (`crate::onnx::detection`): the ward operator travels as JSON, with its output shapes;
 //! tract parses the node into an op that runs the float32 kernels of `ward_graph::interp::detection`, MXNet's
 //! arithmetic and order, on the plan's tensors.
@@ -15,7 +15,7 @@ use tract_onnx::tract_hir::internal::{
     Solver, StaticName, TDim, Tensor, TensorProxy, TypedOp,
 };
 use ward_graph::interp::detection::{
-    box_decode_f32, box_encode_f32, box_nms_rows, multibox_detection_f32,
+    box_decode_f32, box_encode_f32, box_nms_rows, multibox_detection_f32, proposal_f32,
 };
 use ward_graph::ops::detection::BoxEncode;
 use ward_graph::ops::Op as WardOp;
@@ -40,6 +40,7 @@ fn parse(_: &ParsingContext, node: &NodeProto) -> TractResult<(Box<dyn Inference
                 | WardOp::BoxDecode(_)
                 | WardOp::BoxEncode(_)
                 | WardOp::MultiBoxDetection(_)
+                | WardOp::Proposal(_)
         ),
         "{}: ward's kernels do not run {}",
         node.name,
@@ -177,6 +178,18 @@ impl EvalOp for WardKernel {
                     6,
                 ];
                 Ok(tvec![tensor(&shape, out)?])
+            }
+            WardOp::Proposal(op) => {
+                let (cs, c) = input(0)?;
+                let (bs, b) = input(1)?;
+                let (is, i) = input(2)?;
+                let (rois, scores) = proposal_f32(c, b, i, [cs, bs, is], op)?;
+                let rows = op.rpn_post_nms_top_n;
+                let mut out = tvec![tensor(&[rows, 5], rois)?];
+                if op.output_score {
+                    out.push(tensor(&[rows, 1], scores)?);
+                }
+                Ok(out)
             }
             other => bail!("ward's kernels do not run {}", other.name()),
         }

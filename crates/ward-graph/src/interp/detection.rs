@@ -24,7 +24,7 @@
 //! copies the output's gradient rows back to those rows ([`box_nms_rows`]).
 
 use super::{Array, KResult, KernelError};
-use crate::ops::detection::{BoxDecode, BoxFormat, BoxNms, MultiBoxDetection};
+use crate::ops::detection::{BoxDecode, BoxFormat, BoxNms, MultiBoxDetection, Proposal};
 
 const NMS: &str = "box_nms";
 
@@ -570,6 +570,264 @@ pub fn multibox_detection(
     Array::new(shape, out.into_iter().map(f64::from).collect())
 }
 
+/// MXNet's `GenerateAnchors` for `_contrib_Proposal`: for each ratio, each scale, a box
+/// around the centre of the `feature_stride` square, its sizes rounded as MXNet rounds
+/// them (float32, with the double constants where MXNet's expressions hold them).
+pub fn proposal_anchors(op: &Proposal) -> Vec<[f32; 4]> {
+    let base = [0.0f32, 0.0, (f64::from(op.feature_stride) - 1.0) as f32];
+    let w = base[2] - base[0] + 1.0;
+    let h = w;
+    let x_ctr = (f64::from(base[0]) + 0.5 * f64::from(w - 1.0)) as f32;
+    let y_ctr = x_ctr;
+    let size = w * h;
+    let mut out = Vec::with_capacity(op.ratios.len() * op.scales.len());
+    for &ratio in &op.ratios {
+        for &scale in &op.scales {
+            let size_ratios = (size / ratio).floor();
+            let new_w = (size_ratios.sqrt() + 0.5).floor() * scale;
+            let new_h = (new_w / scale * ratio + 0.5).floor() * scale;
+            out.push([
+                x_ctr - 0.5 * (new_w - 1.0),
+                y_ctr - 0.5 * (new_h - 1.0),
+                x_ctr + 0.5 * (new_w - 1.0),
+                y_ctr + 0.5 * (new_h - 1.0),
+            ]);
+        }
+    }
+    out
+}
+
+/// `_contrib_Proposal` on row-major f32 inputs `cls_prob` (1, 2A, H, W), `bbox_pred`
+/// (1, 4A, H, W) and `im_info` (1, 3): the rois (rpn_post_nms_top_n, 5) and their scores
+/// (rpn_post_nms_top_n, 1), as MXNet 1.9.1's CPU kernel computes them:
+/// - anchor `a` of cell (h, w) is proposal `(h·W + w)·A + a`, the base anchor shifted by
+///   `feature_stride` per cell, scored by foreground channel `A + a`;
+/// - it is moved by its deltas (`iou_loss`: its corners plus the deltas) in float32 with
+///   MXNet's double constants, and clipped to `[0, im_width − 1] × [0, im_height − 1]`;
+///   cells at or past `trunc(im_height / feature_stride)` rows or the like columns get the
+///   score −1 (an image larger than the map is refused, as MXNet refuses it);
+/// - a box narrower or lower than `rpn_min_size · scale` gets the score −1 and is grown
+///   by half that size on every side (not clipped again: MXNet's quirk);
+/// - the proposals are ordered by descending score, stably (MXNet 1.9.1's
+///   `std::stable_sort`: equal scores, the −1s above all, keep the proposals' order; a
+///   NaN score is refused), the first `rpn_pre_nms_top_n` taken and suppressed greedily
+///   (IoU with +1 pixel sizes above `threshold`) until `rpn_post_nms_top_n` are kept;
+/// - output row `i` is kept box `i mod kept`, `[0, x1, y1, x2, y2]`: when fewer than
+///   `rpn_post_nms_top_n` survive, they repeat.
+pub fn proposal_f32(
+    cls_prob: &[f32],
+    bbox_pred: &[f32],
+    im_info: &[f32],
+    shapes: [&[usize]; 3],
+    op: &Proposal,
+) -> KResult<(Vec<f32>, Vec<f32>)> {
+    const OP: &str = "proposal";
+    let [cs, bs, is] = shapes;
+    let l = op
+        .check(cs, bs, is)
+        .map_err(|(what, e)| KernelError::new(OP, format!("{what}: {e}")))?;
+    let (a_n, h_n, w_n) = (l.anchors, l.height, l.width);
+    let count = l.count();
+    let plane = h_n * w_n;
+    if cls_prob.len() != 2 * a_n * plane || bbox_pred.len() != 4 * a_n * plane || im_info.len() != 3
+    {
+        return Err(KernelError::new(OP, "inputs shorter than their shapes"));
+    }
+    let info = |i: usize| im_info.get(i).copied().unwrap_or(f32::NAN);
+    let (im_h, im_w, im_scale) = (info(0), info(1), info(2));
+    let stride = op.feature_stride as f32;
+    // MXNet truncates to an int (undefined past its range or for NaN: refused here).
+    let real = |size: f32, dim: usize, what: &str| -> KResult<i64> {
+        let q = size / stride;
+        if q.is_nan() || q >= dim as f32 + 1.0 {
+            return Err(KernelError::new(
+                OP,
+                format!("im_info's {what} {size} spans {q} cells of stride {stride}: the map has {dim} (MXNet's check)"),
+            ));
+        }
+        Ok(q.max(-1.0) as i64)
+    };
+    let real_h = real(im_h, h_n, "height")?;
+    let real_w = real(im_w, w_n, "width")?;
+    let anchors = proposal_anchors(op);
+    // [x1, y1, x2, y2, score] per proposal.
+    let mut props = vec![[0.0f32; 5]; count];
+    let clip_x = |v: f32| cmax(cmin(v, im_w - 1.0), 0.0);
+    let clip_y = |v: f32| cmax(cmin(v, im_h - 1.0), 0.0);
+    for (a, base) in anchors.iter().enumerate() {
+        for h in 0..h_n {
+            for w in 0..w_n {
+                let index = (h * w_n + w) * a_n + a;
+                let (dx_, dy_) = (
+                    (w as u64 * u64::from(op.feature_stride)) as f32,
+                    (h as u64 * u64::from(op.feature_stride)) as f32,
+                );
+                let b = [base[0] + dx_, base[1] + dy_, base[2] + dx_, base[3] + dy_];
+                let score = cls_prob
+                    .get((a_n + a) * plane + h * w_n + w)
+                    .copied()
+                    .unwrap_or(f32::NAN);
+                let delta = |k: usize| {
+                    bbox_pred
+                        .get((a * 4 + k) * plane + h * w_n + w)
+                        .copied()
+                        .unwrap_or(f32::NAN)
+                };
+                let (d0, d1, d2, d3) = (delta(0), delta(1), delta(2), delta(3));
+                let moved = if op.iou_loss {
+                    [b[0] + d0, b[1] + d1, b[2] + d2, b[3] + d3]
+                } else {
+                    let width = (f64::from(b[2] - b[0]) + 1.0) as f32;
+                    let height = (f64::from(b[3] - b[1]) + 1.0) as f32;
+                    let ctr_x = (f64::from(b[0]) + 0.5 * (f64::from(width) - 1.0)) as f32;
+                    let ctr_y = (f64::from(b[1]) + 0.5 * (f64::from(height) - 1.0)) as f32;
+                    let pcx = d0 * width + ctr_x;
+                    let pcy = d1 * height + ctr_y;
+                    let pw = d2.exp() * width;
+                    let ph = d3.exp() * height;
+                    let half_w = 0.5 * (f64::from(pw) - 1.0);
+                    let half_h = 0.5 * (f64::from(ph) - 1.0);
+                    [
+                        (f64::from(pcx) - half_w) as f32,
+                        (f64::from(pcy) - half_h) as f32,
+                        (f64::from(pcx) + half_w) as f32,
+                        (f64::from(pcy) + half_h) as f32,
+                    ]
+                };
+                let padded = h as i64 >= real_h || w as i64 >= real_w;
+                if let Some(p) = props.get_mut(index) {
+                    *p = [
+                        clip_x(moved[0]),
+                        clip_y(moved[1]),
+                        clip_x(moved[2]),
+                        clip_y(moved[3]),
+                        if padded { -1.0 } else { score },
+                    ];
+                }
+            }
+        }
+    }
+    let min_size = op.rpn_min_size as f32 * im_scale;
+    for p in &mut props {
+        let iw = p[2] - p[0] + 1.0;
+        let ih = p[3] - p[1] + 1.0;
+        if iw < min_size || ih < min_size {
+            p[0] -= min_size / 2.0;
+            p[1] -= min_size / 2.0;
+            p[2] += min_size / 2.0;
+            p[3] += min_size / 2.0;
+            p[4] = -1.0;
+        }
+    }
+    let scores: Vec<f32> = props.iter().map(|p| p[4]).collect();
+    // MXNet 1.9.1 sorts with std::stable_sort: equal scores (the −1s above all) keep the
+    // proposals' order. Where a NaN score would land is its merge sort's accident, which
+    // ward does not reproduce: refused.
+    if let Some(i) = scores.iter().position(|s| s.is_nan()) {
+        return Err(KernelError::new(
+            OP,
+            format!("cls_prob holds NaN (the score of proposal {i}), whose place in MXNet's sort is undefined"),
+        ));
+    }
+    let mut order: Vec<usize> = (0..count).collect();
+    order.sort_by(|&p, &q| {
+        let score = |i: usize| scores.get(i).copied().unwrap_or(0.0);
+        score(q)
+            .partial_cmp(&score(p))
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    let pre = op.rpn_pre_nms_top_n.map_or(count, |p| p.min(count));
+    let post = op.rpn_post_nms_top_n.min(pre);
+    let dets: Vec<[f32; 5]> = order
+        .iter()
+        .take(pre)
+        .map(|&i| props.get(i).copied().unwrap_or([f32::NAN; 5]))
+        .collect();
+    let areas: Vec<f32> = dets
+        .iter()
+        .map(|d| (d[2] - d[0] + 1.0) * (d[3] - d[1] + 1.0))
+        .collect();
+    let threshold = op.threshold as f32;
+    let mut suppressed = vec![false; dets.len()];
+    let mut keep: Vec<usize> = Vec::with_capacity(post);
+    for i in 0..dets.len() {
+        if keep.len() >= post {
+            break;
+        }
+        if suppressed.get(i).copied().unwrap_or(true) {
+            continue;
+        }
+        let (Some(di), Some(&ai)) = (dets.get(i), areas.get(i)) else {
+            continue;
+        };
+        keep.push(i);
+        for j in i + 1..dets.len() {
+            if suppressed.get(j).copied().unwrap_or(true) {
+                continue;
+            }
+            let (Some(dj), Some(&aj)) = (dets.get(j), areas.get(j)) else {
+                continue;
+            };
+            let xx1 = cmax(di[0], dj[0]);
+            let yy1 = cmax(di[1], dj[1]);
+            let xx2 = cmin(di[2], dj[2]);
+            let yy2 = cmin(di[3], dj[3]);
+            let w = cmax(0.0, xx2 - xx1 + 1.0);
+            let h = cmax(0.0, yy2 - yy1 + 1.0);
+            let inter = w * h;
+            let ovr = inter / (ai + aj - inter);
+            if ovr > threshold {
+                if let Some(s) = suppressed.get_mut(j) {
+                    *s = true;
+                }
+            }
+        }
+    }
+    let rows = op.rpn_post_nms_top_n;
+    let mut rois = Vec::with_capacity(rows * 5);
+    let mut out_scores = Vec::with_capacity(rows);
+    for i in 0..rows {
+        // keep holds at least the first box (pre and post are at least 1).
+        let d = keep
+            .get(i % keep.len().max(1))
+            .and_then(|&k| dets.get(k))
+            .copied()
+            .ok_or_else(|| KernelError::new(OP, "no proposal kept"))?;
+        rois.extend_from_slice(&[0.0, d[0], d[1], d[2], d[3]]);
+        out_scores.push(d[4]);
+    }
+    Ok((rois, out_scores))
+}
+
+/// `_contrib_Proposal` for the interpreter: the rois, and with `output_score` the scores.
+pub fn proposal(
+    cls_prob: &Array,
+    bbox_pred: &Array,
+    im_info: &Array,
+    op: &Proposal,
+) -> KResult<Vec<Array>> {
+    let f = |a: &Array| -> Vec<f32> { a.data.iter().map(|&v| v as f32).collect() };
+    let (rois, scores) = proposal_f32(
+        &f(cls_prob),
+        &f(bbox_pred),
+        &f(im_info),
+        [&cls_prob.shape, &bbox_pred.shape, &im_info.shape],
+        op,
+    )?;
+    let rows = op.rpn_post_nms_top_n;
+    let mut out = vec![Array::new(
+        vec![rows, 5],
+        rois.into_iter().map(f64::from).collect(),
+    )?];
+    if op.output_score {
+        out.push(Array::new(
+            vec![rows, 1],
+            scores.into_iter().map(f64::from).collect(),
+        )?);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -646,5 +904,55 @@ mod tests {
         });
         let classes: Vec<f32> = none.chunks(6).map(|r| r[1]).collect();
         assert_eq!(classes, vec![0.6, 0.05, 0.5, 0.4]);
+    }
+
+    #[test]
+    fn proposal_anchors_are_mxnets() {
+        // Faster R-CNN's well-known anchors of stride 16, ratios (0.5, 1, 2), scales
+        // (8, 16, 32), as MXNet's GenerateAnchors gives them.
+        let op = Proposal {
+            scales: vec![8.0, 16.0, 32.0],
+            ..Proposal::default()
+        };
+        let want: [[f32; 4]; 9] = [
+            [-84.0, -40.0, 99.0, 55.0],
+            [-176.0, -88.0, 191.0, 103.0],
+            [-360.0, -184.0, 375.0, 199.0],
+            [-56.0, -56.0, 71.0, 71.0],
+            [-120.0, -120.0, 135.0, 135.0],
+            [-248.0, -248.0, 263.0, 263.0],
+            [-36.0, -80.0, 51.0, 95.0],
+            [-80.0, -168.0, 95.0, 183.0],
+            [-168.0, -344.0, 183.0, 359.0],
+        ];
+        assert_eq!(proposal_anchors(&op), want.to_vec());
+    }
+
+    #[test]
+    fn proposal_repeats_the_kept_boxes_and_refuses_nan() {
+        // One anchor of stride 4 on a 1 × 2 map: two boxes, post 5 rows.
+        let op = Proposal {
+            scales: vec![1.0],
+            ratios: vec![1.0],
+            feature_stride: 4,
+            rpn_min_size: 0,
+            rpn_post_nms_top_n: 5,
+            threshold: 0.7,
+            output_score: true,
+            ..Proposal::default()
+        };
+        let shapes: [&[usize]; 3] = [&[1, 2, 1, 2], &[1, 4, 1, 2], &[1, 3]];
+        let cls = [0.0, 0.0, 0.3, 0.9];
+        let deltas = [0.0; 8];
+        let info = [4.0, 8.0, 1.0];
+        let (rois, scores) = proposal_f32(&cls, &deltas, &info, shapes, &op).unwrap();
+        assert_eq!(scores, vec![0.9, 0.3, 0.9, 0.3, 0.9]);
+        assert_eq!(&rois[..5], &[0.0, 4.0, 0.0, 7.0, 3.0]);
+        assert_eq!(&rois[10..15], &rois[..5]);
+        // An image past the map is refused, as MXNet's check refuses it.
+        assert!(proposal_f32(&cls, &deltas, &[8.0, 8.0, 1.0], shapes, &op).is_err());
+        let nan = [0.0, 0.0, f32::NAN, 0.9];
+        let e = proposal_f32(&nan, &deltas, &info, shapes, &op).unwrap_err();
+        assert!(e.to_string().contains("NaN"), "{e}");
     }
 }

@@ -596,6 +596,7 @@ pub fn eval_node(node: &Node, ins: &[Option<&Array>]) -> R<Vec<Array>> {
             arg(ins, 2)?,
             op,
         ))?),
+        Op::Proposal(op) => kernel(detection::proposal(x()?, arg(ins, 1)?, arg(ins, 2)?, op)),
         Op::RoiAlign(op) => one(kernel(super::roi::roi_align(x()?, arg(ins, 1)?, op))?),
         Op::RoiPool(op) => one(kernel(super::roi::roi_pool(x()?, arg(ins, 1)?, op))?),
         Op::MultiBoxPrior(op) => one(kernel(super::anchor::multibox_prior_array(x()?, op))?),

@@ -617,6 +617,39 @@ fn run(c: &Case) -> R<Vec<Array>> {
             };
             one(detection::multibox_detection(x(0)?, x(1)?, x(2)?, &op))
         }
+        "_contrib_Proposal" => {
+            let floats = |key: &str, default: &[f32]| -> R<Vec<f32>> {
+                match a.get(key) {
+                    None => Ok(default.to_vec()),
+                    Some(s) => s
+                        .trim()
+                        .trim_start_matches(['(', '['])
+                        .trim_end_matches([')', ']'])
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|p| !p.is_empty())
+                        .map(|p| p.parse::<f32>().map_err(|e| format!("{key} {s:?}: {e}")))
+                        .collect(),
+                }
+            };
+            let op = crate::ops::detection::Proposal {
+                rpn_pre_nms_top_n: usize::try_from(a.int("rpn_pre_nms_top_n", 6000)?)
+                    .ok()
+                    .filter(|&k| k > 0),
+                rpn_post_nms_top_n: usize::try_from(a.int("rpn_post_nms_top_n", 300)?)
+                    .map_err(|e| e.to_string())?,
+                threshold: f64::from(a.float("threshold", 0.7)? as f32),
+                rpn_min_size: i32::try_from(a.int("rpn_min_size", 16)?)
+                    .map_err(|e| e.to_string())?,
+                scales: floats("scales", &[4.0, 8.0, 16.0, 32.0])?,
+                ratios: floats("ratios", &[0.5, 1.0, 2.0])?,
+                feature_stride: u32::try_from(a.int("feature_stride", 16)?)
+                    .map_err(|e| e.to_string())?,
+                output_score: a.bool("output_score", false)?,
+                iou_loss: a.bool("iou_loss", false)?,
+            };
+            k(detection::proposal(x(0)?, x(1)?, x(2)?, &op))
+        }
         "ROIPooling" => {
             let pooled = a.tuple("pooled_size", &[])?;
             let &[ph, pw] = pooled.as_slice() else {

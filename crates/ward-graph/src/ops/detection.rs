@@ -1,7 +1,8 @@
 //! Detection: the box operators of MXNet 1.9.1's `contrib` (GluonCV's detectors):
 //! [`BoxNms`] (`_contrib_box_nms`), [`BoxDecode`] (`_contrib_box_decode`) and
-//! [`BoxEncode`] (`_contrib_box_encode`); and the SSD head's [`MultiBoxDetection`]
-//! (`_contrib_MultiBoxDetection`).
+//! [`BoxEncode`] (`_contrib_box_encode`); the SSD head's [`MultiBoxDetection`]
+//! (`_contrib_MultiBoxDetection`) and Faster R-CNN's region proposals, [`Proposal`]
+//! (`_contrib_Proposal`).
 //!
 //! Their meaning (MXNet's fixed-shape NMS output padded with −1, its order among equal
 //! scores, the rows it leaves unconverted) is in [`crate::interp::detection`]. Float
@@ -10,7 +11,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{dim, expect_rank, input, product, OpDef, Shape, R};
-use crate::limits::MAX_NMS_BOXES;
+use crate::limits::{MAX_ANCHORS_PER_CELL, MAX_NMS_BOXES};
 
 /// How a box's four coordinates are written (MXNet's `corner` and `center`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -445,6 +446,196 @@ impl OpDef for MultiBoxDetection {
     }
 }
 
+/// MXNet's `_contrib_Proposal` (Faster R-CNN's region proposal layer), one image:
+/// `cls_prob` (1, 2·A, H, W) (the last A channels the foreground scores), `bbox_pred`
+/// (1, 4·A, H, W) and `im_info` (1, 3: height, width, scale). The A = ratios × scales
+/// anchors of `feature_stride` are laid on every cell, moved by their deltas (or, with
+/// `iou_loss`, by their corner offsets), clipped to the image; boxes below `rpn_min_size`
+/// × scale (and cells outside the image) get the score −1; the first
+/// `rpn_pre_nms_top_n` by score (sorted stably) are suppressed greedily at an
+/// IoU above `threshold`, until `rpn_post_nms_top_n` are kept; the output has
+/// `rpn_post_nms_top_n` rows `[0, x1, y1, x2, y2]`, the kept boxes repeated cyclically
+/// when fewer survive, and with `output_score` their scores (rpn_post_nms_top_n, 1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Proposal {
+    /// `None`: every anchor (MXNet's `rpn_pre_nms_top_n <= 0`).
+    pub rpn_pre_nms_top_n: Option<usize>,
+    /// The output's rows; at least 1.
+    pub rpn_post_nms_top_n: usize,
+    #[serde(with = "super::float")]
+    pub threshold: f64,
+    /// MXNet's int, multiplied by the image's scale in float32.
+    pub rpn_min_size: i32,
+    pub scales: Vec<f32>,
+    pub ratios: Vec<f32>,
+    pub feature_stride: u32,
+    pub output_score: bool,
+    pub iou_loss: bool,
+}
+
+impl Default for Proposal {
+    /// MXNet's defaults.
+    fn default() -> Self {
+        Proposal {
+            rpn_pre_nms_top_n: Some(6000),
+            rpn_post_nms_top_n: 300,
+            threshold: f64::from(0.7f32),
+            rpn_min_size: 16,
+            scales: vec![4.0, 8.0, 16.0, 32.0],
+            ratios: vec![0.5, 1.0, 2.0],
+            feature_stride: 16,
+            output_score: false,
+            iou_loss: false,
+        }
+    }
+}
+
+/// Where a [`Proposal`] works: `anchors` per cell of an `height` × `width` map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProposalLayout {
+    pub anchors: usize,
+    pub height: usize,
+    pub width: usize,
+}
+
+impl ProposalLayout {
+    /// Every anchor of the map.
+    pub fn count(&self) -> usize {
+        self.anchors * self.height * self.width
+    }
+}
+
+impl Proposal {
+    /// The anchors per cell (ratios × scales), checked against [`MAX_ANCHORS_PER_CELL`].
+    pub fn anchors_per_cell(&self) -> R<usize> {
+        let a = self
+            .ratios
+            .len()
+            .checked_mul(self.scales.len())
+            .filter(|&a| a > 0 && a <= MAX_ANCHORS_PER_CELL)
+            .ok_or_else(|| {
+                format!(
+                    "{} ratios × {} scales: 1 to {MAX_ANCHORS_PER_CELL} anchors per cell",
+                    self.ratios.len(),
+                    self.scales.len()
+                )
+            })?;
+        Ok(a)
+    }
+
+    /// The layout of the three inputs, checked as MXNet's shape rule and kernel check
+    /// them (bbox_pred (1, 4·A, H, W), im_info (1, 3), A = ratios × scales anchors), and
+    /// further: one image (MXNet's CPU kernel refuses more at run time), an even number of
+    /// score channels, a map of at least one cell (MXNet writes its anchors past an empty
+    /// one), every anchor counted against [`MAX_NMS_BOXES`]. Each refusal names the input
+    /// or attribute it concerns.
+    pub fn check(
+        &self,
+        cls_prob: &[usize],
+        bbox_pred: &[usize],
+        im_info: &[usize],
+    ) -> Result<ProposalLayout, (&'static str, String)> {
+        let on = |what: &'static str| move |e: String| (what, e);
+        let a = self.anchors_per_cell().map_err(on("scales"))?;
+        expect_rank("cls_prob", cls_prob, 4).map_err(on("cls_prob"))?;
+        let (batch, channels, height, width) = match cls_prob {
+            [n, c, h, w] => (*n, *c, *h, *w),
+            _ => return Err(("cls_prob", format!("cls_prob {cls_prob:?} must be 4-D"))),
+        };
+        if batch != 1 {
+            return Err((
+                "cls_prob",
+                format!("cls_prob {cls_prob:?}: one image only (MXNet's CPU Proposal refuses a batch of {batch}; MultiProposal takes several)"),
+            ));
+        }
+        if channels != a * 2 {
+            return Err((
+                "cls_prob",
+                format!("cls_prob {cls_prob:?} must have 2 × {a} channels: background and foreground scores of the {} ratios × {} scales", self.ratios.len(), self.scales.len()),
+            ));
+        }
+        if height == 0 || width == 0 {
+            return Err((
+                "cls_prob",
+                format!("cls_prob {cls_prob:?} has an empty map"),
+            ));
+        }
+        super::expect_shape("bbox_pred", bbox_pred, &[1, a * 4, height, width])
+            .map_err(on("bbox_pred"))?;
+        super::expect_shape("im_info", im_info, &[1, 3]).map_err(on("im_info"))?;
+        let count = product(&[a, height, width]).map_err(on("cls_prob"))?;
+        if count > MAX_NMS_BOXES {
+            return Err((
+                "cls_prob",
+                format!("{a} anchors on a {height} × {width} map: at most {MAX_NMS_BOXES} boxes"),
+            ));
+        }
+        Ok(ProposalLayout {
+            anchors: a,
+            height,
+            width,
+        })
+    }
+}
+
+impl OpDef for Proposal {
+    fn arity(&self) -> (usize, usize) {
+        (3, 3)
+    }
+
+    fn num_outputs(&self) -> usize {
+        if self.output_score {
+            2
+        } else {
+            1
+        }
+    }
+
+    fn validate(&self) -> R<()> {
+        if self.threshold.is_nan() {
+            return Err("threshold must be a number".into());
+        }
+        if self.rpn_post_nms_top_n == 0 || self.rpn_post_nms_top_n > MAX_NMS_BOXES {
+            return Err(format!(
+                "rpn_post_nms_top_n {}: 1 to {MAX_NMS_BOXES} rows",
+                self.rpn_post_nms_top_n
+            ));
+        }
+        if self.rpn_pre_nms_top_n.is_some_and(|k| k > MAX_NMS_BOXES) {
+            return Err(format!(
+                "rpn_pre_nms_top_n past the limit of {MAX_NMS_BOXES} boxes"
+            ));
+        }
+        if self.feature_stride == 0 {
+            return Err("feature_stride must be above 0".into());
+        }
+        if self
+            .scales
+            .iter()
+            .chain(&self.ratios)
+            .any(|v| !v.is_finite() || *v <= 0.0)
+        {
+            return Err("scales and ratios must be finite and above 0".into());
+        }
+        self.anchors_per_cell()?;
+        Ok(())
+    }
+
+    fn infer(&self, ins: &[Option<&[usize]>]) -> R<Vec<Shape>> {
+        let c = input(ins, 0, "cls_prob")?;
+        let b = input(ins, 1, "bbox_pred")?;
+        let i = input(ins, 2, "im_info")?;
+        self.check(c, b, i).map_err(|(_, e)| e)?;
+        let rows = self.rpn_post_nms_top_n;
+        let mut out = vec![vec![rows, 5]];
+        if self.output_score {
+            out.push(vec![rows, 1]);
+        }
+        Ok(out)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -530,5 +721,42 @@ mod tests {
             MultiBoxDetection::check(&[MAX_NMS_BOXES, 2, 2], &[MAX_NMS_BOXES, 8], &[1, 2, 4])
                 .unwrap_err();
         assert_eq!(what, "cls_prob");
+    }
+
+    #[test]
+    fn proposal_shapes() {
+        let p = Proposal {
+            scales: vec![8.0, 16.0],
+            ratios: vec![0.5, 1.0, 2.0],
+            rpn_post_nms_top_n: 20,
+            output_score: true,
+            ..Proposal::default()
+        };
+        let run = |c: &[usize], b: &[usize], i: &[usize]| p.infer(&[Some(c), Some(b), Some(i)]);
+        assert_eq!(
+            run(&[1, 12, 3, 4], &[1, 24, 3, 4], &[1, 3]).unwrap(),
+            vec![vec![20, 5], vec![20, 1]]
+        );
+        assert!(run(&[2, 12, 3, 4], &[2, 24, 3, 4], &[2, 3]).is_err());
+        assert!(run(&[1, 10, 3, 4], &[1, 20, 3, 4], &[1, 3]).is_err());
+        assert!(run(&[1, 12, 3, 4], &[1, 24, 4, 4], &[1, 3]).is_err());
+        assert!(run(&[1, 12, 3, 4], &[1, 24, 3, 4], &[1, 4]).is_err());
+        assert!(run(&[1, 12, 0, 4], &[1, 24, 0, 4], &[1, 3]).is_err());
+        let (what, _) = p
+            .check(&[1, 12, 4096, 4096], &[1, 24, 4096, 4096], &[1, 3])
+            .unwrap_err();
+        assert_eq!(what, "cls_prob");
+        assert!(Proposal {
+            rpn_post_nms_top_n: 0,
+            ..Proposal::default()
+        }
+        .validate()
+        .is_err());
+        assert!(Proposal {
+            ratios: vec![],
+            ..Proposal::default()
+        }
+        .validate()
+        .is_err());
     }
 }

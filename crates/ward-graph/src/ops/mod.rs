@@ -177,6 +177,7 @@ ops! {
     BoxDecode(detection::BoxDecode) = "box_decode",
     BoxEncode(detection::BoxEncode) = "box_encode",
     MultiBoxDetection(detection::MultiBoxDetection) = "multibox_detection",
+    Proposal(detection::Proposal) = "proposal",
     RoiAlign(roi::RoiAlign) = "roi_align",
     RoiPool(roi::RoiPool) = "roi_pool",
     MultiBoxPrior(anchor::MultiBoxPrior) = "multibox_prior",
@@ -430,6 +431,11 @@ mod tests {
             .into(),
             detection::MultiBoxDetection {
                 nms_topk: Some(400),
+                ..Default::default()
+            }
+            .into(),
+            detection::Proposal {
+                output_score: true,
                 ..Default::default()
             }
             .into(),

@@ -1,14 +1,16 @@
-//! box_nms, box_decode and box_encode (issue 20, GluonCV's detectors) and SSD's
-//! MultiBoxDetection: what they import to, with MXNet's defaults, the output names MXNet gives them, and the crafted
+//! box_nms, box_decode and box_encode (issue 20, GluonCV's detectors), SSD's
+//! MultiBoxDetection and Faster R-CNN's Proposal: what they import to, with MXNet's defaults, the output names MXNet gives them, and the crafted
 //! attributes and shapes they refuse, each refusal naming the node and the attribute, at
 //! import. Their numbers against MXNet's are checked on the one-operator fixtures
-//! (`boxnms_`, `boxdec_`, `boxenc_`, `mbdet_`: ward-exec's conformance test, ward-graph's
+//! (`boxnms_`, `boxdec_`, `boxenc_`, `mbdet_`, `prop_`: ward-exec's conformance test, ward-graph's
 //! interpreter, ward-train's gradients).
 
 use crate::support::one_op::{import_with, imported, refusal};
 use ward_graph::ir::Op;
 use ward_graph::limits::MAX_NMS_BOXES;
-use ward_graph::ops::detection::{BoxDecode, BoxEncode, BoxFormat, BoxNms, MultiBoxDetection};
+use ward_graph::ops::detection::{
+    BoxDecode, BoxEncode, BoxFormat, BoxNms, MultiBoxDetection, Proposal,
+};
 
 const ROWS: &[i64] = &[-1, 10, 6];
 
@@ -443,4 +445,165 @@ fn multibox_detection_crafted_attributes_and_shapes_are_refused_by_name() {
         &["\"anchor\"", "one set"],
     );
     refusal(MBD, "", &[&[-1, 3, 8]], &["3"]);
+}
+
+const PROP: &str = "_contrib_Proposal";
+/// The defaults' 12 anchors on a 4 × 5 map of one image.
+const PROP_IN: &[&[i64]] = &[&[1, 24, 4, 5], &[1, 48, 4, 5], &[1, 3]];
+
+#[test]
+fn proposal_reads_every_attribute_with_mxnets_defaults() {
+    let (op, shape) = imported(PROP, "", PROP_IN);
+    assert_eq!(op, Op::Proposal(Proposal::default()));
+    assert_eq!(shape, vec![300, 5]);
+    let (op, _) = imported(
+        PROP,
+        r#""rpn_pre_nms_top_n": "100", "rpn_post_nms_top_n": "20", "threshold": "0.6",
+           "rpn_min_size": "8", "scales": "(2, 4.5)", "ratios": "(0.5, 1, 2)",
+           "feature_stride": "8", "output_score": "True", "iou_loss": "True""#,
+        &[&[1, 12, 4, 5], &[1, 24, 4, 5], &[1, 3]],
+    );
+    assert_eq!(
+        op,
+        Op::Proposal(Proposal {
+            rpn_pre_nms_top_n: Some(100),
+            rpn_post_nms_top_n: 20,
+            threshold: f64::from(0.6f32),
+            rpn_min_size: 8,
+            scales: vec![2.0, 4.5],
+            ratios: vec![0.5, 1.0, 2.0],
+            feature_stride: 8,
+            output_score: true,
+            iou_loss: true,
+        })
+    );
+    // rpn_pre_nms_top_n 0 and below is every anchor.
+    let (op, _) = imported(PROP, r#""rpn_pre_nms_top_n": "-1""#, PROP_IN);
+    assert_eq!(
+        op,
+        Op::Proposal(Proposal {
+            rpn_pre_nms_top_n: None,
+            ..Proposal::default()
+        })
+    );
+    // Outputs named as MXNet lists them: output, and score when it is visible.
+    let i = import_with(PROP, "", PROP_IN).unwrap();
+    assert_eq!(i.graph.outputs.len(), 1);
+    assert_eq!(i.graph.outputs[0].name, "layer_output");
+    let i = import_with(PROP, r#""output_score": "1""#, PROP_IN).unwrap();
+    assert_eq!(i.graph.nodes[0].op.num_outputs(), 2);
+    assert_eq!(i.graph.outputs[0].name, "layer_output");
+}
+
+#[test]
+fn proposal_crafted_attributes_and_shapes_are_refused_by_name() {
+    refusal(
+        PROP,
+        r#""rpn_pre_nms_top_n": "1000000000000""#,
+        PROP_IN,
+        &["\"rpn_pre_nms_top_n\""],
+    );
+    refusal(
+        PROP,
+        &format!(r#""rpn_pre_nms_top_n": "{}""#, MAX_NMS_BOXES + 1),
+        PROP_IN,
+        &["\"rpn_pre_nms_top_n\"", "limit"],
+    );
+    refusal(
+        PROP,
+        r#""rpn_post_nms_top_n": "1000000000""#,
+        PROP_IN,
+        &["\"rpn_post_nms_top_n\""],
+    );
+    refusal(
+        PROP,
+        r#""rpn_post_nms_top_n": "0""#,
+        PROP_IN,
+        &["\"rpn_post_nms_top_n\""],
+    );
+    refusal(
+        PROP,
+        r#""rpn_post_nms_top_n": "-3""#,
+        PROP_IN,
+        &["\"rpn_post_nms_top_n\""],
+    );
+    refusal(
+        PROP,
+        r#""feature_stride": "0""#,
+        PROP_IN,
+        &["\"feature_stride\""],
+    );
+    refusal(
+        PROP,
+        r#""feature_stride": "-16""#,
+        PROP_IN,
+        &["\"feature_stride\""],
+    );
+    refusal(
+        PROP,
+        r#""rpn_min_size": "1e12""#,
+        PROP_IN,
+        &["rpn_min_size"],
+    );
+    refusal(
+        PROP,
+        r#""rpn_min_size": "9999999999""#,
+        PROP_IN,
+        &["\"rpn_min_size\""],
+    );
+    refusal(PROP, r#""threshold": "nan""#, PROP_IN, &["\"threshold\""]);
+    refusal(PROP, r#""scales": "(8, -1)""#, PROP_IN, &["\"scales\""]);
+    refusal(PROP, r#""ratios": "(1e39,)""#, PROP_IN, &["\"ratios\""]);
+    refusal(PROP, r#""ratios": "()""#, PROP_IN, &["\"scales\""]);
+    refusal(PROP, r#""keep_topk": "5""#, PROP_IN, &["keep_topk"]);
+    // More anchors than the channels hold, a wrong bbox_pred or im_info, a batch.
+    refusal(
+        PROP,
+        r#""scales": "(8, 16)""#,
+        PROP_IN,
+        &["\"cls_prob\"", "2 × 6"],
+    );
+    refusal(
+        PROP,
+        "",
+        &[&[1, 24, 4, 5], &[1, 48, 4, 6], &[1, 3]],
+        &["\"bbox_pred\""],
+    );
+    refusal(
+        PROP,
+        "",
+        &[&[1, 24, 4, 5], &[1, 24, 4, 5], &[1, 3]],
+        &["\"bbox_pred\""],
+    );
+    refusal(
+        PROP,
+        "",
+        &[&[1, 24, 4, 5], &[1, 48, 4, 5], &[1, 4]],
+        &["\"im_info\""],
+    );
+    refusal(
+        PROP,
+        "",
+        &[&[1, 24, 4, 5, 1], &[1, 48, 4, 5], &[1, 3]],
+        &["\"cls_prob\"", "rank"],
+    );
+    refusal(
+        PROP,
+        "",
+        &[&[-1, 24, 4, 5], &[-1, 48, 4, 5], &[-1, 3]],
+        &["\"cls_prob\"", "one image"],
+    );
+    refusal(
+        PROP,
+        "",
+        &[&[2, 24, 4, 5], &[2, 48, 4, 5], &[2, 3]],
+        &["\"cls_prob\"", "one image"],
+    );
+    // A map too large for the limit.
+    refusal(
+        PROP,
+        "",
+        &[&[1, 24, 2048, 2048], &[1, 48, 2048, 2048], &[1, 3]],
+        &["\"cls_prob\"", "at most"],
+    );
 }

@@ -527,14 +527,19 @@ fn training_through_integer_values_is_refused_naming_the_node() {
     }
 }
 
-/// MultiBoxDetection has no gradient to train through (MXNet's backward gives zeros):
-/// training through it is refused, naming the node and the operator.
+/// MultiBoxDetection and Proposal have no gradient to train through (MXNet's backward
+/// gives zeros): training through them is refused, naming the node and the operator.
 #[test]
-fn training_through_multibox_detection_is_refused_naming_the_node() {
-    let (graph, _) = import_dir(&fixtures("ops").join("mbdet_default")).unwrap();
-    let e = check_differentiable(&graph).unwrap_err().to_string();
-    assert!(
-        e.contains(&graph.nodes[0].name) && e.contains("multibox_detection") && e.contains("0"),
-        "{e}"
-    );
+fn training_through_multibox_detection_and_proposal_is_refused_naming_the_node() {
+    for (case, op) in [
+        ("mbdet_default", "multibox_detection"),
+        ("prop_score", "proposal"),
+    ] {
+        let (graph, _) = import_dir(&fixtures("ops").join(case)).unwrap();
+        let e = check_differentiable(&graph).unwrap_err().to_string();
+        assert!(
+            e.contains(&graph.nodes[0].name) && e.contains(op) && e.contains("0"),
+            "{case}: {e}"
+        );
+    }
 }
