@@ -2306,6 +2306,10 @@ _mbd_case("one_class", 2, 1, 5, {})
 _mbd_case("two_classes", 2, 2, 9, dict(nms_threshold=0.4))
 _mbd_case("nan", 2, 4, 10, {}, scores=mbd_scores(nan=0.25))
 _mbd_case("large", 2, 6, 150, dict(nms_topk=40), anchors=mbd_anchors(12))
+# NaN offsets: a NaN coordinate clips to 1 (libstdc++'s std::min(1, NaN) is 1), and
+# stays NaN unclipped (its IoU is NaN: never suppressed, never suppressing).
+_mbd_case("nan_loc_clip", 1, 3, 10, {}, locs=special(np.nan, np.nan, np.nan))
+_mbd_case("nan_loc_noclip", 1, 3, 10, dict(clip=False), locs=special(np.nan, np.nan, np.nan))
 for i in range(8):
     b = int(_mbd_rng.randint(1, 4))
     c = int(_mbd_rng.randint(2, 7))
