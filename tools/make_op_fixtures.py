@@ -2449,6 +2449,71 @@ for i in range(6):
                deltas=3.0 if i == 3 else 0.3)
 
 
+# --- _contrib_MultiProposal (issue 20) -------------------------------------------
+# Proposal on each image of a batch, with its own im_info row (sizes and scales that
+# differ), the rois of image b in rows b*n..(b+1)*n numbered b. Batches of 1 to 4, the
+# attribute settings of the Proposal cases above.
+_mprop_rng = np.random.RandomState(2055)
+
+
+def mprop_info(rows):
+    return lambda rng, shape: np.array(rows, dtype=np.float32).reshape(shape)
+
+
+def _mprop_case(name, batch, a, height, width, attrs, infos, scores=None, deltas=0.2):
+    stride = attrs.get("feature_stride", 16)
+    for ih, iw, _ in infos:
+        assert int(ih / stride) <= height and int(iw / stride) <= width, name
+    case("mprop_" + name, "contrib.MultiProposal", attrs,
+         [("cls_prob", (batch, 2 * a, height, width)),
+          ("bbox_pred", (batch, 4 * a, height, width)), ("im_info", (batch, 3))],
+         values={"cls_prob": scores or prop_scores(),
+                 "bbox_pred": scaled(deltas),
+                 "im_info": mprop_info(infos)})
+
+
+_mprop_case("default", 2, 12, 4, 5, {}, [(60, 75, 1.0), (50, 64, 1.5)])
+_mprop_case("one", 1, 6, 4, 5, dict(_S2, rpn_post_nms_top_n=15, rpn_min_size=4,
+                                    output_score=True), [(64, 80, 1.0)])
+_mprop_case("post_past", 3, 6, 2, 3, dict(_S2, rpn_pre_nms_top_n=1000, rpn_post_nms_top_n=40,
+                                          rpn_min_size=4, output_score=True),
+            [(32, 48, 1.0), (20, 30, 1.0), (32, 16, 2.0)])
+_mprop_case("pre_small", 2, 6, 4, 4, dict(_S2, rpn_pre_nms_top_n=5, rpn_post_nms_top_n=12,
+                                          rpn_min_size=2), [(60, 60, 1.0), (40, 64, 0.5)])
+_mprop_case("min_size", 3, 6, 4, 5, dict(_S2, rpn_post_nms_top_n=10, rpn_min_size=30,
+                                         output_score=True),
+            [(64, 80, 1.0), (64, 80, 0.25), (64, 80, 40.0)], deltas=0.8)
+_mprop_case("iou_loss", 2, 6, 4, 4, dict(_S2, rpn_post_nms_top_n=12, iou_loss=True,
+                                         output_score=True, rpn_min_size=4),
+            [(64, 64, 1.0), (48, 30, 1.0)], deltas=6.0)
+_mprop_case("ties", 2, 6, 4, 5, dict(_S2, rpn_post_nms_top_n=25, rpn_min_size=4,
+                                     output_score=True, threshold=0.4),
+            [(64, 80, 1.0), (30, 50, 1.0)], scores=prop_scores(ties=True))
+_mprop_case("stride_8", 4, 4, 5, 6, dict(scales=(2, 4), ratios=(0.5, 2), feature_stride=8,
+                                         rpn_post_nms_top_n=9, rpn_min_size=2,
+                                         output_score=True),
+            [(40, 48, 1.0), (8, 48, 1.0), (33, 17, 1.2), (-4, 20, 1.0)])
+for i in range(12):
+    batch = int(_mprop_rng.randint(1, 4))
+    ns, nr = int(_mprop_rng.randint(1, 3)), int(_mprop_rng.randint(1, 4))
+    scales = tuple(sorted(int(v) for v in _mprop_rng.choice([1, 2, 4, 8, 16], ns,
+                                                             replace=False)))
+    ratios = tuple(round(float(v), 3) for v in _mprop_rng.uniform(0.3, 3.0, nr))
+    stride = int(_mprop_rng.choice([4, 8, 16]))
+    h, w = int(_mprop_rng.randint(1, 7)), int(_mprop_rng.randint(1, 7))
+    attrs = dict(scales=scales, ratios=ratios, feature_stride=stride,
+                 rpn_pre_nms_top_n=int(_mprop_rng.randint(-1, 50)),
+                 rpn_post_nms_top_n=int(_mprop_rng.randint(1, 30)),
+                 rpn_min_size=int(_mprop_rng.randint(0, 20)),
+                 threshold=round(float(_mprop_rng.uniform(0.2, 0.9)), 3),
+                 output_score=bool(i % 2 == 0))
+    infos = [(float(int(_mprop_rng.uniform(0.3, 1.0) * h * stride)),
+              float(int(_mprop_rng.uniform(0.3, 1.0) * w * stride)),
+              round(float(_mprop_rng.uniform(0.5, 2.0)), 2)) for _ in range(batch)]
+    _mprop_case("r%d" % i, batch, ns * nr, h, w, attrs, infos,
+                scores=prop_scores(ties=bool(i % 2)))
+
+
 # ----------------------------------------------------------------------------
 # running a case
 # ----------------------------------------------------------------------------

@@ -39,6 +39,7 @@ use ward_core::Tensor;
 use ward_graph::compat::mxnet_reshape_dims;
 use ward_graph::ir::{Graph, InputRole, Op, ParamRole, Source};
 use ward_graph::ops::activation::{ActivationKind, LeakyReluKind};
+use ward_graph::ops::detection::MultiProposal;
 use ward_graph::ops::index::IndexMode;
 use ward_graph::ops::loss::{Normalization, RegressionKind, SoftmaxOutputMode};
 use ward_graph::ops::norm::L2NormMode;
@@ -1157,7 +1158,7 @@ impl<'a> Writer<'a> {
                 "_contrib_box_decode"
             }
             Op::BoxEncode(_) => "_contrib_box_encode",
-            Op::Proposal(p) => {
+            Op::Proposal(p) | Op::MultiProposal(MultiProposal(p)) => {
                 let pre = p.rpn_pre_nms_top_n.map_or(Ok(-1), i32::try_from);
                 let post = i32::try_from(p.rpn_post_nms_top_n);
                 let (Ok(pre), Ok(post)) = (pre, post) else {
@@ -1177,7 +1178,11 @@ impl<'a> Writer<'a> {
                 set("feature_stride", p.feature_stride.to_string());
                 set("output_score", boolean(p.output_score));
                 set("iou_loss", boolean(p.iou_loss));
-                "_contrib_Proposal"
+                if matches!(node.op, Op::MultiProposal(_)) {
+                    "_contrib_MultiProposal"
+                } else {
+                    "_contrib_Proposal"
+                }
             }
 
             Op::MultiBoxDetection(d) => {
@@ -1495,7 +1500,7 @@ fn output_suffix(op: &Op, k: usize) -> String {
         }
         // box_nms has a hidden second output (the rows it kept); box_encode two.
         (Op::BoxNms(_) | Op::BoxEncode(_), k) => format!("_output{k}"),
-        (Op::Proposal(_), 1) => "_score".into(),
+        (Op::Proposal(_) | Op::MultiProposal(_), 1) => "_score".into(),
         (Op::Rnn(_), 1) => "_state_output".into(),
         (Op::Rnn(_), 2) => "_statecell_output".into(),
         _ => "_output".into(),

@@ -18,7 +18,7 @@ use ward_graph::ops::activation::{Activation, ActivationKind, LeakyRelu, LeakyRe
 use ward_graph::ops::anchor::MultiBoxPrior;
 use ward_graph::ops::conv::{Conv, Deconv};
 use ward_graph::ops::detection::{
-    BoxDecode, BoxEncode, BoxFormat, BoxNms, MultiBoxDetection, Proposal,
+    BoxDecode, BoxEncode, BoxFormat, BoxNms, MultiBoxDetection, MultiProposal, Proposal,
 };
 use ward_graph::ops::dropout::Dropout;
 use ward_graph::ops::elementwise::{
@@ -270,7 +270,9 @@ fn output_name(node: &SymbolNode, k: usize) -> String {
             format!("{}_output{k}", node.name)
         }
         // MXNet's FListOutputNames: output, score.
-        "_contrib_Proposal" if k == 1 => format!("{}_score", node.name),
+        "_contrib_Proposal" | "_contrib_MultiProposal" if k == 1 => {
+            format!("{}_score", node.name)
+        }
         "topk"
             if matches!(
                 node.attrs.get("ret_typ").map(String::as_str),
@@ -1600,7 +1602,8 @@ impl Importer<'_> {
                 }
                 op.into()
             }
-            "_contrib_Proposal" => {
+            "_contrib_Proposal" | "_contrib_MultiProposal" => {
+                let multi = op == "_contrib_MultiProposal";
                 let pre = a.int("rpn_pre_nms_top_n", 6000)?;
                 let post = a.int("rpn_post_nms_top_n", 300)?;
                 let threshold = a.float("threshold", 0.7)?;
@@ -1678,8 +1681,8 @@ impl Importer<'_> {
                     let shape =
                         |i: usize| self.input_shape(inputs.get(i..).unwrap_or_default(), fill);
                     let (c, b, i) = (shape(0)?, shape(1)?, shape(2)?);
-                    if let Err((what, e)) = op.check(&c, &b, &i) {
-                        let kind = if what == "scales" {
+                    if let Err((what, e)) = op.check_images(&c, &b, &i, multi) {
+                        let kind = if matches!(what, "scales" | "rpn_post_nms_top_n") {
                             "attribute"
                         } else {
                             "input"
@@ -1687,7 +1690,11 @@ impl Importer<'_> {
                         return Err(err(format!("{kind} \"{what}\": {e}")));
                     }
                 }
-                op.into()
+                if multi {
+                    MultiProposal(op).into()
+                } else {
+                    op.into()
+                }
             }
             "ones_like" => {
                 ignore_like_dtype(&mut a)?;

@@ -331,7 +331,8 @@ fn lower_node(b: &mut Builder<'_>, at: &At<'_>) -> R<()> {
         | Op::BoxDecode(_)
         | Op::BoxEncode(_)
         | Op::MultiBoxDetection(_)
-        | Op::Proposal(_) => detection::ward_op(b, at),
+        | Op::Proposal(_)
+        | Op::MultiProposal(_) => detection::ward_op(b, at),
         Op::BatchDot(op) => linear::batch_dot(b, at, op),
         Op::InterleavedMatmul(op) => linear::interleaved_matmul(b, at, op),
         Op::SequenceMask(op) => sequence::sequence_mask(b, at, op),

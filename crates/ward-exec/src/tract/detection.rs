@@ -1,8 +1,8 @@
 //! ward's own kernels for MXNet's box operators (`box_nms`, `box_decode`, `box_encode`,
-//! `MultiBoxDetection`, `Proposal`), which the lowering writes as nodes of ward's domain
-//! (`crate::onnx::detection`): the ward operator travels as JSON, with its output shapes;
-//! tract parses the node into an op that runs the float32 kernels of `ward_graph::interp::detection`, MXNet's
-//! arithmetic and order, on the plan's tensors.
+//! `MultiBoxDetection`, `Proposal`, `MultiProposal`), which the lowering writes as nodes
+//! of ward's domain (`crate::onnx::detection`): the ward operator travels as JSON, with
+//! its output shapes; tract parses the node into an op that runs the float32 kernels of
+//! `ward_graph::interp::detection`, MXNet's arithmetic and order, on the plan's tensors.
 
 use tract_onnx::model::{OnnxOpRegister, ParsingContext};
 use tract_onnx::pb::NodeProto;
@@ -41,6 +41,7 @@ fn parse(_: &ParsingContext, node: &NodeProto) -> TractResult<(Box<dyn Inference
                 | WardOp::BoxEncode(_)
                 | WardOp::MultiBoxDetection(_)
                 | WardOp::Proposal(_)
+                | WardOp::MultiProposal(_)
         ),
         "{}: ward's kernels do not run {}",
         node.name,
@@ -179,12 +180,17 @@ impl EvalOp for WardKernel {
                 ];
                 Ok(tvec![tensor(&shape, out)?])
             }
-            WardOp::Proposal(op) => {
+            WardOp::Proposal(_) | WardOp::MultiProposal(_) => {
+                let (op, multi) = match &self.op {
+                    WardOp::MultiProposal(m) => (&m.0, true),
+                    WardOp::Proposal(p) => (p, false),
+                    other => bail!("ward's kernels do not run {}", other.name()),
+                };
                 let (cs, c) = input(0)?;
                 let (bs, b) = input(1)?;
                 let (is, i) = input(2)?;
-                let (rois, scores) = proposal_f32(c, b, i, [cs, bs, is], op)?;
-                let rows = op.rpn_post_nms_top_n;
+                let (rois, scores) = proposal_f32(c, b, i, [cs, bs, is], op, multi)?;
+                let rows = scores.len();
                 let mut out = tvec![tensor(&[rows, 5], rois)?];
                 if op.output_score {
                     out.push(tensor(&[rows, 1], scores)?);

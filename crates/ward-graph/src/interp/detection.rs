@@ -614,25 +614,68 @@ pub fn proposal_anchors(op: &Proposal) -> Vec<[f32; 4]> {
 ///   (IoU with +1 pixel sizes above `threshold`) until `rpn_post_nms_top_n` are kept;
 /// - output row `i` is kept box `i mod kept`, `[0, x1, y1, x2, y2]`: when fewer than
 ///   `rpn_post_nms_top_n` survive, they repeat.
+///
+/// With `multi` (MXNet's `_contrib_MultiProposal`), each image of the batch in turn, with
+/// its own `im_info` row, its rois numbered by the image in their first column.
 pub fn proposal_f32(
     cls_prob: &[f32],
     bbox_pred: &[f32],
     im_info: &[f32],
     shapes: [&[usize]; 3],
     op: &Proposal,
+    multi: bool,
 ) -> KResult<(Vec<f32>, Vec<f32>)> {
-    const OP: &str = "proposal";
     let [cs, bs, is] = shapes;
     let l = op
-        .check(cs, bs, is)
-        .map_err(|(what, e)| KernelError::new(OP, format!("{what}: {e}")))?;
+        .check_images(cs, bs, is, multi)
+        .map_err(|(what, e)| KernelError::new(OP_PROPOSAL, format!("{what}: {e}")))?;
+    let plane = l.height * l.width;
+    let (c_len, b_len) = (2 * l.anchors * plane, 4 * l.anchors * plane);
+    if cls_prob.len() != l.images * c_len
+        || bbox_pred.len() != l.images * b_len
+        || im_info.len() != l.images * 3
+    {
+        return Err(KernelError::new(
+            OP_PROPOSAL,
+            "inputs shorter than their shapes",
+        ));
+    }
+    let mut rois = Vec::with_capacity(l.images * op.rpn_post_nms_top_n * 5);
+    let mut scores = Vec::with_capacity(l.images * op.rpn_post_nms_top_n);
+    for b in 0..l.images {
+        let part = |x: &[f32], len: usize| x.get(b * len..(b + 1) * len).map(<[f32]>::to_vec);
+        let (Some(c), Some(d), Some(i)) = (
+            part(cls_prob, c_len),
+            part(bbox_pred, b_len),
+            part(im_info, 3),
+        ) else {
+            return Err(KernelError::new(
+                OP_PROPOSAL,
+                "inputs shorter than their shapes",
+            ));
+        };
+        let (r, s) = proposal_image(&c, &d, &i, &l, op, b as f32)?;
+        rois.extend(r);
+        scores.extend(s);
+    }
+    Ok((rois, scores))
+}
+
+const OP_PROPOSAL: &str = "proposal";
+
+/// [`proposal_f32`] on one image's inputs, its rois numbered `image`.
+fn proposal_image(
+    cls_prob: &[f32],
+    bbox_pred: &[f32],
+    im_info: &[f32],
+    l: &crate::ops::detection::ProposalLayout,
+    op: &Proposal,
+    image: f32,
+) -> KResult<(Vec<f32>, Vec<f32>)> {
+    const OP: &str = OP_PROPOSAL;
     let (a_n, h_n, w_n) = (l.anchors, l.height, l.width);
     let count = l.count();
     let plane = h_n * w_n;
-    if cls_prob.len() != 2 * a_n * plane || bbox_pred.len() != 4 * a_n * plane || im_info.len() != 3
-    {
-        return Err(KernelError::new(OP, "inputs shorter than their shapes"));
-    }
     let info = |i: usize| im_info.get(i).copied().unwrap_or(f32::NAN);
     let (im_h, im_w, im_scale) = (info(0), info(1), info(2));
     let stride = op.feature_stride as f32;
@@ -793,18 +836,20 @@ pub fn proposal_f32(
             .and_then(|&k| dets.get(k))
             .copied()
             .ok_or_else(|| KernelError::new(OP, "no proposal kept"))?;
-        rois.extend_from_slice(&[0.0, d[0], d[1], d[2], d[3]]);
+        rois.extend_from_slice(&[image, d[0], d[1], d[2], d[3]]);
         out_scores.push(d[4]);
     }
     Ok((rois, out_scores))
 }
 
-/// `_contrib_Proposal` for the interpreter: the rois, and with `output_score` the scores.
+/// `_contrib_Proposal` (`_contrib_MultiProposal` with `multi`) for the interpreter: the
+/// rois, and with `output_score` the scores.
 pub fn proposal(
     cls_prob: &Array,
     bbox_pred: &Array,
     im_info: &Array,
     op: &Proposal,
+    multi: bool,
 ) -> KResult<Vec<Array>> {
     let f = |a: &Array| -> Vec<f32> { a.data.iter().map(|&v| v as f32).collect() };
     let (rois, scores) = proposal_f32(
@@ -813,8 +858,9 @@ pub fn proposal(
         &f(im_info),
         [&cls_prob.shape, &bbox_pred.shape, &im_info.shape],
         op,
+        multi,
     )?;
-    let rows = op.rpn_post_nms_top_n;
+    let rows = scores.len();
     let mut out = vec![Array::new(
         vec![rows, 5],
         rois.into_iter().map(f64::from).collect(),
@@ -945,14 +991,14 @@ mod tests {
         let cls = [0.0, 0.0, 0.3, 0.9];
         let deltas = [0.0; 8];
         let info = [4.0, 8.0, 1.0];
-        let (rois, scores) = proposal_f32(&cls, &deltas, &info, shapes, &op).unwrap();
+        let (rois, scores) = proposal_f32(&cls, &deltas, &info, shapes, &op, false).unwrap();
         assert_eq!(scores, vec![0.9, 0.3, 0.9, 0.3, 0.9]);
         assert_eq!(&rois[..5], &[0.0, 4.0, 0.0, 7.0, 3.0]);
         assert_eq!(&rois[10..15], &rois[..5]);
         // An image past the map is refused, as MXNet's check refuses it.
-        assert!(proposal_f32(&cls, &deltas, &[8.0, 8.0, 1.0], shapes, &op).is_err());
+        assert!(proposal_f32(&cls, &deltas, &[8.0, 8.0, 1.0], shapes, &op, false).is_err());
         let nan = [0.0, 0.0, f32::NAN, 0.9];
-        let e = proposal_f32(&nan, &deltas, &info, shapes, &op).unwrap_err();
+        let e = proposal_f32(&nan, &deltas, &info, shapes, &op, false).unwrap_err();
         assert!(e.to_string().contains("NaN"), "{e}");
     }
 }

@@ -617,7 +617,7 @@ fn run(c: &Case) -> R<Vec<Array>> {
             };
             one(detection::multibox_detection(x(0)?, x(1)?, x(2)?, &op))
         }
-        "_contrib_Proposal" => {
+        "_contrib_Proposal" | "_contrib_MultiProposal" => {
             let floats = |key: &str, default: &[f32]| -> R<Vec<f32>> {
                 match a.get(key) {
                     None => Ok(default.to_vec()),
@@ -648,7 +648,8 @@ fn run(c: &Case) -> R<Vec<Array>> {
                 output_score: a.bool("output_score", false)?,
                 iou_loss: a.bool("iou_loss", false)?,
             };
-            k(detection::proposal(x(0)?, x(1)?, x(2)?, &op))
+            let multi = c.op == "_contrib_MultiProposal";
+            k(detection::proposal(x(0)?, x(1)?, x(2)?, &op, multi))
         }
         "ROIPooling" => {
             let pooled = a.tuple("pooled_size", &[])?;

@@ -491,16 +491,18 @@ impl Default for Proposal {
     }
 }
 
-/// Where a [`Proposal`] works: `anchors` per cell of an `height` × `width` map.
+/// Where a [`Proposal`] works: `images`, each with `anchors` per cell of an `height` ×
+/// `width` map.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProposalLayout {
+    pub images: usize,
     pub anchors: usize,
     pub height: usize,
     pub width: usize,
 }
 
 impl ProposalLayout {
-    /// Every anchor of the map.
+    /// Every anchor of one image's map.
     pub fn count(&self) -> usize {
         self.anchors * self.height * self.width
     }
@@ -536,6 +538,19 @@ impl Proposal {
         bbox_pred: &[usize],
         im_info: &[usize],
     ) -> Result<ProposalLayout, (&'static str, String)> {
+        self.check_images(cls_prob, bbox_pred, im_info, false)
+    }
+
+    /// [`Proposal::check`], for several images with `multi` ([`MultiProposal`]): a batch
+    /// of any size, `bbox_pred` and `im_info` of that batch, every image's anchors and
+    /// every output row counted against [`MAX_NMS_BOXES`].
+    pub fn check_images(
+        &self,
+        cls_prob: &[usize],
+        bbox_pred: &[usize],
+        im_info: &[usize],
+        multi: bool,
+    ) -> Result<ProposalLayout, (&'static str, String)> {
         let on = |what: &'static str| move |e: String| (what, e);
         let a = self.anchors_per_cell().map_err(on("scales"))?;
         expect_rank("cls_prob", cls_prob, 4).map_err(on("cls_prob"))?;
@@ -543,10 +558,10 @@ impl Proposal {
             [n, c, h, w] => (*n, *c, *h, *w),
             _ => return Err(("cls_prob", format!("cls_prob {cls_prob:?} must be 4-D"))),
         };
-        if batch != 1 {
+        if batch == 0 || (batch != 1 && !multi) {
             return Err((
                 "cls_prob",
-                format!("cls_prob {cls_prob:?}: one image only (MXNet's CPU Proposal refuses a batch of {batch}; MultiProposal takes several)"),
+                format!("cls_prob {cls_prob:?}: one image only (MXNet's CPU Proposal refuses a batch of {batch}; MultiProposal takes several, and no batch is empty)"),
             ));
         }
         if channels != a * 2 {
@@ -561,17 +576,30 @@ impl Proposal {
                 format!("cls_prob {cls_prob:?} has an empty map"),
             ));
         }
-        super::expect_shape("bbox_pred", bbox_pred, &[1, a * 4, height, width])
+        super::expect_shape("bbox_pred", bbox_pred, &[batch, a * 4, height, width])
             .map_err(on("bbox_pred"))?;
-        super::expect_shape("im_info", im_info, &[1, 3]).map_err(on("im_info"))?;
-        let count = product(&[a, height, width]).map_err(on("cls_prob"))?;
+        super::expect_shape("im_info", im_info, &[batch, 3]).map_err(on("im_info"))?;
+        let count = product(&[batch, a, height, width]).map_err(on("cls_prob"))?;
         if count > MAX_NMS_BOXES {
             return Err((
                 "cls_prob",
-                format!("{a} anchors on a {height} × {width} map: at most {MAX_NMS_BOXES} boxes"),
+                format!("{batch} images of {a} anchors on a {height} × {width} map: at most {MAX_NMS_BOXES} boxes"),
+            ));
+        }
+        if batch
+            .checked_mul(self.rpn_post_nms_top_n)
+            .is_none_or(|rows| rows > MAX_NMS_BOXES)
+        {
+            return Err((
+                "rpn_post_nms_top_n",
+                format!(
+                    "{batch} images of {} rows: at most {MAX_NMS_BOXES} rows",
+                    self.rpn_post_nms_top_n
+                ),
             ));
         }
         Ok(ProposalLayout {
+            images: batch,
             anchors: a,
             height,
             width,
@@ -630,6 +658,41 @@ impl OpDef for Proposal {
         let rows = self.rpn_post_nms_top_n;
         let mut out = vec![vec![rows, 5]];
         if self.output_score {
+            out.push(vec![rows, 1]);
+        }
+        Ok(out)
+    }
+}
+
+/// MXNet's `_contrib_MultiProposal`: [`Proposal`] on each image of a batch (its own
+/// `im_info` row), the rois of image `b` in rows `b·n..(b+1)·n` with `b` in their first
+/// column (n = `rpn_post_nms_top_n`); the same attributes, the same numbers image by
+/// image (checked against MXNet 1.9.1, the `mprop_` cases).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct MultiProposal(pub Proposal);
+
+impl OpDef for MultiProposal {
+    fn arity(&self) -> (usize, usize) {
+        (3, 3)
+    }
+
+    fn num_outputs(&self) -> usize {
+        self.0.num_outputs()
+    }
+
+    fn validate(&self) -> R<()> {
+        self.0.validate()
+    }
+
+    fn infer(&self, ins: &[Option<&[usize]>]) -> R<Vec<Shape>> {
+        let c = input(ins, 0, "cls_prob")?;
+        let b = input(ins, 1, "bbox_pred")?;
+        let i = input(ins, 2, "im_info")?;
+        let l = self.0.check_images(c, b, i, true).map_err(|(_, e)| e)?;
+        let rows = l.images * self.0.rpn_post_nms_top_n;
+        let mut out = vec![vec![rows, 5]];
+        if self.0.output_score {
             out.push(vec![rows, 1]);
         }
         Ok(out)
@@ -758,5 +821,17 @@ mod tests {
         }
         .validate()
         .is_err());
+        let m = MultiProposal(p.clone());
+        assert_eq!(
+            m.infer(&[Some(&[3, 12, 3, 4]), Some(&[3, 24, 3, 4]), Some(&[3, 3])])
+                .unwrap(),
+            vec![vec![60, 5], vec![60, 1]]
+        );
+        assert!(m
+            .infer(&[Some(&[3, 12, 3, 4]), Some(&[3, 24, 3, 4]), Some(&[1, 3])])
+            .is_err());
+        assert!(m
+            .infer(&[Some(&[0, 12, 3, 4]), Some(&[0, 24, 3, 4]), Some(&[0, 3])])
+            .is_err());
     }
 }

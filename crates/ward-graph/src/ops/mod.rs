@@ -178,6 +178,7 @@ ops! {
     BoxEncode(detection::BoxEncode) = "box_encode",
     MultiBoxDetection(detection::MultiBoxDetection) = "multibox_detection",
     Proposal(detection::Proposal) = "proposal",
+    MultiProposal(detection::MultiProposal) = "multi_proposal",
     RoiAlign(roi::RoiAlign) = "roi_align",
     RoiPool(roi::RoiPool) = "roi_pool",
     MultiBoxPrior(anchor::MultiBoxPrior) = "multibox_prior",
@@ -438,6 +439,11 @@ mod tests {
                 output_score: true,
                 ..Default::default()
             }
+            .into(),
+            detection::MultiProposal(detection::Proposal {
+                rpn_pre_nms_top_n: None,
+                ..Default::default()
+            })
             .into(),
             anchor::MultiBoxPrior {
                 sizes: vec![0.2, 0.272],

@@ -1,15 +1,15 @@
 //! box_nms, box_decode and box_encode (issue 20, GluonCV's detectors), SSD's
-//! MultiBoxDetection and Faster R-CNN's Proposal: what they import to, with MXNet's defaults, the output names MXNet gives them, and the crafted
+//! MultiBoxDetection and Faster R-CNN's Proposal and MultiProposal: what they import to, with MXNet's defaults, the output names MXNet gives them, and the crafted
 //! attributes and shapes they refuse, each refusal naming the node and the attribute, at
 //! import. Their numbers against MXNet's are checked on the one-operator fixtures
-//! (`boxnms_`, `boxdec_`, `boxenc_`, `mbdet_`, `prop_`: ward-exec's conformance test, ward-graph's
+//! (`boxnms_`, `boxdec_`, `boxenc_`, `mbdet_`, `prop_`, `mprop_`: ward-exec's conformance test, ward-graph's
 //! interpreter, ward-train's gradients).
 
 use crate::support::one_op::{import_with, imported, refusal};
 use ward_graph::ir::Op;
 use ward_graph::limits::MAX_NMS_BOXES;
 use ward_graph::ops::detection::{
-    BoxDecode, BoxEncode, BoxFormat, BoxNms, MultiBoxDetection, Proposal,
+    BoxDecode, BoxEncode, BoxFormat, BoxNms, MultiBoxDetection, MultiProposal, Proposal,
 };
 
 const ROWS: &[i64] = &[-1, 10, 6];
@@ -605,5 +605,56 @@ fn proposal_crafted_attributes_and_shapes_are_refused_by_name() {
         "",
         &[&[1, 24, 2048, 2048], &[1, 48, 2048, 2048], &[1, 3]],
         &["\"cls_prob\"", "at most"],
+    );
+}
+
+#[test]
+fn multi_proposal_takes_a_batch_with_proposals_attributes() {
+    const MULTI: &str = "_contrib_MultiProposal";
+    let batch: &[&[i64]] = &[&[-1, 24, 4, 5], &[-1, 48, 4, 5], &[-1, 3]];
+    let (op, shape) = imported(MULTI, "", batch);
+    assert_eq!(op, Op::MultiProposal(MultiProposal(Proposal::default())));
+    // 300 rows per image: a variable count.
+    assert_eq!(shape, vec![-1, 5]);
+    let (op, shape) = imported(
+        MULTI,
+        r#""rpn_post_nms_top_n": "7", "rpn_pre_nms_top_n": "0", "output_score": "True""#,
+        &[&[3, 24, 4, 5], &[3, 48, 4, 5], &[3, 3]],
+    );
+    assert_eq!(
+        op,
+        Op::MultiProposal(MultiProposal(Proposal {
+            rpn_pre_nms_top_n: None,
+            rpn_post_nms_top_n: 7,
+            output_score: true,
+            ..Proposal::default()
+        }))
+    );
+    assert_eq!(shape, vec![21, 5]);
+    // Proposal's refusals, and im_info of another batch.
+    refusal(
+        MULTI,
+        r#""rpn_pre_nms_top_n": "1000000000000""#,
+        batch,
+        &["\"rpn_pre_nms_top_n\""],
+    );
+    refusal(
+        MULTI,
+        r#""feature_stride": "0""#,
+        batch,
+        &["\"feature_stride\""],
+    );
+    refusal(
+        MULTI,
+        "",
+        &[&[2, 24, 4, 5], &[2, 48, 4, 5], &[1, 3]],
+        &["\"im_info\""],
+    );
+    // Every image's rows counted against the limit.
+    refusal(
+        MULTI,
+        &format!(r#""rpn_post_nms_top_n": "{}""#, MAX_NMS_BOXES / 2),
+        &[&[3, 24, 4, 5], &[3, 48, 4, 5], &[3, 3]],
+        &["\"rpn_post_nms_top_n\"", "rows"],
     );
 }
