@@ -558,10 +558,13 @@ impl Proposal {
             [n, c, h, w] => (*n, *c, *h, *w),
             _ => return Err(("cls_prob", format!("cls_prob {cls_prob:?} must be 4-D"))),
         };
-        if batch == 0 || (batch != 1 && !multi) {
+        if batch == 0 {
+            return Err(("cls_prob", format!("cls_prob {cls_prob:?} holds no image")));
+        }
+        if batch != 1 && !multi {
             return Err((
                 "cls_prob",
-                format!("cls_prob {cls_prob:?}: one image only (MXNet's CPU Proposal refuses a batch of {batch}; MultiProposal takes several, and no batch is empty)"),
+                format!("cls_prob {cls_prob:?}: one image only (MXNet's CPU Proposal refuses a batch of {batch}: declare a batch of 1, or use MultiProposal, which takes several)"),
             ));
         }
         if channels != a * 2 {
