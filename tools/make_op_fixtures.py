@@ -2209,6 +2209,311 @@ for i, (n, c, h, w, pooled, scale, count) in enumerate(_ROIPOOL_SPECS):
              values={"rois": _roipool_rows(n, h, w, scale, count, extremes)})
 
 
+# --- _contrib_MultiBoxDetection (issue 20) ---------------------------------------
+# cls_prob (batch, classes, n) with class 0 the background, loc_pred (batch, n*4),
+# anchors (k, n, 4) clustered so that boxes overlap (some past [0, 1], for clip). Scores
+# uniform, or quarters (ties: MXNet sorts stably; a score equal to threshold is kept),
+# with NaN (never a class's score) and values at or below -1 (never one either). Every
+# attribute: clip both ways, force_suppress, nms_topk -1/0/small/past n (the rows past
+# nms_topk keep the unsorted detection there, class -1), background_id (unused by MXNet),
+# threshold edges, nms_threshold 0 and above 1 (no sorting, no suppression), 1 (only
+# identical boxes), variances; one anchor, one class (only the background). MXNet's shape
+# rule takes anchors of any first dim, its kernel then fails unless it is 1.
+_mbd_rng = np.random.RandomState(2053)
+
+
+def mbd_scores(ties=False, nan=0.0, low=0.0):
+    def f(rng, shape):
+        if ties:
+            a = rng.randint(0, 5, size=shape) / 4.0
+        else:
+            a = rng.uniform(0, 1, size=shape)
+        a = a.astype(np.float32)
+        if nan:
+            a[rng.rand(*shape) < nan] = np.nan
+        if low:
+            a[rng.rand(*shape) < low] = rng.choice([-1.0, -1.5, -0.5])
+        return a
+    return f
+
+
+def mbd_anchors(clusters=3, spread=0.05, dup=False):
+    def f(rng, shape):
+        n = shape[1]
+        k = rng.randint(0, clusters, size=n)
+        cx = rng.uniform(0.0, 1.0, size=clusters)
+        cy = rng.uniform(0.0, 1.0, size=clusters)
+        x = cx[k] + rng.normal(0, spread, size=n)
+        y = cy[k] + rng.normal(0, spread, size=n)
+        w = rng.uniform(0.1, 0.5, size=n)
+        h = rng.uniform(0.1, 0.5, size=n)
+        box = np.stack([x - w / 2, y - h / 2, x + w / 2, y + h / 2], axis=1)
+        if dup and n > 3:
+            box[1] = box[0]
+            box[3] = box[2]
+        return box[None].astype(np.float32)
+    return f
+
+
+def mbd_locs(scale=0.5, zero=False):
+    def f(rng, shape):
+        if zero:
+            return np.zeros(shape, dtype=np.float32)
+        return rng.normal(0, scale, size=shape).astype(np.float32)
+    return f
+
+
+def _mbd_case(name, batch, classes, n, attrs, scores=None, anchors=None, locs=None):
+    case("mbdet_" + name, "contrib.MultiBoxDetection", attrs,
+         [("cls_prob", (batch, classes, n)), ("loc_pred", (batch, n * 4)),
+          ("anchor", (1, n, 4))],
+         values={"cls_prob": scores or mbd_scores(),
+                 "anchor": anchors or mbd_anchors(),
+                 "loc_pred": locs or mbd_locs()})
+
+
+_mbd_case("default", 1, 3, 10, {})
+_mbd_case("batch", 3, 4, 12, {})
+_mbd_case("noclip", 2, 3, 10, dict(clip=False), anchors=mbd_anchors(spread=0.3),
+          locs=mbd_locs(2.0))
+_mbd_case("clip_far", 1, 3, 12, dict(clip=True), anchors=mbd_anchors(spread=0.3),
+          locs=mbd_locs(3.0))
+_mbd_case("force", 2, 4, 12, dict(force_suppress=True, nms_threshold=0.3))
+_mbd_case("topk_neg1", 1, 3, 10, dict(nms_topk=-1))
+_mbd_case("topk0", 2, 3, 10, dict(nms_topk=0))
+_mbd_case("topk3", 2, 3, 12, dict(nms_topk=3))
+_mbd_case("topk1_force", 1, 4, 9, dict(nms_topk=1, force_suppress=True))
+_mbd_case("topk_past_n", 1, 3, 8, dict(nms_topk=50))
+_mbd_case("background_id", 2, 4, 10, dict(background_id=2))
+_mbd_case("threshold_edge", 2, 3, 12, dict(threshold=0.5), scores=mbd_scores(ties=True))
+_mbd_case("threshold_zero", 1, 3, 10, dict(threshold=0.0), scores=mbd_scores(ties=True))
+_mbd_case("threshold_negative", 1, 3, 10, dict(threshold=-0.75),
+          scores=mbd_scores(low=0.5))
+_mbd_case("all_below", 2, 3, 6, dict(threshold=2.0))
+_mbd_case("nms_zero", 1, 3, 10, dict(nms_threshold=0.0, nms_topk=2))
+_mbd_case("nms_above_one", 2, 3, 10, dict(nms_threshold=1.5, nms_topk=3))
+_mbd_case("nms_negative", 1, 3, 8, dict(nms_threshold=-0.2))
+_mbd_case("nms_one", 1, 3, 8, dict(nms_threshold=1.0), anchors=mbd_anchors(dup=True),
+          locs=mbd_locs(zero=True))
+_mbd_case("nms_small", 2, 3, 12, dict(nms_threshold=0.05))
+_mbd_case("ties", 2, 3, 16, {}, scores=mbd_scores(ties=True), anchors=mbd_anchors(2))
+_mbd_case("ties_topk_force", 1, 4, 20, dict(nms_topk=6, force_suppress=True),
+          scores=mbd_scores(ties=True))
+_mbd_case("variances", 1, 3, 10, dict(variances=(0.2, 0.3, 0.5, 0.4)))
+_mbd_case("variances_one", 2, 3, 10, dict(variances=(1, 1, 1, 1), clip=False))
+_mbd_case("one_anchor", 2, 3, 1, {})
+_mbd_case("one_class", 2, 1, 5, {})
+_mbd_case("two_classes", 2, 2, 9, dict(nms_threshold=0.4))
+_mbd_case("nan", 2, 4, 10, {}, scores=mbd_scores(nan=0.25))
+_mbd_case("large", 2, 6, 150, dict(nms_topk=40), anchors=mbd_anchors(12))
+# NaN offsets: a NaN coordinate clips to 1 (libstdc++'s std::min(1, NaN) is 1), and
+# stays NaN unclipped (its IoU is NaN: never suppressed, never suppressing).
+_mbd_case("nan_loc_clip", 1, 3, 10, {}, locs=special(np.nan, np.nan, np.nan))
+_mbd_case("nan_loc_noclip", 1, 3, 10, dict(clip=False), locs=special(np.nan, np.nan, np.nan))
+for i in range(8):
+    b = int(_mbd_rng.randint(1, 4))
+    c = int(_mbd_rng.randint(2, 7))
+    n = int(_mbd_rng.randint(2, 40))
+    attrs = {}
+    if i % 2:
+        attrs["clip"] = False
+    if i % 3 == 0:
+        attrs["force_suppress"] = True
+    if i % 4 == 1:
+        attrs["nms_topk"] = int(_mbd_rng.randint(1, n + 3))
+    if i % 4 == 3:
+        attrs["variances"] = tuple(round(float(v), 3) for v in _mbd_rng.uniform(0.05, 0.6, 4))
+    attrs["threshold"] = round(float(_mbd_rng.uniform(0.0, 0.6)), 3)
+    attrs["nms_threshold"] = round(float(_mbd_rng.uniform(0.1, 0.9)), 3)
+    _mbd_case("r%d" % i, b, c, n, attrs, scores=mbd_scores(ties=bool(i % 2)),
+              anchors=mbd_anchors(int(_mbd_rng.randint(1, 5))))
+
+
+# --- _contrib_Proposal (issue 20) ------------------------------------------------
+# One image (MXNet's CPU Proposal refuses more): cls_prob (1, 2A, H, W), bbox_pred
+# (1, 4A, H, W), im_info (1, 3) = (height, width, scale) no larger than the map
+# (trunc(height / feature_stride) <= H; MXNet fails otherwise). Several scales, ratios
+# (fractional too) and strides (1 to 32); rpn_min_size filtering nothing, some, or
+# everything (every score -1: MXNet 1.9.1 sorts with std::stable_sort, so such ties keep
+# the proposals' order; it grows each box by min_size / 2 a side), scaled by im_info's
+# scale; images smaller than the map (its padded cells scored -1); pre/post top-n below,
+# at and past the anchor count (post past what survives: the kept boxes repeat), pre <= 0
+# (every anchor); threshold 0 to 1; output_score both ways; iou_loss; scores in quarters
+# (ties).
+_prop_rng = np.random.RandomState(2054)
+
+
+def prop_scores(ties=False):
+    def f(rng, shape):
+        if ties:
+            return (rng.randint(0, 5, size=shape) / 4.0).astype(np.float32)
+        return rng.uniform(0, 1, size=shape).astype(np.float32)
+    return f
+
+
+def prop_info(h, w, scale):
+    return lambda rng, shape: np.array([[h, w, scale]], dtype=np.float32)
+
+
+def _prop_case(name, a, height, width, attrs, info, scores=None, deltas=0.2):
+    stride = attrs.get("feature_stride", 16)
+    ih, iw, scale = info
+    assert int(ih / stride) <= height and int(iw / stride) <= width, name
+    case("prop_" + name, "contrib.Proposal", attrs,
+         [("cls_prob", (1, 2 * a, height, width)), ("bbox_pred", (1, 4 * a, height, width)),
+          ("im_info", (1, 3))],
+         values={"cls_prob": scores or prop_scores(),
+                 "bbox_pred": scaled(deltas),
+                 "im_info": prop_info(ih, iw, scale)})
+
+
+_S2 = dict(scales=(8, 16), ratios=(0.5, 1, 2))  # 6 anchors
+_prop_case("default", 12, 4, 5, {}, (60, 75, 1.0))
+_prop_case("post_small", 6, 5, 6, dict(_S2, rpn_pre_nms_top_n=50, rpn_post_nms_top_n=10,
+                                      rpn_min_size=4), (75, 90, 1.0))
+_prop_case("pre_below_post", 6, 4, 4, dict(_S2, rpn_pre_nms_top_n=5, rpn_post_nms_top_n=12,
+                                          rpn_min_size=2), (60, 60, 1.0))
+_prop_case("pre_zero", 6, 3, 4, dict(_S2, rpn_pre_nms_top_n=0, rpn_post_nms_top_n=20,
+                                    rpn_min_size=4), (48, 60, 1.0))
+_prop_case("pre_negative", 6, 3, 4, dict(_S2, rpn_pre_nms_top_n=-1, rpn_post_nms_top_n=7,
+                                        rpn_min_size=4, output_score=True), (48, 60, 1.0))
+_prop_case("pre_past_count", 6, 2, 3, dict(_S2, rpn_pre_nms_top_n=1000, rpn_post_nms_top_n=40,
+                                          rpn_min_size=4, output_score=True), (32, 48, 1.0))
+_prop_case("score", 6, 4, 5, dict(_S2, rpn_post_nms_top_n=15, output_score=True,
+                                 rpn_min_size=4), (64, 80, 1.0))
+_prop_case("no_score", 6, 4, 5, dict(_S2, rpn_post_nms_top_n=15, output_score=False,
+                                    rpn_min_size=4), (64, 80, 1.0))
+_prop_case("iou_loss", 6, 4, 4, dict(_S2, rpn_post_nms_top_n=12, iou_loss=True,
+                                    output_score=True, rpn_min_size=4), (64, 64, 1.0),
+           deltas=6.0)
+_prop_case("min_size_all", 6, 4, 5, dict(_S2, rpn_post_nms_top_n=8, rpn_min_size=1000,
+                                        output_score=True), (64, 80, 1.0))
+_prop_case("min_size_none", 6, 4, 5, dict(_S2, rpn_post_nms_top_n=20, rpn_min_size=0,
+                                         output_score=True), (64, 80, 1.0))
+_prop_case("min_size_scaled", 6, 4, 5, dict(_S2, rpn_post_nms_top_n=20, rpn_min_size=40,
+                                           output_score=True), (64, 80, 0.5), deltas=0.8)
+_prop_case("min_size_scaled_up", 6, 4, 5, dict(_S2, rpn_post_nms_top_n=20, rpn_min_size=16,
+                                              output_score=True), (64, 80, 2.5), deltas=0.8)
+_prop_case("threshold_zero", 6, 4, 4, dict(_S2, rpn_post_nms_top_n=10, threshold=0.0,
+                                          rpn_min_size=4, output_score=True), (64, 64, 1.0))
+_prop_case("threshold_one", 6, 3, 3, dict(_S2, rpn_post_nms_top_n=30, threshold=1.0,
+                                         rpn_min_size=4, output_score=True), (48, 48, 1.0))
+_prop_case("threshold_low", 6, 4, 5, dict(_S2, rpn_post_nms_top_n=25, threshold=0.3,
+                                         rpn_min_size=4, output_score=True), (64, 80, 1.0))
+_prop_case("one_anchor", 1, 5, 5, dict(scales=(8,), ratios=(1,), rpn_post_nms_top_n=10,
+                                      rpn_min_size=4, output_score=True), (80, 80, 1.0))
+_prop_case("fractional", 6, 3, 4, dict(scales=(1.5, 3.3), ratios=(0.7, 1.3, 3.0),
+                                      rpn_post_nms_top_n=16, rpn_min_size=2,
+                                      output_score=True), (48, 64, 1.0))
+_prop_case("stride_4", 4, 6, 7, dict(scales=(2, 4), ratios=(0.5, 2), feature_stride=4,
+                                    rpn_post_nms_top_n=20, rpn_min_size=2,
+                                    output_score=True), (24, 28, 1.0))
+_prop_case("stride_1", 2, 5, 6, dict(scales=(2, 5), ratios=(1,), feature_stride=1,
+                                    rpn_post_nms_top_n=15, rpn_min_size=1,
+                                    output_score=True), (5, 6, 1.0), deltas=0.5)
+_prop_case("stride_32", 3, 3, 4, dict(scales=(4,), ratios=(0.5, 1, 2), feature_stride=32,
+                                     rpn_post_nms_top_n=12, output_score=True),
+           (96, 128, 1.0))
+_prop_case("padded", 6, 5, 6, dict(_S2, rpn_post_nms_top_n=20, rpn_min_size=4,
+                                  output_score=True), (20, 35, 1.0))
+_prop_case("image_exact", 6, 3, 4, dict(_S2, rpn_post_nms_top_n=20, rpn_min_size=4,
+                                       output_score=True), (48, 64, 1.0))
+_prop_case("image_negative", 6, 3, 3, dict(_S2, rpn_post_nms_top_n=6, rpn_min_size=0,
+                                          output_score=True), (-5, -8, 1.0))
+_prop_case("ties", 6, 4, 5, dict(_S2, rpn_post_nms_top_n=30, rpn_min_size=4,
+                                output_score=True), (64, 80, 1.0),
+           scores=prop_scores(ties=True))
+_prop_case("ties_pre", 6, 5, 5, dict(_S2, rpn_pre_nms_top_n=40, rpn_post_nms_top_n=20,
+                                    rpn_min_size=4, output_score=True), (80, 80, 1.0),
+           scores=prop_scores(ties=True))
+_prop_case("large", 9, 10, 12, dict(scales=(4, 8, 16), ratios=(0.5, 1, 2),
+                                   rpn_pre_nms_top_n=500, rpn_post_nms_top_n=100,
+                                   output_score=True), (150, 180, 1.0))
+for i in range(6):
+    ns, nr = int(_prop_rng.randint(1, 4)), int(_prop_rng.randint(1, 4))
+    scales = tuple(sorted(int(v) for v in _prop_rng.choice([1, 2, 4, 8, 16, 32], ns,
+                                                            replace=False)))
+    ratios = tuple(round(float(v), 3) for v in _prop_rng.uniform(0.3, 3.0, nr))
+    stride = int(_prop_rng.choice([4, 8, 16]))
+    h, w = int(_prop_rng.randint(1, 8)), int(_prop_rng.randint(1, 8))
+    attrs = dict(scales=scales, ratios=ratios, feature_stride=stride,
+                 rpn_pre_nms_top_n=int(_prop_rng.randint(-1, 60)),
+                 rpn_post_nms_top_n=int(_prop_rng.randint(1, 40)),
+                 rpn_min_size=int(_prop_rng.randint(0, 24)),
+                 threshold=round(float(_prop_rng.uniform(0.2, 0.9)), 3),
+                 output_score=bool(i % 2 == 0), iou_loss=(i == 3))
+    info = (float(int(_prop_rng.uniform(0.3, 1.0) * h * stride)),
+            float(int(_prop_rng.uniform(0.3, 1.0) * w * stride)),
+            round(float(_prop_rng.uniform(0.5, 2.0)), 2))
+    _prop_case("r%d" % i, ns * nr, h, w, attrs, info, scores=prop_scores(ties=bool(i % 2)),
+               deltas=3.0 if i == 3 else 0.3)
+
+
+# --- _contrib_MultiProposal (issue 20) -------------------------------------------
+# Proposal on each image of a batch, with its own im_info row (sizes and scales that
+# differ), the rois of image b in rows b*n..(b+1)*n numbered b. Batches of 1 to 4, the
+# attribute settings of the Proposal cases above.
+_mprop_rng = np.random.RandomState(2055)
+
+
+def mprop_info(rows):
+    return lambda rng, shape: np.array(rows, dtype=np.float32).reshape(shape)
+
+
+def _mprop_case(name, batch, a, height, width, attrs, infos, scores=None, deltas=0.2):
+    stride = attrs.get("feature_stride", 16)
+    for ih, iw, _ in infos:
+        assert int(ih / stride) <= height and int(iw / stride) <= width, name
+    case("mprop_" + name, "contrib.MultiProposal", attrs,
+         [("cls_prob", (batch, 2 * a, height, width)),
+          ("bbox_pred", (batch, 4 * a, height, width)), ("im_info", (batch, 3))],
+         values={"cls_prob": scores or prop_scores(),
+                 "bbox_pred": scaled(deltas),
+                 "im_info": mprop_info(infos)})
+
+
+_mprop_case("default", 2, 12, 4, 5, {}, [(60, 75, 1.0), (50, 64, 1.5)])
+_mprop_case("one", 1, 6, 4, 5, dict(_S2, rpn_post_nms_top_n=15, rpn_min_size=4,
+                                    output_score=True), [(64, 80, 1.0)])
+_mprop_case("post_past", 3, 6, 2, 3, dict(_S2, rpn_pre_nms_top_n=1000, rpn_post_nms_top_n=40,
+                                          rpn_min_size=4, output_score=True),
+            [(32, 48, 1.0), (20, 30, 1.0), (32, 16, 2.0)])
+_mprop_case("pre_small", 2, 6, 4, 4, dict(_S2, rpn_pre_nms_top_n=5, rpn_post_nms_top_n=12,
+                                          rpn_min_size=2), [(60, 60, 1.0), (40, 64, 0.5)])
+_mprop_case("min_size", 3, 6, 4, 5, dict(_S2, rpn_post_nms_top_n=10, rpn_min_size=30,
+                                         output_score=True),
+            [(64, 80, 1.0), (64, 80, 0.25), (64, 80, 40.0)], deltas=0.8)
+_mprop_case("iou_loss", 2, 6, 4, 4, dict(_S2, rpn_post_nms_top_n=12, iou_loss=True,
+                                         output_score=True, rpn_min_size=4),
+            [(64, 64, 1.0), (48, 30, 1.0)], deltas=6.0)
+_mprop_case("ties", 2, 6, 4, 5, dict(_S2, rpn_post_nms_top_n=25, rpn_min_size=4,
+                                     output_score=True, threshold=0.4),
+            [(64, 80, 1.0), (30, 50, 1.0)], scores=prop_scores(ties=True))
+_mprop_case("stride_8", 4, 4, 5, 6, dict(scales=(2, 4), ratios=(0.5, 2), feature_stride=8,
+                                         rpn_post_nms_top_n=9, rpn_min_size=2,
+                                         output_score=True),
+            [(40, 48, 1.0), (8, 48, 1.0), (33, 17, 1.2), (-4, 20, 1.0)])
+for i in range(12):
+    batch = int(_mprop_rng.randint(1, 4))
+    ns, nr = int(_mprop_rng.randint(1, 3)), int(_mprop_rng.randint(1, 4))
+    scales = tuple(sorted(int(v) for v in _mprop_rng.choice([1, 2, 4, 8, 16], ns,
+                                                             replace=False)))
+    ratios = tuple(round(float(v), 3) for v in _mprop_rng.uniform(0.3, 3.0, nr))
+    stride = int(_mprop_rng.choice([4, 8, 16]))
+    h, w = int(_mprop_rng.randint(1, 7)), int(_mprop_rng.randint(1, 7))
+    attrs = dict(scales=scales, ratios=ratios, feature_stride=stride,
+                 rpn_pre_nms_top_n=int(_mprop_rng.randint(-1, 50)),
+                 rpn_post_nms_top_n=int(_mprop_rng.randint(1, 30)),
+                 rpn_min_size=int(_mprop_rng.randint(0, 20)),
+                 threshold=round(float(_mprop_rng.uniform(0.2, 0.9)), 3),
+                 output_score=bool(i % 2 == 0))
+    infos = [(float(int(_mprop_rng.uniform(0.3, 1.0) * h * stride)),
+              float(int(_mprop_rng.uniform(0.3, 1.0) * w * stride)),
+              round(float(_mprop_rng.uniform(0.5, 2.0)), 2)) for _ in range(batch)]
+    _mprop_case("r%d" % i, batch, ns * nr, h, w, attrs, infos,
+                scores=prop_scores(ties=bool(i % 2)))
+
+
 # ----------------------------------------------------------------------------
 # running a case
 # ----------------------------------------------------------------------------

@@ -34,7 +34,11 @@ pub const MAX_ORDER_INDEX_AXIS: usize = 1 << 24;
 /// Most boxes one `box_nms` takes, over all its batches: MXNet 1.9.1 counts them in a
 /// 32-bit int and records each kept box's row as a float32, which holds every row up to
 /// 2^24 exactly; the suppression compares boxes pairwise, so the count also bounds its time
-/// (MXNet's `topk` bounds it further).
+/// (MXNet's `topk` bounds it further). The same bound holds `MultiBoxDetection`'s anchors
+/// over all batches and its `nms_topk`, and `Proposal`'s anchors (MXNet orders them by an
+/// index held as a float32), its `rpn_pre_nms_top_n` and its output rows
+/// (`rpn_post_nms_top_n`, per image for `MultiProposal`), each checked before anything is
+/// allocated.
 pub const MAX_NMS_BOXES: usize = 1 << 24;
 
 /// Most bilinear samples one roi of `ROIAlign` may take (its bins times each bin's grid),

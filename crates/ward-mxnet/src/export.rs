@@ -39,6 +39,7 @@ use ward_core::Tensor;
 use ward_graph::compat::mxnet_reshape_dims;
 use ward_graph::ir::{Graph, InputRole, Op, ParamRole, Source};
 use ward_graph::ops::activation::{ActivationKind, LeakyReluKind};
+use ward_graph::ops::detection::MultiProposal;
 use ward_graph::ops::index::IndexMode;
 use ward_graph::ops::loss::{Normalization, RegressionKind, SoftmaxOutputMode};
 use ward_graph::ops::norm::L2NormMode;
@@ -1157,6 +1158,52 @@ impl<'a> Writer<'a> {
                 "_contrib_box_decode"
             }
             Op::BoxEncode(_) => "_contrib_box_encode",
+            Op::Proposal(p) | Op::MultiProposal(MultiProposal(p)) => {
+                let pre = p.rpn_pre_nms_top_n.map_or(Ok(-1), i32::try_from);
+                let post = i32::try_from(p.rpn_post_nms_top_n);
+                let (Ok(pre), Ok(post)) = (pre, post) else {
+                    return Err(unsupported(
+                        "rpn_pre_nms_top_n",
+                        format!("{:?}, {}", p.rpn_pre_nms_top_n, p.rpn_post_nms_top_n),
+                        "MXNet's top-n counts are 32-bit integers",
+                    ));
+                };
+                set("rpn_pre_nms_top_n", pre.to_string());
+                set("rpn_post_nms_top_n", post.to_string());
+                set("threshold", num("threshold", p.threshold)?);
+                set("rpn_min_size", p.rpn_min_size.to_string());
+                // f32 written shortest, which MXNet (and the importer) read back exactly.
+                set("scales", tuple(&p.scales));
+                set("ratios", tuple(&p.ratios));
+                set("feature_stride", p.feature_stride.to_string());
+                set("output_score", boolean(p.output_score));
+                set("iou_loss", boolean(p.iou_loss));
+                if matches!(node.op, Op::MultiProposal(_)) {
+                    "_contrib_MultiProposal"
+                } else {
+                    "_contrib_Proposal"
+                }
+            }
+
+            Op::MultiBoxDetection(d) => {
+                set("clip", boolean(d.clip));
+                set("threshold", num("threshold", d.threshold)?);
+                set("background_id", d.background_id.to_string());
+                set("nms_threshold", num("nms_threshold", d.nms_threshold)?);
+                set("force_suppress", boolean(d.force_suppress));
+                // float32 values written shortest, which MXNet reads back exactly.
+                set("variances", tuple(&d.variances.map(|v| v as f32)));
+                let topk = d.nms_topk.map_or(Ok(-1), i32::try_from).map_err(|_| {
+                    unsupported(
+                        "nms_topk",
+                        format!("{:?}", d.nms_topk),
+                        "MXNet's nms_topk is a 32-bit integer",
+                    )
+                })?;
+                set("nms_topk", topk.to_string());
+                "_contrib_MultiBoxDetection"
+            }
+
             Op::Repeat(r) => {
                 set("repeats", r.repeats.to_string());
                 if let Some(axis) = r.axis {
@@ -1453,6 +1500,7 @@ fn output_suffix(op: &Op, k: usize) -> String {
         }
         // box_nms has a hidden second output (the rows it kept); box_encode two.
         (Op::BoxNms(_) | Op::BoxEncode(_), k) => format!("_output{k}"),
+        (Op::Proposal(_) | Op::MultiProposal(_), 1) => "_score".into(),
         (Op::Rnn(_), 1) => "_state_output".into(),
         (Op::Rnn(_), 2) => "_statecell_output".into(),
         _ => "_output".into(),

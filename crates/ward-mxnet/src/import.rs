@@ -19,7 +19,9 @@ use ward_graph::limits::{MAX_ONE_HOT_DEPTH, MAX_REPEAT, MAX_UPSAMPLING_SCALE};
 use ward_graph::ops::activation::{Activation, ActivationKind, LeakyRelu, LeakyReluKind, Softmax};
 use ward_graph::ops::anchor::MultiBoxPrior;
 use ward_graph::ops::conv::{Conv, Deconv};
-use ward_graph::ops::detection::{BoxDecode, BoxEncode, BoxFormat, BoxNms};
+use ward_graph::ops::detection::{
+    BoxDecode, BoxEncode, BoxFormat, BoxNms, MultiBoxDetection, MultiProposal, Proposal,
+};
 use ward_graph::ops::dropout::Dropout;
 use ward_graph::ops::elementwise::{
     AddN, Binary, BinaryKind, Cast, CastType, Clip, Scalar, ScalarKind, Unary, UnaryKind, Where,
@@ -271,6 +273,10 @@ fn output_name(node: &SymbolNode, k: usize) -> String {
         // with the values, box_nms the rows it kept) number even one visible output.
         "SliceChannel" | "sort" | "_contrib_box_nms" | "_contrib_box_encode" => {
             format!("{}_output{k}", node.name)
+        }
+        // MXNet's FListOutputNames: output, score.
+        "_contrib_Proposal" | "_contrib_MultiProposal" if k == 1 => {
+            format!("{}_score", node.name)
         }
         "topk"
             if matches!(
@@ -1552,6 +1558,148 @@ impl Importer<'_> {
                 a.finish()?;
                 need(6)?;
                 BoxEncode {}.into()
+            }
+            "_contrib_MultiBoxDetection" => {
+                let clip = a.bool("clip", true)?;
+                let threshold = a.float("threshold", 0.01)?;
+                let background_id = a.int("background_id", 0)?;
+                let nms_threshold = a.float("nms_threshold", 0.5)?;
+                let force_suppress = a.bool("force_suppress", false)?;
+                let variances = a.float_tuple("variances", &[0.1, 0.1, 0.2, 0.2])?;
+                let nms_topk = a.int("nms_topk", -1)?;
+                a.finish()?;
+                need(3)?;
+                // MXNet holds every float as a float32.
+                let f32_attr = |attr: &'static str, v: f64| -> Result<f64, ImportError> {
+                    if v.is_nan() {
+                        return Err(unsupported(attr, &v, " (a number)"));
+                    }
+                    Ok(f64::from(v as f32))
+                };
+                let variances = <[f64; 4]>::try_from(variances.as_slice())
+                    .ok()
+                    .map(|v| v.map(|x| f64::from(x as f32)))
+                    .filter(|v| v.iter().all(|x| x.is_finite()))
+                    .ok_or_else(|| {
+                        err(format!(
+                            "attribute \"variances\" = {variances:?} must be 4 finite values (MXNet's check: \"Variance size must be 4\")"
+                        ))
+                    })?;
+                let op = MultiBoxDetection {
+                    clip,
+                    threshold: f32_attr("threshold", threshold)?,
+                    background_id,
+                    nms_threshold: f32_attr("nms_threshold", nms_threshold)?,
+                    force_suppress,
+                    variances,
+                    nms_topk: usize::try_from(nms_topk).ok().filter(|&k| k > 0),
+                };
+                if let Err(e) = op.validate() {
+                    return Err(err(format!("attribute \"nms_topk\" = {nms_topk}: {e}")));
+                }
+                for fill in [1, 2] {
+                    let shape =
+                        |i: usize| self.input_shape(inputs.get(i..).unwrap_or_default(), fill);
+                    let (c, l, an) = (shape(0)?, shape(1)?, shape(2)?);
+                    if let Err((input, e)) = MultiBoxDetection::check(&c, &l, &an) {
+                        return Err(err(format!("input \"{input}\": {e}")));
+                    }
+                }
+                op.into()
+            }
+            "_contrib_Proposal" | "_contrib_MultiProposal" => {
+                let multi = op == "_contrib_MultiProposal";
+                let pre = a.int("rpn_pre_nms_top_n", 6000)?;
+                let post = a.int("rpn_post_nms_top_n", 300)?;
+                let threshold = a.float("threshold", 0.7)?;
+                let min_size = a.int("rpn_min_size", 16)?;
+                let scales = a.float_tuple("scales", &[4.0, 8.0, 16.0, 32.0])?;
+                let ratios = a.float_tuple("ratios", &[0.5, 1.0, 2.0])?;
+                let stride = a.int("feature_stride", 16)?;
+                let output_score = a.bool("output_score", false)?;
+                let iou_loss = a.bool("iou_loss", false)?;
+                a.finish()?;
+                need(3)?;
+                if threshold.is_nan() {
+                    return Err(unsupported("threshold", &threshold, " (a number)"));
+                }
+                // MXNet holds these as float32 and int.
+                let floats = |key: &str, v: &[f64]| -> Result<Vec<f32>, ImportError> {
+                    v.iter()
+                        .map(|&x| {
+                            let f = x as f32;
+                            if f.is_finite() && f > 0.0 {
+                                Ok(f)
+                            } else {
+                                Err(err(format!(
+                                    "attribute \"{key}\" = {v:?} holds {f}: finite values above 0 expected"
+                                )))
+                            }
+                        })
+                        .collect()
+                };
+                let int32 = |key: &str, v: i64| -> Result<i32, ImportError> {
+                    i32::try_from(v).map_err(|_| {
+                        err(format!(
+                            "attribute \"{key}\" = {v} is past MXNet's 32-bit int"
+                        ))
+                    })
+                };
+                let limit = ward_graph::limits::MAX_NMS_BOXES;
+                let pre_top = int32("rpn_pre_nms_top_n", pre)?;
+                let rpn_pre_nms_top_n = usize::try_from(pre_top).ok().filter(|&k| k > 0);
+                if rpn_pre_nms_top_n.is_some_and(|k| k > limit) {
+                    return Err(err(format!(
+                        "attribute \"rpn_pre_nms_top_n\" = {pre} is past the limit of {limit} boxes"
+                    )));
+                }
+                let rpn_post_nms_top_n = usize::try_from(post)
+                    .ok()
+                    .filter(|&k| k > 0 && k <= limit)
+                    .ok_or_else(|| {
+                        err(format!(
+                            "attribute \"rpn_post_nms_top_n\" = {post}: the output's rows, 1 to {limit}"
+                        ))
+                    })?;
+                let feature_stride = u32::try_from(int32("feature_stride", stride)?)
+                    .ok()
+                    .filter(|&s| s > 0)
+                    .ok_or_else(|| {
+                        err(format!(
+                            "attribute \"feature_stride\" = {stride} must be above 0"
+                        ))
+                    })?;
+                let op = Proposal {
+                    rpn_pre_nms_top_n,
+                    rpn_post_nms_top_n,
+                    threshold: f64::from(threshold as f32),
+                    rpn_min_size: int32("rpn_min_size", min_size)?,
+                    scales: floats("scales", &scales)?,
+                    ratios: floats("ratios", &ratios)?,
+                    feature_stride,
+                    output_score,
+                    iou_loss,
+                };
+                op.validate()
+                    .map_err(|e| err(format!("attributes \"scales\" and \"ratios\": {e}")))?;
+                for fill in [1, 2] {
+                    let shape =
+                        |i: usize| self.input_shape(inputs.get(i..).unwrap_or_default(), fill);
+                    let (c, b, i) = (shape(0)?, shape(1)?, shape(2)?);
+                    if let Err((what, e)) = op.check_images(&c, &b, &i, multi) {
+                        let kind = if matches!(what, "scales" | "rpn_post_nms_top_n") {
+                            "attribute"
+                        } else {
+                            "input"
+                        };
+                        return Err(err(format!("{kind} \"{what}\": {e}")));
+                    }
+                }
+                if multi {
+                    MultiProposal(op).into()
+                } else {
+                    op.into()
+                }
             }
             "ones_like" => {
                 ignore_like_dtype(&mut a)?;

@@ -1,9 +1,11 @@
-//! Detection: MXNet's `box_nms`, `box_decode` and `box_encode`, which ONNX has no
-//! operator for with MXNet's semantics (ONNX's `NonMaximumSuppression` returns selected
-//! indices, not MXNet's fixed-shape rows padded with −1, and breaks ties otherwise). Each
-//! is lowered to one node of ward's own domain, [`WARD_OP`], holding the ward operator as
-//! JSON and its output shapes; tract runs it with ward's kernel (`crate::tract::detection`),
-//! and `ward export onnx` refuses it by name ([`super::refuse_ward_nodes`]).
+//! Detection: MXNet's `box_nms`, `box_decode`, `box_encode`, `MultiBoxDetection`,
+//! `Proposal` and `MultiProposal`, which ONNX has no operator for with MXNet's semantics
+//! (ONNX's
+//! `NonMaximumSuppression` returns selected indices, not MXNet's fixed-shape rows padded
+//! with −1, and breaks ties otherwise). Each is lowered to one node of ward's own domain,
+//! [`WARD_OP`], holding the ward operator as JSON and its output shapes; tract runs it
+//! with ward's kernel (`crate::tract::detection`), and `ward export onnx` refuses it by
+//! name ([`super::refuse_ward_nodes`]).
 
 use super::builder::{attr_ints, attr_string, ints, At, Builder, R};
 

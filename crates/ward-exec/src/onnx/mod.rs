@@ -327,7 +327,12 @@ fn lower_node(b: &mut Builder<'_>, at: &At<'_>) -> R<()> {
         Op::GatherNd(_) => index::gather_nd(b, at),
         Op::OneHot(op) => index::one_hot(b, at, op),
         Op::Topk(op) => order::topk(b, at, op),
-        Op::BoxNms(_) | Op::BoxDecode(_) | Op::BoxEncode(_) => detection::ward_op(b, at),
+        Op::BoxNms(_)
+        | Op::BoxDecode(_)
+        | Op::BoxEncode(_)
+        | Op::MultiBoxDetection(_)
+        | Op::Proposal(_)
+        | Op::MultiProposal(_) => detection::ward_op(b, at),
         Op::BatchDot(op) => linear::batch_dot(b, at, op),
         Op::InterleavedMatmul(op) => linear::interleaved_matmul(b, at, op),
         Op::SequenceMask(op) => sequence::sequence_mask(b, at, op),

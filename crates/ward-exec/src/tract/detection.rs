@@ -1,8 +1,8 @@
-//! ward's own kernels for MXNet's box operators (`box_nms`, `box_decode`, `box_encode`),
-//! which the lowering writes as nodes of ward's domain (`crate::onnx::detection`): the
-//! ward operator travels as JSON, with its output shapes; tract parses the node into an
-//! op that runs the float32 kernels of `ward_graph::interp::detection`, MXNet's
-//! arithmetic and order, on the plan's tensors.
+//! ward's own kernels for MXNet's box operators (`box_nms`, `box_decode`, `box_encode`,
+//! `MultiBoxDetection`, `Proposal`, `MultiProposal`), which the lowering writes as nodes
+//! of ward's domain (`crate::onnx::detection`): the ward operator travels as JSON, with
+//! its output shapes; tract parses the node into an op that runs the float32 kernels of
+//! `ward_graph::interp::detection`, MXNet's arithmetic and order, on the plan's tensors.
 
 use tract_onnx::model::{OnnxOpRegister, ParsingContext};
 use tract_onnx::pb::NodeProto;
@@ -14,7 +14,9 @@ use tract_onnx::tract_hir::internal::{
     EvalOp, Expansion, InferenceOp, InferenceResult, IntoTValue, Op, OutletId, ShapeFactoid,
     Solver, StaticName, TDim, Tensor, TensorProxy, TypedOp,
 };
-use ward_graph::interp::detection::{box_decode_f32, box_encode_f32, box_nms_rows};
+use ward_graph::interp::detection::{
+    box_decode_f32, box_encode_f32, box_nms_rows, multibox_detection_f32, proposal_f32,
+};
 use ward_graph::ops::detection::BoxEncode;
 use ward_graph::ops::Op as WardOp;
 
@@ -34,7 +36,12 @@ fn parse(_: &ParsingContext, node: &NodeProto) -> TractResult<(Box<dyn Inference
     ensure!(
         matches!(
             op,
-            WardOp::BoxNms(_) | WardOp::BoxDecode(_) | WardOp::BoxEncode(_)
+            WardOp::BoxNms(_)
+                | WardOp::BoxDecode(_)
+                | WardOp::BoxEncode(_)
+                | WardOp::MultiBoxDetection(_)
+                | WardOp::Proposal(_)
+                | WardOp::MultiProposal(_)
         ),
         "{}: ward's kernels do not run {}",
         node.name,
@@ -160,6 +167,35 @@ impl EvalOp for WardKernel {
                     box_encode_f32([v(0)?, v(1)?, v(2)?, v(3)?, v(4)?, v(5)?], b, n, m)?;
                 let shape = [b, n, 4];
                 Ok(tvec![tensor(&shape, t)?, tensor(&shape, masks)?])
+            }
+            WardOp::MultiBoxDetection(op) => {
+                let (cs, c) = input(0)?;
+                let (ls, l) = input(1)?;
+                let (as_, a) = input(2)?;
+                let out = multibox_detection_f32(c, l, a, [cs, ls, as_], op)?;
+                let shape = [
+                    cs.first().copied().unwrap_or(0),
+                    cs.get(2).copied().unwrap_or(0),
+                    6,
+                ];
+                Ok(tvec![tensor(&shape, out)?])
+            }
+            WardOp::Proposal(_) | WardOp::MultiProposal(_) => {
+                let (op, multi) = match &self.op {
+                    WardOp::MultiProposal(m) => (&m.0, true),
+                    WardOp::Proposal(p) => (p, false),
+                    other => bail!("ward's kernels do not run {}", other.name()),
+                };
+                let (cs, c) = input(0)?;
+                let (bs, b) = input(1)?;
+                let (is, i) = input(2)?;
+                let (rois, scores) = proposal_f32(c, b, i, [cs, bs, is], op, multi)?;
+                let rows = scores.len();
+                let mut out = tvec![tensor(&[rows, 5], rois)?];
+                if op.output_score {
+                    out.push(tensor(&[rows, 1], scores)?);
+                }
+                Ok(out)
             }
             other => bail!("ward's kernels do not run {}", other.name()),
         }

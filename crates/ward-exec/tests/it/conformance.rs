@@ -290,6 +290,9 @@ fn box_operators_are_refused_by_the_onnx_export_by_name() {
         ("boxnms_default", "box_nms"),
         ("boxdec_0", "box_decode"),
         ("boxenc_0", "box_encode"),
+        ("mbdet_default", "multibox_detection"),
+        ("prop_score", "proposal"),
+        ("mprop_default", "multi_proposal"),
     ] {
         let imported = load(case).unwrap();
         let shapes: Vec<Vec<usize>> = imported.inputs.iter().map(|t| t.shape().to_vec()).collect();

@@ -584,6 +584,73 @@ fn run(c: &Case) -> R<Vec<Array>> {
             };
             one(super::anchor::multibox_prior_array(x(0)?, &op))
         }
+        "_contrib_MultiBoxDetection" => {
+            let f32_of = |v: f64| f64::from(v as f32);
+            let variances: Vec<f64> = match a.get("variances") {
+                None => vec![0.1, 0.1, 0.2, 0.2],
+                Some(s) => s
+                    .trim()
+                    .trim_start_matches(['(', '['])
+                    .trim_end_matches([')', ']'])
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(|p| {
+                        p.parse::<f64>()
+                            .map_err(|e| format!("variances {s:?}: {e}"))
+                    })
+                    .collect::<R<_>>()?,
+            };
+            let variances = <[f64; 4]>::try_from(variances.as_slice())
+                .map_err(|_| format!("variances {variances:?}"))?
+                .map(f32_of);
+            let op = crate::ops::detection::MultiBoxDetection {
+                clip: a.bool("clip", true)?,
+                threshold: f32_of(a.float("threshold", 0.01)?),
+                background_id: a.int("background_id", 0)?,
+                nms_threshold: f32_of(a.float("nms_threshold", 0.5)?),
+                force_suppress: a.bool("force_suppress", false)?,
+                variances,
+                nms_topk: usize::try_from(a.int("nms_topk", -1)?)
+                    .ok()
+                    .filter(|&k| k > 0),
+            };
+            one(detection::multibox_detection(x(0)?, x(1)?, x(2)?, &op))
+        }
+        "_contrib_Proposal" | "_contrib_MultiProposal" => {
+            let floats = |key: &str, default: &[f32]| -> R<Vec<f32>> {
+                match a.get(key) {
+                    None => Ok(default.to_vec()),
+                    Some(s) => s
+                        .trim()
+                        .trim_start_matches(['(', '['])
+                        .trim_end_matches([')', ']'])
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|p| !p.is_empty())
+                        .map(|p| p.parse::<f32>().map_err(|e| format!("{key} {s:?}: {e}")))
+                        .collect(),
+                }
+            };
+            let op = crate::ops::detection::Proposal {
+                rpn_pre_nms_top_n: usize::try_from(a.int("rpn_pre_nms_top_n", 6000)?)
+                    .ok()
+                    .filter(|&k| k > 0),
+                rpn_post_nms_top_n: usize::try_from(a.int("rpn_post_nms_top_n", 300)?)
+                    .map_err(|e| e.to_string())?,
+                threshold: f64::from(a.float("threshold", 0.7)? as f32),
+                rpn_min_size: i32::try_from(a.int("rpn_min_size", 16)?)
+                    .map_err(|e| e.to_string())?,
+                scales: floats("scales", &[4.0, 8.0, 16.0, 32.0])?,
+                ratios: floats("ratios", &[0.5, 1.0, 2.0])?,
+                feature_stride: u32::try_from(a.int("feature_stride", 16)?)
+                    .map_err(|e| e.to_string())?,
+                output_score: a.bool("output_score", false)?,
+                iou_loss: a.bool("iou_loss", false)?,
+            };
+            let multi = c.op == "_contrib_MultiProposal";
+            k(detection::proposal(x(0)?, x(1)?, x(2)?, &op, multi))
+        }
         "ROIPooling" => {
             let pooled = a.tuple("pooled_size", &[])?;
             let &[ph, pw] = pooled.as_slice() else {

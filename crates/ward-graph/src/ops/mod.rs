@@ -176,6 +176,9 @@ ops! {
     BoxNms(detection::BoxNms) = "box_nms",
     BoxDecode(detection::BoxDecode) = "box_decode",
     BoxEncode(detection::BoxEncode) = "box_encode",
+    MultiBoxDetection(detection::MultiBoxDetection) = "multibox_detection",
+    Proposal(detection::Proposal) = "proposal",
+    MultiProposal(detection::MultiProposal) = "multi_proposal",
     RoiAlign(roi::RoiAlign) = "roi_align",
     RoiPool(roi::RoiPool) = "roi_pool",
     MultiBoxPrior(anchor::MultiBoxPrior) = "multibox_prior",
@@ -426,6 +429,21 @@ mod tests {
                 pooled_width: 3,
                 spatial_scale: 0.3,
             }
+            .into(),
+            detection::MultiBoxDetection {
+                nms_topk: Some(400),
+                ..Default::default()
+            }
+            .into(),
+            detection::Proposal {
+                output_score: true,
+                ..Default::default()
+            }
+            .into(),
+            detection::MultiProposal(detection::Proposal {
+                rpn_pre_nms_top_n: None,
+                ..Default::default()
+            })
             .into(),
             anchor::MultiBoxPrior {
                 sizes: vec![0.2, 0.272],

@@ -73,19 +73,14 @@ fn crafted_multibox_prior_attributes_are_refused_by_name() {
 }
 
 #[test]
-fn multibox_detection_is_refused_by_name() {
-    // Not implemented: its NMS and MXNet's order among equal scores are not reproduced
-    // yet, so the operator is refused at import, naming the node, never run otherwise.
-    let e = crate::support::one_op::import_with(
+fn multibox_detection_imports_on_multibox_priors_anchors() {
+    // Once refused by name; now imported (tests/it/detection_ops.rs), on anchors of the
+    // shape MultiBoxPrior gives: (1, cells · anchors per cell, 4).
+    let (op, shape) = imported(
         "_contrib_MultiBoxDetection",
         "",
         &[&[1, 3, 8], &[1, 32], &[1, 8, 4]],
-    )
-    .unwrap_err();
-    assert!(
-        e.contains("layer")
-            && e.contains("_contrib_MultiBoxDetection")
-            && e.contains("not supported"),
-        "{e}"
     );
+    assert_eq!(op.name(), "multibox_detection");
+    assert_eq!(shape, vec![1, 8, 6]);
 }

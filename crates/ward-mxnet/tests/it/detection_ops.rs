@@ -1,14 +1,16 @@
-//! box_nms, box_decode and box_encode (issue 20, GluonCV's detectors): what they import
-//! to, with MXNet's defaults, the output names MXNet gives them, and the crafted
+//! box_nms, box_decode and box_encode (issue 20, GluonCV's detectors), SSD's
+//! MultiBoxDetection and Faster R-CNN's Proposal and MultiProposal: what they import to, with MXNet's defaults, the output names MXNet gives them, and the crafted
 //! attributes and shapes they refuse, each refusal naming the node and the attribute, at
 //! import. Their numbers against MXNet's are checked on the one-operator fixtures
-//! (`boxnms_`, `boxdec_`, `boxenc_`: ward-exec's conformance test, ward-graph's
+//! (`boxnms_`, `boxdec_`, `boxenc_`, `mbdet_`, `prop_`, `mprop_`: ward-exec's conformance test, ward-graph's
 //! interpreter, ward-train's gradients).
 
 use crate::support::one_op::{import_with, imported, refusal};
 use ward_graph::ir::Op;
 use ward_graph::limits::MAX_NMS_BOXES;
-use ward_graph::ops::detection::{BoxDecode, BoxEncode, BoxFormat, BoxNms};
+use ward_graph::ops::detection::{
+    BoxDecode, BoxEncode, BoxFormat, BoxNms, MultiBoxDetection, MultiProposal, Proposal,
+};
 
 const ROWS: &[i64] = &[-1, 10, 6];
 
@@ -308,5 +310,351 @@ fn box_encode_takes_six_inputs_and_no_attribute() {
         "",
         &[&[2, 3], &[2, 3], &[2, 3, 4], &[2, 5, 4], &[5], &[4]],
         &["means"],
+    );
+}
+
+const MBD: &str = "_contrib_MultiBoxDetection";
+/// cls_prob (batch, 3 classes, 8 anchors), loc_pred (batch, 32), anchor (1, 8, 4).
+const MBD_IN: &[&[i64]] = &[&[-1, 3, 8], &[-1, 32], &[1, 8, 4]];
+
+#[test]
+fn multibox_detection_reads_every_attribute_with_mxnets_defaults() {
+    let (op, shape) = imported(MBD, "", MBD_IN);
+    assert_eq!(op, Op::MultiBoxDetection(MultiBoxDetection::default()));
+    assert_eq!(shape, vec![-1, 8, 6]);
+    let (op, _) = imported(
+        MBD,
+        r#""clip": "False", "threshold": "0.3", "background_id": "2",
+           "nms_threshold": "0.45", "force_suppress": "True",
+           "variances": "(0.2, 0.2, 0.5, 0.5)", "nms_topk": "400""#,
+        MBD_IN,
+    );
+    assert_eq!(
+        op,
+        Op::MultiBoxDetection(MultiBoxDetection {
+            clip: false,
+            threshold: f64::from(0.3f32),
+            background_id: 2,
+            nms_threshold: f64::from(0.45f32),
+            force_suppress: true,
+            variances: [0.2f32, 0.2, 0.5, 0.5].map(f64::from),
+            nms_topk: Some(400),
+        })
+    );
+    // nms_topk 0 and below is every detection; nms_threshold outside (0, 1] is kept (no
+    // suppression, as MXNet).
+    let (op, _) = imported(MBD, r#""nms_topk": "0", "nms_threshold": "1.5""#, MBD_IN);
+    assert_eq!(
+        op,
+        Op::MultiBoxDetection(MultiBoxDetection {
+            nms_threshold: 1.5,
+            ..MultiBoxDetection::default()
+        })
+    );
+    // MXNet's numpy alias.
+    let (op, _) = imported("_npx_multibox_detection", "", MBD_IN);
+    assert_eq!(op, Op::MultiBoxDetection(MultiBoxDetection::default()));
+    let i = import_with(MBD, "", MBD_IN).unwrap();
+    assert_eq!(i.graph.outputs[0].name, "layer_output");
+}
+
+#[test]
+fn multibox_detection_crafted_attributes_and_shapes_are_refused_by_name() {
+    refusal(
+        MBD,
+        r#""nms_topk": "1000000000000""#,
+        MBD_IN,
+        &["\"nms_topk\"", "1000000000000", "limit"],
+    );
+    refusal(
+        MBD,
+        &format!(r#""nms_topk": "{}""#, MAX_NMS_BOXES + 1),
+        MBD_IN,
+        &["\"nms_topk\""],
+    );
+    refusal(
+        MBD,
+        r#""variances": "(0.1, 0.1, 0.2)""#,
+        MBD_IN,
+        &["\"variances\""],
+    );
+    refusal(
+        MBD,
+        r#""variances": "(0.1, 0.1, 0.2, 1e39)""#,
+        MBD_IN,
+        &["\"variances\""],
+    );
+    refusal(MBD, r#""threshold": "nan""#, MBD_IN, &["\"threshold\""]);
+    refusal(
+        MBD,
+        r#""nms_threshold": "nan""#,
+        MBD_IN,
+        &["\"nms_threshold\""],
+    );
+    refusal(MBD, r#""keep_topk": "5""#, MBD_IN, &["keep_topk"]);
+    // Ranks, as MXNet's shape rule checks them.
+    refusal(
+        MBD,
+        "",
+        &[&[-1, 3, 8, 1], &[-1, 32], &[1, 8, 4]],
+        &["\"cls_prob\"", "rank"],
+    );
+    refusal(
+        MBD,
+        "",
+        &[&[-1, 3, 8], &[-1, 8, 4], &[1, 8, 4]],
+        &["\"loc_pred\"", "rank"],
+    );
+    refusal(
+        MBD,
+        "",
+        &[&[-1, 3, 8], &[-1, 32], &[8, 4]],
+        &["\"anchor\"", "rank"],
+    );
+    // Mismatched anchor counts, coordinates, loc_pred.
+    refusal(
+        MBD,
+        "",
+        &[&[-1, 3, 8], &[-1, 32], &[1, 7, 4]],
+        &["\"anchor\"", "(k, 8, 4)"],
+    );
+    refusal(
+        MBD,
+        "",
+        &[&[-1, 3, 8], &[-1, 32], &[1, 8, 5]],
+        &["\"anchor\""],
+    );
+    refusal(
+        MBD,
+        "",
+        &[&[-1, 3, 8], &[-1, 28], &[1, 8, 4]],
+        &["\"loc_pred\"", "32"],
+    );
+    // MXNet reads past a loc_pred of another batch, and fails on more than one set of
+    // anchors: both refused.
+    refusal(
+        MBD,
+        "",
+        &[&[2, 3, 8], &[1, 32], &[1, 8, 4]],
+        &["\"loc_pred\""],
+    );
+    refusal(
+        MBD,
+        "",
+        &[&[-1, 3, 8], &[-1, 32], &[2, 8, 4]],
+        &["\"anchor\"", "one set"],
+    );
+    refusal(MBD, "", &[&[-1, 3, 8]], &["3"]);
+}
+
+const PROP: &str = "_contrib_Proposal";
+/// The defaults' 12 anchors on a 4 × 5 map of one image.
+const PROP_IN: &[&[i64]] = &[&[1, 24, 4, 5], &[1, 48, 4, 5], &[1, 3]];
+
+#[test]
+fn proposal_reads_every_attribute_with_mxnets_defaults() {
+    let (op, shape) = imported(PROP, "", PROP_IN);
+    assert_eq!(op, Op::Proposal(Proposal::default()));
+    assert_eq!(shape, vec![300, 5]);
+    let (op, _) = imported(
+        PROP,
+        r#""rpn_pre_nms_top_n": "100", "rpn_post_nms_top_n": "20", "threshold": "0.6",
+           "rpn_min_size": "8", "scales": "(2, 4.5)", "ratios": "(0.5, 1, 2)",
+           "feature_stride": "8", "output_score": "True", "iou_loss": "True""#,
+        &[&[1, 12, 4, 5], &[1, 24, 4, 5], &[1, 3]],
+    );
+    assert_eq!(
+        op,
+        Op::Proposal(Proposal {
+            rpn_pre_nms_top_n: Some(100),
+            rpn_post_nms_top_n: 20,
+            threshold: f64::from(0.6f32),
+            rpn_min_size: 8,
+            scales: vec![2.0, 4.5],
+            ratios: vec![0.5, 1.0, 2.0],
+            feature_stride: 8,
+            output_score: true,
+            iou_loss: true,
+        })
+    );
+    // rpn_pre_nms_top_n 0 and below is every anchor.
+    let (op, _) = imported(PROP, r#""rpn_pre_nms_top_n": "-1""#, PROP_IN);
+    assert_eq!(
+        op,
+        Op::Proposal(Proposal {
+            rpn_pre_nms_top_n: None,
+            ..Proposal::default()
+        })
+    );
+    // Outputs named as MXNet lists them: output, and score when it is visible.
+    let i = import_with(PROP, "", PROP_IN).unwrap();
+    assert_eq!(i.graph.outputs.len(), 1);
+    assert_eq!(i.graph.outputs[0].name, "layer_output");
+    let i = import_with(PROP, r#""output_score": "1""#, PROP_IN).unwrap();
+    assert_eq!(i.graph.nodes[0].op.num_outputs(), 2);
+    assert_eq!(i.graph.outputs[0].name, "layer_output");
+}
+
+#[test]
+fn proposal_crafted_attributes_and_shapes_are_refused_by_name() {
+    refusal(
+        PROP,
+        r#""rpn_pre_nms_top_n": "1000000000000""#,
+        PROP_IN,
+        &["\"rpn_pre_nms_top_n\""],
+    );
+    refusal(
+        PROP,
+        &format!(r#""rpn_pre_nms_top_n": "{}""#, MAX_NMS_BOXES + 1),
+        PROP_IN,
+        &["\"rpn_pre_nms_top_n\"", "limit"],
+    );
+    refusal(
+        PROP,
+        r#""rpn_post_nms_top_n": "1000000000""#,
+        PROP_IN,
+        &["\"rpn_post_nms_top_n\""],
+    );
+    refusal(
+        PROP,
+        r#""rpn_post_nms_top_n": "0""#,
+        PROP_IN,
+        &["\"rpn_post_nms_top_n\""],
+    );
+    refusal(
+        PROP,
+        r#""rpn_post_nms_top_n": "-3""#,
+        PROP_IN,
+        &["\"rpn_post_nms_top_n\""],
+    );
+    refusal(
+        PROP,
+        r#""feature_stride": "0""#,
+        PROP_IN,
+        &["\"feature_stride\""],
+    );
+    refusal(
+        PROP,
+        r#""feature_stride": "-16""#,
+        PROP_IN,
+        &["\"feature_stride\""],
+    );
+    refusal(
+        PROP,
+        r#""rpn_min_size": "1e12""#,
+        PROP_IN,
+        &["rpn_min_size"],
+    );
+    refusal(
+        PROP,
+        r#""rpn_min_size": "9999999999""#,
+        PROP_IN,
+        &["\"rpn_min_size\""],
+    );
+    refusal(PROP, r#""threshold": "nan""#, PROP_IN, &["\"threshold\""]);
+    refusal(PROP, r#""scales": "(8, -1)""#, PROP_IN, &["\"scales\""]);
+    refusal(PROP, r#""ratios": "(1e39,)""#, PROP_IN, &["\"ratios\""]);
+    refusal(PROP, r#""ratios": "()""#, PROP_IN, &["\"scales\""]);
+    refusal(PROP, r#""keep_topk": "5""#, PROP_IN, &["keep_topk"]);
+    // More anchors than the channels hold, a wrong bbox_pred or im_info, a batch.
+    refusal(
+        PROP,
+        r#""scales": "(8, 16)""#,
+        PROP_IN,
+        &["\"cls_prob\"", "2 × 6"],
+    );
+    refusal(
+        PROP,
+        "",
+        &[&[1, 24, 4, 5], &[1, 48, 4, 6], &[1, 3]],
+        &["\"bbox_pred\""],
+    );
+    refusal(
+        PROP,
+        "",
+        &[&[1, 24, 4, 5], &[1, 24, 4, 5], &[1, 3]],
+        &["\"bbox_pred\""],
+    );
+    refusal(
+        PROP,
+        "",
+        &[&[1, 24, 4, 5], &[1, 48, 4, 5], &[1, 4]],
+        &["\"im_info\""],
+    );
+    refusal(
+        PROP,
+        "",
+        &[&[1, 24, 4, 5, 1], &[1, 48, 4, 5], &[1, 3]],
+        &["\"cls_prob\"", "rank"],
+    );
+    refusal(
+        PROP,
+        "",
+        &[&[-1, 24, 4, 5], &[-1, 48, 4, 5], &[-1, 3]],
+        &["\"cls_prob\"", "one image"],
+    );
+    refusal(
+        PROP,
+        "",
+        &[&[2, 24, 4, 5], &[2, 48, 4, 5], &[2, 3]],
+        &["\"cls_prob\"", "one image"],
+    );
+    // A map too large for the limit.
+    refusal(
+        PROP,
+        "",
+        &[&[1, 24, 2048, 2048], &[1, 48, 2048, 2048], &[1, 3]],
+        &["\"cls_prob\"", "at most"],
+    );
+}
+
+#[test]
+fn multi_proposal_takes_a_batch_with_proposals_attributes() {
+    const MULTI: &str = "_contrib_MultiProposal";
+    let batch: &[&[i64]] = &[&[-1, 24, 4, 5], &[-1, 48, 4, 5], &[-1, 3]];
+    let (op, shape) = imported(MULTI, "", batch);
+    assert_eq!(op, Op::MultiProposal(MultiProposal(Proposal::default())));
+    // 300 rows per image: a variable count.
+    assert_eq!(shape, vec![-1, 5]);
+    let (op, shape) = imported(
+        MULTI,
+        r#""rpn_post_nms_top_n": "7", "rpn_pre_nms_top_n": "0", "output_score": "True""#,
+        &[&[3, 24, 4, 5], &[3, 48, 4, 5], &[3, 3]],
+    );
+    assert_eq!(
+        op,
+        Op::MultiProposal(MultiProposal(Proposal {
+            rpn_pre_nms_top_n: None,
+            rpn_post_nms_top_n: 7,
+            output_score: true,
+            ..Proposal::default()
+        }))
+    );
+    assert_eq!(shape, vec![21, 5]);
+    // Proposal's refusals, and im_info of another batch.
+    refusal(
+        MULTI,
+        r#""rpn_pre_nms_top_n": "1000000000000""#,
+        batch,
+        &["\"rpn_pre_nms_top_n\""],
+    );
+    refusal(
+        MULTI,
+        r#""feature_stride": "0""#,
+        batch,
+        &["\"feature_stride\""],
+    );
+    refusal(
+        MULTI,
+        "",
+        &[&[2, 24, 4, 5], &[2, 48, 4, 5], &[1, 3]],
+        &["\"im_info\""],
+    );
+    // Every image's rows counted against the limit.
+    refusal(
+        MULTI,
+        &format!(r#""rpn_post_nms_top_n": "{}""#, MAX_NMS_BOXES / 2),
+        &[&[3, 24, 4, 5], &[3, 48, 4, 5], &[3, 3]],
+        &["\"rpn_post_nms_top_n\"", "rows"],
     );
 }

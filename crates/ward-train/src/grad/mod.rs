@@ -236,6 +236,12 @@ pub(crate) fn differentiable(op: &Op) -> Result<(), &'static str> {
         | Op::RoiPool(_)
         | Op::MultiBoxPrior(_) => Ok(()),
         Op::LeakyRelu(op) => activation::leaky_relu_differentiable(op),
+        Op::MultiBoxDetection(_) => Err(
+            "MultiBoxDetection is SSD's inference post-processing (a class argmax, thresholds, sorting and suppression): MXNet 1.9.1's backward gives every input 0, so nothing upstream would train through it; train the network's heads with their losses and keep this layer in the inference graph",
+        ),
+        Op::Proposal(_) | Op::MultiProposal(_) => Err(
+            "Proposal picks region proposals (anchors, sorting, suppression): MXNet 1.9.1's backward gives every input 0, so nothing upstream would train through it; train the RPN with its losses and keep this layer in the inference graph",
+        ),
         Op::Dropout(_) => Err(
             "dropout's training mode draws a mask from the run's random stream, which the reference rules do not hold; the training engine runs it (engine::Engine::step_seeded)",
         ),

@@ -526,3 +526,21 @@ fn training_through_integer_values_is_refused_naming_the_node() {
         );
     }
 }
+
+/// MultiBoxDetection, Proposal and MultiProposal have no gradient to train through (MXNet's backward
+/// gives zeros): training through them is refused, naming the node and the operator.
+#[test]
+fn training_through_multibox_detection_and_proposal_is_refused_naming_the_node() {
+    for (case, op) in [
+        ("mbdet_default", "multibox_detection"),
+        ("prop_score", "proposal"),
+        ("mprop_default", "multi_proposal"),
+    ] {
+        let (graph, _) = import_dir(&fixtures("ops").join(case)).unwrap();
+        let e = check_differentiable(&graph).unwrap_err().to_string();
+        assert!(
+            e.contains(&graph.nodes[0].name) && e.contains(op) && e.contains("0"),
+            "{case}: {e}"
+        );
+    }
+}
