@@ -2515,6 +2515,32 @@ for i in range(12):
 
 
 # ----------------------------------------------------------------------------
+# reverse (flip): GluonCV's R-CNN family flips its anchors' coordinates with it
+# ----------------------------------------------------------------------------
+
+_rev_rng = np.random.RandomState(2060)
+
+for i in range(20):
+    rank = 1 + i % 5
+    shape = tuple(int(d) for d in _rev_rng.randint(1, 5, size=rank))
+    count = int(_rev_rng.randint(0, rank + 1))
+    axes = [int(a) for a in _rev_rng.choice(rank, size=count, replace=False)]
+    case("reverse_%d" % i, "reverse", dict(axis=tuple(axes)), [("data", shape)])
+case("reverse_rcnn", "reverse", dict(axis=(1,)), [("data", (1, 24, 4))],
+     notes="GluonCV's RPN flips each anchor's (x, y) pairs with axis=1")
+case("reverse_twice_cancels", "reverse", dict(axis=(1, 1)), [("data", (2, 3, 2))],
+     notes="MXNet reverses once per listing: axis 1 twice leaves the data as it was")
+case("reverse_thrice", "reverse", dict(axis=(0, 0, 0, 2)), [("data", (3, 2, 2))],
+     notes="an axis listed three times is reversed")
+case("reverse_none", "reverse", dict(axis=()), [("data", (2, 3))],
+     notes="no axis: the data unchanged")
+case("reverse_unsorted", "reverse", dict(axis=(2, 0)), [("data", (2, 3, 4))])
+case("reverse_flip_alias", "flip", dict(axis=(0,)), [("data", (4, 2))])
+case("reverse_int32", "reverse", dict(axis=(0, 1)), [("data", (3, 2))],
+     dtypes={"data": "int32"})
+
+
+# ----------------------------------------------------------------------------
 # running a case
 # ----------------------------------------------------------------------------
 

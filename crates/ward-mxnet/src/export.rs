@@ -1204,6 +1204,10 @@ impl<'a> Writer<'a> {
                 "_contrib_MultiBoxDetection"
             }
 
+            Op::Reverse(r) => {
+                set("axis", tuple(&r.axes));
+                "reverse"
+            }
             Op::Repeat(r) => {
                 set("repeats", r.repeats.to_string());
                 if let Some(axis) = r.axis {

@@ -44,8 +44,8 @@ use ward_graph::ops::roi::{RoiAlign, RoiPool};
 use ward_graph::ops::sequence::{SequenceLast, SequenceMask, SequenceReverse};
 use ward_graph::ops::shape::{
     Arange, BroadcastDim, BroadcastTo, Concat, ExpandDims, Fill, FillDim, Flatten, OnesLike, Pad,
-    PadMode, Repeat, ShapeArray, SizeArray, Slice, SliceAxis, Split, Squeeze, Stack, SwapAxes,
-    Tile, Transpose,
+    PadMode, Repeat, Reverse, ShapeArray, SizeArray, Slice, SliceAxis, Split, Squeeze, Stack,
+    SwapAxes, Tile, Transpose,
 };
 use ward_graph::ops::OpDef;
 use ward_graph::shape::MAX_VALUE_ELEMENTS;
@@ -2124,6 +2124,32 @@ impl Importer<'_> {
                 let op = Repeat { repeats, axis };
                 self.check_output(&op.into(), &inputs, "repeats", &err)?;
                 op.into()
+            }
+            "reverse" => {
+                let listed = a.req_tuple("axis")?;
+                a.finish()?;
+                need(1)?;
+                let rank = self.input_shape(&inputs, 1)?.len();
+                // MXNet reverses once per listing: an axis listed twice stays as it was.
+                let mut axes: Vec<usize> = Vec::new();
+                for &axis in &listed {
+                    let axis = usize::try_from(axis)
+                        .ok()
+                        .filter(|&a| a < rank)
+                        .ok_or_else(|| {
+                            err(format!(
+                                "attribute \"axis\" = {listed:?}: {axis} is not an axis of the {rank}-d data (MXNet takes no negative axes here)"
+                            ))
+                        })?;
+                    match axes.iter().position(|&a| a == axis) {
+                        Some(k) => {
+                            axes.remove(k);
+                        }
+                        None => axes.push(axis),
+                    }
+                }
+                axes.sort_unstable();
+                Reverse { axes }.into()
             }
             "broadcast_axis" => {
                 let axes = a.tuple("axis", &[])?;

@@ -321,6 +321,7 @@ fn lower_node(b: &mut Builder<'_>, at: &At<'_>) -> R<()> {
         Op::UpSampling(op) => resize::upsampling(b, at, op),
         Op::Tile(op) => shape::tile(b, at, op),
         Op::Repeat(op) => shape::repeat(b, at, op),
+        Op::Reverse(op) => shape::reverse(b, at, op),
         Op::BroadcastTo(_) => shape::broadcast_to(b, at),
         Op::Take(op) => index::take(b, at, op),
         Op::Pick(op) => index::pick(b, at, op),

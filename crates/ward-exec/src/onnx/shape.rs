@@ -3,7 +3,7 @@
 
 use ward_graph::ops::resolve_axis;
 use ward_graph::ops::shape::{
-    Arange, Concat, Pad, PadMode, Repeat, Split, Stack, Strided, SwapAxes, Tile, Transpose,
+    Arange, Concat, Pad, PadMode, Repeat, Reverse, Split, Stack, Strided, SwapAxes, Tile, Transpose,
 };
 
 use super::builder::{attr_int, attr_ints, attr_string, ints, At, Builder, R};
@@ -264,6 +264,35 @@ pub(super) fn repeat(b: &mut Builder<'_>, at: &At<'_>, op: &Repeat) -> R<()> {
         vec![at.out()?],
         vec![attr_int("axis", axis as i64)],
     );
+    Ok(())
+}
+
+/// `reverse`: a `Gather` of the indices `n − 1, ..., 0` along each reversed axis (a
+/// `Slice` with step −1 would do, but `Gather` of constant indices is what tract already
+/// runs for `repeat`).
+pub(super) fn reverse(b: &mut Builder<'_>, at: &At<'_>, op: &Reverse) -> R<()> {
+    let mut x = at.input(0)?;
+    let Some((&last, firsts)) = op.axes.split_last() else {
+        b.push("Identity", vec![x], vec![at.out()?], vec![]);
+        return Ok(());
+    };
+    let gather = |b: &mut Builder<'_>, x: String, axis: usize| {
+        let n = at.xs.get(axis).copied().unwrap_or(1);
+        let indices: Vec<i64> = (0..n).rev().map(|i| i as i64).collect();
+        let indices = b.const_i64(&at.hint(&format!("indices{axis}")), &indices);
+        (vec![x, indices], vec![attr_int("axis", axis as i64)])
+    };
+    for &axis in firsts {
+        let (inputs, attrs) = gather(b, x, axis);
+        x = b.op(
+            "Gather",
+            inputs,
+            attrs,
+            &at.hint(&format!("reversed{axis}")),
+        );
+    }
+    let (inputs, attrs) = gather(b, x, last);
+    b.push("Gather", inputs, vec![at.out()?], attrs);
     Ok(())
 }
 

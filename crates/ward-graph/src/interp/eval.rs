@@ -553,6 +553,7 @@ pub fn eval_node(node: &Node, ins: &[Option<&Array>]) -> R<Vec<Array>> {
         }
         Op::Tile(op) => one(kernel(kshape::tile(x()?, &op.reps))?),
         Op::Repeat(op) => one(kernel(kshape::repeat(x()?, op.repeats, op.axis))?),
+        Op::Reverse(op) => one(kernel(kshape::reverse(x()?, &op.axes))?),
         Op::BroadcastTo(op) => {
             let x = x()?;
             // Only the second input's shape is read (MXNet broadcast_like's rhs).

@@ -953,6 +953,14 @@ fn run(c: &Case) -> R<Vec<Array>> {
             let reps = a.usizes("reps", 1, 0)?;
             one(shape::tile(x(0)?, &reps))
         }
+        "reverse" => {
+            // Once per listing: an axis listed twice is reversed back.
+            let listed = a.usizes("axis", 0, 0)?;
+            let axes: Vec<usize> = (0..x(0)?.rank())
+                .filter(|axis| listed.iter().filter(|&l| l == axis).count() % 2 == 1)
+                .collect();
+            one(shape::reverse(x(0)?, &axes))
+        }
         "repeat" => {
             let repeats = usize::try_from(a.int("repeats", 1)?).map_err(|e| e.to_string())?;
             one(shape::repeat(x(0)?, repeats, a.optional_int("axis")?))

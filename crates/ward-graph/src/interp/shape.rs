@@ -652,6 +652,23 @@ pub fn tile(x: &Array, reps: &[usize]) -> KResult<Array> {
 /// MXNet `repeat`: each element `repeats` times in a row along `axis` (negative counts
 /// from the end), or along the flattened input with no axis (a 1-D result). A count of 0
 /// (MXNet: an empty 1-D tensor) is refused.
+/// `x` with the order of its elements reversed along each of `axes`.
+pub fn reverse(x: &Array, axes: &[usize]) -> KResult<Array> {
+    if let Some(&axis) = axes.iter().find(|&&a| a >= x.rank()) {
+        return Err(KernelError::new(
+            "reverse",
+            format!("axis {axis} of a {}-d array", x.rank()),
+        ));
+    }
+    let shape = x.shape.clone();
+    gather(x, &shape, &shape, |a, i| {
+        match (axes.contains(&a), shape.get(a)) {
+            (true, Some(&n)) => n - 1 - i,
+            _ => i,
+        }
+    })
+}
+
 pub fn repeat(x: &Array, repeats: usize, axis: Option<i64>) -> KResult<Array> {
     const OP: &str = "repeat";
     if repeats == 0 {

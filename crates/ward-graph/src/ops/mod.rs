@@ -163,6 +163,7 @@ ops! {
     UpSampling(resize::UpSampling) = "upsampling",
     Tile(shape::Tile) = "tile",
     Repeat(shape::Repeat) = "repeat",
+    Reverse(shape::Reverse) = "reverse",
     BroadcastTo(shape::BroadcastTo) = "broadcast_to",
     Take(index::Take) = "take",
     Pick(index::Pick) = "pick",
@@ -440,6 +441,7 @@ mod tests {
                 ..Default::default()
             }
             .into(),
+            shape::Reverse { axes: vec![0, 2] }.into(),
             detection::MultiProposal(detection::Proposal {
                 rpn_pre_nms_top_n: None,
                 ..Default::default()

@@ -256,6 +256,15 @@ pub struct Tile {
     pub reps: Vec<usize>,
 }
 
+/// MXNet `reverse` (alias `flip`): the order of the elements along each listed axis
+/// reversed. MXNet reverses once per listing, so an axis listed twice is left as it was;
+/// the importer keeps the axes listed an odd number of times, sorted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reverse {
+    pub axes: Vec<usize>,
+}
+
 /// MXNet `repeat`: each element `repeats` times in a row along `axis` (negative counts
 /// from the end); with no axis, along the flattened input, giving a 1-D output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -1101,6 +1110,38 @@ impl OpDef for Tile {
 
     fn infer(&self, ins: &[Option<&[usize]>]) -> R<Vec<Shape>> {
         Ok(vec![self.output_shape(input(ins, 0, "data")?)?])
+    }
+
+    fn infer_dtypes(&self, ins: &[DType]) -> R<Vec<DType>> {
+        data_dtype(ins, self.num_outputs())
+    }
+}
+
+impl OpDef for Reverse {
+    fn arity(&self) -> (usize, usize) {
+        (1, 1)
+    }
+
+    fn validate(&self) -> R<()> {
+        if self.axes.len() > MAX_RANK || self.axes.windows(2).any(|w| matches!(w, [a, b] if a >= b))
+        {
+            return Err(format!(
+                "reverse's axes {:?} are not distinct and sorted",
+                self.axes
+            ));
+        }
+        Ok(())
+    }
+
+    fn infer(&self, ins: &[Option<&[usize]>]) -> R<Vec<Shape>> {
+        let x = input(ins, 0, "data")?;
+        if let Some(&axis) = self.axes.iter().find(|&&a| a >= x.len()) {
+            return Err(format!(
+                "reverse's axis {axis} is not an axis of the {}-d data",
+                x.len()
+            ));
+        }
+        Ok(vec![x.to_vec()])
     }
 
     fn infer_dtypes(&self, ins: &[DType]) -> R<Vec<DType>> {

@@ -150,3 +150,30 @@ fn crafted_attributes_are_refused_by_name() {
     );
     refusal("slice_axis", r#""axis": "1", "begin": "0""#, DATA, "end");
 }
+
+#[test]
+fn reverse_keeps_each_axis_listed_an_odd_number_of_times() {
+    use ward_graph::ops::shape::Reverse;
+    use ward_graph::Op;
+    let axes = |attrs: &str| match one_op::imported("reverse", attrs, &[DATA]).0 {
+        Op::Reverse(Reverse { axes }) => axes,
+        other => panic!("{attrs}: imported as {other:?}"),
+    };
+    assert_eq!(axes(r#""axis": "(3, 1)""#), vec![1, 3]);
+    // MXNet reverses once per listing: twice is no reversal, three times is one.
+    assert_eq!(axes(r#""axis": "(1, 1)""#), Vec::<usize>::new());
+    assert_eq!(axes(r#""axis": "(2, 2, 2)""#), vec![2]);
+    assert_eq!(axes(r#""axis": "()""#), Vec::<usize>::new());
+    assert_eq!(
+        output_shape("flip", r#""axis": "(0,)""#, DATA),
+        DATA.to_vec()
+    );
+}
+
+#[test]
+fn reverse_refuses_the_axes_mxnet_refuses() {
+    // MXNet 1.9.1 takes no negative axis here, and needs `axis`.
+    refusal("reverse", r#""axis": "(-1,)""#, DATA, "axis");
+    refusal("reverse", r#""axis": "(4,)""#, DATA, "axis");
+    refusal("reverse", "", DATA, "axis");
+}

@@ -219,6 +219,7 @@ pub(crate) fn differentiable(op: &Op) -> Result<(), &'static str> {
         | Op::UpSampling(_)
         | Op::Tile(_)
         | Op::Repeat(_)
+        | Op::Reverse(_)
         | Op::BroadcastTo(_)
         | Op::Take(_)
         | Op::Pick(_)
@@ -502,6 +503,7 @@ pub(crate) fn rule(ctx: &Ctx<'_>) -> Rule {
         Op::UpSampling(op) => resize::upsampling(ctx, op),
         Op::Tile(op) => shape::tile(ctx, op),
         Op::Repeat(op) => shape::repeat(ctx, op),
+        Op::Reverse(op) => shape::reverse(ctx, op),
         Op::BroadcastTo(_) => shape::broadcast_to(ctx),
         Op::Take(op) => index::take(ctx, op),
         Op::Pick(op) => index::pick(ctx, op),

@@ -1,9 +1,13 @@
 //! Operators that only move elements: the gradient moves them back.
 
-use ward_graph::interp::shape::{permuted, strided_scatter, swap_axes as swap};
+use ward_graph::interp::shape::{
+    permuted, reverse as reversed, strided_scatter, swap_axes as swap,
+};
 use ward_graph::interp::Array;
 use ward_graph::ops::resolve_axis;
-use ward_graph::ops::shape::{Concat, Repeat, Split, Stack, Strided, SwapAxes, Tile, Transpose};
+use ward_graph::ops::shape::{
+    Concat, Repeat, Reverse, Split, Stack, Strided, SwapAxes, Tile, Transpose,
+};
 
 use super::{arrays, Ctx, Rule};
 
@@ -26,6 +30,14 @@ pub fn transpose(ctx: &Ctx<'_>, op: &Transpose) -> Rule {
     let g = ctx.grad(0)?;
     Ok(vec![Some(
         permuted(&g, &op.inverse()).map_err(|e| e.to_string())?,
+    )])
+}
+
+/// Reversing is its own inverse: the gradient is reversed along the same axes.
+pub fn reverse(ctx: &Ctx<'_>, op: &Reverse) -> Rule {
+    let g = ctx.grad(0)?;
+    Ok(vec![Some(
+        reversed(&g, &op.axes).map_err(|e| e.to_string())?,
     )])
 }
 
