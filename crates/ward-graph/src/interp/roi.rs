@@ -8,10 +8,12 @@
 //! all refuse the same rows. What MXNet does with a row, and what ward does:
 //!
 //! - the batch index is truncated toward zero, as MXNet casts it (−0.5 reads image 0);
-//!   one that is then negative is refused: MXNet writes a single 0 and leaves the rest
-//!   of that roi's output as whatever its memory held; one past the batch is refused:
-//!   MXNet reads outside the data. A NaN or infinite value anywhere in a row is refused
-//!   (MXNet casts it to an integer, which C++ leaves undefined);
+//!   a roi whose index is then negative gives zeros: MXNet writes a single 0 and leaves
+//!   the rest of that roi's output as whatever its memory held (zeros in a fresh
+//!   buffer), and detectors pad their rois with −1 rows whose outputs they discard
+//!   (GluonCV's Faster R-CNN with FPN), so refusing them would refuse the model. One past
+//!   the batch is refused: MXNet reads outside the data. A NaN or infinite value anywhere
+//!   in a row is refused (MXNet casts it to an integer, which C++ leaves undefined);
 //! - a box of width or height below 1 (after scaling; a reversed box included) is
 //!   stretched to 1 without `aligned`, as MXNet does; with `aligned` a width or height
 //!   that is not positive is refused (MXNet's check aborts the process);
@@ -67,9 +69,18 @@ pub fn roi_align_plan(
         return Err(format!("roi {row:?} holds {v}"));
     }
     let index = b.trunc();
-    if index < 0.0 || index >= batch as f32 {
+    if index < 0.0 {
+        // No samples: every bin is 0, and nothing flows back.
+        return Ok(RoiPlan {
+            batch: 0,
+            grid: 0,
+            count: 1.0,
+            taps: Vec::new(),
+        });
+    }
+    if index >= batch as f32 {
         return Err(format!(
-            "roi {row:?} reads image {index} of a batch of {batch} (MXNet leaves a negative one's output unwritten and reads outside the data past the batch)"
+            "roi {row:?} reads image {index} of a batch of {batch} (MXNet reads outside the data past the batch)"
         ));
     }
     let (h, w) = (height as f32, width as f32);
@@ -474,7 +485,6 @@ mod tests {
     fn refuses_the_rows_mxnet_does_not_compute() {
         let x = ramp();
         for (row, aligned, what) in [
-            ([-1.0, 0., 0., 2., 2.], false, "image -1"),
             ([2.0, 0., 0., 2., 2.], false, "image 2"),
             ([f64::NAN, 0., 0., 2., 2.], false, "NaN"),
             ([0.0, 0., 0., f64::INFINITY, 2.], false, "inf"),
@@ -486,6 +496,12 @@ mod tests {
             let err = roi_align(&x, &rois, &op(None, aligned)).unwrap_err();
             assert!(err.to_string().contains(what), "{row:?}: {err}");
         }
+        // A negative image (a detector's −1 padding) gives zeros, even over infinities.
+        let mut inf = ramp();
+        inf.data.iter_mut().for_each(|v| *v = f64::INFINITY);
+        let rois = Array::new(vec![1, 5], vec![-1., -1., -1., -1., -1.]).unwrap();
+        let y = roi_align(&inf, &rois, &op(None, false)).unwrap();
+        assert!(y.data.iter().all(|&v| v == 0.0), "{:?}", y.data);
         // A fixed grid samples a huge box without refusing it: outside is weight 0.
         let rois = Array::new(vec![1, 5], vec![0., 0., 0., 1e30, 2.]).unwrap();
         assert!(roi_align(&x, &rois, &op(Some(2), false)).is_ok());
