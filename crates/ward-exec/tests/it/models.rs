@@ -148,4 +148,9 @@ fixture_tests!(
     fused_residual,
     fused_attention,
     yolo_upsample,
+    // Exported by tools/zoo/export_zoo.py (narrowed: 2 layers, 32 units, 2 heads): one
+    // model of each family the zoo tool found whole product lines in.
+    bert_12_768_12,
+    transformer_en_de_512,
+    hrnet_w18_small_v1_s,
 );

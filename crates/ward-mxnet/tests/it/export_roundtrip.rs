@@ -224,6 +224,9 @@ model_round_trips!(
     fused_residual,
     fused_attention,
     yolo_upsample,
+    bert_12_768_12,
+    transformer_en_de_512,
+    hrnet_w18_small_v1_s,
 );
 
 #[test]
@@ -247,6 +250,10 @@ fn every_model_fixture_is_listed_above() {
         "fused_residual",
         "fused_attention",
         "yolo_upsample",
+        // From tools/zoo/: BERT, a Transformer, a segmentation network.
+        "bert_12_768_12",
+        "transformer_en_de_512",
+        "hrnet_w18_small_v1_s",
     ];
     // A symbol without weights (training from scratch; tests/it/new_params.rs): nothing
     // to export until a run has trained it.
