@@ -429,7 +429,7 @@ fn multibox_iou(a: [f32; 4], b: [f32; 4]) -> f32 {
 /// - each anchor takes the first class above 0 with the largest probability (a
 ///   probability must exceed −1 to count; NaN never does), and is a detection when that
 ///   probability is at least `threshold`; its row is `[class − 1, score, box]`, the box
-///   decoded by [`decode_multibox`]; the detections come first, in anchor order, every
+///   decoded by `decode_multibox`; the detections come first, in anchor order, every
 ///   other row −1;
 /// - with `nms_threshold` outside (0, 1], that is all: no sorting, no `nms_topk`;
 /// - else the detections are sorted by descending score, stably (equal scores keep
