@@ -642,7 +642,8 @@ def build_yolo_upsample(name, seed):
             super(Upsample, self).__init__(**kw)
             with self.name_scope():
                 self.reduce = gluon.nn.Conv2D(8, 1)
-                self.conv = gluon.nn.Conv2D(4, 3, padding=1)
+                # 1x1, as YOLOv3's detection block starts: tract makes it a matrix product.
+                self.conv = gluon.nn.Conv2D(4, 1)
 
         def hybrid_forward(self, F, x, route):
             up = self.reduce(x).repeat(axis=-1, repeats=2).repeat(axis=-2, repeats=2)
@@ -651,7 +652,7 @@ def build_yolo_upsample(name, seed):
     rng = np.random.RandomState(seed)
     net = Upsample(prefix="yolo0_")
     notes = ("YOLOv3's upsampling route: conv1x1 -> repeat(2, -1) -> repeat(2, -2) -> concat -> "
-             "conv3x3, at batch 1 (where tract dropped the batch axis and failed to build a plan).")
+             "conv1x1, at batch 1 (where tract dropped the batch axis and failed to build a plan).")
     inputs = [("data0", _image(rng, (1, 16, 4, 4))), ("data1", _image(rng, (1, 8, 8, 8)))]
     return run_gluon(name, net, inputs, notes, seed)
 
