@@ -365,3 +365,44 @@ fn a_plan_never_outlives_its_weights() {
     assert_eq!(new_plan.weights(), new.id());
     assert_ne!(old_plan.weights(), new.id());
 }
+
+/// Sigmoid reaches MXNet's exact 0 and 1 (its float32 `1 / (1 + e^-x)`), through the
+/// `Activation`, the standalone operator and `LogisticRegressionOutput` alike. tract's
+/// own `Sigmoid` stops at 4.47e-7 and 1 − 4.77e-7, which broke the ties saturated
+/// detector scores make in MXNet.
+#[test]
+fn sigmoid_saturates_to_mxnets_zero_and_one() {
+    use ward_graph::ops::elementwise::{Unary, UnaryKind};
+    use ward_graph::ops::loss::{RegressionKind, RegressionOutput};
+    let x = [-100.0f32, -20.0, 0.0, 1.0, 17.0, 20.0, 100.0];
+    // MXNet 1.9.1, mx.nd.sigmoid of the same float32 values.
+    let mxnet = [0.0f32, 2.061_153_7e-9, 0.5, 0.731_058_6, 1.0, 1.0, 1.0];
+    for op in [
+        Op::from(Activation {
+            kind: ActivationKind::Sigmoid,
+        }),
+        Op::from(Unary {
+            kind: UnaryKind::Sigmoid,
+        }),
+        Op::from(RegressionOutput {
+            kind: RegressionKind::Logistic,
+            grad_scale: 1.0,
+        }),
+    ] {
+        let name = op.name();
+        let model = model(unary_graph(op), HashMap::new());
+        let y = model
+            .run(&[Tensor::from_f32(vec![x.len()], &x).unwrap()])
+            .unwrap()
+            .remove(0)
+            .to_f32_vec();
+        for ((got, want), v) in y.iter().zip(mxnet).zip(x) {
+            let close = if want == 0.0 || want == 1.0 {
+                *got == want
+            } else {
+                (got - want).abs() <= 2.0 * f32::EPSILON * want
+            };
+            assert!(close, "{name}({v}) = {got}, MXNet gives {want}");
+        }
+    }
+}
