@@ -64,6 +64,28 @@ fn parse_roi_pool(
     Ok((expand(RoiPoolNode { op, out_shape }), vec![]))
 }
 
+/// The inference rules both roi nodes share: float32 data and rois in, one float32
+/// output of the shape fixed at lowering.
+fn roi_rules<'r, 'p: 'r>(
+    name: &str,
+    out_shape: &[usize],
+    s: &mut Solver<'r>,
+    inputs: &'p [TensorProxy],
+    outputs: &'p [TensorProxy],
+) -> InferenceResult {
+    check_input_arity(inputs, 2)?;
+    check_output_arity(outputs, 1)?;
+    let (Some(data), Some(rois), Some(out)) = (inputs.first(), inputs.get(1), outputs.first())
+    else {
+        bail!("{name} takes data and rois and gives one output");
+    };
+    s.equals(&data.datum_type, f32::datum_type())?;
+    s.equals(&rois.datum_type, f32::datum_type())?;
+    s.equals(&out.datum_type, f32::datum_type())?;
+    s.equals(&out.shape, ShapeFactoid::from(out_shape.to_vec()))?;
+    Ok(())
+}
+
 /// The parsed ROIPooling node: the op and its output's shape, fixed at lowering.
 #[derive(Debug, Clone)]
 struct RoiPoolNode {
@@ -82,17 +104,7 @@ impl Expansion for RoiPoolNode {
         inputs: &'p [TensorProxy],
         outputs: &'p [TensorProxy],
     ) -> InferenceResult {
-        check_input_arity(inputs, 2)?;
-        check_output_arity(outputs, 1)?;
-        let (Some(data), Some(rois), Some(out)) = (inputs.first(), inputs.get(1), outputs.first())
-        else {
-            bail!("{ROI_POOL} takes data and rois and gives one output");
-        };
-        s.equals(&data.datum_type, f32::datum_type())?;
-        s.equals(&rois.datum_type, f32::datum_type())?;
-        s.equals(&out.datum_type, f32::datum_type())?;
-        s.equals(&out.shape, ShapeFactoid::from(self.out_shape.clone()))?;
-        Ok(())
+        roi_rules(ROI_POOL, &self.out_shape, s, inputs, outputs)
     }
 
     fn wire(
@@ -297,17 +309,7 @@ impl Expansion for RoiAlignNode {
         inputs: &'p [TensorProxy],
         outputs: &'p [TensorProxy],
     ) -> InferenceResult {
-        check_input_arity(inputs, 2)?;
-        check_output_arity(outputs, 1)?;
-        let (Some(data), Some(rois), Some(out)) = (inputs.first(), inputs.get(1), outputs.first())
-        else {
-            bail!("{ROI_ALIGN} takes data and rois and gives one output");
-        };
-        s.equals(&data.datum_type, f32::datum_type())?;
-        s.equals(&rois.datum_type, f32::datum_type())?;
-        s.equals(&out.datum_type, f32::datum_type())?;
-        s.equals(&out.shape, ShapeFactoid::from(self.out_shape.clone()))?;
-        Ok(())
+        roi_rules(ROI_ALIGN, &self.out_shape, s, inputs, outputs)
     }
 
     fn wire(
