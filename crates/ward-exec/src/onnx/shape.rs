@@ -272,27 +272,27 @@ pub(super) fn repeat(b: &mut Builder<'_>, at: &At<'_>, op: &Repeat) -> R<()> {
 /// runs for `repeat`).
 pub(super) fn reverse(b: &mut Builder<'_>, at: &At<'_>, op: &Reverse) -> R<()> {
     let mut x = at.input(0)?;
-    let Some((&last, firsts)) = op.axes.split_last() else {
+    if op.axes.is_empty() {
         b.push("Identity", vec![x], vec![at.out()?], vec![]);
         return Ok(());
-    };
-    let gather = |b: &mut Builder<'_>, x: String, axis: usize| {
+    }
+    for (k, &axis) in op.axes.iter().enumerate() {
         let n = at.xs.get(axis).copied().unwrap_or(1);
         let indices: Vec<i64> = (0..n).rev().map(|i| i as i64).collect();
         let indices = b.const_i64(&at.hint(&format!("indices{axis}")), &indices);
-        (vec![x, indices], vec![attr_int("axis", axis as i64)])
-    };
-    for &axis in firsts {
-        let (inputs, attrs) = gather(b, x, axis);
-        x = b.op(
-            "Gather",
-            inputs,
-            attrs,
-            &at.hint(&format!("reversed{axis}")),
-        );
+        let attrs = vec![attr_int("axis", axis as i64)];
+        if k + 1 == op.axes.len() {
+            b.push("Gather", vec![x, indices], vec![at.out()?], attrs);
+            break;
+        } else {
+            x = b.op(
+                "Gather",
+                vec![x, indices],
+                attrs,
+                &at.hint(&format!("reversed{axis}")),
+            );
+        }
     }
-    let (inputs, attrs) = gather(b, x, last);
-    b.push("Gather", inputs, vec![at.out()?], attrs);
     Ok(())
 }
 
