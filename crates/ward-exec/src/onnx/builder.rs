@@ -221,6 +221,87 @@ pub(crate) struct Builder<'a> {
     pub(crate) folded_away: HashSet<usize>,
     /// The params that dense layers read as their weight in a `Gemm` (`mk,nk->mn`).
     pub(crate) dense_weights: Vec<usize>,
+    /// Float32 constants computed from the weights, in the order they were made.
+    pub(crate) derived: Vec<Derived>,
+}
+
+/// A float32 constant computed from the weights while lowering (a convolution's weight
+/// and bias with its batch norm folded in). It is kept as a recipe until the proto is
+/// finished: then it becomes an initializer ([`Params::Initializers`]) or a graph input
+/// that the engine makes a constant by computing the values straight into its own tensor
+/// ([`Params::Inputs`]), so a weight-sized constant is made once, never as an
+/// intermediate vector, then bytes, then parsed back.
+///
+/// [`Params::Initializers`]: super::Params::Initializers
+/// [`Params::Inputs`]: super::Params::Inputs
+#[derive(Debug)]
+pub(crate) struct Derived {
+    pub name: String,
+    pub dims: Vec<usize>,
+    pub values: DerivedValues,
+}
+
+#[derive(Debug)]
+pub(crate) enum DerivedValues {
+    /// The values themselves.
+    Values(Vec<f32>),
+    /// Param `param` as float32, its `k`-th slice along the first axis multiplied by
+    /// `scale[k]` (a batch norm's scale folded into the filters of a convolution).
+    ScaledParam { param: usize, scale: Vec<f32> },
+}
+
+impl Derived {
+    /// Computes the values into `out`, which must hold the product of `dims`.
+    pub(crate) fn fill(&self, weights: &[Tensor], out: &mut [f32]) -> R<()> {
+        match &self.values {
+            DerivedValues::Values(values) => {
+                if values.len() != out.len() {
+                    return Err(format!(
+                        "{}: {} values for {} elements",
+                        self.name,
+                        values.len(),
+                        out.len()
+                    ));
+                }
+                out.copy_from_slice(values);
+            }
+            DerivedValues::ScaledParam { param, scale } => {
+                let weight = weights
+                    .get(*param)
+                    .ok_or_else(|| format!("{}: param {param} has no tensor", self.name))?;
+                if weight.len() != out.len()
+                    || scale.is_empty()
+                    || !out.len().is_multiple_of(scale.len())
+                {
+                    return Err(format!(
+                        "{}: a weight of {} elements for {} outputs and {} scales",
+                        self.name,
+                        weight.len(),
+                        out.len(),
+                        scale.len()
+                    ));
+                }
+                let per_slice = (out.len() / scale.len()).max(1);
+                let slices = out.chunks_mut(per_slice).zip(scale);
+                if weight.dtype() == DType::F32 {
+                    let (floats, _) = weight.bytes().as_chunks::<4>();
+                    for ((out, s), src) in slices.zip(floats.chunks(per_slice)) {
+                        for (o, c) in out.iter_mut().zip(src) {
+                            *o = f32::from_le_bytes(*c) * s;
+                        }
+                    }
+                } else {
+                    let values = weight.to_f32_vec();
+                    for ((out, s), src) in slices.zip(values.chunks(per_slice)) {
+                        for (o, v) in out.iter_mut().zip(src) {
+                            *o = v * s;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 impl<'a> Builder<'a> {
@@ -245,6 +326,7 @@ impl<'a> Builder<'a> {
             folded_norms: HashMap::new(),
             folded_away: HashSet::new(),
             dense_weights: Vec::new(),
+            derived: Vec::new(),
         }
     }
 
@@ -308,8 +390,19 @@ impl<'a> Builder<'a> {
     }
 
     pub fn const_f32(&mut self, hint: &str, dims: &[usize], values: &[f32]) -> String {
-        let raw = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        self.initializer(hint, dims, DataType::Float, raw)
+        self.initializer(hint, dims, DataType::Float, f32_bytes(values))
+    }
+
+    /// A float32 constant computed from the weights (see [`Derived`]); `values` must make
+    /// the product of `dims`.
+    pub fn derived_f32(&mut self, hint: &str, dims: Vec<usize>, values: DerivedValues) -> String {
+        let name = self.fresh(hint);
+        self.derived.push(Derived {
+            name: name.clone(),
+            dims,
+            values,
+        });
+        name
     }
 
     pub fn scalar_f32(&mut self, hint: &str, v: f32) -> String {
@@ -323,6 +416,35 @@ impl<'a> Builder<'a> {
 
     pub fn scalar_i64(&mut self, hint: &str, v: i64) -> String {
         self.initializer(hint, &[], DataType::Int64, v.to_le_bytes().to_vec())
+    }
+
+    /// The derived constants as float32 initializers.
+    pub(crate) fn derived_initializers(&mut self) -> R<()> {
+        for d in std::mem::take(&mut self.derived) {
+            let len = ward_core::tensor::element_count(&d.dims)
+                .ok_or_else(|| format!("{}: shape {:?} overflows", d.name, d.dims))?;
+            let mut values = vec![0.0; len];
+            d.fill(self.weights, &mut values)?;
+            self.initializers.push(TensorProto {
+                dims: ints(&d.dims),
+                data_type: DataType::Float as i32,
+                raw_data: f32_bytes(&values),
+                name: d.name,
+                ..Default::default()
+            });
+        }
+        Ok(())
+    }
+
+    /// The derived constants as float32 graph inputs without values, after every input
+    /// added before; returned, in that order, for the engine to fill.
+    pub(crate) fn derived_inputs(&mut self) -> Vec<Derived> {
+        let derived = std::mem::take(&mut self.derived);
+        for d in &derived {
+            self.graph_inputs
+                .push(value_info(&d.name, DType::F32, &d.dims));
+        }
+        derived
     }
 
     /// The ONNX value for a source; params become float32 initializers on first use.
@@ -458,4 +580,13 @@ impl<'a> Builder<'a> {
         let scaled = self.op("Mul", vec![x, scale], vec![], &format!("{out}/scaled"));
         self.push("Add", vec![scaled, shift], vec![out.to_string()], vec![]);
     }
+}
+
+/// Float32 values as the little-endian bytes of an ONNX `raw_data`.
+fn f32_bytes(values: &[f32]) -> Vec<u8> {
+    let mut raw = Vec::with_capacity(values.len().saturating_mul(4));
+    for v in values {
+        raw.extend_from_slice(&v.to_le_bytes());
+    }
+    raw
 }

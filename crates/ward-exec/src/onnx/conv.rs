@@ -2,7 +2,9 @@
 
 use ward_graph::ops::conv::{Conv, Deconv};
 
-use super::builder::{attr_int, attr_ints, ints, At, Builder, R};
+use ward_graph::ir::Source;
+
+use super::builder::{attr_int, attr_ints, ints, At, Builder, DerivedValues, R};
 
 fn symmetric_pads(pad: &[usize]) -> Vec<i64> {
     ints(pad).iter().chain(ints(pad).iter()).copied().collect()
@@ -29,19 +31,14 @@ pub(super) fn conv(b: &mut Builder<'_>, at: &At<'_>, op: &Conv) -> R<()> {
 }
 
 /// The convolution's inputs with the batch norm that reads it folded in:
-/// w'[f] = w[f]·scale[f], b'[f] = b[f]·scale[f] + shift[f].
+/// w'[f] = w[f]·scale[f], b'[f] = b[f]·scale[f] + shift[f]. The weight is left a recipe
+/// (see [`DerivedValues::ScaledParam`]), computed once where the engine keeps it.
 fn folded_inputs(b: &mut Builder<'_>, at: &At<'_>, scale: &[f32], shift: &[f32]) -> R<Vec<String>> {
     let weight = at.source(1)?;
     let w_shape = b.shape(weight)?;
-    let mut w = b
-        .param_values(weight)
-        .ok_or("a folded convolution's weight must be a parameter")?;
-    let per_filter = (w.len() / scale.len().max(1)).max(1);
-    for (chunk, s) in w.chunks_mut(per_filter).zip(scale) {
-        for v in chunk {
-            *v *= s;
-        }
-    }
+    let Source::Param(param) = weight else {
+        return Err("a folded convolution's weight must be a parameter".into());
+    };
     let bias: Vec<f32> = match at.source(2).ok().and_then(|s| b.param_values(s)) {
         Some(bias) => bias
             .iter()
@@ -51,8 +48,17 @@ fn folded_inputs(b: &mut Builder<'_>, at: &At<'_>, scale: &[f32], shift: &[f32])
             .collect(),
         None => shift.to_vec(),
     };
-    let w = b.const_f32(&at.hint("folded_weight"), &w_shape, &w);
-    let bias = b.const_f32(&at.hint("folded_bias"), &[bias.len()], &bias);
+    let bias_dims = vec![bias.len()];
+    let scaled = DerivedValues::ScaledParam {
+        param,
+        scale: scale.to_vec(),
+    };
+    let w = b.derived_f32(&at.hint("folded_weight"), w_shape, scaled);
+    let bias = b.derived_f32(
+        &at.hint("folded_bias"),
+        bias_dims,
+        DerivedValues::Values(bias),
+    );
     Ok(vec![at.input(0)?, w, bias])
 }
 

@@ -38,6 +38,7 @@ use ward_graph::ir::{Graph, InputRole, Node, Source};
 use ward_graph::ops::Op;
 use ward_graph::shape::infer_shapes;
 
+pub(crate) use self::builder::Derived;
 use self::builder::{attr_int, value_info, At, Builder, R};
 use crate::error::ExecError;
 
@@ -122,6 +123,9 @@ pub(crate) struct LoweredParams {
     pub inputs: Vec<usize>,
     /// The params dense layers read as the weight of a `Gemm` (`mk,nk->mn`).
     pub dense_weights: Vec<usize>,
+    /// With [`Params::Inputs`], the constants computed from the weights, each a graph
+    /// input after the params', in this order.
+    pub derived: Vec<Derived>,
 }
 
 /// Lowers as [`lower`] does, with the params as `params` says.
@@ -227,12 +231,18 @@ pub(crate) fn lower_with(
         }
         outputs.push(value_info(&alias, DType::F32, &shape));
     }
-    let param_inputs = match params {
+    let (param_inputs, derived) = match params {
         Params::Initializers => {
             b.param_initializers();
-            Vec::new()
+            b.derived_initializers()
+                .map_err(|reason| ExecError::Lowering {
+                    node: "weights".into(),
+                    op: "constant",
+                    reason,
+                })?;
+            (Vec::new(), Vec::new())
         }
-        Params::Inputs => b.param_inputs(),
+        Params::Inputs => (b.param_inputs(), b.derived_inputs()),
     };
     let graph_proto = GraphProto {
         node: b.nodes,
@@ -258,6 +268,7 @@ pub(crate) fn lower_with(
         LoweredParams {
             inputs: param_inputs,
             dense_weights: b.dense_weights,
+            derived,
         },
     ))
 }

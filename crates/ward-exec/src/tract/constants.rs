@@ -15,30 +15,52 @@ use tract_onnx::tract_hir::ops::konst::Const;
 use ward_core::{DType, Tensor};
 
 use crate::error::ExecError;
+use crate::onnx::Derived;
 
-/// Makes the last `params.len()` inputs of `model` constants (input `k` of them holds
-/// `weights[params[k]]` as float32), except those of the params in `deferred`, which stay
-/// inputs, after the data inputs, in their order in `params`: the caller decides them on
-/// the typed model. Returns the params left as inputs, in order.
+/// Makes the inputs of `model` after its data inputs constants: first `params.len()` of
+/// them (input `k` holds `weights[params[k]]` as float32), except those of the params in
+/// `deferred`, which stay inputs, after the data inputs, in their order in `params` (the
+/// caller decides them on the typed model); then one per `derived` constant, holding its
+/// values. Returns the params left as inputs, in order.
 pub(crate) fn adopt(
     model: &mut InferenceModel,
     weights: &[Tensor],
     params: &[usize],
     deferred: &[usize],
+    derived: Vec<Derived>,
 ) -> Result<Vec<usize>, ExecError> {
     let inputs = model
         .input_outlets()
         .map_err(super::engine("adopt the weights"))?;
+    let constants = params.len().saturating_add(derived.len());
     let data = inputs
         .len()
-        .checked_sub(params.len())
+        .checked_sub(constants)
         .ok_or_else(|| ExecError::Engine {
             stage: "adopt the weights",
-            detail: format!("{} inputs for {} weights", inputs.len(), params.len()),
+            detail: format!("{} inputs for {constants} constants", inputs.len()),
         })?;
-    let (data_inputs, weight_inputs) = inputs.split_at(data);
+    let (data_inputs, constant_inputs) = inputs.split_at(data);
     let mut kept = data_inputs.to_vec();
+    let (weight_inputs, derived_inputs) = constant_inputs.split_at(params.len());
     let weight_inputs = weight_inputs.to_vec();
+    let derived_inputs = derived_inputs.to_vec();
+    for (outlet, d) in derived_inputs.iter().zip(derived) {
+        let mut tensor = tract_onnx::prelude::Tensor::zero::<f32>(&d.dims)
+            .map_err(super::engine("adopt the weights"))?;
+        let mut plain = tensor
+            .try_as_plain_ram_mut()
+            .map_err(super::engine("adopt the weights"))?;
+        let values = plain
+            .as_slice_mut::<f32>()
+            .map_err(super::engine("adopt the weights"))?;
+        d.fill(weights, values)
+            .map_err(|detail| ExecError::Engine {
+                stage: "adopt the weights",
+                detail,
+            })?;
+        make_const(model, outlet.node, tensor).map_err(super::engine("adopt the weights"))?;
+    }
     let mut left = Vec::new();
     for (outlet, &index) in weight_inputs.iter().zip(params) {
         if deferred.contains(&index) {

@@ -106,6 +106,7 @@ impl Backend for TractBackend {
             weights.tensors(),
             &params.inputs,
             &params.dense_weights,
+            params.derived,
         )?;
         let mut typed = model
             .into_typed()
