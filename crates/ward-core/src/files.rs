@@ -19,6 +19,7 @@
 //! is whole or absent, and never replaces another. The directory is synced so that the
 //! name lasts.
 
+use crate::buffer::Buffer;
 use std::fs::{File, Metadata, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -194,13 +195,11 @@ impl RegularFile {
     /// fallibly, to be filled part by part with [`RegularFile::fill`] and closed with
     /// [`RegularFile::finish`]: so that each part, once read, can be lent to another
     /// thread (a hasher) while the next is read.
-    pub fn zeroed_buffer(&self, limit: u64) -> Result<Vec<u8>, FileError> {
+    pub fn zeroed_buffer(&self, limit: u64) -> Result<Buffer, FileError> {
         self.check_limit(limit)?;
         let len = self.len();
-        let mut bytes = reserve(len)?;
-        // `reserve` succeeded, so `len` fits in memory and in usize.
-        bytes.resize(len as usize, 0);
-        Ok(bytes)
+        let len = usize::try_from(len).map_err(|_| FileError::OutOfMemory { bytes: len })?;
+        Buffer::zeroed(len)
     }
 
     /// Reads exactly `part.len()` bytes, the next part of the file.
@@ -654,7 +653,7 @@ mod tests {
             file.fill(part).unwrap();
         }
         file.finish().unwrap();
-        assert_eq!(read, bytes);
+        assert_eq!(&read[..], &bytes[..]);
         assert_eq!(open_regular(&path).unwrap().read_all(1000).unwrap(), bytes);
 
         let mut buffered = Vec::new();

@@ -7,6 +7,7 @@
 // Data from outside must never be unwrapped; tests may.
 
 pub mod audit;
+pub mod buffer;
 pub mod dtype;
 pub mod files;
 pub mod json;
@@ -17,6 +18,7 @@ pub mod reader;
 pub mod tensor;
 
 pub use audit::{AuditEvent, AuditFlush, AuditLayer, BackgroundWriter, AUDIT_TARGET};
+pub use buffer::Buffer;
 pub use dtype::DType;
 pub use reader::{Reader, Truncated};
 pub use tensor::{Tensor, TensorError, TensorView};

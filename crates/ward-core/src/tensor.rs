@@ -7,7 +7,15 @@
 //! [`TensorView`] is the same thing borrowed: a caller's bytes (a NumPy array's buffer)
 //! read in place, under the same checks, so the schema check and the engine's one copy
 //! need no [`Tensor`] in between.
+//!
+//! A tensor's bytes are its own, or a range of a buffer it shares with other tensors
+//! ([`Tensor::shared`]): the tensors of a weights file read once, so a model's weights are
+//! held once, in the buffer they were read (and verified) into.
 
+use std::ops::Range;
+use std::sync::Arc;
+
+use crate::buffer::Buffer;
 use crate::dtype::DType;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -20,6 +28,12 @@ pub enum TensorError {
         dtype: DType,
         expected: usize,
         actual: usize,
+    },
+    #[error("bytes {start}..{end} are outside a buffer of {len} bytes")]
+    OutsideBuffer {
+        start: usize,
+        end: usize,
+        len: usize,
     },
 }
 
@@ -92,7 +106,7 @@ impl<'a> TensorView<'a> {
         Tensor {
             dtype: self.dtype,
             shape: self.shape.to_vec(),
-            data: self.data.to_vec(),
+            data: Bytes::Owned(self.data.to_vec()),
         }
     }
 
@@ -157,18 +171,85 @@ impl<'a> TensorView<'a> {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone)]
 pub struct Tensor {
     dtype: DType,
     shape: Vec<usize>,
-    data: Vec<u8>,
+    data: Bytes,
+}
+
+/// Where a tensor's bytes are.
+#[derive(Clone)]
+enum Bytes {
+    Owned(Vec<u8>),
+    /// `buffer[range]`; the range was checked against the buffer when the tensor was made.
+    Shared {
+        buffer: Arc<Buffer>,
+        range: Range<usize>,
+    },
+}
+
+impl Bytes {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Bytes::Owned(v) => v,
+            Bytes::Shared { buffer, range } => buffer.get(range.clone()).unwrap_or_default(),
+        }
+    }
+}
+
+impl PartialEq for Tensor {
+    fn eq(&self, other: &Self) -> bool {
+        self.dtype == other.dtype && self.shape == other.shape && self.bytes() == other.bytes()
+    }
+}
+
+impl std::fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tensor")
+            .field("dtype", &self.dtype)
+            .field("shape", &self.shape)
+            .field("data", &self.bytes())
+            .finish()
+    }
 }
 
 impl Tensor {
     /// Wraps little-endian bytes; fails unless their length is exactly what the shape needs.
     pub fn from_bytes(dtype: DType, shape: Vec<usize>, data: Vec<u8>) -> Result<Self, TensorError> {
         check_len(dtype, &shape, data.len())?;
-        Ok(Tensor { dtype, shape, data })
+        Ok(Tensor {
+            dtype,
+            shape,
+            data: Bytes::Owned(data),
+        })
+    }
+
+    /// The little-endian bytes `buffer[range]`, shared with the buffer's other tensors
+    /// rather than copied; fails unless the range lies within the buffer and holds exactly
+    /// what the shape needs.
+    pub fn shared(
+        dtype: DType,
+        shape: Vec<usize>,
+        buffer: &Arc<Buffer>,
+        range: Range<usize>,
+    ) -> Result<Self, TensorError> {
+        let Some(bytes) = buffer.get(range.clone()) else {
+            return Err(TensorError::OutsideBuffer {
+                start: range.start,
+                end: range.end,
+                len: buffer.len(),
+            });
+        };
+        check_len(dtype, &shape, bytes.len())?;
+        Ok(Tensor {
+            dtype,
+            shape,
+            data: Bytes::Shared {
+                buffer: Arc::clone(buffer),
+                range,
+            },
+        })
     }
 
     /// The tensor borrowed, for code that reads owned and borrowed tensors alike.
@@ -176,7 +257,7 @@ impl Tensor {
         TensorView {
             dtype: self.dtype,
             shape: &self.shape,
-            data: &self.data,
+            data: self.bytes(),
         }
     }
 
@@ -194,15 +275,19 @@ impl Tensor {
     }
 
     pub fn bytes(&self) -> &[u8] {
-        &self.data
+        self.data.as_slice()
     }
 
+    /// The bytes as a vector of their own (a copy, for a tensor that shares its buffer).
     pub fn into_bytes(self) -> Vec<u8> {
-        self.data
+        match self.data {
+            Bytes::Owned(v) => v,
+            shared @ Bytes::Shared { .. } => shared.as_slice().to_vec(),
+        }
     }
 
     pub fn len(&self) -> usize {
-        self.data.len() / self.dtype.size()
+        self.bytes().len() / self.dtype.size()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -211,7 +296,8 @@ impl Tensor {
 
     /// Returns the same data under another shape with the same element count.
     pub fn reshaped(self, shape: Vec<usize>) -> Result<Self, TensorError> {
-        Tensor::from_bytes(self.dtype, shape, self.data)
+        check_len(self.dtype, &shape, self.bytes().len())?;
+        Ok(Tensor { shape, ..self })
     }
 
     /// Every element converted to `f64`, exactly for all ward dtypes except 64-bit integers
@@ -238,7 +324,7 @@ impl Tensor {
         Tensor {
             dtype: DType::F32,
             shape: self.shape.clone(),
-            data,
+            data: Bytes::Owned(data),
         }
     }
 }
@@ -309,6 +395,40 @@ mod tests {
             assert!(same(view.to_f64_vec(), t.to_f64_vec()), "{dtype}");
             assert_eq!(view.to_f32_vec().len(), 6);
         }
+    }
+
+    #[test]
+    fn shared_tensors_read_their_range_of_one_buffer() {
+        let buffer = Arc::new(Buffer::from((0u8..24).collect::<Vec<u8>>()));
+        let a = Tensor::shared(DType::F32, vec![2], &buffer, 0..8).unwrap();
+        let b = Tensor::shared(DType::I32, vec![2], &buffer, 16..24).unwrap();
+        assert_eq!(a.bytes(), &buffer[0..8]);
+        assert_eq!(b.bytes(), &buffer[16..24]);
+        assert_eq!(Arc::strong_count(&buffer), 3);
+        // Equal to an owned tensor of the same bytes, and owned once taken apart.
+        assert_eq!(
+            a,
+            Tensor::from_bytes(DType::F32, vec![2], (0..8).collect()).unwrap()
+        );
+        assert_eq!(b.clone().into_bytes(), (16..24).collect::<Vec<u8>>());
+        assert_eq!(b.reshaped(vec![1, 2]).unwrap().shape(), [1, 2]);
+        // A range past the buffer, or one the shape does not fill, is refused.
+        assert!(matches!(
+            Tensor::shared(DType::F32, vec![2], &buffer, 20..28).unwrap_err(),
+            TensorError::OutsideBuffer {
+                start: 20,
+                end: 28,
+                len: 24
+            }
+        ));
+        assert!(matches!(
+            Tensor::shared(DType::F32, vec![3], &buffer, 0..8).unwrap_err(),
+            TensorError::LengthMismatch {
+                expected: 12,
+                actual: 8,
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -1238,6 +1238,7 @@ impl RecordReader<'_> {
             TensorError::ShapeOverflow { shape } | TensorError::LengthMismatch { shape, .. } => {
                 too_large(&shape)
             }
+            TensorError::OutsideBuffer { .. } => too_large(&[]),
         })
     }
 

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use ward_core::Tensor;
+use ward_core::{Buffer, Tensor};
 use ward_graph::schema::InputSpec;
 use ward_graph::Graph;
 use ward_mxnet::import::{import, DeclaredInput, ImportError};
@@ -205,8 +205,8 @@ pub fn import_package(
 
 /// The bytes of an MXNet export's two files, and who signed their folder.
 pub struct Sources {
-    pub symbol: Vec<u8>,
-    pub params: Vec<u8>,
+    pub symbol: Buffer,
+    pub params: Buffer,
     /// With a trust policy: the verdict on the folder's signatures.
     pub verified: Option<Verdict>,
 }
@@ -227,8 +227,8 @@ pub fn read_sources(
     };
     let Some(policy) = trust else {
         return Ok(Sources {
-            symbol: read(symbol, MAX_SYMBOL_JSON_BYTES as u64)?,
-            params: read(params, MAX_PARAMS_FILE_BYTES)?,
+            symbol: read(symbol, MAX_SYMBOL_JSON_BYTES as u64)?.into(),
+            params: read(params, MAX_PARAMS_FILE_BYTES)?.into(),
             verified: None,
         });
     };
@@ -259,7 +259,7 @@ pub fn read_sources(
         &TreeLimits::default(),
         &|rel| wanted.iter().any(|w| w == rel),
     )?;
-    let mut take = |p: &Path| -> Result<Vec<u8>, PackageError> {
+    let mut take = |p: &Path| -> Result<Buffer, PackageError> {
         let name = plain_name(p);
         verified
             .tree

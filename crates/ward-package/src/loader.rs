@@ -20,6 +20,7 @@
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
+use ward_core::Buffer;
 
 use crate::error::PackageError;
 use crate::layout::{Index, Layout, WEIGHTS_FILE};
@@ -106,7 +107,7 @@ fn parse_package(
     dir: &Path,
     verified: &mut Verified<Manifest>,
 ) -> Result<(Vec<u8>, Vec<(String, ward_core::Tensor)>), PackageError> {
-    // The verified bytes become the tensors, the largest one keeping the buffer itself.
+    // The verified bytes become the tensors, which share them.
     let weights = read_weights_owned(verified.take(WEIGHTS_FILE).unwrap_or_default())?;
     let manifest = verified.index();
     let graph_file = manifest.graph.clone();
@@ -123,7 +124,10 @@ fn parse_package(
             tracing::warn!("{}: {what}", dir.display());
         }
     }
-    let graph_json = verified.take(&graph_file).unwrap_or_default();
+    let graph_json = verified
+        .take(&graph_file)
+        .map(Buffer::into_vec)
+        .unwrap_or_default();
     Ok((graph_json, weights))
 }
 
@@ -275,6 +279,7 @@ mod tests {
             |verified: &mut Verified<Checkpoint>| {
                 verified
                     .take(STATE)
+                    .map(Buffer::into_vec)
                     .ok_or(PackageError::MissingFile { file: STATE })
             },
         )

@@ -26,6 +26,7 @@
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
+use ward_core::Buffer;
 
 use ward_core::AuditEvent;
 
@@ -381,7 +382,7 @@ impl Trusted<LayoutFiles> {
             .map_err(|e| refuse_unreadable(&dir, e))?;
         let bytes = read.bytes.unwrap_or_default();
         if let Basis::Signed(signed) = &self.basis {
-            let set = FileSet::new([(name.to_string(), bytes.as_slice())]);
+            let set = FileSet::new([(name.to_string(), &bytes[..])]);
             let mut problems = must_list(&signed.statements, name);
             problems.extend(check_file(
                 &signed.statements,
@@ -633,7 +634,7 @@ impl<S> Trusted<S> {
 struct VerifiedFile {
     path: String,
     len: u64,
-    bytes: Option<Vec<u8>>,
+    bytes: Option<Buffer>,
 }
 
 /// A model whose every file matched every statement (or, under
@@ -692,7 +693,7 @@ impl<I> Verified<I> {
     }
 
     /// The verified bytes of a held file, taken out.
-    pub fn take(&mut self, path: &str) -> Option<Vec<u8>> {
+    pub fn take(&mut self, path: &str) -> Option<Buffer> {
         self.files
             .iter_mut()
             .find(|f| f.path == path)
@@ -760,7 +761,7 @@ fn read_tree_signatures(
             &[],
             &mut Digests::default(),
         )?;
-        Ok(read.bytes.unwrap_or_default())
+        Ok(read.bytes.map(Buffer::into_vec).unwrap_or_default())
     };
     if !signature_paths.is_empty() {
         for p in signature_paths {

@@ -10,6 +10,7 @@
 
 use std::path::Path;
 use std::sync::mpsc;
+use ward_core::Buffer;
 
 use ward_core::files::{open_regular, FileError, RegularFile, STREAM_CHUNK_BYTES};
 
@@ -35,7 +36,7 @@ pub enum Keep {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelFile {
     pub len: u64,
-    pub bytes: Option<Vec<u8>>,
+    pub bytes: Option<Buffer>,
 }
 
 /// Maps a refusal to read `name` (at `path`) to the package's error.
@@ -83,7 +84,7 @@ pub fn read_whole(dir: &Path, name: &str, limit: u64) -> Result<Vec<u8>, Package
         &[],
         &mut Digests::default(),
     )?;
-    Ok(read.bytes.unwrap_or_default())
+    Ok(read.bytes.map(Buffer::into_vec).unwrap_or_default())
 }
 
 /// Reads an opened file of at most `limit` bytes, hashing it with each of `hashings`
@@ -107,7 +108,7 @@ pub fn read_model_file(
             let bytes = file.read_all(limit).map_err(err)?;
             return Ok(ModelFile {
                 len,
-                bytes: Some(bytes),
+                bytes: Some(bytes.into()),
             });
         }
         Keep::Held => {
@@ -170,7 +171,7 @@ fn read_hashing(
     name: &str,
     limit: u64,
     hashings: &[Hashing],
-) -> Result<(Vec<u8>, Vec<(Hashing, Vec<HashedItem>)>), FileError> {
+) -> Result<(Buffer, Vec<(Hashing, Vec<HashedItem>)>), FileError> {
     let len = file.len();
     let mut bytes = file.zeroed_buffer(limit)?;
     let mut hashers = hashers(name, len, hashings);

@@ -9,6 +9,7 @@
 
 use std::fs;
 use std::path::Path;
+use ward_core::Buffer;
 
 use crate::error::PackageError;
 use crate::layout::entry_name;
@@ -46,7 +47,7 @@ impl Default for TreeLimits {
 pub struct TreeFile {
     pub path: String,
     pub len: u64,
-    pub bytes: Option<Vec<u8>>,
+    pub bytes: Option<Buffer>,
 }
 
 /// The files of a directory (or a single file, named `.`), each read once.
@@ -74,7 +75,7 @@ impl Tree {
     }
 
     /// The bytes of one kept file, taken out of the tree.
-    pub fn take(&mut self, path: &str) -> Option<Vec<u8>> {
+    pub fn take(&mut self, path: &str) -> Option<Buffer> {
         self.files
             .iter_mut()
             .find(|f| f.path == path)

@@ -28,7 +28,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use ward_core::tensor::byte_len;
-use ward_core::{DType, Reader, Tensor};
+use ward_core::{Buffer, DType, Reader, Tensor};
 
 /// The reserved header key for free-form string metadata.
 pub const METADATA_KEY: &str = "__metadata__";
@@ -235,86 +235,37 @@ pub fn read_weights_with_metadata(bytes: &[u8]) -> Result<Weights, PackageError>
 }
 
 /// Reads a safetensors file strictly, as [`read_weights`] does, from a buffer it takes:
-/// the largest tensor keeps the file's own buffer (its bytes moved to the front and the
-/// rest released), the others are copied out, those after the largest one from the end,
-/// each releasing the buffer's tail as it goes. So the weights are never held twice
-/// whole: at most the file plus the tensors before the largest one.
-pub fn read_weights_owned(mut bytes: Vec<u8>) -> Result<Vec<(String, Tensor)>, PackageError> {
+/// the tensors share that buffer, each its own range of it, so the weights are held once,
+/// in the bytes that were read and verified, and never copied.
+pub fn read_weights_owned(bytes: Buffer) -> Result<Vec<(String, Tensor)>, PackageError> {
     let Layout {
         entries,
         data_start,
         ..
     } = check_layout(&bytes)?;
-    // Every tensor checked in header order first, as `read_weights` does, so a refusal
-    // names the same tensor whichever order they are taken out in.
+    // Every tensor checked in header order, as `read_weights` does.
     {
         let data = bytes.get(data_start..).unwrap_or_default();
         for e in &entries {
             tensor_bytes(e, data)?;
         }
     }
-    let mut tensors: Vec<Option<(String, Tensor)>> = Vec::new();
-    tensors.resize_with(entries.len(), || None);
-    let mut by_offset: Vec<usize> = (0..entries.len()).collect();
-    by_offset.sort_by_key(|&i| entries.get(i).map(|e| e.begin));
-    let len = |i: usize| entries.get(i).map_or(0, |e| e.end.saturating_sub(e.begin));
-    let largest = by_offset
-        .iter()
-        .enumerate()
-        .max_by_key(|&(_, &i)| len(i))
-        .map_or(by_offset.len(), |(position, _)| position);
-    let mut entries: Vec<Option<Checked>> = entries.into_iter().map(Some).collect();
-    let mut take = |i: usize, bytes: &[u8], tensors: &mut Vec<Option<(String, Tensor)>>| {
-        let Some(e) = entries.get_mut(i).and_then(Option::take) else {
-            return Ok(None);
-        };
-        let data = bytes.get(data_start..).unwrap_or_default();
-        let owned = copy_fallibly(tensor_bytes(&e, data)?)?;
-        let begin = e.begin;
-        if let Some(slot) = tensors.get_mut(i) {
-            *slot = Some(make_tensor(e, owned)?);
-        }
-        Ok::<_, PackageError>(Some(begin))
-    };
-    // The tensors after the largest one, last first: each copied out, then the buffer
-    // shortened to where it began (the allocator returns the tail's pages).
-    for &i in by_offset
-        .get(largest.saturating_add(1)..)
-        .unwrap_or_default()
-        .iter()
-        .rev()
-    {
-        if let Some(begin) = take(i, &bytes, &mut tensors)? {
-            bytes.truncate(data_start.saturating_add(begin));
-            bytes.shrink_to_fit();
-        }
-    }
-    // Those before it, copied out.
-    for &i in by_offset.get(..largest).unwrap_or_default() {
-        take(i, &bytes, &mut tensors)?;
-    }
-    // The largest one moved to the front of the buffer, which becomes its own.
-    if let Some(&l) = by_offset.get(largest) {
-        if let Some(e) = entries.get_mut(l).and_then(Option::take) {
-            let begin = data_start.saturating_add(e.begin);
-            let end = data_start.saturating_add(e.end);
-            if bytes.get(begin..end).is_none() {
-                return Err(PackageError::TensorOutOfBounds {
+    let buffer = std::sync::Arc::new(bytes);
+    entries
+        .into_iter()
+        .map(|e| {
+            let range = data_start.saturating_add(e.begin)..data_start.saturating_add(e.end);
+            let t = Tensor::shared(e.dtype, e.shape, &buffer, range).map_err(|_| {
+                PackageError::TensorOutOfBounds {
                     name: e.name.clone(),
                     begin: e.begin as u64,
                     end: e.end as u64,
-                    data_len: bytes.len().saturating_sub(data_start),
-                });
-            }
-            bytes.copy_within(begin..end, 0);
-            bytes.truncate(end.saturating_sub(begin));
-            bytes.shrink_to_fit();
-            if let Some(slot) = tensors.get_mut(l) {
-                *slot = Some(make_tensor(e, bytes)?);
-            }
-        }
-    }
-    Ok(tensors.into_iter().flatten().collect())
+                    data_len: buffer.len().saturating_sub(data_start),
+                }
+            })?;
+            Ok((e.name, t))
+        })
+        .collect()
 }
 
 /// A tensor's bytes within the data, a bool tensor's checked to be 0 or 1.
@@ -1250,10 +1201,10 @@ mod tests {
     }
 
     /// The owned reader gives exactly what the borrowing one gives, whichever position
-    /// the largest tensor has in the file, and the largest tensor keeps the file's own
-    /// buffer: its bytes are not copied into a second allocation.
+    /// the largest tensor has in the file, and every tensor reads its bytes in the file's
+    /// own buffer: none is copied into an allocation of its own.
     #[test]
-    fn the_owned_reader_keeps_the_largest_tensor_in_the_files_buffer() {
+    fn the_owned_reader_keeps_every_tensor_in_the_files_buffer() {
         let big = |name: &str| (name.to_string(), t(DType::F32, &[64, 64], 9));
         // The writer orders by dtype, widest first, then by name: the largest f32 tensor
         // lands first, in the middle or last among the f32 ones.
@@ -1262,33 +1213,38 @@ mod tests {
             tensors.push(big("fc.m"));
             tensors.push((first.to_string(), t(DType::F32, &[7], 3)));
             tensors.push((last.to_string(), t(DType::F32, &[5, 2], 4)));
-            let bytes = write_weights(&tensors, &BTreeMap::new()).unwrap();
+            let bytes = Buffer::from(write_weights(&tensors, &BTreeMap::new()).unwrap());
             let borrowed = read_weights(&bytes).unwrap();
-            let buffer = bytes.as_ptr();
+            let buffer = bytes.as_ptr_range();
             let owned = read_weights_owned(bytes).unwrap();
             assert_eq!(owned, borrowed);
-            let (_, largest) = owned.iter().find(|(n, _)| n == "fc.m").unwrap();
-            assert_eq!(
-                largest.bytes().as_ptr(),
-                buffer,
-                "largest among {first}, {last}"
-            );
+            for (name, tensor) in &owned {
+                let within = tensor.bytes().as_ptr_range();
+                assert!(
+                    buffer.start <= within.start && within.end <= buffer.end,
+                    "{name} among {first}, {last}"
+                );
+            }
         }
         // One tensor, and none.
         let one = write_weights(&[big("w")], &BTreeMap::new()).unwrap();
         assert_eq!(
-            read_weights_owned(one.clone()).unwrap(),
+            read_weights_owned(one.clone().into()).unwrap(),
             read_weights(&one).unwrap()
         );
         let none = write_weights(&[], &BTreeMap::new()).unwrap();
-        assert!(read_weights_owned(none).unwrap().is_empty());
+        assert!(read_weights_owned(none.into()).unwrap().is_empty());
     }
 
     /// A refusal of the owned reader names what the borrowing one names.
     #[test]
     fn the_owned_reader_refuses_as_the_borrowing_one_does() {
         let mut bytes = write_weights(&sample(), &BTreeMap::new()).unwrap();
-        let owned_err = |b: &[u8]| read_weights_owned(b.to_vec()).unwrap_err().to_string();
+        let owned_err = |b: &[u8]| {
+            read_weights_owned(b.to_vec().into())
+                .unwrap_err()
+                .to_string()
+        };
         let borrowed_err = |b: &[u8]| read_weights(b).unwrap_err().to_string();
         // A bool of 2 in "mask" (the last bytes: bool tensors are written last).
         let len = bytes.len();
