@@ -113,6 +113,7 @@ macro_rules! ops {
 ops! {
     Conv(conv::Conv) = "conv",
     Deconv(conv::Deconv) = "deconv",
+    DeformableConv(conv::DeformableConv) = "deformable_conv",
     Dense(linear::Dense) = "dense",
     Pool(pool::Pool) = "pool",
     BatchNorm(norm::BatchNorm) = "batch_norm",
