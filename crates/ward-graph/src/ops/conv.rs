@@ -49,7 +49,7 @@ pub struct Deconv {
 /// own offsets and mask), `groups` splits them for the product with the weight as an
 /// ordinary grouped convolution does. The two versions differ at the plane's border
 /// (see [`crate::interp::deform`]).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeformableConv {
     /// `[kh, kw]`.
