@@ -22,18 +22,33 @@
 //!
 //! A NaN offset fails every comparison and gives 0 in both.
 //!
-//! [`deformable_conv_f32`] is the computation the reference interpreter and ward's tract
-//! kernel share, in float32 throughout: MXNet samples in float32 and multiplies the
-//! columns with a float32 GEMM (the sum over each output's taps runs in order here).
+//! [`deformable_conv_values`] is the computation the reference interpreter and ward's
+//! tract kernel share. The sampling positions and bilinear weights are float32 as MXNet
+//! computes them; the values (data, mask, weight, bias) are summed in the element type
+//! [`Value`]: float32 in the tract kernel ([`deformable_conv_f32`]), as MXNet's column
+//! matrix and GEMM hold them (the sum over each output's taps runs in order here), and
+//! float64 in the reference interpreter ([`deformable_conv`]), whose output is then linear
+//! in the data, the mask and the weight as the gradient's finite differences need.
 
 #![allow(
     clippy::indexing_slicing,
     reason = "the kernel indexes slices whose lengths deformable_conv_f32 checks against the shapes `infer` checked before; a wrong index is a bug in the kernel, which the conformance tests catch, never something input can reach"
 )]
 
+use std::ops::{Add, AddAssign, Mul};
+
 use super::{Array, KResult, KernelError};
 use crate::ops::conv::DeformableConv;
 use crate::ops::OpDef;
+
+/// The element type values are summed in: `f32` (MXNet's) or `f64` (the interpreter's).
+pub trait Value:
+    Copy + Default + From<f32> + Add<Output = Self> + Mul<Output = Self> + AddAssign
+{
+}
+
+impl Value for f32 {}
+impl Value for f64 {}
 
 /// One bilinear sample: the four corners' offsets in their plane (`None` for a corner MXNet
 /// reads as 0) and their float32 weights `hh·hw, hh·lw, lh·hw, lh·lw`, in MXNet's order.
@@ -45,13 +60,13 @@ pub struct Sample {
 
 impl Sample {
     /// The sampled value, `w1·v1 + w2·v2 + w3·v3 + w4·v4` in float32 as MXNet sums it.
-    pub fn value(&self, plane: &[f32]) -> f32 {
+    pub fn value<T: Value>(&self, plane: &[T]) -> T {
         let term = |k: usize| {
             let v = self.corners[k]
                 .and_then(|i| plane.get(i))
                 .copied()
-                .unwrap_or(0.0);
-            self.weights[k] * v
+                .unwrap_or_default();
+            T::from(self.weights[k]) * v
         };
         term(0) + term(1) + term(2) + term(3)
     }
@@ -173,14 +188,14 @@ impl Geometry {
 /// The samples of image `n`'s deformable group `g`, indexed `[tap][position]` (MXNet's
 /// column rows of one channel), `None` where MXNet gives 0; and, for DCNv2, each sample's
 /// mask value.
-pub fn group_samples(
+pub fn group_samples<T: Value>(
     op: &DeformableConv,
     geo: &Geometry,
     offset: &[f32],
-    mask: Option<&[f32]>,
+    mask: Option<&[T]>,
     n: usize,
     g: usize,
-) -> Vec<(Option<Sample>, f32)> {
+) -> Vec<(Option<Sample>, T)> {
     let (taps, positions) = (geo.taps(), geo.positions());
     let dg = op.deformable_groups;
     let off_base = (n * dg + g) * 2 * taps * positions;
@@ -200,7 +215,7 @@ pub fn group_samples(
                     // MXNet converts the integer position to float32, then adds.
                     let y = (ho as i64 * sh - ph + i as i64 * dh) as f32 + dy;
                     let x = (wo as i64 * sw - pw + j as i64 * dw) as f32 + dx;
-                    let m = mask.map_or(1.0, |m| m[mask_base + tap * positions + p]);
+                    let m = mask.map_or(T::from(1.0), |m| m[mask_base + tap * positions + p]);
                     out.push((sample(op.modulated, geo.height, geo.width, y, x), m));
                 }
             }
@@ -212,21 +227,21 @@ pub fn group_samples(
 /// The column matrix of image `n`'s channel group `group` (`groups` split the channels):
 /// `(C/groups · kh · kw) × (Ho · Wo)` samples, row `(c·kh + i)·kw + j`, as MXNet's im2col
 /// lays it out.
-pub fn columns(
+pub fn columns<T: Value>(
     op: &DeformableConv,
     geo: &Geometry,
-    x: &[f32],
+    x: &[T],
     offset: &[f32],
-    mask: Option<&[f32]>,
+    mask: Option<&[T]>,
     n: usize,
     group: usize,
-) -> Vec<f32> {
+) -> Vec<T> {
     let cg = geo.channels / op.groups;
     let per_dg = geo.channels / op.deformable_groups;
     let (taps, positions) = (geo.taps(), geo.positions());
     let plane = geo.height * geo.width;
     let mut col = Vec::with_capacity(cg * taps * positions);
-    let mut cached: Option<(usize, Vec<(Option<Sample>, f32)>)> = None;
+    let mut cached: Option<(usize, Vec<(Option<Sample>, T)>)> = None;
     for c in group * cg..(group + 1) * cg {
         let dgi = c / per_dg;
         if cached.as_ref().is_none_or(|(d, _)| *d != dgi) {
@@ -237,54 +252,88 @@ pub fn columns(
         };
         let data = &x[(n * geo.channels + c) * plane..(n * geo.channels + c + 1) * plane];
         for (s, m) in samples {
-            let v = s.map_or(0.0, |s| s.value(data));
-            col.push(if op.modulated { v * m } else { v });
+            let v = s.map_or(T::default(), |s| s.value(data));
+            col.push(if op.modulated { v * *m } else { v });
         }
     }
     col
 }
 
-/// MXNet's deformable convolution in float32. The inputs are flat row-major slices in the
-/// node's order (data, offset, [mask], weight, [bias]) with their shapes; returns the
-/// output `(N, F, Ho, Wo)` and its values.
-pub fn deformable_conv_f32(
+/// The inputs of one deformable convolution: values in the element type, offsets in
+/// float32 (the sampling positions are MXNet's float32 ones).
+#[derive(Debug, Clone, Copy)]
+pub struct Inputs<'a, T> {
+    pub x: &'a [T],
+    pub offset: &'a [f32],
+    pub mask: Option<&'a [T]>,
+    pub weight: &'a [T],
+    pub bias: Option<&'a [T]>,
+}
+
+impl<'a, T> Inputs<'a, T> {
+    /// Splits `values` (one slice per input, in the node's order, offsets included) by
+    /// the op's inputs.
+    fn of(op: &DeformableConv, values: &[&'a [T]], offset: &'a [f32]) -> Option<Self> {
+        let wi = op.weight_input();
+        Some(Inputs {
+            x: values.first()?,
+            offset,
+            mask: if op.modulated {
+                Some(values.get(2)?)
+            } else {
+                None
+            },
+            weight: values.get(wi)?,
+            bias: if op.bias {
+                Some(values.get(wi + 1)?)
+            } else {
+                None
+            },
+        })
+    }
+}
+
+/// MXNet's deformable convolution of `ins` (shapes `shapes`, in the node's order):
+/// the output `(N, F, Ho, Wo)` and its values, summed in `T`.
+pub fn deformable_conv_values<T: Value>(
     op: &DeformableConv,
     shapes: &[&[usize]],
-    inputs: &[&[f32]],
-) -> Result<([usize; 4], Vec<f32>), String> {
+    ins: &Inputs<'_, T>,
+) -> Result<([usize; 4], Vec<T>), String> {
     let geo = Geometry::new(op, shapes)?;
-    if inputs.len() != shapes.len()
-        || inputs
-            .iter()
-            .zip(shapes)
-            .any(|(v, s)| ward_core::tensor::element_count(s) != Some(v.len()))
-    {
+    let count = |i: usize| {
+        shapes
+            .get(i)
+            .and_then(|s| ward_core::tensor::element_count(s))
+    };
+    let wi = op.weight_input();
+    let lengths_match = count(0) == Some(ins.x.len())
+        && count(1) == Some(ins.offset.len())
+        && ins.mask.is_none_or(|m| count(2) == Some(m.len()))
+        && count(wi) == Some(ins.weight.len())
+        && ins.bias.is_none_or(|b| count(wi + 1) == Some(b.len()));
+    if !lengths_match || ins.mask.is_some() != op.modulated || ins.bias.is_some() != op.bias {
         return Err("the inputs' values do not match their shapes".into());
     }
-    let wi = op.weight_input();
-    let (x, offset) = (inputs[0], inputs[1]);
-    let mask = op.modulated.then(|| inputs[2]);
-    let weight = inputs[wi];
-    let bias = op.bias.then(|| inputs[wi + 1]);
     let (cg, fg) = (geo.channels / op.groups, geo.filters / op.groups);
     let rows = cg * geo.taps();
     let positions = geo.positions();
-    let mut out = vec![0.0f32; geo.batch * geo.filters * positions];
+    let mut out = vec![T::default(); geo.batch * geo.filters * positions];
     for n in 0..geo.batch {
         for g in 0..op.groups {
-            let col = columns(op, &geo, x, offset, mask, n, g);
+            let col = columns(op, &geo, ins.x, ins.offset, ins.mask, n, g);
             for fl in 0..fg {
                 let f = g * fg + fl;
                 let y0 = (n * geo.filters + f) * positions;
                 let y = &mut out[y0..y0 + positions];
-                let w = &weight[f * rows..(f + 1) * rows];
+                let w = &ins.weight[f * rows..(f + 1) * rows];
                 for (k, &wv) in w.iter().enumerate() {
                     let row = &col[k * positions..(k + 1) * positions];
                     for (acc, &c) in y.iter_mut().zip(row) {
                         *acc += wv * c;
                     }
                 }
-                if let Some(b) = bias {
+                if let Some(b) = ins.bias {
                     let bv = b[f];
                     for acc in y.iter_mut() {
                         *acc += bv;
@@ -296,24 +345,40 @@ pub fn deformable_conv_f32(
     Ok((geo.out_shape(), out))
 }
 
+/// MXNet's deformable convolution in float32, as MXNet computes it. The inputs are flat
+/// row-major slices in the node's order (data, offset, [mask], weight, [bias]) with their
+/// shapes; returns the output `(N, F, Ho, Wo)` and its values.
+pub fn deformable_conv_f32(
+    op: &DeformableConv,
+    shapes: &[&[usize]],
+    inputs: &[&[f32]],
+) -> Result<([usize; 4], Vec<f32>), String> {
+    let offset = inputs.get(1).ok_or("no offset input")?;
+    let ins = Inputs::of(op, inputs, offset).ok_or("too few inputs")?;
+    deformable_conv_values(op, shapes, &ins)
+}
+
+/// The offsets of a node's inputs as MXNet holds them, float32.
+pub fn offsets_f32(offset: &Array) -> Vec<f32> {
+    offset.data.iter().map(|&v| v as f32).collect()
+}
+
 /// MXNet's deformable convolution of the node's inputs (data, offset, [mask], weight,
-/// [bias]), through [`deformable_conv_f32`]: every value is read as float32, as MXNet
-/// holds it.
+/// [bias]) for the reference interpreter: positions from the float32 offsets as MXNet
+/// computes them, values summed in float64.
 pub fn deformable_conv(ins: &[&Array], op: &DeformableConv) -> KResult<Array> {
     let name = if op.modulated {
         "ModulatedDeformableConvolution"
     } else {
         "DeformableConvolution"
     };
+    let err = |m: String| KernelError::new(name, m);
     let shapes: Vec<&[usize]> = ins.iter().map(|a| a.shape.as_slice()).collect();
-    let values: Vec<Vec<f32>> = ins
-        .iter()
-        .map(|a| a.data.iter().map(|&v| v as f32).collect())
-        .collect();
-    let slices: Vec<&[f32]> = values.iter().map(Vec::as_slice).collect();
-    let (shape, out) =
-        deformable_conv_f32(op, &shapes, &slices).map_err(|m| KernelError::new(name, m))?;
-    Array::new(shape.to_vec(), out.into_iter().map(f64::from).collect())
+    let values: Vec<&[f64]> = ins.iter().map(|a| a.data.as_slice()).collect();
+    let offset = offsets_f32(ins.get(1).ok_or_else(|| err("no offset input".into()))?);
+    let inputs = Inputs::of(op, &values, &offset).ok_or_else(|| err("too few inputs".into()))?;
+    let (shape, out) = deformable_conv_values(op, &shapes, &inputs).map_err(err)?;
+    Array::new(shape.to_vec(), out)
 }
 
 #[cfg(test)]
