@@ -56,6 +56,29 @@ impl Value for f64 {}
 pub struct Sample {
     pub corners: [Option<usize>; 4],
     pub weights: [f32; 4],
+    /// The position's fractions `(lh, lw)` past its low corner (0 along an axis clamped
+    /// to DCNv1's last row or column), which the offsets' gradient weighs by.
+    pub frac: [f32; 2],
+}
+
+impl Sample {
+    /// The derivatives of the sample at `plane` along the position's rows and columns
+    /// (MXNet's `get_coordinate_weight` for `bp_dir` 0 and 1): each corner's value times
+    /// its weight's derivative, a corner MXNet reads as 0 counting 0.
+    pub fn slopes(&self, plane: &[f64]) -> [f64; 2] {
+        let v = |k: usize| {
+            self.corners[k]
+                .and_then(|i| plane.get(i))
+                .copied()
+                .unwrap_or(0.0)
+        };
+        let (lh, lw) = (f64::from(self.frac[0]), f64::from(self.frac[1]));
+        let (hh, hw) = (1.0 - lh, 1.0 - lw);
+        [
+            hw * (v(2) - v(0)) + lw * (v(3) - v(1)),
+            hh * (v(1) - v(0)) + lh * (v(3) - v(2)),
+        ]
+    }
 }
 
 impl Sample {
@@ -122,6 +145,7 @@ pub fn sample(modulated: bool, height: usize, width: usize, h: f32, w: f32) -> O
             at(h_high, w_high),
         ],
         weights: [hh * hw, hh * lw, lh * hw, lh * lw],
+        frac: [lh, lw],
     })
 }
 
