@@ -209,6 +209,9 @@ impl Geometry {
     }
 }
 
+/// What [`group_samples`] gives: each sample (`None`: MXNet's 0) and its mask value.
+pub type GroupSamples<T> = Vec<(Option<Sample>, T)>;
+
 /// The samples of image `n`'s deformable group `g`, indexed `[tap][position]` (MXNet's
 /// column rows of one channel), `None` where MXNet gives 0; and, for DCNv2, each sample's
 /// mask value.
@@ -219,7 +222,7 @@ pub fn group_samples<T: Value>(
     mask: Option<&[T]>,
     n: usize,
     g: usize,
-) -> Vec<(Option<Sample>, T)> {
+) -> GroupSamples<T> {
     let (taps, positions) = (geo.taps(), geo.positions());
     let dg = op.deformable_groups;
     let off_base = (n * dg + g) * 2 * taps * positions;
@@ -265,7 +268,7 @@ pub fn columns<T: Value>(
     let (taps, positions) = (geo.taps(), geo.positions());
     let plane = geo.height * geo.width;
     let mut col = Vec::with_capacity(cg * taps * positions);
-    let mut cached: Option<(usize, Vec<(Option<Sample>, T)>)> = None;
+    let mut cached: Option<(usize, GroupSamples<T>)> = None;
     for c in group * cg..(group + 1) * cg {
         let dgi = c / per_dg;
         if cached.as_ref().is_none_or(|(d, _)| *d != dgi) {
