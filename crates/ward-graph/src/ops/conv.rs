@@ -345,6 +345,64 @@ mod tests {
     }
 
     #[test]
+    fn deformable_conv_checks_offsets_mask_and_groups() {
+        let op = |modulated: bool, groups: usize, dg: usize| DeformableConv {
+            kernel: vec![2, 3],
+            stride: vec![2, 1],
+            dilation: vec![1, 2],
+            pad: vec![1, 0],
+            groups,
+            deformable_groups: dg,
+            modulated,
+            bias: true,
+            im2col_step: modulated.then_some(64),
+        };
+        // (7 + 2 − 2) / 2 + 1 = 4; (8 − 5) / 1 + 1 = 4; 2·2·6 offset channels.
+        let x: &[usize] = &[2, 4, 7, 8];
+        let (off, w, b): (&[usize], &[usize], &[usize]) = (&[2, 24, 4, 4], &[6, 2, 2, 3], &[6]);
+        assert_eq!(
+            op(false, 2, 2)
+                .infer(&[Some(x), Some(off), Some(w), Some(b)])
+                .unwrap(),
+            vec![vec![2, 6, 4, 4]]
+        );
+        let mask: &[usize] = &[2, 12, 4, 4];
+        assert_eq!(
+            op(true, 2, 2)
+                .infer(&[Some(x), Some(off), Some(mask), Some(w), Some(b)])
+                .unwrap(),
+            vec![vec![2, 6, 4, 4]]
+        );
+        let err = op(false, 2, 2)
+            .infer(&[Some(x), Some(&[2, 24, 4, 3]), Some(w), Some(b)])
+            .unwrap_err();
+        assert!(err.contains("offset"), "{err}");
+        let err = op(true, 2, 2)
+            .infer(&[Some(x), Some(off), Some(&[2, 6, 4, 4]), Some(w), Some(b)])
+            .unwrap_err();
+        assert!(err.contains("mask"), "{err}");
+        let err = op(false, 2, 3)
+            .infer(&[Some(x), Some(off), Some(w), Some(b)])
+            .unwrap_err();
+        assert!(err.contains("deformable groups"), "{err}");
+        let err = op(false, 2, usize::MAX)
+            .infer(&[Some(x), Some(off), Some(w), Some(b)])
+            .unwrap_err();
+        assert!(err.contains("deformable groups"), "{err}");
+        assert!(op(false, 0, 1).validate().is_err());
+        assert!(op(false, 1, 0).validate().is_err());
+        let mut zero = op(false, 1, 1);
+        zero.kernel = vec![0, 3];
+        assert!(zero.validate().is_err());
+        let mut three_d = op(false, 1, 1);
+        three_d.kernel = vec![3, 3, 3];
+        assert!(three_d.validate().unwrap_err().contains("2 dims"));
+        let mut no_step = op(true, 1, 1);
+        no_step.im2col_step = None;
+        assert!(no_step.validate().is_err());
+    }
+
+    #[test]
     fn deconv_shapes_grow_by_stride() {
         let d = Deconv {
             kernel: vec![4],

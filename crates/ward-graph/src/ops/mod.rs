@@ -432,6 +432,18 @@ mod tests {
                 spatial_scale: 0.3,
             }
             .into(),
+            conv::DeformableConv {
+                kernel: vec![3, 3],
+                stride: vec![1, 2],
+                dilation: vec![2, 1],
+                pad: vec![1, 0],
+                groups: 2,
+                deformable_groups: 4,
+                modulated: true,
+                bias: false,
+                im2col_step: Some(64),
+            }
+            .into(),
             detection::MultiBoxDetection {
                 nms_topk: Some(400),
                 ..Default::default()
