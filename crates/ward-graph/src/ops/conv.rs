@@ -69,6 +69,9 @@ pub struct DeformableConv {
     pub im2col_step: Option<usize>,
 }
 
+/// The largest kernel, stride, dilation or pad of a deformable convolution.
+pub const MAX_DEFORMABLE_WINDOW: usize = i32::MAX as usize;
+
 impl DeformableConv {
     /// The number of kernel taps, `kh · kw`.
     pub fn taps(&self) -> R<usize> {
@@ -101,6 +104,21 @@ impl OpDef for DeformableConv {
     fn validate(&self) -> R<()> {
         self.taps()?;
         window_attrs(&self.kernel, &self.stride, &self.pad, Some(&self.dilation))?;
+        // MXNet's kernels hold these in a C int; the bound also keeps every sampling
+        // position's integer part (`ho·stride − pad + i·dilation`) well inside an i64.
+        let fields = [
+            ("kernel", &self.kernel),
+            ("stride", &self.stride),
+            ("dilation", &self.dilation),
+            ("pad", &self.pad),
+        ];
+        for (name, values) in fields {
+            if values.iter().any(|&v| v > MAX_DEFORMABLE_WINDOW) {
+                return Err(format!(
+                    "{name} {values:?} is past {MAX_DEFORMABLE_WINDOW} (MXNet holds it in a C int)"
+                ));
+            }
+        }
         positive("groups", &[self.groups])?;
         positive("deformable_groups", &[self.deformable_groups])?;
         if self.modulated != self.im2col_step.is_some() {
@@ -397,6 +415,10 @@ mod tests {
         let mut three_d = op(false, 1, 1);
         three_d.kernel = vec![3, 3, 3];
         assert!(three_d.validate().unwrap_err().contains("2 dims"));
+        let mut far = op(false, 1, 1);
+        far.pad = vec![1 << 62, 0];
+        far.stride = vec![1 << 63, 1];
+        assert!(far.validate().unwrap_err().contains("C int"));
         let mut no_step = op(true, 1, 1);
         no_step.im2col_step = None;
         assert!(no_step.validate().is_err());

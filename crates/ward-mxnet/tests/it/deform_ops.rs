@@ -146,6 +146,12 @@ fn unsupported_attributes_are_refused_by_name() {
         );
         refusal(
             op,
+            r#""kernel": "(3, 3)", "pad": "(4611686018427387904, 1)", "stride": "(9223372036854775807, 1)", "num_filter": "6""#,
+            ins,
+            &["layer", "C int"],
+        );
+        refusal(
+            op,
             r#""kernel": "(3, 3)", "pad": "(-1, 1)", "num_filter": "6""#,
             ins,
             &["\"pad\""],
