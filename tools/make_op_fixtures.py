@@ -2209,6 +2209,114 @@ for i, (n, c, h, w, pooled, scale, count) in enumerate(_ROIPOOL_SPECS):
              values={"rois": _roipool_rows(n, h, w, scale, count, extremes)})
 
 
+# --- _contrib_DeformableConvolution, _contrib_ModulatedDeformableConvolution ---------
+# DCNv1 and DCNv2, 2-D. Offsets of a few pixels, some rounded so that samples land exactly
+# on pixels (and on the plane's last row and column, where MXNet 1.9.1's CPU DCNv1 clamps),
+# some half-integers, exactly -1 (outside DCNv2's plane too), and some larger than the plane
+# on either side; NaN in a few cases (outside in both). Masks in [0, 1] with exact 0s and 1s.
+# Every attribute: stride, dilate and pad per axis, num_group and num_deformable_group
+# (splitting the channels independently), no_bias, kernels 1x1, 3x3 and 2x3, batches of 1
+# and 2, and DCNv2's im2col_step (a batching hint; MXNet refuses a larger batch not divisible
+# by it). MXNet 1.9.1 has no CPU backward for DCNv2, so only DCNv1 has gradient fixtures.
+_deform_rng = np.random.RandomState(2054)
+
+
+def _deform_offsets(height, width, nan=False):
+    def f(rng, shape):
+        a = rng.uniform(-2.5, 2.5, size=shape).astype(np.float32)
+        flat = a.reshape(-1)
+        far = float(max(height, width)) + 1.5
+        for k in range(flat.size):
+            if k % 5 == 0:
+                flat[k] = np.round(flat[k])
+            if k % 13 == 4:
+                flat[k] = far if (k // 13) % 2 else -far
+            if k % 17 == 6:
+                flat[k] = -0.5
+            if k % 19 == 8:
+                flat[k] = -1.0
+            if k % 23 == 10:
+                flat[k] = float(height - 1)
+        if nan:
+            flat[3] = np.nan
+        return a
+    return f
+
+
+def _deform_mask(rng, shape):
+    a = rng.uniform(0, 1, size=shape).astype(np.float32)
+    flat = a.reshape(-1)
+    flat[::7] = 0.0
+    flat[3::11] = 1.0
+    return a
+
+
+def _deform_out(size, k, s, d, p):
+    return (size + 2 * p - (d * (k - 1) + 1)) // s + 1
+
+
+def _deform_case(name, modulated, batch, channels, height, width, filters, kernel, stride,
+                 dilate, pad, groups, dgroups, no_bias, step=None, nan=False, defaults=False):
+    attrs = dict(kernel=kernel, num_filter=filters)
+    if not defaults:
+        attrs.update(stride=stride, dilate=dilate, pad=pad)
+    if groups != 1 or not defaults:
+        attrs["num_group"] = groups
+    if dgroups != 1 or not defaults:
+        attrs["num_deformable_group"] = dgroups
+    if no_bias:
+        attrs["no_bias"] = True
+    if step is not None:
+        attrs["im2col_step"] = step
+    ho = _deform_out(height, kernel[0], stride[0], dilate[0], pad[0])
+    wo = _deform_out(width, kernel[1], stride[1], dilate[1], pad[1])
+    taps = kernel[0] * kernel[1]
+    data = [("data", (batch, channels, height, width)),
+            ("offset", (batch, 2 * dgroups * taps, ho, wo))]
+    values = {"offset": _deform_offsets(height, width, nan)}
+    if modulated:
+        data.append(("mask", (batch, dgroups * taps, ho, wo)))
+        values["mask"] = _deform_mask
+
+    def build(v, attrs=attrs):
+        if modulated:
+            return mx.sym.contrib.ModulatedDeformableConvolution(
+                data=v("data"), offset=v("offset"), mask=v("mask"), name="op", **attrs)
+        return mx.sym.contrib.DeformableConvolution(
+            data=v("data"), offset=v("offset"), name="op", **attrs)
+    op = "contrib.ModulatedDeformableConvolution" if modulated else "contrib.DeformableConvolution"
+    case(name, op, attrs, data, build=build, values=values)
+
+
+_DEFORM_KERNELS = [(1, 1), (3, 3), (2, 3)]
+for _modulated, _prefix in ((False, "deformconv"), (True, "mdeformconv")):
+    for i in range(24):
+        kernel = _DEFORM_KERNELS[(i // 2) % 3]
+        stride = (1 + i % 2, 1 + (i // 3) % 2)
+        dilate = (1 + (i // 4) % 2, 1 + (i // 5) % 2) if kernel != (1, 1) else (1, 1 + i % 2)
+        pad = (i % 3, (i // 2) % 3)
+        groups = 1 + (i // 6) % 2
+        dgroups = 1 + (i // 3) % 2
+        batch = 1 + (i // 7) % 2
+        channels = int(np.lcm(groups, dgroups)) * int(_deform_rng.randint(1, 3))
+        # MXNet's DCNv2 (not its DCNv1) also wants filters divisible by num_deformable_group.
+        filters = int(np.lcm(groups, dgroups if _modulated else 1)) * int(_deform_rng.randint(1, 4))
+        need_h = dilate[0] * (kernel[0] - 1) + 1 - 2 * pad[0]
+        need_w = dilate[1] * (kernel[1] - 1) + 1 - 2 * pad[1]
+        height = max(int(_deform_rng.randint(2, 8)), need_h, 1)
+        width = max(int(_deform_rng.randint(2, 8)), need_w, 1)
+        step = None
+        if _modulated and i % 4 == 1:
+            step = [1, 2, 64][(i // 4) % 3]
+        _deform_case("%s_%d" % (_prefix, i), _modulated, batch, channels, height, width,
+                     filters, kernel, stride, dilate, pad, groups, dgroups,
+                     no_bias=(i % 4 == 3), step=step, nan=(i % 8 == 5))
+    _deform_case("%s_defaults" % _prefix, _modulated, 1, 3, 5, 6, 2, (3, 3), (1, 1),
+                 (1, 1), (0, 0), 1, 1, no_bias=False, defaults=True)
+    _deform_case("%s_wide" % _prefix, _modulated, 2, 4, 9, 8, 4, (3, 3), (2, 1),
+                 (2, 1), (2, 1), 2, 4, no_bias=False)
+
+
 # --- _contrib_MultiBoxDetection (issue 20) ---------------------------------------
 # cls_prob (batch, classes, n) with class 0 the background, loc_pred (batch, n*4),
 # anchors (k, n, 4) clustered so that boxes overlap (some past [0, 1], for clip). Scores

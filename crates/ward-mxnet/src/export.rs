@@ -570,6 +570,30 @@ impl<'a> Writer<'a> {
                 set("no_bias", boolean(!c.bias));
                 "Convolution"
             }
+            Op::DeformableConv(d) => {
+                let weight = node
+                    .inputs
+                    .get(d.weight_input())
+                    .copied()
+                    .ok_or_else(|| refuse("has no weight".into()))?;
+                let filters = shape_of(weight)?.first().copied().unwrap_or(0);
+                set("kernel", tuple(&d.kernel));
+                set("stride", tuple(&d.stride));
+                set("dilate", tuple(&d.dilation));
+                set("pad", tuple(&d.pad));
+                set("num_filter", filters.to_string());
+                set("num_group", d.groups.to_string());
+                set("num_deformable_group", d.deformable_groups.to_string());
+                set("no_bias", boolean(!d.bias));
+                if let Some(step) = d.im2col_step {
+                    set("im2col_step", step.to_string());
+                }
+                if d.modulated {
+                    "_contrib_ModulatedDeformableConvolution"
+                } else {
+                    "_contrib_DeformableConvolution"
+                }
+            }
             Op::Deconv(d) => {
                 let weight = node
                     .inputs

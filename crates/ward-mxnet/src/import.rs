@@ -18,7 +18,7 @@ use ward_graph::ir::{
 use ward_graph::limits::{MAX_ONE_HOT_DEPTH, MAX_REPEAT, MAX_UPSAMPLING_SCALE};
 use ward_graph::ops::activation::{Activation, ActivationKind, LeakyRelu, LeakyReluKind, Softmax};
 use ward_graph::ops::anchor::MultiBoxPrior;
-use ward_graph::ops::conv::{Conv, Deconv};
+use ward_graph::ops::conv::{Conv, Deconv, DeformableConv};
 use ward_graph::ops::detection::{
     BoxDecode, BoxEncode, BoxFormat, BoxNms, MultiBoxDetection, MultiProposal, Proposal,
 };
@@ -635,6 +635,51 @@ impl Importer<'_> {
                     bias: !no_bias,
                 }
                 .into()
+            }
+            "_contrib_DeformableConvolution" | "_contrib_ModulatedDeformableConvolution" => {
+                // MXNet 1.9.1 registers only the contrib names, and implements both in 2-D.
+                let modulated = op == "_contrib_ModulatedDeformableConvolution";
+                let kernel = a.req_tuple("kernel")?;
+                if kernel.len() != 2 {
+                    return Err(err(format!(
+                        "attribute \"kernel\" = {kernel:?} must have 2 dims (MXNet implements the deformable convolution in 2-D only)"
+                    )));
+                }
+                let kernel = to_usize(&kernel, &err)?;
+                let stride = window(&mut a, "stride", 2, 1, &err)?;
+                let dilation = window(&mut a, "dilate", 2, 1, &err)?;
+                let pad = window(&mut a, "pad", 2, 0, &err)?;
+                layout(&mut a, 2, &err)?;
+                let filters = a.req_int("num_filter")?;
+                let groups = a.int("num_group", 1)?;
+                let deformable_groups = a.int("num_deformable_group", 1)?;
+                let no_bias = a.bool("no_bias", false)?;
+                let im2col_step = if modulated {
+                    Some(positive(a.int("im2col_step", 64)?, "im2col_step", &err)?)
+                } else {
+                    None
+                };
+                // A memory hint for MXNet's column buffer; ward's kernels size their own.
+                a.ignore(&["workspace"]);
+                a.finish()?;
+                positive(filters, "num_filter", &err)?;
+                let op = DeformableConv {
+                    kernel,
+                    stride,
+                    dilation,
+                    pad,
+                    groups: positive(groups, "num_group", &err)?,
+                    deformable_groups: positive(deformable_groups, "num_deformable_group", &err)?,
+                    modulated,
+                    bias: !no_bias,
+                    im2col_step,
+                };
+                op.validate().map_err(|e| err(format!("attributes: {e}")))?;
+                need(op.arity().0)?;
+                if let Some(weight) = inputs.get(op.weight_input()) {
+                    self.check_leading_dim(weight, filters, &node.name, "num_filter")?;
+                }
+                op.into()
             }
             "Deconvolution" => {
                 let w = conv_window(&mut a, &err)?;

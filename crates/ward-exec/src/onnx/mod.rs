@@ -16,6 +16,7 @@ mod activation;
 mod anchor;
 mod builder;
 mod conv;
+pub(crate) mod deform;
 pub(crate) mod detection;
 mod elementwise;
 mod index;
@@ -286,6 +287,7 @@ fn lower_node(b: &mut Builder<'_>, at: &At<'_>) -> R<()> {
     match &at.node.op {
         Op::Conv(op) => conv::conv(b, at, op),
         Op::Deconv(op) => conv::deconv(b, at, op),
+        Op::DeformableConv(op) => deform::deformable_conv(b, at, op),
         Op::Dense(op) => linear::dense(b, at, op),
         Op::Pool(op) => pool::pool(b, at, op),
         Op::BatchNorm(op) => norm::batch_norm(b, at, op),

@@ -9,6 +9,7 @@
 //! threading.
 
 mod constants;
+mod deform;
 mod dense;
 mod detection;
 mod fmod;
@@ -95,6 +96,7 @@ impl Backend for TractBackend {
         let mut onnx = tract_onnx::onnx();
         detection::register(&mut onnx.op_register);
         roi::register(&mut onnx.op_register);
+        deform::register(&mut onnx.op_register);
         let mut model = onnx
             .model_for_proto_model(&proto)
             .map_err(engine("load the lowered model"))?;

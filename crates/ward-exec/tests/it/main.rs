@@ -7,6 +7,7 @@ mod support;
 
 mod checked_inputs;
 mod conformance;
+mod deform;
 mod dense;
 mod dtype_sweep;
 mod models;

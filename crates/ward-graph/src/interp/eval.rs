@@ -264,6 +264,10 @@ pub fn eval_node(node: &Node, ins: &[Option<&Array>]) -> R<Vec<Array>> {
             bias(op.bias)?,
             &deconv_params(op),
         ))?),
+        Op::DeformableConv(op) => {
+            let all = (0..ins.len()).map(|i| arg(ins, i)).collect::<R<Vec<_>>>()?;
+            one(kernel(super::deform::deformable_conv(&all, op))?)
+        }
         Op::Dense(op) => one(kernel(dense::fully_connected(
             x()?,
             arg(ins, 1)?,

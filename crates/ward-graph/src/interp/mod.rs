@@ -18,6 +18,7 @@ pub mod activation;
 pub mod anchor;
 pub mod array;
 pub mod conv;
+pub mod deform;
 pub mod dense;
 pub mod detection;
 pub mod elementwise;

@@ -651,6 +651,26 @@ fn run(c: &Case) -> R<Vec<Array>> {
             let multi = c.op == "_contrib_MultiProposal";
             k(detection::proposal(x(0)?, x(1)?, x(2)?, &op, multi))
         }
+        "_contrib_DeformableConvolution" | "_contrib_ModulatedDeformableConvolution" => {
+            let modulated = op == "_contrib_ModulatedDeformableConvolution";
+            let kernel = a.usizes("kernel", 1, 0)?;
+            let n = kernel.len();
+            let no_bias = a.bool("no_bias", false)?;
+            let dop = crate::ops::conv::DeformableConv {
+                stride: a.usizes("stride", 1, n)?,
+                dilation: a.usizes("dilate", 1, n)?,
+                pad: a.usizes("pad", 0, n)?,
+                kernel,
+                groups: a.int("num_group", 1)? as usize,
+                deformable_groups: a.int("num_deformable_group", 1)? as usize,
+                modulated,
+                bias: !no_bias,
+                im2col_step: modulated
+                    .then(|| a.int("im2col_step", 64).map(|v| v as usize))
+                    .transpose()?,
+            };
+            one(super::deform::deformable_conv(&all, &dop))
+        }
         "ROIPooling" => {
             let pooled = a.tuple("pooled_size", &[])?;
             let &[ph, pw] = pooled.as_slice() else {

@@ -113,6 +113,7 @@ macro_rules! ops {
 ops! {
     Conv(conv::Conv) = "conv",
     Deconv(conv::Deconv) = "deconv",
+    DeformableConv(conv::DeformableConv) = "deformable_conv",
     Dense(linear::Dense) = "dense",
     Pool(pool::Pool) = "pool",
     BatchNorm(norm::BatchNorm) = "batch_norm",
@@ -429,6 +430,18 @@ mod tests {
                 pooled_height: 2,
                 pooled_width: 3,
                 spatial_scale: 0.3,
+            }
+            .into(),
+            conv::DeformableConv {
+                kernel: vec![3, 3],
+                stride: vec![1, 2],
+                dilation: vec![2, 1],
+                pad: vec![1, 0],
+                groups: 2,
+                deformable_groups: 4,
+                modulated: true,
+                bias: false,
+                im2col_step: Some(64),
             }
             .into(),
             detection::MultiBoxDetection {

@@ -531,3 +531,19 @@ fn outputs_are_named_as_mxnet_lists_them() {
     assert_eq!(renamed.len(), 1);
     assert_eq!(renamed[0].mxnet, "op_output");
 }
+
+#[test]
+fn every_deformable_convolution_case_round_trips() {
+    // Both versions come back as MXNet's own operator (the counting test above would
+    // let a refused case pass).
+    let mut n = 0;
+    for entry in std::fs::read_dir(fixtures("ops")).unwrap() {
+        let dir = entry.unwrap().path();
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("deformconv_") || name.starts_with("mdeformconv_") {
+            round_trip(&dir, false).unwrap_or_else(|e| panic!("{name}: {e}"));
+            n += 1;
+        }
+    }
+    assert!(n >= 40, "only {n} deformable convolution cases");
+}

@@ -10,6 +10,7 @@ mod support;
 mod anchor_ops;
 mod arange_ops;
 mod compare_ops;
+mod deform_ops;
 mod detection_ops;
 mod dtype_ops;
 mod export_roundtrip;

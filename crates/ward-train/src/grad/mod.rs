@@ -208,6 +208,7 @@ pub(crate) fn differentiable(op: &Op) -> Result<(), &'static str> {
         | Op::Pool(_)
         | Op::Conv(_)
         | Op::Deconv(_)
+        | Op::DeformableConv(_)
         | Op::BatchNorm(_)
         | Op::InstanceNorm(_)
         | Op::L2Normalization(_)
@@ -492,6 +493,7 @@ pub(crate) fn rule(ctx: &Ctx<'_>) -> Rule {
         Op::Pool(op) => pool::pool(ctx, op),
         Op::Conv(op) => conv::conv(ctx, op),
         Op::Deconv(op) => conv::deconv(ctx, op),
+        Op::DeformableConv(op) => conv::deformable_conv(ctx, op),
         Op::BatchNorm(op) => norm::batch_norm(ctx, op),
         Op::LayerNorm(op) => norm::layer_norm(ctx, op),
         Op::InstanceNorm(op) => norm::instance_norm(ctx, op),
