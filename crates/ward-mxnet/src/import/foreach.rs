@@ -324,8 +324,40 @@ impl Importer<'_> {
                     list.push(*source);
                 }
             }
-            states = heads.into_iter().skip(spec.out_data).collect();
+            let next: Vec<Source> = heads.into_iter().skip(spec.out_data).collect();
+            if t == 0 {
+                // The body is the same function every step: states that keep their shape
+                // through the first keep it through all.
+                self.check_states(node, &states, &next)?;
+            }
+            states = next;
         }
         Ok((per_step, states))
+    }
+
+    /// MXNet refuses a body whose new states differ in shape from the states it was
+    /// given; so does ward, with the variable input dims at 1 and at 2.
+    fn check_states(
+        &self,
+        node: &SymbolNode,
+        given: &[Source],
+        made: &[Source],
+    ) -> Result<(), ImportError> {
+        for fill in [1, 2] {
+            let shapes = infer_shapes(&self.graph, &self.data_shapes(fill))?;
+            for (k, (a, b)) in given.iter().zip(made).enumerate() {
+                let (a, b) = (shapes.of(&self.graph, *a)?, shapes.of(&self.graph, *b)?);
+                if a != b {
+                    return Err(ImportError::Node {
+                        node: node.name.clone(),
+                        op: node.source_op.clone(),
+                        reason: format!(
+                            "its body makes state {k} of shape {b:?} from one of shape {a:?}: a loop's states keep their shape"
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 }

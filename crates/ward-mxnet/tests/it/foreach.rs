@@ -312,6 +312,28 @@ fn malformed_loops_are_refused_by_attribute() {
     );
 }
 
+/// MXNet refuses a body whose new state has another shape than the state it read.
+#[test]
+fn a_state_that_changes_shape_is_refused() {
+    let case = "two_outputs";
+    let mut symbol = symbol_json(case);
+    let node = symbol["nodes"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|n| n["op"] == "_foreach")
+        .unwrap();
+    // The state becomes the step's row sums, (2,) where it was (2, 3).
+    let heads = node["subgraphs"][0]["heads"].as_array_mut().unwrap();
+    heads.swap(1, 2);
+    refused(
+        case,
+        &symbol,
+        &declared(case, |_, _| {}),
+        &["_foreach20", "state 0", "[2]", "[2, 3]"],
+    );
+}
+
 #[test]
 fn an_unroll_past_the_limit_is_refused() {
     let case = "cumsum";
