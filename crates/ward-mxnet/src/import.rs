@@ -6,6 +6,7 @@
 //! support fails the import with the node, the operator and the attribute named, never a
 //! silently different result.
 
+mod foreach;
 mod fused;
 
 use std::collections::{HashMap, HashSet};
@@ -274,6 +275,15 @@ fn output_name(node: &SymbolNode, k: usize) -> String {
         "SliceChannel" | "sort" | "_contrib_box_nms" | "_contrib_box_encode" => {
             format!("{}_output{k}", node.name)
         }
+        // Numbered as nnvm numbers any node with more than one output.
+        "_foreach"
+            if node
+                .attrs
+                .get("num_outputs")
+                .is_some_and(|n| crate::attrs::parse_int(n).is_ok_and(|n| n > 1)) =>
+        {
+            format!("{}_output{k}", node.name)
+        }
         // MXNet's FListOutputNames: output, score.
         "_contrib_Proposal" | "_contrib_MultiProposal" if k == 1 => {
             format!("{}_score", node.name)
@@ -389,11 +399,28 @@ impl Importer<'_> {
             let values = if node.op == "null" {
                 vec![self.variable(index, node)?]
             } else {
-                self.operator(symbol, node)?
+                self.convert_operator(symbol, node)?
             };
             self.values.push(values);
         }
         Ok(())
+    }
+
+    /// One operator node's outputs; control flow is written out or refused here.
+    fn convert_operator(
+        &mut self,
+        symbol: &Symbol,
+        node: &SymbolNode,
+    ) -> Result<Vec<Value>, ImportError> {
+        match node.op.as_str() {
+            "_foreach" => self.foreach(symbol, node),
+            "_while_loop" | "_cond" => Err(ImportError::Node {
+                node: node.name.clone(),
+                op: node.source_op.clone(),
+                reason: "is control flow whose trip count or branch depends on the data; ward's graphs have none, and it unrolls only a _foreach over a length the declared input shapes fix".into(),
+            }),
+            _ => self.operator(symbol, node),
+        }
     }
 
     fn variable(&mut self, index: usize, node: &SymbolNode) -> Result<Value, ImportError> {

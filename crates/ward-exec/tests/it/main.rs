@@ -10,6 +10,7 @@ mod conformance;
 mod deform;
 mod dense;
 mod dtype_sweep;
+mod foreach;
 mod models;
 mod ops;
 mod roi;

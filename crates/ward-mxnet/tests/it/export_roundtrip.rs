@@ -547,3 +547,65 @@ fn every_deformable_convolution_case_round_trips() {
     }
     assert!(n >= 40, "only {n} deformable convolution cases");
 }
+
+/// A `_foreach`, unrolled at import, exports as the operators it was written out in and
+/// imports back to the same graph and numbers. Its outputs cannot keep their names
+/// (`_foreachN_outputK` is no name MXNet gives a `stack`), and the export says so.
+#[test]
+fn unrolled_foreach_fixtures_round_trip() {
+    let mut cases = 0;
+    for entry in std::fs::read_dir(fixtures("foreach")).unwrap() {
+        let dir = entry.unwrap().path();
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        // The loop length is axis 0 of the data: declared fixed.
+        let declared = declared(&dir, false);
+        let first = import_files(
+            &read(&dir.join("model-symbol.json")),
+            &read(&dir.join("model-0000.params")),
+            &declared,
+        )
+        .unwrap();
+        let weights = weights_in_order(&first);
+        let exported = export(&first.graph, &weights, &declared)
+            .unwrap_or_else(|e| panic!("{name}: export failed: {e}"));
+        let second = import_files(&exported.symbol_json, &exported.params, &declared).unwrap();
+        assert_eq!(second.graph.nodes, first.graph.nodes, "{name}");
+        assert_eq!(second.graph.params, first.graph.params, "{name}");
+        assert_eq!(second.graph.inputs, first.graph.inputs, "{name}");
+        for ((a, b), o) in first
+            .graph
+            .outputs
+            .iter()
+            .zip(&second.graph.outputs)
+            .zip(&exported.outputs)
+        {
+            assert_eq!(a.source, b.source, "{name}");
+            assert_eq!(o.declared, a.name, "{name}");
+            assert_eq!(o.mxnet, b.name, "{name}");
+            if o.declared != o.mxnet {
+                assert!(o.declared.contains("_foreach"), "{name}: {o:?}");
+            }
+        }
+        let data: Vec<Tensor> = first
+            .graph
+            .inputs
+            .iter()
+            .filter(|i| i.role == InputRole::Data)
+            .map(|i| npy::read_npy(&read(&dir.join(format!("input-{}.npy", i.name)))).unwrap())
+            .collect();
+        let before = run(&first.graph, &weights, &data).unwrap();
+        let after = run(&second.graph, &weights_in_order(&second), &data).unwrap();
+        for (x, y) in before.iter().zip(&after) {
+            assert_eq!(x.shape, y.shape, "{name}");
+            assert!(
+                x.data
+                    .iter()
+                    .zip(&y.data)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{name}"
+            );
+        }
+        cases += 1;
+    }
+    assert!(cases >= 20);
+}

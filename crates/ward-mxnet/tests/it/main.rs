@@ -14,6 +14,7 @@ mod deform_ops;
 mod detection_ops;
 mod dtype_ops;
 mod export_roundtrip;
+mod foreach;
 mod fused;
 mod import_errors;
 mod index_ops;
