@@ -170,22 +170,7 @@ impl OpDef for DeformableConv {
         if self.bias {
             expect_shape("bias", input(ins, wi + 1, "bias")?, &[f])?;
         }
-        let mut spatial = Vec::with_capacity(2);
-        for (((&xi, &ki), &di), (&pi, &si)) in x
-            .iter()
-            .skip(2)
-            .zip(&self.kernel)
-            .zip(&self.dilation)
-            .zip(self.pad.iter().zip(&self.stride))
-        {
-            spatial.push(window_out(
-                xi,
-                effective_kernel(ki, di)?,
-                double(pi)?,
-                si,
-                false,
-            )?);
-        }
+        let spatial = conv_out_spatial(x, &self.kernel, &self.dilation, &self.pad, &self.stride)?;
         let &[ho, wo] = spatial.as_slice() else {
             return Err(format!("data {x:?} has no 2-D plane"));
         };
@@ -243,20 +228,13 @@ impl OpDef for Conv {
             expect_shape("bias", input(ins, 2, "bias")?, &[f])?;
         }
         let mut out = vec![dim(x, 0, "data")?, f];
-        let spatial = x.iter().skip(2);
-        for (((&xi, &ki), &di), (&pi, &si)) in spatial
-            .zip(&self.kernel)
-            .zip(&self.dilation)
-            .zip(self.pad.iter().zip(&self.stride))
-        {
-            out.push(window_out(
-                xi,
-                effective_kernel(ki, di)?,
-                double(pi)?,
-                si,
-                false,
-            )?);
-        }
+        out.extend(conv_out_spatial(
+            x,
+            &self.kernel,
+            &self.dilation,
+            &self.pad,
+            &self.stride,
+        )?);
         Ok(vec![out])
     }
 }
@@ -326,6 +304,26 @@ impl OpDef for Deconv {
         }
         Ok(vec![out])
     }
+}
+
+/// The spatial output dims of a convolution over `x` (N, C, spatial...): MXNet's
+/// `(x + 2·pad − dilation·(kernel − 1) − 1) / stride + 1` per axis, checked.
+fn conv_out_spatial(
+    x: &[usize],
+    kernel: &[usize],
+    dilation: &[usize],
+    pad: &[usize],
+    stride: &[usize],
+) -> R<Vec<usize>> {
+    x.iter()
+        .skip(2)
+        .zip(kernel)
+        .zip(dilation)
+        .zip(pad.iter().zip(stride))
+        .map(|(((&xi, &ki), &di), (&pi, &si))| {
+            window_out(xi, effective_kernel(ki, di)?, double(pi)?, si, false)
+        })
+        .collect()
 }
 
 #[cfg(test)]
