@@ -183,7 +183,7 @@ fn main() -> ExitCode {
                 return ExitCode::from(3);
             }
             // One line, no backtrace: the chain of contexts joined by ": ".
-            eprintln!("error: {}", one_line(&format!("{e:#}")));
+            eprintln!("error: {}", chain_line(&e));
             ExitCode::from(1)
         }
     }
@@ -191,4 +191,58 @@ fn main() -> ExitCode {
 
 fn one_line(text: &str) -> String {
     text.replace(['\n', '\r'], " ")
+}
+
+/// The error and its causes on one line, joined by ": ", each cause left out where the
+/// text before it already ends with it: an error that prints its source in its own
+/// message (thiserror's `"import: {0}"` on a `#[from]` field) would otherwise print the
+/// same sentence twice.
+fn chain_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.ends_with(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    one_line(&line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error that prints its source in its own message, as thiserror's `"import: {0}"`
+    /// on a `#[from]` field does.
+    #[derive(Debug)]
+    struct Outer(std::io::Error);
+
+    impl std::fmt::Display for Outer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "import: {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Outer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn a_cause_the_message_already_ends_with_is_printed_once() {
+        let inner = std::io::Error::other("input \"data1\": is not declared");
+        let e = anyhow::Error::from(Outer(inner)).context("importing model-symbol.json");
+        assert_eq!(
+            chain_line(&e),
+            "importing model-symbol.json: import: input \"data1\": is not declared"
+        );
+        // Causes the message does not repeat are all kept, in order.
+        let e = anyhow::anyhow!("first\nline").context("outer");
+        assert_eq!(chain_line(&e), "outer: first line");
+    }
 }
