@@ -373,8 +373,8 @@ pub fn deformable_conv_values<T: Value>(
 }
 
 /// MXNet's deformable convolution in float32, as MXNet computes it. The inputs are flat
-/// row-major slices in the node's order (data, offset, [mask], weight, [bias]) with their
-/// shapes; returns the output `(N, F, Ho, Wo)` and its values.
+/// row-major slices in the node's order (data, offset, the mask if modulated, weight, the
+/// bias if any) with their shapes; returns the output `(N, F, Ho, Wo)` and its values.
 pub fn deformable_conv_f32(
     op: &DeformableConv,
     shapes: &[&[usize]],
@@ -390,9 +390,9 @@ pub fn offsets_f32(offset: &Array) -> Vec<f32> {
     offset.data.iter().map(|&v| v as f32).collect()
 }
 
-/// MXNet's deformable convolution of the node's inputs (data, offset, [mask], weight,
-/// [bias]) for the reference interpreter: positions from the float32 offsets as MXNet
-/// computes them, values summed in float64.
+/// MXNet's deformable convolution of the node's inputs (data, offset, the mask if
+/// modulated, weight, the bias if any) for the reference interpreter: positions from the
+/// float32 offsets as MXNet computes them, values summed in float64.
 pub fn deformable_conv(ins: &[&Array], op: &DeformableConv) -> KResult<Array> {
     let name = if op.modulated {
         "ModulatedDeformableConvolution"
