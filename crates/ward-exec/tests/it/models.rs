@@ -153,4 +153,6 @@ fixture_tests!(
     bert_12_768_12,
     transformer_en_de_512,
     hrnet_w18_small_v1_s,
+    // ELMo (GluonNLP): four `_foreach` LSTM loops, unrolled at import.
+    elmo_2x1024_128_2048cnn_1xhighway,
 );
