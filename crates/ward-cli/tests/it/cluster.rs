@@ -374,15 +374,18 @@ fn a_job_killed_at_a_random_moment_resumes_from_its_last_cluster_checkpoint_to_t
     let want = weights(&whole.join("run/package"));
     assert!(o_differs(&want));
     // Retention: the newest 3 cluster checkpoints (of steps 25 … 375), and only the
-    // shards they record.
-    assert_eq!(
-        cluster_checkpoints(&whole),
-        [
-            "step-000000000325",
-            "step-000000000350",
-            "step-000000000375"
-        ]
-    );
+    // shards they record. Which steps those are depends on the machine's speed: a server
+    // still writing its shard of one checkpoint skips the next (ward-dist's server), so
+    // that step has no cluster checkpoint. A loaded 2-core run kept 250, 325 and 375.
+    let kept = cluster_checkpoints(&whole);
+    assert_eq!(kept.len(), 3, "{kept:?}");
+    for name in &kept {
+        let step: u64 = name.trim_start_matches("step-").parse().unwrap();
+        assert!(
+            step.is_multiple_of(25) && (25..=375).contains(&step),
+            "{kept:?}"
+        );
+    }
     for server in ["server-0", "server-1"] {
         let mut shards: Vec<String> = std::fs::read_dir(whole.join("shards").join(server))
             .unwrap()
@@ -390,14 +393,13 @@ fn a_job_killed_at_a_random_moment_resumes_from_its_last_cluster_checkpoint_to_t
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
         shards.sort();
-        assert_eq!(
-            shards,
-            [
-                "step-000000000325",
-                "step-000000000350",
-                "step-000000000375"
-            ],
-            "{server}"
+        // Every kept checkpoint's shard, and besides them only a shard newer than the
+        // newest complete checkpoint (one whose other shard was skipped).
+        let newest = kept.last().unwrap();
+        assert!(
+            kept.iter().all(|k| shards.contains(k))
+                && shards.iter().all(|s| kept.contains(s) || s > newest),
+            "{server}: {shards:?} for {kept:?}"
         );
     }
     // `ward train` does not take a cluster checkpoint for its own.
@@ -405,7 +407,7 @@ fn a_job_killed_at_a_random_moment_resumes_from_its_last_cluster_checkpoint_to_t
     std::fs::create_dir_all(copy.join("checkpoints")).unwrap();
     assert!(Command::new("cp")
         .arg("-r")
-        .arg(whole.join("run/checkpoints/step-000000000375"))
+        .arg(whole.join("run/checkpoints").join(kept.last().unwrap()))
         .arg(copy.join("checkpoints"))
         .status()
         .unwrap()
