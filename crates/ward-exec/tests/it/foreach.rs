@@ -3,39 +3,14 @@
 //! and with the batch declared variable where the loop length stays fixed. (The
 //! interpreter, the names and the refusals: ward-mxnet's `foreach` test.)
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use serde::Deserialize;
-use ward_core::{npy, DType, Tensor};
-use ward_exec::{Executable, TractBackend, WeightSet};
-use ward_graph::ir::InputRole;
-use ward_mxnet::import::{import, DeclaredInput};
-use ward_mxnet::limits::{ParamsLimits, SymbolLimits};
-use ward_mxnet::params::read_params;
-use ward_mxnet::symbol::read_symbol;
-
-#[derive(Deserialize)]
-struct Meta {
-    inputs: Vec<MetaInput>,
-    outputs: Vec<String>,
-}
-
-#[derive(Deserialize)]
-struct MetaInput {
-    name: String,
-    shape: Vec<i64>,
-}
+use crate::models::{read, run_fixture, Meta};
 
 fn dir(case: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../tests/fixtures/foreach")
         .join(case)
-}
-
-fn read(path: &Path) -> Vec<u8> {
-    std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 fn check(case: &str) {
@@ -60,56 +35,15 @@ const VARIABLE_BATCH: &[&str] = &[
 
 fn check_declared(case: &str, variable_batch: bool) {
     let label = format!("{case} (variable batch: {variable_batch})");
-    let dir = dir(case);
-    let meta: Meta = serde_json::from_slice(&read(&dir.join("meta.json"))).unwrap();
-    let symbol = read_symbol(
-        &read(&dir.join("model-symbol.json")),
-        &SymbolLimits::default(),
-    )
-    .unwrap();
-    let params = read_params(
-        &read(&dir.join("model-0000.params")),
-        &ParamsLimits::default(),
-    )
-    .unwrap();
-    let declared: Vec<DeclaredInput> = meta
-        .inputs
-        .iter()
-        .map(|i| {
-            let mut shape = i.shape.clone();
-            if variable_batch {
-                let batch = if shape.len() == 3 { 1 } else { 0 };
-                shape[batch] = -1;
-            }
-            DeclaredInput {
-                name: i.name.clone(),
-                dtype: DType::F32,
-                shape,
-            }
-        })
-        .collect();
-    let imported = import(&symbol, params, &declared)
-        .unwrap_or_else(|e| panic!("{label}: import failed: {e}"));
-    let names: Vec<&String> = imported.graph.outputs.iter().map(|o| &o.name).collect();
-    assert_eq!(names, meta.outputs.iter().collect::<Vec<_>>(), "{label}");
-    let graph = imported.graph;
-    let weights: HashMap<String, Tensor> = imported.weights.into_iter().collect();
-    let weights = WeightSet::new(&graph, weights).unwrap();
-    let model = Executable::new(graph, weights, Arc::new(TractBackend::new(1).unwrap())).unwrap();
-    let inputs: Vec<Tensor> = model
-        .graph()
-        .inputs
-        .iter()
-        .filter(|i| i.role == InputRole::Data)
-        .map(|i| npy::read_npy(&read(&dir.join(format!("input-{}.npy", i.name)))).unwrap())
-        .collect();
-    let outputs = model
-        .run(&inputs)
-        .unwrap_or_else(|e| panic!("{label}: run failed: {e}"));
-    assert_eq!(outputs.len(), meta.outputs.len(), "{label}");
-    for (k, got) in outputs.iter().enumerate() {
-        let want = npy::read_npy(&read(&dir.join(format!("output-{k}.npy")))).unwrap();
-        assert_eq!(got.shape(), want.shape(), "{label}: output {k} shape");
+    let declare = |shape: &[i64]| {
+        let mut shape = shape.to_vec();
+        if variable_batch {
+            let batch = if shape.len() == 3 { 1 } else { 0 };
+            shape[batch] = -1;
+        }
+        shape
+    };
+    for (k, (got, want)) in run_fixture(&dir(case), &label, declare).iter().enumerate() {
         for (i, (g, w)) in got.to_f32_vec().iter().zip(want.to_f32_vec()).enumerate() {
             assert!(
                 (g - w).abs() <= 1e-5 * w.abs().max(1.0),

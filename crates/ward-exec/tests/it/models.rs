@@ -17,22 +17,22 @@ use ward_mxnet::params::read_params;
 use ward_mxnet::symbol::read_symbol;
 
 #[derive(Deserialize)]
-struct Meta {
-    inputs: Vec<MetaInput>,
-    outputs: Vec<String>,
+pub(crate) struct Meta {
+    pub(crate) inputs: Vec<MetaInput>,
+    pub(crate) outputs: Vec<String>,
 }
 
 #[derive(Deserialize)]
-struct MetaInput {
+pub(crate) struct MetaInput {
     name: String,
-    shape: Vec<usize>,
+    pub(crate) shape: Vec<i64>,
 }
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/models")
 }
 
-fn read(path: &Path) -> Vec<u8> {
+pub(crate) fn read(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -50,7 +50,41 @@ fn check_declared(name: &str, variable_batch: bool) {
     } else {
         format!("{name} (fixed batch)")
     };
-    let dir = fixtures().join(name);
+    let declare = |shape: &[i64]| {
+        let mut shape = shape.to_vec();
+        if variable_batch {
+            shape[0] = -1;
+        }
+        shape
+    };
+    for (k, (got, want)) in run_fixture(&fixtures().join(name), &label, declare)
+        .iter()
+        .enumerate()
+    {
+        let (g, w) = (got.to_f32_vec(), want.to_f32_vec());
+        let scale = w.iter().fold(1f32, |m, v| m.max(v.abs()));
+        let worst = g
+            .iter()
+            .zip(&w)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            worst <= 1e-4 * scale,
+            "{label}: output {k} differs from MXNet by {worst} (allowed {})",
+            1e-4 * scale
+        );
+    }
+}
+
+/// Imports the MXNet fixture in `dir` (`meta.json`, `model-symbol.json`,
+/// `model-0000.params`, `input-NAME.npy`, `output-K.npy`) with each input's shape as
+/// `declare` makes it from meta.json's; checks MXNet's output names and the graph's JSON
+/// round trip; runs it on tract and returns each output beside MXNet's, of the same shape.
+pub(crate) fn run_fixture(
+    dir: &Path,
+    label: &str,
+    declare: impl Fn(&[i64]) -> Vec<i64>,
+) -> Vec<(Tensor, Tensor)> {
     let meta: Meta = serde_json::from_slice(&read(&dir.join("meta.json"))).unwrap();
     let symbol = read_symbol(
         &read(&dir.join("model-symbol.json")),
@@ -65,16 +99,10 @@ fn check_declared(name: &str, variable_batch: bool) {
     let declared: Vec<DeclaredInput> = meta
         .inputs
         .iter()
-        .map(|i| {
-            let mut shape: Vec<i64> = i.shape.iter().map(|&d| d as i64).collect();
-            if variable_batch {
-                shape[0] = -1;
-            }
-            DeclaredInput {
-                name: i.name.clone(),
-                dtype: DType::F32,
-                shape,
-            }
+        .map(|i| DeclaredInput {
+            name: i.name.clone(),
+            dtype: DType::F32,
+            shape: declare(&i.shape),
         })
         .collect();
     let imported = import(&symbol, params, &declared)
@@ -106,22 +134,16 @@ fn check_declared(name: &str, variable_batch: bool) {
     let outputs = model
         .run(&inputs)
         .unwrap_or_else(|e| panic!("{label}: run failed: {e}"));
-    for (k, got) in outputs.iter().enumerate() {
-        let want = npy::read_npy(&read(&dir.join(format!("output-{k}.npy")))).unwrap();
-        assert_eq!(got.shape(), want.shape(), "{label}: output {k} shape");
-        let (g, w) = (got.to_f32_vec(), want.to_f32_vec());
-        let scale = w.iter().fold(1f32, |m, v| m.max(v.abs()));
-        let worst = g
-            .iter()
-            .zip(&w)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
-        assert!(
-            worst <= 1e-4 * scale,
-            "{label}: output {k} differs from MXNet by {worst} (allowed {})",
-            1e-4 * scale
-        );
-    }
+    assert_eq!(outputs.len(), meta.outputs.len(), "{label}");
+    outputs
+        .into_iter()
+        .enumerate()
+        .map(|(k, got)| {
+            let want = npy::read_npy(&read(&dir.join(format!("output-{k}.npy")))).unwrap();
+            assert_eq!(got.shape(), want.shape(), "{label}: output {k} shape");
+            (got, want)
+        })
+        .collect()
 }
 
 macro_rules! fixture_tests {
