@@ -19,11 +19,12 @@
 //! is whole or absent, and never replaces another. The directory is synced so that the
 //! name lasts.
 
-use crate::buffer::Buffer;
 use std::fs::{File, Metadata, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::buffer::Buffer;
 
 /// Why a file was not read. The caller names the file.
 #[derive(Debug, thiserror::Error)]

@@ -20,6 +20,7 @@
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
+
 use ward_core::Buffer;
 
 use crate::error::PackageError;

@@ -26,9 +26,8 @@
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
-use ward_core::Buffer;
 
-use ward_core::AuditEvent;
+use ward_core::{AuditEvent, Buffer};
 
 use crate::error::PackageError;
 use crate::layout::{is_signature_name, Content, FileSpec, Index, Layout};

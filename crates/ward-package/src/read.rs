@@ -10,9 +10,9 @@
 
 use std::path::Path;
 use std::sync::mpsc;
-use ward_core::Buffer;
 
 use ward_core::files::{open_regular, FileError, RegularFile, STREAM_CHUNK_BYTES};
+use ward_core::Buffer;
 
 use crate::error::PackageError;
 use crate::signature::hashing::{HashedItem, Hashing, StreamHasher};

@@ -9,6 +9,7 @@
 
 use std::fs;
 use std::path::Path;
+
 use ward_core::Buffer;
 
 use crate::error::PackageError;
