@@ -174,7 +174,7 @@ fixture_tests!(
     // model of each family the zoo tool found whole product lines in.
     bert_12_768_12,
     transformer_en_de_512,
-    hrnet_w18_small_v1_s,
+    fastscnn_citys,
     // ELMo (GluonNLP): four `_foreach` LSTM loops, unrolled at import.
     elmo_2x1024_128_2048cnn_1xhighway,
 );

@@ -226,7 +226,7 @@ model_round_trips!(
     yolo_upsample,
     bert_12_768_12,
     transformer_en_de_512,
-    hrnet_w18_small_v1_s,
+    fastscnn_citys,
 );
 
 #[test]
@@ -253,7 +253,7 @@ fn every_model_fixture_is_listed_above() {
         // From tools/zoo/: BERT, a Transformer, a segmentation network.
         "bert_12_768_12",
         "transformer_en_de_512",
-        "hrnet_w18_small_v1_s",
+        "fastscnn_citys",
     ];
     // A symbol without weights (training from scratch; tests/it/new_params.rs): nothing
     // to export until a run has trained it.
