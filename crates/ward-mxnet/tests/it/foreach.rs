@@ -223,15 +223,7 @@ fn a_variable_loop_length_is_refused() {
                 shape[axis] = -1;
             }
         });
-        let node = symbol_json(case)["nodes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|n| n["op"] == "_foreach")
-            .unwrap()["name"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let node = foreach_name(&symbol_json(case));
         refused(
             case,
             &symbol_json(case),
@@ -239,6 +231,19 @@ fn a_variable_loop_length_is_refused() {
             &[&node, "loop length", "variable"],
         );
     }
+}
+
+/// The name of `symbol`'s first `_foreach` node.
+fn foreach_name(symbol: &Value) -> String {
+    symbol["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["op"] == "_foreach")
+        .unwrap()["name"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 /// `rnn_tanh`'s symbol with `edit` applied to its `_foreach` node.
@@ -257,15 +262,7 @@ fn edited(edit: impl Fn(&mut Value)) -> Value {
 fn refused_edit(edit: impl Fn(&mut Value), needles: &[&str]) {
     let case = "rnn_tanh";
     let symbol = edited(edit);
-    let name = symbol["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["op"] == "_foreach")
-        .unwrap()["name"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let name = foreach_name(&symbol);
     let mut all = vec![name.as_str()];
     all.extend_from_slice(needles);
     refused(case, &symbol, &declared(case, |_, _| {}), &all);
