@@ -223,6 +223,9 @@ pub(crate) struct Builder<'a> {
     pub(crate) dense_weights: Vec<usize>,
     /// Float32 constants computed from the weights, in the order they were made.
     pub(crate) derived: Vec<Derived>,
+    /// Lower 1×1 convolutions as an `Einsum` over a 2-D weight (see [`super::conv`]).
+    /// Set for ward's engine, not for a written ONNX file, where `Conv` says more.
+    pub(crate) pointwise_as_einsum: bool,
 }
 
 /// A float32 constant computed from the weights while lowering (a convolution's weight
@@ -248,6 +251,9 @@ pub(crate) enum DerivedValues {
     /// Param `param` as float32, its `k`-th slice along the first axis multiplied by
     /// `scale[k]` (a batch norm's scale folded into the filters of a convolution).
     ScaledParam { param: usize, scale: Vec<f32> },
+    /// Param `param` as float32, in the constant's own shape (the same elements in the
+    /// same order).
+    Param { param: usize },
 }
 
 impl Derived {
@@ -264,6 +270,27 @@ impl Derived {
                     ));
                 }
                 out.copy_from_slice(values);
+            }
+            DerivedValues::Param { param } => {
+                let weight = weights
+                    .get(*param)
+                    .ok_or_else(|| format!("{}: param {param} has no tensor", self.name))?;
+                if weight.len() != out.len() {
+                    return Err(format!(
+                        "{}: a weight of {} elements for {} outputs",
+                        self.name,
+                        weight.len(),
+                        out.len()
+                    ));
+                }
+                if weight.dtype() == DType::F32 {
+                    let (floats, _) = weight.bytes().as_chunks::<4>();
+                    for (o, c) in out.iter_mut().zip(floats) {
+                        *o = f32::from_le_bytes(*c);
+                    }
+                } else {
+                    out.copy_from_slice(&weight.to_f32_vec());
+                }
             }
             DerivedValues::ScaledParam { param, scale } => {
                 let weight = weights
@@ -327,6 +354,7 @@ impl<'a> Builder<'a> {
             folded_away: HashSet::new(),
             dense_weights: Vec::new(),
             derived: Vec::new(),
+            pointwise_as_einsum: false,
         }
     }
 

@@ -148,6 +148,7 @@ pub(crate) fn lower_with(
     let shapes = infer_shapes(graph, data_shapes)?;
     let dtypes = infer_dtypes(graph)?;
     let mut b = Builder::new(graph, weights, &shapes, dtypes);
+    b.pointwise_as_einsum = params == Params::Inputs;
     norm::plan_folding(&mut b);
     for (i, input) in graph.inputs.iter().enumerate() {
         b.used.insert(input.name.clone());
