@@ -134,6 +134,25 @@ def compare(mx_out, w_out):
     return err <= tol, err
 
 
+def tree_bytes(path):
+    return sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(path) for f in files)
+
+
+def mxnet_s(r):
+    """MXNet's load + first forward: the fresh-process time of `time_mxnet.py` where there is
+    one, else the exporter's (warm) one."""
+    if r.get("mxnet_cold_s"):
+        return r["mxnet_cold_s"]
+    return r["mxnet_load_s"] + r["mxnet_forward_s"]
+
+
+def memory_budget(r):
+    """Issue 20's: the package + 1.5 × the largest activation + 100 MB (None when unknown)."""
+    if not r.get("package_bytes") or not r.get("largest_activation_bytes"):
+        return None
+    return r["package_bytes"] + 1.5 * r["largest_activation_bytes"] + 100e6
+
+
 def run_model(ward, d, keys, work, timeout, repeats):
     meta = json.load(open(os.path.join(d, "meta.json")))
     res = {"zoo": meta["zoo"], "name": meta["name"], "family": meta.get("family", ""),
@@ -146,6 +165,14 @@ def run_model(ward, d, keys, work, timeout, repeats):
     res.update(params_bytes=meta["params_bytes"], mxnet_load_s=meta["mxnet_load_s"],
                mxnet_forward_s=meta["mxnet_first_forward_s"],
                inputs=meta["inputs"], outputs=meta["outputs"])
+    cold_path = os.path.join(d, "mxnet-cold.json")
+    if os.path.exists(cold_path):
+        with open(cold_path) as f:
+            cold = json.load(f)
+        medians = [cold[c]["median_s"] for c in ("reference", "default") if "median_s" in cold.get(c, {})]
+        if medians:
+            res["mxnet_cold_s"] = min(medians)
+        res["largest_activation_bytes"] = cold.get("largest_activation_bytes")
     pkg = os.path.join(work, meta["zoo"], meta["name"])
     shutil.rmtree(pkg, ignore_errors=True)
     os.makedirs(os.path.dirname(pkg), exist_ok=True)
@@ -176,7 +203,7 @@ def run_model(ward, d, keys, work, timeout, repeats):
         rsss.append(rss)
         outs_order = [m.group(1) for m in re.finditer(r"^(\S.*?): shape \[[^\]]*\] -> ", out, re.M)]
     res.update(ward_predict_s=statistics.median(walls), ward_peak_rss=max(rsss),
-               ward_output_names=outs_order)
+               ward_output_names=outs_order, package_bytes=tree_bytes(pkg))
     n_mx = len(meta["outputs"])
     if len(outs_order) != n_mx:
         res.update(verdict="wrong numbers", detail="%d outputs, MXNet has %d" % (len(outs_order), n_mx))
@@ -252,13 +279,19 @@ def write_markdown(results, path, ward_version, not_run, index, when=None):
     L.append("`1e-4 * max(1, max|mxnet|)` (floats) or equal (integers). CI does not run this.")
     L.append("")
     L.append("- Date of the run: %s" % time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(when)))
-    L.append("- Machine: %s (shared with other builds; every command ran alone, one thread)" % machine_line())
+    L.append("- Machine: %s (every command ran alone, one thread)" % machine_line())
     L.append("- ward: %s" % ward_version)
     L.append("- Times: ward = wall clock of a whole `ward predict` (signature check, parsing, plan")
-    L.append("  building, one forward), median of 3; MXNet = `SymbolBlock.imports` of the exported")
-    L.append("  files + first forward, once, in the exporter. Peak RSS = the `ward predict` process's")
-    L.append("  `ru_maxrss`; package = the MXNet `.params` size. The machine was shared with other")
-    L.append("  builds, and MXNet's time is a single measurement: ratios are indicative (±30 %).")
+    L.append("  building, one forward), median of 3 runs; MXNet = `SymbolBlock.imports` of the exported")
+    L.append("  files + first forward + `waitall()` in a fresh process after `import mxnet` (not")
+    L.append("  counted), median of 3 processes, the faster of MXNet's default configuration and the")
+    L.append("  reference one (NaiveEngine, no subgraph pass), one OpenMP thread (`time_mxnet.py`).")
+    L.append("  The exporter's own time is not used: it is taken in the process that has just built,")
+    L.append("  run and exported the network, with MXNet's memory pool and oneDNN's primitive cache")
+    L.append("  already warm, which a user loading a model never has.")
+    L.append("- Memory: peak RSS = the `ward predict` process's `ru_maxrss`; package = the ward")
+    L.append("  package's size on disk; budget = issue 20's, the package + 1.5 × the largest")
+    L.append("  activation (the largest operator output of MXNet's shape inference, float32) + 100 MB.")
     L.append("- Refusals: `ward import` stops at the first unsupported node; the count below is by that")
     L.append("  first operator only.")
     L.append("")
@@ -301,17 +334,30 @@ def write_markdown(results, path, ward_version, not_run, index, when=None):
         L.append("")
     timed = [r for r in results if r["verdict"] == "match" and r.get("ward_predict_s")]
     if timed:
-        ratios = sorted(r["ward_predict_s"] / (r["mxnet_load_s"] + r["mxnet_forward_s"]) for r in timed)
+        ratios = sorted(r["ward_predict_s"] / mxnet_s(r) for r in timed)
         L.append("Speed over the %d matching models: a whole `ward predict` takes a median %.2f× MXNet's"
                  % (len(timed), statistics.median(ratios)))
         L.append("load + first forward (%.2f× to %.2f×). Slowest against MXNet:" % (ratios[0], ratios[-1]))
         L.append("")
-        slow = sorted(timed, key=lambda r: -r["ward_predict_s"] / (r["mxnet_load_s"] + r["mxnet_forward_s"]))[:8]
+        slow = sorted(timed, key=lambda r: -r["ward_predict_s"] / mxnet_s(r))[:8]
         for r in slow:
             L.append("- %s/%s: %.2f s vs %.2f s (%.1f×), peak RSS %s for a %s package" % (
-                r["zoo"], r["name"], r["ward_predict_s"], r["mxnet_load_s"] + r["mxnet_forward_s"],
-                r["ward_predict_s"] / (r["mxnet_load_s"] + r["mxnet_forward_s"]),
+                r["zoo"], r["name"], r["ward_predict_s"], mxnet_s(r),
+                r["ward_predict_s"] / mxnet_s(r),
                 fmt_bytes(r["ward_peak_rss"]), fmt_bytes(r["params_bytes"])))
+        L.append("")
+    budgeted = [r for r in results if r.get("ward_predict_s") and memory_budget(r)]
+    over = sorted((r for r in budgeted if r["ward_peak_rss"] > memory_budget(r)),
+                  key=lambda r: -r["ward_peak_rss"] / memory_budget(r))
+    if budgeted:
+        L.append("Memory over the %d models run: %d within issue 20's budget (the package + 1.5 × the"
+                 % (len(budgeted), len(budgeted) - len(over)))
+        L.append("largest activation + 100 MB), %d over%s" % (len(over), ":" if over else "."))
+        L.append("")
+        for r in over:
+            L.append("- %s/%s: peak RSS %s, budget %s (package %s, largest activation %s)" % (
+                r["zoo"], r["name"], fmt_bytes(r["ward_peak_rss"]), fmt_bytes(memory_budget(r)),
+                fmt_bytes(r["package_bytes"]), fmt_bytes(r["largest_activation_bytes"])))
         L.append("")
     names = [r for r in results if r["verdict"] == "match" and r.get("names_match") is False]
     if names:
@@ -326,17 +372,20 @@ def write_markdown(results, path, ward_version, not_run, index, when=None):
         L.append("")
     L.append("## Models")
     L.append("")
-    L.append("| zoo | model | family | verdict | ward predict | MXNet load + forward | ratio | peak RSS | package | notes |")
-    L.append("|---|---|---|---|---|---|---|---|---|---|")
+    L.append("| zoo | model | family | verdict | ward predict | MXNet load + first forward | ratio | peak RSS | memory budget | package | notes |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|---|")
     for zoo in ZOOS:
         for r in sorted(by_zoo.get(zoo, []), key=lambda r: r["name"]):
-            mxt = (r["mxnet_load_s"] + r["mxnet_forward_s"]) if "mxnet_load_s" in r else None
+            mxt = mxnet_s(r) if "mxnet_load_s" in r else None
+            budget = memory_budget(r)
+            rss = r.get("ward_peak_rss")
             wt = r.get("ward_predict_s")
-            L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
                 zoo, r["name"], r["family"], verdict_text(r),
                 "%.2f s" % wt if wt else "", "%.2f s" % mxt if mxt else "",
                 "%.2f×" % (wt / mxt) if wt and mxt else "",
-                fmt_bytes(r.get("ward_peak_rss")), fmt_bytes(r.get("params_bytes")),
+                fmt_bytes(rss), ("%s (%s)" % (fmt_bytes(budget), "within" if rss <= budget else "**over**"))
+                if budget and rss else "", fmt_bytes(r.get("package_bytes") or r.get("params_bytes")),
                 (r.get("note") or "").replace("|", "\\|")))
     L.append("")
     if index:
@@ -401,7 +450,7 @@ def main():
             r = run_model(ward, d, keys, os.path.join(work, "pkg"), args.timeout, args.repeats)
             old[(zoo, name)] = r
             print("%s/%s: %s %s" % (zoo, name, verdict_text(r),
-                                    "(%.2f s vs %.2f s)" % (r["ward_predict_s"], r["mxnet_load_s"] + r["mxnet_forward_s"])
+                                    "(%.2f s vs %.2f s)" % (r["ward_predict_s"], mxnet_s(r))
                                     if r.get("ward_predict_s") else ""), flush=True)
             shutil.rmtree(os.path.join(work, "pkg", zoo, name + ".pred"), ignore_errors=True)
             with open(results_path, "w") as f:
