@@ -30,6 +30,19 @@ pub trait Backend: Send + Sync {
         data_shapes: &[Vec<usize>],
     ) -> Result<Arc<dyn Plan>, ExecError>;
 
+    /// Compiles as [`Backend::compile`] does, for weights nothing else will use: when the
+    /// caller hands over the only reference, the backend may drop each weight as soon as
+    /// the plan holds its own form of it, so the weights are held about once while the
+    /// plan is built, not twice. By default, [`Backend::compile`].
+    fn compile_once(
+        &self,
+        graph: &Graph,
+        weights: Arc<WeightSet>,
+        data_shapes: &[Vec<usize>],
+    ) -> Result<Arc<dyn Plan>, ExecError> {
+        self.compile(graph, &weights, data_shapes)
+    }
+
     /// Copies `inputs` (in the graph's data input order) into the engine's own input
     /// tensors: the one copy of the caller's bytes. Nothing of `inputs` is kept, so the
     /// caller may change or free them as soon as this returns.

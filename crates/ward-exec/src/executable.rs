@@ -88,6 +88,22 @@ impl Executable {
         Ok(built)
     }
 
+    /// Compiles the plan for these data input shapes and hands it the weights: the
+    /// backend may drop each weight as soon as the plan holds its own form of it
+    /// ([`Backend::compile_once`]), so building it holds the weights about once. For a
+    /// single run (`ward predict`); the executable is gone after.
+    pub fn into_plan(self, data_shapes: &[Vec<usize>]) -> Result<Arc<dyn Plan>, ExecError> {
+        let Executable {
+            graph,
+            weights,
+            backend,
+            plans,
+        } = self;
+        drop(plans);
+        let weights = weights.into_inner().unwrap_or_else(|p| p.into_inner());
+        backend.compile_once(&graph, weights, data_shapes)
+    }
+
     fn lock_plans(&self) -> Result<MutexGuard<'_, Plans>, ExecError> {
         self.plans.lock().map_err(|_| ExecError::CachePoisoned)
     }

@@ -21,7 +21,7 @@ use ward_graph::shape::infer_shapes;
 use ward_graph::Graph;
 use ward_package::{open_package, Manifest, PackageFiles, PackageLimits, Trust, Verification};
 
-use crate::backend::{Backend, Staged};
+use crate::backend::{Backend, Plan, Staged};
 use crate::error::ExecError;
 use crate::executable::Executable;
 use crate::weights::WeightSet;
@@ -158,6 +158,37 @@ impl LoadedPackage {
             .collect();
         let staged = self.stage(&views, &InputLimits::default())?;
         self.run_staged(staged)
+    }
+
+    /// Validates `inputs` and runs the model once, as [`LoadedPackage::predict`] does,
+    /// handing the weights to the plan ([`Executable::into_plan`]): building it holds the
+    /// weights about once instead of twice. For a process that runs the model once (`ward
+    /// predict`). The plan comes back with the named outputs, for a caller about to exit
+    /// to leave it to the OS rather than free it piece by piece.
+    #[allow(clippy::type_complexity)]
+    pub fn predict_once(
+        self,
+        inputs: Vec<(String, Tensor)>,
+    ) -> Result<(Vec<(String, Tensor)>, Arc<dyn Plan>), ExecError> {
+        let views: Vec<(&str, TensorView<'_>)> = inputs
+            .iter()
+            .map(|(name, t)| (name.as_str(), t.view()))
+            .collect();
+        let StagedInputs { staged, .. } = self.stage(&views, &InputLimits::default())?;
+        let LoadedPackage {
+            manifest,
+            executable,
+            ..
+        } = self;
+        let plan = executable.into_plan(staged.shapes())?;
+        let outputs = plan.run(staged)?;
+        let named = manifest
+            .outputs
+            .iter()
+            .map(|o| o.name.clone())
+            .zip(outputs)
+            .collect();
+        Ok((named, plan))
     }
 
     /// Validates borrowed `inputs` against the schema (names, dtypes, shapes, values,

@@ -65,6 +65,11 @@ impl WeightSet {
         self.id
     }
 
+    /// The tensors, in the order of the graph's params, taken out.
+    pub fn into_tensors(self) -> Vec<Tensor> {
+        self.tensors
+    }
+
     /// The tensors, in the order of the graph's params.
     pub fn tensors(&self) -> &[Tensor] {
         &self.tensors

@@ -47,6 +47,6 @@ pub use package::{
 pub use signature::TrustPolicy;
 pub use ward_graph::schema::{InputLimits, InputSpec, OutputSpec};
 pub use weights::{
-    read_weights, read_weights_owned, read_weights_with_metadata, write_tensor_views,
-    write_tensor_views_to, write_weights, TensorView, ViewData, Weights,
+    read_weights, read_weights_owned, read_weights_parts, read_weights_with_metadata,
+    write_tensor_views, write_tensor_views_to, write_weights, TensorView, ViewData, Weights,
 };

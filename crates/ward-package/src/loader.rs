@@ -32,7 +32,7 @@ use crate::pipeline::{Accepted, Listed, SignaturesRead, Verified};
 use crate::read::Keep;
 use crate::signature::{Problem, TrustPolicy, Verdict};
 use crate::tree::{Tree, TreeLimits};
-use crate::weights::{first_nonfinite, read_weights_owned};
+use crate::weights::{first_nonfinite, read_weights_parts};
 
 pub use crate::pipeline::{name_inside, Trust, Verification};
 
@@ -108,8 +108,8 @@ fn parse_package(
     dir: &Path,
     verified: &mut Verified<Manifest>,
 ) -> Result<(Vec<u8>, Vec<(String, ward_core::Tensor)>), PackageError> {
-    // The verified bytes become the tensors, which share them.
-    let weights = read_weights_owned(verified.take(WEIGHTS_FILE).unwrap_or_default())?;
+    // The verified bytes become the tensors, which share them, a part to a tensor.
+    let weights = read_weights_parts(verified.take_parts(WEIGHTS_FILE).unwrap_or_default())?;
     let manifest = verified.index();
     let graph_file = manifest.graph.clone();
     if let Some((tensor, index)) = first_nonfinite(&weights) {

@@ -30,9 +30,11 @@ use std::time::SystemTime;
 use ward_core::{AuditEvent, Buffer};
 
 use crate::error::PackageError;
-use crate::layout::{is_signature_name, Content, FileSpec, Index, Layout};
+use crate::layout::{is_signature_name, Content, FileSpec, Index, Layout, Role};
 use crate::limits::MAX_SIGNATURE_BYTES;
-use crate::read::{open_model_file, read_model_file, read_whole, Keep, ModelFile};
+use crate::read::{
+    open_model_file, read_model_file, read_tensor_parts, read_whole, Keep, ModelFile, ModelParts,
+};
 use crate::signature::statement::is_ignored;
 use crate::signature::verify::{
     check_allowed, check_file, check_files, check_signatures, check_threshold, common_ignores,
@@ -410,6 +412,7 @@ impl Trusted<LayoutFiles> {
                 path: name.to_string(),
                 len: read.len,
                 bytes: Some(bytes),
+                parts: Vec::new(),
             }),
         })
     }
@@ -504,6 +507,26 @@ impl<I: Index> NameAllowed<LayoutFiles, I> {
                 (Keep::Held, Content::Parsed) => Keep::Held,
                 _ => Keep::Streamed,
             };
+            // The weights are held a tensor to a buffer, so that each tensor's bytes can
+            // be freed once the engine holds its own copy (see `read_tensor_parts`).
+            if how == Keep::Held && spec.role() == Role::Weights {
+                let ModelParts { len, parts } = read_tensor_parts(
+                    file,
+                    &path,
+                    name,
+                    spec.limit(),
+                    self.trusted.basis.hashings(),
+                    &mut self.trusted.digests,
+                )
+                .map_err(|e| refuse_unreadable(&dir, e))?;
+                read.push(VerifiedFile {
+                    path: name.to_string(),
+                    len,
+                    bytes: None,
+                    parts,
+                });
+                continue;
+            }
             let ModelFile { len, bytes } = read_model_file(
                 file,
                 &path,
@@ -518,6 +541,7 @@ impl<I: Index> NameAllowed<LayoutFiles, I> {
                 path: name.to_string(),
                 len,
                 bytes,
+                parts: Vec::new(),
             });
         }
         self.trusted
@@ -580,6 +604,7 @@ impl NameAllowed<TreeFiles, ()> {
                 path: f.path,
                 len: f.len,
                 bytes: f.bytes,
+                parts: Vec::new(),
             })
             .collect();
         self.trusted.match_files(files, false, self.model_name, ())
@@ -628,12 +653,14 @@ impl<S> Trusted<S> {
 
 // ---- 5. verified ----
 
-/// One file as the pipeline read it: its path, its length, and its bytes when held.
+/// One file as the pipeline read it: its path, its length, and its bytes when held,
+/// whole or (the weights) in consecutive parts.
 #[derive(Debug)]
 struct VerifiedFile {
     path: String,
     len: u64,
     bytes: Option<Buffer>,
+    parts: Vec<Buffer>,
 }
 
 /// A model whose every file matched every statement (or, under
@@ -691,7 +718,18 @@ impl<I> Verified<I> {
             .and_then(|f| f.bytes.as_deref())
     }
 
-    /// The verified bytes of a held file, taken out.
+    /// The verified bytes of a held file in the consecutive parts they were read in
+    /// (one part for a file held whole), taken out.
+    pub fn take_parts(&mut self, path: &str) -> Option<Vec<Buffer>> {
+        let file = self.files.iter_mut().find(|f| f.path == path)?;
+        if !file.parts.is_empty() {
+            return Some(std::mem::take(&mut file.parts));
+        }
+        file.bytes.take().map(|b| vec![b])
+    }
+
+    /// The verified bytes of a held file, taken out (`None` for a file held in parts:
+    /// see [`Verified::take_parts`]).
     pub fn take(&mut self, path: &str) -> Option<Buffer> {
         self.files
             .iter_mut()

@@ -205,6 +205,89 @@ fn read_hashing(
     Ok((bytes, finish(hashings, hashers)))
 }
 
+/// Reads a safetensors file held in parts, hashing it as [`read_model_file`] does: its
+/// header first (whose checks, before the file is verified, only decide where the bytes
+/// are cut: see [`crate::weights::part_ends`]), then each tensor's bytes into a buffer
+/// of their own, so that the tensors made from them can be freed one by one. A header
+/// that does not pass leaves the rest in one part. Every byte is hashed, in file order,
+/// as it is read.
+pub(crate) fn read_tensor_parts(
+    mut file: RegularFile,
+    path: &Path,
+    name: &str,
+    limit: u64,
+    hashings: &[Hashing],
+    digests: &mut Digests,
+) -> Result<ModelParts, PackageError> {
+    let err = |e| file_error(path, name, limit, e);
+    file.check_limit(limit).map_err(err)?;
+    let len = file.len();
+    let mut hashers = hashers(name, len, hashings);
+    let mut first8 = [0u8; 8];
+    if len >= 8 {
+        file.fill(&mut first8).map_err(err)?;
+    }
+    let head_len = crate::weights::head_part_len(&first8, len);
+    let mut head = Buffer::zeroed(head_len).map_err(err)?;
+    if head.len() >= 8 {
+        let (start, rest) = head.split_at_mut(8);
+        start.copy_from_slice(&first8);
+        file.fill(rest).map_err(err)?;
+    }
+    let cuts = crate::weights::part_ends(&head, len);
+    let mut parts = Vec::with_capacity(cuts.len().saturating_add(1));
+    let mut at = head_len as u64;
+    for end in cuts {
+        let part_len = end.saturating_sub(at);
+        let part_len = usize::try_from(part_len)
+            .map_err(|_| err(FileError::OutOfMemory { bytes: part_len }))?;
+        parts.push(Buffer::zeroed(part_len).map_err(err)?);
+        at = end;
+    }
+    for h in &mut hashers {
+        h.update(&head);
+    }
+    let (read, hashed) = std::thread::scope(|scope| {
+        let (chunks, received) = mpsc::sync_channel::<&[u8]>(4);
+        let hashing = scope.spawn(move || {
+            for chunk in received {
+                for h in &mut hashers {
+                    h.update(chunk);
+                }
+            }
+            hashers
+        });
+        let mut read = Ok(());
+        'parts: for part in &mut parts {
+            for piece in part.chunks_mut(STREAM_CHUNK_BYTES) {
+                if let Err(e) = file.fill(piece) {
+                    read = Err(e);
+                    break 'parts;
+                }
+                let piece: &[u8] = piece;
+                if chunks.send(piece).is_err() {
+                    break 'parts;
+                }
+            }
+        }
+        drop(chunks);
+        (read, hashing.join())
+    });
+    read.map_err(err)?;
+    file.finish().map_err(err)?;
+    let hashers = hashed.map_err(|_| err(hashing_thread_failed()))?;
+    record(digests, name, finish(hashings, hashers));
+    parts.insert(0, head);
+    Ok(ModelParts { len, parts })
+}
+
+/// A file held in consecutive parts ([`read_tensor_parts`]).
+#[derive(Debug)]
+pub struct ModelParts {
+    pub len: u64,
+    pub parts: Vec<Buffer>,
+}
+
 /// Hashes the file without keeping it: the reader fills one buffer while the hashing
 /// thread works on the other.
 fn stream_hashing(

@@ -268,6 +268,134 @@ pub fn read_weights_owned(bytes: Buffer) -> Result<Vec<(String, Tensor)>, Packag
         .collect()
 }
 
+/// How long the header part of a safetensors file of `file_len` bytes is, given its first
+/// bytes (at least 8 when the file has them): the length field and the header, when the
+/// length passes its checks; else the length field alone (nothing for a shorter file).
+pub(crate) fn head_part_len(start: &[u8], file_len: u64) -> usize {
+    if file_len < 8 {
+        return 0;
+    }
+    usize::try_from(file_len)
+        .ok()
+        .and_then(|len| header_end(start, len).ok())
+        .unwrap_or(8)
+}
+
+/// Where the data of a safetensors file of `file_len` bytes, after its header part
+/// `head`, is cut so that each tensor's bytes lie in a part of their own: the end of each
+/// nonempty tensor, in file order, the last the file's end; the file's end alone when the
+/// header does not pass its checks (parsing the parts then refuses it as
+/// [`read_weights_owned`] refuses the file). Nothing here is trusted before the file is
+/// verified: the cuts only choose where the bytes are held, and every part is within
+/// the file's length.
+pub(crate) fn part_ends(head: &[u8], file_len: u64) -> Vec<u64> {
+    tensor_cuts(head, file_len).unwrap_or_else(|| vec![file_len])
+}
+
+fn tensor_cuts(head: &[u8], file_len: u64) -> Option<Vec<u64>> {
+    let data_len = usize::try_from(file_len).ok()?.checked_sub(head.len())?;
+    let layout = check_header(head, data_len).ok()?;
+    let mut ends: Vec<u64> = layout
+        .entries
+        .iter()
+        .filter(|e| e.end > e.begin)
+        .map(|e| (layout.data_start + e.end) as u64)
+        .collect();
+    ends.sort_unstable();
+    (ends.last() == Some(&file_len)).then_some(ends)
+}
+
+/// `bytes` (a whole safetensors file) copied into the parts the package reader holds such
+/// a file in (its header part, then the data cut at [`part_ends`]): for tests and fuzzing
+/// of [`read_weights_parts`].
+pub fn parts_of(bytes: &[u8]) -> Vec<Buffer> {
+    let len = bytes.len() as u64;
+    let head_len = head_part_len(bytes, len);
+    let (head, data) = bytes.split_at(head_len.min(bytes.len()));
+    let mut parts = vec![Buffer::from(head.to_vec())];
+    let mut rest = data;
+    let mut at = head_len as u64;
+    for end in part_ends(head, len) {
+        let take = usize::try_from(end.saturating_sub(at)).unwrap_or(usize::MAX);
+        let (part, after) = rest.split_at(take.min(rest.len()));
+        parts.push(part.to_vec().into());
+        rest = after;
+        at = end;
+    }
+    parts
+}
+
+/// Reads a safetensors file held in consecutive parts (its header, then the data cut
+/// where [`part_ends`] says) strictly, as [`read_weights_owned`] does: each tensor
+/// shares the part that holds its bytes, so the bytes of a tensor are freed when the last
+/// holder of that tensor lets it go (a backend that copied it into its own form), not
+/// when the whole file is. Parts that do not follow the header's layout (one part: the
+/// file whole) are read as that one buffer.
+pub fn read_weights_parts(parts: Vec<Buffer>) -> Result<Vec<(String, Tensor)>, PackageError> {
+    let mut parts = parts.into_iter();
+    let head = parts.next().unwrap_or_default();
+    let data: Vec<std::sync::Arc<Buffer>> = parts.map(std::sync::Arc::new).collect();
+    if data.is_empty() {
+        return read_weights_owned(head);
+    }
+    let data_len = data.iter().map(|p| p.len()).sum::<usize>();
+    let head_len = header_end(&head, head.len().saturating_add(data_len))?;
+    if head_len != head.len() {
+        return Err(PackageError::WeightsHeaderPastEnd {
+            len: head_len.saturating_sub(8) as u64,
+            available: head.len().saturating_sub(8),
+        });
+    }
+    let Layout { entries, .. } = check_header(&head, data_len)?;
+    // Each part's first byte, as an offset in the data.
+    let starts: Vec<usize> = data
+        .iter()
+        .scan(0usize, |at, p| {
+            let start = *at;
+            *at += p.len();
+            Some(start)
+        })
+        .collect();
+    let locate = |e: &Checked| -> Option<(usize, std::ops::Range<usize>)> {
+        let k = starts.partition_point(|&s| s <= e.begin).checked_sub(1)?;
+        let (start, part) = (*starts.get(k)?, data.get(k)?);
+        (e.end <= start + part.len()).then(|| (k, e.begin - start..e.end - start))
+    };
+    // Every tensor checked in header order, as `read_weights` does.
+    for e in &entries {
+        let (k, range) = locate(e).ok_or_else(|| PackageError::TensorOutOfBounds {
+            name: e.name.clone(),
+            begin: e.begin as u64,
+            end: e.end as u64,
+            data_len,
+        })?;
+        let part: &[u8] = data.get(k).map_or(&[], |p| p);
+        let local = Checked {
+            name: e.name.clone(),
+            dtype: e.dtype,
+            shape: Vec::new(),
+            begin: range.start,
+            end: range.end,
+        };
+        tensor_bytes(&local, part)?;
+    }
+    entries
+        .into_iter()
+        .map(|e| {
+            let out_of_bounds = || PackageError::TensorOutOfBounds {
+                name: e.name.clone(),
+                begin: e.begin as u64,
+                end: e.end as u64,
+                data_len,
+            };
+            let (k, range) = locate(&e).ok_or_else(out_of_bounds)?;
+            let part = data.get(k).ok_or_else(out_of_bounds)?;
+            let t = Tensor::shared(e.dtype, e.shape, part, range).map_err(|_| out_of_bounds())?;
+            Ok((e.name, t))
+        })
+        .collect()
+}
+
 /// A tensor's bytes within the data, a bool tensor's checked to be 0 or 1.
 fn tensor_bytes<'d>(e: &Checked, data: &'d [u8]) -> Result<&'d [u8], PackageError> {
     let slice = data
@@ -316,22 +444,37 @@ fn make_tensor(e: Checked, owned: Vec<u8>) -> Result<(String, Tensor), PackageEr
 
 /// Every check of a safetensors file but the bool values'.
 fn check_layout(bytes: &[u8]) -> Result<Layout, PackageError> {
-    let mut r = Reader::new(bytes);
+    let head_len = header_end(bytes, bytes.len())?;
+    let head = bytes.get(..head_len).unwrap_or_default();
+    check_header(head, bytes.len() - head_len)
+}
+
+/// Where the header of a safetensors file of `file_len` bytes, beginning with `start`,
+/// ends: 8 bytes of length, then that many bytes of header, within the file and the
+/// header limit.
+fn header_end(start: &[u8], file_len: usize) -> Result<usize, PackageError> {
+    let mut r = Reader::new(start);
     let n = r
         .u64_le("safetensors header length")
-        .map_err(|_| PackageError::WeightsTooShort { len: bytes.len() })?;
+        .map_err(|_| PackageError::WeightsTooShort { len: file_len })?;
     if n > MAX_WEIGHTS_HEADER_BYTES as u64 {
         return Err(PackageError::WeightsHeaderTooLong {
             len: n,
             limit: MAX_WEIGHTS_HEADER_BYTES,
         });
     }
-    let available = r.remaining();
-    let header = usize::try_from(n)
+    let available = file_len.saturating_sub(8);
+    usize::try_from(n)
         .ok()
-        .and_then(|len| r.take("safetensors header", len).ok())
-        .ok_or(PackageError::WeightsHeaderPastEnd { len: n, available })?;
-    let data = r.rest();
+        .filter(|&len| len <= available)
+        .map(|len| 8 + len)
+        .ok_or(PackageError::WeightsHeaderPastEnd { len: n, available })
+}
+
+/// Every check of a safetensors file but the bool values', from its header (`head`: the
+/// length and the header itself) and the length of the data after it.
+fn check_header(head: &[u8], data_len: usize) -> Result<Layout, PackageError> {
+    let header = head.get(8..).unwrap_or_default();
 
     let text = std::str::from_utf8(header).map_err(|e| PackageError::WeightsHeaderUtf8 {
         offset: 8 + e.valid_up_to(),
@@ -370,7 +513,7 @@ fn check_layout(bytes: &[u8]) -> Result<Layout, PackageError> {
                 if !names.insert(name.clone()) {
                     return Err(PackageError::DuplicateTensor { name });
                 }
-                entries.push(check_entry(name, entry, data.len())?);
+                entries.push(check_entry(name, entry, data_len)?);
             }
         }
     }
@@ -391,17 +534,17 @@ fn check_layout(bytes: &[u8]) -> Result<Layout, PackageError> {
         }
         expected = e.end;
     }
-    if expected != data.len() {
+    if expected != data_len {
         return Err(PackageError::WeightsDataNotCovered {
             covered: expected as u64,
-            data_len: data.len(),
+            data_len,
         });
     }
 
     Ok(Layout {
         entries,
         metadata: metadata.unwrap_or_default(),
-        data_start: bytes.len() - data.len(),
+        data_start: head.len(),
     })
 }
 
@@ -1143,7 +1286,55 @@ mod tests {
         for (i, (bytes, check)) in cases.iter().enumerate() {
             let err = read_weights(bytes).unwrap_err();
             assert!(check(&err), "case {i}: {err}");
+            // Read in parts as the loader reads them, the same refusal.
+            let parts_err = read_weights_parts(in_parts(bytes)).unwrap_err();
+            assert_eq!(parts_err.to_string(), err.to_string(), "case {i} in parts");
         }
+    }
+
+    fn in_parts(bytes: &[u8]) -> Vec<Buffer> {
+        let parts = parts_of(bytes);
+        let covered: usize = parts.iter().map(|p| p.len()).sum();
+        assert_eq!(covered, bytes.len(), "the parts cover the file");
+        parts
+    }
+
+    /// Cut a part to a nonempty tensor, a weights file reads as it reads whole, and each
+    /// tensor holds its own part: dropping the other tensors frees theirs.
+    #[test]
+    fn the_parts_reader_gives_each_tensor_a_part_of_its_own() {
+        let mut tensors = sample();
+        tensors.push(("fc.w".to_string(), t(DType::F32, &[64, 64], 9)));
+        tensors.push(("empty.f32".to_string(), t(DType::F32, &[0, 3], 1)));
+        let bytes = write_weights(&tensors, &BTreeMap::new()).unwrap();
+        let whole = read_weights(&bytes).unwrap();
+        let parts = in_parts(&bytes);
+        let nonempty = whole.iter().filter(|(_, t)| !t.bytes().is_empty()).count();
+        assert_eq!(
+            parts.len(),
+            1 + nonempty,
+            "the header, then a part per nonempty tensor"
+        );
+        let ranges: Vec<_> = parts.iter().skip(1).map(|p| p.as_ptr_range()).collect();
+        let read = read_weights_parts(parts).unwrap();
+        assert_eq!(read, whole);
+        for (name, tensor) in read.iter().filter(|(_, t)| !t.bytes().is_empty()) {
+            let within = tensor.bytes().as_ptr_range();
+            let holders = ranges
+                .iter()
+                .filter(|r| r.start <= within.start && within.end <= r.end)
+                .count();
+            assert_eq!(holders, 1, "{name} lies in one part");
+            assert!(ranges.contains(&within), "{name} is the whole of its part");
+        }
+        // One part (a file read whole) reads as the owned reader reads it.
+        assert_eq!(
+            read_weights_parts(vec![bytes.clone().into()]).unwrap(),
+            whole
+        );
+        // No tensors: the header and one empty part.
+        let none = write_weights(&[], &BTreeMap::new()).unwrap();
+        assert!(read_weights_parts(in_parts(&none)).unwrap().is_empty());
     }
 
     #[test]

@@ -59,7 +59,9 @@ pub fn run(args: PredictArgs) -> Result<()> {
             npy::read_npy(&read_file(&path, limit)?).with_context(|| path.display().to_string())?;
         inputs.push((name.to_string(), tensor));
     }
-    let outputs = package.predict(inputs)?;
+    // One run: the plan takes the weights, each dropped once the engine holds its own
+    // form of it, so the weights are held about once while it is built.
+    let (outputs, plan) = package.predict_once(inputs)?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     for (name, tensor) in &outputs {
@@ -74,8 +76,8 @@ pub fn run(args: PredictArgs) -> Result<()> {
     }
     // The process ends here: the OS takes the plan's and the weights' memory back at once,
     // where dropping them frees each tensor and packed kernel in turn (some 4 % of a
-    // small model's whole run). Nothing in a package needs its destructor to run.
-    std::mem::forget(package);
+    // small model's whole run). Nothing in a plan needs its destructor to run.
+    std::mem::forget(plan);
     Ok(())
 }
 

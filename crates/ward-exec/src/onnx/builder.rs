@@ -257,8 +257,32 @@ pub(crate) enum DerivedValues {
 }
 
 impl Derived {
+    /// The param the values are computed from, if any.
+    pub(crate) fn param(&self) -> Option<usize> {
+        match &self.values {
+            DerivedValues::Values(_) => None,
+            DerivedValues::Param { param } | DerivedValues::ScaledParam { param, .. } => {
+                Some(*param)
+            }
+        }
+    }
+
     /// Computes the values into `out`, which must hold the product of `dims`.
     pub(crate) fn fill(&self, weights: &[Tensor], out: &mut [f32]) -> R<()> {
+        self.fill_from(self.param().and_then(|p| weights.get(p)), out)
+    }
+
+    /// Computes the values into `out` from `weight`, the tensor of [`Derived::param`].
+    pub(crate) fn fill_from(&self, weight: Option<&Tensor>, out: &mut [f32]) -> R<()> {
+        let weight = || {
+            weight.ok_or_else(|| {
+                format!(
+                    "{}: param {} has no tensor",
+                    self.name,
+                    self.param().unwrap_or_default()
+                )
+            })
+        };
         match &self.values {
             DerivedValues::Values(values) => {
                 if values.len() != out.len() {
@@ -271,10 +295,8 @@ impl Derived {
                 }
                 out.copy_from_slice(values);
             }
-            DerivedValues::Param { param } => {
-                let weight = weights
-                    .get(*param)
-                    .ok_or_else(|| format!("{}: param {param} has no tensor", self.name))?;
+            DerivedValues::Param { .. } => {
+                let weight = weight()?;
                 if weight.len() != out.len() {
                     return Err(format!(
                         "{}: a weight of {} elements for {} outputs",
@@ -292,10 +314,8 @@ impl Derived {
                     out.copy_from_slice(&weight.to_f32_vec());
                 }
             }
-            DerivedValues::ScaledParam { param, scale } => {
-                let weight = weights
-                    .get(*param)
-                    .ok_or_else(|| format!("{}: param {param} has no tensor", self.name))?;
+            DerivedValues::ScaledParam { scale, .. } => {
+                let weight = weight()?;
                 if weight.len() != out.len()
                     || scale.is_empty()
                     || !out.len().is_multiple_of(scale.len())

@@ -17,14 +17,96 @@ use ward_core::{DType, Tensor};
 use crate::error::ExecError;
 use crate::onnx::Derived;
 
+/// The weights a plan is built from. Shared, every tensor stays where it is (the
+/// executable keeps them for its next plan). Owned (a plan built once, for a single run),
+/// each tensor is dropped as soon as the last thing the build makes from it is made, so a
+/// weight's bytes and the engine's copy of them are held together one tensor at a time,
+/// not for the whole model.
+pub(crate) enum WeightPool<'w> {
+    Shared(&'w [Tensor]),
+    Owned {
+        tensors: Vec<Option<Tensor>>,
+        /// Uses of each tensor the build has still to make.
+        left: Vec<usize>,
+    },
+}
+
+impl WeightPool<'_> {
+    /// `tensors`, owned by the build, which will read param `p` `uses[p]` times.
+    pub(crate) fn owned(tensors: Vec<Tensor>, uses: Vec<usize>) -> WeightPool<'static> {
+        WeightPool::Owned {
+            tensors: tensors.into_iter().map(Some).collect(),
+            left: uses,
+        }
+    }
+
+    pub(crate) fn get(&self, index: usize) -> Option<&Tensor> {
+        match self {
+            WeightPool::Shared(tensors) => tensors.get(index),
+            WeightPool::Owned { tensors, .. } => tensors.get(index).and_then(Option::as_ref),
+        }
+    }
+
+    /// Param `index`'s tensor for a use that keeps it: an owned tensor is moved out on
+    /// its last use, copied before. The use is made.
+    pub(crate) fn take(&mut self, index: usize) -> Option<Tensor> {
+        let taken = match self {
+            WeightPool::Shared(tensors) => tensors.get(index).cloned(),
+            WeightPool::Owned { tensors, left } => {
+                let last = left.get(index).is_some_and(|&n| n <= 1);
+                let slot = tensors.get_mut(index)?;
+                if last {
+                    slot.take()
+                } else {
+                    slot.clone()
+                }
+            }
+        };
+        self.used(index);
+        taken
+    }
+
+    /// One use of param `index` made: an owned tensor with none left is dropped.
+    pub(crate) fn used(&mut self, index: usize) {
+        if let WeightPool::Owned { tensors, left } = self {
+            if let Some(n) = left.get_mut(index) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    if let Some(t) = tensors.get_mut(index) {
+                        *t = None;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// How many times a build reads each of `count` params: once per constant derived from
+/// it, once per param made a constant or read in place (`params`, which holds the
+/// deferred dense weights too).
+pub(crate) fn uses(count: usize, params: &[usize], derived: &[Derived]) -> Vec<usize> {
+    let mut uses = vec![0usize; count];
+    for p in params
+        .iter()
+        .copied()
+        .chain(derived.iter().filter_map(Derived::param))
+    {
+        if let Some(n) = uses.get_mut(p) {
+            *n += 1;
+        }
+    }
+    uses
+}
+
 /// Makes the inputs of `model` after its data inputs constants: first `params.len()` of
 /// them (input `k` holds `weights[params[k]]` as float32), except those of the params in
 /// `deferred`, which stay inputs, after the data inputs, in their order in `params` (the
 /// caller decides them on the typed model); then one per `derived` constant, holding its
-/// values. Returns the params left as inputs, in order.
+/// values. Each use is reported to `weights` as it is made. Returns the params left as
+/// inputs, in order.
 pub(crate) fn adopt(
     model: &mut InferenceModel,
-    weights: &[Tensor],
+    weights: &mut WeightPool<'_>,
     params: &[usize],
     deferred: &[usize],
     derived: Vec<Derived>,
@@ -54,11 +136,15 @@ pub(crate) fn adopt(
         let values = plain
             .as_slice_mut::<f32>()
             .map_err(super::engine("adopt the weights"))?;
-        d.fill(weights, values)
+        let param = d.param();
+        d.fill_from(param.and_then(|p| weights.get(p)), values)
             .map_err(|detail| ExecError::Engine {
                 stage: "adopt the weights",
                 detail,
             })?;
+        if let Some(p) = param {
+            weights.used(p);
+        }
         make_const(model, outlet.node, tensor).map_err(super::engine("adopt the weights"))?;
     }
     let mut left = Vec::new();
@@ -68,7 +154,8 @@ pub(crate) fn adopt(
             left.push(index);
             continue;
         }
-        let tensor = tract_weight(weights, index)?;
+        let tensor = tract_weight(weights.get(index), index)?;
+        weights.used(index);
         make_const(model, outlet.node, tensor).map_err(super::engine("adopt the weights"))?;
     }
     model
@@ -77,12 +164,12 @@ pub(crate) fn adopt(
     Ok(left)
 }
 
-/// Param `index` as tract's float32 tensor.
+/// Param `index`'s tensor `weight` as tract's float32 tensor.
 pub(crate) fn tract_weight(
-    weights: &[Tensor],
+    weight: Option<&Tensor>,
     index: usize,
 ) -> Result<tract_onnx::prelude::Tensor, ExecError> {
-    let weight = weights.get(index).ok_or_else(|| ExecError::Weights {
+    let weight = weight.ok_or_else(|| ExecError::Weights {
         reason: format!("param {index} has no tensor"),
     })?;
     if weight.dtype() == DType::F32 {
@@ -133,6 +220,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::backend::Backend;
     use crate::onnx::{lower_with, Params};
     use crate::{Executable, TractBackend, WeightSet};
     use ward_graph::ir::{Graph, GraphInput, GraphOutput, InputRole, Node, ParamDecl, Source};
@@ -210,6 +298,59 @@ mod tests {
             .collect();
         for (g, w) in got.to_f32_vec().iter().zip(&want) {
             assert!((g - w).abs() <= 1e-5 * w.abs().max(1.0), "{g} vs {w}");
+        }
+    }
+
+    /// A plan built once takes the weights: each tensor is dropped once the engine holds
+    /// its own form of it, and only a dense weight read in place (a product on at most
+    /// 8 rows) stays, in the plan; the numbers are those of a plan built from shared
+    /// weights.
+    #[test]
+    fn a_plan_built_once_lets_go_of_every_weight_it_copied() {
+        let (w, b) = (values(48 * 32, 1), values(48, 2));
+        let mut bytes: Vec<u8> = w.iter().chain(&b).flat_map(|v| v.to_le_bytes()).collect();
+        bytes.shrink_to_fit();
+        let buffer = Arc::new(ward_core::Buffer::from(bytes));
+        let weight_bytes = 48 * 32 * 4;
+        for (rows, kept) in [(1, 2), (16, 1)] {
+            let g = dense_graph();
+            let named = HashMap::from([
+                (
+                    "w".to_string(),
+                    Tensor::shared(DType::F32, vec![48, 32], &buffer, 0..weight_bytes).unwrap(),
+                ),
+                (
+                    "b".to_string(),
+                    Tensor::shared(
+                        DType::F32,
+                        vec![48],
+                        &buffer,
+                        weight_bytes..weight_bytes + 48 * 4,
+                    )
+                    .unwrap(),
+                ),
+            ]);
+            let set = WeightSet::new(&g, named).unwrap();
+            let x = values(rows * 32, 3);
+            let input = Tensor::from_f32(vec![rows, 4, 8], &x).unwrap();
+            let backend = Arc::new(TractBackend::new(1).unwrap());
+            let shared = Executable::new(g.clone(), set.clone(), backend.clone()).unwrap();
+            let want = shared.run(std::slice::from_ref(&input)).unwrap();
+            drop(shared);
+            assert_eq!(Arc::strong_count(&buffer), 3, "w and b hold the buffer");
+
+            let once = Executable::new(g, set, backend.clone()).unwrap();
+            let plan = once.into_plan(&[vec![rows, 4, 8]]).unwrap();
+            assert_eq!(
+                Arc::strong_count(&buffer),
+                kept,
+                "{rows} rows: the plan keeps only what it reads in place"
+            );
+            let views = [input.view()];
+            let got = plan.run(backend.stage(&views).unwrap()).unwrap();
+            assert_eq!(got, want, "{rows} rows");
+            drop(plan);
+            assert_eq!(Arc::strong_count(&buffer), 1);
         }
     }
 }

@@ -27,15 +27,33 @@ use tract_onnx::tract_core::internal::{
 use tract_onnx::tract_core::ops::einsum::EinSum;
 use ward_core::DType;
 
+use super::constants::WeightPool;
 use crate::weights::WeightSet;
 
 /// Most rows of x for which the weight is read in place; beyond, tract packs it.
 pub(crate) const MAX_ROWS: usize = 8;
 
-/// x (rows, inputs) · W(units, inputs)ᵀ with W param `index` of `weights`.
+/// Where a dense layer's weight lies: in the executable's weight set (kept for its next
+/// plan), or, for a plan built once, handed to the plan alone.
+#[derive(Debug, Clone)]
+pub(crate) enum DenseWeight {
+    InSet(Arc<WeightSet>),
+    Own(Arc<ward_core::Tensor>),
+}
+
+impl DenseWeight {
+    fn tensor(&self, index: usize) -> Option<&ward_core::Tensor> {
+        match self {
+            DenseWeight::InSet(weights) => weights.tensors().get(index),
+            DenseWeight::Own(tensor) => Some(tensor),
+        }
+    }
+}
+
+/// x (rows, inputs) · W(units, inputs)ᵀ with W param `index` of the weights.
 #[derive(Debug, Clone)]
 pub(crate) struct WeightDense {
-    weights: Arc<WeightSet>,
+    weight: DenseWeight,
     index: usize,
     rows: usize,
     units: usize,
@@ -44,7 +62,12 @@ pub(crate) struct WeightDense {
 
 impl PartialEq for WeightDense {
     fn eq(&self, other: &Self) -> bool {
-        self.weights.id() == other.weights.id()
+        let same_weight = match (&self.weight, &other.weight) {
+            (DenseWeight::InSet(a), DenseWeight::InSet(b)) => a.id() == b.id(),
+            (DenseWeight::Own(a), DenseWeight::Own(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        same_weight
             && (self.index, self.rows, self.units, self.inputs)
                 == (other.index, other.rows, other.units, other.inputs)
     }
@@ -54,14 +77,17 @@ impl Eq for WeightDense {}
 
 /// Replaces the `EinSum` reading the graph input `weight` (param `index`, a float32 matrix)
 /// by a [`WeightDense`] when every reader of it is such a product on at most [`MAX_ROWS`]
-/// rows. Returns whether it did; if not, the caller makes the input a constant.
+/// rows, reading the weight from `set` (shared weights) or from the pool's own tensor.
+/// Returns whether it did (the pool's use of the param is then made); if not, the caller
+/// makes the input a constant.
 pub(crate) fn adopt(
     model: &mut TypedModel,
     weight: OutletId,
-    weights: &Arc<WeightSet>,
+    weights: &mut WeightPool<'_>,
+    set: Option<&Arc<WeightSet>>,
     index: usize,
 ) -> TractResult<bool> {
-    let Some(tensor) = weights.tensors().get(index) else {
+    let Some(tensor) = weights.get(index) else {
         return Ok(false);
     };
     let &[units, inputs] = tensor.shape() else {
@@ -102,9 +128,15 @@ pub(crate) fn adopt(
         }
         products.push((reader.node, x, rows));
     }
+    let Some(weight) = (match set {
+        Some(set) => Some(DenseWeight::InSet(set.clone())),
+        None => weights.take(index).map(|t| DenseWeight::Own(Arc::new(t))),
+    }) else {
+        return Ok(false);
+    };
     for (node, x, rows) in products {
         let op = WeightDense {
-            weights: weights.clone(),
+            weight: weight.clone(),
             index,
             rows,
             units,
@@ -177,7 +209,7 @@ impl EvalOp for WeightDense {
                 input.shape()
             );
         }
-        let Some(weight) = self.weights.tensors().get(self.index) else {
+        let Some(weight) = self.weight.tensor(self.index) else {
             bail!("weight {} is missing", self.index);
         };
         let w = weight.bytes();

@@ -33,6 +33,7 @@ use crate::backend::{Backend, Plan, Staged};
 use crate::error::ExecError;
 use crate::onnx::{lower_with, Params};
 use crate::weights::{WeightSet, WeightsId};
+use constants::WeightPool;
 
 fn engine(stage: &'static str) -> impl Fn(tract_onnx::prelude::TractError) -> ExecError {
     move |e| ExecError::Engine {
@@ -75,23 +76,17 @@ impl TractBackend {
     }
 }
 
-impl Backend for TractBackend {
-    fn name(&self) -> &'static str {
-        "tract"
-    }
-
-    fn check(&self, _graph: &Graph) -> Result<(), ExecError> {
-        // Every operator of the IR lowers to ONNX; attribute values the lowering cannot
-        // express are refused by it, naming the node.
-        Ok(())
-    }
-
-    fn compile(
+impl TractBackend {
+    /// Compiles `graph`; `once`, the weights are the plan's alone when nothing else holds
+    /// them, and each is dropped as soon as the plan holds its own form of it.
+    fn build(
         &self,
         graph: &Graph,
-        weights: &Arc<WeightSet>,
+        weights: Arc<WeightSet>,
         data_shapes: &[Vec<usize>],
+        once: bool,
     ) -> Result<Arc<dyn Plan>, ExecError> {
+        let id = weights.id();
         let (proto, params) = lower_with(graph, weights.tensors(), data_shapes, Params::Inputs)?;
         let mut onnx = tract_onnx::onnx();
         detection::register(&mut onnx.op_register);
@@ -101,11 +96,29 @@ impl Backend for TractBackend {
             .model_for_proto_model(&proto)
             .map_err(engine("load the lowered model"))?;
         drop(proto);
+        let uses = constants::uses(weights.tensors().len(), &params.inputs, &params.derived);
+        let (shared, owned) = if once {
+            match Arc::try_unwrap(weights) {
+                Ok(set) => (None, Some(set)),
+                Err(shared) => (Some(shared), None),
+            }
+        } else {
+            (Some(weights), None)
+        };
+        let mut pool = match (&shared, owned) {
+            (_, Some(set)) => WeightPool::owned(set.into_tensors(), uses),
+            (Some(set), None) => WeightPool::Shared(set.tensors()),
+            (None, None) => {
+                return Err(ExecError::Weights {
+                    reason: "no weights to build the plan with".into(),
+                })
+            }
+        };
         // Dense weights are decided on the typed model, where the rows are known: read
         // in place (no copy) or made constants as the others are.
         let deferred = constants::adopt(
             &mut model,
-            weights.tensors(),
+            &mut pool,
             &params.inputs,
             &params.dense_weights,
             params.derived,
@@ -113,7 +126,9 @@ impl Backend for TractBackend {
         let mut typed = model
             .into_typed()
             .map_err(engine("load the lowered model"))?;
-        dense_weights(&mut typed, weights, &deferred)?;
+        dense_weights(&mut typed, &mut pool, shared.as_ref(), &deferred)?;
+        drop(pool);
+        drop(shared);
         max_pool::adopt(&mut typed).map_err(engine("adopt ward's max pool"))?;
         topk::adopt(&mut typed).map_err(engine("adopt ward's topk"))?;
         fmod::adopt(&mut typed).map_err(engine("adopt ward's fmod"))?;
@@ -131,9 +146,39 @@ impl Backend for TractBackend {
             states: states::States::new(probe),
             runnable,
             input_shapes: data_shapes.to_vec(),
-            weights: weights.id(),
+            weights: id,
             executor: self.executor.clone(),
         }))
+    }
+}
+
+impl Backend for TractBackend {
+    fn name(&self) -> &'static str {
+        "tract"
+    }
+
+    fn check(&self, _graph: &Graph) -> Result<(), ExecError> {
+        // Every operator of the IR lowers to ONNX; attribute values the lowering cannot
+        // express are refused by it, naming the node.
+        Ok(())
+    }
+
+    fn compile(
+        &self,
+        graph: &Graph,
+        weights: &Arc<WeightSet>,
+        data_shapes: &[Vec<usize>],
+    ) -> Result<Arc<dyn Plan>, ExecError> {
+        self.build(graph, weights.clone(), data_shapes, false)
+    }
+
+    fn compile_once(
+        &self,
+        graph: &Graph,
+        weights: Arc<WeightSet>,
+        data_shapes: &[Vec<usize>],
+    ) -> Result<Arc<dyn Plan>, ExecError> {
+        self.build(graph, weights, data_shapes, true)
     }
 
     fn stage(&self, inputs: &[TensorView<'_>]) -> Result<Staged, ExecError> {
@@ -148,7 +193,8 @@ impl Backend for TractBackend {
 /// only the data inputs remain.
 fn dense_weights(
     typed: &mut TypedModel,
-    weights: &Arc<WeightSet>,
+    weights: &mut WeightPool<'_>,
+    set: Option<&Arc<WeightSet>>,
     deferred: &[usize],
 ) -> Result<(), ExecError> {
     let inputs = typed
@@ -164,8 +210,9 @@ fn dense_weights(
         })?;
     let (data_inputs, weight_inputs) = inputs.split_at(data);
     for (&outlet, &index) in weight_inputs.iter().zip(deferred) {
-        if !dense::adopt(typed, outlet, weights, index).map_err(engine("adopt the weights"))? {
-            let tensor = constants::tract_weight(weights.tensors(), index)?;
+        if !dense::adopt(typed, outlet, weights, set, index).map_err(engine("adopt the weights"))? {
+            let tensor = constants::tract_weight(weights.get(index), index)?;
+            weights.used(index);
             constants::make_typed_const(typed, outlet.node, tensor)
                 .map_err(engine("adopt the weights"))?;
         }
