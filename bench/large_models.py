@@ -102,8 +102,15 @@ def mxnet_once(d):
 
 
 def timed(cmd, env=None):
-    """Runs cmd, reaping it with os.wait4: (returncode, stdout, stderr, wall s, peak RSS)."""
+    """Runs cmd: (returncode, stdout, stderr, wall s, peak RSS). The peak is the child's
+    own, read by GNU time where there is one: a process spawned from this script counts
+    the script's memory as its own until its exec, which would floor a small model's peak
+    at this script's size."""
+    import re
     import tempfile
+    gnu_time = os.path.exists("/usr/bin/time")
+    if gnu_time:
+        cmd = ["/usr/bin/time", "-f", "peak-rss-kb %M"] + list(cmd)
     with tempfile.TemporaryFile() as fo, tempfile.TemporaryFile() as fe:
         t0 = time.perf_counter()
         p = subprocess.Popen(cmd, stdout=fo, stderr=fe, env=env)
@@ -112,7 +119,14 @@ def timed(cmd, env=None):
         p.returncode = os.waitstatus_to_exitcode(status)
         fo.seek(0)
         fe.seek(0)
-        return p.returncode, fo.read().decode(), fe.read().decode(), wall, ru.ru_maxrss * 1024
+        out, err = fo.read().decode(), fe.read().decode()
+        rss = ru.ru_maxrss * 1024
+        peak = re.compile(r"^peak-rss-kb (\d+)$", re.M)
+        m = peak.search(err) if gnu_time else None
+        if m:
+            rss = int(m.group(1)) * 1024
+            err = peak.sub("", err)
+        return p.returncode, out, err, wall, rss
 
 
 def run(wards, zoo, out, repeats, models):
