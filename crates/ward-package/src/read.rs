@@ -283,7 +283,7 @@ pub(crate) fn read_tensor_parts(
 
 /// A file held in consecutive parts ([`read_tensor_parts`]).
 #[derive(Debug)]
-pub struct ModelParts {
+pub(crate) struct ModelParts {
     pub len: u64,
     pub parts: Vec<Buffer>,
 }

@@ -306,7 +306,7 @@ fn tensor_cuts(head: &[u8], file_len: u64) -> Option<Vec<u64>> {
 }
 
 /// `bytes` (a whole safetensors file) copied into the parts the package reader holds such
-/// a file in (its header part, then the data cut at [`part_ends`]): for tests and fuzzing
+/// a file in (its header part, then the data cut at `part_ends`): for tests and fuzzing
 /// of [`read_weights_parts`].
 pub fn parts_of(bytes: &[u8]) -> Vec<Buffer> {
     let len = bytes.len() as u64;
@@ -326,7 +326,7 @@ pub fn parts_of(bytes: &[u8]) -> Vec<Buffer> {
 }
 
 /// Reads a safetensors file held in consecutive parts (its header, then the data cut
-/// where [`part_ends`] says) strictly, as [`read_weights_owned`] does: each tensor
+/// where `part_ends` says) strictly, as [`read_weights_owned`] does: each tensor
 /// shares the part that holds its bytes, so the bytes of a tensor are freed when the last
 /// holder of that tensor lets it go (a backend that copied it into its own form), not
 /// when the whole file is. Parts that do not follow the header's layout (one part: the
