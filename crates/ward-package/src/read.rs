@@ -174,7 +174,23 @@ fn read_hashing(
 ) -> Result<(Buffer, Vec<(Hashing, Vec<HashedItem>)>), FileError> {
     let len = file.len();
     let mut bytes = file.zeroed_buffer(limit)?;
-    let mut hashers = hashers(name, len, hashings);
+    let hashers = fill_hashing(
+        &mut file,
+        std::slice::from_mut(&mut bytes),
+        hashers(name, len, hashings),
+    )?;
+    file.finish()?;
+    Ok((bytes, finish(hashings, hashers)))
+}
+
+/// Fills `buffers` in order with the next bytes of `file` while a second thread hashes each
+/// chunk with `hashers` as soon as it is read, so reading and hashing take about the
+/// longer of the two rather than their sum.
+fn fill_hashing(
+    file: &mut RegularFile,
+    buffers: &mut [Buffer],
+    mut hashers: Vec<StreamHasher>,
+) -> Result<Vec<StreamHasher>, FileError> {
     let (read, hashed) = std::thread::scope(|scope| {
         let (chunks, received) = mpsc::sync_channel::<&[u8]>(4);
         let hashing = scope.spawn(move || {
@@ -186,23 +202,23 @@ fn read_hashing(
             hashers
         });
         let mut read = Ok(());
-        for part in bytes.chunks_mut(STREAM_CHUNK_BYTES) {
-            if let Err(e) = file.fill(part) {
-                read = Err(e);
-                break;
-            }
-            let part: &[u8] = part;
-            if chunks.send(part).is_err() {
-                break;
+        'buffers: for buffer in buffers {
+            for part in buffer.chunks_mut(STREAM_CHUNK_BYTES) {
+                if let Err(e) = file.fill(part) {
+                    read = Err(e);
+                    break 'buffers;
+                }
+                let part: &[u8] = part;
+                if chunks.send(part).is_err() {
+                    break 'buffers;
+                }
             }
         }
         drop(chunks);
         (read, hashing.join())
     });
     read?;
-    file.finish()?;
-    let hashers = hashed.map_err(|_| hashing_thread_failed())?;
-    Ok((bytes, finish(hashings, hashers)))
+    hashed.map_err(|_| hashing_thread_failed())
 }
 
 /// Reads a safetensors file held in parts, hashing it as [`read_model_file`] does: its
@@ -247,35 +263,8 @@ pub(crate) fn read_tensor_parts(
     for h in &mut hashers {
         h.update(&head);
     }
-    let (read, hashed) = std::thread::scope(|scope| {
-        let (chunks, received) = mpsc::sync_channel::<&[u8]>(4);
-        let hashing = scope.spawn(move || {
-            for chunk in received {
-                for h in &mut hashers {
-                    h.update(chunk);
-                }
-            }
-            hashers
-        });
-        let mut read = Ok(());
-        'parts: for part in &mut parts {
-            for piece in part.chunks_mut(STREAM_CHUNK_BYTES) {
-                if let Err(e) = file.fill(piece) {
-                    read = Err(e);
-                    break 'parts;
-                }
-                let piece: &[u8] = piece;
-                if chunks.send(piece).is_err() {
-                    break 'parts;
-                }
-            }
-        }
-        drop(chunks);
-        (read, hashing.join())
-    });
-    read.map_err(err)?;
+    let hashers = fill_hashing(&mut file, &mut parts, hashers).map_err(err)?;
     file.finish().map_err(err)?;
-    let hashers = hashed.map_err(|_| err(hashing_thread_failed()))?;
     record(digests, name, finish(hashings, hashers));
     parts.insert(0, head);
     Ok(ModelParts { len, parts })

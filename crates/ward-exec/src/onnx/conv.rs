@@ -263,6 +263,15 @@ mod tests {
             .collect()
     }
 
+    fn op_types(proto: &tract_onnx::pb::ModelProto) -> Vec<&str> {
+        let nodes = proto
+            .graph
+            .as_ref()
+            .map(|g| g.node.as_slice())
+            .unwrap_or_default();
+        nodes.iter().map(|n| n.op_type.as_str()).collect()
+    }
+
     /// For the engine a pointwise convolution is an `Einsum` over a 2-D weight (with a
     /// following batch norm folded in), for a written ONNX file a `Conv`; both compute
     /// the convolution.
@@ -293,25 +302,11 @@ mod tests {
             let shapes = [vec![2, IN, H, W]];
 
             let (engine, params) = lower_with(&g, &weights, &shapes, Params::Inputs).unwrap();
-            let ops: Vec<&str> = engine
-                .graph
-                .as_ref()
-                .unwrap()
-                .node
-                .iter()
-                .map(|n| n.op_type.as_str())
-                .collect();
+            let ops = op_types(&engine);
             assert!(ops.contains(&"Einsum") && !ops.contains(&"Conv"), "{ops:?}");
             assert_eq!(params.derived[0].dims, [OUT, IN], "the weight is 2-D");
             let (file, _) = lower_with(&g, &weights, &shapes, Params::Initializers).unwrap();
-            let file_ops: Vec<&str> = file
-                .graph
-                .as_ref()
-                .unwrap()
-                .node
-                .iter()
-                .map(|n| n.op_type.as_str())
-                .collect();
+            let file_ops = op_types(&file);
             assert!(
                 file_ops.contains(&"Conv") && !file_ops.contains(&"Einsum"),
                 "{file_ops:?}"
