@@ -14,6 +14,8 @@ mod error;
 mod executable;
 pub mod onnx;
 mod package;
+#[cfg(test)]
+mod testing;
 pub mod tract;
 mod weights;
 

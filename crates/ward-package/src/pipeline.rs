@@ -509,7 +509,7 @@ impl<I: Index> NameAllowed<LayoutFiles, I> {
             };
             // The weights are held a tensor to a buffer, so that each tensor's bytes can
             // be freed once the engine holds its own copy (see `read_tensor_parts`).
-            if how == Keep::Held && spec.role() == Role::Weights {
+            let (len, bytes, parts) = if how == Keep::Held && spec.role() == Role::Weights {
                 let ModelParts { len, parts } = read_tensor_parts(
                     file,
                     &path,
@@ -519,29 +519,25 @@ impl<I: Index> NameAllowed<LayoutFiles, I> {
                     &mut self.trusted.digests,
                 )
                 .map_err(|e| refuse_unreadable(&dir, e))?;
-                read.push(VerifiedFile {
-                    path: name.to_string(),
-                    len,
-                    bytes: None,
-                    parts,
-                });
-                continue;
-            }
-            let ModelFile { len, bytes } = read_model_file(
-                file,
-                &path,
-                name,
-                spec.limit(),
-                how,
-                self.trusted.basis.hashings(),
-                &mut self.trusted.digests,
-            )
-            .map_err(|e| refuse_unreadable(&dir, e))?;
+                (len, None, parts)
+            } else {
+                let ModelFile { len, bytes } = read_model_file(
+                    file,
+                    &path,
+                    name,
+                    spec.limit(),
+                    how,
+                    self.trusted.basis.hashings(),
+                    &mut self.trusted.digests,
+                )
+                .map_err(|e| refuse_unreadable(&dir, e))?;
+                (len, bytes, Vec::new())
+            };
             read.push(VerifiedFile {
                 path: name.to_string(),
                 len,
                 bytes,
-                parts: Vec::new(),
+                parts,
             });
         }
         self.trusted

@@ -182,6 +182,7 @@ pub(super) fn deconv(b: &mut Builder<'_>, at: &At<'_>, op: &Deconv) -> R<()> {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
+    use crate::testing::values;
     use std::collections::HashMap;
     use std::sync::Arc;
 
@@ -252,15 +253,6 @@ mod tests {
         });
         g.validate().unwrap();
         g
-    }
-
-    fn values(len: usize, seed: u32) -> Vec<f32> {
-        (0..len as u32)
-            .map(|i| {
-                ((i.wrapping_mul(2_654_435_761).wrapping_add(seed) >> 8) % 1000) as f32 / 500.0
-                    - 1.0
-            })
-            .collect()
     }
 
     fn op_types(proto: &tract_onnx::pb::ModelProto) -> Vec<&str> {

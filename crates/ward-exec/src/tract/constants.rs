@@ -14,8 +14,12 @@ use tract_onnx::tract_hir::infer::InferenceOp;
 use tract_onnx::tract_hir::ops::konst::Const;
 use ward_core::{DType, Tensor};
 
+use std::sync::Arc;
+
+use super::dense::DenseWeight;
 use crate::error::ExecError;
 use crate::onnx::Derived;
+use crate::weights::WeightSet;
 
 /// The weights a plan is built from. Shared, every tensor stays where it is (the
 /// executable keeps them for its next plan). Owned (a plan built once, for a single run),
@@ -23,7 +27,7 @@ use crate::onnx::Derived;
 /// weight's bytes and the engine's copy of them are held together one tensor at a time,
 /// not for the whole model.
 pub(crate) enum WeightPool<'w> {
-    Shared(&'w [Tensor]),
+    Shared(&'w Arc<WeightSet>),
     Owned {
         tensors: Vec<Option<Tensor>>,
         /// Uses of each tensor the build has still to make.
@@ -42,28 +46,26 @@ impl WeightPool<'_> {
 
     pub(crate) fn get(&self, index: usize) -> Option<&Tensor> {
         match self {
-            WeightPool::Shared(tensors) => tensors.get(index),
+            WeightPool::Shared(set) => set.tensors().get(index),
             WeightPool::Owned { tensors, .. } => tensors.get(index).and_then(Option::as_ref),
         }
     }
 
-    /// Param `index`'s tensor for a use that keeps it: an owned tensor is moved out on
-    /// its last use, copied before. The use is made.
-    pub(crate) fn take(&mut self, index: usize) -> Option<Tensor> {
-        let taken = match self {
-            WeightPool::Shared(tensors) => tensors.get(index).cloned(),
+    /// Param `index` for a use that keeps it (a dense layer reading its weight in place):
+    /// the shared set itself, or an owned tensor, moved out on its last use and copied
+    /// before. The use is made.
+    pub(crate) fn keep(&mut self, index: usize) -> Option<DenseWeight> {
+        let kept = match self {
+            WeightPool::Shared(set) => Some(DenseWeight::InSet(Arc::clone(set))),
             WeightPool::Owned { tensors, left } => {
                 let last = left.get(index).is_some_and(|&n| n <= 1);
                 let slot = tensors.get_mut(index)?;
-                if last {
-                    slot.take()
-                } else {
-                    slot.clone()
-                }
+                let tensor = if last { slot.take() } else { slot.clone() };
+                tensor.map(|t| DenseWeight::Own(Arc::new(t)))
             }
         };
         self.used(index);
-        taken
+        kept
     }
 
     /// One use of param `index` made: an owned tensor with none left is dropped.
@@ -216,6 +218,7 @@ pub(crate) fn make_typed_const(
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
+    use crate::testing::values;
     use std::collections::HashMap;
     use std::sync::Arc;
 
@@ -252,15 +255,6 @@ mod tests {
         });
         g.validate().unwrap();
         g
-    }
-
-    fn values(len: usize, seed: u32) -> Vec<f32> {
-        (0..len as u32)
-            .map(|i| {
-                ((i.wrapping_mul(2_654_435_761).wrapping_add(seed) >> 8) % 1000) as f32 / 500.0
-                    - 1.0
-            })
-            .collect()
     }
 
     /// The engine's proto holds no weight bytes: every param a node reads is a graph input

@@ -77,14 +77,12 @@ impl Eq for WeightDense {}
 
 /// Replaces the `EinSum` reading the graph input `weight` (param `index`, a float32 matrix)
 /// by a [`WeightDense`] when every reader of it is such a product on at most [`MAX_ROWS`]
-/// rows, reading the weight from `set` (shared weights) or from the pool's own tensor.
-/// Returns whether it did (the pool's use of the param is then made); if not, the caller
+/// rows, reading the weight where the pool keeps it ([`WeightPool::keep`]). Returns whether it did (the pool's use of the param is then made); if not, the caller
 /// makes the input a constant.
 pub(crate) fn adopt(
     model: &mut TypedModel,
     weight: OutletId,
     weights: &mut WeightPool<'_>,
-    set: Option<&Arc<WeightSet>>,
     index: usize,
 ) -> TractResult<bool> {
     let Some(tensor) = weights.get(index) else {
@@ -128,10 +126,7 @@ pub(crate) fn adopt(
         }
         products.push((reader.node, x, rows));
     }
-    let Some(weight) = (match set {
-        Some(set) => Some(DenseWeight::InSet(set.clone())),
-        None => weights.take(index).map(|t| DenseWeight::Own(Arc::new(t))),
-    }) else {
+    let Some(weight) = weights.keep(index) else {
         return Ok(false);
     };
     for (node, x, rows) in products {

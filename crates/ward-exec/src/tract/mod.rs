@@ -107,7 +107,7 @@ impl TractBackend {
         };
         let mut pool = match (&shared, owned) {
             (_, Some(set)) => WeightPool::owned(set.into_tensors(), uses),
-            (Some(set), None) => WeightPool::Shared(set.tensors()),
+            (Some(set), None) => WeightPool::Shared(set),
             (None, None) => {
                 return Err(ExecError::Weights {
                     reason: "no weights to build the plan with".into(),
@@ -126,7 +126,7 @@ impl TractBackend {
         let mut typed = model
             .into_typed()
             .map_err(engine("load the lowered model"))?;
-        dense_weights(&mut typed, &mut pool, shared.as_ref(), &deferred)?;
+        dense_weights(&mut typed, &mut pool, &deferred)?;
         drop(pool);
         drop(shared);
         max_pool::adopt(&mut typed).map_err(engine("adopt ward's max pool"))?;
@@ -194,7 +194,6 @@ impl Backend for TractBackend {
 fn dense_weights(
     typed: &mut TypedModel,
     weights: &mut WeightPool<'_>,
-    set: Option<&Arc<WeightSet>>,
     deferred: &[usize],
 ) -> Result<(), ExecError> {
     let inputs = typed
@@ -210,7 +209,7 @@ fn dense_weights(
         })?;
     let (data_inputs, weight_inputs) = inputs.split_at(data);
     for (&outlet, &index) in weight_inputs.iter().zip(deferred) {
-        if !dense::adopt(typed, outlet, weights, set, index).map_err(engine("adopt the weights"))? {
+        if !dense::adopt(typed, outlet, weights, index).map_err(engine("adopt the weights"))? {
             let tensor = constants::tract_weight(weights.get(index), index)?;
             weights.used(index);
             constants::make_typed_const(typed, outlet.node, tensor)
