@@ -15,6 +15,8 @@ mod detection;
 mod fmod;
 mod fusion;
 mod max_pool;
+mod optimizer;
+mod reshape_consts;
 mod roi;
 mod states;
 mod topk;
@@ -34,6 +36,15 @@ use crate::error::ExecError;
 use crate::onnx::{lower_with, Params};
 use crate::weights::{WeightSet, WeightsId};
 use constants::WeightPool;
+
+/// tract's ONNX front end with ward's own operators registered.
+fn onnx() -> tract_onnx::Onnx {
+    let mut onnx = tract_onnx::onnx();
+    detection::register(&mut onnx.op_register);
+    roi::register(&mut onnx.op_register);
+    deform::register(&mut onnx.op_register);
+    onnx
+}
 
 fn engine(stage: &'static str) -> impl Fn(tract_onnx::prelude::TractError) -> ExecError {
     move |e| ExecError::Engine {
@@ -88,11 +99,7 @@ impl TractBackend {
     ) -> Result<Arc<dyn Plan>, ExecError> {
         let id = weights.id();
         let (proto, params) = lower_with(graph, weights.tensors(), data_shapes, Params::Inputs)?;
-        let mut onnx = tract_onnx::onnx();
-        detection::register(&mut onnx.op_register);
-        roi::register(&mut onnx.op_register);
-        deform::register(&mut onnx.op_register);
-        let mut model = onnx
+        let mut model = onnx()
             .model_for_proto_model(&proto)
             .map_err(engine("load the lowered model"))?;
         drop(proto);
@@ -132,11 +139,10 @@ impl TractBackend {
         max_pool::adopt(&mut typed).map_err(engine("adopt ward's max pool"))?;
         topk::adopt(&mut typed).map_err(engine("adopt ward's topk"))?;
         fmod::adopt(&mut typed).map_err(engine("adopt ward's fmod"))?;
-        let mut optimized = typed.into_optimized().map_err(engine("optimise"))?;
+        let mut optimized = typed;
+        optimizer::optimize(&mut optimized).map_err(engine("optimise"))?;
         if fusion::move_scalar_ops_up(&mut optimized).map_err(engine("fuse scalar ops"))? {
-            optimized
-                .optimize()
-                .map_err(engine("optimise after fusion"))?;
+            optimizer::codegen(&mut optimized).map_err(engine("optimise after fusion"))?;
         }
         let runnable = optimized
             .into_runnable()
