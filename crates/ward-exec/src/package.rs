@@ -181,7 +181,9 @@ impl LoadedPackage {
             ..
         } = self;
         let plan = executable.into_plan(staged.shapes())?;
+        tracing::debug!("plan: running");
         let outputs = plan.run(staged)?;
+        tracing::debug!("plan: ran");
         let named = manifest
             .outputs
             .iter()
@@ -363,7 +365,9 @@ impl PackageModel {
         trust: &Trust,
         limits: &PackageLimits,
     ) -> Result<(PackageModel, Verification), ExecError> {
+        tracing::debug!("package: reading and verifying");
         let opened = open_package(dir, trust, std::time::SystemTime::now(), limits)?;
+        tracing::debug!("package: verified; parsing");
         Ok((PackageModel::from_files(opened.files)?, opened.verification))
     }
 

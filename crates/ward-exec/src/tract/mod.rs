@@ -98,6 +98,8 @@ impl TractBackend {
         once: bool,
     ) -> Result<Arc<dyn Plan>, ExecError> {
         let id = weights.id();
+        // WARD_LOG=debug times each stage of building a plan.
+        tracing::debug!(nodes = graph.nodes.len(), "plan: lowering the graph");
         let (proto, params) = lower_with(graph, weights.tensors(), data_shapes, Params::Inputs)?;
         let mut model = onnx()
             .model_for_proto_model(&proto)
@@ -130,6 +132,7 @@ impl TractBackend {
             &params.dense_weights,
             params.derived,
         )?;
+        tracing::debug!("plan: weights made constants");
         let mut typed = model
             .into_typed()
             .map_err(engine("load the lowered model"))?;
@@ -139,11 +142,13 @@ impl TractBackend {
         max_pool::adopt(&mut typed).map_err(engine("adopt ward's max pool"))?;
         topk::adopt(&mut typed).map_err(engine("adopt ward's topk"))?;
         fmod::adopt(&mut typed).map_err(engine("adopt ward's fmod"))?;
+        tracing::debug!(nodes = typed.nodes.len(), "plan: typed; optimising");
         let mut optimized = typed;
         optimizer::optimize(&mut optimized).map_err(engine("optimise"))?;
         if fusion::move_scalar_ops_up(&mut optimized).map_err(engine("fuse scalar ops"))? {
             optimizer::codegen(&mut optimized).map_err(engine("optimise after fusion"))?;
         }
+        tracing::debug!(nodes = optimized.nodes.len(), "plan: optimised");
         let runnable = optimized
             .into_runnable()
             .map_err(engine("make the plan runnable"))?;
