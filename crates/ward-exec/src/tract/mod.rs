@@ -146,6 +146,7 @@ impl TractBackend {
         let mut optimized = typed;
         optimizer::optimize(&mut optimized).map_err(engine("optimise"))?;
         if fusion::move_scalar_ops_up(&mut optimized).map_err(engine("fuse scalar ops"))? {
+            tracing::debug!("plan: scalar ops moved to their products; optimising again");
             optimizer::codegen(&mut optimized).map_err(engine("optimise after fusion"))?;
         }
         tracing::debug!(nodes = optimized.nodes.len(), "plan: optimised");
