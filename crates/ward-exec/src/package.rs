@@ -152,12 +152,17 @@ impl LoadedPackage {
         &self,
         inputs: Vec<(String, Tensor)>,
     ) -> Result<Vec<(String, Tensor)>, ExecError> {
+        let staged = self.stage_owned(&inputs)?;
+        self.run_staged(staged)
+    }
+
+    /// Owned `inputs` staged with the default limits (what both predicts take).
+    fn stage_owned(&self, inputs: &[(String, Tensor)]) -> Result<StagedInputs, ExecError> {
         let views: Vec<(&str, TensorView<'_>)> = inputs
             .iter()
             .map(|(name, t)| (name.as_str(), t.view()))
             .collect();
-        let staged = self.stage(&views, &InputLimits::default())?;
-        self.run_staged(staged)
+        self.stage(&views, &InputLimits::default())
     }
 
     /// Validates `inputs` and runs the model once, as [`LoadedPackage::predict`] does,
@@ -170,11 +175,7 @@ impl LoadedPackage {
         self,
         inputs: Vec<(String, Tensor)>,
     ) -> Result<(Vec<(String, Tensor)>, Arc<dyn Plan>), ExecError> {
-        let views: Vec<(&str, TensorView<'_>)> = inputs
-            .iter()
-            .map(|(name, t)| (name.as_str(), t.view()))
-            .collect();
-        let StagedInputs { staged, .. } = self.stage(&views, &InputLimits::default())?;
+        let StagedInputs { staged, .. } = self.stage_owned(&inputs)?;
         let LoadedPackage {
             manifest,
             executable,
@@ -184,13 +185,7 @@ impl LoadedPackage {
         tracing::debug!("plan: running");
         let outputs = plan.run(staged)?;
         tracing::debug!("plan: ran");
-        let named = manifest
-            .outputs
-            .iter()
-            .map(|o| o.name.clone())
-            .zip(outputs)
-            .collect();
-        Ok((named, plan))
+        Ok((named_outputs(&manifest, outputs), plan))
     }
 
     /// Validates borrowed `inputs` against the schema (names, dtypes, shapes, values,
@@ -229,13 +224,7 @@ impl LoadedPackage {
             return Err(ExecError::ForeignInputs);
         }
         let outputs = self.executable.run_staged(inputs.staged)?;
-        Ok(self
-            .manifest
-            .outputs
-            .iter()
-            .map(|o| o.name.clone())
-            .zip(outputs)
-            .collect())
+        Ok(named_outputs(&self.manifest, outputs))
     }
 
     /// Validates `inputs` against the schema (names, dtypes, shapes, values, `limits`) and
@@ -355,6 +344,16 @@ pub struct PackageModel {
     pub graph: Graph,
     /// By parameter name.
     pub weights: HashMap<String, Tensor>,
+}
+
+/// `outputs` named as the manifest names them, in its order.
+fn named_outputs(manifest: &Manifest, outputs: Vec<Tensor>) -> Vec<(String, Tensor)> {
+    manifest
+        .outputs
+        .iter()
+        .map(|o| o.name.clone())
+        .zip(outputs)
+        .collect()
 }
 
 impl PackageModel {

@@ -26,8 +26,8 @@ use crate::weights::WeightSet;
 /// each tensor is dropped as soon as the last thing the build makes from it is made, so a
 /// weight's bytes and the engine's copy of them are held together one tensor at a time,
 /// not for the whole model.
-pub(crate) enum WeightPool<'w> {
-    Shared(&'w Arc<WeightSet>),
+pub(crate) enum WeightPool {
+    Shared(Arc<WeightSet>),
     Owned {
         tensors: Vec<Option<Tensor>>,
         /// Uses of each tensor the build has still to make.
@@ -35,9 +35,9 @@ pub(crate) enum WeightPool<'w> {
     },
 }
 
-impl WeightPool<'_> {
+impl WeightPool {
     /// `tensors`, owned by the build, which will read param `p` `uses[p]` times.
-    pub(crate) fn owned(tensors: Vec<Tensor>, uses: Vec<usize>) -> WeightPool<'static> {
+    pub(crate) fn owned(tensors: Vec<Tensor>, uses: Vec<usize>) -> WeightPool {
         WeightPool::Owned {
             tensors: tensors.into_iter().map(Some).collect(),
             left: uses,
@@ -108,7 +108,7 @@ pub(crate) fn uses(count: usize, params: &[usize], derived: &[Derived]) -> Vec<u
 /// inputs, in order.
 pub(crate) fn adopt(
     model: &mut InferenceModel,
-    weights: &mut WeightPool<'_>,
+    weights: &mut WeightPool,
     params: &[usize],
     deferred: &[usize],
     derived: Vec<Derived>,

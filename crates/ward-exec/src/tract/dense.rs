@@ -82,7 +82,7 @@ impl Eq for WeightDense {}
 pub(crate) fn adopt(
     model: &mut TypedModel,
     weight: OutletId,
-    weights: &mut WeightPool<'_>,
+    weights: &mut WeightPool,
     index: usize,
 ) -> TractResult<bool> {
     let Some(tensor) = weights.get(index) else {

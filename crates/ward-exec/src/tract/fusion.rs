@@ -41,7 +41,7 @@ pub(crate) fn move_scalar_ops_up(model: &mut TypedModel) -> TractResult<bool> {
 
 /// The node that is the only consumer of an outlet, if it has exactly one and is not a
 /// model output.
-fn sole_consumer(model: &TypedModel, outlet: OutletId) -> TractResult<Option<usize>> {
+pub(super) fn sole_consumer(model: &TypedModel, outlet: OutletId) -> TractResult<Option<usize>> {
     let successors = &model.node(outlet.node).outputs[outlet.slot].successors;
     if successors.len() != 1 || model.output_outlets()?.contains(&outlet) {
         return Ok(None);

@@ -106,22 +106,16 @@ impl TractBackend {
             .map_err(engine("load the lowered model"))?;
         drop(proto);
         let uses = constants::uses(weights.tensors().len(), &params.inputs, &params.derived);
-        let (shared, owned) = if once {
-            match Arc::try_unwrap(weights) {
-                Ok(set) => (None, Some(set)),
-                Err(shared) => (Some(shared), None),
-            }
+        // Built once from the only reference, the weights are the plan's to drop one by
+        // one; otherwise they stay whole for the executable's next plan.
+        let unshared = if once {
+            Arc::try_unwrap(weights)
         } else {
-            (Some(weights), None)
+            Err(weights)
         };
-        let mut pool = match (&shared, owned) {
-            (_, Some(set)) => WeightPool::owned(set.into_tensors(), uses),
-            (Some(set), None) => WeightPool::Shared(set),
-            (None, None) => {
-                return Err(ExecError::Weights {
-                    reason: "no weights to build the plan with".into(),
-                })
-            }
+        let mut pool = match unshared {
+            Ok(set) => WeightPool::owned(set.into_tensors(), uses),
+            Err(shared) => WeightPool::Shared(shared),
         };
         // Dense weights are decided on the typed model, where the rows are known: read
         // in place (no copy) or made constants as the others are.
@@ -138,7 +132,6 @@ impl TractBackend {
             .map_err(engine("load the lowered model"))?;
         dense_weights(&mut typed, &mut pool, &deferred)?;
         drop(pool);
-        drop(shared);
         max_pool::adopt(&mut typed).map_err(engine("adopt ward's max pool"))?;
         topk::adopt(&mut typed).map_err(engine("adopt ward's topk"))?;
         fmod::adopt(&mut typed).map_err(engine("adopt ward's fmod"))?;
@@ -205,7 +198,7 @@ impl Backend for TractBackend {
 /// only the data inputs remain.
 fn dense_weights(
     typed: &mut TypedModel,
-    weights: &mut WeightPool<'_>,
+    weights: &mut WeightPool,
     deferred: &[usize],
 ) -> Result<(), ExecError> {
     let inputs = typed

@@ -19,11 +19,13 @@
 use std::sync::Arc;
 
 use tract_onnx::prelude::{IntoArcTensor, IntoTValue, TractResult, TypedFact, TypedModel};
-use tract_onnx::tract_core::internal::{bail, format_err, tvec, OutletId, SpecialOps};
+use tract_onnx::tract_core::internal::{bail, format_err, tvec, SpecialOps};
 use tract_onnx::tract_core::model::TypedModelPatch;
 use tract_onnx::tract_core::ops::change_axes::{AxisOp, IntoShape};
 use tract_onnx::tract_core::ops::konst::Const;
 use tract_onnx::tract_core::optim::{OptimizerSession, TypedPass};
+
+use super::fusion::sole_consumer;
 
 /// The pass: tract's optimiser runs it through its in-place hook.
 #[derive(Clone, Debug, Default)]
@@ -66,7 +68,7 @@ fn fold(model: &mut TypedModel, id: usize) -> TractResult<bool> {
         return Ok(false);
     }
     let source = node.inputs[0];
-    if !is_sole_use(model, source)? {
+    if sole_consumer(model, source)?.is_none() {
         return Ok(false);
     }
     let Some(konst) = model.nodes[source.node].op_as::<Const>() else {
@@ -99,10 +101,4 @@ fn fold(model: &mut TypedModel, id: usize) -> TractResult<bool> {
     node.inputs.clear();
     node.outputs[0].fact = fact;
     Ok(true)
-}
-
-/// Whether `outlet` feeds exactly one node and is not a model output.
-fn is_sole_use(model: &TypedModel, outlet: OutletId) -> TractResult<bool> {
-    let successors = &model.nodes[outlet.node].outputs[outlet.slot].successors;
-    Ok(successors.len() == 1 && !model.output_outlets()?.contains(&outlet))
 }
