@@ -9,6 +9,7 @@
 //! threading.
 
 mod constants;
+mod conv_taps;
 mod deform;
 mod dense;
 mod detection;
@@ -132,6 +133,7 @@ impl TractBackend {
             .map_err(engine("load the lowered model"))?;
         dense_weights(&mut typed, &mut pool, &deferred)?;
         drop(pool);
+        conv_taps::trim(&mut typed).map_err(engine("cut kernel taps that read only padding"))?;
         max_pool::adopt(&mut typed).map_err(engine("adopt ward's max pool"))?;
         topk::adopt(&mut typed).map_err(engine("adopt ward's topk"))?;
         fmod::adopt(&mut typed).map_err(engine("adopt ward's fmod"))?;

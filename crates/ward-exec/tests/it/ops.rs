@@ -406,3 +406,195 @@ fn sigmoid_saturates_to_mxnets_zero_and_one() {
         }
     }
 }
+
+/// One convolution node on input "x" with weight param "w", on a graph of its own.
+fn conv_graph(op: Conv, weight_shape: Vec<usize>) -> Graph {
+    let mut g = Graph::new();
+    g.inputs.push(input("x"));
+    g.params.push(ParamDecl::new("w", DType::F32, weight_shape));
+    g.nodes.push(Node {
+        name: "conv".into(),
+        op: op.into(),
+        inputs: vec![Source::Input(0), Source::Param(0)],
+    });
+    g.outputs.push(GraphOutput {
+        name: "y".into(),
+        source: Source::Node(0, 0),
+    });
+    g.validate().unwrap();
+    g
+}
+
+/// A grouped 2-D convolution without bias in float64, straight from its definition: output
+/// (f, oy, ox) sums weight × input over its group's channels and the kernel's taps, a tap
+/// outside the input reading zero.
+fn conv_by_hand(
+    x: &[f32],
+    [c, h, w]: [usize; 3],
+    weight: &[f32],
+    op: &Conv,
+    [f, oh, ow]: [usize; 3],
+) -> Vec<f64> {
+    let (kh, kw) = (op.kernel[0], op.kernel[1]);
+    let per_group_in = c / op.groups;
+    let per_group_out = f / op.groups;
+    let mut out = Vec::with_capacity(f * oh * ow);
+    for filter in 0..f {
+        let group = filter / per_group_out;
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let mut sum = 0f64;
+                for ci in 0..per_group_in {
+                    let channel = group * per_group_in + ci;
+                    for ky in 0..kh {
+                        for kx in 0..kw {
+                            let iy = (oy * op.stride[0] + ky * op.dilation[0]) as isize
+                                - op.pad[0] as isize;
+                            let ix = (ox * op.stride[1] + kx * op.dilation[1]) as isize
+                                - op.pad[1] as isize;
+                            if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                                continue;
+                            }
+                            let xv = x[channel * h * w + iy as usize * w + ix as usize];
+                            let wv = weight[((filter * per_group_in + ci) * kh + ky) * kw + kx];
+                            sum += f64::from(xv) * f64::from(wv);
+                        }
+                    }
+                }
+                out.push(sum);
+            }
+        }
+    }
+    out
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(96))]
+
+    /// Convolutions whose padding and dilation reach far past a small input, where ward
+    /// cuts the kernel taps that read only padding (`tract::conv_taps`), and ordinary ones
+    /// beside them: each output is the convolution's definition.
+    #[test]
+    fn a_convolution_is_its_definition_whatever_part_reads_padding(
+        (groups, per_group_in, per_group_out) in (1usize..3, 1usize..3, 1usize..3),
+        (h, w) in (1usize..7, 1usize..7),
+        kernel in (1usize..4, 1usize..4),
+        stride in (1usize..3, 1usize..3),
+        dilation in (1usize..7, 1usize..7),
+        pad in (0usize..12, 0usize..12),
+        seed in proptest::prelude::any::<u64>(),
+    ) {
+        let (c, f) = (groups * per_group_in, groups * per_group_out);
+        let op = Conv {
+            kernel: vec![kernel.0, kernel.1],
+            stride: vec![stride.0, stride.1],
+            dilation: vec![dilation.0, dilation.1],
+            pad: vec![pad.0, pad.1],
+            groups,
+            bias: false,
+        };
+        let out_size = |x: usize, i: usize| {
+            (x + 2 * op.pad[i]).checked_sub(op.dilation[i] * (op.kernel[i] - 1) + 1)
+                .map(|span| span / op.stride[i] + 1)
+        };
+        let (Some(oh), Some(ow)) = (out_size(h, 0), out_size(w, 1)) else {
+            return Err(proptest::test_runner::TestCaseError::reject("no output"));
+        };
+        let weight_shape = vec![f, per_group_in, kernel.0, kernel.1];
+        let weight = scrambled(weight_shape.iter().product(), seed);
+        let x = scrambled(c * h * w, seed ^ 0x5eed);
+        let named = HashMap::from([(
+            "w".to_string(),
+            Tensor::from_f32(weight_shape.clone(), &weight).unwrap(),
+        )]);
+        let model = model(conv_graph(op.clone(), weight_shape), named);
+        let input = Tensor::from_f32(vec![1, c, h, w], &x).unwrap();
+        let y = model.run(&[input]).unwrap().remove(0);
+        proptest::prop_assert_eq!(y.shape(), &[1, f, oh, ow]);
+        let want = conv_by_hand(&x, [c, h, w], &weight, &op, [f, oh, ow]);
+        for (i, (got, want)) in y.to_f32_vec().iter().zip(&want).enumerate() {
+            proptest::prop_assert!(
+                (f64::from(*got) - want).abs() <= 1e-5,
+                "output {}: {} against {}", i, got, want
+            );
+        }
+    }
+}
+
+/// DeepLab's widest ASPP branch on a 128×128 image's 16×16 map (3×3 at rate 36, padding
+/// 36): only the centre tap ever reads the input, so the plan runs a 1×1 convolution, with
+/// no padded copy of the input, and the same outputs.
+#[test]
+fn a_branch_whose_outer_taps_read_only_padding_runs_as_its_centre_tap() {
+    let (c, f, h, w) = (8usize, 4usize, 16usize, 16usize);
+    let op = Conv {
+        kernel: vec![3, 3],
+        stride: vec![1, 1],
+        dilation: vec![36, 36],
+        pad: vec![36, 36],
+        groups: 1,
+        bias: false,
+    };
+    let weight_shape = vec![f, c, 3, 3];
+    let weight = scrambled(f * c * 9, 3);
+    let named = HashMap::from([(
+        "w".to_string(),
+        Tensor::from_f32(weight_shape.clone(), &weight).unwrap(),
+    )]);
+    let model = model(conv_graph(op.clone(), weight_shape), named);
+    let shape = vec![1, c, h, w];
+    let plan = model.plan(std::slice::from_ref(&shape)).unwrap();
+    let operators = plan.operators();
+    assert!(
+        !operators
+            .iter()
+            .any(|op| op.contains("Pad") || op.contains("Im2col")),
+        "the input is still padded: {operators:?}"
+    );
+    let x = scrambled(c * h * w, 4);
+    let input = Tensor::from_f32(shape, &x).unwrap();
+    let y = plan
+        .run(model.stage(&[input.view()]).unwrap())
+        .unwrap()
+        .remove(0);
+    let want = conv_by_hand(&x, [c, h, w], &weight, &op, [f, h, w]);
+    for (i, (got, want)) in y.to_f32_vec().iter().zip(&want).enumerate() {
+        assert!(
+            (f64::from(*got) - want).abs() <= 1e-5,
+            "output {i}: {got} against {want}"
+        );
+    }
+}
+
+/// A NaN in a tap that reads only padding still makes every output NaN, as MXNet's
+/// product with the padding's zeros does: such a tap is not cut.
+#[test]
+fn a_nan_in_a_tap_that_reads_only_padding_still_reaches_the_output() {
+    let (c, f, h, w) = (2usize, 1usize, 4usize, 4usize);
+    let op = Conv {
+        kernel: vec![3, 3],
+        stride: vec![1, 1],
+        dilation: vec![8, 8],
+        pad: vec![8, 8],
+        groups: 1,
+        bias: false,
+    };
+    let weight_shape = vec![f, c, 3, 3];
+    let mut weight = scrambled(f * c * 9, 5);
+    weight[0] = f32::NAN; // channel 0's top-left tap, in the padding for every output
+    let named = HashMap::from([(
+        "w".to_string(),
+        Tensor::from_f32(weight_shape.clone(), &weight).unwrap(),
+    )]);
+    let model = model(conv_graph(op, weight_shape), named);
+    let x = scrambled(c * h * w, 6);
+    let y = model
+        .run(&[Tensor::from_f32(vec![1, c, h, w], &x).unwrap()])
+        .unwrap()
+        .remove(0);
+    assert!(
+        y.to_f32_vec().iter().all(|v| v.is_nan()),
+        "{:?}",
+        y.to_f32_vec()
+    );
+}
