@@ -5,13 +5,14 @@ use ward_graph::ops::conv::{Conv, Deconv};
 use ward_graph::ir::Source;
 
 use super::builder::{attr_int, attr_ints, attr_string, ints, At, Builder, DerivedValues, R};
+use crate::tract::BATCH_IM2COL_BYTES;
 
 fn symmetric_pads(pad: &[usize]) -> Vec<i64> {
     ints(pad).iter().chain(ints(pad).iter()).copied().collect()
 }
 
 pub(super) fn conv(b: &mut Builder<'_>, at: &At<'_>, op: &Conv) -> R<()> {
-    if b.pointwise_as_einsum && is_pointwise(op) {
+    if b.pointwise_as_einsum && is_pointwise(op) && !large_batch(b, at)? {
         let bias = if op.bias { Some(at.source(2)?) } else { None };
         match (at.source(1)?, bias) {
             (Source::Param(weight), None) => return pointwise(b, at, op, weight, None),
@@ -48,6 +49,18 @@ fn is_pointwise(op: &Conv) -> bool {
         && op.stride.iter().all(|&s| s == 1)
         && op.pad.iter().all(|&p| p == 0)
         && op.kernel.len() <= SPATIAL.len()
+}
+
+/// Whether the convolution's input is a batch of more than one sample larger than
+/// [`BATCH_IM2COL_BYTES`]: tract runs the product over such a batch by copying the whole
+/// input twice (reshaped, then with the channels moved last), 470 MB for an R-CNN box
+/// head's 300 regions, so it stays a `Conv`, which the backend runs sample by sample.
+fn large_batch(b: &Builder<'_>, at: &At<'_>) -> R<bool> {
+    let shape = b.shape(at.source(0)?)?;
+    let bytes = shape
+        .iter()
+        .try_fold(std::mem::size_of::<f32>(), |n, &d| n.checked_mul(d));
+    Ok(shape.first().is_some_and(|&n| n > 1) && bytes.is_none_or(|n| n > BATCH_IM2COL_BYTES))
 }
 
 /// Einsum letters of the spatial axes, in order.

@@ -17,6 +17,8 @@ mod fmod;
 mod fusion;
 mod max_pool;
 mod optimizer;
+mod per_sample_conv;
+mod relu;
 mod reshape_consts;
 mod roi;
 mod states;
@@ -37,6 +39,7 @@ use crate::error::ExecError;
 use crate::onnx::{lower_with, Params};
 use crate::weights::{WeightSet, WeightsId};
 use constants::WeightPool;
+pub(crate) use per_sample_conv::BATCH_IM2COL_BYTES;
 
 /// tract's ONNX front end with ward's own operators registered.
 fn onnx() -> tract_onnx::Onnx {
@@ -134,6 +137,9 @@ impl TractBackend {
         dense_weights(&mut typed, &mut pool, &deferred)?;
         drop(pool);
         conv_taps::trim(&mut typed).map_err(engine("cut kernel taps that read only padding"))?;
+        per_sample_conv::adopt(&mut typed)
+            .map_err(engine("run batched convolutions per sample"))?;
+        relu::adopt(&mut typed).map_err(engine("adopt ward's relu"))?;
         max_pool::adopt(&mut typed).map_err(engine("adopt ward's max pool"))?;
         topk::adopt(&mut typed).map_err(engine("adopt ward's topk"))?;
         fmod::adopt(&mut typed).map_err(engine("adopt ward's fmod"))?;

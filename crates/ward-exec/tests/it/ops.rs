@@ -598,3 +598,102 @@ fn a_nan_in_a_tap_that_reads_only_padding_still_reaches_the_output() {
         y.to_f32_vec()
     );
 }
+
+/// A 3×3 convolution over a batch of 128 (an R-CNN box head's shape, scaled down) whose
+/// im2col would hold 21 MB runs sample by sample, with each sample's outputs the
+/// convolution's definition.
+#[test]
+fn a_large_batched_convolution_runs_sample_by_sample_with_the_same_outputs() {
+    let (n, c, f, h, w) = (128usize, 32usize, 4usize, 12usize, 12usize);
+    let op = Conv {
+        kernel: vec![3, 3],
+        stride: vec![1, 1],
+        dilation: vec![1, 1],
+        pad: vec![1, 1],
+        groups: 1,
+        bias: false,
+    };
+    let weight_shape = vec![f, c, 3, 3];
+    let weight = scrambled(f * c * 9, 11);
+    let named = HashMap::from([(
+        "w".to_string(),
+        Tensor::from_f32(weight_shape.clone(), &weight).unwrap(),
+    )]);
+    let model = model(conv_graph(op.clone(), weight_shape), named);
+    let shape = vec![n, c, h, w];
+    let plan = model.plan(std::slice::from_ref(&shape)).unwrap();
+    let operators = plan.operators();
+    assert!(
+        operators.iter().any(|op| op == "WardConvPerSample"),
+        "the batch is convolved at once: {operators:?}"
+    );
+    let x = scrambled(n * c * h * w, 12);
+    let input = Tensor::from_f32(shape, &x).unwrap();
+    let y = plan
+        .run(model.stage(&[input.view()]).unwrap())
+        .unwrap()
+        .remove(0);
+    assert_eq!(y.shape(), &[n, f, h, w]);
+    let y = y.to_f32_vec();
+    for sample in 0..n {
+        let want = conv_by_hand(
+            &x[sample * c * h * w..(sample + 1) * c * h * w],
+            [c, h, w],
+            &weight,
+            &op,
+            [f, h, w],
+        );
+        let got = &y[sample * f * h * w..(sample + 1) * f * h * w];
+        for (i, (got, want)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                (f64::from(*got) - want).abs() <= 1e-5,
+                "sample {sample} output {i}: {got} against {want}"
+            );
+        }
+    }
+}
+
+/// MXNet's `relu` operator (not `Activation`): NaN kept, negative values and -0 made +0,
+/// infinities as they are; run as one pass of ward's own op.
+#[test]
+fn relu_keeps_nan_and_makes_negative_zero_positive_in_one_pass() {
+    use ward_graph::ops::elementwise::{Unary, UnaryKind};
+    let values = [
+        f32::NAN,
+        -0.0,
+        -1.5,
+        2.5,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        0.0,
+        f32::MIN_POSITIVE,
+    ];
+    let model = model(
+        unary_graph(
+            Unary {
+                kind: UnaryKind::Relu,
+            }
+            .into(),
+        ),
+        HashMap::new(),
+    );
+    let shape = vec![2, 4];
+    let plan = model.plan(std::slice::from_ref(&shape)).unwrap();
+    let operators = plan.operators();
+    assert!(
+        operators.iter().any(|op| op == "WardReluKeepNan")
+            && !operators.iter().any(|op| op == "Iff"),
+        "relu is not one op: {operators:?}"
+    );
+    let x = Tensor::from_f32(shape, &values).unwrap();
+    let y = plan
+        .run(model.stage(&[x.view()]).unwrap())
+        .unwrap()
+        .remove(0)
+        .to_f32_vec();
+    assert!(y[0].is_nan());
+    let want = [0.0f32, 0.0, 2.5, f32::INFINITY, 0.0, 0.0, f32::MIN_POSITIVE];
+    for (got, want) in y[1..].iter().zip(want) {
+        assert_eq!(got.to_bits(), want.to_bits(), "{y:?}");
+    }
+}

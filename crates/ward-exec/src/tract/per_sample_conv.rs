@@ -1,0 +1,221 @@
+//! A convolution over a batch whose im2col would be large runs sample by sample.
+//!
+//! tract lowers a convolution over a batch of N to one im2col of the whole batch, then a
+//! matrix product per sample: the im2col buffer holds N samples' patches at once. An
+//! R-CNN's box head runs ResNet's last stage on its 300 pooled regions, where the 3×3
+//! convolution's im2col is 300 × 4608 × 49 floats, 271 MB written and faulted in on every
+//! run for products that read it one sample at a time: Faster R-CNN peaked at 867 MB for a
+//! 131 MB package, a fifth of its time in the kernel clearing those pages. Here such a
+//! convolution becomes [`ConvPerSample`], which holds the same convolution built and
+//! optimised by tract for one sample and runs it on each sample in turn, so the scratch is
+//! one sample's. The arithmetic per sample is tract's own, so the outputs are the ones
+//! tract computes for the batch (the property test in `tests/it/ops.rs` holds them to the
+//! convolution's definition).
+
+#![allow(
+    clippy::indexing_slicing,
+    reason = "node ids and input slots come from tract's own graph, and a convolution has its data, kernel and bias inputs"
+)]
+
+use std::sync::Arc;
+
+use tract_onnx::prelude::{
+    tvec, IntoTValue, TValue, TVec, Tensor, TractResult, TypedFact, TypedModel, TypedRunnableModel,
+};
+use tract_onnx::tract_core::internal::{
+    as_op, ensure, op_as_typed_op, op_out_of_plan, DatumTypeExt, EvalContext, EvalOp, IntoRunnable,
+    Op, SpecialOps, StaticName, TypedOp,
+};
+use tract_onnx::tract_core::model::TypedModelPatch;
+use tract_onnx::tract_core::ops::cnn::Conv;
+
+use super::optimizer;
+
+/// The batch im2col, in bytes, above which a convolution runs sample by sample. tract's
+/// own rule for a single sample prefers its lazy im2col (no buffer) above 4 MiB; a batch
+/// is allowed four times that before its buffer is given up.
+pub(crate) const BATCH_IM2COL_BYTES: usize = 16 << 20;
+
+/// Every convolution of `model` over a batch (N > 1, batch axis first) with concrete
+/// shapes and an im2col of more than [`BATCH_IM2COL_BYTES`] becomes a [`ConvPerSample`].
+pub(crate) fn adopt(model: &mut TypedModel) -> TractResult<()> {
+    for id in 0..model.nodes.len() {
+        let node = &model.nodes[id];
+        let Some(conv) = node.op_as::<Conv>() else {
+            continue;
+        };
+        let Some(op) = ConvPerSample::covering(model, id, conv)? else {
+            continue;
+        };
+        let mut patch = TypedModelPatch::default();
+        let mut wires = tvec![patch.tap_model(model, node.inputs[0])?];
+        for &slot in &op.passed {
+            wires.push(patch.tap_model(model, node.inputs[slot])?);
+        }
+        let output = patch.wire_node(&node.name, op, &wires)?;
+        patch.shunt_outside(model, id.into(), output[0])?;
+        patch.apply(model)?;
+    }
+    Ok(())
+}
+
+/// A convolution run on each sample of its input in turn.
+#[derive(Debug, Clone)]
+pub(crate) struct ConvPerSample {
+    /// The convolution alone on one sample, optimised by tract.
+    plan: Arc<TypedRunnableModel>,
+    /// The convolution's inputs (of kernel 1, bias 2) that are not constants, passed
+    /// after the data as the op's own inputs.
+    passed: TVec<usize>,
+    /// The whole batch's input and output shapes.
+    input: Vec<usize>,
+    output: TypedFact,
+}
+
+impl PartialEq for ConvPerSample {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.plan, &other.plan)
+    }
+}
+
+impl Eq for ConvPerSample {}
+
+impl ConvPerSample {
+    /// Node `id`'s convolution `conv`, run per sample, if it qualifies.
+    fn covering(model: &TypedModel, id: usize, conv: &Conv) -> TractResult<Option<ConvPerSample>> {
+        let node = &model.nodes[id];
+        let spec = &conv.pool_spec;
+        let input = model.outlet_fact(node.inputs[0])?;
+        let output = model.outlet_fact(id.into())?;
+        let (Some(input_shape), Some(output_shape)) =
+            (input.shape.as_concrete(), output.shape.as_concrete())
+        else {
+            return Ok(None);
+        };
+        let depthwise = conv.group > 1
+            && conv.group == spec.input_channels
+            && conv.group == spec.output_channels;
+        let taps: usize = spec.kernel_shape.iter().product();
+        let batch = input_shape.first().copied().unwrap_or(1);
+        if conv.q_params.is_some()
+            || node.inputs.len() != 3
+            || !spec.data_format.has_n()
+            || batch <= 1
+            || depthwise
+        {
+            return Ok(None);
+        }
+        // The product's packed input: (input channels per group · taps) × output positions,
+        // per group and sample (im2col; for a 1×1 kernel, the input itself packed).
+        let positions: usize = spec
+            .data_format
+            .shape(output_shape)?
+            .hw_dims()
+            .iter()
+            .product();
+        let im2col = spec
+            .input_channels
+            .saturating_mul(taps)
+            .saturating_mul(positions)
+            .saturating_mul(batch)
+            .saturating_mul(input.datum_type.size_of());
+        if im2col <= BATCH_IM2COL_BYTES {
+            return Ok(None);
+        }
+        let mut sample_shape = input_shape.to_vec();
+        sample_shape[0] = 1;
+        let mut single = TypedModel::default();
+        let mut wires = tvec![single.add_source("sample", input.datum_type.fact(&*sample_shape))?];
+        // The kernel and bias enter as constants when they are; a bias still computed
+        // (a folded batch norm's, before tract folds it) is an input of the op.
+        let mut passed = tvec![];
+        for (slot, name) in [(1, "kernel"), (2, "bias")] {
+            let fact = model.outlet_fact(node.inputs[slot])?;
+            wires.push(match &fact.konst {
+                Some(value) => single.add_const(name, value.clone())?,
+                None => {
+                    passed.push(slot);
+                    single.add_source(name, fact.without_value())?
+                }
+            });
+        }
+        let y = single.wire_node(&node.name, conv.clone(), &wires)?;
+        single.select_output_outlets(&y)?;
+        optimizer::optimize(&mut single)?;
+        Ok(Some(ConvPerSample {
+            plan: single.into_runnable()?,
+            passed,
+            input: input_shape.to_vec(),
+            output: output.without_value(),
+        }))
+    }
+}
+
+impl Op for ConvPerSample {
+    fn name(&self) -> StaticName {
+        "WardConvPerSample".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(self
+            .plan
+            .model()
+            .nodes
+            .iter()
+            .map(|n| format!("per sample: {}", n.op.name()))
+            .collect())
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for ConvPerSample {
+    op_out_of_plan!();
+
+    fn eval(&self, _: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        ensure!(
+            inputs.len() == 1 + self.passed.len(),
+            "takes {} inputs, got {}",
+            1 + self.passed.len(),
+            inputs.len()
+        );
+        let input = &inputs[0];
+        ensure!(
+            input.shape() == self.input,
+            "built for {:?}, got {:?}",
+            self.input,
+            input.shape()
+        );
+        let shape = self
+            .output
+            .shape
+            .as_concrete()
+            .ok_or_else(|| tract_onnx::tract_core::internal::format_err!("symbolic output"))?;
+        let mut output = Tensor::zero_dt(self.output.datum_type, shape)?;
+        let mut state = self.plan.spawn()?;
+        for sample in 0..self.input[0] {
+            let x = input.slice(0, sample, sample + 1)?;
+            let mut values = tvec![x.into_tvalue()];
+            values.extend(inputs.iter().skip(1).cloned());
+            let y = state.run(values)?;
+            let y = y.first().ok_or_else(|| {
+                tract_onnx::tract_core::internal::format_err!("the convolution gave no output")
+            })?;
+            output.assign_slice(sample..sample + 1, y, 0..1, 0)?;
+        }
+        Ok(tvec![output.into_tvalue()])
+    }
+}
+
+impl TypedOp for ConvPerSample {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        ensure!(
+            inputs.len() == 1 + self.passed.len(),
+            "takes {} inputs",
+            1 + self.passed.len()
+        );
+        Ok(tvec![self.output.clone()])
+    }
+
+    as_op!();
+}
