@@ -8,9 +8,8 @@
 //! 131 MB package, a fifth of its time in the kernel clearing those pages. Here such a
 //! convolution becomes [`ConvPerSample`], which holds the same convolution built and
 //! optimised by tract for one sample and runs it on each sample in turn, so the scratch is
-//! one sample's. The arithmetic per sample is tract's own, so the outputs are the ones
-//! tract computes for the batch (the property test in `tests/it/ops.rs` holds them to the
-//! convolution's definition).
+//! one sample's. The arithmetic per sample is tract's own (a test in `tests/it/ops.rs`
+//! holds a 128-sample convolution to the definition and checks this op ran it).
 
 #![allow(
     clippy::indexing_slicing,

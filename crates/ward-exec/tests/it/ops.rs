@@ -425,6 +425,26 @@ fn conv_graph(op: Conv, weight_shape: Vec<usize>) -> Graph {
     g
 }
 
+/// [`conv_graph`] of `op` with `weight` (of `weight_shape`) on a single-threaded backend.
+fn conv_model(op: &Conv, weight_shape: Vec<usize>, weight: &[f32]) -> Executable {
+    let named = HashMap::from([(
+        "w".to_string(),
+        Tensor::from_f32(weight_shape.clone(), weight).unwrap(),
+    )]);
+    model(conv_graph(op.clone(), weight_shape), named)
+}
+
+/// Each of `got` within 1e-5 of `want`, computed in float64; `what` names the case.
+fn assert_close(got: &[f32], want: &[f64], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}");
+    for (i, (got, want)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (f64::from(*got) - want).abs() <= 1e-5,
+            "{what} output {i}: {got} against {want}"
+        );
+    }
+}
+
 /// A grouped 2-D convolution without bias in float64, straight from its definition: output
 /// (f, oy, ox) sums weight × input over its group's channels and the kernel's taps, a tap
 /// outside the input reading zero.
@@ -503,11 +523,7 @@ proptest::proptest! {
         let weight_shape = vec![f, per_group_in, kernel.0, kernel.1];
         let weight = scrambled(weight_shape.iter().product(), seed);
         let x = scrambled(c * h * w, seed ^ 0x5eed);
-        let named = HashMap::from([(
-            "w".to_string(),
-            Tensor::from_f32(weight_shape.clone(), &weight).unwrap(),
-        )]);
-        let model = model(conv_graph(op.clone(), weight_shape), named);
+        let model = conv_model(&op, weight_shape, &weight);
         let input = Tensor::from_f32(vec![1, c, h, w], &x).unwrap();
         let y = model.run(&[input]).unwrap().remove(0);
         proptest::prop_assert_eq!(y.shape(), &[1, f, oh, ow]);
@@ -537,11 +553,7 @@ fn a_branch_whose_outer_taps_read_only_padding_runs_as_its_centre_tap() {
     };
     let weight_shape = vec![f, c, 3, 3];
     let weight = scrambled(f * c * 9, 3);
-    let named = HashMap::from([(
-        "w".to_string(),
-        Tensor::from_f32(weight_shape.clone(), &weight).unwrap(),
-    )]);
-    let model = model(conv_graph(op.clone(), weight_shape), named);
+    let model = conv_model(&op, weight_shape, &weight);
     let shape = vec![1, c, h, w];
     let plan = model.plan(std::slice::from_ref(&shape)).unwrap();
     let operators = plan.operators();
@@ -558,12 +570,7 @@ fn a_branch_whose_outer_taps_read_only_padding_runs_as_its_centre_tap() {
         .unwrap()
         .remove(0);
     let want = conv_by_hand(&x, [c, h, w], &weight, &op, [f, h, w]);
-    for (i, (got, want)) in y.to_f32_vec().iter().zip(&want).enumerate() {
-        assert!(
-            (f64::from(*got) - want).abs() <= 1e-5,
-            "output {i}: {got} against {want}"
-        );
-    }
+    assert_close(&y.to_f32_vec(), &want, "rate 36");
 }
 
 /// A NaN in a tap that reads only padding still makes every output NaN, as MXNet's
@@ -582,11 +589,7 @@ fn a_nan_in_a_tap_that_reads_only_padding_still_reaches_the_output() {
     let weight_shape = vec![f, c, 3, 3];
     let mut weight = scrambled(f * c * 9, 5);
     weight[0] = f32::NAN; // channel 0's top-left tap, in the padding for every output
-    let named = HashMap::from([(
-        "w".to_string(),
-        Tensor::from_f32(weight_shape.clone(), &weight).unwrap(),
-    )]);
-    let model = model(conv_graph(op, weight_shape), named);
+    let model = conv_model(&op, weight_shape, &weight);
     let x = scrambled(c * h * w, 6);
     let y = model
         .run(&[Tensor::from_f32(vec![1, c, h, w], &x).unwrap()])
@@ -615,11 +618,7 @@ fn a_large_batched_convolution_runs_sample_by_sample_with_the_same_outputs() {
     };
     let weight_shape = vec![f, c, 3, 3];
     let weight = scrambled(f * c * 9, 11);
-    let named = HashMap::from([(
-        "w".to_string(),
-        Tensor::from_f32(weight_shape.clone(), &weight).unwrap(),
-    )]);
-    let model = model(conv_graph(op.clone(), weight_shape), named);
+    let model = conv_model(&op, weight_shape, &weight);
     let shape = vec![n, c, h, w];
     let plan = model.plan(std::slice::from_ref(&shape)).unwrap();
     let operators = plan.operators();
@@ -644,12 +643,7 @@ fn a_large_batched_convolution_runs_sample_by_sample_with_the_same_outputs() {
             [f, h, w],
         );
         let got = &y[sample * f * h * w..(sample + 1) * f * h * w];
-        for (i, (got, want)) in got.iter().zip(&want).enumerate() {
-            assert!(
-                (f64::from(*got) - want).abs() <= 1e-5,
-                "sample {sample} output {i}: {got} against {want}"
-            );
-        }
+        assert_close(got, &want, &format!("sample {sample}"));
     }
 }
 
