@@ -21,13 +21,15 @@
 )]
 
 use tract_onnx::prelude::{Datum, TVec, Tensor, TractResult, TypedFact, TypedModel};
-use tract_onnx::tract_core::internal::{tvec, SpecialOps, TypedOp};
-use tract_onnx::tract_core::model::TypedModelPatch;
+use tract_onnx::tract_core::internal::{tvec, TypedOp};
 use tract_onnx::tract_core::ops::cnn::{Conv, PaddingSpec};
+
+use super::optimizer::{Rewriter, Wire};
 
 /// Every float32 convolution of `model` with explicit padding, concrete shapes and a
 /// constant kernel loses the kernel taps that read only padding.
 pub(crate) fn trim(model: &mut TypedModel) -> TractResult<()> {
+    let mut rewriter = Rewriter::of(model);
     for id in 0..model.nodes.len() {
         let node = &model.nodes[id];
         let Some(conv) = node.op_as::<Conv>() else {
@@ -36,18 +38,9 @@ pub(crate) fn trim(model: &mut TypedModel) -> TractResult<()> {
         let Some((trimmed, kernel)) = trimmed(model, id, conv)? else {
             continue;
         };
-        let mut patch = TypedModelPatch::default();
-        let mut wires = TVec::new();
-        for (slot, &input) in node.inputs.iter().enumerate() {
-            wires.push(if slot == 1 {
-                patch.add_const(format!("{}.live_taps", node.name), kernel.clone())?
-            } else {
-                patch.tap_model(model, input)?
-            });
-        }
-        let output = patch.wire_node(&node.name, trimmed, &wires)?;
-        patch.shunt_outside(model, id.into(), output[0])?;
-        patch.apply(model)?;
+        let mut inputs: Vec<Wire> = node.inputs.iter().map(|&o| Wire::Outlet(o)).collect();
+        inputs[1] = Wire::Const(format!("{}.live_taps", node.name), kernel);
+        rewriter.replace(model, id, trimmed, inputs)?;
     }
     Ok(())
 }

@@ -25,8 +25,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use tract_onnx::prelude::{TVec, TractResult, TypedFact, TypedModel};
-use tract_onnx::tract_core::internal::{format_err, InletId, Node, OutletId, SpecialOps};
+use tract_onnx::prelude::{TVec, Tensor, TractResult, TypedFact, TypedModel};
+use tract_onnx::tract_core::internal::{format_err, InletId, Node, OutletId, SpecialOps, TypedOp};
 use tract_onnx::tract_core::model::TypedModelPatch;
 use tract_onnx::tract_core::optim::{Optimizer, TypedPass};
 
@@ -95,6 +95,46 @@ fn run_pass_once(
     }
     pass.run_direct(model)?;
     Ok(applied)
+}
+
+/// An input of a node [`Rewriter::replace`] wires: an outlet of the model, or a constant
+/// (its name and value) added with the node.
+pub(super) enum Wire {
+    Outlet(OutletId),
+    Const(String, Tensor),
+}
+
+/// ward's own rewrites of the typed model before the optimiser (a pass that swaps a
+/// pattern for ward's op, node by node), applied as the optimiser applies its patches:
+/// without tract's scans of the whole model for every patch.
+pub(super) struct Rewriter(Names);
+
+impl Rewriter {
+    pub(super) fn of(model: &TypedModel) -> Rewriter {
+        Rewriter(Names::of(model))
+    }
+
+    /// Node `id` of `model` (a node of one output) replaced by `op` over `inputs`, under
+    /// its name; what fed only the old node is dropped.
+    pub(super) fn replace(
+        &mut self,
+        model: &mut TypedModel,
+        id: usize,
+        op: impl Into<Box<dyn TypedOp>>,
+        inputs: Vec<Wire>,
+    ) -> TractResult<()> {
+        let mut patch = TypedModelPatch::default();
+        let mut wires = TVec::new();
+        for input in inputs {
+            wires.push(match input {
+                Wire::Outlet(outlet) => patch.tap_model(model, outlet)?,
+                Wire::Const(name, value) => patch.add_const(name, value)?,
+            });
+        }
+        let output = patch.wire_node(model.nodes[id].name.clone(), op, &wires)?;
+        patch.shunt_outside(model, id.into(), output[0])?;
+        apply(patch, model, &mut self.0)
+    }
 }
 
 /// How many nodes of the model bear each name.

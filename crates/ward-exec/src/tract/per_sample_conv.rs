@@ -25,10 +25,9 @@ use tract_onnx::tract_core::internal::{
     as_op, ensure, op_as_typed_op, op_out_of_plan, DatumTypeExt, EvalContext, EvalOp, IntoRunnable,
     Op, SpecialOps, StaticName, TypedOp,
 };
-use tract_onnx::tract_core::model::TypedModelPatch;
 use tract_onnx::tract_core::ops::cnn::Conv;
 
-use super::optimizer;
+use super::optimizer::{self, Rewriter, Wire};
 
 /// The batch im2col, in bytes, above which a convolution runs sample by sample. tract's
 /// own rule for a single sample prefers its lazy im2col (no buffer) above 4 MiB; a batch
@@ -38,6 +37,7 @@ pub(crate) const BATCH_IM2COL_BYTES: usize = 16 << 20;
 /// Every convolution of `model` over a batch (N > 1, batch axis first) with concrete
 /// shapes and an im2col of more than [`BATCH_IM2COL_BYTES`] becomes a [`ConvPerSample`].
 pub(crate) fn adopt(model: &mut TypedModel) -> TractResult<()> {
+    let mut rewriter = Rewriter::of(model);
     for id in 0..model.nodes.len() {
         let node = &model.nodes[id];
         let Some(conv) = node.op_as::<Conv>() else {
@@ -46,14 +46,11 @@ pub(crate) fn adopt(model: &mut TypedModel) -> TractResult<()> {
         let Some(op) = ConvPerSample::covering(model, id, conv)? else {
             continue;
         };
-        let mut patch = TypedModelPatch::default();
-        let mut wires = tvec![patch.tap_model(model, node.inputs[0])?];
-        for &slot in &op.passed {
-            wires.push(patch.tap_model(model, node.inputs[slot])?);
-        }
-        let output = patch.wire_node(&node.name, op, &wires)?;
-        patch.shunt_outside(model, id.into(), output[0])?;
-        patch.apply(model)?;
+        let inputs = std::iter::once(0)
+            .chain(op.passed.iter().copied())
+            .map(|slot| Wire::Outlet(node.inputs[slot]))
+            .collect();
+        rewriter.replace(model, id, op, inputs)?;
     }
     Ok(())
 }

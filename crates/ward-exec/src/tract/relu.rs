@@ -19,22 +19,19 @@ use tract_onnx::tract_core::internal::{
     as_op, ensure, op_as_typed_op, op_out_of_plan, EvalContext, EvalOp, IntoTensor, Op, StaticName,
     TypedOp,
 };
-use tract_onnx::tract_core::model::TypedModelPatch;
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
 use tract_onnx::tract_core::ops::logic::Iff;
 
+use super::optimizer::{Rewriter, Wire};
+
 /// Every float32 `Iff(IsNan(x), x, Max(x, 0))` of `model` becomes a [`ReluKeepNan`] of `x`.
 pub(crate) fn adopt(model: &mut TypedModel) -> TractResult<()> {
+    let mut rewriter = Rewriter::of(model);
     for id in 0..model.nodes.len() {
-        let Some(x) = keep_nan_relu_input(model, id)? else {
-            continue;
-        };
-        let mut patch = TypedModelPatch::default();
-        let x = patch.tap_model(model, x)?;
-        let output = patch.wire_node(&model.nodes[id].name, ReluKeepNan, &[x])?;
-        patch.shunt_outside(model, id.into(), output[0])?;
-        patch.apply(model)?;
+        if let Some(x) = keep_nan_relu_input(model, id)? {
+            rewriter.replace(model, id, ReluKeepNan, vec![Wire::Outlet(x)])?;
+        }
     }
     Ok(())
 }
