@@ -643,6 +643,7 @@ impl<S> Trusted<S> {
             index,
             files,
             verification,
+            digests: self.digests,
         })
     }
 }
@@ -669,6 +670,8 @@ pub struct Verified<I> {
     index: I,
     files: Vec<VerifiedFile>,
     verification: Verification,
+    /// The digests verification computed, for callers that need a file's digest.
+    digests: Digests,
 }
 
 /// What [`Verified::accept`] gives: the index, what the caller parsed, and how the model
@@ -694,6 +697,12 @@ impl<I> Verified<I> {
     /// How the model was accepted.
     pub fn verification(&self) -> &Verification {
         &self.verification
+    }
+
+    /// The SHA-256 of file `path` as verification computed it while reading, if the
+    /// signatures use model-signing's default hashing (none for an unsigned model).
+    pub fn sha256_of(&self, path: &str) -> Option<[u8; 32]> {
+        self.digests.whole_file_sha256(path)
     }
 
     /// How many files were verified, signatures aside.

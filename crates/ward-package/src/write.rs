@@ -6,7 +6,9 @@
 //! the target, and the parent is synced. A failure removes the temporary directory, so
 //! neither a partial directory nor a temporary one is left. The target must not exist,
 //! or be an empty directory; a rename never replaces a directory that is not empty, so
-//! files that appear meanwhile are never overwritten.
+//! files that appear meanwhile are never overwritten. [`write_layout`] and
+//! [`write_new_dir`] write files held whole; [`NewDir`] is the same writer file by file,
+//! for a file streamed to disk as it is made.
 
 use std::fs;
 use std::io::{self, Write};
@@ -39,13 +41,23 @@ pub(crate) fn check_layout<'a>(
     layout: &Layout,
     files: &[(&'a str, &'a [u8])],
 ) -> Result<Vec<NewFile<'a>>, PackageError> {
-    let mut with_modes = Vec::with_capacity(files.len());
-    for (i, (name, bytes)) in files.iter().enumerate() {
+    let sizes: Vec<(&str, u64)> = files
+        .iter()
+        .map(|(name, bytes)| (*name, bytes.len() as u64))
+        .collect();
+    check_sizes(layout, &sizes)?;
+    files
+        .iter()
+        .map(|(name, bytes)| Ok((*name, *bytes, mode_of(layout, name)?)))
+        .collect()
+}
+
+/// Every name one of `layout`'s, once, each size within its limit, and every required
+/// file present.
+fn check_sizes(layout: &Layout, files: &[(&str, u64)]) -> Result<(), PackageError> {
+    for (i, (name, size)) in files.iter().enumerate() {
         let Some(spec) = layout.spec_of(name) else {
-            return Err(PackageError::UnexpectedFile {
-                file: name.to_string(),
-                expected: layout.expected(),
-            });
+            return Err(unexpected(layout, name));
         };
         if files.iter().skip(i + 1).any(|(other, _)| other == name) {
             return Err(PackageError::DuplicateFile {
@@ -53,15 +65,13 @@ pub(crate) fn check_layout<'a>(
             });
         }
         // Refuse to write what the loader would refuse to read.
-        let size = bytes.len() as u64;
-        if size > spec.limit() {
+        if *size > spec.limit() {
             return Err(PackageError::FileTooLarge {
                 file: name.to_string(),
-                size,
+                size: *size,
                 limit: spec.limit(),
             });
         }
-        with_modes.push((*name, *bytes, spec.mode()));
     }
     for spec in layout.files().filter(|f| f.is_required()) {
         if let Some(name) = spec.exact_name() {
@@ -70,73 +80,186 @@ pub(crate) fn check_layout<'a>(
             }
         }
     }
-    Ok(with_modes)
+    Ok(())
+}
+
+/// The permission bits `layout` gives file `name`.
+fn mode_of(layout: &Layout, name: &str) -> Result<u32, PackageError> {
+    layout
+        .spec_of(name)
+        .map(|spec| spec.mode())
+        .ok_or_else(|| unexpected(layout, name))
+}
+
+fn unexpected(layout: &Layout, name: &str) -> PackageError {
+    PackageError::UnexpectedFile {
+        file: name.to_string(),
+        expected: layout.expected(),
+    }
 }
 
 /// Writes `files` (name, bytes, mode) into a new directory at `dir`, which must not exist
 /// or be an empty directory, through a temporary sibling and a rename; see the module's
 /// documentation.
 pub fn write_new_dir(dir: &Path, files: &[NewFile<'_>]) -> Result<(), PackageError> {
-    let io_err = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| PackageError::Io { path, source }
-    };
-    match fs::symlink_metadata(dir) {
-        Ok(m) if m.is_dir() => {
-            let mut entries = fs::read_dir(dir).map_err(io_err(dir))?;
-            if entries.next().is_some() {
-                return Err(PackageError::TargetExists {
-                    path: dir.to_path_buf(),
-                });
-            }
-        }
-        Ok(_) => {
-            return Err(PackageError::TargetExists {
-                path: dir.to_path_buf(),
-            })
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_err(dir)(e)),
-    }
-    let (parent, base) = split_target(dir).map_err(PackageError::from)?;
     // A directory holding a file only its owner may read is itself owner-only.
     let private = files.iter().any(|(_, _, mode)| mode & 0o077 == 0);
-    let mut builder = fs::DirBuilder::new();
-    #[cfg(unix)]
-    if private {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
+    let mut new = NewDir::create(dir, private)?;
+    for (name, bytes, mode) in files {
+        new.add(name, bytes, *mode)?;
     }
-    #[cfg(not(unix))]
-    let _ = private;
-    let (tmp, ()) =
-        create_temp(&parent, &base, &mut |p| builder.create(p)).map_err(PackageError::from)?;
-    if let Err(e) = fill(&tmp, dir, files) {
-        // Best effort: the original error matters more than a failed cleanup.
-        let _ = fs::remove_dir_all(&tmp);
-        return Err(e);
-    }
-    // Make the rename durable; the directory is complete either way.
-    let _ = sync_dir(&parent);
-    Ok(())
+    new.commit()
 }
 
-fn fill(tmp: &Path, dir: &Path, files: &[NewFile<'_>]) -> Result<(), PackageError> {
-    for (name, bytes, mode) in files {
-        let path: PathBuf = tmp.join(name);
-        let io = |source| PackageError::Io {
-            path: path.clone(),
-            source,
-        };
-        let mut f = create_new_with_mode(&path, *mode).map_err(io)?;
-        f.write_all(bytes).map_err(io)?;
-        f.sync_all().map_err(io)?;
+/// A new directory being written file by file, for files too large to hold whole before
+/// they are written (a checkpoint's state, streamed as it is encrypted). The files go into
+/// the temporary sibling, each synced when it is closed; [`NewDir::commit`] (or
+/// [`NewDir::commit_layout`]) syncs the directory, renames it into place and syncs the
+/// parent. Dropped without a commit (an error, a panic), the temporary directory is
+/// removed: nothing partial is ever left under the target's name.
+pub struct NewDir {
+    tmp: PathBuf,
+    dir: PathBuf,
+    parent: PathBuf,
+    /// The files written, with their sizes.
+    written: Vec<(String, u64)>,
+    committed: bool,
+}
+
+impl NewDir {
+    /// Starts a new directory at `dir`, which must not exist or be an empty directory;
+    /// `private`: owner-only (0700).
+    pub fn create(dir: &Path, private: bool) -> Result<NewDir, PackageError> {
+        match fs::symlink_metadata(dir) {
+            Ok(m) if m.is_dir() => {
+                let mut entries = fs::read_dir(dir).map_err(io_error(dir))?;
+                if entries.next().is_some() {
+                    return Err(PackageError::TargetExists {
+                        path: dir.to_path_buf(),
+                    });
+                }
+            }
+            Ok(_) => {
+                return Err(PackageError::TargetExists {
+                    path: dir.to_path_buf(),
+                })
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_error(dir)(e)),
+        }
+        let (parent, base) = split_target(dir).map_err(PackageError::from)?;
+        let mut builder = fs::DirBuilder::new();
+        #[cfg(unix)]
+        if private {
+            use std::os::unix::fs::DirBuilderExt;
+            builder.mode(0o700);
+        }
+        #[cfg(not(unix))]
+        let _ = private;
+        let (tmp, ()) =
+            create_temp(&parent, &base, &mut |p| builder.create(p)).map_err(PackageError::from)?;
+        Ok(NewDir {
+            tmp,
+            dir: dir.to_path_buf(),
+            parent,
+            written: Vec::new(),
+            committed: false,
+        })
     }
-    sync_dir(tmp).map_err(PackageError::from)?;
-    fs::rename(tmp, dir).map_err(|source| PackageError::Io {
-        path: dir.to_path_buf(),
-        source,
-    })
+
+    /// Writes file `name` whole, created with `mode`, and syncs it.
+    pub fn add(&mut self, name: &str, bytes: &[u8], mode: u32) -> Result<(), PackageError> {
+        let mut file = self.stream(name, mode)?;
+        file.write_all(bytes).map_err(io_error(&file.path))?;
+        self.close(file)
+    }
+
+    /// Creates file `name` with `mode`, to be written through the returned stream and
+    /// handed back to [`NewDir::close`].
+    pub fn stream(&mut self, name: &str, mode: u32) -> Result<FileStream, PackageError> {
+        if self.written.iter().any(|(n, _)| n == name) {
+            return Err(PackageError::DuplicateFile {
+                file: name.to_string(),
+            });
+        }
+        let path = self.tmp.join(name);
+        let file = create_new_with_mode(&path, mode).map_err(io_error(&path))?;
+        Ok(FileStream {
+            file,
+            name: name.to_string(),
+            path,
+            len: 0,
+        })
+    }
+
+    /// Syncs a file written through [`NewDir::stream`] and records its size.
+    pub fn close(&mut self, file: FileStream) -> Result<(), PackageError> {
+        file.file.sync_all().map_err(io_error(&file.path))?;
+        self.written.push((file.name, file.len));
+        Ok(())
+    }
+
+    /// Checks the files written against `layout` as [`write_layout`] does, then commits.
+    pub fn commit_layout(self, layout: &Layout) -> Result<(), PackageError> {
+        let sizes: Vec<(&str, u64)> = self
+            .written
+            .iter()
+            .map(|(name, size)| (name.as_str(), *size))
+            .collect();
+        check_sizes(layout, &sizes)?;
+        self.commit()
+    }
+
+    /// Syncs the temporary directory, renames it to the target and syncs the parent.
+    pub fn commit(mut self) -> Result<(), PackageError> {
+        sync_dir(&self.tmp).map_err(PackageError::from)?;
+        fs::rename(&self.tmp, &self.dir).map_err(io_error(&self.dir))?;
+        self.committed = true;
+        // Make the rename durable; the directory is complete either way.
+        let _ = sync_dir(&self.parent);
+        Ok(())
+    }
+}
+
+impl Drop for NewDir {
+    fn drop(&mut self) {
+        if !self.committed {
+            // Best effort: the error that stopped the write matters more.
+            let _ = fs::remove_dir_all(&self.tmp);
+        }
+    }
+}
+
+/// A file of a [`NewDir`] being written; it counts its bytes.
+pub struct FileStream {
+    file: fs::File,
+    name: String,
+    path: PathBuf,
+    len: u64,
+}
+
+impl FileStream {
+    /// Where the file is being written (inside the temporary directory).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Write for FileStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+fn io_error(path: &Path) -> impl FnOnce(io::Error) -> PackageError {
+    let path = path.to_path_buf();
+    move |source| PackageError::Io { path, source }
 }
 
 #[cfg(test)]
@@ -191,6 +314,53 @@ mod tests {
         assert!(matches!(err, PackageError::TargetExists { .. }), "{err}");
         assert_eq!(fs::read(&file).unwrap(), b"x");
         assert_eq!(listing(parent.path()), ["file", "pkg"]);
+    }
+
+    #[test]
+    fn a_streamed_directory_appears_whole_at_commit_or_not_at_all() {
+        let layout = Layout::new(
+            vec![
+                FileSpec::index("checkpoint.json", 100),
+                FileSpec::file("state.age", Role::State, 8).private(),
+                FileSpec::signatures(100),
+            ],
+            8,
+        )
+        .unwrap();
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("ckpt");
+        let write = |state: &[u8]| {
+            let mut new = NewDir::create(&dir, true).unwrap();
+            let mut file = new.stream("state.age", 0o600).unwrap();
+            for byte in state {
+                file.write_all(&[*byte]).unwrap();
+            }
+            new.close(file).unwrap();
+            // Nothing under the target's name until the commit.
+            assert!(!dir.exists());
+            new.add("checkpoint.json", b"{}", 0o644).unwrap();
+            new.add("model.sig", b"s", 0o644).unwrap();
+            new.commit_layout(&layout)
+        };
+        // Streamed past the layout's limit: refused at the commit, and nothing is left.
+        let err = write(b"123456789").unwrap_err();
+        assert!(err.to_string().contains("over the limit"), "{err}");
+        assert_eq!(listing(parent.path()), Vec::<String>::new());
+        // Dropped before the commit (an error on the way): nothing is left.
+        {
+            let mut new = NewDir::create(&dir, true).unwrap();
+            let file = new.stream("state.age", 0o600).unwrap();
+            assert!(file.path().starts_with(parent.path()));
+            new.close(file).unwrap();
+            assert!(new.stream("state.age", 0o600).is_err(), "a file twice");
+        }
+        assert_eq!(listing(parent.path()), Vec::<String>::new());
+        write(b"12345678").unwrap();
+        assert_eq!(listing(&dir), ["checkpoint.json", "model.sig", "state.age"]);
+        assert_eq!(fs::read(dir.join("state.age")).unwrap(), b"12345678");
+        // A second directory under the same name is refused.
+        let err = NewDir::create(&dir, true).err().unwrap();
+        assert!(matches!(err, PackageError::TargetExists { .. }), "{err}");
     }
 
     #[test]

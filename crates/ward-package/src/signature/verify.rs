@@ -40,6 +40,20 @@ impl Digests {
             .insert(path.to_string(), items);
     }
 
+    /// The SHA-256 of the whole file `path`, if it was hashed that way (model-signing's
+    /// default hashing).
+    pub fn whole_file_sha256(&self, path: &str) -> Option<[u8; 32]> {
+        match self
+            .by_hashing
+            .get(&Hashing::DEFAULT)?
+            .get(path)?
+            .as_slice()
+        {
+            [item] => item.digest.as_slice().try_into().ok(),
+            _ => None,
+        }
+    }
+
     /// The items of every file of `files` under `hashing`, hashing those not yet known.
     pub fn complete(
         &mut self,

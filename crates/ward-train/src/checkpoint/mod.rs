@@ -8,7 +8,8 @@
 //!   batch), the last validation metrics, how the state is encrypted and its size;
 //! - `state.age`: the state ([`state`]: a safetensors file of the weights, the optimizer's
 //!   tensors and a JSON header with the rest) encrypted with age ([`seal`]) to X25519
-//!   recipients or a passphrase; the plaintext is never written to disk;
+//!   recipients or a passphrase; the plaintext is never written to disk (written by
+//!   [`age_writer`], read by the age crate);
 //! - `model.sig`: an OpenSSF model-signing signature over both, made over the encrypted
 //!   bytes.
 //!
@@ -21,6 +22,7 @@
 //! directory, every file and the directory synced, renamed into place, the parent synced),
 //! then prunes older checkpoints by a [`Retention`] policy.
 
+pub mod age_writer;
 #[cfg(feature = "distributed")]
 pub mod cluster;
 pub mod index;

@@ -10,6 +10,7 @@ use std::path::Path;
 
 use age::secrecy::SecretString;
 
+use super::age_writer::{self, Sealed};
 use super::CheckpointError;
 
 /// Largest identity, recipients or passphrase file read.
@@ -109,42 +110,36 @@ impl Sealing {
 
     /// `plaintext` as an age file. Nothing touches the disk.
     pub fn seal(&self, plaintext: &[u8]) -> Result<Vec<u8>, CheckpointError> {
-        self.seal_with(plaintext.len(), |w| {
+        let capacity = plaintext.len() + plaintext.len() / 4096 + 1024;
+        self.seal_into(Vec::with_capacity(capacity), |w| {
             w.write_all(plaintext)
                 .map_err(|e| CheckpointError::Encrypt(e.to_string()))
         })
+        .map(|sealed| sealed.sink)
     }
 
-    /// The age file of what `write` writes (about `len` bytes): the plaintext goes
-    /// through the cipher as it is made and is never whole in memory. Nothing touches the
-    /// disk.
-    pub fn seal_with(
+    /// Writes into `sink` the age file of what `write` writes, and gives its size and
+    /// SHA-256: the plaintext is sealed as it is made and is never whole in memory
+    /// ([`age_writer::seal_to`]).
+    pub fn seal_into<W: Write + Send>(
         &self,
-        len: usize,
+        sink: W,
         write: impl FnOnce(&mut dyn Write) -> Result<(), CheckpointError>,
-    ) -> Result<Vec<u8>, CheckpointError> {
-        let encryptor = match self {
+    ) -> Result<Sealed<W>, CheckpointError> {
+        match self {
             Sealing::Recipients(recipients) => {
-                age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
-                    .map_err(|e| CheckpointError::Encrypt(e.to_string()))?
+                let recipients: Vec<&dyn age::Recipient> = recipients
+                    .iter()
+                    .map(|r| r as &dyn age::Recipient)
+                    .collect();
+                age_writer::seal_to(&recipients, sink, write)
             }
             Sealing::Passphrase(passphrase) => {
                 let mut recipient = age::scrypt::Recipient::new(passphrase.clone());
                 recipient.set_work_factor(SCRYPT_LOG_N);
-                age::Encryptor::with_recipients(std::iter::once(&recipient as &dyn age::Recipient))
-                    .map_err(|e| CheckpointError::Encrypt(e.to_string()))?
+                age_writer::seal_to(&[&recipient], sink, write)
             }
-        };
-        // The header is a few hundred bytes; each 64 KiB chunk gains a 16-byte tag.
-        let mut out = Vec::with_capacity(len + len / 4096 + 1024);
-        let mut writer = encryptor
-            .wrap_output(&mut out)
-            .map_err(|e| CheckpointError::Encrypt(e.to_string()))?;
-        write(&mut writer)?;
-        writer
-            .finish()
-            .map_err(|e| CheckpointError::Encrypt(e.to_string()))?;
-        Ok(out)
+        }
     }
 }
 

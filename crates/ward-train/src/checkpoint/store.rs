@@ -12,13 +12,16 @@ use ward_package::loader::open_layout;
 use ward_package::package::sign_options;
 use ward_package::pipeline::Accepted;
 use ward_package::read::Keep;
-use ward_package::signature::{sign, FileSet, PrivateKey};
-use ward_package::write::write_layout;
+use ward_package::signature::hashing::HashedItem;
+use ward_package::signature::verify::Digests;
+use ward_package::signature::{sign_with_digests, FileSet, Hashing, PrivateKey};
+use ward_package::write::NewDir;
 use ward_package::{
     Layout, PackageError, Trust, Verification, CHECKPOINT_INDEX_FILE, CHECKPOINT_STATE_FILE,
     SIGNATURE_FILE,
 };
 
+use super::age_writer::Sealed;
 use super::index::CheckpointIndex;
 use super::seal::{Sealing, Unsealing};
 use super::state::{decode_state, encode_state_to, DecodedState, ParamView, StateInfo};
@@ -248,43 +251,69 @@ impl CheckpointWriter {
         info: &StateInfo,
         params: &[ParamView<'_>],
     ) -> Result<Written, CheckpointError> {
-        let len: usize = params
-            .iter()
-            .map(|p| p.weight.len() * 4 * (1 + p.state.tensors.len()))
-            .sum();
-        let sealed = self
+        let layout = checkpoint_layout();
+        let options = sign_options(&index.model, &[SIGNATURE_FILE.to_string()]);
+        // The state's SHA-256 is computed as it is sealed and the signature reuses it:
+        // it covers the whole file, the one resource of model-signing's default hashing.
+        if options.hashing != Hashing::DEFAULT {
+            return Err(CheckpointError::State(format!(
+                "checkpoints are signed with {:?}, not the default hashing",
+                options.hashing
+            )));
+        }
+        let mode = |name: &str| {
+            layout
+                .spec_of(name)
+                .map(|spec| spec.mode())
+                .ok_or_else(|| CheckpointError::State(format!("{name} is not in the layout")))
+        };
+        let dir = self.dir.join(checkpoint_name(index.position.step));
+        // The state goes to disk as it is encrypted, into the new directory's temporary
+        // sibling; the directory takes its name only once every file is written and
+        // synced, and an error or a panic before then removes it.
+        let mut new = NewDir::create(&dir, true).map_err(CheckpointError::Write)?;
+        let state = new
+            .stream(CHECKPOINT_STATE_FILE, mode(CHECKPOINT_STATE_FILE)?)
+            .map_err(CheckpointError::Write)?;
+        let Sealed {
+            sink: state,
+            len: state_bytes,
+            sha256: state_sha256,
+        } = self
             .sealing
-            .seal_with(len, |w| encode_state_to(info, params, w).map(drop))?;
-        index.state_bytes = sealed.len() as u64;
+            .seal_into(state, |w| encode_state_to(info, params, w).map(drop))?;
+        new.close(state).map_err(CheckpointError::Write)?;
+        index.state_bytes = state_bytes;
         index.encryption = self.sealing.encryption();
         index.recipients = self.sealing.recipient_names();
         index.validate().map_err(CheckpointError::State)?;
         let json = index.to_json();
-        let files = FileSet::new([
-            (CHECKPOINT_INDEX_FILE.to_string(), json.as_slice()),
-            (CHECKPOINT_STATE_FILE.to_string(), sealed.as_slice()),
+        let files = FileSet::with_lengths([
+            (
+                CHECKPOINT_INDEX_FILE.to_string(),
+                json.len() as u64,
+                Some(json.as_slice()),
+            ),
+            (CHECKPOINT_STATE_FILE.to_string(), state_bytes, None),
         ]);
-        let signature = sign(
-            &files,
-            &self.key,
-            &sign_options(&index.model, &[SIGNATURE_FILE.to_string()]),
-        );
-        let dir = self.dir.join(checkpoint_name(index.position.step));
-        write_layout(
-            &dir,
-            &checkpoint_layout(),
-            &[
-                (CHECKPOINT_INDEX_FILE, &json),
-                (CHECKPOINT_STATE_FILE, &sealed),
-                (SIGNATURE_FILE, &signature),
-            ],
-        )
-        .map_err(CheckpointError::Write)?;
+        let mut digests = Digests::default();
+        let item = HashedItem {
+            path: CHECKPOINT_STATE_FILE.to_string(),
+            range: 0..state_bytes,
+            digest: state_sha256.to_vec(),
+        };
+        digests.insert(options.hashing, CHECKPOINT_STATE_FILE, vec![item]);
+        let signature = sign_with_digests(&files, &self.key, &options, &mut digests);
+        let (index_mode, signature_mode) = (mode(CHECKPOINT_INDEX_FILE)?, mode(SIGNATURE_FILE)?);
+        new.add(CHECKPOINT_INDEX_FILE, &json, index_mode)
+            .and_then(|()| new.add(SIGNATURE_FILE, &signature, signature_mode))
+            .and_then(|()| new.commit_layout(&layout))
+            .map_err(CheckpointError::Write)?;
         let removed = self.prune()?;
         Ok(Written {
             dir,
             state_bytes: index.state_bytes,
-            state_sha256: sha2::Sha256::digest(&sealed).into(),
+            state_sha256,
             removed,
         })
     }
@@ -387,8 +416,10 @@ pub fn open_checkpoint(
         SystemTime::now(),
         Keep::Held,
         |verified: &mut ward_package::pipeline::Verified<CheckpointIndex>| {
+            let digest = verified.sha256_of(CHECKPOINT_STATE_FILE);
             verified
                 .take(CHECKPOINT_STATE_FILE)
+                .map(|sealed| (sealed, digest))
                 .ok_or(PackageError::MissingFile {
                     file: CHECKPOINT_STATE_FILE,
                 })
@@ -397,10 +428,12 @@ pub fn open_checkpoint(
     .map_err(CheckpointError::Package)?;
     let Accepted {
         index,
-        parsed: sealed,
+        parsed: (sealed, verified_sha256),
         verification,
     } = accepted;
-    let state_sha256 = sha2::Sha256::digest(&sealed).into();
+    // Verification hashed the state as it read it; an unsigned checkpoint (opened under
+    // an explicit allow-unsigned) was not, and is hashed here.
+    let state_sha256 = verified_sha256.unwrap_or_else(|| sha2::Sha256::digest(&sealed).into());
     let plaintext = unsealing.open(&sealed, MAX_STATE_BYTES)?;
     drop(sealed);
     let state = decode_state(&plaintext)?;
