@@ -100,7 +100,7 @@ pub fn seal_to<W: Write + Send>(
         let drained = sink_thread
             .join()
             .map_err(|_| encrypt_failed("the file (its writer thread panicked)"))?;
-        let (sink, len, sha256) = drained.map_err(CheckpointError::Encrypt)?;
+        let (sink, len, sha256) = drained.map_err(CheckpointError::WriteState)?;
         made?;
         Ok(Sealed { sink, len, sha256 })
     })
@@ -112,19 +112,17 @@ fn drain<W: Write>(
     mut sink: W,
     batches: &mpsc::Receiver<Vec<u8>>,
     give_back: &mpsc::Sender<Vec<u8>>,
-) -> Result<(W, u64, [u8; 32]), String> {
+) -> io::Result<(W, u64, [u8; 32])> {
     let mut hasher = Sha256::new();
     let mut len = 0u64;
     for batch in batches {
         hasher.update(&batch);
-        sink.write_all(&batch)
-            .map_err(|e| format!("cannot write the encrypted state: {e}"))?;
+        sink.write_all(&batch)?;
         len += batch.len() as u64;
         // The writer may be gone (it failed); the memory is then simply freed.
         let _ = give_back.send(batch);
     }
-    sink.flush()
-        .map_err(|e| format!("cannot write the encrypted state: {e}"))?;
+    sink.flush()?;
     Ok((sink, len, hasher.finalize().into()))
 }
 
@@ -428,6 +426,7 @@ mod failures {
         })
         .err()
         .unwrap();
+        assert!(matches!(e, CheckpointError::WriteState(_)), "{e}");
         assert!(e.to_string().contains("No space left on device"), "{e}");
     }
 

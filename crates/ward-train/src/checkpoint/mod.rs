@@ -54,6 +54,9 @@ pub enum CheckpointError {
     Decrypt(String),
     #[error("cannot encrypt the state: {0}")]
     Encrypt(String),
+    /// The encrypted state could not be written where it was going (a full disk).
+    #[error("cannot write the checkpoint's state.age: {0}")]
+    WriteState(std::io::Error),
     #[error("the decrypted state is larger than {limit} bytes")]
     StateTooLarge { limit: u64 },
     #[error("state: {0}")]
