@@ -1,5 +1,6 @@
 //! The `ward` binary's global allocator: the system allocator, with Linux asked to back
-//! every large block with transparent huge pages.
+//! every large block with transparent huge pages; and [`release_after_large_frees`], which
+//! gives freed memory back to the system while a plan is built.
 //!
 //! Why: loading a model writes each weight into fresh memory at least twice (read from
 //! the package, then packed for the matrix products), and Linux hands fresh memory out
@@ -20,6 +21,11 @@
 )]
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Bytes of large blocks (a huge page and more) given back since the allocator's free
+/// memory was last released: what [`release_after_large_frees`] weighs.
+static FREED_LARGE_BYTES: AtomicUsize = AtomicUsize::new(0);
 
 /// The system allocator, advising huge pages for blocks that hold a whole 2 MiB extent.
 ///
@@ -69,6 +75,7 @@ unsafe impl GlobalAlloc for HugePageAlloc {
     }
 
     unsafe fn dealloc(&self, block: *mut u8, layout: Layout) {
+        count_free(layout.size());
         // SAFETY: the caller gives back a block of ours with its layout, so `System` made it
         // with `system_layout(layout)`.
         unsafe { System.dealloc(block, system_layout(layout)) }
@@ -76,6 +83,7 @@ unsafe impl GlobalAlloc for HugePageAlloc {
 
     unsafe fn realloc(&self, block: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         let old = system_layout(layout);
+        count_free(layout.size());
         let Ok(new) = Layout::from_size_align(new_size, layout.align()).map(system_layout) else {
             return std::ptr::null_mut();
         };
@@ -133,3 +141,41 @@ fn advise(block: *mut u8, len: usize) {
 
 #[cfg(not(target_os = "linux"))]
 fn advise(_block: *mut u8, _len: usize) {}
+
+fn count_free(size: usize) {
+    if size >= HUGE_PAGE_BYTES {
+        FREED_LARGE_BYTES.fetch_add(size, Ordering::Relaxed);
+    }
+}
+
+/// Gives back to the operating system the memory the system allocator holds free, if at
+/// least `threshold` bytes of large blocks were freed through [`HugePageAlloc`] since it
+/// last did; returns whether it did. Cheap when it does not (one atomic load), so it can
+/// be called after every step of a loop that frees memory.
+///
+/// Why: glibc keeps freed blocks below its mmap threshold (which grows to 32 MiB once a
+/// large block is freed) in its heaps for reuse, and gives back only the heap's top.
+/// Building a plan frees a model's weights one by one as the engine copies and packs
+/// them, so without this their pages stay resident beside the copies and the process
+/// peaks at the weights held twice. `malloc_trim(0)` releases every free page, wherever
+/// it lies in a heap. A process whose global allocator is not [`HugePageAlloc`] counts
+/// nothing and never trims; on other systems (musl, macOS) trimming does nothing.
+pub fn release_after_large_frees(threshold: usize) -> bool {
+    if FREED_LARGE_BYTES.load(Ordering::Relaxed) < threshold {
+        return false;
+    }
+    FREED_LARGE_BYTES.store(0, Ordering::Relaxed);
+    release_free_memory();
+    true
+}
+
+/// Gives back to the operating system every page the system allocator holds free (glibc's
+/// `malloc_trim(0)`; nothing elsewhere).
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim hands only free pages of the allocator's own heaps back to the
+    // kernel (MADV_DONTNEED); no live block is touched, and it takes each arena's lock.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}

@@ -159,6 +159,8 @@ pub(crate) fn adopt(
         let tensor = tract_weight(weights.get(index), index)?;
         weights.used(index);
         make_const(model, outlet.node, tensor).map_err(super::engine("adopt the weights"))?;
+        // An owned weight, copied, has just been freed.
+        ward_alloc::release_after_large_frees(super::optimizer::TRIM_AFTER_BYTES);
     }
     model
         .set_input_outlets(&kept)

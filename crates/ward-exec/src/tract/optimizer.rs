@@ -32,6 +32,12 @@ use tract_onnx::tract_core::optim::{Optimizer, TypedPass};
 
 use super::reshape_consts::ReshapeConstsInPlace;
 
+/// Freed large blocks worth giving back to the operating system while a plan is built
+/// (`ward_alloc::release_after_large_frees`): a weight's size or so, so that a freed
+/// weight's pages never stay resident beside the copy that replaced it, and the
+/// allocator is not asked after every small patch.
+pub(crate) const TRIM_AFTER_BYTES: usize = 8 << 20;
+
 /// tract's full optimisation: its declutter passes, then its codegen passes.
 pub(crate) fn optimize(model: &mut TypedModel) -> TractResult<()> {
     run(Optimizer::declutter(), model)?;
@@ -91,6 +97,8 @@ fn run_pass_once(
             }
         }
         apply(patch, model, &mut names)?;
+        // A patch that packed a weight has freed the unpacked one.
+        ward_alloc::release_after_large_frees(TRIM_AFTER_BYTES);
         applied += 1;
     }
     pass.run_direct(model)?;
