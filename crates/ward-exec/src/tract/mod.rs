@@ -21,6 +21,7 @@ mod per_sample_conv;
 mod relu;
 mod reshape_consts;
 mod roi;
+mod roi_sum;
 mod states;
 mod topk;
 
@@ -143,6 +144,7 @@ impl TractBackend {
         max_pool::adopt(&mut typed).map_err(engine("adopt ward's max pool"))?;
         topk::adopt(&mut typed).map_err(engine("adopt ward's topk"))?;
         fmod::adopt(&mut typed).map_err(engine("adopt ward's fmod"))?;
+        roi_sum::adopt(&mut typed).map_err(engine("sum ROIAlign levels into one output"))?;
         tracing::debug!(nodes = typed.nodes.len(), "plan: typed; optimising");
         let mut optimized = typed;
         optimizer::optimize(&mut optimized).map_err(engine("optimise"))?;

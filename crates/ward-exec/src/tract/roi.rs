@@ -356,7 +356,8 @@ impl MxnetRoiAlign {
         }
     }
 
-    fn out_shape(&self, x: &[usize], rois: &[usize]) -> TractResult<[usize; 4]> {
+    /// The output's shape for data of shape `x` and rois of shape `rois`.
+    pub(crate) fn out_shape(&self, x: &[usize], rois: &[usize]) -> TractResult<[usize; 4]> {
         let (&[_, c, _, _], &[r, 5]) = (x, rois) else {
             bail!("ROIAlign of data {x:?} and rois {rois:?}");
         };
@@ -381,16 +382,24 @@ impl Op for MxnetRoiAlign {
     op_as_typed_op!();
 }
 
-impl EvalOp for MxnetRoiAlign {
-    op_out_of_plan!();
+impl MxnetRoiAlign {
+    /// The output's shape for `data` and `rois`.
+    pub(crate) fn output_shape(&self, data: &TValue, rois: &TValue) -> TractResult<[usize; 4]> {
+        self.out_shape(data.shape(), rois.shape())
+    }
 
-    fn eval(&self, _: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let (Some(data), Some(rois)) = (inputs.first(), inputs.get(1)) else {
-            bail!("ROIAlign takes data and rois");
-        };
+    /// Aligns `rois` over `data` into `ys` (the output, `output_shape` long): each value
+    /// written, or with `accumulate` added to what `ys` holds, as `ys + value` (so levels
+    /// accumulated in turn sum as MXNet's `add_n` of their outputs, left to right).
+    pub(crate) fn align_into(
+        &self,
+        data: &TValue,
+        rois: &TValue,
+        ys: &mut [f32],
+        accumulate: bool,
+    ) -> TractResult<()> {
         let x_shape = data.shape().to_vec();
-        let out_shape = self.out_shape(&x_shape, rois.shape())?;
-        let [_, c_out, _, _] = out_shape;
+        let [_, c_out, _, _] = self.out_shape(&x_shape, rois.shape())?;
         let (&[batch, c_in, height, width], op) = (x_shape.as_slice(), self.op()) else {
             bail!("ROIAlign of data {x_shape:?}");
         };
@@ -400,43 +409,55 @@ impl EvalOp for MxnetRoiAlign {
         let x = data_plain.as_slice::<f32>()?;
         let rois_plain = rois.try_as_plain_ram()?;
         let rows = rois_plain.as_slice::<f32>()?;
-        let mut out = Tensor::zero::<f32>(&out_shape)?;
-        {
-            let mut out_plain = out.try_as_plain_ram_mut()?;
-            let ys = out_plain.as_slice_mut::<f32>()?;
-            let mut at = 0usize;
-            for (i, row) in rows.chunks_exact(5).enumerate() {
-                let plan = roi_align_plan(&op, batch, height, width, row)
-                    .map_err(|m| anyhow_msg(format!("ROIAlign roi {i}: {m}")))?;
-                for c in 0..c_out {
-                    for bin in 0..bins {
-                        let base = (plan.batch * c_in + source_channel(&op, c, bin)) * plane;
-                        let (Some(d), Some(taps)) = (
-                            x.get(base..base + plane),
-                            plan.taps.get(bin * plan.grid..(bin + 1) * plan.grid),
-                        ) else {
-                            bail!("ROIAlign reads outside its data");
+        let mut at = 0usize;
+        for (i, row) in rows.chunks_exact(5).enumerate() {
+            let plan = roi_align_plan(&op, batch, height, width, row)
+                .map_err(|m| anyhow_msg(format!("ROIAlign roi {i}: {m}")))?;
+            for c in 0..c_out {
+                for bin in 0..bins {
+                    let base = (plan.batch * c_in + source_channel(&op, c, bin)) * plane;
+                    let (Some(d), Some(taps)) = (
+                        x.get(base..base + plane),
+                        plan.taps.get(bin * plan.grid..(bin + 1) * plan.grid),
+                    ) else {
+                        bail!("ROIAlign reads outside its data");
+                    };
+                    let mut sum = 0.0f32;
+                    for t in taps {
+                        let [p1, p2, p3, p4] = t.pos;
+                        let [w1, w2, w3, w4] = t.w;
+                        let (Some(&d1), Some(&d2), Some(&d3), Some(&d4)) =
+                            (d.get(p1), d.get(p2), d.get(p3), d.get(p4))
+                        else {
+                            bail!("ROIAlign samples outside its plane");
                         };
-                        let mut sum = 0.0f32;
-                        for t in taps {
-                            let [p1, p2, p3, p4] = t.pos;
-                            let [w1, w2, w3, w4] = t.w;
-                            let (Some(&d1), Some(&d2), Some(&d3), Some(&d4)) =
-                                (d.get(p1), d.get(p2), d.get(p3), d.get(p4))
-                            else {
-                                bail!("ROIAlign samples outside its plane");
-                            };
-                            sum += w1 * d1 + w2 * d2 + w3 * d3 + w4 * d4;
-                        }
-                        let Some(y) = ys.get_mut(at) else {
-                            bail!("ROIAlign writes past its output");
-                        };
-                        *y = sum / plan.count;
-                        at += 1;
+                        sum += w1 * d1 + w2 * d2 + w3 * d3 + w4 * d4;
                     }
+                    let Some(y) = ys.get_mut(at) else {
+                        bail!("ROIAlign writes past its output");
+                    };
+                    let value = sum / plan.count;
+                    *y = if accumulate { *y + value } else { value };
+                    at += 1;
                 }
             }
-            ensure!(at == ys.len(), "ROIAlign wrote {at} of {} values", ys.len());
+        }
+        ensure!(at == ys.len(), "ROIAlign wrote {at} of {} values", ys.len());
+        Ok(())
+    }
+}
+
+impl EvalOp for MxnetRoiAlign {
+    op_out_of_plan!();
+
+    fn eval(&self, _: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let (Some(data), Some(rois)) = (inputs.first(), inputs.get(1)) else {
+            bail!("ROIAlign takes data and rois");
+        };
+        let mut out = Tensor::zero::<f32>(&self.output_shape(data, rois)?)?;
+        {
+            let mut out_plain = out.try_as_plain_ram_mut()?;
+            self.align_into(data, rois, out_plain.as_slice_mut::<f32>()?, false)?;
         }
         Ok(tvec![out.into_tvalue()])
     }

@@ -160,3 +160,113 @@ fn roi_pooling_gives_mxnets_numbers_and_zeros_outside_the_batch() {
         Some("WardRoiPool".to_string())
     );
 }
+
+/// Three pyramid levels (data of 8×8, 4×4 and 2×2 at scales 1, 1/2 and 1/4), each
+/// pooling the same rois, some masked to image -1 as GluonCV's FPN masks them; summed by
+/// `add_n` (`summed`) or given as three outputs (`apart`).
+fn pyramid(summed: bool) -> Graph {
+    let mut g = Graph::new();
+    for name in ["p2", "p3", "p4", "rois2", "rois3", "rois4"] {
+        g.inputs.push(GraphInput {
+            name: name.into(),
+            dtype: DType::F32,
+            role: InputRole::Data,
+        });
+    }
+    for level in 0..3 {
+        g.nodes.push(Node {
+            name: format!("roi_align{level}"),
+            op: RoiAlign {
+                pooled_height: 2,
+                pooled_width: 3,
+                spatial_scale: 1.0 / (1 << level) as f32,
+                sample_ratio: Some(2),
+                position_sensitive: false,
+                aligned: level == 1,
+            }
+            .into(),
+            inputs: vec![Source::Input(level), Source::Input(level + 3)],
+        });
+    }
+    if summed {
+        g.nodes.push(Node {
+            name: "sum".into(),
+            op: ward_graph::ops::elementwise::AddN {}.into(),
+            inputs: (0..3).map(|n| Source::Node(n, 0)).collect(),
+        });
+        g.outputs.push(GraphOutput {
+            name: "y".into(),
+            source: Source::Node(3, 0),
+        });
+    } else {
+        for level in 0..3 {
+            g.outputs.push(GraphOutput {
+                name: format!("y{level}"),
+                source: Source::Node(level, 0),
+            });
+        }
+    }
+    g.validate().unwrap();
+    g
+}
+
+#[test]
+fn pyramid_levels_summed_into_one_output_give_the_sum_of_the_levels_bit_for_bit() {
+    let wave = |n: usize, k: f32| -> Vec<f32> {
+        (0..n).map(|i| ((i as f32) * k).sin() * 3.0 + 0.1).collect()
+    };
+    let sides = [8usize, 4, 2];
+    let mut inputs: Vec<Tensor> = sides
+        .iter()
+        .zip([0.37f32, 1.3, 2.9])
+        .map(|(&s, k)| Tensor::from_f32(vec![1, 3, s, s], &wave(3 * s * s, k)).unwrap())
+        .collect();
+    // Each roi belongs to one level; the others see it masked to image -1.
+    let boxes = [
+        [0.0f32, 0.5, 0.5, 6.5, 5.0],
+        [0.0, 1.0, 2.0, 3.0, 7.5],
+        [0.0, 0.0, 0.0, 7.9, 7.9],
+        [0.0, 2.2, 1.1, 4.4, 3.3],
+    ];
+    let owner = [0usize, 2, 1, 0];
+    for level in 0..3 {
+        let rows: Vec<f32> = boxes
+            .iter()
+            .zip(owner)
+            .flat_map(|(b, o)| if o == level { *b } else { [-1.0; 5] })
+            .collect();
+        inputs.push(Tensor::from_f32(vec![boxes.len(), 5], &rows).unwrap());
+    }
+    let run = |graph: Graph| {
+        let weights = WeightSet::new(&graph, HashMap::new()).unwrap();
+        let backend = Arc::new(TractBackend::new(1).unwrap());
+        let model = Executable::new(graph, weights, backend).unwrap();
+        let shapes: Vec<Vec<usize>> = inputs.iter().map(|t| t.shape().to_vec()).collect();
+        let operators = model.plan(&shapes).unwrap().operators();
+        let outputs: Vec<Vec<f32>> = model
+            .run(&inputs)
+            .unwrap()
+            .into_iter()
+            .map(|t| t.to_f32_vec())
+            .collect();
+        (outputs, operators)
+    };
+    let (apart, _) = run(pyramid(false));
+    let (summed, operators) = run(pyramid(true));
+    let sums = operators
+        .iter()
+        .filter(|o| *o == "WardMxnetRoiAlignSum")
+        .count();
+    assert_eq!(sums, 1, "{operators:?}");
+    assert!(
+        !operators.iter().any(|o| o == "WardMxnetRoiAlign"),
+        "{operators:?}"
+    );
+    // add_n's order: ((a + b) + c), as MXNet sums.
+    let expected: Vec<f32> = (0..apart[0].len())
+        .map(|i| (apart[0][i] + apart[1][i]) + apart[2][i])
+        .collect();
+    assert!(expected.iter().any(|&v| v != 0.0));
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&summed[0]), bits(&expected));
+}
