@@ -647,6 +647,80 @@ fn a_large_batched_convolution_runs_sample_by_sample_with_the_same_outputs() {
     }
 }
 
+/// A 2×2, stride-2 transposed convolution over 300 regions (Mask R-CNN's mask head,
+/// scaled down), whose product of (output channels · taps) × input positions would hold
+/// 20 MB for the batch, runs sample by sample, each sample's outputs the definition's.
+#[test]
+fn a_large_batched_transposed_convolution_runs_sample_by_sample_with_the_same_outputs() {
+    use ward_graph::ops::conv::Deconv;
+    let (n, c, f, h, w) = (300usize, 8usize, 64usize, 8usize, 8usize);
+    let mut g = Graph::new();
+    g.inputs.push(input("x"));
+    g.params
+        .push(ParamDecl::new("w", DType::F32, vec![c, f, 2, 2]));
+    g.nodes.push(Node {
+        name: "upsample".into(),
+        op: Deconv {
+            kernel: vec![2, 2],
+            stride: vec![2, 2],
+            dilation: vec![1, 1],
+            pad: vec![0, 0],
+            output_padding: vec![0, 0],
+            groups: 1,
+            bias: false,
+        }
+        .into(),
+        inputs: vec![Source::Input(0), Source::Param(0)],
+    });
+    g.outputs.push(GraphOutput {
+        name: "y".into(),
+        source: Source::Node(0, 0),
+    });
+    g.validate().unwrap();
+    let weight = scrambled(c * f * 4, 21);
+    let named = HashMap::from([(
+        "w".to_string(),
+        Tensor::from_f32(vec![c, f, 2, 2], &weight).unwrap(),
+    )]);
+    let model = model(g, named);
+    let shape = vec![n, c, h, w];
+    let plan = model.plan(std::slice::from_ref(&shape)).unwrap();
+    let operators = plan.operators();
+    assert!(
+        operators.iter().any(|op| op == "WardConvPerSample"),
+        "the batch is upsampled at once: {operators:?}"
+    );
+    let x = scrambled(n * c * h * w, 22);
+    let input = Tensor::from_f32(shape, &x).unwrap();
+    let y = plan
+        .run(model.stage(&[input.view()]).unwrap())
+        .unwrap()
+        .remove(0);
+    assert_eq!(y.shape(), &[n, f, 2 * h, 2 * w]);
+    let y = y.to_f32_vec();
+    let (oh, ow) = (2 * h, 2 * w);
+    for sample in [0, 1, 150, n - 1] {
+        // Each output takes one tap: input (oy / 2, ox / 2), kernel tap (oy % 2, ox % 2).
+        let mut want = Vec::with_capacity(f * oh * ow);
+        for filter in 0..f {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let sum: f64 = (0..c)
+                        .map(|ci| {
+                            let xv = x[((sample * c + ci) * h + oy / 2) * w + ox / 2];
+                            let wv = weight[((ci * f + filter) * 2 + oy % 2) * 2 + ox % 2];
+                            f64::from(xv) * f64::from(wv)
+                        })
+                        .sum();
+                    want.push(sum);
+                }
+            }
+        }
+        let got = &y[sample * f * oh * ow..(sample + 1) * f * oh * ow];
+        assert_close(got, &want, &format!("sample {sample}"));
+    }
+}
+
 /// MXNet's `relu` operator (not `Activation`): NaN kept, negative values and -0 made +0,
 /// infinities as they are; run as one pass of ward's own op.
 #[test]
