@@ -407,8 +407,9 @@ fn sigmoid_saturates_to_mxnets_zero_and_one() {
     }
 }
 
-/// One convolution node on input "x" with weight param "w", on a graph of its own.
-fn conv_graph(op: Conv, weight_shape: Vec<usize>) -> Graph {
+/// One convolution (or transposed convolution) node on input "x" with weight param "w",
+/// on a graph of its own.
+fn conv_graph(op: impl Into<Op>, weight_shape: Vec<usize>) -> Graph {
     let mut g = Graph::new();
     g.inputs.push(input("x"));
     g.params.push(ParamDecl::new("w", DType::F32, weight_shape));
@@ -426,7 +427,11 @@ fn conv_graph(op: Conv, weight_shape: Vec<usize>) -> Graph {
 }
 
 /// [`conv_graph`] of `op` with `weight` (of `weight_shape`) on a single-threaded backend.
-fn conv_model(op: &Conv, weight_shape: Vec<usize>, weight: &[f32]) -> Executable {
+fn conv_model(
+    op: &(impl Into<Op> + Clone),
+    weight_shape: Vec<usize>,
+    weight: &[f32],
+) -> Executable {
     let named = HashMap::from([(
         "w".to_string(),
         Tensor::from_f32(weight_shape.clone(), weight).unwrap(),
@@ -602,6 +607,25 @@ fn a_nan_in_a_tap_that_reads_only_padding_still_reaches_the_output() {
     );
 }
 
+/// `model` planned for input `shape` must run its convolution sample by sample
+/// (`WardConvPerSample`); runs it on `x` and gives the output, checked to be of `output`'s
+/// shape.
+fn run_per_sample(model: &Executable, shape: Vec<usize>, x: &[f32], output: &[usize]) -> Vec<f32> {
+    let plan = model.plan(std::slice::from_ref(&shape)).unwrap();
+    let operators = plan.operators();
+    assert!(
+        operators.iter().any(|op| op == "WardConvPerSample"),
+        "the batch is computed at once: {operators:?}"
+    );
+    let input = Tensor::from_f32(shape, x).unwrap();
+    let y = plan
+        .run(model.stage(&[input.view()]).unwrap())
+        .unwrap()
+        .remove(0);
+    assert_eq!(y.shape(), output);
+    y.to_f32_vec()
+}
+
 /// A 3×3 convolution over a batch of 128 (an R-CNN box head's shape, scaled down) whose
 /// im2col would hold 21 MB runs sample by sample, with each sample's outputs the
 /// convolution's definition.
@@ -619,21 +643,8 @@ fn a_large_batched_convolution_runs_sample_by_sample_with_the_same_outputs() {
     let weight_shape = vec![f, c, 3, 3];
     let weight = scrambled(f * c * 9, 11);
     let model = conv_model(&op, weight_shape, &weight);
-    let shape = vec![n, c, h, w];
-    let plan = model.plan(std::slice::from_ref(&shape)).unwrap();
-    let operators = plan.operators();
-    assert!(
-        operators.iter().any(|op| op == "WardConvPerSample"),
-        "the batch is convolved at once: {operators:?}"
-    );
     let x = scrambled(n * c * h * w, 12);
-    let input = Tensor::from_f32(shape, &x).unwrap();
-    let y = plan
-        .run(model.stage(&[input.view()]).unwrap())
-        .unwrap()
-        .remove(0);
-    assert_eq!(y.shape(), &[n, f, h, w]);
-    let y = y.to_f32_vec();
+    let y = run_per_sample(&model, vec![n, c, h, w], &x, &[n, f, h, w]);
     for sample in 0..n {
         let want = conv_by_hand(
             &x[sample * c * h * w..(sample + 1) * c * h * w],
@@ -654,50 +665,19 @@ fn a_large_batched_convolution_runs_sample_by_sample_with_the_same_outputs() {
 fn a_large_batched_transposed_convolution_runs_sample_by_sample_with_the_same_outputs() {
     use ward_graph::ops::conv::Deconv;
     let (n, c, f, h, w) = (300usize, 8usize, 64usize, 8usize, 8usize);
-    let mut g = Graph::new();
-    g.inputs.push(input("x"));
-    g.params
-        .push(ParamDecl::new("w", DType::F32, vec![c, f, 2, 2]));
-    g.nodes.push(Node {
-        name: "upsample".into(),
-        op: Deconv {
-            kernel: vec![2, 2],
-            stride: vec![2, 2],
-            dilation: vec![1, 1],
-            pad: vec![0, 0],
-            output_padding: vec![0, 0],
-            groups: 1,
-            bias: false,
-        }
-        .into(),
-        inputs: vec![Source::Input(0), Source::Param(0)],
-    });
-    g.outputs.push(GraphOutput {
-        name: "y".into(),
-        source: Source::Node(0, 0),
-    });
-    g.validate().unwrap();
+    let op = Deconv {
+        kernel: vec![2, 2],
+        stride: vec![2, 2],
+        dilation: vec![1, 1],
+        pad: vec![0, 0],
+        output_padding: vec![0, 0],
+        groups: 1,
+        bias: false,
+    };
     let weight = scrambled(c * f * 4, 21);
-    let named = HashMap::from([(
-        "w".to_string(),
-        Tensor::from_f32(vec![c, f, 2, 2], &weight).unwrap(),
-    )]);
-    let model = model(g, named);
-    let shape = vec![n, c, h, w];
-    let plan = model.plan(std::slice::from_ref(&shape)).unwrap();
-    let operators = plan.operators();
-    assert!(
-        operators.iter().any(|op| op == "WardConvPerSample"),
-        "the batch is upsampled at once: {operators:?}"
-    );
+    let model = conv_model(&op, vec![c, f, 2, 2], &weight);
     let x = scrambled(n * c * h * w, 22);
-    let input = Tensor::from_f32(shape, &x).unwrap();
-    let y = plan
-        .run(model.stage(&[input.view()]).unwrap())
-        .unwrap()
-        .remove(0);
-    assert_eq!(y.shape(), &[n, f, 2 * h, 2 * w]);
-    let y = y.to_f32_vec();
+    let y = run_per_sample(&model, vec![n, c, h, w], &x, &[n, f, 2 * h, 2 * w]);
     let (oh, ow) = (2 * h, 2 * w);
     for sample in [0, 1, 150, n - 1] {
         // Each output takes one tap: input (oy / 2, ox / 2), kernel tap (oy % 2, ox % 2).
