@@ -83,8 +83,9 @@ fn check_sizes(layout: &Layout, files: &[(&str, u64)]) -> Result<(), PackageErro
     Ok(())
 }
 
-/// The permission bits `layout` gives file `name`.
-fn mode_of(layout: &Layout, name: &str) -> Result<u32, PackageError> {
+/// The permission bits `layout` gives file `name` (refused if the layout has no such
+/// file): what a file of a [`NewDir`] written for that layout is created with.
+pub fn mode_of(layout: &Layout, name: &str) -> Result<u32, PackageError> {
     layout
         .spec_of(name)
         .map(|spec| spec.mode())

@@ -35,9 +35,10 @@ use tract_onnx::tract_core::ops::cnn::{Conv, Deconv};
 
 use super::optimizer::{self, Rewriter, Wire};
 
-/// The batch im2col, in bytes, above which a convolution runs sample by sample. tract's
-/// own rule for a single sample prefers its lazy im2col (no buffer) above 4 MiB; a batch
-/// is allowed four times that before its buffer is given up.
+/// The batch scratch, in bytes (a convolution's im2col, a transposed convolution's
+/// product), above which it runs sample by sample. tract's own rule for a single sample
+/// prefers its lazy im2col (no buffer) above 4 MiB; a batch is allowed four times that
+/// before its buffer is given up.
 pub(crate) const BATCH_IM2COL_BYTES: usize = 16 << 20;
 
 /// Every convolution or transposed convolution of `model` over a batch (N > 1, batch
@@ -86,14 +87,13 @@ impl ConvPerSample {
     /// and qualifies.
     fn covering(model: &TypedModel, id: usize) -> TractResult<Option<ConvPerSample>> {
         let node = &model.nodes[id];
-        let (spec, group, quantized) = if let Some(conv) = node.op_as::<Conv>() {
-            (&conv.pool_spec, conv.group, conv.q_params.is_some())
+        let (spec, group, quantized, transposed) = if let Some(conv) = node.op_as::<Conv>() {
+            (&conv.pool_spec, conv.group, conv.q_params.is_some(), false)
         } else if let Some(deconv) = node.op_as::<Deconv>() {
-            (&deconv.pool_spec, deconv.group, false)
+            (&deconv.pool_spec, deconv.group, false, true)
         } else {
             return Ok(None);
         };
-        let transposed = node.op_is::<Deconv>();
         let input = model.outlet_fact(node.inputs[0])?;
         let output = model.outlet_fact(id.into())?;
         let (Some(input_shape), Some(output_shape)) =

@@ -364,31 +364,8 @@ impl MxnetRoiAlign {
         let c_out = self.op().out_channels(c).map_err(anyhow_msg)?;
         Ok([r, c_out, self.pooled_height, self.pooled_width])
     }
-}
 
-fn anyhow_msg(m: String) -> tract_onnx::prelude::TractError {
-    tract_onnx::prelude::TractError::msg(m)
-}
-
-impl Op for MxnetRoiAlign {
-    fn name(&self) -> StaticName {
-        "WardMxnetRoiAlign".into()
-    }
-
-    fn info(&self) -> TractResult<Vec<String>> {
-        Ok(vec![format!("{:?}", self.op())])
-    }
-
-    op_as_typed_op!();
-}
-
-impl MxnetRoiAlign {
-    /// The output's shape for `data` and `rois`.
-    pub(crate) fn output_shape(&self, data: &TValue, rois: &TValue) -> TractResult<[usize; 4]> {
-        self.out_shape(data.shape(), rois.shape())
-    }
-
-    /// Aligns `rois` over `data` into `ys` (the output, `output_shape` long): each value
+    /// Aligns `rois` over `data` into `ys` (the output, `out_shape` long): each value
     /// written, or with `accumulate` added to what `ys` holds, as `ys + value` (so levels
     /// accumulated in turn sum as MXNet's `add_n` of their outputs, left to right).
     pub(crate) fn align_into(
@@ -447,6 +424,22 @@ impl MxnetRoiAlign {
     }
 }
 
+fn anyhow_msg(m: String) -> tract_onnx::prelude::TractError {
+    tract_onnx::prelude::TractError::msg(m)
+}
+
+impl Op for MxnetRoiAlign {
+    fn name(&self) -> StaticName {
+        "WardMxnetRoiAlign".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![format!("{:?}", self.op())])
+    }
+
+    op_as_typed_op!();
+}
+
 impl EvalOp for MxnetRoiAlign {
     op_out_of_plan!();
 
@@ -454,7 +447,7 @@ impl EvalOp for MxnetRoiAlign {
         let (Some(data), Some(rois)) = (inputs.first(), inputs.get(1)) else {
             bail!("ROIAlign takes data and rois");
         };
-        let mut out = Tensor::zero::<f32>(&self.output_shape(data, rois)?)?;
+        let mut out = Tensor::zero::<f32>(&self.out_shape(data.shape(), rois.shape())?)?;
         {
             let mut out_plain = out.try_as_plain_ram_mut()?;
             self.align_into(data, rois, out_plain.as_slice_mut::<f32>()?, false)?;

@@ -137,7 +137,7 @@ impl EvalOp for MxnetRoiAlignSum {
             2 * self.levels.len(),
             inputs.len()
         );
-        let shape = self.levels[0].output_shape(&inputs[0], &inputs[1])?;
+        let shape = self.levels[0].out_shape(inputs[0].shape(), inputs[1].shape())?;
         let mut out = Tensor::zero::<f32>(&shape)?;
         {
             let mut plain = out.try_as_plain_ram_mut()?;
@@ -145,7 +145,7 @@ impl EvalOp for MxnetRoiAlignSum {
             for (l, (level, pair)) in self.levels.iter().zip(inputs.chunks_exact(2)).enumerate() {
                 let (data, rois) = (&pair[0], &pair[1]);
                 ensure!(
-                    level.output_shape(data, rois)? == shape,
+                    level.out_shape(data.shape(), rois.shape())? == shape,
                     "ROIAlign level {l} gives another shape than level 0"
                 );
                 level.align_into(data, rois, ys, l > 0)?;

@@ -40,6 +40,17 @@ impl Digests {
             .insert(path.to_string(), items);
     }
 
+    /// Records the SHA-256 of the whole file `path` (of `len` bytes), computed by the
+    /// caller as it wrote or read it, under model-signing's default hashing.
+    pub fn insert_whole_file_sha256(&mut self, path: &str, len: u64, sha256: [u8; 32]) {
+        let item = HashedItem {
+            path: path.to_string(),
+            range: 0..len,
+            digest: sha256.to_vec(),
+        };
+        self.insert(Hashing::DEFAULT, path, vec![item]);
+    }
+
     /// The SHA-256 of the whole file `path`, if it was hashed that way (model-signing's
     /// default hashing).
     pub fn whole_file_sha256(&self, path: &str) -> Option<[u8; 32]> {

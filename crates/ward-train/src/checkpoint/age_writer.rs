@@ -82,7 +82,6 @@ pub fn seal_to<W: Write + Send>(
         start.extend_from_slice(&nonce);
         let mut payload = Payload {
             block: new_block()?,
-            open: 0,
             counter: 0,
             key,
             to_sink,
@@ -171,12 +170,11 @@ fn header(
 }
 
 /// The payload being written. `block` holds the batch being filled: closed chunks (each
-/// with room for its tag), then the open chunk's plaintext, which is the last chunk of
-/// the file if nothing more is written.
+/// `SEALED_CHUNK` long, with room for its tag), then the open chunk's plaintext (at most
+/// `CHUNK`, so shorter than a closed chunk), which is the last chunk of the file if
+/// nothing more is written.
 struct Payload {
     block: Vec<u8>,
-    /// Where the open chunk starts in `block`.
-    open: usize,
     /// The STREAM counter of the block's first chunk.
     counter: u64,
     key: LessSafeKey,
@@ -189,12 +187,12 @@ impl Write for Payload {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let mut rest = buf;
         while !rest.is_empty() {
-            if self.block.len() - self.open == CHUNK {
+            if self.open_len() == CHUNK {
                 // More follows, so the full open chunk is not the last.
                 self.close_chunk()
                     .map_err(|e| io::Error::other(e.to_string()))?;
             }
-            let room = CHUNK - (self.block.len() - self.open);
+            let room = CHUNK - self.open_len();
             let (now, later) = rest.split_at(room.min(rest.len()));
             self.block.extend_from_slice(now);
             rest = later;
@@ -208,10 +206,14 @@ impl Write for Payload {
 }
 
 impl Payload {
+    /// The open chunk's plaintext bytes: what follows the closed chunks.
+    fn open_len(&self) -> usize {
+        self.block.len() % SEALED_CHUNK
+    }
+
     fn close_chunk(&mut self) -> Result<(), CheckpointError> {
         self.block.extend_from_slice(&[0; TAG]);
-        self.open = self.block.len();
-        if self.open == BATCH {
+        if self.block.len() == BATCH {
             self.seal_block(false)?;
             let next = match self.spare.try_recv() {
                 Ok(mut spare) => {
@@ -221,7 +223,6 @@ impl Payload {
                 Err(_) => new_block()?,
             };
             let full = std::mem::replace(&mut self.block, next);
-            self.open = 0;
             self.send(full)?;
         }
         Ok(())

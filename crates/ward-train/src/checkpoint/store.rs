@@ -12,10 +12,9 @@ use ward_package::loader::open_layout;
 use ward_package::package::sign_options;
 use ward_package::pipeline::Accepted;
 use ward_package::read::Keep;
-use ward_package::signature::hashing::HashedItem;
 use ward_package::signature::verify::Digests;
 use ward_package::signature::{sign_with_digests, FileSet, Hashing, PrivateKey};
-use ward_package::write::NewDir;
+use ward_package::write::{mode_of, NewDir};
 use ward_package::{
     Layout, PackageError, Trust, Verification, CHECKPOINT_INDEX_FILE, CHECKPOINT_STATE_FILE,
     SIGNATURE_FILE,
@@ -261,12 +260,7 @@ impl CheckpointWriter {
                 options.hashing
             )));
         }
-        let mode = |name: &str| {
-            layout
-                .spec_of(name)
-                .map(|spec| spec.mode())
-                .ok_or_else(|| CheckpointError::State(format!("{name} is not in the layout")))
-        };
+        let mode = |name: &str| mode_of(&layout, name).map_err(CheckpointError::Write);
         let dir = self.dir.join(checkpoint_name(index.position.step));
         // The state goes to disk as it is encrypted, into the new directory's temporary
         // sibling; the directory takes its name only once every file is written and
@@ -297,12 +291,7 @@ impl CheckpointWriter {
             (CHECKPOINT_STATE_FILE.to_string(), state_bytes, None),
         ]);
         let mut digests = Digests::default();
-        let item = HashedItem {
-            path: CHECKPOINT_STATE_FILE.to_string(),
-            range: 0..state_bytes,
-            digest: state_sha256.to_vec(),
-        };
-        digests.insert(options.hashing, CHECKPOINT_STATE_FILE, vec![item]);
+        digests.insert_whole_file_sha256(CHECKPOINT_STATE_FILE, state_bytes, state_sha256);
         let signature = sign_with_digests(&files, &self.key, &options, &mut digests);
         let (index_mode, signature_mode) = (mode(CHECKPOINT_INDEX_FILE)?, mode(SIGNATURE_FILE)?);
         new.add(CHECKPOINT_INDEX_FILE, &json, index_mode)
