@@ -207,8 +207,17 @@ pub fn gemm(
     Ok(())
 }
 
-/// `C ← α·A·B + β·C` for a row-major `C`, split by rows of `C` across rayon's threads.
-pub fn gemm_rows_parallel(
+/// Below this many rows of `C` per thread, a product wide enough is split by columns.
+const MIN_ROWS_PER_TASK: usize = 64;
+/// The fewest columns of `C` a task takes when the product is split by columns.
+const MIN_COLS_PER_TASK: usize = 64;
+
+/// `C ← α·A·B + β·C` for a row-major `C` filling `c`, across rayon's threads: split by
+/// rows of `C`, or, for a short and wide `C` (an RNN's step: 32 rows by 1,024), by
+/// columns, so that each thread packs only its own part of `B` rather than all of it.
+/// Each element is the same sum in the same order however the product is split, so the
+/// result does not depend on the thread count.
+pub fn gemm_parallel(
     alpha: f32,
     a: MatRef<'_>,
     b: MatRef<'_>,
@@ -224,11 +233,17 @@ pub fn gemm_rows_parallel(
             format!("A is {}×{}, B {}×{}", a.rows, a.cols, b.rows, b.cols),
         ));
     }
-    let threads = rayon::current_num_threads().max(1);
-    let rows_per_task = m.div_ceil(threads).max(1);
     if n == 0 || m == 0 {
         return Ok(());
     }
+    let threads = rayon::current_num_threads().max(1);
+    if threads > 1
+        && m < threads.saturating_mul(MIN_ROWS_PER_TASK)
+        && n >= threads.saturating_mul(MIN_COLS_PER_TASK)
+    {
+        return gemm_column_blocks(alpha, a, b, beta, c, n.div_ceil(threads));
+    }
+    let rows_per_task = m.div_ceil(threads).max(1);
     c.par_chunks_mut(rows_per_task * n)
         .enumerate()
         .try_for_each(|(t, c_part)| {
@@ -243,6 +258,64 @@ pub fn gemm_rows_parallel(
             )?;
             gemm(alpha, a_part, b, beta, MatMut::row_major(c_part, rows, n)?)
         })
+}
+
+/// [`gemm_parallel`] split into blocks of `cols_per_task` columns of `C`: each task
+/// computes its block into a buffer of its own (a row-major `C` cannot be cut into
+/// column blocks of disjoint slices), and the blocks are then copied into `c`.
+fn gemm_column_blocks(
+    alpha: f32,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    beta: f32,
+    c: &mut [f32],
+    cols_per_task: usize,
+) -> Result<(), KernelError> {
+    use rayon::prelude::*;
+    let (m, n) = (a.rows, b.cols);
+    let tasks = n.div_ceil(cols_per_task);
+    let old: &[f32] = c;
+    let blocks: Vec<Vec<f32>> = (0..tasks)
+        .into_par_iter()
+        .map(|t| {
+            let first = t * cols_per_task;
+            let cols = cols_per_task.min(n - first);
+            let mut block = vec![0.0f32; m * cols];
+            if beta != 0.0 {
+                // β·C reads C's old block (and with β = 0 nothing of it, as `gemm`).
+                for (row, old) in block.chunks_exact_mut(cols).zip(old.chunks_exact(n)) {
+                    if let Some(old) = old.get(first..first + cols) {
+                        row.copy_from_slice(old);
+                    }
+                }
+            }
+            let b_part = MatRef::strided(
+                b.data.get(first * b.col_stride..).unwrap_or(&[]),
+                b.rows,
+                cols,
+                b.row_stride,
+                b.col_stride,
+            )?;
+            gemm(
+                alpha,
+                a,
+                b_part,
+                beta,
+                MatMut::row_major(&mut block, m, cols)?,
+            )?;
+            Ok(block)
+        })
+        .collect::<Result<_, KernelError>>()?;
+    for (t, block) in blocks.iter().enumerate() {
+        let first = t * cols_per_task;
+        let cols = block.len() / m;
+        for (row, part) in c.chunks_exact_mut(n).zip(block.chunks_exact(cols)) {
+            if let Some(dst) = row.get_mut(first..first + cols) {
+                dst.copy_from_slice(part);
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod conv;
+mod matmul;
 mod pool;
 
 use proptest::prelude::Rng;
