@@ -101,7 +101,9 @@ fn run(dir: &Path, iters: usize, profile: bool) -> Result<()> {
         },
     )?;
     let input_refs: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
-    let mut step = |weights: &mut Vec<Vec<f32>>| -> Result<Vec<f32>> {
+    // One training step as the trainer runs it; the caller gives the step's buffers back
+    // (`Engine::recycle`) or keeps its outputs.
+    let mut step = |weights: &mut Vec<Vec<f32>>| -> Result<ward_train::engine::Step> {
         let refs: Vec<&[f32]> = weights.iter().map(Vec::as_slice).collect();
         let mut out = engine.step(&refs, &input_refs)?;
         let mut updates: Vec<ParamUpdate<'_>> = weights
@@ -139,23 +141,25 @@ fn run(dir: &Path, iters: usize, profile: bool) -> Result<()> {
                 eprintln!("{op} | {fast} | {n} | {:.2} | {:.2}", f * 1e3, b * 1e3);
             }
         }
-        let first = out
-            .outputs
-            .first()
-            .map(|o| o.data.clone())
-            .unwrap_or_default();
-        // As the trainer does: the step's buffers serve the next step.
-        engine.recycle(out);
-        Ok(first)
+        Ok(out)
     };
     for _ in 0..3 {
-        step(&mut weights)?;
+        let out = step(&mut weights)?;
+        engine.recycle(out);
     }
     let mut times = Vec::with_capacity(iters);
     let mut probs = Vec::new();
-    for _ in 0..iters {
+    for i in 0..iters {
         let t = Instant::now();
-        probs = step(&mut weights)?;
+        let mut out = step(&mut weights)?;
+        if i + 1 < iters {
+            // As the trainer does: the step's buffers serve the next step.
+            engine.recycle(out);
+        } else if let Some(first) = out.outputs.first_mut() {
+            // The last step's probabilities are kept for the loss (not copied: MXNet's
+            // timed loop copies no output either).
+            probs = std::mem::take(&mut first.data);
+        }
         times.push(t.elapsed().as_secs_f64());
     }
     times.sort_by(f64::total_cmp);

@@ -42,6 +42,17 @@ pub(crate) fn copied(src: &[f32]) -> Vec<f32> {
     }
 }
 
+/// A buffer of `row` repeated `times` times (a bias for each row of a product), written
+/// once rather than zeroed first.
+pub(crate) fn repeated(row: &[f32], times: usize) -> Vec<f32> {
+    let len = row.len().saturating_mul(times);
+    let mut v = take(len).unwrap_or_else(|| Vec::with_capacity(len));
+    for _ in 0..times {
+        v.extend_from_slice(row);
+    }
+    v
+}
+
 /// Gives a buffer back for a later [`zeroed`] or [`copied`] on this thread.
 pub(crate) fn recycle(v: Vec<f32>) {
     if v.capacity() < MIN_POOLED {
@@ -98,6 +109,11 @@ mod tests {
         assert_eq!(c, src);
         // Too small to pool, or too large a buffer for a small request: fresh memory.
         recycle(c);
+        let r = repeated(&[1.0, 2.0, 3.0], n / 3);
+        assert_eq!(r.len(), n / 3 * 3);
+        assert!(r.chunks_exact(3).all(|row| row == [1.0, 2.0, 3.0]));
+        assert_eq!(r.as_ptr(), at, "the pooled memory again");
+        recycle(r);
         assert!(take(MIN_POOLED / 2).is_none());
         assert!(take(n / 3).is_none());
     }

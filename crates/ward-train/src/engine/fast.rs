@@ -20,10 +20,11 @@ use ward_graph::ops::norm::BatchNorm;
 use ward_graph::ops::pool::PoolKind;
 use ward_graph::ops::Op;
 use ward_kernels::conv::{Conv2d, ConvWindow};
-use ward_kernels::matmul::{gemm_rows_parallel, MatRef};
+use ward_kernels::matmul::{gemm_parallel, MatRef};
 use ward_kernels::Windows;
 
 use super::buffers;
+use super::math::{exp_nonpositive, sigmoid, tanh};
 
 use super::rnn::{RnnPlan, Tape};
 
@@ -304,22 +305,21 @@ impl Fast {
             } => {
                 let x = MatRef::row_major(arg(0)?, *rows, *inner).map_err(kernel)?;
                 let w = MatRef::row_major(arg(1)?, *units, *inner).map_err(kernel)?;
-                let mut y = buffers::zeroed(rows * units);
-                if *bias {
-                    let b = arg(2)?;
-                    y.chunks_exact_mut(*units)
-                        .for_each(|row| row.copy_from_slice(b));
-                }
+                let mut y = if *bias {
+                    buffers::repeated(arg(2)?, *rows)
+                } else {
+                    buffers::zeroed(rows * units)
+                };
                 let beta = if *bias { 1.0 } else { 0.0 };
-                gemm_rows_parallel(1.0, x, w.t(), beta, &mut y).map_err(kernel)?;
+                gemm_parallel(1.0, x, w.t(), beta, &mut y).map_err(kernel)?;
                 Ok((vec![y], Saved::None))
             }
             Fast::Activation(kind) => {
                 let x = arg(0)?;
                 let f = |v: f32| match kind {
                     ActivationKind::Relu => v.max(0.0),
-                    ActivationKind::Sigmoid => 1.0 / (1.0 + (-v).exp()),
-                    _ => v.tanh(),
+                    ActivationKind::Sigmoid => sigmoid(v),
+                    _ => tanh(v),
                 };
                 let mut y = buffers::zeroed(x.len());
                 y.par_chunks_mut(1 << 14)
@@ -391,15 +391,35 @@ impl Fast {
                 _ => Err("the RNN kept no tape".into()),
             };
         }
-        // Every other operator here has one output.
-        let zeros;
-        let dy: &[f32] = match grads.first() {
-            Some(Some(g)) => g,
-            _ => {
-                zeros = buffers::zeroed(outs.first().map_or(0, Vec::len));
-                &zeros
-            }
+        // Every other operator here has one output. Where no gradient flows into it, it is
+        // zero: made only for an operator that reads it (a loss head makes its own), and
+        // given back with the step's other buffers.
+        let zeros = match grads.first() {
+            Some(Some(_)) => None,
+            _ if matches!(self, Fast::SoftmaxOutput { .. }) => None,
+            _ => Some(buffers::zeroed(outs.first().map_or(0, Vec::len))),
         };
+        let dy: &[f32] = match (grads.first(), &zeros) {
+            (Some(Some(g)), _) => g,
+            (_, Some(z)) => z,
+            _ => &[],
+        };
+        let result = self.backward_from(dy, ins, outs, saved, wanted);
+        if let Some(zeros) = zeros {
+            buffers::recycle(zeros);
+        }
+        result
+    }
+
+    /// [`Fast::backward`] of a one-output operator, from the gradient `dy` of its output.
+    fn backward_from(
+        &self,
+        dy: &[f32],
+        ins: &[&[f32]],
+        outs: &[Vec<f32>],
+        saved: &Saved,
+        wanted: &[bool],
+    ) -> Result<Vec<Option<Vec<f32>>>, String> {
         let arg = |i: usize| ins.get(i).copied().ok_or(format!("input {i} is missing"));
         let want = |i: usize| wanted.get(i).copied().unwrap_or(false);
         let kernel = |e: ward_kernels::KernelError| e.to_string();
@@ -457,19 +477,28 @@ impl Fast {
                 let g = MatRef::row_major(dy, *rows, *units).map_err(kernel)?;
                 let dx = if want(0) {
                     let mut dx = buffers::zeroed(rows * inner);
-                    gemm_rows_parallel(1.0, g, w, 0.0, &mut dx).map_err(kernel)?;
+                    gemm_parallel(1.0, g, w, 0.0, &mut dx).map_err(kernel)?;
                     Some(dx)
                 } else {
                     None
                 };
                 let mut dw = buffers::zeroed(units * inner);
-                gemm_rows_parallel(1.0, g.t(), x, 0.0, &mut dw).map_err(kernel)?;
+                gemm_parallel(1.0, g.t(), x, 0.0, &mut dw).map_err(kernel)?;
                 let mut grads = vec![dx, want(1).then_some(dw)];
                 if *bias {
+                    // Column sums, by blocks of columns across the threads; each column is
+                    // summed over the rows in order, whatever the thread count.
+                    const COLUMNS: usize = 1024;
                     let mut db = buffers::zeroed(*units);
-                    for row in dy.chunks_exact(*units) {
-                        db.iter_mut().zip(row).for_each(|(d, g)| *d += g);
-                    }
+                    db.par_chunks_mut(COLUMNS)
+                        .enumerate()
+                        .for_each(|(block, db)| {
+                            let first = block * COLUMNS;
+                            for row in dy.chunks_exact(*units) {
+                                let row = &row[first..first + db.len()];
+                                db.iter_mut().zip(row).for_each(|(d, g)| *d += g);
+                            }
+                        });
                     grads.push(want(2).then_some(db));
                 }
                 Ok(grads)
@@ -696,38 +725,6 @@ fn softmax_row(x: &[f32], y: &mut [f32]) {
     y.iter_mut().for_each(|y| *y *= inv);
 }
 
-/// `eˣ` for `x ≤ 0` (and NaN) within 2 ulp of the exact value, in operations that
-/// vectorise (Cephes' `expf`: `x = n·ln 2 + r`, a degree-6 polynomial for `eʳ` on
-/// |r| ≤ ln 2 / 2, `2ⁿ` made in the exponent bits). Below −87 (where `f32` turns
-/// subnormal) it is 0; NaN stays NaN.
-fn exp_nonpositive(x: f32) -> f32 {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    // ln 2 in two parts: n·LN2_HI is exact for the n reached here.
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    // 1.5·2²³: adding it rounds to an integer, held in the low mantissa bits.
-    const ROUND: f32 = 12_582_912.0;
-    let xc = if x < -87.0 { -87.0 } else { x };
-    let t = xc * LOG2E + ROUND;
-    let n = t - ROUND;
-    let r = xc - n * LN2_HI - n * LN2_LO;
-    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
-        + 1.666_666_5e-1)
-        * r
-        + 0.5;
-    let e = p * r * r + r + 1.0;
-    // n in [−126, 0]: 2ⁿ's exponent field is n + 127.
-    let bits = (t.to_bits() as i32)
-        .wrapping_sub(0x4B40_0000)
-        .wrapping_add(127);
-    let scale = f32::from_bits((bits.clamp(0, 255) as u32) << 23);
-    if x < -87.0 {
-        0.0
-    } else {
-        e * scale
-    }
-}
-
 /// SoftmaxOutput's gradient as `crate::grad::loss::softmax_output` defines it for rows
 /// of `classes` contiguous values: `p − target` (the label's class `1 − α`, the others
 /// `α/(classes − 1)`; a row with the ignored label 0 when `use_ignore`), times
@@ -836,26 +833,4 @@ fn batch_norm_plan(op: &BatchNorm, x: &[usize]) -> Option<Fast> {
             fix_gamma: op.fix_gamma,
         },
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn exp_nonpositive_is_within_two_ulp() {
-        let mut worst = 0.0f64;
-        let mut x = 0.0f32;
-        while x > -87.0 {
-            let want = f64::from(x).exp();
-            let got = f64::from(exp_nonpositive(x));
-            worst = worst.max((got - want).abs() / want);
-            x -= 0.000_37;
-        }
-        assert!(worst < 2.5e-7, "relative error {worst:e}");
-        assert_eq!(exp_nonpositive(0.0), 1.0);
-        assert_eq!(exp_nonpositive(-100.0), 0.0);
-        assert_eq!(exp_nonpositive(f32::NEG_INFINITY), 0.0);
-        assert!(exp_nonpositive(f32::NAN).is_nan());
-    }
 }

@@ -15,6 +15,7 @@
 
 mod buffers;
 mod fast;
+mod math;
 mod rnn;
 
 use std::time::Instant;
@@ -99,6 +100,13 @@ enum Heads<'a> {
     Given(&'a [Option<&'a [f32]>]),
     /// The first output's, made from the forward pass's outputs.
     FirstFrom(&'a mut OutputLoss<'a>),
+}
+
+/// Whether [`Engine::outputs`] copies the values or moves them out.
+#[derive(Debug, Clone, Copy)]
+enum Outputs {
+    Copied,
+    Moved,
 }
 
 /// How a node runs.
@@ -392,23 +400,8 @@ impl Engine {
                 });
             }
         }
-        let outputs = graph
-            .outputs
-            .iter()
-            .map(|o| {
-                let data =
-                    value(o.source, inputs, params, &values).ok_or_else(|| GradError::Node {
-                        node: o.name.clone(),
-                        op: "output",
-                        reason: "reads a value that was not computed".into(),
-                    })?;
-                let data = buffers::copied(data);
-                let shape = self.shapes.get(graph, o.source).unwrap_or(&[]).to_vec();
-                Ok(Tensor32 { shape, data })
-            })
-            .collect::<Result<Vec<_>, GradError>>()?;
-
         if !backward {
+            let outputs = self.outputs(&mut values, inputs, params, Outputs::Moved)?;
             values.into_iter().flatten().for_each(buffers::recycle);
             saved.into_iter().for_each(Saved::recycle);
             return Ok(Step {
@@ -426,10 +419,19 @@ impl Engine {
         let mut param_grads: Vec<Option<Vec<f32>>> = vec![None; params.len()];
         let mut input_grads: Vec<Option<Vec<f32>>> = vec![None; inputs.len()];
         let made;
+        // A loss outside the graph reads the outputs before the backward pass; otherwise
+        // they are moved out of the step's values once it is done.
+        let mut read_by_loss = None;
         let heads: Vec<Option<&[f32]>> = match heads {
             Heads::Given(h) => h.to_vec(),
             Heads::FirstFrom(loss) => {
-                made = loss(&outputs)?;
+                let outputs = read_by_loss.insert(self.outputs(
+                    &mut values,
+                    inputs,
+                    params,
+                    Outputs::Copied,
+                )?);
+                made = loss(outputs)?;
                 let mut h = vec![None; graph.outputs.len()];
                 if let Some(first) = h.first_mut() {
                     *first = Some(made.as_slice());
@@ -515,6 +517,10 @@ impl Engine {
                 timing.backward_s = started.elapsed().as_secs_f64();
             }
         }
+        let outputs = match read_by_loss {
+            Some(outputs) => outputs,
+            None => self.outputs(&mut values, inputs, params, Outputs::Moved)?,
+        };
         values.into_iter().flatten().for_each(buffers::recycle);
         saved.into_iter().for_each(Saved::recycle);
         let param_grads = param_grads
@@ -539,6 +545,50 @@ impl Engine {
     }
 
     /// The node's inputs widened to the reference interpreter's arrays.
+    /// The graph's outputs from a pass's `values`: copied, or moved out once nothing
+    /// reads the values any more (an output named twice is copied the second time).
+    fn outputs(
+        &self,
+        values: &mut [Vec<Vec<f32>>],
+        inputs: &[&[f32]],
+        params: &[&[f32]],
+        how: Outputs,
+    ) -> Result<Vec<Tensor32>, GradError> {
+        let graph = &self.graph;
+        let mut outputs: Vec<Tensor32> = Vec::with_capacity(graph.outputs.len());
+        for (k, o) in graph.outputs.iter().enumerate() {
+            let shape = self.shapes.get(graph, o.source).unwrap_or(&[]).to_vec();
+            let earlier = graph
+                .outputs
+                .iter()
+                .take(k)
+                .position(|e| e.source == o.source);
+            let moved = match (how, o.source, earlier) {
+                (Outputs::Moved, Source::Node(n, i), None) => values
+                    .get_mut(n)
+                    .and_then(|outs| outs.get_mut(i))
+                    .map(std::mem::take),
+                _ => None,
+            };
+            let data =
+                match (moved, earlier) {
+                    (Some(data), _) => data,
+                    (None, Some(e)) => {
+                        buffers::copied(outputs.get(e).map_or(&[][..], |e| e.data.as_slice()))
+                    }
+                    (None, None) => buffers::copied(
+                        value(o.source, inputs, params, values).ok_or_else(|| GradError::Node {
+                            node: o.name.clone(),
+                            op: "output",
+                            reason: "reads a value that was not computed".into(),
+                        })?,
+                    ),
+                };
+            outputs.push(Tensor32 { shape, data });
+        }
+        Ok(outputs)
+    }
+
     fn arrays(&self, index: usize, ins: &[&[f32]]) -> Vec<Array> {
         let node = self.graph.nodes.get(index);
         ins.iter()

@@ -25,9 +25,10 @@
 
 use rayon::prelude::*;
 use ward_graph::ops::rnn::{Rnn, RnnMode, PARAMS_PER_CELL};
-use ward_kernels::matmul::{gemm_rows_parallel, MatRef};
+use ward_kernels::matmul::{gemm_parallel, MatRef};
 
 use super::buffers;
+use super::math::{sigmoid, tanh};
 
 /// A fused RNN planned for one data shape.
 pub(super) struct RnnPlan {
@@ -73,10 +74,6 @@ impl Tape {
         .flatten()
         .for_each(buffers::recycle);
     }
-}
-
-fn sigmoid(v: f32) -> f32 {
-    1.0 / (1.0 + (-v).exp())
 }
 
 fn kernel(e: ward_kernels::KernelError) -> String {
@@ -210,17 +207,24 @@ impl RnnPlan {
             let mut out = buffers::zeroed(rows * width);
             for dir in 0..self.dirs {
                 let [wi, wh, bi, bh] = self.cell(ins, layer, dir)?;
-                let whm = MatRef::row_major(wh, gh_cols, h).map_err(kernel)?;
-                // G = X·W_iᵀ + b_i (+ b_h, except for the GRU, whose n gate scales it).
-                let mut g = buffers::zeroed(rows * gh_cols);
-                for row in g.chunks_exact_mut(gh_cols) {
-                    row.copy_from_slice(bi);
-                    if !gru {
-                        row.iter_mut().zip(bh).for_each(|(v, b)| *v += b);
+                // W_hᵀ, laid out once for the T products that read it: the matrix kernel
+                // packs a transposed view element by element on every call.
+                let mut wh_t = buffers::zeroed(h * gh_cols);
+                for (r, row) in wh.chunks_exact(h).enumerate() {
+                    for (j, &v) in row.iter().enumerate() {
+                        wh_t[j * gh_cols + r] = v;
                     }
                 }
+                let wh_tm = MatRef::row_major(&wh_t, h, gh_cols).map_err(kernel)?;
+                // G = X·W_iᵀ + b_i (+ b_h, except for the GRU, whose n gate scales it).
+                let bias: Vec<f32> = if gru {
+                    bi.to_vec()
+                } else {
+                    bi.iter().zip(bh).map(|(i, h)| i + h).collect()
+                };
+                let mut g = buffers::repeated(&bias, rows);
                 let wim = MatRef::row_major(wi, gh_cols, in_width).map_err(kernel)?;
-                gemm_rows_parallel(1.0, xm, wim.t(), 1.0, &mut g).map_err(kernel)?;
+                gemm_parallel(1.0, xm, wim.t(), 1.0, &mut g).map_err(kernel)?;
 
                 let row0 = (layer * self.dirs + dir) * n * h;
                 let mut hcur = state[row0..row0 + n * h].to_vec();
@@ -241,7 +245,7 @@ impl RnnPlan {
                             for row in gh.chunks_exact_mut(gh_cols) {
                                 row.copy_from_slice(bh);
                             }
-                            gemm_rows_parallel(1.0, hm, whm.t(), 1.0, &mut gh).map_err(kernel)?;
+                            gemm_parallel(1.0, hm, wh_tm, 1.0, &mut gh).map_err(kernel)?;
                             let ghn = &mut gh_n[block.start * h..block.end * h];
                             gt.par_chunks_mut(gh_cols)
                                 .zip(gh.par_chunks(gh_cols))
@@ -249,7 +253,7 @@ impl RnnPlan {
                                 .for_each(|((g, gh), (hv, ghn))| gru_row(g, gh, hv, ghn, h));
                         }
                         RnnMode::Lstm => {
-                            gemm_rows_parallel(1.0, hm, whm.t(), 1.0, gt).map_err(kernel)?;
+                            gemm_parallel(1.0, hm, wh_tm, 1.0, gt).map_err(kernel)?;
                             c_prev[block.start * h..block.end * h].copy_from_slice(&ccur);
                             let tc = &mut tanh_c[block.start * h..block.end * h];
                             gt.par_chunks_mut(gh_cols)
@@ -258,10 +262,10 @@ impl RnnPlan {
                                 .for_each(|((g, hv), (c, tc))| lstm_row(g, hv, c, tc, h));
                         }
                         RnnMode::RnnTanh | RnnMode::RnnRelu => {
-                            gemm_rows_parallel(1.0, hm, whm.t(), 1.0, gt).map_err(kernel)?;
+                            gemm_parallel(1.0, hm, wh_tm, 1.0, gt).map_err(kernel)?;
                             let relu = self.mode == RnnMode::RnnRelu;
                             gt.par_iter_mut().for_each(|v| {
-                                *v = if relu { v.max(0.0) } else { v.tanh() };
+                                *v = if relu { v.max(0.0) } else { tanh(*v) };
                             });
                             hcur.copy_from_slice(gt);
                         }
@@ -280,6 +284,7 @@ impl RnnPlan {
                 tape.c_prev.push(c_prev);
                 tape.tanh_c.push(tanh_c);
                 tape.gh_n.push(gh_n);
+                buffers::recycle(wh_t);
             }
             if layer + 1 < self.layers {
                 tape.layer_outputs.push(out);
@@ -392,7 +397,7 @@ impl RnnPlan {
                                     lstm_row_back(dg, g, dhn, dc, cp, tc, h);
                                 });
                             let dgm = MatRef::row_major(dg_t, n, gh_cols).map_err(kernel)?;
-                            gemm_rows_parallel(1.0, dgm, whm, 0.0, &mut dh).map_err(kernel)?;
+                            gemm_parallel(1.0, dgm, whm, 0.0, &mut dh).map_err(kernel)?;
                         }
                         RnnMode::Gru => {
                             let hp = &h_prev[block.start * h..block.end * h];
@@ -407,14 +412,14 @@ impl RnnPlan {
                                     gru_row_back(dg, dgh, g, dhn, hp, ghn, dh, h);
                                 });
                             let dgm = MatRef::row_major(dgh_t, n, gh_cols).map_err(kernel)?;
-                            gemm_rows_parallel(1.0, dgm, whm, 1.0, &mut dh).map_err(kernel)?;
+                            gemm_parallel(1.0, dgm, whm, 1.0, &mut dh).map_err(kernel)?;
                         }
                         RnnMode::RnnTanh | RnnMode::RnnRelu => {
-                            let tanh = self.mode == RnnMode::RnnTanh;
+                            let is_tanh = self.mode == RnnMode::RnnTanh;
                             dg_t.par_iter_mut()
                                 .zip(g_t.par_iter().zip(dh_new.par_iter()))
                                 .for_each(|(d, (&y, &dy))| {
-                                    let slope = if tanh {
+                                    let slope = if is_tanh {
                                         1.0 - y * y
                                     } else if y > 0.0 {
                                         1.0
@@ -424,7 +429,7 @@ impl RnnPlan {
                                     *d = dy * slope;
                                 });
                             let dgm = MatRef::row_major(dg_t, n, gh_cols).map_err(kernel)?;
-                            gemm_rows_parallel(1.0, dgm, whm, 0.0, &mut dh).map_err(kernel)?;
+                            gemm_parallel(1.0, dgm, whm, 0.0, &mut dh).map_err(kernel)?;
                         }
                     }
                 }
@@ -438,9 +443,9 @@ impl RnnPlan {
                 let dghm = MatRef::row_major(dgh_all, rows, gh_cols).map_err(kernel)?;
                 let hpm = MatRef::row_major(h_prev, rows, h).map_err(kernel)?;
                 let mut dwi = buffers::zeroed(gh_cols * in_width);
-                gemm_rows_parallel(1.0, dgm.t(), xm, 0.0, &mut dwi).map_err(kernel)?;
+                gemm_parallel(1.0, dgm.t(), xm, 0.0, &mut dwi).map_err(kernel)?;
                 let mut dwh = buffers::zeroed(gh_cols * h);
-                gemm_rows_parallel(1.0, dghm.t(), hpm, 0.0, &mut dwh).map_err(kernel)?;
+                gemm_parallel(1.0, dghm.t(), hpm, 0.0, &mut dwh).map_err(kernel)?;
                 let mut dbi = buffers::zeroed(gh_cols);
                 add_column_sums(&dg, gh_cols, &mut dbi);
                 let dbh = if gru {
@@ -453,7 +458,7 @@ impl RnnPlan {
                 if need_dx {
                     let wim = MatRef::row_major(wi, gh_cols, in_width).map_err(kernel)?;
                     let beta = if dir == 0 { 0.0 } else { 1.0 };
-                    gemm_rows_parallel(1.0, dgm, wim, beta, &mut dx).map_err(kernel)?;
+                    gemm_parallel(1.0, dgm, wim, beta, &mut dx).map_err(kernel)?;
                 }
                 let at = cell_index * PARAMS_PER_CELL;
                 for (k, g) in [dwi, dwh, dbi, dbh].into_iter().enumerate() {
@@ -481,20 +486,23 @@ fn lstm_row(g: &mut [f32], h: &mut [f32], c: &mut [f32], tc: &mut [f32], hs: usi
     let (gi, rest) = g.split_at_mut(hs);
     let (gf, rest) = rest.split_at_mut(hs);
     let (gg, go) = rest.split_at_mut(hs);
-    for j in 0..hs {
-        let i = sigmoid(gi[j]);
-        let f = sigmoid(gf[j]);
-        let gv = gg[j].tanh();
-        let o = sigmoid(go[j]);
-        gi[j] = i;
-        gf[j] = f;
-        gg[j] = gv;
-        go[j] = o;
-        let cn = f * c[j] + i * gv;
-        let t = cn.tanh();
-        c[j] = cn;
-        tc[j] = t;
-        h[j] = o * t;
+    // Zipped rather than indexed, so that the loop has no bounds checks and vectorises.
+    let gates = gi.iter_mut().zip(gf.iter_mut()).zip(gg.iter_mut().zip(go));
+    let state = h.iter_mut().zip(c.iter_mut()).zip(tc.iter_mut());
+    for (((gi, gf), (gg, go)), ((h, c), tc)) in gates.zip(state) {
+        let i = sigmoid(*gi);
+        let f = sigmoid(*gf);
+        let gv = tanh(*gg);
+        let o = sigmoid(*go);
+        *gi = i;
+        *gf = f;
+        *gg = gv;
+        *go = o;
+        let cn = f * *c + i * gv;
+        let t = tanh(cn);
+        *c = cn;
+        *tc = t;
+        *h = o * t;
     }
 }
 
@@ -530,7 +538,7 @@ fn gru_row(g: &mut [f32], gh: &[f32], h: &mut [f32], ghn: &mut [f32], hs: usize)
         let r = sigmoid(g[j] + gh[j]);
         let z = sigmoid(g[hs + j] + gh[hs + j]);
         let hn = gh[2 * hs + j];
-        let nv = (g[2 * hs + j] + r * hn).tanh();
+        let nv = tanh(g[2 * hs + j] + r * hn);
         g[j] = r;
         g[hs + j] = z;
         g[2 * hs + j] = nv;
