@@ -14,14 +14,20 @@
 use rayon::prelude::*;
 
 use crate::error::{check_len, KernelError};
-use crate::matmul::{gemm, MatMut, MatRef};
+use crate::matmul::{gemm, gemm_parallel, MatMut, MatRef};
 
 const KERNEL: &str = "conv2d";
 
-/// How many partial sums the weight gradient is split into (at most): enough to keep two
-/// to four cores busy, few enough that the partial buffers stay small, and fixed so the
-/// sum's rounding never depends on the thread count.
-pub const WEIGHT_GRAD_GROUPS: usize = 4;
+/// Pixels one product of the weight gradient sums over at least (its reduction; see
+/// `Conv2d::images_per_weight_product`). Longer runs change the speed little (the
+/// matrix kernel sums in blocks of 256 anyway) but change the rounding: with 256, the
+/// narrow ResNet-18 trajectory fixture (tests/fixtures/trajectories) left MXNet's path
+/// after step 14 (loss off by 1.3e-4 at step 19, as a tie flipped), while runs of 1, 16
+/// and 128 pixels stayed within 1e-6 of it over all 20 steps.
+pub const MIN_WEIGHT_PRODUCT_COLUMNS: usize = 128;
+
+/// The most values a run's column matrix of the weight gradient holds (32 MiB).
+pub const MAX_WEIGHT_COLUMNS: usize = 1 << 23;
 
 /// Columns a convolution's matrix product should have at least (see
 /// `Conv2d::images_per_product`): `matrixmultiply` runs a 512-row, 4,608-deep product at
@@ -219,32 +225,48 @@ impl Conv2d {
     /// offset`, so several images' columns can sit side by side in one matrix.
     fn im2col(&self, x: &[f32], g: usize, col: &mut [f32], row_stride: usize, offset: usize) {
         let cg = self.in_channels / self.groups;
+        let taps = self.kernel[0] * self.kernel[1];
+        for (c, rows) in col.chunks_mut(taps * row_stride).take(cg).enumerate() {
+            self.im2col_channel(x, g, c, rows, row_stride, offset);
+        }
+    }
+
+    /// [`Self::im2col`]'s rows of input channel `c` of group `g`: `rows` holds the
+    /// kernel's taps, `row_stride` values each.
+    fn im2col_channel(
+        &self,
+        x: &[f32],
+        g: usize,
+        c: usize,
+        rows: &mut [f32],
+        row_stride: usize,
+        offset: usize,
+    ) {
+        let cg = self.in_channels / self.groups;
         let [kh, kw] = self.kernel;
         let p = self.out_plane();
-        for c in 0..cg {
-            let plane = &x[(g * cg + c) * self.in_plane()..][..self.in_plane()];
-            for ky in 0..kh {
-                for kx in 0..kw {
-                    let row = &mut col[((c * kh + ky) * kw + kx) * row_stride + offset..][..p];
-                    let (lo, hi, first_ix) = self.valid_columns(kx);
-                    for oy in 0..self.out_h {
-                        let out_row = &mut row[oy * self.out_w..][..self.out_w];
-                        let iy = (oy * self.stride[0] + ky * self.dilation[0]) as isize
-                            - self.pad[0] as isize;
-                        if iy < 0 || iy >= self.in_h as isize || lo == hi {
-                            out_row.fill(0.0);
-                            continue;
-                        }
-                        let src = &plane[iy as usize * self.in_w..][..self.in_w];
-                        out_row[..lo].fill(0.0);
-                        out_row[hi..].fill(0.0);
-                        let first = first_ix as usize;
-                        if self.stride[1] == 1 {
-                            out_row[lo..hi].copy_from_slice(&src[first..first + (hi - lo)]);
-                        } else {
-                            for (o, v) in out_row[lo..hi].iter_mut().enumerate() {
-                                *v = src[first + o * self.stride[1]];
-                            }
+        let plane = &x[(g * cg + c) * self.in_plane()..][..self.in_plane()];
+        for ky in 0..kh {
+            for kx in 0..kw {
+                let row = &mut rows[(ky * kw + kx) * row_stride + offset..][..p];
+                let (lo, hi, first_ix) = self.valid_columns(kx);
+                for oy in 0..self.out_h {
+                    let out_row = &mut row[oy * self.out_w..][..self.out_w];
+                    let iy = (oy * self.stride[0] + ky * self.dilation[0]) as isize
+                        - self.pad[0] as isize;
+                    if iy < 0 || iy >= self.in_h as isize || lo == hi {
+                        out_row.fill(0.0);
+                        continue;
+                    }
+                    let src = &plane[iy as usize * self.in_w..][..self.in_w];
+                    out_row[..lo].fill(0.0);
+                    out_row[hi..].fill(0.0);
+                    let first = first_ix as usize;
+                    if self.stride[1] == 1 {
+                        out_row[lo..hi].copy_from_slice(&src[first..first + (hi - lo)]);
+                    } else {
+                        for (o, v) in out_row[lo..hi].iter_mut().enumerate() {
+                            *v = src[first + o * self.stride[1]];
                         }
                     }
                 }
@@ -336,10 +358,17 @@ impl Conv2d {
                             continue;
                         }
                         let dst = &mut plane[iy as usize * self.in_w..][..self.in_w];
-                        let src = &row[oy * self.out_w..][..self.out_w];
+                        let src = &row[oy * self.out_w..][..self.out_w][lo..hi];
                         let first = first_ix as usize;
-                        for (o, v) in src[lo..hi].iter().enumerate() {
-                            dst[first + o * self.stride[1]] += v;
+                        if self.stride[1] == 1 {
+                            dst[first..first + src.len()]
+                                .iter_mut()
+                                .zip(src)
+                                .for_each(|(d, v)| *d += v);
+                        } else {
+                            for (o, v) in src.iter().enumerate() {
+                                dst[first + o * self.stride[1]] += v;
+                            }
                         }
                     }
                 }
@@ -456,11 +485,44 @@ impl Conv2d {
             )
     }
 
+    /// How many images one product of the weight gradient covers: enough for
+    /// [`MIN_WEIGHT_PRODUCT_COLUMNS`] pixels (the product's reduction), at most the batch,
+    /// and few enough that a run's column matrix stays within [`MAX_WEIGHT_COLUMNS`]
+    /// values. It depends on the geometry alone, never on the thread count.
+    pub fn images_per_weight_product(&self) -> usize {
+        let per_image = self.group_k().saturating_mul(self.out_plane()).max(1);
+        MIN_WEIGHT_PRODUCT_COLUMNS
+            .div_ceil(self.out_plane().max(1))
+            .min(MAX_WEIGHT_COLUMNS / per_image)
+            .clamp(1, self.batch)
+    }
+
+    /// Group `g`'s column matrix of `images` images into `col` (`group_k ×
+    /// images·out_plane`), an input channel's rows per task.
+    fn im2col_parallel(&self, x: &[f32], images: usize, g: usize, col: &mut [f32]) {
+        let p = self.out_plane();
+        let taps = self.kernel[0] * self.kernel[1];
+        let image_in = self.in_channels * self.in_plane();
+        let cp = images * p;
+        col.par_chunks_mut(taps * cp)
+            .enumerate()
+            .for_each(|(c, rows)| {
+                for (i, x_n) in x.chunks_exact(image_in).take(images).enumerate() {
+                    self.im2col_channel(x_n, g, c, rows, cp, i * p);
+                }
+            });
+    }
+
     /// The parameter gradients: `dw` (overwritten) and, when given, `dbias`
-    /// (overwritten), from `x` and `dy`. The batch is split into at most
-    /// [`WEIGHT_GRAD_GROUPS`] fixed groups, each summed into its own buffer (its images
-    /// [`Self::images_per_product`] at a time, one product each); the buffers are added
-    /// in order at the end, so the rounding never depends on the thread count.
+    /// (overwritten), from `x` and `dy`. The images are taken in runs of
+    /// [`Self::images_per_weight_product`] (a fixed count, so the sums' order never
+    /// depends on the thread count), each run one product `dW += dY·colsᵀ` added straight
+    /// into `dw`, with the threads sharing each product and its im2col.
+    ///
+    /// Summing each run into `dw` rather than into per-thread partial gradients keeps the
+    /// product's reduction long (a run's pixels) and its output written once per run: with
+    /// partials, the last stage of ResNet-18 at 112² read and wrote a 9 MB gradient per 64
+    /// pixels and ran at 44 GFLOP/s at one thread or two.
     pub fn backward_weight(
         &self,
         x: &[f32],
@@ -475,54 +537,28 @@ impl Conv2d {
         let og = self.out_channels / self.groups;
         let image_in = self.in_channels * self.in_plane();
         let image_out = self.out_channels * p;
-        let weight_len = self.weight_len();
-        let groups = self.batch.min(WEIGHT_GRAD_GROUPS);
-        let per_group = self.batch.div_ceil(groups);
-        let per = self.images_per_product().min(per_group);
-        let col_len = if per == 1 && self.is_pointwise() {
-            0
-        } else {
-            k * p * per
-        };
-        let gathered_len = if per == 1 { 0 } else { og * p * per };
-        let partials = (0..groups)
-            .into_par_iter()
-            .map(|group| -> Result<Vec<f32>, KernelError> {
-                let mut acc = vec![0.0f32; weight_len];
-                let mut col = vec![0.0f32; col_len];
-                let mut gathered = vec![0.0f32; gathered_len];
-                let first = group * per_group;
-                let last = (first + per_group).min(self.batch);
-                for start in (first..last).step_by(per) {
-                    let images = per.min(last - start);
-                    let cp = images * p;
-                    let x_c = &x[start * image_in..][..images * image_in];
-                    let dy_c = &dy[start * image_out..][..images * image_out];
-                    for g in 0..self.groups {
-                        let cols = self.columns(x_c, images, g, &mut col);
-                        let dy_g = if images == 1 {
-                            MatRef::row_major(&dy_c[g * og * p..][..og * p], og, p)?
-                        } else {
-                            let gathered = &mut gathered[..og * cp];
-                            self.gather(dy_c, g, gathered, images);
-                            MatRef::row_major(gathered, og, cp)?
-                        };
-                        // dWᵀ += cols · dYᵀ: the same sums as dW += dY · colsᵀ, written
-                        // through a column-major view of dW, which runs faster on the
-                        // thin products of small planes (80 against 61 GFLOP/s at
-                        // 4,608 × 512 × 64 on this project's machine).
-                        let acc_t = MatMut::strided(&mut acc[g * og * k..][..og * k], k, og, 1, k)?;
-                        gemm(1.0, MatRef::row_major(cols, k, cp)?, dy_g.t(), 1.0, acc_t)?;
-                    }
-                }
-                Ok(acc)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut sum = vec![0.0f32; weight_len];
-        for part in &partials {
-            sum.iter_mut().zip(part).for_each(|(s, v)| *s += v);
+        let per = self.images_per_weight_product();
+        let mut col = vec![0.0f32; k * p * per];
+        let mut gathered = vec![0.0f32; og * p * per];
+        for (run, (x_c, dy_c)) in x
+            .chunks(per * image_in)
+            .zip(dy.chunks(per * image_out))
+            .enumerate()
+        {
+            let images = dy_c.len() / image_out;
+            let cp = images * p;
+            // The first run overwrites dw; the later ones add to it, in order.
+            let beta = if run == 0 { 0.0 } else { 1.0 };
+            for g in 0..self.groups {
+                let col = &mut col[..k * cp];
+                self.im2col_parallel(x_c, images, g, col);
+                let gathered = &mut gathered[..og * cp];
+                self.gather(dy_c, g, gathered, images);
+                let dy_g = MatRef::row_major(gathered, og, cp)?;
+                let cols_t = MatRef::row_major(col, k, cp)?.t();
+                gemm_parallel(1.0, dy_g, cols_t, beta, &mut dw[g * og * k..][..og * k])?;
+            }
         }
-        dw.copy_from_slice(&sum);
         if let Some(db) = dbias {
             check_len(KERNEL, "dbias", db.len(), self.out_channels)?;
             db.fill(0.0);
