@@ -3,7 +3,8 @@
 //! batch MXNet trains. Driven by bench/train/run.sh.
 //!
 //! Usage: `ward-bench-train DIR THREADS ITERS [profile]`
-//! With `profile`, each step's time per operator goes to stderr.
+//! With `profile`, each step's time per operator goes to stderr, and with
+//! `WARD_BENCH_NODES=1` also each node's (forward and backward ms).
 //! Prints one JSON line: median/min/max step seconds, the loss after the timed steps,
 //! the peak resident memory.
 
@@ -135,6 +136,17 @@ fn run(dir: &Path, iters: usize, profile: bool) -> Result<()> {
                 e.0 += t.forward_s;
                 e.1 += t.backward_s;
                 e.2 += 1;
+            }
+            if std::env::var_os("WARD_BENCH_NODES").is_some() {
+                for t in &out.timings {
+                    eprintln!(
+                        "node {} {} {:.2} {:.2}",
+                        t.node,
+                        t.op,
+                        t.forward_s * 1e3,
+                        t.backward_s * 1e3
+                    );
+                }
             }
             eprintln!("op | kernels | nodes | forward ms | backward ms");
             for ((op, fast), (f, b, n)) in by_op {
