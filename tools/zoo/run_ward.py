@@ -134,6 +134,16 @@ def refusal_reason(stderr):
     return line[:160]
 
 
+def unique_output_names(names):
+    """MXNet's output names as ward names them: a name already given to an earlier head
+    is suffixed with the head's index (`ward_mxnet::import`'s rule), since a package's
+    outputs are named uniquely."""
+    out = []
+    for k, name in enumerate(names):
+        out.append("%s_%d" % (name, k) if name in out else name)
+    return out
+
+
 def compare(mx_out, w_out):
     if list(mx_out.shape) != list(w_out.shape):
         return False, "shape %s vs MXNet %s" % (list(w_out.shape), list(mx_out.shape))
@@ -241,7 +251,8 @@ def run_model(ward, d, keys, work, timeout, repeats):
         worst = max(worst, err)
         ok_all = ok_all and ok
     res["max_err"] = worst
-    res["names_match"] = outs_order == meta["outputs"]
+    res["names_match"] = outs_order == unique_output_names(meta["outputs"])
+    res["mxnet_names_repeat"] = len(set(meta["outputs"])) != len(meta["outputs"])
     if ok_all:
         res["verdict"] = "match"
     else:
@@ -386,6 +397,14 @@ def write_markdown(results, path, ward_version, not_run, index, when=None):
     if names:
         L.append("Output names that differ from MXNet's `list_outputs()` (%d models): %s." % (
             len(names), ", ".join("%s/%s" % (r["zoo"], r["name"]) for r in names)))
+        L.append("")
+    repeats = [r for r in results if r.get("mxnet_names_repeat")]
+    if repeats:
+        L.append("MXNet's `list_outputs()` repeats a name (%d models: %s): a served model's "
+                 "outputs are asked for by name, so ward keeps MXNet's name for the first and "
+                 "names a repeat at head k `NAME_k`; those models' names are counted as "
+                 "matching when they follow that rule." % (
+                     len(repeats), ", ".join("%s/%s" % (r["zoo"], r["name"]) for r in repeats)))
         L.append("")
     if not_run:
         L.append("## Not run")
