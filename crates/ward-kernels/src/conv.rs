@@ -18,12 +18,22 @@ use crate::matmul::{gemm, gemm_parallel, MatMut, MatRef};
 
 const KERNEL: &str = "conv2d";
 
+/// How many partial sums the weight gradient of a small weight is split into (at most):
+/// enough to keep two to four cores busy, and fixed so the sum's rounding never depends on
+/// the thread count.
+pub const WEIGHT_GRAD_GROUPS: usize = 4;
+
+/// Up to this many values of partial weight gradients in all (4 MiB), the weight gradient
+/// is summed in per-thread partials; above, in runs straight into the gradient.
+pub const MAX_PARTIAL_VALUES: usize = 1 << 20;
+
 /// Pixels one product of the weight gradient sums over at least (its reduction; see
 /// `Conv2d::images_per_weight_product`). Longer runs change the speed little (the
-/// matrix kernel sums in blocks of 256 anyway) but change the rounding: with 256, the
-/// narrow ResNet-18 trajectory fixture (tests/fixtures/trajectories) left MXNet's path
-/// after step 14 (loss off by 1.3e-4 at step 19, as a tie flipped), while runs of 1, 16
-/// and 128 pixels stayed within 1e-6 of it over all 20 steps.
+/// matrix kernel sums in blocks of 256 anyway) but change the rounding: when every layer
+/// was summed in runs, runs of 256 pixels took the narrow ResNet-18 trajectory fixture
+/// (tests/fixtures/trajectories) off MXNet's path after step 14 (loss off by 1.3e-4 at
+/// step 19, as a tie flipped), while runs of 1, 16 and 128 stayed within 1e-6 of it over
+/// all 20 steps.
 pub const MIN_WEIGHT_PRODUCT_COLUMNS: usize = 128;
 
 /// The most values a run's column matrix of the weight gradient holds (32 MiB).
@@ -513,26 +523,85 @@ impl Conv2d {
             });
     }
 
-    /// The parameter gradients: `dw` (overwritten) and, when given, `dbias`
-    /// (overwritten), from `x` and `dy`. The images are taken in runs of
-    /// [`Self::images_per_weight_product`] (a fixed count, so the sums' order never
-    /// depends on the thread count), each run one product `dW += dY·colsᵀ` added straight
-    /// into `dw`, with the threads sharing each product and its im2col.
-    ///
-    /// Summing each run into `dw` rather than into per-thread partial gradients keeps the
-    /// product's reduction long (a run's pixels) and its output written once per run: with
-    /// partials, the last stage of ResNet-18 at 112² read and wrote a 9 MB gradient per 64
-    /// pixels and ran at 44 GFLOP/s at one thread or two.
-    pub fn backward_weight(
+    /// `dw` from the batch split into at most [`WEIGHT_GRAD_GROUPS`] fixed groups, each
+    /// summed into its own buffer (its images [`Self::images_per_product`] at a time, one
+    /// product each) on one thread; the buffers are added in order at the end. No thread
+    /// waits on another until then, which wins while the partial buffers are small.
+    fn weight_grad_by_partials(
         &self,
         x: &[f32],
         dy: &[f32],
         dw: &mut [f32],
-        dbias: Option<&mut [f32]>,
     ) -> Result<(), KernelError> {
-        check_len(KERNEL, "x", x.len(), self.input_len())?;
-        check_len(KERNEL, "dy", dy.len(), self.output_len())?;
-        check_len(KERNEL, "dw", dw.len(), self.weight_len())?;
+        let (k, p) = (self.group_k(), self.out_plane());
+        let og = self.out_channels / self.groups;
+        let image_in = self.in_channels * self.in_plane();
+        let image_out = self.out_channels * p;
+        let weight_len = self.weight_len();
+        let groups = self.batch.min(WEIGHT_GRAD_GROUPS);
+        let per_group = self.batch.div_ceil(groups);
+        let per = self.images_per_product().min(per_group);
+        let col_len = if per == 1 && self.is_pointwise() {
+            0
+        } else {
+            k * p * per
+        };
+        let gathered_len = if per == 1 { 0 } else { og * p * per };
+        let partials = (0..groups)
+            .into_par_iter()
+            .map(|group| -> Result<Vec<f32>, KernelError> {
+                let mut acc = vec![0.0f32; weight_len];
+                let mut col = vec![0.0f32; col_len];
+                let mut gathered = vec![0.0f32; gathered_len];
+                let first = group * per_group;
+                let last = (first + per_group).min(self.batch);
+                for start in (first..last).step_by(per) {
+                    let images = per.min(last - start);
+                    let cp = images * p;
+                    let x_c = &x[start * image_in..][..images * image_in];
+                    let dy_c = &dy[start * image_out..][..images * image_out];
+                    for g in 0..self.groups {
+                        let cols = self.columns(x_c, images, g, &mut col);
+                        let dy_g = if images == 1 {
+                            MatRef::row_major(&dy_c[g * og * p..][..og * p], og, p)?
+                        } else {
+                            let gathered = &mut gathered[..og * cp];
+                            self.gather(dy_c, g, gathered, images);
+                            MatRef::row_major(gathered, og, cp)?
+                        };
+                        // dWᵀ += cols · dYᵀ: the same sums as dW += dY · colsᵀ, written
+                        // through a column-major view of dW, which runs faster on the
+                        // thin products of small planes (80 against 61 GFLOP/s at
+                        // 4,608 × 512 × 64 on this project's machine).
+                        let acc_t = MatMut::strided(&mut acc[g * og * k..][..og * k], k, og, 1, k)?;
+                        gemm(1.0, MatRef::row_major(cols, k, cp)?, dy_g.t(), 1.0, acc_t)?;
+                    }
+                }
+                Ok(acc)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut sum = vec![0.0f32; weight_len];
+        for part in &partials {
+            sum.iter_mut().zip(part).for_each(|(s, v)| *s += v);
+        }
+        dw.copy_from_slice(&sum);
+        Ok(())
+    }
+
+    /// `dw` from runs of [`Self::images_per_weight_product`] images (a fixed count), in
+    /// order, each one product `dW += dY·colsᵀ` added straight into `dw`, the threads
+    /// sharing each product and its im2col.
+    ///
+    /// Summing each run into `dw` rather than into per-thread partial gradients keeps the
+    /// product's reduction long and its output written once per run: with partials, the
+    /// last stage of ResNet-18 at 112² read and wrote a 9 MB gradient per 64 pixels and
+    /// ran at 44 GFLOP/s at one thread or two.
+    fn weight_grad_by_runs(
+        &self,
+        x: &[f32],
+        dy: &[f32],
+        dw: &mut [f32],
+    ) -> Result<(), KernelError> {
         let (k, p) = (self.group_k(), self.out_plane());
         let og = self.out_channels / self.groups;
         let image_in = self.in_channels * self.in_plane();
@@ -559,8 +628,35 @@ impl Conv2d {
                 gemm_parallel(1.0, dy_g, cols_t, beta, &mut dw[g * og * k..][..og * k])?;
             }
         }
-        if let Some(db) = dbias {
+        Ok(())
+    }
+
+    /// The parameter gradients: `dw` (overwritten) and, when given, `dbias`
+    /// (overwritten), from `x` and `dy`. A small weight is summed in a fixed number of
+    /// per-thread partial gradients ([`Self::weight_grad_by_partials`]); a large one in
+    /// runs of images straight into `dw`, the threads sharing each product
+    /// ([`Self::weight_grad_by_runs`]). Which one depends on the geometry alone, and
+    /// neither's rounding depends on the thread count.
+    pub fn backward_weight(
+        &self,
+        x: &[f32],
+        dy: &[f32],
+        dw: &mut [f32],
+        dbias: Option<&mut [f32]>,
+    ) -> Result<(), KernelError> {
+        check_len(KERNEL, "x", x.len(), self.input_len())?;
+        check_len(KERNEL, "dy", dy.len(), self.output_len())?;
+        check_len(KERNEL, "dw", dw.len(), self.weight_len())?;
+        if let Some(db) = &dbias {
             check_len(KERNEL, "dbias", db.len(), self.out_channels)?;
+        }
+        if self.weight_len().saturating_mul(WEIGHT_GRAD_GROUPS) <= MAX_PARTIAL_VALUES {
+            self.weight_grad_by_partials(x, dy, dw)?;
+        } else {
+            self.weight_grad_by_runs(x, dy, dw)?;
+        }
+        let (p, image_out) = (self.out_plane(), self.output_len() / self.batch);
+        if let Some(db) = dbias {
             db.fill(0.0);
             for dy_n in dy.chunks_exact(image_out) {
                 for (d, plane) in db.iter_mut().zip(dy_n.chunks_exact(p)) {

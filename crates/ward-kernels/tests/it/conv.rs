@@ -177,11 +177,68 @@ fn impossible_geometries_are_refused() {
     );
 }
 
-/// The weight gradient sums images in fixed groups, and every product covers a number of
-/// images fixed by the geometry: all three passes give the same bits at any thread count.
+/// A weight too large for per-thread partial gradients (2.6 M values for four partials),
+/// so its gradient is summed in runs of images; 5 images of 6×6 make two runs.
+fn large_weight() -> Conv2d {
+    Conv2d::new(
+        [5, 96, 6, 6],
+        ConvWindow {
+            out_channels: 768,
+            kernel: [3, 3],
+            stride: [1, 1],
+            pad: [1, 1],
+            dilation: [1, 1],
+            groups: 2,
+        },
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_large_weight_gradient_summed_in_runs_is_the_sum_over_the_batch() {
+    let g = large_weight();
+    let mut rng = proptest::test_runner::TestRng::deterministic_rng(
+        proptest::test_runner::RngAlgorithm::ChaCha,
+    );
+    let x = random_values(&mut rng, g.input_len());
+    let dy = random_values(&mut rng, g.output_len());
+    let mut dw = vec![f32::NAN; g.weight_len()];
+    g.backward_weight(&x, &dy, &mut dw, None).unwrap();
+    let (c, o, h, w) = (96usize, 768usize, 6usize, 6usize);
+    let (cg, og) = (c / 2, o / 2);
+    for oc in (0..o).step_by(37) {
+        let group = oc / og;
+        for ic in 0..cg {
+            for (ky, kx) in [(0usize, 0usize), (1, 1), (2, 1)] {
+                let mut want = 0.0f64;
+                for n in 0..5 {
+                    for oy in 0..h {
+                        for ox in 0..w {
+                            let (iy, ix) = (oy + ky, ox + kx);
+                            if iy < 1 || ix < 1 || iy > h || ix > w {
+                                continue;
+                            }
+                            let xv = x[((n * c + group * cg + ic) * h + iy - 1) * w + ix - 1];
+                            want += f64::from(xv) * f64::from(dy[((n * o + oc) * h + oy) * w + ox]);
+                        }
+                    }
+                }
+                let got = f64::from(dw[((oc * cg + ic) * 3 + ky) * 3 + kx]);
+                assert!(
+                    (got - want).abs() <= 1e-5 * 180.0,
+                    "dw[{oc}, {ic}, {ky}, {kx}]: {got} vs {want}"
+                );
+            }
+        }
+    }
+}
+
+/// The weight gradient sums images in fixed groups or fixed runs, and every product
+/// covers a number of images fixed by the geometry: all three passes give the same bits
+/// at any thread count, for a small weight and a large one.
 #[test]
 fn no_pass_depends_on_the_thread_count() {
-    let g = Conv2d::new(
+    let small = Conv2d::new(
         [7, 4, 9, 9],
         ConvWindow {
             out_channels: 6,
@@ -193,6 +250,12 @@ fn no_pass_depends_on_the_thread_count() {
         },
     )
     .unwrap();
+    for g in [small, large_weight()] {
+        same_bits_at_any_thread_count(&g);
+    }
+}
+
+fn same_bits_at_any_thread_count(g: &Conv2d) {
     let mut rng = proptest::test_runner::TestRng::deterministic_rng(
         proptest::test_runner::RngAlgorithm::ChaCha,
     );
