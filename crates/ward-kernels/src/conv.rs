@@ -633,9 +633,9 @@ impl Conv2d {
 
     /// The parameter gradients: `dw` (overwritten) and, when given, `dbias`
     /// (overwritten), from `x` and `dy`. A small weight is summed in a fixed number of
-    /// per-thread partial gradients ([`Self::weight_grad_by_partials`]); a large one in
+    /// per-thread partial gradients (`weight_grad_by_partials`); a large one in
     /// runs of images straight into `dw`, the threads sharing each product
-    /// ([`Self::weight_grad_by_runs`]). Which one depends on the geometry alone, and
+    /// (`weight_grad_by_runs`). Which one depends on the geometry alone, and
     /// neither's rounding depends on the thread count.
     pub fn backward_weight(
         &self,

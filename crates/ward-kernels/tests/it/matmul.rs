@@ -1,5 +1,5 @@
 use proptest::prelude::*;
-use ward_kernels::matmul::{gemm_parallel, MatRef};
+use ward_kernels::matmul::{gemm, gemm_parallel, gemm_short, MatMut, MatRef};
 
 use crate::{assert_close, random_values};
 
@@ -104,6 +104,40 @@ proptest! {
                 got.iter().zip(&one).all(|(g, o)| g.to_bits() == o.to_bits()),
                 "{} threads gave other bits than 1", threads
             );
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 100, ..ProptestConfig::default() })]
+
+    /// `gemm_short` gives `gemm`'s bits (α = 1), on views inside larger rows (row strides
+    /// above the column count), sums longer than one 256-slice, and edge tiles.
+    #[test]
+    fn gemm_short_gives_the_bits_of_gemm(
+        m in 1usize..70,
+        k in 1usize..600,
+        n in 1usize..100,
+        pad in 0usize..5,
+        beta in prop_oneof![Just(0.0f32), Just(1.0)],
+    ) {
+        let mut rng = proptest::test_runner::TestRng::deterministic_rng(
+            proptest::test_runner::RngAlgorithm::ChaCha,
+        );
+        let a = random_values(&mut rng, m * (k + pad));
+        let b = random_values(&mut rng, k * (n + pad));
+        let c0 = if beta == 0.0 { vec![f32::NAN; m * (n + pad)] } else { random_values(&mut rng, m * (n + pad)) };
+        let a_view = MatRef::strided(&a, m, k, k + pad, 1).unwrap();
+        let b_view = MatRef::strided(&b, k, n, n + pad, 1).unwrap();
+        let mut want = c0.clone();
+        gemm(1.0, a_view, b_view, beta, MatMut::strided(&mut want, m, n, n + pad, 1).unwrap()).unwrap();
+        let mut got = c0.clone();
+        gemm_short(a_view, b_view, beta, MatMut::strided(&mut got, m, n, n + pad, 1).unwrap()).unwrap();
+        for i in 0..m {
+            for j in 0..n {
+                let at = i * (n + pad) + j;
+                prop_assert_eq!(got[at].to_bits(), want[at].to_bits(), "C[{}, {}]", i, j);
+            }
         }
     }
 }
