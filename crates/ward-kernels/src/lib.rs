@@ -4,9 +4,9 @@
 //! Every function takes slices and a geometry, checks every length against the geometry
 //! with checked arithmetic before touching memory, and returns a [`KernelError`] naming
 //! the argument that does not fit. The `unsafe` code sits in [`matmul`] behind those
-//! checks: the matrix-multiply crate's raw-pointer entry point, and `gemm_short`'s
-//! AVX-512 kernel (called once the CPU feature is detected; its vector loads and stores
-//! read and write inside checked slices).
+//! checks: the matrix-multiply crate's raw-pointer entry point, and `gemm`'s own AVX-512
+//! kernel (called once the CPU feature is detected; its vector loads and stores read and
+//! write inside checked slices).
 //!
 //! The meaning of each kernel is the reference interpreter's (`ward_graph::interp`); the
 //! property tests hold each kernel to it on random shapes, strides, pads, dilations and

@@ -7,7 +7,7 @@
 
 #![allow(
     unsafe_code,
-    reason = "the matrix-multiply crate's entry point takes raw pointers (`gemm` checks every bound first); `gemm_short` runs an AVX-512 kernel once the feature is detected, whose vector loads and stores stay inside checked slices"
+    reason = "the matrix-multiply crate's entry point takes raw pointers (`gemm_packed` checks every bound first); `gemm` runs an AVX-512 kernel once the feature is detected, whose vector loads and stores stay inside checked slices"
 )]
 
 use crate::error::KernelError;
@@ -146,8 +146,52 @@ fn check_extent(
 }
 
 /// `C ← α·A·B + β·C` on one thread. With `β = 0`, `C`'s old contents are not read (NaN
-/// in them does not leak through).
+/// in them does not leak through). On a CPU with AVX-512, a short product (at most
+/// [`SHORT_MAX_ROWS`] rows) with α = 1, β of 0 or 1, `B` and `C` of unit column stride and
+/// `A` of unit row or column stride runs on ward's own kernel (`no_pack_avx512`), which
+/// reads `B` in place instead of packing it and gives the bits of [`gemm_packed`];
+/// everything else runs on [`gemm_packed`]. Measured on this project's AVX-512 VM: an
+/// RNN step's 32 × 256 × 1,024 at 103 against 70 GFLOP/s; taller products gain nothing
+/// (0.9–1.03×), so they keep the matrix crate.
 pub fn gemm(
+    alpha: f32,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    beta: f32,
+    c: MatMut<'_>,
+) -> Result<(), KernelError> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let chained = a.cols == b.rows && a.rows == c.rows && b.cols == c.cols;
+        let a_unit = a.col_stride == 1 || a.row_stride == 1;
+        if chained
+            && a.rows <= SHORT_MAX_ROWS
+            && a_unit
+            && b.col_stride == 1
+            && c.col_stride == 1
+            && alpha == 1.0
+            && (beta == 0.0 || beta == 1.0)
+            && a.rows > 0
+            && a.cols > 0
+            && b.cols > 0
+            && std::arch::is_x86_feature_detected!("avx512f")
+        {
+            // SAFETY: the CPU has AVX-512F (detected just above), the only requirement of
+            // `no_pack_avx512`; it reads and writes through slice indexing only, at
+            // elements (i, j) of views that `MatRef::strided`/`MatMut::strided` checked
+            // lie inside their slices, and its vector loads and stores stay inside
+            // checked sub-slices.
+            unsafe { no_pack_avx512(a, b, beta, c) };
+            return Ok(());
+        }
+    }
+    gemm_packed(alpha, a, b, beta, c)
+}
+
+/// `C ← α·A·B + β·C` by the matrix crate (`matrixmultiply`, which packs both operands),
+/// whatever the CPU: what [`gemm`] falls back to, public so that tests can hold `gemm`'s
+/// own kernel to its bits.
+pub fn gemm_packed(
     alpha: f32,
     a: MatRef<'_>,
     b: MatRef<'_>,
@@ -207,130 +251,105 @@ pub fn gemm(
     Ok(())
 }
 
-/// Up to this many rows, [`gemm_parallel`]'s products go through [`gemm_short`].
-const SHORT_MAX_ROWS: usize = 64;
-/// Columns of `C` one tile of [`gemm_short`] keeps in registers (two 16-lane vectors).
-const SHORT_COLUMNS: usize = 32;
-/// Rows of `C` one tile of [`gemm_short`] keeps in registers.
-const SHORT_ROWS: usize = 8;
-/// The slice of the sum [`gemm_short`] adds to `C` at a time: the matrix crate's `KC`.
-const SHORT_DEPTH: usize = 256;
+/// The most rows of a product [`gemm`] runs on its own kernel.
+pub const SHORT_MAX_ROWS: usize = 64;
+/// Columns of `C` one tile of `no_pack_avx512` keeps in registers (two 16-lane vectors).
+const TILE_COLUMNS: usize = 32;
+/// Rows of `C` one tile of `no_pack_avx512` keeps in registers.
+const TILE_ROWS: usize = 8;
+/// The slice of the sum added to `C` at a time: the matrix crate's `KC`, so that each
+/// element is summed in its order.
+const SLICE_DEPTH: usize = 256;
 
-/// `C ← A·B + β·C`, the same as [`gemm`] with α = 1 and the same bits, faster for a short
-/// `C` (an RNN step's 32 rows by 1,024): the matrix crate packs all of `B` on every call,
-/// which for 32 rows costs a third as much as the multiplications, where this reads `B`
-/// in place, a strip of 32 columns at a time that stays in the L1 cache while the rows
-/// of `C` pass over it. Each element is summed over `k` in the matrix crate's order
-/// (fused multiply-adds in slices of 256, each added to `C` as it ends). It needs AVX-512,
-/// rows of unit column stride and β of 0 or 1; otherwise it is [`gemm`].
-pub fn gemm_short(
-    a: MatRef<'_>,
-    b: MatRef<'_>,
-    beta: f32,
-    c: MatMut<'_>,
-) -> Result<(), KernelError> {
-    if a.cols != b.rows || a.rows != c.rows || b.cols != c.cols {
-        return gemm(1.0, a, b, beta, c);
-    }
-    #[cfg(target_arch = "x86_64")]
-    {
-        let unit = a.col_stride == 1 && b.col_stride == 1 && c.col_stride == 1;
-        let (m, k, n) = (a.rows, a.cols, b.cols);
-        if unit
-            && (beta == 0.0 || beta == 1.0)
-            && m > 0
-            && k > 0
-            && n > 0
-            && std::arch::is_x86_feature_detected!("avx512f")
-        {
-            // SAFETY: the CPU has AVX-512F (detected just above), the only requirement of
-            // `short_avx512`; it reads and writes only through slice indexing, at
-            // elements (i, j) of views that `MatRef::strided`/`MatMut::strided` checked
-            // lie inside their slices, with unit column strides (checked above).
-            unsafe { short_avx512(a, b, beta, c) };
-            return Ok(());
-        }
-    }
-    gemm(1.0, a, b, beta, c)
-}
-
-/// [`gemm_short`] with AVX-512: a tile of `SHORT_ROWS` rows by `SHORT_COLUMNS` columns of
-/// `C` is 16 vector registers, summed over `k` with one fused multiply-add per register
-/// per step; the columns past the last full tile are summed the same way one element at
-/// a time.
+/// [`gemm`] with AVX-512 for a short product, α = 1 and β of 0 or 1: a tile of
+/// `TILE_ROWS` rows by `TILE_COLUMNS` columns of `C` is 16 vector registers, summed over
+/// a slice of `k` with one fused multiply-add per register per step and added to `C` as
+/// the slice ends (the first slice overwriting it when β = 0), as the matrix crate orders
+/// the sums. `A` is laid out as 8-wide columns once per slice; `B` is read in place, a
+/// strip of 32 columns by one slice (32 KiB, for the L1 cache) at a time while every row
+/// of `C` passes over it, the last, narrower strip under lane masks.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[allow(
     clippy::indexing_slicing,
     reason = "every index addresses an element (i, j) inside a view's rows and columns, which MatRef/MatMut checked lie inside their slices"
 )]
-fn short_avx512(a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: MatMut<'_>) {
+fn no_pack_avx512(a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: MatMut<'_>) {
     use std::arch::x86_64::{
-        __m512, _mm512_add_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_setzero_ps,
-        _mm512_storeu_ps,
+        __m512, _mm512_add_ps, _mm512_fmadd_ps, _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps,
+        _mm512_set1_ps, _mm512_setzero_ps,
     };
     const LANES: usize = 16;
     let (m, k, n) = (a.rows, a.cols, b.cols);
-    let (lda, ldb, ldc) = (a.row_stride, b.row_stride, c.row_stride);
+    let (ars, acs) = (a.row_stride, a.col_stride);
+    let (ldb, ldc) = (b.row_stride, c.row_stride);
     let (a, b, c) = (a.data, b.data, c.data);
-    // a_cols[block·k + p][r] = A[block·SHORT_ROWS + r][p] (zero past the last row).
-    let blocks = m.div_ceil(SHORT_ROWS);
-    let mut a_cols = vec![[0.0f32; SHORT_ROWS]; blocks * k];
-    for i in 0..m {
-        let (block, r) = (i / SHORT_ROWS, i % SHORT_ROWS);
-        for (p, &x) in a[i * lda..][..k].iter().enumerate() {
-            a_cols[block * k + p][r] = x;
-        }
-    }
-    let full_cols = n - n % SHORT_COLUMNS;
-    for (slice, p0) in (0..k).step_by(SHORT_DEPTH).enumerate() {
-        let depth = SHORT_DEPTH.min(k - p0);
-        // The first slice overwrites C when β = 0; every later one adds to it.
+    let blocks = m.div_ceil(TILE_ROWS);
+    let mut panel = vec![[0.0f32; TILE_ROWS]; blocks * SLICE_DEPTH];
+    for (slice, p0) in (0..k).step_by(SLICE_DEPTH).enumerate() {
+        let depth = SLICE_DEPTH.min(k - p0);
         let add = beta != 0.0 || slice > 0;
-        for j0 in (0..full_cols).step_by(SHORT_COLUMNS) {
+        // panel[block·depth + p][r] = A[block·TILE_ROWS + r][p0 + p], zero past the last
+        // row.
+        for block in 0..blocks {
+            for (p, column) in panel[block * depth..][..depth].iter_mut().enumerate() {
+                for (r, v) in column.iter_mut().enumerate() {
+                    let i = block * TILE_ROWS + r;
+                    *v = if i < m {
+                        a[i * ars + (p0 + p) * acs]
+                    } else {
+                        0.0
+                    };
+                }
+            }
+        }
+        for j0 in (0..n).step_by(TILE_COLUMNS) {
+            // A strip narrower than a tile (the last) loads and stores under masks:
+            // lanes past its width are neither read nor written.
+            let width = TILE_COLUMNS.min(n - j0);
+            let lanes = |first: usize| -> u16 {
+                match width.saturating_sub(first) {
+                    0 => 0,
+                    w if w >= LANES => u16::MAX,
+                    w => (1u16 << w) - 1,
+                }
+            };
+            let masks = [lanes(0), lanes(LANES)];
             for block in 0..blocks {
-                let i0 = block * SHORT_ROWS;
-                let rows = SHORT_ROWS.min(m - i0);
-                let mut acc: [__m512; 2 * SHORT_ROWS] = [_mm512_setzero_ps(); 2 * SHORT_ROWS];
-                for (p, x) in a_cols[block * k + p0..][..depth].iter().enumerate() {
-                    let w = &b[(p0 + p) * ldb + j0..][..SHORT_COLUMNS];
-                    // SAFETY: `w` holds SHORT_COLUMNS = 2·LANES values, so both
-                    // unaligned 16-lane loads read inside it.
+                let i0 = block * TILE_ROWS;
+                let rows = TILE_ROWS.min(m - i0);
+                let mut acc: [__m512; 2 * TILE_ROWS] = [_mm512_setzero_ps(); 2 * TILE_ROWS];
+                for (p, x) in panel[block * depth..][..depth].iter().enumerate() {
+                    let w = &b[(p0 + p) * ldb + j0..][..width];
+                    // SAFETY: the masks enable exactly the lanes below `width`, and
+                    // `w` holds `width` values: a masked load reads only enabled lanes.
                     let (w0, w1) = unsafe {
                         (
-                            _mm512_loadu_ps(w.as_ptr()),
-                            _mm512_loadu_ps(w.as_ptr().add(LANES)),
+                            _mm512_maskz_loadu_ps(masks[0], w.as_ptr()),
+                            _mm512_maskz_loadu_ps(masks[1], w.as_ptr().wrapping_add(LANES)),
                         )
                     };
-                    for r in 0..SHORT_ROWS {
+                    for r in 0..TILE_ROWS {
                         let xr = _mm512_set1_ps(x[r]);
                         acc[2 * r] = _mm512_fmadd_ps(xr, w0, acc[2 * r]);
                         acc[2 * r + 1] = _mm512_fmadd_ps(xr, w1, acc[2 * r + 1]);
                     }
                 }
                 for r in 0..rows {
-                    let out = &mut c[(i0 + r) * ldc + j0..][..SHORT_COLUMNS];
-                    for half in 0..2 {
-                        let out = &mut out[half * LANES..][..LANES];
+                    let out = &mut c[(i0 + r) * ldc + j0..][..width];
+                    for (half, &mask) in masks.iter().enumerate() {
+                        let at = out.as_mut_ptr().wrapping_add(half * LANES);
                         let mut v = acc[2 * r + half];
                         if add {
-                            // SAFETY: `out` holds LANES values.
-                            v = _mm512_add_ps(unsafe { _mm512_loadu_ps(out.as_ptr()) }, v);
+                            // SAFETY: `mask` enables only lanes inside `out`'s `width`
+                            // values.
+                            v = _mm512_add_ps(unsafe { _mm512_maskz_loadu_ps(mask, at) }, v);
                         }
-                        // SAFETY: `out` holds LANES values and is borrowed mutably here.
-                        unsafe { _mm512_storeu_ps(out.as_mut_ptr(), v) };
+                        // SAFETY: as above; `out` is borrowed mutably here, and a
+                        // masked store writes only enabled lanes.
+                        unsafe { _mm512_mask_storeu_ps(at, mask, v) };
                     }
                 }
-            }
-        }
-        for i in 0..m {
-            for j in full_cols..n {
-                let mut sum = 0.0f32;
-                for p in p0..p0 + depth {
-                    sum = a[i * lda + p].mul_add(b[p * ldb + j], sum);
-                }
-                let out = &mut c[i * ldc + j];
-                *out = if add { *out + sum } else { sum };
             }
         }
     }
@@ -385,23 +404,8 @@ pub fn gemm_parallel(
                 a.row_stride,
                 a.col_stride,
             )?;
-            product(alpha, a_part, b, beta, MatMut::row_major(c_part, rows, n)?)
+            gemm(alpha, a_part, b, beta, MatMut::row_major(c_part, rows, n)?)
         })
-}
-
-/// One task's product in [`gemm_parallel`]: [`gemm_short`] for a short `C`, else [`gemm`].
-fn product(
-    alpha: f32,
-    a: MatRef<'_>,
-    b: MatRef<'_>,
-    beta: f32,
-    c: MatMut<'_>,
-) -> Result<(), KernelError> {
-    if alpha == 1.0 && a.rows <= SHORT_MAX_ROWS {
-        gemm_short(a, b, beta, c)
-    } else {
-        gemm(alpha, a, b, beta, c)
-    }
 }
 
 /// [`gemm_parallel`] split into blocks of `cols_per_task` columns of `C`: each task
@@ -440,7 +444,7 @@ fn gemm_column_blocks(
                 b.row_stride,
                 b.col_stride,
             )?;
-            product(
+            gemm(
                 alpha,
                 a,
                 b_part,
