@@ -151,8 +151,10 @@ fn check_extent(
 /// `A` of unit row or column stride runs on ward's own kernel (`no_pack_avx512`), which
 /// reads `B` in place instead of packing it and gives the bits of [`gemm_packed`];
 /// everything else runs on [`gemm_packed`]. Measured on this project's AVX-512 VM: an
-/// RNN step's 32 × 256 × 1,024 at 103 against 70 GFLOP/s; taller products gain nothing
-/// (0.9–1.03×), so they keep the matrix crate.
+/// RNN step's 32 × 256 × 1,024 against a weight the cache holds from the previous step,
+/// 103 against 70 GFLOP/s, and the same speed on a fresh `B`; with 64 rows and a fresh
+/// `B` (a convolution's columns) it was 10–25 % slower, and taller products gain
+/// nothing, so those keep the matrix crate.
 pub fn gemm(
     alpha: f32,
     a: MatRef<'_>,
@@ -252,7 +254,7 @@ pub fn gemm_packed(
 }
 
 /// The most rows of a product [`gemm`] runs on its own kernel.
-pub const SHORT_MAX_ROWS: usize = 64;
+pub const SHORT_MAX_ROWS: usize = 32;
 /// Columns of `C` one tile of `no_pack_avx512` keeps in registers (two 16-lane vectors).
 const TILE_COLUMNS: usize = 32;
 /// Rows of `C` one tile of `no_pack_avx512` keeps in registers.
