@@ -544,7 +544,6 @@ impl Engine {
         })
     }
 
-    /// The node's inputs widened to the reference interpreter's arrays.
     /// The graph's outputs from a pass's `values`: copied, or moved out once nothing
     /// reads the values any more (an output named twice is copied the second time).
     fn outputs(
@@ -589,6 +588,7 @@ impl Engine {
         Ok(outputs)
     }
 
+    /// The node's inputs widened to the reference interpreter's arrays.
     fn arrays(&self, index: usize, ins: &[&[f32]]) -> Vec<Array> {
         let node = self.graph.nodes.get(index);
         ins.iter()
