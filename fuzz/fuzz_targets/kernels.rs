@@ -1,0 +1,87 @@
+//! Fuzzes ward-kernels' safe API, the crate whose `unsafe` code (the matrix crate's raw
+//! pointers, ward's AVX-512 product kernel) sits behind length and shape checks: random
+//! shapes, strides, transposes and slices that may be a value short. Nothing may panic;
+//! a refused argument is an error, and `gemm` (ward's own kernel where it applies) must
+//! give exactly the bits of `gemm_packed` (the matrix crate).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use ward_kernels::conv::{Conv2d, ConvWindow};
+use ward_kernels::matmul::{gemm, gemm_packed, gemm_parallel, MatMut, MatRef};
+
+/// Values in [-1, 1) made from the input's bytes, cycled.
+fn values(bytes: &[u8], len: usize) -> Vec<f32> {
+    (0..len)
+        .map(|i| {
+            let b = bytes.get(i % bytes.len().max(1)).copied().unwrap_or(1);
+            (f32::from(b) - 128.0) / 128.0 + i as f32 * 1e-3
+        })
+        .collect()
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&head, rest)) = data.split_first() else {
+        return;
+    };
+    let byte = |i: usize| usize::from(rest.get(i).copied().unwrap_or(0));
+    let short = |i: usize| usize::from(rest.get(i).copied().unwrap_or(0) % 8 == 0);
+    if head % 2 == 0 {
+        // C (m × n) ← A (m × k, maybe stored transposed) · B (k × n) + β·C, inside rows
+        // `pad` values longer than the views.
+        let (m, k, n) = (1 + byte(0) % 40, 1 + byte(1) % 300, 1 + byte(2) % 80);
+        let pad = byte(3) % 4;
+        let transposed = byte(4) % 2 == 1;
+        let beta = [0.0f32, 1.0, 0.5][byte(5) % 3];
+        let alpha = [1.0f32, -0.5][byte(6) % 2];
+        let a_len = if transposed { k * (m + pad) } else { m * (k + pad) } - short(7);
+        let a = values(rest, a_len);
+        let b = values(rest.get(8..).unwrap_or(&[]), k * (n + pad) - short(8));
+        let c0 = values(rest.get(16..).unwrap_or(&[]), m * (n + pad));
+        let a_view = if transposed {
+            MatRef::strided(&a, k, m, m + pad, 1).map(MatRef::t)
+        } else {
+            MatRef::strided(&a, m, k, k + pad, 1)
+        };
+        let (Ok(a_view), Ok(b_view)) = (a_view, MatRef::strided(&b, k, n, n + pad, 1)) else {
+            return;
+        };
+        let mut want = c0.clone();
+        let mut got = c0.clone();
+        let packed = gemm_packed(alpha, a_view, b_view, beta, MatMut::strided(&mut want, m, n, n + pad, 1).unwrap());
+        let own = gemm(alpha, a_view, b_view, beta, MatMut::strided(&mut got, m, n, n + pad, 1).unwrap());
+        assert_eq!(packed.is_ok(), own.is_ok());
+        assert!(
+            got.iter().zip(&want).all(|(g, w)| g.to_bits() == w.to_bits()),
+            "gemm and gemm_packed differ at {m}×{k}×{n}"
+        );
+        if pad == 0 {
+            let mut par = c0.clone();
+            gemm_parallel(alpha, a_view, b_view, beta, &mut par).unwrap();
+            assert!(par.iter().zip(&want).all(|(p, w)| p.to_bits() == w.to_bits()));
+        }
+    } else {
+        // A small convolution, every pass, with lengths that may be a value short.
+        let window = ConvWindow {
+            out_channels: 1 + byte(0) % 8,
+            kernel: [1 + byte(1) % 4, 1 + byte(2) % 4],
+            stride: [1 + byte(3) % 3, 1 + byte(4) % 3],
+            pad: [byte(5) % 4, byte(6) % 4],
+            dilation: [1 + byte(7) % 3, 1 + byte(8) % 3],
+            groups: 1 + byte(9) % 3,
+        };
+        let input = [1 + byte(10) % 4, 1 + byte(11) % 9, 1 + byte(12) % 13, 1 + byte(13) % 13];
+        let Ok(g) = Conv2d::new(input, window) else {
+            return;
+        };
+        let x = values(rest, g.input_len() - short(14));
+        let w = values(rest.get(3..).unwrap_or(&[]), g.weight_len() - short(15));
+        let dy = values(rest.get(5..).unwrap_or(&[]), g.output_len());
+        let mut y = vec![0.0; g.output_len()];
+        let _ = g.forward(&x, &w, None, &mut y);
+        let mut dx = vec![0.0; g.input_len()];
+        let _ = g.backward_data(&dy, &w, &mut dx);
+        let mut dw = vec![0.0; g.weight_len()];
+        let mut db = vec![0.0; window.out_channels - short(16)];
+        let _ = g.backward_weight(&x, &dy, &mut dw, Some(&mut db));
+    }
+});
