@@ -17,7 +17,7 @@
 
 #![allow(
     unsafe_code,
-    reason = "a global allocator is an unsafe trait, and madvise takes a raw address"
+    reason = "a global allocator is an unsafe trait, madvise takes a raw address, and malloc_trim is a C function"
 )]
 
 use std::alloc::{GlobalAlloc, Layout, System};

@@ -655,7 +655,8 @@ impl Conv2d {
         } else {
             self.weight_grad_by_runs(x, dy, dw)?;
         }
-        let (p, image_out) = (self.out_plane(), self.output_len() / self.batch);
+        let p = self.out_plane();
+        let image_out = self.out_channels * p;
         if let Some(db) = dbias {
             db.fill(0.0);
             for dy_n in dy.chunks_exact(image_out) {

@@ -145,6 +145,20 @@ fn check_extent(
     }
 }
 
+/// Checks that `A·B` has `C`'s shape.
+fn check_chain(a: &MatRef<'_>, b: &MatRef<'_>, c: &MatMut<'_>) -> Result<(), KernelError> {
+    if a.cols != b.rows || a.rows != c.rows || b.cols != c.cols {
+        return Err(KernelError::geometry(
+            KERNEL,
+            format!(
+                "A is {}×{}, B {}×{}, C {}×{}: the shapes do not chain",
+                a.rows, a.cols, b.rows, b.cols, c.rows, c.cols
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// `C ← α·A·B + β·C` on one thread. With `β = 0`, `C`'s old contents are not read (NaN
 /// in them does not leak through). On a CPU with AVX-512, a short product (at most
 /// [`SHORT_MAX_ROWS`] rows) with α = 1, β of 0 or 1, `B` and `C` of unit column stride and
@@ -162,12 +176,11 @@ pub fn gemm(
     beta: f32,
     c: MatMut<'_>,
 ) -> Result<(), KernelError> {
+    check_chain(&a, &b, &c)?;
     #[cfg(target_arch = "x86_64")]
     {
-        let chained = a.cols == b.rows && a.rows == c.rows && b.cols == c.cols;
         let a_unit = a.col_stride == 1 || a.row_stride == 1;
-        if chained
-            && a.rows <= SHORT_MAX_ROWS
+        if a.rows <= SHORT_MAX_ROWS
             && a_unit
             && b.col_stride == 1
             && c.col_stride == 1
@@ -200,15 +213,7 @@ pub fn gemm_packed(
     beta: f32,
     c: MatMut<'_>,
 ) -> Result<(), KernelError> {
-    if a.cols != b.rows || a.rows != c.rows || b.cols != c.cols {
-        return Err(KernelError::geometry(
-            KERNEL,
-            format!(
-                "A is {}×{}, B {}×{}, C {}×{}: the shapes do not chain",
-                a.rows, a.cols, b.rows, b.cols, c.rows, c.cols
-            ),
-        ));
-    }
+    check_chain(&a, &b, &c)?;
     let (m, k, n) = (a.rows, a.cols, b.cols);
     if m == 0 || n == 0 {
         return Ok(());

@@ -207,8 +207,9 @@ impl RnnPlan {
             let mut out = buffers::zeroed(rows * width);
             for dir in 0..self.dirs {
                 let [wi, wh, bi, bh] = self.cell(ins, layer, dir)?;
-                // W_hᵀ, laid out once for the T products that read it: the matrix kernel
-                // packs a transposed view element by element on every call.
+                // W_hᵀ, laid out once for the T products that read it: the kernel for
+                // short products reads B's rows in place (a transposed view would go to
+                // the matrix crate, which packs it element by element on every call).
                 let mut wh_t = buffers::zeroed(h * gh_cols);
                 for (r, row) in wh.chunks_exact(h).enumerate() {
                     for (j, &v) in row.iter().enumerate() {
