@@ -24,7 +24,7 @@ use ward_kernels::matmul::{gemm_parallel, MatRef};
 use ward_kernels::Windows;
 
 use super::buffers;
-use super::math::{exp_nonpositive, sigmoid, tanh};
+use super::math::{exp_nonpositive, lane_sums, sigmoid, tanh};
 
 use super::rnn::{RnnPlan, Tape};
 
@@ -582,15 +582,17 @@ impl Fast {
         let stats: Vec<(f64, f64)> = (0..channels)
             .into_par_iter()
             .map(|c| {
-                let planes = || (0..outer).map(move |o| &x[(o * channels + c) * inner..][..inner]);
-                let sum: f64 = planes().flatten().map(|&v| f64::from(v)).sum();
+                let planes = || {
+                    (0..outer).map(move |o| {
+                        let plane = &x[(o * channels + c) * inner..][..inner];
+                        (plane, plane)
+                    })
+                };
+                let (sum, _) = lane_sums(planes(), |v, _| f64::from(v), |_, _| 0.0);
                 let mean = sum / count;
-                let var: f64 = planes()
-                    .flatten()
-                    .map(|&v| (f64::from(v) - mean).powi(2))
-                    .sum::<f64>()
-                    / count;
-                (mean, var)
+                let (squares, _) =
+                    lane_sums(planes(), |v, _| (f64::from(v) - mean).powi(2), |_, _| 0.0);
+                (mean, squares / count)
             })
             .collect();
         let mean: Vec<f32> = stats.iter().map(|s| s.0 as f32).collect();
@@ -660,16 +662,15 @@ impl Fast {
             .into_par_iter()
             .map(|c| {
                 let (m, s) = (mean[c], inv_std[c]);
-                let mut sum_dy = 0.0f64;
-                let mut sum_dy_xhat = 0.0f64;
-                for o in 0..outer {
+                let planes = (0..outer).map(|o| {
                     let at = (o * channels + c) * inner;
-                    for (&g, &v) in dy[at..at + inner].iter().zip(&x[at..at + inner]) {
-                        sum_dy += f64::from(g);
-                        sum_dy_xhat += f64::from(g) * f64::from((v - m) * s);
-                    }
-                }
-                (sum_dy, sum_dy_xhat)
+                    (&dy[at..at + inner], &x[at..at + inner])
+                });
+                lane_sums(
+                    planes,
+                    |g, _| f64::from(g),
+                    |g, v| f64::from(g) * f64::from((v - m) * s),
+                )
             })
             .collect();
         let mut dx = buffers::zeroed(x.len());
