@@ -1,13 +1,15 @@
 //! Fuzzes ward-kernels' safe API, the crate whose `unsafe` code (the matrix crate's raw
-//! pointers, ward's AVX-512 product kernel) sits behind length and shape checks: random
-//! shapes, strides, transposes and slices that may be a value short. Nothing may panic;
-//! a refused argument is an error, and `gemm` (ward's own kernel where it applies) must
-//! give exactly the bits of `gemm_packed` (the matrix crate).
+//! pointers, ward's AVX-512 kernels: `gemm`'s short products, `gemm_panels`, the direct
+//! convolution tiles) sits behind length and shape checks: random shapes, strides,
+//! transposes and slices that may be a value short. Nothing may panic; a refused
+//! argument is an error, and `gemm` and `gemm_panels` (where they apply), and a
+//! convolution's forward pass, must give exactly the bits of the matrix crate.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use ward_kernels::conv::{Conv2d, ConvWindow};
 use ward_kernels::matmul::{gemm, gemm_packed, gemm_parallel, MatMut, MatRef};
+use ward_kernels::panels::{self, gemm_panels, PanelsA};
 
 /// Values in [-1, 1) made from the input's bytes, cycled.
 fn values(bytes: &[u8], len: usize) -> Vec<f32> {
@@ -54,6 +56,15 @@ fuzz_target!(|data: &[u8]| {
             got.iter().zip(&want).all(|(g, w)| g.to_bits() == w.to_bits()),
             "gemm and gemm_packed differ at {m}×{k}×{n}"
         );
+        if panels::available() && alpha == 1.0 && beta != 0.5 {
+            let mut on_panels = c0.clone();
+            let c_view = MatMut::strided(&mut on_panels, m, n, n + pad, 1).unwrap();
+            gemm_panels(&PanelsA::new(a_view), &b_view, beta, c_view).unwrap();
+            assert!(
+                on_panels.iter().zip(&want).all(|(g, w)| g.to_bits() == w.to_bits()),
+                "gemm_panels and gemm_packed differ at {m}×{k}×{n}"
+            );
+        }
         if pad == 0 {
             let mut par = c0.clone();
             gemm_parallel(alpha, a_view, b_view, beta, &mut par).unwrap();
@@ -62,7 +73,7 @@ fuzz_target!(|data: &[u8]| {
     } else {
         // A small convolution, every pass, with lengths that may be a value short.
         let window = ConvWindow {
-            out_channels: 1 + byte(0) % 8,
+            out_channels: 1 + byte(0) % 40,
             kernel: [1 + byte(1) % 4, 1 + byte(2) % 4],
             stride: [1 + byte(3) % 3, 1 + byte(4) % 3],
             pad: [byte(5) % 4, byte(6) % 4],
@@ -77,7 +88,11 @@ fuzz_target!(|data: &[u8]| {
         let w = values(rest.get(3..).unwrap_or(&[]), g.weight_len() - short(15));
         let dy = values(rest.get(5..).unwrap_or(&[]), g.output_len());
         let mut y = vec![0.0; g.output_len()];
-        let _ = g.forward(&x, &w, None, &mut y);
+        if g.forward(&x, &w, None, &mut y).is_ok() {
+            let mut want = vec![0.0; g.output_len()];
+            g.with_matrix_crate_only().forward(&x, &w, None, &mut want).unwrap();
+            assert!(y.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()));
+        }
         let mut dx = vec![0.0; g.input_len()];
         let _ = g.backward_data(&dy, &w, &mut dx);
         let mut dw = vec![0.0; g.weight_len()];

@@ -13,8 +13,10 @@
 
 use rayon::prelude::*;
 
+use crate::direct::{self, WeightStrips};
 use crate::error::{check_len, KernelError};
 use crate::matmul::{gemm, gemm_parallel, MatMut, MatRef};
+use crate::panels::{self, gemm_panels, PanelsA, Rows};
 
 const KERNEL: &str = "conv2d";
 
@@ -44,6 +46,14 @@ pub const MAX_WEIGHT_COLUMNS: usize = 1 << 23;
 /// 28 GFLOP/s with 16 columns, 80 with 128 and 88 with 256 on this project's machine.
 pub const MIN_PRODUCT_COLUMNS: usize = 256;
 
+/// Planes of at least this many pixels (three tiles of [`direct::PIXELS`]) take the
+/// direct kernels ([`direct`]) for the forward pass and the data gradient; smaller ones
+/// the panel product, whose tiles span images. On ResNet-18's last stage at 112² (4×4
+/// planes, batch 16) the direct kernel, taking eight images at once so that its tiles
+/// filled, ran the forward pass in 6.9 against 7.0 ms at one thread but 4.5 against
+/// 3.7 at two, and the data gradient in 8.1 against 6.8 and 5.8 against 3.5.
+pub const MIN_DIRECT_PIXELS: usize = 3 * direct::PIXELS;
+
 /// The geometry of a 2-D convolution, checked: every size below is non-zero and every
 /// product fits in `usize`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +70,9 @@ pub struct Conv2d {
     pub groups: usize,
     out_h: usize,
     out_w: usize,
+    /// Whether the forward and data-gradient products may run on ward's panel kernel
+    /// ([`panels`]); off only to compare it with the matrix crate.
+    use_panels: bool,
 }
 
 /// Arguments of [`Conv2d::new`] other than the input's shape.
@@ -125,6 +138,7 @@ impl Conv2d {
             groups,
             out_h,
             out_w,
+            use_panels: true,
         };
         // Every buffer size must be representable; later arithmetic relies on it.
         let sizes = [
@@ -137,6 +151,13 @@ impl Conv2d {
             return bad(format!("the buffers of {input:?} with {window:?} overflow"));
         }
         Ok(g)
+    }
+
+    /// The same convolution with every product on the matrix crate, never on ward's panel
+    /// kernel: the two give the same bits, and tests hold them to it.
+    pub fn with_matrix_crate_only(mut self) -> Conv2d {
+        self.use_panels = false;
+        self
     }
 
     pub fn out_h(&self) -> usize {
@@ -407,7 +428,11 @@ impl Conv2d {
         let og = self.out_channels / self.groups;
         let image_in = self.in_channels * self.in_plane();
         let image_out = self.out_channels * p;
+        if self.use_panels && self.out_plane() >= MIN_DIRECT_PIXELS && panels::available() {
+            return self.forward_direct(x, w, bias, y);
+        }
         let per = self.images_per_product();
+        let weights = self.weight_panels(w, false);
         let col_len = if per == 1 && self.is_pointwise() {
             0
         } else {
@@ -422,15 +447,26 @@ impl Conv2d {
                     let images = y_c.len() / image_out;
                     let cp = images * p;
                     for g in 0..self.groups {
-                        let cols = MatRef::row_major(self.columns(x_c, images, g, col), k, cp)?;
-                        let w_g = MatRef::row_major(&w[g * og * k..][..og * k], og, k)?;
-                        if images == 1 {
-                            let y_g = MatMut::row_major(&mut y_c[g * og * p..][..og * p], og, p)?;
-                            gemm(1.0, w_g, cols, 0.0, y_g)?;
+                        let y_g = if images == 1 {
+                            MatMut::row_major(&mut y_c[g * og * p..][..og * p], og, p)?
                         } else {
-                            let out = &mut out[..og * cp];
-                            gemm(1.0, w_g, cols, 0.0, MatMut::row_major(out, og, cp)?)?;
-                            self.scatter(out, g, y_c, images);
+                            MatMut::row_major(&mut out[..og * cp], og, cp)?
+                        };
+                        if let Some(weights) = &weights {
+                            let patches = Patches {
+                                conv: self,
+                                x: x_c,
+                                images,
+                                g,
+                            };
+                            gemm_panels(&weights[g], &patches, 0.0, y_g)?;
+                        } else {
+                            let cols = MatRef::row_major(self.columns(x_c, images, g, col), k, cp)?;
+                            let w_g = MatRef::row_major(&w[g * og * k..][..og * k], og, k)?;
+                            gemm(1.0, w_g, cols, 0.0, y_g)?;
+                        }
+                        if images > 1 {
+                            self.scatter(&out[..og * cp], g, y_c, images);
                         }
                     }
                     if let Some(b) = bias {
@@ -451,6 +487,11 @@ impl Conv2d {
         check_len(KERNEL, "dy", dy.len(), self.output_len())?;
         check_len(KERNEL, "w", w.len(), self.weight_len())?;
         check_len(KERNEL, "dx", dx.len(), self.input_len())?;
+        if self.use_panels && self.in_plane() >= MIN_DIRECT_PIXELS && panels::available() {
+            if let Some(pad) = self.transposed_pad() {
+                return self.backward_data_direct(dy, w, dx, pad);
+            }
+        }
         let (k, p) = (self.group_k(), self.out_plane());
         let og = self.out_channels / self.groups;
         let image_in = self.in_channels * self.in_plane();
@@ -459,7 +500,12 @@ impl Conv2d {
         // One pointwise image's columns are its input gradient itself.
         let direct = per == 1 && self.is_pointwise();
         let col_len = if direct { 0 } else { k * p * per };
-        let gathered_len = if per == 1 { 0 } else { og * p * per };
+        let weights = self.weight_panels(w, true);
+        let gathered_len = if per == 1 || weights.is_some() {
+            0
+        } else {
+            og * p * per
+        };
         dx.par_chunks_mut(per * image_in)
             .zip(dy.par_chunks(per * image_out))
             .try_for_each_init(
@@ -471,28 +517,280 @@ impl Conv2d {
                         dx_c.fill(0.0);
                     }
                     for g in 0..self.groups {
-                        let w_t = MatRef::row_major(&w[g * og * k..][..og * k], og, k)?.t();
-                        let dy_g = if images == 1 {
-                            MatRef::row_major(&dy_c[g * og * p..][..og * p], og, p)?
+                        let dx_g = if direct {
+                            MatMut::row_major(&mut dx_c[g * k * p..][..k * p], k, p)?
                         } else {
-                            let gathered = &mut gathered[..og * cp];
-                            self.gather(dy_c, g, gathered, images);
-                            MatRef::row_major(gathered, og, cp)?
+                            MatMut::row_major(&mut col[..k * cp], k, cp)?
                         };
-                        if direct {
-                            let dx_g = MatMut::row_major(&mut dx_c[g * k * p..][..k * p], k, p)?;
-                            gemm(1.0, w_t, dy_g, 0.0, dx_g)?;
+                        if let Some(weights) = &weights {
+                            let planes = Planes {
+                                conv: self,
+                                y: dy_c,
+                                images,
+                                g,
+                            };
+                            gemm_panels(&weights[g], &planes, 0.0, dx_g)?;
                         } else {
-                            let col = &mut col[..k * cp];
-                            gemm(1.0, w_t, dy_g, 0.0, MatMut::row_major(col, k, cp)?)?;
+                            let w_t = MatRef::row_major(&w[g * og * k..][..og * k], og, k)?.t();
+                            let dy_g = if images == 1 {
+                                MatRef::row_major(&dy_c[g * og * p..][..og * p], og, p)?
+                            } else {
+                                let gathered = &mut gathered[..og * cp];
+                                self.gather(dy_c, g, gathered, images);
+                                MatRef::row_major(gathered, og, cp)?
+                            };
+                            gemm(1.0, w_t, dy_g, 0.0, dx_g)?;
+                        }
+                        if !direct {
                             for (i, dx_n) in dx_c.chunks_exact_mut(image_in).enumerate() {
-                                self.col2im(col, g, dx_n, cp, i * p);
+                                self.col2im(&col[..k * cp], g, dx_n, cp, i * p);
                             }
                         }
                     }
                     Ok(())
                 },
             )
+    }
+
+    /// The padded input's height and width for the direct kernels ([`direct`]).
+    fn padded_size(&self) -> (usize, usize) {
+        (self.in_h + 2 * self.pad[0], self.in_w + 2 * self.pad[1])
+    }
+
+    /// For each row (input channel, tap) of group `g`'s column matrix, the offset of
+    /// its value for output pixel (0, 0) in an image's zero-padded input.
+    fn padded_taps(&self, g: usize) -> Vec<usize> {
+        let (hp, wp) = self.padded_size();
+        let [kh, kw] = self.kernel;
+        let cg = self.in_channels / self.groups;
+        (0..self.group_k())
+            .map(|r| {
+                let (c, tap) = (r / (kh * kw), r % (kh * kw));
+                let (ky, kx) = (tap / kw, tap % kw);
+                (g * cg + c) * hp * wp + ky * self.dilation[0] * wp + kx * self.dilation[1]
+            })
+            .collect()
+    }
+
+    /// For each output pixel of `images` images, the offset to add to a tap's
+    /// ([`Self::padded_taps`]) in their padded inputs, one after another.
+    fn padded_pixels(&self, images: usize) -> Vec<usize> {
+        let (hp, wp) = self.padded_size();
+        let image = self.in_channels * hp * wp;
+        (0..images)
+            .flat_map(|n| {
+                (0..self.out_plane()).map(move |q| {
+                    n * image
+                        + (q / self.out_w) * self.stride[0] * wp
+                        + (q % self.out_w) * self.stride[1]
+                })
+            })
+            .collect()
+    }
+
+    /// Copies one image `x_n` into the interior of `padded` (its zero border is never
+    /// written).
+    fn pad_image(&self, x_n: &[f32], padded: &mut [f32]) {
+        let (hp, wp) = self.padded_size();
+        for (c, plane) in padded.chunks_exact_mut(hp * wp).enumerate() {
+            let src = &x_n[c * self.in_plane()..][..self.in_plane()];
+            for (iy, row) in src.chunks_exact(self.in_w).enumerate() {
+                let at = (iy + self.pad[0]) * wp + self.pad[1];
+                plane[at..at + self.in_w].copy_from_slice(row);
+            }
+        }
+    }
+
+    /// [`Self::forward`] by the direct kernel ([`direct`]): per image, its input copied
+    /// once into a zero-padded buffer (unless there is no padding), then every group's
+    /// output computed from it and the weight's strips, laid out once per call.
+    fn forward_direct(
+        &self,
+        x: &[f32],
+        w: &[f32],
+        bias: Option<&[f32]>,
+        y: &mut [f32],
+    ) -> Result<(), KernelError> {
+        let (k, p) = (self.group_k(), self.out_plane());
+        let og = self.out_channels / self.groups;
+        let padded = self.pad != [0, 0];
+        let (hp, wp) = self.padded_size();
+        let strips: Vec<WeightStrips> = (0..self.groups)
+            .map(|g| MatRef::row_major(&w[g * og * k..][..og * k], og, k).map(WeightStrips::new))
+            .collect::<Result<_, _>>()?;
+        let taps: Vec<Vec<usize>> = (0..self.groups).map(|g| self.padded_taps(g)).collect();
+        let pixels = self.padded_pixels(1);
+        let image_in = self.in_channels * self.in_plane();
+        let image_out = self.out_channels * p;
+        let padded_len = if padded {
+            self.in_channels * hp * wp
+        } else {
+            0
+        };
+        y.par_chunks_mut(image_out)
+            .zip(x.par_chunks(image_in))
+            .try_for_each_init(
+                || vec![0.0f32; padded_len],
+                |buffer, (y_n, x_n)| -> Result<(), KernelError> {
+                    let source: &[f32] = if padded {
+                        self.pad_image(x_n, buffer);
+                        buffer
+                    } else {
+                        x_n
+                    };
+                    for g in 0..self.groups {
+                        let y_g = &mut y_n[g * og * p..][..og * p];
+                        direct::forward(source, &taps[g], &pixels, &strips[g], y_g)?;
+                    }
+                    if let Some(b) = bias {
+                        for (plane, &bo) in y_n.chunks_exact_mut(p).zip(b) {
+                            plane.iter_mut().for_each(|v| *v += bo);
+                        }
+                    }
+                    Ok(())
+                },
+            )
+    }
+
+    /// The padding of `dy` that turns the data gradient of a stride-1 convolution into
+    /// a forward one (`dx = conv(dy padded, W flipped and transposed)`), when it is not
+    /// negative: `(kernel − 1)·dilation − pad` on each axis.
+    fn transposed_pad(&self) -> Option<[usize; 2]> {
+        if self.stride != [1, 1] {
+            return None;
+        }
+        let axis = |a: usize| ((self.kernel[a] - 1) * self.dilation[a]).checked_sub(self.pad[a]);
+        Some([axis(0)?, axis(1)?])
+    }
+
+    /// [`Self::backward_data`] of a stride-1 convolution by the direct forward kernel:
+    /// each image's `dy` copied into a buffer padded by [`Self::transposed_pad`], and
+    /// convolved with the weight flipped in both taps and transposed in its channels.
+    /// Its sums run over (output channel, tap), where the matrix path sums each tap's
+    /// product over the output channels and then the taps (col2im): the same terms in
+    /// another order.
+    fn backward_data_direct(
+        &self,
+        dy: &[f32],
+        w: &[f32],
+        dx: &mut [f32],
+        [py, px]: [usize; 2],
+    ) -> Result<(), KernelError> {
+        let (cg, og) = (
+            self.in_channels / self.groups,
+            self.out_channels / self.groups,
+        );
+        let [kh, kw] = self.kernel;
+        let taps = kh * kw;
+        let k = og * taps;
+        let (hp, wp) = (self.out_h + 2 * py, self.out_w + 2 * px);
+        let plane_pad = hp * wp;
+        // Group g's flipped weight: row c, column (o, ky', kx') =
+        // w[g·og + o][c][kh − 1 − ky'][kw − 1 − kx'].
+        let strips: Vec<WeightStrips> = (0..self.groups)
+            .map(|g| {
+                let mut flipped = vec![0.0f32; cg * k];
+                for (c, row) in flipped.chunks_exact_mut(k).enumerate() {
+                    for (o, block) in row.chunks_exact_mut(taps).enumerate() {
+                        // Flipping both axes of the window reverses its taps.
+                        let src = &w[((g * og + o) * cg + c) * taps..][..taps];
+                        block
+                            .iter_mut()
+                            .zip(src.iter().rev())
+                            .for_each(|(d, &v)| *d = v);
+                    }
+                }
+                MatRef::row_major(&flipped, cg, k).map(WeightStrips::new)
+            })
+            .collect::<Result<_, _>>()?;
+        let taps: Vec<Vec<usize>> = (0..self.groups)
+            .map(|g| {
+                (0..k)
+                    .map(|col| {
+                        let (o, tap) = (col / taps, col % taps);
+                        (g * og + o) * plane_pad
+                            + (tap / kw) * self.dilation[0] * wp
+                            + (tap % kw) * self.dilation[1]
+                    })
+                    .collect()
+            })
+            .collect();
+        let in_plane = self.in_plane();
+        let pixels: Vec<usize> = (0..in_plane)
+            .map(|q| (q / self.in_w) * wp + q % self.in_w)
+            .collect();
+        let image_in = self.in_channels * in_plane;
+        let image_out = self.out_channels * self.out_plane();
+        dx.par_chunks_mut(image_in)
+            .zip(dy.par_chunks(image_out))
+            .try_for_each_init(
+                || vec![0.0f32; self.out_channels * plane_pad],
+                |padded, (dx_n, dy_n)| -> Result<(), KernelError> {
+                    for (plane, src) in padded
+                        .chunks_exact_mut(plane_pad)
+                        .zip(dy_n.chunks_exact(self.out_plane()))
+                    {
+                        for (oy, row) in src.chunks_exact(self.out_w).enumerate() {
+                            let at = (oy + py) * wp + px;
+                            plane[at..at + self.out_w].copy_from_slice(row);
+                        }
+                    }
+                    for g in 0..self.groups {
+                        let dx_g = &mut dx_n[g * cg * in_plane..][..cg * in_plane];
+                        direct::forward(padded, &taps[g], &pixels, &strips[g], dx_g)?;
+                    }
+                    Ok(())
+                },
+            )
+    }
+
+    /// The weight gradient by the direct kernel ([`direct::weight_grad`]): the batch's
+    /// inputs copied once into zero-padded buffers, each group's output gradient laid
+    /// out by pixel, and every tile of taps by channels summed over all the batch's
+    /// pixels.
+    fn weight_grad_direct(&self, x: &[f32], dy: &[f32], dw: &mut [f32]) -> Result<(), KernelError> {
+        let (k, p) = (self.group_k(), self.out_plane());
+        let og = self.out_channels / self.groups;
+        let (hp, wp) = self.padded_size();
+        let image_in = self.in_channels * self.in_plane();
+        let padded_buffer;
+        let source: &[f32] = if self.pad == [0, 0] {
+            x
+        } else {
+            let mut buffer = vec![0.0f32; self.batch * self.in_channels * hp * wp];
+            buffer
+                .par_chunks_mut(self.in_channels * hp * wp)
+                .zip(x.par_chunks(image_in))
+                .for_each(|(padded, x_n)| self.pad_image(x_n, padded));
+            padded_buffer = buffer;
+            &padded_buffer
+        };
+        let pixels = self.padded_pixels(self.batch);
+        for g in 0..self.groups {
+            let strips =
+                direct::GradientStrips::new(dy, [self.batch, self.out_channels, p], g, og)?;
+            let dw_g = &mut dw[g * og * k..][..og * k];
+            direct::weight_grad(source, &self.padded_taps(g), &pixels, &strips, dw_g)?;
+        }
+        Ok(())
+    }
+
+    /// Each group's weight laid out for [`gemm_panels`] (transposed for the data
+    /// gradient), once per call and shared by every thread; `None` where the panels'
+    /// kernel does not run (no AVX-512F) or the products have fewer rows than one panel,
+    /// which the matrix crate's path serves with less padding.
+    fn weight_panels(&self, w: &[f32], transposed: bool) -> Option<Vec<PanelsA>> {
+        let (k, og) = (self.group_k(), self.out_channels / self.groups);
+        let rows = if transposed { k } else { og };
+        if !self.use_panels || rows < panels::MR || !panels::available() {
+            return None;
+        }
+        (0..self.groups)
+            .map(|g| {
+                let w_g = MatRef::row_major(w.get(g * og * k..)?.get(..og * k)?, og, k).ok()?;
+                Some(PanelsA::new(if transposed { w_g.t() } else { w_g }))
+            })
+            .collect()
     }
 
     /// How many images one product of the weight gradient covers: enough for
@@ -650,7 +948,9 @@ impl Conv2d {
         if let Some(db) = &dbias {
             check_len(KERNEL, "dbias", db.len(), self.out_channels)?;
         }
-        if self.weight_len().saturating_mul(WEIGHT_GRAD_GROUPS) <= MAX_PARTIAL_VALUES {
+        if self.use_panels && panels::available() {
+            self.weight_grad_direct(x, dy, dw)?;
+        } else if self.weight_len().saturating_mul(WEIGHT_GRAD_GROUPS) <= MAX_PARTIAL_VALUES {
             self.weight_grad_by_partials(x, dy, dw)?;
         } else {
             self.weight_grad_by_runs(x, dy, dw)?;
@@ -666,5 +966,112 @@ impl Conv2d {
             }
         }
         Ok(())
+    }
+}
+
+/// Group `g`'s column matrix of `images` images (`group_k × images·out_plane`), produced
+/// a piece of a row at a time for [`gemm_panels`] instead of written out.
+struct Patches<'a> {
+    conv: &'a Conv2d,
+    x: &'a [f32],
+    images: usize,
+    g: usize,
+}
+
+impl Rows for Patches<'_> {
+    fn rows(&self) -> usize {
+        self.conv.group_k()
+    }
+
+    fn cols(&self) -> usize {
+        self.images * self.conv.out_plane()
+    }
+
+    fn fill(&self, r: usize, j0: usize, out: &mut [f32]) {
+        let conv = self.conv;
+        let (p, out_w) = (conv.out_plane(), conv.out_w);
+        let (in_w, in_h) = (conv.in_w, conv.in_h as isize);
+        let image_in = conv.in_channels * conv.in_plane();
+        let taps = conv.kernel[0] * conv.kernel[1];
+        let (c, tap) = (r / taps, r % taps);
+        let (ky, kx) = (tap / conv.kernel[1], tap % conv.kernel[1]);
+        let (lo, hi, first_ix) = conv.valid_columns(kx);
+        let first_ix = first_ix as usize;
+        let [sy, sx] = conv.stride;
+        let channel = (self.g * (conv.in_channels / conv.groups) + c) * conv.in_plane();
+        let y_offset = (ky * conv.dilation[0]) as isize - conv.pad[0] as isize;
+        // Walk the output pixels from j0 on, a run of one output row at a time.
+        let (mut i, q) = (j0 / p, j0 % p);
+        let (mut oy, mut ox) = (q / out_w, q % out_w);
+        let mut pos = 0;
+        while pos < out.len() {
+            let run = (out_w - ox).min(out.len() - pos);
+            let dst = &mut out[pos..pos + run];
+            let iy = (oy * sy) as isize + y_offset;
+            let (from, to) = (lo.max(ox), hi.min(ox + run));
+            if iy < 0 || iy >= in_h || from >= to {
+                dst.fill(0.0);
+            } else {
+                let row = i * image_in + channel + iy as usize * in_w;
+                let src = &self.x[row..row + in_w];
+                dst[..from - ox].fill(0.0);
+                dst[to - ox..].fill(0.0);
+                let first = first_ix + (from - lo) * sx;
+                let values = &mut dst[from - ox..to - ox];
+                if sx == 1 {
+                    values.copy_from_slice(&src[first..first + values.len()]);
+                } else {
+                    for (o, v) in values.iter_mut().enumerate() {
+                        *v = src[first + o * sx];
+                    }
+                }
+            }
+            pos += run;
+            ox += run;
+            if ox == out_w {
+                ox = 0;
+                oy += 1;
+                if oy == conv.out_h {
+                    oy = 0;
+                    i += 1;
+                }
+            }
+        }
+    }
+}
+
+/// Group `g`'s output channels of `images` images (`y`, one after another) as the matrix
+/// `og × images·out_plane` ([`Conv2d::gather`]'s), read a piece of a row at a time.
+struct Planes<'a> {
+    conv: &'a Conv2d,
+    y: &'a [f32],
+    images: usize,
+    g: usize,
+}
+
+impl Rows for Planes<'_> {
+    fn rows(&self) -> usize {
+        self.conv.out_channels / self.conv.groups
+    }
+
+    fn cols(&self) -> usize {
+        self.images * self.conv.out_plane()
+    }
+
+    fn fill(&self, o: usize, j0: usize, out: &mut [f32]) {
+        let conv = self.conv;
+        let p = conv.out_plane();
+        let og = conv.out_channels / conv.groups;
+        let mut j = j0;
+        let mut rest = out;
+        while !rest.is_empty() {
+            let (i, q) = (j / p, j % p);
+            let run = (p - q).min(rest.len());
+            let (head, tail) = rest.split_at_mut(run);
+            let plane = (i * conv.out_channels + self.g * og + o) * p;
+            head.copy_from_slice(&self.y[plane + q..][..run]);
+            rest = tail;
+            j += run;
+        }
     }
 }

@@ -3,10 +3,14 @@
 //!
 //! Every function takes slices and a geometry, checks every length against the geometry
 //! with checked arithmetic before touching memory, and returns a [`KernelError`] naming
-//! the argument that does not fit. The `unsafe` code sits in [`matmul`] behind those
-//! checks: the matrix-multiply crate's raw-pointer entry point, and `gemm`'s own AVX-512
-//! kernel (called once the CPU feature is detected; its vector loads and stores read and
-//! write inside checked slices).
+//! the argument that does not fit. The `unsafe` code sits behind those checks in three
+//! modules: [`matmul`] (the matrix-multiply crate's raw-pointer entry point, and `gemm`'s
+//! own AVX-512 kernel for short products), [`panels`] (ward's AVX-512 product on panels,
+//! whose `B` is produced a row piece at a time, so a convolution's patches are never
+//! written out whole) and [`direct`] (convolution tiles read straight from the padded
+//! input). The AVX-512 kernels run once the CPU feature is detected; the forward pass on
+//! them gives the matrix crate's bits, and the gradients sum the same terms in another
+//! order. Without AVX-512 the matrix crate runs everything.
 //!
 //! The meaning of each kernel is the reference interpreter's (`ward_graph::interp`); the
 //! property tests hold each kernel to it on random shapes, strides, pads, dilations and
@@ -15,8 +19,10 @@
 //! ([`pool::Windows`]), so there is one definition of them.
 
 pub mod conv;
+pub mod direct;
 mod error;
 pub mod matmul;
+pub mod panels;
 pub mod pool;
 
 pub use conv::Conv2d;

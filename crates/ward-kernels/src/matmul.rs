@@ -67,6 +67,25 @@ impl<'a> MatRef<'a> {
     pub fn cols(&self) -> usize {
         self.cols
     }
+
+    /// Element `(i, j)`; `i < rows` and `j < cols`, which the view's check keeps inside
+    /// its slice.
+    #[allow(
+        clippy::indexing_slicing,
+        reason = "an element inside the view's rows and columns, which `strided` checked lie inside its slice"
+    )]
+    pub(crate) fn at(&self, i: usize, j: usize) -> f32 {
+        self.data[i * self.row_stride + j * self.col_stride]
+    }
+
+    /// `len` values of row `i` from column `j` on, when they are contiguous (unit column
+    /// stride) and inside the view.
+    pub(crate) fn row_segment(&self, i: usize, j: usize, len: usize) -> Option<&'a [f32]> {
+        if self.col_stride != 1 || i >= self.rows || j.checked_add(len)? > self.cols {
+            return None;
+        }
+        self.data.get(i * self.row_stride + j..)?.get(..len)
+    }
 }
 
 /// A writable strided matrix. Its elements never overlap: it is row-major with
@@ -115,6 +134,27 @@ impl<'a> MatMut<'a> {
             row_stride,
             col_stride,
         })
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    pub(crate) fn row_stride(&self) -> usize {
+        self.row_stride
+    }
+
+    pub(crate) fn col_stride(&self) -> usize {
+        self.col_stride
+    }
+
+    /// The slice the view was checked against.
+    pub(crate) fn into_data(self) -> &'a mut [f32] {
+        self.data
     }
 }
 

@@ -287,3 +287,129 @@ fn same_bits_at_any_thread_count(g: &Conv2d) {
         );
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Forward and (strided) data gradient on ward's own kernels (on a CPU that has
+    /// them) give the matrix crate's bits, for products with at least a panel's rows: channels and
+    /// taps enough, ragged planes, strides, pads, dilations and groups.
+    #[test]
+    fn the_panel_kernel_gives_the_matrix_crates_bits(
+        (batch, groups, cg, og) in (1usize..5, 1usize..3, 1usize..20, 8usize..20),
+        kernel in (1usize..4, 1usize..4),
+        stride in (1usize..3, 1usize..3),
+        pad in (0usize..2, 0usize..2),
+        dilation in (1usize..3, 1usize..3),
+        (h, w) in (3usize..20, 3usize..20),
+        seed in any::<u64>(),
+    ) {
+        let Ok(g) = Conv2d::new([batch, groups * cg, h, w], ConvWindow {
+            out_channels: groups * og,
+            kernel: [kernel.0, kernel.1],
+            stride: [stride.0, stride.1],
+            pad: [pad.0, pad.1],
+            dilation: [dilation.0, dilation.1],
+            groups,
+        }) else {
+            return Ok(());
+        };
+        let mut rng = proptest::test_runner::TestRng::from_seed(
+            proptest::test_runner::RngAlgorithm::ChaCha, &{ let mut s = [0u8; 32]; s[..8].copy_from_slice(&seed.to_le_bytes()); s });
+        let x = random_values(&mut rng, g.input_len());
+        let wt = random_values(&mut rng, g.weight_len());
+        let dy = random_values(&mut rng, g.output_len());
+        let run = |g: &Conv2d| {
+            let mut y = vec![f32::NAN; g.output_len()];
+            g.forward(&x, &wt, None, &mut y).unwrap();
+            y.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        };
+        prop_assert_eq!(run(&g), run(&g.with_matrix_crate_only()));
+        // The data gradient of a stride-1 convolution may sum its terms in another order
+        // (the direct kernel): it is held to the terms in `the_gradients_are_the_sums_of_their_terms`.
+        if stride != (1, 1) {
+            let mut dx = vec![f32::NAN; g.input_len()];
+            g.backward_data(&dy, &wt, &mut dx).unwrap();
+            let mut want = vec![f32::NAN; g.input_len()];
+            g.with_matrix_crate_only().backward_data(&dy, &wt, &mut want).unwrap();
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            prop_assert_eq!(bits(&dx), bits(&want));
+        }
+    }
+
+    /// The weight and data gradients (ward's direct kernels on a CPU that has them, the
+    /// matrix crate's products elsewhere) against the sums in `f64`: within 1e-5 of the
+    /// sum of the terms' magnitudes, element by element.
+    #[test]
+    fn the_gradients_are_the_sums_of_their_terms(
+        (batch, groups, cg, og) in (1usize..5, 1usize..3, 1usize..6, 1usize..40),
+        kernel in (1usize..4, 1usize..4),
+        stride in (1usize..3, 1usize..3),
+        pad in (0usize..3, 0usize..3),
+        dilation in (1usize..3, 1usize..3),
+        (h, w) in (3usize..40, 3usize..40),
+        seed in any::<u64>(),
+    ) {
+        let Ok(g) = Conv2d::new([batch, groups * cg, h, w], ConvWindow {
+            out_channels: groups * og,
+            kernel: [kernel.0, kernel.1],
+            stride: [stride.0, stride.1],
+            pad: [pad.0, pad.1],
+            dilation: [dilation.0, dilation.1],
+            groups,
+        }) else {
+            return Ok(());
+        };
+        let mut rng = proptest::test_runner::TestRng::from_seed(
+            proptest::test_runner::RngAlgorithm::ChaCha, &{ let mut s = [0u8; 32]; s[..8].copy_from_slice(&seed.to_le_bytes()); s });
+        let x = random_values(&mut rng, g.input_len());
+        let dy = random_values(&mut rng, g.output_len());
+        let mut dw = vec![f32::NAN; g.weight_len()];
+        g.backward_weight(&x, &dy, &mut dw, None).unwrap();
+        let wt = random_values(&mut rng, g.weight_len());
+        let mut dx = vec![f32::NAN; g.input_len()];
+        g.backward_data(&dy, &wt, &mut dx).unwrap();
+        let (oh, ow) = (g.out_h(), g.out_w());
+        // dx's sums and magnitudes, term by term.
+        let mut dx_sum = vec![0.0f64; g.input_len()];
+        let mut dx_magnitude = vec![0.0f64; g.input_len()];
+        let mut i = 0;
+        for gi in 0..groups {
+            for o in 0..og {
+                for c in 0..cg {
+                    for ky in 0..kernel.0 {
+                        for kx in 0..kernel.1 {
+                            let (mut sum, mut magnitude) = (0.0f64, 0.0f64);
+                            for n in 0..batch {
+                                for oy in 0..oh {
+                                    for ox in 0..ow {
+                                        let iy = (oy * stride.0 + ky * dilation.0) as isize - pad.0 as isize;
+                                        let ix = (ox * stride.1 + kx * dilation.1) as isize - pad.1 as isize;
+                                        if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                                            continue;
+                                        }
+                                        let xv = x[((n * groups * cg + gi * cg + c) * h + iy as usize) * w + ix as usize] as f64;
+                                        let d = dy[((n * groups * og + gi * og + o) * oh + oy) * ow + ox] as f64;
+                                        sum += xv * d;
+                                        magnitude += (xv * d).abs();
+                                        let at = ((n * groups * cg + gi * cg + c) * h + iy as usize) * w + ix as usize;
+                                        let wv = wt[i] as f64;
+                                        dx_sum[at] += wv * d;
+                                        dx_magnitude[at] += (wv * d).abs();
+                                    }
+                                }
+                            }
+                            prop_assert!((dw[i] as f64 - sum).abs() <= 1e-5 * magnitude.max(1e-30),
+                                "dw[{i}] = {} against {sum} (terms {magnitude})", dw[i]);
+                            i += 1;
+                        }
+                    }
+                }
+            }
+        }
+        for (at, &v) in dx.iter().enumerate() {
+            prop_assert!((v as f64 - dx_sum[at]).abs() <= 1e-5 * dx_magnitude[at].max(1e-30),
+                "dx[{at}] = {v} against {} (terms {})", dx_sum[at], dx_magnitude[at]);
+        }
+    }
+}

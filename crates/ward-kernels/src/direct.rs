@@ -1,0 +1,344 @@
+//! Convolutions computed straight from the (zero-padded) input, with no column matrix
+//! and no packing of the patches: the transpose of the im2col product, `Yᵀ (pixels ×
+//! channels) = colsᵀ · Wᵀ`, where a tile of [`PIXELS`] rows by [`CHANNELS`] output
+//! channels is 20 vector registers. Each step of the sum broadcasts one input value per
+//! row of the tile (a scalar load from wherever the patch lies in the padded image)
+//! against two vectors of the other operand, laid out once per call in strips of
+//! [`CHANNELS`] channels. One tile kernel serves three sums:
+//!
+//! - [`forward`]: rows are output pixels, the sum runs over (input channel, tap), the
+//!   strips are the weight's (`Wᵀ`, [`WeightStrips`]). It runs in the im2col product's
+//!   order, in slices of [`SLICE_DEPTH`] summed from zero with fused multiply-adds and
+//!   added up as each ends: the matrix crate's order, so the result has its bits
+//!   (`tests/it/conv.rs`).
+//! - the data gradient of a stride-1 convolution, which is a forward convolution of the
+//!   padded output gradient with the weight flipped and transposed
+//!   (`Conv2d::backward_data`); its terms are summed in another order than the matrix
+//!   path's.
+//! - [`weight_grad`]: rows are the column matrix's (input channel, tap), the sum runs
+//!   over every output pixel of the batch, the strips are the output gradient's by pixel
+//!   ([`GradientStrips`]).
+//!
+//! Needs AVX-512F ([`crate::panels::available`]).
+
+#![allow(
+    unsafe_code,
+    reason = "the tile kernel is AVX-512 intrinsics, run only once the CPU feature is detected; `forward` and `weight_grad` check that the furthest input value a tile reads and every weight and output index lie inside their slices before it runs"
+)]
+#![allow(
+    clippy::indexing_slicing,
+    reason = "indices are below lengths checked at the top of each function"
+)]
+
+use crate::error::KernelError;
+use crate::matmul::MatRef;
+use crate::panels::SLICE_DEPTH;
+
+const KERNEL: &str = "conv2d (direct)";
+
+/// Output pixels in one tile (one broadcast register each step).
+pub const PIXELS: usize = 10;
+/// Output channels in one tile: two 16-lane vectors.
+pub const CHANNELS: usize = 32;
+const LANES: usize = 16;
+
+/// `Wᵀ` (`k × og`) in strips of [`CHANNELS`] output channels: strip `s` holds rows
+/// `0..k` of channels `s·CHANNELS..`, [`CHANNELS`] values a row, zero past `og`.
+#[derive(Debug, Clone, Default)]
+pub struct WeightStrips {
+    data: Vec<f32>,
+    k: usize,
+    og: usize,
+}
+
+impl WeightStrips {
+    /// Lays out `w` (`og × k`, a group's weight).
+    pub fn new(w: MatRef<'_>) -> WeightStrips {
+        let (og, k) = (w.rows(), w.cols());
+        let strips = og.div_ceil(CHANNELS);
+        let mut data = vec![0.0f32; strips * k * CHANNELS];
+        for o in 0..og {
+            let (s, jj) = (o / CHANNELS, o % CHANNELS);
+            let strip = &mut data[s * k * CHANNELS..][..k * CHANNELS];
+            if let Some(row) = w.row_segment(o, 0, k) {
+                for (step, &v) in strip.chunks_exact_mut(CHANNELS).zip(row) {
+                    step[jj] = v;
+                }
+            } else {
+                for (kk, step) in strip.chunks_exact_mut(CHANNELS).enumerate() {
+                    step[jj] = w.at(o, kk);
+                }
+            }
+        }
+        WeightStrips { data, k, og }
+    }
+}
+
+/// `y` (`og × pixels.len()`, row-major, overwritten): `y[o][j] = Σₖ x[taps[k] +
+/// pixels[j]] · w[o][k]`, from zero-padded inputs `x_padded` (one image or several, one
+/// after another) and the weight strips. `taps` holds, for each row of the column matrix
+/// (input channel, tap), the offset of its value for the first output pixel; `pixels`
+/// the offset of each output pixel from it.
+pub fn forward(
+    x_padded: &[f32],
+    taps: &[usize],
+    pixels: &[usize],
+    w: &WeightStrips,
+    y: &mut [f32],
+) -> Result<(), KernelError> {
+    let (k, og) = (w.k, w.og);
+    let plane = pixels.len();
+    let reach = taps
+        .iter()
+        .max()
+        .zip(pixels.iter().max())
+        .map(|(t, p)| t + p);
+    if taps.len() != k
+        || y.len() != og * plane
+        || reach.is_some_and(|r| r >= x_padded.len())
+        || w.data.len() != og.div_ceil(CHANNELS) * k * CHANNELS
+    {
+        return Err(KernelError::geometry(
+            KERNEL,
+            format!(
+                "{} taps for {k} rows, output {} for {og}×{plane}, input {} reached at {reach:?}",
+                taps.len(),
+                y.len(),
+                x_padded.len()
+            ),
+        ));
+    }
+    if k == 0 {
+        y.fill(0.0);
+        return Ok(());
+    }
+    if !crate::panels::available() {
+        return Err(KernelError::geometry(KERNEL, "this CPU has no AVX-512F"));
+    }
+    let mut tile = [0.0f32; PIXELS * CHANNELS];
+    for s in 0..og.div_ceil(CHANNELS) {
+        let strip = &w.data[s * k * CHANNELS..][..k * CHANNELS];
+        let channels = CHANNELS.min(og - s * CHANNELS);
+        for first in (0..plane).step_by(PIXELS) {
+            let count = PIXELS.min(plane - first);
+            let mut offsets = [0usize; PIXELS];
+            for (j, off) in offsets.iter_mut().enumerate() {
+                // Lanes past the last pixel read pixel `first` again and are not stored.
+                *off = pixels[first + if j < count { j } else { 0 }];
+            }
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: AVX-512F was detected above. Every input read is at `tap +
+            // offset` for a tap in `taps` and an offset in `pixels`,
+            // both at most `reach`, which is below `x_padded.len()` (checked above);
+            // the strip holds `k·CHANNELS` values, all the kernel reads of it.
+            unsafe {
+                tile_avx512(x_padded, taps, &offsets, strip, &mut tile, false)
+            };
+            for (j, values) in tile.chunks_exact(CHANNELS).take(count).enumerate() {
+                for (jj, &v) in values.iter().take(channels).enumerate() {
+                    y[(s * CHANNELS + jj) * plane + first + j] = v;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `tile[j][o] (+)= Σₖ x[taps[k] + offsets[j]] · strip[k][o]` (`tile` row-major,
+/// [`PIXELS`] rows of [`CHANNELS`]), in slices of [`SLICE_DEPTH`] summed from zero with
+/// fused multiply-adds and added up in order: the first slice overwrites the tile unless
+/// `accumulate`.
+///
+/// # Safety
+/// The CPU must have AVX-512F; `x[taps[k] + offsets[j]]` must lie inside `x` for every
+/// `k` and `j`, `strip` must hold `taps.len()·CHANNELS` values and `tile`
+/// `PIXELS·CHANNELS`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn tile_avx512(
+    x: &[f32],
+    taps: &[usize],
+    offsets: &[usize; PIXELS],
+    strip: &[f32],
+    tile: &mut [f32],
+    accumulate: bool,
+) {
+    use std::arch::x86_64::{
+        __m512, _mm512_add_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_setzero_ps,
+        _mm512_storeu_ps,
+    };
+    let k = taps.len();
+    debug_assert!(strip.len() >= k * CHANNELS);
+    let px = x.as_ptr();
+    for k0 in (0..k).step_by(SLICE_DEPTH) {
+        let depth = SLICE_DEPTH.min(k - k0);
+        let mut acc: [__m512; 2 * PIXELS] = [_mm512_setzero_ps(); 2 * PIXELS];
+        let mut pw = strip[k0 * CHANNELS..].as_ptr();
+        for &tap in &taps[k0..k0 + depth] {
+            // SAFETY: `pw` steps through the strip's rows k0..k0 + depth, inside it;
+            // `tap + offsets[j]` lies inside `x` (the caller's guarantee).
+            unsafe {
+                let w0 = _mm512_loadu_ps(pw);
+                let w1 = _mm512_loadu_ps(pw.add(LANES));
+                for j in 0..PIXELS {
+                    let v = _mm512_set1_ps(*px.add(tap + offsets[j]));
+                    acc[2 * j] = _mm512_fmadd_ps(v, w0, acc[2 * j]);
+                    acc[2 * j + 1] = _mm512_fmadd_ps(v, w1, acc[2 * j + 1]);
+                }
+                pw = pw.add(CHANNELS);
+            }
+        }
+        // The slice's sums are added to the tile in memory, so that only the slice's
+        // accumulators take registers. The first slice's sum is the total itself (0 + s
+        // would turn −0 into +0).
+        for (j, values) in tile.chunks_exact_mut(CHANNELS).take(PIXELS).enumerate() {
+            let at = values.as_mut_ptr();
+            // SAFETY: each row of `tile` holds CHANNELS = 2·LANES values.
+            unsafe {
+                let (mut a, mut b) = (acc[2 * j], acc[2 * j + 1]);
+                if k0 > 0 || accumulate {
+                    a = _mm512_add_ps(_mm512_loadu_ps(at), a);
+                    b = _mm512_add_ps(_mm512_loadu_ps(at.add(LANES)), b);
+                }
+                _mm512_storeu_ps(at, a);
+                _mm512_storeu_ps(at.add(LANES), b);
+            }
+        }
+    }
+}
+
+/// One group's output gradient laid out by pixel, in strips of [`CHANNELS`] output
+/// channels: row `p = n·plane + q` of strip `s` holds `dy[n][g·og + s·CHANNELS + jj][q]`
+/// for `jj < CHANNELS`, zero past the group's last channel.
+#[derive(Debug, Clone)]
+pub struct GradientStrips {
+    data: Vec<f32>,
+    pixels: usize,
+    og: usize,
+}
+
+impl GradientStrips {
+    /// Lays out group `g` (`og` channels from `g·og`) of `dy` (`[batch, channels,
+    /// plane]`).
+    pub fn new(
+        dy: &[f32],
+        [batch, channels, plane]: [usize; 3],
+        g: usize,
+        og: usize,
+    ) -> Result<GradientStrips, KernelError> {
+        let fits = (g + 1).checked_mul(og).is_some_and(|end| end <= channels)
+            && batch
+                .checked_mul(channels)
+                .and_then(|v| v.checked_mul(plane))
+                == Some(dy.len());
+        if !fits {
+            return Err(KernelError::geometry(
+                KERNEL,
+                format!(
+                    "group {g} of {og} channels in dy [{batch}, {channels}, {plane}] ({} values)",
+                    dy.len()
+                ),
+            ));
+        }
+        use rayon::prelude::*;
+        let pixels = batch * plane;
+        let mut data = vec![0.0f32; og.div_ceil(CHANNELS) * pixels * CHANNELS];
+        // One task per strip and image: its rows are contiguous.
+        data.par_chunks_mut(plane * CHANNELS)
+            .enumerate()
+            .for_each(|(t, rows)| {
+                let (s, n) = (t / batch, t % batch);
+                for jj in 0..CHANNELS.min(og - s * CHANNELS) {
+                    let o = s * CHANNELS + jj;
+                    let src = &dy[(n * channels + g * og + o) * plane..][..plane];
+                    for (row, &v) in rows.chunks_exact_mut(CHANNELS).zip(src) {
+                        row[jj] = v;
+                    }
+                }
+            });
+        Ok(GradientStrips { data, pixels, og })
+    }
+}
+
+/// Pixels of the weight gradient's sum taken at a time: their rows of one gradient
+/// strip (128 KiB) stay in the L2 cache while every tile of taps passes over them.
+pub const PIXEL_BLOCK: usize = 1024;
+
+/// One group's weight gradient `dw` (`og × k`, row-major, overwritten): `dw[o][r] = Σₚ
+/// dy[p][o] · x[taps[r] + pixels[p]]` over the batch's output pixels `p`, from the
+/// zero-padded input `x_padded`. Tiles of [`PIXELS`] taps by [`CHANNELS`] channels run
+/// across rayon's threads, each summing blocks of [`PIXEL_BLOCK`] pixels in order: the
+/// sum's order is fixed by the geometry, never by the thread count.
+pub fn weight_grad(
+    x_padded: &[f32],
+    taps: &[usize],
+    pixels: &[usize],
+    dy: &GradientStrips,
+    dw: &mut [f32],
+) -> Result<(), KernelError> {
+    use rayon::prelude::*;
+    let (k, og) = (taps.len(), dy.og);
+    let reach = taps
+        .iter()
+        .max()
+        .zip(pixels.iter().max())
+        .map(|(t, p)| t + p);
+    if pixels.len() != dy.pixels || dw.len() != og * k || reach.is_some_and(|r| r >= x_padded.len())
+    {
+        return Err(KernelError::geometry(
+            KERNEL,
+            format!(
+                "{} pixels for a gradient of {}, dw {} for {og}×{k}, input {} reached at {reach:?}",
+                pixels.len(),
+                dy.pixels,
+                dw.len(),
+                x_padded.len()
+            ),
+        ));
+    }
+    if pixels.is_empty() || k == 0 {
+        dw.fill(0.0);
+        return Ok(());
+    }
+    if !crate::panels::available() {
+        return Err(KernelError::geometry(KERNEL, "this CPU has no AVX-512F"));
+    }
+    let tiles = k.div_ceil(PIXELS);
+    let strip_len = dy.pixels * CHANNELS;
+    // dWᵀ by tile: [strip][tile][PIXELS taps][CHANNELS].
+    let mut sums = vec![0.0f32; og.div_ceil(CHANNELS) * tiles * PIXELS * CHANNELS];
+    for (b, block) in pixels.chunks(PIXEL_BLOCK).enumerate() {
+        sums.par_chunks_mut(PIXELS * CHANNELS)
+            .enumerate()
+            .for_each(|(t, tile)| {
+                let (s, first) = (t / tiles, (t % tiles) * PIXELS);
+                let mut offsets = [0usize; PIXELS];
+                for (j, off) in offsets.iter_mut().enumerate() {
+                    // Lanes past the last tap read tap `first` again and are not kept.
+                    *off = taps[if first + j < k { first + j } else { first }];
+                }
+                let rows = &dy.data[s * strip_len + b * PIXEL_BLOCK * CHANNELS..]
+                    [..block.len() * CHANNELS];
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: AVX-512F was detected above. Every input read is at `pixel +
+                // tap` for a pixel in `pixels` and a tap in `taps`, at most `reach`,
+                // below `x_padded.len()` (checked above); `rows` holds
+                // `block.len()·CHANNELS` values and `tile` PIXELS·CHANNELS.
+                unsafe {
+                    tile_avx512(x_padded, block, &offsets, rows, tile, b > 0)
+                };
+                #[cfg(not(target_arch = "x86_64"))]
+                let _ = (offsets, rows, tile);
+            });
+    }
+    // dW row by row, across the threads: row o reads lane o % CHANNELS of its strip's
+    // tiles, which stay in the cache while the strip's other channels are written.
+    dw.par_chunks_mut(k).enumerate().for_each(|(o, row)| {
+        let (s, jj) = (o / CHANNELS, o % CHANNELS);
+        let strip = &sums[s * tiles * PIXELS * CHANNELS..][..tiles * PIXELS * CHANNELS];
+        for (v, values) in row.iter_mut().zip(strip.chunks_exact(CHANNELS)) {
+            *v = values[jj];
+        }
+    });
+    Ok(())
+}
