@@ -21,10 +21,11 @@ use ward_graph::ops::pool::PoolKind;
 use ward_graph::ops::Op;
 use ward_kernels::conv::{Conv2d, ConvWindow};
 use ward_kernels::matmul::{gemm_parallel, MatRef};
+use ward_kernels::sums::pair_sums;
 use ward_kernels::Windows;
 
 use super::buffers;
-use super::math::{exp_nonpositive, lane_sums, sigmoid, tanh};
+use super::math::{exp_nonpositive, sigmoid, tanh};
 
 use super::rnn::{RnnPlan, Tape};
 
@@ -588,10 +589,10 @@ impl Fast {
                         (plane, plane)
                     })
                 };
-                let (sum, _) = lane_sums(planes(), |v, _| f64::from(v), |_, _| 0.0);
+                let (sum, _) = pair_sums(planes(), |v, _| f64::from(v), |_, _| 0.0);
                 let mean = sum / count;
                 let (squares, _) =
-                    lane_sums(planes(), |v, _| (f64::from(v) - mean).powi(2), |_, _| 0.0);
+                    pair_sums(planes(), |v, _| (f64::from(v) - mean).powi(2), |_, _| 0.0);
                 (mean, squares / count)
             })
             .collect();
@@ -666,7 +667,7 @@ impl Fast {
                     let at = (o * channels + c) * inner;
                     (&dy[at..at + inner], &x[at..at + inner])
                 });
-                lane_sums(
+                pair_sums(
                     planes,
                     |g, _| f64::from(g),
                     |g, v| f64::from(g) * f64::from((v - m) * s),

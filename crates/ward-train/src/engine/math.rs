@@ -4,10 +4,6 @@
 //! few ulp of the exact value (the tests measure it against `f64`), as libm's are;
 //! MXNet's CPU kernels call libm, so results may differ from MXNet's in the last bits,
 //! as they already do between machines.
-//!
-//! [`lane_sums`] sums in `f64` over eight lanes, for the same reason: a single running
-//! `f64` sum is a chain of dependent additions, one element per 3 cycles, which made
-//! BatchNorm's statistics 4–5× MXNet's time.
 
 /// `eˣ` for `x ≤ 0` (and NaN) within 2 ulp of the exact value, in operations that
 /// vectorise (Cephes' `expf`: `x = n·ln 2 + r`, a degree-6 polynomial for `eʳ` on
@@ -78,68 +74,9 @@ pub(super) fn tanh(x: f32) -> f32 {
     }
 }
 
-/// Lanes of [`lane_sums`]: one 512-bit vector of `f64`.
-const SUM_LANES: usize = 8;
-
-/// `(Σ f(a, b), Σ g(a, b))` over the pairs of `a` and `b` (slices of equal length, taken
-/// in order), accumulated in `f64` over [`SUM_LANES`] lanes that are added at the end, so
-/// that the loop vectorises. The order of the additions is fixed by the slices' lengths
-/// alone.
-pub(super) fn lane_sums<'a>(
-    pairs: impl Iterator<Item = (&'a [f32], &'a [f32])>,
-    f: impl Fn(f32, f32) -> f64,
-    g: impl Fn(f32, f32) -> f64,
-) -> (f64, f64) {
-    let mut first = [0.0f64; SUM_LANES];
-    let mut second = [0.0f64; SUM_LANES];
-    let (mut first_tail, mut second_tail) = (0.0f64, 0.0f64);
-    for (a, b) in pairs {
-        let (a_chunks, b_chunks) = (a.chunks_exact(SUM_LANES), b.chunks_exact(SUM_LANES));
-        for (&x, &y) in a_chunks.remainder().iter().zip(b_chunks.remainder()) {
-            first_tail += f(x, y);
-            second_tail += g(x, y);
-        }
-        for (a, b) in a_chunks.zip(b_chunks) {
-            for lane in 0..SUM_LANES {
-                let (x, y) = (a.get(lane).copied(), b.get(lane).copied());
-                if let (Some(x), Some(y), Some(s), Some(t)) =
-                    (x, y, first.get_mut(lane), second.get_mut(lane))
-                {
-                    *s += f(x, y);
-                    *t += g(x, y);
-                }
-            }
-        }
-    }
-    (
-        first.iter().sum::<f64>() + first_tail,
-        second.iter().sum::<f64>() + second_tail,
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn lane_sums_are_the_sums() {
-        let a: Vec<f32> = (0..1_003).map(|i| (i % 17) as f32 * 0.25 - 2.0).collect();
-        let b: Vec<f32> = (0..1_003).map(|i| (i % 5) as f32 - 1.0).collect();
-        let pairs = || a.chunks(101).zip(b.chunks(101));
-        let (s, t) = lane_sums(
-            pairs(),
-            |x, _| f64::from(x),
-            |x, y| f64::from(x) * f64::from(y),
-        );
-        let want_s: f64 = a.iter().map(|&x| f64::from(x)).sum();
-        let want_t: f64 = a
-            .iter()
-            .zip(&b)
-            .map(|(&x, &y)| f64::from(x) * f64::from(y))
-            .sum();
-        // Every term is a multiple of 1/4 below 2¹⁰: the sums are exact in any order.
-        assert_eq!((s, t), (want_s, want_t));
-    }
 
     /// The largest relative error of `f` against `exact` over a fine sweep of `range`.
     fn worst(f: fn(f32) -> f32, exact: fn(f64) -> f64, range: (f32, f32), step: f32) -> f64 {
