@@ -354,14 +354,7 @@ fn no_pack_avx512(a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: MatMut<'_>) {
             // A strip narrower than a tile (the last) loads and stores under masks:
             // lanes past its width are neither read nor written.
             let width = TILE_COLUMNS.min(n - j0);
-            let lanes = |first: usize| -> u16 {
-                match width.saturating_sub(first) {
-                    0 => 0,
-                    w if w >= LANES => u16::MAX,
-                    w => (1u16 << w) - 1,
-                }
-            };
-            let masks = [lanes(0), lanes(LANES)];
+            let masks = two_vector_masks(width);
             for block in 0..blocks {
                 let i0 = block * TILE_ROWS;
                 let rows = TILE_ROWS.min(m - i0);
@@ -400,6 +393,19 @@ fn no_pack_avx512(a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: MatMut<'_>) {
             }
         }
     }
+}
+
+/// The lane masks of two 16-lane vectors covering `width` values (at most 32): lanes
+/// past `width` are neither read nor written by a masked load or store.
+pub(crate) fn two_vector_masks(width: usize) -> [u16; 2] {
+    let lanes = |first: usize| -> u16 {
+        match width.saturating_sub(first) {
+            0 => 0,
+            w if w >= 16 => u16::MAX,
+            w => (1u16 << w) - 1,
+        }
+    };
+    [lanes(0), lanes(16)]
 }
 
 /// Below this many rows of `C` per thread, a product wide enough is split by columns.

@@ -323,14 +323,7 @@ unsafe fn tile_avx512(
             pb = pb.add(NR);
         }
     }
-    let lanes = |first: usize| -> u16 {
-        match width.saturating_sub(first) {
-            0 => 0,
-            w if w >= LANES => u16::MAX,
-            w => (1u16 << w) - 1,
-        }
-    };
-    let masks = [lanes(0), lanes(LANES)];
+    let masks = crate::matmul::two_vector_masks(width);
     for r in 0..rows {
         let row = c[r * ldc..].as_mut_ptr();
         for (half, &mask) in masks.iter().enumerate() {

@@ -3,7 +3,7 @@ use ward_graph::interp::conv::{convolution, ConvParams};
 use ward_graph::interp::Array;
 use ward_kernels::conv::{Conv2d, ConvWindow};
 
-use crate::{assert_close, dot, random_values};
+use crate::{assert_close, dot, random_values, seeded_rng};
 
 fn array(shape: &[usize], data: &[f32]) -> Array {
     Array {
@@ -78,8 +78,7 @@ proptest! {
             prop_assert!(convolution(&x, &w, None, &params(&case.window)).is_err());
             return Ok(());
         };
-        let mut rng = proptest::test_runner::TestRng::from_seed(
-            proptest::test_runner::RngAlgorithm::ChaCha, &{ let mut s = [0u8; 32]; s[..8].copy_from_slice(&seed.to_le_bytes()); s });
+        let mut rng = seeded_rng(seed);
         let x = random_values(&mut rng, g.input_len());
         let w = random_values(&mut rng, g.weight_len());
         let bias = random_values(&mut rng, case.window.out_channels);
@@ -314,8 +313,7 @@ proptest! {
         }) else {
             return Ok(());
         };
-        let mut rng = proptest::test_runner::TestRng::from_seed(
-            proptest::test_runner::RngAlgorithm::ChaCha, &{ let mut s = [0u8; 32]; s[..8].copy_from_slice(&seed.to_le_bytes()); s });
+        let mut rng = seeded_rng(seed);
         let x = random_values(&mut rng, g.input_len());
         let wt = random_values(&mut rng, g.weight_len());
         let dy = random_values(&mut rng, g.output_len());
@@ -360,8 +358,7 @@ proptest! {
         }) else {
             return Ok(());
         };
-        let mut rng = proptest::test_runner::TestRng::from_seed(
-            proptest::test_runner::RngAlgorithm::ChaCha, &{ let mut s = [0u8; 32]; s[..8].copy_from_slice(&seed.to_le_bytes()); s });
+        let mut rng = seeded_rng(seed);
         let x = random_values(&mut rng, g.input_len());
         let dy = random_values(&mut rng, g.output_len());
         let mut dw = vec![f32::NAN; g.weight_len()];

@@ -18,6 +18,13 @@ pub fn random_values(rng: &mut TestRng, n: usize) -> Vec<f32> {
         .collect()
 }
 
+/// A ChaCha stream from a proptest-drawn seed, so that each case's data is reproducible.
+pub fn seeded_rng(seed: u64) -> TestRng {
+    let mut bytes = [0u8; 32];
+    bytes[..8].copy_from_slice(&seed.to_le_bytes());
+    TestRng::from_seed(proptest::test_runner::RngAlgorithm::ChaCha, &bytes)
+}
+
 pub fn dot(a: &[f32], b: &[f32]) -> f64 {
     a.iter().zip(b).map(|(&a, &b)| a as f64 * b as f64).sum()
 }

@@ -3,7 +3,7 @@ use ward_graph::interp::pool::{pool_windows, pooling, PoolKind, PoolParams};
 use ward_graph::interp::Array;
 use ward_kernels::Windows;
 
-use crate::{assert_close, dot, random_values};
+use crate::{assert_close, dot, random_values, seeded_rng};
 
 /// The table for one plane of `shape` (the first plane's windows: offsets within it).
 fn table(shape: &[usize], p: &PoolParams) -> Option<(Vec<usize>, Windows)> {
@@ -51,8 +51,7 @@ proptest! {
     fn pooling_matches_the_interpreter((shape, p) in cases(), seed in any::<u64>()) {
         let Some((out_shape, t)) = table(&shape, &p) else { return Ok(()); };
         let planes = shape[0] * shape[1];
-        let mut rng = proptest::test_runner::TestRng::from_seed(
-            proptest::test_runner::RngAlgorithm::ChaCha, &{ let mut s = [0u8; 32]; s[..8].copy_from_slice(&seed.to_le_bytes()); s });
+        let mut rng = seeded_rng(seed);
         let x = random_values(&mut rng, planes * t.in_plane());
         let xa = Array { shape: shape.clone(), data: x.iter().map(|&v| v as f64).collect() };
         let Ok(want) = pooling(&xa, &p) else { return Ok(()); };
