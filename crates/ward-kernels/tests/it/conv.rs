@@ -335,8 +335,8 @@ proptest! {
         }
     }
 
-    /// The weight and data gradients (ward's direct kernels on a CPU that has them, the
-    /// matrix crate's products elsewhere) against the sums in `f64`: within 1e-5 of the
+    /// The weight and data gradients, on ward's direct kernels (where the CPU has them)
+    /// and on the matrix crate's products, against the sums in `f64`: within 1e-5 of the
     /// sum of the terms' magnitudes, element by element.
     #[test]
     fn the_gradients_are_the_sums_of_their_terms(
@@ -361,11 +361,19 @@ proptest! {
         let mut rng = seeded_rng(seed);
         let x = random_values(&mut rng, g.input_len());
         let dy = random_values(&mut rng, g.output_len());
-        let mut dw = vec![f32::NAN; g.weight_len()];
-        g.backward_weight(&x, &dy, &mut dw, None).unwrap();
         let wt = random_values(&mut rng, g.weight_len());
-        let mut dx = vec![f32::NAN; g.input_len()];
-        g.backward_data(&dy, &wt, &mut dx).unwrap();
+        // Both paths: the one this CPU takes, and the matrix crate's, which a CPU without
+        // AVX-512 takes.
+        let grads: Vec<(Vec<f32>, Vec<f32>)> = [g, g.with_matrix_crate_only()]
+            .iter()
+            .map(|path| {
+                let mut dw = vec![f32::NAN; g.weight_len()];
+                path.backward_weight(&x, &dy, &mut dw, None).unwrap();
+                let mut dx = vec![f32::NAN; g.input_len()];
+                path.backward_data(&dy, &wt, &mut dx).unwrap();
+                (dw, dx)
+            })
+            .collect();
         let (oh, ow) = (g.out_h(), g.out_w());
         // dx's sums and magnitudes, term by term.
         let mut dx_sum = vec![0.0f64; g.input_len()];
@@ -396,17 +404,21 @@ proptest! {
                                     }
                                 }
                             }
-                            prop_assert!((dw[i] as f64 - sum).abs() <= 1e-5 * magnitude.max(1e-30),
-                                "dw[{i}] = {} against {sum} (terms {magnitude})", dw[i]);
+                            for (dw, _) in &grads {
+                                prop_assert!((dw[i] as f64 - sum).abs() <= 1e-5 * magnitude.max(1e-30),
+                                    "dw[{i}] = {} against {sum} (terms {magnitude})", dw[i]);
+                            }
                             i += 1;
                         }
                     }
                 }
             }
         }
-        for (at, &v) in dx.iter().enumerate() {
-            prop_assert!((v as f64 - dx_sum[at]).abs() <= 1e-5 * dx_magnitude[at].max(1e-30),
-                "dx[{at}] = {v} against {} (terms {})", dx_sum[at], dx_magnitude[at]);
+        for (_, dx) in &grads {
+            for (at, &v) in dx.iter().enumerate() {
+                prop_assert!((v as f64 - dx_sum[at]).abs() <= 1e-5 * dx_magnitude[at].max(1e-30),
+                    "dx[{at}] = {v} against {} (terms {})", dx_sum[at], dx_magnitude[at]);
+            }
         }
     }
 }
