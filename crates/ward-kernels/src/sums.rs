@@ -1,75 +1,156 @@
-//! Sums of `f32` data in `f64` over eight lanes, compiled for AVX-512 where the CPU has
-//! it: a single running `f64` sum is a chain of dependent additions (one element per 3
-//! cycles), which made BatchNorm's statistics 4–5× MXNet's time, and the workspace's
-//! baseline target (x86-64 with SSE2) gives two lanes a vector where AVX-512 gives eight.
+//! BatchNorm's sums of `f32` data, in `f64` over eight lanes, with AVX-512 instructions
+//! where the CPU has them: a single running `f64` sum is a chain of dependent additions
+//! (one element per 3 cycles), which made BatchNorm's statistics 4–5× MXNet's time, and
+//! the workspace's baseline target (x86-64 with SSE2) left the lane loops at one or two
+//! values a vector.
+//!
+//! Each sum has one definition of its order: element `i` of a slice's first
+//! `8·⌊len/8⌋` values goes to lane `i mod 8`, the rest to a tail, every slice in turn; at
+//! the end the lanes are added in order, then the tail. The AVX-512 instance and the
+//! portable one follow it operation for operation (no fused multiply-adds), so both give
+//! the same bits.
 
 #![allow(
     unsafe_code,
-    reason = "calling the AVX-512 instance of the sum, a `#[target_feature]` function, once the feature is detected"
+    reason = "AVX-512 instances of the sums, run once the feature is detected; their vector loads read whole 8-value chunks of the slices they are given"
 )]
 
-/// Lanes of [`pair_sums`]: one 512-bit vector of `f64`.
+/// Lanes of the sums: one 512-bit vector of `f64`.
 const LANES: usize = 8;
 
-/// `(Σ f(a, b), Σ g(a, b))` over the pairs of `a` and `b` (slices of equal length, taken
-/// in order), accumulated in `f64` over eight lanes that are added at the end. The order
-/// of the additions is fixed by the slices' lengths alone, the same with or without
-/// AVX-512 (Rust never fuses a multiply and an add on its own), so the result is too.
-pub fn pair_sums<'a>(
+/// The lanes and the tail, added in the one order.
+fn total(lanes: [f64; LANES], tail: f64) -> f64 {
+    lanes.iter().sum::<f64>() + tail
+}
+
+/// `Σ x` over the slices.
+pub fn sum<'a>(slices: impl Iterator<Item = &'a [f32]>) -> f64 {
+    sums_of(slices.map(|s| (s, s)), Kind::Sum).0
+}
+
+/// `Σ (x − center)²` over the slices.
+pub fn squared_deviations<'a>(slices: impl Iterator<Item = &'a [f32]>, center: f64) -> f64 {
+    sums_of(slices.map(|s| (s, s)), Kind::SquaredDeviations(center)).0
+}
+
+/// `(Σ dy, Σ dy·x̂)` over pairs of slices `(dy, x)` of equal length, where `x̂ = (x −
+/// mean)·inv_std` is computed in `f32`: BatchNorm's gradient sums.
+pub fn gradient_sums<'a>(
     pairs: impl Iterator<Item = (&'a [f32], &'a [f32])>,
-    f: impl Fn(f32, f32) -> f64,
-    g: impl Fn(f32, f32) -> f64,
+    mean: f32,
+    inv_std: f32,
 ) -> (f64, f64) {
+    sums_of(pairs, Kind::Gradient { mean, inv_std })
+}
+
+/// Which sum [`sums_of`] takes.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Sum,
+    SquaredDeviations(f64),
+    Gradient { mean: f32, inv_std: f32 },
+}
+
+fn sums_of<'a>(pairs: impl Iterator<Item = (&'a [f32], &'a [f32])>, kind: Kind) -> (f64, f64) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
         // SAFETY: the CPU has AVX-512F (detected just above), the only requirement of
-        // `pair_sums_avx512`, which is the portable sum compiled with that feature.
-        return unsafe { pair_sums_avx512(pairs, f, g) };
+        // `sums_avx512`.
+        return unsafe { sums_avx512(pairs, kind) };
     }
-    pair_sums_portable(pairs, f, g)
+    sums_portable(pairs, kind)
 }
 
-/// [`pair_sums_portable`] compiled with AVX-512.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn pair_sums_avx512<'a>(
-    pairs: impl Iterator<Item = (&'a [f32], &'a [f32])>,
-    f: impl Fn(f32, f32) -> f64,
-    g: impl Fn(f32, f32) -> f64,
-) -> (f64, f64) {
-    pair_sums_portable(pairs, f, g)
-}
-
+/// One element's terms of the two sums.
 #[inline(always)]
-fn pair_sums_portable<'a>(
+fn terms(kind: Kind, a: f32, b: f32) -> (f64, f64) {
+    match kind {
+        Kind::Sum => (f64::from(a), 0.0),
+        Kind::SquaredDeviations(center) => {
+            let d = f64::from(a) - center;
+            (d * d, 0.0)
+        }
+        Kind::Gradient { mean, inv_std } => {
+            let xhat = (b - mean) * inv_std;
+            (f64::from(a), f64::from(a) * f64::from(xhat))
+        }
+    }
+}
+
+fn sums_portable<'a>(
     pairs: impl Iterator<Item = (&'a [f32], &'a [f32])>,
-    f: impl Fn(f32, f32) -> f64,
-    g: impl Fn(f32, f32) -> f64,
+    kind: Kind,
 ) -> (f64, f64) {
-    let mut first = [0.0f64; LANES];
-    let mut second = [0.0f64; LANES];
+    let (mut first, mut second) = ([0.0f64; LANES], [0.0f64; LANES]);
     let (mut first_tail, mut second_tail) = (0.0f64, 0.0f64);
     for (a, b) in pairs {
         let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
         for (&x, &y) in a_chunks.remainder().iter().zip(b_chunks.remainder()) {
-            first_tail += f(x, y);
-            second_tail += g(x, y);
+            let (s, t) = terms(kind, x, y);
+            first_tail += s;
+            second_tail += t;
         }
         for (a, b) in a_chunks.zip(b_chunks) {
-            for lane in 0..LANES {
-                let (x, y) = (a.get(lane).copied(), b.get(lane).copied());
-                if let (Some(x), Some(y), Some(s), Some(t)) =
-                    (x, y, first.get_mut(lane), second.get_mut(lane))
-                {
-                    *s += f(x, y);
-                    *t += g(x, y);
+            let lanes = first.iter_mut().zip(second.iter_mut());
+            for ((s, t), (&x, &y)) in lanes.zip(a.iter().zip(b)) {
+                let (u, v) = terms(kind, x, y);
+                *s += u;
+                *t += v;
+            }
+        }
+    }
+    (total(first, first_tail), total(second, second_tail))
+}
+
+/// [`sums_portable`] in AVX-512 instructions, the same operations in the same order.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn sums_avx512<'a>(pairs: impl Iterator<Item = (&'a [f32], &'a [f32])>, kind: Kind) -> (f64, f64) {
+    use std::arch::x86_64::{
+        _mm256_loadu_ps, _mm256_mul_ps, _mm256_set1_ps, _mm256_sub_ps, _mm512_add_pd,
+        _mm512_cvtps_pd, _mm512_mul_pd, _mm512_set1_pd, _mm512_setzero_pd, _mm512_storeu_pd,
+        _mm512_sub_pd,
+    };
+    let (mut first, mut second) = (_mm512_setzero_pd(), _mm512_setzero_pd());
+    let (mut first_tail, mut second_tail) = (0.0f64, 0.0f64);
+    for (a, b) in pairs {
+        let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+        for (&x, &y) in a_chunks.remainder().iter().zip(b_chunks.remainder()) {
+            let (s, t) = terms(kind, x, y);
+            first_tail += s;
+            second_tail += t;
+        }
+        for (a, b) in a_chunks.zip(b_chunks) {
+            // SAFETY: `a` and `b` are chunks of exactly LANES = 8 values: each load reads
+            // one whole chunk.
+            let (x, y) = unsafe { (_mm256_loadu_ps(a.as_ptr()), _mm256_loadu_ps(b.as_ptr())) };
+            match kind {
+                Kind::Sum => first = _mm512_add_pd(first, _mm512_cvtps_pd(x)),
+                Kind::SquaredDeviations(center) => {
+                    let d = _mm512_sub_pd(_mm512_cvtps_pd(x), _mm512_set1_pd(center));
+                    first = _mm512_add_pd(first, _mm512_mul_pd(d, d));
+                }
+                Kind::Gradient { mean, inv_std } => {
+                    let xhat = _mm256_mul_ps(
+                        _mm256_sub_ps(y, _mm256_set1_ps(mean)),
+                        _mm256_set1_ps(inv_std),
+                    );
+                    let dy = _mm512_cvtps_pd(x);
+                    first = _mm512_add_pd(first, dy);
+                    second = _mm512_add_pd(second, _mm512_mul_pd(dy, _mm512_cvtps_pd(xhat)));
                 }
             }
         }
     }
+    let (mut lanes_first, mut lanes_second) = ([0.0f64; LANES], [0.0f64; LANES]);
+    // SAFETY: each array holds LANES = 8 `f64`, one vector.
+    unsafe {
+        _mm512_storeu_pd(lanes_first.as_mut_ptr(), first);
+        _mm512_storeu_pd(lanes_second.as_mut_ptr(), second);
+    }
     (
-        first.iter().sum::<f64>() + first_tail,
-        second.iter().sum::<f64>() + second_tail,
+        total(lanes_first, first_tail),
+        total(lanes_second, second_tail),
     )
 }
 
@@ -77,33 +158,63 @@ fn pair_sums_portable<'a>(
 mod tests {
     use super::*;
 
+    fn data(len: usize, seed: u32) -> Vec<f32> {
+        (0..len)
+            .map(|i| {
+                let h = (i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed);
+                ((h >> 8) % 20_001) as f32 / 1_000.0 - 10.0
+            })
+            .collect()
+    }
+
     #[test]
-    fn pair_sums_are_the_sums() {
+    fn sums_are_the_sums() {
         let a: Vec<f32> = (0..1_003).map(|i| (i % 17) as f32 * 0.25 - 2.0).collect();
         let b: Vec<f32> = (0..1_003).map(|i| (i % 5) as f32 - 1.0).collect();
-        let pairs = || a.chunks(101).zip(b.chunks(101));
-        let (s, t) = pair_sums(
-            pairs(),
-            |x, _| f64::from(x),
-            |x, y| f64::from(x) * f64::from(y),
-        );
-        let want_s: f64 = a.iter().map(|&x| f64::from(x)).sum();
-        let want_t: f64 = a
+        // Every term is a multiple of 1/16 below 2¹²: the sums are exact in any order.
+        let want: f64 = a.iter().map(|&x| f64::from(x)).sum();
+        assert_eq!(sum(a.chunks(101)), want);
+        let want: f64 = a.iter().map(|&x| (f64::from(x) - 0.5).powi(2)).sum();
+        assert_eq!(squared_deviations(a.chunks(101), 0.5), want);
+        let (s, t) = gradient_sums(b.chunks(101).zip(a.chunks(101)), 0.25, 2.0);
+        let want_t: f64 = b
             .iter()
-            .zip(&b)
-            .map(|(&x, &y)| f64::from(x) * f64::from(y))
+            .zip(&a)
+            .map(|(&g, &x)| f64::from(g) * f64::from((x - 0.25) * 2.0))
             .sum();
-        // Every term is a multiple of 1/4 below 2¹⁰: the sums are exact in any order.
-        assert_eq!((s, t), (want_s, want_t));
-        // The portable instance sums in the same order as the dispatched one.
-        let inexact = |x: f32, y: f32| f64::from(x) / 3.0 + f64::from(y) / 7.0;
-        assert_eq!(
-            pair_sums(pairs(), inexact, |x, _| f64::from(x).sqrt())
-                .0
-                .to_bits(),
-            pair_sums_portable(pairs(), inexact, |x, _| f64::from(x).sqrt())
-                .0
-                .to_bits()
-        );
+        assert_eq!((s, t), (b.iter().map(|&g| f64::from(g)).sum(), want_t));
+    }
+
+    /// The dispatched instance (AVX-512 where the CPU has it) gives the portable one's
+    /// bits on inexact data, slices of every length modulo 8.
+    #[test]
+    fn every_instance_sums_in_the_same_order() {
+        let (a, b) = (data(5_000, 1), data(5_000, 2));
+        let lengths = [1usize, 7, 8, 9, 15, 16, 17, 100, 784, 1_000];
+        let slices = |v: &'static [f32]| {
+            let mut at = 0;
+            lengths.iter().map(move |&n| {
+                let s = &v[at..at + n];
+                at += n;
+                s
+            })
+        };
+        let (a, b): (&'static [f32], &'static [f32]) = (a.leak(), b.leak());
+        for kind in [
+            Kind::Sum,
+            Kind::SquaredDeviations(0.3),
+            Kind::Gradient {
+                mean: 0.1,
+                inv_std: 1.7,
+            },
+        ] {
+            let got = sums_of(slices(a).zip(slices(b)), kind);
+            let want = sums_portable(slices(a).zip(slices(b)), kind);
+            assert_eq!(
+                (got.0.to_bits(), got.1.to_bits()),
+                (want.0.to_bits(), want.1.to_bits()),
+                "{kind:?}"
+            );
+        }
     }
 }

@@ -21,7 +21,7 @@ use ward_graph::ops::pool::PoolKind;
 use ward_graph::ops::Op;
 use ward_kernels::conv::{Conv2d, ConvWindow};
 use ward_kernels::matmul::{gemm_parallel, MatRef};
-use ward_kernels::sums::pair_sums;
+use ward_kernels::sums;
 use ward_kernels::Windows;
 
 use super::buffers;
@@ -583,17 +583,9 @@ impl Fast {
         let stats: Vec<(f64, f64)> = (0..channels)
             .into_par_iter()
             .map(|c| {
-                let planes = || {
-                    (0..outer).map(move |o| {
-                        let plane = &x[(o * channels + c) * inner..][..inner];
-                        (plane, plane)
-                    })
-                };
-                let (sum, _) = pair_sums(planes(), |v, _| f64::from(v), |_, _| 0.0);
-                let mean = sum / count;
-                let (squares, _) =
-                    pair_sums(planes(), |v, _| (f64::from(v) - mean).powi(2), |_, _| 0.0);
-                (mean, squares / count)
+                let planes = || (0..outer).map(move |o| &x[(o * channels + c) * inner..][..inner]);
+                let mean = sums::sum(planes()) / count;
+                (mean, sums::squared_deviations(planes(), mean) / count)
             })
             .collect();
         let mean: Vec<f32> = stats.iter().map(|s| s.0 as f32).collect();
@@ -667,11 +659,7 @@ impl Fast {
                     let at = (o * channels + c) * inner;
                     (&dy[at..at + inner], &x[at..at + inner])
                 });
-                pair_sums(
-                    planes,
-                    |g, _| f64::from(g),
-                    |g, v| f64::from(g) * f64::from((v - m) * s),
-                )
+                sums::gradient_sums(planes, m, s)
             })
             .collect();
         let mut dx = buffers::zeroed(x.len());
