@@ -8,11 +8,11 @@
 //! own AVX-512 kernel for short products), [`panels`] (ward's AVX-512 product on panels,
 //! whose `B` is produced a row piece at a time, so a convolution's patches are never
 //! written out whole) and [`direct`] (convolution tiles read straight from the padded
-//! input), plus [`sums`], BatchNorm's f64 sums in AVX-512 intrinsics beside portable code that
-//! gives the same bits. The
-//! AVX-512 kernels run once the CPU feature is detected; the forward pass on
-//! them gives the matrix crate's bits, and the gradients sum the same terms in another
-//! order. Without AVX-512 the matrix crate runs everything.
+//! input), plus [`sums`], BatchNorm's f64 sums in AVX-512 intrinsics beside portable
+//! code that gives the same bits. The AVX-512 kernels run once the CPU feature is
+//! detected; the forward pass on them gives the matrix crate's bits, and the gradients
+//! sum the same terms in another order. Without AVX-512 the matrix crate runs
+//! everything.
 //!
 //! The meaning of each kernel is the reference interpreter's (`ward_graph::interp`); the
 //! property tests hold each kernel to it on random shapes, strides, pads, dilations and
