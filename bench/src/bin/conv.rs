@@ -15,10 +15,12 @@ use ward_kernels::conv::{Conv2d, ConvWindow};
 /// A layer: name, input, output channels, kernel, stride, pad.
 type Layer = (&'static str, [usize; 4], usize, usize, usize, usize);
 
-/// ResNet-18's distinct 3×3 and 7×7 layers at 112².
-const LAYERS: [Layer; 5] = [
+/// ResNet-18's distinct 3×3 and 7×7 layers at 112² (and a strided 3×3 that opens a
+/// stage).
+const LAYERS: [Layer; 6] = [
     ("conv0 7×7 s2, 3 → 64", [16, 3, 112, 112], 64, 7, 2, 3),
     ("stage 1 3×3, 64 at 28²", [16, 64, 28, 28], 64, 3, 1, 1),
+    ("stage 2 3×3 s2, 64 → 128", [16, 64, 28, 28], 128, 3, 2, 1),
     ("stage 2 3×3, 128 at 14²", [16, 128, 14, 14], 128, 3, 1, 1),
     ("stage 3 3×3, 256 at 7²", [16, 256, 7, 7], 256, 3, 1, 1),
     ("stage 4 3×3, 512 at 4²", [16, 512, 4, 4], 512, 3, 1, 1),
