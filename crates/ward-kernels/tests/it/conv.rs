@@ -287,30 +287,53 @@ fn same_bits_at_any_thread_count(g: &Conv2d) {
     }
 }
 
+/// Random geometries: `cg` input and `og` output channels per group (1 or 2 groups), up
+/// to 4 images, kernels up to 3×3, strides and dilations up to 2, pads below `pads`,
+/// planes of 3 to `sides − 1` on a side; `None` where the dilated kernel does not fit.
+fn geometries(
+    cg: std::ops::Range<usize>,
+    og: std::ops::Range<usize>,
+    pads: usize,
+    sides: usize,
+) -> impl Strategy<Value = Option<Conv2d>> {
+    (
+        (1usize..5, 1usize..3, cg, og),
+        (1usize..4, 1usize..4),
+        (1usize..3, 1usize..3),
+        (0..pads, 0..pads),
+        (1usize..3, 1usize..3),
+        (3..sides, 3..sides),
+    )
+        .prop_map(
+            |((batch, groups, cg, og), kernel, stride, pad, dilation, (h, w))| {
+                Conv2d::new(
+                    [batch, groups * cg, h, w],
+                    ConvWindow {
+                        out_channels: groups * og,
+                        kernel: [kernel.0, kernel.1],
+                        stride: [stride.0, stride.1],
+                        pad: [pad.0, pad.1],
+                        dilation: [dilation.0, dilation.1],
+                        groups,
+                    },
+                )
+                .ok()
+            },
+        )
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
     /// Forward and (strided) data gradient on ward's own kernels (on a CPU that has
-    /// them) give the matrix crate's bits, for products with at least a panel's rows: channels and
-    /// taps enough, ragged planes, strides, pads, dilations and groups.
+    /// them) give the matrix crate's bits, for products with at least a panel's rows:
+    /// channels and taps enough, ragged planes, strides, pads, dilations and groups.
     #[test]
     fn the_panel_kernel_gives_the_matrix_crates_bits(
-        (batch, groups, cg, og) in (1usize..5, 1usize..3, 1usize..20, 8usize..20),
-        kernel in (1usize..4, 1usize..4),
-        stride in (1usize..3, 1usize..3),
-        pad in (0usize..2, 0usize..2),
-        dilation in (1usize..3, 1usize..3),
-        (h, w) in (3usize..20, 3usize..20),
+        g in geometries(1..20, 8..20, 2, 20),
         seed in any::<u64>(),
     ) {
-        let Ok(g) = Conv2d::new([batch, groups * cg, h, w], ConvWindow {
-            out_channels: groups * og,
-            kernel: [kernel.0, kernel.1],
-            stride: [stride.0, stride.1],
-            pad: [pad.0, pad.1],
-            dilation: [dilation.0, dilation.1],
-            groups,
-        }) else {
+        let Some(g) = g else {
             return Ok(());
         };
         let mut rng = seeded_rng(seed);
@@ -325,7 +348,7 @@ proptest! {
         prop_assert_eq!(run(&g), run(&g.with_matrix_crate_only()));
         // The data gradient of a stride-1 convolution may sum its terms in another order
         // (the direct kernel): it is held to the terms in `the_gradients_are_the_sums_of_their_terms`.
-        if stride != (1, 1) {
+        if g.stride != [1, 1] {
             let mut dx = vec![f32::NAN; g.input_len()];
             g.backward_data(&dy, &wt, &mut dx).unwrap();
             let mut want = vec![f32::NAN; g.input_len()];
@@ -340,24 +363,15 @@ proptest! {
     /// sum of the terms' magnitudes, element by element.
     #[test]
     fn the_gradients_are_the_sums_of_their_terms(
-        (batch, groups, cg, og) in (1usize..5, 1usize..3, 1usize..6, 1usize..40),
-        kernel in (1usize..4, 1usize..4),
-        stride in (1usize..3, 1usize..3),
-        pad in (0usize..3, 0usize..3),
-        dilation in (1usize..3, 1usize..3),
-        (h, w) in (3usize..40, 3usize..40),
+        g in geometries(1..6, 1..40, 3, 40),
         seed in any::<u64>(),
     ) {
-        let Ok(g) = Conv2d::new([batch, groups * cg, h, w], ConvWindow {
-            out_channels: groups * og,
-            kernel: [kernel.0, kernel.1],
-            stride: [stride.0, stride.1],
-            pad: [pad.0, pad.1],
-            dilation: [dilation.0, dilation.1],
-            groups,
-        }) else {
+        let Some(g) = g else {
             return Ok(());
         };
+        let (batch, groups, h, w) = (g.batch, g.groups, g.in_h, g.in_w);
+        let (cg, og) = (g.in_channels / groups, g.out_channels / groups);
+        let ([kh, kw], [sy, sx], [py, px], [dil_y, dil_x]) = (g.kernel, g.stride, g.pad, g.dilation);
         let mut rng = seeded_rng(seed);
         let x = random_values(&mut rng, g.input_len());
         let dy = random_values(&mut rng, g.output_len());
@@ -382,22 +396,23 @@ proptest! {
         for gi in 0..groups {
             for o in 0..og {
                 for c in 0..cg {
-                    for ky in 0..kernel.0 {
-                        for kx in 0..kernel.1 {
+                    for ky in 0..kh {
+                        for kx in 0..kw {
                             let (mut sum, mut magnitude) = (0.0f64, 0.0f64);
                             for n in 0..batch {
                                 for oy in 0..oh {
                                     for ox in 0..ow {
-                                        let iy = (oy * stride.0 + ky * dilation.0) as isize - pad.0 as isize;
-                                        let ix = (ox * stride.1 + kx * dilation.1) as isize - pad.1 as isize;
+                                        let iy = (oy * sy + ky * dil_y) as isize - py as isize;
+                                        let ix = (ox * sx + kx * dil_x) as isize - px as isize;
                                         if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
                                             continue;
                                         }
-                                        let xv = x[((n * groups * cg + gi * cg + c) * h + iy as usize) * w + ix as usize] as f64;
+                                        let plane = n * groups * cg + gi * cg + c;
+                                        let at = (plane * h + iy as usize) * w + ix as usize;
+                                        let xv = x[at] as f64;
                                         let d = dy[((n * groups * og + gi * og + o) * oh + oy) * ow + ox] as f64;
                                         sum += xv * d;
                                         magnitude += (xv * d).abs();
-                                        let at = ((n * groups * cg + gi * cg + c) * h + iy as usize) * w + ix as usize;
                                         let wv = wt[i] as f64;
                                         dx_sum[at] += wv * d;
                                         dx_magnitude[at] += (wv * d).abs();
