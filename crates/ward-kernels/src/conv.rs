@@ -70,9 +70,9 @@ pub struct Conv2d {
     pub groups: usize,
     out_h: usize,
     out_w: usize,
-    /// Whether the forward and data-gradient products may run on ward's panel kernel
-    /// ([`panels`]); off only to compare it with the matrix crate.
-    use_panels: bool,
+    /// Whether the passes may run on ward's own AVX-512 kernels ([`direct`], [`panels`]);
+    /// off only to compare them with the matrix crate.
+    own_kernels: bool,
 }
 
 /// Arguments of [`Conv2d::new`] other than the input's shape.
@@ -138,7 +138,7 @@ impl Conv2d {
             groups,
             out_h,
             out_w,
-            use_panels: true,
+            own_kernels: true,
         };
         // Every buffer size must be representable; later arithmetic relies on it.
         let sizes = [
@@ -153,10 +153,11 @@ impl Conv2d {
         Ok(g)
     }
 
-    /// The same convolution with every product on the matrix crate, never on ward's panel
-    /// kernel: the two give the same bits, and tests hold them to it.
+    /// The same convolution with every product on the matrix crate, never on ward's own
+    /// kernels: what a CPU without AVX-512 runs. The forward passes give the same bits,
+    /// and tests hold the gradients of both to their terms' sums.
     pub fn with_matrix_crate_only(mut self) -> Conv2d {
-        self.use_panels = false;
+        self.own_kernels = false;
         self
     }
 
@@ -428,7 +429,7 @@ impl Conv2d {
         let og = self.out_channels / self.groups;
         let image_in = self.in_channels * self.in_plane();
         let image_out = self.out_channels * p;
-        if self.use_panels && self.out_plane() >= MIN_DIRECT_PIXELS && panels::available() {
+        if self.own_kernels && self.out_plane() >= MIN_DIRECT_PIXELS && panels::available() {
             return self.forward_direct(x, w, bias, y);
         }
         let per = self.images_per_product();
@@ -487,7 +488,7 @@ impl Conv2d {
         check_len(KERNEL, "dy", dy.len(), self.output_len())?;
         check_len(KERNEL, "w", w.len(), self.weight_len())?;
         check_len(KERNEL, "dx", dx.len(), self.input_len())?;
-        if self.use_panels && self.in_plane() >= MIN_DIRECT_PIXELS && panels::available() {
+        if self.own_kernels && self.in_plane() >= MIN_DIRECT_PIXELS && panels::available() {
             if let Some(pad) = self.transposed_pad() {
                 return self.backward_data_direct(dy, w, dx, pad);
             }
@@ -552,53 +553,29 @@ impl Conv2d {
             )
     }
 
-    /// The padded input's height and width for the direct kernels ([`direct`]).
-    fn padded_size(&self) -> (usize, usize) {
-        (self.in_h + 2 * self.pad[0], self.in_w + 2 * self.pad[1])
+    /// The zero-padded input of the direct kernels ([`direct`]).
+    fn padded_input(&self) -> Padded {
+        Padded {
+            h: self.in_h,
+            w: self.in_w,
+            pad: self.pad,
+        }
     }
 
     /// For each row (input channel, tap) of group `g`'s column matrix, the offset of
     /// its value for output pixel (0, 0) in an image's zero-padded input.
     fn padded_taps(&self, g: usize) -> Vec<usize> {
-        let (hp, wp) = self.padded_size();
-        let [kh, kw] = self.kernel;
         let cg = self.in_channels / self.groups;
-        (0..self.group_k())
-            .map(|r| {
-                let (c, tap) = (r / (kh * kw), r % (kh * kw));
-                let (ky, kx) = (tap / kw, tap % kw);
-                (g * cg + c) * hp * wp + ky * self.dilation[0] * wp + kx * self.dilation[1]
-            })
-            .collect()
+        self.padded_input()
+            .taps(g * cg, cg, self.kernel, self.dilation)
     }
 
     /// For each output pixel of `images` images, the offset to add to a tap's
     /// ([`Self::padded_taps`]) in their padded inputs, one after another.
     fn padded_pixels(&self, images: usize) -> Vec<usize> {
-        let (hp, wp) = self.padded_size();
-        let image = self.in_channels * hp * wp;
-        (0..images)
-            .flat_map(|n| {
-                (0..self.out_plane()).map(move |q| {
-                    n * image
-                        + (q / self.out_w) * self.stride[0] * wp
-                        + (q % self.out_w) * self.stride[1]
-                })
-            })
-            .collect()
-    }
-
-    /// Copies one image `x_n` into the interior of `padded` (its zero border is never
-    /// written).
-    fn pad_image(&self, x_n: &[f32], padded: &mut [f32]) {
-        let (hp, wp) = self.padded_size();
-        for (c, plane) in padded.chunks_exact_mut(hp * wp).enumerate() {
-            let src = &x_n[c * self.in_plane()..][..self.in_plane()];
-            for (iy, row) in src.chunks_exact(self.in_w).enumerate() {
-                let at = (iy + self.pad[0]) * wp + self.pad[1];
-                plane[at..at + self.in_w].copy_from_slice(row);
-            }
-        }
+        let out = [self.out_h, self.out_w];
+        self.padded_input()
+            .pixels(images, self.in_channels, out, self.stride)
     }
 
     /// [`Self::forward`] by the direct kernel ([`direct`]): per image, its input copied
@@ -614,7 +591,7 @@ impl Conv2d {
         let (k, p) = (self.group_k(), self.out_plane());
         let og = self.out_channels / self.groups;
         let padded = self.pad != [0, 0];
-        let (hp, wp) = self.padded_size();
+        let padding = self.padded_input();
         let strips: Vec<WeightStrips> = (0..self.groups)
             .map(|g| MatRef::row_major(&w[g * og * k..][..og * k], og, k).map(WeightStrips::new))
             .collect::<Result<_, _>>()?;
@@ -623,7 +600,7 @@ impl Conv2d {
         let image_in = self.in_channels * self.in_plane();
         let image_out = self.out_channels * p;
         let padded_len = if padded {
-            self.in_channels * hp * wp
+            self.in_channels * padding.plane_len()
         } else {
             0
         };
@@ -633,7 +610,7 @@ impl Conv2d {
                 || vec![0.0f32; padded_len],
                 |buffer, (y_n, x_n)| -> Result<(), KernelError> {
                     let source: &[f32] = if padded {
-                        self.pad_image(x_n, buffer);
+                        padding.copy_into(x_n, buffer);
                         buffer
                     } else {
                         x_n
@@ -683,8 +660,11 @@ impl Conv2d {
         let [kh, kw] = self.kernel;
         let taps = kh * kw;
         let k = og * taps;
-        let (hp, wp) = (self.out_h + 2 * py, self.out_w + 2 * px);
-        let plane_pad = hp * wp;
+        let padding = Padded {
+            h: self.out_h,
+            w: self.out_w,
+            pad: [py, px],
+        };
         // Group g's flipped weight: row c, column (o, ky', kx') =
         // w[g·og + o][c][kh − 1 − ky'][kw − 1 − kx'].
         let strips: Vec<WeightStrips> = (0..self.groups)
@@ -704,37 +684,18 @@ impl Conv2d {
             })
             .collect::<Result<_, _>>()?;
         let taps: Vec<Vec<usize>> = (0..self.groups)
-            .map(|g| {
-                (0..k)
-                    .map(|col| {
-                        let (o, tap) = (col / taps, col % taps);
-                        (g * og + o) * plane_pad
-                            + (tap / kw) * self.dilation[0] * wp
-                            + (tap % kw) * self.dilation[1]
-                    })
-                    .collect()
-            })
+            .map(|g| padding.taps(g * og, og, self.kernel, self.dilation))
             .collect();
         let in_plane = self.in_plane();
-        let pixels: Vec<usize> = (0..in_plane)
-            .map(|q| (q / self.in_w) * wp + q % self.in_w)
-            .collect();
+        let pixels = padding.pixels(1, self.out_channels, [self.in_h, self.in_w], [1, 1]);
         let image_in = self.in_channels * in_plane;
         let image_out = self.out_channels * self.out_plane();
         dx.par_chunks_mut(image_in)
             .zip(dy.par_chunks(image_out))
             .try_for_each_init(
-                || vec![0.0f32; self.out_channels * plane_pad],
+                || vec![0.0f32; self.out_channels * padding.plane_len()],
                 |padded, (dx_n, dy_n)| -> Result<(), KernelError> {
-                    for (plane, src) in padded
-                        .chunks_exact_mut(plane_pad)
-                        .zip(dy_n.chunks_exact(self.out_plane()))
-                    {
-                        for (oy, row) in src.chunks_exact(self.out_w).enumerate() {
-                            let at = (oy + py) * wp + px;
-                            plane[at..at + self.out_w].copy_from_slice(row);
-                        }
-                    }
+                    padding.copy_into(dy_n, padded);
                     for g in 0..self.groups {
                         let dx_g = &mut dx_n[g * cg * in_plane..][..cg * in_plane];
                         direct::forward(padded, &taps[g], &pixels, &strips[g], dx_g)?;
@@ -751,17 +712,18 @@ impl Conv2d {
     fn weight_grad_direct(&self, x: &[f32], dy: &[f32], dw: &mut [f32]) -> Result<(), KernelError> {
         let (k, p) = (self.group_k(), self.out_plane());
         let og = self.out_channels / self.groups;
-        let (hp, wp) = self.padded_size();
+        let padding = self.padded_input();
         let image_in = self.in_channels * self.in_plane();
         let padded_buffer;
         let source: &[f32] = if self.pad == [0, 0] {
             x
         } else {
-            let mut buffer = vec![0.0f32; self.batch * self.in_channels * hp * wp];
+            let image_padded = self.in_channels * padding.plane_len();
+            let mut buffer = vec![0.0f32; self.batch * image_padded];
             buffer
-                .par_chunks_mut(self.in_channels * hp * wp)
+                .par_chunks_mut(image_padded)
                 .zip(x.par_chunks(image_in))
-                .for_each(|(padded, x_n)| self.pad_image(x_n, padded));
+                .for_each(|(padded, x_n)| padding.copy_into(x_n, padded));
             padded_buffer = buffer;
             &padded_buffer
         };
@@ -782,7 +744,7 @@ impl Conv2d {
     fn weight_panels(&self, w: &[f32], transposed: bool) -> Option<Vec<PanelsA>> {
         let (k, og) = (self.group_k(), self.out_channels / self.groups);
         let rows = if transposed { k } else { og };
-        if !self.use_panels || rows < panels::MR || !panels::available() {
+        if !self.own_kernels || rows < panels::MR || !panels::available() {
             return None;
         }
         (0..self.groups)
@@ -948,7 +910,7 @@ impl Conv2d {
         if let Some(db) = &dbias {
             check_len(KERNEL, "dbias", db.len(), self.out_channels)?;
         }
-        if self.use_panels && panels::available() {
+        if self.own_kernels && panels::available() {
             self.weight_grad_direct(x, dy, dw)?;
         } else if self.weight_len().saturating_mul(WEIGHT_GRAD_GROUPS) <= MAX_PARTIAL_VALUES {
             self.weight_grad_by_partials(x, dy, dw)?;
@@ -1073,5 +1035,78 @@ impl Rows for Planes<'_> {
             rest = tail;
             j += run;
         }
+    }
+}
+
+/// Planes of `h × w` with a zero border of `pad` rows and columns, as the direct kernels
+/// ([`direct`]) read them: a convolution's input, or the output gradient its stride-1
+/// data gradient convolves.
+#[derive(Debug, Clone, Copy)]
+struct Padded {
+    h: usize,
+    w: usize,
+    pad: [usize; 2],
+}
+
+impl Padded {
+    fn width(&self) -> usize {
+        self.w + 2 * self.pad[1]
+    }
+
+    fn plane_len(&self) -> usize {
+        (self.h + 2 * self.pad[0]) * self.width()
+    }
+
+    /// Copies the planes of `src` (`h × w` each) into the interiors of `padded`'s (their
+    /// zero borders are never written).
+    fn copy_into(&self, src: &[f32], padded: &mut [f32]) {
+        let wp = self.width();
+        for (plane, src) in padded
+            .chunks_exact_mut(self.plane_len())
+            .zip(src.chunks_exact(self.h * self.w))
+        {
+            for (y, row) in src.chunks_exact(self.w).enumerate() {
+                let at = (y + self.pad[0]) * wp + self.pad[1];
+                plane[at..at + self.w].copy_from_slice(row);
+            }
+        }
+    }
+
+    /// For each row (channel, tap) of a column matrix over `channels` planes from
+    /// `first`, the offset of its value for output pixel (0, 0).
+    fn taps(
+        &self,
+        first: usize,
+        channels: usize,
+        [kh, kw]: [usize; 2],
+        dilation: [usize; 2],
+    ) -> Vec<usize> {
+        let wp = self.width();
+        (0..channels * kh * kw)
+            .map(|r| {
+                let (c, tap) = (r / (kh * kw), r % (kh * kw));
+                let (ky, kx) = (tap / kw, tap % kw);
+                (first + c) * self.plane_len() + ky * dilation[0] * wp + kx * dilation[1]
+            })
+            .collect()
+    }
+
+    /// For each output pixel (`out`: height, width) of `images` images of `channels`
+    /// padded planes, one after another, the offset to add to a tap's.
+    fn pixels(
+        &self,
+        images: usize,
+        channels: usize,
+        [out_h, out_w]: [usize; 2],
+        stride: [usize; 2],
+    ) -> Vec<usize> {
+        let (wp, image) = (self.width(), channels * self.plane_len());
+        (0..images)
+            .flat_map(|n| {
+                (0..out_h * out_w).map(move |q| {
+                    n * image + (q / out_w) * stride[0] * wp + (q % out_w) * stride[1]
+                })
+            })
+            .collect()
     }
 }

@@ -74,6 +74,25 @@ impl WeightStrips {
     }
 }
 
+/// The furthest element of the input a kernel reads: the largest tap plus the largest
+/// pixel offset (`None` when either list is empty, and nothing is read).
+fn furthest_read(taps: &[usize], pixels: &[usize]) -> Option<usize> {
+    taps.iter()
+        .max()
+        .zip(pixels.iter().max())
+        .map(|(t, p)| t + p)
+}
+
+/// The [`PIXELS`] offsets of one tile's rows, from `list[first..]`: rows past the list's
+/// end read its element `first` again, and their results are not kept.
+fn tile_offsets(list: &[usize], first: usize) -> [usize; PIXELS] {
+    let mut offsets = [0usize; PIXELS];
+    for (j, off) in offsets.iter_mut().enumerate() {
+        *off = list.get(first + j).copied().unwrap_or(list[first]);
+    }
+    offsets
+}
+
 /// `y` (`og × pixels.len()`, row-major, overwritten): `y[o][j] = Σₖ x[taps[k] +
 /// pixels[j]] · w[o][k]`, from zero-padded inputs `x_padded` (one image or several, one
 /// after another) and the weight strips. `taps` holds, for each row of the column matrix
@@ -88,11 +107,7 @@ pub fn forward(
 ) -> Result<(), KernelError> {
     let (k, og) = (w.k, w.og);
     let plane = pixels.len();
-    let reach = taps
-        .iter()
-        .max()
-        .zip(pixels.iter().max())
-        .map(|(t, p)| t + p);
+    let reach = furthest_read(taps, pixels);
     if taps.len() != k
         || y.len() != og * plane
         || reach.is_some_and(|r| r >= x_padded.len())
@@ -121,11 +136,7 @@ pub fn forward(
         let channels = CHANNELS.min(og - s * CHANNELS);
         for first in (0..plane).step_by(PIXELS) {
             let count = PIXELS.min(plane - first);
-            let mut offsets = [0usize; PIXELS];
-            for (j, off) in offsets.iter_mut().enumerate() {
-                // Lanes past the last pixel read pixel `first` again and are not stored.
-                *off = pixels[first + if j < count { j } else { 0 }];
-            }
+            let offsets = tile_offsets(pixels, first);
             #[cfg(target_arch = "x86_64")]
             // SAFETY: AVX-512F was detected above. Every input read is at `tap +
             // offset` for a tap in `taps` and an offset in `pixels`,
@@ -278,11 +289,7 @@ pub fn weight_grad(
 ) -> Result<(), KernelError> {
     use rayon::prelude::*;
     let (k, og) = (taps.len(), dy.og);
-    let reach = taps
-        .iter()
-        .max()
-        .zip(pixels.iter().max())
-        .map(|(t, p)| t + p);
+    let reach = furthest_read(taps, pixels);
     if pixels.len() != dy.pixels || dw.len() != og * k || reach.is_some_and(|r| r >= x_padded.len())
     {
         return Err(KernelError::geometry(
@@ -312,11 +319,7 @@ pub fn weight_grad(
             .enumerate()
             .for_each(|(t, tile)| {
                 let (s, first) = (t / tiles, (t % tiles) * PIXELS);
-                let mut offsets = [0usize; PIXELS];
-                for (j, off) in offsets.iter_mut().enumerate() {
-                    // Lanes past the last tap read tap `first` again and are not kept.
-                    *off = taps[if first + j < k { first + j } else { first }];
-                }
+                let offsets = tile_offsets(taps, first);
                 let rows = &dy.data[s * strip_len + b * PIXEL_BLOCK * CHANNELS..]
                     [..block.len() * CHANNELS];
                 #[cfg(target_arch = "x86_64")]

@@ -58,7 +58,7 @@ fn panel_offset(k: usize, blocks: usize, width: usize, s: usize, b: usize) -> us
 }
 
 /// `A` (`m × k`) in panels of [`MR`] rows, rows past `m` zero.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct PanelsA {
     data: Vec<f32>,
     m: usize,
@@ -67,28 +67,17 @@ pub struct PanelsA {
 
 impl PanelsA {
     /// Lays out `a`.
-    pub fn new(a: MatRef<'_>) -> PanelsA {
-        let mut panels = PanelsA::default();
-        panels.fill(a);
-        panels
-    }
-
-    /// Lays out `a` in this buffer, reusing its memory.
     #[allow(
         clippy::many_single_char_names,
         reason = "m, k, s, b, p, r are the product's own names"
     )]
-    pub fn fill(&mut self, a: MatRef<'_>) {
+    pub fn new(a: MatRef<'_>) -> PanelsA {
         let (m, k) = (a.rows(), a.cols());
         let blocks = m.div_ceil(MR);
-        self.m = m;
-        self.k = k;
-        self.data.clear();
-        self.data.resize(blocks * MR * k, 0.0);
+        let mut data = vec![0.0f32; blocks * MR * k];
         // Slices are laid out one after another, so threads fill them side by side.
         let slice_len = SLICE_DEPTH * blocks * MR;
-        self.data
-            .par_chunks_mut(slice_len)
+        data.par_chunks_mut(slice_len)
             .enumerate()
             .for_each(|(s, slice)| {
                 let k0 = s * SLICE_DEPTH;
@@ -126,14 +115,7 @@ impl PanelsA {
                     }
                 }
             });
-    }
-
-    pub fn rows(&self) -> usize {
-        self.m
-    }
-
-    pub fn cols(&self) -> usize {
-        self.k
+        PanelsA { data, m, k }
     }
 }
 

@@ -77,19 +77,26 @@ fn terms(kind: Kind, a: f32, b: f32) -> (f64, f64) {
     }
 }
 
+/// Adds the terms of the values past a slice's last whole chunk to the tail sums, in
+/// order: the same code for every instance.
+#[inline(always)]
+fn add_tail(kind: Kind, a: &[f32], b: &[f32], tail: &mut (f64, f64)) {
+    for (&x, &y) in a.iter().zip(b) {
+        let (s, t) = terms(kind, x, y);
+        tail.0 += s;
+        tail.1 += t;
+    }
+}
+
 fn sums_portable<'a>(
     pairs: impl Iterator<Item = (&'a [f32], &'a [f32])>,
     kind: Kind,
 ) -> (f64, f64) {
     let (mut first, mut second) = ([0.0f64; LANES], [0.0f64; LANES]);
-    let (mut first_tail, mut second_tail) = (0.0f64, 0.0f64);
+    let mut tail = (0.0f64, 0.0f64);
     for (a, b) in pairs {
         let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-        for (&x, &y) in a_chunks.remainder().iter().zip(b_chunks.remainder()) {
-            let (s, t) = terms(kind, x, y);
-            first_tail += s;
-            second_tail += t;
-        }
+        add_tail(kind, a_chunks.remainder(), b_chunks.remainder(), &mut tail);
         for (a, b) in a_chunks.zip(b_chunks) {
             let lanes = first.iter_mut().zip(second.iter_mut());
             for ((s, t), (&x, &y)) in lanes.zip(a.iter().zip(b)) {
@@ -99,7 +106,7 @@ fn sums_portable<'a>(
             }
         }
     }
-    (total(first, first_tail), total(second, second_tail))
+    (total(first, tail.0), total(second, tail.1))
 }
 
 /// [`sums_portable`] in AVX-512 instructions, the same operations in the same order.
@@ -112,14 +119,10 @@ fn sums_avx512<'a>(pairs: impl Iterator<Item = (&'a [f32], &'a [f32])>, kind: Ki
         _mm512_sub_pd,
     };
     let (mut first, mut second) = (_mm512_setzero_pd(), _mm512_setzero_pd());
-    let (mut first_tail, mut second_tail) = (0.0f64, 0.0f64);
+    let mut tail = (0.0f64, 0.0f64);
     for (a, b) in pairs {
         let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-        for (&x, &y) in a_chunks.remainder().iter().zip(b_chunks.remainder()) {
-            let (s, t) = terms(kind, x, y);
-            first_tail += s;
-            second_tail += t;
-        }
+        add_tail(kind, a_chunks.remainder(), b_chunks.remainder(), &mut tail);
         for (a, b) in a_chunks.zip(b_chunks) {
             // SAFETY: `a` and `b` are chunks of exactly LANES = 8 values: each load reads
             // one whole chunk.
@@ -148,10 +151,7 @@ fn sums_avx512<'a>(pairs: impl Iterator<Item = (&'a [f32], &'a [f32])>, kind: Ki
         _mm512_storeu_pd(lanes_first.as_mut_ptr(), first);
         _mm512_storeu_pd(lanes_second.as_mut_ptr(), second);
     }
-    (
-        total(lanes_first, first_tail),
-        total(lanes_second, second_tail),
-    )
+    (total(lanes_first, tail.0), total(lanes_second, tail.1))
 }
 
 #[cfg(test)]
