@@ -95,6 +95,8 @@ impl Windows {
         check_len(KERNEL, "argmax", argmax.len(), y.len())?;
         let (ip, op) = (self.in_plane, self.out_plane());
         if ip == 0 || op == 0 {
+            y.fill(0.0);
+            argmax.fill(u32::MAX);
             return Ok(());
         }
         y.par_chunks_mut(op)
@@ -170,6 +172,7 @@ impl Windows {
         self.check(planes, x.len(), y.len())?;
         let (ip, op) = (self.in_plane, self.out_plane());
         if ip == 0 || op == 0 {
+            y.fill(0.0);
             return Ok(());
         }
         y.par_chunks_mut(op)

@@ -4,10 +4,15 @@
 //! to fill against 7 ms for a reused one cleared first, and the LSTM language model's
 //! step made 44,000 faults (docs/BENCHMARKS.md, "Training").
 //!
-//! The engine takes its large buffers here ([`zeroed`], [`copied`]) and gives them back
-//! when a step is done ([`recycle`]); each thread keeps its own free list, so the calling
-//! thread of a training loop reuses what its previous step freed. A buffer comes back
-//! cleared and resized: nothing of a previous step can be read through it.
+//! The engine takes its large buffers here ([`zeroed`], [`copied`], [`scratch`]) and
+//! gives them back when a step is done ([`recycle`]); each thread keeps its own free list,
+//! so the calling thread of a training loop reuses what its previous step freed.
+//!
+//! Clearing a reused buffer is itself a pass over memory (4.5 % of a ResNet-18 step was
+//! `memset`), so an output that its kernel overwrites in full takes a [`scratch`] buffer,
+//! which keeps whatever the step's earlier buffers left in it. Debug builds (every test)
+//! fill a scratch buffer with NaN instead, so an element a kernel fails to write shows up
+//! as NaN in the results that the tests compare.
 
 use std::cell::RefCell;
 
@@ -24,9 +29,29 @@ thread_local! {
 pub(crate) fn zeroed(len: usize) -> Vec<f32> {
     match take(len) {
         Some(mut v) => {
+            v.clear();
             v.resize(len, 0.0);
             v
         }
+        None => vec![0.0; len],
+    }
+}
+
+/// A buffer of `len` values for an output that its writer overwrites in full: reused
+/// memory keeps its old values (NaN in debug builds), fresh memory is zero.
+pub(crate) fn scratch(len: usize) -> Vec<f32> {
+    match take(len) {
+        Some(mut v) => {
+            v.truncate(len);
+            if cfg!(debug_assertions) {
+                v.fill(f32::NAN);
+                v.resize(len, f32::NAN);
+            } else {
+                v.resize(len, 0.0);
+            }
+            v
+        }
+        None if cfg!(debug_assertions) => vec![f32::NAN; len],
         None => vec![0.0; len],
     }
 }
@@ -35,6 +60,7 @@ pub(crate) fn zeroed(len: usize) -> Vec<f32> {
 pub(crate) fn copied(src: &[f32]) -> Vec<f32> {
     match take(src.len()) {
         Some(mut v) => {
+            v.clear();
             v.extend_from_slice(src);
             v
         }
@@ -47,6 +73,7 @@ pub(crate) fn copied(src: &[f32]) -> Vec<f32> {
 pub(crate) fn repeated(row: &[f32], times: usize) -> Vec<f32> {
     let len = row.len().saturating_mul(times);
     let mut v = take(len).unwrap_or_else(|| Vec::with_capacity(len));
+    v.clear();
     for _ in 0..times {
         v.extend_from_slice(row);
     }
@@ -68,7 +95,7 @@ pub(crate) fn recycle(v: Vec<f32>) {
 }
 
 /// The smallest free buffer that holds `len` elements without wasting more than half of
-/// itself, emptied.
+/// itself, as its last user left it.
 fn take(len: usize) -> Option<Vec<f32>> {
     if len < MIN_POOLED {
         return None;
@@ -81,9 +108,7 @@ fn take(len: usize) -> Option<Vec<f32>> {
             .filter(|(_, v)| v.capacity() >= len && v.capacity() / 2 <= len)
             .min_by_key(|(_, v)| v.capacity())
             .map(|(i, _)| i)?;
-        let mut v = free.swap_remove(best);
-        v.clear();
-        Some(v)
+        Some(free.swap_remove(best))
     })
 }
 
@@ -107,13 +132,24 @@ mod tests {
         let src: Vec<f32> = (0..n).map(|i| i as f32).collect();
         let c = copied(&src);
         assert_eq!(c, src);
-        // Too small to pool, or too large a buffer for a small request: fresh memory.
         recycle(c);
         let r = repeated(&[1.0, 2.0, 3.0], n / 3);
         assert_eq!(r.len(), n / 3 * 3);
         assert!(r.chunks_exact(3).all(|row| row == [1.0, 2.0, 3.0]));
         assert_eq!(r.as_ptr(), at, "the pooled memory again");
         recycle(r);
+        let s = scratch(n - 1);
+        assert_eq!(s.as_ptr(), at, "scratch reuses the pooled memory");
+        assert_eq!(s.len(), n - 1);
+        if cfg!(debug_assertions) {
+            assert!(
+                s.iter().all(|v| v.is_nan()),
+                "debug builds poison scratch buffers"
+            );
+            assert!(scratch(MIN_POOLED / 2).iter().all(|v| v.is_nan()));
+        }
+        recycle(s);
+        // Too small to pool, or too large a buffer for a small request: fresh memory.
         assert!(take(MIN_POOLED / 2).is_none());
         assert!(take(n / 3).is_none());
     }

@@ -270,7 +270,7 @@ impl Fast {
         let kernel = |e: ward_kernels::KernelError| e.to_string();
         match self {
             Fast::Conv { geometry, bias } => {
-                let mut y = buffers::zeroed(geometry.output_len());
+                let mut y = buffers::scratch(geometry.output_len());
                 let b = if *bias { Some(arg(2)?) } else { None };
                 geometry
                     .forward(arg(0)?, arg(1)?, b, &mut y)
@@ -284,7 +284,7 @@ impl Fast {
                 ..
             } => {
                 let x = arg(0)?;
-                let mut y = buffers::zeroed(planes * windows.out_plane());
+                let mut y = buffers::scratch(planes * windows.out_plane());
                 if *kind == PoolKind::Max {
                     let mut argmax = vec![0u32; y.len()];
                     windows
@@ -309,7 +309,7 @@ impl Fast {
                 let mut y = if *bias {
                     buffers::repeated(arg(2)?, *rows)
                 } else {
-                    buffers::zeroed(rows * units)
+                    buffers::scratch(rows * units)
                 };
                 let beta = if *bias { 1.0 } else { 0.0 };
                 gemm_parallel(1.0, x, w.t(), beta, &mut y).map_err(kernel)?;
@@ -322,7 +322,7 @@ impl Fast {
                     ActivationKind::Sigmoid => sigmoid(v),
                     _ => tanh(v),
                 };
-                let mut y = buffers::zeroed(x.len());
+                let mut y = buffers::scratch(x.len());
                 y.par_chunks_mut(1 << 14)
                     .zip(x.par_chunks(1 << 14))
                     .for_each(|(y, x)| y.iter_mut().zip(x).for_each(|(y, &x)| *y = f(x)));
@@ -334,7 +334,7 @@ impl Fast {
                 .map(|(outs, tape)| (outs, Saved::Rnn(tape))),
             Fast::Embedding { rows, dim } => {
                 let (ids, w) = (arg(0)?, arg(1)?);
-                let mut y = buffers::zeroed(ids.len() * dim);
+                let mut y = buffers::scratch(ids.len() * dim);
                 for (&id, y) in ids.iter().zip(y.chunks_exact_mut(*dim)) {
                     let r = embedding_row(f64::from(id), *rows);
                     y.copy_from_slice(&w[r * dim..(r + 1) * dim]);
@@ -343,7 +343,7 @@ impl Fast {
             }
             Fast::SoftmaxOutput { classes, .. } => {
                 let x = arg(0)?;
-                let mut y = buffers::zeroed(x.len());
+                let mut y = buffers::scratch(x.len());
                 y.par_chunks_mut(*classes)
                     .zip(x.par_chunks(*classes))
                     .for_each(|(y, x)| softmax_row(x, y));
@@ -427,7 +427,7 @@ impl Fast {
         match self {
             Fast::Conv { geometry, bias } => {
                 let dx = if want(0) {
-                    let mut dx = buffers::zeroed(geometry.input_len());
+                    let mut dx = buffers::scratch(geometry.input_len());
                     geometry
                         .backward_data(dy, arg(1)?, &mut dx)
                         .map_err(kernel)?;
@@ -435,8 +435,8 @@ impl Fast {
                 } else {
                     None
                 };
-                let mut dw = buffers::zeroed(geometry.weight_len());
-                let mut db = buffers::zeroed(if *bias { geometry.out_channels } else { 0 });
+                let mut dw = buffers::scratch(geometry.weight_len());
+                let mut db = buffers::scratch(if *bias { geometry.out_channels } else { 0 });
                 geometry
                     .backward_weight(arg(0)?, dy, &mut dw, bias.then_some(&mut db[..]))
                     .map_err(kernel)?;
@@ -452,7 +452,7 @@ impl Fast {
                 windows,
                 grad_divisors,
             } => {
-                let mut dx = buffers::zeroed(planes * windows.in_plane());
+                let mut dx = buffers::scratch(planes * windows.in_plane());
                 match (kind, saved) {
                     (PoolKind::Max, Saved::Argmax(argmax)) => windows
                         .max_backward(*planes, argmax, dy, &mut dx)
@@ -477,13 +477,13 @@ impl Fast {
                 let w = MatRef::row_major(arg(1)?, *units, *inner).map_err(kernel)?;
                 let g = MatRef::row_major(dy, *rows, *units).map_err(kernel)?;
                 let dx = if want(0) {
-                    let mut dx = buffers::zeroed(rows * inner);
+                    let mut dx = buffers::scratch(rows * inner);
                     gemm_parallel(1.0, g, w, 0.0, &mut dx).map_err(kernel)?;
                     Some(dx)
                 } else {
                     None
                 };
-                let mut dw = buffers::zeroed(units * inner);
+                let mut dw = buffers::scratch(units * inner);
                 gemm_parallel(1.0, g.t(), x, 0.0, &mut dw).map_err(kernel)?;
                 let mut grads = vec![dx, want(1).then_some(dw)];
                 if *bias {
@@ -507,7 +507,7 @@ impl Fast {
             Fast::Activation(kind) => {
                 let x = arg(0)?;
                 let y = outs.first().ok_or("the output is missing")?;
-                let mut dx = buffers::zeroed(x.len());
+                let mut dx = buffers::scratch(x.len());
                 dx.par_chunks_mut(1 << 14)
                     .zip(dy.par_chunks(1 << 14))
                     .zip(x.par_chunks(1 << 14).zip(y.par_chunks(1 << 14)))
@@ -593,7 +593,7 @@ impl Fast {
             .iter()
             .map(|s| (1.0 / (s.1 + eps).sqrt()) as f32)
             .collect();
-        let mut y = buffers::zeroed(x.len());
+        let mut y = buffers::scratch(x.len());
         y.par_chunks_mut(inner.max(1))
             .zip(x.par_chunks(inner.max(1)))
             .enumerate()
@@ -662,7 +662,7 @@ impl Fast {
                 sums::gradient_sums(planes, m, s)
             })
             .collect();
-        let mut dx = buffers::zeroed(x.len());
+        let mut dx = buffers::scratch(x.len());
         dx.par_chunks_mut(inner.max(1))
             .zip(x.par_chunks(inner.max(1)).zip(dy.par_chunks(inner.max(1))))
             .enumerate()
