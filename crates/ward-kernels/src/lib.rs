@@ -9,7 +9,8 @@
 //! whose `B` is produced a row piece at a time, so a convolution's patches are never
 //! written out whole) and [`direct`] (convolution tiles read straight from the padded
 //! input), plus [`sums`], BatchNorm's f64 sums in AVX-512 intrinsics beside portable
-//! code that gives the same bits. The AVX-512 kernels run once the CPU feature is
+//! code that gives the same bits, and [`maps`], element-wise loops compiled for AVX-512
+//! and for the baseline target from one body. The AVX-512 kernels run once the CPU feature is
 //! detected; the forward pass on them gives the matrix crate's bits, and the gradients
 //! sum the same terms in another order. Without AVX-512 the matrix crate runs
 //! everything.
@@ -23,6 +24,7 @@
 pub mod conv;
 pub mod direct;
 mod error;
+pub mod maps;
 pub mod matmul;
 pub mod panels;
 pub mod pool;

@@ -21,8 +21,8 @@ use ward_graph::ops::pool::PoolKind;
 use ward_graph::ops::Op;
 use ward_kernels::conv::{Conv2d, ConvWindow};
 use ward_kernels::matmul::{gemm_parallel, MatRef};
-use ward_kernels::sums;
 use ward_kernels::Windows;
+use ward_kernels::{maps, sums};
 
 use super::buffers;
 use super::math::{exp_nonpositive, sigmoid, tanh};
@@ -318,14 +318,20 @@ impl Fast {
             Fast::Activation(kind) => {
                 let x = arg(0)?;
                 let f = |v: f32| match kind {
-                    ActivationKind::Relu => v.max(0.0),
                     ActivationKind::Sigmoid => sigmoid(v),
                     _ => tanh(v),
                 };
                 let mut y = buffers::scratch(x.len());
                 y.par_chunks_mut(1 << 14)
                     .zip(x.par_chunks(1 << 14))
-                    .for_each(|(y, x)| y.iter_mut().zip(x).for_each(|(y, &x)| *y = f(x)));
+                    .try_for_each(|(y, x)| match kind {
+                        ActivationKind::Relu => maps::relu(y, x),
+                        _ => {
+                            y.iter_mut().zip(x).for_each(|(y, &x)| *y = f(x));
+                            Ok(())
+                        }
+                    })
+                    .map_err(kernel)?;
                 Ok((vec![y], Saved::None))
             }
             Fast::BatchNorm { .. } => self.batch_norm_forward(ins),
@@ -369,7 +375,7 @@ impl Fast {
             Fast::Sum => {
                 let mut y = buffers::copied(arg(0)?);
                 for x in ins.iter().skip(1) {
-                    y.iter_mut().zip(x.iter()).for_each(|(y, x)| *y += x);
+                    maps::add_assign(&mut y, x).map_err(kernel)?;
                 }
                 Ok((vec![y], Saved::None))
             }
@@ -511,21 +517,20 @@ impl Fast {
                 dx.par_chunks_mut(1 << 14)
                     .zip(dy.par_chunks(1 << 14))
                     .zip(x.par_chunks(1 << 14).zip(y.par_chunks(1 << 14)))
-                    .for_each(|((dx, dy), (x, y))| {
-                        for (((d, &g), &x), &y) in dx.iter_mut().zip(dy).zip(x).zip(y) {
-                            *d = match kind {
-                                ActivationKind::Relu => {
-                                    if x > 0.0 {
-                                        g
-                                    } else {
-                                        0.0
-                                    }
-                                }
-                                ActivationKind::Sigmoid => g * y * (1.0 - y),
-                                _ => g * (1.0 - y * y),
-                            };
+                    .try_for_each(|((dx, dy), (x, y))| {
+                        let mut local = |f: fn(f32, f32) -> f32| {
+                            for ((d, &g), &y) in dx.iter_mut().zip(dy).zip(y) {
+                                *d = f(g, y);
+                            }
+                        };
+                        match kind {
+                            ActivationKind::Relu => return maps::relu_grad(dx, x, dy),
+                            ActivationKind::Sigmoid => local(|g, y| g * y * (1.0 - y)),
+                            _ => local(|g, y| g * (1.0 - y * y)),
                         }
-                    });
+                        Ok(())
+                    })
+                    .map_err(kernel)?;
                 Ok(vec![Some(dx)])
             }
             Fast::BatchNorm { .. } => self.batch_norm_backward(ins, saved, dy, wanted),
@@ -597,14 +602,18 @@ impl Fast {
         y.par_chunks_mut(inner.max(1))
             .zip(x.par_chunks(inner.max(1)))
             .enumerate()
-            .for_each(|(plane, (y, x))| {
+            .try_for_each(|(plane, (y, x))| {
                 let c = plane % channels;
                 let g = if fix_gamma { 1.0 } else { gamma[c] };
-                let (m, s, b) = (mean[c], inv_std[c], beta[c]);
-                y.iter_mut()
-                    .zip(x)
-                    .for_each(|(y, &x)| *y = (x - m) * s * g + b);
-            });
+                let channel = maps::Channel {
+                    mean: mean[c],
+                    inv_std: inv_std[c],
+                    gamma: g,
+                    beta: beta[c],
+                };
+                maps::normalize(y, x, channel)
+            })
+            .map_err(|e| e.to_string())?;
         let running = [
             moving_mean
                 .iter()
@@ -666,17 +675,20 @@ impl Fast {
         dx.par_chunks_mut(inner.max(1))
             .zip(x.par_chunks(inner.max(1)).zip(dy.par_chunks(inner.max(1))))
             .enumerate()
-            .for_each(|(plane, (dx, (x, dy)))| {
+            .try_for_each(|(plane, (dx, (x, dy)))| {
                 let c = plane % channels;
                 let g = if fix_gamma { 1.0 } else { gamma[c] };
-                let (m, s) = (mean[c], inv_std[c]);
                 let mean_dy = (sums[c].0 / count) as f32;
                 let mean_dy_xhat = (sums[c].1 / count) as f32;
-                for ((d, &x), &dy) in dx.iter_mut().zip(x).zip(dy) {
-                    let xhat = (x - m) * s;
-                    *d = g * s * (dy - mean_dy - xhat * mean_dy_xhat);
-                }
-            });
+                let channel = maps::Channel {
+                    mean: mean[c],
+                    inv_std: inv_std[c],
+                    gamma: g,
+                    beta: 0.0,
+                };
+                maps::normalize_grad(dx, x, dy, channel, mean_dy, mean_dy_xhat)
+            })
+            .map_err(|e| e.to_string())?;
         let want = |i: usize| wanted.get(i).copied().unwrap_or(false);
         let dgamma: Vec<f32> = if fix_gamma {
             buffers::zeroed(channels)
