@@ -52,24 +52,40 @@ pub struct WeightStrips {
 }
 
 impl WeightStrips {
-    /// Lays out `w` (`og × k`, a group's weight).
+    /// Lays out `w` (`og × k`, a group's weight), strips across rayon's threads.
     pub fn new(w: MatRef<'_>) -> WeightStrips {
+        use rayon::prelude::*;
+        /// Rows of a strip written at a time (8 KiB of it, in the L1 cache while each
+        /// of its channels is filled in): a deep layer's strip (576 KiB for ResNet's
+        /// last stage) filled a channel at a time through the whole of it read every
+        /// cache line back from L3 once per channel.
+        const ROWS: usize = 64;
         let (og, k) = (w.rows(), w.cols());
         let strips = og.div_ceil(CHANNELS);
         let mut data = vec![0.0f32; strips * k * CHANNELS];
-        for o in 0..og {
-            let (s, jj) = (o / CHANNELS, o % CHANNELS);
-            let strip = &mut data[s * k * CHANNELS..][..k * CHANNELS];
-            if let Some(row) = w.row_segment(o, 0, k) {
-                for (step, &v) in strip.chunks_exact_mut(CHANNELS).zip(row) {
-                    step[jj] = v;
-                }
-            } else {
-                for (kk, step) in strip.chunks_exact_mut(CHANNELS).enumerate() {
-                    step[jj] = w.at(o, kk);
-                }
-            }
+        if k == 0 {
+            return WeightStrips { data, k, og };
         }
+        data.par_chunks_mut(k * CHANNELS)
+            .enumerate()
+            .for_each(|(s, strip)| {
+                let channels = CHANNELS.min(og - s * CHANNELS);
+                for (block, rows) in strip.chunks_mut(ROWS * CHANNELS).enumerate() {
+                    let k0 = block * ROWS;
+                    let depth = rows.len() / CHANNELS;
+                    for jj in 0..channels {
+                        let o = s * CHANNELS + jj;
+                        let steps = rows.chunks_exact_mut(CHANNELS);
+                        if let Some(row) = w.row_segment(o, k0, depth) {
+                            steps.zip(row).for_each(|(step, &v)| step[jj] = v);
+                        } else {
+                            for (kk, step) in steps.enumerate() {
+                                step[jj] = w.at(o, k0 + kk);
+                            }
+                        }
+                    }
+                }
+            });
         WeightStrips { data, k, og }
     }
 }
