@@ -47,11 +47,13 @@ pub const MAX_WEIGHT_COLUMNS: usize = 1 << 23;
 pub const MIN_PRODUCT_COLUMNS: usize = 256;
 
 /// Planes of at least this many pixels (three tiles of [`direct::PIXELS`]) take the
-/// direct kernels ([`direct`]) for the forward pass and the data gradient; smaller ones
-/// the panel product, whose tiles span images. On ResNet-18's last stage at 112² (4×4
-/// planes, batch 16) the direct kernel, taking eight images at once so that its tiles
-/// filled, ran the forward pass in 6.9 against 7.0 ms at one thread but 4.5 against
-/// 3.7 at two, and the data gradient in 8.1 against 6.8 and 5.8 against 3.5.
+/// direct kernels ([`direct`]) image by image, for the forward pass and the data
+/// gradient. Smaller planes take the direct kernel over several images at once (its
+/// tiles span images) for the forward pass, and the panel product for the data gradient.
+/// On ResNet-18's last stage at 112² (4×4 planes, batch 16) the forward pass over
+/// several images took 6.3–7.1 ms against the panel product's 8.1–8.9 at one thread and
+/// 3.0–3.2 against 4.1 at two; its data gradient, taken the same way, 8.7–11.7 against
+/// 7.2–8.1.
 pub const MIN_DIRECT_PIXELS: usize = 3 * direct::PIXELS;
 
 /// The geometry of a 2-D convolution, checked: every size below is non-zero and every
@@ -429,11 +431,14 @@ impl Conv2d {
         let og = self.out_channels / self.groups;
         let image_in = self.in_channels * self.in_plane();
         let image_out = self.out_channels * p;
-        if self.own_kernels && self.out_plane() >= MIN_DIRECT_PIXELS && panels::available() {
-            return self.forward_direct(x, w, bias, y);
+        if self.own_kernels && panels::available() {
+            return if p >= MIN_DIRECT_PIXELS {
+                self.forward_direct(x, w, bias, y)
+            } else {
+                self.forward_direct_batched(x, w, bias, y)
+            };
         }
         let per = self.images_per_product();
-        let weights = self.weight_panels(w, false);
         let col_len = if per == 1 && self.is_pointwise() {
             0
         } else {
@@ -453,19 +458,9 @@ impl Conv2d {
                         } else {
                             MatMut::row_major(&mut out[..og * cp], og, cp)?
                         };
-                        if let Some(weights) = &weights {
-                            let patches = Patches {
-                                conv: self,
-                                x: x_c,
-                                images,
-                                g,
-                            };
-                            gemm_panels(&weights[g], &patches, 0.0, y_g)?;
-                        } else {
-                            let cols = MatRef::row_major(self.columns(x_c, images, g, col), k, cp)?;
-                            let w_g = MatRef::row_major(&w[g * og * k..][..og * k], og, k)?;
-                            gemm(1.0, w_g, cols, 0.0, y_g)?;
-                        }
+                        let cols = MatRef::row_major(self.columns(x_c, images, g, col), k, cp)?;
+                        let w_g = MatRef::row_major(&w[g * og * k..][..og * k], og, k)?;
+                        gemm(1.0, w_g, cols, 0.0, y_g)?;
                         if images > 1 {
                             self.scatter(&out[..og * cp], g, y_c, images);
                         }
@@ -488,9 +483,11 @@ impl Conv2d {
         check_len(KERNEL, "dy", dy.len(), self.output_len())?;
         check_len(KERNEL, "w", w.len(), self.weight_len())?;
         check_len(KERNEL, "dx", dx.len(), self.input_len())?;
-        if self.own_kernels && self.in_plane() >= MIN_DIRECT_PIXELS && panels::available() {
+        if self.own_kernels && panels::available() {
             if let Some(pad) = self.transposed_pad() {
-                return self.backward_data_direct(dy, w, dx, pad);
+                if self.in_plane() >= MIN_DIRECT_PIXELS {
+                    return self.backward_data_direct(dy, w, dx, pad);
+                }
             }
         }
         let (k, p) = (self.group_k(), self.out_plane());
@@ -501,7 +498,7 @@ impl Conv2d {
         // One pointwise image's columns are its input gradient itself.
         let direct = per == 1 && self.is_pointwise();
         let col_len = if direct { 0 } else { k * p * per };
-        let weights = self.weight_panels(w, true);
+        let weights = self.data_weight_panels(w);
         let gathered_len = if per == 1 || weights.is_some() {
             0
         } else {
@@ -629,6 +626,35 @@ impl Conv2d {
             )
     }
 
+    /// [`Self::forward`] of small planes by the direct kernel over several images at once:
+    /// the batch's inputs padded once, and each task's images' pixels taken together so
+    /// that the tiles fill.
+    fn forward_direct_batched(
+        &self,
+        x: &[f32],
+        w: &[f32],
+        bias: Option<&[f32]>,
+        y: &mut [f32],
+    ) -> Result<(), KernelError> {
+        let (k, og) = (self.group_k(), self.out_channels / self.groups);
+        let strips: Vec<WeightStrips> = (0..self.groups)
+            .map(|g| MatRef::row_major(&w[g * og * k..][..og * k], og, k).map(WeightStrips::new))
+            .collect::<Result<_, _>>()?;
+        let taps: Vec<Vec<usize>> = (0..self.groups).map(|g| self.padded_taps(g)).collect();
+        let padding = self.padded_input();
+        let source = padding.copy_batch(x, self.batch * self.in_channels);
+        let pixels = self.padded_pixels(self.batch);
+        direct_batched(&source, &taps, &pixels, &strips, og, self.out_plane(), y)?;
+        if let Some(b) = bias {
+            for y_n in y.chunks_exact_mut(self.out_channels * self.out_plane()) {
+                for (plane, &bo) in y_n.chunks_exact_mut(self.out_plane()).zip(b) {
+                    plane.iter_mut().for_each(|v| *v += bo);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The padding of `dy` that turns the data gradient of a stride-1 convolution into
     /// a forward one (`dx = conv(dy padded, W flipped and transposed)`), when it is not
     /// negative: `(kernel − 1)·dilation − pad` on each axis.
@@ -657,32 +683,12 @@ impl Conv2d {
             self.in_channels / self.groups,
             self.out_channels / self.groups,
         );
-        let [kh, kw] = self.kernel;
-        let taps = kh * kw;
-        let k = og * taps;
         let padding = Padded {
             h: self.out_h,
             w: self.out_w,
             pad: [py, px],
         };
-        // Group g's flipped weight: row c, column (o, ky', kx') =
-        // w[g·og + o][c][kh − 1 − ky'][kw − 1 − kx'].
-        let strips: Vec<WeightStrips> = (0..self.groups)
-            .map(|g| {
-                let mut flipped = vec![0.0f32; cg * k];
-                for (c, row) in flipped.chunks_exact_mut(k).enumerate() {
-                    for (o, block) in row.chunks_exact_mut(taps).enumerate() {
-                        // Flipping both axes of the window reverses its taps.
-                        let src = &w[((g * og + o) * cg + c) * taps..][..taps];
-                        block
-                            .iter_mut()
-                            .zip(src.iter().rev())
-                            .for_each(|(d, &v)| *d = v);
-                    }
-                }
-                MatRef::row_major(&flipped, cg, k).map(WeightStrips::new)
-            })
-            .collect::<Result<_, _>>()?;
+        let strips = self.flipped_strips(w)?;
         let taps: Vec<Vec<usize>> = (0..self.groups)
             .map(|g| padding.taps(g * og, og, self.kernel, self.dilation))
             .collect();
@@ -705,6 +711,34 @@ impl Conv2d {
             )
     }
 
+    /// Each group's weight flipped in both taps and transposed in its channels, in strips
+    /// for the direct kernel: group g's row c, column (o, ky', kx') is
+    /// `w[g·og + o][c][kh − 1 − ky'][kw − 1 − kx']`.
+    fn flipped_strips(&self, w: &[f32]) -> Result<Vec<WeightStrips>, KernelError> {
+        let (cg, og) = (
+            self.in_channels / self.groups,
+            self.out_channels / self.groups,
+        );
+        let taps = self.kernel[0] * self.kernel[1];
+        let k = og * taps;
+        check_len(KERNEL, "w", w.len(), self.weight_len())?;
+        Ok((0..self.groups)
+            .map(|g| {
+                WeightStrips::from_rows(cg, k, |c, k0, out| {
+                    // Flipping both axes of the window reverses its taps.
+                    let (mut o, mut tap) = (k0 / taps, k0 % taps);
+                    for v in out {
+                        *v = w[((g * og + o) * cg + c) * taps + taps - 1 - tap];
+                        tap += 1;
+                        if tap == taps {
+                            (o, tap) = (o + 1, 0);
+                        }
+                    }
+                })
+            })
+            .collect())
+    }
+
     /// The weight gradient by the direct kernel ([`direct::weight_grad`]): the batch's
     /// inputs copied once into zero-padded buffers, each group's output gradient laid
     /// out by pixel, and every tile of taps by channels summed over all the batch's
@@ -712,45 +746,32 @@ impl Conv2d {
     fn weight_grad_direct(&self, x: &[f32], dy: &[f32], dw: &mut [f32]) -> Result<(), KernelError> {
         let (k, p) = (self.group_k(), self.out_plane());
         let og = self.out_channels / self.groups;
-        let padding = self.padded_input();
-        let image_in = self.in_channels * self.in_plane();
-        let padded_buffer;
-        let source: &[f32] = if self.pad == [0, 0] {
-            x
-        } else {
-            let image_padded = self.in_channels * padding.plane_len();
-            let mut buffer = vec![0.0f32; self.batch * image_padded];
-            buffer
-                .par_chunks_mut(image_padded)
-                .zip(x.par_chunks(image_in))
-                .for_each(|(padded, x_n)| padding.copy_into(x_n, padded));
-            padded_buffer = buffer;
-            &padded_buffer
-        };
+        let source = self
+            .padded_input()
+            .copy_batch(x, self.batch * self.in_channels);
         let pixels = self.padded_pixels(self.batch);
         for g in 0..self.groups {
             let strips =
                 direct::GradientStrips::new(dy, [self.batch, self.out_channels, p], g, og)?;
             let dw_g = &mut dw[g * og * k..][..og * k];
-            direct::weight_grad(source, &self.padded_taps(g), &pixels, &strips, dw_g)?;
+            direct::weight_grad(&source, &self.padded_taps(g), &pixels, &strips, dw_g)?;
         }
         Ok(())
     }
 
-    /// Each group's weight laid out for [`gemm_panels`] (transposed for the data
-    /// gradient), once per call and shared by every thread; `None` where the panels'
-    /// kernel does not run (no AVX-512F) or the products have fewer rows than one panel,
-    /// which the matrix crate's path serves with less padding.
-    fn weight_panels(&self, w: &[f32], transposed: bool) -> Option<Vec<PanelsA>> {
+    /// Each group's weight transposed and laid out for [`gemm_panels`] (the data
+    /// gradient's product), once per call and shared by every thread; `None` where the
+    /// panels' kernel does not run (no AVX-512F) or the products have fewer rows than one
+    /// panel, which the matrix crate's path serves with less padding.
+    fn data_weight_panels(&self, w: &[f32]) -> Option<Vec<PanelsA>> {
         let (k, og) = (self.group_k(), self.out_channels / self.groups);
-        let rows = if transposed { k } else { og };
-        if !self.own_kernels || rows < panels::MR || !panels::available() {
+        if !self.own_kernels || k < panels::MR || !panels::available() {
             return None;
         }
         (0..self.groups)
             .map(|g| {
                 let w_g = MatRef::row_major(w.get(g * og * k..)?.get(..og * k)?, og, k).ok()?;
-                Some(PanelsA::new(if transposed { w_g.t() } else { w_g }))
+                Some(PanelsA::new(w_g.t()))
             })
             .collect()
     }
@@ -931,77 +952,6 @@ impl Conv2d {
     }
 }
 
-/// Group `g`'s column matrix of `images` images (`group_k × images·out_plane`), produced
-/// a piece of a row at a time for [`gemm_panels`] instead of written out.
-struct Patches<'a> {
-    conv: &'a Conv2d,
-    x: &'a [f32],
-    images: usize,
-    g: usize,
-}
-
-impl Rows for Patches<'_> {
-    fn rows(&self) -> usize {
-        self.conv.group_k()
-    }
-
-    fn cols(&self) -> usize {
-        self.images * self.conv.out_plane()
-    }
-
-    fn fill(&self, r: usize, j0: usize, out: &mut [f32]) {
-        let conv = self.conv;
-        let (p, out_w) = (conv.out_plane(), conv.out_w);
-        let (in_w, in_h) = (conv.in_w, conv.in_h as isize);
-        let image_in = conv.in_channels * conv.in_plane();
-        let taps = conv.kernel[0] * conv.kernel[1];
-        let (c, tap) = (r / taps, r % taps);
-        let (ky, kx) = (tap / conv.kernel[1], tap % conv.kernel[1]);
-        let (lo, hi, first_ix) = conv.valid_columns(kx);
-        let first_ix = first_ix as usize;
-        let [sy, sx] = conv.stride;
-        let channel = (self.g * (conv.in_channels / conv.groups) + c) * conv.in_plane();
-        let y_offset = (ky * conv.dilation[0]) as isize - conv.pad[0] as isize;
-        // Walk the output pixels from j0 on, a run of one output row at a time.
-        let (mut i, q) = (j0 / p, j0 % p);
-        let (mut oy, mut ox) = (q / out_w, q % out_w);
-        let mut pos = 0;
-        while pos < out.len() {
-            let run = (out_w - ox).min(out.len() - pos);
-            let dst = &mut out[pos..pos + run];
-            let iy = (oy * sy) as isize + y_offset;
-            let (from, to) = (lo.max(ox), hi.min(ox + run));
-            if iy < 0 || iy >= in_h || from >= to {
-                dst.fill(0.0);
-            } else {
-                let row = i * image_in + channel + iy as usize * in_w;
-                let src = &self.x[row..row + in_w];
-                dst[..from - ox].fill(0.0);
-                dst[to - ox..].fill(0.0);
-                let first = first_ix + (from - lo) * sx;
-                let values = &mut dst[from - ox..to - ox];
-                if sx == 1 {
-                    values.copy_from_slice(&src[first..first + values.len()]);
-                } else {
-                    for (o, v) in values.iter_mut().enumerate() {
-                        *v = src[first + o * sx];
-                    }
-                }
-            }
-            pos += run;
-            ox += run;
-            if ox == out_w {
-                ox = 0;
-                oy += 1;
-                if oy == conv.out_h {
-                    oy = 0;
-                    i += 1;
-                }
-            }
-        }
-    }
-}
-
 /// Group `g`'s output channels of `images` images (`y`, one after another) as the matrix
 /// `og × images·out_plane` ([`Conv2d::gather`]'s), read a piece of a row at a time.
 struct Planes<'a> {
@@ -1038,6 +988,47 @@ impl Rows for Planes<'_> {
     }
 }
 
+/// `out` (`[batch, groups·rows, plane]`, overwritten): for each group `g`, its `rows`
+/// channels of every image by [`direct::forward`] from `source` (padded planes of the
+/// whole batch) with `taps[g]` and `strips[g]`, the batch's `pixels` (`plane` per image)
+/// split into one run of whole images per thread, each run computed into a buffer
+/// (`rows × its pixels`) and copied into the images.
+fn direct_batched(
+    source: &[f32],
+    taps: &[Vec<usize>],
+    pixels: &[usize],
+    strips: &[WeightStrips],
+    rows: usize,
+    plane: usize,
+    out: &mut [f32],
+) -> Result<(), KernelError> {
+    let groups = strips.len();
+    let image = groups * rows * plane;
+    let batch = out.len().checked_div(image).unwrap_or(0);
+    if batch == 0 {
+        return Ok(());
+    }
+    let per = batch.div_ceil(rayon::current_num_threads().max(1));
+    out.par_chunks_mut(per * image).enumerate().try_for_each(
+        |(t, out)| -> Result<(), KernelError> {
+            let images = out.len() / image;
+            let first = t * per * plane;
+            let run = &pixels[first..first + images * plane];
+            let mut sums = vec![0.0f32; rows * run.len()];
+            for g in 0..groups {
+                direct::forward(source, &taps[g], run, &strips[g], &mut sums)?;
+                for (n, out_n) in out.chunks_exact_mut(image).enumerate() {
+                    for r in 0..rows {
+                        out_n[(g * rows + r) * plane..][..plane]
+                            .copy_from_slice(&sums[r * run.len() + n * plane..][..plane]);
+                    }
+                }
+            }
+            Ok(())
+        },
+    )
+}
+
 /// Planes of `h × w` with a zero border of `pad` rows and columns, as the direct kernels
 /// ([`direct`]) read them: a convolution's input, or the output gradient its stride-1
 /// data gradient convolves.
@@ -1070,6 +1061,21 @@ impl Padded {
                 plane[at..at + self.w].copy_from_slice(row);
             }
         }
+    }
+
+    /// `planes` planes of `src` with their zero borders, across rayon's threads (`src`
+    /// itself when there is no border).
+    fn copy_batch<'a>(&self, src: &'a [f32], planes: usize) -> std::borrow::Cow<'a, [f32]> {
+        if self.pad == [0, 0] {
+            return std::borrow::Cow::Borrowed(src);
+        }
+        const PLANES_PER_TASK: usize = 64;
+        let mut padded = vec![0.0f32; planes * self.plane_len()];
+        padded
+            .par_chunks_mut(PLANES_PER_TASK * self.plane_len())
+            .zip(src.par_chunks(PLANES_PER_TASK * self.h * self.w))
+            .for_each(|(padded, src)| self.copy_into(src, padded));
+        std::borrow::Cow::Owned(padded)
     }
 
     /// For each row (channel, tap) of a column matrix over `channels` planes from

@@ -52,40 +52,52 @@ pub struct WeightStrips {
 }
 
 impl WeightStrips {
-    /// Lays out `w` (`og × k`, a group's weight), strips across rayon's threads.
+    /// Lays out `w` (`og × k`, a group's weight).
     pub fn new(w: MatRef<'_>) -> WeightStrips {
+        WeightStrips::from_rows(w.rows(), w.cols(), |o, k0, out| {
+            match w.row_segment(o, k0, out.len()) {
+                Some(row) => out.copy_from_slice(row),
+                None => {
+                    for (kk, v) in out.iter_mut().enumerate() {
+                        *v = w.at(o, k0 + kk);
+                    }
+                }
+            }
+        })
+    }
+
+    /// Lays out an `og × k` matrix, strips across rayon's threads: `row(o, k0, out)`
+    /// writes the elements of row `o` from column `k0` on into `out`.
+    pub fn from_rows(
+        og: usize,
+        k: usize,
+        row: impl Fn(usize, usize, &mut [f32]) + Sync,
+    ) -> WeightStrips {
         use rayon::prelude::*;
         /// Rows of a strip written at a time (8 KiB of it, in the L1 cache while each
         /// of its channels is filled in): a deep layer's strip (576 KiB for ResNet's
         /// last stage) filled a channel at a time through the whole of it read every
         /// cache line back from L3 once per channel.
         const ROWS: usize = 64;
-        let (og, k) = (w.rows(), w.cols());
         let strips = og.div_ceil(CHANNELS);
         let mut data = vec![0.0f32; strips * k * CHANNELS];
-        if k == 0 {
-            return WeightStrips { data, k, og };
-        }
-        data.par_chunks_mut(k * CHANNELS)
-            .enumerate()
-            .for_each(|(s, strip)| {
-                let channels = CHANNELS.min(og - s * CHANNELS);
-                for (block, rows) in strip.chunks_mut(ROWS * CHANNELS).enumerate() {
-                    let k0 = block * ROWS;
-                    let depth = rows.len() / CHANNELS;
-                    for jj in 0..channels {
-                        let o = s * CHANNELS + jj;
-                        let steps = rows.chunks_exact_mut(CHANNELS);
-                        if let Some(row) = w.row_segment(o, k0, depth) {
-                            steps.zip(row).for_each(|(step, &v)| step[jj] = v);
-                        } else {
-                            for (kk, step) in steps.enumerate() {
-                                step[jj] = w.at(o, k0 + kk);
+        if k > 0 {
+            data.par_chunks_mut(k * CHANNELS)
+                .enumerate()
+                .for_each(|(s, strip)| {
+                    let channels = CHANNELS.min(og - s * CHANNELS);
+                    let mut segment = [0.0f32; ROWS];
+                    for (block, rows) in strip.chunks_mut(ROWS * CHANNELS).enumerate() {
+                        let segment = &mut segment[..rows.len() / CHANNELS];
+                        for jj in 0..channels {
+                            row(s * CHANNELS + jj, block * ROWS, segment);
+                            for (step, &v) in rows.chunks_exact_mut(CHANNELS).zip(&*segment) {
+                                step[jj] = v;
                             }
                         }
                     }
-                }
-            });
+                });
+        }
         WeightStrips { data, k, og }
     }
 }
@@ -146,24 +158,48 @@ pub fn forward(
     if !crate::panels::available() {
         return Err(KernelError::geometry(KERNEL, "this CPU has no AVX-512F"));
     }
-    let mut tile = [0.0f32; PIXELS * CHANNELS];
+    // The tiles go in blocks of TILE_BLOCK, and every tile of a block passes over one
+    // slice of the strip's rows before the next slice, so that the slice (32 KiB) is
+    // read from L2 once per block rather than once per tile, while the block's sums
+    // (10 KiB) stay in L1: a deep layer's strip (k = 4,608 for ResNet's last stage:
+    // 576 KiB) otherwise streamed from L2 or L3 for every tile. The sums are the same:
+    // each slice is summed from zero and added to the tile as it ends, in order.
+    const TILE_BLOCK: usize = 8;
+    let mut sums = [0.0f32; TILE_BLOCK * PIXELS * CHANNELS];
     for s in 0..og.div_ceil(CHANNELS) {
         let strip = &w.data[s * k * CHANNELS..][..k * CHANNELS];
         let channels = CHANNELS.min(og - s * CHANNELS);
-        for first in (0..plane).step_by(PIXELS) {
-            let count = PIXELS.min(plane - first);
-            let offsets = tile_offsets(pixels, first);
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: AVX-512F was detected above. Every input read is at `tap +
-            // offset` for a tap in `taps` and an offset in `pixels`,
-            // both at most `reach`, which is below `x_padded.len()` (checked above);
-            // the strip holds `k·CHANNELS` values, all the kernel reads of it.
-            unsafe {
-                tile_avx512(x_padded, taps, &offsets, strip, &mut tile, false)
-            };
-            for (j, values) in tile.chunks_exact(CHANNELS).take(count).enumerate() {
-                for (jj, &v) in values.iter().take(channels).enumerate() {
-                    y[(s * CHANNELS + jj) * plane + first + j] = v;
+        for block in (0..plane).step_by(TILE_BLOCK * PIXELS) {
+            let tiles = TILE_BLOCK.min((plane - block).div_ceil(PIXELS));
+            let sums = &mut sums[..tiles * PIXELS * CHANNELS];
+            for k0 in (0..k).step_by(SLICE_DEPTH) {
+                let depth = SLICE_DEPTH.min(k - k0);
+                let (taps, strip) = (
+                    &taps[k0..k0 + depth],
+                    &strip[k0 * CHANNELS..][..depth * CHANNELS],
+                );
+                for (t, tile) in sums.chunks_exact_mut(PIXELS * CHANNELS).enumerate() {
+                    let offsets = tile_offsets(pixels, block + t * PIXELS);
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: AVX-512F was detected above. Every input read is at `tap
+                    // + offset` for a tap in `taps` and an offset in `pixels`, both at
+                    // most `reach`, which is below `x_padded.len()` (checked above);
+                    // the slice of the strip holds `depth·CHANNELS` values, all the
+                    // kernel reads of it, and `tile` PIXELS·CHANNELS.
+                    unsafe {
+                        tile_avx512(x_padded, taps, &offsets, strip, tile, k0 > 0)
+                    };
+                }
+            }
+            for (first, tile) in (block..plane)
+                .step_by(PIXELS)
+                .zip(sums.chunks_exact(PIXELS * CHANNELS))
+            {
+                let count = PIXELS.min(plane - first);
+                for (j, values) in tile.chunks_exact(CHANNELS).take(count).enumerate() {
+                    for (jj, &v) in values.iter().take(channels).enumerate() {
+                        y[(s * CHANNELS + jj) * plane + first + j] = v;
+                    }
                 }
             }
         }

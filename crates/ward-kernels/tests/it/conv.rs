@@ -249,7 +249,20 @@ fn no_pass_depends_on_the_thread_count() {
         },
     )
     .unwrap();
-    for g in [small, large_weight()] {
+    // Small planes: the direct kernel over several images, split by thread.
+    let small_planes = Conv2d::new(
+        [7, 40, 4, 4],
+        ConvWindow {
+            out_channels: 40,
+            kernel: [3, 3],
+            stride: [1, 1],
+            pad: [1, 1],
+            dilation: [1, 1],
+            groups: 1,
+        },
+    )
+    .unwrap();
+    for g in [small, small_planes, large_weight()] {
         same_bits_at_any_thread_count(&g);
     }
 }
@@ -326,11 +339,12 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
     /// Forward and (strided) data gradient on ward's own kernels (on a CPU that has
-    /// them) give the matrix crate's bits, for products with at least a panel's rows:
-    /// channels and taps enough, ragged planes, strides, pads, dilations and groups.
+    /// them: the direct kernel image by image or, for planes below
+    /// `MIN_DIRECT_PIXELS`, over several images at once, and the panel product) give the
+    /// matrix crate's bits: ragged planes, strides, pads, dilations and groups.
     #[test]
-    fn the_panel_kernel_gives_the_matrix_crates_bits(
-        g in geometries(1..20, 8..20, 2, 20),
+    fn own_kernels_give_the_matrix_crates_bits(
+        g in geometries(1..20, 1..40, 2, 20),
         seed in any::<u64>(),
     ) {
         let Some(g) = g else {
@@ -435,5 +449,35 @@ proptest! {
                     "dx[{at}] = {v} against {} (terms {})", dx_sum[at], dx_magnitude[at]);
             }
         }
+    }
+}
+
+/// Layers deeper than one slice of the sums (24 channels × 25 taps: three slices): the direct
+/// kernel, which adds each slice's sum to the tile as the slice ends, gives the matrix
+/// crate's bits on a plane it takes image by image and on one it takes with others.
+#[test]
+fn deep_layers_give_the_matrix_crates_bits() {
+    for side in [7, 3] {
+        let g = Conv2d::new(
+            [3, 24, side, side],
+            ConvWindow {
+                out_channels: 40,
+                kernel: [5, 5],
+                stride: [1, 1],
+                pad: [2, 2],
+                dilation: [1, 1],
+                groups: 1,
+            },
+        )
+        .unwrap();
+        let mut rng = seeded_rng(side as u64);
+        let x = random_values(&mut rng, g.input_len());
+        let w = random_values(&mut rng, g.weight_len());
+        let run = |g: &Conv2d| {
+            let mut y = vec![f32::NAN; g.output_len()];
+            g.forward(&x, &w, None, &mut y).unwrap();
+            y.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        };
+        assert_eq!(run(&g), run(&g.with_matrix_crate_only()), "{side}×{side}");
     }
 }
