@@ -4,7 +4,8 @@
 //! path: the best of seven runs of the forward pass, the data gradient and the weight
 //! gradient, in milliseconds.
 //!
-//! Usage: `ward-bench-conv THREADS`. `bench/train/conv_layers.sh` runs it beside MXNet's
+//! Usage: `ward-bench-conv THREADS [LAYER]` (only the layers whose name contains
+//! LAYER). `bench/train/conv_layers.sh` runs it beside MXNet's
 //! own convolution on the same layers.
 
 use std::time::Instant;
@@ -48,13 +49,18 @@ fn values(len: usize, multiplier: usize) -> Vec<f32> {
 fn main() -> anyhow::Result<()> {
     let threads: usize = std::env::args()
         .nth(1)
-        .context("usage: ward-bench-conv THREADS")?
+        .context("usage: ward-bench-conv THREADS [LAYER]")?
         .parse()
         .context("THREADS")?;
+    // Only the layers whose name contains this, when given (for a profiler).
+    let only = std::env::args().nth(2).unwrap_or_default();
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build_global()?;
     for (name, input, out_channels, kernel, stride, pad) in LAYERS {
+        if !name.contains(&only) {
+            continue;
+        }
         let window = ConvWindow {
             out_channels,
             kernel: [kernel, kernel],

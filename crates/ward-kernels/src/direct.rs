@@ -86,20 +86,154 @@ impl WeightStrips {
                 .enumerate()
                 .for_each(|(s, strip)| {
                     let channels = CHANNELS.min(og - s * CHANNELS);
-                    let mut segment = [0.0f32; ROWS];
+                    // One row segment per channel of a half strip, zero past `og`.
+                    let mut segments = [[0.0f32; ROWS]; LANES];
                     for (block, rows) in strip.chunks_mut(ROWS * CHANNELS).enumerate() {
-                        let segment = &mut segment[..rows.len() / CHANNELS];
-                        for jj in 0..channels {
-                            row(s * CHANNELS + jj, block * ROWS, segment);
-                            for (step, &v) in rows.chunks_exact_mut(CHANNELS).zip(&*segment) {
-                                step[jj] = v;
+                        let depth = rows.len() / CHANNELS;
+                        for half in 0..CHANNELS / LANES {
+                            let first = half * LANES;
+                            for (i, segment) in segments.iter_mut().enumerate() {
+                                let segment = &mut segment[..depth];
+                                if first + i < channels {
+                                    row(s * CHANNELS + first + i, block * ROWS, segment);
+                                } else {
+                                    segment.fill(0.0);
+                                }
                             }
+                            write_columns(&segments, depth, rows, first);
                         }
                     }
                 });
         }
         WeightStrips { data, k, og }
     }
+}
+
+/// Writes a tile (`PIXELS` rows of `CHANNELS`) into the output, transposed: channel `jj <
+/// channels` of pixels `0..count` to `y[jj·plane..][..count]`.
+///
+/// # Safety
+/// The CPU must have AVX-512F; `tile` must hold `PIXELS·CHANNELS` values, `count ≤
+/// PIXELS`, `channels ≤ CHANNELS`, and `y` at least `(channels − 1)·plane + count`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn store_tile(tile: &[f32], count: usize, channels: usize, y: &mut [f32], plane: usize) {
+    use std::arch::x86_64::{_mm512_loadu_ps, _mm512_mask_storeu_ps, _mm512_setzero_ps};
+    let keep = (1u16 << count) - 1;
+    for half in 0..CHANNELS / LANES {
+        let first = half * LANES;
+        if first >= channels {
+            break;
+        }
+        let rows = std::array::from_fn(|j| {
+            if j < PIXELS {
+                // SAFETY: row j < PIXELS of the tile, columns first..first + 16 ≤ CHANNELS.
+                unsafe { _mm512_loadu_ps(tile.as_ptr().add(j * CHANNELS + first)) }
+            } else {
+                _mm512_setzero_ps()
+            }
+        });
+        for (i, v) in transpose16(rows)
+            .into_iter()
+            .take(channels - first)
+            .enumerate()
+        {
+            // SAFETY: channel first + i < channels: its `count` values lie inside `y`
+            // (the caller's guarantee).
+            unsafe { _mm512_mask_storeu_ps(y.as_mut_ptr().add((first + i) * plane), keep, v) };
+        }
+    }
+}
+
+/// Writes `segments` (16 channels' runs of `depth` values) into columns `first..first +
+/// 16` of `rows` (`depth` rows of [`CHANNELS`]): `rows[kk][first + i] = segments[i][kk]`.
+fn write_columns(segments: &[[f32; 64]; LANES], depth: usize, rows: &mut [f32], first: usize) {
+    let mut kk = 0;
+    #[cfg(target_arch = "x86_64")]
+    if crate::panels::available() {
+        while kk + LANES <= depth {
+            // SAFETY: the CPU has AVX-512F (detected); `transpose_into` reads 16 values of
+            // each segment from `kk` (kk + 16 ≤ depth ≤ 64) and writes 16 values at
+            // `(kk + j)·CHANNELS + first` for j < 16, inside `rows` (depth rows of
+            // CHANNELS, first + 16 ≤ CHANNELS).
+            unsafe { transpose_into(segments, kk, rows, first) };
+            kk += LANES;
+        }
+    }
+    for kk in kk..depth {
+        let row = &mut rows[kk * CHANNELS + first..][..LANES];
+        for (v, segment) in row.iter_mut().zip(segments) {
+            *v = segment[kk];
+        }
+    }
+}
+
+/// The 16×16 block of `segments` at column `kk`, transposed into `rows` (rows `kk..kk +
+/// 16` of [`CHANNELS`], columns `first..first + 16`).
+///
+/// # Safety
+/// The CPU must have AVX-512F; `kk + 16 ≤ 64`, and `rows` must hold `(kk + 16)·CHANNELS`
+/// values with `first + 16 ≤ CHANNELS`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn transpose_into(segments: &[[f32; 64]; LANES], kk: usize, rows: &mut [f32], first: usize) {
+    use std::arch::x86_64::{_mm512_loadu_ps, _mm512_storeu_ps};
+    // SAFETY: each load reads segments[i][kk..kk + 16], inside the segment (kk + 16 ≤ 64).
+    let block = std::array::from_fn(|i| unsafe { _mm512_loadu_ps(segments[i].as_ptr().add(kk)) });
+    for (j, v) in transpose16(block).into_iter().enumerate() {
+        // SAFETY: row kk + j's columns first..first + 16 lie inside `rows` (the caller's
+        // guarantee).
+        unsafe { _mm512_storeu_ps(rows.as_mut_ptr().add((kk + j) * CHANNELS + first), v) };
+    }
+}
+
+/// The transpose of a 16×16 block held as 16 rows: `out[i]` lane `j` is `rows[j]` lane
+/// `i`. Four rounds of shuffles, each pairing elements 1, 2, 4 and 8 apart.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn transpose16(r: [std::arch::x86_64::__m512; LANES]) -> [std::arch::x86_64::__m512; LANES] {
+    use std::arch::x86_64::{
+        _mm512_castpd_ps, _mm512_castps_pd, _mm512_shuffle_f32x4, _mm512_unpackhi_pd,
+        _mm512_unpackhi_ps, _mm512_unpacklo_pd, _mm512_unpacklo_ps,
+    };
+    // Round 1: pairs of rows, element by element.
+    let t: [_; LANES] = std::array::from_fn(|i| {
+        let (a, b) = (r[i & !1], r[i | 1]);
+        if i % 2 == 0 {
+            _mm512_unpacklo_ps(a, b)
+        } else {
+            _mm512_unpackhi_ps(a, b)
+        }
+    });
+    // Round 2: pairs of round-1 rows two apart, two elements at a time.
+    let u: [_; LANES] = std::array::from_fn(|i| {
+        let first = (i & !3) + ((i >> 1) & 1);
+        let (a, b) = (_mm512_castps_pd(t[first]), _mm512_castps_pd(t[first + 2]));
+        _mm512_castpd_ps(if i & 1 == 0 {
+            _mm512_unpacklo_pd(a, b)
+        } else {
+            _mm512_unpackhi_pd(a, b)
+        })
+    });
+    // Round 3: 128-bit lanes of rows four apart.
+    let v: [_; LANES] = std::array::from_fn(|i| {
+        let base = i & !7;
+        let (a, b) = (u[base + (i & 3)], u[base + (i & 3) + 4]);
+        if i & 4 == 0 {
+            _mm512_shuffle_f32x4::<0x88>(a, b)
+        } else {
+            _mm512_shuffle_f32x4::<0xdd>(a, b)
+        }
+    });
+    // Round 4: 128-bit lanes of rows eight apart.
+    std::array::from_fn(|i| {
+        let (a, b) = (v[i & 7], v[(i & 7) + 8]);
+        if i & 8 == 0 {
+            _mm512_shuffle_f32x4::<0x88>(a, b)
+        } else {
+            _mm512_shuffle_f32x4::<0xdd>(a, b)
+        }
+    })
 }
 
 /// The furthest element of the input a kernel reads: the largest tap plus the largest
@@ -196,11 +330,20 @@ pub fn forward(
                 .zip(sums.chunks_exact(PIXELS * CHANNELS))
             {
                 let count = PIXELS.min(plane - first);
-                for (j, values) in tile.chunks_exact(CHANNELS).take(count).enumerate() {
-                    for (jj, &v) in values.iter().take(channels).enumerate() {
-                        y[(s * CHANNELS + jj) * plane + first + j] = v;
-                    }
-                }
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: AVX-512F was detected above; `tile` holds PIXELS·CHANNELS
+                // values; channel `s·CHANNELS + jj` for jj < `channels` is below `og`
+                // and pixels `first..first + count` below `plane`, so every write lies
+                // inside `y` (`og × plane`, checked above).
+                unsafe {
+                    store_tile(
+                        tile,
+                        count,
+                        channels,
+                        &mut y[s * CHANNELS * plane + first..],
+                        plane,
+                    )
+                };
             }
         }
     }
@@ -396,4 +539,29 @@ pub fn weight_grad(
         }
     });
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// The strips hold the weight's transpose, whichever way they are written (the
+    /// AVX-512 transposes where the CPU has them, the scalar tail past the last whole
+    /// block of 16 rows), for channel counts that fill no strip, one, and part of two.
+    #[test]
+    fn strips_hold_the_transposed_weight() {
+        for (og, k) in [(5usize, 3usize), (32, 64), (45, 150), (70, 17)] {
+            let w: Vec<f32> = (0..og * k).map(|i| i as f32).collect();
+            let strips = WeightStrips::new(MatRef::row_major(&w, og, k).unwrap());
+            for o in 0..og.div_ceil(CHANNELS) * CHANNELS {
+                for kk in 0..k {
+                    let (s, jj) = (o / CHANNELS, o % CHANNELS);
+                    let got = strips.data[(s * k + kk) * CHANNELS + jj];
+                    let want = if o < og { w[o * k + kk] } else { 0.0 };
+                    assert_eq!(got, want, "og {og}, k {k}: channel {o}, row {kk}");
+                }
+            }
+        }
+    }
 }
