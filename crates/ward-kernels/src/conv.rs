@@ -47,13 +47,13 @@ pub const MAX_WEIGHT_COLUMNS: usize = 1 << 23;
 pub const MIN_PRODUCT_COLUMNS: usize = 256;
 
 /// Planes of at least this many pixels (three tiles of [`direct::PIXELS`]) take the
-/// direct kernels ([`direct`]) image by image, for the forward pass and the data
-/// gradient. Smaller planes take the direct kernel over several images at once (its
-/// tiles span images) for the forward pass, and the panel product for the data gradient.
-/// On ResNet-18's last stage at 112² (4×4 planes, batch 16) the forward pass over
-/// several images took 6.3–7.1 ms against the panel product's 8.1–8.9 at one thread and
-/// 3.0–3.2 against 4.1 at two; its data gradient, taken the same way, 8.7–11.7 against
-/// 7.2–8.1.
+/// direct kernels ([`direct`]) image by image, for the forward pass and the data gradient
+/// of a stride-1 convolution; smaller planes take them over several images at once, so
+/// that the tiles (which then span images) fill. On ResNet-18's last stage at 112² (4×4
+/// planes, batch 16), against the panel product: the forward pass 5.5–5.7 ms against
+/// 8.1–8.9 at one thread and 3.0–3.2 against 4.1 at two, the data gradient 6.4–7.4
+/// against 7.0–7.6 and 3.3–3.7 against 3.7–3.9. Strided data gradients keep the panel
+/// product.
 pub const MIN_DIRECT_PIXELS: usize = 3 * direct::PIXELS;
 
 /// The geometry of a 2-D convolution, checked: every size below is non-zero and every
@@ -485,9 +485,11 @@ impl Conv2d {
         check_len(KERNEL, "dx", dx.len(), self.input_len())?;
         if self.own_kernels && panels::available() {
             if let Some(pad) = self.transposed_pad() {
-                if self.in_plane() >= MIN_DIRECT_PIXELS {
-                    return self.backward_data_direct(dy, w, dx, pad);
-                }
+                return if self.in_plane() >= MIN_DIRECT_PIXELS {
+                    self.backward_data_direct(dy, w, dx, pad)
+                } else {
+                    self.backward_data_direct_batched(dy, w, dx, pad)
+                };
             }
         }
         let (k, p) = (self.group_k(), self.out_plane());
@@ -655,6 +657,36 @@ impl Conv2d {
         Ok(())
     }
 
+    /// [`Self::backward_data_direct`] of small planes over several images at once, as
+    /// [`Self::forward_direct_batched`].
+    fn backward_data_direct_batched(
+        &self,
+        dy: &[f32],
+        w: &[f32],
+        dx: &mut [f32],
+        pad: [usize; 2],
+    ) -> Result<(), KernelError> {
+        let cg = self.in_channels / self.groups;
+        let og = self.out_channels / self.groups;
+        let strips = self.flipped_strips(w)?;
+        let padding = Padded {
+            h: self.out_h,
+            w: self.out_w,
+            pad,
+        };
+        let taps: Vec<Vec<usize>> = (0..self.groups)
+            .map(|g| padding.taps(g * og, og, self.kernel, self.dilation))
+            .collect();
+        let source = padding.copy_batch(dy, self.batch * self.out_channels);
+        let pixels = padding.pixels(
+            self.batch,
+            self.out_channels,
+            [self.in_h, self.in_w],
+            [1, 1],
+        );
+        direct_batched(&source, &taps, &pixels, &strips, cg, self.in_plane(), dx)
+    }
+
     /// The padding of `dy` that turns the data gradient of a stride-1 convolution into
     /// a forward one (`dx = conv(dy padded, W flipped and transposed)`), when it is not
     /// negative: `(kernel − 1)·dilation − pad` on each axis.
@@ -720,23 +752,11 @@ impl Conv2d {
             self.out_channels / self.groups,
         );
         let taps = self.kernel[0] * self.kernel[1];
-        let k = og * taps;
         check_len(KERNEL, "w", w.len(), self.weight_len())?;
-        Ok((0..self.groups)
-            .map(|g| {
-                WeightStrips::from_rows(cg, k, |c, k0, out| {
-                    // Flipping both axes of the window reverses its taps.
-                    let (mut o, mut tap) = (k0 / taps, k0 % taps);
-                    for v in out {
-                        *v = w[((g * og + o) * cg + c) * taps + taps - 1 - tap];
-                        tap += 1;
-                        if tap == taps {
-                            (o, tap) = (o + 1, 0);
-                        }
-                    }
-                })
-            })
-            .collect())
+        let size = og * cg * taps;
+        (0..self.groups)
+            .map(|g| WeightStrips::flipped(&w[g * size..][..size], og, cg, taps))
+            .collect()
     }
 
     /// The weight gradient by the direct kernel ([`direct::weight_grad`]): the batch's

@@ -66,6 +66,44 @@ impl WeightStrips {
         })
     }
 
+    /// Lays out the weight of a stride-1 convolution's data gradient from one group's
+    /// weight `w` (`[og][cg][taps]`): the `cg × og·taps` matrix whose element `(c, (o,
+    /// t))` is `w[o][c][taps − 1 − t]` (the window flipped, the channels transposed).
+    /// Each output channel's block of `w` for a strip's channels (contiguous) becomes
+    /// `taps` contiguous rows of the strip.
+    pub fn flipped(
+        w: &[f32],
+        og: usize,
+        cg: usize,
+        taps: usize,
+    ) -> Result<WeightStrips, KernelError> {
+        use rayon::prelude::*;
+        if og.checked_mul(cg).and_then(|v| v.checked_mul(taps)) != Some(w.len()) {
+            return Err(KernelError::geometry(
+                KERNEL,
+                format!("a weight of {} values for [{og}, {cg}, {taps}]", w.len()),
+            ));
+        }
+        let k = og * taps;
+        let mut data = vec![0.0f32; cg.div_ceil(CHANNELS) * k * CHANNELS];
+        if k > 0 {
+            data.par_chunks_mut(k * CHANNELS)
+                .enumerate()
+                .for_each(|(s, strip)| {
+                    let channels = CHANNELS.min(cg - s * CHANNELS);
+                    for (o, rows) in strip.chunks_exact_mut(taps * CHANNELS).enumerate() {
+                        for jj in 0..channels {
+                            let src = &w[(o * cg + s * CHANNELS + jj) * taps..][..taps];
+                            for (row, &v) in rows.chunks_exact_mut(CHANNELS).zip(src.iter().rev()) {
+                                row[jj] = v;
+                            }
+                        }
+                    }
+                });
+        }
+        Ok(WeightStrips { data, k, og: cg })
+    }
+
     /// Lays out an `og × k` matrix, strips across rayon's threads: `row(o, k0, out)`
     /// writes the elements of row `o` from column `k0` on into `out`.
     pub fn from_rows(
