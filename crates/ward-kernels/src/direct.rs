@@ -130,15 +130,22 @@ impl WeightStrips {
                         let depth = rows.len() / CHANNELS;
                         for half in 0..CHANNELS / LANES {
                             let first = half * LANES;
-                            for (i, segment) in segments.iter_mut().enumerate() {
-                                let segment = &mut segment[..depth];
-                                if first + i < channels {
-                                    row(s * CHANNELS + first + i, block * ROWS, segment);
-                                } else {
-                                    segment.fill(0.0);
-                                }
+                            let filled = channels.saturating_sub(first).min(LANES);
+                            for (i, segment) in segments.iter_mut().take(filled).enumerate() {
+                                row(
+                                    s * CHANNELS + first + i,
+                                    block * ROWS,
+                                    &mut segment[..depth],
+                                );
                             }
-                            write_columns(&segments, depth, rows, first);
+                            let sources: [&[f32]; LANES] = std::array::from_fn(|i| {
+                                if i < filled {
+                                    &segments[i][..depth]
+                                } else {
+                                    &[]
+                                }
+                            });
+                            write_columns(&sources, depth, rows, first);
                         }
                     }
                 });
@@ -183,41 +190,54 @@ unsafe fn store_tile(tile: &[f32], count: usize, channels: usize, y: &mut [f32],
     }
 }
 
-/// Writes `segments` (16 channels' runs of `depth` values) into columns `first..first +
-/// 16` of `rows` (`depth` rows of [`CHANNELS`]): `rows[kk][first + i] = segments[i][kk]`.
-fn write_columns(segments: &[[f32; 64]; LANES], depth: usize, rows: &mut [f32], first: usize) {
+/// Writes 16 runs of `depth` values (`sources[i]`, or zeros where it is empty) into
+/// columns `first..first + 16` of `rows` (`depth` rows of [`CHANNELS`]):
+/// `rows[kk][first + i] = sources[i][kk]`, 16 rows at a time through AVX-512 transposes
+/// where the CPU has them.
+fn write_columns(sources: &[&[f32]; LANES], depth: usize, rows: &mut [f32], first: usize) {
+    let value = |i: usize, kk: usize| sources[i].get(kk).copied().unwrap_or(0.0);
     let mut kk = 0;
     #[cfg(target_arch = "x86_64")]
-    if crate::panels::available() {
+    if crate::panels::available()
+        && sources.iter().all(|s| s.is_empty() || s.len() >= depth)
+        && rows.len() >= depth * CHANNELS
+        && first + LANES <= CHANNELS
+    {
         while kk + LANES <= depth {
-            // SAFETY: the CPU has AVX-512F (detected); `transpose_into` reads 16 values of
-            // each segment from `kk` (kk + 16 ≤ depth ≤ 64) and writes 16 values at
-            // `(kk + j)·CHANNELS + first` for j < 16, inside `rows` (depth rows of
-            // CHANNELS, first + 16 ≤ CHANNELS).
-            unsafe { transpose_into(segments, kk, rows, first) };
+            // SAFETY: the CPU has AVX-512F (detected); `transpose_into` reads values kk..kk
+            // + 16 ≤ depth of each non-empty source (each holds `depth` at least) and
+            // writes columns first..first + 16 ≤ CHANNELS of rows kk..kk + 16 ≤ depth,
+            // inside `rows` (checked just above).
+            unsafe { transpose_into(sources, kk, rows, first) };
             kk += LANES;
         }
     }
     for kk in kk..depth {
         let row = &mut rows[kk * CHANNELS + first..][..LANES];
-        for (v, segment) in row.iter_mut().zip(segments) {
-            *v = segment[kk];
+        for (i, v) in row.iter_mut().enumerate() {
+            *v = value(i, kk);
         }
     }
 }
 
-/// The 16×16 block of `segments` at column `kk`, transposed into `rows` (rows `kk..kk +
-/// 16` of [`CHANNELS`], columns `first..first + 16`).
+/// The 16×16 block of `sources` from value `kk` on, transposed into `rows` (rows `kk..kk +
+/// 16` of [`CHANNELS`], columns `first..first + 16`); an empty source gives zeros.
 ///
 /// # Safety
-/// The CPU must have AVX-512F; `kk + 16 ≤ 64`, and `rows` must hold `(kk + 16)·CHANNELS`
-/// values with `first + 16 ≤ CHANNELS`.
+/// The CPU must have AVX-512F; each non-empty source must hold `kk + 16` values, and
+/// `rows` `(kk + 16)·CHANNELS` with `first + 16 ≤ CHANNELS`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn transpose_into(segments: &[[f32; 64]; LANES], kk: usize, rows: &mut [f32], first: usize) {
-    use std::arch::x86_64::{_mm512_loadu_ps, _mm512_storeu_ps};
-    // SAFETY: each load reads segments[i][kk..kk + 16], inside the segment (kk + 16 ≤ 64).
-    let block = std::array::from_fn(|i| unsafe { _mm512_loadu_ps(segments[i].as_ptr().add(kk)) });
+unsafe fn transpose_into(sources: &[&[f32]; LANES], kk: usize, rows: &mut [f32], first: usize) {
+    use std::arch::x86_64::{_mm512_loadu_ps, _mm512_setzero_ps, _mm512_storeu_ps};
+    let block = std::array::from_fn(|i| {
+        if sources[i].is_empty() {
+            _mm512_setzero_ps()
+        } else {
+            // SAFETY: values kk..kk + 16 of a non-empty source (the caller's guarantee).
+            unsafe { _mm512_loadu_ps(sources[i].as_ptr().add(kk)) }
+        }
+    });
     for (j, v) in transpose16(block).into_iter().enumerate() {
         // SAFETY: row kk + j's columns first..first + 16 lie inside `rows` (the caller's
         // guarantee).
@@ -492,12 +512,17 @@ impl GradientStrips {
             .enumerate()
             .for_each(|(t, rows)| {
                 let (s, n) = (t / batch, t % batch);
-                for jj in 0..CHANNELS.min(og - s * CHANNELS) {
-                    let o = s * CHANNELS + jj;
-                    let src = &dy[(n * channels + g * og + o) * plane..][..plane];
-                    for (row, &v) in rows.chunks_exact_mut(CHANNELS).zip(src) {
-                        row[jj] = v;
-                    }
+                let filled = CHANNELS.min(og - s * CHANNELS);
+                for first in (0..filled).step_by(LANES) {
+                    let sources: [&[f32]; LANES] = std::array::from_fn(|i| {
+                        if first + i < filled {
+                            let o = g * og + s * CHANNELS + first + i;
+                            &dy[(n * channels + o) * plane..][..plane]
+                        } else {
+                            &[]
+                        }
+                    });
+                    write_columns(&sources, plane, rows, first);
                 }
             });
         Ok(GradientStrips { data, pixels, og })
@@ -567,15 +592,23 @@ pub fn weight_grad(
                 let _ = (offsets, rows, tile);
             });
     }
-    // dW row by row, across the threads: row o reads lane o % CHANNELS of its strip's
-    // tiles, which stay in the cache while the strip's other channels are written.
-    dw.par_chunks_mut(k).enumerate().for_each(|(o, row)| {
-        let (s, jj) = (o / CHANNELS, o % CHANNELS);
-        let strip = &sums[s * tiles * PIXELS * CHANNELS..][..tiles * PIXELS * CHANNELS];
-        for (v, values) in row.iter_mut().zip(strip.chunks_exact(CHANNELS)) {
-            *v = values[jj];
-        }
-    });
+    // dW by strips of CHANNELS rows across the threads, each tile transposed into
+    // its rows.
+    dw.par_chunks_mut(CHANNELS * k)
+        .zip(sums.par_chunks(tiles * PIXELS * CHANNELS))
+        .for_each(|(rows, strip)| {
+            let channels = rows.len() / k;
+            for (t, tile) in strip.chunks_exact(PIXELS * CHANNELS).enumerate() {
+                let first = t * PIXELS;
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: AVX-512F was detected above; the tile holds PIXELS·CHANNELS
+                // values, and rows `0..channels` of `rows` (k each) hold columns
+                // `first..first + count` (first + count ≤ k).
+                unsafe {
+                    store_tile(tile, PIXELS.min(k - first), channels, &mut rows[first..], k)
+                };
+            }
+        });
     Ok(())
 }
 
