@@ -38,6 +38,8 @@ const KERNEL: &str = "conv2d (direct)";
 
 /// Output pixels in one tile (one broadcast register each step).
 pub const PIXELS: usize = 10;
+/// Tiles that pass over each slice of a strip together (see [`tiles`]).
+const TILE_BLOCK: usize = 8;
 /// Output channels in one tile: two 16-lane vectors.
 pub const CHANNELS: usize = 32;
 const LANES: usize = 16;
@@ -64,6 +66,33 @@ impl WeightStrips {
                 }
             }
         })
+    }
+
+    /// Lays out the `k × n` matrix `b` itself (not its transpose) in strips of its
+    /// columns, for [`product`]: a row-major `b` is copied a run of [`CHANNELS`] at a
+    /// time.
+    pub fn of_matrix(b: MatRef<'_>) -> WeightStrips {
+        use rayon::prelude::*;
+        let (k, n) = (b.rows(), b.cols());
+        let mut data = vec![0.0f32; n.div_ceil(CHANNELS) * k * CHANNELS];
+        if k > 0 {
+            data.par_chunks_mut(k * CHANNELS)
+                .enumerate()
+                .for_each(|(s, strip)| {
+                    let (first, width) = (s * CHANNELS, CHANNELS.min(n - s * CHANNELS));
+                    for (kk, row) in strip.chunks_exact_mut(CHANNELS).enumerate() {
+                        match b.row_segment(kk, first, width) {
+                            Some(src) => row[..width].copy_from_slice(src),
+                            None => {
+                                for (j, v) in row[..width].iter_mut().enumerate() {
+                                    *v = b.at(kk, first + j);
+                                }
+                            }
+                        }
+                    }
+                });
+        }
+        WeightStrips { data, k, og: n }
     }
 
     /// Lays out the weight of a stride-1 convolution's data gradient from one group's
@@ -325,6 +354,66 @@ pub fn forward(
     w: &WeightStrips,
     y: &mut [f32],
 ) -> Result<(), KernelError> {
+    tiles(x_padded, taps, pixels, w, y, Layout::ByChannel)
+}
+
+/// How [`tiles`] writes its output.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Layout<'a> {
+    /// `y[o][j]`: a convolution's output planes.
+    ByChannel,
+    /// `y[j][o]`: a matrix product's rows, plus `bias[o]` when given.
+    ByPixel { bias: Option<&'a [f32]> },
+}
+
+/// Pixels of one task of [`product`]: a block of tiles.
+const PRODUCT_ROWS: usize = TILE_BLOCK * PIXELS;
+
+/// The matrix product `c = a · b` (`c` `m × n`, row-major, overwritten), plus `bias`
+/// (`n`) on every row when given, on the direct kernel, where `a` (`m × k`) is read through offsets, `a[i][kk] = a_data[rows[i] +
+/// cols[kk]]` (so any strided or transposed view of a matrix serves), and `b` (`k × n`)
+/// is given in strips (of a weight's transpose, [`WeightStrips::new`], or of a matrix
+/// itself, [`WeightStrips::of_matrix`]). Blocks of rows run across rayon's threads; each
+/// element is summed in slices of [`SLICE_DEPTH`] in order, whatever the thread count.
+pub fn product(
+    a_data: &[f32],
+    rows: &[usize],
+    cols: &[usize],
+    b: &WeightStrips,
+    bias: Option<&[f32]>,
+    c: &mut [f32],
+) -> Result<(), KernelError> {
+    use rayon::prelude::*;
+    let n = b.og;
+    if c.len() != rows.len() * n || bias.is_some_and(|b| b.len() != n) {
+        return Err(KernelError::geometry(
+            KERNEL,
+            format!(
+                "c has {} values for {}×{n}, bias {:?}",
+                c.len(),
+                rows.len(),
+                bias.map(<[f32]>::len)
+            ),
+        ));
+    }
+    if n == 0 {
+        return Ok(());
+    }
+    c.par_chunks_mut(PRODUCT_ROWS * n)
+        .zip(rows.par_chunks(PRODUCT_ROWS))
+        .try_for_each(|(c, rows)| tiles(a_data, cols, rows, b, c, Layout::ByPixel { bias }))
+}
+
+/// The tiles of [`forward`] and [`product`]: `y[o][j]` or `y[j][o]` (`layout`) `= Σₖ
+/// x[taps[k] + pixels[j]] · w[o][k]`.
+fn tiles(
+    x_padded: &[f32],
+    taps: &[usize],
+    pixels: &[usize],
+    w: &WeightStrips,
+    y: &mut [f32],
+    layout: Layout<'_>,
+) -> Result<(), KernelError> {
     let (k, og) = (w.k, w.og);
     let plane = pixels.len();
     let reach = furthest_read(taps, pixels);
@@ -356,7 +445,6 @@ pub fn forward(
     // (10 KiB) stay in L1: a deep layer's strip (k = 4,608 for ResNet's last stage:
     // 576 KiB) otherwise streamed from L2 or L3 for every tile. The sums are the same:
     // each slice is summed from zero and added to the tile as it ends, in order.
-    const TILE_BLOCK: usize = 8;
     let mut sums = [0.0f32; TILE_BLOCK * PIXELS * CHANNELS];
     for s in 0..og.div_ceil(CHANNELS) {
         let strip = &w.data[s * k * CHANNELS..][..k * CHANNELS];
@@ -388,6 +476,21 @@ pub fn forward(
                 .zip(sums.chunks_exact(PIXELS * CHANNELS))
             {
                 let count = PIXELS.min(plane - first);
+                if let Layout::ByPixel { bias } = layout {
+                    for (j, values) in tile.chunks_exact(CHANNELS).take(count).enumerate() {
+                        let row = &mut y[(first + j) * og + s * CHANNELS..][..channels];
+                        match bias {
+                            Some(b) => {
+                                let b = &b[s * CHANNELS..][..channels];
+                                for ((y, &v), &b) in row.iter_mut().zip(values).zip(b) {
+                                    *y = v + b;
+                                }
+                            }
+                            None => row.copy_from_slice(&values[..channels]),
+                        }
+                    }
+                    continue;
+                }
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: AVX-512F was detected above; `tile` holds PIXELS·CHANNELS
                 // values; channel `s·CHANNELS + jj` for jj < `channels` is below `og`

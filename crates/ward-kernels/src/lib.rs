@@ -22,6 +22,7 @@
 //! ([`pool::Windows`]), so there is one definition of them.
 
 pub mod conv;
+pub mod dense;
 pub mod direct;
 mod error;
 pub mod maps;

@@ -20,7 +20,6 @@ use ward_graph::ops::norm::BatchNorm;
 use ward_graph::ops::pool::PoolKind;
 use ward_graph::ops::Op;
 use ward_kernels::conv::{Conv2d, ConvWindow};
-use ward_kernels::matmul::{gemm_parallel, MatRef};
 use ward_kernels::Windows;
 use ward_kernels::{maps, sums};
 
@@ -304,15 +303,14 @@ impl Fast {
                 units,
                 bias,
             } => {
-                let x = MatRef::row_major(arg(0)?, *rows, *inner).map_err(kernel)?;
-                let w = MatRef::row_major(arg(1)?, *units, *inner).map_err(kernel)?;
-                let mut y = if *bias {
-                    buffers::repeated(arg(2)?, *rows)
-                } else {
-                    buffers::scratch(rows * units)
+                let layer = ward_kernels::dense::Dense {
+                    rows: *rows,
+                    inner: *inner,
+                    units: *units,
                 };
-                let beta = if *bias { 1.0 } else { 0.0 };
-                gemm_parallel(1.0, x, w.t(), beta, &mut y).map_err(kernel)?;
+                let mut y = buffers::scratch(rows * units);
+                let b = if *bias { Some(arg(2)?) } else { None };
+                layer.forward(arg(0)?, arg(1)?, b, &mut y).map_err(kernel)?;
                 Ok((vec![y], Saved::None))
             }
             Fast::Activation(kind) => {
@@ -479,18 +477,22 @@ impl Fast {
                 units,
                 bias,
             } => {
-                let x = MatRef::row_major(arg(0)?, *rows, *inner).map_err(kernel)?;
-                let w = MatRef::row_major(arg(1)?, *units, *inner).map_err(kernel)?;
-                let g = MatRef::row_major(dy, *rows, *units).map_err(kernel)?;
+                let layer = ward_kernels::dense::Dense {
+                    rows: *rows,
+                    inner: *inner,
+                    units: *units,
+                };
                 let dx = if want(0) {
                     let mut dx = buffers::scratch(rows * inner);
-                    gemm_parallel(1.0, g, w, 0.0, &mut dx).map_err(kernel)?;
+                    layer.backward_data(dy, arg(1)?, &mut dx).map_err(kernel)?;
                     Some(dx)
                 } else {
                     None
                 };
                 let mut dw = buffers::scratch(units * inner);
-                gemm_parallel(1.0, g.t(), x, 0.0, &mut dw).map_err(kernel)?;
+                layer
+                    .backward_weight(arg(0)?, dy, &mut dw)
+                    .map_err(kernel)?;
                 let mut grads = vec![dx, want(1).then_some(dw)];
                 if *bias {
                     // Column sums, by blocks of columns across the threads; each column is
