@@ -2,12 +2,14 @@
 //! pointers, ward's AVX-512 kernels: `gemm`'s short products, `gemm_panels`, the direct
 //! convolution tiles) sits behind length and shape checks: random shapes, strides,
 //! transposes and slices that may be a value short. Nothing may panic; a refused
-//! argument is an error, and `gemm` and `gemm_panels` (where they apply), and a
-//! convolution's forward pass, must give exactly the bits of the matrix crate.
+//! argument is an error, and `gemm` and `gemm_panels` (where they apply), a
+//! convolution's forward pass and a dense layer's products without a bias, must give
+//! exactly the bits of the matrix crate.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use ward_kernels::conv::{Conv2d, ConvWindow};
+use ward_kernels::dense::Dense;
 use ward_kernels::matmul::{gemm, gemm_packed, gemm_parallel, MatMut, MatRef};
 use ward_kernels::panels::{self, gemm_panels, PanelsA};
 
@@ -27,7 +29,47 @@ fuzz_target!(|data: &[u8]| {
     };
     let byte = |i: usize| usize::from(rest.get(i).copied().unwrap_or(0));
     let short = |i: usize| usize::from(rest.get(i).copied().unwrap_or(0) % 8 == 0);
-    if head % 2 == 0 {
+    if head % 3 == 2 {
+        // A dense layer's three products, with lengths that may be a value short.
+        let layer = Dense {
+            rows: 1 + byte(0) % 40,
+            inner: 1 + byte(1) % 300,
+            units: 1 + byte(2) % 80,
+        };
+        let (rows, inner, units) = (layer.rows, layer.inner, layer.units);
+        let x = values(rest, rows * inner - short(3));
+        let w = values(rest.get(3..).unwrap_or(&[]), units * inner - short(4));
+        let dy = values(rest.get(5..).unwrap_or(&[]), rows * units - short(5));
+        let bias = values(rest.get(7..).unwrap_or(&[]), units - short(6));
+        let mut y = vec![0.0; rows * units];
+        let _ = layer.forward(&x, &w, Some(&bias), &mut y);
+        let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        if let (Ok(x_m), Ok(w_m), Ok(dy_m)) = (
+            MatRef::row_major(&x, rows, inner),
+            MatRef::row_major(&w, units, inner),
+            MatRef::row_major(&dy, rows, units),
+        ) {
+            layer.forward(&x, &w, None, &mut y).unwrap();
+            let mut want = vec![0.0; rows * units];
+            gemm_packed(1.0, x_m, w_m.t(), 0.0, MatMut::row_major(&mut want, rows, units).unwrap()).unwrap();
+            assert_eq!(bits(&y), bits(&want), "dense forward at {rows}×{inner}×{units}");
+            let mut dx = vec![0.0; rows * inner];
+            layer.backward_data(&dy, &w, &mut dx).unwrap();
+            let mut want = vec![0.0; rows * inner];
+            gemm_packed(1.0, dy_m, w_m, 0.0, MatMut::row_major(&mut want, rows, inner).unwrap()).unwrap();
+            assert_eq!(bits(&dx), bits(&want), "dense data gradient");
+            let mut dw = vec![0.0; units * inner];
+            layer.backward_weight(&x, &dy, &mut dw).unwrap();
+            let mut want = vec![0.0; units * inner];
+            gemm_packed(1.0, dy_m.t(), x_m, 0.0, MatMut::row_major(&mut want, units, inner).unwrap()).unwrap();
+            assert_eq!(bits(&dw), bits(&want), "dense weight gradient");
+        } else {
+            let mut dx = vec![0.0; rows * inner];
+            let _ = layer.backward_data(&dy, &w, &mut dx);
+            let mut dw = vec![0.0; units * inner];
+            let _ = layer.backward_weight(&x, &dy, &mut dw);
+        }
+    } else if head % 2 == 0 {
         // C (m × n) ← A (m × k, maybe stored transposed) · B (k × n) + β·C, inside rows
         // `pad` values longer than the views.
         let (m, k, n) = (1 + byte(0) % 40, 1 + byte(1) % 300, 1 + byte(2) % 80);

@@ -1,5 +1,6 @@
 use proptest::prelude::*;
 use ward_kernels::dense::Dense;
+use ward_kernels::matmul::{gemm_packed, MatMut, MatRef};
 
 use crate::{random_values, seeded_rng};
 
@@ -74,6 +75,25 @@ proptest! {
             })
             .collect();
         assert_terms("dw", &dw, &want);
+
+        // The direct kernel sums as the matrix crate does: the same bits, but for a bias,
+        // which the matrix crate adds into its first slice of 256 and ward after all.
+        let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        let x_m = MatRef::row_major(&x, rows, inner).unwrap();
+        let w_m = MatRef::row_major(&w, units, inner).unwrap();
+        let dy_m = MatRef::row_major(&dy, rows, units).unwrap();
+        let mut want = if with_bias { b.repeat(rows) } else { vec![0.0; rows * units] };
+        let beta = if with_bias { 1.0 } else { 0.0 };
+        gemm_packed(1.0, x_m, w_m.t(), beta, MatMut::row_major(&mut want, rows, units).unwrap()).unwrap();
+        if !with_bias || inner <= 256 {
+            prop_assert_eq!(bits(&y), bits(&want));
+        }
+        let mut want = vec![0.0; rows * inner];
+        gemm_packed(1.0, dy_m, w_m, 0.0, MatMut::row_major(&mut want, rows, inner).unwrap()).unwrap();
+        prop_assert_eq!(bits(&dx), bits(&want));
+        let mut want = vec![0.0; units * inner];
+        gemm_packed(1.0, dy_m.t(), x_m, 0.0, MatMut::row_major(&mut want, units, inner).unwrap()).unwrap();
+        prop_assert_eq!(bits(&dw), bits(&want));
     }
 }
 
