@@ -21,11 +21,78 @@
 //! the divisor), the caller passes the windows the interpreter computes
 //! ([`pool::Windows`]), so there is one definition of them.
 
+/// Defines `pub fn $name(args) -> Result<(), KernelError>` that runs `check` (which
+/// returns an error before anything is written), then `body` compiled for AVX-512F where
+/// the CPU has it and for the workspace's baseline target otherwise: one source, two
+/// instances. Rust never fuses a multiply and an add on its own, so both instances give
+/// the same bits.
+macro_rules! twice {
+    (
+        $(#[$attr:meta])*
+        pub fn $name:ident($($arg:ident: $ty:ty),* $(,)?) check $check:block body $body:block
+    ) => {
+        $(#[$attr])*
+        pub fn $name($($arg: $ty),*) -> Result<(), $crate::KernelError> {
+            $check
+            #[inline(always)]
+            #[allow(clippy::too_many_arguments, reason = "the public function's arguments")]
+            fn body($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx512f")]
+            #[allow(clippy::too_many_arguments, reason = "the public function's arguments")]
+            fn avx512($($arg: $ty),*) {
+                body($($arg),*)
+            }
+            #[cfg(target_arch = "x86_64")]
+            if $crate::vector_instances() && std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU has AVX-512F (detected just above), the only
+                // requirement of the instance compiled for it.
+                unsafe { avx512($($arg),*) };
+                return Ok(());
+            }
+            body($($arg),*);
+            Ok(())
+        }
+    };
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Set by a test to run [`twice`]'s baseline instances on its thread.
+    static BASELINE_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether [`twice`] may run its AVX-512 instances: always, but on a test's thread that
+/// asked for the baseline ones ([`with_baseline_instances`]).
+#[inline(always)]
+fn vector_instances() -> bool {
+    #[cfg(test)]
+    {
+        !BASELINE_ONLY.with(std::cell::Cell::get)
+    }
+    #[cfg(not(test))]
+    {
+        true
+    }
+}
+
+/// Runs `f` with [`twice`]'s baseline instances on this thread, for a test to hold the
+/// AVX-512 ones to their bits.
+#[cfg(test)]
+fn with_baseline_instances<R>(f: impl FnOnce() -> R) -> R {
+    BASELINE_ONLY.with(|b| b.set(true));
+    let r = f();
+    BASELINE_ONLY.with(|b| b.set(false));
+    r
+}
+
+pub mod cells;
 pub mod conv;
 pub mod dense;
 pub mod direct;
 mod error;
 pub mod maps;
+pub mod math;
 pub mod matmul;
 pub mod panels;
 pub mod pool;

@@ -14,7 +14,6 @@
 )]
 
 use crate::error::check_len;
-use crate::KernelError;
 
 const KERNEL: &str = "element-wise map";
 
@@ -27,33 +26,20 @@ pub struct Channel {
     pub beta: f32,
 }
 
-/// Defines a public map that checks its slices' lengths against its output's, then runs
-/// `$body` compiled for AVX-512F where the CPU has it and for the baseline target
-/// otherwise.
+/// Defines a public map ([`twice`]) that checks its slices' lengths against its
+/// output's.
 macro_rules! map {
     (
         $(#[$doc:meta])*
         pub fn $name:ident($out:ident: &mut [f32] $(, $input:ident: &[f32])* $(; $($param:ident: $ty:ty),+)?) $body:block
     ) => {
-        $(#[$doc])*
-        pub fn $name($out: &mut [f32] $(, $input: &[f32])* $($(, $param: $ty)+)?) -> Result<(), KernelError> {
-            $(check_len(KERNEL, stringify!($input), $input.len(), $out.len())?;)*
-            #[inline(always)]
-            fn body($out: &mut [f32] $(, $input: &[f32])* $($(, $param: $ty)+)?) $body
-            #[cfg(target_arch = "x86_64")]
-            #[target_feature(enable = "avx512f")]
-            fn avx512($out: &mut [f32] $(, $input: &[f32])* $($(, $param: $ty)+)?) {
-                body($out $(, $input)* $($(, $param)+)?)
+        twice! {
+            $(#[$doc])*
+            pub fn $name($out: &mut [f32] $(, $input: &[f32])* $($(, $param: $ty)+)?)
+            check {
+                $(check_len(KERNEL, stringify!($input), $input.len(), $out.len())?;)*
             }
-            #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the CPU has AVX-512F (detected just above), the only
-                // requirement of the instance compiled for it.
-                unsafe { avx512($out $(, $input)* $($(, $param)+)?) };
-                return Ok(());
-            }
-            body($out $(, $input)* $($(, $param)+)?);
-            Ok(())
+            body $body
         }
     };
 }
@@ -100,6 +86,40 @@ map! {
 }
 
 map! {
+    /// A numerically safe softmax of one row: `y = exp(x − max) / Σ exp(x − max)`, the
+    /// maximum and the sum over sixteen lanes (so that the loops vectorise), the lanes'
+    /// sums added in `f64`. NaN never wins the maximum, as it never wins `f32::max`.
+    pub fn softmax(y: &mut [f32], x: &[f32]) {
+        let mut highs = [f32::NEG_INFINITY; 16];
+        let mut chunks = x.chunks_exact(16);
+        for chunk in &mut chunks {
+            for (h, &v) in highs.iter_mut().zip(chunk) {
+                *h = if v > *h { v } else { *h };
+            }
+        }
+        let max = highs
+            .iter()
+            .chain(chunks.remainder())
+            .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+        for (y, &x) in y.iter_mut().zip(x) {
+            *y = crate::math::exp_nonpositive(x - max);
+        }
+        let mut lanes = [0.0f32; 16];
+        let mut chunks = y.chunks_exact(16);
+        for chunk in &mut chunks {
+            lanes.iter_mut().zip(chunk).for_each(|(s, v)| *s += v);
+        }
+        let sum = lanes
+            .iter()
+            .chain(chunks.remainder())
+            .map(|&v| f64::from(v))
+            .sum::<f64>();
+        let inv = (1.0 / sum) as f32;
+        y.iter_mut().for_each(|y| *y *= inv);
+    }
+}
+
+map! {
     /// `y += x`.
     pub fn add_assign(y: &mut [f32], x: &[f32]) {
         for (y, &x) in y.iter_mut().zip(x) {
@@ -112,6 +132,7 @@ map! {
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
+    use crate::KernelError;
 
     fn data(len: usize, seed: u32) -> Vec<f32> {
         (0..len)
@@ -172,6 +193,21 @@ mod tests {
             add_assign(&mut out, &x).unwrap();
             let want: Vec<f32> = dy.iter().zip(&x).map(|(&g, &x)| g + x).collect();
             assert_eq!(bits(&out), bits(&want), "add_assign, {len}");
+
+            // The softmax against its baseline instance (bits), and against its sums
+            // in f64 on the finite rows.
+            softmax(&mut out, &dy).unwrap();
+            let mut want = vec![0.0f32; len];
+            crate::with_baseline_instances(|| softmax(&mut want, &dy)).unwrap();
+            assert_eq!(bits(&out), bits(&want), "softmax, {len}");
+            let max = dy
+                .iter()
+                .fold(f64::NEG_INFINITY, |m, &v| m.max(f64::from(v)));
+            let total: f64 = dy.iter().map(|&v| (f64::from(v) - max).exp()).sum();
+            for (&p, &v) in out.iter().zip(&dy) {
+                let exact = (f64::from(v) - max).exp() / total;
+                assert!((f64::from(p) - exact).abs() <= 1e-6 * exact.max(1e-30) + 1e-12);
+            }
         }
     }
 

@@ -24,7 +24,7 @@ use ward_kernels::Windows;
 use ward_kernels::{maps, sums};
 
 use super::buffers;
-use super::math::{exp_nonpositive, sigmoid, tanh};
+use ward_kernels::math::{sigmoid, tanh};
 
 use super::rnn::{RnnPlan, Tape};
 
@@ -350,7 +350,8 @@ impl Fast {
                 let mut y = buffers::scratch(x.len());
                 y.par_chunks_mut(*classes)
                     .zip(x.par_chunks(*classes))
-                    .for_each(|(y, x)| softmax_row(x, y));
+                    .try_for_each(|(y, x)| maps::softmax(y, x))
+                    .map_err(kernel)?;
                 Ok((vec![y], Saved::None))
             }
             Fast::Copy => Ok((vec![buffers::copied(arg(0)?)], Saved::None)),
@@ -706,39 +707,6 @@ impl Fast {
             None,
         ])
     }
-}
-
-/// A numerically safe softmax of one row: `exp(x − max) / Σ`.
-fn softmax_row(x: &[f32], y: &mut [f32]) {
-    // The maximum over sixteen lanes, so that the loop vectorises (NaN never wins a
-    // comparison, as it never wins `f32::max`).
-    let mut highs = [f32::NEG_INFINITY; 16];
-    let mut chunks = x.chunks_exact(16);
-    for chunk in &mut chunks {
-        for (h, &v) in highs.iter_mut().zip(chunk) {
-            *h = if v > *h { v } else { *h };
-        }
-    }
-    let max = highs
-        .iter()
-        .chain(chunks.remainder())
-        .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
-    for (y, &x) in y.iter_mut().zip(x) {
-        *y = exp_nonpositive(x - max);
-    }
-    // Sixteen running sums (the loop vectorises), added in f64.
-    let mut lanes = [0.0f32; 16];
-    let mut chunks = y.chunks_exact(16);
-    for chunk in &mut chunks {
-        lanes.iter_mut().zip(chunk).for_each(|(s, v)| *s += v);
-    }
-    let sum = lanes
-        .iter()
-        .chain(chunks.remainder())
-        .map(|&v| f64::from(v))
-        .sum::<f64>();
-    let inv = (1.0 / sum) as f32;
-    y.iter_mut().for_each(|y| *y *= inv);
 }
 
 /// SoftmaxOutput's gradient as `crate::grad::loss::softmax_output` defines it for rows

@@ -15,7 +15,6 @@
 
 mod buffers;
 mod fast;
-mod math;
 mod rnn;
 
 use std::time::Instant;

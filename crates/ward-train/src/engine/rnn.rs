@@ -28,7 +28,8 @@ use ward_graph::ops::rnn::{Rnn, RnnMode, PARAMS_PER_CELL};
 use ward_kernels::matmul::{gemm_parallel, MatRef};
 
 use super::buffers;
-use super::math::{sigmoid, tanh};
+use ward_kernels::cells;
+use ward_kernels::math::tanh;
 
 /// A fused RNN planned for one data shape.
 pub(super) struct RnnPlan {
@@ -251,7 +252,10 @@ impl RnnPlan {
                             gt.par_chunks_mut(gh_cols)
                                 .zip(gh.par_chunks(gh_cols))
                                 .zip(hcur.par_chunks_mut(h).zip(ghn.par_chunks_mut(h)))
-                                .for_each(|((g, gh), (hv, ghn))| gru_row(g, gh, hv, ghn, h));
+                                .try_for_each(|((g, gh), (hv, ghn))| {
+                                    cells::gru_forward(g, gh, hv, ghn, h)
+                                })
+                                .map_err(kernel)?;
                         }
                         RnnMode::Lstm => {
                             gemm_parallel(1.0, hm, wh_tm, 1.0, gt).map_err(kernel)?;
@@ -260,7 +264,10 @@ impl RnnPlan {
                             gt.par_chunks_mut(gh_cols)
                                 .zip(hcur.par_chunks_mut(h))
                                 .zip(ccur.par_chunks_mut(h).zip(tc.par_chunks_mut(h)))
-                                .for_each(|((g, hv), (c, tc))| lstm_row(g, hv, c, tc, h));
+                                .try_for_each(|((g, hv), (c, tc))| {
+                                    cells::lstm_forward(g, hv, c, tc, h)
+                                })
+                                .map_err(kernel)?;
                         }
                         RnnMode::RnnTanh | RnnMode::RnnRelu => {
                             gemm_parallel(1.0, hm, wh_tm, 1.0, gt).map_err(kernel)?;
@@ -394,9 +401,10 @@ impl RnnPlan {
                                 .zip(g_t.par_chunks(gh_cols))
                                 .zip(dh_new.par_chunks(h).zip(dc.par_chunks_mut(h)))
                                 .zip(c_prev.par_chunks(h).zip(tc.par_chunks(h)))
-                                .for_each(|(((dg, g), (dhn, dc)), (cp, tc))| {
-                                    lstm_row_back(dg, g, dhn, dc, cp, tc, h);
-                                });
+                                .try_for_each(|(((dg, g), (dhn, dc)), (cp, tc))| {
+                                    cells::lstm_backward(dg, g, dhn, dc, cp, tc, h)
+                                })
+                                .map_err(kernel)?;
                             let dgm = MatRef::row_major(dg_t, n, gh_cols).map_err(kernel)?;
                             gemm_parallel(1.0, dgm, whm, 0.0, &mut dh).map_err(kernel)?;
                         }
@@ -409,9 +417,10 @@ impl RnnPlan {
                                 .zip(g_t.par_chunks(gh_cols).zip(dh_new.par_chunks(h)))
                                 .zip(hp.par_chunks(h).zip(ghn.par_chunks(h)))
                                 .zip(dh.par_chunks_mut(h))
-                                .for_each(|((((dg, dgh), (g, dhn)), (hp, ghn)), dh)| {
-                                    gru_row_back(dg, dgh, g, dhn, hp, ghn, dh, h);
-                                });
+                                .try_for_each(|((((dg, dgh), (g, dhn)), (hp, ghn)), dh)| {
+                                    cells::gru_backward(dg, dgh, g, dhn, hp, ghn, dh, h)
+                                })
+                                .map_err(kernel)?;
                             let dgm = MatRef::row_major(dgh_t, n, gh_cols).map_err(kernel)?;
                             gemm_parallel(1.0, dgm, whm, 1.0, &mut dh).map_err(kernel)?;
                         }
@@ -478,104 +487,5 @@ impl RnnPlan {
         }
         grads.extend(param_grads);
         Ok(grads)
-    }
-}
-
-/// One LSTM step for one batch item: `g` holds the pre-activations of i, f, g, o and
-/// becomes their activations; `c` becomes c', `h` becomes h', `tc` tanh(c').
-fn lstm_row(g: &mut [f32], h: &mut [f32], c: &mut [f32], tc: &mut [f32], hs: usize) {
-    let (gi, rest) = g.split_at_mut(hs);
-    let (gf, rest) = rest.split_at_mut(hs);
-    let (gg, go) = rest.split_at_mut(hs);
-    // Zipped rather than indexed, so that the loop has no bounds checks and vectorises.
-    let gates = gi.iter_mut().zip(gf.iter_mut()).zip(gg.iter_mut().zip(go));
-    let state = h.iter_mut().zip(c.iter_mut()).zip(tc.iter_mut());
-    for (((gi, gf), (gg, go)), ((h, c), tc)) in gates.zip(state) {
-        let i = sigmoid(*gi);
-        let f = sigmoid(*gf);
-        let gv = tanh(*gg);
-        let o = sigmoid(*go);
-        *gi = i;
-        *gf = f;
-        *gg = gv;
-        *go = o;
-        let cn = f * *c + i * gv;
-        let t = tanh(cn);
-        *c = cn;
-        *tc = t;
-        *h = o * t;
-    }
-}
-
-/// The LSTM step backward for one batch item: from dh' (`dhn`) and dc' (`dc`, which
-/// becomes dc), the pre-activation gradients `dg` of i, f, g, o.
-fn lstm_row_back(
-    dg: &mut [f32],
-    g: &[f32],
-    dhn: &[f32],
-    dc: &mut [f32],
-    c_prev: &[f32],
-    tc: &[f32],
-    hs: usize,
-) {
-    for j in 0..hs {
-        let (i, f, gv, o) = (g[j], g[hs + j], g[2 * hs + j], g[3 * hs + j]);
-        let t = tc[j];
-        let dho = dhn[j];
-        let dct = dc[j] + dho * o * (1.0 - t * t);
-        dg[j] = dct * gv * i * (1.0 - i);
-        dg[hs + j] = dct * c_prev[j] * f * (1.0 - f);
-        dg[2 * hs + j] = dct * i * (1.0 - gv * gv);
-        dg[3 * hs + j] = dho * t * o * (1.0 - o);
-        dc[j] = dct * f;
-    }
-}
-
-/// One GRU step for one batch item: `g` holds the i2h pre-activations of r, z, n
-/// (with b_i) and becomes the activations; `gh` the h2h terms (with b_h); `h` becomes
-/// h'; `ghn` keeps the n gate's h2h term.
-fn gru_row(g: &mut [f32], gh: &[f32], h: &mut [f32], ghn: &mut [f32], hs: usize) {
-    for j in 0..hs {
-        let r = sigmoid(g[j] + gh[j]);
-        let z = sigmoid(g[hs + j] + gh[hs + j]);
-        let hn = gh[2 * hs + j];
-        let nv = tanh(g[2 * hs + j] + r * hn);
-        g[j] = r;
-        g[hs + j] = z;
-        g[2 * hs + j] = nv;
-        ghn[j] = hn;
-        h[j] = (1.0 - z) * nv + z * h[j];
-    }
-}
-
-/// The GRU step backward for one batch item: from dh' (`dhn`), the i2h and h2h
-/// pre-activation gradients and the direct part of dh (z·dh'), written to `dh`.
-#[allow(
-    clippy::too_many_arguments,
-    reason = "one row of each buffer the step reads and writes"
-)]
-fn gru_row_back(
-    dg: &mut [f32],
-    dgh: &mut [f32],
-    g: &[f32],
-    dhn: &[f32],
-    h_prev: &[f32],
-    ghn: &[f32],
-    dh: &mut [f32],
-    hs: usize,
-) {
-    for j in 0..hs {
-        let (r, z, nv) = (g[j], g[hs + j], g[2 * hs + j]);
-        let d = dhn[j];
-        let dn = d * (1.0 - z) * (1.0 - nv * nv);
-        let dz = d * (h_prev[j] - nv) * z * (1.0 - z);
-        let dr = dn * ghn[j] * r * (1.0 - r);
-        dg[j] = dr;
-        dgh[j] = dr;
-        dg[hs + j] = dz;
-        dgh[hs + j] = dz;
-        dg[2 * hs + j] = dn;
-        dgh[2 * hs + j] = dn * r;
-        dh[j] = d * z;
     }
 }

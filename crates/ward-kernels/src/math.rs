@@ -4,12 +4,16 @@
 //! few ulp of the exact value (the tests measure it against `f64`), as libm's are;
 //! MXNet's CPU kernels call libm, so results may differ from MXNet's in the last bits,
 //! as they already do between machines.
+//!
+//! They are always inlined, so that a loop in an AVX-512 instance ([`crate::maps`],
+//! [`crate::cells`]) vectorises them sixteen lanes wide.
 
 /// `eˣ` for `x ≤ 0` (and NaN) within 2 ulp of the exact value, in operations that
 /// vectorise (Cephes' `expf`: `x = n·ln 2 + r`, a degree-6 polynomial for `eʳ` on
 /// |r| ≤ ln 2 / 2, `2ⁿ` made in the exponent bits). Below −87 (where `f32` turns
 /// subnormal) it is 0; NaN stays NaN.
-pub(super) fn exp_nonpositive(x: f32) -> f32 {
+#[inline(always)]
+pub fn exp_nonpositive(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     // ln 2 in two parts: n·LN2_HI is exact for the n reached here.
     const LN2_HI: f32 = 0.693_359_4;
@@ -39,7 +43,8 @@ pub(super) fn exp_nonpositive(x: f32) -> f32 {
 
 /// `1 / (1 + e⁻ˣ)`, computed from `e^-|x|` so that nothing overflows: `1 / (1 + e)` for
 /// `x ≥ 0`, `e / (1 + e)` below. NaN stays NaN.
-pub(super) fn sigmoid(x: f32) -> f32 {
+#[inline(always)]
+pub fn sigmoid(x: f32) -> f32 {
     let e = exp_nonpositive(-x.abs());
     let r = 1.0 / (1.0 + e);
     if x >= 0.0 {
@@ -54,7 +59,8 @@ pub(super) fn sigmoid(x: f32) -> f32 {
 /// `tanh(x)`: Cephes' `tanhf`. Below |x| = 0.625 an odd polynomial (where `1 − e` would
 /// cancel); above, `(1 − e) / (1 + e)` with `e = e^-2|x|`, the sign restored. NaN stays
 /// NaN.
-pub(super) fn tanh(x: f32) -> f32 {
+#[inline(always)]
+pub fn tanh(x: f32) -> f32 {
     let a = x.abs();
     let z = x * x;
     let small =
