@@ -1,5 +1,5 @@
 //! One time step of the fused RNN's cells (LSTM and GRU) for one batch item, forward and
-//! backward, compiled twice from one body ([`twice`]): the gates' `sigmoid` and `tanh`
+//! backward, compiled twice from one body (`twice!`): the gates' `sigmoid` and `tanh`
 //! ([`crate::math`]) vectorise sixteen lanes wide with AVX-512F, four on the baseline
 //! target. Gate slices hold the gates one after another (LSTM: i, f, g, o; GRU: r, z,
 //! n), `hs` values each, as MXNet packs them.
