@@ -194,12 +194,11 @@ twice! {
 mod tests {
     use super::*;
 
+    /// Test values in [−5, 5] (the gates' useful range).
     fn data(len: usize, seed: u32) -> Vec<f32> {
-        (0..len)
-            .map(|i| {
-                let h = (i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed);
-                ((h >> 8) % 20_001) as f32 / 2_000.0 - 5.0
-            })
+        crate::test_values(len, seed)
+            .iter()
+            .map(|v| v / 2.0)
             .collect()
     }
 

@@ -465,13 +465,7 @@ impl Conv2d {
                             self.scatter(&out[..og * cp], g, y_c, images);
                         }
                     }
-                    if let Some(b) = bias {
-                        for y_n in y_c.chunks_exact_mut(image_out) {
-                            for (plane, &bo) in y_n.chunks_exact_mut(p).zip(b) {
-                                plane.iter_mut().for_each(|v| *v += bo);
-                            }
-                        }
-                    }
+                    self.add_bias(y_c, bias);
                     Ok(())
                 },
             )
@@ -587,13 +581,11 @@ impl Conv2d {
         bias: Option<&[f32]>,
         y: &mut [f32],
     ) -> Result<(), KernelError> {
-        let (k, p) = (self.group_k(), self.out_plane());
+        let p = self.out_plane();
         let og = self.out_channels / self.groups;
         let padded = self.pad != [0, 0];
         let padding = self.padded_input();
-        let strips: Vec<WeightStrips> = (0..self.groups)
-            .map(|g| MatRef::row_major(&w[g * og * k..][..og * k], og, k).map(WeightStrips::new))
-            .collect::<Result<_, _>>()?;
+        let strips = self.weight_strips(w)?;
         let taps: Vec<Vec<usize>> = (0..self.groups).map(|g| self.padded_taps(g)).collect();
         let pixels = self.padded_pixels(1);
         let image_in = self.in_channels * self.in_plane();
@@ -618,14 +610,31 @@ impl Conv2d {
                         let y_g = &mut y_n[g * og * p..][..og * p];
                         direct::forward(source, &taps[g], &pixels, &strips[g], y_g)?;
                     }
-                    if let Some(b) = bias {
-                        for (plane, &bo) in y_n.chunks_exact_mut(p).zip(b) {
-                            plane.iter_mut().for_each(|v| *v += bo);
-                        }
-                    }
+                    self.add_bias(y_n, bias);
                     Ok(())
                 },
             )
+    }
+
+    /// Each group's weight in strips for the direct kernel ([`WeightStrips::new`]).
+    fn weight_strips(&self, w: &[f32]) -> Result<Vec<WeightStrips>, KernelError> {
+        let (k, og) = (self.group_k(), self.out_channels / self.groups);
+        (0..self.groups)
+            .map(|g| MatRef::row_major(&w[g * og * k..][..og * k], og, k).map(WeightStrips::new))
+            .collect()
+    }
+
+    /// Adds `bias` to every output plane of the images in `y`.
+    fn add_bias(&self, y: &mut [f32], bias: Option<&[f32]>) {
+        let Some(b) = bias else {
+            return;
+        };
+        let p = self.out_plane();
+        for y_n in y.chunks_exact_mut(self.out_channels * p) {
+            for (plane, &bo) in y_n.chunks_exact_mut(p).zip(b) {
+                plane.iter_mut().for_each(|v| *v += bo);
+            }
+        }
     }
 
     /// [`Self::forward`] of small planes by the direct kernel over several images at once:
@@ -638,22 +647,14 @@ impl Conv2d {
         bias: Option<&[f32]>,
         y: &mut [f32],
     ) -> Result<(), KernelError> {
-        let (k, og) = (self.group_k(), self.out_channels / self.groups);
-        let strips: Vec<WeightStrips> = (0..self.groups)
-            .map(|g| MatRef::row_major(&w[g * og * k..][..og * k], og, k).map(WeightStrips::new))
-            .collect::<Result<_, _>>()?;
+        let og = self.out_channels / self.groups;
+        let strips = self.weight_strips(w)?;
         let taps: Vec<Vec<usize>> = (0..self.groups).map(|g| self.padded_taps(g)).collect();
         let padding = self.padded_input();
         let source = padding.copy_batch(x, self.batch * self.in_channels);
         let pixels = self.padded_pixels(self.batch);
         direct_batched(&source, &taps, &pixels, &strips, og, self.out_plane(), y)?;
-        if let Some(b) = bias {
-            for y_n in y.chunks_exact_mut(self.out_channels * self.out_plane()) {
-                for (plane, &bo) in y_n.chunks_exact_mut(self.out_plane()).zip(b) {
-                    plane.iter_mut().for_each(|v| *v += bo);
-                }
-            }
-        }
+        self.add_bias(y, bias);
         Ok(())
     }
 

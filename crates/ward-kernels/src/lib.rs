@@ -77,6 +77,18 @@ fn vector_instances() -> bool {
     }
 }
 
+/// Inexact test values in [−10, 10], spread by a multiplicative hash of the index and
+/// `seed`.
+#[cfg(test)]
+fn test_values(len: usize, seed: u32) -> Vec<f32> {
+    (0..len)
+        .map(|i| {
+            let h = (i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed);
+            ((h >> 8) % 20_001) as f32 / 1_000.0 - 10.0
+        })
+        .collect()
+}
+
 /// Runs `f` with [`twice`]'s baseline instances on this thread, for a test to hold the
 /// AVX-512 ones to their bits.
 #[cfg(test)]

@@ -134,14 +134,7 @@ mod tests {
     use super::*;
     use crate::KernelError;
 
-    fn data(len: usize, seed: u32) -> Vec<f32> {
-        (0..len)
-            .map(|i| {
-                let h = (i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed);
-                ((h >> 8) % 20_001) as f32 / 1_000.0 - 10.0
-            })
-            .collect()
-    }
+    use crate::test_values as data;
 
     /// Each map as the dispatched instance runs it (AVX-512 where the CPU has it) gives
     /// the bits of the scalar expression, on lengths around the vector widths, with NaN

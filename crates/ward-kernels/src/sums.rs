@@ -158,14 +158,7 @@ fn sums_avx512<'a>(pairs: impl Iterator<Item = (&'a [f32], &'a [f32])>, kind: Ki
 mod tests {
     use super::*;
 
-    fn data(len: usize, seed: u32) -> Vec<f32> {
-        (0..len)
-            .map(|i| {
-                let h = (i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed);
-                ((h >> 8) % 20_001) as f32 / 1_000.0 - 10.0
-            })
-            .collect()
-    }
+    use crate::test_values as data;
 
     #[test]
     fn sums_are_the_sums() {

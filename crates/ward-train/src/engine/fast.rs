@@ -152,7 +152,9 @@ impl Fast {
             }
             Op::Pool(op) if x.len() == 4 => {
                 let params = pool_params(op);
-                let (out_shape, windows) = pool_windows(x, &params).ok()?;
+                // Every plane has the same windows: those of one plane alone.
+                let plane = [1, 1, x[2], x[3]];
+                let (out_shape, windows) = pool_windows(&plane, &params).ok()?;
                 let in_plane = x[2] * x[3];
                 let out_plane = out_shape[2] * out_shape[3];
                 let first = windows.get(..out_plane)?;
