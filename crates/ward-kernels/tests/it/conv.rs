@@ -250,18 +250,7 @@ fn no_pass_depends_on_the_thread_count() {
     )
     .unwrap();
     // Small planes: the direct kernel over several images, split by thread.
-    let small_planes = Conv2d::new(
-        [7, 40, 4, 4],
-        ConvWindow {
-            out_channels: 40,
-            kernel: [3, 3],
-            stride: [1, 1],
-            pad: [1, 1],
-            dilation: [1, 1],
-            groups: 1,
-        },
-    )
-    .unwrap();
+    let small_planes = square_stride_1([7, 40, 4, 4], 40, 3);
     for g in [small, small_planes, large_weight()] {
         same_bits_at_any_thread_count(&g);
     }
@@ -458,18 +447,7 @@ proptest! {
 #[test]
 fn deep_layers_give_the_matrix_crates_bits() {
     for side in [7, 3] {
-        let g = Conv2d::new(
-            [3, 24, side, side],
-            ConvWindow {
-                out_channels: 40,
-                kernel: [5, 5],
-                stride: [1, 1],
-                pad: [2, 2],
-                dilation: [1, 1],
-                groups: 1,
-            },
-        )
-        .unwrap();
+        let g = square_stride_1([3, 24, side, side], 40, 5);
         let mut rng = seeded_rng(side as u64);
         let x = random_values(&mut rng, g.input_len());
         let w = random_values(&mut rng, g.weight_len());
@@ -480,4 +458,18 @@ fn deep_layers_give_the_matrix_crates_bits() {
         };
         assert_eq!(run(&g), run(&g.with_matrix_crate_only()), "{side}×{side}");
     }
+}
+
+/// A convolution of `input` with a `kernel × kernel` window at stride 1, padded to keep
+/// the plane's size, one group.
+fn square_stride_1(input: [usize; 4], out_channels: usize, kernel: usize) -> Conv2d {
+    let window = ConvWindow {
+        out_channels,
+        kernel: [kernel, kernel],
+        stride: [1, 1],
+        pad: [kernel / 2, kernel / 2],
+        dilation: [1, 1],
+        groups: 1,
+    };
+    Conv2d::new(input, window).unwrap()
 }
