@@ -431,12 +431,9 @@ impl Conv2d {
         let og = self.out_channels / self.groups;
         let image_in = self.in_channels * self.in_plane();
         let image_out = self.out_channels * p;
-        if self.own_kernels && panels::available() {
-            return if p >= MIN_DIRECT_PIXELS {
-                self.forward_direct(x, w, bias, y)
-            } else {
-                self.forward_direct_batched(x, w, bias, y)
-            };
+        if self.runs_direct() {
+            let strips = self.weight_strips(w)?;
+            return self.forward_strips(x, &strips, bias, y);
         }
         let per = self.images_per_product();
         let col_len = if per == 1 && self.is_pointwise() {
@@ -577,7 +574,7 @@ impl Conv2d {
     fn forward_direct(
         &self,
         x: &[f32],
-        w: &[f32],
+        strips: &[WeightStrips],
         bias: Option<&[f32]>,
         y: &mut [f32],
     ) -> Result<(), KernelError> {
@@ -585,7 +582,6 @@ impl Conv2d {
         let og = self.out_channels / self.groups;
         let padded = self.pad != [0, 0];
         let padding = self.padded_input();
-        let strips = self.weight_strips(w)?;
         let taps: Vec<Vec<usize>> = (0..self.groups).map(|g| self.padded_taps(g)).collect();
         let pixels = self.padded_pixels(1);
         let image_in = self.in_channels * self.in_plane();
@@ -616,6 +612,70 @@ impl Conv2d {
             )
     }
 
+    /// Whether the forward pass runs on the direct kernels here (ward's own kernels, on a
+    /// CPU with AVX-512F): where it does, [`Self::pack`] and [`Self::forward_packed`]
+    /// serve a caller that runs one weight many times.
+    pub fn runs_direct(&self) -> bool {
+        self.own_kernels && panels::available()
+    }
+
+    /// The weight `w` laid out once for [`Self::forward_packed`].
+    pub fn pack(&self, w: &[f32]) -> Result<PackedWeights, KernelError> {
+        check_len(KERNEL, "w", w.len(), self.weight_len())?;
+        if !self.runs_direct() {
+            return Err(KernelError::geometry(
+                KERNEL,
+                "packed weights need the direct kernels (AVX-512F)",
+            ));
+        }
+        Ok(PackedWeights {
+            strips: self.weight_strips(w)?,
+            weight_len: self.weight_len(),
+            groups: self.groups,
+        })
+    }
+
+    /// [`Self::forward`] with the weight packed beforehand ([`Self::pack`], by a
+    /// convolution of the same weight shape and groups); the same bits.
+    pub fn forward_packed(
+        &self,
+        x: &[f32],
+        w: &PackedWeights,
+        bias: Option<&[f32]>,
+        y: &mut [f32],
+    ) -> Result<(), KernelError> {
+        check_len(KERNEL, "x", x.len(), self.input_len())?;
+        check_len(KERNEL, "y", y.len(), self.output_len())?;
+        check_len(KERNEL, "packed w", w.weight_len, self.weight_len())?;
+        check_len(KERNEL, "packed groups", w.groups, self.groups)?;
+        if let Some(b) = bias {
+            check_len(KERNEL, "bias", b.len(), self.out_channels)?;
+        }
+        if !self.runs_direct() {
+            return Err(KernelError::geometry(
+                KERNEL,
+                "packed weights need the direct kernels (AVX-512F)",
+            ));
+        }
+        self.forward_strips(x, &w.strips, bias, y)
+    }
+
+    /// The direct forward pass from strips: image by image for planes of at least
+    /// [`MIN_DIRECT_PIXELS`], several images at once below.
+    fn forward_strips(
+        &self,
+        x: &[f32],
+        strips: &[WeightStrips],
+        bias: Option<&[f32]>,
+        y: &mut [f32],
+    ) -> Result<(), KernelError> {
+        if self.out_plane() >= MIN_DIRECT_PIXELS {
+            self.forward_direct(x, strips, bias, y)
+        } else {
+            self.forward_direct_batched(x, strips, bias, y)
+        }
+    }
+
     /// Each group's weight in strips for the direct kernel ([`WeightStrips::new`]).
     fn weight_strips(&self, w: &[f32]) -> Result<Vec<WeightStrips>, KernelError> {
         let (k, og) = (self.group_k(), self.out_channels / self.groups);
@@ -643,17 +703,16 @@ impl Conv2d {
     fn forward_direct_batched(
         &self,
         x: &[f32],
-        w: &[f32],
+        strips: &[WeightStrips],
         bias: Option<&[f32]>,
         y: &mut [f32],
     ) -> Result<(), KernelError> {
         let og = self.out_channels / self.groups;
-        let strips = self.weight_strips(w)?;
         let taps: Vec<Vec<usize>> = (0..self.groups).map(|g| self.padded_taps(g)).collect();
         let padding = self.padded_input();
         let source = padding.copy_batch(x, self.batch * self.in_channels);
         let pixels = self.padded_pixels(self.batch);
-        direct_batched(&source, &taps, &pixels, &strips, og, self.out_plane(), y)?;
+        direct_batched(&source, &taps, &pixels, strips, og, self.out_plane(), y)?;
         self.add_bias(y, bias);
         Ok(())
     }
@@ -1007,6 +1066,14 @@ impl Rows for Planes<'_> {
             j += run;
         }
     }
+}
+
+/// A convolution's weight laid out for the direct kernels ([`Conv2d::pack`]).
+#[derive(Debug, Clone)]
+pub struct PackedWeights {
+    strips: Vec<WeightStrips>,
+    weight_len: usize,
+    groups: usize,
 }
 
 /// `out` (`[batch, groups·rows, plane]`, overwritten): for each group `g`, its `rows`

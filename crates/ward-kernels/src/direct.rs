@@ -439,44 +439,32 @@ fn tiles(
     if !crate::panels::available() {
         return Err(KernelError::geometry(KERNEL, "this CPU has no AVX-512F"));
     }
-    // The tiles go in blocks of TILE_BLOCK, and every tile of a block passes over one
-    // slice of the strip's rows before the next slice, so that the slice (32 KiB) is
-    // read from L2 once per block rather than once per tile, while the block's sums
-    // (10 KiB) stay in L1: a deep layer's strip (k = 4,608 for ResNet's last stage:
-    // 576 KiB) otherwise streamed from L2 or L3 for every tile. The sums are the same:
-    // each slice is summed from zero and added to the tile as it ends, in order.
-    let mut sums = [0.0f32; TILE_BLOCK * PIXELS * CHANNELS];
-    for s in 0..og.div_ceil(CHANNELS) {
-        let strip = &w.data[s * k * CHANNELS..][..k * CHANNELS];
-        let channels = CHANNELS.min(og - s * CHANNELS);
-        for block in (0..plane).step_by(TILE_BLOCK * PIXELS) {
-            let tiles = TILE_BLOCK.min((plane - block).div_ceil(PIXELS));
-            let sums = &mut sums[..tiles * PIXELS * CHANNELS];
-            for k0 in (0..k).step_by(SLICE_DEPTH) {
-                let depth = SLICE_DEPTH.min(k - k0);
-                let (taps, strip) = (
-                    &taps[k0..k0 + depth],
-                    &strip[k0 * CHANNELS..][..depth * CHANNELS],
-                );
-                for (t, tile) in sums.chunks_exact_mut(PIXELS * CHANNELS).enumerate() {
-                    let offsets = tile_offsets(pixels, block + t * PIXELS);
-                    #[cfg(target_arch = "x86_64")]
-                    // SAFETY: AVX-512F was detected above. Every input read is at `tap
-                    // + offset` for a tap in `taps` and an offset in `pixels`, both at
-                    // most `reach`, which is below `x_padded.len()` (checked above);
-                    // the slice of the strip holds `depth·CHANNELS` values, all the
-                    // kernel reads of it, and `tile` PIXELS·CHANNELS.
-                    unsafe {
-                        tile_avx512(x_padded, taps, &offsets, strip, tile, k0 > 0)
+    match layout {
+        // Strips across the threads: their output rows are apart, and a single image
+        // (inference at batch 1) keeps every core busy.
+        Layout::ByChannel => {
+            use rayon::prelude::*;
+            y.par_chunks_mut(CHANNELS * plane)
+                .enumerate()
+                .for_each(|(s, y_s)| {
+                    let store = |first: usize, count: usize, channels: usize, tile: &[f32]| {
+                        // SAFETY: AVX-512F was detected above; `tile` holds
+                        // PIXELS·CHANNELS values; `y_s` holds `channels` rows of
+                        // `plane`, and pixels `first..first + count` lie below `plane`.
+                        #[cfg(target_arch = "x86_64")]
+                        unsafe {
+                            store_tile(tile, count, channels, &mut y_s[first..], plane)
+                        };
+                        #[cfg(not(target_arch = "x86_64"))]
+                        let _ = (tile, count, channels, &y_s, plane, first);
                     };
-                }
-            }
-            for (first, tile) in (block..plane)
-                .step_by(PIXELS)
-                .zip(sums.chunks_exact(PIXELS * CHANNELS))
-            {
-                let count = PIXELS.min(plane - first);
-                if let Layout::ByPixel { bias } = layout {
+                    // SAFETY: the lengths were checked above, and AVX-512F detected.
+                    unsafe { strip_tiles(x_padded, taps, pixels, w, s, store) };
+                });
+        }
+        Layout::ByPixel { bias } => {
+            for s in 0..og.div_ceil(CHANNELS) {
+                let store = |first: usize, count: usize, channels: usize, tile: &[f32]| {
                     for (j, values) in tile.chunks_exact(CHANNELS).take(count).enumerate() {
                         let row = &mut y[(first + j) * og + s * CHANNELS..][..channels];
                         match bias {
@@ -489,26 +477,70 @@ fn tiles(
                             None => row.copy_from_slice(&values[..channels]),
                         }
                     }
-                    continue;
-                }
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: AVX-512F was detected above; `tile` holds PIXELS·CHANNELS
-                // values; channel `s·CHANNELS + jj` for jj < `channels` is below `og`
-                // and pixels `first..first + count` below `plane`, so every write lies
-                // inside `y` (`og × plane`, checked above).
-                unsafe {
-                    store_tile(
-                        tile,
-                        count,
-                        channels,
-                        &mut y[s * CHANNELS * plane + first..],
-                        plane,
-                    )
                 };
+                // SAFETY: the lengths were checked above, and AVX-512F detected.
+                unsafe { strip_tiles(x_padded, taps, pixels, w, s, store) };
             }
         }
     }
     Ok(())
+}
+
+/// The tiles of strip `s` of [`tiles`], each handed to `store(first pixel, pixels,
+/// channels, tile)` when summed.
+///
+/// The tiles go in blocks of TILE_BLOCK, and every tile of a block passes over one slice
+/// of the strip's rows before the next slice, so that the slice (32 KiB) is read from L2
+/// once per block rather than once per tile, while the block's sums (10 KiB) stay in L1:
+/// a deep layer's strip (k = 4,608 for ResNet's last stage: 576 KiB) otherwise streamed
+/// from L2 or L3 for every tile. The sums are the same: each slice is summed from zero
+/// and added to the tile as it ends, in order.
+///
+/// # Safety
+/// The CPU must have AVX-512F; `taps` must hold `w.k` offsets, `s` name a strip of `w`,
+/// and every `tap + pixel` lie inside `x_padded` ([`tiles`] checks all three).
+unsafe fn strip_tiles(
+    x_padded: &[f32],
+    taps: &[usize],
+    pixels: &[usize],
+    w: &WeightStrips,
+    s: usize,
+    mut store: impl FnMut(usize, usize, usize, &[f32]),
+) {
+    let (k, plane) = (w.k, pixels.len());
+    let strip = &w.data[s * k * CHANNELS..][..k * CHANNELS];
+    let channels = CHANNELS.min(w.og - s * CHANNELS);
+    let mut sums = [0.0f32; TILE_BLOCK * PIXELS * CHANNELS];
+    for block in (0..plane).step_by(TILE_BLOCK * PIXELS) {
+        let tiles = TILE_BLOCK.min((plane - block).div_ceil(PIXELS));
+        let sums = &mut sums[..tiles * PIXELS * CHANNELS];
+        for k0 in (0..k).step_by(SLICE_DEPTH) {
+            let depth = SLICE_DEPTH.min(k - k0);
+            let (taps, strip) = (
+                &taps[k0..k0 + depth],
+                &strip[k0 * CHANNELS..][..depth * CHANNELS],
+            );
+            for (t, tile) in sums.chunks_exact_mut(PIXELS * CHANNELS).enumerate() {
+                let offsets = tile_offsets(pixels, block + t * PIXELS);
+                // SAFETY: AVX-512F is present and every input read is at `tap + offset`
+                // for a tap in `taps` and an offset in `pixels`, inside `x_padded` (the
+                // caller's guarantees); the slice of the strip holds `depth·CHANNELS`
+                // values, all the kernel reads of it, and `tile` PIXELS·CHANNELS.
+                #[cfg(target_arch = "x86_64")]
+                unsafe {
+                    tile_avx512(x_padded, taps, &offsets, strip, tile, k0 > 0)
+                };
+                #[cfg(not(target_arch = "x86_64"))]
+                let _ = (x_padded, taps, offsets, strip, &tile);
+            }
+        }
+        for (first, tile) in (block..plane)
+            .step_by(PIXELS)
+            .zip(sums.chunks_exact(PIXELS * CHANNELS))
+        {
+            store(first, PIXELS.min(plane - first), channels, tile);
+        }
+    }
 }
 
 /// `tile[j][o] (+)= Σₖ x[taps[k] + offsets[j]] · strip[k][o]` (`tile` row-major,

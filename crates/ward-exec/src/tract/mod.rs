@@ -13,6 +13,7 @@ mod conv_taps;
 mod deform;
 mod dense;
 mod detection;
+mod direct_conv;
 mod fmod;
 mod fusion;
 mod max_pool;
@@ -147,7 +148,11 @@ impl TractBackend {
         roi_sum::adopt(&mut typed).map_err(engine("sum ROIAlign levels into one output"))?;
         tracing::debug!(nodes = typed.nodes.len(), "plan: typed; optimising");
         let mut optimized = typed;
-        optimizer::optimize(&mut optimized).map_err(engine("optimise"))?;
+        optimizer::declutter(&mut optimized).map_err(engine("optimise"))?;
+        // Decluttered, a convolution's kernel and bias are constants with any batch norm
+        // folded in; those the direct kernels cover leave tract's codegen.
+        direct_conv::adopt(&mut optimized).map_err(engine("adopt ward's convolutions"))?;
+        optimizer::codegen(&mut optimized).map_err(engine("optimise"))?;
         if fusion::move_scalar_ops_up(&mut optimized).map_err(engine("fuse scalar ops"))? {
             tracing::debug!("plan: scalar ops moved to their products; optimising again");
             optimizer::codegen(&mut optimized).map_err(engine("optimise after fusion"))?;

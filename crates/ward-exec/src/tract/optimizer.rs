@@ -44,6 +44,11 @@ pub(crate) fn optimize(model: &mut TypedModel) -> TractResult<()> {
     codegen(model)
 }
 
+/// tract's declutter passes alone.
+pub(crate) fn declutter(model: &mut TypedModel) -> TractResult<()> {
+    run(Optimizer::declutter(), model)
+}
+
 /// tract's codegen passes alone (on a model already decluttered).
 pub(crate) fn codegen(model: &mut TypedModel) -> TractResult<()> {
     run(Optimizer::codegen(), model)

@@ -745,3 +745,64 @@ fn relu_keeps_nan_and_makes_negative_zero_positive_in_one_pass() {
         assert_eq!(got.to_bits(), want.to_bits(), "{y:?}");
     }
 }
+
+/// Convolutions run on ward's direct kernels where the CPU has AVX-512F
+/// (`WardDirectConv`, its weight packed when the plan is built), and on tract's
+/// elsewhere, with each output the convolution's definition: image by image (large
+/// planes), several images at once (small planes), strided, dilated and grouped.
+#[test]
+fn convolutions_run_on_wards_direct_kernels_where_the_cpu_has_them() {
+    let direct = std::arch::is_x86_feature_detected!("avx512f");
+    let cases = [
+        // (batch, channels, filters, side, kernel, stride, dilation, pad, groups)
+        (
+            2usize, 8usize, 40usize, 9usize, 3usize, 1usize, 1usize, 1usize, 1usize,
+        ),
+        (3, 16, 36, 4, 3, 1, 1, 1, 1),
+        (2, 6, 34, 11, 3, 2, 1, 1, 2),
+        (1, 4, 33, 10, 3, 1, 2, 2, 1),
+    ];
+    for (n, c, f, side, k, stride, dilation, pad, groups) in cases {
+        let op = Conv {
+            kernel: vec![k, k],
+            stride: vec![stride, stride],
+            dilation: vec![dilation, dilation],
+            pad: vec![pad, pad],
+            groups,
+            bias: false,
+        };
+        let weight_shape = vec![f, c / groups, k, k];
+        let weight = scrambled(f * c / groups * k * k, 21);
+        let model = conv_model(&op, weight_shape, &weight);
+        let shape = vec![n, c, side, side];
+        let plan = model.plan(std::slice::from_ref(&shape)).unwrap();
+        let operators = plan.operators();
+        assert_eq!(
+            operators.iter().any(|op| op == "WardDirectConv"),
+            direct,
+            "{operators:?}"
+        );
+        let x = scrambled(n * c * side * side, 22);
+        let input = Tensor::from_f32(shape, &x).unwrap();
+        let y = plan
+            .run(model.stage(&[input.view()]).unwrap())
+            .unwrap()
+            .remove(0);
+        let out = (side + 2 * pad - dilation * (k - 1) - 1) / stride + 1;
+        assert_eq!(y.shape(), [n, f, out, out]);
+        let y = y.to_f32_vec();
+        let image = c * side * side;
+        let image_out = f * out * out;
+        for sample in 0..n {
+            let want = conv_by_hand(
+                &x[sample * image..][..image],
+                [c, side, side],
+                &weight,
+                &op,
+                [f, out, out],
+            );
+            let what = format!("{n}×{c}×{side}² → {f}, sample {sample}");
+            assert_close(&y[sample * image_out..][..image_out], &want, &what);
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! Convolutions on ward's own direct kernels (`ward_kernels::conv`), in place of tract's,
+//! where the CPU has AVX-512F.
+//!
+//! tract runs a convolution as im2col and a packed matrix product: on ResNet-18 at batch 8
+//! ward took 1.55× MXNet's time at one thread and 1.78× at two (docs/BENCHMARKS.md), where
+//! ward's training kernels, which read the padded input straight into their tiles, run
+//! the same layers' forward passes at 0.9–1.0× oneDNN's. Here a decluttered `Conv` whose
+//! kernel and bias are constants (a batch norm already folded into them) becomes a
+//! [`DirectConv`]: its weight laid out for the kernels once, when the plan is built, and
+//! its forward pass the training engine's, which gives the matrix crate's bits. Anything
+//! the kernels do not cover (another data or kernel format, asymmetric or `same`
+//! padding, a quantised convolution, a depthwise one, whose 32-channel strips would be
+//! almost empty) keeps tract's op.
+
+#![allow(
+    clippy::indexing_slicing,
+    reason = "node ids and input slots come from tract's own graph, and a convolution has its data, kernel and bias inputs"
+)]
+
+use std::sync::{Arc, OnceLock};
+
+use tract_linalg::multithread::{current_tract_executor, Executor};
+use tract_onnx::prelude::{
+    tvec, Datum, DatumType, TValue, TVec, Tensor, TractResult, TypedFact, TypedModel,
+};
+use tract_onnx::tract_core::internal::{
+    as_op, ensure, format_err, op_as_typed_op, op_out_of_plan, DatumTypeExt, EvalContext, EvalOp,
+    IntoTValue, Op, StaticName, TypedOp,
+};
+use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat};
+use tract_onnx::tract_core::ops::nn::DataFormat;
+use ward_kernels::conv::{Conv2d, ConvWindow, PackedWeights};
+
+use super::optimizer::{Rewriter, Wire};
+
+/// Every convolution of `model` (decluttered) that [`DirectConv`] covers becomes one.
+pub(crate) fn adopt(model: &mut TypedModel) -> TractResult<()> {
+    let mut rewriter = Rewriter::of(model);
+    for id in 0..model.nodes.len() {
+        let Some(op) = DirectConv::covering(model, id)? else {
+            continue;
+        };
+        let input = Wire::Outlet(model.nodes[id].inputs[0]);
+        rewriter.replace(model, id, op, vec![input])?;
+    }
+    Ok(())
+}
+
+/// A 2-D float32 NCHW convolution with its geometry fixed for one input shape and its
+/// weight packed for the direct kernels.
+#[derive(Debug, Clone)]
+pub(crate) struct DirectConv {
+    geometry: Conv2d,
+    weight: Arc<PackedWeights>,
+    bias: Option<Arc<[f32]>>,
+}
+
+impl PartialEq for DirectConv {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.weight, &other.weight)
+    }
+}
+
+impl Eq for DirectConv {}
+
+impl DirectConv {
+    /// Node `id`'s convolution, if it is one the direct kernels cover.
+    fn covering(model: &TypedModel, id: usize) -> TractResult<Option<DirectConv>> {
+        let node = &model.nodes[id];
+        let Some(conv) = node.op_as::<Conv>() else {
+            return Ok(None);
+        };
+        let spec = &conv.pool_spec;
+        let input = model.outlet_fact(node.inputs[0])?;
+        let output = model.outlet_fact(id.into())?;
+        let (Some(shape), Some(out_shape)) =
+            (input.shape.as_concrete(), output.shape.as_concrete())
+        else {
+            return Ok(None);
+        };
+        let depthwise = conv.group > 1 && conv.group == spec.input_channels;
+        if conv.q_params.is_some()
+            || node.inputs.len() != 3
+            || input.datum_type != f32::datum_type()
+            || spec.data_format != DataFormat::NCHW
+            || conv.kernel_fmt != KernelFormat::OIHW
+            || spec.kernel_shape.len() != 2
+            || shape.len() != 4
+            || out_shape.len() != 4
+            || depthwise
+        {
+            return Ok(None);
+        }
+        let (Some(kernel), Some(bias)) = (
+            model.outlet_fact(node.inputs[1])?.konst.clone(),
+            model.outlet_fact(node.inputs[2])?.konst.clone(),
+        ) else {
+            return Ok(None);
+        };
+        let padding = spec.computed_padding(&shape[2..]);
+        if padding.iter().any(|p| p.pad_before != p.pad_after) {
+            return Ok(None);
+        }
+        let pair = |v: Option<&TVec<usize>>| match v {
+            Some(v) if v.len() == 2 => Some([v[0], v[1]]),
+            None => Some([1, 1]),
+            _ => None,
+        };
+        let (Some(stride), Some(dilation)) =
+            (pair(spec.strides.as_ref()), pair(spec.dilations.as_ref()))
+        else {
+            return Ok(None);
+        };
+        let window = ConvWindow {
+            out_channels: spec.output_channels,
+            kernel: [spec.kernel_shape[0], spec.kernel_shape[1]],
+            stride,
+            pad: [padding[0].pad_before, padding[1].pad_before],
+            dilation,
+            groups: conv.group,
+        };
+        let Ok(geometry) = Conv2d::new([shape[0], shape[1], shape[2], shape[3]], window) else {
+            return Ok(None);
+        };
+        if !geometry.runs_direct()
+            || out_shape
+                != [
+                    shape[0],
+                    spec.output_channels,
+                    geometry.out_h(),
+                    geometry.out_w(),
+                ]
+        {
+            return Ok(None);
+        }
+        let kernel = kernel.cast_to::<f32>()?;
+        let kernel = kernel.try_as_plain_ram()?;
+        let Ok(weight) = geometry.pack(kernel.as_slice::<f32>()?) else {
+            return Ok(None);
+        };
+        let bias = bias.cast_to::<f32>()?;
+        let bias = bias.try_as_plain_ram()?;
+        let bias = bias.as_slice::<f32>()?;
+        let bias: Option<Arc<[f32]>> = match bias.len() {
+            // A scalar bias: zero is none, another value is every channel's.
+            1 if bias[0] == 0.0 => None,
+            1 => Some(vec![bias[0]; spec.output_channels].into()),
+            n if n == spec.output_channels => Some(bias.into()),
+            _ => return Ok(None),
+        };
+        Ok(Some(DirectConv {
+            geometry,
+            weight: Arc::new(weight),
+            bias,
+        }))
+    }
+}
+
+/// A one-thread rayon pool, for a plan run on one thread: the kernels split their work
+/// with rayon, and tract's single-thread executor has no pool of its own.
+fn single_thread() -> Option<&'static rayon::ThreadPool> {
+    static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
+    POOL.get_or_init(|| rayon::ThreadPoolBuilder::new().num_threads(1).build().ok())
+        .as_ref()
+}
+
+impl Op for DirectConv {
+    fn name(&self) -> StaticName {
+        "WardDirectConv".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![format!("{:?}", self.geometry)])
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for DirectConv {
+    op_out_of_plan!();
+
+    fn eval(&self, _: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        ensure!(inputs.len() == 1, "takes one input, got {}", inputs.len());
+        let g = &self.geometry;
+        let mut output = Tensor::zero::<f32>(&[g.batch, g.out_channels, g.out_h(), g.out_w()])?;
+        {
+            let plain = inputs[0].try_as_plain_ram()?;
+            let x = plain.as_slice::<f32>()?;
+            let mut out = output.try_as_plain_ram_mut()?;
+            let y = out.as_slice_mut::<f32>()?;
+            let mut run = move || g.forward_packed(x, &self.weight, self.bias.as_deref(), y);
+            let done = match current_tract_executor() {
+                Executor::MultiThread(pool) => pool.install(run),
+                _ => match single_thread() {
+                    Some(pool) => pool.install(run),
+                    None => run(),
+                },
+            };
+            done.map_err(|e| format_err!("{e}"))?;
+        }
+        Ok(tvec![output.into_tvalue()])
+    }
+}
+
+impl TypedOp for DirectConv {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        ensure!(inputs.len() == 1, "takes one input");
+        let g = &self.geometry;
+        Ok(tvec![DatumType::F32.fact([
+            g.batch,
+            g.out_channels,
+            g.out_h(),
+            g.out_w()
+        ])])
+    }
+
+    as_op!();
+}
