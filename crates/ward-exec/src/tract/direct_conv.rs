@@ -31,7 +31,18 @@ use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat};
 use tract_onnx::tract_core::ops::nn::DataFormat;
 use ward_kernels::conv::{Conv2d, ConvWindow, PackedWeights};
 
-use super::optimizer::{Rewriter, Wire};
+use super::optimizer::{self, Rewriter, Wire};
+
+/// tract's optimisation with ward's convolutions: declutter (a convolution's kernel and
+/// bias become constants, any batch norm folded in), then [`adopt`], then the batched
+/// convolutions left to tract whose im2col would be large run per sample
+/// (`per_sample_conv`), then codegen for the rest.
+pub(crate) fn optimize(model: &mut TypedModel) -> TractResult<()> {
+    optimizer::declutter(model)?;
+    adopt(model)?;
+    super::per_sample_conv::adopt(model)?;
+    optimizer::codegen(model)
+}
 
 /// Every convolution of `model` (decluttered) that [`DirectConv`] covers becomes one.
 pub(crate) fn adopt(model: &mut TypedModel) -> TractResult<()> {

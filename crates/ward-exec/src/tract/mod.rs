@@ -139,8 +139,6 @@ impl TractBackend {
         dense_weights(&mut typed, &mut pool, &deferred)?;
         drop(pool);
         conv_taps::trim(&mut typed).map_err(engine("cut kernel taps that read only padding"))?;
-        per_sample_conv::adopt(&mut typed)
-            .map_err(engine("run batched convolutions per sample"))?;
         relu::adopt(&mut typed).map_err(engine("adopt ward's relu"))?;
         max_pool::adopt(&mut typed).map_err(engine("adopt ward's max pool"))?;
         topk::adopt(&mut typed).map_err(engine("adopt ward's topk"))?;
@@ -148,11 +146,7 @@ impl TractBackend {
         roi_sum::adopt(&mut typed).map_err(engine("sum ROIAlign levels into one output"))?;
         tracing::debug!(nodes = typed.nodes.len(), "plan: typed; optimising");
         let mut optimized = typed;
-        optimizer::declutter(&mut optimized).map_err(engine("optimise"))?;
-        // Decluttered, a convolution's kernel and bias are constants with any batch norm
-        // folded in; those the direct kernels cover leave tract's codegen.
-        direct_conv::adopt(&mut optimized).map_err(engine("adopt ward's convolutions"))?;
-        optimizer::codegen(&mut optimized).map_err(engine("optimise"))?;
+        direct_conv::optimize(&mut optimized).map_err(engine("optimise"))?;
         if fusion::move_scalar_ops_up(&mut optimized).map_err(engine("fuse scalar ops"))? {
             tracing::debug!("plan: scalar ops moved to their products; optimising again");
             optimizer::codegen(&mut optimized).map_err(engine("optimise after fusion"))?;

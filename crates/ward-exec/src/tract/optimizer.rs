@@ -38,9 +38,12 @@ use super::reshape_consts::ReshapeConstsInPlace;
 /// allocator is not asked after every small patch.
 pub(crate) const TRIM_AFTER_BYTES: usize = 8 << 20;
 
-/// tract's full optimisation: its declutter passes, then its codegen passes.
+/// tract's full optimisation: its declutter passes, then its codegen passes (what a plan
+/// runs with ward's convolutions between them, `direct_conv::optimize`; the tests hold
+/// this pass runner to tract's own `into_optimized`).
+#[cfg(test)]
 pub(crate) fn optimize(model: &mut TypedModel) -> TractResult<()> {
-    run(Optimizer::declutter(), model)?;
+    declutter(model)?;
     codegen(model)
 }
 

@@ -33,7 +33,7 @@ use tract_onnx::tract_core::internal::{
 };
 use tract_onnx::tract_core::ops::cnn::{Conv, Deconv};
 
-use super::optimizer::{self, Rewriter, Wire};
+use super::optimizer::{Rewriter, Wire};
 
 /// The batch scratch, in bytes (a convolution's im2col, a transposed convolution's
 /// product), above which it runs sample by sample. tract's own rule for a single sample
@@ -154,7 +154,7 @@ impl ConvPerSample {
         }
         let y = single.wire_node(&node.name, node.op.clone(), &wires)?;
         single.select_output_outlets(&y)?;
-        optimizer::optimize(&mut single)?;
+        super::direct_conv::optimize(&mut single)?;
         Ok(Some(ConvPerSample {
             plan: single.into_runnable()?,
             passed,

@@ -607,15 +607,22 @@ fn a_nan_in_a_tap_that_reads_only_padding_still_reaches_the_output() {
     );
 }
 
-/// `model` planned for input `shape` must run its convolution sample by sample
-/// (`WardConvPerSample`); runs it on `x` and gives the output, checked to be of `output`'s
-/// shape.
-fn run_per_sample(model: &Executable, shape: Vec<usize>, x: &[f32], output: &[usize]) -> Vec<f32> {
+/// `model` planned for input `shape` must run its convolution as `op` (sample by sample,
+/// `WardConvPerSample`, or on ward's direct kernels, `WardDirectConv`: neither holds an
+/// im2col of the whole batch); runs it on `x` and gives the output, checked to be of
+/// `output`'s shape.
+fn run_without_batch_im2col(
+    model: &Executable,
+    op: &str,
+    shape: Vec<usize>,
+    x: &[f32],
+    output: &[usize],
+) -> Vec<f32> {
     let plan = model.plan(std::slice::from_ref(&shape)).unwrap();
     let operators = plan.operators();
     assert!(
-        operators.iter().any(|op| op == "WardConvPerSample"),
-        "the batch is computed at once: {operators:?}"
+        operators.iter().any(|o| o == op),
+        "not run as {op}: {operators:?}"
     );
     let input = Tensor::from_f32(shape, x).unwrap();
     let y = plan
@@ -627,10 +634,11 @@ fn run_per_sample(model: &Executable, shape: Vec<usize>, x: &[f32], output: &[us
 }
 
 /// A 3×3 convolution over a batch of 128 (an R-CNN box head's shape, scaled down) whose
-/// im2col would hold 21 MB runs sample by sample, with each sample's outputs the
-/// convolution's definition.
+/// im2col would hold 21 MB runs on ward's direct kernels where the CPU has AVX-512F
+/// (they read the padded input in place) and sample by sample elsewhere, with each
+/// sample's outputs the convolution's definition.
 #[test]
-fn a_large_batched_convolution_runs_sample_by_sample_with_the_same_outputs() {
+fn a_large_batched_convolution_runs_without_a_batch_im2col_with_the_same_outputs() {
     let (n, c, f, h, w) = (128usize, 32usize, 4usize, 12usize, 12usize);
     let op = Conv {
         kernel: vec![3, 3],
@@ -644,7 +652,12 @@ fn a_large_batched_convolution_runs_sample_by_sample_with_the_same_outputs() {
     let weight = scrambled(f * c * 9, 11);
     let model = conv_model(&op, weight_shape, &weight);
     let x = scrambled(n * c * h * w, 12);
-    let y = run_per_sample(&model, vec![n, c, h, w], &x, &[n, f, h, w]);
+    let op_name = if std::arch::is_x86_feature_detected!("avx512f") {
+        "WardDirectConv"
+    } else {
+        "WardConvPerSample"
+    };
+    let y = run_without_batch_im2col(&model, op_name, vec![n, c, h, w], &x, &[n, f, h, w]);
     for sample in 0..n {
         let want = conv_by_hand(
             &x[sample * c * h * w..(sample + 1) * c * h * w],
@@ -677,7 +690,13 @@ fn a_large_batched_transposed_convolution_runs_sample_by_sample_with_the_same_ou
     let weight = scrambled(c * f * 4, 21);
     let model = conv_model(&op, vec![c, f, 2, 2], &weight);
     let x = scrambled(n * c * h * w, 22);
-    let y = run_per_sample(&model, vec![n, c, h, w], &x, &[n, f, 2 * h, 2 * w]);
+    let y = run_without_batch_im2col(
+        &model,
+        "WardConvPerSample",
+        vec![n, c, h, w],
+        &x,
+        &[n, f, 2 * h, 2 * w],
+    );
     let (oh, ow) = (2 * h, 2 * w);
     for sample in [0, 1, 150, n - 1] {
         // Each output takes one tap: input (oy / 2, ox / 2), kernel tap (oy % 2, ox % 2).
