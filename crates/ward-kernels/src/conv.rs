@@ -421,12 +421,8 @@ impl Conv2d {
         bias: Option<&[f32]>,
         y: &mut [f32],
     ) -> Result<(), KernelError> {
-        check_len(KERNEL, "x", x.len(), self.input_len())?;
         check_len(KERNEL, "w", w.len(), self.weight_len())?;
-        check_len(KERNEL, "y", y.len(), self.output_len())?;
-        if let Some(b) = bias {
-            check_len(KERNEL, "bias", b.len(), self.out_channels)?;
-        }
+        self.check_forward(x, bias, y)?;
         let (k, p) = (self.group_k(), self.out_plane());
         let og = self.out_channels / self.groups;
         let image_in = self.in_channels * self.in_plane();
@@ -476,11 +472,7 @@ impl Conv2d {
         check_len(KERNEL, "dx", dx.len(), self.input_len())?;
         if self.own_kernels && panels::available() {
             if let Some(pad) = self.transposed_pad() {
-                return if self.in_plane() >= MIN_DIRECT_PIXELS {
-                    self.backward_data_direct(dy, w, dx, pad)
-                } else {
-                    self.backward_data_direct_batched(dy, w, dx, pad)
-                };
+                return self.backward_data_direct(dy, w, dx, pad);
             }
         }
         let (k, p) = (self.group_k(), self.out_plane());
@@ -619,15 +611,32 @@ impl Conv2d {
         self.own_kernels && panels::available()
     }
 
+    /// The lengths of a forward pass's input, output and bias.
+    fn check_forward(&self, x: &[f32], bias: Option<&[f32]>, y: &[f32]) -> Result<(), KernelError> {
+        check_len(KERNEL, "x", x.len(), self.input_len())?;
+        check_len(KERNEL, "y", y.len(), self.output_len())?;
+        match bias {
+            Some(b) => check_len(KERNEL, "bias", b.len(), self.out_channels),
+            None => Ok(()),
+        }
+    }
+
+    /// Refuses packed weights where the direct kernels do not run.
+    fn require_direct(&self) -> Result<(), KernelError> {
+        if self.runs_direct() {
+            Ok(())
+        } else {
+            Err(KernelError::geometry(
+                KERNEL,
+                "packed weights need the direct kernels (AVX-512F)",
+            ))
+        }
+    }
+
     /// The weight `w` laid out once for [`Self::forward_packed`].
     pub fn pack(&self, w: &[f32]) -> Result<PackedWeights, KernelError> {
         check_len(KERNEL, "w", w.len(), self.weight_len())?;
-        if !self.runs_direct() {
-            return Err(KernelError::geometry(
-                KERNEL,
-                "packed weights need the direct kernels (AVX-512F)",
-            ));
-        }
+        self.require_direct()?;
         Ok(PackedWeights {
             strips: self.weight_strips(w)?,
             weight_len: self.weight_len(),
@@ -644,19 +653,10 @@ impl Conv2d {
         bias: Option<&[f32]>,
         y: &mut [f32],
     ) -> Result<(), KernelError> {
-        check_len(KERNEL, "x", x.len(), self.input_len())?;
-        check_len(KERNEL, "y", y.len(), self.output_len())?;
+        self.check_forward(x, bias, y)?;
         check_len(KERNEL, "packed w", w.weight_len, self.weight_len())?;
         check_len(KERNEL, "packed groups", w.groups, self.groups)?;
-        if let Some(b) = bias {
-            check_len(KERNEL, "bias", b.len(), self.out_channels)?;
-        }
-        if !self.runs_direct() {
-            return Err(KernelError::geometry(
-                KERNEL,
-                "packed weights need the direct kernels (AVX-512F)",
-            ));
-        }
+        self.require_direct()?;
         self.forward_strips(x, &w.strips, bias, y)
     }
 
@@ -717,36 +717,6 @@ impl Conv2d {
         Ok(())
     }
 
-    /// [`Self::backward_data_direct`] of small planes over several images at once, as
-    /// [`Self::forward_direct_batched`].
-    fn backward_data_direct_batched(
-        &self,
-        dy: &[f32],
-        w: &[f32],
-        dx: &mut [f32],
-        pad: [usize; 2],
-    ) -> Result<(), KernelError> {
-        let cg = self.in_channels / self.groups;
-        let og = self.out_channels / self.groups;
-        let strips = self.flipped_strips(w)?;
-        let padding = Padded {
-            h: self.out_h,
-            w: self.out_w,
-            pad,
-        };
-        let taps: Vec<Vec<usize>> = (0..self.groups)
-            .map(|g| padding.taps(g * og, og, self.kernel, self.dilation))
-            .collect();
-        let source = padding.copy_batch(dy, self.batch * self.out_channels);
-        let pixels = padding.pixels(
-            self.batch,
-            self.out_channels,
-            [self.in_h, self.in_w],
-            [1, 1],
-        );
-        direct_batched(&source, &taps, &pixels, &strips, cg, self.in_plane(), dx)
-    }
-
     /// The padding of `dy` that turns the data gradient of a stride-1 convolution into
     /// a forward one (`dx = conv(dy padded, W flipped and transposed)`), when it is not
     /// negative: `(kernel − 1)·dilation − pad` on each axis.
@@ -759,8 +729,10 @@ impl Conv2d {
     }
 
     /// [`Self::backward_data`] of a stride-1 convolution by the direct forward kernel:
-    /// each image's `dy` copied into a buffer padded by [`Self::transposed_pad`], and
-    /// convolved with the weight flipped in both taps and transposed in its channels.
+    /// `dy` copied into buffers padded by [`Self::transposed_pad`] and convolved with the
+    /// weight flipped in both taps and transposed in its channels, image by image for
+    /// planes of at least [`MIN_DIRECT_PIXELS`] and several images at once below (as
+    /// [`Self::forward_direct_batched`]).
     /// Its sums run over (output channel, tap), where the matrix path sums each tap's
     /// product over the output channels and then the taps (col2im): the same terms in
     /// another order.
@@ -785,7 +757,13 @@ impl Conv2d {
             .map(|g| padding.taps(g * og, og, self.kernel, self.dilation))
             .collect();
         let in_plane = self.in_plane();
-        let pixels = padding.pixels(1, self.out_channels, [self.in_h, self.in_w], [1, 1]);
+        let out = [self.in_h, self.in_w];
+        if in_plane < MIN_DIRECT_PIXELS {
+            let source = padding.copy_batch(dy, self.batch * self.out_channels);
+            let pixels = padding.pixels(self.batch, self.out_channels, out, [1, 1]);
+            return direct_batched(&source, &taps, &pixels, &strips, cg, in_plane, dx);
+        }
+        let pixels = padding.pixels(1, self.out_channels, out, [1, 1]);
         let image_in = self.in_channels * in_plane;
         let image_out = self.out_channels * self.out_plane();
         dx.par_chunks_mut(image_in)

@@ -26,10 +26,18 @@ impl Dense {
         crate::panels::available()
     }
 
-    fn check(&self, x: usize, w: usize, y: usize) -> Result<(), KernelError> {
-        check_len(KERNEL, "x", x, self.rows.saturating_mul(self.inner))?;
-        check_len(KERNEL, "w", w, self.units.saturating_mul(self.inner))?;
-        check_len(KERNEL, "y", y, self.rows.saturating_mul(self.units))
+    /// The lengths of a product's operands, named as the caller names them: the
+    /// layer's input side (`x` or `dx`, rows × inner), its weight side (`w` or `dw`,
+    /// units × inner), its output side (`y` or `dy`, rows × units).
+    fn check(
+        &self,
+        (x_name, x): (&'static str, usize),
+        (w_name, w): (&'static str, usize),
+        (y_name, y): (&'static str, usize),
+    ) -> Result<(), KernelError> {
+        check_len(KERNEL, x_name, x, self.rows.saturating_mul(self.inner))?;
+        check_len(KERNEL, w_name, w, self.units.saturating_mul(self.inner))?;
+        check_len(KERNEL, y_name, y, self.rows.saturating_mul(self.units))
     }
 
     /// `y = x·wᵀ`, plus `bias` on every row when given (`y` overwritten).
@@ -40,14 +48,13 @@ impl Dense {
         bias: Option<&[f32]>,
         y: &mut [f32],
     ) -> Result<(), KernelError> {
-        self.check(x.len(), w.len(), y.len())?;
+        self.check(("x", x.len()), ("w", w.len()), ("y", y.len()))?;
         if let Some(b) = bias {
             check_len(KERNEL, "bias", b.len(), self.units)?;
         }
         let w_matrix = MatRef::row_major(w, self.units, self.inner)?;
         if Self::own_kernels() {
-            let rows: Vec<usize> = (0..self.rows).map(|r| r * self.inner).collect();
-            let cols: Vec<usize> = (0..self.inner).collect();
+            let (rows, cols) = (strided(self.rows, self.inner), strided(self.inner, 1));
             return direct::product(x, &rows, &cols, &WeightStrips::new(w_matrix), bias, y);
         }
         let x = MatRef::row_major(x, self.rows, self.inner)?;
@@ -65,11 +72,10 @@ impl Dense {
 
     /// `dx = dy·w` (`dx` overwritten).
     pub fn backward_data(&self, dy: &[f32], w: &[f32], dx: &mut [f32]) -> Result<(), KernelError> {
-        self.check(dx.len(), w.len(), dy.len())?;
+        self.check(("dx", dx.len()), ("w", w.len()), ("dy", dy.len()))?;
         let w = MatRef::row_major(w, self.units, self.inner)?;
         if Self::own_kernels() {
-            let rows: Vec<usize> = (0..self.rows).map(|r| r * self.units).collect();
-            let cols: Vec<usize> = (0..self.units).collect();
+            let (rows, cols) = (strided(self.rows, self.units), strided(self.units, 1));
             return direct::product(dy, &rows, &cols, &WeightStrips::of_matrix(w), None, dx);
         }
         let dy = MatRef::row_major(dy, self.rows, self.units)?;
@@ -83,14 +89,19 @@ impl Dense {
         dy: &[f32],
         dw: &mut [f32],
     ) -> Result<(), KernelError> {
-        self.check(x.len(), dw.len(), dy.len())?;
+        self.check(("x", x.len()), ("dw", dw.len()), ("dy", dy.len()))?;
         let x = MatRef::row_major(x, self.rows, self.inner)?;
         if Self::own_kernels() {
-            let rows: Vec<usize> = (0..self.units).collect();
-            let cols: Vec<usize> = (0..self.rows).map(|r| r * self.units).collect();
+            // dyᵀ read in place: its row u is dy's column u.
+            let (rows, cols) = (strided(self.units, 1), strided(self.rows, self.units));
             return direct::product(dy, &rows, &cols, &WeightStrips::of_matrix(x), None, dw);
         }
         let dy = MatRef::row_major(dy, self.rows, self.units)?;
         gemm_parallel(1.0, dy.t(), x, 0.0, dw)
     }
+}
+
+/// `count` offsets `step` apart from 0: a matrix's rows or columns for [`direct::product`].
+fn strided(count: usize, step: usize) -> Vec<usize> {
+    (0..count).map(|i| i * step).collect()
 }

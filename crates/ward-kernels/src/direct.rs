@@ -54,15 +54,43 @@ pub struct WeightStrips {
 }
 
 impl WeightStrips {
-    /// Lays out `w` (`og × k`, a group's weight).
+    /// Lays out `w` (`og × k`, a group's weight), strips across rayon's threads.
     pub fn new(w: MatRef<'_>) -> WeightStrips {
-        WeightStrips::from_rows(w.rows(), w.cols(), |o, k0, out| {
-            match w.row_segment(o, k0, out.len()) {
-                Some(row) => out.copy_from_slice(row),
-                None => {
-                    for (kk, v) in out.iter_mut().enumerate() {
-                        *v = w.at(o, k0 + kk);
+        /// Rows of a strip written at a time (8 KiB of it, in the L1 cache while each
+        /// of its channels is filled in): a deep layer's strip (576 KiB for ResNet's
+        /// last stage) filled a channel at a time through the whole of it read every
+        /// cache line back from L3 once per channel.
+        const ROWS: usize = 64;
+        let (og, k) = (w.rows(), w.cols());
+        WeightStrips::filled(og, k, |s, strip| {
+            let channels = CHANNELS.min(og - s * CHANNELS);
+            // One row segment per channel of a half strip.
+            let mut segments = [[0.0f32; ROWS]; LANES];
+            for (block, rows) in strip.chunks_mut(ROWS * CHANNELS).enumerate() {
+                let (k0, depth) = (block * ROWS, rows.len() / CHANNELS);
+                for half in 0..CHANNELS / LANES {
+                    let first = half * LANES;
+                    let filled = channels.saturating_sub(first).min(LANES);
+                    for (i, segment) in segments.iter_mut().take(filled).enumerate() {
+                        let (o, out) = (s * CHANNELS + first + i, &mut segment[..depth]);
+                        match w.row_segment(o, k0, depth) {
+                            Some(row) => out.copy_from_slice(row),
+                            None => {
+                                for (kk, v) in out.iter_mut().enumerate() {
+                                    *v = w.at(o, k0 + kk);
+                                }
+                            }
+                        }
                     }
+                    // Zeros past `og`.
+                    let sources: [&[f32]; LANES] = std::array::from_fn(|i| {
+                        if i < filled {
+                            &segments[i][..depth]
+                        } else {
+                            &[]
+                        }
+                    });
+                    write_columns(&sources, depth, rows, first);
                 }
             }
         })
@@ -72,27 +100,20 @@ impl WeightStrips {
     /// columns, for [`product`]: a row-major `b` is copied a run of [`CHANNELS`] at a
     /// time.
     pub fn of_matrix(b: MatRef<'_>) -> WeightStrips {
-        use rayon::prelude::*;
-        let (k, n) = (b.rows(), b.cols());
-        let mut data = vec![0.0f32; n.div_ceil(CHANNELS) * k * CHANNELS];
-        if k > 0 {
-            data.par_chunks_mut(k * CHANNELS)
-                .enumerate()
-                .for_each(|(s, strip)| {
-                    let (first, width) = (s * CHANNELS, CHANNELS.min(n - s * CHANNELS));
-                    for (kk, row) in strip.chunks_exact_mut(CHANNELS).enumerate() {
-                        match b.row_segment(kk, first, width) {
-                            Some(src) => row[..width].copy_from_slice(src),
-                            None => {
-                                for (j, v) in row[..width].iter_mut().enumerate() {
-                                    *v = b.at(kk, first + j);
-                                }
-                            }
+        let n = b.cols();
+        WeightStrips::filled(n, b.rows(), |s, strip| {
+            let (first, width) = (s * CHANNELS, CHANNELS.min(n - s * CHANNELS));
+            for (kk, row) in strip.chunks_exact_mut(CHANNELS).enumerate() {
+                match b.row_segment(kk, first, width) {
+                    Some(src) => row[..width].copy_from_slice(src),
+                    None => {
+                        for (j, v) in row[..width].iter_mut().enumerate() {
+                            *v = b.at(kk, first + j);
                         }
                     }
-                });
-        }
-        WeightStrips { data, k, og: n }
+                }
+            }
+        })
     }
 
     /// Lays out the weight of a stride-1 convolution's data gradient from one group's
@@ -106,78 +127,34 @@ impl WeightStrips {
         cg: usize,
         taps: usize,
     ) -> Result<WeightStrips, KernelError> {
-        use rayon::prelude::*;
         if og.checked_mul(cg).and_then(|v| v.checked_mul(taps)) != Some(w.len()) {
             return Err(KernelError::geometry(
                 KERNEL,
                 format!("a weight of {} values for [{og}, {cg}, {taps}]", w.len()),
             ));
         }
-        let k = og * taps;
-        let mut data = vec![0.0f32; cg.div_ceil(CHANNELS) * k * CHANNELS];
-        if k > 0 {
-            data.par_chunks_mut(k * CHANNELS)
-                .enumerate()
-                .for_each(|(s, strip)| {
-                    let channels = CHANNELS.min(cg - s * CHANNELS);
-                    for (o, rows) in strip.chunks_exact_mut(taps * CHANNELS).enumerate() {
-                        for jj in 0..channels {
-                            let src = &w[(o * cg + s * CHANNELS + jj) * taps..][..taps];
-                            for (row, &v) in rows.chunks_exact_mut(CHANNELS).zip(src.iter().rev()) {
-                                row[jj] = v;
-                            }
-                        }
+        Ok(WeightStrips::filled(cg, og * taps, |s, strip| {
+            let channels = CHANNELS.min(cg - s * CHANNELS);
+            for (o, rows) in strip.chunks_exact_mut(taps * CHANNELS).enumerate() {
+                for jj in 0..channels {
+                    let src = &w[(o * cg + s * CHANNELS + jj) * taps..][..taps];
+                    for (row, &v) in rows.chunks_exact_mut(CHANNELS).zip(src.iter().rev()) {
+                        row[jj] = v;
                     }
-                });
-        }
-        Ok(WeightStrips { data, k, og: cg })
+                }
+            }
+        }))
     }
 
-    /// Lays out an `og × k` matrix, strips across rayon's threads: `row(o, k0, out)`
-    /// writes the elements of row `o` from column `k0` on into `out`.
-    pub fn from_rows(
-        og: usize,
-        k: usize,
-        row: impl Fn(usize, usize, &mut [f32]) + Sync,
-    ) -> WeightStrips {
+    /// Strips of `k` rows for `og` channels, zero-filled, strip `s` then written by
+    /// `fill(s, strip)`, strips across rayon's threads.
+    fn filled(og: usize, k: usize, fill: impl Fn(usize, &mut [f32]) + Sync) -> WeightStrips {
         use rayon::prelude::*;
-        /// Rows of a strip written at a time (8 KiB of it, in the L1 cache while each
-        /// of its channels is filled in): a deep layer's strip (576 KiB for ResNet's
-        /// last stage) filled a channel at a time through the whole of it read every
-        /// cache line back from L3 once per channel.
-        const ROWS: usize = 64;
-        let strips = og.div_ceil(CHANNELS);
-        let mut data = vec![0.0f32; strips * k * CHANNELS];
+        let mut data = vec![0.0f32; og.div_ceil(CHANNELS) * k * CHANNELS];
         if k > 0 {
             data.par_chunks_mut(k * CHANNELS)
                 .enumerate()
-                .for_each(|(s, strip)| {
-                    let channels = CHANNELS.min(og - s * CHANNELS);
-                    // One row segment per channel of a half strip, zero past `og`.
-                    let mut segments = [[0.0f32; ROWS]; LANES];
-                    for (block, rows) in strip.chunks_mut(ROWS * CHANNELS).enumerate() {
-                        let depth = rows.len() / CHANNELS;
-                        for half in 0..CHANNELS / LANES {
-                            let first = half * LANES;
-                            let filled = channels.saturating_sub(first).min(LANES);
-                            for (i, segment) in segments.iter_mut().take(filled).enumerate() {
-                                row(
-                                    s * CHANNELS + first + i,
-                                    block * ROWS,
-                                    &mut segment[..depth],
-                                );
-                            }
-                            let sources: [&[f32]; LANES] = std::array::from_fn(|i| {
-                                if i < filled {
-                                    &segments[i][..depth]
-                                } else {
-                                    &[]
-                                }
-                            });
-                            write_columns(&sources, depth, rows, first);
-                        }
-                    }
-                });
+                .for_each(|(s, strip)| fill(s, strip));
         }
         WeightStrips { data, k, og }
     }

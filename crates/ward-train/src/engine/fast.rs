@@ -20,6 +20,7 @@ use ward_graph::ops::norm::BatchNorm;
 use ward_graph::ops::pool::PoolKind;
 use ward_graph::ops::Op;
 use ward_kernels::conv::{Conv2d, ConvWindow};
+use ward_kernels::dense::Dense;
 use ward_kernels::Windows;
 use ward_kernels::{maps, sums};
 
@@ -42,9 +43,7 @@ pub(super) enum Fast {
         grad_divisors: Vec<f32>,
     },
     Dense {
-        rows: usize,
-        inner: usize,
-        units: usize,
+        layer: Dense,
         bias: bool,
     },
     Activation(ActivationKind),
@@ -193,9 +192,11 @@ impl Fast {
                 let total: usize = x.iter().product();
                 (inner > 0 && total.is_multiple_of(inner) && units == op.units).then_some(
                     Fast::Dense {
-                        rows: total / inner,
-                        inner,
-                        units,
+                        layer: Dense {
+                            rows: total / inner,
+                            inner,
+                            units,
+                        },
                         bias: op.bias,
                     },
                 )
@@ -299,18 +300,8 @@ impl Fast {
                     Ok((vec![y], Saved::None))
                 }
             }
-            Fast::Dense {
-                rows,
-                inner,
-                units,
-                bias,
-            } => {
-                let layer = ward_kernels::dense::Dense {
-                    rows: *rows,
-                    inner: *inner,
-                    units: *units,
-                };
-                let mut y = buffers::scratch(rows * units);
+            Fast::Dense { layer, bias } => {
+                let mut y = buffers::scratch(layer.rows * layer.units);
                 let b = if *bias { Some(arg(2)?) } else { None };
                 layer.forward(arg(0)?, arg(1)?, b, &mut y).map_err(kernel)?;
                 Ok((vec![y], Saved::None))
@@ -474,19 +465,10 @@ impl Fast {
                 }
                 Ok(vec![Some(dx)])
             }
-            Fast::Dense {
-                rows,
-                inner,
-                units,
-                bias,
-            } => {
-                let layer = ward_kernels::dense::Dense {
-                    rows: *rows,
-                    inner: *inner,
-                    units: *units,
-                };
+            Fast::Dense { layer, bias } => {
+                let (inner, units) = (layer.inner, layer.units);
                 let dx = if want(0) {
-                    let mut dx = buffers::scratch(rows * inner);
+                    let mut dx = buffers::scratch(layer.rows * inner);
                     layer.backward_data(dy, arg(1)?, &mut dx).map_err(kernel)?;
                     Some(dx)
                 } else {
@@ -501,12 +483,12 @@ impl Fast {
                     // Column sums, by blocks of columns across the threads; each column is
                     // summed over the rows in order, whatever the thread count.
                     const COLUMNS: usize = 1024;
-                    let mut db = buffers::zeroed(*units);
+                    let mut db = buffers::zeroed(units);
                     db.par_chunks_mut(COLUMNS)
                         .enumerate()
                         .for_each(|(block, db)| {
                             let first = block * COLUMNS;
-                            for row in dy.chunks_exact(*units) {
+                            for row in dy.chunks_exact(units) {
                                 let row = &row[first..first + db.len()];
                                 db.iter_mut().zip(row).for_each(|(d, g)| *d += g);
                             }
