@@ -34,12 +34,14 @@ use ward_kernels::conv::{Conv2d, ConvWindow, PackedWeights};
 use super::optimizer::{self, Rewriter, Wire};
 
 /// tract's optimisation with ward's convolutions: declutter (a convolution's kernel and
-/// bias become constants, any batch norm folded in), then [`adopt`], then the batched
-/// convolutions left to tract whose im2col would be large run per sample
+/// bias become constants, any batch norm folded in), then [`adopt`], then per-channel
+/// constants of batched binary ops tiled along the batch (`batch_consts`), then the
+/// batched convolutions left to tract whose im2col would be large run per sample
 /// (`per_sample_conv`), then codegen for the rest.
 pub(crate) fn optimize(model: &mut TypedModel) -> TractResult<()> {
     optimizer::declutter(model)?;
     adopt(model)?;
+    super::batch_consts::tile(model)?;
     super::per_sample_conv::adopt(model)?;
     optimizer::codegen(model)
 }

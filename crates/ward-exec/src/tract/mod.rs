@@ -8,6 +8,7 @@
 //! override), so two backends in one process do not share or change each other's
 //! threading.
 
+mod batch_consts;
 mod constants;
 mod conv_taps;
 mod deform;

@@ -1,5 +1,6 @@
 //! A convolution (or a transposed one) over a batch whose scratch would be large runs
-//! sample by sample.
+//! sample by sample; so does a 1×1 convolution's product over a batch (see
+//! `ConvPerSample::covering_product`).
 //!
 //! tract lowers a convolution over a batch of N to one im2col of the whole batch, then a
 //! matrix product per sample: the im2col buffer holds N samples' patches at once. An
@@ -32,6 +33,7 @@ use tract_onnx::tract_core::internal::{
     Op, SpecialOps, StaticName, TypedOp,
 };
 use tract_onnx::tract_core::ops::cnn::{Conv, Deconv};
+use tract_onnx::tract_core::ops::einsum::EinSum;
 
 use super::optimizer::{Rewriter, Wire};
 
@@ -43,8 +45,8 @@ pub(crate) const BATCH_IM2COL_BYTES: usize = 16 << 20;
 
 /// Every convolution or transposed convolution of `model` over a batch (N > 1, batch
 /// axis first) with concrete shapes and a scratch (im2col, or the transposed
-/// convolution's product) of more than [`BATCH_IM2COL_BYTES`] becomes a
-/// [`ConvPerSample`].
+/// convolution's product) of more than [`BATCH_IM2COL_BYTES`], and every 1×1
+/// convolution's product over a batch, becomes a [`ConvPerSample`].
 pub(crate) fn adopt(model: &mut TypedModel) -> TractResult<()> {
     let mut rewriter = Rewriter::of(model);
     for id in 0..model.nodes.len() {
@@ -52,7 +54,7 @@ pub(crate) fn adopt(model: &mut TypedModel) -> TractResult<()> {
         let Some(op) = ConvPerSample::covering(model, id)? else {
             continue;
         };
-        let inputs = std::iter::once(0)
+        let inputs = std::iter::once(op.data)
             .chain(op.passed.iter().copied())
             .map(|slot| Wire::Outlet(node.inputs[slot]))
             .collect();
@@ -66,6 +68,8 @@ pub(crate) fn adopt(model: &mut TypedModel) -> TractResult<()> {
 pub(crate) struct ConvPerSample {
     /// The convolution alone on one sample, optimised by tract.
     plan: Arc<TypedRunnableModel>,
+    /// The node's input slot of the data: 0 for a convolution, 1 for a product.
+    data: usize,
     /// The convolution's inputs (of kernel 1, bias 2) that are not constants, passed
     /// after the data as the op's own inputs.
     passed: TVec<usize>,
@@ -87,6 +91,9 @@ impl ConvPerSample {
     /// and qualifies.
     fn covering(model: &TypedModel, id: usize) -> TractResult<Option<ConvPerSample>> {
         let node = &model.nodes[id];
+        if node.op_is::<EinSum>() {
+            return Self::covering_product(model, id);
+        }
         let (spec, group, quantized, transposed) = if let Some(conv) = node.op_as::<Conv>() {
             (&conv.pool_spec, conv.group, conv.q_params.is_some(), false)
         } else if let Some(deconv) = node.op_as::<Deconv>() {
@@ -157,7 +164,70 @@ impl ConvPerSample {
         super::direct_conv::optimize(&mut single)?;
         Ok(Some(ConvPerSample {
             plan: single.into_runnable()?,
+            data: 0,
             passed,
+            input: input_shape.to_vec(),
+            output: output.without_value(),
+        }))
+    }
+
+    /// Node `id`'s product, if it is a 1×1 convolution over a batch: an `EinSum` of a
+    /// constant 2-D weight and a float 4-D batch `[N, C, H, W]` with N > 1, whose batch
+    /// axis is the output's first and not the weight's (`oi,nihw->nohw`, as ward's
+    /// lowering and tract's own write a pointwise convolution).
+    ///
+    /// Why: tract runs such a product over a batch as one matrix product over N·H·W
+    /// positions, which needs the channels last, so it moves the input's axes before the
+    /// product and the output's after: a transpose of each, 23 % of MobileNet's time at
+    /// batch 8. On one sample the positions are already a matrix's columns and nothing
+    /// moves, so per sample the product costs two copies (the sample in, its output out)
+    /// instead of two transposes.
+    fn covering_product(model: &TypedModel, id: usize) -> TractResult<Option<ConvPerSample>> {
+        let node = &model.nodes[id];
+        let Some(einsum) = node.op_as::<EinSum>() else {
+            return Ok(None);
+        };
+        if einsum.q_params.is_some() || node.inputs.len() != 2 {
+            return Ok(None);
+        }
+        let weight = model.outlet_fact(node.inputs[0])?;
+        let input = model.outlet_fact(node.inputs[1])?;
+        let output = model.outlet_fact(id.into())?;
+        let (Some(kernel), Some(input_shape), Some(output_shape)) = (
+            &weight.konst,
+            input.shape.as_concrete(),
+            output.shape.as_concrete(),
+        ) else {
+            return Ok(None);
+        };
+        let batch = input_shape.first().copied().unwrap_or(1);
+        let batch_axis_is_free = einsum.axes.iter_all_axes().any(|axis| {
+            axis.outputs.first().is_some_and(|o| o.as_slice() == [0])
+                && axis.inputs.get(1).is_some_and(|i| i.as_slice() == [0])
+                && axis.inputs.first().is_some_and(|i| i.is_empty())
+        });
+        if kernel.rank() != 2
+            || input_shape.len() != 4
+            || output_shape.len() != 4
+            || output_shape.first() != Some(&batch)
+            || batch <= 1
+            || input.datum_type != tract_onnx::prelude::DatumType::F32
+            || !batch_axis_is_free
+        {
+            return Ok(None);
+        }
+        let mut sample_shape = input_shape.to_vec();
+        sample_shape[0] = 1;
+        let mut single = TypedModel::default();
+        let weight = single.add_const("weight", kernel.clone())?;
+        let sample = single.add_source("sample", input.datum_type.fact(&*sample_shape))?;
+        let y = single.wire_node(&node.name, node.op.clone(), &[weight, sample])?;
+        single.select_output_outlets(&y)?;
+        super::direct_conv::optimize(&mut single)?;
+        Ok(Some(ConvPerSample {
+            plan: single.into_runnable()?,
+            data: 1,
+            passed: tvec![],
             input: input_shape.to_vec(),
             output: output.without_value(),
         }))

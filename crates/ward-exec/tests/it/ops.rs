@@ -672,6 +672,43 @@ fn a_large_batched_convolution_runs_sample_by_sample_with_the_same_outputs() {
     }
 }
 
+/// A 1×1 convolution over a batch of 8 runs its product sample by sample (tract's batched
+/// product would transpose the input and the output), each sample's outputs the
+/// definition's.
+#[test]
+fn a_batched_pointwise_convolution_runs_sample_by_sample_with_the_same_outputs() {
+    let (n, c, f, h, w) = (8usize, 24usize, 40usize, 7usize, 9usize);
+    let op = Conv {
+        kernel: vec![1, 1],
+        stride: vec![1, 1],
+        dilation: vec![1, 1],
+        pad: vec![0, 0],
+        groups: 1,
+        bias: false,
+    };
+    let weight = scrambled(f * c, 31);
+    let model = conv_model(&op, vec![f, c, 1, 1], &weight);
+    let x = scrambled(n * c * h * w, 32);
+    let y = run_without_batch_im2col(
+        &model,
+        "WardConvPerSample",
+        vec![n, c, h, w],
+        &x,
+        &[n, f, h, w],
+    );
+    for sample in 0..n {
+        let want = conv_by_hand(
+            &x[sample * c * h * w..(sample + 1) * c * h * w],
+            [c, h, w],
+            &weight,
+            &op,
+            [f, h, w],
+        );
+        let got = &y[sample * f * h * w..(sample + 1) * f * h * w];
+        assert_close(got, &want, &format!("sample {sample}"));
+    }
+}
+
 /// A 2×2, stride-2 transposed convolution over 300 regions (Mask R-CNN's mask head,
 /// scaled down), whose product of (output channels · taps) × input positions would hold
 /// 20 MB for the batch, runs sample by sample, each sample's outputs the definition's.
