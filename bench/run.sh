@@ -3,6 +3,8 @@
 # threads: compute with the model already loaded, and load time (for ward: read, verify the
 # signature, parse, plan). Needs the MXNet venv
 # (DEVELOPERS.md). Results: bench/out/results.jsonl and a Markdown table on stdout.
+# MODELS="name ..." times only those (default: every model of bench/mxnet_models.py);
+# ITERATIONS (default 50) runs per timing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=${MXNET_PYTHON:-.venv-mx/bin/python}
@@ -11,11 +13,13 @@ out=bench/out
 mkdir -p "$out"
 
 cargo build --locked --release --bin ward --bin ward-bench
-[ -f "$out/resnet18_v1_b1/model-symbol.json" ] || "$py" bench/mxnet_models.py export "$out"
+# Exports only the models not yet in $out.
+"$py" bench/mxnet_models.py export "$out"
 
 : > "$out/results.jsonl"
 [ -f "$out/keys/bench.key" ] || target/release/ward keygen --out "$out/keys" --name bench > /dev/null
-for name in resnet18_v1_b1 resnet18_v1_b8 mobilenet1_0_b1 squeezenet1_1_b1 mlp_b1; do
+models=${MODELS:-"resnet18_v1_b1 resnet18_v1_b8 mobilenet1_0_b1 mobilenet1_0_b8 mobilenetv2_1_0_b1 mobilenetv2_1_0_b8 squeezenet1_1_b1 squeezenet1_1_b8 densenet121_b1 densenet121_b8 inceptionv3_b1 inceptionv3_b8 mlp_b1"}
+for name in $models; do
     d="$out/$name"
     shape=$("$py" -c "import numpy as np; print(','.join(map(str, np.load('$d/input.npy').shape)))")
     rm -rf "$d/pkg"
