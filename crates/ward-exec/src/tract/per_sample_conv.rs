@@ -25,8 +25,10 @@
 
 use std::sync::Arc;
 
+use tract_linalg::multithread::{current_tract_executor, Executor};
 use tract_onnx::prelude::{
-    tvec, IntoTValue, TValue, TVec, Tensor, TractResult, TypedFact, TypedModel, TypedRunnableModel,
+    tvec, DatumType, IntoTValue, TValue, TVec, Tensor, TractResult, TypedFact, TypedModel,
+    TypedRunnableModel,
 };
 use tract_onnx::tract_core::internal::{
     as_op, ensure, op_as_typed_op, op_out_of_plan, DatumTypeExt, EvalContext, EvalOp, IntoRunnable,
@@ -211,7 +213,7 @@ impl ConvPerSample {
             || output_shape.len() != 4
             || output_shape.first() != Some(&batch)
             || batch <= 1
-            || input.datum_type != tract_onnx::prelude::DatumType::F32
+            || input.datum_type != DatumType::F32
             || !batch_axis_is_free
         {
             return Ok(None);
@@ -274,6 +276,11 @@ impl EvalOp for ConvPerSample {
             .shape
             .as_concrete()
             .ok_or_else(|| tract_onnx::tract_core::internal::format_err!("symbolic output"))?;
+        if let Some(pool) = self.parallel() {
+            let mut output = Tensor::zero::<f32>(shape)?;
+            self.run_on_threads(&pool, input, &mut output)?;
+            return Ok(tvec![output.into_tvalue()]);
+        }
         let mut output = Tensor::zero_dt(self.output.datum_type, shape)?;
         let mut state = self.plan.spawn()?;
         for sample in 0..self.input[0] {
@@ -281,12 +288,83 @@ impl EvalOp for ConvPerSample {
             let mut values = tvec![x.into_tvalue()];
             values.extend(inputs.iter().skip(1).cloned());
             let y = state.run(values)?;
-            let y = y.first().ok_or_else(|| {
-                tract_onnx::tract_core::internal::format_err!("the convolution gave no output")
-            })?;
-            output.assign_slice(sample..sample + 1, y, 0..1, 0)?;
+            output.assign_slice(sample..sample + 1, first(&y)?, 0..1, 0)?;
         }
         Ok(tvec![output.into_tvalue()])
+    }
+}
+
+/// A plan's one output.
+fn first(outputs: &[TValue]) -> TractResult<&TValue> {
+    outputs.first().ok_or_else(|| {
+        tract_onnx::tract_core::internal::format_err!("the convolution gave no output")
+    })
+}
+
+impl ConvPerSample {
+    /// The pool to spread the samples over: the plan's executor's, when it has more than
+    /// one thread, and the op is a float32 one whose inputs other than the data are all
+    /// constants (each thread then runs the one-sample plan on its samples alone).
+    fn parallel(&self) -> Option<Arc<rayon::ThreadPool>> {
+        match current_tract_executor() {
+            Executor::MultiThread(pool)
+                if pool.current_num_threads() > 1
+                    && self.passed.is_empty()
+                    && self.output.datum_type == DatumType::F32
+                    && self.input.first().is_some_and(|&n| n > 1) =>
+            {
+                Some(pool)
+            }
+            _ => None,
+        }
+    }
+
+    /// Runs the samples of `input` on `pool`'s threads, a contiguous run of samples each,
+    /// each thread with its own state of the one-sample plan, writing each sample's
+    /// output into its part of `output`.
+    ///
+    /// Why: one sample's products are too small for tract to split well over two
+    /// threads, so with the samples one after the other a second thread gave MobileNet v2
+    /// at batch 8 3 % (309 → 299 ms). Each sample is the same sum whichever thread runs
+    /// it, so the output does not depend on the thread count.
+    fn run_on_threads(
+        &self,
+        pool: &rayon::ThreadPool,
+        input: &Tensor,
+        output: &mut Tensor,
+    ) -> TractResult<()> {
+        use rayon::prelude::*;
+        let samples = self.input[0];
+        let mut plain = output.try_as_plain_ram_mut()?;
+        let y = plain.as_slice_mut::<f32>()?;
+        let per_sample = y.len() / samples;
+        ensure!(
+            per_sample * samples == y.len(),
+            "the output is not {samples} samples"
+        );
+        let run = samples.div_ceil(pool.current_num_threads());
+        pool.install(|| {
+            y.par_chunks_mut(per_sample * run).enumerate().try_for_each(
+                |(chunk, block)| -> TractResult<()> {
+                    let mut state = self.plan.spawn()?;
+                    for (i, out) in block.chunks_mut(per_sample).enumerate() {
+                        let sample = chunk * run + i;
+                        let x = input.slice(0, sample, sample + 1)?;
+                        let y = state.run(tvec![x.into_tvalue()])?;
+                        let y = first(&y)?.try_as_plain_ram()?;
+                        let y = y.as_slice::<f32>()?;
+                        ensure!(
+                            y.len() == out.len(),
+                            "a sample's output is {} values, not {}",
+                            y.len(),
+                            out.len()
+                        );
+                        out.copy_from_slice(y);
+                    }
+                    Ok(())
+                },
+            )
+        })
     }
 }
 

@@ -432,11 +432,28 @@ fn conv_model(
     weight_shape: Vec<usize>,
     weight: &[f32],
 ) -> Executable {
+    conv_model_on(op, weight_shape, weight, 1)
+}
+
+/// [`conv_model`] on a backend of `threads` threads.
+fn conv_model_on(
+    op: &(impl Into<Op> + Clone),
+    weight_shape: Vec<usize>,
+    weight: &[f32],
+    threads: usize,
+) -> Executable {
     let named = HashMap::from([(
         "w".to_string(),
         Tensor::from_f32(weight_shape.clone(), weight).unwrap(),
     )]);
-    model(conv_graph(op.clone(), weight_shape), named)
+    let graph = conv_graph(op.clone(), weight_shape);
+    let weights = WeightSet::new(&graph, named).unwrap();
+    Executable::new(
+        graph,
+        weights,
+        Arc::new(TractBackend::new(threads).unwrap()),
+    )
+    .unwrap()
 }
 
 /// Each of `got` within 1e-5 of `want`, computed in float64; `what` names the case.
@@ -706,6 +723,25 @@ fn a_batched_pointwise_convolution_runs_sample_by_sample_with_the_same_outputs()
         );
         let got = &y[sample * f * h * w..(sample + 1) * f * h * w];
         assert_close(got, &want, &format!("sample {sample}"));
+    }
+    // On 2 and 3 threads the samples are spread over the threads (3, 3 and 2 of them on
+    // 3): the same bits.
+    for threads in [2, 3] {
+        let model = conv_model_on(&op, vec![f, c, 1, 1], &weight, threads);
+        let on_threads = run_without_batch_im2col(
+            &model,
+            "WardConvPerSample",
+            vec![n, c, h, w],
+            &x,
+            &[n, f, h, w],
+        );
+        assert!(
+            on_threads
+                .iter()
+                .zip(&y)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "{threads} threads"
+        );
     }
 }
 
