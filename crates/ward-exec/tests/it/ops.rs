@@ -839,6 +839,62 @@ fn relu_keeps_nan_and_makes_negative_zero_positive_in_one_pass() {
     }
 }
 
+/// MXNet's `clip` (MobileNet v2's ReLU6): NaN and -0 kept, as MXNet 1.9.1's own
+/// `mx.nd.clip(x, 0, 6)` gives them; run as one pass of ward's own op.
+#[test]
+fn clip_keeps_nan_and_negative_zero_in_one_pass() {
+    use ward_graph::ops::elementwise::Clip;
+    let values = [
+        -0.0f32,
+        f32::NAN,
+        -1.5,
+        7.0,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        6.0,
+        0.0,
+        2.5,
+        f32::MIN_POSITIVE,
+    ];
+    let model = model(
+        unary_graph(Clip { min: 0.0, max: 6.0 }.into()),
+        HashMap::new(),
+    );
+    let shape = vec![2, 5];
+    let plan = model.plan(std::slice::from_ref(&shape)).unwrap();
+    let operators = plan.operators();
+    assert!(
+        operators.iter().any(|op| op == "WardClipKeepNan")
+            && !operators.iter().any(|op| op == "Iff"),
+        "clip is not one op: {operators:?}"
+    );
+    let x = Tensor::from_f32(shape, &values).unwrap();
+    let y = plan
+        .run(model.stage(&[x.view()]).unwrap())
+        .unwrap()
+        .remove(0)
+        .to_f32_vec();
+    assert!(y[1].is_nan());
+    // MXNet 1.9.1: [-0, nan, 0, 6, 6, 0, 6, 0, 2.5, MIN_POSITIVE], the first -0.
+    let want = [
+        -0.0f32,
+        f32::NAN,
+        0.0,
+        6.0,
+        6.0,
+        0.0,
+        6.0,
+        0.0,
+        2.5,
+        f32::MIN_POSITIVE,
+    ];
+    for (i, (got, want)) in y.iter().zip(want).enumerate() {
+        if i != 1 {
+            assert_eq!(got.to_bits(), want.to_bits(), "element {i}: {y:?}");
+        }
+    }
+}
+
 /// Convolutions run on ward's direct kernels where the CPU has AVX-512F
 /// (`WardDirectConv`, its weight packed when the plan is built), and on tract's
 /// elsewhere, with each output the convolution's definition: image by image (large
