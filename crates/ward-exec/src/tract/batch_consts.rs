@@ -169,35 +169,31 @@ mod tests {
         let fact = model.outlet_fact(node.inputs[1]).unwrap();
         assert_eq!(fact.shape.as_concrete().unwrap(), &[1, 3, 1, 1]);
 
-        let mut model = TypedModel::default();
-        let x = model.add_source("x", f32::fact([4, 3, 2, 2])).unwrap();
-        let s = model
-            .add_const("s", Tensor::from_shape(&[1, 1, 1, 1], &[2.0f32]).unwrap())
-            .unwrap();
-        let y = model.wire_node("mul", math::mul(), &[x, s]).unwrap();
-        model.select_output_outlets(&y).unwrap();
-        tile(&mut model).unwrap();
-        let node = model.node_by_name("mul").unwrap();
-        let fact = model.outlet_fact(node.inputs[1]).unwrap();
-        assert_eq!(fact.shape.as_concrete().unwrap(), &[1, 1, 1, 1]);
+        assert_eq!(tiled_shape(&[1, 1, 1, 1], &[2.0]), [1, 1, 1, 1]);
     }
 
     #[test]
     fn a_constant_that_varies_along_the_plane_is_left_alone() {
         // [1, 1, 2, 2] against [4, 3, 2, 2]: one value per position, not per leading axis.
+        assert_eq!(
+            tiled_shape(&[1, 1, 2, 2], &[1.0, 2.0, 3.0, 4.0]),
+            [1, 1, 2, 2]
+        );
+    }
+
+    /// The shape of the constant of `x · c` over `x` of shape `[4, 3, 2, 2]` after
+    /// [`tile`], `c` of `shape` holding `values`.
+    fn tiled_shape(shape: &[usize], values: &[f32]) -> Vec<usize> {
         let mut model = TypedModel::default();
         let x = model.add_source("x", f32::fact([4, 3, 2, 2])).unwrap();
-        let s = model
-            .add_const(
-                "s",
-                Tensor::from_shape(&[1, 1, 2, 2], &[1.0f32, 2.0, 3.0, 4.0]).unwrap(),
-            )
+        let c = model
+            .add_const("c", Tensor::from_shape(shape, values).unwrap())
             .unwrap();
-        let y = model.wire_node("mul", math::mul(), &[x, s]).unwrap();
+        let y = model.wire_node("mul", math::mul(), &[x, c]).unwrap();
         model.select_output_outlets(&y).unwrap();
         tile(&mut model).unwrap();
         let node = model.node_by_name("mul").unwrap();
         let fact = model.outlet_fact(node.inputs[1]).unwrap();
-        assert_eq!(fact.shape.as_concrete().unwrap(), &[1, 1, 2, 2]);
+        fact.shape.as_concrete().unwrap().to_vec()
     }
 }
