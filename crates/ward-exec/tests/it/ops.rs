@@ -797,6 +797,23 @@ fn a_large_batched_transposed_convolution_runs_sample_by_sample_with_the_same_ou
     }
 }
 
+/// The unary `op` on `values` (of `shape`), checked to run as ward's op `name` with no
+/// `Iff` left of its NaN guard.
+fn run_as_one_op(op: Op, name: &str, shape: Vec<usize>, values: &[f32]) -> Vec<f32> {
+    let model = model(unary_graph(op), HashMap::new());
+    let plan = model.plan(std::slice::from_ref(&shape)).unwrap();
+    let operators = plan.operators();
+    assert!(
+        operators.iter().any(|op| op == name) && !operators.iter().any(|op| op == "Iff"),
+        "not one {name}: {operators:?}"
+    );
+    let x = Tensor::from_f32(shape, values).unwrap();
+    plan.run(model.stage(&[x.view()]).unwrap())
+        .unwrap()
+        .remove(0)
+        .to_f32_vec()
+}
+
 /// MXNet's `relu` operator (not `Activation`): NaN kept, negative values and -0 made +0,
 /// infinities as they are; run as one pass of ward's own op.
 #[test]
@@ -812,29 +829,10 @@ fn relu_keeps_nan_and_makes_negative_zero_positive_in_one_pass() {
         0.0,
         f32::MIN_POSITIVE,
     ];
-    let model = model(
-        unary_graph(
-            Unary {
-                kind: UnaryKind::Relu,
-            }
-            .into(),
-        ),
-        HashMap::new(),
-    );
-    let shape = vec![2, 4];
-    let plan = model.plan(std::slice::from_ref(&shape)).unwrap();
-    let operators = plan.operators();
-    assert!(
-        operators.iter().any(|op| op == "WardReluKeepNan")
-            && !operators.iter().any(|op| op == "Iff"),
-        "relu is not one op: {operators:?}"
-    );
-    let x = Tensor::from_f32(shape, &values).unwrap();
-    let y = plan
-        .run(model.stage(&[x.view()]).unwrap())
-        .unwrap()
-        .remove(0)
-        .to_f32_vec();
+    let relu = Unary {
+        kind: UnaryKind::Relu,
+    };
+    let y = run_as_one_op(relu.into(), "WardReluKeepNan", vec![2, 4], &values);
     assert!(y[0].is_nan());
     let want = [0.0f32, 0.0, 2.5, f32::INFINITY, 0.0, 0.0, f32::MIN_POSITIVE];
     for (got, want) in y[1..].iter().zip(want) {
@@ -859,24 +857,8 @@ fn clip_keeps_nan_and_negative_zero_in_one_pass() {
         2.5,
         f32::MIN_POSITIVE,
     ];
-    let model = model(
-        unary_graph(Clip { min: 0.0, max: 6.0 }.into()),
-        HashMap::new(),
-    );
-    let shape = vec![2, 5];
-    let plan = model.plan(std::slice::from_ref(&shape)).unwrap();
-    let operators = plan.operators();
-    assert!(
-        operators.iter().any(|op| op == "WardClipKeepNan")
-            && !operators.iter().any(|op| op == "Iff"),
-        "clip is not one op: {operators:?}"
-    );
-    let x = Tensor::from_f32(shape, &values).unwrap();
-    let y = plan
-        .run(model.stage(&[x.view()]).unwrap())
-        .unwrap()
-        .remove(0)
-        .to_f32_vec();
+    let clip = Clip { min: 0.0, max: 6.0 };
+    let y = run_as_one_op(clip.into(), "WardClipKeepNan", vec![2, 5], &values);
     assert!(y[1].is_nan());
     // MXNet 1.9.1: [-0, nan, 0, 6, 6, 0, 6, 0, 2.5, MIN_POSITIVE], the first -0.
     let want = [
