@@ -57,7 +57,14 @@ pub trait Plan: Send + Sync {
 
     /// The engine's operators in execution order: what tests and benchmarks check to see
     /// which kernels were chosen.
-    fn operators(&self) -> Vec<String>;
+    fn operators(&self) -> Vec<String> {
+        self.layers().into_iter().map(|(_, op)| op).collect()
+    }
+
+    /// Each step of the plan in execution order, as (the engine's node name, which names
+    /// the graph node it comes from; the operator that runs it): what `ward inspect
+    /// --plan` prints.
+    fn layers(&self) -> Vec<(String, String)>;
 
     /// The weights the plan was compiled for.
     fn weights(&self) -> WeightsId;

@@ -3,15 +3,17 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 use serde_json::json;
 use ward_package::Verification;
 
-/// Describe a package: model, origin, inputs, outputs, operators and parameters.
+/// Describe a package: model, origin, inputs, outputs, operators and parameters; with
+/// --plan, also which operator runs each step of its plan.
 ///
 /// Example:
 ///   ward inspect resnet18.ward --json
+///   ward inspect resnet18.ward --plan --batch 8 --threads 2
 #[derive(Args)]
 #[command(verbatim_doc_comment)]
 pub struct InspectArgs {
@@ -22,10 +24,50 @@ pub struct InspectArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
+    /// Also build the plan for the declared inputs and list which operator runs each
+    /// step (ward's own kernels are named `Ward…`).
+    #[arg(long)]
+    plan: bool,
+    /// With --plan: the batch, the first dimension of every input (default: the declared
+    /// one, 1 where it is variable).
+    #[arg(long, requires = "plan", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    batch: Option<u32>,
+    /// With --plan: the threads the plan is built for.
+    #[arg(long, default_value_t = 1, requires = "plan", value_parser = super::parse_threads)]
+    threads: usize,
+}
+
+/// The input shapes a plan is built for: each declared shape with its first dimension
+/// `batch` (or, without one, the declared size, 1 where it is variable); any other
+/// variable dimension is refused, since no size for it is known.
+fn plan_shapes(
+    inputs: &[ward_graph::schema::InputSpec],
+    batch: Option<u32>,
+) -> Result<Vec<Vec<usize>>> {
+    inputs
+        .iter()
+        .map(|input| {
+            input
+                .shape
+                .iter()
+                .enumerate()
+                .map(|(axis, &dim)| match (axis, batch) {
+                    (0, Some(batch)) => Ok(batch as usize),
+                    (0, None) if dim < 0 => Ok(1),
+                    _ => usize::try_from(dim).map_err(|_| {
+                        anyhow::anyhow!(
+                            "input {:?} has a variable dimension {axis}: --plan can set only the first (--batch)",
+                            input.name
+                        )
+                    }),
+                })
+                .collect()
+        })
+        .collect()
 }
 
 pub fn run(args: InspectArgs) -> Result<()> {
-    let package = args.trust.open(&args.package, 1)?;
+    let package = args.trust.open(&args.package, args.threads)?;
     let m = package.manifest();
     let graph = package.graph();
     let mut ops: BTreeMap<&str, usize> = BTreeMap::new();
@@ -39,8 +81,18 @@ pub fn run(args: InspectArgs) -> Result<()> {
         Verification::Signed(v) => Some(v.signers().to_vec()),
         Verification::Unverified => None,
     };
+    let plan = if args.plan {
+        let shapes = plan_shapes(&m.inputs, args.batch)?;
+        let plan = package
+            .executable()
+            .plan(&shapes)
+            .context("building the plan")?;
+        Some((shapes, plan.layers()))
+    } else {
+        None
+    };
     if args.json {
-        let out = json!({
+        let mut out = json!({
             "manifest": m,
             "signed_by": signers,
             "graph": {
@@ -51,6 +103,17 @@ pub fn run(args: InspectArgs) -> Result<()> {
                 "param_bytes": param_bytes,
             }
         });
+        if let (Some((shapes, layers)), Some(fields)) = (&plan, out.as_object_mut()) {
+            let plan = json!({
+                "input_shapes": shapes,
+                "threads": args.threads,
+                "layers": layers
+                    .iter()
+                    .map(|(name, operator)| json!({"name": name, "operator": operator}))
+                    .collect::<Vec<_>>(),
+            });
+            fields.insert("plan".into(), plan);
+        }
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
@@ -86,5 +149,15 @@ pub fn run(args: InspectArgs) -> Result<()> {
         param_count,
         param_bytes
     );
+    if let Some((shapes, layers)) = &plan {
+        println!(
+            "plan:     inputs {shapes:?}, threads {}, {} steps:",
+            args.threads,
+            layers.len()
+        );
+        for (name, operator) in layers {
+            println!("          {operator:<24} {name}");
+        }
+    }
     Ok(())
 }

@@ -98,6 +98,40 @@ fn import_inspect_predict_and_export() {
     );
     assert_eq!(info["manifest"]["origin"]["framework_version"], "1.9.1");
 
+    // --plan lists the plan's steps for a batch of 3, ward's own max pool among them.
+    let o = ward_with(
+        &[
+            "inspect",
+            pkg,
+            "--json",
+            "--plan",
+            "--batch",
+            "3",
+            "--threads",
+            "2",
+        ],
+        &trust,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let info: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let plan = &info["plan"];
+    assert_eq!(plan["input_shapes"], serde_json::json!([[3, 1, 28, 28]]));
+    assert_eq!(plan["threads"], 2);
+    let layers = plan["layers"].as_array().unwrap();
+    assert!(
+        layers
+            .iter()
+            .all(|l| l["name"].is_string() && l["operator"].is_string()),
+        "{plan}"
+    );
+    assert!(
+        layers.iter().any(|l| l["operator"] == "WardPlaneMaxPool"),
+        "{plan}"
+    );
+    // --batch means nothing without --plan: a usage error.
+    let o = ward_with(&["inspect", pkg, "--batch", "3"], &trust);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+
     let outdir = tmp.path().join("out");
     let input = fixture("lenet_module").join("input-data.npy");
     let o = ward_with(

@@ -280,12 +280,15 @@ impl Plan for TractPlan {
             .collect()
     }
 
-    fn operators(&self) -> Vec<String> {
+    fn layers(&self) -> Vec<(String, String)> {
         let model = self.runnable.model();
         self.runnable
             .order_without_consts()
             .iter()
-            .map(|&id| model.node(id).op.name().to_string())
+            .map(|&id| {
+                let node = model.node(id);
+                (node.name.clone(), node.op.name().to_string())
+            })
             .collect()
     }
 
