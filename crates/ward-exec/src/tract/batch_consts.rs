@@ -14,7 +14,7 @@
     reason = "node ids and input slots come from tract's own graph, and a binary op has two inputs"
 )]
 
-use tract_onnx::prelude::{InletId, TractResult, TypedModel};
+use tract_onnx::prelude::{InletId, Tensor, TractResult, TypedModel};
 use tract_onnx::tract_core::internal::SpecialOps;
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
 
@@ -31,17 +31,10 @@ pub(crate) fn tile(model: &mut TypedModel) -> TractResult<()> {
             continue;
         }
         for slot in 0..2 {
-            let Some(batch) = batch_of_other(model, id, slot)? else {
+            let Some(tiled) = tiled_constant(model, id, slot)? else {
                 continue;
             };
-            let node = &model.nodes[id];
-            let Some(value) = model.outlet_fact(node.inputs[slot])?.konst.clone() else {
-                continue;
-            };
-            let mut shape = value.shape().to_vec();
-            shape[0] = batch;
-            let tiled = value.broadcast_to_shape(&shape)?;
-            let name = format!("{}.batch_tiled_{slot}", node.name);
+            let name = format!("{}.batch_tiled_{slot}", model.nodes[id].name);
             let outlet = model.add_const(name, tiled)?;
             model.add_edge(outlet, InletId::new(id, slot))?;
         }
@@ -49,12 +42,12 @@ pub(crate) fn tile(model: &mut TypedModel) -> TractResult<()> {
     model.compact()
 }
 
-/// The batch size `N` when input `slot` of binary node `id` is a constant to tile: the
-/// other input is `[N, …]` with N > 1 and concrete dimensions, the constant has the same
-/// rank, 1 on the batch axis, matches the other input on the axes after it up to some
-/// axis and is 1 from there on, is not 1 everywhere (a scalar is by-scalar already), and
-/// tiled takes at most [`MAX_TILED_BYTES`].
-fn batch_of_other(model: &TypedModel, id: usize, slot: usize) -> TractResult<Option<usize>> {
+/// Input `slot` of binary node `id` tiled to the other input's batch `N`, when it is a
+/// constant to tile: the other input is `[N, …]` with N > 1 and concrete dimensions, the
+/// constant has the same rank, 1 on the batch axis, matches the other input on the axes
+/// after it up to some axis and is 1 from there on, is not 1 everywhere (a scalar is
+/// by-scalar already), and tiled takes at most [`MAX_TILED_BYTES`].
+fn tiled_constant(model: &TypedModel, id: usize, slot: usize) -> TractResult<Option<Tensor>> {
     let node = &model.nodes[id];
     let constant = model.outlet_fact(node.inputs[slot])?;
     let other = model.outlet_fact(node.inputs[1 - slot])?;
@@ -76,9 +69,12 @@ fn batch_of_other(model: &TypedModel, id: usize, slot: usize) -> TractResult<Opt
         .len()
         .saturating_mul(batch)
         .saturating_mul(value.datum_type().size_of());
-    let tiles =
-        batch > 1 && per_leading_axis && rest.iter().any(|&d| d != 1) && bytes <= MAX_TILED_BYTES;
-    Ok(tiles.then_some(batch))
+    if batch <= 1 || !per_leading_axis || rest.iter().all(|&d| d == 1) || bytes > MAX_TILED_BYTES {
+        return Ok(None);
+    }
+    let mut tiled = shape.to_vec();
+    tiled[0] = batch;
+    Ok(Some(value.broadcast_to_shape(&tiled)?))
 }
 
 #[cfg(test)]

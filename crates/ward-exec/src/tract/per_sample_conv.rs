@@ -27,8 +27,8 @@ use std::sync::Arc;
 
 use tract_linalg::multithread::{current_tract_executor, Executor};
 use tract_onnx::prelude::{
-    tvec, DatumType, IntoTValue, TValue, TVec, Tensor, TractResult, TypedFact, TypedModel,
-    TypedRunnableModel,
+    tvec, DatumType, IntoTValue, OutletId, TValue, TVec, Tensor, TractResult, TypedFact,
+    TypedModel, TypedRunnableModel,
 };
 use tract_onnx::tract_core::internal::{
     as_op, ensure, op_as_typed_op, op_out_of_plan, DatumTypeExt, EvalContext, EvalOp, IntoRunnable,
@@ -144,33 +144,58 @@ impl ConvPerSample {
         if scratch <= BATCH_IM2COL_BYTES {
             return Ok(None);
         }
-        let mut sample_shape = input_shape.to_vec();
+        let op = Self::of_one_sample(model, id, 0, |single, sample| {
+            let mut wires = tvec![sample];
+            // The kernel and bias enter as constants when they are; a bias still computed
+            // (a folded batch norm's, before tract folds it) is an input of the op.
+            let mut passed = tvec![];
+            for (slot, name) in [(1, "kernel"), (2, "bias")] {
+                let fact = model.outlet_fact(node.inputs[slot])?;
+                wires.push(match &fact.konst {
+                    Some(value) => single.add_const(name, value.clone())?,
+                    None => {
+                        passed.push(slot);
+                        single.add_source(name, fact.without_value())?
+                    }
+                });
+            }
+            Ok((wires, passed))
+        })?;
+        Ok(Some(op))
+    }
+
+    /// Node `id` (its data, of a concrete shape, at input `data`) as a [`ConvPerSample`]:
+    /// the node alone in a model of one sample, optimised. `wire` is given that model and
+    /// its sample's source, and gives the node's inputs in order and the slots of those
+    /// passed as the op's own inputs.
+    fn of_one_sample(
+        model: &TypedModel,
+        id: usize,
+        data: usize,
+        wire: impl FnOnce(&mut TypedModel, OutletId) -> TractResult<(TVec<OutletId>, TVec<usize>)>,
+    ) -> TractResult<ConvPerSample> {
+        let node = &model.nodes[id];
+        let input = model.outlet_fact(node.inputs[data])?;
+        let input_shape = input
+            .shape
+            .as_concrete()
+            .ok_or_else(|| tract_onnx::tract_core::internal::format_err!("symbolic input"))?
+            .to_vec();
+        let mut sample_shape = input_shape.clone();
         sample_shape[0] = 1;
         let mut single = TypedModel::default();
-        let mut wires = tvec![single.add_source("sample", input.datum_type.fact(&*sample_shape))?];
-        // The kernel and bias enter as constants when they are; a bias still computed
-        // (a folded batch norm's, before tract folds it) is an input of the op.
-        let mut passed = tvec![];
-        for (slot, name) in [(1, "kernel"), (2, "bias")] {
-            let fact = model.outlet_fact(node.inputs[slot])?;
-            wires.push(match &fact.konst {
-                Some(value) => single.add_const(name, value.clone())?,
-                None => {
-                    passed.push(slot);
-                    single.add_source(name, fact.without_value())?
-                }
-            });
-        }
+        let sample = single.add_source("sample", input.datum_type.fact(&*sample_shape))?;
+        let (wires, passed) = wire(&mut single, sample)?;
         let y = single.wire_node(&node.name, node.op.clone(), &wires)?;
         single.select_output_outlets(&y)?;
         super::direct_conv::optimize(&mut single)?;
-        Ok(Some(ConvPerSample {
+        Ok(ConvPerSample {
             plan: single.into_runnable()?,
-            data: 0,
+            data,
             passed,
-            input: input_shape.to_vec(),
-            output: output.without_value(),
-        }))
+            input: input_shape,
+            output: model.outlet_fact(id.into())?.without_value(),
+        })
     }
 
     /// Node `id`'s product, if it is a 1×1 convolution over a batch: an `EinSum` of a
@@ -218,21 +243,11 @@ impl ConvPerSample {
         {
             return Ok(None);
         }
-        let mut sample_shape = input_shape.to_vec();
-        sample_shape[0] = 1;
-        let mut single = TypedModel::default();
-        let weight = single.add_const("weight", kernel.clone())?;
-        let sample = single.add_source("sample", input.datum_type.fact(&*sample_shape))?;
-        let y = single.wire_node(&node.name, node.op.clone(), &[weight, sample])?;
-        single.select_output_outlets(&y)?;
-        super::direct_conv::optimize(&mut single)?;
-        Ok(Some(ConvPerSample {
-            plan: single.into_runnable()?,
-            data: 1,
-            passed: tvec![],
-            input: input_shape.to_vec(),
-            output: output.without_value(),
-        }))
+        let op = Self::of_one_sample(model, id, 1, |single, sample| {
+            let weight = single.add_const("weight", kernel.clone())?;
+            Ok((tvec![weight, sample], tvec![]))
+        })?;
+        Ok(Some(op))
     }
 }
 
@@ -302,16 +317,16 @@ fn first(outputs: &[TValue]) -> TractResult<&TValue> {
 }
 
 impl ConvPerSample {
-    /// The pool to spread the samples over: the plan's executor's, when it has more than
-    /// one thread, and the op is a float32 one whose inputs other than the data are all
-    /// constants (each thread then runs the one-sample plan on its samples alone).
+    /// The pool to spread the samples over (there are always at least two: `covering`
+    /// takes only batches): the plan's executor's, when it has more than one thread, and
+    /// the op is a float32 one whose inputs other than the data are all constants (each
+    /// thread then runs the one-sample plan on its samples alone).
     fn parallel(&self) -> Option<Arc<rayon::ThreadPool>> {
         match current_tract_executor() {
             Executor::MultiThread(pool)
                 if pool.current_num_threads() > 1
                     && self.passed.is_empty()
-                    && self.output.datum_type == DatumType::F32
-                    && self.input.first().is_some_and(|&n| n > 1) =>
+                    && self.output.datum_type == DatumType::F32 =>
             {
                 Some(pool)
             }
