@@ -4,12 +4,13 @@
 //! transposes and slices that may be a value short. Nothing may panic; a refused
 //! argument is an error, and `gemm` and `gemm_panels` (where they apply), a
 //! convolution's forward pass and a dense layer's products without a bias, must give
-//! exactly the bits of the matrix crate.
+//! exactly the bits of the matrix crate; the depthwise kernel, the convolution's values.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use ward_kernels::conv::{Conv2d, ConvWindow};
 use ward_kernels::dense::Dense;
+use ward_kernels::depthwise;
 use ward_kernels::matmul::{gemm, gemm_packed, gemm_parallel, MatMut, MatRef};
 use ward_kernels::panels::{self, gemm_panels, PanelsA};
 
@@ -134,6 +135,14 @@ fuzz_target!(|data: &[u8]| {
             let mut want = vec![0.0; g.output_len()];
             g.with_matrix_crate_only().forward(&x, &w, None, &mut want).unwrap();
             assert!(y.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()));
+        }
+        // As many groups as input channels: the depthwise kernel gives the convolution's
+        // values (sums of at most 16 terms in [-1, 1), in another order).
+        let mut on_depthwise = vec![0.0; g.output_len()];
+        if depthwise::forward(&g, &x, &w, None, false, &mut on_depthwise).is_ok() {
+            let mut want = vec![0.0; g.output_len()];
+            g.forward(&x, &w, None, &mut want).unwrap();
+            assert!(on_depthwise.iter().zip(&want).all(|(a, b)| (a - b).abs() <= 1e-4));
         }
         let mut dx = vec![0.0; g.input_len()];
         let _ = g.backward_data(&dy, &w, &mut dx);

@@ -8,10 +8,11 @@
 //! [`matmul`] (the matrix-multiply crate's raw-pointer entry point, and `gemm`'s own
 //! AVX-512 kernel for short products), [`panels`] (ward's AVX-512 product on panels,
 //! whose `B` is produced a row piece at a time), [`direct`] (convolution tiles read
-//! straight from the padded input, which also serve [`dense`]'s products), [`sums`]
-//! (BatchNorm's f64 sums in AVX-512 intrinsics beside portable code that gives the same
-//! bits), [`pool`] (max pooling's vector instance), and [`maps`] and [`cells`], loops
-//! compiled for AVX-512 and for the baseline target from one body (`twice!`). The
+//! straight from the padded input, which also serve [`dense`]'s products), [`depthwise`]
+//! (depthwise convolution rows in masked AVX-512 registers), [`sums`] (BatchNorm's f64
+//! sums in AVX-512 intrinsics beside portable code that gives the same bits), [`pool`]
+//! (max pooling's vector instance), and [`maps`] and [`cells`], loops compiled for
+//! AVX-512 and for the baseline target from one body (`twice!`). The
 //! AVX-512 kernels run once the CPU feature is detected; the forward passes on them give
 //! the matrix crate's bits, and the gradients sum the same terms in another order.
 //! Without AVX-512 the matrix crate runs every product.
@@ -102,6 +103,7 @@ fn with_baseline_instances<R>(f: impl FnOnce() -> R) -> R {
 pub mod cells;
 pub mod conv;
 pub mod dense;
+pub mod depthwise;
 pub mod direct;
 mod error;
 pub mod maps;

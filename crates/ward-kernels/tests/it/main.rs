@@ -6,6 +6,7 @@
 
 mod conv;
 mod dense;
+mod depthwise;
 mod matmul;
 mod pool;
 

@@ -1,0 +1,501 @@
+//! Depthwise convolutions: one group per input channel, each output plane the sum of one
+//! input plane's taps (MobileNet's 3×3 layers). Each output channel needs only its own
+//! `kh × kw` weights, already contiguous in the OIHW layout, so nothing is packed.
+//!
+//! An input plane is first copied once into a zero-padded scratch plane whose columns
+//! are split by their phase modulo the column stride: tap `(ky, kx)` of the output
+//! columns `x0..x0 + B` then reads `B` consecutive values of one phase, whatever the
+//! stride and dilation. Each block of output columns is summed in registers over every
+//! tap (in the order `ky`, then `kx`, from zero; the bias added last, as the reference
+//! interpreter does) and stored once. tract's depthwise convolution, which this
+//! replaces in plans, took 39 % of MobileNet 1.0's time at batch 1 on one thread.
+//!
+//! The rows run on AVX-512F intrinsics where the CPU has them and on portable loops
+//! elsewhere; both give the same bits (separate multiplies and adds, in one order).
+
+#![allow(
+    unsafe_code,
+    reason = "the AVX-512 row kernel is intrinsics, run once the CPU feature is detected; it checks every tap's reads against the scratch plane before it loads"
+)]
+#![allow(
+    clippy::indexing_slicing,
+    reason = "every index is below a length that `forward` checks against the geometry before any plane runs"
+)]
+
+use rayon::prelude::*;
+
+use crate::conv::Conv2d;
+use crate::error::{check_len, KernelError};
+
+const KERNEL: &str = "conv2d (depthwise)";
+
+/// Lanes of an AVX-512 register.
+const LANES: usize = 16;
+
+/// Where a plane's values lie in the scratch plane and which of them a tap reads.
+#[derive(Debug, Clone, Copy)]
+struct Layout {
+    in_h: usize,
+    in_w: usize,
+    pad: [usize; 2],
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    dilation: [usize; 2],
+    out_h: usize,
+    out_w: usize,
+    /// Columns of one phase: the padded width divided by the column stride, rounded up.
+    phase_len: usize,
+    /// One padded row: every phase of it.
+    row_len: usize,
+    /// The padded height.
+    rows: usize,
+}
+
+impl Layout {
+    fn of(g: &Conv2d) -> Layout {
+        // `Conv2d::new` checked that the padded sizes and every buffer fit `usize`.
+        let padded_w = g.in_w + 2 * g.pad[1];
+        let phase_len = padded_w.div_ceil(g.stride[1]);
+        Layout {
+            in_h: g.in_h,
+            in_w: g.in_w,
+            pad: g.pad,
+            kernel: g.kernel,
+            stride: g.stride,
+            dilation: g.dilation,
+            out_h: g.out_h(),
+            out_w: g.out_w(),
+            phase_len,
+            row_len: phase_len * g.stride[1],
+            rows: g.in_h + 2 * g.pad[0],
+        }
+    }
+
+    fn scratch_len(&self) -> Option<usize> {
+        self.rows.checked_mul(self.row_len)
+    }
+
+    /// Copies input plane `x` into `scratch`'s interior; its padding is left as it is
+    /// (zero: the interior positions are the same for every plane).
+    #[inline(always)]
+    fn fill(&self, x: &[f32], scratch: &mut [f32]) {
+        let [ph, pw] = self.pad;
+        let sw = self.stride[1];
+        for (r, row) in x.chunks_exact(self.in_w).enumerate() {
+            let to = &mut scratch[(r + ph) * self.row_len..][..self.row_len];
+            if sw == 1 {
+                to[pw..][..self.in_w].copy_from_slice(row);
+            } else {
+                // Phase `q` holds padded columns `q, q + sw, …`: input columns from the
+                // first of them at or past the padding, every `sw`-th.
+                for (q, phase) in to.chunks_exact_mut(self.phase_len).enumerate() {
+                    let first = (pw + sw - 1 - q) / sw; // the phase's first column ≥ pw
+                    let from = (q + first * sw).saturating_sub(pw);
+                    let values = row.iter().skip(from).step_by(sw);
+                    for (slot, &v) in phase[first..].iter_mut().zip(values) {
+                        *slot = v;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Where in `scratch` each tap of output `(0, 0)` reads, in the order `ky`, `kx`;
+    /// output `(oy, ox)` reads `oy · row_step + ox` further on.
+    fn taps(&self) -> Vec<usize> {
+        let (sw, [dh, dw]) = (self.stride[1], self.dilation);
+        (0..self.kernel[0])
+            .flat_map(|ky| {
+                (0..self.kernel[1]).map(move |kx| {
+                    let col = dw * kx;
+                    dh * ky * self.row_len + (col % sw) * self.phase_len + col / sw
+                })
+            })
+            .collect()
+    }
+
+    /// How much further on in `scratch` one output row reads than the one above it.
+    fn row_step(&self) -> usize {
+        self.stride[0] * self.row_len
+    }
+}
+
+/// The depthwise convolution `y = conv(x, w) + bias` of geometry `g` (whose groups are
+/// its input channels; each group may have several output channels), with `w` in OIHW
+/// (`out_channels × 1 × kh × kw`), then with `relu` each output's `x > 0 ? x : 0` (NaN
+/// gives 0, as MXNet's `Activation(relu)` and tract's `max(x, 0)` do). Output planes are
+/// spread over rayon's threads.
+pub fn forward(
+    g: &Conv2d,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    relu: bool,
+    y: &mut [f32],
+) -> Result<(), KernelError> {
+    if g.groups != g.in_channels {
+        return Err(KernelError::geometry(
+            KERNEL,
+            format!(
+                "{} groups over {} input channels is not depthwise",
+                g.groups, g.in_channels
+            ),
+        ));
+    }
+    check_len(KERNEL, "x", x.len(), g.input_len())?;
+    check_len(KERNEL, "w", w.len(), g.weight_len())?;
+    check_len(KERNEL, "y", y.len(), g.output_len())?;
+    if let Some(b) = bias {
+        check_len(KERNEL, "bias", b.len(), g.out_channels)?;
+    }
+    let layout = Layout::of(g);
+    let scratch_len = layout
+        .scratch_len()
+        .ok_or_else(|| KernelError::geometry(KERNEL, "the padded plane overflows"))?;
+    let out_plane = layout.out_h * layout.out_w;
+    let planes = g.batch * g.out_channels;
+    // A few runs of planes per thread, so a thread that finishes early takes another.
+    let per_run = planes.div_ceil(4 * rayon::current_num_threads()).max(1);
+    #[cfg(target_arch = "x86_64")]
+    let avx512 = crate::vector_instances() && std::arch::is_x86_feature_detected!("avx512f");
+    #[cfg(not(target_arch = "x86_64"))]
+    let avx512 = false;
+    y.par_chunks_mut(per_run * out_plane)
+        .enumerate()
+        .for_each(|(run, ys)| {
+            let mut scratch = vec![0.0f32; scratch_len];
+            let planes = Planes {
+                first: run * per_run,
+                channels: g.out_channels,
+                multiplier: g.out_channels / g.groups,
+                in_channels: g.in_channels,
+                relu,
+                avx512,
+            };
+            run_planes(x, w, bias, ys, &planes, &layout, &mut scratch);
+        });
+    Ok(())
+}
+
+/// Which output planes a run holds, and how they map to input planes.
+#[derive(Debug, Clone, Copy)]
+struct Planes {
+    /// The index (image × output channel) of the run's first plane.
+    first: usize,
+    /// Output channels.
+    channels: usize,
+    /// Output channels per input channel.
+    multiplier: usize,
+    in_channels: usize,
+    /// Whether the outputs go through a ReLU.
+    relu: bool,
+    /// Whether the CPU has AVX-512F (and the row kernel in it may run).
+    avx512: bool,
+}
+
+/// What is done to each output's sum of taps: a channel's bias added, then maybe a ReLU.
+#[derive(Debug, Clone, Copy)]
+struct Finish {
+    bias: Option<f32>,
+    relu: bool,
+}
+
+impl Finish {
+    #[inline(always)]
+    fn apply(self, sum: f32) -> f32 {
+        let v = match self.bias {
+            Some(b) => sum + b,
+            None => sum,
+        };
+        if !self.relu || v > 0.0 {
+            v
+        } else {
+            0.0
+        }
+    }
+}
+
+/// The output planes of one run (`ys`, whole planes), from `scratch` (zeroed, of the
+/// layout's length), on the AVX-512 row kernel where `avx512` says the CPU has it.
+fn run_planes(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    ys: &mut [f32],
+    p: &Planes,
+    l: &Layout,
+    scratch: &mut [f32],
+) {
+    let in_plane = l.in_h * l.in_w;
+    let taps = l.taps();
+    let mut filled = None;
+    for (i, plane) in ys.chunks_exact_mut(l.out_h * l.out_w).enumerate() {
+        let (image, channel) = ((p.first + i) / p.channels, (p.first + i) % p.channels);
+        let source = image * p.in_channels + channel / p.multiplier;
+        let weights = &w[channel * taps.len()..][..taps.len()];
+        let finish = Finish {
+            bias: bias.map(|b| b[channel]),
+            relu: p.relu,
+        };
+        #[cfg(target_arch = "x86_64")]
+        if p.avx512 {
+            if filled != Some(source) {
+                // SAFETY: `p.avx512` is set only where the CPU has AVX-512F.
+                unsafe { fill_avx512(l, &x[source * in_plane..][..in_plane], scratch) };
+                filled = Some(source);
+            }
+            // SAFETY: as above.
+            unsafe { plane_avx512(plane, scratch, weights, finish, &taps, l) };
+            continue;
+        }
+        if filled != Some(source) {
+            l.fill(&x[source * in_plane..][..in_plane], scratch);
+            filled = Some(source);
+        }
+        for (oy, out) in plane.chunks_exact_mut(l.out_w).enumerate() {
+            row(out, &scratch[oy * l.row_step()..], weights, finish, &taps);
+        }
+    }
+}
+
+/// One output row from `scratch` (starting where the row's first output reads): each
+/// output the sum of its taps from zero in the order `ky`, `kx`, then `finish`.
+fn row(out: &mut [f32], scratch: &[f32], w: &[f32], finish: Finish, taps: &[usize]) {
+    out.fill(0.0);
+    let width = out.len();
+    for (&wv, &tap) in w.iter().zip(taps) {
+        for (acc, &v) in out.iter_mut().zip(&scratch[tap..][..width]) {
+            *acc += wv * v;
+        }
+    }
+    out.iter_mut().for_each(|v| *v = finish.apply(*v));
+}
+
+/// One output plane in AVX-512: the plane's rows cut into pieces of up to 16 columns
+/// (one register each, the last of a row masked), summed over every tap four pieces at a
+/// time, so that four independent chains of adds are in flight even on 7-wide planes.
+/// Multiplies and adds are separate instructions, as in [`row`], so both give the same
+/// bits.
+///
+/// # Safety
+/// The CPU must have AVX-512F. Every other bound is checked here: a plane whose taps
+/// would read past `scratch`, or whose weights or output are short, runs [`row`]
+/// instead.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn plane_avx512(
+    out: &mut [f32],
+    scratch: &[f32],
+    w: &[f32],
+    finish: Finish,
+    taps: &[usize],
+    l: &Layout,
+) {
+    use std::arch::x86_64::{
+        _mm512_add_ps, _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps, _mm512_max_ps, _mm512_mul_ps,
+        _mm512_set1_ps, _mm512_setzero_ps,
+    };
+    const GROUP: usize = 4;
+    let (rows, width, step) = (l.out_h, l.out_w, l.row_step());
+    let furthest = taps.iter().max().copied().unwrap_or(0);
+    // The last row's read ends furthest on: every piece reads inside `scratch` when it
+    // does, and writes inside `out` when `out` is the whole plane.
+    let fits = rows > 0
+        && w.len() == taps.len()
+        && out.len() == rows * width
+        && (rows - 1) * step + furthest + width <= scratch.len();
+    if !fits {
+        for (oy, out) in out.chunks_exact_mut(width).enumerate() {
+            row(out, &scratch[oy * step..], w, finish, taps);
+        }
+        return;
+    }
+    let per_row = width.div_ceil(LANES);
+    let last_mask = match width % LANES {
+        0 => u16::MAX,
+        tail => (1u16 << tail) - 1,
+    };
+    // The pieces in order, each as (where it reads in `scratch`, where it writes in
+    // `out`, its lane mask); past the last piece, empty ones (mask 0: masked loads and
+    // stores of no lane touch no memory) fill the last group.
+    let (mut oy, mut k) = (0, 0);
+    let mut next = || {
+        if oy == rows {
+            return (0, 0, 0u16);
+        }
+        let x0 = k * LANES;
+        let piece = (
+            oy * step + x0,
+            oy * width + x0,
+            if k + 1 == per_row {
+                last_mask
+            } else {
+                u16::MAX
+            },
+        );
+        k += 1;
+        if k == per_row {
+            (oy, k) = (oy + 1, 0);
+        }
+        piece
+    };
+    for _ in 0..(rows * per_row).div_ceil(GROUP) {
+        let at: [(usize, usize, u16); GROUP] = std::array::from_fn(|_| next());
+        let mut acc = [_mm512_setzero_ps(); GROUP];
+        for (&wv, &tap) in w.iter().zip(taps) {
+            let wv = _mm512_set1_ps(wv);
+            for (a, &(from, _, mask)) in acc.iter_mut().zip(&at) {
+                // SAFETY: a piece's masked load reads its lanes of one output row's tap,
+                // from `oy · step + x0 + tap ≤ (rows − 1) · step + furthest + x0`, with
+                // `x0 + lanes ≤ width`: inside `scratch`, checked above. An empty piece
+                // reads nothing.
+                let v = unsafe {
+                    _mm512_maskz_loadu_ps(mask, scratch.as_ptr().wrapping_add(from + tap))
+                };
+                *a = _mm512_add_ps(*a, _mm512_mul_ps(wv, v));
+            }
+        }
+        for (a, &(_, to, mask)) in acc.into_iter().zip(&at) {
+            let a = match finish.bias {
+                Some(b) => _mm512_add_ps(a, _mm512_set1_ps(b)),
+                None => a,
+            };
+            // MAXPS gives its second operand where the first is NaN: 0, as `Finish`.
+            let a = if finish.relu {
+                _mm512_max_ps(a, _mm512_setzero_ps())
+            } else {
+                a
+            };
+            // SAFETY: a piece's masked store writes its lanes from `oy · width + x0`, with
+            // `x0 + lanes ≤ width` and `oy < rows`: inside `out`, checked above. An empty
+            // piece writes nothing.
+            unsafe { _mm512_mask_storeu_ps(out.as_mut_ptr().wrapping_add(to), mask, a) };
+        }
+    }
+}
+
+/// [`Layout::fill`] in AVX-512 for a column stride of 2, which splits each row's even
+/// and odd columns with two permutes per 32 values; other strides run the portable
+/// copy.
+///
+/// # Safety
+/// The CPU must have AVX-512F; every load and store goes through a slice of exactly the
+/// values it touches.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn fill_avx512(l: &Layout, x: &[f32], scratch: &mut [f32]) {
+    use std::arch::x86_64::{
+        _mm512_loadu_ps, _mm512_permutex2var_ps, _mm512_setr_epi32, _mm512_storeu_ps,
+    };
+    if l.stride[1] != 2 {
+        return l.fill(x, scratch);
+    }
+    let [ph, pw] = l.pad;
+    let evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let odds = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    // Input column 2m lands in phase pw mod 2 at m + pw/2; column 2m + 1 in the other
+    // phase at m + (pw + 1)/2.
+    let (even_at, odd_at) = (
+        (pw % 2) * l.phase_len + pw / 2,
+        (1 - pw % 2) * l.phase_len + pw.div_ceil(2),
+    );
+    for (r, row) in x.chunks_exact(l.in_w).enumerate() {
+        let to = &mut scratch[(r + ph) * l.row_len..][..l.row_len];
+        let mut m = 0;
+        while 2 * m + 2 * LANES <= l.in_w {
+            let from = &row[2 * m..][..2 * LANES];
+            // SAFETY: `from` holds the 32 values the two loads read.
+            let (a, b) = unsafe {
+                (
+                    _mm512_loadu_ps(from.as_ptr()),
+                    _mm512_loadu_ps(from.as_ptr().add(LANES)),
+                )
+            };
+            let even = &mut to[even_at + m..][..LANES];
+            // SAFETY: `even` holds the 16 values the store writes.
+            unsafe { _mm512_storeu_ps(even.as_mut_ptr(), _mm512_permutex2var_ps(a, evens, b)) };
+            let odd = &mut to[odd_at + m..][..LANES];
+            // SAFETY: `odd` holds the 16 values the store writes.
+            unsafe { _mm512_storeu_ps(odd.as_mut_ptr(), _mm512_permutex2var_ps(a, odds, b)) };
+            m += LANES;
+        }
+        for (c, &v) in row.iter().enumerate().skip(2 * m) {
+            to[if c % 2 == 0 { even_at } else { odd_at } + c / 2] = v;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conv::ConvWindow;
+    use crate::{test_values, with_baseline_instances};
+
+    fn depthwise(
+        input: [usize; 4],
+        multiplier: usize,
+        k: usize,
+        s: usize,
+        p: usize,
+        d: usize,
+    ) -> Conv2d {
+        Conv2d::new(
+            input,
+            ConvWindow {
+                out_channels: input[1] * multiplier,
+                kernel: [k, k],
+                stride: [s, s],
+                pad: [p, p],
+                dilation: [d, d],
+                groups: input[1],
+            },
+        )
+        .unwrap()
+    }
+
+    /// The AVX-512 kernels give the portable ones' bits, on rows of full registers and a
+    /// masked one (10 full and 3 more columns) at strides 1 and 2 (whose rows are split
+    /// 32 columns at a time, then one by one), with even and odd padding, through a ReLU
+    /// (at stride 2) that turns a NaN into 0.
+    #[test]
+    fn both_instances_give_the_same_bits() {
+        for (stride, pad) in [(1, 1), (2, 1), (2, 2)] {
+            let g = depthwise([2, 3, 9, 166], 2, 3, stride, pad, 1);
+            let mut x = test_values(g.input_len(), 1);
+            x[5] = f32::NAN; // a NaN output, or 0 through the ReLU
+            let w = test_values(g.weight_len(), 2);
+            let b = test_values(g.out_channels, 3);
+            let mut vector = vec![f32::NAN; g.output_len()];
+            forward(&g, &x, &w, Some(&b), stride == 2, &mut vector).unwrap();
+            let mut baseline = vec![f32::NAN; g.output_len()];
+            with_baseline_instances(|| forward(&g, &x, &w, Some(&b), stride == 2, &mut baseline))
+                .unwrap();
+            // Any NaN is one value (its payload depends on the order of an add's operands).
+            let bits = |v: &[f32]| {
+                v.iter()
+                    .map(|v| if v.is_nan() { u32::MAX } else { v.to_bits() })
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(bits(&vector), bits(&baseline), "stride {stride}, pad {pad}");
+        }
+    }
+
+    #[test]
+    fn a_grouped_convolution_that_is_not_depthwise_is_refused() {
+        let g = Conv2d::new(
+            [1, 4, 5, 5],
+            ConvWindow {
+                out_channels: 4,
+                kernel: [3, 3],
+                stride: [1, 1],
+                pad: [1, 1],
+                dilation: [1, 1],
+                groups: 2,
+            },
+        )
+        .unwrap();
+        let mut y = vec![0.0; g.output_len()];
+        let err = forward(&g, &[0.0; 100], &[0.0; 18], None, false, &mut y).unwrap_err();
+        assert!(err.to_string().contains("not depthwise"), "{err}");
+    }
+}
