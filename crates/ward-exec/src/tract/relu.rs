@@ -117,7 +117,7 @@ fn keep_nan_relu_input(model: &TypedModel, id: usize) -> TractResult<Option<Outl
 }
 
 /// Whether `fact` is a constant of zeros.
-fn is_zero(fact: &TypedFact) -> TractResult<bool> {
+pub(super) fn is_zero(fact: &TypedFact) -> TractResult<bool> {
     let Some(value) = &fact.konst else {
         return Ok(false);
     };

@@ -880,27 +880,129 @@ fn clip_keeps_nan_and_negative_zero_in_one_pass() {
     }
 }
 
-/// Convolutions run on ward's direct kernels where the CPU has AVX-512F
-/// (`WardDirectConv`, its weight packed when the plan is built), and on tract's
-/// elsewhere, with each output the convolution's definition: image by image (large
-/// planes), several images at once (small planes), strided, dilated and grouped. A
-/// shallow sum (4 channels × 9 taps) or a narrow output (40 channels) stays on tract's
-/// products everywhere.
+/// MobileNet's block at batch 1: a depthwise convolution, a ReLU, a pointwise
+/// convolution. tract drops the batch axis of such a plan (its convolutions become CHW),
+/// and the depthwise one still runs on ward's kernel where the CPU has AVX-512F, with the
+/// ReLU in its last pass, and gives the definition's outputs.
 #[test]
-fn convolutions_run_on_wards_direct_kernels_where_the_cpu_has_them() {
-    let avx512 = std::arch::is_x86_feature_detected!("avx512f");
-    let cases = [
-        // (batch, channels, filters, side, kernel, stride, dilation, pad, groups, direct)
+fn a_one_image_depthwise_convolution_and_its_relu_run_as_one_of_wards_ops() {
+    let (c, f, side) = (16usize, 24usize, 20usize);
+    let depthwise = Conv {
+        kernel: vec![3, 3],
+        stride: vec![2, 2],
+        dilation: vec![1, 1],
+        pad: vec![1, 1],
+        groups: c,
+        bias: false,
+    };
+    let pointwise = Conv {
+        kernel: vec![1, 1],
+        stride: vec![1, 1],
+        dilation: vec![1, 1],
+        pad: vec![0, 0],
+        groups: 1,
+        bias: false,
+    };
+    let relu = Activation {
+        kind: ActivationKind::Relu,
+    };
+    let (w1, w2) = (scrambled(c * 9, 31), scrambled(f * c, 32));
+    let mut g = Graph::new();
+    g.inputs.push(input("x"));
+    g.params
+        .push(ParamDecl::new("w1", DType::F32, vec![c, 1, 3, 3]));
+    g.params
+        .push(ParamDecl::new("w2", DType::F32, vec![f, c, 1, 1]));
+    let nodes: [(&str, Op, Vec<Source>); 3] = [
         (
-            2usize, 32usize, 72usize, 9usize, 3usize, 1usize, 1usize, 1usize, 1usize, avx512,
+            "depthwise",
+            depthwise.clone().into(),
+            vec![Source::Input(0), Source::Param(0)],
         ),
-        (3, 32, 66, 4, 3, 1, 1, 1, 1, avx512),
-        (2, 64, 136, 11, 3, 2, 1, 1, 2, avx512),
-        (1, 32, 65, 10, 3, 1, 2, 2, 1, avx512),
-        (1, 4, 80, 8, 3, 1, 1, 1, 1, false),
-        (1, 32, 40, 8, 3, 1, 1, 1, 1, false),
+        ("relu", relu.into(), vec![Source::Node(0, 0)]),
+        (
+            "pointwise",
+            pointwise.clone().into(),
+            vec![Source::Node(1, 0), Source::Param(1)],
+        ),
     ];
-    for (n, c, f, side, k, stride, dilation, pad, groups, direct) in cases {
+    for (name, op, inputs) in nodes {
+        g.nodes.push(Node {
+            name: name.into(),
+            op,
+            inputs,
+        });
+    }
+    g.outputs.push(GraphOutput {
+        name: "y".into(),
+        source: Source::Node(2, 0),
+    });
+    g.validate().unwrap();
+    let named = HashMap::from([
+        (
+            "w1".to_string(),
+            Tensor::from_f32(vec![c, 1, 3, 3], &w1).unwrap(),
+        ),
+        (
+            "w2".to_string(),
+            Tensor::from_f32(vec![f, c, 1, 1], &w2).unwrap(),
+        ),
+    ]);
+    let weights = WeightSet::new(&g, named).unwrap();
+    let model = Executable::new(g, weights, Arc::new(TractBackend::new(1).unwrap())).unwrap();
+    let x = scrambled(c * side * side, 33);
+    let out = side / 2;
+    let y = if std::arch::is_x86_feature_detected!("avx512f") {
+        run_without_batch_im2col(
+            &model,
+            "WardDepthwiseConvRelu",
+            vec![1, c, side, side],
+            &x,
+            &[1, f, out, out],
+        )
+    } else {
+        let input = Tensor::from_f32(vec![1, c, side, side], &x).unwrap();
+        model.run(&[input]).unwrap().remove(0).to_f32_vec()
+    };
+    let middle: Vec<f32> = conv_by_hand(&x, [c, side, side], &w1, &depthwise, [c, out, out])
+        .into_iter()
+        .map(|v| v.max(0.0) as f32)
+        .collect();
+    assert!(middle.contains(&0.0) && middle.iter().any(|&v| v > 0.0));
+    let want = conv_by_hand(&middle, [c, out, out], &w2, &pointwise, [f, out, out]);
+    assert_close(&y, &want, "depthwise, relu, pointwise");
+}
+
+/// Convolutions run on ward's own kernels where the CPU has AVX-512F (`WardDirectConv`,
+/// its weight packed when the plan is built; `WardDepthwiseConv` for one group per
+/// input channel), and on tract's elsewhere, with each output the convolution's
+/// definition: image by image (large planes), several images at once (small planes),
+/// strided, dilated and grouped, and depthwise with one or two outputs per channel over
+/// rows wider than the depthwise kernel's blocks. A shallow sum (4 channels × 9 taps) or a
+/// narrow output (40 channels) stays on tract's products everywhere.
+#[test]
+fn convolutions_run_on_wards_own_kernels_where_the_cpu_has_them() {
+    let avx512 = std::arch::is_x86_feature_detected!("avx512f");
+    let (direct, depthwise) = if avx512 {
+        ("WardDirectConv", "WardDepthwiseConv")
+    } else {
+        ("", "")
+    };
+    let cases = [
+        // (batch, channels, filters, side, kernel, stride, dilation, pad, groups, operator)
+        (
+            2usize, 32usize, 72usize, 9usize, 3usize, 1usize, 1usize, 1usize, 1usize, direct,
+        ),
+        (3, 32, 66, 4, 3, 1, 1, 1, 1, direct),
+        (2, 64, 136, 11, 3, 2, 1, 1, 2, direct),
+        (1, 32, 65, 10, 3, 1, 2, 2, 1, direct),
+        (1, 4, 80, 8, 3, 1, 1, 1, 1, ""),
+        (1, 32, 40, 8, 3, 1, 1, 1, 1, ""),
+        (2, 32, 32, 9, 3, 1, 1, 1, 32, depthwise),
+        (1, 16, 32, 83, 3, 2, 1, 1, 16, depthwise),
+        (3, 8, 8, 12, 3, 1, 2, 2, 8, depthwise),
+    ];
+    for (n, c, f, side, k, stride, dilation, pad, groups, operator) in cases {
         let op = Conv {
             kernel: vec![k, k],
             stride: vec![stride, stride],
@@ -915,11 +1017,13 @@ fn convolutions_run_on_wards_direct_kernels_where_the_cpu_has_them() {
         let shape = vec![n, c, side, side];
         let plan = model.plan(std::slice::from_ref(&shape)).unwrap();
         let operators = plan.operators();
-        assert_eq!(
-            operators.iter().any(|op| op == "WardDirectConv"),
-            direct,
-            "{operators:?}"
-        );
+        for own in ["WardDirectConv", "WardDepthwiseConv"] {
+            assert_eq!(
+                operators.iter().any(|op| op == own),
+                own == operator,
+                "{n}×{c}×{side}² → {f} in {groups} groups: {operators:?}"
+            );
+        }
         let x = scrambled(n * c * side * side, 22);
         let input = Tensor::from_f32(shape, &x).unwrap();
         let y = plan
@@ -939,7 +1043,7 @@ fn convolutions_run_on_wards_direct_kernels_where_the_cpu_has_them() {
                 &op,
                 [f, out, out],
             );
-            // Sums of 288 terms: within 1e-5 relative.
+            // Sums of up to 288 terms: within 1e-5 relative.
             let got = &y[sample * image_out..][..image_out];
             for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
                 assert!(
