@@ -2,7 +2,10 @@
 //! time to open the package (read, verify against the trust policy TRUST, parse), to build
 //! the plan for the input's shape, and the median and minimum of `ITERATIONS` runs of the
 //! compute alone (plan already built). With `WARD_BENCH_OPERATORS` set, it also prints the
-//! plan's operators to stderr.
+//! plan's operators to stderr; with `WARD_BENCH_LAYERS=FILE`, it then times each step of
+//! the plan over as many more runs and writes their medians to FILE as JSON
+//! (`{"layers": [{"name", "operator", "ms"}]}`, in execution order), which
+//! `bench/layers.py` sets beside MXNet's profile.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -60,5 +63,26 @@ fn main() -> Result<()> {
             "iterations": iterations,
         })
     );
+    if let Some(path) = std::env::var_os("WARD_BENCH_LAYERS") {
+        let mut per_step: Vec<Vec<f64>> = vec![Vec::new(); plan.layers().len()];
+        for _ in 0..iterations {
+            let (_, times) = plan.run_timed(executable.stage(&inputs)?)?;
+            for (runs, time) in per_step.iter_mut().zip(times) {
+                runs.push(time.as_secs_f64() * 1e3);
+            }
+        }
+        let layers: Vec<_> = plan
+            .layers()
+            .into_iter()
+            .zip(per_step)
+            .map(|((name, operator), mut runs)| {
+                runs.sort_by(f64::total_cmp);
+                let ms = runs.get(runs.len() / 2).copied().unwrap_or_default();
+                serde_json::json!({"name": name, "operator": operator, "ms": ms})
+            })
+            .collect();
+        std::fs::write(&path, serde_json::json!({ "layers": layers }).to_string())
+            .context("WARD_BENCH_LAYERS")?;
+    }
     Ok(())
 }

@@ -6,6 +6,7 @@
 
 use std::any::Any;
 use std::sync::Arc;
+use std::time::Duration;
 
 use ward_core::{Tensor, TensorView};
 use ward_graph::Graph;
@@ -65,6 +66,10 @@ pub trait Plan: Send + Sync {
     /// the graph node it comes from; the operator that runs it): what `ward inspect
     /// --plan` prints.
     fn layers(&self) -> Vec<(String, String)>;
+
+    /// Runs as [`Plan::run`] does and also gives each step's wall time, in the order of
+    /// [`Plan::layers`]: a benchmark's per-layer table.
+    fn run_timed(&self, inputs: Staged) -> Result<(Vec<Tensor>, Vec<Duration>), ExecError>;
 
     /// The weights the plan was compiled for.
     fn weights(&self) -> WeightsId;

@@ -28,6 +28,7 @@ mod states;
 mod topk;
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tract_linalg::multithread::{multithread_tract_scope, Executor};
 use tract_onnx::prelude::{
@@ -250,8 +251,9 @@ struct TractPlan {
     states: states::States,
 }
 
-impl Plan for TractPlan {
-    fn run(&self, inputs: Staged) -> Result<Vec<Tensor>, ExecError> {
+impl TractPlan {
+    /// Checks `inputs` against the plan's shapes and gives tract's values of them.
+    fn values(&self, inputs: Staged) -> Result<TVec<TValue>, ExecError> {
         let shapes = inputs.shapes();
         if shapes.len() != self.input_shapes.len() {
             return Err(ExecError::InputCount {
@@ -269,7 +271,13 @@ impl Plan for TractPlan {
             }
         }
         let TractInputs(tensors) = inputs.into_engine()?;
-        let values: TVec<TValue> = tensors.into_iter().map(|t| t.into_tvalue()).collect();
+        Ok(tensors.into_iter().map(|t| t.into_tvalue()).collect())
+    }
+}
+
+impl Plan for TractPlan {
+    fn run(&self, inputs: Staged) -> Result<Vec<Tensor>, ExecError> {
+        let values = self.values(inputs)?;
         let outputs = self.states.with(&self.runnable, |state| {
             multithread_tract_scope(self.executor.clone(), || state.run(values))
         });
@@ -278,6 +286,31 @@ impl Plan for TractPlan {
             .iter()
             .map(|v| from_tract(v))
             .collect()
+    }
+
+    fn run_timed(&self, inputs: Staged) -> Result<(Vec<Tensor>, Vec<Duration>), ExecError> {
+        let values = self.values(inputs)?;
+        let mut by_node = vec![Duration::ZERO; self.runnable.model().nodes().len()];
+        let outputs = self.states.with(&self.runnable, |state| {
+            multithread_tract_scope(self.executor.clone(), || {
+                state.run_plan_with_eval(values, |context, op_state, node, input| {
+                    let start = Instant::now();
+                    let output = tract_onnx::tract_core::plan::eval(context, op_state, node, input);
+                    if let Some(time) = by_node.get_mut(node.id) {
+                        *time += start.elapsed();
+                    }
+                    output
+                })
+            })
+        });
+        let outputs = outputs
+            .map_err(engine("run"))?
+            .iter()
+            .map(|v| from_tract(v))
+            .collect::<Result<_, _>>()?;
+        let times = self.runnable.order_without_consts().iter();
+        let times = times.map(|&id| by_node.get(id).copied().unwrap_or_default());
+        Ok((outputs, times.collect()))
     }
 
     fn layers(&self) -> Vec<(String, String)> {

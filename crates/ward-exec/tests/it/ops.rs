@@ -1054,3 +1054,30 @@ fn convolutions_run_on_wards_own_kernels_where_the_cpu_has_them() {
         }
     }
 }
+
+/// A timed run gives the plain run's outputs and one time per step of the plan, the
+/// convolution's among them.
+#[test]
+fn a_timed_run_gives_the_outputs_and_a_time_for_each_step() {
+    let op = Conv {
+        kernel: vec![3, 3],
+        stride: vec![1, 1],
+        dilation: vec![1, 1],
+        pad: vec![1, 1],
+        groups: 1,
+        bias: false,
+    };
+    let weight = scrambled(8 * 4 * 9, 41);
+    let model = conv_model(&op, vec![8, 4, 3, 3], &weight);
+    let shape = vec![2, 4, 10, 10];
+    let plan = model.plan(std::slice::from_ref(&shape)).unwrap();
+    let input = Tensor::from_f32(shape, &scrambled(2 * 4 * 100, 42)).unwrap();
+    let plain = plan.run(model.stage(&[input.view()]).unwrap()).unwrap();
+    let (timed, times) = plan
+        .run_timed(model.stage(&[input.view()]).unwrap())
+        .unwrap();
+    assert_eq!(timed[0].to_f32_vec(), plain[0].to_f32_vec());
+    let layers = plan.layers();
+    assert_eq!(times.len(), layers.len(), "{layers:?}");
+    assert!(times.iter().sum::<std::time::Duration>() > std::time::Duration::ZERO);
+}
