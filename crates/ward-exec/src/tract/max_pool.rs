@@ -14,26 +14,19 @@
 
 use std::ops::Range;
 
-use tract_onnx::prelude::{
-    tvec, Datum, DatumType, TValue, TVec, TractResult, TypedFact, TypedModel,
-};
+use tract_onnx::prelude::{tvec, DatumType, TValue, TVec, TractResult, TypedFact, TypedModel};
 use tract_onnx::tract_core::internal::{
-    as_op, bail, ensure, op_as_typed_op, op_out_of_plan, DatumTypeExt, EvalContext, EvalOp,
-    IntoTValue, Op, StaticName, Tensor, TypedOp,
+    as_op, ensure, op_as_typed_op, op_out_of_plan, DatumTypeExt, EvalContext, EvalOp, IntoTValue,
+    Op, StaticName, TypedOp,
 };
-use tract_onnx::tract_core::ops::cnn::{MaxPool, PaddingSpec};
-use tract_onnx::tract_core::ops::nn::DataFormat;
+use tract_onnx::tract_core::ops::cnn::MaxPool;
+
+use super::pool_windows::{Inside, PoolWindows};
 
 /// A 2-D max pool with its geometry fixed for one input shape, as plans are.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct PlaneMaxPool {
-    /// N, C, H, W of the input.
-    input: [usize; 4],
-    /// H, W of the output.
-    output: [usize; 2],
-    kernel: [usize; 2],
-    stride: [usize; 2],
-    pad_before: [usize; 2],
+    windows: PoolWindows,
 }
 
 /// Replaces every tract `MaxPool` of the model that this kernel covers: float32, NCHW, two
@@ -55,52 +48,12 @@ pub(crate) fn adopt(model: &mut TypedModel) -> TractResult<()> {
 
 impl PlaneMaxPool {
     fn covering(pool: &MaxPool, fact: &TypedFact) -> TractResult<Option<PlaneMaxPool>> {
-        let spec = &pool.pool_spec;
-        let pad_before = match &spec.padding {
-            PaddingSpec::Explicit(before, _) | PaddingSpec::ExplicitOnnxPool(before, _, false) => {
-                before
-            }
-            _ => return Ok(None),
-        };
-        let dilated = spec
-            .dilations
-            .as_ref()
-            .is_some_and(|d| d.iter().any(|&d| d != 1));
-        let Some(input) = fact.shape.as_concrete() else {
-            return Ok(None);
-        };
-        if pool.with_index_outputs.is_some()
-            || fact.datum_type != f32::datum_type()
-            || spec.data_format != DataFormat::NCHW
-            || spec.kernel_shape.len() != 2
-            || input.len() != 4
-            || dilated
-        {
+        if pool.with_index_outputs.is_some() {
             return Ok(None);
         }
-        let strides = spec.strides.clone().unwrap_or_else(|| tvec![1, 1]);
-        let output_fact = pool.output_facts(&[fact])?.remove(0);
-        let Some(output) = output_fact.shape.as_concrete() else {
-            return Ok(None);
-        };
-        Ok(Some(PlaneMaxPool {
-            input: [input[0], input[1], input[2], input[3]],
-            output: [output[2], output[3]],
-            kernel: [spec.kernel_shape[0], spec.kernel_shape[1]],
-            stride: [strides[0], strides[1]],
-            pad_before: [pad_before[0], pad_before[1]],
-        }))
-    }
-
-    /// The input rows (or columns) that output row (or column) `o` of `axis` covers.
-    fn window(&self, axis: usize, o: usize) -> Range<usize> {
-        let extent = self.input[2 + axis];
-        let start = o * self.stride[axis];
-        let first = start.saturating_sub(self.pad_before[axis]).min(extent);
-        let end = (start + self.kernel[axis])
-            .saturating_sub(self.pad_before[axis])
-            .min(extent);
-        first..end.max(first)
+        let output = pool.output_facts(&[fact])?.remove(0);
+        let windows = PoolWindows::covering(&pool.pool_spec, fact, &output);
+        Ok(windows.map(|windows| PlaneMaxPool { windows }))
     }
 
     /// Pools one channel plane. `columns` holds each output column's window; `folded` and
@@ -113,21 +66,16 @@ impl PlaneMaxPool {
         folded: &mut [f32],
         sliding: &mut [f32],
     ) {
-        let width = self.input[3];
-        let [kernel_width, stride] = [self.kernel[1], self.stride[1]];
-        let pad = self.pad_before[1];
-        // The output columns whose window lies wholly inside the row: `inside` of them from
-        // `first_inside`, the first window starting at `first_start`.
-        let first_inside = pad.div_ceil(stride).min(self.output[1]);
-        let inside = match width.checked_sub(kernel_width) {
-            Some(room) => ((room + pad) / stride + 1)
-                .min(self.output[1])
-                .saturating_sub(first_inside),
-            None => 0,
-        };
-        let first_start = first_inside * stride - pad.min(first_inside * stride);
-        for (oy, out_row) in output.chunks_exact_mut(self.output[1]).enumerate() {
-            let window = self.window(0, oy);
+        let g = &self.windows;
+        let width = g.input[3];
+        let [kernel_width, stride] = [g.kernel[1], g.stride[1]];
+        let Inside {
+            first: first_inside,
+            count: inside,
+            start: first_start,
+        } = g.inside();
+        for (oy, out_row) in output.chunks_exact_mut(g.output[1]).enumerate() {
+            let window = g.window(0, oy);
             let mut rows = input
                 .chunks_exact(width)
                 .skip(window.start)
@@ -231,7 +179,7 @@ impl Op for PlaneMaxPool {
     fn info(&self) -> TractResult<Vec<String>> {
         Ok(vec![format!(
             "kernel {:?} stride {:?} pad before {:?}",
-            self.kernel, self.stride, self.pad_before
+            self.windows.kernel, self.windows.stride, self.windows.pad_before
         )])
     }
 
@@ -247,28 +195,13 @@ impl EvalOp for PlaneMaxPool {
             "max pool takes one input, got {}",
             inputs.len()
         );
-        let input = &inputs[0];
-        if input.shape() != self.input {
-            bail!(
-                "max pool built for {:?} got {:?}",
-                self.input,
-                input.shape()
-            );
-        }
-        let [n, c, h, w] = self.input;
-        let [oh, ow] = self.output;
-        let mut output = Tensor::zero::<f32>(&[n, c, oh, ow])?;
-        let plain = input.try_as_plain_ram()?;
-        let x = plain.as_slice::<f32>()?;
-        {
-            let mut out_plain = output.try_as_plain_ram_mut()?;
-            let y = out_plain.as_slice_mut::<f32>()?;
-            let columns: Vec<_> = (0..ow).map(|ox| self.window(1, ox)).collect();
-            let (mut folded, mut sliding) = (vec![0f32; w], vec![0f32; w]);
-            for (plane_in, plane_out) in x.chunks_exact(h * w).zip(y.chunks_exact_mut(oh * ow)) {
-                self.pool_plane(plane_in, plane_out, &columns, &mut folded, &mut sliding);
-            }
-        }
+        let g = &self.windows;
+        let [_, _, _, w] = g.input;
+        let columns: Vec<_> = (0..g.output[1]).map(|ox| g.window(1, ox)).collect();
+        let (mut folded, mut sliding) = (vec![0f32; w], vec![0f32; w]);
+        let output = g.run_planes("max pool", &inputs[0], |plane_in, plane_out| {
+            self.pool_plane(plane_in, plane_out, &columns, &mut folded, &mut sliding);
+        })?;
         Ok(tvec![output.into_tvalue()])
     }
 }
@@ -276,13 +209,9 @@ impl EvalOp for PlaneMaxPool {
 impl TypedOp for PlaneMaxPool {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
         ensure!(inputs.len() == 1, "max pool takes one input");
-        let [n, c, _, _] = self.input;
-        Ok(tvec![DatumType::F32.fact([
-            n,
-            c,
-            self.output[0],
-            self.output[1]
-        ])])
+        let [n, c, _, _] = self.windows.input;
+        let [oh, ow] = self.windows.output;
+        Ok(tvec![DatumType::F32.fact([n, c, oh, ow])])
     }
 
     as_op!();

@@ -8,6 +8,7 @@
 //! override), so two backends in one process do not share or change each other's
 //! threading.
 
+mod avg_pool;
 mod batch_consts;
 mod constants;
 mod conv_taps;
@@ -20,6 +21,7 @@ mod fusion;
 mod max_pool;
 mod optimizer;
 mod per_sample_conv;
+mod pool_windows;
 mod relu;
 mod reshape_consts;
 mod roi;
@@ -143,6 +145,7 @@ impl TractBackend {
         conv_taps::trim(&mut typed).map_err(engine("cut kernel taps that read only padding"))?;
         relu::adopt(&mut typed).map_err(engine("adopt ward's relu"))?;
         max_pool::adopt(&mut typed).map_err(engine("adopt ward's max pool"))?;
+        avg_pool::adopt(&mut typed).map_err(engine("adopt ward's average pool"))?;
         topk::adopt(&mut typed).map_err(engine("adopt ward's topk"))?;
         fmod::adopt(&mut typed).map_err(engine("adopt ward's fmod"))?;
         roi_sum::adopt(&mut typed).map_err(engine("sum ROIAlign levels into one output"))?;

@@ -211,6 +211,170 @@ proptest::proptest! {
     }
 }
 
+/// MXNet's average pool: each window's sum over the input, divided by the window clipped
+/// to the padded extent (`count_include_pad`) or to the input.
+fn avg_pool_by_hand(
+    x: &[f32],
+    [c, h, w]: [usize; 3],
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    pad: [usize; 2],
+    [oh, ow]: [usize; 2],
+    count_include_pad: bool,
+) -> Vec<f64> {
+    // (first index, end) of a window along an axis, clipped to the padded extent and to
+    // the input.
+    let clip = |o: usize, axis: usize, size: usize| {
+        let start = (o * stride[axis]) as isize - pad[axis] as isize;
+        let end = (start + kernel[axis] as isize).min((size + pad[axis]) as isize);
+        ((start, end), (start.max(0), end.min(size as isize)))
+    };
+    let mut out = Vec::with_capacity(c * oh * ow);
+    for ch in 0..c {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let ((py0, py1), (y0, y1)) = clip(oy, 0, h);
+                let ((px0, px1), (x0, x1)) = clip(ox, 1, w);
+                let mut sum = 0f64;
+                for iy in y0..y1 {
+                    for ix in x0..x1 {
+                        sum += f64::from(x[(ch * h + iy as usize) * w + ix as usize]);
+                    }
+                }
+                let cells = if count_include_pad {
+                    (py1 - py0) * (px1 - px0)
+                } else {
+                    (y1 - y0) * (x1 - x0)
+                };
+                // A `full` window past the input holds no cell: ward's lowering divides
+                // its zero sum by 1.
+                out.push(sum / cells.max(1) as f64);
+            }
+        }
+    }
+    out
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Ward's average-pool kernel sums rows, then windows along them; the result must be
+    /// MXNet's average for every kernel, stride, padding, rounding and divisor rule.
+    #[test]
+    fn avg_pool_takes_each_windows_average(
+        (c, h, w) in (1usize..4, 1usize..12, 1usize..40),
+        kernel in (1usize..5, 1usize..5),
+        stride in (1usize..4, 1usize..4),
+        pad in (0usize..3, 0usize..3),
+        ceil in proptest::bool::ANY,
+        count_include_pad in proptest::bool::ANY,
+        seed in proptest::prelude::any::<u64>(),
+    ) {
+        let kernel = [kernel.0, kernel.1];
+        let pad = [pad.0.min(kernel[0] - 1), pad.1.min(kernel[1] - 1)];
+        proptest::prop_assume!(h + 2 * pad[0] >= kernel[0] && w + 2 * pad[1] >= kernel[1]);
+        check_avg_pool([c, h, w], kernel, [stride.0, stride.1], pad, ceil, count_include_pad, seed);
+    }
+}
+
+/// Same-size average pools at stride 1 (Inception's 3×3 padded by 1, and 5×5 padded by
+/// 2), which ward runs over whole planes, on planes shorter and longer than a vector and
+/// smaller than the window, with both divisor rules.
+#[test]
+fn same_size_avg_pools_take_each_windows_average() {
+    for (side, kernel, pad) in [
+        (17, 3, 1),
+        (8, 3, 1),
+        (35, 3, 1),
+        (9, 5, 2),
+        (2, 3, 1),
+        (3, 5, 2),
+    ] {
+        for count_include_pad in [true, false] {
+            check_avg_pool(
+                [3, side, side + 2],
+                [kernel; 2],
+                [1, 1],
+                [pad; 2],
+                false,
+                count_include_pad,
+                7,
+            );
+        }
+    }
+}
+
+/// An average pool of `x` (one image, `[c, h, w]`, scrambled values from `seed`) runs as
+/// ward's `WardPlaneAvgPool` and gives MXNet's averages.
+fn check_avg_pool(
+    [c, h, w]: [usize; 3],
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    pad: [usize; 2],
+    ceil: bool,
+    count_include_pad: bool,
+    seed: u64,
+) {
+    let out_size = |x: usize, i: usize| {
+        let span = x + 2 * pad[i] - kernel[i];
+        (if ceil {
+            span.div_ceil(stride[i])
+        } else {
+            span / stride[i]
+        }) + 1
+    };
+    let (oh, ow) = (out_size(h, 0), out_size(w, 1));
+    let x = scrambled(c * h * w, seed);
+    let mut g = Graph::new();
+    g.inputs.push(input("x"));
+    g.nodes.push(Node {
+        name: "pool".into(),
+        op: Pool {
+            kind: PoolKind::Avg,
+            kernel: kernel.to_vec(),
+            stride: stride.to_vec(),
+            pad: pad.to_vec(),
+            ceil,
+            global: false,
+            count_include_pad,
+        }
+        .into(),
+        inputs: vec![Source::Input(0)],
+    });
+    g.outputs.push(GraphOutput {
+        name: "y".into(),
+        source: Source::Node(0, 0),
+    });
+    g.validate().unwrap();
+    let model = model(g, HashMap::new());
+    let plan = model.plan(&[vec![1, c, h, w]]).unwrap();
+    assert!(
+        plan.operators().iter().any(|op| op == "WardPlaneAvgPool"),
+        "tract's pool kept: {:?}",
+        plan.operators()
+    );
+    let input = Tensor::from_f32(vec![1, c, h, w], &x).unwrap();
+    let y = plan
+        .run(model.stage(&[input.view()]).unwrap())
+        .unwrap()
+        .remove(0);
+    assert_eq!(y.shape(), &[1, c, oh, ow]);
+    let want = avg_pool_by_hand(
+        &x,
+        [c, h, w],
+        kernel,
+        stride,
+        pad,
+        [oh, ow],
+        count_include_pad,
+    );
+    assert_close(
+        &y.to_f32_vec(),
+        &want,
+        &format!("average pool of {h}×{w}, {kernel:?} / {stride:?}, pad {pad:?}"),
+    );
+}
+
 /// A fire module's tail: two 1×1 convolutions side by side, concatenated, then a ReLU.
 /// tract runs that ReLU as a pass of its own unless ward moves it into each product; the
 /// output must be unchanged, and the plan must have no standalone scalar op left.
