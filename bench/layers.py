@@ -5,8 +5,9 @@
         MXNet's operator times for the model exported in DIR (model-symbol.json,
         model-0000.params, input.npy), run as bench/mxnet_models.py times it
         (SymbolBlock.imports, hybridize(static_alloc, static_shape)), with MXNet's
-        profiler on and bulk execution off so that each operator is its own event. One
-        entry per operator node, in execution order: its name, operator and median ms.
+        profiler on, bulk execution off so that each operator is its own event, and the
+        NaiveEngine so that operators run in the symbol's order. One entry per operator
+        node, in execution order: its name, operator and median ms.
     layers.py table DIR WARD.json MXNET.json [--by-kind]
         Markdown: each layer (a convolution, dense layer or pooling with the batch norms,
         activations and joins that follow it) with MXNet's and ward's ms. ward's steps
@@ -39,6 +40,10 @@ def profile_mxnet(d, threads, iters, out):
     # One event per operator: MXNet otherwise runs a hybridized graph in bulk segments.
     os.environ["MXNET_EXEC_BULK_EXEC_INFERENCE"] = "0"
     os.environ["MXNET_EXEC_BULK_EXEC_TRAIN"] = "0"
+    # Operators in the graph's order, one at a time: the threaded engine may run the
+    # branches of a block (SqueezeNet's fire modules, Inception's towers) in another
+    # order than the symbol's, and the events name only the operator, not the node.
+    os.environ["MXNET_ENGINE_TYPE"] = "NaiveEngine"
     import mxnet as mx
     import numpy as np
 
@@ -68,27 +73,35 @@ def profile_mxnet(d, threads, iters, out):
         elif e["ph"] == "E" and key in open_at:
             start = open_at.pop(key)
             spans.append((start, e["name"], e["ts"] - start))
-    spans.sort()
+    # The NaiveEngine records each operator twice, with one start: keep the longer.
+    longest = {}
+    for start, name, us in spans:
+        longest[(start, name)] = max(us, longest.get((start, name), 0))
+    spans = sorted((start, name, us) for (start, name), us in longest.items())
     nodes = mxnet_nodes(d)
     # MXNet's engine bookkeeping is no node's; a one-node bulk segment (the first
     # convolution, the dense layer) is reported as ImperativeBulk.
     spans = [s for s in spans if s[1] not in ("WaitForVar", "DeleteVariable")]
-    # The spans are the nodes' operators in execution order, once per run.
-    ops = [name for _, name, _ in spans]
-    width = len(nodes)
-    runs = [spans[i:i + width] for i in range(0, len(spans) - width + 1, width)]
-    runs = [r for r in runs
-            if all(name in (n["op"], "ImperativeBulk") for (_, name, _), n in zip(r, nodes))]
-    if not runs:
-        sys.exit(f"layers.py: MXNet's {len(ops)} operator events do not follow the "
-                 f"{width} nodes of the symbol")
+    # The spans hold the nodes' operators in the symbol's order, once per run, among
+    # events of no node: walk both, taking each span that is the next node's operator.
+    durations = [[] for _ in nodes]
+    i = runs = 0
+    for _, name, us in spans:
+        if name in (nodes[i]["op"], "ImperativeBulk"):
+            durations[i].append(us)
+            i += 1
+            if i == len(nodes):
+                i, runs = 0, runs + 1
+    if runs == 0:
+        sys.exit(f"layers.py: MXNet's {len(spans)} operator events do not hold the "
+                 f"{len(nodes)} operators of the symbol in its order")
     result = []
-    for i, node in enumerate(nodes):
-        ms = statistics.median((r[i][2] for r in runs)) / 1e3
-        result.append({"name": node["name"], "operator": node["op"], "ms": ms,
+    for node, us in zip(nodes, durations):
+        result.append({"name": node["name"], "operator": node["op"],
+                       "ms": statistics.median(us[:runs]) / 1e3,
                        "attrs": node.get("attrs", {})})
     with open(out, "w") as f:
-        json.dump({"runs": len(runs), "nodes": result}, f)
+        json.dump({"runs": runs, "nodes": result}, f)
 
 
 def kind(node):
