@@ -25,7 +25,7 @@ use tract_onnx::tract_core::internal::{
 };
 use tract_onnx::tract_core::ops::cnn::SumPool;
 
-use super::pool_windows::{Inside, PoolWindows};
+use super::pool_windows::{self, Inside, PoolWindows};
 
 /// A 2-D average (or sum) pool with its geometry fixed for one input shape.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -40,17 +40,7 @@ pub(crate) struct PlaneAvgPool {
 /// spatial axes, no dilation, explicit padding without ONNX's ceil mode, a concrete input
 /// shape. Any other keeps tract's own op.
 pub(crate) fn adopt(model: &mut TypedModel) -> TractResult<()> {
-    for id in 0..model.nodes().len() {
-        let node = model.node(id);
-        let Some(pool) = node.op_as::<SumPool>() else {
-            continue;
-        };
-        let fact = model.outlet_fact(node.inputs[0])?;
-        if let Some(ours) = PlaneAvgPool::covering(pool, fact)? {
-            model.node_mut(id).op = Box::new(ours);
-        }
-    }
-    Ok(())
+    pool_windows::swap(model, PlaneAvgPool::covering)
 }
 
 impl PlaneAvgPool {

@@ -21,7 +21,7 @@ use tract_onnx::tract_core::internal::{
 };
 use tract_onnx::tract_core::ops::cnn::MaxPool;
 
-use super::pool_windows::{Inside, PoolWindows};
+use super::pool_windows::{self, Inside, PoolWindows};
 
 /// A 2-D max pool with its geometry fixed for one input shape, as plans are.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -33,17 +33,7 @@ pub(crate) struct PlaneMaxPool {
 /// spatial axes, no dilation, explicit padding, no argmax output, a concrete input shape.
 /// Any other keeps tract's own op.
 pub(crate) fn adopt(model: &mut TypedModel) -> TractResult<()> {
-    for id in 0..model.nodes().len() {
-        let node = model.node(id);
-        let Some(pool) = node.op_as::<MaxPool>() else {
-            continue;
-        };
-        let fact = model.outlet_fact(node.inputs[0])?;
-        if let Some(ours) = PlaneMaxPool::covering(pool, fact)? {
-            model.node_mut(id).op = Box::new(ours);
-        }
-    }
-    Ok(())
+    pool_windows::swap(model, PlaneMaxPool::covering)
 }
 
 impl PlaneMaxPool {

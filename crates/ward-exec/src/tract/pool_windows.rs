@@ -9,10 +9,32 @@
 
 use std::ops::Range;
 
-use tract_onnx::prelude::{tvec, Datum, TractResult, TypedFact};
-use tract_onnx::tract_core::internal::{bail, TValue, Tensor};
+use tract_onnx::prelude::{tvec, Datum, TractResult, TypedFact, TypedModel};
+use tract_onnx::tract_core::internal::{bail, Op, TValue, Tensor, TypedOp};
 use tract_onnx::tract_core::ops::cnn::{PaddingSpec, PoolSpec};
 use tract_onnx::tract_core::ops::nn::DataFormat;
+
+/// Every node of `model` whose op is a `P` that `cover` takes over (given the node's op
+/// and its input's fact) runs ward's op instead; any other keeps tract's.
+pub(super) fn swap<P, W>(
+    model: &mut TypedModel,
+    cover: impl Fn(&P, &TypedFact) -> TractResult<Option<W>>,
+) -> TractResult<()>
+where
+    P: Op,
+    W: TypedOp,
+{
+    for id in 0..model.nodes().len() {
+        let node = model.node(id);
+        let Some(pool) = node.op_as::<P>() else {
+            continue;
+        };
+        if let Some(ours) = cover(pool, model.outlet_fact(node.inputs[0])?)? {
+            model.node_mut(id).op = Box::new(ours);
+        }
+    }
+    Ok(())
+}
 
 /// A 2-D pool's windows for one input shape, as plans are.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
