@@ -189,7 +189,7 @@ struct Planes {
     in_channels: usize,
     /// Whether the outputs go through a ReLU.
     relu: bool,
-    /// Whether the CPU has AVX-512F (and the row kernel in it may run).
+    /// Whether the CPU has AVX-512F (and the plane kernel and fill in it may run).
     avx512: bool,
 }
 

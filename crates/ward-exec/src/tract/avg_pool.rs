@@ -4,9 +4,10 @@
 //! 26× MXNet's time for its ten 3×3 average pools (docs/BENCHMARKS.md). This kernel works
 //! in whole rows, which vectorise: it sums an output row's input rows into one row, sums
 //! every window of that row at stride 1 with one pass per tap, then takes every
-//! stride-th sum and divides it; a pool whose output has the input's size at stride 1
-//! runs the same passes over the whole flattened plane, which vectorise where its rows
-//! are short. Windows that overlap the padding are summed one by one.
+//! stride-th sum and divides it, summing the windows that overlap the padding one by one.
+//! A pool whose output has the input's size at stride 1 runs the same passes over the
+//! whole zero-padded plane flattened, which vectorise where its rows are short, and
+//! divides each output by its own divisor.
 //! The divisor is the kernel's area, or with `count_include_pad` off the window's cells
 //! inside the input, as tract's `SumPool` (ward's lowering then scales by MXNet's own
 //! divisors where they differ). Safe Rust: the slices carry their bounds.
@@ -210,31 +211,25 @@ impl EvalOp for PlaneAvgPool {
         let g = &self.windows;
         let [_, _, h, w] = g.input;
         let [oh, ow] = g.output;
-        let columns: Vec<_> = (0..ow).map(|ox| g.window(1, ox)).collect();
-        let (mut folded, mut sliding) = (vec![0f32; w], vec![0f32; w]);
-        // A same-size pool's padded plane (its padding zero throughout), window sums along
-        // rows, and each output's divisor.
-        let same_size = self.same_size();
-        let [kh, kw] = g.kernel;
-        let padded_len = if same_size {
-            (h + kh - 1) * (w + kw - 1)
-        } else {
-            0
-        };
-        let (mut padded, mut sums) = (vec![0f32; padded_len], vec![0f32; padded_len]);
-        let divisors: Vec<f32> = match same_size {
-            true => (0..oh * ow)
+        let output = if self.same_size() {
+            // The padded plane (its padding zero throughout), window sums along rows, and
+            // each output's divisor.
+            let [kh, kw] = g.kernel;
+            let padded_len = (h + kh - 1) * (w + kw - 1);
+            let (mut padded, mut sums) = (vec![0f32; padded_len], vec![0f32; padded_len]);
+            let divisors: Vec<f32> = (0..oh * ow)
                 .map(|o| self.divisor(g.window(0, o / ow).len(), g.window(1, o % ow).len()))
-                .collect(),
-            false => Vec::new(),
-        };
-        let output = g.run_planes("average pool", &inputs[0], |plane_in, plane_out| {
-            if same_size {
+                .collect();
+            g.run_planes("average pool", &inputs[0], |plane_in, plane_out| {
                 self.pool_same_plane(plane_in, plane_out, &mut padded, &mut sums, &divisors);
-            } else {
+            })?
+        } else {
+            let columns: Vec<_> = (0..ow).map(|ox| g.window(1, ox)).collect();
+            let (mut folded, mut sliding) = (vec![0f32; w], vec![0f32; w]);
+            g.run_planes("average pool", &inputs[0], |plane_in, plane_out| {
                 self.pool_plane(plane_in, plane_out, &columns, &mut folded, &mut sliding);
-            }
-        })?;
+            })?
+        };
         Ok(tvec![output.into_tvalue()])
     }
 }

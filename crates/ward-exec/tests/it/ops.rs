@@ -161,11 +161,6 @@ proptest::proptest! {
         let stride = [stride.0, stride.1];
         let pad = [pad.0.min(kernel[0] - 1), pad.1.min(kernel[1] - 1)];
         proptest::prop_assume!(h + 2 * pad[0] >= kernel[0] && w + 2 * pad[1] >= kernel[1]);
-        let out_size = |x: usize, i: usize| {
-            let span = x + 2 * pad[i] - kernel[i];
-            (if ceil { span.div_ceil(stride[i]) } else { span / stride[i] }) + 1
-        };
-        let (oh, ow) = (out_size(h, 0), out_size(w, 1));
         // Distinct values in a scrambled order, so a wrong window picks a wrong value, and
         // some NaNs, which MXNet's maximum never takes.
         let n = c * h * w;
@@ -173,41 +168,18 @@ proptest::proptest! {
             .map(|i| ((i as u64).wrapping_mul(2654435761).wrapping_add(seed) % 1_000_003) as f32)
             .map(|v| if (v as u64).is_multiple_of(5) { f32::NAN } else { v })
             .collect();
-
-        let mut g = Graph::new();
-        g.inputs.push(input("x"));
-        g.nodes.push(Node {
-            name: "pool".into(),
-            op: Pool {
-                kind: PoolKind::Max,
-                kernel: kernel.to_vec(),
-                stride: stride.to_vec(),
-                pad: pad.to_vec(),
-                ceil,
-                global: false,
-                count_include_pad: false,
-            }
-            .into(),
-            inputs: vec![Source::Input(0)],
-        });
-        g.outputs.push(GraphOutput { name: "y".into(), source: Source::Node(0, 0) });
-        g.validate().unwrap();
-        let model = model(g, HashMap::new());
-        let plan = model.plan(&[vec![1, c, h, w]]).unwrap();
-        proptest::prop_assert!(
-            plan.operators().iter().any(|op| op == "WardPlaneMaxPool"),
-            "tract's pool kept: {:?}",
-            plan.operators()
-        );
-        let input = Tensor::from_f32(vec![1, c, h, w], &x).unwrap();
-        let y = plan
-            .run(model.stage(&[input.view()]).unwrap())
-            .unwrap()
-            .remove(0);
-
-        proptest::prop_assert_eq!(y.shape(), &[1, c, oh, ow]);
+        let pool = Pool {
+            kind: PoolKind::Max,
+            kernel: kernel.to_vec(),
+            stride: stride.to_vec(),
+            pad: pad.to_vec(),
+            ceil,
+            global: false,
+            count_include_pad: false,
+        };
+        let (y, [oh, ow]) = run_pool(pool, [c, h, w], &x, "WardPlaneMaxPool");
         let want = max_pool_by_hand(&x, [c, h, w], kernel, stride, pad, [oh, ow]);
-        proptest::prop_assert_eq!(y.to_f32_vec(), want);
+        proptest::prop_assert_eq!(y, want);
     }
 }
 
@@ -315,30 +287,41 @@ fn check_avg_pool(
     count_include_pad: bool,
     seed: u64,
 ) {
-    let out_size = |x: usize, i: usize| {
-        let span = x + 2 * pad[i] - kernel[i];
-        (if ceil {
-            span.div_ceil(stride[i])
-        } else {
-            span / stride[i]
-        }) + 1
-    };
-    let (oh, ow) = (out_size(h, 0), out_size(w, 1));
     let x = scrambled(c * h * w, seed);
+    let pool = Pool {
+        kind: PoolKind::Avg,
+        kernel: kernel.to_vec(),
+        stride: stride.to_vec(),
+        pad: pad.to_vec(),
+        ceil,
+        global: false,
+        count_include_pad,
+    };
+    let (y, out) = run_pool(pool, [c, h, w], &x, "WardPlaneAvgPool");
+    let want = avg_pool_by_hand(&x, [c, h, w], kernel, stride, pad, out, count_include_pad);
+    let what = format!("average pool of {h}×{w}, {kernel:?} / {stride:?}, pad {pad:?}");
+    assert_close(&y, &want, &what);
+}
+
+/// `pool` (two spatial axes, no global window) planned for one image `[c, h, w]` must run
+/// as ward's `op`; runs it on `x` and gives the output, checked to be of MXNet's output
+/// size, and that size.
+fn run_pool(pool: Pool, [c, h, w]: [usize; 3], x: &[f32], op: &str) -> (Vec<f32>, [usize; 2]) {
+    let out_size = |size: usize, i: usize| {
+        let span = size + 2 * pool.pad[i] - pool.kernel[i];
+        let steps = if pool.ceil {
+            span.div_ceil(pool.stride[i])
+        } else {
+            span / pool.stride[i]
+        };
+        steps + 1
+    };
+    let out = [out_size(h, 0), out_size(w, 1)];
     let mut g = Graph::new();
     g.inputs.push(input("x"));
     g.nodes.push(Node {
         name: "pool".into(),
-        op: Pool {
-            kind: PoolKind::Avg,
-            kernel: kernel.to_vec(),
-            stride: stride.to_vec(),
-            pad: pad.to_vec(),
-            ceil,
-            global: false,
-            count_include_pad,
-        }
-        .into(),
+        op: pool.into(),
         inputs: vec![Source::Input(0)],
     });
     g.outputs.push(GraphOutput {
@@ -348,31 +331,18 @@ fn check_avg_pool(
     g.validate().unwrap();
     let model = model(g, HashMap::new());
     let plan = model.plan(&[vec![1, c, h, w]]).unwrap();
+    let operators = plan.operators();
     assert!(
-        plan.operators().iter().any(|op| op == "WardPlaneAvgPool"),
-        "tract's pool kept: {:?}",
-        plan.operators()
+        operators.iter().any(|o| o == op),
+        "tract's pool kept: {operators:?}"
     );
-    let input = Tensor::from_f32(vec![1, c, h, w], &x).unwrap();
+    let input = Tensor::from_f32(vec![1, c, h, w], x).unwrap();
     let y = plan
         .run(model.stage(&[input.view()]).unwrap())
         .unwrap()
         .remove(0);
-    assert_eq!(y.shape(), &[1, c, oh, ow]);
-    let want = avg_pool_by_hand(
-        &x,
-        [c, h, w],
-        kernel,
-        stride,
-        pad,
-        [oh, ow],
-        count_include_pad,
-    );
-    assert_close(
-        &y.to_f32_vec(),
-        &want,
-        &format!("average pool of {h}×{w}, {kernel:?} / {stride:?}, pad {pad:?}"),
-    );
+    assert_eq!(y.shape(), [1, c, out[0], out[1]]);
+    (y.to_f32_vec(), out)
 }
 
 /// A fire module's tail: two 1×1 convolutions side by side, concatenated, then a ReLU.
