@@ -218,7 +218,7 @@ def report(results_path, meta_path):
     if os.path.exists(results_path):
         with open(results_path) as f:
             rows = [json.loads(l) for l in f if l.strip()]
-    order = {"mms": 0, "ward-old": 1, "ward": 2}
+    order = {"mms": 0, "ward-old": 1, "ward": 2, "ward-batched": 3}
     models = []
     for r in rows:
         if r["model"] not in models:
@@ -241,9 +241,11 @@ def report(results_path, meta_path):
     if "ward-old" in meta:
         p(f"- **ward-old**: {meta['ward-old']}")
     p(f"- **ward**: {meta.get('ward', 'not run')}")
+    if "ward-batched" in meta:
+        p(f"- **ward-batched**: {meta['ward-batched']}")
     p()
     p("Requests: byte-identical bodies for both servers (OIP v2): the MLP (1x16) as a JSON "
-      "body, squeezenet1.1 (1x3x224x224) with the binary tensor extension "
+      "body, squeezenet1.1 and resnet18_v1 (1x3x224x224) with the binary tensor extension "
       "(`Inference-Header-Content-Length`, JSON header + 602112 bytes of float32). Both "
       "reply OIP JSON rounded to 3 decimals. Every reply was checked against MXNet's own "
       "output before timing.")
@@ -273,7 +275,7 @@ def report(results_path, meta_path):
     p()
     p("| server | peak RSS | processes |")
     p("|---|---:|---|")
-    for s in ("mms", "ward-old", "ward"):
+    for s in ("mms", "ward-old", "ward", "ward-batched"):
         raw = meta.get(f"mem_{s}")
         if not raw:
             continue

@@ -23,6 +23,9 @@ Models:
                  Xavier weights from a fixed seed. Binary tensor extension body: a JSON header
                  (Inference-Header-Content-Length bytes) + 602112 bytes of little-endian
                  float32.
+  resnet18_v1    the same for the model zoo's resnet18_v1(pretrained=False).
+
+WORK/models.txt lists the models to build (default: all of them), one per line.
 """
 import json
 import os
@@ -37,6 +40,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 MODELS = {
     "mlp": {"shape": (1, 16), "body": "json", "seed": 16},
     "squeezenet1_1": {"shape": (1, 3, 224, 224), "body": "binary", "seed": 224},
+    "resnet18_v1": {"shape": (1, 3, 224, 224), "body": "binary", "seed": 18},
 }
 
 
@@ -53,6 +57,8 @@ def build(name):
         return net
     if name == "squeezenet1_1":
         return gluon.model_zoo.vision.squeezenet1_1(pretrained=False)
+    if name == "resnet18_v1":
+        return gluon.model_zoo.vision.resnet18_v1(pretrained=False)
     raise KeyError(name)
 
 
@@ -76,7 +82,12 @@ def main(work):
     archiver = os.path.join(os.path.dirname(sys.executable), "model-archiver")
     for sub in ("models", "model-store", "bodies", "expected"):
         os.makedirs(os.path.join(work, sub), exist_ok=True)
-    for name, spec in MODELS.items():
+    wanted = MODELS
+    listed = os.path.join(work, "models.txt")
+    if os.path.exists(listed):
+        with open(listed) as f:
+            wanted = {n: MODELS[n] for n in f.read().split()}
+    for name, spec in wanted.items():
         mx.random.seed(spec["seed"])
         np.random.seed(spec["seed"])
         d = os.path.join(work, "models", name)

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Serving benchmark: ward against Multi Model Server (MMS) 1.1.11 + MXNet 1.9.1, in one run
-# on this machine, with wrk on loopback. Two models (an MLP 16->64->10 and squeezenet1.1 at
-# 1x3x224x224), 1, 4 and 16 connections, plus an overload point for squeezenet. MMS runs as
-# it ships (plain HTTP, its default workers); ward runs with TLS and bearer tokens on.
+# on this machine, with wrk on loopback. Three models (an MLP 16->64->10, squeezenet1.1 and
+# resnet18_v1 at 1x3x224x224), 1, 4 and 16 connections, plus an overload point for
+# squeezenet. MMS runs as it ships (plain HTTP, its default workers); ward runs with TLS and
+# bearer tokens on.
 #
 #   bench/serve/run.sh                     # both servers, 5 s warm-up + 20 s per point
 #   DURATION=5 WARMUP=1 bench/serve/run.sh # a quick try
@@ -12,6 +13,11 @@
 #   WARD [target/release/ward]   the ward binary; the ward side is skipped (and said so in
 #                                the report) when `$WARD serve --help` fails
 #   SERVERS ["mms ward"]         DURATION [20]  WARMUP [5]  CONNS ["1 4 16"]
+#   MODELS ["mlp squeezenet1_1 resnet18_v1"]   the models measured (the overload point
+#                                runs when squeezenet1_1 is among them)
+#   ward-batched                 in SERVERS: $WARD again, with dynamic batching on for
+#                                every model ([model.NAME.batching], max_batch_size =
+#                                BATCH_SIZE [8], max_queue_delay_ms = BATCH_DELAY_MS [2])
 #   WARD_OLD                     a second ward binary, run as the server `ward-old` when
 #                                SERVERS names it: an A/B of two builds in one run
 #                                (SERVERS="mms ward-old ward ward-old ward" alternates them)
@@ -57,7 +63,9 @@ MMS_PYTHON=${MMS_PYTHON:-python3}
 WORK=${WORK:-bench/out/serve}
 mkdir -p "$WORK"
 work=$(cd "$WORK" && pwd)
-models="mlp squeezenet1_1"
+models=${MODELS:-"mlp squeezenet1_1 resnet18_v1"}
+BATCH_SIZE=${BATCH_SIZE:-8}
+BATCH_DELAY_MS=${BATCH_DELAY_MS:-2}
 helpers="$root/bench/serve/helpers.py"
 lua="$root/bench/serve/infer.lua"
 
@@ -104,6 +112,7 @@ venv_setup() {
 venv_setup
 
 say "building the models, archives and request bodies ($WORK)"
+printf '%s\n' $models > "$work/models.txt"
 "$PY" bench/serve/make_models.py "$work" 2>&1 | grep -v -e 'UserWarning: Cannot decide type' \
     -e '^\s*data: None' -e 'infer_type()\[0\]' >&2
 
@@ -160,7 +169,7 @@ run_points() {
             run_point "$server" "$model" "$c" point "$prefix$model$suffix" "$token"
         done
     done
-    if [ "${OVERLOAD:-0}" != 0 ]; then
+    if [ "${OVERLOAD:-0}" != 0 ] && [[ " $models " == *" squeezenet1_1 "* ]]; then
         run_point "$server" squeezenet1_1 "$OVERLOAD" overload "${prefix}squeezenet1_1$suffix" "$token"
         sleep "$RECOVERY"
         if check_reply "$server" squeezenet1_1 "${prefix}squeezenet1_1$suffix" "${CURL_ARGS[@]}"; then
@@ -202,7 +211,7 @@ mms_side() {
 inference_address=http://127.0.0.1:$inf
 management_address=http://127.0.0.1:$mgmt
 model_store=$work/model-store
-load_models=mlp.mar,squeezenet1_1.mar
+load_models=$(printf '%s.mar\n' $models | paste -sd,)
 EOF
     # The CLI keeps its pid file in $TMPDIR and MMS its worker sockets in java.io.tmpdir
     # ($TEMP): both private to this run. MMS writes its logs under ./logs, hence the cd.
@@ -241,7 +250,7 @@ EOF
     for _ in $(seq 1 180); do
         if curl -sf "http://127.0.0.1:$inf/ping" > /dev/null 2>&1 \
             && "$PY" "$helpers" mms-workers "http://127.0.0.1:$mgmt" > "$d/workers.txt" 2> /dev/null \
-            && [ "$(grep -c 'status=READY ' "$d/workers.txt")" = 2 ]; then
+            && [ "$(grep -c 'status=READY ' "$d/workers.txt")" = "$(echo $models | wc -w)" ]; then
             ready=1
             break
         fi
@@ -269,7 +278,8 @@ EOF
 
 # ------------------------------------------------------------------------------------ ward
 ward_side() {
-    # $1: the label in the report (ward, or ward-old for the A/B build); $2: the binary
+    # $1: the label in the report (ward, ward-batched, or ward-old for the A/B build); $2:
+    # the binary
     local label=$1 WARD=$2
     local d="$work/$label" m shape token pid url port_line config
     rm -rf "$d"
@@ -303,6 +313,13 @@ ward_side() {
             echo "rate_per_second = 1000000.0"
             echo "burst = 1000000"
             echo "daily_budget = 1000000000"
+            if [ "$label" = ward-batched ]; then
+                for m in $models; do
+                    echo "[model.$m.batching]"
+                    echo "max_batch_size = $BATCH_SIZE"
+                    echo "max_queue_delay_ms = $BATCH_DELAY_MS"
+                done
+            fi
         } > "$config"
     fi
     say "$label: starting"
@@ -335,7 +352,7 @@ ward_side() {
     done
     run_points "$label" "$url/v2/models/" "/infer" "$token"
     meta "mem_$label" "$("$PY" "$helpers" mem "$pid")"
-    meta "$label" "$("$WARD" --version 2>/dev/null | head -1 || echo ward) ($WARD), HTTPS (TLS on loopback, dev CA from \`ward tls-cert\`) with a bearer token on every request, packages signed and verified at load; config: $(if [ -n "${WARD_CONFIG:-}" ]; then echo "$WARD_CONFIG"; else echo "ward's defaults (output precision 3, queue 64 per model, one running request per core) except the per-principal [rate] raised to 1e6/s$([ "$(id -u)" != 0 ] || echo ", and allow_root = true")"; fi)"
+    meta "$label" "$("$WARD" --version 2>/dev/null | head -1 || echo ward) ($WARD), HTTPS (TLS on loopback, dev CA from \`ward tls-cert\`) with a bearer token on every request, packages signed and verified at load; config: $(if [ -n "${WARD_CONFIG:-}" ]; then echo "$WARD_CONFIG"; else echo "ward's defaults (output precision 3, queue 64 per model, one running request per core) except the per-principal [rate] raised to 1e6/s$([ "$(id -u)" != 0 ] || echo ", and allow_root = true")$([ "$label" != ward-batched ] || echo ", and dynamic batching on for every model (max_batch_size $BATCH_SIZE, max_queue_delay_ms $BATCH_DELAY_MS)")"; fi)"
 }
 
 # Each side runs in a background subshell so that `set -e` holds inside it, a failure on one
@@ -346,9 +363,9 @@ for server in $SERVERS; do
         (mms_side) &
         wait $! || meta note "mms: the run failed (see the errors above and $WORK/mms/mms.log)"
         ;;
-    ward | ward-old)
+    ward | ward-batched | ward-old)
         bin=$WARD
-        [ "$server" = ward ] || bin=${WARD_OLD:?SERVERS names ward-old: set WARD_OLD}
+        [ "$server" != ward-old ] || bin=${WARD_OLD:?SERVERS names ward-old: set WARD_OLD}
         if ! "$bin" serve --help > /dev/null 2>&1; then
             say "$server: skipped ($bin serve --help fails; set WARD=path/to/ward)"
             meta note "$server: not run, \`$bin serve --help\` failed"

@@ -3,18 +3,24 @@
 //! timeout, so memory never grows with the number of waiting clients.
 //!
 //! With batching, requests whose inputs agree on every dimension but the first are joined
-//! along the first dimension (up to `max_batch_size` rows, waiting at most
-//! `max_queue_delay_ms` for more), run once, and the outputs split back by rows.
+//! along the first dimension, run once, and the outputs split back by rows. A batch forms
+//! when a model thread is free, from the requests that queued while none was; how many
+//! rows it takes is what the model's measured costs say runs fastest per row
+//! ([`BatchCosts`]), not the most available. It waits for more rows (at most
+//! `max_queue_delay_ms` after its first request queued) only when a larger batch is
+//! measured to pay and other requests are in flight.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use ward_core::Tensor;
 use ward_exec::{CheckedInputs, ExecError, LoadedPackage};
 
+use crate::batch_cost::{table_sizes, BatchCosts};
 use crate::config::BatchingConfig;
 use crate::error::ApiError;
 use crate::model_threads::ModelThreads;
@@ -25,6 +31,7 @@ type Reply = oneshot::Sender<Result<Named, ApiError>>;
 struct Job {
     inputs: CheckedInputs,
     reply: Reply,
+    queued: tokio::time::Instant,
 }
 
 /// A request whose estimated compute (rows × the model's time per row) is under this runs
@@ -32,12 +39,16 @@ struct Job {
 /// free: for small models the hand-off to a model thread costs more than the model.
 const INLINE_BUDGET: Duration = Duration::from_micros(200);
 
+/// Batch sizes are timed at load only while one run of them is estimated to take less
+/// than this (from the previous size's time per row): a large model loads without minutes
+/// of profiling, and its untimed sizes are never chosen.
+const PROFILE_RUN_LIMIT: Duration = Duration::from_secs(1);
+
 pub struct Batcher {
     engine: Arc<Engine>,
-    /// The model's time for one row, measured at load; `None` when it could not be.
-    per_row: Option<Duration>,
     permits: Arc<Semaphore>,
-    waiting: AtomicUsize,
+    /// Requests queued or running.
+    waiting: Arc<AtomicUsize>,
     max_waiting: usize,
     batches: Option<mpsc::Sender<Job>>,
 }
@@ -66,10 +77,22 @@ fn internal() -> ApiError {
     )
 }
 
-/// A model and the threads that run it.
+/// A model, the threads that run it, and what its runs cost.
 struct Engine {
     package: Arc<LoadedPackage>,
     threads: ModelThreads,
+    costs: BatchCosts,
+}
+
+impl Engine {
+    /// Runs `inputs` on the calling thread and times the run into the cost table.
+    fn run_timed(&self, inputs: CheckedInputs) -> Result<Named, ExecError> {
+        let rows = inputs.rows();
+        let started = Instant::now();
+        let outputs = self.package.run(inputs)?;
+        self.costs.record(rows, started.elapsed());
+        Ok(outputs)
+    }
 }
 
 /// Runs the model on one of its threads. `permit` (a model slot, or a share of one
@@ -82,11 +105,11 @@ async fn predict_holding<P: Send + 'static>(
     permit: P,
 ) -> Result<Named, ApiError> {
     let (done, result) = oneshot::channel();
-    let package = engine.package.clone();
+    let running = engine.clone();
     engine
         .threads
         .submit(Box::new(move || {
-            let outputs = package.run(inputs);
+            let outputs = running.run_timed(inputs);
             drop(permit);
             let _ = done.send(outputs);
         }))
@@ -98,44 +121,63 @@ async fn predict_holding<P: Send + 'static>(
 }
 
 impl Batcher {
-    /// Needs a Tokio runtime when `batching` is set (it spawns the batching task).
+    /// Needs a Tokio runtime when `batching` is set (it spawns the batching task). Times
+    /// the model at load: one row, and with batching each size of its cost table.
     pub fn new(
         package: Arc<LoadedPackage>,
         concurrency: usize,
         max_queue: usize,
         batching: Option<BatchingConfig>,
     ) -> Batcher {
-        let permits = Arc::new(Semaphore::new(concurrency.max(1)));
-        let engine = Arc::new(Engine {
-            threads: ModelThreads::new(&package.manifest().name, concurrency),
-            package: package.clone(),
-        });
+        let name = package.manifest().name.clone();
         let batchable = package
             .manifest()
             .inputs
             .iter()
             .all(|i| i.shape.first() == Some(&-1));
-        let batches = match (batching, tokio::runtime::Handle::try_current()) {
-            (Some(config), Ok(handle)) if batchable => {
-                let (tx, rx) = mpsc::channel(max_queue.max(1));
-                handle.spawn(batch_loop(engine.clone(), permits.clone(), config, rx));
-                Some(tx)
-            }
+        let runtime = tokio::runtime::Handle::try_current();
+        let batching = match (batching, &runtime) {
+            (Some(config), Ok(_)) if batchable => Some(config),
             (Some(_), _) => {
                 tracing::warn!(
-                    "{}: batching is configured but an input's first dimension is fixed; requests run one by one",
-                    package.manifest().name
+                    "{name}: batching is configured but an input's first dimension is fixed; requests run one by one"
                 );
                 None
             }
             _ => None,
         };
-        let per_row = time_one_row(&package);
+        let costs = BatchCosts::new(&table_sizes(batching.map_or(1, |b| b.max_batch_size)));
+        profile(&package, &costs);
+        if batching.is_some() {
+            tracing::info!("{name}: batch costs {}", costs.describe());
+        }
+        let engine = Arc::new(Engine {
+            threads: ModelThreads::new(&name, concurrency),
+            package,
+            costs,
+        });
+        let permits = Arc::new(Semaphore::new(concurrency.max(1)));
+        let waiting = Arc::new(AtomicUsize::new(0));
+        let batches = match (batching, runtime) {
+            (Some(config), Ok(handle)) => {
+                let (tx, rx) = mpsc::channel(max_queue.max(1));
+                let task = BatchLoop {
+                    engine: engine.clone(),
+                    permits: permits.clone(),
+                    waiting: waiting.clone(),
+                    config,
+                    jobs: rx,
+                    pending: VecDeque::new(),
+                };
+                handle.spawn(task.run());
+                Some(tx)
+            }
+            _ => None,
+        };
         Batcher {
             engine,
-            per_row,
             permits,
-            waiting: AtomicUsize::new(0),
+            waiting,
             max_waiting: concurrency.max(1) + max_queue,
             batches,
         }
@@ -166,8 +208,13 @@ impl Batcher {
     ) -> Result<Named, ApiError> {
         if let Some(batches) = &self.batches {
             let (reply, answer) = oneshot::channel();
+            let job = Job {
+                inputs,
+                reply,
+                queued: tokio::time::Instant::now(),
+            };
             batches
-                .try_send(Job { inputs, reply })
+                .try_send(job)
                 .map_err(|_| overloaded("the model's queue is full; retry later"))?;
             return match tokio::time::timeout(queue_timeout + Duration::from_secs(60), answer).await
             {
@@ -175,13 +222,13 @@ impl Batcher {
                 _ => Err(overloaded("the model did not answer in time")),
             };
         }
-        if let Some(per_row) = self.per_row {
+        if let Some(per_row) = self.engine.costs.cost(1) {
             let rows = u32::try_from(inputs.rows()).unwrap_or(u32::MAX);
             // Inline or not, a run holds one of the model's slots: a small model runs here
             // only when a slot is free, and otherwise waits for one like any other.
             if per_row.saturating_mul(rows) < INLINE_BUDGET {
                 if let Ok(_slot) = self.permits.clone().try_acquire_owned() {
-                    return self.engine.package.run(inputs).map_err(prediction_error);
+                    return self.engine.run_timed(inputs).map_err(prediction_error);
                 }
             }
         }
@@ -193,32 +240,58 @@ impl Batcher {
     }
 }
 
-/// Times the model on one row of zeros (after a first run that builds its plan). Models
-/// with a fixed first dimension other than 1, or that fail on zeros, are not timed: they
-/// always run on a blocking thread.
-fn time_one_row(package: &LoadedPackage) -> Option<Duration> {
-    let inputs: Option<Vec<Tensor>> = package
+/// Inputs of zeros with `rows` rows, or `None` when an input's first dimension is fixed
+/// to something else.
+fn zeros(package: &LoadedPackage, rows: usize) -> Option<Vec<Tensor>> {
+    package
         .manifest()
         .inputs
         .iter()
         .map(|spec| {
-            let shape: Vec<usize> = spec
+            let mut shape: Vec<usize> = spec
                 .shape
                 .iter()
-                .map(|&d| if d < 0 { 1 } else { d as usize })
+                .map(|&d| usize::try_from(d).unwrap_or(1))
                 .collect();
-            if shape.first().is_some_and(|&d| d != 1) {
-                return None;
+            match (spec.shape.first(), shape.first_mut()) {
+                (Some(&-1), Some(first)) => *first = rows,
+                (Some(_), Some(&mut first)) if first != rows => return None,
+                _ => {}
             }
             let bytes = ward_core::tensor::byte_len(&shape, spec.dtype)?;
             Tensor::from_bytes(spec.dtype, shape, vec![0; bytes]).ok()
         })
-        .collect();
-    let inputs = inputs?;
-    package.executable().run(&inputs).ok()?;
-    let started = std::time::Instant::now();
-    package.executable().run(&inputs).ok()?;
-    Some(started.elapsed())
+        .collect()
+}
+
+/// Times the model on zeros at each of the table's sizes, smallest first: a first run
+/// builds the size's plan, then the faster of two timed runs. Stops at a size that fails
+/// (models that fail on zeros are not timed, and always run on a model thread) or whose
+/// run would take longer than `PROFILE_RUN_LIMIT`.
+fn profile(package: &LoadedPackage, costs: &BatchCosts) {
+    let mut per_row: Option<Duration> = None;
+    for &rows in costs.sizes() {
+        let estimate = per_row.map(|t| t.saturating_mul(u32::try_from(rows).unwrap_or(u32::MAX)));
+        if estimate.is_some_and(|t| t > PROFILE_RUN_LIMIT) {
+            return;
+        }
+        let Some(inputs) = zeros(package, rows) else {
+            return;
+        };
+        if package.executable().run(&inputs).is_err() {
+            return;
+        }
+        let mut best = Duration::MAX;
+        for _ in 0..2 {
+            let started = Instant::now();
+            if package.executable().run(&inputs).is_err() {
+                return;
+            }
+            best = best.min(started.elapsed());
+        }
+        costs.record(rows, best);
+        per_row = Some(best / u32::try_from(rows).unwrap_or(u32::MAX));
+    }
 }
 
 /// One place in a model's queue, given back when dropped.
@@ -240,48 +313,110 @@ impl Drop for QueuePlace<'_> {
     }
 }
 
-/// Collects jobs into batches and runs them, one batch per permit.
-async fn batch_loop(
+/// The batching task: collects jobs into batches and runs them, one batch per permit.
+struct BatchLoop {
     engine: Arc<Engine>,
     permits: Arc<Semaphore>,
+    waiting: Arc<AtomicUsize>,
     config: BatchingConfig,
-    mut jobs: mpsc::Receiver<Job>,
-) {
-    let delay = Duration::from_millis(config.max_queue_delay_ms);
-    let mut carried: Option<Job> = None;
-    loop {
-        let first = match carried.take() {
-            Some(job) => job,
-            None => match jobs.recv().await {
-                Some(job) => job,
-                None => return,
-            },
-        };
-        let mut rows = first.inputs.rows();
-        let mut batch = vec![first];
-        let deadline = tokio::time::Instant::now() + delay;
-        while rows < config.max_batch_size {
-            match tokio::time::timeout_at(deadline, jobs.recv()).await {
-                Ok(Some(job)) => {
-                    let n = job.inputs.rows();
-                    let joins = batch
-                        .first()
-                        .is_some_and(|b| b.inputs.joins_with(&job.inputs));
-                    if joins && rows + n <= config.max_batch_size {
-                        rows += n;
-                        batch.push(job);
-                    } else {
-                        carried = Some(job);
-                        break;
+    jobs: mpsc::Receiver<Job>,
+    /// Jobs taken from the channel and not yet run, oldest first.
+    pending: VecDeque<Job>,
+}
+
+impl BatchLoop {
+    async fn run(mut self) {
+        let delay = Duration::from_millis(self.config.max_queue_delay_ms);
+        loop {
+            if self.pending.is_empty() {
+                match self.jobs.recv().await {
+                    Some(job) => self.pending.push_back(job),
+                    None => return,
+                }
+            }
+            let Ok(permit) = self.permits.clone().acquire_owned().await else {
+                return;
+            };
+            // What queued while every thread was busy is what the batch can take.
+            self.take_queued();
+            let mut choice = self.choose();
+            if let (Some(target), Some(head)) = (choice.worth_waiting_for, self.pending.front()) {
+                let deadline = head.queued + delay;
+                while self.joinable_rows() < target && self.others_in_flight() {
+                    match tokio::time::timeout_at(deadline, self.jobs.recv()).await {
+                        Ok(Some(job)) => {
+                            self.pending.push_back(job);
+                            self.take_queued();
+                        }
+                        _ => break,
                     }
                 }
-                _ => break,
+                choice = self.choose();
             }
+            let batch = self.take_batch(choice.run);
+            tokio::spawn(run_batch(self.engine.clone(), batch, permit));
         }
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            return;
-        };
-        tokio::spawn(run_batch(engine.clone(), batch, permit));
+    }
+
+    /// Moves every job waiting in the channel to `pending` (at most the queue's capacity).
+    fn take_queued(&mut self) {
+        while let Ok(job) = self.jobs.try_recv() {
+            self.pending.push_back(job);
+        }
+    }
+
+    /// The pending jobs that join the oldest one, oldest first, up to the largest batch.
+    fn joinable(&self) -> impl Iterator<Item = (usize, &Job)> + '_ {
+        let head = self.pending.front();
+        let mut rows = 0;
+        self.pending.iter().enumerate().filter(move |(i, job)| {
+            let n = job.inputs.rows();
+            let joins = *i == 0
+                || (head.is_some_and(|h| h.inputs.joins_with(&job.inputs))
+                    && rows + n <= self.config.max_batch_size);
+            if joins {
+                rows += n;
+            }
+            joins
+        })
+    }
+
+    fn joinable_rows(&self) -> usize {
+        self.joinable().map(|(_, job)| job.inputs.rows()).sum()
+    }
+
+    fn choose(&self) -> crate::batch_cost::BatchChoice {
+        let free = self.permits.available_permits() + 1;
+        self.engine.costs.choose(self.joinable_rows(), free)
+    }
+
+    /// Whether requests other than the pending ones are queued or running: only then can
+    /// waiting bring more rows soon (a lone client waits for its reply before it sends
+    /// again).
+    fn others_in_flight(&self) -> bool {
+        self.waiting.load(Ordering::Relaxed) > self.pending.len()
+    }
+
+    /// Takes the oldest job and the joinable ones after it while they fit in `rows`.
+    fn take_batch(&mut self, rows: usize) -> Vec<Job> {
+        let mut total = 0;
+        let chosen: Vec<usize> = self
+            .joinable()
+            .take_while(|(_, job)| {
+                total += job.inputs.rows();
+                total <= rows
+            })
+            .map(|(i, _)| i)
+            .collect();
+        let chosen = if chosen.is_empty() { vec![0] } else { chosen };
+        // Removing from the back keeps the earlier indices valid.
+        let mut batch: Vec<Job> = chosen
+            .iter()
+            .rev()
+            .filter_map(|&i| self.pending.remove(i))
+            .collect();
+        batch.reverse();
+        batch
     }
 }
 
@@ -421,13 +556,132 @@ mod tests {
             .unwrap()
     }
 
+    /// One row `[i, i, i, i]`: the tiny model answers `[2i, 2i + 1]`.
+    fn row(package: &LoadedPackage, i: usize) -> CheckedInputs {
+        let row = Tensor::from_f32(vec![1, 4], &[i as f32; 4]).unwrap();
+        package
+            .check_inputs(vec![("data".into(), row)], &Default::default())
+            .unwrap()
+    }
+
+    fn batching(max_batch_size: usize, max_queue_delay_ms: u64) -> Option<BatchingConfig> {
+        Some(BatchingConfig {
+            max_batch_size,
+            max_queue_delay_ms,
+        })
+    }
+
+    /// Sets the tiny model's cost table to these milliseconds for sizes 1, 2, 4 and 8.
+    fn set_costs(batcher: &Batcher, ms: [f64; 4]) {
+        for (size, ms) in [1, 2, 4, 8].into_iter().zip(ms) {
+            batcher
+                .engine
+                .costs
+                .set(size, Duration::from_secs_f64(ms / 1e3));
+        }
+    }
+
+    /// Sends rows `first..first + n` as one request each, and waits until all are queued
+    /// (or answered).
+    async fn send(
+        batcher: &Arc<Batcher>,
+        package: &Arc<LoadedPackage>,
+        first: usize,
+        n: usize,
+    ) -> Vec<tokio::task::JoinHandle<(usize, Result<Named, ApiError>)>> {
+        let queued_before = batcher.depth();
+        let tasks: Vec<_> = (first..first + n)
+            .map(|i| {
+                let (batcher, inputs) = (batcher.clone(), row(package, i));
+                tokio::spawn(async move { (i, batcher.run(inputs, Duration::from_secs(60)).await) })
+            })
+            .collect();
+        while batcher.depth() < queued_before + n && !tasks.iter().all(|t| t.is_finished()) {
+            tokio::task::yield_now().await;
+        }
+        tasks
+    }
+
+    /// Every request got its own row's answer.
+    async fn check_answers(tasks: Vec<tokio::task::JoinHandle<(usize, Result<Named, ApiError>)>>) {
+        for task in tasks {
+            let (i, result) = task.await.unwrap();
+            let out = result.unwrap();
+            let expected = [2.0 * i as f32, 2.0 * i as f32 + 1.0];
+            assert_eq!(out[0].1.to_f32_vec(), expected, "row {i}");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_takes_the_size_that_costs_least_per_row_not_the_most_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let package = tiny_package(dir.path());
+        let batcher = Arc::new(Batcher::new(package.clone(), 1, 16, batching(8, 0)));
+        assert!(
+            batcher.engine.costs.cost(8).is_some(),
+            "batch sizes are timed at load"
+        );
+        let costs = &batcher.engine.costs;
+
+        // Batches cost as much per row as single rows (a convolution network on ward's
+        // kernels): four queued requests run one by one.
+        set_costs(&batcher, [1.0, 2.0, 4.0, 8.0]);
+        let busy = batcher.permits.clone().try_acquire_owned().unwrap();
+        let before = (costs.runs(1), costs.runs(2), costs.runs(4));
+        let tasks = send(&batcher, &package, 0, 4).await;
+        drop(busy);
+        check_answers(tasks).await;
+        assert_eq!(
+            (costs.runs(1), costs.runs(2), costs.runs(4)),
+            (before.0 + 4, before.1, before.2)
+        );
+
+        // Batches pay (a dense model): the same four run as one batch of four.
+        set_costs(&batcher, [1.0, 1.0, 1.0, 1.0]);
+        let busy = batcher.permits.clone().try_acquire_owned().unwrap();
+        let before = (costs.runs(1), costs.runs(4));
+        let tasks = send(&batcher, &package, 10, 4).await;
+        drop(busy);
+        check_answers(tasks).await;
+        assert_eq!((costs.runs(1), costs.runs(4)), (before.0, before.1 + 1));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_waits_for_rows_only_while_other_requests_are_in_flight() {
+        let dir = tempfile::tempdir().unwrap();
+        let package = tiny_package(dir.path());
+        // A long delay: a batch that waited for it would outlast the checks below.
+        let batcher = Arc::new(Batcher::new(package.clone(), 1, 16, batching(8, 600_000)));
+        set_costs(&batcher, [1.0, 1.0, 1.0, 1.0]);
+        let costs = &batcher.engine.costs;
+
+        // A lone client: nothing else is in flight, so its request runs at once although
+        // a batch of eight would cost less per row.
+        let lone = send(&batcher, &package, 0, 1).await;
+        tokio::time::timeout(Duration::from_secs(30), check_answers(lone))
+            .await
+            .expect("a lone request did not wait for a batch");
+
+        // Another request in flight (its place taken here): the batch waits for the rows
+        // that pay, and runs when eight are there.
+        let other = QueuePlace::take(&batcher.waiting, usize::MAX).unwrap();
+        let before = (costs.runs(1), costs.runs(8));
+        let mut tasks = send(&batcher, &package, 1, 3).await;
+        tasks.extend(send(&batcher, &package, 4, 5).await);
+        tokio::time::timeout(Duration::from_secs(30), check_answers(tasks))
+            .await
+            .expect("a full batch did not run");
+        assert_eq!((costs.runs(1), costs.runs(8)), (before.0, before.1 + 1));
+        drop(other);
+    }
+
     #[tokio::test]
     async fn inline_runs_take_the_models_slot_too() {
         let dir = tempfile::tempdir().unwrap();
         let package = tiny_package(dir.path());
-        let mut batcher = Batcher::new(package.clone(), 1, 4, None);
+        let batcher = Batcher::new(package.clone(), 1, 4, None);
         // Every run of this model is small enough to run inline.
-        batcher.per_row = Some(Duration::ZERO);
+        batcher.engine.costs.set(1, Duration::ZERO);
         let out = batcher
             .run(one_row(&package), Duration::from_secs(5))
             .await

@@ -10,6 +10,7 @@
 
 pub mod app;
 pub mod batch;
+pub mod batch_cost;
 pub mod config;
 mod connection;
 pub mod error;
