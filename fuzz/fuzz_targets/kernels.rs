@@ -4,7 +4,8 @@
 //! transposes and slices that may be a value short. Nothing may panic; a refused
 //! argument is an error, and `gemm` and `gemm_panels` (where they apply), a
 //! convolution's forward pass and a dense layer's products without a bias, must give
-//! exactly the bits of the matrix crate; the depthwise kernel, the convolution's values.
+//! exactly the bits of the matrix crate; the depthwise kernel, the convolution's values;
+//! a stride-2 row of max-pool windows, a plain fold's bits.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -13,6 +14,7 @@ use ward_kernels::dense::Dense;
 use ward_kernels::depthwise;
 use ward_kernels::matmul::{gemm, gemm_packed, gemm_parallel, MatMut, MatRef};
 use ward_kernels::panels::{self, gemm_panels, PanelsA};
+use ward_kernels::pool_rows;
 
 /// Values in [-1, 1) made from the input's bytes, cycled.
 fn values(bytes: &[u8], len: usize) -> Vec<f32> {
@@ -149,5 +151,17 @@ fuzz_target!(|data: &[u8]| {
         let mut dw = vec![0.0; g.weight_len()];
         let mut db = vec![0.0; window.out_channels - short(16)];
         let _ = g.backward_weight(&x, &dy, &mut dw, Some(&mut db));
+        // A max pool's stride-2 row: any window count and kernel, the same bits as a
+        // plain fold where the windows fit, an error where they do not.
+        let row = values(rest, byte(17) % 90);
+        let kernel = byte(18) % 5;
+        let mut out = vec![0.0; byte(19) % 46];
+        if pool_rows::stride2_row_max(&row, kernel, &mut out).is_ok() {
+            for (i, &o) in out.iter().enumerate() {
+                let w = &row[2 * i..2 * i + kernel];
+                let want = w[1..].iter().fold(w[0], |m, &v| if m < v { v } else { m });
+                assert_eq!(o.to_bits(), want.to_bits(), "window {i} of {kernel}");
+            }
+        }
     }
 });

@@ -4,8 +4,9 @@
 //! every tap: a third of squeezenet1.1's time went there. This kernel works in whole rows,
 //! which vectorise: it folds an output row's input rows into one row, takes the maximum of
 //! every window at stride 1 with one pass per tap, and then picks every stride-th of those.
-//! Only windows that overlap the padding are folded one by one. Safe Rust: the slices
-//! carry their bounds.
+//! Only windows that overlap the padding are folded one by one. Stride-2 rows of 2- and
+//! 3-wide windows run on ward-kernels' AVX-512 rows (`pool_rows`); the rest is safe Rust,
+//! whose slices carry their bounds.
 
 #![allow(
     clippy::indexing_slicing,
@@ -20,6 +21,7 @@ use tract_onnx::tract_core::internal::{
     Op, StaticName, TypedOp,
 };
 use tract_onnx::tract_core::ops::cnn::MaxPool;
+use ward_kernels::pool_rows::stride2_row_max;
 
 use super::pool_windows::{self, Inside, PoolWindows};
 
@@ -87,8 +89,18 @@ impl PlaneMaxPool {
             let row = folded.get(first_start..).unwrap_or_default();
             match (kernel_width, stride) {
                 _ if middle.is_empty() => {}
-                (3, 2) => pool_row::<3, 2>(row, middle),
-                (2, 2) => pool_row::<2, 2>(row, middle),
+                // ward-kernels' AVX-512 rows where the CPU has them (a stride-2 loop
+                // compiles to scalar code); the same bits.
+                (3, 2) => {
+                    if stride2_row_max(row, 3, middle).is_err() {
+                        pool_row::<3, 2>(row, middle);
+                    }
+                }
+                (2, 2) => {
+                    if stride2_row_max(row, 2, middle).is_err() {
+                        pool_row::<2, 2>(row, middle);
+                    }
+                }
                 (3, 1) => pool_row::<3, 1>(row, middle),
                 (2, 1) => pool_row::<2, 1>(row, middle),
                 _ => {

@@ -1130,7 +1130,11 @@ fn convolutions_run_on_wards_own_kernels_where_the_cpu_has_them() {
         (3, 32, 66, 4, 3, 1, 1, 1, 1, direct),
         (2, 64, 136, 11, 3, 2, 1, 1, 2, direct),
         (1, 32, 65, 10, 3, 1, 2, 2, 1, direct),
-        (1, 4, 80, 8, 3, 1, 1, 1, 1, ""),
+        // Too shallow a sum (8 channels × 9 taps)...
+        (1, 8, 80, 8, 3, 1, 1, 1, 1, ""),
+        // ...but an image's stem (3 channels) runs direct at any depth.
+        (1, 3, 64, 17, 3, 2, 1, 1, 1, direct),
+        (2, 3, 64, 15, 7, 2, 1, 3, 1, direct),
         (1, 32, 40, 8, 3, 1, 1, 1, 1, ""),
         (2, 32, 32, 9, 3, 1, 1, 1, 32, depthwise),
         (1, 16, 32, 83, 3, 2, 1, 1, 16, depthwise),
