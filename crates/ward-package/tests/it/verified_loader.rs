@@ -7,7 +7,7 @@ use crate::support;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Once};
 use std::time::SystemTime;
 
 use support::{as_written, manifest, weights, weights_with, MODEL_NAME};
@@ -73,6 +73,15 @@ fn open(
     dir: &Path,
     trust: &Trust,
 ) -> (Result<OpenedPackage, PackageError>, Vec<serde_json::Value>) {
+    // tracing caches whether any subscriber wants each event site. A test of this binary
+    // that opens a package with no subscriber of its own can register the audit event's
+    // site while only the global no-op one exists, caching "never", as this test's
+    // subscriber is being set on another thread: its audit line was then lost (1 run in
+    // about 3). With a global subscriber that wants every event, no site is cached so.
+    static GLOBAL: Once = Once::new();
+    GLOBAL.call_once(|| {
+        let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry());
+    });
     let sink = Sink::default();
     let subscriber = tracing_subscriber::registry().with(AuditLayer::new(sink.clone()));
     let result = tracing::subscriber::with_default(subscriber, || {
