@@ -680,13 +680,17 @@ mod tests {
         assert_eq!((costs.runs(1), costs.runs(4)), (before.0, before.1 + 1));
     }
 
-    /// Sends rows `first..first + n` and answers them; the (Tokio) time it took.
+    /// Sends rows `first..first + n` and answers them; the (Tokio) time it took. The
+    /// cost table is set first to one microsecond a batch, whatever the runs before took:
+    /// every run stays small enough to run on the test's thread, where the paused clock
+    /// cannot jump past a request's wait for its answer while a model thread computes.
     async fn answered_after(
         batcher: &Arc<Batcher>,
         package: &Arc<LoadedPackage>,
         first: usize,
         n: usize,
     ) -> Duration {
+        set_costs(batcher, [0.001; 4]);
         let started = tokio::time::Instant::now();
         check_answers(send(batcher, package, first, n).await).await;
         started.elapsed()
@@ -723,6 +727,7 @@ mod tests {
         // Eight in flight: the batch waits for the rows that pay, and runs when eight
         // are there, before its delay is up.
         let others = in_flight(&batcher, 8);
+        set_costs(&batcher, [0.001; 4]);
         let before = (costs.runs(1), costs.runs(8));
         let started = tokio::time::Instant::now();
         let mut tasks = send(&batcher, &package, 2, 3).await;
