@@ -847,6 +847,12 @@ async fn metrics(State(app): Shared, credentials: Credentials) -> Response {
         .authorize(&credentials, scopes::METRICS, None, &mut audit)
         .map(|_| {
             app.metrics.set_models(app.repo.model_count());
+            let served = app.repo.served();
+            app.metrics.set_batch_costs(
+                served
+                    .iter()
+                    .map(|m| (m.name.as_str(), m.version, m.runner.costs())),
+            );
             (
                 [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
                 app.metrics.render(),

@@ -201,6 +201,11 @@ impl Batcher {
         }
     }
 
+    /// What the model's runs cost, by batch size.
+    pub fn costs(&self) -> &BatchCosts {
+        &self.engine.costs
+    }
+
     /// Requests queued or running now.
     pub fn depth(&self) -> usize {
         self.waiting.load(Ordering::Relaxed)

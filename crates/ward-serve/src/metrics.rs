@@ -6,6 +6,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+use crate::batch_cost::BatchCosts;
 
 type Labels = Vec<(&'static str, String)>;
 
@@ -15,6 +18,7 @@ pub struct Metrics {
     latency: Family<Labels, Histogram>,
     rejections: Family<Labels, Counter>,
     queue_depth: Family<Labels, Gauge>,
+    batch_cost: Family<Labels, Gauge<f64, AtomicU64>>,
     models: Gauge,
     extraction_suspected: Family<Labels, Counter>,
 }
@@ -35,6 +39,7 @@ impl Metrics {
         });
         let rejections = Family::<Labels, Counter>::default();
         let queue_depth = Family::<Labels, Gauge>::default();
+        let batch_cost = Family::<Labels, Gauge<f64, AtomicU64>>::default();
         let models = Gauge::default();
         let extraction_suspected = Family::<Labels, Counter>::default();
         registry.register(
@@ -57,6 +62,12 @@ impl Metrics {
             "Requests queued or running, by model",
             queue_depth.clone(),
         );
+        // Why a model batches or not: the batcher takes the size that costs least per row.
+        registry.register(
+            "batch_seconds_per_row",
+            "Each model version's measured run time per row, by the batch sizes its batching chooses from",
+            batch_cost.clone(),
+        );
         registry.register(
             "models_served",
             "Model versions being served",
@@ -75,6 +86,7 @@ impl Metrics {
             latency,
             rejections,
             queue_depth,
+            batch_cost,
             models,
             extraction_suspected,
         }
@@ -109,6 +121,28 @@ impl Metrics {
             .set(depth as i64);
     }
 
+    /// Replaces the cost tables shown with these models' (`(name, version, costs)`):
+    /// models no longer served leave no stale series.
+    pub fn set_batch_costs<'a>(
+        &self,
+        models: impl IntoIterator<Item = (&'a str, u64, &'a BatchCosts)>,
+    ) {
+        self.batch_cost.clear();
+        for (model, version, costs) in models {
+            for &rows in costs.sizes() {
+                if let Some(took) = costs.cost(rows) {
+                    self.batch_cost
+                        .get_or_create(&vec![
+                            ("model", model.to_string()),
+                            ("version", version.to_string()),
+                            ("rows", rows.to_string()),
+                        ])
+                        .set(took.as_secs_f64() / rows as f64);
+                }
+            }
+        }
+    }
+
     pub fn set_models(&self, count: usize) {
         self.models.set(count as i64);
     }
@@ -139,6 +173,11 @@ mod tests {
         m.set_queue_depth("mlp", 3);
         m.set_models(2);
         m.extraction_suspected("mlp");
+        let costs = BatchCosts::new(&[1, 2]);
+        costs.record(1, std::time::Duration::from_millis(4));
+        costs.record(2, std::time::Duration::from_millis(4));
+        m.set_batch_costs([("old", 1, &costs)]);
+        m.set_batch_costs([("mlp", 3, &costs)]);
         let text = m.render();
         assert!(
             text.contains(
@@ -152,6 +191,19 @@ mod tests {
         );
         assert!(text.contains("ward_queue_depth{model=\"mlp\"} 3"), "{text}");
         assert!(text.contains("ward_models_served 2"), "{text}");
+        assert!(
+            text.contains(
+                "ward_batch_seconds_per_row{model=\"mlp\",version=\"3\",rows=\"1\"} 0.004"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "ward_batch_seconds_per_row{model=\"mlp\",version=\"3\",rows=\"2\"} 0.002"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("model=\"old\""), "{text}");
         assert!(
             text.contains("ward_extraction_suspected_total{model=\"mlp\"} 1"),
             "{text}"

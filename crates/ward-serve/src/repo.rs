@@ -146,6 +146,12 @@ impl Repository {
             .unwrap_or_default()
     }
 
+    /// Every model version served now.
+    pub fn served(&self) -> Vec<Arc<ServedModel>> {
+        let models = self.models.read().unwrap_or_else(|p| p.into_inner());
+        models.values().flat_map(|v| v.values().cloned()).collect()
+    }
+
     pub fn model_count(&self) -> usize {
         self.models
             .read()

@@ -917,6 +917,14 @@ async fn dynamic_batching_gives_each_request_its_own_rows() {
             "row {i}"
         );
     }
+    // The metrics show the cost table the batcher chooses from, timed at load.
+    let m = c.get("/metrics", Some(&alice)).await;
+    let text = String::from_utf8(m.body).unwrap();
+    for rows in [1, 2, 4, 8] {
+        let series =
+            format!("ward_batch_seconds_per_row{{model=\"mlp\",version=\"1\",rows=\"{rows}\"}}");
+        assert!(text.contains(&series), "{series} in {text}");
+    }
     server.stop().await;
 }
 
