@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use ward_core::Tensor;
 use ward_exec::{CheckedInputs, ExecError, LoadedPackage};
 
-use crate::batch_cost::{table_sizes, BatchCosts};
+use crate::batch_cost::{table_sizes, BatchChoice, BatchCosts};
 use crate::config::BatchingConfig;
 use crate::error::ApiError;
 use crate::model_threads::ModelThreads;
@@ -245,13 +245,8 @@ impl Batcher {
                 _ => Err(overloaded("the model did not answer in time")),
             };
         }
-        // Inline or not, a run holds one of the model's slots: a small model runs here
-        // only when a slot is free, and otherwise waits for one like any other.
-        if self.engine.is_small(inputs.rows()) {
-            if let Ok(_slot) = self.permits.clone().try_acquire_owned() {
-                return self.engine.run_timed(inputs).map_err(prediction_error);
-            }
-        }
+        // Inline or not (`predict_holding` decides), a run holds one of the model's slots:
+        // a small model waits for one like any other.
         let permit = tokio::time::timeout(queue_timeout, self.permits.clone().acquire_owned())
             .await
             .map_err(|_| overloaded("the model is busy; retry later"))?
@@ -371,9 +366,8 @@ impl BatchLoop {
             let mut choice = self.choose();
             if let (Some(target), Some(head)) = (choice.worth_waiting_for, self.pending.front()) {
                 let now = tokio::time::Instant::now();
-                if self.waits_off_until.is_some_and(|until| now < until) {
-                    // Waits did not pay lately.
-                } else if self.could_fill(target) {
+                let waits_paid_lately = self.waits_off_until.is_none_or(|until| now >= until);
+                if waits_paid_lately && self.could_fill(target) {
                     let deadline = head.queued + delay;
                     while self.joinable_rows() < target {
                         match tokio::time::timeout_at(deadline, self.jobs.recv()).await {
@@ -422,7 +416,7 @@ impl BatchLoop {
         self.joinable().map(|(_, job)| job.inputs.rows()).sum()
     }
 
-    fn choose(&self) -> crate::batch_cost::BatchChoice {
+    fn choose(&self) -> BatchChoice {
         let free = self.permits.available_permits() + 1;
         self.engine.costs.choose(self.joinable_rows(), free)
     }

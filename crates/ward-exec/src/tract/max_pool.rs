@@ -87,20 +87,14 @@ impl PlaneMaxPool {
             let (before, rest) = out_row.split_at_mut(first_inside);
             let (middle, after) = rest.split_at_mut(inside);
             let row = folded.get(first_start..).unwrap_or_default();
+            // 2- and 3-wide windows at stride 2 on ward-kernels' rows (AVX-512 where the
+            // CPU has it; a stride-2 loop here compiled to scalar code), the same bits. It
+            // refuses only windows past the row, which the general path below clips.
+            let on_kernel_rows = stride == 2
+                && matches!(kernel_width, 2 | 3)
+                && stride2_row_max(row, kernel_width, middle).is_ok();
             match (kernel_width, stride) {
-                _ if middle.is_empty() => {}
-                // ward-kernels' AVX-512 rows where the CPU has them (a stride-2 loop
-                // compiles to scalar code); the same bits.
-                (3, 2) => {
-                    if stride2_row_max(row, 3, middle).is_err() {
-                        pool_row::<3, 2>(row, middle);
-                    }
-                }
-                (2, 2) => {
-                    if stride2_row_max(row, 2, middle).is_err() {
-                        pool_row::<2, 2>(row, middle);
-                    }
-                }
+                _ if middle.is_empty() || on_kernel_rows => {}
                 (3, 1) => pool_row::<3, 1>(row, middle),
                 (2, 1) => pool_row::<2, 1>(row, middle),
                 _ => {
