@@ -5,7 +5,8 @@
 //! argument is an error, and `gemm` and `gemm_panels` (where they apply), a
 //! convolution's forward pass and a dense layer's products without a bias, must give
 //! exactly the bits of the matrix crate; the depthwise kernel, the convolution's values;
-//! a stride-2 row of max-pool windows, a plain fold's bits.
+//! a stride-2 row of max-pool windows, a plain fold's bits; a pointwise convolution, its
+//! definition's bits.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -14,6 +15,7 @@ use ward_kernels::dense::Dense;
 use ward_kernels::depthwise;
 use ward_kernels::matmul::{gemm, gemm_packed, gemm_parallel, MatMut, MatRef};
 use ward_kernels::panels::{self, gemm_panels, PanelsA};
+use ward_kernels::pointwise::{self, PointwiseWeights};
 use ward_kernels::pool_rows;
 
 /// Values in [-1, 1) made from the input's bytes, cycled.
@@ -161,6 +163,33 @@ fuzz_target!(|data: &[u8]| {
                 let w = &row[2 * i..2 * i + kernel];
                 let want = w[1..].iter().fold(w[0], |m, &v| if m < v { v } else { m });
                 assert_eq!(o.to_bits(), want.to_bits(), "window {i} of {kernel}");
+            }
+        }
+        // A pointwise convolution: any batch, channel counts and plane (every tile width),
+        // with lengths that may be a value short; where it runs, the bits of its
+        // definition (summed from zero in input-channel order with fused multiply-adds,
+        // the bias after, then the ReLU).
+        let (batch, inp, outc, pixels) =
+            (1 + byte(20) % 3, 1 + byte(21) % 40, 1 + byte(22) % 20, byte(23) % 70);
+        let relu = byte(24) % 2 == 1;
+        let x = values(rest, (batch * inp * pixels).saturating_sub(short(25)));
+        let wv = values(rest.get(2..).unwrap_or(&[]), (outc * inp).saturating_sub(short(26)));
+        let bias = values(rest.get(4..).unwrap_or(&[]), outc);
+        if let Ok(packed) = PointwiseWeights::pack(&wv, outc, inp) {
+            let mut y = vec![0.0; batch * outc * pixels];
+            if pointwise::forward(batch, pixels, &x, &packed, Some(&bias), relu, &mut y).is_ok() {
+                for (i, &got) in y.iter().enumerate() {
+                    let (n, o, p) = (i / (outc * pixels), i / pixels % outc, i % pixels);
+                    let mut sum = 0.0f32;
+                    for k in 0..inp {
+                        sum = wv[o * inp + k].mul_add(x[(n * inp + k) * pixels + p], sum);
+                    }
+                    sum += bias[o];
+                    if relu && sum.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
+                        sum = 0.0;
+                    }
+                    assert_eq!(got.to_bits(), sum.to_bits(), "pointwise output {i}");
+                }
             }
         }
     }

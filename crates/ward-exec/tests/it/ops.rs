@@ -838,11 +838,16 @@ fn assert_each_sample_is_the_definition(
     }
 }
 
-/// A 1×1 convolution over a batch of 8 runs its product sample by sample (tract's batched
-/// product would transpose the input and the output), each sample's outputs the
-/// definition's.
+/// A 1×1 convolution over a batch of 8 runs on ward's pointwise kernel where the CPU has
+/// AVX-512F, and elsewhere its product sample by sample (tract's batched product would
+/// transpose the input and the output), each sample's outputs the definition's.
 #[test]
-fn a_batched_pointwise_convolution_runs_sample_by_sample_with_the_same_outputs() {
+fn a_batched_pointwise_convolution_runs_image_by_image_with_the_same_outputs() {
+    let runs_as = if std::arch::is_x86_feature_detected!("avx512f") {
+        "WardPointwiseConv"
+    } else {
+        "WardConvPerSample"
+    };
     let (n, c, f, h, w) = (8usize, 24usize, 40usize, 7usize, 9usize);
     let op = Conv {
         kernel: vec![1, 1],
@@ -855,25 +860,14 @@ fn a_batched_pointwise_convolution_runs_sample_by_sample_with_the_same_outputs()
     let weight = scrambled(f * c, 31);
     let model = conv_model(&op, vec![f, c, 1, 1], &weight);
     let x = scrambled(n * c * h * w, 32);
-    let y = run_without_batch_im2col(
-        &model,
-        "WardConvPerSample",
-        vec![n, c, h, w],
-        &x,
-        &[n, f, h, w],
-    );
+    let y = run_without_batch_im2col(&model, runs_as, vec![n, c, h, w], &x, &[n, f, h, w]);
     assert_each_sample_is_the_definition(&x, &y, &weight, &op, [n, c, h, w], f);
     // On 2 and 3 threads the samples are spread over the threads (3, 3 and 2 of them on
     // 3): the same bits.
     for threads in [2, 3] {
         let model = conv_model_on(&op, vec![f, c, 1, 1], &weight, threads);
-        let on_threads = run_without_batch_im2col(
-            &model,
-            "WardConvPerSample",
-            vec![n, c, h, w],
-            &x,
-            &[n, f, h, w],
-        );
+        let on_threads =
+            run_without_batch_im2col(&model, runs_as, vec![n, c, h, w], &x, &[n, f, h, w]);
         assert!(
             on_threads
                 .iter()
@@ -881,6 +875,114 @@ fn a_batched_pointwise_convolution_runs_sample_by_sample_with_the_same_outputs()
                 .all(|(a, b)| a.to_bits() == b.to_bits()),
             "{threads} threads"
         );
+    }
+}
+
+/// A 1×1 convolution runs as one step of ward's pointwise kernel where the CPU has
+/// AVX-512F, taking in the bias and a ReLU that only it reads (in its stores), at batch 1
+/// (tract drops the batch axis) and over a batch, each output `act(w·x + b)`. A ReLU
+/// whose input is also an output, and another activation (a unary op, not tract's
+/// `max(·, 0)`), stay steps of their own.
+#[test]
+fn a_pointwise_convolution_takes_its_bias_and_relu() {
+    let avx512 = std::arch::is_x86_feature_detected!("avx512f");
+    let (c, f, h, w) = (20usize, 19usize, 5usize, 11usize);
+    let (weight, bias) = (scrambled(f * c, 41), scrambled(f, 42));
+    // (bias, activation, the sums an output too, the kernel's step)
+    let cases = [
+        (true, ActivationKind::Relu, false, "WardPointwiseConvRelu"),
+        (true, ActivationKind::Relu, true, "WardPointwiseConv"),
+        (false, ActivationKind::Relu, false, "WardPointwiseConvRelu"),
+        (true, ActivationKind::Tanh, false, "WardPointwiseConv"),
+        (false, ActivationKind::Tanh, false, "WardPointwiseConv"),
+    ];
+    for (with_bias, kind, sums_too, step) in cases {
+        let conv = Conv {
+            kernel: vec![1, 1],
+            stride: vec![1, 1],
+            dilation: vec![1, 1],
+            pad: vec![0, 0],
+            groups: 1,
+            bias: with_bias,
+        };
+        let mut g = Graph::new();
+        g.inputs.push(input("x"));
+        g.params
+            .push(ParamDecl::new("w", DType::F32, vec![f, c, 1, 1]));
+        let mut conv_inputs = vec![Source::Input(0), Source::Param(0)];
+        let mut named = HashMap::from([(
+            "w".to_string(),
+            Tensor::from_f32(vec![f, c, 1, 1], &weight).unwrap(),
+        )]);
+        if with_bias {
+            g.params.push(ParamDecl::new("b", DType::F32, vec![f]));
+            conv_inputs.push(Source::Param(1));
+            named.insert("b".to_string(), Tensor::from_f32(vec![f], &bias).unwrap());
+        }
+        g.nodes.push(Node {
+            name: "conv".into(),
+            op: conv.clone().into(),
+            inputs: conv_inputs,
+        });
+        g.nodes.push(Node {
+            name: "act".into(),
+            op: Activation { kind }.into(),
+            inputs: vec![Source::Node(0, 0)],
+        });
+        g.outputs.push(GraphOutput {
+            name: "y".into(),
+            source: Source::Node(1, 0),
+        });
+        if sums_too {
+            g.outputs.push(GraphOutput {
+                name: "z".into(),
+                source: Source::Node(0, 0),
+            });
+        }
+        g.validate().unwrap();
+        let weights = WeightSet::new(&g, named).unwrap();
+        let model = Executable::new(g, weights, Arc::new(TractBackend::new(1).unwrap())).unwrap();
+        let what = format!("bias {with_bias}, {kind:?}, sums an output {sums_too}");
+        for n in [1usize, 3] {
+            let shape = vec![n, c, h, w];
+            let plan = model.plan(std::slice::from_ref(&shape)).unwrap();
+            let operators = plan.operators();
+            if avx512 {
+                assert!(
+                    operators.iter().any(|o| o == step),
+                    "{what}, batch {n}: {operators:?}"
+                );
+            }
+            let x = scrambled(n * c * h * w, 43);
+            let input = Tensor::from_f32(shape, &x).unwrap();
+            let outputs = plan.run(model.stage(&[input.view()]).unwrap()).unwrap();
+            assert_eq!(outputs[0].shape(), [n, f, h, w]);
+            let mut sums = Vec::new();
+            for sample in 0..n {
+                let image = &x[sample * c * h * w..][..c * h * w];
+                let by_hand = conv_by_hand(image, [c, h, w], &weight, &conv, [f, h, w]);
+                sums.extend(by_hand.iter().enumerate().map(|(i, s)| {
+                    s + if with_bias {
+                        f64::from(bias[i / (h * w)])
+                    } else {
+                        0.0
+                    }
+                }));
+            }
+            if sums_too {
+                assert_close(&outputs[1].to_f32_vec(), &sums, &what);
+            }
+            let want: Vec<f64> = match kind {
+                ActivationKind::Relu => sums.iter().map(|v| v.max(0.0)).collect(),
+                _ => sums.iter().map(|v| v.tanh()).collect(),
+            };
+            assert!(sums.iter().any(|&v| v < 0.0) && sums.iter().any(|&v| v > 0.0));
+            assert_close(
+                &outputs[0].to_f32_vec(),
+                &want,
+                &format!("{what}, batch {n}"),
+            );
+        }
     }
 }
 

@@ -8,6 +8,7 @@ mod conv;
 mod dense;
 mod depthwise;
 mod matmul;
+mod pointwise;
 mod pool;
 
 use proptest::prelude::Rng;
