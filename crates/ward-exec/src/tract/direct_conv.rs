@@ -54,12 +54,13 @@ pub(crate) fn optimize(model: &mut TypedModel) -> TractResult<()> {
 
 /// Every convolution of `model` (decluttered) that [`DirectConv`] covers becomes one; a
 /// depthwise one whose output only a ReLU reads takes the ReLU into its last pass, and a
-/// pointwise one (tract's product) takes the bias and ReLU after it.
+/// pointwise one (tract's declutter leaves every 1×1 convolution a product) takes the
+/// bias and ReLU after it.
 pub(crate) fn adopt(model: &mut TypedModel) -> TractResult<()> {
     let mut rewriter = Rewriter::of(model);
     for id in 0..model.nodes.len() {
-        if let Some((op, last)) = DirectConv::covering_product(model, id)? {
-            let input = Wire::Outlet(model.nodes[id].inputs[1]);
+        if let Some((op, last, data)) = DirectConv::covering_product(model, id)? {
+            let input = Wire::Outlet(model.nodes[id].inputs[data]);
             rewriter.replace(model, last, op, vec![input])?;
             continue;
         }
@@ -196,13 +197,16 @@ impl DirectConv {
     /// weight `[o, i]` and float data `[n, i, h, w]` (or one image's `[i, h, w]`) into
     /// `[n, o, h, w]` (`oi,nihw->nohw`); then maybe its only reader adding a constant per
     /// output channel ([`bias_after`]), then maybe `max(·, 0)` ([`relu_after`]). With the
-    /// last node it covers.
+    /// last node it covers and the product's input slot of the data.
     ///
     /// Why: tract runs that product at batch 1 as a packed matrix product (within 10 % of
     /// `ward_kernels::pointwise` on MobileNet's deep layers, 2× slower on its shallow
     /// first ones), and over a batch it moves the channels last or runs image by image
     /// (`per_sample_conv`), copying each image in and out.
-    fn covering_product(model: &TypedModel, id: usize) -> TractResult<Option<(DirectConv, usize)>> {
+    fn covering_product(
+        model: &TypedModel,
+        id: usize,
+    ) -> TractResult<Option<(DirectConv, usize, usize)>> {
         let node = &model.nodes[id];
         let Some(einsum) = node.op_as::<EinSum>() else {
             return Ok(None);
@@ -214,8 +218,10 @@ impl DirectConv {
         {
             return Ok(None);
         }
-        let weight = model.outlet_fact(node.inputs[0])?;
-        let input = model.outlet_fact(node.inputs[1])?;
+        // tract's declutter writes the weight first, or (over a large batch) last.
+        let slot = usize::from(model.outlet_fact(node.inputs[0])?.konst.is_none());
+        let weight = model.outlet_fact(node.inputs[slot])?;
+        let input = model.outlet_fact(node.inputs[1 - slot])?;
         let (Some(kernel), Some(shape), Some(out_shape)) = (
             &weight.konst,
             input.shape.as_concrete(),
@@ -232,7 +238,7 @@ impl DirectConv {
             || kernel.datum_type() != DatumType::F32
             || kernel.rank() != 2
             || kernel.shape()[1] != input_shape[1]
-            || !is_pointwise_product(einsum, unbatched)
+            || !is_pointwise_product(einsum, slot, unbatched)
         {
             return Ok(None);
         }
@@ -276,7 +282,7 @@ impl DirectConv {
             unbatched,
             relu,
         };
-        Ok(Some((op, last)))
+        Ok(Some((op, last, 1 - slot)))
     }
 
     /// Node `id`'s convolution, if it is one the direct kernels cover.
@@ -389,9 +395,10 @@ impl DirectConv {
     }
 }
 
-/// Whether `einsum` is `oi,nihw->nohw` (`oi,ihw->ohw` for one image): each of its axes
-/// sits at exactly the places of one of those letters.
-fn is_pointwise_product(einsum: &EinSum, unbatched: bool) -> bool {
+/// Whether `einsum` is `oi,nihw->nohw` (`oi,ihw->ohw` for one image) with the weight
+/// its input `slot` and the data the other: each of its axes sits at exactly the places
+/// of one of those letters.
+fn is_pointwise_product(einsum: &EinSum, slot: usize, unbatched: bool) -> bool {
     let b = usize::from(!unbatched);
     let (o, h, w) = ([b], [b + 1], [b + 2]);
     // Per letter: its places in the weight, the data and the output.
@@ -410,8 +417,8 @@ fn is_pointwise_product(einsum: &EinSum, unbatched: bool) -> bool {
             axis.inputs.len() == 2
                 && axis.outputs.len() == 1
                 && letters.contains(&[
-                    axis.inputs[0].as_slice(),
-                    axis.inputs[1].as_slice(),
+                    axis.inputs[slot].as_slice(),
+                    axis.inputs[1 - slot].as_slice(),
                     axis.outputs[0].as_slice(),
                 ])
         })

@@ -1216,15 +1216,16 @@ fn a_one_image_depthwise_convolution_and_its_relu_run_as_one_of_wards_ops() {
 /// input channel), and on tract's elsewhere, with each output the convolution's
 /// definition: image by image (large planes), several images at once (small planes),
 /// strided, dilated and grouped, and depthwise with one or two outputs per channel over
-/// rows wider than the depthwise kernel's blocks. A shallow sum (4 channels × 9 taps) or a
-/// narrow output (40 channels) stays on tract's products everywhere.
+/// rows wider than the depthwise kernel's blocks, and 1×1 at stride 1 on the pointwise
+/// kernel (`WardPointwiseConv`). A shallow sum (8 channels × 9 taps) or a narrow output (40
+/// channels) stays on tract's products everywhere.
 #[test]
 fn convolutions_run_on_wards_own_kernels_where_the_cpu_has_them() {
     let avx512 = std::arch::is_x86_feature_detected!("avx512f");
-    let (direct, depthwise) = if avx512 {
-        ("WardDirectConv", "WardDepthwiseConv")
+    let (direct, depthwise, pointwise) = if avx512 {
+        ("WardDirectConv", "WardDepthwiseConv", "WardPointwiseConv")
     } else {
-        ("", "")
+        ("", "", "")
     };
     let cases = [
         // (batch, channels, filters, side, kernel, stride, dilation, pad, groups, operator)
@@ -1243,6 +1244,14 @@ fn convolutions_run_on_wards_own_kernels_where_the_cpu_has_them() {
         (2, 32, 32, 9, 3, 1, 1, 1, 32, depthwise),
         (1, 16, 32, 83, 3, 2, 1, 1, 16, depthwise),
         (3, 8, 8, 12, 3, 1, 2, 2, 8, depthwise),
+        // 1×1: tract's product at any depth and width, and a convolution that tract's
+        // declutter leaves as one (an input over the per-sample threshold, 18.6 MB).
+        (2, 24, 40, 9, 1, 1, 1, 0, 1, pointwise),
+        (1, 3, 5, 13, 1, 1, 1, 0, 1, pointwise),
+        (2, 48, 8, 220, 1, 1, 1, 0, 1, pointwise),
+        // A strided one too, after tract's downsampling of its input; not a grouped one.
+        (2, 32, 64, 9, 1, 2, 1, 0, 1, pointwise),
+        (2, 32, 64, 9, 1, 1, 1, 0, 2, ""),
     ];
     for (n, c, f, side, k, stride, dilation, pad, groups, operator) in cases {
         let op = Conv {
@@ -1259,7 +1268,7 @@ fn convolutions_run_on_wards_own_kernels_where_the_cpu_has_them() {
         let shape = vec![n, c, side, side];
         let plan = model.plan(std::slice::from_ref(&shape)).unwrap();
         let operators = plan.operators();
-        for own in ["WardDirectConv", "WardDepthwiseConv"] {
+        for own in ["WardDirectConv", "WardDepthwiseConv", "WardPointwiseConv"] {
             assert_eq!(
                 operators.iter().any(|op| op == own),
                 own == operator,
