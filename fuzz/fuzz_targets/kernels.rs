@@ -6,7 +6,7 @@
 //! convolution's forward pass and a dense layer's products without a bias, must give
 //! exactly the bits of the matrix crate; the depthwise kernel, the convolution's values;
 //! a stride-2 row of max-pool windows, a plain fold's bits; a pointwise convolution, its
-//! definition's bits.
+//! definition's bits; a stride-1 convolution on padded planes, the convolution's values.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -15,7 +15,7 @@ use ward_kernels::dense::Dense;
 use ward_kernels::depthwise;
 use ward_kernels::matmul::{gemm, gemm_packed, gemm_parallel, MatMut, MatRef};
 use ward_kernels::panels::{self, gemm_panels, PanelsA};
-use ward_kernels::pointwise::{self, PointwiseWeights};
+use ward_kernels::planar::{self, PlanarWeights};
 use ward_kernels::pool_rows;
 
 /// Values in [-1, 1) made from the input's bytes, cycled.
@@ -148,6 +148,17 @@ fuzz_target!(|data: &[u8]| {
             g.forward(&x, &w, None, &mut want).unwrap();
             assert!(on_depthwise.iter().zip(&want).all(|(a, b)| (a - b).abs() <= 1e-4));
         }
+        // At stride 1 in one group the planar kernel gives the convolution's values (sums
+        // of at most 144 terms in [-1, 1), in another order); elsewhere it refuses.
+        if let Ok(packed) = PlanarWeights::pack(&w, window.out_channels, g.weight_len() / window.out_channels) {
+            let mut on_planes = vec![0.0; g.output_len()];
+            let planes = planar::forward_conv(&g, &x, &packed, None, false, &mut on_planes);
+            assert!(planes.is_err() || (g.stride == [1, 1] && g.groups == 1));
+            let mut want = vec![0.0; g.output_len()];
+            if planes.is_ok() && g.forward(&x, &w, None, &mut want).is_ok() {
+                assert!(on_planes.iter().zip(&want).all(|(a, b)| (a - b).abs() <= 1e-4));
+            }
+        }
         let mut dx = vec![0.0; g.input_len()];
         let _ = g.backward_data(&dy, &w, &mut dx);
         let mut dw = vec![0.0; g.weight_len()];
@@ -175,9 +186,9 @@ fuzz_target!(|data: &[u8]| {
         let x = values(rest, (batch * inp * pixels).saturating_sub(short(25)));
         let wv = values(rest.get(2..).unwrap_or(&[]), (outc * inp).saturating_sub(short(26)));
         let bias = values(rest.get(4..).unwrap_or(&[]), outc);
-        if let Ok(packed) = PointwiseWeights::pack(&wv, outc, inp) {
+        if let Ok(packed) = PlanarWeights::pack(&wv, outc, inp) {
             let mut y = vec![0.0; batch * outc * pixels];
-            if pointwise::forward(batch, pixels, &x, &packed, Some(&bias), relu, &mut y).is_ok() {
+            if planar::forward(batch, pixels, &x, &packed, Some(&bias), relu, &mut y).is_ok() {
                 for (i, &got) in y.iter().enumerate() {
                     let (n, o, p) = (i / (outc * pixels), i / pixels % outc, i % pixels);
                     let mut sum = 0.0f32;

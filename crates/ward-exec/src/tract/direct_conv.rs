@@ -35,7 +35,7 @@ use tract_onnx::tract_core::ops::einsum::EinSum;
 use tract_onnx::tract_core::ops::nn::DataFormat;
 use ward_kernels::conv::{Conv2d, ConvWindow, PackedWeights};
 use ward_kernels::depthwise;
-use ward_kernels::pointwise::{self, PointwiseWeights};
+use ward_kernels::planar::{self, PlanarWeights};
 
 use super::optimizer::{self, Rewriter, Wire};
 
@@ -53,7 +53,8 @@ pub(crate) fn optimize(model: &mut TypedModel) -> TractResult<()> {
 }
 
 /// Every convolution of `model` (decluttered) that [`DirectConv`] covers becomes one; a
-/// depthwise one whose output only a ReLU reads takes the ReLU into its last pass, and a
+/// depthwise or planar one whose output only a ReLU reads takes the ReLU into its last
+/// pass, and a
 /// pointwise one (tract's declutter leaves every 1×1 convolution a product) takes the
 /// bias and ReLU after it.
 pub(crate) fn adopt(model: &mut TypedModel) -> TractResult<()> {
@@ -69,7 +70,7 @@ pub(crate) fn adopt(model: &mut TypedModel) -> TractResult<()> {
         };
         let input = Wire::Outlet(model.nodes[id].inputs[0]);
         match relu_after(model, id)? {
-            Some(relu) if matches!(*op.weight, Weight::Depthwise(_)) => {
+            Some(relu) if matches!(*op.weight, Weight::Depthwise(_) | Weight::Planar(_)) => {
                 op.relu = true;
                 rewriter.replace(model, relu, op, vec![input])?;
             }
@@ -179,8 +180,10 @@ enum Weight {
     Packed(PackedWeights),
     /// A depthwise convolution's OIHW weight, as it is.
     Depthwise(Box<[f32]>),
-    /// A pointwise convolution's, in panels for `ward_kernels::pointwise`.
-    Pointwise(PointwiseWeights),
+    /// A pointwise convolution's, in panels for `ward_kernels::planar`.
+    Pointwise(PlanarWeights),
+    /// A stride-1 convolution's of any kernel, in panels for `ward_kernels::planar`.
+    Planar(PlanarWeights),
 }
 
 impl PartialEq for DirectConv {
@@ -200,7 +203,7 @@ impl DirectConv {
     /// last node it covers and the product's input slot of the data.
     ///
     /// Why: tract runs that product at batch 1 as a packed matrix product (within 10 % of
-    /// `ward_kernels::pointwise` on MobileNet's deep layers, 2× slower on its shallow
+    /// `ward_kernels::planar` on MobileNet's deep layers, 2× slower on its shallow
     /// first ones), and over a batch it moves the channels last or runs image by image
     /// (`per_sample_conv`), copying each image in and out.
     fn covering_product(
@@ -257,7 +260,7 @@ impl DirectConv {
             return Ok(None);
         }
         let kernel = kernel.try_as_plain_ram()?;
-        let Ok(weight) = PointwiseWeights::pack(
+        let Ok(weight) = PlanarWeights::pack(
             kernel.as_slice::<f32>()?,
             geometry.out_channels,
             geometry.in_channels,
@@ -348,6 +351,16 @@ impl DirectConv {
         if !geometry.runs_direct() || *out_shape != *output_shape(&geometry, unbatched) {
             return Ok(None);
         }
+        let bias = bias.cast_to::<f32>()?;
+        let bias = bias.try_as_plain_ram()?;
+        let bias = bias.as_slice::<f32>()?;
+        let bias: Option<Arc<[f32]>> = match bias.len() {
+            // A scalar bias: zero is none, another value is every channel's.
+            1 if bias[0] == 0.0 => None,
+            1 => Some(vec![bias[0]; spec.output_channels].into()),
+            n if n == spec.output_channels => Some(bias.into()),
+            _ => return Ok(None),
+        };
         let kernel = kernel.cast_to::<f32>()?;
         let kernel = kernel.try_as_plain_ram()?;
         let kernel = kernel.as_slice::<f32>()?;
@@ -368,22 +381,26 @@ impl DirectConv {
             if (depth < MIN_DEPTH && !stem)
                 || spec.output_channels / conv.group < MIN_OUTPUT_CHANNELS
             {
-                return Ok(None);
+                // At stride 1 in one group the planar kernel's tiles of 8 channels by a
+                // row's pixels serve any width and depth (DenseNet's 128 → 32 layers).
+                if conv.group != 1 || window.stride != [1, 1] {
+                    return Ok(None);
+                }
+                let Ok(weight) = PlanarWeights::pack(kernel, spec.output_channels, depth) else {
+                    return Ok(None);
+                };
+                return Ok(Some(DirectConv {
+                    geometry,
+                    weight: Arc::new(Weight::Planar(weight)),
+                    bias,
+                    unbatched,
+                    relu: false,
+                }));
             }
             let Ok(weight) = geometry.pack(kernel) else {
                 return Ok(None);
             };
             Weight::Packed(weight)
-        };
-        let bias = bias.cast_to::<f32>()?;
-        let bias = bias.try_as_plain_ram()?;
-        let bias = bias.as_slice::<f32>()?;
-        let bias: Option<Arc<[f32]>> = match bias.len() {
-            // A scalar bias: zero is none, another value is every channel's.
-            1 if bias[0] == 0.0 => None,
-            1 => Some(vec![bias[0]; spec.output_channels].into()),
-            n if n == spec.output_channels => Some(bias.into()),
-            _ => return Ok(None),
         };
         Ok(Some(DirectConv {
             geometry,
@@ -450,6 +467,8 @@ impl Op for DirectConv {
         match *self.weight {
             Weight::Pointwise(_) if self.relu => "WardPointwiseConvRelu".into(),
             Weight::Pointwise(_) => "WardPointwiseConv".into(),
+            Weight::Planar(_) if self.relu => "WardPlanarConvRelu".into(),
+            Weight::Planar(_) => "WardPlanarConv".into(),
             Weight::Packed(_) => "WardDirectConv".into(),
             Weight::Depthwise(_) if self.relu => "WardDepthwiseConvRelu".into(),
             Weight::Depthwise(_) => "WardDepthwiseConv".into(),
@@ -481,8 +500,9 @@ impl EvalOp for DirectConv {
                 Weight::Depthwise(w) => depthwise::forward(g, x, w, bias, self.relu, y),
                 Weight::Pointwise(w) => {
                     let pixels = g.in_h * g.in_w;
-                    pointwise::forward(g.batch, pixels, x, w, bias, self.relu, y)
+                    planar::forward(g.batch, pixels, x, w, bias, self.relu, y)
                 }
+                Weight::Planar(w) => planar::forward_conv(g, x, w, bias, self.relu, y),
             };
             let done = match current_tract_executor() {
                 Executor::MultiThread(pool) => pool.install(run),

@@ -8,7 +8,7 @@ mod conv;
 mod dense;
 mod depthwise;
 mod matmul;
-mod pointwise;
+mod planar;
 mod pool;
 
 use proptest::prelude::Rng;

@@ -1,0 +1,591 @@
+//! Convolutions at stride 1 in one group as products over NCHW planes, read where they
+//! lie: for each image, `Y (out × pixels) = Σ_taps W_tap (out × in) · X shifted by the
+//! tap (in × pixels)`, then each output channel's bias, then maybe a ReLU. A pointwise
+//! (1×1, unpadded) convolution is the one-tap case, its planes the input itself; these
+//! carry most of the multiply-adds of MobileNet, SqueezeNet, DenseNet and Inception.
+//! Another kernel reads each image once copied into zero-padded planes, where tap `(ky,
+//! kx)` of output row `oy` reads a row of the padded plane at a fixed offset: DenseNet's
+//! 3×3 layers (128 → 32 channels) are too narrow for the direct kernels' 32-channel
+//! strips ([`crate::direct`]) and ran on tract's im2col at 2.3× MXNet's time.
+//!
+//! A tile of [`ROWS`] output channels by up to 48 pixels of one output row is summed in
+//! 24 AVX-512 registers, each step broadcasting one weight per output channel against
+//! three vectors of one (shifted) input row; the tile's outputs are stored once, bias
+//! and ReLU applied on the way. Only the weight is laid out, once, when a plan is built
+//! ([`PlanarWeights`]). For 1×1 layers tract ran a packed matrix product that over a
+//! batch needs the channels last (a transpose of the input and of the output) or each
+//! image copied into and out of a one-image plan: at batch 8 MobileNet 1.0's pointwise
+//! layers took 1.76× MXNet's time (docs/BENCHMARKS.md, 2026-12-06 17:55).
+//!
+//! Each output is `Σ_k w·x` summed from zero in the im2col order (input channel, then
+//! tap) with fused multiply-adds, the bias added after, as the reference interpreter
+//! orders a convolution's terms; the AVX-512 tiles and the portable loops give the same
+//! bits.
+
+#![allow(
+    unsafe_code,
+    reason = "the tile kernel is AVX-512 intrinsics, run only once the CPU feature is detected; `forward` and `forward_conv` check every length against the geometry, and each tile's loads and stores stay inside the image's input and the run's output, which `Tile::fits` checks before the kernel runs"
+)]
+#![allow(
+    clippy::indexing_slicing,
+    reason = "indices are below lengths checked at the top of `forward`, `forward_conv` and `PlanarWeights::pack`"
+)]
+
+use rayon::prelude::*;
+
+use crate::conv::Conv2d;
+use crate::error::{check_len, KernelError};
+
+const KERNEL: &str = "conv2d (planar)";
+
+/// Output channels in one tile (one broadcast weight each per step), and in one panel of
+/// the laid-out weight.
+pub const ROWS: usize = 8;
+/// Lanes of an AVX-512 register.
+const LANES: usize = 16;
+/// Pixels in a full tile: three vectors, so a tile is 24 accumulators.
+const TILE: usize = 3 * LANES;
+/// How many bytes of an image's input (its planes over a block of pixels) a block may
+/// span: every panel of a run passes over the block while it is in the L2 cache.
+const BLOCK_BYTES: usize = 256 << 10;
+
+/// A convolution's weight (`out × depth`, depth = input channels × taps, OIHW flattened)
+/// in panels of [`ROWS`] output channels: panel `p` holds, for each of the `depth` terms
+/// in turn, the weights of channels `p·ROWS..(p+1)·ROWS` (zero past the last channel).
+#[derive(Debug, Clone)]
+pub struct PlanarWeights {
+    data: Box<[f32]>,
+    out_channels: usize,
+    depth: usize,
+}
+
+impl PlanarWeights {
+    /// Lays out `w` (`out_channels × depth`, row-major: OIHW).
+    pub fn pack(
+        w: &[f32],
+        out_channels: usize,
+        depth: usize,
+    ) -> Result<PlanarWeights, KernelError> {
+        if out_channels == 0 || depth == 0 {
+            return Err(KernelError::geometry(
+                KERNEL,
+                format!("{out_channels} output channels of {depth} terms"),
+            ));
+        }
+        let len = out_channels
+            .checked_mul(depth)
+            .ok_or_else(|| KernelError::geometry(KERNEL, "the weight's size overflows"))?;
+        check_len(KERNEL, "w", w.len(), len)?;
+        let panel_len = ROWS * depth;
+        let laid_out = out_channels
+            .div_ceil(ROWS)
+            .checked_mul(panel_len)
+            .ok_or_else(|| KernelError::geometry(KERNEL, "the laid-out weight overflows"))?;
+        let mut data = vec![0.0f32; laid_out];
+        for (o, row) in w.chunks_exact(depth).enumerate() {
+            let panel = &mut data[(o / ROWS) * panel_len..][..panel_len];
+            for (slot, &v) in panel.iter_mut().skip(o % ROWS).step_by(ROWS).zip(row) {
+                *slot = v;
+            }
+        }
+        Ok(PlanarWeights {
+            data: data.into(),
+            out_channels,
+            depth,
+        })
+    }
+
+    pub fn out_channels(&self) -> usize {
+        self.out_channels
+    }
+
+    /// Terms of each output's sum: input channels × taps.
+    pub fn depth(&self) -> usize {
+        self.depth
+    }
+
+    /// The panel of output channels `p·ROWS..`.
+    fn panel(&self, p: usize) -> &[f32] {
+        let len = ROWS * self.depth;
+        &self.data[p * len..][..len]
+    }
+}
+
+/// The pointwise convolution `y = w · x + bias` per image, then with `relu` each output's
+/// `y > 0 ? y : 0` (NaN gives 0, as MXNet's `Activation(relu)` and tract's `max(y, 0)`
+/// do): `x` is `batch × in × pixels` (`in` = `w`'s depth), `y` is `batch × out × pixels`,
+/// `bias` has one value per output channel. Runs of output channels of each image are
+/// spread over rayon's threads.
+pub fn forward(
+    batch: usize,
+    pixels: usize,
+    x: &[f32],
+    w: &PlanarWeights,
+    bias: Option<&[f32]>,
+    relu: bool,
+    y: &mut [f32],
+) -> Result<(), KernelError> {
+    let (out, inp) = (w.out_channels, w.depth);
+    let len = |channels: usize| {
+        batch
+            .checked_mul(channels)
+            .and_then(|v| v.checked_mul(pixels))
+            .ok_or_else(|| KernelError::geometry(KERNEL, "the batch's size overflows"))
+    };
+    check_len(KERNEL, "x", x.len(), len(inp)?)?;
+    check_len(KERNEL, "y", y.len(), len(out)?)?;
+    if let Some(b) = bias {
+        check_len(KERNEL, "bias", b.len(), out)?;
+    }
+    if batch == 0 || pixels == 0 {
+        return Ok(());
+    }
+    // One output row of every pixel, read from the input planes as they are.
+    let layout = Layout {
+        channels: inp,
+        taps: vec![0],
+        plane: pixels,
+        row_len: pixels,
+        out_h: 1,
+        out_w: pixels,
+    };
+    let job = Job::new(w, bias, relu, &layout, batch);
+    y.par_chunks_mut(out * pixels)
+        .zip(x.par_chunks(inp * pixels))
+        .for_each(|(y, x)| job.image(x, y));
+    Ok(())
+}
+
+/// The stride-1, one-group convolution `g` (any kernel, dilation and symmetric padding)
+/// with `w` laid out from its OIHW weight, then each output channel's bias, then with
+/// `relu` a ReLU as [`forward`]'s. Each image is copied once into zero-padded planes.
+pub fn forward_conv(
+    g: &Conv2d,
+    x: &[f32],
+    w: &PlanarWeights,
+    bias: Option<&[f32]>,
+    relu: bool,
+    y: &mut [f32],
+) -> Result<(), KernelError> {
+    if g.stride != [1, 1] || g.groups != 1 {
+        return Err(KernelError::geometry(
+            KERNEL,
+            format!(
+                "stride {:?} in {} groups: takes stride 1 in one group",
+                g.stride, g.groups
+            ),
+        ));
+    }
+    let taps_n = g.kernel[0] * g.kernel[1];
+    if w.out_channels != g.out_channels || w.depth != g.in_channels * taps_n {
+        return Err(KernelError::geometry(
+            KERNEL,
+            format!(
+                "a weight of {} channels × {} terms for {} channels × {} × {} taps",
+                w.out_channels, w.depth, g.out_channels, g.in_channels, taps_n
+            ),
+        ));
+    }
+    check_len(KERNEL, "x", x.len(), g.input_len())?;
+    check_len(KERNEL, "y", y.len(), g.output_len())?;
+    if let Some(b) = bias {
+        check_len(KERNEL, "bias", b.len(), g.out_channels)?;
+    }
+    // `Conv2d::new` checked that the padded sizes fit; the padded image is at most the
+    // column matrix's size, which it also checked.
+    let (padded_h, padded_w) = (g.in_h + 2 * g.pad[0], g.in_w + 2 * g.pad[1]);
+    let mut taps = Vec::with_capacity(taps_n);
+    for ky in 0..g.kernel[0] {
+        for kx in 0..g.kernel[1] {
+            taps.push(ky * g.dilation[0] * padded_w + kx * g.dilation[1]);
+        }
+    }
+    let layout = Layout {
+        channels: g.in_channels,
+        taps,
+        plane: padded_h * padded_w,
+        row_len: padded_w,
+        out_h: g.out_h(),
+        out_w: g.out_w(),
+    };
+    let padded_len = g
+        .in_channels
+        .checked_mul(layout.plane)
+        .ok_or_else(|| KernelError::geometry(KERNEL, "the padded image overflows"))?;
+    let image = g.in_channels * g.in_h * g.in_w;
+    let job = Job::new(w, bias, relu, &layout, g.batch);
+    y.par_chunks_mut(g.out_channels * layout.out_h * layout.out_w)
+        .zip(x.par_chunks(image))
+        .for_each(|(y, x)| {
+            let mut padded = vec![0.0f32; padded_len];
+            for (plane, x) in padded
+                .chunks_exact_mut(layout.plane)
+                .zip(x.chunks_exact(g.in_h * g.in_w))
+            {
+                for (row, x) in plane[g.pad[0] * padded_w..]
+                    .chunks_exact_mut(padded_w)
+                    .zip(x.chunks_exact(g.in_w))
+                {
+                    row[g.pad[1]..g.pad[1] + g.in_w].copy_from_slice(x);
+                }
+            }
+            job.image(&padded, y);
+        });
+    Ok(())
+}
+
+/// Where the terms of an output row lie in an image's (padded) planes.
+#[derive(Debug, Clone)]
+struct Layout {
+    channels: usize,
+    /// Each tap's offset in a plane, in the weight's order.
+    taps: Vec<usize>,
+    /// Values from one input plane to the next.
+    plane: usize,
+    /// Values from one input row to the next (the row output row `oy` starts at).
+    row_len: usize,
+    out_h: usize,
+    out_w: usize,
+}
+
+/// What every run of a call shares.
+#[derive(Debug, Clone, Copy)]
+struct Job<'a> {
+    w: &'a PlanarWeights,
+    bias: Option<&'a [f32]>,
+    relu: bool,
+    layout: &'a Layout,
+    /// Output channels of one run: whole panels.
+    run_rows: usize,
+    /// Output rows, and pixels of a row, per block.
+    block_rows: usize,
+    block_cols: usize,
+    avx512: bool,
+}
+
+impl<'a> Job<'a> {
+    fn new(
+        w: &'a PlanarWeights,
+        bias: Option<&'a [f32]>,
+        relu: bool,
+        layout: &'a Layout,
+        batch: usize,
+    ) -> Job<'a> {
+        #[cfg(target_arch = "x86_64")]
+        let avx512 = crate::vector_instances() && std::arch::is_x86_feature_detected!("avx512f");
+        #[cfg(not(target_arch = "x86_64"))]
+        let avx512 = false;
+        // A few runs of panels per thread over the whole batch, so that a thread that
+        // finishes early takes another.
+        let panels = w.out_channels.div_ceil(ROWS);
+        let runs_per_image = (4 * rayon::current_num_threads())
+            .div_ceil(batch)
+            .clamp(1, panels);
+        let column_bytes = 4 * layout.channels;
+        Job {
+            w,
+            bias,
+            relu,
+            layout,
+            run_rows: panels.div_ceil(runs_per_image) * ROWS,
+            block_rows: (BLOCK_BYTES / (column_bytes * layout.row_len)).max(1),
+            block_cols: (BLOCK_BYTES / column_bytes / TILE).max(1) * TILE,
+            avx512,
+        }
+    }
+
+    /// One image: `x` its (padded) planes, `y` its output.
+    fn image(&self, x: &[f32], y: &mut [f32]) {
+        let out_plane = self.layout.out_h * self.layout.out_w;
+        y.par_chunks_mut(self.run_rows * out_plane)
+            .enumerate()
+            .for_each(|(run, ys)| self.run(x, run * self.run_rows, ys));
+    }
+
+    /// Output channels `first..` (`first` a multiple of [`ROWS`]) of one image, whose
+    /// input is `x` and whose output planes of those channels are `ys`.
+    fn run(&self, x: &[f32], first: usize, ys: &mut [f32]) {
+        let l = self.layout;
+        let out_plane = l.out_h * l.out_w;
+        let channels = ys.len() / out_plane;
+        for y0 in (0..l.out_h).step_by(self.block_rows) {
+            let y1 = (y0 + self.block_rows).min(l.out_h);
+            for c0 in (0..l.out_w).step_by(self.block_cols) {
+                let c1 = (c0 + self.block_cols).min(l.out_w);
+                for r0 in (0..channels).step_by(ROWS) {
+                    let channel = first + r0;
+                    let valid = (channels - r0).min(ROWS);
+                    let mut bias = None;
+                    if let Some(b) = self.bias {
+                        let mut rows_bias = [0.0f32; ROWS];
+                        rows_bias[..valid].copy_from_slice(&b[channel..channel + valid]);
+                        bias = Some(rows_bias);
+                    }
+                    let out = &mut ys[r0 * out_plane..(r0 + valid) * out_plane];
+                    for oy in y0..y1 {
+                        let mut col = c0;
+                        while col < c1 {
+                            let width = (c1 - col).min(TILE);
+                            let tile = Tile {
+                                panel: self.w.panel(channel / ROWS),
+                                x,
+                                layout: l,
+                                at: oy * l.row_len + col,
+                                out_at: oy * l.out_w + col,
+                                out_plane,
+                                width,
+                                valid,
+                                bias,
+                                relu: self.relu,
+                            };
+                            tile.run(out, self.avx512);
+                            col += width;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One tile: output channels of one panel (the first `valid` of its [`ROWS`]) by `width`
+/// pixels of one output row.
+#[derive(Debug, Clone, Copy)]
+struct Tile<'a> {
+    /// The panel's weights, `depth × ROWS`.
+    panel: &'a [f32],
+    /// The image's (padded) planes.
+    x: &'a [f32],
+    layout: &'a Layout,
+    /// Where the tile's first pixel reads in each plane before its tap's offset.
+    at: usize,
+    /// Where the tile's first pixel goes in each output plane.
+    out_at: usize,
+    out_plane: usize,
+    width: usize,
+    valid: usize,
+    bias: Option<[f32; ROWS]>,
+    relu: bool,
+}
+
+impl Tile<'_> {
+    /// Whether every read and write of the tile lies inside `panel`, `x` and `out` (the
+    /// `valid` output planes of the panel's channels).
+    fn fits(&self, out: &[f32]) -> bool {
+        let l = self.layout;
+        let furthest_tap = l.taps.iter().max().copied().unwrap_or(0);
+        let reads_to = (l.channels - 1) * l.plane + furthest_tap + self.at + self.width;
+        self.width > 0
+            && self.width <= TILE
+            && (1..=ROWS).contains(&self.valid)
+            && l.channels > 0
+            && self.panel.len() == l.channels * l.taps.len() * ROWS
+            && reads_to <= self.x.len()
+            && (self.valid - 1) * self.out_plane + self.out_at + self.width <= out.len()
+    }
+
+    fn run(&self, out: &mut [f32], avx512: bool) {
+        #[cfg(target_arch = "x86_64")]
+        if avx512 && self.fits(out) {
+            // SAFETY: the CPU has AVX-512F (detected by `Job::new`), and `fits` holds,
+            // which is every other requirement of the tile kernel.
+            unsafe {
+                match self.width.div_ceil(LANES) {
+                    1 => self.avx512::<1>(out),
+                    2 => self.avx512::<2>(out),
+                    _ => self.avx512::<3>(out),
+                }
+            }
+            return;
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = avx512;
+        self.portable(out);
+    }
+
+    /// The tile in plain loops: the same terms in the same order, the same bits.
+    fn portable(&self, out: &mut [f32]) {
+        let l = self.layout;
+        for r in 0..self.valid {
+            for i in 0..self.width {
+                let mut sum = 0.0f32;
+                let mut k = 0;
+                for c in 0..l.channels {
+                    for &tap in &l.taps {
+                        let x = self.x[c * l.plane + tap + self.at + i];
+                        sum = self.panel[k * ROWS + r].mul_add(x, sum);
+                        k += 1;
+                    }
+                }
+                if let Some(b) = self.bias {
+                    sum += b[r];
+                }
+                if self.relu && sum.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
+                    // NaN and −0 give +0, as MAXPS against zero does.
+                    sum = 0.0;
+                }
+                out[r * self.out_plane + self.out_at + i] = sum;
+            }
+        }
+    }
+
+    /// The tile as `V` vectors of pixels (the last one masked to the tile's width) by
+    /// [`ROWS`] output channels.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F, `self.fits(out)` must hold and the tile's width must
+    /// need exactly `V` vectors (`(V − 1)·16 < width ≤ V·16`): then every load reads
+    /// `x[c·plane + tap + at + i]` for `i < width`, every store writes `out[r·out_plane +
+    /// out_at + i]` for `r < valid` and `i < width`, and the lanes past the width are
+    /// masked off (a masked-off lane touches no memory).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn avx512<const V: usize>(&self, out: &mut [f32]) {
+        use std::arch::x86_64::{
+            __m512, _mm512_add_ps, _mm512_fmadd_ps, _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps,
+            _mm512_max_ps, _mm512_set1_ps, _mm512_setzero_ps,
+        };
+        let l = self.layout;
+        let mut masks = [u16::MAX; V];
+        let tail = self.width - (V - 1) * LANES;
+        if tail < LANES {
+            masks[V - 1] = (1u16 << tail) - 1;
+        }
+        let mut acc = [[_mm512_setzero_ps(); V]; ROWS];
+        let mut weights = self.panel.chunks_exact(ROWS);
+        for c in 0..l.channels {
+            let plane = c * l.plane + self.at;
+            for &tap in &l.taps {
+                let Some(wk) = weights.next() else {
+                    return;
+                };
+                let from = plane + tap;
+                let mut b: [__m512; V] = [_mm512_setzero_ps(); V];
+                for (v, b) in b.iter_mut().enumerate() {
+                    // SAFETY: lanes `v·16..` of the tile's width from `c·plane + tap + at`,
+                    // the unmasked ones below `(channels − 1)·plane + furthest tap + at +
+                    // width ≤ x.len()` (`fits`).
+                    *b = unsafe {
+                        _mm512_maskz_loadu_ps(
+                            masks[v],
+                            self.x.as_ptr().wrapping_add(from + v * LANES),
+                        )
+                    };
+                }
+                for (acc, &wv) in acc.iter_mut().zip(wk) {
+                    let a = _mm512_set1_ps(wv);
+                    for (acc, &b) in acc.iter_mut().zip(&b) {
+                        *acc = _mm512_fmadd_ps(a, b, *acc);
+                    }
+                }
+            }
+        }
+        for (r, acc) in acc.iter().enumerate().take(self.valid) {
+            let to = r * self.out_plane + self.out_at;
+            for (v, &sum) in acc.iter().enumerate() {
+                let mut sum = sum;
+                if let Some(bias) = self.bias {
+                    sum = _mm512_add_ps(sum, _mm512_set1_ps(bias[r]));
+                }
+                if self.relu {
+                    // The second operand where the first is NaN or not greater: 0 for NaN
+                    // and −0, as the portable `y > 0 ? y : 0`.
+                    sum = _mm512_max_ps(sum, _mm512_setzero_ps());
+                }
+                // SAFETY: lanes `v·16..` of the tile's width in output plane `r < valid`:
+                // the unmasked ones below `(valid − 1)·out_plane + out_at + width ≤
+                // out.len()` (`fits`).
+                unsafe {
+                    _mm512_mask_storeu_ps(
+                        out.as_mut_ptr().wrapping_add(to + v * LANES),
+                        masks[v],
+                        sum,
+                    )
+                };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// Every output's bits, in the plain loops and on AVX-512 (where the CPU has it),
+    /// over widths that take each tile shape and a partial panel.
+    #[test]
+    fn tiles_give_the_portable_loops_bits() {
+        for (batch, inp, out, pixels) in [
+            (1, 3, 5, 1),
+            (2, 17, 19, 49),
+            (3, 8, 16, 100),
+            (1, 40, 9, 33),
+        ] {
+            let x = crate::test_values(batch * inp * pixels, 1);
+            let w = crate::test_values(out * inp, 2);
+            let bias = crate::test_values(out, 3);
+            let w = PlanarWeights::pack(&w, out, inp).unwrap();
+            for (bias, relu) in [(None, false), (Some(&bias[..]), true)] {
+                let mut fast = vec![f32::NAN; batch * out * pixels];
+                forward(batch, pixels, &x, &w, bias, relu, &mut fast).unwrap();
+                let mut plain = vec![f32::NAN; batch * out * pixels];
+                crate::with_baseline_instances(|| {
+                    forward(batch, pixels, &x, &w, bias, relu, &mut plain).unwrap()
+                });
+                let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&fast), bits(&plain), "{batch}×{inp}→{out}×{pixels}");
+            }
+        }
+    }
+
+    /// A padded, dilated convolution's outputs, the same bits on AVX-512 as in the
+    /// plain loops.
+    #[test]
+    fn padded_planes_give_the_portable_loops_bits() {
+        use crate::conv::{Conv2d, ConvWindow};
+        for (input, kernel, pad, dilation) in [
+            ([1, 3, 7, 7], [3, 3], [1, 1], [1, 1]),
+            ([2, 5, 9, 53], [3, 2], [2, 0], [2, 1]),
+            ([1, 2, 4, 100], [1, 5], [0, 2], [1, 1]),
+        ] {
+            let window = ConvWindow {
+                out_channels: 11,
+                kernel,
+                stride: [1, 1],
+                pad,
+                dilation,
+                groups: 1,
+            };
+            let g = Conv2d::new(input, window).unwrap();
+            let x = crate::test_values(g.input_len(), 4);
+            let depth = input[1] * kernel[0] * kernel[1];
+            let w = PlanarWeights::pack(&crate::test_values(11 * depth, 5), 11, depth).unwrap();
+            let bias = crate::test_values(11, 6);
+            let mut fast = vec![f32::NAN; g.output_len()];
+            forward_conv(&g, &x, &w, Some(&bias), true, &mut fast).unwrap();
+            let mut plain = vec![f32::NAN; g.output_len()];
+            crate::with_baseline_instances(|| {
+                forward_conv(&g, &x, &w, Some(&bias), true, &mut plain).unwrap()
+            });
+            let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&fast), bits(&plain), "{input:?} {kernel:?}");
+        }
+    }
+
+    /// NaN and −0 through the ReLU give +0, and a NaN without it stays.
+    #[test]
+    fn relu_takes_nan_and_negative_zero_to_zero() {
+        let w = PlanarWeights::pack(&[1.0], 1, 1).unwrap();
+        let x = [f32::NAN, -0.0, -2.0, 3.0];
+        let mut y = [7.0f32; 4];
+        forward(1, 4, &x, &w, None, true, &mut y).unwrap();
+        assert_eq!(
+            y.map(f32::to_bits),
+            [0.0f32, 0.0, 0.0, 3.0].map(f32::to_bits)
+        );
+        forward(1, 4, &x, &w, None, false, &mut y).unwrap();
+        assert!(y[0].is_nan());
+    }
+}
