@@ -6,6 +6,9 @@
 //! the plan over as many more runs and writes their medians to FILE as JSON
 //! (`{"layers": [{"name", "operator", "ms"}]}`, in execution order), which
 //! `bench/layers.py` sets beside MXNet's profile.
+//!
+//! It runs with the `ward` binary's allocator settings for a serving process: huge pages
+//! for large blocks and freed blocks kept for the next run (`ward_alloc`).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -15,7 +18,12 @@ use ward_core::npy;
 use ward_exec::{LoadedPackage, TractBackend};
 use ward_package::{Trust, TrustPolicy};
 
+/// `ward`'s allocator, so that runs here fault in memory as `ward serve`'s do.
+#[global_allocator]
+static ALLOC: ward_alloc::HugePageAlloc = ward_alloc::HugePageAlloc;
+
 fn main() -> Result<()> {
+    ward_alloc::keep_freed_blocks();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [package, input, threads, iterations, trust] = args.as_slice() else {
         bail!("usage: ward-bench PACKAGE INPUT.npy THREADS ITERATIONS TRUST");

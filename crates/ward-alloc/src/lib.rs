@@ -17,7 +17,7 @@
 
 #![allow(
     unsafe_code,
-    reason = "a global allocator is an unsafe trait, madvise takes a raw address, and malloc_trim is a C function"
+    reason = "a global allocator is an unsafe trait, madvise takes a raw address, and malloc_trim and mallopt are C functions"
 )]
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -167,6 +167,42 @@ pub fn release_after_large_frees(threshold: usize) -> bool {
     FREED_LARGE_BYTES.store(0, Ordering::Relaxed);
     release_free_memory();
     true
+}
+
+/// The largest block glibc serves from its heaps once [`keep_freed_blocks`] has run: its
+/// own ceiling for the mmap threshold on 64-bit systems.
+pub const KEPT_BLOCK_BYTES: usize = 32 << 20;
+
+/// Keeps freed blocks of up to [`KEPT_BLOCK_BYTES`] in the system allocator's heaps for
+/// the next run, instead of giving them back to the operating system and faulting fresh
+/// pages in on every run; returns whether the allocator took the setting (glibc only).
+///
+/// Why: a plan's large activations (MobileNet's first layers at batch 8 write 25.7 MB
+/// each) are freed at the end of each run and allocated again on the next. glibc serves a
+/// block from its heaps only below its mmap threshold, which starts at 128 KiB and grows
+/// to the largest mapped block freed, and gives a heap's top back once more than twice
+/// that is free there; so whether a run's activations come back as resident memory or as
+/// fresh pages (a fault each, which the kernel zeroes, and which two threads take in
+/// turn) depends on the order of earlier frees. MobileNet 1.0 at batch 8 ran in 61–81 ms
+/// on one thread and 35–63 ms on two from one process to the next; with both thresholds
+/// fixed, 61 and 35–40 (docs/BENCHMARKS.md). For a process that runs plans again and
+/// again (`ward serve`, the benchmarks): it keeps up to its peak resident after a run. A
+/// one-shot `ward predict` does not call it, and [`release_free_memory`] still gives
+/// everything back while a plan is built.
+pub fn keep_freed_blocks() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallopt only sets two of the allocator's thresholds (under its lock);
+        // no block is touched. Both values fit a C int.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, KEPT_BLOCK_BYTES as libc::c_int) == 1
+                && libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30) == 1
+        }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        false
+    }
 }
 
 /// Gives back to the operating system every page the system allocator holds free (glibc's

@@ -126,6 +126,9 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if serving && !ward_alloc::keep_freed_blocks() {
+        tracing::debug!("the system allocator keeps its own thresholds for freed blocks");
+    }
     let result = match cli.command {
         Command::Import(c) => cmd::import::run(c),
         Command::Predict(a) => cmd::predict::run(a),
