@@ -216,19 +216,27 @@ impl EvalOp for PlaneAvgPool {
             // each output's divisor.
             let [kh, kw] = g.kernel;
             let padded_len = (h + kh - 1) * (w + kw - 1);
-            let (mut padded, mut sums) = (vec![0f32; padded_len], vec![0f32; padded_len]);
             let divisors: Vec<f32> = (0..oh * ow)
                 .map(|o| self.divisor(g.window(0, o / ow).len(), g.window(1, o % ow).len()))
                 .collect();
-            g.run_planes("average pool", &inputs[0], |plane_in, plane_out| {
-                self.pool_same_plane(plane_in, plane_out, &mut padded, &mut sums, &divisors);
-            })?
+            g.run_planes(
+                "average pool",
+                &inputs[0],
+                || (vec![0f32; padded_len], vec![0f32; padded_len]),
+                |(padded, sums), plane_in, plane_out| {
+                    self.pool_same_plane(plane_in, plane_out, padded, sums, &divisors);
+                },
+            )?
         } else {
             let columns: Vec<_> = (0..ow).map(|ox| g.window(1, ox)).collect();
-            let (mut folded, mut sliding) = (vec![0f32; w], vec![0f32; w]);
-            g.run_planes("average pool", &inputs[0], |plane_in, plane_out| {
-                self.pool_plane(plane_in, plane_out, &columns, &mut folded, &mut sliding);
-            })?
+            g.run_planes(
+                "average pool",
+                &inputs[0],
+                || (vec![0f32; w], vec![0f32; w]),
+                |(folded, sliding), plane_in, plane_out| {
+                    self.pool_plane(plane_in, plane_out, &columns, folded, sliding);
+                },
+            )?
         };
         Ok(tvec![output.into_tvalue()])
     }

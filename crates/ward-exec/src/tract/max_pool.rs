@@ -194,10 +194,14 @@ impl EvalOp for PlaneMaxPool {
         let g = &self.windows;
         let [_, _, _, w] = g.input;
         let columns: Vec<_> = (0..g.output[1]).map(|ox| g.window(1, ox)).collect();
-        let (mut folded, mut sliding) = (vec![0f32; w], vec![0f32; w]);
-        let output = g.run_planes("max pool", &inputs[0], |plane_in, plane_out| {
-            self.pool_plane(plane_in, plane_out, &columns, &mut folded, &mut sliding);
-        })?;
+        let output = g.run_planes(
+            "max pool",
+            &inputs[0],
+            || (vec![0f32; w], vec![0f32; w]),
+            |(folded, sliding), plane_in, plane_out| {
+                self.pool_plane(plane_in, plane_out, &columns, folded, sliding);
+            },
+        )?;
         Ok(tvec![output.into_tvalue()])
     }
 }

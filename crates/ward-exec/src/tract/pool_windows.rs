@@ -9,6 +9,9 @@
 
 use std::ops::Range;
 
+use rayon::prelude::*;
+use tract_linalg::multithread::{current_tract_executor, Executor};
+
 use tract_onnx::prelude::{tvec, Datum, TractResult, TypedFact, TypedModel};
 use tract_onnx::tract_core::internal::{bail, Op, TValue, Tensor, TypedOp};
 use tract_onnx::tract_core::ops::cnn::{PaddingSpec, PoolSpec};
@@ -130,12 +133,16 @@ impl PoolWindows {
     }
 
     /// A new output tensor, each of whose planes `pool` fills from the matching plane of
-    /// `input` (checked to be of the planned shape; `what` names the op in the error).
-    pub(super) fn run_planes(
+    /// `input` (checked to be of the planned shape; `what` names the op in the error),
+    /// with scratch that `scratch` makes. A plan on several threads spreads the planes
+    /// over them (tract's executor, as ward's convolutions do): at batch 8 SqueezeNet's
+    /// three max pools on one thread took 3.4 ms of its 24 on two.
+    pub(super) fn run_planes<S>(
         &self,
         what: &str,
         input: &TValue,
-        mut pool: impl FnMut(&[f32], &mut [f32]),
+        scratch: impl Fn() -> S + Sync,
+        pool: impl Fn(&mut S, &[f32], &mut [f32]) + Sync,
     ) -> TractResult<Tensor> {
         if input.shape() != self.input {
             bail!("{what} built for {:?} got {:?}", self.input, input.shape());
@@ -149,9 +156,22 @@ impl PoolWindows {
             let mut out_plain = output.try_as_plain_ram_mut()?;
             let y = out_plain.as_slice_mut::<f32>()?;
             if h * w > 0 && oh * ow > 0 {
-                for (plane_in, plane_out) in x.chunks_exact(h * w).zip(y.chunks_exact_mut(oh * ow))
-                {
-                    pool(plane_in, plane_out);
+                match current_tract_executor() {
+                    Executor::MultiThread(threads) if n * c > 1 => threads.install(|| {
+                        x.par_chunks_exact(h * w)
+                            .zip(y.par_chunks_exact_mut(oh * ow))
+                            .for_each_init(&scratch, |s, (plane_in, plane_out)| {
+                                pool(s, plane_in, plane_out)
+                            })
+                    }),
+                    _ => {
+                        let mut s = scratch();
+                        for (plane_in, plane_out) in
+                            x.chunks_exact(h * w).zip(y.chunks_exact_mut(oh * ow))
+                        {
+                            pool(&mut s, plane_in, plane_out);
+                        }
+                    }
                 }
             }
         }

@@ -331,20 +331,29 @@ fn run_pool(pool: Pool, [c, h, w]: [usize; 3], x: &[f32], op: &str) -> (Vec<f32>
         source: Source::Node(0, 0),
     });
     g.validate().unwrap();
-    let model = model(g, HashMap::new());
-    let plan = model.plan(&[vec![1, c, h, w]]).unwrap();
-    let operators = plan.operators();
-    assert!(
-        operators.iter().any(|o| o == op),
-        "tract's pool kept: {operators:?}"
-    );
+    let on_one_thread = model(g.clone(), HashMap::new());
+    let weights = WeightSet::new(&g, HashMap::new()).unwrap();
+    let on_three = Executable::new(g, weights, Arc::new(TractBackend::new(3).unwrap())).unwrap();
     let input = Tensor::from_f32(vec![1, c, h, w], x).unwrap();
-    let y = plan
-        .run(model.stage(&[input.view()]).unwrap())
-        .unwrap()
-        .remove(0);
-    assert_eq!(y.shape(), [1, c, out[0], out[1]]);
-    (y.to_f32_vec(), out)
+    let mut outputs = Vec::new();
+    for model in [&on_one_thread, &on_three] {
+        let plan = model.plan(&[vec![1, c, h, w]]).unwrap();
+        let operators = plan.operators();
+        assert!(
+            operators.iter().any(|o| o == op),
+            "tract's pool kept: {operators:?}"
+        );
+        let y = plan
+            .run(model.stage(&[input.view()]).unwrap())
+            .unwrap()
+            .remove(0);
+        assert_eq!(y.shape(), [1, c, out[0], out[1]]);
+        outputs.push(y.to_f32_vec());
+    }
+    // Planes spread over three threads: the same bits.
+    let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&outputs[0]), bits(&outputs[1]), "on three threads");
+    (outputs.swap_remove(0), out)
 }
 
 /// A fire module's tail: two 1×1 convolutions side by side, concatenated, then a ReLU.
