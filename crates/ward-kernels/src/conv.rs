@@ -429,7 +429,7 @@ impl Conv2d {
         let image_out = self.out_channels * p;
         if self.runs_direct() {
             let strips = self.weight_strips(w)?;
-            return self.forward_strips(x, &strips, bias, y);
+            return self.forward_strips(x, &strips, bias, false, y);
         }
         let per = self.images_per_product();
         let col_len = if per == 1 && self.is_pointwise() {
@@ -458,7 +458,7 @@ impl Conv2d {
                             self.scatter(&out[..og * cp], g, y_c, images);
                         }
                     }
-                    self.add_bias(y_c, bias);
+                    self.finish(y_c, bias, false);
                     Ok(())
                 },
             )
@@ -568,6 +568,7 @@ impl Conv2d {
         x: &[f32],
         strips: &[WeightStrips],
         bias: Option<&[f32]>,
+        relu: bool,
         y: &mut [f32],
     ) -> Result<(), KernelError> {
         let p = self.out_plane();
@@ -598,7 +599,7 @@ impl Conv2d {
                         let y_g = &mut y_n[g * og * p..][..og * p];
                         direct::forward(source, &taps[g], &pixels, &strips[g], y_g)?;
                     }
-                    self.add_bias(y_n, bias);
+                    self.finish(y_n, bias, relu);
                     Ok(())
                 },
             )
@@ -653,11 +654,25 @@ impl Conv2d {
         bias: Option<&[f32]>,
         y: &mut [f32],
     ) -> Result<(), KernelError> {
+        self.forward_packed_relu(x, w, bias, false, y)
+    }
+
+    /// [`Self::forward_packed`], then with `relu` each output's `y > 0 ? y : 0` (NaN gives
+    /// 0, as MXNet's `Activation(relu)` and tract's `max(y, 0)` do) in the same pass as
+    /// the bias: a plan's ReLU after a convolution is then no pass of its own.
+    pub fn forward_packed_relu(
+        &self,
+        x: &[f32],
+        w: &PackedWeights,
+        bias: Option<&[f32]>,
+        relu: bool,
+        y: &mut [f32],
+    ) -> Result<(), KernelError> {
         self.check_forward(x, bias, y)?;
         check_len(KERNEL, "packed w", w.weight_len, self.weight_len())?;
         check_len(KERNEL, "packed groups", w.groups, self.groups)?;
         self.require_direct()?;
-        self.forward_strips(x, &w.strips, bias, y)
+        self.forward_strips(x, &w.strips, bias, relu, y)
     }
 
     /// The direct forward pass from strips: image by image for planes of at least
@@ -667,12 +682,13 @@ impl Conv2d {
         x: &[f32],
         strips: &[WeightStrips],
         bias: Option<&[f32]>,
+        relu: bool,
         y: &mut [f32],
     ) -> Result<(), KernelError> {
         if self.out_plane() >= MIN_DIRECT_PIXELS {
-            self.forward_direct(x, strips, bias, y)
+            self.forward_direct(x, strips, bias, relu, y)
         } else {
-            self.forward_direct_batched(x, strips, bias, y)
+            self.forward_direct_batched(x, strips, bias, relu, y)
         }
     }
 
@@ -684,15 +700,24 @@ impl Conv2d {
             .collect()
     }
 
-    /// Adds `bias` to every output plane of the images in `y`.
-    fn add_bias(&self, y: &mut [f32], bias: Option<&[f32]>) {
-        let Some(b) = bias else {
-            return;
-        };
+    /// Adds `bias` to every output plane of the images in `y`, then with `relu` takes
+    /// each output `v` to `v > 0 ? v : 0` (NaN and −0 to +0).
+    fn finish(&self, y: &mut [f32], bias: Option<&[f32]>, relu: bool) {
         let p = self.out_plane();
-        for y_n in y.chunks_exact_mut(self.out_channels * p) {
-            for (plane, &bo) in y_n.chunks_exact_mut(p).zip(b) {
-                plane.iter_mut().for_each(|v| *v += bo);
+        let rectify = |v: f32| if v > 0.0 { v } else { 0.0 };
+        match (bias, relu) {
+            (None, false) => {}
+            (None, true) => y.iter_mut().for_each(|v| *v = rectify(*v)),
+            (Some(b), _) => {
+                for y_n in y.chunks_exact_mut(self.out_channels * p) {
+                    for (plane, &bo) in y_n.chunks_exact_mut(p).zip(b) {
+                        if relu {
+                            plane.iter_mut().for_each(|v| *v = rectify(*v + bo));
+                        } else {
+                            plane.iter_mut().for_each(|v| *v += bo);
+                        }
+                    }
+                }
             }
         }
     }
@@ -705,6 +730,7 @@ impl Conv2d {
         x: &[f32],
         strips: &[WeightStrips],
         bias: Option<&[f32]>,
+        relu: bool,
         y: &mut [f32],
     ) -> Result<(), KernelError> {
         let og = self.out_channels / self.groups;
@@ -713,7 +739,7 @@ impl Conv2d {
         let source = padding.copy_batch(x, self.batch * self.in_channels);
         let pixels = self.padded_pixels(self.batch);
         direct_batched(&source, &taps, &pixels, strips, og, self.out_plane(), y)?;
-        self.add_bias(y, bias);
+        self.finish(y, bias, relu);
         Ok(())
     }
 

@@ -52,9 +52,8 @@ pub(crate) fn optimize(model: &mut TypedModel) -> TractResult<()> {
     optimizer::codegen(model)
 }
 
-/// Every convolution of `model` (decluttered) that [`DirectConv`] covers becomes one; a
-/// depthwise or planar one whose output only a ReLU reads takes the ReLU into its last
-/// pass, and a
+/// Every convolution of `model` (decluttered) that [`DirectConv`] covers becomes one, and
+/// takes in a ReLU that alone reads its output (in its last pass); a
 /// pointwise one (tract's declutter leaves every 1×1 convolution a product) takes the
 /// bias and ReLU after it.
 pub(crate) fn adopt(model: &mut TypedModel) -> TractResult<()> {
@@ -70,7 +69,7 @@ pub(crate) fn adopt(model: &mut TypedModel) -> TractResult<()> {
         };
         let input = Wire::Outlet(model.nodes[id].inputs[0]);
         match relu_after(model, id)? {
-            Some(relu) if matches!(*op.weight, Weight::Depthwise(_) | Weight::Planar(_)) => {
+            Some(relu) => {
                 op.relu = true;
                 rewriter.replace(model, relu, op, vec![input])?;
             }
@@ -169,7 +168,7 @@ pub(crate) struct DirectConv {
     bias: Option<Arc<[f32]>>,
     /// Whether the data is one image without its batch axis (CHW).
     unbatched: bool,
-    /// Whether a ReLU follows in the kernel's last pass (depthwise and pointwise only).
+    /// Whether a ReLU follows in the kernel's last pass.
     relu: bool,
 }
 
@@ -469,6 +468,7 @@ impl Op for DirectConv {
             Weight::Pointwise(_) => "WardPointwiseConv".into(),
             Weight::Planar(_) if self.relu => "WardPlanarConvRelu".into(),
             Weight::Planar(_) => "WardPlanarConv".into(),
+            Weight::Packed(_) if self.relu => "WardDirectConvRelu".into(),
             Weight::Packed(_) => "WardDirectConv".into(),
             Weight::Depthwise(_) if self.relu => "WardDepthwiseConvRelu".into(),
             Weight::Depthwise(_) => "WardDepthwiseConv".into(),
@@ -496,7 +496,7 @@ impl EvalOp for DirectConv {
             let y = out.as_slice_mut::<f32>()?;
             let bias = self.bias.as_deref();
             let mut run = move || match &*self.weight {
-                Weight::Packed(w) => g.forward_packed(x, w, bias, y),
+                Weight::Packed(w) => g.forward_packed_relu(x, w, bias, self.relu, y),
                 Weight::Depthwise(w) => depthwise::forward(g, x, w, bias, self.relu, y),
                 Weight::Pointwise(w) => {
                     let pixels = g.in_h * g.in_w;

@@ -887,41 +887,53 @@ fn a_batched_pointwise_convolution_runs_image_by_image_with_the_same_outputs() {
     }
 }
 
-/// A 1×1 convolution runs as one step of ward's pointwise kernel where the CPU has
-/// AVX-512F, taking in the bias and a ReLU that only it reads (in its stores), at batch 1
-/// (tract drops the batch axis) and over a batch, each output `act(w·x + b)`. A ReLU
-/// whose input is also an output, and another activation (a unary op, not tract's
-/// `max(·, 0)`), stay steps of their own.
+/// A convolution on ward's kernels where the CPU has AVX-512F (a 1×1 one on the pointwise
+/// kernel, a narrow 3×3 one on the planar kernel, a wide one on the direct kernels) runs
+/// as one step that takes in the bias and a ReLU that only it reads, at batch 1 (tract
+/// drops the batch axis) and over a batch, each output `act(w·x + b)`. A ReLU whose input
+/// is also an output, and another activation (a unary op, not tract's `max(·, 0)`), stay
+/// steps of their own.
 #[test]
-fn a_pointwise_convolution_takes_its_bias_and_relu() {
+fn a_convolution_takes_its_bias_and_relu() {
+    for (k, f, kernel_step) in [
+        (1usize, 19usize, "WardPointwiseConv"),
+        (3, 19, "WardPlanarConv"),
+        (3, 64, "WardDirectConv"),
+    ] {
+        convolution_takes_its_bias_and_relu(k, f, kernel_step);
+    }
+}
+
+fn convolution_takes_its_bias_and_relu(k: usize, f: usize, kernel_step: &str) {
     let avx512 = std::arch::is_x86_feature_detected!("avx512f");
-    let (c, f, h, w) = (20usize, 19usize, 5usize, 11usize);
-    let (weight, bias) = (scrambled(f * c, 41), scrambled(f, 42));
-    // (bias, activation, the sums an output too, the kernel's step)
+    let (c, h, w) = (32usize, 5usize, 11usize);
+    let (weight, bias) = (scrambled(f * c * k * k, 41), scrambled(f, 42));
+    // (bias, activation, the sums an output too, the ReLU taken in)
     let cases = [
-        (true, ActivationKind::Relu, false, "WardPointwiseConvRelu"),
-        (true, ActivationKind::Relu, true, "WardPointwiseConv"),
-        (false, ActivationKind::Relu, false, "WardPointwiseConvRelu"),
-        (true, ActivationKind::Tanh, false, "WardPointwiseConv"),
-        (false, ActivationKind::Tanh, false, "WardPointwiseConv"),
+        (true, ActivationKind::Relu, false, true),
+        (true, ActivationKind::Relu, true, false),
+        (false, ActivationKind::Relu, false, true),
+        (true, ActivationKind::Tanh, false, false),
+        (false, ActivationKind::Tanh, false, false),
     ];
-    for (with_bias, kind, sums_too, step) in cases {
+    for (with_bias, kind, sums_too, fused) in cases {
+        let step = format!("{kernel_step}{}", if fused { "Relu" } else { "" });
         let conv = Conv {
-            kernel: vec![1, 1],
+            kernel: vec![k, k],
             stride: vec![1, 1],
             dilation: vec![1, 1],
-            pad: vec![0, 0],
+            pad: vec![k / 2, k / 2],
             groups: 1,
             bias: with_bias,
         };
         let mut g = Graph::new();
         g.inputs.push(input("x"));
         g.params
-            .push(ParamDecl::new("w", DType::F32, vec![f, c, 1, 1]));
+            .push(ParamDecl::new("w", DType::F32, vec![f, c, k, k]));
         let mut conv_inputs = vec![Source::Input(0), Source::Param(0)];
         let mut named = HashMap::from([(
             "w".to_string(),
-            Tensor::from_f32(vec![f, c, 1, 1], &weight).unwrap(),
+            Tensor::from_f32(vec![f, c, k, k], &weight).unwrap(),
         )]);
         if with_bias {
             g.params.push(ParamDecl::new("b", DType::F32, vec![f]));
@@ -951,14 +963,14 @@ fn a_pointwise_convolution_takes_its_bias_and_relu() {
         g.validate().unwrap();
         let weights = WeightSet::new(&g, named).unwrap();
         let model = Executable::new(g, weights, Arc::new(TractBackend::new(1).unwrap())).unwrap();
-        let what = format!("bias {with_bias}, {kind:?}, sums an output {sums_too}");
+        let what = format!("{k}×{k} to {f}: bias {with_bias}, {kind:?}, sums an output {sums_too}");
         for n in [1usize, 3] {
             let shape = vec![n, c, h, w];
             let plan = model.plan(std::slice::from_ref(&shape)).unwrap();
             let operators = plan.operators();
             if avx512 {
                 assert!(
-                    operators.iter().any(|o| o == step),
+                    operators.contains(&step),
                     "{what}, batch {n}: {operators:?}"
                 );
             }
