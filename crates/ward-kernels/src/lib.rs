@@ -11,7 +11,7 @@
 //! straight from the padded input, which also serve [`dense`]'s products), [`depthwise`]
 //! (depthwise convolution rows in masked AVX-512 registers), [`sums`] (BatchNorm's f64
 //! sums in AVX-512 intrinsics beside portable code that gives the same bits), [`pool`]
-//! (max pooling's vector instance), [`planar`] (stride-1 convolutions as products read
+//! (max pooling's vector instance), [`planar`] (one-group convolutions as products read
 //! straight from NCHW planes, in AVX-512 tiles), [`pool_rows`] (the maximum of stride-2 windows along a row, for inference's max pools), and [`maps`] and [`cells`], loops compiled for
 //! AVX-512 and for the baseline target from one body (`twice!`). The
 //! AVX-512 kernels run once the CPU feature is detected; the forward passes on them give

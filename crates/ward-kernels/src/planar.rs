@@ -1,10 +1,10 @@
-//! Convolutions at stride 1 in one group as products over NCHW planes, read where they
-//! lie: for each image, `Y (out × pixels) = Σ_taps W_tap (out × in) · X shifted by the
+//! Convolutions in one group as products over NCHW planes, read where they lie: for each image, `Y (out × pixels) = Σ_taps W_tap (out × in) · X shifted by the
 //! tap (in × pixels)`, then each output channel's bias, then maybe a ReLU. A pointwise
 //! (1×1, unpadded) convolution is the one-tap case, its planes the input itself; these
 //! carry most of the multiply-adds of MobileNet, SqueezeNet, DenseNet and Inception.
-//! Another kernel reads each image once copied into zero-padded planes, where tap `(ky,
-//! kx)` of output row `oy` reads a row of the padded plane at a fixed offset: DenseNet's
+//! Another kernel, or a stride, reads each image once copied into zero-padded planes
+//! (split by column phase at a column stride), where tap `(ky, kx)` of output row `oy`
+//! reads consecutive values of one padded row at a fixed offset: DenseNet's
 //! 3×3 layers (128 → 32 channels) are too narrow for the direct kernels' 32-channel
 //! strips ([`crate::direct`]) and ran on tract's im2col at 2.3× MXNet's time.
 //!
@@ -156,9 +156,12 @@ pub fn forward(
     Ok(())
 }
 
-/// The stride-1, one-group convolution `g` (any kernel, dilation and symmetric padding)
+/// The one-group convolution `g` (any kernel, stride, dilation and symmetric padding)
 /// with `w` laid out from its OIHW weight, then each output channel's bias, then with
-/// `relu` a ReLU as [`forward`]'s. Each image is copied once into zero-padded planes.
+/// `relu` a ReLU as [`forward`]'s. Each image is copied once into zero-padded planes
+/// whose rows are split by column phase modulo the column stride (as the depthwise
+/// kernel's): tap `(ky, kx)` of output row `oy` then reads consecutive values of one
+/// phase of padded row `oy·stride + ky·dilation` for consecutive outputs, at any stride.
 pub fn forward_conv(
     g: &Conv2d,
     x: &[f32],
@@ -167,13 +170,10 @@ pub fn forward_conv(
     relu: bool,
     y: &mut [f32],
 ) -> Result<(), KernelError> {
-    if g.stride != [1, 1] || g.groups != 1 {
+    if g.groups != 1 {
         return Err(KernelError::geometry(
             KERNEL,
-            format!(
-                "stride {:?} in {} groups: takes stride 1 in one group",
-                g.stride, g.groups
-            ),
+            format!("{} groups: takes one group", g.groups),
         ));
     }
     let taps_n = g.kernel[0] * g.kernel[1];
@@ -191,27 +191,31 @@ pub fn forward_conv(
     if let Some(b) = bias {
         check_len(KERNEL, "bias", b.len(), g.out_channels)?;
     }
-    // `Conv2d::new` checked that the padded sizes fit; the padded image is at most the
-    // column matrix's size, which it also checked.
+    // `Conv2d::new` checked that the padded sizes fit `usize`.
     let (padded_h, padded_w) = (g.in_h + 2 * g.pad[0], g.in_w + 2 * g.pad[1]);
+    let [stride_y, stride_x] = g.stride;
+    // One padded row: its columns of each phase in turn, `phase_len` a phase.
+    let phase_len = padded_w.div_ceil(stride_x);
+    let overflow = || KernelError::geometry(KERNEL, "the padded image overflows");
+    let row_len = phase_len.checked_mul(stride_x).ok_or_else(overflow)?;
+    let plane = padded_h.checked_mul(row_len).ok_or_else(overflow)?;
+    let padded_len = g.in_channels.checked_mul(plane).ok_or_else(overflow)?;
     let mut taps = Vec::with_capacity(taps_n);
     for ky in 0..g.kernel[0] {
         for kx in 0..g.kernel[1] {
-            taps.push(ky * g.dilation[0] * padded_w + kx * g.dilation[1]);
+            let column = kx * g.dilation[1];
+            let phase = column % stride_x;
+            taps.push(ky * g.dilation[0] * row_len + phase * phase_len + column / stride_x);
         }
     }
     let layout = Layout {
         channels: g.in_channels,
         taps,
-        plane: padded_h * padded_w,
-        row_len: padded_w,
+        plane,
+        row_len: stride_y * row_len,
         out_h: g.out_h(),
         out_w: g.out_w(),
     };
-    let padded_len = g
-        .in_channels
-        .checked_mul(layout.plane)
-        .ok_or_else(|| KernelError::geometry(KERNEL, "the padded image overflows"))?;
     let image = g.in_channels * g.in_h * g.in_w;
     let job = Job::new(w, bias, relu, &layout, g.batch);
     y.par_chunks_mut(g.out_channels * layout.out_h * layout.out_w)
@@ -222,11 +226,17 @@ pub fn forward_conv(
                 .chunks_exact_mut(layout.plane)
                 .zip(x.chunks_exact(g.in_h * g.in_w))
             {
-                for (row, x) in plane[g.pad[0] * padded_w..]
-                    .chunks_exact_mut(padded_w)
+                for (row, x) in plane[g.pad[0] * row_len..]
+                    .chunks_exact_mut(row_len)
                     .zip(x.chunks_exact(g.in_w))
                 {
-                    row[g.pad[1]..g.pad[1] + g.in_w].copy_from_slice(x);
+                    if stride_x == 1 {
+                        row[g.pad[1]..g.pad[1] + g.in_w].copy_from_slice(x);
+                        continue;
+                    }
+                    for (column, &v) in (g.pad[1]..).zip(x) {
+                        row[(column % stride_x) * phase_len + column / stride_x] = v;
+                    }
                 }
             }
             job.image(&padded, y);
@@ -242,7 +252,7 @@ struct Layout {
     taps: Vec<usize>,
     /// Values from one input plane to the next.
     plane: usize,
-    /// Values from one input row to the next (the row output row `oy` starts at).
+    /// Values from the input row one output row starts at to the next one's.
     row_len: usize,
     out_h: usize,
     out_w: usize,
@@ -540,8 +550,8 @@ mod tests {
         }
     }
 
-    /// A padded, dilated convolution's outputs, the same bits on AVX-512 as in the
-    /// plain loops.
+    /// A padded, dilated or strided convolution's outputs, the same bits on AVX-512 as in
+    /// the plain loops.
     #[test]
     fn padded_planes_give_the_portable_loops_bits() {
         use crate::conv::{Conv2d, ConvWindow};
@@ -549,11 +559,14 @@ mod tests {
             ([1, 3, 7, 7], [3, 3], [1, 1], [1, 1]),
             ([2, 5, 9, 53], [3, 2], [2, 0], [2, 1]),
             ([1, 2, 4, 100], [1, 5], [0, 2], [1, 1]),
+            ([1, 3, 17, 17], [3, 3], [1, 1], [1, 1]),
         ] {
+            // The last at stride 2 (an image's stem), the others at 1.
+            let stride = if input[2] == 17 { [2, 2] } else { [1, 1] };
             let window = ConvWindow {
                 out_channels: 11,
                 kernel,
-                stride: [1, 1],
+                stride,
                 pad,
                 dilation,
                 groups: 1,

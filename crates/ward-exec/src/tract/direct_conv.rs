@@ -380,9 +380,10 @@ impl DirectConv {
             if (depth < MIN_DEPTH && !stem)
                 || spec.output_channels / conv.group < MIN_OUTPUT_CHANNELS
             {
-                // At stride 1 in one group the planar kernel's tiles of 8 channels by a
-                // row's pixels serve any width and depth (DenseNet's 128 → 32 layers).
-                if conv.group != 1 || window.stride != [1, 1] {
+                // In one group the planar kernel's tiles of 8 channels by a row's pixels
+                // serve any width and depth (DenseNet's 128 → 32 layers, MobileNet's
+                // 3 → 32 stride-2 stem).
+                if conv.group != 1 {
                     return Ok(None);
                 }
                 let Ok(weight) = PlanarWeights::pack(kernel, spec.output_channels, depth) else {

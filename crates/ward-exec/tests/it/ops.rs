@@ -1238,9 +1238,9 @@ fn a_one_image_depthwise_convolution_and_its_relu_run_as_one_of_wards_ops() {
 /// definition: image by image (large planes), several images at once (small planes),
 /// strided, dilated and grouped, and depthwise with one or two outputs per channel over
 /// rows wider than the depthwise kernel's blocks, 1×1 on the pointwise kernel
-/// (`WardPointwiseConv`), and at stride 1 in one group a sum too shallow (8 channels × 9
-/// taps) or an output too narrow (40 channels) for the direct kernels on the planar one
-/// (`WardPlanarConv`); strided or grouped, those stay on tract's products.
+/// (`WardPointwiseConv`), and in one group a sum too shallow (8 channels × 9 taps) or an
+/// output too narrow (40 channels) for the direct kernels on the planar one
+/// (`WardPlanarConv`, at any stride); grouped, those stay on tract's products.
 #[test]
 fn convolutions_run_on_wards_own_kernels_where_the_cpu_has_them() {
     let avx512 = std::arch::is_x86_feature_detected!("avx512f");
@@ -1269,8 +1269,9 @@ fn convolutions_run_on_wards_own_kernels_where_the_cpu_has_them() {
         (1, 32, 40, 8, 3, 1, 1, 1, 1, planar),
         (2, 128, 32, 14, 3, 1, 1, 1, 1, planar),
         (1, 6, 16, 57, 3, 1, 2, 2, 1, planar),
-        // ...and on tract's products when strided or grouped...
-        (1, 32, 40, 9, 3, 2, 1, 1, 1, ""),
+        // ...strided too (MobileNet's stem), but on tract's products when grouped...
+        (1, 32, 40, 9, 3, 2, 1, 1, 1, planar),
+        (2, 3, 32, 23, 3, 2, 1, 1, 1, planar),
         (1, 32, 40, 8, 3, 1, 1, 1, 2, ""),
         // ...but an image's stem (3 channels) runs direct at any depth.
         (1, 3, 64, 17, 3, 2, 1, 1, 1, direct),
