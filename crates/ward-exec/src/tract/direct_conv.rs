@@ -29,7 +29,7 @@ use tract_onnx::tract_core::internal::{
     as_op, ensure, format_err, op_as_typed_op, op_out_of_plan, DatumTypeExt, EvalContext, EvalOp,
     IntoTValue, Op, StaticName, TypedOp,
 };
-use tract_onnx::tract_core::ops::binary::TypedBinOp;
+use tract_onnx::tract_core::ops::binary::{OptBinByScalar, TypedBinOp};
 use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat};
 use tract_onnx::tract_core::ops::einsum::EinSum;
 use tract_onnx::tract_core::ops::nn::DataFormat;
@@ -77,6 +77,43 @@ pub(crate) fn adopt(model: &mut TypedModel) -> TractResult<()> {
         }
     }
     Ok(())
+}
+
+/// Takes into each of ward's convolutions the ReLU that alone reads its output once
+/// tract's codegen has made it an op by a scalar: the ReLU that [`super::fusion`] moved
+/// before a concatenation of convolutions (SqueezeNet's fire modules apply one ReLU to
+/// both expand branches, concatenated), which [`adopt`] could not see.
+pub(crate) fn absorb_relus(model: &mut TypedModel) -> TractResult<()> {
+    let mut rewriter = Rewriter::of(model);
+    for id in 0..model.nodes.len() {
+        let Some(conv) = model.nodes[id].op_as::<DirectConv>() else {
+            continue;
+        };
+        if conv.relu {
+            continue;
+        }
+        let mut op = conv.clone();
+        let output = OutletId::new(id, 0);
+        let readers = model.outlet_successors(output);
+        if readers.len() != 1 || model.output_outlets()?.contains(&output) {
+            continue;
+        }
+        let node = &model.nodes[readers[0].node];
+        let is_relu = node
+            .op_as::<OptBinByScalar>()
+            .is_some_and(|op| op.binop.name() == "Max")
+            && node.inputs.len() == 2
+            && node.inputs[0] == output
+            && super::relu::is_zero(model.outlet_fact(node.inputs[1])?)?
+            && model.outlet_fact(OutletId::new(node.id, 0))?.shape
+                == model.outlet_fact(output)?.shape;
+        if is_relu {
+            op.relu = true;
+            let input = Wire::Outlet(model.nodes[id].inputs[0]);
+            rewriter.replace(model, node.id, op, vec![input])?;
+        }
+    }
+    model.compact()
 }
 
 /// The node that is the only reader of node `id`'s output, when it is `max(·, 0)` (ONNX's

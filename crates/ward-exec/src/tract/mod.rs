@@ -154,6 +154,8 @@ impl TractBackend {
         direct_conv::optimize(&mut optimized).map_err(engine("optimise"))?;
         if fusion::move_scalar_ops_up(&mut optimized).map_err(engine("fuse scalar ops"))? {
             tracing::debug!("plan: scalar ops moved to their products; optimising again");
+            direct_conv::absorb_relus(&mut optimized)
+                .map_err(engine("take moved ReLUs into ward's convolutions"))?;
             optimizer::codegen(&mut optimized).map_err(engine("optimise after fusion"))?;
         }
         tracing::debug!(nodes = optimized.nodes.len(), "plan: optimised");

@@ -14,7 +14,7 @@ fn array(shape: &[usize], data: &[f32]) -> Array {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
 
     /// Every output equals the interpreter's 1×1 convolution (with and without a bias,
     /// and through a ReLU) for any batch, channel counts (partial panels included) and
@@ -22,9 +22,10 @@ proptest! {
     #[test]
     fn pointwise_matches_the_interpreter(
         batch in 1usize..4,
-        inp in prop_oneof![3 => 1usize..40, 1 => 600usize..1100],
-        out in 1usize..40,
-        (h, w) in prop_oneof![3 => (1usize..12, 1usize..12), 1 => (1usize..4, 40usize..130)],
+        // Deep inputs (blocks of 48 pixel columns) with few outputs, so that the
+        // interpreter's sums stay cheap in a debug build.
+        (inp, out) in prop_oneof![3 => (1usize..40, 1usize..40), 1 => (600usize..1100, 1usize..10)],
+        (h, w) in prop_oneof![3 => (1usize..12, 1usize..12), 1 => (1usize..3, 40usize..90)],
         seed in any::<u64>(),
     ) {
         let mut rng = seeded_rng(seed);
@@ -56,7 +57,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 150, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
 
     /// A convolution of any kernel, stride, dilation and padding on zero-padded planes
     /// split by column phase: every output equals the interpreter's (with and without a
