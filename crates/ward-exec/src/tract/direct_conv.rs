@@ -268,16 +268,20 @@ impl DirectConv {
         ) else {
             return Ok(None);
         };
-        let (input_shape, unbatched) = match *shape {
-            [n, c, h, w] => ([n, c, h, w], false),
-            [c, h, w] => ([1, c, h, w], true),
+        // tract's declutter may drop a batch of one from the data or the output alone
+        // (`oi,nihw->ohw`, `oi,ihw->nohw`): the same product on one image.
+        let input_shape = match *shape {
+            [n, c, h, w] => [n, c, h, w],
+            [c, h, w] => [1, c, h, w],
             _ => return Ok(None),
         };
+        let (data_batched, unbatched) = (shape.len() == 4, out_shape.len() == 3);
         if input.datum_type != DatumType::F32
             || kernel.datum_type() != DatumType::F32
             || kernel.rank() != 2
             || kernel.shape()[1] != input_shape[1]
-            || !is_pointwise_product(einsum, slot, unbatched)
+            || (data_batched == unbatched && input_shape[0] != 1)
+            || !is_pointwise_product(einsum, slot, data_batched, !unbatched)
         {
             return Ok(None);
         }
@@ -449,21 +453,29 @@ impl DirectConv {
     }
 }
 
-/// Whether `einsum` is `oi,nihw->nohw` (`oi,ihw->ohw` for one image) with the weight
-/// its input `slot` and the data the other: each of its axes sits at exactly the places
-/// of one of those letters.
-fn is_pointwise_product(einsum: &EinSum, slot: usize, unbatched: bool) -> bool {
-    let b = usize::from(!unbatched);
-    let (o, h, w) = ([b], [b + 1], [b + 2]);
+/// Whether `einsum` is `oi,nihw->nohw` with the weight its input `slot` and the data the
+/// other, the batch axis `n` present in the data only when `data_batched` and in the
+/// output only when `out_batched` (`oi,ihw->ohw` for one image without it): each of its
+/// axes sits at exactly the places of one of those letters.
+fn is_pointwise_product(
+    einsum: &EinSum,
+    slot: usize,
+    data_batched: bool,
+    out_batched: bool,
+) -> bool {
+    let (d, b) = (usize::from(data_batched), usize::from(out_batched));
+    let (o, i) = ([b], [d]);
+    let (h_in, w_in, h_out, w_out) = ([d + 1], [d + 2], [b + 1], [b + 2]);
+    let (n_in, n_out): (&[usize], &[usize]) = (&[0][..d], &[0][..b]);
     // Per letter: its places in the weight, the data and the output.
     let mut letters: Vec<[&[usize]; 3]> = vec![
-        [&[0], &[], &o], // o
-        [&[1], &o, &[]], // i, summed
-        [&[], &h, &h],   // h
-        [&[], &w, &w],   // w
+        [&[0], &[], &o],      // o
+        [&[1], &i, &[]],      // i, summed
+        [&[], &h_in, &h_out], // h
+        [&[], &w_in, &w_out], // w
     ];
-    if !unbatched {
-        letters.push([&[], &[0], &[0]]); // n
+    if data_batched || out_batched {
+        letters.push([&[], n_in, n_out]); // n
     }
     let axes: Vec<_> = einsum.axes.iter_all_axes().collect();
     axes.len() == letters.len()

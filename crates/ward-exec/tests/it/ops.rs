@@ -356,6 +356,86 @@ fn run_pool(pool: Pool, [c, h, w]: [usize; 3], x: &[f32], op: &str) -> (Vec<f32>
     (outputs.swap_remove(0), out)
 }
 
+/// A 1×1 convolution of a concatenation at batch 1 (SqueezeNet's squeeze layers): tract
+/// splits its product over the concatenated parts and drops the batch of one from the
+/// data or the output alone (`oi,ihw->nohw`, `oi,nihw->ohw`); each part still runs on
+/// ward's pointwise kernel where the CPU has AVX-512F, with the definition's outputs.
+#[test]
+fn a_pointwise_convolution_of_a_concatenation_runs_on_wards_kernel() {
+    let (c, f, s, h, w) = (6usize, 8usize, 5usize, 7usize, 9usize);
+    let pointwise = Conv {
+        kernel: vec![1, 1],
+        stride: vec![1, 1],
+        dilation: vec![1, 1],
+        pad: vec![0, 0],
+        groups: 1,
+        bias: false,
+    };
+    let conv = |name: &str, input: Source, weight: usize| Node {
+        name: name.into(),
+        op: pointwise.clone().into(),
+        inputs: vec![input, Source::Param(weight)],
+    };
+    let mut g = Graph::new();
+    g.inputs.push(input("x"));
+    let shapes = [vec![f, c, 1, 1], vec![f, c, 1, 1], vec![s, 2 * f, 1, 1]];
+    for (name, shape) in ["wa", "wb", "ws"].iter().zip(&shapes) {
+        g.params
+            .push(ParamDecl::new(*name, DType::F32, shape.clone()));
+    }
+    g.nodes.push(conv("a", Source::Input(0), 0));
+    g.nodes.push(conv("b", Source::Input(0), 1));
+    g.nodes.push(Node {
+        name: "joined".into(),
+        op: Concat { axis: 1 }.into(),
+        inputs: vec![Source::Node(0, 0), Source::Node(1, 0)],
+    });
+    g.nodes.push(conv("squeeze", Source::Node(2, 0), 2));
+    g.outputs.push(GraphOutput {
+        name: "y".into(),
+        source: Source::Node(3, 0),
+    });
+    g.validate().unwrap();
+    let weights: Vec<Vec<f32>> = shapes
+        .iter()
+        .zip(51..)
+        .map(|(shape, seed)| scrambled(shape.iter().product(), seed))
+        .collect();
+    let named = ["wa", "wb", "ws"]
+        .iter()
+        .zip(&shapes)
+        .zip(&weights)
+        .map(|((name, shape), w)| {
+            (
+                name.to_string(),
+                Tensor::from_f32(shape.clone(), w).unwrap(),
+            )
+        })
+        .collect();
+    let model = model(g, named);
+    let shape = vec![1, c, h, w];
+    let plan = model.plan(std::slice::from_ref(&shape)).unwrap();
+    let operators = plan.operators();
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        assert!(
+            !operators.iter().any(|op| op.contains("MatMul")),
+            "a product left to tract: {operators:?}"
+        );
+    }
+    let x = scrambled(c * h * w, 54);
+    let input = Tensor::from_f32(shape, &x).unwrap();
+    let y = plan
+        .run(model.stage(&[input.view()]).unwrap())
+        .unwrap()
+        .remove(0);
+    assert_eq!(y.shape(), [1, s, h, w]);
+    let a = conv_by_hand(&x, [c, h, w], &weights[0], &pointwise, [f, h, w]);
+    let b = conv_by_hand(&x, [c, h, w], &weights[1], &pointwise, [f, h, w]);
+    let joined: Vec<f32> = a.iter().chain(&b).map(|&v| v as f32).collect();
+    let want = conv_by_hand(&joined, [2 * f, h, w], &weights[2], &pointwise, [s, h, w]);
+    assert_close(&y.to_f32_vec(), &want, "squeeze of a concatenation");
+}
+
 /// A fire module's tail: two 1×1 convolutions side by side, concatenated, then a ReLU.
 /// tract runs that ReLU as a pass of its own unless ward moves it into each product; the
 /// output must be unchanged, and the plan must have no standalone scalar op left.
