@@ -3,26 +3,21 @@
 //! A test binary of its own, so that no other test's allocations move the heap it reads.
 
 #![cfg(all(target_os = "linux", target_env = "gnu"))]
-#![allow(
-    unsafe_code,
-    reason = "getrusage, to count this thread's page faults, is a C function"
-)]
+#![allow(clippy::expect_used)]
 
 use ward_alloc::{keep_freed_blocks, HugePageAlloc, KEPT_BLOCK_BYTES};
 
 #[global_allocator]
 static ALLOC: HugePageAlloc = HugePageAlloc;
 
-/// Page faults this thread has taken that the kernel served without I/O.
-fn minor_faults() -> i64 {
-    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: getrusage writes one `rusage` into the pointer it is given, which points to
-    // one; a zeroed `rusage` is a valid value whatever it writes.
-    let usage = unsafe {
-        libc::getrusage(libc::RUSAGE_THREAD, usage.as_mut_ptr());
-        usage.assume_init()
-    };
-    usage.ru_minflt
+/// Page faults this thread has taken that the kernel served without I/O: `minflt`, the
+/// tenth field of `/proc/thread-self/stat` (the eighth after the command's closing
+/// parenthesis, which may hold spaces).
+fn minor_faults() -> u64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("the thread's stat");
+    let (_, fields) = stat.rsplit_once(')').expect("a command in parentheses");
+    let minflt = fields.split_whitespace().nth(7).expect("a minflt field");
+    minflt.parse().expect("a count")
 }
 
 /// One run's activation: a 24 MiB block, zeroed and written a page at a time.

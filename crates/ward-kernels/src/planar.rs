@@ -158,9 +158,10 @@ pub fn forward(
 
 /// The one-group convolution `g` (any kernel, stride, dilation and symmetric padding)
 /// with `w` laid out from its OIHW weight, then each output channel's bias, then with
-/// `relu` a ReLU as [`forward`]'s. Each image is copied once into zero-padded planes
-/// whose rows are split by column phase modulo the column stride (as the depthwise
-/// kernel's): tap `(ky, kx)` of output row `oy` then reads consecutive values of one
+/// `relu` a ReLU as [`forward`]'s (a pointwise one is [`forward`]). Each image is
+/// copied once into zero-padded planes whose rows are split by column phase modulo the
+/// column stride (as the depthwise kernel's; none when there is no padding and the
+/// column stride is 1): tap `(ky, kx)` of output row `oy` then reads consecutive values of one
 /// phase of padded row `oy·stride + ky·dilation` for consecutive outputs, at any stride.
 pub fn forward_conv(
     g: &Conv2d,
@@ -191,6 +192,10 @@ pub fn forward_conv(
     if let Some(b) = bias {
         check_len(KERNEL, "bias", b.len(), g.out_channels)?;
     }
+    if g.kernel == [1, 1] && g.pad == [0, 0] && g.stride == [1, 1] {
+        // A pointwise convolution: each image's planes as they lie, one row of pixels.
+        return forward(g.batch, g.in_h * g.in_w, x, w, bias, relu, y);
+    }
     // `Conv2d::new` checked that the padded sizes fit `usize`.
     let (padded_h, padded_w) = (g.in_h + 2 * g.pad[0], g.in_w + 2 * g.pad[1]);
     let [stride_y, stride_x] = g.stride;
@@ -217,10 +222,16 @@ pub fn forward_conv(
         out_w: g.out_w(),
     };
     let image = g.in_channels * g.in_h * g.in_w;
+    // Unpadded at column stride 1, the padded planes would be the input's own.
+    let as_it_lies = g.pad == [0, 0] && stride_x == 1;
     let job = Job::new(w, bias, relu, &layout, g.batch);
     y.par_chunks_mut(g.out_channels * layout.out_h * layout.out_w)
         .zip(x.par_chunks(image))
         .for_each(|(y, x)| {
+            if as_it_lies {
+                job.image(x, y);
+                return;
+            }
             let mut padded = vec![0.0f32; padded_len];
             for (plane, x) in padded
                 .chunks_exact_mut(layout.plane)

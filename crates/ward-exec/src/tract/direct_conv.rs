@@ -92,26 +92,13 @@ pub(crate) fn absorb_relus(model: &mut TypedModel) -> TractResult<()> {
         if conv.relu {
             continue;
         }
-        let mut op = conv.clone();
-        let output = OutletId::new(id, 0);
-        let readers = model.outlet_successors(output);
-        if readers.len() != 1 || model.output_outlets()?.contains(&output) {
+        let Some(relu) = relu_after(model, id)? else {
             continue;
-        }
-        let node = &model.nodes[readers[0].node];
-        let is_relu = node
-            .op_as::<OptBinByScalar>()
-            .is_some_and(|op| op.binop.name() == "Max")
-            && node.inputs.len() == 2
-            && node.inputs[0] == output
-            && super::relu::is_zero(model.outlet_fact(node.inputs[1])?)?
-            && model.outlet_fact(OutletId::new(node.id, 0))?.shape
-                == model.outlet_fact(output)?.shape;
-        if is_relu {
-            op.relu = true;
-            let input = Wire::Outlet(model.nodes[id].inputs[0]);
-            rewriter.replace(model, node.id, op, vec![input])?;
-        }
+        };
+        let mut op = conv.clone();
+        op.relu = true;
+        let input = Wire::Outlet(model.nodes[id].inputs[0]);
+        rewriter.replace(model, relu, op, vec![input])?;
     }
     model.compact()
 }
@@ -160,9 +147,10 @@ fn bias_after(model: &TypedModel, id: usize) -> TractResult<Option<(usize, Arc<[
     Ok(Some((node.id, bias)))
 }
 
-/// The only reader of node `id`'s output when it is the binary op `name` of that output
-/// and another value, with the same shape out, and `id`'s output is not one of the
-/// model's; with the other value's input slot.
+/// The only reader of node `id`'s output when it is the binary op `name` (as declutter
+/// leaves it, or as codegen makes an op by a scalar of it) of that output and another
+/// value, with the same shape out, and `id`'s output is not one of the model's; with the
+/// other value's input slot.
 fn binary_reader<'m>(
     model: &'m TypedModel,
     id: usize,
@@ -174,9 +162,12 @@ fn binary_reader<'m>(
         return Ok(None);
     }
     let node = &model.nodes[readers[0].node];
-    let is_op = node
-        .op_as::<TypedBinOp>()
-        .is_some_and(|op| op.0.name() == name)
+    let op_name = match (node.op_as::<TypedBinOp>(), node.op_as::<OptBinByScalar>()) {
+        (Some(op), _) => Some(op.0.name()),
+        (_, Some(op)) => Some(op.binop.name()),
+        _ => None,
+    };
+    let is_op = op_name == Some(name)
         && model.outlet_fact(OutletId::new(node.id, 0))?.shape == model.outlet_fact(output)?.shape;
     // `x op x` reads the output twice: no other value.
     match node.inputs.as_slice() {
@@ -216,9 +207,7 @@ enum Weight {
     Packed(PackedWeights),
     /// A depthwise convolution's OIHW weight, as it is.
     Depthwise(Box<[f32]>),
-    /// A pointwise convolution's, in panels for `ward_kernels::planar`.
-    Pointwise(PlanarWeights),
-    /// A stride-1 convolution's of any kernel, in panels for `ward_kernels::planar`.
+    /// In panels for `ward_kernels::planar` (a pointwise convolution's among them).
     Planar(PlanarWeights),
 }
 
@@ -250,8 +239,7 @@ impl DirectConv {
         let Some(einsum) = node.op_as::<EinSum>() else {
             return Ok(None);
         };
-        if !ward_kernels::panels::available()
-            || einsum.q_params.is_some()
+        if einsum.q_params.is_some()
             || einsum.operating_dt != DatumType::F32
             || node.inputs.len() != 2
         {
@@ -296,7 +284,7 @@ impl DirectConv {
         let Ok(geometry) = Conv2d::new(input_shape, window) else {
             return Ok(None);
         };
-        if *out_shape != *output_shape(&geometry, unbatched) {
+        if !geometry.runs_direct() || *out_shape != *output_shape(&geometry, unbatched) {
             return Ok(None);
         }
         let kernel = kernel.try_as_plain_ram()?;
@@ -320,7 +308,7 @@ impl DirectConv {
         };
         let op = DirectConv {
             geometry,
-            weight: Arc::new(Weight::Pointwise(weight)),
+            weight: Arc::new(Weight::Planar(weight)),
             bias,
             unbatched,
             relu,
@@ -514,8 +502,10 @@ thread_local! {
 impl Op for DirectConv {
     fn name(&self) -> StaticName {
         match *self.weight {
-            Weight::Pointwise(_) if self.relu => "WardPointwiseConvRelu".into(),
-            Weight::Pointwise(_) => "WardPointwiseConv".into(),
+            Weight::Planar(_) if self.geometry.kernel == [1, 1] && self.relu => {
+                "WardPointwiseConvRelu".into()
+            }
+            Weight::Planar(_) if self.geometry.kernel == [1, 1] => "WardPointwiseConv".into(),
             Weight::Planar(_) if self.relu => "WardPlanarConvRelu".into(),
             Weight::Planar(_) => "WardPlanarConv".into(),
             Weight::Packed(_) if self.relu => "WardDirectConvRelu".into(),
@@ -548,10 +538,6 @@ impl EvalOp for DirectConv {
             let mut run = move || match &*self.weight {
                 Weight::Packed(w) => g.forward_packed_relu(x, w, bias, self.relu, y),
                 Weight::Depthwise(w) => depthwise::forward(g, x, w, bias, self.relu, y),
-                Weight::Pointwise(w) => {
-                    let pixels = g.in_h * g.in_w;
-                    planar::forward(g.batch, pixels, x, w, bias, self.relu, y)
-                }
                 Weight::Planar(w) => planar::forward_conv(g, x, w, bias, self.relu, y),
             };
             let done = match current_tract_executor() {
