@@ -6,7 +6,8 @@
 //! convolution's forward pass and a dense layer's products without a bias, must give
 //! exactly the bits of the matrix crate; the depthwise kernel, the convolution's values;
 //! a stride-2 row of max-pool windows, a plain fold's bits; a pointwise convolution, its
-//! definition's bits; a one-group convolution on padded planes, the convolution's values.
+//! definition's bits; a one-group convolution on padded planes, and a 3×3 stride-1 one by
+//! Winograd's transforms, the convolution's values.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -17,6 +18,7 @@ use ward_kernels::matmul::{gemm, gemm_packed, gemm_parallel, MatMut, MatRef};
 use ward_kernels::panels::{self, gemm_panels, PanelsA};
 use ward_kernels::planar::{self, PlanarWeights};
 use ward_kernels::pool_rows;
+use ward_kernels::winograd::{self, WinogradWeights};
 
 /// Values in [-1, 1) made from the input's bytes, cycled.
 fn values(bytes: &[u8], len: usize) -> Vec<f32> {
@@ -157,6 +159,18 @@ fuzz_target!(|data: &[u8]| {
             let mut want = vec![0.0; g.output_len()];
             if planes.is_ok() && g.forward(&x, &w, None, &mut want).is_ok() {
                 assert!(on_planes.iter().zip(&want).all(|(a, b)| (a - b).abs() <= 1e-4));
+            }
+        }
+        // Winograd's F(4×4, 3×3): where it takes the geometry (a 3×3 stride-1 kernel in one
+        // group), the convolution's values (sums of at most 72 terms in [-1, 1), the
+        // transforms' rounding larger than the direct order's); elsewhere, it refuses.
+        if let Ok(packed) = WinogradWeights::pack(&w, window.out_channels, input[1]) {
+            let mut on_tiles = vec![f32::NAN; g.output_len()];
+            let tiles = winograd::forward(&g, &x, &packed, None, false, &mut on_tiles);
+            assert!(tiles.is_err() || winograd::covers(&g));
+            let mut want = vec![0.0; g.output_len()];
+            if tiles.is_ok() && g.forward(&x, &w, None, &mut want).is_ok() {
+                assert!(on_tiles.iter().zip(&want).all(|(a, b)| (a - b).abs() <= 1e-3));
             }
         }
         let mut dx = vec![0.0; g.input_len()];

@@ -12,7 +12,8 @@
 //! (depthwise convolution rows in masked AVX-512 registers), [`sums`] (BatchNorm's f64
 //! sums in AVX-512 intrinsics beside portable code that gives the same bits), [`pool`]
 //! (max pooling's vector instance), [`planar`] (one-group convolutions as products read
-//! straight from NCHW planes, in AVX-512 tiles), [`pool_rows`] (the maximum of stride-2 windows along a row, for inference's max pools), and [`maps`] and [`cells`], loops compiled for
+//! straight from NCHW planes, in AVX-512 tiles), [`winograd`] (3×3 stride-1 convolutions
+//! by F(4×4, 3×3), its tile transforms in AVX-512 registers), [`pool_rows`] (the maximum of stride-2 windows along a row, for inference's max pools), and [`maps`] and [`cells`], loops compiled for
 //! AVX-512 and for the baseline target from one body (`twice!`). The
 //! AVX-512 kernels run once the CPU feature is detected; the forward passes on them give
 //! the matrix crate's bits, and the gradients sum the same terms in another order.
@@ -115,6 +116,7 @@ pub mod planar;
 pub mod pool;
 pub mod pool_rows;
 pub mod sums;
+pub mod winograd;
 
 pub use conv::Conv2d;
 pub use error::KernelError;

@@ -255,6 +255,80 @@ pub fn forward_conv(
     Ok(())
 }
 
+/// Where a strided product ([`product`]) reads its terms and writes its sums.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Strides {
+    /// Values from one input channel's row of pixels to the next one's.
+    pub(crate) x_plane: usize,
+    /// Where the first channel's pixels start.
+    pub(crate) x_at: usize,
+    /// Values from one output channel's row to the next one's.
+    pub(crate) y_plane: usize,
+    /// Where the first output channel's pixels go.
+    pub(crate) y_at: usize,
+    pub(crate) pixels: usize,
+}
+
+/// The bare product `y[r·y_plane + y_at + i] = Σ_c w[first + r][c] · x[c·x_plane + x_at +
+/// i]` for the `rows` output channels from `first` (a multiple of [`ROWS`]) and `i <
+/// pixels`, on the calling thread, in the tiles of [`forward`] (the same bits): the
+/// Winograd kernel's products, one per point of its tiles, whose terms lie 36 planes
+/// apart. Whether each tile fits is checked before it runs; one that does not runs
+/// in the portable loops, whose indexing panics rather than read out of bounds, so callers
+/// check the extents first.
+pub(crate) fn product(
+    w: &PlanarWeights,
+    first: usize,
+    rows: usize,
+    x: &[f32],
+    y: &mut [f32],
+    at: Strides,
+    avx512: bool,
+) {
+    let layout = Layout {
+        channels: w.depth,
+        taps: vec![at.x_at],
+        plane: at.x_plane,
+        row_len: 0,
+        out_h: 1,
+        out_w: at.pixels,
+    };
+    for r0 in (0..rows).step_by(ROWS) {
+        let valid = (rows - r0).min(ROWS);
+        let out = &mut y[r0 * at.y_plane..];
+        let mut col = 0;
+        while col < at.pixels {
+            let width = (at.pixels - col).min(TILE);
+            let tile = Tile {
+                panel: w.panel((first + r0) / ROWS),
+                x,
+                layout: &layout,
+                at: col,
+                out_at: at.y_at + col,
+                out_plane: at.y_plane,
+                width,
+                valid,
+                bias: None,
+                relu: false,
+            };
+            tile.run(out, avx512);
+            col += width;
+        }
+    }
+}
+
+/// Whether [`Tile`]s may run on AVX-512 on this thread.
+pub(crate) fn avx512_tiles() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        crate::vector_instances() && std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// Where the terms of an output row lie in an image's (padded) planes.
 #[derive(Debug, Clone)]
 struct Layout {
@@ -292,10 +366,7 @@ impl<'a> Job<'a> {
         layout: &'a Layout,
         batch: usize,
     ) -> Job<'a> {
-        #[cfg(target_arch = "x86_64")]
-        let avx512 = crate::vector_instances() && std::arch::is_x86_feature_detected!("avx512f");
-        #[cfg(not(target_arch = "x86_64"))]
-        let avx512 = false;
+        let avx512 = avx512_tiles();
         // A few runs of panels per thread over the whole batch, so that a thread that
         // finishes early takes another.
         let panels = w.out_channels.div_ceil(ROWS);

@@ -36,6 +36,7 @@ use tract_onnx::tract_core::ops::nn::DataFormat;
 use ward_kernels::conv::{Conv2d, ConvWindow, PackedWeights};
 use ward_kernels::depthwise;
 use ward_kernels::planar::{self, PlanarWeights};
+use ward_kernels::winograd::{self, WinogradWeights};
 
 use super::optimizer::{self, Rewriter, Wire};
 
@@ -209,6 +210,8 @@ enum Weight {
     Depthwise(Box<[f32]>),
     /// In panels for `ward_kernels::planar` (a pointwise convolution's among them).
     Planar(PlanarWeights),
+    /// Transformed for `ward_kernels::winograd` (a 3×3 stride-1 convolution).
+    Winograd(WinogradWeights),
 }
 
 impl PartialEq for DirectConv {
@@ -397,6 +400,13 @@ impl DirectConv {
                 return Ok(None);
             }
             Weight::Depthwise(kernel.into())
+        } else if prefers_winograd(&geometry) {
+            let Ok(weight) =
+                WinogradWeights::pack(kernel, geometry.out_channels, geometry.in_channels)
+            else {
+                return Ok(None);
+            };
+            Weight::Winograd(weight)
         } else {
             // A shallow sum or a narrow output leaves the tiles mostly bookkeeping (but
             // for an image's stem, whose im2col product is shallower still):
@@ -439,6 +449,26 @@ impl DirectConv {
             relu: false,
         }))
     }
+}
+
+/// The fewest tiles (4×4 blocks of outputs over the batch) a convolution needs to run on
+/// Winograd's kernel, and the fewest input and output channels: with fewer, its products
+/// are too narrow to hide reading the transformed weight (36 points where a 3×3 kernel
+/// has 9 taps) and transforming each tile. By `ward-bench-conv3x3` on one Zen 5 core (docs/BENCHMARKS.md,
+/// "Winograd"): ResNet-18's 56², 28² and 14² layers take 0.45–0.60× the direct kernels'
+/// time from 49 tiles up; at 16 tiles (14² at batch 1) 1.14×, at 32 (7² at batch 8)
+/// 1.02×, at 4 (7² at batch 1) 4.5×.
+const MIN_WINOGRAD_TILES: usize = 48;
+const MIN_WINOGRAD_CHANNELS: usize = 16;
+
+/// Whether `g` runs faster on Winograd's F(4×4, 3×3) than on the direct kernels: a 3×3
+/// stride-1 convolution in one group, wide and deep enough, over enough tiles.
+fn prefers_winograd(g: &Conv2d) -> bool {
+    let (rows, cols) = winograd::tiles(g);
+    winograd::covers(g)
+        && g.batch * rows * cols >= MIN_WINOGRAD_TILES
+        && g.in_channels >= MIN_WINOGRAD_CHANNELS
+        && g.out_channels >= MIN_WINOGRAD_CHANNELS
 }
 
 /// Whether `einsum` is `oi,nihw->nohw` with the weight its input `slot` and the data the
@@ -512,6 +542,8 @@ impl Op for DirectConv {
             Weight::Packed(_) => "WardDirectConv".into(),
             Weight::Depthwise(_) if self.relu => "WardDepthwiseConvRelu".into(),
             Weight::Depthwise(_) => "WardDepthwiseConv".into(),
+            Weight::Winograd(_) if self.relu => "WardWinogradConvRelu".into(),
+            Weight::Winograd(_) => "WardWinogradConv".into(),
         }
     }
 
@@ -539,6 +571,7 @@ impl EvalOp for DirectConv {
                 Weight::Packed(w) => g.forward_packed_relu(x, w, bias, self.relu, y),
                 Weight::Depthwise(w) => depthwise::forward(g, x, w, bias, self.relu, y),
                 Weight::Planar(w) => planar::forward_conv(g, x, w, bias, self.relu, y),
+                Weight::Winograd(w) => winograd::forward(g, x, w, bias, self.relu, y),
             };
             let done = match current_tract_executor() {
                 Executor::MultiThread(pool) => pool.install(run),

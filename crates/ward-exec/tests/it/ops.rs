@@ -1319,19 +1319,22 @@ fn a_one_image_depthwise_convolution_and_its_relu_run_as_one_of_wards_ops() {
 /// rows wider than the depthwise kernel's blocks, 1×1 on the pointwise kernel
 /// (`WardPointwiseConv`), and in one group a sum too shallow (8 channels × 9 taps) or an
 /// output too narrow (40 channels) for the direct kernels on the planar one
-/// (`WardPlanarConv`, at any stride); grouped, those stay on tract's products.
+/// (`WardPlanarConv`, at any stride); grouped, those stay on tract's products; a 3×3
+/// stride-1 one in one group over at least 48 tiles of 4×4 outputs on Winograd's
+/// (`WardWinogradConv`), whichever of the others would take it.
 #[test]
 fn convolutions_run_on_wards_own_kernels_where_the_cpu_has_them() {
     let avx512 = std::arch::is_x86_feature_detected!("avx512f");
-    let (direct, depthwise, pointwise, planar) = if avx512 {
+    let (direct, depthwise, pointwise, planar, winograd) = if avx512 {
         (
             "WardDirectConv",
             "WardDepthwiseConv",
             "WardPointwiseConv",
             "WardPlanarConv",
+            "WardWinogradConv",
         )
     } else {
-        ("", "", "", "")
+        ("", "", "", "", "")
     };
     let cases = [
         // (batch, channels, filters, side, kernel, stride, dilation, pad, groups, operator)
@@ -1366,6 +1369,15 @@ fn convolutions_run_on_wards_own_kernels_where_the_cpu_has_them() {
         // A strided one too, after tract's downsampling of its input; not a grouped one.
         (2, 32, 64, 9, 1, 2, 1, 0, 1, pointwise),
         (2, 32, 64, 9, 1, 1, 1, 0, 2, ""),
+        // 3×3 at stride 1 over 49 tiles (28², wide enough for the direct kernels), over
+        // 64 in blocks that span images (four 14² images, narrow), and unpadded (30² → 28²);
+        // but 16 tiles (one 14² image) stay direct, and 16 channels in or out are the
+        // fewest it takes.
+        (1, 32, 72, 28, 3, 1, 1, 1, 1, winograd),
+        (4, 16, 40, 14, 3, 1, 1, 1, 1, winograd),
+        (1, 24, 16, 30, 3, 1, 1, 0, 1, winograd),
+        (1, 32, 72, 14, 3, 1, 1, 1, 1, direct),
+        (1, 8, 80, 28, 3, 1, 1, 1, 1, planar),
     ];
     for (n, c, f, side, k, stride, dilation, pad, groups, operator) in cases {
         let op = Conv {
@@ -1387,6 +1399,7 @@ fn convolutions_run_on_wards_own_kernels_where_the_cpu_has_them() {
             "WardDepthwiseConv",
             "WardPointwiseConv",
             "WardPlanarConv",
+            "WardWinogradConv",
         ] {
             assert_eq!(
                 operators.iter().any(|op| op == own),
@@ -1415,8 +1428,13 @@ fn convolutions_run_on_wards_own_kernels_where_the_cpu_has_them() {
             );
             // Sums of up to 288 terms within 1e-5 relative; a deeper one's rounding grows
             // with the square root of its terms (1,152 for DenseNet's layer: 2e-5).
+            // Winograd's transforms round more: its kernel's bound, 1e-5 per √term.
             let terms = (c / groups * k * k) as f64;
-            let tolerance = 1e-5 * (terms / 288.0).max(1.0).sqrt();
+            let tolerance = if operator == winograd && avx512 {
+                1e-5 * terms.sqrt()
+            } else {
+                1e-5 * (terms / 288.0).max(1.0).sqrt()
+            };
             let got = &y[sample * image_out..][..image_out];
             for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
                 assert!(

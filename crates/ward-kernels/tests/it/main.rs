@@ -10,6 +10,7 @@ mod depthwise;
 mod matmul;
 mod planar;
 mod pool;
+mod winograd;
 
 use proptest::prelude::Rng;
 use proptest::test_runner::TestRng;
