@@ -19,12 +19,14 @@ use ward_kernels::winograd::{self, WinogradWeights};
 /// A layer: name, input channels, side, output channels.
 type Layer = (&'static str, usize, usize, usize);
 
-const LAYERS: [Layer; 9] = [
+const LAYERS: [Layer; 11] = [
     ("resnet18 stage 1, 64 at 56²", 64, 56, 64),
     ("resnet18 stage 2, 128 at 28²", 128, 28, 128),
     ("resnet18 stage 3, 256 at 14²", 256, 14, 256),
     ("resnet18 stage 4, 512 at 7²", 512, 7, 512),
     ("densenet121 3×3, 128 → 32 at 56²", 128, 56, 32),
+    ("densenet121 3×3, 128 → 32 at 28²", 128, 28, 32),
+    ("densenet121 3×3, 128 → 32 at 14²", 128, 14, 32),
     ("densenet121 3×3, 128 → 32 at 7²", 128, 7, 32),
     ("inceptionv3 3×3, 64 → 96 at 35²", 64, 35, 96),
     ("inceptionv3 3×3, 96 → 96 at 35²", 96, 35, 96),

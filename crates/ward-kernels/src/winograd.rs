@@ -210,7 +210,7 @@ pub fn forward(
         return Ok(());
     }
     // Blocks of whole tile rows (of consecutive images), at least one.
-    let block_rows = (BLOCK_TILES / tw).max(1);
+    let block_rows = block_rows(&shape);
     // Each point's tiles, rounded up to whole lane groups, and one group more, which a
     // tile row's last group may read past the block's tiles.
     let stride = (block_rows * tw).div_ceil(LANES) * LANES + LANES;
@@ -237,8 +237,8 @@ fn blocks(
     stride: usize,
     v: &mut [f32],
 ) {
-    let (tile_rows, tw) = (g.batch * shape.tile_rows, shape.tile_cols);
-    let block_rows = (BLOCK_TILES / tw).max(1);
+    let tile_rows = g.batch * shape.tile_rows;
+    let block_rows = block_rows(shape);
     let (inp, out) = (g.in_channels, g.out_channels);
     let out_plane = shape.out_h * shape.out_w;
     let image_out = out * out_plane;
@@ -282,7 +282,7 @@ fn blocks(
                             x_at: point * stride,
                             y_plane: POINTS * stride,
                             y_at: point * stride,
-                            pixels: rows.len() * tw,
+                            pixels: rows.len() * shape.tile_cols,
                         };
                         planar::product(u, channels.start, channels.len(), v, m, at, avx512);
                     }
@@ -298,6 +298,13 @@ fn blocks(
                 });
             });
     }
+}
+
+/// Tile rows in a block: as many as [`BLOCK_TILES`] tiles hold, at least one, in whole
+/// lane groups.
+fn block_rows(shape: &Shape) -> usize {
+    let rows = (BLOCK_TILES / shape.tile_cols.max(1)).max(1);
+    (rows / shape.group_rows).max(1) * shape.group_rows
 }
 
 thread_local! {
@@ -341,8 +348,11 @@ struct Shape {
     /// Tile rows of one image, and tiles in each.
     tile_rows: usize,
     tile_cols: usize,
-    /// Each tile row's tiles rounded up to whole lane groups.
-    lane_cols: usize,
+    /// Tile rows in one lane group: one when a row has more than 8 tiles (groups of 16
+    /// along it), else as many whole rows as 16 lanes hold (ResNet's and DenseNet's 28²
+    /// layers have 7 tiles a row, their 14² ones 4: one row a group left 9 or 12 of 16
+    /// lanes empty in every transform).
+    group_rows: usize,
 }
 
 impl Shape {
@@ -357,8 +367,50 @@ impl Shape {
             out_w: g.out_w(),
             tile_rows: rows,
             tile_cols: cols,
-            lane_cols: cols.div_ceil(LANES) * LANES,
+            group_rows: if cols > LANES / 2 {
+                1
+            } else {
+                LANES / cols.max(1)
+            },
         }
+    }
+
+    /// The lane groups of the tile rows `rows` (a whole number of `group_rows` but for
+    /// the last), in order.
+    fn groups(&self, rows: std::ops::Range<usize>) -> impl Iterator<Item = Group> + '_ {
+        let step = self.group_rows;
+        (rows.start..rows.end).step_by(step).flat_map(move |q| {
+            let rows_here = step.min(rows.end - q);
+            let (column_groups, cols) = if step == 1 {
+                (self.tile_cols.div_ceil(LANES), LANES)
+            } else {
+                (1, self.tile_cols)
+            };
+            (0..column_groups).map(move |cg| Group {
+                first_row: q,
+                rows: rows_here,
+                first_col: cg * cols,
+                cols: cols.min(self.tile_cols - cg * cols),
+            })
+        })
+    }
+}
+
+/// Up to 16 tiles transformed together: `cols` tiles from column `first_col` of each of
+/// `rows` consecutive tile rows from `first_row`; lane `l` is tile `first_col + l % cols`
+/// of row `first_row + l / cols`. Its tiles are consecutive in a block's numbering (a group
+/// of several rows takes whole rows).
+#[derive(Debug, Clone, Copy)]
+struct Group {
+    first_row: usize,
+    rows: usize,
+    first_col: usize,
+    cols: usize,
+}
+
+impl Group {
+    fn lanes(&self) -> usize {
+        self.rows * self.cols
     }
 }
 
@@ -373,41 +425,64 @@ struct Block<'a> {
 
 impl Block<'_> {
     /// Input channel `c`'s patches of the block's tiles, transformed (`Bᵀ d B`) into `vc`
-    /// (`36 × stride`: point `ξ`'s values at `ξ·stride`). Per tile row: the six input
-    /// rows under it, zero-padded; then per group of 16 tiles, [`input_group`].
+    /// (`36 × stride`: point `ξ`'s values at `ξ·stride`). Per lane group: the six input
+    /// rows under each of its tile rows, zero-padded, then [`input_group`].
     fn transform_inputs(&self, x: &[f32], c: usize, vc: &mut [f32], avx512: bool) {
         let s = self.shape;
-        let (tw, lane_cols) = (s.tile_cols, s.lane_cols);
+        let tw = s.tile_cols;
         let plane = s.in_h * s.in_w;
-        // The six padded input rows: `pad` zeros, the row, zeros to cover every lane
-        // group's patches (64 columns from `64·group`, and 2 more).
-        let row_len = OUT * lane_cols + 2;
-        let mut padded = vec![0.0f32; PATCH * row_len];
-        for q in self.rows.clone() {
-            let (n, tile_row) = (q / s.tile_rows, q % s.tile_rows);
-            let channel = &x[(n * s.in_channels + c) * plane..][..plane];
-            for (r, row) in padded.chunks_exact_mut(row_len).enumerate() {
-                // Input row `4·tile_row + r − pad`, zero outside the image.
-                let iy = (OUT * tile_row + r)
-                    .checked_sub(s.pad[0])
-                    .filter(|&iy| iy < s.in_h);
-                let inside = &mut row[s.pad[1]..s.pad[1] + s.in_w];
-                match iy {
-                    Some(iy) => inside.copy_from_slice(&channel[iy * s.in_w..][..s.in_w]),
-                    None => inside.fill(0.0),
+        // One padded input row: `pad` zeros, the row, zeros to cover every lane group's
+        // patches (4 columns a tile and 2 more).
+        let row_len = OUT * tw.div_ceil(LANES) * LANES + 2;
+        let mut padded = vec![0.0f32; s.group_rows * PATCH * row_len];
+        let mut filled = usize::MAX;
+        for group in s.groups(self.rows.clone()) {
+            if group.first_row != filled {
+                filled = group.first_row;
+                for (i, row) in padded.chunks_exact_mut(row_len).enumerate() {
+                    let (g, r) = (i / PATCH, i % PATCH);
+                    let q = group.first_row + g;
+                    let (n, tile_row) = (q / s.tile_rows, q % s.tile_rows);
+                    // Input row `4·tile_row + r − pad` of image `n`, zero outside it.
+                    let iy = (OUT * tile_row + r)
+                        .checked_sub(s.pad[0])
+                        .filter(|&iy| iy < s.in_h && g < group.rows);
+                    let inside = &mut row[s.pad[1]..s.pad[1] + s.in_w];
+                    match iy {
+                        Some(iy) => {
+                            let channel = &x[(n * s.in_channels + c) * plane..][..plane];
+                            inside.copy_from_slice(&channel[iy * s.in_w..][..s.in_w]);
+                        }
+                        None => inside.fill(0.0),
+                    }
                 }
             }
-            let at = (q - self.rows.start) * tw;
-            for group in 0..lane_cols / LANES {
-                let first = group * LANES;
-                let rows: [&[f32; GROUP_COLUMNS]; PATCH] = std::array::from_fn(|r| {
-                    let from = r * row_len + OUT * first;
-                    <&[f32; GROUP_COLUMNS]>::try_from(&padded[from..from + GROUP_COLUMNS])
-                        .unwrap_or(&[0.0; GROUP_COLUMNS])
-                });
-                let valid = (tw - first).min(LANES);
-                input_group(rows, vc, at + first, self.stride, valid, avx512);
+            // Each tile row's columns of the group side by side; where a row ends inside
+            // the group, its last tile's two further columns (which the next row's first
+            // columns took) come from `tails`.
+            let mut rows = [[0.0f32; GROUP_COLUMNS]; PATCH];
+            let mut tails = [[[0.0f32; LANES]; 2]; PATCH];
+            let mut ends = 0u16;
+            let span = OUT * group.cols;
+            for g in 0..group.rows {
+                let last_lane = (g + 1) * group.cols - 1;
+                if g + 1 < group.rows {
+                    ends |= 1 << last_lane;
+                }
+                for (r, (row, tail)) in rows.iter_mut().zip(&mut tails).enumerate() {
+                    let from = &padded[(g * PATCH + r) * row_len + OUT * group.first_col..];
+                    row[g * span..g * span + span + 2].copy_from_slice(&from[..span + 2]);
+                    tail[0][last_lane] = from[span];
+                    tail[1][last_lane] = from[span + 1];
+                }
             }
+            let at = (group.first_row - self.rows.start) * tw + group.first_col;
+            let lanes = Lanes {
+                rows: &rows,
+                tails: &tails,
+                ends,
+            };
+            input_group(lanes, vc, at, self.stride, group.lanes(), avx512);
         }
     }
 }
@@ -416,31 +491,40 @@ impl Block<'_> {
 /// last tile's 2 more.
 const GROUP_COLUMNS: usize = OUT * LANES + 2;
 
-/// One group of 16 tiles of one channel: `rows` the six padded input rows under them
-/// from the group's first column; `Bᵀ d B` of tile `l`'s patch (columns `4l..4l + 6`)
-/// into `vc[ξ·stride + at + l]` for `l < valid`.
-fn input_group(
-    rows: [&[f32; GROUP_COLUMNS]; PATCH],
-    vc: &mut [f32],
-    at: usize,
-    stride: usize,
-    valid: usize,
-    avx512: bool,
-) {
+/// One lane group's six input rows: lane `l`'s patch is columns `4l..4l + 6` of each, but
+/// in a lane whose bit is set in `ends` (a tile row's last tile, followed by another row's
+/// in the group) columns `4l + 4` and `4l + 5` are `tails[r][0][l]` and `tails[r][1][l]`.
+#[derive(Clone, Copy)]
+struct Lanes<'a> {
+    rows: &'a [[f32; GROUP_COLUMNS]; PATCH],
+    tails: &'a [[[f32; LANES]; 2]; PATCH],
+    ends: u16,
+}
+
+/// One group of up to 16 tiles of one channel: `Bᵀ d B` of lane `l`'s patch into
+/// `vc[ξ·stride + at + l]` for `l < valid`.
+fn input_group(lanes: Lanes, vc: &mut [f32], at: usize, stride: usize, valid: usize, avx512: bool) {
     assert!(valid <= LANES && (POINTS - 1) * stride + at + valid <= vc.len());
     #[cfg(target_arch = "x86_64")]
     if avx512 {
         // SAFETY: AVX-512F was detected (`planar::avx512_tiles`), and the assert above
         // bounds every store.
-        unsafe { x86::input_group(rows, vc, at, stride, valid) };
+        unsafe { x86::input_group(lanes, vc, at, stride, valid) };
         return;
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = avx512;
     let mut rows_b = [[[0.0f32; LANES]; PATCH]; PATCH];
-    for (row, out) in rows.iter().zip(&mut rows_b) {
+    for (r, out) in rows_b.iter_mut().enumerate() {
+        let (row, tails) = (&lanes.rows[r], &lanes.tails[r]);
         *out = bt(std::array::from_fn(|k| {
-            std::array::from_fn(|l| row[OUT * l + k])
+            std::array::from_fn(|l| {
+                if k >= OUT && lanes.ends & (1 << l) != 0 {
+                    tails[k - OUT][l]
+                } else {
+                    row[OUT * l + k]
+                }
+            })
         }));
     }
     for j in 0..PATCH {
@@ -487,8 +571,8 @@ struct Epilogue<'a> {
 
 impl Epilogue<'_> {
     /// Output channel `o` (the run's `row`-th) of the block's tiles from its products
-    /// `mo` (`36 × stride`): per tile row and group of 16 tiles, [`output_group`] into
-    /// `ys` (the run's output planes, one slice per image).
+    /// `mo` (`36 × stride`): per lane group, [`output_group`], then each of its tile rows'
+    /// outputs inside the image into `ys` (the run's output planes, one slice per image).
     fn channel(&self, o: usize, row: usize, mo: &[f32], ys: &mut [&mut [f32]], avx512: bool) {
         let b = self.block;
         let s = b.shape;
@@ -497,20 +581,25 @@ impl Epilogue<'_> {
             bias: self.bias.map_or(0.0, |b| b[o]),
             relu: self.relu,
         };
-        for q in b.rows.clone() {
-            let (n, tile_row) = (q / s.tile_rows, q % s.tile_rows);
-            let plane = &mut ys[n - self.first_image][row * out_plane..][..out_plane];
-            let first_row = OUT * tile_row;
-            let rows = (s.out_h - first_row).min(OUT);
-            let out = &mut plane[first_row * s.out_w..][..rows * s.out_w];
-            for group in 0..s.lane_cols / LANES {
-                // Lanes past the row's tiles read the next row's, or the slack group.
-                let from = (q - b.rows.start) * s.tile_cols + group * LANES;
-                let x0 = OUT * LANES * group;
-                let width = (s.out_w - x0).min(OUT * LANES);
-                output_group(
-                    mo, from, b.stride, epilogue, out, s.out_w, x0, width, avx512,
-                );
+        let mut lines = [[0.0f32; OUT * LANES]; OUT];
+        for group in s.groups(b.rows.clone()) {
+            // Lanes past the group's tiles read the next group's, or the slack group.
+            let from = (group.first_row - b.rows.start) * s.tile_cols + group.first_col;
+            output_group(mo, from, b.stride, epilogue, &mut lines, avx512);
+            let x0 = OUT * group.first_col;
+            let width = (s.out_w - x0).min(OUT * group.cols);
+            for g in 0..group.rows {
+                let q = group.first_row + g;
+                let (n, tile_row) = (q / s.tile_rows, q % s.tile_rows);
+                let plane = &mut ys[n - self.first_image][row * out_plane..][..out_plane];
+                for (i, line) in lines.iter().enumerate() {
+                    let oy = OUT * tile_row + i;
+                    if oy >= s.out_h {
+                        break;
+                    }
+                    let span = OUT * group.cols;
+                    plane[oy * s.out_w + x0..][..width].copy_from_slice(&line[g * span..][..width]);
+                }
             }
         }
     }
@@ -535,36 +624,23 @@ impl Bias {
     }
 }
 
-/// One group of 16 tiles of one output channel: `Aᵀ m A` of tile `l`'s points
-/// (`mo[ξ·stride + from + l]`), the bias and ReLU, into the first `out.len() / out_w`
-/// (≤ 4) rows of `out` (`out_w` apart), columns `x0 + 4l..` below `x0 + width`.
-#[allow(
-    clippy::too_many_arguments,
-    reason = "one group's place in its scratch and its output"
-)]
+/// One group of 16 tiles of one output channel: `Aᵀ m A` of lane `l`'s points
+/// (`mo[ξ·stride + from + l]`), the bias and ReLU, into `lines`: output row `i` of lane `l`'s
+/// tile at `lines[i][4l..4l + 4]`.
 fn output_group(
     mo: &[f32],
     from: usize,
     stride: usize,
     epilogue: Bias,
-    out: &mut [f32],
-    out_w: usize,
-    x0: usize,
-    width: usize,
+    lines: &mut [[f32; OUT * LANES]; OUT],
     avx512: bool,
 ) {
-    let rows = out.len() / out_w;
-    assert!(
-        (POINTS - 1) * stride + from + LANES <= mo.len()
-            && width <= OUT * LANES
-            && rows <= OUT
-            && x0 + width <= out_w
-    );
+    assert!((POINTS - 1) * stride + from + LANES <= mo.len());
     #[cfg(target_arch = "x86_64")]
     if avx512 {
         // SAFETY: AVX-512F was detected (`planar::avx512_tiles`), and the assert above
-        // bounds every load and store.
-        unsafe { x86::output_group(mo, from, stride, epilogue, out, out_w, x0, width) };
+        // bounds every load.
+        unsafe { x86::output_group(mo, from, stride, epilogue, lines) };
         return;
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -578,9 +654,9 @@ fn output_group(
             t[i][j] = value;
         }
     }
-    for (i, ti) in t.into_iter().enumerate().take(rows) {
+    for (ti, line) in t.into_iter().zip(lines) {
         let outputs = at(ti);
-        for (xi, y) in out[i * out_w + x0..][..width].iter_mut().enumerate() {
+        for (xi, y) in line.iter_mut().enumerate() {
             *y = epilogue.apply(outputs[xi % OUT][xi / OUT]);
         }
     }
@@ -591,7 +667,7 @@ fn output_group(
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{Bias, GROUP_COLUMNS, LANES, OUT, PATCH};
+    use super::{Bias, Lanes, LANES, OUT, PATCH};
 
     /// `Bᵀ` on six registers, as `super::bt`.
     #[inline]
@@ -650,20 +726,21 @@ mod x86 {
 
     /// `super::input_group` in registers: each row's 64 + 2 columns split into the
     /// tiles' six columns (a 4 × 4 transpose of 128-bit blocks, one within them, and a
-    /// shift by one tile for the last two), `d B`, then `Bᵀ (d B)` by columns.
+    /// shift by one tile for the last two, blended with the tails where a tile row ends),
+    /// `d B`, then `Bᵀ (d B)` by columns.
     ///
     /// # Safety
     /// The CPU must have AVX-512F, `valid ≤ 16` and `35·stride + at + valid ≤ vc.len()`.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn input_group(
-        rows: [&[f32; GROUP_COLUMNS]; PATCH],
+        lanes: Lanes,
         vc: &mut [f32],
         at: usize,
         stride: usize,
         valid: usize,
     ) {
         let mut rows_b = [[_mm512_setzero_ps(); PATCH]; PATCH];
-        for (row, out) in rows.iter().zip(&mut rows_b) {
+        for ((row, tails), out) in lanes.rows.iter().zip(lanes.tails).zip(&mut rows_b) {
             // SAFETY: four 16-value loads within the row's 66 values.
             let v: [__m512; 4] =
                 std::array::from_fn(|b| unsafe { _mm512_loadu_ps(row.as_ptr().add(b * LANES)) });
@@ -686,15 +763,18 @@ mod x86 {
             let p2 = _mm512_castpd_ps(_mm512_unpacklo_pd(t1, t3));
             let p3 = _mm512_castpd_ps(_mm512_unpackhi_pd(t1, t3));
             // Columns 4l + 4 and 4l + 5: the next tile's first two, the last tile's from
-            // the row's values 64 and 65.
-            let next = |p: __m512, last: f32| {
-                _mm512_castsi512_ps(_mm512_alignr_epi32::<1>(
+            // the row's values 64 and 65; the tails where a tile row ends.
+            let next = |p: __m512, last: f32, tail: &[f32; LANES]| {
+                let shifted = _mm512_castsi512_ps(_mm512_alignr_epi32::<1>(
                     _mm512_castps_si512(_mm512_set1_ps(last)),
                     _mm512_castps_si512(p),
-                ))
+                ));
+                // SAFETY: 16 values of the tail.
+                let tail = unsafe { _mm512_loadu_ps(tail.as_ptr()) };
+                _mm512_mask_blend_ps(lanes.ends, shifted, tail)
             };
-            let p4 = next(p0, row[OUT * LANES]);
-            let p5 = next(p1, row[OUT * LANES + 1]);
+            let p4 = next(p0, row[OUT * LANES], &tails[0]);
+            let p5 = next(p1, row[OUT * LANES + 1], &tails[1]);
             *out = bt([p0, p1, p2, p3, p4, p5]);
         }
         let mask: __mmask16 = if valid == LANES {
@@ -714,23 +794,17 @@ mod x86 {
     }
 
     /// `super::output_group` in registers: `Aᵀ m A`, the bias and ReLU, then each output
-    /// row's 16 tiles × 4 columns interleaved (the input's transpose, reversed) and
-    /// stored under a mask of `width` columns.
+    /// row's 16 tiles × 4 columns interleaved (the input's transpose, reversed).
     ///
     /// # Safety
-    /// The CPU must have AVX-512F, `35·stride + from + 16 ≤ mo.len()`, `width ≤ 64`,
-    /// `x0 + width ≤ out_w` and `out.len() / out_w ≤ 4`.
+    /// The CPU must have AVX-512F and `35·stride + from + 16 ≤ mo.len()`.
     #[target_feature(enable = "avx512f")]
-    #[allow(clippy::too_many_arguments, reason = "as `super::output_group`")]
     pub(super) unsafe fn output_group(
         mo: &[f32],
         from: usize,
         stride: usize,
         epilogue: Bias,
-        out: &mut [f32],
-        out_w: usize,
-        x0: usize,
-        width: usize,
+        lines: &mut [[f32; OUT * LANES]; OUT],
     ) {
         // SAFETY: 16 values from `p·stride + from`, within `mo` by the caller's bound.
         let point = |p: usize| unsafe { _mm512_loadu_ps(mo.as_ptr().add(p * stride + from)) };
@@ -742,15 +816,7 @@ mod x86 {
             }
         }
         let bias = _mm512_set1_ps(epilogue.bias);
-        let masks: [__mmask16; 4] = std::array::from_fn(|v| {
-            let lanes = width.saturating_sub(v * LANES).min(LANES);
-            if lanes == LANES {
-                u16::MAX
-            } else {
-                (1u16 << lanes) - 1
-            }
-        });
-        for (i, ti) in t.into_iter().enumerate().take(out.len() / out_w) {
+        for (ti, line) in t.into_iter().zip(lines) {
             let mut y = at(ti);
             for y in &mut y {
                 *y = _mm512_add_ps(*y, bias);
@@ -771,22 +837,15 @@ mod x86 {
             let gh_lo = _mm512_shuffle_f32x4::<0x44>(g, h);
             let ef_hi = _mm512_shuffle_f32x4::<0xEE>(e, f);
             let gh_hi = _mm512_shuffle_f32x4::<0xEE>(g, h);
-            let line = [
+            let interleaved = [
                 _mm512_shuffle_f32x4::<0x88>(ef_lo, gh_lo),
                 _mm512_shuffle_f32x4::<0xDD>(ef_lo, gh_lo),
                 _mm512_shuffle_f32x4::<0x88>(ef_hi, gh_hi),
                 _mm512_shuffle_f32x4::<0xDD>(ef_hi, gh_hi),
             ];
-            for (v, values) in line.into_iter().enumerate() {
-                // SAFETY: columns `x0 + 16v..` of row `i` under the mask, below `x0 +
-                // width ≤ out_w` in a row `i < out.len() / out_w`.
-                unsafe {
-                    _mm512_mask_storeu_ps(
-                        out.as_mut_ptr().add(i * out_w + x0 + v * LANES),
-                        masks[v],
-                        values,
-                    )
-                };
+            for (v, values) in interleaved.into_iter().enumerate() {
+                // SAFETY: 16 values of the 64 of `line`.
+                unsafe { _mm512_storeu_ps(line.as_mut_ptr().add(v * LANES), values) };
             }
         }
     }
@@ -824,13 +883,15 @@ mod tests {
     }
 
     /// The vector instances give the portable loops' bits, over blocks that span images,
-    /// partial lane groups, padding and tiles cut by the image's edge.
+    /// lane groups of several tile rows (2, 4 and 8 tiles a row) and of one (18 tiles a
+    /// row: a full group and a partial one), padding and tiles cut by the image's edge.
     #[test]
     fn vector_instances_give_the_portable_bits() {
         for (input, out, pad) in [
             ([1, 3, 7, 7], 5, [1, 1]),
             ([3, 17, 10, 13], 19, [0, 2]),
             ([2, 8, 30, 30], 16, [1, 1]),
+            ([1, 4, 40, 70], 9, [1, 1]),
         ] {
             let window = ConvWindow {
                 out_channels: out,

@@ -454,11 +454,11 @@ impl DirectConv {
 /// The fewest tiles (4×4 blocks of outputs over the batch) a convolution needs to run on
 /// Winograd's kernel, and the fewest input and output channels: with fewer, its products
 /// are too narrow to hide reading the transformed weight (36 points where a 3×3 kernel
-/// has 9 taps) and transforming each tile. By `ward-bench-conv3x3` on one Zen 5 core (docs/BENCHMARKS.md,
-/// "Winograd"): ResNet-18's 56², 28² and 14² layers take 0.45–0.60× the direct kernels'
-/// time from 49 tiles up; at 16 tiles (14² at batch 1) 1.14×, at 32 (7² at batch 8)
-/// 1.02×, at 4 (7² at batch 1) 4.5×.
-const MIN_WINOGRAD_TILES: usize = 48;
+/// has 9 taps) and transforming each tile. By `ward-bench-conv3x3` on one Zen 5 core
+/// (docs/BENCHMARKS.md, "Winograd"): from 16 tiles up (a 14² image, a 7² one at batch 4)
+/// it takes 0.4–0.8× the direct kernels' time on ResNet-18's layers; at 8 tiles (7² at
+/// batch 2) 1.8×, at 4 (7² at batch 1) 3–4×.
+const MIN_WINOGRAD_TILES: usize = 16;
 const MIN_WINOGRAD_CHANNELS: usize = 16;
 
 /// Whether `g` runs faster on Winograd's F(4×4, 3×3) than on the direct kernels: a 3×3
