@@ -14,6 +14,14 @@ use crate::error::ExecError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct WeightsId(u64);
 
+#[cfg(test)]
+impl WeightsId {
+    /// An id that no weight set of this process has (the counter counts up from 0).
+    pub(crate) fn for_tests(n: u64) -> WeightsId {
+        WeightsId(u64::MAX - n)
+    }
+}
+
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
 /// One tensor per parameter of a graph, in the graph's order, checked against the

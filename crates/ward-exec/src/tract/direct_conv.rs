@@ -39,33 +39,36 @@ use ward_kernels::planar::{self, PlanarWeights};
 use ward_kernels::winograd::{self, WinogradWeights};
 
 use super::optimizer::{self, Rewriter, Wire};
+use super::shared_weights::{self, Cache, Key};
+use crate::weights::WeightsId;
 
 /// tract's optimisation with ward's convolutions: declutter (a convolution's kernel and
 /// bias become constants, any batch norm folded in), then [`adopt`], then per-channel
 /// constants of batched binary ops tiled along the batch (`batch_consts`), then the
 /// batched convolutions left to tract whose im2col would be large run per sample
 /// (`per_sample_conv`), then codegen for the rest.
-pub(crate) fn optimize(model: &mut TypedModel) -> TractResult<()> {
+pub(crate) fn optimize(model: &mut TypedModel, weights: WeightsId) -> TractResult<()> {
     optimizer::declutter(model)?;
-    adopt(model)?;
+    adopt(model, weights)?;
     super::batch_consts::tile(model)?;
-    super::per_sample_conv::adopt(model)?;
+    super::per_sample_conv::adopt(model, weights)?;
     optimizer::codegen(model)
 }
 
 /// Every convolution of `model` (decluttered) that [`DirectConv`] covers becomes one, and
 /// takes in a ReLU that alone reads its output (in its last pass); a
 /// pointwise one (tract's declutter leaves every 1×1 convolution a product) takes the
-/// bias and ReLU after it.
-pub(crate) fn adopt(model: &mut TypedModel) -> TractResult<()> {
+/// bias and ReLU after it. Their laid-out weights are those of the other plans of
+/// `weights` where one is alive ([`shared_weights`]).
+pub(crate) fn adopt(model: &mut TypedModel, weights: WeightsId) -> TractResult<()> {
     let mut rewriter = Rewriter::of(model);
     for id in 0..model.nodes.len() {
-        if let Some((op, last, data)) = DirectConv::covering_product(model, id)? {
+        if let Some((op, last, data)) = DirectConv::covering_product(model, id, weights)? {
             let input = Wire::Outlet(model.nodes[id].inputs[data]);
             rewriter.replace(model, last, op, vec![input])?;
             continue;
         }
-        let Some(mut op) = DirectConv::covering(model, id)? else {
+        let Some(mut op) = DirectConv::covering(model, id, weights)? else {
             continue;
         };
         let input = Wire::Outlet(model.nodes[id].inputs[0]);
@@ -237,6 +240,7 @@ impl DirectConv {
     fn covering_product(
         model: &TypedModel,
         id: usize,
+        weights: WeightsId,
     ) -> TractResult<Option<(DirectConv, usize, usize)>> {
         let node = &model.nodes[id];
         let Some(einsum) = node.op_as::<EinSum>() else {
@@ -291,11 +295,14 @@ impl DirectConv {
             return Ok(None);
         }
         let kernel = kernel.try_as_plain_ram()?;
-        let Ok(weight) = PlanarWeights::pack(
-            kernel.as_slice::<f32>()?,
-            geometry.out_channels,
-            geometry.in_channels,
-        ) else {
+        let kernel = kernel.as_slice::<f32>()?;
+        let (out, depth) = (geometry.out_channels, geometry.in_channels);
+        let key = Key::of(weights, "planar", &[out, depth], kernel);
+        let Some(weight) = shared_weights::shared(&LAID_OUT, key, || {
+            PlanarWeights::pack(kernel, out, depth)
+                .ok()
+                .map(Weight::Planar)
+        }) else {
             return Ok(None);
         };
         let (mut last, mut bias) = (id, None);
@@ -311,7 +318,7 @@ impl DirectConv {
         };
         let op = DirectConv {
             geometry,
-            weight: Arc::new(Weight::Planar(weight)),
+            weight,
             bias,
             unbatched,
             relu,
@@ -320,7 +327,11 @@ impl DirectConv {
     }
 
     /// Node `id`'s convolution, if it is one the direct kernels cover.
-    fn covering(model: &TypedModel, id: usize) -> TractResult<Option<DirectConv>> {
+    fn covering(
+        model: &TypedModel,
+        id: usize,
+        weights: WeightsId,
+    ) -> TractResult<Option<DirectConv>> {
         let node = &model.nodes[id];
         let Some(conv) = node.op_as::<Conv>() else {
             return Ok(None);
@@ -395,61 +406,72 @@ impl DirectConv {
         let kernel = kernel.cast_to::<f32>()?;
         let kernel = kernel.try_as_plain_ram()?;
         let kernel = kernel.as_slice::<f32>()?;
-        let weight = if depthwise {
-            if kernel.len() != geometry.weight_len() {
-                return Ok(None);
-            }
-            Weight::Depthwise(kernel.into())
+        let (out, inp) = (spec.output_channels, spec.input_channels);
+        let [kh, kw] = window.kernel;
+        let depth = inp / conv.group * kh * kw;
+        // A shallow sum or a narrow output leaves the direct kernels' tiles mostly
+        // bookkeeping (but for an image's stem, whose im2col product is shallower still):
+        // with every convolution of at least 128 deep and 32 wide taken, squeezenet1.1
+        // ran slower than on tract's products (its 1×1 expansions are 16 to 64 deep, its
+        // squeezes 16 to 64 wide); at 256 and 64 it ran as fast, and ResNet-18 kept all
+        // but its 7×7 stem (147 deep) on the direct kernels.
+        let stem = inp <= MAX_STEM_CHANNELS;
+        let direct_refuses = (depth < MIN_DEPTH && !stem) || out / conv.group < MIN_OUTPUT_CHANNELS;
+        let (form, lay_out): (&'static str, Box<dyn FnOnce() -> Option<Weight> + '_>) = if depthwise
+        {
+            let fits = kernel.len() == geometry.weight_len();
+            (
+                "depthwise",
+                Box::new(move || fits.then(|| Weight::Depthwise(kernel.into()))),
+            )
         } else if prefers_winograd(&geometry) {
-            let Ok(weight) =
-                WinogradWeights::pack(kernel, geometry.out_channels, geometry.in_channels)
-            else {
+            (
+                "winograd",
+                Box::new(move || {
+                    WinogradWeights::pack(kernel, out, inp)
+                        .ok()
+                        .map(Weight::Winograd)
+                }),
+            )
+        } else if direct_refuses {
+            // In one group the planar kernel's tiles of 8 channels by a row's pixels
+            // serve any width and depth (DenseNet's 128 → 32 layers at 7², MobileNet's
+            // 3 → 32 stride-2 stem).
+            if conv.group != 1 {
                 return Ok(None);
-            };
-            Weight::Winograd(weight)
-        } else {
-            // A shallow sum or a narrow output leaves the tiles mostly bookkeeping (but
-            // for an image's stem, whose im2col product is shallower still):
-            // with every convolution of at least 128 deep and 32 wide taken,
-            // squeezenet1.1 ran slower than on tract's products (its 1×1 expansions are
-            // 16 to 64 deep, its squeezes 16 to 64 wide); at 256 and 64 it ran as fast,
-            // and ResNet-18 kept all but its 7×7 stem (147 deep) on the direct kernels.
-            let depth = spec.input_channels / conv.group * window.kernel[0] * window.kernel[1];
-            let stem = spec.input_channels <= MAX_STEM_CHANNELS;
-            if (depth < MIN_DEPTH && !stem)
-                || spec.output_channels / conv.group < MIN_OUTPUT_CHANNELS
-            {
-                // In one group the planar kernel's tiles of 8 channels by a row's pixels
-                // serve any width and depth (DenseNet's 128 → 32 layers, MobileNet's
-                // 3 → 32 stride-2 stem).
-                if conv.group != 1 {
-                    return Ok(None);
-                }
-                let Ok(weight) = PlanarWeights::pack(kernel, spec.output_channels, depth) else {
-                    return Ok(None);
-                };
-                return Ok(Some(DirectConv {
-                    geometry,
-                    weight: Arc::new(Weight::Planar(weight)),
-                    bias,
-                    unbatched,
-                    relu: false,
-                }));
             }
-            let Ok(weight) = geometry.pack(kernel) else {
-                return Ok(None);
-            };
-            Weight::Packed(weight)
+            (
+                "planar",
+                Box::new(move || {
+                    PlanarWeights::pack(kernel, out, depth)
+                        .ok()
+                        .map(Weight::Planar)
+                }),
+            )
+        } else {
+            let geometry = &geometry;
+            (
+                "packed",
+                Box::new(move || geometry.pack(kernel).ok().map(Weight::Packed)),
+            )
+        };
+        let key = Key::of(weights, form, &[out, inp, kh, kw, conv.group], kernel);
+        let Some(weight) = shared_weights::shared(&LAID_OUT, key, lay_out) else {
+            return Ok(None);
         };
         Ok(Some(DirectConv {
             geometry,
-            weight: Arc::new(weight),
+            weight,
             bias,
             unbatched,
             relu: false,
         }))
     }
 }
+
+/// The laid-out weights of every plan's convolutions, shared by the plans of one weight
+/// set (a model's plans for each batch size).
+static LAID_OUT: Cache<Weight> = Cache::new();
 
 /// The fewest tiles (4×4 blocks of outputs over the batch) a convolution needs to run on
 /// Winograd's kernel, and the fewest input and output channels: with fewer, its products

@@ -38,6 +38,7 @@ use tract_onnx::tract_core::ops::cnn::{Conv, Deconv};
 use tract_onnx::tract_core::ops::einsum::EinSum;
 
 use super::optimizer::{Rewriter, Wire};
+use crate::weights::WeightsId;
 
 /// The batch scratch, in bytes (a convolution's im2col, a transposed convolution's
 /// product), above which it runs sample by sample. tract's own rule for a single sample
@@ -49,11 +50,11 @@ pub(crate) const BATCH_IM2COL_BYTES: usize = 16 << 20;
 /// axis first) with concrete shapes and a scratch (im2col, or the transposed
 /// convolution's product) of more than [`BATCH_IM2COL_BYTES`], and every 1×1
 /// convolution's product over a batch, becomes a [`ConvPerSample`].
-pub(crate) fn adopt(model: &mut TypedModel) -> TractResult<()> {
+pub(crate) fn adopt(model: &mut TypedModel, weights: WeightsId) -> TractResult<()> {
     let mut rewriter = Rewriter::of(model);
     for id in 0..model.nodes.len() {
         let node = &model.nodes[id];
-        let Some(op) = ConvPerSample::covering(model, id)? else {
+        let Some(op) = ConvPerSample::covering(model, id, weights)? else {
             continue;
         };
         let inputs = std::iter::once(op.data)
@@ -91,10 +92,14 @@ impl Eq for ConvPerSample {}
 impl ConvPerSample {
     /// Node `id`'s convolution or transposed convolution, run per sample, if it is one
     /// and qualifies.
-    fn covering(model: &TypedModel, id: usize) -> TractResult<Option<ConvPerSample>> {
+    fn covering(
+        model: &TypedModel,
+        id: usize,
+        weights: WeightsId,
+    ) -> TractResult<Option<ConvPerSample>> {
         let node = &model.nodes[id];
         if node.op_is::<EinSum>() {
-            return Self::covering_product(model, id);
+            return Self::covering_product(model, id, weights);
         }
         let (spec, group, quantized, transposed) = if let Some(conv) = node.op_as::<Conv>() {
             (&conv.pool_spec, conv.group, conv.q_params.is_some(), false)
@@ -144,7 +149,7 @@ impl ConvPerSample {
         if scratch <= BATCH_IM2COL_BYTES {
             return Ok(None);
         }
-        let op = Self::of_one_sample(model, id, 0, |single, sample| {
+        let op = Self::of_one_sample(model, id, 0, weights, |single, sample| {
             let mut wires = tvec![sample];
             // The kernel and bias enter as constants when they are; a bias still computed
             // (a folded batch norm's, before tract folds it) is an input of the op.
@@ -167,11 +172,13 @@ impl ConvPerSample {
     /// Node `id` (its data, of a concrete shape, at input `data`) as a [`ConvPerSample`]:
     /// the node alone in a model of one sample, optimised. `wire` is given that model and
     /// its sample's source, and gives the node's inputs in order and the slots of those
-    /// passed as the op's own inputs.
+    /// passed as the op's own inputs. Its convolutions' laid-out weights are shared with
+    /// the other plans of `weights`.
     fn of_one_sample(
         model: &TypedModel,
         id: usize,
         data: usize,
+        weights: WeightsId,
         wire: impl FnOnce(&mut TypedModel, OutletId) -> TractResult<(TVec<OutletId>, TVec<usize>)>,
     ) -> TractResult<ConvPerSample> {
         let node = &model.nodes[id];
@@ -188,7 +195,7 @@ impl ConvPerSample {
         let (wires, passed) = wire(&mut single, sample)?;
         let y = single.wire_node(&node.name, node.op.clone(), &wires)?;
         single.select_output_outlets(&y)?;
-        super::direct_conv::optimize(&mut single)?;
+        super::direct_conv::optimize(&mut single, weights)?;
         Ok(ConvPerSample {
             plan: single.into_runnable()?,
             data,
@@ -209,7 +216,11 @@ impl ConvPerSample {
     /// batch 8. On one sample the positions are already a matrix's columns and nothing
     /// moves, so per sample the product costs two copies (the sample in, its output out)
     /// instead of two transposes.
-    fn covering_product(model: &TypedModel, id: usize) -> TractResult<Option<ConvPerSample>> {
+    fn covering_product(
+        model: &TypedModel,
+        id: usize,
+        weights: WeightsId,
+    ) -> TractResult<Option<ConvPerSample>> {
         let node = &model.nodes[id];
         let Some(einsum) = node.op_as::<EinSum>() else {
             return Ok(None);
@@ -243,7 +254,7 @@ impl ConvPerSample {
         {
             return Ok(None);
         }
-        let op = Self::of_one_sample(model, id, 1, |single, sample| {
+        let op = Self::of_one_sample(model, id, 1, weights, |single, sample| {
             let weight = single.add_const("weight", kernel.clone())?;
             Ok((tvec![weight, sample], tvec![]))
         })?;
