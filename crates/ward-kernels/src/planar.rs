@@ -95,6 +95,32 @@ impl PlanarWeights {
         })
     }
 
+    /// A weight of zeros, for a caller in this crate to fill term by term
+    /// ([`Self::term_mut`]) where the `out × depth` matrix is not at hand in one piece.
+    pub(crate) fn zeroed(out_channels: usize, depth: usize) -> Result<PlanarWeights, KernelError> {
+        if out_channels == 0 || depth == 0 {
+            return Err(KernelError::geometry(
+                KERNEL,
+                format!("{out_channels} output channels of {depth} terms"),
+            ));
+        }
+        let laid_out = out_channels
+            .div_ceil(ROWS)
+            .checked_mul(ROWS)
+            .and_then(|v| v.checked_mul(depth))
+            .ok_or_else(|| KernelError::geometry(KERNEL, "the laid-out weight overflows"))?;
+        Ok(PlanarWeights {
+            data: vec![0.0f32; laid_out].into(),
+            out_channels,
+            depth,
+        })
+    }
+
+    /// Term `k` of output channel `o`'s sum (`o < out_channels`, `k < depth`).
+    pub(crate) fn term_mut(&mut self, o: usize, k: usize) -> &mut f32 {
+        &mut self.data[(o / ROWS) * ROWS * self.depth + k * ROWS + o % ROWS]
+    }
+
     pub fn out_channels(&self) -> usize {
         self.out_channels
     }

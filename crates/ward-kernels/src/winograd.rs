@@ -10,9 +10,11 @@
 //! on it is bound by that compute; oneDNN's inference runs them direct too, so fewer
 //! multiply-adds is how ward gets ahead of it.
 //!
-//! How: the tiles of all images are numbered in one sequence and taken in blocks of up to
-//! [`BLOCK_TILES`]. For a block, each input channel's patches are transformed (`Bᵀ d B`,
-//! 16 tiles at a time in vector lanes) into `V[c][ξ][tile]`, in parallel over channels;
+//! How: the tiles of all images are numbered in one sequence (image, tile row, tile
+//! column) and taken in blocks of whole tile rows, up to [`BLOCK_TILES`] tiles. For a
+//! block, each input channel's patches are transformed (`Bᵀ d B`, 16 tiles at a time in
+//! vector lanes: 16 along a tile row, or several whole rows where a row has 8 tiles or
+//! fewer) into `V[c][ξ][tile]`, in parallel over channels;
 //! then runs of output channels, in parallel, each take the 36 products on
 //! `ward_kernels::planar`'s tiles (weights `U_ξ` laid out once, as [`WinogradWeights`])
 //! into `M[o][ξ][tile]`, transform them back (`Aᵀ m A`), add the bias, maybe apply a
@@ -29,7 +31,7 @@
 
 #![allow(
     unsafe_code,
-    reason = "the transforms' AVX-512 instances are called once the CPU feature is detected (their bodies are safe code, compiled for it)"
+    reason = "the transforms' AVX-512 instances (register transposes, loads and stores bounded by the asserts of `input_group` and `output_group`) run once the CPU feature is detected"
 )]
 #![allow(
     clippy::needless_range_loop,
@@ -94,6 +96,34 @@ const AT: [[f64; PATCH]; OUT] = [
     [0.0, 1.0, -1.0, 8.0, -8.0, 1.0],
 ];
 
+/// `U = G g Gᵀ` of one 3×3 filter `g` (row-major), in f64, as the 36 points row by row:
+/// `G`'s products written out (its zeros and repeated rows taken once).
+fn transform_filter(g: &[f32]) -> [f32; POINTS] {
+    let g: [f64; 9] = std::array::from_fn(|i| f64::from(g[i]));
+    // `G` applied to the three values `v`: the six rows of `G v`.
+    let apply = |v: [f64; 3]| -> [f64; PATCH] {
+        let (outer, middle) = (v[0] + v[2], v[1]);
+        [
+            G[0][0] * v[0],
+            G[1][0] * (outer + middle),
+            G[2][0] * (outer - middle),
+            (G[3][0] * v[0] + G[3][2] * v[2]) + G[3][1] * middle,
+            (G[4][0] * v[0] + G[4][2] * v[2]) + G[4][1] * middle,
+            v[2],
+        ]
+    };
+    // G g: each column of the filter; then (G g) Gᵀ: each row of that.
+    let columns: [[f64; PATCH]; 3] = std::array::from_fn(|b| apply([g[b], g[3 + b], g[6 + b]]));
+    let mut u = [0.0f32; POINTS];
+    for i in 0..PATCH {
+        let row = apply([columns[0][i], columns[1][i], columns[2][i]]);
+        for (j, v) in row.into_iter().enumerate() {
+            u[i * PATCH + j] = v as f32;
+        }
+    }
+    u
+}
+
 /// Whether [`forward`] takes `g`: a 3×3 kernel at stride 1 without dilation, in one
 /// group (any padding, any channel counts).
 pub fn covers(g: &Conv2d) -> bool {
@@ -132,27 +162,18 @@ impl WinogradWeights {
             .and_then(|v| v.checked_mul(9))
             .ok_or_else(|| KernelError::geometry(KERNEL, "the weight's size overflows"))?;
         check_len(KERNEL, "w", w.len(), len)?;
-        let pairs = out_channels * in_channels;
-        let mut by_point = vec![vec![0.0f32; pairs]; POINTS];
+        // Each pair's 36 points go straight into their places in the 36 laid-out
+        // weights: a whole intermediate copy of them (4× the 3×3 kernel) cost as much
+        // again in fresh pages while a plan was built.
+        let mut points = (0..POINTS)
+            .map(|_| PlanarWeights::zeroed(out_channels, in_channels))
+            .collect::<Result<Vec<_>, _>>()?;
         for (pair, g) in w.chunks_exact(9).enumerate() {
-            // G g, then (G g) Gᵀ, in f64.
-            let mut gg = [[0.0f64; 3]; PATCH];
-            for (i, row) in gg.iter_mut().enumerate() {
-                for (b, v) in row.iter_mut().enumerate() {
-                    *v = (0..3).map(|a| G[i][a] * f64::from(g[a * 3 + b])).sum();
-                }
-            }
-            for (i, row) in gg.iter().enumerate() {
-                for (j, gj) in G.iter().enumerate() {
-                    let u: f64 = (0..3).map(|b| row[b] * gj[b]).sum();
-                    by_point[i * PATCH + j][pair] = u as f32;
-                }
+            let (o, c) = (pair / in_channels, pair % in_channels);
+            for (point, u) in transform_filter(g).into_iter().enumerate() {
+                *points[point].term_mut(o, c) = u;
             }
         }
-        let points = by_point
-            .iter()
-            .map(|u| PlanarWeights::pack(u, out_channels, in_channels))
-            .collect::<Result<Vec<_>, _>>()?;
         Ok(WinogradWeights {
             points: points.into(),
             out_channels,
@@ -879,6 +900,26 @@ mod tests {
                 (got - want).abs() < 1e-12,
                 "output {i}: {got} against {want}"
             );
+        }
+    }
+
+    /// The written-out filter transform is `G g Gᵀ` by the matrix (within f64's rounding,
+    /// the same f32 values but for a tie).
+    #[test]
+    fn the_filter_transform_is_g_g_gt() {
+        let g = [0.3f32, -1.7, 2.25, 0.125, -0.6, 1.1, -2.9, 0.45, 0.8];
+        let u = transform_filter(&g);
+        for i in 0..PATCH {
+            for j in 0..PATCH {
+                let want: f64 = (0..3)
+                    .map(|a| {
+                        (0..3)
+                            .map(|b| G[i][a] * f64::from(g[a * 3 + b]) * G[j][b])
+                            .sum::<f64>()
+                    })
+                    .sum();
+                assert!((f64::from(u[i * PATCH + j]) - want).abs() <= 1e-6 * want.abs().max(1e-3));
+            }
         }
     }
 
