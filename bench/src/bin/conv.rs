@@ -8,10 +8,12 @@
 //! LAYER). `bench/train/conv_layers.sh` runs it beside MXNet's
 //! own convolution on the same layers.
 
-use std::time::Instant;
-
 use anyhow::Context;
 use ward_kernels::conv::{Conv2d, ConvWindow};
+
+#[path = "../shared/kernel_timing.rs"]
+mod kernel_timing;
+use kernel_timing::{best, values};
 
 /// A layer: name, input, output channels, kernel, stride, pad.
 type Layer = (&'static str, [usize; 4], usize, usize, usize, usize);
@@ -26,25 +28,6 @@ const LAYERS: [Layer; 6] = [
     ("stage 3 3×3, 256 at 7²", [16, 256, 7, 7], 256, 3, 1, 1),
     ("stage 4 3×3, 512 at 4²", [16, 512, 4, 4], 512, 3, 1, 1),
 ];
-
-/// The best of seven timed runs after one untimed, in milliseconds.
-fn best(mut run: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<f64> {
-    run()?;
-    let mut best = f64::MAX;
-    for _ in 0..7 {
-        let start = Instant::now();
-        run()?;
-        best = best.min(start.elapsed().as_secs_f64());
-    }
-    Ok(best * 1e3)
-}
-
-/// Values in [-0.5, 0.5) spread by a multiplier.
-fn values(len: usize, multiplier: usize) -> Vec<f32> {
-    (0..len)
-        .map(|i| (i.wrapping_mul(multiplier) % 1000) as f32 * 1e-3 - 0.5)
-        .collect()
-}
 
 fn main() -> anyhow::Result<()> {
     let threads: usize = std::env::args()

@@ -9,12 +9,14 @@
 //! `KERNEL=winograd` (or `direct`, `planar`) times only that kernel, for a profiler.
 //! What the numbers chose is in `ward_exec`'s `direct_conv` (`prefers_winograd`).
 
-use std::time::Instant;
-
 use anyhow::Context;
 use ward_kernels::conv::{Conv2d, ConvWindow};
 use ward_kernels::planar::{self, PlanarWeights};
 use ward_kernels::winograd::{self, WinogradWeights};
+
+#[path = "../shared/kernel_timing.rs"]
+mod kernel_timing;
+use kernel_timing::{best, values};
 
 /// A layer: name, input channels, side, output channels.
 type Layer = (&'static str, usize, usize, usize);
@@ -32,25 +34,6 @@ const LAYERS: [Layer; 11] = [
     ("inceptionv3 3×3, 96 → 96 at 35²", 96, 35, 96),
     ("inceptionv3 3×3, 448 → 384 at 8²", 448, 8, 384),
 ];
-
-/// The best of seven timed runs after one untimed, in milliseconds.
-fn best(mut run: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<f64> {
-    run()?;
-    let mut best = f64::MAX;
-    for _ in 0..7 {
-        let start = Instant::now();
-        run()?;
-        best = best.min(start.elapsed().as_secs_f64());
-    }
-    Ok(best * 1e3)
-}
-
-/// Values in [-0.5, 0.5) spread by a multiplier.
-fn values(len: usize, multiplier: usize) -> Vec<f32> {
-    (0..len)
-        .map(|i| (i.wrapping_mul(multiplier) % 1000) as f32 * 1e-3 - 0.5)
-        .collect()
-}
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);

@@ -66,33 +66,19 @@ impl PlanarWeights {
         out_channels: usize,
         depth: usize,
     ) -> Result<PlanarWeights, KernelError> {
-        if out_channels == 0 || depth == 0 {
-            return Err(KernelError::geometry(
-                KERNEL,
-                format!("{out_channels} output channels of {depth} terms"),
-            ));
-        }
         let len = out_channels
             .checked_mul(depth)
             .ok_or_else(|| KernelError::geometry(KERNEL, "the weight's size overflows"))?;
         check_len(KERNEL, "w", w.len(), len)?;
+        let mut laid_out = PlanarWeights::zeroed(out_channels, depth)?;
         let panel_len = ROWS * depth;
-        let laid_out = out_channels
-            .div_ceil(ROWS)
-            .checked_mul(panel_len)
-            .ok_or_else(|| KernelError::geometry(KERNEL, "the laid-out weight overflows"))?;
-        let mut data = vec![0.0f32; laid_out];
         for (o, row) in w.chunks_exact(depth).enumerate() {
-            let panel = &mut data[(o / ROWS) * panel_len..][..panel_len];
+            let panel = &mut laid_out.data[(o / ROWS) * panel_len..][..panel_len];
             for (slot, &v) in panel.iter_mut().skip(o % ROWS).step_by(ROWS).zip(row) {
                 *slot = v;
             }
         }
-        Ok(PlanarWeights {
-            data: data.into(),
-            out_channels,
-            depth,
-        })
+        Ok(laid_out)
     }
 
     /// A weight of zeros, for a caller in this crate to fill term by term
