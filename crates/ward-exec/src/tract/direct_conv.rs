@@ -35,7 +35,7 @@ use tract_onnx::tract_core::ops::einsum::EinSum;
 use tract_onnx::tract_core::ops::nn::DataFormat;
 use ward_kernels::conv::{Conv2d, ConvWindow, PackedWeights};
 use ward_kernels::depthwise;
-use ward_kernels::planar::{self, PlanarWeights};
+use ward_kernels::planar::{self, InputMap, MappedInput, PlanarWeights};
 use ward_kernels::winograd::{self, WinogradWeights};
 
 use super::optimizer::{self, Rewriter, Wire};
@@ -64,8 +64,7 @@ pub(crate) fn adopt(model: &mut TypedModel, weights: WeightsId) -> TractResult<(
     let mut rewriter = Rewriter::of(model);
     for id in 0..model.nodes.len() {
         if let Some((op, last, data)) = DirectConv::covering_product(model, id, weights)? {
-            let input = Wire::Outlet(model.nodes[id].inputs[data]);
-            rewriter.replace(model, last, op, vec![input])?;
+            rewriter.replace(model, last, op, vec![Wire::Outlet(data)])?;
             continue;
         }
         let Some(mut op) = DirectConv::covering(model, id, weights)? else {
@@ -138,17 +137,116 @@ fn bias_after(model: &TypedModel, id: usize) -> TractResult<Option<(usize, Arc<[
     let Some(value) = &model.outlet_fact(node.inputs[other])?.konst else {
         return Ok(None);
     };
+    if value.rank() > output.rank() {
+        return Ok(None);
+    }
+    Ok(per_channel(value, channels, false)?.map(|bias| (node.id, bias)))
+}
+
+/// `value`'s one float per channel of an NCHW (or CHW) tensor of `channels` channels: a
+/// constant of shape `[channels, 1, 1]` after any leading 1s, or with `scalar`, one value
+/// of any shape of 1s, repeated.
+fn per_channel(value: &Tensor, channels: usize, scalar: bool) -> TractResult<Option<Arc<[f32]>>> {
     let shape = value.shape();
+    if value.datum_type() != f32::datum_type() {
+        return Ok(None);
+    }
+    let values = value.try_as_plain_ram()?;
+    let values = values.as_slice::<f32>()?;
+    if scalar && shape.iter().all(|&d| d == 1) {
+        return Ok(values.first().map(|&v| vec![v; channels].into()));
+    }
     let leading = shape.len().saturating_sub(3);
-    if value.datum_type() != f32::datum_type()
-        || shape.len() > output.rank()
+    if shape.len() < 3
         || shape[..leading].iter().any(|&d| d != 1)
         || shape[leading..] != [channels, 1, 1]
     {
         return Ok(None);
     }
-    let bias = value.try_as_plain_ram()?.as_slice::<f32>()?.into();
-    Ok(Some((node.id, bias)))
+    Ok(Some(values.into()))
+}
+
+/// A batch norm and a ReLU before a pointwise convolution, taken into its input read
+/// ([`planar::forward_mapped`]): the map's values by input channel.
+#[derive(Debug)]
+struct OwnedMap {
+    scale: Arc<[f32]>,
+    shift: Option<Arc<[f32]>>,
+    floor: Arc<[f32]>,
+}
+
+/// What produces `data` (of `channels` channels), when it is `max(x·scale (+ shift),
+/// floor)` with per-channel constants (the floor maybe one value), each step read only by
+/// the next and the last only by the convolution, none an output of the model: DenseNet's
+/// pre-activation batch norm and ReLU as tract's declutter leaves them. With `x` and the
+/// map.
+fn map_before(
+    model: &TypedModel,
+    data: OutletId,
+    channels: usize,
+) -> TractResult<Option<(OutletId, OwnedMap)>> {
+    let Some((max, floor)) = binary_producer(model, data, "Max")? else {
+        return Ok(None);
+    };
+    let Some(floor) = per_channel(&floor, channels, true)? else {
+        return Ok(None);
+    };
+    let mut below = model.nodes[max].inputs[0];
+    let mut shift = None;
+    if let Some((add, value)) = binary_producer(model, below, "Add")? {
+        let Some(value) = per_channel(&value, channels, false)? else {
+            return Ok(None);
+        };
+        shift = Some(value);
+        below = model.nodes[add].inputs[0];
+    }
+    let Some((mul, scale)) = binary_producer(model, below, "Mul")? else {
+        return Ok(None);
+    };
+    let Some(scale) = per_channel(&scale, channels, false)? else {
+        return Ok(None);
+    };
+    let x = model.nodes[mul].inputs[0];
+    let (x_fact, data_fact) = (model.outlet_fact(x)?, model.outlet_fact(data)?);
+    if x_fact.shape != data_fact.shape || x_fact.datum_type != DatumType::F32 {
+        return Ok(None);
+    }
+    Ok(Some((
+        x,
+        OwnedMap {
+            scale,
+            shift,
+            floor,
+        },
+    )))
+}
+
+/// The node that produces `outlet`, when it is the binary op `name` of a value and a
+/// constant, `outlet` is read by one node only and is not an output of the model: the
+/// node, whose input 0 is then the value (tract's declutter puts the constant second),
+/// and the constant.
+fn binary_producer(
+    model: &TypedModel,
+    outlet: OutletId,
+    name: &str,
+) -> TractResult<Option<(usize, Arc<Tensor>)>> {
+    if model.outlet_successors(outlet).len() != 1 || model.output_outlets()?.contains(&outlet) {
+        return Ok(None);
+    }
+    let node = &model.nodes[outlet.node];
+    let is_op = node
+        .op_as::<TypedBinOp>()
+        .is_some_and(|op| op.0.name() == name);
+    let [value, constant] = node.inputs.as_slice() else {
+        return Ok(None);
+    };
+    let (Some(konst), None) = (
+        model.outlet_fact(*constant)?.konst.clone(),
+        &model.outlet_fact(*value)?.konst,
+    ) else {
+        return Ok(None);
+    };
+    Ok(is_op.then_some((node.id, konst)))
 }
 
 /// The only reader of node `id`'s output when it is the binary op `name` (as declutter
@@ -202,6 +300,8 @@ pub(crate) struct DirectConv {
     unbatched: bool,
     /// Whether a ReLU follows in the kernel's last pass.
     relu: bool,
+    /// A batch norm and ReLU before a pointwise convolution, applied as it reads its input.
+    input_map: Option<Arc<OwnedMap>>,
 }
 
 /// A [`DirectConv`]'s weight, and so its kernel.
@@ -241,7 +341,7 @@ impl DirectConv {
         model: &TypedModel,
         id: usize,
         weights: WeightsId,
-    ) -> TractResult<Option<(DirectConv, usize, usize)>> {
+    ) -> TractResult<Option<(DirectConv, usize, OutletId)>> {
         let node = &model.nodes[id];
         let Some(einsum) = node.op_as::<EinSum>() else {
             return Ok(None);
@@ -316,14 +416,20 @@ impl DirectConv {
             }
             None => false,
         };
+        let mut data = node.inputs[1 - slot];
+        let mut input_map = None;
+        if let Some((x, map)) = map_before(model, data, geometry.in_channels)? {
+            (data, input_map) = (x, Some(Arc::new(map)));
+        }
         let op = DirectConv {
             geometry,
             weight,
             bias,
             unbatched,
             relu,
+            input_map,
         };
-        Ok(Some((op, last, 1 - slot)))
+        Ok(Some((op, last, data)))
     }
 
     /// Node `id`'s convolution, if it is one the direct kernels cover.
@@ -465,6 +571,7 @@ impl DirectConv {
             bias,
             unbatched,
             relu: false,
+            input_map: None,
         }))
     }
 }
@@ -554,6 +661,10 @@ thread_local! {
 impl Op for DirectConv {
     fn name(&self) -> StaticName {
         match *self.weight {
+            Weight::Planar(_) if self.input_map.is_some() && self.relu => {
+                "WardMappedPointwiseConvRelu".into()
+            }
+            Weight::Planar(_) if self.input_map.is_some() => "WardMappedPointwiseConv".into(),
             Weight::Planar(_) if self.geometry.kernel == [1, 1] && self.relu => {
                 "WardPointwiseConvRelu".into()
             }
@@ -592,7 +703,19 @@ impl EvalOp for DirectConv {
             let mut run = move || match &*self.weight {
                 Weight::Packed(w) => g.forward_packed_relu(x, w, bias, self.relu, y),
                 Weight::Depthwise(w) => depthwise::forward(g, x, w, bias, self.relu, y),
-                Weight::Planar(w) => planar::forward_conv(g, x, w, bias, self.relu, y),
+                Weight::Planar(w) => match &self.input_map {
+                    Some(map) => {
+                        let map = InputMap {
+                            scale: &map.scale,
+                            shift: map.shift.as_deref(),
+                            floor: &map.floor,
+                        };
+                        let pixels = g.in_h * g.in_w;
+                        let input = MappedInput { x, map };
+                        planar::forward_mapped(g.batch, pixels, input, w, bias, self.relu, y)
+                    }
+                    None => planar::forward_conv(g, x, w, bias, self.relu, y),
+                },
                 Weight::Winograd(w) => winograd::forward(g, x, w, bias, self.relu, y),
             };
             let done = match current_tract_executor() {

@@ -1490,3 +1490,124 @@ fn a_timed_run_gives_the_outputs_and_a_time_for_each_step() {
     assert_eq!(times.len(), layers.len(), "{layers:?}");
     assert!(times.iter().sum::<std::time::Duration>() > std::time::Duration::ZERO);
 }
+
+/// A batch norm (with a shift: beta and a mean) and a ReLU that only a 1×1 convolution
+/// reads (DenseNet's pre-activation) run inside the convolution's input read where the
+/// CPU has AVX-512F (`WardMappedPointwiseConv`), at batch 1 and over a batch, with each
+/// output the definition's: `w · max(bn(x), 0) + b`.
+#[test]
+fn a_batch_norm_and_relu_before_a_pointwise_convolution_run_in_its_input_read() {
+    use ward_graph::ops::norm::BatchNorm;
+    let (c, f, h, w) = (24usize, 16usize, 6usize, 7usize);
+    let mut g = Graph::new();
+    g.inputs.push(input("x"));
+    let params = [
+        ("gamma", scrambled(c, 51)),
+        ("beta", scrambled(c, 52)),
+        ("mean", scrambled(c, 53)),
+        // Variances in [0.5, 1.5).
+        ("var", scrambled(c, 54).iter().map(|v| v + 1.0).collect()),
+        ("w", scrambled(f * c, 55)),
+        ("b", scrambled(f, 56)),
+    ];
+    let mut named = HashMap::new();
+    for (name, values) in &params {
+        let shape = match *name {
+            "w" => vec![f, c, 1, 1],
+            "b" => vec![f],
+            _ => vec![c],
+        };
+        g.params
+            .push(ParamDecl::new(*name, DType::F32, shape.clone()));
+        named.insert(name.to_string(), Tensor::from_f32(shape, values).unwrap());
+    }
+    let bn = BatchNorm {
+        axis: 1,
+        eps: 1e-5,
+        fix_gamma: false,
+        momentum: 0.9,
+        use_global_stats: true,
+    };
+    g.nodes.push(Node {
+        name: "bn".into(),
+        op: bn.into(),
+        inputs: (0..5)
+            .map(|i| {
+                if i == 0 {
+                    Source::Input(0)
+                } else {
+                    Source::Param(i - 1)
+                }
+            })
+            .collect(),
+    });
+    g.nodes.push(Node {
+        name: "relu".into(),
+        op: Activation {
+            kind: ActivationKind::Relu,
+        }
+        .into(),
+        inputs: vec![Source::Node(0, 0)],
+    });
+    let conv = Conv {
+        kernel: vec![1, 1],
+        stride: vec![1, 1],
+        dilation: vec![1, 1],
+        pad: vec![0, 0],
+        groups: 1,
+        bias: true,
+    };
+    g.nodes.push(Node {
+        name: "conv".into(),
+        op: conv.clone().into(),
+        inputs: vec![Source::Node(1, 0), Source::Param(4), Source::Param(5)],
+    });
+    g.outputs.push(GraphOutput {
+        name: "y".into(),
+        source: Source::Node(2, 0),
+    });
+    g.validate().unwrap();
+    let weights = WeightSet::new(&g, named).unwrap();
+    let model = Executable::new(g, weights, Arc::new(TractBackend::new(1).unwrap())).unwrap();
+    let p = |name: &str| &params.iter().find(|(n, _)| *n == name).unwrap().1;
+    for n in [1usize, 3] {
+        let shape = vec![n, c, h, w];
+        let plan = model.plan(std::slice::from_ref(&shape)).unwrap();
+        let operators = plan.operators();
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            assert!(
+                operators.iter().any(|o| o == "WardMappedPointwiseConv"),
+                "batch {n}: {operators:?}"
+            );
+        }
+        let x = scrambled(n * c * h * w, 57);
+        let input = Tensor::from_f32(shape, &x).unwrap();
+        let y = plan
+            .run(model.stage(&[input.view()]).unwrap())
+            .unwrap()
+            .remove(0);
+        assert_eq!(y.shape(), [n, f, h, w]);
+        let mut want = Vec::new();
+        for sample in 0..n {
+            let image: Vec<f32> = x[sample * c * h * w..][..c * h * w]
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| {
+                    let ch = i / (h * w);
+                    let normed = (f64::from(v) - f64::from(p("mean")[ch]))
+                        / (f64::from(p("var")[ch]) + 1e-5).sqrt()
+                        * f64::from(p("gamma")[ch])
+                        + f64::from(p("beta")[ch]);
+                    normed.max(0.0) as f32
+                })
+                .collect();
+            let sums = conv_by_hand(&image, [c, h, w], p("w"), &conv, [f, h, w]);
+            want.extend(
+                sums.iter()
+                    .enumerate()
+                    .map(|(i, s)| s + f64::from(p("b")[i / (h * w)])),
+            );
+        }
+        assert_within(&y.to_f32_vec(), &want, &format!("batch {n}"), 1e-4);
+    }
+}

@@ -53,6 +53,25 @@ proptest! {
             // Sums of up to 1,100 terms in [-1, 1): 1e-5 relative per summed term.
             assert_close("y", &y, &want.data, 1e-5 * (inp as f64).sqrt().max(1.0));
         }
+        // Through an input map (a batch norm and a ReLU before the convolution): the
+        // interpreter's convolution of the mapped values.
+        let scale = random_values(&mut rng, inp);
+        let shift = random_values(&mut rng, inp);
+        let floor = vec![0.0f32; inp];
+        let mapped: Vec<f32> = x
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| (v * scale[i / pixels % inp] + shift[i / pixels % inp]).max(0.0))
+            .collect();
+        let want = convolution(&array(&[batch, inp, h, w], &mapped),
+            &array(&[out, inp, 1, 1], &wv), Some(&array(&[out], &bias)), &params).unwrap();
+        let input = planar::MappedInput {
+            x: &x,
+            map: planar::InputMap { scale: &scale, shift: Some(&shift), floor: &floor },
+        };
+        let mut y = vec![f32::NAN; batch * out * pixels];
+        planar::forward_mapped(batch, pixels, input, &packed, Some(&bias), false, &mut y).unwrap();
+        assert_close("mapped y", &y, &want.data, 1e-5 * (inp as f64).sqrt().max(1.0));
     }
 }
 
