@@ -5,8 +5,8 @@
 //! argument is an error, and `gemm` and `gemm_panels` (where they apply), a
 //! convolution's forward pass and a dense layer's products without a bias, must give
 //! exactly the bits of the matrix crate; the depthwise kernel, the convolution's values;
-//! a stride-2 row of max-pool windows, a plain fold's bits; a pointwise convolution, its
-//! definition's bits; a one-group convolution on padded planes, and a 3×3 stride-1 one by
+//! a stride-2 row of max-pool windows, a plain fold's bits; a pointwise convolution, with
+//! and without an input map, its definition's bits; a one-group convolution on padded planes, and a 3×3 stride-1 one by
 //! Winograd's transforms, the convolution's values.
 #![no_main]
 
@@ -214,6 +214,32 @@ fuzz_target!(|data: &[u8]| {
                         sum = 0.0;
                     }
                     assert_eq!(got.to_bits(), sum.to_bits(), "pointwise output {i}");
+                }
+            }
+            // The same through an input map (a batch norm and ReLU per input channel),
+            // whose scale may be a value short: where it runs, the definition's bits on
+            // the mapped values.
+            let scale = values(rest.get(6..).unwrap_or(&[]), inp.saturating_sub(short(27)));
+            let shift = values(rest.get(8..).unwrap_or(&[]), inp);
+            let floor = vec![0.0f32; inp];
+            let input = planar::MappedInput {
+                x: &x,
+                map: planar::InputMap { scale: &scale, shift: Some(&shift), floor: &floor },
+            };
+            let mut y = vec![0.0; batch * outc * pixels];
+            if planar::forward_mapped(batch, pixels, input, &packed, None, relu, &mut y).is_ok() {
+                for (i, &got) in y.iter().enumerate() {
+                    let (n, o, p) = (i / (outc * pixels), i / pixels % outc, i % pixels);
+                    let mut sum = 0.0f32;
+                    for k in 0..inp {
+                        let v = x[(n * inp + k) * pixels + p] * scale[k] + shift[k];
+                        let v = if v > 0.0 { v } else { 0.0 };
+                        sum = wv[o * inp + k].mul_add(v, sum);
+                    }
+                    if relu && sum.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
+                        sum = 0.0;
+                    }
+                    assert_eq!(got.to_bits(), sum.to_bits(), "mapped pointwise output {i}");
                 }
             }
         }
