@@ -180,14 +180,6 @@ impl WinogradWeights {
             in_channels,
         })
     }
-
-    pub fn out_channels(&self) -> usize {
-        self.out_channels
-    }
-
-    pub fn in_channels(&self) -> usize {
-        self.in_channels
-    }
 }
 
 /// The convolution `g` ([`covers`] it) of `x` (NCHW) by the weight `w` was transformed
@@ -225,41 +217,18 @@ pub fn forward(
     if let Some(b) = bias {
         check_len(KERNEL, "bias", b.len(), g.out_channels)?;
     }
-    let shape = Shape::of(g);
-    let (tile_rows, tw) = (g.batch * shape.tile_rows, shape.tile_cols);
-    if tile_rows == 0 || tw == 0 {
+    let shape = &Shape::of(g);
+    let tile_rows = g.batch * shape.tile_rows;
+    if tile_rows == 0 || shape.tile_cols == 0 {
         return Ok(());
     }
-    // Blocks of whole tile rows (of consecutive images), at least one.
-    let block_rows = block_rows(&shape);
+    // Blocks of whole tile rows (of consecutive images), at least one, in whole lane
+    // groups.
+    let block_rows =
+        ((BLOCK_TILES / shape.tile_cols).max(1) / shape.group_rows).max(1) * shape.group_rows;
     // Each point's tiles, rounded up to whole lane groups, and one group more, which a
     // tile row's last group may read past the block's tiles.
-    let stride = (block_rows * tw).div_ceil(LANES) * LANES + LANES;
-    with_scratch(&TRANSFORMED, g.in_channels * POINTS * stride, |v| {
-        blocks(g, x, w, bias, relu, y, &shape, stride, v);
-    });
-    Ok(())
-}
-
-/// The blocks of [`forward`], one after another; `v` the scratch for a block's
-/// transformed inputs.
-#[allow(
-    clippy::too_many_arguments,
-    reason = "`forward`'s arguments and what it computed"
-)]
-fn blocks(
-    g: &Conv2d,
-    x: &[f32],
-    w: &WinogradWeights,
-    bias: Option<&[f32]>,
-    relu: bool,
-    y: &mut [f32],
-    shape: &Shape,
-    stride: usize,
-    v: &mut [f32],
-) {
-    let tile_rows = g.batch * shape.tile_rows;
-    let block_rows = block_rows(shape);
+    let stride = (block_rows * shape.tile_cols).div_ceil(LANES) * LANES + LANES;
     let (inp, out) = (g.in_channels, g.out_channels);
     let out_plane = shape.out_h * shape.out_w;
     let image_out = out * out_plane;
@@ -267,65 +236,61 @@ fn blocks(
     let runs = (4 * rayon::current_num_threads()).clamp(1, panels);
     let run_rows = panels.div_ceil(runs) * ROWS;
     let avx512 = planar::avx512_tiles();
-    for q0 in (0..tile_rows).step_by(block_rows) {
-        let rows = q0..(q0 + block_rows).min(tile_rows);
-        let block = Block {
-            shape,
-            rows: rows.clone(),
-            stride,
-        };
-        v.par_chunks_mut(POINTS * stride)
-            .enumerate()
-            .for_each(|(c, vc)| block.transform_inputs(x, c, vc, avx512));
-        // The block's images, and each one's outputs in runs of output channels.
-        let (n0, n1) = (q0 / shape.tile_rows, (rows.end - 1) / shape.tile_rows);
-        let mut by_run: Vec<Vec<&mut [f32]>> = (0..out.div_ceil(run_rows))
-            .map(|_| Vec::with_capacity(n1 - n0 + 1))
-            .collect();
-        for image in y[n0 * image_out..(n1 + 1) * image_out].chunks_exact_mut(image_out) {
-            for (run, ys) in by_run
-                .iter_mut()
-                .zip(image.chunks_mut(run_rows * out_plane))
-            {
-                run.push(ys);
+    with_scratch(&TRANSFORMED, inp * POINTS * stride, |v| {
+        for q0 in (0..tile_rows).step_by(block_rows) {
+            let rows = q0..(q0 + block_rows).min(tile_rows);
+            let block = Block {
+                shape,
+                rows: rows.clone(),
+                stride,
+            };
+            v.par_chunks_mut(POINTS * stride)
+                .enumerate()
+                .for_each(|(c, vc)| block.transform_inputs(x, c, vc, avx512));
+            // The block's images, and each one's outputs in runs of output channels.
+            let (n0, n1) = (q0 / shape.tile_rows, (rows.end - 1) / shape.tile_rows);
+            let mut by_run: Vec<Vec<&mut [f32]>> = (0..out.div_ceil(run_rows))
+                .map(|_| Vec::with_capacity(n1 - n0 + 1))
+                .collect();
+            for image in y[n0 * image_out..(n1 + 1) * image_out].chunks_exact_mut(image_out) {
+                for (run, ys) in by_run
+                    .iter_mut()
+                    .zip(image.chunks_mut(run_rows * out_plane))
+                {
+                    run.push(ys);
+                }
             }
-        }
-        let v = &v[..inp * POINTS * stride];
-        by_run
-            .into_par_iter()
-            .enumerate()
-            .for_each(|(run, mut ys)| {
-                let channels = run * run_rows..(out.min((run + 1) * run_rows));
-                with_scratch(&PRODUCTS, channels.len() * POINTS * stride, |m| {
-                    for (point, u) in w.points.iter().enumerate() {
-                        let at = Strides {
-                            x_plane: POINTS * stride,
-                            x_at: point * stride,
-                            y_plane: POINTS * stride,
-                            y_at: point * stride,
-                            pixels: rows.len() * shape.tile_cols,
+            let v = &*v;
+            by_run
+                .into_par_iter()
+                .enumerate()
+                .for_each(|(run, mut ys)| {
+                    let channels = run * run_rows..(out.min((run + 1) * run_rows));
+                    with_scratch(&PRODUCTS, channels.len() * POINTS * stride, |m| {
+                        for (point, u) in w.points.iter().enumerate() {
+                            let at = Strides {
+                                x_plane: POINTS * stride,
+                                x_at: point * stride,
+                                y_plane: POINTS * stride,
+                                y_at: point * stride,
+                                pixels: rows.len() * shape.tile_cols,
+                            };
+                            planar::product(u, channels.start, channels.len(), v, m, at, avx512);
+                        }
+                        let epilogue = Epilogue {
+                            block: &block,
+                            bias,
+                            relu,
+                            first_image: n0,
                         };
-                        planar::product(u, channels.start, channels.len(), v, m, at, avx512);
-                    }
-                    let epilogue = Epilogue {
-                        block: &block,
-                        bias,
-                        relu,
-                        first_image: n0,
-                    };
-                    for (o, mo) in channels.clone().zip(m.chunks_exact(POINTS * stride)) {
-                        epilogue.channel(o, o - channels.start, mo, &mut ys, avx512);
-                    }
+                        for (o, mo) in channels.clone().zip(m.chunks_exact(POINTS * stride)) {
+                            epilogue.channel(o, o - channels.start, mo, &mut ys, avx512);
+                        }
+                    });
                 });
-            });
-    }
-}
-
-/// Tile rows in a block: as many as [`BLOCK_TILES`] tiles hold, at least one, in whole
-/// lane groups.
-fn block_rows(shape: &Shape) -> usize {
-    let rows = (BLOCK_TILES / shape.tile_cols.max(1)).max(1);
-    (rows / shape.group_rows).max(1) * shape.group_rows
+        }
+    });
+    Ok(())
 }
 
 thread_local! {

@@ -234,9 +234,7 @@ fn binary_producer(
         return Ok(None);
     }
     let node = &model.nodes[outlet.node];
-    let is_op = node
-        .op_as::<TypedBinOp>()
-        .is_some_and(|op| op.0.name() == name);
+    let is_op = binary_op_name(node).is_some_and(|op| op == name);
     let [value, constant] = node.inputs.as_slice() else {
         return Ok(None);
     };
@@ -247,6 +245,16 @@ fn binary_producer(
         return Ok(None);
     };
     Ok(is_op.then_some((node.id, konst)))
+}
+
+/// The name of `node`'s binary op (`Add`, `Max`, …) as declutter leaves it, or as codegen
+/// makes an op by a scalar of it.
+fn binary_op_name(node: &tract_onnx::prelude::TypedNode) -> Option<&'static str> {
+    match (node.op_as::<TypedBinOp>(), node.op_as::<OptBinByScalar>()) {
+        (Some(op), _) => Some(op.0.name()),
+        (_, Some(op)) => Some(op.binop.name()),
+        _ => None,
+    }
 }
 
 /// The only reader of node `id`'s output when it is the binary op `name` (as declutter
@@ -264,12 +272,7 @@ fn binary_reader<'m>(
         return Ok(None);
     }
     let node = &model.nodes[readers[0].node];
-    let op_name = match (node.op_as::<TypedBinOp>(), node.op_as::<OptBinByScalar>()) {
-        (Some(op), _) => Some(op.0.name()),
-        (_, Some(op)) => Some(op.binop.name()),
-        _ => None,
-    };
-    let is_op = op_name == Some(name)
+    let is_op = binary_op_name(node).is_some_and(|op| op == name)
         && model.outlet_fact(OutletId::new(node.id, 0))?.shape == model.outlet_fact(output)?.shape;
     // `x op x` reads the output twice: no other value.
     match node.inputs.as_slice() {
@@ -395,14 +398,8 @@ impl DirectConv {
             return Ok(None);
         }
         let kernel = kernel.try_as_plain_ram()?;
-        let kernel = kernel.as_slice::<f32>()?;
-        let (out, depth) = (geometry.out_channels, geometry.in_channels);
-        let key = Key::of(weights, "planar", &[out, depth], kernel);
-        let Some(weight) = shared_weights::shared(&LAID_OUT, key, || {
-            PlanarWeights::pack(kernel, out, depth)
-                .ok()
-                .map(Weight::Planar)
-        }) else {
+        let Some(weight) = Form::Planar.laid_out(weights, &geometry, kernel.as_slice::<f32>()?)
+        else {
             return Ok(None);
         };
         let (mut last, mut bias) = (id, None);
@@ -513,8 +510,7 @@ impl DirectConv {
         let kernel = kernel.try_as_plain_ram()?;
         let kernel = kernel.as_slice::<f32>()?;
         let (out, inp) = (spec.output_channels, spec.input_channels);
-        let [kh, kw] = window.kernel;
-        let depth = inp / conv.group * kh * kw;
+        let depth = inp / conv.group * window.kernel[0] * window.kernel[1];
         // A shallow sum or a narrow output leaves the direct kernels' tiles mostly
         // bookkeeping (but for an image's stem, whose im2col product is shallower still):
         // with every convolution of at least 128 deep and 32 wide taken, squeezenet1.1
@@ -523,22 +519,10 @@ impl DirectConv {
         // but its 7×7 stem (147 deep) on the direct kernels.
         let stem = inp <= MAX_STEM_CHANNELS;
         let direct_refuses = (depth < MIN_DEPTH && !stem) || out / conv.group < MIN_OUTPUT_CHANNELS;
-        let (form, lay_out): (&'static str, Box<dyn FnOnce() -> Option<Weight> + '_>) = if depthwise
-        {
-            let fits = kernel.len() == geometry.weight_len();
-            (
-                "depthwise",
-                Box::new(move || fits.then(|| Weight::Depthwise(kernel.into()))),
-            )
+        let form = if depthwise {
+            Form::Depthwise
         } else if prefers_winograd(&geometry) {
-            (
-                "winograd",
-                Box::new(move || {
-                    WinogradWeights::pack(kernel, out, inp)
-                        .ok()
-                        .map(Weight::Winograd)
-                }),
-            )
+            Form::Winograd
         } else if direct_refuses {
             // In one group the planar kernel's tiles of 8 channels by a row's pixels
             // serve any width and depth (DenseNet's 128 → 32 layers at 7², MobileNet's
@@ -546,23 +530,11 @@ impl DirectConv {
             if conv.group != 1 {
                 return Ok(None);
             }
-            (
-                "planar",
-                Box::new(move || {
-                    PlanarWeights::pack(kernel, out, depth)
-                        .ok()
-                        .map(Weight::Planar)
-                }),
-            )
+            Form::Planar
         } else {
-            let geometry = &geometry;
-            (
-                "packed",
-                Box::new(move || geometry.pack(kernel).ok().map(Weight::Packed)),
-            )
+            Form::Packed
         };
-        let key = Key::of(weights, form, &[out, inp, kh, kw, conv.group], kernel);
-        let Some(weight) = shared_weights::shared(&LAID_OUT, key, lay_out) else {
+        let Some(weight) = form.laid_out(weights, &geometry, kernel) else {
             return Ok(None);
         };
         Ok(Some(DirectConv {
@@ -579,6 +551,44 @@ impl DirectConv {
 /// The laid-out weights of every plan's convolutions, shared by the plans of one weight
 /// set (a model's plans for each batch size).
 static LAID_OUT: Cache<Weight> = Cache::new();
+
+/// How a [`DirectConv`]'s weight is laid out, and so which kernel runs it.
+#[derive(Debug, Clone, Copy)]
+enum Form {
+    Packed,
+    Depthwise,
+    Planar,
+    Winograd,
+}
+
+impl Form {
+    /// `kernel` (OIHW) of the convolution `g` laid out in this form, or the one a live
+    /// plan of the weight set `weights` already laid out ([`shared_weights`]); `None`
+    /// when the kernel does not fit the form.
+    fn laid_out(self, weights: WeightsId, g: &Conv2d, kernel: &[f32]) -> Option<Arc<Weight>> {
+        let (out, inp) = (g.out_channels, g.in_channels);
+        let name = match self {
+            Form::Packed => "packed",
+            Form::Depthwise => "depthwise",
+            Form::Planar => "planar",
+            Form::Winograd => "winograd",
+        };
+        let shape = [out, inp, g.kernel[0], g.kernel[1], g.groups];
+        let key = Key::of(weights, name, &shape, kernel);
+        shared_weights::shared(&LAID_OUT, key, || match self {
+            Form::Packed => g.pack(kernel).ok().map(Weight::Packed),
+            Form::Depthwise => {
+                (kernel.len() == g.weight_len()).then(|| Weight::Depthwise(kernel.into()))
+            }
+            Form::Planar => PlanarWeights::pack(kernel, out, g.weight_len() / out)
+                .ok()
+                .map(Weight::Planar),
+            Form::Winograd => WinogradWeights::pack(kernel, out, inp)
+                .ok()
+                .map(Weight::Winograd),
+        })
+    }
+}
 
 /// The fewest tiles (4×4 blocks of outputs over the batch) a convolution needs to run on
 /// Winograd's kernel, and the fewest input and output channels: with fewer, its products
