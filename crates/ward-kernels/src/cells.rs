@@ -1,12 +1,12 @@
 //! One time step of the fused RNN's cells (LSTM and GRU) for one batch item, forward and
-//! backward, compiled twice from one body (`twice!`): the gates' `sigmoid` and `tanh`
-//! ([`crate::math`]) vectorise sixteen lanes wide with AVX-512F, four on the baseline
-//! target. Gate slices hold the gates one after another (LSTM: i, f, g, o; GRU: r, z,
+//! backward, compiled per instruction set from one body (`per_isa!`): the gates' `sigmoid` and
+//! `tanh` ([`crate::math`]) vectorise sixteen lanes wide with AVX-512F, eight with AVX2,
+//! four on the baseline target. Gate slices hold the gates one after another (LSTM: i, f, g, o; GRU: r, z,
 //! n), `hs` values each, as MXNet packs them.
 
 #![allow(
     unsafe_code,
-    reason = "the AVX-512 instance of each cell is called once the feature is detected; the instances are safe code"
+    reason = "the vector instances of each cell are called once their features are detected; the instances are safe code"
 )]
 
 use crate::error::check_len;
@@ -22,7 +22,7 @@ fn check(slices: &[(&'static str, usize, usize)], hs: usize) -> Result<(), crate
     Ok(())
 }
 
-twice! {
+per_isa! {
     /// One LSTM step: `g` holds the pre-activations of i, f, g, o and becomes their
     /// activations; `c` becomes c', `h` becomes h' and `tc` tanh(c').
     pub fn lstm_forward(g: &mut [f32], h: &mut [f32], c: &mut [f32], tc: &mut [f32], hs: usize)
@@ -53,7 +53,7 @@ twice! {
     }
 }
 
-twice! {
+per_isa! {
     /// The LSTM step backward: from the gates' activations `g`, dh' (`dhn`), dc' (`dc`,
     /// which becomes dc), the cell the step started from and tanh(c'), the gates'
     /// pre-activation gradients `dg`.
@@ -102,7 +102,7 @@ twice! {
     }
 }
 
-twice! {
+per_isa! {
     /// One GRU step: `g` holds the i2h pre-activations of r, z, n (with b_i) and becomes
     /// the activations; `gh` the h2h terms (with b_h); `h` becomes h'; `ghn` keeps the n
     /// gate's h2h term.
@@ -132,7 +132,7 @@ twice! {
     }
 }
 
-twice! {
+per_isa! {
     /// The GRU step backward: from the activations `g`, dh' (`dhn`), the state the step
     /// started from and the n gate's h2h term, the i2h and h2h pre-activation gradients
     /// and the direct part of dh (z·dh'), written to `dh`.
@@ -236,14 +236,8 @@ mod tests {
             .unwrap();
             [g, h, ghn, dg, dgh, dh].concat()
         };
-        assert_eq!(
-            bits(&run_lstm()),
-            bits(&crate::with_baseline_instances(run_lstm))
-        );
-        assert_eq!(
-            bits(&run_gru()),
-            bits(&crate::with_baseline_instances(run_gru))
-        );
+        crate::isa::same_on_every_isa("lstm", || bits(&run_lstm()));
+        crate::isa::same_on_every_isa("gru", || bits(&run_gru()));
     }
 
     /// An LSTM step against its definition in f64.

@@ -10,8 +10,9 @@
 //! interpreter does) and stored once. tract's depthwise convolution, which this
 //! replaces in plans, took 39 % of MobileNet 1.0's time at batch 1 on one thread.
 //!
-//! The rows run on AVX-512F intrinsics where the CPU has them and on portable loops
-//! elsewhere; both give the same bits (separate multiplies and adds, in one order).
+//! The rows run on AVX-512F intrinsics where the CPU has them, and elsewhere on portable
+//! loops (compiled for AVX2 where the CPU has it); all give the same bits (separate
+//! multiplies and adds, in one order).
 
 #![allow(
     unsafe_code,
@@ -26,6 +27,7 @@ use rayon::prelude::*;
 
 use crate::conv::Conv2d;
 use crate::error::{check_len, KernelError};
+use crate::Isa;
 
 const KERNEL: &str = "conv2d (depthwise)";
 
@@ -156,10 +158,7 @@ pub fn forward(
     let planes = g.batch * g.out_channels;
     // A few runs of planes per thread, so a thread that finishes early takes another.
     let per_run = planes.div_ceil(4 * rayon::current_num_threads()).max(1);
-    #[cfg(target_arch = "x86_64")]
-    let avx512 = crate::vector_instances() && std::arch::is_x86_feature_detected!("avx512f");
-    #[cfg(not(target_arch = "x86_64"))]
-    let avx512 = false;
+    let isa = Isa::current();
     y.par_chunks_mut(per_run * out_plane)
         .enumerate()
         .for_each(|(run, ys)| {
@@ -170,7 +169,7 @@ pub fn forward(
                 multiplier: g.out_channels / g.groups,
                 in_channels: g.in_channels,
                 relu,
-                avx512,
+                isa,
             };
             run_planes(x, w, bias, ys, &planes, &layout, &mut scratch);
         });
@@ -189,8 +188,8 @@ struct Planes {
     in_channels: usize,
     /// Whether the outputs go through a ReLU.
     relu: bool,
-    /// Whether the CPU has AVX-512F (and the plane kernel and fill in it may run).
-    avx512: bool,
+    /// The instruction set the planes run on.
+    isa: Isa,
 }
 
 /// What is done to each output's sum of taps: a channel's bias added, then maybe a ReLU.
@@ -237,29 +236,69 @@ fn run_planes(
             bias: bias.map(|b| b[channel]),
             relu: p.relu,
         };
-        #[cfg(target_arch = "x86_64")]
-        if p.avx512 {
-            if filled != Some(source) {
-                // SAFETY: `p.avx512` is set only where the CPU has AVX-512F.
-                unsafe { fill_avx512(l, &x[source * in_plane..][..in_plane], scratch) };
-                filled = Some(source);
+        let fill = filled != Some(source);
+        filled = Some(source);
+        let x = &x[source * in_plane..][..in_plane];
+        match p.isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => {
+                if fill {
+                    // SAFETY: `p.isa` is AVX-512 only where the CPU has AVX-512F.
+                    unsafe { fill_avx512(l, x, scratch) };
+                }
+                // SAFETY: as above.
+                unsafe { plane_avx512(plane, scratch, weights, finish, &taps, l) };
             }
-            // SAFETY: as above.
-            unsafe { plane_avx512(plane, scratch, weights, finish, &taps, l) };
-            continue;
-        }
-        if filled != Some(source) {
-            l.fill(&x[source * in_plane..][..in_plane], scratch);
-            filled = Some(source);
-        }
-        for (oy, out) in plane.chunks_exact_mut(l.out_w).enumerate() {
-            row(out, &scratch[oy * l.row_step()..], weights, finish, &taps);
+            // SAFETY: `p.isa` is AVX2 only where the CPU has AVX2 and FMA.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => unsafe {
+                plane_avx2(plane, fill.then_some(x), scratch, weights, finish, &taps, l)
+            },
+            _ => plane_portable(plane, fill.then_some(x), scratch, weights, finish, &taps, l),
         }
     }
 }
 
+/// [`plane_portable`] compiled for AVX2, whose rows' loops take 8-lane registers (the same
+/// bits: the multiplies and adds stay separate).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn plane_avx2(
+    plane: &mut [f32],
+    fill: Option<&[f32]>,
+    scratch: &mut [f32],
+    w: &[f32],
+    finish: Finish,
+    taps: &[usize],
+    l: &Layout,
+) {
+    plane_portable(plane, fill, scratch, w, finish, taps, l);
+}
+
+/// One output plane in plain loops, after copying `fill` (its input plane, where the
+/// scratch does not hold it yet) into the scratch plane.
+#[inline(always)]
+fn plane_portable(
+    plane: &mut [f32],
+    fill: Option<&[f32]>,
+    scratch: &mut [f32],
+    w: &[f32],
+    finish: Finish,
+    taps: &[usize],
+    l: &Layout,
+) {
+    if let Some(x) = fill {
+        l.fill(x, scratch);
+    }
+    for (oy, out) in plane.chunks_exact_mut(l.out_w).enumerate() {
+        row(out, &scratch[oy * l.row_step()..], w, finish, taps);
+    }
+}
+
 /// One output row from `scratch` (starting where the row's first output reads): each
-/// output the sum of its taps from zero in the order `ky`, `kx`, then `finish`.
+/// output the sum of its taps from zero in the order `ky`, `kx`, then `finish`. Always
+/// inlined, so that the AVX2 instance of its caller compiles it for AVX2.
+#[inline(always)]
 fn row(out: &mut [f32], scratch: &[f32], w: &[f32], finish: Finish, taps: &[usize]) {
     out.fill(0.0);
     let width = out.len();
@@ -429,7 +468,8 @@ unsafe fn fill_avx512(l: &Layout, x: &[f32], scratch: &mut [f32]) {
 mod tests {
     use super::*;
     use crate::conv::ConvWindow;
-    use crate::{test_values, with_baseline_instances};
+    use crate::isa::same_on_every_isa;
+    use crate::test_values;
 
     fn depthwise(
         input: [usize; 4],
@@ -453,30 +493,27 @@ mod tests {
         .unwrap()
     }
 
-    /// The AVX-512 kernels give the portable ones' bits, on rows of full registers and a
+    /// The vector instances give the portable loops' bits, on rows of full registers and a
     /// masked one (10 full and 3 more columns) at strides 1 and 2 (whose rows are split
     /// 32 columns at a time, then one by one), with even and odd padding, through a ReLU
     /// (at stride 2) that turns a NaN into 0.
     #[test]
-    fn both_instances_give_the_same_bits() {
+    fn every_instance_gives_the_same_bits() {
         for (stride, pad) in [(1, 1), (2, 1), (2, 2)] {
             let g = depthwise([2, 3, 9, 166], 2, 3, stride, pad, 1);
             let mut x = test_values(g.input_len(), 1);
             x[5] = f32::NAN; // a NaN output, or 0 through the ReLU
             let w = test_values(g.weight_len(), 2);
             let b = test_values(g.out_channels, 3);
-            let mut vector = vec![f32::NAN; g.output_len()];
-            forward(&g, &x, &w, Some(&b), stride == 2, &mut vector).unwrap();
-            let mut baseline = vec![f32::NAN; g.output_len()];
-            with_baseline_instances(|| forward(&g, &x, &w, Some(&b), stride == 2, &mut baseline))
-                .unwrap();
-            // Any NaN is one value (its payload depends on the order of an add's operands).
-            let bits = |v: &[f32]| {
-                v.iter()
+            same_on_every_isa(&format!("stride {stride}, pad {pad}"), || {
+                let mut y = vec![f32::NAN; g.output_len()];
+                forward(&g, &x, &w, Some(&b), stride == 2, &mut y).unwrap();
+                // Any NaN is one value (its payload depends on the order of an add's
+                // operands).
+                y.iter()
                     .map(|v| if v.is_nan() { u32::MAX } else { v.to_bits() })
                     .collect::<Vec<_>>()
-            };
-            assert_eq!(bits(&vector), bits(&baseline), "stride {stride}, pad {pad}");
+            });
         }
     }
 

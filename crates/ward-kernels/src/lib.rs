@@ -12,12 +12,19 @@
 //! (depthwise convolution rows in masked AVX-512 registers), [`sums`] (BatchNorm's f64
 //! sums in AVX-512 intrinsics beside portable code that gives the same bits), [`pool`]
 //! (max pooling's vector instance), [`planar`] (one-group convolutions as products read
-//! straight from NCHW planes, in AVX-512 tiles), [`winograd`] (3×3 stride-1 convolutions
-//! by F(4×4, 3×3), its tile transforms in AVX-512 registers), [`pool_rows`] (the maximum of stride-2 windows along a row, for inference's max pools), and [`maps`] and [`cells`], loops compiled for
-//! AVX-512 and for the baseline target from one body (`twice!`). The
-//! AVX-512 kernels run once the CPU feature is detected; the forward passes on them give
-//! the matrix crate's bits, and the gradients sum the same terms in another order.
-//! Without AVX-512 the matrix crate runs every product.
+//! straight from NCHW planes, in AVX-512 and AVX2 tiles), [`winograd`] (3×3 stride-1
+//! convolutions by F(4×4, 3×3), its tile transforms in AVX-512 registers), [`pool_rows`]
+//! (the maximum of stride-2 windows along a row, for inference's max pools, in AVX-512
+//! and AVX2), and [`maps`] and [`cells`], loops compiled from one body for each
+//! instruction set (`per_isa!`).
+//!
+//! Which instruction set runs is detected at run time ([`Isa`]): AVX-512F, AVX2 with
+//! FMA, or the portable loops, which every vector instance matches bit for bit (the same
+//! terms in the same order; a test runs each instance the CPU has against them). The
+//! inference kernels (planar, Winograd, depthwise, the stride-2 rows) have all three;
+//! the training engine's direct and panel kernels are AVX-512 only, and without it the
+//! matrix crate runs those products. The forward passes on the direct kernels give the
+//! matrix crate's bits, and the gradients sum the same terms in another order.
 //!
 //! The meaning of each kernel is the reference interpreter's (`ward_graph::interp`); the
 //! property tests hold each kernel to it on random shapes, strides, pads, dilations and
@@ -26,11 +33,13 @@
 //! ([`pool::Windows`]), so there is one definition of them.
 
 /// Defines `pub fn $name(args) -> Result<(), KernelError>` that runs `check` (which
-/// returns an error before anything is written), then `body` compiled for AVX-512F where
-/// the CPU has it and for the workspace's baseline target otherwise: one source, two
-/// instances. Rust never fuses a multiply and an add on its own, so both instances give
-/// the same bits.
-macro_rules! twice {
+/// returns an error before anything is written), then `body` compiled for the best
+/// instruction set this thread may use ([`Isa::current`]): AVX-512F, AVX2 with FMA, or
+/// the workspace's baseline target. One source, three instances. Rust never fuses a
+/// multiply and an add on its own, and `f32::mul_add` is one correctly rounded operation
+/// in every instance (an instruction with FMA, the C library's `fmaf` without), so all
+/// three give the same bits.
+macro_rules! per_isa {
     (
         $(#[$attr:meta])*
         pub fn $name:ident($($arg:ident: $ty:ty),* $(,)?) check $check:block body $body:block
@@ -48,36 +57,25 @@ macro_rules! twice {
                 body($($arg),*)
             }
             #[cfg(target_arch = "x86_64")]
-            if $crate::vector_instances() && std::arch::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the CPU has AVX-512F (detected just above), the only
-                // requirement of the instance compiled for it.
-                unsafe { avx512($($arg),*) };
-                return Ok(());
+            #[target_feature(enable = "avx2,fma")]
+            #[allow(clippy::too_many_arguments, reason = "the public function's arguments")]
+            fn avx2($($arg: $ty),*) {
+                body($($arg),*)
             }
-            body($($arg),*);
+            match $crate::Isa::current() {
+                // SAFETY: the CPU has AVX-512F (`Isa::current` detected it), the only
+                // requirement of the instance compiled for it.
+                #[cfg(target_arch = "x86_64")]
+                $crate::Isa::Avx512 => unsafe { avx512($($arg),*) },
+                // SAFETY: the CPU has AVX2 and FMA (detected), the instance's only
+                // requirement.
+                #[cfg(target_arch = "x86_64")]
+                $crate::Isa::Avx2 => unsafe { avx2($($arg),*) },
+                _ => body($($arg),*),
+            }
             Ok(())
         }
     };
-}
-
-#[cfg(test)]
-thread_local! {
-    /// Set by a test to run [`twice`]'s baseline instances on its thread.
-    static BASELINE_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Whether [`twice`] may run its AVX-512 instances: always, but on a test's thread that
-/// asked for the baseline ones ([`with_baseline_instances`]).
-#[inline(always)]
-fn vector_instances() -> bool {
-    #[cfg(test)]
-    {
-        !BASELINE_ONLY.with(std::cell::Cell::get)
-    }
-    #[cfg(not(test))]
-    {
-        true
-    }
 }
 
 /// Inexact test values in [−10, 10], spread by a multiplicative hash of the index and
@@ -92,22 +90,13 @@ fn test_values(len: usize, seed: u32) -> Vec<f32> {
         .collect()
 }
 
-/// Runs `f` with [`twice`]'s baseline instances on this thread, for a test to hold the
-/// AVX-512 ones to their bits.
-#[cfg(test)]
-fn with_baseline_instances<R>(f: impl FnOnce() -> R) -> R {
-    BASELINE_ONLY.with(|b| b.set(true));
-    let r = f();
-    BASELINE_ONLY.with(|b| b.set(false));
-    r
-}
-
 pub mod cells;
 pub mod conv;
 pub mod dense;
 pub mod depthwise;
 pub mod direct;
 mod error;
+mod isa;
 pub mod maps;
 pub mod math;
 pub mod matmul;
@@ -120,5 +109,6 @@ pub mod winograd;
 
 pub use conv::Conv2d;
 pub use error::KernelError;
+pub use isa::Isa;
 pub use matmul::{MatMut, MatRef};
 pub use pool::Windows;

@@ -1,16 +1,17 @@
 //! Element-wise maps of the training passes (BatchNorm's normalisation and its input
-//! gradient, ReLU and its gradient, the sum of a residual join), each compiled twice from
-//! one body: once for the workspace's baseline target (x86-64 with SSE2, four lanes and no
-//! fused multiply-add) and once with AVX-512F (sixteen lanes), chosen at run time. On the
+//! gradient, ReLU and its gradient, the sum of a residual join), each compiled from
+//! one body for the workspace's baseline target (x86-64 with SSE2, four lanes and no
+//! fused multiply-add), for AVX2 with FMA (eight lanes) and for AVX-512F (sixteen lanes),
+//! chosen at run time (`per_isa!`). On the
 //! baseline target these loops were compute-bound: a ResNet-18 step spent 12 ms in
 //! BatchNorm and 6 ms in ReLU (docs/BENCHMARKS.md).
 //!
-//! Both instances are the same Rust expressions, and Rust never fuses a multiply and an
+//! The instances are the same Rust expressions, and Rust never fuses a multiply and an
 //! add on its own, so they give the same bits.
 
 #![allow(
     unsafe_code,
-    reason = "the AVX-512 instance of each map is called once the feature is detected; the instances are safe code"
+    reason = "the vector instances of each map are called once their features are detected; the instances are safe code"
 )]
 
 use crate::error::check_len;
@@ -26,14 +27,14 @@ pub struct Channel {
     pub beta: f32,
 }
 
-/// Defines a public map ([`twice`]) that checks its slices' lengths against its
+/// Defines a public map ([`per_isa`]) that checks its slices' lengths against its
 /// output's.
 macro_rules! map {
     (
         $(#[$doc:meta])*
         pub fn $name:ident($out:ident: &mut [f32] $(, $input:ident: &[f32])* $(; $($param:ident: $ty:ty),+)?) $body:block
     ) => {
-        twice! {
+        per_isa! {
             $(#[$doc])*
             pub fn $name($out: &mut [f32] $(, $input: &[f32])* $($(, $param: $ty)+)?)
             check {
@@ -189,10 +190,14 @@ mod tests {
 
             // The softmax against its baseline instance (bits), and against its sums
             // in f64 on the finite rows.
-            softmax(&mut out, &dy).unwrap();
-            let mut want = vec![0.0f32; len];
-            crate::with_baseline_instances(|| softmax(&mut want, &dy)).unwrap();
-            assert_eq!(bits(&out), bits(&want), "softmax, {len}");
+            out = crate::isa::same_on_every_isa("softmax", || {
+                let mut out = vec![0.0f32; len];
+                softmax(&mut out, &dy).unwrap();
+                bits(&out)
+            })
+            .into_iter()
+            .map(f32::from_bits)
+            .collect();
             let max = dy
                 .iter()
                 .fold(f64::NEG_INFINITY, |m, &v| m.max(f64::from(v)));

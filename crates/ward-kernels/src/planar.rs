@@ -30,11 +30,16 @@
     clippy::indexing_slicing,
     reason = "indices are below lengths checked at the top of `forward`, `forward_conv` and `PlanarWeights::pack`"
 )]
+#![allow(
+    clippy::needless_range_loop,
+    reason = "the AVX2 tile indexes its fixed-size register arrays, which compiles to registers in any build (iterator adapters did not always inline)"
+)]
 
 use rayon::prelude::*;
 
 use crate::conv::Conv2d;
 use crate::error::{check_len, KernelError};
+use crate::Isa;
 
 const KERNEL: &str = "conv2d (planar)";
 
@@ -45,6 +50,14 @@ pub const ROWS: usize = 8;
 const LANES: usize = 16;
 /// Pixels in a full tile: three vectors, so a tile is 24 accumulators.
 const TILE: usize = 3 * LANES;
+/// Lanes of an AVX2 register.
+const AVX2_LANES: usize = 8;
+/// Output channels, and pixels, of one piece of a tile in AVX2 ([`Tile::avx2`]): 8
+/// accumulators, 8 independent chains for the two FMA units' 4-cycle latency. Three
+/// vectors a piece (12 accumulators) left LLVM one register short, and the accumulator
+/// it kept on the stack made the loop a chain of stores and loads.
+const AVX2_ROWS: usize = 4;
+const AVX2_PIECE: usize = 2 * AVX2_LANES;
 /// How many bytes of an image's input (its planes over a block of pixels) a block may
 /// span: every panel of a run passes over the block while it is in the L2 cache.
 const BLOCK_BYTES: usize = 256 << 10;
@@ -377,7 +390,7 @@ pub(crate) fn product(
     x: &[f32],
     y: &mut [f32],
     at: Strides,
-    avx512: bool,
+    isa: Isa,
 ) {
     let layout = Layout {
         channels: w.depth,
@@ -406,21 +419,9 @@ pub(crate) fn product(
                 relu: false,
                 map: None,
             };
-            tile.run(out, avx512);
+            tile.run(out, isa);
             col += width;
         }
-    }
-}
-
-/// Whether [`Tile`]s may run on AVX-512 on this thread.
-pub(crate) fn avx512_tiles() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        crate::vector_instances() && std::arch::is_x86_feature_detected!("avx512f")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
     }
 }
 
@@ -450,7 +451,7 @@ struct Job<'a> {
     /// Output rows, and pixels of a row, per block.
     block_rows: usize,
     block_cols: usize,
-    avx512: bool,
+    isa: Isa,
     /// Each input value's map (a pointwise convolution's only: one tap per channel).
     map: Option<InputMap<'a>>,
 }
@@ -463,7 +464,7 @@ impl<'a> Job<'a> {
         layout: &'a Layout,
         batch: usize,
     ) -> Job<'a> {
-        let avx512 = avx512_tiles();
+        let isa = Isa::current();
         // A few runs of panels per thread over the whole batch, so that a thread that
         // finishes early takes another.
         let panels = w.out_channels.div_ceil(ROWS);
@@ -479,7 +480,7 @@ impl<'a> Job<'a> {
             run_rows: panels.div_ceil(runs_per_image) * ROWS,
             block_rows: (BLOCK_BYTES / (column_bytes * layout.row_len)).max(1),
             block_cols: (BLOCK_BYTES / column_bytes / TILE).max(1) * TILE,
-            avx512,
+            isa,
             map: None,
         }
     }
@@ -529,7 +530,7 @@ impl<'a> Job<'a> {
                                 relu: self.relu,
                                 map: self.map,
                             };
-                            tile.run(out, self.avx512);
+                            tile.run(out, self.isa);
                             col += width;
                         }
                     }
@@ -583,22 +584,28 @@ impl Tile<'_> {
             && (self.valid - 1) * self.out_plane + self.out_at + self.width <= out.len()
     }
 
-    fn run(&self, out: &mut [f32], avx512: bool) {
+    fn run(&self, out: &mut [f32], isa: Isa) {
         #[cfg(target_arch = "x86_64")]
-        if avx512 && self.fits(out) {
-            // SAFETY: the CPU has AVX-512F (detected by `Job::new`), and `fits` holds,
-            // which is every other requirement of the tile kernel.
-            unsafe {
-                match self.width.div_ceil(LANES) {
-                    1 => self.avx512::<1>(out),
-                    2 => self.avx512::<2>(out),
-                    _ => self.avx512::<3>(out),
+        if isa > Isa::Portable && self.fits(out) {
+            if isa == Isa::Avx512 {
+                // SAFETY: the CPU has AVX-512F (detected by the caller), and `fits`
+                // holds, which is every other requirement of the tile kernel.
+                unsafe {
+                    match self.width.div_ceil(LANES) {
+                        1 => self.avx512::<1>(out),
+                        2 => self.avx512::<2>(out),
+                        _ => self.avx512::<3>(out),
+                    }
                 }
+            } else {
+                // SAFETY: the CPU has AVX2 and FMA (detected by the caller), and `fits`
+                // holds.
+                unsafe { self.avx2(out) };
             }
             return;
         }
         #[cfg(not(target_arch = "x86_64"))]
-        let _ = avx512;
+        let _ = isa;
         self.portable(out);
     }
 
@@ -720,6 +727,194 @@ impl Tile<'_> {
             }
         }
     }
+
+    /// The tile in AVX2's 16 registers of 8 lanes: four output channels by up to two
+    /// vectors of pixels at a time ([`AVX2_PIECE`]), each piece summing every term in the
+    /// portable loops' order.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 and FMA, and `self.fits(out)` must hold.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn avx2(&self, out: &mut [f32]) {
+        for first_row in (0..self.valid).step_by(AVX2_ROWS) {
+            let mut col = 0;
+            while col < self.width {
+                let width = (self.width - col).min(AVX2_PIECE);
+                // SAFETY: the caller's, and the piece lies inside the tile.
+                unsafe {
+                    if width > AVX2_LANES {
+                        self.avx2_piece::<2>(out, first_row, col, width)
+                    } else {
+                        self.avx2_piece::<1>(out, first_row, col, width)
+                    }
+                }
+                col += width;
+            }
+        }
+    }
+
+    /// Output channels `first_row..first_row + 4` (those below `valid` stored) by the
+    /// tile's pixels `col..col + width`, in `V` vectors (the last one masked to the
+    /// width).
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 and FMA, `self.fits(out)` must hold, `first_row < valid`,
+    /// `col + width ≤ self.width` and `(V − 1)·8 < width ≤ V·8`: then every load reads
+    /// `x[c·plane + tap + at + col + i]` and every store writes `out[r·out_plane + out_at +
+    /// col + i]` for `i < width`, inside the bounds `fits` checked for the whole tile,
+    /// and masked-off lanes touch no memory.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn avx2_piece<const V: usize>(
+        &self,
+        out: &mut [f32],
+        first_row: usize,
+        col: usize,
+        width: usize,
+    ) {
+        use std::arch::x86_64::{
+            _mm256_add_ps, _mm256_maskstore_ps, _mm256_max_ps, _mm256_set1_ps, _mm256_setzero_ps,
+            _mm256_storeu_ps,
+        };
+        let piece = Piece::new(first_row, col, width);
+        // SAFETY: the caller's.
+        let acc = unsafe {
+            if self.map.is_some() {
+                self.avx2_sums::<V, true>(&piece)
+            } else {
+                self.avx2_sums::<V, false>(&piece)
+            }
+        };
+        let rows = (self.valid - first_row).min(AVX2_ROWS);
+        for (i, acc) in acc.iter().enumerate().take(rows) {
+            let r = first_row + i;
+            let to = out
+                .as_mut_ptr()
+                .wrapping_add(r * self.out_plane + self.out_at + col);
+            for v in 0..V {
+                let mut sum = acc[v];
+                if let Some(bias) = self.bias {
+                    sum = _mm256_add_ps(sum, _mm256_set1_ps(bias[r]));
+                }
+                if self.relu {
+                    // 0 for NaN and −0, as the portable `y > 0 ? y : 0`.
+                    sum = _mm256_max_ps(sum, _mm256_setzero_ps());
+                }
+                let at = to.wrapping_add(v * AVX2_LANES);
+                // SAFETY: lanes `col + v·8..` of the tile's width in output plane `r <
+                // valid`: the stored ones below `(valid − 1)·out_plane + out_at + width ≤
+                // out.len()` (`fits`).
+                unsafe {
+                    if v + 1 < V || piece.full {
+                        _mm256_storeu_ps(at, sum)
+                    } else {
+                        _mm256_maskstore_ps(at, piece.mask, sum)
+                    }
+                };
+            }
+        }
+    }
+
+    /// The sums of one [`Piece`]: every term of the four output channels by `V` vectors
+    /// of pixels, in the portable loops' order. One loop with nothing in it but the loads,
+    /// the map (only when `MAPPED`) and the multiply-adds, so that the accumulators stay
+    /// in registers (a loop that also tested the map kept them on the stack, 3× slower).
+    ///
+    /// # Safety
+    /// As [`Self::avx2_piece`]'s.
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn avx2_sums<const V: usize, const MAPPED: bool>(
+        &self,
+        piece: &Piece,
+    ) -> [[std::arch::x86_64::__m256; V]; AVX2_ROWS] {
+        use std::arch::x86_64::{
+            __m256, _mm256_add_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_maskload_ps,
+            _mm256_max_ps, _mm256_mul_ps, _mm256_set1_ps, _mm256_setzero_ps,
+        };
+        let l = self.layout;
+        let mut acc = [[_mm256_setzero_ps(); V]; AVX2_ROWS];
+        // The piece's first pixel in input plane 0, and its channels' weights of term 0.
+        let x0 = self.x.as_ptr().wrapping_add(self.at + piece.col);
+        let mut weights = self.panel.as_ptr().wrapping_add(piece.first_row);
+        for c in 0..l.channels {
+            let plane = x0.wrapping_add(c * l.plane);
+            for &tap in &l.taps {
+                let from = plane.wrapping_add(tap);
+                let mut b: [__m256; V] = [_mm256_setzero_ps(); V];
+                for v in 0..V {
+                    let at = from.wrapping_add(v * AVX2_LANES);
+                    // SAFETY: lanes `col + v·8..` of the tile's width from `c·plane + tap +
+                    // at`, the loaded ones below `(channels − 1)·plane + furthest tap + at +
+                    // width ≤ x.len()` (`fits`).
+                    b[v] = unsafe {
+                        if v + 1 < V || piece.full {
+                            _mm256_loadu_ps(at)
+                        } else {
+                            _mm256_maskload_ps(at, piece.mask)
+                        }
+                    };
+                }
+                if MAPPED {
+                    if let Some(map) = &self.map {
+                        // `fits` checked the map's lengths against the channels.
+                        let (scale, floor) =
+                            (_mm256_set1_ps(map.scale[c]), _mm256_set1_ps(map.floor[c]));
+                        let shift = map.shift.map(|s| _mm256_set1_ps(s[c]));
+                        for v in 0..V {
+                            let mut mapped = _mm256_mul_ps(b[v], scale);
+                            if let Some(shift) = shift {
+                                mapped = _mm256_add_ps(mapped, shift);
+                            }
+                            b[v] = _mm256_max_ps(mapped, floor);
+                        }
+                    }
+                }
+                for r in 0..AVX2_ROWS {
+                    // SAFETY: term `k`'s weight of channel `first_row + r < ROWS` in the
+                    // panel of `channels × taps × ROWS` values (`fits`).
+                    let a = _mm256_set1_ps(unsafe { *weights.add(r) });
+                    for v in 0..V {
+                        acc[r][v] = _mm256_fmadd_ps(a, b[v], acc[r][v]);
+                    }
+                }
+                weights = weights.wrapping_add(ROWS);
+            }
+        }
+        acc
+    }
+}
+
+/// Where one AVX2 piece of a tile lies ([`Tile::avx2`]), and the mask of its last
+/// vector's lanes below its width.
+#[cfg(target_arch = "x86_64")]
+struct Piece {
+    first_row: usize,
+    col: usize,
+    /// Whether the last vector is whole (no masked load or store).
+    full: bool,
+    mask: std::arch::x86_64::__m256i,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Piece {
+    #[target_feature(enable = "avx2")]
+    fn new(first_row: usize, col: usize, width: usize) -> Piece {
+        use std::arch::x86_64::{_mm256_cmpgt_epi32, _mm256_set1_epi32, _mm256_setr_epi32};
+        let tail = (width - 1) % AVX2_LANES + 1;
+        Piece {
+            first_row,
+            col,
+            full: tail == AVX2_LANES,
+            // Sign bits set in the lanes below the tail.
+            mask: _mm256_cmpgt_epi32(
+                _mm256_set1_epi32(tail as i32),
+                _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+            ),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -727,9 +922,14 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use crate::isa::same_on_every_isa;
 
-    /// Every output's bits, in the plain loops and on AVX-512 (where the CPU has it),
-    /// over widths that take each tile shape and a partial panel.
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|v| v.to_bits()).collect()
+    }
+
+    /// Every output's bits, in the plain loops and on each vector instruction set the CPU
+    /// has, over widths that take each tile and piece shape and a partial panel.
     #[test]
     fn tiles_give_the_portable_loops_bits() {
         for (batch, inp, out, pixels) in [
@@ -743,20 +943,17 @@ mod tests {
             let bias = crate::test_values(out, 3);
             let w = PlanarWeights::pack(&w, out, inp).unwrap();
             for (bias, relu) in [(None, false), (Some(&bias[..]), true)] {
-                let mut fast = vec![f32::NAN; batch * out * pixels];
-                forward(batch, pixels, &x, &w, bias, relu, &mut fast).unwrap();
-                let mut plain = vec![f32::NAN; batch * out * pixels];
-                crate::with_baseline_instances(|| {
-                    forward(batch, pixels, &x, &w, bias, relu, &mut plain).unwrap()
+                same_on_every_isa(&format!("{batch}×{inp}→{out}×{pixels}"), || {
+                    let mut y = vec![f32::NAN; batch * out * pixels];
+                    forward(batch, pixels, &x, &w, bias, relu, &mut y).unwrap();
+                    bits(&y)
                 });
-                let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-                assert_eq!(bits(&fast), bits(&plain), "{batch}×{inp}→{out}×{pixels}");
             }
         }
     }
 
-    /// A padded, dilated or strided convolution's outputs, the same bits on AVX-512 as in
-    /// the plain loops.
+    /// A padded, dilated or strided convolution's outputs, the same bits on every
+    /// instruction set as in the plain loops.
     #[test]
     fn padded_planes_give_the_portable_loops_bits() {
         use crate::conv::{Conv2d, ConvWindow};
@@ -781,19 +978,16 @@ mod tests {
             let depth = input[1] * kernel[0] * kernel[1];
             let w = PlanarWeights::pack(&crate::test_values(11 * depth, 5), 11, depth).unwrap();
             let bias = crate::test_values(11, 6);
-            let mut fast = vec![f32::NAN; g.output_len()];
-            forward_conv(&g, &x, &w, Some(&bias), true, &mut fast).unwrap();
-            let mut plain = vec![f32::NAN; g.output_len()];
-            crate::with_baseline_instances(|| {
-                forward_conv(&g, &x, &w, Some(&bias), true, &mut plain).unwrap()
+            same_on_every_isa(&format!("{input:?} {kernel:?}"), || {
+                let mut y = vec![f32::NAN; g.output_len()];
+                forward_conv(&g, &x, &w, Some(&bias), true, &mut y).unwrap();
+                bits(&y)
             });
-            let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&fast), bits(&plain), "{input:?} {kernel:?}");
         }
     }
 
     /// A mapped input (scale, shift, floor per input channel) gives the same bits on
-    /// AVX-512 as in the plain loops, with and without a shift, over partial vectors.
+    /// every instruction set as in the plain loops, with and without a shift, over partial vectors.
     #[test]
     fn mapped_inputs_give_the_portable_loops_bits() {
         let (batch, inp, out, pixels) = (2, 13, 11, 37);
@@ -810,15 +1004,12 @@ mod tests {
                     floor: &floor,
                 },
             };
-            let mut fast = vec![f32::NAN; batch * out * pixels];
-            forward_mapped(batch, pixels, input, &w, None, true, &mut fast).unwrap();
-            let mut plain = vec![f32::NAN; batch * out * pixels];
-            crate::with_baseline_instances(|| {
-                forward_mapped(batch, pixels, input, &w, None, true, &mut plain).unwrap()
+            let y = same_on_every_isa("mapped", || {
+                let mut y = vec![f32::NAN; batch * out * pixels];
+                forward_mapped(batch, pixels, input, &w, None, true, &mut y).unwrap();
+                bits(&y)
             });
-            let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&fast), bits(&plain));
-            assert!(fast.iter().any(|&v| v > 0.0));
+            assert!(y.iter().any(|&v| f32::from_bits(v) > 0.0));
         }
         let short = InputMap {
             scale: &scale[1..],

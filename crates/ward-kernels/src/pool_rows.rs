@@ -9,7 +9,7 @@
 
 #![allow(
     unsafe_code,
-    reason = "the AVX-512 row kernel is intrinsics, run once the CPU feature is detected, on windows checked against the row"
+    reason = "the AVX-512 and AVX2 row kernels are intrinsics, run once the CPU feature is detected, on windows checked against the row"
 )]
 #![allow(
     clippy::indexing_slicing,
@@ -44,14 +44,16 @@ pub fn stride2_row_max(row: &[f32], kernel: usize, out: &mut [f32]) -> Result<()
             got: row.len(),
         });
     }
-    #[cfg(target_arch = "x86_64")]
-    if crate::vector_instances() && std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU has AVX-512F (detected just above); every window lies inside
-        // `row` (checked above).
-        unsafe { stride2_avx512(row, kernel, out) };
-        return Ok(());
+    match crate::Isa::current() {
+        // SAFETY: the CPU has AVX-512F (detected); every window lies inside `row`
+        // (checked above).
+        #[cfg(target_arch = "x86_64")]
+        crate::Isa::Avx512 => unsafe { stride2_avx512(row, kernel, out) },
+        // SAFETY: the CPU has AVX2 (detected); every window lies inside `row`.
+        #[cfg(target_arch = "x86_64")]
+        crate::Isa::Avx2 => unsafe { stride2_avx2(row, kernel, out) },
+        _ => windows_from(row, kernel, out, 0),
     }
-    windows_from(row, kernel, out, 0);
     Ok(())
 }
 
@@ -112,10 +114,65 @@ unsafe fn stride2_avx512(row: &[f32], kernel: usize, out: &mut [f32]) {
     windows_from(row, kernel, out, i);
 }
 
+/// [`stride2_avx512`] in 8-lane registers: two loads of 8 give 8 windows' even and odd
+/// columns by a shuffle within 128-bit halves and a permute of 64-bit pairs; a window's
+/// third column is the next window's first, the evens shifted by one lane.
+///
+/// # Safety
+/// The CPU must have AVX2, `kernel` is 2 or 3, and every window lies inside `row`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn stride2_avx2(row: &[f32], kernel: usize, out: &mut [f32]) {
+    use std::arch::x86_64::{
+        __m256, _mm256_blend_ps, _mm256_castpd_ps, _mm256_castps_pd, _mm256_loadu_ps,
+        _mm256_max_ps, _mm256_permute4x64_pd, _mm256_permutevar8x32_ps, _mm256_set1_ps,
+        _mm256_setr_epi32, _mm256_shuffle_ps, _mm256_storeu_ps,
+    };
+    const AVX2_LANES: usize = 8;
+    // Lanes 0, 2 (or 1, 3) of each 128-bit half of `a`, then of `b`, put in row order.
+    let split = |a: __m256, b: __m256, odd: bool| {
+        let mixed = if odd {
+            _mm256_shuffle_ps::<0xDD>(a, b)
+        } else {
+            _mm256_shuffle_ps::<0x88>(a, b)
+        };
+        _mm256_castpd_ps(_mm256_permute4x64_pd::<0xD8>(_mm256_castps_pd(mixed)))
+    };
+    // 8 windows from 2i read row[2i .. 2i + 16], and with a third column row[2i + 16]:
+    // inside `row` when the block's last window is.
+    let mut i = 0;
+    while i + AVX2_LANES <= out.len() {
+        let from = &row[2 * i..2 * i + 2 * AVX2_LANES + kernel - 2];
+        // SAFETY: `from` holds the 16 values the two loads read.
+        let (a, b) = unsafe {
+            (
+                _mm256_loadu_ps(from.as_ptr()),
+                _mm256_loadu_ps(from.as_ptr().add(AVX2_LANES)),
+            )
+        };
+        let first = split(a, b, false);
+        // `vmaxps(v, max)` gives `max` when either is NaN: `larger(max, v)`.
+        let mut max = _mm256_max_ps(split(a, b, true), first);
+        if let Some(&last) = from.get(2 * AVX2_LANES) {
+            // The next window's first column: lanes 1..8 of `first`, then row[2i + 16].
+            let shifted =
+                _mm256_permutevar8x32_ps(first, _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 7));
+            let third = _mm256_blend_ps::<0x80>(shifted, _mm256_set1_ps(last));
+            max = _mm256_max_ps(third, max);
+        }
+        let to = &mut out[i..i + AVX2_LANES];
+        // SAFETY: `to` holds the 8 values the store writes.
+        unsafe { _mm256_storeu_ps(to.as_mut_ptr(), max) };
+        i += AVX2_LANES;
+    }
+    windows_from(row, kernel, out, i);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{test_values, with_baseline_instances};
+    use crate::isa::same_on_every_isa;
+    use crate::test_values;
 
     /// Each window's maximum, computed the plain way.
     fn expected(row: &[f32], kernel: usize, n: usize) -> Vec<f32> {
@@ -150,11 +207,11 @@ mod tests {
                 }
                 let n = (len - kernel) / 2 + 1;
                 let want = expected(&row, kernel, n);
-                let got = run(&row, kernel, n);
-                let baseline = with_baseline_instances(|| run(&row, kernel, n));
                 let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                assert_eq!(bits(&got), bits(&want), "kernel {kernel}, {len} columns");
-                assert_eq!(bits(&baseline), bits(&want), "baseline, kernel {kernel}");
+                let got = same_on_every_isa(&format!("kernel {kernel}, {len} columns"), || {
+                    bits(&run(&row, kernel, n))
+                });
+                assert_eq!(got, bits(&want), "kernel {kernel}, {len} columns");
                 // Fewer windows than the row holds.
                 let some = n / 2;
                 assert_eq!(bits(&run(&row, kernel, some)), bits(&want[..some]));

@@ -50,6 +50,7 @@ use rayon::prelude::*;
 use crate::conv::Conv2d;
 use crate::error::{check_len, KernelError};
 use crate::planar::{self, PlanarWeights, Strides, ROWS};
+use crate::Isa;
 
 const KERNEL: &str = "conv2d (winograd)";
 
@@ -235,7 +236,7 @@ pub fn forward(
     let panels = out.div_ceil(ROWS);
     let runs = (4 * rayon::current_num_threads()).clamp(1, panels);
     let run_rows = panels.div_ceil(runs) * ROWS;
-    let avx512 = planar::avx512_tiles();
+    let isa = Isa::current();
     with_scratch(&TRANSFORMED, inp * POINTS * stride, |v| {
         for q0 in (0..tile_rows).step_by(block_rows) {
             let rows = q0..(q0 + block_rows).min(tile_rows);
@@ -246,7 +247,7 @@ pub fn forward(
             };
             v.par_chunks_mut(POINTS * stride)
                 .enumerate()
-                .for_each(|(c, vc)| block.transform_inputs(x, c, vc, avx512));
+                .for_each(|(c, vc)| block.transform_inputs(x, c, vc, isa));
             // The block's images, and each one's outputs in runs of output channels.
             let (n0, n1) = (q0 / shape.tile_rows, (rows.end - 1) / shape.tile_rows);
             let mut by_run: Vec<Vec<&mut [f32]>> = (0..out.div_ceil(run_rows))
@@ -275,7 +276,7 @@ pub fn forward(
                                 y_at: point * stride,
                                 pixels: rows.len() * shape.tile_cols,
                             };
-                            planar::product(u, channels.start, channels.len(), v, m, at, avx512);
+                            planar::product(u, channels.start, channels.len(), v, m, at, isa);
                         }
                         let epilogue = Epilogue {
                             block: &block,
@@ -284,7 +285,7 @@ pub fn forward(
                             first_image: n0,
                         };
                         for (o, mo) in channels.clone().zip(m.chunks_exact(POINTS * stride)) {
-                            epilogue.channel(o, o - channels.start, mo, &mut ys, avx512);
+                            epilogue.channel(o, o - channels.start, mo, &mut ys, isa);
                         }
                     });
                 });
@@ -413,7 +414,7 @@ impl Block<'_> {
     /// Input channel `c`'s patches of the block's tiles, transformed (`Bᵀ d B`) into `vc`
     /// (`36 × stride`: point `ξ`'s values at `ξ·stride`). Per lane group: the six input
     /// rows under each of its tile rows, zero-padded, then [`input_group`].
-    fn transform_inputs(&self, x: &[f32], c: usize, vc: &mut [f32], avx512: bool) {
+    fn transform_inputs(&self, x: &[f32], c: usize, vc: &mut [f32], isa: Isa) {
         let s = self.shape;
         let tw = s.tile_cols;
         let plane = s.in_h * s.in_w;
@@ -468,7 +469,7 @@ impl Block<'_> {
                 tails: &tails,
                 ends,
             };
-            input_group(lanes, vc, at, self.stride, group.lanes(), avx512);
+            input_group(lanes, vc, at, self.stride, group.lanes(), isa);
         }
     }
 }
@@ -489,32 +490,54 @@ struct Lanes<'a> {
 
 /// One group of up to 16 tiles of one channel: `Bᵀ d B` of lane `l`'s patch into
 /// `vc[ξ·stride + at + l]` for `l < valid`.
-fn input_group(lanes: Lanes, vc: &mut [f32], at: usize, stride: usize, valid: usize, avx512: bool) {
+fn input_group(lanes: Lanes, vc: &mut [f32], at: usize, stride: usize, valid: usize, isa: Isa) {
     assert!(valid <= LANES && (POINTS - 1) * stride + at + valid <= vc.len());
-    #[cfg(target_arch = "x86_64")]
-    if avx512 {
-        // SAFETY: AVX-512F was detected (`planar::avx512_tiles`), and the assert above
-        // bounds every store.
-        unsafe { x86::input_group(lanes, vc, at, stride, valid) };
-        return;
+    match isa {
+        // SAFETY: AVX-512F was detected (by `forward`'s `Isa::current`), and the assert
+        // above bounds every store.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { x86::input_group(lanes, vc, at, stride, valid) },
+        // SAFETY: AVX2 and FMA were detected, the instance's only requirement.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { input_group_avx2(lanes, vc, at, stride, valid) },
+        _ => input_group_portable(lanes, vc, at, stride, valid),
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = avx512;
+}
+
+/// [`input_group_portable`] compiled for AVX2: its lanes' loops take two 8-lane
+/// registers, and it gives the same bits (no multiply is fused with an add).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn input_group_avx2(lanes: Lanes, vc: &mut [f32], at: usize, stride: usize, valid: usize) {
+    input_group_portable(lanes, vc, at, stride, valid);
+}
+
+/// [`input_group`] in plain loops over the 16 lanes.
+#[inline(always)]
+fn input_group_portable(lanes: Lanes, vc: &mut [f32], at: usize, stride: usize, valid: usize) {
+    // Plain loops over fixed sizes (no `array::from_fn`, whose closures a build without
+    // cross-unit inlining left as a call per value).
     let mut rows_b = [[[0.0f32; LANES]; PATCH]; PATCH];
-    for (r, out) in rows_b.iter_mut().enumerate() {
+    for r in 0..PATCH {
         let (row, tails) = (&lanes.rows[r], &lanes.tails[r]);
-        *out = bt(std::array::from_fn(|k| {
-            std::array::from_fn(|l| {
-                if k >= OUT && lanes.ends & (1 << l) != 0 {
+        let mut d = [[0.0f32; LANES]; PATCH];
+        for k in 0..PATCH {
+            for l in 0..LANES {
+                d[k][l] = if k >= OUT && lanes.ends & (1 << l) != 0 {
                     tails[k - OUT][l]
                 } else {
                     row[OUT * l + k]
-                }
-            })
-        }));
+                };
+            }
+        }
+        rows_b[r] = bt(d);
     }
     for j in 0..PATCH {
-        let points = bt(std::array::from_fn(|r| rows_b[r][j]));
+        let mut column = [[0.0f32; LANES]; PATCH];
+        for r in 0..PATCH {
+            column[r] = rows_b[r][j];
+        }
+        let points = bt(column);
         for (i, values) in points.iter().enumerate() {
             vc[(i * PATCH + j) * stride + at..][..valid].copy_from_slice(&values[..valid]);
         }
@@ -522,28 +545,33 @@ fn input_group(lanes: Lanes, vc: &mut [f32], at: usize, stride: usize, valid: us
 }
 
 /// `Bᵀ` applied to six values in each lane (the AVX-512 instance computes the same
-/// operations in the same order).
+/// operations in the same order). Always inlined, so that the AVX2 instance of its
+/// callers compiles it for AVX2.
+#[inline(always)]
 fn bt(d: [[f32; LANES]; PATCH]) -> [[f32; LANES]; PATCH] {
-    use std::array::from_fn as lanes;
-    [
-        lanes(|l| (4.0 * d[0][l] - 5.0 * d[2][l]) + d[4][l]),
-        lanes(|l| (d[3][l] + d[4][l]) - 4.0 * (d[1][l] + d[2][l])),
-        lanes(|l| (d[4][l] - d[3][l]) + 4.0 * (d[1][l] - d[2][l])),
-        lanes(|l| (d[4][l] - d[2][l]) + 2.0 * (d[3][l] - d[1][l])),
-        lanes(|l| (d[4][l] - d[2][l]) - 2.0 * (d[3][l] - d[1][l])),
-        lanes(|l| (4.0 * d[1][l] - 5.0 * d[3][l]) + d[5][l]),
-    ]
+    let mut o = [[0.0f32; LANES]; PATCH];
+    for l in 0..LANES {
+        o[0][l] = (4.0 * d[0][l] - 5.0 * d[2][l]) + d[4][l];
+        o[1][l] = (d[3][l] + d[4][l]) - 4.0 * (d[1][l] + d[2][l]);
+        o[2][l] = (d[4][l] - d[3][l]) + 4.0 * (d[1][l] - d[2][l]);
+        o[3][l] = (d[4][l] - d[2][l]) + 2.0 * (d[3][l] - d[1][l]);
+        o[4][l] = (d[4][l] - d[2][l]) - 2.0 * (d[3][l] - d[1][l]);
+        o[5][l] = (4.0 * d[1][l] - 5.0 * d[3][l]) + d[5][l];
+    }
+    o
 }
 
-/// `Aᵀ` applied to six values in each lane.
+/// `Aᵀ` applied to six values in each lane (always inlined, as [`bt`]).
+#[inline(always)]
 fn at(m: [[f32; LANES]; PATCH]) -> [[f32; LANES]; OUT] {
-    use std::array::from_fn as lanes;
-    [
-        lanes(|l| (((m[0][l] + m[1][l]) + m[2][l]) + m[3][l]) + m[4][l]),
-        lanes(|l| (m[1][l] - m[2][l]) + 2.0 * (m[3][l] - m[4][l])),
-        lanes(|l| (m[1][l] + m[2][l]) + 4.0 * (m[3][l] + m[4][l])),
-        lanes(|l| ((m[1][l] - m[2][l]) + 8.0 * (m[3][l] - m[4][l])) + m[5][l]),
-    ]
+    let mut o = [[0.0f32; LANES]; OUT];
+    for l in 0..LANES {
+        o[0][l] = (((m[0][l] + m[1][l]) + m[2][l]) + m[3][l]) + m[4][l];
+        o[1][l] = (m[1][l] - m[2][l]) + 2.0 * (m[3][l] - m[4][l]);
+        o[2][l] = (m[1][l] + m[2][l]) + 4.0 * (m[3][l] + m[4][l]);
+        o[3][l] = ((m[1][l] - m[2][l]) + 8.0 * (m[3][l] - m[4][l])) + m[5][l];
+    }
+    o
 }
 
 /// The output side of one block for one run of output channels.
@@ -559,7 +587,7 @@ impl Epilogue<'_> {
     /// Output channel `o` (the run's `row`-th) of the block's tiles from its products
     /// `mo` (`36 × stride`): per lane group, [`output_group`], then each of its tile rows'
     /// outputs inside the image into `ys` (the run's output planes, one slice per image).
-    fn channel(&self, o: usize, row: usize, mo: &[f32], ys: &mut [&mut [f32]], avx512: bool) {
+    fn channel(&self, o: usize, row: usize, mo: &[f32], ys: &mut [&mut [f32]], isa: Isa) {
         let b = self.block;
         let s = b.shape;
         let out_plane = s.out_h * s.out_w;
@@ -571,7 +599,7 @@ impl Epilogue<'_> {
         for group in s.groups(b.rows.clone()) {
             // Lanes past the group's tiles read the next group's, or the slack group.
             let from = (group.first_row - b.rows.start) * s.tile_cols + group.first_col;
-            output_group(mo, from, b.stride, epilogue, &mut lines, avx512);
+            output_group(mo, from, b.stride, epilogue, &mut lines, isa);
             let x0 = OUT * group.first_col;
             let width = (s.out_w - x0).min(OUT * group.cols);
             for g in 0..group.rows {
@@ -599,6 +627,7 @@ struct Bias {
 }
 
 impl Bias {
+    #[inline(always)]
     fn apply(self, v: f32) -> f32 {
         let v = v + self.bias;
         if self.relu && v.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
@@ -619,24 +648,51 @@ fn output_group(
     stride: usize,
     epilogue: Bias,
     lines: &mut [[f32; OUT * LANES]; OUT],
-    avx512: bool,
+    isa: Isa,
 ) {
     assert!((POINTS - 1) * stride + from + LANES <= mo.len());
-    #[cfg(target_arch = "x86_64")]
-    if avx512 {
-        // SAFETY: AVX-512F was detected (`planar::avx512_tiles`), and the assert above
-        // bounds every load.
-        unsafe { x86::output_group(mo, from, stride, epilogue, lines) };
-        return;
+    match isa {
+        // SAFETY: AVX-512F was detected (by `forward`'s `Isa::current`), and the assert
+        // above bounds every load.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { x86::output_group(mo, from, stride, epilogue, lines) },
+        // SAFETY: AVX2 and FMA were detected, the instance's only requirement.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { output_group_avx2(mo, from, stride, epilogue, lines) },
+        _ => output_group_portable(mo, from, stride, epilogue, lines),
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = avx512;
-    let point = |p: usize| -> [f32; LANES] { std::array::from_fn(|l| mo[p * stride + from + l]) };
+}
+
+/// [`output_group_portable`] compiled for AVX2 (the same bits).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn output_group_avx2(
+    mo: &[f32],
+    from: usize,
+    stride: usize,
+    epilogue: Bias,
+    lines: &mut [[f32; OUT * LANES]; OUT],
+) {
+    output_group_portable(mo, from, stride, epilogue, lines);
+}
+
+/// [`output_group`] in plain loops over the 16 lanes.
+#[inline(always)]
+fn output_group_portable(
+    mo: &[f32],
+    from: usize,
+    stride: usize,
+    epilogue: Bias,
+    lines: &mut [[f32; OUT * LANES]; OUT],
+) {
     // Aᵀ m: each column of the tiles' points; then (Aᵀ m) A: each row of that.
     let mut t = [[[0.0f32; LANES]; PATCH]; OUT];
     for j in 0..PATCH {
-        let column = at(std::array::from_fn(|k| point(k * PATCH + j)));
-        for (i, value) in column.into_iter().enumerate() {
+        let mut column = [[0.0f32; LANES]; PATCH];
+        for (k, values) in column.iter_mut().enumerate() {
+            values.copy_from_slice(&mo[(k * PATCH + j) * stride + from..][..LANES]);
+        }
+        for (i, value) in at(column).into_iter().enumerate() {
             t[i][j] = value;
         }
     }
@@ -912,15 +968,12 @@ mod tests {
             let w = WinogradWeights::pack(&crate::test_values(g.weight_len(), 8), out, input[1])
                 .unwrap();
             let bias = crate::test_values(out, 9);
-            let mut fast = vec![f32::NAN; g.output_len()];
-            forward(&g, &x, &w, Some(&bias), true, &mut fast).unwrap();
-            let mut plain = vec![f32::NAN; g.output_len()];
-            crate::with_baseline_instances(|| {
-                forward(&g, &x, &w, Some(&bias), true, &mut plain).unwrap()
+            let y = crate::isa::same_on_every_isa(&format!("{input:?}"), || {
+                let mut y = vec![f32::NAN; g.output_len()];
+                forward(&g, &x, &w, Some(&bias), true, &mut y).unwrap();
+                y.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
             });
-            let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&fast), bits(&plain), "{input:?}");
-            assert!(fast.iter().all(|v| v.is_finite()));
+            assert!(y.iter().all(|&v| f32::from_bits(v).is_finite()));
         }
     }
 
