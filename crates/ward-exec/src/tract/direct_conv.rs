@@ -37,6 +37,7 @@ use ward_kernels::conv::{Conv2d, ConvWindow, PackedWeights};
 use ward_kernels::depthwise;
 use ward_kernels::planar::{self, InputMap, MappedInput, PlanarWeights};
 use ward_kernels::winograd::{self, WinogradWeights};
+use ward_kernels::Isa;
 
 use super::optimizer::{self, Rewriter, Wire};
 use super::shared_weights::{self, Cache, Key};
@@ -394,7 +395,7 @@ impl DirectConv {
         let Ok(geometry) = Conv2d::new(input_shape, window) else {
             return Ok(None);
         };
-        if !geometry.runs_direct() || *out_shape != *output_shape(&geometry, unbatched) {
+        if !takes_all_forms() || *out_shape != *output_shape(&geometry, unbatched) {
             return Ok(None);
         }
         let kernel = kernel.try_as_plain_ram()?;
@@ -493,7 +494,7 @@ impl DirectConv {
         let Ok(geometry) = Conv2d::new(input_shape, window) else {
             return Ok(None);
         };
-        if !geometry.runs_direct() || *out_shape != *output_shape(&geometry, unbatched) {
+        if !Isa::has_vector_kernels() || *out_shape != *output_shape(&geometry, unbatched) {
             return Ok(None);
         }
         let bias = bias.cast_to::<f32>()?;
@@ -520,10 +521,16 @@ impl DirectConv {
         let stem = inp <= MAX_STEM_CHANNELS;
         let direct_refuses = (depth < MIN_DEPTH && !stem) || out / conv.group < MIN_OUTPUT_CHANNELS;
         let form = if depthwise {
+            if !takes_all_forms() {
+                return Ok(None);
+            }
             Form::Depthwise
         } else if prefers_winograd(&geometry) {
             Form::Winograd
         } else if direct_refuses {
+            if !takes_all_forms() {
+                return Ok(None);
+            }
             // In one group the planar kernel's tiles of 8 channels by a row's pixels
             // serve any width and depth (DenseNet's 128 → 32 layers at 7², MobileNet's
             // 3 → 32 stride-2 stem).
@@ -531,8 +538,10 @@ impl DirectConv {
                 return Ok(None);
             }
             Form::Planar
-        } else {
+        } else if geometry.runs_direct() {
             Form::Packed
+        } else {
+            return Ok(None);
         };
         let Some(weight) = form.laid_out(weights, &geometry, kernel) else {
             return Ok(None);
@@ -599,6 +608,17 @@ impl Form {
 /// batch 2) 1.8×, at 4 (7² at batch 1) 3–4×.
 const MIN_WINOGRAD_TILES: usize = 16;
 const MIN_WINOGRAD_CHANNELS: usize = 16;
+
+/// Whether plans take ward's planar, pointwise and depthwise kernels as well as
+/// Winograd's: on AVX-512. With AVX2 alone (the kernels' AVX2 instances: 4 × 16 tiles)
+/// tract's AVX2 kernels, which pack their operands, ran those layers faster, while
+/// Winograd's ran ResNet-18 at 0.67× MXNet's time where tract's took 0.86×
+/// (docs/BENCHMARKS.md, 2026-12-07 05:35, Zen 3): MobileNet 1.0 at batch 1 took
+/// 1.60× MXNet's time with its pointwise and depthwise layers on tract and 2.09× on
+/// ward's kernels, DenseNet-121 1.01× against 1.62×.
+fn takes_all_forms() -> bool {
+    Isa::detected() == Isa::Avx512
+}
 
 /// Whether `g` runs faster on Winograd's F(4×4, 3×3) than on the direct kernels: a 3×3
 /// stride-1 convolution in one group, wide and deep enough, over enough tiles.

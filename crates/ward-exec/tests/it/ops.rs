@@ -993,7 +993,12 @@ fn a_convolution_takes_its_bias_and_relu() {
 }
 
 fn convolution_takes_its_bias_and_relu(k: usize, f: usize, kernel_step: &str, h: usize, w: usize) {
-    let avx512 = std::arch::is_x86_feature_detected!("avx512f");
+    // Winograd's kernel runs with AVX2 too; the others need AVX-512F.
+    let runs_here = if kernel_step == "WardWinogradConv" {
+        ward_kernels::Isa::has_vector_kernels()
+    } else {
+        std::arch::is_x86_feature_detected!("avx512f")
+    };
     let c = 32usize;
     // Winograd's transforms round more: its kernel's bound, 1e-5 per √term relative to
     // outputs up to 10 in magnitude here, would allow 1.7e-3; it stays within 4e-5 per
@@ -1064,7 +1069,7 @@ fn convolution_takes_its_bias_and_relu(k: usize, f: usize, kernel_step: &str, h:
             let shape = vec![n, c, h, w];
             let plan = model.plan(std::slice::from_ref(&shape)).unwrap();
             let operators = plan.operators();
-            if avx512 {
+            if runs_here {
                 assert!(
                     operators.contains(&step),
                     "{what}, batch {n}: {operators:?}"
@@ -1331,7 +1336,7 @@ fn a_one_image_depthwise_convolution_and_its_relu_run_as_one_of_wards_ops() {
 
 /// Convolutions run on ward's own kernels where the CPU has AVX-512F (`WardDirectConv`,
 /// its weight packed when the plan is built; `WardDepthwiseConv` for one group per
-/// input channel), and on tract's elsewhere, with each output the convolution's
+/// input channel; Winograd's with AVX2 too), and on tract's elsewhere, with each output the convolution's
 /// definition: image by image (large planes), several images at once (small planes),
 /// strided, dilated and grouped, and depthwise with one or two outputs per channel over
 /// rows wider than the depthwise kernel's blocks, 1×1 on the pointwise kernel
@@ -1343,17 +1348,19 @@ fn a_one_image_depthwise_convolution_and_its_relu_run_as_one_of_wards_ops() {
 #[test]
 fn convolutions_run_on_wards_own_kernels_where_the_cpu_has_them() {
     let avx512 = std::arch::is_x86_feature_detected!("avx512f");
-    let (direct, depthwise, pointwise, planar, winograd) = if avx512 {
+    let (direct, depthwise, pointwise, planar) = if avx512 {
         (
             "WardDirectConv",
             "WardDepthwiseConv",
             "WardPointwiseConv",
             "WardPlanarConv",
-            "WardWinogradConv",
         )
     } else {
-        ("", "", "", "", "")
+        ("", "", "", "")
     };
+    // Winograd's kernel runs with AVX2 too.
+    let vector = ward_kernels::Isa::has_vector_kernels();
+    let winograd = if vector { "WardWinogradConv" } else { "" };
     let cases = [
         // (batch, channels, filters, side, kernel, stride, dilation, pad, groups, operator)
         (
@@ -1448,7 +1455,7 @@ fn convolutions_run_on_wards_own_kernels_where_the_cpu_has_them() {
             // with the square root of its terms (1,152 for DenseNet's layer: 2e-5).
             // Winograd's transforms round more: its kernel's bound, 1e-5 per √term.
             let terms = (c / groups * k * k) as f64;
-            let tolerance = if operator == winograd && avx512 {
+            let tolerance = if operator == winograd && vector {
                 1e-5 * terms.sqrt()
             } else {
                 1e-5 * (terms / 288.0).max(1.0).sqrt()
