@@ -613,7 +613,7 @@ const MIN_WINOGRAD_CHANNELS: usize = 16;
 /// Winograd's: on AVX-512. With AVX2 alone (the kernels' AVX2 instances: 4 × 16 tiles)
 /// tract's AVX2 kernels, which pack their operands, ran those layers faster, while
 /// Winograd's ran ResNet-18 at 0.67× MXNet's time where tract's took 0.86×
-/// (docs/BENCHMARKS.md, 2026-12-07 05:35, Zen 3): MobileNet 1.0 at batch 1 took
+/// (docs/BENCHMARKS.md, 2026-12-07 05:36, Zen 3): MobileNet 1.0 at batch 1 took
 /// 1.60× MXNet's time with its pointwise and depthwise layers on tract and 2.09× on
 /// ward's kernels, DenseNet-121 1.01× against 1.62×.
 fn takes_all_forms() -> bool {
