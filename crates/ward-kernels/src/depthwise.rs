@@ -16,7 +16,7 @@
 
 #![allow(
     unsafe_code,
-    reason = "the AVX-512 row kernel is intrinsics, run once the CPU feature is detected; it checks every tap's reads against the scratch plane before it loads"
+    reason = "the AVX-512 row kernel is intrinsics, and the AVX2 instance of the portable rows is compiled for AVX2, each run once its CPU features are detected; it checks every tap's reads against the scratch plane before it loads"
 )]
 #![allow(
     clippy::indexing_slicing,

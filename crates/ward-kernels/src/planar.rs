@@ -11,7 +11,8 @@
 //! A tile of [`ROWS`] output channels by up to 48 pixels of one output row is summed in
 //! 24 AVX-512 registers, each step broadcasting one weight per output channel against
 //! three vectors of one (shifted) input row; the tile's outputs are stored once, bias
-//! and ReLU applied on the way. Only the weight is laid out, once, when a plan is built
+//! and ReLU applied on the way. With AVX2 alone a tile runs in pieces of 4 channels by
+//! 16 pixels (8 of its 16 registers accumulate). Only the weight is laid out, once, when a plan is built
 //! ([`PlanarWeights`]). For 1×1 layers tract ran a packed matrix product that over a
 //! batch needs the channels last (a transpose of the input and of the output) or each
 //! image copied into and out of a one-image plan: at batch 8 MobileNet 1.0's pointwise
@@ -19,12 +20,12 @@
 //!
 //! Each output is `Σ_k w·x` summed from zero in the im2col order (input channel, then
 //! tap) with fused multiply-adds, the bias added after, as the reference interpreter
-//! orders a convolution's terms; the AVX-512 tiles and the portable loops give the same
-//! bits.
+//! orders a convolution's terms; the AVX-512 tiles, the AVX2 pieces and the portable
+//! loops give the same bits.
 
 #![allow(
     unsafe_code,
-    reason = "the tile kernel is AVX-512 intrinsics, run only once the CPU feature is detected; `forward` and `forward_conv` check every length against the geometry, and each tile's loads and stores stay inside the image's input and the run's output, which `Tile::fits` checks before the kernel runs"
+    reason = "the tile kernels are AVX-512 and AVX2 intrinsics, run only once the CPU features are detected; `forward` and `forward_conv` check every length against the geometry, and each tile's loads and stores stay inside the image's input and the run's output, which `Tile::fits` checks before the kernel runs"
 )]
 #![allow(
     clippy::indexing_slicing,

@@ -25,13 +25,13 @@
 //! hold it to the reference interpreter within 1e-5 relative per summed term, as the
 //! other kernels). The transforms use the points 0, ±1, ±2 (Lavin and Gray, 2015), whose
 //! matrices `Bᵀ` and `Aᵀ` are small integers, exact in `f32`; `G`'s fractions are applied
-//! to the weight in `f64` once. The AVX-512 instance and the portable one give the same
-//! bits (no fused multiply-adds in the transforms, the products' tiles are the planar
-//! kernel's).
+//! to the weight in `f64` once. The AVX-512 instance, the AVX2 one (the portable
+//! transforms compiled for AVX2) and the portable one give the same bits (no fused
+//! multiply-adds in the transforms, the products' tiles are the planar kernel's).
 
 #![allow(
     unsafe_code,
-    reason = "the transforms' AVX-512 instances (register transposes, loads and stores bounded by the asserts of `input_group` and `output_group`) run once the CPU feature is detected"
+    reason = "the transforms' AVX-512 instances (register transposes, loads and stores bounded by the asserts of `input_group` and `output_group`) and their AVX2 instances (safe code compiled for AVX2) run once the CPU features are detected"
 )]
 #![allow(
     clippy::needless_range_loop,
