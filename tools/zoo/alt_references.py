@@ -20,17 +20,21 @@ difference from MXNet is ward's fault, and this tool records MXNet's own answers
   outputs go to `output-native-K.npy`. Where MXNet's two backends disagree beyond the
   tolerance, the model's output is not determined to that tolerance by MXNet itself, and
   `run_ward.py` says so instead of calling ward's numbers wrong.
-* **Is the reference MXNet's computation or its stale memory?** MXNet 1.9.1's CPU
-  ROIAlign skips a region whose batch index is negative after writing 0 to the *first*
-  element of its output only (`src/operator/contrib/roi_align.cc`, `ROIAlignForward`);
-  the rest of that region's output keeps whatever the memory held. Its GPU kernel writes
-  0 to every element, which is what callers rely on: GluonCV's FPN heads set the regions
-  that belong to another pyramid level to -1 and sum the levels' ROIAlign outputs, so on
-  CPU each sum adds three levels of stale memory. Measured: ROIAlign of the region
-  [-1, 0, 0, 3, 3] gives [0, 4.6e-41, 7.1e-15, ...]. Ward writes zeros. For models with
-  ROIAlign this tool rewrites every node `y = ROIAlign(x, rois)` of the symbol into
-  `where(rois[:, 0] >= 0, y, 0)` (broadcast over the region's output) and recomputes the
-  outputs, on each backend: `output-roialign-zeroed-K.npy` and
+* **Is the reference MXNet's computation or its memory?** MXNet 1.9.1's CPU ROIAlign
+  (`src/operator/contrib/roi_align.cc`, `ROIAlignForward`) skips a region n whose batch
+  index is negative after writing 0 to element n of the *whole* output, not to the
+  region's own rows: its rows keep whatever the memory held, and region 0's first
+  elements are overwritten with zeros, one per skipped region. Its GPU kernel writes 0 to
+  every element of a skipped region, which is what callers rely on: GluonCV's FPN heads
+  set the regions that belong to another pyramid level to -1 and sum the levels'
+  ROIAlign outputs, so on CPU each sum adds stale memory, and the first detection's
+  features lose up to a thousand values. Measured on this MXNet: regions [0, 1, 1, 9, 9]
+  then five of [-1, -1, -1, -1, -1] give region 0 the values [0.466, 0, 0, 0, 0, 0,
+  -1.579, ...] where it alone gives [0.466, x1, ..., x5, -1.579, ...]. Ward writes zeros
+  and leaves region 0 alone. For models with ROIAlign this tool rewrites every node
+  `y = ROIAlign(x, rois)` of the symbol so that the kernel never sees a negative batch
+  index and the skipped regions' rows are zero (`zero_negative_regions`), and recomputes
+  the outputs on each backend: `output-roialign-zeroed-K.npy` and
   `output-native-roialign-zeroed-K.npy`.
 
 `meta.json` records which references exist (`alt_references`). The same configuration as
@@ -56,10 +60,15 @@ ROI_ALIGN = "_contrib_ROIAlign"
 
 
 def zero_negative_regions(graph):
-    """The symbol JSON `graph` with each ROIAlign's output passed through a `where` that
-    keeps the rows of regions whose batch index is >= 0 and zeroes the others.
+    """The symbol JSON `graph` with each `y = ROIAlign(x, rois)` computed as MXNet means
+    it: the regions with a negative batch index replaced by a valid one before the kernel
+    sees them (so it neither clobbers region 0 nor leaves rows unwritten), and their rows
+    of the output zeroed after it:
 
-    Nodes stay in topological order: the new nodes follow their ROIAlign, and every
+        kept = rois[:, 0:1] >= 0
+        y = where(kept, ROIAlign(x, where(kept, rois, 0)), 0)   (kept broadcast)
+
+    Nodes stay in topological order (the new nodes around their ROIAlign), and every
     reference to a node (inputs, heads, arg_nodes) is renumbered."""
     old_nodes = graph["nodes"]
     new_nodes, index = [], {}
@@ -71,10 +80,9 @@ def zero_negative_regions(graph):
     for i, node in enumerate(old_nodes):
         node = dict(node)
         node["inputs"] = [renumber(e) for e in node.get("inputs", [])]
-        new_nodes.append(node)
-        at = len(new_nodes) - 1
-        index[i] = at
         if node.get("op") != ROI_ALIGN:
+            new_nodes.append(node)
+            index[i] = len(new_nodes) - 1
             continue
         rewritten += 1
         name = node["name"]
@@ -87,10 +95,14 @@ def zero_negative_regions(graph):
 
         batch = add("slice_axis", "batch", [rois], {"axis": "1", "begin": "0", "end": "1"})
         kept = add("_greater_equal_scalar", "kept", [batch], {"scalar": "0"})
-        kept = add("Reshape", "kept4", [kept], {"shape": "(-1, 1, 1, 1)"})
-        kept = add("broadcast_like", "mask", [kept, [at, 0, 0]])
-        zeros = add("zeros_like", "zeros", [[at, 0, 0]])
-        add("where", "out", [kept, [at, 0, 0], zeros])
+        kept_rois = add("broadcast_like", "kept_rois", [kept, rois])
+        safe = add("where", "safe_rois", [kept_rois, rois, add("zeros_like", "no_rois", [rois])])
+        node["inputs"] = [node["inputs"][0], safe] + node["inputs"][2:]
+        new_nodes.append(node)
+        y = [len(new_nodes) - 1, 0, 0]
+        kept4 = add("Reshape", "kept4", [kept], {"shape": "(-1, 1, 1, 1)"})
+        mask = add("broadcast_like", "mask", [kept4, y])
+        add("where", "out", [mask, y, add("zeros_like", "zeros", [y])])
         index[i] = len(new_nodes) - 1
     out = dict(graph)
     out["nodes"] = new_nodes
