@@ -44,7 +44,6 @@ backend runs in its own process, since MXNet reads `MXNET_MKLDNN_ENABLED` when i
 """
 
 import argparse
-import fnmatch
 import json
 import os
 import subprocess
@@ -55,6 +54,9 @@ os.environ["MXNET_SUBGRAPH_BACKEND"] = "NONE"
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
+
+import zoo_cache  # noqa: E402
+from run_ward import DETECTION_FAMILIES  # noqa: E402
 
 ROI_ALIGN = "_contrib_ROIAlign"
 
@@ -111,9 +113,6 @@ def zero_negative_regions(graph):
     # MXNet recomputes the row pointers when it loads a graph without them.
     out.pop("node_row_ptr", None)
     return out, rewritten
-
-
-DETECTION_FAMILIES = ("detection", "instance segmentation")
 
 
 def forward(d, meta, graph):
@@ -180,24 +179,11 @@ def main():
     if args.child:
         child(args.child, args.native)
         return
-    for zoo in sorted(os.listdir(args.out)):
-        zdir = os.path.join(args.out, zoo)
-        if zoo.startswith(".") or not os.path.isdir(zdir):
+    for zoo, name, d, meta in zoo_cache.models(args.out, args.only):
+        if meta.get("status") != "exported" or meta.get("family") not in DETECTION_FAMILIES:
             continue
-        for name in sorted(os.listdir(zdir)):
-            d = os.path.join(zdir, name)
-            if args.only and not any(fnmatch.fnmatch(name, p) for p in args.only):
-                continue
-            try:
-                with open(os.path.join(d, "meta.json")) as f:
-                    meta = json.load(f)
-            except OSError:
-                continue
-            if meta.get("status") != "exported" or meta.get("family") not in DETECTION_FAMILIES:
-                continue
-            print("%s/%s: %s" % (zoo, name, ", ".join(run_model(d))))
-            sys.stdout.flush()
-
+        print("%s/%s: %s" % (zoo, name, ", ".join(run_model(d))))
+        sys.stdout.flush()
 
 if __name__ == "__main__":
     main()

@@ -29,7 +29,6 @@ models, apart from the timings, the machine line and the date.
 """
 
 import argparse
-import fnmatch
 import json
 import os
 import platform
@@ -42,6 +41,8 @@ import time
 from collections import Counter, defaultdict
 
 import numpy as np
+
+import zoo_cache
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_ZOO = os.path.join(os.path.expanduser("~"), ".cache", "ward-zoo")
@@ -144,6 +145,11 @@ def unique_output_names(names):
     return out
 
 
+def tolerance(a):
+    """The issue's tolerance for MXNet's float output `a`: 1e-4 · max(1, max|a|)."""
+    return 1e-4 * max(1.0, float(np.max(np.abs(a)))) if a.size else 0.0
+
+
 def compare(mx_out, w_out):
     if list(mx_out.shape) != list(w_out.shape):
         return False, "shape %s vs MXNet %s" % (list(w_out.shape), list(mx_out.shape))
@@ -158,11 +164,9 @@ def compare(mx_out, w_out):
             if a.shape == b.shape else False
         fin = np.isfinite(a) & np.isfinite(b)
         err = float(np.max(np.abs(a[fin] - b[fin]))) if fin.any() else 0.0
-        tol = 1e-4 * max(1.0, float(np.max(np.abs(a[fin]))) if fin.any() else 1.0)
-        return same and err <= tol, err
+        return same and err <= tolerance(a[fin]), err
     err = float(np.max(np.abs(a - b))) if a.size else 0.0
-    tol = 1e-4 * max(1.0, float(np.max(np.abs(a))) if a.size else 1.0)
-    return err <= tol, err
+    return err <= tolerance(a), err
 
 
 # Detection heads (GluonCV's SSD, Faster/Mask R-CNN) return rows sorted by score (the
@@ -179,10 +183,6 @@ def compare(mx_out, w_out):
 # ward row must still match one MXNet row of its group in every output within that
 # output's tolerance. Nothing moves across groups.
 DETECTION_FAMILIES = ("detection", "instance segmentation")
-
-
-def tolerance(a):
-    return 1e-4 * max(1.0, float(np.max(np.abs(a)))) if a.size else 0.0
 
 
 def tie_groups(scores, tol):
@@ -247,12 +247,10 @@ def compare_detections(mx_outs, w_outs):
     return True, moved, ""
 
 
-def judge_detections(d, meta, w_outs, res):
-    """A detection head that failed the plain comparison, judged with MXNet's second
-    opinions (`alt_references.py`). Returns whether it matches; records on `res` the
-    reference used, the rows reordered, and `unstable` with `why` when MXNet's two CPU
-    backends disagree with each other as much as ward disagrees with MXNet, or `why`
-    alone when ward's numbers are wrong."""
+def judge_detections(d, meta, mx_outs, w_outs, res):
+    """A detection head that failed the plain comparison (`mx_outs`: MXNet's reference),
+    judged with MXNet's second opinions (`alt_references.py`): (verdict, detail). Records
+    on `res` the reference used and the rows reordered when it matches."""
     n = len(w_outs)
 
     def load(prefix):
@@ -261,30 +259,26 @@ def judge_detections(d, meta, w_outs, res):
 
     # Where ROIAlign's stale rows were zeroed, that is MXNet's computation; the plain
     # reference adds whatever memory MXNet's CPU kernel left behind.
-    reference = load("")
+    reference, base = mx_outs, ""
     zeroed = load("roialign-zeroed-") if "roialign-zeroed" in meta.get("alt_references", []) else None
-    base = ""
-    if zeroed is not None and not all(np.array_equal(a, z, equal_nan=True) for a, z in zip(reference, zeroed)):
+    if zeroed is not None and not all(np.array_equal(a, z, equal_nan=True) for a, z in zip(mx_outs, zeroed)):
         base, reference = "roialign-zeroed-", zeroed
         res["reference"] = "MXNet with ROIAlign's stale rows zeroed"
     ok, moved, why = compare_detections(reference, w_outs)
     if ok:
         res["tied_rows_reordered"] = moved
-        return True
+        return "match", ""
     native = load("native-" + base)
     if native is None:
-        res["why"] = "not a reordering of rows with equal scores: %s" % why
-        return False
+        return "wrong numbers", "not a reordering of rows with equal scores: %s" % why
     mx_ok, mx_moved, mx_why = compare_detections(reference, native)
     if mx_ok:
-        res["why"] = ("not a reordering of rows with equal scores: %s; MXNet's own CPU kernels "
-                      "(MXNET_MKLDNN_ENABLED=0) agree with its reference up to %d reordered rows"
-                      % (why, mx_moved))
-        return False
-    res["unstable"] = True
-    res["why"] = ("ward: %s; MXNet's own CPU kernels (MXNET_MKLDNN_ENABLED=0) against its "
-                  "oneDNN reference: %s" % (why, mx_why))
-    return True
+        return "wrong numbers", ("not a reordering of rows with equal scores: %s; MXNet's own CPU "
+                                 "kernels (MXNET_MKLDNN_ENABLED=0) agree with its reference up to "
+                                 "%d reordered rows" % (why, mx_moved))
+    return "MXNet disagrees with itself", (
+        "ward: %s; MXNet's own CPU kernels (MXNET_MKLDNN_ENABLED=0) against its oneDNN "
+        "reference: %s" % (why, mx_why))
 
 
 def tree_bytes(path):
@@ -362,9 +356,9 @@ def run_model(ward, d, keys, work, timeout, repeats):
         res.update(verdict="wrong numbers", detail="%d outputs, MXNet has %d" % (len(outs_order), n_mx))
         return res
     worst, ok_all, details = 0.0, True, []
-    for k, wname in enumerate(outs_order):
-        mx_out = np.load(os.path.join(d, "output-%d.npy" % k))
-        w_out = np.load(os.path.join(pred, wname + ".npy"))
+    mx_outs = [np.load(os.path.join(d, "output-%d.npy" % k)) for k in range(n_mx)]
+    w_outs = [np.load(os.path.join(pred, wname + ".npy")) for wname in outs_order]
+    for k, (mx_out, w_out) in enumerate(zip(mx_outs, w_outs)):
         ok, err = compare(mx_out, w_out)
         if isinstance(err, str):
             details.append("output %d: %s" % (k, err))
@@ -376,13 +370,11 @@ def run_model(ward, d, keys, work, timeout, repeats):
     res["names_match"] = outs_order == unique_output_names(meta["outputs"])
     res["mxnet_names_repeat"] = len(set(meta["outputs"])) != len(meta["outputs"])
     if not ok_all and not details and res["family"] in DETECTION_FAMILIES:
-        w_outs = [np.load(os.path.join(pred, n + ".npy")) for n in outs_order]
-        ok_all = judge_detections(d, meta, w_outs, res)
-        if not ok_all:
-            details.append("max err %.3g; %s" % (worst, res.pop("why")))
-        elif res.get("unstable"):
-            res.update(verdict="MXNet disagrees with itself", detail=res.pop("why"))
-            return res
+        verdict, why = judge_detections(d, meta, mx_outs, w_outs, res)
+        if verdict == "wrong numbers":
+            why = "max err %.3g; %s" % (worst, why)
+        res.update(verdict=verdict, detail=why)
+        return res
     if ok_all:
         res["verdict"] = "match"
     else:
@@ -636,24 +628,17 @@ def main():
     old = {}
     if os.path.exists(results_path):
         old = {(r["zoo"], r["name"]): r for r in json.load(open(results_path))}
-    for zoo in ([] if args.report_only else ZOOS):
-        zdir = os.path.join(args.zoo, zoo)
-        if not os.path.isdir(zdir):
+    for zoo, name, d, _ in ([] if args.report_only else zoo_cache.models(args.zoo, args.only or ())):
+        if zoo not in ZOOS:
             continue
-        for name in sorted(os.listdir(zdir)):
-            d = os.path.join(zdir, name)
-            if not os.path.exists(os.path.join(d, "meta.json")):
-                continue
-            if args.only and not any(fnmatch.fnmatch(name, p) for p in args.only):
-                continue
-            r = run_model(ward, d, keys, os.path.join(work, "pkg"), args.timeout, args.repeats)
-            old[(zoo, name)] = r
-            print("%s/%s: %s %s" % (zoo, name, verdict_text(r),
-                                    "(%.2f s vs %.2f s)" % (r["ward_predict_s"], mxnet_s(r))
-                                    if r.get("ward_predict_s") else ""), flush=True)
-            shutil.rmtree(os.path.join(work, "pkg", zoo, name + ".pred"), ignore_errors=True)
-            with open(results_path, "w") as f:
-                json.dump(sorted(old.values(), key=lambda r: (r["zoo"], r["name"])), f, indent=1)
+        r = run_model(ward, d, keys, os.path.join(work, "pkg"), args.timeout, args.repeats)
+        old[(zoo, name)] = r
+        print("%s/%s: %s %s" % (zoo, name, verdict_text(r),
+                                "(%.2f s vs %.2f s)" % (r["ward_predict_s"], mxnet_s(r))
+                                if r.get("ward_predict_s") else ""), flush=True)
+        shutil.rmtree(os.path.join(work, "pkg", zoo, name + ".pred"), ignore_errors=True)
+        with open(results_path, "w") as f:
+            json.dump(sorted(old.values(), key=lambda r: (r["zoo"], r["name"])), f, indent=1)
     results = sorted(old.values(), key=lambda r: (r["zoo"], r["name"]))
     index = {}
     ip = os.path.join(args.zoo, "index.json")

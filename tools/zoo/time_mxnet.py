@@ -33,12 +33,13 @@ internal output; parameters are not activations), which issue 20's memory budget
 """
 
 import argparse
-import fnmatch
 import json
 import os
 import statistics
 import subprocess
 import sys
+
+import zoo_cache
 
 CHILD = r"""
 import json, os, sys, time
@@ -98,22 +99,8 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--timeout", type=int, default=600)
     args = ap.parse_args()
-    dirs = []
-    for zoo in sorted(os.listdir(args.zoo)):
-        zdir = os.path.join(args.zoo, zoo)
-        if zoo.startswith(".") or not os.path.isdir(zdir):
-            continue
-        for name in sorted(os.listdir(zdir)):
-            d = os.path.join(zdir, name)
-            meta_path = os.path.join(d, "meta.json")
-            if not os.path.exists(meta_path):
-                continue
-            if args.only and not any(fnmatch.fnmatch(name, p) for p in args.only):
-                continue
-            with open(meta_path) as f:
-                if json.load(f).get("status") != "exported":
-                    continue
-            dirs.append((zoo, name, d))
+    dirs = [(zoo, name, d) for zoo, name, d, meta in zoo_cache.models(args.zoo, args.only)
+            if meta.get("status") == "exported"]
     for zoo, name, d in dirs:
         result = {"repeats": args.repeats, "omp_num_threads": 1,
                   "largest_activation_bytes": largest_activation(d)}
