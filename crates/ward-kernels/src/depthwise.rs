@@ -10,13 +10,13 @@
 //! interpreter does) and stored once. tract's depthwise convolution, which this
 //! replaces in plans, took 39 % of MobileNet 1.0's time at batch 1 on one thread.
 //!
-//! The rows run on AVX-512F intrinsics where the CPU has them, and elsewhere on portable
-//! loops (compiled for AVX2 where the CPU has it); all give the same bits (separate
-//! multiplies and adds, in one order).
+//! The rows run in masked vector registers, AVX-512F or AVX2, where the CPU has them, and
+//! elsewhere on portable loops; all give the same bits (separate multiplies and adds, in
+//! one order).
 
 #![allow(
     unsafe_code,
-    reason = "the AVX-512 row kernel is intrinsics, and the AVX2 instance of the portable rows is compiled for AVX2, each run once its CPU features are detected; it checks every tap's reads against the scratch plane before it loads"
+    reason = "the AVX-512 and AVX2 row kernels are intrinsics, each run once its CPU features are detected; each checks every tap's reads against the scratch plane before it loads"
 )]
 #![allow(
     clippy::indexing_slicing,
@@ -99,6 +99,27 @@ impl Layout {
                     }
                 }
             }
+        }
+    }
+
+    /// Where the vector fills at a column stride of 2 put input column 0 and input column
+    /// 1 in a padded row: column 2m lands in phase `pw mod 2` at `m + pw/2`, column
+    /// 2m + 1 in the other phase at `m + (pw + 1)/2`.
+    fn phase_starts(&self) -> (usize, usize) {
+        let pw = self.pad[1];
+        (
+            (pw % 2) * self.phase_len + pw / 2,
+            (1 - pw % 2) * self.phase_len + pw.div_ceil(2),
+        )
+    }
+
+    /// Copies input columns `from..` of `row` into the padded row `to` at a column stride
+    /// of 2, one by one: what the vector fills leave.
+    #[inline(always)]
+    fn fill_stride2_tail(&self, row: &[f32], to: &mut [f32], from: usize) {
+        let (even_at, odd_at) = self.phase_starts();
+        for (c, &v) in row.iter().enumerate().skip(from) {
+            to[if c % 2 == 0 { even_at } else { odd_at } + c / 2] = v;
         }
     }
 
@@ -259,12 +280,18 @@ fn run_planes(
     }
 }
 
-/// [`plane_portable`] compiled for AVX2, whose rows' loops take 8-lane registers (the same
-/// bits: the multiplies and adds stay separate).
+/// One output plane in AVX2 (after copying `fill`, its input plane, where the scratch
+/// does not hold it yet), as [`plane_avx512`] does in 8-lane registers: eight pieces at a
+/// time, whose eight chains of adds keep both of a core's adders busy through their
+/// latency. The same bits as [`row`].
+///
+/// # Safety
+/// The CPU must have AVX2. Every other bound is checked here: a plane whose taps would
+/// read past `scratch`, or whose weights or output are short, runs [`row`] instead.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn plane_avx2(
-    plane: &mut [f32],
+unsafe fn plane_avx2(
+    out: &mut [f32],
     fill: Option<&[f32]>,
     scratch: &mut [f32],
     w: &[f32],
@@ -272,7 +299,148 @@ fn plane_avx2(
     taps: &[usize],
     l: &Layout,
 ) {
-    plane_portable(plane, fill, scratch, w, finish, taps, l);
+    use std::arch::x86_64::{
+        _mm256_add_ps, _mm256_cmpgt_epi32, _mm256_maskload_ps, _mm256_maskstore_ps, _mm256_max_ps,
+        _mm256_mul_ps, _mm256_set1_epi32, _mm256_set1_ps, _mm256_setr_epi32, _mm256_setzero_ps,
+    };
+    const GROUP: usize = 8;
+    const AVX2_LANES: usize = 8;
+    if let Some(x) = fill {
+        // SAFETY: the CPU has AVX2 (this function's own requirement).
+        unsafe { fill_avx2(l, x, scratch) };
+    }
+    if !fits(out, scratch, w, taps, l) {
+        return rows(out, scratch, w, finish, taps, l);
+    }
+    let iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    let mut pieces = Pieces::of(l, AVX2_LANES);
+    // Index loops over the group, not iterator chains: a build without cross-unit
+    // inlining left `zip`'s constructor a call and the accumulators on the stack (a
+    // third of the speed).
+    for _ in 0..pieces.groups(GROUP) {
+        let mut at = [Piece::EMPTY; GROUP];
+        let mut masks = [iota; GROUP];
+        for j in 0..GROUP {
+            at[j] = pieces.next_or_empty();
+            // The piece's lanes set (at most 8): a masked load or store touches only those.
+            masks[j] = _mm256_cmpgt_epi32(_mm256_set1_epi32(at[j].lanes as i32), iota);
+        }
+        let mut acc = [_mm256_setzero_ps(); GROUP];
+        for t in 0..taps.len() {
+            let (wv, tap) = (_mm256_set1_ps(w[t]), taps[t]);
+            for j in 0..GROUP {
+                // SAFETY: as in `plane_avx512`: the piece's lanes lie inside `scratch`
+                // (`fits`), and an empty piece's mask reads nothing.
+                let v = unsafe {
+                    _mm256_maskload_ps(scratch.as_ptr().wrapping_add(at[j].from + tap), masks[j])
+                };
+                acc[j] = _mm256_add_ps(acc[j], _mm256_mul_ps(wv, v));
+            }
+        }
+        for j in 0..GROUP {
+            let a = match finish.bias {
+                Some(b) => _mm256_add_ps(acc[j], _mm256_set1_ps(b)),
+                None => acc[j],
+            };
+            // MAXPS gives its second operand where the first is NaN: 0, as `Finish`.
+            let a = if finish.relu {
+                _mm256_max_ps(a, _mm256_setzero_ps())
+            } else {
+                a
+            };
+            // SAFETY: as in `plane_avx512`: the piece's lanes lie inside `out` (`fits`),
+            // and an empty piece's mask writes nothing.
+            unsafe { _mm256_maskstore_ps(out.as_mut_ptr().wrapping_add(at[j].to), masks[j], a) };
+        }
+    }
+}
+
+/// One piece of an output plane for the vector row kernels: up to a register's lanes of
+/// one output row.
+#[derive(Debug, Clone, Copy)]
+struct Piece {
+    /// Where the piece's first output reads in the scratch plane (before the tap's offset).
+    from: usize,
+    /// Where its first output lies in the plane.
+    to: usize,
+    /// How many outputs it holds: 0 for the empty pieces that fill the last group.
+    lanes: usize,
+}
+
+/// An output plane's rows cut into pieces of `lanes` columns (the last of a row
+/// narrower), in order.
+struct Pieces {
+    rows: usize,
+    width: usize,
+    step: usize,
+    lanes: usize,
+    per_row: usize,
+    oy: usize,
+    k: usize,
+}
+
+impl Piece {
+    const EMPTY: Piece = Piece {
+        from: 0,
+        to: 0,
+        lanes: 0,
+    };
+}
+
+impl Pieces {
+    fn of(l: &Layout, lanes: usize) -> Pieces {
+        Pieces {
+            rows: l.out_h,
+            width: l.out_w,
+            step: l.row_step(),
+            lanes,
+            per_row: l.out_w.div_ceil(lanes),
+            oy: 0,
+            k: 0,
+        }
+    }
+
+    /// How many groups of `group` pieces hold every piece.
+    fn groups(&self, group: usize) -> usize {
+        (self.rows * self.per_row).div_ceil(group)
+    }
+
+    /// The next piece, or past the last one an empty piece.
+    fn next_or_empty(&mut self) -> Piece {
+        if self.oy == self.rows {
+            return Piece::EMPTY;
+        }
+        let x0 = self.k * self.lanes;
+        let piece = Piece {
+            from: self.oy * self.step + x0,
+            to: self.oy * self.width + x0,
+            lanes: (self.width - x0).min(self.lanes),
+        };
+        self.k += 1;
+        if self.k == self.per_row {
+            (self.oy, self.k) = (self.oy + 1, 0);
+        }
+        piece
+    }
+}
+
+/// Whether every piece of the plane `out` reads inside `scratch` and writes inside `out`:
+/// the last row's reads end furthest on, and `out` is the whole plane.
+fn fits(out: &[f32], scratch: &[f32], w: &[f32], taps: &[usize], l: &Layout) -> bool {
+    let furthest = taps.iter().max().copied().unwrap_or(0);
+    l.out_h > 0
+        && w.len() == taps.len()
+        && out.len() == l.out_h * l.out_w
+        && (l.out_h - 1) * l.row_step() + furthest + l.out_w <= scratch.len()
+}
+
+/// A whole plane in [`row`]s: the portable loops, and the vector kernels' answer to a
+/// plane that does not [`fits`].
+#[inline(always)]
+fn rows(out: &mut [f32], scratch: &[f32], w: &[f32], finish: Finish, taps: &[usize], l: &Layout) {
+    for (oy, out) in out.chunks_exact_mut(l.out_w).enumerate() {
+        row(out, &scratch[oy * l.row_step()..], w, finish, taps);
+    }
 }
 
 /// One output plane in plain loops, after copying `fill` (its input plane, where the
@@ -290,9 +458,7 @@ fn plane_portable(
     if let Some(x) = fill {
         l.fill(x, scratch);
     }
-    for (oy, out) in plane.chunks_exact_mut(l.out_w).enumerate() {
-        row(out, &scratch[oy * l.row_step()..], w, finish, taps);
-    }
+    rows(plane, scratch, w, finish, taps, l);
 }
 
 /// One output row from `scratch` (starting where the row's first output reads): each
@@ -335,51 +501,17 @@ unsafe fn plane_avx512(
         _mm512_set1_ps, _mm512_setzero_ps,
     };
     const GROUP: usize = 4;
-    let (rows, width, step) = (l.out_h, l.out_w, l.row_step());
-    let furthest = taps.iter().max().copied().unwrap_or(0);
-    // The last row's read ends furthest on: every piece reads inside `scratch` when it
-    // does, and writes inside `out` when `out` is the whole plane.
-    let fits = rows > 0
-        && w.len() == taps.len()
-        && out.len() == rows * width
-        && (rows - 1) * step + furthest + width <= scratch.len();
-    if !fits {
-        for (oy, out) in out.chunks_exact_mut(width).enumerate() {
-            row(out, &scratch[oy * step..], w, finish, taps);
-        }
-        return;
+    if !fits(out, scratch, w, taps, l) {
+        return rows(out, scratch, w, finish, taps, l);
     }
-    let per_row = width.div_ceil(LANES);
-    let last_mask = match width % LANES {
-        0 => u16::MAX,
-        tail => (1u16 << tail) - 1,
-    };
-    // The pieces in order, each as (where it reads in `scratch`, where it writes in
-    // `out`, its lane mask); past the last piece, empty ones (mask 0: masked loads and
-    // stores of no lane touch no memory) fill the last group.
-    let (mut oy, mut k) = (0, 0);
-    let mut next = || {
-        if oy == rows {
-            return (0, 0, 0u16);
-        }
-        let x0 = k * LANES;
-        let piece = (
-            oy * step + x0,
-            oy * width + x0,
-            if k + 1 == per_row {
-                last_mask
-            } else {
-                u16::MAX
-            },
-        );
-        k += 1;
-        if k == per_row {
-            (oy, k) = (oy + 1, 0);
-        }
-        piece
-    };
-    for _ in 0..(rows * per_row).div_ceil(GROUP) {
-        let at: [(usize, usize, u16); GROUP] = std::array::from_fn(|_| next());
+    // The first `lanes` lanes set (`lanes ≤ 16`).
+    let mask = |lanes: usize| ((1u32 << lanes) - 1) as u16;
+    let mut pieces = Pieces::of(l, LANES);
+    for _ in 0..pieces.groups(GROUP) {
+        let at: [(usize, usize, u16); GROUP] = std::array::from_fn(|_| {
+            let piece = pieces.next_or_empty();
+            (piece.from, piece.to, mask(piece.lanes))
+        });
         let mut acc = [_mm512_setzero_ps(); GROUP];
         for (&wv, &tap) in w.iter().zip(taps) {
             let wv = _mm512_set1_ps(wv);
@@ -429,17 +561,11 @@ unsafe fn fill_avx512(l: &Layout, x: &[f32], scratch: &mut [f32]) {
     if l.stride[1] != 2 {
         return l.fill(x, scratch);
     }
-    let [ph, pw] = l.pad;
     let evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     let odds = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-    // Input column 2m lands in phase pw mod 2 at m + pw/2; column 2m + 1 in the other
-    // phase at m + (pw + 1)/2.
-    let (even_at, odd_at) = (
-        (pw % 2) * l.phase_len + pw / 2,
-        (1 - pw % 2) * l.phase_len + pw.div_ceil(2),
-    );
+    let (even_at, odd_at) = l.phase_starts();
     for (r, row) in x.chunks_exact(l.in_w).enumerate() {
-        let to = &mut scratch[(r + ph) * l.row_len..][..l.row_len];
+        let to = &mut scratch[(r + l.pad[0]) * l.row_len..][..l.row_len];
         let mut m = 0;
         while 2 * m + 2 * LANES <= l.in_w {
             let from = &row[2 * m..][..2 * LANES];
@@ -458,9 +584,60 @@ unsafe fn fill_avx512(l: &Layout, x: &[f32], scratch: &mut [f32]) {
             unsafe { _mm512_storeu_ps(odd.as_mut_ptr(), _mm512_permutex2var_ps(a, odds, b)) };
             m += LANES;
         }
-        for (c, &v) in row.iter().enumerate().skip(2 * m) {
-            to[if c % 2 == 0 { even_at } else { odd_at } + c / 2] = v;
+        l.fill_stride2_tail(row, to, 2 * m);
+    }
+}
+
+/// [`Layout::fill`] in AVX2 for a column stride of 2, as [`fill_avx512`] does, 16 values
+/// at a time: two shuffles take the even and the odd values of each 128-bit half, and a
+/// permute of 64-bit pairs puts the halves in order.
+///
+/// # Safety
+/// The CPU must have AVX2; every load and store goes through a slice of exactly the
+/// values it touches.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn fill_avx2(l: &Layout, x: &[f32], scratch: &mut [f32]) {
+    use std::arch::x86_64::{
+        _mm256_castpd_ps, _mm256_castps_pd, _mm256_loadu_ps, _mm256_permute4x64_pd,
+        _mm256_shuffle_ps, _mm256_storeu_ps,
+    };
+    const AVX2_LANES: usize = 8;
+    if l.stride[1] != 2 {
+        return l.fill(x, scratch);
+    }
+    let (even_at, odd_at) = l.phase_starts();
+    for (r, row) in x.chunks_exact(l.in_w).enumerate() {
+        let to = &mut scratch[(r + l.pad[0]) * l.row_len..][..l.row_len];
+        let mut m = 0;
+        while 2 * m + 2 * AVX2_LANES <= l.in_w {
+            let from = &row[2 * m..][..2 * AVX2_LANES];
+            // SAFETY: `from` holds the 16 values the two loads read.
+            let (a, b) = unsafe {
+                (
+                    _mm256_loadu_ps(from.as_ptr()),
+                    _mm256_loadu_ps(from.as_ptr().add(AVX2_LANES)),
+                )
+            };
+            // Per 128-bit half: [a0 a2 b0 b2 | a4 a6 b4 b6], then the 64-bit pairs in
+            // the order 0, 2, 1, 3: [a0 a2 a4 a6 b0 b2 b4 b6]; the same for the odds.
+            let evens = _mm256_shuffle_ps::<0b10_00_10_00>(a, b);
+            let odds = _mm256_shuffle_ps::<0b11_01_11_01>(a, b);
+            let evens = _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(
+                evens,
+            )));
+            let odds = _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(
+                odds,
+            )));
+            let even = &mut to[even_at + m..][..AVX2_LANES];
+            // SAFETY: `even` holds the 8 values the store writes.
+            unsafe { _mm256_storeu_ps(even.as_mut_ptr(), evens) };
+            let odd = &mut to[odd_at + m..][..AVX2_LANES];
+            // SAFETY: `odd` holds the 8 values the store writes.
+            unsafe { _mm256_storeu_ps(odd.as_mut_ptr(), odds) };
+            m += AVX2_LANES;
         }
+        l.fill_stride2_tail(row, to, 2 * m);
     }
 }
 
@@ -494,26 +671,30 @@ mod tests {
     }
 
     /// The vector instances give the portable loops' bits, on rows of full registers and a
-    /// masked one (10 full and 3 more columns) at strides 1 and 2 (whose rows are split
-    /// 32 columns at a time, then one by one), with even and odd padding, through a ReLU
-    /// (at stride 2) that turns a NaN into 0.
+    /// masked one (AVX-512: 10 full and 3 more columns, AVX2: 20 and 6, or 10 and 3) at
+    /// strides 1 and 2 (whose rows are split 32 columns at a time, then one by one), with
+    /// even and odd padding, through a ReLU (at stride 2) that turns a NaN into 0; and on
+    /// 7-wide planes whose 7 pieces leave the last group of pieces part empty.
     #[test]
     fn every_instance_gives_the_same_bits() {
-        for (stride, pad) in [(1, 1), (2, 1), (2, 2)] {
-            let g = depthwise([2, 3, 9, 166], 2, 3, stride, pad, 1);
+        for (width, stride, pad) in [(166, 1, 1), (166, 2, 1), (166, 2, 2), (7, 1, 1)] {
+            let g = depthwise([2, 3, width.min(9), width], 2, 3, stride, pad, 1);
             let mut x = test_values(g.input_len(), 1);
             x[5] = f32::NAN; // a NaN output, or 0 through the ReLU
             let w = test_values(g.weight_len(), 2);
             let b = test_values(g.out_channels, 3);
-            same_on_every_isa(&format!("stride {stride}, pad {pad}"), || {
-                let mut y = vec![f32::NAN; g.output_len()];
-                forward(&g, &x, &w, Some(&b), stride == 2, &mut y).unwrap();
-                // Any NaN is one value (its payload depends on the order of an add's
-                // operands).
-                y.iter()
-                    .map(|v| if v.is_nan() { u32::MAX } else { v.to_bits() })
-                    .collect::<Vec<_>>()
-            });
+            same_on_every_isa(
+                &format!("width {width}, stride {stride}, pad {pad}"),
+                || {
+                    let mut y = vec![f32::NAN; g.output_len()];
+                    forward(&g, &x, &w, Some(&b), stride == 2, &mut y).unwrap();
+                    // Any NaN is one value (its payload depends on the order of an add's
+                    // operands).
+                    y.iter()
+                        .map(|v| if v.is_nan() { u32::MAX } else { v.to_bits() })
+                        .collect::<Vec<_>>()
+                },
+            );
         }
     }
 

@@ -395,7 +395,7 @@ impl DirectConv {
         let Ok(geometry) = Conv2d::new(input_shape, window) else {
             return Ok(None);
         };
-        if !takes_all_forms() || *out_shape != *output_shape(&geometry, unbatched) {
+        if !takes(Form::Planar, false) || *out_shape != *output_shape(&geometry, unbatched) {
             return Ok(None);
         }
         let kernel = kernel.try_as_plain_ram()?;
@@ -521,14 +521,14 @@ impl DirectConv {
         let stem = inp <= MAX_STEM_CHANNELS;
         let direct_refuses = (depth < MIN_DEPTH && !stem) || out / conv.group < MIN_OUTPUT_CHANNELS;
         let form = if depthwise {
-            if !takes_all_forms() {
+            if !takes(Form::Depthwise, stem) {
                 return Ok(None);
             }
             Form::Depthwise
         } else if prefers_winograd(&geometry) {
             Form::Winograd
         } else if direct_refuses {
-            if !takes_all_forms() {
+            if !takes(Form::Planar, stem) {
                 return Ok(None);
             }
             // In one group the planar kernel's tiles of 8 channels by a row's pixels
@@ -609,15 +609,24 @@ impl Form {
 const MIN_WINOGRAD_TILES: usize = 16;
 const MIN_WINOGRAD_CHANNELS: usize = 16;
 
-/// Whether plans take ward's planar, pointwise and depthwise kernels as well as
-/// Winograd's: on AVX-512. With AVX2 alone (the kernels' AVX2 instances: 4 × 16 tiles)
-/// tract's AVX2 kernels, which pack their operands, ran those layers faster, while
-/// Winograd's ran ResNet-18 at 0.67× MXNet's time where tract's took 0.86×
-/// (docs/BENCHMARKS.md, 2026-12-07 05:36, Zen 3): MobileNet 1.0 at batch 1 took
-/// 1.60× MXNet's time with its pointwise and depthwise layers on tract and 2.09× on
-/// ward's kernels, DenseNet-121 1.01× against 1.62×.
-fn takes_all_forms() -> bool {
-    Isa::detected() == Isa::Avx512
+/// Whether plans take ward's kernel for `form` on this CPU (for an image's `stem`, a
+/// convolution of at most [`MAX_STEM_CHANNELS`] inputs): every form on AVX-512. With AVX2
+/// alone (the kernels' AVX2 instances, 8 lanes), Winograd's, the depthwise kernel and
+/// the planar kernel on stems, which ran faster than tract's (docs/BENCHMARKS.md,
+/// 2026-12-07, Zen 3: MobileNet 1.0 at batch 1 on one thread in 25 ms against 34 with
+/// tract's depthwise convolution and stem); the planar kernel elsewhere and the pointwise
+/// one lost to tract's packed AVX2 products (MobileNet 1.0's 1×1 layers, DenseNet-121 at
+/// 1.62× MXNet's time against 1.01×).
+fn takes(form: Form, stem: bool) -> bool {
+    match Isa::detected() {
+        Isa::Avx512 => true,
+        Isa::Avx2 => match form {
+            Form::Winograd | Form::Depthwise => true,
+            Form::Planar => stem,
+            Form::Packed => false,
+        },
+        Isa::Portable => false,
+    }
 }
 
 /// Whether `g` runs faster on Winograd's F(4×4, 3×3) than on the direct kernels: a 3×3
