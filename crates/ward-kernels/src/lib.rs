@@ -9,7 +9,7 @@
 //! AVX-512 kernel for short products), [`panels`] (ward's AVX-512 product on panels,
 //! whose `B` is produced a row piece at a time), [`direct`] (convolution tiles read
 //! straight from the padded input, which also serve [`dense`]'s products), [`depthwise`]
-//! (depthwise convolution rows in masked AVX-512 registers), [`sums`] (BatchNorm's f64
+//! (depthwise convolution rows in masked AVX-512 or AVX2 registers), [`sums`] (BatchNorm's f64
 //! sums in AVX-512 intrinsics beside portable code that gives the same bits), [`pool`]
 //! (max pooling's vector instance), [`planar`] (one-group convolutions as products read
 //! straight from NCHW planes, in AVX-512 and AVX2 tiles), [`winograd`] (3×3 stride-1
