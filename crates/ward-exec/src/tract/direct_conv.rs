@@ -46,13 +46,18 @@ use crate::weights::WeightsId;
 /// tract's optimisation with ward's convolutions: declutter (a convolution's kernel and
 /// bias become constants, any batch norm folded in), then [`adopt`], then per-channel
 /// constants of batched binary ops tiled along the batch (`batch_consts`), then the
-/// batched convolutions left to tract whose im2col would be large run per sample
-/// (`per_sample_conv`), then codegen for the rest.
-pub(crate) fn optimize(model: &mut TypedModel, weights: WeightsId) -> TractResult<()> {
+/// batched convolutions left to tract whose im2col would be large, or any on a plan of
+/// more than one of `threads`, run per sample (`per_sample_conv`), then codegen for the
+/// rest.
+pub(crate) fn optimize(
+    model: &mut TypedModel,
+    weights: WeightsId,
+    threads: usize,
+) -> TractResult<()> {
     optimizer::declutter(model)?;
     adopt(model, weights)?;
     super::batch_consts::tile(model)?;
-    super::per_sample_conv::adopt(model, weights)?;
+    super::per_sample_conv::adopt(model, weights, threads)?;
     optimizer::codegen(model)
 }
 

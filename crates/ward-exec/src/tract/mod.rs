@@ -152,7 +152,7 @@ impl TractBackend {
         roi_sum::adopt(&mut typed).map_err(engine("sum ROIAlign levels into one output"))?;
         tracing::debug!(nodes = typed.nodes.len(), "plan: typed; optimising");
         let mut optimized = typed;
-        direct_conv::optimize(&mut optimized, id).map_err(engine("optimise"))?;
+        direct_conv::optimize(&mut optimized, id, self.threads).map_err(engine("optimise"))?;
         if fusion::move_scalar_ops_up(&mut optimized).map_err(engine("fuse scalar ops"))? {
             tracing::debug!("plan: scalar ops moved to their products; optimising again");
             direct_conv::absorb_relus(&mut optimized)

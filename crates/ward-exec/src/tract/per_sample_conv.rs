@@ -48,13 +48,21 @@ pub(crate) const BATCH_IM2COL_BYTES: usize = 16 << 20;
 
 /// Every convolution or transposed convolution of `model` over a batch (N > 1, batch
 /// axis first) with concrete shapes and a scratch (im2col, or the transposed
-/// convolution's product) of more than [`BATCH_IM2COL_BYTES`], and every 1×1
-/// convolution's product over a batch, becomes a [`ConvPerSample`].
-pub(crate) fn adopt(model: &mut TypedModel, weights: WeightsId) -> TractResult<()> {
+/// convolution's product) of more than [`BATCH_IM2COL_BYTES`], or of any size where the
+/// plan runs on more than one of `threads` and its kernel and bias are constants, and
+/// every 1×1 convolution's product over a batch, becomes a [`ConvPerSample`].
+///
+/// Why any size on several threads: tract's im2col of a batch is one thread's work,
+/// while the samples of a [`ConvPerSample`] run on the threads side by side. On two
+/// threads of a Zen 3 host (AVX2) at batch 8, Inception v3 took 1385 ms against 1554
+/// with its batches' im2col, SqueezeNet 1.1 113 against 135, ResNet-18 312 against 351
+/// (docs/BENCHMARKS.md, 2026-12-07 Zen 3); on one thread the batch's im2col is the
+/// faster (SqueezeNet 130 against 190 ms per sample).
+pub(crate) fn adopt(model: &mut TypedModel, weights: WeightsId, threads: usize) -> TractResult<()> {
     let mut rewriter = Rewriter::of(model);
     for id in 0..model.nodes.len() {
         let node = &model.nodes[id];
-        let Some(op) = ConvPerSample::covering(model, id, weights)? else {
+        let Some(op) = ConvPerSample::covering(model, id, weights, threads)? else {
             continue;
         };
         let inputs = std::iter::once(op.data)
@@ -91,11 +99,12 @@ impl Eq for ConvPerSample {}
 
 impl ConvPerSample {
     /// Node `id`'s convolution or transposed convolution, run per sample, if it is one
-    /// and qualifies.
+    /// and qualifies ([`adopt`]) in a plan on `threads`.
     fn covering(
         model: &TypedModel,
         id: usize,
         weights: WeightsId,
+        threads: usize,
     ) -> TractResult<Option<ConvPerSample>> {
         let node = &model.nodes[id];
         if node.op_is::<EinSum>() {
@@ -146,7 +155,16 @@ impl ConvPerSample {
             .saturating_mul(positions)
             .saturating_mul(batch)
             .saturating_mul(input.datum_type.size_of());
-        if scratch <= BATCH_IM2COL_BYTES {
+        // Run side by side on the threads ([`Self::parallel`]): a float convolution
+        // whose kernel and bias are constants.
+        let side_by_side = threads > 1
+            && output.datum_type == DatumType::F32
+            && [1, 2].iter().all(|&slot| {
+                model
+                    .outlet_fact(node.inputs[slot])
+                    .is_ok_and(|fact| fact.konst.is_some())
+            });
+        if scratch <= BATCH_IM2COL_BYTES && !side_by_side {
             return Ok(None);
         }
         let op = Self::of_one_sample(model, id, 0, weights, |single, sample| {
@@ -195,7 +213,8 @@ impl ConvPerSample {
         let (wires, passed) = wire(&mut single, sample)?;
         let y = single.wire_node(&node.name, node.op.clone(), &wires)?;
         single.select_output_outlets(&y)?;
-        super::direct_conv::optimize(&mut single, weights)?;
+        // One sample: nothing left to run per sample.
+        super::direct_conv::optimize(&mut single, weights, 1)?;
         Ok(ConvPerSample {
             plan: single.into_runnable()?,
             data,

@@ -908,6 +908,44 @@ fn a_large_batched_convolution_runs_sample_by_sample_with_the_same_outputs() {
     assert_each_sample_is_the_definition(&x, &y, &weight, &op, [n, c, h, w], f);
 }
 
+/// A small convolution over a batch that stays on tract's kernels (grouped, 20 filters
+/// a group: too narrow for ward's) keeps tract's im2col of the whole batch on one thread,
+/// and on two runs sample by sample, the samples side by side on the threads, each
+/// sample's outputs the definition's.
+#[test]
+fn a_batched_convolution_on_two_threads_runs_its_samples_side_by_side() {
+    let (n, c, f, h, w) = (4usize, 32usize, 40usize, 8usize, 8usize);
+    let op = Conv {
+        kernel: vec![3, 3],
+        stride: vec![1, 1],
+        dilation: vec![1, 1],
+        pad: vec![1, 1],
+        groups: 2,
+        bias: false,
+    };
+    let weight_shape = vec![f, c / 2, 3, 3];
+    let weight = scrambled(f * c / 2 * 9, 41);
+    let x = scrambled(n * c * h * w, 42);
+    let shape = vec![n, c, h, w];
+    let one = conv_model_on(&op, weight_shape.clone(), &weight, 1);
+    let operators = one.plan(std::slice::from_ref(&shape)).unwrap().operators();
+    assert!(
+        !operators.iter().any(|o| o == "WardConvPerSample"),
+        "one thread: {operators:?}"
+    );
+    let two = conv_model_on(&op, weight_shape, &weight, 2);
+    let y = run_without_batch_im2col(&two, "WardConvPerSample", shape, &x, &[n, f, h, w]);
+    // Sums of 144 terms up to 100 in magnitude, outputs up to 40: within 1e-5 of the
+    // largest output.
+    let (sample_in, sample_out) = (c * h * w, f * h * w);
+    for (sample, got) in y.chunks_exact(sample_out).enumerate() {
+        let input = &x[sample * sample_in..][..sample_in];
+        let want = conv_by_hand(input, [c, h, w], &weight, &op, [f, h, w]);
+        let largest = want.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+        assert_within(got, &want, &format!("sample {sample}"), 1e-5 * largest);
+    }
+}
+
 /// Each sample of `y`, the stride-1, same-size convolution `op` of `x` (`[n, c, h, w]`)
 /// to `f` channels, within 1e-5 of the definition.
 fn assert_each_sample_is_the_definition(
