@@ -114,10 +114,10 @@ impl Layout {
     }
 
     /// Copies input columns `from..` of `row` into the padded row `to` at a column stride
-    /// of 2, one by one: what the vector fills leave.
+    /// of 2, one by one, with [`Self::phase_starts`] `starts`: what the vector fills leave.
     #[inline(always)]
-    fn fill_stride2_tail(&self, row: &[f32], to: &mut [f32], from: usize) {
-        let (even_at, odd_at) = self.phase_starts();
+    fn fill_stride2_tail(row: &[f32], to: &mut [f32], from: usize, starts: (usize, usize)) {
+        let (even_at, odd_at) = starts;
         for (c, &v) in row.iter().enumerate().skip(from) {
             to[if c % 2 == 0 { even_at } else { odd_at } + c / 2] = v;
         }
@@ -367,6 +367,14 @@ struct Piece {
     lanes: usize,
 }
 
+impl Piece {
+    const EMPTY: Piece = Piece {
+        from: 0,
+        to: 0,
+        lanes: 0,
+    };
+}
+
 /// An output plane's rows cut into pieces of `lanes` columns (the last of a row
 /// narrower), in order.
 struct Pieces {
@@ -377,14 +385,6 @@ struct Pieces {
     per_row: usize,
     oy: usize,
     k: usize,
-}
-
-impl Piece {
-    const EMPTY: Piece = Piece {
-        from: 0,
-        to: 0,
-        lanes: 0,
-    };
 }
 
 impl Pieces {
@@ -584,7 +584,7 @@ unsafe fn fill_avx512(l: &Layout, x: &[f32], scratch: &mut [f32]) {
             unsafe { _mm512_storeu_ps(odd.as_mut_ptr(), _mm512_permutex2var_ps(a, odds, b)) };
             m += LANES;
         }
-        l.fill_stride2_tail(row, to, 2 * m);
+        Layout::fill_stride2_tail(row, to, 2 * m, (even_at, odd_at));
     }
 }
 
@@ -637,7 +637,7 @@ unsafe fn fill_avx2(l: &Layout, x: &[f32], scratch: &mut [f32]) {
             unsafe { _mm256_storeu_ps(odd.as_mut_ptr(), odds) };
             m += AVX2_LANES;
         }
-        l.fill_stride2_tail(row, to, 2 * m);
+        Layout::fill_stride2_tail(row, to, 2 * m, (even_at, odd_at));
     }
 }
 
