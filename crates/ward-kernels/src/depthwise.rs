@@ -302,6 +302,7 @@ unsafe fn plane_avx2(
     use std::arch::x86_64::{
         _mm256_add_ps, _mm256_cmpgt_epi32, _mm256_maskload_ps, _mm256_maskstore_ps, _mm256_max_ps,
         _mm256_mul_ps, _mm256_set1_epi32, _mm256_set1_ps, _mm256_setr_epi32, _mm256_setzero_ps,
+        _mm256_storeu_ps,
     };
     const GROUP: usize = 8;
     const AVX2_LANES: usize = 8;
@@ -348,9 +349,21 @@ unsafe fn plane_avx2(
             } else {
                 a
             };
-            // SAFETY: as in `plane_avx512`: the piece's lanes lie inside `out` (`fits`),
-            // and an empty piece's mask writes nothing.
-            unsafe { _mm256_maskstore_ps(out.as_mut_ptr().wrapping_add(at[j].to), masks[j], a) };
+            let to = out.as_mut_ptr().wrapping_add(at[j].to);
+            if at[j].lanes > 0 && at[j].to + AVX2_LANES <= out.len() {
+                // A whole register's store, even for a piece narrower than 8 (a row's
+                // last): the lanes past it land on the outputs of pieces after it in the
+                // plane, which are stored later (pieces go in the plane's order, and
+                // within a group in turn) and overwrite them. `VMASKMOVPS` stores are
+                // microcoded on AMD's cores: on Zen 3 they took a third of MobileNet's
+                // depthwise time.
+                // SAFETY: `to + 8 ≤ out.len()`, checked above.
+                unsafe { _mm256_storeu_ps(to, a) };
+            } else {
+                // SAFETY: as in `plane_avx512`: the piece's lanes lie inside `out`
+                // (`fits`), and an empty piece's mask writes nothing.
+                unsafe { _mm256_maskstore_ps(to, masks[j], a) };
+            }
         }
     }
 }
@@ -599,10 +612,33 @@ unsafe fn fill_avx512(l: &Layout, x: &[f32], scratch: &mut [f32]) {
 #[target_feature(enable = "avx2,fma")]
 unsafe fn fill_avx2(l: &Layout, x: &[f32], scratch: &mut [f32]) {
     use std::arch::x86_64::{
-        _mm256_castpd_ps, _mm256_castps_pd, _mm256_loadu_ps, _mm256_permute4x64_pd,
-        _mm256_shuffle_ps, _mm256_storeu_ps,
+        _mm256_cmpgt_epi32, _mm256_loadu_ps, _mm256_maskload_ps, _mm256_set1_epi32,
+        _mm256_setr_epi32, _mm256_storeu_ps,
     };
     const AVX2_LANES: usize = 8;
+    let iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    let lanes = |n: usize| _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), iota);
+    if l.stride[1] == 1 {
+        // Each row in whole registers and the rest masked: a `copy_from_slice` of a
+        // 7- or 14-wide row was a call to `memmove`, a tenth of a 7² plane's time.
+        for (r, row) in x.chunks_exact(l.in_w).enumerate() {
+            let to = &mut scratch[(r + l.pad[0]) * l.row_len + l.pad[1]..][..l.in_w];
+            let mut from = row.chunks_exact(AVX2_LANES);
+            let mut into = to.chunks_exact_mut(AVX2_LANES);
+            for (to, from) in (&mut into).zip(&mut from) {
+                // SAFETY: `from` and `to` hold the 8 values the load and store touch.
+                unsafe { _mm256_storeu_ps(to.as_mut_ptr(), _mm256_loadu_ps(from.as_ptr())) };
+            }
+            let (to, from) = (into.into_remainder(), from.remainder());
+            if !from.is_empty() {
+                // SAFETY: the load reads lanes `i < from.len()`; masked-off lanes touch
+                // no memory.
+                let v = unsafe { _mm256_maskload_ps(from.as_ptr(), lanes(from.len())) };
+                store_first_lanes(to, v);
+            }
+        }
+        return;
+    }
     if l.stride[1] != 2 {
         return l.fill(x, scratch);
     }
@@ -619,16 +655,7 @@ unsafe fn fill_avx2(l: &Layout, x: &[f32], scratch: &mut [f32]) {
                     _mm256_loadu_ps(from.as_ptr().add(AVX2_LANES)),
                 )
             };
-            // Per 128-bit half: [a0 a2 b0 b2 | a4 a6 b4 b6], then the 64-bit pairs in
-            // the order 0, 2, 1, 3: [a0 a2 a4 a6 b0 b2 b4 b6]; the same for the odds.
-            let evens = _mm256_shuffle_ps::<0b10_00_10_00>(a, b);
-            let odds = _mm256_shuffle_ps::<0b11_01_11_01>(a, b);
-            let evens = _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(
-                evens,
-            )));
-            let odds = _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(
-                odds,
-            )));
+            let (evens, odds) = deinterleave(a, b);
             let even = &mut to[even_at + m..][..AVX2_LANES];
             // SAFETY: `even` holds the 8 values the store writes.
             unsafe { _mm256_storeu_ps(even.as_mut_ptr(), evens) };
@@ -637,8 +664,93 @@ unsafe fn fill_avx2(l: &Layout, x: &[f32], scratch: &mut [f32]) {
             unsafe { _mm256_storeu_ps(odd.as_mut_ptr(), odds) };
             m += AVX2_LANES;
         }
-        Layout::fill_stride2_tail(row, to, 2 * m, (even_at, odd_at));
+        let rest = l.in_w - 2 * m;
+        if rest > 0 {
+            // The row's last `rest < 16` values the same way, from masked loads (one by
+            // one they took over half the time of 7-wide stride-2 planes).
+            let from = &row[2 * m..];
+            let (low, high) = (lanes(rest), lanes(rest.saturating_sub(AVX2_LANES)));
+            // SAFETY: the loads read lanes `i < rest` of `from`, which holds `rest`
+            // values; masked-off lanes touch no memory.
+            let (a, b) = unsafe {
+                (
+                    _mm256_maskload_ps(from.as_ptr(), low),
+                    _mm256_maskload_ps(from.as_ptr().wrapping_add(AVX2_LANES), high),
+                )
+            };
+            let (evens, odds) = deinterleave(a, b);
+            store_first_lanes(&mut to[even_at + m..][..rest.div_ceil(2)], evens);
+            store_first_lanes(&mut to[odd_at + m..][..rest / 2], odds);
+        }
     }
+}
+
+/// Stores the first `to.len() ≤ 8` lanes of `v` into `to`, without `VMASKMOVPS`, whose
+/// stores are microcoded on AMD's cores (on Zen 3 the masked stores of a 7-wide
+/// stride-2 plane's fill took a third of its time): a whole store, or two 4-lane stores
+/// that overlap, the second of the last four lanes moved down, or below 4 lanes one by
+/// one.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn store_first_lanes(to: &mut [f32], v: std::arch::x86_64::__m256) {
+    use std::arch::x86_64::{
+        _mm256_add_epi32, _mm256_castps256_ps128, _mm256_permutevar8x32_ps, _mm256_set1_epi32,
+        _mm256_setr_epi32, _mm256_storeu_ps, _mm_storeu_ps,
+    };
+    let n = to.len();
+    match n {
+        8.. => {
+            let to = &mut to[..8];
+            // SAFETY: `to` holds the 8 values the store writes.
+            unsafe { _mm256_storeu_ps(to.as_mut_ptr(), v) };
+        }
+        4..=7 => {
+            // Lanes `n − 4..n` in lanes 0..4.
+            let last = _mm256_permutevar8x32_ps(
+                v,
+                _mm256_add_epi32(
+                    _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                    _mm256_set1_epi32(n as i32 - 4),
+                ),
+            );
+            let head = &mut to[..4];
+            // SAFETY: `head` holds the 4 values the store writes.
+            unsafe { _mm_storeu_ps(head.as_mut_ptr(), _mm256_castps256_ps128(v)) };
+            let tail = &mut to[n - 4..];
+            // SAFETY: `tail` holds the 4 values the store writes.
+            unsafe { _mm_storeu_ps(tail.as_mut_ptr(), _mm256_castps256_ps128(last)) };
+        }
+        _ => {
+            let mut lanes = [0.0f32; 8];
+            // SAFETY: `lanes` holds the 8 values the store writes.
+            unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), v) };
+            to.copy_from_slice(&lanes[..n]);
+        }
+    }
+}
+
+/// The even and the odd values of the 16 in `a` then `b`, each in order.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn deinterleave(
+    a: std::arch::x86_64::__m256,
+    b: std::arch::x86_64::__m256,
+) -> (std::arch::x86_64::__m256, std::arch::x86_64::__m256) {
+    use std::arch::x86_64::{
+        _mm256_castpd_ps, _mm256_castps_pd, _mm256_permute4x64_pd, _mm256_shuffle_ps,
+    };
+    // Per 128-bit half: [a0 a2 b0 b2 | a4 a6 b4 b6], then the 64-bit pairs in the order
+    // 0, 2, 1, 3: [a0 a2 a4 a6 b0 b2 b4 b6]; the same for the odds.
+    let evens = _mm256_shuffle_ps::<0b10_00_10_00>(a, b);
+    let odds = _mm256_shuffle_ps::<0b11_01_11_01>(a, b);
+    (
+        _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(
+            evens,
+        ))),
+        _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(
+            odds,
+        ))),
+    )
 }
 
 #[cfg(test)]
@@ -677,7 +789,19 @@ mod tests {
     /// 7-wide planes whose 7 pieces leave the last group of pieces part empty.
     #[test]
     fn every_instance_gives_the_same_bits() {
-        for (width, stride, pad) in [(166, 1, 1), (166, 2, 1), (166, 2, 2), (7, 1, 1)] {
+        // AVX2's copies: 20 registers and 6 values more (stride 1), 10 pairs and 6 (stride
+        // 2, 3 values each phase), 7 and 3 of one register; 13 (7 and 6 a phase) and 21
+        // (16 and 5: 3 and 2) at stride 2; and the stores of pieces narrower than 8.
+        for (width, stride, pad) in [
+            (166, 1, 1),
+            (166, 2, 1),
+            (166, 2, 2),
+            (7, 1, 1),
+            (3, 1, 1),
+            (8, 1, 0),
+            (13, 2, 1),
+            (21, 2, 0),
+        ] {
             let g = depthwise([2, 3, width.min(9), width], 2, 3, stride, pad, 1);
             let mut x = test_values(g.input_len(), 1);
             x[5] = f32::NAN; // a NaN output, or 0 through the ReLU
