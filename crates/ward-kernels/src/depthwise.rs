@@ -27,7 +27,7 @@ use rayon::prelude::*;
 
 use crate::conv::Conv2d;
 use crate::error::{check_len, KernelError};
-use crate::Isa;
+use crate::{padded, Isa};
 
 const KERNEL: &str = "conv2d (depthwise)";
 
@@ -81,24 +81,9 @@ impl Layout {
     /// (zero: the interior positions are the same for every plane).
     #[inline(always)]
     fn fill(&self, x: &[f32], scratch: &mut [f32]) {
-        let [ph, pw] = self.pad;
-        let sw = self.stride[1];
         for (r, row) in x.chunks_exact(self.in_w).enumerate() {
-            let to = &mut scratch[(r + ph) * self.row_len..][..self.row_len];
-            if sw == 1 {
-                to[pw..][..self.in_w].copy_from_slice(row);
-            } else {
-                // Phase `q` holds padded columns `q, q + sw, …`: input columns from the
-                // first of them at or past the padding, every `sw`-th.
-                for (q, phase) in to.chunks_exact_mut(self.phase_len).enumerate() {
-                    let first = (pw + sw - 1 - q) / sw; // the phase's first column ≥ pw
-                    let from = (q + first * sw).saturating_sub(pw);
-                    let values = row.iter().skip(from).step_by(sw);
-                    for (slot, &v) in phase[first..].iter_mut().zip(values) {
-                        *slot = v;
-                    }
-                }
-            }
+            let to = &mut scratch[(r + self.pad[0]) * self.row_len..][..self.row_len];
+            padded::fill_row(row, to, self.pad[1], self.stride[1], self.phase_len);
         }
     }
 

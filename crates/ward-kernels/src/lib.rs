@@ -100,6 +100,7 @@ mod isa;
 pub mod maps;
 pub mod math;
 pub mod matmul;
+mod padded;
 pub mod panels;
 pub mod planar;
 pub mod pool;

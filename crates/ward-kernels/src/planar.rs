@@ -40,7 +40,7 @@ use rayon::prelude::*;
 
 use crate::conv::Conv2d;
 use crate::error::{check_len, KernelError};
-use crate::Isa;
+use crate::{padded, Isa};
 
 const KERNEL: &str = "conv2d (planar)";
 
@@ -349,13 +349,7 @@ pub fn forward_conv(
                     .chunks_exact_mut(row_len)
                     .zip(x.chunks_exact(g.in_w))
                 {
-                    if stride_x == 1 {
-                        row[g.pad[1]..g.pad[1] + g.in_w].copy_from_slice(x);
-                        continue;
-                    }
-                    for (column, &v) in (g.pad[1]..).zip(x) {
-                        row[(column % stride_x) * phase_len + column / stride_x] = v;
-                    }
+                    padded::fill_row(x, row, g.pad[1], stride_x, phase_len);
                 }
             }
             job.image(&padded, y);

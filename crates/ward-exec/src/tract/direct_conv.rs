@@ -545,6 +545,13 @@ impl DirectConv {
             Form::Planar
         } else if geometry.runs_direct() {
             Form::Packed
+        } else if stem && conv.group == 1 && takes(Form::Planar, stem) {
+            // Without the direct kernels (AVX2 alone), a stem of any width runs on the
+            // planar kernel: SqueezeNet's 3 → 64 3×3 stride-2 stem took tract's im2col
+            // and product 3.6 ms at batch 1 (4× MXNet's) and 17–32 ms at batch 8 on one
+            // thread, the planar kernel 1.0–1.4 ms an image; ResNet-18's 7×7 stem ran
+            // as fast on either.
+            Form::Planar
         } else {
             return Ok(None);
         };
@@ -617,8 +624,8 @@ const MIN_WINOGRAD_CHANNELS: usize = 16;
 /// Whether plans take ward's kernel for `form` on this CPU (for an image's `stem`, a
 /// convolution of at most [`MAX_STEM_CHANNELS`] inputs): every form on AVX-512. With AVX2
 /// alone (the kernels' AVX2 instances, 8 lanes), Winograd's, the depthwise kernel and
-/// the planar kernel on stems, which ran faster than tract's (docs/BENCHMARKS.md,
-/// 2026-12-07, Zen 3: MobileNet 1.0 at batch 1 on one thread in 25 ms against 34 with
+/// the planar kernel on stems (of any width), which ran faster than tract's
+/// (docs/BENCHMARKS.md, 2026-12-07, Zen 3: MobileNet 1.0 at batch 1 on one thread in 25 ms against 34 with
 /// tract's depthwise convolution and stem); the planar kernel elsewhere and the pointwise
 /// one lost to tract's packed AVX2 products (MobileNet 1.0's 1×1 layers, DenseNet-121 at
 /// 1.62× MXNet's time against 1.01×).

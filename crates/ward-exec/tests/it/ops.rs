@@ -1406,6 +1406,7 @@ fn convolutions_run_on_wards_own_kernels_where_the_cpu_has_them() {
     let pointwise = on("WardPointwiseConv", avx512);
     let planar = on("WardPlanarConv", avx512);
     let stem_planar = on("WardPlanarConv", vector);
+    let stem = if avx512 { direct } else { stem_planar };
     let depthwise = on("WardDepthwiseConv", vector);
     let winograd = on("WardWinogradConv", vector);
     let cases = [
@@ -1427,9 +1428,10 @@ fn convolutions_run_on_wards_own_kernels_where_the_cpu_has_them() {
         (1, 32, 40, 9, 3, 2, 1, 1, 1, planar),
         (2, 3, 32, 23, 3, 2, 1, 1, 1, stem_planar),
         (1, 32, 40, 8, 3, 1, 1, 1, 2, ""),
-        // ...but an image's stem (3 channels) runs direct at any depth.
-        (1, 3, 64, 17, 3, 2, 1, 1, 1, direct),
-        (2, 3, 64, 15, 7, 2, 1, 3, 1, direct),
+        // ...but an image's stem (3 channels) runs direct at any depth, and without
+        // AVX-512 on the planar kernel at any width (SqueezeNet's 3×3, ResNet's 7×7).
+        (1, 3, 64, 17, 3, 2, 1, 1, 1, stem),
+        (2, 3, 64, 15, 7, 2, 1, 3, 1, stem),
         (2, 32, 32, 9, 3, 1, 1, 1, 32, depthwise),
         (1, 16, 32, 83, 3, 2, 1, 1, 16, depthwise),
         (3, 8, 8, 12, 3, 1, 2, 2, 8, depthwise),
