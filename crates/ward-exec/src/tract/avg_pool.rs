@@ -155,7 +155,14 @@ impl PlaneAvgPool {
             }
             let (before, rest) = out_row.split_at_mut(first_inside);
             let (middle, after) = rest.split_at_mut(inside);
-            if !middle.is_empty() {
+            if let [out] = middle {
+                // One window inside (a global pool): its sum in the passes' order, without
+                // a pass per tap over one value (SqueezeNet's 13 × 13 global pool took
+                // 4.6× MXNet's time that way).
+                let window = &folded[first_start..][..kernel_width];
+                let sum = window[1..].iter().fold(window[0], |sum, &v| sum + v);
+                *out = sum / self.divisor(rows, kernel_width);
+            } else if !middle.is_empty() {
                 // Every window's sum at stride 1, one whole-row pass per tap, then every
                 // stride-th of those.
                 let row = &folded[first_start..];

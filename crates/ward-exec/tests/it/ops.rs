@@ -278,6 +278,17 @@ fn same_size_avg_pools_take_each_windows_average() {
     }
 }
 
+/// A window over the whole plane (SqueezeNet's 13 × 13 pool, ResNet's 7 × 7), whose one
+/// window per row ward sums directly, gives each plane's average.
+#[test]
+fn whole_plane_avg_pools_take_each_planes_average() {
+    for side in [13, 7, 1] {
+        check_avg_pool([5, side, side], [side; 2], [1, 1], [0, 0], false, true, 3);
+    }
+    // A window as wide as the plane but not as tall: one window per row, several rows.
+    check_avg_pool([2, 9, 6], [3, 6], [2, 1], [0, 0], false, true, 4);
+}
+
 /// An average pool of `x` (one image, `[c, h, w]`, scrambled values from `seed`) runs as
 /// ward's `WardPlaneAvgPool` and gives MXNet's averages.
 fn check_avg_pool(
