@@ -285,9 +285,9 @@ unsafe fn plane_avx2(
     l: &Layout,
 ) {
     use std::arch::x86_64::{
-        _mm256_add_ps, _mm256_cmpgt_epi32, _mm256_maskload_ps, _mm256_maskstore_ps, _mm256_max_ps,
-        _mm256_mul_ps, _mm256_set1_epi32, _mm256_set1_ps, _mm256_setr_epi32, _mm256_setzero_ps,
-        _mm256_storeu_ps,
+        _mm256_add_ps, _mm256_cmpgt_epi32, _mm256_loadu_ps, _mm256_maskload_ps,
+        _mm256_maskstore_ps, _mm256_max_ps, _mm256_mul_ps, _mm256_set1_epi32, _mm256_set1_ps,
+        _mm256_setr_epi32, _mm256_setzero_ps, _mm256_storeu_ps,
     };
     const GROUP: usize = 8;
     const AVX2_LANES: usize = 8;
@@ -299,6 +299,7 @@ unsafe fn plane_avx2(
         return rows(out, scratch, w, finish, taps, l);
     }
     let iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    let furthest = taps.iter().max().copied().unwrap_or(0);
     let mut pieces = Pieces::of(l, AVX2_LANES);
     // Index loops over the group, not iterator chains: a build without cross-unit
     // inlining left `zip`'s constructor a call and the accumulators on the stack (a
@@ -312,18 +313,41 @@ unsafe fn plane_avx2(
             masks[j] = _mm256_cmpgt_epi32(_mm256_set1_epi32(at[j].lanes as i32), iota);
         }
         let mut acc = [_mm256_setzero_ps(); GROUP];
-        for t in 0..taps.len() {
-            let (wv, tap) = (_mm256_set1_ps(w[t]), taps[t]);
-            for j in 0..GROUP {
-                // SAFETY: as in `plane_avx512`: the piece's lanes lie inside `scratch`
-                // (`fits`), and an empty piece's mask reads nothing.
-                let v = unsafe {
-                    _mm256_maskload_ps(scratch.as_ptr().wrapping_add(at[j].from + tap), masks[j])
-                };
-                acc[j] = _mm256_add_ps(acc[j], _mm256_mul_ps(wv, v));
+        // Whole-register loads where every piece's reads of 8 values stay in `scratch`:
+        // lanes past a narrow piece read values that only those lanes use, and an empty
+        // piece (at 0) sums values it never stores.
+        let whole =
+            at.iter().map(|p| p.from).max().unwrap_or(0) + furthest + AVX2_LANES <= scratch.len();
+        if whole {
+            for t in 0..taps.len() {
+                let (wv, tap) = (_mm256_set1_ps(w[t]), taps[t]);
+                for j in 0..GROUP {
+                    // SAFETY: `from + tap + 8 ≤ max from + furthest tap + 8 ≤
+                    // scratch.len()`, checked above.
+                    let v = unsafe { _mm256_loadu_ps(scratch.as_ptr().add(at[j].from + tap)) };
+                    acc[j] = _mm256_add_ps(acc[j], _mm256_mul_ps(wv, v));
+                }
+            }
+        } else {
+            for t in 0..taps.len() {
+                let (wv, tap) = (_mm256_set1_ps(w[t]), taps[t]);
+                for j in 0..GROUP {
+                    // SAFETY: as in `plane_avx512`: the piece's lanes lie inside
+                    // `scratch` (`fits`), and an empty piece's mask reads nothing.
+                    let v = unsafe {
+                        _mm256_maskload_ps(
+                            scratch.as_ptr().wrapping_add(at[j].from + tap),
+                            masks[j],
+                        )
+                    };
+                    acc[j] = _mm256_add_ps(acc[j], _mm256_mul_ps(wv, v));
+                }
             }
         }
         for j in 0..GROUP {
+            if at[j].lanes == 0 {
+                continue;
+            }
             let a = match finish.bias {
                 Some(b) => _mm256_add_ps(acc[j], _mm256_set1_ps(b)),
                 None => acc[j],
@@ -335,7 +359,7 @@ unsafe fn plane_avx2(
                 a
             };
             let to = out.as_mut_ptr().wrapping_add(at[j].to);
-            if at[j].lanes > 0 && at[j].to + AVX2_LANES <= out.len() {
+            if at[j].to + AVX2_LANES <= out.len() {
                 // A whole register's store, even for a piece narrower than 8 (a row's
                 // last): the lanes past it land on the outputs of pieces after it in the
                 // plane, which are stored later (pieces go in the plane's order, and
@@ -346,7 +370,7 @@ unsafe fn plane_avx2(
                 unsafe { _mm256_storeu_ps(to, a) };
             } else {
                 // SAFETY: as in `plane_avx512`: the piece's lanes lie inside `out`
-                // (`fits`), and an empty piece's mask writes nothing.
+                // (`fits`).
                 unsafe { _mm256_maskstore_ps(to, masks[j], a) };
             }
         }
