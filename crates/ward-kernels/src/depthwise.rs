@@ -168,7 +168,9 @@ pub fn forward(
     y.par_chunks_mut(per_run * out_plane)
         .enumerate()
         .for_each(|(run, ys)| {
-            let mut scratch = vec![0.0f32; scratch_len];
+            // A register's worth of zeros past the padded plane, so that the vector
+            // rows of a narrow plane's last pieces load whole registers too.
+            let mut scratch = vec![0.0f32; scratch_len + LANES];
             let planes = Planes {
                 first: run * per_run,
                 channels: g.out_channels,
