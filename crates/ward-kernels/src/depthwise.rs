@@ -157,8 +157,11 @@ pub fn forward(
         check_len(KERNEL, "bias", b.len(), g.out_channels)?;
     }
     let layout = Layout::of(g);
+    // A register's worth of zeros past the padded plane, so that the vector rows of a
+    // narrow plane's last pieces load whole registers too.
     let scratch_len = layout
         .scratch_len()
+        .and_then(|len| len.checked_add(LANES))
         .ok_or_else(|| KernelError::geometry(KERNEL, "the padded plane overflows"))?;
     let out_plane = layout.out_h * layout.out_w;
     let planes = g.batch * g.out_channels;
@@ -168,9 +171,7 @@ pub fn forward(
     y.par_chunks_mut(per_run * out_plane)
         .enumerate()
         .for_each(|(run, ys)| {
-            // A register's worth of zeros past the padded plane, so that the vector
-            // rows of a narrow plane's last pieces load whole registers too.
-            let mut scratch = vec![0.0f32; scratch_len + LANES];
+            let mut scratch = vec![0.0f32; scratch_len];
             let planes = Planes {
                 first: run * per_run,
                 channels: g.out_channels,
