@@ -625,10 +625,10 @@ const MIN_WINOGRAD_CHANNELS: usize = 16;
 /// convolution of at most [`MAX_STEM_CHANNELS`] inputs): every form on AVX-512. With AVX2
 /// alone (the kernels' AVX2 instances, 8 lanes), Winograd's, the depthwise kernel and
 /// the planar kernel on stems (of any width), which ran faster than tract's
-/// (docs/BENCHMARKS.md, 2026-12-07, Zen 3: MobileNet 1.0 at batch 1 on one thread in 25 ms against 34 with
-/// tract's depthwise convolution and stem); the planar kernel elsewhere and the pointwise
-/// one lost to tract's packed AVX2 products (MobileNet 1.0's 1×1 layers, DenseNet-121 at
-/// 1.62× MXNet's time against 1.01×).
+/// (docs/BENCHMARKS.md, 2026-12-07, Zen 3: MobileNet 1.0 at batch 1 on one thread in 25
+/// ms against 34 with tract's depthwise convolution and stem); the planar kernel
+/// elsewhere and the pointwise one lost to tract's packed AVX2 products (MobileNet 1.0's
+/// 1×1 layers, DenseNet-121 at 1.62× MXNet's time against 1.01×).
 fn takes(form: Form, stem: bool) -> bool {
     match Isa::detected() {
         Isa::Avx512 => true,
