@@ -79,7 +79,8 @@ pub(crate) fn adopt(model: &mut TypedModel, weights: WeightsId, threads: usize) 
 pub(crate) struct ConvPerSample {
     /// The convolution alone on one sample, optimised by tract.
     plan: Arc<TypedRunnableModel>,
-    /// The node's input slot of the data: 0 for a convolution, 1 for a product.
+    /// The node's input slot of the data: 0 for a convolution, the one that is not the
+    /// constant weight for a product.
     data: usize,
     /// The convolution's inputs (of kernel 1, bias 2) that are not constants, passed
     /// after the data as the op's own inputs.
@@ -87,6 +88,9 @@ pub(crate) struct ConvPerSample {
     /// The whole batch's input and output shapes.
     input: Vec<usize>,
     output: TypedFact,
+    /// The output's batch axis: 0, or after axes of one that tract's declutter pulled
+    /// into a product (`nihw,oi->anohw`).
+    output_batch_axis: usize,
 }
 
 impl PartialEq for ConvPerSample {
@@ -221,20 +225,25 @@ impl ConvPerSample {
             passed,
             input: input_shape,
             output: model.outlet_fact(id.into())?.without_value(),
+            output_batch_axis: 0,
         })
     }
 
     /// Node `id`'s product, if it is a 1×1 convolution over a batch: an `EinSum` of a
     /// constant 2-D weight and a float 4-D batch `[N, C, H, W]` with N > 1, whose batch
     /// axis is the output's first and not the weight's (`oi,nihw->nohw`, as ward's
-    /// lowering and tract's own write a pointwise convolution).
+    /// lowering and tract's own write a pointwise convolution, or `nihw,oi->nohw`, as
+    /// tract's declutter writes it over a large batch, maybe with axes of one before the
+    /// output's batch axis, `nihw,oi->anohw`, where it pulled an added axis into it).
     ///
     /// Why: tract runs such a product over a batch as one matrix product over N·H·W
     /// positions, which needs the channels last, so it moves the input's axes before the
     /// product and the output's after: a transpose of each, 23 % of MobileNet's time at
     /// batch 8. On one sample the positions are already a matrix's columns and nothing
     /// moves, so per sample the product costs two copies (the sample in, its output out)
-    /// instead of two transposes.
+    /// instead of two transposes. Over an R-CNN head's 1000 regions each transpose is a
+    /// copy of the whole batch, alive beside it: Mask R-CNN FPN's mask head held 200 MB
+    /// of them and 213 MB of the product's packed input.
     fn covering_product(
         model: &TypedModel,
         id: usize,
@@ -247,8 +256,11 @@ impl ConvPerSample {
         if einsum.q_params.is_some() || node.inputs.len() != 2 {
             return Ok(None);
         }
-        let weight = model.outlet_fact(node.inputs[0])?;
-        let input = model.outlet_fact(node.inputs[1])?;
+        // The weight's slot: the constant one.
+        let slot = usize::from(model.outlet_fact(node.inputs[0])?.konst.is_none());
+        let data = 1 - slot;
+        let weight = model.outlet_fact(node.inputs[slot])?;
+        let input = model.outlet_fact(node.inputs[data])?;
         let output = model.outlet_fact(id.into())?;
         let (Some(kernel), Some(input_shape), Some(output_shape)) = (
             &weight.konst,
@@ -258,25 +270,34 @@ impl ConvPerSample {
             return Ok(None);
         };
         let batch = input_shape.first().copied().unwrap_or(1);
+        let Some(lead) = output_shape.len().checked_sub(4) else {
+            return Ok(None);
+        };
         let batch_axis_is_free = einsum.axes.iter_all_axes().any(|axis| {
-            axis.outputs.first().is_some_and(|o| o.as_slice() == [0])
-                && axis.inputs.get(1).is_some_and(|i| i.as_slice() == [0])
-                && axis.inputs.first().is_some_and(|i| i.is_empty())
+            axis.outputs.first().is_some_and(|o| o.as_slice() == [lead])
+                && axis.inputs.get(data).is_some_and(|i| i.as_slice() == [0])
+                && axis.inputs.get(slot).is_some_and(|i| i.is_empty())
         });
         if kernel.rank() != 2
             || input_shape.len() != 4
-            || output_shape.len() != 4
-            || output_shape.first() != Some(&batch)
+            || output_shape[..lead].iter().any(|&d| d != 1)
+            || output_shape.get(lead) != Some(&batch)
             || batch <= 1
             || input.datum_type != DatumType::F32
             || !batch_axis_is_free
         {
             return Ok(None);
         }
-        let op = Self::of_one_sample(model, id, 1, weights, |single, sample| {
+        let mut op = Self::of_one_sample(model, id, data, weights, |single, sample| {
             let weight = single.add_const("weight", kernel.clone())?;
-            Ok((tvec![weight, sample], tvec![]))
+            let wires = if slot == 0 {
+                tvec![weight, sample]
+            } else {
+                tvec![sample, weight]
+            };
+            Ok((wires, tvec![]))
         })?;
+        op.output_batch_axis = lead;
         Ok(Some(op))
     }
 }
@@ -333,7 +354,8 @@ impl EvalOp for ConvPerSample {
             let mut values = tvec![x.into_tvalue()];
             values.extend(inputs.iter().skip(1).cloned());
             let y = state.run(values)?;
-            output.assign_slice(sample..sample + 1, first(&y)?, 0..1, 0)?;
+            let axis = self.output_batch_axis;
+            output.assign_slice(sample..sample + 1, first(&y)?, 0..1, axis)?;
         }
         Ok(tvec![output.into_tvalue()])
     }

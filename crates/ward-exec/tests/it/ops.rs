@@ -1167,6 +1167,86 @@ fn convolution_takes_its_bias_and_relu(k: usize, f: usize, kernel_step: &str, h:
     }
 }
 
+/// A 1×1 convolution with a bias over 1000 regions whose output gains a leading axis
+/// (Mask R-CNN FPN's mask predictor, scaled down), which tract's declutter writes as one
+/// product `nihw,oi->anohw` with the weight last, runs sample by sample where ward's
+/// pointwise kernel does not take it (tract's product over the batch moved the input's
+/// and the output's axes, two copies of the whole batch), each sample's outputs the
+/// definition's plus the bias.
+#[test]
+fn a_large_batched_pointwise_convolution_under_a_new_axis_runs_sample_by_sample() {
+    use ward_graph::ops::shape::ExpandDims;
+    let runs_as = if std::arch::is_x86_feature_detected!("avx512f") {
+        "WardPointwiseConv"
+    } else {
+        "WardConvPerSample"
+    };
+    let (n, c, f, h, w) = (1000usize, 16usize, 8usize, 6usize, 6usize);
+    let op = Conv {
+        kernel: vec![1, 1],
+        stride: vec![1, 1],
+        dilation: vec![1, 1],
+        pad: vec![0, 0],
+        groups: 1,
+        bias: true,
+    };
+    let (weight, bias) = (scrambled(f * c, 51), scrambled(f, 52));
+    let mut g = Graph::new();
+    g.inputs.push(input("x"));
+    g.params
+        .push(ParamDecl::new("w", DType::F32, vec![f, c, 1, 1]));
+    g.params.push(ParamDecl::new("b", DType::F32, vec![f]));
+    g.nodes.push(Node {
+        name: "conv".into(),
+        op: op.clone().into(),
+        inputs: vec![Source::Input(0), Source::Param(0), Source::Param(1)],
+    });
+    g.nodes.push(Node {
+        name: "expand".into(),
+        op: ExpandDims { axis: 0 }.into(),
+        inputs: vec![Source::Node(0, 0)],
+    });
+    g.outputs.push(GraphOutput {
+        name: "y".into(),
+        source: Source::Node(1, 0),
+    });
+    g.validate().unwrap();
+    let named = HashMap::from([
+        (
+            "w".to_string(),
+            Tensor::from_f32(vec![f, c, 1, 1], &weight).unwrap(),
+        ),
+        ("b".to_string(), Tensor::from_f32(vec![f], &bias).unwrap()),
+    ]);
+    let x = scrambled(n * c * h * w, 53);
+    let without_bias = Conv {
+        bias: false,
+        ..op.clone()
+    };
+    // One thread runs the samples in turn, two side by side.
+    for threads in [1, 2] {
+        let weights = WeightSet::new(&g, named.clone()).unwrap();
+        let backend = Arc::new(TractBackend::new(threads).unwrap());
+        let model = Executable::new(g.clone(), weights, backend).unwrap();
+        let y = run_without_batch_im2col(&model, runs_as, vec![n, c, h, w], &x, &[1, n, f, h, w]);
+        for sample in [0, 1, 500, n - 1] {
+            let mut want = conv_by_hand(
+                &x[sample * c * h * w..(sample + 1) * c * h * w],
+                [c, h, w],
+                &weight,
+                &without_bias,
+                [f, h, w],
+            );
+            for (i, v) in want.iter_mut().enumerate() {
+                *v += f64::from(bias[i / (h * w)]);
+            }
+            let got = &y[sample * f * h * w..(sample + 1) * f * h * w];
+            let what = format!("{threads} threads, sample {sample}");
+            assert_within(got, &want, &what, 1e-5);
+        }
+    }
+}
+
 /// A 2×2, stride-2 transposed convolution over 300 regions (Mask R-CNN's mask head,
 /// scaled down), whose product of (output channels · taps) × input positions would hold
 /// 20 MB for the batch, runs sample by sample, each sample's outputs the definition's.
