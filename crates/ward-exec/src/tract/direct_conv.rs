@@ -324,6 +324,9 @@ enum Weight {
     Planar(PlanarWeights),
     /// Transformed for `ward_kernels::winograd` (a 3×3 stride-1 convolution).
     Winograd(WinogradWeights),
+    /// A 3×3 stride-1 convolution's OIHW weight, as it is, transformed for
+    /// `ward_kernels::winograd` on each call ([`transforms_on_call`]).
+    WinogradOnCall(Box<[f32]>),
 }
 
 impl PartialEq for DirectConv {
@@ -531,7 +534,11 @@ impl DirectConv {
             }
             Form::Depthwise
         } else if prefers_winograd(&geometry) {
-            Form::Winograd
+            if transforms_on_call(&geometry) {
+                Form::WinogradOnCall
+            } else {
+                Form::Winograd
+            }
         } else if direct_refuses {
             if !takes(Form::Planar, stem) {
                 return Ok(None);
@@ -580,6 +587,7 @@ enum Form {
     Depthwise,
     Planar,
     Winograd,
+    WinogradOnCall,
 }
 
 impl Form {
@@ -593,6 +601,7 @@ impl Form {
             Form::Depthwise => "depthwise",
             Form::Planar => "planar",
             Form::Winograd => "winograd",
+            Form::WinogradOnCall => "winograd-on-call",
         };
         let shape = [out, inp, g.kernel[0], g.kernel[1], g.groups];
         let key = Key::of(weights, name, &shape, kernel);
@@ -607,6 +616,9 @@ impl Form {
             Form::Winograd => WinogradWeights::pack(kernel, out, inp)
                 .ok()
                 .map(Weight::Winograd),
+            Form::WinogradOnCall => {
+                (kernel.len() == g.weight_len()).then(|| Weight::WinogradOnCall(kernel.into()))
+            }
         })
     }
 }
@@ -633,12 +645,32 @@ fn takes(form: Form, stem: bool) -> bool {
     match Isa::detected() {
         Isa::Avx512 => true,
         Isa::Avx2 => match form {
-            Form::Winograd | Form::Depthwise => true,
+            Form::Winograd | Form::WinogradOnCall | Form::Depthwise => true,
             Form::Planar => stem,
             Form::Packed => false,
         },
         Isa::Portable => false,
     }
+}
+
+/// The fewest tiles of one call, and the fewest bytes of its transformed weight, at which
+/// a Winograd convolution keeps its weight as it is and transforms it on each call
+/// ([`transforms_on_call`]).
+const MIN_ON_CALL_TILES: usize = 2048;
+const MIN_ON_CALL_WEIGHT_BYTES: usize = 8 << 20;
+
+/// Whether the Winograd convolution `g` transforms its weight on each call instead of
+/// keeping it transformed: where the kept form would be large (36 points per pair of
+/// channels where the kernel has 9 taps, 4× the kernel's bytes) and a call's products
+/// so many that the transform is a few percent of them. An R-CNN head runs ResNet's last
+/// stage on 1000 regions, 4000 tiles a call: kept, its three 512 × 512 layers held 113 MB
+/// for the plan's life, and Mask R-CNN ResNet-18 peaked at 762 MB against 632 without
+/// Winograd's kernel. Transforming a 512 × 512 weight took 40–75 ms on a Zen 3 core
+/// against the call's 1.4–1.9 s, and the transformed weight lives for the call alone.
+fn transforms_on_call(g: &Conv2d) -> bool {
+    let (rows, cols) = winograd::tiles(g);
+    let kept = g.out_channels * g.in_channels * 36 * size_of::<f32>();
+    g.batch * rows * cols >= MIN_ON_CALL_TILES && kept >= MIN_ON_CALL_WEIGHT_BYTES
 }
 
 /// Whether `g` runs faster on Winograd's F(4×4, 3×3) than on the direct kernels: a 3×3
@@ -728,6 +760,8 @@ impl Op for DirectConv {
             Weight::Depthwise(_) => "WardDepthwiseConv".into(),
             Weight::Winograd(_) if self.relu => "WardWinogradConvRelu".into(),
             Weight::Winograd(_) => "WardWinogradConv".into(),
+            Weight::WinogradOnCall(_) if self.relu => "WardWinogradOnCallConvRelu".into(),
+            Weight::WinogradOnCall(_) => "WardWinogradOnCallConv".into(),
         }
     }
 
@@ -768,6 +802,10 @@ impl EvalOp for DirectConv {
                     None => planar::forward_conv(g, x, w, bias, self.relu, y),
                 },
                 Weight::Winograd(w) => winograd::forward(g, x, w, bias, self.relu, y),
+                Weight::WinogradOnCall(kernel) => {
+                    WinogradWeights::pack(kernel, g.out_channels, g.in_channels)
+                        .and_then(|w| winograd::forward(g, x, &w, bias, self.relu, y))
+                }
             };
             let done = match current_tract_executor() {
                 Executor::MultiThread(pool) => pool.install(run),
@@ -791,4 +829,84 @@ impl TypedOp for DirectConv {
     }
 
     as_op!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conv3x3(batch: usize, in_channels: usize, out_channels: usize, side: usize) -> Conv2d {
+        let window = ConvWindow {
+            out_channels,
+            kernel: [3, 3],
+            stride: [1, 1],
+            pad: [1, 1],
+            dilation: [1, 1],
+            groups: 1,
+        };
+        Conv2d::new([batch, in_channels, side, side], window).unwrap()
+    }
+
+    /// An R-CNN head's 512 × 512 layers over 1000 regions transform their weight on each
+    /// call; over 300 regions (1200 tiles), a narrower weight over many tiles, and an
+    /// image's layers keep it transformed.
+    #[test]
+    fn only_large_weights_over_many_tiles_are_transformed_on_each_call() {
+        assert!(transforms_on_call(&conv3x3(1000, 512, 512, 7)));
+        assert!(transforms_on_call(&conv3x3(512, 512, 512, 7)));
+        assert!(!transforms_on_call(&conv3x3(300, 512, 512, 7)));
+        assert!(!transforms_on_call(&conv3x3(511, 512, 512, 7)));
+        // 128 × 128 × 36 × 4 bytes is 2.4 MB however many tiles.
+        assert!(!transforms_on_call(&conv3x3(64, 128, 128, 56)));
+        assert!(!transforms_on_call(&conv3x3(8, 512, 512, 7)));
+        assert!(!transforms_on_call(&conv3x3(1, 256, 256, 14)));
+    }
+
+    /// Transformed on each call, a weight gives the bits of the same weight transformed
+    /// once, with a bias and a ReLU (more outputs than inputs, so a swap of the two
+    /// counts would show).
+    #[test]
+    fn a_weight_transformed_on_each_call_gives_the_kept_forms_bits() {
+        if !Isa::has_vector_kernels() {
+            return;
+        }
+        let (batch, inp, out, side) = (2, 16, 24, 9);
+        let geometry = conv3x3(batch, inp, out, side);
+        let values = |len: usize, step: u64| -> Vec<f32> {
+            (0..len as u64)
+                .map(|i| ((i.wrapping_mul(step) % 1009) as f32 / 504.5) - 1.0)
+                .collect()
+        };
+        let kernel = values(out * inp * 9, 7919);
+        let x = values(geometry.input_len(), 31);
+        let bias: Arc<[f32]> = values(out, 13).into();
+        let run = |weight: Weight| {
+            let op = DirectConv {
+                geometry,
+                weight: Arc::new(weight),
+                bias: Some(bias.clone()),
+                unbatched: false,
+                relu: true,
+                input_map: None,
+            };
+            let input = Tensor::from_shape(&[batch, inp, side, side], &x).unwrap();
+            let mut outputs = op
+                .eval_out_of_plan(tvec![input.into_tvalue()])
+                .unwrap()
+                .unwrap();
+            let y = outputs.remove(0);
+            let y = y.try_as_plain_ram().unwrap();
+            y.as_slice::<f32>().unwrap().to_vec()
+        };
+        let kept = run(Weight::Winograd(
+            WinogradWeights::pack(&kernel, out, inp).unwrap(),
+        ));
+        let on_call = run(Weight::WinogradOnCall(kernel.clone().into()));
+        assert_eq!(kept.len(), batch * out * side * side);
+        assert!(kept.iter().any(|v| *v > 0.0) && kept.contains(&0.0));
+        assert!(kept
+            .iter()
+            .zip(&on_call)
+            .all(|(a, b)| a.to_bits() == b.to_bits()));
+    }
 }
