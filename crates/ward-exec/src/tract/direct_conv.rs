@@ -55,6 +55,7 @@ pub(crate) fn optimize(
     threads: usize,
 ) -> TractResult<()> {
     optimizer::declutter(model)?;
+    super::downsample::merge(model)?;
     adopt(model, weights)?;
     super::batch_consts::tile(model)?;
     super::per_sample_conv::adopt(model, weights, threads)?;

@@ -16,6 +16,7 @@ mod deform;
 mod dense;
 mod detection;
 mod direct_conv;
+mod downsample;
 mod fmod;
 mod fusion;
 mod max_pool;
