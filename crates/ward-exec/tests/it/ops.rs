@@ -989,25 +989,36 @@ fn assert_each_sample_within(
     }
 }
 
-/// A 1×1 convolution over a batch of 8 runs on ward's pointwise kernel where the CPU has
-/// AVX-512F, and elsewhere its product sample by sample (tract's batched product would
-/// transpose the input and the output), each sample's outputs the definition's.
-#[test]
-fn a_batched_pointwise_convolution_runs_image_by_image_with_the_same_outputs() {
-    let runs_as = if std::arch::is_x86_feature_detected!("avx512f") {
+/// What runs a 1×1 convolution over a batch: ward's pointwise kernel where the CPU has
+/// AVX-512F, else its product sample by sample.
+fn batched_pointwise_runs_as() -> &'static str {
+    if std::arch::is_x86_feature_detected!("avx512f") {
         "WardPointwiseConv"
     } else {
         "WardConvPerSample"
-    };
-    let (n, c, f, h, w) = (8usize, 24usize, 40usize, 7usize, 9usize);
-    let op = Conv {
+    }
+}
+
+/// A 1×1 convolution at stride 1, maybe with a bias.
+fn pointwise(bias: bool) -> Conv {
+    Conv {
         kernel: vec![1, 1],
         stride: vec![1, 1],
         dilation: vec![1, 1],
         pad: vec![0, 0],
         groups: 1,
-        bias: false,
-    };
+        bias,
+    }
+}
+
+/// A 1×1 convolution over a batch of 8 runs on ward's pointwise kernel where the CPU has
+/// AVX-512F, and elsewhere its product sample by sample (tract's batched product would
+/// transpose the input and the output), each sample's outputs the definition's.
+#[test]
+fn a_batched_pointwise_convolution_runs_image_by_image_with_the_same_outputs() {
+    let runs_as = batched_pointwise_runs_as();
+    let (n, c, f, h, w) = (8usize, 24usize, 40usize, 7usize, 9usize);
+    let op = pointwise(false);
     let weight = scrambled(f * c, 31);
     let model = conv_model(&op, vec![f, c, 1, 1], &weight);
     let x = scrambled(n * c * h * w, 32);
@@ -1176,20 +1187,9 @@ fn convolution_takes_its_bias_and_relu(k: usize, f: usize, kernel_step: &str, h:
 #[test]
 fn a_large_batched_pointwise_convolution_under_a_new_axis_runs_sample_by_sample() {
     use ward_graph::ops::shape::ExpandDims;
-    let runs_as = if std::arch::is_x86_feature_detected!("avx512f") {
-        "WardPointwiseConv"
-    } else {
-        "WardConvPerSample"
-    };
+    let runs_as = batched_pointwise_runs_as();
     let (n, c, f, h, w) = (1000usize, 16usize, 8usize, 6usize, 6usize);
-    let op = Conv {
-        kernel: vec![1, 1],
-        stride: vec![1, 1],
-        dilation: vec![1, 1],
-        pad: vec![0, 0],
-        groups: 1,
-        bias: true,
-    };
+    let op = pointwise(true);
     let (weight, bias) = (scrambled(f * c, 51), scrambled(f, 52));
     let mut g = Graph::new();
     g.inputs.push(input("x"));
