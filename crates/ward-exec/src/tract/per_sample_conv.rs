@@ -88,9 +88,6 @@ pub(crate) struct ConvPerSample {
     /// The whole batch's input and output shapes.
     input: Vec<usize>,
     output: TypedFact,
-    /// The output's batch axis: 0, or after axes of one that tract's declutter pulled
-    /// into a product (`nihw,oi->anohw`).
-    output_batch_axis: usize,
 }
 
 impl PartialEq for ConvPerSample {
@@ -225,7 +222,6 @@ impl ConvPerSample {
             passed,
             input: input_shape,
             output: model.outlet_fact(id.into())?.without_value(),
-            output_batch_axis: 0,
         })
     }
 
@@ -288,7 +284,7 @@ impl ConvPerSample {
         {
             return Ok(None);
         }
-        let mut op = Self::of_one_sample(model, id, data, weights, |single, sample| {
+        let op = Self::of_one_sample(model, id, data, weights, |single, sample| {
             let weight = single.add_const("weight", kernel.clone())?;
             let wires = if slot == 0 {
                 tvec![weight, sample]
@@ -297,7 +293,6 @@ impl ConvPerSample {
             };
             Ok((wires, tvec![]))
         })?;
-        op.output_batch_axis = lead;
         Ok(Some(op))
     }
 }
@@ -354,7 +349,7 @@ impl EvalOp for ConvPerSample {
             let mut values = tvec![x.into_tvalue()];
             values.extend(inputs.iter().skip(1).cloned());
             let y = state.run(values)?;
-            let axis = self.output_batch_axis;
+            let axis = self.output_batch_axis();
             output.assign_slice(sample..sample + 1, first(&y)?, 0..1, axis)?;
         }
         Ok(tvec![output.into_tvalue()])
@@ -369,6 +364,13 @@ fn first(outputs: &[TValue]) -> TractResult<&TValue> {
 }
 
 impl ConvPerSample {
+    /// The output's batch axis: the input's is its first, and an output has more axes only
+    /// where tract's declutter pulled axes of one in before the batch (`nihw,oi->anohw`,
+    /// which `covering_product` takes).
+    fn output_batch_axis(&self) -> usize {
+        self.output.rank().saturating_sub(self.input.len())
+    }
+
     /// The pool to spread the samples over (there are always at least two: `covering`
     /// takes only batches): the plan's executor's, when it has more than one thread, and
     /// the op is a float32 one whose inputs other than the data are all constants (each
