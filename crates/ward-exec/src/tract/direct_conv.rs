@@ -44,7 +44,8 @@ use super::shared_weights::{self, Cache, Key};
 use crate::weights::WeightsId;
 
 /// tract's optimisation with ward's convolutions: declutter (a convolution's kernel and
-/// bias become constants, any batch norm folded in), then [`adopt`], then per-channel
+/// bias become constants, any batch norm folded in), strided picks merged, large region
+/// heads run by blocks (`region_heads`), then [`adopt`], then per-channel
 /// constants of batched binary ops tiled along the batch (`batch_consts`), then the
 /// batched convolutions left to tract whose im2col would be large, or any on a plan of
 /// more than one of `threads`, run per sample (`per_sample_conv`), then codegen for the
@@ -56,6 +57,14 @@ pub(crate) fn optimize(
 ) -> TractResult<()> {
     optimizer::declutter(model)?;
     super::downsample::merge(model)?;
+    super::region_heads::split(model, weights, threads, super::optimize_region_block)?;
+    lower(model, weights, threads)
+}
+
+/// What [`optimize`] does once the model is decluttered and its region heads split:
+/// [`adopt`], the batch constants tiled, the large or threaded batched convolutions run
+/// per sample, then tract's codegen.
+pub(crate) fn lower(model: &mut TypedModel, weights: WeightsId, threads: usize) -> TractResult<()> {
     adopt(model, weights)?;
     super::batch_consts::tile(model)?;
     super::per_sample_conv::adopt(model, weights, threads)?;

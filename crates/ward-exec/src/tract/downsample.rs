@@ -106,6 +106,14 @@ pub(crate) struct StridedPick {
     picks: TVec<Pick>,
 }
 
+impl StridedPick {
+    /// Whether the pick keeps only some indices of `axis` (so the axis's elements are not
+    /// each copied to the same place).
+    pub(crate) fn picks_along(&self, axis: usize) -> bool {
+        self.picks.iter().any(|p| p.axis == axis)
+    }
+}
+
 impl Op for StridedPick {
     fn name(&self) -> StaticName {
         "WardStridedPick".into()

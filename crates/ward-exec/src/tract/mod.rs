@@ -23,6 +23,7 @@ mod max_pool;
 mod optimizer;
 mod per_sample_conv;
 mod pool_windows;
+mod region_heads;
 mod relu;
 mod reshape_consts;
 mod roi;
@@ -37,8 +38,9 @@ use std::time::{Duration, Instant};
 use tract_linalg::multithread::{multithread_tract_scope, Executor};
 use tract_onnx::prelude::{
     DatumType, Framework, InferenceModelExt, IntoRunnable, IntoTValue, TValue, TVec,
-    Tensor as TractTensor, TypedModel, TypedRunnableModel,
+    Tensor as TractTensor, TractResult, TypedModel, TypedRunnableModel,
 };
+use tract_onnx::tract_core::internal::format_err;
 use ward_core::{DType, Tensor, TensorView};
 use ward_graph::Graph;
 
@@ -154,12 +156,7 @@ impl TractBackend {
         tracing::debug!(nodes = typed.nodes.len(), "plan: typed; optimising");
         let mut optimized = typed;
         direct_conv::optimize(&mut optimized, id, self.threads).map_err(engine("optimise"))?;
-        if fusion::move_scalar_ops_up(&mut optimized).map_err(engine("fuse scalar ops"))? {
-            tracing::debug!("plan: scalar ops moved to their products; optimising again");
-            direct_conv::absorb_relus(&mut optimized)
-                .map_err(engine("take moved ReLUs into ward's convolutions"))?;
-            optimizer::codegen(&mut optimized).map_err(engine("optimise after fusion"))?;
-        }
+        fuse_scalar_ops(&mut optimized)?;
         tracing::debug!(nodes = optimized.nodes.len(), "plan: optimised");
         let runnable = optimized
             .into_runnable()
@@ -173,6 +170,31 @@ impl TractBackend {
             executor: self.executor.clone(),
         }))
     }
+}
+
+/// Scalar ops moved up to the products they follow, and the model optimised again where
+/// any moved: the last step of building a plan.
+fn fuse_scalar_ops(model: &mut TypedModel) -> Result<(), ExecError> {
+    if fusion::move_scalar_ops_up(model).map_err(engine("fuse scalar ops"))? {
+        tracing::debug!("plan: scalar ops moved to their products; optimising again");
+        direct_conv::absorb_relus(model)
+            .map_err(engine("take moved ReLUs into ward's convolutions"))?;
+        optimizer::codegen(model).map_err(engine("optimise after fusion"))?;
+    }
+    Ok(())
+}
+
+/// A region head's block (`region_heads`), decluttered as a whole model is, optimised
+/// as its plan is after its heads are split, on `threads`.
+fn optimize_region_block(
+    model: &mut TypedModel,
+    weights: WeightsId,
+    threads: usize,
+) -> TractResult<()> {
+    optimizer::declutter(model)?;
+    downsample::merge(model)?;
+    direct_conv::lower(model, weights, threads)?;
+    fuse_scalar_ops(model).map_err(|e| format_err!("{e}"))
 }
 
 impl Backend for TractBackend {

@@ -139,6 +139,20 @@ impl Rewriter {
         op: impl Into<Box<dyn TypedOp>>,
         inputs: Vec<Wire>,
     ) -> TractResult<()> {
+        let name = model.nodes[id].name.clone();
+        self.replace_outlets(model, &[id.into()], name, op, inputs)
+    }
+
+    /// The outlets `replaced` of `model` replaced, in order, by the outputs of one node
+    /// `op` named `name` over `inputs`; what fed only the replaced outlets is dropped.
+    pub(super) fn replace_outlets(
+        &mut self,
+        model: &mut TypedModel,
+        replaced: &[OutletId],
+        name: String,
+        op: impl Into<Box<dyn TypedOp>>,
+        inputs: Vec<Wire>,
+    ) -> TractResult<()> {
         let mut patch = TypedModelPatch::default();
         let mut wires = TVec::new();
         for input in inputs {
@@ -147,8 +161,17 @@ impl Rewriter {
                 Wire::Const(name, value) => patch.add_const(name, value)?,
             });
         }
-        let output = patch.wire_node(model.nodes[id].name.clone(), op, &wires)?;
-        patch.shunt_outside(model, id.into(), output[0])?;
+        let outputs = patch.wire_node(name, op, &wires)?;
+        if outputs.len() != replaced.len() {
+            return Err(format_err!(
+                "{} outputs replace {} outlets",
+                outputs.len(),
+                replaced.len()
+            ));
+        }
+        for (outlet, by) in replaced.iter().zip(outputs) {
+            patch.shunt_outside(model, *outlet, by)?;
+        }
         apply(patch, model, &mut self.0)
     }
 }

@@ -270,3 +270,235 @@ fn pyramid_levels_summed_into_one_output_give_the_sum_of_the_levels_bit_for_bit(
     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     assert_eq!(bits(&summed[0]), bits(&expected));
 }
+
+/// A region head over `rows` regions of 16 channels pooled 14 × 14 from a 16 × 16 image:
+/// ResNet's first block of a stage, in short (two 1×1 convolutions to 64 channels, one
+/// through ReLU, summed), then a 3×3 convolution at stride 2, ReLU and an adaptive average
+/// pool; the model's outputs are the sum, the pooled head and its softmax over the
+/// regions.
+fn region_head(rows: usize) -> (Executable, Graph, Vec<Tensor>, Vec<Tensor>) {
+    use ward_graph::ir::ParamDecl;
+    use ward_graph::ops::activation::{Activation, ActivationKind, Softmax};
+    use ward_graph::ops::conv::Conv;
+    use ward_graph::ops::elementwise::{Binary, BinaryKind};
+    use ward_graph::ops::pool::AdaptiveAvgPool;
+    let (c, wide, f) = (16usize, 64usize, 8usize);
+    let ramp = |len: usize, seed: u64| -> Vec<f32> {
+        (0..len as u64)
+            .map(|i| {
+                let v = i.wrapping_add(seed).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
+                (v % 2001) as f32 / 1000.0 - 1.0
+            })
+            .collect()
+    };
+    let conv = |k: usize, stride: usize| Conv {
+        kernel: vec![k, k],
+        stride: vec![stride, stride],
+        dilation: vec![1, 1],
+        pad: vec![k / 2, k / 2],
+        groups: 1,
+        bias: true,
+    };
+    let relu = || -> Op {
+        Activation {
+            kind: ActivationKind::Relu,
+        }
+        .into()
+    };
+    let mut g = roi_graph(RoiAlign {
+        pooled_height: 14,
+        pooled_width: 14,
+        spatial_scale: 1.0,
+        sample_ratio: Some(2),
+        position_sensitive: false,
+        aligned: false,
+    });
+    g.outputs.clear();
+    for (name, shape) in [
+        ("w1", vec![wide, c, 1, 1]),
+        ("b1", vec![wide]),
+        ("w2", vec![f, wide, 3, 3]),
+        ("b2", vec![f]),
+        ("w3", vec![wide, c, 1, 1]),
+        ("b3", vec![wide]),
+    ] {
+        g.params.push(ParamDecl::new(name, DType::F32, shape));
+    }
+    let mut push = |name: &str, op: Op, inputs: Vec<Source>| {
+        g.nodes.push(Node {
+            name: name.into(),
+            op,
+            inputs,
+        });
+        Source::Node(g.nodes.len() - 1, 0)
+    };
+    let pooled = Source::Node(0, 0);
+    let y = push(
+        "conv1",
+        conv(1, 1).into(),
+        vec![pooled, Source::Param(0), Source::Param(1)],
+    );
+    let y = push("relu1", relu(), vec![y]);
+    let branch = push(
+        "conv3",
+        conv(1, 1).into(),
+        vec![pooled, Source::Param(4), Source::Param(5)],
+    );
+    let sum = push(
+        "plus",
+        Binary {
+            kind: BinaryKind::Add,
+            broadcast: false,
+        }
+        .into(),
+        vec![y, branch],
+    );
+    let y = push(
+        "conv2",
+        conv(3, 2).into(),
+        vec![sum, Source::Param(2), Source::Param(3)],
+    );
+    let y = push("relu2", relu(), vec![y]);
+    let y = push(
+        "pool",
+        AdaptiveAvgPool {
+            height: 1,
+            width: 1,
+        }
+        .into(),
+        vec![y],
+    );
+    g.outputs.push(GraphOutput {
+        name: "sum".into(),
+        source: sum,
+    });
+    let spread = push(
+        "spread",
+        Softmax {
+            axis: 0,
+            temperature: 1.0,
+            log: false,
+            use_length: false,
+        }
+        .into(),
+        vec![y],
+    );
+    g.outputs.push(GraphOutput {
+        name: "head".into(),
+        source: y,
+    });
+    g.outputs.push(GraphOutput {
+        name: "spread".into(),
+        source: spread,
+    });
+    g.validate().unwrap();
+    let params = vec![
+        Tensor::from_f32(vec![wide, c, 1, 1], &ramp(wide * c, 1)).unwrap(),
+        Tensor::from_f32(vec![wide], &ramp(wide, 2)).unwrap(),
+        Tensor::from_f32(vec![f, wide, 3, 3], &ramp(f * wide * 9, 3)).unwrap(),
+        Tensor::from_f32(vec![f], &ramp(f, 4)).unwrap(),
+        Tensor::from_f32(vec![wide, c, 1, 1], &ramp(wide * c, 6)).unwrap(),
+        Tensor::from_f32(vec![wide], &ramp(wide, 7)).unwrap(),
+    ];
+    let named = PARAMS
+        .iter()
+        .map(|n| n.to_string())
+        .zip(params.iter().cloned())
+        .collect();
+    let weights = WeightSet::new(&g, named).unwrap();
+    let model =
+        Executable::new(g.clone(), weights, Arc::new(TractBackend::new(1).unwrap())).unwrap();
+    // Boxes of 1 to 12 pixels a side anywhere in the image, some past its edge.
+    let boxes: Vec<f32> = (0..rows)
+        .flat_map(|i| {
+            let (x, y) = ((i * 7 % 13) as f32 * 0.9, (i * 5 % 11) as f32 * 1.1);
+            let (w, h) = (1.0 + (i % 12) as f32, 1.0 + (i * 3 % 12) as f32);
+            [0.0, x, y, x + w, y + h]
+        })
+        .collect();
+    let inputs = vec![
+        Tensor::from_f32(vec![1, c, 16, 16], &ramp(c * 256, 5)).unwrap(),
+        Tensor::from_f32(vec![rows, 5], &boxes).unwrap(),
+    ];
+    (model, g, params, inputs)
+}
+
+const PARAMS: [&str; 6] = ["w1", "b1", "w2", "b2", "w3", "b3"];
+
+/// A region head whose largest activation takes more than 32 MiB (its 64-channel sums)
+/// runs block by block (three blocks here, the last one short), on one thread and on two,
+/// each region's outputs those of the head run whole on 50 regions at a time (a head that
+/// small is not split), and the softmax over the regions, which ends the head, taken over
+/// all of them. The reference interpreter's conformance with this plan's operators is
+/// the conformance test's; on 700 regions it takes minutes.
+#[test]
+fn a_large_region_head_runs_block_by_block_with_the_numbers_of_the_whole_head() {
+    let rows = 700;
+    let (model, _, _, inputs) = region_head(rows);
+    let boxes = inputs[1].to_f32_vec();
+    let mut want: Vec<Vec<f32>> = vec![Vec::new(), Vec::new(), Vec::new()];
+    for (k, chunk) in boxes.chunks(50 * 5).enumerate() {
+        let rois = Tensor::from_f32(vec![chunk.len() / 5, 5], chunk).unwrap();
+        let shapes = [inputs[0].shape().to_vec(), rois.shape().to_vec()];
+        let operators = model.plan(&shapes).unwrap().operators();
+        assert!(
+            !operators.iter().any(|o| o == "WardRegionBlocks"),
+            "50 regions split: {operators:?}"
+        );
+        let got = model.run(&[inputs[0].clone(), rois]).unwrap();
+        for (all, part) in want.iter_mut().zip(&got) {
+            all.extend(part.to_f32_vec());
+        }
+        assert!(k < rows / 50);
+    }
+    for threads in [1, 2] {
+        let (_, graph, params, _) = region_head(rows);
+        let named = PARAMS
+            .iter()
+            .map(|n| n.to_string())
+            .zip(params.iter().cloned())
+            .collect();
+        let weights = WeightSet::new(&graph, named).unwrap();
+        let backend = Arc::new(TractBackend::new(threads).unwrap());
+        let split = Executable::new(graph, weights, backend).unwrap();
+        let shapes: Vec<Vec<usize>> = inputs.iter().map(|t| t.shape().to_vec()).collect();
+        let operators = split.plan(&shapes).unwrap().operators();
+        assert!(
+            operators.iter().any(|o| o == "WardRegionBlocks"),
+            "{threads} threads: not run by blocks: {operators:?}"
+        );
+        let got = split.run(&inputs).unwrap();
+        assert_eq!(got[0].shape(), [rows, 64, 14, 14]);
+        assert_eq!(got[1].shape(), [rows, 8, 1, 1]);
+        assert_eq!(got[2].shape(), [rows, 8, 1, 1]);
+        let head = got[1].to_f32_vec();
+        let spread = got[2].to_f32_vec();
+        for channel in 0..8 {
+            let column: Vec<f64> = (0..rows)
+                .map(|r| f64::from(head[r * 8 + channel]))
+                .collect();
+            let top = column.iter().fold(f64::MIN, |m, v| m.max(*v));
+            let total: f64 = column.iter().map(|v| (v - top).exp()).sum();
+            for (r, v) in column.iter().enumerate() {
+                let want = (v - top).exp() / total;
+                let got = f64::from(spread[r * 8 + channel]);
+                assert!(
+                    (got - want).abs() <= 1e-5 * want.max(1e-3),
+                    "{threads} threads: softmax over the regions, region {r}, channel {channel}: {got} against {want}"
+                );
+            }
+        }
+        for (k, (got, want)) in got.iter().zip(&want).take(2).enumerate() {
+            let got = got.to_f32_vec();
+            assert_eq!(got.len(), want.len(), "output {k}");
+            let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+            for (i, (g, w)) in got.iter().zip(want).enumerate() {
+                assert!(
+                    (g - w).abs() <= 1e-5 * scale,
+                    "{threads} threads, output {k}, value {i} (region {}): {g} against {w}",
+                    i / (want.len() / rows)
+                );
+            }
+        }
+    }
+}
