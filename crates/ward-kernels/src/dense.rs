@@ -105,3 +105,56 @@ impl Dense {
 fn strided(count: usize, step: usize) -> Vec<usize> {
     (0..count).map(|i| i * step).collect()
 }
+
+/// `bytes` as the float32 values they hold (little-endian, as ward's weights files store
+/// them), read in place: when they lie on a float's alignment and their length is a
+/// whole number of floats, on a little-endian CPU; `None` otherwise, and the caller reads
+/// them one value at a time.
+///
+/// Why: a dense layer's weight is read where the package left it (a model's largest
+/// tensor: VGG's first dense layer, doublehead R-CNN's 411 MB head), and the matrix
+/// products take float slices.
+#[allow(
+    unsafe_code,
+    reason = "reinterpreting aligned bytes as floats; `align_to` keeps the view inside the slice"
+)]
+pub fn floats_in_place(bytes: &[u8]) -> Option<&[f32]> {
+    if cfg!(target_endian = "big") {
+        return None;
+    }
+    // SAFETY: every 4-byte pattern is a valid `f32`, so the aligned middle part `align_to`
+    // returns is a valid `[f32]` over bytes the slice owns; a misaligned start or a
+    // trailing partial float leaves a non-empty prefix or suffix, refused below.
+    let (prefix, floats, suffix) = unsafe { bytes.align_to::<f32>() };
+    (prefix.is_empty() && suffix.is_empty()).then_some(floats)
+}
+
+#[cfg(test)]
+mod in_place_tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+    use super::floats_in_place;
+
+    #[test]
+    fn aligned_bytes_are_their_floats_and_misaligned_ones_are_refused() {
+        let values = [1.5f32, -2.25, f32::MAX, 0.0];
+        let mut bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        bytes.extend([0; 3]);
+        // One of the first four offsets is aligned; the others are refused, and a
+        // partial float at the end is refused at every offset.
+        let mut seen = 0;
+        for start in 0..4 {
+            let whole = &bytes[start..start + 16];
+            if let Some(floats) = floats_in_place(whole) {
+                seen += 1;
+                let want: Vec<f32> = whole
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                    .collect();
+                assert_eq!(floats, want.as_slice());
+            }
+            assert!(floats_in_place(&bytes[start..start + 15]).is_none());
+        }
+        assert_eq!(seen, 1);
+    }
+}

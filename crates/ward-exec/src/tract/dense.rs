@@ -7,7 +7,9 @@
 //! second and a third copy of the largest tensors of a model (VGG's first dense layer is
 //! 4096 × 25088, 411 MB). For a product with few rows the work is reading the weight once,
 //! which this does from the one copy ward holds. With more rows tract's packed kernel,
-//! which reuses each weight it loads, is kept.
+//! which reuses each weight it loads, is kept, except for a weight of 64 MiB or more,
+//! which is read in place by the matrix crate's product (`ward_kernels::dense`), which
+//! packs a small panel of it at a time.
 //!
 //! The weight's graph input is matched to the `EinSum` tract made of the lowering's
 //! `Gemm` (`mk,nk->mn`); a weight read by anything else becomes a constant as the others.
@@ -21,17 +23,28 @@ use std::sync::Arc;
 
 use tract_onnx::prelude::{tvec, DatumType, TValue, TVec, TractResult, TypedFact, TypedModel};
 use tract_onnx::tract_core::internal::{
-    as_op, bail, ensure, op_as_typed_op, op_out_of_plan, AxesMapping, DatumTypeExt, EvalContext,
-    EvalOp, IntoTValue, Op, OutletId, StaticName, Tensor, TypedModelPatch, TypedOp,
+    as_op, bail, ensure, format_err, op_as_typed_op, op_out_of_plan, AxesMapping, DatumTypeExt,
+    EvalContext, EvalOp, IntoTValue, Op, OutletId, StaticName, Tensor, TypedModelPatch, TypedOp,
 };
 use tract_onnx::tract_core::ops::einsum::EinSum;
 use ward_core::DType;
+use ward_kernels::dense::Dense;
 
 use super::constants::WeightPool;
+use super::direct_conv::in_plan_pool;
 use crate::weights::WeightSet;
 
-/// Most rows of x for which the weight is read in place; beyond, tract packs it.
+/// Most rows of x for which the weight is read in place one weight row at a time; beyond,
+/// tract packs it, unless it is large.
 pub(crate) const MAX_ROWS: usize = 8;
+
+/// The weight size from which a dense layer on more than [`MAX_ROWS`] rows reads its
+/// weight in place too, through the matrix crate's product (which packs small panels of
+/// it per call), rather than tract copying it into a constant and packing the copy: a
+/// weight that large held twice or three times is what a plan's peak is made of
+/// (doublehead R-CNN's 411 MB dense layer over its 300 regions, copied and then packed
+/// beside the copy, was its model's peak).
+pub(crate) const LARGE_WEIGHT_BYTES: usize = 64 << 20;
 
 /// Where a dense layer's weight lies: in the executable's weight set (kept for its next
 /// plan), or, for a plan built once, handed to the plan alone.
@@ -121,7 +134,10 @@ pub(crate) fn adopt(
         let &[rows, k] = shape else {
             return Ok(false);
         };
-        if fact.datum_type != DatumType::F32 || k != inputs || rows > MAX_ROWS {
+        let in_place = rows <= MAX_ROWS
+            || (tensor.bytes().len() >= LARGE_WEIGHT_BYTES
+                && ward_kernels::dense::floats_in_place(tensor.bytes()).is_some());
+        if fact.datum_type != DatumType::F32 || k != inputs || !in_place {
             return Ok(false);
         }
         products.push((reader.node, x, rows));
@@ -175,6 +191,16 @@ fn dot(x: &[f32], w: &[u8]) -> f32 {
     ((a + e) + (b + f)) + ((c + g) + (d + h)) + tail
 }
 
+impl WeightDense {
+    /// The same layer on `rows` rows of x (a region head's block, `region_heads`).
+    pub(crate) fn on_rows(&self, rows: usize) -> WeightDense {
+        WeightDense {
+            rows,
+            ..self.clone()
+        }
+    }
+}
+
 impl Op for WeightDense {
     fn name(&self) -> StaticName {
         "WardWeightDense".into()
@@ -220,8 +246,18 @@ impl EvalOp for WeightDense {
         {
             let mut out_plain = output.try_as_plain_ram_mut()?;
             let y = out_plain.as_slice_mut::<f32>()?;
-            if self.inputs > 0 {
-                times_weight(x, w, y, self.inputs, self.units);
+            match ward_kernels::dense::floats_in_place(w) {
+                Some(w) if self.rows > MAX_ROWS => {
+                    let layer = Dense {
+                        rows: self.rows,
+                        inner: self.inputs,
+                        units: self.units,
+                    };
+                    in_plan_pool(|| layer.forward(x, w, None, y))
+                        .map_err(|e| format_err!("{e}"))?;
+                }
+                _ if self.inputs > 0 => times_weight(x, w, y, self.inputs, self.units),
+                _ => {}
             }
         }
         Ok(tvec![output.into_tvalue()])

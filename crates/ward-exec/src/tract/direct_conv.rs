@@ -754,6 +754,19 @@ thread_local! {
         .ok();
 }
 
+/// `run`'s result, run in the plan's rayon pool: the executor's, or for a plan on one
+/// thread the calling thread as a pool of its own ([`THIS_THREAD`]), so that a kernel
+/// that splits its work with rayon uses the plan's threads and no others.
+pub(crate) fn in_plan_pool<R: Send>(run: impl FnOnce() -> R + Send) -> R {
+    match current_tract_executor() {
+        Executor::MultiThread(pool) => pool.install(run),
+        _ => THIS_THREAD.with(|pool| match pool {
+            Some(pool) => pool.install(run),
+            None => run(),
+        }),
+    }
+}
+
 impl Op for DirectConv {
     fn name(&self) -> StaticName {
         match *self.weight {
@@ -798,7 +811,7 @@ impl EvalOp for DirectConv {
             let mut out = output.try_as_plain_ram_mut()?;
             let y = out.as_slice_mut::<f32>()?;
             let bias = self.bias.as_deref();
-            let mut run = move || match &*self.weight {
+            let run = move || match &*self.weight {
                 Weight::Packed(w) => g.forward_packed_relu(x, w, bias, self.relu, y),
                 Weight::Depthwise(w) => depthwise::forward(g, x, w, bias, self.relu, y),
                 Weight::Planar(w) => match &self.input_map {
@@ -820,14 +833,7 @@ impl EvalOp for DirectConv {
                         .and_then(|w| winograd::forward(g, x, &w, bias, self.relu, y))
                 }
             };
-            let done = match current_tract_executor() {
-                Executor::MultiThread(pool) => pool.install(run),
-                _ => THIS_THREAD.with(|pool| match pool {
-                    Some(pool) => pool.install(run),
-                    None => run(),
-                }),
-            };
-            done.map_err(|e| format_err!("{e}"))?;
+            in_plan_pool(run).map_err(|e| format_err!("{e}"))?;
         }
         Ok(tvec![output.into_tvalue()])
     }

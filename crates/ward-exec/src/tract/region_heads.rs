@@ -44,6 +44,7 @@ use tract_onnx::tract_core::ops::einsum::EinSum;
 use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
 use tract_onnx::tract_core::ops::konst::Const;
 
+use super::dense::WeightDense;
 use super::downsample::StridedPick;
 use super::optimizer::{Rewriter, Wire};
 use super::relu::{ClipKeepNan, ReluKeepNan};
@@ -338,7 +339,12 @@ impl Head {
                         })
                     })
                     .collect::<TractResult<TVec<_>>>()?;
-            let outputs = body.wire_node(&node.name, node.op.clone(), &inputs)?;
+            // A dense layer reading its weight in place is built for its rows: a block's.
+            let op: Box<dyn TypedOp> = match node.op_as::<WeightDense>() {
+                Some(dense) => Box::new(dense.on_rows(block)),
+                None => node.op.clone(),
+            };
+            let outputs = body.wire_node(&node.name, op, &inputs)?;
             for (slot, wire) in outputs.into_iter().enumerate() {
                 wired.insert(OutletId::new(id, slot), wire);
             }
@@ -463,7 +469,8 @@ fn row_wise(
             .transform_axis(axis)
             .map(|to| (whole_but(0, axis), to)));
     }
-    // Batched image operators: the regions are the batch, the data's first axis.
+    // Batched image operators, and a dense layer reading its weight in place: the regions
+    // are the batch, the data's first axis.
     let batched = if let Some(conv) = op.downcast_ref::<Conv>() {
         conv.q_params.is_none() && conv.pool_spec.data_format.has_n()
     } else if let Some(deconv) = op.downcast_ref::<Deconv>() {
@@ -475,6 +482,7 @@ fn row_wise(
     } else {
         false
     };
+    let batched = batched || op.downcast_ref::<WeightDense>().is_some();
     if batched {
         return Ok((first == 0 && axis == 0).then(|| (whole_but(0, 0), 0)));
     }

@@ -155,3 +155,32 @@ fn a_weight_two_dense_layers_share_is_read_by_both() {
         "{ops:?}"
     );
 }
+
+/// A weight of 64 MiB on more rows than a prediction's is read in place too, through the
+/// matrix crate's product, rather than copied and packed by tract; each output (checked on
+/// every 37th unit) is x·Wᵀ + b.
+#[test]
+fn a_large_weight_on_many_rows_is_read_in_place_by_the_matrix_product() {
+    let (k, units, rows) = (32_768usize, 512usize, 12usize);
+    let (w, b) = (values(units * k, 6), values(units, 7));
+    let x = values(rows * k, 8);
+    let (y, ops) = run(graph(k, units, false, false), &w, &b, &x, &[rows, k]);
+    assert!(
+        ops.iter().any(|o| o == "WardWeightDense"),
+        "not read in place: {ops:?}"
+    );
+    assert_eq!(y.len(), rows * units);
+    for row in 0..rows {
+        for unit in (0..units).step_by(37) {
+            let want = f64::from(b[unit])
+                + (0..k)
+                    .map(|j| f64::from(x[row * k + j]) * f64::from(w[unit * k + j]))
+                    .sum::<f64>();
+            let got = f64::from(y[row * units + unit]);
+            assert!(
+                (got - want).abs() <= 1e-5 * want.abs().max(1.0) * (k as f64).sqrt(),
+                "row {row}, unit {unit}: {got} vs {want}"
+            );
+        }
+    }
+}
