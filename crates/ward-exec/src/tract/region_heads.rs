@@ -670,3 +670,111 @@ impl TypedOp for RegionBlocks {
 
     as_op!();
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use tract_onnx::prelude::{tvec, Datum, TypedFact};
+    use tract_onnx::tract_core::internal::DatumTypeExt;
+    use tract_onnx::tract_core::ops::math::add;
+
+    use super::*;
+
+    const ROWS: usize = 6;
+
+    /// A model with `x` of `[ROWS, 4]` (the regions first) and node `op` over `x` and, when
+    /// given, a second input; returns the model and the node's id.
+    fn model_with(op: Box<dyn TypedOp>, second: Option<TypedFact>) -> (TypedModel, usize) {
+        let mut model = TypedModel::default();
+        let x = model
+            .add_source("x", DatumType::F32.fact([ROWS, 4]))
+            .unwrap();
+        let mut inputs = vec![x];
+        if let Some(fact) = second {
+            let y = match fact.konst.clone() {
+                Some(value) => model.add_const("y", value).unwrap(),
+                None => model.add_source("y", fact).unwrap(),
+            };
+            inputs.push(y);
+        }
+        let out = model.wire_node("op", op, &inputs).unwrap();
+        (model, out[0].node)
+    }
+
+    fn einsum(expr: &str) -> Box<dyn TypedOp> {
+        Box::new(EinSum::new(expr.parse().unwrap(), f32::datum_type()))
+    }
+
+    fn weight(shape: &[usize]) -> Option<TypedFact> {
+        let value = Tensor::zero::<f32>(shape).unwrap().into_arc_tensor();
+        Some(TypedFact::try_from(value).unwrap())
+    }
+
+    #[test]
+    fn a_product_keeps_the_regions_where_they_are_a_free_axis_and_not_where_it_sums_them() {
+        let (model, id) = model_with(einsum("nk,ok->no"), weight(&[3, 4]));
+        let got = row_wise(&model, id, &[Some(0), None]).unwrap();
+        assert_eq!(got, Some((vec![Use::Rows(0), Use::Whole], 0)));
+        // The regions moved to the output's second axis.
+        let (model, id) = model_with(einsum("nk,ok->on"), weight(&[3, 4]));
+        let got = row_wise(&model, id, &[Some(0), None]).unwrap();
+        assert_eq!(got, Some((vec![Use::Rows(0), Use::Whole], 1)));
+        // Summed over the regions: each output mixes them all.
+        let (model, id) = model_with(einsum("nk,n->k"), Some(DatumType::F32.fact([ROWS])));
+        assert_eq!(row_wise(&model, id, &[Some(0), None]).unwrap(), None);
+    }
+
+    #[test]
+    fn a_broadcast_operand_is_read_whole_and_one_spanning_the_regions_by_rows() {
+        let (model, id) = model_with(Box::new(add()), weight(&[1, 4]));
+        let got = row_wise(&model, id, &[Some(0), None]).unwrap();
+        assert_eq!(got, Some((vec![Use::Rows(0), Use::Whole], 0)));
+        let (model, id) = model_with(Box::new(add()), Some(DatumType::F32.fact([ROWS, 4])));
+        let got = row_wise(&model, id, &[Some(0), None]).unwrap();
+        assert_eq!(got, Some((vec![Use::Rows(0), Use::Rows(0)], 0)));
+    }
+
+    #[test]
+    fn an_axis_change_keeps_the_regions_unless_it_merges_them() {
+        let (model, id) = model_with(Box::new(AxisOp::Add(0)), None);
+        assert_eq!(
+            row_wise(&model, id, &[Some(0)]).unwrap(),
+            Some((vec![Use::Rows(0)], 1))
+        );
+        let merge = AxisOp::Reshape(0, tvec![ROWS.into(), 4.into()], tvec![(ROWS * 4).into()]);
+        let (model, id) = model_with(Box::new(merge), None);
+        assert_eq!(row_wise(&model, id, &[Some(0)]).unwrap(), None);
+        let pick = Downsample {
+            axis: 0,
+            stride: 2,
+            modulo: 0,
+        };
+        let (model, id) = model_with(Box::new(pick), None);
+        assert_eq!(row_wise(&model, id, &[Some(0)]).unwrap(), None);
+    }
+
+    #[test]
+    fn a_block_holds_what_keeps_its_largest_activation_within_the_bound() {
+        let head = Head {
+            rows: 300,
+            nodes: vec![],
+            axis: HashMap::new(),
+            inputs: vec![],
+            outputs: vec![],
+            largest: 300 * 1000,
+        };
+        assert_eq!(head.block(1, 20_000), Some(20));
+        assert_eq!(head.block(1, 10), Some(1));
+        assert_eq!(
+            head.block(1, 300_000),
+            None,
+            "one block would hold every region"
+        );
+        assert_eq!(
+            head.block(300_001, 20_000),
+            None,
+            "a small head stays whole"
+        );
+    }
+}
