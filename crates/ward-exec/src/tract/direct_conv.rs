@@ -54,18 +54,34 @@ pub(crate) fn optimize(
     model: &mut TypedModel,
     weights: WeightsId,
     threads: usize,
+    runs: Runs,
 ) -> TractResult<()> {
     optimizer::declutter(model)?;
     super::downsample::merge(model)?;
     super::region_heads::split(model, weights, threads, super::optimize_region_block)?;
-    lower(model, weights, threads)
+    lower(model, weights, threads, runs)
+}
+
+/// How many times a plan runs each of its layers: once (a plan built for a single run, a
+/// whole `ward predict`), or many (an executable's plans, kept for its next run: a served
+/// model, a benchmark; and the one-sample and one-block plans that run many times in one
+/// run of theirs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Runs {
+    Once,
+    Many,
 }
 
 /// What [`optimize`] does once the model is decluttered and its region heads split:
 /// [`adopt`], the batch constants tiled, the large or threaded batched convolutions run
 /// per sample, then tract's codegen.
-pub(crate) fn lower(model: &mut TypedModel, weights: WeightsId, threads: usize) -> TractResult<()> {
-    adopt(model, weights)?;
+pub(crate) fn lower(
+    model: &mut TypedModel,
+    weights: WeightsId,
+    threads: usize,
+    runs: Runs,
+) -> TractResult<()> {
+    adopt(model, weights, runs)?;
     super::batch_consts::tile(model)?;
     super::per_sample_conv::adopt(model, weights, threads)?;
     optimizer::codegen(model)
@@ -75,15 +91,16 @@ pub(crate) fn lower(model: &mut TypedModel, weights: WeightsId, threads: usize) 
 /// takes in a ReLU that alone reads its output (in its last pass); a
 /// pointwise one (tract's declutter leaves every 1×1 convolution a product) takes the
 /// bias and ReLU after it. Their laid-out weights are those of the other plans of
-/// `weights` where one is alive ([`shared_weights`]).
-pub(crate) fn adopt(model: &mut TypedModel, weights: WeightsId) -> TractResult<()> {
+/// `weights` where one is alive ([`shared_weights`]). A plan that `runs` its layers once
+/// transforms Winograd's weights on the call ([`transforms_on_call`]).
+pub(crate) fn adopt(model: &mut TypedModel, weights: WeightsId, runs: Runs) -> TractResult<()> {
     let mut rewriter = Rewriter::of(model);
     for id in 0..model.nodes.len() {
         if let Some((op, last, data)) = DirectConv::covering_product(model, id, weights)? {
             rewriter.replace(model, last, op, vec![Wire::Outlet(data)])?;
             continue;
         }
-        let Some(mut op) = DirectConv::covering(model, id, weights)? else {
+        let Some(mut op) = DirectConv::covering(model, id, weights, runs)? else {
             continue;
         };
         let input = Wire::Outlet(model.nodes[id].inputs[0]);
@@ -453,6 +470,7 @@ impl DirectConv {
         model: &TypedModel,
         id: usize,
         weights: WeightsId,
+        runs: Runs,
     ) -> TractResult<Option<DirectConv>> {
         let node = &model.nodes[id];
         let Some(conv) = node.op_as::<Conv>() else {
@@ -544,7 +562,7 @@ impl DirectConv {
             }
             Form::Depthwise
         } else if prefers_winograd(&geometry) {
-            if transforms_on_call(&geometry) {
+            if runs == Runs::Once || transforms_on_call(&geometry) {
                 Form::WinogradOnCall
             } else {
                 Form::Winograd
@@ -680,20 +698,40 @@ const MIN_ON_CALL_WEIGHT_BYTES: usize = 8 << 20;
 /// 300 regions the Winograd layers' time over the others' was 0.14–0.15 transforming on
 /// each call and 0.15–0.16 keeping the transform (two runs each), within this host's
 /// noise. The transformed weight lives for the call alone.
+///
+/// A plan built for one run ([`Runs::Once`], a whole `ward predict`) transforms every
+/// Winograd weight on its call whatever its size: the transform is made once either way,
+/// and the plan then holds each only while its layer runs. On an AVX2 host, where the
+/// 3×3 layers of 16 to 1000 tiles are Winograd's, the kept transforms were most of a
+/// segmentation model's memory (PSPNet ResNet-50: 350 MB, for a 190 MB package).
 fn transforms_on_call(g: &Conv2d) -> bool {
     let (rows, cols) = winograd::tiles(g);
     let kept = g.out_channels * g.in_channels * 36 * size_of::<f32>();
     g.batch * rows * cols >= MIN_ON_CALL_TILES && kept >= MIN_ON_CALL_WEIGHT_BYTES
 }
 
+/// The largest transformed weight a Winograd layer may have: 4× its 3×3 kernel (36 points
+/// where the kernel has 9 taps). A segmentation head's 3×3 layer over a pyramid's
+/// concatenation (PSPNet's 4096 → 512, FCN's and DANet's 2048 → 512) would transform a
+/// 75 or 38 MB kernel into 302 or 151 MB, alive at least while the layer runs: PSPNet on
+/// an AVX2 host peaked at 646 MiB for a 190 MB package. The largest layer of issue 18's
+/// models, ResNet-18's 512 × 512, transforms into 38 MB.
+const MAX_WINOGRAD_WEIGHT_BYTES: usize = 64 << 20;
+
 /// Whether `g` runs faster on Winograd's F(4×4, 3×3) than on the direct kernels: a 3×3
-/// stride-1 convolution in one group, wide and deep enough, over enough tiles.
+/// stride-1 convolution in one group, wide and deep enough, over enough tiles, whose
+/// transformed weight is at most [`MAX_WINOGRAD_WEIGHT_BYTES`].
 fn prefers_winograd(g: &Conv2d) -> bool {
     let (rows, cols) = winograd::tiles(g);
+    let transformed = g
+        .out_channels
+        .saturating_mul(g.in_channels)
+        .saturating_mul(36 * size_of::<f32>());
     winograd::covers(g)
         && g.batch * rows * cols >= MIN_WINOGRAD_TILES
         && g.in_channels >= MIN_WINOGRAD_CHANNELS
         && g.out_channels >= MIN_WINOGRAD_CHANNELS
+        && transformed <= MAX_WINOGRAD_WEIGHT_BYTES
 }
 
 /// Whether `einsum` is `oi,nihw->nohw` with the weight its input `slot` and the data the
@@ -879,6 +917,21 @@ mod tests {
         assert!(!transforms_on_call(&conv3x3(64, 128, 128, 56)));
         assert!(!transforms_on_call(&conv3x3(8, 512, 512, 7)));
         assert!(!transforms_on_call(&conv3x3(1, 256, 256, 14)));
+    }
+
+    /// ResNet's widest 3×3 layers run on Winograd's kernel; a segmentation head's 3×3 layer
+    /// over a pyramid's concatenation, whose transformed weight would pass 64 MiB, does
+    /// not, over any number of tiles.
+    #[test]
+    fn a_weight_that_would_transform_past_the_cap_is_not_winograds() {
+        assert!(prefers_winograd(&conv3x3(1, 512, 512, 14)));
+        assert!(prefers_winograd(&conv3x3(1, 256, 256, 60)));
+        // 2048 × 512 × 36 × 4 bytes is 151 MB; 4096 × 512, 302 MB.
+        assert!(!prefers_winograd(&conv3x3(1, 2048, 512, 60)));
+        assert!(!prefers_winograd(&conv3x3(1, 4096, 512, 60)));
+        // 911 × 512 × 36 × 4 bytes is just past 64 MiB; 910 × 512 just within.
+        assert!(!prefers_winograd(&conv3x3(1, 911, 512, 60)));
+        assert!(prefers_winograd(&conv3x3(1, 910, 512, 60)));
     }
 
     /// Transformed on each call, a weight gives the bits of the same weight transformed

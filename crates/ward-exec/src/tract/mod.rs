@@ -49,6 +49,7 @@ use crate::error::ExecError;
 use crate::onnx::{lower_with, Params};
 use crate::weights::{WeightSet, WeightsId};
 use constants::WeightPool;
+use direct_conv::Runs;
 pub(crate) use per_sample_conv::BATCH_IM2COL_BYTES;
 
 /// tract's ONNX front end with ward's own operators registered.
@@ -155,7 +156,9 @@ impl TractBackend {
         roi_sum::adopt(&mut typed).map_err(engine("sum ROIAlign levels into one output"))?;
         tracing::debug!(nodes = typed.nodes.len(), "plan: typed; optimising");
         let mut optimized = typed;
-        direct_conv::optimize(&mut optimized, id, self.threads).map_err(engine("optimise"))?;
+        let runs = if once { Runs::Once } else { Runs::Many };
+        direct_conv::optimize(&mut optimized, id, self.threads, runs)
+            .map_err(engine("optimise"))?;
         fuse_scalar_ops(&mut optimized)?;
         tracing::debug!(nodes = optimized.nodes.len(), "plan: optimised");
         let runnable = optimized
@@ -193,7 +196,8 @@ fn optimize_region_block(
 ) -> TractResult<()> {
     optimizer::declutter(model)?;
     downsample::merge(model)?;
-    direct_conv::lower(model, weights, threads)?;
+    // A block's plan runs once per block: many times in one run of the whole plan.
+    direct_conv::lower(model, weights, threads, Runs::Many)?;
     fuse_scalar_ops(model).map_err(|e| format_err!("{e}"))
 }
 

@@ -215,7 +215,8 @@ impl ConvPerSample {
         let y = single.wire_node(&node.name, node.op.clone(), &wires)?;
         single.select_output_outlets(&y)?;
         // One sample: nothing left to run per sample.
-        super::direct_conv::optimize(&mut single, weights, 1)?;
+        // Run once per sample: many times in one run of the whole plan.
+        super::direct_conv::optimize(&mut single, weights, 1, super::direct_conv::Runs::Many)?;
         Ok(ConvPerSample {
             plan: single.into_runnable()?,
             data,
