@@ -301,7 +301,9 @@ impl Head {
 
     /// The chain as a [`RegionBlocks`] of `block` regions, optimised by `optimize`; `None`
     /// when one of its nodes does not give a block's shape on a block (an op whose shape
-    /// is fixed by more than its inputs).
+    /// is fixed by more than its inputs), `model` then unchanged. Otherwise the constants
+    /// only the chain reads are emptied in `model` ([`Head::release_constants`]), whose
+    /// chain the caller must then replace by the op.
     fn op(
         &self,
         model: &mut TypedModel,
