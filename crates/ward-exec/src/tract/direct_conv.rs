@@ -58,7 +58,7 @@ pub(crate) fn optimize(
 ) -> TractResult<()> {
     optimizer::declutter(model)?;
     super::downsample::merge(model)?;
-    super::region_heads::split(model, weights, threads, super::optimize_region_block)?;
+    super::region_heads::split(model, weights, threads)?;
     lower(model, weights, threads, runs)
 }
 

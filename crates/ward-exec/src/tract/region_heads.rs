@@ -65,14 +65,9 @@ pub(crate) const BLOCK_ACTIVATION_BYTES: usize = 16 << 20;
 /// Every region head of `model` (decluttered) whose largest activation is at least
 /// [`MIN_HEAD_ACTIVATION_BYTES`] becomes a [`RegionBlocks`] of blocks whose largest
 /// activation is about [`BLOCK_ACTIVATION_BYTES`]; its chain is optimised for one block
-/// by `optimize` (ward's optimisation of a decluttered model) on `threads`, its
-/// convolutions' laid-out weights shared with the other plans of `weights`.
-pub(crate) fn split(
-    model: &mut TypedModel,
-    weights: WeightsId,
-    threads: usize,
-    optimize: impl Fn(&mut TypedModel, WeightsId, usize) -> TractResult<()>,
-) -> TractResult<()> {
+/// by ward's optimisation of a decluttered model (`super::optimize_region_block`) on
+/// `threads`, its convolutions' laid-out weights shared with the other plans of `weights`.
+pub(crate) fn split(model: &mut TypedModel, weights: WeightsId, threads: usize) -> TractResult<()> {
     let mut tried = HashSet::new();
     loop {
         let order = model.eval_order()?;
@@ -90,7 +85,7 @@ pub(crate) fn split(
         let Some(block) = head.block(MIN_HEAD_ACTIVATION_BYTES, BLOCK_ACTIVATION_BYTES) else {
             continue;
         };
-        let Some(op) = head.op(model, block, weights, threads, &optimize)? else {
+        let Some(op) = head.op(model, block, weights, threads)? else {
             continue;
         };
         let inputs = head
@@ -299,7 +294,7 @@ impl Head {
         (block < self.rows).then_some(block)
     }
 
-    /// The chain as a [`RegionBlocks`] of `block` regions, optimised by `optimize`; `None`
+    /// The chain as a [`RegionBlocks`] of `block` regions, optimised for a block; `None`
     /// when one of its nodes does not give a block's shape on a block (an op whose shape
     /// is fixed by more than its inputs), `model` then unchanged. Otherwise the constants
     /// only the chain reads are emptied in `model` ([`Head::release_constants`]), whose
@@ -310,7 +305,6 @@ impl Head {
         block: usize,
         weights: WeightsId,
         threads: usize,
-        optimize: &impl Fn(&mut TypedModel, WeightsId, usize) -> TractResult<()>,
     ) -> TractResult<Option<RegionBlocks>> {
         let mut body = TypedModel::default();
         let mut wired: HashMap<OutletId, OutletId> = HashMap::new();
@@ -367,7 +361,7 @@ impl Head {
         }
         body.select_output_outlets(&body_outputs)?;
         self.release_constants(model)?;
-        optimize(&mut body, weights, threads)?;
+        super::optimize_region_block(&mut body, weights, threads)?;
         Ok(Some(RegionBlocks {
             plan: body.into_runnable()?,
             rows: self.rows,
